@@ -1,0 +1,69 @@
+/*
+ * lk_error.h — the one error type of latchkey.
+ *
+ * Every fallible function of the library returns an lk_err. LK_OK is zero;
+ * every failure is a distinct positive value, so a caller can test
+ * `if (err != LK_OK)` and a tool can print lk_strerror(err). The values are
+ * part of the ABI: new codes are appended, never renumbered.
+ *
+ * Freestanding: this header needs nothing beyond the compiler's own headers.
+ */
+#ifndef LK_ERROR_H
+#define LK_ERROR_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum lk_err {
+    LK_OK = 0,
+
+    /* Caller mistakes. */
+    LK_ERR_ARG = 1,            /* a NULL pointer, zero size or out-of-range value */
+    LK_ERR_BUFFER = 2,         /* the caller's output buffer is too small */
+    LK_ERR_STATE = 3,          /* a call out of order (e.g. add after finalize) */
+    LK_ERR_UNSUPPORTED = 4,    /* algorithm or operation not offered */
+
+    /* Encoding and token building. */
+    LK_ERR_ENCODING = 10,      /* bad base64url, bad UTF-8, non-canonical input */
+    LK_ERR_CLAIM_NAME = 11,    /* claim name empty, too long or outside [A-Za-z0-9_] */
+    LK_ERR_CLAIM_DUP = 12,     /* the same claim name added twice */
+    LK_ERR_TOO_MANY = 13,      /* more claims (or items) than the fixed table holds */
+
+    /* Keys and secure elements. */
+    LK_ERR_KEY_NOT_FOUND = 20, /* no key of that name / slot / URI */
+    LK_ERR_KEY_EXISTS = 21,    /* generate into an occupied name or slot */
+    LK_ERR_KEY_TYPE = 22,      /* the key is not of the requested algorithm */
+    LK_ERR_KEY_LOCKED = 23,    /* slot locked, token not logged in, PIN refused */
+    LK_ERR_SIGN = 24,          /* the secure element failed to sign */
+    LK_ERR_RNG = 25,           /* no random bytes */
+    LK_ERR_DEVICE = 26,        /* the secure element or token failed otherwise */
+    LK_ERR_MODULE = 27,        /* a PKCS#11 module could not be loaded or initialised */
+    LK_ERR_URI = 28,           /* a malformed key reference or pkcs11: URI */
+    LK_ERR_KEY_WEAK = 29,      /* RSA below 2048 bits, or a curve other than P-256 */
+
+    /* Files and system resources (Linux side only). */
+    LK_ERR_IO = 40,            /* a file could not be read or written */
+    LK_ERR_STORE_CORRUPT = 41, /* a key store is truncated or fails its checksum */
+    LK_ERR_STORE_FOREIGN = 42, /* the file is not a latchkey key store (or a newer one) */
+    LK_ERR_STORE_PERMS = 43,   /* the key store is readable or writable by others */
+    LK_ERR_NOMEM = 44,         /* an allocation failed */
+    LK_ERR_CRYPTO = 45,        /* the crypto library failed unexpectedly */
+    LK_ERR_STORE_MISSING = 46, /* the key store file does not exist */
+
+    LK_ERR__END                /* not an error: one past the last code */
+} lk_err;
+
+/*
+ * A short English sentence for err, never NULL, never containing secrets.
+ * Unknown values give "unknown error".
+ */
+const char *lk_strerror(lk_err err);
+
+/* The symbolic name ("LK_ERR_BUFFER"), for logs and JSON output. */
+const char *lk_errname(lk_err err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LK_ERROR_H */

@@ -1,0 +1,127 @@
+/* latchkey key generate | public | list */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "latchkey/lk_softstore.h"
+#include "tool.h"
+
+static const char key_usage[] =
+    "usage: latchkey key generate --key NAME --store FILE [--alg ES256|RS256] [--bits N]\n"
+    "       latchkey key generate --key 'pkcs11:token=T;object=O?module-path=M&pin-source=file:F'\n"
+    "                             [--module PATH] [--alg ES256|RS256] [--bits N]\n"
+    "       latchkey key public   --key NAME --store FILE | --key pkcs11:URI [--module PATH]\n"
+    "       latchkey key list     --store FILE\n"
+    "\n"
+    "generate makes a new key pair inside the key store or token and prints its public key\n"
+    "(PEM), ready for the device registry. The private key never leaves the token; the\n"
+    "software store (--store) keeps it in a 0600 file and is for development only.\n"
+    "  --alg ES256|RS256   key type (default ES256: P-256)\n"
+    "  --bits N            RSA modulus size, 2048..4096 (default 2048)\n"
+    "  --module PATH       PKCS#11 module, if the URI has no module-path\n"
+    "Environment: LATCHKEY_STORE (default --store), LATCHKEY_PKCS11_MODULE,\n"
+    "LATCHKEY_PKCS11_PIN (used when the URI carries no PIN).\n";
+
+/* Print DER SubjectPublicKeyInfo as PEM on stdout. */
+static int print_pem(const uint8_t *der, size_t len)
+{
+    const unsigned char *p = der;
+    EVP_PKEY *pk = d2i_PUBKEY(NULL, &p, (long)len);
+    int ok = pk != NULL && PEM_write_PUBKEY(stdout, pk) == 1;
+    EVP_PKEY_free(pk);
+    if (!ok) {
+        lk_tool_error("key", LK_ERR_CRYPTO, "the secure element returned a public key OpenSSL cannot read");
+        return EXIT_DEVICE;
+    }
+    return EXIT_OK;
+}
+
+int lk_cmd_key(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"key", required_argument, 0, 'k'}, {"store", required_argument, 0, 's'},
+        {"alg", required_argument, 0, 'a'}, {"bits", required_argument, 0, 'b'},
+        {"module", required_argument, 0, 'm'}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    struct lk_tool_key_opts ko = {0};
+    struct lk_tool_key k;
+    const char *sub, *alg_s = "ES256";
+    long long bits = 0;
+    uint8_t pub[LK_PUBKEY_DER_MAX];
+    size_t pub_len = 0;
+    lk_alg alg;
+    lk_err err;
+    int c, rc;
+
+    if (argc < 2 || strcmp(argv[1], "--help") == 0) {
+        fputs(key_usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? EXIT_USAGE : EXIT_OK;
+    }
+    sub = argv[1];
+    optind = 1;
+    while ((c = getopt_long(argc - 1, argv + 1, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'k': ko.key = optarg; break;
+        case 's': ko.store = optarg; break;
+        case 'a': alg_s = optarg; break;
+        case 'm': ko.module = optarg; break;
+        case 'b':
+            if (lk_tool_parse_i64(optarg, 1, 1 << 20, &bits) != 0)
+                return lk_tool_usage_error("--bits takes a number of bits, 2048 to 4096");
+            break;
+        case 'h': fputs(key_usage, stdout); return EXIT_OK;
+        default: fputs(key_usage, stderr); return EXIT_USAGE;
+        }
+    }
+    if (optind != argc - 1)
+        return lk_tool_usage_error("key %s: unexpected argument '%s'", sub, argv[optind + 1]);
+    alg = lk_alg_from_name(alg_s, strlen(alg_s));
+    if (alg == LK_ALG_NONE)
+        return lk_tool_usage_error("--alg must be ES256 or RS256, not '%s'", alg_s);
+    if (bits != 0 && alg != LK_ALG_RS256)
+        return lk_tool_usage_error("--bits is for RS256 keys only");
+    if (bits != 0 && (bits < (long long)LK_RSA_MIN_BITS || bits > (long long)LK_RSA_MAX_BITS))
+        return lk_tool_usage_error("--bits must be 2048 to 4096 (RSA below 2048 bits is refused)");
+
+    if (strcmp(sub, "list") == 0) {
+        lk_softstore *s = NULL;
+        const char *path = ko.store ? ko.store : getenv("LATCHKEY_STORE");
+        size_t i;
+        if (path == NULL)
+            return lk_tool_usage_error("key list: --store FILE is required");
+        err = lk_softstore_open(path, 0, &s);
+        if (err != LK_OK) {
+            lk_tool_error("key store", err, "%s: %s", path, lk_strerror(err));
+            return lk_tool_exit_code(err);
+        }
+        for (i = 0; i < lk_softstore_count(s); i++) {
+            const char *name;
+            lk_alg a;
+            if (lk_softstore_entry(s, i, &name, &a) == LK_OK)
+                printf("%s\t%s\n", name, lk_alg_name(a));
+        }
+        lk_softstore_close(s);
+        return EXIT_OK;
+    }
+    if (strcmp(sub, "generate") != 0 && strcmp(sub, "public") != 0)
+        return lk_tool_usage_error("key: unknown subcommand '%s' (generate, public, list)", sub);
+
+    ko.create = strcmp(sub, "generate") == 0;
+    rc = lk_tool_key_open(&ko, &k);
+    if (rc != EXIT_OK)
+        return rc;
+    if (strcmp(sub, "generate") == 0)
+        err = lk_se_generate(&k.se, k.key, alg, (unsigned)bits, pub, sizeof pub, &pub_len);
+    else
+        err = lk_se_public_key(&k.se, k.key, &alg, pub, sizeof pub, &pub_len);
+    if (err != LK_OK) {
+        lk_tool_key_error(&k, strcmp(sub, "generate") == 0 ? "key generate" : "key public", err);
+        lk_tool_key_close(&k);
+        return lk_tool_exit_code(err);
+    }
+    lk_tool_key_close(&k);
+    return print_pem(pub, pub_len);
+}

@@ -1,0 +1,90 @@
+/* latchkey — administration and device tool. See docs/cli.md. */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tool.h"
+
+static const char usage_text[] =
+    "usage: latchkey COMMAND ...\n"
+    "\n"
+    "Device keys and tokens:\n"
+    "  key generate  --key NAME --store FILE [--alg ES256|RS256] [--bits N]\n"
+    "  key generate  --key 'pkcs11:token=T;object=O?module-path=M&pin-value=P' [--alg ...]\n"
+    "  key public    --key NAME --store FILE | --key pkcs11:...\n"
+    "  key list      --store FILE\n"
+    "  token         --key ... --aud PROJECT [--ttl SECONDS] [--alg ES256|RS256] [--now EPOCH]\n"
+    "\n"
+    "Run 'latchkey COMMAND --help' for a command's options; exit codes are in docs/cli.md.\n";
+
+int lk_tool_exit_code(lk_err err)
+{
+    switch (err) {
+    case LK_OK: return EXIT_OK;
+    case LK_ERR_ARG: case LK_ERR_URI: case LK_ERR_CLAIM_NAME: return EXIT_USAGE;
+    case LK_ERR_KEY_NOT_FOUND: case LK_ERR_STORE_MISSING: return EXIT_NOT_FOUND;
+    case LK_ERR_KEY_LOCKED: return EXIT_LOCKED;
+    case LK_ERR_MODULE: return EXIT_MODULE;
+    case LK_ERR_BUFFER: return EXIT_TOO_LARGE;
+    case LK_ERR_STORE_CORRUPT: case LK_ERR_STORE_FOREIGN: case LK_ERR_STORE_PERMS: return EXIT_STORE;
+    case LK_ERR_KEY_EXISTS: return EXIT_EXISTS;
+    case LK_ERR_SIGN: case LK_ERR_DEVICE: case LK_ERR_RNG: case LK_ERR_KEY_TYPE: return EXIT_DEVICE;
+    default: return EXIT_FAIL;
+    }
+}
+
+void lk_tool_error(const char *context, lk_err err, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "latchkey: %s: ", context);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (%s)\n", lk_errname(err));
+}
+
+int lk_tool_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "latchkey: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n");
+    return EXIT_USAGE;
+}
+
+int lk_tool_parse_i64(const char *s, long long min, long long max, long long *out)
+{
+    char *end = NULL;
+    long long v;
+    if (s == NULL || *s == '\0')
+        return -1;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        fputs(usage_text, argc < 2 ? stderr : stdout);
+        return argc < 2 ? EXIT_USAGE : EXIT_OK;
+    }
+    if (strcmp(argv[1], "key") == 0)
+        return lk_cmd_key(argc - 1, argv + 1);
+    if (strcmp(argv[1], "token") == 0)
+        return lk_cmd_token(argc - 1, argv + 1);
+    if (strcmp(argv[1], "--version") == 0) {
+        puts("latchkey 0.1.0");
+        return EXIT_OK;
+    }
+    fputs(usage_text, stderr);
+    return lk_tool_usage_error("unknown command '%s'", argv[1]);
+}

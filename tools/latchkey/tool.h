@@ -1,0 +1,66 @@
+/*
+ * The `latchkey` command-line tool: shared declarations. Library code never
+ * prints or exits; the tool does, and maps every lk_err to a documented exit
+ * code (docs/cli.md).
+ */
+#ifndef LK_TOOL_H
+#define LK_TOOL_H
+
+#include <stdio.h>
+#include "latchkey/lk_error.h"
+#include "latchkey/lk_se.h"
+
+/* Exit codes: keep in step with docs/cli.md. */
+enum {
+    EXIT_OK = 0,
+    EXIT_FAIL = 1,        /* anything not listed below */
+    EXIT_USAGE = 2,       /* bad command line */
+    EXIT_NOT_FOUND = 3,   /* no such key, key store or token */
+    EXIT_LOCKED = 4,      /* PIN needed or refused, slot locked */
+    EXIT_MODULE = 5,      /* PKCS#11 module not loadable */
+    EXIT_TOO_LARGE = 6,   /* token larger than the tool's buffer */
+    EXIT_STORE = 7,       /* key store corrupt, foreign or too open */
+    EXIT_EXISTS = 8,      /* a key of that name exists already */
+    EXIT_INVALID = 9,     /* a token or input was checked and refused */
+    EXIT_DEVICE = 10      /* signing or the secure element failed */
+};
+
+int lk_tool_exit_code(lk_err err);
+
+/* Print "latchkey: CONTEXT: MESSAGE (LK_ERR_NAME)" on stderr. */
+void lk_tool_error(const char *context, lk_err err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Print "latchkey: MESSAGE" on stderr and return EXIT_USAGE. */
+int lk_tool_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A secure element opened from the command line's key options. */
+struct lk_tool_key {
+    lk_se se;
+    const char *key;      /* the key reference for the lk_se calls */
+    const char *where;    /* for messages: "store FILE" or "pkcs11 token" */
+    void *store;          /* lk_softstore * or NULL */
+    void *p11;            /* lk_pkcs11 * or NULL */
+};
+
+/* Options common to every command that uses a key. */
+struct lk_tool_key_opts {
+    const char *key;      /* --key NAME or --key pkcs11:URI */
+    const char *store;    /* --store FILE (software key store) */
+    const char *module;   /* --module PATH (PKCS#11) */
+    int create;           /* create the store if missing */
+};
+
+/* Open the backend named by opts; prints the reason and returns an exit
+ * code on failure. */
+int lk_tool_key_open(const struct lk_tool_key_opts *opts, struct lk_tool_key *k);
+void lk_tool_key_close(struct lk_tool_key *k);
+/* Print what an lk_se operation's failure means for this key. */
+void lk_tool_key_error(const struct lk_tool_key *k, const char *context, lk_err err);
+
+/* Parse a decimal integer option; returns 0 on success. */
+int lk_tool_parse_i64(const char *s, long long min, long long max, long long *out);
+
+int lk_cmd_key(int argc, char **argv);
+int lk_cmd_token(int argc, char **argv);
+
+#endif
