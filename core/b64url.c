@@ -53,10 +53,12 @@ lk_err lk_b64url_encode(const uint8_t *in, size_t in_len,
 
     if (out_len != 0)
         *out_len = 0;
-    if (out == 0 || out_len == 0 || (in == 0 && in_len != 0))
+    if (out == 0 || out_len == 0 || (in == 0 && in_len != 0) ||
+        in_len > ((size_t)-1 / 4u) - 4u) { /* ENCODED_LEN would overflow */
+        if (out != 0 && out_size > 0)
+            lk_wipe(out, out_size);
         return LK_ERR_ARG;
-    if (in_len > ((size_t)-1 / 4u) - 4u) /* ENCODED_LEN would overflow */
-        return LK_ERR_ARG;
+    }
     need = LK_B64URL_ENCODED_LEN(in_len) + 1u;
     if (out_size < need) {
         if (out_size > 0)
@@ -95,10 +97,11 @@ lk_err lk_b64url_decode(const char *in, size_t in_len,
 
     if (out_len != 0)
         *out_len = 0;
-    if (out_len == 0 || (in == 0 && in_len != 0) || (out == 0 && out_size != 0))
-        return LK_ERR_ARG;
-    if ((flags & ~LK_B64URL_ALLOW_PADDING) != 0u)
-        return LK_ERR_ARG;
+    if (out_len == 0 || (in == 0 && in_len != 0) || (out == 0 && out_size != 0) ||
+        (flags & ~LK_B64URL_ALLOW_PADDING) != 0u) {
+        err = LK_ERR_ARG;
+        goto fail;
+    }
 
     /* Padding: only the '=' that completes the last quantum, when allowed. */
     if (n > 0 && in[n - 1] == '=') {

@@ -357,9 +357,10 @@ lk_err lk_jwt_finalize(lk_jwt *jwt, const lk_se *se, const char *key,
             if (n - i == 2u)
                 jwt->buf[o++] = b64_alphabet[(w >> 6) & 63u];
         }
-        /* Clear the staging bytes the encoding did not overwrite. */
-        for (i = o; i < jwt->size; i++)
+        /* Clear what is left of the staged signature past the token. */
+        for (i = o > src ? o : src; i < jwt->size; i++)
             jwt->buf[i] = '\0';
+        jwt->buf[o] = '\0';
         jwt->len = o;
     }
     jwt->state = ST_DONE;

@@ -85,10 +85,14 @@ lk_err lk_se_generate(const lk_se *se, const char *key, lk_alg alg,
     if (pub_len != 0)
         *pub_len = 0;
     if (se == 0 || se->ops == 0 || !key_ok(key) || pub == 0 || pub_len == 0 ||
-        pub_size == 0 || (alg != LK_ALG_ES256 && alg != LK_ALG_RS256))
+        pub_size == 0 || (alg != LK_ALG_ES256 && alg != LK_ALG_RS256)) {
+        fail_out(pub, pub_size, pub_len);
         return LK_ERR_ARG;
-    if (se->ops->generate == 0)
+    }
+    if (se->ops->generate == 0) {
+        fail_out(pub, pub_size, pub_len);
         return LK_ERR_UNSUPPORTED;
+    }
     err = se->ops->generate(se->ctx, key, alg, bits, pub, pub_size, &n);
     if (err == LK_OK && (n == 0 || n > pub_size))
         err = LK_ERR_DEVICE;
@@ -112,10 +116,14 @@ lk_err lk_se_public_key(const lk_se *se, const char *key, lk_alg *alg,
     if (alg != 0)
         *alg = LK_ALG_NONE;
     if (se == 0 || se->ops == 0 || !key_ok(key) || alg == 0 || pub == 0 ||
-        pub_len == 0 || pub_size == 0)
+        pub_len == 0 || pub_size == 0) {
+        fail_out(pub, pub_size, pub_len);
         return LK_ERR_ARG;
-    if (se->ops->public_key == 0)
+    }
+    if (se->ops->public_key == 0) {
+        fail_out(pub, pub_size, pub_len);
         return LK_ERR_UNSUPPORTED;
+    }
     err = se->ops->public_key(se->ctx, key, &a, pub, pub_size, &n);
     if (err == LK_OK && (n == 0 || n > pub_size || (a != LK_ALG_ES256 && a != LK_ALG_RS256)))
         err = LK_ERR_DEVICE;
@@ -138,10 +146,14 @@ lk_err lk_se_sign_digest(const lk_se *se, const char *key, lk_alg alg,
     if (sig_len != 0)
         *sig_len = 0;
     if (se == 0 || se->ops == 0 || !key_ok(key) || digest == 0 || sig == 0 ||
-        sig_len == 0 || (alg != LK_ALG_ES256 && alg != LK_ALG_RS256))
+        sig_len == 0 || (alg != LK_ALG_ES256 && alg != LK_ALG_RS256)) {
+        fail_out(sig, sig_size, sig_len);
         return LK_ERR_ARG;
-    if (se->ops->sign_digest == 0)
+    }
+    if (se->ops->sign_digest == 0) {
+        fail_out(sig, sig_size, sig_len);
         return LK_ERR_UNSUPPORTED;
+    }
     if (sig_size < (alg == LK_ALG_ES256 ? LK_ES256_SIG_BYTES : LK_RSA_MIN_BITS / 8u)) {
         fail_out(sig, sig_size, sig_len);
         return LK_ERR_BUFFER;
@@ -175,10 +187,14 @@ lk_err lk_se_sign_digest(const lk_se *se, const char *key, lk_alg alg,
 lk_err lk_se_random(const lk_se *se, uint8_t *out, size_t len)
 {
     lk_err err;
-    if (se == 0 || se->ops == 0 || out == 0 || len == 0)
+    if (se == 0 || se->ops == 0 || out == 0 || len == 0) {
+        fail_out(out, len, 0);
         return LK_ERR_ARG;
-    if (se->ops->random == 0)
+    }
+    if (se->ops->random == 0) {
+        fail_out(out, len, 0);
         return LK_ERR_UNSUPPORTED;
+    }
     err = se->ops->random(se->ctx, out, len);
     if (err != LK_OK)
         lk_wipe(out, len);
@@ -189,8 +205,10 @@ lk_err lk_se_sha256(const lk_se *se, const uint8_t *data, size_t len,
                     uint8_t out[LK_SHA256_BYTES])
 {
     lk_err err;
-    if (se == 0 || se->ops == 0 || out == 0 || (data == 0 && len != 0))
+    if (se == 0 || se->ops == 0 || out == 0 || (data == 0 && len != 0)) {
+        fail_out(out, LK_SHA256_BYTES, 0);
         return LK_ERR_ARG;
+    }
     if (se->ops->sha256 == 0) {
         lk_sha256(data, len, out);
         return LK_OK;
@@ -205,12 +223,18 @@ lk_err lk_se_ecdh(const lk_se *se, const char *key,
                   const uint8_t peer[LK_P256_POINT_BYTES], uint8_t secret[32])
 {
     lk_err err;
-    if (se == 0 || se->ops == 0 || !key_ok(key) || peer == 0 || secret == 0)
+    if (se == 0 || se->ops == 0 || !key_ok(key) || peer == 0 || secret == 0) {
+        fail_out(secret, 32, 0);
         return LK_ERR_ARG;
-    if (se->ops->ecdh == 0)
+    }
+    if (se->ops->ecdh == 0) {
+        fail_out(secret, 32, 0);
         return LK_ERR_UNSUPPORTED;
-    if (peer[0] != 0x04)
+    }
+    if (peer[0] != 0x04) {
+        fail_out(secret, 32, 0);
         return LK_ERR_ARG;
+    }
     err = se->ops->ecdh(se->ctx, key, peer, secret);
     if (err != LK_OK)
         lk_wipe(secret, 32);
@@ -222,10 +246,14 @@ lk_err lk_se_hmac_sha256(const lk_se *se, const char *key,
                          uint8_t mac[LK_SHA256_BYTES])
 {
     lk_err err;
-    if (se == 0 || se->ops == 0 || !key_ok(key) || mac == 0 || (msg == 0 && len != 0))
+    if (se == 0 || se->ops == 0 || !key_ok(key) || mac == 0 || (msg == 0 && len != 0)) {
+        fail_out(mac, LK_SHA256_BYTES, 0);
         return LK_ERR_ARG;
-    if (se->ops->hmac_sha256 == 0)
+    }
+    if (se->ops->hmac_sha256 == 0) {
+        fail_out(mac, LK_SHA256_BYTES, 0);
         return LK_ERR_UNSUPPORTED;
+    }
     err = se->ops->hmac_sha256(se->ctx, key, msg, len, mac);
     if (err != LK_OK)
         lk_wipe(mac, LK_SHA256_BYTES);
@@ -269,5 +297,48 @@ lk_err lk_p256_point_from_spki(const uint8_t *spki, size_t spki_len,
         return LK_ERR_ENCODING;
     for (i = 0; i < LK_P256_POINT_BYTES; i++)
         point[i] = spki[sizeof p256_spki_prefix + i];
+    return LK_OK;
+}
+
+/* Parse one DER INTEGER at der[*at..end) into a 32-byte big-endian field. */
+static int der_int32(const uint8_t *der, size_t end, size_t *at, uint8_t out[32])
+{
+    size_t i = *at, len, k;
+    if (end - i < 2 || der[i] != 0x02)
+        return 0;
+    len = der[i + 1];
+    i += 2;
+    if (len == 0 || len > 33 || len > end - i)
+        return 0;
+    if (der[i] & 0x80)
+        return 0;                                  /* negative */
+    if (len > 1 && der[i] == 0 && !(der[i + 1] & 0x80))
+        return 0;                                  /* not minimal */
+    if (len == 33) {
+        if (der[i] != 0)
+            return 0;                              /* more than 256 bits */
+        i++;
+        len--;
+    }
+    for (k = 0; k < 32 - len; k++)
+        out[k] = 0;
+    for (k = 0; k < len; k++)
+        out[32 - len + k] = der[i + k];
+    *at = i + len;
+    return 1;
+}
+
+lk_err lk_ecdsa_der_to_raw(const uint8_t *der, size_t der_len,
+                           uint8_t raw[LK_ES256_SIG_BYTES])
+{
+    size_t at = 2;
+    if (raw == 0)
+        return LK_ERR_ARG;
+    if (der == 0 || der_len < 8 || der_len > 72 || der[0] != 0x30 ||
+        der[1] != der_len - 2 || !der_int32(der, der_len, &at, raw) ||
+        !der_int32(der, der_len, &at, raw + 32) || at != der_len) {
+        lk_wipe(raw, LK_ES256_SIG_BYTES);
+        return LK_ERR_ENCODING;
+    }
     return LK_OK;
 }

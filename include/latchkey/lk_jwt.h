@@ -10,8 +10,9 @@
  *     err = lk_jwt_finalize(&jwt, &se, "slot:0", &token_len);
  *
  * The header is {"alg":"ES256","typ":"JWT"} (or RS256). Claims are written in
- * the order added; strings are JSON-escaped (quote, backslash, every control
- * character) and must be valid UTF-8; numbers are 64-bit.
+ * the order added; strings must be valid UTF-8 and are JSON-escaped: quote
+ * and backslash with a backslash, U+0000..U+001F as \u00xx (lower-case hex),
+ * everything else as is. Numbers are signed 64-bit.
  *
  * Errors latch: the first failing call records its error, later calls do
  * nothing, and lk_jwt_finalize returns it. On any failure the buffer is
@@ -86,7 +87,9 @@ void lk_jwt_add_claim_int(lk_jwt *jwt, const char *name, int64_t value);
  * digest with key, and append the signature. Returns the latched error if
  * any, else the signer's. On success *token_len is the token length (buf
  * holds token_len characters and a NUL); on failure *token_len is 0 and the
- * whole buffer is wiped. The context cannot be reused afterwards.
+ * whole buffer is wiped. The context cannot be reused afterwards: a second
+ * finalize returns LK_ERR_STATE and leaves the buffer (and a token made by
+ * the first call) untouched.
  */
 lk_err lk_jwt_finalize(lk_jwt *jwt, const lk_se *se, const char *key,
                        size_t *token_len);
@@ -94,8 +97,8 @@ lk_err lk_jwt_finalize(lk_jwt *jwt, const lk_se *se, const char *key,
 /*
  * The token an IoT Core device sends as its MQTT password:
  * {"iat":iat,"exp":exp,"aud":"aud"}. Requires iat >= 0, exp > iat and
- * exp - iat <= 86400 (LK_ERR_ARG otherwise: a service following the IoT
- * Core rules would refuse the token).
+ * exp - iat <= 86400 and a non-empty aud (LK_ERR_ARG otherwise: a service
+ * following the IoT Core rules would refuse the token).
  */
 #define LK_JWT_MAX_LIFETIME 86400
 lk_err lk_jwt_iotcore(const lk_se *se, const char *key, lk_alg alg,

@@ -7,12 +7,15 @@
  *
  *   pkcs11:token=latchkey;object=device-1?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/latchkey/pin
  *
- * The path attributes token, manufacturer, serial and model select the token
- * (slot-id too); object and id select the key. Query attributes: module-path
- * (the module to dlopen), pin-value or pin-source (file:PATH, first line).
- * Generated keys are token objects, private, sensitive and non-extractable;
- * signing uses CKM_ECDSA (ES256) or CKM_RSA_PKCS over the SHA-256 DigestInfo
- * (RS256) on the digest the core computed.
+ * The path attributes token, manufacturer, serial, model, slot-id,
+ * slot-manufacturer, slot-description and library-* select the token; object
+ * and id select the key. Query attributes: module-path (the module to
+ * dlopen), pin-value or pin-source (file:PATH or a plain path: its first
+ * line). Unknown or repeated attributes, and module-name, are errors
+ * (docs/pkcs11.md lists every rule). Generated keys are token objects,
+ * private, sensitive and non-extractable; signing uses CKM_ECDSA (ES256) or
+ * CKM_RSA_PKCS over the SHA-256 DigestInfo (RS256) on the digest the core
+ * computed.
  *
  * Linux (dlopen). A handle is not thread-safe.
  */
@@ -32,20 +35,43 @@ typedef struct lk_pkcs11 lk_pkcs11;
 /*
  * Load the module, find the token named by uri's path attributes, open a
  * session and log in (if a PIN is given in the URI or as pin; pin overrides
- * the URI's). module overrides the URI's module-path; one of them is needed.
- * On failure returns LK_ERR_URI, LK_ERR_MODULE, LK_ERR_KEY_NOT_FOUND (no such
- * token), LK_ERR_KEY_LOCKED (PIN refused or needed) or LK_ERR_DEVICE, sets
- * *out to NULL, and writes a one-line reason (no secrets) into detail.
+ * the URI's). module overrides the URI's module-path; one of them is needed,
+ * and it must be an absolute path. Only initialised tokens are considered,
+ * and exactly one must match. Without a PIN the handle opens all the same:
+ * public keys can be read, and private-key operations on a token that
+ * requires login fail with LK_ERR_KEY_LOCKED.
+ *
+ * On failure returns LK_ERR_URI (malformed URI, or several tokens match),
+ * LK_ERR_MODULE (no module, not loadable, not PKCS#11, C_Initialize failed),
+ * LK_ERR_KEY_NOT_FOUND (no such token), LK_ERR_KEY_LOCKED (PIN refused),
+ * LK_ERR_IO (pin-source unreadable), LK_ERR_DEVICE, LK_ERR_ARG or
+ * LK_ERR_NOMEM; sets *out to NULL and writes a one-line reason (no secrets,
+ * e.g. "C_Login: CKR_PIN_INCORRECT") into detail, which may be NULL. On
+ * success detail is "".
+ *
+ * Several handles may be open at once, on the same module too: the module is
+ * initialised once and finalized when the last handle using it closes (never,
+ * if something else in the process had initialised it).
  */
 lk_err lk_pkcs11_open(const char *uri, const char *module, const char *pin,
                       lk_pkcs11 **out, char *detail, size_t detail_size);
 
-/* Log out, close the session, finalize and unload the module. */
+/* Close the session, finalize the module if this was its last handle, and
+ * unload it. No C_Logout: a login belongs to the whole process, and another
+ * handle on the token may still need it; the token logs the process out when
+ * its last session closes. NULL is a no-op. */
 void lk_pkcs11_close(lk_pkcs11 *p11);
 
-/* The secure-element view. The key reference of each call is a pkcs11: URI
- * whose object and/or id attributes name the key (its token attributes, if
- * any, must match the open token). */
+/*
+ * The secure-element view: generate, public_key, sign_digest, random. The key
+ * reference of each call is a pkcs11: URI whose object and/or id attributes
+ * name the key; its token attributes, if any, must match the open token
+ * (else LK_ERR_KEY_NOT_FOUND); its query (module-path, PIN) is ignored, so
+ * the URI given to lk_pkcs11_open can name the key too. A URI that names no object or id, or that matches several
+ * keys, is LK_ERR_URI; type= may be private or public (both name the key
+ * pair). generate creates no CKA_ID unless the URI gives id=, and refuses
+ * (LK_ERR_KEY_EXISTS) a label or id a key already has.
+ */
 lk_se lk_pkcs11_se(lk_pkcs11 *p11);
 
 /* The reason for the handle's last failure, e.g. "C_Sign:

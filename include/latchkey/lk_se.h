@@ -148,6 +148,16 @@ lk_err lk_p256_spki_from_point(const uint8_t point[LK_P256_POINT_BYTES],
 lk_err lk_p256_point_from_spki(const uint8_t *spki, size_t spki_len,
                                uint8_t point[LK_P256_POINT_BYTES]);
 
+/*
+ * Convert a DER ECDSA-Sig-Value (SEQUENCE { INTEGER r, INTEGER s }) for
+ * P-256, as OpenSSL and some tokens produce it, into the 64-byte r||s that
+ * JWS uses. Only canonical DER is accepted: short-form lengths, minimal
+ * positive integers of at most 32 significant bytes, nothing after the
+ * sequence. Returns LK_ERR_ENCODING otherwise (and wipes raw).
+ */
+lk_err lk_ecdsa_der_to_raw(const uint8_t *der, size_t der_len,
+                           uint8_t raw[LK_ES256_SIG_BYTES]);
+
 #ifdef __cplusplus
 }
 #endif

@@ -58,6 +58,8 @@ struct lk_softstore {
     size_t n, cap;
     size_t *index;     /* open addressing over e[], SIZE_MAX = empty */
     size_t index_cap;  /* power of two, > 2n */
+    EVP_MD *sha256;    /* fetched once: the token hash runs per signature */
+    EVP_MD_CTX *md_ctx;
 };
 
 /* ---- entries and the name index ---- */
@@ -191,7 +193,9 @@ static lk_err read_all(const char *path, char **out, size_t *out_len)
     char *buf = NULL;
     size_t got = 0;
     lk_err err = LK_ERR_IO;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    /* O_NONBLOCK: a FIFO at path must not block the open (it is then
+     * refused as not a regular file); no effect on regular files. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 
     *out = NULL;
     *out_len = 0;
@@ -264,29 +268,23 @@ static lk_err parse(lk_softstore *s, char *text, size_t len)
 
     if (len < sizeof STORE_MAGIC - 1 || memcmp(text, STORE_MAGIC, sizeof STORE_MAGIC - 1) != 0)
         return LK_ERR_STORE_FOREIGN;
+    /* The version comes first: a newer format is reported as such whatever
+     * follows (it may end differently, have another checksum, or none). */
+    nl = memchr(text, '\n', len);
+    if (nl == NULL)
+        return LK_ERR_STORE_CORRUPT; /* truncated within the first line */
+    if ((size_t)(nl - text) != sizeof STORE_MAGIC - 1 + sizeof STORE_VERSION - 1 ||
+        memcmp(text + sizeof STORE_MAGIC - 1, STORE_VERSION, sizeof STORE_VERSION - 1) != 0)
+        return LK_ERR_STORE_FOREIGN;
     if (memchr(text, '\0', len) != NULL || text[len - 1] != '\n')
         return LK_ERR_STORE_CORRUPT; /* every line ends with \n: else truncated */
     /* The last line: "checksum " + 64 hex digits. */
     sum_line = text + len - 1;
     while (sum_line > text && sum_line[-1] != '\n')
         sum_line--;
-    if (sum_line == text) {
-        nl = memchr(text, '\n', len);
-        *nl = '\0';
-        err = strcmp(text + sizeof STORE_MAGIC - 1, STORE_VERSION) != 0 ? LK_ERR_STORE_FOREIGN
-                                                                         : LK_ERR_STORE_CORRUPT;
-        *nl = '\n';
-        return err;
-    }
-    if ((size_t)(text + len - sum_line) != 9 + 64 + 1 || strncmp(sum_line, "checksum ", 9) != 0) {
-        /* A newer version may end differently: report that first. */
-        nl = memchr(text, '\n', len);
-        *nl = '\0';
-        err = strcmp(text + sizeof STORE_MAGIC - 1, STORE_VERSION) != 0 ? LK_ERR_STORE_FOREIGN
-                                                                         : LK_ERR_STORE_CORRUPT;
-        *nl = '\n';
-        return err;
-    }
+    if (sum_line == text || (size_t)(text + len - sum_line) != 9 + 64 + 1 ||
+        strncmp(sum_line, "checksum ", 9) != 0)
+        return LK_ERR_STORE_CORRUPT;
     err = sha256_hex(text, (size_t)(sum_line - text), want);
     if (err != LK_OK)
         return err;
@@ -473,11 +471,14 @@ static lk_err write_atomic(const lk_softstore *s)
     if (err != LK_OK)
         goto exit;
     err = LK_ERR_NOMEM;
-    if (asprintf(&tmp, "%s.tmp-%ld", s->path, (long)getpid()) < 0) {
+    if (asprintf(&tmp, "%s.tmp", s->path) < 0) {
         tmp = NULL;
         goto exit;
     }
     err = LK_ERR_IO;
+    /* Only a writer holding the lock creates PATH.tmp, so one found here is
+     * left by a crashed writer: remove it. */
+    (void)unlink(tmp);
     fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         goto exit;
@@ -686,6 +687,7 @@ static lk_err soft_generate(void *ctx, const char *key, lk_alg alg, unsigned bit
 {
     lk_softstore *s = ctx;
     EVP_PKEY *pk = NULL;
+    PKCS8_PRIV_KEY_INFO *p8;
     unsigned char *der = NULL;
     char *name = NULL;
     int der_len, lockfd = -1;
@@ -710,7 +712,11 @@ static lk_err soft_generate(void *ctx, const char *key, lk_alg alg, unsigned bit
         pk = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)bits);
     if (pk == NULL)
         return LK_ERR_CRYPTO;
-    der_len = i2d_PrivateKey(pk, &der); /* PKCS#8 for both types in OpenSSL 3 */
+    /* PKCS#8 PrivateKeyInfo, as the format says (i2d_PrivateKey would give
+     * the type-specific SEC1 / PKCS#1 encodings). */
+    p8 = EVP_PKEY2PKCS8(pk);
+    der_len = p8 != NULL ? i2d_PKCS8_PRIV_KEY_INFO(p8, &der) : -1;
+    PKCS8_PRIV_KEY_INFO_free(p8); /* clears the key octets */
     EVP_PKEY_free(pk);
     if (der_len <= 0 || (size_t)der_len > KEY_DER_MAX) {
         OPENSSL_free(der);
@@ -790,19 +796,8 @@ static lk_err soft_sign(void *ctx, const char *key, lk_alg alg,
     /* ES256: OpenSSL gives DER; JWS wants r||s, each left-padded to 32. */
     if (EVP_PKEY_sign(e->sign_ctx, der, &der_len, digest, LK_SHA256_BYTES) <= 0)
         return LK_ERR_SIGN;
-    {
-        const unsigned char *p = der;
-        ECDSA_SIG *es = d2i_ECDSA_SIG(NULL, &p, (long)der_len);
-        const BIGNUM *r, *sv;
-        int ok;
-        if (es == NULL)
-            return LK_ERR_SIGN;
-        ECDSA_SIG_get0(es, &r, &sv);
-        ok = BN_bn2binpad(r, sig, 32) == 32 && BN_bn2binpad(sv, sig + 32, 32) == 32;
-        ECDSA_SIG_free(es);
-        if (!ok)
-            return LK_ERR_SIGN;
-    }
+    if (lk_ecdsa_der_to_raw(der, der_len, sig) != LK_OK)
+        return LK_ERR_SIGN;
     *sig_len = LK_ES256_SIG_BYTES;
     return LK_OK;
 }
@@ -815,12 +810,40 @@ static lk_err soft_random(void *ctx, uint8_t *out, size_t len)
     return RAND_bytes(out, (int)len) == 1 ? LK_OK : LK_ERR_RNG;
 }
 
+/* The store is a Linux backend, so it offers OpenSSL's SHA-256 (which uses
+ * the CPU's SHA extensions) as the element's hash engine; the core's portable
+ * SHA-256 is for microcontrollers. */
+static lk_err soft_sha256(void *ctx, const uint8_t *data, size_t len,
+                          uint8_t out[LK_SHA256_BYTES])
+{
+    lk_softstore *s = ctx;
+    unsigned int n = 0;
+
+    if (s->sha256 == NULL) {
+        s->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+        s->md_ctx = EVP_MD_CTX_new();
+        if (s->sha256 == NULL || s->md_ctx == NULL) {
+            EVP_MD_free(s->sha256);
+            EVP_MD_CTX_free(s->md_ctx);
+            s->sha256 = NULL;
+            s->md_ctx = NULL;
+            return LK_ERR_CRYPTO;
+        }
+    }
+    if (!EVP_DigestInit_ex2(s->md_ctx, s->sha256, NULL) ||
+        !EVP_DigestUpdate(s->md_ctx, data, len) ||
+        !EVP_DigestFinal_ex(s->md_ctx, out, &n) || n != LK_SHA256_BYTES)
+        return LK_ERR_CRYPTO;
+    return LK_OK;
+}
+
 static const lk_se_ops soft_ops = {
     .name = "soft",
     .generate = soft_generate,
     .public_key = soft_public,
     .sign_digest = soft_sign,
     .random = soft_random,
+    .sha256 = soft_sha256,
 };
 
 /* ---- public API ---- */
@@ -876,6 +899,8 @@ void lk_softstore_close(lk_softstore *s)
     if (s == NULL)
         return;
     entries_free(s);
+    EVP_MD_CTX_free(s->md_ctx);
+    EVP_MD_free(s->sha256);
     free(s->path);
     free(s);
 }

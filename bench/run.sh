@@ -1,0 +1,50 @@
+#!/bin/sh
+# make bench: every figure is printed as `name: value` and written to
+# BUILD/bench.txt. Throughput is measured beside a baseline in the same run
+# (the machine is shared and noisy): runs alternate ours/baseline and the
+# median of each is kept, and the ratio is what to compare across machines.
+set -eu
+BUILD=${1:-build}
+OUT="$BUILD/bench.txt"
+ROUNDS=${LK_BENCH_ROUNDS:-5}
+SECS=${LK_BENCH_SECONDS:-1}
+# Ours and the baseline run pinned to the same core, one after the other, so
+# that both see the same frequency and neighbours.
+CPU=$(( $(nproc) - 1 ))
+PIN="taskset -c $CPU"
+command -v taskset >/dev/null 2>&1 || PIN=""
+: > "$OUT"
+
+emit() { echo "$1: $2"; echo "$1: $2" >> "$OUT"; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# openssl speed prints "256 bits ecdsa (nistp256)  0.0000s 0.0001s 40000.0 12000.0":
+# the first rate is signatures per second.
+openssl_sign_es256() {
+    $PIN openssl speed -seconds "$SECS" ecdsap256 2>/dev/null |
+        awk '/bits ecdsa \(nistp256\)/ {print int($(NF-1))}'
+}
+
+echo "latchkey bench on $(nproc) cores, $(uname -m), $(openssl version)"
+
+# --- the core on a Cortex-M0+ (flash, stack, heap) ---
+if [ -x bench/core_metrics.sh ] || [ -f bench/core_metrics.sh ]; then
+    sh bench/core_metrics.sh "$OUT"
+fi
+
+# --- token signing vs raw ECDSA signing ---
+ours=""; base=""; ratios=""
+i=0
+while [ $i -lt "$ROUNDS" ]; do
+    o=$($PIN "$BUILD/bench/bench_sign" ES256 "$SECS")
+    b=$(openssl_sign_es256)
+    ours="$ours $o"; base="$base $b"
+    ratios="$ratios $(awk -v o="$o" -v b="$b" 'BEGIN {printf "%.4f", o / b}')"
+    i=$((i + 1))
+done
+echo "sign ES256 pairs (ours/openssl):$ratios"
+emit sign_es256_per_s "$(echo $ours | tr ' ' '\n' | median)"
+emit openssl_sign_es256_per_s "$(echo $base | tr ' ' '\n' | median)"
+# The median of the per-pair ratios: each pair ran back to back on one core.
+emit sign_es256_vs_openssl "$(echo $ratios | tr ' ' '\n' | median | awk '{printf "%.3f", $1}')"
+emit sign_rs256_per_s "$($PIN "$BUILD/bench/bench_sign" RS256 "$SECS")"

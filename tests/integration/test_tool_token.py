@@ -1,0 +1,245 @@
+"""latchkey key / token against independent checkers (PyJWT, OpenSSL).
+
+Covers issue 2's promises from the command line: keys generated in the
+software store and in a PKCS#11 token (SoftHSM2), tokens that PyJWT and the
+openssl command accept, any tampered byte refused, and a clear message with a
+documented exit code for every failure.
+"""
+import base64
+import json
+import os
+import stat
+import subprocess
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from conftest import SOFTHSM_MODULE
+
+NOW = 1_800_000_000
+B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def b64d(s):
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def gen(lk, store, name, *extra):
+    r = lk("key", "generate", "--store", store, "--key", name, *extra)
+    assert r.rc == 0, r
+    return serialization.load_pem_public_key(r.out.encode())
+
+
+def make_token(lk, *key_args, aud="proj-1", ttl=1200, now=NOW, extra=()):
+    r = lk("token", *key_args, "--aud", aud, "--ttl", ttl, "--now", now, *extra)
+    assert r.rc == 0, r
+    assert r.err == ""
+    tok = r.out.strip()
+    assert r.out == tok + "\n"
+    return tok
+
+
+def pyjwt_decode(tok, pub, aud="proj-1"):
+    return jwt.decode(tok, pub, algorithms=["ES256", "RS256"], audience=aud,
+                      options={"verify_exp": False, "verify_iat": False})
+
+
+def openssl_verify(tmp_path, tok, pub):
+    """Verify with the openssl command line, an implementation independent of ours."""
+    h, p, s = tok.split(".")
+    sig = b64d(s)
+    if isinstance(pub, ec.EllipticCurvePublicKey):
+        assert len(sig) == 64
+        sig = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
+    (tmp_path / "in").write_bytes(f"{h}.{p}".encode())
+    (tmp_path / "sig").write_bytes(sig)
+    (tmp_path / "pub.pem").write_bytes(pub.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    cp = subprocess.run(["openssl", "dgst", "-sha256", "-verify", tmp_path / "pub.pem",
+                         "-signature", tmp_path / "sig", tmp_path / "in"], capture_output=True, text=True)
+    return cp.returncode == 0 and "Verified OK" in cp.stdout
+
+
+@pytest.mark.parametrize("alg,extra,bits", [("ES256", (), None), ("RS256", ("--alg", "RS256"), 2048),
+                                            ("RS256", ("--alg", "RS256", "--bits", "3072"), 3072)])
+def test_soft_store_token_verifies(lk, store, tmp_path, alg, extra, bits):
+    pub = gen(lk, store, "dev-1", *extra)
+    if alg == "ES256":
+        assert isinstance(pub, ec.EllipticCurvePublicKey) and pub.curve.name == "secp256r1"
+    else:
+        assert isinstance(pub, rsa.RSAPublicKey) and pub.key_size == bits
+    assert stat.S_IMODE(os.stat(store).st_mode) == 0o600
+    tok = make_token(lk, "--store", store, "--key", "dev-1")
+    header = json.loads(b64d(tok.split(".")[0]))
+    assert header == {"alg": alg, "typ": "JWT"}
+    claims = pyjwt_decode(tok, pub)
+    assert claims == {"iat": NOW, "exp": NOW + 1200, "aud": "proj-1"}
+    assert openssl_verify(tmp_path, tok, pub)
+    # `key public` gives the same key as `key generate` printed.
+    r = lk("key", "public", "--store", store, "--key", "dev-1")
+    assert r.rc == 0 and serialization.load_pem_public_key(r.out.encode()).public_numbers() == pub.public_numbers()
+
+
+def test_tampering_any_byte_fails(lk, store):
+    pub = gen(lk, store, "dev-1")
+    tok = make_token(lk, "--store", store, "--key", "dev-1")
+    pyjwt_decode(tok, pub)
+    for i, ch in enumerate(tok):
+        if ch == ".":
+            continue
+        # +16 changes a used bit even in the last character of a segment, whose low bits
+        # may be unused padding bits that a lenient decoder (PyJWT) ignores.
+        bad = tok[:i] + B64[(B64.index(ch) + 16) % 64] + tok[i + 1:]
+        with pytest.raises(jwt.PyJWTError):
+            pyjwt_decode(bad, pub)
+
+
+def test_token_with_live_clock_and_default_ttl(lk, store):
+    import time
+    pub = gen(lk, store, "dev-1")
+    before = int(time.time())
+    r = lk("token", "--store", store, "--key", "dev-1", "--aud", "p")
+    assert r.rc == 0, r
+    claims = jwt.decode(r.out.strip(), pub, algorithms=["ES256"], audience="p")  # checks exp too
+    assert before <= claims["iat"] <= int(time.time()) and claims["exp"] - claims["iat"] == 3600
+
+
+def test_audience_is_escaped_not_injected(lk, store):
+    pub = gen(lk, store, "dev-1")
+    aud = 'p","aud":"evil\\\n\t'
+    claims = pyjwt_decode(make_token(lk, "--store", store, "--key", "dev-1", aud=aud), pub, aud=aud)
+    assert claims["aud"] == aud and set(claims) == {"iat", "exp", "aud"}
+
+
+def test_many_keys_in_one_store(lk, store):
+    pubs = {f"dev-{i}": gen(lk, store, f"dev-{i}") for i in range(5)}
+    r = lk("key", "list", "--store", store)
+    assert r.rc == 0 and r.out.splitlines() == [f"dev-{i}\tES256" for i in range(5)]
+    for name, pub in pubs.items():
+        pyjwt_decode(make_token(lk, "--store", store, "--key", name), pub)
+
+
+# ---- failures: message and exit code ----
+
+def test_missing_store(lk, tmp_path):
+    r = lk("token", "--store", tmp_path / "nope.lks", "--key", "k", "--aud", "p")
+    assert r.rc == 3 and "does not exist" in r.err and "LK_ERR_STORE_MISSING" in r.err
+
+
+def test_unknown_key(lk, store):
+    gen(lk, store, "dev-1")
+    r = lk("token", "--store", store, "--key", "dev-2", "--aud", "p")
+    assert r.rc == 3 and "no key 'dev-2'" in r.err and r.out == ""
+
+
+def test_key_exists(lk, store):
+    gen(lk, store, "dev-1")
+    before = store.read_bytes()
+    r = lk("key", "generate", "--store", store, "--key", "dev-1")
+    assert r.rc == 8 and "already exists" in r.err
+    assert store.read_bytes() == before
+
+
+@pytest.mark.parametrize("content,code,word", [
+    (b"-----BEGIN PRIVATE KEY-----\nabc\n", 7, "not a latchkey key store"),
+    (b"latchkey-keystore v9\nkey a ES256 AAAA\n", 7, "newer format"),
+])
+def test_foreign_store(lk, store, content, code, word):
+    store.write_bytes(content)
+    os.chmod(store, 0o600)
+    r = lk("token", "--store", store, "--key", "k", "--aud", "p")
+    assert r.rc == code and word in r.err, r
+
+
+def test_corrupt_store(lk, store):
+    gen(lk, store, "dev-1")
+    data = bytearray(store.read_bytes())
+    data[len(data) // 2] ^= 1
+    store.write_bytes(bytes(data))
+    r = lk("token", "--store", store, "--key", "dev-1", "--aud", "p")
+    assert r.rc == 7 and "corrupt" in r.err
+    store.write_bytes(bytes(data[: len(data) - 30]))
+    r = lk("token", "--store", store, "--key", "dev-1", "--aud", "p")
+    assert r.rc == 7 and "corrupt" in r.err
+
+
+def test_store_readable_by_others_is_refused(lk, store):
+    gen(lk, store, "dev-1")
+    os.chmod(store, 0o644)
+    r = lk("token", "--store", store, "--key", "dev-1", "--aud", "p")
+    assert r.rc == 7 and "0600" in r.err
+
+
+@pytest.mark.parametrize("args,word", [
+    (("--ttl", "86401"), "--ttl"),
+    (("--ttl", "0"), "--ttl"),
+    (("--ttl", "12x"), "--ttl"),
+    (("--alg", "HS256"), "--alg"),
+    (("--alg", "RS256"), "is an ES256 key"),
+    (("--now", "-5"), "--now"),
+])
+def test_bad_options(lk, store, args, word):
+    gen(lk, store, "dev-1")
+    r = lk("token", "--store", store, "--key", "dev-1", "--aud", "p", *args)
+    assert r.rc == 2 and word in r.err, r
+    assert r.out == ""
+
+
+def test_missing_aud_and_key(lk, store):
+    r = lk("token", "--store", store, "--key", "dev-1")
+    assert r.rc == 2 and "--aud" in r.err
+    r = lk("token", "--store", store, "--aud", "p")
+    assert r.rc == 2 and "--key" in r.err
+
+
+def test_token_too_large(lk, store):
+    gen(lk, store, "dev-1")
+    r = lk("token", "--store", store, "--key", "dev-1", "--aud", "p" * 3000)
+    assert r.rc == 6 and "too large" in r.err and r.out == ""
+
+
+def test_weak_rsa_refused(lk, store):
+    r = lk("key", "generate", "--store", store, "--key", "d", "--alg", "RS256", "--bits", "1024")
+    assert r.rc == 2 and "2048" in r.err
+
+
+def test_invalid_key_name(lk, store):
+    r = lk("key", "generate", "--store", store, "--key", "bad/name")
+    assert r.rc == 2, r
+
+
+# ---- PKCS#11 (SoftHSM2) through the same tool ----
+
+@pytest.mark.parametrize("alg", ["ES256", "RS256"])
+def test_pkcs11_token_verifies(lk, softhsm, tmp_path, alg):
+    uri = softhsm.uri("dev-1")
+    r = lk("key", "generate", "--key", uri, "--alg", alg, env=softhsm.env)
+    assert r.rc == 0, r
+    pub = serialization.load_pem_public_key(r.out.encode())
+    r2 = lk("key", "public", "--key", uri, env=softhsm.env)
+    assert r2.rc == 0 and r2.out == r.out
+    tok = make_token(lambda *a: lk(*a, env=softhsm.env), "--key", uri)
+    assert pyjwt_decode(tok, pub) == {"iat": NOW, "exp": NOW + 1200, "aud": "proj-1"}
+    assert openssl_verify(tmp_path, tok, pub)
+    # Never the PIN in any output.
+    assert softhsm.pin not in r.err + r2.err
+
+
+def test_pkcs11_failures(lk, softhsm, tmp_path):
+    r = lk("key", "generate", "--key", softhsm.uri("dev-1"), env=softhsm.env)
+    assert r.rc == 0, r
+    r = lk("key", "generate", "--key", softhsm.uri("dev-1"), env=softhsm.env)
+    assert r.rc == 8, r
+    r = lk("token", "--key", softhsm.uri("dev-1", pin="9999"), "--aud", "p", env=softhsm.env)
+    assert r.rc == 4 and "9999" not in r.err, r
+    r = lk("token", "--key", softhsm.uri("nope"), "--aud", "p", env=softhsm.env)
+    assert r.rc == 3, r
+    r = lk("token", "--key", softhsm.uri("dev-1", module=tmp_path / "no-such-module.so"), "--aud", "p",
+           env=softhsm.env)
+    assert r.rc == 5, r
+    r = lk("token", "--key", "pkcs11:token=other;object=dev-1?module-path=" + SOFTHSM_MODULE + "&pin-value=1234",
+           "--aud", "p", env=softhsm.env)
+    assert r.rc == 3, r
