@@ -36,6 +36,18 @@ static const struct lk_err_text lk_err_texts[] = {
     {LK_ERR_NOMEM, "LK_ERR_NOMEM", "out of memory"},
     {LK_ERR_CRYPTO, "LK_ERR_CRYPTO", "cryptographic library failure"},
     {LK_ERR_STORE_MISSING, "LK_ERR_STORE_MISSING", "key store file does not exist"},
+    {LK_ERR_TOKEN_TOO_LARGE, "LK_ERR_TOKEN_TOO_LARGE", "token too large"},
+    {LK_ERR_TOKEN_MALFORMED, "LK_ERR_TOKEN_MALFORMED", "token malformed"},
+    {LK_ERR_TOKEN_ALG, "LK_ERR_TOKEN_ALG", "unsupported algorithm (or none of the device's keys is of it)"},
+    {LK_ERR_TOKEN_HEADER, "LK_ERR_TOKEN_HEADER", "token header has a refused parameter (crit, jwk, jku, x5u, x5c)"},
+    {LK_ERR_TOKEN_CLAIM, "LK_ERR_TOKEN_CLAIM", "required claim missing or invalid (iat, exp, aud)"},
+    {LK_ERR_TOKEN_AUDIENCE, "LK_ERR_TOKEN_AUDIENCE", "wrong audience (aud is not the project id)"},
+    {LK_ERR_TOKEN_EXPIRED, "LK_ERR_TOKEN_EXPIRED", "token expired"},
+    {LK_ERR_TOKEN_FUTURE, "LK_ERR_TOKEN_FUTURE", "token issued in the future (iat beyond the clock skew)"},
+    {LK_ERR_TOKEN_LIFETIME, "LK_ERR_TOKEN_LIFETIME", "token lifetime too long (exp - iat)"},
+    {LK_ERR_TOKEN_SIGNATURE, "LK_ERR_TOKEN_SIGNATURE", "bad signature: no credential of the device verifies it"},
+    {LK_ERR_NO_CREDENTIAL, "LK_ERR_NO_CREDENTIAL", "no usable credential (none registered, or all expired)"},
+    {LK_ERR_CRED_INVALID, "LK_ERR_CRED_INVALID", "credential is not a usable key of its format"},
 };
 
 static const struct lk_err_text *lk_err_find(lk_err err)

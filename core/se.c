@@ -67,6 +67,11 @@ static int scalar_in_range(const uint8_t x[32])
     return nonzero != 0 && lt;
 }
 
+int lk_p256_sig_in_range(const uint8_t sig[LK_ES256_SIG_BYTES])
+{
+    return sig != 0 && scalar_in_range(sig) && scalar_in_range(sig + 32);
+}
+
 static void fail_out(uint8_t *out, size_t size, size_t *len)
 {
     if (out != 0 && size > 0)

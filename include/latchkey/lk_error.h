@@ -51,6 +51,20 @@ typedef enum lk_err {
     LK_ERR_CRYPTO = 45,        /* the crypto library failed unexpectedly */
     LK_ERR_STORE_MISSING = 46, /* the key store file does not exist */
 
+    /* Token verification (service side): one precise reason each. */
+    LK_ERR_TOKEN_TOO_LARGE = 60, /* longer than the policy's cap: nothing parsed */
+    LK_ERR_TOKEN_MALFORMED = 61, /* not three base64url segments of JSON objects */
+    LK_ERR_TOKEN_ALG = 62,       /* alg is not ES256/RS256, or no credential of that alg */
+    LK_ERR_TOKEN_HEADER = 63,    /* a header parameter we refuse: crit, jwk, jku, x5u, x5c */
+    LK_ERR_TOKEN_CLAIM = 64,     /* iat, exp or aud missing or of the wrong type/range */
+    LK_ERR_TOKEN_AUDIENCE = 65,  /* aud is not the project id */
+    LK_ERR_TOKEN_EXPIRED = 66,   /* exp + skew is in the past */
+    LK_ERR_TOKEN_FUTURE = 67,    /* iat - skew is in the future */
+    LK_ERR_TOKEN_LIFETIME = 68,  /* exp - iat over the maximum (+ skew), or exp <= iat */
+    LK_ERR_TOKEN_SIGNATURE = 69, /* no usable credential verifies the signature */
+    LK_ERR_NO_CREDENTIAL = 70,   /* the device has no unexpired credential */
+    LK_ERR_CRED_INVALID = 71,    /* a credential is not a usable key of its format */
+
     LK_ERR__END                /* not an error: one past the last code */
 } lk_err;
 

@@ -148,6 +148,10 @@ lk_err lk_p256_spki_from_point(const uint8_t point[LK_P256_POINT_BYTES],
 lk_err lk_p256_point_from_spki(const uint8_t *spki, size_t spki_len,
                                uint8_t point[LK_P256_POINT_BYTES]);
 
+/* 1 when the ES256 signature r||s has 1 <= r <= n-1 and 1 <= s <= n-1 for
+ * the P-256 group order n, else 0. Signatures are public: not constant-time. */
+int lk_p256_sig_in_range(const uint8_t sig[LK_ES256_SIG_BYTES]);
+
 /*
  * Convert a DER ECDSA-Sig-Value (SEQUENCE { INTEGER r, INTEGER s }) for
  * P-256, as OpenSSL and some tokens produce it, into the 64-byte r||s that

@@ -904,6 +904,18 @@ static const struct { lk_err err; const char *name; } error_table[] = {
     { LK_ERR_NOMEM, "LK_ERR_NOMEM" },
     { LK_ERR_CRYPTO, "LK_ERR_CRYPTO" },
     { LK_ERR_STORE_MISSING, "LK_ERR_STORE_MISSING" },
+    { LK_ERR_TOKEN_TOO_LARGE, "LK_ERR_TOKEN_TOO_LARGE" },
+    { LK_ERR_TOKEN_MALFORMED, "LK_ERR_TOKEN_MALFORMED" },
+    { LK_ERR_TOKEN_ALG, "LK_ERR_TOKEN_ALG" },
+    { LK_ERR_TOKEN_HEADER, "LK_ERR_TOKEN_HEADER" },
+    { LK_ERR_TOKEN_CLAIM, "LK_ERR_TOKEN_CLAIM" },
+    { LK_ERR_TOKEN_AUDIENCE, "LK_ERR_TOKEN_AUDIENCE" },
+    { LK_ERR_TOKEN_EXPIRED, "LK_ERR_TOKEN_EXPIRED" },
+    { LK_ERR_TOKEN_FUTURE, "LK_ERR_TOKEN_FUTURE" },
+    { LK_ERR_TOKEN_LIFETIME, "LK_ERR_TOKEN_LIFETIME" },
+    { LK_ERR_TOKEN_SIGNATURE, "LK_ERR_TOKEN_SIGNATURE" },
+    { LK_ERR_NO_CREDENTIAL, "LK_ERR_NO_CREDENTIAL" },
+    { LK_ERR_CRED_INVALID, "LK_ERR_CRED_INVALID" },
 };
 #define N_ERRORS (sizeof error_table / sizeof error_table[0])
 
@@ -946,7 +958,7 @@ static void test_error_strings(void **state)
                          error_table[j].name, s);
     }
     /* unknown values: the gaps, the end marker, beyond, negative */
-    static const int unknown[] = { 5, 9, 14, 19, 30, 39, LK_ERR__END, LK_ERR__END + 1, 100,
+    static const int unknown[] = { 5, 9, 14, 19, 30, 39, 47, 59, LK_ERR__END, LK_ERR__END + 1, 100,
                                    1000, 0x7fffffff, -1, -46 };
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         const char *s = lk_strerror((lk_err)unknown[i]);

@@ -1,0 +1,196 @@
+/*
+ * lk_verify.h — does this token come from this device's key, and is it
+ * still good? The service side's one security decision.
+ *
+ * The rules (docs/protocol.md, "Verifying tokens", and
+ * ../shared/spec/jwt-verification.md), in the order they are applied:
+ *
+ *  1. The token's length is capped before anything else is looked at.
+ *  2. Exactly three non-empty segments separated by two '.', each strict
+ *     base64url; '=' padding that completes a segment's last quantum is
+ *     accepted only with LK_VERIFY_ALLOW_PADDING (on by default: Google's
+ *     Embedded C SDK pads, and IoT Core accepted it). Nothing else
+ *     non-canonical is: no '+', '/', whitespace or non-zero unused bits.
+ *  3. Header and claims are JSON objects (UTF-8, parsed once by jansson with
+ *     duplicate names rejected, nesting bounded). Header "alg" must be
+ *     exactly "ES256" or "RS256"; "crit" is refused, and so are "jwk",
+ *     "jku", "x5u" and "x5c" (keys come only from the registry); "kid" and
+ *     "typ" are ignored.
+ *  4. The algorithm is decided by the stored credential, never by the token:
+ *     only unexpired credentials whose algorithm equals the header's alg are
+ *     tried. HMAC is never implemented.
+ *  5. Claims: "iat" and "exp" JSON integers in [0, 2^53]; "aud" a single
+ *     string, equal to the project id by length and bytes (an array, or a
+ *     string with an embedded NUL that matches up to it, is refused); "nbf"
+ *     and other claims are ignored, as IoT Core did.
+ *  6. Time, with checked arithmetic: iat <= now + skew; exp > now - skew;
+ *     iat < exp <= iat + max_lifetime + skew.
+ *  7. Signature over the exact received bytes of "header.payload": ES256
+ *     decodes to exactly 64 bytes with 1 <= r, s <= n-1 (checked before any
+ *     curve arithmetic; high-S is valid); RS256 to exactly the modulus
+ *     length, RSASSA-PKCS1-v1_5 with SHA-256 through OpenSSL. Any credential
+ *     that verifies wins.
+ *
+ * The rules are applied in this order and the first that fails is the one
+ * reported; the signature, the only expensive step, comes last. None of the
+ * earlier answers tells a caller anything it could not read from its own
+ * token.
+ *
+ * Thread safety: an lk_verifier and the lk_cred objects it uses belong to one
+ * thread at a time (the Mosquitto broker is single-threaded); use one
+ * verifier per thread otherwise. Credentials are immutable after parsing but
+ * carry a reusable OpenSSL verification context.
+ */
+#ifndef LK_VERIFY_H
+#define LK_VERIFY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "lk_error.h"
+#include "lk_se.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- credentials: parsed once, reused for every verification ---- */
+
+typedef enum lk_cred_format {
+    LK_CRED_UNSPECIFIED = 0,
+    LK_CRED_RSA_PEM = 1,        /* -----BEGIN PUBLIC KEY----- with an RSA key */
+    LK_CRED_RSA_X509_PEM = 2,   /* -----BEGIN CERTIFICATE----- with an RSA key */
+    LK_CRED_ES256_PEM = 3,      /* -----BEGIN PUBLIC KEY----- with a P-256 key */
+    LK_CRED_ES256_X509_PEM = 4  /* -----BEGIN CERTIFICATE----- with a P-256 key */
+} lk_cred_format;
+
+#define LK_CRED_PEM_MAX 16384u  /* longest PEM text accepted */
+
+/* "RSA_PEM", "RSA_X509_PEM", "ES256_PEM", "ES256_X509_PEM" (IoT Core's
+ * names), or "UNSPECIFIED". */
+const char *lk_cred_format_name(lk_cred_format fmt);
+/* The format of exactly one of those names (len bytes), else UNSPECIFIED. */
+lk_cred_format lk_cred_format_from_name(const char *name, size_t len);
+
+typedef struct lk_cred lk_cred;
+
+/*
+ * Parse pem[0..pem_len) as a credential of format fmt. LK_CRED_UNSPECIFIED
+ * detects the format from the PEM label and the key type. expires is the
+ * credential's expiration time (seconds since 1970; 0 = never): an expired
+ * credential is never tried. Refuses (LK_ERR_CRED_INVALID) anything but
+ * exactly one PEM object of the stated kind, a key of another type than the
+ * format says, a curve other than P-256, RSA below 2048 or above 8192 bits,
+ * and input over LK_CRED_PEM_MAX (LK_ERR_ARG). A certificate is used only as
+ * a container for its public key: its validity dates are not checked here
+ * (the registry checks certificates when they are added). On failure *out is
+ * NULL.
+ */
+lk_err lk_cred_parse(lk_cred_format fmt, const char *pem, size_t pem_len,
+                     int64_t expires, lk_cred **out);
+void lk_cred_free(lk_cred *cred);
+
+lk_alg lk_cred_alg(const lk_cred *cred);
+lk_cred_format lk_cred_get_format(const lk_cred *cred);
+int64_t lk_cred_expires(const lk_cred *cred);
+/* SHA-256 of the DER SubjectPublicKeyInfo: the key's identity. */
+void lk_cred_fingerprint(const lk_cred *cred, uint8_t out[32]);
+
+/* ---- policy ---- */
+
+#define LK_VERIFY_SKEW 600           /* seconds, IoT Core's clock skew */
+#define LK_VERIFY_MAX_LIFETIME 86400 /* seconds, exp - iat */
+#define LK_VERIFY_MAX_LEN 4096u      /* default token length cap (bytes) */
+#define LK_VERIFY_MAX_LEN_LIMIT 65535u /* the MQTT password field's own limit */
+#define LK_VERIFY_ALLOW_PADDING 1u
+
+typedef struct lk_verify_policy {
+    const char *aud;      /* the project id the token must name */
+    size_t aud_len;
+    int64_t now;          /* the current time, injected */
+    int64_t skew;         /* 0..3600 */
+    int64_t max_lifetime; /* 1..LK_VERIFY_MAX_LIFETIME*7 */
+    size_t max_len;       /* 1..LK_VERIFY_MAX_LEN_LIMIT */
+    unsigned flags;       /* LK_VERIFY_ALLOW_PADDING */
+} lk_verify_policy;
+
+/* The IoT Core defaults: skew 600, lifetime 86400, cap 4096, padding allowed. */
+void lk_verify_policy_init(lk_verify_policy *pol, const char *aud,
+                           size_t aud_len, int64_t now);
+
+/* ---- verification ---- */
+
+typedef struct lk_token_info {
+    lk_alg alg;
+    int64_t iat;
+    int64_t exp;
+    int64_t valid_until;  /* exp + skew: when the connection must end */
+    unsigned cred_index;  /* which credential verified the signature */
+} lk_token_info;
+
+typedef struct lk_verifier lk_verifier;
+
+/* A verifier holds the hash context and scratch space for tokens up to
+ * LK_VERIFY_MAX_LEN_LIMIT, so a verification allocates nothing of its own
+ * (jansson and OpenSSL allocate internally). */
+lk_err lk_verifier_new(lk_verifier **out);
+void lk_verifier_free(lk_verifier *v);
+
+/*
+ * Verify token[0..len) against creds[0..ncreds) (ncreds <= 3 for IoT Core
+ * devices, at most 16 here) under pol. Returns LK_OK and fills *info, or one
+ * of: LK_ERR_TOKEN_TOO_LARGE, LK_ERR_TOKEN_MALFORMED, LK_ERR_TOKEN_HEADER,
+ * LK_ERR_TOKEN_ALG, LK_ERR_NO_CREDENTIAL, LK_ERR_TOKEN_CLAIM,
+ * LK_ERR_TOKEN_AUDIENCE, LK_ERR_TOKEN_FUTURE, LK_ERR_TOKEN_EXPIRED,
+ * LK_ERR_TOKEN_LIFETIME, LK_ERR_TOKEN_SIGNATURE; LK_ERR_ARG for a NULL or
+ * out-of-range argument. On failure *info is zeroed. If why is not NULL it
+ * receives a one-line detail for logs ("exp 1700000000 is 700 s before now
+ * (skew 600)"); it never contains the token or any part of the signature.
+ */
+lk_err lk_verify_token(lk_verifier *v, const char *token, size_t len,
+                       lk_cred *const *creds, size_t ncreds,
+                       const lk_verify_policy *pol, lk_token_info *info,
+                       char *why, size_t why_size)
+    __attribute__((warn_unused_result));
+
+/* ---- the verified-token cache ---- */
+
+/*
+ * A bounded cache of tokens that verified, so that a device reconnecting
+ * with the same still-valid token (flapping network, broker restart) costs a
+ * hash lookup instead of a signature check. An entry is keyed by SHA-256 over
+ * the whole token, the policy's audience and flags, and the credential set
+ * (each credential's fingerprint and expiry) — so a changed credential set
+ * simply misses. A hit is re-checked against the current time with the same
+ * rules (never extending a token's life: exp, skew and the credential's own
+ * expiry are applied again). Memory is fixed at creation.
+ */
+typedef struct lk_vcache lk_vcache;
+
+/* entries: capacity, rounded up to a power of two, 16..2^24. */
+lk_err lk_vcache_new(size_t entries, lk_vcache **out);
+void lk_vcache_free(lk_vcache *cache);
+/* Drop every entry (e.g. when a registry reload changes many devices). */
+void lk_vcache_clear(lk_vcache *cache);
+
+typedef struct lk_vcache_stats {
+    uint64_t hits, misses, inserts, evictions;
+    size_t capacity, used;
+} lk_vcache_stats;
+void lk_vcache_get_stats(const lk_vcache *cache, lk_vcache_stats *st);
+
+/*
+ * lk_verify_token through the cache: a hit skips parsing and the signature
+ * check; a miss verifies fully and remembers a success. cache may be NULL
+ * (then this is lk_verify_token). *hit (if not NULL) says which happened.
+ */
+lk_err lk_verify_token_cached(lk_verifier *v, lk_vcache *cache,
+                              const char *token, size_t len,
+                              lk_cred *const *creds, size_t ncreds,
+                              const lk_verify_policy *pol, lk_token_info *info,
+                              int *hit, char *why, size_t why_size)
+    __attribute__((warn_unused_result));
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LK_VERIFY_H */

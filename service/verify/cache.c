@@ -1,0 +1,228 @@
+/*
+ * The verified-token cache: see lk_verify.h.
+ *
+ * Fixed memory: a 4-way set-associative table keyed by a SHA-256 digest; a
+ * full set evicts its oldest entry. The key covers the whole token, the
+ * policy (audience, skew, lifetime, flags) and the credential set, so a hit
+ * can only mean "this exact token was verified against these exact keys
+ * under these rules"; what can change since — the clock and a credential's
+ * expiry — is checked again on every hit.
+ */
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "latchkey/lk_util.h"
+#include "verify_internal.h"
+
+#define WAYS 4
+
+struct entry {
+    uint8_t key[32];
+    int64_t iat, exp;
+    uint64_t stamp;       /* insertion order, 0 = empty */
+    uint8_t alg;
+    uint8_t cred_index;
+};
+
+struct lk_vcache {
+    struct entry *e;
+    size_t capacity;      /* power of two, multiple of WAYS */
+    size_t used;
+    uint64_t clock;
+    uint64_t hits, misses, inserts, evictions;
+    EVP_MD *sha256;
+    EVP_MD_CTX *md;
+};
+
+lk_err lk_vcache_new(size_t entries, lk_vcache **out)
+{
+    lk_vcache *c;
+    size_t cap = 16;
+
+    if (out == NULL)
+        return LK_ERR_ARG;
+    *out = NULL;
+    if (entries == 0 || entries > ((size_t)1 << 24))
+        return LK_ERR_ARG;
+    while (cap < entries)
+        cap *= 2;
+    c = OPENSSL_zalloc(sizeof *c);
+    if (c == NULL)
+        return LK_ERR_NOMEM;
+    c->e = OPENSSL_zalloc(cap * sizeof *c->e);
+    c->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    c->md = EVP_MD_CTX_new();
+    if (c->e == NULL || c->sha256 == NULL || c->md == NULL) {
+        lk_vcache_free(c);
+        return LK_ERR_NOMEM;
+    }
+    c->capacity = cap;
+    *out = c;
+    return LK_OK;
+}
+
+void lk_vcache_free(lk_vcache *c)
+{
+    if (c == NULL)
+        return;
+    OPENSSL_clear_free(c->e, c->capacity * sizeof *c->e);
+    EVP_MD_CTX_free(c->md);
+    EVP_MD_free(c->sha256);
+    OPENSSL_free(c);
+}
+
+void lk_vcache_clear(lk_vcache *c)
+{
+    if (c == NULL)
+        return;
+    OPENSSL_cleanse(c->e, c->capacity * sizeof *c->e);
+    c->used = 0;
+}
+
+void lk_vcache_get_stats(const lk_vcache *c, lk_vcache_stats *st)
+{
+    if (st == NULL)
+        return;
+    memset(st, 0, sizeof *st);
+    if (c == NULL)
+        return;
+    st->hits = c->hits;
+    st->misses = c->misses;
+    st->inserts = c->inserts;
+    st->evictions = c->evictions;
+    st->capacity = c->capacity;
+    st->used = c->used;
+}
+
+static void put_u64(uint8_t b[8], uint64_t x)
+{
+    int i;
+    for (i = 0; i < 8; i++)
+        b[i] = (uint8_t)(x >> (56 - 8 * i));
+}
+
+/* SHA-256 over length-prefixed fields, so no two inputs share a key. */
+static int cache_key(lk_vcache *c, const char *token, size_t len, lk_cred *const *creds,
+                     size_t ncreds, const lk_verify_policy *pol, uint8_t key[32])
+{
+    uint8_t b[8];
+    unsigned int n = 0;
+    size_t i;
+    int ok = EVP_DigestInit_ex2(c->md, c->sha256, NULL);
+
+    put_u64(b, len);
+    ok = ok && EVP_DigestUpdate(c->md, b, 8) && EVP_DigestUpdate(c->md, token, len);
+    put_u64(b, pol->aud_len);
+    ok = ok && EVP_DigestUpdate(c->md, b, 8) && EVP_DigestUpdate(c->md, pol->aud, pol->aud_len);
+    put_u64(b, (uint64_t)pol->skew);
+    ok = ok && EVP_DigestUpdate(c->md, b, 8);
+    put_u64(b, (uint64_t)pol->max_lifetime);
+    ok = ok && EVP_DigestUpdate(c->md, b, 8);
+    put_u64(b, ((uint64_t)pol->flags << 32) | (uint64_t)ncreds);
+    ok = ok && EVP_DigestUpdate(c->md, b, 8);
+    for (i = 0; ok && i < ncreds; i++) {
+        put_u64(b, (uint64_t)creds[i]->expires);
+        ok = EVP_DigestUpdate(c->md, creds[i]->fp, 32) && EVP_DigestUpdate(c->md, b, 8);
+    }
+    return ok && EVP_DigestFinal_ex(c->md, key, &n) && n == 32;
+}
+
+static struct entry *set_of(lk_vcache *c, const uint8_t key[32])
+{
+    uint64_t h = 0;
+    int i;
+    for (i = 0; i < 8; i++)
+        h = (h << 8) | key[i];
+    return &c->e[(size_t)(h & (c->capacity / WAYS - 1)) * WAYS];
+}
+
+static struct entry *lookup(lk_vcache *c, const uint8_t key[32])
+{
+    struct entry *set = set_of(c, key);
+    int w;
+    for (w = 0; w < WAYS; w++)
+        if (set[w].stamp != 0 && CRYPTO_memcmp(set[w].key, key, 32) == 0)
+            return &set[w];
+    return NULL;
+}
+
+static void insert(lk_vcache *c, const uint8_t key[32], const lk_token_info *info)
+{
+    struct entry *set = set_of(c, key), *victim = &set[0];
+    int w;
+    for (w = 0; w < WAYS; w++) {
+        if (set[w].stamp == 0) {
+            victim = &set[w];
+            break;
+        }
+        if (set[w].stamp < victim->stamp)
+            victim = &set[w];
+    }
+    if (victim->stamp != 0)
+        c->evictions++;
+    else
+        c->used++;
+    memcpy(victim->key, key, 32);
+    victim->iat = info->iat;
+    victim->exp = info->exp;
+    victim->alg = (uint8_t)info->alg;
+    victim->cred_index = (uint8_t)info->cred_index;
+    victim->stamp = ++c->clock;
+    c->inserts++;
+}
+
+static void drop(lk_vcache *c, struct entry *e)
+{
+    OPENSSL_cleanse(e, sizeof *e);
+    c->used--;
+}
+
+lk_err lk_verify_token_cached(lk_verifier *v, lk_vcache *c, const char *token, size_t len,
+                              lk_cred *const *creds, size_t ncreds,
+                              const lk_verify_policy *pol, lk_token_info *info,
+                              int *hit, char *why, size_t why_size)
+{
+    uint8_t key[32];
+    struct entry *e;
+    lk_err err;
+
+    if (hit != NULL)
+        *hit = 0;
+    if (c == NULL || v == NULL || token == NULL || pol == NULL || pol->aud == NULL ||
+        info == NULL || (creds == NULL && ncreds != 0) || len > pol->max_len)
+        return lk_verify_token(v, token, len, creds, ncreds, pol, info, why, why_size);
+    for (size_t i = 0; i < ncreds; i++)
+        if (creds[i] == NULL)
+            return lk_verify_token(v, token, len, creds, ncreds, pol, info, why, why_size);
+    if (!cache_key(c, token, len, creds, ncreds, pol, key))
+        return lk_verify_token(v, token, len, creds, ncreds, pol, info, why, why_size);
+
+    e = lookup(c, key);
+    if (e != NULL) {
+        const lk_cred *cred = e->cred_index < ncreds ? creds[e->cred_index] : NULL;
+        /* The same rules as a full verification, against the clock now. */
+        if (cred != NULL && (cred->expires == 0 || cred->expires > pol->now) &&
+            e->iat <= pol->now + pol->skew && e->exp > pol->now - pol->skew) {
+            c->hits++;
+            if (hit != NULL)
+                *hit = 1;
+            if (why != NULL && why_size > 0)
+                why[0] = '\0';
+            memset(info, 0, sizeof *info);
+            info->alg = (lk_alg)e->alg;
+            info->iat = e->iat;
+            info->exp = e->exp;
+            info->valid_until = e->exp + pol->skew;
+            info->cred_index = e->cred_index;
+            return LK_OK;
+        }
+        drop(c, e); /* no longer good: the full check says precisely why */
+    }
+    c->misses++;
+    err = lk_verify_token(v, token, len, creds, ncreds, pol, info, why, why_size);
+    if (err == LK_OK)
+        insert(c, key, info);
+    return err;
+}

@@ -1,0 +1,249 @@
+/*
+ * Credentials: a device's registered public keys, parsed once into OpenSSL
+ * key objects with a ready verification context (parsing a PEM key costs
+ * several verifications). See lk_verify.h.
+ */
+#include <string.h>
+
+#include <openssl/bio.h>
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+
+#include "latchkey/lk_util.h"
+#include "verify_internal.h"
+
+#define RSA_MAX_BITS 8192
+
+static const struct {
+    lk_cred_format fmt;
+    const char *name;
+} format_names[] = {
+    {LK_CRED_RSA_PEM, "RSA_PEM"},
+    {LK_CRED_RSA_X509_PEM, "RSA_X509_PEM"},
+    {LK_CRED_ES256_PEM, "ES256_PEM"},
+    {LK_CRED_ES256_X509_PEM, "ES256_X509_PEM"},
+};
+
+const char *lk_cred_format_name(lk_cred_format fmt)
+{
+    size_t i;
+    for (i = 0; i < sizeof format_names / sizeof format_names[0]; i++)
+        if (format_names[i].fmt == fmt)
+            return format_names[i].name;
+    return "UNSPECIFIED";
+}
+
+lk_cred_format lk_cred_format_from_name(const char *name, size_t len)
+{
+    size_t i;
+    if (name == NULL)
+        return LK_CRED_UNSPECIFIED;
+    for (i = 0; i < sizeof format_names / sizeof format_names[0]; i++)
+        if (strlen(format_names[i].name) == len && memcmp(format_names[i].name, name, len) == 0)
+            return format_names[i].fmt;
+    return LK_CRED_UNSPECIFIED;
+}
+
+static int is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/*
+ * The input must be exactly one PEM object, with only white space around
+ * it: a file with a certificate and then a key, or text before the object,
+ * is refused rather than silently half-used. Returns the label kind:
+ * 1 = PUBLIC KEY, 2 = CERTIFICATE, 0 = anything else.
+ */
+static int pem_kind(const char *pem, size_t len)
+{
+    static const char begin_pub[] = "-----BEGIN PUBLIC KEY-----";
+    static const char begin_crt[] = "-----BEGIN CERTIFICATE-----";
+    static const char end_pub[] = "-----END PUBLIC KEY-----";
+    static const char end_crt[] = "-----END CERTIFICATE-----";
+    const char *end_label, *p = pem, *stop = pem + len, *last;
+    size_t end_len;
+    int kind;
+
+    while (p < stop && is_space(*p))
+        p++;
+    while (stop > p && is_space(stop[-1]))
+        stop--;
+    if ((size_t)(stop - p) > sizeof begin_pub - 1 && memcmp(p, begin_pub, sizeof begin_pub - 1) == 0) {
+        kind = 1;
+        end_label = end_pub;
+        end_len = sizeof end_pub - 1;
+    } else if ((size_t)(stop - p) > sizeof begin_crt - 1 &&
+               memcmp(p, begin_crt, sizeof begin_crt - 1) == 0) {
+        kind = 2;
+        end_label = end_crt;
+        end_len = sizeof end_crt - 1;
+    } else {
+        return 0;
+    }
+    if ((size_t)(stop - p) < end_len)
+        return 0;
+    last = stop - end_len;
+    if (memcmp(last, end_label, end_len) != 0)
+        return 0;
+    /* No second BEGIN or END between the first line and the last. */
+    {
+        const char *q = p + 5;
+        while (q < last && (q = memchr(q, '-', (size_t)(last - q))) != NULL) {
+            if ((size_t)(last - q) >= 10 && memcmp(q, "-----BEGIN", 10) == 0)
+                return 0;
+            if ((size_t)(last - q) >= 8 && memcmp(q, "-----END", 8) == 0)
+                return 0;
+            q++;
+        }
+    }
+    return kind;
+}
+
+static lk_alg key_alg(EVP_PKEY *pk, int *ok)
+{
+    *ok = 0;
+    if (EVP_PKEY_get_base_id(pk) == EVP_PKEY_EC) {
+        char group[64];
+        size_t glen = 0;
+        if (EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group, &glen) &&
+            strcmp(group, "prime256v1") == 0)
+            *ok = 1;
+        return LK_ALG_ES256;
+    }
+    if (EVP_PKEY_get_base_id(pk) == EVP_PKEY_RSA) {
+        int bits = EVP_PKEY_get_bits(pk);
+        *ok = bits >= (int)LK_RSA_MIN_BITS && bits <= RSA_MAX_BITS;
+        return LK_ALG_RS256;
+    }
+    return LK_ALG_NONE;
+}
+
+lk_err lk_cred_parse(lk_cred_format fmt, const char *pem, size_t pem_len,
+                     int64_t expires, lk_cred **out)
+{
+    lk_cred *c = NULL;
+    BIO *bio = NULL;
+    X509 *crt = NULL;
+    unsigned char *spki = NULL;
+    int kind, spki_len, ok = 0;
+    lk_alg alg;
+    lk_err err = LK_ERR_CRED_INVALID;
+
+    if (out != NULL)
+        *out = NULL;
+    if (out == NULL || pem == NULL || pem_len == 0 || expires < 0)
+        return LK_ERR_ARG;
+    if (pem_len > LK_CRED_PEM_MAX)
+        return LK_ERR_ARG;
+    if (fmt != LK_CRED_UNSPECIFIED && fmt != LK_CRED_RSA_PEM && fmt != LK_CRED_RSA_X509_PEM &&
+        fmt != LK_CRED_ES256_PEM && fmt != LK_CRED_ES256_X509_PEM)
+        return LK_ERR_ARG;
+    if (memchr(pem, '\0', pem_len) != NULL)
+        return LK_ERR_CRED_INVALID;
+    kind = pem_kind(pem, pem_len);
+    if (kind == 0)
+        return LK_ERR_CRED_INVALID;
+    if ((kind == 1 && (fmt == LK_CRED_RSA_X509_PEM || fmt == LK_CRED_ES256_X509_PEM)) ||
+        (kind == 2 && (fmt == LK_CRED_RSA_PEM || fmt == LK_CRED_ES256_PEM)))
+        return LK_ERR_CRED_INVALID;
+
+    c = OPENSSL_zalloc(sizeof *c);
+    if (c == NULL)
+        return LK_ERR_NOMEM;
+    bio = BIO_new_mem_buf(pem, (int)pem_len);
+    if (bio == NULL) {
+        err = LK_ERR_NOMEM;
+        goto exit;
+    }
+    if (kind == 1) {
+        c->pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+    } else {
+        crt = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+        if (crt != NULL)
+            c->pkey = X509_get_pubkey(crt);
+    }
+    if (c->pkey == NULL)
+        goto exit;
+    alg = key_alg(c->pkey, &ok);
+    if (!ok)
+        goto exit;
+    if (fmt == LK_CRED_UNSPECIFIED)
+        fmt = alg == LK_ALG_ES256 ? (kind == 1 ? LK_CRED_ES256_PEM : LK_CRED_ES256_X509_PEM)
+                                  : (kind == 1 ? LK_CRED_RSA_PEM : LK_CRED_RSA_X509_PEM);
+    if ((alg == LK_ALG_ES256) != (fmt == LK_CRED_ES256_PEM || fmt == LK_CRED_ES256_X509_PEM))
+        goto exit; /* an RSA key given as ES256_PEM, or the reverse */
+    c->fmt = fmt;
+    c->alg = alg;
+    c->expires = expires;
+    c->sig_len = alg == LK_ALG_ES256 ? LK_ES256_SIG_BYTES : (size_t)EVP_PKEY_get_size(c->pkey);
+
+    /* An EC point must be on the curve (OpenSSL checks on decoding; this
+     * makes the promise explicit). */
+    c->vctx = EVP_PKEY_CTX_new_from_pkey(NULL, c->pkey, NULL);
+    if (c->vctx == NULL) {
+        err = LK_ERR_CRYPTO;
+        goto exit;
+    }
+    if (alg == LK_ALG_ES256 && EVP_PKEY_public_check(c->vctx) != 1)
+        goto exit;
+    if (EVP_PKEY_verify_init(c->vctx) <= 0 ||
+        (alg == LK_ALG_RS256 &&
+         (EVP_PKEY_CTX_set_rsa_padding(c->vctx, RSA_PKCS1_PADDING) <= 0 ||
+          EVP_PKEY_CTX_set_signature_md(c->vctx, EVP_sha256()) <= 0))) {
+        err = LK_ERR_CRYPTO;
+        goto exit;
+    }
+    spki_len = i2d_PUBKEY(c->pkey, &spki);
+    if (spki_len <= 0 || !EVP_Digest(spki, (size_t)spki_len, c->fp, NULL, EVP_sha256(), NULL)) {
+        err = LK_ERR_CRYPTO;
+        goto exit;
+    }
+    *out = c;
+    c = NULL;
+    err = LK_OK;
+exit:
+    OPENSSL_free(spki);
+    X509_free(crt);
+    BIO_free(bio);
+    lk_cred_free(c);
+    ERR_clear_error();
+    return err;
+}
+
+void lk_cred_free(lk_cred *c)
+{
+    if (c == NULL)
+        return;
+    EVP_PKEY_CTX_free(c->vctx);
+    EVP_PKEY_free(c->pkey);
+    OPENSSL_free(c);
+}
+
+lk_alg lk_cred_alg(const lk_cred *c)
+{
+    return c == NULL ? LK_ALG_NONE : c->alg;
+}
+
+lk_cred_format lk_cred_get_format(const lk_cred *c)
+{
+    return c == NULL ? LK_CRED_UNSPECIFIED : c->fmt;
+}
+
+int64_t lk_cred_expires(const lk_cred *c)
+{
+    return c == NULL ? 0 : c->expires;
+}
+
+void lk_cred_fingerprint(const lk_cred *c, uint8_t out[32])
+{
+    if (out == NULL)
+        return;
+    if (c == NULL)
+        lk_wipe(out, 32);
+    else
+        memcpy(out, c->fp, 32);
+}

@@ -1,0 +1,381 @@
+/*
+ * Token verification: see lk_verify.h for the rules and their order. Each
+ * rule is one block below, in that order, so that the code reads as the
+ * specification does.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+
+#include "latchkey/lk_b64url.h"
+#include "latchkey/lk_util.h"
+#include "verify_internal.h"
+
+#define MAX_CREDS 16
+#define MAX_CLAIM_INT 9007199254740992LL /* 2^53: exact in every JSON parser */
+#define SIG_MAX 1024u                     /* RSA-8192 */
+#define SCRATCH (LK_B64URL_DECODED_MAX(LK_VERIFY_MAX_LEN_LIMIT))
+
+struct lk_verifier {
+    EVP_MD *sha256;
+    EVP_MD_CTX *md;
+    uint8_t sig[SIG_MAX + 2];
+    uint8_t scratch[SCRATCH]; /* one decoded JSON segment at a time */
+};
+
+lk_err lk_verifier_new(lk_verifier **out)
+{
+    lk_verifier *v;
+    if (out == NULL)
+        return LK_ERR_ARG;
+    *out = NULL;
+    v = OPENSSL_zalloc(sizeof *v);
+    if (v == NULL)
+        return LK_ERR_NOMEM;
+    v->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    v->md = EVP_MD_CTX_new();
+    if (v->sha256 == NULL || v->md == NULL) {
+        lk_verifier_free(v);
+        return LK_ERR_CRYPTO;
+    }
+    *out = v;
+    return LK_OK;
+}
+
+void lk_verifier_free(lk_verifier *v)
+{
+    if (v == NULL)
+        return;
+    EVP_MD_CTX_free(v->md);
+    EVP_MD_free(v->sha256);
+    OPENSSL_free(v);
+}
+
+void lk_verify_policy_init(lk_verify_policy *pol, const char *aud, size_t aud_len, int64_t now)
+{
+    if (pol == NULL)
+        return;
+    pol->aud = aud;
+    pol->aud_len = aud_len;
+    pol->now = now;
+    pol->skew = LK_VERIFY_SKEW;
+    pol->max_lifetime = LK_VERIFY_MAX_LIFETIME;
+    pol->max_len = LK_VERIFY_MAX_LEN;
+    pol->flags = LK_VERIFY_ALLOW_PADDING;
+}
+
+static lk_err why_set(char *why, size_t size, lk_err err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static lk_err why_set(char *why, size_t size, lk_err err, const char *fmt, ...)
+{
+    va_list ap;
+    if (why != NULL && size > 0) {
+        va_start(ap, fmt);
+        vsnprintf(why, size, fmt, ap);
+        va_end(ap);
+    }
+    return err;
+}
+
+static int sha256(lk_verifier *v, const void *data, size_t len, uint8_t out[32])
+{
+    unsigned int n = 0;
+    return EVP_DigestInit_ex2(v->md, v->sha256, NULL) && EVP_DigestUpdate(v->md, data, len) &&
+           EVP_DigestFinal_ex(v->md, out, &n) && n == 32;
+}
+
+/* DER ECDSA-Sig-Value from a range-checked r||s: each half is a positive
+ * INTEGER, minimal, with a 0x00 when its top bit is set. At most 72 bytes. */
+static size_t es256_der(const uint8_t rs[64], uint8_t der[72])
+{
+    size_t o = 2, h;
+    for (h = 0; h < 2; h++) {
+        const uint8_t *x = rs + 32 * h;
+        size_t skip = 0, n;
+        while (skip < 31 && x[skip] == 0)
+            skip++;
+        n = 32 - skip;
+        der[o++] = 0x02;
+        if (x[skip] & 0x80) {
+            der[o++] = (uint8_t)(n + 1);
+            der[o++] = 0x00;
+        } else {
+            der[o++] = (uint8_t)n;
+        }
+        memcpy(der + o, x + skip, n);
+        o += n;
+    }
+    der[0] = 0x30;
+    der[1] = (uint8_t)(o - 2);
+    return o;
+}
+
+lk_err lk_verify__digest(const lk_cred *cred, const uint8_t digest[32],
+                         const uint8_t *sig, size_t sig_len)
+{
+    int ok;
+    if (cred == NULL || digest == NULL || (sig == NULL && sig_len != 0))
+        return LK_ERR_ARG;
+    if (sig_len != cred->sig_len)
+        return LK_ERR_TOKEN_SIGNATURE;
+    if (cred->alg == LK_ALG_ES256) {
+        uint8_t der[72];
+        size_t der_len;
+        /* The range check comes first, whatever the library would do: the
+         * "psychic signature" (r = s = 0) never reaches curve arithmetic. */
+        if (!lk_p256_sig_in_range(sig))
+            return LK_ERR_TOKEN_SIGNATURE;
+        der_len = es256_der(sig, der);
+        ok = EVP_PKEY_verify(cred->vctx, der, der_len, digest, 32);
+    } else {
+        ok = EVP_PKEY_verify(cred->vctx, sig, sig_len, digest, 32);
+    }
+    if (ok != 1) {
+        ERR_clear_error();
+        return LK_ERR_TOKEN_SIGNATURE;
+    }
+    return LK_OK;
+}
+
+lk_err lk_verify__signature(const lk_cred *cred, const uint8_t *msg, size_t msg_len,
+                            const uint8_t *sig, size_t sig_len)
+{
+    uint8_t digest[32];
+    if (cred == NULL || (msg == NULL && msg_len != 0))
+        return LK_ERR_ARG;
+    if (!EVP_Digest(msg, msg_len, digest, NULL, EVP_sha256(), NULL))
+        return LK_ERR_CRYPTO;
+    return lk_verify__digest(cred, digest, sig, sig_len);
+}
+
+/* Decode one JSON segment into a jansson object; NULL (and *err set) on
+ * any failure. Duplicate names are refused; so is anything after the
+ * object (jansson's default) and a top level that is not an object. */
+static json_t *segment_json(lk_verifier *v, const char *seg, size_t len, unsigned flags,
+                            const char *what, lk_err *err, char *why, size_t why_size)
+{
+    size_t n = 0;
+    json_error_t je;
+    json_t *j;
+
+    if (lk_b64url_decode(seg, len, v->scratch, sizeof v->scratch, &n,
+                         flags & LK_VERIFY_ALLOW_PADDING ? LK_B64URL_ALLOW_PADDING : 0) != LK_OK) {
+        *err = why_set(why, why_size, LK_ERR_TOKEN_MALFORMED, "%s is not canonical base64url", what);
+        return NULL;
+    }
+    j = json_loadb((const char *)v->scratch, n, JSON_REJECT_DUPLICATES, &je);
+    if (j == NULL) {
+        /* jansson's message names the fault, not the content. */
+        *err = why_set(why, why_size, LK_ERR_TOKEN_MALFORMED, "%s is not valid JSON: %s", what, je.text);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        *err = why_set(why, why_size, LK_ERR_TOKEN_MALFORMED, "%s is not a JSON object", what);
+        return NULL;
+    }
+    return j;
+}
+
+static int claim_int(json_t *claims, const char *name, int64_t *out)
+{
+    json_t *x = json_object_get(claims, name);
+    json_int_t v;
+    if (x == NULL || !json_is_integer(x))
+        return 0;
+    v = json_integer_value(x);
+    if (v < 0 || v > MAX_CLAIM_INT)
+        return 0;
+    *out = (int64_t)v;
+    return 1;
+}
+
+lk_err lk_verify_token(lk_verifier *v, const char *token, size_t len,
+                       lk_cred *const *creds, size_t ncreds,
+                       const lk_verify_policy *pol, lk_token_info *info,
+                       char *why, size_t why_size)
+{
+    static const char *const refused_headers[] = {"crit", "jwk", "jku", "x5u", "x5c"};
+    const char *dot1, *dot2, *sig_seg;
+    size_t i, sig_len = 0, usable = 0, of_alg = 0;
+    json_t *hdr = NULL, *claims = NULL, *x;
+    lk_alg alg;
+    int64_t iat = 0, exp = 0, now, skew;
+    uint8_t digest[32];
+    lk_err err;
+
+    if (why != NULL && why_size > 0)
+        why[0] = '\0';
+    if (info != NULL)
+        memset(info, 0, sizeof *info);
+    if (v == NULL || token == NULL || info == NULL || pol == NULL || (creds == NULL && ncreds != 0) ||
+        ncreds > MAX_CREDS || pol->aud == NULL || pol->max_len == 0 ||
+        pol->max_len > LK_VERIFY_MAX_LEN_LIMIT || pol->skew < 0 || pol->skew > 3600 ||
+        pol->max_lifetime < 1 || pol->max_lifetime > 7 * LK_VERIFY_MAX_LIFETIME || pol->now < 0 ||
+        pol->now > ((int64_t)1 << 62) || (pol->flags & ~LK_VERIFY_ALLOW_PADDING) != 0)
+        return why_set(why, why_size, LK_ERR_ARG, "invalid arguments or policy");
+    for (i = 0; i < ncreds; i++)
+        if (creds[i] == NULL)
+            return why_set(why, why_size, LK_ERR_ARG, "credential %zu is NULL", i);
+    now = pol->now;
+    skew = pol->skew;
+
+    /* 1. Length, before anything is looked at. */
+    if (len > pol->max_len)
+        return why_set(why, why_size, LK_ERR_TOKEN_TOO_LARGE, "token is %zu bytes, the limit is %zu",
+                       len, pol->max_len);
+
+    /* 2. Three non-empty segments. */
+    if (len == 0)
+        return why_set(why, why_size, LK_ERR_TOKEN_MALFORMED, "empty token");
+    if (memchr(token, '\0', len) != NULL)
+        return why_set(why, why_size, LK_ERR_TOKEN_MALFORMED, "token contains a NUL byte");
+    dot1 = memchr(token, '.', len);
+    dot2 = dot1 ? memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - token)) : NULL;
+    if (dot2 == NULL || memchr(dot2 + 1, '.', len - (size_t)(dot2 + 1 - token)) != NULL)
+        return why_set(why, why_size, LK_ERR_TOKEN_MALFORMED, "a token has exactly three '.'-separated segments");
+    sig_seg = dot2 + 1;
+    sig_len = len - (size_t)(sig_seg - token);
+    if (dot1 == token || dot2 == dot1 + 1 || sig_len == 0)
+        return why_set(why, why_size, LK_ERR_TOKEN_MALFORMED, "empty %s segment",
+                       dot1 == token ? "header" : dot2 == dot1 + 1 ? "payload" : "signature");
+
+    /* 3. The header. */
+    hdr = segment_json(v, token, (size_t)(dot1 - token), pol->flags, "header", &err, why, why_size);
+    if (hdr == NULL)
+        goto exit;
+    for (i = 0; i < sizeof refused_headers / sizeof refused_headers[0]; i++) {
+        if (json_object_get(hdr, refused_headers[i]) != NULL) {
+            err = why_set(why, why_size, LK_ERR_TOKEN_HEADER,
+                          "header parameter \"%s\" is refused (keys come only from the registry)",
+                          refused_headers[i]);
+            goto exit;
+        }
+    }
+    x = json_object_get(hdr, "alg");
+    if (x == NULL || !json_is_string(x)) {
+        err = why_set(why, why_size, LK_ERR_TOKEN_ALG, "header has no \"alg\" string");
+        goto exit;
+    }
+    alg = lk_alg_from_name(json_string_value(x), json_string_length(x));
+    if (alg == LK_ALG_NONE) {
+        err = why_set(why, why_size, LK_ERR_TOKEN_ALG, "alg is not ES256 or RS256");
+        goto exit;
+    }
+
+    /* 4. The credential decides the algorithm: only unexpired credentials of
+     * the header's algorithm are candidates. */
+    for (i = 0; i < ncreds; i++) {
+        if (creds[i]->expires != 0 && creds[i]->expires <= now)
+            continue;
+        usable++;
+        if (creds[i]->alg == alg)
+            of_alg++;
+    }
+    if (usable == 0) {
+        err = why_set(why, why_size, LK_ERR_NO_CREDENTIAL, "the device has %s",
+                      ncreds == 0 ? "no credentials" : "only expired credentials");
+        goto exit;
+    }
+    if (of_alg == 0) {
+        err = why_set(why, why_size, LK_ERR_TOKEN_ALG, "token is %s but the device has no unexpired %s key",
+                      lk_alg_name(alg), alg == LK_ALG_ES256 ? "ES256 (P-256)" : "RSA");
+        goto exit;
+    }
+
+    /* 5. Claims. */
+    claims = segment_json(v, dot1 + 1, (size_t)(dot2 - dot1 - 1), pol->flags, "payload", &err, why, why_size);
+    if (claims == NULL)
+        goto exit;
+    if (!claim_int(claims, "iat", &iat) || !claim_int(claims, "exp", &exp)) {
+        err = why_set(why, why_size, LK_ERR_TOKEN_CLAIM,
+                      "iat and exp must be integers from 0 to 2^53 (seconds since 1970)");
+        goto exit;
+    }
+    x = json_object_get(claims, "aud");
+    if (x == NULL || !json_is_string(x)) {
+        err = why_set(why, why_size, LK_ERR_TOKEN_CLAIM, "aud must be a single string (the project id)");
+        goto exit;
+    }
+    if (json_string_length(x) != pol->aud_len ||
+        memcmp(json_string_value(x), pol->aud, pol->aud_len) != 0) {
+        err = why_set(why, why_size, LK_ERR_TOKEN_AUDIENCE, "aud is not the project id \"%.*s\"",
+                      (int)(pol->aud_len > 200 ? 200 : pol->aud_len), pol->aud);
+        goto exit;
+    }
+
+    /* 6. Time. All values are in [0, 2^53] or bounded by the policy, so
+     * nothing below can overflow. */
+    if (iat > now + skew) {
+        err = why_set(why, why_size, LK_ERR_TOKEN_FUTURE, "iat %lld is %lld s after now (skew %lld)",
+                      (long long)iat, (long long)(iat - now), (long long)skew);
+        goto exit;
+    }
+    if (exp <= now - skew) {
+        err = why_set(why, why_size, LK_ERR_TOKEN_EXPIRED, "exp %lld is %lld s before now (skew %lld)",
+                      (long long)exp, (long long)(now - exp), (long long)skew);
+        goto exit;
+    }
+    if (exp <= iat) {
+        err = why_set(why, why_size, LK_ERR_TOKEN_LIFETIME, "exp %lld is not after iat %lld",
+                      (long long)exp, (long long)iat);
+        goto exit;
+    }
+    if (exp - iat > pol->max_lifetime + skew) {
+        err = why_set(why, why_size, LK_ERR_TOKEN_LIFETIME, "lifetime exp - iat = %lld s, the maximum is %lld (+%lld skew)",
+                      (long long)(exp - iat), (long long)pol->max_lifetime, (long long)skew);
+        goto exit;
+    }
+
+    /* 7. The signature, over the exact received bytes. */
+    if (sig_len > LK_B64URL_ENCODED_LEN(SIG_MAX) + 2) {
+        err = why_set(why, why_size, LK_ERR_TOKEN_SIGNATURE, "signature segment is %zu characters, too long",
+                      sig_len);
+        goto exit;
+    }
+    if (lk_b64url_decode(sig_seg, sig_len, v->sig, sizeof v->sig, &sig_len,
+                         pol->flags & LK_VERIFY_ALLOW_PADDING ? LK_B64URL_ALLOW_PADDING : 0) != LK_OK) {
+        err = why_set(why, why_size, LK_ERR_TOKEN_MALFORMED, "signature is not canonical base64url");
+        goto exit;
+    }
+    if (alg == LK_ALG_ES256 && sig_len != LK_ES256_SIG_BYTES) {
+        err = why_set(why, why_size, LK_ERR_TOKEN_SIGNATURE, "ES256 signature is %zu bytes, must be 64 (r||s)",
+                      sig_len);
+        goto exit;
+    }
+    if (!sha256(v, token, (size_t)(dot2 - token), digest)) {
+        err = why_set(why, why_size, LK_ERR_CRYPTO, "SHA-256 failed");
+        goto exit;
+    }
+    err = LK_ERR_TOKEN_SIGNATURE;
+    for (i = 0; i < ncreds; i++) {
+        const lk_cred *c = creds[i];
+        if (c->alg != alg || (c->expires != 0 && c->expires <= now))
+            continue;
+        if (lk_verify__digest(c, digest, v->sig, sig_len) == LK_OK) {
+            info->alg = alg;
+            info->iat = iat;
+            info->exp = exp;
+            info->valid_until = exp + skew;
+            info->cred_index = (unsigned)i;
+            err = LK_OK;
+            break;
+        }
+    }
+    if (err != LK_OK)
+        why_set(why, why_size, err, "no %s credential of the device verifies the signature (%zu tried)",
+                lk_alg_name(alg), of_alg);
+exit:
+    json_decref(hdr);
+    json_decref(claims);
+    lk_wipe(v->sig, sizeof v->sig);
+    if (err != LK_OK)
+        memset(info, 0, sizeof *info);
+    return err;
+}

@@ -1,0 +1,35 @@
+/*
+ * Internals of the verifier shared by its files and its tests. Not part of
+ * the installed API.
+ */
+#ifndef LK_VERIFY_INTERNAL_H
+#define LK_VERIFY_INTERNAL_H
+
+#include <openssl/evp.h>
+#include "latchkey/lk_verify.h"
+
+struct lk_cred {
+    lk_cred_format fmt;
+    lk_alg alg;
+    int64_t expires;      /* 0 = never */
+    EVP_PKEY *pkey;
+    EVP_PKEY_CTX *vctx;   /* verify_init done once; RSA padding and md set */
+    size_t sig_len;       /* ES256: 64; RS256: modulus bytes */
+    uint8_t fp[32];       /* SHA-256 of the SPKI DER */
+};
+
+/*
+ * Check sig[0..sig_len) over msg[0..msg_len) with cred, exactly as a token's
+ * signature is checked (ES256: 64 bytes r||s, 1 <= r, s <= n-1; RS256:
+ * modulus-length PKCS#1 v1.5 with SHA-256). LK_OK or LK_ERR_TOKEN_SIGNATURE
+ * (LK_ERR_ARG for NULL arguments). For the test vectors, which sign
+ * arbitrary messages.
+ */
+lk_err lk_verify__signature(const lk_cred *cred, const uint8_t *msg, size_t msg_len,
+                            const uint8_t *sig, size_t sig_len);
+
+/* Check sig against a precomputed SHA-256 digest. */
+lk_err lk_verify__digest(const lk_cred *cred, const uint8_t digest[32],
+                         const uint8_t *sig, size_t sig_len);
+
+#endif
