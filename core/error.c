@@ -48,6 +48,16 @@ static const struct lk_err_text lk_err_texts[] = {
     {LK_ERR_TOKEN_SIGNATURE, "LK_ERR_TOKEN_SIGNATURE", "bad signature: no credential of the device verifies it"},
     {LK_ERR_NO_CREDENTIAL, "LK_ERR_NO_CREDENTIAL", "no usable credential (none registered, or all expired)"},
     {LK_ERR_CRED_INVALID, "LK_ERR_CRED_INVALID", "credential is not a usable key of its format"},
+    {LK_ERR_REG_NOT_FOUND, "LK_ERR_REG_NOT_FOUND", "no such project, registry, device or version"},
+    {LK_ERR_REG_EXISTS, "LK_ERR_REG_EXISTS", "that id is already taken"},
+    {LK_ERR_REG_CONFLICT, "LK_ERR_REG_CONFLICT", "version conflict: the config changed since the version given"},
+    {LK_ERR_REG_LIMIT, "LK_ERR_REG_LIMIT", "a count or size limit would be exceeded"},
+    {LK_ERR_REG_INVALID, "LK_ERR_REG_INVALID", "invalid name, value or document"},
+    {LK_ERR_REG_CERT, "LK_ERR_REG_CERT", "certificate not accepted by the registry's CA certificates"},
+    {LK_ERR_REG_NOT_EMPTY, "LK_ERR_REG_NOT_EMPTY", "the registry still has devices"},
+    {LK_ERR_REG_BUSY, "LK_ERR_REG_BUSY", "the registry database stayed locked past the busy timeout"},
+    {LK_ERR_REG_STORAGE, "LK_ERR_REG_STORAGE", "the registry database failed (I/O, corruption or full disk)"},
+    {LK_ERR_REG_SCHEMA, "LK_ERR_REG_SCHEMA", "the registry database has a newer schema than this program"},
 };
 
 static const struct lk_err_text *lk_err_find(lk_err err)

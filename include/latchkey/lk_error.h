@@ -65,6 +65,18 @@ typedef enum lk_err {
     LK_ERR_NO_CREDENTIAL = 70,   /* the device has no unexpired credential */
     LK_ERR_CRED_INVALID = 71,    /* a credential is not a usable key of its format */
 
+    /* Device registry (service side). */
+    LK_ERR_REG_NOT_FOUND = 80, /* no such project/registry/device/version */
+    LK_ERR_REG_EXISTS = 81,    /* an id that is taken */
+    LK_ERR_REG_CONFLICT = 82,  /* version_to_update is not the current version */
+    LK_ERR_REG_LIMIT = 83,     /* a count or size limit (4th credential, 65 KB config...) */
+    LK_ERR_REG_INVALID = 84,   /* an invalid name, value or document */
+    LK_ERR_REG_CERT = 85,      /* not signed by a registry CA, CA expired, weak key */
+    LK_ERR_REG_NOT_EMPTY = 86, /* deleting a registry that still has devices */
+    LK_ERR_REG_BUSY = 87,      /* the database stayed locked past the busy timeout */
+    LK_ERR_REG_STORAGE = 88,   /* the database failed (I/O, corruption, full disk) */
+    LK_ERR_REG_SCHEMA = 89,    /* the database is of a newer schema version */
+
     LK_ERR__END                /* not an error: one past the last code */
 } lk_err;
 

@@ -22,7 +22,9 @@
  *  5. Claims: "iat" and "exp" JSON integers in [0, 2^53]; "aud" a single
  *     string, equal to the project id by length and bytes (an array, or a
  *     string with an embedded NUL that matches up to it, is refused); "nbf"
- *     and other claims are ignored, as IoT Core did.
+ *     and other claims are ignored, as IoT Core did. (A number too large for
+ *     64 bits anywhere in the JSON, e.g. 1e400, makes it malformed: the
+ *     parser cannot represent it.)
  *  6. Time, with checked arithmetic: iat <= now + skew; exp > now - skew;
  *     iat < exp <= iat + max_lifetime + skew.
  *  7. Signature over the exact received bytes of "header.payload": ES256

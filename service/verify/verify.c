@@ -169,10 +169,17 @@ static json_t *segment_json(lk_verifier *v, const char *seg, size_t len, unsigne
         *err = why_set(why, why_size, LK_ERR_TOKEN_MALFORMED, "%s is not canonical base64url", what);
         return NULL;
     }
-    j = json_loadb((const char *)v->scratch, n, JSON_REJECT_DUPLICATES, &je);
+    /* JSON_ALLOW_NUL: a "\u0000" inside a string is data (it makes an aud
+     * differ from the project id), not a reason to call the JSON broken. */
+    j = json_loadb((const char *)v->scratch, n, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
     if (j == NULL) {
-        /* jansson's message names the fault, not the content. */
-        *err = why_set(why, why_size, LK_ERR_TOKEN_MALFORMED, "%s is not valid JSON: %s", what, je.text);
+        /* jansson appends "near '<input>'": keep only the fault and where it
+         * is, so no token content reaches a log. */
+        char *near = strstr(je.text, " near ");
+        if (near != NULL)
+            *near = '\0';
+        *err = why_set(why, why_size, LK_ERR_TOKEN_MALFORMED, "%s is not valid JSON: %s (at byte %d)", what,
+                       je.text, je.position);
         return NULL;
     }
     if (!json_is_object(j)) {

@@ -916,6 +916,16 @@ static const struct { lk_err err; const char *name; } error_table[] = {
     { LK_ERR_TOKEN_SIGNATURE, "LK_ERR_TOKEN_SIGNATURE" },
     { LK_ERR_NO_CREDENTIAL, "LK_ERR_NO_CREDENTIAL" },
     { LK_ERR_CRED_INVALID, "LK_ERR_CRED_INVALID" },
+    { LK_ERR_REG_NOT_FOUND, "LK_ERR_REG_NOT_FOUND" },
+    { LK_ERR_REG_EXISTS, "LK_ERR_REG_EXISTS" },
+    { LK_ERR_REG_CONFLICT, "LK_ERR_REG_CONFLICT" },
+    { LK_ERR_REG_LIMIT, "LK_ERR_REG_LIMIT" },
+    { LK_ERR_REG_INVALID, "LK_ERR_REG_INVALID" },
+    { LK_ERR_REG_CERT, "LK_ERR_REG_CERT" },
+    { LK_ERR_REG_NOT_EMPTY, "LK_ERR_REG_NOT_EMPTY" },
+    { LK_ERR_REG_BUSY, "LK_ERR_REG_BUSY" },
+    { LK_ERR_REG_STORAGE, "LK_ERR_REG_STORAGE" },
+    { LK_ERR_REG_SCHEMA, "LK_ERR_REG_SCHEMA" },
 };
 #define N_ERRORS (sizeof error_table / sizeof error_table[0])
 
@@ -958,7 +968,7 @@ static void test_error_strings(void **state)
                          error_table[j].name, s);
     }
     /* unknown values: the gaps, the end marker, beyond, negative */
-    static const int unknown[] = { 5, 9, 14, 19, 30, 39, 47, 59, LK_ERR__END, LK_ERR__END + 1, 100,
+    static const int unknown[] = { 5, 9, 14, 19, 30, 39, 47, 59, 72, 79, LK_ERR__END, LK_ERR__END + 1, 100,
                                    1000, 0x7fffffff, -1, -46 };
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         const char *s = lk_strerror((lk_err)unknown[i]);

@@ -15,6 +15,7 @@
 static const char token_usage[] =
     "usage: latchkey token --key NAME --store FILE --aud PROJECT [--ttl SECONDS] [--alg ES256|RS256]\n"
     "       latchkey token --key pkcs11:URI [--module PATH] --aud PROJECT [...]\n"
+    "       latchkey token verify --credential FILE --aud PROJECT [...] [TOKEN | -]  (see --help)\n"
     "\n"
     "Prints a JSON Web Token signed by the key, with claims iat (now), exp (now + ttl)\n"
     "and aud (the project id), as an IoT Core device sends it as its MQTT password.\n"
@@ -42,6 +43,8 @@ int lk_cmd_token(int argc, char **argv)
     lk_err err;
     int c, rc;
 
+    if (argc >= 2 && strcmp(argv[1], "verify") == 0)
+        return lk_cmd_token_verify(argc - 1, argv + 1);
     /* `latchkey token create ...` is the same as `latchkey token ...`. */
     if (argc >= 2 && strcmp(argv[1], "create") == 0) {
         argc--;

@@ -16,6 +16,7 @@ static const char usage_text[] =
     "  key public    --key NAME --store FILE | --key pkcs11:...\n"
     "  key list      --store FILE\n"
     "  token         --key ... --aud PROJECT [--ttl SECONDS] [--alg ES256|RS256] [--now EPOCH]\n"
+    "  token verify  --credential [FORMAT:]FILE ... --aud PROJECT [--now EPOCH] [--format json] [TOKEN|-]\n"
     "\n"
     "Run 'latchkey COMMAND --help' for a command's options; exit codes are in docs/cli.md.\n";
 
@@ -31,6 +32,10 @@ int lk_tool_exit_code(lk_err err)
     case LK_ERR_STORE_CORRUPT: case LK_ERR_STORE_FOREIGN: case LK_ERR_STORE_PERMS: return EXIT_STORE;
     case LK_ERR_KEY_EXISTS: return EXIT_EXISTS;
     case LK_ERR_SIGN: case LK_ERR_DEVICE: case LK_ERR_RNG: case LK_ERR_KEY_TYPE: return EXIT_DEVICE;
+    case LK_ERR_TOKEN_TOO_LARGE: case LK_ERR_TOKEN_MALFORMED: case LK_ERR_TOKEN_ALG:
+    case LK_ERR_TOKEN_HEADER: case LK_ERR_TOKEN_CLAIM: case LK_ERR_TOKEN_AUDIENCE:
+    case LK_ERR_TOKEN_EXPIRED: case LK_ERR_TOKEN_FUTURE: case LK_ERR_TOKEN_LIFETIME:
+    case LK_ERR_TOKEN_SIGNATURE: case LK_ERR_NO_CREDENTIAL: case LK_ERR_CRED_INVALID: return EXIT_INVALID;
     default: return EXIT_FAIL;
     }
 }

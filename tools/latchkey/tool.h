@@ -62,5 +62,6 @@ int lk_tool_parse_i64(const char *s, long long min, long long max, long long *ou
 
 int lk_cmd_key(int argc, char **argv);
 int lk_cmd_token(int argc, char **argv);
+int lk_cmd_token_verify(int argc, char **argv);
 
 #endif

@@ -1,0 +1,80 @@
+/*
+ * lk_iotcore.h — IoT Core's naming rules and limits, in one place.
+ *
+ * Source: ../shared/spec/iotcore-protocol.md §4.4 (names, limits), §1.4
+ * (message sizes and rates), §4.2 (config/state), §4.3 (credentials). The
+ * registry, the broker plugin and the tools all take their rules from here;
+ * docs/protocol.md explains each choice where the reference left one.
+ *
+ * The token rules (skew, lifetime, algorithms) are in lk_verify.h; MQTT
+ * topics belong to the broker plugin.
+ */
+#ifndef LK_IOTCORE_H
+#define LK_IOTCORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "lk_error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Registry and device ids: [a-zA-Z][-a-zA-Z0-9._+~%]{2,254}, not starting
+ * with "goog" (any case). */
+#define LK_ID_MIN 3u
+#define LK_ID_MAX 255u
+/* Project ids (Google's rule): [a-z][-a-z0-9]{4,28}[a-z0-9]. */
+#define LK_PROJECT_MIN 6u
+#define LK_PROJECT_MAX 30u
+/* Locations (cloud regions): [a-z][-a-z0-9]{0,62}. */
+#define LK_LOCATION_MAX 63u
+
+/* Metadata: keys like ids but 1..128 characters; values up to 32 KB; keys
+ * and values together under 256 KB; at most 500 pairs. */
+#define LK_METADATA_KEY_MAX 128u
+#define LK_METADATA_VALUE_MAX (32u * 1024u)
+#define LK_METADATA_TOTAL_MAX (256u * 1024u)
+#define LK_METADATA_PAIRS_MAX 500u
+
+#define LK_DEVICE_CREDENTIALS_MAX 3u
+#define LK_REGISTRY_CERTS_MAX 10u
+#define LK_CONFIG_VERSIONS_KEPT 10u
+#define LK_STATES_KEPT 10u
+#define LK_CONFIG_MAX (64u * 1024u)
+#define LK_STATE_MAX (64u * 1024u)
+#define LK_EVENT_MAX (256u * 1024u)
+#define LK_COMMAND_MAX (256u * 1024u)  /* unconfirmed in IoT Core: as events */
+#define LK_SUBFOLDER_MAX 256u
+
+/* Per-connection limits (defaults; the broker plugin makes them settings). */
+#define LK_RATE_MESSAGES_PER_S 100u
+#define LK_RATE_STATE_PER_S 1u
+#define LK_RATE_CONFIG_PER_S 1u
+#define LK_IDLE_TIMEOUT_S 1200u       /* 20 minutes */
+#define LK_CONNECTION_MAX_S 86400u    /* 24 hours */
+
+/* 1 when s[0..len) is a valid registry or device id. */
+int lk_id_valid(const char *s, size_t len);
+/* 1 when s[0..len) is a valid project id. */
+int lk_project_valid(const char *s, size_t len);
+/* 1 when s[0..len) is a valid location. */
+int lk_location_valid(const char *s, size_t len);
+/* 1 when s[0..len) is a valid metadata key. */
+int lk_metadata_key_valid(const char *s, size_t len);
+/* 1 when s[0..len) is a valid event or command subfolder: 1..256
+ * characters, no NUL, '+' or '#', not starting or ending with '/', no empty
+ * level ("a//b"). */
+int lk_subfolder_valid(const char *s, size_t len);
+
+/*
+ * Why a name is invalid, as one sentence for a tool to print, e.g.
+ * "a device id must start with a letter" (what = "device id"). Returns NULL
+ * when the name is valid. Writes into buf (at least 128 bytes recommended).
+ */
+const char *lk_id_why(const char *what, const char *s, size_t len, char *buf, size_t size);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LK_IOTCORE_H */

@@ -1,0 +1,521 @@
+/*
+ * The registry administration commands: what they share — options, the
+ * database, resource names, files, gcloud's KEY=VALUE arguments, times — and
+ * the entry point `latchkey [--db FILE] registries|devices ...`.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "admin.h"
+
+const char *lk_admin_db;
+
+static const char *env_or_null(const char *name)
+{
+    const char *v = getenv(name);
+    return v != NULL && v[0] != '\0' ? v : NULL;
+}
+
+void admin_init(struct admin *a, const char *cmd, const char *usage)
+{
+    memset(a, 0, sizeof *a);
+    a->cmd = cmd;
+    a->usage = usage;
+    a->db = lk_admin_db != NULL ? lk_admin_db : env_or_null("LATCHKEY_DB");
+    a->project = env_or_null("LATCHKEY_PROJECT");
+    a->location = env_or_null("LATCHKEY_REGION");
+    a->busy_ms = -1;
+}
+
+int admin_common_opt(struct admin *a, int c, const char *arg)
+{
+    switch (c) {
+    case OPT_DB: a->db = arg; return EXIT_OK;
+    case OPT_PROJECT: a->project = arg; return EXIT_OK;
+    case OPT_REGION: a->location = arg; return EXIT_OK;
+    case OPT_REGISTRY: a->registry = arg; return EXIT_OK;
+    case OPT_DEVICE: a->device = arg; return EXIT_OK;
+    case OPT_FORMAT:
+        if (strcmp(arg, "json") == 0)
+            a->json = 1;
+        else if (strcmp(arg, "text") == 0 || strcmp(arg, "table") == 0 || strcmp(arg, "yaml") == 0)
+            a->json = 0;
+        else
+            return lk_tool_usage_error("%s: --format must be json or text, not '%s'", a->cmd, arg);
+        return EXIT_OK;
+    case OPT_BUSY_TIMEOUT:
+        if (lk_tool_parse_i64(arg, 0, 3600000, &a->busy_ms) != 0)
+            return lk_tool_usage_error("%s: --busy-timeout takes milliseconds, 0 to 3600000", a->cmd);
+        return EXIT_OK;
+    case 'q': return EXIT_OK; /* gcloud's --quiet: we never prompt */
+    case 'h': fputs(a->usage, stdout); return ADMIN_HELP;
+    case '?': fputs(a->usage, stderr); return EXIT_USAGE;
+    default: return -1;
+    }
+}
+
+/* A resource option set twice (by a full name and an option) must agree. */
+static int set_part(struct admin *a, const char **slot, const char *val, const char *opt)
+{
+    if (*slot != NULL && strcmp(*slot, val) != 0)
+        return lk_tool_usage_error("%s: the resource name says %s '%s' but %s says '%s'", a->cmd,
+                                   opt + 2, val, opt, *slot);
+    *slot = val;
+    return EXIT_OK;
+}
+
+int admin_resolve(struct admin *a, const char *arg, int need_registry, const char **leaf)
+{
+    if (leaf != NULL)
+        *leaf = arg;
+    if (arg != NULL && strncmp(arg, "projects/", 9) == 0) {
+        /* projects/P/locations/L[/registries/R[/devices/D]] */
+        static const char *const keys[] = {"projects", "locations", "registries", "devices"};
+        char *parts[8];
+        unsigned n = 0, i;
+        char *p, *save = NULL;
+        int rc;
+        free(a->namebuf);
+        a->namebuf = strdup(arg);
+        if (a->namebuf == NULL)
+            return admin_fail(a, LK_ERR_NOMEM, NULL);
+        for (p = strtok_r(a->namebuf, "/", &save); p != NULL; p = strtok_r(NULL, "/", &save)) {
+            if (n == 8)
+                goto bad;
+            parts[n++] = p;
+        }
+        if (n < 6 || n % 2 != 0)
+            goto bad;
+        for (i = 0; i < n; i += 2)
+            if (strcmp(parts[i], keys[i / 2]) != 0)
+                goto bad;
+        if ((rc = set_part(a, &a->project, parts[1], "--project")) != EXIT_OK ||
+            (rc = set_part(a, &a->location, parts[3], "--region")) != EXIT_OK)
+            return rc;
+        if (n == 8 && (rc = set_part(a, &a->registry, parts[5], "--registry")) != EXIT_OK)
+            return rc;
+        if (leaf != NULL)
+            *leaf = parts[n - 1];
+    }
+    if (a->project == NULL)
+        return lk_tool_usage_error("%s: --project is required (or set LATCHKEY_PROJECT)", a->cmd);
+    if (a->location == NULL)
+        return lk_tool_usage_error("%s: --region is required (or set LATCHKEY_REGION)", a->cmd);
+    if (need_registry && a->registry == NULL)
+        return lk_tool_usage_error("%s: --registry is required", a->cmd);
+    {
+        /* Checked here too, so that a refused name never creates a database. */
+        char buf[256];
+        const char *why;
+        if (!lk_project_valid(a->project, strlen(a->project))) {
+            lk_tool_error(a->cmd, LK_ERR_REG_INVALID,
+                          "project id '%s' is invalid: a project id is %u to %u characters: lower-case "
+                          "letters, digits and '-', starting with a letter and not ending with '-'",
+                          a->project, LK_PROJECT_MIN, LK_PROJECT_MAX);
+            return EXIT_REG_INVALID;
+        }
+        if (!lk_location_valid(a->location, strlen(a->location))) {
+            lk_tool_error(a->cmd, LK_ERR_REG_INVALID,
+                          "region '%s' is invalid: a region is 1 to %u characters: lower-case letters, "
+                          "digits and '-', starting with a letter",
+                          a->location, LK_LOCATION_MAX);
+            return EXIT_REG_INVALID;
+        }
+        if (need_registry &&
+            (why = lk_id_why("registry id", a->registry, strlen(a->registry), buf, sizeof buf)) != NULL) {
+            lk_tool_error(a->cmd, LK_ERR_REG_INVALID, "registry id '%s' is invalid: %s", a->registry, why);
+            return EXIT_REG_INVALID;
+        }
+    }
+    a->name.project = a->project;
+    a->name.location = a->location;
+    a->name.registry = a->registry;
+    return EXIT_OK;
+bad:
+    return lk_tool_usage_error("%s: '%s' is not a resource name: expected "
+                               "projects/P/locations/L/registries/R[/devices/D]",
+                               a->cmd, arg);
+}
+
+/* The file behind a database URL, or NULL when it is not a file. */
+static const char *db_file(const char *url)
+{
+    if (strncmp(url, "sqlite:", 7) == 0)
+        return url + 7;
+    if (strstr(url, "://") != NULL || strncmp(url, "postgres", 8) == 0)
+        return NULL;
+    return url;
+}
+
+int admin_open(struct admin *a, int create)
+{
+    char why[512] = "";
+    const char *file;
+    struct stat st;
+    int existed = 1;
+    lk_err err;
+
+    if (a->db == NULL || a->db[0] == '\0')
+        return lk_tool_usage_error("%s: no registry database: give --db FILE or set LATCHKEY_DB", a->cmd);
+    file = db_file(a->db);
+    if (file != NULL && stat(file, &st) != 0) {
+        if (errno != ENOENT) {
+            lk_tool_error(a->cmd, LK_ERR_IO, "database %s: %s", file, strerror(errno));
+            return EXIT_FAIL;
+        }
+        existed = 0;
+        if (!create) {
+            lk_tool_error(a->cmd, LK_ERR_REG_NOT_FOUND,
+                          "database %s does not exist (only the create commands create it; "
+                          "check --db or LATCHKEY_DB)",
+                          file);
+            return EXIT_REG_NOT_FOUND;
+        }
+    }
+    err = lk_registry_open(a->db, create ? LK_REG_CREATE : 0, &a->reg, why, sizeof why);
+    if (err != LK_OK) {
+        a->reg = NULL;
+        lk_tool_error(a->cmd, err, "database %s: %s", a->db, why[0] ? why : lk_strerror(err));
+        return admin_exit_code(err);
+    }
+    if (a->busy_ms >= 0)
+        lk_registry_set_busy_timeout(a->reg, (unsigned)a->busy_ms);
+    if (!existed)
+        fprintf(stderr, "latchkey: created registry database %s\n", file);
+    return EXIT_OK;
+}
+
+void admin_close(struct admin *a)
+{
+    if (a->reg != NULL)
+        lk_registry_close(a->reg);
+    a->reg = NULL;
+    free(a->namebuf);
+    a->namebuf = NULL;
+}
+
+int admin_exit_code(lk_err err)
+{
+    switch (err) {
+    case LK_ERR_REG_NOT_FOUND: return EXIT_REG_NOT_FOUND;
+    case LK_ERR_REG_EXISTS: return EXIT_REG_EXISTS;
+    case LK_ERR_REG_CONFLICT: return EXIT_REG_CONFLICT;
+    case LK_ERR_REG_LIMIT: return EXIT_REG_LIMIT;
+    case LK_ERR_REG_INVALID: case LK_ERR_CRED_INVALID: case LK_ERR_KEY_WEAK:
+    case LK_ERR_ENCODING: return EXIT_REG_INVALID;
+    case LK_ERR_REG_CERT: return EXIT_REG_CERT;
+    case LK_ERR_REG_NOT_EMPTY: return EXIT_REG_NOT_EMPTY;
+    case LK_ERR_REG_BUSY: return EXIT_REG_BUSY;
+    case LK_ERR_REG_STORAGE: case LK_ERR_REG_SCHEMA: return EXIT_REG_STORAGE;
+    default: return lk_tool_exit_code(err);
+    }
+}
+
+int admin_fail(const struct admin *a, lk_err err, const char *why)
+{
+    lk_tool_error(a->cmd, err, "%s", why != NULL && why[0] != '\0' ? why : lk_strerror(err));
+    return admin_exit_code(err);
+}
+
+static int all_digits(const char *s)
+{
+    if (*s == '\0')
+        return 0;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9')
+            return 0;
+    return 1;
+}
+
+int admin_device_id(struct admin *a, const char *arg, char **buf, const char **id_out)
+{
+    char why[512] = "";
+    lk_reg_device d;
+    unsigned long long num;
+    char *end = NULL;
+    lk_err err;
+
+    *buf = NULL;
+    *id_out = arg;
+    if (!all_digits(arg))
+        return EXIT_OK;
+    errno = 0;
+    num = strtoull(arg, &end, 10);
+    if (errno != 0 || *end != '\0' || num == 0) {
+        lk_tool_error(a->cmd, LK_ERR_REG_NOT_FOUND, "no device has numId %s", arg);
+        return EXIT_REG_NOT_FOUND;
+    }
+    memset(&d, 0, sizeof d);
+    err = lk_registry_get_device(a->reg, &a->name, NULL, (uint64_t)num, &d, why, sizeof why);
+    if (err != LK_OK)
+        return admin_fail(a, err, why);
+    *buf = strdup(d.id);
+    lk_reg_device_free(&d);
+    if (*buf == NULL)
+        return admin_fail(a, LK_ERR_NOMEM, NULL);
+    *id_out = *buf;
+    return EXIT_OK;
+}
+
+int admin_read_file(const struct admin *a, const char *what, const char *path, size_t max,
+                    lk_err too_big, uint8_t **out, size_t *len)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    uint8_t *buf;
+    size_t n = 0, got;
+
+    *out = NULL;
+    *len = 0;
+    if (f == NULL) {
+        int e = errno;
+        lk_tool_error(a->cmd, LK_ERR_IO, "%s %s: %s", what, path, strerror(e));
+        return e == ENOENT || e == ENOTDIR ? EXIT_NOT_FOUND : EXIT_FAIL;
+    }
+    /* Every file the commands read is small (a config, a PEM, a value). */
+    buf = malloc(max + 2);
+    if (buf == NULL) {
+        if (f != stdin)
+            fclose(f);
+        return admin_fail(a, LK_ERR_NOMEM, NULL);
+    }
+    while (n <= max && (got = fread(buf + n, 1, max + 1 - n, f)) > 0)
+        n += got;
+    if (ferror(f)) {
+        int e = errno;
+        lk_tool_error(a->cmd, LK_ERR_IO, "%s %s: %s", what, path, strerror(e));
+        free(buf);
+        if (f != stdin)
+            fclose(f);
+        return EXIT_FAIL;
+    }
+    if (f != stdin)
+        fclose(f);
+    if (n > max) {
+        lk_tool_error(a->cmd, too_big, "%s %s is larger than %zu bytes, the most allowed", what, path, max);
+        free(buf);
+        return admin_exit_code(too_big);
+    }
+    buf[n] = 0;
+    *out = buf;
+    *len = n;
+    return EXIT_OK;
+}
+
+int admin_dict(const struct admin *a, const char *opt, const char *arg,
+               int (*cb)(void *ctx, const char *key, const char *value), void *ctx)
+{
+    char delim = ',';
+    char *copy, *item;
+    int rc = EXIT_OK;
+
+    /* gcloud's escape: ^D^ at the start makes D the delimiter. */
+    if (arg[0] == '^' && arg[1] != '\0' && arg[2] == '^') {
+        delim = arg[1];
+        arg += 3;
+    }
+    copy = strdup(arg);
+    if (copy == NULL)
+        return admin_fail(a, LK_ERR_NOMEM, NULL);
+    item = copy;
+    while (item != NULL && rc == EXIT_OK) {
+        char *next = strchr(item, delim), *eq;
+        if (next != NULL)
+            *next++ = '\0';
+        if (*item != '\0') {
+            eq = strchr(item, '=');
+            if (eq == NULL || eq == item) {
+                rc = lk_tool_usage_error("%s: %s: '%s' is not KEY=VALUE (items are separated by '%c'; "
+                                         "write ^;^A=B;C=D to separate them by ';' instead)",
+                                         a->cmd, opt, item, delim);
+                break;
+            }
+            *eq = '\0';
+            rc = cb(ctx, item, eq + 1);
+        }
+        item = next;
+    }
+    free(copy);
+    return rc;
+}
+
+/* n digits at *p as a number; advances *p. -1 if not n digits. */
+static int digits(const char **p, int n)
+{
+    int v = 0, i;
+    for (i = 0; i < n; i++) {
+        if ((*p)[i] < '0' || (*p)[i] > '9')
+            return -1;
+        v = v * 10 + ((*p)[i] - '0');
+    }
+    *p += n;
+    return v;
+}
+
+int admin_parse_time(const char *s, int64_t *out)
+{
+    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    struct tm tm;
+    const char *p = s;
+    int y, mo, d, h = 0, mi = 0, se = 0, off = 0;
+    time_t t;
+
+    if (all_digits(s)) {
+        long long v;
+        if (lk_tool_parse_i64(s, 0, 253402300799LL, &v) != 0)
+            return -1;
+        *out = v;
+        return 0;
+    }
+    if ((y = digits(&p, 4)) < 1970 || *p++ != '-' || (mo = digits(&p, 2)) < 1 || mo > 12 ||
+        *p++ != '-' || (d = digits(&p, 2)) < 1 || d > mdays[mo - 1])
+        return -1;
+    if (*p == 'T' || *p == 't' || *p == ' ') {
+        p++;
+        if ((h = digits(&p, 2)) < 0 || h > 23 || *p++ != ':' || (mi = digits(&p, 2)) < 0 || mi > 59)
+            return -1;
+        if (*p == ':') {
+            p++;
+            if ((se = digits(&p, 2)) < 0 || se > 60)
+                return -1;
+            if (se == 60)
+                se = 59;
+            if (*p == '.' || *p == ',') {
+                p++;
+                if (*p < '0' || *p > '9')
+                    return -1;
+                while (*p >= '0' && *p <= '9')
+                    p++;
+            }
+        }
+        if (*p == 'Z' || *p == 'z') {
+            p++;
+        } else if (*p == '+' || *p == '-') {
+            int sign = *p++ == '-' ? -1 : 1, oh, om;
+            if ((oh = digits(&p, 2)) < 0 || oh > 23)
+                return -1;
+            if (*p == ':')
+                p++;
+            if ((om = digits(&p, 2)) < 0 || om > 59)
+                return -1;
+            off = sign * (oh * 3600 + om * 60);
+        }
+    }
+    if (*p != '\0')
+        return -1;
+    memset(&tm, 0, sizeof tm);
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = se;
+    t = timegm(&tm);
+    if (t == (time_t)-1 || tm.tm_mday != d) /* 29 February of a common year */
+        return -1;
+    if ((int64_t)t - off < 0)
+        return -1;
+    *out = (int64_t)t - off;
+    return 0;
+}
+
+lk_cred_format admin_cred_type(const char *s)
+{
+    static const struct {
+        const char *name;
+        lk_cred_format fmt;
+    } names[] = {
+        {"es256", LK_CRED_ES256_PEM},          {"es256-pem", LK_CRED_ES256_PEM},
+        {"es256-x509", LK_CRED_ES256_X509_PEM}, {"es256-x509-pem", LK_CRED_ES256_X509_PEM},
+        {"rs256", LK_CRED_RSA_PEM},            {"rsa", LK_CRED_RSA_PEM},
+        {"rsa-pem", LK_CRED_RSA_PEM},          {"rs256-x509", LK_CRED_RSA_X509_PEM},
+        {"rsa-x509", LK_CRED_RSA_X509_PEM},    {"rsa-x509-pem", LK_CRED_RSA_X509_PEM},
+    };
+    char low[32];
+    size_t i, n = strlen(s);
+    if (n == 0 || n >= sizeof low)
+        return LK_CRED_UNSPECIFIED;
+    for (i = 0; i <= n; i++)
+        low[i] = s[i] == '_' ? '-' : (char)tolower((unsigned char)s[i]);
+    for (i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(low, names[i].name) == 0)
+            return names[i].fmt;
+    return LK_CRED_UNSPECIFIED;
+}
+
+int admin_meta_set(struct admin_meta *m, const char *key, const char *value, size_t len)
+{
+    unsigned i;
+    for (i = 0; i < m->n; i++)
+        if (strcmp(m->items[i].key, key) == 0)
+            return lk_tool_usage_error("metadata key '%s' is given twice", key);
+    if (!out_utf8_valid(value, len)) {
+        lk_tool_error("metadata", LK_ERR_REG_INVALID,
+                      "the value of key '%s' is not UTF-8 text without NUL bytes (metadata values are strings)",
+                      key);
+        return EXIT_REG_INVALID;
+    }
+    if (m->n == m->cap) {
+        unsigned ncap = m->cap == 0 ? 8 : m->cap * 2;
+        lk_reg_metadata *ni = realloc(m->items, ncap * sizeof *ni);
+        if (ni == NULL)
+            return EXIT_FAIL;
+        m->items = ni;
+        m->cap = ncap;
+    }
+    m->items[m->n].key = strdup(key);
+    m->items[m->n].value = malloc(len + 1);
+    if (m->items[m->n].key == NULL || m->items[m->n].value == NULL) {
+        free(m->items[m->n].key);
+        free(m->items[m->n].value);
+        return EXIT_FAIL;
+    }
+    memcpy(m->items[m->n].value, value, len);
+    m->items[m->n].value[len] = '\0';
+    m->items[m->n].value_len = len;
+    m->n++;
+    return EXIT_OK;
+}
+
+void admin_meta_free(struct admin_meta *m)
+{
+    unsigned i;
+    for (i = 0; i < m->n; i++) {
+        free(m->items[i].key);
+        free(m->items[i].value);
+    }
+    free(m->items);
+    memset(m, 0, sizeof *m);
+}
+
+/* ---- entry point ---- */
+
+int lk_cmd_admin(int argc, char **argv)
+{
+    int i = 1;
+    /* latchkey [--db FILE | --db=FILE] GROUP ... */
+    while (i < argc && strncmp(argv[i], "--db", 4) == 0) {
+        if (strcmp(argv[i], "--db") == 0) {
+            if (i + 1 >= argc)
+                return lk_tool_usage_error("--db needs a FILE");
+            lk_admin_db = argv[i + 1];
+            i += 2;
+        } else if (argv[i][4] == '=') {
+            lk_admin_db = argv[i] + 5;
+            i++;
+        } else {
+            return lk_tool_usage_error("unknown option '%s'", argv[i]);
+        }
+    }
+    if (i >= argc)
+        return lk_tool_usage_error("--db FILE must be followed by a command (registries, devices)");
+    if (strcmp(argv[i], "registries") == 0)
+        return lk_cmd_registries(argc - i, argv + i);
+    if (strcmp(argv[i], "devices") == 0)
+        return lk_cmd_devices(argc - i, argv + i);
+    return lk_tool_usage_error("unknown command '%s' (after --db: registries, devices)", argv[i]);
+}

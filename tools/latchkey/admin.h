@@ -1,0 +1,169 @@
+/*
+ * The registry administration commands (`latchkey registries ...`,
+ * `latchkey devices ...`): shared declarations. The commands mirror
+ * `gcloud iot`; their output is IoT Core's JSON (--format json) or aligned
+ * tables and YAML-like descriptions for people (docs/cli.md, "Registry").
+ *
+ * The registry library (lk_registry.h) decides what is valid; the tool
+ * parses the command line, reads files, prints, and maps each refusal to a
+ * documented exit code. A refused command writes nothing.
+ */
+#ifndef LK_TOOL_ADMIN_H
+#define LK_TOOL_ADMIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <jansson.h>
+
+#include "latchkey/lk_registry.h"
+#include "tool.h"
+
+/* Long-option codes shared by every admin command (above any character). */
+enum {
+    OPT_DB = 256,
+    OPT_PROJECT,
+    OPT_REGION,
+    OPT_REGISTRY,
+    OPT_DEVICE,
+    OPT_FORMAT,
+    OPT_BUSY_TIMEOUT,
+    OPT_FIRST_OWN /* a command's own options start here */
+};
+
+#define ADMIN_COMMON_OPTIONS                                                          \
+    {"db", required_argument, 0, OPT_DB}, {"project", required_argument, 0, OPT_PROJECT}, \
+    {"region", required_argument, 0, OPT_REGION},                                     \
+    {"location", required_argument, 0, OPT_REGION},                                   \
+    {"registry", required_argument, 0, OPT_REGISTRY},                                 \
+    {"format", required_argument, 0, OPT_FORMAT},                                     \
+    {"busy-timeout", required_argument, 0, OPT_BUSY_TIMEOUT},                         \
+    {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}
+
+/* One admin command's context. */
+struct admin {
+    const char *cmd;          /* "devices create", for messages */
+    const char *usage;        /* its usage text */
+    const char *db;           /* --db FILE or $LATCHKEY_DB */
+    const char *project;      /* --project or $LATCHKEY_PROJECT */
+    const char *location;     /* --region/--location or $LATCHKEY_REGION */
+    const char *registry;     /* --registry */
+    const char *device;       /* --device (where gcloud has it) */
+    long long busy_ms;        /* --busy-timeout, -1 = library default */
+    int json;                 /* --format json */
+    lk_registry *reg;
+    lk_reg_name name;
+    char *namebuf;            /* a parsed full resource name */
+};
+
+/* The database given before the command group (`latchkey --db F devices ...`). */
+extern const char *lk_admin_db;
+
+/* Initialise *a for command cmd; environment defaults are filled in. */
+void admin_init(struct admin *a, const char *cmd, const char *usage);
+/* Handle one getopt code shared by all admin commands: returns -1 when c is
+ * not a common option, else EXIT_OK or an exit code to return. 'h' prints
+ * the usage and returns the sentinel ADMIN_HELP. */
+#define ADMIN_HELP 1000
+int admin_common_opt(struct admin *a, int c, const char *arg);
+/* Check that --project, --region (and --registry if need_registry) are set
+ * and fill a->name. A full resource name in arg ("projects/P/locations/L/
+ * registries/R[/devices/D]") supplies them too; *leaf then points at the
+ * last component. Returns an exit code. */
+int admin_resolve(struct admin *a, const char *arg, int need_registry, const char **leaf);
+/* Open the database: create=1 creates it if missing (the create commands).
+ * Returns an exit code (message printed). */
+int admin_open(struct admin *a, int create);
+void admin_close(struct admin *a);
+/* Report a library refusal: "latchkey: CMD: WHY (LK_ERR_...)"; returns its
+ * exit code. */
+int admin_fail(const struct admin *a, lk_err err, const char *why);
+/* Exit code of a library error in the registry commands. */
+int admin_exit_code(lk_err err);
+/* Resolve a device argument given as numId to its string id (a device id
+ * always starts with a letter, a numId is all digits). *id_out points into
+ * *buf or at arg. Returns an exit code. */
+int admin_device_id(struct admin *a, const char *arg, char **buf, const char **id_out);
+
+/* Read a whole file (or standard input for "-") of at most max bytes; a
+ * larger file is refused. Returns an exit code; *out is NUL-terminated. */
+int admin_read_file(const struct admin *a, const char *what, const char *path, size_t max,
+                    lk_err too_big, uint8_t **out, size_t *len);
+
+/* gcloud's "dict" arguments: KEY=VALUE,KEY=VALUE (or ^D^KEY=VALUEDKEY=VALUE
+ * with another delimiter D). Calls cb for each pair; returns cb's first
+ * non-zero result, or EXIT_USAGE for a malformed item. */
+int admin_dict(const struct admin *a, const char *opt, const char *arg,
+               int (*cb)(void *ctx, const char *key, const char *value), void *ctx);
+
+/* Parse an expiration time: RFC 3339 / ISO 8601 ("2030-01-02T03:04:05Z",
+ * "+02:00" offsets, fractions ignored, date only = midnight UTC, no zone =
+ * UTC) or seconds since 1970. Returns 0 on success. */
+int admin_parse_time(const char *s, int64_t *out);
+/* gcloud's key type names (es256, es256-x509, rsa, rsa-x509, rs256, ...) and
+ * IoT Core's (ES256_PEM, ...). UNSPECIFIED if unknown. */
+lk_cred_format admin_cred_type(const char *s);
+
+/* Metadata being collected from --metadata / --metadata-from-file. */
+struct admin_meta {
+    lk_reg_metadata *items;
+    unsigned n, cap;
+};
+int admin_meta_set(struct admin_meta *m, const char *key, const char *value, size_t len);
+void admin_meta_free(struct admin_meta *m);
+
+/* ---- output (out.c) ---- */
+
+/* "2024-01-02T03:04:05Z"; size >= 32. */
+const char *out_time(int64_t t, char *buf, size_t size);
+json_t *out_jtime(int64_t t);
+json_t *out_ji64(int64_t v);          /* int64 as a JSON string, as IoT Core */
+json_t *out_ju64(uint64_t v);
+json_t *out_jb64(const uint8_t *p, size_t n);
+/* Text that may not be UTF-8: a JSON string, invalid bytes as U+FFFD. */
+json_t *out_jtext(const char *p, size_t n);
+/* 1 when p[0..n) is valid UTF-8 without NUL. */
+int out_utf8_valid(const char *p, size_t n);
+/* Strict base64 (standard or URL alphabet, padding optional). Returns 0 and
+ * a malloc'ed buffer, or -1. */
+int out_b64_decode(const char *in, size_t in_len, uint8_t **out, size_t *out_len);
+
+/* Print j (indented JSON) on stdout followed by a newline; consumes j.
+ * Returns an exit code (EXIT_FAIL if stdout fails). */
+int out_json(json_t *j);
+/* Print j as a YAML-like description (gcloud's describe); consumes j. */
+int out_yaml(json_t *j);
+/* A JSON array printed as it is produced (lists of any length). */
+struct out_list {
+    unsigned long n;
+};
+void out_list_begin(struct out_list *l);
+int out_list_item(struct out_list *l, json_t *j); /* consumes j */
+int out_list_end(struct out_list *l);
+
+/* An aligned table for people. */
+struct out_table;
+struct out_table *out_table_new(unsigned ncols, const char *const *headers);
+/* Add a row of ncols strings (copied). Returns 0, or -1 out of memory. */
+int out_table_row(struct out_table *t, const char *const *cells);
+int out_table_print(struct out_table *t); /* and frees it */
+void out_table_free(struct out_table *t);
+
+/* Flush stdout and report a failure to write it; returns an exit code. */
+int out_finish(int rc);
+
+/* ---- resources as IoT Core JSON (cmd_registries.c, cmd_devices.c) ---- */
+
+json_t *admin_registry_json(const lk_reg_registry *r);
+json_t *admin_cert_json(const lk_reg_cert *c);
+json_t *admin_cred_json(const lk_reg_credential *c);
+json_t *admin_device_json(const lk_reg_device *d);
+json_t *admin_config_json(const lk_reg_config *c);
+json_t *admin_state_json(const lk_reg_state_entry *s);
+
+int lk_cmd_registries(int argc, char **argv);
+int lk_cmd_devices(int argc, char **argv);
+int lk_cmd_devices_import(int argc, char **argv);
+
+#endif

@@ -1,0 +1,580 @@
+/*
+ * latchkey token verify: the operator's "why is this device refused?".
+ *
+ * Runs the service's own verifier (lk_verify.h) over a token and the device's
+ * credentials, and prints either what the token says (exit 0) or the one
+ * precise reason it is refused (exit 9). The token is a bearer credential: it
+ * is never printed, not even in part, and its buffer is wiped.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "latchkey/lk_b64url.h"
+#include "latchkey/lk_util.h"
+#include "latchkey/lk_verify.h"
+#include "tool.h"
+
+#define CTX "token verify"
+#define CREDS_MAX 3 /* IoT Core's limit of credentials per device */
+#define NOW_MAX 4102444800LL /* 2100-01-01, as `token --now` */
+
+static const char verify_usage[] =
+    "usage: latchkey token verify --credential [FORMAT:]FILE [--credential ...] --aud PROJECT\n"
+    "                             [--now EPOCH] [--skew S] [--max-lifetime S] [--strict-base64]\n"
+    "                             [--format text|json] [TOKEN | -]\n"
+    "\n"
+    "Checks a device's token exactly as the service does, against the device's registered\n"
+    "public keys, and prints its header and claims (exit 0) or the one reason it is refused\n"
+    "(exit 9, on standard error). The token is read from standard input when TOKEN is '-'\n"
+    "or absent (one trailing newline is removed); prefer that: arguments are visible to\n"
+    "other users. The token is never printed.\n"
+    "  --credential [FORMAT:]FILE  a PEM public key or X.509 certificate, up to 3 (IoT Core's\n"
+    "                      limit), tried in order; FORMAT is ES256_PEM, ES256_X509_PEM, RSA_PEM\n"
+    "                      or RSA_X509_PEM (default: detected from the PEM)\n"
+    "  --credential-expires EPOCH  expiry of the preceding --credential (0 = never); an\n"
+    "                      expired credential is not tried\n"
+    "  --aud PROJECT       the project id the token must name (required)\n"
+    "  --now EPOCH         the time to check at instead of the clock\n"
+    "  --skew S            clock skew allowed, 0..3600 (default 600)\n"
+    "  --max-lifetime S    longest exp - iat, 1..604800 (default 86400)\n"
+    "  --strict-base64     refuse '=' padding (accepted by default, as IoT Core did)\n"
+    "  --format text|json  output form (default text)\n";
+
+struct cred_arg {
+    const char *file;
+    lk_cred_format fmt;
+    long long expires;
+};
+
+/* ---- credentials ---- */
+
+/*
+ * "FORMAT:FILE" names the format when the part before the first ':' is one of
+ * IoT Core's format names. A prefix that looks like a format name (upper-case
+ * letters, digits, '_') but is none is a usage error rather than a file name:
+ * "ES256PEM:k.pem" is a typo, not a file. "./A:b" names a file with a colon.
+ */
+static int parse_cred_arg(const char *arg, struct cred_arg *ca)
+{
+    const char *colon = strchr(arg, ':');
+    size_t i, n;
+
+    ca->file = arg;
+    ca->fmt = LK_CRED_UNSPECIFIED;
+    ca->expires = 0;
+    if (colon == NULL || colon == arg)
+        return 0;
+    n = (size_t)(colon - arg);
+    for (i = 0; i < n; i++) {
+        char ch = arg[i];
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_'))
+            return 0; /* not a format prefix: the whole argument is the file */
+    }
+    ca->fmt = lk_cred_format_from_name(arg, n);
+    if (ca->fmt == LK_CRED_UNSPECIFIED)
+        return lk_tool_usage_error("--credential: unknown format '%.*s' (ES256_PEM, ES256_X509_PEM, RSA_PEM, "
+                                   "RSA_X509_PEM; write ./%s for a file whose name has a colon)",
+                                   (int)n, arg, arg);
+    ca->file = colon + 1;
+    if (ca->file[0] == '\0')
+        return lk_tool_usage_error("--credential %.*s: the file name is missing", (int)n, arg);
+    return 0;
+}
+
+/*
+ * The library refuses a credential with one code; say what the key actually
+ * is, so the operator knows what to fix. Only a diagnosis: the decision was
+ * made by lk_cred_parse.
+ */
+static void explain_cred(const char *pem, size_t len, lk_cred_format fmt, char *out, size_t out_size)
+{
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    EVP_PKEY *pk = NULL;
+    X509 *x = NULL;
+    int is_cert = 0;
+
+    snprintf(out, out_size, "%s", "");
+    if (memmem(pem, len, "-----BEGIN ", 11) == NULL) {
+        snprintf(out, out_size, "no PEM object (expected -----BEGIN PUBLIC KEY----- or -----BEGIN CERTIFICATE-----)");
+        goto done;
+    }
+    if (memmem(pem, len, "PRIVATE KEY-----", 16) != NULL) {
+        snprintf(out, out_size, "a private key: give the public key ('latchkey key public') or a certificate");
+        goto done;
+    }
+    {
+        const char *first = memmem(pem, len, "-----BEGIN ", 11), *p = pem;
+        size_t rest = len - (size_t)(first - pem) - 11;
+        if (memmem(first + 11, rest, "-----BEGIN ", 11) != NULL) {
+            snprintf(out, out_size, "more than one PEM object (give exactly one key or certificate per file)");
+            goto done;
+        }
+        while (p < first && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+            p++;
+        if (p != first) {
+            snprintf(out, out_size, "text before the PEM object (the file must hold only the PEM)");
+            goto done;
+        }
+    }
+    if (bio == NULL)
+        goto done;
+    if (memmem(pem, len, "-----BEGIN CERTIFICATE-----", 27) != NULL) {
+        is_cert = 1;
+        x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+        pk = x != NULL ? X509_get_pubkey(x) : NULL;
+    } else if (memmem(pem, len, "-----BEGIN PUBLIC KEY-----", 26) != NULL) {
+        pk = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+    } else {
+        snprintf(out, out_size, "neither a PUBLIC KEY nor a CERTIFICATE PEM object");
+        goto done;
+    }
+    if (pk == NULL) {
+        snprintf(out, out_size, "the %s PEM does not decode", is_cert ? "CERTIFICATE" : "PUBLIC KEY");
+        goto done;
+    }
+    if (EVP_PKEY_is_a(pk, "RSA")) {
+        int bits = EVP_PKEY_get_bits(pk);
+        if (bits < 2048 || bits > 8192)
+            snprintf(out, out_size, "an RSA key of %d bits (2048 to 8192 accepted)", bits);
+        else if (fmt == LK_CRED_ES256_PEM || fmt == LK_CRED_ES256_X509_PEM)
+            snprintf(out, out_size, "an RSA key, but the format says %s", lk_cred_format_name(fmt));
+    } else if (EVP_PKEY_is_a(pk, "EC")) {
+        char curve[64] = "";
+        size_t clen = 0;
+        if (EVP_PKEY_get_utf8_string_param(pk, "group", curve, sizeof curve, &clen) == 1 &&
+            strcmp(curve, "prime256v1") != 0 && strcmp(curve, "P-256") != 0)
+            snprintf(out, out_size, "an EC key on curve %s (only P-256)", curve);
+        else if (fmt == LK_CRED_RSA_PEM || fmt == LK_CRED_RSA_X509_PEM)
+            snprintf(out, out_size, "a P-256 key, but the format says %s", lk_cred_format_name(fmt));
+    } else {
+        snprintf(out, out_size, "a %s key (only P-256 and RSA)", EVP_PKEY_get0_type_name(pk));
+    }
+    if (out[0] == '\0' && fmt != LK_CRED_UNSPECIFIED &&
+        is_cert != (fmt == LK_CRED_ES256_X509_PEM || fmt == LK_CRED_RSA_X509_PEM))
+        snprintf(out, out_size, "a %s, but the format says %s", is_cert ? "certificate" : "public key",
+                 lk_cred_format_name(fmt));
+done:
+    if (out[0] == '\0')
+        snprintf(out, out_size, "%s", lk_strerror(LK_ERR_CRED_INVALID));
+    EVP_PKEY_free(pk);
+    X509_free(x);
+    BIO_free(bio);
+}
+
+/* Read and parse credential number pos (1-based); prints the reason and
+ * returns an exit code on failure. */
+static int load_cred(const struct cred_arg *ca, unsigned pos, lk_cred **out)
+{
+    char *pem = NULL;
+    size_t len = 0;
+    FILE *f;
+    lk_err err;
+    int rc = EXIT_FAIL;
+
+    *out = NULL;
+    f = fopen(ca->file, "rb");
+    if (f == NULL) {
+        int e = errno;
+        lk_tool_error(CTX, LK_ERR_IO, "credential %u: %s: %s", pos, ca->file, strerror(e));
+        return e == ENOENT || e == ENOTDIR ? EXIT_NOT_FOUND : EXIT_FAIL;
+    }
+    pem = malloc(LK_CRED_PEM_MAX + 1u);
+    if (pem == NULL) {
+        fclose(f);
+        lk_tool_error(CTX, LK_ERR_NOMEM, "%s", lk_strerror(LK_ERR_NOMEM));
+        return EXIT_FAIL;
+    }
+    len = fread(pem, 1, LK_CRED_PEM_MAX + 1u, f);
+    if (ferror(f)) {
+        lk_tool_error(CTX, LK_ERR_IO, "credential %u: %s: %s", pos, ca->file, strerror(errno));
+        goto out;
+    }
+    if (len == 0) {
+        lk_tool_error(CTX, LK_ERR_CRED_INVALID, "credential %u: %s: the file is empty", pos, ca->file);
+        rc = EXIT_INVALID;
+        goto out;
+    }
+    if (len > LK_CRED_PEM_MAX) {
+        lk_tool_error(CTX, LK_ERR_CRED_INVALID, "credential %u: %s: larger than %u bytes: not a single PEM key",
+                      pos, ca->file, LK_CRED_PEM_MAX);
+        rc = EXIT_INVALID;
+        goto out;
+    }
+    err = lk_cred_parse(ca->fmt, pem, len, (int64_t)ca->expires, out);
+    if (err != LK_OK) {
+        char why[160];
+        explain_cred(pem, len, ca->fmt, why, sizeof why);
+        lk_tool_error(CTX, err, "credential %u: %s: not a usable %s credential: %s", pos, ca->file,
+                      ca->fmt == LK_CRED_UNSPECIFIED ? "ES256 or RS256" : lk_cred_format_name(ca->fmt), why);
+        rc = err == LK_ERR_NOMEM ? EXIT_FAIL : EXIT_INVALID;
+        goto out;
+    }
+    rc = EXIT_OK;
+out:
+    fclose(f);
+    free(pem);
+    return rc;
+}
+
+/* ---- the token ---- */
+
+/* The token from stdin: at most LK_VERIFY_MAX_LEN_LIMIT + 1 bytes (one more
+ * than any token the verifier takes, so an oversize one is seen as such),
+ * without one trailing "\n" or "\r\n". */
+static int read_token_stdin(char *buf, size_t size, size_t *len)
+{
+    size_t n = 0, got;
+
+    *len = 0;
+    while (n < size && (got = fread(buf + n, 1, size - n, stdin)) > 0)
+        n += got;
+    if (ferror(stdin)) {
+        lk_tool_error(CTX, LK_ERR_IO, "reading the token from standard input: %s", strerror(errno));
+        return EXIT_FAIL;
+    }
+    if (n > 0 && buf[n - 1] == '\n') {
+        n--;
+        if (n > 0 && buf[n - 1] == '\r')
+            n--;
+    }
+    *len = n;
+    return EXIT_OK;
+}
+
+/* Where the signature starts (after the second '.', or the first, or the
+ * whole token if it has no '.'): the part that must never be printed. */
+static size_t secret_start(const char *tok, size_t len)
+{
+    const char *d1 = memchr(tok, '.', len), *d2;
+    if (d1 == NULL)
+        return 0;
+    d2 = memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - tok));
+    return (size_t)((d2 != NULL ? d2 : d1) + 1 - tok);
+}
+
+/*
+ * The verifier's detail as one line of printable ASCII in out (control
+ * characters and bytes >= 0x80, which can reach it from jansson's "near"
+ * excerpts, become \xNN), or withheld entirely if it contains any
+ * 12-character run of the signature (the verifier promises it never does;
+ * the tool is the one that prints).
+ */
+static void clean_why(const char *why, const char *tok, size_t len, char *out, size_t out_size)
+{
+    size_t s = secret_start(tok, len), n = len - s, w = n < 12 ? n : 12, i, o = 0;
+
+    if (w >= 4)
+        for (i = 0; i + w <= n; i++)
+            if (memmem(why, strlen(why), tok + s + i, w) != NULL) {
+                snprintf(out, out_size, "%s", "(detail withheld: it quoted the signature)");
+                return;
+            }
+    for (i = 0; why[i] != '\0' && o + 5 < out_size; i++) {
+        unsigned char ch = (unsigned char)why[i];
+        if (ch < 0x20 || ch >= 0x7f)
+            o += (size_t)snprintf(out + o, out_size - o, "\\x%02x", ch);
+        else
+            out[o++] = (char)ch;
+    }
+    out[o] = '\0';
+}
+
+static void iso_utc(long long t, char out[32])
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    if (gmtime_r(&tt, &tm) == NULL || strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(out, 32, "?");
+}
+
+/* Decode and parse one base64url JSON segment of a token that verified. */
+static json_t *segment_json(const char *seg, size_t seg_len, unsigned flags)
+{
+    size_t cap = LK_B64URL_DECODED_MAX(seg_len), n = 0;
+    uint8_t *buf = malloc(cap);
+    json_t *j = NULL;
+    json_error_t jerr;
+
+    if (buf == NULL)
+        return NULL;
+    if (lk_b64url_decode(seg, seg_len, buf, cap, &n, flags) == LK_OK)
+        j = json_loadb((const char *)buf, n, JSON_REJECT_DUPLICATES, &jerr);
+    free(buf);
+    if (j != NULL && !json_is_object(j)) {
+        json_decref(j);
+        j = NULL;
+    }
+    return j;
+}
+
+/* A file name as a JSON string even if it is not UTF-8. */
+static json_t *json_filename(const char *file)
+{
+    json_t *s = json_string(file);
+    char *copy;
+    size_t i;
+
+    if (s != NULL)
+        return s;
+    copy = strdup(file);
+    if (copy == NULL)
+        return NULL;
+    for (i = 0; copy[i] != '\0'; i++)
+        if ((unsigned char)copy[i] >= 0x80)
+            copy[i] = '?';
+    s = json_string(copy);
+    free(copy);
+    return s;
+}
+
+static int print_valid(const char *tok, size_t len, const lk_token_info *info, lk_cred *const *creds,
+                       const struct cred_arg *cargs, size_t ncreds, const lk_verify_policy *pol, int json)
+{
+    const char *d1 = memchr(tok, '.', len), *d2 = d1 ? memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - tok)) : NULL;
+    unsigned flags = (pol->flags & LK_VERIFY_ALLOW_PADDING) ? LK_B64URL_ALLOW_PADDING : 0u;
+    const lk_cred *cred;
+    json_t *header = NULL, *claims = NULL, *out = NULL;
+    char fp_hex[65], t_now[32], t_iat[32], t_exp[32], t_until[32];
+    uint8_t fp[32];
+    unsigned pos = info->cred_index + 1u;
+    size_t i;
+    int rc = EXIT_FAIL;
+
+    if (d1 == NULL || d2 == NULL || info->cred_index >= ncreds)
+        goto internal;
+    header = segment_json(tok, (size_t)(d1 - tok), flags);
+    claims = segment_json(d1 + 1, (size_t)(d2 - d1 - 1), flags);
+    if (header == NULL || claims == NULL)
+        goto internal;
+    cred = creds[info->cred_index];
+    lk_cred_fingerprint(cred, fp);
+    for (i = 0; i < sizeof fp; i++)
+        snprintf(fp_hex + 2 * i, 3, "%02x", fp[i]);
+    iso_utc(pol->now, t_now);
+    iso_utc(info->iat, t_iat);
+    iso_utc(info->exp, t_exp);
+    iso_utc(info->valid_until, t_until);
+
+    if (json) {
+        out = json_pack("{s:b, s:s, s:{s:I, s:I, s:o, s:s, s:s}, s:I, s:s, s:I, s:I, s:s, s:I, s:s, s:I, s:s,"
+                        " s:O, s:O}",
+                        "valid", 1, "alg", lk_alg_name(info->alg),
+                        "credential", "position", (json_int_t)pos, "count", (json_int_t)ncreds,
+                        "file", json_filename(cargs[info->cred_index].file),
+                        "format", lk_cred_format_name(lk_cred_get_format(cred)), "sha256", fp_hex,
+                        "now", (json_int_t)pol->now, "now_utc", t_now, "skew", (json_int_t)pol->skew,
+                        "iat", (json_int_t)info->iat, "iat_utc", t_iat,
+                        "exp", (json_int_t)info->exp, "exp_utc", t_exp,
+                        "valid_until", (json_int_t)info->valid_until, "valid_until_utc", t_until,
+                        "header", header, "claims", claims);
+        if (out == NULL || json_dumpf(out, stdout, JSON_COMPACT | JSON_ENSURE_ASCII) != 0)
+            goto internal;
+        fputc('\n', stdout);
+    } else {
+        char *h = json_dumps(header, JSON_COMPACT | JSON_ENSURE_ASCII);
+        char *c = json_dumps(claims, JSON_COMPACT | JSON_ENSURE_ASCII);
+        if (h == NULL || c == NULL) {
+            free(h);
+            free(c);
+            goto internal;
+        }
+        printf("valid        yes, at %lld (%s) with skew %lld s\n", (long long)pol->now, t_now, (long long)pol->skew);
+        printf("alg          %s\n", lk_alg_name(info->alg));
+        printf("credential   %u of %zu: %s (%s, sha256 %s)\n", pos, ncreds, cargs[info->cred_index].file,
+               lk_cred_format_name(lk_cred_get_format(cred)), fp_hex);
+        printf("iat          %lld  %s\n", (long long)info->iat, t_iat);
+        printf("exp          %lld  %s\n", (long long)info->exp, t_exp);
+        printf("valid until  %lld  %s  (exp + skew)\n", (long long)info->valid_until, t_until);
+        printf("header       %s\n", h);
+        printf("claims       %s\n", c);
+        free(h);
+        free(c);
+    }
+    if (fflush(stdout) != 0) {
+        lk_tool_error(CTX, LK_ERR_IO, "writing the result: %s", strerror(errno));
+        goto done;
+    }
+    rc = EXIT_OK;
+    goto done;
+internal:
+    lk_tool_error(CTX, LK_ERR_NOMEM, "the token verified, but printing it failed (out of memory?)");
+done:
+    json_decref(out);
+    json_decref(header);
+    json_decref(claims);
+    return rc;
+}
+
+/*
+ * A bad option is named only when it cannot be a token: a short option by
+ * its letter; a long one by its text only if it has no '.' (every token has
+ * one) and is short.
+ */
+static int bad_option(const char *arg, int short_opt, int missing_value)
+{
+    const char *what = missing_value ? "needs a value" : "is unknown";
+    if (short_opt > 0 && short_opt < 0x7f && short_opt > 0x20)
+        return lk_tool_usage_error(CTX ": option '-%c' %s (see 'latchkey token verify --help')", short_opt, what);
+    if (arg != NULL && strncmp(arg, "--", 2) == 0 && strchr(arg, '.') == NULL && strlen(arg) <= 40)
+        return lk_tool_usage_error(CTX ": option '%s' %s (see 'latchkey token verify --help')", arg, what);
+    return lk_tool_usage_error(CTX ": an option %s (see 'latchkey token verify --help')", what);
+}
+
+int lk_cmd_token_verify(int argc, char **argv)
+{
+    enum { O_CRED = 1000, O_CRED_EXP, O_AUD, O_NOW, O_SKEW, O_LIFE, O_STRICT, O_FORMAT, O_HELP };
+    static const struct option opts[] = {
+        {"credential", required_argument, 0, O_CRED}, {"credential-expires", required_argument, 0, O_CRED_EXP},
+        {"aud", required_argument, 0, O_AUD}, {"now", required_argument, 0, O_NOW},
+        {"skew", required_argument, 0, O_SKEW}, {"max-lifetime", required_argument, 0, O_LIFE},
+        {"strict-base64", no_argument, 0, O_STRICT}, {"format", required_argument, 0, O_FORMAT},
+        {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
+    struct cred_arg cargs[CREDS_MAX];
+    lk_cred *creds[CREDS_MAX] = {0};
+    size_t ncreds = 0, tok_len = 0, i;
+    const char *aud = NULL, *tok_arg = NULL;
+    long long now = (long long)time(NULL), skew = LK_VERIFY_SKEW, life = LK_VERIFY_MAX_LIFETIME, v;
+    int strict = 0, json = 0, c, rc = EXIT_FAIL, n_cred_opts = 0, ntok = 0;
+    char *buf = NULL;
+    const char *tok;
+    char why[256] = "";
+    lk_verifier *ver = NULL;
+    lk_verify_policy pol;
+    lk_token_info info;
+    lk_err err;
+
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        switch (c) {
+        case O_CRED:
+            if (++n_cred_opts > CREDS_MAX)
+                return lk_tool_usage_error(CTX ": at most %d --credential (IoT Core's limit of credentials per "
+                                           "device)", CREDS_MAX);
+            if (parse_cred_arg(optarg, &cargs[ncreds]) != 0)
+                return EXIT_USAGE;
+            ncreds++;
+            break;
+        case O_CRED_EXP:
+            if (ncreds == 0)
+                return lk_tool_usage_error(CTX ": --credential-expires applies to the --credential before it");
+            if (lk_tool_parse_i64(optarg, 0, INT64_MAX, &v) != 0)
+                return lk_tool_usage_error("--credential-expires must be seconds since 1970 (0 = never)");
+            cargs[ncreds - 1].expires = v;
+            break;
+        case O_AUD: aud = optarg; break;
+        case O_NOW:
+            if (lk_tool_parse_i64(optarg, 0, NOW_MAX, &now) != 0)
+                return lk_tool_usage_error("--now must be seconds since 1970, up to year 2100");
+            break;
+        case O_SKEW:
+            if (lk_tool_parse_i64(optarg, 0, 3600, &skew) != 0)
+                return lk_tool_usage_error("--skew must be 0 to 3600 seconds (IoT Core: %d)", LK_VERIFY_SKEW);
+            break;
+        case O_LIFE:
+            if (lk_tool_parse_i64(optarg, 1, LK_VERIFY_MAX_LIFETIME * 7LL, &life) != 0)
+                return lk_tool_usage_error("--max-lifetime must be 1 to %lld seconds (IoT Core: %d)",
+                                           LK_VERIFY_MAX_LIFETIME * 7LL, LK_VERIFY_MAX_LIFETIME);
+            break;
+        case O_STRICT: strict = 1; break;
+        case O_FORMAT:
+            if (strcmp(optarg, "json") == 0)
+                json = 1;
+            else if (strcmp(optarg, "text") == 0)
+                json = 0;
+            else
+                return lk_tool_usage_error("--format must be text or json, not '%s'", optarg);
+            break;
+        case O_HELP: fputs(verify_usage, stdout); return EXIT_OK;
+        case ':': return bad_option(argv[optind - 1], optopt < 0x80 ? optopt : 0, 1);
+        default: return bad_option(argv[optind - 1], optopt, 0);
+        }
+    }
+    /* Never echo a positional argument: it may be a token. */
+    for (; optind < argc; optind++, ntok++)
+        tok_arg = argv[optind];
+    if (ntok > 1)
+        return lk_tool_usage_error(CTX ": more than one token given (one TOKEN, or '-' for standard input)");
+    if (ncreds == 0)
+        return lk_tool_usage_error(CTX ": --credential FILE is required (the device's public key or certificate)");
+    if (aud == NULL || aud[0] == '\0')
+        return lk_tool_usage_error(CTX ": --aud PROJECT is required (the project id)");
+    if (tok_arg == NULL && isatty(STDIN_FILENO))
+        return lk_tool_usage_error(CTX ": no token: give it as an argument, or on standard input");
+
+    for (i = 0; i < ncreds; i++) {
+        rc = load_cred(&cargs[i], (unsigned)i + 1u, &creds[i]);
+        if (rc != EXIT_OK)
+            goto out;
+    }
+
+    if (tok_arg != NULL && strcmp(tok_arg, "-") != 0) {
+        tok = tok_arg;
+        tok_len = lk_strnlen(tok_arg, LK_VERIFY_MAX_LEN_LIMIT + 1u);
+    } else {
+        buf = malloc(LK_VERIFY_MAX_LEN_LIMIT + 1u);
+        if (buf == NULL) {
+            lk_tool_error(CTX, LK_ERR_NOMEM, "%s", lk_strerror(LK_ERR_NOMEM));
+            rc = EXIT_FAIL;
+            goto out;
+        }
+        rc = read_token_stdin(buf, LK_VERIFY_MAX_LEN_LIMIT + 1u, &tok_len);
+        if (rc != EXIT_OK)
+            goto out;
+        tok = buf;
+    }
+
+    lk_verify_policy_init(&pol, aud, strlen(aud), (int64_t)now);
+    pol.skew = skew;
+    pol.max_lifetime = life;
+    if (strict)
+        pol.flags &= ~LK_VERIFY_ALLOW_PADDING;
+
+    rc = EXIT_INVALID;
+    if (tok_len == 0) {
+        lk_tool_error(CTX, LK_ERR_TOKEN_MALFORMED, "%s: the token is empty", lk_strerror(LK_ERR_TOKEN_MALFORMED));
+        goto out;
+    }
+    if (tok_len > LK_VERIFY_MAX_LEN_LIMIT) {
+        lk_tool_error(CTX, LK_ERR_TOKEN_TOO_LARGE, "%s: over %u bytes (the service's cap is %u)",
+                      lk_strerror(LK_ERR_TOKEN_TOO_LARGE), LK_VERIFY_MAX_LEN_LIMIT, (unsigned)pol.max_len);
+        goto out;
+    }
+    err = lk_verifier_new(&ver);
+    if (err != LK_OK) {
+        lk_tool_error(CTX, err, "%s", lk_strerror(err));
+        rc = EXIT_FAIL;
+        goto out;
+    }
+    err = lk_verify_token(ver, tok, tok_len, creds, ncreds, &pol, &info, why, sizeof why);
+    if (err != LK_OK) {
+        char line[4 * sizeof why + 1];
+        why[sizeof why - 1] = '\0';
+        clean_why(why, tok, tok_len, line, sizeof line);
+        if (line[0] != '\0')
+            lk_tool_error(CTX, err, "%s: %s", lk_strerror(err), line);
+        else
+            lk_tool_error(CTX, err, "%s", lk_strerror(err));
+        rc = lk_tool_exit_code(err);
+        goto out;
+    }
+    rc = print_valid(tok, tok_len, &info, creds, cargs, ncreds, &pol, json);
+out:
+    if (buf != NULL) {
+        lk_wipe(buf, LK_VERIFY_MAX_LEN_LIMIT + 1u);
+        free(buf);
+    }
+    lk_verifier_free(ver);
+    for (i = 0; i < ncreds; i++)
+        lk_cred_free(creds[i]);
+    return rc;
+}
