@@ -190,18 +190,27 @@ lk_err lk_verify_token_cached(lk_verifier *v, lk_vcache *c, const char *token, s
 
     if (hit != NULL)
         *hit = 0;
-    if (c == NULL || v == NULL || token == NULL || pol == NULL || pol->aud == NULL ||
-        info == NULL || (creds == NULL && ncreds != 0) || len > pol->max_len)
+    /* Whatever the cache holds, the arguments get the same answer as an
+     * uncached call. */
+    if (c == NULL || v == NULL || token == NULL || info == NULL ||
+        !lk_verify__args_ok(creds, ncreds, pol) || len > pol->max_len)
         return lk_verify_token(v, token, len, creds, ncreds, pol, info, why, why_size);
-    for (size_t i = 0; i < ncreds; i++)
-        if (creds[i] == NULL)
-            return lk_verify_token(v, token, len, creds, ncreds, pol, info, why, why_size);
     if (!cache_key(c, token, len, creds, ncreds, pol, key))
         return lk_verify_token(v, token, len, creds, ncreds, pol, info, why, why_size);
 
     e = lookup(c, key);
     if (e != NULL) {
-        const lk_cred *cred = e->cred_index < ncreds ? creds[e->cred_index] : NULL;
+        unsigned idx = e->cred_index;
+        const lk_cred *cred = idx < ncreds ? creds[idx] : NULL;
+        /* A full check reports the first credential that verifies: the same
+         * key may be registered twice with different expiries. */
+        for (unsigned j = 0; cred != NULL && j < idx; j++) {
+            if (memcmp(creds[j]->fp, cred->fp, 32) == 0 &&
+                (creds[j]->expires == 0 || creds[j]->expires > pol->now)) {
+                idx = j;
+                cred = creds[j];
+            }
+        }
         /* The same rules as a full verification, against the clock now. */
         if (cred != NULL && (cred->expires == 0 || cred->expires > pol->now) &&
             e->iat <= pol->now + pol->skew && e->exp > pol->now - pol->skew) {
@@ -215,7 +224,7 @@ lk_err lk_verify_token_cached(lk_verifier *v, lk_vcache *c, const char *token, s
             info->iat = e->iat;
             info->exp = e->exp;
             info->valid_until = e->exp + pol->skew;
-            info->cred_index = e->cred_index;
+            info->cred_index = idx;
             return LK_OK;
         }
         drop(c, e); /* no longer good: the full check says precisely why */

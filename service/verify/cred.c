@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <openssl/bio.h>
+#include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -107,16 +108,27 @@ static lk_alg key_alg(EVP_PKEY *pk, int *ok)
 {
     *ok = 0;
     if (EVP_PKEY_get_base_id(pk) == EVP_PKEY_EC) {
-        char group[64];
-        size_t glen = 0;
+        char group[64], enc[32];
+        size_t glen = 0, elen = 0;
+        /* P-256 by name only: explicit curve parameters give the same key a
+         * second encoding (and a second fingerprint), and are how CurveBall
+         * smuggled in a custom generator. */
         if (EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group, &glen) &&
-            strcmp(group, "prime256v1") == 0)
+            strcmp(group, "prime256v1") == 0 &&
+            EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_EC_ENCODING, enc, sizeof enc, &elen) &&
+            strcmp(enc, OSSL_PKEY_EC_ENCODING_GROUP) == 0)
             *ok = 1;
         return LK_ALG_ES256;
     }
     if (EVP_PKEY_get_base_id(pk) == EVP_PKEY_RSA) {
         int bits = EVP_PKEY_get_bits(pk);
-        *ok = bits >= (int)LK_RSA_MIN_BITS && bits <= RSA_MAX_BITS;
+        BIGNUM *e = NULL;
+        /* The public exponent must be odd and at least 3: with e = 1 the
+         * "signature" is the padded digest itself. */
+        *ok = bits >= (int)LK_RSA_MIN_BITS && bits <= RSA_MAX_BITS &&
+              EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_E, &e) && BN_is_odd(e) &&
+              !BN_is_one(e);
+        BN_free(e);
         return LK_ALG_RS256;
     }
     return LK_ALG_NONE;

@@ -25,7 +25,8 @@ struct lk_verifier {
     EVP_MD *sha256;
     EVP_MD_CTX *md;
     uint8_t sig[SIG_MAX + 2];
-    uint8_t scratch[SCRATCH]; /* one decoded JSON segment at a time */
+    uint8_t hdr[SCRATCH];     /* the decoded header */
+    uint8_t pay[SCRATCH];     /* the decoded claims */
 };
 
 lk_err lk_verifier_new(lk_verifier **out)
@@ -154,24 +155,25 @@ lk_err lk_verify__signature(const lk_cred *cred, const uint8_t *msg, size_t msg_
     return lk_verify__digest(cred, digest, sig, sig_len);
 }
 
-/* Decode one JSON segment into a jansson object; NULL (and *err set) on
- * any failure. Duplicate names are refused; so is anything after the
- * object (jansson's default) and a top level that is not an object. */
-static json_t *segment_json(lk_verifier *v, const char *seg, size_t len, unsigned flags,
-                            const char *what, lk_err *err, char *why, size_t why_size)
+/* Rule 2 for one segment: strict base64url (padding per policy). */
+static int segment_decode(const char *seg, size_t len, unsigned flags, uint8_t *out,
+                          size_t out_size, size_t *out_len)
 {
-    size_t n = 0;
+    return lk_b64url_decode(seg, len, out, out_size, out_len,
+                            flags & LK_VERIFY_ALLOW_PADDING ? LK_B64URL_ALLOW_PADDING : 0) == LK_OK;
+}
+
+/* Rule 3 for one segment: a JSON object, duplicate names refused, nothing
+ * after it (jansson's default). NULL (and *err set) on any failure. */
+static json_t *segment_json(const uint8_t *text, size_t n, const char *what, lk_err *err,
+                            char *why, size_t why_size)
+{
     json_error_t je;
     json_t *j;
 
-    if (lk_b64url_decode(seg, len, v->scratch, sizeof v->scratch, &n,
-                         flags & LK_VERIFY_ALLOW_PADDING ? LK_B64URL_ALLOW_PADDING : 0) != LK_OK) {
-        *err = why_set(why, why_size, LK_ERR_TOKEN_MALFORMED, "%s is not canonical base64url", what);
-        return NULL;
-    }
     /* JSON_ALLOW_NUL: a "\u0000" inside a string is data (it makes an aud
      * differ from the project id), not a reason to call the JSON broken. */
-    j = json_loadb((const char *)v->scratch, n, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
+    j = json_loadb((const char *)text, n, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
     if (j == NULL) {
         /* jansson appends "near '<input>'": keep only the fault and where it
          * is, so no token content reaches a log. */
@@ -188,6 +190,21 @@ static json_t *segment_json(lk_verifier *v, const char *seg, size_t len, unsigne
         return NULL;
     }
     return j;
+}
+
+int lk_verify__args_ok(lk_cred *const *creds, size_t ncreds, const lk_verify_policy *pol)
+{
+    size_t i;
+    if (pol == NULL || (creds == NULL && ncreds != 0) || ncreds > MAX_CREDS || pol->aud == NULL ||
+        pol->aud_len == 0 || pol->max_len == 0 || pol->max_len > LK_VERIFY_MAX_LEN_LIMIT ||
+        pol->skew < 0 || pol->skew > 3600 || pol->max_lifetime < 1 ||
+        pol->max_lifetime > 7 * LK_VERIFY_MAX_LIFETIME || pol->now < 0 ||
+        pol->now > ((int64_t)1 << 62) || (pol->flags & ~LK_VERIFY_ALLOW_PADDING) != 0)
+        return 0;
+    for (i = 0; i < ncreds; i++)
+        if (creds[i] == NULL)
+            return 0;
+    return 1;
 }
 
 static int claim_int(json_t *claims, const char *name, int64_t *out)
@@ -210,7 +227,7 @@ lk_err lk_verify_token(lk_verifier *v, const char *token, size_t len,
 {
     static const char *const refused_headers[] = {"crit", "jwk", "jku", "x5u", "x5c"};
     const char *dot1, *dot2, *sig_seg;
-    size_t i, sig_len = 0, usable = 0, of_alg = 0;
+    size_t i, sig_len = 0, usable = 0, of_alg = 0, hdr_len = 0, pay_len = 0;
     json_t *hdr = NULL, *claims = NULL, *x;
     lk_alg alg;
     int64_t iat = 0, exp = 0, now, skew;
@@ -221,15 +238,8 @@ lk_err lk_verify_token(lk_verifier *v, const char *token, size_t len,
         why[0] = '\0';
     if (info != NULL)
         memset(info, 0, sizeof *info);
-    if (v == NULL || token == NULL || info == NULL || pol == NULL || (creds == NULL && ncreds != 0) ||
-        ncreds > MAX_CREDS || pol->aud == NULL || pol->max_len == 0 ||
-        pol->max_len > LK_VERIFY_MAX_LEN_LIMIT || pol->skew < 0 || pol->skew > 3600 ||
-        pol->max_lifetime < 1 || pol->max_lifetime > 7 * LK_VERIFY_MAX_LIFETIME || pol->now < 0 ||
-        pol->now > ((int64_t)1 << 62) || (pol->flags & ~LK_VERIFY_ALLOW_PADDING) != 0)
+    if (v == NULL || token == NULL || info == NULL || !lk_verify__args_ok(creds, ncreds, pol))
         return why_set(why, why_size, LK_ERR_ARG, "invalid arguments or policy");
-    for (i = 0; i < ncreds; i++)
-        if (creds[i] == NULL)
-            return why_set(why, why_size, LK_ERR_ARG, "credential %zu is NULL", i);
     now = pol->now;
     skew = pol->skew;
 
@@ -253,9 +263,30 @@ lk_err lk_verify_token(lk_verifier *v, const char *token, size_t len,
         return why_set(why, why_size, LK_ERR_TOKEN_MALFORMED, "empty %s segment",
                        dot1 == token ? "header" : dot2 == dot1 + 1 ? "payload" : "signature");
 
-    /* 3. The header. */
-    hdr = segment_json(v, token, (size_t)(dot1 - token), pol->flags, "header", &err, why, why_size);
+    /* Still rule 2: every segment is canonical base64url before anything
+     * is parsed. */
+    if (!segment_decode(token, (size_t)(dot1 - token), pol->flags, v->hdr, sizeof v->hdr, &hdr_len) ||
+        !segment_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1), pol->flags, v->pay, sizeof v->pay, &pay_len)) {
+        err = why_set(why, why_size, LK_ERR_TOKEN_MALFORMED, "%s is not canonical base64url",
+                      hdr_len == 0 ? "header" : "payload");
+        goto exit;
+    }
+    if (sig_len > LK_B64URL_ENCODED_LEN(SIG_MAX) + 2) {
+        err = why_set(why, why_size, LK_ERR_TOKEN_MALFORMED, "signature segment is %zu characters, too long",
+                      sig_len);
+        goto exit;
+    }
+    if (!segment_decode(sig_seg, sig_len, pol->flags, v->sig, sizeof v->sig, &sig_len)) {
+        err = why_set(why, why_size, LK_ERR_TOKEN_MALFORMED, "signature is not canonical base64url");
+        goto exit;
+    }
+
+    /* 3. Header and claims are JSON objects; then the header's rules. */
+    hdr = segment_json(v->hdr, hdr_len, "header", &err, why, why_size);
     if (hdr == NULL)
+        goto exit;
+    claims = segment_json(v->pay, pay_len, "payload", &err, why, why_size);
+    if (claims == NULL)
         goto exit;
     for (i = 0; i < sizeof refused_headers / sizeof refused_headers[0]; i++) {
         if (json_object_get(hdr, refused_headers[i]) != NULL) {
@@ -297,9 +328,6 @@ lk_err lk_verify_token(lk_verifier *v, const char *token, size_t len,
     }
 
     /* 5. Claims. */
-    claims = segment_json(v, dot1 + 1, (size_t)(dot2 - dot1 - 1), pol->flags, "payload", &err, why, why_size);
-    if (claims == NULL)
-        goto exit;
     if (!claim_int(claims, "iat", &iat) || !claim_int(claims, "exp", &exp)) {
         err = why_set(why, why_size, LK_ERR_TOKEN_CLAIM,
                       "iat and exp must be integers from 0 to 2^53 (seconds since 1970)");
@@ -340,17 +368,7 @@ lk_err lk_verify_token(lk_verifier *v, const char *token, size_t len,
         goto exit;
     }
 
-    /* 7. The signature, over the exact received bytes. */
-    if (sig_len > LK_B64URL_ENCODED_LEN(SIG_MAX) + 2) {
-        err = why_set(why, why_size, LK_ERR_TOKEN_SIGNATURE, "signature segment is %zu characters, too long",
-                      sig_len);
-        goto exit;
-    }
-    if (lk_b64url_decode(sig_seg, sig_len, v->sig, sizeof v->sig, &sig_len,
-                         pol->flags & LK_VERIFY_ALLOW_PADDING ? LK_B64URL_ALLOW_PADDING : 0) != LK_OK) {
-        err = why_set(why, why_size, LK_ERR_TOKEN_MALFORMED, "signature is not canonical base64url");
-        goto exit;
-    }
+    /* 7. The signature (decoded at rule 2), over the exact received bytes. */
     if (alg == LK_ALG_ES256 && sig_len != LK_ES256_SIG_BYTES) {
         err = why_set(why, why_size, LK_ERR_TOKEN_SIGNATURE, "ES256 signature is %zu bytes, must be 64 (r||s)",
                       sig_len);

@@ -28,6 +28,10 @@ struct lk_cred {
 lk_err lk_verify__signature(const lk_cred *cred, const uint8_t *msg, size_t msg_len,
                             const uint8_t *sig, size_t sig_len);
 
+/* 1 when the arguments and policy are in range (what lk_verify_token
+ * answers LK_ERR_ARG for otherwise). */
+int lk_verify__args_ok(lk_cred *const *creds, size_t ncreds, const lk_verify_policy *pol);
+
 /* Check sig against a precomputed SHA-256 digest. */
 lk_err lk_verify__digest(const lk_cred *cred, const uint8_t digest[32],
                          const uint8_t *sig, size_t sig_len);
