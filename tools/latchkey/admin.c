@@ -69,38 +69,62 @@ static int set_part(struct admin *a, const char **slot, const char *val, const c
     return EXIT_OK;
 }
 
+/* Parse a full resource name "projects/P/locations/L[/registries/R[/devices/D]]"
+ * into a->project/location/registry (copying into *buf); *leaf = last part. */
+static int parse_full(struct admin *a, const char *arg, char **buf, const char **leaf)
+{
+    static const char *const keys[] = {"projects", "locations", "registries", "devices"};
+    char *parts[8];
+    unsigned n = 0, i;
+    char *p, *save = NULL;
+    int rc;
+
+    free(*buf);
+    *buf = strdup(arg);
+    if (*buf == NULL)
+        return admin_fail(a, LK_ERR_NOMEM, NULL);
+    for (p = strtok_r(*buf, "/", &save); p != NULL; p = strtok_r(NULL, "/", &save)) {
+        if (n == 8)
+            goto bad;
+        parts[n++] = p;
+    }
+    if (n < 4 || n % 2 != 0)
+        goto bad;
+    for (i = 0; i < n; i += 2)
+        if (strcmp(parts[i], keys[i / 2]) != 0)
+            goto bad;
+    if ((rc = set_part(a, &a->project, parts[1], "--project")) != EXIT_OK ||
+        (rc = set_part(a, &a->location, parts[3], "--region")) != EXIT_OK)
+        return rc;
+    if (n == 8 && (rc = set_part(a, &a->registry, parts[5], "--registry")) != EXIT_OK)
+        return rc;
+    *leaf = parts[n - 1];
+    return EXIT_OK;
+bad:
+    return lk_tool_usage_error("%s: '%s' is not a resource name: expected "
+                               "projects/P/locations/L/registries/R[/devices/D]",
+                               a->cmd, arg);
+}
+
 int admin_resolve(struct admin *a, const char *arg, int need_registry, const char **leaf)
 {
+    int rc;
     if (leaf != NULL)
         *leaf = arg;
-    if (arg != NULL && strncmp(arg, "projects/", 9) == 0) {
-        /* projects/P/locations/L[/registries/R[/devices/D]] */
-        static const char *const keys[] = {"projects", "locations", "registries", "devices"};
-        char *parts[8];
-        unsigned n = 0, i;
-        char *p, *save = NULL;
-        int rc;
-        free(a->namebuf);
-        a->namebuf = strdup(arg);
-        if (a->namebuf == NULL)
-            return admin_fail(a, LK_ERR_NOMEM, NULL);
-        for (p = strtok_r(a->namebuf, "/", &save); p != NULL; p = strtok_r(NULL, "/", &save)) {
-            if (n == 8)
-                goto bad;
-            parts[n++] = p;
-        }
-        if (n < 6 || n % 2 != 0)
-            goto bad;
-        for (i = 0; i < n; i += 2)
-            if (strcmp(parts[i], keys[i / 2]) != 0)
-                goto bad;
-        if ((rc = set_part(a, &a->project, parts[1], "--project")) != EXIT_OK ||
-            (rc = set_part(a, &a->location, parts[3], "--region")) != EXIT_OK)
+    if (a->registry != NULL && strncmp(a->registry, "projects/", 9) == 0) {
+        /* --registry projects/P/locations/L/registries/R */
+        const char *given = a->registry, *reg = NULL;
+        a->registry = NULL;
+        if ((rc = parse_full(a, given, &a->regbuf, &reg)) != EXIT_OK)
             return rc;
-        if (n == 8 && (rc = set_part(a, &a->registry, parts[5], "--registry")) != EXIT_OK)
+        a->registry = reg;
+    }
+    if (arg != NULL && strncmp(arg, "projects/", 9) == 0) {
+        const char *l = NULL;
+        if ((rc = parse_full(a, arg, &a->namebuf, &l)) != EXIT_OK)
             return rc;
         if (leaf != NULL)
-            *leaf = parts[n - 1];
+            *leaf = l;
     }
     if (a->project == NULL)
         return lk_tool_usage_error("%s: --project is required (or set LATCHKEY_PROJECT)", a->cmd);
@@ -136,10 +160,6 @@ int admin_resolve(struct admin *a, const char *arg, int need_registry, const cha
     a->name.location = a->location;
     a->name.registry = a->registry;
     return EXIT_OK;
-bad:
-    return lk_tool_usage_error("%s: '%s' is not a resource name: expected "
-                               "projects/P/locations/L/registries/R[/devices/D]",
-                               a->cmd, arg);
 }
 
 /* The file behind a database URL, or NULL when it is not a file. */
@@ -195,8 +215,13 @@ void admin_close(struct admin *a)
     if (a->reg != NULL)
         lk_registry_close(a->reg);
     a->reg = NULL;
+    while (a->nkeep > 0)
+        free(a->keep[--a->nkeep]);
+    free(a->keep);
+    a->keep = NULL;
     free(a->namebuf);
-    a->namebuf = NULL;
+    free(a->regbuf);
+    a->namebuf = a->regbuf = NULL;
 }
 
 int admin_exit_code(lk_err err)
@@ -306,7 +331,7 @@ int admin_read_file(const struct admin *a, const char *what, const char *path, s
     return EXIT_OK;
 }
 
-int admin_dict(const struct admin *a, const char *opt, const char *arg,
+int admin_dict(struct admin *a, const char *opt, const char *arg,
                int (*cb)(void *ctx, const char *key, const char *value), void *ctx)
 {
     char delim = ',';
@@ -318,9 +343,17 @@ int admin_dict(const struct admin *a, const char *opt, const char *arg,
         delim = arg[1];
         arg += 3;
     }
-    copy = strdup(arg);
-    if (copy == NULL)
-        return admin_fail(a, LK_ERR_NOMEM, NULL);
+    {
+        char **nk = realloc(a->keep, (a->nkeep + 1) * sizeof *nk);
+        copy = strdup(arg);
+        if (nk != NULL)
+            a->keep = nk;
+        if (nk == NULL || copy == NULL) {
+            free(copy);
+            return admin_fail(a, LK_ERR_NOMEM, NULL);
+        }
+        a->keep[a->nkeep++] = copy;
+    }
     item = copy;
     while (item != NULL && rc == EXIT_OK) {
         char *next = strchr(item, delim), *eq;
@@ -339,7 +372,6 @@ int admin_dict(const struct admin *a, const char *opt, const char *arg,
         }
         item = next;
     }
-    free(copy);
     return rc;
 }
 

@@ -54,7 +54,9 @@ struct admin {
     int json;                 /* --format json */
     lk_registry *reg;
     lk_reg_name name;
-    char *namebuf;            /* a parsed full resource name */
+    char *namebuf, *regbuf;   /* parsed full resource names */
+    char **keep;              /* admin_dict copies, alive until admin_close */
+    unsigned nkeep;
 };
 
 /* The database given before the command group (`latchkey --db F devices ...`). */
@@ -92,9 +94,10 @@ int admin_read_file(const struct admin *a, const char *what, const char *path, s
                     lk_err too_big, uint8_t **out, size_t *len);
 
 /* gcloud's "dict" arguments: KEY=VALUE,KEY=VALUE (or ^D^KEY=VALUEDKEY=VALUE
- * with another delimiter D). Calls cb for each pair; returns cb's first
- * non-zero result, or EXIT_USAGE for a malformed item. */
-int admin_dict(const struct admin *a, const char *opt, const char *arg,
+ * with another delimiter D). Calls cb for each pair (the strings stay valid
+ * until admin_close); returns cb's first non-zero result, or EXIT_USAGE for a
+ * malformed item. */
+int admin_dict(struct admin *a, const char *opt, const char *arg,
                int (*cb)(void *ctx, const char *key, const char *value), void *ctx);
 
 /* Parse an expiration time: RFC 3339 / ISO 8601 ("2030-01-02T03:04:05Z",

@@ -18,6 +18,13 @@ static const char usage_text[] =
     "  token         --key ... --aud PROJECT [--ttl SECONDS] [--alg ES256|RS256] [--now EPOCH]\n"
     "  token verify  --credential [FORMAT:]FILE ... --aud PROJECT [--now EPOCH] [--format json] [TOKEN|-]\n"
     "\n"
+    "Device registry (as gcloud iot; --db FILE or LATCHKEY_DB selects the database):\n"
+    "  [--db FILE] registries create|list|describe|update|delete [REGISTRY] --project P --region L\n"
+    "  [--db FILE] registries credentials create|list|describe|delete --registry R ...\n"
+    "  [--db FILE] devices create|list|describe|update|delete [DEVICE] --registry R --project P --region L\n"
+    "  [--db FILE] devices credentials|configs|states ... DEVICE ...\n"
+    "  [--db FILE] devices import FILE --registry R --project P --region L\n"
+    "\n"
     "Run 'latchkey COMMAND --help' for a command's options; exit codes are in docs/cli.md.\n";
 
 int lk_tool_exit_code(lk_err err)
@@ -36,6 +43,15 @@ int lk_tool_exit_code(lk_err err)
     case LK_ERR_TOKEN_HEADER: case LK_ERR_TOKEN_CLAIM: case LK_ERR_TOKEN_AUDIENCE:
     case LK_ERR_TOKEN_EXPIRED: case LK_ERR_TOKEN_FUTURE: case LK_ERR_TOKEN_LIFETIME:
     case LK_ERR_TOKEN_SIGNATURE: case LK_ERR_NO_CREDENTIAL: case LK_ERR_CRED_INVALID: return EXIT_INVALID;
+    case LK_ERR_REG_NOT_FOUND: return EXIT_REG_NOT_FOUND;
+    case LK_ERR_REG_EXISTS: return EXIT_REG_EXISTS;
+    case LK_ERR_REG_CONFLICT: return EXIT_REG_CONFLICT;
+    case LK_ERR_REG_LIMIT: return EXIT_REG_LIMIT;
+    case LK_ERR_REG_INVALID: return EXIT_REG_INVALID;
+    case LK_ERR_REG_CERT: return EXIT_REG_CERT;
+    case LK_ERR_REG_NOT_EMPTY: return EXIT_REG_NOT_EMPTY;
+    case LK_ERR_REG_BUSY: return EXIT_REG_BUSY;
+    case LK_ERR_REG_STORAGE: case LK_ERR_REG_SCHEMA: return EXIT_REG_STORAGE;
     default: return EXIT_FAIL;
     }
 }
@@ -86,6 +102,9 @@ int main(int argc, char **argv)
         return lk_cmd_key(argc - 1, argv + 1);
     if (strcmp(argv[1], "token") == 0)
         return lk_cmd_token(argc - 1, argv + 1);
+    if (strcmp(argv[1], "registries") == 0 || strcmp(argv[1], "devices") == 0 ||
+        strncmp(argv[1], "--db", 4) == 0)
+        return lk_cmd_admin(argc, argv);
     if (strcmp(argv[1], "--version") == 0) {
         puts("latchkey 0.1.0");
         return EXIT_OK;

@@ -22,7 +22,18 @@ enum {
     EXIT_STORE = 7,       /* key store corrupt, foreign or too open */
     EXIT_EXISTS = 8,      /* a key of that name exists already */
     EXIT_INVALID = 9,     /* a token or input was checked and refused */
-    EXIT_DEVICE = 10      /* signing or the secure element failed */
+    EXIT_DEVICE = 10,     /* signing or the secure element failed */
+    /* The registry commands (latchkey registries|devices ...). */
+    EXIT_REG_NOT_FOUND = 11, /* no such database, registry, device, credential or version */
+    EXIT_REG_EXISTS = 12,    /* a registry or device of that id exists already */
+    EXIT_REG_CONFLICT = 13,  /* --version-to-update is not the current config version */
+    EXIT_REG_LIMIT = 14,     /* a count or size limit (4th credential, config over 64 KiB...) */
+    EXIT_REG_INVALID = 15,   /* an invalid id, name, value, key or document */
+    EXIT_REG_CERT = 16,      /* a certificate refused: not signed by a registry CA, CA expired... */
+    EXIT_REG_NOT_EMPTY = 17, /* deleting a registry that still has devices */
+    EXIT_REG_BUSY = 18,      /* another writer held the database past the busy timeout */
+    EXIT_REG_STORAGE = 19,   /* the database failed: I/O, corrupt, full disk, newer schema */
+    EXIT_IMPORT = 20         /* devices import: some lines refused, nothing imported */
 };
 
 int lk_tool_exit_code(lk_err err);
@@ -62,6 +73,7 @@ int lk_tool_parse_i64(const char *s, long long min, long long max, long long *ou
 
 int lk_cmd_key(int argc, char **argv);
 int lk_cmd_token(int argc, char **argv);
+int lk_cmd_admin(int argc, char **argv); /* [--db FILE] registries|devices ... (admin.c) */
 int lk_cmd_token_verify(int argc, char **argv);
 
 #endif

@@ -1,0 +1,371 @@
+/*
+ * lk_registry.h — the device registry: projects, locations, registries,
+ * devices, their credentials, config versions and state history, with IoT
+ * Core's fields and limits (../shared/spec/iotcore-protocol.md §4; the
+ * limits themselves are in lk_iotcore.h).
+ *
+ * Storage: SQLite is the embedded default ("sqlite:PATH" or a plain path).
+ * The functions below are the whole interface; a second backend (PostgreSQL,
+ * for deployments that outgrow one machine) implements the same operations
+ * behind service/registry/backend.h, chosen by the URL scheme.
+ *
+ * Guarantees:
+ *  - Every change is one transaction: it happens whole or not at all, and a
+ *    refused change (invalid input, limit, conflict) writes nothing.
+ *  - A crash at any point leaves the database consistent (SQLite WAL,
+ *    synchronous=FULL for the tools).
+ *  - Two writers never corrupt or silently overwrite each other: writes take
+ *    the database's write lock up front (BEGIN IMMEDIATE), wait up to the
+ *    busy timeout, and config updates carry optimistic concurrency
+ *    (version_to_update).
+ *  - The registry knows nothing of MQTT: the broker plugin reads the same
+ *    database and learns of changes through lk_registry_changes().
+ *
+ * Every function that can fail returns lk_err and, where it takes
+ * char *why, writes a one-line reason for a person (what is wrong and what is
+ * allowed) — never a key or a secret. Strings returned inside structs are
+ * owned by the struct and freed by its *_free function.
+ *
+ * Thread safety: a handle belongs to one thread at a time. Several processes
+ * may open the same database. A callback (list_*, changes) runs inside the
+ * call's read transaction and must not call back into the same handle
+ * (LK_ERR_STATE); while an import is open on a handle, only import_add,
+ * import_commit and import_abort may be called on it (LK_ERR_STATE).
+ *
+ * Errors, beyond those named at each function: LK_ERR_ARG (NULL or
+ * out-of-range argument), LK_ERR_REG_INVALID (a name, id or value breaks
+ * IoT Core's rules), LK_ERR_REG_LIMIT (a count or size limit),
+ * LK_ERR_REG_NOT_FOUND, LK_ERR_REG_BUSY (another writer held the database
+ * past the busy timeout), LK_ERR_REG_STORAGE (the database failed; why has
+ * its message), LK_ERR_NOMEM, LK_ERR_STATE (see above, or a write on a
+ * LK_REG_READONLY handle).
+ */
+#ifndef LK_REGISTRY_H
+#define LK_REGISTRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "lk_error.h"
+#include "lk_iotcore.h"
+#include "lk_verify.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct lk_registry lk_registry;
+
+#define LK_REG_CREATE   1u /* create the database (and its schema) if missing */
+#define LK_REG_READONLY 2u /* the broker plugin: never writes except touch/state/ack */
+
+/* Open (and migrate to the current schema) the registry at url: "sqlite:PATH",
+ * "sqlite:///abs/path" or a plain path. Without LK_REG_CREATE the file must
+ * exist (LK_ERR_IO otherwise). LK_ERR_REG_SCHEMA: a newer schema than this
+ * program's, a file that is not a latchkey registry, or (LK_REG_READONLY,
+ * which never creates or migrates) an older schema. LK_ERR_UNSUPPORTED:
+ * "postgres:"/"postgresql:" URLs (no such backend built in yet). CREATE and
+ * READONLY together: LK_ERR_ARG. */
+lk_err lk_registry_open(const char *url, unsigned flags, lk_registry **out,
+                        char *why, size_t why_size);
+void lk_registry_close(lk_registry *reg);
+/* How long a writer waits for another writer, default 5000 ms. */
+void lk_registry_set_busy_timeout(lk_registry *reg, unsigned ms);
+
+/* ---- names ---- */
+
+typedef struct lk_reg_name {
+    const char *project;   /* lk_project_valid */
+    const char *location;  /* lk_location_valid */
+    const char *registry;  /* lk_id_valid */
+} lk_reg_name;
+
+/* ---- registries ---- */
+
+typedef enum lk_reg_state {
+    LK_REG_STATE_UNSPECIFIED = 0, /* = enabled, as in IoT Core */
+    LK_REG_STATE_ENABLED = 1,
+    LK_REG_STATE_DISABLED = 2
+} lk_reg_state;
+
+typedef struct lk_reg_registry {
+    char *project, *location, *id;
+    lk_reg_state mqtt, http;
+    char *event_notification_json; /* eventNotificationConfigs as JSON array text, or NULL */
+    char *state_notification_json; /* stateNotificationConfig JSON object text, or NULL */
+    int64_t created;               /* seconds since 1970 */
+    unsigned ncerts;
+    uint64_t ndevices;
+} lk_reg_registry;
+void lk_reg_registry_free(lk_reg_registry *r); /* frees members, not r */
+
+/* LK_ERR_REG_EXISTS if the name is taken. UNSPECIFIED is stored as ENABLED. */
+lk_err lk_registry_create_registry(lk_registry *reg, const lk_reg_name *name,
+                                   lk_reg_state mqtt, lk_reg_state http,
+                                   char *why, size_t why_size);
+lk_err lk_registry_get_registry(lk_registry *reg, const lk_reg_name *name,
+                                lk_reg_registry *out, char *why, size_t why_size);
+/* Calls cb for each registry of project/location (NULLs: all), ordered by
+ * project, location, id. cb returns 0 to go on, non-zero to stop. */
+lk_err lk_registry_list_registries(lk_registry *reg, const char *project,
+                                   const char *location,
+                                   int (*cb)(void *arg, const lk_reg_registry *r),
+                                   void *arg, char *why, size_t why_size);
+/* Change mqtt/http state (UNSPECIFIED leaves it) and notification JSON
+ * (NULL leaves it, "" clears it). The event JSON must be an array of at most
+ * 10 objects with only string members pubsubTopicName and subfolderMatches;
+ * the state JSON an object with only a string pubsubTopicName (each at most
+ * 64 KB); stored as given. */
+lk_err lk_registry_update_registry(lk_registry *reg, const lk_reg_name *name,
+                                   lk_reg_state mqtt, lk_reg_state http,
+                                   const char *event_notification_json,
+                                   const char *state_notification_json,
+                                   char *why, size_t why_size);
+/* Refused with LK_ERR_REG_NOT_EMPTY while it has devices, as IoT Core did. */
+lk_err lk_registry_delete_registry(lk_registry *reg, const lk_reg_name *name,
+                                   char *why, size_t why_size);
+
+/* Registry CA certificates (at most LK_REGISTRY_CERTS_MAX): X.509v3 PEM, RSA
+ * >= 2048 (up to 8192) or P-256, need not be self-signed, not expired when
+ * added (LK_ERR_REG_CERT otherwise; LK_ERR_REG_EXISTS for a certificate the
+ * registry already has). index is the position in the registry's list, in
+ * the order added, from 0 (deleting one renumbers those after it). */
+typedef struct lk_reg_cert {
+    unsigned index;
+    char *pem;
+    char *subject, *issuer;          /* one-line RFC 2253 */
+    int64_t not_before, not_after;
+    char *key_type;                  /* "RSA 2048", "EC P-256" */
+} lk_reg_cert;
+void lk_reg_cert_free(lk_reg_cert *c);
+lk_err lk_registry_add_cert(lk_registry *reg, const lk_reg_name *name,
+                            const char *pem, size_t pem_len, unsigned *index,
+                            char *why, size_t why_size);
+lk_err lk_registry_list_certs(lk_registry *reg, const lk_reg_name *name,
+                              int (*cb)(void *arg, const lk_reg_cert *c), void *arg,
+                              char *why, size_t why_size);
+lk_err lk_registry_delete_cert(lk_registry *reg, const lk_reg_name *name,
+                               unsigned index, char *why, size_t why_size);
+
+/* ---- devices ---- */
+
+typedef struct lk_reg_credential {
+    lk_cred_format format;
+    char *pem;                      /* the key or certificate, as registered */
+    int64_t expires;                /* 0 = never */
+} lk_reg_credential;
+
+typedef struct lk_reg_metadata {
+    char *key;
+    char *value;
+    size_t value_len;
+} lk_reg_metadata;
+
+typedef struct lk_reg_device {
+    uint64_t num_id;                 /* server-assigned, unique in the database */
+    char *id;
+    char *project, *location, *registry;
+    int blocked;
+    lk_reg_credential creds[LK_DEVICE_CREDENTIALS_MAX];
+    unsigned ncreds;
+    lk_reg_metadata *metadata;
+    unsigned nmetadata;
+    int64_t created;
+    int64_t config_version;          /* the latest config version (>= 1) */
+    int64_t last_heartbeat, last_event, last_state, last_config_ack, last_config_send, last_error;
+    char *last_error_status;         /* or NULL */
+} lk_reg_device;
+void lk_reg_device_free(lk_reg_device *d); /* frees members, not d */
+
+/* What creating or updating a device sets. */
+typedef struct lk_reg_device_spec {
+    const char *id;
+    int blocked;
+    const lk_reg_credential *creds;  /* each validated; see add_credential */
+    unsigned ncreds;
+    const lk_reg_metadata *metadata;
+    unsigned nmetadata;
+    const uint8_t *config;           /* initial config (version 1); NULL = empty */
+    size_t config_len;
+} lk_reg_device_spec;
+
+/* Create a device with version 1 of its config. *num_id receives the new
+ * numeric id (increasing, never reused after a delete). LK_ERR_REG_EXISTS if
+ * the id is taken in this registry. Metadata: keys per
+ * lk_metadata_key_valid, unique; values UTF-8 text without NUL, at most
+ * LK_METADATA_VALUE_MAX bytes; keys + values together under
+ * LK_METADATA_TOTAL_MAX bytes; at most LK_METADATA_PAIRS_MAX pairs. */
+lk_err lk_registry_create_device(lk_registry *reg, const lk_reg_name *name,
+                                 const lk_reg_device_spec *spec, uint64_t *num_id,
+                                 char *why, size_t why_size);
+/* By string id, or (when id is NULL) by num_id. With id NULL, name may be
+ * NULL too (any registry: the broker learns only num_ids from the change
+ * feed); a name given must then be the device's registry. */
+lk_err lk_registry_get_device(lk_registry *reg, const lk_reg_name *name,
+                              const char *id, uint64_t num_id, lk_reg_device *out,
+                              char *why, size_t why_size);
+lk_err lk_registry_list_devices(lk_registry *reg, const lk_reg_name *name,
+                                int (*cb)(void *arg, const lk_reg_device *d), void *arg,
+                                char *why, size_t why_size);
+
+#define LK_REG_SET_BLOCKED  1u
+#define LK_REG_SET_METADATA 2u  /* replaces all metadata */
+#define LK_REG_SET_CREDS    4u  /* replaces all credentials */
+/* Update the fields named by mask from spec (spec->id names the device);
+ * mask 0 is LK_ERR_ARG. With LK_REG_SET_CREDS, a credential identical
+ * (format, PEM, expiry) to one the device has is kept without a new check;
+ * the others are checked as by add_credential. */
+lk_err lk_registry_update_device(lk_registry *reg, const lk_reg_name *name,
+                                 const lk_reg_device_spec *spec, unsigned mask,
+                                 char *why, size_t why_size);
+lk_err lk_registry_delete_device(lk_registry *reg, const lk_reg_name *name,
+                                 const char *id, char *why, size_t why_size);
+
+/*
+ * Credentials. A credential must parse as its format (lk_cred_parse). If the
+ * registry has CA certificates, it must be an X.509 certificate signed
+ * directly by one of them, which is valid now, and differ from every registry
+ * certificate (LK_ERR_REG_CERT otherwise); with none, bare keys and
+ * self-signed certificates are accepted. At most LK_DEVICE_CREDENTIALS_MAX.
+ * Errors: LK_ERR_CRED_INVALID (does not parse as its format: wrong PEM kind,
+ * key type or size), LK_ERR_REG_INVALID (format UNSPECIFIED, expires < 0),
+ * LK_ERR_REG_LIMIT (a 4th credential, PEM over LK_CRED_PEM_MAX),
+ * LK_ERR_REG_CERT (the CA rules). A device certificate's own validity dates
+ * are not checked (expires is the credential's expiry).
+ */
+lk_err lk_registry_add_credential(lk_registry *reg, const lk_reg_name *name,
+                                  const char *id, const lk_reg_credential *cred,
+                                  char *why, size_t why_size);
+/* index is the position in the device's list (0-based). */
+lk_err lk_registry_delete_credential(lk_registry *reg, const lk_reg_name *name,
+                                     const char *id, unsigned index,
+                                     char *why, size_t why_size);
+
+/* ---- config and state ---- */
+
+typedef struct lk_reg_config {
+    int64_t version;
+    int64_t cloud_update_time;
+    int64_t device_ack_time;         /* 0 = not acknowledged */
+    uint8_t *data;
+    size_t len;
+} lk_reg_config;
+void lk_reg_config_free(lk_reg_config *c);
+
+/* A new config version (at most LK_CONFIG_MAX bytes). version_to_update 0
+ * replaces unconditionally; otherwise it must equal the current version, or
+ * LK_ERR_REG_CONFLICT and nothing is written. The newest
+ * LK_CONFIG_VERSIONS_KEPT versions are kept. */
+lk_err lk_registry_update_config(lk_registry *reg, const lk_reg_name *name,
+                                 const char *id, const uint8_t *data, size_t len,
+                                 int64_t version_to_update, lk_reg_config *out,
+                                 char *why, size_t why_size);
+/* Newest first; max 0 = all kept. */
+lk_err lk_registry_list_configs(lk_registry *reg, const lk_reg_name *name,
+                                const char *id, unsigned max,
+                                int (*cb)(void *arg, const lk_reg_config *c), void *arg,
+                                char *why, size_t why_size);
+/* The device acknowledged version at time t (MQTT PUBACK of its config):
+ * sets the version's device_ack_time and moves the device's last_config_ack
+ * forward. LK_ERR_REG_NOT_FOUND if the device or version (no longer) exists. */
+lk_err lk_registry_ack_config(lk_registry *reg, uint64_t num_id, int64_t version,
+                              int64_t t);
+
+typedef struct lk_reg_state_entry {
+    int64_t update_time;
+    uint8_t *data;
+    size_t len;
+} lk_reg_state_entry;
+void lk_reg_state_entry_free(lk_reg_state_entry *s);
+/* Record a state report (at most LK_STATE_MAX); the newest LK_STATES_KEPT
+ * are kept, and the device's last_state moves forward to t. */
+lk_err lk_registry_add_state(lk_registry *reg, uint64_t num_id, const uint8_t *data,
+                             size_t len, int64_t t);
+lk_err lk_registry_list_states(lk_registry *reg, const lk_reg_name *name,
+                               const char *id, unsigned max,
+                               int (*cb)(void *arg, const lk_reg_state_entry *s), void *arg,
+                               char *why, size_t why_size);
+
+/* ---- for the broker: authentication lookups, activity, change feed ---- */
+
+/*
+ * Everything authentication needs about one device, in one read: whether it
+ * and its registry may connect, and its credentials. This is the hot path of
+ * a reconnect storm (prepared statements, one index lookup).
+ */
+typedef struct lk_reg_auth {
+    uint64_t num_id;
+    int blocked;
+    lk_reg_state mqtt;               /* of the registry */
+    lk_reg_credential creds[LK_DEVICE_CREDENTIALS_MAX];
+    unsigned ncreds;
+    int64_t config_version;
+} lk_reg_auth;
+void lk_reg_auth_free(lk_reg_auth *a);
+lk_err lk_registry_auth_lookup(lk_registry *reg, const lk_reg_name *name,
+                               const char *id, lk_reg_auth *out);
+
+/* Activity times gathered in memory by the broker and written in one
+ * transaction (a database write per message would cap throughput). Each
+ * time only moves forward; unknown num_ids (deleted devices) are skipped. */
+typedef struct lk_reg_activity {
+    uint64_t num_id;
+    int64_t last_heartbeat, last_event, last_state, last_config_send; /* 0 = unchanged */
+    int64_t last_error;              /* 0 = unchanged */
+    const char *last_error_status;   /* with last_error */
+} lk_reg_activity;
+lk_err lk_registry_record_activity(lk_registry *reg, const lk_reg_activity *a, size_t n);
+
+/*
+ * The change feed. Every change appends (seq, kind, num_id) in the same
+ * transaction; lk_registry_changes reports those after *since and advances
+ * it. Cheap to poll: when nothing changed it answers from SQLite's
+ * data_version without touching the tables.
+ */
+typedef enum lk_reg_change_kind {
+    LK_CHANGE_DEVICE = 1,     /* created, updated (blocked, credentials, metadata) */
+    LK_CHANGE_DEVICE_DELETED = 2,
+    LK_CHANGE_CONFIG = 3,     /* a new config version */
+    LK_CHANGE_REGISTRY = 4,   /* registry enabled/disabled/deleted: num_id 0 */
+    LK_CHANGE_COMMAND = 5,    /* reserved for command delivery */
+    LK_CHANGE_RESYNC = 6      /* changes after *since were pruned (or the database
+                                 was replaced): reload everything; num_id 0 */
+} lk_reg_change_kind;
+typedef struct lk_reg_change {
+    int64_t seq;
+    lk_reg_change_kind kind;
+    uint64_t num_id;
+} lk_reg_change;
+/* *changed is set to 1 if anything may have changed since the last call
+ * (or since open), without reading the feed (PRAGMA data_version, plus this
+ * handle's own commits, which data_version does not count). */
+lk_err lk_registry_poll(lk_registry *reg, int *changed);
+/* *since is the seq of the last change passed to cb (cb returning non-zero
+ * stops after that change). The feed keeps the newest 100,000 changes; a
+ * caller further behind gets one LK_CHANGE_RESYNC (seq = the newest) and
+ * should reload everything. Not in the feed: activity times, state reports,
+ * config acks, registry creation and CA certificate changes. */
+lk_err lk_registry_changes(lk_registry *reg, int64_t *since,
+                           int (*cb)(void *arg, const lk_reg_change *c), void *arg);
+/* The newest seq, to start following the feed from now. */
+lk_err lk_registry_change_head(lk_registry *reg, int64_t *seq);
+
+/* ---- bulk ---- */
+
+/*
+ * Create many devices in one transaction: begin, add each, then commit or
+ * abort. Nothing is visible to others until commit; an abort (or a crash, or
+ * a failed commit) writes nothing. lk_registry_import_add validates like
+ * create_device and reports a per-device refusal without ending the
+ * transaction, so a tool can list every bad line before deciding.
+ */
+lk_err lk_registry_import_begin(lk_registry *reg, const lk_reg_name *name,
+                                char *why, size_t why_size);
+lk_err lk_registry_import_add(lk_registry *reg, const lk_reg_device_spec *spec,
+                              uint64_t *num_id, char *why, size_t why_size);
+lk_err lk_registry_import_commit(lk_registry *reg, char *why, size_t why_size);
+void lk_registry_import_abort(lk_registry *reg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LK_REGISTRY_H */

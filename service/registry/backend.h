@@ -1,0 +1,174 @@
+/*
+ * backend.h — the storage interface under the device registry. Internal:
+ * not installed, not part of the API.
+ *
+ * registry.c owns every rule: names, limits, credential and certificate
+ * checks, version conflicts, which changes go into the feed, and the shape
+ * of each transaction. A backend only stores and fetches rows; it never
+ * decides whether something is allowed. That keeps a second backend
+ * (PostgreSQL) small: implement these primitives with the same meaning and
+ * every rule comes along for free.
+ *
+ * Conventions, for every function below that returns lk_err:
+ *  - LK_OK on success.
+ *  - LK_ERR_REG_NOT_FOUND where the text says "NOT_FOUND" (a row that is not
+ *    there); LK_ERR_REG_EXISTS for a uniqueness violation where the text says
+ *    "EXISTS" (a taken registry or device id).
+ *  - LK_ERR_REG_BUSY when the database stayed locked past the busy timeout,
+ *    LK_ERR_REG_STORAGE for anything else the database refused (I/O, full
+ *    disk, corruption), LK_ERR_NOMEM for a failed allocation. After one of
+ *    these, last_error() gives the database's own one-line message (never
+ *    row data), for the caller's why text.
+ *  - Callbacks return 0 to go on and non-zero to stop (not an error).
+ *  - Strings and blobs handed to callbacks are valid only during the call.
+ *  - Structs filled for the caller (lk_reg_registry, lk_reg_device, ...) own
+ *    malloc'd members, released with the public *_free functions.
+ *
+ * Transactions: registry.c brackets every operation in begin/commit (write =
+ * 1 takes the write lock up front, waiting up to the busy timeout; write = 0
+ * is a read snapshot) and calls rollback on any failure. Every write
+ * primitive is called only inside begin(write = 1). savepoint / release /
+ * rollback_to nest one level inside a write transaction (the bulk import uses
+ * them so that a refused device leaves the rest of the import intact).
+ *
+ * "id" columns: a registry has an internal row id (int64, never shown to
+ * users); a device is keyed by its num_id (uint64, assigned by the backend,
+ * increasing, never reused after a delete — it is IoT Core's numId).
+ */
+#ifndef LK_REGISTRY_BACKEND_H
+#define LK_REGISTRY_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "latchkey/lk_registry.h"
+
+typedef struct lk_reg_be lk_reg_be; /* one backend connection */
+
+typedef struct lk_reg_backend {
+    const char *scheme; /* "sqlite" */
+
+    /* ---- connection ---- */
+
+    /* Open location (a path for SQLite). flags: LK_REG_CREATE creates the
+     * store and its schema if missing; otherwise the store must exist.
+     * Migrates an older schema to the current one in one transaction
+     * (LK_REG_READONLY: never creates or migrates). A store of a newer schema,
+     * or one that is not a latchkey registry -> LK_ERR_REG_SCHEMA; a missing
+     * store without LK_REG_CREATE -> LK_ERR_IO. why gets the reason. */
+    lk_err (*open)(const char *location, unsigned flags, lk_reg_be **out, char *why,
+                   size_t why_size);
+    void (*close)(lk_reg_be *be);
+    void (*set_busy_timeout)(lk_reg_be *be, unsigned ms);
+    /* The message of the last failed call: static text or the database's own
+     * message; never NULL. */
+    const char *(*last_error)(lk_reg_be *be);
+
+    /* ---- transactions ---- */
+    lk_err (*begin)(lk_reg_be *be, int write);
+    lk_err (*commit)(lk_reg_be *be);          /* on failure, still inside: rollback */
+    void (*rollback)(lk_reg_be *be);          /* never fails visibly; no-op outside */
+    lk_err (*savepoint)(lk_reg_be *be);
+    lk_err (*release)(lk_reg_be *be);
+    /* Undo to the savepoint and release it. If that fails, the whole
+     * transaction is rolled back and the failure returned. */
+    lk_err (*rollback_to)(lk_reg_be *be);
+    /* 1 while a transaction is open. A database may end one by itself on a
+     * failure (SQLite does on a full disk or an I/O error). */
+    int (*in_transaction)(lk_reg_be *be);
+    /* A number that changes whenever another connection commits (not for
+     * this connection's own commits): SQLite's PRAGMA data_version. Reads no
+     * table. */
+    lk_err (*data_version)(lk_reg_be *be, uint64_t *v);
+
+    /* ---- registries ---- */
+    lk_err (*registry_find)(lk_reg_be *be, const lk_reg_name *name, int64_t *rid); /* NOT_FOUND */
+    /* Every field of lk_reg_registry, ncerts and ndevices included. */
+    lk_err (*registry_get)(lk_reg_be *be, int64_t rid, lk_reg_registry *out);     /* NOT_FOUND */
+    /* NULL project/location: any. Ordered by project, location, id. */
+    lk_err (*registry_list)(lk_reg_be *be, const char *project, const char *location,
+                            int (*cb)(void *arg, const lk_reg_registry *r), void *arg);
+    /* Inserts r's project, location, id, mqtt, http, notification JSON
+     * (NULL = none) and created. EXISTS. */
+    lk_err (*registry_insert)(lk_reg_be *be, const lk_reg_registry *r, int64_t *rid);
+    /* Overwrites mqtt, http and both notification JSON texts with r's. */
+    lk_err (*registry_update)(lk_reg_be *be, int64_t rid, const lk_reg_registry *r);
+    /* Deletes the registry and (cascading) its certificates and devices. */
+    lk_err (*registry_delete)(lk_reg_be *be, int64_t rid);
+    lk_err (*registry_has_devices)(lk_reg_be *be, int64_t rid, int *yes);
+
+    /* ---- registry CA certificates, in the order they were added ---- */
+    lk_err (*cert_list)(lk_reg_be *be, int64_t rid,
+                        int (*cb)(void *arg, unsigned index, const char *pem, size_t len),
+                        void *arg);
+    lk_err (*cert_insert)(lk_reg_be *be, int64_t rid, const char *pem, size_t len);
+    lk_err (*cert_delete)(lk_reg_be *be, int64_t rid, unsigned index); /* NOT_FOUND */
+
+    /* ---- devices ---- */
+    /* The device's num_id and current config version. NOT_FOUND. */
+    lk_err (*device_find)(lk_reg_be *be, int64_t rid, const char *id, uint64_t *num_id,
+                          int64_t *config_version);
+    /* Everything about one device: names, credentials (in order), metadata
+     * (by key), activity times. NOT_FOUND. */
+    lk_err (*device_get)(lk_reg_be *be, uint64_t num_id, lk_reg_device *out);
+    /* num_ids of the registry's devices, ordered by device id. */
+    lk_err (*device_list)(lk_reg_be *be, int64_t rid, int (*cb)(void *arg, uint64_t num_id),
+                          void *arg);
+    /* A new device, config_version 1, no credentials, metadata or configs
+     * yet. EXISTS. */
+    lk_err (*device_insert)(lk_reg_be *be, int64_t rid, const char *id, int blocked,
+                            int64_t created, uint64_t *num_id);
+    lk_err (*device_set_blocked)(lk_reg_be *be, uint64_t num_id, int blocked);
+    lk_err (*device_delete)(lk_reg_be *be, uint64_t num_id); /* with everything it owns */
+    /* The credentials in order: out[0..*n); members malloc'd. */
+    lk_err (*creds_get)(lk_reg_be *be, uint64_t num_id,
+                        lk_reg_credential out[LK_DEVICE_CREDENTIALS_MAX], unsigned *n);
+    /* Replace all credentials (n may be 0). */
+    lk_err (*creds_set)(lk_reg_be *be, uint64_t num_id, const lk_reg_credential *c,
+                        unsigned n);
+    /* Replace all metadata (n may be 0). */
+    lk_err (*metadata_set)(lk_reg_be *be, uint64_t num_id, const lk_reg_metadata *m,
+                           unsigned n);
+
+    /* ---- configs and states ---- */
+    /* Store c as the device's config version c->version (which becomes its
+     * config_version) and drop versions older than the newest keep. */
+    lk_err (*config_add)(lk_reg_be *be, uint64_t num_id, const lk_reg_config *c, unsigned keep);
+    /* Newest first; max 0 = all. */
+    lk_err (*config_list)(lk_reg_be *be, uint64_t num_id, unsigned max,
+                          int (*cb)(void *arg, const lk_reg_config *c), void *arg);
+    /* Set the version's device_ack_time and the device's last_config_ack to
+     * t. NOT_FOUND (no such device or version). */
+    lk_err (*config_ack)(lk_reg_be *be, uint64_t num_id, int64_t version, int64_t t);
+    /* Append a state, keep the newest keep, set the device's last_state to
+     * the later of it and s->update_time. NOT_FOUND. */
+    lk_err (*state_add)(lk_reg_be *be, uint64_t num_id, const lk_reg_state_entry *s,
+                        unsigned keep);
+    lk_err (*state_list)(lk_reg_be *be, uint64_t num_id, unsigned max,
+                         int (*cb)(void *arg, const lk_reg_state_entry *s), void *arg);
+
+    /* ---- the broker's calls ---- */
+    /* Each non-zero time moves the device's field forward (never back);
+     * last_error_status is set with last_error. An unknown num_id is
+     * ignored. */
+    lk_err (*activity)(lk_reg_be *be, const lk_reg_activity *a);
+    /* One read (a single indexed statement for SQLite). NOT_FOUND. */
+    lk_err (*auth_lookup)(lk_reg_be *be, const lk_reg_name *name, const char *id,
+                          lk_reg_auth *out);
+
+    /* ---- change feed ---- */
+    /* Append (next seq, kind, num_id, t). Seqs increase by one per change
+     * and are never reused. */
+    lk_err (*change_append)(lk_reg_be *be, lk_reg_change_kind kind, uint64_t num_id, int64_t t);
+    /* Changes with seq > after, oldest first. */
+    lk_err (*change_list)(lk_reg_be *be, int64_t after,
+                          int (*cb)(void *arg, const lk_reg_change *c), void *arg);
+    /* The oldest and newest seq stored (0, 0 when there is none). */
+    lk_err (*change_bounds)(lk_reg_be *be, int64_t *oldest, int64_t *newest);
+    /* Drop all but the newest keep changes. */
+    lk_err (*change_prune)(lk_reg_be *be, int64_t keep);
+} lk_reg_backend;
+
+extern const lk_reg_backend lk_reg_sqlite_backend;
+
+#endif

@@ -1,0 +1,768 @@
+/*
+ * certs.c — the registry's credential and certificate checks, with OpenSSL
+ * (../shared/spec/iotcore-protocol.md §4.3; see internal.h):
+ *
+ *  - a device credential must parse as its format: lk_cred_parse decides,
+ *    except that an ES256_PEM key in canonical PEM (the form OpenSSL and
+ *    every tool write: 64-character lines, one 91-byte P-256
+ *    SubjectPublicKeyInfo with an uncompressed point) is recognised here and
+ *    its point checked on the curve directly. lk_cred_parse costs hundreds
+ *    of microseconds in OpenSSL 3.0's decoders; this costs a few, which is
+ *    what makes a bulk import of a million devices take a minute instead of
+ *    ten. The fast path only ever says "valid"; anything it does not
+ *    recognise, and anything it finds invalid, goes to lk_cred_parse, so the
+ *    verdict is always the same (tests/unit/test_registry.c checks that);
+ *  - with registry CA certificates: the device credential must be a
+ *    certificate, differ from every registry certificate, and be signed
+ *    directly (issuer name, key usage and signature) by one of them that is
+ *    valid now;
+ *  - a registry CA certificate: one PEM certificate, X.509v3, RSA 2048 to
+ *    8192 bits or EC P-256, not expired.
+ *
+ * Every refusal says what is wrong and what is allowed, and never quotes the
+ * key or certificate.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/obj_mac.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "internal.h"
+
+#define RSA_MIN_BITS 2048
+#define RSA_MAX_BITS 8192
+
+struct lk_reg_checker {
+    EC_GROUP *p256;
+    EC_POINT *pt;
+    BN_CTX *bn;
+};
+
+struct lk_reg_cas {
+    unsigned n;
+    X509 *crt[LK_REGISTRY_CERTS_MAX];
+    unsigned char *der[LK_REGISTRY_CERTS_MAX];
+    size_t der_len[LK_REGISTRY_CERTS_MAX];
+    int64_t not_before[LK_REGISTRY_CERTS_MAX], not_after[LK_REGISTRY_CERTS_MAX];
+};
+
+/* ------------------------------------------------------------------ */
+/* Small helpers                                                       */
+
+static int is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+static void fmt_time(int64_t t, char *buf, size_t size)
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+    if (gmtime_r(&tt, &tm) == NULL || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(buf, size, "%lld", (long long)t);
+}
+
+static int asn1_epoch(const ASN1_TIME *a, int64_t *out)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    if (a == NULL || !ASN1_TIME_to_tm(a, &tm))
+        return 0;
+    *out = (int64_t)timegm(&tm);
+    return 1;
+}
+
+/* What a PEM text is: exactly one block (with only white space around it)
+ * of PUBLIC KEY (1) or CERTIFICATE (2) — the same rule as lk_cred_parse —
+ * or 0. *private_key is set when the text looks like a private key, for a
+ * pointed message. */
+static int pem_kind(const char *pem, size_t len, int *private_key)
+{
+    static const char bp[] = "-----BEGIN PUBLIC KEY-----", ep[] = "-----END PUBLIC KEY-----";
+    static const char bc[] = "-----BEGIN CERTIFICATE-----", ec[] = "-----END CERTIFICATE-----";
+    const char *p = pem, *stop = pem + len, *last, *endl, *q;
+    size_t endn;
+    int kind;
+
+    *private_key = 0;
+    if (memmem(pem, len, "PRIVATE KEY-----", 16) != NULL)
+        *private_key = 1;
+    while (p < stop && is_space(*p))
+        p++;
+    while (stop > p && is_space(stop[-1]))
+        stop--;
+    if ((size_t)(stop - p) > sizeof bp - 1 && memcmp(p, bp, sizeof bp - 1) == 0) {
+        kind = 1;
+        endl = ep;
+        endn = sizeof ep - 1;
+    } else if ((size_t)(stop - p) > sizeof bc - 1 && memcmp(p, bc, sizeof bc - 1) == 0) {
+        kind = 2;
+        endl = ec;
+        endn = sizeof ec - 1;
+    } else {
+        return 0;
+    }
+    if ((size_t)(stop - p) < endn)
+        return 0;
+    last = stop - endn;
+    if (memcmp(last, endl, endn) != 0)
+        return 0;
+    for (q = p + 5; q < last && (q = memchr(q, '-', (size_t)(last - q))) != NULL; q++) {
+        if ((size_t)(last - q) >= 10 && memcmp(q, "-----BEGIN", 10) == 0)
+            return 0;
+        if ((size_t)(last - q) >= 8 && memcmp(q, "-----END", 8) == 0)
+            return 0;
+    }
+    return kind;
+}
+
+static X509 *pem_x509(const char *pem, size_t len)
+{
+    BIO *bio;
+    X509 *crt;
+    if (len > (size_t)0x7fffffff)
+        return NULL;
+    bio = BIO_new_mem_buf(pem, (int)len);
+    if (bio == NULL)
+        return NULL;
+    crt = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    return crt;
+}
+
+static EVP_PKEY *pem_pubkey(const char *pem, size_t len)
+{
+    BIO *bio;
+    EVP_PKEY *pk;
+    if (len > (size_t)0x7fffffff)
+        return NULL;
+    bio = BIO_new_mem_buf(pem, (int)len);
+    if (bio == NULL)
+        return NULL;
+    pk = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    return pk;
+}
+
+/* "RSA 2048", "EC P-256", "EC secp384r1", "ED25519"; *ok = usable as a
+ * registry key (RSA 2048..8192 or P-256). */
+static void key_desc(EVP_PKEY *pk, char *buf, size_t size, int *ok)
+{
+    int id = EVP_PKEY_get_base_id(pk);
+    *ok = 0;
+    if (id == EVP_PKEY_RSA) {
+        int bits = EVP_PKEY_get_bits(pk);
+        snprintf(buf, size, "RSA %d", bits);
+        *ok = bits >= RSA_MIN_BITS && bits <= RSA_MAX_BITS;
+    } else if (id == EVP_PKEY_EC) {
+        char group[48];
+        size_t glen = 0;
+        if (!EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group,
+                                            &glen))
+            snprintf(group, sizeof group, "an unnamed curve");
+        if (strcmp(group, "prime256v1") == 0) {
+            snprintf(buf, size, "EC P-256");
+            *ok = 1;
+        } else {
+            snprintf(buf, size, "EC %s", group);
+        }
+    } else {
+        const char *sn = OBJ_nid2sn(id);
+        snprintf(buf, size, "%s", sn != NULL ? sn : "of an unknown type");
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* The checker and the CA list                                         */
+
+lk_err lk_reg__checker_new(lk_reg_checker **out)
+{
+    lk_reg_checker *ck = calloc(1, sizeof *ck);
+    *out = NULL;
+    if (ck == NULL)
+        return LK_ERR_NOMEM;
+    ck->p256 = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
+    ck->pt = ck->p256 != NULL ? EC_POINT_new(ck->p256) : NULL;
+    ck->bn = BN_CTX_new();
+    if (ck->pt == NULL || ck->bn == NULL) {
+        lk_reg__checker_free(ck);
+        ERR_clear_error();
+        return LK_ERR_CRYPTO;
+    }
+    *out = ck;
+    return LK_OK;
+}
+
+void lk_reg__checker_free(lk_reg_checker *ck)
+{
+    if (ck == NULL)
+        return;
+    EC_POINT_free(ck->pt);
+    EC_GROUP_free(ck->p256);
+    BN_CTX_free(ck->bn);
+    free(ck);
+}
+
+lk_err lk_reg__cas_new(lk_reg_cas **out)
+{
+    *out = calloc(1, sizeof **out);
+    return *out != NULL ? LK_OK : LK_ERR_NOMEM;
+}
+
+lk_err lk_reg__cas_add(lk_reg_cas *cas, const char *pem, size_t len)
+{
+    X509 *crt;
+    unsigned char *der = NULL;
+    int dl;
+    unsigned i;
+
+    if (cas->n >= LK_REGISTRY_CERTS_MAX)
+        return LK_ERR_REG_LIMIT;
+    crt = pem_x509(pem, len);
+    if (crt == NULL) {
+        ERR_clear_error();
+        return LK_ERR_REG_INVALID;
+    }
+    dl = i2d_X509(crt, &der);
+    if (dl <= 0) {
+        X509_free(crt);
+        ERR_clear_error();
+        return LK_ERR_CRYPTO;
+    }
+    i = cas->n;
+    cas->crt[i] = crt;
+    cas->der[i] = der;
+    cas->der_len[i] = (size_t)dl;
+    if (!asn1_epoch(X509_get0_notBefore(crt), &cas->not_before[i]))
+        cas->not_before[i] = INT64_MAX; /* unreadable dates: never valid */
+    if (!asn1_epoch(X509_get0_notAfter(crt), &cas->not_after[i]))
+        cas->not_after[i] = INT64_MIN;
+    cas->n++;
+    return LK_OK;
+}
+
+unsigned lk_reg__cas_count(const lk_reg_cas *cas)
+{
+    return cas == NULL ? 0 : cas->n;
+}
+
+void lk_reg__cas_free(lk_reg_cas *cas)
+{
+    unsigned i;
+    if (cas == NULL)
+        return;
+    for (i = 0; i < cas->n; i++) {
+        X509_free(cas->crt[i]);
+        OPENSSL_free(cas->der[i]);
+    }
+    free(cas);
+}
+
+/* ------------------------------------------------------------------ */
+/* Device credentials                                                  */
+
+static int b64val(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
+}
+
+/* A line end at *p ("\n" or "\r\n"); advances past it. */
+static int eol(const char **p, const char *stop)
+{
+    if (*p < stop && **p == '\n') {
+        (*p)++;
+        return 1;
+    }
+    if (stop - *p >= 2 && (*p)[0] == '\r' && (*p)[1] == '\n') {
+        *p += 2;
+        return 1;
+    }
+    return 0;
+}
+
+/*
+ * 1 when pem is a canonical ES256_PEM credential with a valid point:
+ * optional white space ending in a line end, "-----BEGIN PUBLIC KEY-----",
+ * a line end, base64 lines of exactly 64 characters but the last (1..64),
+ * each ending in a line end ("\n" or "\r\n"), "-----END PUBLIC KEY-----",
+ * then nothing or a line end and white space; the base64 canonical and
+ * decoding to the 91-byte DER of a P-256 SubjectPublicKeyInfo with an
+ * uncompressed point, which must be on the curve. 0 = not decided here
+ * (lk_cred_parse decides).
+ */
+static int es256_pem_fast(lk_reg_checker *ck, const char *pem, size_t len)
+{
+    static const char begin[] = "-----BEGIN PUBLIC KEY-----", end[] = "-----END PUBLIC KEY-----";
+    static const unsigned char prefix[27] = {
+        0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
+        0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00, 0x04};
+    char b64[124];
+    unsigned char der[91];
+    size_t nb64 = 0, i, o = 0;
+    const char *p = pem, *stop = pem + len;
+    int short_line = 0, ok;
+
+    while (p < stop && is_space(*p))
+        p++;
+    while (stop > p && is_space(stop[-1]))
+        stop--;
+    /* OpenSSL's PEM reader wants BEGIN at the start of a line, and we take
+     * only a line end right after END. */
+    if ((p > pem && p[-1] != '\n') ||
+        (stop < pem + len && stop[0] != '\n' && stop[0] != '\r'))
+        return 0;
+    if ((size_t)(stop - p) < sizeof begin + sizeof end ||
+        memcmp(p, begin, sizeof begin - 1) != 0 ||
+        memcmp(stop - (sizeof end - 1), end, sizeof end - 1) != 0)
+        return 0;
+    p += sizeof begin - 1;
+    stop -= sizeof end - 1;
+    if (!eol(&p, stop))
+        return 0;
+    while (p < stop) {
+        const char *q = p;
+        size_t ll;
+        while (q < stop && *q != '\r' && *q != '\n')
+            q++;
+        ll = (size_t)(q - p);
+        if (ll == 0 || ll > 64 || short_line || nb64 + ll > sizeof b64)
+            return 0;
+        if (ll < 64)
+            short_line = 1;
+        memcpy(b64 + nb64, p, ll);
+        nb64 += ll;
+        p = q;
+        if (!eol(&p, stop))
+            return 0;
+    }
+    if (nb64 != sizeof b64 || b64[122] != '=' || b64[123] != '=')
+        return 0;
+    for (i = 0; i < 120; i += 4) {
+        int a = b64val((unsigned char)b64[i]), b = b64val((unsigned char)b64[i + 1]);
+        int c = b64val((unsigned char)b64[i + 2]), d = b64val((unsigned char)b64[i + 3]);
+        unsigned v;
+        if (a < 0 || b < 0 || c < 0 || d < 0)
+            return 0;
+        v = ((unsigned)a << 18) | ((unsigned)b << 12) | ((unsigned)c << 6) | (unsigned)d;
+        der[o++] = (unsigned char)(v >> 16);
+        der[o++] = (unsigned char)(v >> 8);
+        der[o++] = (unsigned char)v;
+    }
+    {
+        int a = b64val((unsigned char)b64[120]), b = b64val((unsigned char)b64[121]);
+        if (a < 0 || b < 0 || (b & 0x0f) != 0)
+            return 0;
+        der[o++] = (unsigned char)(((unsigned)a << 2) | ((unsigned)b >> 4));
+    }
+    if (o != sizeof der || memcmp(der, prefix, sizeof prefix) != 0)
+        return 0;
+    ok = EC_POINT_oct2point(ck->p256, ck->pt, der + 26, 65, ck->bn) == 1 &&
+         EC_POINT_is_at_infinity(ck->p256, ck->pt) == 0;
+    if (!ok)
+        ERR_clear_error();
+    return ok;
+}
+
+lk_err lk_reg__cred_parse_check(lk_reg_checker *ck, lk_cred_format fmt, const char *pem,
+                                size_t len, int *fast)
+{
+    lk_cred *c = NULL;
+    lk_err err;
+
+    if (fast != NULL)
+        *fast = 0;
+    if (pem == NULL || len == 0 || len > LK_CRED_PEM_MAX)
+        return LK_ERR_CRED_INVALID;
+    if (fmt == LK_CRED_ES256_PEM && ck != NULL && es256_pem_fast(ck, pem, len)) {
+        if (fast != NULL)
+            *fast = 1;
+        return LK_OK;
+    }
+    err = lk_cred_parse(fmt, pem, len, 0, &c);
+    lk_cred_free(c);
+    if (err == LK_OK || err == LK_ERR_NOMEM || err == LK_ERR_CRYPTO)
+        return err;
+    return LK_ERR_CRED_INVALID;
+}
+
+static const char *format_desc(lk_cred_format fmt)
+{
+    switch (fmt) {
+    case LK_CRED_RSA_PEM:
+        return "an RSA public key (2048 to 8192 bits) in one -----BEGIN PUBLIC KEY----- block";
+    case LK_CRED_RSA_X509_PEM:
+        return "an X.509 certificate with an RSA key (2048 to 8192 bits) in one "
+               "-----BEGIN CERTIFICATE----- block";
+    case LK_CRED_ES256_PEM:
+        return "a P-256 public key in one -----BEGIN PUBLIC KEY----- block";
+    case LK_CRED_ES256_X509_PEM:
+        return "an X.509 certificate with a P-256 key in one -----BEGIN CERTIFICATE----- block";
+    default:
+        return "one of RSA_PEM, RSA_X509_PEM, ES256_PEM, ES256_X509_PEM";
+    }
+}
+
+/* Why pem is not a valid fmt credential: "holds an RSA 2048 key", ... */
+static void cred_diagnose(lk_cred_format fmt, const char *pem, size_t len, char *buf,
+                          size_t size)
+{
+    int priv, kind, want_cert = fmt == LK_CRED_RSA_X509_PEM || fmt == LK_CRED_ES256_X509_PEM;
+    int want_ec = fmt == LK_CRED_ES256_PEM || fmt == LK_CRED_ES256_X509_PEM;
+    EVP_PKEY *pk = NULL;
+    X509 *crt = NULL;
+
+    if (memchr(pem, '\0', len) != NULL) {
+        snprintf(buf, size, "it contains a NUL byte");
+        return;
+    }
+    kind = pem_kind(pem, len, &priv);
+    if (priv) {
+        snprintf(buf, size, "it is a private key: register only the public key or certificate");
+        return;
+    }
+    if (kind == 0) {
+        snprintf(buf, size, "it is not exactly one PEM block");
+        return;
+    }
+    if (kind == 2 && !want_cert) {
+        snprintf(buf, size, "it is a certificate; use %s for certificates",
+                 want_ec ? "ES256_X509_PEM" : "RSA_X509_PEM");
+        return;
+    }
+    if (kind == 1 && want_cert) {
+        snprintf(buf, size, "it is a bare public key; use %s for bare keys",
+                 want_ec ? "ES256_PEM" : "RSA_PEM");
+        return;
+    }
+    if (kind == 2) {
+        crt = pem_x509(pem, len);
+        pk = crt != NULL ? X509_get_pubkey(crt) : NULL;
+    } else {
+        pk = pem_pubkey(pem, len);
+    }
+    if (pk == NULL) {
+        snprintf(buf, size, "it does not parse as %s", kind == 2 ? "an X.509 certificate"
+                                                                  : "a public key");
+    } else {
+        char kd[64];
+        int ok, id = EVP_PKEY_get_base_id(pk);
+        key_desc(pk, kd, sizeof kd, &ok);
+        if (want_ec && id != EVP_PKEY_EC)
+            snprintf(buf, size, "it holds an %s key, not an EC P-256 key", kd);
+        else if (!want_ec && id != EVP_PKEY_RSA)
+            snprintf(buf, size, "it holds an %s key, not an RSA key", kd);
+        else if (!ok)
+            snprintf(buf, size, "it holds an %s key", kd);
+        else
+            snprintf(buf, size, "its key is not a valid %s key", kd);
+    }
+    EVP_PKEY_free(pk);
+    X509_free(crt);
+    ERR_clear_error();
+}
+
+static int valid_format(lk_cred_format fmt)
+{
+    return fmt == LK_CRED_RSA_PEM || fmt == LK_CRED_RSA_X509_PEM || fmt == LK_CRED_ES256_PEM ||
+           fmt == LK_CRED_ES256_X509_PEM;
+}
+
+/* With registry CAs: the certificate must differ from each, and be signed
+ * directly by one of them that is valid at now. */
+static lk_err cert_signed(const lk_reg_cas *cas, const char *pem, size_t len, unsigned index,
+                          int64_t now, char *why, size_t why_size)
+{
+    X509 *crt = pem_x509(pem, len);
+    unsigned char *der = NULL;
+    int dl;
+    unsigned i, invalid_signer = LK_REGISTRY_CERTS_MAX;
+    lk_err err = LK_ERR_REG_CERT;
+
+    if (crt == NULL) {
+        ERR_clear_error();
+        snprintf(why, why_size, "credential %u does not parse as an X.509 certificate", index);
+        return LK_ERR_CRED_INVALID;
+    }
+    dl = i2d_X509(crt, &der);
+    if (dl <= 0) {
+        err = LK_ERR_CRYPTO;
+        snprintf(why, why_size, "credential %u: OpenSSL could not encode the certificate", index);
+        goto exit;
+    }
+    for (i = 0; i < cas->n; i++) {
+        if (cas->der_len[i] == (size_t)dl && memcmp(cas->der[i], der, (size_t)dl) == 0) {
+            snprintf(why, why_size,
+                     "credential %u is registry CA certificate %u itself; a device credential "
+                     "must differ from every registry certificate", index, i);
+            goto exit;
+        }
+    }
+    for (i = 0; i < cas->n; i++) {
+        EVP_PKEY *capk = X509_get0_pubkey(cas->crt[i]);
+        if (capk == NULL || X509_check_issued(cas->crt[i], crt) != X509_V_OK ||
+            X509_verify(crt, capk) != 1)
+            continue;
+        if (cas->not_before[i] <= now && now <= cas->not_after[i]) {
+            err = LK_OK;
+            goto exit;
+        }
+        invalid_signer = i;
+    }
+    if (invalid_signer < LK_REGISTRY_CERTS_MAX) {
+        char nb[32], na[32];
+        i = invalid_signer;
+        fmt_time(cas->not_before[i], nb, sizeof nb);
+        fmt_time(cas->not_after[i], na, sizeof na);
+        snprintf(why, why_size,
+                 "credential %u is signed by registry CA certificate %u, which is %s (valid from "
+                 "%s to %s); the signing CA certificate must be valid now",
+                 index, i, now > cas->not_after[i] ? "expired" : "not valid yet", nb, na);
+    } else {
+        snprintf(why, why_size,
+                 "credential %u is not signed by any of the registry's %u CA certificates; a "
+                 "device certificate must be signed directly by one of them (intermediate CAs "
+                 "are not supported)", index, cas->n);
+    }
+exit:
+    OPENSSL_free(der);
+    X509_free(crt);
+    ERR_clear_error();
+    return err;
+}
+
+lk_err lk_reg__cred_check(lk_reg_checker *ck, const lk_reg_cas *cas,
+                          const lk_reg_credential *cred, unsigned index, int64_t now,
+                          char *why, size_t why_size)
+{
+    size_t len;
+    lk_err err;
+    unsigned ncas = lk_reg__cas_count(cas);
+
+    if (cred == NULL || cred->pem == NULL || cred->pem[0] == '\0') {
+        snprintf(why, why_size, "credential %u has no key; a credential is %s", index,
+                 "a PEM public key or certificate");
+        return LK_ERR_REG_INVALID;
+    }
+    if (!valid_format(cred->format)) {
+        snprintf(why, why_size,
+                 "credential %u has format %s; a credential's format is RSA_PEM, RSA_X509_PEM, "
+                 "ES256_PEM or ES256_X509_PEM", index, lk_cred_format_name(cred->format));
+        return LK_ERR_REG_INVALID;
+    }
+    if (cred->expires < 0) {
+        snprintf(why, why_size,
+                 "credential %u expires at %lld, before 1970; use 0 for a credential that never "
+                 "expires", index, (long long)cred->expires);
+        return LK_ERR_REG_INVALID;
+    }
+    len = strlen(cred->pem);
+    if (len > LK_CRED_PEM_MAX) {
+        snprintf(why, why_size, "credential %u is %zu bytes; the limit is %u", index, len,
+                 LK_CRED_PEM_MAX);
+        return LK_ERR_REG_LIMIT;
+    }
+    if (ncas > 0 && (cred->format == LK_CRED_RSA_PEM || cred->format == LK_CRED_ES256_PEM)) {
+        snprintf(why, why_size,
+                 "credential %u is a bare %s key, but the registry has %u CA certificate%s: a "
+                 "device credential must then be a certificate (RSA_X509_PEM or "
+                 "ES256_X509_PEM) signed by one of them", index,
+                 lk_cred_format_name(cred->format), ncas, ncas == 1 ? "" : "s");
+        return LK_ERR_REG_CERT;
+    }
+    err = lk_reg__cred_parse_check(ck, cred->format, cred->pem, len, NULL);
+    if (err == LK_ERR_CRED_INVALID) {
+        char d[160];
+        cred_diagnose(cred->format, cred->pem, len, d, sizeof d);
+        snprintf(why, why_size, "credential %u is not a valid %s (%s): %s is %s", index,
+                 lk_cred_format_name(cred->format), d, lk_cred_format_name(cred->format),
+                 format_desc(cred->format));
+        return err;
+    }
+    if (err != LK_OK) {
+        snprintf(why, why_size, "credential %u could not be checked: %s", index,
+                 lk_strerror(err));
+        return err;
+    }
+    if (ncas == 0)
+        return LK_OK;
+    return cert_signed(cas, cred->pem, len, index, now, why, why_size);
+}
+
+/* ------------------------------------------------------------------ */
+/* Registry CA certificates                                            */
+
+lk_err lk_reg__cert_der(const char *pem, size_t len, unsigned char **der, size_t *der_len)
+{
+    X509 *crt = pem_x509(pem, len);
+    int dl;
+    *der = NULL;
+    *der_len = 0;
+    if (crt == NULL) {
+        ERR_clear_error();
+        return LK_ERR_REG_INVALID;
+    }
+    dl = i2d_X509(crt, der);
+    X509_free(crt);
+    ERR_clear_error();
+    if (dl <= 0)
+        return LK_ERR_CRYPTO;
+    *der_len = (size_t)dl;
+    return LK_OK;
+}
+
+lk_err lk_reg__ca_check(const char *pem, size_t len, int64_t now, unsigned char **der,
+                        size_t *der_len, char *why, size_t why_size)
+{
+    static const char want[] = "a registry certificate is one X.509v3 certificate in one "
+                               "-----BEGIN CERTIFICATE----- block";
+    X509 *crt = NULL;
+    EVP_PKEY *pk;
+    int priv, ok, dl;
+    int64_t nb, na;
+    char kd[64];
+    lk_err err = LK_ERR_REG_CERT;
+
+    *der = NULL;
+    *der_len = 0;
+    if (pem == NULL || len == 0) {
+        snprintf(why, why_size, "the certificate is empty; %s", want);
+        return LK_ERR_REG_INVALID;
+    }
+    if (len > LK_REG_CERT_PEM_MAX) {
+        snprintf(why, why_size, "the certificate is %zu bytes; the limit is %u", len,
+                 LK_REG_CERT_PEM_MAX);
+        return LK_ERR_REG_LIMIT;
+    }
+    if (memchr(pem, '\0', len) != NULL) {
+        snprintf(why, why_size, "the certificate contains a NUL byte; %s", want);
+        return LK_ERR_REG_INVALID;
+    }
+    if (pem_kind(pem, len, &priv) != 2) {
+        snprintf(why, why_size, "%s; %s",
+                 priv ? "this is a private key, never upload one" : "not a single PEM certificate",
+                 want);
+        return LK_ERR_REG_INVALID;
+    }
+    crt = pem_x509(pem, len);
+    if (crt == NULL) {
+        snprintf(why, why_size, "the certificate does not parse as X.509; %s", want);
+        err = LK_ERR_REG_INVALID;
+        goto exit;
+    }
+    if (X509_get_version(crt) != X509_VERSION_3) {
+        snprintf(why, why_size, "the certificate is X.509 v%ld; %s", X509_get_version(crt) + 1,
+                 want);
+        goto exit;
+    }
+    pk = X509_get0_pubkey(crt);
+    if (pk == NULL) {
+        snprintf(why, why_size, "the certificate's key cannot be read; a registry certificate's "
+                                "key is RSA (2048 to 8192 bits) or EC P-256");
+        goto exit;
+    }
+    key_desc(pk, kd, sizeof kd, &ok);
+    if (!ok) {
+        snprintf(why, why_size, "the certificate's key is %s; a registry certificate's key is "
+                                "RSA (2048 to 8192 bits) or EC P-256", kd);
+        goto exit;
+    }
+    if (!asn1_epoch(X509_get0_notBefore(crt), &nb) || !asn1_epoch(X509_get0_notAfter(crt), &na)) {
+        snprintf(why, why_size, "the certificate's validity dates cannot be read");
+        goto exit;
+    }
+    if (na < now) {
+        char t[32];
+        fmt_time(na, t, sizeof t);
+        snprintf(why, why_size, "the certificate expired at %s; a registry certificate must "
+                                "still be valid", t);
+        goto exit;
+    }
+    dl = i2d_X509(crt, der);
+    if (dl <= 0) {
+        err = LK_ERR_CRYPTO;
+        snprintf(why, why_size, "OpenSSL could not encode the certificate");
+        goto exit;
+    }
+    *der_len = (size_t)dl;
+    err = LK_OK;
+exit:
+    X509_free(crt);
+    ERR_clear_error();
+    return err;
+}
+
+static char *name_text(const X509_NAME *name)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    char *data, *s = NULL;
+    long n;
+    if (bio == NULL)
+        return NULL;
+    if (X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253) >= 0) {
+        n = BIO_get_mem_data(bio, &data);
+        if (n >= 0 && (s = malloc((size_t)n + 1)) != NULL) {
+            memcpy(s, data, (size_t)n);
+            s[n] = '\0';
+        }
+    }
+    BIO_free(bio);
+    return s;
+}
+
+lk_err lk_reg__cert_details(const char *pem, size_t len, lk_reg_cert *c)
+{
+    X509 *crt = pem_x509(pem, len);
+    EVP_PKEY *pk;
+    char kd[64];
+    int ok;
+    lk_err err = LK_ERR_NOMEM;
+
+    if (crt == NULL) {
+        ERR_clear_error();
+        return LK_ERR_REG_INVALID;
+    }
+    c->pem = malloc(len + 1);
+    if (c->pem == NULL)
+        goto exit;
+    memcpy(c->pem, pem, len);
+    c->pem[len] = '\0';
+    c->subject = name_text(X509_get_subject_name(crt));
+    c->issuer = name_text(X509_get_issuer_name(crt));
+    pk = X509_get0_pubkey(crt);
+    if (pk != NULL)
+        key_desc(pk, kd, sizeof kd, &ok);
+    else
+        snprintf(kd, sizeof kd, "unknown");
+    c->key_type = strdup(kd);
+    if (!asn1_epoch(X509_get0_notBefore(crt), &c->not_before))
+        c->not_before = 0;
+    if (!asn1_epoch(X509_get0_notAfter(crt), &c->not_after))
+        c->not_after = 0;
+    if (c->subject != NULL && c->issuer != NULL && c->key_type != NULL)
+        err = LK_OK;
+exit:
+    X509_free(crt);
+    ERR_clear_error();
+    return err;
+}

@@ -1,0 +1,78 @@
+/*
+ * internal.h — shared between the registry's own files and its tests. Not
+ * part of the installed API.
+ */
+#ifndef LK_REGISTRY_INTERNAL_H
+#define LK_REGISTRY_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "latchkey/lk_registry.h"
+
+/* The change feed keeps this many of the newest changes (see registry.c). */
+#define LK_REG_CHANGES_KEPT 100000
+
+/* Longest PEM accepted for a registry CA certificate. */
+#define LK_REG_CERT_PEM_MAX LK_CRED_PEM_MAX
+
+/* ---- test hooks ---- */
+
+/* Replace the clock (seconds since 1970) used for created/update times and
+ * for certificate validity; NULL restores time(). */
+void lk_registry__set_clock(lk_registry *reg, int64_t (*now)(void *arg), void *arg);
+/* How many changes the feed keeps (>= 1). */
+void lk_registry__set_changes_kept(lk_registry *reg, int64_t kept);
+
+/* ---- certs.c: credential and certificate checks ---- */
+
+/* Reusable state for credential checks (a P-256 group for the fast path);
+ * one per registry handle. */
+typedef struct lk_reg_checker lk_reg_checker;
+lk_err lk_reg__checker_new(lk_reg_checker **out);
+void lk_reg__checker_free(lk_reg_checker *ck);
+
+/* A registry's CA certificates, parsed once for a batch of checks. */
+typedef struct lk_reg_cas lk_reg_cas;
+lk_err lk_reg__cas_new(lk_reg_cas **out);
+/* Add a stored certificate (already validated when it was added). */
+lk_err lk_reg__cas_add(lk_reg_cas *cas, const char *pem, size_t len);
+unsigned lk_reg__cas_count(const lk_reg_cas *cas);
+void lk_reg__cas_free(lk_reg_cas *cas);
+
+/*
+ * Is cred (the device's credential number index, for messages) acceptable?
+ * It must parse as its format — exactly what lk_cred_parse accepts (an
+ * ES256_PEM key in canonical PEM is checked by a faster path with the same
+ * verdict). If cas holds certificates, it must also be a certificate signed
+ * directly by one of them that is valid at now, and differ from each.
+ * LK_OK, or LK_ERR_REG_INVALID / LK_ERR_REG_LIMIT / LK_ERR_CRED_INVALID /
+ * LK_ERR_REG_CERT with why.
+ */
+lk_err lk_reg__cred_check(lk_reg_checker *ck, const lk_reg_cas *cas,
+                          const lk_reg_credential *cred, unsigned index, int64_t now,
+                          char *why, size_t why_size);
+
+/* Only the parse step of lk_reg__cred_check, for the tests: LK_OK or
+ * LK_ERR_CRED_INVALID (fast path and lk_cred_parse must agree). *fast says
+ * whether the fast path decided. */
+lk_err lk_reg__cred_parse_check(lk_reg_checker *ck, lk_cred_format fmt, const char *pem,
+                                size_t len, int *fast);
+
+/*
+ * Check a registry CA certificate before it is added: exactly one PEM
+ * certificate, X.509v3, RSA >= 2048 bits (up to 8192) or EC P-256, not
+ * expired at now. LK_OK, or LK_ERR_REG_INVALID / LK_ERR_REG_LIMIT /
+ * LK_ERR_REG_CERT with why. der/der_len (malloc'd) receive its DER for the
+ * duplicate check.
+ */
+lk_err lk_reg__ca_check(const char *pem, size_t len, int64_t now, unsigned char **der,
+                        size_t *der_len, char *why, size_t why_size);
+/* DER of a stored certificate (malloc'd), or LK_ERR_REG_INVALID. */
+lk_err lk_reg__cert_der(const char *pem, size_t len, unsigned char **der, size_t *der_len);
+
+/* Fill c's subject, issuer, dates and key type from pem (c->pem is copied
+ * too). */
+lk_err lk_reg__cert_details(const char *pem, size_t len, lk_reg_cert *c);
+
+#endif

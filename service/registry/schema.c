@@ -1,0 +1,118 @@
+/*
+ * schema.c — the SQLite registry's schema (see schema.h).
+ *
+ * Tables (version 1):
+ *   meta                 key/value; 'schema_version' is the schema version.
+ *   registries           one row per registry; UNIQUE(project, location,
+ *                        registry_id); mqtt/http hold lk_reg_state values.
+ *   registry_certs       CA certificates (PEM), in the order added.
+ *   devices              num_id INTEGER PRIMARY KEY AUTOINCREMENT, so a
+ *                        deleted device's num_id is never given again;
+ *                        UNIQUE(registry, device_id); the latest config
+ *                        version and the activity times live in the row, so
+ *                        authentication and conflict checks read one row.
+ *   device_credentials   up to 3 per device, (num_id, pos) clustered
+ *                        (WITHOUT ROWID): the auth lookup reads them in order
+ *                        from one b-tree range.
+ *   device_metadata      key -> value (value is a blob: the text's bytes).
+ *   device_configs       the newest 10 versions per device.
+ *   device_states        the newest 10 state reports per device.
+ *   changes              the change feed: seq AUTOINCREMENT (never reused),
+ *                        kind, num_id, time; the newest 100,000 are kept.
+ *
+ * Every child table references its parent with ON DELETE CASCADE (the
+ * connection sets foreign_keys=ON), and every foreign key is the first
+ * column of an index, so cascades and per-device reads are index ranges.
+ * Tables are STRICT (SQLite 3.37+; Debian 12 has 3.40): a wrong type is an
+ * error, not a silent conversion.
+ *
+ * A new version appends a migration; existing ones are never edited.
+ */
+#include "schema.h"
+
+const char *const lk_reg_sqlite_migrations[LK_REG_SCHEMA_VERSION] = {
+    /* 0 -> 1 */
+    "CREATE TABLE meta("
+    "  key TEXT PRIMARY KEY NOT NULL,"
+    "  value ANY"
+    ") STRICT, WITHOUT ROWID;"
+
+    "CREATE TABLE registries("
+    "  id INTEGER PRIMARY KEY,"
+    "  project TEXT NOT NULL,"
+    "  location TEXT NOT NULL,"
+    "  registry_id TEXT NOT NULL,"
+    "  mqtt INTEGER NOT NULL,"
+    "  http INTEGER NOT NULL,"
+    "  event_notification_json TEXT,"
+    "  state_notification_json TEXT,"
+    "  created INTEGER NOT NULL,"
+    "  UNIQUE(project, location, registry_id)"
+    ") STRICT;"
+
+    "CREATE TABLE registry_certs("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  registry INTEGER NOT NULL REFERENCES registries(id) ON DELETE CASCADE,"
+    "  pem TEXT NOT NULL"
+    ") STRICT;"
+    "CREATE INDEX registry_certs_by_registry ON registry_certs(registry, id);"
+
+    "CREATE TABLE devices("
+    "  num_id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  registry INTEGER NOT NULL REFERENCES registries(id) ON DELETE CASCADE,"
+    "  device_id TEXT NOT NULL,"
+    "  blocked INTEGER NOT NULL DEFAULT 0,"
+    "  created INTEGER NOT NULL,"
+    "  config_version INTEGER NOT NULL DEFAULT 1,"
+    "  last_heartbeat INTEGER NOT NULL DEFAULT 0,"
+    "  last_event INTEGER NOT NULL DEFAULT 0,"
+    "  last_state INTEGER NOT NULL DEFAULT 0,"
+    "  last_config_ack INTEGER NOT NULL DEFAULT 0,"
+    "  last_config_send INTEGER NOT NULL DEFAULT 0,"
+    "  last_error INTEGER NOT NULL DEFAULT 0,"
+    "  last_error_status TEXT,"
+    "  UNIQUE(registry, device_id)"
+    ") STRICT;"
+
+    "CREATE TABLE device_credentials("
+    "  num_id INTEGER NOT NULL REFERENCES devices(num_id) ON DELETE CASCADE,"
+    "  pos INTEGER NOT NULL,"
+    "  format INTEGER NOT NULL,"
+    "  pem TEXT NOT NULL,"
+    "  expires INTEGER NOT NULL,"
+    "  PRIMARY KEY(num_id, pos)"
+    ") STRICT, WITHOUT ROWID;"
+
+    "CREATE TABLE device_metadata("
+    "  id INTEGER PRIMARY KEY,"
+    "  num_id INTEGER NOT NULL REFERENCES devices(num_id) ON DELETE CASCADE,"
+    "  key TEXT NOT NULL,"
+    "  value BLOB NOT NULL,"
+    "  UNIQUE(num_id, key)"
+    ") STRICT;"
+
+    "CREATE TABLE device_configs("
+    "  id INTEGER PRIMARY KEY,"
+    "  num_id INTEGER NOT NULL REFERENCES devices(num_id) ON DELETE CASCADE,"
+    "  version INTEGER NOT NULL,"
+    "  cloud_update_time INTEGER NOT NULL,"
+    "  device_ack_time INTEGER NOT NULL DEFAULT 0,"
+    "  data BLOB NOT NULL,"
+    "  UNIQUE(num_id, version)"
+    ") STRICT;"
+
+    "CREATE TABLE device_states("
+    "  id INTEGER PRIMARY KEY,"
+    "  num_id INTEGER NOT NULL REFERENCES devices(num_id) ON DELETE CASCADE,"
+    "  update_time INTEGER NOT NULL,"
+    "  data BLOB NOT NULL"
+    ") STRICT;"
+    "CREATE INDEX device_states_by_device ON device_states(num_id, id);"
+
+    "CREATE TABLE changes("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  kind INTEGER NOT NULL,"
+    "  num_id INTEGER NOT NULL,"
+    "  time INTEGER NOT NULL"
+    ") STRICT;",
+};

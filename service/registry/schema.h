@@ -1,0 +1,17 @@
+/*
+ * schema.h — the SQLite registry's schema, as a list of migrations. Internal.
+ */
+#ifndef LK_REGISTRY_SCHEMA_H
+#define LK_REGISTRY_SCHEMA_H
+
+/* The schema version this program writes (meta.schema_version). */
+#define LK_REG_SCHEMA_VERSION 1
+
+/* PRAGMA application_id of a registry database: "LKRG". */
+#define LK_REG_APPLICATION_ID 0x4c4b5247
+
+/* lk_reg_sqlite_migrations[v] turns schema version v into v + 1; run in
+ * order, all in one transaction, at open. */
+extern const char *const lk_reg_sqlite_migrations[LK_REG_SCHEMA_VERSION];
+
+#endif

@@ -1,0 +1,966 @@
+/*
+ * latchkey devices create | list | describe | update | delete
+ * latchkey devices credentials create | list | describe | delete
+ * latchkey devices configs update | list | describe
+ * latchkey devices states list
+ * (latchkey devices import: cmd_import.c)
+ *
+ * IoT Core's devices (gcloud iot devices ...): credentials, metadata,
+ * blocking, config versions with optimistic concurrency, state history.
+ */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin.h"
+
+static const char devices_usage[] =
+    "usage: latchkey [--db FILE] devices COMMAND DEVICE --registry R --project P --region L [options]\n"
+    "\n"
+    "  create DEVICE   [--public-key path=FILE,type=TYPE[,expiration-time=TIME]]... (at most 3)\n"
+    "                  [--blocked] [--metadata KEY=VALUE,...] [--metadata-from-file KEY=FILE,...]\n"
+    "  list            [--limit N]\n"
+    "  describe DEVICE\n"
+    "  update DEVICE   [--blocked|--unblocked] [--metadata KEY=VALUE,...]\n"
+    "                  [--metadata-from-file KEY=FILE,...] [--clear-metadata]\n"
+    "                  (--metadata/--metadata-from-file replace all metadata, as in IoT Core)\n"
+    "  delete DEVICE\n"
+    "  credentials create DEVICE --path FILE --type TYPE [--expiration-time TIME]\n"
+    "  credentials list DEVICE\n"
+    "  credentials describe|delete [DEVICE] INDEX\n"
+    "  configs update DEVICE (--config-file FILE | --config-data DATA) [--version-to-update N]\n"
+    "  configs list DEVICE [--limit N]      configs describe DEVICE\n"
+    "  states list DEVICE [--limit N]\n"
+    "  import FILE|-   (JSON lines, one device each; see 'latchkey devices import --help')\n"
+    "\n"
+    "TYPE: es256, es256-x509, rsa, rsa-x509 (also rs256, es256-pem, rsa-pem, rsa-x509-pem and\n"
+    "IoT Core's ES256_PEM, ES256_X509_PEM, RSA_PEM, RSA_X509_PEM). TIME: RFC 3339\n"
+    "(2030-01-02T03:04:05Z) or seconds since 1970. DEVICE may also be the numId or the full name\n"
+    "projects/P/locations/L/registries/R/devices/D; --device D is accepted as in gcloud.\n"
+    "Common options: --db FILE (or LATCHKEY_DB), --project P (or LATCHKEY_PROJECT), --region L\n"
+    "(alias --location; or LATCHKEY_REGION), --registry R, --format text|json,\n"
+    "--busy-timeout MS. Exit codes: docs/cli.md.\n";
+
+enum {
+    O_PUBLIC_KEY = OPT_FIRST_OWN,
+    O_BLOCKED,
+    O_UNBLOCKED,
+    O_METADATA,
+    O_METADATA_FILE,
+    O_CLEAR_METADATA,
+    O_LIMIT,
+    O_PATH,
+    O_TYPE,
+    O_EXPIRATION,
+    O_CONFIG_FILE,
+    O_CONFIG_DATA,
+    O_VERSION,
+    O_END
+};
+
+#define BIT(o) (1u << ((o) - OPT_FIRST_OWN))
+
+static const char *const opt_names[] = {
+    "--public-key", "--blocked", "--unblocked", "--metadata", "--metadata-from-file", "--clear-metadata",
+    "--limit", "--path", "--type", "--expiration-time", "--config-file", "--config-data",
+    "--version-to-update"};
+
+struct dev_opts {
+    struct admin *a;
+    unsigned given;             /* BIT(option) for each own option seen */
+    const char **keys;          /* --public-key arguments */
+    unsigned nkeys;
+    int blocked;                /* -1 = unchanged */
+    struct admin_meta meta;
+    long long limit;
+    const char *path, *type, *expiration;
+    const char *config_file, *config_data;
+    long long version;
+    const char *pos[3];         /* positional arguments */
+    unsigned npos;
+};
+
+/* ---- JSON shapes ---- */
+
+json_t *admin_cred_json(const lk_reg_credential *c)
+{
+    json_t *pk = json_pack("{s:s,s:s}", "format", lk_cred_format_name(c->format), "key", c->pem ? c->pem : "");
+    json_t *j = json_object();
+    if (pk == NULL || j == NULL) {
+        json_decref(pk);
+        json_decref(j);
+        return NULL;
+    }
+    json_object_set_new(j, "publicKey", pk);
+    /* gcloud showed a credential without expiry as 1970-01-01T00:00:00Z. */
+    json_object_set_new(j, "expirationTime", out_jtime(c->expires));
+    return j;
+}
+
+static json_t *device_name(const lk_reg_device *d)
+{
+    char *s = NULL;
+    json_t *j;
+    if (asprintf(&s, "projects/%s/locations/%s/registries/%s/devices/%llu", d->project, d->location, d->registry,
+                 (unsigned long long)d->num_id) < 0)
+        return NULL;
+    j = json_string(s);
+    free(s);
+    return j;
+}
+
+static void set_time(json_t *j, const char *key, int64_t t)
+{
+    if (t != 0)
+        json_object_set_new(j, key, out_jtime(t));
+}
+
+json_t *admin_device_json(const lk_reg_device *d)
+{
+    json_t *j = json_object(), *creds = json_array();
+    unsigned i;
+    if (j == NULL || creds == NULL) {
+        json_decref(j);
+        json_decref(creds);
+        return NULL;
+    }
+    json_object_set_new(j, "id", json_string(d->id));
+    json_object_set_new(j, "name", device_name(d));
+    json_object_set_new(j, "numId", out_ju64(d->num_id));
+    for (i = 0; i < d->ncreds && i < LK_DEVICE_CREDENTIALS_MAX; i++)
+        json_array_append_new(creds, admin_cred_json(&d->creds[i]));
+    json_object_set_new(j, "credentials", creds);
+    set_time(j, "lastHeartbeatTime", d->last_heartbeat);
+    set_time(j, "lastEventTime", d->last_event);
+    set_time(j, "lastStateTime", d->last_state);
+    set_time(j, "lastConfigAckTime", d->last_config_ack);
+    set_time(j, "lastConfigSendTime", d->last_config_send);
+    json_object_set_new(j, "blocked", json_boolean(d->blocked));
+    set_time(j, "lastErrorTime", d->last_error);
+    if (d->last_error_status != NULL)
+        json_object_set_new(j, "lastErrorStatus",
+                            json_pack("{s:o}", "message",
+                                      out_jtext(d->last_error_status, strlen(d->last_error_status))));
+    if (d->nmetadata > 0) {
+        json_t *m = json_object();
+        for (i = 0; m != NULL && i < d->nmetadata; i++)
+            json_object_set_new(m, d->metadata[i].key, out_jtext(d->metadata[i].value, d->metadata[i].value_len));
+        json_object_set_new(j, "metadata", m);
+    }
+    return j;
+}
+
+json_t *admin_config_json(const lk_reg_config *c)
+{
+    json_t *j = json_object();
+    if (j == NULL)
+        return NULL;
+    json_object_set_new(j, "version", out_ji64(c->version));
+    json_object_set_new(j, "cloudUpdateTime", out_jtime(c->cloud_update_time));
+    set_time(j, "deviceAckTime", c->device_ack_time);
+    json_object_set_new(j, "binaryData", out_jb64(c->data, c->len));
+    return j;
+}
+
+json_t *admin_state_json(const lk_reg_state_entry *s)
+{
+    json_t *j = json_object();
+    if (j == NULL)
+        return NULL;
+    json_object_set_new(j, "updateTime", out_jtime(s->update_time));
+    json_object_set_new(j, "binaryData", out_jb64(s->data, s->len));
+    return j;
+}
+
+/* ---- reading the newest config / state for describe ---- */
+
+static int first_config_cb(void *arg, const lk_reg_config *c)
+{
+    json_t **out = arg;
+    *out = admin_config_json(c);
+    return 1;
+}
+
+static int first_state_cb(void *arg, const lk_reg_state_entry *s)
+{
+    json_t **out = arg;
+    *out = admin_state_json(s);
+    return 1;
+}
+
+/* Print the device as IoT Core's GetDevice returns it (with config and state). */
+static int print_device(struct admin *a, const char *id, uint64_t num_id)
+{
+    char why[512] = "";
+    lk_reg_device d;
+    json_t *j, *cfg = NULL, *st = NULL;
+    lk_err err;
+
+    memset(&d, 0, sizeof d);
+    err = lk_registry_get_device(a->reg, &a->name, id, num_id, &d, why, sizeof why);
+    if (err != LK_OK)
+        return admin_fail(a, err, why);
+    j = admin_device_json(&d);
+    err = lk_registry_list_configs(a->reg, &a->name, d.id, 1, first_config_cb, &cfg, why, sizeof why);
+    if (err == LK_OK)
+        err = lk_registry_list_states(a->reg, &a->name, d.id, 1, first_state_cb, &st, why, sizeof why);
+    lk_reg_device_free(&d);
+    if (err != LK_OK || j == NULL) {
+        json_decref(j);
+        json_decref(cfg);
+        json_decref(st);
+        return admin_fail(a, err != LK_OK ? err : LK_ERR_NOMEM, why);
+    }
+    if (cfg != NULL) {
+        /* IoT Core's order: config and state after the activity times. */
+        json_t *meta = json_incref(json_object_get(j, "metadata"));
+        json_object_del(j, "metadata");
+        json_object_set_new(j, "config", cfg);
+        if (st != NULL)
+            json_object_set_new(j, "state", st);
+        if (meta != NULL)
+            json_object_set_new(j, "metadata", meta);
+    } else {
+        json_decref(st);
+    }
+    return a->json ? out_json(j) : out_yaml(j);
+}
+
+/* ---- option parsing ---- */
+
+struct meta_file_ctx {
+    struct dev_opts *o;
+    int from_file;
+};
+
+static int meta_kv(void *ctx, const char *k, const char *v)
+{
+    struct meta_file_ctx *m = ctx;
+    struct admin *a = m->o->a;
+    uint8_t *data = NULL;
+    size_t len = 0;
+    int rc;
+    if (!m->from_file)
+        return admin_meta_set(&m->o->meta, k, v, strlen(v));
+    rc = admin_read_file(a, "metadata file", v, LK_METADATA_VALUE_MAX, LK_ERR_REG_LIMIT, &data, &len);
+    if (rc == EXIT_OK)
+        rc = admin_meta_set(&m->o->meta, k, (const char *)data, len);
+    free(data);
+    return rc;
+}
+
+/* Parse argv for a devices subcommand that accepts the own options in
+ * allowed (BIT(...)) and at most maxpos positional arguments. */
+static int parse(struct dev_opts *o, int argc, char **argv, unsigned allowed, unsigned maxpos)
+{
+    static const struct option opts[] = {
+        ADMIN_COMMON_OPTIONS,
+        {"device", required_argument, 0, OPT_DEVICE},
+        {"public-key", required_argument, 0, O_PUBLIC_KEY},
+        {"blocked", no_argument, 0, O_BLOCKED},
+        {"unblocked", no_argument, 0, O_UNBLOCKED},
+        {"no-blocked", no_argument, 0, O_UNBLOCKED},
+        {"metadata", required_argument, 0, O_METADATA},
+        {"metadata-from-file", required_argument, 0, O_METADATA_FILE},
+        {"clear-metadata", no_argument, 0, O_CLEAR_METADATA},
+        {"limit", required_argument, 0, O_LIMIT},
+        {"path", required_argument, 0, O_PATH},
+        {"type", required_argument, 0, O_TYPE},
+        {"expiration-time", required_argument, 0, O_EXPIRATION},
+        {"config-file", required_argument, 0, O_CONFIG_FILE},
+        {"config-data", required_argument, 0, O_CONFIG_DATA},
+        {"version-to-update", required_argument, 0, O_VERSION},
+        {0, 0, 0, 0}};
+    struct admin *a = o->a;
+    int c, rc;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
+        int r = admin_common_opt(a, c, optarg);
+        if (r == ADMIN_HELP)
+            return ADMIN_HELP;
+        if (r == EXIT_OK)
+            continue;
+        if (r > 0)
+            return r;
+        if (c < OPT_FIRST_OWN || c >= O_END)
+            return EXIT_USAGE;
+        if (!(allowed & BIT(c)))
+            return lk_tool_usage_error("%s: %s is not an option of this command", a->cmd,
+                                       opt_names[c - OPT_FIRST_OWN]);
+        o->given |= BIT(c);
+        switch (c) {
+        case O_PUBLIC_KEY: {
+            const char **nk = realloc(o->keys, (o->nkeys + 1) * sizeof *nk);
+            if (nk == NULL)
+                return admin_fail(a, LK_ERR_NOMEM, NULL);
+            o->keys = nk;
+            o->keys[o->nkeys++] = optarg;
+            break;
+        }
+        case O_BLOCKED:
+        case O_UNBLOCKED:
+            if (o->blocked >= 0 && o->blocked != (c == O_BLOCKED))
+                return lk_tool_usage_error("%s: --blocked and --unblocked exclude each other", a->cmd);
+            o->blocked = c == O_BLOCKED;
+            break;
+        case O_METADATA:
+        case O_METADATA_FILE: {
+            struct meta_file_ctx m = {o, c == O_METADATA_FILE};
+            rc = admin_dict(a, c == O_METADATA ? "--metadata" : "--metadata-from-file", optarg, meta_kv, &m);
+            if (rc != EXIT_OK)
+                return rc;
+            break;
+        }
+        case O_CLEAR_METADATA: break;
+        case O_LIMIT:
+            if (lk_tool_parse_i64(optarg, 0, 1000000000, &o->limit) != 0)
+                return lk_tool_usage_error("%s: --limit takes a count (0 = all)", a->cmd);
+            break;
+        case O_PATH: o->path = optarg; break;
+        case O_TYPE: o->type = optarg; break;
+        case O_EXPIRATION: o->expiration = optarg; break;
+        case O_CONFIG_FILE: o->config_file = optarg; break;
+        case O_CONFIG_DATA: o->config_data = optarg; break;
+        case O_VERSION:
+            if (lk_tool_parse_i64(optarg, 0, INT64_MAX, &o->version) != 0)
+                return lk_tool_usage_error("%s: --version-to-update takes the current version, a number >= 1 "
+                                           "(0 = update whatever the current version)", a->cmd);
+            break;
+        }
+    }
+    while (optind < argc) {
+        if (o->npos == maxpos)
+            return lk_tool_usage_error("%s: unexpected argument '%s'", a->cmd, argv[optind]);
+        o->pos[o->npos++] = argv[optind++];
+    }
+    return EXIT_OK;
+}
+
+/* The device named by the first positional argument or --device, resolved
+ * to its string id (numIds and full names accepted). Opens the database. */
+static int target_device(struct dev_opts *o, const char **id, char **buf)
+{
+    struct admin *a = o->a;
+    const char *arg = NULL, *leaf = NULL;
+    int rc;
+
+    *buf = NULL;
+    if (a->device != NULL)
+        arg = a->device;
+    else if (o->npos > 0)
+        arg = o->pos[0];
+    if (arg == NULL)
+        return lk_tool_usage_error("%s: which device? (DEVICE or --device)", a->cmd);
+    if ((rc = admin_resolve(a, arg, 1, &leaf)) != EXIT_OK)
+        return rc;
+    if ((rc = admin_open(a, 0)) != EXIT_OK)
+        return rc;
+    return admin_device_id(a, leaf, buf, id);
+}
+
+/* Positional arguments after the device (INDEX of credentials delete). */
+static const char *after_device(const struct dev_opts *o, unsigned k)
+{
+    unsigned first = o->a->device != NULL ? 0 : 1;
+    return first + k < o->npos ? o->pos[first + k] : NULL;
+}
+
+static int check_extra(const struct dev_opts *o, unsigned want_after)
+{
+    unsigned first = o->a->device != NULL ? 0 : 1;
+    if (o->npos > first + want_after)
+        return lk_tool_usage_error("%s: unexpected argument '%s'", o->a->cmd, o->pos[first + want_after]);
+    return EXIT_OK;
+}
+
+/* --public-key path=FILE,type=TYPE[,expiration-time=TIME] */
+struct key_ctx {
+    const struct admin *a;
+    const char *path, *type, *exp;
+};
+
+static int key_kv(void *ctx, const char *k, const char *v)
+{
+    struct key_ctx *x = ctx;
+    if (strcmp(k, "path") == 0)
+        x->path = v;
+    else if (strcmp(k, "type") == 0)
+        x->type = v;
+    else if (strcmp(k, "expiration-time") == 0)
+        x->exp = v;
+    else
+        return lk_tool_usage_error("%s: --public-key: unknown key '%s' (path, type, expiration-time)", x->a->cmd,
+                                   k);
+    return EXIT_OK;
+}
+
+/* Read one credential: the PEM file, its format and expiry. */
+static int load_credential(const struct admin *a, const char *path, const char *type, const char *exp,
+                           lk_reg_credential *cred)
+{
+    uint8_t *pem = NULL;
+    size_t len = 0;
+    int64_t t = 0;
+    int rc;
+
+    memset(cred, 0, sizeof *cred);
+    if (path == NULL || path[0] == '\0')
+        return lk_tool_usage_error("%s: a public key needs path=FILE", a->cmd);
+    if (type == NULL)
+        return lk_tool_usage_error("%s: public key %s: type is required (es256, es256-x509, rsa, rsa-x509)",
+                                   a->cmd, path);
+    cred->format = admin_cred_type(type);
+    if (cred->format == LK_CRED_UNSPECIFIED)
+        return lk_tool_usage_error("%s: public key %s: unknown type '%s' (es256, es256-x509, rsa, rsa-x509)",
+                                   a->cmd, path, type);
+    if (exp != NULL && admin_parse_time(exp, &t) != 0)
+        return lk_tool_usage_error("%s: public key %s: expiration time '%s' is neither RFC 3339 "
+                                   "(2030-01-02T03:04:05Z) nor seconds since 1970",
+                                   a->cmd, path, exp);
+    rc = admin_read_file(a, "public key", path, LK_CRED_PEM_MAX, LK_ERR_REG_INVALID, &pem, &len);
+    if (rc != EXIT_OK)
+        return rc;
+    cred->pem = (char *)pem;
+    cred->expires = t;
+    return EXIT_OK;
+}
+
+/* ---- devices create | update ---- */
+
+static int cmd_create(struct dev_opts *o)
+{
+    struct admin *a = o->a;
+    lk_reg_credential *creds = NULL;
+    lk_reg_device_spec spec;
+    const char *leaf = NULL;
+    char why[512] = "";
+    uint64_t num_id = 0;
+    unsigned i, ncreds = 0;
+    lk_err err;
+    int rc;
+
+    if (a->device != NULL && o->npos == 0)
+        o->pos[o->npos++] = a->device;
+    if (o->npos != 1)
+        return lk_tool_usage_error(o->npos == 0 ? "%s: which device? (DEVICE)" : "%s: unexpected argument '%s'",
+                                   a->cmd, o->npos > 1 ? o->pos[1] : "");
+    if ((rc = admin_resolve(a, o->pos[0], 1, &leaf)) != EXIT_OK)
+        return rc;
+    creds = calloc(o->nkeys + 1, sizeof *creds);
+    if (creds == NULL)
+        return admin_fail(a, LK_ERR_NOMEM, NULL);
+    for (i = 0; i < o->nkeys; i++) {
+        struct key_ctx k = {a, NULL, NULL, NULL};
+        if ((rc = admin_dict(a, "--public-key", o->keys[i], key_kv, &k)) != EXIT_OK ||
+            (rc = load_credential(a, k.path, k.type, k.exp, &creds[i])) != EXIT_OK)
+            goto out;
+        ncreds++;
+    }
+    if ((rc = admin_open(a, 0)) != EXIT_OK)
+        goto out;
+    memset(&spec, 0, sizeof spec);
+    spec.id = leaf;
+    spec.blocked = o->blocked > 0;
+    spec.creds = creds;
+    spec.ncreds = ncreds;
+    spec.metadata = o->meta.items;
+    spec.nmetadata = o->meta.n;
+    err = lk_registry_create_device(a->reg, &a->name, &spec, &num_id, why, sizeof why);
+    if (err != LK_OK) {
+        rc = admin_fail(a, err, why);
+        goto out;
+    }
+    if (a->json)
+        rc = print_device(a, NULL, num_id);
+    else
+        printf("Created device [%s] (numId %llu).\n", leaf, (unsigned long long)num_id);
+out:
+    for (i = 0; i < ncreds; i++)
+        free(creds[i].pem);
+    free(creds);
+    return rc;
+}
+
+static int cmd_update(struct dev_opts *o)
+{
+    struct admin *a = o->a;
+    lk_reg_device_spec spec;
+    const char *id = NULL;
+    char *buf = NULL, why[512] = "";
+    unsigned mask = 0;
+    lk_err err;
+    int rc;
+
+    if (o->blocked >= 0)
+        mask |= LK_REG_SET_BLOCKED;
+    if (o->given & (BIT(O_METADATA) | BIT(O_METADATA_FILE) | BIT(O_CLEAR_METADATA)))
+        mask |= LK_REG_SET_METADATA;
+    if (mask == 0)
+        return lk_tool_usage_error("%s: nothing to update (give --blocked, --unblocked, --metadata, "
+                                   "--metadata-from-file or --clear-metadata)", a->cmd);
+    if ((rc = check_extra(o, 0)) != EXIT_OK || (rc = target_device(o, &id, &buf)) != EXIT_OK)
+        goto out;
+    memset(&spec, 0, sizeof spec);
+    spec.id = id;
+    spec.blocked = o->blocked > 0;
+    spec.metadata = o->meta.items;
+    spec.nmetadata = o->meta.n;
+    err = lk_registry_update_device(a->reg, &a->name, &spec, mask, why, sizeof why);
+    if (err != LK_OK) {
+        rc = admin_fail(a, err, why);
+        goto out;
+    }
+    if (a->json)
+        rc = print_device(a, id, 0);
+    else
+        printf("Updated device [%s].\n", id);
+out:
+    free(buf);
+    return rc;
+}
+
+static int cmd_describe_delete(struct dev_opts *o, int del)
+{
+    struct admin *a = o->a;
+    const char *id = NULL;
+    char *buf = NULL, why[512] = "";
+    lk_err err;
+    int rc;
+
+    if ((rc = check_extra(o, 0)) != EXIT_OK || (rc = target_device(o, &id, &buf)) != EXIT_OK)
+        goto out;
+    if (!del) {
+        rc = print_device(a, id, 0);
+        goto out;
+    }
+    err = lk_registry_delete_device(a->reg, &a->name, id, why, sizeof why);
+    if (err != LK_OK) {
+        rc = admin_fail(a, err, why);
+        goto out;
+    }
+    if (a->json)
+        rc = out_json(json_object());
+    else
+        printf("Deleted device [%s].\n", id);
+out:
+    free(buf);
+    return rc;
+}
+
+/* ---- devices list ---- */
+
+struct list_ctx {
+    struct admin *a;
+    struct out_list l;
+    struct out_table *t;
+    long long limit, n;
+    int failed;
+};
+
+static int device_cb(void *arg, const lk_reg_device *d)
+{
+    struct list_ctx *x = arg;
+    if (x->limit > 0 && x->n >= x->limit)
+        return 1;
+    x->n++;
+    if (x->t == NULL) {
+        if (out_list_item(&x->l, admin_device_json(d)) != EXIT_OK)
+            x->failed = 1;
+    } else {
+        char num[32], ncred[8], ver[32];
+        const char *row[5];
+        snprintf(num, sizeof num, "%llu", (unsigned long long)d->num_id);
+        snprintf(ncred, sizeof ncred, "%u", d->ncreds);
+        snprintf(ver, sizeof ver, "%lld", (long long)d->config_version);
+        row[0] = d->id;
+        row[1] = num;
+        row[2] = d->blocked ? "true" : "false";
+        row[3] = ncred;
+        row[4] = ver;
+        if (out_table_row(x->t, row) != 0)
+            x->failed = 1;
+    }
+    return x->failed;
+}
+
+static int cmd_list(struct dev_opts *o)
+{
+    static const char *const heads[] = {"ID", "NUM_ID", "BLOCKED", "CREDENTIALS", "CONFIG_VERSION"};
+    struct admin *a = o->a;
+    struct list_ctx x;
+    char why[512] = "";
+    lk_err err;
+    int rc;
+
+    if (o->npos > 0)
+        return lk_tool_usage_error("%s: unexpected argument '%s'", a->cmd, o->pos[0]);
+    if ((rc = admin_resolve(a, NULL, 1, NULL)) != EXIT_OK || (rc = admin_open(a, 0)) != EXIT_OK)
+        return rc;
+    memset(&x, 0, sizeof x);
+    x.a = a;
+    x.limit = o->limit;
+    if (a->json) {
+        out_list_begin(&x.l);
+    } else if ((x.t = out_table_new(5, heads)) == NULL) {
+        return admin_fail(a, LK_ERR_NOMEM, NULL);
+    }
+    err = lk_registry_list_devices(a->reg, &a->name, device_cb, &x, why, sizeof why);
+    if (err != LK_OK || x.failed) {
+        out_table_free(x.t);
+        if (a->json && x.l.n > 0)
+            fputs("\n", stdout); /* leave the partial output visibly unfinished */
+        return admin_fail(a, err != LK_OK ? err : LK_ERR_NOMEM, why);
+    }
+    if (a->json)
+        return out_list_end(&x.l);
+    return out_table_print(x.t);
+}
+
+/* ---- devices credentials ... ---- */
+
+static int cmd_credentials(struct dev_opts *o, const char *sub)
+{
+    static const char *const heads[] = {"INDEX", "FORMAT", "EXPIRATION_TIME"};
+    struct admin *a = o->a;
+    lk_reg_credential cred;
+    lk_reg_device d;
+    const char *id = NULL;
+    char *buf = NULL, why[512] = "";
+    long long index = -1;
+    lk_err err;
+    int rc;
+
+    memset(&cred, 0, sizeof cred);
+    memset(&d, 0, sizeof d);
+    if (strcmp(sub, "describe") == 0 || strcmp(sub, "delete") == 0) {
+        const char *s = after_device(o, 0);
+        if (s == NULL && a->device == NULL && o->npos == 1)
+            return lk_tool_usage_error("%s: give DEVICE INDEX (or INDEX --device DEVICE)", a->cmd);
+        if (s == NULL || lk_tool_parse_i64(s, 0, 1000000, &index) != 0)
+            return lk_tool_usage_error("%s: give the credential's INDEX (0, 1 or 2, as 'devices credentials list' "
+                                       "shows)", a->cmd);
+        if ((rc = check_extra(o, 1)) != EXIT_OK)
+            return rc;
+    } else if ((rc = check_extra(o, 0)) != EXIT_OK) {
+        return rc;
+    }
+    if (strcmp(sub, "create") == 0) {
+        if (o->path == NULL)
+            return lk_tool_usage_error("%s: --path FILE is required", a->cmd);
+        if ((rc = load_credential(a, o->path, o->type, o->expiration, &cred)) != EXIT_OK)
+            return rc;
+    }
+    if ((rc = target_device(o, &id, &buf)) != EXIT_OK)
+        goto out;
+    if (strcmp(sub, "create") == 0) {
+        err = lk_registry_add_credential(a->reg, &a->name, id, &cred, why, sizeof why);
+        if (err != LK_OK) {
+            rc = admin_fail(a, err, why);
+            goto out;
+        }
+        if (a->json)
+            rc = print_device(a, id, 0);
+        else
+            printf("Created credential for device [%s].\n", id);
+        goto out;
+    }
+    if (strcmp(sub, "delete") == 0) {
+        err = lk_registry_delete_credential(a->reg, &a->name, id, (unsigned)index, why, sizeof why);
+        if (err != LK_OK) {
+            rc = admin_fail(a, err, why);
+            goto out;
+        }
+        if (a->json)
+            rc = print_device(a, id, 0);
+        else
+            printf("Deleted credential [%lld] of device [%s].\n", index, id);
+        goto out;
+    }
+    err = lk_registry_get_device(a->reg, &a->name, id, 0, &d, why, sizeof why);
+    if (err != LK_OK) {
+        rc = admin_fail(a, err, why);
+        goto out;
+    }
+    if (index >= 0) { /* describe */
+        if ((unsigned long long)index >= d.ncreds) {
+            lk_tool_error(a->cmd, LK_ERR_REG_NOT_FOUND, "device %s has %u credential%s; there is no index %lld", id,
+                          d.ncreds, d.ncreds == 1 ? "" : "s", index);
+            rc = EXIT_REG_NOT_FOUND;
+            goto out;
+        }
+        rc = a->json ? out_json(admin_cred_json(&d.creds[index])) : out_yaml(admin_cred_json(&d.creds[index]));
+    } else if (a->json) {
+        struct out_list l;
+        unsigned i;
+        out_list_begin(&l);
+        for (i = 0; i < d.ncreds; i++)
+            out_list_item(&l, admin_cred_json(&d.creds[i]));
+        rc = out_list_end(&l);
+    } else {
+        struct out_table *t = out_table_new(3, heads);
+        unsigned i;
+        for (i = 0; t != NULL && i < d.ncreds; i++) {
+            char idx[16], tb[48];
+            const char *row[3];
+            snprintf(idx, sizeof idx, "%u", i);
+            row[0] = idx;
+            row[1] = lk_cred_format_name(d.creds[i].format);
+            row[2] = d.creds[i].expires ? out_time(d.creds[i].expires, tb, sizeof tb) : "never";
+            if (out_table_row(t, row) != 0) {
+                out_table_free(t);
+                t = NULL;
+            }
+        }
+        rc = t != NULL ? out_table_print(t) : admin_fail(a, LK_ERR_NOMEM, NULL);
+    }
+out:
+    lk_reg_device_free(&d);
+    free(cred.pem);
+    free(buf);
+    return rc;
+}
+
+/* ---- devices configs ... | states list ---- */
+
+struct hist_ctx {
+    struct out_list l;
+    struct out_table *t;
+    int json, failed;
+};
+
+static int config_cb(void *arg, const lk_reg_config *c)
+{
+    struct hist_ctx *x = arg;
+    if (x->json) {
+        if (out_list_item(&x->l, admin_config_json(c)) != EXIT_OK)
+            x->failed = 1;
+    } else {
+        char v[32], cu[48], ack[48], n[32];
+        const char *row[4];
+        snprintf(v, sizeof v, "%lld", (long long)c->version);
+        snprintf(n, sizeof n, "%zu", c->len);
+        row[0] = v;
+        row[1] = out_time(c->cloud_update_time, cu, sizeof cu);
+        row[2] = c->device_ack_time ? out_time(c->device_ack_time, ack, sizeof ack) : "";
+        row[3] = n;
+        if (out_table_row(x->t, row) != 0)
+            x->failed = 1;
+    }
+    return x->failed;
+}
+
+static int state_cb(void *arg, const lk_reg_state_entry *s)
+{
+    struct hist_ctx *x = arg;
+    if (x->json) {
+        if (out_list_item(&x->l, admin_state_json(s)) != EXIT_OK)
+            x->failed = 1;
+    } else {
+        char ut[48], n[32];
+        const char *row[2];
+        snprintf(n, sizeof n, "%zu", s->len);
+        row[0] = out_time(s->update_time, ut, sizeof ut);
+        row[1] = n;
+        if (out_table_row(x->t, row) != 0)
+            x->failed = 1;
+    }
+    return x->failed;
+}
+
+static int cmd_history(struct dev_opts *o, int states)
+{
+    static const char *const cheads[] = {"VERSION", "CLOUD_UPDATE_TIME", "DEVICE_ACK_TIME", "BYTES"};
+    static const char *const sheads[] = {"UPDATE_TIME", "BYTES"};
+    struct admin *a = o->a;
+    struct hist_ctx x;
+    const char *id = NULL;
+    char *buf = NULL, why[512] = "";
+    unsigned max = o->limit > 0 && o->limit < 1000000 ? (unsigned)o->limit : 0;
+    lk_err err;
+    int rc;
+
+    if ((rc = check_extra(o, 0)) != EXIT_OK || (rc = target_device(o, &id, &buf)) != EXIT_OK) {
+        free(buf);
+        return rc;
+    }
+    memset(&x, 0, sizeof x);
+    x.json = a->json;
+    if (a->json)
+        out_list_begin(&x.l);
+    else if ((x.t = states ? out_table_new(2, sheads) : out_table_new(4, cheads)) == NULL) {
+        free(buf);
+        return admin_fail(a, LK_ERR_NOMEM, NULL);
+    }
+    if (states)
+        err = lk_registry_list_states(a->reg, &a->name, id, max, state_cb, &x, why, sizeof why);
+    else
+        err = lk_registry_list_configs(a->reg, &a->name, id, max, config_cb, &x, why, sizeof why);
+    free(buf);
+    if (err != LK_OK || x.failed) {
+        out_table_free(x.t);
+        if (a->json && x.l.n > 0)
+            fputs("\n", stdout);
+        return admin_fail(a, err != LK_OK ? err : LK_ERR_NOMEM, why);
+    }
+    return a->json ? out_list_end(&x.l) : out_table_print(x.t);
+}
+
+static int cmd_config_describe(struct dev_opts *o)
+{
+    struct admin *a = o->a;
+    const char *id = NULL;
+    char *buf = NULL, why[512] = "";
+    json_t *cfg = NULL;
+    lk_err err;
+    int rc;
+
+    if ((rc = check_extra(o, 0)) != EXIT_OK || (rc = target_device(o, &id, &buf)) != EXIT_OK) {
+        free(buf);
+        return rc;
+    }
+    err = lk_registry_list_configs(a->reg, &a->name, id, 1, first_config_cb, &cfg, why, sizeof why);
+    free(buf);
+    if (err != LK_OK || cfg == NULL) {
+        json_decref(cfg);
+        return admin_fail(a, err != LK_OK ? err : LK_ERR_NOMEM, why);
+    }
+    return a->json ? out_json(cfg) : out_yaml(cfg);
+}
+
+static int cmd_config_update(struct dev_opts *o)
+{
+    struct admin *a = o->a;
+    lk_reg_config cfg;
+    const char *id = NULL;
+    char *buf = NULL, why[512] = "";
+    uint8_t *data = NULL;
+    size_t len = 0;
+    lk_err err;
+    int rc;
+
+    if ((o->config_file == NULL) == (o->config_data == NULL))
+        return lk_tool_usage_error("%s: give exactly one of --config-file FILE and --config-data DATA", a->cmd);
+    if ((rc = check_extra(o, 0)) != EXIT_OK)
+        return rc;
+    if (o->config_file != NULL) {
+        rc = admin_read_file(a, "config file", o->config_file, LK_CONFIG_MAX, LK_ERR_REG_LIMIT, &data, &len);
+        if (rc != EXIT_OK)
+            return rc;
+    }
+    if ((rc = target_device(o, &id, &buf)) != EXIT_OK)
+        goto out;
+    memset(&cfg, 0, sizeof cfg);
+    if (o->config_data != NULL)
+        err = lk_registry_update_config(a->reg, &a->name, id, (const uint8_t *)o->config_data,
+                                        strlen(o->config_data), o->version, &cfg, why, sizeof why);
+    else
+        err = lk_registry_update_config(a->reg, &a->name, id, data, len, o->version, &cfg, why, sizeof why);
+    if (err != LK_OK) {
+        rc = admin_fail(a, err, why);
+        goto out;
+    }
+    rc = a->json ? out_json(admin_config_json(&cfg)) : out_yaml(admin_config_json(&cfg));
+    lk_reg_config_free(&cfg);
+out:
+    free(data);
+    free(buf);
+    return rc;
+}
+
+/* ---- dispatch ---- */
+
+#define B(o) BIT(o)
+#define META_OPTS (B(O_METADATA) | B(O_METADATA_FILE))
+
+int lk_cmd_devices(int argc, char **argv)
+{
+    struct admin a;
+    struct dev_opts o;
+    char cmd[64];
+    const char *sub, *sub2 = NULL;
+    unsigned allowed = 0, maxpos = 1;
+    int rc, skip = 1;
+
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        fputs(devices_usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? EXIT_USAGE : EXIT_OK;
+    }
+    sub = argv[1];
+    if (strcmp(sub, "import") == 0)
+        return lk_cmd_devices_import(argc - 1, argv + 1);
+    if (strcmp(sub, "credentials") == 0 || strcmp(sub, "configs") == 0 || strcmp(sub, "states") == 0) {
+        if (argc < 3 || argv[2][0] == '-') {
+            fputs(devices_usage, argc < 3 ? stderr : stdout);
+            return argc < 3 || strcmp(argv[2], "--help") != 0 ? EXIT_USAGE : EXIT_OK;
+        }
+        sub2 = argv[2];
+        skip = 2;
+        snprintf(cmd, sizeof cmd, "devices %s %s", sub, sub2);
+    } else {
+        snprintf(cmd, sizeof cmd, "devices %s", sub);
+    }
+    admin_init(&a, cmd, devices_usage);
+    memset(&o, 0, sizeof o);
+    o.a = &a;
+    o.blocked = -1;
+
+    if (sub2 == NULL && strcmp(sub, "create") == 0)
+        allowed = B(O_PUBLIC_KEY) | B(O_BLOCKED) | META_OPTS;
+    else if (sub2 == NULL && strcmp(sub, "update") == 0)
+        allowed = B(O_BLOCKED) | B(O_UNBLOCKED) | META_OPTS | B(O_CLEAR_METADATA);
+    else if (sub2 == NULL && strcmp(sub, "list") == 0)
+        allowed = B(O_LIMIT), maxpos = 0;
+    else if (sub2 == NULL && (strcmp(sub, "describe") == 0 || strcmp(sub, "delete") == 0))
+        allowed = 0;
+    else if (sub2 != NULL && strcmp(sub, "credentials") == 0 && strcmp(sub2, "create") == 0)
+        allowed = B(O_PATH) | B(O_TYPE) | B(O_EXPIRATION);
+    else if (sub2 != NULL && strcmp(sub, "credentials") == 0 &&
+             (strcmp(sub2, "delete") == 0 || strcmp(sub2, "describe") == 0))
+        maxpos = 2;
+    else if (sub2 != NULL && strcmp(sub, "credentials") == 0 && strcmp(sub2, "list") == 0)
+        allowed = 0;
+    else if (sub2 != NULL && strcmp(sub, "configs") == 0 && strcmp(sub2, "update") == 0)
+        allowed = B(O_CONFIG_FILE) | B(O_CONFIG_DATA) | B(O_VERSION);
+    else if (sub2 != NULL && strcmp(sub, "configs") == 0 && strcmp(sub2, "list") == 0)
+        allowed = B(O_LIMIT);
+    else if (sub2 != NULL && strcmp(sub, "configs") == 0 && strcmp(sub2, "describe") == 0)
+        allowed = 0;
+    else if (sub2 != NULL && strcmp(sub, "states") == 0 && strcmp(sub2, "list") == 0)
+        allowed = B(O_LIMIT);
+    else {
+        rc = lk_tool_usage_error("devices: unknown command '%s%s%s' (create, list, describe, update, delete, "
+                                 "credentials create|list|describe|delete, configs update|list|describe, "
+                                 "states list, import)",
+                                 sub, sub2 ? " " : "", sub2 ? sub2 : "");
+        return rc;
+    }
+
+    rc = parse(&o, argc - skip, argv + skip, allowed, maxpos);
+    if (rc == ADMIN_HELP) {
+        rc = EXIT_OK;
+    } else if (rc == EXIT_OK) {
+        if (sub2 == NULL) {
+            if (strcmp(sub, "create") == 0)
+                rc = cmd_create(&o);
+            else if (strcmp(sub, "update") == 0)
+                rc = cmd_update(&o);
+            else if (strcmp(sub, "list") == 0)
+                rc = cmd_list(&o);
+            else
+                rc = cmd_describe_delete(&o, strcmp(sub, "delete") == 0);
+        } else if (strcmp(sub, "credentials") == 0) {
+            rc = cmd_credentials(&o, sub2);
+        } else if (strcmp(sub, "configs") == 0) {
+            rc = strcmp(sub2, "update") == 0   ? cmd_config_update(&o)
+                 : strcmp(sub2, "list") == 0 ? cmd_history(&o, 0)
+                                             : cmd_config_describe(&o);
+        } else {
+            rc = cmd_history(&o, 1);
+        }
+    }
+    admin_meta_free(&o.meta);
+    free(o.keys);
+    admin_close(&a);
+    return out_finish(rc);
+}
