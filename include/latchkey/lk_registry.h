@@ -56,7 +56,8 @@ extern "C" {
 typedef struct lk_registry lk_registry;
 
 #define LK_REG_CREATE   1u /* create the database (and its schema) if missing */
-#define LK_REG_READONLY 2u /* the broker plugin: never writes except touch/state/ack */
+#define LK_REG_READONLY 2u /* the broker plugin: never writes except touch/state/ack and
+                              command outcomes (command_decide) */
 
 /* Open (and migrate to the current schema) the registry at url: "sqlite:PATH",
  * "sqlite:///abs/path" or a plain path. Without LK_REG_CREATE the file must
@@ -326,7 +327,8 @@ typedef enum lk_reg_change_kind {
     LK_CHANGE_DEVICE_DELETED = 2,
     LK_CHANGE_CONFIG = 3,     /* a new config version */
     LK_CHANGE_REGISTRY = 4,   /* registry enabled/disabled/deleted: num_id 0 */
-    LK_CHANGE_COMMAND = 5,    /* reserved for command delivery */
+    LK_CHANGE_COMMAND = 5,    /* a command was queued for num_id (lk_registry_command_send) */
+    LK_CHANGE_BACKEND = 7,    /* a backend was created or deleted: num_id 0 */
     LK_CHANGE_RESYNC = 6      /* changes after *since were pruned (or the database
                                  was replaced): reload everything; num_id 0 */
 } lk_reg_change_kind;
@@ -343,7 +345,8 @@ lk_err lk_registry_poll(lk_registry *reg, int *changed);
  * stops after that change). The feed keeps the newest 100,000 changes; a
  * caller further behind gets one LK_CHANGE_RESYNC (seq = the newest) and
  * should reload everything. Not in the feed: activity times, state reports,
- * config acks, registry creation and CA certificate changes. */
+ * config acks, registry creation, CA certificate changes and command
+ * outcomes. */
 lk_err lk_registry_changes(lk_registry *reg, int64_t *since,
                            int (*cb)(void *arg, const lk_reg_change *c), void *arg);
 /* The newest seq, to start following the feed from now. */
@@ -364,6 +367,100 @@ lk_err lk_registry_import_add(lk_registry *reg, const lk_reg_device_spec *spec,
                               uint64_t *num_id, char *why, size_t why_size);
 lk_err lk_registry_import_commit(lk_registry *reg, char *why, size_t why_size);
 void lk_registry_import_abort(lk_registry *reg);
+
+/* ---- commands (IoT Core's sendCommandToDevice) ----
+ *
+ * The registry is the channel between the operator's tool and the broker:
+ * the tool queues a command, the broker plugin (which learns of it from the
+ * change feed, LK_CHANGE_COMMAND) delivers it to the connected device and
+ * records the outcome, and the tool waits for that outcome. Commands are not
+ * kept for later delivery: an outcome is final.
+ */
+typedef enum lk_reg_command_status {
+    LK_CMD_PENDING = 0,       /* queued, no broker has answered yet */
+    LK_CMD_DELIVERED = 1,     /* handed to the device's connection */
+    LK_CMD_NOT_CONNECTED = 2, /* FAILED_PRECONDITION: not connected or not subscribed */
+    LK_CMD_EXPIRED = 3        /* the sender gave up waiting (no broker running?) */
+} lk_reg_command_status;
+
+typedef struct lk_reg_command {
+    int64_t id;
+    uint64_t num_id;
+    char *device_id;          /* with the registry path, to build the client id */
+    char *project, *location, *registry;
+    char *subfolder;          /* NULL = none; lk_subfolder_valid otherwise */
+    uint8_t *data;
+    size_t len;               /* at most LK_COMMAND_MAX */
+    int64_t created;
+} lk_reg_command;
+void lk_reg_command_free(lk_reg_command *c);
+
+/* Queue a command for device id (LK_ERR_REG_NOT_FOUND if none; a blocked
+ * device -> LK_ERR_REG_INVALID). *command_id identifies it (> 0, never
+ * reused). subfolder NULL = none, else lk_subfolder_valid
+ * (LK_ERR_REG_INVALID); len at most LK_COMMAND_MAX (LK_ERR_REG_LIMIT), 0
+ * allowed. Appends LK_CHANGE_COMMAND with the device's num_id. Needs a
+ * writable handle. */
+lk_err lk_registry_command_send(lk_registry *reg, const lk_reg_name *name, const char *id,
+                                const char *subfolder, const uint8_t *data, size_t len,
+                                int64_t *command_id, char *why, size_t why_size);
+/* The outcome so far, and when it was decided (0 while pending; decided may
+ * be NULL). One indexed read, no transaction: cheap to poll.
+ * LK_ERR_REG_NOT_FOUND: no such command (or pruned, see command_decide). */
+lk_err lk_registry_command_status(lk_registry *reg, int64_t command_id,
+                                  lk_reg_command_status *status, int64_t *decided);
+/* Calls cb for every pending command, oldest first (the struct's strings and
+ * data are valid only during the call: do not free them). A pending command
+ * may be up to a day old if its sender died before giving up: a broker
+ * should skip those whose created is well in the past. */
+lk_err lk_registry_commands_pending(lk_registry *reg,
+                                    int (*cb)(void *arg, const lk_reg_command *c), void *arg);
+/* Decide a command's outcome: only a PENDING command changes (so a sender's
+ * EXPIRED and a broker's DELIVERED never both win: one UPDATE ... WHERE
+ * status = PENDING). *won (may be NULL) says whether this call decided it;
+ * a command already decided is LK_OK with *won = 0. status must be
+ * DELIVERED, NOT_CONNECTED or EXPIRED (LK_ERR_ARG otherwise);
+ * LK_ERR_REG_NOT_FOUND if there is no such command. Allowed on a
+ * LK_REG_READONLY handle. Commands decided more than a day ago, and pending
+ * ones created more than a day ago (their sender is gone), are pruned here
+ * and by command_send. */
+lk_err lk_registry_command_decide(lk_registry *reg, int64_t command_id,
+                                  lk_reg_command_status status, int64_t t, int *won);
+
+/* ---- backend applications (downstream subscribers) ----
+ *
+ * A backend authenticates to the broker as username "backend:NAME" with a
+ * secret; the registry keeps only SHA-256(secret). NAME is unique in the
+ * database (lk_id_valid), and a backend belongs to one project.
+ *
+ * The secret is what the backend sends as its MQTT password, byte for byte:
+ * `latchkey backends create` makes it the 43-character base64url text
+ * (no padding) of 32 random bytes, and secret_sha256 is SHA-256 over those
+ * 43 ASCII characters (not over the 32 raw bytes). The broker hashes the
+ * password it receives and compares in constant time.
+ *
+ * create: LK_ERR_REG_EXISTS if the name is taken (in any project); delete:
+ * LK_ERR_REG_NOT_FOUND. Both append LK_CHANGE_BACKEND (num_id 0). list:
+ * project NULL = all, ordered by project, then name.
+ */
+typedef struct lk_reg_backend {
+    char *name;
+    char *project;
+    int64_t created;
+} lk_reg_backend;
+void lk_reg_backend_free(lk_reg_backend *b);
+lk_err lk_registry_backend_create(lk_registry *reg, const char *project, const char *name,
+                                  const uint8_t secret_sha256[32], char *why, size_t why_size);
+lk_err lk_registry_backend_delete(lk_registry *reg, const char *name, char *why, size_t why_size);
+lk_err lk_registry_backend_list(lk_registry *reg, const char *project,
+                                int (*cb)(void *arg, const lk_reg_backend *b), void *arg,
+                                char *why, size_t why_size);
+/* For the broker: the backend's project (caller's buffer of
+ * LK_PROJECT_MAX + 1) and secret hash. LK_ERR_REG_NOT_FOUND if none (also
+ * for a name that is not lk_id_valid, without a query). One prepared
+ * primary-key read, no transaction. */
+lk_err lk_registry_backend_lookup(lk_registry *reg, const char *name, char *project,
+                                  uint8_t secret_sha256[32]);
 
 #ifdef __cplusplus
 }

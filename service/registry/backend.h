@@ -45,7 +45,9 @@
 
 typedef struct lk_reg_be lk_reg_be; /* one backend connection */
 
-typedef struct lk_reg_backend {
+/* The operations of one storage backend. (Named lk_reg_store, not
+ * lk_reg_backend: that public name is a backend *application*.) */
+typedef struct lk_reg_store {
     const char *scheme; /* "sqlite" */
 
     /* ---- connection ---- */
@@ -167,8 +169,44 @@ typedef struct lk_reg_backend {
     lk_err (*change_bounds)(lk_reg_be *be, int64_t *oldest, int64_t *newest);
     /* Drop all but the newest keep changes. */
     lk_err (*change_prune)(lk_reg_be *be, int64_t keep);
-} lk_reg_backend;
 
-extern const lk_reg_backend lk_reg_sqlite_backend;
+    /* ---- commands (schema 2) ---- */
+    /* Whether the device is blocked. NOT_FOUND. */
+    lk_err (*device_blocked)(lk_reg_be *be, uint64_t num_id, int *blocked);
+    /* A new PENDING command (subfolder NULL = none); *id is its id
+     * (increasing, never reused). */
+    lk_err (*command_insert)(lk_reg_be *be, uint64_t num_id, const char *subfolder,
+                             const uint8_t *data, size_t len, int64_t created, int64_t *id);
+    /* One read, no transaction needed. NOT_FOUND. */
+    lk_err (*command_status)(lk_reg_be *be, int64_t id, lk_reg_command_status *status,
+                             int64_t *decided);
+    /* The PENDING commands, oldest (lowest id) first, with their device's
+     * names. */
+    lk_err (*command_pending)(lk_reg_be *be, int (*cb)(void *arg, const lk_reg_command *c),
+                              void *arg);
+    /* Set status and decided = t only if the command is still PENDING, in
+     * one statement; *won = 1 if it was. A command that exists but is
+     * decided: LK_OK, *won = 0. NOT_FOUND if there is no such command. */
+    lk_err (*command_decide)(lk_reg_be *be, int64_t id, lk_reg_command_status status,
+                             int64_t t, int *won);
+    /* Delete decided commands with decided < decided_before and pending
+     * ones with created < created_before. */
+    lk_err (*command_prune)(lk_reg_be *be, int64_t decided_before, int64_t created_before);
+
+    /* ---- backend applications (schema 2) ---- */
+    lk_err (*backend_insert)(lk_reg_be *be, const char *name, const char *project,
+                             const uint8_t secret_sha256[32], int64_t created); /* EXISTS */
+    lk_err (*backend_delete)(lk_reg_be *be, const char *name);                  /* NOT_FOUND */
+    /* NULL project: all. Ordered by project, name. */
+    lk_err (*backend_list)(lk_reg_be *be, const char *project,
+                           int (*cb)(void *arg, const lk_reg_backend *b), void *arg);
+    /* One read by primary key, no transaction needed. project gets at most
+     * project_size - 1 characters and a NUL (a longer stored project ->
+     * LK_ERR_REG_STORAGE). NOT_FOUND. */
+    lk_err (*backend_lookup)(lk_reg_be *be, const char *name, char *project,
+                             size_t project_size, uint8_t secret_sha256[32]);
+} lk_reg_store;
+
+extern const lk_reg_store lk_reg_sqlite_backend;
 
 #endif

@@ -20,6 +20,18 @@
  *   changes              the change feed: seq AUTOINCREMENT (never reused),
  *                        kind, num_id, time; the newest 100,000 are kept.
  *
+ * Version 2 adds:
+ *   commands             sendCommandToDevice: id AUTOINCREMENT (a sender
+ *                        polls it by id, so it is never reused), the
+ *                        device, subfolder (NULL = none), data, created,
+ *                        status (lk_reg_command_status: 0 pending) and
+ *                        decided (0 while pending). Partial indexes: the
+ *                        pending ones in id order (what a broker reads at
+ *                        start), the decided ones by time (pruning).
+ *   backends             backend applications: name PRIMARY KEY (WITHOUT
+ *                        ROWID: the broker's lookup reads one b-tree),
+ *                        project, SHA-256 of the secret (32 bytes), created.
+ *
  * Every child table references its parent with ON DELETE CASCADE (the
  * connection sets foreign_keys=ON), and every foreign key is the first
  * column of an index, so cascades and per-device reads are index ranges.
@@ -115,4 +127,26 @@ const char *const lk_reg_sqlite_migrations[LK_REG_SCHEMA_VERSION] = {
     "  num_id INTEGER NOT NULL,"
     "  time INTEGER NOT NULL"
     ") STRICT;",
+
+    /* 1 -> 2: commands and backend applications */
+    "CREATE TABLE commands("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  num_id INTEGER NOT NULL REFERENCES devices(num_id) ON DELETE CASCADE,"
+    "  subfolder TEXT,"
+    "  data BLOB NOT NULL,"
+    "  created INTEGER NOT NULL,"
+    "  status INTEGER NOT NULL DEFAULT 0,"
+    "  decided INTEGER NOT NULL DEFAULT 0"
+    ") STRICT;"
+    "CREATE INDEX commands_by_device ON commands(num_id);"
+    "CREATE INDEX commands_pending ON commands(id) WHERE status = 0;"
+    "CREATE INDEX commands_decided ON commands(decided) WHERE status <> 0;"
+
+    "CREATE TABLE backends("
+    "  name TEXT PRIMARY KEY NOT NULL,"
+    "  project TEXT NOT NULL,"
+    "  secret_sha256 BLOB NOT NULL CHECK(length(secret_sha256) = 32),"
+    "  created INTEGER NOT NULL"
+    ") STRICT, WITHOUT ROWID;"
+    "CREATE INDEX backends_by_project ON backends(project, name);",
 };

@@ -42,6 +42,9 @@ enum {
     S_STATE_TOUCH, S_STATE_INS, S_STATE_PRUNE, S_STATE_LIST,
     S_ACTIVITY, S_AUTH,
     S_CHG_INS, S_CHG_LIST, S_CHG_BOUNDS, S_CHG_PRUNE,
+    S_DEV_BLOCKED, S_CMD_INS, S_CMD_STATUS, S_CMD_PENDING, S_CMD_DECIDE, S_CMD_PRUNE_DECIDED,
+    S_CMD_PRUNE_PENDING,
+    S_BE_INS, S_BE_DEL, S_BE_LIST, S_BE_LOOKUP,
     S__N
 };
 
@@ -140,6 +143,24 @@ static const char *const sql_text[S__N] = {
                      "(SELECT seq FROM changes ORDER BY seq DESC LIMIT 1)",
     [S_CHG_PRUNE] = "DELETE FROM changes WHERE seq <= "
                     "(SELECT seq FROM changes ORDER BY seq DESC LIMIT 1) - ?1",
+
+    [S_DEV_BLOCKED] = "SELECT blocked FROM devices WHERE num_id = ?1",
+    [S_CMD_INS] = "INSERT INTO commands(num_id, subfolder, data, created) VALUES(?1, ?2, ?3, ?4)",
+    [S_CMD_STATUS] = "SELECT status, decided FROM commands WHERE id = ?1",
+    [S_CMD_PENDING] = "SELECT c.id, c.num_id, d.device_id, r.project, r.location, r.registry_id, "
+                      "c.subfolder, c.data, c.created FROM commands c "
+                      "JOIN devices d ON d.num_id = c.num_id JOIN registries r ON r.id = d.registry "
+                      "WHERE c.status = 0 ORDER BY c.id",
+    /* The only write of a command's outcome: atomic, first decision wins. */
+    [S_CMD_DECIDE] = "UPDATE commands SET status = ?2, decided = ?3 WHERE id = ?1 AND status = 0",
+    [S_CMD_PRUNE_DECIDED] = "DELETE FROM commands WHERE status <> 0 AND decided < ?1",
+    [S_CMD_PRUNE_PENDING] = "DELETE FROM commands WHERE status = 0 AND created < ?1",
+
+    [S_BE_INS] = "INSERT INTO backends(name, project, secret_sha256, created) VALUES(?1, ?2, ?3, ?4)",
+    [S_BE_DEL] = "DELETE FROM backends WHERE name = ?1",
+    [S_BE_LIST] = "SELECT name, project, created FROM backends WHERE (?1 IS NULL OR project = ?1) "
+                  "ORDER BY project, name",
+    [S_BE_LOOKUP] = "SELECT project, secret_sha256 FROM backends WHERE name = ?1",
 };
 
 struct lk_reg_be {
@@ -1387,7 +1408,241 @@ static lk_err sq_change_prune(lk_reg_be *be, int64_t keep)
     return run_id(be, S_CHG_PRUNE, keep, NULL);
 }
 
-const lk_reg_backend lk_reg_sqlite_backend = {
+/* ------------------------------------------------------------------ */
+/* Commands                                                            */
+
+static lk_err sq_device_blocked(lk_reg_be *be, uint64_t num_id, int *blocked)
+{
+    sqlite3_stmt *s;
+    int rc;
+    PREP(s, S_DEV_BLOCKED);
+    rc = sqlite3_bind_int64(s, 1, (sqlite3_int64)num_id);
+    if (rc != SQLITE_OK)
+        return st_fail(be, s, rc);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) {
+        sqlite3_reset(s);
+        return LK_ERR_REG_NOT_FOUND;
+    }
+    if (rc != SQLITE_ROW)
+        return st_fail(be, s, rc);
+    *blocked = sqlite3_column_int(s, 0) != 0;
+    sqlite3_reset(s);
+    return LK_OK;
+}
+
+static lk_err sq_command_insert(lk_reg_be *be, uint64_t num_id, const char *subfolder,
+                                const uint8_t *data, size_t len, int64_t created, int64_t *id)
+{
+    sqlite3_stmt *s;
+    int rc = SQLITE_OK;
+    lk_err err;
+    PREP(s, S_CMD_INS);
+    BIND(sqlite3_bind_int64(s, 1, (sqlite3_int64)num_id));
+    BIND(bind_text(s, 2, subfolder));
+    BIND(bind_blob(s, 3, data, len));
+    BIND(sqlite3_bind_int64(s, 4, created));
+    if (rc != SQLITE_OK)
+        return st_fail(be, s, rc);
+    err = run(be, s);
+    if (err == LK_OK)
+        *id = sqlite3_last_insert_rowid(be->db);
+    return err;
+}
+
+static lk_err sq_command_status(lk_reg_be *be, int64_t id, lk_reg_command_status *status,
+                                int64_t *decided)
+{
+    sqlite3_stmt *s;
+    int rc;
+    PREP(s, S_CMD_STATUS);
+    rc = sqlite3_bind_int64(s, 1, id);
+    if (rc != SQLITE_OK)
+        return st_fail(be, s, rc);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) {
+        sqlite3_reset(s);
+        return LK_ERR_REG_NOT_FOUND;
+    }
+    if (rc != SQLITE_ROW)
+        return st_fail(be, s, rc);
+    *status = (lk_reg_command_status)sqlite3_column_int(s, 0);
+    *decided = sqlite3_column_int64(s, 1);
+    sqlite3_reset(s);
+    return LK_OK;
+}
+
+static lk_err sq_command_pending(lk_reg_be *be, int (*cb)(void *arg, const lk_reg_command *c),
+                                 void *arg)
+{
+    sqlite3_stmt *s;
+    int rc;
+    PREP(s, S_CMD_PENDING);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        lk_reg_command c;
+        const void *data;
+        memset(&c, 0, sizeof c);
+        c.id = sqlite3_column_int64(s, 0);
+        c.num_id = (uint64_t)sqlite3_column_int64(s, 1);
+        c.device_id = (char *)sqlite3_column_text(s, 2);
+        c.project = (char *)sqlite3_column_text(s, 3);
+        c.location = (char *)sqlite3_column_text(s, 4);
+        c.registry = (char *)sqlite3_column_text(s, 5);
+        c.subfolder = (char *)sqlite3_column_text(s, 6);
+        data = sqlite3_column_blob(s, 7);
+        c.len = (size_t)sqlite3_column_bytes(s, 7);
+        c.data = (uint8_t *)(data != NULL ? data : "");
+        if (data == NULL)
+            c.len = 0;
+        c.created = sqlite3_column_int64(s, 8);
+        if (c.device_id == NULL || c.project == NULL || c.location == NULL ||
+            c.registry == NULL || (c.subfolder == NULL && sqlite3_column_type(s, 6) != SQLITE_NULL)) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+        if (cb(arg, &c))
+            break;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return st_fail(be, s, rc);
+    sqlite3_reset(s);
+    return LK_OK;
+}
+
+static lk_err sq_command_decide(lk_reg_be *be, int64_t id, lk_reg_command_status status,
+                                int64_t t, int *won)
+{
+    sqlite3_stmt *s;
+    int rc = SQLITE_OK, n;
+    lk_err err;
+    lk_reg_command_status cur;
+    int64_t decided;
+
+    *won = 0;
+    PREP(s, S_CMD_DECIDE);
+    BIND(sqlite3_bind_int64(s, 1, id));
+    BIND(sqlite3_bind_int(s, 2, (int)status));
+    BIND(sqlite3_bind_int64(s, 3, t));
+    if (rc != SQLITE_OK)
+        return st_fail(be, s, rc);
+    if ((err = run(be, s)) != LK_OK)
+        return err;
+    n = sqlite3_changes(be->db);
+    if (n == 1) {
+        *won = 1;
+        return LK_OK;
+    }
+    /* Lost the race, or there is no such command. */
+    return sq_command_status(be, id, &cur, &decided);
+}
+
+static lk_err sq_command_prune(lk_reg_be *be, int64_t decided_before, int64_t created_before)
+{
+    lk_err err = run_id(be, S_CMD_PRUNE_DECIDED, decided_before, NULL);
+    if (err == LK_OK)
+        err = run_id(be, S_CMD_PRUNE_PENDING, created_before, NULL);
+    return err;
+}
+
+/* ------------------------------------------------------------------ */
+/* Backend applications                                                */
+
+static lk_err sq_backend_insert(lk_reg_be *be, const char *name, const char *project,
+                                const uint8_t secret_sha256[32], int64_t created)
+{
+    sqlite3_stmt *s;
+    int rc = SQLITE_OK;
+    PREP(s, S_BE_INS);
+    BIND(bind_text(s, 1, name));
+    BIND(bind_text(s, 2, project));
+    BIND(bind_blob(s, 3, secret_sha256, 32));
+    BIND(sqlite3_bind_int64(s, 4, created));
+    if (rc != SQLITE_OK)
+        return st_fail(be, s, rc);
+    return run(be, s);
+}
+
+static lk_err sq_backend_delete(lk_reg_be *be, const char *name)
+{
+    sqlite3_stmt *s;
+    int rc;
+    lk_err err;
+    PREP(s, S_BE_DEL);
+    rc = bind_text(s, 1, name);
+    if (rc != SQLITE_OK)
+        return st_fail(be, s, rc);
+    err = run(be, s);
+    if (err == LK_OK && sqlite3_changes(be->db) == 0)
+        err = LK_ERR_REG_NOT_FOUND;
+    return err;
+}
+
+static lk_err sq_backend_list(lk_reg_be *be, const char *project,
+                              int (*cb)(void *arg, const lk_reg_backend *b), void *arg)
+{
+    sqlite3_stmt *s;
+    int rc;
+    PREP(s, S_BE_LIST);
+    rc = bind_text(s, 1, project);
+    if (rc != SQLITE_OK)
+        return st_fail(be, s, rc);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        lk_reg_backend b;
+        b.name = (char *)sqlite3_column_text(s, 0);
+        b.project = (char *)sqlite3_column_text(s, 1);
+        b.created = sqlite3_column_int64(s, 2);
+        if (b.name == NULL || b.project == NULL) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+        if (cb(arg, &b))
+            break;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return st_fail(be, s, rc);
+    sqlite3_reset(s);
+    return LK_OK;
+}
+
+static lk_err sq_backend_lookup(lk_reg_be *be, const char *name, char *project,
+                                size_t project_size, uint8_t secret_sha256[32])
+{
+    sqlite3_stmt *s;
+    const unsigned char *p;
+    const void *h;
+    size_t plen;
+    int rc;
+    PREP(s, S_BE_LOOKUP);
+    rc = bind_text(s, 1, name);
+    if (rc != SQLITE_OK)
+        return st_fail(be, s, rc);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) {
+        sqlite3_reset(s);
+        return LK_ERR_REG_NOT_FOUND;
+    }
+    if (rc != SQLITE_ROW)
+        return st_fail(be, s, rc);
+    p = sqlite3_column_text(s, 0);
+    plen = (size_t)sqlite3_column_bytes(s, 0);
+    h = sqlite3_column_blob(s, 1);
+    if (p == NULL || h == NULL) {
+        sqlite3_reset(s);
+        return LK_ERR_NOMEM;
+    }
+    if (plen >= project_size || sqlite3_column_bytes(s, 1) != 32) {
+        snprintf(be->err, sizeof be->err, "a stored backend has a malformed project or secret hash");
+        sqlite3_reset(s);
+        return LK_ERR_REG_STORAGE;
+    }
+    memcpy(project, p, plen);
+    project[plen] = '\0';
+    memcpy(secret_sha256, h, 32);
+    sqlite3_reset(s);
+    return LK_OK;
+}
+
+const lk_reg_store lk_reg_sqlite_backend = {
     .scheme = "sqlite",
     .open = sq_open,
     .close = sq_close,
@@ -1431,4 +1686,14 @@ const lk_reg_backend lk_reg_sqlite_backend = {
     .change_list = sq_change_list,
     .change_bounds = sq_change_bounds,
     .change_prune = sq_change_prune,
+    .device_blocked = sq_device_blocked,
+    .command_insert = sq_command_insert,
+    .command_status = sq_command_status,
+    .command_pending = sq_command_pending,
+    .command_decide = sq_command_decide,
+    .command_prune = sq_command_prune,
+    .backend_insert = sq_backend_insert,
+    .backend_delete = sq_backend_delete,
+    .backend_list = sq_backend_list,
+    .backend_lookup = sq_backend_lookup,
 };

@@ -73,3 +73,12 @@ class SoftHSM:
 @pytest.fixture
 def softhsm(tmp_path):
     return SoftHSM(tmp_path / "softhsm")
+
+
+@pytest.fixture
+def broker(tmp_path):
+    """A running Mosquitto with latchkey's plugin (tests/integration/broker.py); stopped after."""
+    from broker import Broker
+    b = Broker(tmp_path / "broker")
+    yield b
+    b.stop()

@@ -55,6 +55,7 @@
 #include "latchkey/lk_registry.h"
 #include "latchkey/lk_verify.h"
 #include "service/registry/internal.h"
+#include "service/registry/schema.h"
 
 #define T0 1700000000LL /* the tests' "now" */
 #define DAY 86400LL
@@ -430,7 +431,7 @@ static void test_open(void **state)
         assert_int_equal(sqlite3_step(s), SQLITE_ROW);
         assert_string_equal((const char *)sqlite3_column_text(s, 0), "wal");
         assert_int_equal(sqlite3_column_int(s, 1), 0x4c4b5247);
-        assert_int_equal(sqlite3_column_int(s, 2), 1);
+        assert_int_equal(sqlite3_column_int(s, 2), LK_REG_SCHEMA_VERSION);
         sqlite3_finalize(s);
     }
     sqlite3_close(db);
@@ -484,8 +485,12 @@ static void test_schema_newer(void **state)
     assert_null(r);
     /* And back: it opens again (nothing was changed by the refusals). */
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, "UPDATE meta SET value = 1 WHERE key = 'schema_version'",
-                                  NULL, NULL, NULL), SQLITE_OK);
+    {
+        char sql[128];
+        snprintf(sql, sizeof sql, "UPDATE meta SET value = %d WHERE key = 'schema_version'",
+                 LK_REG_SCHEMA_VERSION);
+        assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    }
     sqlite3_close(db);
     f->reg = open_reg(f, 0);
 }
@@ -2128,6 +2133,7 @@ static void test_refusals_write_nothing(void **state)
     struct changes ch;
     char why[512];
     uint64_t num;
+    int64_t cmd = 0;
     int step;
 
     ca_make(&ca, "CA", NULL, T0 - DAY, T0 + DAY);
@@ -2137,6 +2143,7 @@ static void test_refusals_write_nothing(void **state)
     OK(lk_registry_add_cert(f->reg, &NAME2, ca.pem, strlen(ca.pem), NULL, W));
     mkdev(f, &NAME, "dev1", key);
     OK(lk_registry_update_config(f->reg, &NAME, "dev1", (const uint8_t *)"c", 1, 0, NULL, W));
+    OK(lk_registry_backend_create(f->reg, "my-project", "be1", (const uint8_t *)big, W));
     OK(lk_registry_change_head(f->reg, &since));
     memset(big, 'x', sizeof big);
     dump0 = dump_db(f->path);
@@ -2201,6 +2208,10 @@ static void test_refusals_write_nothing(void **state)
             err = lk_registry_add_cert(f->reg, &NAME2, ca.pem, strlen(ca.pem), NULL, why,
                                        sizeof why);
             break;
+        case 13:
+            err = lk_registry_command_send(f->reg, &NAME, "nope", NULL, (const uint8_t *)"x", 1,
+                                           &cmd, why, sizeof why);
+            break;
         case 14:
             err = lk_registry_update_registry(f->reg, &NAME, U, U, "[1]", NULL, why, sizeof why);
             break;
@@ -2212,6 +2223,18 @@ static void test_refusals_write_nothing(void **state)
             spec.creds = &(lk_reg_credential){LK_CRED_ES256_X509_PEM, ca.pem, 0};
             spec.ncreds = 1;
             err = lk_registry_create_device(f->reg, &NAME2, &spec, &num, why, sizeof why);
+            break;
+        case 19:
+            err = lk_registry_command_send(f->reg, &NAME, "dev1", "a/+", (const uint8_t *)"x", 1,
+                                           &cmd, why, sizeof why);
+            break;
+        case 20:
+            err = lk_registry_backend_create(f->reg, "other-project", "be1", (const uint8_t *)big,
+                                             why, sizeof why);
+            break;
+        case 21: err = lk_registry_backend_delete(f->reg, "be2", why, sizeof why); break;
+        case 22:
+            err = lk_registry_command_decide(f->reg, 12345, LK_CMD_DELIVERED, T0, NULL);
             break;
         default: goto done;
         }
@@ -2225,6 +2248,7 @@ static void test_refusals_write_nothing(void **state)
         free(dump1);
     }
 done:
+    assert_int_equal(step, 23); /* every step ran (a gap in the numbers ends the loop) */
     drain(f->reg, &since, &ch);
     assert_int_equal(ch.n, 0);
     free(dump0);
@@ -2602,6 +2626,464 @@ static void test_bench(void **state)
         free(keys[i]);
 }
 
+/* ------------------------------------------------------------------ */
+/* Schema 2: migration, commands, backend applications                 */
+
+static int64_t q1(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    int64_t v;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    v = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return v;
+}
+
+/* A version-1 database made by running only the first migration, as the
+ * previous release did, with a registry, a device, a credential, a config
+ * and a change in it; opening it migrates to version 2 in place. */
+static void test_migrate_v1(void **state)
+{
+    struct fx *f = *state;
+    char p[4200], sql[512], why[512] = "";
+    char *key = ec_pub();
+    lk_registry *r = NULL;
+    lk_reg_device d;
+    sqlite3 *db;
+    sqlite3_stmt *s;
+    int64_t cid = 0;
+    lk_reg_command_status st;
+
+    snprintf(p, sizeof p, "%s/v1.db", f->dir);
+    assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; BEGIN",
+                                  NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, lk_reg_sqlite_migrations[0], NULL, NULL, NULL), SQLITE_OK);
+    snprintf(sql, sizeof sql,
+             "PRAGMA application_id = %d;"
+             "INSERT INTO meta(key, value) VALUES('schema_version', 1);"
+             "INSERT INTO registries(id, project, location, registry_id, mqtt, http, created) "
+             "VALUES(1, 'my-project', 'us-central1', 'reg1', 1, 1, %lld);"
+             "INSERT INTO devices(registry, device_id, created) VALUES(1, 'dev1', %lld);"
+             "INSERT INTO device_configs(num_id, version, cloud_update_time, data) "
+             "VALUES(1, 1, %lld, x'6869');"
+             "INSERT INTO changes(kind, num_id, time) VALUES(1, 1, %lld);",
+             LK_REG_APPLICATION_ID, T0, T0, T0, T0);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO device_credentials(num_id, pos, format, "
+                                            "pem, expires) VALUES(1, 0, ?1, ?2, 0)",
+                                        -1, &s, NULL), SQLITE_OK);
+    sqlite3_bind_int(s, 1, (int)LK_CRED_ES256_PEM);
+    sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(s), SQLITE_DONE);
+    sqlite3_finalize(s);
+    assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(q1(p, "SELECT count(*) FROM sqlite_schema WHERE name IN ('commands', "
+                           "'backends')"), 0);
+
+    /* The broker never migrates. */
+    assert_int_equal(lk_registry_open(p, LK_REG_READONLY, &r, why, sizeof why), LK_ERR_REG_SCHEMA);
+    assert_non_null(strstr(why, "older"));
+    assert_int_equal(q1(p, "SELECT value FROM meta WHERE key = 'schema_version'"), 1);
+
+    /* The tool does, in place, keeping everything. */
+    OK(lk_registry_open(p, 0, &r, W));
+    lk_registry__set_clock(r, fx_clock, &f->now);
+    assert_int_equal(q1(p, "SELECT value FROM meta WHERE key = 'schema_version'"), 2);
+    assert_int_equal(q1(p, "SELECT count(*) FROM sqlite_schema WHERE name IN ('commands', "
+                           "'backends', 'commands_pending', 'commands_by_device', "
+                           "'commands_decided', 'backends_by_project')"), 6);
+    assert_int_equal(q1(p, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
+    memset(&d, 0, sizeof d);
+    OK(lk_registry_get_device(r, &NAME, "dev1", 0, &d, W));
+    assert_int_equal(d.num_id, 1);
+    assert_int_equal(d.ncreds, 1);
+    assert_string_equal(d.creds[0].pem, key);
+    assert_int_equal(d.config_version, 1);
+    lk_reg_device_free(&d);
+    assert_int_equal(q1(p, "SELECT count(*) FROM changes"), 1);
+    assert_int_equal(q1(p, "SELECT count(*) FROM device_configs"), 1);
+
+    /* And the new tables work. */
+    OK(lk_registry_command_send(r, &NAME, "dev1", NULL, (const uint8_t *)"x", 1, &cid, W));
+    assert_int_equal(lk_registry_command_status(r, cid, &st, NULL), LK_OK);
+    assert_int_equal(st, LK_CMD_PENDING);
+    lk_registry_close(r);
+
+    /* A second open finds version 2 and changes nothing; READONLY opens. */
+    OK(lk_registry_open(p, LK_REG_READONLY, &r, W));
+    lk_registry_close(r);
+    assert_int_equal(q1(p, "SELECT count(*) FROM commands"), 1);
+    free(key);
+}
+
+struct cmds {
+    lk_reg_command c[16];
+    size_t n;
+};
+
+static int pending_cb(void *arg, const lk_reg_command *c)
+{
+    struct cmds *x = arg;
+    lk_reg_command *o;
+    assert_true(x->n < 16);
+    o = &x->c[x->n++];
+    *o = *c;
+    /* Borrowed during the call: copy what the test looks at later. */
+    o->device_id = strdup(c->device_id);
+    o->project = strdup(c->project);
+    o->location = strdup(c->location);
+    o->registry = strdup(c->registry);
+    o->subfolder = c->subfolder ? strdup(c->subfolder) : NULL;
+    o->data = malloc(c->len + 1);
+    memcpy(o->data, c->data, c->len);
+    return 0;
+}
+
+static void cmds_free(struct cmds *x)
+{
+    size_t i;
+    for (i = 0; i < x->n; i++)
+        lk_reg_command_free(&x->c[i]);
+    x->n = 0;
+}
+
+struct cmd_reenter {
+    lk_registry *r;
+    lk_err got;
+};
+
+static int cmd_reenter_cb(void *arg, const lk_reg_command *c)
+{
+    struct cmd_reenter *x = arg;
+    int won = 0;
+    x->got = lk_registry_command_decide(x->r, c->id, LK_CMD_DELIVERED, T0, &won);
+    return 1;
+}
+
+static void test_commands(void **state)
+{
+    struct fx *f = *state;
+    static uint8_t big[LK_COMMAND_MAX + 1];
+    char long_sub[LK_SUBFOLDER_MAX + 2];
+    lk_reg_device_spec spec;
+    lk_reg_command_status st;
+    struct changes ch;
+    struct cmds x = {0};
+    int64_t since = 0, c1 = 0, c2 = 0, c3 = 0, decided = -1;
+    uint64_t n1, n2;
+    lk_registry *ro;
+    int won = -1;
+
+    mkreg(f, &NAME);
+    n1 = mkdev(f, &NAME, "dev1", NULL);
+    n2 = mkdev(f, &NAME, "dev2", NULL);
+    OK(lk_registry_change_head(f->reg, &since));
+
+    /* Refusals. */
+    REFUSE(LK_ERR_REG_NOT_FOUND, "'nope' does not exist",
+           lk_registry_command_send(f->reg, &NAME, "nope", NULL, (const uint8_t *)"x", 1, &c1, W));
+    REFUSE(LK_ERR_REG_NOT_FOUND, "does not exist",
+           lk_registry_command_send(f->reg, &NAME2, "dev1", NULL, (const uint8_t *)"x", 1, &c1, W));
+    REFUSE(LK_ERR_REG_INVALID, "subfolder 'a+b' is invalid",
+           lk_registry_command_send(f->reg, &NAME, "dev1", "a+b", (const uint8_t *)"x", 1, &c1, W));
+    REFUSE(LK_ERR_REG_INVALID, "subfolder",
+           lk_registry_command_send(f->reg, &NAME, "dev1", "a/#", (const uint8_t *)"x", 1, &c1, W));
+    REFUSE(LK_ERR_REG_INVALID, "subfolder",
+           lk_registry_command_send(f->reg, &NAME, "dev1", "", (const uint8_t *)"x", 1, &c1, W));
+    REFUSE(LK_ERR_REG_INVALID, "subfolder",
+           lk_registry_command_send(f->reg, &NAME, "dev1", "a//b", (const uint8_t *)"x", 1, &c1, W));
+    memset(long_sub, 'a', sizeof long_sub - 1);
+    long_sub[sizeof long_sub - 1] = '\0';
+    REFUSE(LK_ERR_REG_INVALID, "subfolder",
+           lk_registry_command_send(f->reg, &NAME, "dev1", long_sub, (const uint8_t *)"x", 1, &c1, W));
+    REFUSE(LK_ERR_REG_LIMIT, "262145 bytes",
+           lk_registry_command_send(f->reg, &NAME, "dev1", NULL, big, sizeof big, &c1, W));
+    REFUSE(LK_ERR_REG_INVALID, "device id",
+           lk_registry_command_send(f->reg, &NAME, "1dev", NULL, (const uint8_t *)"x", 1, &c1, W));
+    REFUSE(LK_ERR_ARG, "without data",
+           lk_registry_command_send(f->reg, &NAME, "dev1", NULL, NULL, 3, &c1, W));
+    memset(&spec, 0, sizeof spec);
+    spec.id = "dev2";
+    spec.blocked = 1;
+    OK(lk_registry_update_device(f->reg, &NAME, &spec, LK_REG_SET_BLOCKED, W));
+    REFUSE(LK_ERR_REG_INVALID, "'dev2' is blocked",
+           lk_registry_command_send(f->reg, &NAME, "dev2", NULL, (const uint8_t *)"x", 1, &c1, W));
+    spec.blocked = 0;
+    OK(lk_registry_update_device(f->reg, &NAME, &spec, LK_REG_SET_BLOCKED, W));
+    drain(f->reg, &since, &ch); /* the two updates */
+    assert_int_equal(ch.n, 2);
+
+    /* Queue three: the largest allowed, one with a subfolder, an empty one. */
+    memset(big, 0xab, sizeof big);
+    OK(lk_registry_command_send(f->reg, &NAME, "dev1", NULL, big, LK_COMMAND_MAX, &c1, W));
+    long_sub[LK_SUBFOLDER_MAX] = '\0';
+    f->now = T0 + 1;
+    OK(lk_registry_command_send(f->reg, &NAME, "dev1", "a/b c", (const uint8_t *)"on\0x", 4, &c2, W));
+    OK(lk_registry_command_send(f->reg, &NAME, "dev2", long_sub, NULL, 0, &c3, W));
+    assert_true(c1 > 0 && c2 > c1 && c3 > c2);
+    drain(f->reg, &since, &ch);
+    assert_int_equal(ch.n, 3);
+    assert_int_equal(ch.c[0].kind, LK_CHANGE_COMMAND);
+    assert_int_equal(ch.c[0].num_id, n1);
+    assert_int_equal(ch.c[1].num_id, n1);
+    assert_int_equal(ch.c[2].kind, LK_CHANGE_COMMAND);
+    assert_int_equal(ch.c[2].num_id, n2);
+
+    assert_int_equal(lk_registry_command_status(f->reg, c1, &st, &decided), LK_OK);
+    assert_int_equal(st, LK_CMD_PENDING);
+    assert_int_equal(decided, 0);
+    assert_int_equal(lk_registry_command_status(f->reg, 9999, &st, &decided),
+                     LK_ERR_REG_NOT_FOUND);
+    assert_int_equal(lk_registry_command_status(f->reg, 0, &st, NULL), LK_ERR_ARG);
+
+    assert_int_equal(lk_registry_commands_pending(f->reg, pending_cb, &x), LK_OK);
+    assert_int_equal(x.n, 3);
+    assert_int_equal(x.c[0].id, c1);
+    assert_int_equal(x.c[0].num_id, n1);
+    assert_string_equal(x.c[0].device_id, "dev1");
+    assert_string_equal(x.c[0].project, "my-project");
+    assert_string_equal(x.c[0].location, "us-central1");
+    assert_string_equal(x.c[0].registry, "reg1");
+    assert_null(x.c[0].subfolder);
+    assert_int_equal(x.c[0].len, LK_COMMAND_MAX);
+    assert_memory_equal(x.c[0].data, big, LK_COMMAND_MAX);
+    assert_int_equal(x.c[0].created, T0);
+    assert_string_equal(x.c[1].subfolder, "a/b c");
+    assert_int_equal(x.c[1].len, 4);
+    assert_memory_equal(x.c[1].data, "on\0x", 4);
+    assert_int_equal(x.c[1].created, T0 + 1);
+    assert_string_equal(x.c[2].device_id, "dev2");
+    assert_string_equal(x.c[2].subfolder, long_sub);
+    assert_int_equal(x.c[2].len, 0);
+    cmds_free(&x);
+
+    /* Decisions: the first wins, later ones change nothing. */
+    assert_int_equal(lk_registry_command_decide(f->reg, c1, LK_CMD_PENDING, T0, &won), LK_ERR_ARG);
+    assert_int_equal(lk_registry_command_decide(f->reg, c1, (lk_reg_command_status)7, T0, &won),
+                     LK_ERR_ARG);
+    assert_int_equal(lk_registry_command_decide(f->reg, 9999, LK_CMD_DELIVERED, T0, &won),
+                     LK_ERR_REG_NOT_FOUND);
+    assert_int_equal(won, 0);
+    assert_int_equal(lk_registry_command_decide(f->reg, c1, LK_CMD_DELIVERED, T0 + 2, &won), LK_OK);
+    assert_int_equal(won, 1);
+    assert_int_equal(lk_registry_command_decide(f->reg, c1, LK_CMD_EXPIRED, T0 + 3, &won), LK_OK);
+    assert_int_equal(won, 0);
+    assert_int_equal(lk_registry_command_decide(f->reg, c1, LK_CMD_NOT_CONNECTED, T0 + 3, NULL),
+                     LK_OK);
+    assert_int_equal(lk_registry_command_status(f->reg, c1, &st, &decided), LK_OK);
+    assert_int_equal(st, LK_CMD_DELIVERED);
+    assert_int_equal(decided, T0 + 2);
+
+    /* The broker's read-only handle decides too, but cannot send. */
+    ro = open_reg(f, LK_REG_READONLY);
+    REFUSE(LK_ERR_STATE, "read-only",
+           lk_registry_command_send(ro, &NAME, "dev1", NULL, (const uint8_t *)"x", 1, &c1, W));
+    assert_int_equal(lk_registry_command_decide(ro, c2, LK_CMD_NOT_CONNECTED, T0 + 2, &won), LK_OK);
+    assert_int_equal(won, 1);
+    assert_int_equal(lk_registry_commands_pending(ro, pending_cb, &x), LK_OK);
+    assert_int_equal(x.n, 1);
+    assert_int_equal(x.c[0].id, c3);
+    cmds_free(&x);
+    lk_registry_close(ro);
+    assert_int_equal(lk_registry_command_status(f->reg, c2, &st, NULL), LK_OK);
+    assert_int_equal(st, LK_CMD_NOT_CONNECTED);
+    /* Outcomes are not in the feed. */
+    drain(f->reg, &since, &ch);
+    assert_int_equal(ch.n, 0);
+
+    /* A callback may not call back into the handle. */
+    {
+        struct cmd_reenter ctx = {f->reg, LK_OK};
+        assert_int_equal(lk_registry_commands_pending(f->reg, cmd_reenter_cb, &ctx), LK_OK);
+        assert_int_equal(ctx.got, LK_ERR_STATE);
+    }
+
+    /* Pruning: a day later, decided commands (c1, c2) and the never
+     * decided c3 are gone; a fresh one stays. */
+    f->now = T0 + DAY + 10;
+    OK(lk_registry_command_send(f->reg, &NAME, "dev1", NULL, (const uint8_t *)"y", 1, &c1, W));
+    assert_int_equal(lk_registry_command_status(f->reg, c2, &st, NULL), LK_ERR_REG_NOT_FOUND);
+    assert_int_equal(lk_registry_command_status(f->reg, c3, &st, NULL), LK_ERR_REG_NOT_FOUND);
+    assert_int_equal(q1(f->path, "SELECT count(*) FROM commands"), 1);
+    /* ids are never reused */
+    assert_true(c1 > c3);
+
+    /* Deleting the device deletes its commands. */
+    OK(lk_registry_delete_device(f->reg, &NAME, "dev1", W));
+    assert_int_equal(lk_registry_command_status(f->reg, c1, &st, NULL), LK_ERR_REG_NOT_FOUND);
+    assert_int_equal(q1(f->path, "SELECT count(*) FROM commands"), 0);
+}
+
+/* Several processes decide the same command at once: exactly one wins. */
+static void test_command_decide_race(void **state)
+{
+    struct fx *f = *state;
+    enum { N = 6 };
+    pid_t pids[N];
+    int64_t cid = 0;
+    int i, wins = 0;
+    lk_reg_command_status st;
+
+    mkreg(f, &NAME);
+    mkdev(f, &NAME, "dev1", NULL);
+    OK(lk_registry_command_send(f->reg, &NAME, "dev1", NULL, (const uint8_t *)"x", 1, &cid, W));
+    for (i = 0; i < N; i++) {
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0) {
+            lk_registry *r = NULL;
+            int won = 0;
+            lk_err err = lk_registry_open(f->path, i % 2 ? LK_REG_READONLY : 0, &r, NULL, 0);
+            if (err != LK_OK)
+                _exit(100);
+            lk_registry__set_clock(r, fx_clock, &f->now); /* else T0 is "long ago": pruned */
+            err = lk_registry_command_decide(r, cid, i == 0 ? LK_CMD_EXPIRED : LK_CMD_DELIVERED,
+                                             T0 + i, &won);
+            lk_registry_close(r);
+            _exit(err != LK_OK ? 10 + (int)err : won);
+        }
+    }
+    for (i = 0; i < N; i++) {
+        int status = 0;
+        assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+        assert_true(WIFEXITED(status));
+        if (WEXITSTATUS(status) > 1)
+            print_message("child %d exited %d\n", i, WEXITSTATUS(status));
+        assert_true(WEXITSTATUS(status) <= 1);
+        wins += WEXITSTATUS(status);
+    }
+    assert_int_equal(wins, 1);
+    assert_int_equal(lk_registry_command_status(f->reg, cid, &st, NULL), LK_OK);
+    assert_true(st == LK_CMD_EXPIRED || st == LK_CMD_DELIVERED);
+}
+
+struct bes {
+    char names[8][64];
+    char projects[8][64];
+    int64_t created[8];
+    size_t n;
+};
+
+static int backend_cb(void *arg, const lk_reg_backend *b)
+{
+    struct bes *x = arg;
+    assert_true(x->n < 8);
+    snprintf(x->names[x->n], 64, "%s", b->name);
+    snprintf(x->projects[x->n], 64, "%s", b->project);
+    x->created[x->n++] = b->created;
+    return 0;
+}
+
+static void test_backends(void **state)
+{
+    struct fx *f = *state;
+    uint8_t h1[32], h2[32], got[32];
+    char project[LK_PROJECT_MAX + 1];
+    struct changes ch;
+    struct bes x;
+    int64_t since = 0;
+    lk_registry *ro;
+    struct timespec t0, t1;
+    int i;
+
+    memset(h1, 0x11, sizeof h1);
+    memset(h2, 0x22, sizeof h2);
+    OK(lk_registry_change_head(f->reg, &since));
+
+    OK(lk_registry_backend_create(f->reg, "my-project", "analytics", h1, W));
+    f->now = T0 + 5;
+    OK(lk_registry_backend_create(f->reg, "other-project", "alerts", h2, W));
+    OK(lk_registry_backend_create(f->reg, "my-project", "billing", h2, W));
+    REFUSE(LK_ERR_REG_EXISTS, "backend 'analytics' exists already",
+           lk_registry_backend_create(f->reg, "other-project", "analytics", h2, W));
+    REFUSE(LK_ERR_REG_INVALID, "backend name '1abc' is invalid",
+           lk_registry_backend_create(f->reg, "my-project", "1abc", h1, W));
+    REFUSE(LK_ERR_REG_INVALID, "backend name",
+           lk_registry_backend_create(f->reg, "my-project", "goog-x", h1, W));
+    REFUSE(LK_ERR_REG_INVALID, "backend name",
+           lk_registry_backend_create(f->reg, "my-project", "", h1, W));
+    REFUSE(LK_ERR_REG_INVALID, "project id 'My-Project' is invalid",
+           lk_registry_backend_create(f->reg, "My-Project", "ok-name", h1, W));
+    REFUSE(LK_ERR_ARG, "secret",
+           lk_registry_backend_create(f->reg, "my-project", "ok-name", NULL, W));
+
+    drain(f->reg, &since, &ch);
+    assert_int_equal(ch.n, 3);
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(ch.c[i].kind, LK_CHANGE_BACKEND);
+        assert_int_equal(ch.c[i].num_id, 0);
+    }
+
+    /* Only the hash is stored. */
+    assert_int_equal(q1(f->path, "SELECT count(*) FROM backends WHERE name = 'analytics' AND "
+                                 "secret_sha256 = x'1111111111111111111111111111"
+                                 "111111111111111111111111111111111111'"), 1);
+
+    memset(&x, 0, sizeof x);
+    OK(lk_registry_backend_list(f->reg, NULL, backend_cb, &x, W));
+    assert_int_equal(x.n, 3);
+    assert_string_equal(x.names[0], "analytics");
+    assert_string_equal(x.names[1], "billing");
+    assert_string_equal(x.names[2], "alerts");
+    assert_string_equal(x.projects[2], "other-project");
+    assert_int_equal(x.created[0], T0);
+    assert_int_equal(x.created[1], T0 + 5);
+    memset(&x, 0, sizeof x);
+    OK(lk_registry_backend_list(f->reg, "other-project", backend_cb, &x, W));
+    assert_int_equal(x.n, 1);
+    assert_string_equal(x.names[0], "alerts");
+    memset(&x, 0, sizeof x);
+    OK(lk_registry_backend_list(f->reg, "nobody-here", backend_cb, &x, W));
+    assert_int_equal(x.n, 0);
+    REFUSE(LK_ERR_REG_INVALID, "project id",
+           lk_registry_backend_list(f->reg, "X", backend_cb, &x, W));
+
+    /* Lookup: the broker's read-only handle. */
+    ro = open_reg(f, LK_REG_READONLY);
+    assert_int_equal(lk_registry_backend_lookup(ro, "analytics", project, got), LK_OK);
+    assert_string_equal(project, "my-project");
+    assert_memory_equal(got, h1, 32);
+    assert_int_equal(lk_registry_backend_lookup(ro, "alerts", project, got), LK_OK);
+    assert_string_equal(project, "other-project");
+    assert_memory_equal(got, h2, 32);
+    assert_int_equal(lk_registry_backend_lookup(ro, "nobody", project, got), LK_ERR_REG_NOT_FOUND);
+    assert_int_equal(lk_registry_backend_lookup(ro, "bad/name", project, got),
+                     LK_ERR_REG_NOT_FOUND);
+    assert_int_equal(lk_registry_backend_lookup(ro, NULL, project, got), LK_ERR_ARG);
+    REFUSE(LK_ERR_STATE, "read-only", lk_registry_backend_create(ro, "my-project", "x-y", h1, W));
+    REFUSE(LK_ERR_STATE, "read-only", lk_registry_backend_delete(ro, "analytics", W));
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (i = 0; i < 20000; i++)
+        assert_int_equal(lk_registry_backend_lookup(ro, i % 2 ? "analytics" : "alerts", project,
+                                                    got), LK_OK);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    print_message("backend lookup: %.2f us each\n",
+                  ((double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec)) /
+                      20000 / 1000);
+
+    /* Delete: seen by the other handle at once. */
+    OK(lk_registry_backend_delete(f->reg, "analytics", W));
+    REFUSE(LK_ERR_REG_NOT_FOUND, "backend 'analytics' does not exist",
+           lk_registry_backend_delete(f->reg, "analytics", W));
+    REFUSE(LK_ERR_REG_INVALID, "backend name",
+           lk_registry_backend_delete(f->reg, "-x", W));
+    assert_int_equal(lk_registry_backend_lookup(ro, "analytics", project, got),
+                     LK_ERR_REG_NOT_FOUND);
+    assert_string_equal(project, "");
+    lk_registry_close(ro);
+    drain(f->reg, &since, &ch);
+    assert_int_equal(ch.n, 1);
+    assert_int_equal(ch.c[0].kind, LK_CHANGE_BACKEND);
+    /* The name is free again. */
+    OK(lk_registry_backend_create(f->reg, "other-project", "analytics", h2, W));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2630,6 +3112,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_handles, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_update_config, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_disk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_v1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commands, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_command_decide_race, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bench, setup, teardown),
     };
     signal(SIGPIPE, SIG_IGN);

@@ -1,7 +1,7 @@
 /*
  * The registry administration commands: what they share — options, the
  * database, resource names, files, gcloud's KEY=VALUE arguments, times — and
- * the entry point `latchkey [--db FILE] registries|devices ...`.
+ * the entry point `latchkey [--db FILE] registries|devices|backends ...`.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -544,10 +544,12 @@ int lk_cmd_admin(int argc, char **argv)
         }
     }
     if (i >= argc)
-        return lk_tool_usage_error("--db FILE must be followed by a command (registries, devices)");
+        return lk_tool_usage_error("--db FILE must be followed by a command (registries, devices, backends)");
     if (strcmp(argv[i], "registries") == 0)
         return lk_cmd_registries(argc - i, argv + i);
     if (strcmp(argv[i], "devices") == 0)
         return lk_cmd_devices(argc - i, argv + i);
-    return lk_tool_usage_error("unknown command '%s' (after --db: registries, devices)", argv[i]);
+    if (strcmp(argv[i], "backends") == 0)
+        return lk_cmd_backends(argc - i, argv + i);
+    return lk_tool_usage_error("unknown command '%s' (after --db: registries, devices, backends)", argv[i]);
 }

@@ -168,5 +168,7 @@ json_t *admin_state_json(const lk_reg_state_entry *s);
 int lk_cmd_registries(int argc, char **argv);
 int lk_cmd_devices(int argc, char **argv);
 int lk_cmd_devices_import(int argc, char **argv);
+int lk_cmd_devices_commands(int argc, char **argv); /* cmd_commands.c */
+int lk_cmd_backends(int argc, char **argv);         /* cmd_backends.c */
 
 #endif

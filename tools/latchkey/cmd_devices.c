@@ -3,7 +3,7 @@
  * latchkey devices credentials create | list | describe | delete
  * latchkey devices configs update | list | describe
  * latchkey devices states list
- * (latchkey devices import: cmd_import.c)
+ * (latchkey devices import: cmd_import.c; devices commands send: cmd_commands.c)
  *
  * IoT Core's devices (gcloud iot devices ...): credentials, metadata,
  * blocking, config versions with optimistic concurrency, state history.
@@ -32,6 +32,8 @@ static const char devices_usage[] =
     "  configs list DEVICE [--limit N]      configs describe DEVICE\n"
     "  states list DEVICE [--limit N]\n"
     "  import FILE|-   (JSON lines, one device each; see 'latchkey devices import --help')\n"
+    "  commands send DEVICE (--command-data DATA | --command-file FILE) [--subfolder F]\n"
+    "                  [--timeout SECONDS]   (see 'latchkey devices commands --help')\n"
     "\n"
     "TYPE: es256, es256-x509, rsa, rsa-x509 (also rs256, es256-pem, rsa-pem, rsa-x509-pem and\n"
     "IoT Core's ES256_PEM, ES256_X509_PEM, RSA_PEM, RSA_X509_PEM). TIME: RFC 3339\n"
@@ -889,6 +891,8 @@ int lk_cmd_devices(int argc, char **argv)
     sub = argv[1];
     if (strcmp(sub, "import") == 0)
         return lk_cmd_devices_import(argc - 1, argv + 1);
+    if (strcmp(sub, "commands") == 0)
+        return lk_cmd_devices_commands(argc - 1, argv + 1);
     if (strcmp(sub, "credentials") == 0 || strcmp(sub, "configs") == 0 || strcmp(sub, "states") == 0) {
         if (argc < 3 || argv[2][0] == '-') {
             fputs(devices_usage, argc < 3 ? stderr : stdout);
@@ -931,7 +935,7 @@ int lk_cmd_devices(int argc, char **argv)
     else {
         rc = lk_tool_usage_error("devices: unknown command '%s%s%s' (create, list, describe, update, delete, "
                                  "credentials create|list|describe|delete, configs update|list|describe, "
-                                 "states list, import)",
+                                 "states list, import, commands send)",
                                  sub, sub2 ? " " : "", sub2 ? sub2 : "");
         return rc;
     }

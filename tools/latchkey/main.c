@@ -24,6 +24,8 @@ static const char usage_text[] =
     "  [--db FILE] devices create|list|describe|update|delete [DEVICE] --registry R --project P --region L\n"
     "  [--db FILE] devices credentials|configs|states ... DEVICE ...\n"
     "  [--db FILE] devices import FILE --registry R --project P --region L\n"
+    "  [--db FILE] devices commands send DEVICE --registry R ... (--command-data S | --command-file F)\n"
+    "  [--db FILE] backends create|list|delete [NAME] [--project P]\n"
     "\n"
     "Run 'latchkey COMMAND --help' for a command's options; exit codes are in docs/cli.md.\n";
 
@@ -103,6 +105,7 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "token") == 0)
         return lk_cmd_token(argc - 1, argv + 1);
     if (strcmp(argv[1], "registries") == 0 || strcmp(argv[1], "devices") == 0 ||
+        strcmp(argv[1], "backends") == 0 ||
         strncmp(argv[1], "--db", 4) == 0)
         return lk_cmd_admin(argc, argv);
     if (strcmp(argv[1], "--version") == 0) {

@@ -33,7 +33,10 @@ enum {
     EXIT_REG_NOT_EMPTY = 17, /* deleting a registry that still has devices */
     EXIT_REG_BUSY = 18,      /* another writer held the database past the busy timeout */
     EXIT_REG_STORAGE = 19,   /* the database failed: I/O, corrupt, full disk, newer schema */
-    EXIT_IMPORT = 20         /* devices import: some lines refused, nothing imported */
+    EXIT_IMPORT = 20,        /* devices import: some lines refused, nothing imported */
+    /* devices commands send */
+    EXIT_CMD_NOT_CONNECTED = 21, /* FAILED_PRECONDITION: device not connected or not subscribed */
+    EXIT_CMD_NO_BROKER = 22      /* no broker picked the command up within --timeout */
 };
 
 int lk_tool_exit_code(lk_err err);
@@ -73,7 +76,7 @@ int lk_tool_parse_i64(const char *s, long long min, long long max, long long *ou
 
 int lk_cmd_key(int argc, char **argv);
 int lk_cmd_token(int argc, char **argv);
-int lk_cmd_admin(int argc, char **argv); /* [--db FILE] registries|devices ... (admin.c) */
+int lk_cmd_admin(int argc, char **argv); /* [--db FILE] registries|devices|backends ... (admin.c) */
 int lk_cmd_token_verify(int argc, char **argv);
 
 #endif

@@ -1,0 +1,175 @@
+/*
+ * acl.c — MOSQ_EVT_ACL_CHECK: what devices and backends may publish, read
+ * and subscribe to (docs/plugin.md, "Topics").
+ *
+ * Three states, as in Mosquitto's dynamic-security plugin: SUCCESS,
+ * ACL_DENIED, or PLUGIN_DEFER for a client this plugin did not log in (no
+ * other plugin is configured, so the broker denies it). Topics are compared
+ * literally: device ids may contain '+' and '%', so no topic matcher is used
+ * on them.
+ *
+ * In Mosquitto 2.0.11 the WRITE check runs before MOSQ_EVT_MESSAGE (checked:
+ * handle__publish calls mosquitto_acl_check, then plugin__handle_message), so
+ * it sees the topic the device sent; message.c rewrites it afterwards. The
+ * READ check sees the topic a message is delivered on: downstream topics for
+ * backends, and the plugin's own config and command topics for devices.
+ */
+#include <string.h>
+
+#include "plugin.h"
+
+/* # Devices */
+
+enum plg_topic acl__device_topic(const struct plg_conn *c, const char *topic, const char **subfolder)
+{
+    const char *rest;
+
+    *subfolder = NULL;
+    if (strncmp(topic, c->topic_prefix, c->topic_prefix_len))
+        return TOPIC_BAD;
+    rest = topic + c->topic_prefix_len;
+    if (!strcmp(rest, "state"))
+        return TOPIC_STATE;
+    if (!strcmp(rest, "events"))
+        return TOPIC_EVENTS;
+    if (!strncmp(rest, "events/", 7) && lk_subfolder_valid(rest + 7, strlen(rest + 7))) {
+        *subfolder = rest + 7;
+        return TOPIC_EVENTS;
+    }
+    return TOPIC_BAD;
+}
+
+/* Count a message against the connection's rate: 1 = within it. More than
+ * messages_per_second in a second are dropped; a connection that sends over
+ * twice that in three consecutive seconds is closed. */
+static int acl__rate(struct plg_conn *c, int64_t now)
+{
+    unsigned limit = plg.opt.messages_per_second;
+
+    if (now != c->rate_window) {
+        if (c->rate_window && now == c->rate_window + 1 && c->rate_count > 2 * limit)
+            c->rate_strikes++;
+        else
+            c->rate_strikes = 0;
+        c->rate_window = now;
+        c->rate_count = 0;
+    }
+    c->rate_count++;
+    if (c->rate_count == 2 * limit + 1 && c->rate_strikes >= 2)
+        conn__kick(c, "the message rate stayed over twice the limit");
+    return c->rate_count <= limit;
+}
+
+static int acl__device_write(struct plg_conn *c, const struct mosquitto_evt_acl_check *ed)
+{
+    const char *sub;
+    int64_t now = plugin__now();
+    enum plg_topic t = acl__device_topic(c, ed->topic, &sub);
+
+    c->last_seen = now;
+    if (t == TOPIC_BAD) {
+        mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "%s published to %s: not its events "
+                             "or state topic", c->client_id, ed->topic);
+        conn__kick(c, "it published to a topic it may not");
+        return MOSQ_ERR_ACL_DENIED;
+    }
+    if (ed->qos > 1) {
+        /* IoT Core closed the connection; the listener's max_qos 1 does too */
+        conn__kick(c, "it published with QoS 2");
+        return MOSQ_ERR_ACL_DENIED;
+    }
+    if (!acl__rate(c, now))
+        return MOSQ_ERR_ACL_DENIED;
+    if (t == TOPIC_STATE) {
+        int64_t ms = plugin__now_ms();
+        if (ed->payloadlen > LK_STATE_MAX) {
+            mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "%s: state of %u bytes dropped "
+                                 "(limit %u)", c->client_id, ed->payloadlen, LK_STATE_MAX);
+            return MOSQ_ERR_ACL_DENIED;
+        }
+        if (c->last_state_ms && ms - c->last_state_ms < 1000 / (int64_t)plg.opt.state_per_second)
+            return MOSQ_ERR_ACL_DENIED;
+        c->last_state_ms = ms;
+    } else if (ed->payloadlen > LK_EVENT_MAX) {
+        return MOSQ_ERR_ACL_DENIED;
+    }
+    return MOSQ_ERR_SUCCESS;
+}
+
+static int acl__device(struct plg_conn *c, const struct mosquitto_evt_acl_check *ed)
+{
+    const char *rest;
+
+    switch (ed->access) {
+    case MOSQ_ACL_WRITE:
+        return acl__device_write(c, ed);
+    case MOSQ_ACL_SUBSCRIBE:
+    case MOSQ_ACL_UNSUBSCRIBE:
+    case MOSQ_ACL_READ:
+        break;
+    default:
+        return MOSQ_ERR_ACL_DENIED;
+    }
+    if (strncmp(ed->topic, c->topic_prefix, c->topic_prefix_len))
+        return MOSQ_ERR_ACL_DENIED;
+    rest = ed->topic + c->topic_prefix_len;
+    if (ed->access == MOSQ_ACL_READ) {
+        /* what the plugin itself sends this device */
+        if (!strcmp(rest, "config") || !strcmp(rest, "commands")
+            || !strncmp(rest, "commands/", 9))
+            return MOSQ_ERR_SUCCESS;
+        return MOSQ_ERR_ACL_DENIED;
+    }
+    c->last_seen = plugin__now();
+    if (!strcmp(rest, "config")) {
+        if (ed->access == MOSQ_ACL_SUBSCRIBE) {
+            c->config_qos = ed->qos > 1 ? 1 : ed->qos;
+            conn__want_config(c, 1); /* the latest, on the next tick */
+        } else {
+            c->config_qos = -1;
+        }
+        return MOSQ_ERR_SUCCESS;
+    }
+    if (!strcmp(rest, "commands/#")) {
+        c->commands_qos = ed->access == MOSQ_ACL_SUBSCRIBE ? (ed->qos > 1 ? 1 : ed->qos) : -1;
+        return MOSQ_ERR_SUCCESS;
+    }
+    return MOSQ_ERR_ACL_DENIED;
+}
+
+/* # Backends */
+
+static int acl__backend(const struct plg_conn *c, const struct mosquitto_evt_acl_check *ed)
+{
+    size_t n = strlen(c->backend_project);
+    const char *t = ed->topic;
+
+    if (ed->access == MOSQ_ACL_WRITE)
+        return MOSQ_ERR_ACL_DENIED;
+    /* "latchkey/P/..." or exactly "latchkey/P/#"-style: the first two levels
+     * literal (no wildcard there), anything below. */
+    if (strncmp(t, "latchkey/", 9) || strncmp(t + 9, c->backend_project, n) || t[9 + n] != '/')
+        return MOSQ_ERR_ACL_DENIED;
+    if (ed->access == MOSQ_ACL_READ && !strncmp(t + 9 + n + 1, "", 1))
+        return MOSQ_ERR_ACL_DENIED;
+    return MOSQ_ERR_SUCCESS;
+}
+
+int acl__check(int event, void *event_data, void *userdata)
+{
+    struct mosquitto_evt_acl_check *ed = event_data;
+    struct plg_conn *c;
+
+    (void)event;
+    (void)userdata;
+    if (!ed->topic)
+        return MOSQ_ERR_ACL_DENIED;
+    c = conn__find(ed->client);
+    if (!c)
+        return MOSQ_ERR_PLUGIN_DEFER;
+    if (c->kick_reason)
+        return MOSQ_ERR_ACL_DENIED;
+    if (c->kind == CONN_DEVICE)
+        return acl__device(c, ed);
+    return acl__backend(c, ed);
+}

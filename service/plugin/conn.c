@@ -1,0 +1,417 @@
+/*
+ * conn.c — the live connections, keyed by the broker's client pointer (a
+ * reconnect with the same client id is authenticated before the old
+ * connection's disconnect event, so the client id is not a key), indexed by
+ * device num_id, with a min-heap of deadlines (token expiry, connection age,
+ * idleness) and the queues the tick works through: kicks and config sends.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "plugin.h"
+
+#define NBUCKETS 65536u
+
+static struct plg_conn **by_client, **by_num;
+static struct plg_conn *all;
+static size_t nconns;
+
+static struct plg_conn **heap;
+static size_t heap_n, heap_cap;
+
+/* Queues: connection pointers, NULLed when a connection goes away. */
+struct plg_queue {
+    struct plg_conn **v;
+    size_t n, cap;
+};
+static struct plg_queue kicks, configs;
+
+static size_t conn__hash_ptr(const void *p)
+{
+    uintptr_t x = (uintptr_t)p;
+    x ^= x >> 17;
+    x *= 0xed5ad4bbu;
+    x ^= x >> 11;
+    return (size_t)x & (NBUCKETS - 1);
+}
+
+static size_t conn__hash_num(uint64_t n)
+{
+    return (size_t)((n * 0x9E3779B97F4A7C15ull) >> 20) & (NBUCKETS - 1);
+}
+
+int conn__init(void)
+{
+    by_client = calloc(NBUCKETS, sizeof *by_client);
+    by_num = calloc(NBUCKETS, sizeof *by_num);
+    return by_client && by_num ? 0 : -1;
+}
+
+/* # Heap */
+
+static int conn__less(size_t a, size_t b)
+{
+    return heap[a]->deadline < heap[b]->deadline;
+}
+
+static void conn__swap(size_t a, size_t b)
+{
+    struct plg_conn *t = heap[a];
+    heap[a] = heap[b];
+    heap[b] = t;
+    heap[a]->heap_idx = a;
+    heap[b]->heap_idx = b;
+}
+
+static void conn__up(size_t i)
+{
+    while (i > 0 && conn__less(i, (i - 1) / 2)) {
+        conn__swap(i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+}
+
+static void conn__down(size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < heap_n && conn__less(l, m))
+            m = l;
+        if (r < heap_n && conn__less(r, m))
+            m = r;
+        if (m == i)
+            return;
+        conn__swap(i, m);
+        i = m;
+    }
+}
+
+static void conn__heap_remove(struct plg_conn *c)
+{
+    size_t i = c->heap_idx;
+
+    if (i == SIZE_MAX)
+        return;
+    c->heap_idx = SIZE_MAX;
+    heap_n--;
+    if (i == heap_n)
+        return;
+    heap[i] = heap[heap_n];
+    heap[i]->heap_idx = i;
+    conn__up(i);
+    conn__down(heap[i]->heap_idx);
+}
+
+static int conn__heap_push(struct plg_conn *c)
+{
+    if (heap_n == heap_cap) {
+        size_t ncap = heap_cap ? heap_cap * 2 : 1024;
+        struct plg_conn **nh = realloc(heap, ncap * sizeof *nh);
+        if (!nh)
+            return -1;
+        heap = nh;
+        heap_cap = ncap;
+    }
+    heap[heap_n] = c;
+    c->heap_idx = heap_n++;
+    conn__up(c->heap_idx);
+    return 0;
+}
+
+static int64_t conn__due(const struct plg_conn *c, const char **why)
+{
+    int64_t t = INT64_MAX;
+    *why = NULL;
+    if (c->kind == CONN_DEVICE) {
+        t = c->token_until;
+        *why = "the authorization token expired";
+        if (c->cred_expires > 0 && c->cred_expires < t) {
+            t = c->cred_expires;
+            *why = "the credential that authenticated it expired";
+        }
+    }
+    if (c->connected_at + plg.opt.max_connection < t) {
+        t = c->connected_at + plg.opt.max_connection;
+        *why = "the maximum connection time was reached";
+    }
+    if (c->keepalive == 0 && c->last_seen + plg.opt.idle_timeout < t) {
+        t = c->last_seen + plg.opt.idle_timeout;
+        *why = "idle (keep-alive 0) for longer than the idle timeout";
+    }
+    return t;
+}
+
+void conn__schedule(struct plg_conn *c, int64_t now)
+{
+    const char *why;
+    (void)now;
+    conn__heap_remove(c);
+    c->deadline = conn__due(c, &why);
+    if (c->deadline != INT64_MAX && conn__heap_push(c))
+        conn__kick(c, "out of memory");
+}
+
+/* # Queues */
+
+static void queue__push(struct plg_queue *q, struct plg_conn *c)
+{
+    if (q->n == q->cap) {
+        size_t ncap = q->cap ? q->cap * 2 : 64;
+        struct plg_conn **nv = realloc(q->v, ncap * sizeof *nv);
+        if (!nv)
+            return;
+        q->v = nv;
+        q->cap = ncap;
+    }
+    q->v[q->n++] = c;
+}
+
+static void queue__drop(struct plg_queue *q, struct plg_conn *c)
+{
+    size_t i;
+    for (i = 0; i < q->n; i++)
+        if (q->v[i] == c)
+            q->v[i] = NULL;
+}
+
+void conn__kick(struct plg_conn *c, const char *reason)
+{
+    if (c->kick_reason || c->superseded)
+        return;
+    c->kick_reason = reason;
+    queue__push(&kicks, c);
+}
+
+void conn__want_config(struct plg_conn *c, int force)
+{
+    if (force)
+        c->config_force = 1;
+    if (c->pending_config)
+        return;
+    c->pending_config = 1;
+    queue__push(&configs, c);
+}
+
+void conn__drain_config(void (*fn)(struct plg_conn *c))
+{
+    size_t i;
+    /* fn does not add to this queue (it publishes), so iterate in place. */
+    for (i = 0; i < configs.n; i++) {
+        struct plg_conn *c = configs.v[i];
+        if (!c)
+            continue;
+        c->pending_config = 0;
+        configs.v[i] = NULL;
+        fn(c);
+    }
+    configs.n = 0;
+}
+
+/* # Table */
+
+struct plg_conn *conn__new(struct mosquitto *client, enum plg_conn_kind kind, const char *client_id)
+{
+    struct plg_conn *c = calloc(1, sizeof *c);
+    size_t h;
+
+    if (!c)
+        return NULL;
+    c->client_id = strdup(client_id ? client_id : "");
+    if (!c->client_id) {
+        free(c);
+        return NULL;
+    }
+    c->client = client;
+    c->kind = kind;
+    c->config_qos = -1;
+    c->commands_qos = -1;
+    c->heap_idx = SIZE_MAX;
+    h = conn__hash_ptr(client);
+    c->hnext_client = by_client[h];
+    by_client[h] = c;
+    c->next = all;
+    if (all)
+        all->prev = c;
+    all = c;
+    nconns++;
+    return c;
+}
+
+void conn__index_num(struct plg_conn *c)
+{
+    size_t h = conn__hash_num(c->num_id);
+    c->hnext_num = by_num[h];
+    by_num[h] = c;
+}
+
+struct plg_conn *conn__find(const struct mosquitto *client)
+{
+    struct plg_conn *c;
+    if (!by_client)
+        return NULL;
+    for (c = by_client[conn__hash_ptr(client)]; c; c = c->hnext_client)
+        if (c->client == client)
+            return c;
+    return NULL;
+}
+
+struct plg_conn *conn__find_device(uint64_t num_id)
+{
+    struct plg_conn *c;
+    for (c = by_num[conn__hash_num(num_id)]; c; c = c->hnext_num)
+        if (c->num_id == num_id && c->kind == CONN_DEVICE && !c->superseded && !c->kick_reason)
+            return c;
+    return NULL;
+}
+
+void conn__each_num(uint64_t num_id, void (*fn)(struct plg_conn *c, void *arg), void *arg)
+{
+    struct plg_conn *c, *next;
+    for (c = by_num[conn__hash_num(num_id)]; c; c = next) {
+        next = c->hnext_num;
+        if (c->num_id == num_id && c->kind == CONN_DEVICE)
+            fn(c, arg);
+    }
+}
+
+void conn__supersede(struct plg_conn *nc)
+{
+    struct plg_conn *c;
+    for (c = by_num[conn__hash_num(nc->num_id)]; c; c = c->hnext_num) {
+        if (c != nc && c->kind == CONN_DEVICE && !c->superseded && !strcmp(c->client_id, nc->client_id)) {
+            c->superseded = 1;
+            conn__heap_remove(c);
+            queue__drop(&kicks, c);
+            queue__drop(&configs, c);
+            c->pending_config = 0;
+            if (!c->offline_sent) {
+                c->offline_sent = 1;
+                message__presence(c, 0, "replaced by a new connection of the same device");
+            }
+        }
+    }
+}
+
+void conn__free(struct plg_conn *c)
+{
+    struct plg_conn **pp;
+
+    for (pp = &by_client[conn__hash_ptr(c->client)]; *pp; pp = &(*pp)->hnext_client)
+        if (*pp == c) {
+            *pp = c->hnext_client;
+            break;
+        }
+    if (c->kind == CONN_DEVICE) {
+        for (pp = &by_num[conn__hash_num(c->num_id)]; *pp; pp = &(*pp)->hnext_num)
+            if (*pp == c) {
+                *pp = c->hnext_num;
+                break;
+            }
+    }
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        all = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    conn__heap_remove(c);
+    if (c->kick_reason)
+        queue__drop(&kicks, c);
+    if (c->pending_config)
+        queue__drop(&configs, c);
+    nconns--;
+    free(c->client_id);
+    free(c->topic_prefix);
+    free(c->downstream);
+    free(c->backend_name);
+    free(c);
+}
+
+void conn__each(void (*fn)(struct plg_conn *c, void *arg), void *arg)
+{
+    struct plg_conn *c, *next;
+    for (c = all; c; c = next) {
+        next = c->next;
+        fn(c, arg);
+    }
+}
+
+size_t conn__count(void)
+{
+    return nconns;
+}
+
+void conn__cleanup(void)
+{
+    while (all)
+        conn__free(all);
+    free(by_client);
+    free(by_num);
+    free(heap);
+    free(kicks.v);
+    free(configs.v);
+    by_client = by_num = NULL;
+    heap = NULL;
+    heap_n = heap_cap = 0;
+    memset(&kicks, 0, sizeof kicks);
+    memset(&configs, 0, sizeof configs);
+}
+
+/* # Tick */
+
+void conn__tick(int64_t now)
+{
+    struct plg_queue q;
+    size_t i;
+
+    /* Deadlines: recompute the earliest; kick it if due, else put it back. */
+    while (heap_n && heap[0]->deadline < now) {
+        struct plg_conn *c = heap[0];
+        const char *why;
+        int64_t due = conn__due(c, &why);
+        conn__heap_remove(c);
+        if (due < now) {
+            conn__kick(c, why);
+        } else {
+            c->deadline = due;
+            conn__heap_push(c);
+        }
+    }
+    if (!kicks.n)
+        return;
+    /* Kicking calls the disconnect event at once, which frees the connection
+     * and drops it from the queue: work on a copy of the ids. */
+    q = kicks;
+    memset(&kicks, 0, sizeof kicks);
+    {
+        char **ids = calloc(q.n, sizeof *ids);
+        size_t nids = 0;
+        for (i = 0; i < q.n; i++) {
+            struct plg_conn *c = q.v[i];
+            if (!c || c->superseded)
+                continue;
+            if (c->kind == CONN_DEVICE) {
+                mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "closing %s from %s: %s",
+                                     c->client_id, mosquitto_client_address(c->client)
+                                     ? mosquitto_client_address(c->client) : "?", c->kick_reason);
+                activity__note(c->num_id, ACT_ERROR, now, c->kick_reason);
+                if (!c->offline_sent) {
+                    c->offline_sent = 1;
+                    message__presence(c, 0, c->kick_reason);
+                }
+            } else {
+                mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "closing backend %s: %s",
+                                     c->backend_name ? c->backend_name : "?", c->kick_reason);
+            }
+            if (ids && (ids[nids] = strdup(c->client_id)))
+                nids++;
+        }
+        free(q.v);
+        for (i = 0; i < nids; i++) {
+            mosquitto_kick_client_by_clientid(ids[i], false);
+            free(ids[i]);
+        }
+        free(ids);
+    }
+}

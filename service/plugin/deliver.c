@@ -1,0 +1,169 @@
+/*
+ * deliver.c — what the plugin sends devices (docs/plugin.md, "Config,
+ * commands, state"): the latest config to a device subscribed to
+ * /devices/D/config, and commands to one subscribed to
+ * /devices/D/commands/#. Both go to the one client
+ * (mosquitto_broker_publish with its client id), never through topic
+ * matching, at the QoS the device subscribed with.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "plugin.h"
+
+/* # Config */
+
+struct deliver__latest {
+    int64_t version;
+    uint8_t *data;
+    size_t len;
+    int failed;
+};
+
+static int deliver__config_cb(void *arg, const lk_reg_config *c)
+{
+    struct deliver__latest *l = arg;
+    l->version = c->version;
+    l->len = c->len;
+    l->data = c->len ? mosquitto_malloc(c->len) : NULL;
+    if (c->len && !l->data)
+        l->failed = 1;
+    else if (c->len)
+        memcpy(l->data, c->data, c->len);
+    return 1; /* newest only */
+}
+
+void deliver__config(struct plg_conn *c)
+{
+    lk_reg_name name = {c->path.project, c->path.location, c->path.registry};
+    struct deliver__latest l = {0};
+    char topic[300], why[200];
+    int64_t now = plugin__now();
+    lk_err err;
+
+    if (c->kind != CONN_DEVICE || c->config_qos < 0 || c->superseded || c->kick_reason)
+        return;
+    err = lk_registry_list_configs(plg.reg, &name, c->path.device, 1, deliver__config_cb, &l,
+                                   why, sizeof why);
+    if (err || l.failed || l.version == 0) {
+        mosquitto_free(l.data);
+        if (err != LK_ERR_REG_NOT_FOUND)
+            mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "%s: reading its config failed "
+                                 "(%s)", c->client_id, err ? lk_errname(err) : "out of memory");
+        return;
+    }
+    if (!c->config_force && l.version <= c->config_sent) {
+        mosquitto_free(l.data);
+        return;
+    }
+    snprintf(topic, sizeof topic, "/devices/%s/config", c->path.device);
+    if (mosquitto_broker_publish(c->client_id, topic, (int)l.len, l.data, c->config_qos, false, NULL)) {
+        mosquitto_free(l.data);
+        mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "%s: sending config version %" PRId64
+                             " failed", c->client_id, l.version);
+        return;
+    }
+    c->config_force = 0;
+    c->config_sent = l.version;
+    activity__note(c->num_id, ACT_CONFIG_SEND, now, NULL);
+    mosquitto_log_printf(MOSQ_LOG_INFO, PLG_LOG_PREFIX "%s: sent config version %" PRId64
+                         " (%zu bytes, QoS %d)", c->client_id, l.version, l.len, c->config_qos);
+}
+
+/* # Commands */
+
+struct deliver__cmd {
+    int64_t id;
+    uint64_t num_id;
+    char *subfolder;
+    uint8_t *data;
+    size_t len;
+    int64_t created;
+};
+
+/* The longest a sender waits (latchkey devices commands send --timeout).
+ * A command still pending after that has no one waiting for it (its sender
+ * was killed): it is expired, never delivered late. */
+#define COMMAND_MAX_AGE 3600
+
+struct deliver__cmds {
+    struct deliver__cmd *v;
+    size_t n, cap;
+};
+
+static int deliver__command_cb(void *arg, const lk_reg_command *c)
+{
+    struct deliver__cmds *q = arg;
+    struct deliver__cmd *d;
+
+    if (q->n == q->cap) {
+        size_t ncap = q->cap ? q->cap * 2 : 16;
+        struct deliver__cmd *nv = realloc(q->v, ncap * sizeof *nv);
+        if (!nv)
+            return 1;
+        q->v = nv;
+        q->cap = ncap;
+    }
+    d = &q->v[q->n];
+    memset(d, 0, sizeof *d);
+    d->id = c->id;
+    d->num_id = c->num_id;
+    d->len = c->len;
+    d->created = c->created;
+    if (c->subfolder && !(d->subfolder = strdup(c->subfolder)))
+        return 1;
+    if (c->len) {
+        d->data = mosquitto_malloc(c->len);
+        if (!d->data) {
+            free(d->subfolder);
+            return 1;
+        }
+        memcpy(d->data, c->data, c->len);
+    }
+    q->n++;
+    return 0;
+}
+
+void deliver__commands(int64_t now)
+{
+    struct deliver__cmds q = {0};
+    size_t i;
+    lk_err err;
+
+    err = lk_registry_commands_pending(plg.reg, deliver__command_cb, &q);
+    if (err) {
+        plg.commands_due = 1; /* try again next tick */
+        mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "reading pending commands failed (%s)",
+                             lk_errname(err));
+    }
+    for (i = 0; i < q.n; i++) {
+        struct deliver__cmd *d = &q.v[i];
+        struct plg_conn *c = conn__find_device(d->num_id);
+        int subscribed = c && c->commands_qos >= 0;
+        int stale = now - d->created > COMMAND_MAX_AGE;
+        int won = 0;
+
+        if (stale)
+            subscribed = 0;
+        err = lk_registry_command_decide(plg.reg, d->id, stale ? LK_CMD_EXPIRED
+                                         : subscribed ? LK_CMD_DELIVERED : LK_CMD_NOT_CONNECTED,
+                                         now, &won);
+        if (err) {
+            plg.commands_due = 1;
+        } else if (won && subscribed) {
+            char topic[600];
+            snprintf(topic, sizeof topic, "/devices/%s/commands%s%s", c->path.device,
+                     d->subfolder ? "/" : "", d->subfolder ? d->subfolder : "");
+            if (mosquitto_broker_publish(c->client_id, topic, (int)d->len, d->data,
+                                         c->commands_qos, false, NULL) == MOSQ_ERR_SUCCESS)
+                d->data = NULL; /* the broker owns it now */
+            mosquitto_log_printf(MOSQ_LOG_INFO, PLG_LOG_PREFIX "%s: command %" PRId64 " delivered "
+                                 "(%zu bytes)", c->client_id, d->id, d->len);
+        }
+        mosquitto_free(d->data);
+        free(d->subfolder);
+    }
+    free(q.v);
+}

@@ -1,0 +1,278 @@
+/*
+ * devices.c — what authentication needs about a device, kept in memory:
+ * its num_id, blocked flag, registry MQTT state and parsed credentials, so
+ * that a reconnect costs no database read and no PEM parsing. Bounded (least
+ * recently used entries go first), and dropped by the change feed
+ * (plugin.c) when the registry changes the device.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "plugin.h"
+
+static struct plg_device **by_path, **by_num;
+static size_t nbuckets, count, capacity;
+static struct plg_device *lru_head, *lru_tail;
+
+/* # Paths */
+
+static int devices__part(char **s, const char *lit, const char **part)
+{
+    size_t n = strlen(lit);
+    char *start, *slash;
+
+    if (strncmp(*s, lit, n) || (*s)[n] != '/')
+        return 0;
+    start = *s + n + 1;
+    *part = start;
+    slash = strchr(start, '/');
+    if (slash) {
+        *slash = '\0';
+        *s = slash + 1;
+    } else {
+        *s = start + strlen(start);
+    }
+    return 1;
+}
+
+int devices__parse_path(const char *id, struct plg_path *out)
+{
+    size_t len;
+    char *s;
+
+    memset(out, 0, sizeof *out);
+    if (!id)
+        return 0;
+    len = strlen(id);
+    if (len >= sizeof out->buf)
+        return 0;
+    memcpy(out->buf, id, len + 1);
+    s = out->buf;
+    if (!devices__part(&s, "projects", &out->project) || !*s
+        || !devices__part(&s, "locations", &out->location) || !*s
+        || !devices__part(&s, "registries", &out->registry) || !*s
+        || !devices__part(&s, "devices", &out->device) || *s)
+        return 0;
+    /* "projects/P/locations/L/registries/R/devices/D/" leaves an empty rest
+     * after D only if D was followed by '/': strchr found it. Refuse. */
+    if (out->device + strlen(out->device) != out->buf + len)
+        return 0;
+    return lk_project_valid(out->project, strlen(out->project))
+           && lk_location_valid(out->location, strlen(out->location))
+           && lk_id_valid(out->registry, strlen(out->registry))
+           && lk_id_valid(out->device, strlen(out->device));
+}
+
+/* # Table */
+
+static size_t devices__hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    while (*s) {
+        h ^= (unsigned char)*s++;
+        h *= 1099511628211ull;
+    }
+    return (size_t)(h ^ (h >> 29)) & (nbuckets - 1);
+}
+
+static size_t devices__hash_num(uint64_t n)
+{
+    return (size_t)((n * 0x9E3779B97F4A7C15ull) >> 20) & (nbuckets - 1);
+}
+
+int devices__init(size_t cap)
+{
+    nbuckets = 16;
+    while (nbuckets < cap)
+        nbuckets <<= 1;
+    by_path = calloc(nbuckets, sizeof *by_path);
+    by_num = calloc(nbuckets, sizeof *by_num);
+    capacity = cap;
+    count = 0;
+    lru_head = lru_tail = NULL;
+    return by_path && by_num ? 0 : -1;
+}
+
+static void devices__free_one(struct plg_device *d)
+{
+    unsigned i;
+    for (i = 0; i < d->ncreds; i++)
+        lk_cred_free(d->creds[i]);
+    free(d->path);
+    free(d);
+}
+
+static void devices__unlink(struct plg_device *d)
+{
+    struct plg_device **pp;
+
+    for (pp = &by_path[devices__hash_str(d->path)]; *pp; pp = &(*pp)->hnext_path)
+        if (*pp == d) {
+            *pp = d->hnext_path;
+            break;
+        }
+    for (pp = &by_num[devices__hash_num(d->num_id)]; *pp; pp = &(*pp)->hnext_num)
+        if (*pp == d) {
+            *pp = d->hnext_num;
+            break;
+        }
+    if (d->lru_prev)
+        d->lru_prev->lru_next = d->lru_next;
+    else
+        lru_head = d->lru_next;
+    if (d->lru_next)
+        d->lru_next->lru_prev = d->lru_prev;
+    else
+        lru_tail = d->lru_prev;
+    count--;
+}
+
+static void devices__touch(struct plg_device *d)
+{
+    if (lru_head == d)
+        return;
+    /* unlink from the LRU list only */
+    if (d->lru_prev)
+        d->lru_prev->lru_next = d->lru_next;
+    if (d->lru_next)
+        d->lru_next->lru_prev = d->lru_prev;
+    else
+        lru_tail = d->lru_prev;
+    d->lru_prev = NULL;
+    d->lru_next = lru_head;
+    if (lru_head)
+        lru_head->lru_prev = d;
+    lru_head = d;
+    if (!lru_tail)
+        lru_tail = d;
+}
+
+void devices__cleanup(void)
+{
+    while (lru_head) {
+        struct plg_device *d = lru_head;
+        devices__unlink(d);
+        devices__free_one(d);
+    }
+    free(by_path);
+    free(by_num);
+    by_path = by_num = NULL;
+    nbuckets = 0;
+}
+
+void devices__clear(void)
+{
+    while (lru_head) {
+        struct plg_device *d = lru_head;
+        devices__unlink(d);
+        devices__free_one(d);
+    }
+}
+
+void devices__forget(uint64_t num_id)
+{
+    struct plg_device *d, *next;
+
+    if (!nbuckets)
+        return;
+    for (d = by_num[devices__hash_num(num_id)]; d; d = next) {
+        next = d->hnext_num;
+        if (d->num_id == num_id) {
+            devices__unlink(d);
+            devices__free_one(d);
+        }
+    }
+}
+
+/* # Lookup */
+
+static struct plg_device *devices__load(const struct plg_path *p, const char *path, lk_err *err)
+{
+    lk_reg_name name = {p->project, p->location, p->registry};
+    lk_reg_auth a;
+    struct plg_device *d;
+    unsigned i;
+
+    memset(&a, 0, sizeof a);
+    *err = lk_registry_auth_lookup(plg.reg, &name, p->device, &a);
+    if (*err)
+        return NULL;
+    d = calloc(1, sizeof *d);
+    if (!d || !(d->path = strdup(path))) {
+        free(d);
+        lk_reg_auth_free(&a);
+        *err = LK_ERR_NOMEM;
+        return NULL;
+    }
+    d->num_id = a.num_id;
+    d->blocked = a.blocked;
+    d->mqtt = a.mqtt;
+    d->config_version = a.config_version;
+    for (i = 0; i < a.ncreds && i < LK_DEVICE_CREDENTIALS_MAX; i++) {
+        const lk_reg_credential *rc = &a.creds[i];
+        lk_cred *cred = NULL;
+        lk_err e = lk_cred_parse(rc->format, rc->pem, strlen(rc->pem), rc->expires, &cred);
+        if (e) {
+            /* The registry checked it when it was added: skip, and say so. */
+            mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "%s: credential %u does not "
+                                 "parse (%s); ignored", path, i, lk_errname(e));
+            continue;
+        }
+        d->creds[d->ncreds++] = cred;
+    }
+    lk_reg_auth_free(&a);
+    return d;
+}
+
+struct plg_device *devices__get(const struct plg_path *p, const char *path, int fresh, lk_err *err)
+{
+    struct plg_device *d;
+    size_t h = devices__hash_str(path);
+
+    *err = LK_OK;
+    for (d = by_path[h]; d; d = d->hnext_path)
+        if (!strcmp(d->path, path))
+            break;
+    if (d && !fresh) {
+        devices__touch(d);
+        return d;
+    }
+    if (d) {
+        devices__unlink(d);
+        devices__free_one(d);
+    }
+    d = devices__load(p, path, err);
+    if (!d)
+        return NULL;
+    while (count >= capacity && lru_tail) {
+        struct plg_device *old = lru_tail;
+        devices__unlink(old);
+        devices__free_one(old);
+    }
+    d->hnext_path = by_path[h];
+    by_path[h] = d;
+    h = devices__hash_num(d->num_id);
+    d->hnext_num = by_num[h];
+    by_num[h] = d;
+    d->lru_next = lru_head;
+    if (lru_head)
+        lru_head->lru_prev = d;
+    lru_head = d;
+    if (!lru_tail)
+        lru_tail = d;
+    count++;
+    return d;
+}
+
+int devices__find_cred(const struct plg_device *d, const uint8_t fp[32], int64_t expires)
+{
+    unsigned i;
+    uint8_t f[32];
+
+    for (i = 0; i < d->ncreds; i++) {
+        lk_cred_fingerprint(d->creds[i], f);
+        if (!memcmp(f, fp, 32) && lk_cred_expires(d->creds[i]) == expires)
+            return (int)i;
+    }
+    return -1;
+}

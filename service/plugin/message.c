@@ -1,0 +1,126 @@
+/*
+ * message.c — MOSQ_EVT_MESSAGE: what a device publishes goes downstream
+ * (docs/plugin.md, "Downstream"): the topic is rewritten to
+ * latchkey/P/L/R/D/events[/SUB] or .../state before any subscriber sees it,
+ * the device's own MQTT 5 properties are replaced by IoT Core's Pub/Sub
+ * attributes, retain is cleared, and a state report is stored. The WRITE ACL
+ * check (acl.c) ran before this event and has already enforced topics, sizes
+ * and rates.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "plugin.h"
+
+static int message__attrs(const struct plg_conn *c, const char *subfolder, mosquitto_property **props)
+{
+    char num[24];
+
+    snprintf(num, sizeof num, "%" PRIu64, c->num_id);
+    if (mosquitto_property_add_string_pair(props, MQTT_PROP_USER_PROPERTY, "deviceId", c->path.device)
+        || mosquitto_property_add_string_pair(props, MQTT_PROP_USER_PROPERTY, "deviceNumId", num)
+        || mosquitto_property_add_string_pair(props, MQTT_PROP_USER_PROPERTY, "deviceRegistryLocation",
+                                              c->path.location)
+        || mosquitto_property_add_string_pair(props, MQTT_PROP_USER_PROPERTY, "deviceRegistryId",
+                                              c->path.registry)
+        || mosquitto_property_add_string_pair(props, MQTT_PROP_USER_PROPERTY, "projectId",
+                                              c->path.project))
+        return -1;
+    if (subfolder && mosquitto_property_add_string_pair(props, MQTT_PROP_USER_PROPERTY, "subFolder",
+                                                        subfolder))
+        return -1;
+    return 0;
+}
+
+int message__handle(int event, void *event_data, void *userdata)
+{
+    struct mosquitto_evt_message *ed = event_data;
+    struct plg_conn *c;
+    const char *sub;
+    enum plg_topic t;
+    char *topic;
+    size_t n;
+    int64_t now;
+    mosquitto_property *props = NULL;
+
+    (void)event;
+    (void)userdata;
+    c = conn__find(ed->client);
+    if (!c || c->kind != CONN_DEVICE)
+        return MOSQ_ERR_ACL_DENIED; /* the ACL let nothing else through */
+    t = acl__device_topic(c, ed->topic, &sub);
+    if (t == TOPIC_BAD)
+        return MOSQ_ERR_ACL_DENIED;
+    now = plugin__now();
+
+    n = c->downstream_len + (t == TOPIC_STATE ? 5 : 6 + (sub ? 1 + strlen(sub) : 0));
+    topic = mosquitto_malloc(n + 1);
+    if (!topic)
+        return MOSQ_ERR_NOMEM;
+    if (t == TOPIC_STATE)
+        snprintf(topic, n + 1, "%sstate", c->downstream);
+    else
+        snprintf(topic, n + 1, "%sevents%s%s", c->downstream, sub ? "/" : "", sub ? sub : "");
+
+    if (message__attrs(c, sub, &props)) {
+        mosquitto_property_free_all(&props);
+        mosquitto_free(topic);
+        return MOSQ_ERR_NOMEM;
+    }
+
+    if (t == TOPIC_STATE) {
+        lk_err err = lk_registry_add_state(plg.reg, c->num_id, ed->payload, ed->payloadlen, now);
+        if (err)
+            mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "%s: storing its state failed "
+                                 "(%s)", c->client_id, lk_errname(err));
+        activity__note(c->num_id, ACT_STATE, now, NULL);
+    } else {
+        activity__note(c->num_id, ACT_EVENT, now, NULL);
+    }
+
+    mosquitto_free(ed->topic);
+    ed->topic = topic;
+    mosquitto_property_free_all(&ed->properties);
+    ed->properties = props;
+    ed->retain = false;
+    return MOSQ_ERR_SUCCESS;
+}
+
+void message__presence(struct plg_conn *c, int online, const char *detail)
+{
+    char num[24], *topic, *payload;
+    size_t tn, pn;
+    int64_t now = plugin__now();
+
+    if (c->kind != CONN_DEVICE)
+        return;
+    snprintf(num, sizeof num, "%" PRIu64, c->num_id);
+    tn = c->downstream_len + 8;
+    topic = malloc(tn);
+    if (!topic)
+        return;
+    snprintf(topic, tn, "%s%s", c->downstream, online ? "online" : "offline");
+    /* ids and addresses are JSON-safe ([-a-zA-Z0-9._+~%], IP text); the
+     * reason is ours, without quotes. */
+    pn = strlen(c->path.device) + strlen(detail) + 128;
+    payload = mosquitto_malloc(pn);
+    if (!payload) {
+        free(topic);
+        return;
+    }
+    {
+        time_t tt = (time_t)now;
+        struct tm tm;
+        char when[32] = "";
+        if (gmtime_r(&tt, &tm))
+            strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        snprintf(payload, pn, "{\"deviceId\":\"%s\",\"deviceNumId\":\"%s\",\"time\":\"%s\","
+                 "\"%s\":\"%s\"}", c->path.device, num, when, online ? "address" : "reason", detail);
+    }
+    if (mosquitto_broker_publish(NULL, topic, (int)strlen(payload), payload, 1, false, NULL))
+        mosquitto_free(payload);
+    free(topic);
+}

@@ -1,0 +1,460 @@
+/*
+ * plugin.c — the entry points: version, init (options, registry, verifier),
+ * cleanup, and the tick that drives everything timed (change feed,
+ * deadlines, config and command delivery, activity flush).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "plugin.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+struct plg_state plg;
+
+/* # Time */
+
+int64_t plugin__now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec;
+}
+
+int64_t plugin__now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* # Options */
+
+static int plugin__opt_int(const char *key, const char *value, int64_t min, int64_t max,
+                           int64_t *out)
+{
+    char *end;
+    long long v;
+
+    errno = 0;
+    v = strtoll(value, &end, 10);
+    if (errno || end == value || *end || v < min || v > max) {
+        mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "plugin_opt_%s %s: expected an integer "
+                             "from %" PRId64 " to %" PRId64, key, value, min, max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int plugin__options(struct mosquitto_opt *opts, int n)
+{
+    struct plg_options *o = &plg.opt;
+    int64_t v;
+    int i;
+
+    o->skew = LK_VERIFY_SKEW;
+    o->max_token_lifetime = LK_VERIFY_MAX_LIFETIME;
+    o->max_token_length = LK_VERIFY_MAX_LEN;
+    o->verify_flags = LK_VERIFY_ALLOW_PADDING;
+    o->token_cache = 65536;
+    o->device_cache = 65536;
+    o->messages_per_second = LK_RATE_MESSAGES_PER_S;
+    o->state_per_second = LK_RATE_STATE_PER_S;
+    o->idle_timeout = LK_IDLE_TIMEOUT_S;
+    o->max_connection = LK_CONNECTION_MAX_S;
+    o->activity_flush = 10;
+
+    for (i = 0; i < n; i++) {
+        const char *k = opts[i].key, *val = opts[i].value;
+        if (!k || !val)
+            continue;
+        if (!strcmp(k, "registry")) {
+            free(o->registry);
+            o->registry = strdup(val);
+            if (!o->registry)
+                return -1;
+        } else if (!strcmp(k, "skew")) {
+            if (plugin__opt_int(k, val, 0, 3600, &o->skew))
+                return -1;
+        } else if (!strcmp(k, "max_token_lifetime")) {
+            if (plugin__opt_int(k, val, 1, LK_VERIFY_MAX_LIFETIME * 7, &o->max_token_lifetime))
+                return -1;
+        } else if (!strcmp(k, "max_token_length")) {
+            if (plugin__opt_int(k, val, 1, LK_VERIFY_MAX_LEN_LIMIT, &v))
+                return -1;
+            o->max_token_length = (size_t)v;
+        } else if (!strcmp(k, "base64_padding")) {
+            if (!strcmp(val, "allow"))
+                o->verify_flags |= LK_VERIFY_ALLOW_PADDING;
+            else if (!strcmp(val, "refuse"))
+                o->verify_flags &= ~LK_VERIFY_ALLOW_PADDING;
+            else {
+                mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX
+                                     "plugin_opt_base64_padding %s: expected allow or refuse", val);
+                return -1;
+            }
+        } else if (!strcmp(k, "token_cache")) {
+            if (plugin__opt_int(k, val, 0, 1 << 24, &v))
+                return -1;
+            o->token_cache = (size_t)v;
+        } else if (!strcmp(k, "device_cache")) {
+            if (plugin__opt_int(k, val, 16, 1 << 24, &v))
+                return -1;
+            o->device_cache = (size_t)v;
+        } else if (!strcmp(k, "messages_per_second")) {
+            if (plugin__opt_int(k, val, 1, 1000000, &v))
+                return -1;
+            o->messages_per_second = (unsigned)v;
+        } else if (!strcmp(k, "state_per_second")) {
+            if (plugin__opt_int(k, val, 1, 1000, &v))
+                return -1;
+            o->state_per_second = (unsigned)v;
+        } else if (!strcmp(k, "idle_timeout")) {
+            if (plugin__opt_int(k, val, 1, 30 * 86400, &o->idle_timeout))
+                return -1;
+        } else if (!strcmp(k, "max_connection")) {
+            if (plugin__opt_int(k, val, 1, 30 * 86400, &o->max_connection))
+                return -1;
+        } else if (!strcmp(k, "activity_flush")) {
+            if (plugin__opt_int(k, val, 1, 3600, &o->activity_flush))
+                return -1;
+        } else {
+            mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "unknown option plugin_opt_%s "
+                                 "(docs/plugin.md lists them)", k);
+            return -1;
+        }
+    }
+    if (!o->registry) {
+        mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "plugin_opt_registry is required "
+                             "(the registry database)");
+        return -1;
+    }
+    return 0;
+}
+
+/* # Activity */
+
+struct plg_act {
+    lk_reg_activity a;
+    char status[160];
+};
+
+static struct plg_act *act_v;
+static size_t act_n, act_cap;
+static uint32_t *act_idx;          /* open addressing: slot -> index + 1 */
+static size_t act_idx_cap;
+
+static size_t activity__hash(uint64_t num_id)
+{
+    return (size_t)((num_id * 0x9E3779B97F4A7C15ull) >> 17) & (act_idx_cap - 1);
+}
+
+static int activity__grow(void)
+{
+    size_t ncap = act_cap ? act_cap * 2 : 256, i;
+    struct plg_act *nv = realloc(act_v, ncap * sizeof *nv);
+    uint32_t *ni;
+
+    if (!nv)
+        return -1;
+    act_v = nv;
+    ni = calloc(ncap * 2, sizeof *ni);
+    if (!ni)
+        return -1;
+    free(act_idx);
+    act_idx = ni;
+    act_idx_cap = ncap * 2;
+    act_cap = ncap;
+    for (i = 0; i < act_n; i++) {
+        size_t h = activity__hash(act_v[i].a.num_id);
+        while (act_idx[h])
+            h = (h + 1) & (act_idx_cap - 1);
+        act_idx[h] = (uint32_t)(i + 1);
+    }
+    return 0;
+}
+
+void activity__note(uint64_t num_id, enum plg_activity what, int64_t t, const char *status)
+{
+    struct plg_act *e = NULL;
+    size_t h;
+
+    if (act_idx_cap) {
+        for (h = activity__hash(num_id); act_idx[h]; h = (h + 1) & (act_idx_cap - 1)) {
+            if (act_v[act_idx[h] - 1].a.num_id == num_id) {
+                e = &act_v[act_idx[h] - 1];
+                break;
+            }
+        }
+    }
+    if (!e) {
+        if (act_n == act_cap && activity__grow())
+            return; /* out of memory: a time is lost, nothing else */
+        e = &act_v[act_n];
+        memset(e, 0, sizeof *e);
+        e->a.num_id = num_id;
+        for (h = activity__hash(num_id); act_idx[h]; h = (h + 1) & (act_idx_cap - 1))
+            ;
+        act_idx[h] = (uint32_t)(++act_n);
+    }
+    switch (what) {
+    case ACT_HEARTBEAT: if (t > e->a.last_heartbeat) e->a.last_heartbeat = t; break;
+    case ACT_EVENT: if (t > e->a.last_event) e->a.last_event = t; break;
+    case ACT_STATE: if (t > e->a.last_state) e->a.last_state = t; break;
+    case ACT_CONFIG_SEND: if (t > e->a.last_config_send) e->a.last_config_send = t; break;
+    case ACT_ERROR:
+        e->a.last_error = t;
+        snprintf(e->status, sizeof e->status, "%s", status ? status : "");
+        break;
+    }
+    if (what != ACT_HEARTBEAT && t > e->a.last_heartbeat)
+        e->a.last_heartbeat = t;
+}
+
+void activity__flush(void)
+{
+    lk_reg_activity *v;
+    size_t i;
+    lk_err err;
+
+    if (!act_n)
+        return;
+    v = malloc(act_n * sizeof *v);
+    if (!v)
+        return;
+    for (i = 0; i < act_n; i++) {
+        v[i] = act_v[i].a;
+        v[i].last_error_status = act_v[i].a.last_error ? act_v[i].status : NULL;
+    }
+    err = lk_registry_record_activity(plg.reg, v, act_n);
+    free(v);
+    if (err) {
+        /* kept for the next flush */
+        mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "writing activity times failed "
+                             "(%s); retrying in %" PRId64 " s", lk_errname(err), plg.opt.activity_flush);
+        return;
+    }
+    act_n = 0;
+    memset(act_idx, 0, act_idx_cap * sizeof *act_idx);
+}
+
+/* # Change feed */
+
+struct plugin__changes {
+    lk_reg_change *v;
+    size_t n, cap;
+};
+
+static int plugin__change_cb(void *arg, const lk_reg_change *c)
+{
+    struct plugin__changes *ch = arg;
+    if (ch->n == ch->cap) {
+        size_t ncap = ch->cap ? ch->cap * 2 : 64;
+        lk_reg_change *nv = realloc(ch->v, ncap * sizeof *nv);
+        if (!nv)
+            return 1; /* stop here; the rest is read next tick */
+        ch->v = nv;
+        ch->cap = ncap;
+    }
+    ch->v[ch->n++] = *c;
+    return 0;
+}
+
+static void plugin__recheck_one(struct plg_conn *c, void *arg)
+{
+    uint64_t num_id = *(const uint64_t *)arg;
+    if (c->kind == CONN_DEVICE && c->num_id == num_id)
+        auth__recheck(c, NULL);
+}
+
+static void plugin__want_config_one(struct plg_conn *c, void *arg)
+{
+    uint64_t num_id = *(const uint64_t *)arg;
+    if (c->kind == CONN_DEVICE && c->num_id == num_id && c->config_qos >= 0)
+        conn__want_config(c, 0);
+}
+
+static void plugin__changes(void)
+{
+    struct plugin__changes ch = {0};
+    int changed = 0, everything = 0, backends = 0;
+    size_t i;
+    lk_err err;
+
+    err = lk_registry_poll(plg.reg, &changed);
+    if (err || !changed)
+        return;
+    err = lk_registry_changes(plg.reg, &plg.since, plugin__change_cb, &ch);
+    if (err) {
+        mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "reading the change feed failed: %s",
+                             lk_errname(err));
+    }
+    for (i = 0; i < ch.n && !everything; i++) {
+        const lk_reg_change *c = &ch.v[i];
+        switch (c->kind) {
+        case LK_CHANGE_DEVICE:
+        case LK_CHANGE_DEVICE_DELETED:
+            devices__forget(c->num_id);
+            /* the live connection (one, or two during a takeover) */
+            conn__each_num(c->num_id, plugin__recheck_one, (void *)&c->num_id);
+            break;
+        case LK_CHANGE_CONFIG:
+            devices__forget(c->num_id);
+            conn__each_num(c->num_id, plugin__want_config_one, (void *)&c->num_id);
+            break;
+        case LK_CHANGE_COMMAND:
+            plg.commands_due = 1;
+            break;
+        case LK_CHANGE_BACKEND:
+            backends = 1;
+            break;
+        case LK_CHANGE_REGISTRY:
+        case LK_CHANGE_RESYNC:
+        default:
+            everything = 1;
+            break;
+        }
+    }
+    if (everything) {
+        devices__clear();
+        if (plg.vcache)
+            lk_vcache_clear(plg.vcache);
+        conn__each(auth__recheck, NULL);
+        plg.commands_due = 1;
+        backends = 1;
+    }
+    if (backends)
+        conn__each(auth__recheck_backend, NULL);
+    free(ch.v);
+}
+
+/* # Tick */
+
+static int plugin__tick(int event, void *event_data, void *userdata)
+{
+    int64_t now = plugin__now();
+
+    (void)event;
+    (void)event_data;
+    (void)userdata;
+    plg.ticks++;
+    plugin__changes();
+    if (plg.commands_due) {
+        plg.commands_due = 0;
+        deliver__commands(now);
+    }
+    conn__drain_config(deliver__config);
+    conn__tick(now);
+    if (now >= plg.next_flush) {
+        activity__flush();
+        plg.next_flush = now + plg.opt.activity_flush;
+    }
+    return MOSQ_ERR_SUCCESS;
+}
+
+/* # Entry points */
+
+EXPORT int mosquitto_plugin_version(int supported_version_count, const int *supported_versions);
+EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
+                                 struct mosquitto_opt *options, int option_count);
+EXPORT int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int option_count);
+
+int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
+{
+    int i;
+    for (i = 0; i < supported_version_count; i++)
+        if (supported_versions[i] == 5)
+            return 5;
+    return -1;
+}
+
+static void plugin__free(void)
+{
+    conn__cleanup();
+    devices__cleanup();
+    if (plg.vcache)
+        lk_vcache_free(plg.vcache);
+    if (plg.verifier)
+        lk_verifier_free(plg.verifier);
+    if (plg.reg)
+        lk_registry_close(plg.reg);
+    free(plg.opt.registry);
+    free(act_v);
+    free(act_idx);
+    act_v = NULL;
+    act_idx = NULL;
+    act_n = act_cap = act_idx_cap = 0;
+    memset(&plg, 0, sizeof plg);
+}
+
+int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
+                          struct mosquitto_opt *options, int option_count)
+{
+    char why[256] = "";
+    lk_err err;
+    int rc = MOSQ_ERR_UNKNOWN;
+
+    memset(&plg, 0, sizeof plg);
+    plg.id = identifier;
+    *userdata = &plg;
+    if (plugin__options(options, option_count))
+        goto error;
+    err = lk_registry_open(plg.opt.registry, LK_REG_READONLY, &plg.reg, why, sizeof why);
+    if (err) {
+        mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "cannot open the registry %s: %s (%s)",
+                             plg.opt.registry, why[0] ? why : lk_strerror(err), lk_errname(err));
+        goto error;
+    }
+    /* The broker's thread must not wait long for a tool holding the write lock. */
+    lk_registry_set_busy_timeout(plg.reg, 200);
+    if (lk_registry_change_head(plg.reg, &plg.since) != LK_OK)
+        goto error;
+    if (lk_verifier_new(&plg.verifier) != LK_OK)
+        goto error;
+    if (plg.opt.token_cache && lk_vcache_new(plg.opt.token_cache, &plg.vcache) != LK_OK)
+        goto error;
+    if (devices__init(plg.opt.device_cache) || conn__init())
+        goto error;
+    plg.started = plugin__now();
+    plg.next_flush = plg.started + plg.opt.activity_flush;
+
+    if (mosquitto_callback_register(identifier, MOSQ_EVT_BASIC_AUTH, auth__basic, NULL, NULL)
+        || mosquitto_callback_register(identifier, MOSQ_EVT_ACL_CHECK, acl__check, NULL, NULL)
+        || mosquitto_callback_register(identifier, MOSQ_EVT_MESSAGE, message__handle, NULL, NULL)
+        || mosquitto_callback_register(identifier, MOSQ_EVT_DISCONNECT, auth__disconnect, NULL, NULL)
+        || mosquitto_callback_register(identifier, MOSQ_EVT_TICK, plugin__tick, NULL, NULL)) {
+        mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "registering callbacks failed");
+        goto error;
+    }
+    mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "serving registry %s (skew %" PRId64
+                         " s, token cache %zu, device cache %zu)", plg.opt.registry, plg.opt.skew,
+                         plg.opt.token_cache, plg.opt.device_cache);
+    return MOSQ_ERR_SUCCESS;
+
+error:
+    plugin__free();
+    return rc;
+}
+
+int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int option_count)
+{
+    (void)userdata;
+    (void)options;
+    (void)option_count;
+    if (plg.id) {
+        mosquitto_callback_unregister(plg.id, MOSQ_EVT_BASIC_AUTH, auth__basic, NULL);
+        mosquitto_callback_unregister(plg.id, MOSQ_EVT_ACL_CHECK, acl__check, NULL);
+        mosquitto_callback_unregister(plg.id, MOSQ_EVT_MESSAGE, message__handle, NULL);
+        mosquitto_callback_unregister(plg.id, MOSQ_EVT_DISCONNECT, auth__disconnect, NULL);
+        mosquitto_callback_unregister(plg.id, MOSQ_EVT_TICK, plugin__tick, NULL);
+    }
+    if (plg.reg)
+        activity__flush();
+    plugin__free();
+    return MOSQ_ERR_SUCCESS;
+}

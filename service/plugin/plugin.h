@@ -1,0 +1,215 @@
+/*
+ * plugin.h — latchkey's Mosquitto plugin, private declarations.
+ *
+ * The contract is docs/plugin.md. The plugin is split as Mosquitto's
+ * dynamic-security plugin is: plugin.c (init, cleanup, options, tick),
+ * auth.c (MOSQ_EVT_BASIC_AUTH), acl.c (MOSQ_EVT_ACL_CHECK), message.c
+ * (MOSQ_EVT_MESSAGE: rewrite to downstream, state, rate limits), deliver.c
+ * (config and commands), conn.c (live connections, deadlines, kicks) and
+ * devices.c (the cache of device authentication data). Functions are named
+ * module__verb.
+ *
+ * Everything runs on the broker's one thread: no locks. Broker functions
+ * (publish, kick, log) are called only from broker callbacks; kicks only
+ * from the tick, because a kick disconnects (and calls back) at once.
+ */
+#ifndef LK_PLUGIN_H
+#define LK_PLUGIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* mosquitto_broker.h must come before mosquitto_plugin.h in 2.0.11. */
+#include <mosquitto_broker.h>
+#include <mosquitto_plugin.h>
+#include <mosquitto.h>
+#include <mqtt_protocol.h>
+
+#include "latchkey/lk_error.h"
+#include "latchkey/lk_iotcore.h"
+#include "latchkey/lk_registry.h"
+#include "latchkey/lk_verify.h"
+
+#define PLG_LOG_PREFIX "latchkey: "
+
+/* # Options */
+
+struct plg_options {
+    char *registry;              /* plugin_opt_registry (required) */
+    int64_t skew;                /* 0..3600 */
+    int64_t max_token_lifetime;  /* 1..LK_VERIFY_MAX_LIFETIME*7 */
+    size_t max_token_length;     /* 1..LK_VERIFY_MAX_LEN_LIMIT */
+    unsigned verify_flags;       /* LK_VERIFY_ALLOW_PADDING or 0 */
+    size_t token_cache;          /* 0 = off */
+    size_t device_cache;         /* cached devices, >= 16 */
+    unsigned messages_per_second;
+    unsigned state_per_second;
+    int64_t idle_timeout;        /* s, clients with keep-alive 0 */
+    int64_t max_connection;      /* s */
+    int64_t activity_flush;      /* s */
+};
+
+/* # Devices: cached authentication data (devices.c) */
+
+struct plg_device {
+    char *path;                  /* the client id: projects/P/locations/L/registries/R/devices/D */
+    uint64_t num_id;
+    int blocked;
+    lk_reg_state mqtt;
+    lk_cred *creds[LK_DEVICE_CREDENTIALS_MAX];
+    unsigned ncreds;
+    int64_t config_version;
+    struct plg_device *hnext_path, *hnext_num; /* hash chains */
+    struct plg_device *lru_prev, *lru_next;    /* most recent at the head */
+};
+
+/* A device path split into its parts (pointers into buf). */
+struct plg_path {
+    char buf[320];
+    const char *project, *location, *registry, *device;
+};
+
+/* 1 if id is exactly projects/P/locations/L/registries/R/devices/D with
+ * valid parts; fills *out. */
+int devices__parse_path(const char *id, struct plg_path *out);
+int devices__init(size_t capacity);
+void devices__cleanup(void);
+/* The device for path: from the cache, or read from the registry (fresh =
+ * always read). NULL and *err = LK_ERR_REG_NOT_FOUND for no such device, or
+ * another error (storage, memory, a credential that does not parse). The
+ * result is valid until the next devices__ call. */
+struct plg_device *devices__get(const struct plg_path *p, const char *path, int fresh,
+                                lk_err *err);
+void devices__forget(uint64_t num_id);
+void devices__clear(void);
+/* The position (0..2) of a credential with this fingerprint, else -1. */
+int devices__find_cred(const struct plg_device *d, const uint8_t fp[32], int64_t expires);
+
+/* # Connections (conn.c) */
+
+enum plg_conn_kind { CONN_DEVICE = 1, CONN_BACKEND = 2 };
+
+struct plg_conn {
+    struct mosquitto *client;    /* the key: a reconnect is a new pointer */
+    enum plg_conn_kind kind;
+    char *client_id;
+    /* devices */
+    uint64_t num_id;
+    struct plg_path path;
+    char *topic_prefix;          /* "/devices/D/" */
+    size_t topic_prefix_len;
+    char *downstream;            /* "latchkey/P/L/R/D/" */
+    size_t downstream_len;
+    uint8_t cred_fp[32];         /* the credential that verified the token */
+    int64_t cred_expires;
+    int64_t token_until;         /* exp + skew */
+    int64_t connected_at;
+    int64_t last_seen;
+    int keepalive;
+    int config_qos;              /* -1: not subscribed */
+    int64_t config_sent;         /* version last sent, 0 = none */
+    int config_force;            /* (re)send even if config_sent is current */
+    int commands_qos;            /* -1: not subscribed */
+    int64_t rate_window;         /* the current second */
+    unsigned rate_count;
+    unsigned rate_strikes;
+    int64_t last_state_ms;
+    /* backends */
+    char backend_project[LK_PROJECT_MAX + 1];
+    char *backend_name;
+    uint8_t backend_hash[32];
+    /* bookkeeping */
+    int superseded;              /* a newer connection took over the client id */
+    int offline_sent;
+    const char *kick_reason;     /* set when queued for a kick */
+    int pending_config;          /* queued in the config delivery list */
+    size_t heap_idx;             /* position in the deadline heap, SIZE_MAX = none */
+    int64_t deadline;
+    struct plg_conn *hnext_client, *hnext_num;
+    struct plg_conn *prev, *next; /* the list of all connections */
+};
+
+int conn__init(void);
+void conn__cleanup(void);
+struct plg_conn *conn__new(struct mosquitto *client, enum plg_conn_kind kind, const char *client_id);
+struct plg_conn *conn__find(const struct mosquitto *client);
+/* The live (not superseded) device connection of num_id, or NULL. */
+struct plg_conn *conn__find_device(uint64_t num_id);
+/* Mark other connections with the same client id as superseded. */
+void conn__supersede(struct plg_conn *c);
+void conn__free(struct plg_conn *c);
+/* Index a device connection by num_id (after num_id is set). */
+void conn__index_num(struct plg_conn *c);
+/* (Re)compute c's deadline from its token, age and idleness. */
+void conn__schedule(struct plg_conn *c, int64_t now);
+/* Queue c to be closed on the next tick, with a reason for the log. */
+void conn__kick(struct plg_conn *c, const char *reason);
+/* Tick: expire deadlines, then close the queued connections. */
+void conn__tick(int64_t now);
+/* Queue c for config delivery on the next tick. */
+void conn__want_config(struct plg_conn *c, int force);
+/* Take the queued config deliveries: calls fn for each. */
+void conn__drain_config(void (*fn)(struct plg_conn *c));
+/* Each live connection (fn must not free connections). */
+void conn__each(void (*fn)(struct plg_conn *c, void *arg), void *arg);
+/* Each connection (superseded too) of device num_id. */
+void conn__each_num(uint64_t num_id, void (*fn)(struct plg_conn *c, void *arg), void *arg);
+size_t conn__count(void);
+
+/* # Authentication (auth.c) */
+
+int auth__basic(int event, void *event_data, void *userdata);
+int auth__disconnect(int event, void *event_data, void *userdata);
+/* Re-read a device connection's device and close it if it may no longer be
+ * connected (blocked, deleted, registry disabled, credential removed). */
+void auth__recheck(struct plg_conn *c, void *arg);
+void auth__recheck_backend(struct plg_conn *c, void *arg);
+
+/* # ACL (acl.c) */
+
+int acl__check(int event, void *event_data, void *userdata);
+/* What a device's publish topic is: */
+enum plg_topic { TOPIC_BAD = 0, TOPIC_EVENTS, TOPIC_STATE };
+enum plg_topic acl__device_topic(const struct plg_conn *c, const char *topic,
+                                 const char **subfolder);
+
+/* # Messages (message.c) */
+
+int message__handle(int event, void *event_data, void *userdata);
+/* Publish JSON {"deviceId",...} to latchkey/P/L/R/D/online|offline. */
+void message__presence(struct plg_conn *c, int online, const char *detail);
+
+/* # Delivery: config and commands (deliver.c) */
+
+void deliver__config(struct plg_conn *c);
+/* Deliver every pending command (or decide it NOT_CONNECTED). */
+void deliver__commands(int64_t now);
+
+/* # Activity: in-memory times, flushed together (plugin.c) */
+
+enum plg_activity { ACT_HEARTBEAT, ACT_EVENT, ACT_STATE, ACT_CONFIG_SEND, ACT_ERROR };
+void activity__note(uint64_t num_id, enum plg_activity what, int64_t t, const char *status);
+void activity__flush(void);
+
+/* # Shared state */
+
+struct plg_state {
+    struct plg_options opt;
+    lk_registry *reg;
+    lk_verifier *verifier;
+    lk_vcache *vcache;
+    int64_t since;               /* change feed position */
+    int commands_due;            /* look at pending commands on the next tick */
+    int64_t started;             /* plugin init, seconds */
+    int64_t ticks;               /* ticks seen */
+    int64_t next_flush;
+    mosquitto_plugin_id_t *id;
+};
+extern struct plg_state plg;
+
+/* Wall-clock time in seconds and milliseconds (TICK carries none usable). */
+int64_t plugin__now(void);
+int64_t plugin__now_ms(void);
+
+#endif /* LK_PLUGIN_H */
