@@ -366,12 +366,14 @@ void conn__tick(int64_t now)
     size_t i;
 
     /* Deadlines: recompute the earliest; kick it if due, else put it back. */
-    while (heap_n && heap[0]->deadline < now) {
+    /* A deadline is the first second at which the connection may no longer
+     * stand (the verifier calls a token expired at exp + skew itself). */
+    while (heap_n && heap[0]->deadline <= now) {
         struct plg_conn *c = heap[0];
         const char *why;
         int64_t due = conn__due(c, &why);
         conn__heap_remove(c);
-        if (due < now) {
+        if (due <= now) {
             conn__kick(c, why);
         } else {
             c->deadline = due;

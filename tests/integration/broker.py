@@ -42,7 +42,7 @@ from cryptography.x509.oid import NameOID
 
 from conftest import BIN, REPO, run_tool
 
-PLUGIN = Path(os.environ.get("LK_PLUGIN", REPO / "build" / "lib" / "latchkey_plugin.so"))
+PLUGIN = Path(os.environ.get("LK_PLUGIN") or Path(os.environ.get("LK_LIB_DIR", REPO / "build" / "lib")) / "latchkey_plugin.so")
 MOSQUITTO = os.environ.get("LK_MOSQUITTO", "/usr/sbin/mosquitto")
 
 PROJECT, REGION, REGISTRY = "proj-one", "us-central1", "reg-1"
