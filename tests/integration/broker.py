@@ -234,8 +234,15 @@ class Broker:
     def start(self, timeout=10):
         self.write_conf()
         self._stderr = open(self.base / "mosquitto.stderr", "ab")
+        env = dict(os.environ)
+        # A sanitizer build's plugin needs the sanitizer runtimes loaded first
+        # into the (uninstrumented) broker; ctest gives their paths. Leaks are
+        # not checked in the broker process (mosquitto's own exit leaks).
+        if os.environ.get("LK_SANITIZER_PRELOAD"):
+            env["LD_PRELOAD"] = os.environ["LK_SANITIZER_PRELOAD"]
+            env["ASAN_OPTIONS"] = "detect_leaks=0:abort_on_error=1"
         self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf_path)],
-                                     stdout=self._stderr, stderr=self._stderr)
+                                     stdout=self._stderr, stderr=self._stderr, env=env)
         deadline = time.time() + timeout
         pending = [self.tls_port, self.plain_port]
         while pending:
