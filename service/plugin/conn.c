@@ -131,12 +131,15 @@ static int64_t conn__due(const struct plg_conn *c, const char **why)
             *why = "the credential that authenticated it expired";
         }
     }
-    if (c->connected_at + plg.opt.max_connection < t) {
-        t = c->connected_at + plg.opt.max_connection;
+    /* connected_at and last_seen are whole seconds, truncated: + 1 so that
+     * these limits are never applied early. (Token and credential expiries
+     * are exact times already.) */
+    if (c->connected_at + plg.opt.max_connection + 1 < t) {
+        t = c->connected_at + plg.opt.max_connection + 1;
         *why = "the maximum connection time was reached";
     }
-    if (c->keepalive == 0 && c->last_seen + plg.opt.idle_timeout < t) {
-        t = c->last_seen + plg.opt.idle_timeout;
+    if (c->keepalive == 0 && c->last_seen + plg.opt.idle_timeout + 1 < t) {
+        t = c->last_seen + plg.opt.idle_timeout + 1;
         *why = "idle (keep-alive 0) for longer than the idle timeout";
     }
     return t;
