@@ -7,8 +7,11 @@ ASAN_BUILD ?= build-asan
 PREFIX     ?= /usr/local
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PYTHON     ?= /usr/bin/python3
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TEST_SECONDS ?= 10
 
-.PHONY: all deps build build-asan test test-unit test-asan test-cortexm demo bench install clean
+.PHONY: all deps build build-asan test test-unit test-asan test-cortexm demo bench install clean build-fuzz fuzz test-fuzz
 
 all: build
 
@@ -27,6 +30,13 @@ $(ASAN_BUILD)/CMakeCache.txt:
 build-asan: $(ASAN_BUILD)/CMakeCache.txt
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 
+# libFuzzer targets, clang with ASan+UBSan (docs/fuzzing.md).
+$(FUZZ_BUILD)/CMakeCache.txt:
+	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DLK_FUZZ=ON -DLK_BUILD_TESTS=OFF
+
+build-fuzz: $(FUZZ_BUILD)/CMakeCache.txt
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_all
+
 # Every test: the normal build, then the same tests under ASan+UBSan, then the
 # core's known-answer tests on an emulated Cortex-M0.
 test: deps
@@ -35,10 +45,19 @@ test: deps
 	$(MAKE) build-asan
 	cd $(ASAN_BUILD) && ctest --output-on-failure -LE no-asan
 	$(MAKE) test-cortexm
+	$(MAKE) test-fuzz
 	@echo "latchkey: all tests passed"
 
 test-cortexm:
 	sh tests/cortexm/run.sh
+
+# Each fuzz target for FUZZ_TEST_SECONDS (in `make test`) or FUZZ_SECONDS.
+test-fuzz: build-fuzz
+	sh tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_TEST_SECONDS)
+
+fuzz: deps
+	$(MAKE) build-fuzz
+	sh tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 demo: deps
 	$(MAKE) build
@@ -52,4 +71,4 @@ install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) build-cortexm
+	rm -rf $(BUILD) $(ASAN_BUILD) build-cortexm $(FUZZ_BUILD)

@@ -48,3 +48,17 @@ emit openssl_sign_es256_per_s "$(echo $base | tr ' ' '\n' | median)"
 # The median of the per-pair ratios: each pair ran back to back on one core.
 emit sign_es256_vs_openssl "$(echo $ratios | tr ' ' '\n' | median | awk '{printf "%.3f", $1}')"
 emit sign_rs256_per_s "$($PIN "$BUILD/bench/bench_sign" RS256 "$SECS")"
+
+# --- token verification (issue 3) vs raw OpenSSL verify and libjwt ---
+# bench_verify alternates ours and each baseline in short slices inside one
+# process and prints its own `name: value` figures (medians of per-pair
+# ratios); its per-pair spread goes to stderr.
+$PIN "$BUILD/bench/bench_verify" "$ROUNDS" "$SECS" > "$BUILD/bench_verify.txt"
+while IFS= read -r line; do
+    emit "${line%%: *}" "${line#*: }"
+done < "$BUILD/bench_verify.txt"
+# For reference: openssl speed's own ECDSA P-256 verify figure (last column).
+emit openssl_speed_verify_es256_per_s "$($PIN openssl speed -seconds "$SECS" ecdsap256 2>/dev/null |
+    awk '/bits ecdsa \(nistp256\)/ {print int($NF)}')"
+sh bench/registry.sh "$BUILD" "$OUT"
+sh bench/broker.sh "$BUILD" "$OUT"

@@ -155,13 +155,88 @@ lk_err lk_verify__signature(const lk_cred *cred, const uint8_t *msg, size_t msg_
     return lk_verify__digest(cred, digest, sig, sig_len);
 }
 
-/* Rule 2 for one segment: strict base64url (padding per policy). */
+/* base64url values; -1 outside the alphabet. Token segments are public, so
+ * a table (not the core's constant-time decoder) is fine here: decoding is
+ * a large part of what a verification costs besides the signature. */
+static const int8_t b64_val[256] = {
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 62, -1, -1,
+    52, 53, 54, 55, 56, 57, 58, 59, 60, 61, -1, -1, -1, -1, -1, -1,
+    -1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+    15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, -1, -1, -1, -1, 63,
+    -1, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40,
+    41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+};
+
+/* Rule 2 for one segment: strict base64url, exactly as lk_b64url_decode
+ * (alphabet, length != 1 mod 4, zero unused bits) with '=' padding that
+ * completes the last quantum only when the policy allows it. */
 static int segment_decode(const char *seg, size_t len, unsigned flags, uint8_t *out,
                           size_t out_size, size_t *out_len)
 {
-    return lk_b64url_decode(seg, len, out, out_size, out_len,
-                            flags & LK_VERIFY_ALLOW_PADDING ? LK_B64URL_ALLOW_PADDING : 0) == LK_OK;
+    const unsigned char *p = (const unsigned char *)seg;
+    size_t n = len, i, o = 0, rem, need;
+    int a, b, c, d;
+
+    *out_len = 0;
+    if (n > 0 && p[n - 1] == '=') {
+        size_t pad = (n > 1 && p[n - 2] == '=') ? 2u : 1u;
+        if (!(flags & LK_VERIFY_ALLOW_PADDING) || n % 4u != 0u)
+            return 0;
+        n -= pad;
+        if (n % 4u != 4u - pad)
+            return 0;
+    }
+    rem = n % 4u;
+    if (rem == 1u)
+        return 0;
+    need = (n / 4u) * 3u + (rem == 0u ? 0u : rem - 1u);
+    if (need > out_size)
+        return 0;
+    for (i = 0; i + 4u <= n; i += 4u) {
+        a = b64_val[p[i]];
+        b = b64_val[p[i + 1]];
+        c = b64_val[p[i + 2]];
+        d = b64_val[p[i + 3]];
+        if ((a | b | c | d) < 0)
+            return 0;
+        out[o++] = (uint8_t)((a << 2) | (b >> 4));
+        out[o++] = (uint8_t)(((b & 15) << 4) | (c >> 2));
+        out[o++] = (uint8_t)(((c & 3) << 6) | d);
+    }
+    if (rem == 2u) {
+        a = b64_val[p[i]];
+        b = b64_val[p[i + 1]];
+        if ((a | b) < 0 || (b & 15) != 0)
+            return 0;
+        out[o++] = (uint8_t)((a << 2) | (b >> 4));
+    } else if (rem == 3u) {
+        a = b64_val[p[i]];
+        b = b64_val[p[i + 1]];
+        c = b64_val[p[i + 2]];
+        if ((a | b | c) < 0 || (c & 3) != 0)
+            return 0;
+        out[o++] = (uint8_t)((a << 2) | (b >> 4));
+        out[o++] = (uint8_t)(((b & 15) << 4) | (c >> 2));
+    }
+    *out_len = o;
+    return 1;
 }
+
+/* The headers every IoT Core device sends, {"alg":"ES256","typ":"JWT"} and
+ * the RS256 one, encoded. A header segment equal to one of these passes
+ * rules 2 and 3 with that alg, so it need not be decoded and parsed. */
+static const char hdr_es256[] = "eyJhbGciOiJFUzI1NiIsInR5cCI6IkpXVCJ9";
+static const char hdr_rs256[] = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9";
 
 /* Rule 3 for one segment: a JSON object, duplicate names refused, nothing
  * after it (jansson's default). NULL (and *err set) on any failure. */
@@ -228,6 +303,7 @@ lk_err lk_verify_token(lk_verifier *v, const char *token, size_t len,
     static const char *const refused_headers[] = {"crit", "jwk", "jku", "x5u", "x5c"};
     const char *dot1, *dot2, *sig_seg;
     size_t i, sig_len = 0, usable = 0, of_alg = 0, hdr_len = 0, pay_len = 0;
+    lk_alg known_alg = LK_ALG_NONE;
     json_t *hdr = NULL, *claims = NULL, *x;
     lk_alg alg;
     int64_t iat = 0, exp = 0, now, skew;
@@ -265,10 +341,16 @@ lk_err lk_verify_token(lk_verifier *v, const char *token, size_t len,
 
     /* Still rule 2: every segment is canonical base64url before anything
      * is parsed. */
-    if (!segment_decode(token, (size_t)(dot1 - token), pol->flags, v->hdr, sizeof v->hdr, &hdr_len) ||
+    if ((size_t)(dot1 - token) == sizeof hdr_es256 - 1 && memcmp(token, hdr_es256, sizeof hdr_es256 - 1) == 0)
+        known_alg = LK_ALG_ES256;
+    else if ((size_t)(dot1 - token) == sizeof hdr_rs256 - 1 &&
+             memcmp(token, hdr_rs256, sizeof hdr_rs256 - 1) == 0)
+        known_alg = LK_ALG_RS256;
+    if ((known_alg == LK_ALG_NONE &&
+         !segment_decode(token, (size_t)(dot1 - token), pol->flags, v->hdr, sizeof v->hdr, &hdr_len)) ||
         !segment_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1), pol->flags, v->pay, sizeof v->pay, &pay_len)) {
         err = why_set(why, why_size, LK_ERR_TOKEN_MALFORMED, "%s is not canonical base64url",
-                      hdr_len == 0 ? "header" : "payload");
+                      known_alg == LK_ALG_NONE && hdr_len == 0 ? "header" : "payload");
         goto exit;
     }
     if (sig_len > LK_B64URL_ENCODED_LEN(SIG_MAX) + 2) {
@@ -282,12 +364,18 @@ lk_err lk_verify_token(lk_verifier *v, const char *token, size_t len,
     }
 
     /* 3. Header and claims are JSON objects; then the header's rules. */
-    hdr = segment_json(v->hdr, hdr_len, "header", &err, why, why_size);
-    if (hdr == NULL)
-        goto exit;
+    if (known_alg == LK_ALG_NONE) {
+        hdr = segment_json(v->hdr, hdr_len, "header", &err, why, why_size);
+        if (hdr == NULL)
+            goto exit;
+    }
     claims = segment_json(v->pay, pay_len, "payload", &err, why, why_size);
     if (claims == NULL)
         goto exit;
+    if (known_alg != LK_ALG_NONE) {
+        alg = known_alg;
+        goto header_done;
+    }
     for (i = 0; i < sizeof refused_headers / sizeof refused_headers[0]; i++) {
         if (json_object_get(hdr, refused_headers[i]) != NULL) {
             err = why_set(why, why_size, LK_ERR_TOKEN_HEADER,
@@ -307,6 +395,7 @@ lk_err lk_verify_token(lk_verifier *v, const char *token, size_t len,
         goto exit;
     }
 
+header_done:
     /* 4. The credential decides the algorithm: only unexpired credentials of
      * the header's algorithm are candidates. */
     for (i = 0; i < ncreds; i++) {
@@ -399,7 +488,6 @@ lk_err lk_verify_token(lk_verifier *v, const char *token, size_t len,
 exit:
     json_decref(hdr);
     json_decref(claims);
-    lk_wipe(v->sig, sizeof v->sig);
     if (err != LK_OK)
         memset(info, 0, sizeof *info);
     return err;
