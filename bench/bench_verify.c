@@ -131,8 +131,11 @@ static void make_fixture(fixture *f, lk_alg alg)
     f->token[f->token_len++] = '.';
     put_b64(f->token, &f->token_len, sizeof f->token, raw, raw_len);
 
-    if (PEM_write_bio_PUBKEY(bio, key) != 1 || (n = BIO_get_mem_data(bio, &p)) <= 0)
+    if (PEM_write_bio_PUBKEY(bio, key) != 1)
         die("PEM_write_bio_PUBKEY");
+    n = BIO_get_mem_data(bio, &p);
+    if (n <= 0)
+        die("BIO_get_mem_data");
     f->pem = malloc((size_t)n + 1);
     if (f->pem == NULL)
         die("malloc");

@@ -8,6 +8,8 @@
 #include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/param_build.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
@@ -134,6 +136,91 @@ static lk_alg key_alg(EVP_PKEY *pk, int *ok)
     return LK_ALG_NONE;
 }
 
+/*
+ * The fast path for the commonest credential, an ES256_PEM key in the
+ * canonical layout (`openssl ec -pubout`, every SDK): the PEM body is exactly
+ * the 91-byte P-256 SubjectPublicKeyInfo, so the key is built from its point
+ * with EVP_PKEY_fromdata (which refuses a point not on the curve) instead of
+ * OpenSSL 3's generic decoders, which cost about ten signature checks. The
+ * fingerprint is SHA-256 of those 91 bytes: they are the DER encoding. Any
+ * other layout returns 0 and takes the general path.
+ */
+static int b64_std(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+                   c == '/' || c == '='
+               ? 1
+               : -1;
+}
+
+static int p256_fast(const char *pem, size_t len, EVP_PKEY **pkey, uint8_t fp[32])
+{
+    static const char begin[] = "-----BEGIN PUBLIC KEY-----", end[] = "-----END PUBLIC KEY-----";
+    char b64[128];
+    unsigned char der[96];
+    uint8_t point[LK_P256_POINT_BYTES];
+    const char *p = pem, *stop = pem + len, *e;
+    size_t n = 0;
+    EVP_PKEY_CTX *kctx = NULL;
+    OSSL_PARAM params[3];
+    int ok = 0;
+
+    *pkey = NULL;
+    while (p < stop && is_space(*p))
+        p++;
+    /* BEGIN must start a line, as OpenSSL's PEM reader requires. */
+    if ((p != pem && p[-1] != '\n') || (size_t)(stop - p) < sizeof begin - 1 ||
+        memcmp(p, begin, sizeof begin - 1) != 0)
+        return 0;
+    p += sizeof begin - 1;
+    e = memmem(p, (size_t)(stop - p), end, sizeof end - 1);
+    if (e == NULL)
+        return 0;
+    /* Exactly OpenSSL's own layout: a line break after BEGIN, then lines of
+     * 64 characters and a last shorter one, each ending in \n or \r\n, then
+     * END. Anything else goes to the general path. */
+    while (p < e) {
+        size_t line = 0;
+        if (*p == '\r')
+            p++;
+        if (p >= e || *p != '\n')
+            return 0;
+        p++;
+        while (p < e && *p != '\r' && *p != '\n') {
+            /* '=' only as the final padding (an interior one ends OpenSSL's
+             * decoding early). */
+            if (n == sizeof b64 || b64_std(*p) < 0 || (*p == '=' && n < 122))
+                return 0;
+            b64[n++] = *p++;
+            line++;
+        }
+        if (line > 64 || (line < 64 && p < e && n != 124))
+            return 0;
+        if (line == 0 && p < e)
+            return 0;
+    }
+    /* 91 bytes are 124 characters ending in "=="; EVP_DecodeBlock keeps the
+     * padding bytes, so it reports 93. */
+    if (n != 124 || b64[122] != '=' || b64[123] != '=' || EVP_DecodeBlock(der, (unsigned char *)b64, 124) != 93)
+        return 0;
+    if (lk_p256_point_from_spki(der, LK_P256_SPKI_BYTES, point) != LK_OK)
+        return 0;
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)"prime256v1", 0);
+    params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, point, sizeof point);
+    params[2] = OSSL_PARAM_construct_end();
+    kctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+    if (kctx != NULL && EVP_PKEY_fromdata_init(kctx) > 0 &&
+        EVP_PKEY_fromdata(kctx, pkey, EVP_PKEY_PUBLIC_KEY, params) > 0 &&
+        EVP_Digest(der, LK_P256_SPKI_BYTES, fp, NULL, EVP_sha256(), NULL))
+        ok = 1;
+    EVP_PKEY_CTX_free(kctx);
+    if (!ok) {
+        EVP_PKEY_free(*pkey);
+        *pkey = NULL;
+    }
+    return ok;
+}
+
 lk_err lk_cred_parse(lk_cred_format fmt, const char *pem, size_t pem_len,
                      int64_t expires, lk_cred **out)
 {
@@ -141,7 +228,7 @@ lk_err lk_cred_parse(lk_cred_format fmt, const char *pem, size_t pem_len,
     BIO *bio = NULL;
     X509 *crt = NULL;
     unsigned char *spki = NULL;
-    int kind, spki_len, ok = 0;
+    int kind, spki_len, ok = 0, fast = 0;
     lk_alg alg;
     lk_err err = LK_ERR_CRED_INVALID;
 
@@ -171,7 +258,10 @@ lk_err lk_cred_parse(lk_cred_format fmt, const char *pem, size_t pem_len,
         err = LK_ERR_NOMEM;
         goto exit;
     }
-    if (kind == 1) {
+    if (kind == 1 && (fmt == LK_CRED_UNSPECIFIED || fmt == LK_CRED_ES256_PEM) &&
+        p256_fast(pem, pem_len, &c->pkey, c->fp)) {
+        fast = 1;
+    } else if (kind == 1) {
         c->pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
     } else {
         crt = PEM_read_bio_X509(bio, NULL, NULL, NULL);
@@ -200,7 +290,10 @@ lk_err lk_cred_parse(lk_cred_format fmt, const char *pem, size_t pem_len,
         err = LK_ERR_CRYPTO;
         goto exit;
     }
-    if (alg == LK_ALG_ES256 && EVP_PKEY_public_check(c->vctx) != 1)
+    /* (P-256 has cofactor 1: a point on the curve, which every import
+     * checks, is a valid public key; the full check adds a scalar
+     * multiplication.) */
+    if (alg == LK_ALG_ES256 && !fast && EVP_PKEY_public_check(c->vctx) != 1)
         goto exit;
     if (EVP_PKEY_verify_init(c->vctx) <= 0 ||
         (alg == LK_ALG_RS256 &&
@@ -209,10 +302,12 @@ lk_err lk_cred_parse(lk_cred_format fmt, const char *pem, size_t pem_len,
         err = LK_ERR_CRYPTO;
         goto exit;
     }
-    spki_len = i2d_PUBKEY(c->pkey, &spki);
-    if (spki_len <= 0 || !EVP_Digest(spki, (size_t)spki_len, c->fp, NULL, EVP_sha256(), NULL)) {
-        err = LK_ERR_CRYPTO;
-        goto exit;
+    if (!fast) {
+        spki_len = i2d_PUBKEY(c->pkey, &spki);
+        if (spki_len <= 0 || !EVP_Digest(spki, (size_t)spki_len, c->fp, NULL, EVP_sha256(), NULL)) {
+            err = LK_ERR_CRYPTO;
+            goto exit;
+        }
     }
     *out = c;
     c = NULL;
