@@ -9,7 +9,7 @@ WORK=$(mktemp -d /tmp/latchkey-demo.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT INT TERM
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-run() { printf '$ %s\n' "$*"; "$@"; }
+run() { printf '$ %s\n' "$*" >&2; "$@"; }
 
 check_token() { # TOKEN PUBKEY.pem AUD — checked by PyJWT, an independent implementation
     "$PY" - "$1" "$2" "$3" <<'PYEOF'
@@ -48,5 +48,29 @@ run "$LK" key generate --key "$URI" | tee "$WORK/dev2.pem"
 TOKEN=$("$LK" token --key "$URI" --aud demo-project --ttl 1200)
 echo "$TOKEN"
 check_token "$TOKEN" "$WORK/dev2.pem" demo-project
+
+say "4. The service side checks it with latchkey's own verifier (the same code the broker uses)"
+run "$LK" token verify --credential "$WORK/dev2.pem" --aud demo-project "$TOKEN"
+echo "  ... and says precisely why a token is refused:"
+"$LK" token verify --credential "$WORK/dev2.pem" --aud other-project "$TOKEN" || true
+"$LK" token verify --credential "$WORK/dev1.pem" --aud demo-project "$TOKEN" || true
+
+say "5. The device registry (one SQLite file): a registry, the two devices, a config"
+export LATCHKEY_DB="$WORK/registry.db"
+REG="--registry demo-registry --project demo-project --region us-central1"
+run "$LK" registries create demo-registry --project demo-project --region us-central1
+# shellcheck disable=SC2086
+run "$LK" devices create demo-device-1 $REG --public-key "path=$WORK/dev1.pem,type=es256"
+# shellcheck disable=SC2086
+run "$LK" devices create demo-device-2 $REG --public-key "path=$WORK/dev2.pem,type=es256"
+# shellcheck disable=SC2086
+run "$LK" devices configs update demo-device-1 $REG --config-data '{"interval": 60}'
+# shellcheck disable=SC2086
+run "$LK" devices list $REG
+echo "  ... a bad id and a version conflict are refused with the reason, and nothing is written:"
+# shellcheck disable=SC2086
+"$LK" devices create 9bad $REG || true
+# shellcheck disable=SC2086
+"$LK" devices configs update demo-device-1 $REG --config-data x --version-to-update 1 || true
 
 say "Done. To do this by hand, see README.md ('Using latchkey')."
