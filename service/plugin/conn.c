@@ -238,6 +238,8 @@ struct plg_conn *conn__new(struct mosquitto *client, enum plg_conn_kind kind, co
         all->prev = c;
     all = c;
     nconns++;
+    if (kind == CONN_BACKEND)
+        plg.backends++;
     return c;
 }
 
@@ -319,6 +321,8 @@ void conn__free(struct plg_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     conn__heap_remove(c);
+    if (c->kind == CONN_BACKEND && plg.backends > 0)
+        plg.backends--;
     if (c->kick_reason)
         queue__drop(&kicks, c);
     if (c->pending_config)

@@ -95,7 +95,10 @@ void message__presence(struct plg_conn *c, int online, const char *detail)
     size_t tn, pn;
     int64_t now = plugin__now();
 
-    if (c->kind != CONN_DEVICE)
+    /* Presence is for backends, and a message with no subscriber is
+     * dropped at once: with no backend connected, skip making it (a
+     * reconnect storm then costs only authentication). */
+    if (c->kind != CONN_DEVICE || plg.backends == 0)
         return;
     snprintf(num, sizeof num, "%" PRIu64, c->num_id);
     tn = c->downstream_len + 8;

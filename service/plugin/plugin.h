@@ -204,6 +204,7 @@ struct plg_state {
     int64_t started;             /* plugin init, seconds */
     int64_t ticks;               /* ticks seen */
     int64_t next_flush;
+    size_t backends;             /* backend connections now: presence goes nowhere without one */
     mosquitto_plugin_id_t *id;
 };
 extern struct plg_state plg;
