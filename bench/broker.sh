@@ -57,8 +57,7 @@ PINC="taskset -c $CCPU"
 [ "$NCPU" -ge 2 ] || PINC=$PINB
 command -v taskset >/dev/null 2>&1 || { PINB=""; PINC=""; }
 
-emit() { echo "$1: $2"; echo "$1: $2" >> "$OUT"; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+. bench/common.sh
 
 for f in "$TOOL" "$BC" "$PLUGIN" "$MOSQUITTO"; do
     [ -x "$f" ] || [ -f "$f" ] || { echo "broker.sh: $f is missing: build first" >&2; exit 1; }

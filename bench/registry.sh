@@ -35,12 +35,7 @@ PROJECT=bench-project
 REGION=us-central1
 REGISTRY=bench-registry
 
-CPU=$(( $(nproc) - 1 ))
-PIN="taskset -c $CPU"
-command -v taskset >/dev/null 2>&1 || PIN=""
-
-emit() { echo "$1: $2"; echo "$1: $2" >> "$OUT"; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+. bench/common.sh
 
 for f in "$TOOL" "$BR"; do
     [ -x "$f" ] || { echo "registry.sh: $f is missing: build first" >&2; exit 1; }

@@ -8,15 +8,8 @@ BUILD=${1:-build}
 OUT="$BUILD/bench.txt"
 ROUNDS=${LK_BENCH_ROUNDS:-5}
 SECS=${LK_BENCH_SECONDS:-1}
-# Ours and the baseline run pinned to the same core, one after the other, so
-# that both see the same frequency and neighbours.
-CPU=$(( $(nproc) - 1 ))
-PIN="taskset -c $CPU"
-command -v taskset >/dev/null 2>&1 || PIN=""
 : > "$OUT"
-
-emit() { echo "$1: $2"; echo "$1: $2" >> "$OUT"; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+. bench/common.sh
 
 # openssl speed prints "256 bits ecdsa (nistp256)  0.0000s 0.0001s 40000.0 12000.0":
 # the first rate is signatures per second.
