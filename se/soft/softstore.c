@@ -719,7 +719,8 @@ static lk_err soft_generate(void *ctx, const char *key, lk_alg alg, unsigned bit
     PKCS8_PRIV_KEY_INFO_free(p8); /* clears the key octets */
     EVP_PKEY_free(pk);
     if (der_len <= 0 || (size_t)der_len > KEY_DER_MAX) {
-        OPENSSL_free(der);
+        /* An oversize encoding still holds the private key. */
+        OPENSSL_clear_free(der, der_len > 0 ? (size_t)der_len : 0);
         return LK_ERR_CRYPTO;
     }
     name = strdup(key);

@@ -253,20 +253,23 @@ lk_err lk_cred_parse(lk_cred_format fmt, const char *pem, size_t pem_len,
     c = OPENSSL_zalloc(sizeof *c);
     if (c == NULL)
         return LK_ERR_NOMEM;
-    bio = BIO_new_mem_buf(pem, (int)pem_len);
-    if (bio == NULL) {
-        err = LK_ERR_NOMEM;
-        goto exit;
-    }
     if (kind == 1 && (fmt == LK_CRED_UNSPECIFIED || fmt == LK_CRED_ES256_PEM) &&
         p256_fast(pem, pem_len, &c->pkey, c->fp)) {
         fast = 1;
-    } else if (kind == 1) {
-        c->pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
     } else {
-        crt = PEM_read_bio_X509(bio, NULL, NULL, NULL);
-        if (crt != NULL)
-            c->pkey = X509_get_pubkey(crt);
+        /* Only the general path reads through a BIO. */
+        bio = BIO_new_mem_buf(pem, (int)pem_len);
+        if (bio == NULL) {
+            err = LK_ERR_NOMEM;
+            goto exit;
+        }
+        if (kind == 1) {
+            c->pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+        } else {
+            crt = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+            if (crt != NULL)
+                c->pkey = X509_get_pubkey(crt);
+        }
     }
     if (c->pkey == NULL)
         goto exit;

@@ -54,7 +54,8 @@ void lk_verifier_free(lk_verifier *v)
         return;
     EVP_MD_CTX_free(v->md);
     EVP_MD_free(v->sha256);
-    OPENSSL_free(v);
+    /* sig, hdr and pay hold the last token's decoded segments. */
+    OPENSSL_clear_free(v, sizeof *v);
 }
 
 void lk_verify_policy_init(lk_verify_policy *pol, const char *aud, size_t aud_len, int64_t now)

@@ -21,6 +21,7 @@
 #include "latchkey/lk_b64url.h"
 #include "latchkey/lk_util.h"
 #include "latchkey/lk_verify.h"
+#include "admin.h"
 #include "tool.h"
 
 #define CTX "token verify"
@@ -288,14 +289,6 @@ static void clean_why(const char *why, const char *tok, size_t len, char *out, s
     out[o] = '\0';
 }
 
-static void iso_utc(long long t, char out[32])
-{
-    time_t tt = (time_t)t;
-    struct tm tm;
-    if (gmtime_r(&tt, &tm) == NULL || strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        snprintf(out, 32, "?");
-}
-
 /* Decode and parse one base64url JSON segment of a token that verified. */
 static json_t *segment_json(const char *seg, size_t seg_len, unsigned flags)
 {
@@ -307,7 +300,7 @@ static json_t *segment_json(const char *seg, size_t seg_len, unsigned flags)
     if (buf == NULL)
         return NULL;
     if (lk_b64url_decode(seg, seg_len, buf, cap, &n, flags) == LK_OK)
-        j = json_loadb((const char *)buf, n, JSON_REJECT_DUPLICATES, &jerr);
+        j = json_loadb((const char *)buf, n, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     free(buf);
     if (j != NULL && !json_is_object(j)) {
         json_decref(j);
@@ -359,10 +352,10 @@ static int print_valid(const char *tok, size_t len, const lk_token_info *info, l
     lk_cred_fingerprint(cred, fp);
     for (i = 0; i < sizeof fp; i++)
         snprintf(fp_hex + 2 * i, 3, "%02x", fp[i]);
-    iso_utc(pol->now, t_now);
-    iso_utc(info->iat, t_iat);
-    iso_utc(info->exp, t_exp);
-    iso_utc(info->valid_until, t_until);
+    out_time(pol->now, t_now, sizeof t_now);
+    out_time(info->iat, t_iat, sizeof t_iat);
+    out_time(info->exp, t_exp, sizeof t_exp);
+    out_time(info->valid_until, t_until, sizeof t_until);
 
     if (json) {
         out = json_pack("{s:b, s:s, s:{s:I, s:I, s:o, s:s, s:s}, s:I, s:s, s:I, s:I, s:s, s:I, s:s, s:I, s:s,"
