@@ -150,7 +150,7 @@ static int acl__backend(const struct plg_conn *c, const struct mosquitto_evt_acl
      * literal (no wildcard there), anything below. */
     if (strncmp(t, "latchkey/", 9) || strncmp(t + 9, c->backend_project, n) || t[9 + n] != '/')
         return MOSQ_ERR_ACL_DENIED;
-    if (ed->access == MOSQ_ACL_READ && !strncmp(t + 9 + n + 1, "", 1))
+    if (ed->access == MOSQ_ACL_READ && t[9 + n + 1] == '\0')
         return MOSQ_ERR_ACL_DENIED;
     return MOSQ_ERR_SUCCESS;
 }

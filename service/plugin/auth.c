@@ -11,11 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include <openssl/crypto.h>
 #include <openssl/sha.h>
 
+#include "latchkey/lk_util.h"
 #include "plugin.h"
 
 #define BACKEND_PREFIX "backend:"
@@ -35,16 +34,6 @@ static int auth__refuse(struct mosquitto *client, const char *who, const char *r
         mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "refused %s from %s: %s",
                              who, auth__addr(client), reason);
     return MOSQ_ERR_AUTH;
-}
-
-static void auth__utc(int64_t t, char *buf, size_t size)
-{
-    time_t tt = (time_t)t;
-    struct tm tm;
-    if (gmtime_r(&tt, &tm))
-        strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    else
-        snprintf(buf, size, "%" PRId64, t);
 }
 
 /* # Devices */
@@ -128,7 +117,7 @@ static int auth__device(struct mosquitto *client, const char *id, const struct p
     conn__schedule(c, now);
     activity__note(c->num_id, ACT_HEARTBEAT, now, NULL);
     message__presence(c, 1, auth__addr(client));
-    auth__utc(info.valid_until, until, sizeof until);
+    plugin__utc(info.valid_until, until, sizeof until);
     mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "%s connected from %s (key %u, token "
                          "valid until %s%s)", id, auth__addr(client), info.cred_index, until,
                          hit ? ", cached" : "");
@@ -161,19 +150,23 @@ static int auth__backend(struct mosquitto *client, const char *id, const char *u
     if (err)
         return auth__refuse(client, who, "the registry could not be read", err);
     SHA256((const unsigned char *)password, strlen(password), got);
-    match = CRYPTO_memcmp(got, stored, sizeof got) == 0;
-    OPENSSL_cleanse(got, sizeof got);
-    if (!match)
+    match = lk_ct_equal(got, stored, sizeof got);
+    lk_wipe(got, sizeof got);
+    if (!match) {
+        lk_wipe(stored, sizeof stored);
         return auth__refuse(client, who, "wrong secret", LK_OK);
+    }
 
     c = conn__new(client, CONN_BACKEND, id);
     if (!c || !(c->backend_name = strdup(name))) {
+        lk_wipe(stored, sizeof stored);
         if (c)
             conn__free(c);
         return auth__refuse(client, who, "out of memory", LK_ERR_NOMEM);
     }
     snprintf(c->backend_project, sizeof c->backend_project, "%s", project);
     memcpy(c->backend_hash, stored, 32);
+    lk_wipe(stored, sizeof stored);
     c->connected_at = c->last_seen = plugin__now();
     c->keepalive = mosquitto_client_keepalive(client);
     conn__schedule(c, c->connected_at);
@@ -276,21 +269,13 @@ void auth__recheck(struct plg_conn *c, void *arg)
     }
     i = devices__find_cred(d, c->cred_fp, c->cred_expires);
     if (i < 0) {
-        /* removed, or its expiry changed: same key with a new expiry keeps it */
-        unsigned k;
-        uint8_t f[32];
-        for (k = 0; k < d->ncreds; k++) {
-            lk_cred_fingerprint(d->creds[k], f);
-            if (!memcmp(f, c->cred_fp, 32)) {
-                c->cred_expires = lk_cred_expires(d->creds[k]);
-                conn__schedule(c, plugin__now());
-                break;
-            }
-        }
-        if (k == d->ncreds) {
-            conn__kick(c, "the credential that authenticated it was removed");
-            return;
-        }
+        conn__kick(c, "the credential that authenticated it was removed");
+        return;
+    }
+    if (lk_cred_expires(d->creds[i]) != c->cred_expires) {
+        /* the same key with a new expiry keeps the connection */
+        c->cred_expires = lk_cred_expires(d->creds[i]);
+        conn__schedule(c, plugin__now());
     }
     if (c->config_qos >= 0 && d->config_version > c->config_sent)
         conn__want_config(c, 0);
@@ -306,7 +291,8 @@ void auth__recheck_backend(struct plg_conn *c, void *arg)
     if (c->kind != CONN_BACKEND || c->kick_reason)
         return;
     err = lk_registry_backend_lookup(plg.reg, c->backend_name, project, h);
-    if (err == LK_ERR_REG_NOT_FOUND || (!err && (CRYPTO_memcmp(h, c->backend_hash, 32)
+    if (err == LK_ERR_REG_NOT_FOUND || (!err && (!lk_ct_equal(h, c->backend_hash, 32)
                                                  || strcmp(project, c->backend_project))))
         conn__kick(c, "the backend was deleted or changed");
+    lk_wipe(h, sizeof h);
 }

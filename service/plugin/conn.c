@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "latchkey/lk_util.h"
 #include "plugin.h"
 
 #define NBUCKETS 65536u
@@ -332,6 +333,7 @@ void conn__free(struct plg_conn *c)
     free(c->topic_prefix);
     free(c->downstream);
     free(c->backend_name);
+    lk_wipe(c->backend_hash, sizeof c->backend_hash);
     free(c);
 }
 

@@ -58,7 +58,7 @@ void deliver__config(struct plg_conn *c)
         mosquitto_free(l.data);
         return;
     }
-    snprintf(topic, sizeof topic, "/devices/%s/config", c->path.device);
+    snprintf(topic, sizeof topic, "%sconfig", c->topic_prefix);
     if (mosquitto_broker_publish(c->client_id, topic, (int)l.len, l.data, c->config_qos, false, NULL)) {
         mosquitto_free(l.data);
         mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "%s: sending config version %" PRId64
@@ -154,13 +154,20 @@ void deliver__commands(int64_t now)
             plg.commands_due = 1;
         } else if (won && subscribed) {
             char topic[600];
-            snprintf(topic, sizeof topic, "/devices/%s/commands%s%s", c->path.device,
+            snprintf(topic, sizeof topic, "%scommands%s%s", c->topic_prefix,
                      d->subfolder ? "/" : "", d->subfolder ? d->subfolder : "");
+            /* Decided before publishing, so a racing sender's EXPIRED and
+             * our delivery never both happen; a publish the broker refuses
+             * (out of memory) is logged as lost, not as delivered. */
             if (mosquitto_broker_publish(c->client_id, topic, (int)d->len, d->data,
-                                         c->commands_qos, false, NULL) == MOSQ_ERR_SUCCESS)
+                                         c->commands_qos, false, NULL) == MOSQ_ERR_SUCCESS) {
                 d->data = NULL; /* the broker owns it now */
-            mosquitto_log_printf(MOSQ_LOG_INFO, PLG_LOG_PREFIX "%s: command %" PRId64 " delivered "
-                                 "(%zu bytes)", c->client_id, d->id, d->len);
+                mosquitto_log_printf(MOSQ_LOG_INFO, PLG_LOG_PREFIX "%s: command %" PRId64
+                                     " delivered (%zu bytes)", c->client_id, d->id, d->len);
+            } else {
+                mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "%s: command %" PRId64
+                                     " lost: the broker refused to queue it", c->client_id, d->id);
+            }
         }
         mosquitto_free(d->data);
         free(d->subfolder);

@@ -268,11 +268,16 @@ int devices__find_cred(const struct plg_device *d, const uint8_t fp[32], int64_t
 {
     unsigned i;
     uint8_t f[32];
+    int same_key = -1;
 
     for (i = 0; i < d->ncreds; i++) {
         lk_cred_fingerprint(d->creds[i], f);
-        if (!memcmp(f, fp, 32) && lk_cred_expires(d->creds[i]) == expires)
+        if (memcmp(f, fp, 32))
+            continue;
+        if (lk_cred_expires(d->creds[i]) == expires)
             return (int)i;
+        if (same_key < 0)
+            same_key = (int)i;
     }
-    return -1;
+    return same_key;
 }

@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "plugin.h"
 
@@ -91,9 +90,8 @@ int message__handle(int event, void *event_data, void *userdata)
 
 void message__presence(struct plg_conn *c, int online, const char *detail)
 {
-    char num[24], *topic, *payload;
+    char num[24], when[32], *topic, *payload;
     size_t tn, pn;
-    int64_t now = plugin__now();
 
     /* Presence is for backends, and a message with no subscriber is
      * dropped at once: with no backend connected, skip making it (a
@@ -114,15 +112,9 @@ void message__presence(struct plg_conn *c, int online, const char *detail)
         free(topic);
         return;
     }
-    {
-        time_t tt = (time_t)now;
-        struct tm tm;
-        char when[32] = "";
-        if (gmtime_r(&tt, &tm))
-            strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
-        snprintf(payload, pn, "{\"deviceId\":\"%s\",\"deviceNumId\":\"%s\",\"time\":\"%s\","
-                 "\"%s\":\"%s\"}", c->path.device, num, when, online ? "address" : "reason", detail);
-    }
+    plugin__utc(plugin__now(), when, sizeof when);
+    snprintf(payload, pn, "{\"deviceId\":\"%s\",\"deviceNumId\":\"%s\",\"time\":\"%s\","
+             "\"%s\":\"%s\"}", c->path.device, num, when, online ? "address" : "reason", detail);
     if (mosquitto_broker_publish(NULL, topic, (int)strlen(payload), payload, 1, false, NULL))
         mosquitto_free(payload);
     free(topic);

@@ -32,6 +32,16 @@ int64_t plugin__now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+void plugin__utc(int64_t t, char *buf, size_t size)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    if (gmtime_r(&tt, &tm))
+        strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    else
+        snprintf(buf, size, "%" PRId64, t);
+}
+
 /* # Options */
 
 static int plugin__opt_int(const char *key, const char *value, int64_t min, int64_t max,
@@ -248,6 +258,7 @@ void activity__flush(void)
 struct plugin__changes {
     lk_reg_change *v;
     size_t n, cap;
+    int stopped;                 /* out of memory: changes left unread */
 };
 
 static int plugin__change_cb(void *arg, const lk_reg_change *c)
@@ -256,8 +267,10 @@ static int plugin__change_cb(void *arg, const lk_reg_change *c)
     if (ch->n == ch->cap) {
         size_t ncap = ch->cap ? ch->cap * 2 : 64;
         lk_reg_change *nv = realloc(ch->v, ncap * sizeof *nv);
-        if (!nv)
+        if (!nv) {
+            ch->stopped = 1;
             return 1; /* stop here; the rest is read next tick */
+        }
         ch->v = nv;
         ch->cap = ncap;
     }
@@ -265,17 +278,11 @@ static int plugin__change_cb(void *arg, const lk_reg_change *c)
     return 0;
 }
 
-static void plugin__recheck_one(struct plg_conn *c, void *arg)
-{
-    uint64_t num_id = *(const uint64_t *)arg;
-    if (c->kind == CONN_DEVICE && c->num_id == num_id)
-        auth__recheck(c, NULL);
-}
-
+/* conn__each_num passes only device connections of that num_id. */
 static void plugin__want_config_one(struct plg_conn *c, void *arg)
 {
-    uint64_t num_id = *(const uint64_t *)arg;
-    if (c->kind == CONN_DEVICE && c->num_id == num_id && c->config_qos >= 0)
+    (void)arg;
+    if (c->config_qos >= 0)
         conn__want_config(c, 0);
 }
 
@@ -286,10 +293,15 @@ static void plugin__changes(void)
     size_t i;
     lk_err err;
 
-    err = lk_registry_poll(plg.reg, &changed);
-    if (err || !changed)
-        return;
+    /* Out of memory stopped the last read short: read on without asking the
+     * poll, which reports only changes made since it last answered. */
+    if (!plg.changes_unread) {
+        err = lk_registry_poll(plg.reg, &changed);
+        if (err || !changed)
+            return;
+    }
     err = lk_registry_changes(plg.reg, &plg.since, plugin__change_cb, &ch);
+    plg.changes_unread = ch.stopped;
     if (err) {
         mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "reading the change feed failed: %s",
                              lk_errname(err));
@@ -301,11 +313,11 @@ static void plugin__changes(void)
         case LK_CHANGE_DEVICE_DELETED:
             devices__forget(c->num_id);
             /* the live connection (one, or two during a takeover) */
-            conn__each_num(c->num_id, plugin__recheck_one, (void *)&c->num_id);
+            conn__each_num(c->num_id, auth__recheck, NULL);
             break;
         case LK_CHANGE_CONFIG:
             devices__forget(c->num_id);
-            conn__each_num(c->num_id, plugin__want_config_one, (void *)&c->num_id);
+            conn__each_num(c->num_id, plugin__want_config_one, NULL);
             break;
         case LK_CHANGE_COMMAND:
             plg.commands_due = 1;

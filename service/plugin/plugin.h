@@ -83,7 +83,8 @@ struct plg_device *devices__get(const struct plg_path *p, const char *path, int 
                                 lk_err *err);
 void devices__forget(uint64_t num_id);
 void devices__clear(void);
-/* The position (0..2) of a credential with this fingerprint, else -1. */
+/* The position (0..2) of the credential with this fingerprint and expiry;
+ * else of the first with this fingerprint (its expiry changed); else -1. */
 int devices__find_cred(const struct plg_device *d, const uint8_t fp[32], int64_t expires);
 
 /* # Connections (conn.c) */
@@ -201,6 +202,7 @@ struct plg_state {
     lk_vcache *vcache;
     int64_t since;               /* change feed position */
     int commands_due;            /* look at pending commands on the next tick */
+    int changes_unread;          /* out of memory left changes in the feed unread */
     int64_t started;             /* plugin init, seconds */
     int64_t ticks;               /* ticks seen */
     int64_t next_flush;
@@ -212,5 +214,7 @@ extern struct plg_state plg;
 /* Wall-clock time in seconds and milliseconds (TICK carries none usable). */
 int64_t plugin__now(void);
 int64_t plugin__now_ms(void);
+/* t as "YYYY-MM-DDTHH:MM:SSZ" (the number if gmtime fails). */
+void plugin__utc(int64_t t, char *buf, size_t size);
 
 #endif /* LK_PLUGIN_H */
