@@ -481,6 +481,20 @@ static lk_err find_both(lk_registry *reg, const lk_reg_name *name, const char *i
     return err;
 }
 
+/* Check name and device id, enter a transaction of kind tx and find the
+ * device in it. On failure the transaction is already left (rolled back). */
+static lk_err enter_device(lk_registry *reg, int tx, const lk_reg_name *name, const char *id,
+                           int64_t *rid, uint64_t *num_id, char *why, size_t why_size)
+{
+    lk_err err;
+    if ((err = check_name(name, why, why_size)) != LK_OK ||
+        (err = check_device_id(id, why, why_size)) != LK_OK ||
+        (err = enter(reg, tx, why, why_size)) != LK_OK)
+        return err;
+    err = find_both(reg, name, id, rid, num_id, NULL, why, why_size);
+    return err != LK_OK ? leave(reg, err, tx, why, why_size) : LK_OK;
+}
+
 static int cas_add_cb(void *arg, unsigned index, const char *pem, size_t len)
 {
     lk_err *errp = ((void **)arg)[1];
@@ -1229,12 +1243,9 @@ lk_err lk_registry_delete_device(lk_registry *reg, const lk_reg_name *name, cons
     int64_t rid;
     lk_err err;
 
-    if ((err = check_name(name, why, why_size)) != LK_OK ||
-        (err = check_device_id(id, why, why_size)) != LK_OK ||
-        (err = enter(reg, TX_WRITE, why, why_size)) != LK_OK)
+    if ((err = enter_device(reg, TX_WRITE, name, id, &rid, &num_id, why, why_size)) != LK_OK)
         return err;
-    err = find_both(reg, name, id, &rid, &num_id, NULL, why, why_size);
-    if (err == LK_OK && (err = reg->ops->device_delete(reg->be, num_id)) != LK_OK)
+    if ((err = reg->ops->device_delete(reg->be, num_id)) != LK_OK)
         err = be_fail(reg, err, why, why_size);
     if (err == LK_OK)
         err = append_change(reg, LK_CHANGE_DEVICE_DELETED, num_id, why, why_size);
@@ -1253,12 +1264,9 @@ lk_err lk_registry_add_credential(lk_registry *reg, const lk_reg_name *name, con
 
     if (cred == NULL)
         return failf(why, why_size, LK_ERR_ARG, "no credential given");
-    if ((err = check_name(name, why, why_size)) != LK_OK ||
-        (err = check_device_id(id, why, why_size)) != LK_OK ||
-        (err = enter(reg, TX_WRITE, why, why_size)) != LK_OK)
+    if ((err = enter_device(reg, TX_WRITE, name, id, &rid, &num_id, why, why_size)) != LK_OK)
         return err;
-    err = find_both(reg, name, id, &rid, &num_id, NULL, why, why_size);
-    if (err == LK_OK && (err = reg->ops->creds_get(reg->be, num_id, cur, &ncur)) != LK_OK)
+    if ((err = reg->ops->creds_get(reg->be, num_id, cur, &ncur)) != LK_OK)
         err = be_fail(reg, err, why, why_size);
     if (err == LK_OK && ncur >= LK_DEVICE_CREDENTIALS_MAX)
         err = failf(why, why_size, LK_ERR_REG_LIMIT,
@@ -1289,12 +1297,9 @@ lk_err lk_registry_delete_credential(lk_registry *reg, const lk_reg_name *name, 
     int64_t rid;
     lk_err err;
 
-    if ((err = check_name(name, why, why_size)) != LK_OK ||
-        (err = check_device_id(id, why, why_size)) != LK_OK ||
-        (err = enter(reg, TX_WRITE, why, why_size)) != LK_OK)
+    if ((err = enter_device(reg, TX_WRITE, name, id, &rid, &num_id, why, why_size)) != LK_OK)
         return err;
-    err = find_both(reg, name, id, &rid, &num_id, NULL, why, why_size);
-    if (err == LK_OK && (err = reg->ops->creds_get(reg->be, num_id, cur, &ncur)) != LK_OK)
+    if ((err = reg->ops->creds_get(reg->be, num_id, cur, &ncur)) != LK_OK)
         err = be_fail(reg, err, why, why_size);
     if (err == LK_OK && index >= ncur)
         err = failf(why, why_size, LK_ERR_REG_NOT_FOUND,
@@ -1381,12 +1386,9 @@ lk_err lk_registry_list_configs(lk_registry *reg, const lk_reg_name *name, const
 
     if (cb == NULL)
         return failf(why, why_size, LK_ERR_ARG, "no callback given");
-    if ((err = check_name(name, why, why_size)) != LK_OK ||
-        (err = check_device_id(id, why, why_size)) != LK_OK ||
-        (err = enter(reg, TX_READ, why, why_size)) != LK_OK)
+    if ((err = enter_device(reg, TX_READ, name, id, &rid, &num_id, why, why_size)) != LK_OK)
         return err;
-    err = find_both(reg, name, id, &rid, &num_id, NULL, why, why_size);
-    if (err == LK_OK && (err = reg->ops->config_list(reg->be, num_id, max, cb, arg)) != LK_OK)
+    if ((err = reg->ops->config_list(reg->be, num_id, max, cb, arg)) != LK_OK)
         err = be_fail(reg, err, why, why_size);
     return leave(reg, err, TX_READ, why, why_size);
 }
@@ -1430,12 +1432,9 @@ lk_err lk_registry_list_states(lk_registry *reg, const lk_reg_name *name, const 
 
     if (cb == NULL)
         return failf(why, why_size, LK_ERR_ARG, "no callback given");
-    if ((err = check_name(name, why, why_size)) != LK_OK ||
-        (err = check_device_id(id, why, why_size)) != LK_OK ||
-        (err = enter(reg, TX_READ, why, why_size)) != LK_OK)
+    if ((err = enter_device(reg, TX_READ, name, id, &rid, &num_id, why, why_size)) != LK_OK)
         return err;
-    err = find_both(reg, name, id, &rid, &num_id, NULL, why, why_size);
-    if (err == LK_OK && (err = reg->ops->state_list(reg->be, num_id, max, cb, arg)) != LK_OK)
+    if ((err = reg->ops->state_list(reg->be, num_id, max, cb, arg)) != LK_OK)
         err = be_fail(reg, err, why, why_size);
     return leave(reg, err, TX_READ, why, why_size);
 }

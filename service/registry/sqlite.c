@@ -250,6 +250,44 @@ static lk_err run(lk_reg_be *be, sqlite3_stmt *s)
     return LK_OK;
 }
 
+/* run() a statement whose binding ended at rc (st_fail if that failed). */
+static lk_err run_bound(lk_reg_be *be, sqlite3_stmt *s, int rc)
+{
+    return rc != SQLITE_OK ? st_fail(be, s, rc) : run(be, s);
+}
+
+/* run_bound(), then LK_ERR_REG_NOT_FOUND if no row changed. */
+static lk_err run_bound_found(lk_reg_be *be, sqlite3_stmt *s, int rc)
+{
+    lk_err err = run_bound(be, s, rc);
+    return err == LK_OK && sqlite3_changes(be->db) == 0 ? LK_ERR_REG_NOT_FOUND : err;
+}
+
+/* Step a statement whose binding ended at rc to its first row: LK_OK with
+ * the row current (the caller reads it and resets), LK_ERR_REG_NOT_FOUND
+ * (reset) when there is none, else st_fail. */
+static lk_err step_row(lk_reg_be *be, sqlite3_stmt *s, int rc)
+{
+    if (rc != SQLITE_OK)
+        return st_fail(be, s, rc);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) {
+        sqlite3_reset(s);
+        return LK_ERR_REG_NOT_FOUND;
+    }
+    return rc == SQLITE_ROW ? LK_OK : st_fail(be, s, rc);
+}
+
+/* End a row loop that stopped at step result rc: st_fail unless it ran
+ * out (DONE) or the caller stopped early (ROW); else reset. */
+static lk_err rows_end(lk_reg_be *be, sqlite3_stmt *s, int rc)
+{
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return st_fail(be, s, rc);
+    sqlite3_reset(s);
+    return LK_OK;
+}
+
 #define BIND(call)                                                                           \
     do {                                                                                     \
         if (rc == SQLITE_OK)                                                                 \
@@ -624,19 +662,13 @@ static lk_err sq_registry_find(lk_reg_be *be, const lk_reg_name *name, int64_t *
 {
     sqlite3_stmt *s;
     int rc = SQLITE_OK;
+    lk_err err;
     PREP(s, S_REG_FIND);
     BIND(bind_text(s, 1, name->project));
     BIND(bind_text(s, 2, name->location));
     BIND(bind_text(s, 3, name->registry));
-    if (rc != SQLITE_OK)
-        return st_fail(be, s, rc);
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_DONE) {
-        sqlite3_reset(s);
-        return LK_ERR_REG_NOT_FOUND;
-    }
-    if (rc != SQLITE_ROW)
-        return st_fail(be, s, rc);
+    if ((err = step_row(be, s, rc)) != LK_OK)
+        return err;
     *rid = sqlite3_column_int64(s, 0);
     sqlite3_reset(s);
     return LK_OK;
@@ -671,15 +703,8 @@ static lk_err sq_registry_get(lk_reg_be *be, int64_t rid, lk_reg_registry *out)
     lk_err err;
     PREP(s, S_REG_GET);
     rc = sqlite3_bind_int64(s, 1, rid);
-    if (rc != SQLITE_OK)
-        return st_fail(be, s, rc);
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_DONE) {
-        sqlite3_reset(s);
-        return LK_ERR_REG_NOT_FOUND;
-    }
-    if (rc != SQLITE_ROW)
-        return st_fail(be, s, rc);
+    if ((err = step_row(be, s, rc)) != LK_OK)
+        return err;
     err = read_registry(s, out);
     sqlite3_reset(s);
     return err;
@@ -726,9 +751,7 @@ static lk_err sq_registry_insert(lk_reg_be *be, const lk_reg_registry *r, int64_
     BIND(bind_text(s, 6, r->event_notification_json));
     BIND(bind_text(s, 7, r->state_notification_json));
     BIND(sqlite3_bind_int64(s, 8, r->created));
-    if (rc != SQLITE_OK)
-        return st_fail(be, s, rc);
-    err = run(be, s);
+    err = run_bound(be, s, rc);
     if (err == LK_OK)
         *rid = sqlite3_last_insert_rowid(be->db);
     return err;
@@ -744,9 +767,7 @@ static lk_err sq_registry_update(lk_reg_be *be, int64_t rid, const lk_reg_regist
     BIND(sqlite3_bind_int(s, 3, (int)r->http));
     BIND(bind_text(s, 4, r->event_notification_json));
     BIND(bind_text(s, 5, r->state_notification_json));
-    if (rc != SQLITE_OK)
-        return st_fail(be, s, rc);
-    return run(be, s);
+    return run_bound(be, s, rc);
 }
 
 /* Run a statement whose only parameter ?1 is an integer id. */
@@ -757,9 +778,7 @@ static lk_err run_id(lk_reg_be *be, int which, int64_t id, int *changed)
     lk_err err;
     PREP(s, which);
     rc = sqlite3_bind_int64(s, 1, id);
-    if (rc != SQLITE_OK)
-        return st_fail(be, s, rc);
-    err = run(be, s);
+    err = run_bound(be, s, rc);
     if (changed != NULL)
         *changed = err == LK_OK ? sqlite3_changes(be->db) : 0;
     return err;
@@ -812,10 +831,7 @@ static lk_err sq_cert_list(lk_reg_be *be, int64_t rid,
         if (cb(arg, i++, pem, len))
             break;
     }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return st_fail(be, s, rc);
-    sqlite3_reset(s);
-    return LK_OK;
+    return rows_end(be, s, rc);
 }
 
 static lk_err sq_cert_insert(lk_reg_be *be, int64_t rid, const char *pem, size_t len)
@@ -827,23 +843,17 @@ static lk_err sq_cert_insert(lk_reg_be *be, int64_t rid, const char *pem, size_t
         return LK_ERR_REG_LIMIT;
     BIND(sqlite3_bind_int64(s, 1, rid));
     BIND(sqlite3_bind_text(s, 2, pem, (int)len, SQLITE_STATIC));
-    if (rc != SQLITE_OK)
-        return st_fail(be, s, rc);
-    return run(be, s);
+    return run_bound(be, s, rc);
 }
 
 static lk_err sq_cert_delete(lk_reg_be *be, int64_t rid, unsigned index)
 {
     sqlite3_stmt *s;
     int rc = SQLITE_OK;
-    lk_err err;
     PREP(s, S_CERT_DELETE);
     BIND(sqlite3_bind_int64(s, 1, rid));
     BIND(sqlite3_bind_int64(s, 2, (sqlite3_int64)index));
-    if (rc != SQLITE_OK)
-        return st_fail(be, s, rc);
-    err = run(be, s);
-    return err == LK_OK && sqlite3_changes(be->db) == 0 ? LK_ERR_REG_NOT_FOUND : err;
+    return run_bound_found(be, s, rc);
 }
 
 /* ------------------------------------------------------------------ */
@@ -854,18 +864,12 @@ static lk_err sq_device_find(lk_reg_be *be, int64_t rid, const char *id, uint64_
 {
     sqlite3_stmt *s;
     int rc = SQLITE_OK;
+    lk_err err;
     PREP(s, S_DEV_FIND);
     BIND(sqlite3_bind_int64(s, 1, rid));
     BIND(bind_text(s, 2, id));
-    if (rc != SQLITE_OK)
-        return st_fail(be, s, rc);
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_DONE) {
-        sqlite3_reset(s);
-        return LK_ERR_REG_NOT_FOUND;
-    }
-    if (rc != SQLITE_ROW)
-        return st_fail(be, s, rc);
+    if ((err = step_row(be, s, rc)) != LK_OK)
+        return err;
     if (num_id != NULL)
         *num_id = (uint64_t)sqlite3_column_int64(s, 0);
     if (config_version != NULL)
@@ -985,15 +989,8 @@ static lk_err sq_device_get(lk_reg_be *be, uint64_t num_id, lk_reg_device *d)
     memset(d, 0, sizeof *d);
     PREP(s, S_DEV_GET);
     rc = sqlite3_bind_int64(s, 1, (sqlite3_int64)num_id);
-    if (rc != SQLITE_OK)
-        return st_fail(be, s, rc);
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_DONE) {
-        sqlite3_reset(s);
-        return LK_ERR_REG_NOT_FOUND;
-    }
-    if (rc != SQLITE_ROW)
-        return st_fail(be, s, rc);
+    if ((err = step_row(be, s, rc)) != LK_OK)
+        return err;
     d->num_id = num_id;
     d->id = col_strdup(s, 0);
     d->project = col_strdup(s, 1);
@@ -1035,10 +1032,7 @@ static lk_err sq_device_list(lk_reg_be *be, int64_t rid, int (*cb)(void *arg, ui
     while ((rc = sqlite3_step(s)) == SQLITE_ROW)
         if (cb(arg, (uint64_t)sqlite3_column_int64(s, 0)))
             break;
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return st_fail(be, s, rc);
-    sqlite3_reset(s);
-    return LK_OK;
+    return rows_end(be, s, rc);
 }
 
 static lk_err sq_device_insert(lk_reg_be *be, int64_t rid, const char *id, int blocked,
@@ -1052,9 +1046,7 @@ static lk_err sq_device_insert(lk_reg_be *be, int64_t rid, const char *id, int b
     BIND(bind_text(s, 2, id));
     BIND(sqlite3_bind_int(s, 3, blocked ? 1 : 0));
     BIND(sqlite3_bind_int64(s, 4, created));
-    if (rc != SQLITE_OK)
-        return st_fail(be, s, rc);
-    err = run(be, s);
+    err = run_bound(be, s, rc);
     if (err == LK_OK)
         *num_id = (uint64_t)sqlite3_last_insert_rowid(be->db);
     return err;
@@ -1064,14 +1056,10 @@ static lk_err sq_device_set_blocked(lk_reg_be *be, uint64_t num_id, int blocked)
 {
     sqlite3_stmt *s;
     int rc = SQLITE_OK;
-    lk_err err;
     PREP(s, S_DEV_BLOCK);
     BIND(sqlite3_bind_int64(s, 1, (sqlite3_int64)num_id));
     BIND(sqlite3_bind_int(s, 2, blocked ? 1 : 0));
-    if (rc != SQLITE_OK)
-        return st_fail(be, s, rc);
-    err = run(be, s);
-    return err == LK_OK && sqlite3_changes(be->db) == 0 ? LK_ERR_REG_NOT_FOUND : err;
+    return run_bound_found(be, s, rc);
 }
 
 static lk_err sq_device_delete(lk_reg_be *be, uint64_t num_id)
@@ -1097,9 +1085,7 @@ static lk_err sq_creds_set(lk_reg_be *be, uint64_t num_id, const lk_reg_credenti
         BIND(sqlite3_bind_int(s, 3, (int)c[i].format));
         BIND(bind_text(s, 4, c[i].pem));
         BIND(sqlite3_bind_int64(s, 5, c[i].expires));
-        if (rc != SQLITE_OK)
-            return st_fail(be, s, rc);
-        if ((err = run(be, s)) != LK_OK)
+        if ((err = run_bound(be, s, rc)) != LK_OK)
             return err;
     }
     return LK_OK;
@@ -1119,9 +1105,7 @@ static lk_err sq_metadata_set(lk_reg_be *be, uint64_t num_id, const lk_reg_metad
         BIND(sqlite3_bind_int64(s, 1, (sqlite3_int64)num_id));
         BIND(bind_text(s, 2, m[i].key));
         BIND(bind_blob(s, 3, m[i].value, m[i].value_len));
-        if (rc != SQLITE_OK)
-            return st_fail(be, s, rc);
-        if ((err = run(be, s)) != LK_OK)
+        if ((err = run_bound(be, s, rc)) != LK_OK)
             return err;
     }
     return LK_OK;
@@ -1143,20 +1127,14 @@ static lk_err sq_config_add(lk_reg_be *be, uint64_t num_id, const lk_reg_config 
     BIND(sqlite3_bind_int64(s, 3, c->cloud_update_time));
     BIND(sqlite3_bind_int64(s, 4, c->device_ack_time));
     BIND(bind_blob(s, 5, c->data, c->len));
-    if (rc != SQLITE_OK)
-        return st_fail(be, s, rc);
-    if ((err = run(be, s)) != LK_OK)
+    if ((err = run_bound(be, s, rc)) != LK_OK)
         return err;
 
     PREP(s, S_CFG_SETVER);
     BIND(sqlite3_bind_int64(s, 1, (sqlite3_int64)num_id));
     BIND(sqlite3_bind_int64(s, 2, c->version));
-    if (rc != SQLITE_OK)
-        return st_fail(be, s, rc);
-    if ((err = run(be, s)) != LK_OK)
+    if ((err = run_bound_found(be, s, rc)) != LK_OK)
         return err;
-    if (sqlite3_changes(be->db) == 0)
-        return LK_ERR_REG_NOT_FOUND;
 
     /* Versions are consecutive, so "all but the newest keep" is a range. */
     if (c->version <= (int64_t)keep)
@@ -1164,9 +1142,7 @@ static lk_err sq_config_add(lk_reg_be *be, uint64_t num_id, const lk_reg_config 
     PREP(s, S_CFG_PRUNE);
     BIND(sqlite3_bind_int64(s, 1, (sqlite3_int64)num_id));
     BIND(sqlite3_bind_int64(s, 2, c->version - (int64_t)keep));
-    if (rc != SQLITE_OK)
-        return st_fail(be, s, rc);
-    return run(be, s);
+    return run_bound(be, s, rc);
 }
 
 static lk_err sq_config_list(lk_reg_be *be, uint64_t num_id, unsigned max,
@@ -1191,10 +1167,7 @@ static lk_err sq_config_list(lk_reg_be *be, uint64_t num_id, unsigned max,
         if (cb(arg, &c))
             break;
     }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return st_fail(be, s, rc);
-    sqlite3_reset(s);
-    return LK_OK;
+    return rows_end(be, s, rc);
 }
 
 static lk_err sq_config_ack(lk_reg_be *be, uint64_t num_id, int64_t version, int64_t t)
@@ -1206,18 +1179,12 @@ static lk_err sq_config_ack(lk_reg_be *be, uint64_t num_id, int64_t version, int
     BIND(sqlite3_bind_int64(s, 1, (sqlite3_int64)num_id));
     BIND(sqlite3_bind_int64(s, 2, version));
     BIND(sqlite3_bind_int64(s, 3, t));
-    if (rc != SQLITE_OK)
-        return st_fail(be, s, rc);
-    if ((err = run(be, s)) != LK_OK)
+    if ((err = run_bound_found(be, s, rc)) != LK_OK)
         return err;
-    if (sqlite3_changes(be->db) == 0)
-        return LK_ERR_REG_NOT_FOUND;
     PREP(s, S_DEV_ACK);
     BIND(sqlite3_bind_int64(s, 1, (sqlite3_int64)num_id));
     BIND(sqlite3_bind_int64(s, 2, t));
-    if (rc != SQLITE_OK)
-        return st_fail(be, s, rc);
-    return run(be, s);
+    return run_bound(be, s, rc);
 }
 
 static lk_err sq_state_add(lk_reg_be *be, uint64_t num_id, const lk_reg_state_entry *e,
@@ -1230,28 +1197,20 @@ static lk_err sq_state_add(lk_reg_be *be, uint64_t num_id, const lk_reg_state_en
     PREP(s, S_STATE_TOUCH);
     BIND(sqlite3_bind_int64(s, 1, (sqlite3_int64)num_id));
     BIND(sqlite3_bind_int64(s, 2, e->update_time));
-    if (rc != SQLITE_OK)
-        return st_fail(be, s, rc);
-    if ((err = run(be, s)) != LK_OK)
+    if ((err = run_bound_found(be, s, rc)) != LK_OK)
         return err;
-    if (sqlite3_changes(be->db) == 0)
-        return LK_ERR_REG_NOT_FOUND;
 
     PREP(s, S_STATE_INS);
     BIND(sqlite3_bind_int64(s, 1, (sqlite3_int64)num_id));
     BIND(sqlite3_bind_int64(s, 2, e->update_time));
     BIND(bind_blob(s, 3, e->data, e->len));
-    if (rc != SQLITE_OK)
-        return st_fail(be, s, rc);
-    if ((err = run(be, s)) != LK_OK)
+    if ((err = run_bound(be, s, rc)) != LK_OK)
         return err;
 
     PREP(s, S_STATE_PRUNE);
     BIND(sqlite3_bind_int64(s, 1, (sqlite3_int64)num_id));
     BIND(sqlite3_bind_int64(s, 2, (sqlite3_int64)keep));
-    if (rc != SQLITE_OK)
-        return st_fail(be, s, rc);
-    return run(be, s);
+    return run_bound(be, s, rc);
 }
 
 static lk_err sq_state_list(lk_reg_be *be, uint64_t num_id, unsigned max,
@@ -1274,10 +1233,7 @@ static lk_err sq_state_list(lk_reg_be *be, uint64_t num_id, unsigned max,
         if (cb(arg, &e))
             break;
     }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return st_fail(be, s, rc);
-    sqlite3_reset(s);
-    return LK_OK;
+    return rows_end(be, s, rc);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1295,9 +1251,7 @@ static lk_err sq_activity(lk_reg_be *be, const lk_reg_activity *a)
     BIND(sqlite3_bind_int64(s, 5, a->last_config_send));
     BIND(sqlite3_bind_int64(s, 6, a->last_error));
     BIND(bind_text(s, 7, a->last_error_status));
-    if (rc != SQLITE_OK)
-        return st_fail(be, s, rc);
-    return run(be, s);
+    return run_bound(be, s, rc);
 }
 
 static lk_err sq_auth_lookup(lk_reg_be *be, const lk_reg_name *name, const char *id,
@@ -1361,9 +1315,7 @@ static lk_err sq_change_append(lk_reg_be *be, lk_reg_change_kind kind, uint64_t 
     BIND(sqlite3_bind_int(s, 1, (int)kind));
     BIND(sqlite3_bind_int64(s, 2, (sqlite3_int64)num_id));
     BIND(sqlite3_bind_int64(s, 3, t));
-    if (rc != SQLITE_OK)
-        return st_fail(be, s, rc);
-    return run(be, s);
+    return run_bound(be, s, rc);
 }
 
 static lk_err sq_change_list(lk_reg_be *be, int64_t after,
@@ -1383,10 +1335,7 @@ static lk_err sq_change_list(lk_reg_be *be, int64_t after,
         if (cb(arg, &c))
             break;
     }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return st_fail(be, s, rc);
-    sqlite3_reset(s);
-    return LK_OK;
+    return rows_end(be, s, rc);
 }
 
 static lk_err sq_change_bounds(lk_reg_be *be, int64_t *oldest, int64_t *newest)
@@ -1415,17 +1364,11 @@ static lk_err sq_device_blocked(lk_reg_be *be, uint64_t num_id, int *blocked)
 {
     sqlite3_stmt *s;
     int rc;
+    lk_err err;
     PREP(s, S_DEV_BLOCKED);
     rc = sqlite3_bind_int64(s, 1, (sqlite3_int64)num_id);
-    if (rc != SQLITE_OK)
-        return st_fail(be, s, rc);
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_DONE) {
-        sqlite3_reset(s);
-        return LK_ERR_REG_NOT_FOUND;
-    }
-    if (rc != SQLITE_ROW)
-        return st_fail(be, s, rc);
+    if ((err = step_row(be, s, rc)) != LK_OK)
+        return err;
     *blocked = sqlite3_column_int(s, 0) != 0;
     sqlite3_reset(s);
     return LK_OK;
@@ -1442,9 +1385,7 @@ static lk_err sq_command_insert(lk_reg_be *be, uint64_t num_id, const char *subf
     BIND(bind_text(s, 2, subfolder));
     BIND(bind_blob(s, 3, data, len));
     BIND(sqlite3_bind_int64(s, 4, created));
-    if (rc != SQLITE_OK)
-        return st_fail(be, s, rc);
-    err = run(be, s);
+    err = run_bound(be, s, rc);
     if (err == LK_OK)
         *id = sqlite3_last_insert_rowid(be->db);
     return err;
@@ -1455,17 +1396,11 @@ static lk_err sq_command_status(lk_reg_be *be, int64_t id, lk_reg_command_status
 {
     sqlite3_stmt *s;
     int rc;
+    lk_err err;
     PREP(s, S_CMD_STATUS);
     rc = sqlite3_bind_int64(s, 1, id);
-    if (rc != SQLITE_OK)
-        return st_fail(be, s, rc);
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_DONE) {
-        sqlite3_reset(s);
-        return LK_ERR_REG_NOT_FOUND;
-    }
-    if (rc != SQLITE_ROW)
-        return st_fail(be, s, rc);
+    if ((err = step_row(be, s, rc)) != LK_OK)
+        return err;
     *status = (lk_reg_command_status)sqlite3_column_int(s, 0);
     *decided = sqlite3_column_int64(s, 1);
     sqlite3_reset(s);
@@ -1503,10 +1438,7 @@ static lk_err sq_command_pending(lk_reg_be *be, int (*cb)(void *arg, const lk_re
         if (cb(arg, &c))
             break;
     }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return st_fail(be, s, rc);
-    sqlite3_reset(s);
-    return LK_OK;
+    return rows_end(be, s, rc);
 }
 
 static lk_err sq_command_decide(lk_reg_be *be, int64_t id, lk_reg_command_status status,
@@ -1523,9 +1455,7 @@ static lk_err sq_command_decide(lk_reg_be *be, int64_t id, lk_reg_command_status
     BIND(sqlite3_bind_int64(s, 1, id));
     BIND(sqlite3_bind_int(s, 2, (int)status));
     BIND(sqlite3_bind_int64(s, 3, t));
-    if (rc != SQLITE_OK)
-        return st_fail(be, s, rc);
-    if ((err = run(be, s)) != LK_OK)
+    if ((err = run_bound(be, s, rc)) != LK_OK)
         return err;
     n = sqlite3_changes(be->db);
     if (n == 1) {
@@ -1557,24 +1487,16 @@ static lk_err sq_backend_insert(lk_reg_be *be, const char *name, const char *pro
     BIND(bind_text(s, 2, project));
     BIND(bind_blob(s, 3, secret_sha256, 32));
     BIND(sqlite3_bind_int64(s, 4, created));
-    if (rc != SQLITE_OK)
-        return st_fail(be, s, rc);
-    return run(be, s);
+    return run_bound(be, s, rc);
 }
 
 static lk_err sq_backend_delete(lk_reg_be *be, const char *name)
 {
     sqlite3_stmt *s;
     int rc;
-    lk_err err;
     PREP(s, S_BE_DEL);
     rc = bind_text(s, 1, name);
-    if (rc != SQLITE_OK)
-        return st_fail(be, s, rc);
-    err = run(be, s);
-    if (err == LK_OK && sqlite3_changes(be->db) == 0)
-        err = LK_ERR_REG_NOT_FOUND;
-    return err;
+    return run_bound_found(be, s, rc);
 }
 
 static lk_err sq_backend_list(lk_reg_be *be, const char *project,
@@ -1598,10 +1520,7 @@ static lk_err sq_backend_list(lk_reg_be *be, const char *project,
         if (cb(arg, &b))
             break;
     }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return st_fail(be, s, rc);
-    sqlite3_reset(s);
-    return LK_OK;
+    return rows_end(be, s, rc);
 }
 
 static lk_err sq_backend_lookup(lk_reg_be *be, const char *name, char *project,
@@ -1612,17 +1531,11 @@ static lk_err sq_backend_lookup(lk_reg_be *be, const char *name, char *project,
     const void *h;
     size_t plen;
     int rc;
+    lk_err err;
     PREP(s, S_BE_LOOKUP);
     rc = bind_text(s, 1, name);
-    if (rc != SQLITE_OK)
-        return st_fail(be, s, rc);
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_DONE) {
-        sqlite3_reset(s);
-        return LK_ERR_REG_NOT_FOUND;
-    }
-    if (rc != SQLITE_ROW)
-        return st_fail(be, s, rc);
+    if ((err = step_row(be, s, rc)) != LK_OK)
+        return err;
     p = sqlite3_column_text(s, 0);
     plen = (size_t)sqlite3_column_bytes(s, 0);
     h = sqlite3_column_blob(s, 1);
