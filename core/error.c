@@ -58,6 +58,12 @@ static const struct lk_err_text lk_err_texts[] = {
     {LK_ERR_REG_BUSY, "LK_ERR_REG_BUSY", "the registry database stayed locked past the busy timeout"},
     {LK_ERR_REG_STORAGE, "LK_ERR_REG_STORAGE", "the registry database failed (I/O, corruption or full disk)"},
     {LK_ERR_REG_SCHEMA, "LK_ERR_REG_SCHEMA", "the registry database has a newer schema than this program"},
+    {LK_ERR_NET, "LK_ERR_NET", "connection failed or lost"},
+    {LK_ERR_TLS, "LK_ERR_TLS", "server not authenticated (certificate, host name or TLS version)"},
+    {LK_ERR_REFUSED, "LK_ERR_REFUSED", "the server refused the connection"},
+    {LK_ERR_QUEUE_FULL, "LK_ERR_QUEUE_FULL", "outgoing queue full"},
+    {LK_ERR_TOO_LARGE, "LK_ERR_TOO_LARGE", "message larger than the protocol allows"},
+    {LK_ERR_TIMEOUT, "LK_ERR_TIMEOUT", "no answer in time"},
 };
 
 static const struct lk_err_text *lk_err_find(lk_err err)

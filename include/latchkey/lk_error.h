@@ -77,6 +77,14 @@ typedef enum lk_err {
     LK_ERR_REG_STORAGE = 88,   /* the database failed (I/O, corruption, full disk) */
     LK_ERR_REG_SCHEMA = 89,    /* the database is of a newer schema version */
 
+    /* The device client (lk_device.h). */
+    LK_ERR_NET = 100,          /* the connection could not be made, or was lost */
+    LK_ERR_TLS = 101,          /* the server was not authenticated (certificate, name, TLS) */
+    LK_ERR_REFUSED = 102,      /* the server refused the connection (CONNACK) */
+    LK_ERR_QUEUE_FULL = 103,   /* the outgoing queue is full: nothing was queued */
+    LK_ERR_TOO_LARGE = 104,    /* a message larger than the protocol allows */
+    LK_ERR_TIMEOUT = 105,      /* no answer in the time allowed */
+
     LK_ERR__END                /* not an error: one past the last code */
 } lk_err;
 

@@ -39,6 +39,10 @@ enum {
     EXIT_CMD_NO_BROKER = 22      /* no broker picked the command up within --timeout */
 };
 
+/* The program name that starts every message ("latchkey"); each tool's
+ * main.c defines it. */
+extern const char *lk_tool_name;
+
 int lk_tool_exit_code(lk_err err);
 
 /* Print "latchkey: CONTEXT: MESSAGE (LK_ERR_NAME)" on stderr. */

@@ -1,0 +1,259 @@
+/*
+ * lk_device.h — the device client: one IoT Core device (or a gateway's own
+ * connection) kept connected to a latchkey or IoT Core MQTT bridge for years,
+ * unattended.
+ *
+ * What it does, so the caller does not have to:
+ *   - authenticates the server before anything is sent: TLS 1.2 or newer,
+ *     the chain checked against the caller's CA file, the host name (or IP
+ *     address) checked against the certificate. The token never goes to a
+ *     server that has not proved who it is;
+ *   - connects as IoT Core wants: client id
+ *     projects/P/locations/L/registries/R/devices/D, username "unused",
+ *     password a token signed by the secure element (lk_se.h: software
+ *     store, PKCS#11 token), MQTT 3.1.1, clean session, keep-alive 60 s;
+ *   - makes a new token and reconnects before the current one expires
+ *     (refresh_margin_s before exp); QoS 1 messages queued at that moment
+ *     wait and are sent on the new connection;
+ *   - keeps every event and state message in its own queue until the server
+ *     acknowledges it (PUBACK): a message handed over is delivered at least
+ *     once as long as the process lives, across refreshes, broker restarts
+ *     and network loss (duplicates are possible, loss is not);
+ *   - after any failure retries with IoT Core's truncated exponential
+ *     backoff: 2^n seconds plus up to 1 s of random jitter, n counting the
+ *     consecutive failures, capped at backoff_max_s;
+ *   - answers a refused token (CONNACK 4 or 5) with a new token, never a
+ *     retry of the refused one, and gives up (LK_DEV_FAILED, LK_ERR_REFUSED)
+ *     after max_refusals refusals in a row of freshly signed tokens, so a
+ *     revoked device stops instead of hammering the server;
+ *   - subscribes to /devices/D/config and /devices/D/commands/# (QoS 1) and
+ *     hands what arrives to the callbacks.
+ *
+ * The client never prints, never exits and never logs a token or a key: it
+ * reports through on_event with one-line English details.
+ *
+ * Threads: an lk_dev is used by one thread at a time. Many clients can share
+ * one thread (the fleet simulator runs thousands in one epoll loop): each
+ * exposes its socket (lk_dev_fd, lk_dev_want_write) and its next deadline
+ * (lk_dev_next_ms), and lk_dev_step does the work. lk_dev_run is that loop
+ * for a single client.
+ *
+ * Linux (libmosquitto 2.0, OpenSSL 3). Builds on the core and a secure-element
+ * backend, never on the service side.
+ */
+#ifndef LK_DEVICE_H
+#define LK_DEVICE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "lk_error.h"
+#include "lk_se.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct lk_dev lk_dev;
+/* A TLS client context (trusted roots, protocol floor, server name) that
+ * many clients can share: loading the roots once per process, not per
+ * connection. */
+typedef struct lk_dev_tls lk_dev_tls;
+
+typedef enum lk_dev_state {
+    LK_DEV_IDLE = 0,       /* created, lk_dev_start not called yet */
+    LK_DEV_CONNECTING = 1, /* TCP, TLS and CONNECT under way */
+    LK_DEV_CONNECTED = 2,  /* CONNACK 0 received */
+    LK_DEV_REFRESHING = 3, /* waiting for PUBACKs before reconnecting with a new token */
+    LK_DEV_BACKOFF = 4,    /* waiting before the next attempt */
+    LK_DEV_STOPPING = 5,   /* lk_dev_stop: flushing the queue, then DISCONNECT */
+    LK_DEV_STOPPED = 6,    /* stopped by the caller */
+    LK_DEV_FAILED = 7      /* gave up: lk_dev_error() says why */
+} lk_dev_state;
+
+typedef enum lk_dev_event_type {
+    LK_DEV_EV_CONNECTED = 1,    /* detail: server, token validity */
+    LK_DEV_EV_DISCONNECTED = 2, /* err: why (LK_OK when we asked for it) */
+    LK_DEV_EV_REFUSED = 3,      /* CONNACK refused; code = the CONNACK return code */
+    LK_DEV_EV_TLS_FAILED = 4,   /* server not authenticated; nothing was sent */
+    LK_DEV_EV_BACKOFF = 5,      /* next attempt in delay_ms (attempt = consecutive failures) */
+    LK_DEV_EV_TOKEN = 6,        /* a new token was signed; detail: its validity */
+    LK_DEV_EV_REFRESH = 7,      /* reconnecting to replace a token that expires soon */
+    LK_DEV_EV_DELIVERED = 8,    /* message id was acknowledged by the server */
+    LK_DEV_EV_SUBSCRIBED = 9,   /* config and commands subscriptions granted */
+    LK_DEV_EV_FAILED = 10,      /* gave up: err and detail say why */
+    LK_DEV_EV_STOPPED = 11,     /* lk_dev_stop finished; code = messages left undelivered */
+    LK_DEV_EV_WARNING = 12      /* anything else worth a log line */
+} lk_dev_event_type;
+
+typedef struct lk_dev_event {
+    lk_dev_event_type type;
+    lk_err err;          /* the error behind the event, LK_OK if none */
+    int code;            /* CONNACK code (REFUSED), undelivered count (STOPPED) */
+    unsigned attempt;    /* consecutive failed attempts so far */
+    int64_t delay_ms;    /* BACKOFF: the wait before the next attempt */
+    uint64_t id;         /* DELIVERED: the message id lk_dev_publish_* gave */
+    const char *detail;  /* one line of English, never NULL, never a secret */
+} lk_dev_event;
+
+typedef struct lk_dev_config {
+    /* The server. host is a DNS name or an IP address, checked against the
+     * certificate's subjectAltName (or CN); port 1..65535 (8883, or 443). */
+    const char *host;
+    unsigned port;
+    /* PEM file of the roots trusted for the server (e.g. the latchkey CA,
+     * or Google's minimal root set). Ignored when tls is given. */
+    const char *ca_file;
+    lk_dev_tls *tls;       /* optional shared context (lk_dev_tls_new) */
+
+    /* Who we are: the parts of the client id. aud of the token = project. */
+    const char *project;
+    const char *location;  /* "cloud region" in IoT Core */
+    const char *registry;
+    const char *device;
+
+    /* The key: a secure element and the key's reference in it. alg must be
+     * the key's (LK_ALG_ES256 or LK_ALG_RS256). The se and key strings must
+     * stay valid for the client's life. */
+    const lk_se *se;
+    const char *key;
+    lk_alg alg;
+
+    /* Timing; 0 means the default given. */
+    unsigned token_lifetime_s;  /* exp - iat, 10..86400; default 3600 */
+    unsigned refresh_margin_s;  /* reconnect this long before exp;
+                                   default lifetime/10 clamped to 5..600;
+                                   must be < lifetime */
+    unsigned keepalive_s;       /* 10..1200; default 60 */
+    unsigned backoff_max_s;     /* cap of 2^n; 1..3600; default 64 */
+    unsigned connect_timeout_s; /* TCP+TLS+CONNACK; default 30 */
+    unsigned drain_timeout_ms;  /* refresh/stop: wait for PUBACKs; default 5000 */
+    unsigned max_refusals;      /* fresh tokens refused in a row before
+                                   LK_DEV_FAILED; default 3; ~0u = never */
+    unsigned max_attempts;      /* failed attempts in a row (any reason)
+                                   before LK_DEV_FAILED; default 0 = never */
+
+    /* The outgoing queue (events and state waiting for PUBACK). */
+    size_t queue_max;           /* messages; default 1000 */
+    size_t queue_bytes_max;     /* payload bytes; default 16 MiB */
+
+    /* Callbacks, all optional, called from lk_dev_step only. The data
+     * pointers are valid during the call only. A callback may call
+     * lk_dev_publish_* and lk_dev_stop, never lk_dev_free. */
+    void *user;
+    void (*on_event)(void *user, const lk_dev_event *ev);
+    /* The latest config, on subscribe and on every update; may be empty. */
+    void (*on_config)(void *user, const uint8_t *data, size_t len);
+    /* A command; subfolder is "" for /commands, else the part after
+     * /commands/ (NUL-terminated, checked by lk_subfolder_valid). */
+    void (*on_command)(void *user, const char *subfolder,
+                       const uint8_t *data, size_t len);
+} lk_dev_config;
+
+/* --- the shared TLS context --- */
+
+/* Load ca_file and prepare a TLS ≥ 1.2 client context that checks host.
+ * On failure returns LK_ERR_IO (unreadable or no certificate in the file),
+ * LK_ERR_ARG, LK_ERR_NOMEM or LK_ERR_CRYPTO and writes a one-line reason. */
+lk_err lk_dev_tls_new(const char *ca_file, const char *host, lk_dev_tls **out,
+                      char *detail, size_t detail_size);
+/* Free; clients using it must have been freed first. NULL is a no-op. */
+void lk_dev_tls_free(lk_dev_tls *tls);
+
+/* --- one client --- */
+
+/*
+ * Check cfg (ids by lk_iotcore.h, ranges above) and create a client; no
+ * network traffic yet. The strings of cfg are copied except se and key.
+ * LK_ERR_ARG with a reason in detail for a bad configuration.
+ */
+lk_err lk_dev_new(const lk_dev_config *cfg, lk_dev **out, char *detail,
+                  size_t detail_size);
+/* Close the connection at once (no flush: use lk_dev_stop first), wipe the
+ * token, free the queue. NULL is a no-op. */
+void lk_dev_free(lk_dev *dev);
+
+/* Start connecting (the first attempt happens in the next lk_dev_step). */
+lk_err lk_dev_start(lk_dev *dev);
+
+/*
+ * Queue an event (subfolder NULL or "" for /events, else
+ * /events/SUBFOLDER) or a state report, QoS 1. The payload is copied. *id
+ * (may be NULL) identifies it in LK_DEV_EV_DELIVERED. Returns
+ * LK_ERR_TOO_LARGE (event over 256 KiB, state over 64 KiB),
+ * LK_ERR_QUEUE_FULL (queue_max or queue_bytes_max reached: nothing queued),
+ * LK_ERR_ARG (bad subfolder), LK_ERR_STATE (stopping, stopped or failed).
+ * Nothing is lost while the queue has room: messages queued while
+ * disconnected are sent, in order, on the next connection.
+ */
+lk_err lk_dev_publish_event(lk_dev *dev, const char *subfolder,
+                            const void *data, size_t len, uint64_t *id);
+lk_err lk_dev_publish_state(lk_dev *dev, const void *data, size_t len,
+                            uint64_t *id);
+
+/*
+ * Ask the client to stop: no new messages; the queue is flushed if
+ * connected (up to drain_timeout_ms), then DISCONNECT; the state becomes
+ * LK_DEV_STOPPED and LK_DEV_EV_STOPPED reports what was left undelivered.
+ */
+void lk_dev_stop(lk_dev *dev);
+
+/* The socket to watch (-1 when none), and whether to watch it for writing
+ * too. Both change after every lk_dev_step. */
+int lk_dev_fd(const lk_dev *dev);
+int lk_dev_want_write(const lk_dev *dev);
+/* Milliseconds (CLOCK_MONOTONIC, as lk_dev_now_ms) by which lk_dev_step must
+ * run again even if the socket stays quiet. */
+int64_t lk_dev_next_ms(const lk_dev *dev);
+/*
+ * Do all pending work: read if readable, write if writable (either may be
+ * 0: the client also tries when it knows it has work), timers (keep-alive,
+ * refresh, backoff, timeouts). Returns LK_OK, or the error that made the
+ * client fail (state LK_DEV_FAILED) — it is then inert.
+ */
+lk_err lk_dev_step(lk_dev *dev, int readable, int writable);
+/* Run lk_dev_step in a poll loop for timeout_ms (-1: until stopped or
+ * failed). Returns LK_OK when the time ran out or the client stopped, else
+ * the failure. */
+lk_err lk_dev_run(lk_dev *dev, int timeout_ms);
+
+lk_dev_state lk_dev_get_state(const lk_dev *dev);
+const char *lk_dev_state_name(lk_dev_state s);
+/* Why the client failed (LK_OK unless LK_DEV_FAILED), and a one-line reason. */
+lk_err lk_dev_error(const lk_dev *dev, const char **detail);
+/* The client id, e.g. for log lines. */
+const char *lk_dev_client_id(const lk_dev *dev);
+
+typedef struct lk_dev_stats {
+    uint64_t attempts;        /* connection attempts */
+    uint64_t connects;        /* CONNACK 0 */
+    uint64_t refusals;        /* CONNACK != 0 */
+    uint64_t tls_failures;    /* server not authenticated */
+    uint64_t disconnects;     /* connections lost or closed */
+    uint64_t tokens;          /* tokens signed */
+    uint64_t refreshes;       /* reconnects to replace a token */
+    uint64_t published;       /* messages queued */
+    uint64_t delivered;       /* PUBACKs for them */
+    uint64_t resent;          /* messages sent again on a new connection */
+    uint64_t configs;         /* configs received */
+    uint64_t commands;        /* commands received */
+    size_t queued;            /* messages waiting now */
+    size_t queued_bytes;
+    int64_t connected_ms;     /* lk_dev_now_ms of the current connection, 0 if none */
+    int64_t token_exp;        /* exp of the current token (Unix time), 0 if none */
+} lk_dev_stats;
+void lk_dev_get_stats(const lk_dev *dev, lk_dev_stats *out);
+
+/* CLOCK_MONOTONIC in milliseconds. */
+int64_t lk_dev_now_ms(void);
+
+/*
+ * IoT Core's truncated exponential backoff: min(2^failures s, max_s) plus
+ * jitter_ms (0..999, the caller's random draw). failures counts from 0 for the
+ * first retry. Exposed for tests and for callers with their own loops.
+ */
+int64_t lk_dev_backoff_ms(unsigned failures, unsigned max_s, unsigned jitter_ms);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LK_DEVICE_H */

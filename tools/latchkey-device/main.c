@@ -1,0 +1,43 @@
+/* latchkey-device — the device agent and the fleet simulator. See docs/device.md. */
+#include <stdio.h>
+#include <string.h>
+
+#include "device_tool.h"
+
+const char *lk_tool_name = "latchkey-device";
+
+static const char usage_text[] =
+    "usage: latchkey-device [run] OPTIONS        run one device: stdin -> events, config and commands -> stdout\n"
+    "       latchkey-device simulate OPTIONS     run a fleet of simulated devices (load tests)\n"
+    "\n"
+    "Run 'latchkey-device run --help' or 'latchkey-device simulate --help' for the options;\n"
+    "docs/device.md explains the behaviour and the exit codes.\n";
+
+int lk_device_exit_code(lk_err err)
+{
+    switch (err) {
+    case LK_OK: return EXIT_OK;
+    case LK_ERR_REFUSED: return EXIT_DEV_REFUSED;
+    case LK_ERR_TLS: return EXIT_DEV_TLS;
+    case LK_ERR_NET: case LK_ERR_TIMEOUT: return EXIT_DEV_NETWORK;
+    default: return lk_tool_exit_code(err);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+                      strcmp(argv[1], "help") == 0)) {
+        fputs(usage_text, stdout);
+        return EXIT_OK;
+    }
+    if (argc >= 2 && strcmp(argv[1], "simulate") == 0)
+        return lk_device_cmd_simulate(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "run") == 0)
+        return lk_device_cmd_run(argc - 1, argv + 1);
+    if (argc < 2) {
+        fputs(usage_text, stderr);
+        return EXIT_USAGE;
+    }
+    return lk_device_cmd_run(argc, argv);
+}

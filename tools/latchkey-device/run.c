@@ -1,0 +1,640 @@
+/*
+ * latchkey-device run: one device. Lines of the input become events; config
+ * and commands are printed one per line; progress goes to stderr.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "latchkey/lk_device.h"
+#include "latchkey/lk_iotcore.h"
+#include "device_tool.h"
+
+static const char run_help[] =
+    "usage: latchkey-device [run] --host H [--port 8883] --ca FILE\n"
+    "                --project P --region L --registry R --device D\n"
+    "                --key NAME --store FILE | --key 'pkcs11:token=T;object=O?module-path=M&pin-source=F'\n"
+    "                [options]\n"
+    "\n"
+    "Connects the device to the MQTT bridge over TLS (the server is always authenticated\n"
+    "against --ca), with a token signed by its key as the password, and keeps it connected:\n"
+    "a new token before the old one expires, backoff with jitter after failures.\n"
+    "Each line of the input is sent as one event; each config and command that arrives is\n"
+    "printed as one line on standard output ('config: ...', 'command[/SUBFOLDER]: ...').\n"
+    "\n"
+    "  --host H            server name or IP address, checked against its certificate\n"
+    "  --port N            default 8883\n"
+    "  --ca FILE           PEM roots trusted for the server (required)\n"
+    "  --project P --region L --registry R --device D\n"
+    "                      the device (also LATCHKEY_PROJECT, LATCHKEY_REGION)\n"
+    "  --key NAME --store FILE   a key in the software key store (development only)\n"
+    "  --key pkcs11:URI [--module PATH]   a key in a PKCS#11 token; the PIN from the URI\n"
+    "                      (pin-source=FILE) or LATCHKEY_PKCS11_PIN\n"
+    "  --alg ES256|RS256   default: the key's own algorithm\n"
+    "  --token-lifetime S  token validity, 10..86400 s (default 3600)\n"
+    "  --refresh-margin S  reconnect with a new token S seconds before expiry (default lifetime/10)\n"
+    "  --keepalive S       MQTT keep-alive, 10..1200 s (default 60)\n"
+    "  --backoff-max S     cap of the exponential backoff (default 64)\n"
+    "  --max-refusals N    give up after N fresh tokens refused in a row (default 3; 0 = never)\n"
+    "  --max-attempts N    give up after N failed attempts in a row (default 0 = never)\n"
+    "  --events FILE|-     where the event lines come from (default: standard input)\n"
+    "  --subfolder S       send events to /devices/D/events/S\n"
+    "  --state TEXT | --state-file FILE   publish this device state once\n"
+    "  --count N           stop after N events were delivered (acknowledged)\n"
+    "  --duration S        stop after S seconds\n"
+    "  --exit-on-eof       stop when the input ends and every event was delivered\n"
+    "  --format text|json  how config and commands are printed (default text)\n"
+    "  --quiet             progress lines off; errors are still printed\n"
+    "\n"
+    "Stops cleanly (flushing what is queued) on SIGINT or SIGTERM. Exit codes: 0 stopped with\n"
+    "everything delivered, 2 usage, 3/4/5/7/10 the key, 30 refused by the server, 31 server not\n"
+    "authenticated, 32 network, 33 undelivered messages, 34 input (docs/device.md).\n";
+
+#define LINE_MAX_BYTES (256u * 1024u)
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
+{
+    stop_signal = sig;
+}
+
+struct agent {
+    int json;
+    int quiet;
+    long long count;        /* events to deliver before stopping, 0 = no limit */
+    long long delivered;    /* events delivered */
+    uint64_t state_id;      /* the state message's id, not an event */
+    int failed_reported;
+};
+
+/* --------------------------------------------------------------- output */
+
+static int utf8_valid(const uint8_t *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        uint8_t c = s[i];
+        size_t k;
+        uint32_t cp;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf) { k = 1; cp = c & 0x1f; }
+        else if (c >= 0xe0 && c <= 0xef) { k = 2; cp = c & 0x0f; }
+        else if (c >= 0xf0 && c <= 0xf4) { k = 3; cp = c & 0x07; }
+        else return 0;
+        if (n - i <= k)
+            return 0;
+        for (size_t j = 1; j <= k; j++) {
+            if ((s[i + j] & 0xc0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (s[i + j] & 0x3f);
+        }
+        if ((k == 2 && cp < 0x800) || (k == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+        i += k + 1;
+    }
+    return 1;
+}
+
+static void put_json_string(const uint8_t *s, size_t n)
+{
+    putchar('"');
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = s[i];
+        if (c == '"' || c == '\\')
+            printf("\\%c", c);
+        else if (c == '\n')
+            fputs("\\n", stdout);
+        else if (c < 0x20 || c == 0x7f)
+            printf("\\u%04x", c);
+        else
+            putchar(c);
+    }
+    putchar('"');
+}
+
+static void put_base64(const uint8_t *s, size_t n)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    putchar('"');
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)s[i] << 16;
+        if (i + 1 < n) v |= (uint32_t)s[i + 1] << 8;
+        if (i + 2 < n) v |= s[i + 2];
+        putchar(tab[(v >> 18) & 63]);
+        putchar(tab[(v >> 12) & 63]);
+        putchar(i + 1 < n ? tab[(v >> 6) & 63] : '=');
+        putchar(i + 2 < n ? tab[v & 63] : '=');
+    }
+    putchar('"');
+}
+
+/* One message, one line: printable ASCII as is, everything else \xNN. */
+static void put_escaped(const uint8_t *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '\\')
+            fputs("\\\\", stdout);
+        else if (s[i] >= 0x20 && s[i] < 0x7f)
+            putchar(s[i]);
+        else
+            printf("\\x%02x", s[i]);
+    }
+}
+
+static void print_message(struct agent *a, const char *type, const char *subfolder,
+                          const uint8_t *data, size_t len)
+{
+    if (a->json) {
+        printf("{\"type\":\"%s\"", type);
+        if (subfolder != NULL) {
+            fputs(",\"subfolder\":", stdout);
+            put_json_string((const uint8_t *)subfolder, strlen(subfolder));
+        }
+        if (utf8_valid(data, len)) {
+            fputs(",\"data\":", stdout);
+            put_json_string(data, len);
+        } else {
+            fputs(",\"dataBase64\":", stdout);
+            put_base64(data, len);
+        }
+        fputs("}\n", stdout);
+    } else {
+        fputs(type, stdout);
+        if (subfolder != NULL && subfolder[0] != '\0') {
+            putchar('/');
+            put_escaped((const uint8_t *)subfolder, strlen(subfolder));
+        }
+        fputs(": ", stdout);
+        put_escaped(data, len);
+        putchar('\n');
+    }
+    fflush(stdout);
+}
+
+static void on_config(void *user, const uint8_t *data, size_t len)
+{
+    print_message(user, "config", NULL, data, len);
+}
+
+static void on_command(void *user, const char *subfolder, const uint8_t *data, size_t len)
+{
+    print_message(user, "command", subfolder, data, len);
+}
+
+static void on_event(void *user, const lk_dev_event *ev)
+{
+    struct agent *a = user;
+    int error = 0;
+    switch (ev->type) {
+    case LK_DEV_EV_DELIVERED:
+        if (ev->id != a->state_id)
+            a->delivered++;
+        return;
+    case LK_DEV_EV_FAILED:
+        a->failed_reported = 1;
+        error = 1;
+        break;
+    case LK_DEV_EV_TLS_FAILED:
+    case LK_DEV_EV_REFUSED:
+    case LK_DEV_EV_WARNING:
+        error = 1;
+        break;
+    default:
+        break;
+    }
+    if (a->quiet && !error)
+        return;
+    if (ev->type == LK_DEV_EV_FAILED)
+        fprintf(stderr, "%s: giving up: %s (%s)\n", lk_tool_name, ev->detail, lk_errname(ev->err));
+    else
+        fprintf(stderr, "%s: %s\n", lk_tool_name, ev->detail);
+}
+
+/* ---------------------------------------------------------------- input */
+
+struct input {
+    int fd;
+    int eof;
+    int paused;        /* the queue is full: a line waits in buf */
+    char *buf;
+    size_t len;
+    size_t scanned;    /* bytes of buf known to hold no newline */
+};
+
+/* Publish every complete line in the buffer. Returns 0, or an exit code. */
+static int flush_lines(lk_dev *dev, struct input *in, const char *subfolder)
+{
+    for (;;) {
+        char *nl = memchr(in->buf + in->scanned, '\n', in->len - in->scanned);
+        size_t line;
+        lk_err err;
+        if (nl == NULL) {
+            in->scanned = in->len;
+            if (in->len > LINE_MAX_BYTES) {
+                fprintf(stderr, "%s: an input line is longer than %u bytes (the event limit)\n",
+                        lk_tool_name, LINE_MAX_BYTES);
+                return EXIT_DEV_INPUT;
+            }
+            if (!in->eof || in->len == 0)
+                return 0;
+            line = in->len; /* a last line without its newline */
+        } else {
+            line = (size_t)(nl - in->buf);
+        }
+        err = lk_dev_publish_event(dev, subfolder, in->buf, line, NULL);
+        if (err == LK_ERR_QUEUE_FULL) {
+            in->paused = 1;
+            return 0;
+        }
+        if (err == LK_ERR_TOO_LARGE) {
+            fprintf(stderr, "%s: an input line is longer than %u bytes (the event limit)\n",
+                    lk_tool_name, LINE_MAX_BYTES);
+            return EXIT_DEV_INPUT;
+        }
+        if (err != LK_OK) {
+            lk_tool_error("event", err, "%s", lk_strerror(err));
+            return lk_device_exit_code(err);
+        }
+        in->paused = 0;
+        if (nl == NULL) {
+            in->len = 0;
+        } else {
+            in->len -= line + 1;
+            memmove(in->buf, nl + 1, in->len);
+        }
+        in->scanned = 0;
+    }
+}
+
+static int read_input(struct input *in)
+{
+    ssize_t n;
+    if (in->len >= LINE_MAX_BYTES + 1)
+        return 0;
+    n = read(in->fd, in->buf + in->len, LINE_MAX_BYTES + 1 - in->len);
+    if (n == 0) {
+        in->eof = 1;
+    } else if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR)
+            return 0;
+        fprintf(stderr, "%s: cannot read the input: %s\n", lk_tool_name, strerror(errno));
+        return EXIT_DEV_INPUT;
+    } else {
+        in->len += (size_t)n;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------- options */
+
+static int read_small_file(const char *path, char **out, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf;
+    size_t n;
+    if (f == NULL) {
+        fprintf(stderr, "%s: cannot read %s: %s\n", lk_tool_name, path, strerror(errno));
+        return EXIT_DEV_INPUT;
+    }
+    buf = malloc(LK_STATE_MAX + 1);
+    if (buf == NULL) {
+        fclose(f);
+        return EXIT_FAIL;
+    }
+    n = fread(buf, 1, LK_STATE_MAX + 1, f);
+    fclose(f);
+    if (n > LK_STATE_MAX) {
+        free(buf);
+        fprintf(stderr, "%s: %s is larger than a device state may be (%u bytes)\n", lk_tool_name,
+                path, LK_STATE_MAX);
+        return EXIT_DEV_INPUT;
+    }
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+enum {
+    OPT_HOST = 1000, OPT_PORT, OPT_CA, OPT_PROJECT, OPT_REGION, OPT_REGISTRY, OPT_DEVICE,
+    OPT_KEY, OPT_STORE, OPT_MODULE, OPT_ALG, OPT_LIFETIME, OPT_MARGIN, OPT_KEEPALIVE,
+    OPT_BACKOFF, OPT_REFUSALS, OPT_ATTEMPTS, OPT_EVENTS, OPT_SUBFOLDER, OPT_STATE,
+    OPT_STATE_FILE, OPT_COUNT, OPT_DURATION, OPT_EOF, OPT_FORMAT, OPT_QUIET, OPT_HELP
+};
+
+static const struct option run_options[] = {
+    {"host", required_argument, NULL, OPT_HOST},
+    {"port", required_argument, NULL, OPT_PORT},
+    {"ca", required_argument, NULL, OPT_CA},
+    {"project", required_argument, NULL, OPT_PROJECT},
+    {"region", required_argument, NULL, OPT_REGION},
+    {"registry", required_argument, NULL, OPT_REGISTRY},
+    {"device", required_argument, NULL, OPT_DEVICE},
+    {"key", required_argument, NULL, OPT_KEY},
+    {"store", required_argument, NULL, OPT_STORE},
+    {"module", required_argument, NULL, OPT_MODULE},
+    {"alg", required_argument, NULL, OPT_ALG},
+    {"token-lifetime", required_argument, NULL, OPT_LIFETIME},
+    {"refresh-margin", required_argument, NULL, OPT_MARGIN},
+    {"keepalive", required_argument, NULL, OPT_KEEPALIVE},
+    {"backoff-max", required_argument, NULL, OPT_BACKOFF},
+    {"max-refusals", required_argument, NULL, OPT_REFUSALS},
+    {"max-attempts", required_argument, NULL, OPT_ATTEMPTS},
+    {"events", required_argument, NULL, OPT_EVENTS},
+    {"subfolder", required_argument, NULL, OPT_SUBFOLDER},
+    {"state", required_argument, NULL, OPT_STATE},
+    {"state-file", required_argument, NULL, OPT_STATE_FILE},
+    {"count", required_argument, NULL, OPT_COUNT},
+    {"duration", required_argument, NULL, OPT_DURATION},
+    {"exit-on-eof", no_argument, NULL, OPT_EOF},
+    {"format", required_argument, NULL, OPT_FORMAT},
+    {"quiet", no_argument, NULL, OPT_QUIET},
+    {"help", no_argument, NULL, OPT_HELP},
+    {NULL, 0, NULL, 0}
+};
+
+struct num_opt {
+    int id;
+    const char *name;
+    long long min, max;
+};
+
+static const struct num_opt num_opts[] = {
+    {OPT_PORT, "--port", 1, 65535},
+    {OPT_LIFETIME, "--token-lifetime", 10, 86400},
+    {OPT_MARGIN, "--refresh-margin", 1, 86399},
+    {OPT_KEEPALIVE, "--keepalive", 10, 1200},
+    {OPT_BACKOFF, "--backoff-max", 1, 3600},
+    {OPT_REFUSALS, "--max-refusals", 0, 1000000},
+    {OPT_ATTEMPTS, "--max-attempts", 0, 1000000},
+    {OPT_COUNT, "--count", 1, 1000000000000LL},
+    {OPT_DURATION, "--duration", 1, 100000000},
+};
+
+int lk_device_cmd_run(int argc, char **argv)
+{
+    lk_dev_config cfg;
+    struct lk_tool_key_opts ko;
+    struct lk_tool_key key;
+    struct agent agent;
+    struct input in;
+    const char *events = "-", *subfolder = NULL, *state = NULL, *state_file = NULL, *alg_name = NULL;
+    long long nums[OPT_HELP + 1 - OPT_HOST];
+    long long duration = 0;
+    int exit_on_eof = 0, opt, rc = EXIT_OK;
+    char detail[256];
+    lk_dev *dev = NULL;
+    lk_err err;
+    int64_t end_ms;
+    size_t i;
+
+    memset(&cfg, 0, sizeof cfg);
+    memset(&ko, 0, sizeof ko);
+    memset(&agent, 0, sizeof agent);
+    memset(&in, 0, sizeof in);
+    memset(nums, 0, sizeof nums);
+    nums[OPT_PORT - OPT_HOST] = 8883;
+    nums[OPT_REFUSALS - OPT_HOST] = 3;
+    cfg.project = getenv("LATCHKEY_PROJECT");
+    cfg.location = getenv("LATCHKEY_REGION");
+
+    optind = 1;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "", run_options, NULL)) != -1) {
+        int handled = 0;
+        for (i = 0; i < sizeof num_opts / sizeof num_opts[0]; i++) {
+            if (num_opts[i].id != opt)
+                continue;
+            if (lk_tool_parse_i64(optarg, num_opts[i].min, num_opts[i].max,
+                                  &nums[opt - OPT_HOST]) != 0)
+                return lk_tool_usage_error("%s takes a whole number from %lld to %lld, not '%s'",
+                                           num_opts[i].name, num_opts[i].min, num_opts[i].max,
+                                           optarg);
+            handled = 1;
+        }
+        if (handled)
+            continue;
+        switch (opt) {
+        case OPT_HOST: cfg.host = optarg; break;
+        case OPT_CA: cfg.ca_file = optarg; break;
+        case OPT_PROJECT: cfg.project = optarg; break;
+        case OPT_REGION: cfg.location = optarg; break;
+        case OPT_REGISTRY: cfg.registry = optarg; break;
+        case OPT_DEVICE: cfg.device = optarg; break;
+        case OPT_KEY: ko.key = optarg; break;
+        case OPT_STORE: ko.store = optarg; break;
+        case OPT_MODULE: ko.module = optarg; break;
+        case OPT_ALG: alg_name = optarg; break;
+        case OPT_EVENTS: events = optarg; break;
+        case OPT_SUBFOLDER: subfolder = optarg; break;
+        case OPT_STATE: state = optarg; break;
+        case OPT_STATE_FILE: state_file = optarg; break;
+        case OPT_EOF: exit_on_eof = 1; break;
+        case OPT_QUIET: agent.quiet = 1; break;
+        case OPT_FORMAT:
+            if (strcmp(optarg, "json") == 0)
+                agent.json = 1;
+            else if (strcmp(optarg, "text") != 0)
+                return lk_tool_usage_error("--format must be text or json, not '%s'", optarg);
+            break;
+        case OPT_HELP:
+            fputs(run_help, stdout);
+            return EXIT_OK;
+        default:
+            return lk_tool_usage_error("unknown or incomplete option '%s' (see --help)",
+                                       argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return lk_tool_usage_error("unexpected argument '%s' (see --help)", argv[optind]);
+    if (cfg.host == NULL)
+        return lk_tool_usage_error("--host is required: the server to connect to");
+    if (cfg.ca_file == NULL)
+        return lk_tool_usage_error("--ca FILE is required: the server is always authenticated");
+    if (cfg.project == NULL || cfg.location == NULL || cfg.registry == NULL || cfg.device == NULL)
+        return lk_tool_usage_error("--project, --region, --registry and --device are all required");
+    if (state != NULL && state_file != NULL)
+        return lk_tool_usage_error("give --state or --state-file, not both");
+    if (subfolder != NULL && !lk_subfolder_valid(subfolder, strlen(subfolder)))
+        return lk_tool_usage_error("--subfolder '%s' is not a valid subfolder (1-256 characters, no "
+                                   "'+', '#', empty levels, or leading/trailing '/')", subfolder);
+    if (alg_name != NULL) {
+        cfg.alg = lk_alg_from_name(alg_name, strlen(alg_name));
+        if (cfg.alg == LK_ALG_NONE)
+            return lk_tool_usage_error("--alg must be ES256 or RS256, not '%s'", alg_name);
+    }
+    duration = nums[OPT_DURATION - OPT_HOST];
+    agent.count = nums[OPT_COUNT - OPT_HOST];
+    cfg.port = (unsigned)nums[OPT_PORT - OPT_HOST];
+    cfg.token_lifetime_s = (unsigned)nums[OPT_LIFETIME - OPT_HOST];
+    cfg.refresh_margin_s = (unsigned)nums[OPT_MARGIN - OPT_HOST];
+    cfg.keepalive_s = (unsigned)nums[OPT_KEEPALIVE - OPT_HOST];
+    cfg.backoff_max_s = (unsigned)nums[OPT_BACKOFF - OPT_HOST];
+    cfg.max_refusals = nums[OPT_REFUSALS - OPT_HOST] == 0 ? ~0u
+                                                           : (unsigned)nums[OPT_REFUSALS - OPT_HOST];
+    cfg.max_attempts = (unsigned)nums[OPT_ATTEMPTS - OPT_HOST];
+
+    /* The input first: a bad path is a usage problem, found before any key is opened. */
+    if (strcmp(events, "-") == 0) {
+        in.fd = STDIN_FILENO;
+    } else {
+        in.fd = open(events, O_RDONLY | O_CLOEXEC);
+        if (in.fd < 0) {
+            fprintf(stderr, "%s: cannot open %s: %s\n", lk_tool_name, events, strerror(errno));
+            return EXIT_DEV_INPUT;
+        }
+    }
+    in.buf = malloc(LINE_MAX_BYTES + 1);
+    if (in.buf == NULL)
+        return EXIT_FAIL;
+
+    rc = lk_tool_key_open(&ko, &key);
+    if (rc != EXIT_OK)
+        goto out_input;
+    if (cfg.alg == LK_ALG_NONE) {
+        uint8_t pub[LK_PUBKEY_DER_MAX];
+        size_t pub_len = 0;
+        err = lk_se_public_key(&key.se, key.key, &cfg.alg, pub, sizeof pub, &pub_len);
+        if (err != LK_OK) {
+            lk_tool_key_error(&key, "key", err);
+            rc = lk_tool_exit_code(err);
+            goto out_key;
+        }
+    }
+    cfg.se = &key.se;
+    cfg.key = key.key;
+    cfg.user = &agent;
+    cfg.on_event = on_event;
+    cfg.on_config = on_config;
+    cfg.on_command = on_command;
+    err = lk_dev_new(&cfg, &dev, detail, sizeof detail);
+    if (err != LK_OK) {
+        if (err == LK_ERR_ARG)
+            rc = lk_tool_usage_error("%s", detail);
+        else {
+            lk_tool_error("setup", err, "%s", detail[0] ? detail : lk_strerror(err));
+            rc = lk_device_exit_code(err);
+        }
+        goto out_key;
+    }
+
+    if (state != NULL || state_file != NULL) {
+        char *data = (char *)state;
+        size_t len = state ? strlen(state) : 0;
+        if (state_file != NULL && (rc = read_small_file(state_file, &data, &len)) != 0)
+            goto out_dev;
+        err = lk_dev_publish_state(dev, data, len, &agent.state_id);
+        if (state_file != NULL)
+            free(data);
+        if (err != LK_OK) {
+            lk_tool_error("state", err, "%s", lk_strerror(err));
+            rc = lk_device_exit_code(err);
+            goto out_dev;
+        }
+    }
+
+    signal(SIGPIPE, SIG_IGN);
+    {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+    }
+    fcntl(in.fd, F_SETFL, fcntl(in.fd, F_GETFL) | O_NONBLOCK);
+    lk_dev_start(dev);
+    end_ms = duration > 0 ? lk_dev_now_ms() + duration * 1000 : INT64_MAX;
+    rc = EXIT_OK;
+
+    for (;;) {
+        struct pollfd p[2];
+        int nfds = 0, dev_i = -1, in_i = -1, n;
+        int64_t now = lk_dev_now_ms(), wait;
+        lk_dev_state st = lk_dev_get_state(dev);
+        lk_dev_stats stats;
+
+        if (st == LK_DEV_STOPPED || st == LK_DEV_FAILED)
+            break;
+        lk_dev_get_stats(dev, &stats);
+        if (st != LK_DEV_STOPPING &&
+            (stop_signal || now >= end_ms || rc != EXIT_OK ||
+             (agent.count > 0 && agent.delivered >= agent.count) ||
+             (exit_on_eof && in.eof && in.len == 0 && stats.queued == 0))) {
+            lk_dev_stop(dev);
+            continue;
+        }
+        if (lk_dev_fd(dev) >= 0) {
+            p[nfds].fd = lk_dev_fd(dev);
+            p[nfds].events = (short)(POLLIN | (lk_dev_want_write(dev) ? POLLOUT : 0));
+            p[nfds].revents = 0;
+            dev_i = nfds++;
+        }
+        if (!in.eof && !in.paused && rc == EXIT_OK && st != LK_DEV_STOPPING) {
+            p[nfds].fd = in.fd;
+            p[nfds].events = POLLIN;
+            p[nfds].revents = 0;
+            in_i = nfds++;
+        }
+        wait = lk_dev_next_ms(dev) - now;
+        if (in.paused || wait > 1000)
+            wait = in.paused ? 50 : 1000;
+        if (wait < 0)
+            wait = 0;
+        n = poll(p, (nfds_t)nfds, (int)wait);
+        if (n < 0 && errno != EINTR) {
+            fprintf(stderr, "%s: poll: %s\n", lk_tool_name, strerror(errno));
+            rc = EXIT_FAIL;
+        }
+        if (in_i >= 0 && n > 0 && (p[in_i].revents & (POLLIN | POLLHUP | POLLERR))) {
+            int r = read_input(&in);
+            if (r != 0)
+                rc = r;
+        }
+        if (rc == EXIT_OK && (in.len > 0 || in.paused)) {
+            int r = flush_lines(dev, &in, subfolder);
+            if (r != 0)
+                rc = r;
+        }
+        lk_dev_step(dev, dev_i >= 0 && n > 0 && (p[dev_i].revents & (POLLIN | POLLHUP | POLLERR)),
+                    dev_i >= 0 && n > 0 && (p[dev_i].revents & POLLOUT));
+    }
+
+    {
+        const char *why = NULL;
+        lk_dev_stats stats;
+        lk_dev_get_stats(dev, &stats);
+        err = lk_dev_error(dev, &why);
+        if (err != LK_OK) {
+            if (rc == EXIT_OK)
+                rc = lk_device_exit_code(err);
+        } else if (rc == EXIT_OK && stats.queued > 0) {
+            fprintf(stderr, "%s: stopped with %zu message(s) the server had not acknowledged\n",
+                    lk_tool_name, stats.queued);
+            rc = EXIT_DEV_UNDELIVERED;
+        }
+        if (!agent.quiet)
+            fprintf(stderr, "%s: %lld event(s) delivered, %llu connection(s), %llu token(s) signed\n",
+                    lk_tool_name, agent.delivered, (unsigned long long)stats.connects,
+                    (unsigned long long)stats.tokens);
+    }
+out_dev:
+    lk_dev_free(dev);
+out_key:
+    lk_tool_key_close(&key);
+out_input:
+    if (in.fd != STDIN_FILENO && in.fd >= 0)
+        close(in.fd);
+    free(in.buf);
+    return rc;
+}

@@ -1,0 +1,74 @@
+/* What the two tools (latchkey, latchkey-device) share: exit codes for
+ * library errors, error lines on stderr, number parsing. */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tool.h"
+
+int lk_tool_exit_code(lk_err err)
+{
+    switch (err) {
+    case LK_OK: return EXIT_OK;
+    case LK_ERR_ARG: case LK_ERR_URI: case LK_ERR_CLAIM_NAME: return EXIT_USAGE;
+    case LK_ERR_KEY_NOT_FOUND: case LK_ERR_STORE_MISSING: return EXIT_NOT_FOUND;
+    case LK_ERR_KEY_LOCKED: return EXIT_LOCKED;
+    case LK_ERR_MODULE: return EXIT_MODULE;
+    case LK_ERR_BUFFER: return EXIT_TOO_LARGE;
+    case LK_ERR_STORE_CORRUPT: case LK_ERR_STORE_FOREIGN: case LK_ERR_STORE_PERMS: return EXIT_STORE;
+    case LK_ERR_KEY_EXISTS: return EXIT_EXISTS;
+    case LK_ERR_SIGN: case LK_ERR_DEVICE: case LK_ERR_RNG: case LK_ERR_KEY_TYPE: return EXIT_DEVICE;
+    case LK_ERR_TOKEN_TOO_LARGE: case LK_ERR_TOKEN_MALFORMED: case LK_ERR_TOKEN_ALG:
+    case LK_ERR_TOKEN_HEADER: case LK_ERR_TOKEN_CLAIM: case LK_ERR_TOKEN_AUDIENCE:
+    case LK_ERR_TOKEN_EXPIRED: case LK_ERR_TOKEN_FUTURE: case LK_ERR_TOKEN_LIFETIME:
+    case LK_ERR_TOKEN_SIGNATURE: case LK_ERR_NO_CREDENTIAL: case LK_ERR_CRED_INVALID: return EXIT_INVALID;
+    case LK_ERR_REG_NOT_FOUND: return EXIT_REG_NOT_FOUND;
+    case LK_ERR_REG_EXISTS: return EXIT_REG_EXISTS;
+    case LK_ERR_REG_CONFLICT: return EXIT_REG_CONFLICT;
+    case LK_ERR_REG_LIMIT: return EXIT_REG_LIMIT;
+    case LK_ERR_REG_INVALID: return EXIT_REG_INVALID;
+    case LK_ERR_REG_CERT: return EXIT_REG_CERT;
+    case LK_ERR_REG_NOT_EMPTY: return EXIT_REG_NOT_EMPTY;
+    case LK_ERR_REG_BUSY: return EXIT_REG_BUSY;
+    case LK_ERR_REG_STORAGE: case LK_ERR_REG_SCHEMA: return EXIT_REG_STORAGE;
+    default: return EXIT_FAIL;
+    }
+}
+
+void lk_tool_error(const char *context, lk_err err, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s: %s: ", lk_tool_name, context);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (%s)\n", lk_errname(err));
+}
+
+int lk_tool_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s: ", lk_tool_name);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n");
+    return EXIT_USAGE;
+}
+
+int lk_tool_parse_i64(const char *s, long long min, long long max, long long *out)
+{
+    char *end = NULL;
+    long long v;
+    if (s == NULL || *s == '\0')
+        return -1;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
