@@ -725,8 +725,9 @@ static void schedule_retry(lk_dev *d, int64_t now, lk_err why)
     int64_t delay;
     d->failures++;
     if (d->max_attempts != 0 && d->failures >= d->max_attempts) {
-        fail(d, why, "gave up after %u failed attempts in a row (last: %s)", d->failures,
-             d->fail_detail[0] ? d->fail_detail : lk_strerror(why));
+        char last[DETAIL_MAX];
+        snprintf(last, sizeof last, "%s", d->fail_detail[0] ? d->fail_detail : lk_strerror(why));
+        fail(d, why, "gave up after %u failed attempts in a row (last: %s)", d->failures, last);
         return;
     }
     delay = lk_dev_backoff_ms(d->failures - 1, d->backoff_max_s, jitter());
@@ -972,12 +973,20 @@ lk_err lk_dev_step(lk_dev *d, int readable, int writable)
 
     if (d->mosq != NULL && !d->ended && d->state == LK_DEV_CONNECTING && d->connack < 0 &&
         (readable || writable)) {
-        /* libmosquitto keeps retrying a handshake on a socket whose TCP
-         * connect failed; the socket's own error says so at once. */
-        int soerr = 0;
-        socklen_t sl = sizeof soerr;
+        /* libmosquitto keeps retrying the handshake on a socket whose TCP
+         * connect failed (it takes SSL_ERROR_SYSCALL for "try again"), so
+         * the socket itself is asked: a hang-up or error while connecting
+         * ends the attempt. */
         int fd = mosquitto_socket(d->mosq);
-        if (fd >= 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr != 0) {
+        struct pollfd p;
+        p.fd = fd;
+        p.events = POLLOUT;
+        p.revents = 0;
+        if (fd >= 0 && poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP))) {
+            int soerr = 0;
+            socklen_t sl = sizeof soerr;
+            if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 || soerr == 0)
+                soerr = ECONNREFUSED; /* consumed by an earlier write: by far the likeliest */
             d->ended = 1;
             d->lost_rc = MOSQ_ERR_ERRNO;
             d->lost_errno = soerr;
