@@ -1,76 +1,322 @@
 #!/bin/sh
-# make demo: what latchkey can do so far, end to end, on this machine.
-# Everything happens in a temporary directory that is removed at the end.
+# make demo: a device with its key in a PKCS#11 token talks to a self-hosted
+# Mosquitto through the latchkey plugin, end to end, on this machine.
+#
+#   sh scripts/demo.sh [BUILD_DIR]      (default build; `make demo` builds it first)
+#
+# Everything happens in a temporary directory; every process started here is
+# stopped and the directory removed on exit, also on failure or Ctrl-C. The
+# demo exits non-zero when telemetry, config or command does not arrive within
+# $LK_DEMO_TIMEOUT seconds (default 20), so CI catches a broken demo.
+# LK_DEMO_KEEP=1 keeps the directory (logs, database) for a look afterwards.
 set -eu
-BUILD=${1:-build}
+
+BUILD=$(cd "${1:-build}" && pwd)
 LK="$BUILD/bin/latchkey"
+DEVICE_BIN="$BUILD/bin/latchkey-device"
+PLUGIN="$BUILD/lib/latchkey_plugin.so"
+MOSQUITTO=/usr/sbin/mosquitto
 PY=/usr/bin/python3
+SOFTHSM_MODULE=/usr/lib/softhsm/libsofthsm2.so
+TIMEOUT=${LK_DEMO_TIMEOUT:-20}
+
+PROJECT=demo-project REGION=us-central1 REGISTRY=demo-registry DEVICE=demo-device BACKEND=demo-consumer
+DOWN="latchkey/$PROJECT/$REGION/$REGISTRY/$DEVICE"    # where a backend sees the device
+
+for f in "$LK" "$DEVICE_BIN" "$PLUGIN" "$MOSQUITTO" "$SOFTHSM_MODULE" /usr/bin/mosquitto_sub; do
+    [ -e "$f" ] || { echo "demo: $f is missing (run 'make demo', which installs and builds)" >&2; exit 1; }
+done
+
+START=$(date +%s)
 WORK=$(mktemp -d /tmp/latchkey-demo.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT INT TERM
+BROKER_PID="" CONSUMER_PID="" AGENT_PID=""
+
+# ---- helpers ----------------------------------------------------------------
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-run() { printf '$ %s\n' "$*" >&2; "$@"; }
+# Print a command as a person would type it (quoted where needed, the build
+# directory left out, $WORK by name), then SUFFIX as it is ("&", "<events &").
+showbg() { # SUFFIX COMMAND ARGS...
+    suffix=$1; shift
+    line="\$"
+    for a in "$@"; do
+        case $a in
+            *[!A-Za-z0-9_./:=,@%+-]* | "") a="'$(printf '%s' "$a" | sed "s/'/'\\\\''/g")'" ;;
+        esac
+        line="$line $a"
+    done
+    printf '%s%s\n' "$line" "$suffix" | sed -e "s#$BUILD/bin/##g" -e "s#$WORK#\$WORK#g" >&2
+}
+show() { showbg "" "$@"; }
+run() { show "$@"; "$@"; }
 
-check_token() { # TOKEN PUBKEY.pem AUD — checked by PyJWT, an independent implementation
-    "$PY" - "$1" "$2" "$3" <<'PYEOF'
-import json, sys, jwt
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
-tok, pem, aud = sys.argv[1], open(sys.argv[2], "rb").read(), sys.argv[3]
-claims = jwt.decode(tok, load_pem_public_key(pem), algorithms=["ES256", "RS256"], audience=aud)
-print("  header:", json.dumps(jwt.get_unverified_header(tok)))
-print("  claims:", json.dumps(claims))
-print("  signature verified by PyJWT", jwt.__version__)
-bad = tok[:-5] + ("A" if tok[-5] != "A" else "B") + tok[-4:]
-try:
-    jwt.decode(bad, load_pem_public_key(pem), algorithms=["ES256", "RS256"], audience=aud)
-    sys.exit("a tampered token verified!")
-except jwt.InvalidSignatureError:
-    print("  one changed character: refused (InvalidSignatureError)")
-PYEOF
+alive() { # PID: running (not exited, not a zombie waiting to be reaped)
+    [ -n "$1" ] && [ -r "/proc/$1/status" ] &&
+        ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
 }
 
-say "1. A device key in the software key store (development only)"
-run "$LK" key generate --store "$WORK/keys.lks" --key demo-device-1 | tee "$WORK/dev1.pem"
-run ls -l "$WORK/keys.lks"
+# Print the lines of FILE not printed yet, each prefixed with LABEL.
+shown() {
+    n=$(cat "$1.shown" 2>/dev/null || echo 0)
+    total=$(wc -l <"$1")
+    awk -v p="  $2 " -v a="$((n + 1))" -v b="$total" 'NR >= a && NR <= b { print p $0 }' "$1"
+    echo "$total" >"$1.shown"
+}
 
-say "2. The device makes its MQTT password: a token for project 'demo-project', valid 20 minutes"
-TOKEN=$("$LK" token --store "$WORK/keys.lks" --key demo-device-1 --aud demo-project --ttl 1200)
-echo "$TOKEN"
-check_token "$TOKEN" "$WORK/dev1.pem" demo-project
+FAILED=""
+fail() {
+    FAILED=1
+    printf '\n\033[1;31mdemo FAILED: %s\033[0m\n' "$*" >&2
+    for f in mosquitto.log mosquitto.stderr consumer.out device.out device.err; do
+        [ ! -s "$WORK/$f" ] || { echo "--- last lines of $f:" >&2; tail -n 15 "$WORK/$f" >&2; }
+    done
+    exit 1
+}
 
-say "3. The same with a key made inside a PKCS#11 token (SoftHSM2): it never leaves the token"
-mkdir -p "$WORK/softhsm"
-printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' "$WORK/softhsm" > "$WORK/softhsm2.conf"
+check_alive() {
+    alive "$BROKER_PID" || fail "the broker exited"
+    [ -z "$CONSUMER_PID" ] || alive "$CONSUMER_PID" || fail "the consumer (mosquitto_sub) exited"
+    if [ -n "$AGENT_PID" ] && ! alive "$AGENT_PID"; then
+        rc=0; wait "$AGENT_PID" || rc=$?
+        AGENT_PID=""
+        fail "the device agent exited with code $rc (docs/device.md)"
+    fi
+}
+
+# Wait until FILE holds COUNT lines containing TEXT, at most $TIMEOUT seconds.
+wait_for() { # FILE TEXT COUNT WHAT
+    i=0
+    while [ "$(grep -cF -- "$2" "$1" || true)" -lt "$3" ]; do
+        check_alive
+        i=$((i + 1))
+        [ "$i" -le $((TIMEOUT * 5)) ] || fail "$4 did not arrive within $TIMEOUT s"
+        sleep 0.2
+    done
+}
+
+# SIGTERM, at most 10 s to exit (then SIGKILL); returns the exit code.
+stop() { # PID
+    kill -TERM "$1" 2>/dev/null || true
+    i=0
+    while alive "$1" && [ "$i" -lt 50 ]; do sleep 0.2; i=$((i + 1)); done
+    alive "$1" && kill -KILL "$1" 2>/dev/null
+    src=0; wait "$1" || src=$?
+    return "$src"
+}
+
+cleanup() {
+    rc=$?
+    trap - EXIT INT TERM
+    [ "$rc" -eq 0 ] || [ -n "$FAILED" ] || (fail "a command failed (exit $rc)") || true
+    exec 3>&-
+    for pid in $AGENT_PID $CONSUMER_PID $BROKER_PID; do stop "$pid" || true; done
+    if [ -n "${LK_DEMO_KEEP:-}" ]; then echo "demo: kept $WORK (LK_DEMO_KEEP)" >&2; else rm -rf "$WORK"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'FAILED=1; echo "demo: interrupted" >&2; exit 130' INT
+trap 'FAILED=1; echo "demo: terminated" >&2; exit 143' TERM
+
+cd "$WORK"
+echo "Working in WORK=$WORK (removed at the end)"
+
+# ---- 1. TLS -----------------------------------------------------------------
+
+say "1. A CA and the broker's certificate for 127.0.0.1/localhost (P-256, openssl)"
+run openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ca.key
+run openssl req -x509 -new -key ca.key -sha256 -days 2 -subj "/CN=latchkey demo CA" \
+    -addext "keyUsage = critical, keyCertSign, cRLSign" -out ca.crt
+run openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out server.key
+run openssl req -new -key server.key -subj "/CN=localhost" -out server.csr
+set -- "basicConstraints = critical, CA:FALSE" "keyUsage = critical, digitalSignature" \
+    "extendedKeyUsage = serverAuth" "subjectAltName = IP:127.0.0.1, DNS:localhost"
+showbg " >server.ext" printf '%s\n' "$@"
+printf '%s\n' "$@" >server.ext
+run openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -sha256 -days 2 \
+    -extfile server.ext -out server.crt
+chmod 600 ca.key server.key
+openssl x509 -in server.crt -noout -ext subjectAltName,extendedKeyUsage | sed 's/^/  /'
+
+# ---- 2. registry ------------------------------------------------------------
+
+say "2. The registry database, a registry, and a backend for the downstream consumer"
+show export LATCHKEY_DB="$WORK/registry.db"
+export LATCHKEY_DB="$WORK/registry.db"
+run "$LK" registries create "$REGISTRY" --project "$PROJECT" --region "$REGION"
+run "$LK" backends create "$BACKEND" --project "$PROJECT" >backend.txt
+SECRET=$(sed -n 's/^secret: *//p' backend.txt)
+[ -n "$SECRET" ] || fail "no secret in the output of 'latchkey backends create'"
+# mosquitto_sub reads options from $XDG_CONFIG_HOME/mosquitto_sub: the secret
+# stays off the command line (and out of `ps`).
+mkdir -m 700 consumer
+(umask 077; printf '%s\n' "-u backend:$BACKEND" "-P $SECRET" >consumer/mosquitto_sub)
+echo "  username: backend:$BACKEND; the secret (printed once) went to \$WORK/consumer/mosquitto_sub, mode 0600"
+
+# ---- 3. broker --------------------------------------------------------------
+
+say "3. Mosquitto with the latchkey plugin, TLS on 127.0.0.1, a free port"
+PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cat >mosquitto.conf <<EOF
+per_listener_settings false
+allow_anonymous false
+max_keepalive 800
+message_size_limit 262144
+set_tcp_nodelay true
+persistence false
+user $(id -un)
+log_dest file $WORK/mosquitto.log
+log_type error
+log_type warning
+log_type notice
+log_type information
+log_type subscribe
+log_timestamp_format %H:%M:%S
+
+listener $PORT 127.0.0.1
+certfile $WORK/server.crt
+keyfile $WORK/server.key
+tls_version tlsv1.2
+max_qos 1
+
+plugin $PLUGIN
+plugin_opt_registry $WORK/registry.db
+EOF
+sed -e "s|$WORK|\$WORK|g" -e 's/^/  /' mosquitto.conf
+touch mosquitto.log
+showbg " &" "$MOSQUITTO" -c "$WORK/mosquitto.conf"
+"$MOSQUITTO" -c "$WORK/mosquitto.conf" >mosquitto.stderr 2>&1 &
+BROKER_PID=$!
+i=0
+until grep -q "listen socket on port $PORT" mosquitto.log; do
+    alive "$BROKER_PID" || { cat mosquitto.stderr >&2; fail "the broker did not start"; }
+    i=$((i + 1)); [ "$i" -le 50 ] || fail "the broker does not listen on $PORT after 10 s"
+    sleep 0.2
+done
+grep -e "listen socket" -e "latchkey" mosquitto.log | sed 's/^/  broker | /'
+
+# ---- 4. device key ----------------------------------------------------------
+
+say "4. A SoftHSM2 token, the device key generated inside it, the device registered"
+mkdir softhsm
+printf 'directories.tokendir = %s/softhsm\nobjectstore.backend = file\nlog.level = ERROR\n' "$WORK" >softhsm2.conf
+show export SOFTHSM2_CONF="$WORK/softhsm2.conf"
 export SOFTHSM2_CONF="$WORK/softhsm2.conf"
 run softhsm2-util --init-token --free --label demo --so-pin 5678 --pin 1234 >/dev/null
-URI="pkcs11:token=demo;object=demo-device-2?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-value=1234"
-run "$LK" key generate --key "$URI" | tee "$WORK/dev2.pem"
-TOKEN=$("$LK" token --key "$URI" --aud demo-project --ttl 1200)
-echo "$TOKEN"
-check_token "$TOKEN" "$WORK/dev2.pem" demo-project
+(umask 077; echo 1234 >pin)
+KEY="pkcs11:token=demo;object=$DEVICE?module-path=$SOFTHSM_MODULE&pin-source=file:$WORK/pin"
+run "$LK" key generate --key "$KEY" | tee "$DEVICE.pem"
+run "$LK" devices create "$DEVICE" --registry "$REGISTRY" --project "$PROJECT" --region "$REGION" \
+    --public-key "path=$DEVICE.pem,type=es256"
 
-say "4. The service side checks it with latchkey's own verifier (the same code the broker uses)"
-run "$LK" token verify --credential "$WORK/dev2.pem" --aud demo-project "$TOKEN"
-echo "  ... and says precisely why a token is refused:"
-"$LK" token verify --credential "$WORK/dev2.pem" --aud other-project "$TOKEN" || true
-"$LK" token verify --credential "$WORK/dev1.pem" --aud demo-project "$TOKEN" || true
+echo "  The agent's MQTT password is such a token; PyJWT (an independent implementation) checks one:"
+showbg " >token.jwt" "$LK" token --key "$KEY" --aud "$PROJECT" --ttl 600
+"$LK" token --key "$KEY" --aud "$PROJECT" --ttl 600 >token.jwt
+"$PY" - token.jwt "$DEVICE.pem" "$PROJECT" <<'PYEOF'
+import json, sys, jwt
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+tok, pem, aud = open(sys.argv[1]).read().strip(), open(sys.argv[2], "rb").read(), sys.argv[3]
+claims = jwt.decode(tok, load_pem_public_key(pem), algorithms=["ES256"], audience=aud)
+print("  ", json.dumps(jwt.get_unverified_header(tok)), json.dumps(claims), "- signature verified by PyJWT", jwt.__version__)
+PYEOF
+echo "  ... and latchkey's verifier (the broker's code) says why it refuses one for another project:"
+rc=0
+showbg " <token.jwt" "$LK" token verify --credential "$DEVICE.pem" --aud other-project
+"$LK" token verify --credential "$DEVICE.pem" --aud other-project <token.jwt >verify.out 2>&1 || rc=$?
+sed 's/^/  /' verify.out
+[ "$rc" -eq 9 ] || fail "token verify with a wrong audience exited $rc, not 9"
+rm token.jwt
 
-say "5. The device registry (one SQLite file): a registry, the two devices, a config"
-export LATCHKEY_DB="$WORK/registry.db"
-REG="--registry demo-registry --project demo-project --region us-central1"
-run "$LK" registries create demo-registry --project demo-project --region us-central1
-# shellcheck disable=SC2086
-run "$LK" devices create demo-device-1 $REG --public-key "path=$WORK/dev1.pem,type=es256"
-# shellcheck disable=SC2086
-run "$LK" devices create demo-device-2 $REG --public-key "path=$WORK/dev2.pem,type=es256"
-# shellcheck disable=SC2086
-run "$LK" devices configs update demo-device-1 $REG --config-data '{"interval": 60}'
-# shellcheck disable=SC2086
-run "$LK" devices list $REG
-echo "  ... a bad id and a version conflict are refused with the reason, and nothing is written:"
-# shellcheck disable=SC2086
-"$LK" devices create 9bad $REG || true
-# shellcheck disable=SC2086
-"$LK" devices configs update demo-device-1 $REG --config-data x --version-to-update 1 || true
+# ---- 5. consumer ------------------------------------------------------------
 
-say "Done. To do this by hand, see README.md ('Using latchkey')."
+say "5. The downstream consumer: a backend subscribed to latchkey/$PROJECT/#"
+touch consumer.out
+showbg " &" env XDG_CONFIG_HOME="$WORK/consumer" mosquitto_sub -h 127.0.0.1 -p "$PORT" --cafile ca.crt \
+    -i "$BACKEND" -t "latchkey/$PROJECT/#" -q 1 -v
+env XDG_CONFIG_HOME="$WORK/consumer" mosquitto_sub -h 127.0.0.1 -p "$PORT" --cafile ca.crt \
+    -i "$BACKEND" -t "latchkey/$PROJECT/#" -q 1 -v >consumer.out 2>&1 &
+CONSUMER_PID=$!
+i=0
+until grep -qF "$BACKEND 1 latchkey/$PROJECT/#" mosquitto.log; do   # "log_type subscribe"
+    check_alive
+    i=$((i + 1)); [ "$i" -le $((TIMEOUT * 5)) ] || fail "the consumer did not subscribe within $TIMEOUT s"
+    sleep 0.2
+done
+grep -F -e "backend:$BACKEND" -e "$BACKEND 1 " mosquitto.log | sed 's/^/  broker | /'
+
+# ---- 6. agent ---------------------------------------------------------------
+
+say "6. The device agent: its key in the token, telemetry from its standard input"
+# A FIFO held open by this shell (fd 3) is the agent's standard input: each
+# line written to it is one event; the agent runs until SIGTERM.
+mkfifo events
+exec 3<>events
+touch device.out device.err
+showbg " <events &" "$DEVICE_BIN" --host 127.0.0.1 --port "$PORT" --ca ca.crt --project "$PROJECT" \
+    --region "$REGION" --registry "$REGISTRY" --device "$DEVICE" --key "$KEY"
+"$DEVICE_BIN" --host 127.0.0.1 --port "$PORT" --ca ca.crt --project "$PROJECT" --region "$REGION" \
+    --registry "$REGISTRY" --device "$DEVICE" --key "$KEY" <events >device.out 2>device.err 3>&- &
+AGENT_PID=$!
+for t in 21.5 21.7 22.0; do
+    showbg " >events" echo "{\"temp\": $t}"
+    echo "{\"temp\": $t}" >&3
+done
+wait_for consumer.out "$DOWN/events " 3 "the telemetry (3 events)"
+shown device.err "device (log) |"
+shown consumer.out "consumer     |"
+
+# ---- 7. config and command --------------------------------------------------
+
+say "7. A new config and a command, from the registry to the device"
+wait_for device.out "config: " 1 "the device's first config (on subscribe)"
+run "$LK" devices configs update "$DEVICE" --registry "$REGISTRY" --project "$PROJECT" --region "$REGION" \
+    --config-data '{"interval": 10}' | sed 's/^/  /'
+wait_for device.out 'config: {"interval": 10}' 1 "the config update"
+run "$LK" devices commands send "$DEVICE" --registry "$REGISTRY" --project "$PROJECT" --region "$REGION" \
+    --command-data 'blink led 3' --timeout "$TIMEOUT" ||
+    fail "latchkey devices commands send failed (exit $?)"
+wait_for device.out "command: blink led 3" 1 "the command"
+shown device.out "device       |"
+shown device.err "device (log) |"
+
+# ---- 8. stop ----------------------------------------------------------------
+
+say "8. Stop the agent (SIGTERM: it flushes and exits 0), the consumer, the broker"
+show kill -TERM "$AGENT_PID"
+rc=0; stop "$AGENT_PID" || rc=$?
+AGENT_PID=""
+shown device.err "device (log) |"
+echo "  latchkey-device exited with code $rc"
+[ "$rc" -eq 0 ] || fail "the agent exited with code $rc after SIGTERM, not 0"
+wait_for consumer.out "$DOWN/offline " 1 "the device's offline message"
+shown consumer.out "consumer     |"
+echo "  the broker's log (the plugin's lines, and the device's clean DISCONNECT):"
+grep -e "latchkey:" -e "Client projects/.* disconnected" mosquitto.log | sed 's/^/  broker | /'
+show kill -TERM "$CONSUMER_PID" "$BROKER_PID"
+stop "$CONSUMER_PID" || true
+CONSUMER_PID=""
+rc=0; stop "$BROKER_PID" || rc=$?
+BROKER_PID=""
+[ "$rc" -eq 0 ] || fail "the broker exited with code $rc"
+
+# ---- 9. by hand -------------------------------------------------------------
+
+say "9. The same by hand (README.md 'Run a device for real'; docs/plugin.md, docs/device.md, docs/cli.md)"
+cat <<'EOF'
+  TLS:      openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ca.key
+            openssl req -x509 -new -key ca.key -days 3650 -subj '/CN=My CA' -out ca.crt
+            (server.key, server.csr, then openssl x509 -req ... -extfile with
+             subjectAltName=DNS:HOST and extendedKeyUsage=serverAuth, as in step 1)
+  registry: export LATCHKEY_DB=/var/lib/latchkey/registry.db
+            latchkey registries create REG --project P --region L
+            latchkey backends create NAME --project P          # username and secret, shown once
+  broker:   mosquitto -c /etc/mosquitto/conf.d/latchkey.conf  # the lines of step 3, listener 8883
+  key:      latchkey key generate --key 'pkcs11:token=T;object=D?module-path=MODULE&pin-source=file:PINFILE' > D.pem
+            latchkey devices create D --registry REG --project P --region L --public-key path=D.pem,type=es256
+  backend:  mosquitto_sub -h HOST -p 8883 --cafile ca.crt -u backend:NAME -P SECRET -t 'latchkey/P/#' -q 1 -v
+  device:   latchkey-device --host HOST --ca ca.crt --project P --region L --registry REG --device D \
+                --key 'pkcs11:...' < events                   # one event per line; config/commands on stdout
+  config:   latchkey devices configs update D --registry REG --project P --region L --config-data '...'
+  command:  latchkey devices commands send D --registry REG --project P --region L --command-data '...'
+EOF
+
+say "Done in $(($(date +%s) - START)) s: telemetry, config and command went through the broker."
