@@ -55,3 +55,4 @@ emit openssl_speed_verify_es256_per_s "$($PIN openssl speed -seconds "$SECS" ecd
     awk '/bits ecdsa \(nistp256\)/ {print int($NF)}')"
 sh bench/registry.sh "$BUILD" "$OUT"
 sh bench/broker.sh "$BUILD" "$OUT"
+sh bench/simulate.sh "$BUILD" "$OUT"

@@ -172,7 +172,10 @@ lk_err lk_dev_new(const lk_dev_config *cfg, lk_dev **out, char *detail,
  * token, free the queue. NULL is a no-op. */
 void lk_dev_free(lk_dev *dev);
 
-/* Start connecting (the first attempt happens in the next lk_dev_step). */
+/* Start connecting: the first attempt happens in the next lk_dev_step (until
+ * then the state is LK_DEV_BACKOFF with no wait). The host name is resolved
+ * at each attempt, synchronously (getaddrinfo): a fleet in one thread should
+ * be given an IP address. */
 lk_err lk_dev_start(lk_dev *dev);
 
 /*
@@ -198,7 +201,10 @@ lk_err lk_dev_publish_state(lk_dev *dev, const void *data, size_t len,
 void lk_dev_stop(lk_dev *dev);
 
 /* The socket to watch (-1 when none), and whether to watch it for writing
- * too. Both change after every lk_dev_step. */
+ * too. Both change after every lk_dev_step. A new connection can get the
+ * same fd number as the one it replaces within a single step (the old
+ * socket is closed first, which drops it from an epoll set): re-register
+ * when lk_dev_fd or lk_dev_stats.attempts changes. */
 int lk_dev_fd(const lk_dev *dev);
 int lk_dev_want_write(const lk_dev *dev);
 /* Milliseconds (CLOCK_MONOTONIC, as lk_dev_now_ms) by which lk_dev_step must
