@@ -47,6 +47,10 @@
 #define MISC_MS 1000
 #define PACKETS_PER_STEP 64
 #define DETAIL_MAX 256
+/* IoT Core allows one state report a second per device; a little more, so
+ * a slow clock on either side never gets one dropped. */
+#define STATE_GAP_MS 1100
+#define DEFAULT_MAX_RATE 80u
 /* The claims JSON is at most {"iat":-9223372036854775808,"exp":...,"aud":"<30>"}. */
 #define TOKEN_SIZE LK_JWT_TOKEN_SIZE(128u, LK_SIG_MAX_BYTES)
 
@@ -57,6 +61,7 @@ struct lk_dev_tls {
 struct msg {
     struct msg *next;
     uint64_t id;
+    int is_state;
     int mid;        /* libmosquitto's id on the current connection, 0 = not sent */
     size_t len;
     uint8_t *data;  /* points into the same allocation, after the topic */
@@ -94,6 +99,7 @@ struct lk_dev {
     int connack;        /* -1 none yet, else the CONNACK code */
     int lost_rc;        /* libmosquitto's reason from on_disconnect */
     int lost_errno;     /* errno behind lost_rc == MOSQ_ERR_ERRNO */
+    long verify_err;    /* the first certificate error of this attempt */
     int in_callback;
     int64_t deadline_ms;  /* CONNECTING: connect timeout; REFRESHING/STOPPING: drain */
     int64_t retry_ms;     /* BACKOFF: next attempt */
@@ -114,6 +120,15 @@ struct lk_dev {
     struct msg *head, *tail;
     size_t queued, queued_bytes, inflight;
     uint64_t next_id;
+
+    /* pacing: the server drops (and still acknowledges) what goes over its
+     * rates, so the client keeps under them */
+    unsigned max_rate;        /* messages in any 1000 ms */
+    int64_t *sent_ms;         /* ring of the last max_rate send times */
+    unsigned sent_i, sent_n;
+    int64_t pump_wait_ms;     /* when pacing lets the next message go, 0 if none waits */
+    int state_inflight;       /* a state message awaits its PUBACK */
+    int64_t state_ready_ms;   /* the next state may go at this time */
 
     lk_err fail_err;
     char fail_detail[DETAIL_MAX];
@@ -196,6 +211,22 @@ static void fail(lk_dev *d, lk_err err, const char *fmt, ...)
 
 /* ------------------------------------------------------------------- TLS */
 
+/* The client being stepped on this thread: the verify callback runs inside
+ * libmosquitto's read and write calls for exactly that client, and records
+ * the certificate verdict there, because libmosquitto frees the SSL object
+ * (and its verify result) as soon as the handshake fails. */
+static __thread lk_dev *stepping;
+
+static int verify_cb(int ok, X509_STORE_CTX *x)
+{
+    if (!ok && stepping != NULL && stepping->verify_err == X509_V_OK) {
+        stepping->verify_err = X509_STORE_CTX_get_error(x);
+        if (stepping->verify_err == X509_V_OK)
+            stepping->verify_err = X509_V_ERR_UNSPECIFIED;
+    }
+    return ok;
+}
+
 static void tls_reason(char *detail, size_t size, const char *what)
 {
     unsigned long e = ERR_peek_last_error();
@@ -253,7 +284,7 @@ lk_err lk_dev_tls_new(const char *ca_file, const char *host, lk_dev_tls **out, c
         lk_dev_tls_free(t);
         return LK_ERR_IO;
     }
-    SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, verify_cb);
     param = SSL_CTX_get0_param(t->ctx);
     X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
     if (inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1) {
@@ -339,6 +370,8 @@ static const char *check_config(const lk_dev_config *c, char *why, size_t size)
         return BAD("the backoff cap must be 1 to 3600 seconds, not %u", c->backoff_max_s);
     if (c->connect_timeout_s > 600)
         return BAD("the connect timeout must be 1 to 600 seconds, not %u", c->connect_timeout_s);
+    if (c->max_messages_per_s > 10000)
+        return BAD("the message rate must be at most 10000 per second, not %u", c->max_messages_per_s);
     if (c->drain_timeout_ms > 600000)
         return BAD("the drain timeout must be at most 600000 ms, not %u", c->drain_timeout_ms);
     return NULL;
@@ -401,6 +434,7 @@ lk_err lk_dev_new(const lk_dev_config *c, lk_dev **out, char *detail, size_t det
     d->max_refusals = c->max_refusals ? c->max_refusals : DEFAULT_MAX_REFUSALS;
     d->max_attempts = c->max_attempts;
     d->queue_max = c->queue_max ? c->queue_max : DEFAULT_QUEUE_MAX;
+    d->max_rate = c->max_messages_per_s ? c->max_messages_per_s : DEFAULT_MAX_RATE;
     d->queue_bytes_max = c->queue_bytes_max ? c->queue_bytes_max : DEFAULT_QUEUE_BYTES;
     d->user = c->user;
     d->on_event = c->on_event;
@@ -425,6 +459,11 @@ lk_err lk_dev_new(const lk_dev_config *c, lk_dev **out, char *detail, size_t det
         return LK_ERR_NOMEM;
     }
     d->prefix_len = strlen(d->prefix);
+    d->sent_ms = calloc(d->max_rate, sizeof *d->sent_ms);
+    if (d->sent_ms == NULL) {
+        lk_dev_free(d);
+        return LK_ERR_NOMEM;
+    }
     if (c->tls != NULL) {
         d->tls = c->tls;
     } else {
@@ -451,6 +490,7 @@ static void queue_reset_sent(lk_dev *d)
         }
     }
     d->inflight = 0;
+    d->state_inflight = 0;
 }
 
 static void msg_free(struct msg *m)
@@ -461,26 +501,71 @@ static void msg_free(struct msg *m)
     free(m);
 }
 
-/* Hand every unsent message to the connection, in order. */
+/* 1 when one more message may go now without exceeding max_rate in any
+ * 1000 ms; else 0 and *when says from when on. */
+static int rate_allows(const lk_dev *d, int64_t now, int64_t *when)
+{
+    int64_t oldest;
+    if (d->sent_n < d->max_rate)
+        return 1;
+    oldest = d->sent_ms[d->sent_i]; /* the ring is full: sent_i is the oldest */
+    if (now - oldest >= 1000)
+        return 1;
+    *when = oldest + 1000;
+    return 0;
+}
+
+static void rate_record(lk_dev *d, int64_t now)
+{
+    d->sent_ms[d->sent_i] = now;
+    d->sent_i = (d->sent_i + 1) % d->max_rate;
+    if (d->sent_n < d->max_rate)
+        d->sent_n++;
+}
+
+/* Hand the unsent messages to the connection, in order, as fast as the
+ * server's rates allow: events and state together within max_rate per
+ * second, and state reports one at a time, each STATE_GAP_MS after the
+ * previous one's PUBACK (IoT Core measures the state rate from its last
+ * acknowledgement). A state report that must wait does not hold up the
+ * events behind it. */
 static void pump(lk_dev *d)
 {
     struct msg *m;
+    int64_t now, when = 0;
+    int state_blocked;
+    d->pump_wait_ms = 0;
     if (d->state != LK_DEV_CONNECTED && d->state != LK_DEV_STOPPING)
         return;
     if (d->mosq == NULL || d->connack != 0)
         return;
+    now = lk_dev_now_ms();
+    state_blocked = d->state_inflight || now < d->state_ready_ms;
     for (m = d->head; m != NULL; m = m->next) {
         int mid = 0, rc;
         if (m->mid != 0)
             continue;
+        if (m->is_state && state_blocked) {
+            if (!d->state_inflight && (when == 0 || d->state_ready_ms < when))
+                when = d->state_ready_ms;
+            continue;
+        }
+        if (!rate_allows(d, now, &when))
+            break;
         rc = mosquitto_publish(d->mosq, &mid, m->topic, (int)m->len, m->data, 1, false);
         if (rc != MOSQ_ERR_SUCCESS) {
             /* The connection is failing; what was not handed over waits for the next one. */
             break;
         }
+        rate_record(d, now);
         m->mid = mid != 0 ? mid : -1;
         d->inflight++;
+        if (m->is_state) {
+            d->state_inflight = 1;
+            state_blocked = 1;
+        }
     }
+    d->pump_wait_ms = when;
 }
 
 static lk_err enqueue(lk_dev *d, const char *topic, const void *data, size_t len, size_t max,
@@ -504,6 +589,7 @@ static lk_err enqueue(lk_dev *d, const char *topic, const void *data, size_t len
     if (m == NULL)
         return LK_ERR_NOMEM;
     m->next = NULL;
+    m->is_state = topic == d->topic_state;
     m->id = d->next_id++;
     m->mid = 0;
     m->len = len;
@@ -593,6 +679,10 @@ static void cb_publish(struct mosquitto *mosq, void *obj, int mid)
         d->queued_bytes -= m->len;
         if (d->inflight > 0)
             d->inflight--;
+        if (m->is_state) {
+            d->state_inflight = 0;
+            d->state_ready_ms = lk_dev_now_ms() + STATE_GAP_MS;
+        }
         d->stats.delivered++;
         emit(d, LK_DEV_EV_DELIVERED, LK_OK, 0, 0, m->id, "message %llu delivered",
              (unsigned long long)m->id);
@@ -715,6 +805,7 @@ static void destroy_connection(lk_dev *d)
     d->ended = 0;
     d->lost_rc = 0;
     d->lost_errno = 0;
+    d->verify_err = X509_V_OK;
     d->connack = -1;
     d->connected_ms = 0;
     queue_reset_sent(d);
@@ -795,7 +886,7 @@ static void connection_ended(lk_dev *d, int64_t now, int loop_rc)
     int connack = d->connack;
     int rc = d->lost_rc ? d->lost_rc : loop_rc;
     int saved_errno = d->lost_errno;
-    long verify = X509_V_OK;
+    long verify = d->verify_err;
     int tls_failed = 0;
     lk_err why = LK_ERR_NET;
     SSL *ssl;
@@ -804,8 +895,9 @@ static void connection_ended(lk_dev *d, int64_t now, int loop_rc)
         ssl = mosquitto_ssl_get(d->mosq);
         /* A refused TCP connection also ends a handshake: only a
          * certificate verdict or a TLS protocol error is a TLS failure. */
-        if (ssl != NULL && connack < 0) {
+        if (ssl != NULL && connack < 0 && verify == X509_V_OK)
             verify = SSL_get_verify_result(ssl);
+        if (connack < 0) {
             tls_failed = verify != X509_V_OK ||
                          ((rc == MOSQ_ERR_TLS || rc == MOSQ_ERR_TLS_HANDSHAKE) && saved_errno == 0);
         }
@@ -960,16 +1052,27 @@ static void say_goodbye(lk_dev *d)
     }
 }
 
+static lk_err step(lk_dev *d, int readable, int writable);
+
 lk_err lk_dev_step(lk_dev *d, int readable, int writable)
 {
-    int64_t now;
-    int rc = MOSQ_ERR_SUCCESS;
-
+    lk_dev *outer;
+    lk_err err;
     if (d == NULL)
         return LK_ERR_ARG;
     if (d->in_callback)
         return LK_ERR_STATE;
-    now = lk_dev_now_ms();
+    outer = stepping;
+    stepping = d;
+    err = step(d, readable, writable);
+    stepping = outer;
+    return err;
+}
+
+static lk_err step(lk_dev *d, int readable, int writable)
+{
+    int64_t now = lk_dev_now_ms();
+    int rc = MOSQ_ERR_SUCCESS;
 
     if (d->mosq != NULL && !d->ended && d->state == LK_DEV_CONNECTING && d->connack < 0 &&
         (readable || writable)) {
@@ -1046,7 +1149,7 @@ lk_err lk_dev_step(lk_dev *d, int readable, int writable)
         break;
     case LK_DEV_STOPPING:
         pump(d);
-        if (d->mosq == NULL || d->connack != 0 || d->inflight == 0 || now >= d->deadline_ms) {
+        if (d->mosq == NULL || d->connack != 0 || d->queued == 0 || now >= d->deadline_ms) {
             say_goodbye(d);
             connection_ended(d, now, MOSQ_ERR_SUCCESS);
         }
@@ -1084,6 +1187,8 @@ int64_t lk_dev_next_ms(const lk_dev *d)
         break;
     case LK_DEV_CONNECTED:
         next = d->refresh_ms;
+        if (d->pump_wait_ms != 0 && d->pump_wait_ms < next)
+            next = d->pump_wait_ms;
         break;
     case LK_DEV_REFRESHING:
     case LK_DEV_STOPPING:
@@ -1165,6 +1270,7 @@ void lk_dev_free(lk_dev *d)
     free(d->topic_state);
     free(d->topic_config);
     free(d->topic_commands);
+    free(d->sent_ms);
     free(d);
 }
 

@@ -132,6 +132,14 @@ typedef struct lk_dev_config {
     unsigned max_attempts;      /* failed attempts in a row (any reason)
                                    before LK_DEV_FAILED; default 0 = never */
 
+    /* Pacing. IoT Core (and the latchkey plugin) drop what a connection sends
+     * over 100 messages a second, or over one state report a second, and
+     * still acknowledge it: a client that bursts loses messages. So the
+     * client sends at most max_messages_per_s messages in any second
+     * (default 80, 1..10000; raise it only with the server's limit), and
+     * state reports 1.1 s after the previous one's PUBACK. */
+    unsigned max_messages_per_s;
+
     /* The outgoing queue (events and state waiting for PUBACK). */
     size_t queue_max;           /* messages; default 1000 */
     size_t queue_bytes_max;     /* payload bytes; default 16 MiB */

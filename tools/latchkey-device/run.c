@@ -43,6 +43,8 @@ static const char run_help[] =
     "  --backoff-max S     cap of the exponential backoff (default 64)\n"
     "  --max-refusals N    give up after N fresh tokens refused in a row (default 3; 0 = never)\n"
     "  --max-attempts N    give up after N failed attempts in a row (default 0 = never)\n"
+    "  --max-rate N        send at most N messages a second (default 80: the server drops what\n"
+    "                      goes over its limit of 100)\n"
     "  --events FILE|-     where the event lines come from (default: standard input)\n"
     "  --subfolder S       send events to /devices/D/events/S\n"
     "  --state TEXT | --state-file FILE   publish this device state once\n"
@@ -329,7 +331,7 @@ enum {
     OPT_HOST = 1000, OPT_PORT, OPT_CA, OPT_PROJECT, OPT_REGION, OPT_REGISTRY, OPT_DEVICE,
     OPT_KEY, OPT_STORE, OPT_MODULE, OPT_ALG, OPT_LIFETIME, OPT_MARGIN, OPT_KEEPALIVE,
     OPT_BACKOFF, OPT_REFUSALS, OPT_ATTEMPTS, OPT_EVENTS, OPT_SUBFOLDER, OPT_STATE,
-    OPT_STATE_FILE, OPT_COUNT, OPT_DURATION, OPT_EOF, OPT_FORMAT, OPT_QUIET, OPT_HELP
+    OPT_STATE_FILE, OPT_COUNT, OPT_DURATION, OPT_MAX_RATE, OPT_EOF, OPT_FORMAT, OPT_QUIET, OPT_HELP
 };
 
 static const struct option run_options[] = {
@@ -356,6 +358,7 @@ static const struct option run_options[] = {
     {"state-file", required_argument, NULL, OPT_STATE_FILE},
     {"count", required_argument, NULL, OPT_COUNT},
     {"duration", required_argument, NULL, OPT_DURATION},
+    {"max-rate", required_argument, NULL, OPT_MAX_RATE},
     {"exit-on-eof", no_argument, NULL, OPT_EOF},
     {"format", required_argument, NULL, OPT_FORMAT},
     {"quiet", no_argument, NULL, OPT_QUIET},
@@ -379,6 +382,7 @@ static const struct num_opt num_opts[] = {
     {OPT_ATTEMPTS, "--max-attempts", 0, 1000000},
     {OPT_COUNT, "--count", 1, 1000000000000LL},
     {OPT_DURATION, "--duration", 1, 100000000},
+    {OPT_MAX_RATE, "--max-rate", 1, 10000},
 };
 
 int lk_device_cmd_run(int argc, char **argv)
@@ -483,6 +487,7 @@ int lk_device_cmd_run(int argc, char **argv)
     cfg.max_refusals = nums[OPT_REFUSALS - OPT_HOST] == 0 ? ~0u
                                                            : (unsigned)nums[OPT_REFUSALS - OPT_HOST];
     cfg.max_attempts = (unsigned)nums[OPT_ATTEMPTS - OPT_HOST];
+    cfg.max_messages_per_s = (unsigned)nums[OPT_MAX_RATE - OPT_HOST];
 
     /* The input first: a bad path is a usage problem, found before any key is opened. */
     if (strcmp(events, "-") == 0) {
