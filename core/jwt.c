@@ -182,42 +182,6 @@ void lk_jwt_init(lk_jwt *jwt, lk_alg alg, char *buf, size_t size)
     jwt->len = HDR_LEN + 1u;
 }
 
-/* Length of the valid UTF-8 sequence starting at p[0] (p has n > 0 bytes),
- * or 0 when it is not valid: no overlongs, no surrogates, nothing above
- * U+10FFFF, no truncation (RFC 3629). */
-static size_t utf8_seq(const uint8_t *p, size_t n)
-{
-    uint8_t c = p[0], lo = 0x80, hi = 0xBF;
-    size_t len, i;
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF)
-        len = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-    } else
-        return 0;
-    if (n < len)
-        return 0;
-    if (p[1] < lo || p[1] > hi)
-        return 0;
-    for (i = 2; i < len; i++)
-        if (p[i] < 0x80 || p[i] > 0xBF)
-            return 0;
-    return len;
-}
-
 void lk_jwt_add_claim_string(lk_jwt *jwt, const char *name,
                              const char *value, size_t value_len)
 {
@@ -249,7 +213,7 @@ void lk_jwt_add_claim_string(lk_jwt *jwt, const char *name,
             put(jwt, e, 6);
             i++;
         } else {
-            size_t m = utf8_seq(v + i, value_len - i);
+            size_t m = lk_utf8_seq(v + i, value_len - i);
             if (m == 0) {
                 latch(jwt, LK_ERR_ENCODING);
                 return;

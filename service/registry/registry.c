@@ -55,6 +55,7 @@
 
 #include "backend.h"
 #include "internal.h"
+#include "latchkey/lk_util.h"
 
 #define NOTIFICATION_JSON_MAX (64u * 1024u)
 #define EVENT_NOTIFICATIONS_MAX 10u
@@ -193,48 +194,10 @@ static lk_err check_state(const char *what, lk_reg_state s, char *why, size_t wh
     return LK_OK;
 }
 
-/* Well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF)
- * without NUL. */
+/* Well-formed UTF-8 without NUL. */
 static int utf8_text(const unsigned char *s, size_t n)
 {
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        size_t k;
-        uint32_t cp, min;
-        if (c == 0)
-            return 0;
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if ((c & 0xe0) == 0xc0) {
-            k = 1;
-            cp = c & 0x1f;
-            min = 0x80;
-        } else if ((c & 0xf0) == 0xe0) {
-            k = 2;
-            cp = c & 0x0f;
-            min = 0x800;
-        } else if ((c & 0xf8) == 0xf0) {
-            k = 3;
-            cp = c & 0x07;
-            min = 0x10000;
-        } else {
-            return 0;
-        }
-        if (n - i <= k)
-            return 0;
-        for (size_t j = 1; j <= k; j++) {
-            if ((s[i + j] & 0xc0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (s[i + j] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-        i += k + 1;
-    }
-    return 1;
+    return lk_utf8_valid(s, n) && memchr(s, '\0', n) == NULL;
 }
 
 static lk_err check_metadata(const lk_reg_metadata *m, unsigned n, char *why, size_t why_size)

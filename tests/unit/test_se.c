@@ -926,6 +926,12 @@ static const struct { lk_err err; const char *name; } error_table[] = {
     { LK_ERR_REG_BUSY, "LK_ERR_REG_BUSY" },
     { LK_ERR_REG_STORAGE, "LK_ERR_REG_STORAGE" },
     { LK_ERR_REG_SCHEMA, "LK_ERR_REG_SCHEMA" },
+    { LK_ERR_NET, "LK_ERR_NET" },
+    { LK_ERR_TLS, "LK_ERR_TLS" },
+    { LK_ERR_REFUSED, "LK_ERR_REFUSED" },
+    { LK_ERR_QUEUE_FULL, "LK_ERR_QUEUE_FULL" },
+    { LK_ERR_TOO_LARGE, "LK_ERR_TOO_LARGE" },
+    { LK_ERR_TIMEOUT, "LK_ERR_TIMEOUT" },
 };
 #define N_ERRORS (sizeof error_table / sizeof error_table[0])
 
@@ -948,6 +954,8 @@ static void test_error_strings(void **state)
     assert_int_equal(LK_ERR_KEY_WEAK, 29);
     assert_int_equal(LK_ERR_IO, 40);
     assert_int_equal(LK_ERR_CRYPTO, 45);
+    assert_int_equal(LK_ERR_NET, 100);
+    assert_int_equal(LK_ERR_TIMEOUT, 105);
     /* every code below LK_ERR__END is in the table above (update it when
      * a code is appended) */
     assert_int_equal(LK_ERR__END, (int)error_table[N_ERRORS - 1].err + 1);
@@ -968,7 +976,7 @@ static void test_error_strings(void **state)
                          error_table[j].name, s);
     }
     /* unknown values: the gaps, the end marker, beyond, negative */
-    static const int unknown[] = { 5, 9, 14, 19, 30, 39, 47, 59, 72, 79, LK_ERR__END, LK_ERR__END + 1, 100,
+    static const int unknown[] = { 5, 9, 14, 19, 30, 39, 47, 59, 72, 79, 90, 99, LK_ERR__END, LK_ERR__END + 1,
                                    1000, 0x7fffffff, -1, -46 };
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         const char *s = lk_strerror((lk_err)unknown[i]);

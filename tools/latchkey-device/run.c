@@ -14,6 +14,7 @@
 
 #include "latchkey/lk_device.h"
 #include "latchkey/lk_iotcore.h"
+#include "latchkey/lk_util.h"
 #include "device_tool.h"
 
 static const char run_help[] =
@@ -78,36 +79,6 @@ struct agent {
 
 /* --------------------------------------------------------------- output */
 
-static int utf8_valid(const uint8_t *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        uint8_t c = s[i];
-        size_t k;
-        uint32_t cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf) { k = 1; cp = c & 0x1f; }
-        else if (c >= 0xe0 && c <= 0xef) { k = 2; cp = c & 0x0f; }
-        else if (c >= 0xf0 && c <= 0xf4) { k = 3; cp = c & 0x07; }
-        else return 0;
-        if (n - i <= k)
-            return 0;
-        for (size_t j = 1; j <= k; j++) {
-            if ((s[i + j] & 0xc0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (s[i + j] & 0x3f);
-        }
-        if ((k == 2 && cp < 0x800) || (k == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-        i += k + 1;
-    }
-    return 1;
-}
-
 static void put_json_string(const uint8_t *s, size_t n)
 {
     putchar('"');
@@ -163,7 +134,7 @@ static void print_message(struct agent *a, const char *type, const char *subfold
             fputs(",\"subfolder\":", stdout);
             put_json_string((const uint8_t *)subfolder, strlen(subfolder));
         }
-        if (utf8_valid(data, len)) {
+        if (lk_utf8_valid(data, len)) {
             fputs(",\"data\":", stdout);
             put_json_string(data, len);
         } else {
