@@ -70,7 +70,7 @@ struct msg {
 
 struct lk_dev {
     /* configuration (strings owned) */
-    char *host, *ca_file;
+    char *host;
     unsigned port;
     const lk_se *se;
     const char *key;
@@ -1179,6 +1179,8 @@ int64_t lk_dev_next_ms(const lk_dev *d)
     int64_t next = INT64_MAX;
     if (d == NULL)
         return next;
+    if (d->ended)
+        return lk_dev_now_ms(); /* a connection ended synchronously: tidy up at once */
     switch (d->state) {
     case LK_DEV_BACKOFF:
         return d->retry_ms;
@@ -1262,7 +1264,6 @@ void lk_dev_free(lk_dev *d)
     if (d->own_tls)
         lk_dev_tls_free(d->tls);
     free(d->host);
-    free(d->ca_file);
     free(d->project);
     free(d->client_id);
     free(d->prefix);
