@@ -1,9 +1,97 @@
 # Shared by the bench scripts (sourced, after OUT is set): print a figure and
-# append it to OUT, take the median of numbers on standard input, and pin a
+# append it to OUT, take the median of numbers on standard input, pin a
 # command to the last core (PIN) so that ours and a baseline see the same
-# core one after the other.
+# core one after the other, and start a Mosquitto for a bench.
 emit() { echo "$1: $2"; echo "$1: $2" >> "$OUT"; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 CPU=$(( $(nproc) - 1 ))
 PIN="taskset -c $CPU"
 command -v taskset >/dev/null 2>&1 || PIN=""
+
+# start_mosquitto NAME PLAIN [LINE...]
+# Starts LK_MOSQUITTO ($MOSQUITTO), pinned with PIN, configured in
+# $TMP/NAME.conf and logging to $TMP/NAME.log: a TLS listener (1.2 and up)
+# on an even loopback port, with PLAIN = plain a plain-TCP listener on the
+# next port too, then the configuration lines LINE... (the plugin or
+# allow_anonymous). The first call makes, in $TMP, a test CA (ca.crt, for
+# the clients) and its server certificate for 127.0.0.1 (P-256). Sets
+# NAME_PID at once (for the caller's cleanup), then NAME_TLS and NAME_PLAIN;
+# a port taken by another process is retried, 10 tries, then the script
+# exits with the broker's output.
+start_mosquitto() {
+    if [ ! -f "$TMP/server.crt" ]; then
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+            -subj "/CN=latchkey bench CA" -keyout "$TMP/ca.key" -out "$TMP/ca.crt" \
+            -addext "basicConstraints=critical,CA:TRUE,pathlen:0" \
+            -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" 2>/dev/null
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
+            -keyout "$TMP/server.key" -out "$TMP/server.csr" 2>/dev/null
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' > "$TMP/ext"
+        openssl x509 -req -in "$TMP/server.csr" -CA "$TMP/ca.crt" -CAkey "$TMP/ca.key" \
+            -CAcreateserial -days 2 -extfile "$TMP/ext" -out "$TMP/server.crt" 2>/dev/null
+        chmod 600 "$TMP/server.key" "$TMP/ca.key"
+    fi
+    _name=$1 _plain=$2
+    shift 2
+    # Ports below the ephemeral range: connect loops leave thousands of
+    # TIME_WAIT sockets on ephemeral ports, on which mosquitto's bind() fails.
+    _eph=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+    [ "$_eph" -gt 12000 ] || _eph=32768
+    _try=0
+    while [ $_try -lt 10 ]; do
+        _try=$((_try + 1))
+        _tp=$(( 10000 + ($(od -An -N2 -tu2 /dev/urandom) % ((_eph - 10002) / 2)) * 2 ))
+        _pp=$((_tp + 1))
+        case " ${_lk_ports:-} " in *" $_tp "*) continue ;; esac
+        {
+            echo "per_listener_settings false"
+            echo "max_keepalive 800"
+            echo "message_size_limit 262144"
+            echo "set_tcp_nodelay true"
+            echo "persistence false"
+            echo "user $(id -un)"
+            echo "log_dest file $TMP/$_name.log"
+            echo "log_type error"
+            echo "log_type warning"
+            echo "log_type notice"
+            echo "log_type information"
+            echo ""
+            echo "listener $_tp 127.0.0.1"
+            echo "certfile $TMP/server.crt"
+            echo "keyfile $TMP/server.key"
+            echo "tls_version tlsv1.2"
+            echo "max_qos 1"
+            echo ""
+            if [ "$_plain" = plain ]; then
+                echo "listener $_pp 127.0.0.1"
+                echo "max_qos 1"
+                echo ""
+            fi
+            for _line in "$@"; do echo "$_line"; done
+        } > "$TMP/$_name.conf"
+        : > "$TMP/$_name.log"
+        $PIN "$MOSQUITTO" -c "$TMP/$_name.conf" > "$TMP/$_name.stderr" 2>&1 &
+        _pid=$!
+        eval "${_name}_PID=$_pid"
+        _n=0
+        while [ $_n -lt 50 ]; do
+            kill -0 "$_pid" 2>/dev/null || break
+            grep -q "Error" "$TMP/$_name.log" 2>/dev/null && break
+            if grep -q "Opening ipv4 listen socket on port $_tp" "$TMP/$_name.log" 2>/dev/null &&
+               { [ "$_plain" != plain ] ||
+                 grep -q "Opening ipv4 listen socket on port $_pp" "$TMP/$_name.log" 2>/dev/null; }; then
+                eval "${_name}_TLS=$_tp ${_name}_PLAIN=$_pp"
+                _lk_ports="${_lk_ports:-} $_tp"
+                return 0
+            fi
+            sleep 0.1
+            _n=$((_n + 1))
+        done
+        kill "$_pid" 2>/dev/null || true
+        wait "$_pid" 2>/dev/null || true
+        eval "${_name}_PID="
+    done
+    echo "${0##*/}: mosquitto ($_name) did not start:" >&2
+    cat "$TMP/$_name.stderr" "$TMP/$_name.log" >&2 2>/dev/null || true
+    exit 1
+}

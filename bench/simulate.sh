@@ -48,13 +48,9 @@ PROJECT=bench-project
 REGION=us-central1
 REGISTRY=bench-fleet
 
-NCPU=$(nproc)
-PINB="taskset -c $((NCPU - 1))"
-PINC="taskset -c 0"
-[ "$NCPU" -ge 2 ] || PINC=$PINB
-command -v taskset >/dev/null 2>&1 || { PINB=""; PINC=""; }
-
 . bench/common.sh
+PINC="taskset -c 0"      # the clients; the broker on the last core (PIN)
+[ -n "$PIN" ] || PINC=""
 
 for f in "$TOOL" "$DEVTOOL" "$PLUGIN" "$MOSQUITTO"; do
     [ -x "$f" ] || [ -f "$f" ] || { echo "simulate.sh: $f is missing: build first" >&2; exit 1; }
@@ -69,31 +65,19 @@ if [ "$HARD" != unlimited ] && [ "$HARD" -lt $((NDEV + 64)) ]; then
 fi
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/lkbench-sim.XXXXXX")
-BROKER_PID=""
+broker_PID=""
 SIM_PID=""
 cleanup() {
-    for p in $SIM_PID $BROKER_PID; do
+    for p in $SIM_PID $broker_PID; do
         kill "$p" 2>/dev/null || true
     done
-    for p in $SIM_PID $BROKER_PID; do
+    for p in $SIM_PID $broker_PID; do
         wait "$p" 2>/dev/null || true
     done
     rm -rf "$TMP"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# --- TLS: a test CA and a server certificate for 127.0.0.1 (P-256) ---
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-    -subj "/CN=latchkey bench CA" -keyout "$TMP/ca.key" -out "$TMP/ca.crt" \
-    -addext "basicConstraints=critical,CA:TRUE,pathlen:0" \
-    -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
-    -keyout "$TMP/server.key" -out "$TMP/server.csr" 2>/dev/null
-printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' > "$TMP/ext"
-openssl x509 -req -in "$TMP/server.csr" -CA "$TMP/ca.crt" -CAkey "$TMP/ca.key" \
-    -CAcreateserial -days 2 -extfile "$TMP/ext" -out "$TMP/server.crt" 2>/dev/null
-chmod 600 "$TMP/server.key" "$TMP/ca.key"
 
 # --- the fleet's keys and the registry ---
 "$TOOL" --db "$TMP/registry.db" registries create "$REGISTRY" --project "$PROJECT" \
@@ -103,65 +87,10 @@ chmod 600 "$TMP/server.key" "$TMP/ca.key"
 "$TOOL" --db "$TMP/registry.db" devices import "$TMP/fleet.jsonl" --registry "$REGISTRY" \
     --project "$PROJECT" --region "$REGION" >/dev/null
 
-# --- the broker: TLS listener on a random port below the ephemeral range ---
-EPH_LOW=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-[ "$EPH_LOW" -gt 12000 ] || EPH_LOW=32768
-rand_port() { echo $(( 10000 + $(od -An -N2 -tu2 /dev/urandom) % (EPH_LOW - 10001) )); }
-
-write_conf() { # PORT
-    {
-        echo "per_listener_settings false"
-        echo "max_keepalive 800"
-        echo "message_size_limit 262144"
-        echo "set_tcp_nodelay true"
-        echo "persistence false"
-        echo "user $(id -un)"
-        echo "log_dest file $TMP/broker.log"
-        echo "log_type error"
-        echo "log_type warning"
-        echo "log_type notice"
-        echo "log_type information"
-        echo ""
-        echo "listener $1 127.0.0.1"
-        echo "certfile $TMP/server.crt"
-        echo "keyfile $TMP/server.key"
-        echo "tls_version tlsv1.2"
-        echo "max_qos 1"
-        echo ""
-        echo "allow_anonymous false"
-        echo "plugin $PLUGIN"
-        echo "plugin_opt_registry $TMP/registry.db"
-    } > "$TMP/broker.conf"
-}
-
-try=0
-PORT=""
-while [ $try -lt 10 ] && [ -z "$PORT" ]; do
-    try=$((try + 1))
-    p=$(rand_port)
-    write_conf "$p"
-    : > "$TMP/broker.log"
-    $PINB "$MOSQUITTO" -c "$TMP/broker.conf" > "$TMP/broker.stderr" 2>&1 &
-    BROKER_PID=$!
-    n=0
-    while [ $n -lt 50 ]; do
-        kill -0 "$BROKER_PID" 2>/dev/null || break
-        grep -q "Error" "$TMP/broker.log" 2>/dev/null && break
-        if grep -q "Opening ipv4 listen socket on port $p" "$TMP/broker.log" 2>/dev/null; then
-            PORT=$p
-            break
-        fi
-        sleep 0.1
-        n=$((n + 1))
-    done
-    if [ -z "$PORT" ]; then
-        kill "$BROKER_PID" 2>/dev/null || true
-        wait "$BROKER_PID" 2>/dev/null || true
-        BROKER_PID=""
-    fi
-done
-[ -n "$PORT" ] || { echo "simulate.sh: mosquitto did not start:" >&2;
-                   cat "$TMP/broker.stderr" "$TMP/broker.log" >&2 2>/dev/null; exit 1; }
+# --- the broker (and the test CA, $TMP/ca.crt): TLS listener on a random port ---
+start_mosquitto broker tls "allow_anonymous false" "plugin $PLUGIN" \
+    "plugin_opt_registry $TMP/registry.db"
+PORT=$broker_TLS
 
 SIM="$DEVTOOL simulate --store $TMP/fleet.lks --host 127.0.0.1 --port $PORT --ca $TMP/ca.crt
      --project $PROJECT --region $REGION --registry $REGISTRY"
@@ -203,14 +132,14 @@ while ! grep -q "all $NDEV devices connected" "$TMP/sim.err" 2>/dev/null; do
     [ $t -lt $((RAMP_MAX * 20)) ] || break
     # the ramp starts once the keys are loaded: CPU of both sides from there
     if [ -z "$S0" ] && grep -q "connection attempts at once" "$TMP/sim.err" 2>/dev/null; then
-        S0=$(cpu_ns "$SIM_PID"); B0=$(cpu_ns "$BROKER_PID")
+        S0=$(cpu_ns "$SIM_PID"); B0=$(cpu_ns "$broker_PID")
     fi
     sleep 0.05
     t=$((t + 1))
 done
-S1=$(cpu_ns "$SIM_PID"); B1=$(cpu_ns "$BROKER_PID")
+S1=$(cpu_ns "$SIM_PID"); B1=$(cpu_ns "$broker_PID")
 grep -q "all $NDEV devices connected" "$TMP/sim.err" 2>/dev/null && sleep "$HOLD"
-BROKER_RSS=$(awk '/^VmHWM:/ {print $2}' "/proc/$BROKER_PID/status" 2>/dev/null || echo 0)
+BROKER_RSS=$(awk '/^VmHWM:/ {print $2}' "/proc/$broker_PID/status" 2>/dev/null || echo 0)
 kill -TERM "$SIM_PID" 2>/dev/null || true
 rc=0
 wait "$SIM_PID" || rc=$?

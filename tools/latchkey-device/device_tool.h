@@ -1,9 +1,14 @@
 /*
  * latchkey-device: the agent (run.c) and the fleet simulator (simulate.c)
- * on the device client (lk_device.h). Exit codes: docs/device.md.
+ * on the device client (lk_device.h), and what both write (output.c).
+ * Exit codes: docs/device.md.
  */
 #ifndef LK_DEVICE_TOOL_H
 #define LK_DEVICE_TOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 
 #include "tool.h"
 
@@ -19,6 +24,12 @@ enum {
 
 /* The exit code for a client that ended with err (LK_OK: stopped). */
 int lk_device_exit_code(lk_err err);
+
+/* Write the n bytes at s to f as a JSON string, quotes included: '"' and
+ * '\' escaped, newline as \n, the other control characters and DEL as
+ * \u00XX, every other byte as it is (the caller checks UTF-8 first,
+ * lk_utf8_valid). */
+void lk_device_put_json_string(FILE *f, const uint8_t *s, size_t n);
 
 int lk_device_cmd_run(int argc, char **argv);
 int lk_device_cmd_simulate(int argc, char **argv);

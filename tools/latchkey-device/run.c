@@ -79,23 +79,6 @@ struct agent {
 
 /* --------------------------------------------------------------- output */
 
-static void put_json_string(const uint8_t *s, size_t n)
-{
-    putchar('"');
-    for (size_t i = 0; i < n; i++) {
-        uint8_t c = s[i];
-        if (c == '"' || c == '\\')
-            printf("\\%c", c);
-        else if (c == '\n')
-            fputs("\\n", stdout);
-        else if (c < 0x20 || c == 0x7f)
-            printf("\\u%04x", c);
-        else
-            putchar(c);
-    }
-    putchar('"');
-}
-
 static void put_base64(const uint8_t *s, size_t n)
 {
     static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -132,11 +115,11 @@ static void print_message(struct agent *a, const char *type, const char *subfold
         printf("{\"type\":\"%s\"", type);
         if (subfolder != NULL) {
             fputs(",\"subfolder\":", stdout);
-            put_json_string((const uint8_t *)subfolder, strlen(subfolder));
+            lk_device_put_json_string(stdout, (const uint8_t *)subfolder, strlen(subfolder));
         }
         if (lk_utf8_valid(data, len)) {
             fputs(",\"data\":", stdout);
-            put_json_string(data, len);
+            lk_device_put_json_string(stdout, data, len);
         } else {
             fputs(",\"dataBase64\":", stdout);
             put_base64(data, len);

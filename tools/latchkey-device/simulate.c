@@ -34,6 +34,7 @@
 #define SIM_PREFIX_MAX 200          /* + 5 digits stays under 255 */
 #define SIM_PAYLOAD_MAX (256 * 1024)
 #define SIM_PUBLISH_BURST 16        /* events one device catches up at once */
+#define SIM_DRAIN_MS 5000           /* lk_dev_config.drain_timeout_ms default */
 #define SIM_STOP_EXTRA_MS 5000      /* beyond the drain timeout, for DISCONNECT */
 #define SIM_PROGRESS_MS 10000
 #define SIM_REPORT_MAX 10           /* failures printed one by one */
@@ -104,8 +105,7 @@ struct sim_dev {
     int64_t key_ms;          /* heap key: when to step it again */
     int64_t next_pub_us;     /* next event, in microseconds of lk_dev_now_ms */
     uint64_t seq;            /* events queued so far */
-    unsigned started : 1, first_attempt : 1, connected_once : 1, publishing : 1, done : 1,
-        failed : 1;
+    unsigned first_attempt : 1, connected_once : 1, publishing : 1, done : 1;
 };
 
 struct sim {
@@ -119,7 +119,8 @@ struct sim {
     int json;
 
     /* state */
-    char *ids;                   /* n ids, fixed width */
+    char *ids;                   /* n ids, id_size bytes each */
+    size_t id_size;
     struct sim_dev *devs;
     int *heap;                   /* device indices, by key_ms */
     unsigned heap_len;
@@ -401,6 +402,20 @@ static void publish_due(struct sim *s, struct sim_dev *d, int64_t now_ms)
         d->next_pub_us = now_us + s->period_us;
 }
 
+/* Count a device that ended (once). */
+static void mark_done(struct sim *s, struct sim_dev *d, int failed)
+{
+    if (d->done)
+        return;
+    d->done = 1;
+    s->done++;
+    end_first_attempt(s, d);
+    if (!d->connected_once)
+        s->done_unconnected++;
+    if (failed)
+        s->failed++;
+}
+
 /* After lk_dev_step (or start, or stop): mark a device that ended, refresh
  * its epoll registration and its place in the heap. */
 static void sync_dev(struct sim *s, struct sim_dev *d, int64_t now)
@@ -411,17 +426,7 @@ static void sync_dev(struct sim *s, struct sim_dev *d, int64_t now)
     if (st == LK_DEV_STOPPED || st == LK_DEV_FAILED) {
         unregister_fd(s, d);
         heap_remove(s, d);
-        if (!d->done) {
-            d->done = 1;
-            s->done++;
-            end_first_attempt(s, d);
-            if (!d->connected_once)
-                s->done_unconnected++;
-            if (st == LK_DEV_FAILED) {
-                d->failed = 1;
-                s->failed++;
-            }
-        }
+        mark_done(s, d, st == LK_DEV_FAILED);
         return;
     }
     register_fd(s, d);
@@ -453,9 +458,12 @@ static int make_ids(struct sim *s)
 {
     size_t w = strlen(s->prefix) + 6, i;
     char why[160];
+    s->id_size = w;
     s->ids = malloc(w * s->n);
-    if (s->ids == NULL)
-        return -1;
+    if (s->ids == NULL) {
+        lk_tool_error("simulate", LK_ERR_NOMEM, "%u devices: out of memory", s->n);
+        return EXIT_FAIL;
+    }
     for (i = 0; i < s->n; i++)
         snprintf(s->ids + i * w, w, "%s%05u", s->prefix, (unsigned)(i + 1));
     /* the first and the last id are enough to check the prefix */
@@ -472,7 +480,7 @@ static int make_ids(struct sim *s)
 
 static const char *dev_id(const struct sim *s, size_t i)
 {
-    return s->ids + i * (strlen(s->prefix) + 6);
+    return s->ids + i * s->id_size;
 }
 
 static int open_store(struct sim *s, unsigned flags)
@@ -485,23 +493,6 @@ static int open_store(struct sim *s, unsigned flags)
     }
     s->se = lk_softstore_se(s->store);
     return EXIT_OK;
-}
-
-/* Append str to f as a JSON string's contents (PEM: base64, '-', ' ', '\n'). */
-static void json_escape(FILE *f, const char *p, size_t n)
-{
-    size_t i;
-    for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if (c == '\n')
-            fputs("\\n", f);
-        else if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
 }
 
 /* The store's key names and algorithms, sorted by name. Looking a device up
@@ -552,10 +543,12 @@ static lk_err write_import_line(FILE *f, const char *id, lk_alg alg, const uint8
 
     if (pk != NULL && b != NULL && PEM_write_bio_PUBKEY(b, pk) == 1 &&
         (pem_len = BIO_get_mem_data(b, &pem)) > 0) {
-        fprintf(f, "{\"id\": \"%s\", \"credentials\": [{\"publicKey\": {\"format\": \"%s\", \"key\": \"", id,
+        fputs("{\"id\": ", f);
+        lk_device_put_json_string(f, (const uint8_t *)id, strlen(id));
+        fprintf(f, ", \"credentials\": [{\"publicKey\": {\"format\": \"%s\", \"key\": ",
                 alg == LK_ALG_RS256 ? "RSA_PEM" : "ES256_PEM");
-        json_escape(f, pem, (size_t)pem_len);
-        fputs("\"}}]}\n", f);
+        lk_device_put_json_string(f, (const uint8_t *)pem, (size_t)pem_len);
+        fputs("}}]}\n", f);
         err = LK_OK;
     }
     BIO_free(b);
@@ -570,7 +563,7 @@ static int create_keys(struct sim *s)
     size_t pub_len = 0, nkeys = 0, i;
     unsigned made = 0;
     FILE *f = NULL;
-    int to_stdout = strcmp(s->create_keys, "-") == 0;
+    int to_stdout = strcmp(s->create_keys, "-") == 0, werr;
     struct key_entry *keys = NULL;
     lk_alg *algs = NULL;
     uint8_t **made_pub = NULL;  /* the public keys generated now */
@@ -635,7 +628,11 @@ static int create_keys(struct sim *s)
             rc = lk_tool_exit_code(err);
         }
     }
-    if ((to_stdout ? fflush(f) : fclose(f)) != 0 || (to_stdout && ferror(f))) {
+    /* ferror: also a write that failed before the last flush (full disk) */
+    werr = fflush(f) != 0 || ferror(f);
+    if (!to_stdout && fclose(f) != 0)
+        werr = 1;
+    if (werr) {
         if (rc == EXIT_OK)
             lk_tool_error("simulate", LK_ERR_IO, "%s: %s", s->create_keys, strerror(errno));
         rc = EXIT_FAIL;
@@ -767,16 +764,10 @@ static void start_more(struct sim *s)
 {
     while (!s->stopping && s->started < s->n && s->inflight < s->parallel) {
         struct sim_dev *d = &s->devs[s->started++];
-        d->started = 1;
         d->first_attempt = 1;
         s->inflight++;
         if (lk_dev_start(d->dev) != LK_OK) {
-            end_first_attempt(s, d);
-            d->done = 1;
-            d->failed = 1;
-            s->done++;
-            s->done_unconnected++;
-            s->failed++;
+            mark_done(s, d, 1);
             continue;
         }
         heap_set(s, d, lk_dev_now_ms()); /* the first attempt happens in the next step */
@@ -804,7 +795,6 @@ static int run_fleet(struct sim *s)
 {
     struct epoll_event evs[SIM_EVENTS];
     int64_t end_ms = 0, stop_deadline = 0, next_progress;
-    unsigned drain_ms = 5000; /* lk_dev_config.drain_timeout_ms default */
 
     s->ep = epoll_create1(EPOLL_CLOEXEC);
     if (s->ep < 0) {
@@ -841,7 +831,7 @@ static int run_fleet(struct sim *s)
             }
             if (finished || s->done == s->n) {
                 stop_all(s);
-                stop_deadline = lk_dev_now_ms() + drain_ms + SIM_STOP_EXTRA_MS;
+                stop_deadline = lk_dev_now_ms() + SIM_DRAIN_MS + SIM_STOP_EXTRA_MS;
             }
         } else if (sim_signal) {
             fprintf(stderr, "%s: simulate: %s again: not waiting for the queues\n", lk_tool_name,
@@ -894,7 +884,7 @@ static int summarize(struct sim *s)
 {
     lk_dev_stats t, st;
     uint64_t undelivered = 0;
-    unsigned i, failed = 0;
+    unsigned i;
     struct rusage ru;
     double elapsed = (double)(lk_dev_now_ms() - s->t0_ms) / 1000.0;
     double connect_s = s->connected == s->n ? (double)(s->all_connected_ms - s->t0_ms) / 1000.0 : -1;
@@ -915,8 +905,6 @@ static int summarize(struct sim *s)
         t.published += st.published;
         t.delivered += st.delivered;
         undelivered += st.queued;
-        if (lk_dev_get_state(s->devs[i].dev) == LK_DEV_FAILED)
-            failed++;
     }
     if (s->not_queued > 0)
         fprintf(stderr, "%s: simulate: %llu events were not queued (a device's queue was full)\n",
@@ -926,7 +914,7 @@ static int summarize(struct sim *s)
                 s->reported_failures - SIM_REPORT_MAX);
     if (s->done < s->started)
         fprintf(stderr, "%s: simulate: %u devices had not stopped %u s after they were asked to\n",
-                lk_tool_name, s->started - s->done, (5000 + SIM_STOP_EXTRA_MS) / 1000);
+                lk_tool_name, s->started - s->done, (SIM_DRAIN_MS + SIM_STOP_EXTRA_MS) / 1000);
     if (s->epoll_errors > 0)
         fprintf(stderr, "%s: simulate: %llu sockets could not be watched (epoll_ctl failed)\n",
                 lk_tool_name, (unsigned long long)s->epoll_errors);
@@ -944,7 +932,7 @@ static int summarize(struct sim *s)
                (unsigned long long)t.tls_failures, (unsigned long long)t.disconnects,
                (unsigned long long)t.refreshes, (unsigned long long)t.tokens,
                (unsigned long long)t.published, (unsigned long long)t.delivered,
-               (unsigned long long)undelivered, failed, peak_kb, elapsed);
+               (unsigned long long)undelivered, s->failed, peak_kb, elapsed);
     } else {
         printf("devices       %u\n", s->n);
         if (connect_s >= 0)
@@ -960,12 +948,12 @@ static int summarize(struct sim *s)
         printf("published     %llu\n", (unsigned long long)t.published);
         printf("delivered     %llu\n", (unsigned long long)t.delivered);
         printf("undelivered   %llu\n", (unsigned long long)undelivered);
-        printf("failed        %u\n", failed);
+        printf("failed        %u\n", s->failed);
         printf("peak memory   %ld kB\n", peak_kb);
         printf("elapsed       %.2f s\n", elapsed);
     }
     fflush(stdout);
-    ok = s->connected == s->n && failed == 0 && undelivered == 0 && s->not_queued == 0 &&
+    ok = s->connected == s->n && s->failed == 0 && undelivered == 0 && s->not_queued == 0 &&
          s->done >= s->started;
     return ok ? EXIT_OK : EXIT_DEV_SIM_INCOMPLETE;
 }
@@ -1087,9 +1075,9 @@ int lk_device_cmd_simulate(int argc, char **argv)
     if (rc != EXIT_OK)
         return rc < 0 ? EXIT_OK : rc;
     rc = make_ids(&s);
-    if (rc != 0) {
+    if (rc != EXIT_OK) {
         free(s.ids);
-        return rc < 0 ? EXIT_FAIL : rc;
+        return rc;
     }
     if (s.create_keys != NULL) {
         rc = create_keys(&s);
@@ -1116,10 +1104,8 @@ int lk_device_cmd_simulate(int argc, char **argv)
         goto exit;
     }
     memset(s.payload, 'x', s.payload_bytes);
-    if (s.rate > 0)
+    if (s.rate > 0) /* at most 1000: the period is at least 1 ms */
         s.period_us = (int64_t)llround(1e6 / s.rate);
-    if (s.rate > 0 && s.period_us < 1)
-        s.period_us = 1;
 
     rc = open_store(&s, 0);
     if (rc != EXIT_OK)
