@@ -125,8 +125,10 @@ lk_err lk_registry_update_registry(lk_registry *reg, const lk_reg_name *name,
 lk_err lk_registry_delete_registry(lk_registry *reg, const lk_reg_name *name,
                                    char *why, size_t why_size);
 
-/* Registry CA certificates (at most LK_REGISTRY_CERTS_MAX): X.509v3 PEM, RSA
- * >= 2048 (up to 8192) or P-256, need not be self-signed, not expired when
+/* Registry CA certificates (at most LK_REGISTRY_CERTS_MAX): X.509v3 PEM, a CA
+ * certificate (basicConstraints CA:TRUE, keyCertSign if it has a keyUsage),
+ * RSA >= 2048 (up to 8192, odd public exponent >= 3) or P-256, need not be
+ * self-signed, not expired when
  * added (LK_ERR_REG_CERT otherwise; LK_ERR_REG_EXISTS for a certificate the
  * registry already has). index is the position in the registry's list, in
  * the order added, from 0 (deleting one renumbers those after it). */
@@ -224,8 +226,9 @@ lk_err lk_registry_delete_device(lk_registry *reg, const lk_reg_name *name,
 /*
  * Credentials. A credential must parse as its format (lk_cred_parse). If the
  * registry has CA certificates, it must be an X.509 certificate signed
- * directly by one of them, which is valid now, and differ from every registry
- * certificate (LK_ERR_REG_CERT otherwise); with none, bare keys and
+ * directly by one of them, which is valid now and meets the CA rules, with a
+ * signature of at least 112 bits of security (not SHA-1 or MD5), and differ
+ * from every registry certificate (LK_ERR_REG_CERT otherwise); with none, bare keys and
  * self-signed certificates are accepted. At most LK_DEVICE_CREDENTIALS_MAX.
  * Errors: LK_ERR_CRED_INVALID (does not parse as its format: wrong PEM kind,
  * key type or size), LK_ERR_REG_INVALID (format UNSPECIFIED, expires < 0),

@@ -13,11 +13,15 @@
  *    recognise, and anything it finds invalid, goes to lk_cred_parse, so the
  *    verdict is always the same (tests/unit/test_registry.c checks that);
  *  - with registry CA certificates: the device credential must be a
- *    certificate, differ from every registry certificate, and be signed
+ *    certificate, differ from every registry certificate, have a signature
+ *    of at least 112 bits of security (not SHA-1 or MD5), and be signed
  *    directly (issuer name, key usage and signature) by one of them that is
- *    valid now;
- *  - a registry CA certificate: one PEM certificate, X.509v3, RSA 2048 to
- *    8192 bits or EC P-256, not expired.
+ *    valid now and still meets the CA rules below (a database filled by an
+ *    older version may hold one that does not: it signs nothing);
+ *  - a registry CA certificate: one PEM certificate, X.509v3, a CA
+ *    certificate (basicConstraints CA:TRUE; keyCertSign if it has a
+ *    keyUsage), RSA 2048 to 8192 bits with an odd public exponent of at
+ *    least 3 (the verifier's rule for device keys) or EC P-256, not expired.
  *
  * Every refusal says what is wrong and what is allowed, and never quotes the
  * key or certificate.
@@ -38,10 +42,14 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "../verify/verify_internal.h"
 #include "internal.h"
 
 #define RSA_MIN_BITS 2048
 #define RSA_MAX_BITS 8192
+/* A device certificate's signature: SP 800-57's minimum; SHA-1 (63 bits, as
+ * OpenSSL rates it, collisions being practical) and MD5 are below. */
+#define SIG_MIN_SECBITS 112
 
 struct lk_reg_checker {
     EC_GROUP *p256;
@@ -55,6 +63,7 @@ struct lk_reg_cas {
     unsigned char *der[LK_REGISTRY_CERTS_MAX];
     size_t der_len[LK_REGISTRY_CERTS_MAX];
     int64_t not_before[LK_REGISTRY_CERTS_MAX], not_after[LK_REGISTRY_CERTS_MAX];
+    unsigned char usable[LK_REGISTRY_CERTS_MAX]; /* meets the CA rules (ca_flaw) */
 };
 
 /* ------------------------------------------------------------------ */
@@ -155,16 +164,30 @@ static EVP_PKEY *pem_pubkey(const char *pem, size_t len)
     return pk;
 }
 
-/* "RSA 2048", "EC P-256", "EC secp384r1", "ED25519"; *ok = usable as a
- * registry key (RSA 2048..8192 or P-256). */
+/* "RSA 2048", "RSA 2048 (public exponent 1)", "EC P-256", "EC secp384r1",
+ * "ED25519"; *ok = usable as a registry key (RSA 2048..8192 with an odd
+ * public exponent of at least 3, or P-256). */
 static void key_desc(EVP_PKEY *pk, char *buf, size_t size, int *ok)
 {
     int id = EVP_PKEY_get_base_id(pk);
     *ok = 0;
     if (id == EVP_PKEY_RSA) {
         int bits = EVP_PKEY_get_bits(pk);
-        snprintf(buf, size, "RSA %d", bits);
+        BIGNUM *e = NULL;
         *ok = bits >= RSA_MIN_BITS && bits <= RSA_MAX_BITS;
+        if (lk_verify__rsa_exponent_ok(pk)) {
+            snprintf(buf, size, "RSA %d", bits);
+        } else {
+            *ok = 0;
+            if (!EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_E, &e))
+                snprintf(buf, size, "RSA %d (no readable public exponent)", bits);
+            else if (BN_num_bits(e) <= 32)
+                snprintf(buf, size, "RSA %d (public exponent %lu)", bits,
+                         (unsigned long)BN_get_word(e));
+            else
+                snprintf(buf, size, "RSA %d (an even public exponent)", bits);
+            BN_free(e);
+        }
     } else if (id == EVP_PKEY_EC) {
         char group[48];
         size_t glen = 0;
@@ -181,6 +204,51 @@ static void key_desc(EVP_PKEY *pk, char *buf, size_t size, int *ok)
         const char *sn = OBJ_nid2sn(id);
         snprintf(buf, size, "%s", sn != NULL ? sn : "of an unknown type");
     }
+}
+
+/* 0 when crt is a CA certificate (X509_check_ca == 1: basicConstraints
+ * CA:TRUE, and keyCertSign if it has a keyUsage); else 1, with what is
+ * wrong in buf ("not a CA certificate: ..."). */
+static int not_ca(X509 *crt, char *buf, size_t size)
+{
+    uint32_t flags;
+    if (X509_check_ca(crt) == 1)
+        return 0;
+    flags = X509_get_extension_flags(crt);
+    if ((flags & EXFLAG_INVALID) != 0)
+        snprintf(buf, size, "not a CA certificate: its extensions do not parse; "
+                            "basicConstraints CA:TRUE is required");
+    else if ((flags & EXFLAG_CA) != 0 && (flags & EXFLAG_KUSAGE) != 0 &&
+             (X509_get_key_usage(crt) & KU_KEY_CERT_SIGN) == 0)
+        snprintf(buf, size, "not a CA certificate: its keyUsage lacks keyCertSign, which a CA "
+                            "certificate needs to sign certificates");
+    else
+        snprintf(buf, size, "not a CA certificate: basicConstraints CA:TRUE is required");
+    return 1;
+}
+
+/* 0 when crt meets the CA rules of lk_reg__ca_check that a stored
+ * certificate can break (what it is, its key); else 1 with why in buf. A
+ * database filled by an older version may hold such a certificate. */
+static int ca_flaw(X509 *crt, char *buf, size_t size)
+{
+    EVP_PKEY *pk;
+    char kd[64];
+    int ok = 0;
+
+    if (not_ca(crt, buf, size))
+        return 1;
+    pk = X509_get0_pubkey(crt);
+    if (pk == NULL) {
+        snprintf(buf, size, "its key cannot be read");
+        return 1;
+    }
+    key_desc(pk, kd, sizeof kd, &ok);
+    if (ok)
+        return 0;
+    snprintf(buf, size, "its key is %s; a registry CA certificate's key is RSA (2048 to 8192 "
+                        "bits, with an odd public exponent of at least 3) or EC P-256", kd);
+    return 1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -224,6 +292,7 @@ lk_err lk_reg__cas_add(lk_reg_cas *cas, const char *pem, size_t len)
 {
     X509 *crt;
     unsigned char *der = NULL;
+    char flaw[256];
     int dl;
     unsigned i;
 
@@ -248,7 +317,9 @@ lk_err lk_reg__cas_add(lk_reg_cas *cas, const char *pem, size_t len)
         cas->not_before[i] = INT64_MAX; /* unreadable dates: never valid */
     if (!asn1_epoch(X509_get0_notAfter(crt), &cas->not_after[i]))
         cas->not_after[i] = INT64_MIN;
+    cas->usable[i] = !ca_flaw(crt, flaw, sizeof flaw);
     cas->n++;
+    ERR_clear_error();
     return LK_OK;
 }
 
@@ -488,15 +559,16 @@ static int valid_format(lk_cred_format fmt)
            fmt == LK_CRED_ES256_X509_PEM;
 }
 
-/* With registry CAs: the certificate must differ from each, and be signed
- * directly by one of them that is valid at now. */
+/* With registry CAs: the certificate must differ from each, have a
+ * signature of at least SIG_MIN_SECBITS, and be signed directly by one of
+ * them that meets the CA rules and is valid at now. */
 static lk_err cert_signed(const lk_reg_cas *cas, const char *pem, size_t len, unsigned index,
                           int64_t now, char *why, size_t why_size)
 {
     X509 *crt = pem_x509(pem, len);
     unsigned char *der = NULL;
-    int dl;
-    unsigned i, invalid_signer = LK_REGISTRY_CERTS_MAX;
+    int dl, mdnid = NID_undef, secbits = -1;
+    unsigned i, invalid_signer = LK_REGISTRY_CERTS_MAX, unusable_signer = LK_REGISTRY_CERTS_MAX;
     lk_err err = LK_ERR_REG_CERT;
 
     if (crt == NULL) {
@@ -518,11 +590,30 @@ static lk_err cert_signed(const lk_reg_cas *cas, const char *pem, size_t len, un
             goto exit;
         }
     }
+    if (!X509_get_signature_info(crt, &mdnid, NULL, &secbits, NULL) || secbits < 0) {
+        snprintf(why, why_size,
+                 "credential %u has a signature algorithm of unknown strength; a device "
+                 "certificate's signature must give at least %d bits of security (SHA-256 or "
+                 "stronger)", index, SIG_MIN_SECBITS);
+        goto exit;
+    }
+    if (secbits < SIG_MIN_SECBITS) {
+        snprintf(why, why_size,
+                 "credential %u is signed with %s, which gives %d bits of security; a device "
+                 "certificate's signature must give at least %d (SHA-256 or stronger)", index,
+                 mdnid != NID_undef ? OBJ_nid2sn(mdnid) : "a weak digest", secbits,
+                 SIG_MIN_SECBITS);
+        goto exit;
+    }
     for (i = 0; i < cas->n; i++) {
         EVP_PKEY *capk = X509_get0_pubkey(cas->crt[i]);
         if (capk == NULL || X509_check_issued(cas->crt[i], crt) != X509_V_OK ||
             X509_verify(crt, capk) != 1)
             continue;
+        if (!cas->usable[i]) {
+            unusable_signer = i;
+            continue;
+        }
         if (cas->not_before[i] <= now && now <= cas->not_after[i]) {
             err = LK_OK;
             goto exit;
@@ -538,6 +629,14 @@ static lk_err cert_signed(const lk_reg_cas *cas, const char *pem, size_t len, un
                  "credential %u is signed by registry CA certificate %u, which is %s (valid from "
                  "%s to %s); the signing CA certificate must be valid now",
                  index, i, now > cas->not_after[i] ? "expired" : "not valid yet", nb, na);
+    } else if (unusable_signer < LK_REGISTRY_CERTS_MAX) {
+        char flaw[256];
+        i = unusable_signer;
+        (void)ca_flaw(cas->crt[i], flaw, sizeof flaw);
+        snprintf(why, why_size,
+                 "credential %u is signed by registry CA certificate %u, which may not sign "
+                 "device certificates: %s (it was stored before this was checked: delete it)",
+                 index, i, flaw);
     } else {
         snprintf(why, why_size,
                  "credential %u is not signed by any of the registry's %u CA certificates; a "
@@ -640,7 +739,7 @@ lk_err lk_reg__ca_check(const char *pem, size_t len, int64_t now, unsigned char 
     EVP_PKEY *pk;
     int priv, ok, dl;
     int64_t nb, na;
-    char kd[64];
+    char kd[64], flaw[256];
     lk_err err = LK_ERR_REG_CERT;
 
     *der = NULL;
@@ -675,6 +774,11 @@ lk_err lk_reg__ca_check(const char *pem, size_t len, int64_t now, unsigned char 
                  want);
         goto exit;
     }
+    if (not_ca(crt, flaw, sizeof flaw)) {
+        snprintf(why, why_size, "the certificate is %s; a registry certificate is the CA "
+                                "certificate that signs the devices' certificates", flaw);
+        goto exit;
+    }
     pk = X509_get0_pubkey(crt);
     if (pk == NULL) {
         snprintf(why, why_size, "the certificate's key cannot be read; a registry certificate's "
@@ -682,6 +786,14 @@ lk_err lk_reg__ca_check(const char *pem, size_t len, int64_t now, unsigned char 
         goto exit;
     }
     key_desc(pk, kd, sizeof kd, &ok);
+    if (!ok && EVP_PKEY_get_base_id(pk) == EVP_PKEY_RSA && EVP_PKEY_get_bits(pk) >= RSA_MIN_BITS &&
+        EVP_PKEY_get_bits(pk) <= RSA_MAX_BITS) {
+        /* Only the exponent is wrong: with e = 1 anyone could "sign" device
+         * certificates that verify against this CA. */
+        snprintf(why, why_size, "the certificate's key is %s; a registry certificate's RSA key "
+                                "must have an odd public exponent of at least 3", kd);
+        goto exit;
+    }
     if (!ok) {
         snprintf(why, why_size, "the certificate's key is %s; a registry certificate's key is "
                                 "RSA (2048 to 8192 bits) or EC P-256", kd);

@@ -35,7 +35,9 @@ void lk_reg__checker_free(lk_reg_checker *ck);
 /* A registry's CA certificates, parsed once for a batch of checks. */
 typedef struct lk_reg_cas lk_reg_cas;
 lk_err lk_reg__cas_new(lk_reg_cas **out);
-/* Add a stored certificate (already validated when it was added). */
+/* Add a stored certificate (validated when it was added; one that breaks
+ * today's CA rules, stored by an older version, is kept but signs
+ * nothing). */
 lk_err lk_reg__cas_add(lk_reg_cas *cas, const char *pem, size_t len);
 unsigned lk_reg__cas_count(const lk_reg_cas *cas);
 void lk_reg__cas_free(lk_reg_cas *cas);
@@ -45,7 +47,9 @@ void lk_reg__cas_free(lk_reg_cas *cas);
  * It must parse as its format — exactly what lk_cred_parse accepts (an
  * ES256_PEM key in canonical PEM is checked by a faster path with the same
  * verdict). If cas holds certificates, it must also be a certificate signed
- * directly by one of them that is valid at now, and differ from each.
+ * directly by one of them that is valid at now and meets the CA rules (see
+ * lk_reg__ca_check), with a signature of at least 112 bits of security (not
+ * SHA-1 or MD5), and differ from each.
  * LK_OK, or LK_ERR_REG_INVALID / LK_ERR_REG_LIMIT / LK_ERR_CRED_INVALID /
  * LK_ERR_REG_CERT with why.
  */
@@ -61,14 +65,17 @@ lk_err lk_reg__cred_parse_check(lk_reg_checker *ck, lk_cred_format fmt, const ch
 
 /*
  * Check a registry CA certificate before it is added: exactly one PEM
- * certificate, X.509v3, RSA >= 2048 bits (up to 8192) or EC P-256, not
+ * certificate, X.509v3, a CA certificate (X509_check_ca == 1:
+ * basicConstraints CA:TRUE, keyCertSign if it has a keyUsage), RSA >= 2048
+ * bits (up to 8192) with an odd public exponent >= 3 or EC P-256, not
  * expired at now. LK_OK, or LK_ERR_REG_INVALID / LK_ERR_REG_LIMIT /
- * LK_ERR_REG_CERT with why. der/der_len (malloc'd) receive its DER for the
- * duplicate check.
+ * LK_ERR_REG_CERT with why. der/der_len receive its DER for the duplicate
+ * check, allocated by OpenSSL: release it with OPENSSL_free.
  */
 lk_err lk_reg__ca_check(const char *pem, size_t len, int64_t now, unsigned char **der,
                         size_t *der_len, char *why, size_t why_size);
-/* DER of a stored certificate (malloc'd), or LK_ERR_REG_INVALID. */
+/* DER of a stored certificate (release with OPENSSL_free), or
+ * LK_ERR_REG_INVALID. */
 lk_err lk_reg__cert_der(const char *pem, size_t len, unsigned char **der, size_t *der_len);
 
 /* Fill c's subject, issuer, dates and key type from pem (c->pem is copied

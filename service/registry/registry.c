@@ -52,6 +52,7 @@
 #include <time.h>
 
 #include <jansson.h>
+#include <openssl/crypto.h> /* OPENSSL_free, for the DER certs.c returns */
 
 #include "backend.h"
 #include "internal.h"
@@ -853,7 +854,7 @@ static int dup_scan_cb(void *arg, unsigned index, const char *pem, size_t len)
         return 1;
     if (dl == ds->der_len && memcmp(der, ds->der, dl) == 0 && ds->dup == 0)
         ds->dup = (int)index + 1;
-    free(der);
+    OPENSSL_free(der);
     return 0;
 }
 
@@ -876,7 +877,7 @@ lk_err lk_registry_add_cert(lk_registry *reg, const lk_reg_name *name, const cha
     if ((err = lk_reg__ca_check(pem, pem_len, reg_now(reg), &der, &dl, why, why_size)) != LK_OK)
         return err;
     if ((err = enter(reg, TX_WRITE, why, why_size)) != LK_OK) {
-        free(der);
+        OPENSSL_free(der);
         return err;
     }
     memset(&ds, 0, sizeof ds);
@@ -897,7 +898,7 @@ lk_err lk_registry_add_cert(lk_registry *reg, const lk_reg_name *name, const cha
                     reg_path(name, p, sizeof p), ds.count, LK_REGISTRY_CERTS_MAX);
     if (err == LK_OK && (err = reg->ops->cert_insert(reg->be, rid, pem, pem_len)) != LK_OK)
         err = be_fail(reg, err, why, why_size);
-    free(der);
+    OPENSSL_free(der);
     err = leave(reg, err, TX_WRITE, why, why_size);
     if (err == LK_OK && index != NULL)
         *index = ds.count;

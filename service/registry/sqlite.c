@@ -469,6 +469,39 @@ static lk_err sq_data_version(lk_reg_be *be, uint64_t *v)
 }
 
 /*
+ * Whose file this is. A latchkey registry has LK_REG_APPLICATION_ID (set
+ * with its first tables, in the same transaction); an empty database may
+ * become one. Anything else — another application id, or tables (a meta
+ * table included) without ours — is another program's: LK_ERR_REG_SCHEMA
+ * with why, and nothing may be written to it. Otherwise LK_OK with
+ * *has_meta and *ntables, or the error of a failed read (be->err says).
+ */
+static lk_err check_owner(lk_reg_be *be, const char *path, int64_t *has_meta, int64_t *ntables,
+                          char *why, size_t why_size)
+{
+    int64_t app_id = 0;
+    lk_err err;
+
+    *has_meta = 0;
+    *ntables = 0;
+    if ((err = query1(be, "PRAGMA application_id", &app_id, NULL)) != LK_OK ||
+        (err = query1(be, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND "
+                          "name = 'meta'", has_meta, NULL)) != LK_OK ||
+        (err = query1(be, "SELECT count(*) FROM sqlite_schema", ntables, NULL)) != LK_OK)
+        return err;
+    if (app_id == LK_REG_APPLICATION_ID || (app_id == 0 && *ntables == 0))
+        return LK_OK;
+    if (app_id != 0)
+        snprintf(why, why_size, "%s is not a latchkey registry database (application id "
+                                "%lld)", path, (long long)app_id);
+    else
+        snprintf(why, why_size, "%s is an SQLite database of another program, not a latchkey "
+                                "registry (it has tables but not the registry's application id)",
+                 path);
+    return LK_ERR_REG_SCHEMA;
+}
+
+/*
  * Bring the schema to LK_REG_SCHEMA_VERSION (see backend.h, open). A first
  * pass reads in a plain read transaction, so that opening a database whose
  * schema is current never waits for a writer (a long import, say); only a
@@ -483,7 +516,7 @@ static lk_err migrate(lk_reg_be *be, const char *path, unsigned flags, char *why
     lk_err err = LK_OK;
 
     for (pass = 0; pass < 2; pass++) {
-        int64_t app_id = 0, has_meta = 0, ntables = 0, version = 0;
+        int64_t has_meta = 0, ntables = 0, version = 0;
         int write = pass == 1;
         char buf[128];
         unsigned v;
@@ -491,21 +524,17 @@ static lk_err migrate(lk_reg_be *be, const char *path, unsigned flags, char *why
         err = sq_begin(be, write);
         if (err != LK_OK)
             goto fail;
-        if ((err = query1(be, "PRAGMA application_id", &app_id, NULL)) != LK_OK ||
-            (err = query1(be, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND "
-                              "name = 'meta'", &has_meta, NULL)) != LK_OK ||
-            (err = query1(be, "SELECT count(*) FROM sqlite_schema", &ntables, NULL)) != LK_OK)
-            goto fail;
-        if (app_id != 0 && app_id != LK_REG_APPLICATION_ID) {
-            snprintf(why, why_size, "%s is not a latchkey registry database (application id "
-                                    "%lld)", path, (long long)app_id);
-            err = LK_ERR_REG_SCHEMA;
+        /* Checked again here, in the transaction: sq_open's look came
+         * before the lock. */
+        err = check_owner(be, path, &has_meta, &ntables, why, why_size);
+        if (err == LK_ERR_REG_SCHEMA)
             goto out;
-        }
+        if (err != LK_OK)
+            goto fail;
         if (!has_meta) {
-            if (ntables > 0) {
-                snprintf(why, why_size, "%s is an SQLite database of another program, not a "
-                                        "latchkey registry", path);
+            if (ntables > 0) { /* our application id, but no meta table */
+                snprintf(why, why_size, "%s has tables but no schema version: not a latchkey "
+                                        "registry, or damaged", path);
                 err = LK_ERR_REG_SCHEMA;
                 goto out;
             }
@@ -617,8 +646,19 @@ static lk_err sq_open(const char *path, unsigned flags, lk_reg_be **out, char *w
         sq_close(be);
         return LK_ERR_REG_STORAGE;
     }
-    /* The first read of the file: "file is not a database" shows here. */
-    err = query1(be, "PRAGMA journal_mode = WAL", &v, &mode);
+    /* The first read of the file ("file is not a database" shows here):
+     * another program's database is refused before WAL journaling rewrites
+     * its header. */
+    {
+        int64_t has_meta, ntables;
+        err = check_owner(be, path, &has_meta, &ntables, why, why_size);
+        if (err == LK_ERR_REG_SCHEMA) {
+            sq_close(be);
+            return err;
+        }
+    }
+    if (err == LK_OK)
+        err = query1(be, "PRAGMA journal_mode = WAL", &v, &mode);
     if (err == LK_OK && strcmp(mode, "wal") != 0) {
         snprintf(be->err, sizeof be->err, "cannot use WAL journaling (the journal mode stays %s)",
                  mode);

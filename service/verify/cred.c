@@ -106,6 +106,15 @@ static int pem_kind(const char *pem, size_t len)
     return kind;
 }
 
+int lk_verify__rsa_exponent_ok(const EVP_PKEY *pk)
+{
+    BIGNUM *e = NULL;
+    int ok = EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_E, &e) && BN_is_odd(e) &&
+             !BN_is_one(e);
+    BN_free(e);
+    return ok;
+}
+
 static lk_alg key_alg(EVP_PKEY *pk, int *ok)
 {
     *ok = 0;
@@ -124,13 +133,8 @@ static lk_alg key_alg(EVP_PKEY *pk, int *ok)
     }
     if (EVP_PKEY_get_base_id(pk) == EVP_PKEY_RSA) {
         int bits = EVP_PKEY_get_bits(pk);
-        BIGNUM *e = NULL;
-        /* The public exponent must be odd and at least 3: with e = 1 the
-         * "signature" is the padded digest itself. */
         *ok = bits >= (int)LK_RSA_MIN_BITS && bits <= RSA_MAX_BITS &&
-              EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_E, &e) && BN_is_odd(e) &&
-              !BN_is_one(e);
-        BN_free(e);
+              lk_verify__rsa_exponent_ok(pk);
         return LK_ALG_RS256;
     }
     return LK_ALG_NONE;

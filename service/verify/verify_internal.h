@@ -1,5 +1,6 @@
 /*
- * Internals of the verifier shared by its files and its tests. Not part of
+ * Internals of the verifier shared by its files and its tests, and with the
+ * registry, which builds on the verifier (never the reverse). Not part of
  * the installed API.
  */
 #ifndef LK_VERIFY_INTERNAL_H
@@ -31,6 +32,12 @@ lk_err lk_verify__signature(const lk_cred *cred, const uint8_t *msg, size_t msg_
 /* 1 when the arguments and policy are in range (what lk_verify_token
  * answers LK_ERR_ARG for otherwise). */
 int lk_verify__args_ok(lk_cred *const *creds, size_t ncreds, const lk_verify_policy *pol);
+
+/* 1 when the RSA key pk's public exponent is odd and at least 3, else 0
+ * (also for a key without one). With e = 1 a "signature" is the padded
+ * digest itself, which anyone can compute. The rule for credentials
+ * (lk_cred_parse) and for registry CA certificates (service/registry/certs.c). */
+int lk_verify__rsa_exponent_ok(const EVP_PKEY *pk);
 
 /* Check sig against a precomputed SHA-256 digest. */
 lk_err lk_verify__digest(const lk_cred *cred, const uint8_t digest[32],

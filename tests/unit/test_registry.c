@@ -3,14 +3,19 @@
  * in a fresh temporary directory per test, no mocks:
  *
  *   - open/create/reopen, schema version (newer -> LK_ERR_REG_SCHEMA),
- *     foreign files, URLs;
+ *     foreign files (refused untouched, a meta table without the
+ *     application id included), URLs;
  *   - every naming rule and limit with its refusal and reason: projects,
  *     locations, registry and device ids (incl. "goog"), duplicates,
  *     credentials (count, formats, mismatches, weak keys), registry CA
- *     certificates (weak, v1, expired, 11th, duplicate) and the CA rules for
- *     device certificates (signed directly, CA valid now, differs from the
- *     CA, bare keys refused), metadata (charset, lengths, 32 KB, 256 KB, 500
- *     pairs), config 64 KB, version conflicts, 10 configs and 10 states kept;
+ *     certificates (weak, v1, expired, 11th, duplicate, not a CA, RSA e = 1)
+ *     and the CA rules for device certificates (signed directly, CA valid
+ *     now, differs from the CA, bare keys refused, SHA-1/MD5 signatures
+ *     refused, a stored CA that breaks today's rules signs nothing),
+ *     metadata (charset, lengths, 32 KB, 256 KB, 500 pairs), config 64 KB,
+ *     version conflicts, 10 configs and 10 states kept;
+ *   - OpenSSL's DER goes back through OpenSSL's allocator (a child run with
+ *     an allocator of its own);
  *   - refusals write nothing: a full dump of every table before and after;
  *   - the ES256_PEM fast path gives lk_cred_parse's verdict;
  *   - num_id never reused; get by num_id; auth lookup contents; activity;
@@ -44,8 +49,12 @@
 
 #include <openssl/bio.h>
 #include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/param_build.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -164,6 +173,39 @@ static EVP_PKEY *rsa2048(void)
     return k;
 }
 
+/* An RSA "key pair" with e = d = 1 over a random odd 2048-bit modulus,
+ * built with EVP_PKEY_fromdata (no generator makes one): its "signature" is
+ * the padded digest itself, which anyone can compute without a key. */
+static EVP_PKEY *rsa_e1(void)
+{
+    unsigned char nb[256];
+    BIGNUM *n, *one = BN_new();
+    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+    OSSL_PARAM *params;
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+    EVP_PKEY *k = NULL;
+
+    assert_int_equal(RAND_bytes(nb, sizeof nb), 1);
+    nb[0] |= 0x80;
+    nb[sizeof nb - 1] |= 1;
+    n = BN_bin2bn(nb, sizeof nb, NULL);
+    assert_true(n != NULL && one != NULL && bld != NULL && ctx != NULL && BN_set_word(one, 1));
+    assert_int_equal(OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n), 1);
+    assert_int_equal(OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, one), 1);
+    assert_int_equal(OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_D, one), 1);
+    params = OSSL_PARAM_BLD_to_param(bld);
+    assert_non_null(params);
+    assert_int_equal(EVP_PKEY_fromdata_init(ctx), 1);
+    assert_int_equal(EVP_PKEY_fromdata(ctx, &k, EVP_PKEY_KEYPAIR, params), 1);
+    assert_int_equal(EVP_PKEY_get_bits(k), 2048);
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(bld);
+    EVP_PKEY_CTX_free(ctx);
+    BN_free(n);
+    BN_free(one);
+    return k;
+}
+
 static char *bio_text(BIO *b)
 {
     char *data, *s;
@@ -193,10 +235,23 @@ static char *priv_pem(EVP_PKEY *k)
 
 static long serial_counter = 1;
 
+static void add_ext(X509 *x, X509 *issuer, int nid, const char *value)
+{
+    X509V3_CTX ctx;
+    X509_EXTENSION *ext;
+    X509V3_set_ctx(&ctx, issuer ? issuer : x, x, NULL, NULL, 0);
+    ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+    assert_non_null(ext);
+    assert_int_equal(X509_add_ext(x, ext, -1), 1);
+    X509_EXTENSION_free(ext);
+}
+
 /* A certificate for key, issued by issuer/issuer_key (NULL: self-signed),
- * valid [nb, na]; v3 with CA extensions when ca. */
-static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *issuer_key,
-                       int64_t nb, int64_t na, int v3, int ca)
+ * valid [nb, na], signed with md; v3 with the basicConstraints bc and the
+ * keyUsage ku (NULL: none). */
+static X509 *make_cert_x(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *issuer_key,
+                         int64_t nb, int64_t na, int v3, const char *bc, const char *ku,
+                         const EVP_MD *md)
 {
     X509 *x = X509_new();
     X509_NAME *name = X509_NAME_new();
@@ -212,21 +267,20 @@ static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *is
     assert_non_null(ASN1_TIME_set(X509_getm_notBefore(x), (time_t)nb));
     assert_non_null(ASN1_TIME_set(X509_getm_notAfter(x), (time_t)na));
     assert_int_equal(X509_set_pubkey(x, key), 1);
-    if (v3 && ca) {
-        X509V3_CTX ctx;
-        X509_EXTENSION *ext;
-        X509V3_set_ctx(&ctx, issuer ? issuer : x, x, NULL, NULL, 0);
-        ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_basic_constraints, "critical,CA:TRUE");
-        assert_non_null(ext);
-        X509_add_ext(x, ext, -1);
-        X509_EXTENSION_free(ext);
-        ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign");
-        assert_non_null(ext);
-        X509_add_ext(x, ext, -1);
-        X509_EXTENSION_free(ext);
-    }
-    assert_true(X509_sign(x, issuer_key ? issuer_key : key, EVP_sha256()) > 0);
+    if (v3 && bc != NULL)
+        add_ext(x, issuer, NID_basic_constraints, bc);
+    if (v3 && ku != NULL)
+        add_ext(x, issuer, NID_key_usage, ku);
+    assert_true(X509_sign(x, issuer_key ? issuer_key : key, md) > 0);
     return x;
+}
+
+/* The same with SHA-256, and CA extensions when ca. */
+static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *issuer_key,
+                       int64_t nb, int64_t na, int v3, int ca)
+{
+    return make_cert_x(key, cn, issuer, issuer_key, nb, na, v3, ca ? "critical,CA:TRUE" : NULL,
+                       ca ? "critical,keyCertSign,cRLSign" : NULL, EVP_sha256());
 }
 
 static char *cert_pem(X509 *x)
@@ -348,6 +402,42 @@ static char *dump_db(const char *path)
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                       */
 
+/* The one integer sql answers, read through a read-only connection. */
+static int64_t q1(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    int64_t v;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    v = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return v;
+}
+
+/* Store pem as a CA certificate of registry n directly, bypassing
+ * lk_registry_add_cert's checks: a database filled by an older version. */
+static void store_cert_unchecked(const char *path, const lk_reg_name *n, const char *pem)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO registry_certs(registry, pem) SELECT id, "
+                                            "?4 FROM registries WHERE project = ?1 AND "
+                                            "location = ?2 AND registry_id = ?3",
+                                        -1, &s, NULL), SQLITE_OK);
+    sqlite3_bind_text(s, 1, n->project, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, n->location, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, n->registry, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 4, pem, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(s), SQLITE_DONE);
+    assert_int_equal(sqlite3_changes(db), 1);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+}
+
 static void mkreg(struct fx *f, const lk_reg_name *n)
 {
     OK(lk_registry_create_registry(f->reg, n, LK_REG_STATE_UNSPECIFIED, LK_REG_STATE_UNSPECIFIED,
@@ -391,13 +481,29 @@ static void drain(lk_registry *r, int64_t *since, struct changes *ch)
 /* ------------------------------------------------------------------ */
 /* Open, schema                                                        */
 
+/* path still holds exactly image (and has no WAL file next to it). */
+static void assert_same_file(const char *path, const char *image, size_t image_len)
+{
+    size_t len = 0;
+    char *now = lk_test_read_file(path, &len), wal[4300];
+    struct stat st;
+    assert_non_null(now);
+    assert_int_equal(len, image_len);
+    assert_memory_equal(now, image, len);
+    free(now);
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    assert_int_not_equal(stat(wal, &st), 0);
+}
+
 static void test_open(void **state)
 {
     struct fx *f = *state;
     lk_registry *r = NULL;
-    char why[512], p[4200], url[4300];
+    char why[512], p[4200], url[4300], *image;
+    size_t image_len = 0;
     sqlite3 *db;
     FILE *fp;
+    int i;
 
     /* Missing without CREATE. */
     snprintf(p, sizeof p, "%s/missing.db", f->dir);
@@ -449,8 +555,36 @@ static void test_open(void **state)
     assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db, "CREATE TABLE t(x)", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
+    image = lk_test_read_file(p, &image_len);
+    assert_non_null(image);
     assert_int_equal(lk_registry_open(p, LK_REG_CREATE, &r, why, sizeof why), LK_ERR_REG_SCHEMA);
     assert_non_null(strstr(why, "another program"));
+    assert_null(r);
+    assert_same_file(p, image, image_len);
+    free(image);
+
+    /* Another program's file that happens to have a meta table with a
+     * schema version, but not the registry's application id: refused, not
+     * migrated, and not even switched to WAL. */
+    snprintf(p, sizeof p, "%s/foreign-meta.db", f->dir);
+    assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "CREATE TABLE meta(key TEXT PRIMARY KEY, value);"
+                                      "INSERT INTO meta VALUES('schema_version', 1);"
+                                      "CREATE TABLE notes(body TEXT)",
+                                  NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    image = lk_test_read_file(p, &image_len);
+    assert_non_null(image);
+    for (i = 0; i < 3; i++) {
+        unsigned fl[3] = {LK_REG_CREATE, 0, LK_REG_READONLY};
+        assert_int_equal(lk_registry_open(p, fl[i], &r, why, sizeof why), LK_ERR_REG_SCHEMA);
+        assert_non_null(strstr(why, "another program"));
+        assert_null(r);
+    }
+    assert_same_file(p, image, image_len);
+    free(image);
+    assert_int_equal(q1(p, "SELECT value FROM meta WHERE key = 'schema_version'"), 1);
+    assert_int_equal(q1(p, "SELECT count(*) FROM sqlite_schema"), 3); /* meta's index too */
 
     snprintf(p, sizeof p, "%s/garbage.db", f->dir);
     fp = fopen(p, "w");
@@ -1388,6 +1522,299 @@ static void test_ca_rules(void **state)
     free(selfsigned);
     free(foreign);
     free(bare);
+}
+
+/* A registry CA certificate must be a CA certificate (X509_check_ca: CA:TRUE
+ * in basicConstraints, keyCertSign when keyUsage is present) whose key could
+ * sign: an RSA public exponent of 1 makes every "signature" checkable by
+ * anyone. Refusals write nothing. */
+static void test_ca_must_be_a_ca(void **state)
+{
+    struct fx *f = *state;
+    EVP_PKEY *k = gen_ec(), *e1 = rsa_e1(), *dk = gen_ec();
+    X509 *cas[6], *dev;
+    char *pem[6], *before, *after;
+    int i;
+
+    cas[0] = make_cert_x(k, "Leaf", NULL, NULL, T0 - DAY, T0 + DAY, 1, "critical,CA:FALSE", NULL,
+                         EVP_sha256());
+    cas[1] = make_cert_x(k, "No extensions", NULL, NULL, T0 - DAY, T0 + DAY, 1, NULL, NULL,
+                         EVP_sha256());
+    cas[2] = make_cert_x(k, "Only keyUsage", NULL, NULL, T0 - DAY, T0 + DAY, 1, NULL,
+                         "critical,keyCertSign", EVP_sha256());
+    cas[3] = make_cert_x(k, "No keyCertSign", NULL, NULL, T0 - DAY, T0 + DAY, 1,
+                         "critical,CA:TRUE", "critical,digitalSignature", EVP_sha256());
+    cas[4] = make_cert_x(e1, "e=1 CA", NULL, NULL, T0 - DAY, T0 + DAY, 1, "critical,CA:TRUE",
+                         "critical,keyCertSign,cRLSign", EVP_sha256());
+    cas[5] = make_cert_x(k, "CA without keyUsage", NULL, NULL, T0 - DAY, T0 + DAY, 1,
+                         "critical,CA:TRUE", NULL, EVP_sha256());
+    for (i = 0; i < 6; i++)
+        pem[i] = cert_pem(cas[i]);
+    /* What e = 1 allows: a device certificate that OpenSSL verifies against
+     * the CA although the CA's holder never signed it. */
+    dev = make_cert(dk, "forged", cas[4], e1, T0 - DAY, T0 + DAY, 1, 0);
+    assert_int_equal(X509_verify(dev, X509_get0_pubkey(cas[4])), 1);
+
+    mkreg(f, &NAME);
+    before = dump_db(f->path);
+    REFUSE(LK_ERR_REG_CERT, "not a CA certificate: basicConstraints CA:TRUE is required",
+           lk_registry_add_cert(f->reg, &NAME, pem[0], strlen(pem[0]), NULL, W));
+    REFUSE(LK_ERR_REG_CERT, "not a CA certificate: basicConstraints CA:TRUE is required",
+           lk_registry_add_cert(f->reg, &NAME, pem[1], strlen(pem[1]), NULL, W));
+    REFUSE(LK_ERR_REG_CERT, "not a CA certificate: basicConstraints CA:TRUE is required",
+           lk_registry_add_cert(f->reg, &NAME, pem[2], strlen(pem[2]), NULL, W));
+    REFUSE(LK_ERR_REG_CERT, "not a CA certificate: its keyUsage lacks keyCertSign",
+           lk_registry_add_cert(f->reg, &NAME, pem[3], strlen(pem[3]), NULL, W));
+    REFUSE(LK_ERR_REG_CERT, "the certificate's key is RSA 2048 (public exponent 1); a registry "
+                            "certificate's RSA key must have an odd public exponent of at "
+                            "least 3",
+           lk_registry_add_cert(f->reg, &NAME, pem[4], strlen(pem[4]), NULL, W));
+    after = dump_db(f->path);
+    assert_string_equal(before, after);
+    /* CA:TRUE without keyUsage is a CA certificate (X509_check_ca). */
+    OK(lk_registry_add_cert(f->reg, &NAME, pem[5], strlen(pem[5]), NULL, W));
+
+    for (i = 0; i < 6; i++) {
+        X509_free(cas[i]);
+        free(pem[i]);
+    }
+    X509_free(dev);
+    EVP_PKEY_free(k);
+    EVP_PKEY_free(e1);
+    EVP_PKEY_free(dk);
+    free(before);
+    free(after);
+}
+
+/* A database filled before those rules may hold a CA:FALSE certificate or
+ * an RSA CA with e = 1: neither may sign a device certificate (the message
+ * says why), while a good CA beside them still does. */
+static void test_ca_stored_unchecked(void **state)
+{
+    struct fx *f = *state;
+    struct ca good;
+    EVP_PKEY *k = gen_ec(), *e1 = rsa_e1(), *dk = gen_ec();
+    X509 *leaf, *eca, *x;
+    char *leaf_pem, *eca_pem, *dev_pem, *ok_pem;
+    lk_reg_credential c;
+    lk_reg_device_spec spec;
+    struct certlist l;
+
+    ca_make(&good, "Good CA", NULL, T0 - DAY, T0 + 365 * DAY);
+    leaf = make_cert_x(k, "Leaf", NULL, NULL, T0 - DAY, T0 + DAY, 1, "critical,CA:FALSE", NULL,
+                       EVP_sha256());
+    eca = make_cert_x(e1, "e=1 CA", NULL, NULL, T0 - DAY, T0 + DAY, 1, "critical,CA:TRUE",
+                      "critical,keyCertSign,cRLSign", EVP_sha256());
+    leaf_pem = cert_pem(leaf);
+    eca_pem = cert_pem(eca);
+    ok_pem = device_cert(&good, "dev-ok");
+
+    mkreg(f, &NAME);
+    store_cert_unchecked(f->path, &NAME, leaf_pem);
+    store_cert_unchecked(f->path, &NAME, eca_pem);
+    OK(lk_registry_add_cert(f->reg, &NAME, good.pem, strlen(good.pem), NULL, W));
+
+    memset(&spec, 0, sizeof spec);
+    spec.id = "dev1";
+    spec.creds = &c;
+    spec.ncreds = 1;
+    x = make_cert(dk, "dev1", leaf, k, T0 - DAY, T0 + DAY, 1, 0);
+    dev_pem = cert_pem(x);
+    X509_free(x);
+    c = (lk_reg_credential){LK_CRED_ES256_X509_PEM, dev_pem, 0};
+    REFUSE(LK_ERR_REG_CERT, "credential 0 is signed by registry CA certificate 0, which may not "
+                            "sign device certificates: not a CA certificate: basicConstraints "
+                            "CA:TRUE is required",
+           lk_registry_create_device(f->reg, &NAME, &spec, NULL, W));
+    free(dev_pem);
+
+    x = make_cert(dk, "dev1", eca, e1, T0 - DAY, T0 + DAY, 1, 0);
+    dev_pem = cert_pem(x);
+    X509_free(x);
+    c = (lk_reg_credential){LK_CRED_ES256_X509_PEM, dev_pem, 0};
+    REFUSE(LK_ERR_REG_CERT, "credential 0 is signed by registry CA certificate 1, which may not "
+                            "sign device certificates: its key is RSA 2048 (public exponent 1)",
+           lk_registry_create_device(f->reg, &NAME, &spec, NULL, W));
+    free(dev_pem);
+
+    c = (lk_reg_credential){LK_CRED_ES256_X509_PEM, ok_pem, 0};
+    OK(lk_registry_create_device(f->reg, &NAME, &spec, NULL, W));
+
+    /* The stored certificates are still listed, the key type saying why. */
+    memset(&l, 0, sizeof l);
+    OK(lk_registry_list_certs(f->reg, &NAME, certlist_cb, &l, W));
+    assert_int_equal(l.n, 3);
+    assert_string_equal(l.c[1].key_type, "RSA 2048 (public exponent 1)");
+    certlist_free(&l);
+
+    ca_free(&good);
+    X509_free(leaf);
+    X509_free(eca);
+    free(leaf_pem);
+    free(eca_pem);
+    free(ok_pem);
+    EVP_PKEY_free(k);
+    EVP_PKEY_free(e1);
+    EVP_PKEY_free(dk);
+}
+
+/* With CAs, a device certificate signed with SHA-1 or MD5 (under 112 bits of
+ * security: collisions can be made) is refused, even by the right CA. */
+static void test_device_cert_weak_signature(void **state)
+{
+    struct fx *f = *state;
+    struct ca ec_ca, rsa_ca;
+    EVP_PKEY *dk = gen_ec();
+    lk_reg_credential c;
+    lk_reg_device_spec spec;
+    X509 *x;
+    char *pem;
+
+    ca_make(&ec_ca, "EC CA", NULL, T0 - DAY, T0 + 365 * DAY);
+    ca_make(&rsa_ca, "RSA CA", rsa2048(), T0 - DAY, T0 + 365 * DAY);
+    mkreg(f, &NAME);
+    OK(lk_registry_add_cert(f->reg, &NAME, ec_ca.pem, strlen(ec_ca.pem), NULL, W));
+    OK(lk_registry_add_cert(f->reg, &NAME, rsa_ca.pem, strlen(rsa_ca.pem), NULL, W));
+    memset(&spec, 0, sizeof spec);
+    spec.id = "dev1";
+    spec.creds = &c;
+    spec.ncreds = 1;
+
+    x = make_cert_x(dk, "dev1", ec_ca.crt, ec_ca.key, T0 - DAY, T0 + DAY, 1, NULL, NULL,
+                    EVP_sha1());
+    assert_int_equal(X509_verify(x, ec_ca.key), 1);
+    pem = cert_pem(x);
+    X509_free(x);
+    c = (lk_reg_credential){LK_CRED_ES256_X509_PEM, pem, 0};
+    REFUSE(LK_ERR_REG_CERT, "credential 0 is signed with SHA1, which gives 63 bits of security; "
+                            "a device certificate's signature must give at least 112",
+           lk_registry_create_device(f->reg, &NAME, &spec, NULL, W));
+    free(pem);
+
+    x = make_cert_x(dk, "dev1", rsa_ca.crt, rsa_ca.key, T0 - DAY, T0 + DAY, 1, NULL, NULL,
+                    EVP_md5());
+    assert_int_equal(X509_verify(x, rsa_ca.key), 1);
+    pem = cert_pem(x);
+    X509_free(x);
+    c = (lk_reg_credential){LK_CRED_ES256_X509_PEM, pem, 0};
+    REFUSE(LK_ERR_REG_CERT, "credential 0 is signed with MD5",
+           lk_registry_create_device(f->reg, &NAME, &spec, NULL, W));
+    free(pem);
+
+    /* SHA-224 gives 112 bits: accepted, as SHA-256 is. */
+    x = make_cert_x(dk, "dev1", rsa_ca.crt, rsa_ca.key, T0 - DAY, T0 + DAY, 1, NULL, NULL,
+                    EVP_sha224());
+    pem = cert_pem(x);
+    X509_free(x);
+    c = (lk_reg_credential){LK_CRED_ES256_X509_PEM, pem, 0};
+    OK(lk_registry_create_device(f->reg, &NAME, &spec, NULL, W));
+    free(pem);
+
+    ca_free(&ec_ca);
+    ca_free(&rsa_ca);
+    EVP_PKEY_free(dk);
+}
+
+/* ------------------------------------------------------------------ */
+/* OpenSSL's allocator                                                 */
+
+/*
+ * What OpenSSL allocates (i2d_X509's DER, say) must go back through
+ * OPENSSL_free: with an application allocator (CRYPTO_set_mem_functions)
+ * free() on it is undefined. This program run with --openssl-allocator
+ * installs one whose blocks start 16 bytes into a malloc'd block, after a
+ * tag and a fill that glibc and ASan take for a corrupt block, so that a
+ * free() of OpenSSL memory aborts, and an OPENSSL_free of malloc'd memory
+ * (no tag) aborts too; then it adds CA certificates (the checked one's DER,
+ * a duplicate scan over the stored ones) and a device certificate.
+ */
+#define OSSL_HDR 16
+
+static void *ossl_malloc(size_t n, const char *file, int line)
+{
+    unsigned char *p = malloc(n + OSSL_HDR);
+    (void)file;
+    (void)line;
+    if (p == NULL)
+        return NULL;
+    memset(p, 0xf0, OSSL_HDR);
+    memcpy(p, "LKossl", 6);
+    return p + OSSL_HDR;
+}
+
+static unsigned char *ossl_base(void *addr)
+{
+    unsigned char *p = (unsigned char *)addr - OSSL_HDR;
+    if (memcmp(p, "LKossl", 6) != 0)
+        abort(); /* not from ossl_malloc */
+    return p;
+}
+
+static void *ossl_realloc(void *addr, size_t n, const char *file, int line)
+{
+    unsigned char *p;
+    if (addr == NULL)
+        return ossl_malloc(n, file, line);
+    p = realloc(ossl_base(addr), n + OSSL_HDR);
+    return p != NULL ? p + OSSL_HDR : NULL;
+}
+
+static void ossl_free(void *addr, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    if (addr != NULL)
+        free(ossl_base(addr));
+}
+
+static void openssl_allocator_child(void **state)
+{
+    struct fx *f = *state;
+    struct ca a, b;
+    char *dev = NULL;
+    lk_reg_credential c;
+    lk_reg_device_spec spec;
+
+    ca_make(&a, "CA A", NULL, T0 - DAY, T0 + DAY);
+    ca_make(&b, "CA B", NULL, T0 - DAY, T0 + DAY);
+    dev = device_cert(&a, "dev1");
+    mkreg(f, &NAME);
+    OK(lk_registry_add_cert(f->reg, &NAME, a.pem, strlen(a.pem), NULL, W));
+    OK(lk_registry_add_cert(f->reg, &NAME, b.pem, strlen(b.pem), NULL, W));
+    REFUSE(LK_ERR_REG_EXISTS, "already registry CA certificate 1",
+           lk_registry_add_cert(f->reg, &NAME, b.pem, strlen(b.pem), NULL, W));
+    REFUSE(LK_ERR_REG_INVALID, "not a single PEM certificate",
+           lk_registry_add_cert(f->reg, &NAME, "hello", 5, NULL, W));
+    memset(&spec, 0, sizeof spec);
+    spec.id = "dev1";
+    spec.creds = &c;
+    spec.ncreds = 1;
+    c = (lk_reg_credential){LK_CRED_ES256_X509_PEM, dev, 0};
+    OK(lk_registry_create_device(f->reg, &NAME, &spec, NULL, W));
+    ca_free(&a);
+    ca_free(&b);
+    free(dev);
+}
+
+static void test_openssl_allocator(void **state)
+{
+    pid_t pid;
+    int status = 0;
+    (void)state;
+    fflush(NULL);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execl("/proc/self/exe", "test_registry", "--openssl-allocator", (char *)NULL);
+        _exit(127);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        print_message("the --openssl-allocator run %s %d\n",
+                      WIFEXITED(status) ? "exited with" : "died of signal",
+                      WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
 }
 
 /* ------------------------------------------------------------------ */
@@ -2629,20 +3056,6 @@ static void test_bench(void **state)
 /* ------------------------------------------------------------------ */
 /* Schema 2: migration, commands, backend applications                 */
 
-static int64_t q1(const char *path, const char *sql)
-{
-    sqlite3 *db = NULL;
-    sqlite3_stmt *s = NULL;
-    int64_t v;
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-    v = sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
-    sqlite3_close(db);
-    return v;
-}
-
 /* A version-1 database made by running only the first migration, as the
  * previous release did, with a registry, a device, a credential, a config
  * and a change in it; opening it migrates to version 2 in place. */
@@ -3084,7 +3497,19 @@ static void test_backends(void **state)
     OK(lk_registry_backend_create(f->reg, "other-project", "analytics", h2, W));
 }
 
-int main(void)
+/* test_openssl_allocator's child: OpenSSL's allocator is set before
+ * anything calls OpenSSL. */
+static int openssl_allocator_main(void)
+{
+    const struct CMUnitTest child[] = {
+        cmocka_unit_test_setup_teardown(openssl_allocator_child, setup, teardown),
+    };
+    if (CRYPTO_set_mem_functions(ossl_malloc, ossl_realloc, ossl_free) != 1)
+        return 2; /* OpenSSL has allocated already */
+    return cmocka_run_group_tests(child, NULL, NULL);
+}
+
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open, setup, teardown),
@@ -3098,6 +3523,10 @@ int main(void)
         cmocka_unit_test(test_fast_path),
         cmocka_unit_test_setup_teardown(test_registry_certs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ca_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ca_must_be_a_ca, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ca_stored_unchecked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_device_cert_weak_signature, setup, teardown),
+        cmocka_unit_test(test_openssl_allocator),
         cmocka_unit_test_setup_teardown(test_metadata, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config, setup, teardown),
         cmocka_unit_test_setup_teardown(test_states, setup, teardown),
@@ -3118,6 +3547,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_backends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bench, setup, teardown),
     };
+    if (argc == 2 && strcmp(argv[1], "--openssl-allocator") == 0)
+        return openssl_allocator_main();
     signal(SIGPIPE, SIG_IGN);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
