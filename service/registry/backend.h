@@ -97,7 +97,6 @@ typedef struct lk_reg_store {
     lk_err (*registry_update)(lk_reg_be *be, int64_t rid, const lk_reg_registry *r);
     /* Deletes the registry and (cascading) its certificates and devices. */
     lk_err (*registry_delete)(lk_reg_be *be, int64_t rid);
-    lk_err (*registry_has_devices)(lk_reg_be *be, int64_t rid, int *yes);
 
     /* ---- registry CA certificates, in the order they were added ---- */
     lk_err (*cert_list)(lk_reg_be *be, int64_t rid,

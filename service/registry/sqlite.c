@@ -34,7 +34,7 @@
 enum {
     S_BEGIN_W, S_BEGIN_R, S_COMMIT, S_ROLLBACK, S_SAVEPOINT, S_RELEASE, S_ROLLBACK_TO,
     S_DATA_VERSION,
-    S_REG_FIND, S_REG_GET, S_REG_LIST, S_REG_INSERT, S_REG_UPDATE, S_REG_DELETE, S_REG_HAS_DEV,
+    S_REG_FIND, S_REG_GET, S_REG_LIST, S_REG_INSERT, S_REG_UPDATE, S_REG_DELETE,
     S_CERT_LIST, S_CERT_INSERT, S_CERT_DELETE,
     S_DEV_FIND, S_DEV_GET, S_DEV_LIST, S_DEV_INSERT, S_DEV_BLOCK, S_DEV_DELETE,
     S_CREDS_GET, S_CREDS_DEL, S_CRED_INS, S_META_GET, S_META_DEL, S_META_INS,
@@ -76,7 +76,6 @@ static const char *const sql_text[S__N] = {
     [S_REG_UPDATE] = "UPDATE registries SET mqtt = ?2, http = ?3, event_notification_json = ?4, "
                      "state_notification_json = ?5 WHERE id = ?1",
     [S_REG_DELETE] = "DELETE FROM registries WHERE id = ?1",
-    [S_REG_HAS_DEV] = "SELECT EXISTS(SELECT 1 FROM devices WHERE registry = ?1)",
 
     [S_CERT_LIST] = "SELECT pem FROM registry_certs WHERE registry = ?1 ORDER BY id",
     [S_CERT_INSERT] = "INSERT INTO registry_certs(registry, pem) VALUES(?1, ?2)",
@@ -810,41 +809,26 @@ static lk_err sq_registry_update(lk_reg_be *be, int64_t rid, const lk_reg_regist
     return run_bound(be, s, rc);
 }
 
-/* Run a statement whose only parameter ?1 is an integer id. */
-static lk_err run_id(lk_reg_be *be, int which, int64_t id, int *changed)
+/* Run a statement whose parameters ?1..?n are the integers v[0..n):
+ * LK_ERR_REG_NOT_FOUND when found is set and no row changed. */
+static lk_err run_ints(lk_reg_be *be, int which, int found, size_t n, const int64_t *v)
 {
     sqlite3_stmt *s;
-    int rc;
-    lk_err err;
+    int rc = SQLITE_OK;
+    size_t i;
     PREP(s, which);
-    rc = sqlite3_bind_int64(s, 1, id);
-    err = run_bound(be, s, rc);
-    if (changed != NULL)
-        *changed = err == LK_OK ? sqlite3_changes(be->db) : 0;
-    return err;
+    for (i = 0; i < n; i++)
+        BIND(sqlite3_bind_int64(s, (int)i + 1, v[i]));
+    return found ? run_bound_found(be, s, rc) : run_bound(be, s, rc);
 }
+
+#define RUN_INTS(which, found, ...)                                                          \
+    run_ints(be, (which), (found), sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t),      \
+             (int64_t[]){__VA_ARGS__})
 
 static lk_err sq_registry_delete(lk_reg_be *be, int64_t rid)
 {
-    int n = 0;
-    lk_err err = run_id(be, S_REG_DELETE, rid, &n);
-    return err == LK_OK && n == 0 ? LK_ERR_REG_NOT_FOUND : err;
-}
-
-static lk_err sq_registry_has_devices(lk_reg_be *be, int64_t rid, int *yes)
-{
-    sqlite3_stmt *s;
-    int rc;
-    PREP(s, S_REG_HAS_DEV);
-    rc = sqlite3_bind_int64(s, 1, rid);
-    if (rc != SQLITE_OK)
-        return st_fail(be, s, rc);
-    rc = sqlite3_step(s);
-    if (rc != SQLITE_ROW)
-        return st_fail(be, s, rc);
-    *yes = sqlite3_column_int(s, 0) != 0;
-    sqlite3_reset(s);
-    return LK_OK;
+    return RUN_INTS(S_REG_DELETE, 1, rid);
 }
 
 /* ------------------------------------------------------------------ */
@@ -888,12 +872,7 @@ static lk_err sq_cert_insert(lk_reg_be *be, int64_t rid, const char *pem, size_t
 
 static lk_err sq_cert_delete(lk_reg_be *be, int64_t rid, unsigned index)
 {
-    sqlite3_stmt *s;
-    int rc = SQLITE_OK;
-    PREP(s, S_CERT_DELETE);
-    BIND(sqlite3_bind_int64(s, 1, rid));
-    BIND(sqlite3_bind_int64(s, 2, (sqlite3_int64)index));
-    return run_bound_found(be, s, rc);
+    return RUN_INTS(S_CERT_DELETE, 1, rid, (int64_t)index);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1094,19 +1073,12 @@ static lk_err sq_device_insert(lk_reg_be *be, int64_t rid, const char *id, int b
 
 static lk_err sq_device_set_blocked(lk_reg_be *be, uint64_t num_id, int blocked)
 {
-    sqlite3_stmt *s;
-    int rc = SQLITE_OK;
-    PREP(s, S_DEV_BLOCK);
-    BIND(sqlite3_bind_int64(s, 1, (sqlite3_int64)num_id));
-    BIND(sqlite3_bind_int(s, 2, blocked ? 1 : 0));
-    return run_bound_found(be, s, rc);
+    return RUN_INTS(S_DEV_BLOCK, 1, (int64_t)num_id, blocked ? 1 : 0);
 }
 
 static lk_err sq_device_delete(lk_reg_be *be, uint64_t num_id)
 {
-    int n = 0;
-    lk_err err = run_id(be, S_DEV_DELETE, (int64_t)num_id, &n);
-    return err == LK_OK && n == 0 ? LK_ERR_REG_NOT_FOUND : err;
+    return RUN_INTS(S_DEV_DELETE, 1, (int64_t)num_id);
 }
 
 static lk_err sq_creds_set(lk_reg_be *be, uint64_t num_id, const lk_reg_credential *c,
@@ -1114,7 +1086,7 @@ static lk_err sq_creds_set(lk_reg_be *be, uint64_t num_id, const lk_reg_credenti
 {
     sqlite3_stmt *s;
     unsigned i;
-    lk_err err = run_id(be, S_CREDS_DEL, (int64_t)num_id, NULL);
+    lk_err err = RUN_INTS(S_CREDS_DEL, 0, (int64_t)num_id);
     if (err != LK_OK)
         return err;
     PREP(s, S_CRED_INS);
@@ -1136,7 +1108,7 @@ static lk_err sq_metadata_set(lk_reg_be *be, uint64_t num_id, const lk_reg_metad
 {
     sqlite3_stmt *s;
     unsigned i;
-    lk_err err = run_id(be, S_META_DEL, (int64_t)num_id, NULL);
+    lk_err err = RUN_INTS(S_META_DEL, 0, (int64_t)num_id);
     if (err != LK_OK || n == 0)
         return err;
     PREP(s, S_META_INS);
@@ -1170,19 +1142,13 @@ static lk_err sq_config_add(lk_reg_be *be, uint64_t num_id, const lk_reg_config 
     if ((err = run_bound(be, s, rc)) != LK_OK)
         return err;
 
-    PREP(s, S_CFG_SETVER);
-    BIND(sqlite3_bind_int64(s, 1, (sqlite3_int64)num_id));
-    BIND(sqlite3_bind_int64(s, 2, c->version));
-    if ((err = run_bound_found(be, s, rc)) != LK_OK)
+    if ((err = RUN_INTS(S_CFG_SETVER, 1, (int64_t)num_id, c->version)) != LK_OK)
         return err;
 
     /* Versions are consecutive, so "all but the newest keep" is a range. */
     if (c->version <= (int64_t)keep)
         return LK_OK;
-    PREP(s, S_CFG_PRUNE);
-    BIND(sqlite3_bind_int64(s, 1, (sqlite3_int64)num_id));
-    BIND(sqlite3_bind_int64(s, 2, c->version - (int64_t)keep));
-    return run_bound(be, s, rc);
+    return RUN_INTS(S_CFG_PRUNE, 0, (int64_t)num_id, c->version - (int64_t)keep);
 }
 
 static lk_err sq_config_list(lk_reg_be *be, uint64_t num_id, unsigned max,
@@ -1212,19 +1178,8 @@ static lk_err sq_config_list(lk_reg_be *be, uint64_t num_id, unsigned max,
 
 static lk_err sq_config_ack(lk_reg_be *be, uint64_t num_id, int64_t version, int64_t t)
 {
-    sqlite3_stmt *s;
-    int rc = SQLITE_OK;
-    lk_err err;
-    PREP(s, S_CFG_ACK);
-    BIND(sqlite3_bind_int64(s, 1, (sqlite3_int64)num_id));
-    BIND(sqlite3_bind_int64(s, 2, version));
-    BIND(sqlite3_bind_int64(s, 3, t));
-    if ((err = run_bound_found(be, s, rc)) != LK_OK)
-        return err;
-    PREP(s, S_DEV_ACK);
-    BIND(sqlite3_bind_int64(s, 1, (sqlite3_int64)num_id));
-    BIND(sqlite3_bind_int64(s, 2, t));
-    return run_bound(be, s, rc);
+    lk_err err = RUN_INTS(S_CFG_ACK, 1, (int64_t)num_id, version, t);
+    return err != LK_OK ? err : RUN_INTS(S_DEV_ACK, 0, (int64_t)num_id, t);
 }
 
 static lk_err sq_state_add(lk_reg_be *be, uint64_t num_id, const lk_reg_state_entry *e,
@@ -1234,10 +1189,7 @@ static lk_err sq_state_add(lk_reg_be *be, uint64_t num_id, const lk_reg_state_en
     int rc = SQLITE_OK;
     lk_err err;
 
-    PREP(s, S_STATE_TOUCH);
-    BIND(sqlite3_bind_int64(s, 1, (sqlite3_int64)num_id));
-    BIND(sqlite3_bind_int64(s, 2, e->update_time));
-    if ((err = run_bound_found(be, s, rc)) != LK_OK)
+    if ((err = RUN_INTS(S_STATE_TOUCH, 1, (int64_t)num_id, e->update_time)) != LK_OK)
         return err;
 
     PREP(s, S_STATE_INS);
@@ -1247,10 +1199,7 @@ static lk_err sq_state_add(lk_reg_be *be, uint64_t num_id, const lk_reg_state_en
     if ((err = run_bound(be, s, rc)) != LK_OK)
         return err;
 
-    PREP(s, S_STATE_PRUNE);
-    BIND(sqlite3_bind_int64(s, 1, (sqlite3_int64)num_id));
-    BIND(sqlite3_bind_int64(s, 2, (sqlite3_int64)keep));
-    return run_bound(be, s, rc);
+    return RUN_INTS(S_STATE_PRUNE, 0, (int64_t)num_id, (int64_t)keep);
 }
 
 static lk_err sq_state_list(lk_reg_be *be, uint64_t num_id, unsigned max,
@@ -1394,7 +1343,7 @@ static lk_err sq_change_bounds(lk_reg_be *be, int64_t *oldest, int64_t *newest)
 
 static lk_err sq_change_prune(lk_reg_be *be, int64_t keep)
 {
-    return run_id(be, S_CHG_PRUNE, keep, NULL);
+    return RUN_INTS(S_CHG_PRUNE, 0, keep);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1508,9 +1457,9 @@ static lk_err sq_command_decide(lk_reg_be *be, int64_t id, lk_reg_command_status
 
 static lk_err sq_command_prune(lk_reg_be *be, int64_t decided_before, int64_t created_before)
 {
-    lk_err err = run_id(be, S_CMD_PRUNE_DECIDED, decided_before, NULL);
+    lk_err err = RUN_INTS(S_CMD_PRUNE_DECIDED, 0, decided_before);
     if (err == LK_OK)
-        err = run_id(be, S_CMD_PRUNE_PENDING, created_before, NULL);
+        err = RUN_INTS(S_CMD_PRUNE_PENDING, 0, created_before);
     return err;
 }
 
@@ -1615,7 +1564,6 @@ const lk_reg_store lk_reg_sqlite_backend = {
     .registry_insert = sq_registry_insert,
     .registry_update = sq_registry_update,
     .registry_delete = sq_registry_delete,
-    .registry_has_devices = sq_registry_has_devices,
     .cert_list = sq_cert_list,
     .cert_insert = sq_cert_insert,
     .cert_delete = sq_cert_delete,
