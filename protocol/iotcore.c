@@ -1,6 +1,7 @@
 /* IoT Core's naming rules: see lk_iotcore.h. */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "latchkey/lk_iotcore.h"
 
@@ -106,4 +107,13 @@ int lk_subfolder_valid(const char *s, size_t len)
             return 0;
     }
     return 1;
+}
+
+const char *lk_time_rfc3339(int64_t t, char *buf, size_t size)
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+    if (gmtime_r(&tt, &tm) == NULL || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(buf, size, "%lld", (long long)t);
+    return buf;
 }

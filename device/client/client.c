@@ -188,14 +188,6 @@ static void emit(lk_dev *d, lk_dev_event_type type, lk_err err, int code, int64_
     d->in_callback--;
 }
 
-static void utc(int64_t t, char *buf, size_t size)
-{
-    struct tm tm;
-    time_t tt = (time_t)t;
-    if (gmtime_r(&tt, &tm) == NULL || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        snprintf(buf, size, "%lld", (long long)t);
-}
-
 static void fail(lk_dev *d, lk_err err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 static void fail(lk_dev *d, lk_err err, const char *fmt, ...)
@@ -790,7 +782,7 @@ static lk_err ensure_token(lk_dev *d, int64_t now)
     d->token_mono = now;
     d->token_fresh = 1;
     d->stats.tokens++;
-    utc(d->token_exp, until, sizeof until);
+    lk_time_rfc3339(d->token_exp, until, sizeof until);
     emit(d, LK_DEV_EV_TOKEN, LK_OK, 0, 0, 0, "signed a new %s token, valid until %s",
          lk_alg_name(d->alg), until);
     return LK_OK;
@@ -985,7 +977,7 @@ static void connected(lk_dev *d, int64_t now)
     d->stats.connects++;
     at = d->token_mono + (int64_t)(d->lifetime_s - d->margin_s) * 1000;
     d->refresh_ms = at;
-    utc(d->token_exp, until, sizeof until);
+    lk_time_rfc3339(d->token_exp, until, sizeof until);
     {
         /* One SUBSCRIBE for both: one SUBACK says whether the device can
          * hear its config and its commands. */

@@ -54,6 +54,12 @@ extern "C" {
 #define LK_IDLE_TIMEOUT_S 1200u       /* 20 minutes */
 #define LK_CONNECTION_MAX_S 86400u    /* 24 hours */
 
+/* Times as IoT Core writes them: RFC 3339 in UTC, "2024-05-01T12:00:00Z"
+ * (the decimal number of seconds when t is out of gmtime's range). Writes
+ * buf (LK_TIME_MAX bytes always suffice) and returns it. */
+#define LK_TIME_MAX 32u
+const char *lk_time_rfc3339(int64_t t, char *buf, size_t size);
+
 /* 1 when s[0..len) is a valid registry or device id. */
 int lk_id_valid(const char *s, size_t len);
 /* 1 when s[0..len) is a valid project id. */

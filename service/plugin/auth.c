@@ -117,7 +117,7 @@ static int auth__device(struct mosquitto *client, const char *id, const struct p
     conn__schedule(c, now);
     activity__note(c->num_id, ACT_HEARTBEAT, now, NULL);
     message__presence(c, 1, auth__addr(client));
-    plugin__utc(info.valid_until, until, sizeof until);
+    lk_time_rfc3339(info.valid_until, until, sizeof until);
     mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "%s connected from %s (key %u, token "
                          "valid until %s%s)", id, auth__addr(client), info.cred_index, until,
                          hit ? ", cached" : "");

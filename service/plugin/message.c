@@ -112,7 +112,7 @@ void message__presence(struct plg_conn *c, int online, const char *detail)
         free(topic);
         return;
     }
-    plugin__utc(plugin__now(), when, sizeof when);
+    lk_time_rfc3339(plugin__now(), when, sizeof when);
     snprintf(payload, pn, "{\"deviceId\":\"%s\",\"deviceNumId\":\"%s\",\"time\":\"%s\","
              "\"%s\":\"%s\"}", c->path.device, num, when, online ? "address" : "reason", detail);
     if (mosquitto_broker_publish(NULL, topic, (int)strlen(payload), payload, 1, false, NULL))

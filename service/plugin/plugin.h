@@ -214,7 +214,5 @@ extern struct plg_state plg;
 /* Wall-clock time in seconds and milliseconds (TICK carries none usable). */
 int64_t plugin__now(void);
 int64_t plugin__now_ms(void);
-/* t as "YYYY-MM-DDTHH:MM:SSZ" (the number if gmtime fails). */
-void plugin__utc(int64_t t, char *buf, size_t size);
 
 #endif /* LK_PLUGIN_H */

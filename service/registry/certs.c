@@ -74,14 +74,6 @@ static int is_space(char c)
     return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-static void fmt_time(int64_t t, char *buf, size_t size)
-{
-    struct tm tm;
-    time_t tt = (time_t)t;
-    if (gmtime_r(&tt, &tm) == NULL || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        snprintf(buf, size, "%lld", (long long)t);
-}
-
 static int asn1_epoch(const ASN1_TIME *a, int64_t *out)
 {
     struct tm tm;
@@ -623,8 +615,8 @@ static lk_err cert_signed(const lk_reg_cas *cas, const char *pem, size_t len, un
     if (invalid_signer < LK_REGISTRY_CERTS_MAX) {
         char nb[32], na[32];
         i = invalid_signer;
-        fmt_time(cas->not_before[i], nb, sizeof nb);
-        fmt_time(cas->not_after[i], na, sizeof na);
+        lk_time_rfc3339(cas->not_before[i], nb, sizeof nb);
+        lk_time_rfc3339(cas->not_after[i], na, sizeof na);
         snprintf(why, why_size,
                  "credential %u is signed by registry CA certificate %u, which is %s (valid from "
                  "%s to %s); the signing CA certificate must be valid now",
@@ -805,7 +797,7 @@ lk_err lk_reg__ca_check(const char *pem, size_t len, int64_t now, unsigned char 
     }
     if (na < now) {
         char t[32];
-        fmt_time(na, t, sizeof t);
+        lk_time_rfc3339(na, t, sizeof t);
         snprintf(why, why_size, "the certificate expired at %s; a registry certificate must "
                                 "still be valid", t);
         goto exit;

@@ -118,8 +118,6 @@ void admin_meta_free(struct admin_meta *m);
 
 /* ---- output (out.c) ---- */
 
-/* "2024-01-02T03:04:05Z"; size >= 32. */
-const char *out_time(int64_t t, char *buf, size_t size);
 json_t *out_jtime(int64_t t);
 json_t *out_ji64(int64_t v);          /* int64 as a JSON string, as IoT Core */
 json_t *out_ju64(uint64_t v);

@@ -160,7 +160,7 @@ static int backend_cb(void *arg, const lk_reg_backend *b)
         if (j == NULL || out_list_item(&x->l, j) != EXIT_OK)
             x->failed = 1;
     } else {
-        const char *row[4] = {b->name, b->project, user, out_time(b->created, when, sizeof when)};
+        const char *row[4] = {b->name, b->project, user, lk_time_rfc3339(b->created, when, sizeof when)};
         if (out_table_row(x->t, row) != 0)
             x->failed = 1;
     }

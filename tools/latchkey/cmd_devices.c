@@ -708,7 +708,7 @@ static int cmd_credentials(struct dev_opts *o, const char *sub)
             snprintf(idx, sizeof idx, "%u", i);
             row[0] = idx;
             row[1] = lk_cred_format_name(d.creds[i].format);
-            row[2] = d.creds[i].expires ? out_time(d.creds[i].expires, tb, sizeof tb) : "never";
+            row[2] = d.creds[i].expires ? lk_time_rfc3339(d.creds[i].expires, tb, sizeof tb) : "never";
             if (out_table_row(t, row) != 0) {
                 out_table_free(t);
                 t = NULL;
@@ -743,8 +743,8 @@ static int config_cb(void *arg, const lk_reg_config *c)
         snprintf(v, sizeof v, "%lld", (long long)c->version);
         snprintf(n, sizeof n, "%zu", c->len);
         row[0] = v;
-        row[1] = out_time(c->cloud_update_time, cu, sizeof cu);
-        row[2] = c->device_ack_time ? out_time(c->device_ack_time, ack, sizeof ack) : "";
+        row[1] = lk_time_rfc3339(c->cloud_update_time, cu, sizeof cu);
+        row[2] = c->device_ack_time ? lk_time_rfc3339(c->device_ack_time, ack, sizeof ack) : "";
         row[3] = n;
         if (out_table_row(x->t, row) != 0)
             x->failed = 1;
@@ -762,7 +762,7 @@ static int state_cb(void *arg, const lk_reg_state_entry *s)
         char ut[48], n[32];
         const char *row[2];
         snprintf(n, sizeof n, "%zu", s->len);
-        row[0] = out_time(s->update_time, ut, sizeof ut);
+        row[0] = lk_time_rfc3339(s->update_time, ut, sizeof ut);
         row[1] = n;
         if (out_table_row(x->t, row) != 0)
             x->failed = 1;

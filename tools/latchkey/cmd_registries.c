@@ -143,8 +143,8 @@ static int cert_cb(void *arg, const lk_reg_cert *c)
         row[0] = idx;
         row[1] = c->subject;
         row[2] = c->issuer;
-        row[3] = out_time(c->not_before, nb, sizeof nb);
-        row[4] = out_time(c->not_after, na, sizeof na);
+        row[3] = lk_time_rfc3339(c->not_before, nb, sizeof nb);
+        row[4] = lk_time_rfc3339(c->not_after, na, sizeof na);
         row[5] = c->key_type;
         if (out_table_row(x->t, row) != 0)
             x->failed = 1;

@@ -352,10 +352,10 @@ static int print_valid(const char *tok, size_t len, const lk_token_info *info, l
     lk_cred_fingerprint(cred, fp);
     for (i = 0; i < sizeof fp; i++)
         snprintf(fp_hex + 2 * i, 3, "%02x", fp[i]);
-    out_time(pol->now, t_now, sizeof t_now);
-    out_time(info->iat, t_iat, sizeof t_iat);
-    out_time(info->exp, t_exp, sizeof t_exp);
-    out_time(info->valid_until, t_until, sizeof t_until);
+    lk_time_rfc3339(pol->now, t_now, sizeof t_now);
+    lk_time_rfc3339(info->iat, t_iat, sizeof t_iat);
+    lk_time_rfc3339(info->exp, t_exp, sizeof t_exp);
+    lk_time_rfc3339(info->valid_until, t_until, sizeof t_until);
 
     if (json) {
         out = json_pack("{s:b, s:s, s:{s:I, s:I, s:o, s:s, s:s}, s:I, s:s, s:I, s:I, s:s, s:I, s:s, s:I, s:s,"

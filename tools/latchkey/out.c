@@ -4,25 +4,19 @@
  * aligned tables and YAML-like descriptions for people.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "admin.h"
+#include <openssl/evp.h>
 
-const char *out_time(int64_t t, char *buf, size_t size)
-{
-    struct tm tm;
-    time_t tt = (time_t)t;
-    if (gmtime_r(&tt, &tm) == NULL || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        snprintf(buf, size, "%lld", (long long)t);
-    return buf;
-}
+#include "admin.h"
 
 json_t *out_jtime(int64_t t)
 {
     char buf[48];
-    return json_string(out_time(t, buf, sizeof buf));
+    return json_string(lk_time_rfc3339(t, buf, sizeof buf));
 }
 
 json_t *out_ji64(int64_t v)
@@ -39,31 +33,19 @@ json_t *out_ju64(uint64_t v)
     return json_string(buf);
 }
 
-static const char b64_std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 json_t *out_jb64(const uint8_t *p, size_t n)
 {
-    size_t olen = (n + 2) / 3 * 4, i, o = 0;
-    char *s = malloc(olen + 1);
+    /* OpenSSL's encoder: standard alphabet with padding, as IoT Core's JSON. */
+    unsigned char *s;
     json_t *j;
+    int o;
+    if (n > (size_t)INT_MAX / 4 * 3 - 3)
+        return NULL;
+    s = malloc((n + 2) / 3 * 4 + 1);
     if (s == NULL)
         return NULL;
-    for (i = 0; i + 2 < n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-        s[o++] = b64_std[v >> 18];
-        s[o++] = b64_std[(v >> 12) & 63];
-        s[o++] = b64_std[(v >> 6) & 63];
-        s[o++] = b64_std[v & 63];
-    }
-    if (i < n) {
-        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0);
-        s[o++] = b64_std[v >> 18];
-        s[o++] = b64_std[(v >> 12) & 63];
-        s[o++] = i + 1 < n ? b64_std[(v >> 6) & 63] : '=';
-        s[o++] = '=';
-    }
-    s[o] = '\0';
-    j = json_stringn(s, o);
+    o = EVP_EncodeBlock(s, p, (int)n);
+    j = json_stringn((const char *)s, (size_t)o);
     free(s);
     return j;
 }
