@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "latchkey/lk_device.h"
 #include "latchkey/lk_iotcore.h"
 #include "latchkey/lk_util.h"
@@ -81,16 +83,13 @@ struct agent {
 
 static void put_base64(const uint8_t *s, size_t n)
 {
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    /* OpenSSL's encoder, a chunk at a time: no buffer as large as the payload. */
+    unsigned char out[4 * 256 + 1];
     putchar('"');
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)s[i] << 16;
-        if (i + 1 < n) v |= (uint32_t)s[i + 1] << 8;
-        if (i + 2 < n) v |= s[i + 2];
-        putchar(tab[(v >> 18) & 63]);
-        putchar(tab[(v >> 12) & 63]);
-        putchar(i + 1 < n ? tab[(v >> 6) & 63] : '=');
-        putchar(i + 2 < n ? tab[v & 63] : '=');
+    for (size_t i = 0; i < n; i += 3 * 256) {
+        size_t k = n - i < 3 * 256 ? n - i : 3 * 256;
+        int o = EVP_EncodeBlock(out, s + i, (int)k);
+        fwrite(out, 1, (size_t)o, stdout);
     }
     putchar('"');
 }
