@@ -19,7 +19,14 @@ Mosquitto started as root drops to the user `mosquitto` unless told otherwise; t
 must make the registry file and its directory readable and writable by `mosquitto`).
 
 Environment: LK_BIN_DIR (the latchkey tool's directory, default build/bin), LK_PLUGIN (the
-plugin, default build/lib/latchkey_plugin.so), LK_MOSQUITTO (default /usr/sbin/mosquitto).
+plugin, default build/lib/latchkey_plugin.so), LK_MOSQUITTO (default /usr/sbin/mosquitto),
+LK_TEST_LIB_DIR (the test-only shims of tests/shims, default build/tests).
+
+Test-only shims (never part of the product): observer=True loads tests/shims/observer_plugin.c
+before latchkey's plugin, so that b.observe() can subscribe to anything the broker holds (device
+topics, retained messages); sqlite_fault=True preloads tests/shims/sqlite_fault.c into the
+broker, and b.fault("text") makes every SQLite statement whose SQL contains the text fail
+("*" = all; b.fault(None) stops it).
 
 This API is shared with the behaviour tests (tests/integration/test_plugin_*.py): keep it stable.
 """
@@ -41,6 +48,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from conftest import BIN, REPO, run_tool
+
+TEST_LIB = Path(os.environ.get("LK_TEST_LIB_DIR", REPO / "build" / "tests"))
+OBSERVER_PASSWORD = "observer-" + os.urandom(8).hex()
 
 PLUGIN = Path(os.environ.get("LK_PLUGIN") or Path(os.environ.get("LK_LIB_DIR", REPO / "build" / "lib")) / "latchkey_plugin.so")
 MOSQUITTO = os.environ.get("LK_MOSQUITTO", "/usr/sbin/mosquitto")
@@ -175,9 +185,11 @@ class Broker:
     host = "127.0.0.1"
 
     def __init__(self, base, opts=None, extra_conf="", start=True, registry=REGISTRY,
-                 project=PROJECT, region=REGION):
+                 project=PROJECT, region=REGION, observer=False, sqlite_fault=False,
+                 persistence=False):
         """base: an empty directory (tmp_path). opts: {"skew": 600, ...} -> plugin_opt_skew 600.
-        extra_conf: lines appended to mosquitto.conf."""
+        extra_conf: lines appended to mosquitto.conf. persistence: Mosquitto's persistence
+        (file in base), so that a restart keeps retained messages and offline sessions."""
         self.base = Path(base)
         self.base.mkdir(parents=True, exist_ok=True)
         self.project, self.region, self.registry = project, region, registry
@@ -190,8 +202,17 @@ class Broker:
         self.plain_port = free_port()
         while self.plain_port == self.tls_port:
             self.plain_port = free_port()
-        self.opts = dict(opts or {})
+        # Suites connect the same device dozens of times a minute from one address and read
+        # every refusal in the log; the per-device connect limit and the limits on refusal
+        # logs (docs/plugin.md) have tests of their own, which set them explicitly.
+        self.opts = {"connect_burst": 100000, "connects_per_minute": 60000,
+                     "log_refusals_per_source": 1000000, "log_refusals_per_second": 1000000}
+        self.opts.update(opts or {})
         self.extra_conf = extra_conf
+        self.observer = observer
+        self.sqlite_fault = sqlite_fault
+        self.persistence = persistence
+        self.fault_path = self.base / "sqlite_fault"
         self.proc = None
         self._n = 0
         r = self.lk("registries", "create", registry, "--project", project, "--region", region)
@@ -208,7 +229,8 @@ class Broker:
             "max_keepalive 800",
             "message_size_limit 262144",
             "set_tcp_nodelay true",
-            "persistence false",
+            *(["persistence true", f"persistence_location {self.base}/"] if self.persistence
+              else ["persistence false"]),
             f"user {getpass.getuser()}",
             f"log_dest file {self.log_path}",
             "log_type all",
@@ -223,6 +245,8 @@ class Broker:
             f"listener {self.plain_port} {self.host}",
             "max_qos 1",
             "",
+            *([f"plugin {TEST_LIB / 'lk_test_observer.so'}",
+               f"plugin_opt_observer_password {OBSERVER_PASSWORD}"] if self.observer else []),
             f"plugin {PLUGIN}",
             f"plugin_opt_registry {self.db}",
         ]
@@ -238,9 +262,15 @@ class Broker:
         # A sanitizer build's plugin needs the sanitizer runtimes loaded first
         # into the (uninstrumented) broker; ctest gives their paths. Leaks are
         # not checked in the broker process (mosquitto's own exit leaks).
+        preload = []
         if os.environ.get("LK_SANITIZER_PRELOAD"):
-            env["LD_PRELOAD"] = os.environ["LK_SANITIZER_PRELOAD"]
+            preload += os.environ["LK_SANITIZER_PRELOAD"].split()
             env["ASAN_OPTIONS"] = "detect_leaks=0:abort_on_error=1"
+        if self.sqlite_fault:
+            preload.append(str(TEST_LIB / "lk_sqlite_fault.so"))
+            env["LK_SQLITE_FAULT"] = str(self.fault_path)
+        if preload:
+            env["LD_PRELOAD"] = " ".join(preload)
         self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf_path)],
                                      stdout=self._stderr, stderr=self._stderr, env=env)
         deadline = time.time() + timeout
@@ -258,6 +288,29 @@ class Broker:
                     raise RuntimeError("mosquitto did not listen:\n" + self.log_text())
                 time.sleep(0.05)
         return self
+
+    def fault(self, pattern):
+        """(sqlite_fault=True) Make SQLite statements containing pattern fail; None: stop."""
+        assert self.sqlite_fault, "Broker(sqlite_fault=True) preloads the shim"
+        self.fault_path.write_text((pattern or "") + "\n")
+        time.sleep(0.05)    # the shim looks at the file every 20 ms
+
+    def observe(self, topic="#", timeout=5):
+        """(observer=True) A client that sees everything the broker holds, subscribed to topic;
+        retained messages arrive with retain set."""
+        assert self.observer, "Broker(observer=True) loads the observer plugin"
+        c = self.connect("observer-" + os.urandom(4).hex(), OBSERVER_PASSWORD, username="observer",
+                         tls=False)
+        g = self.subscribe(c, topic, 1, timeout=timeout)
+        assert g in (0, 1), g
+        return c
+
+    def rss_kb(self):
+        """The broker's resident memory, kB (/proc/PID/status VmRSS)."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
