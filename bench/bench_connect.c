@@ -401,7 +401,7 @@ static int wait_flag(const int *flag, double until)
 
 static int run_publish(void)
 {
-    char id[ID_MAX], name[ID_MAX], topic[ID_MAX + 32];
+    char id[ID_MAX], name[ID_MAX], topic[ID_MAX + 32], sub_id[ID_MAX + 16] = "";
     struct mosquitto *pub = NULL, *sub = NULL;
     unsigned char *payload;
     double t0, t1, until;
@@ -424,7 +424,10 @@ static int run_publish(void)
     if (o.sub_topic == NULL)
         o.sub_topic = topic;
 
-    sub = new_client(NULL, NULL, o.sub_user, o.sub_pass);
+    /* a backend's client id is its name or NAME/... (docs/plugin.md) */
+    if (o.sub_user && !strncmp(o.sub_user, "backend:", 8))
+        snprintf(sub_id, sizeof sub_id, "%s/bench-sub", o.sub_user + 8);
+    sub = new_client(sub_id[0] ? sub_id : NULL, NULL, o.sub_user, o.sub_pass);
     pub = new_client(id, NULL, o.anonymous ? NULL : "unused", o.anonymous ? NULL : tokens[0]);
     if (sub == NULL || pub == NULL)
         goto out;

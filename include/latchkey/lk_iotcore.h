@@ -29,6 +29,10 @@ extern "C" {
 #define LK_PROJECT_MAX 30u
 /* Locations (cloud regions): [a-z][-a-z0-9]{0,62}. */
 #define LK_LOCATION_MAX 63u
+/* The longest device path, projects/P/locations/L/registries/R/devices/D
+ * (the MQTT client id), that the rules above allow: 644 bytes. */
+#define LK_DEVICE_PATH_MAX (9u + LK_PROJECT_MAX + 11u + LK_LOCATION_MAX + 12u + LK_ID_MAX + 9u + \
+                            LK_ID_MAX)
 
 /* Metadata: keys like ids but 1..128 characters; values up to 32 KB; keys
  * and values together under 256 KB; at most 500 pairs. */

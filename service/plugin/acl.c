@@ -10,7 +10,8 @@
  *
  * In Mosquitto 2.0.11 the WRITE check runs before MOSQ_EVT_MESSAGE (checked:
  * handle__publish calls mosquitto_acl_check, then plugin__handle_message), so
- * it sees the topic the device sent; message.c rewrites it afterwards. The
+ * it sees the topic the device sent; message.c rewrites it afterwards. A
+ * will is checked only here (context__send_will): see acl__republish. The
  * READ check sees the topic a message is delivered on: downstream topics for
  * backends, and the plugin's own config and command topics for devices.
  */
@@ -39,33 +40,46 @@ enum plg_topic acl__device_topic(const struct plg_conn *c, const char *topic, co
     return TOPIC_BAD;
 }
 
-/* Count a message against the connection's rate: 1 = within it. More than
- * messages_per_second in a second are dropped; a connection that sends over
- * twice that in three consecutive seconds is closed. */
-static int acl__rate(struct plg_conn *c, int64_t now)
+/* A retained publish is never stored: what a device sends is routed
+ * downstream only. Its will is checked here too, indistinguishable from a
+ * publish (Mosquitto 2.0.11 gives a plugin no other view of a will), so a
+ * retained one must be denied in the check itself: the plugin sends the
+ * message downstream itself, not retained, and denies the original. A
+ * genuine retained publish is thus delivered (its QoS 1 PUBACK is sent by
+ * the broker, which has no reason code in MQTT 3.1.1); a will is denied and
+ * what the plugin queued is never sent, since Mosquitto checks wills only
+ * on takeover (denied below: superseded), after the disconnect event (no
+ * record: denied) and at shutdown, after its last delivery round. */
+static int acl__republish(struct plg_conn *c, enum plg_topic t, const char *sub,
+                          const struct mosquitto_evt_acl_check *ed, int64_t now)
 {
-    unsigned limit = plg.opt.messages_per_second;
+    char *topic = NULL;
+    mosquitto_property *props = NULL;
 
-    if (now != c->rate_window) {
-        if (c->rate_window && now == c->rate_window + 1 && c->rate_count > 2 * limit)
-            c->rate_strikes++;
-        else
-            c->rate_strikes = 0;
-        c->rate_window = now;
-        c->rate_count = 0;
+    if (message__downstream(c, t, sub, &topic, &props)
+        || mosquitto_broker_publish_copy(NULL, topic, (int)ed->payloadlen, ed->payload, ed->qos,
+                                         false, props)) {
+        mosquitto_property_free_all(&props);
+        mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "%s: a retained publish was lost: out "
+                             "of memory", c->client_id);
+    } else {
+        message__accepted(c, t, ed->payload, ed->payloadlen, now);
     }
-    c->rate_count++;
-    if (c->rate_count == 2 * limit + 1 && c->rate_strikes >= 2)
-        conn__kick(c, "the message rate stayed over twice the limit");
-    return c->rate_count <= limit;
+    mosquitto_free(topic);
+    return MOSQ_ERR_ACL_DENIED;
 }
 
 static int acl__device_write(struct plg_conn *c, const struct mosquitto_evt_acl_check *ed)
 {
     const char *sub;
     int64_t now = plugin__now();
-    enum plg_topic t = acl__device_topic(c, ed->topic, &sub);
+    enum plg_topic t;
 
+    /* Nothing from a connection that is superseded or being closed: this is
+     * where a takeover's will would pass. */
+    if (c->superseded || c->kick_reason)
+        return MOSQ_ERR_ACL_DENIED;
+    t = acl__device_topic(c, ed->topic, &sub);
     c->last_seen = now;
     if (t == TOPIC_BAD) {
         mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "%s published to %s: not its events "
@@ -78,21 +92,28 @@ static int acl__device_write(struct plg_conn *c, const struct mosquitto_evt_acl_
         conn__kick(c, "it published with QoS 2");
         return MOSQ_ERR_ACL_DENIED;
     }
-    if (!acl__rate(c, now))
+    switch (limits__message(c->limit, now)) {
+    case RATE_OK:
+        break;
+    case RATE_CLOSE:
+        conn__kick(c, "the message rate stayed over twice the limit");
         return MOSQ_ERR_ACL_DENIED;
+    case RATE_DROP:
+        return MOSQ_ERR_ACL_DENIED;
+    }
     if (t == TOPIC_STATE) {
-        int64_t ms = plugin__now_ms();
         if (ed->payloadlen > LK_STATE_MAX) {
             mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "%s: state of %u bytes dropped "
                                  "(limit %u)", c->client_id, ed->payloadlen, LK_STATE_MAX);
             return MOSQ_ERR_ACL_DENIED;
         }
-        if (c->last_state_ms && ms - c->last_state_ms < 1000 / (int64_t)plg.opt.state_per_second)
+        if (!limits__state(c->limit, plugin__now_ms()))
             return MOSQ_ERR_ACL_DENIED;
-        c->last_state_ms = ms;
     } else if (ed->payloadlen > LK_EVENT_MAX) {
         return MOSQ_ERR_ACL_DENIED;
     }
+    if (ed->retain)
+        return acl__republish(c, t, sub, ed, now);
     return MOSQ_ERR_SUCCESS;
 }
 
@@ -165,8 +186,11 @@ int acl__check(int event, void *event_data, void *userdata)
     if (!ed->topic)
         return MOSQ_ERR_ACL_DENIED;
     c = conn__find(ed->client);
-    if (!c)
-        return MOSQ_ERR_PLUGIN_DEFER;
+    if (!c) {
+        /* A client this plugin did not log in: no one else may let it
+         * write (this is also a will after its disconnect event). */
+        return ed->access == MOSQ_ACL_WRITE ? MOSQ_ERR_ACL_DENIED : MOSQ_ERR_PLUGIN_DEFER;
+    }
     if (c->kick_reason)
         return MOSQ_ERR_ACL_DENIED;
     if (c->kind == CONN_DEVICE)

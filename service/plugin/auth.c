@@ -3,9 +3,15 @@
  * "Authentication"), backends by secret; MOSQ_EVT_DISCONNECT; and the
  * re-checks the change feed asks for.
  *
- * Only MOSQ_ERR_AUTH gives CONNACK 5 ("not authorised"); every refusal
- * returns it and logs one line naming the client, its address and the
- * reason — never the password.
+ * Only MOSQ_ERR_AUTH gives CONNACK 5 ("not authorised"): every refusal
+ * that is the client's doing returns it. A refusal that is the server's
+ * (the registry cannot be read, out of memory, the device connects too
+ * often) returns another error, which Mosquitto answers by closing the
+ * connection without a CONNACK: devices then back off and retry, instead of
+ * taking their token for refused (Google's clients and ours stop signing
+ * new tokens after a few CONNACK 5s). Each refusal logs one line naming the
+ * client, its address and the reason — never the password — within the
+ * rate limits of refusals.c.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -25,15 +31,55 @@ static const char *auth__addr(struct mosquitto *client)
     return a ? a : "?";
 }
 
+/* What a client sent, made safe for one log line: at most 200 bytes, every
+ * byte outside printable ASCII as '?'. */
+static const char *auth__printable(const char *s, char *buf, size_t size)
+{
+    size_t i;
+
+    for (i = 0; s[i] && i + 4 < size && i < 200; i++)
+        buf[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+    if (s[i] && i + 4 <= size) {
+        memcpy(buf + i, "...", 3);
+        i += 3;
+    }
+    buf[i] = '\0';
+    return buf;
+}
+
+/* kind: what the rate limit of refusal logs counts by (a literal, or the
+ * error's symbol); transient: the server's failure, not the client's. */
+static int auth__deny(struct mosquitto *client, const char *who, const char *reason, lk_err err,
+                      int transient)
+{
+    const char *addr = auth__addr(client);
+    char safe[256];
+
+    if (refusals__allow(addr, err ? lk_errname(err) : reason, plugin__now())) {
+        auth__printable(who, safe, sizeof safe);
+        if (err)
+            mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "refused %s from %s: %s (%s)%s",
+                                 safe, addr, reason, lk_errname(err),
+                                 transient ? "; closed without CONNACK, so that it retries" : "");
+        else
+            mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "refused %s from %s: %s%s",
+                                 safe, addr, reason,
+                                 transient ? "; closed without CONNACK, so that it retries" : "");
+    }
+    return transient ? MOSQ_ERR_UNKNOWN : MOSQ_ERR_AUTH;
+}
+
+/* The client's doing: CONNACK 5. */
 static int auth__refuse(struct mosquitto *client, const char *who, const char *reason, lk_err err)
 {
-    if (err)
-        mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "refused %s from %s: %s (%s)",
-                             who, auth__addr(client), reason, lk_errname(err));
-    else
-        mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "refused %s from %s: %s",
-                             who, auth__addr(client), reason);
-    return MOSQ_ERR_AUTH;
+    return auth__deny(client, who, reason, err, 0);
+}
+
+/* The server's: no CONNACK, the client backs off and retries. */
+static int auth__unavailable(struct mosquitto *client, const char *who, const char *reason,
+                             lk_err err)
+{
+    return auth__deny(client, who, reason, err, 1);
 }
 
 /* # Devices */
@@ -50,17 +96,33 @@ static int auth__device(struct mosquitto *client, const char *id, const struct p
     int hit = 0;
     lk_err err;
     size_t n;
+    uint32_t limit;
 
     if (!password)
         return auth__refuse(client, id, "no password (the token)", LK_OK);
+    /* IoT Core's devices spoke MQTT 3.1.1 with a clean session only. A
+     * persistent session would bring back subscriptions the plugin never
+     * saw (config and commands go only to subscriptions it saw) and keep
+     * messages for a device that is gone; MQTT 5 would add will delays and
+     * session expiry that a plugin cannot see. */
+    if (mosquitto_client_protocol_version(client) != 4)
+        return auth__refuse(client, id, mosquitto_client_protocol_version(client) == 5
+                            ? "MQTT 5: devices must use MQTT 3.1.1, as IoT Core required"
+                            : "MQTT 3.1: devices must use MQTT 3.1.1, as IoT Core required", LK_OK);
+    if (!mosquitto_client_clean_session(client))
+        return auth__refuse(client, id, "clean session off: devices must connect with a clean "
+                            "session, as IoT Core required", LK_OK);
     if (plg.ticks == 0 && now - plg.started > 3)
-        return auth__refuse(client, id, "the broker's tick does not arrive "
-                            "(per_listener_settings must be false)", LK_OK);
-    d = devices__get(p, id, 0, &err);
+        return auth__unavailable(client, id, "the broker's tick does not arrive "
+                                 "(per_listener_settings must be false)", LK_OK);
+    /* Cached device data is as fresh as the change feed: once the feed has
+     * been unreadable for longer than confirm_timeout, read the device. */
+    d = devices__get(p, id, plg.feed_failing_since != 0
+                     && now - plg.feed_failing_since >= plg.opt.confirm_timeout, &err);
     if (!d) {
         if (err == LK_ERR_REG_NOT_FOUND)
             return auth__refuse(client, id, "no such device", err);
-        return auth__refuse(client, id, "the registry could not be read", err);
+        return auth__unavailable(client, id, "the registry could not be read", err);
     }
     if (d->blocked)
         return auth__refuse(client, id, "the device is blocked", LK_OK);
@@ -79,12 +141,26 @@ static int auth__device(struct mosquitto *client, const char *id, const struct p
         snprintf(reason, sizeof reason, "%s%s%s", lk_strerror(err), why[0] ? ": " : "", why);
         return auth__refuse(client, id, reason, err);
     }
+    /* Counted only once the token is good, so that no one but the device
+     * can use up its connects; every takeover costs a TLS handshake. */
+    limit = limits__pin(d->num_id);
+    if (limit == LIMIT_NONE)
+        return auth__unavailable(client, id, "every entry of the limit table is in use "
+                                 "(plugin_opt_limit_table)", LK_OK);
+    if (!limits__connect(limit, plugin__now_ms())) {
+        limits__unpin(limit);
+        return auth__unavailable(client, id, "it connects too often (plugin_opt_connect_burst, "
+                                 "plugin_opt_connects_per_minute)", LK_OK);
+    }
 
     /* The connection's own record: a copy of what it needs, since the cache
      * entry may be evicted while it is connected. */
     c = conn__new(client, CONN_DEVICE, id);
-    if (!c)
-        return auth__refuse(client, id, "out of memory", LK_ERR_NOMEM);
+    if (!c) {
+        limits__unpin(limit);
+        return auth__unavailable(client, id, "out of memory", LK_ERR_NOMEM);
+    }
+    c->limit = limit;
     c->path = *p;
     /* re-point the parts into the copy */
     c->path.project = c->path.buf + (p->project - p->buf);
@@ -100,7 +176,7 @@ static int auth__device(struct mosquitto *client, const char *id, const struct p
     c->downstream = malloc(c->downstream_len + 1);
     if (!c->topic_prefix || !c->downstream) {
         conn__free(c);
-        return auth__refuse(client, id, "out of memory", LK_ERR_NOMEM);
+        return auth__unavailable(client, id, "out of memory", LK_ERR_NOMEM);
     }
     snprintf(c->topic_prefix, c->topic_prefix_len + 1, "/devices/%s/", p->device);
     snprintf(c->downstream, c->downstream_len + 1, "latchkey/%s/%s/%s/%s/", p->project,
@@ -135,20 +211,25 @@ static int auth__backend(struct mosquitto *client, const char *id, const char *u
     struct plg_conn *c;
     lk_err err;
     int match;
+    size_t nlen = strlen(name);
 
     snprintf(who, sizeof who, "backend %s (client id %s)", name, id ? id : "");
-    if (!id || !strncmp(id, "projects/", 9))
-        return auth__refuse(client, who, "a backend's client id must not look like a device path",
-                            LK_OK);
-    if (!lk_id_valid(name, strlen(name)))
+    if (!lk_id_valid(name, nlen))
         return auth__refuse(client, who, "not a valid backend name", LK_OK);
+    /* Mosquitto closes the older connection of a client id: a backend that
+     * could take any id could close another project's backend. Names are
+     * unique and hold no '/', so NAME and NAME/... are this backend's alone
+     * (and never a device path). */
+    if (!id || strncmp(id, name, nlen) || (id[nlen] != '\0' && id[nlen] != '/'))
+        return auth__refuse(client, who, "a backend's client id must be its name, or its name "
+                            "followed by '/' and anything (NAME/worker-1)", LK_OK);
     if (!password)
         return auth__refuse(client, who, "no password (the secret)", LK_OK);
     err = lk_registry_backend_lookup(plg.reg, name, project, stored);
     if (err == LK_ERR_REG_NOT_FOUND)
         return auth__refuse(client, who, "no such backend", err);
     if (err)
-        return auth__refuse(client, who, "the registry could not be read", err);
+        return auth__unavailable(client, who, "the registry could not be read", err);
     SHA256((const unsigned char *)password, strlen(password), got);
     match = lk_ct_equal(got, stored, sizeof got);
     lk_wipe(got, sizeof got);
@@ -162,7 +243,7 @@ static int auth__backend(struct mosquitto *client, const char *id, const char *u
         lk_wipe(stored, sizeof stored);
         if (c)
             conn__free(c);
-        return auth__refuse(client, who, "out of memory", LK_ERR_NOMEM);
+        return auth__unavailable(client, who, "out of memory", LK_ERR_NOMEM);
     }
     snprintf(c->backend_project, sizeof c->backend_project, "%s", project);
     memcpy(c->backend_hash, stored, 32);
@@ -239,6 +320,26 @@ int auth__disconnect(int event, void *event_data, void *userdata)
 
 /* # Re-checks */
 
+/* A re-check that could not read the registry: keep the connection for up
+ * to confirm_timeout from the first failure, re-checking on every tick, then
+ * close it — a revocation must not fail open, and one slow moment of the
+ * registry must not close the fleet. */
+static void auth__unconfirmed(struct plg_conn *c, lk_err err)
+{
+    int64_t now = plugin__now();
+
+    if (!c->unconfirmed_since)
+        c->unconfirmed_since = now;
+    if (now - c->unconfirmed_since < plg.opt.confirm_timeout) {
+        conn__want_recheck(c);
+        return;
+    }
+    mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "%s: the registry could not be read "
+                         "for %" PRId64 " s (%s)", c->client_id, now - c->unconfirmed_since,
+                         lk_errname(err));
+    conn__kick(c, "its standing could not be confirmed: the registry could not be read");
+}
+
 void auth__recheck(struct plg_conn *c, void *arg)
 {
     struct plg_device *d;
@@ -252,9 +353,11 @@ void auth__recheck(struct plg_conn *c, void *arg)
     if (!d) {
         if (err == LK_ERR_REG_NOT_FOUND)
             conn__kick(c, "the device was deleted");
-        /* a read error: keep the connection, the next change retries */
+        else
+            auth__unconfirmed(c, err);
         return;
     }
+    c->unconfirmed_since = 0;
     if (d->num_id != c->num_id) {
         conn__kick(c, "the device was deleted");
         return;
@@ -294,5 +397,17 @@ void auth__recheck_backend(struct plg_conn *c, void *arg)
     if (err == LK_ERR_REG_NOT_FOUND || (!err && (!lk_ct_equal(h, c->backend_hash, 32)
                                                  || strcmp(project, c->backend_project))))
         conn__kick(c, "the backend was deleted or changed");
+    else if (err)
+        auth__unconfirmed(c, err);
+    else
+        c->unconfirmed_since = 0;
     lk_wipe(h, sizeof h);
+}
+
+void auth__recheck_any(struct plg_conn *c, void *arg)
+{
+    if (c->kind == CONN_BACKEND)
+        auth__recheck_backend(c, arg);
+    else
+        auth__recheck(c, arg);
 }

@@ -16,17 +16,16 @@
 
 static struct plg_conn **by_client, **by_num;
 static struct plg_conn *all;
-static size_t nconns;
 
 static struct plg_conn **heap;
 static size_t heap_n, heap_cap;
 
-/* Queues: connection pointers, NULLed when a connection goes away. */
-struct plg_queue {
-    struct plg_conn **v;
-    size_t n, cap;
-};
-static struct plg_queue kicks, configs;
+/* The queues the tick works through: kicks, config sends and re-checks.
+ * Intrusive lists (links in each connection) so that queueing can never fail
+ * for want of memory — a kick that could not be queued would leave a revoked
+ * connection open — and a connection leaves its queues in O(1). */
+static struct plg_conn *q_head[Q_COUNT], *q_tail[Q_COUNT];
+static size_t q_len[Q_COUNT];
 
 static size_t conn__hash_ptr(const void *p)
 {
@@ -158,25 +157,44 @@ void conn__schedule(struct plg_conn *c, int64_t now)
 
 /* # Queues */
 
-static void queue__push(struct plg_queue *q, struct plg_conn *c)
+static void queue__push(int k, struct plg_conn *c)
 {
-    if (q->n == q->cap) {
-        size_t ncap = q->cap ? q->cap * 2 : 64;
-        struct plg_conn **nv = realloc(q->v, ncap * sizeof *nv);
-        if (!nv)
-            return;
-        q->v = nv;
-        q->cap = ncap;
-    }
-    q->v[q->n++] = c;
+    if (c->queued & (1u << k))
+        return;
+    c->queued |= (uint8_t)(1u << k);
+    c->q[k].next = NULL;
+    c->q[k].prev = q_tail[k];
+    if (q_tail[k])
+        q_tail[k]->q[k].next = c;
+    else
+        q_head[k] = c;
+    q_tail[k] = c;
+    q_len[k]++;
 }
 
-static void queue__drop(struct plg_queue *q, struct plg_conn *c)
+static void queue__remove(int k, struct plg_conn *c)
 {
-    size_t i;
-    for (i = 0; i < q->n; i++)
-        if (q->v[i] == c)
-            q->v[i] = NULL;
+    if (!(c->queued & (1u << k)))
+        return;
+    if (c->q[k].prev)
+        c->q[k].prev->q[k].next = c->q[k].next;
+    else
+        q_head[k] = c->q[k].next;
+    if (c->q[k].next)
+        c->q[k].next->q[k].prev = c->q[k].prev;
+    else
+        q_tail[k] = c->q[k].prev;
+    c->q[k].prev = c->q[k].next = NULL;
+    c->queued &= (uint8_t) ~(1u << k);
+    q_len[k]--;
+}
+
+static struct plg_conn *queue__pop(int k)
+{
+    struct plg_conn *c = q_head[k];
+    if (c)
+        queue__remove(k, c);
+    return c;
 }
 
 void conn__kick(struct plg_conn *c, const char *reason)
@@ -184,32 +202,38 @@ void conn__kick(struct plg_conn *c, const char *reason)
     if (c->kick_reason || c->superseded)
         return;
     c->kick_reason = reason;
-    queue__push(&kicks, c);
+    queue__push(Q_KICK, c);
 }
 
 void conn__want_config(struct plg_conn *c, int force)
 {
     if (force)
         c->config_force = 1;
-    if (c->pending_config)
-        return;
-    c->pending_config = 1;
-    queue__push(&configs, c);
+    queue__push(Q_CONFIG, c);
 }
 
 void conn__drain_config(void (*fn)(struct plg_conn *c))
 {
-    size_t i;
-    /* fn does not add to this queue (it publishes), so iterate in place. */
-    for (i = 0; i < configs.n; i++) {
-        struct plg_conn *c = configs.v[i];
-        if (!c)
-            continue;
-        c->pending_config = 0;
-        configs.v[i] = NULL;
+    struct plg_conn *c;
+    /* fn publishes; it never queues a config again */
+    while ((c = queue__pop(Q_CONFIG)))
         fn(c);
-    }
-    configs.n = 0;
+}
+
+void conn__want_recheck(struct plg_conn *c)
+{
+    queue__push(Q_RECHECK, c);
+}
+
+void conn__drain_recheck(void (*fn)(struct plg_conn *c, void *arg))
+{
+    size_t n = q_len[Q_RECHECK];
+    struct plg_conn *c;
+
+    /* fn may queue its connection again (still unreadable): take only the
+     * ones queued before this tick. */
+    while (n-- && (c = queue__pop(Q_RECHECK)))
+        fn(c, NULL);
 }
 
 /* # Table */
@@ -231,6 +255,7 @@ struct plg_conn *conn__new(struct mosquitto *client, enum plg_conn_kind kind, co
     c->config_qos = -1;
     c->commands_qos = -1;
     c->heap_idx = SIZE_MAX;
+    c->limit = LIMIT_NONE;
     h = conn__hash_ptr(client);
     c->hnext_client = by_client[h];
     by_client[h] = c;
@@ -238,7 +263,6 @@ struct plg_conn *conn__new(struct mosquitto *client, enum plg_conn_kind kind, co
     if (all)
         all->prev = c;
     all = c;
-    nconns++;
     if (kind == CONN_BACKEND)
         plg.backends++;
     return c;
@@ -288,9 +312,9 @@ void conn__supersede(struct plg_conn *nc)
         if (c != nc && c->kind == CONN_DEVICE && !c->superseded && !strcmp(c->client_id, nc->client_id)) {
             c->superseded = 1;
             conn__heap_remove(c);
-            queue__drop(&kicks, c);
-            queue__drop(&configs, c);
-            c->pending_config = 0;
+            queue__remove(Q_KICK, c);
+            queue__remove(Q_CONFIG, c);
+            queue__remove(Q_RECHECK, c);
             if (!c->offline_sent) {
                 c->offline_sent = 1;
                 message__presence(c, 0, "replaced by a new connection of the same device");
@@ -324,11 +348,10 @@ void conn__free(struct plg_conn *c)
     conn__heap_remove(c);
     if (c->kind == CONN_BACKEND && plg.backends > 0)
         plg.backends--;
-    if (c->kick_reason)
-        queue__drop(&kicks, c);
-    if (c->pending_config)
-        queue__drop(&configs, c);
-    nconns--;
+    queue__remove(Q_KICK, c);
+    queue__remove(Q_CONFIG, c);
+    queue__remove(Q_RECHECK, c);
+    limits__unpin(c->limit);
     free(c->client_id);
     free(c->topic_prefix);
     free(c->downstream);
@@ -346,11 +369,6 @@ void conn__each(void (*fn)(struct plg_conn *c, void *arg), void *arg)
     }
 }
 
-size_t conn__count(void)
-{
-    return nconns;
-}
-
 void conn__cleanup(void)
 {
     while (all)
@@ -358,71 +376,54 @@ void conn__cleanup(void)
     free(by_client);
     free(by_num);
     free(heap);
-    free(kicks.v);
-    free(configs.v);
     by_client = by_num = NULL;
     heap = NULL;
     heap_n = heap_cap = 0;
-    memset(&kicks, 0, sizeof kicks);
-    memset(&configs, 0, sizeof configs);
 }
 
 /* # Tick */
 
 void conn__tick(int64_t now)
 {
-    struct plg_queue q;
-    size_t i;
+    struct plg_conn *c;
 
     /* Deadlines: recompute the earliest; kick it if due, else put it back. */
     /* A deadline is the first second at which the connection may no longer
      * stand (the verifier calls a token expired at exp + skew itself). */
     while (heap_n && heap[0]->deadline <= now) {
-        struct plg_conn *c = heap[0];
         const char *why;
-        int64_t due = conn__due(c, &why);
+        int64_t due;
+        c = heap[0];
+        due = conn__due(c, &why);
         conn__heap_remove(c);
         if (due <= now) {
             conn__kick(c, why);
         } else {
             c->deadline = due;
-            conn__heap_push(c);
+            if (conn__heap_push(c))
+                conn__kick(c, "out of memory"); /* a deadline is never dropped */
         }
     }
-    if (!kicks.n)
-        return;
-    /* Kicking calls the disconnect event at once, which frees the connection
-     * and drops it from the queue: work on a copy of the ids. */
-    q = kicks;
-    memset(&kicks, 0, sizeof kicks);
-    {
-        char **ids = calloc(q.n, sizeof *ids);
-        size_t nids = 0;
-        for (i = 0; i < q.n; i++) {
-            struct plg_conn *c = q.v[i];
-            if (!c || c->superseded)
-                continue;
-            if (c->kind == CONN_DEVICE) {
-                mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "closing %s from %s: %s",
-                                     c->client_id, mosquitto_client_address(c->client)
-                                     ? mosquitto_client_address(c->client) : "?", c->kick_reason);
-                activity__note(c->num_id, ACT_ERROR, now, c->kick_reason);
-                if (!c->offline_sent) {
-                    c->offline_sent = 1;
-                    message__presence(c, 0, c->kick_reason);
-                }
-            } else {
-                mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "closing backend %s: %s",
-                                     c->backend_name ? c->backend_name : "?", c->kick_reason);
+    /* Kicking calls the disconnect event at once, which frees the
+     * connection: each is off the queue before it is kicked. */
+    while ((c = queue__pop(Q_KICK))) {
+        if (c->superseded)
+            continue;
+        if (c->kind == CONN_DEVICE) {
+            mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "closing %s from %s: %s",
+                                 c->client_id, mosquitto_client_address(c->client)
+                                 ? mosquitto_client_address(c->client) : "?", c->kick_reason);
+            activity__note(c->num_id, ACT_ERROR, now, c->kick_reason);
+            if (!c->offline_sent) {
+                c->offline_sent = 1;
+                message__presence(c, 0, c->kick_reason);
             }
-            if (ids && (ids[nids] = strdup(c->client_id)))
-                nids++;
+        } else {
+            mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "closing backend %s: %s",
+                                 c->backend_name ? c->backend_name : "?", c->kick_reason);
         }
-        free(q.v);
-        for (i = 0; i < nids; i++) {
-            mosquitto_kick_client_by_clientid(ids[i], false);
-            free(ids[i]);
-        }
-        free(ids);
+        /* Mosquitto reads the id only to find the client, before the
+         * disconnect event frees c. */
+        mosquitto_kick_client_by_clientid(c->client_id, false);
     }
 }

@@ -5,7 +5,8 @@
  * the device's own MQTT 5 properties are replaced by IoT Core's Pub/Sub
  * attributes, retain is cleared, and a state report is stored. The WRITE ACL
  * check (acl.c) ran before this event and has already enforced topics, sizes
- * and rates.
+ * and rates; it sends retained publishes downstream itself
+ * (acl__republish), with the same topic and attributes from here.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -34,44 +35,33 @@ static int message__attrs(const struct plg_conn *c, const char *subfolder, mosqu
     return 0;
 }
 
-int message__handle(int event, void *event_data, void *userdata)
+int message__downstream(const struct plg_conn *c, enum plg_topic t, const char *sub, char **topic,
+                        mosquitto_property **props)
 {
-    struct mosquitto_evt_message *ed = event_data;
-    struct plg_conn *c;
-    const char *sub;
-    enum plg_topic t;
-    char *topic;
-    size_t n;
-    int64_t now;
-    mosquitto_property *props = NULL;
+    size_t n = c->downstream_len + (t == TOPIC_STATE ? 5 : 6 + (sub ? 1 + strlen(sub) : 0));
 
-    (void)event;
-    (void)userdata;
-    c = conn__find(ed->client);
-    if (!c || c->kind != CONN_DEVICE)
-        return MOSQ_ERR_ACL_DENIED; /* the ACL let nothing else through */
-    t = acl__device_topic(c, ed->topic, &sub);
-    if (t == TOPIC_BAD)
-        return MOSQ_ERR_ACL_DENIED;
-    now = plugin__now();
-
-    n = c->downstream_len + (t == TOPIC_STATE ? 5 : 6 + (sub ? 1 + strlen(sub) : 0));
-    topic = mosquitto_malloc(n + 1);
-    if (!topic)
-        return MOSQ_ERR_NOMEM;
+    *props = NULL;
+    *topic = mosquitto_malloc(n + 1);
+    if (!*topic)
+        return -1;
     if (t == TOPIC_STATE)
-        snprintf(topic, n + 1, "%sstate", c->downstream);
+        snprintf(*topic, n + 1, "%sstate", c->downstream);
     else
-        snprintf(topic, n + 1, "%sevents%s%s", c->downstream, sub ? "/" : "", sub ? sub : "");
-
-    if (message__attrs(c, sub, &props)) {
-        mosquitto_property_free_all(&props);
-        mosquitto_free(topic);
-        return MOSQ_ERR_NOMEM;
+        snprintf(*topic, n + 1, "%sevents%s%s", c->downstream, sub ? "/" : "", sub ? sub : "");
+    if (message__attrs(c, sub, props)) {
+        mosquitto_property_free_all(props);
+        mosquitto_free(*topic);
+        *topic = NULL;
+        return -1;
     }
+    return 0;
+}
 
+void message__accepted(const struct plg_conn *c, enum plg_topic t, const void *payload,
+                       uint32_t len, int64_t now)
+{
     if (t == TOPIC_STATE) {
-        lk_err err = lk_registry_add_state(plg.reg, c->num_id, ed->payload, ed->payloadlen, now);
+        lk_err err = lk_registry_add_state(plg.reg, c->num_id, payload, len, now);
         if (err)
             mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "%s: storing its state failed "
                                  "(%s)", c->client_id, lk_errname(err));
@@ -79,7 +69,28 @@ int message__handle(int event, void *event_data, void *userdata)
     } else {
         activity__note(c->num_id, ACT_EVENT, now, NULL);
     }
+}
 
+int message__handle(int event, void *event_data, void *userdata)
+{
+    struct mosquitto_evt_message *ed = event_data;
+    struct plg_conn *c;
+    const char *sub;
+    enum plg_topic t;
+    char *topic;
+    mosquitto_property *props;
+
+    (void)event;
+    (void)userdata;
+    c = conn__find(ed->client);
+    if (!c || c->kind != CONN_DEVICE || c->superseded || c->kick_reason)
+        return MOSQ_ERR_ACL_DENIED; /* the ACL let nothing else through */
+    t = acl__device_topic(c, ed->topic, &sub);
+    if (t == TOPIC_BAD)
+        return MOSQ_ERR_ACL_DENIED;
+    if (message__downstream(c, t, sub, &topic, &props))
+        return MOSQ_ERR_NOMEM;
+    message__accepted(c, t, ed->payload, ed->payloadlen, plugin__now());
     mosquitto_free(ed->topic);
     ed->topic = topic;
     mosquitto_property_free_all(&ed->properties);

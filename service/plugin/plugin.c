@@ -69,6 +69,13 @@ static int plugin__options(struct mosquitto_opt *opts, int n)
     o->idle_timeout = LK_IDLE_TIMEOUT_S;
     o->max_connection = LK_CONNECTION_MAX_S;
     o->activity_flush = 10;
+    o->confirm_timeout = 60;
+    o->connect_burst = 10;
+    o->connects_per_minute = 10;
+    o->limit_table = 262144;
+    o->log_refusals_per_source = 3;
+    o->log_refusals_window = 60;
+    o->log_refusals_per_second = 50;
 
     for (i = 0; i < n; i++) {
         const char *k = opts[i].key, *val = opts[i].value;
@@ -124,6 +131,32 @@ static int plugin__options(struct mosquitto_opt *opts, int n)
         } else if (!strcmp(k, "activity_flush")) {
             if (plugin__opt_int(k, val, 1, 3600, &o->activity_flush))
                 return -1;
+        } else if (!strcmp(k, "confirm_timeout")) {
+            if (plugin__opt_int(k, val, 1, 86400, &o->confirm_timeout))
+                return -1;
+        } else if (!strcmp(k, "connect_burst")) {
+            if (plugin__opt_int(k, val, 1, 100000, &v))
+                return -1;
+            o->connect_burst = (unsigned)v;
+        } else if (!strcmp(k, "connects_per_minute")) {
+            if (plugin__opt_int(k, val, 1, 60000, &v))
+                return -1;
+            o->connects_per_minute = (unsigned)v;
+        } else if (!strcmp(k, "limit_table")) {
+            if (plugin__opt_int(k, val, 1024, 1 << 24, &v))
+                return -1;
+            o->limit_table = (size_t)v;
+        } else if (!strcmp(k, "log_refusals_per_source")) {
+            if (plugin__opt_int(k, val, 1, 1000000, &v))
+                return -1;
+            o->log_refusals_per_source = (unsigned)v;
+        } else if (!strcmp(k, "log_refusals_window")) {
+            if (plugin__opt_int(k, val, 1, 86400, &o->log_refusals_window))
+                return -1;
+        } else if (!strcmp(k, "log_refusals_per_second")) {
+            if (plugin__opt_int(k, val, 1, 1000000, &v))
+                return -1;
+            o->log_refusals_per_second = (unsigned)v;
         } else {
             mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "unknown option plugin_opt_%s "
                                  "(docs/plugin.md lists them)", k);
@@ -269,6 +302,22 @@ static int plugin__change_cb(void *arg, const lk_reg_change *c)
     return 0;
 }
 
+static void plugin__kick_unconfirmed(struct plg_conn *c, void *arg)
+{
+    (void)arg;
+    conn__kick(c, "its standing could not be confirmed: the registry could not be read");
+}
+
+/* Everything up to the feed's head is applied. */
+static void plugin__feed_read(int64_t now)
+{
+    if (plg.feed_failing_since)
+        mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "the change feed is read again "
+                             "after %" PRId64 " s", now - plg.feed_failing_since);
+    plg.feed_failing_since = 0;
+    plg.changes_unread = 0;
+}
+
 /* conn__each_num passes only device connections of that num_id. */
 static void plugin__want_config_one(struct plg_conn *c, void *arg)
 {
@@ -277,26 +326,50 @@ static void plugin__want_config_one(struct plg_conn *c, void *arg)
         conn__want_config(c, 0);
 }
 
-static void plugin__changes(void)
+/* The change feed could not be read: retry on every tick without asking the
+ * poll (which reports only commits since it last answered), and once that
+ * has lasted confirm_timeout, close every connection: none can be shown to
+ * stand (a block or a revocation may be waiting in the feed). */
+static void plugin__feed_failed(lk_err err, int64_t now)
+{
+    if (!plg.feed_failing_since) {
+        plg.feed_failing_since = now;
+        mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "reading the change feed failed "
+                             "(%s); retrying on every tick, closing every connection after %"
+                             PRId64 " s", lk_errname(err), plg.opt.confirm_timeout);
+    }
+    plg.changes_unread = 1;
+    if (now - plg.feed_failing_since >= plg.opt.confirm_timeout)
+        conn__each(plugin__kick_unconfirmed, NULL);
+}
+
+static void plugin__changes(int64_t now)
 {
     struct plugin__changes ch = {0};
     int changed = 0, everything = 0, backends = 0;
     size_t i;
     lk_err err;
 
-    /* Out of memory stopped the last read short: read on without asking the
-     * poll, which reports only changes made since it last answered. */
+    /* An error or out of memory stopped the last read short: read on
+     * without asking the poll. */
     if (!plg.changes_unread) {
         err = lk_registry_poll(plg.reg, &changed);
-        if (err || !changed)
+        if (err) {
+            plugin__feed_failed(err, now);
             return;
+        }
+        if (!changed) {
+            plugin__feed_read(now);
+            return;
+        }
     }
     err = lk_registry_changes(plg.reg, &plg.since, plugin__change_cb, &ch);
-    plg.changes_unread = ch.stopped;
-    if (err) {
-        mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "reading the change feed failed: %s",
-                             lk_errname(err));
-    }
+    if (err)
+        plugin__feed_failed(err, now);
+    else if (ch.stopped)
+        plg.changes_unread = 1;
+    else
+        plugin__feed_read(now);
     for (i = 0; i < ch.n && !everything; i++) {
         const lk_reg_change *c = &ch.v[i];
         switch (c->kind) {
@@ -346,13 +419,15 @@ static int plugin__tick(int event, void *event_data, void *userdata)
     (void)event_data;
     (void)userdata;
     plg.ticks++;
-    plugin__changes();
+    plugin__changes(now);
+    conn__drain_recheck(auth__recheck_any);
     if (plg.commands_due) {
         plg.commands_due = 0;
         deliver__commands(now);
     }
     conn__drain_config(deliver__config);
     conn__tick(now);
+    refusals__tick(now);
     if (now >= plg.next_flush) {
         activity__flush();
         plg.next_flush = now + plg.opt.activity_flush;
@@ -380,6 +455,8 @@ static void plugin__free(void)
 {
     conn__cleanup();
     devices__cleanup();
+    limits__cleanup();
+    refusals__cleanup();
     if (plg.vcache)
         lk_vcache_free(plg.vcache);
     if (plg.verifier)
@@ -421,7 +498,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
         goto error;
     if (plg.opt.token_cache && lk_vcache_new(plg.opt.token_cache, &plg.vcache) != LK_OK)
         goto error;
-    if (devices__init(plg.opt.device_cache) || conn__init())
+    if (devices__init(plg.opt.device_cache) || conn__init() || limits__init(plg.opt.limit_table))
         goto error;
     plg.started = plugin__now();
     plg.next_flush = plg.started + plg.opt.activity_flush;

@@ -4,10 +4,11 @@
  * The contract is docs/plugin.md. The plugin is split as Mosquitto's
  * dynamic-security plugin is: plugin.c (init, cleanup, options, tick),
  * auth.c (MOSQ_EVT_BASIC_AUTH), acl.c (MOSQ_EVT_ACL_CHECK), message.c
- * (MOSQ_EVT_MESSAGE: rewrite to downstream, state, rate limits), deliver.c
- * (config and commands), conn.c (live connections, deadlines, kicks) and
- * devices.c (the cache of device authentication data). Functions are named
- * module__verb.
+ * (MOSQ_EVT_MESSAGE: rewrite to downstream, state), deliver.c (config and
+ * commands), conn.c (live connections, deadlines, kicks, re-checks),
+ * devices.c (the cache of device authentication data), limits.c (per-device
+ * rates that outlive a connection) and refusals.c (rate-limited refusal
+ * logs). Functions are named module__verb.
  *
  * Everything runs on the broker's one thread: no locks. Broker functions
  * (publish, kick, log) are called only from broker callbacks; kicks only
@@ -48,6 +49,13 @@ struct plg_options {
     int64_t idle_timeout;        /* s, clients with keep-alive 0 */
     int64_t max_connection;      /* s */
     int64_t activity_flush;      /* s */
+    int64_t confirm_timeout;     /* s a connection may stay while its standing cannot be read */
+    unsigned connect_burst;      /* connects per device at once ... */
+    unsigned connects_per_minute;/* ... then this many a minute */
+    size_t limit_table;          /* devices whose limits are remembered */
+    unsigned log_refusals_per_source; /* lines per window per (address, reason) */
+    int64_t log_refusals_window; /* s */
+    unsigned log_refusals_per_second; /* lines a second in all */
 };
 
 /* # Devices: cached authentication data (devices.c) */
@@ -66,7 +74,7 @@ struct plg_device {
 
 /* A device path split into its parts (pointers into buf). */
 struct plg_path {
-    char buf[320];
+    char buf[LK_DEVICE_PATH_MAX + 1];
     const char *project, *location, *registry, *device;
 };
 
@@ -90,6 +98,7 @@ int devices__find_cred(const struct plg_device *d, const uint8_t fp[32], int64_t
 /* # Connections (conn.c) */
 
 enum plg_conn_kind { CONN_DEVICE = 1, CONN_BACKEND = 2 };
+enum plg_queue_kind { Q_KICK, Q_CONFIG, Q_RECHECK, Q_COUNT };
 
 struct plg_conn {
     struct mosquitto *client;    /* the key: a reconnect is a new pointer */
@@ -112,10 +121,7 @@ struct plg_conn {
     int64_t config_sent;         /* version last sent, 0 = none */
     int config_force;            /* (re)send even if config_sent is current */
     int commands_qos;            /* -1: not subscribed */
-    int64_t rate_window;         /* the current second */
-    unsigned rate_count;
-    unsigned rate_strikes;
-    int64_t last_state_ms;
+    uint32_t limit;              /* the device's entry in limits.c (pinned) */
     /* backends */
     char backend_project[LK_PROJECT_MAX + 1];
     char *backend_name;
@@ -124,7 +130,9 @@ struct plg_conn {
     int superseded;              /* a newer connection took over the client id */
     int offline_sent;
     const char *kick_reason;     /* set when queued for a kick */
-    int pending_config;          /* queued in the config delivery list */
+    int64_t unconfirmed_since;   /* a re-check could not read the registry (0 = confirmed) */
+    uint8_t queued;              /* bit per plg_queue_kind */
+    struct { struct plg_conn *prev, *next; } q[Q_COUNT];
     size_t heap_idx;             /* position in the deadline heap, SIZE_MAX = none */
     int64_t deadline;
     struct plg_conn *hnext_client, *hnext_num;
@@ -152,11 +160,15 @@ void conn__tick(int64_t now);
 void conn__want_config(struct plg_conn *c, int force);
 /* Take the queued config deliveries: calls fn for each. */
 void conn__drain_config(void (*fn)(struct plg_conn *c));
+/* Queue c to be re-checked on the next tick (its re-check could not read
+ * the registry). */
+void conn__want_recheck(struct plg_conn *c);
+/* Take the queued re-checks: calls fn for each (fn may queue it again). */
+void conn__drain_recheck(void (*fn)(struct plg_conn *c, void *arg));
 /* Each live connection (fn must not free connections). */
 void conn__each(void (*fn)(struct plg_conn *c, void *arg), void *arg);
 /* Each connection (superseded too) of device num_id. */
 void conn__each_num(uint64_t num_id, void (*fn)(struct plg_conn *c, void *arg), void *arg);
-size_t conn__count(void);
 
 /* # Authentication (auth.c) */
 
@@ -166,6 +178,8 @@ int auth__disconnect(int event, void *event_data, void *userdata);
  * connected (blocked, deleted, registry disabled, credential removed). */
 void auth__recheck(struct plg_conn *c, void *arg);
 void auth__recheck_backend(struct plg_conn *c, void *arg);
+/* Either, by kind (the queue of re-checks that could not read the registry). */
+void auth__recheck_any(struct plg_conn *c, void *arg);
 
 /* # ACL (acl.c) */
 
@@ -178,6 +192,12 @@ enum plg_topic acl__device_topic(const struct plg_conn *c, const char *topic,
 /* # Messages (message.c) */
 
 int message__handle(int event, void *event_data, void *userdata);
+/* What a device sent, on its downstream topic with IoT Core's attributes;
+ * a state is stored. *topic and *props are the caller's to free. */
+int message__downstream(const struct plg_conn *c, enum plg_topic t, const char *subfolder,
+                        char **topic, mosquitto_property **props);
+void message__accepted(const struct plg_conn *c, enum plg_topic t, const void *payload,
+                       uint32_t len, int64_t now);
 /* Publish JSON {"deviceId",...} to latchkey/P/L/R/D/online|offline. */
 void message__presence(struct plg_conn *c, int online, const char *detail);
 
@@ -186,6 +206,31 @@ void message__presence(struct plg_conn *c, int online, const char *detail);
 void deliver__config(struct plg_conn *c);
 /* Deliver every pending command (or decide it NOT_CONNECTED). */
 void deliver__commands(int64_t now);
+
+/* # Per-device limits (limits.c) */
+
+#define LIMIT_NONE UINT32_MAX
+enum plg_rate { RATE_OK, RATE_DROP, RATE_CLOSE };
+int limits__init(size_t max_entries);
+void limits__cleanup(void);
+/* The device's entry, pinned while a connection holds it; LIMIT_NONE when
+ * the table is full of pinned entries. */
+uint32_t limits__pin(uint64_t num_id);
+void limits__unpin(uint32_t i);
+/* 1 when one more connect is within the device's connect rate (taken). */
+int limits__connect(uint32_t i, int64_t now_ms);
+/* One more message: within the rate, over it (drop), or kept over twice it. */
+enum plg_rate limits__message(uint32_t i, int64_t now);
+/* 1 when a state report is within the state rate (and counts it). */
+int limits__state(uint32_t i, int64_t now_ms);
+
+/* # Refusal logs (refusals.c) */
+
+/* 1 when a refusal of kind `reason` (a string literal) from addr may be
+ * logged now; else it is counted and reported later. */
+int refusals__allow(const char *addr, const char *reason, int64_t now);
+void refusals__tick(int64_t now);
+void refusals__cleanup(void);
 
 /* # Activity: in-memory times, flushed together (plugin.c) */
 
@@ -202,7 +247,8 @@ struct plg_state {
     lk_vcache *vcache;
     int64_t since;               /* change feed position */
     int commands_due;            /* look at pending commands on the next tick */
-    int changes_unread;          /* out of memory left changes in the feed unread */
+    int changes_unread;          /* an error or out of memory left changes in the feed unread */
+    int64_t feed_failing_since;  /* the change feed could not be read since (0 = read) */
     int64_t started;             /* plugin init, seconds */
     int64_t ticks;               /* ticks seen */
     int64_t next_flush;

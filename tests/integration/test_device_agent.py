@@ -242,7 +242,7 @@ def backend(b, name=None, project=PROJECT):
         _secrets[key] = (name or f"be-{os.urandom(3).hex()}",)
         _secrets[key] += (backend_secret(b, _secrets[key][0], project),)
     bname, secret = _secrets[key]
-    c = connect(b, f"client-{bname}-{os.urandom(3).hex()}", secret, username=f"backend:{bname}")
+    c = connect(b, f"{bname}/client-{os.urandom(3).hex()}", secret, username=f"backend:{bname}")
     assert b.subscribe(c, f"latchkey/{project}/#", 1) == 1
     return c
 

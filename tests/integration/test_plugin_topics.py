@@ -51,7 +51,7 @@ def secrets(broker):
 def backend(broker, secrets, name, project=P, protocol=None, sub=True):
     if name not in secrets:
         secrets[name] = backend_secret(broker, name, project)
-    c = connect(broker, f"client-{name}-{os.urandom(3).hex()}", secrets[name],
+    c = connect(broker, f"{name}/client-{os.urandom(3).hex()}", secrets[name],
                 username=f"backend:{name}", protocol=protocol)
     if sub:
         g = broker.subscribe(c, f"latchkey/{project}/#", 1)
@@ -371,10 +371,10 @@ def test_backend_may_publish_nothing(broker, secrets, be, A):
 
 def test_backend_wrong_secret_refused(broker, secrets, be):
     good = secrets["be-main"]
-    assert connack(broker, "cl-1", good + "x", username="backend:be-main") == CONNACK_NOT_AUTHORISED
-    assert connack(broker, "cl-2", good[:-1], username="backend:be-main") == CONNACK_NOT_AUTHORISED
-    assert connack(broker, "cl-3", good, username="backend:be-nope") == CONNACK_NOT_AUTHORISED
-    assert connack(broker, "cl-4", None, username="backend:be-main") == CONNACK_NOT_AUTHORISED
+    assert connack(broker, "be-main/cl-1", good + "x", username="backend:be-main") == CONNACK_NOT_AUTHORISED
+    assert connack(broker, "be-main/cl-2", good[:-1], username="backend:be-main") == CONNACK_NOT_AUTHORISED
+    assert connack(broker, "be-nope/cl-3", good, username="backend:be-nope") == CONNACK_NOT_AUTHORISED
+    assert connack(broker, "be-main/cl-4", None, username="backend:be-main") == CONNACK_NOT_AUTHORISED
     assert connack(broker, "cl-5", good, username="be-main") == CONNACK_NOT_AUTHORISED
     assert connack(broker, "cl-6", good, username="backend:") == CONNACK_NOT_AUTHORISED
     assert_secret_not_logged(broker, good)
@@ -400,7 +400,7 @@ def test_deleting_backend_closes_its_connection(broker, secrets):
         r = broker.lk("backends", "delete", "be-gone")
         assert r.rc == 0, r
         assert wait_disconnected(c, 2.0) is not None, "deleted backend still connected after 2 s"
-        assert connack(broker, "cl-gone", secrets["be-gone"], username="backend:be-gone") \
+        assert connack(broker, "be-gone/cl", secrets["be-gone"], username="backend:be-gone") \
             == CONNACK_NOT_AUTHORISED
     finally:
         close(c)

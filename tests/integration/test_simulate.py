@@ -40,7 +40,7 @@ def import_devices(b, path):
 
 def backend(b):
     secret = b.backend("be-sim")
-    c = b.connect("be-sim-client", secret, username="backend:be-sim")
+    c = b.connect("be-sim/client", secret, username="backend:be-sim")
     assert b.subscribe(c, f"latchkey/{PROJECT}/#", 1) in (0, 1)
     return c
 
