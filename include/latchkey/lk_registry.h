@@ -322,8 +322,8 @@ lk_err lk_registry_record_activity(lk_registry *reg, const lk_reg_activity *a, s
 /*
  * The change feed. Every change appends (seq, kind, num_id) in the same
  * transaction; lk_registry_changes reports those after *since and advances
- * it. Cheap to poll: when nothing changed it answers from SQLite's
- * data_version without touching the tables.
+ * it past the ones its callback takes. Cheap to poll: when nothing changed
+ * it answers from SQLite's data_version without touching the tables.
  */
 typedef enum lk_reg_change_kind {
     LK_CHANGE_DEVICE = 1,     /* created, updated (blocked, credentials, metadata) */
@@ -344,12 +344,17 @@ typedef struct lk_reg_change {
  * (or since open), without reading the feed (PRAGMA data_version, plus this
  * handle's own commits, which data_version does not count). */
 lk_err lk_registry_poll(lk_registry *reg, int *changed);
-/* *since is the seq of the last change passed to cb (cb returning non-zero
- * stops after that change). The feed keeps the newest 100,000 changes; a
+/* Calls cb for each change after *since, oldest first. cb returns 0 to take
+ * the change: *since moves to its seq. Non-zero refuses it: the call stops
+ * before it and *since stays at the last change taken, so the next call
+ * delivers the refused change again (a caller that cannot store a change,
+ * e.g. out of memory, loses nothing). On an error *since likewise covers
+ * exactly the changes taken. The feed keeps the newest 100,000 changes; a
  * caller further behind gets one LK_CHANGE_RESYNC (seq = the newest) and
- * should reload everything. Not in the feed: activity times, state reports,
- * config acks, registry creation, CA certificate changes and command
- * outcomes. */
+ * should reload everything: taking it moves *since to the newest, refusing
+ * it leaves *since as it was (the next call gives RESYNC again). Not in the
+ * feed: activity times, state reports, config acks, registry creation, CA
+ * certificate changes and command outcomes. */
 lk_err lk_registry_changes(lk_registry *reg, int64_t *since,
                            int (*cb)(void *arg, const lk_reg_change *c), void *arg);
 /* The newest seq, to start following the feed from now. */

@@ -21,7 +21,8 @@
  *   - num_id never reused; get by num_id; auth lookup contents; activity;
  *     config acks;
  *   - the change feed (contents, own and other-connection writes, poll,
- *     pruning -> RESYNC), a second connection, import commit/abort;
+ *     pruning -> RESYNC, a refused change delivered again), a second
+ *     connection, import commit/abort;
  *   - concurrency: two processes racing update_config with the same
  *     version_to_update (exactly one wins), a writer timing out on a lock;
  *   - a commit that fails on a full disk (RLIMIT_FSIZE) writes nothing;
@@ -2320,16 +2321,17 @@ static void test_changes(void **state)
     drain(f->reg, &since, &ch); /* nothing new */
     assert_int_equal(ch.n, 0);
 
-    /* The other connection sees the same feed, and stopping early works. */
+    /* The other connection sees the same feed, and stopping early works:
+     * the refused change is delivered again (test_changes_refused). */
     {
         int64_t s2 = 0;
         memset(&ch, 0, sizeof ch);
         ch.stop_after = 2;
         assert_int_equal(lk_registry_changes(other, &s2, changes_cb, &ch), LK_OK);
         assert_int_equal(ch.n, 2);
-        assert_int_equal(s2, ch.c[1].seq);
+        assert_int_equal(s2, ch.c[0].seq);
         drain(other, &s2, &ch);
-        assert_int_equal(ch.n, 5);
+        assert_int_equal(ch.n, 6);
         assert_int_equal(s2, since);
     }
 
@@ -2373,6 +2375,100 @@ static void test_changes(void **state)
         assert_int_equal(ch.c[0].kind, LK_CHANGE_RESYNC);
         assert_int_equal(old, head);
     }
+}
+
+/* A callback that takes every change but the refuse_at-th call (1-based;
+ * 0 = takes all), as the broker plugin does when it runs out of memory. */
+struct refusing {
+    lk_reg_change seen[16];
+    size_t n, refuse_at;
+};
+
+static int refusing_cb(void *arg, const lk_reg_change *c)
+{
+    struct refusing *r = arg;
+    if (r->n < 16)
+        r->seen[r->n++] = *c;
+    return r->refuse_at != 0 && r->n == r->refuse_at;
+}
+
+/* Issue 10, item 7: a change the callback refuses is not skipped; *since
+ * moves only past changes it took, and the next call starts with it. */
+static void test_changes_refused(void **state)
+{
+    struct fx *f = *state;
+    struct refusing r;
+    int64_t since = 0, head = 0, old;
+    uint64_t num[3];
+    int i;
+
+    mkreg(f, &NAME);
+    num[0] = mkdev(f, &NAME, "dev-1", NULL);
+    num[1] = mkdev(f, &NAME, "dev-2", NULL);
+    num[2] = mkdev(f, &NAME, "dev-3", NULL);
+
+    /* The 2nd of 3 refused: the 1st is taken, the 3rd not offered. */
+    memset(&r, 0, sizeof r);
+    r.refuse_at = 2;
+    assert_int_equal(lk_registry_changes(f->reg, &since, refusing_cb, &r), LK_OK);
+    assert_int_equal(r.n, 2);
+    assert_int_equal(r.seen[0].num_id, num[0]);
+    assert_int_equal(r.seen[1].num_id, num[1]);
+    assert_int_equal(since, r.seen[0].seq);
+    /* Nothing was written since: the next call still reads the feed. */
+    memset(&r, 0, sizeof r);
+    assert_int_equal(lk_registry_changes(f->reg, &since, refusing_cb, &r), LK_OK);
+    assert_int_equal(r.n, 2);
+    assert_int_equal(r.seen[0].num_id, num[1]);
+    assert_int_equal(r.seen[1].num_id, num[2]);
+    OK(lk_registry_change_head(f->reg, &head));
+    assert_int_equal(since, head);
+
+    /* The very first refused: *since does not move. */
+    OK(lk_registry_update_config(f->reg, &NAME, "dev-1", (const uint8_t *)"x", 1, 0, NULL, W));
+    old = since;
+    memset(&r, 0, sizeof r);
+    r.refuse_at = 1;
+    assert_int_equal(lk_registry_changes(f->reg, &since, refusing_cb, &r), LK_OK);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.seen[0].kind, LK_CHANGE_CONFIG);
+    assert_int_equal(since, old);
+    memset(&r, 0, sizeof r);
+    assert_int_equal(lk_registry_changes(f->reg, &since, refusing_cb, &r), LK_OK);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.seen[0].kind, LK_CHANGE_CONFIG);
+    assert_int_equal(since, old + 1);
+
+    /* RESYNC refused: the follower stays behind and gets it again. */
+    lk_registry__set_changes_kept(f->reg, 2);
+    for (i = 0; i < 3; i++)
+        OK(lk_registry_update_config(f->reg, &NAME, "dev-2", (const uint8_t *)"y", 1, 0, NULL, W));
+    OK(lk_registry_change_head(f->reg, &head));
+    old = 1;
+    memset(&r, 0, sizeof r);
+    r.refuse_at = 1;
+    assert_int_equal(lk_registry_changes(f->reg, &old, refusing_cb, &r), LK_OK);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.seen[0].kind, LK_CHANGE_RESYNC);
+    assert_int_equal(old, 1);
+    memset(&r, 0, sizeof r);
+    assert_int_equal(lk_registry_changes(f->reg, &old, refusing_cb, &r), LK_OK);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.seen[0].kind, LK_CHANGE_RESYNC);
+    assert_int_equal(r.seen[0].seq, head);
+    assert_int_equal(old, head);
+    /* A position from the future, refused: kept as it was, then RESYNC again. */
+    old = head + 100;
+    memset(&r, 0, sizeof r);
+    r.refuse_at = 1;
+    assert_int_equal(lk_registry_changes(f->reg, &old, refusing_cb, &r), LK_OK);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(old, head + 100);
+    memset(&r, 0, sizeof r);
+    assert_int_equal(lk_registry_changes(f->reg, &old, refusing_cb, &r), LK_OK);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.seen[0].kind, LK_CHANGE_RESYNC);
+    assert_int_equal(old, head);
 }
 
 static void test_second_connection(void **state)
@@ -3533,6 +3629,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_auth_lookup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_activity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_changes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_changes_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_connection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_import, setup, teardown),
         cmocka_unit_test_setup_teardown(test_import_rate, setup, teardown),
