@@ -24,7 +24,9 @@
  * parameters.
  *
  * Cached verification is checked against uncached verification on every
- * call (cached_at): same result, same info, never a "hit" on failure.
+ * call (cached_at): same result, same info, never a "hit" on failure; one
+ * device's many tokens hold at most 2 entries and evict no other device's
+ * (test_cache_per_device).
  */
 #include "lk_test.h"
 
@@ -2479,6 +2481,115 @@ static void test_cache_failures_and_capacity(void **state)
     lk_vcache_free(c);
 }
 
+/* Free what the arena took since mark (a long loop would fill it). */
+static void arena_release(size_t mark)
+{
+    while (narena > mark)
+        free(arena[--narena]);
+}
+
+/* A token of k with a "jti" claim i, so every i gives another valid token. */
+static char *jti_token(const tkey *k, int64_t i)
+{
+    return make_token(hdr_for(k), fmt("{\"iat\":%" PRId64 ",\"exp\":%" PRId64 ",\"aud\":\"%s\",\"jti\":%" PRId64 "}",
+                                      NOW, NOW + 3600, AUD, i), k);
+}
+
+/* Issue 10, item 7: a device that connects with ever new valid tokens holds
+ * at most 2 entries (its own oldest goes) and evicts nobody else's. A device
+ * is its credential set and audience: B2 (B's key with an expiry) is
+ * another device with the same token. Deterministic whatever the placement:
+ * B, B2 and A's 2 entries fit in one set of 4. */
+static void test_cache_per_device(void **state)
+{
+    (void)state;
+    lk_vcache *c = NULL;
+    lk_vcache_stats st, st0;
+    lk_verify_policy pol = pol_default();
+    lk_cred *a[] = { ES_A.cred }, *b[] = { ES_B.cred };
+    lk_cred *b2[] = { cred_exp(&ES_B, NOW + 100000) };
+    char *tb = std_token(&ES_B);
+    int hit;
+
+    assert_int_equal(lk_vcache_new(16, &c), LK_OK); /* 4 sets of 4 */
+    assert_int_equal(CACHED(c, tb, b, 1, &pol, NULL, &hit), LK_OK);
+    assert_int_equal(hit, 0);
+    assert_int_equal(CACHED(c, tb, b2, 1, &pol, NULL, &hit), LK_OK);
+    assert_int_equal(hit, 0);
+    assert_int_equal(CACHED(c, tb, b, 1, &pol, NULL, &hit), LK_OK);
+    assert_int_equal(hit, 1);
+    assert_int_equal(CACHED(c, tb, b2, 1, &pol, NULL, &hit), LK_OK);
+    assert_int_equal(hit, 1);
+    lk_vcache_get_stats(c, &st0);
+    assert_int_equal(st0.used, 2);
+
+    /* A signs 1,000 distinct valid tokens (ECDSA is randomized: the last
+     * two are kept to be shown again). */
+    char *last[2] = { NULL, NULL };
+    for (int64_t i = 0; i < 1000; i++) {
+        size_t mark = narena;
+        lk_token_info info;
+        char *t = jti_token(&ES_A, i);
+        if (i >= 998)
+            last[i - 998] = t;
+        assert_int_equal(lk_verify_token_cached(V, c, t, strlen(t), a, 1, &pol, &info, &hit, NULL, 0), LK_OK);
+        assert_int_equal(hit, 0);
+        lk_vcache_get_stats(c, &st);
+        assert_int_equal(st.used, 2 + (i < 2 ? (size_t)i + 1 : 2));
+        if (i < 998)
+            arena_release(mark);
+    }
+    lk_vcache_get_stats(c, &st);
+    assert_int_equal(st.used, 4); /* B, B2 and A's 2 */
+    assert_int_equal(st.inserts - st0.inserts, 1000);
+    assert_int_equal(st.evictions - st0.evictions, 998); /* all A's own */
+    /* B and B2 are still hits: no signature check for them. */
+    assert_int_equal(CACHED(c, tb, b, 1, &pol, NULL, &hit), LK_OK);
+    assert_int_equal(hit, 1);
+    assert_int_equal(CACHED(c, tb, b2, 1, &pol, NULL, &hit), LK_OK);
+    assert_int_equal(hit, 1);
+    /* A's last two are hits. */
+    assert_int_equal(CACHED(c, last[1], a, 1, &pol, NULL, &hit), LK_OK);
+    assert_int_equal(hit, 1);
+    assert_int_equal(CACHED(c, last[0], a, 1, &pol, NULL, &hit), LK_OK);
+    assert_int_equal(hit, 1);
+
+    /* A token and its successor at refresh are both kept; a third token
+     * replaces the device's oldest. */
+    char *t1 = jti_token(&ES_A, 2001), *t2 = jti_token(&ES_A, 2002), *t3 = jti_token(&ES_A, 2003);
+    assert_int_equal(CACHED(c, t1, a, 1, &pol, NULL, &hit), LK_OK);
+    assert_int_equal(hit, 0);
+    assert_int_equal(CACHED(c, t2, a, 1, &pol, NULL, &hit), LK_OK);
+    assert_int_equal(hit, 0);
+    assert_int_equal(CACHED(c, t1, a, 1, &pol, NULL, &hit), LK_OK);
+    assert_int_equal(hit, 1);
+    assert_int_equal(CACHED(c, t2, a, 1, &pol, NULL, &hit), LK_OK);
+    assert_int_equal(hit, 1);
+    assert_int_equal(CACHED(c, t3, a, 1, &pol, NULL, &hit), LK_OK);
+    assert_int_equal(hit, 0);
+    assert_int_equal(CACHED(c, t2, a, 1, &pol, NULL, &hit), LK_OK);
+    assert_int_equal(hit, 1);
+    assert_int_equal(CACHED(c, t3, a, 1, &pol, NULL, &hit), LK_OK);
+    assert_int_equal(hit, 1);
+    assert_int_equal(CACHED(c, t1, a, 1, &pol, NULL, &hit), LK_OK);
+    assert_int_equal(hit, 0);
+    lk_vcache_get_stats(c, &st);
+    assert_int_equal(st.used, 4);
+    assert_int_equal(CACHED(c, tb, b, 1, &pol, NULL, &hit), LK_OK);
+    assert_int_equal(hit, 1);
+
+    /* The same token under another audience is another device: refused,
+     * never a hit, and A's entries are untouched. */
+    lk_verify_policy other = pol;
+    other.aud = "other-proj";
+    other.aud_len = strlen(other.aud);
+    assert_int_equal(CACHED(c, t3, a, 1, &other, NULL, &hit), LK_ERR_TOKEN_AUDIENCE);
+    assert_int_equal(CACHED(c, t3, a, 1, &pol, NULL, &hit), LK_OK);
+    assert_int_equal(hit, 1);
+    lk_cred_free(b2[0]);
+    lk_vcache_free(c);
+}
+
 /* ---- randomized differential test ----------------------------------------- */
 
 static void test_random_differential(void **state)
@@ -2657,6 +2768,7 @@ int main(void)
         cmocka_unit_test_teardown(test_cache_credentials_and_policy, gc),
         cmocka_unit_test_teardown(test_cache_failures_and_capacity, gc),
         cmocka_unit_test_teardown(test_cache_clock_back, gc),
+        cmocka_unit_test_teardown(test_cache_per_device, gc),
         cmocka_unit_test_teardown(test_random_differential, gc),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
