@@ -127,9 +127,9 @@ lk_err lk_registry_delete_registry(lk_registry *reg, const lk_reg_name *name,
 
 /* Registry CA certificates (at most LK_REGISTRY_CERTS_MAX): X.509v3 PEM, a CA
  * certificate (basicConstraints CA:TRUE, keyCertSign if it has a keyUsage),
- * RSA >= 2048 (up to 8192, odd public exponent >= 3) or P-256, need not be
- * self-signed, not expired when
- * added (LK_ERR_REG_CERT otherwise; LK_ERR_REG_EXISTS for a certificate the
+ * RSA >= 2048 (up to 8192, odd public exponent >= 3 of at most
+ * LK_CRED_RSA_E_MAX_BITS = 64 bits, as for device keys) or P-256, need not
+ * be self-signed, not expired when added (LK_ERR_REG_CERT otherwise; LK_ERR_REG_EXISTS for a certificate the
  * registry already has). index is the position in the registry's list, in
  * the order added, from 0 (deleting one renumbers those after it). */
 typedef struct lk_reg_cert {
@@ -231,7 +231,8 @@ lk_err lk_registry_delete_device(lk_registry *reg, const lk_reg_name *name,
  * from every registry certificate (LK_ERR_REG_CERT otherwise); with none, bare keys and
  * self-signed certificates are accepted. At most LK_DEVICE_CREDENTIALS_MAX.
  * Errors: LK_ERR_CRED_INVALID (does not parse as its format: wrong PEM kind,
- * key type or size), LK_ERR_REG_INVALID (format UNSPECIFIED, expires < 0),
+ * key type or size, an RSA public exponent that is not odd in
+ * 3..2^64 - 1; why says which), LK_ERR_REG_INVALID (format UNSPECIFIED, expires < 0),
  * LK_ERR_REG_LIMIT (a 4th credential, PEM over LK_CRED_PEM_MAX),
  * LK_ERR_REG_CERT (the CA rules). A device certificate's own validity dates
  * are not checked (expires is the credential's expiry).

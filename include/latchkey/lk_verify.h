@@ -66,6 +66,10 @@ typedef enum lk_cred_format {
 } lk_cred_format;
 
 #define LK_CRED_PEM_MAX 16384u  /* longest PEM text accepted */
+/* An RSA public exponent has at most this many bits (OpenSSL's own bound,
+ * OPENSSL_RSA_MAX_PUBEXP_BITS, which it applies only above 3072-bit moduli):
+ * e <= 2^64 - 1. A verification costs a multiplication per bit of e. */
+#define LK_CRED_RSA_E_MAX_BITS 64u
 
 /* "RSA_PEM", "RSA_X509_PEM", "ES256_PEM", "ES256_X509_PEM" (IoT Core's
  * names), or "UNSPECIFIED". */
@@ -81,11 +85,12 @@ typedef struct lk_cred lk_cred;
  * credential's expiration time (seconds since 1970; 0 = never): an expired
  * credential is never tried. Refuses (LK_ERR_CRED_INVALID) anything but
  * exactly one PEM object of the stated kind, a key of another type than the
- * format says, a curve other than P-256, RSA below 2048 or above 8192 bits,
- * and input over LK_CRED_PEM_MAX (LK_ERR_ARG). A certificate is used only as
- * a container for its public key: its validity dates are not checked here
- * (the registry checks certificates when they are added). On failure *out is
- * NULL.
+ * format says, a curve other than P-256, RSA below 2048 or above 8192 bits
+ * or with a public exponent that is even, 1, or over LK_CRED_RSA_E_MAX_BITS
+ * bits (so odd 3 <= e <= 2^64 - 1), and input over LK_CRED_PEM_MAX
+ * (LK_ERR_ARG). A certificate is used only as a container for its public
+ * key: its validity dates are not checked here (the registry checks
+ * certificates when they are added). On failure *out is NULL.
  */
 lk_err lk_cred_parse(lk_cred_format fmt, const char *pem, size_t pem_len,
                      int64_t expires, lk_cred **out);
