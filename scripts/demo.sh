@@ -143,14 +143,22 @@ say "2. The registry database, a registry, and a backend for the downstream cons
 show export LATCHKEY_DB="$WORK/registry.db"
 export LATCHKEY_DB="$WORK/registry.db"
 run "$LK" registries create "$REGISTRY" --project "$PROJECT" --region "$REGION"
-run "$LK" backends create "$BACKEND" --project "$PROJECT" >backend.txt
-SECRET=$(sed -n 's/^secret: *//p' backend.txt)
-[ -n "$SECRET" ] || fail "no secret in the output of 'latchkey backends create'"
-# mosquitto_sub reads options from $XDG_CONFIG_HOME/mosquitto_sub: the secret
-# stays off the command line (and out of `ps`).
-mkdir -m 700 consumer
-(umask 077; printf '%s\n' "-u backend:$BACKEND" "-P $SECRET" >consumer/mosquitto_sub)
-echo "  username: backend:$BACKEND; the secret (printed once) went to \$WORK/consumer/mosquitto_sub, mode 0600"
+# The secret goes only into files of mode 0600: mosquitto_sub reads "-P
+# SECRET" from $XDG_CONFIG_HOME/mosquitto_sub, so it is never on a command
+# line (which `ps` shows every user) nor in this transcript.
+OLD_UMASK=$(umask)
+run umask 077
+showbg " >backend.txt" "$LK" backends create "$BACKEND" --project "$PROJECT"
+"$LK" backends create "$BACKEND" --project "$PROJECT" >backend.txt
+run mkdir consumer
+showbg " >consumer/mosquitto_sub" sed -n 's/^secret: */-P /p' backend.txt
+sed -n 's/^secret: */-P /p' backend.txt >consumer/mosquitto_sub
+run rm backend.txt
+run umask "$OLD_UMASK"
+grep -q '^-P [A-Za-z0-9_-]' consumer/mosquitto_sub ||
+    fail "no secret in the output of 'latchkey backends create'"
+echo "  username: backend:$BACKEND; its secret (shown only once) is in \$WORK/consumer/mosquitto_sub," \
+    "mode $(stat -c %04a consumer/mosquitto_sub)"
 
 # ---- 3. broker --------------------------------------------------------------
 
@@ -231,9 +239,9 @@ rm token.jwt
 say "5. The downstream consumer: a backend subscribed to latchkey/$PROJECT/#"
 touch consumer.out
 showbg " &" env XDG_CONFIG_HOME="$WORK/consumer" mosquitto_sub -h 127.0.0.1 -p "$PORT" --cafile ca.crt \
-    -i "$BACKEND" -t "latchkey/$PROJECT/#" -q 1 -v
+    -i "$BACKEND" -u "backend:$BACKEND" -t "latchkey/$PROJECT/#" -q 1 -v
 env XDG_CONFIG_HOME="$WORK/consumer" mosquitto_sub -h 127.0.0.1 -p "$PORT" --cafile ca.crt \
-    -i "$BACKEND" -t "latchkey/$PROJECT/#" -q 1 -v >consumer.out 2>&1 &
+    -i "$BACKEND" -u "backend:$BACKEND" -t "latchkey/$PROJECT/#" -q 1 -v >consumer.out 2>&1 &
 CONSUMER_PID=$!
 i=0
 until grep -qF "$BACKEND 1 latchkey/$PROJECT/#" mosquitto.log; do   # "log_type subscribe"
@@ -308,11 +316,13 @@ cat <<'EOF'
              subjectAltName=DNS:HOST and extendedKeyUsage=serverAuth, as in step 1)
   registry: export LATCHKEY_DB=/var/lib/latchkey/registry.db
             latchkey registries create REG --project P --region L
-            latchkey backends create NAME --project P          # username and secret, shown once
+            (umask 077; latchkey backends create NAME --project P > backend.txt)  # the secret, shown once
   broker:   mosquitto -c /etc/mosquitto/conf.d/latchkey.conf  # the lines of step 3, listener 8883
   key:      latchkey key generate --key 'pkcs11:token=T;object=D?module-path=MODULE&pin-source=file:PINFILE' > D.pem
             latchkey devices create D --registry REG --project P --region L --public-key path=D.pem,type=es256
-  backend:  mosquitto_sub -h HOST -p 8883 --cafile ca.crt -u backend:NAME -P SECRET -t 'latchkey/P/#' -q 1 -v
+  backend:  mkdir -m 700 CONF   # the secret in a file of mode 0600, never -P on a command line (ps shows it)
+            (umask 077; sed -n 's/^secret: */-P /p' backend.txt > CONF/mosquitto_sub); rm backend.txt
+            XDG_CONFIG_HOME=CONF mosquitto_sub -h HOST -p 8883 --cafile ca.crt -u backend:NAME -t 'latchkey/P/#' -q 1 -v
   device:   latchkey-device --host HOST --ca ca.crt --project P --region L --registry REG --device D \
                 --key 'pkcs11:...' < events                   # one event per line; config/commands on stdout
   config:   latchkey devices configs update D --registry REG --project P --region L --config-data '...'

@@ -127,9 +127,9 @@ lk_err lk_registry_delete_registry(lk_registry *reg, const lk_reg_name *name,
 
 /* Registry CA certificates (at most LK_REGISTRY_CERTS_MAX): X.509v3 PEM, a CA
  * certificate (basicConstraints CA:TRUE, keyCertSign if it has a keyUsage),
- * RSA >= 2048 (up to 8192, odd public exponent >= 3) or P-256, need not be
- * self-signed, not expired when
- * added (LK_ERR_REG_CERT otherwise; LK_ERR_REG_EXISTS for a certificate the
+ * RSA >= 2048 (up to 8192, odd public exponent >= 3 of at most
+ * LK_CRED_RSA_E_MAX_BITS = 64 bits, as for device keys) or P-256, need not
+ * be self-signed, not expired when added (LK_ERR_REG_CERT otherwise; LK_ERR_REG_EXISTS for a certificate the
  * registry already has). index is the position in the registry's list, in
  * the order added, from 0 (deleting one renumbers those after it). */
 typedef struct lk_reg_cert {
@@ -231,7 +231,8 @@ lk_err lk_registry_delete_device(lk_registry *reg, const lk_reg_name *name,
  * from every registry certificate (LK_ERR_REG_CERT otherwise); with none, bare keys and
  * self-signed certificates are accepted. At most LK_DEVICE_CREDENTIALS_MAX.
  * Errors: LK_ERR_CRED_INVALID (does not parse as its format: wrong PEM kind,
- * key type or size), LK_ERR_REG_INVALID (format UNSPECIFIED, expires < 0),
+ * key type or size, an RSA public exponent that is not odd in
+ * 3..2^64 - 1; why says which), LK_ERR_REG_INVALID (format UNSPECIFIED, expires < 0),
  * LK_ERR_REG_LIMIT (a 4th credential, PEM over LK_CRED_PEM_MAX),
  * LK_ERR_REG_CERT (the CA rules). A device certificate's own validity dates
  * are not checked (expires is the credential's expiry).
@@ -322,8 +323,8 @@ lk_err lk_registry_record_activity(lk_registry *reg, const lk_reg_activity *a, s
 /*
  * The change feed. Every change appends (seq, kind, num_id) in the same
  * transaction; lk_registry_changes reports those after *since and advances
- * it. Cheap to poll: when nothing changed it answers from SQLite's
- * data_version without touching the tables.
+ * it past the ones its callback takes. Cheap to poll: when nothing changed
+ * it answers from SQLite's data_version without touching the tables.
  */
 typedef enum lk_reg_change_kind {
     LK_CHANGE_DEVICE = 1,     /* created, updated (blocked, credentials, metadata) */
@@ -344,12 +345,17 @@ typedef struct lk_reg_change {
  * (or since open), without reading the feed (PRAGMA data_version, plus this
  * handle's own commits, which data_version does not count). */
 lk_err lk_registry_poll(lk_registry *reg, int *changed);
-/* *since is the seq of the last change passed to cb (cb returning non-zero
- * stops after that change). The feed keeps the newest 100,000 changes; a
+/* Calls cb for each change after *since, oldest first. cb returns 0 to take
+ * the change: *since moves to its seq. Non-zero refuses it: the call stops
+ * before it and *since stays at the last change taken, so the next call
+ * delivers the refused change again (a caller that cannot store a change,
+ * e.g. out of memory, loses nothing). On an error *since likewise covers
+ * exactly the changes taken. The feed keeps the newest 100,000 changes; a
  * caller further behind gets one LK_CHANGE_RESYNC (seq = the newest) and
- * should reload everything. Not in the feed: activity times, state reports,
- * config acks, registry creation, CA certificate changes and command
- * outcomes. */
+ * should reload everything: taking it moves *since to the newest, refusing
+ * it leaves *since as it was (the next call gives RESYNC again). Not in the
+ * feed: activity times, state reports, config acks, registry creation, CA
+ * certificate changes and command outcomes. */
 lk_err lk_registry_changes(lk_registry *reg, int64_t *since,
                            int (*cb)(void *arg, const lk_reg_change *c), void *arg);
 /* The newest seq, to start following the feed from now. */

@@ -66,6 +66,10 @@ typedef enum lk_cred_format {
 } lk_cred_format;
 
 #define LK_CRED_PEM_MAX 16384u  /* longest PEM text accepted */
+/* An RSA public exponent has at most this many bits (OpenSSL's own bound,
+ * OPENSSL_RSA_MAX_PUBEXP_BITS, which it applies only above 3072-bit moduli):
+ * e <= 2^64 - 1. A verification costs a multiplication per bit of e. */
+#define LK_CRED_RSA_E_MAX_BITS 64u
 
 /* "RSA_PEM", "RSA_X509_PEM", "ES256_PEM", "ES256_X509_PEM" (IoT Core's
  * names), or "UNSPECIFIED". */
@@ -81,11 +85,12 @@ typedef struct lk_cred lk_cred;
  * credential's expiration time (seconds since 1970; 0 = never): an expired
  * credential is never tried. Refuses (LK_ERR_CRED_INVALID) anything but
  * exactly one PEM object of the stated kind, a key of another type than the
- * format says, a curve other than P-256, RSA below 2048 or above 8192 bits,
- * and input over LK_CRED_PEM_MAX (LK_ERR_ARG). A certificate is used only as
- * a container for its public key: its validity dates are not checked here
- * (the registry checks certificates when they are added). On failure *out is
- * NULL.
+ * format says, a curve other than P-256, RSA below 2048 or above 8192 bits
+ * or with a public exponent that is even, 1, or over LK_CRED_RSA_E_MAX_BITS
+ * bits (so odd 3 <= e <= 2^64 - 1), and input over LK_CRED_PEM_MAX
+ * (LK_ERR_ARG). A certificate is used only as a container for its public
+ * key: its validity dates are not checked here (the registry checks
+ * certificates when they are added). On failure *out is NULL.
  */
 lk_err lk_cred_parse(lk_cred_format fmt, const char *pem, size_t pem_len,
                      int64_t expires, lk_cred **out);
@@ -165,17 +170,29 @@ lk_err lk_verify_token(lk_verifier *v, const char *token, size_t len,
  * simply misses. A hit is re-checked against the current time with the same
  * rules (never extending a token's life: exp, skew and the credential's own
  * expiry are applied again). Memory is fixed at creation.
+ *
+ * Per-device bound: the cache knows a device only by its credential set and
+ * the policy's audience (devices registered with the same credential set
+ * are one device to it). All of one device's entries go to one set of 4
+ * ways, chosen by a hash of credential set and audience with a seed drawn
+ * at creation, and a device holds at most 2 entries there (a token and its
+ * successor at refresh): a third evicts the device's own oldest, never
+ * another device's. So a device that connects with ever new valid tokens
+ * never holds more than 2 entries and cannot flush other devices' entries.
  */
 typedef struct lk_vcache lk_vcache;
 
-/* entries: capacity, rounded up to a power of two, 16..2^24. */
+/* entries: capacity, rounded up to a power of two, 16..2^24 (else
+ * LK_ERR_ARG). LK_ERR_NOMEM, LK_ERR_RNG (no random seed). On failure *out is
+ * NULL. */
 lk_err lk_vcache_new(size_t entries, lk_vcache **out);
 void lk_vcache_free(lk_vcache *cache);
 /* Drop every entry (e.g. when a registry reload changes many devices). */
 void lk_vcache_clear(lk_vcache *cache);
 
 typedef struct lk_vcache_stats {
-    uint64_t hits, misses, inserts, evictions;
+    uint64_t hits, misses, inserts, evictions; /* evictions: of a full set's
+                                                  oldest or a device's own */
     size_t capacity, used;
 } lk_vcache_stats;
 void lk_vcache_get_stats(const lk_vcache *cache, lk_vcache_stats *st);

@@ -21,7 +21,8 @@
  *  - a registry CA certificate: one PEM certificate, X.509v3, a CA
  *    certificate (basicConstraints CA:TRUE; keyCertSign if it has a
  *    keyUsage), RSA 2048 to 8192 bits with an odd public exponent of at
- *    least 3 (the verifier's rule for device keys) or EC P-256, not expired.
+ *    least 3 and at most 64 bits (the verifier's rule for device keys) or
+ *    EC P-256, not expired.
  *
  * Every refusal says what is wrong and what is allowed, and never quotes the
  * key or certificate.
@@ -156,29 +157,23 @@ static EVP_PKEY *pem_pubkey(const char *pem, size_t len)
     return pk;
 }
 
-/* "RSA 2048", "RSA 2048 (public exponent 1)", "EC P-256", "EC secp384r1",
- * "ED25519"; *ok = usable as a registry key (RSA 2048..8192 with an odd
- * public exponent of at least 3, or P-256). */
+/* "RSA 2048", "RSA 2048 (public exponent 1)", "RSA 2048 (public exponent
+ * of 65 bits; at most 64)", "EC P-256", "EC secp384r1", "ED25519"; *ok =
+ * usable as a registry key (RSA 2048..8192 with an odd public exponent of
+ * at least 3 and at most 64 bits, or P-256). */
 static void key_desc(EVP_PKEY *pk, char *buf, size_t size, int *ok)
 {
     int id = EVP_PKEY_get_base_id(pk);
     *ok = 0;
     if (id == EVP_PKEY_RSA) {
         int bits = EVP_PKEY_get_bits(pk);
-        BIGNUM *e = NULL;
+        char ed[64];
         *ok = bits >= RSA_MIN_BITS && bits <= RSA_MAX_BITS;
-        if (lk_verify__rsa_exponent_ok(pk)) {
+        if (lk_verify__rsa_exponent_ok(pk, ed, sizeof ed)) {
             snprintf(buf, size, "RSA %d", bits);
         } else {
             *ok = 0;
-            if (!EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_E, &e))
-                snprintf(buf, size, "RSA %d (no readable public exponent)", bits);
-            else if (BN_num_bits(e) <= 32)
-                snprintf(buf, size, "RSA %d (public exponent %lu)", bits,
-                         (unsigned long)BN_get_word(e));
-            else
-                snprintf(buf, size, "RSA %d (an even public exponent)", bits);
-            BN_free(e);
+            snprintf(buf, size, "RSA %d (%s)", bits, ed);
         }
     } else if (id == EVP_PKEY_EC) {
         char group[48];
@@ -225,7 +220,7 @@ static int not_ca(X509 *crt, char *buf, size_t size)
 static int ca_flaw(X509 *crt, char *buf, size_t size)
 {
     EVP_PKEY *pk;
-    char kd[64];
+    char kd[96];
     int ok = 0;
 
     if (not_ca(crt, buf, size))
@@ -239,7 +234,8 @@ static int ca_flaw(X509 *crt, char *buf, size_t size)
     if (ok)
         return 0;
     snprintf(buf, size, "its key is %s; a registry CA certificate's key is RSA (2048 to 8192 "
-                        "bits, with an odd public exponent of at least 3) or EC P-256", kd);
+                        "bits, with an odd public exponent of at least 3 and at most %u bits) "
+                        "or EC P-256", kd, LK_CRED_RSA_E_MAX_BITS);
     return 1;
 }
 
@@ -528,7 +524,7 @@ static void cred_diagnose(lk_cred_format fmt, const char *pem, size_t len, char 
         snprintf(buf, size, "it does not parse as %s", kind == 2 ? "an X.509 certificate"
                                                                   : "a public key");
     } else {
-        char kd[64];
+        char kd[96];
         int ok, id = EVP_PKEY_get_base_id(pk);
         key_desc(pk, kd, sizeof kd, &ok);
         if (want_ec && id != EVP_PKEY_EC)
@@ -731,7 +727,7 @@ lk_err lk_reg__ca_check(const char *pem, size_t len, int64_t now, unsigned char 
     EVP_PKEY *pk;
     int priv, ok, dl;
     int64_t nb, na;
-    char kd[64], flaw[256];
+    char kd[96], flaw[256];
     lk_err err = LK_ERR_REG_CERT;
 
     *der = NULL;
@@ -781,9 +777,11 @@ lk_err lk_reg__ca_check(const char *pem, size_t len, int64_t now, unsigned char 
     if (!ok && EVP_PKEY_get_base_id(pk) == EVP_PKEY_RSA && EVP_PKEY_get_bits(pk) >= RSA_MIN_BITS &&
         EVP_PKEY_get_bits(pk) <= RSA_MAX_BITS) {
         /* Only the exponent is wrong: with e = 1 anyone could "sign" device
-         * certificates that verify against this CA. */
+         * certificates that verify against this CA; a huge e makes checking
+         * each of them slow. */
         snprintf(why, why_size, "the certificate's key is %s; a registry certificate's RSA key "
-                                "must have an odd public exponent of at least 3", kd);
+                                "must have an odd public exponent of at least 3 and at most %u "
+                                "bits", kd, LK_CRED_RSA_E_MAX_BITS);
         goto exit;
     }
     if (!ok) {
@@ -838,7 +836,7 @@ lk_err lk_reg__cert_details(const char *pem, size_t len, lk_reg_cert *c)
 {
     X509 *crt = pem_x509(pem, len);
     EVP_PKEY *pk;
-    char kd[64];
+    char kd[96];
     int ok;
     lk_err err = LK_ERR_NOMEM;
 

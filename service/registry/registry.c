@@ -1467,14 +1467,16 @@ struct feed_ctx {
     int stopped;
 };
 
+/* *since moves only past a change the caller took: a refusal (e.g. out of
+ * memory) must not lose it, so the next call starts with it again. */
 static int feed_cb(void *arg, const lk_reg_change *c)
 {
     struct feed_ctx *ctx = arg;
-    *ctx->since = c->seq;
     if (ctx->cb(ctx->arg, c)) {
         ctx->stopped = 1;
         return 1;
     }
+    *ctx->since = c->seq;
     return 0;
 }
 
@@ -1505,9 +1507,10 @@ lk_err lk_registry_changes(lk_registry *reg, int64_t *since,
             /* Changes the caller has not seen were pruned (or the database
              * was replaced): it must reload everything. */
             lk_reg_change c = {newest, LK_CHANGE_RESYNC, 0};
-            *since = newest;
             if (cb(arg, &c))
-                ctx.stopped = 1;
+                ctx.stopped = 1; /* not taken: the next call says it again */
+            else
+                *since = newest;
         } else if (*since < newest) {
             err = reg->ops->change_list(reg->be, *since, feed_cb, &ctx);
         }

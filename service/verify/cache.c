@@ -1,25 +1,32 @@
 /*
  * The verified-token cache: see lk_verify.h.
  *
- * Fixed memory: a 4-way set-associative table keyed by a SHA-256 digest; a
- * full set evicts its oldest entry. The key covers the whole token, the
- * policy (audience, skew, lifetime, flags) and the credential set, so a hit
- * can only mean "this exact token was verified against these exact keys
- * under these rules"; what can change since — the clock and a credential's
- * expiry — is checked again on every hit.
+ * Fixed memory: a 4-way set-associative table. The key covers the whole
+ * token, the policy (audience, skew, lifetime, flags) and the credential
+ * set, so a hit can only mean "this exact token was verified against these
+ * exact keys under these rules"; what can change since — the clock and a
+ * credential's expiry — is checked again on every hit.
+ *
+ * The set is chosen by the device, not the token (device_of: the audience
+ * and credential set, all a cache knows of a device), and a device holds at
+ * most PER_DEVICE ways of it, so one that signs token after token only ever
+ * replaces its own entries and cannot flush anyone else's.
  */
 #include <string.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 
 #include "latchkey/lk_util.h"
 #include "verify_internal.h"
 
 #define WAYS 4
+#define PER_DEVICE 2 /* a token and its successor at refresh */
 
 struct entry {
-    uint8_t key[32];
+    uint8_t key[32];      /* SHA-256(token, policy, credential set) */
+    uint64_t dev;         /* the device (device_of) */
     int64_t iat, exp;
     uint64_t stamp;       /* insertion order, 0 = empty */
     uint8_t alg;
@@ -32,6 +39,7 @@ struct lk_vcache {
     size_t used;
     uint64_t clock;
     uint64_t hits, misses, inserts, evictions;
+    uint64_t seed;        /* secret: where a device's entries go is unpredictable */
     EVP_MD *sha256;
     EVP_MD_CTX *md;
 };
@@ -54,11 +62,15 @@ lk_err lk_vcache_new(size_t entries, lk_vcache **out)
     c->e = OPENSSL_zalloc(cap * sizeof *c->e);
     c->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
     c->md = EVP_MD_CTX_new();
+    c->capacity = cap;
     if (c->e == NULL || c->sha256 == NULL || c->md == NULL) {
         lk_vcache_free(c);
         return LK_ERR_NOMEM;
     }
-    c->capacity = cap;
+    if (RAND_bytes((unsigned char *)&c->seed, sizeof c->seed) != 1) {
+        lk_vcache_free(c);
+        return LK_ERR_RNG;
+    }
     *out = c;
     return LK_OK;
 }
@@ -67,10 +79,11 @@ void lk_vcache_free(lk_vcache *c)
 {
     if (c == NULL)
         return;
-    OPENSSL_clear_free(c->e, c->capacity * sizeof *c->e);
+    if (c->e != NULL)
+        OPENSSL_clear_free(c->e, c->capacity * sizeof *c->e);
     EVP_MD_CTX_free(c->md);
     EVP_MD_free(c->sha256);
-    OPENSSL_free(c);
+    OPENSSL_clear_free(c, sizeof *c);
 }
 
 void lk_vcache_clear(lk_vcache *c)
@@ -103,6 +116,15 @@ static void put_u64(uint8_t b[8], uint64_t x)
         b[i] = (uint8_t)(x >> (56 - 8 * i));
 }
 
+static uint64_t get_u64(const uint8_t b[8])
+{
+    uint64_t x = 0;
+    int i;
+    for (i = 0; i < 8; i++)
+        x = (x << 8) | b[i];
+    return x;
+}
+
 /* SHA-256 over length-prefixed fields, so no two inputs share a key. */
 static int cache_key(lk_vcache *c, const char *token, size_t len, lk_cred *const *creds,
                      size_t ncreds, const lk_verify_policy *pol, uint8_t key[32])
@@ -129,18 +151,43 @@ static int cache_key(lk_vcache *c, const char *token, size_t len, lk_cred *const
     return ok && EVP_DigestFinal_ex(c->md, key, &n) && n == 32;
 }
 
-static struct entry *set_of(lk_vcache *c, const uint8_t key[32])
+/* splitmix64's finalizer: every input bit moves every output bit. */
+static uint64_t mix(uint64_t x)
 {
-    uint64_t h = 0;
-    int i;
-    for (i = 0; i < 8; i++)
-        h = (h << 8) | key[i];
-    return &c->e[(size_t)(h & (c->capacity / WAYS - 1)) * WAYS];
+    x = (x ^ (x >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    x = (x ^ (x >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return x ^ (x >> 31);
 }
 
-static struct entry *lookup(lk_vcache *c, const uint8_t key[32])
+/*
+ * The device, as far as the cache can tell: its audience and credential
+ * set (fingerprints, already SHA-256, and expiries), mixed with the cache's
+ * secret seed. It only places entries and tells devices apart within a
+ * set, never decides a hit (the SHA-256 key does), so a table hash is
+ * enough (a second SHA-256 made a hit about 20% slower). The seed makes
+ * which devices share a set unpredictable from their keys.
+ */
+static uint64_t device_of(const lk_vcache *c, lk_cred *const *creds, size_t ncreds,
+                          const lk_verify_policy *pol)
 {
-    struct entry *set = set_of(c, key);
+    uint64_t h = c->seed ^ UINT64_C(0xcbf29ce484222325);
+    size_t i;
+    for (i = 0; i < pol->aud_len; i++) /* FNV-1a */
+        h = (h ^ (uint8_t)pol->aud[i]) * UINT64_C(0x100000001b3);
+    h = mix(h ^ pol->aud_len) ^ ncreds;
+    for (i = 0; i < ncreds; i++)
+        h = mix(mix(h ^ get_u64(creds[i]->fp)) ^ (uint64_t)creds[i]->expires);
+    return mix(h ^ c->seed);
+}
+
+/* The device's set: every token of one device lands here. */
+static struct entry *set_of(lk_vcache *c, uint64_t dev)
+{
+    return &c->e[(size_t)(dev & (c->capacity / WAYS - 1)) * WAYS];
+}
+
+static struct entry *lookup(struct entry *set, const uint8_t key[32])
+{
     int w;
     for (w = 0; w < WAYS; w++)
         if (set[w].stamp != 0 && CRYPTO_memcmp(set[w].key, key, 32) == 0)
@@ -148,23 +195,36 @@ static struct entry *lookup(lk_vcache *c, const uint8_t key[32])
     return NULL;
 }
 
-static void insert(lk_vcache *c, const uint8_t key[32], const lk_token_info *info)
+/* A device that already holds PER_DEVICE entries replaces its own oldest;
+ * otherwise an empty way, else the set's oldest entry. */
+static void insert(lk_vcache *c, struct entry *set, uint64_t dev, const uint8_t key[32],
+                   const lk_token_info *info)
 {
-    struct entry *set = set_of(c, key), *victim = &set[0];
+    struct entry *empty = NULL, *oldest = NULL, *own = NULL, *victim;
+    unsigned nown = 0;
     int w;
     for (w = 0; w < WAYS; w++) {
-        if (set[w].stamp == 0) {
-            victim = &set[w];
-            break;
+        struct entry *e = &set[w];
+        if (e->stamp == 0) {
+            if (empty == NULL)
+                empty = e;
+            continue;
         }
-        if (set[w].stamp < victim->stamp)
-            victim = &set[w];
+        if (oldest == NULL || e->stamp < oldest->stamp)
+            oldest = e;
+        if (e->dev == dev) {
+            nown++;
+            if (own == NULL || e->stamp < own->stamp)
+                own = e;
+        }
     }
+    victim = nown >= PER_DEVICE ? own : empty != NULL ? empty : oldest;
     if (victim->stamp != 0)
         c->evictions++;
     else
         c->used++;
     memcpy(victim->key, key, 32);
+    victim->dev = dev;
     victim->iat = info->iat;
     victim->exp = info->exp;
     victim->alg = (uint8_t)info->alg;
@@ -185,7 +245,8 @@ lk_err lk_verify_token_cached(lk_verifier *v, lk_vcache *c, const char *token, s
                               int *hit, char *why, size_t why_size)
 {
     uint8_t key[32];
-    struct entry *e;
+    uint64_t dev;
+    struct entry *set, *e;
     lk_err err;
 
     if (hit != NULL)
@@ -198,7 +259,9 @@ lk_err lk_verify_token_cached(lk_verifier *v, lk_vcache *c, const char *token, s
     if (!cache_key(c, token, len, creds, ncreds, pol, key))
         return lk_verify_token(v, token, len, creds, ncreds, pol, info, why, why_size);
 
-    e = lookup(c, key);
+    dev = device_of(c, creds, ncreds, pol);
+    set = set_of(c, dev);
+    e = lookup(set, key);
     if (e != NULL) {
         unsigned idx = e->cred_index;
         const lk_cred *cred = idx < ncreds ? creds[idx] : NULL;
@@ -232,6 +295,6 @@ lk_err lk_verify_token_cached(lk_verifier *v, lk_vcache *c, const char *token, s
     c->misses++;
     err = lk_verify_token(v, token, len, creds, ncreds, pol, info, why, why_size);
     if (err == LK_OK)
-        insert(c, key, info);
+        insert(c, set, dev, key, info);
     return err;
 }

@@ -33,11 +33,15 @@ lk_err lk_verify__signature(const lk_cred *cred, const uint8_t *msg, size_t msg_
  * answers LK_ERR_ARG for otherwise). */
 int lk_verify__args_ok(lk_cred *const *creds, size_t ncreds, const lk_verify_policy *pol);
 
-/* 1 when the RSA key pk's public exponent is odd and at least 3, else 0
- * (also for a key without one). With e = 1 a "signature" is the padded
- * digest itself, which anyone can compute. The rule for credentials
- * (lk_cred_parse) and for registry CA certificates (service/registry/certs.c). */
-int lk_verify__rsa_exponent_ok(const EVP_PKEY *pk);
+/* 1 when the RSA key pk's public exponent is odd, at least 3 and at most
+ * LK_CRED_RSA_E_MAX_BITS bits, else 0 (also for a key without one). With
+ * e = 1 a "signature" is the padded digest itself, which anyone can compute;
+ * a huge e makes every verification slow (one multiplication per bit). The
+ * rule for credentials (lk_cred_parse) and for registry CA certificates
+ * (service/registry/certs.c). If why is not NULL it receives what is wrong
+ * ("public exponent of 65 bits; at most 64", "public exponent 1",
+ * "no readable public exponent"), or "" when ok. */
+int lk_verify__rsa_exponent_ok(const EVP_PKEY *pk, char *why, size_t why_size);
 
 /* Check sig against a precomputed SHA-256 digest. */
 lk_err lk_verify__digest(const lk_cred *cred, const uint8_t digest[32],

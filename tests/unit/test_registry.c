@@ -8,7 +8,8 @@
  *   - every naming rule and limit with its refusal and reason: projects,
  *     locations, registry and device ids (incl. "goog"), duplicates,
  *     credentials (count, formats, mismatches, weak keys), registry CA
- *     certificates (weak, v1, expired, 11th, duplicate, not a CA, RSA e = 1)
+ *     certificates (weak, v1, expired, 11th, duplicate, not a CA, RSA e = 1,
+ *     RSA e over 64 bits)
  *     and the CA rules for device certificates (signed directly, CA valid
  *     now, differs from the CA, bare keys refused, SHA-1/MD5 signatures
  *     refused, a stored CA that breaks today's rules signs nothing),
@@ -21,7 +22,8 @@
  *   - num_id never reused; get by num_id; auth lookup contents; activity;
  *     config acks;
  *   - the change feed (contents, own and other-connection writes, poll,
- *     pruning -> RESYNC), a second connection, import commit/abort;
+ *     pruning -> RESYNC, a refused change delivered again), a second
+ *     connection, import commit/abort;
  *   - concurrency: two processes racing update_config with the same
  *     version_to_update (exactly one wins), a writer timing out on a lock;
  *   - a commit that fails on a full disk (RLIMIT_FSIZE) writes nothing;
@@ -1586,6 +1588,160 @@ static void test_ca_must_be_a_ca(void **state)
     free(after);
 }
 
+/* 2^bits + add (add may be negative). */
+static BIGNUM *pow2_plus(int bits, long add)
+{
+    BIGNUM *e = BN_new();
+    assert_non_null(e);
+    assert_int_equal(BN_set_bit(e, bits), 1);
+    if (add >= 0)
+        assert_int_equal(BN_add_word(e, (BN_ULONG)add), 1);
+    else
+        assert_int_equal(BN_sub_word(e, (BN_ULONG)-add), 1);
+    return e;
+}
+
+/* A real RSA-2048 key pair with public exponent e, made now. */
+static EVP_PKEY *rsa_gen_e(const BIGNUM *e)
+{
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+    EVP_PKEY *k = NULL;
+    assert_non_null(ctx);
+    assert_int_equal(EVP_PKEY_keygen_init(ctx), 1);
+    assert_int_equal(EVP_PKEY_CTX_set_rsa_keygen_bits(ctx, 2048), 1);
+    assert_int_equal(EVP_PKEY_CTX_set1_rsa_keygen_pubexp(ctx, (BIGNUM *)e), 1);
+    assert_int_equal(EVP_PKEY_generate(ctx, &k), 1);
+    EVP_PKEY_CTX_free(ctx);
+    return k;
+}
+
+/* The public key of k with another public exponent (no private key). */
+static EVP_PKEY *rsa_pub_e(EVP_PKEY *k, const BIGNUM *e)
+{
+    BIGNUM *n = NULL;
+    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+    OSSL_PARAM *params;
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+    EVP_PKEY *out = NULL;
+    assert_int_equal(EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_RSA_N, &n), 1);
+    assert_true(bld != NULL && ctx != NULL);
+    assert_int_equal(OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n), 1);
+    assert_int_equal(OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e), 1);
+    params = OSSL_PARAM_BLD_to_param(bld);
+    assert_non_null(params);
+    assert_int_equal(EVP_PKEY_fromdata_init(ctx), 1);
+    assert_int_equal(EVP_PKEY_fromdata(ctx, &out, EVP_PKEY_PUBLIC_KEY, params), 1);
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(bld);
+    EVP_PKEY_CTX_free(ctx);
+    BN_free(n);
+    return out;
+}
+
+/* Issue 10, item 7: every check of a signature costs a multiplication per
+ * bit of the RSA public exponent, so at most 64 bits (odd 3 <= e <=
+ * 2^64 - 1), for device keys and registry CAs alike: a CA with a larger one
+ * is refused (writing nothing) and one stored before signs nothing; a
+ * device key with one is refused with the reason. Keys are made here. */
+static void test_ca_rsa_exponent_bound(void **state)
+{
+    struct fx *f = *state;
+    BIGNUM *e65 = pow2_plus(64, 1), *e64 = pow2_plus(64, -59), *e2048 = pow2_plus(2047, 1);
+    EVP_PKEY *k65 = rsa_gen_e(e65), *k64 = rsa_gen_e(e64), *signer = gen_ec(), *dk = gen_ec();
+    EVP_PKEY *k2048 = rsa_pub_e(k64, e2048);
+    struct ca big, fine;
+    X509 *huge, *x;
+    char *huge_pem, *dev_pem, *before, *after, *pem;
+    lk_reg_credential c;
+    lk_reg_device_spec spec;
+    struct certlist l;
+
+    ca_make(&big, "e=2^64+1 CA", k65, T0 - DAY, T0 + 365 * DAY);
+    ca_make(&fine, "e=2^64-59 CA", k64, T0 - DAY, T0 + 365 * DAY);
+    huge = make_cert_x(k2048, "2048-bit e CA", NULL, signer, T0 - DAY, T0 + 365 * DAY, 1,
+                       "critical,CA:TRUE", "critical,keyCertSign,cRLSign", EVP_sha256());
+    huge_pem = cert_pem(huge);
+    mkreg(f, &NAME);
+    memset(&spec, 0, sizeof spec);
+    spec.creds = &c;
+    spec.ncreds = 1;
+
+    /* Device keys, before the registry has CAs (bare keys allowed). */
+    before = dump_db(f->path);
+    pem = pub_pem(k65);
+    c = (lk_reg_credential){LK_CRED_RSA_PEM, pem, 0};
+    spec.id = "dev-e65";
+    REFUSE(LK_ERR_CRED_INVALID, "RSA 2048 (public exponent of 65 bits; at most 64)",
+           lk_registry_create_device(f->reg, &NAME, &spec, NULL, W));
+    free(pem);
+    pem = pub_pem(k2048);
+    c = (lk_reg_credential){LK_CRED_RSA_PEM, pem, 0};
+    REFUSE(LK_ERR_CRED_INVALID, "RSA 2048 (public exponent of 2048 bits; at most 64)",
+           lk_registry_create_device(f->reg, &NAME, &spec, NULL, W));
+    free(pem);
+    c = (lk_reg_credential){LK_CRED_RSA_X509_PEM, big.pem, 0};
+    REFUSE(LK_ERR_CRED_INVALID, "public exponent of 65 bits; at most 64",
+           lk_registry_create_device(f->reg, &NAME, &spec, NULL, W));
+
+    /* Registry CAs. */
+    REFUSE(LK_ERR_REG_CERT, "the certificate's key is RSA 2048 (public exponent of 65 bits; at "
+                            "most 64); a registry certificate's RSA key must have an odd public "
+                            "exponent of at least 3 and at most 64 bits",
+           lk_registry_add_cert(f->reg, &NAME, big.pem, strlen(big.pem), NULL, W));
+    REFUSE(LK_ERR_REG_CERT, "the certificate's key is RSA 2048 (public exponent of 2048 bits; "
+                            "at most 64)",
+           lk_registry_add_cert(f->reg, &NAME, huge_pem, strlen(huge_pem), NULL, W));
+    after = dump_db(f->path);
+    assert_string_equal(before, after);
+
+    /* 64 bits is allowed: as a device key, and as a CA that signs devices. */
+    pem = pub_pem(k64);
+    c = (lk_reg_credential){LK_CRED_RSA_PEM, pem, 0};
+    spec.id = "dev-e64";
+    OK(lk_registry_create_device(f->reg, &NAME, &spec, NULL, W));
+    free(pem);
+    OK(lk_registry_add_cert(f->reg, &NAME, fine.pem, strlen(fine.pem), NULL, W));
+    dev_pem = device_cert(&fine, "dev-by-e64");
+    c = (lk_reg_credential){LK_CRED_ES256_X509_PEM, dev_pem, 0};
+    spec.id = "dev-by-e64";
+    OK(lk_registry_create_device(f->reg, &NAME, &spec, NULL, W));
+    free(dev_pem);
+
+    /* Stored before this rule: listed with the reason, signs nothing. */
+    store_cert_unchecked(f->path, &NAME, big.pem);
+    x = make_cert(dk, "dev-by-e65", big.crt, big.key, T0 - DAY, T0 + DAY, 1, 0);
+    dev_pem = cert_pem(x);
+    X509_free(x);
+    c = (lk_reg_credential){LK_CRED_ES256_X509_PEM, dev_pem, 0};
+    spec.id = "dev-by-e65";
+    REFUSE(LK_ERR_REG_CERT, "credential 0 is signed by registry CA certificate 1, which may not "
+                            "sign device certificates: its key is RSA 2048 (public exponent of "
+                            "65 bits; at most 64); a registry CA certificate's key is RSA (2048 "
+                            "to 8192 bits, with an odd public exponent of at least 3 and at most "
+                            "64 bits) or EC P-256",
+           lk_registry_create_device(f->reg, &NAME, &spec, NULL, W));
+    free(dev_pem);
+    memset(&l, 0, sizeof l);
+    OK(lk_registry_list_certs(f->reg, &NAME, certlist_cb, &l, W));
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.c[0].key_type, "RSA 2048");
+    assert_string_equal(l.c[1].key_type, "RSA 2048 (public exponent of 65 bits; at most 64)");
+    certlist_free(&l);
+
+    ca_free(&big);
+    ca_free(&fine);
+    X509_free(huge);
+    free(huge_pem);
+    free(before);
+    free(after);
+    EVP_PKEY_free(k2048);
+    EVP_PKEY_free(signer);
+    EVP_PKEY_free(dk);
+    BN_free(e65);
+    BN_free(e64);
+    BN_free(e2048);
+}
+
 /* A database filled before those rules may hold a CA:FALSE certificate or
  * an RSA CA with e = 1: neither may sign a device certificate (the message
  * says why), while a good CA beside them still does. */
@@ -2320,16 +2476,17 @@ static void test_changes(void **state)
     drain(f->reg, &since, &ch); /* nothing new */
     assert_int_equal(ch.n, 0);
 
-    /* The other connection sees the same feed, and stopping early works. */
+    /* The other connection sees the same feed, and stopping early works:
+     * the refused change is delivered again (test_changes_refused). */
     {
         int64_t s2 = 0;
         memset(&ch, 0, sizeof ch);
         ch.stop_after = 2;
         assert_int_equal(lk_registry_changes(other, &s2, changes_cb, &ch), LK_OK);
         assert_int_equal(ch.n, 2);
-        assert_int_equal(s2, ch.c[1].seq);
+        assert_int_equal(s2, ch.c[0].seq);
         drain(other, &s2, &ch);
-        assert_int_equal(ch.n, 5);
+        assert_int_equal(ch.n, 6);
         assert_int_equal(s2, since);
     }
 
@@ -2373,6 +2530,100 @@ static void test_changes(void **state)
         assert_int_equal(ch.c[0].kind, LK_CHANGE_RESYNC);
         assert_int_equal(old, head);
     }
+}
+
+/* A callback that takes every change but the refuse_at-th call (1-based;
+ * 0 = takes all), as the broker plugin does when it runs out of memory. */
+struct refusing {
+    lk_reg_change seen[16];
+    size_t n, refuse_at;
+};
+
+static int refusing_cb(void *arg, const lk_reg_change *c)
+{
+    struct refusing *r = arg;
+    if (r->n < 16)
+        r->seen[r->n++] = *c;
+    return r->refuse_at != 0 && r->n == r->refuse_at;
+}
+
+/* Issue 10, item 7: a change the callback refuses is not skipped; *since
+ * moves only past changes it took, and the next call starts with it. */
+static void test_changes_refused(void **state)
+{
+    struct fx *f = *state;
+    struct refusing r;
+    int64_t since = 0, head = 0, old;
+    uint64_t num[3];
+    int i;
+
+    mkreg(f, &NAME);
+    num[0] = mkdev(f, &NAME, "dev-1", NULL);
+    num[1] = mkdev(f, &NAME, "dev-2", NULL);
+    num[2] = mkdev(f, &NAME, "dev-3", NULL);
+
+    /* The 2nd of 3 refused: the 1st is taken, the 3rd not offered. */
+    memset(&r, 0, sizeof r);
+    r.refuse_at = 2;
+    assert_int_equal(lk_registry_changes(f->reg, &since, refusing_cb, &r), LK_OK);
+    assert_int_equal(r.n, 2);
+    assert_int_equal(r.seen[0].num_id, num[0]);
+    assert_int_equal(r.seen[1].num_id, num[1]);
+    assert_int_equal(since, r.seen[0].seq);
+    /* Nothing was written since: the next call still reads the feed. */
+    memset(&r, 0, sizeof r);
+    assert_int_equal(lk_registry_changes(f->reg, &since, refusing_cb, &r), LK_OK);
+    assert_int_equal(r.n, 2);
+    assert_int_equal(r.seen[0].num_id, num[1]);
+    assert_int_equal(r.seen[1].num_id, num[2]);
+    OK(lk_registry_change_head(f->reg, &head));
+    assert_int_equal(since, head);
+
+    /* The very first refused: *since does not move. */
+    OK(lk_registry_update_config(f->reg, &NAME, "dev-1", (const uint8_t *)"x", 1, 0, NULL, W));
+    old = since;
+    memset(&r, 0, sizeof r);
+    r.refuse_at = 1;
+    assert_int_equal(lk_registry_changes(f->reg, &since, refusing_cb, &r), LK_OK);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.seen[0].kind, LK_CHANGE_CONFIG);
+    assert_int_equal(since, old);
+    memset(&r, 0, sizeof r);
+    assert_int_equal(lk_registry_changes(f->reg, &since, refusing_cb, &r), LK_OK);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.seen[0].kind, LK_CHANGE_CONFIG);
+    assert_int_equal(since, old + 1);
+
+    /* RESYNC refused: the follower stays behind and gets it again. */
+    lk_registry__set_changes_kept(f->reg, 2);
+    for (i = 0; i < 3; i++)
+        OK(lk_registry_update_config(f->reg, &NAME, "dev-2", (const uint8_t *)"y", 1, 0, NULL, W));
+    OK(lk_registry_change_head(f->reg, &head));
+    old = 1;
+    memset(&r, 0, sizeof r);
+    r.refuse_at = 1;
+    assert_int_equal(lk_registry_changes(f->reg, &old, refusing_cb, &r), LK_OK);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.seen[0].kind, LK_CHANGE_RESYNC);
+    assert_int_equal(old, 1);
+    memset(&r, 0, sizeof r);
+    assert_int_equal(lk_registry_changes(f->reg, &old, refusing_cb, &r), LK_OK);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.seen[0].kind, LK_CHANGE_RESYNC);
+    assert_int_equal(r.seen[0].seq, head);
+    assert_int_equal(old, head);
+    /* A position from the future, refused: kept as it was, then RESYNC again. */
+    old = head + 100;
+    memset(&r, 0, sizeof r);
+    r.refuse_at = 1;
+    assert_int_equal(lk_registry_changes(f->reg, &old, refusing_cb, &r), LK_OK);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(old, head + 100);
+    memset(&r, 0, sizeof r);
+    assert_int_equal(lk_registry_changes(f->reg, &old, refusing_cb, &r), LK_OK);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.seen[0].kind, LK_CHANGE_RESYNC);
+    assert_int_equal(old, head);
 }
 
 static void test_second_connection(void **state)
@@ -3524,6 +3775,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_registry_certs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ca_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ca_must_be_a_ca, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ca_rsa_exponent_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ca_stored_unchecked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_device_cert_weak_signature, setup, teardown),
         cmocka_unit_test(test_openssl_allocator),
@@ -3533,6 +3785,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_auth_lookup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_activity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_changes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_changes_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_connection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_import, setup, teardown),
         cmocka_unit_test_setup_teardown(test_import_rate, setup, teardown),

@@ -24,7 +24,9 @@
  * parameters.
  *
  * Cached verification is checked against uncached verification on every
- * call (cached_at): same result, same info, never a "hit" on failure.
+ * call (cached_at): same result, same info, never a "hit" on failure; one
+ * device's many tokens hold at most 2 entries and evict no other device's
+ * (test_cache_per_device).
  */
 #include "lk_test.h"
 
@@ -32,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 #include <openssl/bn.h>
@@ -1985,6 +1988,25 @@ static char *explicit_p256_pem(const tkey *victim, int custom_generator)
 }
 
 /* An RSA public key (n of RS_A) with another public exponent. */
+static EVP_PKEY *rsa_pub_with_e(const BIGNUM *e)
+{
+    BIGNUM *n = NULL;
+    assert_int_equal(EVP_PKEY_get_bn_param(RS_A.pkey, OSSL_PKEY_PARAM_RSA_N, &n), 1);
+    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n);
+    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e);
+    OSSL_PARAM *params = OSSL_PARAM_BLD_to_param(bld);
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+    EVP_PKEY *k = NULL;
+    assert_int_equal(EVP_PKEY_fromdata_init(ctx), 1);
+    assert_int_equal(EVP_PKEY_fromdata(ctx, &k, EVP_PKEY_PUBLIC_KEY, params), 1);
+    EVP_PKEY_CTX_free(ctx);
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(bld);
+    BN_free(n);
+    return k;
+}
+
 static char *rsa_with_e(unsigned long e_word)
 {
     BIGNUM *n = NULL, *e = BN_new();
@@ -2064,6 +2086,117 @@ static void test_cred_weak_parameters(void **state)
             lk_cred_free(c);
     }
     assert_int_equal(wrong, 0);
+}
+
+/* 2^bits + add (add may be negative). */
+static BIGNUM *pow2_plus(int bits, long add)
+{
+    BIGNUM *e = BN_new();
+    assert_non_null(e);
+    assert_int_equal(BN_set_bit(e, bits), 1);
+    if (add >= 0)
+        assert_int_equal(BN_add_word(e, (BN_ULONG)add), 1);
+    else
+        assert_int_equal(BN_sub_word(e, (BN_ULONG)-add), 1);
+    return e;
+}
+
+/* A real RSA-2048 key pair with public exponent e (made now, never stored). */
+static EVP_PKEY *rsa_gen_with_e(const BIGNUM *e)
+{
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+    EVP_PKEY *k = NULL;
+    assert_non_null(ctx);
+    assert_int_equal(EVP_PKEY_keygen_init(ctx), 1);
+    assert_int_equal(EVP_PKEY_CTX_set_rsa_keygen_bits(ctx, 2048), 1);
+    assert_int_equal(EVP_PKEY_CTX_set1_rsa_keygen_pubexp(ctx, (BIGNUM *)e), 1);
+    assert_int_equal(EVP_PKEY_generate(ctx, &k), 1);
+    EVP_PKEY_CTX_free(ctx);
+    return k;
+}
+
+/* Seconds for n OpenSSL verifications of sig over msg with k. */
+static double verify_seconds(EVP_PKEY *k, const char *msg, const uint8_t *sig, size_t sig_len, int n)
+{
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    for (int i = 0; i < n; i++) {
+        EVP_MD_CTX *md = EVP_MD_CTX_new();
+        assert_int_equal(EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, k), 1);
+        assert_int_equal(EVP_DigestVerify(md, sig, sig_len, (const uint8_t *)msg, strlen(msg)), 1);
+        EVP_MD_CTX_free(md);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    return (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+}
+
+/* Issue 10, item 7: every RS256 verification costs a modular multiplication
+ * per bit of the public exponent, so a credential with a huge e makes each
+ * of its device's connections slow. At most LK_CRED_RSA_E_MAX_BITS = 64 bits
+ * (OpenSSL's own bound above 3072-bit moduli): the largest e accepted is
+ * 2^64 - 1, the smallest refused for its size 2^64 + 1. */
+static void test_cred_rsa_exponent_bound(void **state)
+{
+    (void)state;
+    assert_int_equal(LK_CRED_RSA_E_MAX_BITS, 64);
+    const struct { int bits; long add; lk_err want; } es[] = {
+        { 64, -1, LK_OK },                 /* 2^64 - 1: 64 bits, the largest */
+        { 63, 1, LK_OK },                  /* 2^63 + 1: 64 bits */
+        { 64, -59, LK_OK },                /* the largest 64-bit prime */
+        { 64, 1, LK_ERR_CRED_INVALID },    /* 2^64 + 1: 65 bits */
+        { 65, 1, LK_ERR_CRED_INVALID },    /* 66 bits */
+        { 2047, 1, LK_ERR_CRED_INVALID },  /* 2048 bits */
+        { 2046, 1, LK_ERR_CRED_INVALID },  /* 2047 bits */
+        { 64, 0, LK_ERR_CRED_INVALID },    /* 2^64: 65 bits and even */
+    };
+    for (size_t i = 0; i < sizeof es / sizeof es[0]; i++) {
+        BIGNUM *e = pow2_plus(es[i].bits, es[i].add);
+        EVP_PKEY *k = rsa_pub_with_e(e);
+        char *pem = keep(pubkey_pem(k));
+        /* the same key as the subject of a certificate (signed by RS_B) */
+        char *crt = cert_pem(k, RS_B.pkey, -3600, 3600);
+        lk_cred *c = NULL;
+        lk_err got = parse(LK_CRED_RSA_PEM, pem, &c);
+        if (got != es[i].want)
+            fail_msg("e = 2^%d %+ld (%d bits): want %s, got %s", es[i].bits, es[i].add, BN_num_bits(e),
+                     lk_errname(es[i].want), lk_errname(got));
+        lk_cred_free(c);
+        PARSE_FAILS(es[i].want, LK_CRED_UNSPECIFIED, pem);
+        PARSE_FAILS(es[i].want, LK_CRED_RSA_X509_PEM, crt);
+        PARSE_FAILS(es[i].want, LK_CRED_UNSPECIFIED, crt);
+        EVP_PKEY_free(k);
+        BN_free(e);
+    }
+
+    /* Real key pairs on both sides of the bound: the 64-bit one verifies
+     * tokens; the 2048-bit one is a genuine key (OpenSSL verifies its
+     * signature, slowly) and is refused all the same. */
+    BIGNUM *e64 = pow2_plus(64, -59), *e2048 = pow2_plus(2047, 1);
+    tkey k64 = { rsa_gen_with_e(e64), 0, NULL, NULL };
+    tkey big = { rsa_gen_with_e(e2048), 0, NULL, NULL };
+    k64.pem = pubkey_pem(k64.pkey);
+    big.pem = pubkey_pem(big.pkey);
+    assert_int_equal(parse(LK_CRED_RSA_PEM, k64.pem, &k64.cred), LK_OK);
+    lk_verify_policy pol = pol_default();
+    EXPECT(LK_OK, std_token(&k64), &k64.cred, 1, &pol);
+    PARSE_FAILS(LK_ERR_CRED_INVALID, LK_CRED_RSA_PEM, big.pem);
+    PARSE_FAILS(LK_ERR_CRED_INVALID, LK_CRED_RSA_X509_PEM, cert_pem(big.pkey, big.pkey, -3600, 3600));
+    {
+        char *in = std_input(&big);
+        uint8_t sig[256], sig65537[256];
+        size_t n = sign_raw(&big, in, strlen(in), sig);
+        size_t m = sign_raw(&RS_A, in, strlen(in), sig65537);
+        double slow = verify_seconds(big.pkey, in, sig, n, 20);
+        double fast = verify_seconds(RS_A.pkey, in, sig65537, m, 20);
+        print_message("  RSA-2048 verification with a 2048-bit e: %.0f us, with e = 65537: %.0f us (%.0fx)\n",
+                      slow / 20 * 1e6, fast / 20 * 1e6, slow / fast);
+    }
+    key_free(&k64);
+    lk_cred_free(big.cred);
+    free(big.pem);
+    EVP_PKEY_free(big.pkey);
+    BN_free(e64);
+    BN_free(e2048);
 }
 
 /* Record (not assert) what happens around a single PEM object: these are
@@ -2479,6 +2612,115 @@ static void test_cache_failures_and_capacity(void **state)
     lk_vcache_free(c);
 }
 
+/* Free what the arena took since mark (a long loop would fill it). */
+static void arena_release(size_t mark)
+{
+    while (narena > mark)
+        free(arena[--narena]);
+}
+
+/* A token of k with a "jti" claim i, so every i gives another valid token. */
+static char *jti_token(const tkey *k, int64_t i)
+{
+    return make_token(hdr_for(k), fmt("{\"iat\":%" PRId64 ",\"exp\":%" PRId64 ",\"aud\":\"%s\",\"jti\":%" PRId64 "}",
+                                      NOW, NOW + 3600, AUD, i), k);
+}
+
+/* Issue 10, item 7: a device that connects with ever new valid tokens holds
+ * at most 2 entries (its own oldest goes) and evicts nobody else's. A device
+ * is its credential set and audience: B2 (B's key with an expiry) is
+ * another device with the same token. Deterministic whatever the placement:
+ * B, B2 and A's 2 entries fit in one set of 4. */
+static void test_cache_per_device(void **state)
+{
+    (void)state;
+    lk_vcache *c = NULL;
+    lk_vcache_stats st, st0;
+    lk_verify_policy pol = pol_default();
+    lk_cred *a[] = { ES_A.cred }, *b[] = { ES_B.cred };
+    lk_cred *b2[] = { cred_exp(&ES_B, NOW + 100000) };
+    char *tb = std_token(&ES_B);
+    int hit;
+
+    assert_int_equal(lk_vcache_new(16, &c), LK_OK); /* 4 sets of 4 */
+    assert_int_equal(CACHED(c, tb, b, 1, &pol, NULL, &hit), LK_OK);
+    assert_int_equal(hit, 0);
+    assert_int_equal(CACHED(c, tb, b2, 1, &pol, NULL, &hit), LK_OK);
+    assert_int_equal(hit, 0);
+    assert_int_equal(CACHED(c, tb, b, 1, &pol, NULL, &hit), LK_OK);
+    assert_int_equal(hit, 1);
+    assert_int_equal(CACHED(c, tb, b2, 1, &pol, NULL, &hit), LK_OK);
+    assert_int_equal(hit, 1);
+    lk_vcache_get_stats(c, &st0);
+    assert_int_equal(st0.used, 2);
+
+    /* A signs 1,000 distinct valid tokens (ECDSA is randomized: the last
+     * two are kept to be shown again). */
+    char *last[2] = { NULL, NULL };
+    for (int64_t i = 0; i < 1000; i++) {
+        size_t mark = narena;
+        lk_token_info info;
+        char *t = jti_token(&ES_A, i);
+        if (i >= 998)
+            last[i - 998] = t;
+        assert_int_equal(lk_verify_token_cached(V, c, t, strlen(t), a, 1, &pol, &info, &hit, NULL, 0), LK_OK);
+        assert_int_equal(hit, 0);
+        lk_vcache_get_stats(c, &st);
+        assert_int_equal(st.used, 2 + (i < 2 ? (size_t)i + 1 : 2));
+        if (i < 998)
+            arena_release(mark);
+    }
+    lk_vcache_get_stats(c, &st);
+    assert_int_equal(st.used, 4); /* B, B2 and A's 2 */
+    assert_int_equal(st.inserts - st0.inserts, 1000);
+    assert_int_equal(st.evictions - st0.evictions, 998); /* all A's own */
+    /* B and B2 are still hits: no signature check for them. */
+    assert_int_equal(CACHED(c, tb, b, 1, &pol, NULL, &hit), LK_OK);
+    assert_int_equal(hit, 1);
+    assert_int_equal(CACHED(c, tb, b2, 1, &pol, NULL, &hit), LK_OK);
+    assert_int_equal(hit, 1);
+    /* A's last two are hits. */
+    assert_int_equal(CACHED(c, last[1], a, 1, &pol, NULL, &hit), LK_OK);
+    assert_int_equal(hit, 1);
+    assert_int_equal(CACHED(c, last[0], a, 1, &pol, NULL, &hit), LK_OK);
+    assert_int_equal(hit, 1);
+
+    /* A token and its successor at refresh are both kept; a third token
+     * replaces the device's oldest. */
+    char *t1 = jti_token(&ES_A, 2001), *t2 = jti_token(&ES_A, 2002), *t3 = jti_token(&ES_A, 2003);
+    assert_int_equal(CACHED(c, t1, a, 1, &pol, NULL, &hit), LK_OK);
+    assert_int_equal(hit, 0);
+    assert_int_equal(CACHED(c, t2, a, 1, &pol, NULL, &hit), LK_OK);
+    assert_int_equal(hit, 0);
+    assert_int_equal(CACHED(c, t1, a, 1, &pol, NULL, &hit), LK_OK);
+    assert_int_equal(hit, 1);
+    assert_int_equal(CACHED(c, t2, a, 1, &pol, NULL, &hit), LK_OK);
+    assert_int_equal(hit, 1);
+    assert_int_equal(CACHED(c, t3, a, 1, &pol, NULL, &hit), LK_OK);
+    assert_int_equal(hit, 0);
+    assert_int_equal(CACHED(c, t2, a, 1, &pol, NULL, &hit), LK_OK);
+    assert_int_equal(hit, 1);
+    assert_int_equal(CACHED(c, t3, a, 1, &pol, NULL, &hit), LK_OK);
+    assert_int_equal(hit, 1);
+    assert_int_equal(CACHED(c, t1, a, 1, &pol, NULL, &hit), LK_OK);
+    assert_int_equal(hit, 0);
+    lk_vcache_get_stats(c, &st);
+    assert_int_equal(st.used, 4);
+    assert_int_equal(CACHED(c, tb, b, 1, &pol, NULL, &hit), LK_OK);
+    assert_int_equal(hit, 1);
+
+    /* The same token under another audience is another device: refused,
+     * never a hit, and A's entries are untouched. */
+    lk_verify_policy other = pol;
+    other.aud = "other-proj";
+    other.aud_len = strlen(other.aud);
+    assert_int_equal(CACHED(c, t3, a, 1, &other, NULL, &hit), LK_ERR_TOKEN_AUDIENCE);
+    assert_int_equal(CACHED(c, t3, a, 1, &pol, NULL, &hit), LK_OK);
+    assert_int_equal(hit, 1);
+    lk_cred_free(b2[0]);
+    lk_vcache_free(c);
+}
+
 /* ---- randomized differential test ----------------------------------------- */
 
 static void test_random_differential(void **state)
@@ -2650,6 +2892,7 @@ int main(void)
         cmocka_unit_test_teardown(test_cred_formats, gc),
         cmocka_unit_test_teardown(test_cred_refused, gc),
         cmocka_unit_test_teardown(test_cred_weak_parameters, gc),
+        cmocka_unit_test_teardown(test_cred_rsa_exponent_bound, gc),
         cmocka_unit_test_teardown(test_cred_pem_surroundings, gc),
         cmocka_unit_test_teardown(test_cred_format_names, gc),
         cmocka_unit_test_teardown(test_cache_basics, gc),
@@ -2657,6 +2900,7 @@ int main(void)
         cmocka_unit_test_teardown(test_cache_credentials_and_policy, gc),
         cmocka_unit_test_teardown(test_cache_failures_and_capacity, gc),
         cmocka_unit_test_teardown(test_cache_clock_back, gc),
+        cmocka_unit_test_teardown(test_cache_per_device, gc),
         cmocka_unit_test_teardown(test_random_differential, gc),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -144,10 +146,19 @@ static void explain_cred(const char *pem, size_t len, lk_cred_format fmt, char *
     }
     if (EVP_PKEY_is_a(pk, "RSA")) {
         int bits = EVP_PKEY_get_bits(pk);
+        BIGNUM *e = NULL;
         if (bits < 2048 || bits > 8192)
             snprintf(out, out_size, "an RSA key of %d bits (2048 to 8192 accepted)", bits);
         else if (fmt == LK_CRED_ES256_PEM || fmt == LK_CRED_ES256_X509_PEM)
             snprintf(out, out_size, "an RSA key, but the format says %s", lk_cred_format_name(fmt));
+        else if (EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_E, &e) &&
+                 BN_num_bits(e) > (int)LK_CRED_RSA_E_MAX_BITS)
+            snprintf(out, out_size, "an RSA key with a public exponent of %d bits; at most %u",
+                     BN_num_bits(e), LK_CRED_RSA_E_MAX_BITS);
+        else if (e != NULL && (!BN_is_odd(e) || BN_is_one(e)))
+            snprintf(out, out_size, "an RSA key with public exponent %s (an odd one of at least 3 accepted)",
+                     BN_is_one(e) ? "1" : "even");
+        BN_free(e);
     } else if (EVP_PKEY_is_a(pk, "EC")) {
         char curve[64] = "";
         size_t clen = 0;
