@@ -322,7 +322,7 @@ cat <<'EOF'
             latchkey devices create D --registry REG --project P --region L --public-key path=D.pem,type=es256
   backend:  mkdir -m 700 CONF   # the secret in a file of mode 0600, never -P on a command line (ps shows it)
             (umask 077; sed -n 's/^secret: */-P /p' backend.txt > CONF/mosquitto_sub); rm backend.txt
-            XDG_CONFIG_HOME=CONF mosquitto_sub -h HOST -p 8883 --cafile ca.crt -u backend:NAME -t 'latchkey/P/#' -q 1 -v
+            XDG_CONFIG_HOME=CONF mosquitto_sub -h HOST -p 8883 --cafile ca.crt -i NAME/sub -u backend:NAME -t 'latchkey/P/#' -q 1 -v
   device:   latchkey-device --host HOST --ca ca.crt --project P --region L --registry REG --device D \
                 --key 'pkcs11:...' < events                   # one event per line; config/commands on stdout
   config:   latchkey devices configs update D --registry REG --project P --region L --config-data '...'

@@ -138,8 +138,9 @@ static int cmd_create(struct admin *a, const char *name)
     }
     fprintf(stderr,
             "latchkey: %s: the secret above is shown only this once (the registry keeps only its "
-            "SHA-256). Give it to the backend application as the MQTT password of username backend:%s.\n",
-            a->cmd, name);
+            "SHA-256). Give it to the backend application as the MQTT password of username backend:%s, "
+            "with client id %s or %s/SOMETHING.\n",
+            a->cmd, name, name, name);
     return EXIT_OK;
 }
 
