@@ -387,7 +387,8 @@ static lk_err include_dir(struct reader *r, struct file_state *fs, struct bc_at 
     }
     closedir(dh);
     if (err == LK_OK) {
-        qsort(names, n, sizeof *names, scmp_p);
+        if (n > 1)
+            qsort(names, n, sizeof *names, scmp_p);
         for (i = 0; i < n && err == LK_OK; i++)
             err = read_file(r, names[i], fs->level + 1, at);
     }
@@ -676,9 +677,10 @@ static lk_err read_file(struct reader *r, const char *path, int level, struct bc
     }
     for (i = 0; i < c->nfiles; i++) {
         if (r->seen[i].dev == st.st_dev && r->seen[i].ino == st.st_ino) {
-            ADD(include_at, "include_dir", "keep the main file out of its include_dir",
-                "%s is %s again: its lines take effect twice (a listener defined twice cannot bind: %s)", path,
-                c->files[i], refuse_start);
+            ADD(include_at, "include_dir", "read each file once (the main file outside its include_dir)",
+                "%s is %s again: its lines take effect twice (a listener in it cannot bind twice, a file option "
+                "given twice is refused: %s)",
+                path, c->files[i], refuse_start);
             close(fd);
             return LK_OK;
         }

@@ -432,7 +432,8 @@ static int cmd_check(const char *path, int json)
         lk_tool_error(CTX, LK_ERR_NOMEM, "%s", lk_strerror(LK_ERR_NOMEM));
         return EXIT_FAIL;
     }
-    qsort(c.f, c.nf, sizeof *c.f, cmp_finding);
+    if (c.nf > 1) /* qsort must not be given a NULL array, even empty */
+        qsort(c.f, c.nf, sizeof *c.f, cmp_finding);
     if (json) {
         rc = print_json(&c, path);
     } else {
