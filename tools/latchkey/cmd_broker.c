@@ -138,10 +138,11 @@ static int check_listener(struct bc_conf *c, const struct bc_listener *l)
         o = &l->opt[BL_TLS_VERSION];
         if (!o->set)
             ADDF(l->at, "tls_version", "add tls_version tlsv1.2 in the block (1.2 and 1.3 are then accepted)",
-                 "missing in %s: Mosquitto then accepts TLS 1.1", name);
+                 "missing in %s: Mosquitto then enables TLS 1.1, and only OpenSSL's security level may refuse it",
+                 name);
         else if (strcmp(o->val, "tlsv1.1") == 0)
             ADDF(o->at, "tls_version", "tls_version tlsv1.2 (1.2 and 1.3 are then accepted)",
-                 "tlsv1.1 in %s: TLS 1.1 is accepted", name);
+                 "tlsv1.1 in %s: TLS 1.1 is enabled, and only OpenSSL's security level may refuse it", name);
         else if (strcmp(o->val, "tlsv1.2") != 0 && strcmp(o->val, "tlsv1.3") != 0)
             ADDF(o->at, "tls_version", "tls_version tlsv1.2",
                  "'%s' in %s is not tlsv1.1, tlsv1.2 or tlsv1.3: Mosquitto refuses to start", o->val, name);
