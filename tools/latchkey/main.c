@@ -29,6 +29,9 @@ static const char usage_text[] =
     "  [--db FILE] devices commands send DEVICE --registry R ... (--command-data S | --command-file F)\n"
     "  [--db FILE] backends create|list|delete [NAME] [--project P]\n"
     "\n"
+    "The broker:\n"
+    "  broker check [--format json] FILE   is this Mosquitto configuration safe for the plugin?\n"
+    "\n"
     "Run 'latchkey COMMAND --help' for a command's options; exit codes are in docs/cli.md.\n";
 
 int main(int argc, char **argv)
@@ -42,6 +45,8 @@ int main(int argc, char **argv)
         return lk_cmd_key(argc - 1, argv + 1);
     if (strcmp(argv[1], "token") == 0)
         return lk_cmd_token(argc - 1, argv + 1);
+    if (strcmp(argv[1], "broker") == 0)
+        return lk_cmd_broker(argc - 1, argv + 1);
     if (strcmp(argv[1], "registries") == 0 || strcmp(argv[1], "devices") == 0 ||
         strcmp(argv[1], "backends") == 0 ||
         strncmp(argv[1], "--db", 4) == 0)

@@ -36,7 +36,9 @@ enum {
     EXIT_IMPORT = 20,        /* devices import: some lines refused, nothing imported */
     /* devices commands send */
     EXIT_CMD_NOT_CONNECTED = 21, /* FAILED_PRECONDITION: device not connected or not subscribed */
-    EXIT_CMD_NO_BROKER = 22      /* no broker picked the command up within --timeout */
+    EXIT_CMD_NO_BROKER = 22,     /* no broker picked the command up within --timeout */
+    /* broker check */
+    EXIT_BROKER_CHECK = 23       /* the Mosquitto configuration has problems (each printed) */
 };
 
 /* The program name that starts every message ("latchkey"); each tool's
@@ -82,5 +84,6 @@ int lk_cmd_key(int argc, char **argv);
 int lk_cmd_token(int argc, char **argv);
 int lk_cmd_admin(int argc, char **argv); /* [--db FILE] registries|devices|backends ... (admin.c) */
 int lk_cmd_token_verify(int argc, char **argv);
+int lk_cmd_broker(int argc, char **argv); /* broker check FILE (cmd_broker.c) */
 
 #endif
