@@ -8,7 +8,7 @@ libsqlite3-dev sqlite3 libjansson-dev libcmocka-dev libp11-kit-dev
 softhsm2 mosquitto mosquitto-dev libmosquitto-dev mosquitto-clients
 python3 python3-jwt python3-paho-mqtt python3-cryptography python3-pytest
 gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
-clang libclang-rt-14-dev libjwt-dev"
+clang libclang-rt-14-dev libjwt-dev nftables iproute2"
 
 missing=""
 for p in $PKGS; do
