@@ -118,6 +118,9 @@ typedef struct lk_verify_policy {
     int64_t max_lifetime; /* 1..LK_VERIFY_MAX_LIFETIME*7 */
     size_t max_len;       /* 1..LK_VERIFY_MAX_LEN_LIMIT */
     unsigned flags;       /* LK_VERIFY_ALLOW_PADDING */
+    uint64_t subject;     /* not a rule: who the caller verifies for (the broker: the device's
+                             numId), so that the cache keeps each one's entries apart even when
+                             devices share a credential set; 0 = the credential set alone */
 } lk_verify_policy;
 
 /* The IoT Core defaults: skew 600, lifetime 86400, cap 4096, padding allowed. */
@@ -171,11 +174,11 @@ lk_err lk_verify_token(lk_verifier *v, const char *token, size_t len,
  * rules (never extending a token's life: exp, skew and the credential's own
  * expiry are applied again). Memory is fixed at creation.
  *
- * Per-device bound: the cache knows a device only by its credential set and
- * the policy's audience (devices registered with the same credential set
- * are one device to it). All of one device's entries go to one set of 4
- * ways, chosen by a hash of credential set and audience with a seed drawn
- * at creation, and a device holds at most 2 entries there (a token and its
+ * Per-device bound: the cache knows a device by the policy's subject, its
+ * credential set and the audience (with subject 0, devices registered with
+ * the same credential set are one device to it). All of one device's
+ * entries go to one set of 4 ways, chosen by a hash of these with a seed
+ * drawn at creation, and a device holds at most 2 entries there (a token and its
  * successor at refresh): a third evicts the device's own oldest, never
  * another device's. So a device that connects with ever new valid tokens
  * never holds more than 2 entries and cannot flush other devices' entries.

@@ -134,6 +134,7 @@ static int auth__device(struct mosquitto *client, const char *id, const struct p
     pol.max_lifetime = plg.opt.max_token_lifetime;
     pol.max_len = plg.opt.max_token_length;
     pol.flags = plg.opt.verify_flags;
+    pol.subject = d->num_id;
     err = lk_verify_token_cached(plg.verifier, plg.vcache, password, strlen(password),
                                  (lk_cred *const *)d->creds, d->ncreds, &pol, &info, &hit,
                                  why, sizeof why);

@@ -160,9 +160,9 @@ static uint64_t mix(uint64_t x)
 }
 
 /*
- * The device, as far as the cache can tell: its audience and credential
- * set (fingerprints, already SHA-256, and expiries), mixed with the cache's
- * secret seed. It only places entries and tells devices apart within a
+ * The device, as far as the cache can tell: the caller's subject, its
+ * audience and credential set (fingerprints, already SHA-256, and expiries),
+ * mixed with the cache's secret seed. It only places entries and tells devices apart within a
  * set, never decides a hit (the SHA-256 key does), so a table hash is
  * enough (a second SHA-256 made a hit about 20% slower). The seed makes
  * which devices share a set unpredictable from their keys.
@@ -174,7 +174,7 @@ static uint64_t device_of(const lk_vcache *c, lk_cred *const *creds, size_t ncre
     size_t i;
     for (i = 0; i < pol->aud_len; i++) /* FNV-1a */
         h = (h ^ (uint8_t)pol->aud[i]) * UINT64_C(0x100000001b3);
-    h = mix(h ^ pol->aud_len) ^ ncreds;
+    h = mix(mix(h ^ pol->aud_len) ^ pol->subject) ^ ncreds;
     for (i = 0; i < ncreds; i++)
         h = mix(mix(h ^ get_u64(creds[i]->fp)) ^ (uint64_t)creds[i]->expires);
     return mix(h ^ c->seed);

@@ -69,6 +69,7 @@ void lk_verify_policy_init(lk_verify_policy *pol, const char *aud, size_t aud_le
     pol->max_lifetime = LK_VERIFY_MAX_LIFETIME;
     pol->max_len = LK_VERIFY_MAX_LEN;
     pol->flags = LK_VERIFY_ALLOW_PADDING;
+    pol->subject = 0;
 }
 
 static lk_err why_set(char *why, size_t size, lk_err err, const char *fmt, ...)

@@ -344,6 +344,7 @@ static void test_policy_init(void **state)
     assert_ptr_equal(p.aud, AUD);
     assert_int_equal(p.aud_len, 9);
     assert_int_equal(p.now, NOW);
+    assert_true(p.subject == 0);
     assert_int_equal(p.skew, LK_VERIFY_SKEW);
     assert_int_equal(p.skew, 600);
     assert_int_equal(p.max_lifetime, 86400);
@@ -2721,6 +2722,34 @@ static void test_cache_per_device(void **state)
     lk_vcache_free(c);
 }
 
+/* Devices that share one credential set (a fleet with one key) are told
+ * apart by the policy's subject: each keeps its own 2 entries, and one of
+ * them signing many tokens never evicts another's. */
+static void test_cache_subjects_share_credentials(void **state)
+{
+    (void)state;
+    lk_vcache *c = NULL;
+    lk_verify_policy p1 = pol_default(), p2 = pol_default();
+    lk_cred *a[] = { ES_A.cred };
+    char *t2 = jti_token(&ES_A, 5000);
+    int hit;
+
+    p1.subject = 1;
+    p2.subject = 2;
+    assert_int_equal(lk_vcache_new(16, &c), LK_OK);
+    assert_int_equal(CACHED(c, t2, a, 1, &p2, NULL, &hit), LK_OK);
+    assert_int_equal(hit, 0);
+    for (int64_t i = 0; i < 50; i++) {
+        size_t mark = narena;
+        char *t = jti_token(&ES_A, 6000 + i);
+        assert_int_equal(CACHED(c, t, a, 1, &p1, NULL, &hit), LK_OK);
+        arena_release(mark);
+    }
+    assert_int_equal(CACHED(c, t2, a, 1, &p2, NULL, &hit), LK_OK);
+    assert_int_equal(hit, 1);
+    lk_vcache_free(c);
+}
+
 /* ---- randomized differential test ----------------------------------------- */
 
 static void test_random_differential(void **state)
@@ -2901,6 +2930,7 @@ int main(void)
         cmocka_unit_test_teardown(test_cache_failures_and_capacity, gc),
         cmocka_unit_test_teardown(test_cache_clock_back, gc),
         cmocka_unit_test_teardown(test_cache_per_device, gc),
+        cmocka_unit_test_teardown(test_cache_subjects_share_credentials, gc),
         cmocka_unit_test_teardown(test_random_differential, gc),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
