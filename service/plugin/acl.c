@@ -160,20 +160,37 @@ static int acl__device(struct plg_conn *c, const struct mosquitto_evt_acl_check 
 
 /* # Backends */
 
-static int acl__backend(const struct plg_conn *c, const struct mosquitto_evt_acl_check *ed)
+static int acl__backend(const char *project, const struct mosquitto_evt_acl_check *ed)
 {
-    size_t n = strlen(c->backend_project);
+    size_t n = strlen(project);
     const char *t = ed->topic;
 
     if (ed->access == MOSQ_ACL_WRITE)
         return MOSQ_ERR_ACL_DENIED;
     /* "latchkey/P/..." or exactly "latchkey/P/#"-style: the first two levels
      * literal (no wildcard there), anything below. */
-    if (strncmp(t, "latchkey/", 9) || strncmp(t + 9, c->backend_project, n) || t[9 + n] != '/')
+    if (strncmp(t, "latchkey/", 9) || strncmp(t + 9, project, n) || t[9 + n] != '/')
         return MOSQ_ERR_ACL_DENIED;
     if (ed->access == MOSQ_ACL_READ && t[9 + n + 1] == '\0')
         return MOSQ_ERR_ACL_DENIED;
     return MOSQ_ERR_SUCCESS;
+}
+
+/* A message queued for a backend's offline session: as if it were
+ * connected. Devices have no offline sessions (clean session only). */
+static int acl__offline(const struct mosquitto_evt_acl_check *ed)
+{
+    const char *u = mosquitto_client_username(ed->client);
+    const char *id = mosquitto_client_id(ed->client);
+    char project[LK_PROJECT_MAX + 1];
+    struct plg_path p;
+
+    if (!u || strncmp(u, "backend:", 8))
+        return MOSQ_ERR_PLUGIN_DEFER;
+    if (!lk_id_valid(u + 8, strlen(u + 8)) || !backends__id_ok(u + 8, id)
+        || devices__parse_path(id, &p) || backends__project(u + 8, project))
+        return MOSQ_ERR_ACL_DENIED;
+    return acl__backend(project, ed);
 }
 
 int acl__check(int event, void *event_data, void *userdata)
@@ -187,13 +204,16 @@ int acl__check(int event, void *event_data, void *userdata)
         return MOSQ_ERR_ACL_DENIED;
     c = conn__find(ed->client);
     if (!c) {
-        /* A client this plugin did not log in: no one else may let it
-         * write (this is also a will after its disconnect event). */
+        /* Not connected: an offline persistent session being queued for
+         * (backends.c). No one else may write (this is also a will after
+         * its disconnect event). */
+        if (ed->access == MOSQ_ACL_READ)
+            return acl__offline(ed);
         return ed->access == MOSQ_ACL_WRITE ? MOSQ_ERR_ACL_DENIED : MOSQ_ERR_PLUGIN_DEFER;
     }
     if (c->kick_reason)
         return MOSQ_ERR_ACL_DENIED;
     if (c->kind == CONN_DEVICE)
         return acl__device(c, ed);
-    return acl__backend(c, ed);
+    return acl__backend(c->backend_project, ed);
 }

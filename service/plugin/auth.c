@@ -221,7 +221,7 @@ static int auth__backend(struct mosquitto *client, const char *id, const char *u
      * could take any id could close another project's backend. Names are
      * unique and hold no '/', so NAME and NAME/... are this backend's alone
      * (and never a device path). */
-    if (!id || strncmp(id, name, nlen) || (id[nlen] != '\0' && id[nlen] != '/'))
+    if (!backends__id_ok(name, id))
         return auth__refuse(client, who, "a backend's client id must be its name, or its name "
                             "followed by '/' and anything (NAME/worker-1)", LK_OK);
     if (!password)

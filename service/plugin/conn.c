@@ -263,8 +263,6 @@ struct plg_conn *conn__new(struct mosquitto *client, enum plg_conn_kind kind, co
     if (all)
         all->prev = c;
     all = c;
-    if (kind == CONN_BACKEND)
-        plg.backends++;
     return c;
 }
 
@@ -346,8 +344,6 @@ void conn__free(struct plg_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     conn__heap_remove(c);
-    if (c->kind == CONN_BACKEND && plg.backends > 0)
-        plg.backends--;
     queue__remove(Q_KICK, c);
     queue__remove(Q_CONFIG, c);
     queue__remove(Q_RECHECK, c);

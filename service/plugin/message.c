@@ -104,10 +104,10 @@ void message__presence(struct plg_conn *c, int online, const char *detail)
     char num[24], when[32], *topic, *payload;
     size_t tn, pn;
 
-    /* Presence is for backends, and a message with no subscriber is
-     * dropped at once: with no backend connected, skip making it (a
-     * reconnect storm then costs only authentication). */
-    if (c->kind != CONN_DEVICE || plg.backends == 0)
+    /* Presence is for backends, connected or holding a persistent session:
+     * with none registered, skip making it (a reconnect storm then costs
+     * only authentication). */
+    if (c->kind != CONN_DEVICE || !backends__any())
         return;
     snprintf(num, sizeof num, "%" PRIu64, c->num_id);
     tn = c->downstream_len + 8;

@@ -404,8 +404,10 @@ static void plugin__changes(int64_t now)
         plg.commands_due = 1;
         backends = 1;
     }
-    if (backends)
+    if (backends) {
+        backends__forget();
         conn__each(auth__recheck_backend, NULL);
+    }
     free(ch.v);
 }
 
@@ -457,6 +459,7 @@ static void plugin__free(void)
     devices__cleanup();
     limits__cleanup();
     refusals__cleanup();
+    backends__forget();
     if (plg.vcache)
         lk_vcache_free(plg.vcache);
     if (plg.verifier)

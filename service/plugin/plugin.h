@@ -207,6 +207,18 @@ void deliver__config(struct plg_conn *c);
 /* Deliver every pending command (or decide it NOT_CONNECTED). */
 void deliver__commands(int64_t now);
 
+/* # Backends when not connected (backends.c) */
+
+/* 1 when the registry has any backend (presence messages go nowhere
+ * otherwise); 1 when that cannot be read. */
+int backends__any(void);
+/* The backend's project: 0, or -1 for no such backend or a read error. */
+int backends__project(const char *name, char project[LK_PROJECT_MAX + 1]);
+/* 1 when id is a client id backend name may use: NAME or NAME/... */
+int backends__id_ok(const char *name, const char *id);
+/* The registry changed its backends: drop what is cached. */
+void backends__forget(void);
+
 /* # Per-device limits (limits.c) */
 
 #define LIMIT_NONE UINT32_MAX
@@ -252,7 +264,6 @@ struct plg_state {
     int64_t started;             /* plugin init, seconds */
     int64_t ticks;               /* ticks seen */
     int64_t next_flush;
-    size_t backends;             /* backend connections now: presence goes nowhere without one */
     mosquitto_plugin_id_t *id;
 };
 extern struct plg_state plg;

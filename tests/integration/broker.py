@@ -462,7 +462,8 @@ class Broker:
         try:
             if protocol == mqtt.MQTTv5:
                 c.connect(self.host, port or (self.tls_port if tls else self.plain_port),
-                          keepalive=keepalive or 60, clean_start=True, properties=properties)
+                          keepalive=keepalive or 60, clean_start=clean_session,
+                          properties=properties)
             else:
                 c.connect(self.host, port or (self.tls_port if tls else self.plain_port),
                           keepalive=keepalive or 60)

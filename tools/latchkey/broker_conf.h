@@ -78,6 +78,8 @@ enum {
     BG_PID_FILE,
     BG_PERSISTENCE_FILE,
     BG_PERSISTENCE_LOCATION,
+    BG_PERSISTENCE,
+    BG_AUTOSAVE_INTERVAL,
     BG_PORT,         /* the implicit listener's port */
     BG_BIND_ADDRESS, /* the implicit listener's address */
     BG_N

@@ -36,6 +36,10 @@
 /* The broker closes a silent client after 1.5 x keep-alive: 800 s is IoT
  * Core's 20-minute idle limit. */
 #define KEEPALIVE_MAX 800LL
+/* An offline backend must outlast an outage: at least 100,000 queued
+ * messages, 1,000 s of 100 events/s (docs/plugin.md, "Backends"). */
+#define OFFLINE_QUEUE_MIN 100000LL
+#define AUTOSAVE_MAX 300LL
 /* Mosquitto's default number of topic aliases per MQTT 5 client. */
 #define TOPIC_ALIAS_DEFAULT 10LL
 
@@ -273,8 +277,24 @@ static int check(struct bc_conf *c)
 
     o = &c->g[BG_MAX_QUEUED];
     if (o->set && o->num <= 0 && (!c->g[BG_MAX_QUEUED_BYTES].set || c->g[BG_MAX_QUEUED_BYTES].num <= 0))
-        ADDF(o->at, "max_queued_messages", "max_queued_messages 1000 and max_queued_bytes 67108864",
+        ADDF(o->at, "max_queued_messages", "max_queued_messages 1000000 and max_queued_bytes 1073741824",
              "%lld: no limit on the messages queued for one client (and none in bytes)", o->num);
+    else if (!o->set || (o->num > 0 && o->num < OFFLINE_QUEUE_MIN))
+        ADDF(o->set ? o->at : main_at(), "max_queued_messages", "max_queued_messages 1000000",
+             "%s: an offline backend's session keeps only that many messages (Mosquitto's default 1,000 "
+             "is ten seconds of 100 events/s); the rest are dropped",
+             o->set ? "too small" : "missing");
+
+    o = &c->g[BG_PERSISTENCE];
+    if (!o->set || !o->num)
+        ADDF(o->set ? o->at : main_at(), "persistence", "persistence true (Debian's mosquitto.conf has it)",
+             "%s: what is queued for offline backends, and their sessions, are lost at every restart",
+             o->set ? "false" : "missing");
+    o = &c->g[BG_AUTOSAVE_INTERVAL];
+    if (c->g[BG_PERSISTENCE].num && (!o->set || o->num <= 0 || o->num > AUTOSAVE_MAX))
+        ADDF(o->set ? o->at : main_at(), "autosave_interval", "autosave_interval 60",
+             "%s: a broker that is killed loses what was queued since the last save (Mosquitto's default "
+             "is 1,800 s)", o->set ? "too long (or 0: only at shutdown)" : "missing");
 
     o = &c->g[BG_MEMORY_LIMIT];
     if (!o->set || o->num <= 0) {
