@@ -71,6 +71,11 @@ lk_err lk_registry_open(const char *url, unsigned flags, lk_registry **out,
 void lk_registry_close(lk_registry *reg);
 /* How long a writer waits for another writer, default 5000 ms. */
 void lk_registry_set_busy_timeout(lk_registry *reg, unsigned ms);
+/* Read the whole database and check its structure (the broker, before it
+ * serves: a damaged file must stop it, not refuse every device later).
+ * LK_OK, or LK_ERR_REG_STORAGE with the first problem in why. Reads every
+ * page: about a second per few hundred MB. */
+lk_err lk_registry_check(lk_registry *reg, char *why, size_t why_size);
 
 /* ---- names ---- */
 

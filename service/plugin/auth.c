@@ -195,9 +195,13 @@ static int auth__device(struct mosquitto *client, const char *id, const struct p
     activity__note(c->num_id, ACT_HEARTBEAT, now, NULL);
     message__presence(c, 1, auth__addr(client));
     lk_time_rfc3339(info.valid_until, until, sizeof until);
-    mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "%s connected from %s (key %u, token "
-                         "valid until %s%s)", id, auth__addr(client), info.cred_index, until,
-                         hit ? ", cached" : "");
+    /* The credential by its fingerprint, as `latchkey devices describe` shows
+     * it: an index shifts when another credential is removed. */
+    mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "%s connected from %s (key sha256:"
+                         "%02x%02x%02x%02x%02x%02x%02x%02x, token valid until %s%s)", id,
+                         auth__addr(client), c->cred_fp[0], c->cred_fp[1], c->cred_fp[2],
+                         c->cred_fp[3], c->cred_fp[4], c->cred_fp[5], c->cred_fp[6],
+                         c->cred_fp[7], until, hit ? ", cached" : "");
     return MOSQ_ERR_SUCCESS;
 }
 

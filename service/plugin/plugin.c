@@ -4,7 +4,11 @@
  * deadlines, config and command delivery, activity flush).
  */
 #include <errno.h>
+#include <grp.h>
 #include <inttypes.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -437,6 +441,122 @@ static int plugin__tick(int event, void *event_data, void *userdata)
     return MOSQ_ERR_SUCCESS;
 }
 
+/* # Opening the registry */
+
+static const char *plugin__user(uid_t uid, char *buf, size_t size)
+{
+    struct passwd *pw = getpwuid(uid);
+    if (pw)
+        snprintf(buf, size, "%s", pw->pw_name);
+    else
+        snprintf(buf, size, "uid %u", (unsigned)uid);
+    return buf;
+}
+
+static const char *plugin__group(gid_t gid, char *buf, size_t size)
+{
+    struct group *gr = getgrgid(gid);
+    if (gr)
+        snprintf(buf, size, "%s", gr->gr_name);
+    else
+        snprintf(buf, size, "gid %u", (unsigned)gid);
+    return buf;
+}
+
+/* What the broker's user may do with path and its directory, in words, for
+ * the refusal to say what to fix: Mosquitto has switched to its user (the
+ * `user` option, `mosquitto` on Debian) before it loads plugins, and SQLite
+ * needs to write the file, its -wal and -shm, and so the directory too. */
+static void plugin__access(const char *path, char *out, size_t size)
+{
+    char dir[1024], u[64], g[64], me[64];
+    struct stat st, dst;
+    const char *slash = strrchr(path, '/');
+    int n;
+
+    if (slash == path)
+        snprintf(dir, sizeof dir, "/");
+    else if (slash)
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    else
+        snprintf(dir, sizeof dir, ".");
+    n = snprintf(out, size, "the broker runs as %s", plugin__user(geteuid(), me, sizeof me));
+    if (n < 0 || (size_t)n >= size)
+        return;
+    if (stat(dir, &dst) != 0) {
+        int e = errno;
+        char up[1024];
+        size_t i;
+        /* Name the first directory on the way that the broker may not enter. */
+        for (i = 1; e == EACCES && dir[i - 1]; i++) {
+            if (dir[i] != '/' && dir[i] != '\0')
+                continue;
+            snprintf(up, sizeof up, "%.*s", (int)i, dir);
+            if (access(up, X_OK) != 0 && stat(up, &dst) == 0) {
+                snprintf(out + n, size - (size_t)n, "; it cannot reach %.300s: the directory %.300s "
+                         "is %s:%s mode %04o", dir, up, plugin__user(dst.st_uid, u, sizeof u),
+                         plugin__group(dst.st_gid, g, sizeof g), (unsigned)(dst.st_mode & 07777));
+                return;
+            }
+        }
+        snprintf(out + n, size - (size_t)n, "; the directory %.300s: %s", dir, strerror(e));
+        return;
+    }
+    n += snprintf(out + n, size - (size_t)n, "; the directory %.300s is %s:%s mode %04o%s", dir,
+                  plugin__user(dst.st_uid, u, sizeof u), plugin__group(dst.st_gid, g, sizeof g),
+                  (unsigned)(dst.st_mode & 07777),
+                  access(dir, W_OK | X_OK) ? " (the broker cannot create files in it)" : "");
+    if (n < 0 || (size_t)n >= size)
+        return;
+    if (stat(path, &st) != 0)
+        snprintf(out + n, size - (size_t)n, "; the file %.300s: %s", path, strerror(errno));
+    else
+        snprintf(out + n, size - (size_t)n, "; the file is %s:%s mode %04o%s",
+                 plugin__user(st.st_uid, u, sizeof u), plugin__group(st.st_gid, g, sizeof g),
+                 (unsigned)(st.st_mode & 07777),
+                 access(path, R_OK | W_OK) ? " (the broker cannot read and write it)" : "");
+}
+
+static int plugin__open_registry(void)
+{
+    char why[256] = "", how[768];
+    const char *path = plg.opt.registry;
+    lk_err err;
+
+    if (!strncmp(path, "sqlite:", 7)) {
+        path += 7;
+        if (!strncmp(path, "//", 2))
+            path += 2;
+    }
+    err = lk_registry_open(plg.opt.registry, LK_REG_READONLY, &plg.reg, why, sizeof why);
+    if (err) {
+        plugin__access(path, how, sizeof how);
+        mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "cannot open the registry %s: %s (%s); "
+                             "%s. The broker's user needs read and write access to the file, its "
+                             "-wal and -shm files and their directory (docs/plugin.md, \"Files "
+                             "and users\")", plg.opt.registry, why[0] ? why : lk_strerror(err),
+                             lk_errname(err), how);
+        return -1;
+    }
+    /* A damaged file would refuse every device at its first read: refuse to
+     * serve instead, with the reason, before a device connects. */
+    err = lk_registry_check(plg.reg, why, sizeof why);
+    if (err) {
+        mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "the registry %s is damaged: %s (%s); "
+                             "restore it from a backup", plg.opt.registry,
+                             why[0] ? why : lk_strerror(err), lk_errname(err));
+        return -1;
+    }
+    if (access(path, R_OK | W_OK) != 0) {
+        plugin__access(path, how, sizeof how);
+        mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "the registry %s is not writable by the "
+                             "broker: %s (it writes states, activity times and command outcomes)",
+                             plg.opt.registry, how);
+        return -1;
+    }
+    return 0;
+}
+
 /* # Entry points */
 
 EXPORT int mosquitto_plugin_version(int supported_version_count, const int *supported_versions);
@@ -478,8 +598,6 @@ static void plugin__free(void)
 int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
                           struct mosquitto_opt *options, int option_count)
 {
-    char why[256] = "";
-    lk_err err;
     int rc = MOSQ_ERR_UNKNOWN;
 
     memset(&plg, 0, sizeof plg);
@@ -487,12 +605,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
     *userdata = &plg;
     if (plugin__options(options, option_count))
         goto error;
-    err = lk_registry_open(plg.opt.registry, LK_REG_READONLY, &plg.reg, why, sizeof why);
-    if (err) {
-        mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "cannot open the registry %s: %s (%s)",
-                             plg.opt.registry, why[0] ? why : lk_strerror(err), lk_errname(err));
+    if (plugin__open_registry())
         goto error;
-    }
     /* The broker's thread must not wait long for a tool holding the write lock. */
     lk_registry_set_busy_timeout(plg.reg, 200);
     if (lk_registry_change_head(plg.reg, &plg.since) != LK_OK)

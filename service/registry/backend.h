@@ -82,6 +82,9 @@ typedef struct lk_reg_store {
      * this connection's own commits): SQLite's PRAGMA data_version. Reads no
      * table. */
     lk_err (*data_version)(lk_reg_be *be, uint64_t *v);
+    /* Read every page and check the structure (SQLite's PRAGMA quick_check):
+     * LK_OK, or LK_ERR_REG_STORAGE with the first problem in last_error. */
+    lk_err (*check)(lk_reg_be *be);
 
     /* ---- registries ---- */
     lk_err (*registry_find)(lk_reg_be *be, const lk_reg_name *name, int64_t *rid); /* NOT_FOUND */

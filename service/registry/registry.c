@@ -1527,6 +1527,17 @@ lk_err lk_registry_changes(lk_registry *reg, int64_t *since,
     return err;
 }
 
+lk_err lk_registry_check(lk_registry *reg, char *why, size_t why_size)
+{
+    lk_err err;
+    if ((err = enter(reg, TX_READ, why, why_size)) != LK_OK)
+        return err;
+    err = reg->ops->check(reg->be);
+    if (err != LK_OK)
+        (void)be_fail(reg, err, why, why_size);
+    return leave(reg, err, TX_READ, why, why_size);
+}
+
 lk_err lk_registry_change_head(lk_registry *reg, int64_t *seq)
 {
     int64_t oldest = 0;

@@ -467,6 +467,43 @@ static lk_err sq_data_version(lk_reg_be *be, uint64_t *v)
     return LK_OK;
 }
 
+/* quick_check's rows: "ok", or one line per problem, the first prefixed by
+ * a header line ("*** in database main ***\n"); the first problem names
+ * what is damaged. */
+static int sq_check_row(void *arg, int n, char **v, char **names)
+{
+    lk_reg_be *be = arg;
+    const char *text;
+    char *nl;
+    (void)names;
+    if (n < 1 || v[0] == NULL || !strcmp(v[0], "ok") || be->err[0])
+        return 0;
+    text = v[0];
+    if (!strncmp(text, "*** ", 4) && (nl = strchr(text, '\n')) != NULL)
+        text = nl + 1; /* the header shares a row with the first problem */
+    snprintf(be->err, sizeof be->err, "damaged: %s", text);
+    while ((nl = strchr(be->err, '\n')) != NULL)
+        *nl = ' ';
+    return 0;
+}
+
+static lk_err sq_check(lk_reg_be *be)
+{
+    char *msg = NULL;
+    int rc;
+
+    be->err[0] = '\0';
+    rc = sqlite3_exec(be->db, "PRAGMA quick_check(2)", sq_check_row, be, &msg);
+    if (rc != SQLITE_OK) {
+        snprintf(be->err, sizeof be->err, "%s", msg != NULL ? msg : sqlite3_errstr(rc));
+        sqlite3_free(msg);
+        return LK_ERR_REG_STORAGE;
+    }
+    if (be->err[0])
+        return LK_ERR_REG_STORAGE;
+    return LK_OK;
+}
+
 /*
  * Whose file this is. A latchkey registry has LK_REG_APPLICATION_ID (set
  * with its first tables, in the same transaction); an empty database may
@@ -1558,6 +1595,7 @@ const lk_reg_store lk_reg_sqlite_backend = {
     .rollback_to = sq_rollback_to,
     .in_transaction = sq_in_transaction,
     .data_version = sq_data_version,
+    .check = sq_check,
     .registry_find = sq_registry_find,
     .registry_get = sq_registry_get,
     .registry_list = sq_registry_list,

@@ -186,10 +186,11 @@ class Broker:
 
     def __init__(self, base, opts=None, extra_conf="", start=True, registry=REGISTRY,
                  project=PROJECT, region=REGION, observer=False, sqlite_fault=False,
-                 persistence=False):
+                 persistence=False, run_as=None):
         """base: an empty directory (tmp_path). opts: {"skew": 600, ...} -> plugin_opt_skew 600.
         extra_conf: lines appended to mosquitto.conf. persistence: Mosquitto's persistence
-        (file in base), so that a restart keeps retained messages and offline sessions."""
+        (file in base), so that a restart keeps retained messages and offline sessions. run_as:
+        the user Mosquitto switches to after reading its configuration (default: this user)."""
         self.base = Path(base)
         self.base.mkdir(parents=True, exist_ok=True)
         self.project, self.region, self.registry = project, region, registry
@@ -212,6 +213,7 @@ class Broker:
         self.observer = observer
         self.sqlite_fault = sqlite_fault
         self.persistence = persistence
+        self.run_as = run_as or getpass.getuser()
         self.fault_path = self.base / "sqlite_fault"
         self.proc = None
         self._n = 0
@@ -231,7 +233,7 @@ class Broker:
             "set_tcp_nodelay true",
             *(["persistence true", f"persistence_location {self.base}/"] if self.persistence
               else ["persistence false"]),
-            f"user {getpass.getuser()}",
+            f"user {self.run_as}",
             f"log_dest file {self.log_path}",
             "log_type all",
             "log_timestamp_format %Y-%m-%dT%H:%M:%S",

@@ -3644,6 +3644,42 @@ static int backend_cb(void *arg, const lk_reg_backend *b)
     return 0;
 }
 
+/* A damaged file is found before anything is served from it. */
+static void test_check_damaged(void **state)
+{
+    struct fx *f = *state;
+    char id[32];
+    FILE *fp;
+    long size;
+    lk_err err;
+    char why[512] = "";
+    int i;
+
+    mkreg(f, &NAME);
+    for (i = 0; i < 300; i++) {
+        snprintf(id, sizeof id, "dev-%04d", i);
+        mkdev(f, &NAME, id, NULL);
+    }
+    OK(lk_registry_check(f->reg, W));
+    lk_registry_close(f->reg);
+    f->reg = NULL;
+    fp = fopen(f->path, "r+b");
+    assert_non_null(fp);
+    assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+    size = ftell(fp);
+    assert_true(size > 8 * 4096);
+    /* pages 4 to 6 (of the tables and indexes), not the header */
+    assert_int_equal(fseek(fp, 3 * 4096, SEEK_SET), 0);
+    for (i = 0; i < 3 * 4096; i++)
+        fputc((i * 131 + 7) & 0xff, fp);
+    fclose(fp);
+    err = lk_registry_open(f->path, LK_REG_READONLY, &f->reg, why, sizeof why);
+    if (err == LK_OK)
+        REFUSE(LK_ERR_REG_STORAGE, "damaged", lk_registry_check(f->reg, W));
+    else
+        assert_int_equal(err, LK_ERR_REG_STORAGE);
+}
+
 static void test_backends(void **state)
 {
     struct fx *f = *state;
@@ -3798,6 +3834,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_commands, setup, teardown),
         cmocka_unit_test_setup_teardown(test_command_decide_race, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backends, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check_damaged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bench, setup, teardown),
     };
     if (argc == 2 && strcmp(argv[1], "--openssl-allocator") == 0)
