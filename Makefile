@@ -10,18 +10,33 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_TEST_SECONDS ?= 10
 
-.PHONY: all deps build build-asan test test-cortexm demo bench install clean build-fuzz fuzz test-fuzz
+.PHONY: all deps deps-run build build-quiet build-asan test test-cortexm demo bench install clean build-fuzz \
+        fuzz test-fuzz
 
 all: build
 
+# Packages: `deps` for everything (tests, fuzzing, benchmarks), `deps-run`
+# for building, installing and the demo only.
 deps:
-	@sh scripts/install-deps.sh
+	@sh scripts/install-deps.sh test
 
+deps-run:
+	@sh scripts/install-deps.sh run
+
+# The tests need cmocka (a `make test` package); a build for the demo or an
+# install configures without them when it is missing.
 $(BUILD)/CMakeCache.txt:
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	    -DLK_BUILD_TESTS=$$(pkg-config --exists cmocka && echo ON || echo OFF)
 
 build: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
+
+# The same, its output in $(BUILD)/build.log unless it fails (make demo).
+build-quiet: $(BUILD)/CMakeCache.txt
+	@echo "latchkey: building in $(BUILD)/ (output in $(BUILD)/build.log)"
+	@cmake --build $(BUILD) -j $(JOBS) >$(BUILD)/build.log 2>&1 || \
+	    { tail -40 $(BUILD)/build.log; echo "latchkey: the build failed: $(BUILD)/build.log"; exit 1; }
 
 $(ASAN_BUILD)/CMakeCache.txt:
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DLK_SANITIZE=ON
@@ -40,6 +55,7 @@ build-fuzz: $(FUZZ_BUILD)/CMakeCache.txt
 # core's known-answer tests on an emulated Cortex-M0, then each fuzz target
 # briefly.
 test: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLK_BUILD_TESTS=ON
 	$(MAKE) build
 	cd $(BUILD) && ctest --output-on-failure
 	$(MAKE) build-asan
@@ -59,15 +75,16 @@ fuzz: deps
 	$(MAKE) build-fuzz
 	sh tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
-demo: deps
-	$(MAKE) build
+demo: deps-run
+	@$(MAKE) --no-print-directory build-quiet
 	sh scripts/demo.sh $(BUILD)
 
 bench: deps
 	$(MAKE) build
 	sh bench/run.sh $(BUILD)
 
-install: build
+install: deps-run
+	@$(MAKE) --no-print-directory build-quiet
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
 clean:

@@ -1,14 +1,26 @@
 #!/bin/sh
-# Install the Debian 12 packages latchkey needs to build, test and run its
-# demo. Installs only what is missing; asks nothing when run as root.
+# Install the Debian 12 packages latchkey needs. Installs only what is
+# missing; asks nothing when run as root.
+#
+#   sh scripts/install-deps.sh run    build, install and `make demo`
+#   sh scripts/install-deps.sh test   the above, and what `make test` and `make bench` add
+#                                     (unit-test and fuzz toolchains, the Cortex-M0 emulator,
+#                                     the independent Python clients, nftables)
 set -eu
 
-PKGS="build-essential cmake pkg-config openssl libssl-dev
-libsqlite3-dev sqlite3 libjansson-dev libcmocka-dev libp11-kit-dev
+RUN="build-essential cmake pkg-config openssl libssl-dev
+libsqlite3-dev sqlite3 libjansson-dev libp11-kit-dev
 softhsm2 mosquitto mosquitto-dev libmosquitto-dev mosquitto-clients
-python3 python3-jwt python3-paho-mqtt python3-cryptography python3-pytest
+python3 python3-jwt python3-cryptography"
+TEST="libcmocka-dev python3-paho-mqtt python3-pytest
 gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
 clang libclang-rt-14-dev libjwt-dev nftables iproute2"
+
+case "${1:-test}" in
+    run) PKGS=$RUN ;;
+    test) PKGS="$RUN $TEST" ;;
+    *) echo "usage: install-deps.sh run|test" >&2; exit 2 ;;
+esac
 
 missing=""
 for p in $PKGS; do
@@ -26,6 +38,7 @@ if [ "$(id -u)" -ne 0 ]; then
     SUDO="sudo"
 fi
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -q
+$SUDO apt-get update -qq
 # shellcheck disable=SC2086
-$SUDO apt-get install -y -q --no-install-recommends $missing
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+echo "latchkey: installed:$missing"
