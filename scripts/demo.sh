@@ -119,6 +119,13 @@ trap 'FAILED=1; echo "demo: terminated" >&2; exit 143' TERM
 
 cd "$WORK"
 echo "Working in WORK=$WORK (removed at the end)"
+# The broker runs under its own user, as Debian's mosquitto.service runs it:
+# it may pass through $WORK (not list it) and owns its own directory.
+BROKER_USER=$(id -un)
+if [ "$(id -u)" -eq 0 ] && id mosquitto >/dev/null 2>&1; then
+    BROKER_USER=mosquitto
+    chmod 711 "$WORK"
+fi
 
 # ---- 1. TLS -----------------------------------------------------------------
 
@@ -134,15 +141,18 @@ showbg " >server.ext" printf '%s\n' "$@"
 printf '%s\n' "$@" >server.ext
 run openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -sha256 -days 2 \
     -extfile server.ext -out server.crt
-chmod 600 ca.key server.key
+chmod 600 ca.key
+chgrp "$(id -gn "$BROKER_USER")" server.key && chmod 640 server.key
 openssl x509 -in server.crt -noout -ext subjectAltName,extendedKeyUsage | sed 's/^/  /'
 
 # ---- 2. registry ------------------------------------------------------------
 
 say "2. The registry database, a registry, and a backend for the downstream consumer"
-show export LATCHKEY_DB="$WORK/registry.db"
-export LATCHKEY_DB="$WORK/registry.db"
+run install -d -o "$BROKER_USER" -m 750 broker
+show export LATCHKEY_DB="$WORK/broker/registry.db"
+export LATCHKEY_DB="$WORK/broker/registry.db"
 run "$LK" registries create "$REGISTRY" --project "$PROJECT" --region "$REGION"
+run chown "$BROKER_USER" broker/registry.db
 # The secret goes only into files of mode 0600: mosquitto_sub reads "-P
 # SECRET" from $XDG_CONFIG_HOME/mosquitto_sub, so it is never on a command
 # line (which `ps` shows every user) nor in this transcript.
@@ -171,7 +181,7 @@ max_keepalive 800
 message_size_limit 262144
 set_tcp_nodelay true
 persistence false
-user $(id -un)
+user $BROKER_USER
 log_dest file $WORK/mosquitto.log
 log_type error
 log_type warning
@@ -187,10 +197,10 @@ tls_version tlsv1.2
 max_qos 1
 
 plugin $PLUGIN
-plugin_opt_registry $WORK/registry.db
+plugin_opt_registry $WORK/broker/registry.db
 EOF
 sed -e "s|$WORK|\$WORK|g" -e 's/^/  /' mosquitto.conf
-touch mosquitto.log
+touch mosquitto.log && chown "$BROKER_USER" mosquitto.log
 showbg " &" "$MOSQUITTO" -c "$WORK/mosquitto.conf"
 "$MOSQUITTO" -c "$WORK/mosquitto.conf" >mosquitto.stderr 2>&1 &
 BROKER_PID=$!
@@ -308,25 +318,8 @@ BROKER_PID=""
 
 # ---- 9. by hand -------------------------------------------------------------
 
-say "9. The same by hand (README.md 'Run a device for real'; docs/plugin.md, docs/device.md, docs/cli.md)"
-cat <<'EOF'
-  TLS:      openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ca.key
-            openssl req -x509 -new -key ca.key -days 3650 -subj '/CN=My CA' -out ca.crt
-            (server.key, server.csr, then openssl x509 -req ... -extfile with
-             subjectAltName=DNS:HOST and extendedKeyUsage=serverAuth, as in step 1)
-  registry: export LATCHKEY_DB=/var/lib/latchkey/registry.db
-            latchkey registries create REG --project P --region L
-            (umask 077; latchkey backends create NAME --project P > backend.txt)  # the secret, shown once
-  broker:   mosquitto -c /etc/mosquitto/conf.d/latchkey.conf  # the lines of step 3, listener 8883
-  key:      latchkey key generate --key 'pkcs11:token=T;object=D?module-path=MODULE&pin-source=file:PINFILE' > D.pem
-            latchkey devices create D --registry REG --project P --region L --public-key path=D.pem,type=es256
-  backend:  mkdir -m 700 CONF   # the secret in a file of mode 0600, never -P on a command line (ps shows it)
-            (umask 077; sed -n 's/^secret: */-P /p' backend.txt > CONF/mosquitto_sub); rm backend.txt
-            XDG_CONFIG_HOME=CONF mosquitto_sub -h HOST -p 8883 --cafile ca.crt -i NAME/sub -u backend:NAME -t 'latchkey/P/#' -q 1 -v
-  device:   latchkey-device --host HOST --ca ca.crt --project P --region L --registry REG --device D \
-                --key 'pkcs11:...' < events                   # one event per line; config/commands on stdout
-  config:   latchkey devices configs update D --registry REG --project P --region L --config-data '...'
-  command:  latchkey devices commands send D --registry REG --project P --region L --command-data '...'
-EOF
+say "9. The same for real"
+echo "  README.md, 'Run it for real': the same steps on a Debian 12 machine, the broker as a service with"
+echo "  Debian's mosquitto.service, a device on ports 8883 and 443, then as a service receiving config and commands."
 
 say "Done in $(($(date +%s) - START)) s: telemetry, config and command went through the broker."
