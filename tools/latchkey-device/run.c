@@ -259,7 +259,7 @@ static int read_small_file(const char *path, char **out, size_t *len)
     char *buf;
     size_t n;
     if (f == NULL) {
-        fprintf(stderr, "%s: cannot read %s: %s\n", lk_tool_name, path, strerror(errno));
+        fprintf(stderr, "%s: cannot read %s: %s\n", lk_tool_name, lk_tool_shown(path), strerror(errno));
         return EXIT_DEV_INPUT;
     }
     buf = malloc(LK_STATE_MAX + 1);
@@ -272,7 +272,7 @@ static int read_small_file(const char *path, char **out, size_t *len)
     if (n > LK_STATE_MAX) {
         free(buf);
         fprintf(stderr, "%s: %s is larger than a device state may be (%u bytes)\n", lk_tool_name,
-                path, LK_STATE_MAX);
+                lk_tool_shown(path), LK_STATE_MAX);
         return EXIT_DEV_INPUT;
     }
     *out = buf;
@@ -376,7 +376,7 @@ int lk_device_cmd_run(int argc, char **argv)
                                   &nums[opt - OPT_HOST]) != 0)
                 return lk_tool_usage_error("%s takes a whole number from %lld to %lld, not '%s'",
                                            num_opts[i].name, num_opts[i].min, num_opts[i].max,
-                                           optarg);
+                                           lk_tool_shown(optarg));
             handled = 1;
         }
         if (handled)
@@ -402,18 +402,17 @@ int lk_device_cmd_run(int argc, char **argv)
             if (strcmp(optarg, "json") == 0)
                 agent.json = 1;
             else if (strcmp(optarg, "text") != 0)
-                return lk_tool_usage_error("--format must be text or json, not '%s'", optarg);
+                return lk_tool_usage_error("--format must be text or json, not '%s'", lk_tool_shown(optarg));
             break;
         case OPT_HELP:
             fputs(run_help, stdout);
             return EXIT_OK;
         default:
-            return lk_tool_usage_error("unknown or incomplete option '%s' (see --help)",
-                                       argv[optind - 1]);
+            return lk_tool_bad_option(argc, argv, optind);
         }
     }
     if (optind < argc)
-        return lk_tool_usage_error("unexpected argument '%s' (see --help)", argv[optind]);
+        return lk_tool_usage_error("unexpected argument '%s' (see --help)", lk_tool_shown(argv[optind]));
     if (cfg.host == NULL)
         return lk_tool_usage_error("--host is required: the server to connect to");
     if (cfg.ca_file == NULL)
@@ -424,11 +423,11 @@ int lk_device_cmd_run(int argc, char **argv)
         return lk_tool_usage_error("give --state or --state-file, not both");
     if (subfolder != NULL && !lk_subfolder_valid(subfolder, strlen(subfolder)))
         return lk_tool_usage_error("--subfolder '%s' is not a valid subfolder (1-256 characters, no "
-                                   "'+', '#', empty levels, or leading/trailing '/')", subfolder);
+                                   "'+', '#', empty levels, or leading/trailing '/')", lk_tool_shown(subfolder));
     if (alg_name != NULL) {
         cfg.alg = lk_alg_from_name(alg_name, strlen(alg_name));
         if (cfg.alg == LK_ALG_NONE)
-            return lk_tool_usage_error("--alg must be ES256 or RS256, not '%s'", alg_name);
+            return lk_tool_usage_error("--alg must be ES256 or RS256, not '%s'", lk_tool_shown(alg_name));
     }
     duration = nums[OPT_DURATION - OPT_HOST];
     agent.count = nums[OPT_COUNT - OPT_HOST];
@@ -448,7 +447,7 @@ int lk_device_cmd_run(int argc, char **argv)
     } else {
         in.fd = open(events, O_RDONLY | O_CLOEXEC);
         if (in.fd < 0) {
-            fprintf(stderr, "%s: cannot open %s: %s\n", lk_tool_name, events, strerror(errno));
+            fprintf(stderr, "%s: cannot open %s: %s\n", lk_tool_name, lk_tool_shown(events), strerror(errno));
             return EXIT_DEV_INPUT;
         }
     }

@@ -62,6 +62,7 @@ int lk_cmd_key(int argc, char **argv)
     }
     sub = argv[1];
     optind = 1;
+    opterr = 0; /* our own message: getopt's would echo a value given with '=' */
     while ((c = getopt_long(argc - 1, argv + 1, "", opts, NULL)) != -1) {
         switch (c) {
         case 'k': ko.key = optarg; break;
@@ -73,14 +74,15 @@ int lk_cmd_key(int argc, char **argv)
                 return lk_tool_usage_error("--bits takes a number of bits, 2048 to 4096");
             break;
         case 'h': fputs(key_usage, stdout); return EXIT_OK;
-        default: fputs(key_usage, stderr); return EXIT_USAGE;
+        default: return lk_tool_bad_option(argc - 1, argv + 1, optind);
         }
     }
     if (optind != argc - 1)
-        return lk_tool_usage_error("key %s: unexpected argument '%s'", sub, argv[optind + 1]);
+        return lk_tool_usage_error("key %s: unexpected argument '%s'", lk_tool_shown(sub),
+                                   lk_tool_shown(argv[optind + 1]));
     alg = lk_alg_from_name(alg_s, strlen(alg_s));
     if (alg == LK_ALG_NONE)
-        return lk_tool_usage_error("--alg must be ES256 or RS256, not '%s'", alg_s);
+        return lk_tool_usage_error("--alg must be ES256 or RS256, not '%s'", lk_tool_shown(alg_s));
     if (bits != 0 && alg != LK_ALG_RS256)
         return lk_tool_usage_error("--bits is for RS256 keys only");
     if (bits != 0 && (bits < (long long)LK_RSA_MIN_BITS || bits > (long long)LK_RSA_MAX_BITS))
@@ -94,7 +96,7 @@ int lk_cmd_key(int argc, char **argv)
             return lk_tool_usage_error("key list: --store FILE is required");
         err = lk_softstore_open(path, 0, &s);
         if (err != LK_OK) {
-            lk_tool_error("key store", err, "%s: %s", path, lk_strerror(err));
+            lk_tool_error("key store", err, "%s: %s", lk_tool_shown(path), lk_strerror(err));
             return lk_tool_exit_code(err);
         }
         for (i = 0; i < lk_softstore_count(s); i++) {
@@ -107,7 +109,7 @@ int lk_cmd_key(int argc, char **argv)
         return EXIT_OK;
     }
     if (strcmp(sub, "generate") != 0 && strcmp(sub, "public") != 0)
-        return lk_tool_usage_error("key: unknown subcommand '%s' (generate, public, list)", sub);
+        return lk_tool_usage_error("key: unknown subcommand '%s' (generate, public, list)", lk_tool_shown(sub));
 
     ko.create = strcmp(sub, "generate") == 0;
     rc = lk_tool_key_open(&ko, &k);

@@ -47,6 +47,17 @@ void lk_tool_error(const char *context, lk_err err, const char *fmt, ...)
     fprintf(stderr, " (%s)\n", lk_errname(err));
 }
 
+const char *lk_tool_shown(const char *s)
+{
+    static char bufs[4][2 * LK_KEY_REF_MAX + 8];
+    static unsigned next;
+    char *b = bufs[next++ % 4];
+    size_t n = lk_key_ref_redact(s, b, sizeof bufs[0]);
+    if (n >= sizeof bufs[0])
+        memcpy(b + sizeof bufs[0] - 4, "...", 4);
+    return b;
+}
+
 int lk_tool_usage_error(const char *fmt, ...)
 {
     va_list ap;
@@ -56,6 +67,22 @@ int lk_tool_usage_error(const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, "\n");
     return EXIT_USAGE;
+}
+
+int lk_tool_bad_option(int argc, char **argv, int optind_now)
+{
+    const char *arg = optind_now >= 2 && optind_now - 1 < argc ? argv[optind_now - 1] : NULL;
+    char name[64];
+    size_t n;
+    if (arg == NULL || arg[0] != '-')
+        return lk_tool_usage_error("unknown option, or an option without its value (see --help)");
+    n = strcspn(arg, "=");
+    if (n >= sizeof name)
+        n = sizeof name - 1;
+    memcpy(name, arg, n);
+    name[n] = '\0';
+    return lk_tool_usage_error("unknown option '%s', or an option without its value (see --help)",
+                               lk_tool_shown(name));
 }
 
 int lk_tool_parse_i64(const char *s, long long min, long long max, long long *out)

@@ -56,5 +56,5 @@ int main(int argc, char **argv)
         return EXIT_OK;
     }
     fputs(usage_text, stderr);
-    return lk_tool_usage_error("unknown command '%s'", argv[1]);
+    return lk_tool_usage_error("unknown command '%s'", lk_tool_shown(argv[1]));
 }

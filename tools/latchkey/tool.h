@@ -50,6 +50,13 @@ int lk_tool_exit_code(lk_err err);
 /* Print "latchkey: CONTEXT: MESSAGE (LK_ERR_NAME)" on stderr. */
 void lk_tool_error(const char *context, lk_err err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* What the user typed, fit to be shown in a message: lk_key_ref_redact
+ * (lk_se.h) -- a pkcs11: URI without its PIN, anything else with '=' in it
+ * likewise; a plain name or path unchanged -- cut at about 4 KiB with "...".
+ * Every message that echoes a key reference, an argument or an option value
+ * shows it through this. The result lives in one of 4 rotating static
+ * buffers: up to 4 may be used in one message. NULL gives "". */
+const char *lk_tool_shown(const char *s);
 /* Print "latchkey: MESSAGE" on stderr and return EXIT_USAGE. */
 int lk_tool_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -76,6 +83,11 @@ int lk_tool_key_open(const struct lk_tool_key_opts *opts, struct lk_tool_key *k)
 void lk_tool_key_close(struct lk_tool_key *k);
 /* Print what an lk_se operation's failure means for this key. */
 void lk_tool_key_error(const struct lk_tool_key *k, const char *context, lk_err err);
+
+/* After getopt_long (with opterr = 0) returned '?': print which option was
+ * unknown or lacks its value -- its name only, never a value given with
+ * '=' -- and return EXIT_USAGE. optind_now is getopt's optind. */
+int lk_tool_bad_option(int argc, char **argv, int optind_now);
 
 /* Parse a decimal integer option; returns 0 on success. */
 int lk_tool_parse_i64(const char *s, long long min, long long max, long long *out);
