@@ -259,9 +259,16 @@ lk_err lk_dev_tls_new(const char *ca_file, const char *host, lk_dev_tls **out, c
     }
     f = fopen(ca_file, "r");
     if (f == NULL) {
+        int e = errno;
         if (detail != NULL && detail_size > 0)
-            snprintf(detail, detail_size, "cannot read the CA file %s: %s", shown_path(ca_file, shown, sizeof shown),
-                     strerror(errno));
+            snprintf(detail, detail_size, "cannot read the CA file %s: %s",
+                     shown_path(ca_file, shown, sizeof shown), strerror(e));
+        /* Missing or forbidden: a configuration error that no retry
+         * fixes; anything else may be the system's moment. */
+        if (e == ENOENT || e == ENOTDIR)
+            return LK_ERR_FILE_MISSING;
+        if (e == EACCES || e == EPERM || e == ELOOP || e == EISDIR || e == ENXIO || e == ENAMETOOLONG)
+            return LK_ERR_FILE_UNUSABLE;
         return LK_ERR_IO;
     }
     fclose(f);
@@ -285,7 +292,7 @@ lk_err lk_dev_tls_new(const char *ca_file, const char *host, lk_dev_tls **out, c
                  shown_path(ca_file, shown, sizeof shown));
         tls_reason(detail, detail_size, what);
         lk_dev_tls_free(t);
-        return LK_ERR_IO;
+        return LK_ERR_FILE_UNUSABLE;
     }
     SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, verify_cb);
     param = SSL_CTX_get0_param(t->ctx);

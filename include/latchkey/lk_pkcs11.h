@@ -44,9 +44,12 @@ typedef struct lk_pkcs11 lk_pkcs11;
  * On failure returns LK_ERR_URI (malformed URI, or several tokens match),
  * LK_ERR_MODULE (no module, not loadable, not PKCS#11, C_Initialize failed),
  * LK_ERR_KEY_NOT_FOUND (no such token), LK_ERR_KEY_LOCKED (PIN refused),
- * LK_ERR_IO (pin-source unreadable), LK_ERR_DEVICE, LK_ERR_ARG or
- * LK_ERR_NOMEM; sets *out to NULL and writes a one-line reason (no secrets,
- * e.g. "C_Login: CKR_PIN_INCORRECT") into detail, which may be NULL. On
+ * the pin-source file: LK_ERR_FILE_MISSING (no such file), LK_ERR_FILE_UNUSABLE
+ * (permission denied, not a regular file, no PIN on its first line) or
+ * LK_ERR_IO (a read error), LK_ERR_DEVICE, LK_ERR_ARG or LK_ERR_NOMEM; sets
+ * *out to NULL and writes a one-line reason (no secrets, e.g. "C_Login:
+ * CKR_PIN_INCORRECT", "pin-source file /etc/latchkey/pin: Permission
+ * denied"; up to about 1100 bytes) into detail, which may be NULL. On
  * success detail is "".
  *
  * Several handles may be open at once, on the same module too: the module is

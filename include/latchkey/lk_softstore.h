@@ -36,7 +36,9 @@ typedef struct lk_softstore lk_softstore;
 
 /*
  * Open the store at path. Errors: LK_ERR_STORE_MISSING (no file and no
- * LK_SOFTSTORE_CREATE), LK_ERR_IO (unreadable), LK_ERR_STORE_PERMS (group/other bits set,
+ * LK_SOFTSTORE_CREATE), LK_ERR_FILE_UNUSABLE (a symbolic link, a directory,
+ * FIFO or other non-regular file, permission denied), LK_ERR_IO (the system
+ * failed to read it, or to create it), LK_ERR_STORE_PERMS (group/other bits set,
  * or not owned by the caller), LK_ERR_STORE_FOREIGN (not a latchkey store, or
  * a newer format), LK_ERR_STORE_CORRUPT (truncated, bad checksum, bad entry).
  * On failure *out is NULL.

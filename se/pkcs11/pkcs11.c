@@ -42,7 +42,7 @@ static const CK_BYTE p11__sha256_digest_info[] = {
 static const CK_BYTE p11__rsa_f4[] = { 0x01, 0x00, 0x01 };
 
 #define P11_SLOTS_MAX 256u     /* more slots than this is a broken module */
-#define P11_ERR_MAX 160u       /* one line of detail */
+#define P11_ERR_MAX 1200u      /* one line of detail: room for a 1024-byte pin-source path */
 #define P11_EC_ATTR_MAX 128u   /* CKA_EC_PARAMS / CKA_EC_POINT of P-256 fit easily */
 #define P11_RSA_MOD_MAX (LK_RSA_MAX_BITS / 8u + 1u) /* a leading zero byte allowed */
 #define P11_RSA_EXP_MAX 8u
@@ -526,7 +526,6 @@ lk_err lk_pkcs11_open(const char *uri, const char *module, const char *pin,
     char pinbuf[P11_PIN_MAX + 1];
     size_t pin_len = 0, n;
     int have_pin = 0;
-    const char *why = "";
     lk_err err = LK_ERR_ARG;
     CK_RV rv;
 
@@ -582,11 +581,10 @@ lk_err lk_pkcs11_open(const char *uri, const char *module, const char *pin,
         memcpy(pinbuf, u.pin_value, pin_len);
         have_pin = 1;
     } else if (u.have & P11_HAVE_PIN_SOURCE) {
-        err = p11__pin_read(u.pin_source, pinbuf, sizeof pinbuf, &pin_len, &why);
-        if (err != LK_OK) {
-            p11__fail(p11, err, why);
+        err = p11__pin_read(u.pin_source, pinbuf, sizeof pinbuf, &pin_len, p11->last_error,
+                            sizeof p11->last_error);
+        if (err != LK_OK)
             goto exit;
-        }
         have_pin = 1;
     }
     /* The URI copy of the PIN is no longer needed. */

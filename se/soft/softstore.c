@@ -199,10 +199,23 @@ static lk_err read_all(const char *path, char **out, size_t *out_len)
 
     *out = NULL;
     *out_len = 0;
-    if (fd < 0)
-        return errno == ENOENT ? LK_ERR_STORE_MISSING : LK_ERR_IO;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+    if (fd < 0) {
+        int e = errno;
+        if (e == ENOENT || e == ENOTDIR)
+            return LK_ERR_STORE_MISSING;
+        /* A link (O_NOFOLLOW), a forbidden file, a directory: a
+         * configuration error, unlike the system failing (EIO, EMFILE). */
+        if (e == ELOOP || e == EACCES || e == EPERM || e == EISDIR || e == ENXIO ||
+            e == ENAMETOOLONG)
+            return LK_ERR_FILE_UNUSABLE;
+        return LK_ERR_IO;
+    }
+    if (fstat(fd, &st) != 0)
         goto exit;
+    if (!S_ISREG(st.st_mode)) {
+        err = LK_ERR_FILE_UNUSABLE;
+        goto exit;
+    }
     if ((st.st_mode & 077) != 0 || st.st_uid != geteuid()) {
         err = LK_ERR_STORE_PERMS;
         goto exit;

@@ -904,6 +904,8 @@ static const struct { lk_err err; const char *name; } error_table[] = {
     { LK_ERR_NOMEM, "LK_ERR_NOMEM" },
     { LK_ERR_CRYPTO, "LK_ERR_CRYPTO" },
     { LK_ERR_STORE_MISSING, "LK_ERR_STORE_MISSING" },
+    { LK_ERR_FILE_MISSING, "LK_ERR_FILE_MISSING" },
+    { LK_ERR_FILE_UNUSABLE, "LK_ERR_FILE_UNUSABLE" },
     { LK_ERR_TOKEN_TOO_LARGE, "LK_ERR_TOKEN_TOO_LARGE" },
     { LK_ERR_TOKEN_MALFORMED, "LK_ERR_TOKEN_MALFORMED" },
     { LK_ERR_TOKEN_ALG, "LK_ERR_TOKEN_ALG" },
@@ -954,6 +956,8 @@ static void test_error_strings(void **state)
     assert_int_equal(LK_ERR_KEY_WEAK, 29);
     assert_int_equal(LK_ERR_IO, 40);
     assert_int_equal(LK_ERR_CRYPTO, 45);
+    assert_int_equal(LK_ERR_FILE_MISSING, 47);
+    assert_int_equal(LK_ERR_FILE_UNUSABLE, 48);
     assert_int_equal(LK_ERR_NET, 100);
     assert_int_equal(LK_ERR_TIMEOUT, 105);
     /* every code below LK_ERR__END is in the table above (update it when
@@ -976,7 +980,7 @@ static void test_error_strings(void **state)
                          error_table[j].name, s);
     }
     /* unknown values: the gaps, the end marker, beyond, negative */
-    static const int unknown[] = { 5, 9, 14, 19, 30, 39, 47, 59, 72, 79, 90, 99, LK_ERR__END, LK_ERR__END + 1,
+    static const int unknown[] = { 5, 9, 14, 19, 30, 39, 49, 59, 72, 79, 90, 99, LK_ERR__END, LK_ERR__END + 1,
                                    1000, 0x7fffffff, -1, -46 };
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         const char *s = lk_strerror((lk_err)unknown[i]);

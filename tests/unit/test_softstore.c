@@ -1751,38 +1751,38 @@ static void test_links_and_odd_files(void **state)
     use_template(f);
     text = read_bytes(f->path, &len);
 
-    /* A symlink to a valid store: refused (O_NOFOLLOW: IO), with or
+    /* A symlink to a valid store: refused (O_NOFOLLOW: FILE_UNUSABLE, a configuration error), with or
      * without CREATE, and the store is not touched. */
     snprintf(lnk, sizeof lnk, "%s/link.store", f->dir);
     assert_int_equal(symlink(STORE_FILE, lnk), 0);
     err = open_err(lnk, 0);
     assert_int_not_equal(err, LK_OK);
-    assert_int_equal(err, LK_ERR_IO);
-    assert_int_equal(open_err(lnk, LK_SOFTSTORE_CREATE), LK_ERR_IO);
+    assert_int_equal(err, LK_ERR_FILE_UNUSABLE);
+    assert_int_equal(open_err(lnk, LK_SOFTSTORE_CREATE), LK_ERR_FILE_UNUSABLE);
     assert_file_is(f->path, text, len);
     /* A dangling symlink with CREATE: nothing is created at its target. */
     snprintf(dangling, sizeof dangling, "%s/dangling.store", f->dir);
     snprintf(target, sizeof target, "%s/target.store", f->dir);
     assert_int_equal(symlink("target.store", dangling), 0);
-    assert_int_equal(open_err(dangling, LK_SOFTSTORE_CREATE), LK_ERR_IO);
+    assert_int_equal(open_err(dangling, LK_SOFTSTORE_CREATE), LK_ERR_FILE_UNUSABLE);
     assert_int_equal(access(target, F_OK), -1);
-    assert_int_equal(open_err(dangling, 0), LK_ERR_IO);
+    assert_int_equal(open_err(dangling, 0), LK_ERR_FILE_UNUSABLE);
 
     /* A directory. */
     snprintf(sub, sizeof sub, "%s/dir.store", f->dir);
     assert_int_equal(mkdir(sub, 0700), 0);
-    assert_int_equal(open_err(sub, 0), LK_ERR_IO);
-    assert_int_equal(open_err(sub, LK_SOFTSTORE_CREATE), LK_ERR_IO);
-    assert_int_equal(open_err(f->dir, 0), LK_ERR_IO);
+    assert_int_equal(open_err(sub, 0), LK_ERR_FILE_UNUSABLE);
+    assert_int_equal(open_err(sub, LK_SOFTSTORE_CREATE), LK_ERR_FILE_UNUSABLE);
+    assert_int_equal(open_err(f->dir, 0), LK_ERR_FILE_UNUSABLE);
 
-    /* A FIFO: refused at once (IO), without waiting for a writer. The
+    /* A FIFO: refused at once (FILE_UNUSABLE), without waiting for a writer. The
      * alarm turns a hang into a visible failure. */
     snprintf(fifo, sizeof fifo, "%s/fifo.store", f->dir);
     assert_int_equal(mkfifo(fifo, 0600), 0);
     alarm(10);
     err = open_err(fifo, 0);
     alarm(0);
-    assert_int_equal(err, LK_ERR_IO);
+    assert_int_equal(err, LK_ERR_FILE_UNUSABLE);
 
     /* A path in a directory that does not exist. */
     snprintf(inmissing, sizeof inmissing, "%s/no/such/dir/keys.store", f->dir);
