@@ -13,17 +13,6 @@ static const char usage_text[] =
     "Run 'latchkey-device run --help' or 'latchkey-device simulate --help' for the options;\n"
     "docs/device.md explains the behaviour and the exit codes.\n";
 
-int lk_device_exit_code(lk_err err)
-{
-    switch (err) {
-    case LK_OK: return EXIT_OK;
-    case LK_ERR_REFUSED: return EXIT_DEV_REFUSED;
-    case LK_ERR_TLS: return EXIT_DEV_TLS;
-    case LK_ERR_NET: case LK_ERR_TIMEOUT: return EXIT_DEV_NETWORK;
-    default: return lk_tool_exit_code(err);
-    }
-}
-
 int main(int argc, char **argv)
 {
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||

@@ -58,8 +58,9 @@ static const char run_help[] =
     "  --quiet             progress lines off; errors are still printed\n"
     "\n"
     "Stops cleanly (flushing what is queued) on SIGINT or SIGTERM. Exit codes: 0 stopped with\n"
-    "everything delivered, 2 usage, 3/4/5/7/10 the key, 30 refused by the server, 31 server not\n"
-    "authenticated, 32 network, 33 undelivered messages, 34 input (docs/device.md).\n";
+    "everything delivered, 2 usage, 3 a key, token or file (PIN, --ca, --events) not found,\n"
+    "4/5/7/10 the key, 24 a file that cannot be used, 30 refused by the server, 31 server not\n"
+    "authenticated, 32 network, 33 undelivered messages, 34 input (docs/cli.md, \"Exit codes\").\n";
 
 #define LINE_MAX_BYTES (256u * 1024u)
 
@@ -219,7 +220,7 @@ static int flush_lines(lk_dev *dev, struct input *in, const char *subfolder)
         }
         if (err != LK_OK) {
             lk_tool_error("event", err, "%s", lk_strerror(err));
-            return lk_device_exit_code(err);
+            return lk_tool_exit_code(err);
         }
         in->paused = 0;
         if (nl == NULL) {
@@ -258,17 +259,26 @@ static int read_small_file(const char *path, char **out, size_t *len)
     FILE *f = fopen(path, "rb");
     char *buf;
     size_t n;
+    int e;
     if (f == NULL) {
-        fprintf(stderr, "%s: cannot read %s: %s\n", lk_tool_name, lk_tool_shown(path), strerror(errno));
-        return EXIT_DEV_INPUT;
+        e = errno;
+        fprintf(stderr, "%s: --state-file %s: %s\n", lk_tool_name, lk_tool_shown(path), strerror(e));
+        return lk_tool_file_exit(e);
     }
     buf = malloc(LK_STATE_MAX + 1);
     if (buf == NULL) {
         fclose(f);
         return EXIT_FAIL;
     }
+    errno = 0;
     n = fread(buf, 1, LK_STATE_MAX + 1, f);
+    e = ferror(f) ? errno : 0;
     fclose(f);
+    if (e != 0) { /* a directory opens, and fails to read (EISDIR) */
+        free(buf);
+        fprintf(stderr, "%s: --state-file %s: %s\n", lk_tool_name, lk_tool_shown(path), strerror(e));
+        return e == EISDIR ? EXIT_FILE : EXIT_DEV_INPUT;
+    }
     if (n > LK_STATE_MAX) {
         free(buf);
         fprintf(stderr, "%s: %s is larger than a device state may be (%u bytes)\n", lk_tool_name,
@@ -447,8 +457,9 @@ int lk_device_cmd_run(int argc, char **argv)
     } else {
         in.fd = open(events, O_RDONLY | O_CLOEXEC);
         if (in.fd < 0) {
-            fprintf(stderr, "%s: cannot open %s: %s\n", lk_tool_name, lk_tool_shown(events), strerror(errno));
-            return EXIT_DEV_INPUT;
+            int e = errno;
+            fprintf(stderr, "%s: --events %s: %s\n", lk_tool_name, lk_tool_shown(events), strerror(e));
+            return lk_tool_file_exit(e);
         }
     }
     in.buf = malloc(LINE_MAX_BYTES + 1);
@@ -458,15 +469,26 @@ int lk_device_cmd_run(int argc, char **argv)
     rc = lk_tool_key_open(&ko, &key);
     if (rc != EXIT_OK)
         goto out_input;
-    if (cfg.alg == LK_ALG_NONE) {
+    {
+        /* The key decides the algorithm; --alg only asserts it (as in
+         * `latchkey token`): a mismatch is found now, not at the first
+         * signature. */
         uint8_t pub[LK_PUBKEY_DER_MAX];
         size_t pub_len = 0;
-        err = lk_se_public_key(&key.se, key.key, &cfg.alg, pub, sizeof pub, &pub_len);
+        lk_alg have = LK_ALG_NONE;
+        err = lk_se_public_key(&key.se, key.key, &have, pub, sizeof pub, &pub_len);
         if (err != LK_OK) {
             lk_tool_key_error(&key, "key", err);
             rc = lk_tool_exit_code(err);
             goto out_key;
         }
+        if (cfg.alg != LK_ALG_NONE && cfg.alg != have) {
+            lk_tool_error("key", LK_ERR_KEY_TYPE, "--alg %s, but key '%s' is an %s key",
+                          lk_alg_name(cfg.alg), lk_tool_shown(key.key), lk_alg_name(have));
+            rc = lk_tool_exit_code(LK_ERR_KEY_TYPE);
+            goto out_key;
+        }
+        cfg.alg = have;
     }
     cfg.se = &key.se;
     cfg.key = key.key;
@@ -480,7 +502,7 @@ int lk_device_cmd_run(int argc, char **argv)
             rc = lk_tool_usage_error("%s", detail);
         else {
             lk_tool_error("setup", err, "%s", detail[0] ? detail : lk_strerror(err));
-            rc = lk_device_exit_code(err);
+            rc = lk_tool_exit_code(err);
         }
         goto out_key;
     }
@@ -495,7 +517,7 @@ int lk_device_cmd_run(int argc, char **argv)
             free(data);
         if (err != LK_OK) {
             lk_tool_error("state", err, "%s", lk_strerror(err));
-            rc = lk_device_exit_code(err);
+            rc = lk_tool_exit_code(err);
             goto out_dev;
         }
     }
@@ -574,7 +596,7 @@ int lk_device_cmd_run(int argc, char **argv)
         err = lk_dev_error(dev, &why);
         if (err != LK_OK) {
             if (rc == EXIT_OK)
-                rc = lk_device_exit_code(err);
+                rc = lk_tool_exit_code(err);
         } else if (rc == EXIT_OK && stats.queued > 0) {
             fprintf(stderr, "%s: stopped with %zu message(s) the server had not acknowledged\n",
                     lk_tool_name, stats.queued);

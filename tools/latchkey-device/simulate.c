@@ -90,8 +90,9 @@ static const char sim_usage[] =
     "The simulator raises its open-file limit to the hard limit (it needs about\n"
     "N+64 descriptors); the broker needs as many (`ulimit -n`, LimitNOFILE=).\n"
     "Exit status: 0 when every device connected and every event was delivered,\n"
-    "35 otherwise; 2 for a bad command line; 3 for a missing store or key, 7 for an\n"
-    "unusable store; 1 for anything else (e.g. a --ca file without a certificate).\n";
+    "35 otherwise; 2 for a bad command line; 3 for a missing store, key or --ca file,\n"
+    "7 for a corrupt or too open store, 24 for a --ca file that cannot be read or holds\n"
+    "no certificate; 1 for anything else (exit codes: docs/cli.md).\n";
 
 /* One simulated device. */
 struct sim_dev {

@@ -95,7 +95,7 @@ int lk_cmd_token(int argc, char **argv)
         lk_tool_error("token", LK_ERR_KEY_TYPE, "--alg %s, but key '%s' is an %s key",
                       lk_alg_name(want), lk_tool_shown(k.key), lk_alg_name(have));
         lk_tool_key_close(&k);
-        return EXIT_USAGE;
+        return lk_tool_exit_code(LK_ERR_KEY_TYPE); /* 10, as latchkey-device */
     }
     err = lk_jwt_iotcore(&k.se, k.key, have, aud, strlen(aud), now, now + ttl,
                          token, sizeof token, &token_len);
