@@ -32,6 +32,11 @@ typedef struct lk_softstore lk_softstore;
 #define LK_SOFTSTORE_CREATE 1u     /* create an empty store if none exists */
 #define LK_SOFTSTORE_DEFER_SAVE 2u /* generate() keeps keys in memory until
                                       lk_softstore_save(): for bulk creation */
+#define LK_SOFTSTORE_CREATE_ON_WRITE 4u /* a missing store opens empty, and its
+                                      file is first written with the first key
+                                      (generate, or lk_softstore_save): a
+                                      refused or failed generate leaves no empty
+                                      store behind. Wins over CREATE. */
 #define LK_SOFTSTORE_NAME_MAX 255u
 
 /*

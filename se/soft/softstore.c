@@ -871,7 +871,7 @@ lk_err lk_softstore_open(const char *path, unsigned flags, lk_softstore **out)
     if (out != NULL)
         *out = NULL;
     if (path == NULL || out == NULL || path[0] == '\0' ||
-        (flags & ~(LK_SOFTSTORE_CREATE | LK_SOFTSTORE_DEFER_SAVE)) != 0)
+        (flags & ~(LK_SOFTSTORE_CREATE | LK_SOFTSTORE_DEFER_SAVE | LK_SOFTSTORE_CREATE_ON_WRITE)) != 0)
         return LK_ERR_ARG;
     s = calloc(1, sizeof *s);
     if (s == NULL)
@@ -883,7 +883,12 @@ lk_err lk_softstore_open(const char *path, unsigned flags, lk_softstore **out)
         return LK_ERR_NOMEM;
     }
     err = load(s);
-    if (err == LK_ERR_STORE_MISSING && (flags & LK_SOFTSTORE_CREATE)) {
+    if (err == LK_ERR_STORE_MISSING && (flags & LK_SOFTSTORE_CREATE_ON_WRITE)) {
+        /* Empty in memory; the first save (under the lock, re-reading the
+         * disk) creates the file. */
+        entries_free(s);
+        err = index_rebuild(s);
+    } else if (err == LK_ERR_STORE_MISSING && (flags & LK_SOFTSTORE_CREATE)) {
         /* Create it now, under the lock, unless someone else just did. */
         entries_free(s);
         fd = lock_store(path);

@@ -217,6 +217,46 @@ def test_weak_rsa_refused(lk, store):
 def test_invalid_key_name(lk, store):
     r = lk("key", "generate", "--store", store, "--key", "bad/name")
     assert r.rc == 2, r
+    assert "bad/name" in r.err and "A-Za-z0-9" in r.err, r
+
+
+@pytest.mark.parametrize("args,code", [
+    (("--key", "bad/name"), 2),
+    (("--key", "x" * 256), 2),
+    (("--key", "k", "--alg", "HS256"), 2),
+    (("--key", "k", "--alg", "RS256", "--bits", "1024"), 2),
+    (("--key", "k", "--alg", "RS256", "--bits", "8192"), 2),
+    (("--key", "k", "--bits", "2048"), 2),
+    (("--key", "k", "--no-such-option"), 2),
+])
+def test_refused_generate_leaves_no_store(lk, tmp_path, args, code):
+    """A refused `key generate` into a store that does not exist yet leaves no file behind
+    (neither the store nor its lock)."""
+    store = tmp_path / "new" / "keys.lks"
+    store.parent.mkdir()
+    r = lk("key", "generate", "--store", store, *args)
+    assert r.rc == code, r
+    assert r.out == ""
+    assert list(store.parent.iterdir()) == [], list(store.parent.iterdir())
+    # and the same store is created by the first key that is made
+    r = lk("key", "generate", "--store", store, "--key", "k")
+    assert r.rc == 0 and store.exists(), r
+
+
+def test_generate_into_unwritable_directory_leaves_no_store(lk, tmp_path):
+    """The directory may not be written (CAP_DAC_OVERRIDE dropped, as root ignores modes): the
+    store cannot be locked or written; exit 1, and nothing is left behind."""
+    import subprocess
+    from conftest import BIN, Result
+    d = tmp_path / "ro"
+    d.mkdir()
+    os.chmod(d, 0o500)
+    cp = subprocess.run(["setpriv", "--bounding-set", "-dac_override,-dac_read_search",
+                         str(BIN / "latchkey"), "key", "generate", "--store", str(d / "keys.lks"),
+                         "--key", "k"], capture_output=True, text=True)
+    r = Result(cp)
+    assert r.rc == 1 and "LK_ERR_IO" in r.err, r
+    assert list(d.iterdir()) == []
 
 
 # ---- PKCS#11 (SoftHSM2) through the same tool ----

@@ -569,7 +569,7 @@ static int create_keys(struct sim *s)
     lk_alg *algs = NULL;
     uint8_t **made_pub = NULL;  /* the public keys generated now */
     size_t *made_len = NULL;
-    int rc = open_store(s, LK_SOFTSTORE_CREATE | LK_SOFTSTORE_DEFER_SAVE);
+    int rc = open_store(s, LK_SOFTSTORE_CREATE_ON_WRITE | LK_SOFTSTORE_DEFER_SAVE);
     lk_err err = LK_OK;
 
     if (rc != EXIT_OK)

@@ -43,7 +43,7 @@ struct lk_tool_key_opts {
     const char *key;      /* --key NAME or --key pkcs11:URI */
     const char *store;    /* --store FILE (software key store) */
     const char *module;   /* --module PATH (PKCS#11) */
-    int create;           /* create the store if missing */
+    int create;           /* a missing store may be created (by the first key written) */
 };
 
 /* Open the backend named by opts; prints the reason and returns an exit
