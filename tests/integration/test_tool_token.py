@@ -291,3 +291,60 @@ def test_pkcs11_failures(lk, softhsm, tmp_path):
     r = lk("token", "--key", "pkcs11:token=other;object=dev-1?module-path=" + SOFTHSM_MODULE + "&pin-value=1234",
            "--aud", "p", env=softhsm.env)
     assert r.rc == 3, r
+
+
+def test_pkcs11_key_list(lk, softhsm, tmp_path):
+    """`key list --key pkcs11:URI` lists the key pairs of the token the URI names: LABEL, ALG, ID
+    (RFC 7512 encoding: they paste into object= and id=); object=/id= narrow the list."""
+    token = (f"pkcs11:token={softhsm.label}?module-path={SOFTHSM_MODULE}&pin-value={softhsm.pin}")
+    r = lk("key", "list", "--key", token, env=softhsm.env)
+    assert r.rc == 0 and r.out == "" and r.err == "", r           # an empty token
+    for args in ((softhsm.uri("dev-1"),), (softhsm.uri("dev 2").replace("dev 2", "dev%202"), "--alg", "RS256"),
+                 (softhsm.uri("dev-3").replace("object=dev-3", "object=dev-3;id=%01%a2"),)):
+        g = lk("key", "generate", "--key", args[0], *args[1:], env=softhsm.env)
+        assert g.rc == 0, g
+    # a key latchkey cannot sign with (P-384), imported by SoftHSM's own tool
+    k = ec.generate_private_key(ec.SECP384R1())
+    (tmp_path / "p384.pem").write_bytes(k.private_bytes(serialization.Encoding.PEM,
+                                                        serialization.PrivateFormat.PKCS8,
+                                                        serialization.NoEncryption()))
+    subprocess.run(["softhsm2-util", "--import", str(tmp_path / "p384.pem"), "--token", softhsm.label,
+                    "--label", "other", "--id", "07", "--pin", softhsm.pin], check=True,
+                   capture_output=True, env={**os.environ, **softhsm.env})
+    r = lk("key", "list", "--key", token, env=softhsm.env)
+    assert r.rc == 0, r
+    assert sorted(r.out.splitlines()) == sorted(["dev-1\tES256\t", "dev%202\tRS256\t",
+                                                 "dev-3\tES256\t%01%a2", "other\tnone\t%07"]), r
+    assert "'other' cannot sign for latchkey: EC key on a curve other than P-256" in r.err, r
+    assert softhsm.pin not in r.out + r.err
+    # each line names its key: object= and id= from it make a working key reference
+    for line in r.out.splitlines():
+        label, alg, kid = line.split("\t")
+        if alg == "none":
+            continue
+        ref = f"pkcs11:token={softhsm.label};object={label}" + (f";id={kid}" if kid else "")
+        p = lk("key", "public", "--key", ref + f"?module-path={SOFTHSM_MODULE}", env=softhsm.env)
+        assert p.rc == 0, (line, p)
+    # narrowed by object= or id=; the query (module, PIN) as for any key reference
+    r = lk("key", "list", "--key", softhsm.uri("dev-1"), env=softhsm.env)
+    assert r.rc == 0 and r.out == "dev-1\tES256\t\n", r
+    r = lk("key", "list", "--key", token.replace("?", ";id=%01%a2?"), env=softhsm.env)
+    assert r.rc == 0 and r.out == "dev-3\tES256\t%01%a2\n", r
+    r = lk("key", "list", "--key", softhsm.uri("nope"), env=softhsm.env)
+    assert r.rc == 0 and r.out == "", r
+    # without the PIN the private keys are invisible: said so, exit 4
+    r = lk("key", "list", "--key", f"pkcs11:token={softhsm.label}?module-path={SOFTHSM_MODULE}",
+           env=softhsm.env)
+    assert r.rc == 4 and "not logged in" in r.err and r.out == "", r
+    # the PIN from the environment works as for the other commands
+    r = lk("key", "list", "--key", f"pkcs11:token={softhsm.label}?module-path={SOFTHSM_MODULE}",
+           env={**softhsm.env, "LATCHKEY_PKCS11_PIN": softhsm.pin})
+    assert r.rc == 0 and len(r.out.splitlines()) == 4, r
+    # another token, a wrong PIN, a store name given to --key
+    r = lk("key", "list", "--key", token.replace(f"token={softhsm.label}", "token=nope"), env=softhsm.env)
+    assert r.rc == 3, r
+    r = lk("key", "list", "--key", token.replace(f"pin-value={softhsm.pin}", "pin-value=0000"),
+           env=softhsm.env)
+    assert r.rc == 4 and "CKR_PIN_INCORRECT" in r.err, r
+    r = lk("key", "list", "--key", "dev-1", "--store", tmp_path / "s.lks")
+    assert r.rc == 2 and "pkcs11:" in r.err, r

@@ -2,10 +2,12 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "latchkey/lk_pkcs11.h"
 #include "latchkey/lk_softstore.h"
 #include "tool.h"
 
@@ -14,7 +16,7 @@ static const char key_usage[] =
     "       latchkey key generate --key 'pkcs11:token=T;object=O?module-path=M&pin-source=file:F'\n"
     "                             [--module PATH] [--alg ES256|RS256] [--bits N]\n"
     "       latchkey key public   --key NAME --store FILE | --key pkcs11:URI [--module PATH]\n"
-    "       latchkey key list     --store FILE\n"
+    "       latchkey key list     --store FILE | --key 'pkcs11:token=T?module-path=M&pin-source=F'\n"
     "\n"
     "generate makes a new key pair inside the key store or token and prints its public key\n"
     "(PEM), ready for the device registry. The private key never leaves the token; the\n"
@@ -24,6 +26,55 @@ static const char key_usage[] =
     "  --module PATH       PKCS#11 module, if the URI has no module-path\n"
     "Environment: LATCHKEY_STORE (default --store), LATCHKEY_PKCS11_MODULE,\n"
     "LATCHKEY_PKCS11_PIN (used when the URI carries no PIN).\n";
+
+/* Write n bytes as an RFC 7512 path value: what may appear as it is stays,
+ * everything else is %XX, so that the text pastes into object= or id=. */
+static void put_p11_value(const unsigned char *v, size_t n, int all_hex)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = v[i];
+        if (!all_hex && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                         (c != '\0' && strchr("-._~:[]@!$'()*+,=&", c) != NULL)))
+            putchar(c);
+        else
+            printf("%%%02x", c);
+    }
+}
+
+/* One key pair of a token: LABEL TAB ALG TAB ID (see docs/cli.md). */
+static void list_one(void *user, const lk_pkcs11_key_info *k)
+{
+    size_t *count = user;
+    put_p11_value(k->label, k->label_len, 0);
+    printf("\t%s\t", k->alg == LK_ALG_NONE ? "none" : lk_alg_name(k->alg));
+    put_p11_value(k->id, k->id_len, 1);
+    putchar('\n');
+    if (k->alg == LK_ALG_NONE) {
+        fprintf(stderr, "%s: key list: '", lk_tool_name);
+        for (size_t i = 0; i < k->label_len; i++)
+            fputc(k->label[i] >= 0x20 && k->label[i] < 0x7f ? k->label[i] : '?', stderr);
+        fprintf(stderr, "' cannot sign for latchkey: %s\n", k->why);
+    }
+    (*count)++;
+}
+
+static int list_token(struct lk_tool_key_opts *ko)
+{
+    struct lk_tool_key k;
+    size_t count = 0;
+    lk_err err;
+    int rc = lk_tool_key_open(ko, &k);
+    if (rc != EXIT_OK)
+        return rc;
+    err = lk_pkcs11_list_keys(k.p11, k.key, list_one, &count);
+    if (err != LK_OK) {
+        lk_tool_key_error(&k, "key list", err);
+        rc = lk_tool_exit_code(err);
+    }
+    lk_tool_key_close(&k);
+    fflush(stdout);
+    return rc;
+}
 
 /* Print DER SubjectPublicKeyInfo as PEM on stdout. */
 static int print_pem(const uint8_t *der, size_t len)
@@ -92,8 +143,14 @@ int lk_cmd_key(int argc, char **argv)
         lk_softstore *s = NULL;
         const char *path = ko.store ? ko.store : getenv("LATCHKEY_STORE");
         size_t i;
+        if (ko.key != NULL) {
+            if (strncasecmp(ko.key, "pkcs11:", 7) != 0)
+                return lk_tool_usage_error("key list: --key takes a pkcs11: URI naming the token (list a "
+                                           "software store with --store FILE)");
+            return list_token(&ko);
+        }
         if (path == NULL)
-            return lk_tool_usage_error("key list: --store FILE is required");
+            return lk_tool_usage_error("key list: --store FILE or --key pkcs11:URI is required");
         err = lk_softstore_open(path, 0, &s);
         if (err != LK_OK) {
             lk_tool_error("key store", err, "%s: %s", lk_tool_shown(path), lk_strerror(err));
