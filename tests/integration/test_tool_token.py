@@ -6,6 +6,7 @@ openssl command accept, any tampered byte refused, and a clear message with a
 documented exit code for every failure.
 """
 import base64
+import re
 import json
 import os
 import stat
@@ -348,3 +349,36 @@ def test_pkcs11_key_list(lk, softhsm, tmp_path):
     assert r.rc == 4 and "CKR_PIN_INCORRECT" in r.err, r
     r = lk("key", "list", "--key", "dev-1", "--store", tmp_path / "s.lks")
     assert r.rc == 2 and "pkcs11:" in r.err, r
+
+
+@pytest.mark.parametrize("sub,others", [
+    ("generate", ("key public", "key list")),
+    ("public", ("key generate", "key list")),
+    ("list", ("key generate", "key public")),
+])
+def test_key_subcommand_help_is_its_own(lk, sub, others):
+    r = lk("key", sub, "--help")
+    assert r.rc == 0 and r.err == "", r
+    assert r.out.startswith(f"usage: latchkey key {sub} "), r
+    for o in others:
+        assert f"latchkey {o}" not in r.out, f"`key {sub} --help` shows `{o}`: {r.out}"
+    # the whole group only for `key --help`
+    g = lk("key", "--help")
+    assert g.rc == 0 and all(f"latchkey key {s}" in g.out for s in ("generate", "public", "list")), g
+
+
+@pytest.mark.parametrize("args", [("token", "--help"), ("token", "create", "--help")])
+def test_token_help_is_its_own(lk, args):
+    r = lk(*args)
+    assert r.rc == 0 and r.out.startswith("usage: latchkey token --key"), r
+    assert "--credential" not in r.out, "`token --help` shows token verify's usage"
+
+
+def test_version_both_tools(lk):
+    a = lk("--version")
+    b = lk("--version", binary="latchkey-device")
+    assert a.rc == 0 and b.rc == 0, (a, b)
+    va, vb = a.out.split(), b.out.split()
+    assert va[0] == "latchkey" and vb[0] == "latchkey-device", (a, b)
+    assert len(va) == len(vb) == 2 and va[1] == vb[1], (a, b)
+    assert re.fullmatch(r"[0-9]+\.[0-9]+\.[0-9]+", va[1]), a

@@ -12,20 +12,57 @@
 #include "tool.h"
 
 static const char key_usage[] =
+    "usage: latchkey key generate --key NAME --store FILE | --key pkcs11:URI [--alg ES256|RS256] [--bits N]\n"
+    "       latchkey key public   --key NAME --store FILE | --key pkcs11:URI\n"
+    "       latchkey key list     --store FILE | --key pkcs11:URI\n"
+    "\n"
+    "Run 'latchkey key generate --help' (public, list) for a subcommand's options.\n";
+
+static const char generate_usage[] =
     "usage: latchkey key generate --key NAME --store FILE [--alg ES256|RS256] [--bits N]\n"
     "       latchkey key generate --key 'pkcs11:token=T;object=O?module-path=M&pin-source=file:F'\n"
     "                             [--module PATH] [--alg ES256|RS256] [--bits N]\n"
-    "       latchkey key public   --key NAME --store FILE | --key pkcs11:URI [--module PATH]\n"
-    "       latchkey key list     --store FILE | --key 'pkcs11:token=T?module-path=M&pin-source=F'\n"
     "\n"
-    "generate makes a new key pair inside the key store or token and prints its public key\n"
+    "Makes a new key pair inside the key store or token and prints its public key\n"
     "(PEM), ready for the device registry. The private key never leaves the token; the\n"
-    "software store (--store) keeps it in a 0600 file and is for development only.\n"
+    "software store (--store) keeps it in a 0600 file and is for development only (a\n"
+    "missing store is created with the key; a refused generate leaves no file).\n"
     "  --alg ES256|RS256   key type (default ES256: P-256)\n"
     "  --bits N            RSA modulus size, 2048..4096 (default 2048)\n"
     "  --module PATH       PKCS#11 module, if the URI has no module-path\n"
     "Environment: LATCHKEY_STORE (default --store), LATCHKEY_PKCS11_MODULE,\n"
     "LATCHKEY_PKCS11_PIN (used when the URI carries no PIN).\n";
+
+static const char public_usage[] =
+    "usage: latchkey key public --key NAME --store FILE\n"
+    "       latchkey key public --key 'pkcs11:token=T;object=O?module-path=M' [--module PATH]\n"
+    "\n"
+    "Prints the public key (PEM) of a key in the store or token; no PIN is needed for a\n"
+    "token that keeps a public key object.\n"
+    "  --module PATH       PKCS#11 module, if the URI has no module-path\n"
+    "Environment: LATCHKEY_STORE, LATCHKEY_PKCS11_MODULE, LATCHKEY_PKCS11_PIN.\n";
+
+static const char list_usage[] =
+    "usage: latchkey key list --store FILE\n"
+    "       latchkey key list --key 'pkcs11:token=T?module-path=M&pin-source=file:F' [--module PATH]\n"
+    "\n"
+    "Lists the keys: of a store, NAME<TAB>ALG; of a token, one line per key pair,\n"
+    "LABEL<TAB>ALG<TAB>ID (RFC 7512 values for object= and id=; ALG none for a key\n"
+    "latchkey cannot sign with). object= and id= in the URI narrow the list; a token\n"
+    "that requires a login needs the PIN to show its private keys.\n"
+    "Environment: LATCHKEY_STORE, LATCHKEY_PKCS11_MODULE, LATCHKEY_PKCS11_PIN.\n";
+
+/* The usage of subcommand sub, or the group's. */
+static const char *usage_of(const char *sub)
+{
+    if (sub != NULL && strcmp(sub, "generate") == 0)
+        return generate_usage;
+    if (sub != NULL && strcmp(sub, "public") == 0)
+        return public_usage;
+    if (sub != NULL && strcmp(sub, "list") == 0)
+        return list_usage;
+    return key_usage;
+}
 
 /* Write n bytes as an RFC 7512 path value: what may appear as it is stays,
  * everything else is %XX, so that the text pastes into object= or id=. */
@@ -124,7 +161,7 @@ int lk_cmd_key(int argc, char **argv)
             if (lk_tool_parse_i64(optarg, 1, 1 << 20, &bits) != 0)
                 return lk_tool_usage_error("--bits takes a number of bits, 2048 to 4096");
             break;
-        case 'h': fputs(key_usage, stdout); return EXIT_OK;
+        case 'h': fputs(usage_of(sub), stdout); return EXIT_OK;
         default: return lk_tool_bad_option(argc - 1, argv + 1, optind);
         }
     }

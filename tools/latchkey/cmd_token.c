@@ -15,14 +15,17 @@
 static const char token_usage[] =
     "usage: latchkey token --key NAME --store FILE --aud PROJECT [--ttl SECONDS] [--alg ES256|RS256]\n"
     "       latchkey token --key pkcs11:URI [--module PATH] --aud PROJECT [...]\n"
-    "       latchkey token verify --credential FILE --aud PROJECT [...] [TOKEN | -]  (see --help)\n"
+    "       ('latchkey token create' is the same)\n"
     "\n"
     "Prints a JSON Web Token signed by the key, with claims iat (now), exp (now + ttl)\n"
     "and aud (the project id), as an IoT Core device sends it as its MQTT password.\n"
     "  --aud PROJECT   the project id the token is for (required)\n"
     "  --ttl SECONDS   lifetime, 1..86400 (default 3600); the service refuses longer\n"
     "  --alg ALG       ES256 or RS256; must match the key (default: the key's type)\n"
-    "  --now EPOCH     issue time instead of the clock (for tests and reproductions)\n";
+    "  --now EPOCH     issue time instead of the clock (for tests and reproductions)\n"
+    "  --module PATH   PKCS#11 module, if the URI has no module-path\n"
+    "Environment: LATCHKEY_STORE, LATCHKEY_PKCS11_MODULE, LATCHKEY_PKCS11_PIN.\n"
+    "Checking a token is another command: 'latchkey token verify --help'.\n";
 
 int lk_cmd_token(int argc, char **argv)
 {
