@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -48,7 +49,10 @@ static const char run_help[] =
     "  --max-attempts N    give up after N failed attempts in a row (default 0 = never)\n"
     "  --max-rate N        send at most N messages a second (default 80: the server drops what\n"
     "                      goes over its limit of 100)\n"
-    "  --events FILE|-     where the event lines come from (default: standard input)\n"
+    "  --events FILE|-     where the event lines come from (default: standard input); a\n"
+    "                      regular FILE is followed as tail -F does: lines appended later are\n"
+    "                      sent, and a truncated or replaced (rotated) file is read anew\n"
+    "                      (with --exit-on-eof it is read to its end only)\n"
     "  --subfolder S       send events to /devices/D/events/S\n"
     "  --state TEXT | --state-file FILE   publish this device state once\n"
     "  --count N           stop after N events were delivered (acknowledged)\n"
@@ -186,7 +190,18 @@ struct input {
     char *buf;
     size_t len;
     size_t scanned;    /* bytes of buf known to hold no newline */
+    /* --events FILE on a regular file, without --exit-on-eof: followed as
+     * `tail -F` does (docs/device.md). */
+    int follow;
+    int quiet;
+    const char *path;
+    dev_t dev;          /* the file open now */
+    ino_t ino;
+    off_t offset;       /* bytes read from it */
+    int64_t next_ms;    /* when to read again (at the end: every FOLLOW_MS) */
 };
+
+#define FOLLOW_MS 250   /* how often a followed file is checked at its end */
 
 /* Publish every complete line in the buffer. Returns 0, or an exit code. */
 static int flush_lines(lk_dev *dev, struct input *in, const char *subfolder)
@@ -231,6 +246,73 @@ static int flush_lines(lk_dev *dev, struct input *in, const char *subfolder)
         }
         in->scanned = 0;
     }
+}
+
+/* The file ended for good (replaced or truncated): a last line without its
+ * newline is complete; send it as one event. */
+static void end_partial(struct input *in)
+{
+    if (in->len > 0 && in->buf[in->len - 1] != '\n' && in->len <= LINE_MAX_BYTES)
+        in->buf[in->len++] = '\n';
+}
+
+/* One step of following --events FILE: read what is new; at its end, look
+ * whether the file was truncated (read it again from its start) or replaced,
+ * e.g. rotated (finish the old one, then read the new one from its start). A
+ * path that is gone is waited for: the old file stays open until a new one
+ * appears. Returns 0 or an exit code. */
+static int follow_input(struct input *in, int64_t now)
+{
+    struct stat st;
+    ssize_t n;
+
+    if (in->len >= LINE_MAX_BYTES + 1)
+        return 0;
+    n = read(in->fd, in->buf + in->len, LINE_MAX_BYTES + 1 - in->len);
+    if (n > 0) {
+        in->len += (size_t)n;
+        in->offset += n;
+        in->next_ms = now; /* more may follow at once */
+        return 0;
+    }
+    if (n < 0 && errno != EAGAIN && errno != EINTR) {
+        fprintf(stderr, "%s: --events %s: %s\n", lk_tool_name, lk_tool_shown(in->path), strerror(errno));
+        return EXIT_DEV_INPUT;
+    }
+    in->next_ms = now + FOLLOW_MS;
+    if (n < 0)
+        return 0;
+    /* At the end: truncated (copytruncate) or replaced (rename and create)? */
+    if (fstat(in->fd, &st) == 0 && st.st_size < in->offset) {
+        if (!in->quiet)
+            fprintf(stderr, "%s: --events %s was truncated: reading it from its start\n", lk_tool_name,
+                    lk_tool_shown(in->path));
+        end_partial(in);
+        (void)lseek(in->fd, 0, SEEK_SET);
+        in->offset = 0;
+        in->next_ms = now;
+        return 0;
+    }
+    if (stat(in->path, &st) == 0 && (st.st_dev != in->dev || st.st_ino != in->ino)) {
+        int fd = open(in->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0)
+            return 0; /* not readable yet: keep the old one, look again */
+        if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+            close(fd);
+            return 0;
+        }
+        if (!in->quiet)
+            fprintf(stderr, "%s: --events %s was replaced: reading the new file from its start\n",
+                    lk_tool_name, lk_tool_shown(in->path));
+        end_partial(in);
+        close(in->fd);
+        in->fd = fd;
+        in->dev = st.st_dev;
+        in->ino = st.st_ino;
+        in->offset = 0;
+        in->next_ms = now;
+    }
+    return 0;
 }
 
 static int read_input(struct input *in)
@@ -463,8 +545,21 @@ int lk_device_cmd_run(int argc, char **argv)
         }
     }
     in.buf = malloc(LINE_MAX_BYTES + 1);
-    if (in.buf == NULL)
+    if (in.buf == NULL) {
+        if (in.fd != STDIN_FILENO)
+            close(in.fd);
         return EXIT_FAIL;
+    }
+    if (in.fd != STDIN_FILENO && !exit_on_eof) {
+        struct stat st;
+        if (fstat(in.fd, &st) == 0 && S_ISREG(st.st_mode)) {
+            in.follow = 1;
+            in.path = events;
+            in.dev = st.st_dev;
+            in.ino = st.st_ino;
+        }
+    }
+    in.quiet = agent.quiet;
 
     rc = lk_tool_key_open(&ko, &key);
     if (rc != EXIT_OK)
@@ -559,7 +654,7 @@ int lk_device_cmd_run(int argc, char **argv)
             p[nfds].revents = 0;
             dev_i = nfds++;
         }
-        if (!in.eof && !in.paused && rc == EXIT_OK && st != LK_DEV_STOPPING) {
+        if (!in.follow && !in.eof && !in.paused && rc == EXIT_OK && st != LK_DEV_STOPPING) {
             p[nfds].fd = in.fd;
             p[nfds].events = POLLIN;
             p[nfds].revents = 0;
@@ -568,6 +663,8 @@ int lk_device_cmd_run(int argc, char **argv)
         wait = lk_dev_next_ms(dev) - now;
         if (in.paused || wait > 1000)
             wait = in.paused ? 50 : 1000;
+        if (in.follow && !in.paused && wait > in.next_ms - now)
+            wait = in.next_ms - now;
         if (wait < 0)
             wait = 0;
         n = poll(p, (nfds_t)nfds, (int)wait);
@@ -577,6 +674,12 @@ int lk_device_cmd_run(int argc, char **argv)
         }
         if (in_i >= 0 && n > 0 && (p[in_i].revents & (POLLIN | POLLHUP | POLLERR))) {
             int r = read_input(&in);
+            if (r != 0)
+                rc = r;
+        }
+        if (in.follow && !in.paused && rc == EXIT_OK && st != LK_DEV_STOPPING &&
+            lk_dev_now_ms() >= in.next_ms) {
+            int r = follow_input(&in, lk_dev_now_ms());
             if (r != 0)
                 rc = r;
         }
