@@ -230,12 +230,21 @@ static void tls_reason(char *detail, size_t size, const char *what)
         snprintf(detail, size, "%s%s%s", what, buf[0] ? ": " : "", buf);
 }
 
+/* A file name as messages show it: through lk_key_ref_redact, as anything
+ * the user typed may be a key reference pasted into the wrong option. */
+static const char *shown_path(const char *path, char *buf, size_t size)
+{
+    (void)lk_key_ref_redact(path, buf, size);
+    return buf;
+}
+
 lk_err lk_dev_tls_new(const char *ca_file, const char *host, lk_dev_tls **out, char *detail,
                       size_t detail_size)
 {
     lk_dev_tls *t;
     X509_VERIFY_PARAM *param;
     unsigned char ip[16];
+    char shown[300];
     FILE *f;
 
     if (detail != NULL && detail_size > 0)
@@ -250,8 +259,16 @@ lk_err lk_dev_tls_new(const char *ca_file, const char *host, lk_dev_tls **out, c
     }
     f = fopen(ca_file, "r");
     if (f == NULL) {
+        int e = errno;
         if (detail != NULL && detail_size > 0)
-            snprintf(detail, detail_size, "cannot read the CA file %s: %s", ca_file, strerror(errno));
+            snprintf(detail, detail_size, "cannot read the CA file %s: %s",
+                     shown_path(ca_file, shown, sizeof shown), strerror(e));
+        /* Missing or forbidden: a configuration error that no retry
+         * fixes; anything else may be the system's moment. */
+        if (e == ENOENT || e == ENOTDIR)
+            return LK_ERR_FILE_MISSING;
+        if (e == EACCES || e == EPERM || e == ELOOP || e == EISDIR || e == ENXIO || e == ENAMETOOLONG)
+            return LK_ERR_FILE_UNUSABLE;
         return LK_ERR_IO;
     }
     fclose(f);
@@ -270,11 +287,12 @@ lk_err lk_dev_tls_new(const char *ca_file, const char *host, lk_dev_tls **out, c
     /* Thousands of idle connections in the simulator: no idle buffers. */
     SSL_CTX_set_mode(t->ctx, SSL_MODE_RELEASE_BUFFERS);
     if (SSL_CTX_load_verify_file(t->ctx, ca_file) != 1) {
-        char what[300];
-        snprintf(what, sizeof what, "no usable certificate in the CA file %s", ca_file);
+        char what[sizeof shown + 64];
+        snprintf(what, sizeof what, "no usable certificate in the CA file %s",
+                 shown_path(ca_file, shown, sizeof shown));
         tls_reason(detail, detail_size, what);
         lk_dev_tls_free(t);
-        return LK_ERR_IO;
+        return LK_ERR_FILE_UNUSABLE;
     }
     SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, verify_cb);
     param = SSL_CTX_get0_param(t->ctx);
@@ -322,6 +340,20 @@ static char *format(const char *fmt, ...)
     return s;
 }
 
+/* A DNS name, an IPv4 address or an IPv6 address (with an optional
+ * %zone): nothing else can name a server, and a string with other
+ * characters (a key URI pasted into --host) is never echoed back. */
+static int host_chars_ok(const char *h)
+{
+    for (; *h != '\0'; h++) {
+        char ch = *h;
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '-' || ch == '.' || ch == ':' || ch == '_' || ch == '%'))
+            return 0;
+    }
+    return 1;
+}
+
 static const char *check_config(const lk_dev_config *c, char *why, size_t size)
 {
     char buf[160];
@@ -329,6 +361,9 @@ static const char *check_config(const lk_dev_config *c, char *why, size_t size)
 #define BAD(...) (snprintf(why, size, __VA_ARGS__), why)
     if (c->host == NULL || c->host[0] == '\0' || strlen(c->host) > 253)
         return BAD("the server host is missing or longer than 253 characters");
+    if (!host_chars_ok(c->host))
+        return BAD("the server host is not a host name or an IP address (letters, digits, '-', '.', "
+                   "and ':' for IPv6)");
     if (c->port < 1 || c->port > 65535)
         return BAD("the port must be 1 to 65535, not %u", c->port);
     if (c->tls == NULL && (c->ca_file == NULL || c->ca_file[0] == '\0'))
@@ -837,7 +872,10 @@ static void attempt(lk_dev *d, int64_t now)
             emit(d, LK_DEV_EV_WARNING, err, 0, 0, 0, "%s", d->fail_detail);
             schedule_retry(d, now, err);
         } else {
-            fail(d, err, "cannot sign a token with key %s: %s", d->key, lk_strerror(err));
+            char shown[2 * LK_KEY_REF_MAX + 8];
+            /* The key reference may carry a PIN (pkcs11: pin-value). */
+            (void)lk_key_ref_redact(d->key, shown, sizeof shown);
+            fail(d, err, "cannot sign a token with key %s: %s", shown, lk_strerror(err));
         }
         return;
     }

@@ -160,8 +160,12 @@ typedef struct lk_dev_config {
 /* --- the shared TLS context --- */
 
 /* Load ca_file and prepare a TLS ≥ 1.2 client context that checks host.
- * On failure returns LK_ERR_IO (unreadable or no certificate in the file),
- * LK_ERR_ARG, LK_ERR_NOMEM or LK_ERR_CRYPTO and writes a one-line reason. */
+ * On failure returns LK_ERR_FILE_MISSING (no such CA file),
+ * LK_ERR_FILE_UNUSABLE (permission denied, or no usable certificate in
+ * it), LK_ERR_IO (the system failed to open it otherwise), LK_ERR_ARG,
+ * LK_ERR_NOMEM or LK_ERR_CRYPTO and writes a one-line reason that names the
+ * file (through lk_key_ref_redact) and, for an open failure, the system's
+ * reason (strerror). */
 lk_err lk_dev_tls_new(const char *ca_file, const char *host, lk_dev_tls **out,
                       char *detail, size_t detail_size);
 /* Free; clients using it must have been freed first. NULL is a no-op. */
@@ -172,7 +176,8 @@ void lk_dev_tls_free(lk_dev_tls *tls);
 /*
  * Check cfg (ids by lk_iotcore.h, ranges above) and create a client; no
  * network traffic yet. The strings of cfg are copied except se and key.
- * LK_ERR_ARG with a reason in detail for a bad configuration.
+ * LK_ERR_ARG with a reason in detail for a bad configuration; without tls,
+ * the errors of lk_dev_tls_new for the CA file.
  */
 lk_err lk_dev_new(const lk_dev_config *cfg, lk_dev **out, char *detail,
                   size_t detail_size);

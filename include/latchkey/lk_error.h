@@ -50,6 +50,10 @@ typedef enum lk_err {
     LK_ERR_NOMEM = 44,         /* an allocation failed */
     LK_ERR_CRYPTO = 45,        /* the crypto library failed unexpectedly */
     LK_ERR_STORE_MISSING = 46, /* the key store file does not exist */
+    LK_ERR_FILE_MISSING = 47,  /* a file named in the configuration (PIN file, CA file) does not exist */
+    LK_ERR_FILE_UNUSABLE = 48, /* a file exists but cannot be used: permission denied, not a
+                                  regular file, or not what it must hold (a CA file without a
+                                  certificate, a PIN file without a PIN) */
 
     /* Token verification (service side): one precise reason each. */
     LK_ERR_TOKEN_TOO_LARGE = 60, /* longer than the policy's cap: nothing parsed */

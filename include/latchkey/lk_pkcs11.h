@@ -44,9 +44,12 @@ typedef struct lk_pkcs11 lk_pkcs11;
  * On failure returns LK_ERR_URI (malformed URI, or several tokens match),
  * LK_ERR_MODULE (no module, not loadable, not PKCS#11, C_Initialize failed),
  * LK_ERR_KEY_NOT_FOUND (no such token), LK_ERR_KEY_LOCKED (PIN refused),
- * LK_ERR_IO (pin-source unreadable), LK_ERR_DEVICE, LK_ERR_ARG or
- * LK_ERR_NOMEM; sets *out to NULL and writes a one-line reason (no secrets,
- * e.g. "C_Login: CKR_PIN_INCORRECT") into detail, which may be NULL. On
+ * the pin-source file: LK_ERR_FILE_MISSING (no such file), LK_ERR_FILE_UNUSABLE
+ * (permission denied, not a regular file, no PIN on its first line) or
+ * LK_ERR_IO (a read error), LK_ERR_DEVICE, LK_ERR_ARG or LK_ERR_NOMEM; sets
+ * *out to NULL and writes a one-line reason (no secrets, e.g. "C_Login:
+ * CKR_PIN_INCORRECT", "pin-source file /etc/latchkey/pin: Permission
+ * denied"; up to about 1100 bytes) into detail, which may be NULL. On
  * success detail is "".
  *
  * Several handles may be open at once, on the same module too: the module is
@@ -73,6 +76,32 @@ void lk_pkcs11_close(lk_pkcs11 *p11);
  * (LK_ERR_KEY_EXISTS) a label or id a key already has.
  */
 lk_se lk_pkcs11_se(lk_pkcs11 *p11);
+
+/* One key pair on a token, as lk_pkcs11_list_keys reports it. */
+typedef struct lk_pkcs11_key_info {
+    const unsigned char *label; /* CKA_LABEL bytes (not NUL-terminated; may be empty) */
+    size_t label_len;
+    const unsigned char *id;    /* CKA_ID bytes (may be empty) */
+    size_t id_len;
+    lk_alg alg;                 /* LK_ALG_ES256, LK_ALG_RS256, or LK_ALG_NONE: a key latchkey
+                                   cannot sign with (why says what it is) */
+    unsigned bits;              /* RSA modulus bits, 256 for P-256, 0 when unknown */
+    const char *why;            /* "" or, for LK_ALG_NONE, e.g. "EC key on a curve other than P-256" */
+} lk_pkcs11_key_info;
+
+/*
+ * The key pairs on the open token that latchkey can name: its private key
+ * objects, in the token's order, each reported to cb (the pointers are
+ * valid during the call only). filter may be NULL, or a pkcs11: URI whose
+ * object and/or id narrow the list (its token attributes must match the open
+ * token, as for a key reference; its query is ignored). Private objects are
+ * invisible before a login: on a token that requires one, a handle opened
+ * without a PIN gets LK_ERR_KEY_LOCKED. Other errors: LK_ERR_URI (filter),
+ * LK_ERR_KEY_NOT_FOUND (filter names another token), LK_ERR_DEVICE,
+ * LK_ERR_NOMEM; lk_pkcs11_last_error says why. No private value is read.
+ */
+lk_err lk_pkcs11_list_keys(lk_pkcs11 *p11, const char *filter,
+                           void (*cb)(void *user, const lk_pkcs11_key_info *key), void *user);
 
 /* The reason for the handle's last failure, e.g. "C_Sign:
  * CKR_KEY_FUNCTION_NOT_PERMITTED". Never NULL, never a secret. */

@@ -52,6 +52,35 @@ typedef enum lk_alg {
 #define LK_PUBKEY_DER_MAX 600u   /* SPKI of RSA-4096 with a 4-byte exponent */
 #define LK_KEY_REF_MAX 2048u     /* longest key reference accepted */
 
+/*
+ * Copy the key reference ref into out with every secret in it replaced by
+ * "***", for messages and logs: the one function that makes a key reference
+ * (or anything a user typed where one may stand) fit to be shown.
+ *
+ * - A pkcs11: URI (the scheme in any case) is split as RFC 7512 says: path
+ *   attributes at ';' up to the first '?', query attributes at '&' after it.
+ *   The value of an attribute is kept only when its name is one of RFC 7512's
+ *   public attributes: token, manufacturer, serial, model, library-manufacturer,
+ *   library-description, library-version, slot-manufacturer, slot-description,
+ *   slot-id, object, id, type, module-path, module-name and pin-source (a file
+ *   name, not the PIN). Every other value -- pin-value, a vendor x- attribute,
+ *   an unknown or misspelt name, a name in another case -- becomes "***", and
+ *   so does a whole segment without '='. Fail closed: what is not known to be
+ *   public is hidden.
+ * - Any other string that holds a '=' (a URI with a typo in its scheme, an
+ *   option with its value) is treated the same way from its first byte.
+ * - Any other string (a software key store name) is copied unchanged.
+ *
+ * Writes at most out_size bytes, always NUL-terminated when out_size > 0 (a
+ * result cut short ends within what was written; a cut never reveals a
+ * secret, which is replaced before it is copied). Returns the length of the
+ * whole redacted text, as snprintf does: a result >= out_size means it was
+ * cut. ref NULL is treated as "". The input is read up to its NUL, with no
+ * length limit. Freestanding; not constant-time (only the lengths of the
+ * hidden values are not shown).
+ */
+size_t lk_key_ref_redact(const char *ref, char *out, size_t out_size);
+
 /* "ES256", "RS256", or "none". */
 const char *lk_alg_name(lk_alg alg);
 /* LK_ALG_ES256 / LK_ALG_RS256 for exactly those names (case-sensitive),

@@ -32,11 +32,18 @@ typedef struct lk_softstore lk_softstore;
 #define LK_SOFTSTORE_CREATE 1u     /* create an empty store if none exists */
 #define LK_SOFTSTORE_DEFER_SAVE 2u /* generate() keeps keys in memory until
                                       lk_softstore_save(): for bulk creation */
+#define LK_SOFTSTORE_CREATE_ON_WRITE 4u /* a missing store opens empty, and its
+                                      file is first written with the first key
+                                      (generate, or lk_softstore_save): a
+                                      refused or failed generate leaves no empty
+                                      store behind. Wins over CREATE. */
 #define LK_SOFTSTORE_NAME_MAX 255u
 
 /*
  * Open the store at path. Errors: LK_ERR_STORE_MISSING (no file and no
- * LK_SOFTSTORE_CREATE), LK_ERR_IO (unreadable), LK_ERR_STORE_PERMS (group/other bits set,
+ * LK_SOFTSTORE_CREATE), LK_ERR_FILE_UNUSABLE (a symbolic link, a directory,
+ * FIFO or other non-regular file, permission denied), LK_ERR_IO (the system
+ * failed to read it, or to create it), LK_ERR_STORE_PERMS (group/other bits set,
  * or not owned by the caller), LK_ERR_STORE_FOREIGN (not a latchkey store, or
  * a newer format), LK_ERR_STORE_CORRUPT (truncated, bad checksum, bad entry).
  * On failure *out is NULL.

@@ -124,12 +124,17 @@ P11_HIDDEN void p11__uri_wipe(p11_uri *u);
  * "\r\n": 1 to P11_PIN_MAX bytes, no NUL. The file must be a regular file.
  * Writes the PIN NUL-terminated into pin (pin_size > P11_PIN_MAX) and its
  * length into *pin_len. Errors: LK_ERR_URI (another scheme than file:, a
- * file: URI with a host), LK_ERR_IO (cannot open or read, not a regular
- * file, empty or over-long line, NUL byte); *why says which. On failure pin
- * is wiped and *pin_len is 0.
+ * file: URI with a host); LK_ERR_FILE_MISSING (no such file: ENOENT,
+ * ENOTDIR); LK_ERR_FILE_UNUSABLE (permission denied, a symbolic-link loop,
+ * a directory, FIFO or other non-regular file, an empty or over-long first
+ * line, a NUL byte in it); LK_ERR_IO (the system failed otherwise: EIO,
+ * EMFILE...). why (why_size > 0 bytes) receives one line naming the file
+ * and the reason, the system's (strerror) for open and read failures,
+ * e.g. "pin-source file /etc/latchkey/pin: Permission denied"; never the
+ * file's content. On failure pin is wiped and *pin_len is 0.
  */
 P11_HIDDEN lk_err p11__pin_read(const char *source, char *pin, size_t pin_size,
-                                size_t *pin_len, const char **why);
+                                size_t *pin_len, char *why, size_t why_size);
 
 /*
  * Convert a DER ECDSA-Sig-Value (SEQUENCE of two INTEGERs), as some tokens

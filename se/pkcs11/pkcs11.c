@@ -42,7 +42,7 @@ static const CK_BYTE p11__sha256_digest_info[] = {
 static const CK_BYTE p11__rsa_f4[] = { 0x01, 0x00, 0x01 };
 
 #define P11_SLOTS_MAX 256u     /* more slots than this is a broken module */
-#define P11_ERR_MAX 160u       /* one line of detail */
+#define P11_ERR_MAX 1200u      /* one line of detail: room for a 1024-byte pin-source path */
 #define P11_EC_ATTR_MAX 128u   /* CKA_EC_PARAMS / CKA_EC_POINT of P-256 fit easily */
 #define P11_RSA_MOD_MAX (LK_RSA_MAX_BITS / 8u + 1u) /* a leading zero byte allowed */
 #define P11_RSA_EXP_MAX 8u
@@ -526,7 +526,6 @@ lk_err lk_pkcs11_open(const char *uri, const char *module, const char *pin,
     char pinbuf[P11_PIN_MAX + 1];
     size_t pin_len = 0, n;
     int have_pin = 0;
-    const char *why = "";
     lk_err err = LK_ERR_ARG;
     CK_RV rv;
 
@@ -582,11 +581,10 @@ lk_err lk_pkcs11_open(const char *uri, const char *module, const char *pin,
         memcpy(pinbuf, u.pin_value, pin_len);
         have_pin = 1;
     } else if (u.have & P11_HAVE_PIN_SOURCE) {
-        err = p11__pin_read(u.pin_source, pinbuf, sizeof pinbuf, &pin_len, &why);
-        if (err != LK_OK) {
-            p11__fail(p11, err, why);
+        err = p11__pin_read(u.pin_source, pinbuf, sizeof pinbuf, &pin_len, p11->last_error,
+                            sizeof p11->last_error);
+        if (err != LK_OK)
             goto exit;
-        }
         have_pin = 1;
     }
     /* The URI copy of the PIN is no longer needed. */
@@ -838,6 +836,125 @@ static lk_err p11__key_alg(lk_pkcs11 *p11, CK_OBJECT_HANDLE h, lk_alg *alg,
         return LK_OK;
     }
     return p11__fail(p11, LK_ERR_KEY_TYPE, "the key is neither EC nor RSA");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Listing                                                                  */
+
+#define P11_LIST_MAX 100000u   /* objects listed at most */
+
+/* see lk_pkcs11.h */
+lk_err lk_pkcs11_list_keys(lk_pkcs11 *p11, const char *filter,
+                           void (*cb)(void *user, const lk_pkcs11_key_info *key), void *user)
+{
+    CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+    CK_ATTRIBUTE t[3];
+    CK_OBJECT_HANDLE *h = NULL, batch[64];
+    CK_ULONG nt = 0, n = 0, got;
+    p11_uri u;
+    lk_err err = LK_OK;
+    CK_RV rv;
+    size_t i;
+
+    if (p11 == NULL || cb == NULL)
+        return LK_ERR_ARG;
+    memset(&u, 0, sizeof u);
+    if (filter != NULL) {
+        err = p11__parse(p11, filter, &u);
+        if (err != LK_OK)
+            goto exit;
+        lk_wipe(u.pin_value, sizeof u.pin_value);
+        if (!p11__token_matches(&u, &p11->info, p11->slot, &p11->slot_info, &p11->token_info)) {
+            err = p11__fail(p11, LK_ERR_KEY_NOT_FOUND, "the URI names another token");
+            goto exit;
+        }
+    }
+    if ((p11->token_info.flags & CKF_LOGIN_REQUIRED) && !p11__logged_in(p11)) {
+        err = p11__fail(p11, LK_ERR_KEY_LOCKED,
+                        "not logged in: private keys are visible only after C_Login; give "
+                        "pin-value or pin-source");
+        goto exit;
+    }
+    t[nt].type = CKA_CLASS;
+    t[nt].pValue = &cls;
+    t[nt++].ulValueLen = sizeof cls;
+    if (u.have & P11_HAVE_OBJECT) {
+        t[nt].type = CKA_LABEL;
+        t[nt].pValue = u.object;
+        t[nt++].ulValueLen = (CK_ULONG)strlen(u.object);
+    }
+    if (u.have & P11_HAVE_ID) {
+        t[nt].type = CKA_ID;
+        t[nt].pValue = u.id;
+        t[nt++].ulValueLen = (CK_ULONG)u.id_len;
+    }
+    rv = p11->fl->C_FindObjectsInit(p11->session, t, nt);
+    if (rv != CKR_OK) {
+        err = p11__rv(p11, "C_FindObjectsInit", rv, LK_ERR_DEVICE);
+        goto exit;
+    }
+    for (;;) {
+        CK_OBJECT_HANDLE *grown;
+        got = 0;
+        rv = p11->fl->C_FindObjects(p11->session, batch, 64, &got);
+        if (rv != CKR_OK || got == 0 || got > 64)
+            break;
+        if (n + got > P11_LIST_MAX) {
+            rv = CKR_OK;
+            err = p11__fail(p11, LK_ERR_DEVICE, "C_FindObjects: implausibly many keys");
+            break;
+        }
+        grown = realloc(h, (n + got) * sizeof *h);
+        if (grown == NULL) {
+            err = p11__fail(p11, LK_ERR_NOMEM, "out of memory");
+            break;
+        }
+        h = grown;
+        memcpy(h + n, batch, got * sizeof *h);
+        n += got;
+    }
+    (void)p11->fl->C_FindObjectsFinal(p11->session);
+    if (err != LK_OK)
+        goto exit;
+    if (rv != CKR_OK) {
+        err = p11__rv(p11, "C_FindObjects", rv, LK_ERR_DEVICE);
+        goto exit;
+    }
+    for (i = 0; i < n; i++) {
+        unsigned char label[P11_OBJECT_MAX], id[P11_ID_MAX];
+        CK_BYTE mod[P11_RSA_MOD_MAX];
+        char why[P11_ERR_MAX];
+        size_t label_len = 0, id_len = 0, mod_bytes = 0, mod_len = 0;
+        lk_pkcs11_key_info k;
+        lk_alg alg = LK_ALG_NONE;
+        lk_err e;
+
+        memset(&k, 0, sizeof k);
+        if (p11__attr(p11, h[i], CKA_LABEL, label, sizeof label, &label_len) != LK_OK)
+            label_len = 0; /* none, or longer than a URI can name */
+        if (p11__attr(p11, h[i], CKA_ID, id, sizeof id, &id_len) != LK_OK)
+            id_len = 0;
+        e = p11__key_alg(p11, h[i], &alg, &mod_bytes);
+        k.label = label;
+        k.label_len = label_len;
+        k.id = id;
+        k.id_len = id_len;
+        k.alg = e == LK_OK ? alg : LK_ALG_NONE;
+        snprintf(why, sizeof why, "%s", e == LK_OK ? "" : p11->last_error[0] ? p11->last_error
+                                                          : "not a key latchkey can sign with");
+        k.why = why;
+        if (e == LK_OK)
+            k.bits = alg == LK_ALG_ES256 ? 256u : (unsigned)(mod_bytes * 8);
+        else if (p11__attr(p11, h[i], CKA_MODULUS, mod, sizeof mod, &mod_len) == LK_OK)
+            k.bits = (unsigned)p11__bits(mod, mod_len);
+        cb(user, &k);
+    }
+    p11->last_error[0] = '\0';
+    err = LK_OK;
+exit:
+    p11__uri_wipe(&u);
+    free(h);
+    return err;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
@@ -360,41 +361,57 @@ static const char *pin__path(const char *source, const char **why)
     return p;
 }
 
+/* What an open() failure means for a file the configuration names: it is
+ * not there (a restart will not bring it), it may not be used, or the
+ * system failed (perhaps for a moment). */
+static lk_err pin__open_err(int e)
+{
+    if (e == ENOENT || e == ENOTDIR)
+        return LK_ERR_FILE_MISSING;
+    if (e == EACCES || e == EPERM || e == ELOOP || e == EISDIR || e == ENXIO || e == ENAMETOOLONG)
+        return LK_ERR_FILE_UNUSABLE;
+    return LK_ERR_IO;
+}
+
 /* see p11_internal.h */
 lk_err p11__pin_read(const char *source, char *pin, size_t pin_size,
-                     size_t *pin_len, const char **why)
+                     size_t *pin_len, char *why, size_t why_size)
 {
     /* One byte more than the longest line and its "\r\n", so that an
      * over-long first line is seen as such. */
     char buf[P11_PIN_MAX + 3];
     size_t n = 0, line;
-    const char *path;
+    const char *path, *msg = "";
     struct stat st;
-    lk_err err = LK_ERR_IO;
-    int fd = -1;
+    lk_err err = LK_ERR_FILE_UNUSABLE;
+    int fd = -1, e = 0;
 
-    if (why != NULL)
-        *why = "";
+    if (why != NULL && why_size > 0)
+        why[0] = '\0';
     if (pin_len != NULL)
         *pin_len = 0;
-    if (source == NULL || pin == NULL || pin_len == NULL || why == NULL ||
+    if (source == NULL || pin == NULL || pin_len == NULL || why == NULL || why_size == 0 ||
         pin_size <= P11_PIN_MAX)
         return LK_ERR_ARG;
     lk_wipe(pin, pin_size);
 
-    path = pin__path(source, why);
+    path = pin__path(source, &msg);
     if (path == NULL) {
+        snprintf(why, why_size, "%s", msg);
         err = LK_ERR_URI;
         goto exit;
     }
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    /* O_NONBLOCK: a FIFO must not block the open (it is refused below). */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
-        *why = "pin-source: cannot open the file";
+        e = errno;
+        err = pin__open_err(e);
+        snprintf(why, why_size, "pin-source file %s: %s", path, strerror(e));
         goto exit;
     }
     /* A FIFO or device could block forever or never end. */
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        *why = "pin-source: not a regular file";
+        snprintf(why, why_size, "pin-source file %s: not a regular file", path);
         goto exit;
     }
     while (n < sizeof buf) {
@@ -402,7 +419,9 @@ lk_err p11__pin_read(const char *source, char *pin, size_t pin_size,
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
-            *why = "pin-source: read error";
+            e = errno;
+            err = LK_ERR_IO;
+            snprintf(why, why_size, "pin-source file %s: read error: %s", path, strerror(e));
             goto exit;
         }
         if (r == 0)
@@ -413,22 +432,22 @@ lk_err p11__pin_read(const char *source, char *pin, size_t pin_size,
     }
     for (line = 0; line < n && buf[line] != '\n'; line++)
         ;
-    if (line == n && n == sizeof buf) {
-        *why = "pin-source: first line too long";
-        goto exit;
-    }
-    if (line > 0 && buf[line - 1] == '\r')
+    if (line == n && n == sizeof buf)
+        line = sizeof buf; /* no end in sight: too long */
+    else if (line > 0 && buf[line - 1] == '\r')
         line--;
     if (line == 0) {
-        *why = "pin-source: empty first line";
+        snprintf(why, why_size, "pin-source file %s: the first line is empty (the PIN is the "
+                 "file's first line)", path);
         goto exit;
     }
     if (line > P11_PIN_MAX) {
-        *why = "pin-source: first line too long";
+        snprintf(why, why_size, "pin-source file %s: the first line is longer than %u bytes",
+                 path, P11_PIN_MAX);
         goto exit;
     }
     if (memchr(buf, '\0', line) != NULL) {
-        *why = "pin-source: NUL byte in the PIN";
+        snprintf(why, why_size, "pin-source file %s: NUL byte in the first line", path);
         goto exit;
     }
     memcpy(pin, buf, line);

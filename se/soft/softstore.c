@@ -199,10 +199,23 @@ static lk_err read_all(const char *path, char **out, size_t *out_len)
 
     *out = NULL;
     *out_len = 0;
-    if (fd < 0)
-        return errno == ENOENT ? LK_ERR_STORE_MISSING : LK_ERR_IO;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+    if (fd < 0) {
+        int e = errno;
+        if (e == ENOENT || e == ENOTDIR)
+            return LK_ERR_STORE_MISSING;
+        /* A link (O_NOFOLLOW), a forbidden file, a directory: a
+         * configuration error, unlike the system failing (EIO, EMFILE). */
+        if (e == ELOOP || e == EACCES || e == EPERM || e == EISDIR || e == ENXIO ||
+            e == ENAMETOOLONG)
+            return LK_ERR_FILE_UNUSABLE;
+        return LK_ERR_IO;
+    }
+    if (fstat(fd, &st) != 0)
         goto exit;
+    if (!S_ISREG(st.st_mode)) {
+        err = LK_ERR_FILE_UNUSABLE;
+        goto exit;
+    }
     if ((st.st_mode & 077) != 0 || st.st_uid != geteuid()) {
         err = LK_ERR_STORE_PERMS;
         goto exit;
@@ -858,7 +871,7 @@ lk_err lk_softstore_open(const char *path, unsigned flags, lk_softstore **out)
     if (out != NULL)
         *out = NULL;
     if (path == NULL || out == NULL || path[0] == '\0' ||
-        (flags & ~(LK_SOFTSTORE_CREATE | LK_SOFTSTORE_DEFER_SAVE)) != 0)
+        (flags & ~(LK_SOFTSTORE_CREATE | LK_SOFTSTORE_DEFER_SAVE | LK_SOFTSTORE_CREATE_ON_WRITE)) != 0)
         return LK_ERR_ARG;
     s = calloc(1, sizeof *s);
     if (s == NULL)
@@ -870,7 +883,12 @@ lk_err lk_softstore_open(const char *path, unsigned flags, lk_softstore **out)
         return LK_ERR_NOMEM;
     }
     err = load(s);
-    if (err == LK_ERR_STORE_MISSING && (flags & LK_SOFTSTORE_CREATE)) {
+    if (err == LK_ERR_STORE_MISSING && (flags & LK_SOFTSTORE_CREATE_ON_WRITE)) {
+        /* Empty in memory; the first save (under the lock, re-reading the
+         * disk) creates the file. */
+        entries_free(s);
+        err = index_rebuild(s);
+    } else if (err == LK_ERR_STORE_MISSING && (flags & LK_SOFTSTORE_CREATE)) {
         /* Create it now, under the lock, unless someone else just did. */
         entries_free(s);
         fd = lock_store(path);

@@ -482,6 +482,48 @@ static const char *format_desc(lk_cred_format fmt)
     }
 }
 
+/* Why a text that is not one PUBLIC KEY or CERTIFICATE block is refused:
+ * the real problem, not "not exactly one PEM block". */
+static void pem_block_diagnose(const char *pem, size_t len, char *buf, size_t size)
+{
+    static const char begin[] = "-----BEGIN ";
+    const char *p = memmem(pem, len, begin, sizeof begin - 1), *q, *label;
+    size_t blocks = 0, label_len = 0;
+
+    for (q = p; q != NULL; q = memmem(q + 1, len - (size_t)(q + 1 - pem), begin, sizeof begin - 1))
+        blocks++;
+    if (p == NULL) {
+        snprintf(buf, size, "it holds no PEM block (a -----BEGIN PUBLIC KEY----- or -----BEGIN "
+                 "CERTIFICATE----- line)");
+        return;
+    }
+    label = p + sizeof begin - 1;
+    while (label + label_len < pem + len && label_len < 40 && label[label_len] != '-' &&
+           label[label_len] != '\n')
+        label_len++;
+    if (label_len == 14 && memcmp(label, "RSA PUBLIC KEY", 14) == 0) {
+        snprintf(buf, size, "it is a PKCS#1 RSA public key (-----BEGIN RSA PUBLIC KEY-----); IoT Core's "
+                 "RSA_PEM is the X.509 SubjectPublicKeyInfo form (-----BEGIN PUBLIC KEY-----): convert "
+                 "it with `openssl rsa -RSAPublicKey_in -in KEY -pubout`");
+        return;
+    }
+    if (blocks > 1) {
+        snprintf(buf, size, "it holds %zu PEM blocks; give exactly one key or certificate", blocks);
+        return;
+    }
+    if (!(label_len == 10 && memcmp(label, "PUBLIC KEY", 10) == 0) &&
+        !(label_len == 11 && memcmp(label, "CERTIFICATE", 11) == 0)) {
+        int n = (int)label_len;
+        for (size_t i = 0; i < label_len; i++)
+            if (label[i] < 0x20 || label[i] > 0x7e)
+                n = (int)i < n ? (int)i : n;
+        snprintf(buf, size, "it is a PEM block of type '%.*s', not PUBLIC KEY or CERTIFICATE", n, label);
+        return;
+    }
+    snprintf(buf, size, "it has text around its PEM block, or the block is not closed by its "
+             "-----END line");
+}
+
 /* Why pem is not a valid fmt credential: "holds an RSA 2048 key", ... */
 static void cred_diagnose(lk_cred_format fmt, const char *pem, size_t len, char *buf,
                           size_t size)
@@ -501,7 +543,7 @@ static void cred_diagnose(lk_cred_format fmt, const char *pem, size_t len, char 
         return;
     }
     if (kind == 0) {
-        snprintf(buf, size, "it is not exactly one PEM block");
+        pem_block_diagnose(pem, len, buf, size);
         return;
     }
     if (kind == 2 && !want_cert) {
@@ -679,7 +721,7 @@ lk_err lk_reg__cred_check(lk_reg_checker *ck, const lk_reg_cas *cas,
     }
     err = lk_reg__cred_parse_check(ck, cred->format, cred->pem, len, NULL);
     if (err == LK_ERR_CRED_INVALID) {
-        char d[160];
+        char d[320];
         cred_diagnose(cred->format, cred->pem, len, d, sizeof d);
         snprintf(why, why_size, "credential %u is not a valid %s (%s): %s is %s", index,
                  lk_cred_format_name(cred->format), d, lk_cred_format_name(cred->format),

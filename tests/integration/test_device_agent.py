@@ -401,6 +401,61 @@ def test_events_file_exit_on_eof(broker, tmp_path):
         close(be)
 
 
+def test_events_file_is_followed_through_truncation_and_rotation(broker, tmp_path):
+    """--events FILE without --exit-on-eof follows the file as `tail -F` does: the lines there at
+    the start, lines appended while the agent runs (a line written in two parts is one event),
+    the file truncated in place (copytruncate: read again from its start) and the file replaced
+    by a new one (rotation: the old file is finished -- a late line, and a last line without its
+    newline, are sent -- then the new one is read from its start)."""
+    d = new_device(broker)
+    be = backend(broker)
+    topic = d.downstream("events")
+    try:
+        f = tmp_path / "events.log"
+        f.write_text("start-1\nstart-2\n")
+        a = Agent(agent_args(broker, d, "--events", f), stdin=subprocess.DEVNULL)
+        a.wait_connected()
+        assert wait_payloads(be, topic, [b"start-1", b"start-2"]) == [b"start-1", b"start-2"], a.dump()
+
+        with open(f, "a") as w:                       # appended later; one line in two writes
+            w.write("appended-1\nappe")
+            w.flush()
+            time.sleep(0.8)
+            w.write("nded-2\n")
+        got = wait_payloads(be, topic, [b"appended-1", b"appended-2"])
+        assert got[2:] == [b"appended-1", b"appended-2"], (got, a.dump())
+
+        with open(f, "r+") as w:                      # truncated in place, then written anew
+            w.truncate(0)
+        time.sleep(0.6)
+        with open(f, "a") as w:
+            w.write("after-truncate\n")
+        got = wait_payloads(be, topic, [b"after-truncate"])
+        assert got[4:] == [b"after-truncate"], (got, a.dump())
+        a.wait_err(r"truncated", timeout=5)
+
+        rotated = tmp_path / "events.log.1"           # rotated: rename, the old writer finishes
+        os.rename(f, rotated)
+        with open(rotated, "a") as w:
+            w.write("late-in-old\nold-tail-without-newline")
+        time.sleep(0.8)
+        f.write_text("new-1\nnew-2\n")
+        want = [b"late-in-old", b"old-tail-without-newline", b"new-1", b"new-2"]
+        got = wait_payloads(be, topic, want)
+        assert got[5:] == want, (got, a.dump())
+        a.wait_err(r"replaced", timeout=5)
+        with open(f, "a") as w:                       # and the new file is followed too
+            w.write("new-3\n")
+        got = wait_payloads(be, topic, [b"new-3"])
+        assert got[9:] == [b"new-3"], (got, a.dump())
+
+        assert a.proc.poll() is None, "the end of the file is not the end of the input" + a.dump()
+        assert a.stop() == EXIT_OK, a.dump()
+        assert_progress_lines(a)
+    finally:
+        close(be)
+
+
 # ---------------------------------------------------------------------------
 # b. config and commands on standard output
 

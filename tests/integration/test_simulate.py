@@ -97,12 +97,16 @@ def test_create_keys_once_and_missing_keys(tmp_path):
            "--region", REGION, "--registry", REGISTRY]
     r = sim("--devices", "9", "--store", store, *run)
     assert r.rc == 3 and "no key 'sim-00009'" in r.err, r
-    # a missing store: exit 3; a CA file without a certificate: exit 1
+    # a missing store: exit 3; a CA file without a certificate: exit 24, a missing one 3
+    # (docs/cli.md: both are configuration errors, as for the agent)
     r = sim("--devices", "2", "--store", tmp_path / "none.lks", *run)
     assert r.rc == 3, r
     run[run.index("--ca") + 1] = jsonl
     r = sim("--devices", "2", "--store", store, *run)
-    assert r.rc == 1 and "--ca" in r.err, r
+    assert r.rc == 24 and "--ca" in r.err and "certificate" in r.err, r
+    run[run.index("--ca") + 1] = tmp_path / "no-such-ca.pem"
+    r = sim("--devices", "2", "--store", store, *run)
+    assert r.rc == 3 and "no-such-ca.pem: No such file or directory" in r.err, r
 
 
 def wait_events(c, n, timeout=10):

@@ -6,6 +6,7 @@ openssl command accept, any tampered byte refused, and a clear message with a
 documented exit code for every failure.
 """
 import base64
+import re
 import json
 import os
 import stat
@@ -178,13 +179,21 @@ def test_store_readable_by_others_is_refused(lk, store):
     (("--ttl", "0"), "--ttl"),
     (("--ttl", "12x"), "--ttl"),
     (("--alg", "HS256"), "--alg"),
-    (("--alg", "RS256"), "is an ES256 key"),
     (("--now", "-5"), "--now"),
 ])
 def test_bad_options(lk, store, args, word):
     gen(lk, store, "dev-1")
     r = lk("token", "--store", store, "--key", "dev-1", "--aud", "p", *args)
     assert r.rc == 2 and word in r.err, r
+    assert r.out == ""
+
+
+def test_alg_of_the_other_key_exits_10(lk, store):
+    """--alg asserts the key's algorithm: a key of the other one exits 10, as latchkey-device
+    does (docs/cli.md), not 2 (the option itself is valid)."""
+    gen(lk, store, "dev-1")
+    r = lk("token", "--store", store, "--key", "dev-1", "--aud", "p", "--alg", "RS256")
+    assert r.rc == 10 and "is an ES256 key" in r.err and "LK_ERR_KEY_TYPE" in r.err, r
     assert r.out == ""
 
 
@@ -209,6 +218,46 @@ def test_weak_rsa_refused(lk, store):
 def test_invalid_key_name(lk, store):
     r = lk("key", "generate", "--store", store, "--key", "bad/name")
     assert r.rc == 2, r
+    assert "bad/name" in r.err and "A-Za-z0-9" in r.err, r
+
+
+@pytest.mark.parametrize("args,code", [
+    (("--key", "bad/name"), 2),
+    (("--key", "x" * 256), 2),
+    (("--key", "k", "--alg", "HS256"), 2),
+    (("--key", "k", "--alg", "RS256", "--bits", "1024"), 2),
+    (("--key", "k", "--alg", "RS256", "--bits", "8192"), 2),
+    (("--key", "k", "--bits", "2048"), 2),
+    (("--key", "k", "--no-such-option"), 2),
+])
+def test_refused_generate_leaves_no_store(lk, tmp_path, args, code):
+    """A refused `key generate` into a store that does not exist yet leaves no file behind
+    (neither the store nor its lock)."""
+    store = tmp_path / "new" / "keys.lks"
+    store.parent.mkdir()
+    r = lk("key", "generate", "--store", store, *args)
+    assert r.rc == code, r
+    assert r.out == ""
+    assert list(store.parent.iterdir()) == [], list(store.parent.iterdir())
+    # and the same store is created by the first key that is made
+    r = lk("key", "generate", "--store", store, "--key", "k")
+    assert r.rc == 0 and store.exists(), r
+
+
+def test_generate_into_unwritable_directory_leaves_no_store(lk, tmp_path):
+    """The directory may not be written (CAP_DAC_OVERRIDE dropped, as root ignores modes): the
+    store cannot be locked or written; exit 1, and nothing is left behind."""
+    import subprocess
+    from conftest import BIN, Result
+    d = tmp_path / "ro"
+    d.mkdir()
+    os.chmod(d, 0o500)
+    cp = subprocess.run(["setpriv", "--bounding-set", "-dac_override,-dac_read_search",
+                         str(BIN / "latchkey"), "key", "generate", "--store", str(d / "keys.lks"),
+                         "--key", "k"], capture_output=True, text=True)
+    r = Result(cp)
+    assert r.rc == 1 and "LK_ERR_IO" in r.err, r
+    assert list(d.iterdir()) == []
 
 
 # ---- PKCS#11 (SoftHSM2) through the same tool ----
@@ -243,3 +292,93 @@ def test_pkcs11_failures(lk, softhsm, tmp_path):
     r = lk("token", "--key", "pkcs11:token=other;object=dev-1?module-path=" + SOFTHSM_MODULE + "&pin-value=1234",
            "--aud", "p", env=softhsm.env)
     assert r.rc == 3, r
+
+
+def test_pkcs11_key_list(lk, softhsm, tmp_path):
+    """`key list --key pkcs11:URI` lists the key pairs of the token the URI names: LABEL, ALG, ID
+    (RFC 7512 encoding: they paste into object= and id=); object=/id= narrow the list."""
+    token = (f"pkcs11:token={softhsm.label}?module-path={SOFTHSM_MODULE}&pin-value={softhsm.pin}")
+    r = lk("key", "list", "--key", token, env=softhsm.env)
+    assert r.rc == 0 and r.out == "" and r.err == "", r           # an empty token
+    for args in ((softhsm.uri("dev-1"),), (softhsm.uri("dev 2").replace("dev 2", "dev%202"), "--alg", "RS256"),
+                 (softhsm.uri("dev-3").replace("object=dev-3", "object=dev-3;id=%01%a2"),)):
+        g = lk("key", "generate", "--key", args[0], *args[1:], env=softhsm.env)
+        assert g.rc == 0, g
+    # a key latchkey cannot sign with (P-384), imported by SoftHSM's own tool
+    k = ec.generate_private_key(ec.SECP384R1())
+    (tmp_path / "p384.pem").write_bytes(k.private_bytes(serialization.Encoding.PEM,
+                                                        serialization.PrivateFormat.PKCS8,
+                                                        serialization.NoEncryption()))
+    subprocess.run(["softhsm2-util", "--import", str(tmp_path / "p384.pem"), "--token", softhsm.label,
+                    "--label", "other", "--id", "07", "--pin", softhsm.pin], check=True,
+                   capture_output=True, env={**os.environ, **softhsm.env})
+    r = lk("key", "list", "--key", token, env=softhsm.env)
+    assert r.rc == 0, r
+    assert sorted(r.out.splitlines()) == sorted(["dev-1\tES256\t", "dev%202\tRS256\t",
+                                                 "dev-3\tES256\t%01%a2", "other\tnone\t%07"]), r
+    assert "'other' cannot sign for latchkey: EC key on a curve other than P-256" in r.err, r
+    assert softhsm.pin not in r.out + r.err
+    # each line names its key: object= and id= from it make a working key reference
+    for line in r.out.splitlines():
+        label, alg, kid = line.split("\t")
+        if alg == "none":
+            continue
+        ref = f"pkcs11:token={softhsm.label};object={label}" + (f";id={kid}" if kid else "")
+        p = lk("key", "public", "--key", ref + f"?module-path={SOFTHSM_MODULE}", env=softhsm.env)
+        assert p.rc == 0, (line, p)
+    # narrowed by object= or id=; the query (module, PIN) as for any key reference
+    r = lk("key", "list", "--key", softhsm.uri("dev-1"), env=softhsm.env)
+    assert r.rc == 0 and r.out == "dev-1\tES256\t\n", r
+    r = lk("key", "list", "--key", token.replace("?", ";id=%01%a2?"), env=softhsm.env)
+    assert r.rc == 0 and r.out == "dev-3\tES256\t%01%a2\n", r
+    r = lk("key", "list", "--key", softhsm.uri("nope"), env=softhsm.env)
+    assert r.rc == 0 and r.out == "", r
+    # without the PIN the private keys are invisible: said so, exit 4
+    r = lk("key", "list", "--key", f"pkcs11:token={softhsm.label}?module-path={SOFTHSM_MODULE}",
+           env=softhsm.env)
+    assert r.rc == 4 and "not logged in" in r.err and r.out == "", r
+    # the PIN from the environment works as for the other commands
+    r = lk("key", "list", "--key", f"pkcs11:token={softhsm.label}?module-path={SOFTHSM_MODULE}",
+           env={**softhsm.env, "LATCHKEY_PKCS11_PIN": softhsm.pin})
+    assert r.rc == 0 and len(r.out.splitlines()) == 4, r
+    # another token, a wrong PIN, a store name given to --key
+    r = lk("key", "list", "--key", token.replace(f"token={softhsm.label}", "token=nope"), env=softhsm.env)
+    assert r.rc == 3, r
+    r = lk("key", "list", "--key", token.replace(f"pin-value={softhsm.pin}", "pin-value=0000"),
+           env=softhsm.env)
+    assert r.rc == 4 and "CKR_PIN_INCORRECT" in r.err, r
+    r = lk("key", "list", "--key", "dev-1", "--store", tmp_path / "s.lks")
+    assert r.rc == 2 and "pkcs11:" in r.err, r
+
+
+@pytest.mark.parametrize("sub,others", [
+    ("generate", ("key public", "key list")),
+    ("public", ("key generate", "key list")),
+    ("list", ("key generate", "key public")),
+])
+def test_key_subcommand_help_is_its_own(lk, sub, others):
+    r = lk("key", sub, "--help")
+    assert r.rc == 0 and r.err == "", r
+    assert r.out.startswith(f"usage: latchkey key {sub} "), r
+    for o in others:
+        assert f"latchkey {o}" not in r.out, f"`key {sub} --help` shows `{o}`: {r.out}"
+    # the whole group only for `key --help`
+    g = lk("key", "--help")
+    assert g.rc == 0 and all(f"latchkey key {s}" in g.out for s in ("generate", "public", "list")), g
+
+
+@pytest.mark.parametrize("args", [("token", "--help"), ("token", "create", "--help")])
+def test_token_help_is_its_own(lk, args):
+    r = lk(*args)
+    assert r.rc == 0 and r.out.startswith("usage: latchkey token --key"), r
+    assert "--credential" not in r.out, "`token --help` shows token verify's usage"
+
+
+def test_version_both_tools(lk):
+    a = lk("--version")
+    b = lk("--version", binary="latchkey-device")
+    assert a.rc == 0 and b.rc == 0, (a, b)
+    va, vb = a.out.split(), b.out.split()
+    assert va[0] == "latchkey" and vb[0] == "latchkey-device", (a, b)
+    assert len(va) == len(vb) == 2 and va[1] == vb[1], (a, b)
+    assert re.fullmatch(r"[0-9]+\.[0-9]+\.[0-9]+", va[1]), a

@@ -627,8 +627,14 @@ static void test_tls_files(void **state)
 
     /* missing file */
     snprintf(path, sizeof path, "%s/no-such-ca.pem", f->dir);
-    tls_refused(f, path, LK_ERR_IO);
-    assert_true(strstr(f->detail, "no-such-ca.pem") != NULL || contains_ci(f->detail, "no such file"));
+    tls_refused(f, path, LK_ERR_FILE_MISSING);
+    assert_true(strstr(f->detail, path) != NULL && strstr(f->detail, "No such file or directory") != NULL);
+    snprintf(path, sizeof path, "%s/no-such-dir/ca.pem", f->dir);
+    tls_refused(f, path, LK_ERR_FILE_MISSING);
+    /* a key URI pasted as the CA file: named, without its PIN */
+    tls_refused(f, "pkcs11:token=t;object=o?pin-value=SECRET1234", LK_ERR_FILE_MISSING);
+    assert_null(strstr(f->detail, "SECRET1234"));
+    assert_non_null(strstr(f->detail, "pin-value=***"));
 
     /* a text file without a certificate */
     snprintf(path, sizeof path, "%s/text.pem", f->dir);
@@ -636,7 +642,7 @@ static void test_tls_files(void **state)
     assert_non_null(fp);
     fputs("this is not a certificate\n", fp);
     fclose(fp);
-    tls_refused(f, path, LK_ERR_IO);
+    tls_refused(f, path, LK_ERR_FILE_UNUSABLE);
     assert_true(contains_ci(f->detail, "certificate"));
 
     /* an empty file */
@@ -644,7 +650,7 @@ static void test_tls_files(void **state)
     fp = fopen(path, "w");
     assert_non_null(fp);
     fclose(fp);
-    tls_refused(f, path, LK_ERR_IO);
+    tls_refused(f, path, LK_ERR_FILE_UNUSABLE);
 
     /* a PEM private key: PEM, but no certificate */
     snprintf(path, sizeof path, "%s/key.pem", f->dir);
@@ -655,11 +661,11 @@ static void test_tls_files(void **state)
     assert_int_equal(PEM_write_PrivateKey(fp, k, NULL, NULL, 0, NULL, NULL), 1);
     fclose(fp);
     EVP_PKEY_free(k);
-    tls_refused(f, path, LK_ERR_IO);
+    tls_refused(f, path, LK_ERR_FILE_UNUSABLE);
     assert_true(contains_ci(f->detail, "certificate"));
 
     /* a directory */
-    tls_refused(f, f->dir, LK_ERR_IO);
+    tls_refused(f, f->dir, LK_ERR_FILE_UNUSABLE);
 
     /* a good CA file, shared by two clients */
     lk_dev_tls *t = NULL;

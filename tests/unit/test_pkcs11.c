@@ -584,25 +584,33 @@ static void expect_pin(const char *source, const char *want)
 {
     char pin[P11_PIN_MAX + 1];
     size_t len = 99;
-    const char *why = NULL;
-    lk_err err = p11__pin_read(source, pin, sizeof pin, &len, &why);
+    char why[1200] = "x";
+    lk_err err = p11__pin_read(source, pin, sizeof pin, &len, why, sizeof why);
     if (err != LK_OK)
         fail_msg("pin-source %s: %s %s", source, lk_errname(err), why);
     assert_string_equal(pin, want);
     assert_int_equal(len, strlen(want));
 }
 
-static void expect_pin_err(const char *source, lk_err want)
+/* The error, and a reason that holds want_why (NULL: any non-empty one). */
+static void expect_pin_err_why(const char *source, lk_err want, const char *want_why)
 {
     char pin[P11_PIN_MAX + 1];
     size_t len = 99;
-    const char *why = NULL;
+    char why[1200];
     memset(pin, 'x', sizeof pin);
-    assert_int_equal(p11__pin_read(source, pin, sizeof pin, &len, &why), want);
+    memset(why, 'y', sizeof why);
+    assert_int_equal(p11__pin_read(source, pin, sizeof pin, &len, why, sizeof why), want);
     assert_int_equal(len, 0);
     assert_true(lk_test_all_bytes(pin, sizeof pin, 0));
-    assert_non_null(why);
-    assert_true(strlen(why) > 0);
+    assert_true(strlen(why) > 0 && strlen(why) < sizeof why);
+    if (want_why != NULL && strstr(why, want_why) == NULL)
+        fail_msg("pin-source %s: reason '%s' lacks '%s'", source, why, want_why);
+}
+
+static void expect_pin_err(const char *source, lk_err want)
+{
+    expect_pin_err_why(source, want, NULL);
 }
 
 static void test_pin_source(void **state)
@@ -636,25 +644,43 @@ static void test_pin_source(void **state)
     memset(line, '7', sizeof line);
     line[P11_PIN_MAX + 1] = '\n';
     write_file(path, line, P11_PIN_MAX + 2);
-    expect_pin_err(path, LK_ERR_IO);
+    expect_pin_err_why(path, LK_ERR_FILE_UNUSABLE, "longer than 255 bytes");
     char big[4096];
     memset(big, '7', sizeof big);
     write_file(path, big, sizeof big);
-    expect_pin_err(path, LK_ERR_IO);
+    expect_pin_err_why(path, LK_ERR_FILE_UNUSABLE, "longer than 255 bytes");
 
     write_file(path, "", 0);
-    expect_pin_err(path, LK_ERR_IO);
+    expect_pin_err_why(path, LK_ERR_FILE_UNUSABLE, "first line is empty");
     write_file(path, "\nsecond", 7);
-    expect_pin_err(path, LK_ERR_IO);
+    expect_pin_err(path, LK_ERR_FILE_UNUSABLE);
     write_file(path, "\r\n", 2);
-    expect_pin_err(path, LK_ERR_IO);
+    expect_pin_err(path, LK_ERR_FILE_UNUSABLE);
     write_file(path, "12\0" "34\n", 6);
-    expect_pin_err(path, LK_ERR_IO);
+    expect_pin_err_why(path, LK_ERR_FILE_UNUSABLE, "NUL");
 
-    snprintf(src, sizeof src, "%s/missing", g.dir);
-    expect_pin_err(src, LK_ERR_IO);
-    expect_pin_err(g.dir, LK_ERR_IO);           /* a directory */
-    expect_pin_err("/dev/null", LK_ERR_IO);    /* not a regular file */
+    /* The file and the system's reason, never its content: missing (a
+     * restart will not bring it: not LK_ERR_IO), a directory, a device. */
+    {
+        char want[4300];
+        snprintf(src, sizeof src, "%s/missing", g.dir);
+        snprintf(want, sizeof want, "pin-source file %s: No such file or directory", src);
+        expect_pin_err_why(src, LK_ERR_FILE_MISSING, want);
+        snprintf(src, sizeof src, "file:%s/missing", g.dir);
+        expect_pin_err_why(src, LK_ERR_FILE_MISSING, want);
+        snprintf(src, sizeof src, "%s/pin/below-a-file", g.dir);
+        expect_pin_err_why(src, LK_ERR_FILE_MISSING, "Not a directory");
+        snprintf(want, sizeof want, "pin-source file %s: not a regular file", g.dir);
+        expect_pin_err_why(g.dir, LK_ERR_FILE_UNUSABLE, want);   /* a directory */
+        expect_pin_err_why("/dev/null", LK_ERR_FILE_UNUSABLE, "not a regular file");
+        write_file(path, "SECRET-PIN", 10);
+        chmod(path, 0);
+        if (geteuid() != 0) { /* root reads it all the same (the integration test drops the capability) */
+            snprintf(want, sizeof want, "pin-source file %s: Permission denied", path);
+            expect_pin_err_why(path, LK_ERR_FILE_UNUSABLE, want);
+        }
+        chmod(path, 0600);
+    }
     expect_pin_err("file:", LK_ERR_URI);
     expect_pin_err("file://host/etc/pin", LK_ERR_URI);
     expect_pin_err("env:PIN", LK_ERR_URI);
@@ -663,9 +689,10 @@ static void test_pin_source(void **state)
 
     char pin[P11_PIN_MAX];
     size_t len;
-    const char *why;
-    assert_int_equal(p11__pin_read(path, pin, sizeof pin, &len, &why), LK_ERR_ARG);
-    assert_int_equal(p11__pin_read(NULL, pin, P11_PIN_MAX, &len, &why), LK_ERR_ARG);
+    char why[64];
+    assert_int_equal(p11__pin_read(path, pin, sizeof pin, &len, why, sizeof why), LK_ERR_ARG);
+    assert_int_equal(p11__pin_read(NULL, pin, P11_PIN_MAX, &len, why, sizeof why), LK_ERR_ARG);
+    assert_int_equal(p11__pin_read(path, pin, P11_PIN_MAX + 1, &len, why, 0), LK_ERR_ARG);
 }
 
 /* Tokens that answer CKM_ECDSA in DER: only canonical DER of two positive
@@ -769,8 +796,9 @@ static void test_open_errors(void **state)
     /* An unreadable pin-source. */
     snprintf(uri, sizeof uri, "pkcs11:token=" TOKEN "?module-path=%s&pin-source=%s/missing",
              g.module_q, g.dir);
-    assert_int_equal(open_err(uri, NULL, NULL, detail, sizeof detail), LK_ERR_IO);
-    assert_non_null(strstr(detail, "pin-source"));
+    assert_int_equal(open_err(uri, NULL, NULL, detail, sizeof detail), LK_ERR_FILE_MISSING);
+    assert_non_null(strstr(detail, "pin-source file "));
+    assert_non_null(strstr(detail, "/missing: No such file or directory"));
 
     /* Argument errors; a NULL detail is allowed. */
     lk_pkcs11 *p11 = NULL;

@@ -53,6 +53,7 @@
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/encoder.h>
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
 #include <openssl/pem.h>
@@ -1109,8 +1110,44 @@ static void test_credentials(void **state)
     REFUSE(LK_ERR_CRED_INVALID, "private key", lk_registry_add_credential(f->reg, &NAME, "dev2",
                                                                          &bad, W));
     bad = (lk_reg_credential){LK_CRED_ES256_PEM, "hello", 0};
-    REFUSE(LK_ERR_CRED_INVALID, "not exactly one PEM block",
+    REFUSE(LK_ERR_CRED_INVALID, "it holds no PEM block",
            lk_registry_add_credential(f->reg, &NAME, "dev2", &bad, W));
+    /* A PKCS#1 RSA key (openssl rsa -RSAPublicKey_out): named as such, with the fix. */
+    {
+        BIO *b = BIO_new(BIO_s_mem());
+        char *pkcs1, *two, *around;
+        OSSL_ENCODER_CTX *ec_ = OSSL_ENCODER_CTX_new_for_pkey(rsa2048(), EVP_PKEY_PUBLIC_KEY, "PEM",
+                                                              "type-specific", NULL);
+        assert_non_null(ec_);
+        assert_int_equal(OSSL_ENCODER_to_bio(ec_, b), 1);
+        OSSL_ENCODER_CTX_free(ec_);
+        pkcs1 = bio_text(b);
+        assert_non_null(strstr(pkcs1, "-----BEGIN RSA PUBLIC KEY-----"));
+        bad = (lk_reg_credential){LK_CRED_RSA_PEM, pkcs1, 0};
+        REFUSE(LK_ERR_CRED_INVALID, "it is a PKCS#1 RSA public key (-----BEGIN RSA PUBLIC KEY-----); "
+                                    "IoT Core's RSA_PEM is the X.509 SubjectPublicKeyInfo form",
+               lk_registry_add_credential(f->reg, &NAME, "dev2", &bad, W));
+        REFUSE(LK_ERR_CRED_INVALID, "-RSAPublicKey_in",
+               lk_registry_add_credential(f->reg, &NAME, "dev2", &bad, W));
+        two = malloc(2 * strlen(rsa_pem) + 1);
+        strcpy(two, rsa_pem);
+        strcat(two, rsa_pem);
+        bad = (lk_reg_credential){LK_CRED_RSA_PEM, two, 0};
+        REFUSE(LK_ERR_CRED_INVALID, "it holds 2 PEM blocks",
+               lk_registry_add_credential(f->reg, &NAME, "dev2", &bad, W));
+        around = malloc(strlen(rsa_pem) + 16);
+        strcpy(around, "my key:\n");
+        strcat(around, rsa_pem);
+        bad = (lk_reg_credential){LK_CRED_RSA_PEM, around, 0};
+        REFUSE(LK_ERR_CRED_INVALID, "it has text around its PEM block",
+               lk_registry_add_credential(f->reg, &NAME, "dev2", &bad, W));
+        bad = (lk_reg_credential){LK_CRED_RSA_PEM, "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n", 0};
+        REFUSE(LK_ERR_CRED_INVALID, "a PEM block of type 'X509 CRL'",
+               lk_registry_add_credential(f->reg, &NAME, "dev2", &bad, W));
+        free(pkcs1);
+        free(two);
+        free(around);
+    }
     bad = (lk_reg_credential){LK_CRED_UNSPECIFIED, ec_pem, 0};
     REFUSE(LK_ERR_REG_INVALID, "has format UNSPECIFIED; a credential's format is RSA_PEM",
            lk_registry_add_credential(f->reg, &NAME, "dev2", &bad, W));

@@ -904,6 +904,8 @@ static const struct { lk_err err; const char *name; } error_table[] = {
     { LK_ERR_NOMEM, "LK_ERR_NOMEM" },
     { LK_ERR_CRYPTO, "LK_ERR_CRYPTO" },
     { LK_ERR_STORE_MISSING, "LK_ERR_STORE_MISSING" },
+    { LK_ERR_FILE_MISSING, "LK_ERR_FILE_MISSING" },
+    { LK_ERR_FILE_UNUSABLE, "LK_ERR_FILE_UNUSABLE" },
     { LK_ERR_TOKEN_TOO_LARGE, "LK_ERR_TOKEN_TOO_LARGE" },
     { LK_ERR_TOKEN_MALFORMED, "LK_ERR_TOKEN_MALFORMED" },
     { LK_ERR_TOKEN_ALG, "LK_ERR_TOKEN_ALG" },
@@ -954,6 +956,8 @@ static void test_error_strings(void **state)
     assert_int_equal(LK_ERR_KEY_WEAK, 29);
     assert_int_equal(LK_ERR_IO, 40);
     assert_int_equal(LK_ERR_CRYPTO, 45);
+    assert_int_equal(LK_ERR_FILE_MISSING, 47);
+    assert_int_equal(LK_ERR_FILE_UNUSABLE, 48);
     assert_int_equal(LK_ERR_NET, 100);
     assert_int_equal(LK_ERR_TIMEOUT, 105);
     /* every code below LK_ERR__END is in the table above (update it when
@@ -976,7 +980,7 @@ static void test_error_strings(void **state)
                          error_table[j].name, s);
     }
     /* unknown values: the gaps, the end marker, beyond, negative */
-    static const int unknown[] = { 5, 9, 14, 19, 30, 39, 47, 59, 72, 79, 90, 99, LK_ERR__END, LK_ERR__END + 1,
+    static const int unknown[] = { 5, 9, 14, 19, 30, 39, 49, 59, 72, 79, 90, 99, LK_ERR__END, LK_ERR__END + 1,
                                    1000, 0x7fffffff, -1, -46 };
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         const char *s = lk_strerror((lk_err)unknown[i]);
@@ -1060,6 +1064,92 @@ static void test_strnlen(void **state)
     munmap(map, 2 * (size_t)page);
 }
 
+/* ---- lk_key_ref_redact ------------------------------------------------ */
+
+static void expect_redact(const char *in, const char *want)
+{
+    char out[512];
+    size_t n = lk_key_ref_redact(in, out, sizeof out);
+    if (strcmp(out, want) != 0)
+        fail_msg("redact(%s): got '%s', want '%s'", in, out, want);
+    assert_int_equal(n, strlen(want));
+}
+
+static void test_key_ref_redact(void **state)
+{
+    (void)state;
+    /* The PIN goes; everything public stays, the separators too. */
+    expect_redact("pkcs11:token=t;object=o?module-path=/usr/lib/m.so&pin-value=1234",
+                  "pkcs11:token=t;object=o?module-path=/usr/lib/m.so&pin-value=***");
+    expect_redact("pkcs11:token=t?pin-value=1234&module-path=/m.so",
+                  "pkcs11:token=t?pin-value=***&module-path=/m.so");
+    /* pin-source is a file name (RFC 7512): shown. */
+    expect_redact("pkcs11:object=o?pin-source=file:/etc/latchkey/pin",
+                  "pkcs11:object=o?pin-source=file:/etc/latchkey/pin");
+    /* Every public attribute, percent-escapes kept as written. */
+    expect_redact("pkcs11:token=a%20b;manufacturer=m;serial=s;model=x;library-manufacturer=l;"
+                  "library-description=d;library-version=2.40;slot-manufacturer=sm;"
+                  "slot-description=sd;slot-id=3;object=o;id=%01%a2;type=private"
+                  "?module-path=/m.so&module-name=n",
+                  "pkcs11:token=a%20b;manufacturer=m;serial=s;model=x;library-manufacturer=l;"
+                  "library-description=d;library-version=2.40;slot-manufacturer=sm;"
+                  "slot-description=sd;slot-id=3;object=o;id=%01%a2;type=private"
+                  "?module-path=/m.so&module-name=n");
+    /* The scheme in any case; a PIN given twice; in the path; empty. */
+    expect_redact("PKCS11:token=t?pin-value=1234", "PKCS11:token=t?pin-value=***");
+    expect_redact("pkcs11:?pin-value=1&pin-value=2", "pkcs11:?pin-value=***&pin-value=***");
+    expect_redact("pkcs11:pin-value=1234;token=t", "pkcs11:pin-value=***;token=t");
+    expect_redact("pkcs11:token=t?pin-value=", "pkcs11:token=t?pin-value=***");
+    /* In the query, ';' and '?' belong to the value: the whole PIN goes. */
+    expect_redact("pkcs11:token=t?pin-value=12;34?56/78", "pkcs11:token=t?pin-value=***");
+    /* Fail closed: unknown, vendor, misspelt or re-cased names, and a
+     * segment without '=', are hidden. */
+    expect_redact("pkcs11:token=t?x-secret=s&pin-vlaue=1234&Pin-Value=9&PIN",
+                  "pkcs11:token=t?x-secret=***&pin-vlaue=***&Pin-Value=***&***");
+    expect_redact("pkcs11:1234", "pkcs11:***");
+    expect_redact("pkcs11:token=t; object=o", "pkcs11:token=t; object=***");
+    /* Not a pkcs11: URI but with '=': the same rules from the first byte. */
+    expect_redact("pkcs11;token=t;object=o?pin-value=1234", "***;token=t;object=o?pin-value=***");
+    expect_redact(" pkcs11:token=t?pin-value=1234", " pkcs11:token=***?pin-value=***");
+    expect_redact("--kye=pkcs11:token=t?pin-value=1234", "--kye=***?pin-value=***");
+    /* A software key store name, and the empty or missing reference. */
+    expect_redact("device-42", "device-42");
+    expect_redact("bad/name with spaces", "bad/name with spaces");
+    expect_redact("pkcs11:", "pkcs11:");
+    expect_redact("", "");
+    expect_redact(NULL, "");
+
+    /* Cut short: NUL-terminated, the full length returned, no secret. */
+    {
+        const char *in = "pkcs11:token=t?pin-value=SECRETPIN&module-path=/m.so";
+        char small[20];
+        size_t full = strlen("pkcs11:token=t?pin-value=***&module-path=/m.so"), n, cut;
+        for (cut = 0; cut <= sizeof small; cut++) {
+            memset(small, 'Z', sizeof small);
+            n = lk_key_ref_redact(in, small, cut);
+            assert_int_equal(n, full);
+            if (cut > 0) {
+                assert_int_equal(strlen(small), cut - 1);
+                assert_null(strstr(small, "SECRET"));
+                assert_null(strstr(small, "S"));
+            } else {
+                assert_int_equal(small[0], 'Z'); /* nothing written */
+            }
+        }
+        assert_int_equal(lk_key_ref_redact(in, NULL, 0), full);
+    }
+    /* Long input: no limit on what is read. */
+    {
+        static char big[20000], out[64];
+        memset(big, 'a', sizeof big - 1);
+        memcpy(big, "pkcs11:object=", 14);
+        memcpy(big + sizeof big - 15, "&pin-value=XYZ", 14);
+        big[sizeof big - 16] = '?';
+        assert_int_equal(lk_key_ref_redact(big, out, sizeof out), sizeof big - 1 - 3 + 3);
+        assert_int_equal(strlen(out), sizeof out - 1);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1084,6 +1174,7 @@ int main(void)
         cmocka_unit_test(test_ct_equal),
         cmocka_unit_test(test_wipe),
         cmocka_unit_test(test_strnlen),
+        cmocka_unit_test(test_key_ref_redact),
     };
     return cmocka_run_group_tests_name("se", tests, NULL, NULL);
 }

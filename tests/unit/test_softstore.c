@@ -577,6 +577,59 @@ static void test_open_missing_and_create(void **state)
     lk_softstore_close(s);
 }
 
+/* CREATE_ON_WRITE: a missing store opens empty and nothing is written
+ * until a key is; a refused generate leaves no file (latchkey key generate
+ * into a new store with a bad name, a weak RSA size, a failed write). */
+static void test_create_on_write(void **state)
+{
+    struct fx *f = *state;
+    char listing[4096];
+    uint8_t pub[LK_PUBKEY_DER_MAX];
+    size_t pub_len = 0;
+    lk_softstore *s = open_ok(f->path, LK_SOFTSTORE_CREATE_ON_WRITE), *r;
+    lk_se se = lk_softstore_se(s);
+    lk_alg alg = LK_ALG_NONE;
+
+    assert_int_equal(lk_softstore_count(s), 0);
+    dir_listing(f->dir, listing, sizeof listing);
+    assert_string_equal(listing, "");
+    /* refused: nothing on disk, not even the lock */
+    assert_int_equal(lk_se_generate(&se, "bad/name", LK_ALG_ES256, 0, pub, sizeof pub, &pub_len),
+                     LK_ERR_URI);
+    assert_int_equal(lk_se_generate(&se, "k", LK_ALG_RS256, 1024, pub, sizeof pub, &pub_len),
+                     LK_ERR_KEY_WEAK);
+    assert_int_equal(lk_se_public_key(&se, "k", &alg, pub, sizeof pub, &pub_len),
+                     LK_ERR_KEY_NOT_FOUND);
+    assert_int_equal(lk_softstore_save(s), LK_OK); /* nothing pending: no file */
+    dir_listing(f->dir, listing, sizeof listing);
+    assert_string_equal(listing, "");
+    /* the first key writes the file, 0600, with the key */
+    assert_int_equal(lk_se_generate(&se, "k", LK_ALG_ES256, 0, pub, sizeof pub, &pub_len), LK_OK);
+    assert_only_store_files(f);
+    r = open_ok(f->path, 0);
+    assert_int_equal(lk_softstore_count(r), 1);
+    lk_softstore_close(r);
+    lk_softstore_close(s);
+    /* on an existing store it is a plain open; with CREATE too */
+    s = open_ok(f->path, LK_SOFTSTORE_CREATE_ON_WRITE | LK_SOFTSTORE_CREATE);
+    assert_int_equal(lk_softstore_count(s), 1);
+    lk_softstore_close(s);
+    /* with DEFER_SAVE: written by lk_softstore_save */
+    {
+        char other[4200];
+        struct stat st;
+        snprintf(other, sizeof other, "%s/deferred.store", f->dir);
+        s = open_ok(other, LK_SOFTSTORE_CREATE_ON_WRITE | LK_SOFTSTORE_DEFER_SAVE);
+        se = lk_softstore_se(s);
+        assert_int_equal(lk_se_generate(&se, "a", LK_ALG_ES256, 0, pub, sizeof pub, &pub_len), LK_OK);
+        assert_int_equal(stat(other, &st), -1);
+        assert_int_equal(lk_softstore_save(s), LK_OK);
+        assert_int_equal(stat(other, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0600);
+        lk_softstore_close(s);
+    }
+}
+
 static void test_api_arguments(void **state)
 {
     struct fx *f = *state;
@@ -593,7 +646,7 @@ static void test_api_arguments(void **state)
     assert_int_equal(lk_softstore_entry(NULL, 0, &name, &alg), LK_ERR_ARG);
 
     /* Unknown flags: refused before anything is created. */
-    assert_int_equal(lk_softstore_open(f->path, 4u, &s), LK_ERR_ARG);
+    assert_int_equal(lk_softstore_open(f->path, 8u, &s), LK_ERR_ARG);
     assert_null(s);
     s = (lk_softstore *)(uintptr_t)1;
     assert_int_equal(lk_softstore_open(f->path, LK_SOFTSTORE_CREATE | 0x80000000u, &s),
@@ -1751,38 +1804,38 @@ static void test_links_and_odd_files(void **state)
     use_template(f);
     text = read_bytes(f->path, &len);
 
-    /* A symlink to a valid store: refused (O_NOFOLLOW: IO), with or
+    /* A symlink to a valid store: refused (O_NOFOLLOW: FILE_UNUSABLE, a configuration error), with or
      * without CREATE, and the store is not touched. */
     snprintf(lnk, sizeof lnk, "%s/link.store", f->dir);
     assert_int_equal(symlink(STORE_FILE, lnk), 0);
     err = open_err(lnk, 0);
     assert_int_not_equal(err, LK_OK);
-    assert_int_equal(err, LK_ERR_IO);
-    assert_int_equal(open_err(lnk, LK_SOFTSTORE_CREATE), LK_ERR_IO);
+    assert_int_equal(err, LK_ERR_FILE_UNUSABLE);
+    assert_int_equal(open_err(lnk, LK_SOFTSTORE_CREATE), LK_ERR_FILE_UNUSABLE);
     assert_file_is(f->path, text, len);
     /* A dangling symlink with CREATE: nothing is created at its target. */
     snprintf(dangling, sizeof dangling, "%s/dangling.store", f->dir);
     snprintf(target, sizeof target, "%s/target.store", f->dir);
     assert_int_equal(symlink("target.store", dangling), 0);
-    assert_int_equal(open_err(dangling, LK_SOFTSTORE_CREATE), LK_ERR_IO);
+    assert_int_equal(open_err(dangling, LK_SOFTSTORE_CREATE), LK_ERR_FILE_UNUSABLE);
     assert_int_equal(access(target, F_OK), -1);
-    assert_int_equal(open_err(dangling, 0), LK_ERR_IO);
+    assert_int_equal(open_err(dangling, 0), LK_ERR_FILE_UNUSABLE);
 
     /* A directory. */
     snprintf(sub, sizeof sub, "%s/dir.store", f->dir);
     assert_int_equal(mkdir(sub, 0700), 0);
-    assert_int_equal(open_err(sub, 0), LK_ERR_IO);
-    assert_int_equal(open_err(sub, LK_SOFTSTORE_CREATE), LK_ERR_IO);
-    assert_int_equal(open_err(f->dir, 0), LK_ERR_IO);
+    assert_int_equal(open_err(sub, 0), LK_ERR_FILE_UNUSABLE);
+    assert_int_equal(open_err(sub, LK_SOFTSTORE_CREATE), LK_ERR_FILE_UNUSABLE);
+    assert_int_equal(open_err(f->dir, 0), LK_ERR_FILE_UNUSABLE);
 
-    /* A FIFO: refused at once (IO), without waiting for a writer. The
+    /* A FIFO: refused at once (FILE_UNUSABLE), without waiting for a writer. The
      * alarm turns a hang into a visible failure. */
     snprintf(fifo, sizeof fifo, "%s/fifo.store", f->dir);
     assert_int_equal(mkfifo(fifo, 0600), 0);
     alarm(10);
     err = open_err(fifo, 0);
     alarm(0);
-    assert_int_equal(err, LK_ERR_IO);
+    assert_int_equal(err, LK_ERR_FILE_UNUSABLE);
 
     /* A path in a directory that does not exist. */
     snprintf(inmissing, sizeof inmissing, "%s/no/such/dir/keys.store", f->dir);
@@ -2225,6 +2278,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_open_missing_and_create),
+        T(test_create_on_write),
         T(test_api_arguments),
         T(test_generate_and_reopen),
         T(test_generate_rejections),

@@ -10,25 +10,20 @@ static const char usage_text[] =
     "usage: latchkey-device [run] OPTIONS        run one device: stdin -> events, config and commands -> stdout\n"
     "       latchkey-device simulate OPTIONS     run a fleet of simulated devices (load tests)\n"
     "\n"
+    "       latchkey-device --version\n"
+    "\n"
     "Run 'latchkey-device run --help' or 'latchkey-device simulate --help' for the options;\n"
-    "docs/device.md explains the behaviour and the exit codes.\n";
-
-int lk_device_exit_code(lk_err err)
-{
-    switch (err) {
-    case LK_OK: return EXIT_OK;
-    case LK_ERR_REFUSED: return EXIT_DEV_REFUSED;
-    case LK_ERR_TLS: return EXIT_DEV_TLS;
-    case LK_ERR_NET: case LK_ERR_TIMEOUT: return EXIT_DEV_NETWORK;
-    default: return lk_tool_exit_code(err);
-    }
-}
+    "docs/device.md explains the behaviour, docs/cli.md the exit codes.\n";
 
 int main(int argc, char **argv)
 {
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
                       strcmp(argv[1], "help") == 0)) {
         fputs(usage_text, stdout);
+        return EXIT_OK;
+    }
+    if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
+        printf("%s %s\n", lk_tool_name, LK_VERSION); /* as latchkey --version */
         return EXIT_OK;
     }
     if (argc >= 2 && strcmp(argv[1], "simulate") == 0)

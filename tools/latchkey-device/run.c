@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -48,7 +49,10 @@ static const char run_help[] =
     "  --max-attempts N    give up after N failed attempts in a row (default 0 = never)\n"
     "  --max-rate N        send at most N messages a second (default 80: the server drops what\n"
     "                      goes over its limit of 100)\n"
-    "  --events FILE|-     where the event lines come from (default: standard input)\n"
+    "  --events FILE|-     where the event lines come from (default: standard input); a\n"
+    "                      regular FILE is followed as tail -F does: lines appended later are\n"
+    "                      sent, and a truncated or replaced (rotated) file is read anew\n"
+    "                      (with --exit-on-eof it is read to its end only)\n"
     "  --subfolder S       send events to /devices/D/events/S\n"
     "  --state TEXT | --state-file FILE   publish this device state once\n"
     "  --count N           stop after N events were delivered (acknowledged)\n"
@@ -58,8 +62,9 @@ static const char run_help[] =
     "  --quiet             progress lines off; errors are still printed\n"
     "\n"
     "Stops cleanly (flushing what is queued) on SIGINT or SIGTERM. Exit codes: 0 stopped with\n"
-    "everything delivered, 2 usage, 3/4/5/7/10 the key, 30 refused by the server, 31 server not\n"
-    "authenticated, 32 network, 33 undelivered messages, 34 input (docs/device.md).\n";
+    "everything delivered, 2 usage, 3 a key, token or file (PIN, --ca, --events) not found,\n"
+    "4/5/7/10 the key, 24 a file that cannot be used, 30 refused by the server, 31 server not\n"
+    "authenticated, 32 network, 33 undelivered messages, 34 input (docs/cli.md, \"Exit codes\").\n";
 
 #define LINE_MAX_BYTES (256u * 1024u)
 
@@ -185,7 +190,18 @@ struct input {
     char *buf;
     size_t len;
     size_t scanned;    /* bytes of buf known to hold no newline */
+    /* --events FILE on a regular file, without --exit-on-eof: followed as
+     * `tail -F` does (docs/device.md). */
+    int follow;
+    int quiet;
+    const char *path;
+    dev_t dev;          /* the file open now */
+    ino_t ino;
+    off_t offset;       /* bytes read from it */
+    int64_t next_ms;    /* when to read again (at the end: every FOLLOW_MS) */
 };
+
+#define FOLLOW_MS 250   /* how often a followed file is checked at its end */
 
 /* Publish every complete line in the buffer. Returns 0, or an exit code. */
 static int flush_lines(lk_dev *dev, struct input *in, const char *subfolder)
@@ -219,7 +235,7 @@ static int flush_lines(lk_dev *dev, struct input *in, const char *subfolder)
         }
         if (err != LK_OK) {
             lk_tool_error("event", err, "%s", lk_strerror(err));
-            return lk_device_exit_code(err);
+            return lk_tool_exit_code(err);
         }
         in->paused = 0;
         if (nl == NULL) {
@@ -230,6 +246,73 @@ static int flush_lines(lk_dev *dev, struct input *in, const char *subfolder)
         }
         in->scanned = 0;
     }
+}
+
+/* The file ended for good (replaced or truncated): a last line without its
+ * newline is complete; send it as one event. */
+static void end_partial(struct input *in)
+{
+    if (in->len > 0 && in->buf[in->len - 1] != '\n' && in->len <= LINE_MAX_BYTES)
+        in->buf[in->len++] = '\n';
+}
+
+/* One step of following --events FILE: read what is new; at its end, look
+ * whether the file was truncated (read it again from its start) or replaced,
+ * e.g. rotated (finish the old one, then read the new one from its start). A
+ * path that is gone is waited for: the old file stays open until a new one
+ * appears. Returns 0 or an exit code. */
+static int follow_input(struct input *in, int64_t now)
+{
+    struct stat st;
+    ssize_t n;
+
+    if (in->len >= LINE_MAX_BYTES + 1)
+        return 0;
+    n = read(in->fd, in->buf + in->len, LINE_MAX_BYTES + 1 - in->len);
+    if (n > 0) {
+        in->len += (size_t)n;
+        in->offset += n;
+        in->next_ms = now; /* more may follow at once */
+        return 0;
+    }
+    if (n < 0 && errno != EAGAIN && errno != EINTR) {
+        fprintf(stderr, "%s: --events %s: %s\n", lk_tool_name, lk_tool_shown(in->path), strerror(errno));
+        return EXIT_DEV_INPUT;
+    }
+    in->next_ms = now + FOLLOW_MS;
+    if (n < 0)
+        return 0;
+    /* At the end: truncated (copytruncate) or replaced (rename and create)? */
+    if (fstat(in->fd, &st) == 0 && st.st_size < in->offset) {
+        if (!in->quiet)
+            fprintf(stderr, "%s: --events %s was truncated: reading it from its start\n", lk_tool_name,
+                    lk_tool_shown(in->path));
+        end_partial(in);
+        (void)lseek(in->fd, 0, SEEK_SET);
+        in->offset = 0;
+        in->next_ms = now;
+        return 0;
+    }
+    if (stat(in->path, &st) == 0 && (st.st_dev != in->dev || st.st_ino != in->ino)) {
+        int fd = open(in->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0)
+            return 0; /* not readable yet: keep the old one, look again */
+        if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+            close(fd);
+            return 0;
+        }
+        if (!in->quiet)
+            fprintf(stderr, "%s: --events %s was replaced: reading the new file from its start\n",
+                    lk_tool_name, lk_tool_shown(in->path));
+        end_partial(in);
+        close(in->fd);
+        in->fd = fd;
+        in->dev = st.st_dev;
+        in->ino = st.st_ino;
+        in->offset = 0;
+        in->next_ms = now;
+    }
+    return 0;
 }
 
 static int read_input(struct input *in)
@@ -258,21 +341,30 @@ static int read_small_file(const char *path, char **out, size_t *len)
     FILE *f = fopen(path, "rb");
     char *buf;
     size_t n;
+    int e;
     if (f == NULL) {
-        fprintf(stderr, "%s: cannot read %s: %s\n", lk_tool_name, path, strerror(errno));
-        return EXIT_DEV_INPUT;
+        e = errno;
+        fprintf(stderr, "%s: --state-file %s: %s\n", lk_tool_name, lk_tool_shown(path), strerror(e));
+        return lk_tool_file_exit(e);
     }
     buf = malloc(LK_STATE_MAX + 1);
     if (buf == NULL) {
         fclose(f);
         return EXIT_FAIL;
     }
+    errno = 0;
     n = fread(buf, 1, LK_STATE_MAX + 1, f);
+    e = ferror(f) ? errno : 0;
     fclose(f);
+    if (e != 0) { /* a directory opens, and fails to read (EISDIR) */
+        free(buf);
+        fprintf(stderr, "%s: --state-file %s: %s\n", lk_tool_name, lk_tool_shown(path), strerror(e));
+        return e == EISDIR ? EXIT_FILE : EXIT_DEV_INPUT;
+    }
     if (n > LK_STATE_MAX) {
         free(buf);
         fprintf(stderr, "%s: %s is larger than a device state may be (%u bytes)\n", lk_tool_name,
-                path, LK_STATE_MAX);
+                lk_tool_shown(path), LK_STATE_MAX);
         return EXIT_DEV_INPUT;
     }
     *out = buf;
@@ -376,7 +468,7 @@ int lk_device_cmd_run(int argc, char **argv)
                                   &nums[opt - OPT_HOST]) != 0)
                 return lk_tool_usage_error("%s takes a whole number from %lld to %lld, not '%s'",
                                            num_opts[i].name, num_opts[i].min, num_opts[i].max,
-                                           optarg);
+                                           lk_tool_shown(optarg));
             handled = 1;
         }
         if (handled)
@@ -402,18 +494,17 @@ int lk_device_cmd_run(int argc, char **argv)
             if (strcmp(optarg, "json") == 0)
                 agent.json = 1;
             else if (strcmp(optarg, "text") != 0)
-                return lk_tool_usage_error("--format must be text or json, not '%s'", optarg);
+                return lk_tool_usage_error("--format must be text or json, not '%s'", lk_tool_shown(optarg));
             break;
         case OPT_HELP:
             fputs(run_help, stdout);
             return EXIT_OK;
         default:
-            return lk_tool_usage_error("unknown or incomplete option '%s' (see --help)",
-                                       argv[optind - 1]);
+            return lk_tool_bad_option(argc, argv, optind);
         }
     }
     if (optind < argc)
-        return lk_tool_usage_error("unexpected argument '%s' (see --help)", argv[optind]);
+        return lk_tool_usage_error("unexpected argument '%s' (see --help)", lk_tool_shown(argv[optind]));
     if (cfg.host == NULL)
         return lk_tool_usage_error("--host is required: the server to connect to");
     if (cfg.ca_file == NULL)
@@ -424,11 +515,11 @@ int lk_device_cmd_run(int argc, char **argv)
         return lk_tool_usage_error("give --state or --state-file, not both");
     if (subfolder != NULL && !lk_subfolder_valid(subfolder, strlen(subfolder)))
         return lk_tool_usage_error("--subfolder '%s' is not a valid subfolder (1-256 characters, no "
-                                   "'+', '#', empty levels, or leading/trailing '/')", subfolder);
+                                   "'+', '#', empty levels, or leading/trailing '/')", lk_tool_shown(subfolder));
     if (alg_name != NULL) {
         cfg.alg = lk_alg_from_name(alg_name, strlen(alg_name));
         if (cfg.alg == LK_ALG_NONE)
-            return lk_tool_usage_error("--alg must be ES256 or RS256, not '%s'", alg_name);
+            return lk_tool_usage_error("--alg must be ES256 or RS256, not '%s'", lk_tool_shown(alg_name));
     }
     duration = nums[OPT_DURATION - OPT_HOST];
     agent.count = nums[OPT_COUNT - OPT_HOST];
@@ -448,26 +539,51 @@ int lk_device_cmd_run(int argc, char **argv)
     } else {
         in.fd = open(events, O_RDONLY | O_CLOEXEC);
         if (in.fd < 0) {
-            fprintf(stderr, "%s: cannot open %s: %s\n", lk_tool_name, events, strerror(errno));
-            return EXIT_DEV_INPUT;
+            int e = errno;
+            fprintf(stderr, "%s: --events %s: %s\n", lk_tool_name, lk_tool_shown(events), strerror(e));
+            return lk_tool_file_exit(e);
         }
     }
     in.buf = malloc(LINE_MAX_BYTES + 1);
-    if (in.buf == NULL)
+    if (in.buf == NULL) {
+        if (in.fd != STDIN_FILENO)
+            close(in.fd);
         return EXIT_FAIL;
+    }
+    if (in.fd != STDIN_FILENO && !exit_on_eof) {
+        struct stat st;
+        if (fstat(in.fd, &st) == 0 && S_ISREG(st.st_mode)) {
+            in.follow = 1;
+            in.path = events;
+            in.dev = st.st_dev;
+            in.ino = st.st_ino;
+        }
+    }
+    in.quiet = agent.quiet;
 
     rc = lk_tool_key_open(&ko, &key);
     if (rc != EXIT_OK)
         goto out_input;
-    if (cfg.alg == LK_ALG_NONE) {
+    {
+        /* The key decides the algorithm; --alg only asserts it (as in
+         * `latchkey token`): a mismatch is found now, not at the first
+         * signature. */
         uint8_t pub[LK_PUBKEY_DER_MAX];
         size_t pub_len = 0;
-        err = lk_se_public_key(&key.se, key.key, &cfg.alg, pub, sizeof pub, &pub_len);
+        lk_alg have = LK_ALG_NONE;
+        err = lk_se_public_key(&key.se, key.key, &have, pub, sizeof pub, &pub_len);
         if (err != LK_OK) {
             lk_tool_key_error(&key, "key", err);
             rc = lk_tool_exit_code(err);
             goto out_key;
         }
+        if (cfg.alg != LK_ALG_NONE && cfg.alg != have) {
+            lk_tool_error("key", LK_ERR_KEY_TYPE, "--alg %s, but key '%s' is an %s key",
+                          lk_alg_name(cfg.alg), lk_tool_shown(key.key), lk_alg_name(have));
+            rc = lk_tool_exit_code(LK_ERR_KEY_TYPE);
+            goto out_key;
+        }
+        cfg.alg = have;
     }
     cfg.se = &key.se;
     cfg.key = key.key;
@@ -481,7 +597,7 @@ int lk_device_cmd_run(int argc, char **argv)
             rc = lk_tool_usage_error("%s", detail);
         else {
             lk_tool_error("setup", err, "%s", detail[0] ? detail : lk_strerror(err));
-            rc = lk_device_exit_code(err);
+            rc = lk_tool_exit_code(err);
         }
         goto out_key;
     }
@@ -496,7 +612,7 @@ int lk_device_cmd_run(int argc, char **argv)
             free(data);
         if (err != LK_OK) {
             lk_tool_error("state", err, "%s", lk_strerror(err));
-            rc = lk_device_exit_code(err);
+            rc = lk_tool_exit_code(err);
             goto out_dev;
         }
     }
@@ -538,7 +654,7 @@ int lk_device_cmd_run(int argc, char **argv)
             p[nfds].revents = 0;
             dev_i = nfds++;
         }
-        if (!in.eof && !in.paused && rc == EXIT_OK && st != LK_DEV_STOPPING) {
+        if (!in.follow && !in.eof && !in.paused && rc == EXIT_OK && st != LK_DEV_STOPPING) {
             p[nfds].fd = in.fd;
             p[nfds].events = POLLIN;
             p[nfds].revents = 0;
@@ -547,6 +663,8 @@ int lk_device_cmd_run(int argc, char **argv)
         wait = lk_dev_next_ms(dev) - now;
         if (in.paused || wait > 1000)
             wait = in.paused ? 50 : 1000;
+        if (in.follow && !in.paused && wait > in.next_ms - now)
+            wait = in.next_ms - now;
         if (wait < 0)
             wait = 0;
         n = poll(p, (nfds_t)nfds, (int)wait);
@@ -556,6 +674,12 @@ int lk_device_cmd_run(int argc, char **argv)
         }
         if (in_i >= 0 && n > 0 && (p[in_i].revents & (POLLIN | POLLHUP | POLLERR))) {
             int r = read_input(&in);
+            if (r != 0)
+                rc = r;
+        }
+        if (in.follow && !in.paused && rc == EXIT_OK && st != LK_DEV_STOPPING &&
+            lk_dev_now_ms() >= in.next_ms) {
+            int r = follow_input(&in, lk_dev_now_ms());
             if (r != 0)
                 rc = r;
         }
@@ -575,7 +699,7 @@ int lk_device_cmd_run(int argc, char **argv)
         err = lk_dev_error(dev, &why);
         if (err != LK_OK) {
             if (rc == EXIT_OK)
-                rc = lk_device_exit_code(err);
+                rc = lk_tool_exit_code(err);
         } else if (rc == EXIT_OK && stats.queued > 0) {
             fprintf(stderr, "%s: stopped with %zu message(s) the server had not acknowledged\n",
                     lk_tool_name, stats.queued);

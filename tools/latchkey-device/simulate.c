@@ -90,8 +90,9 @@ static const char sim_usage[] =
     "The simulator raises its open-file limit to the hard limit (it needs about\n"
     "N+64 descriptors); the broker needs as many (`ulimit -n`, LimitNOFILE=).\n"
     "Exit status: 0 when every device connected and every event was delivered,\n"
-    "35 otherwise; 2 for a bad command line; 3 for a missing store or key, 7 for an\n"
-    "unusable store; 1 for anything else (e.g. a --ca file without a certificate).\n";
+    "35 otherwise; 2 for a bad command line; 3 for a missing store, key or --ca file,\n"
+    "7 for a corrupt or too open store, 24 for a --ca file that cannot be read or holds\n"
+    "no certificate; 1 for anything else (exit codes: docs/cli.md).\n";
 
 /* One simulated device. */
 struct sim_dev {
@@ -470,8 +471,8 @@ static int make_ids(struct sim *s)
     for (i = 0; i < 2; i++) {
         const char *id = s->ids + (i == 0 ? 0 : s->n - 1) * w;
         if (lk_id_why("device id", id, strlen(id), why, sizeof why) != NULL) {
-            lk_tool_usage_error("simulate: --prefix '%s' gives device ids such as '%s': %s", s->prefix,
-                                id, why);
+            lk_tool_usage_error("simulate: --prefix '%s' gives device ids such as '%s': %s",
+                                lk_tool_shown(s->prefix), lk_tool_shown(id), why);
             return EXIT_USAGE;
         }
     }
@@ -487,7 +488,7 @@ static int open_store(struct sim *s, unsigned flags)
 {
     lk_err err = lk_softstore_open(s->store_path, flags, &s->store);
     if (err != LK_OK) {
-        lk_tool_error("simulate", err, "key store %s: %s%s", s->store_path, lk_strerror(err),
+        lk_tool_error("simulate", err, "key store %s: %s%s", lk_tool_shown(s->store_path), lk_strerror(err),
                       err == LK_ERR_STORE_MISSING ? " (make the keys with --create-keys FILE)" : "");
         return lk_tool_exit_code(err);
     }
@@ -568,7 +569,7 @@ static int create_keys(struct sim *s)
     lk_alg *algs = NULL;
     uint8_t **made_pub = NULL;  /* the public keys generated now */
     size_t *made_len = NULL;
-    int rc = open_store(s, LK_SOFTSTORE_CREATE | LK_SOFTSTORE_DEFER_SAVE);
+    int rc = open_store(s, LK_SOFTSTORE_CREATE_ON_WRITE | LK_SOFTSTORE_DEFER_SAVE);
     lk_err err = LK_OK;
 
     if (rc != EXIT_OK)
@@ -593,7 +594,8 @@ static int create_keys(struct sim *s)
         if (err == LK_OK && (made_pub[i] = malloc(pub_len)) == NULL)
             err = LK_ERR_NOMEM;
         if (err != LK_OK) {
-            lk_tool_error("simulate", err, "key %s in %s: %s", dev_id(s, i), s->store_path, lk_strerror(err));
+            lk_tool_error("simulate", err, "key %s in %s: %s", dev_id(s, i), lk_tool_shown(s->store_path),
+                          lk_strerror(err));
             rc = lk_tool_exit_code(err); /* nothing was written */
             goto exit;
         }
@@ -604,14 +606,14 @@ static int create_keys(struct sim *s)
     }
     err = lk_softstore_save(s->store);
     if (err != LK_OK) {
-        lk_tool_error("simulate", err, "saving the key store %s: %s", s->store_path, lk_strerror(err));
+        lk_tool_error("simulate", err, "saving the key store %s: %s", lk_tool_shown(s->store_path), lk_strerror(err));
         rc = lk_tool_exit_code(err);
         goto exit;
     }
 
     f = to_stdout ? stdout : fopen(s->create_keys, "w");
     if (f == NULL) {
-        lk_tool_error("simulate", LK_ERR_IO, "%s: %s", s->create_keys, strerror(errno));
+        lk_tool_error("simulate", LK_ERR_IO, "%s: %s", lk_tool_shown(s->create_keys), strerror(errno));
         rc = EXIT_FAIL;
         goto exit;
     }
@@ -634,13 +636,13 @@ static int create_keys(struct sim *s)
         werr = 1;
     if (werr) {
         if (rc == EXIT_OK)
-            lk_tool_error("simulate", LK_ERR_IO, "%s: %s", s->create_keys, strerror(errno));
+            lk_tool_error("simulate", LK_ERR_IO, "%s: %s", lk_tool_shown(s->create_keys), strerror(errno));
         rc = EXIT_FAIL;
     }
     if (rc == EXIT_OK)
         fprintf(stderr, "%s: simulate: %u keys created, %u already in %s; %u devices written to %s\n",
-                lk_tool_name, made, s->n - made, s->store_path, s->n,
-                to_stdout ? "standard output" : s->create_keys);
+                lk_tool_name, made, s->n - made, lk_tool_shown(s->store_path), s->n,
+                to_stdout ? "standard output" : lk_tool_shown(s->create_keys));
 
 exit:
     if (made_pub != NULL)
@@ -698,7 +700,8 @@ static int make_clients(struct sim *s)
         algs[i] = key_lookup(keys, nkeys, id);
         if (algs[i] == LK_ALG_NONE) {
             lk_tool_error("simulate", LK_ERR_KEY_NOT_FOUND,
-                          "no key '%s' in %s (make the keys with --create-keys FILE)", id, s->store_path);
+                          "no key '%s' in %s (make the keys with --create-keys FILE)", id,
+                          lk_tool_shown(s->store_path));
             rc = lk_tool_exit_code(LK_ERR_KEY_NOT_FOUND);
         }
     }
@@ -709,18 +712,19 @@ static int make_clients(struct sim *s)
     for (i = 0; i < s->n && rc == EXIT_OK; i++) {
         err = lk_se_public_key(&s->se, dev_id(s, i), &algs[i], pub, sizeof pub, &pub_len);
         if (err != LK_OK) {
-            lk_tool_error("simulate", err, "key %s in %s: %s", dev_id(s, i), s->store_path, lk_strerror(err));
+            lk_tool_error("simulate", err, "key %s in %s: %s", dev_id(s, i), lk_tool_shown(s->store_path),
+                          lk_strerror(err));
             rc = lk_tool_exit_code(err);
         }
     }
     if (rc == EXIT_OK)
         fprintf(stderr, "%s: simulate: %u keys loaded from %s in %.2f s\n", lk_tool_name, s->n,
-                s->store_path, (double)(lk_dev_now_ms() - t0) / 1000.0);
+                lk_tool_shown(s->store_path), (double)(lk_dev_now_ms() - t0) / 1000.0);
     if (rc == EXIT_OK) {
         detail[0] = '\0';
         err = lk_dev_tls_new(s->ca, s->host, &s->tls, detail, sizeof detail);
         if (err != LK_OK) {
-            lk_tool_error("simulate", err, "--ca %s: %s", s->ca, detail[0] ? detail : lk_strerror(err));
+            lk_tool_error("simulate", err, "--ca %s: %s", lk_tool_shown(s->ca), detail[0] ? detail : lk_strerror(err));
             rc = lk_tool_exit_code(err);
         }
     }
@@ -802,7 +806,7 @@ static int run_fleet(struct sim *s)
         return EXIT_FAIL;
     }
     fprintf(stderr, "%s: simulate: %u devices (%s..%s) to %s:%u, %u connection attempts at once\n",
-            lk_tool_name, s->n, dev_id(s, 0), dev_id(s, s->n - 1), s->host, s->port, s->parallel);
+            lk_tool_name, s->n, dev_id(s, 0), dev_id(s, s->n - 1), lk_tool_shown(s->host), s->port, s->parallel);
     s->t0_ms = lk_dev_now_ms();
     next_progress = s->t0_ms + SIM_PROGRESS_MS;
     if (s->duration_s > 0)
@@ -979,6 +983,7 @@ static int parse_opts(struct sim *s, int argc, char **argv)
     int c;
 
     optind = 0; /* glibc: start over, whatever parsed argv before */
+    opterr = 0; /* our own message: getopt's would echo a value given with '=' */
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case O_DEVICES:
@@ -1036,14 +1041,15 @@ static int parse_opts(struct sim *s, int argc, char **argv)
             else if (strcmp(optarg, "text") == 0)
                 s->json = 0;
             else
-                return lk_tool_usage_error("simulate: --format must be text or json, not '%s'", optarg);
+                return lk_tool_usage_error("simulate: --format must be text or json, not '%s'", lk_tool_shown(optarg));
             break;
         case O_HELP: fputs(sim_usage, stdout); return -1;
-        default: fputs(sim_usage, stderr); return EXIT_USAGE;
+        default: return lk_tool_bad_option(argc, argv, optind);
         }
     }
     if (optind < argc)
-        return lk_tool_usage_error("simulate: unexpected argument '%s' (see --help)", argv[optind]);
+        return lk_tool_usage_error("simulate: unexpected argument '%s' (see --help)",
+                                   lk_tool_shown(argv[optind]));
     if (s->n == 0)
         return lk_tool_usage_error("simulate: --devices N is required (see --help)");
     if (s->store_path == NULL)

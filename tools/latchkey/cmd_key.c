@@ -2,28 +2,116 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "latchkey/lk_pkcs11.h"
 #include "latchkey/lk_softstore.h"
 #include "tool.h"
 
 static const char key_usage[] =
+    "usage: latchkey key generate --key NAME --store FILE | --key pkcs11:URI [--alg ES256|RS256] [--bits N]\n"
+    "       latchkey key public   --key NAME --store FILE | --key pkcs11:URI\n"
+    "       latchkey key list     --store FILE | --key pkcs11:URI\n"
+    "\n"
+    "Run 'latchkey key generate --help' (public, list) for a subcommand's options.\n";
+
+static const char generate_usage[] =
     "usage: latchkey key generate --key NAME --store FILE [--alg ES256|RS256] [--bits N]\n"
     "       latchkey key generate --key 'pkcs11:token=T;object=O?module-path=M&pin-source=file:F'\n"
     "                             [--module PATH] [--alg ES256|RS256] [--bits N]\n"
-    "       latchkey key public   --key NAME --store FILE | --key pkcs11:URI [--module PATH]\n"
-    "       latchkey key list     --store FILE\n"
     "\n"
-    "generate makes a new key pair inside the key store or token and prints its public key\n"
+    "Makes a new key pair inside the key store or token and prints its public key\n"
     "(PEM), ready for the device registry. The private key never leaves the token; the\n"
-    "software store (--store) keeps it in a 0600 file and is for development only.\n"
+    "software store (--store) keeps it in a 0600 file and is for development only (a\n"
+    "missing store is created with the key; a refused generate leaves no file).\n"
     "  --alg ES256|RS256   key type (default ES256: P-256)\n"
     "  --bits N            RSA modulus size, 2048..4096 (default 2048)\n"
     "  --module PATH       PKCS#11 module, if the URI has no module-path\n"
     "Environment: LATCHKEY_STORE (default --store), LATCHKEY_PKCS11_MODULE,\n"
     "LATCHKEY_PKCS11_PIN (used when the URI carries no PIN).\n";
+
+static const char public_usage[] =
+    "usage: latchkey key public --key NAME --store FILE\n"
+    "       latchkey key public --key 'pkcs11:token=T;object=O?module-path=M' [--module PATH]\n"
+    "\n"
+    "Prints the public key (PEM) of a key in the store or token; no PIN is needed for a\n"
+    "token that keeps a public key object.\n"
+    "  --module PATH       PKCS#11 module, if the URI has no module-path\n"
+    "Environment: LATCHKEY_STORE, LATCHKEY_PKCS11_MODULE, LATCHKEY_PKCS11_PIN.\n";
+
+static const char list_usage[] =
+    "usage: latchkey key list --store FILE\n"
+    "       latchkey key list --key 'pkcs11:token=T?module-path=M&pin-source=file:F' [--module PATH]\n"
+    "\n"
+    "Lists the keys: of a store, NAME<TAB>ALG; of a token, one line per key pair,\n"
+    "LABEL<TAB>ALG<TAB>ID (RFC 7512 values for object= and id=; ALG none for a key\n"
+    "latchkey cannot sign with). object= and id= in the URI narrow the list; a token\n"
+    "that requires a login needs the PIN to show its private keys.\n"
+    "Environment: LATCHKEY_STORE, LATCHKEY_PKCS11_MODULE, LATCHKEY_PKCS11_PIN.\n";
+
+/* The usage of subcommand sub, or the group's. */
+static const char *usage_of(const char *sub)
+{
+    if (sub != NULL && strcmp(sub, "generate") == 0)
+        return generate_usage;
+    if (sub != NULL && strcmp(sub, "public") == 0)
+        return public_usage;
+    if (sub != NULL && strcmp(sub, "list") == 0)
+        return list_usage;
+    return key_usage;
+}
+
+/* Write n bytes as an RFC 7512 path value: what may appear as it is stays,
+ * everything else is %XX, so that the text pastes into object= or id=. */
+static void put_p11_value(const unsigned char *v, size_t n, int all_hex)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = v[i];
+        if (!all_hex && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                         (c != '\0' && strchr("-._~:[]@!$'()*+,=&", c) != NULL)))
+            putchar(c);
+        else
+            printf("%%%02x", c);
+    }
+}
+
+/* One key pair of a token: LABEL TAB ALG TAB ID (see docs/cli.md). */
+static void list_one(void *user, const lk_pkcs11_key_info *k)
+{
+    size_t *count = user;
+    put_p11_value(k->label, k->label_len, 0);
+    printf("\t%s\t", k->alg == LK_ALG_NONE ? "none" : lk_alg_name(k->alg));
+    put_p11_value(k->id, k->id_len, 1);
+    putchar('\n');
+    if (k->alg == LK_ALG_NONE) {
+        fprintf(stderr, "%s: key list: '", lk_tool_name);
+        for (size_t i = 0; i < k->label_len; i++)
+            fputc(k->label[i] >= 0x20 && k->label[i] < 0x7f ? k->label[i] : '?', stderr);
+        fprintf(stderr, "' cannot sign for latchkey: %s\n", k->why);
+    }
+    (*count)++;
+}
+
+static int list_token(struct lk_tool_key_opts *ko)
+{
+    struct lk_tool_key k;
+    size_t count = 0;
+    lk_err err;
+    int rc = lk_tool_key_open(ko, &k);
+    if (rc != EXIT_OK)
+        return rc;
+    err = lk_pkcs11_list_keys(k.p11, k.key, list_one, &count);
+    if (err != LK_OK) {
+        lk_tool_key_error(&k, "key list", err);
+        rc = lk_tool_exit_code(err);
+    }
+    lk_tool_key_close(&k);
+    fflush(stdout);
+    return rc;
+}
 
 /* Print DER SubjectPublicKeyInfo as PEM on stdout. */
 static int print_pem(const uint8_t *der, size_t len)
@@ -62,6 +150,7 @@ int lk_cmd_key(int argc, char **argv)
     }
     sub = argv[1];
     optind = 1;
+    opterr = 0; /* our own message: getopt's would echo a value given with '=' */
     while ((c = getopt_long(argc - 1, argv + 1, "", opts, NULL)) != -1) {
         switch (c) {
         case 'k': ko.key = optarg; break;
@@ -72,15 +161,16 @@ int lk_cmd_key(int argc, char **argv)
             if (lk_tool_parse_i64(optarg, 1, 1 << 20, &bits) != 0)
                 return lk_tool_usage_error("--bits takes a number of bits, 2048 to 4096");
             break;
-        case 'h': fputs(key_usage, stdout); return EXIT_OK;
-        default: fputs(key_usage, stderr); return EXIT_USAGE;
+        case 'h': fputs(usage_of(sub), stdout); return EXIT_OK;
+        default: return lk_tool_bad_option(argc - 1, argv + 1, optind);
         }
     }
     if (optind != argc - 1)
-        return lk_tool_usage_error("key %s: unexpected argument '%s'", sub, argv[optind + 1]);
+        return lk_tool_usage_error("key %s: unexpected argument '%s'", lk_tool_shown(sub),
+                                   lk_tool_shown(argv[optind + 1]));
     alg = lk_alg_from_name(alg_s, strlen(alg_s));
     if (alg == LK_ALG_NONE)
-        return lk_tool_usage_error("--alg must be ES256 or RS256, not '%s'", alg_s);
+        return lk_tool_usage_error("--alg must be ES256 or RS256, not '%s'", lk_tool_shown(alg_s));
     if (bits != 0 && alg != LK_ALG_RS256)
         return lk_tool_usage_error("--bits is for RS256 keys only");
     if (bits != 0 && (bits < (long long)LK_RSA_MIN_BITS || bits > (long long)LK_RSA_MAX_BITS))
@@ -90,11 +180,17 @@ int lk_cmd_key(int argc, char **argv)
         lk_softstore *s = NULL;
         const char *path = ko.store ? ko.store : getenv("LATCHKEY_STORE");
         size_t i;
+        if (ko.key != NULL) {
+            if (strncasecmp(ko.key, "pkcs11:", 7) != 0)
+                return lk_tool_usage_error("key list: --key takes a pkcs11: URI naming the token (list a "
+                                           "software store with --store FILE)");
+            return list_token(&ko);
+        }
         if (path == NULL)
-            return lk_tool_usage_error("key list: --store FILE is required");
+            return lk_tool_usage_error("key list: --store FILE or --key pkcs11:URI is required");
         err = lk_softstore_open(path, 0, &s);
         if (err != LK_OK) {
-            lk_tool_error("key store", err, "%s: %s", path, lk_strerror(err));
+            lk_tool_error("key store", err, "%s: %s", lk_tool_shown(path), lk_strerror(err));
             return lk_tool_exit_code(err);
         }
         for (i = 0; i < lk_softstore_count(s); i++) {
@@ -107,7 +203,7 @@ int lk_cmd_key(int argc, char **argv)
         return EXIT_OK;
     }
     if (strcmp(sub, "generate") != 0 && strcmp(sub, "public") != 0)
-        return lk_tool_usage_error("key: unknown subcommand '%s' (generate, public, list)", sub);
+        return lk_tool_usage_error("key: unknown subcommand '%s' (generate, public, list)", lk_tool_shown(sub));
 
     ko.create = strcmp(sub, "generate") == 0;
     rc = lk_tool_key_open(&ko, &k);

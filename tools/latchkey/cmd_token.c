@@ -15,14 +15,17 @@
 static const char token_usage[] =
     "usage: latchkey token --key NAME --store FILE --aud PROJECT [--ttl SECONDS] [--alg ES256|RS256]\n"
     "       latchkey token --key pkcs11:URI [--module PATH] --aud PROJECT [...]\n"
-    "       latchkey token verify --credential FILE --aud PROJECT [...] [TOKEN | -]  (see --help)\n"
+    "       ('latchkey token create' is the same)\n"
     "\n"
     "Prints a JSON Web Token signed by the key, with claims iat (now), exp (now + ttl)\n"
     "and aud (the project id), as an IoT Core device sends it as its MQTT password.\n"
     "  --aud PROJECT   the project id the token is for (required)\n"
     "  --ttl SECONDS   lifetime, 1..86400 (default 3600); the service refuses longer\n"
     "  --alg ALG       ES256 or RS256; must match the key (default: the key's type)\n"
-    "  --now EPOCH     issue time instead of the clock (for tests and reproductions)\n";
+    "  --now EPOCH     issue time instead of the clock (for tests and reproductions)\n"
+    "  --module PATH   PKCS#11 module, if the URI has no module-path\n"
+    "Environment: LATCHKEY_STORE, LATCHKEY_PKCS11_MODULE, LATCHKEY_PKCS11_PIN.\n"
+    "Checking a token is another command: 'latchkey token verify --help'.\n";
 
 int lk_cmd_token(int argc, char **argv)
 {
@@ -51,6 +54,7 @@ int lk_cmd_token(int argc, char **argv)
         argv++;
     }
     optind = 1;
+    opterr = 0; /* our own message: getopt's would echo a value given with '=' */
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case 'k': ko.key = optarg; break;
@@ -68,17 +72,17 @@ int lk_cmd_token(int argc, char **argv)
                 return lk_tool_usage_error("--now must be seconds since 1970, up to year 2100");
             break;
         case 'h': fputs(token_usage, stdout); return EXIT_OK;
-        default: fputs(token_usage, stderr); return EXIT_USAGE;
+        default: return lk_tool_bad_option(argc, argv, optind);
         }
     }
     if (optind != argc)
-        return lk_tool_usage_error("token: unexpected argument '%s'", argv[optind]);
+        return lk_tool_usage_error("token: unexpected argument '%s'", lk_tool_shown(argv[optind]));
     if (aud == NULL || aud[0] == '\0')
         return lk_tool_usage_error("token: --aud PROJECT is required (the project id)");
     if (alg_s != NULL) {
         want = lk_alg_from_name(alg_s, strlen(alg_s));
         if (want == LK_ALG_NONE)
-            return lk_tool_usage_error("--alg must be ES256 or RS256, not '%s'", alg_s);
+            return lk_tool_usage_error("--alg must be ES256 or RS256, not '%s'", lk_tool_shown(alg_s));
     }
     rc = lk_tool_key_open(&ko, &k);
     if (rc != EXIT_OK)
@@ -92,9 +96,9 @@ int lk_cmd_token(int argc, char **argv)
     }
     if (want != LK_ALG_NONE && want != have) {
         lk_tool_error("token", LK_ERR_KEY_TYPE, "--alg %s, but key '%s' is an %s key",
-                      lk_alg_name(want), k.key, lk_alg_name(have));
+                      lk_alg_name(want), lk_tool_shown(k.key), lk_alg_name(have));
         lk_tool_key_close(&k);
-        return EXIT_USAGE;
+        return lk_tool_exit_code(LK_ERR_KEY_TYPE); /* 10, as latchkey-device */
     }
     err = lk_jwt_iotcore(&k.se, k.key, have, aud, strlen(aud), now, now + ttl,
                          token, sizeof token, &token_len);

@@ -1,14 +1,16 @@
 /* Opening a secure element from the command line's key options. */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "latchkey/lk_pkcs11.h"
 #include "latchkey/lk_softstore.h"
 #include "tool.h"
 
+/* RFC 3986: the scheme is case-insensitive, as the backend's parser has it. */
 static int is_pkcs11(const char *key)
 {
-    return key != NULL && strncmp(key, "pkcs11:", 7) == 0;
+    return key != NULL && strncasecmp(key, "pkcs11:", 7) == 0;
 }
 
 int lk_tool_key_open(const struct lk_tool_key_opts *o, struct lk_tool_key *k)
@@ -39,10 +41,13 @@ int lk_tool_key_open(const struct lk_tool_key_opts *o, struct lk_tool_key *k)
         lk_softstore *s = NULL;
         const char *path = o->store ? o->store : getenv("LATCHKEY_STORE");
         if (path == NULL)
-            return lk_tool_usage_error("--store FILE is required for key '%s' (or give a pkcs11: URI)", o->key);
-        err = lk_softstore_open(path, o->create ? LK_SOFTSTORE_CREATE : 0, &s);
+            return lk_tool_usage_error("--store FILE is required for key '%s' (or give a pkcs11: URI)",
+                                       lk_tool_shown(o->key));
+        /* A missing store is written with its first key only: a refused
+         * generate leaves no empty store behind. */
+        err = lk_softstore_open(path, o->create ? LK_SOFTSTORE_CREATE_ON_WRITE : 0, &s);
         if (err != LK_OK) {
-            lk_tool_error("key store", err, "%s: %s", path, lk_strerror(err));
+            lk_tool_error("key store", err, "%s: %s", lk_tool_shown(path), lk_strerror(err));
             return lk_tool_exit_code(err);
         }
         k->store = s;
@@ -64,9 +69,14 @@ void lk_tool_key_error(const struct lk_tool_key *k, const char *context, lk_err 
     if (k->p11 != NULL && err != LK_ERR_BUFFER)
         lk_tool_error(context, err, "%s (%s)", lk_strerror(err), lk_pkcs11_last_error(k->p11));
     else if (err == LK_ERR_KEY_NOT_FOUND)
-        lk_tool_error(context, err, "no key '%s' in %s", k->key, k->where);
+        lk_tool_error(context, err, "no key '%s' in %s", lk_tool_shown(k->key), lk_tool_shown(k->where));
+    else if (err == LK_ERR_URI && k->store != NULL)
+        lk_tool_error(context, err, "'%s' is not a key name of the software store: 1 to %u characters "
+                      "of A-Za-z0-9._+~%%- (or give a pkcs11: URI)", lk_tool_shown(k->key),
+                      LK_SOFTSTORE_NAME_MAX);
     else if (err == LK_ERR_KEY_EXISTS)
-        lk_tool_error(context, err, "a key '%s' already exists in %s", k->key, k->where);
+        lk_tool_error(context, err, "a key '%s' already exists in %s", lk_tool_shown(k->key),
+                      lk_tool_shown(k->where));
     else
         lk_tool_error(context, err, "%s", lk_strerror(err));
 }

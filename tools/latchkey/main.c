@@ -16,7 +16,7 @@ static const char usage_text[] =
     "  key generate  --key NAME --store FILE [--alg ES256|RS256] [--bits N]\n"
     "  key generate  --key 'pkcs11:token=T;object=O?module-path=M&pin-value=P' [--alg ...]\n"
     "  key public    --key NAME --store FILE | --key pkcs11:...\n"
-    "  key list      --store FILE\n"
+    "  key list      --store FILE | --key pkcs11:... (the key pairs of a token)\n"
     "  token         --key ... --aud PROJECT [--ttl SECONDS] [--alg ES256|RS256] [--now EPOCH]\n"
     "  token verify  --credential [FORMAT:]FILE ... --aud PROJECT [--now EPOCH] [--format json] [TOKEN|-]\n"
     "\n"
@@ -31,6 +31,8 @@ static const char usage_text[] =
     "\n"
     "The broker:\n"
     "  broker check [--format json] FILE   is this Mosquitto configuration safe for the plugin?\n"
+    "\n"
+    "  --version                           the version\n"
     "\n"
     "Run 'latchkey COMMAND --help' for a command's options; exit codes are in docs/cli.md.\n";
 
@@ -52,9 +54,9 @@ int main(int argc, char **argv)
         strncmp(argv[1], "--db", 4) == 0)
         return lk_cmd_admin(argc, argv);
     if (strcmp(argv[1], "--version") == 0) {
-        puts("latchkey 0.1.0");
+        printf("%s %s\n", lk_tool_name, LK_VERSION);
         return EXIT_OK;
     }
     fputs(usage_text, stderr);
-    return lk_tool_usage_error("unknown command '%s'", argv[1]);
+    return lk_tool_usage_error("unknown command '%s'", lk_tool_shown(argv[1]));
 }
