@@ -74,9 +74,14 @@ int admin_common_opt(struct admin *a, int c, const char *arg);
  * registries/R[/devices/D]") supplies them too; *leaf then points at the
  * last component. Returns an exit code. */
 int admin_resolve(struct admin *a, const char *arg, int need_registry, const char **leaf);
-/* Open the database: create=1 creates it if missing (the create commands).
- * Returns an exit code (message printed). */
-int admin_open(struct admin *a, int create);
+/* Open the database. ADMIN_OPEN_WRITE: it must exist; ADMIN_OPEN_CREATE:
+ * created if missing (the create commands); ADMIN_OPEN_READ (commands that
+ * only read): as WRITE when the caller may write the file and its
+ * directory (so that an older schema is migrated), otherwise without
+ * write access (LK_REG_NOWRITE), so that listing works for a user who may
+ * only read it. Returns an exit code (message printed). */
+enum { ADMIN_OPEN_WRITE = 0, ADMIN_OPEN_CREATE = 1, ADMIN_OPEN_READ = 2 };
+int admin_open(struct admin *a, int mode);
 void admin_close(struct admin *a);
 /* Report a library refusal: "latchkey: CMD: WHY (LK_ERR_...)"; returns its
  * exit code. */

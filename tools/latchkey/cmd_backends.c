@@ -96,7 +96,7 @@ static int cmd_create(struct admin *a, const char *name)
         return lk_tool_usage_error("%s: --project is required (or set LATCHKEY_PROJECT)", a->cmd);
     if ((rc = check_project(a)) != EXIT_OK || (rc = check_name(a, name)) != EXIT_OK)
         return rc;
-    if ((rc = admin_open(a, 1)) != EXIT_OK)
+    if ((rc = admin_open(a, ADMIN_OPEN_CREATE)) != EXIT_OK)
         return rc;
     if (RAND_bytes(raw, sizeof raw) != 1) {
         lk_tool_error(a->cmd, LK_ERR_RNG, "no random bytes for the secret (OpenSSL RAND_bytes failed)");
@@ -178,7 +178,7 @@ static int cmd_list(struct admin *a)
 
     if (a->project != NULL && (rc = check_project(a)) != EXIT_OK)
         return rc;
-    if ((rc = admin_open(a, 0)) != EXIT_OK)
+    if ((rc = admin_open(a, ADMIN_OPEN_READ)) != EXIT_OK)
         return rc;
     memset(&x, 0, sizeof x);
     if (a->json)
@@ -201,7 +201,7 @@ static int cmd_delete(struct admin *a, const char *name)
     lk_err err;
     int rc;
 
-    if ((rc = check_name(a, name)) != EXIT_OK || (rc = admin_open(a, 0)) != EXIT_OK)
+    if ((rc = check_name(a, name)) != EXIT_OK || (rc = admin_open(a, ADMIN_OPEN_WRITE)) != EXIT_OK)
         return rc;
     err = lk_registry_backend_delete(a->reg, name, why, sizeof why);
     if (err != LK_OK)

@@ -341,7 +341,7 @@ static int parse(struct dev_opts *o, int argc, char **argv, unsigned allowed, un
 
 /* The device named by the first positional argument or --device, resolved
  * to its string id (numIds and full names accepted). Opens the database. */
-static int target_device(struct dev_opts *o, const char **id, char **buf)
+static int target_device(struct dev_opts *o, int mode, const char **id, char **buf)
 {
     struct admin *a = o->a;
     const char *arg = NULL, *leaf = NULL;
@@ -356,7 +356,7 @@ static int target_device(struct dev_opts *o, const char **id, char **buf)
         return lk_tool_usage_error("%s: which device? (DEVICE or --device)", a->cmd);
     if ((rc = admin_resolve(a, arg, 1, &leaf)) != EXIT_OK)
         return rc;
-    if ((rc = admin_open(a, 0)) != EXIT_OK)
+    if ((rc = admin_open(a, mode)) != EXIT_OK)
         return rc;
     return admin_device_id(a, leaf, buf, id);
 }
@@ -459,7 +459,7 @@ static int cmd_create(struct dev_opts *o)
             goto out;
         ncreds++;
     }
-    if ((rc = admin_open(a, 0)) != EXIT_OK)
+    if ((rc = admin_open(a, ADMIN_OPEN_WRITE)) != EXIT_OK)
         goto out;
     memset(&spec, 0, sizeof spec);
     spec.id = leaf;
@@ -501,7 +501,7 @@ static int cmd_update(struct dev_opts *o)
     if (mask == 0)
         return lk_tool_usage_error("%s: nothing to update (give --blocked, --unblocked, --metadata, "
                                    "--metadata-from-file or --clear-metadata)", a->cmd);
-    if ((rc = check_extra(o, 0)) != EXIT_OK || (rc = target_device(o, &id, &buf)) != EXIT_OK)
+    if ((rc = check_extra(o, 0)) != EXIT_OK || (rc = target_device(o, ADMIN_OPEN_WRITE, &id, &buf)) != EXIT_OK)
         goto out;
     memset(&spec, 0, sizeof spec);
     spec.id = id;
@@ -530,7 +530,7 @@ static int cmd_describe_delete(struct dev_opts *o, int del)
     lk_err err;
     int rc;
 
-    if ((rc = check_extra(o, 0)) != EXIT_OK || (rc = target_device(o, &id, &buf)) != EXIT_OK)
+    if ((rc = check_extra(o, 0)) != EXIT_OK || (rc = target_device(o, del ? ADMIN_OPEN_WRITE : ADMIN_OPEN_READ, &id, &buf)) != EXIT_OK)
         goto out;
     if (!del) {
         rc = print_device(a, id, 0);
@@ -597,7 +597,7 @@ static int cmd_list(struct dev_opts *o)
 
     if (o->npos > 0)
         return lk_tool_usage_error("%s: unexpected argument '%s'", a->cmd, o->pos[0]);
-    if ((rc = admin_resolve(a, NULL, 1, NULL)) != EXIT_OK || (rc = admin_open(a, 0)) != EXIT_OK)
+    if ((rc = admin_resolve(a, NULL, 1, NULL)) != EXIT_OK || (rc = admin_open(a, ADMIN_OPEN_READ)) != EXIT_OK)
         return rc;
     memset(&x, 0, sizeof x);
     x.a = a;
@@ -631,7 +631,7 @@ static int cmd_credentials(struct dev_opts *o, const char *sub)
     char *buf = NULL, why[512] = "";
     long long index = -1;
     lk_err err;
-    int rc;
+    int rc, writes;
 
     memset(&cred, 0, sizeof cred);
     memset(&d, 0, sizeof d);
@@ -653,7 +653,8 @@ static int cmd_credentials(struct dev_opts *o, const char *sub)
         if ((rc = load_credential(a, o->path, o->type, o->expiration, &cred)) != EXIT_OK)
             return rc;
     }
-    if ((rc = target_device(o, &id, &buf)) != EXIT_OK)
+    writes = strcmp(sub, "create") == 0 || strcmp(sub, "delete") == 0;
+    if ((rc = target_device(o, writes ? ADMIN_OPEN_WRITE : ADMIN_OPEN_READ, &id, &buf)) != EXIT_OK)
         goto out;
     if (strcmp(sub, "create") == 0) {
         err = lk_registry_add_credential(a->reg, &a->name, id, &cred, why, sizeof why);
@@ -782,7 +783,7 @@ static int cmd_history(struct dev_opts *o, int states)
     lk_err err;
     int rc;
 
-    if ((rc = check_extra(o, 0)) != EXIT_OK || (rc = target_device(o, &id, &buf)) != EXIT_OK) {
+    if ((rc = check_extra(o, 0)) != EXIT_OK || (rc = target_device(o, ADMIN_OPEN_READ, &id, &buf)) != EXIT_OK) {
         free(buf);
         return rc;
     }
@@ -817,7 +818,7 @@ static int cmd_config_describe(struct dev_opts *o)
     lk_err err;
     int rc;
 
-    if ((rc = check_extra(o, 0)) != EXIT_OK || (rc = target_device(o, &id, &buf)) != EXIT_OK) {
+    if ((rc = check_extra(o, 0)) != EXIT_OK || (rc = target_device(o, ADMIN_OPEN_READ, &id, &buf)) != EXIT_OK) {
         free(buf);
         return rc;
     }
@@ -850,7 +851,7 @@ static int cmd_config_update(struct dev_opts *o)
         if (rc != EXIT_OK)
             return rc;
     }
-    if ((rc = target_device(o, &id, &buf)) != EXIT_OK)
+    if ((rc = target_device(o, ADMIN_OPEN_WRITE, &id, &buf)) != EXIT_OK)
         goto out;
     memset(&cfg, 0, sizeof cfg);
     if (o->config_data != NULL)

@@ -358,7 +358,7 @@ static int create_or_update(struct admin *a, int argc, char **argv, int create)
         (rc = admin_read_file(a, "CA certificate", ca_path, LK_CRED_PEM_MAX, LK_ERR_REG_INVALID, &ca, &ca_len)) !=
             EXIT_OK)
         goto out;
-    if ((rc = admin_open(a, create)) != EXIT_OK)
+    if ((rc = admin_open(a, create ? ADMIN_OPEN_CREATE : ADMIN_OPEN_WRITE)) != EXIT_OK)
         goto out;
 
     if (!create) {
@@ -522,7 +522,7 @@ static int cmd_list(struct admin *a, int argc, char **argv)
     }
     if (optind < argc)
         return lk_tool_usage_error("%s: unexpected argument '%s'", a->cmd, argv[optind]);
-    if ((rc = admin_open(a, 0)) != EXIT_OK)
+    if ((rc = admin_open(a, ADMIN_OPEN_READ)) != EXIT_OK)
         return rc;
     if (a->json)
         x.arr = json_array();
@@ -590,7 +590,8 @@ static int one_registry(struct admin *a, int argc, char **argv, int del)
     if ((rc = admin_resolve(a, id, 0, &id)) != EXIT_OK)
         return rc;
     a->registry = id;
-    if ((rc = admin_resolve(a, NULL, 1, NULL)) != EXIT_OK || (rc = admin_open(a, 0)) != EXIT_OK)
+    if ((rc = admin_resolve(a, NULL, 1, NULL)) != EXIT_OK ||
+        (rc = admin_open(a, del ? ADMIN_OPEN_WRITE : ADMIN_OPEN_READ)) != EXIT_OK)
         return rc;
     if (!del)
         return print_registry(a);
@@ -655,7 +656,7 @@ static int cmd_credentials(struct admin *a, const char *sub, int argc, char **ar
         rc = admin_read_file(a, "CA certificate", path, LK_CRED_PEM_MAX, LK_ERR_REG_INVALID, &pem, &len);
         if (rc != EXIT_OK)
             return rc;
-        if ((rc = admin_open(a, 0)) != EXIT_OK) {
+        if ((rc = admin_open(a, ADMIN_OPEN_WRITE)) != EXIT_OK) {
             free(pem);
             return rc;
         }
@@ -669,7 +670,8 @@ static int cmd_credentials(struct admin *a, const char *sub, int argc, char **ar
         }
         index = idx;
         sub = "describe";
-    } else if ((rc = admin_open(a, 0)) != EXIT_OK) {
+    } else if ((rc = admin_open(a, strcmp(sub, "delete") == 0 ? ADMIN_OPEN_WRITE : ADMIN_OPEN_READ)) !=
+               EXIT_OK) {
         return rc;
     }
 

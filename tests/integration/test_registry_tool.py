@@ -1,0 +1,209 @@
+"""The admin tool's smaller edges (issue 11, item 9): databases that are
+empty, not ours or not ours to write; listing as a user who may only read;
+the database's mode.
+
+Permission tests run commands as the user nobody (setpriv, or runuser) and
+are skipped, saying why, when neither exists or the tests do not run as
+root.
+"""
+import base64
+import hashlib
+import json
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+from conftest import BIN, run_tool
+
+P, L, R = "proj-one", "us-central1", "reg-1"
+LOC = ["--project", P, "--region", L]
+USAGE, FILE_NOT_FOUND, INVALID_TOKEN = 2, 3, 9
+NOT_FOUND, EXISTS, CONFLICT, LIMIT, INVALID, CERT, NOT_EMPTY, BUSY, STORAGE, IMPORT = range(11, 21)
+
+
+def lkdb(db, *args, input=None, env=None):
+    return run_tool("--db", db, *args, input=input, env=env)
+
+
+def ok(r):
+    assert r.rc == 0, r
+    return r
+
+
+def js(r):
+    assert r.rc == 0, r
+    return json.loads(r.out)
+
+
+def dev(db, *args, **kw):
+    return lkdb(db, "devices", *args, "--registry", R, *LOC, **kw)
+
+
+def key_pair():
+    k = ec.generate_private_key(ec.SECP256R1())
+    pem = k.public_key().public_bytes(serialization.Encoding.PEM,
+                                      serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return k, pem
+
+
+def fingerprint(pem):
+    key = serialization.load_pem_public_key(pem.encode())
+    return hashlib.sha256(key.public_bytes(serialization.Encoding.DER,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)).hexdigest()
+
+
+def b64u(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def es256_token(key, aud, iat, exp):
+    head = b64u(json.dumps({"alg": "ES256", "typ": "JWT"}).encode())
+    body = b64u(json.dumps({"iat": iat, "exp": exp, "aud": aud}).encode())
+    der = key.sign(f"{head}.{body}".encode(), ec.ECDSA(hashes.SHA256()))
+    r, s = decode_dss_signature(der)
+    return f"{head}.{body}.{b64u(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+
+# ---- running as another user ----
+
+def as_nobody_prefix():
+    if os.geteuid() != 0:
+        return None, "the tests do not run as root, so they cannot become another user"
+    if shutil.which("setpriv"):
+        return ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"], None
+    if shutil.which("runuser"):
+        return ["runuser", "-u", "nobody", "--"], None
+    return None, "neither setpriv nor runuser exists to run a command as nobody"
+
+
+class Result:
+    def __init__(self, cp):
+        self.rc, self.out, self.err = cp.returncode, cp.stdout, cp.stderr
+
+    def __repr__(self):
+        return f"<rc={self.rc} out={self.out[:200]!r} err={self.err[:400]!r}>"
+
+
+def as_nobody(*args):
+    prefix, why = as_nobody_prefix()
+    if prefix is None:
+        pytest.skip(why)
+    env = {k: v for k, v in os.environ.items() if k != "LATCHKEY_DB"}
+    cp = subprocess.run([*prefix, str(BIN / "latchkey"), *map(str, args)], capture_output=True, text=True,
+                        env=env, timeout=60)
+    return Result(cp)
+
+
+@pytest.fixture
+def shared():
+    """A directory only root may write (as /var/lib/latchkey for the broker), readable by all: under
+    /tmp itself, since pytest's own temporary directories are closed to other users."""
+    d = Path(tempfile.mkdtemp(prefix="lk-shared-", dir="/tmp"))
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def db(tmp_path):
+    path = tmp_path / "registry.db"
+    ok(lkdb(path, "registries", "create", R, *LOC))
+    return path
+
+
+# ---- databases that are not registries, or not ours ----
+
+def test_empty_or_foreign_database_is_named_plainly(tmp_path):
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    for args in (("registries", "list"), ("devices", "list", "--registry", R, *LOC),
+                 ("devices", "create", "dev-1", "--registry", R, *LOC), ("backends", "list")):
+        r = lkdb(empty, *args)
+        assert r.rc == STORAGE, r
+        assert f"{empty} is an empty database, not a latchkey registry" in r.err
+        assert "LK_REG_CREATE" not in r.err  # no library jargon
+        assert "'registries create' or 'backends create' make a registry database" in r.err
+        assert empty.stat().st_size == 0  # and not a byte written to it
+    text = tmp_path / "notes.db"
+    text.write_text("shopping list\n")
+    r = lkdb(text, "registries", "list")
+    assert r.rc == STORAGE and "is not a latchkey registry database (not an SQLite database at all)" in r.err, r
+    assert "file is not a database" not in r.err
+    assert text.read_text() == "shopping list\n"
+
+
+def test_permission_problems_are_not_no_such_file(shared):
+    # creating a database where one may not write
+    r = as_nobody("--db", shared / "new.db", "registries", "create", R, *LOC)
+    assert r.rc != 0
+    assert "No such file" not in r.err, r
+    assert "Permission denied" in r.err and f"the directory {shared} must be writable by you" in r.err, r
+    # a database one may not read
+    db = shared / "registry.db"
+    ok(lkdb(db, "registries", "create", R, *LOC))
+    os.chmod(db, 0o600)
+    r = as_nobody("--db", db, "registries", "list")
+    assert r.rc == 1 and "No such file" not in r.err, r
+    assert f"registry database {db} is not readable by you" in r.err and "mode 0600" in r.err, r
+    # a database one may read but not write, for a command that writes
+    os.chmod(db, 0o644)
+    r = as_nobody("--db", db, "devices", "create", "dev-1", "--registry", R, *LOC)
+    assert r.rc == 1 and f"registry database {db} is not writable by you" in r.err, r
+    assert "attempt to write a readonly database" not in r.err
+
+
+def test_listing_works_for_a_reader_who_may_not_write(shared):
+    db = shared / "registry.db"
+    ok(lkdb(db, "registries", "create", R, *LOC))
+    ok(lkdb(db, "devices", "create", "dev-1", "--registry", R, *LOC))
+    ok(lkdb(db, "backends", "create", "analytics", "--project", P))
+    # the broker's layout: files of another owner, group-readable; the reader is in the group
+    for f in shared.iterdir():
+        os.chown(f, 0, 65534)
+    assert (shared / "registry.db-wal").exists() and (shared / "registry.db-shm").exists()
+    for args in (("registries", "list"), ("registries", "describe", R, *LOC),
+                 ("devices", "list", "--registry", R, *LOC), ("devices", "describe", "dev-1", "--registry", R, *LOC),
+                 ("devices", "credentials", "list", "dev-1", "--registry", R, *LOC),
+                 ("devices", "configs", "list", "dev-1", "--registry", R, *LOC), ("backends", "list")):
+        # nobody's group is nogroup (65534): read access through the group, as 0640 gives it
+        r = as_nobody("--db", db, *args)
+        assert r.rc == 0, (args, r)
+    assert "dev-1" in as_nobody("--db", db, "devices", "list", "--registry", R, *LOC).out
+    # a reader never writes: nothing of nobody's appears in the directory
+    assert all(f.stat().st_uid == 0 for f in shared.iterdir())
+    # without the -wal/-shm files (a database last closed by an older latchkey) SQLite cannot read it
+    # without creating them: the message says which permission to grant
+    os.unlink(shared / "registry.db-wal")
+    os.unlink(shared / "registry.db-shm")
+    r = as_nobody("--db", db, "registries", "list")
+    assert r.rc != 0, r
+    assert f"grant write permission on {shared}" in r.err and "-shm" in r.err, r
+
+
+def test_new_database_is_not_world_readable(tmp_path):
+    db = tmp_path / "registry.db"
+    cp = subprocess.run(["sh", "-c", f'umask 022 && exec "{BIN / "latchkey"}" --db "{db}" registries create '
+                                     f'{R} --project {P} --region {L}'], capture_output=True, text=True)
+    assert cp.returncode == 0, cp
+    ok(lkdb(db, "devices", "create", "dev-1", "--registry", R, *LOC))
+    for name in ("registry.db", "registry.db-wal", "registry.db-shm"):
+        mode = stat.S_IMODE((tmp_path / name).stat().st_mode)
+        assert mode == 0o640, (name, oct(mode))
+    # root creating it in the broker's directory gives it the directory's owner (the broker's user)
+    if os.geteuid() == 0:
+        d = tmp_path / "broker"
+        d.mkdir()
+        os.chown(d, 65534, 65534)
+        ok(lkdb(d / "registry.db", "registries", "create", R, *LOC))
+        for name in ("registry.db", "registry.db-wal", "registry.db-shm"):
+            st = (d / name).stat()
+            assert (st.st_uid, st.st_gid) == (65534, 65534), name
