@@ -31,7 +31,7 @@ static const char devices_usage[] =
     "  configs update DEVICE (--config-file FILE | --config-data DATA) [--version-to-update N]\n"
     "  configs list DEVICE [--limit N]      configs describe DEVICE\n"
     "  states list DEVICE [--limit N]\n"
-    "  import FILE|-   (JSON lines, one device each; see 'latchkey devices import --help')\n"
+    "  import FILE|-   (IoT Core's Devices, as gcloud printed them; see 'latchkey devices import --help')\n"
     "  commands send DEVICE (--command-data DATA | --command-file FILE) [--subfolder F]\n"
     "                  [--timeout SECONDS]   (see 'latchkey devices commands --help')\n"
     "\n"
@@ -143,11 +143,29 @@ json_t *admin_device_json(const lk_reg_device *d)
         json_object_set_new(j, "lastErrorStatus",
                             json_pack("{s:o}", "message",
                                       out_jtext(d->last_error_status, strlen(d->last_error_status))));
+    if (d->log_level != LK_LOG_LEVEL_UNSPECIFIED)
+        json_object_set_new(j, "logLevel", json_string(admin_enum_name(ADMIN_ENUM_LOG_LEVEL, (int)d->log_level)));
     if (d->nmetadata > 0) {
         json_t *m = json_object();
         for (i = 0; m != NULL && i < d->nmetadata; i++)
             json_object_set_new(m, d->metadata[i].key, out_jtext(d->metadata[i].value, d->metadata[i].value_len));
         json_object_set_new(j, "metadata", m);
+    }
+    if (d->gateway_type != LK_GATEWAY_TYPE_UNSPECIFIED || d->gateway_auth_method != LK_GATEWAY_AUTH_UNSPECIFIED ||
+        d->last_accessed_gateway_id != NULL || d->last_accessed_gateway_time != 0) {
+        json_t *g = json_object();
+        if (g != NULL) {
+            json_object_set_new(g, "gatewayType",
+                                json_string(admin_enum_name(ADMIN_ENUM_GATEWAY_TYPE, (int)d->gateway_type)));
+            if (d->gateway_auth_method != LK_GATEWAY_AUTH_UNSPECIFIED)
+                json_object_set_new(g, "gatewayAuthMethod",
+                                    json_string(admin_enum_name(ADMIN_ENUM_GATEWAY_AUTH,
+                                                                (int)d->gateway_auth_method)));
+            if (d->last_accessed_gateway_id != NULL)
+                json_object_set_new(g, "lastAccessedGatewayId", json_string(d->last_accessed_gateway_id));
+            set_time(g, "lastAccessedGatewayTime", d->last_accessed_gateway_time);
+            json_object_set_new(j, "gatewayConfig", g);
+        }
     }
     return j;
 }
@@ -215,13 +233,19 @@ static int print_device(struct admin *a, const char *id, uint64_t num_id)
     }
     if (cfg != NULL) {
         /* IoT Core's order: config and state after the activity times. */
-        json_t *meta = json_incref(json_object_get(j, "metadata"));
-        json_object_del(j, "metadata");
+        static const char *const after[] = {"logLevel", "metadata", "gatewayConfig"};
+        json_t *moved[3];
+        unsigned k;
+        for (k = 0; k < 3; k++) {
+            moved[k] = json_incref(json_object_get(j, after[k]));
+            json_object_del(j, after[k]);
+        }
         json_object_set_new(j, "config", cfg);
         if (st != NULL)
             json_object_set_new(j, "state", st);
-        if (meta != NULL)
-            json_object_set_new(j, "metadata", meta);
+        for (k = 0; k < 3; k++)
+            if (moved[k] != NULL)
+                json_object_set_new(j, after[k], moved[k]);
     } else {
         json_decref(st);
     }

@@ -27,6 +27,8 @@ static const char registries_usage[] =
     "  credentials list   --registry R\n"
     "  credentials describe INDEX --registry R\n"
     "  credentials delete INDEX --registry R\n"
+    "  import FILE|-     (IoT Core's DeviceRegistries, as gcloud printed them; see\n"
+    "                    'latchkey registries import --help')\n"
     "\n"
     "Common options: --db FILE (or LATCHKEY_DB; only 'registries create' creates a missing\n"
     "database), --project P (or LATCHKEY_PROJECT), --region L (alias --location; or\n"
@@ -91,6 +93,8 @@ json_t *admin_registry_json(const lk_reg_registry *r)
     }
     json_object_set_new(j, "mqttConfig", json_pack("{s:s}", "mqttEnabledState", mqtt_state_name(r->mqtt)));
     json_object_set_new(j, "httpConfig", json_pack("{s:s}", "httpEnabledState", http_state_name(r->http)));
+    if (r->log_level != LK_LOG_LEVEL_UNSPECIFIED)
+        json_object_set_new(j, "logLevel", json_string(admin_enum_name(ADMIN_ENUM_LOG_LEVEL, (int)r->log_level)));
     return j;
 }
 
@@ -367,6 +371,8 @@ static int create_or_update(struct admin *a, int argc, char **argv, int create)
             rc = admin_fail(a, err, why);
             goto out;
         }
+        admin_note_not_in_effect(a->cmd, ev != NULL && ev[0] != '\0', st != NULL && st[0] != '\0',
+                                 http != LK_REG_STATE_UNSPECIFIED, 0);
         if (a->json)
             rc = print_registry(a);
         else
@@ -374,38 +380,36 @@ static int create_or_update(struct admin *a, int argc, char **argv, int create)
         goto out;
     }
 
-    /* gcloud's defaults: MQTT and HTTP enabled. */
-    err = lk_registry_create_registry(a->reg, &a->name,
-                                      mqtt == LK_REG_STATE_UNSPECIFIED ? LK_REG_STATE_ENABLED : mqtt,
-                                      http == LK_REG_STATE_UNSPECIFIED ? LK_REG_STATE_ENABLED : http, why,
-                                      sizeof why);
-    if (err != LK_OK) {
-        rc = admin_fail(a, err, why);
-        goto out;
-    }
-    /* The notification configs and the CA are further steps: if one is
-     * refused, the new (empty) registry is deleted again, so a refused create
-     * leaves nothing behind. */
-    if (ev != NULL || st != NULL)
-        err = lk_registry_update_registry(a->reg, &a->name, LK_REG_STATE_UNSPECIFIED, LK_REG_STATE_UNSPECIFIED,
-                                          ev, st, why, sizeof why);
-    if (err == LK_OK && ca != NULL) {
-        unsigned index = 0;
-        err = lk_registry_add_cert(a->reg, &a->name, (const char *)ca, ca_len, &index, why, sizeof why);
-        if (err != LK_OK) {
-            size_t l = strlen(why);
-            if (l + 1 < sizeof why)
-                snprintf(why + l, sizeof why - l, "%s(CA certificate %s)", l ? " " : "", ca_path);
+    /* One transaction: the registry with its notification configs and CA,
+     * or (any part refused) nothing. gcloud's defaults: MQTT and HTTP
+     * enabled. */
+    {
+        lk_reg_registry_spec spec;
+        const char *pems[1];
+        size_t lens[1];
+        memset(&spec, 0, sizeof spec);
+        spec.mqtt = mqtt == LK_REG_STATE_UNSPECIFIED ? LK_REG_STATE_ENABLED : mqtt;
+        spec.http = http == LK_REG_STATE_UNSPECIFIED ? LK_REG_STATE_ENABLED : http;
+        spec.event_notification_json = ev;
+        spec.state_notification_json = st;
+        if (ca != NULL) {
+            pems[0] = (const char *)ca;
+            lens[0] = ca_len;
+            spec.ca_pems = pems;
+            spec.ca_lens = lens;
+            spec.ncas = 1;
         }
+        err = lk_registry_create_registry_full(a->reg, &a->name, &spec, why, sizeof why);
     }
     if (err != LK_OK) {
-        char why2[256] = "";
+        size_t l = strlen(why);
+        if (ca != NULL && strstr(why, "CA certificate 0") != NULL && l + 1 < sizeof why)
+            snprintf(why + l, sizeof why - l, " (%s)", ca_path);
         rc = admin_fail(a, err, why);
-        if (lk_registry_delete_registry(a->reg, &a->name, why2, sizeof why2) != LK_OK)
-            fprintf(stderr, "latchkey: %s: the registry was created but could not be removed again: %s\n",
-                    a->cmd, why2);
         goto out;
     }
+    admin_note_not_in_effect(a->cmd, ev != NULL && ev[0] != '\0', st != NULL && st[0] != '\0',
+                             http != LK_REG_STATE_UNSPECIFIED, 0);
     if (a->json)
         rc = print_registry(a);
     else
@@ -734,6 +738,8 @@ int lk_cmd_registries(int argc, char **argv)
         return argc < 2 ? EXIT_USAGE : EXIT_OK;
     }
     sub = argv[1];
+    if (strcmp(sub, "import") == 0)
+        return lk_cmd_registries_import(argc - 1, argv + 1);
     if (strcmp(sub, "credentials") == 0) {
         if (argc < 3 || strcmp(argv[2], "--help") == 0) {
             fputs(registries_usage, argc < 3 ? stderr : stdout);
@@ -759,7 +765,7 @@ int lk_cmd_registries(int argc, char **argv)
         rc = one_registry(&a, argc - 1, argv + 1, 1);
     else
         rc = lk_tool_usage_error("registries: unknown subcommand '%s' (create, list, describe, update, "
-                                 "delete, credentials)", sub);
+                                 "delete, credentials, import)", sub);
     admin_close(&a);
     return out_finish(rc);
 }
