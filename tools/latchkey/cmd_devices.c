@@ -96,6 +96,13 @@ json_t *admin_cred_json(const lk_reg_credential *c)
     json_object_set_new(j, "publicKey", pk);
     /* gcloud showed a credential without expiry as 1970-01-01T00:00:00Z. */
     json_object_set_new(j, "expirationTime", out_jtime(c->expires));
+    /* Not IoT Core's: what tells credentials apart (and what 'token verify'
+     * names), SHA-256 of the DER public key. Ignored by 'devices import'. */
+    {
+        char hex[65];
+        if (admin_cred_sha256(c->format, c->pem, hex) == 0)
+            json_object_set_new(j, "sha256", json_string(hex));
+    }
     return j;
 }
 
@@ -647,7 +654,7 @@ static int cmd_list(struct dev_opts *o)
 
 static int cmd_credentials(struct dev_opts *o, const char *sub)
 {
-    static const char *const heads[] = {"INDEX", "FORMAT", "EXPIRATION_TIME"};
+    static const char *const heads[] = {"INDEX", "FORMAT", "EXPIRATION_TIME", "SHA256"};
     struct admin *a = o->a;
     lk_reg_credential cred;
     lk_reg_device d;
@@ -725,15 +732,16 @@ static int cmd_credentials(struct dev_opts *o, const char *sub)
             out_list_item(&l, admin_cred_json(&d.creds[i]));
         rc = out_list_end(&l);
     } else {
-        struct out_table *t = out_table_new(3, heads);
+        struct out_table *t = out_table_new(4, heads);
         unsigned i;
         for (i = 0; t != NULL && i < d.ncreds; i++) {
-            char idx[16], tb[48];
-            const char *row[3];
+            char idx[16], tb[48], hex[65];
+            const char *row[4];
             snprintf(idx, sizeof idx, "%u", i);
             row[0] = idx;
             row[1] = lk_cred_format_name(d.creds[i].format);
             row[2] = d.creds[i].expires ? lk_time_rfc3339(d.creds[i].expires, tb, sizeof tb) : "never";
+            row[3] = admin_cred_sha256(d.creds[i].format, d.creds[i].pem, hex) == 0 ? hex : "?";
             if (out_table_row(t, row) != 0) {
                 out_table_free(t);
                 t = NULL;
