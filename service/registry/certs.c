@@ -501,7 +501,14 @@ static void cred_diagnose(lk_cred_format fmt, const char *pem, size_t len, char 
         return;
     }
     if (kind == 0) {
-        snprintf(buf, size, "it is not exactly one PEM block");
+        const char *p = pem, *end = pem + len;
+        while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+            p++;
+        if ((size_t)(end - p) >= 30 && memcmp(p, "-----BEGIN RSA PUBLIC KEY-----", 30) == 0)
+            snprintf(buf, size, "it is an RSA PUBLIC KEY block (PKCS#1); convert it with "
+                                "'openssl rsa -RSAPublicKey_in -in KEY.pem -pubout'");
+        else
+            snprintf(buf, size, "it is not exactly one PEM block");
         return;
     }
     if (kind == 2 && !want_cert) {
@@ -679,7 +686,7 @@ lk_err lk_reg__cred_check(lk_reg_checker *ck, const lk_reg_cas *cas,
     }
     err = lk_reg__cred_parse_check(ck, cred->format, cred->pem, len, NULL);
     if (err == LK_ERR_CRED_INVALID) {
-        char d[160];
+        char d[200];
         cred_diagnose(cred->format, cred->pem, len, d, sizeof d);
         snprintf(why, why_size, "credential %u is not a valid %s (%s): %s is %s", index,
                  lk_cred_format_name(cred->format), d, lk_cred_format_name(cred->format),

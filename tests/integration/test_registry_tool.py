@@ -230,3 +230,38 @@ def test_fingerprints_tell_credentials_apart(db, tmp_path):
     assert js(dev(db, "credentials", "describe", "dev-1", "1", "--format", "json"))["sha256"] == fingerprint(keys[1])
 
 
+def test_expired_credential_is_accepted_with_a_warning(db, tmp_path):
+    p = tmp_path / "k.pem"
+    p.write_text(key_pair()[1])
+    r = ok(dev(db, "create", "dev-1", "--public-key", f"path={p},type=es256,expiration-time=2020-01-01"))
+    assert f"warning: the credential from {p} expired at 2020-01-01T00:00:00Z: stored" in r.err, r
+    r = ok(dev(db, "credentials", "create", "dev-1", "--path", p, "--type", "es256", "--expiration-time", "1600000000"))
+    assert "expired at 2020-09-13T12:26:40Z" in r.err, r
+    r = ok(dev(db, "credentials", "create", "dev-1", "--path", p, "--type", "es256", "--expiration-time", "2099-01-01"))
+    assert "warning" not in r.err
+
+
+def test_pkcs1_rsa_public_key(db, tmp_path):
+    k = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    pkcs1 = tmp_path / "rsa-pkcs1.pem"
+    pkcs1.write_bytes(k.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.PKCS1))
+    spki = k.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    r = ok(dev(db, "create", "dev-rsa", "--public-key", f"path={pkcs1},type=rsa"))
+    assert "holds an RSA PUBLIC KEY (PKCS#1): registered as the same key in a PUBLIC KEY block" in r.err
+    got = js(dev(db, "describe", "dev-rsa", "--format", "json"))["credentials"][0]
+    assert got["publicKey"] == {"format": "RSA_PEM", "key": spki}
+    assert got["sha256"] == fingerprint(spki)
+    # as an ES256 key it is refused, saying what it is
+    r = dev(db, "credentials", "create", "dev-rsa", "--path", pkcs1, "--type", "es256")
+    assert r.rc == INVALID and "is an RSA PUBLIC KEY (PKCS#1), but its type says ES256_PEM" in r.err, r
+    # a broken one: what it is and how to convert a good one
+    bad = tmp_path / "bad-pkcs1.pem"
+    bad.write_text("-----BEGIN RSA PUBLIC KEY-----\nAAAA\n-----END RSA PUBLIC KEY-----\n")
+    r = dev(db, "credentials", "create", "dev-rsa", "--path", bad, "--type", "rsa")
+    assert r.rc == INVALID and "RSA PUBLIC KEY (PKCS#1)" in r.err and "openssl rsa -RSAPublicKey_in" in r.err, r
+    assert "not exactly one PEM block" not in r.err
+    # token verify reads it too
+    r = run_tool("token", "verify", "--credential", pkcs1, "--aud", P, "x.y.z")
+    assert r.rc == INVALID_TOKEN and "LK_ERR_CRED_INVALID" not in r.err, r
+
+

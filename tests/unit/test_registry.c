@@ -3659,6 +3659,36 @@ static void test_iotcore_fields(void **state)
     free(before);
 }
 
+/* An RSA key in PKCS#1 form ("RSA PUBLIC KEY") is refused by the registry
+ * (RSA_PEM is SubjectPublicKeyInfo), saying what it is and how to convert
+ * it, not "not exactly one PEM block". */
+static void test_pkcs1_named(void **state)
+{
+    struct fx *f = *state;
+    unsigned char *der = NULL;
+    int n = i2d_PublicKey(rsa2048(), &der);
+    BIO *b = BIO_new(BIO_s_mem());
+    char *pem;
+    lk_reg_credential c;
+    lk_reg_device_spec spec;
+    uint64_t num = 0;
+
+    assert_true(n > 0);
+    assert_true(PEM_write_bio(b, "RSA PUBLIC KEY", "", der, n) > 0);
+    OPENSSL_free(der);
+    pem = bio_text(b);
+    mkreg(f, &NAME);
+    c = (lk_reg_credential){LK_CRED_RSA_PEM, pem, 0};
+    memset(&spec, 0, sizeof spec);
+    spec.id = "dev-1";
+    spec.creds = &c;
+    spec.ncreds = 1;
+    REFUSE(LK_ERR_CRED_INVALID, "it is an RSA PUBLIC KEY block (PKCS#1); convert it with 'openssl rsa "
+                                "-RSAPublicKey_in -in KEY.pem -pubout'",
+           lk_registry_create_device(f->reg, &NAME, &spec, &num, W));
+    free(pem);
+}
+
 /* A registry with everything in one transaction; any refused part creates
  * nothing. */
 static void test_registry_full(void **state)
@@ -4195,6 +4225,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_iotcore_fields, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registry_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pkcs1_named, setup, teardown),
         cmocka_unit_test_setup_teardown(test_import_registries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commands, setup, teardown),
         cmocka_unit_test_setup_teardown(test_command_decide_race, setup, teardown),

@@ -454,9 +454,44 @@ static int load_credential(const struct admin *a, const char *path, const char *
     rc = admin_read_file(a, "public key", path, LK_CRED_PEM_MAX, LK_ERR_REG_INVALID, &pem, &len);
     if (rc != EXIT_OK)
         return rc;
+    if (admin_pem_is_pkcs1((const char *)pem, len)) {
+        /* An RSA PUBLIC KEY (PKCS#1, 'openssl rsa -RSAPublicKey_out'): the
+         * same key the registry stores as PUBLIC KEY. */
+        char why[160], *spki = NULL;
+        size_t n = 0;
+        if (cred->format != LK_CRED_RSA_PEM) {
+            free(pem);
+            lk_tool_error(a->cmd, LK_ERR_CRED_INVALID,
+                          "public key %s is an RSA PUBLIC KEY (PKCS#1), but its type says %s", path,
+                          lk_cred_format_name(cred->format));
+            return EXIT_REG_INVALID;
+        }
+        if (admin_pkcs1_to_spki((const char *)pem, len, &spki, &n, why, sizeof why) != 1) {
+            free(pem);
+            lk_tool_error(a->cmd, LK_ERR_CRED_INVALID,
+                          "public key %s: %s; a PKCS#1 key converts to the PUBLIC KEY form with "
+                          "'openssl rsa -RSAPublicKey_in -in %s -pubout'", path, why, path);
+            return EXIT_REG_INVALID;
+        }
+        free(pem);
+        pem = (uint8_t *)spki;
+        fprintf(stderr, "latchkey: %s: note: %s holds an RSA PUBLIC KEY (PKCS#1): registered as the same key "
+                        "in a PUBLIC KEY block (SubjectPublicKeyInfo), the form of IoT Core's RSA_PEM\n",
+                a->cmd, path);
+    }
     cred->pem = (char *)pem;
     cred->expires = t;
     return EXIT_OK;
+}
+
+/* After a credential was stored: a word if it has expired already. */
+static void warn_expired(const struct admin *a, const char *path, const lk_reg_credential *c)
+{
+    char when[48];
+    if (admin_cred_expired(c->expires, when, sizeof when))
+        fprintf(stderr, "latchkey: %s: warning: the credential from %s expired at %s: stored (IoT Core "
+                        "accepted expired credentials too), but the broker accepts no token it verifies\n",
+                a->cmd, path, when);
 }
 
 /* ---- devices create | update ---- */
@@ -465,6 +500,7 @@ static int cmd_create(struct dev_opts *o)
 {
     struct admin *a = o->a;
     lk_reg_credential *creds = NULL;
+    const char **paths = NULL;
     lk_reg_device_spec spec;
     const char *leaf = NULL;
     char why[512] = "";
@@ -483,11 +519,17 @@ static int cmd_create(struct dev_opts *o)
     creds = calloc(o->nkeys + 1, sizeof *creds);
     if (creds == NULL)
         return admin_fail(a, LK_ERR_NOMEM, NULL);
+    paths = calloc(o->nkeys + 1, sizeof *paths);
+    if (paths == NULL) {
+        rc = admin_fail(a, LK_ERR_NOMEM, NULL);
+        goto out;
+    }
     for (i = 0; i < o->nkeys; i++) {
         struct key_ctx k = {a, NULL, NULL, NULL};
         if ((rc = admin_dict(a, "--public-key", o->keys[i], key_kv, &k)) != EXIT_OK ||
             (rc = load_credential(a, k.path, k.type, k.exp, &creds[i])) != EXIT_OK)
             goto out;
+        paths[i] = k.path;
         ncreds++;
     }
     if ((rc = admin_open(a, ADMIN_OPEN_WRITE)) != EXIT_OK)
@@ -504,6 +546,8 @@ static int cmd_create(struct dev_opts *o)
         rc = admin_fail(a, err, why);
         goto out;
     }
+    for (i = 0; i < ncreds; i++)
+        warn_expired(a, paths[i], &creds[i]);
     if (a->json)
         rc = print_device(a, NULL, num_id);
     else
@@ -512,6 +556,7 @@ out:
     for (i = 0; i < ncreds; i++)
         free(creds[i].pem);
     free(creds);
+    free(paths);
     return rc;
 }
 
@@ -693,6 +738,7 @@ static int cmd_credentials(struct dev_opts *o, const char *sub)
             rc = admin_fail(a, err, why);
             goto out;
         }
+        warn_expired(a, o->path, &cred);
         if (a->json)
             rc = print_device(a, id, 0);
         else

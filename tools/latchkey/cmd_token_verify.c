@@ -221,6 +221,20 @@ static int load_cred(const struct cred_arg *ca, unsigned pos, lk_cred **out)
         rc = EXIT_INVALID;
         goto out;
     }
+    if (admin_pem_is_pkcs1(pem, len)) {
+        char why[160], *spki = NULL;
+        size_t n = 0;
+        if (admin_pkcs1_to_spki(pem, len, &spki, &n, why, sizeof why) != 1) {
+            lk_tool_error(CTX, LK_ERR_CRED_INVALID,
+                          "credential %u: %s: %s; a PKCS#1 key converts to the PUBLIC KEY form with "
+                          "'openssl rsa -RSAPublicKey_in -in %s -pubout'", pos, ca->file, why, ca->file);
+            rc = EXIT_INVALID;
+            goto out;
+        }
+        free(pem);
+        pem = spki;
+        len = n;
+    }
     err = lk_cred_parse(ca->fmt, pem, len, (int64_t)ca->expires, out);
     if (err != LK_OK) {
         char why[160];
