@@ -265,3 +265,47 @@ def test_pkcs1_rsa_public_key(db, tmp_path):
     assert r.rc == INVALID_TOKEN and "LK_ERR_CRED_INVALID" not in r.err, r
 
 
+# ---- token verify against the registry ----
+
+def test_token_verify_with_the_registry(db, tmp_path):
+    k1, pem1 = key_pair()
+    k2, pem2 = key_pair()
+    p1, p2 = tmp_path / "k1.pem", tmp_path / "k2.pem"
+    p1.write_text(pem1)
+    p2.write_text(pem2)
+    ok(dev(db, "create", "dev-1", "--public-key", f"path={p1},type=es256",
+           "--public-key", f"path={p2},type=es256"))
+    now = int(time.time())
+    tok = es256_token(k2, P, now, now + 600)
+    args = ["token", "verify", "--device", "dev-1", "--registry", R, *LOC, "--db", db]
+    r = ok(run_tool(*args, "-", input=tok))
+    assert f"credential   2 of 2: device dev-1 credential 1 (ES256_PEM, sha256 {fingerprint(pem2)})" in r.out
+    # the same fingerprint as 'devices describe' shows
+    assert fingerprint(pem2) in ok(dev(db, "describe", "dev-1")).out
+    j = js(run_tool(*args, "--format", "json", "-", input=tok))
+    assert j["credential"] == {"position": 2, "count": 2, "device": "dev-1", "index": 1, "format": "ES256_PEM",
+                               "sha256": fingerprint(pem2)}
+    # LATCHKEY_DB and the numId work too; --aud, if given, must be the project
+    num = js(dev(db, "describe", "dev-1", "--format", "json"))["numId"]
+    ok(run_tool("token", "verify", "--device", num, "--registry", R, *LOC, "--aud", P, "-", input=tok,
+                env={"LATCHKEY_DB": str(db)}))
+    r = run_tool(*args, "--aud", "other-project", "-", input=tok)
+    assert r.rc == USAGE and "is not the device's project" in r.err, r
+    # another key's token is refused, with the verifier's reason
+    k3, _ = key_pair()
+    r = run_tool(*args, "-", input=es256_token(k3, P, now, now + 600))
+    assert r.rc == INVALID_TOKEN and "LK_ERR_TOKEN_SIGNATURE" in r.err, r
+    # a blocked device: the token is good, the broker still refuses
+    ok(dev(db, "update", "dev-1", "--blocked"))
+    r = run_tool(*args, "-", input=tok)
+    assert r.rc == INVALID_TOKEN and "device dev-1 is blocked" in r.err and "the token verifies" in r.err, r
+    # registry errors and usage
+    r = run_tool("token", "verify", "--device", "nope", "--registry", R, *LOC, "--db", db, "-", input=tok)
+    assert r.rc == NOT_FOUND, r
+    r = run_tool(*args, "--credential", p1, "-", input=tok)
+    assert r.rc == USAGE and "exclude each other" in r.err, r
+    ok(dev(db, "create", "dev-none"))
+    r = run_tool("token", "verify", "--device", "dev-none", "--registry", R, *LOC, "--db", db, "-", input=tok)
+    assert r.rc == INVALID_TOKEN and "has no credentials" in r.err, r
+
+
