@@ -309,3 +309,47 @@ def test_token_verify_with_the_registry(db, tmp_path):
     assert r.rc == INVALID_TOKEN and "has no credentials" in r.err, r
 
 
+# ---- --help ----
+
+SUBCOMMANDS = {
+    ("registries", "create"): "registries create REGISTRY",
+    ("registries", "list"): "registries list",
+    ("registries", "describe"): "registries describe REGISTRY",
+    ("registries", "update"): "registries update REGISTRY",
+    ("registries", "delete"): "registries delete REGISTRY",
+    ("registries", "import"): "registries import FILE",
+    ("registries", "credentials", "create"): "registries credentials create",
+    ("registries", "credentials", "list"): "registries credentials list",
+    ("registries", "credentials", "describe"): "registries credentials describe INDEX",
+    ("registries", "credentials", "delete"): "registries credentials delete INDEX",
+    ("devices", "create"): "devices create DEVICE",
+    ("devices", "list"): "devices list",
+    ("devices", "describe"): "devices describe DEVICE",
+    ("devices", "update"): "devices update DEVICE",
+    ("devices", "delete"): "devices delete DEVICE",
+    ("devices", "import"): "devices import FILE",
+    ("devices", "credentials", "create"): "devices credentials create DEVICE",
+    ("devices", "credentials", "list"): "devices credentials list DEVICE",
+    ("devices", "credentials", "describe"): "devices credentials describe [DEVICE] INDEX",
+    ("devices", "credentials", "delete"): "devices credentials delete [DEVICE] INDEX",
+    ("devices", "configs", "update"): "devices configs update DEVICE",
+    ("devices", "configs", "list"): "devices configs list DEVICE",
+    ("devices", "configs", "describe"): "devices configs describe DEVICE",
+    ("devices", "states", "list"): "devices states list DEVICE",
+    ("devices", "commands", "send"): "devices commands send DEVICE",
+    ("backends", "create"): "backends create NAME",
+    ("backends", "list"): "backends list",
+    ("backends", "delete"): "backends delete NAME",
+}
+
+
+@pytest.mark.parametrize("cmd", sorted(SUBCOMMANDS), ids=" ".join)
+def test_each_subcommand_has_its_own_help(cmd):
+    r = ok(run_tool(*cmd, "--help"))
+    first = r.out.splitlines()[0]
+    assert first.startswith("usage: latchkey [--db FILE] ") and SUBCOMMANDS[cmd] in first, r.out
+    # not the whole group: no other subcommand's usage line
+    others = [v for k, v in SUBCOMMANDS.items() if k[0] == cmd[0] and k != cmd and v not in SUBCOMMANDS[cmd]]
+    for o in others:
+        assert f"  {o.split(' ', 1)[1]}" not in r.out and f"] {o}" not in r.out, (o, r.out)
+    assert r.err == ""

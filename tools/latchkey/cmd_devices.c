@@ -41,7 +41,80 @@ static const char devices_usage[] =
     "projects/P/locations/L/registries/R/devices/D; --device D is accepted as in gcloud.\n"
     "Common options: --db FILE (or LATCHKEY_DB), --project P (or LATCHKEY_PROJECT), --region L\n"
     "(alias --location; or LATCHKEY_REGION), --registry R, --format text|json,\n"
-    "--busy-timeout MS. Exit codes: docs/cli.md.\n";
+    "--busy-timeout MS. 'latchkey devices COMMAND --help' shows one command. Exit codes: docs/cli.md.\n";
+
+/* Each subcommand's own usage ('latchkey devices create --help'). */
+#define DEV_COMMON                                                                              \
+    "Common options: --registry R, --project P (or LATCHKEY_PROJECT), --region L (alias\n"      \
+    "--location; or LATCHKEY_REGION), --db FILE (or LATCHKEY_DB), --format text|json,\n"       \
+    "--busy-timeout MS. Exit codes: docs/cli.md.\n"
+#define DEV_ARG                                                                                 \
+    "DEVICE is the device id, its numId or projects/P/locations/L/registries/R/devices/D\n"    \
+    "(--device D works too, as in gcloud).\n"
+#define DEV_TYPES                                                                               \
+    "TYPE: es256, es256-x509, rsa, rsa-x509 (also rs256, es256-pem, rsa-pem, rsa-x509-pem and\n" \
+    "IoT Core's ES256_PEM, ES256_X509_PEM, RSA_PEM, RSA_X509_PEM). TIME: RFC 3339\n"           \
+    "(2030-01-02T03:04:05Z) or seconds since 1970. An RSA PUBLIC KEY (PKCS#1) file is stored as\n" \
+    "the same key in a PUBLIC KEY block; an expired credential is stored with a warning.\n"
+#define DEV_USAGE(line, text) "usage: latchkey [--db FILE] devices " line "\n\n" text "\n" DEV_COMMON
+
+static const char u_create[] = DEV_USAGE(
+    "create DEVICE --registry R --project P --region L\n"
+    "         [--public-key path=FILE,type=TYPE[,expiration-time=TIME]]... (at most 3)\n"
+    "         [--blocked] [--metadata KEY=VALUE,...] [--metadata-from-file KEY=FILE,...]",
+    "Creates a device with config version 1 (empty). KEY=VALUE lists are separated by commas\n"
+    "(^;^A=B;C=D picks ';' instead).\n" DEV_TYPES);
+static const char u_list[] = DEV_USAGE("list --registry R --project P --region L [--limit N]",
+                                       "Lists the registry's devices: ID, NUM_ID, BLOCKED, CREDENTIALS, "
+                                       "CONFIG_VERSION\n(--format json: IoT Core's Devices, as a JSON array).\n");
+static const char u_describe[] = DEV_USAGE("describe DEVICE --registry R --project P --region L",
+                                           "Shows the device with its newest config and state, and each "
+                                           "credential's\nSHA-256 fingerprint.\n" DEV_ARG);
+static const char u_update[] = DEV_USAGE(
+    "update DEVICE --registry R --project P --region L\n"
+    "         [--blocked|--unblocked] [--metadata KEY=VALUE,...] [--metadata-from-file KEY=FILE,...]\n"
+    "         [--clear-metadata]",
+    "The metadata options replace all metadata, as in IoT Core.\n" DEV_ARG);
+static const char u_delete[] = DEV_USAGE("delete DEVICE --registry R --project P --region L",
+                                         "Deletes the device with its credentials, configs, states and "
+                                         "commands.\n" DEV_ARG);
+static const char u_cred_create[] = DEV_USAGE(
+    "credentials create DEVICE --path FILE --type TYPE [--expiration-time TIME] --registry R ...",
+    "Adds one credential (a device has at most 3).\n" DEV_TYPES DEV_ARG);
+static const char u_cred_list[] = DEV_USAGE("credentials list DEVICE --registry R ...",
+                                            "INDEX, FORMAT, EXPIRATION_TIME and the SHA-256 fingerprint of "
+                                            "each credential.\n" DEV_ARG);
+static const char u_cred_describe[] = DEV_USAGE("credentials describe [DEVICE] INDEX --registry R ...",
+                                                "One credential; INDEX as 'credentials list' shows it.\n" DEV_ARG);
+static const char u_cred_delete[] = DEV_USAGE("credentials delete [DEVICE] INDEX --registry R ...",
+                                              "Deletes one credential; INDEX as 'credentials list' shows "
+                                              "it.\n" DEV_ARG);
+static const char u_creds[] =
+    "usage: latchkey [--db FILE] devices credentials create|list|describe|delete DEVICE [INDEX] ...\n"
+    "\n"
+    "  credentials create DEVICE --path FILE --type TYPE [--expiration-time TIME]\n"
+    "  credentials list DEVICE\n"
+    "  credentials describe|delete [DEVICE] INDEX\n"
+    "Run 'latchkey devices credentials COMMAND --help' for one of them.\n";
+static const char u_cfg_update[] = DEV_USAGE(
+    "configs update DEVICE (--config-file FILE | --config-data DATA) [--version-to-update N] ...",
+    "A new config version (at most 64 KiB). With N, only if N is the current version (else\n"
+    "exit 13 and nothing is written).\n" DEV_ARG);
+static const char u_cfg_list[] = DEV_USAGE("configs list DEVICE [--limit N] --registry R ...",
+                                           "The kept config versions, newest first (the newest 10 are "
+                                           "kept).\n" DEV_ARG);
+static const char u_cfg_describe[] = DEV_USAGE("configs describe DEVICE --registry R ...",
+                                               "The newest config.\n" DEV_ARG);
+static const char u_cfgs[] =
+    "usage: latchkey [--db FILE] devices configs update|list|describe DEVICE ...\n"
+    "\n"
+    "  configs update DEVICE (--config-file FILE | --config-data DATA) [--version-to-update N]\n"
+    "  configs list DEVICE [--limit N]\n"
+    "  configs describe DEVICE\n"
+    "Run 'latchkey devices configs COMMAND --help' for one of them.\n";
+static const char u_states[] = DEV_USAGE("states list DEVICE [--limit N] --registry R ...",
+                                         "The kept state reports, newest first (the newest 10 are kept).\n"
+                                         DEV_ARG);
 
 enum {
     O_PUBLIC_KEY = OPT_FIRST_OWN,
@@ -974,8 +1047,11 @@ int lk_cmd_devices(int argc, char **argv)
         return lk_cmd_devices_commands(argc - 1, argv + 1);
     if (strcmp(sub, "credentials") == 0 || strcmp(sub, "configs") == 0 || strcmp(sub, "states") == 0) {
         if (argc < 3 || argv[2][0] == '-') {
-            fputs(devices_usage, argc < 3 ? stderr : stdout);
-            return argc < 3 || strcmp(argv[2], "--help") != 0 ? EXIT_USAGE : EXIT_OK;
+            const char *u = strcmp(sub, "credentials") == 0 ? u_creds
+                            : strcmp(sub, "configs") == 0 ? u_cfgs : u_states;
+            int help = argc >= 3 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0);
+            fputs(u, help ? stdout : stderr);
+            return help ? EXIT_OK : EXIT_USAGE;
         }
         sub2 = argv[2];
         skip = 2;
@@ -989,28 +1065,28 @@ int lk_cmd_devices(int argc, char **argv)
     o.blocked = -1;
 
     if (sub2 == NULL && strcmp(sub, "create") == 0)
-        allowed = B(O_PUBLIC_KEY) | B(O_BLOCKED) | META_OPTS;
+        allowed = B(O_PUBLIC_KEY) | B(O_BLOCKED) | META_OPTS, a.usage = u_create;
     else if (sub2 == NULL && strcmp(sub, "update") == 0)
-        allowed = B(O_BLOCKED) | B(O_UNBLOCKED) | META_OPTS | B(O_CLEAR_METADATA);
+        allowed = B(O_BLOCKED) | B(O_UNBLOCKED) | META_OPTS | B(O_CLEAR_METADATA), a.usage = u_update;
     else if (sub2 == NULL && strcmp(sub, "list") == 0)
-        allowed = B(O_LIMIT), maxpos = 0;
+        allowed = B(O_LIMIT), maxpos = 0, a.usage = u_list;
     else if (sub2 == NULL && (strcmp(sub, "describe") == 0 || strcmp(sub, "delete") == 0))
-        allowed = 0;
+        allowed = 0, a.usage = strcmp(sub, "describe") == 0 ? u_describe : u_delete;
     else if (sub2 != NULL && strcmp(sub, "credentials") == 0 && strcmp(sub2, "create") == 0)
-        allowed = B(O_PATH) | B(O_TYPE) | B(O_EXPIRATION);
+        allowed = B(O_PATH) | B(O_TYPE) | B(O_EXPIRATION), a.usage = u_cred_create;
     else if (sub2 != NULL && strcmp(sub, "credentials") == 0 &&
              (strcmp(sub2, "delete") == 0 || strcmp(sub2, "describe") == 0))
-        maxpos = 2;
+        maxpos = 2, a.usage = strcmp(sub2, "delete") == 0 ? u_cred_delete : u_cred_describe;
     else if (sub2 != NULL && strcmp(sub, "credentials") == 0 && strcmp(sub2, "list") == 0)
-        allowed = 0;
+        allowed = 0, a.usage = u_cred_list;
     else if (sub2 != NULL && strcmp(sub, "configs") == 0 && strcmp(sub2, "update") == 0)
-        allowed = B(O_CONFIG_FILE) | B(O_CONFIG_DATA) | B(O_VERSION);
+        allowed = B(O_CONFIG_FILE) | B(O_CONFIG_DATA) | B(O_VERSION), a.usage = u_cfg_update;
     else if (sub2 != NULL && strcmp(sub, "configs") == 0 && strcmp(sub2, "list") == 0)
-        allowed = B(O_LIMIT);
+        allowed = B(O_LIMIT), a.usage = u_cfg_list;
     else if (sub2 != NULL && strcmp(sub, "configs") == 0 && strcmp(sub2, "describe") == 0)
-        allowed = 0;
+        allowed = 0, a.usage = u_cfg_describe;
     else if (sub2 != NULL && strcmp(sub, "states") == 0 && strcmp(sub2, "list") == 0)
-        allowed = B(O_LIMIT);
+        allowed = B(O_LIMIT), a.usage = u_states;
     else {
         rc = lk_tool_usage_error("devices: unknown command '%s%s%s' (create, list, describe, update, delete, "
                                  "credentials create|list|describe|delete, configs update|list|describe, "

@@ -30,11 +30,63 @@ static const char registries_usage[] =
     "  import FILE|-     (IoT Core's DeviceRegistries, as gcloud printed them; see\n"
     "                    'latchkey registries import --help')\n"
     "\n"
+    "'latchkey registries COMMAND --help' shows one command.\n"
     "Common options: --db FILE (or LATCHKEY_DB; only 'registries create' creates a missing\n"
     "database), --project P (or LATCHKEY_PROJECT), --region L (alias --location; or\n"
     "LATCHKEY_REGION), --format text|json, --busy-timeout MS (default 5000).\n"
     "A REGISTRY may also be given as projects/P/locations/L/registries/R.\n"
     "Exit codes: docs/cli.md.\n";
+
+/* Each subcommand's own usage ('latchkey registries create --help'). */
+#define REG_COMMON                                                                              \
+    "Common options: --project P (or LATCHKEY_PROJECT), --region L (alias --location; or\n"    \
+    "LATCHKEY_REGION), --db FILE (or LATCHKEY_DB), --format text|json, --busy-timeout MS.\n"   \
+    "A REGISTRY may also be given as projects/P/locations/L/registries/R. Exit codes: docs/cli.md.\n"
+#define REG_NOTE                                                                                \
+    "Notification configs and httpConfig are stored and shown, but not yet in effect (no\n"    \
+    "Pub/Sub routing, no HTTP bridge yet): setting them prints a note saying so.\n"
+#define REG_USAGE(line, text) "usage: latchkey [--db FILE] registries " line "\n\n" text "\n" REG_COMMON
+
+static const char u_create[] = REG_USAGE(
+    "create REGISTRY --project P --region L\n"
+    "         [--enable-mqtt-config|--no-enable-mqtt-config]\n"
+    "         [--enable-http-config|--no-enable-http-config]\n"
+    "         [--event-notification-config topic=TOPIC[,subfolder=SUBFOLDER]]...\n"
+    "         [--state-pubsub-topic TOPIC] [--public-key-path CA.pem]",
+    "Creates a registry (MQTT and HTTP enabled unless said otherwise), with its first CA\n"
+    "certificate if given, in one transaction: if any part is refused, nothing is created.\n"
+    "Only 'registries create' (and 'backends create') create a missing database.\n" REG_NOTE);
+static const char u_list[] = REG_USAGE("list [--project P] [--region L]",
+                                       "Lists the registries (of P and L when given): ID, PROJECT, LOCATION, "
+                                       "MQTT, HTTP,\nCA_CERTS, DEVICES.\n");
+static const char u_describe[] = REG_USAGE("describe REGISTRY --project P --region L",
+                                           "Shows the registry (IoT Core's DeviceRegistry) with its CA "
+                                           "certificates.\n");
+static const char u_update[] = REG_USAGE(
+    "update REGISTRY --project P --region L [--[no-]enable-mqtt-config] [--[no-]enable-http-config]\n"
+    "         [--event-notification-config topic=TOPIC[,subfolder=S]]... [--state-pubsub-topic TOPIC]\n"
+    "         [--clear-event-notification-configs] [--clear-state-pubsub-topic]",
+    "--event-notification-config replaces all of them.\n" REG_NOTE);
+static const char u_delete[] = REG_USAGE("delete REGISTRY --project P --region L",
+                                         "Deletes the registry; refused while it has devices (exit 17).\n");
+static const char u_cred_create[] = REG_USAGE("credentials create --registry R --path CA.pem --project P --region L",
+                                              "Adds a CA certificate (X.509v3 PEM, a CA, RSA 2048-8192 or P-256, "
+                                              "not expired;\nat most 10).\n");
+static const char u_cred_list[] = REG_USAGE("credentials list --registry R --project P --region L",
+                                            "The CA certificates: INDEX, SUBJECT, ISSUER, NOT_BEFORE, NOT_AFTER, "
+                                            "KEY_TYPE.\n");
+static const char u_cred_describe[] = REG_USAGE("credentials describe INDEX --registry R --project P --region L",
+                                                "One CA certificate; INDEX as 'credentials list' shows it.\n");
+static const char u_cred_delete[] = REG_USAGE("credentials delete INDEX --registry R --project P --region L",
+                                              "Deletes one CA certificate (those after it move up one index).\n");
+static const char u_creds[] =
+    "usage: latchkey [--db FILE] registries credentials create|list|describe|delete --registry R ...\n"
+    "\n"
+    "  credentials create --registry R --path CA.pem\n"
+    "  credentials list   --registry R\n"
+    "  credentials describe INDEX --registry R\n"
+    "  credentials delete INDEX --registry R\n"
+    "Run 'latchkey registries credentials COMMAND --help' for one of them.\n";
 
 enum {
     OPT_MQTT_ON = OPT_FIRST_OWN,
@@ -741,18 +793,30 @@ int lk_cmd_registries(int argc, char **argv)
     if (strcmp(sub, "import") == 0)
         return lk_cmd_registries_import(argc - 1, argv + 1);
     if (strcmp(sub, "credentials") == 0) {
-        if (argc < 3 || strcmp(argv[2], "--help") == 0) {
-            fputs(registries_usage, argc < 3 ? stderr : stdout);
+        const char *c2 = argc >= 3 ? argv[2] : "";
+        if (argc < 3 || strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0) {
+            fputs(u_creds, argc < 3 ? stderr : stdout);
             return argc < 3 ? EXIT_USAGE : EXIT_OK;
         }
         snprintf(cmd, sizeof cmd, "registries credentials %s", argv[2]);
-        admin_init(&a, cmd, registries_usage);
+        admin_init(&a, cmd,
+                   strcmp(c2, "create") == 0     ? u_cred_create
+                   : strcmp(c2, "list") == 0     ? u_cred_list
+                   : strcmp(c2, "describe") == 0 ? u_cred_describe
+                   : strcmp(c2, "delete") == 0   ? u_cred_delete
+                                                 : u_creds);
         rc = cmd_credentials(&a, argv[2], argc - 2, argv + 2);
         admin_close(&a);
         return out_finish(rc);
     }
     snprintf(cmd, sizeof cmd, "registries %s", sub);
-    admin_init(&a, cmd, registries_usage);
+    admin_init(&a, cmd,
+               strcmp(sub, "create") == 0     ? u_create
+               : strcmp(sub, "update") == 0   ? u_update
+               : strcmp(sub, "list") == 0     ? u_list
+               : strcmp(sub, "describe") == 0 ? u_describe
+               : strcmp(sub, "delete") == 0   ? u_delete
+                                              : registries_usage);
     if (strcmp(sub, "create") == 0)
         rc = create_or_update(&a, argc - 1, argv + 1, 1);
     else if (strcmp(sub, "update") == 0)
