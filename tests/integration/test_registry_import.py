@@ -421,6 +421,10 @@ def test_registries_import(tmp_path):
     r = ok(lkdb(db, "registries", "import", f, *LOC, "--skip-existing"))
     assert "Imported 1 registry" in r.out and "2 skipped" in r.out
     assert "registry 'fleet-a': exists already: skipped" in r.err
+    # an id twice in one input is an error, skip or not
+    f.write_text(gcloud_json([gcloud_registry("fleet-d"), gcloud_registry("fleet-d")]))
+    r = lkdb(db, "registries", "import", f, *LOC, "--skip-existing")
+    assert r.rc == IMPORT and "the id appears twice in the input (first at line 2)" in r.err, r
     # describe output of ours imports too (as JSON lines)
     g = tmp_path / "ours.jsonl"
     g.write_text(json.dumps(a) + "\n")

@@ -900,6 +900,16 @@ static int add_record(struct import *im, json_t *o)
             return rc == -2 ? admin_fail(im->a, LK_ERR_NOMEM, NULL) : EXIT_OK;
         }
         id = r.id;
+        {
+            long first = seen_check(&im->seen, id, im->rd.rec_line);
+            if (first != 0) {
+                reg_rec_free(&r);
+                if (first < 0)
+                    return admin_fail(im->a, LK_ERR_NOMEM, NULL);
+                refuse(im, id, LK_ERR_REG_EXISTS, "the id appears twice in the input (first at line %ld)", first);
+                return EXIT_OK;
+            }
+        }
         name.project = im->a->project;
         name.location = im->a->location;
         name.registry = id;
