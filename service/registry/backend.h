@@ -33,7 +33,9 @@
  *
  * "id" columns: a registry has an internal row id (int64, never shown to
  * users); a device is keyed by its num_id (uint64, assigned by the backend,
- * increasing, never reused after a delete — it is IoT Core's numId).
+ * increasing, never reused after a delete — it is IoT Core's numId — or,
+ * from schema 3, the one a device had in IoT Core, which registry.c has
+ * checked is free).
  */
 #ifndef LK_REGISTRY_BACKEND_H
 #define LK_REGISTRY_BACKEND_H
