@@ -2796,6 +2796,11 @@ static void test_import(void **state)
             REFUSE(LK_ERR_REG_EXISTS, "device 'dev-010' already exists in "
                                       "projects/my-project/locations/us-central1/registries/reg1",
                    lk_registry_import_add(f->reg, &spec, &num, W));
+            /* found before anything else of the spec is checked */
+            spec.log_level = (lk_reg_log_level)7;
+            REFUSE(LK_ERR_REG_EXISTS, "device 'dev-010' already exists",
+                   lk_registry_import_add(f->reg, &spec, &num, W));
+            spec.log_level = LK_LOG_LEVEL_UNSPECIFIED;
             spec.id = "bad-key";
             c.format = LK_CRED_RSA_PEM;
             REFUSE(LK_ERR_CRED_INVALID, "credential 0 is not a valid RSA_PEM",
@@ -3786,6 +3791,14 @@ static void test_import_registries(void **state)
            lk_registry_import_add(f->reg, &dspec, &num, W));
     REFUSE(LK_ERR_REG_EXISTS, "already exists",
            lk_registry_import_add_registry(f->reg, &NAME, &spec, W));
+    /* An existing registry is found before the spec is checked (a caller
+     * skipping existing ones skips it whatever the record holds). */
+    spec.log_level = (lk_reg_log_level)5;
+    REFUSE(LK_ERR_REG_EXISTS, "already exists",
+           lk_registry_import_add_registry(f->reg, &NAME, &spec, W));
+    REFUSE(LK_ERR_REG_INVALID, "log level 5",
+           lk_registry_import_add_registry(f->reg, &NAME2, &spec, W));
+    spec.log_level = LK_LOG_LEVEL_UNSPECIFIED;
     OK(lk_registry_import_add_registry(f->reg, &NAME2, &spec, W));
     REFUSE(LK_ERR_REG_EXISTS, "already exists",
            lk_registry_import_add_registry(f->reg, &NAME2, &spec, W));

@@ -224,6 +224,18 @@ static int note_add(struct import *im, struct notes *ns, const char *id, uint64_
     return 0;
 }
 
+/* Drop the notes after the first n (those of a record that was not
+ * imported after all). */
+static void notes_truncate(struct notes *ns, size_t n)
+{
+    while (ns->n > n) {
+        struct note *x = &ns->v[--ns->n];
+        free(x->where);
+        free(x->id);
+        free(x->text);
+    }
+}
+
 static void notes_free(struct notes *ns)
 {
     size_t i;
@@ -852,6 +864,7 @@ static int add_record(struct import *im, json_t *o)
         struct dev_rec d;
         uint64_t num = 0;
         long first;
+        size_t nexp = im->expired.n, nconv = im->converted.n;
         memset(&d, 0, sizeof d);
         rc = parse_device(im, o, &d);
         if (rc != 0) {
@@ -866,6 +879,8 @@ static int add_record(struct import *im, json_t *o)
         }
         if (first > 0) {
             refuse(im, id, LK_ERR_REG_EXISTS, "the id appears twice in the input (first at line %ld)", first);
+            notes_truncate(&im->expired, nexp);
+            notes_truncate(&im->converted, nconv);
             dev_rec_free(&d);
             return EXIT_OK;
         }
@@ -888,6 +903,11 @@ static int add_record(struct import *im, json_t *o)
         } else if (per_record(err)) {
             refuse(im, id, err, "%s", why[0] ? why : lk_strerror(err));
             err = LK_OK;
+        }
+        if (num == 0) {
+            /* Skipped or refused: its notes say nothing about what is imported. */
+            notes_truncate(&im->expired, nexp);
+            notes_truncate(&im->converted, nconv);
         }
         dev_rec_free(&d);
     } else {
