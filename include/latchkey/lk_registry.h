@@ -58,14 +58,28 @@ typedef struct lk_registry lk_registry;
 #define LK_REG_CREATE   1u /* create the database (and its schema) if missing */
 #define LK_REG_READONLY 2u /* the broker plugin: never writes except touch/state/ack and
                               command outcomes (command_decide) */
+#define LK_REG_NOWRITE  4u /* open the file read-only (SQLite's SQLITE_OPEN_READONLY): every
+                              write, the broker's too, is LK_ERR_STATE; for listing a database
+                              one may not write (see below) */
 
 /* Open (and migrate to the current schema) the registry at url: "sqlite:PATH",
  * "sqlite:///abs/path" or a plain path. Without LK_REG_CREATE the file must
  * exist (LK_ERR_IO otherwise). LK_ERR_REG_SCHEMA: a newer schema than this
- * program's, a file that is not a latchkey registry, or (LK_REG_READONLY,
- * which never creates or migrates) an older schema. LK_ERR_UNSUPPORTED:
- * "postgres:"/"postgresql:" URLs (no such backend built in yet). CREATE and
- * READONLY together: LK_ERR_ARG. */
+ * program's, a file that is not a latchkey registry (an empty file
+ * included, unless LK_REG_CREATE), or (LK_REG_READONLY and LK_REG_NOWRITE,
+ * which never create or migrate) an older schema. LK_ERR_IO: the file (or,
+ * to create it, its directory) cannot be opened; why says which permission
+ * is missing. LK_ERR_UNSUPPORTED: "postgres:"/"postgresql:" URLs (no such
+ * backend built in yet). CREATE with READONLY or NOWRITE: LK_ERR_ARG.
+ *
+ * Files (SQLite): a database created here is mode 0640 (less if the umask
+ * says so) and, when the caller is root, owned by its directory's owner and
+ * group; SQLite gives its -wal and -shm files the database's mode and owner.
+ * Writable handles keep the -wal and -shm files when they close (SQLite's
+ * persistent WAL, the -wal truncated to 0 bytes), so that a LK_REG_NOWRITE
+ * reader without write access to the directory finds them: a WAL database
+ * can be read without write access only if they exist and are readable
+ * (or can be created). */
 lk_err lk_registry_open(const char *url, unsigned flags, lk_registry **out,
                         char *why, size_t why_size);
 void lk_registry_close(lk_registry *reg);
@@ -93,6 +107,16 @@ typedef enum lk_reg_state {
     LK_REG_STATE_DISABLED = 2
 } lk_reg_state;
 
+/* IoT Core's LogLevel (DeviceRegistry.logLevel, Device.logLevel), with its
+ * numbers. Stored and shown; nothing acts on it yet. */
+typedef enum lk_reg_log_level {
+    LK_LOG_LEVEL_UNSPECIFIED = 0,
+    LK_LOG_LEVEL_NONE = 10,
+    LK_LOG_LEVEL_ERROR = 20,
+    LK_LOG_LEVEL_INFO = 30,
+    LK_LOG_LEVEL_DEBUG = 40
+} lk_reg_log_level;
+
 typedef struct lk_reg_registry {
     char *project, *location, *id;
     lk_reg_state mqtt, http;
@@ -101,6 +125,7 @@ typedef struct lk_reg_registry {
     int64_t created;               /* seconds since 1970 */
     unsigned ncerts;
     uint64_t ndevices;
+    lk_reg_log_level log_level;    /* (schema 3) */
 } lk_reg_registry;
 void lk_reg_registry_free(lk_reg_registry *r); /* frees members, not r */
 
@@ -126,6 +151,24 @@ lk_err lk_registry_update_registry(lk_registry *reg, const lk_reg_name *name,
                                    const char *event_notification_json,
                                    const char *state_notification_json,
                                    char *why, size_t why_size);
+/* Everything a registry is created with (lk_registry_create_registry_full,
+ * lk_registry_import_add_registry). */
+typedef struct lk_reg_registry_spec {
+    lk_reg_state mqtt, http;               /* UNSPECIFIED is stored as ENABLED */
+    const char *event_notification_json;   /* NULL or "" = none; else as update_registry */
+    const char *state_notification_json;   /* NULL or "" = none; else as update_registry */
+    lk_reg_log_level log_level;
+    const char *const *ca_pems;            /* CA certificates, each as add_cert takes it, */
+    const size_t *ca_lens;                 /* in this order (index 0, 1, ...); */
+    unsigned ncas;                         /* at most LK_REGISTRY_CERTS_MAX, no two alike */
+} lk_reg_registry_spec;
+/* A registry with all of spec in one transaction: every part is checked
+ * first (as update_registry and add_cert do), and a refusal of any part
+ * creates nothing. LK_ERR_REG_EXISTS if the name is taken. */
+lk_err lk_registry_create_registry_full(lk_registry *reg, const lk_reg_name *name,
+                                        const lk_reg_registry_spec *spec,
+                                        char *why, size_t why_size);
+
 /* Refused with LK_ERR_REG_NOT_EMPTY while it has devices, as IoT Core did. */
 lk_err lk_registry_delete_registry(lk_registry *reg, const lk_reg_name *name,
                                    char *why, size_t why_size);
@@ -156,6 +199,26 @@ lk_err lk_registry_delete_cert(lk_registry *reg, const lk_reg_name *name,
 
 /* ---- devices ---- */
 
+/* IoT Core's GatewayConfig enums, with their numbers. Stored and shown;
+ * nothing acts on them yet (a gateway connects as an ordinary device). */
+typedef enum lk_reg_gateway_type {
+    LK_GATEWAY_TYPE_UNSPECIFIED = 0,
+    LK_GATEWAY_TYPE_GATEWAY = 1,
+    LK_GATEWAY_TYPE_NON_GATEWAY = 2
+} lk_reg_gateway_type;
+typedef enum lk_reg_gateway_auth {
+    LK_GATEWAY_AUTH_UNSPECIFIED = 0,
+    LK_GATEWAY_AUTH_ASSOCIATION_ONLY = 1,
+    LK_GATEWAY_AUTH_DEVICE_AUTH_TOKEN_ONLY = 2,
+    LK_GATEWAY_AUTH_ASSOCIATION_AND_DEVICE_AUTH_TOKEN = 3
+} lk_reg_gateway_auth;
+
+/* The largest numId a caller may ask for (lk_reg_device_spec.num_id): 2^62,
+ * which leaves the numIds assigned after it room that never runs out. */
+#define LK_REG_NUM_ID_MAX 4611686018427387904ULL
+/* The largest config version a device may be created with: 2^53. */
+#define LK_REG_CONFIG_VERSION_MAX 9007199254740992LL
+
 typedef struct lk_reg_credential {
     lk_cred_format format;
     char *pem;                      /* the key or certificate, as registered */
@@ -181,6 +244,12 @@ typedef struct lk_reg_device {
     int64_t config_version;          /* the latest config version (>= 1) */
     int64_t last_heartbeat, last_event, last_state, last_config_ack, last_config_send, last_error;
     char *last_error_status;         /* or NULL */
+    /* (schema 3) */
+    lk_reg_log_level log_level;
+    lk_reg_gateway_type gateway_type;
+    lk_reg_gateway_auth gateway_auth_method;
+    char *last_accessed_gateway_id;  /* or NULL */
+    int64_t last_accessed_gateway_time; /* 0 = never */
 } lk_reg_device;
 void lk_reg_device_free(lk_reg_device *d); /* frees members, not d */
 
@@ -194,11 +263,28 @@ typedef struct lk_reg_device_spec {
     unsigned nmetadata;
     const uint8_t *config;           /* initial config (version 1); NULL = empty */
     size_t config_len;
+    /* Creating only (create_device, import_add); zero = the defaults. Devices
+     * brought over from IoT Core keep what they had there: */
+    uint64_t num_id;                 /* the numId asked for; 0 = assign one */
+    int64_t config_version;          /* the initial config's version; 0 = 1 */
+    int64_t config_cloud_update_time;/* its cloudUpdateTime; 0 = now */
+    lk_reg_log_level log_level;
+    lk_reg_gateway_type gateway_type;
+    lk_reg_gateway_auth gateway_auth_method;
+    const char *last_accessed_gateway_id;  /* NULL = none; else lk_id_valid */
+    int64_t last_accessed_gateway_time;    /* 0 = never */
 } lk_reg_device_spec;
 
-/* Create a device with version 1 of its config. *num_id receives the new
- * numeric id (increasing, never reused after a delete). LK_ERR_REG_EXISTS if
- * the id is taken in this registry. Metadata: keys per
+/* Create a device with version 1 of its config (or spec->config_version,
+ * 1..LK_REG_CONFIG_VERSION_MAX). *num_id receives the new numeric id:
+ * spec->num_id when it is non-zero, at most LK_REG_NUM_ID_MAX and no device
+ * in the database has it; otherwise a new one, above every numId the
+ * database has given or kept (the caller compares to learn it was not
+ * kept). An assigned numId is never reused after a delete; a numId asked for
+ * may be one of a deleted device (a device deleted and imported again keeps
+ * its IoT Core numId). LK_ERR_REG_EXISTS if the id is taken in this registry
+ * (checked before the credentials). Log level and gateway enums must be
+ * values of their enum (LK_ERR_REG_INVALID). Metadata: keys per
  * lk_metadata_key_valid, unique; values UTF-8 text without NUL, at most
  * LK_METADATA_VALUE_MAX bytes; keys + values together under
  * LK_METADATA_TOTAL_MAX bytes; at most LK_METADATA_PAIRS_MAX pairs. */
@@ -373,12 +459,23 @@ lk_err lk_registry_change_head(lk_registry *reg, int64_t *seq);
  * abort. Nothing is visible to others until commit; an abort (or a crash, or
  * a failed commit) writes nothing. lk_registry_import_add validates like
  * create_device and reports a per-device refusal without ending the
- * transaction, so a tool can list every bad line before deciding.
+ * transaction, so a tool can list every bad line before deciding (an
+ * existing device id is LK_ERR_REG_EXISTS, found before anything else is
+ * checked, so that a caller may skip it).
+ *
+ * Registries the same way: lk_registry_import_registries_begin, then
+ * lk_registry_import_add_registry for each (as create_registry_full,
+ * LK_ERR_REG_EXISTS first), then commit or abort. A registries import takes
+ * no devices, and a devices import no registries (LK_ERR_STATE).
  */
 lk_err lk_registry_import_begin(lk_registry *reg, const lk_reg_name *name,
                                 char *why, size_t why_size);
 lk_err lk_registry_import_add(lk_registry *reg, const lk_reg_device_spec *spec,
                               uint64_t *num_id, char *why, size_t why_size);
+lk_err lk_registry_import_registries_begin(lk_registry *reg, char *why, size_t why_size);
+lk_err lk_registry_import_add_registry(lk_registry *reg, const lk_reg_name *name,
+                                       const lk_reg_registry_spec *spec,
+                                       char *why, size_t why_size);
 lk_err lk_registry_import_commit(lk_registry *reg, char *why, size_t why_size);
 void lk_registry_import_abort(lk_registry *reg);
 

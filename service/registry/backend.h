@@ -33,7 +33,9 @@
  *
  * "id" columns: a registry has an internal row id (int64, never shown to
  * users); a device is keyed by its num_id (uint64, assigned by the backend,
- * increasing, never reused after a delete — it is IoT Core's numId).
+ * increasing, never reused after a delete — it is IoT Core's numId — or,
+ * from schema 3, the one a device had in IoT Core, which registry.c has
+ * checked is free).
  */
 #ifndef LK_REGISTRY_BACKEND_H
 #define LK_REGISTRY_BACKEND_H
@@ -94,7 +96,7 @@ typedef struct lk_reg_store {
     lk_err (*registry_list)(lk_reg_be *be, const char *project, const char *location,
                             int (*cb)(void *arg, const lk_reg_registry *r), void *arg);
     /* Inserts r's project, location, id, mqtt, http, notification JSON
-     * (NULL = none) and created. EXISTS. */
+     * (NULL = none), log level (schema 3) and created. EXISTS. */
     lk_err (*registry_insert)(lk_reg_be *be, const lk_reg_registry *r, int64_t *rid);
     /* Overwrites mqtt, http and both notification JSON texts with r's. */
     lk_err (*registry_update)(lk_reg_be *be, int64_t rid, const lk_reg_registry *r);
@@ -118,10 +120,14 @@ typedef struct lk_reg_store {
     /* num_ids of the registry's devices, ordered by device id. */
     lk_err (*device_list)(lk_reg_be *be, int64_t rid, int (*cb)(void *arg, uint64_t num_id),
                           void *arg);
-    /* A new device, config_version 1, no credentials, metadata or configs
-     * yet. EXISTS. */
-    lk_err (*device_insert)(lk_reg_be *be, int64_t rid, const char *id, int blocked,
+    /* A new device from spec's id, blocked, log level and gateway fields,
+     * config_version 1, no credentials, metadata or configs yet. Its num_id
+     * is spec->num_id when that is non-zero (the caller has checked that no
+     * device has it), else the next one. EXISTS. */
+    lk_err (*device_insert)(lk_reg_be *be, int64_t rid, const lk_reg_device_spec *spec,
                             int64_t created, uint64_t *num_id);
+    /* Whether a device has num_id (in any registry). */
+    lk_err (*device_num_taken)(lk_reg_be *be, uint64_t num_id, int *taken);
     lk_err (*device_set_blocked)(lk_reg_be *be, uint64_t num_id, int blocked);
     lk_err (*device_delete)(lk_reg_be *be, uint64_t num_id); /* with everything it owns */
     /* The credentials in order: out[0..*n); members malloc'd. */

@@ -44,6 +44,13 @@
  *    dropped so that a broker started later never delivers them.
  *  - Backend names follow the device id rules (lk_id_valid) and are unique
  *    across projects (the MQTT username "backend:NAME" names one).
+ *  - Schema 3: a device may be created with the numId it had in IoT Core
+ *    (kept if no device has it and it is at most LK_REG_NUM_ID_MAX, else a
+ *    new one is assigned: numIds stay unique, and the caller sees which),
+ *    with its config's version and cloudUpdateTime, and with log level and
+ *    gateway settings, which are stored and shown but act on nothing yet.
+ *    A registry may be created whole (notifications, log level, CAs) in one
+ *    transaction, and imported in batches like devices.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -64,6 +71,9 @@
 /* Transaction kinds; TX_BROKER is a write a LK_REG_READONLY handle may do. */
 enum { TX_READ = 0, TX_WRITE = 1, TX_BROKER = 2 };
 
+/* What an open import adds. */
+enum { IMPORT_DEVICES = 1, IMPORT_REGISTRIES = 2 };
+
 struct lk_registry {
     const lk_reg_store *ops;
     lk_reg_be *be;
@@ -82,7 +92,7 @@ struct lk_registry {
     uint64_t feed_dv, feed_own; /*   nothing new while these hold */
     int64_t feed_head;
 
-    int importing;
+    int importing;              /* IMPORT_DEVICES or IMPORT_REGISTRIES while one is open */
     lk_err import_failed;       /* the database ended the import's transaction */
     int64_t import_rid;
     lk_reg_cas *import_cas;
@@ -361,6 +371,9 @@ static lk_err enter(lk_registry *reg, int tx, char *why, size_t why_size)
     if (tx == TX_WRITE && (reg->flags & LK_REG_READONLY))
         return failf(why, why_size, LK_ERR_STATE,
                      "the registry was opened read-only (LK_REG_READONLY)");
+    if (tx != TX_READ && (reg->flags & LK_REG_NOWRITE))
+        return failf(why, why_size, LK_ERR_STATE,
+                     "the registry was opened without write access (LK_REG_NOWRITE)");
     err = reg->ops->begin(reg->be, tx != TX_READ);
     if (err != LK_OK)
         return be_fail(reg, err, why, why_size);
@@ -509,10 +522,11 @@ lk_err lk_registry_open(const char *url, unsigned flags, lk_registry **out, char
         *out = NULL;
     if (url == NULL || out == NULL)
         return failf(why, why_size, LK_ERR_ARG, "no registry database given");
-    if ((flags & ~(LK_REG_CREATE | LK_REG_READONLY)) != 0 ||
-        (flags & (LK_REG_CREATE | LK_REG_READONLY)) == (LK_REG_CREATE | LK_REG_READONLY))
+    if ((flags & ~(LK_REG_CREATE | LK_REG_READONLY | LK_REG_NOWRITE)) != 0 ||
+        ((flags & LK_REG_CREATE) && (flags & (LK_REG_READONLY | LK_REG_NOWRITE))))
         return failf(why, why_size, LK_ERR_ARG,
-                     "flags: LK_REG_CREATE or LK_REG_READONLY (not both)");
+                     "flags: LK_REG_CREATE, LK_REG_READONLY or LK_REG_NOWRITE (CREATE with "
+                     "neither of the others)");
     if (strncmp(url, "postgres:", 9) == 0 || strncmp(url, "postgresql:", 11) == 0)
         return failf(why, why_size, LK_ERR_UNSUPPORTED,
                      "this latchkey has no PostgreSQL backend; use sqlite:PATH or a path");
@@ -641,6 +655,7 @@ void lk_reg_device_free(lk_reg_device *d)
     }
     free(d->metadata);
     free(d->last_error_status);
+    free(d->last_accessed_gateway_id);
     memset(d, 0, sizeof *d);
 }
 
@@ -671,33 +686,131 @@ void lk_reg_auth_free(lk_reg_auth *a)
 /* ------------------------------------------------------------------ */
 /* Registries                                                          */
 
-lk_err lk_registry_create_registry(lk_registry *reg, const lk_reg_name *name, lk_reg_state mqtt,
-                                   lk_reg_state http, char *why, size_t why_size)
+static lk_err check_log_level(const char *what, lk_reg_log_level l, char *why, size_t why_size)
+{
+    if (l != LK_LOG_LEVEL_UNSPECIFIED && l != LK_LOG_LEVEL_NONE && l != LK_LOG_LEVEL_ERROR &&
+        l != LK_LOG_LEVEL_INFO && l != LK_LOG_LEVEL_DEBUG)
+        return failf(why, why_size, LK_ERR_REG_INVALID,
+                     "%s log level %d is invalid: use UNSPECIFIED (0), NONE (10), ERROR (20), "
+                     "INFO (30) or DEBUG (40)", what, (int)l);
+    return LK_OK;
+}
+
+/* Everything about a registry spec that needs no database: states, log
+ * level, notification JSON, and each CA certificate (as add_cert: the CA
+ * rules at now, no two alike, at most LK_REGISTRY_CERTS_MAX). */
+static lk_err check_registry_spec(lk_registry *reg, const lk_reg_registry_spec *spec, char *why,
+                                  size_t why_size)
+{
+    unsigned char *der[LK_REGISTRY_CERTS_MAX];
+    size_t dl[LK_REGISTRY_CERTS_MAX];
+    unsigned i, j, n = 0;
+    lk_err err;
+
+    if (spec == NULL)
+        return failf(why, why_size, LK_ERR_ARG, "no registry given");
+    if ((err = check_state("mqtt", spec->mqtt, why, why_size)) != LK_OK ||
+        (err = check_state("http", spec->http, why, why_size)) != LK_OK ||
+        (err = check_log_level("registry", spec->log_level, why, why_size)) != LK_OK)
+        return err;
+    if (spec->event_notification_json != NULL && spec->event_notification_json[0] != '\0' &&
+        (err = check_json("eventNotificationConfigs", spec->event_notification_json, 1, why,
+                          why_size)) != LK_OK)
+        return err;
+    if (spec->state_notification_json != NULL && spec->state_notification_json[0] != '\0' &&
+        (err = check_json("stateNotificationConfig", spec->state_notification_json, 0, why,
+                          why_size)) != LK_OK)
+        return err;
+    if (spec->ncas > LK_REGISTRY_CERTS_MAX)
+        return failf(why, why_size, LK_ERR_REG_LIMIT,
+                     "%u CA certificates given; a registry has at most %u", spec->ncas,
+                     LK_REGISTRY_CERTS_MAX);
+    if (spec->ncas > 0 && (spec->ca_pems == NULL || spec->ca_lens == NULL))
+        return failf(why, why_size, LK_ERR_ARG, "CA certificate count %u without certificates",
+                     spec->ncas);
+    for (i = 0; i < spec->ncas && err == LK_OK; i++) {
+        char w[400] = "";
+        err = spec->ca_pems[i] == NULL
+                  ? LK_ERR_ARG
+                  : lk_reg__ca_check(spec->ca_pems[i], spec->ca_lens[i], reg_now(reg), &der[n],
+                                     &dl[n], w, sizeof w);
+        if (err != LK_OK) {
+            (void)failf(why, why_size, err, "CA certificate %u: %s", i,
+                        w[0] != '\0' ? w : "missing");
+            break;
+        }
+        n++;
+        for (j = 0; j + 1 < n; j++)
+            if (dl[j] == dl[n - 1] && memcmp(der[j], der[n - 1], dl[j]) == 0) {
+                err = failf(why, why_size, LK_ERR_REG_INVALID,
+                            "CA certificates %u and %u are the same certificate", j, i);
+                break;
+            }
+    }
+    for (j = 0; j < n; j++)
+        OPENSSL_free(der[j]);
+    return err;
+}
+
+/* Create the registry of a checked spec inside the current write
+ * transaction: LK_ERR_REG_EXISTS first. */
+static lk_err insert_registry(lk_registry *reg, const lk_reg_name *name,
+                              const lk_reg_registry_spec *spec, char *why, size_t why_size)
 {
     lk_reg_registry r;
     int64_t rid;
     char p[400];
-    lk_err err;
+    unsigned i;
+    lk_err err = reg->ops->registry_find(reg->be, name, &rid);
 
-    if ((err = check_name(name, why, why_size)) != LK_OK ||
-        (err = check_state("mqtt", mqtt, why, why_size)) != LK_OK ||
-        (err = check_state("http", http, why, why_size)) != LK_OK)
-        return err;
+    if (err == LK_OK)
+        return failf(why, why_size, LK_ERR_REG_EXISTS, "%s already exists",
+                     reg_path(name, p, sizeof p));
+    if (err != LK_ERR_REG_NOT_FOUND)
+        return be_fail(reg, err, why, why_size);
     memset(&r, 0, sizeof r);
     r.project = (char *)name->project;
     r.location = (char *)name->location;
     r.id = (char *)name->registry;
-    r.mqtt = mqtt == LK_REG_STATE_UNSPECIFIED ? LK_REG_STATE_ENABLED : mqtt;
-    r.http = http == LK_REG_STATE_UNSPECIFIED ? LK_REG_STATE_ENABLED : http;
-    if ((err = enter(reg, TX_WRITE, why, why_size)) != LK_OK)
-        return err;
+    r.mqtt = spec->mqtt == LK_REG_STATE_UNSPECIFIED ? LK_REG_STATE_ENABLED : spec->mqtt;
+    r.http = spec->http == LK_REG_STATE_UNSPECIFIED ? LK_REG_STATE_ENABLED : spec->http;
+    if (spec->event_notification_json != NULL && spec->event_notification_json[0] != '\0')
+        r.event_notification_json = (char *)spec->event_notification_json;
+    if (spec->state_notification_json != NULL && spec->state_notification_json[0] != '\0')
+        r.state_notification_json = (char *)spec->state_notification_json;
+    r.log_level = spec->log_level;
     r.created = reg_now(reg);
     err = reg->ops->registry_insert(reg->be, &r, &rid);
     if (err == LK_ERR_REG_EXISTS)
-        err = failf(why, why_size, err, "%s already exists", reg_path(name, p, sizeof p));
-    else if (err != LK_OK)
-        err = be_fail(reg, err, why, why_size);
+        return failf(why, why_size, err, "%s already exists", reg_path(name, p, sizeof p));
+    for (i = 0; err == LK_OK && i < spec->ncas; i++)
+        err = reg->ops->cert_insert(reg->be, rid, spec->ca_pems[i], spec->ca_lens[i]);
+    return err != LK_OK ? be_fail(reg, err, why, why_size) : LK_OK;
+}
+
+lk_err lk_registry_create_registry_full(lk_registry *reg, const lk_reg_name *name,
+                                        const lk_reg_registry_spec *spec, char *why,
+                                        size_t why_size)
+{
+    lk_err err;
+    if (reg == NULL)
+        return LK_ERR_ARG;
+    if ((err = check_name(name, why, why_size)) != LK_OK ||
+        (err = check_registry_spec(reg, spec, why, why_size)) != LK_OK ||
+        (err = enter(reg, TX_WRITE, why, why_size)) != LK_OK)
+        return err;
+    err = insert_registry(reg, name, spec, why, why_size);
     return leave(reg, err, TX_WRITE, why, why_size);
+}
+
+lk_err lk_registry_create_registry(lk_registry *reg, const lk_reg_name *name, lk_reg_state mqtt,
+                                   lk_reg_state http, char *why, size_t why_size)
+{
+    lk_reg_registry_spec spec;
+    memset(&spec, 0, sizeof spec);
+    spec.mqtt = mqtt;
+    spec.http = http;
+    return lk_registry_create_registry_full(reg, name, &spec, why, why_size);
 }
 
 lk_err lk_registry_get_registry(lk_registry *reg, const lk_reg_name *name, lk_reg_registry *out,
@@ -1013,12 +1126,32 @@ static lk_err insert_device(lk_registry *reg, const lk_reg_name *name, int64_t r
     lk_reg_config cfg;
     char p[400];
     int64_t now = reg_now(reg);
+    lk_reg_device_spec ins = *spec;
     lk_err err;
 
+    /* An existing id first: a caller skipping existing devices learns it
+     * whatever else the spec holds. */
+    err = reg->ops->device_find(reg->be, rid, spec->id, NULL, NULL);
+    if (err == LK_OK)
+        return failf(why, why_size, LK_ERR_REG_EXISTS, "device '%s' already exists in %s",
+                     spec->id, name != NULL ? reg_path(name, p, sizeof p) : reg->import_name);
+    if (err != LK_ERR_REG_NOT_FOUND)
+        return be_fail(reg, err, why, why_size);
     err = check_creds(reg, cas, spec->creds, spec->ncreds, NULL, 0, why, why_size);
     if (err != LK_OK)
         return err;
-    err = reg->ops->device_insert(reg->be, rid, spec->id, spec->blocked != 0, now, num_id);
+    /* The numId asked for, if no device has it (numIds are unique in the
+     * database); otherwise the next one. */
+    if (ins.num_id > LK_REG_NUM_ID_MAX) {
+        ins.num_id = 0;
+    } else if (ins.num_id != 0) {
+        int taken = 0;
+        if ((err = reg->ops->device_num_taken(reg->be, ins.num_id, &taken)) != LK_OK)
+            return be_fail(reg, err, why, why_size);
+        if (taken)
+            ins.num_id = 0;
+    }
+    err = reg->ops->device_insert(reg->be, rid, &ins, now, num_id);
     if (err == LK_ERR_REG_EXISTS)
         return failf(why, why_size, err, "device '%s' already exists in %s", spec->id,
                      name != NULL ? reg_path(name, p, sizeof p) : reg->import_name);
@@ -1027,8 +1160,9 @@ static lk_err insert_device(lk_registry *reg, const lk_reg_name *name, int64_t r
     if (err == LK_OK && spec->nmetadata > 0)
         err = reg->ops->metadata_set(reg->be, *num_id, spec->metadata, spec->nmetadata);
     if (err == LK_OK) {
-        cfg.version = 1;
-        cfg.cloud_update_time = now;
+        cfg.version = spec->config_version != 0 ? spec->config_version : 1;
+        cfg.cloud_update_time =
+            spec->config_cloud_update_time != 0 ? spec->config_cloud_update_time : now;
         cfg.device_ack_time = 0;
         cfg.data = (uint8_t *)spec->config;
         cfg.len = spec->config != NULL ? spec->config_len : 0;
@@ -1041,10 +1175,40 @@ static lk_err insert_device(lk_registry *reg, const lk_reg_name *name, int64_t r
 
 static lk_err check_create_spec(const lk_reg_device_spec *spec, char *why, size_t why_size)
 {
+    char b[80], r[160];
+    const char *w;
     lk_err err = check_spec(spec, LK_REG_SET_CREDS | LK_REG_SET_METADATA, why, why_size);
     if (err == LK_OK)
         err = check_config_size(spec->config, spec->config_len, why, why_size);
-    return err;
+    if (err == LK_OK)
+        err = check_log_level("device", spec->log_level, why, why_size);
+    if (err != LK_OK)
+        return err;
+    if (spec->config_version < 0 || spec->config_version > LK_REG_CONFIG_VERSION_MAX)
+        return failf(why, why_size, LK_ERR_REG_INVALID,
+                     "config version %lld is out of range: 1 to %lld", (long long)spec->config_version,
+                     (long long)LK_REG_CONFIG_VERSION_MAX);
+    if (spec->config_cloud_update_time < 0 || spec->last_accessed_gateway_time < 0)
+        return failf(why, why_size, LK_ERR_REG_INVALID, "a time before 1970 is invalid");
+    if (spec->gateway_type != LK_GATEWAY_TYPE_UNSPECIFIED &&
+        spec->gateway_type != LK_GATEWAY_TYPE_GATEWAY &&
+        spec->gateway_type != LK_GATEWAY_TYPE_NON_GATEWAY)
+        return failf(why, why_size, LK_ERR_REG_INVALID,
+                     "gateway type %d is invalid: use UNSPECIFIED (0), GATEWAY (1) or "
+                     "NON_GATEWAY (2)", (int)spec->gateway_type);
+    if ((int)spec->gateway_auth_method < (int)LK_GATEWAY_AUTH_UNSPECIFIED ||
+        (int)spec->gateway_auth_method > (int)LK_GATEWAY_AUTH_ASSOCIATION_AND_DEVICE_AUTH_TOKEN)
+        return failf(why, why_size, LK_ERR_REG_INVALID,
+                     "gateway auth method %d is invalid: use UNSPECIFIED (0), ASSOCIATION_ONLY "
+                     "(1), DEVICE_AUTH_TOKEN_ONLY (2) or ASSOCIATION_AND_DEVICE_AUTH_TOKEN (3)",
+                     (int)spec->gateway_auth_method);
+    if (spec->last_accessed_gateway_id != NULL &&
+        (w = lk_id_why("gateway id", spec->last_accessed_gateway_id,
+                       strlen(spec->last_accessed_gateway_id), r, sizeof r)) != NULL)
+        return failf(why, why_size, LK_ERR_REG_INVALID,
+                     "last accessed gateway id '%s' is invalid: %s",
+                     shown(spec->last_accessed_gateway_id, b, sizeof b), w);
+    return LK_OK;
 }
 
 lk_err lk_registry_create_device(lk_registry *reg, const lk_reg_name *name,
@@ -1573,50 +1737,140 @@ lk_err lk_registry_import_begin(lk_registry *reg, const lk_reg_name *name, char 
     }
     reg_path(name, reg->import_name, sizeof reg->import_name);
     reg->import_rid = rid;
-    reg->importing = 1;
+    reg->importing = IMPORT_DEVICES;
     reg->busy = 0;
     return LK_OK;
+}
+
+lk_err lk_registry_import_registries_begin(lk_registry *reg, char *why, size_t why_size)
+{
+    lk_err err = enter(reg, TX_WRITE, why, why_size);
+    if (err != LK_OK)
+        return err;
+    reg->import_name[0] = '\0';
+    reg->import_rid = 0;
+    reg->importing = IMPORT_REGISTRIES;
+    reg->busy = 0;
+    return LK_OK;
+}
+
+/* Run one item of an open import under a savepoint: add(reg, arg) inside,
+ * released when it succeeds, undone when it fails. A database that ended
+ * the transaction ends the import (see import_add). */
+static lk_err import_item(lk_registry *reg, lk_err (*add)(lk_registry *reg, void *arg, char *why,
+                                                          size_t why_size),
+                          void *arg, char *why, size_t why_size)
+{
+    lk_err err = reg->ops->savepoint(reg->be);
+    if (err != LK_OK) {
+        err = be_fail(reg, err, why, why_size);
+    } else {
+        err = add(reg, arg, why, why_size);
+        if (err == LK_OK && (err = reg->ops->release(reg->be)) != LK_OK)
+            err = be_fail(reg, err, why, why_size);
+        if (err != LK_OK && reg->ops->in_transaction(reg->be))
+            (void)reg->ops->rollback_to(reg->be);
+    }
+    /* A refused item leaves the import going; a database that ended the
+     * transaction (full disk, I/O error) ends the import: everything added
+     * so far is gone, and later adds must not run outside a transaction. */
+    if (err != LK_OK && !reg->ops->in_transaction(reg->be))
+        reg->import_failed = err;
+    return err;
+}
+
+/* The state checks of import_add and import_add_registry. */
+static lk_err import_ready(lk_registry *reg, int kind, char *why, size_t why_size)
+{
+    if (reg == NULL)
+        return LK_ERR_ARG;
+    if (reg->importing == 0 || reg->busy)
+        return failf(why, why_size, LK_ERR_STATE, "no import in progress (call import_begin)");
+    if (reg->importing != kind)
+        return failf(why, why_size, LK_ERR_STATE, "this import adds %s, not %s",
+                     reg->importing == IMPORT_DEVICES ? "devices" : "registries",
+                     kind == IMPORT_DEVICES ? "devices" : "registries");
+    if (reg->import_failed != LK_OK)
+        return failf(why, why_size, reg->import_failed,
+                     "the import was rolled back after a database failure; nothing of it will "
+                     "be written (abort it and start again)");
+    return LK_OK;
+}
+
+struct reg_item {
+    const lk_reg_name *name;
+    const lk_reg_registry_spec *spec;
+};
+
+static lk_err add_registry_item(lk_registry *reg, void *arg, char *why, size_t why_size)
+{
+    struct reg_item *it = arg;
+    return insert_registry(reg, it->name, it->spec, why, why_size);
+}
+
+lk_err lk_registry_import_add_registry(lk_registry *reg, const lk_reg_name *name,
+                                       const lk_reg_registry_spec *spec, char *why,
+                                       size_t why_size)
+{
+    struct reg_item it = {name, spec};
+    char p[400];
+    int64_t rid;
+    lk_err err;
+    if ((err = import_ready(reg, IMPORT_REGISTRIES, why, why_size)) != LK_OK ||
+        (err = check_name(name, why, why_size)) != LK_OK)
+        return err;
+    /* An existing registry first, whatever the spec holds (a caller may
+     * skip it): a read inside the import's transaction. */
+    err = reg->ops->registry_find(reg->be, name, &rid);
+    if (err == LK_OK)
+        return failf(why, why_size, LK_ERR_REG_EXISTS, "%s already exists",
+                     reg_path(name, p, sizeof p));
+    if (err != LK_ERR_REG_NOT_FOUND)
+        return be_fail(reg, err, why, why_size);
+    if ((err = check_registry_spec(reg, spec, why, why_size)) != LK_OK)
+        return err;
+    return import_item(reg, add_registry_item, &it, why, why_size);
+}
+
+struct dev_item {
+    const lk_reg_device_spec *spec;
+    uint64_t num_id;
+};
+
+static lk_err add_device_item(lk_registry *reg, void *arg, char *why, size_t why_size)
+{
+    struct dev_item *it = arg;
+    return insert_device(reg, NULL, reg->import_rid, reg->import_cas, it->spec, &it->num_id, why,
+                         why_size);
 }
 
 lk_err lk_registry_import_add(lk_registry *reg, const lk_reg_device_spec *spec, uint64_t *num_id,
                               char *why, size_t why_size)
 {
-    uint64_t n = 0;
+    struct dev_item it = {spec, 0};
     lk_err err;
 
     if (num_id != NULL)
         *num_id = 0;
-    if (reg == NULL)
-        return LK_ERR_ARG;
-    if (!reg->importing || reg->busy)
-        return failf(why, why_size, LK_ERR_STATE, "no import in progress (call import_begin)");
-    if (reg->import_failed != LK_OK)
-        return failf(why, why_size, reg->import_failed,
-                     "the import was rolled back after a database failure; nothing of it will "
-                     "be written (abort it and start again)");
+    if ((err = import_ready(reg, IMPORT_DEVICES, why, why_size)) != LK_OK)
+        return err;
+    if (spec == NULL)
+        return failf(why, why_size, LK_ERR_ARG, "no device given");
+    /* An existing id first, whatever else the spec holds (a caller may skip
+     * it): a read inside the import's transaction. */
+    if ((err = check_device_id(spec->id, why, why_size)) != LK_OK)
+        return err;
+    err = reg->ops->device_find(reg->be, reg->import_rid, spec->id, NULL, NULL);
+    if (err == LK_OK)
+        return failf(why, why_size, LK_ERR_REG_EXISTS, "device '%s' already exists in %s", spec->id,
+                     reg->import_name);
+    if (err != LK_ERR_REG_NOT_FOUND)
+        return be_fail(reg, err, why, why_size);
     if ((err = check_create_spec(spec, why, why_size)) != LK_OK)
         return err;
-    if ((err = reg->ops->savepoint(reg->be)) != LK_OK) {
-        err = be_fail(reg, err, why, why_size);
-        goto fail;
-    }
-    err = insert_device(reg, NULL, reg->import_rid, reg->import_cas, spec, &n, why, why_size);
-    if (err == LK_OK && (err = reg->ops->release(reg->be)) != LK_OK)
-        err = be_fail(reg, err, why, why_size);
-    if (err != LK_OK) {
-        if (reg->ops->in_transaction(reg->be))
-            (void)reg->ops->rollback_to(reg->be);
-        goto fail;
-    }
-    if (num_id != NULL)
-        *num_id = n;
-    return LK_OK;
-fail:
-    /* A refused device leaves the import going; a database that ended the
-     * transaction (full disk, I/O error) ends the import: everything added
-     * so far is gone, and later adds must not run outside a transaction. */
-    if (!reg->ops->in_transaction(reg->be))
-        reg->import_failed = err == LK_OK ? LK_ERR_REG_STORAGE : err;
+    err = import_item(reg, add_device_item, &it, why, why_size);
+    if (err == LK_OK && num_id != NULL)
+        *num_id = it.num_id;
     return err;
 }
 

@@ -32,6 +32,14 @@
  *                        ROWID: the broker's lookup reads one b-tree),
  *                        project, SHA-256 of the secret (32 bytes), created.
  *
+ * Version 3 adds IoT Core's settings that are stored before anything acts
+ * on them (the import of an IoT Core export keeps them):
+ *   devices.log_level, gateway_type, gateway_auth_method (the enums'
+ *                        numbers, 0 = unspecified),
+ *   devices.last_accessed_gateway_id (NULL = none) and
+ *                        last_accessed_gateway_time (0 = never),
+ *   registries.log_level.
+ *
  * Every child table references its parent with ON DELETE CASCADE (the
  * connection sets foreign_keys=ON), and every foreign key is the first
  * column of an index, so cascades and per-device reads are index ranges.
@@ -149,4 +157,12 @@ const char *const lk_reg_sqlite_migrations[LK_REG_SCHEMA_VERSION] = {
     "  created INTEGER NOT NULL"
     ") STRICT, WITHOUT ROWID;"
     "CREATE INDEX backends_by_project ON backends(project, name);",
+
+    /* 2 -> 3: log levels and gateway settings */
+    "ALTER TABLE devices ADD COLUMN log_level INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE devices ADD COLUMN gateway_type INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE devices ADD COLUMN gateway_auth_method INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE devices ADD COLUMN last_accessed_gateway_id TEXT;"
+    "ALTER TABLE devices ADD COLUMN last_accessed_gateway_time INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE registries ADD COLUMN log_level INTEGER NOT NULL DEFAULT 0;",
 };

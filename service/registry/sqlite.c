@@ -11,6 +11,16 @@
  * are BEGIN IMMEDIATE: two writers queue for the lock up front instead of
  * one failing when it upgrades.
  *
+ * Files: a new database is created here, mode 0640 (given its directory's
+ * owner when root creates it), before SQLite opens it; SQLite gives -wal and
+ * -shm the database's mode and owner. Writable handles keep -wal (truncated
+ * to 0 bytes) and -shm when they close (SQLITE_FCNTL_PERSIST_WAL,
+ * journal_size_limit), because a WAL database can be read without write
+ * access to its directory only if they exist: LK_REG_NOWRITE handles open
+ * the file SQLITE_OPEN_READONLY and never write. A file that cannot be
+ * opened is explained with access() (SQLite's errno is that of its last
+ * retry, often ENOENT for a file that exists).
+ *
  * Every statement is prepared once, on first use, with
  * SQLITE_PREPARE_PERSISTENT and kept on the handle until close; every
  * return code is checked. SQLITE_BUSY/LOCKED -> LK_ERR_REG_BUSY, a UNIQUE
@@ -18,9 +28,13 @@
  * sqlite3_errmsg() (which names tables and columns, never row data) kept for
  * last_error().
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -36,7 +50,7 @@ enum {
     S_DATA_VERSION,
     S_REG_FIND, S_REG_GET, S_REG_LIST, S_REG_INSERT, S_REG_UPDATE, S_REG_DELETE,
     S_CERT_LIST, S_CERT_INSERT, S_CERT_DELETE,
-    S_DEV_FIND, S_DEV_GET, S_DEV_LIST, S_DEV_INSERT, S_DEV_BLOCK, S_DEV_DELETE,
+    S_DEV_FIND, S_DEV_GET, S_DEV_LIST, S_DEV_INSERT, S_DEV_BLOCK, S_DEV_DELETE, S_DEV_NUM,
     S_CREDS_GET, S_CREDS_DEL, S_CRED_INS, S_META_GET, S_META_DEL, S_META_INS,
     S_CFG_INS, S_CFG_SETVER, S_CFG_PRUNE, S_CFG_LIST, S_CFG_ACK, S_DEV_ACK,
     S_STATE_TOUCH, S_STATE_INS, S_STATE_PRUNE, S_STATE_LIST,
@@ -52,7 +66,7 @@ enum {
     "r.project, r.location, r.registry_id, r.mqtt, r.http, r.event_notification_json, "     \
     "r.state_notification_json, r.created, "                                                 \
     "(SELECT count(*) FROM registry_certs c WHERE c.registry = r.id), "                      \
-    "(SELECT count(*) FROM devices d WHERE d.registry = r.id)"
+    "(SELECT count(*) FROM devices d WHERE d.registry = r.id), r.log_level"
 
 static const char *const sql_text[S__N] = {
     [S_BEGIN_W] = "BEGIN IMMEDIATE",
@@ -71,8 +85,8 @@ static const char *const sql_text[S__N] = {
                    "AND (?2 IS NULL OR r.location = ?2) "
                    "ORDER BY r.project, r.location, r.registry_id",
     [S_REG_INSERT] = "INSERT INTO registries(project, location, registry_id, mqtt, http, "
-                     "event_notification_json, state_notification_json, created) "
-                     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                     "event_notification_json, state_notification_json, created, log_level) "
+                     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     [S_REG_UPDATE] = "UPDATE registries SET mqtt = ?2, http = ?3, event_notification_json = ?4, "
                      "state_notification_json = ?5 WHERE id = ?1",
     [S_REG_DELETE] = "DELETE FROM registries WHERE id = ?1",
@@ -86,11 +100,15 @@ static const char *const sql_text[S__N] = {
                    "device_id = ?2",
     [S_DEV_GET] = "SELECT d.device_id, r.project, r.location, r.registry_id, d.blocked, "
                   "d.created, d.config_version, d.last_heartbeat, d.last_event, d.last_state, "
-                  "d.last_config_ack, d.last_config_send, d.last_error, d.last_error_status "
+                  "d.last_config_ack, d.last_config_send, d.last_error, d.last_error_status, "
+                  "d.log_level, d.gateway_type, d.gateway_auth_method, "
+                  "d.last_accessed_gateway_id, d.last_accessed_gateway_time "
                   "FROM devices d JOIN registries r ON r.id = d.registry WHERE d.num_id = ?1",
     [S_DEV_LIST] = "SELECT num_id FROM devices WHERE registry = ?1 ORDER BY device_id",
-    [S_DEV_INSERT] = "INSERT INTO devices(registry, device_id, blocked, created) "
-                     "VALUES(?1, ?2, ?3, ?4)",
+    [S_DEV_INSERT] = "INSERT INTO devices(num_id, registry, device_id, blocked, created, "
+                     "log_level, gateway_type, gateway_auth_method, last_accessed_gateway_id, "
+                     "last_accessed_gateway_time) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    [S_DEV_NUM] = "SELECT 1 FROM devices WHERE num_id = ?1",
     [S_DEV_BLOCK] = "UPDATE devices SET blocked = ?2 WHERE num_id = ?1",
     [S_DEV_DELETE] = "DELETE FROM devices WHERE num_id = ?1",
 
@@ -547,7 +565,7 @@ static lk_err check_owner(lk_reg_be *be, const char *path, int64_t *has_meta, in
 static lk_err migrate(lk_reg_be *be, const char *path, unsigned flags, char *why,
                       size_t why_size)
 {
-    int readonly = (flags & LK_REG_READONLY) != 0;
+    int readonly = (flags & (LK_REG_READONLY | LK_REG_NOWRITE)) != 0;
     int pass;
     lk_err err = LK_OK;
 
@@ -575,8 +593,8 @@ static lk_err migrate(lk_reg_be *be, const char *path, unsigned flags, char *why
                 goto out;
             }
             if (!(flags & LK_REG_CREATE) || readonly) {
-                snprintf(why, why_size, "%s is empty, not a registry database yet; open it "
-                                        "with LK_REG_CREATE to create one", path);
+                snprintf(why, why_size, "%s is an empty database, not a latchkey registry "
+                                        "(nothing was written to it)", path);
                 err = LK_ERR_REG_SCHEMA;
                 goto out;
             }
@@ -607,9 +625,16 @@ static lk_err migrate(lk_reg_be *be, const char *path, unsigned flags, char *why
             return LK_OK;
         }
         if (readonly) {
-            snprintf(why, why_size, "%s has schema version %lld, older than this program's %d: "
-                                    "open it once with the latchkey tool to migrate it", path,
-                     (long long)version, LK_REG_SCHEMA_VERSION);
+            if (flags & LK_REG_NOWRITE)
+                snprintf(why, why_size, "%s has schema version %lld, older than this program's "
+                                        "%d, and is opened without write access: someone who "
+                                        "may write it must run a latchkey registry command on "
+                                        "it once to migrate it", path, (long long)version,
+                         LK_REG_SCHEMA_VERSION);
+            else
+                snprintf(why, why_size, "%s has schema version %lld, older than this program's "
+                                        "%d: open it once with the latchkey tool to migrate it",
+                         path, (long long)version, LK_REG_SCHEMA_VERSION);
             err = LK_ERR_REG_SCHEMA;
             goto out;
         }
@@ -640,19 +665,146 @@ out:
     return err;
 }
 
+/* The directory that holds path (".": none named). */
+static void dir_of(const char *path, char *dir, size_t size)
+{
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL)
+        snprintf(dir, size, ".");
+    else if (slash == path)
+        snprintf(dir, size, "/");
+    else
+        snprintf(dir, size, "%.*s", (int)(slash - path), path);
+}
+
+/*
+ * Why path cannot be opened, from the caller's own point of view (access()
+ * uses the real ids, which are the effective ones for the tools): SQLite's
+ * own errno is that of its last attempt, which after its read-only retry is
+ * often ENOENT for a file that exists.
+ */
+static void explain_open(const char *path, int create, int need_write, char *why,
+                         size_t why_size)
+{
+    char dir[4096];
+    struct stat st;
+    dir_of(path, dir, sizeof dir);
+    if (stat(path, &st) != 0) {
+        int e = errno;
+        if (e == ENOENT && create && access(dir, W_OK | X_OK) != 0)
+            snprintf(why, why_size, "cannot create registry database %s: %s (the directory %s "
+                                    "must be writable by you)", path, strerror(errno), dir);
+        else if (e == ENOENT)
+            snprintf(why, why_size, "registry database %s does not exist", path);
+        else
+            snprintf(why, why_size, "cannot reach registry database %s: %s (search "
+                                    "permission on its directory %s is needed)", path,
+                     strerror(e), dir);
+    } else if (S_ISDIR(st.st_mode)) {
+        snprintf(why, why_size, "%s is a directory, not a registry database", path);
+    } else if (access(path, R_OK) != 0) {
+        snprintf(why, why_size, "registry database %s is not readable by you (uid %u; the file "
+                                "is owner %u, group %u, mode %04o): ask for read permission, "
+                                "e.g. membership of group %u", path, (unsigned)getuid(),
+                 (unsigned)st.st_uid, (unsigned)st.st_gid, (unsigned)(st.st_mode & 07777),
+                 (unsigned)st.st_gid);
+    } else if (need_write && access(path, W_OK) != 0) {
+        snprintf(why, why_size, "registry database %s is not writable by you (uid %u; the file "
+                                "is owner %u, group %u, mode %04o): this changes the registry, "
+                                "so run it as the database's owner (or root)", path,
+                 (unsigned)getuid(), (unsigned)st.st_uid, (unsigned)st.st_gid,
+                 (unsigned)(st.st_mode & 07777));
+    } else {
+        snprintf(why, why_size, "cannot open registry database %s: %s", path, strerror(EACCES));
+    }
+}
+
+/*
+ * A WAL database could not be read: SQLite needs its -wal and -shm files,
+ * and creates them when they are missing, which needs write access to the
+ * directory. Say which is missing. Returns 1 if that is the problem.
+ */
+static int explain_wal(const char *path, char *why, size_t why_size)
+{
+    char dir[4096], wal[4200], shm[4200];
+    int have_wal, have_shm;
+    dir_of(path, dir, sizeof dir);
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    snprintf(shm, sizeof shm, "%s-shm", path);
+    have_wal = access(wal, F_OK) == 0;
+    have_shm = access(shm, F_OK) == 0;
+    if (have_wal && have_shm && (access(wal, R_OK) != 0 || access(shm, R_OK) != 0)) {
+        snprintf(why, why_size, "cannot read registry database %s: its %s or %s is not readable "
+                                "by you (uid %u): SQLite's WAL mode reads both; grant read "
+                                "permission on them as on the database", path, wal, shm,
+                 (unsigned)getuid());
+        return 1;
+    }
+    if ((!have_wal || !have_shm) && access(dir, W_OK | X_OK) != 0) {
+        snprintf(why, why_size, "cannot read registry database %s: SQLite's WAL mode needs %s "
+                                "and %s, which do not exist and cannot be created in %s (not "
+                                "writable by you): grant write permission on %s, or have the "
+                                "database's owner open it once with this latchkey, which keeps "
+                                "them from then on", path, wal, shm, dir, dir);
+        return 1;
+    }
+    return 0;
+}
+
+/*
+ * Create a missing database file ourselves, mode 0640 (the umask may take
+ * more away), so that it is never world-readable: SQLite would make it
+ * 0644, and gives its -wal and -shm files the database's mode. Created by
+ * root, it is given its directory's owner and group (the broker's user, in
+ * the layout of docs/registry.md); SQLite then gives -wal and -shm the
+ * database's owner. O_EXCL | O_NOFOLLOW: never through a link, never
+ * another's file. LK_OK also when the file appeared meanwhile.
+ */
+static lk_err create_file(const char *path, char *why, size_t why_size)
+{
+    char dir[4096];
+    struct stat ds;
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        if (errno == EEXIST)
+            return LK_OK;
+        explain_open(path, 1, 1, why, why_size);
+        return LK_ERR_IO;
+    }
+    dir_of(path, dir, sizeof dir);
+    if (geteuid() == 0 && stat(dir, &ds) == 0 && (ds.st_uid != 0 || ds.st_gid != 0) &&
+        fchown(fd, ds.st_uid, ds.st_gid) != 0) {
+        snprintf(why, why_size, "created registry database %s but could not give it the owner "
+                                "of %s: %s", path, dir, strerror(errno));
+        close(fd);
+        (void)unlink(path);
+        return LK_ERR_IO;
+    }
+    close(fd);
+    return LK_OK;
+}
+
 static lk_err sq_open(const char *path, unsigned flags, lk_reg_be **out, char *why,
                       size_t why_size)
 {
     lk_reg_be *be;
-    int oflags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
+    int nowrite = (flags & LK_REG_NOWRITE) != 0;
+    int tool_writer = !(flags & (LK_REG_READONLY | LK_REG_NOWRITE));
+    int create = (flags & LK_REG_CREATE) && tool_writer;
+    int oflags = (nowrite ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_NOMUTEX |
+                 SQLITE_OPEN_EXRESCODE;
     int rc, fk = 0;
-    int64_t v = 0;
+    int64_t v = 0, has_meta = 0, ntables = 0;
     char *mode = NULL;
     lk_err err;
 
     *out = NULL;
-    if ((flags & LK_REG_CREATE) && !(flags & LK_REG_READONLY))
-        oflags |= SQLITE_OPEN_CREATE;
+    if (create) {
+        struct stat st;
+        if (stat(path, &st) != 0 && errno == ENOENT &&
+            (err = create_file(path, why, why_size)) != LK_OK)
+            return err;
+    }
     be = calloc(1, sizeof *be);
     if (be == NULL)
         return LK_ERR_NOMEM;
@@ -663,9 +815,7 @@ static lk_err sq_open(const char *path, unsigned flags, lk_reg_be **out, char *w
             return LK_ERR_NOMEM;
         }
         if ((rc & 0xff) == SQLITE_CANTOPEN) {
-            int e = sqlite3_system_errno(be->db);
-            snprintf(why, why_size, "cannot open registry database %s: %s", path,
-                     e != 0 ? strerror(e) : sqlite3_errmsg(be->db));
+            explain_open(path, create, !nowrite, why, why_size);
             err = LK_ERR_IO;
         } else {
             err = db_fail(be, rc);
@@ -673,6 +823,14 @@ static lk_err sq_open(const char *path, unsigned flags, lk_reg_be **out, char *w
         }
         sq_close(be);
         return err;
+    }
+    /* SQLite opens a file it may not write read-only without a word; the
+     * tools' writable handle would then fail at its first write with
+     * "attempt to write a readonly database". Say so now. */
+    if (tool_writer && sqlite3_db_readonly(be->db, "main") == 1) {
+        explain_open(path, 0, 1, why, why_size);
+        sq_close(be);
+        return LK_ERR_IO;
     }
     sqlite3_extended_result_codes(be->db, 1);
     sq_set_busy_timeout(be, 5000);
@@ -684,26 +842,57 @@ static lk_err sq_open(const char *path, unsigned flags, lk_reg_be **out, char *w
     }
     /* The first read of the file ("file is not a database" shows here):
      * another program's database is refused before WAL journaling rewrites
-     * its header. */
-    {
-        int64_t has_meta, ntables;
-        err = check_owner(be, path, &has_meta, &ntables, why, why_size);
-        if (err == LK_ERR_REG_SCHEMA) {
-            sq_close(be);
-            return err;
+     * its header, and so is an empty one that is not to be created. */
+    err = check_owner(be, path, &has_meta, &ntables, why, why_size);
+    if (err == LK_ERR_REG_SCHEMA) {
+        sq_close(be);
+        return err;
+    }
+    if (err != LK_OK) {
+        int xrc = sqlite3_extended_errcode(be->db);
+        if ((xrc & 0xff) == SQLITE_NOTADB) {
+            snprintf(why, why_size, "%s is not a latchkey registry database (not an SQLite "
+                                    "database at all)", path);
+            err = LK_ERR_REG_SCHEMA;
+        } else if (((xrc & 0xff) == SQLITE_CANTOPEN || (xrc & 0xff) == SQLITE_READONLY) &&
+                   explain_wal(path, why, why_size)) {
+            err = LK_ERR_IO;
+        } else {
+            snprintf(why, why_size, "registry database %s: %s", path, be->err);
         }
+        sq_close(be);
+        return err;
     }
-    if (err == LK_OK)
-        err = query1(be, "PRAGMA journal_mode = WAL", &v, &mode);
-    if (err == LK_OK && strcmp(mode, "wal") != 0) {
-        snprintf(be->err, sizeof be->err, "cannot use WAL journaling (the journal mode stays %s)",
-                 mode);
-        err = LK_ERR_REG_STORAGE;
+    if (ntables == 0 && !create) {
+        snprintf(why, why_size, "%s is an empty database, not a latchkey registry (nothing was "
+                                "written to it)", path);
+        sq_close(be);
+        return LK_ERR_REG_SCHEMA;
     }
-    free(mode);
-    if (err == LK_OK)
-        err = exec_script(be, (flags & LK_REG_READONLY) ? "PRAGMA synchronous = NORMAL"
-                                                        : "PRAGMA synchronous = FULL");
+    if (!nowrite) {
+        /* Writable handles keep -wal and -shm when they close (truncated
+         * to 0 bytes by journal_size_limit), so that readers without write
+         * access to the directory can read the database (LK_REG_NOWRITE). */
+        int persist = 1;
+        if (sqlite3_file_control(be->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist) !=
+            SQLITE_OK) {
+            snprintf(be->err, sizeof be->err, "cannot keep the WAL files (SQLITE_FCNTL_PERSIST_WAL)");
+            err = LK_ERR_REG_STORAGE;
+        }
+        if (err == LK_OK)
+            err = query1(be, "PRAGMA journal_mode = WAL", &v, &mode);
+        if (err == LK_OK && strcmp(mode, "wal") != 0) {
+            snprintf(be->err, sizeof be->err,
+                     "cannot use WAL journaling (the journal mode stays %s)", mode);
+            err = LK_ERR_REG_STORAGE;
+        }
+        free(mode);
+        if (err == LK_OK)
+            err = query1(be, "PRAGMA journal_size_limit = 67108864", &v, NULL);
+        if (err == LK_OK)
+            err = exec_script(be, (flags & LK_REG_READONLY) ? "PRAGMA synchronous = NORMAL"
+                                                            : "PRAGMA synchronous = FULL");
+    }
     /* Savepoints (one per imported device) keep their undo pages in
      * memory, not in a temporary file; and a page cache of up to 64 MiB
      * (allocated as used) keeps a big import from spilling and re-reading
@@ -718,7 +907,12 @@ static lk_err sq_open(const char *path, unsigned flags, lk_reg_be **out, char *w
         err = LK_ERR_REG_STORAGE;
     }
     if (err != LK_OK) {
-        snprintf(why, why_size, "registry database %s: %s", path, be->err);
+        int xrc = sqlite3_extended_errcode(be->db);
+        if (!(((xrc & 0xff) == SQLITE_CANTOPEN || (xrc & 0xff) == SQLITE_READONLY) &&
+              explain_wal(path, why, why_size)))
+            snprintf(why, why_size, "registry database %s: %s", path, be->err);
+        else
+            err = LK_ERR_IO;
         sq_close(be);
         return err;
     }
@@ -763,6 +957,7 @@ static lk_err read_registry(sqlite3_stmt *s, lk_reg_registry *r)
     r->created = sqlite3_column_int64(s, 7);
     r->ncerts = (unsigned)sqlite3_column_int(s, 8);
     r->ndevices = (uint64_t)sqlite3_column_int64(s, 9);
+    r->log_level = (lk_reg_log_level)sqlite3_column_int(s, 10);
     if (r->project == NULL || r->location == NULL || r->id == NULL ||
         (r->event_notification_json == NULL && sqlite3_column_type(s, 5) != SQLITE_NULL) ||
         (r->state_notification_json == NULL && sqlite3_column_type(s, 6) != SQLITE_NULL)) {
@@ -827,6 +1022,7 @@ static lk_err sq_registry_insert(lk_reg_be *be, const lk_reg_registry *r, int64_
     BIND(bind_text(s, 6, r->event_notification_json));
     BIND(bind_text(s, 7, r->state_notification_json));
     BIND(sqlite3_bind_int64(s, 8, r->created));
+    BIND(sqlite3_bind_int(s, 9, (int)r->log_level));
     err = run_bound(be, s, rc);
     if (err == LK_OK)
         *rid = sqlite3_last_insert_rowid(be->db);
@@ -1062,8 +1258,14 @@ static lk_err sq_device_get(lk_reg_be *be, uint64_t num_id, lk_reg_device *d)
     d->last_config_send = sqlite3_column_int64(s, 11);
     d->last_error = sqlite3_column_int64(s, 12);
     d->last_error_status = col_strdup(s, 13);
+    d->log_level = (lk_reg_log_level)sqlite3_column_int(s, 14);
+    d->gateway_type = (lk_reg_gateway_type)sqlite3_column_int(s, 15);
+    d->gateway_auth_method = (lk_reg_gateway_auth)sqlite3_column_int(s, 16);
+    d->last_accessed_gateway_id = col_strdup(s, 17);
+    d->last_accessed_gateway_time = sqlite3_column_int64(s, 18);
     err = (d->id == NULL || d->project == NULL || d->location == NULL || d->registry == NULL ||
-           (d->last_error_status == NULL && sqlite3_column_type(s, 13) != SQLITE_NULL))
+           (d->last_error_status == NULL && sqlite3_column_type(s, 13) != SQLITE_NULL) ||
+           (d->last_accessed_gateway_id == NULL && sqlite3_column_type(s, 17) != SQLITE_NULL))
               ? LK_ERR_NOMEM
               : LK_OK;
     sqlite3_reset(s);
@@ -1091,21 +1293,52 @@ static lk_err sq_device_list(lk_reg_be *be, int64_t rid, int (*cb)(void *arg, ui
     return rows_end(be, s, rc);
 }
 
-static lk_err sq_device_insert(lk_reg_be *be, int64_t rid, const char *id, int blocked,
+static lk_err sq_device_insert(lk_reg_be *be, int64_t rid, const lk_reg_device_spec *spec,
                                int64_t created, uint64_t *num_id)
 {
     sqlite3_stmt *s;
     int rc = SQLITE_OK;
     lk_err err;
     PREP(s, S_DEV_INSERT);
-    BIND(sqlite3_bind_int64(s, 1, rid));
-    BIND(bind_text(s, 2, id));
-    BIND(sqlite3_bind_int(s, 3, blocked ? 1 : 0));
-    BIND(sqlite3_bind_int64(s, 4, created));
+    /* NULL: AUTOINCREMENT assigns the next one (above every num_id ever
+     * stored, asked-for ones included: they move sqlite_sequence up). */
+    if (spec->num_id != 0 && spec->num_id <= (uint64_t)INT64_MAX)
+        BIND(sqlite3_bind_int64(s, 1, (sqlite3_int64)spec->num_id));
+    else
+        BIND(sqlite3_bind_null(s, 1));
+    BIND(sqlite3_bind_int64(s, 2, rid));
+    BIND(bind_text(s, 3, spec->id));
+    BIND(sqlite3_bind_int(s, 4, spec->blocked ? 1 : 0));
+    BIND(sqlite3_bind_int64(s, 5, created));
+    BIND(sqlite3_bind_int(s, 6, (int)spec->log_level));
+    BIND(sqlite3_bind_int(s, 7, (int)spec->gateway_type));
+    BIND(sqlite3_bind_int(s, 8, (int)spec->gateway_auth_method));
+    BIND(bind_text(s, 9, spec->last_accessed_gateway_id));
+    BIND(sqlite3_bind_int64(s, 10, spec->last_accessed_gateway_time));
     err = run_bound(be, s, rc);
     if (err == LK_OK)
         *num_id = (uint64_t)sqlite3_last_insert_rowid(be->db);
     return err;
+}
+
+static lk_err sq_device_num_taken(lk_reg_be *be, uint64_t num_id, int *taken)
+{
+    sqlite3_stmt *s;
+    int rc;
+    lk_err err;
+    *taken = 0;
+    if (num_id > (uint64_t)INT64_MAX)
+        return LK_OK;
+    PREP(s, S_DEV_NUM);
+    rc = sqlite3_bind_int64(s, 1, (sqlite3_int64)num_id);
+    err = step_row(be, s, rc);
+    if (err == LK_ERR_REG_NOT_FOUND)
+        return LK_OK;
+    if (err != LK_OK)
+        return err;
+    *taken = 1;
+    sqlite3_reset(s);
+    return LK_OK;
 }
 
 static lk_err sq_device_set_blocked(lk_reg_be *be, uint64_t num_id, int blocked)
@@ -1609,6 +1842,7 @@ const lk_reg_store lk_reg_sqlite_backend = {
     .device_get = sq_device_get,
     .device_list = sq_device_list,
     .device_insert = sq_device_insert,
+    .device_num_taken = sq_device_num_taken,
     .device_set_blocked = sq_device_set_blocked,
     .device_delete = sq_device_delete,
     .creds_get = sq_creds_get,

@@ -9,6 +9,7 @@ compared before and after).
 """
 import base64
 import datetime
+import hashlib
 import json
 import os
 import pty
@@ -89,6 +90,17 @@ def registry_devices(db, registry=R):
         if cells[0] == registry:
             return int(cells[head.index("DEVICES")])
     raise AssertionError(f"registry {registry} not listed: {r.out}")
+
+
+def sha256_of(pem):
+    """The fingerprint the tool shows: SHA-256 of the DER SubjectPublicKeyInfo."""
+    pem = pem.encode() if isinstance(pem, str) else pem
+    try:
+        key = serialization.load_pem_public_key(pem)
+    except ValueError:
+        key = x509.load_pem_x509_certificate(pem).public_key()
+    return hashlib.sha256(key.public_bytes(serialization.Encoding.DER,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)).hexdigest()
 
 
 def now_utc():
@@ -321,7 +333,8 @@ def test_device_lifecycle_and_json_shape(db, keys, tmp_path):
     assert d["name"] == f"projects/{P}/locations/{L}/registries/{R}/devices/{d['numId']}"
     assert d["blocked"] is True
     assert d["credentials"][0] == {"publicKey": {"format": "ES256_PEM", "key": es1},
-                                   "expirationTime": "1970-01-01T00:00:00Z"}
+                                   "expirationTime": "1970-01-01T00:00:00Z", "sha256": sha256_of(es1)}
+    assert d["credentials"][1]["sha256"] == sha256_of(keys["rsa1"].read_text())
     assert d["credentials"][1]["publicKey"]["format"] == "RSA_PEM"
     assert d["credentials"][1]["expirationTime"] == "2031-02-03T04:05:06Z"
     assert d["metadata"] == {"site": "berlin", "floor": "3", "notes": "line one\nline two\n"}
@@ -423,8 +436,13 @@ def test_device_credentials(db, keys):
     assert [c["publicKey"]["format"] for c in lst] == ["ES256_PEM", "ES256_PEM", "RSA_PEM"]
     assert lst[2]["expirationTime"] == "2030-03-17T17:46:40Z"
     rows = ok(dev(db, "credentials", "list", "dev-1")).out.splitlines()
-    assert rows[0].split() == ["INDEX", "FORMAT", "EXPIRATION_TIME"]
-    assert rows[1].split() == ["0", "ES256_PEM", "never"]
+    assert rows[0].split() == ["INDEX", "FORMAT", "EXPIRATION_TIME", "SHA256"]
+    assert rows[1].split() == ["0", "ES256_PEM", "never", sha256_of(keys["es1"].read_text())]
+    # credentials told apart: each fingerprint is that of its own key (describe and list agree)
+    assert [c["sha256"] for c in lst] == [sha256_of(keys[k].read_text()) for k in ("es1", "es2", "rsa1")]
+    assert [r.split()[3] for r in rows[1:]] == [c["sha256"] for c in lst]
+    assert [c["sha256"] for c in describe(db, "dev-1")["credentials"]] == [c["sha256"] for c in lst]
+    assert f"sha256: {lst[1]['sha256']}" in ok(dev(db, "describe", "dev-1")).out
     assert js(dev(db, "credentials", "describe", "dev-1", "2", "--format", "json")) == lst[2]
 
     before = dump(db)
@@ -656,7 +674,7 @@ def test_import_formats_and_summary(db, keys, tmp_path):
     assert "Imported 3 devices" in r.out and "devices/s" in r.out
     d1 = describe(db, "imp-1")
     assert d1["blocked"] is True and d1["metadata"] == {"a": "1", "b": "two"}
-    assert d1["credentials"] == [{"publicKey": {"format": "ES256_PEM", "key": es1},
+    assert d1["credentials"] == [{"publicKey": {"format": "ES256_PEM", "key": es1}, "sha256": sha256_of(es1),
                                   "expirationTime": "2031-01-01T00:00:00Z"}]
     assert d1["config"]["version"] == "1" and base64.b64decode(d1["config"]["binaryData"]) == b"cfg-1"
     d2 = describe(db, "imp-2")

@@ -550,7 +550,10 @@ static void test_open(void **state)
     fp = fopen(p, "w");
     fclose(fp);
     assert_int_equal(lk_registry_open(p, 0, &r, why, sizeof why), LK_ERR_REG_SCHEMA);
-    assert_non_null(strstr(why, "empty"));
+    assert_non_null(strstr(why, "is an empty database, not a latchkey registry"));
+    assert_same_file(p, "", 0); /* refused without a byte written (it became WAL before) */
+    assert_int_equal(lk_registry_open(p, LK_REG_NOWRITE, &r, why, sizeof why), LK_ERR_REG_SCHEMA);
+    assert_same_file(p, "", 0);
     OK(lk_registry_open(p, LK_REG_CREATE, &r, W)); /* an empty file may be created into */
     lk_registry_close(r);
 
@@ -593,10 +596,98 @@ static void test_open(void **state)
     fp = fopen(p, "w");
     fputs("this is not an SQLite database, not at all, no; it is just a text file here\n", fp);
     fclose(fp);
+    /* Not SQLite at all: a plain sentence, not SQLite's "file is not a
+     * database", and the same symbol as any file that is not a registry. */
     assert_int_equal(lk_registry_open(p, LK_REG_CREATE, &r, why, sizeof why),
-                     LK_ERR_REG_STORAGE);
-    assert_non_null(strstr(why, "not a database"));
+                     LK_ERR_REG_SCHEMA);
+    assert_non_null(strstr(why, "is not a latchkey registry database (not an SQLite database"));
     assert_null(r);
+    assert_int_equal(lk_registry_open(p, LK_REG_NOWRITE, &r, why, sizeof why),
+                     LK_ERR_REG_SCHEMA);
+    /* A directory. */
+    assert_int_equal(lk_registry_open(f->dir, 0, &r, why, sizeof why), LK_ERR_IO);
+    assert_non_null(strstr(why, "is a directory"));
+    /* CREATE with NOWRITE. */
+    assert_int_equal(lk_registry_open(f->path, LK_REG_CREATE | LK_REG_NOWRITE, &r, why,
+                                      sizeof why), LK_ERR_ARG);
+}
+
+static off_t file_size(const char *path);
+
+static mode_t file_mode(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return st.st_mode & 07777;
+}
+
+/* A new database is mode 0640 (never world-readable), and so are the -wal
+ * and -shm files SQLite makes; writable handles keep -wal (empty) and -shm
+ * when they close, so that readers without write access to the directory
+ * can read; root creating one gives it the directory's owner. NOWRITE
+ * handles read and never write. */
+static void test_files(void **state)
+{
+    struct fx *f = *state;
+    char p[4200], wal[4400], shm[4400], sub[4200], p2[4300], why[512];
+    mode_t old = umask(022);
+    lk_registry *r = NULL, *ro = NULL;
+    lk_reg_registry rr;
+    struct stat st;
+
+    snprintf(p, sizeof p, "%s/new.db", f->dir);
+    snprintf(wal, sizeof wal, "%s-wal", p);
+    snprintf(shm, sizeof shm, "%s-shm", p);
+    OK(lk_registry_open(p, LK_REG_CREATE, &r, W));
+    OK(lk_registry_create_registry(r, &NAME, LK_REG_STATE_UNSPECIFIED, LK_REG_STATE_UNSPECIFIED, W));
+    assert_int_equal(file_mode(p), 0640);
+    assert_int_equal(file_mode(wal), 0640);
+    assert_int_equal(file_mode(shm), 0640);
+    lk_registry_close(r);
+    assert_int_equal(access(wal, F_OK), 0);
+    assert_int_equal(access(shm, F_OK), 0);
+    assert_int_equal(file_size(wal), 0); /* checkpointed, truncated, kept */
+    assert_int_equal(file_mode(p), 0640);
+    umask(077);
+    snprintf(p2, sizeof p2, "%s/private.db", f->dir);
+    OK(lk_registry_open(p2, LK_REG_CREATE, &r, W));
+    lk_registry_close(r);
+    assert_int_equal(file_mode(p2), 0600); /* the umask may take more away */
+    umask(022);
+
+    /* NOWRITE: reads, never writes, never migrates. */
+    OK(lk_registry_open(p, LK_REG_NOWRITE, &ro, W));
+    OK(lk_registry_get_registry(ro, &NAME, &rr, W));
+    lk_reg_registry_free(&rr);
+    REFUSE(LK_ERR_STATE, "without write access",
+           lk_registry_create_registry(ro, &NAME2, LK_REG_STATE_UNSPECIFIED,
+                                       LK_REG_STATE_UNSPECIFIED, W));
+    assert_int_equal(lk_registry_command_decide(ro, 1, LK_CMD_EXPIRED, T0, NULL), LK_ERR_STATE);
+    lk_registry_close(ro);
+    assert_int_equal(q1(p, "SELECT count(*) FROM registries"), 1);
+
+    /* Root creating a database gives it the directory's owner and group;
+     * SQLite gives -wal and -shm the database's. */
+    if (geteuid() == 0) {
+        snprintf(sub, sizeof sub, "%s/owned", f->dir);
+        assert_int_equal(mkdir(sub, 0755), 0);
+        assert_int_equal(chown(sub, 65534, 65534), 0);
+        snprintf(p2, sizeof p2, "%s/owned/reg.db", f->dir);
+        OK(lk_registry_open(p2, LK_REG_CREATE, &r, W));
+        OK(lk_registry_create_registry(r, &NAME, LK_REG_STATE_UNSPECIFIED,
+                                       LK_REG_STATE_UNSPECIFIED, W));
+        lk_registry_close(r);
+        assert_int_equal(stat(p2, &st), 0);
+        assert_true(st.st_uid == 65534 && st.st_gid == 65534);
+        snprintf(wal, sizeof wal, "%s-wal", p2);
+        assert_int_equal(stat(wal, &st), 0);
+        assert_true(st.st_uid == 65534 && st.st_gid == 65534);
+    }
+    /* A database that cannot be created says why, with the real reason. */
+    snprintf(p2, sizeof p2, "%s/no/such/dir/reg.db", f->dir);
+    assert_int_equal(lk_registry_open(p2, LK_REG_CREATE, &r, why, sizeof why), LK_ERR_IO);
+    assert_non_null(strstr(why, "cannot create registry database"));
+    umask(old);
 }
 
 static void test_schema_newer(void **state)
@@ -2742,6 +2833,11 @@ static void test_import(void **state)
             REFUSE(LK_ERR_REG_EXISTS, "device 'dev-010' already exists in "
                                       "projects/my-project/locations/us-central1/registries/reg1",
                    lk_registry_import_add(f->reg, &spec, &num, W));
+            /* found before anything else of the spec is checked */
+            spec.log_level = (lk_reg_log_level)7;
+            REFUSE(LK_ERR_REG_EXISTS, "device 'dev-010' already exists",
+                   lk_registry_import_add(f->reg, &spec, &num, W));
+            spec.log_level = LK_LOG_LEVEL_UNSPECIFIED;
             spec.id = "bad-key";
             c.format = LK_CRED_RSA_PEM;
             REFUSE(LK_ERR_CRED_INVALID, "credential 0 is not a valid RSA_PEM",
@@ -3395,7 +3491,8 @@ static void test_migrate_v1(void **state)
     /* The tool does, in place, keeping everything. */
     OK(lk_registry_open(p, 0, &r, W));
     lk_registry__set_clock(r, fx_clock, &f->now);
-    assert_int_equal(q1(p, "SELECT value FROM meta WHERE key = 'schema_version'"), 2);
+    assert_int_equal(q1(p, "SELECT value FROM meta WHERE key = 'schema_version'"),
+                     LK_REG_SCHEMA_VERSION);
     assert_int_equal(q1(p, "SELECT count(*) FROM sqlite_schema WHERE name IN ('commands', "
                            "'backends', 'commands_pending', 'commands_by_device', "
                            "'commands_decided', 'backends_by_project')"), 6);
@@ -3421,6 +3518,347 @@ static void test_migrate_v1(void **state)
     lk_registry_close(r);
     assert_int_equal(q1(p, "SELECT count(*) FROM commands"), 1);
     free(key);
+}
+
+/* A version-2 database (the first two migrations, as the previous release
+ * made it) with a registry and a device: opening it migrates to version 3,
+ * whose new columns read as "unspecified"; NOWRITE and READONLY handles
+ * refuse it until then, untouched. */
+static void test_migrate_v2(void **state)
+{
+    struct fx *f = *state;
+    char p[4200], sql[512], why[512] = "", *image;
+    size_t image_len = 0;
+    lk_registry *r = NULL;
+    lk_reg_device d;
+    lk_reg_registry rr;
+    sqlite3 *db;
+
+    snprintf(p, sizeof p, "%s/v2.db", f->dir);
+    assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; BEGIN",
+                                  NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, lk_reg_sqlite_migrations[0], NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, lk_reg_sqlite_migrations[1], NULL, NULL, NULL), SQLITE_OK);
+    snprintf(sql, sizeof sql,
+             "PRAGMA application_id = %d;"
+             "INSERT INTO meta(key, value) VALUES('schema_version', 2);"
+             "INSERT INTO registries(id, project, location, registry_id, mqtt, http, created) "
+             "VALUES(1, 'my-project', 'us-central1', 'reg1', 1, 2, %lld);"
+             "INSERT INTO devices(registry, device_id, created) VALUES(1, 'dev1', %lld);"
+             "INSERT INTO device_configs(num_id, version, cloud_update_time, data) "
+             "VALUES(1, 1, %lld, x'6869');",
+             LK_REG_APPLICATION_ID, T0, T0, T0);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    image = lk_test_read_file(p, &image_len);
+    assert_non_null(image);
+
+    assert_int_equal(lk_registry_open(p, LK_REG_READONLY, &r, why, sizeof why), LK_ERR_REG_SCHEMA);
+    assert_non_null(strstr(why, "older"));
+    assert_int_equal(lk_registry_open(p, LK_REG_NOWRITE, &r, why, sizeof why), LK_ERR_REG_SCHEMA);
+    assert_non_null(strstr(why, "must run a latchkey registry command on it once to migrate it"));
+    {
+        size_t n = 0;
+        char *now = lk_test_read_file(p, &n);
+        assert_int_equal(n, image_len);
+        assert_memory_equal(now, image, n);
+        free(now);
+    }
+    free(image);
+
+    OK(lk_registry_open(p, 0, &r, W));
+    assert_int_equal(q1(p, "SELECT value FROM meta WHERE key = 'schema_version'"), 3);
+    memset(&d, 0, sizeof d);
+    OK(lk_registry_get_device(r, &NAME, "dev1", 0, &d, W));
+    assert_int_equal(d.num_id, 1);
+    assert_int_equal(d.log_level, LK_LOG_LEVEL_UNSPECIFIED);
+    assert_int_equal(d.gateway_type, LK_GATEWAY_TYPE_UNSPECIFIED);
+    assert_int_equal(d.gateway_auth_method, LK_GATEWAY_AUTH_UNSPECIFIED);
+    assert_null(d.last_accessed_gateway_id);
+    assert_int_equal(d.last_accessed_gateway_time, 0);
+    lk_reg_device_free(&d);
+    OK(lk_registry_get_registry(r, &NAME, &rr, W));
+    assert_int_equal(rr.log_level, LK_LOG_LEVEL_UNSPECIFIED);
+    assert_int_equal(rr.http, LK_REG_STATE_DISABLED);
+    lk_reg_registry_free(&rr);
+    lk_registry_close(r);
+    OK(lk_registry_open(p, LK_REG_NOWRITE, &r, W));
+    lk_registry_close(r);
+}
+
+/* What an IoT Core export brings along: the numId (kept unless taken or out
+ * of range), the config's version and cloudUpdateTime, log level and gateway
+ * settings; and the existing id is found before anything else. */
+static void test_iotcore_fields(void **state)
+{
+    struct fx *f = *state;
+    lk_reg_device_spec spec;
+    lk_reg_device d;
+    lk_reg_config cfg;
+    lk_reg_credential bad = {LK_CRED_RSA_PEM, (char *)"not a key", 0};
+    uint64_t num = 0, a, b;
+    char *before;
+
+    mkreg(f, &NAME);
+    mkreg(f, &NAME2);
+    memset(&spec, 0, sizeof spec);
+    spec.id = "gw-1";
+    spec.num_id = 2820826361193189ULL;
+    spec.config = (const uint8_t *)"cfg-7";
+    spec.config_len = 5;
+    spec.config_version = 7;
+    spec.config_cloud_update_time = T0 - 3 * DAY;
+    spec.log_level = LK_LOG_LEVEL_ERROR;
+    spec.gateway_type = LK_GATEWAY_TYPE_GATEWAY;
+    spec.gateway_auth_method = LK_GATEWAY_AUTH_ASSOCIATION_ONLY;
+    spec.last_accessed_gateway_id = "gw-0";
+    spec.last_accessed_gateway_time = T0 - DAY;
+    OK(lk_registry_create_device(f->reg, &NAME, &spec, &num, W));
+    assert_int_equal(num, 2820826361193189ULL);
+    memset(&d, 0, sizeof d);
+    OK(lk_registry_get_device(f->reg, &NAME, "gw-1", 0, &d, W));
+    assert_int_equal(d.num_id, 2820826361193189ULL);
+    assert_int_equal(d.config_version, 7);
+    assert_int_equal(d.log_level, LK_LOG_LEVEL_ERROR);
+    assert_int_equal(d.gateway_type, LK_GATEWAY_TYPE_GATEWAY);
+    assert_int_equal(d.gateway_auth_method, LK_GATEWAY_AUTH_ASSOCIATION_ONLY);
+    assert_string_equal(d.last_accessed_gateway_id, "gw-0");
+    assert_int_equal(d.last_accessed_gateway_time, T0 - DAY);
+    lk_reg_device_free(&d);
+    memset(&cfg, 0, sizeof cfg);
+    /* The next config is version 8, and optimistic concurrency knows 7. */
+    REFUSE(LK_ERR_REG_CONFLICT, "current version is 7",
+           lk_registry_update_config(f->reg, &NAME, "gw-1", (const uint8_t *)"x", 1, 1, &cfg, W));
+    OK(lk_registry_update_config(f->reg, &NAME, "gw-1", (const uint8_t *)"x", 1, 7, &cfg, W));
+    assert_int_equal(cfg.version, 8);
+    lk_reg_config_free(&cfg);
+    assert_int_equal(q1(f->path, "SELECT cloud_update_time FROM device_configs WHERE version = 7"),
+                     T0 - 3 * DAY);
+
+    /* The same numId again (another registry): taken, so a new one above. */
+    spec.id = "dev-2";
+    OK(lk_registry_create_device(f->reg, &NAME2, &spec, &a, W));
+    assert_true(a > 2820826361193189ULL);
+    /* Above LK_REG_NUM_ID_MAX: a new one. */
+    spec.id = "dev-3";
+    spec.num_id = LK_REG_NUM_ID_MAX + 1;
+    OK(lk_registry_create_device(f->reg, &NAME, &spec, &b, W));
+    assert_int_equal(b, a + 1);
+    /* Exactly the maximum is kept; numIds after it still fit. */
+    spec.id = "dev-4";
+    spec.num_id = LK_REG_NUM_ID_MAX;
+    OK(lk_registry_create_device(f->reg, &NAME, &spec, &b, W));
+    assert_int_equal(b, LK_REG_NUM_ID_MAX);
+    assert_int_equal(mkdev(f, &NAME, "dev-5", NULL), LK_REG_NUM_ID_MAX + 1);
+    /* A numId below the highest, free: kept (a deleted and re-imported
+     * device gets its IoT Core numId back). */
+    OK(lk_registry_delete_device(f->reg, &NAME, "gw-1", W));
+    spec.id = "gw-1";
+    spec.num_id = 2820826361193189ULL;
+    OK(lk_registry_create_device(f->reg, &NAME, &spec, &b, W));
+    assert_int_equal(b, 2820826361193189ULL);
+
+    /* Refusals, each writing nothing. */
+    before = dump_db(f->path);
+    spec.num_id = 0;
+    spec.id = "dev-9";
+    spec.log_level = (lk_reg_log_level)15;
+    REFUSE(LK_ERR_REG_INVALID, "log level 15 is invalid",
+           lk_registry_create_device(f->reg, &NAME, &spec, &num, W));
+    spec.log_level = LK_LOG_LEVEL_DEBUG;
+    spec.gateway_type = (lk_reg_gateway_type)3;
+    REFUSE(LK_ERR_REG_INVALID, "gateway type 3",
+           lk_registry_create_device(f->reg, &NAME, &spec, &num, W));
+    spec.gateway_type = LK_GATEWAY_TYPE_NON_GATEWAY;
+    spec.gateway_auth_method = (lk_reg_gateway_auth)4;
+    REFUSE(LK_ERR_REG_INVALID, "gateway auth method 4",
+           lk_registry_create_device(f->reg, &NAME, &spec, &num, W));
+    spec.gateway_auth_method = LK_GATEWAY_AUTH_DEVICE_AUTH_TOKEN_ONLY;
+    spec.last_accessed_gateway_id = "1x";
+    REFUSE(LK_ERR_REG_INVALID, "last accessed gateway id '1x' is invalid",
+           lk_registry_create_device(f->reg, &NAME, &spec, &num, W));
+    spec.last_accessed_gateway_id = NULL;
+    spec.config_version = LK_REG_CONFIG_VERSION_MAX + 1;
+    REFUSE(LK_ERR_REG_INVALID, "config version",
+           lk_registry_create_device(f->reg, &NAME, &spec, &num, W));
+    spec.config_version = -1;
+    REFUSE(LK_ERR_REG_INVALID, "config version",
+           lk_registry_create_device(f->reg, &NAME, &spec, &num, W));
+    spec.config_version = 0;
+    /* An existing id is reported before a bad credential. */
+    spec.id = "dev-2";
+    spec.creds = &bad;
+    spec.ncreds = 1;
+    REFUSE(LK_ERR_REG_EXISTS, "device 'dev-2' already exists",
+           lk_registry_create_device(f->reg, &NAME2, &spec, &num, W));
+    {
+        char *after = dump_db(f->path);
+        assert_string_equal(before, after);
+        free(after);
+    }
+    free(before);
+}
+
+/* An RSA key in PKCS#1 form ("RSA PUBLIC KEY") is refused by the registry
+ * (RSA_PEM is SubjectPublicKeyInfo), saying what it is and how to convert
+ * it, not "not exactly one PEM block". */
+static void test_pkcs1_named(void **state)
+{
+    struct fx *f = *state;
+    unsigned char *der = NULL;
+    int n = i2d_PublicKey(rsa2048(), &der);
+    BIO *b = BIO_new(BIO_s_mem());
+    char *pem;
+    lk_reg_credential c;
+    lk_reg_device_spec spec;
+    uint64_t num = 0;
+
+    assert_true(n > 0);
+    assert_true(PEM_write_bio(b, "RSA PUBLIC KEY", "", der, n) > 0);
+    OPENSSL_free(der);
+    pem = bio_text(b);
+    mkreg(f, &NAME);
+    c = (lk_reg_credential){LK_CRED_RSA_PEM, pem, 0};
+    memset(&spec, 0, sizeof spec);
+    spec.id = "dev-1";
+    spec.creds = &c;
+    spec.ncreds = 1;
+    REFUSE(LK_ERR_CRED_INVALID, "it is a PKCS#1 RSA public key (-----BEGIN RSA PUBLIC KEY-----)",
+           lk_registry_create_device(f->reg, &NAME, &spec, &num, W));
+    free(pem);
+}
+
+/* A registry with everything in one transaction; any refused part creates
+ * nothing. */
+static void test_registry_full(void **state)
+{
+    struct fx *f = *state;
+    struct ca ca1, ca2, old;
+    lk_reg_registry_spec spec;
+    lk_reg_registry r;
+    const char *pems[11];
+    size_t lens[11];
+    char *before, *after;
+    unsigned i;
+
+    ca_make(&ca1, "CA one", NULL, T0 - DAY, T0 + 365 * DAY);
+    ca_make(&ca2, "CA two", NULL, T0 - DAY, T0 + 365 * DAY);
+    ca_make(&old, "Old CA", NULL, T0 - 30 * DAY, T0 - DAY);
+    memset(&spec, 0, sizeof spec);
+    spec.http = LK_REG_STATE_DISABLED;
+    spec.event_notification_json = "[{\"pubsubTopicName\":\"projects/p/topics/t\"}]";
+    spec.state_notification_json = "{\"pubsubTopicName\":\"projects/p/topics/s\"}";
+    spec.log_level = LK_LOG_LEVEL_INFO;
+    pems[0] = ca1.pem;
+    pems[1] = ca2.pem;
+    lens[0] = strlen(ca1.pem);
+    lens[1] = strlen(ca2.pem);
+    spec.ca_pems = pems;
+    spec.ca_lens = lens;
+    spec.ncas = 2;
+    OK(lk_registry_create_registry_full(f->reg, &NAME, &spec, W));
+    OK(lk_registry_get_registry(f->reg, &NAME, &r, W));
+    assert_int_equal(r.mqtt, LK_REG_STATE_ENABLED);
+    assert_int_equal(r.http, LK_REG_STATE_DISABLED);
+    assert_int_equal(r.log_level, LK_LOG_LEVEL_INFO);
+    assert_int_equal(r.ncerts, 2);
+    assert_string_equal(r.event_notification_json, spec.event_notification_json);
+    assert_string_equal(r.state_notification_json, spec.state_notification_json);
+    lk_reg_registry_free(&r);
+
+    before = dump_db(f->path);
+    REFUSE(LK_ERR_REG_EXISTS, "already exists",
+           lk_registry_create_registry_full(f->reg, &NAME, &spec, W));
+    pems[1] = old.pem;
+    lens[1] = strlen(old.pem);
+    REFUSE(LK_ERR_REG_CERT, "CA certificate 1:",
+           lk_registry_create_registry_full(f->reg, &NAME2, &spec, W));
+    pems[1] = ca1.pem;
+    lens[1] = strlen(ca1.pem);
+    REFUSE(LK_ERR_REG_INVALID, "CA certificates 0 and 1 are the same certificate",
+           lk_registry_create_registry_full(f->reg, &NAME2, &spec, W));
+    for (i = 0; i < 11; i++) {
+        pems[i] = ca1.pem;
+        lens[i] = strlen(ca1.pem);
+    }
+    spec.ncas = 11;
+    REFUSE(LK_ERR_REG_LIMIT, "at most 10", lk_registry_create_registry_full(f->reg, &NAME2, &spec, W));
+    spec.ncas = 0;
+    spec.log_level = (lk_reg_log_level)5;
+    REFUSE(LK_ERR_REG_INVALID, "log level 5",
+           lk_registry_create_registry_full(f->reg, &NAME2, &spec, W));
+    spec.log_level = LK_LOG_LEVEL_NONE;
+    spec.state_notification_json = "{\"topic\":\"x\"}";
+    REFUSE(LK_ERR_REG_INVALID, "member 'topic'",
+           lk_registry_create_registry_full(f->reg, &NAME2, &spec, W));
+    after = dump_db(f->path);
+    assert_string_equal(before, after);
+    free(after);
+    free(before);
+    ca_free(&ca1);
+    ca_free(&ca2);
+    ca_free(&old);
+}
+
+/* Registries imported in one transaction: refusals leave the import going,
+ * commit writes the rest, abort nothing; device adds are refused. */
+static void test_import_registries(void **state)
+{
+    struct fx *f = *state;
+    lk_reg_registry_spec spec;
+    lk_reg_device_spec dspec;
+    lk_reg_name n3 = {"my-project", "us-central1", "reg3"};
+    lk_reg_registry r;
+    uint64_t num;
+    char *before, *after;
+
+    mkreg(f, &NAME);
+    memset(&spec, 0, sizeof spec);
+    memset(&dspec, 0, sizeof dspec);
+    dspec.id = "dev-1";
+    REFUSE(LK_ERR_STATE, "no import in progress",
+           lk_registry_import_add_registry(f->reg, &NAME2, &spec, W));
+    before = dump_db(f->path);
+    OK(lk_registry_import_registries_begin(f->reg, W));
+    REFUSE(LK_ERR_STATE, "an import is in progress", lk_registry_import_begin(f->reg, &NAME, W));
+    REFUSE(LK_ERR_STATE, "adds registries, not devices",
+           lk_registry_import_add(f->reg, &dspec, &num, W));
+    REFUSE(LK_ERR_REG_EXISTS, "already exists",
+           lk_registry_import_add_registry(f->reg, &NAME, &spec, W));
+    /* An existing registry is found before the spec is checked (a caller
+     * skipping existing ones skips it whatever the record holds). */
+    spec.log_level = (lk_reg_log_level)5;
+    REFUSE(LK_ERR_REG_EXISTS, "already exists",
+           lk_registry_import_add_registry(f->reg, &NAME, &spec, W));
+    REFUSE(LK_ERR_REG_INVALID, "log level 5",
+           lk_registry_import_add_registry(f->reg, &NAME2, &spec, W));
+    spec.log_level = LK_LOG_LEVEL_UNSPECIFIED;
+    OK(lk_registry_import_add_registry(f->reg, &NAME2, &spec, W));
+    REFUSE(LK_ERR_REG_EXISTS, "already exists",
+           lk_registry_import_add_registry(f->reg, &NAME2, &spec, W));
+    lk_registry_import_abort(f->reg);
+    after = dump_db(f->path);
+    assert_string_equal(before, after);
+    free(after);
+    free(before);
+
+    OK(lk_registry_import_registries_begin(f->reg, W));
+    OK(lk_registry_import_add_registry(f->reg, &NAME2, &spec, W));
+    spec.log_level = LK_LOG_LEVEL_DEBUG;
+    OK(lk_registry_import_add_registry(f->reg, &n3, &spec, W));
+    OK(lk_registry_import_commit(f->reg, W));
+    OK(lk_registry_get_registry(f->reg, &n3, &r, W));
+    assert_int_equal(r.log_level, LK_LOG_LEVEL_DEBUG);
+    lk_reg_registry_free(&r);
+    OK(lk_registry_get_registry(f->reg, &NAME2, &r, W));
+    lk_reg_registry_free(&r);
+    /* And a devices import refuses registries. */
+    OK(lk_registry_import_begin(f->reg, &NAME, W));
+    REFUSE(LK_ERR_STATE, "adds devices, not registries",
+           lk_registry_import_add_registry(f->reg, &NAME2, &spec, W));
+    lk_registry_import_abort(f->reg);
 }
 
 struct cmds {
@@ -3868,6 +4306,12 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_concurrent_update_config, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrate_v1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_v2, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_files, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_iotcore_fields, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registry_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pkcs1_named, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_import_registries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commands, setup, teardown),
         cmocka_unit_test_setup_teardown(test_command_decide_race, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backends, setup, teardown),

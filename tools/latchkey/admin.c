@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "admin.h"
 
@@ -172,12 +173,29 @@ static const char *db_file(const char *url)
     return url;
 }
 
-int admin_open(struct admin *a, int create)
+/* 1 when the caller may write file and create files beside it. */
+static int writable(const char *file)
 {
-    char why[512] = "";
+    char dir[4096];
+    const char *slash = strrchr(file, '/');
+    if (access(file, W_OK) != 0)
+        return 0;
+    if (slash == NULL)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == file)
+        snprintf(dir, sizeof dir, "/");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - file), file);
+    return access(dir, W_OK | X_OK) == 0;
+}
+
+int admin_open(struct admin *a, int mode)
+{
+    char why[768] = "";
     const char *file;
     struct stat st;
-    int existed = 1;
+    int existed = 1, create = mode == ADMIN_OPEN_CREATE;
+    unsigned flags = create ? LK_REG_CREATE : 0;
     lk_err err;
 
     if (a->db == NULL || a->db[0] == '\0')
@@ -185,7 +203,9 @@ int admin_open(struct admin *a, int create)
     file = db_file(a->db);
     if (file != NULL && stat(file, &st) != 0) {
         if (errno != ENOENT) {
-            lk_tool_error(a->cmd, LK_ERR_IO, "database %s: %s", file, strerror(errno));
+            int e = errno;
+            lk_tool_error(a->cmd, LK_ERR_IO, "database %s: %s%s", file, strerror(e),
+                          e == EACCES ? " (search permission on a directory of its path is missing)" : "");
             return EXIT_FAIL;
         }
         existed = 0;
@@ -197,10 +217,21 @@ int admin_open(struct admin *a, int create)
             return EXIT_REG_NOT_FOUND;
         }
     }
-    err = lk_registry_open(a->db, create ? LK_REG_CREATE : 0, &a->reg, why, sizeof why);
+    if (mode == ADMIN_OPEN_READ && file != NULL && !writable(file))
+        flags = LK_REG_NOWRITE;
+    err = lk_registry_open(a->db, flags, &a->reg, why, sizeof why);
     if (err != LK_OK) {
         a->reg = NULL;
-        lk_tool_error(a->cmd, err, "database %s: %s", a->db, why[0] ? why : lk_strerror(err));
+        if (err == LK_ERR_REG_SCHEMA && strstr(why, "empty database") != NULL) {
+            size_t l = strlen(why);
+            snprintf(why + l, sizeof why - l, "; check --db or LATCHKEY_DB ('registries create' or "
+                                              "'backends create' make a registry database)");
+        }
+        /* The library's reason names the file already. */
+        if (file != NULL && strstr(why, file) != NULL)
+            lk_tool_error(a->cmd, err, "%s", why);
+        else
+            lk_tool_error(a->cmd, err, "database %s: %s", a->db, why[0] ? why : lk_strerror(err));
         return admin_exit_code(err);
     }
     if (a->busy_ms >= 0)
@@ -522,6 +553,26 @@ void admin_meta_free(struct admin_meta *m)
     }
     free(m->items);
     memset(m, 0, sizeof *m);
+}
+
+void admin_note_not_in_effect(const char *cmd, int events, int state, int http, int log_level)
+{
+    char list[160] = "";
+    size_t o = 0;
+    if (events)
+        o += (size_t)snprintf(list + o, sizeof list - o, "%seventNotificationConfigs", o ? ", " : "");
+    if (state)
+        o += (size_t)snprintf(list + o, sizeof list - o, "%sstateNotificationConfig", o ? ", " : "");
+    if (http)
+        o += (size_t)snprintf(list + o, sizeof list - o, "%shttpConfig", o ? ", " : "");
+    if (log_level)
+        o += (size_t)snprintf(list + o, sizeof list - o, "%slogLevel", o ? ", " : "");
+    if (o == 0)
+        return;
+    fprintf(stderr, "latchkey: %s: note: %s %s stored and shown, but not yet in effect: nothing reads "
+                    "them yet (no Pub/Sub routing, no HTTP bridge, no device logs; devices connect over "
+                    "MQTT only, which mqttConfig governs; docs/registry.md)\n",
+            cmd, list, strchr(list, ',') != NULL ? "are" : "is");
 }
 
 /* ---- entry point ---- */

@@ -74,9 +74,14 @@ int admin_common_opt(struct admin *a, int c, const char *arg);
  * registries/R[/devices/D]") supplies them too; *leaf then points at the
  * last component. Returns an exit code. */
 int admin_resolve(struct admin *a, const char *arg, int need_registry, const char **leaf);
-/* Open the database: create=1 creates it if missing (the create commands).
- * Returns an exit code (message printed). */
-int admin_open(struct admin *a, int create);
+/* Open the database. ADMIN_OPEN_WRITE: it must exist; ADMIN_OPEN_CREATE:
+ * created if missing (the create commands); ADMIN_OPEN_READ (commands that
+ * only read): as WRITE when the caller may write the file and its
+ * directory (so that an older schema is migrated), otherwise without
+ * write access (LK_REG_NOWRITE), so that listing works for a user who may
+ * only read it. Returns an exit code (message printed). */
+enum { ADMIN_OPEN_WRITE = 0, ADMIN_OPEN_CREATE = 1, ADMIN_OPEN_READ = 2 };
+int admin_open(struct admin *a, int mode);
 void admin_close(struct admin *a);
 /* Report a library refusal: "latchkey: CMD: WHY (LK_ERR_...)"; returns its
  * exit code. */
@@ -115,6 +120,44 @@ struct admin_meta {
 };
 int admin_meta_set(struct admin_meta *m, const char *key, const char *value, size_t len);
 void admin_meta_free(struct admin_meta *m);
+
+/* ---- credentials and IoT Core's enums (creds.c) ---- */
+
+/* 1 when pem starts (after white space) with an "RSA PUBLIC KEY" (PKCS#1)
+ * PEM block. */
+int admin_pem_is_pkcs1(const char *pem, size_t len);
+/* An RSA PUBLIC KEY (PKCS#1) PEM as the registry stores RSA keys, PUBLIC KEY
+ * (SubjectPublicKeyInfo): 1 and *out (malloc'd, NUL-terminated) when pem is
+ * exactly one such block; 0 when it is not one (nothing to convert); -1 and
+ * why when it is one that does not decode. The key itself is unchanged
+ * (only its container), and is checked afterwards like any other. */
+int admin_pkcs1_to_spki(const char *pem, size_t len, char **out, size_t *out_len, char *why,
+                        size_t why_size);
+/* The credential's SHA-256 fingerprint (of its DER public key, as
+ * lk_cred_fingerprint and 'token verify' give it) as 64 hex digits; -1 and
+ * "" if it does not parse. */
+int admin_cred_sha256(lk_cred_format fmt, const char *pem, char hex[65]);
+/* 1 (and its time in when) if a credential with this expiry has expired. */
+int admin_cred_expired(int64_t expires, char *when, size_t when_size);
+
+enum admin_enum {
+    ADMIN_ENUM_LOG_LEVEL,
+    ADMIN_ENUM_GATEWAY_TYPE,
+    ADMIN_ENUM_GATEWAY_AUTH,
+    ADMIN_ENUM_MQTT_STATE,
+    ADMIN_ENUM_HTTP_STATE
+};
+/* IoT Core's name of a value ("?" for none), the value of a name or of a
+ * number (enum-encoding=int; -1 if it is none), and the list of names. */
+const char *admin_enum_name(enum admin_enum e, int value);
+int admin_enum_value(enum admin_enum e, const char *name, int *value);
+int admin_enum_number(enum admin_enum e, long long n, int *value);
+void admin_enum_names(enum admin_enum e, char *buf, size_t size);
+
+/* Settings that are stored and shown but that nothing acts on yet
+ * (notification configs, httpConfig, log levels): one line on standard
+ * error naming those given (non-zero), nothing if none. */
+void admin_note_not_in_effect(const char *cmd, int events, int state, int http, int log_level);
 
 /* ---- output (out.c) ---- */
 
@@ -166,6 +209,7 @@ json_t *admin_state_json(const lk_reg_state_entry *s);
 int lk_cmd_registries(int argc, char **argv);
 int lk_cmd_devices(int argc, char **argv);
 int lk_cmd_devices_import(int argc, char **argv);
+int lk_cmd_registries_import(int argc, char **argv); /* cmd_import.c */
 int lk_cmd_devices_commands(int argc, char **argv); /* cmd_commands.c */
 int lk_cmd_backends(int argc, char **argv);         /* cmd_backends.c */
 

@@ -44,6 +44,22 @@ static const char backends_usage[] =
     "Common options: --db FILE (or LATCHKEY_DB), --project P (or LATCHKEY_PROJECT),\n"
     "--format text|json, --busy-timeout MS. Exit codes: docs/cli.md.\n";
 
+#define BE_COMMON                                                                               \
+    "Common options: --db FILE (or LATCHKEY_DB), --format text|json, --busy-timeout MS.\n"      \
+    "Exit codes: docs/cli.md.\n"
+static const char u_create[] =
+    "usage: latchkey [--db FILE] backends create NAME --project P\n\n"
+    "Creates a backend application and prints its MQTT username (backend:NAME) and secret (the\n"
+    "MQTT password): shown only this once; the registry keeps only its SHA-256. NAME is as a\n"
+    "device id and unique in the database. Creates a missing database.\n\n" BE_COMMON;
+static const char u_list[] =
+    "usage: latchkey [--db FILE] backends list [--project P]\n\n"
+    "The backends (of project P, or LATCHKEY_PROJECT, or all): NAME, PROJECT, USERNAME, CREATED.\n\n"
+    BE_COMMON;
+static const char u_delete[] =
+    "usage: latchkey [--db FILE] backends delete NAME\n\n"
+    "Deletes a backend; a running broker learns of it at once.\n\n" BE_COMMON;
+
 static int check_name(const struct admin *a, const char *name)
 {
     char buf[256];
@@ -96,7 +112,7 @@ static int cmd_create(struct admin *a, const char *name)
         return lk_tool_usage_error("%s: --project is required (or set LATCHKEY_PROJECT)", a->cmd);
     if ((rc = check_project(a)) != EXIT_OK || (rc = check_name(a, name)) != EXIT_OK)
         return rc;
-    if ((rc = admin_open(a, 1)) != EXIT_OK)
+    if ((rc = admin_open(a, ADMIN_OPEN_CREATE)) != EXIT_OK)
         return rc;
     if (RAND_bytes(raw, sizeof raw) != 1) {
         lk_tool_error(a->cmd, LK_ERR_RNG, "no random bytes for the secret (OpenSSL RAND_bytes failed)");
@@ -178,7 +194,7 @@ static int cmd_list(struct admin *a)
 
     if (a->project != NULL && (rc = check_project(a)) != EXIT_OK)
         return rc;
-    if ((rc = admin_open(a, 0)) != EXIT_OK)
+    if ((rc = admin_open(a, ADMIN_OPEN_READ)) != EXIT_OK)
         return rc;
     memset(&x, 0, sizeof x);
     if (a->json)
@@ -201,7 +217,7 @@ static int cmd_delete(struct admin *a, const char *name)
     lk_err err;
     int rc;
 
-    if ((rc = check_name(a, name)) != EXIT_OK || (rc = admin_open(a, 0)) != EXIT_OK)
+    if ((rc = check_name(a, name)) != EXIT_OK || (rc = admin_open(a, ADMIN_OPEN_WRITE)) != EXIT_OK)
         return rc;
     err = lk_registry_backend_delete(a->reg, name, why, sizeof why);
     if (err != LK_OK)
@@ -261,7 +277,7 @@ int lk_cmd_backends(int argc, char **argv)
     if (strcmp(sub, "create") != 0 && strcmp(sub, "list") != 0 && strcmp(sub, "delete") != 0)
         return lk_tool_usage_error("backends: unknown command '%s' (create, list, delete)", sub);
     snprintf(cmd, sizeof cmd, "backends %s", sub);
-    admin_init(&a, cmd, backends_usage);
+    admin_init(&a, cmd, strcmp(sub, "create") == 0 ? u_create : strcmp(sub, "list") == 0 ? u_list : u_delete);
     rc = run(&a, sub, argc - 1, argv + 1);
     admin_close(&a);
     return out_finish(rc);

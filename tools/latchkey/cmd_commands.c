@@ -218,7 +218,7 @@ static int cmd_send(struct admin *a, int argc, char **argv)
             return admin_fail(a, LK_ERR_NOMEM, NULL);
         len = strlen(data_arg);
     }
-    if ((rc = admin_resolve(a, arg, 1, &leaf)) != EXIT_OK || (rc = admin_open(a, 0)) != EXIT_OK ||
+    if ((rc = admin_resolve(a, arg, 1, &leaf)) != EXIT_OK || (rc = admin_open(a, ADMIN_OPEN_WRITE)) != EXIT_OK ||
         (rc = admin_device_id(a, leaf, &idbuf, &id)) != EXIT_OK)
         goto out;
     err = lk_registry_command_send(a->reg, &a->name, id, subfolder, data, len, &cid, why, sizeof why);

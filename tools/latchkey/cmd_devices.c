@@ -31,7 +31,7 @@ static const char devices_usage[] =
     "  configs update DEVICE (--config-file FILE | --config-data DATA) [--version-to-update N]\n"
     "  configs list DEVICE [--limit N]      configs describe DEVICE\n"
     "  states list DEVICE [--limit N]\n"
-    "  import FILE|-   (JSON lines, one device each; see 'latchkey devices import --help')\n"
+    "  import FILE|-   (IoT Core's Devices, as gcloud printed them; see 'latchkey devices import --help')\n"
     "  commands send DEVICE (--command-data DATA | --command-file FILE) [--subfolder F]\n"
     "                  [--timeout SECONDS]   (see 'latchkey devices commands --help')\n"
     "\n"
@@ -41,7 +41,80 @@ static const char devices_usage[] =
     "projects/P/locations/L/registries/R/devices/D; --device D is accepted as in gcloud.\n"
     "Common options: --db FILE (or LATCHKEY_DB), --project P (or LATCHKEY_PROJECT), --region L\n"
     "(alias --location; or LATCHKEY_REGION), --registry R, --format text|json,\n"
-    "--busy-timeout MS. Exit codes: docs/cli.md.\n";
+    "--busy-timeout MS. 'latchkey devices COMMAND --help' shows one command. Exit codes: docs/cli.md.\n";
+
+/* Each subcommand's own usage ('latchkey devices create --help'). */
+#define DEV_COMMON                                                                              \
+    "Common options: --registry R, --project P (or LATCHKEY_PROJECT), --region L (alias\n"      \
+    "--location; or LATCHKEY_REGION), --db FILE (or LATCHKEY_DB), --format text|json,\n"       \
+    "--busy-timeout MS. Exit codes: docs/cli.md.\n"
+#define DEV_ARG                                                                                 \
+    "DEVICE is the device id, its numId or projects/P/locations/L/registries/R/devices/D\n"    \
+    "(--device D works too, as in gcloud).\n"
+#define DEV_TYPES                                                                               \
+    "TYPE: es256, es256-x509, rsa, rsa-x509 (also rs256, es256-pem, rsa-pem, rsa-x509-pem and\n" \
+    "IoT Core's ES256_PEM, ES256_X509_PEM, RSA_PEM, RSA_X509_PEM). TIME: RFC 3339\n"           \
+    "(2030-01-02T03:04:05Z) or seconds since 1970. An RSA PUBLIC KEY (PKCS#1) file is stored as\n" \
+    "the same key in a PUBLIC KEY block; an expired credential is stored with a warning.\n"
+#define DEV_USAGE(line, text) "usage: latchkey [--db FILE] devices " line "\n\n" text "\n" DEV_COMMON
+
+static const char u_create[] = DEV_USAGE(
+    "create DEVICE --registry R --project P --region L\n"
+    "         [--public-key path=FILE,type=TYPE[,expiration-time=TIME]]... (at most 3)\n"
+    "         [--blocked] [--metadata KEY=VALUE,...] [--metadata-from-file KEY=FILE,...]",
+    "Creates a device with config version 1 (empty). KEY=VALUE lists are separated by commas\n"
+    "(^;^A=B;C=D picks ';' instead).\n" DEV_TYPES);
+static const char u_list[] = DEV_USAGE("list --registry R --project P --region L [--limit N]",
+                                       "Lists the registry's devices: ID, NUM_ID, BLOCKED, CREDENTIALS, "
+                                       "CONFIG_VERSION\n(--format json: IoT Core's Devices, as a JSON array).\n");
+static const char u_describe[] = DEV_USAGE("describe DEVICE --registry R --project P --region L",
+                                           "Shows the device with its newest config and state, and each "
+                                           "credential's\nSHA-256 fingerprint.\n" DEV_ARG);
+static const char u_update[] = DEV_USAGE(
+    "update DEVICE --registry R --project P --region L\n"
+    "         [--blocked|--unblocked] [--metadata KEY=VALUE,...] [--metadata-from-file KEY=FILE,...]\n"
+    "         [--clear-metadata]",
+    "The metadata options replace all metadata, as in IoT Core.\n" DEV_ARG);
+static const char u_delete[] = DEV_USAGE("delete DEVICE --registry R --project P --region L",
+                                         "Deletes the device with its credentials, configs, states and "
+                                         "commands.\n" DEV_ARG);
+static const char u_cred_create[] = DEV_USAGE(
+    "credentials create DEVICE --path FILE --type TYPE [--expiration-time TIME] --registry R ...",
+    "Adds one credential (a device has at most 3).\n" DEV_TYPES DEV_ARG);
+static const char u_cred_list[] = DEV_USAGE("credentials list DEVICE --registry R ...",
+                                            "INDEX, FORMAT, EXPIRATION_TIME and the SHA-256 fingerprint of "
+                                            "each credential.\n" DEV_ARG);
+static const char u_cred_describe[] = DEV_USAGE("credentials describe [DEVICE] INDEX --registry R ...",
+                                                "One credential; INDEX as 'credentials list' shows it.\n" DEV_ARG);
+static const char u_cred_delete[] = DEV_USAGE("credentials delete [DEVICE] INDEX --registry R ...",
+                                              "Deletes one credential; INDEX as 'credentials list' shows "
+                                              "it.\n" DEV_ARG);
+static const char u_creds[] =
+    "usage: latchkey [--db FILE] devices credentials create|list|describe|delete DEVICE [INDEX] ...\n"
+    "\n"
+    "  credentials create DEVICE --path FILE --type TYPE [--expiration-time TIME]\n"
+    "  credentials list DEVICE\n"
+    "  credentials describe|delete [DEVICE] INDEX\n"
+    "Run 'latchkey devices credentials COMMAND --help' for one of them.\n";
+static const char u_cfg_update[] = DEV_USAGE(
+    "configs update DEVICE (--config-file FILE | --config-data DATA) [--version-to-update N] ...",
+    "A new config version (at most 64 KiB). With N, only if N is the current version (else\n"
+    "exit 13 and nothing is written).\n" DEV_ARG);
+static const char u_cfg_list[] = DEV_USAGE("configs list DEVICE [--limit N] --registry R ...",
+                                           "The kept config versions, newest first (the newest 10 are "
+                                           "kept).\n" DEV_ARG);
+static const char u_cfg_describe[] = DEV_USAGE("configs describe DEVICE --registry R ...",
+                                               "The newest config.\n" DEV_ARG);
+static const char u_cfgs[] =
+    "usage: latchkey [--db FILE] devices configs update|list|describe DEVICE ...\n"
+    "\n"
+    "  configs update DEVICE (--config-file FILE | --config-data DATA) [--version-to-update N]\n"
+    "  configs list DEVICE [--limit N]\n"
+    "  configs describe DEVICE\n"
+    "Run 'latchkey devices configs COMMAND --help' for one of them.\n";
+static const char u_states[] = DEV_USAGE("states list DEVICE [--limit N] --registry R ...",
+                                         "The kept state reports, newest first (the newest 10 are kept).\n"
+                                         DEV_ARG);
 
 enum {
     O_PUBLIC_KEY = OPT_FIRST_OWN,
@@ -96,6 +169,13 @@ json_t *admin_cred_json(const lk_reg_credential *c)
     json_object_set_new(j, "publicKey", pk);
     /* gcloud showed a credential without expiry as 1970-01-01T00:00:00Z. */
     json_object_set_new(j, "expirationTime", out_jtime(c->expires));
+    /* Not IoT Core's: what tells credentials apart (and what 'token verify'
+     * names), SHA-256 of the DER public key. Ignored by 'devices import'. */
+    {
+        char hex[65];
+        if (admin_cred_sha256(c->format, c->pem, hex) == 0)
+            json_object_set_new(j, "sha256", json_string(hex));
+    }
     return j;
 }
 
@@ -143,11 +223,29 @@ json_t *admin_device_json(const lk_reg_device *d)
         json_object_set_new(j, "lastErrorStatus",
                             json_pack("{s:o}", "message",
                                       out_jtext(d->last_error_status, strlen(d->last_error_status))));
+    if (d->log_level != LK_LOG_LEVEL_UNSPECIFIED)
+        json_object_set_new(j, "logLevel", json_string(admin_enum_name(ADMIN_ENUM_LOG_LEVEL, (int)d->log_level)));
     if (d->nmetadata > 0) {
         json_t *m = json_object();
         for (i = 0; m != NULL && i < d->nmetadata; i++)
             json_object_set_new(m, d->metadata[i].key, out_jtext(d->metadata[i].value, d->metadata[i].value_len));
         json_object_set_new(j, "metadata", m);
+    }
+    if (d->gateway_type != LK_GATEWAY_TYPE_UNSPECIFIED || d->gateway_auth_method != LK_GATEWAY_AUTH_UNSPECIFIED ||
+        d->last_accessed_gateway_id != NULL || d->last_accessed_gateway_time != 0) {
+        json_t *g = json_object();
+        if (g != NULL) {
+            json_object_set_new(g, "gatewayType",
+                                json_string(admin_enum_name(ADMIN_ENUM_GATEWAY_TYPE, (int)d->gateway_type)));
+            if (d->gateway_auth_method != LK_GATEWAY_AUTH_UNSPECIFIED)
+                json_object_set_new(g, "gatewayAuthMethod",
+                                    json_string(admin_enum_name(ADMIN_ENUM_GATEWAY_AUTH,
+                                                                (int)d->gateway_auth_method)));
+            if (d->last_accessed_gateway_id != NULL)
+                json_object_set_new(g, "lastAccessedGatewayId", json_string(d->last_accessed_gateway_id));
+            set_time(g, "lastAccessedGatewayTime", d->last_accessed_gateway_time);
+            json_object_set_new(j, "gatewayConfig", g);
+        }
     }
     return j;
 }
@@ -215,13 +313,19 @@ static int print_device(struct admin *a, const char *id, uint64_t num_id)
     }
     if (cfg != NULL) {
         /* IoT Core's order: config and state after the activity times. */
-        json_t *meta = json_incref(json_object_get(j, "metadata"));
-        json_object_del(j, "metadata");
+        static const char *const after[] = {"logLevel", "metadata", "gatewayConfig"};
+        json_t *moved[3];
+        unsigned k;
+        for (k = 0; k < 3; k++) {
+            moved[k] = json_incref(json_object_get(j, after[k]));
+            json_object_del(j, after[k]);
+        }
         json_object_set_new(j, "config", cfg);
         if (st != NULL)
             json_object_set_new(j, "state", st);
-        if (meta != NULL)
-            json_object_set_new(j, "metadata", meta);
+        for (k = 0; k < 3; k++)
+            if (moved[k] != NULL)
+                json_object_set_new(j, after[k], moved[k]);
     } else {
         json_decref(st);
     }
@@ -341,7 +445,7 @@ static int parse(struct dev_opts *o, int argc, char **argv, unsigned allowed, un
 
 /* The device named by the first positional argument or --device, resolved
  * to its string id (numIds and full names accepted). Opens the database. */
-static int target_device(struct dev_opts *o, const char **id, char **buf)
+static int target_device(struct dev_opts *o, int mode, const char **id, char **buf)
 {
     struct admin *a = o->a;
     const char *arg = NULL, *leaf = NULL;
@@ -356,7 +460,7 @@ static int target_device(struct dev_opts *o, const char **id, char **buf)
         return lk_tool_usage_error("%s: which device? (DEVICE or --device)", a->cmd);
     if ((rc = admin_resolve(a, arg, 1, &leaf)) != EXIT_OK)
         return rc;
-    if ((rc = admin_open(a, 0)) != EXIT_OK)
+    if ((rc = admin_open(a, mode)) != EXIT_OK)
         return rc;
     return admin_device_id(a, leaf, buf, id);
 }
@@ -423,9 +527,44 @@ static int load_credential(const struct admin *a, const char *path, const char *
     rc = admin_read_file(a, "public key", path, LK_CRED_PEM_MAX, LK_ERR_REG_INVALID, &pem, &len);
     if (rc != EXIT_OK)
         return rc;
+    if (admin_pem_is_pkcs1((const char *)pem, len)) {
+        /* An RSA PUBLIC KEY (PKCS#1, 'openssl rsa -RSAPublicKey_out'): the
+         * same key the registry stores as PUBLIC KEY. */
+        char why[160], *spki = NULL;
+        size_t n = 0;
+        if (cred->format != LK_CRED_RSA_PEM) {
+            free(pem);
+            lk_tool_error(a->cmd, LK_ERR_CRED_INVALID,
+                          "public key %s is an RSA PUBLIC KEY (PKCS#1), but its type says %s", path,
+                          lk_cred_format_name(cred->format));
+            return EXIT_REG_INVALID;
+        }
+        if (admin_pkcs1_to_spki((const char *)pem, len, &spki, &n, why, sizeof why) != 1) {
+            free(pem);
+            lk_tool_error(a->cmd, LK_ERR_CRED_INVALID,
+                          "public key %s: %s; a PKCS#1 key converts to the PUBLIC KEY form with "
+                          "'openssl rsa -RSAPublicKey_in -in %s -pubout'", path, why, path);
+            return EXIT_REG_INVALID;
+        }
+        free(pem);
+        pem = (uint8_t *)spki;
+        fprintf(stderr, "latchkey: %s: note: %s holds an RSA PUBLIC KEY (PKCS#1): registered as the same key "
+                        "in a PUBLIC KEY block (SubjectPublicKeyInfo), the form of IoT Core's RSA_PEM\n",
+                a->cmd, path);
+    }
     cred->pem = (char *)pem;
     cred->expires = t;
     return EXIT_OK;
+}
+
+/* After a credential was stored: a word if it has expired already. */
+static void warn_expired(const struct admin *a, const char *path, const lk_reg_credential *c)
+{
+    char when[48];
+    if (admin_cred_expired(c->expires, when, sizeof when))
+        fprintf(stderr, "latchkey: %s: warning: the credential from %s expired at %s: stored (IoT Core "
+                        "accepted expired credentials too), but the broker accepts no token it verifies\n",
+                a->cmd, path, when);
 }
 
 /* ---- devices create | update ---- */
@@ -434,6 +573,7 @@ static int cmd_create(struct dev_opts *o)
 {
     struct admin *a = o->a;
     lk_reg_credential *creds = NULL;
+    const char **paths = NULL;
     lk_reg_device_spec spec;
     const char *leaf = NULL;
     char why[512] = "";
@@ -452,14 +592,20 @@ static int cmd_create(struct dev_opts *o)
     creds = calloc(o->nkeys + 1, sizeof *creds);
     if (creds == NULL)
         return admin_fail(a, LK_ERR_NOMEM, NULL);
+    paths = calloc(o->nkeys + 1, sizeof *paths);
+    if (paths == NULL) {
+        rc = admin_fail(a, LK_ERR_NOMEM, NULL);
+        goto out;
+    }
     for (i = 0; i < o->nkeys; i++) {
         struct key_ctx k = {a, NULL, NULL, NULL};
         if ((rc = admin_dict(a, "--public-key", o->keys[i], key_kv, &k)) != EXIT_OK ||
             (rc = load_credential(a, k.path, k.type, k.exp, &creds[i])) != EXIT_OK)
             goto out;
+        paths[i] = k.path;
         ncreds++;
     }
-    if ((rc = admin_open(a, 0)) != EXIT_OK)
+    if ((rc = admin_open(a, ADMIN_OPEN_WRITE)) != EXIT_OK)
         goto out;
     memset(&spec, 0, sizeof spec);
     spec.id = leaf;
@@ -473,6 +619,8 @@ static int cmd_create(struct dev_opts *o)
         rc = admin_fail(a, err, why);
         goto out;
     }
+    for (i = 0; i < ncreds; i++)
+        warn_expired(a, paths[i], &creds[i]);
     if (a->json)
         rc = print_device(a, NULL, num_id);
     else
@@ -481,6 +629,7 @@ out:
     for (i = 0; i < ncreds; i++)
         free(creds[i].pem);
     free(creds);
+    free(paths);
     return rc;
 }
 
@@ -501,7 +650,7 @@ static int cmd_update(struct dev_opts *o)
     if (mask == 0)
         return lk_tool_usage_error("%s: nothing to update (give --blocked, --unblocked, --metadata, "
                                    "--metadata-from-file or --clear-metadata)", a->cmd);
-    if ((rc = check_extra(o, 0)) != EXIT_OK || (rc = target_device(o, &id, &buf)) != EXIT_OK)
+    if ((rc = check_extra(o, 0)) != EXIT_OK || (rc = target_device(o, ADMIN_OPEN_WRITE, &id, &buf)) != EXIT_OK)
         goto out;
     memset(&spec, 0, sizeof spec);
     spec.id = id;
@@ -530,7 +679,7 @@ static int cmd_describe_delete(struct dev_opts *o, int del)
     lk_err err;
     int rc;
 
-    if ((rc = check_extra(o, 0)) != EXIT_OK || (rc = target_device(o, &id, &buf)) != EXIT_OK)
+    if ((rc = check_extra(o, 0)) != EXIT_OK || (rc = target_device(o, del ? ADMIN_OPEN_WRITE : ADMIN_OPEN_READ, &id, &buf)) != EXIT_OK)
         goto out;
     if (!del) {
         rc = print_device(a, id, 0);
@@ -597,7 +746,7 @@ static int cmd_list(struct dev_opts *o)
 
     if (o->npos > 0)
         return lk_tool_usage_error("%s: unexpected argument '%s'", a->cmd, o->pos[0]);
-    if ((rc = admin_resolve(a, NULL, 1, NULL)) != EXIT_OK || (rc = admin_open(a, 0)) != EXIT_OK)
+    if ((rc = admin_resolve(a, NULL, 1, NULL)) != EXIT_OK || (rc = admin_open(a, ADMIN_OPEN_READ)) != EXIT_OK)
         return rc;
     memset(&x, 0, sizeof x);
     x.a = a;
@@ -623,7 +772,7 @@ static int cmd_list(struct dev_opts *o)
 
 static int cmd_credentials(struct dev_opts *o, const char *sub)
 {
-    static const char *const heads[] = {"INDEX", "FORMAT", "EXPIRATION_TIME"};
+    static const char *const heads[] = {"INDEX", "FORMAT", "EXPIRATION_TIME", "SHA256"};
     struct admin *a = o->a;
     lk_reg_credential cred;
     lk_reg_device d;
@@ -631,7 +780,7 @@ static int cmd_credentials(struct dev_opts *o, const char *sub)
     char *buf = NULL, why[512] = "";
     long long index = -1;
     lk_err err;
-    int rc;
+    int rc, writes;
 
     memset(&cred, 0, sizeof cred);
     memset(&d, 0, sizeof d);
@@ -653,7 +802,8 @@ static int cmd_credentials(struct dev_opts *o, const char *sub)
         if ((rc = load_credential(a, o->path, o->type, o->expiration, &cred)) != EXIT_OK)
             return rc;
     }
-    if ((rc = target_device(o, &id, &buf)) != EXIT_OK)
+    writes = strcmp(sub, "create") == 0 || strcmp(sub, "delete") == 0;
+    if ((rc = target_device(o, writes ? ADMIN_OPEN_WRITE : ADMIN_OPEN_READ, &id, &buf)) != EXIT_OK)
         goto out;
     if (strcmp(sub, "create") == 0) {
         err = lk_registry_add_credential(a->reg, &a->name, id, &cred, why, sizeof why);
@@ -661,6 +811,7 @@ static int cmd_credentials(struct dev_opts *o, const char *sub)
             rc = admin_fail(a, err, why);
             goto out;
         }
+        warn_expired(a, o->path, &cred);
         if (a->json)
             rc = print_device(a, id, 0);
         else
@@ -700,15 +851,16 @@ static int cmd_credentials(struct dev_opts *o, const char *sub)
             out_list_item(&l, admin_cred_json(&d.creds[i]));
         rc = out_list_end(&l);
     } else {
-        struct out_table *t = out_table_new(3, heads);
+        struct out_table *t = out_table_new(4, heads);
         unsigned i;
         for (i = 0; t != NULL && i < d.ncreds; i++) {
-            char idx[16], tb[48];
-            const char *row[3];
+            char idx[16], tb[48], hex[65];
+            const char *row[4];
             snprintf(idx, sizeof idx, "%u", i);
             row[0] = idx;
             row[1] = lk_cred_format_name(d.creds[i].format);
             row[2] = d.creds[i].expires ? lk_time_rfc3339(d.creds[i].expires, tb, sizeof tb) : "never";
+            row[3] = admin_cred_sha256(d.creds[i].format, d.creds[i].pem, hex) == 0 ? hex : "?";
             if (out_table_row(t, row) != 0) {
                 out_table_free(t);
                 t = NULL;
@@ -782,7 +934,7 @@ static int cmd_history(struct dev_opts *o, int states)
     lk_err err;
     int rc;
 
-    if ((rc = check_extra(o, 0)) != EXIT_OK || (rc = target_device(o, &id, &buf)) != EXIT_OK) {
+    if ((rc = check_extra(o, 0)) != EXIT_OK || (rc = target_device(o, ADMIN_OPEN_READ, &id, &buf)) != EXIT_OK) {
         free(buf);
         return rc;
     }
@@ -817,7 +969,7 @@ static int cmd_config_describe(struct dev_opts *o)
     lk_err err;
     int rc;
 
-    if ((rc = check_extra(o, 0)) != EXIT_OK || (rc = target_device(o, &id, &buf)) != EXIT_OK) {
+    if ((rc = check_extra(o, 0)) != EXIT_OK || (rc = target_device(o, ADMIN_OPEN_READ, &id, &buf)) != EXIT_OK) {
         free(buf);
         return rc;
     }
@@ -850,7 +1002,7 @@ static int cmd_config_update(struct dev_opts *o)
         if (rc != EXIT_OK)
             return rc;
     }
-    if ((rc = target_device(o, &id, &buf)) != EXIT_OK)
+    if ((rc = target_device(o, ADMIN_OPEN_WRITE, &id, &buf)) != EXIT_OK)
         goto out;
     memset(&cfg, 0, sizeof cfg);
     if (o->config_data != NULL)
@@ -895,8 +1047,11 @@ int lk_cmd_devices(int argc, char **argv)
         return lk_cmd_devices_commands(argc - 1, argv + 1);
     if (strcmp(sub, "credentials") == 0 || strcmp(sub, "configs") == 0 || strcmp(sub, "states") == 0) {
         if (argc < 3 || argv[2][0] == '-') {
-            fputs(devices_usage, argc < 3 ? stderr : stdout);
-            return argc < 3 || strcmp(argv[2], "--help") != 0 ? EXIT_USAGE : EXIT_OK;
+            const char *u = strcmp(sub, "credentials") == 0 ? u_creds
+                            : strcmp(sub, "configs") == 0 ? u_cfgs : u_states;
+            int help = argc >= 3 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0);
+            fputs(u, help ? stdout : stderr);
+            return help ? EXIT_OK : EXIT_USAGE;
         }
         sub2 = argv[2];
         skip = 2;
@@ -910,28 +1065,28 @@ int lk_cmd_devices(int argc, char **argv)
     o.blocked = -1;
 
     if (sub2 == NULL && strcmp(sub, "create") == 0)
-        allowed = B(O_PUBLIC_KEY) | B(O_BLOCKED) | META_OPTS;
+        allowed = B(O_PUBLIC_KEY) | B(O_BLOCKED) | META_OPTS, a.usage = u_create;
     else if (sub2 == NULL && strcmp(sub, "update") == 0)
-        allowed = B(O_BLOCKED) | B(O_UNBLOCKED) | META_OPTS | B(O_CLEAR_METADATA);
+        allowed = B(O_BLOCKED) | B(O_UNBLOCKED) | META_OPTS | B(O_CLEAR_METADATA), a.usage = u_update;
     else if (sub2 == NULL && strcmp(sub, "list") == 0)
-        allowed = B(O_LIMIT), maxpos = 0;
+        allowed = B(O_LIMIT), maxpos = 0, a.usage = u_list;
     else if (sub2 == NULL && (strcmp(sub, "describe") == 0 || strcmp(sub, "delete") == 0))
-        allowed = 0;
+        allowed = 0, a.usage = strcmp(sub, "describe") == 0 ? u_describe : u_delete;
     else if (sub2 != NULL && strcmp(sub, "credentials") == 0 && strcmp(sub2, "create") == 0)
-        allowed = B(O_PATH) | B(O_TYPE) | B(O_EXPIRATION);
+        allowed = B(O_PATH) | B(O_TYPE) | B(O_EXPIRATION), a.usage = u_cred_create;
     else if (sub2 != NULL && strcmp(sub, "credentials") == 0 &&
              (strcmp(sub2, "delete") == 0 || strcmp(sub2, "describe") == 0))
-        maxpos = 2;
+        maxpos = 2, a.usage = strcmp(sub2, "delete") == 0 ? u_cred_delete : u_cred_describe;
     else if (sub2 != NULL && strcmp(sub, "credentials") == 0 && strcmp(sub2, "list") == 0)
-        allowed = 0;
+        allowed = 0, a.usage = u_cred_list;
     else if (sub2 != NULL && strcmp(sub, "configs") == 0 && strcmp(sub2, "update") == 0)
-        allowed = B(O_CONFIG_FILE) | B(O_CONFIG_DATA) | B(O_VERSION);
+        allowed = B(O_CONFIG_FILE) | B(O_CONFIG_DATA) | B(O_VERSION), a.usage = u_cfg_update;
     else if (sub2 != NULL && strcmp(sub, "configs") == 0 && strcmp(sub2, "list") == 0)
-        allowed = B(O_LIMIT);
+        allowed = B(O_LIMIT), a.usage = u_cfg_list;
     else if (sub2 != NULL && strcmp(sub, "configs") == 0 && strcmp(sub2, "describe") == 0)
-        allowed = 0;
+        allowed = 0, a.usage = u_cfg_describe;
     else if (sub2 != NULL && strcmp(sub, "states") == 0 && strcmp(sub2, "list") == 0)
-        allowed = B(O_LIMIT);
+        allowed = B(O_LIMIT), a.usage = u_states;
     else {
         rc = lk_tool_usage_error("devices: unknown command '%s%s%s' (create, list, describe, update, delete, "
                                  "credentials create|list|describe|delete, configs update|list|describe, "

@@ -1,10 +1,22 @@
 /*
  * latchkey devices import FILE|- --registry R --project P --region L
+ * latchkey registries import FILE|- --project P --region L
  *
- * Many devices in one transaction, from JSON lines (one device per line; the
- * format is in import_usage and docs/cli.md). Every bad line is reported;
- * if any line is bad nothing is imported. A crash or kill before the commit
- * leaves the registry as it was (the library's transaction).
+ * Many devices (or registries) in one transaction, from what IoT Core's
+ * tools printed: `gcloud iot devices list/describe --format json` (a JSON
+ * array, or one pretty-printed object after another) or JSON lines
+ * (records.c tells the form). Every field IoT Core had is known: the
+ * settable ones are stored, some output-only ones are kept (numId, the
+ * config's version and cloudUpdateTime), the other output-only ones are
+ * ignored; any other field is refused (docs/cli.md, docs/registry.md).
+ *
+ * Every refused record is reported (the first SHOWN_MAX on standard error,
+ * then a count); if any record is refused nothing is imported. A crash or
+ * kill before the commit leaves the registry as it was (the library's
+ * transaction). --skip-existing skips a record whose id exists already (a
+ * re-run of a batch). What is not a refusal — a numId given a new value, a
+ * record skipped, an expired credential, a converted key, settings that
+ * are stored but not yet in effect — is said after a successful commit.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -15,43 +27,99 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "records.h"
 
-#define LINE_MAX_BYTES (1024u * 1024u)
+#define SHOWN_MAX 20         /* refusals, and notes of each kind, printed on standard error */
+#define JSON_ERRORS_MAX 1000 /* refusals listed in the JSON summary */
 
-static const char import_usage[] =
+static const char devices_import_usage[] =
     "usage: latchkey [--db FILE] devices import FILE|- --registry R --project P --region L\n"
-    "                [--format text|json] [--busy-timeout MS]\n"
+    "                [--skip-existing] [--format text|json] [--busy-timeout MS]\n"
     "\n"
     "Creates every device of FILE (or standard input) in one transaction: either all of them\n"
-    "or, if any line is refused, none. Every refused line is reported (line number, device\n"
-    "id, reason). Progress is shown on a terminal only.\n"
+    "or, if any record is refused, none. Refused records are reported (where, device id,\n"
+    "reason): the first 20 on standard error, then their count. Progress is shown on a\n"
+    "terminal only.\n"
     "\n"
-    "FILE holds JSON lines (UTF-8), one device object per line, at most 1 MiB each; blank\n"
-    "lines are skipped:\n"
+    "FILE is what 'gcloud iot devices list --format json' (a JSON array) or 'gcloud iot devices\n"
+    "describe --format json' (objects one after another) printed, or JSON lines (one device per\n"
+    "line; jq -c '.[]' makes them from an array); the form is told from the first character.\n"
+    "UTF-8; at most 1 MiB a record, 1,000,000 records and 4 GiB. A device is IoT Core's Device:\n"
     "  {\"id\": \"dev-1\",                                   required\n"
+    "   \"numId\": \"2820826361193189\",                     kept unless another device has it\n"
     "   \"credentials\": [{\"publicKey\": {\"format\": \"ES256_PEM\", \"key\": \"-----BEGIN ...\"},\n"
     "                    \"expirationTime\": \"2030-01-01T00:00:00Z\"}],   at most 3\n"
-    "   \"blocked\": false,\n"
-    "   \"metadata\": {\"key\": \"value\"},\n"
-    "   \"config\": \"BASE64\"}                              the initial config (version 1)\n"
-    "A credential may also be flat: {\"format\": \"ES256_PEM\", \"key\": \"...\", \"expirationTime\": ...};\n"
-    "format is RSA_PEM, RSA_X509_PEM, ES256_PEM or ES256_X509_PEM; expirationTime is RFC 3339\n"
-    "or seconds since 1970 (absent, 0 or 1970-01-01T00:00:00Z = never). config may also be\n"
-    "IoT Core's {\"binaryData\": \"BASE64\"}. IoT Core's output-only fields (name, numId, state,\n"
-    "last*Time, lastErrorStatus, config.version, ...) are ignored, so 'devices list --format json'\n"
-    "output (one object per line) imports; any other field is refused.\n";
+    "   \"blocked\": false, \"metadata\": {\"key\": \"value\"},\n"
+    "   \"config\": {\"version\": \"7\", \"cloudUpdateTime\": \"...\", \"binaryData\": \"BASE64\"},\n"
+    "   \"logLevel\": \"ERROR\", \"gatewayConfig\": {\"gatewayType\": \"GATEWAY\",\n"
+    "                    \"gatewayAuthMethod\": \"ASSOCIATION_ONLY\", ...}}\n"
+    "The config keeps its version (an HTTP device's localVersion stays valid). A credential may\n"
+    "also be flat ({\"format\", \"key\", \"expirationTime\"}); an RSA PUBLIC KEY (PKCS#1) is\n"
+    "converted to a PUBLIC KEY. The output-only fields (name, state, last*Time,\n"
+    "lastErrorStatus, config.deviceAckTime, ...) are ignored; any other field is refused.\n"
+    "\n"
+    "  --skip-existing   a device whose id exists in the registry already is skipped (and\n"
+    "                    counted), not refused: re-runs a batch that was imported before\n";
 
-/* Output-only fields of IoT Core's Device, ignored on import. */
-static const char *const ignored_fields[] = {
-    "name", "numId", "lastHeartbeatTime", "lastEventTime", "lastStateTime", "lastConfigAckTime",
-    "lastConfigSendTime", "lastErrorTime", "lastErrorStatus", "state", NULL};
+static const char registries_import_usage[] =
+    "usage: latchkey [--db FILE] registries import FILE|- --project P --region L\n"
+    "                [--skip-existing] [--format text|json] [--busy-timeout MS]\n"
+    "\n"
+    "Creates every registry of FILE (or standard input) in project P and region L, in one\n"
+    "transaction: all of them or, if any record is refused, none. FILE is what 'gcloud iot\n"
+    "registries list|describe --format json' printed (a JSON array or objects one after\n"
+    "another), or JSON lines; the form is told from the first character. A registry is IoT\n"
+    "Core's DeviceRegistry:\n"
+    "  {\"id\": \"reg-1\",                                        required\n"
+    "   \"credentials\": [{\"publicKeyCertificate\": {\"format\": \"X509_CERTIFICATE_PEM\",\n"
+    "                                             \"certificate\": \"-----BEGIN ...\"}}],\n"
+    "   \"eventNotificationConfigs\": [{\"pubsubTopicName\": \"...\", \"subfolderMatches\": \"...\"}],\n"
+    "   \"stateNotificationConfig\": {\"pubsubTopicName\": \"...\"},\n"
+    "   \"mqttConfig\": {\"mqttEnabledState\": \"MQTT_ENABLED\"},\n"
+    "   \"httpConfig\": {\"httpEnabledState\": \"HTTP_ENABLED\"}, \"logLevel\": \"INFO\"}\n"
+    "name and x509Details are ignored (the registry is created in P and L); any other field is\n"
+    "refused. Each CA certificate is checked as by 'registries credentials create'.\n"
+    "Notification configs, httpConfig and logLevel are stored and shown, but not yet in effect.\n"
+    "\n"
+    "  --skip-existing   a registry that exists already is skipped (and counted), not refused\n";
+
+enum { OPT_SKIP_EXISTING = OPT_FIRST_OWN };
+
+/* Something said after a successful commit, one per record. */
+struct note {
+    char *where, *id;
+    char *text;                /* NULL for a numId change: */
+    uint64_t asked, got;
+};
+
+struct notes {
+    struct note *v;
+    size_t n, cap;
+};
+
+/* The ids of this input's records, to tell a repeated id from one that
+ * exists in the registry. */
+struct seen {
+    char **ids;
+    unsigned long *lines;
+    size_t n, cap; /* cap a power of two */
+};
 
 struct import {
     struct admin *a;
-    json_t *errors;        /* --format json: the refused lines */
-    unsigned long nerrors;
+    struct rec_reader rd;
+    int devices;               /* 1: devices, 0: registries */
+    int skip_existing;
+    json_t *errors;            /* --format json: the first JSON_ERRORS_MAX refusals */
+    unsigned long nerrors, nshown, nok, nskipped, ncerts;
+    struct notes numids, skipped, expired, converted;
+    unsigned long settings;    /* devices: with logLevel or gatewayConfig set */
+    unsigned long events, states, https, loglevels; /* registries with each set */
+    struct seen seen;
     int tty;
+    int always;                /* print this refusal whatever the cap */
     struct timespec start, last_progress;
+    char where[64];
 };
 
 static double elapsed(const struct timespec *from)
@@ -61,7 +129,7 @@ static double elapsed(const struct timespec *from)
     return (double)(now.tv_sec - from->tv_sec) + (double)(now.tv_nsec - from->tv_nsec) / 1e9;
 }
 
-/* 1 when msg already names the device ('ID'), as the registry's reasons do. */
+/* 1 when msg already names the id ('ID'), as the registry's reasons do. */
 static int mentions(const char *msg, const char *id)
 {
     const char *p = msg;
@@ -74,26 +142,37 @@ static int mentions(const char *msg, const char *id)
     return 0;
 }
 
-/* One refused line: on standard error, and in the JSON summary. */
-static void refuse(struct import *im, unsigned long line, const char *id, lk_err err, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static void refuse(struct import *im, unsigned long line, const char *id, lk_err err, const char *fmt, ...)
+static void clear_progress(struct import *im)
 {
+    if (im->tty)
+        fputs("\r\033[K", stderr);
+}
+
+/* One refused record: on standard error (the first SHOWN_MAX), and in the
+ * JSON summary (the first JSON_ERRORS_MAX). */
+static void refuse(struct import *im, const char *id, lk_err err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void refuse(struct import *im, const char *id, lk_err err, const char *fmt, ...)
+{
+    const char *what = im->devices ? "device" : "registry";
     char msg[768];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     im->nerrors++;
-    if (im->tty)
-        fputs("\r\033[K", stderr);
-    if (id != NULL && !mentions(msg, id))
-        fprintf(stderr, "latchkey: devices import: line %lu: device '%s': %s (%s)\n", line, id, msg,
-                lk_errname(err));
-    else
-        fprintf(stderr, "latchkey: devices import: line %lu: %s (%s)\n", line, msg, lk_errname(err));
-    if (im->errors != NULL) {
-        json_t *e = json_pack("{s:I,s:s}", "line", (json_int_t)line, "error", lk_errname(err));
+    if (im->nerrors <= SHOWN_MAX || im->always) {
+        im->nshown++;
+        clear_progress(im);
+        if (id != NULL && !mentions(msg, id))
+            fprintf(stderr, "latchkey: %s: %s: %s '%s': %s (%s)\n", im->a->cmd, im->where, what, id,
+                    msg, lk_errname(err));
+        else
+            fprintf(stderr, "latchkey: %s: %s: %s (%s)\n", im->a->cmd, im->where, msg, lk_errname(err));
+    }
+    if (im->errors != NULL && json_array_size(im->errors) < JSON_ERRORS_MAX) {
+        json_t *e = json_pack("{s:I,s:I,s:s}", "record", (json_int_t)im->rd.nrec, "line",
+                              (json_int_t)im->rd.rec_line, "error", lk_errname(err));
         if (e != NULL) {
             if (id != NULL)
                 json_object_set_new(e, "id", out_jtext(id, strlen(id)));
@@ -103,7 +182,152 @@ static void refuse(struct import *im, unsigned long line, const char *id, lk_err
     }
 }
 
-static void progress(struct import *im, unsigned long line, unsigned long ndev, int force)
+static int note_add(struct import *im, struct notes *ns, const char *id, uint64_t asked, uint64_t got,
+                    const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static int note_add(struct import *im, struct notes *ns, const char *id, uint64_t asked, uint64_t got,
+                    const char *fmt, ...)
+{
+    struct note *n;
+    if (ns->n == ns->cap) {
+        size_t nc = ns->cap ? ns->cap * 2 : 64;
+        struct note *nv = realloc(ns->v, nc * sizeof *nv);
+        if (nv == NULL)
+            return -1;
+        ns->v = nv;
+        ns->cap = nc;
+    }
+    n = &ns->v[ns->n];
+    memset(n, 0, sizeof *n);
+    n->where = strdup(im->where);
+    n->id = strdup(id);
+    n->asked = asked;
+    n->got = got;
+    if (fmt != NULL) {
+        va_list ap;
+        va_start(ap, fmt);
+        if (vasprintf(&n->text, fmt, ap) < 0)
+            n->text = NULL;
+        va_end(ap);
+        if (n->text == NULL) {
+            free(n->where);
+            free(n->id);
+            return -1;
+        }
+    }
+    if (n->where == NULL || n->id == NULL) {
+        free(n->where);
+        free(n->id);
+        free(n->text);
+        return -1;
+    }
+    ns->n++;
+    return 0;
+}
+
+/* Drop the notes after the first n (those of a record that was not
+ * imported after all). */
+static void notes_truncate(struct notes *ns, size_t n)
+{
+    while (ns->n > n) {
+        struct note *x = &ns->v[--ns->n];
+        free(x->where);
+        free(x->id);
+        free(x->text);
+    }
+}
+
+static void notes_free(struct notes *ns)
+{
+    size_t i;
+    for (i = 0; i < ns->n; i++) {
+        free(ns->v[i].where);
+        free(ns->v[i].id);
+        free(ns->v[i].text);
+    }
+    free(ns->v);
+    memset(ns, 0, sizeof *ns);
+}
+
+/* Print the first SHOWN_MAX notes of a kind, then how many more. */
+static void notes_print(struct import *im, const struct notes *ns, const char *kind)
+{
+    size_t i;
+    for (i = 0; i < ns->n && i < SHOWN_MAX; i++) {
+        const struct note *n = &ns->v[i];
+        if (n->text != NULL)
+            fprintf(stderr, "latchkey: %s: %s: %s '%s': %s\n", im->a->cmd, n->where,
+                    im->devices ? "device" : "registry", n->id, n->text);
+        else
+            fprintf(stderr, "latchkey: %s: %s: device '%s': numId %llu %s; it is numId %llu now\n",
+                    im->a->cmd, n->where, n->id, (unsigned long long)n->asked,
+                    n->asked > LK_REG_NUM_ID_MAX ? "is above 2^62, the largest kept"
+                                                 : "belongs to another device in this database",
+                    (unsigned long long)n->got);
+    }
+    if (ns->n > SHOWN_MAX)
+        fprintf(stderr, "latchkey: %s: ... and %zu more %s (%s)\n", im->a->cmd, ns->n - SHOWN_MAX, kind,
+                im->a->json ? "all listed in the JSON summary" : "--format json lists them all");
+}
+
+/* ---- ids seen in this input ---- */
+
+static uint64_t hash_id(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+/* The line where id appeared first (0: it did not; it is added). -1: out of
+ * memory. */
+static long seen_check(struct seen *s, const char *id, unsigned long line)
+{
+    size_t i;
+    if (s->n * 2 >= s->cap) {
+        size_t nc = s->cap ? s->cap * 2 : 1024, j;
+        char **ni = calloc(nc, sizeof *ni);
+        unsigned long *nl = calloc(nc, sizeof *nl);
+        if (ni == NULL || nl == NULL) {
+            free(ni);
+            free(nl);
+            return -1;
+        }
+        for (j = 0; j < s->cap; j++)
+            if (s->ids[j] != NULL) {
+                size_t k = (size_t)hash_id(s->ids[j]) & (nc - 1);
+                while (ni[k] != NULL)
+                    k = (k + 1) & (nc - 1);
+                ni[k] = s->ids[j];
+                nl[k] = s->lines[j];
+            }
+        free(s->ids);
+        free(s->lines);
+        s->ids = ni;
+        s->lines = nl;
+        s->cap = nc;
+    }
+    for (i = (size_t)hash_id(id) & (s->cap - 1); s->ids[i] != NULL; i = (i + 1) & (s->cap - 1))
+        if (strcmp(s->ids[i], id) == 0)
+            return (long)s->lines[i];
+    if ((s->ids[i] = strdup(id)) == NULL)
+        return -1;
+    s->lines[i] = line;
+    s->n++;
+    return 0;
+}
+
+static void seen_free(struct seen *s)
+{
+    size_t i;
+    for (i = 0; i < s->cap; i++)
+        free(s->ids[i]);
+    free(s->ids);
+    free(s->lines);
+    memset(s, 0, sizeof *s);
+}
+
+static void progress(struct import *im, int force)
 {
     double t;
     if (!im->tty)
@@ -112,52 +336,42 @@ static void progress(struct import *im, unsigned long line, unsigned long ndev, 
         return;
     clock_gettime(CLOCK_MONOTONIC, &im->last_progress);
     t = elapsed(&im->start);
-    fprintf(stderr, "\r\033[Kimporting: line %lu, %lu devices, %.0f devices/s", line, ndev,
-            t > 0 ? (double)ndev / t : 0.0);
+    fprintf(stderr, "\r\033[Kimporting: line %lu, %lu %s, %.0f %s/s", im->rd.line, im->nok,
+            im->devices ? "devices" : "registries", t > 0 ? (double)im->nok / t : 0.0,
+            im->devices ? "devices" : "registries");
     fflush(stderr);
 }
 
-/* Read one line into buf (at most LINE_MAX_BYTES). Returns 0 at EOF, 1 for a
- * line, 2 for a line that is too long (consumed). */
-static int read_line(FILE *f, char *buf, size_t *len)
+/* ---- fields ---- */
+
+/* Every member of o must be one of known (used) or ignored (IoT Core's
+ * output-only fields); otherwise the record is refused, naming what is
+ * allowed. */
+static int check_members(struct import *im, const char *id, json_t *o, const char *what,
+                         const char *const *known, const char *const *ignored)
 {
-    size_t n = 0;
-    int c;
-    while ((c = getc_unlocked(f)) != EOF && c != '\n') {
-        if (n == LINE_MAX_BYTES) {
-            while ((c = getc_unlocked(f)) != EOF && c != '\n')
-                ;
-            *len = n;
-            return 2;
+    const char *k;
+    json_t *v;
+    json_object_foreach(o, k, v) {
+        const char *const *p;
+        int ok = 0;
+        for (p = known; !ok && *p != NULL; p++)
+            ok = strcmp(k, *p) == 0;
+        for (p = ignored; !ok && p != NULL && *p != NULL; p++)
+            ok = strcmp(k, *p) == 0;
+        if (!ok) {
+            char list[512];
+            size_t o2 = 0;
+            for (p = known; *p != NULL && o2 < sizeof list; p++)
+                o2 += (size_t)snprintf(list + o2, sizeof list - o2, "%s%s", o2 ? ", " : "", *p);
+            refuse(im, id, LK_ERR_REG_INVALID, "%sunknown field '%s' (%s)", what, k, list);
+            return -1;
         }
-        buf[n++] = (char)c;
     }
-    if (c == EOF && n == 0)
-        return 0;
-    if (n > 0 && buf[n - 1] == '\r')
-        n--;
-    buf[n] = '\0';
-    *len = n;
-    return 1;
+    return 0;
 }
 
-static int blank(const char *s, size_t n)
-{
-    size_t i;
-    for (i = 0; i < n; i++)
-        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r')
-            return 0;
-    return 1;
-}
-
-/* What one line describes; pointers into the parsed JSON (or owned: config). */
-struct line_dev {
-    lk_reg_device_spec spec;
-    lk_reg_credential creds[16];
-    lk_reg_metadata *meta;
-    uint8_t *config;
-};
-
+/* A time: RFC 3339 (fractions dropped) or seconds since 1970. */
 static int parse_time_field(json_t *v, int64_t *out)
 {
     if (json_is_integer(v) && json_integer_value(v) >= 0) {
@@ -169,91 +383,254 @@ static int parse_time_field(json_t *v, int64_t *out)
     return -1;
 }
 
-static int parse_credential(struct import *im, unsigned long line, const char *id, json_t *c, unsigned i,
-                            lk_reg_credential *out)
+/* An int64/uint64 as IoT Core's JSON writes it (a string of digits) or a
+ * JSON integer, 0..max. */
+static int parse_uint_field(json_t *v, unsigned long long max, unsigned long long *out)
 {
+    const char *s;
+    unsigned long long n = 0;
+    if (json_is_integer(v)) {
+        if (json_integer_value(v) < 0 || (unsigned long long)json_integer_value(v) > max)
+            return -1;
+        *out = (unsigned long long)json_integer_value(v);
+        return 0;
+    }
+    if (!json_is_string(v))
+        return -1;
+    s = json_string_value(v);
+    if (*s == '\0' || strlen(s) > 20)
+        return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || n > (max - (unsigned long long)(*s - '0')) / 10)
+            return -1;
+        n = n * 10 + (unsigned long long)(*s - '0');
+    }
+    *out = n;
+    return 0;
+}
+
+/* An enum as IoT Core's name ("GATEWAY") or its number. */
+static int parse_enum(struct import *im, const char *id, json_t *v, enum admin_enum e, const char *field,
+                      int *out)
+{
+    char names[256];
+    if ((json_is_string(v) && admin_enum_value(e, json_string_value(v), out) == 0) ||
+        (json_is_integer(v) && admin_enum_number(e, json_integer_value(v), out) == 0))
+        return 0;
+    admin_enum_names(e, names, sizeof names);
+    if (json_is_string(v))
+        refuse(im, id, LK_ERR_REG_INVALID, "%s '%s' is none of %s", field, json_string_value(v), names);
+    else
+        refuse(im, id, LK_ERR_REG_INVALID, "%s must be one of %s", field, names);
+    return -1;
+}
+
+/* ---- devices ---- */
+
+/* What one record describes; pointers into the parsed JSON, or owned. */
+struct dev_rec {
+    lk_reg_device_spec spec;
+    lk_reg_credential creds[LK_DEVICE_CREDENTIALS_MAX];
+    char *converted[LK_DEVICE_CREDENTIALS_MAX]; /* PKCS#1 keys as PUBLIC KEY */
+    lk_reg_metadata *meta;
+    uint8_t *config;
+};
+
+static void dev_rec_free(struct dev_rec *d)
+{
+    unsigned i;
+    for (i = 0; i < LK_DEVICE_CREDENTIALS_MAX; i++)
+        free(d->converted[i]);
+    free(d->meta);
+    free(d->config);
+}
+
+static int parse_credential(struct import *im, const char *id, json_t *c, unsigned i, struct dev_rec *d)
+{
+    static const char *const nested[] = {"publicKey", "expirationTime", NULL};
+    static const char *const flat[] = {"format", "key", "expirationTime", NULL};
+    static const char *const out_only[] = {"sha256", NULL}; /* 'devices describe --format json' */
+    static const char *const pk_fields[] = {"format", "key", NULL};
     json_t *pk = json_object_get(c, "publicKey"), *fmt, *key, *exp = json_object_get(c, "expirationTime");
-    const char *k;
-    json_t *v;
+    lk_reg_credential *out = &d->creds[i];
+    char what[64], when[48];
 
     if (!json_is_object(c)) {
-        refuse(im, line, id, LK_ERR_REG_INVALID, "credential %u is not an object", i);
+        refuse(im, id, LK_ERR_REG_INVALID, "credential %u is not an object", i);
         return -1;
     }
-    json_object_foreach(c, k, v) {
-        if (strcmp(k, "expirationTime") != 0 &&
-            (pk != NULL ? strcmp(k, "publicKey") != 0 : strcmp(k, "format") != 0 && strcmp(k, "key") != 0)) {
-            refuse(im, line, id, LK_ERR_REG_INVALID,
-                   "credential %u: unknown field '%s' (publicKey {format, key} or format and key, "
-                   "and expirationTime)", i, k);
-            return -1;
-        }
-    }
+    snprintf(what, sizeof what, "credential %u: ", i);
+    if (check_members(im, id, c, what, pk != NULL ? nested : flat, out_only) != 0)
+        return -1;
     if (pk != NULL) {
         if (!json_is_object(pk)) {
-            refuse(im, line, id, LK_ERR_REG_INVALID, "credential %u: publicKey must be an object {format, key}", i);
+            refuse(im, id, LK_ERR_REG_INVALID, "credential %u: publicKey must be an object {format, key}", i);
             return -1;
         }
-        json_object_foreach(pk, k, v) {
-            if (strcmp(k, "format") != 0 && strcmp(k, "key") != 0) {
-                refuse(im, line, id, LK_ERR_REG_INVALID, "credential %u: publicKey: unknown field '%s' (format, key)",
-                       i, k);
-                return -1;
-            }
-        }
+        snprintf(what, sizeof what, "credential %u: publicKey: ", i);
+        if (check_members(im, id, pk, what, pk_fields, NULL) != 0)
+            return -1;
         c = pk;
     }
     fmt = json_object_get(c, "format");
     key = json_object_get(c, "key");
     if (!json_is_string(fmt) || !json_is_string(key)) {
-        refuse(im, line, id, LK_ERR_REG_INVALID, "credential %u needs format and key strings", i);
+        refuse(im, id, LK_ERR_REG_INVALID, "credential %u needs format and key strings", i);
         return -1;
     }
     out->format = admin_cred_type(json_string_value(fmt));
     if (out->format == LK_CRED_UNSPECIFIED) {
-        refuse(im, line, id, LK_ERR_REG_INVALID,
+        refuse(im, id, LK_ERR_REG_INVALID,
                "credential %u: unknown format '%s' (RSA_PEM, RSA_X509_PEM, ES256_PEM, ES256_X509_PEM)", i,
                json_string_value(fmt));
         return -1;
     }
     out->pem = (char *)json_string_value(key);
+    if (admin_pem_is_pkcs1(out->pem, json_string_length(key))) {
+        char why[160];
+        size_t n = 0;
+        if (out->format != LK_CRED_RSA_PEM) {
+            refuse(im, id, LK_ERR_CRED_INVALID,
+                   "credential %u: an RSA PUBLIC KEY (PKCS#1), but the format says %s", i,
+                   lk_cred_format_name(out->format));
+            return -1;
+        }
+        if (admin_pkcs1_to_spki(out->pem, json_string_length(key), &d->converted[i], &n, why, sizeof why) != 1) {
+            refuse(im, id, LK_ERR_CRED_INVALID, "credential %u: %s", i, why);
+            return -1;
+        }
+        out->pem = d->converted[i];
+        if (note_add(im, &im->converted, id, 0, 0,
+                     "credential %u: an RSA PUBLIC KEY (PKCS#1) was stored as the same key in a PUBLIC "
+                     "KEY block (SubjectPublicKeyInfo)", i) != 0)
+            return -2;
+    }
     out->expires = 0;
     if (exp != NULL && !json_is_null(exp) && parse_time_field(exp, &out->expires) != 0) {
-        refuse(im, line, id, LK_ERR_REG_INVALID,
+        refuse(im, id, LK_ERR_REG_INVALID,
                "credential %u: expirationTime must be RFC 3339 (2030-01-02T03:04:05Z) or seconds since 1970", i);
+        return -1;
+    }
+    if (admin_cred_expired(out->expires, when, sizeof when) &&
+        note_add(im, &im->expired, id, 0, 0,
+                 "credential %u expired at %s: imported (IoT Core accepted it), but the broker never "
+                 "accepts a token it verifies", i, when) != 0)
+        return -2;
+    return 0;
+}
+
+static int parse_config(struct import *im, const char *id, json_t *v, struct dev_rec *d)
+{
+    static const char *const fields[] = {"binaryData", "version", "cloudUpdateTime", NULL};
+    static const char *const out_only[] = {"deviceAckTime", NULL};
+    json_t *b = v, *f;
+    size_t len = 0;
+
+    if (json_is_object(v)) {
+        unsigned long long ver = 0;
+        int64_t t = 0;
+        if (check_members(im, id, v, "config: ", fields, out_only) != 0)
+            return -1;
+        b = json_object_get(v, "binaryData");
+        if ((f = json_object_get(v, "version")) != NULL &&
+            parse_uint_field(f, (unsigned long long)LK_REG_CONFIG_VERSION_MAX, &ver) != 0) {
+            refuse(im, id, LK_ERR_REG_INVALID, "config: version must be a number from 1 to %lld (as a string, "
+                                               "as IoT Core writes it)", (long long)LK_REG_CONFIG_VERSION_MAX);
+            return -1;
+        }
+        if ((f = json_object_get(v, "cloudUpdateTime")) != NULL && parse_time_field(f, &t) != 0) {
+            refuse(im, id, LK_ERR_REG_INVALID, "config: cloudUpdateTime must be RFC 3339 or seconds since 1970");
+            return -1;
+        }
+        d->spec.config_version = (int64_t)ver; /* 0 (IoT Core's "not yet"): 1 */
+        d->spec.config_cloud_update_time = t;
+    }
+    if (b != NULL && !json_is_string(b)) {
+        refuse(im, id, LK_ERR_REG_INVALID, "\"config\" must be a base64 string or IoT Core's DeviceConfig object");
+        return -1;
+    }
+    if (b != NULL && out_b64_decode(json_string_value(b), json_string_length(b), &d->config, &len) != 0) {
+        refuse(im, id, LK_ERR_REG_INVALID, "config: binaryData is not base64 (RFC 4648, standard or URL alphabet)");
+        return -1;
+    }
+    d->spec.config = d->config;
+    d->spec.config_len = len;
+    return 0;
+}
+
+static int parse_gateway(struct import *im, const char *id, json_t *v, struct dev_rec *d)
+{
+    static const char *const fields[] = {"gatewayType", "gatewayAuthMethod", "lastAccessedGatewayId",
+                                         "lastAccessedGatewayTime", NULL};
+    json_t *f;
+    int e;
+    if (!json_is_object(v)) {
+        refuse(im, id, LK_ERR_REG_INVALID, "gatewayConfig must be an object");
+        return -1;
+    }
+    if (check_members(im, id, v, "gatewayConfig: ", fields, NULL) != 0)
+        return -1;
+    if ((f = json_object_get(v, "gatewayType")) != NULL) {
+        if (parse_enum(im, id, f, ADMIN_ENUM_GATEWAY_TYPE, "gatewayConfig.gatewayType", &e) != 0)
+            return -1;
+        d->spec.gateway_type = (lk_reg_gateway_type)e;
+    }
+    if ((f = json_object_get(v, "gatewayAuthMethod")) != NULL) {
+        if (parse_enum(im, id, f, ADMIN_ENUM_GATEWAY_AUTH, "gatewayConfig.gatewayAuthMethod", &e) != 0)
+            return -1;
+        d->spec.gateway_auth_method = (lk_reg_gateway_auth)e;
+    }
+    if ((f = json_object_get(v, "lastAccessedGatewayId")) != NULL && !json_is_null(f)) {
+        if (!json_is_string(f)) {
+            refuse(im, id, LK_ERR_REG_INVALID, "gatewayConfig.lastAccessedGatewayId must be a string");
+            return -1;
+        }
+        if (json_string_length(f) > 0)
+            d->spec.last_accessed_gateway_id = json_string_value(f);
+    }
+    if ((f = json_object_get(v, "lastAccessedGatewayTime")) != NULL &&
+        parse_time_field(f, &d->spec.last_accessed_gateway_time) != 0) {
+        refuse(im, id, LK_ERR_REG_INVALID,
+               "gatewayConfig.lastAccessedGatewayTime must be RFC 3339 or seconds since 1970");
         return -1;
     }
     return 0;
 }
 
-/* Fill d from the object o; reports and returns -1 when the line is bad. */
-static int parse_device(struct import *im, unsigned long line, json_t *o, struct line_dev *d)
+/* Fill d from the object o; reports and returns -1 when the record is bad
+ * (-2: out of memory). */
+static int parse_device(struct import *im, json_t *o, struct dev_rec *d)
 {
+    static const char *const fields[] = {"id", "numId", "credentials", "blocked", "metadata", "config",
+                                         "logLevel", "gatewayConfig", NULL};
+    static const char *const out_only[] = {
+        "name", "state", "lastHeartbeatTime", "lastEventTime", "lastStateTime", "lastConfigAckTime",
+        "lastConfigSendTime", "lastErrorTime", "lastErrorStatus", NULL};
     json_t *id = json_object_get(o, "id"), *v;
     const char *k, *ids;
     size_t i;
+    int rc, e;
 
     if (!json_is_string(id)) {
-        refuse(im, line, NULL, LK_ERR_REG_INVALID, "\"id\" (a string) is required");
+        refuse(im, NULL, LK_ERR_REG_INVALID, "\"id\" (a string) is required");
         return -1;
     }
     ids = json_string_value(id);
     d->spec.id = ids;
-    json_object_foreach(o, k, v) {
-        unsigned j;
-        int known = strcmp(k, "id") == 0 || strcmp(k, "credentials") == 0 || strcmp(k, "blocked") == 0 ||
-                    strcmp(k, "metadata") == 0 || strcmp(k, "config") == 0;
-        for (j = 0; !known && ignored_fields[j] != NULL; j++)
-            known = strcmp(k, ignored_fields[j]) == 0;
-        if (!known) {
-            refuse(im, line, ids, LK_ERR_REG_INVALID,
-                   "unknown field '%s' (id, credentials, blocked, metadata, config)", k);
+    if (check_members(im, ids, o, "", fields, out_only) != 0)
+        return -1;
+    if ((v = json_object_get(o, "numId")) != NULL && !json_is_null(v)) {
+        unsigned long long n = 0;
+        if (parse_uint_field(v, ~0ULL, &n) != 0) {
+            refuse(im, ids, LK_ERR_REG_INVALID, "numId must be an unsigned 64-bit number (a string of digits, "
+                                                "as IoT Core writes it)");
             return -1;
         }
+        d->spec.num_id = n;
     }
     if ((v = json_object_get(o, "blocked")) != NULL) {
         if (!json_is_boolean(v)) {
-            refuse(im, line, ids, LK_ERR_REG_INVALID, "\"blocked\" must be true or false");
+            refuse(im, ids, LK_ERR_REG_INVALID, "\"blocked\" must be true or false");
             return -1;
         }
         d->spec.blocked = json_is_true(v);
@@ -261,17 +638,17 @@ static int parse_device(struct import *im, unsigned long line, json_t *o, struct
     if ((v = json_object_get(o, "credentials")) != NULL && !json_is_null(v)) {
         json_t *c;
         if (!json_is_array(v)) {
-            refuse(im, line, ids, LK_ERR_REG_INVALID, "\"credentials\" must be an array");
+            refuse(im, ids, LK_ERR_REG_INVALID, "\"credentials\" must be an array");
             return -1;
         }
-        if (json_array_size(v) > sizeof d->creds / sizeof d->creds[0]) {
-            refuse(im, line, ids, LK_ERR_REG_LIMIT, "%zu credentials: a device has at most %u",
-                   json_array_size(v), LK_DEVICE_CREDENTIALS_MAX);
+        if (json_array_size(v) > LK_DEVICE_CREDENTIALS_MAX) {
+            refuse(im, ids, LK_ERR_REG_LIMIT, "%zu credentials: a device has at most %u", json_array_size(v),
+                   LK_DEVICE_CREDENTIALS_MAX);
             return -1;
         }
         json_array_foreach(v, i, c) {
-            if (parse_credential(im, line, ids, c, (unsigned)i, &d->creds[i]) != 0)
-                return -1;
+            if ((rc = parse_credential(im, ids, c, (unsigned)i, d)) != 0)
+                return rc;
         }
         d->spec.creds = d->creds;
         d->spec.ncreds = (unsigned)json_array_size(v);
@@ -280,21 +657,19 @@ static int parse_device(struct import *im, unsigned long line, json_t *o, struct
         json_t *mv;
         unsigned n = 0;
         if (!json_is_object(v)) {
-            refuse(im, line, ids, LK_ERR_REG_INVALID, "\"metadata\" must be an object of strings");
+            refuse(im, ids, LK_ERR_REG_INVALID, "\"metadata\" must be an object of strings");
             return -1;
         }
         d->meta = calloc(json_object_size(v) + 1, sizeof *d->meta);
-        if (d->meta == NULL) {
-            refuse(im, line, ids, LK_ERR_NOMEM, "%s", lk_strerror(LK_ERR_NOMEM));
-            return -1;
-        }
+        if (d->meta == NULL)
+            return -2;
         json_object_foreach(v, k, mv) {
             if (!json_is_string(mv)) {
-                refuse(im, line, ids, LK_ERR_REG_INVALID, "metadata '%s': values are strings", k);
+                refuse(im, ids, LK_ERR_REG_INVALID, "metadata '%s': values are strings", k);
                 return -1;
             }
             if (memchr(json_string_value(mv), '\0', json_string_length(mv)) != NULL) {
-                refuse(im, line, ids, LK_ERR_REG_INVALID, "metadata '%s': the value contains a NUL character", k);
+                refuse(im, ids, LK_ERR_REG_INVALID, "metadata '%s': the value contains a NUL character", k);
                 return -1;
             }
             d->meta[n].key = (char *)k;
@@ -305,39 +680,166 @@ static int parse_device(struct import *im, unsigned long line, json_t *o, struct
         d->spec.metadata = d->meta;
         d->spec.nmetadata = n;
     }
-    if ((v = json_object_get(o, "config")) != NULL && !json_is_null(v)) {
-        json_t *b = v;
-        size_t len = 0;
-        if (json_is_object(v)) {
-            const char *ck;
-            json_t *cv;
-            json_object_foreach(v, ck, cv) {
-                if (strcmp(ck, "binaryData") != 0 && strcmp(ck, "version") != 0 &&
-                    strcmp(ck, "cloudUpdateTime") != 0 && strcmp(ck, "deviceAckTime") != 0) {
-                    refuse(im, line, ids, LK_ERR_REG_INVALID, "config: unknown field '%s' (binaryData)", ck);
-                    return -1;
-                }
+    if ((v = json_object_get(o, "config")) != NULL && !json_is_null(v) && parse_config(im, ids, v, d) != 0)
+        return -1;
+    if ((v = json_object_get(o, "logLevel")) != NULL && !json_is_null(v)) {
+        if (parse_enum(im, ids, v, ADMIN_ENUM_LOG_LEVEL, "logLevel", &e) != 0)
+            return -1;
+        d->spec.log_level = (lk_reg_log_level)e;
+    }
+    if ((v = json_object_get(o, "gatewayConfig")) != NULL && !json_is_null(v) &&
+        parse_gateway(im, ids, v, d) != 0)
+        return -1;
+    return 0;
+}
+
+/* ---- registries ---- */
+
+struct reg_rec {
+    lk_reg_registry_spec spec;
+    const char *id;
+    const char *pems[LK_REGISTRY_CERTS_MAX];
+    size_t lens[LK_REGISTRY_CERTS_MAX];
+    char *events, *state; /* JSON texts, owned */
+};
+
+static void reg_rec_free(struct reg_rec *r)
+{
+    free(r->events);
+    free(r->state);
+}
+
+static int parse_state_enum(struct import *im, const char *id, json_t *v, const char *obj, const char *field,
+                            enum admin_enum e, lk_reg_state *out)
+{
+    const char *const fields[] = {field, NULL};
+    char what[64], full[64];
+    json_t *f;
+    int x;
+    if (!json_is_object(v)) {
+        refuse(im, id, LK_ERR_REG_INVALID, "%s must be an object {%s}", obj, field);
+        return -1;
+    }
+    snprintf(what, sizeof what, "%s: ", obj);
+    if (check_members(im, id, v, what, fields, NULL) != 0)
+        return -1;
+    if ((f = json_object_get(v, field)) == NULL)
+        return 0;
+    snprintf(full, sizeof full, "%s.%s", obj, field);
+    if (parse_enum(im, id, f, e, full, &x) != 0)
+        return -1;
+    *out = (lk_reg_state)x;
+    return 0;
+}
+
+static int parse_registry(struct import *im, json_t *o, struct reg_rec *r)
+{
+    static const char *const fields[] = {"id", "credentials", "eventNotificationConfigs",
+                                         "stateNotificationConfig", "mqttConfig", "httpConfig", "logLevel",
+                                         NULL};
+    static const char *const out_only[] = {"name", NULL};
+    static const char *const cred_fields[] = {"publicKeyCertificate", NULL};
+    static const char *const pkc_fields[] = {"format", "certificate", NULL};
+    static const char *const pkc_out_only[] = {"x509Details", NULL};
+    json_t *id = json_object_get(o, "id"), *v;
+    const char *ids;
+    size_t i;
+    int e;
+
+    if (!json_is_string(id)) {
+        refuse(im, NULL, LK_ERR_REG_INVALID, "\"id\" (a string) is required");
+        return -1;
+    }
+    ids = r->id = json_string_value(id);
+    if (check_members(im, ids, o, "", fields, out_only) != 0)
+        return -1;
+    if ((v = json_object_get(o, "credentials")) != NULL && !json_is_null(v)) {
+        json_t *c;
+        if (!json_is_array(v)) {
+            refuse(im, ids, LK_ERR_REG_INVALID, "\"credentials\" must be an array");
+            return -1;
+        }
+        if (json_array_size(v) > LK_REGISTRY_CERTS_MAX) {
+            refuse(im, ids, LK_ERR_REG_LIMIT, "%zu CA certificates: a registry has at most %u",
+                   json_array_size(v), LK_REGISTRY_CERTS_MAX);
+            return -1;
+        }
+        json_array_foreach(v, i, c) {
+            json_t *pkc = json_object_get(c, "publicKeyCertificate"), *fmt, *crt;
+            char what[80];
+            snprintf(what, sizeof what, "credential %zu: ", i);
+            if (!json_is_object(c) || check_members(im, ids, c, what, cred_fields, NULL) != 0) {
+                if (!json_is_object(c))
+                    refuse(im, ids, LK_ERR_REG_INVALID, "credential %zu is not an object", i);
+                return -1;
             }
-            b = json_object_get(v, "binaryData");
+            if (!json_is_object(pkc)) {
+                refuse(im, ids, LK_ERR_REG_INVALID,
+                       "credential %zu: publicKeyCertificate {format, certificate} is required", i);
+                return -1;
+            }
+            snprintf(what, sizeof what, "credential %zu: publicKeyCertificate: ", i);
+            if (check_members(im, ids, pkc, what, pkc_fields, pkc_out_only) != 0)
+                return -1;
+            fmt = json_object_get(pkc, "format");
+            crt = json_object_get(pkc, "certificate");
+            if (fmt != NULL && !(json_is_string(fmt) && strcmp(json_string_value(fmt), "X509_CERTIFICATE_PEM") == 0)) {
+                refuse(im, ids, LK_ERR_REG_INVALID,
+                       "credential %zu: format must be X509_CERTIFICATE_PEM (IoT Core's only one)", i);
+                return -1;
+            }
+            if (!json_is_string(crt)) {
+                refuse(im, ids, LK_ERR_REG_INVALID, "credential %zu: certificate (a PEM string) is required", i);
+                return -1;
+            }
+            r->pems[i] = json_string_value(crt);
+            r->lens[i] = json_string_length(crt);
         }
-        if (b != NULL && !json_is_string(b)) {
-            refuse(im, line, ids, LK_ERR_REG_INVALID,
-                   "\"config\" must be a base64 string or an object {\"binaryData\": base64}");
+        r->spec.ca_pems = r->pems;
+        r->spec.ca_lens = r->lens;
+        r->spec.ncas = (unsigned)json_array_size(v);
+    }
+    if ((v = json_object_get(o, "eventNotificationConfigs")) != NULL && !json_is_null(v)) {
+        if (!json_is_array(v)) {
+            refuse(im, ids, LK_ERR_REG_INVALID, "eventNotificationConfigs must be an array");
             return -1;
         }
-        if (b != NULL &&
-            out_b64_decode(json_string_value(b), json_string_length(b), &d->config, &len) != 0) {
-            refuse(im, line, ids, LK_ERR_REG_INVALID, "\"config\" is not base64 (RFC 4648, standard or URL alphabet)");
+        if (json_array_size(v) > 0) {
+            if ((r->events = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER)) == NULL)
+                return -2;
+            r->spec.event_notification_json = r->events;
+        }
+    }
+    if ((v = json_object_get(o, "stateNotificationConfig")) != NULL && !json_is_null(v)) {
+        json_t *t = json_object_get(v, "pubsubTopicName");
+        if (!json_is_object(v)) {
+            refuse(im, ids, LK_ERR_REG_INVALID, "stateNotificationConfig must be an object");
             return -1;
         }
-        d->spec.config = d->config;
-        d->spec.config_len = len;
+        /* {} or an empty topic (as gcloud may print an unset one): none. */
+        if (json_object_size(v) > 0 && !(json_object_size(v) == 1 && json_is_string(t) &&
+                                         json_string_length(t) == 0)) {
+            if ((r->state = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER)) == NULL)
+                return -2;
+            r->spec.state_notification_json = r->state;
+        }
+    }
+    if ((v = json_object_get(o, "mqttConfig")) != NULL && !json_is_null(v) &&
+        parse_state_enum(im, ids, v, "mqttConfig", "mqttEnabledState", ADMIN_ENUM_MQTT_STATE, &r->spec.mqtt) != 0)
+        return -1;
+    if ((v = json_object_get(o, "httpConfig")) != NULL && !json_is_null(v) &&
+        parse_state_enum(im, ids, v, "httpConfig", "httpEnabledState", ADMIN_ENUM_HTTP_STATE, &r->spec.http) != 0)
+        return -1;
+    if ((v = json_object_get(o, "logLevel")) != NULL && !json_is_null(v)) {
+        if (parse_enum(im, ids, v, ADMIN_ENUM_LOG_LEVEL, "logLevel", &e) != 0)
+            return -1;
+        r->spec.log_level = (lk_reg_log_level)e;
     }
     return 0;
 }
 
-/* Refusals that concern one device; anything else ends the import. */
-static int per_device(lk_err err)
+/* Refusals that concern one record; anything else ends the import. */
+static int per_record(lk_err err)
 {
     switch (err) {
     case LK_ERR_REG_EXISTS: case LK_ERR_REG_INVALID: case LK_ERR_REG_LIMIT: case LK_ERR_REG_CERT:
@@ -349,37 +851,187 @@ static int per_device(lk_err err)
     }
 }
 
-int lk_cmd_devices_import(int argc, char **argv)
+/* One record through the library: 0 done (or refused: counted), else an
+ * exit code that ends the import. */
+static int add_record(struct import *im, json_t *o)
 {
-    static const struct option opts[] = {ADMIN_COMMON_OPTIONS, {0, 0, 0, 0}};
+    char why[512] = "";
+    lk_err err;
+    const char *id;
+    int rc;
+
+    if (im->devices) {
+        struct dev_rec d;
+        uint64_t num = 0;
+        long first;
+        size_t nexp = im->expired.n, nconv = im->converted.n;
+        memset(&d, 0, sizeof d);
+        rc = parse_device(im, o, &d);
+        if (rc != 0) {
+            dev_rec_free(&d);
+            return rc == -2 ? admin_fail(im->a, LK_ERR_NOMEM, NULL) : EXIT_OK;
+        }
+        id = d.spec.id;
+        first = seen_check(&im->seen, id, im->rd.rec_line);
+        if (first < 0) {
+            dev_rec_free(&d);
+            return admin_fail(im->a, LK_ERR_NOMEM, NULL);
+        }
+        if (first > 0) {
+            refuse(im, id, LK_ERR_REG_EXISTS, "the id appears twice in the input (first at line %ld)", first);
+            notes_truncate(&im->expired, nexp);
+            notes_truncate(&im->converted, nconv);
+            dev_rec_free(&d);
+            return EXIT_OK;
+        }
+        err = lk_registry_import_add(im->a->reg, &d.spec, &num, why, sizeof why);
+        if (err == LK_OK) {
+            im->nok++;
+            if (d.spec.log_level != LK_LOG_LEVEL_UNSPECIFIED ||
+                d.spec.gateway_type != LK_GATEWAY_TYPE_UNSPECIFIED ||
+                d.spec.gateway_auth_method != LK_GATEWAY_AUTH_UNSPECIFIED)
+                im->settings++;
+            if (d.spec.num_id != 0 && num != d.spec.num_id &&
+                note_add(im, &im->numids, id, d.spec.num_id, num, NULL) != 0)
+                err = LK_ERR_NOMEM;
+        } else if (err == LK_ERR_REG_EXISTS && im->skip_existing) {
+            im->nskipped++;
+            if (note_add(im, &im->skipped, id, 0, 0, "exists already: skipped") != 0)
+                err = LK_ERR_NOMEM;
+            else
+                err = LK_OK;
+        } else if (per_record(err)) {
+            refuse(im, id, err, "%s", why[0] ? why : lk_strerror(err));
+            err = LK_OK;
+        }
+        if (num == 0) {
+            /* Skipped or refused: its notes say nothing about what is imported. */
+            notes_truncate(&im->expired, nexp);
+            notes_truncate(&im->converted, nconv);
+        }
+        dev_rec_free(&d);
+    } else {
+        struct reg_rec r;
+        lk_reg_name name;
+        memset(&r, 0, sizeof r);
+        rc = parse_registry(im, o, &r);
+        if (rc != 0) {
+            reg_rec_free(&r);
+            return rc == -2 ? admin_fail(im->a, LK_ERR_NOMEM, NULL) : EXIT_OK;
+        }
+        id = r.id;
+        {
+            long first = seen_check(&im->seen, id, im->rd.rec_line);
+            if (first != 0) {
+                reg_rec_free(&r);
+                if (first < 0)
+                    return admin_fail(im->a, LK_ERR_NOMEM, NULL);
+                refuse(im, id, LK_ERR_REG_EXISTS, "the id appears twice in the input (first at line %ld)", first);
+                return EXIT_OK;
+            }
+        }
+        name.project = im->a->project;
+        name.location = im->a->location;
+        name.registry = id;
+        err = lk_registry_import_add_registry(im->a->reg, &name, &r.spec, why, sizeof why);
+        if (err == LK_OK) {
+            im->nok++;
+            im->ncerts += r.spec.ncas;
+            im->events += r.spec.event_notification_json != NULL;
+            im->states += r.spec.state_notification_json != NULL;
+            im->https += json_object_get(o, "httpConfig") != NULL;
+            im->loglevels += r.spec.log_level != LK_LOG_LEVEL_UNSPECIFIED;
+        } else if (err == LK_ERR_REG_EXISTS && im->skip_existing) {
+            im->nskipped++;
+            if (note_add(im, &im->skipped, id, 0, 0, "exists already: skipped") != 0)
+                err = LK_ERR_NOMEM;
+            else
+                err = LK_OK;
+        } else if (per_record(err)) {
+            refuse(im, id, err, "%s", why[0] ? why : lk_strerror(err));
+            err = LK_OK;
+        }
+        reg_rec_free(&r);
+    }
+    if (err != LK_OK) {
+        clear_progress(im);
+        lk_tool_error(im->a->cmd, err, "%s: %s; nothing was imported", im->where, why[0] ? why : lk_strerror(err));
+        return admin_exit_code(err);
+    }
+    return EXIT_OK;
+}
+
+/* The notes and notices of a successful import, on standard error. */
+static void report_notes(struct import *im)
+{
+    notes_print(im, &im->numids, "numIds changed");
+    notes_print(im, &im->skipped, "skipped");
+    notes_print(im, &im->expired, "expired credentials");
+    notes_print(im, &im->converted, "converted keys");
+    if (im->settings > 0)
+        fprintf(stderr, "latchkey: %s: note: %lu device%s %s logLevel or gatewayConfig: stored and shown, "
+                        "but not yet in effect (a gateway connects as an ordinary device and no gateway "
+                        "binds devices; docs/registry.md)\n",
+                im->a->cmd, im->settings, im->settings == 1 ? "" : "s", im->settings == 1 ? "has" : "have");
+    admin_note_not_in_effect(im->a->cmd, im->events > 0, im->states > 0, im->https > 0, im->loglevels > 0);
+}
+
+static json_t *notes_json(const struct notes *ns, int numids)
+{
+    json_t *a = json_array();
+    size_t i;
+    for (i = 0; a != NULL && i < ns->n; i++) {
+        json_t *e = numids ? json_pack("{s:s,s:o,s:o,s:s}", "id", ns->v[i].id, "requested", out_ju64(ns->v[i].asked),
+                                       "assigned", out_ju64(ns->v[i].got), "where", ns->v[i].where)
+                           : json_string(ns->v[i].id);
+        if (e == NULL || json_array_append_new(a, e) != 0) {
+            json_decref(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
+static int run_import(int argc, char **argv, int devices)
+{
+    static const struct option opts[] = {ADMIN_COMMON_OPTIONS,
+                                         {"skip-existing", no_argument, 0, OPT_SKIP_EXISTING},
+                                         {0, 0, 0, 0}};
     struct admin a;
     struct import im;
-    const char *path = NULL;
+    const char *path = NULL, *noun = devices ? "devices" : "registries";
     char why[512] = "";
     char *buf = NULL;
     FILE *f = NULL;
-    unsigned long line = 0, ndev = 0;
-    int c, rc = EXIT_OK, begun = 0;
+    int c, rc = EXIT_OK, begun = 0, r, broken = 0;
     lk_err err;
 
-    admin_init(&a, "devices import", import_usage);
+    admin_init(&a, devices ? "devices import" : "registries import",
+               devices ? devices_import_usage : registries_import_usage);
     memset(&im, 0, sizeof im);
     im.a = &a;
+    im.devices = devices;
     optind = 1;
     while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
-        int r = admin_common_opt(&a, c, optarg);
+        r = admin_common_opt(&a, c, optarg);
         if (r == ADMIN_HELP)
             return EXIT_OK;
-        if (r != EXIT_OK)
-            return r < 0 ? EXIT_USAGE : r;
+        if (r == EXIT_OK)
+            continue;
+        if (r > 0)
+            return r;
+        if (c == OPT_SKIP_EXISTING)
+            im.skip_existing = 1;
+        else
+            return EXIT_USAGE;
     }
     if (optind < argc)
         path = argv[optind++];
     if (path == NULL)
-        return lk_tool_usage_error("devices import: give the FILE of JSON lines (or - for standard input)");
+        return lk_tool_usage_error("%s: give the FILE (or - for standard input)", a.cmd);
     if (optind < argc)
-        return lk_tool_usage_error("devices import: unexpected argument '%s'", argv[optind]);
-    if ((rc = admin_resolve(&a, NULL, 1, NULL)) != EXIT_OK)
+        return lk_tool_usage_error("%s: unexpected argument '%s'", a.cmd, argv[optind]);
+    if ((rc = admin_resolve(&a, NULL, devices, NULL)) != EXIT_OK)
         goto out;
     f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
     if (f == NULL) {
@@ -388,12 +1040,12 @@ int lk_cmd_devices_import(int argc, char **argv)
         rc = e == ENOENT || e == ENOTDIR ? EXIT_NOT_FOUND : EXIT_FAIL;
         goto out;
     }
-    buf = malloc(LINE_MAX_BYTES + 1);
+    buf = malloc(REC_MAX + 1);
     if (buf == NULL) {
         rc = admin_fail(&a, LK_ERR_NOMEM, NULL);
         goto out;
     }
-    if ((rc = admin_open(&a, 0)) != EXIT_OK)
+    if ((rc = admin_open(&a, ADMIN_OPEN_WRITE)) != EXIT_OK)
         goto out;
     if (a.json && (im.errors = json_array()) == NULL) {
         rc = admin_fail(&a, LK_ERR_NOMEM, NULL);
@@ -403,104 +1055,124 @@ int lk_cmd_devices_import(int argc, char **argv)
     clock_gettime(CLOCK_MONOTONIC, &im.start);
     im.last_progress = im.start;
 
-    err = lk_registry_import_begin(a.reg, &a.name, why, sizeof why);
+    err = devices ? lk_registry_import_begin(a.reg, &a.name, why, sizeof why)
+                  : lk_registry_import_registries_begin(a.reg, why, sizeof why);
     if (err != LK_OK) {
         rc = admin_fail(&a, err, why);
         goto out;
     }
     begun = 1;
+    rec_reader_init(&im.rd, f, buf);
     for (;;) {
-        struct line_dev d;
         json_error_t jerr;
         json_t *o;
-        size_t len = 0;
-        uint64_t num_id = 0;
-        int r = read_line(f, buf, &len);
-        if (r == 0)
+        r = rec_next(&im.rd);
+        if (r == REC_END)
             break;
-        line++;
-        if (r == 2) {
-            refuse(&im, line, NULL, LK_ERR_REG_LIMIT, "longer than %u bytes, the most a line may hold",
-                   LINE_MAX_BYTES);
+        rec_where(&im.rd, im.where, sizeof im.where);
+        if (r == REC_BROKEN) {
+            /* The structure is broken: nothing after it can be found. */
+            if (im.rd.nrec == 0 && im.rd.rec_line == 0)
+                snprintf(im.where, sizeof im.where, "%s", path);
+            broken = 1;
+            im.always = 1; /* the end of the reading is always shown */
+            refuse(&im, NULL, LK_ERR_REG_INVALID, "%s; nothing after it was read", im.rd.err);
+            im.always = 0;
+            break;
+        }
+        if (r == REC_TOO_LONG) {
+            refuse(&im, NULL, LK_ERR_REG_LIMIT, "longer than %u bytes, the most a record may hold", REC_MAX);
             continue;
         }
-        if (blank(buf, len))
-            continue;
-        o = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+        o = json_loadb(buf, im.rd.len, JSON_REJECT_DUPLICATES, &jerr);
         if (o == NULL) {
-            refuse(&im, line, NULL, LK_ERR_REG_INVALID, "not valid JSON: %s (column %d)", jerr.text, jerr.column);
+            refuse(&im, NULL, LK_ERR_REG_INVALID, "not valid JSON: %s (column %d)", jerr.text, jerr.column);
             continue;
         }
         if (!json_is_object(o)) {
-            refuse(&im, line, NULL, LK_ERR_REG_INVALID, "not a JSON object (one device object per line)");
+            refuse(&im, NULL, LK_ERR_REG_INVALID, "not a JSON object (one %s object per record)",
+                   devices ? "device" : "registry");
             json_decref(o);
             continue;
         }
-        memset(&d, 0, sizeof d);
-        if (parse_device(&im, line, o, &d) == 0) {
-            why[0] = '\0';
-            err = lk_registry_import_add(a.reg, &d.spec, &num_id, why, sizeof why);
-            if (err == LK_OK) {
-                ndev++;
-            } else if (per_device(err)) {
-                refuse(&im, line, d.spec.id, err, "%s", why[0] ? why : lk_strerror(err));
-            } else {
-                if (im.tty)
-                    fputs("\r\033[K", stderr);
-                lk_tool_error(a.cmd, err, "line %lu: %s; nothing was imported", line,
-                              why[0] ? why : lk_strerror(err));
-                rc = admin_exit_code(err);
-            }
-        }
-        free(d.meta);
-        free(d.config);
+        rc = add_record(&im, o);
         json_decref(o);
         if (rc != EXIT_OK)
             goto out;
-        if ((line & 255u) == 0)
-            progress(&im, line, ndev, 0);
+        if ((im.rd.nrec & 255u) == 0)
+            progress(&im, 0);
     }
     if (ferror(f)) {
+        clear_progress(&im);
         lk_tool_error(a.cmd, LK_ERR_IO, "%s: read error; nothing was imported", path);
         rc = EXIT_FAIL;
         goto out;
     }
     if (im.nerrors > 0) {
-        if (im.tty)
-            fputs("\r\033[K", stderr);
-        fprintf(stderr, "latchkey: devices import: %lu of %lu lines refused; nothing was imported\n",
-                im.nerrors, line);
+        clear_progress(&im);
+        if (im.nerrors > im.nshown)
+            fprintf(stderr, "latchkey: %s: ... and %lu more refused (%s)\n", a.cmd, im.nerrors - im.nshown,
+                    a.json ? "the JSON summary lists the first 1000" : "--format json lists the first 1000");
+        if (broken)
+            fprintf(stderr, "latchkey: %s: %lu refused, and the input was not read to its end; nothing was "
+                            "imported\n", a.cmd, im.nerrors);
+        else
+            fprintf(stderr, "latchkey: %s: %lu of %lu %s refused; nothing was imported\n", a.cmd, im.nerrors,
+                    im.rd.nrec, im.rd.form == REC_LINES ? "lines" : "records");
         if (a.json) {
-            json_t *s = json_pack("{s:i,s:I,s:I,s:O}", "imported", 0, "lines", (json_int_t)line, "refused",
-                                  (json_int_t)im.nerrors, "errors", im.errors);
+            json_t *s = json_pack("{s:i,s:I,s:I,s:I,s:s,s:O}", "imported", 0, "records", (json_int_t)im.rd.nrec,
+                                  "lines", (json_int_t)rec_lines(&im.rd), "refused", (json_int_t)im.nerrors, "form",
+                                  rec_form_name(im.rd.form), "errors", im.errors);
             out_json(s);
         }
         rc = EXIT_IMPORT;
         goto out;
     }
     if (im.tty) {
-        fprintf(stderr, "\r\033[Kcommitting %lu devices...", ndev);
+        fprintf(stderr, "\r\033[Kcommitting %lu %s...", im.nok, noun);
         fflush(stderr);
     }
     err = lk_registry_import_commit(a.reg, why, sizeof why);
     begun = 0;
-    if (im.tty)
-        fputs("\r\033[K", stderr);
+    clear_progress(&im);
     if (err != LK_OK) {
         lk_tool_error(a.cmd, err, "commit: %s; nothing was imported", why[0] ? why : lk_strerror(err));
         rc = admin_exit_code(err);
         goto out;
     }
+    report_notes(&im);
     {
         double t = elapsed(&im.start);
-        double rate = t > 0 ? (double)ndev / t : 0.0;
+        double rate = t > 0 ? (double)im.nok / t : 0.0;
         if (a.json) {
-            json_t *s = json_pack("{s:I,s:I,s:s,s:f,s:f}", "imported", (json_int_t)ndev, "lines", (json_int_t)line,
-                                  "registry", a.registry, "seconds", t, "devicesPerSecond", rate);
+            json_t *s = json_pack("{s:I,s:I,s:I,s:s,s:I,s:f,s:f}", "imported", (json_int_t)im.nok, "records",
+                                  (json_int_t)im.rd.nrec, "lines", (json_int_t)rec_lines(&im.rd), "form",
+                                  rec_form_name(im.rd.form), "skipped", (json_int_t)im.nskipped, "seconds", t,
+                                  devices ? "devicesPerSecond" : "registriesPerSecond", rate);
+            if (s != NULL) {
+                if (devices) {
+                    json_object_set_new(s, "registry", json_string(a.registry));
+                    json_object_set_new(s, "numIdsChanged", notes_json(&im.numids, 1));
+                } else {
+                    json_object_set_new(s, "caCertificates", json_integer((json_int_t)im.ncerts));
+                }
+                json_object_set_new(s, "skippedIds", notes_json(&im.skipped, 0));
+            }
             rc = out_json(s);
-        } else {
-            printf("Imported %lu devices into registry [%s] in %.2f s (%.0f devices/s).\n", ndev, a.registry, t,
+        } else if (devices) {
+            printf("Imported %lu devices into registry [%s] in %.2f s (%.0f devices/s)", im.nok, a.registry, t,
                    rate);
+            if (im.nskipped > 0)
+                printf("; %lu skipped (they exist already)", im.nskipped);
+            if (im.numids.n > 0)
+                printf("; %zu with a new numId", im.numids.n);
+            printf(".\n");
+        } else {
+            printf("Imported %lu registr%s (%lu CA certificate%s) into projects/%s/locations/%s in %.2f s",
+                   im.nok, im.nok == 1 ? "y" : "ies", im.ncerts, im.ncerts == 1 ? "" : "s", a.project, a.location, t);
+            if (im.nskipped > 0)
+                printf("; %lu skipped (they exist already)", im.nskipped);
+            printf(".\n");
         }
     }
 out:
@@ -510,6 +1182,21 @@ out:
         fclose(f);
     free(buf);
     json_decref(im.errors);
+    notes_free(&im.numids);
+    notes_free(&im.skipped);
+    notes_free(&im.expired);
+    notes_free(&im.converted);
+    seen_free(&im.seen);
     admin_close(&a);
     return out_finish(rc);
+}
+
+int lk_cmd_devices_import(int argc, char **argv)
+{
+    return run_import(argc, argv, 1);
+}
+
+int lk_cmd_registries_import(int argc, char **argv)
+{
+    return run_import(argc, argv, 0);
 }

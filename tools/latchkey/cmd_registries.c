@@ -27,12 +27,66 @@ static const char registries_usage[] =
     "  credentials list   --registry R\n"
     "  credentials describe INDEX --registry R\n"
     "  credentials delete INDEX --registry R\n"
+    "  import FILE|-     (IoT Core's DeviceRegistries, as gcloud printed them; see\n"
+    "                    'latchkey registries import --help')\n"
     "\n"
+    "'latchkey registries COMMAND --help' shows one command.\n"
     "Common options: --db FILE (or LATCHKEY_DB; only 'registries create' creates a missing\n"
     "database), --project P (or LATCHKEY_PROJECT), --region L (alias --location; or\n"
     "LATCHKEY_REGION), --format text|json, --busy-timeout MS (default 5000).\n"
     "A REGISTRY may also be given as projects/P/locations/L/registries/R.\n"
     "Exit codes: docs/cli.md.\n";
+
+/* Each subcommand's own usage ('latchkey registries create --help'). */
+#define REG_COMMON                                                                              \
+    "Common options: --project P (or LATCHKEY_PROJECT), --region L (alias --location; or\n"    \
+    "LATCHKEY_REGION), --db FILE (or LATCHKEY_DB), --format text|json, --busy-timeout MS.\n"   \
+    "A REGISTRY may also be given as projects/P/locations/L/registries/R. Exit codes: docs/cli.md.\n"
+#define REG_NOTE                                                                                \
+    "Notification configs and httpConfig are stored and shown, but not yet in effect (no\n"    \
+    "Pub/Sub routing, no HTTP bridge yet): setting them prints a note saying so.\n"
+#define REG_USAGE(line, text) "usage: latchkey [--db FILE] registries " line "\n\n" text "\n" REG_COMMON
+
+static const char u_create[] = REG_USAGE(
+    "create REGISTRY --project P --region L\n"
+    "         [--enable-mqtt-config|--no-enable-mqtt-config]\n"
+    "         [--enable-http-config|--no-enable-http-config]\n"
+    "         [--event-notification-config topic=TOPIC[,subfolder=SUBFOLDER]]...\n"
+    "         [--state-pubsub-topic TOPIC] [--public-key-path CA.pem]",
+    "Creates a registry (MQTT and HTTP enabled unless said otherwise), with its first CA\n"
+    "certificate if given, in one transaction: if any part is refused, nothing is created.\n"
+    "Only 'registries create' (and 'backends create') create a missing database.\n" REG_NOTE);
+static const char u_list[] = REG_USAGE("list [--project P] [--region L]",
+                                       "Lists the registries (of P and L when given): ID, PROJECT, LOCATION, "
+                                       "MQTT, HTTP,\nCA_CERTS, DEVICES.\n");
+static const char u_describe[] = REG_USAGE("describe REGISTRY --project P --region L",
+                                           "Shows the registry (IoT Core's DeviceRegistry) with its CA "
+                                           "certificates.\n");
+static const char u_update[] = REG_USAGE(
+    "update REGISTRY --project P --region L [--[no-]enable-mqtt-config] [--[no-]enable-http-config]\n"
+    "         [--event-notification-config topic=TOPIC[,subfolder=S]]... [--state-pubsub-topic TOPIC]\n"
+    "         [--clear-event-notification-configs] [--clear-state-pubsub-topic]",
+    "--event-notification-config replaces all of them.\n" REG_NOTE);
+static const char u_delete[] = REG_USAGE("delete REGISTRY --project P --region L",
+                                         "Deletes the registry; refused while it has devices (exit 17).\n");
+static const char u_cred_create[] = REG_USAGE("credentials create --registry R --path CA.pem --project P --region L",
+                                              "Adds a CA certificate (X.509v3 PEM, a CA, RSA 2048-8192 or P-256, "
+                                              "not expired;\nat most 10).\n");
+static const char u_cred_list[] = REG_USAGE("credentials list --registry R --project P --region L",
+                                            "The CA certificates: INDEX, SUBJECT, ISSUER, NOT_BEFORE, NOT_AFTER, "
+                                            "KEY_TYPE.\n");
+static const char u_cred_describe[] = REG_USAGE("credentials describe INDEX --registry R --project P --region L",
+                                                "One CA certificate; INDEX as 'credentials list' shows it.\n");
+static const char u_cred_delete[] = REG_USAGE("credentials delete INDEX --registry R --project P --region L",
+                                              "Deletes one CA certificate (those after it move up one index).\n");
+static const char u_creds[] =
+    "usage: latchkey [--db FILE] registries credentials create|list|describe|delete --registry R ...\n"
+    "\n"
+    "  credentials create --registry R --path CA.pem\n"
+    "  credentials list   --registry R\n"
+    "  credentials describe INDEX --registry R\n"
+    "  credentials delete INDEX --registry R\n"
+    "Run 'latchkey registries credentials COMMAND --help' for one of them.\n";
 
 enum {
     OPT_MQTT_ON = OPT_FIRST_OWN,
@@ -91,6 +145,8 @@ json_t *admin_registry_json(const lk_reg_registry *r)
     }
     json_object_set_new(j, "mqttConfig", json_pack("{s:s}", "mqttEnabledState", mqtt_state_name(r->mqtt)));
     json_object_set_new(j, "httpConfig", json_pack("{s:s}", "httpEnabledState", http_state_name(r->http)));
+    if (r->log_level != LK_LOG_LEVEL_UNSPECIFIED)
+        json_object_set_new(j, "logLevel", json_string(admin_enum_name(ADMIN_ENUM_LOG_LEVEL, (int)r->log_level)));
     return j;
 }
 
@@ -358,7 +414,7 @@ static int create_or_update(struct admin *a, int argc, char **argv, int create)
         (rc = admin_read_file(a, "CA certificate", ca_path, LK_CRED_PEM_MAX, LK_ERR_REG_INVALID, &ca, &ca_len)) !=
             EXIT_OK)
         goto out;
-    if ((rc = admin_open(a, create)) != EXIT_OK)
+    if ((rc = admin_open(a, create ? ADMIN_OPEN_CREATE : ADMIN_OPEN_WRITE)) != EXIT_OK)
         goto out;
 
     if (!create) {
@@ -367,6 +423,8 @@ static int create_or_update(struct admin *a, int argc, char **argv, int create)
             rc = admin_fail(a, err, why);
             goto out;
         }
+        admin_note_not_in_effect(a->cmd, ev != NULL && ev[0] != '\0', st != NULL && st[0] != '\0',
+                                 http != LK_REG_STATE_UNSPECIFIED, 0);
         if (a->json)
             rc = print_registry(a);
         else
@@ -374,38 +432,36 @@ static int create_or_update(struct admin *a, int argc, char **argv, int create)
         goto out;
     }
 
-    /* gcloud's defaults: MQTT and HTTP enabled. */
-    err = lk_registry_create_registry(a->reg, &a->name,
-                                      mqtt == LK_REG_STATE_UNSPECIFIED ? LK_REG_STATE_ENABLED : mqtt,
-                                      http == LK_REG_STATE_UNSPECIFIED ? LK_REG_STATE_ENABLED : http, why,
-                                      sizeof why);
-    if (err != LK_OK) {
-        rc = admin_fail(a, err, why);
-        goto out;
-    }
-    /* The notification configs and the CA are further steps: if one is
-     * refused, the new (empty) registry is deleted again, so a refused create
-     * leaves nothing behind. */
-    if (ev != NULL || st != NULL)
-        err = lk_registry_update_registry(a->reg, &a->name, LK_REG_STATE_UNSPECIFIED, LK_REG_STATE_UNSPECIFIED,
-                                          ev, st, why, sizeof why);
-    if (err == LK_OK && ca != NULL) {
-        unsigned index = 0;
-        err = lk_registry_add_cert(a->reg, &a->name, (const char *)ca, ca_len, &index, why, sizeof why);
-        if (err != LK_OK) {
-            size_t l = strlen(why);
-            if (l + 1 < sizeof why)
-                snprintf(why + l, sizeof why - l, "%s(CA certificate %s)", l ? " " : "", ca_path);
+    /* One transaction: the registry with its notification configs and CA,
+     * or (any part refused) nothing. gcloud's defaults: MQTT and HTTP
+     * enabled. */
+    {
+        lk_reg_registry_spec spec;
+        const char *pems[1];
+        size_t lens[1];
+        memset(&spec, 0, sizeof spec);
+        spec.mqtt = mqtt == LK_REG_STATE_UNSPECIFIED ? LK_REG_STATE_ENABLED : mqtt;
+        spec.http = http == LK_REG_STATE_UNSPECIFIED ? LK_REG_STATE_ENABLED : http;
+        spec.event_notification_json = ev;
+        spec.state_notification_json = st;
+        if (ca != NULL) {
+            pems[0] = (const char *)ca;
+            lens[0] = ca_len;
+            spec.ca_pems = pems;
+            spec.ca_lens = lens;
+            spec.ncas = 1;
         }
+        err = lk_registry_create_registry_full(a->reg, &a->name, &spec, why, sizeof why);
     }
     if (err != LK_OK) {
-        char why2[256] = "";
+        size_t l = strlen(why);
+        if (ca != NULL && strstr(why, "CA certificate 0") != NULL && l + 1 < sizeof why)
+            snprintf(why + l, sizeof why - l, " (%s)", ca_path);
         rc = admin_fail(a, err, why);
-        if (lk_registry_delete_registry(a->reg, &a->name, why2, sizeof why2) != LK_OK)
-            fprintf(stderr, "latchkey: %s: the registry was created but could not be removed again: %s\n",
-                    a->cmd, why2);
         goto out;
     }
+    admin_note_not_in_effect(a->cmd, ev != NULL && ev[0] != '\0', st != NULL && st[0] != '\0',
+                             http != LK_REG_STATE_UNSPECIFIED, 0);
     if (a->json)
         rc = print_registry(a);
     else
@@ -522,7 +578,7 @@ static int cmd_list(struct admin *a, int argc, char **argv)
     }
     if (optind < argc)
         return lk_tool_usage_error("%s: unexpected argument '%s'", a->cmd, argv[optind]);
-    if ((rc = admin_open(a, 0)) != EXIT_OK)
+    if ((rc = admin_open(a, ADMIN_OPEN_READ)) != EXIT_OK)
         return rc;
     if (a->json)
         x.arr = json_array();
@@ -590,7 +646,8 @@ static int one_registry(struct admin *a, int argc, char **argv, int del)
     if ((rc = admin_resolve(a, id, 0, &id)) != EXIT_OK)
         return rc;
     a->registry = id;
-    if ((rc = admin_resolve(a, NULL, 1, NULL)) != EXIT_OK || (rc = admin_open(a, 0)) != EXIT_OK)
+    if ((rc = admin_resolve(a, NULL, 1, NULL)) != EXIT_OK ||
+        (rc = admin_open(a, del ? ADMIN_OPEN_WRITE : ADMIN_OPEN_READ)) != EXIT_OK)
         return rc;
     if (!del)
         return print_registry(a);
@@ -655,7 +712,7 @@ static int cmd_credentials(struct admin *a, const char *sub, int argc, char **ar
         rc = admin_read_file(a, "CA certificate", path, LK_CRED_PEM_MAX, LK_ERR_REG_INVALID, &pem, &len);
         if (rc != EXIT_OK)
             return rc;
-        if ((rc = admin_open(a, 0)) != EXIT_OK) {
+        if ((rc = admin_open(a, ADMIN_OPEN_WRITE)) != EXIT_OK) {
             free(pem);
             return rc;
         }
@@ -669,7 +726,8 @@ static int cmd_credentials(struct admin *a, const char *sub, int argc, char **ar
         }
         index = idx;
         sub = "describe";
-    } else if ((rc = admin_open(a, 0)) != EXIT_OK) {
+    } else if ((rc = admin_open(a, strcmp(sub, "delete") == 0 ? ADMIN_OPEN_WRITE : ADMIN_OPEN_READ)) !=
+               EXIT_OK) {
         return rc;
     }
 
@@ -732,19 +790,33 @@ int lk_cmd_registries(int argc, char **argv)
         return argc < 2 ? EXIT_USAGE : EXIT_OK;
     }
     sub = argv[1];
+    if (strcmp(sub, "import") == 0)
+        return lk_cmd_registries_import(argc - 1, argv + 1);
     if (strcmp(sub, "credentials") == 0) {
-        if (argc < 3 || strcmp(argv[2], "--help") == 0) {
-            fputs(registries_usage, argc < 3 ? stderr : stdout);
+        const char *c2 = argc >= 3 ? argv[2] : "";
+        if (argc < 3 || strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0) {
+            fputs(u_creds, argc < 3 ? stderr : stdout);
             return argc < 3 ? EXIT_USAGE : EXIT_OK;
         }
         snprintf(cmd, sizeof cmd, "registries credentials %s", argv[2]);
-        admin_init(&a, cmd, registries_usage);
+        admin_init(&a, cmd,
+                   strcmp(c2, "create") == 0     ? u_cred_create
+                   : strcmp(c2, "list") == 0     ? u_cred_list
+                   : strcmp(c2, "describe") == 0 ? u_cred_describe
+                   : strcmp(c2, "delete") == 0   ? u_cred_delete
+                                                 : u_creds);
         rc = cmd_credentials(&a, argv[2], argc - 2, argv + 2);
         admin_close(&a);
         return out_finish(rc);
     }
     snprintf(cmd, sizeof cmd, "registries %s", sub);
-    admin_init(&a, cmd, registries_usage);
+    admin_init(&a, cmd,
+               strcmp(sub, "create") == 0     ? u_create
+               : strcmp(sub, "update") == 0   ? u_update
+               : strcmp(sub, "list") == 0     ? u_list
+               : strcmp(sub, "describe") == 0 ? u_describe
+               : strcmp(sub, "delete") == 0   ? u_delete
+                                              : registries_usage);
     if (strcmp(sub, "create") == 0)
         rc = create_or_update(&a, argc - 1, argv + 1, 1);
     else if (strcmp(sub, "update") == 0)
@@ -757,7 +829,7 @@ int lk_cmd_registries(int argc, char **argv)
         rc = one_registry(&a, argc - 1, argv + 1, 1);
     else
         rc = lk_tool_usage_error("registries: unknown subcommand '%s' (create, list, describe, update, "
-                                 "delete, credentials)", sub);
+                                 "delete, credentials, import)", sub);
     admin_close(&a);
     return out_finish(rc);
 }

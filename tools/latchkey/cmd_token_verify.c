@@ -34,6 +34,8 @@ static const char verify_usage[] =
     "usage: latchkey token verify --credential [FORMAT:]FILE [--credential ...] --aud PROJECT\n"
     "                             [--now EPOCH] [--skew S] [--max-lifetime S] [--strict-base64]\n"
     "                             [--format text|json] [TOKEN | -]\n"
+    "       latchkey token verify --device D --registry R --project P --region L [--db FILE]\n"
+    "                             [--now EPOCH] ... [TOKEN | -]\n"
     "\n"
     "Checks a device's token exactly as the service does, against the device's registered\n"
     "public keys, and prints its header and claims (exit 0) or the one reason it is refused\n"
@@ -42,10 +44,17 @@ static const char verify_usage[] =
     "other users. The token is never printed.\n"
     "  --credential [FORMAT:]FILE  a PEM public key or X.509 certificate, up to 3 (IoT Core's\n"
     "                      limit), tried in order; FORMAT is ES256_PEM, ES256_X509_PEM, RSA_PEM\n"
-    "                      or RSA_X509_PEM (default: detected from the PEM)\n"
+    "                      or RSA_X509_PEM (default: detected from the PEM); an RSA PUBLIC KEY\n"
+    "                      (PKCS#1) is read as the same key\n"
     "  --credential-expires EPOCH  expiry of the preceding --credential (0 = never); an\n"
     "                      expired credential is not tried\n"
-    "  --aud PROJECT       the project id the token must name (required)\n"
+    "  --device D          instead of --credential: the device's credentials (and expiry times)\n"
+    "                      from the registry database (--db FILE or LATCHKEY_DB; --registry,\n"
+    "                      --project or LATCHKEY_PROJECT, --region or LATCHKEY_REGION; D may be\n"
+    "                      a numId or a full name); a blocked device or a registry with MQTT\n"
+    "                      disabled is refused, as the broker would\n"
+    "  --aud PROJECT       the project id the token must name (required with --credential;\n"
+    "                      with --device it is the device's project)\n"
     "  --now EPOCH         the time to check at instead of the clock\n"
     "  --skew S            clock skew allowed, 0..3600 (default 600)\n"
     "  --max-lifetime S    longest exp - iat, 1..604800 (default 86400)\n"
@@ -53,9 +62,10 @@ static const char verify_usage[] =
     "  --format text|json  output form (default text)\n";
 
 struct cred_arg {
-    const char *file;
+    const char *file;     /* or NULL: credential index of the registry's device */
     lk_cred_format fmt;
     long long expires;
+    unsigned index;
 };
 
 /* ---- credentials ---- */
@@ -221,6 +231,20 @@ static int load_cred(const struct cred_arg *ca, unsigned pos, lk_cred **out)
         rc = EXIT_INVALID;
         goto out;
     }
+    if (admin_pem_is_pkcs1(pem, len)) {
+        char why[160], *spki = NULL;
+        size_t n = 0;
+        if (admin_pkcs1_to_spki(pem, len, &spki, &n, why, sizeof why) != 1) {
+            lk_tool_error(CTX, LK_ERR_CRED_INVALID,
+                          "credential %u: %s: %s; a PKCS#1 key converts to the PUBLIC KEY form with "
+                          "'openssl rsa -RSAPublicKey_in -in %s -pubout'", pos, ca->file, why, ca->file);
+            rc = EXIT_INVALID;
+            goto out;
+        }
+        free(pem);
+        pem = spki;
+        len = n;
+    }
     err = lk_cred_parse(ca->fmt, pem, len, (int64_t)ca->expires, out);
     if (err != LK_OK) {
         char why[160];
@@ -341,7 +365,8 @@ static json_t *json_filename(const char *file)
 }
 
 static int print_valid(const char *tok, size_t len, const lk_token_info *info, lk_cred *const *creds,
-                       const struct cred_arg *cargs, size_t ncreds, const lk_verify_policy *pol, int json)
+                       const struct cred_arg *cargs, size_t ncreds, const lk_verify_policy *pol, int json,
+                       const char *device)
 {
     const char *d1 = memchr(tok, '.', len), *d2 = d1 ? memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - tok)) : NULL;
     unsigned flags = (pol->flags & LK_VERIFY_ALLOW_PADDING) ? LK_B64URL_ALLOW_PADDING : 0u;
@@ -369,17 +394,21 @@ static int print_valid(const char *tok, size_t len, const lk_token_info *info, l
     lk_time_rfc3339(info->valid_until, t_until, sizeof t_until);
 
     if (json) {
+        const struct cred_arg *ca = &cargs[info->cred_index];
         out = json_pack("{s:b, s:s, s:{s:I, s:I, s:o, s:s, s:s}, s:I, s:s, s:I, s:I, s:s, s:I, s:s, s:I, s:s,"
                         " s:O, s:O}",
                         "valid", 1, "alg", lk_alg_name(info->alg),
                         "credential", "position", (json_int_t)pos, "count", (json_int_t)ncreds,
-                        "file", json_filename(cargs[info->cred_index].file),
+                        ca->file != NULL ? "file" : "device",
+                        ca->file != NULL ? json_filename(ca->file) : json_string(device),
                         "format", lk_cred_format_name(lk_cred_get_format(cred)), "sha256", fp_hex,
                         "now", (json_int_t)pol->now, "now_utc", t_now, "skew", (json_int_t)pol->skew,
                         "iat", (json_int_t)info->iat, "iat_utc", t_iat,
                         "exp", (json_int_t)info->exp, "exp_utc", t_exp,
                         "valid_until", (json_int_t)info->valid_until, "valid_until_utc", t_until,
                         "header", header, "claims", claims);
+        if (out != NULL && ca->file == NULL)
+            json_object_set_new(json_object_get(out, "credential"), "index", json_integer(ca->index));
         if (out == NULL || json_dumpf(out, stdout, JSON_COMPACT | JSON_ENSURE_ASCII) != 0)
             goto internal;
         fputc('\n', stdout);
@@ -393,8 +422,12 @@ static int print_valid(const char *tok, size_t len, const lk_token_info *info, l
         }
         printf("valid        yes, at %lld (%s) with skew %lld s\n", (long long)pol->now, t_now, (long long)pol->skew);
         printf("alg          %s\n", lk_alg_name(info->alg));
-        printf("credential   %u of %zu: %s (%s, sha256 %s)\n", pos, ncreds, cargs[info->cred_index].file,
-               lk_cred_format_name(lk_cred_get_format(cred)), fp_hex);
+        if (cargs[info->cred_index].file != NULL)
+            printf("credential   %u of %zu: %s (%s, sha256 %s)\n", pos, ncreds, cargs[info->cred_index].file,
+                   lk_cred_format_name(lk_cred_get_format(cred)), fp_hex);
+        else
+            printf("credential   %u of %zu: device %s credential %u (%s, sha256 %s)\n", pos, ncreds, device,
+                   cargs[info->cred_index].index, lk_cred_format_name(lk_cred_get_format(cred)), fp_hex);
         printf("iat          %lld  %s\n", (long long)info->iat, t_iat);
         printf("exp          %lld  %s\n", (long long)info->exp, t_exp);
         printf("valid until  %lld  %s  (exp + skew)\n", (long long)info->valid_until, t_until);
@@ -433,15 +466,90 @@ static int bad_option(const char *arg, int short_opt, int missing_value)
     return lk_tool_usage_error(CTX ": an option %s (see 'latchkey token verify --help')", what);
 }
 
+/* What the registry says of the device: up to 3 credentials, and whether
+ * the broker would let it in at all (*refusal: why not, or ""). Prints the
+ * reason and returns an exit code on failure. */
+static int device_creds(struct admin *a, const char *leaf, struct cred_arg *cargs, lk_cred **creds,
+                        size_t *ncreds, char **dev_id, char *refusal, size_t refusal_size)
+{
+    char why[512] = "", *buf = NULL;
+    const char *id = NULL;
+    lk_reg_device d;
+    lk_reg_registry r;
+    unsigned i;
+    lk_err err;
+    int rc;
+
+    *ncreds = 0;
+    refusal[0] = '\0';
+    if ((rc = admin_open(a, ADMIN_OPEN_READ)) != EXIT_OK || (rc = admin_device_id(a, leaf, &buf, &id)) != EXIT_OK) {
+        free(buf);
+        return rc;
+    }
+    memset(&d, 0, sizeof d);
+    memset(&r, 0, sizeof r);
+    err = lk_registry_get_device(a->reg, &a->name, id, 0, &d, why, sizeof why);
+    if (err == LK_OK)
+        err = lk_registry_get_registry(a->reg, &a->name, &r, why, sizeof why);
+    free(buf);
+    if (err != LK_OK) {
+        lk_reg_device_free(&d);
+        return admin_fail(a, err, why);
+    }
+    if ((*dev_id = strdup(d.id)) == NULL) {
+        lk_reg_device_free(&d);
+        lk_reg_registry_free(&r);
+        return admin_fail(a, LK_ERR_NOMEM, NULL);
+    }
+    if (d.blocked)
+        snprintf(refusal, refusal_size, "device %s is blocked: the broker refuses it whatever its token", d.id);
+    else if (r.mqtt == LK_REG_STATE_DISABLED)
+        snprintf(refusal, refusal_size, "registry %s has MQTT disabled: the broker refuses its devices",
+                 r.id);
+    lk_reg_registry_free(&r);
+    for (i = 0; i < d.ncreds && i < CREDS_MAX; i++) {
+        cargs[i].file = NULL;
+        cargs[i].fmt = d.creds[i].format;
+        cargs[i].expires = d.creds[i].expires;
+        cargs[i].index = i;
+        err = lk_cred_parse(d.creds[i].format, d.creds[i].pem, strlen(d.creds[i].pem), d.creds[i].expires,
+                            &creds[i]);
+        if (err != LK_OK) {
+            lk_tool_error(CTX, err, "device %s: stored credential %u does not parse (%s)", d.id, i,
+                          lk_strerror(err));
+            lk_reg_device_free(&d);
+            *ncreds = i;
+            return EXIT_INVALID;
+        }
+    }
+    *ncreds = i;
+    if (d.ncreds == 0) {
+        lk_tool_error(CTX, LK_ERR_NO_CREDENTIAL, "device %s has no credentials: the broker refuses every "
+                      "token of it", d.id);
+        lk_reg_device_free(&d);
+        return EXIT_INVALID;
+    }
+    lk_reg_device_free(&d);
+    return EXIT_OK;
+}
+
 int lk_cmd_token_verify(int argc, char **argv)
 {
-    enum { O_CRED = 1000, O_CRED_EXP, O_AUD, O_NOW, O_SKEW, O_LIFE, O_STRICT, O_FORMAT, O_HELP };
+    enum { O_CRED = 1000, O_CRED_EXP, O_AUD, O_NOW, O_SKEW, O_LIFE, O_STRICT, O_FORMAT, O_HELP,
+           O_DEVICE, O_REGISTRY, O_PROJECT, O_REGION, O_DB };
     static const struct option opts[] = {
         {"credential", required_argument, 0, O_CRED}, {"credential-expires", required_argument, 0, O_CRED_EXP},
         {"aud", required_argument, 0, O_AUD}, {"now", required_argument, 0, O_NOW},
         {"skew", required_argument, 0, O_SKEW}, {"max-lifetime", required_argument, 0, O_LIFE},
         {"strict-base64", no_argument, 0, O_STRICT}, {"format", required_argument, 0, O_FORMAT},
+        {"device", required_argument, 0, O_DEVICE}, {"registry", required_argument, 0, O_REGISTRY},
+        {"project", required_argument, 0, O_PROJECT}, {"region", required_argument, 0, O_REGION},
+        {"location", required_argument, 0, O_REGION}, {"db", required_argument, 0, O_DB},
         {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
+    struct admin a;
+    const char *device = NULL, *leaf = NULL;
+    char *dev_id = NULL, refusal[256] = "";
+    int db_given = 0;
     struct cred_arg cargs[CREDS_MAX];
     lk_cred *creds[CREDS_MAX] = {0};
     size_t ncreds = 0, tok_len = 0, i;
@@ -456,10 +564,16 @@ int lk_cmd_token_verify(int argc, char **argv)
     lk_token_info info;
     lk_err err;
 
+    admin_init(&a, CTX, verify_usage);
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
+        case O_DEVICE: device = optarg; break;
+        case O_REGISTRY: a.registry = optarg; break;
+        case O_PROJECT: a.project = optarg; break;
+        case O_REGION: a.location = optarg; break;
+        case O_DB: a.db = optarg; db_given = 1; break;
         case O_CRED:
             if (++n_cred_opts > CREDS_MAX)
                 return lk_tool_usage_error(CTX ": at most %d --credential (IoT Core's limit of credentials per "
@@ -508,14 +622,41 @@ int lk_cmd_token_verify(int argc, char **argv)
         tok_arg = argv[optind];
     if (ntok > 1)
         return lk_tool_usage_error(CTX ": more than one token given (one TOKEN, or '-' for standard input)");
-    if (ncreds == 0)
-        return lk_tool_usage_error(CTX ": --credential FILE is required (the device's public key or certificate)");
-    if (aud == NULL || aud[0] == '\0')
-        return lk_tool_usage_error(CTX ": --aud PROJECT is required (the project id)");
-    if (tok_arg == NULL && isatty(STDIN_FILENO))
-        return lk_tool_usage_error(CTX ": no token: give it as an argument, or on standard input");
+    if (device != NULL && ncreds > 0)
+        return lk_tool_usage_error(CTX ": --device and --credential exclude each other (the device's credentials "
+                                   "come from the registry)");
+    if (device == NULL && (a.registry != NULL || db_given))
+        return lk_tool_usage_error(CTX ": --registry and --db go with --device");
+    if (device == NULL && ncreds == 0)
+        return lk_tool_usage_error(CTX ": --credential FILE (the device's public key or certificate) or --device D "
+                                   "(its credentials in the registry) is required");
+    if (device != NULL) {
+        if (a.project == NULL && strncmp(device, "projects/", 9) != 0)
+            a.project = aud; /* --aud names the project too */
+        if ((rc = admin_resolve(&a, device, 1, &leaf)) != EXIT_OK)
+            goto out;
+        if (aud != NULL && strcmp(aud, a.project) != 0) {
+            rc = lk_tool_usage_error(CTX ": --aud '%s' is not the device's project '%s': the broker checks a "
+                                     "token's aud against the device's project", aud, a.project);
+            goto out;
+        }
+        aud = a.project;
+    }
+    if (aud == NULL || aud[0] == '\0') {
+        rc = lk_tool_usage_error(CTX ": --aud PROJECT is required (the project id)");
+        goto out;
+    }
+    if (tok_arg == NULL && isatty(STDIN_FILENO)) {
+        rc = lk_tool_usage_error(CTX ": no token: give it as an argument, or on standard input");
+        goto out;
+    }
 
-    for (i = 0; i < ncreds; i++) {
+    if (device != NULL) {
+        rc = device_creds(&a, leaf, cargs, creds, &ncreds, &dev_id, refusal, sizeof refusal);
+        if (rc != EXIT_OK)
+            goto out;
+    }
+    for (i = 0; device == NULL && i < ncreds; i++) {
         rc = load_cred(&cargs[i], (unsigned)i + 1u, &creds[i]);
         if (rc != EXIT_OK)
             goto out;
@@ -571,8 +712,17 @@ int lk_cmd_token_verify(int argc, char **argv)
         rc = lk_tool_exit_code(err);
         goto out;
     }
-    rc = print_valid(tok, tok_len, &info, creds, cargs, ncreds, &pol, json);
+    if (refusal[0] != '\0') {
+        /* The token itself is good: say so, and why the broker still refuses. */
+        lk_tool_error(CTX, LK_ERR_REFUSED, "the token verifies with credential %u, but %s",
+                      cargs[info.cred_index].index, refusal);
+        rc = EXIT_INVALID;
+        goto out;
+    }
+    rc = print_valid(tok, tok_len, &info, creds, cargs, ncreds, &pol, json, dev_id);
 out:
+    free(dev_id);
+    admin_close(&a);
     if (buf != NULL) {
         lk_wipe(buf, LK_VERIFY_MAX_LEN_LIMIT + 1u);
         free(buf);
