@@ -5,7 +5,7 @@ python3-cryptography keys generated here, and latchkey's own `key generate` /
 `token`. Every refusal must exit 9 with the precise reason (the lk_err symbol
 and the verifier's detail) on one line of standard error, and no output may
 ever contain the token or its signature segment. The attacks are those of
-../shared/spec/jwt-verification.md.
+docs/iotcore.md §Verifier attacks.
 """
 import base64
 import datetime

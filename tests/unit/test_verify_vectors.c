@@ -36,8 +36,8 @@
  *  |-----------------------|-----------------|--------|-----------------|-----|
  *  | rsa_signature_*       | 8 (each file)   | accept.| SIGNATURE       | MissingNull: DigestInfo without the NULL parameters; OpenSSL compares the exact encoding, one valid encoding per signature (RFC 8017 §9.2 note) |
  *  | ecdsa DER file        | all 174 valid   | valid  | SIGNATURE       | DER is not the JWS r||s format (RFC 7518 §3.4) |
- *  | jws base64 (HS256)    | 357-359,376,377 | valid  | ALG (or MALF.)  | HS256 is never implemented (key confusion, spec #2) |
- *  | jws base64 (HS256)    | 372, 373        | valid  | MALFORMED       | pass only with a lenient decoder; ours is strict (spec #12) |
+ *  | jws base64 (HS256)    | 357-359,376,377 | valid  | ALG (or MALF.)  | HS256 is never implemented (key confusion, docs/iotcore.md §Verifier attacks, 2) |
+ *  | jws base64 (HS256)    | 372, 373        | valid  | MALFORMED       | pass only with a lenient decoder; ours is strict (§Verifier attacks, 12) |
  *  | jws es256/rs256/...   | every valid one | valid  | MALFORMED       | payload is not a claims object (JWS, not JWT); signature checked by lk_verify__signature: LK_OK |
  *  | jws other groups      | valid ones      | valid  | ALG / MALFORMED | HS*, RS384/512, PS*, ES512: not ES256/RS256 |
  */
