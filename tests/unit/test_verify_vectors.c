@@ -1,6 +1,6 @@
 /*
- * test_verify_vectors.c — every case of the shared test vectors through the
- * project's verifier (service/verify), with the expected result.
+ * test_verify_vectors.c — every case of the test vectors in tests/vectors/
+ * through the project's verifier (service/verify), with the expected result.
  *
  *  - ecdsa_secp256r1_sha256_p1363_test.json (262): raw r||s signatures over
  *    arbitrary messages, through lk_verify__signature (the signature step of
@@ -95,7 +95,7 @@ static json_t *load(const char *file)
     const char *path = lk_test_vector_path(file);
     json_t *j = json_load_file(path, 0, &err);
     if (j == NULL)
-        fail_msg("cannot read %s: %s (set LK_VECTORS_DIR)", path, err.text);
+        fail_msg("cannot read %s: %s (tests/vectors/SOURCE.md)", path, err.text);
     return j;
 }
 
