@@ -67,8 +67,10 @@ bench: deps
 	$(MAKE) build
 	sh bench/run.sh $(BUILD)
 
+# As root, ldconfig makes the new shared libraries known to the loader.
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)
+	@if [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null 2>&1; then ldconfig; fi
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) build-cortexm $(FUZZ_BUILD)
