@@ -66,7 +66,7 @@ for layer in $LAYERS; do
 done
 sort "$work/all-headers" | uniq -d > "$work/dup"
 [ ! -s "$work/dup" ] || fail "headers installed by two libraries: $(tr '\n' ' ' < "$work/dup")"
-(cd "$SRC/include/latchkey" && ls -- *.h | sort) > "$work/src-headers"
+(cd "$SRC/include/latchkey" && printf '%s\n' *.h | sort) > "$work/src-headers"
 sort -u "$work/all-headers" > "$work/all-sorted"
 if ! cmp -s "$work/src-headers" "$work/all-sorted"; then
     fail "public headers and installed ones differ: $(diff "$work/src-headers" "$work/all-sorted" | grep '^[<>]' | tr '\n' ' ')"

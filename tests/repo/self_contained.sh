@@ -41,7 +41,7 @@ list_files() {
 allowed='^(tests/repo/self_contained\.sh|docs/history[^/]*\.md|CHANGELOG[^/]*|NEWS[^/]*)$'
 pattern='\.\./shared|LK_SHARED_DIR|shared/(spec|vectors)|\.parent */ *["'"'"']shared["'"'"']'
 hits=$(list_files | grep -Ev "$allowed" | while read -r f; do
-           [ -f "$f" ] && grep -IHnE "$pattern" "$f" || true
+           if [ -f "$f" ]; then grep -IHnE "$pattern" "$f" || true; fi
        done)
 if [ -n "$hits" ]; then
     echo "self_contained: these refer to a folder outside the repository:" >&2
