@@ -83,9 +83,11 @@ bench: deps
 	$(MAKE) build
 	sh bench/run.sh $(BUILD)
 
+# As root, ldconfig makes the new shared libraries known to the loader.
 install: deps-run
 	@$(MAKE) --no-print-directory build-quiet
 	cmake --install $(BUILD) --prefix $(PREFIX)
+	@if [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null 2>&1; then ldconfig; fi
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) build-cortexm $(FUZZ_BUILD)

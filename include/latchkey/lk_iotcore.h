@@ -1,8 +1,8 @@
 /*
  * lk_iotcore.h — IoT Core's naming rules and limits, in one place.
  *
- * Source: ../shared/spec/iotcore-protocol.md §4.4 (names, limits), §1.4
- * (message sizes and rates), §4.2 (config/state), §4.3 (credentials). The
+ * Source: docs/iotcore.md §Names and limits, §Sizes and rates, §Resources
+ * (config/state), §Credentials and CA certificates. The
  * registry, the broker plugin and the tools all take their rules from here;
  * docs/protocol.md explains each choice where the reference left one.
  *

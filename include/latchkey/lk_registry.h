@@ -1,7 +1,7 @@
 /*
  * lk_registry.h — the device registry: projects, locations, registries,
  * devices, their credentials, config versions and state history, with IoT
- * Core's fields and limits (../shared/spec/iotcore-protocol.md §4; the
+ * Core's fields and limits (docs/iotcore.md §Registry; the
  * limits themselves are in lk_iotcore.h).
  *
  * Storage: SQLite is the embedded default ("sqlite:PATH" or a plain path).

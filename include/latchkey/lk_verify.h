@@ -3,7 +3,7 @@
  * still good? The service side's one security decision.
  *
  * The rules (docs/protocol.md, "Verifying tokens", and
- * ../shared/spec/jwt-verification.md), in the order they are applied:
+ * docs/iotcore.md §Tokens, §Verifier attacks), in the order they are applied:
  *
  *  1. The token's length is capped before anything else is looked at.
  *  2. Exactly three non-empty segments separated by two '.', each strict

@@ -1,6 +1,6 @@
 /*
  * certs.c — the registry's credential and certificate checks, with OpenSSL
- * (../shared/spec/iotcore-protocol.md §4.3; see internal.h):
+ * (docs/iotcore.md §Credentials and CA certificates; see internal.h):
  *
  *  - a device credential must parse as its format: lk_cred_parse decides,
  *    except that an ES256_PEM key in canonical PEM (the form OpenSSL and

@@ -1,6 +1,6 @@
 /*
  * registry.c — the device registry's public API (lk_registry.h): every rule
- * and limit of ../shared/spec/iotcore-protocol.md §4 is checked here, in one
+ * and limit of docs/iotcore.md §Registry is checked here, in one
  * place, before anything reaches the storage backend (backend.h), which only
  * stores rows.
  *

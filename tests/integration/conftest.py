@@ -15,7 +15,8 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("LK_BIN_DIR", REPO / "build" / "bin"))
 SOFTHSM_MODULE = os.environ.get("LK_SOFTHSM_MODULE", "/usr/lib/softhsm/libsofthsm2.so")
 SOFTHSM_UTIL = os.environ.get("LK_SOFTHSM_UTIL", shutil.which("softhsm2-util") or "softhsm2-util")
-VECTORS = Path(os.environ.get("LK_VECTORS_DIR", REPO.parent / "shared" / "vectors"))
+# The repository's own test vectors (tests/vectors/SOURCE.md), never a copy elsewhere.
+VECTORS = REPO / "tests" / "vectors"
 
 
 class Result:

@@ -431,8 +431,14 @@ def flush_nft(netns):
 class LiveBroker:
     def __init__(self, netns, conf, log):
         self.log = log
+        # As broker.py: a sanitizer build's plugin needs the runtimes preloaded
+        # into the uninstrumented broker, or the broker exits at once.
+        env = dict(os.environ)
+        if os.environ.get("LK_SANITIZER_PRELOAD"):
+            env["LD_PRELOAD"] = os.environ["LK_SANITIZER_PRELOAD"]
+            env["ASAN_OPTIONS"] = "detect_leaks=0:abort_on_error=1"
         self.proc = netns.popen(MOSQUITTO, "-c", conf, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+                                stderr=subprocess.DEVNULL, env=env)
         deadline = time.time() + 10
         while "running" not in self.log_text():
             if self.proc.poll() is not None:

@@ -64,7 +64,7 @@ def configs(c, d):
 @pytest.mark.parametrize("qos", [0, 1])
 def test_empty_config_v1_arrives_on_subscribe(broker, qos):
     """Every device has config version 1 from creation (empty); docs: the plugin sends the latest
-    version after a subscription, so that is a zero-length message (spec §2.3 says likely)."""
+    version after a subscription, so that is a zero-length message (docs/iotcore.md §Config: likely)."""
     d = new_device(broker)
     c = dev_connect(d)
     try:

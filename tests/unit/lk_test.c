@@ -11,10 +11,9 @@
 const char *lk_test_vector_path(const char *file)
 {
     static char path[4096];
-    const char *dir = getenv("LK_VECTORS_DIR");
-    if (dir == NULL)
-        dir = "../shared/vectors";
-    snprintf(path, sizeof path, "%s/%s", dir, file);
+    /* Only the repository's own copy: a missing file must fail the test,
+     * never send it looking elsewhere. */
+    snprintf(path, sizeof path, "%s/%s", LK_TEST_VECTORS_DIR, file);
     return path;
 }
 

@@ -8,7 +8,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-/* Path of a file in ../shared/vectors (LK_VECTORS_DIR); static buffer. */
+/* Path of a file in the repository's tests/vectors/ (an absolute path fixed
+ * at build time, LK_TEST_VECTORS_DIR); static buffer. */
 const char *lk_test_vector_path(const char *file);
 
 /* A fresh temporary directory (mkdtemp under $TMPDIR), removed with its

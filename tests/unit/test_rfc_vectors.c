@@ -1,6 +1,6 @@
 /*
  * test_rfc_vectors.c — the RFC 7515 example tokens (A.3 ES256, A.2 RS256)
- * and the RFC 7519 §3.1 HS256 example, read from the shared vectors
+ * and the RFC 7519 §3.1 HS256 example, read from tests/vectors/
  * (rfc_jose_examples.json), verified through the project's code: each
  * segment decoded with lk_b64url_decode (strict), header.payload hashed with
  * lk_sha256, and only the final signature check done by OpenSSL, against a
@@ -36,7 +36,7 @@ static int load_vectors(void **state)
     const char *path = lk_test_vector_path("rfc_jose_examples.json");
     vectors = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
     if (vectors == NULL) {
-        fprintf(stderr, "cannot read %s: %s (set LK_VECTORS_DIR)\n", path, err.text);
+        fprintf(stderr, "cannot read %s: %s (tests/vectors/SOURCE.md)\n", path, err.text);
         return -1;
     }
     return 0;

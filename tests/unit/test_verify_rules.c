@@ -1,6 +1,6 @@
 /*
  * test_verify_rules.c — every rule of lk_verify.h (and of
- * ../shared/spec/jwt-verification.md) with tokens built here: header and
+ * docs/iotcore.md §Verifier attacks) with tokens built here: header and
  * claims JSON written by hand (so they can be malformed), encoded with the
  * reference base64url of lk_test.c, signed with OpenSSL keys generated at
  * run time. Each case asserts the exact lk_err the contract names.

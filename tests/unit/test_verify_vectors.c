@@ -1,6 +1,6 @@
 /*
- * test_verify_vectors.c — every case of the shared test vectors through the
- * project's verifier (service/verify), with the expected result.
+ * test_verify_vectors.c — every case of the test vectors in tests/vectors/
+ * through the project's verifier (service/verify), with the expected result.
  *
  *  - ecdsa_secp256r1_sha256_p1363_test.json (262): raw r||s signatures over
  *    arbitrary messages, through lk_verify__signature (the signature step of
@@ -36,8 +36,8 @@
  *  |-----------------------|-----------------|--------|-----------------|-----|
  *  | rsa_signature_*       | 8 (each file)   | accept.| SIGNATURE       | MissingNull: DigestInfo without the NULL parameters; OpenSSL compares the exact encoding, one valid encoding per signature (RFC 8017 §9.2 note) |
  *  | ecdsa DER file        | all 174 valid   | valid  | SIGNATURE       | DER is not the JWS r||s format (RFC 7518 §3.4) |
- *  | jws base64 (HS256)    | 357-359,376,377 | valid  | ALG (or MALF.)  | HS256 is never implemented (key confusion, spec #2) |
- *  | jws base64 (HS256)    | 372, 373        | valid  | MALFORMED       | pass only with a lenient decoder; ours is strict (spec #12) |
+ *  | jws base64 (HS256)    | 357-359,376,377 | valid  | ALG (or MALF.)  | HS256 is never implemented (key confusion, docs/iotcore.md §Verifier attacks, 2) |
+ *  | jws base64 (HS256)    | 372, 373        | valid  | MALFORMED       | pass only with a lenient decoder; ours is strict (§Verifier attacks, 12) |
  *  | jws es256/rs256/...   | every valid one | valid  | MALFORMED       | payload is not a claims object (JWS, not JWT); signature checked by lk_verify__signature: LK_OK |
  *  | jws other groups      | valid ones      | valid  | ALG / MALFORMED | HS*, RS384/512, PS*, ES512: not ES256/RS256 |
  */
@@ -95,7 +95,7 @@ static json_t *load(const char *file)
     const char *path = lk_test_vector_path(file);
     json_t *j = json_load_file(path, 0, &err);
     if (j == NULL)
-        fail_msg("cannot read %s: %s (set LK_VECTORS_DIR)", path, err.text);
+        fail_msg("cannot read %s: %s (tests/vectors/SOURCE.md)", path, err.text);
     return j;
 }
 

@@ -1,0 +1,182 @@
+/*
+ * use_registry.c — a program of a latchkey user, built by
+ * tests/install/run.sh against an installed tree only (`pkg-config
+ * latchkey-registry`), that calls every function liblatchkey-registry's
+ * header declares, on a registry database of its own.
+ *
+ *   use_registry DIR      (an empty directory for the database)
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <latchkey/lk_registry.h>
+
+static int failures;
+#define CHECK(cond)                                                         \
+    do {                                                                    \
+        if (!(cond)) {                                                      \
+            fprintf(stderr, "use_registry.c:%d: %s\n", __LINE__, #cond);    \
+            failures++;                                                     \
+        }                                                                   \
+    } while (0)
+
+/* A P-256 public key (its private half was never kept). */
+static char key_pem[] =
+    "-----BEGIN PUBLIC KEY-----\n"
+    "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEZejEXmqS2F0kMHGVPDKa4qryibf6\n"
+    "pB//8Djgma0MYdVEzooEt4OsELjjwql7B/R8AFPS5NE82FtIV0uiASQymQ==\n"
+    "-----END PUBLIC KEY-----\n";
+
+static int count_registry(void *arg, const lk_reg_registry *r) { (void)r; ++*(int *)arg; return 0; }
+static int count_cert(void *arg, const lk_reg_cert *c) { (void)c; ++*(int *)arg; return 0; }
+static int count_device(void *arg, const lk_reg_device *d) { (void)d; ++*(int *)arg; return 0; }
+static int count_config(void *arg, const lk_reg_config *c) { (void)c; ++*(int *)arg; return 0; }
+static int count_state(void *arg, const lk_reg_state_entry *s) { (void)s; ++*(int *)arg; return 0; }
+static int count_change(void *arg, const lk_reg_change *c) { (void)c; ++*(int *)arg; return 0; }
+static int count_command(void *arg, const lk_reg_command *c) { (void)c; ++*(int *)arg; return 0; }
+static int count_backend(void *arg, const lk_reg_backend *b) { (void)b; ++*(int *)arg; return 0; }
+
+int main(int argc, char **argv)
+{
+    lk_reg_name name = {"my-project", "us-central1", "my-registry"};
+    lk_reg_credential cred = {LK_CRED_ES256_PEM, key_pem, 0};
+    lk_reg_device_spec spec;
+    lk_reg_registry r;
+    lk_reg_cert cert;
+    lk_reg_device d;
+    lk_reg_config cfg;
+    lk_reg_state_entry st;
+    lk_reg_auth auth;
+    lk_reg_activity act;
+    lk_reg_command cmd;
+    lk_reg_backend be;
+    lk_reg_command_status status;
+    lk_registry *reg = NULL;
+    uint8_t secret[32] = {42}, secret2[32];
+    char path[4096], why[512], project[LK_PROJECT_MAX + 1];
+    uint64_t num_id = 0, num_id2 = 0;
+    int64_t since = 0, head = 0, command = 0, decided = 0;
+    unsigned index = 0;
+    int n, changed = 0, won = 0;
+
+    if (argc != 2) {
+        fprintf(stderr, "usage: use_registry DIR\n");
+        return 2;
+    }
+    snprintf(path, sizeof path, "sqlite:%s/registry.db", argv[1]);
+    CHECK(lk_registry_open(path, LK_REG_CREATE, &reg, why, sizeof why) == LK_OK);
+    if (reg == NULL) {
+        fprintf(stderr, "use_registry: %s\n", why);
+        return 1;
+    }
+    lk_registry_set_busy_timeout(reg, 2000);
+
+    /* registries and their CA certificates */
+    CHECK(lk_registry_create_registry(reg, &name, LK_REG_STATE_UNSPECIFIED, LK_REG_STATE_DISABLED, why,
+                                      sizeof why) == LK_OK);
+    CHECK(lk_registry_get_registry(reg, &name, &r, why, sizeof why) == LK_OK);
+    CHECK(r.mqtt == LK_REG_STATE_ENABLED && r.http == LK_REG_STATE_DISABLED);
+    lk_reg_registry_free(&r);
+    n = 0;
+    CHECK(lk_registry_list_registries(reg, NULL, NULL, count_registry, &n, why, sizeof why) == LK_OK && n == 1);
+    CHECK(lk_registry_update_registry(reg, &name, LK_REG_STATE_UNSPECIFIED, LK_REG_STATE_ENABLED, NULL,
+                                      "{\"pubsubTopicName\":\"projects/p/topics/state\"}", why,
+                                      sizeof why) == LK_OK);
+    CHECK(lk_registry_add_cert(reg, &name, key_pem, strlen(key_pem), &index, why, sizeof why) != LK_OK);
+    n = 0;
+    CHECK(lk_registry_list_certs(reg, &name, count_cert, &n, why, sizeof why) == LK_OK && n == 0);
+    CHECK(lk_registry_delete_cert(reg, &name, 0, why, sizeof why) == LK_ERR_REG_NOT_FOUND);
+    memset(&cert, 0, sizeof cert);
+    lk_reg_cert_free(&cert);
+
+    /* devices and credentials */
+    memset(&spec, 0, sizeof spec);
+    spec.id = "device-42";
+    spec.creds = &cred;
+    spec.ncreds = 1;
+    CHECK(lk_registry_create_device(reg, &name, &spec, &num_id, why, sizeof why) == LK_OK && num_id > 0);
+    CHECK(lk_registry_get_device(reg, &name, "device-42", 0, &d, why, sizeof why) == LK_OK);
+    CHECK(d.num_id == num_id && d.ncreds == 1 && d.config_version == 1);
+    lk_reg_device_free(&d);
+    n = 0;
+    CHECK(lk_registry_list_devices(reg, &name, count_device, &n, why, sizeof why) == LK_OK && n == 1);
+    spec.blocked = 1;
+    CHECK(lk_registry_update_device(reg, &name, &spec, LK_REG_SET_BLOCKED, why, sizeof why) == LK_OK);
+    spec.blocked = 0;
+    CHECK(lk_registry_update_device(reg, &name, &spec, LK_REG_SET_BLOCKED, why, sizeof why) == LK_OK);
+    CHECK(lk_registry_add_credential(reg, &name, "device-42", &cred, why, sizeof why) == LK_OK);
+    CHECK(lk_registry_delete_credential(reg, &name, "device-42", 1, why, sizeof why) == LK_OK);
+
+    /* config and state */
+    CHECK(lk_registry_update_config(reg, &name, "device-42", (const uint8_t *)"{\"interval\":60}", 15, 1,
+                                    &cfg, why, sizeof why) == LK_OK && cfg.version == 2);
+    lk_reg_config_free(&cfg);
+    n = 0;
+    CHECK(lk_registry_list_configs(reg, &name, "device-42", 0, count_config, &n, why, sizeof why) == LK_OK &&
+          n == 2);
+    CHECK(lk_registry_ack_config(reg, num_id, 2, 1700000000) == LK_OK);
+    CHECK(lk_registry_add_state(reg, num_id, (const uint8_t *)"ok", 2, 1700000001) == LK_OK);
+    n = 0;
+    CHECK(lk_registry_list_states(reg, &name, "device-42", 0, count_state, &n, why, sizeof why) == LK_OK &&
+          n == 1);
+    memset(&st, 0, sizeof st);
+    lk_reg_state_entry_free(&st);
+
+    /* the broker's calls */
+    CHECK(lk_registry_auth_lookup(reg, &name, "device-42", &auth) == LK_OK && auth.ncreds == 1);
+    lk_reg_auth_free(&auth);
+    memset(&act, 0, sizeof act);
+    act.num_id = num_id;
+    act.last_event = 1700000002;
+    CHECK(lk_registry_record_activity(reg, &act, 1) == LK_OK);
+    CHECK(lk_registry_poll(reg, &changed) == LK_OK);
+    n = 0;
+    CHECK(lk_registry_changes(reg, &since, count_change, &n) == LK_OK && n > 0 && since > 0);
+    CHECK(lk_registry_change_head(reg, &head) == LK_OK && head == since);
+
+    /* bulk import: one committed, one abandoned */
+    memset(&spec, 0, sizeof spec);
+    spec.id = "device-43";
+    CHECK(lk_registry_import_begin(reg, &name, why, sizeof why) == LK_OK);
+    CHECK(lk_registry_import_add(reg, &spec, &num_id2, why, sizeof why) == LK_OK && num_id2 > num_id);
+    CHECK(lk_registry_import_commit(reg, why, sizeof why) == LK_OK);
+    spec.id = "device-44";
+    CHECK(lk_registry_import_begin(reg, &name, why, sizeof why) == LK_OK);
+    CHECK(lk_registry_import_add(reg, &spec, NULL, why, sizeof why) == LK_OK);
+    lk_registry_import_abort(reg);
+    CHECK(lk_registry_get_device(reg, &name, "device-44", 0, &d, why, sizeof why) == LK_ERR_REG_NOT_FOUND);
+
+    /* commands */
+    CHECK(lk_registry_command_send(reg, &name, "device-42", "reboot", (const uint8_t *)"now", 3, &command, why,
+                                   sizeof why) == LK_OK && command > 0);
+    CHECK(lk_registry_command_status(reg, command, &status, &decided) == LK_OK && status == LK_CMD_PENDING);
+    n = 0;
+    CHECK(lk_registry_commands_pending(reg, count_command, &n) == LK_OK && n == 1);
+    CHECK(lk_registry_command_decide(reg, command, LK_CMD_DELIVERED, 1700000003, &won) == LK_OK && won == 1);
+    memset(&cmd, 0, sizeof cmd);
+    lk_reg_command_free(&cmd);
+
+    /* backends */
+    CHECK(lk_registry_backend_create(reg, "my-project", "analytics", secret, why, sizeof why) == LK_OK);
+    n = 0;
+    CHECK(lk_registry_backend_list(reg, NULL, count_backend, &n, why, sizeof why) == LK_OK && n == 1);
+    CHECK(lk_registry_backend_lookup(reg, "analytics", project, secret2) == LK_OK);
+    CHECK(strcmp(project, "my-project") == 0 && memcmp(secret, secret2, 32) == 0);
+    CHECK(lk_registry_backend_delete(reg, "analytics", why, sizeof why) == LK_OK);
+    memset(&be, 0, sizeof be);
+    lk_reg_backend_free(&be);
+
+    /* and away again */
+    CHECK(lk_registry_delete_registry(reg, &name, why, sizeof why) == LK_ERR_REG_NOT_EMPTY);
+    CHECK(lk_registry_delete_device(reg, &name, "device-42", why, sizeof why) == LK_OK);
+    CHECK(lk_registry_delete_device(reg, &name, "device-43", why, sizeof why) == LK_OK);
+    CHECK(lk_registry_delete_registry(reg, &name, why, sizeof why) == LK_OK);
+    lk_registry_close(reg);
+
+    if (failures) {
+        fprintf(stderr, "use_registry: %d checks failed (last reason: %s)\n", failures, why);
+        return 1;
+    }
+    printf("use_registry: every function of liblatchkey-registry called\n");
+    return 0;
+}

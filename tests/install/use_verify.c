@@ -1,0 +1,89 @@
+/*
+ * use_verify.c — a program of a latchkey user, built by tests/install/run.sh
+ * against an installed tree only (`pkg-config latchkey-verify`), that calls
+ * every function liblatchkey-verify's header declares: it checks a real
+ * ES256 token against its public key, directly and through the cache.
+ *
+ * The token and key were made once for this test with a throw-away P-256 key
+ * whose private half was never written anywhere: {"iat":1700000000,
+ * "exp":1700003600,"aud":"install-test"}.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <latchkey/lk_verify.h>
+
+static int failures;
+#define CHECK(cond)                                                         \
+    do {                                                                    \
+        if (!(cond)) {                                                      \
+            fprintf(stderr, "use_verify.c:%d: %s\n", __LINE__, #cond);      \
+            failures++;                                                     \
+        }                                                                   \
+    } while (0)
+
+static const char key_pem[] =
+    "-----BEGIN PUBLIC KEY-----\n"
+    "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEZejEXmqS2F0kMHGVPDKa4qryibf6\n"
+    "pB//8Djgma0MYdVEzooEt4OsELjjwql7B/R8AFPS5NE82FtIV0uiASQymQ==\n"
+    "-----END PUBLIC KEY-----\n";
+
+static const char token[] =
+    "eyJhbGciOiJFUzI1NiIsInR5cCI6IkpXVCJ9"
+    ".eyJpYXQiOjE3MDAwMDAwMDAsImV4cCI6MTcwMDAwMzYwMCwiYXVkIjoiaW5zdGFsbC10ZXN0In0"
+    ".moTWNrqCzaM4CEJSHTKvkGBLGk56JszUXIfGrnPg8JGO7DV449maNVf_ph9vDKZs_NgEr1Az1lBp92gSiUzsjQ";
+
+int main(void)
+{
+    lk_cred *cred = NULL;
+    lk_verifier *v = NULL;
+    lk_vcache *cache = NULL;
+    lk_verify_policy pol;
+    lk_token_info info;
+    lk_vcache_stats st;
+    uint8_t fp[32] = {0};
+    char why[256];
+    int hit = -1;
+
+    CHECK(strcmp(lk_cred_format_name(LK_CRED_ES256_PEM), "ES256_PEM") == 0);
+    CHECK(lk_cred_format_from_name("RSA_X509_PEM", 12) == LK_CRED_RSA_X509_PEM);
+    CHECK(lk_cred_parse(LK_CRED_ES256_PEM, key_pem, strlen(key_pem), 0, &cred) == LK_OK);
+    if (cred == NULL)
+        return 1;
+    CHECK(lk_cred_alg(cred) == LK_ALG_ES256);
+    CHECK(lk_cred_get_format(cred) == LK_CRED_ES256_PEM);
+    CHECK(lk_cred_expires(cred) == 0);
+    lk_cred_fingerprint(cred, fp);
+    CHECK(fp[0] != 0 || fp[1] != 0 || fp[2] != 0);
+
+    lk_verify_policy_init(&pol, "install-test", 12, 1700000100);
+    CHECK(lk_verifier_new(&v) == LK_OK);
+    CHECK(lk_verify_token(v, token, strlen(token), &cred, 1, &pol, &info, why, sizeof why) == LK_OK);
+    CHECK(info.alg == LK_ALG_ES256 && info.exp == 1700003600 && info.valid_until == 1700004200);
+    pol.now = 1700005000; /* past exp + skew */
+    CHECK(lk_verify_token(v, token, strlen(token), &cred, 1, &pol, &info, why, sizeof why) ==
+          LK_ERR_TOKEN_EXPIRED);
+    pol.now = 1700000100;
+
+    CHECK(lk_vcache_new(16, &cache) == LK_OK);
+    CHECK(lk_verify_token_cached(v, cache, token, strlen(token), &cred, 1, &pol, &info, &hit, why,
+                                 sizeof why) == LK_OK && hit == 0);
+    CHECK(lk_verify_token_cached(v, cache, token, strlen(token), &cred, 1, &pol, &info, &hit, why,
+                                 sizeof why) == LK_OK && hit == 1);
+    lk_vcache_get_stats(cache, &st);
+    CHECK(st.hits == 1 && st.misses == 1 && st.used == 1);
+    lk_vcache_clear(cache);
+    lk_vcache_get_stats(cache, &st);
+    CHECK(st.used == 0);
+
+    lk_vcache_free(cache);
+    lk_verifier_free(v);
+    lk_cred_free(cred);
+
+    if (failures) {
+        fprintf(stderr, "use_verify: %d checks failed\n", failures);
+        return 1;
+    }
+    printf("use_verify: every function of liblatchkey-verify called\n");
+    return 0;
+}
