@@ -97,6 +97,11 @@ int main(void)
 
     /* lk_se.h */
     CHECK(strcmp(lk_alg_name(LK_ALG_RS256), "RS256") == 0);
+    {
+        char shown[128];
+        lk_key_ref_redact("pkcs11:token=t?pin-value=1234", shown, sizeof shown);
+        CHECK(strstr(shown, "1234") == NULL && strstr(shown, "token=t") != NULL);
+    }
     CHECK(lk_alg_from_name("ES256", 5) == LK_ALG_ES256);
     CHECK(lk_se_generate(&se, "k", LK_ALG_ES256, 0, pub, sizeof pub, &n) == LK_ERR_UNSUPPORTED);
     CHECK(lk_se_public_key(&se, "k", &alg, pub, sizeof pub, &n) == LK_ERR_KEY_NOT_FOUND);

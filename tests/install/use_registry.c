@@ -146,6 +146,18 @@ int main(int argc, char **argv)
     lk_registry_import_abort(reg);
     CHECK(lk_registry_get_device(reg, &name, "device-44", 0, &d, why, sizeof why) == LK_ERR_REG_NOT_FOUND);
 
+    /* whole registries, directly and by import; the file's structure */
+    {
+        lk_reg_registry_spec rs;
+        lk_reg_name n2 = {"my-project", "us-central1", "reg-full"}, n3 = {"my-project", "us-central1", "reg-imp"};
+        memset(&rs, 0, sizeof rs);
+        CHECK(lk_registry_create_registry_full(reg, &n2, &rs, why, sizeof why) == LK_OK);
+        CHECK(lk_registry_import_registries_begin(reg, why, sizeof why) == LK_OK);
+        CHECK(lk_registry_import_add_registry(reg, &n3, &rs, why, sizeof why) == LK_OK);
+        CHECK(lk_registry_import_commit(reg, why, sizeof why) == LK_OK);
+        CHECK(lk_registry_check(reg, why, sizeof why) == LK_OK);
+    }
+
     /* commands */
     CHECK(lk_registry_command_send(reg, &name, "device-42", "reboot", (const uint8_t *)"now", 3, &command, why,
                                    sizeof why) == LK_OK && command > 0);

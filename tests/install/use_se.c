@@ -26,6 +26,12 @@ static int failures;
     } while (0)
 
 /* Generate an ES256 key named key in se and sign a digest with it. */
+static void count_key(void *user, const lk_pkcs11_key_info *key)
+{
+    (void)key;
+    (*(int *)user)++;
+}
+
 static void generate_and_sign(const lk_se *se, const char *key)
 {
     uint8_t pub[LK_PUBKEY_DER_MAX], digest[32] = {1}, sig[LK_SIG_MAX_BYTES];
@@ -38,6 +44,7 @@ static void generate_and_sign(const lk_se *se, const char *key)
 
 int main(int argc, char **argv)
 {
+    int listed;
     char path[4096], uri[512], detail[256];
     lk_softstore *store = NULL;
     lk_pkcs11 *p11 = NULL;
@@ -70,6 +77,8 @@ int main(int argc, char **argv)
         se = lk_pkcs11_se(p11);
         generate_and_sign(&se, "pkcs11:object=device-1");
         CHECK(lk_pkcs11_last_error(p11) != NULL);
+        listed = 0;
+        CHECK(lk_pkcs11_list_keys(p11, NULL, count_key, &listed) == LK_OK && listed == 1);
         lk_pkcs11_close(p11);
     } else {
         fprintf(stderr, "use_se: %s\n", detail);
