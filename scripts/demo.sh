@@ -125,6 +125,10 @@ BROKER_USER=$(id -un)
 if [ "$(id -u)" -eq 0 ] && id mosquitto >/dev/null 2>&1; then
     BROKER_USER=mosquitto
     chmod 711 "$WORK"
+    # Mosquitto loads plugins after switching user, which may not read a
+    # build in a private directory; `make install` puts it where it can.
+    install -m 644 "$PLUGIN" "$WORK/latchkey_plugin.so"
+    PLUGIN="$WORK/latchkey_plugin.so"
 fi
 
 # ---- 1. TLS -----------------------------------------------------------------

@@ -35,11 +35,14 @@ import getpass
 import json
 import ipaddress
 import os
+import shutil
 import socket
 import ssl
 import subprocess
+import tempfile
 import threading
 import time
+import weakref
 from pathlib import Path
 
 from cryptography import x509
@@ -214,6 +217,17 @@ class Broker:
         self.sqlite_fault = sqlite_fault
         self.persistence = persistence
         self.run_as = run_as or getpass.getuser()
+        self.plugin = PLUGIN
+        if self.run_as != getpass.getuser():
+            # Mosquitto loads plugins after it switches user: that user must read the
+            # plugin, which a build in a private directory (a CI clone in a 0700
+            # mktemp directory) does not let it. A copy in a directory of its own.
+            d = tempfile.mkdtemp(prefix="lk-plugin-")
+            os.chmod(d, 0o755)
+            self.plugin = Path(d) / PLUGIN.name
+            shutil.copy(PLUGIN, self.plugin)
+            os.chmod(self.plugin, 0o644)
+            weakref.finalize(self, shutil.rmtree, d, True)
         self.fault_path = self.base / "sqlite_fault"
         self.proc = None
         self._n = 0
@@ -249,7 +263,7 @@ class Broker:
             "",
             *([f"plugin {TEST_LIB / 'lk_test_observer.so'}",
                f"plugin_opt_observer_password {OBSERVER_PASSWORD}"] if self.observer else []),
-            f"plugin {PLUGIN}",
+            f"plugin {self.plugin}",
             f"plugin_opt_registry {self.db}",
         ]
         for k, v in self.opts.items():
