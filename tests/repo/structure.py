@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""The shape of the tree, checked (docs/architecture.md, "Keeping the shape"):
+
+- no import circle: within each program or library of the product, the graph "object file A uses a
+  symbol that object file B defines" has no cycle (read with nm from the build, so it sees what the
+  linker sees, not what the headers promise);
+- no source file of the product is longer than 1,000 lines.
+
+usage: structure.py SOURCE_DIR BUILD_DIR
+"""
+import os
+import subprocess
+import sys
+
+MAX_LINES = 1000
+PRODUCT = ("core", "se", "protocol", "device", "service", "tools", "include")
+
+
+def symbols(obj):
+    out = subprocess.run(["nm", obj], capture_output=True, text=True, check=True).stdout
+    defined, used = set(), set()
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1] in "TDBRCGSV":
+            defined.add(parts[2])
+        elif len(parts) == 2 and parts[0] == "U":
+            used.add(parts[1])
+    return defined, used
+
+
+def cycles(objs):
+    """Strongly connected components of more than one file (Tarjan, iterative)."""
+    table = {o: symbols(o) for o in objs}
+    owner = {s: o for o, (d, _) in table.items() for s in d}
+    edges = {o: sorted({owner[s] for s in u if s in owner and owner[s] != o})
+             for o, (_, u) in table.items()}
+    index, low, on, stack, found, n = {}, {}, set(), [], [], 0
+    for root in objs:
+        if root in index:
+            continue
+        work = [(root, 0)]
+        while work:
+            v, i = work.pop()
+            if i == 0:
+                index[v] = low[v] = n
+                n += 1
+                stack.append(v)
+                on.add(v)
+            if i < len(edges[v]):
+                work.append((v, i + 1))
+                w = edges[v][i]
+                if w not in index:
+                    work.append((w, 0))
+                elif w in on:
+                    low[v] = min(low[v], index[w])
+                continue
+            if low[v] == index[v]:
+                comp = []
+                while True:
+                    w = stack.pop()
+                    on.discard(w)
+                    comp.append(w)
+                    if w == v:
+                        break
+                if len(comp) > 1:
+                    found.append((comp, edges))
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[v])
+    return found
+
+
+def name(obj):
+    return os.path.basename(obj).removesuffix(".o").removesuffix(".c")
+
+
+def main():
+    src, build = sys.argv[1], sys.argv[2]
+    problems = []
+    for dirpath, dirnames, _ in os.walk(build):
+        for d in dirnames:
+            if not d.endswith(".dir") or not dirpath.endswith("CMakeFiles"):
+                continue
+            rel = os.path.relpath(os.path.join(dirpath, d), build)
+            if rel.startswith(("tests", "bench")) or "test" in d or "bench" in d or "fuzz" in d:
+                continue
+            objs = []
+            for p, _, files in os.walk(os.path.join(dirpath, d)):
+                objs += [os.path.join(p, f) for f in files if f.endswith(".c.o")]
+            for comp, edges in cycles(sorted(objs)):
+                names = sorted(name(o) for o in comp)
+                arrows = [f"{name(a)} -> {name(b)}" for a in comp for b in edges[a] if b in comp]
+                problems.append(f"import circle in {d[:-4]}: {', '.join(names)} ({'; '.join(arrows)})")
+    for top in PRODUCT:
+        for p, _, files in os.walk(os.path.join(src, top)):
+            for f in files:
+                if f.endswith((".c", ".h")):
+                    path = os.path.join(p, f)
+                    with open(path, encoding="utf-8", errors="replace") as fh:
+                        lines = sum(1 for _ in fh)
+                    if lines > MAX_LINES:
+                        problems.append(f"{os.path.relpath(path, src)}: {lines} lines (at most {MAX_LINES})")
+    for line in problems:
+        print(line)
+    if problems:
+        sys.exit(1)
+    print("structure: no import circle, no product file over", MAX_LINES, "lines")
+
+
+if __name__ == "__main__":
+    main()
