@@ -21,25 +21,6 @@
 
 /* # Devices */
 
-enum plg_topic acl__device_topic(const struct plg_conn *c, const char *topic, const char **subfolder)
-{
-    const char *rest;
-
-    *subfolder = NULL;
-    if (strncmp(topic, c->topic_prefix, c->topic_prefix_len))
-        return TOPIC_BAD;
-    rest = topic + c->topic_prefix_len;
-    if (!strcmp(rest, "state"))
-        return TOPIC_STATE;
-    if (!strcmp(rest, "events"))
-        return TOPIC_EVENTS;
-    if (!strncmp(rest, "events/", 7) && lk_subfolder_valid(rest + 7, strlen(rest + 7))) {
-        *subfolder = rest + 7;
-        return TOPIC_EVENTS;
-    }
-    return TOPIC_BAD;
-}
-
 /* A retained publish is never stored: what a device sends is routed
  * downstream only. Its will is checked here too, indistinguishable from a
  * publish (Mosquitto 2.0.11 gives a plugin no other view of a will), so a
@@ -72,14 +53,14 @@ static int acl__republish(struct plg_conn *c, enum plg_topic t, const char *sub,
 static int acl__device_write(struct plg_conn *c, const struct mosquitto_evt_acl_check *ed)
 {
     const char *sub;
-    int64_t now = plugin__now();
+    int64_t now = clock__now();
     enum plg_topic t;
 
     /* Nothing from a connection that is superseded or being closed: this is
      * where a takeover's will would pass. */
     if (c->superseded || c->kick_reason)
         return MOSQ_ERR_ACL_DENIED;
-    t = acl__device_topic(c, ed->topic, &sub);
+    t = message__topic(c, ed->topic, &sub);
     c->last_seen = now;
     if (t == TOPIC_BAD) {
         mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "%s published to %s: not its events "
@@ -107,7 +88,7 @@ static int acl__device_write(struct plg_conn *c, const struct mosquitto_evt_acl_
                                  "(limit %u)", c->client_id, ed->payloadlen, LK_STATE_MAX);
             return MOSQ_ERR_ACL_DENIED;
         }
-        if (!limits__state(c->limit, plugin__now_ms()))
+        if (!limits__state(c->limit, clock__now_ms()))
             return MOSQ_ERR_ACL_DENIED;
     } else if (ed->payloadlen > LK_EVENT_MAX) {
         return MOSQ_ERR_ACL_DENIED;
@@ -141,7 +122,7 @@ static int acl__device(struct plg_conn *c, const struct mosquitto_evt_acl_check 
             return MOSQ_ERR_SUCCESS;
         return MOSQ_ERR_ACL_DENIED;
     }
-    c->last_seen = plugin__now();
+    c->last_seen = clock__now();
     if (!strcmp(rest, "config")) {
         if (ed->access == MOSQ_ACL_SUBSCRIBE) {
             c->config_qos = ed->qos > 1 ? 1 : ed->qos;

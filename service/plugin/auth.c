@@ -55,7 +55,7 @@ static int auth__deny(struct mosquitto *client, const char *who, const char *rea
     const char *addr = auth__addr(client);
     char safe[256];
 
-    if (refusals__allow(addr, err ? lk_errname(err) : reason, plugin__now())) {
+    if (refusals__allow(addr, err ? lk_errname(err) : reason, clock__now())) {
         auth__printable(who, safe, sizeof safe);
         if (err)
             mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "refused %s from %s: %s (%s)%s",
@@ -92,7 +92,7 @@ static int auth__device(struct mosquitto *client, const char *id, const struct p
     lk_verify_policy pol;
     lk_token_info info;
     char why[200] = "", reason[300], until[32];
-    int64_t now = plugin__now();
+    int64_t now = clock__now();
     int hit = 0;
     lk_err err;
     size_t n;
@@ -148,7 +148,7 @@ static int auth__device(struct mosquitto *client, const char *id, const struct p
     if (limit == LIMIT_NONE)
         return auth__unavailable(client, id, "every entry of the limit table is in use "
                                  "(plugin_opt_limit_table)", LK_OK);
-    if (!limits__connect(limit, plugin__now_ms())) {
+    if (!limits__connect(limit, clock__now_ms())) {
         limits__unpin(limit);
         return auth__unavailable(client, id, "it connects too often (plugin_opt_connect_burst, "
                                  "plugin_opt_connects_per_minute)", LK_OK);
@@ -191,7 +191,7 @@ static int auth__device(struct mosquitto *client, const char *id, const struct p
     c->config_sent = 0;
 
     conn__supersede(c);
-    conn__schedule(c, now);
+    conn__schedule(c);
     activity__note(c->num_id, ACT_HEARTBEAT, now, NULL);
     message__presence(c, 1, auth__addr(client));
     lk_time_rfc3339(info.valid_until, until, sizeof until);
@@ -253,9 +253,9 @@ static int auth__backend(struct mosquitto *client, const char *id, const char *u
     snprintf(c->backend_project, sizeof c->backend_project, "%s", project);
     memcpy(c->backend_hash, stored, 32);
     lk_wipe(stored, sizeof stored);
-    c->connected_at = c->last_seen = plugin__now();
+    c->connected_at = c->last_seen = clock__now();
     c->keepalive = mosquitto_client_keepalive(client);
-    conn__schedule(c, c->connected_at);
+    conn__schedule(c);
     mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "backend %s (project %s) connected from %s",
                          name, project, auth__addr(client));
     return MOSQ_ERR_SUCCESS;
@@ -317,7 +317,7 @@ int auth__disconnect(int event, void *event_data, void *userdata)
             c->offline_sent = 1;
             message__presence(c, 0, c->kick_reason ? c->kick_reason : auth__reason(ed->reason));
         }
-        activity__note(c->num_id, ACT_HEARTBEAT, plugin__now(), NULL);
+        activity__note(c->num_id, ACT_HEARTBEAT, clock__now(), NULL);
     }
     conn__free(c);
     return MOSQ_ERR_SUCCESS;
@@ -331,7 +331,7 @@ int auth__disconnect(int event, void *event_data, void *userdata)
  * registry must not close the fleet. */
 static void auth__unconfirmed(struct plg_conn *c, lk_err err)
 {
-    int64_t now = plugin__now();
+    int64_t now = clock__now();
 
     if (!c->unconfirmed_since)
         c->unconfirmed_since = now;
@@ -383,7 +383,7 @@ void auth__recheck(struct plg_conn *c, void *arg)
     if (lk_cred_expires(d->creds[i]) != c->cred_expires) {
         /* the same key with a new expiry keeps the connection */
         c->cred_expires = lk_cred_expires(d->creds[i]);
-        conn__schedule(c, plugin__now());
+        conn__schedule(c);
     }
     if (c->config_qos >= 0 && d->config_version > c->config_sent)
         conn__want_config(c, 0);

@@ -24,6 +24,10 @@ static size_t heap_n, heap_cap;
  * Intrusive lists (links in each connection) so that queueing can never fail
  * for want of memory — a kick that could not be queued would leave a revoked
  * connection open — and a connection leaves its queues in O(1). */
+/* Told when a device connection goes offline (superseded or kicked): the
+ * caller above publishes the notice, so this file needs nothing above it. */
+static void (*on_offline)(struct plg_conn *c, const char *why);
+
 static struct plg_conn *q_head[Q_COUNT], *q_tail[Q_COUNT];
 static size_t q_len[Q_COUNT];
 
@@ -41,8 +45,9 @@ static size_t conn__hash_num(uint64_t n)
     return (size_t)((n * 0x9E3779B97F4A7C15ull) >> 20) & (NBUCKETS - 1);
 }
 
-int conn__init(void)
+int conn__init(void (*offline)(struct plg_conn *c, const char *why))
 {
+    on_offline = offline;
     by_client = calloc(NBUCKETS, sizeof *by_client);
     by_num = calloc(NBUCKETS, sizeof *by_num);
     return by_client && by_num ? 0 : -1;
@@ -145,10 +150,9 @@ static int64_t conn__due(const struct plg_conn *c, const char **why)
     return t;
 }
 
-void conn__schedule(struct plg_conn *c, int64_t now)
+void conn__schedule(struct plg_conn *c)
 {
     const char *why;
-    (void)now;
     conn__heap_remove(c);
     c->deadline = conn__due(c, &why);
     if (c->deadline != INT64_MAX && conn__heap_push(c))
@@ -315,7 +319,7 @@ void conn__supersede(struct plg_conn *nc)
             queue__remove(Q_RECHECK, c);
             if (!c->offline_sent) {
                 c->offline_sent = 1;
-                message__presence(c, 0, "replaced by a new connection of the same device");
+                on_offline(c, "replaced by a new connection of the same device");
             }
         }
     }
@@ -412,7 +416,7 @@ void conn__tick(int64_t now)
             activity__note(c->num_id, ACT_ERROR, now, c->kick_reason);
             if (!c->offline_sent) {
                 c->offline_sent = 1;
-                message__presence(c, 0, c->kick_reason);
+                on_offline(c, c->kick_reason);
             }
         } else {
             mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "closing backend %s: %s",

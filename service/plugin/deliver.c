@@ -40,7 +40,7 @@ void deliver__config(struct plg_conn *c)
     lk_reg_name name = {c->path.project, c->path.location, c->path.registry};
     struct deliver__latest l = {0};
     char topic[300], why[200];
-    int64_t now = plugin__now();
+    int64_t now = clock__now();
     lk_err err;
 
     if (c->kind != CONN_DEVICE || c->config_qos < 0 || c->superseded || c->kick_reason)
@@ -49,7 +49,8 @@ void deliver__config(struct plg_conn *c)
                                    why, sizeof why);
     if (err || l.failed || l.version == 0) {
         mosquitto_free(l.data);
-        if (err != LK_ERR_REG_NOT_FOUND)
+        /* No such device (deleted meanwhile) or no config yet: nothing to send. */
+        if ((err && err != LK_ERR_REG_NOT_FOUND) || l.failed)
             mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "%s: reading its config failed "
                                  "(%s)", c->client_id, err ? lk_errname(err) : "out of memory");
         return;

@@ -102,6 +102,31 @@ static void devices__free_one(struct plg_device *d)
     free(d);
 }
 
+/* The LRU list: most recently used at the head, evicted from the tail. */
+static void lru__remove(struct plg_device *d)
+{
+    if (d->lru_prev)
+        d->lru_prev->lru_next = d->lru_next;
+    else
+        lru_head = d->lru_next;
+    if (d->lru_next)
+        d->lru_next->lru_prev = d->lru_prev;
+    else
+        lru_tail = d->lru_prev;
+    d->lru_prev = d->lru_next = NULL;
+}
+
+static void lru__push(struct plg_device *d)
+{
+    d->lru_prev = NULL;
+    d->lru_next = lru_head;
+    if (lru_head)
+        lru_head->lru_prev = d;
+    lru_head = d;
+    if (!lru_tail)
+        lru_tail = d;
+}
+
 static void devices__unlink(struct plg_device *d)
 {
     struct plg_device **pp;
@@ -116,14 +141,7 @@ static void devices__unlink(struct plg_device *d)
             *pp = d->hnext_num;
             break;
         }
-    if (d->lru_prev)
-        d->lru_prev->lru_next = d->lru_next;
-    else
-        lru_head = d->lru_next;
-    if (d->lru_next)
-        d->lru_next->lru_prev = d->lru_prev;
-    else
-        lru_tail = d->lru_prev;
+    lru__remove(d);
     count--;
 }
 
@@ -131,33 +149,8 @@ static void devices__touch(struct plg_device *d)
 {
     if (lru_head == d)
         return;
-    /* unlink from the LRU list only */
-    if (d->lru_prev)
-        d->lru_prev->lru_next = d->lru_next;
-    if (d->lru_next)
-        d->lru_next->lru_prev = d->lru_prev;
-    else
-        lru_tail = d->lru_prev;
-    d->lru_prev = NULL;
-    d->lru_next = lru_head;
-    if (lru_head)
-        lru_head->lru_prev = d;
-    lru_head = d;
-    if (!lru_tail)
-        lru_tail = d;
-}
-
-void devices__cleanup(void)
-{
-    while (lru_head) {
-        struct plg_device *d = lru_head;
-        devices__unlink(d);
-        devices__free_one(d);
-    }
-    free(by_path);
-    free(by_num);
-    by_path = by_num = NULL;
-    nbuckets = 0;
+    lru__remove(d);
+    lru__push(d);
 }
 
 void devices__clear(void)
@@ -167,6 +160,15 @@ void devices__clear(void)
         devices__unlink(d);
         devices__free_one(d);
     }
+}
+
+void devices__cleanup(void)
+{
+    devices__clear();
+    free(by_path);
+    free(by_num);
+    by_path = by_num = NULL;
+    nbuckets = 0;
 }
 
 void devices__forget(uint64_t num_id)
@@ -254,12 +256,7 @@ struct plg_device *devices__get(const struct plg_path *p, const char *path, int 
     h = devices__hash_num(d->num_id);
     d->hnext_num = by_num[h];
     by_num[h] = d;
-    d->lru_next = lru_head;
-    if (lru_head)
-        lru_head->lru_prev = d;
-    lru_head = d;
-    if (!lru_tail)
-        lru_tail = d;
+    lru__push(d);
     count++;
     return d;
 }

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "plugin.h"
 
 static int message__attrs(const struct plg_conn *c, const char *subfolder, mosquitto_property **props)
@@ -71,6 +73,26 @@ void message__accepted(const struct plg_conn *c, enum plg_topic t, const void *p
     }
 }
 
+/* What a device publishes to: its events (with a subfolder) or its state. */
+enum plg_topic message__topic(const struct plg_conn *c, const char *topic, const char **subfolder)
+{
+    const char *rest;
+
+    *subfolder = NULL;
+    if (strncmp(topic, c->topic_prefix, c->topic_prefix_len))
+        return TOPIC_BAD;
+    rest = topic + c->topic_prefix_len;
+    if (!strcmp(rest, "state"))
+        return TOPIC_STATE;
+    if (!strcmp(rest, "events"))
+        return TOPIC_EVENTS;
+    if (!strncmp(rest, "events/", 7) && lk_subfolder_valid(rest + 7, strlen(rest + 7))) {
+        *subfolder = rest + 7;
+        return TOPIC_EVENTS;
+    }
+    return TOPIC_BAD;
+}
+
 int message__handle(int event, void *event_data, void *userdata)
 {
     struct mosquitto_evt_message *ed = event_data;
@@ -85,12 +107,12 @@ int message__handle(int event, void *event_data, void *userdata)
     c = conn__find(ed->client);
     if (!c || c->kind != CONN_DEVICE || c->superseded || c->kick_reason)
         return MOSQ_ERR_ACL_DENIED; /* the ACL let nothing else through */
-    t = acl__device_topic(c, ed->topic, &sub);
+    t = message__topic(c, ed->topic, &sub);
     if (t == TOPIC_BAD)
         return MOSQ_ERR_ACL_DENIED;
     if (message__downstream(c, t, sub, &topic, &props))
         return MOSQ_ERR_NOMEM;
-    message__accepted(c, t, ed->payload, ed->payloadlen, plugin__now());
+    message__accepted(c, t, ed->payload, ed->payloadlen, clock__now());
     mosquitto_free(ed->topic);
     ed->topic = topic;
     mosquitto_property_free_all(&ed->properties);
@@ -101,8 +123,10 @@ int message__handle(int event, void *event_data, void *userdata)
 
 void message__presence(struct plg_conn *c, int online, const char *detail)
 {
-    char num[24], when[32], *topic, *payload;
-    size_t tn, pn;
+    char num[24], when[32], *topic;
+    size_t tn;
+    json_t *o;
+    char *text;
 
     /* Presence is for backends, connected or holding a persistent session:
      * with none registered, skip making it (a reconnect storm then costs
@@ -110,23 +134,24 @@ void message__presence(struct plg_conn *c, int online, const char *detail)
     if (c->kind != CONN_DEVICE || !backends__any())
         return;
     snprintf(num, sizeof num, "%" PRIu64, c->num_id);
+    lk_time_rfc3339(clock__now(), when, sizeof when);
+    o = json_pack("{s:s, s:s, s:s, s:s}", "deviceId", c->path.device, "deviceNumId", num,
+                  "time", when, online ? "address" : "reason", detail);
+    text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!text)
+        return;
     tn = c->downstream_len + 8;
     topic = malloc(tn);
-    if (!topic)
-        return;
-    snprintf(topic, tn, "%s%s", c->downstream, online ? "online" : "offline");
-    /* ids and addresses are JSON-safe ([-a-zA-Z0-9._+~%], IP text); the
-     * reason is ours, without quotes. */
-    pn = strlen(c->path.device) + strlen(detail) + 128;
-    payload = mosquitto_malloc(pn);
-    if (!payload) {
-        free(topic);
-        return;
+    if (topic) {
+        snprintf(topic, tn, "%s%s", c->downstream, online ? "online" : "offline");
+        mosquitto_broker_publish_copy(NULL, topic, (int)strlen(text), text, 1, false, NULL);
     }
-    lk_time_rfc3339(plugin__now(), when, sizeof when);
-    snprintf(payload, pn, "{\"deviceId\":\"%s\",\"deviceNumId\":\"%s\",\"time\":\"%s\","
-             "\"%s\":\"%s\"}", c->path.device, num, when, online ? "address" : "reason", detail);
-    if (mosquitto_broker_publish(NULL, topic, (int)strlen(payload), payload, 1, false, NULL))
-        mosquitto_free(payload);
     free(topic);
+    free(text);
+}
+
+void message__offline(struct plg_conn *c, const char *why)
+{
+    message__presence(c, 0, why);
 }

@@ -18,25 +18,6 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
-struct plg_state plg;
-
-/* # Time */
-
-int64_t plugin__now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec;
-}
-
-int64_t plugin__now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-
 /* # Options */
 
 static int plugin__opt_int(const char *key, const char *value, int64_t min, int64_t max,
@@ -173,112 +154,6 @@ static int plugin__options(struct mosquitto_opt *opts, int n)
         return -1;
     }
     return 0;
-}
-
-/* # Activity */
-
-struct plg_act {
-    lk_reg_activity a;
-    char status[160];
-};
-
-static struct plg_act *act_v;
-static size_t act_n, act_cap;
-static uint32_t *act_idx;          /* open addressing: slot -> index + 1 */
-static size_t act_idx_cap;
-
-static size_t activity__hash(uint64_t num_id)
-{
-    return (size_t)((num_id * 0x9E3779B97F4A7C15ull) >> 17) & (act_idx_cap - 1);
-}
-
-static int activity__grow(void)
-{
-    size_t ncap = act_cap ? act_cap * 2 : 256, i;
-    struct plg_act *nv = realloc(act_v, ncap * sizeof *nv);
-    uint32_t *ni;
-
-    if (!nv)
-        return -1;
-    act_v = nv;
-    ni = calloc(ncap * 2, sizeof *ni);
-    if (!ni)
-        return -1;
-    free(act_idx);
-    act_idx = ni;
-    act_idx_cap = ncap * 2;
-    act_cap = ncap;
-    for (i = 0; i < act_n; i++) {
-        size_t h = activity__hash(act_v[i].a.num_id);
-        while (act_idx[h])
-            h = (h + 1) & (act_idx_cap - 1);
-        act_idx[h] = (uint32_t)(i + 1);
-    }
-    return 0;
-}
-
-void activity__note(uint64_t num_id, enum plg_activity what, int64_t t, const char *status)
-{
-    struct plg_act *e = NULL;
-    size_t h;
-
-    if (act_idx_cap) {
-        for (h = activity__hash(num_id); act_idx[h]; h = (h + 1) & (act_idx_cap - 1)) {
-            if (act_v[act_idx[h] - 1].a.num_id == num_id) {
-                e = &act_v[act_idx[h] - 1];
-                break;
-            }
-        }
-    }
-    if (!e) {
-        if (act_n == act_cap && activity__grow())
-            return; /* out of memory: a time is lost, nothing else */
-        e = &act_v[act_n];
-        memset(e, 0, sizeof *e);
-        e->a.num_id = num_id;
-        for (h = activity__hash(num_id); act_idx[h]; h = (h + 1) & (act_idx_cap - 1))
-            ;
-        act_idx[h] = (uint32_t)(++act_n);
-    }
-    switch (what) {
-    case ACT_HEARTBEAT: if (t > e->a.last_heartbeat) e->a.last_heartbeat = t; break;
-    case ACT_EVENT: if (t > e->a.last_event) e->a.last_event = t; break;
-    case ACT_STATE: if (t > e->a.last_state) e->a.last_state = t; break;
-    case ACT_CONFIG_SEND: if (t > e->a.last_config_send) e->a.last_config_send = t; break;
-    case ACT_ERROR:
-        e->a.last_error = t;
-        snprintf(e->status, sizeof e->status, "%s", status ? status : "");
-        break;
-    }
-    if (what != ACT_HEARTBEAT && t > e->a.last_heartbeat)
-        e->a.last_heartbeat = t;
-}
-
-void activity__flush(void)
-{
-    lk_reg_activity *v;
-    size_t i;
-    lk_err err;
-
-    if (!act_n)
-        return;
-    v = malloc(act_n * sizeof *v);
-    if (!v)
-        return;
-    for (i = 0; i < act_n; i++) {
-        v[i] = act_v[i].a;
-        v[i].last_error_status = act_v[i].a.last_error ? act_v[i].status : NULL;
-    }
-    err = lk_registry_record_activity(plg.reg, v, act_n);
-    free(v);
-    if (err) {
-        /* kept for the next flush */
-        mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "writing activity times failed "
-                             "(%s); retrying in %" PRId64 " s", lk_errname(err), plg.opt.activity_flush);
-        return;
-    }
-    act_n = 0;
-    memset(act_idx, 0, act_idx_cap * sizeof *act_idx);
 }
 
 /* # Change feed */
@@ -419,7 +294,7 @@ static void plugin__changes(int64_t now)
 
 static int plugin__tick(int event, void *event_data, void *userdata)
 {
-    int64_t now = plugin__now();
+    int64_t now = clock__now();
 
     (void)event;
     (void)event_data;
@@ -587,11 +462,7 @@ static void plugin__free(void)
     if (plg.reg)
         lk_registry_close(plg.reg);
     free(plg.opt.registry);
-    free(act_v);
-    free(act_idx);
-    act_v = NULL;
-    act_idx = NULL;
-    act_n = act_cap = act_idx_cap = 0;
+    activity__cleanup();
     memset(&plg, 0, sizeof plg);
 }
 
@@ -600,6 +471,13 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 {
     int rc = MOSQ_ERR_UNKNOWN;
 
+    /* Mosquitto opens a plugin named twice once (dlopen gives the same
+     * copy): a second instance would share and reset the first's state. */
+    if (plg.id) {
+        mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "the plugin is configured twice; "
+                             "one instance serves every listener (per_listener_settings false)");
+        return MOSQ_ERR_INVAL;
+    }
     memset(&plg, 0, sizeof plg);
     plg.id = identifier;
     *userdata = &plg;
@@ -615,16 +493,16 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
         goto error;
     if (plg.opt.token_cache && lk_vcache_new(plg.opt.token_cache, &plg.vcache) != LK_OK)
         goto error;
-    if (devices__init(plg.opt.device_cache) || conn__init() || limits__init(plg.opt.limit_table))
+    if (devices__init(plg.opt.device_cache) || conn__init(message__offline) || limits__init(plg.opt.limit_table))
         goto error;
-    plg.started = plugin__now();
+    plg.started = clock__now();
     plg.next_flush = plg.started + plg.opt.activity_flush;
 
-    if (mosquitto_callback_register(identifier, MOSQ_EVT_BASIC_AUTH, auth__basic, NULL, NULL)
-        || mosquitto_callback_register(identifier, MOSQ_EVT_ACL_CHECK, acl__check, NULL, NULL)
-        || mosquitto_callback_register(identifier, MOSQ_EVT_MESSAGE, message__handle, NULL, NULL)
-        || mosquitto_callback_register(identifier, MOSQ_EVT_DISCONNECT, auth__disconnect, NULL, NULL)
-        || mosquitto_callback_register(identifier, MOSQ_EVT_TICK, plugin__tick, NULL, NULL)) {
+    if (mosquitto_callback_register(identifier, MOSQ_EVT_BASIC_AUTH, auth__basic, NULL, &plg)
+        || mosquitto_callback_register(identifier, MOSQ_EVT_ACL_CHECK, acl__check, NULL, &plg)
+        || mosquitto_callback_register(identifier, MOSQ_EVT_MESSAGE, message__handle, NULL, &plg)
+        || mosquitto_callback_register(identifier, MOSQ_EVT_DISCONNECT, auth__disconnect, NULL, &plg)
+        || mosquitto_callback_register(identifier, MOSQ_EVT_TICK, plugin__tick, NULL, &plg)) {
         mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "registering callbacks failed");
         goto error;
     }
@@ -640,7 +518,6 @@ error:
 
 int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int option_count)
 {
-    (void)userdata;
     (void)options;
     (void)option_count;
     if (plg.id) {
@@ -650,6 +527,8 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int 
         mosquitto_callback_unregister(plg.id, MOSQ_EVT_DISCONNECT, auth__disconnect, NULL);
         mosquitto_callback_unregister(plg.id, MOSQ_EVT_TICK, plugin__tick, NULL);
     }
+    if (userdata != &plg)
+        return MOSQ_ERR_SUCCESS; /* an instance refused at init */
     if (plg.reg)
         activity__flush();
     plugin__free();

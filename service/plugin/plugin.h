@@ -139,7 +139,8 @@ struct plg_conn {
     struct plg_conn *prev, *next; /* the list of all connections */
 };
 
-int conn__init(void);
+/* offline: told when a device connection is superseded or kicked, once. */
+int conn__init(void (*offline)(struct plg_conn *c, const char *why));
 void conn__cleanup(void);
 struct plg_conn *conn__new(struct mosquitto *client, enum plg_conn_kind kind, const char *client_id);
 struct plg_conn *conn__find(const struct mosquitto *client);
@@ -151,7 +152,7 @@ void conn__free(struct plg_conn *c);
 /* Index a device connection by num_id (after num_id is set). */
 void conn__index_num(struct plg_conn *c);
 /* (Re)compute c's deadline from its token, age and idleness. */
-void conn__schedule(struct plg_conn *c, int64_t now);
+void conn__schedule(struct plg_conn *c);
 /* Queue c to be closed on the next tick, with a reason for the log. */
 void conn__kick(struct plg_conn *c, const char *reason);
 /* Tick: expire deadlines, then close the queued connections. */
@@ -184,14 +185,14 @@ void auth__recheck_any(struct plg_conn *c, void *arg);
 /* # ACL (acl.c) */
 
 int acl__check(int event, void *event_data, void *userdata);
-/* What a device's publish topic is: */
-enum plg_topic { TOPIC_BAD = 0, TOPIC_EVENTS, TOPIC_STATE };
-enum plg_topic acl__device_topic(const struct plg_conn *c, const char *topic,
-                                 const char **subfolder);
 
 /* # Messages (message.c) */
 
 int message__handle(int event, void *event_data, void *userdata);
+/* What a device's publish topic is: */
+enum plg_topic { TOPIC_BAD = 0, TOPIC_EVENTS, TOPIC_STATE };
+enum plg_topic message__topic(const struct plg_conn *c, const char *topic,
+                              const char **subfolder);
 /* What a device sent, on its downstream topic with IoT Core's attributes;
  * a state is stored. *topic and *props are the caller's to free. */
 int message__downstream(const struct plg_conn *c, enum plg_topic t, const char *subfolder,
@@ -200,6 +201,8 @@ void message__accepted(const struct plg_conn *c, enum plg_topic t, const void *p
                        uint32_t len, int64_t now);
 /* Publish JSON {"deviceId",...} to latchkey/P/L/R/D/online|offline. */
 void message__presence(struct plg_conn *c, int online, const char *detail);
+/* The offline notice of a connection that was superseded or kicked (conn.c). */
+void message__offline(struct plg_conn *c, const char *why);
 
 /* # Delivery: config and commands (deliver.c) */
 
@@ -244,13 +247,14 @@ int refusals__allow(const char *addr, const char *reason, int64_t now);
 void refusals__tick(int64_t now);
 void refusals__cleanup(void);
 
-/* # Activity: in-memory times, flushed together (plugin.c) */
+/* # Activity: in-memory times, flushed together (activity.c) */
 
 enum plg_activity { ACT_HEARTBEAT, ACT_EVENT, ACT_STATE, ACT_CONFIG_SEND, ACT_ERROR };
 void activity__note(uint64_t num_id, enum plg_activity what, int64_t t, const char *status);
 void activity__flush(void);
+void activity__cleanup(void);
 
-/* # Shared state */
+/* # The ground floor: shared state and clock (state.c) */
 
 struct plg_state {
     struct plg_options opt;
@@ -269,7 +273,7 @@ struct plg_state {
 extern struct plg_state plg;
 
 /* Wall-clock time in seconds and milliseconds (TICK carries none usable). */
-int64_t plugin__now(void);
-int64_t plugin__now_ms(void);
+int64_t clock__now(void);
+int64_t clock__now_ms(void);
 
 #endif /* LK_PLUGIN_H */
