@@ -523,6 +523,39 @@ static int usage(void)
     return 2;
 }
 
+/* The options with a value: --name, where it goes, and how it is read. */
+static const struct {
+    const char *name;
+    char kind; /* i: int, l: long, d: double, s: string */
+    void *to;
+} options[] = {
+    {"--port", 'i', &o.port}, {"--ca", 's', &o.ca}, {"--count", 'l', &o.count},
+    {"--seconds", 'd', &o.seconds}, {"--parallel", 'i', &o.parallel}, {"--store", 's', &o.store},
+    {"--key", 's', &o.key}, {"--project", 's', &o.project}, {"--region", 's', &o.region},
+    {"--registry", 's', &o.registry}, {"--prefix", 's', &o.prefix}, {"--devices", 'l', &o.devices},
+    {"--first", 'l', &o.first}, {"--pid", 'l', &o.pid}, {"--qos", 'i', &o.qos},
+    {"--window", 'i', &o.window}, {"--size", 'i', &o.size}, {"--topic", 's', &o.topic},
+    {"--sub-topic", 's', &o.sub_topic}, {"--sub-user", 's', &o.sub_user},
+    {"--sub-pass", 's', &o.sub_pass},
+};
+
+static int set_option(const char *name, const char *v)
+{
+    size_t i;
+    for (i = 0; i < sizeof options / sizeof options[0]; i++) {
+        if (strcmp(name, options[i].name))
+            continue;
+        switch (options[i].kind) {
+        case 'i': *(int *)options[i].to = atoi(v); break;
+        case 'l': *(long *)options[i].to = atol(v); break;
+        case 'd': *(double *)options[i].to = atof(v); break;
+        default: *(const char **)options[i].to = v; break;
+        }
+        return 0;
+    }
+    return -1;
+}
+
 int main(int argc, char **argv)
 {
     int i, rc, mode;
@@ -544,55 +577,14 @@ int main(int argc, char **argv)
         if (v == NULL)
             return usage();
         i++;
-        if (!strcmp(a, "--port"))
-            o.port = atoi(v);
-        else if (!strcmp(a, "--ca"))
-            o.ca = v;
-        else if (!strcmp(a, "--count"))
-            o.count = atol(v);
-        else if (!strcmp(a, "--seconds"))
-            o.seconds = atof(v);
-        else if (!strcmp(a, "--parallel"))
-            o.parallel = atoi(v);
-        else if (!strcmp(a, "--store"))
-            o.store = v;
-        else if (!strcmp(a, "--key"))
-            o.key = v;
-        else if (!strcmp(a, "--project"))
-            o.project = v;
-        else if (!strcmp(a, "--region"))
-            o.region = v;
-        else if (!strcmp(a, "--registry"))
-            o.registry = v;
-        else if (!strcmp(a, "--prefix"))
-            o.prefix = v;
-        else if (!strcmp(a, "--devices"))
-            o.devices = atol(v);
-        else if (!strcmp(a, "--first"))
-            o.first = atol(v);
-        else if (!strcmp(a, "--tokens")) {
+        if (!strcmp(a, "--tokens")) {
             if (!strcmp(v, "cached"))
                 o.cached = 1;
             else if (strcmp(v, "fresh"))
                 return usage();
-        } else if (!strcmp(a, "--pid"))
-            o.pid = atol(v);
-        else if (!strcmp(a, "--qos"))
-            o.qos = atoi(v);
-        else if (!strcmp(a, "--window"))
-            o.window = atoi(v);
-        else if (!strcmp(a, "--size"))
-            o.size = atoi(v);
-        else if (!strcmp(a, "--topic"))
-            o.topic = v;
-        else if (!strcmp(a, "--sub-topic"))
-            o.sub_topic = v;
-        else if (!strcmp(a, "--sub-user"))
-            o.sub_user = v;
-        else if (!strcmp(a, "--sub-pass"))
-            o.sub_pass = v;
-        else
+        } else if (set_option(a, v)) {
             return usage();
+        }
     }
     if (o.port <= 0 || o.port > 65535 || o.count < 1 || o.seconds <= 0 || o.devices < 1 ||
         o.first < 0 || (o.qos != 0 && o.qos != 1) || o.window < 1 || o.size < 0 ||

@@ -57,20 +57,9 @@ for f in "$TOOL" "$BC" "$PLUGIN" "$MOSQUITTO"; do
     [ -x "$f" ] || [ -f "$f" ] || { echo "broker.sh: $f is missing: build first" >&2; exit 1; }
 done
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/lkbench-broker.XXXXXX")
 ours_PID=""
 base_PID=""
-cleanup() {
-    for p in $ours_PID $base_PID; do
-        kill "$p" 2>/dev/null || true
-    done
-    for p in $ours_PID $base_PID; do
-        wait "$p" 2>/dev/null || true
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_tmp broker ours_PID base_PID
 
 # --- the registry: NDEV devices sharing one key (software store) ---
 "$TOOL" key generate --store "$TMP/keys.lks" --key bench --alg ES256 > "$TMP/pub.pem"

@@ -95,3 +95,20 @@ start_mosquitto() {
     cat "$TMP/$_name.stderr" "$TMP/$_name.log" >&2 2>/dev/null || true
     exit 1
 }
+
+# bench_tmp NAME VAR...: TMP, a new temporary directory, removed on exit once
+# the processes whose ids the variables VAR... hold then are stopped.
+bench_tmp() {
+    TMP=$(mktemp -d "${TMPDIR:-/tmp}/lkbench-$1.XXXXXX")
+    shift
+    _bench_vars="$*"
+    trap _bench_cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+_bench_cleanup() {
+    _pids=""
+    for _v in $_bench_vars; do eval "_pids=\"\$_pids \${$_v:-}\""; done
+    for _p in $_pids; do kill "$_p" 2>/dev/null || true; done
+    for _p in $_pids; do wait "$_p" 2>/dev/null || true; done
+    rm -rf "$TMP"
+}

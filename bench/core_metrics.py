@@ -281,6 +281,31 @@ def regcount(reglist):
     return n
 
 
+COND_BRANCH = re.compile(r"b(eq|ne|cs|cc|hs|lo|mi|pl|vs|vc|hi|ls|ge|lt|gt|le|al)?$")
+
+
+def sp_alloc(base, args):
+    """Bytes an instruction puts on the stack: a push, or `sub sp, #N`."""
+    if base == "push":
+        return 4 * regcount(args)
+    if base == "sub" and re.match(r"sp, (sp, )?#\d+", args):
+        return int(args.rsplit("#", 1)[1].split()[0])
+    return 0
+
+
+def body(order, start):
+    """The address range of the function that starts at start."""
+    idx = order.index(start)
+    return start, order[idx + 1] if idx + 1 < len(order) else float("inf")
+
+
+def branch_target(who, op, args):
+    t = TARGET.match(args)
+    if not t:
+        raise Failure("%s: cannot read branch %s %s" % (who, op, args))
+    return int(t.group(1), 16)
+
+
 def disasm_stack(name, blocks, order, addr_of, memo, active):
     """Upper bound of the stack a Thumb-1 function of libgcc uses: every
     push and `sub sp, #N` of its body added up (as if all ran on one path),
@@ -297,26 +322,20 @@ def disasm_stack(name, blocks, order, addr_of, memo, active):
         raise Failure("recursion through %s" % name)
     active.add(start)
     label, insns = blocks[start]
-    idx = order.index(start)
-    end = order[idx + 1] if idx + 1 < len(order) else float("inf")
+    start, end = body(order, start)
     own = 0
     callees = set()
     for _addr, op, args in insns:
         base = op.split(".")[0]
-        if base == "push":
-            own += 4 * regcount(args)
-        elif base == "sub" and re.match(r"sp, (sp, )?#\d+", args):
-            own += int(args.rsplit("#", 1)[1].split()[0])
+        if sp_alloc(base, args):
+            own += sp_alloc(base, args)
         elif re.match(r"(mov|add|sub)s?$", base) and re.match(r"sp, ", args):
             if not re.match(r"sp, (sp, )?#\d+", args):
                 raise Failure("%s changes sp by a register: %s %s" % (label, op, args))
         elif base in ("blx",) or (base == "bx" and args.strip() != "lr"):
             raise Failure("%s makes an indirect call: %s %s" % (label, op, args))
-        elif base == "bl" or re.match(r"b(eq|ne|cs|cc|hs|lo|mi|pl|vs|vc|hi|ls|ge|lt|gt|le|al)?$", base):
-            t = TARGET.match(args)
-            if not t:
-                raise Failure("%s: cannot read branch %s %s" % (label, op, args))
-            taddr = int(t.group(1), 16)
+        elif base == "bl" or COND_BRANCH.match(base):
+            taddr = branch_target(label, op, args)
             if base == "bl" or not start <= taddr < end:
                 callees.add(blocks[block_containing(order, taddr)][0])
     deepest = 0
@@ -347,28 +366,22 @@ def cross_check(frames, edges, blocks, order, addr_of):
         label, insns = blocks[start]
         if label != name:
             continue  # an alias; checked under its own label
-        idx = order.index(start)
-        end = order[idx + 1] if idx + 1 < len(order) else float("inf")
+        start, end = body(order, start)
         callees = {c.split(":")[-1] for c, _ in edges.get(title, [])}
         own = 0
         large = False  # a frame too big for an immediate: `add sp, rN`
         for _addr, op, args in insns:
             base = op.split(".")[0]
-            if base == "push":
-                own += 4 * regcount(args)
-            elif base == "sub" and re.match(r"sp, (sp, )?#\d+", args):
-                own += int(args.rsplit("#", 1)[1].split()[0])
+            if sp_alloc(base, args):
+                own += sp_alloc(base, args)
             elif base in ("add", "sub") and re.match(r"sp, (sp, )?r\d+$", args):
                 large = True
             elif base == "blx":
                 if INDIRECT not in callees:
                     raise Failure("%s: indirect call %s %s missing from the call graph"
                                   % (name, op, args))
-            elif base == "bl" or re.match(r"b(eq|ne|cs|cc|hs|lo|mi|pl|vs|vc|hi|ls|ge|lt|gt|le|al)?$", base):
-                t = TARGET.match(args)
-                if not t:
-                    raise Failure("%s: cannot read branch %s %s" % (name, op, args))
-                taddr = int(t.group(1), 16)
+            elif base == "bl" or COND_BRANCH.match(base):
+                taddr = branch_target(name, op, args)
                 if base != "bl" and start <= taddr < end:
                     continue
                 target = blocks[block_containing(order, taddr)][0]

@@ -64,20 +64,9 @@ if [ "$HARD" != unlimited ] && [ "$HARD" -lt $((NDEV + 64)) ]; then
     echo "simulate.sh: the open-file hard limit ($HARD) is below $((NDEV + 64)): devices will fail" >&2
 fi
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/lkbench-sim.XXXXXX")
 broker_PID=""
 SIM_PID=""
-cleanup() {
-    for p in $SIM_PID $broker_PID; do
-        kill "$p" 2>/dev/null || true
-    done
-    for p in $SIM_PID $broker_PID; do
-        wait "$p" 2>/dev/null || true
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_tmp sim SIM_PID broker_PID
 
 # --- the fleet's keys and the registry ---
 "$TOOL" --db "$TMP/registry.db" registries create "$REGISTRY" --project "$PROJECT" \

@@ -22,7 +22,7 @@ static size_t act_idx_cap;
 
 static size_t activity__hash(uint64_t num_id)
 {
-    return (size_t)((num_id * 0x9E3779B97F4A7C15ull) >> 17) & (act_idx_cap - 1);
+    return hash__num(num_id, act_idx_cap - 1);
 }
 
 static int activity__grow(void)

@@ -42,7 +42,7 @@ static size_t conn__hash_ptr(const void *p)
 
 static size_t conn__hash_num(uint64_t n)
 {
-    return (size_t)((n * 0x9E3779B97F4A7C15ull) >> 20) & (NBUCKETS - 1);
+    return hash__num(n, NBUCKETS - 1);
 }
 
 int conn__init(void (*offline)(struct plg_conn *c, const char *why))

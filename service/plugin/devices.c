@@ -77,7 +77,7 @@ static size_t devices__hash_str(const char *s)
 
 static size_t devices__hash_num(uint64_t n)
 {
-    return (size_t)((n * 0x9E3779B97F4A7C15ull) >> 20) & (nbuckets - 1);
+    return hash__num(n, nbuckets - 1);
 }
 
 int devices__init(size_t cap)

@@ -38,7 +38,7 @@ static uint32_t lru_head = NONE, lru_tail = NONE;
 
 static size_t limits__hash(uint64_t num_id)
 {
-    return (size_t)((num_id * 0x9E3779B97F4A7C15ull) >> 21) & (nbuckets - 1);
+    return hash__num(num_id, nbuckets - 1);
 }
 
 int limits__init(size_t max_entries)

@@ -9,6 +9,7 @@
 #include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,30 +38,56 @@ static int plugin__opt_int(const char *key, const char *value, int64_t min, int6
     return 0;
 }
 
+/* The integer options: name, range, default, where it goes. */
+enum opt_type { OPT_I64, OPT_SIZE, OPT_UNSIGNED };
+#define OPT(name, type, min, max, def) \
+    { #name, type, min, max, def, offsetof(struct plg_options, name) }
+static const struct plugin__int_opt {
+    const char *name;
+    enum opt_type type;
+    int64_t min, max, def;
+    size_t offset;
+} plugin__int_opts[] = {
+    OPT(skew, OPT_I64, 0, 3600, LK_VERIFY_SKEW),
+    OPT(max_token_lifetime, OPT_I64, 1, LK_VERIFY_MAX_LIFETIME * 7, LK_VERIFY_MAX_LIFETIME),
+    OPT(max_token_length, OPT_SIZE, 1, LK_VERIFY_MAX_LEN_LIMIT, LK_VERIFY_MAX_LEN),
+    OPT(token_cache, OPT_SIZE, 0, 1 << 24, 65536),
+    OPT(device_cache, OPT_SIZE, 16, 1 << 24, 65536),
+    OPT(messages_per_second, OPT_UNSIGNED, 1, 1000000, LK_RATE_MESSAGES_PER_S),
+    OPT(state_per_second, OPT_UNSIGNED, 1, 1000, LK_RATE_STATE_PER_S),
+    OPT(idle_timeout, OPT_I64, 1, 30 * 86400, LK_IDLE_TIMEOUT_S),
+    OPT(max_connection, OPT_I64, 1, 30 * 86400, LK_CONNECTION_MAX_S),
+    OPT(activity_flush, OPT_I64, 1, 3600, 10),
+    OPT(confirm_timeout, OPT_I64, 1, 86400, 60),
+    OPT(connect_burst, OPT_UNSIGNED, 1, 100000, 10),
+    OPT(connects_per_minute, OPT_UNSIGNED, 1, 60000, 10),
+    OPT(limit_table, OPT_SIZE, 1024, 1 << 24, 262144),
+    OPT(log_refusals_per_source, OPT_UNSIGNED, 1, 1000000, 3),
+    OPT(log_refusals_window, OPT_I64, 1, 86400, 60),
+    OPT(log_refusals_per_second, OPT_UNSIGNED, 1, 1000000, 50),
+};
+#undef OPT
+
+static void plugin__opt_set(struct plg_options *o, const struct plugin__int_opt *d, int64_t v)
+{
+    char *p = (char *)o + d->offset;
+    switch (d->type) {
+    case OPT_I64: *(int64_t *)(void *)p = v; break;
+    case OPT_SIZE: *(size_t *)(void *)p = (size_t)v; break;
+    case OPT_UNSIGNED: *(unsigned *)(void *)p = (unsigned)v; break;
+    }
+}
+
 static int plugin__options(struct mosquitto_opt *opts, int n)
 {
     struct plg_options *o = &plg.opt;
+    size_t j, nopts = sizeof plugin__int_opts / sizeof plugin__int_opts[0];
     int64_t v;
     int i;
 
-    o->skew = LK_VERIFY_SKEW;
-    o->max_token_lifetime = LK_VERIFY_MAX_LIFETIME;
-    o->max_token_length = LK_VERIFY_MAX_LEN;
+    for (j = 0; j < nopts; j++)
+        plugin__opt_set(o, &plugin__int_opts[j], plugin__int_opts[j].def);
     o->verify_flags = LK_VERIFY_ALLOW_PADDING;
-    o->token_cache = 65536;
-    o->device_cache = 65536;
-    o->messages_per_second = LK_RATE_MESSAGES_PER_S;
-    o->state_per_second = LK_RATE_STATE_PER_S;
-    o->idle_timeout = LK_IDLE_TIMEOUT_S;
-    o->max_connection = LK_CONNECTION_MAX_S;
-    o->activity_flush = 10;
-    o->confirm_timeout = 60;
-    o->connect_burst = 10;
-    o->connects_per_minute = 10;
-    o->limit_table = 262144;
-    o->log_refusals_per_source = 3;
-    o->log_refusals_window = 60;
-    o->log_refusals_per_second = 50;
 
     for (i = 0; i < n; i++) {
         const char *k = opts[i].key, *val = opts[i].value;
@@ -71,17 +98,9 @@ static int plugin__options(struct mosquitto_opt *opts, int n)
             o->registry = strdup(val);
             if (!o->registry)
                 return -1;
-        } else if (!strcmp(k, "skew")) {
-            if (plugin__opt_int(k, val, 0, 3600, &o->skew))
-                return -1;
-        } else if (!strcmp(k, "max_token_lifetime")) {
-            if (plugin__opt_int(k, val, 1, LK_VERIFY_MAX_LIFETIME * 7, &o->max_token_lifetime))
-                return -1;
-        } else if (!strcmp(k, "max_token_length")) {
-            if (plugin__opt_int(k, val, 1, LK_VERIFY_MAX_LEN_LIMIT, &v))
-                return -1;
-            o->max_token_length = (size_t)v;
-        } else if (!strcmp(k, "base64_padding")) {
+            continue;
+        }
+        if (!strcmp(k, "base64_padding")) {
             if (!strcmp(val, "allow"))
                 o->verify_flags |= LK_VERIFY_ALLOW_PADDING;
             else if (!strcmp(val, "refuse"))
@@ -91,62 +110,18 @@ static int plugin__options(struct mosquitto_opt *opts, int n)
                                      "plugin_opt_base64_padding %s: expected allow or refuse", val);
                 return -1;
             }
-        } else if (!strcmp(k, "token_cache")) {
-            if (plugin__opt_int(k, val, 0, 1 << 24, &v))
-                return -1;
-            o->token_cache = (size_t)v;
-        } else if (!strcmp(k, "device_cache")) {
-            if (plugin__opt_int(k, val, 16, 1 << 24, &v))
-                return -1;
-            o->device_cache = (size_t)v;
-        } else if (!strcmp(k, "messages_per_second")) {
-            if (plugin__opt_int(k, val, 1, 1000000, &v))
-                return -1;
-            o->messages_per_second = (unsigned)v;
-        } else if (!strcmp(k, "state_per_second")) {
-            if (plugin__opt_int(k, val, 1, 1000, &v))
-                return -1;
-            o->state_per_second = (unsigned)v;
-        } else if (!strcmp(k, "idle_timeout")) {
-            if (plugin__opt_int(k, val, 1, 30 * 86400, &o->idle_timeout))
-                return -1;
-        } else if (!strcmp(k, "max_connection")) {
-            if (plugin__opt_int(k, val, 1, 30 * 86400, &o->max_connection))
-                return -1;
-        } else if (!strcmp(k, "activity_flush")) {
-            if (plugin__opt_int(k, val, 1, 3600, &o->activity_flush))
-                return -1;
-        } else if (!strcmp(k, "confirm_timeout")) {
-            if (plugin__opt_int(k, val, 1, 86400, &o->confirm_timeout))
-                return -1;
-        } else if (!strcmp(k, "connect_burst")) {
-            if (plugin__opt_int(k, val, 1, 100000, &v))
-                return -1;
-            o->connect_burst = (unsigned)v;
-        } else if (!strcmp(k, "connects_per_minute")) {
-            if (plugin__opt_int(k, val, 1, 60000, &v))
-                return -1;
-            o->connects_per_minute = (unsigned)v;
-        } else if (!strcmp(k, "limit_table")) {
-            if (plugin__opt_int(k, val, 1024, 1 << 24, &v))
-                return -1;
-            o->limit_table = (size_t)v;
-        } else if (!strcmp(k, "log_refusals_per_source")) {
-            if (plugin__opt_int(k, val, 1, 1000000, &v))
-                return -1;
-            o->log_refusals_per_source = (unsigned)v;
-        } else if (!strcmp(k, "log_refusals_window")) {
-            if (plugin__opt_int(k, val, 1, 86400, &o->log_refusals_window))
-                return -1;
-        } else if (!strcmp(k, "log_refusals_per_second")) {
-            if (plugin__opt_int(k, val, 1, 1000000, &v))
-                return -1;
-            o->log_refusals_per_second = (unsigned)v;
-        } else {
+            continue;
+        }
+        for (j = 0; j < nopts && strcmp(k, plugin__int_opts[j].name); j++)
+            ;
+        if (j == nopts) {
             mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "unknown option plugin_opt_%s "
                                  "(docs/plugin.md lists them)", k);
             return -1;
         }
+        if (plugin__opt_int(k, val, plugin__int_opts[j].min, plugin__int_opts[j].max, &v))
+            return -1;
+        plugin__opt_set(o, &plugin__int_opts[j], v);
     }
     if (!o->registry) {
         mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "plugin_opt_registry is required "
@@ -318,23 +293,17 @@ static int plugin__tick(int event, void *event_data, void *userdata)
 
 /* # Opening the registry */
 
-static const char *plugin__user(uid_t uid, char *buf, size_t size)
+/* A user's or group's name, or its number when it has none. */
+static const char *plugin__name(int group, unsigned id, char *buf, size_t size)
 {
-    struct passwd *pw = getpwuid(uid);
-    if (pw)
-        snprintf(buf, size, "%s", pw->pw_name);
-    else
-        snprintf(buf, size, "uid %u", (unsigned)uid);
-    return buf;
-}
+    const struct passwd *pw = group ? NULL : getpwuid((uid_t)id);
+    const struct group *gr = group ? getgrgid((gid_t)id) : NULL;
+    const char *name = pw ? pw->pw_name : gr ? gr->gr_name : NULL;
 
-static const char *plugin__group(gid_t gid, char *buf, size_t size)
-{
-    struct group *gr = getgrgid(gid);
-    if (gr)
-        snprintf(buf, size, "%s", gr->gr_name);
+    if (name)
+        snprintf(buf, size, "%s", name);
     else
-        snprintf(buf, size, "gid %u", (unsigned)gid);
+        snprintf(buf, size, "%s %u", group ? "gid" : "uid", id);
     return buf;
 }
 
@@ -355,7 +324,7 @@ static void plugin__access(const char *path, char *out, size_t size)
         snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
     else
         snprintf(dir, sizeof dir, ".");
-    n = snprintf(out, size, "the broker runs as %s", plugin__user(geteuid(), me, sizeof me));
+    n = snprintf(out, size, "the broker runs as %s", plugin__name(0, geteuid(), me, sizeof me));
     if (n < 0 || (size_t)n >= size)
         return;
     if (stat(dir, &dst) != 0) {
@@ -369,8 +338,8 @@ static void plugin__access(const char *path, char *out, size_t size)
             snprintf(up, sizeof up, "%.*s", (int)i, dir);
             if (access(up, X_OK) != 0 && stat(up, &dst) == 0) {
                 snprintf(out + n, size - (size_t)n, "; it cannot reach %.300s: the directory %.300s "
-                         "is %s:%s mode %04o", dir, up, plugin__user(dst.st_uid, u, sizeof u),
-                         plugin__group(dst.st_gid, g, sizeof g), (unsigned)(dst.st_mode & 07777));
+                         "is %s:%s mode %04o", dir, up, plugin__name(0, dst.st_uid, u, sizeof u),
+                         plugin__name(1, dst.st_gid, g, sizeof g), (unsigned)(dst.st_mode & 07777));
                 return;
             }
         }
@@ -378,7 +347,7 @@ static void plugin__access(const char *path, char *out, size_t size)
         return;
     }
     n += snprintf(out + n, size - (size_t)n, "; the directory %.300s is %s:%s mode %04o%s", dir,
-                  plugin__user(dst.st_uid, u, sizeof u), plugin__group(dst.st_gid, g, sizeof g),
+                  plugin__name(0, dst.st_uid, u, sizeof u), plugin__name(1, dst.st_gid, g, sizeof g),
                   (unsigned)(dst.st_mode & 07777),
                   access(dir, W_OK | X_OK) ? " (the broker cannot create files in it)" : "");
     if (n < 0 || (size_t)n >= size)
@@ -387,7 +356,7 @@ static void plugin__access(const char *path, char *out, size_t size)
         snprintf(out + n, size - (size_t)n, "; the file %.300s: %s", path, strerror(errno));
     else
         snprintf(out + n, size - (size_t)n, "; the file is %s:%s mode %04o%s",
-                 plugin__user(st.st_uid, u, sizeof u), plugin__group(st.st_gid, g, sizeof g),
+                 plugin__name(0, st.st_uid, u, sizeof u), plugin__name(1, st.st_gid, g, sizeof g),
                  (unsigned)(st.st_mode & 07777),
                  access(path, R_OK | W_OK) ? " (the broker cannot read and write it)" : "");
 }

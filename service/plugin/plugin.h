@@ -272,6 +272,13 @@ struct plg_state {
 };
 extern struct plg_state plg;
 
+/* The bucket of a numeric id in a table of mask + 1 (a power of two)
+ * buckets: Fibonacci hashing, the high half of the product. */
+static inline size_t hash__num(uint64_t n, size_t mask)
+{
+    return (size_t)((n * 0x9E3779B97F4A7C15ull) >> 32) & mask;
+}
+
 /* Wall-clock time in seconds and milliseconds (TICK carries none usable). */
 int64_t clock__now(void);
 int64_t clock__now_ms(void);
