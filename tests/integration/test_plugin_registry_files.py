@@ -1,4 +1,4 @@
-"""The broker refuses to start on a registry it cannot use, and says what to fix (docs/plugin.md, "Files
+"""The broker refuses to start on a registry it cannot use, or a plugin named twice, and says what to fix (docs/plugin.md, "Files
 and users"): a damaged file, and a file its user cannot write (Mosquitto switches to its user before it
 loads plugins). Before, it started on a damaged file and refused every device, and a permission problem
 was reported without the owner, mode or path to fix.
@@ -63,3 +63,10 @@ def test_registry_the_broker_user_cannot_write_names_owner_mode_and_path(tmp_pat
     assert "runs as mosquitto" in text, text
     assert str(reg_dir) in text and "root:root mode 0755" in text, text
     assert "mode 0644" in text, text
+
+
+def test_the_plugin_named_twice_stops_the_broker(tmp_path):
+    b = Broker(tmp_path / "b", start=False)
+    b.extra_conf = f"plugin {b.plugin}\nplugin_opt_registry {b.db}\n"
+    log = start_fails(b)
+    assert "latchkey: the plugin is configured twice" in log, log[-2000:]
