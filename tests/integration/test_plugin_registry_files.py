@@ -1,6 +1,6 @@
-"""The broker refuses to start on a registry it cannot use, or a plugin named twice, and says what to fix (docs/plugin.md, "Files
-and users"): a damaged file, and a file its user cannot write (Mosquitto switches to its user before it
-loads plugins). Before, it started on a damaged file and refused every device, and a permission problem
+"""The broker refuses to start on a registry it cannot use, or with the plugin named twice, and says
+what to fix (docs/plugin.md, "Files and users"): a damaged file, and a file its user cannot write
+(Mosquitto switches to its user before it loads plugins). Before, it started on a damaged file and refused every device, and a permission problem
 was reported without the owner, mode or path to fix.
 """
 import os
