@@ -605,85 +605,6 @@ void lk_registry__set_changes_kept(lk_registry *reg, int64_t kept)
 }
 
 /* ------------------------------------------------------------------ */
-/* Freeing                                                             */
-
-void lk_reg_registry_free(lk_reg_registry *r)
-{
-    if (r == NULL)
-        return;
-    free(r->project);
-    free(r->location);
-    free(r->id);
-    free(r->event_notification_json);
-    free(r->state_notification_json);
-    memset(r, 0, sizeof *r);
-}
-
-void lk_reg_cert_free(lk_reg_cert *c)
-{
-    if (c == NULL)
-        return;
-    free(c->pem);
-    free(c->subject);
-    free(c->issuer);
-    free(c->key_type);
-    memset(c, 0, sizeof *c);
-}
-
-static void creds_free(lk_reg_credential *c, unsigned n)
-{
-    unsigned i;
-    for (i = 0; i < n; i++) {
-        free(c[i].pem);
-        c[i].pem = NULL;
-    }
-}
-
-void lk_reg_device_free(lk_reg_device *d)
-{
-    unsigned i;
-    if (d == NULL)
-        return;
-    free(d->id);
-    free(d->project);
-    free(d->location);
-    free(d->registry);
-    creds_free(d->creds, d->ncreds);
-    for (i = 0; i < d->nmetadata; i++) {
-        free(d->metadata[i].key);
-        free(d->metadata[i].value);
-    }
-    free(d->metadata);
-    free(d->last_error_status);
-    free(d->last_accessed_gateway_id);
-    memset(d, 0, sizeof *d);
-}
-
-void lk_reg_config_free(lk_reg_config *c)
-{
-    if (c == NULL)
-        return;
-    free(c->data);
-    memset(c, 0, sizeof *c);
-}
-
-void lk_reg_state_entry_free(lk_reg_state_entry *s)
-{
-    if (s == NULL)
-        return;
-    free(s->data);
-    memset(s, 0, sizeof *s);
-}
-
-void lk_reg_auth_free(lk_reg_auth *a)
-{
-    if (a == NULL)
-        return;
-    creds_free(a->creds, a->ncreds);
-    memset(a, 0, sizeof *a);
-}
-
-/* ------------------------------------------------------------------ */
 /* Registries                                                          */
 
 static lk_err check_log_level(const char *what, lk_reg_log_level l, char *why, size_t why_size)
@@ -1359,7 +1280,7 @@ lk_err lk_registry_update_device(lk_registry *reg, const lk_reg_name *name,
         err = be_fail(reg, err, why, why_size);
     if (err == LK_OK)
         err = append_change(reg, LK_CHANGE_DEVICE, num_id, why, why_size);
-    creds_free(cur, ncur);
+    lk_reg__creds_free(cur, ncur);
     lk_reg__cas_free(cas);
     return leave(reg, err, TX_WRITE, why, why_size);
 }
@@ -1411,7 +1332,7 @@ lk_err lk_registry_add_credential(lk_registry *reg, const lk_reg_name *name, con
     }
     if (err == LK_OK)
         err = append_change(reg, LK_CHANGE_DEVICE, num_id, why, why_size);
-    creds_free(cur, ncur);
+    lk_reg__creds_free(cur, ncur);
     lk_reg__cas_free(cas);
     return leave(reg, err, TX_WRITE, why, why_size);
 }
@@ -1442,7 +1363,7 @@ lk_err lk_registry_delete_credential(lk_registry *reg, const lk_reg_name *name, 
     }
     if (err == LK_OK)
         err = append_change(reg, LK_CHANGE_DEVICE, num_id, why, why_size);
-    creds_free(cur, ncur);
+    lk_reg__creds_free(cur, ncur);
     return leave(reg, err, TX_WRITE, why, why_size);
 }
 
@@ -1918,19 +1839,6 @@ void lk_registry_import_abort(lk_registry *reg)
  * before deciding EXPIRED: it must not reach a broker started later). */
 #define COMMAND_KEEP_S 86400
 
-void lk_reg_command_free(lk_reg_command *c)
-{
-    if (c == NULL)
-        return;
-    free(c->device_id);
-    free(c->project);
-    free(c->location);
-    free(c->registry);
-    free(c->subfolder);
-    free(c->data);
-    memset(c, 0, sizeof *c);
-}
-
 static lk_err prune_commands(lk_registry *reg, char *why, size_t why_size)
 {
     int64_t before = reg_now(reg) - COMMAND_KEEP_S;
@@ -2048,15 +1956,6 @@ lk_err lk_registry_command_decide(lk_registry *reg, int64_t command_id,
 
 /* ------------------------------------------------------------------ */
 /* Backend applications                                                */
-
-void lk_reg_backend_free(lk_reg_backend *b)
-{
-    if (b == NULL)
-        return;
-    free(b->name);
-    free(b->project);
-    memset(b, 0, sizeof *b);
-}
 
 static lk_err check_backend_name(const char *name, char *why, size_t why_size)
 {

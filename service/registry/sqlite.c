@@ -39,6 +39,7 @@
 #include <sqlite3.h>
 
 #include "backend.h"
+#include "internal.h"
 #include "schema.h"
 
 #ifndef SQLITE_OPEN_EXRESCODE
@@ -1130,15 +1131,6 @@ static lk_err sq_device_find(lk_reg_be *be, int64_t rid, const char *id, uint64_
     return LK_OK;
 }
 
-static void creds_clear(lk_reg_credential *c, unsigned n)
-{
-    unsigned i;
-    for (i = 0; i < n; i++) {
-        free(c[i].pem);
-        c[i].pem = NULL;
-    }
-}
-
 static lk_err sq_creds_get(lk_reg_be *be, uint64_t num_id,
                            lk_reg_credential out[LK_DEVICE_CREDENTIALS_MAX], unsigned *n)
 {
@@ -1173,7 +1165,7 @@ static lk_err sq_creds_get(lk_reg_be *be, uint64_t num_id,
     else
         sqlite3_reset(s);
     if (err != LK_OK) {
-        creds_clear(out, *n);
+        lk_reg__creds_free(out, *n);
         *n = 0;
     }
     return err;
