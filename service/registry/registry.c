@@ -29,14 +29,14 @@
  *    credential updates.
  *  - The change feed records device create/update/delete, credential and
  *    config changes, and registry update/delete. It does not record
- *    activity times, state reports, config acks, registry creation or CA
+ *    activity times, state reports, registry creation or CA
  *    certificate changes (none of them changes who may connect). Schema 2
  *    adds LK_CHANGE_COMMAND (a command queued, with its device's num_id)
  *    and LK_CHANGE_BACKEND (a backend application created or deleted,
  *    num_id 0); command outcomes are not in the feed. The newest
  *    LK_REG_CHANGES_KEPT (100,000) changes are kept; a follower that falls
  *    further behind gets one LK_CHANGE_RESYNC.
- *  - Activity times and config acks only move forward.
+ *  - Activity times only move forward.
  *  - Commands: a blocked device is refused (it cannot be connected); an
  *    empty command is allowed; the first decision wins (one UPDATE ...
  *    WHERE status = PENDING); decided commands are kept a day for a late
@@ -1440,17 +1440,6 @@ lk_err lk_registry_list_configs(lk_registry *reg, const lk_reg_name *name, const
     if ((err = reg->ops->config_list(reg->be, num_id, max, cb, arg)) != LK_OK)
         err = be_fail(reg, err, why, why_size);
     return leave(reg, err, TX_READ, why, why_size);
-}
-
-lk_err lk_registry_ack_config(lk_registry *reg, uint64_t num_id, int64_t version, int64_t t)
-{
-    lk_err err;
-    if (reg == NULL || num_id == 0 || version < 1 || t < 0)
-        return LK_ERR_ARG;
-    if ((err = enter(reg, TX_BROKER, NULL, 0)) != LK_OK)
-        return err;
-    err = reg->ops->config_ack(reg->be, num_id, version, t);
-    return leave(reg, err, TX_BROKER, NULL, 0);
 }
 
 lk_err lk_registry_add_state(lk_registry *reg, uint64_t num_id, const uint8_t *data, size_t len,

@@ -4,7 +4,7 @@
  * The connection: WAL (readers never block the writer and the writer never
  * blocks readers), foreign_keys=ON (cascading deletes), synchronous=FULL (a
  * committed change survives a power cut; LK_REG_READONLY handles, whose only
- * writes are activity times, state reports and config acks, use NORMAL,
+ * writes are activity times, state reports and command outcomes, use NORMAL,
  * which in WAL mode still never corrupts), a busy timeout (default 5000 ms),
  * temp_store=MEMORY and a 64 MiB page cache (see sq_open), extended result
  * codes and SQLITE_DBCONFIG_DEFENSIVE. Write transactions
@@ -53,7 +53,7 @@ enum {
     S_CERT_LIST, S_CERT_INSERT, S_CERT_DELETE,
     S_DEV_FIND, S_DEV_GET, S_DEV_LIST, S_DEV_INSERT, S_DEV_BLOCK, S_DEV_DELETE, S_DEV_NUM,
     S_CREDS_GET, S_CREDS_DEL, S_CRED_INS, S_META_GET, S_META_DEL, S_META_INS,
-    S_CFG_INS, S_CFG_SETVER, S_CFG_PRUNE, S_CFG_LIST, S_CFG_ACK, S_DEV_ACK,
+    S_CFG_INS, S_CFG_SETVER, S_CFG_PRUNE, S_CFG_LIST,
     S_STATE_TOUCH, S_STATE_INS, S_STATE_PRUNE, S_STATE_LIST,
     S_ACTIVITY, S_AUTH,
     S_CHG_INS, S_CHG_LIST, S_CHG_BOUNDS, S_CHG_PRUNE,
@@ -128,10 +128,6 @@ static const char *const sql_text[S__N] = {
     [S_CFG_PRUNE] = "DELETE FROM device_configs WHERE num_id = ?1 AND version <= ?2",
     [S_CFG_LIST] = "SELECT version, cloud_update_time, device_ack_time, data FROM device_configs "
                    "WHERE num_id = ?1 ORDER BY version DESC LIMIT ?2",
-    [S_CFG_ACK] = "UPDATE device_configs SET device_ack_time = ?3 WHERE num_id = ?1 AND "
-                  "version = ?2",
-    [S_DEV_ACK] = "UPDATE devices SET last_config_ack = max(last_config_ack, ?2) "
-                  "WHERE num_id = ?1",
 
     [S_STATE_TOUCH] = "UPDATE devices SET last_state = max(last_state, ?2) WHERE num_id = ?1",
     [S_STATE_INS] = "INSERT INTO device_states(num_id, update_time, data) VALUES(?1, ?2, ?3)",
@@ -1438,12 +1434,6 @@ static lk_err sq_config_list(lk_reg_be *be, uint64_t num_id, unsigned max,
     return rows_end(be, s, rc);
 }
 
-static lk_err sq_config_ack(lk_reg_be *be, uint64_t num_id, int64_t version, int64_t t)
-{
-    lk_err err = RUN_INTS(S_CFG_ACK, 1, (int64_t)num_id, version, t);
-    return err != LK_OK ? err : RUN_INTS(S_DEV_ACK, 0, (int64_t)num_id, t);
-}
-
 static lk_err sq_state_add(lk_reg_be *be, uint64_t num_id, const lk_reg_state_entry *e,
                            unsigned keep)
 {
@@ -1842,7 +1832,6 @@ const lk_reg_store lk_reg_sqlite_backend = {
     .metadata_set = sq_metadata_set,
     .config_add = sq_config_add,
     .config_list = sq_config_list,
-    .config_ack = sq_config_ack,
     .state_add = sq_state_add,
     .state_list = sq_state_list,
     .activity = sq_activity,
