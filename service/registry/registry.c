@@ -52,7 +52,6 @@
  *    A registry may be created whole (notifications, log level, CAs) in one
  *    transaction, and imported in batches like devices.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +60,7 @@
 #include <jansson.h>
 #include <openssl/crypto.h> /* OPENSSL_free, for the DER certs.c returns */
 
+#include "../verify/verify_internal.h"
 #include "backend.h"
 #include "internal.h"
 #include "latchkey/lk_util.h"
@@ -104,17 +104,8 @@ static const lk_reg_store *const backends[] = {&lk_reg_sqlite_backend};
 /* ------------------------------------------------------------------ */
 /* Helpers: reasons, time, names                                       */
 
-__attribute__((format(printf, 4, 5))) static lk_err failf(char *why, size_t why_size, lk_err err,
-                                                          const char *fmt, ...)
-{
-    va_list ap;
-    if (why != NULL && why_size > 0) {
-        va_start(ap, fmt);
-        vsnprintf(why, why_size, fmt, ap);
-        va_end(ap);
-    }
-    return err;
-}
+/* The verifier's: every refusal formats its reason the same way. */
+#define failf lk_verify__why
 
 /* A storage-level failure: the backend's own message. */
 static lk_err be_fail(lk_registry *reg, lk_err err, char *why, size_t why_size)
