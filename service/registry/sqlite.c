@@ -1127,6 +1127,29 @@ static lk_err sq_device_find(lk_reg_be *be, int64_t rid, const char *id, uint64_
     return LK_OK;
 }
 
+/* Read the credential in columns col..col + 2 (format, pem, expires) of
+ * s's current row into out[*n] and count it: the one reader of credential
+ * rows (a device's credentials, the broker's lookup). LK_ERR_REG_STORAGE
+ * past LK_DEVICE_CREDENTIALS_MAX, LK_ERR_NOMEM. */
+static lk_err read_cred(lk_reg_be *be, sqlite3_stmt *s, int col,
+                        lk_reg_credential out[LK_DEVICE_CREDENTIALS_MAX], unsigned *n)
+{
+    lk_reg_credential *c;
+    if (*n >= LK_DEVICE_CREDENTIALS_MAX) {
+        snprintf(be->err, sizeof be->err, "a device has more than %u credentials",
+                 LK_DEVICE_CREDENTIALS_MAX);
+        return LK_ERR_REG_STORAGE;
+    }
+    c = &out[*n];
+    c->format = (lk_cred_format)sqlite3_column_int(s, col);
+    c->pem = col_strdup(s, col + 1);
+    c->expires = sqlite3_column_int64(s, col + 2);
+    if (c->pem == NULL)
+        return LK_ERR_NOMEM;
+    (*n)++;
+    return LK_OK;
+}
+
 static lk_err sq_creds_get(lk_reg_be *be, uint64_t num_id,
                            lk_reg_credential out[LK_DEVICE_CREDENTIALS_MAX], unsigned *n)
 {
@@ -1138,24 +1161,9 @@ static lk_err sq_creds_get(lk_reg_be *be, uint64_t num_id,
     rc = sqlite3_bind_int64(s, 1, (sqlite3_int64)num_id);
     if (rc != SQLITE_OK)
         return st_fail(be, s, rc);
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        lk_reg_credential *c;
-        if (*n >= LK_DEVICE_CREDENTIALS_MAX) {
-            snprintf(be->err, sizeof be->err, "a device has more than %u credentials",
-                     LK_DEVICE_CREDENTIALS_MAX);
-            err = LK_ERR_REG_STORAGE;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        if ((err = read_cred(be, s, 0, out, n)) != LK_OK)
             break;
-        }
-        c = &out[*n];
-        c->format = (lk_cred_format)sqlite3_column_int(s, 0);
-        c->pem = col_strdup(s, 1);
-        c->expires = sqlite3_column_int64(s, 2);
-        if (c->pem == NULL) {
-            err = LK_ERR_NOMEM;
-            break;
-        }
-        (*n)++;
-    }
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         err = st_fail(be, s, rc);
     else
@@ -1519,20 +1527,8 @@ static lk_err sq_auth_lookup(lk_reg_be *be, const lk_reg_name *name, const char 
         }
         if (sqlite3_column_type(s, 4) == SQLITE_NULL)
             continue; /* no credentials: the LEFT JOIN's one row */
-        if (out->ncreds >= LK_DEVICE_CREDENTIALS_MAX) {
-            snprintf(be->err, sizeof be->err, "a device has more than %u credentials",
-                     LK_DEVICE_CREDENTIALS_MAX);
-            err = LK_ERR_REG_STORAGE;
+        if ((err = read_cred(be, s, 4, out->creds, &out->ncreds)) != LK_OK)
             break;
-        }
-        out->creds[out->ncreds].format = (lk_cred_format)sqlite3_column_int(s, 4);
-        out->creds[out->ncreds].pem = col_strdup(s, 5);
-        out->creds[out->ncreds].expires = sqlite3_column_int64(s, 6);
-        if (out->creds[out->ncreds].pem == NULL) {
-            err = LK_ERR_NOMEM;
-            break;
-        }
-        out->ncreds++;
     }
     if (err == LK_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
         err = st_fail(be, s, rc);
