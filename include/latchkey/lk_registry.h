@@ -362,6 +362,14 @@ lk_err lk_registry_list_configs(lk_registry *reg, const lk_reg_name *name,
                                 const char *id, unsigned max,
                                 int (*cb)(void *arg, const lk_reg_config *c), void *arg,
                                 char *why, size_t why_size);
+/* The newest config of the device num_id, for the broker's config push (it
+ * has the num_id from lk_registry_auth_lookup; no names are checked). One
+ * read, no transaction; a LK_REG_READONLY handle may call it. out->data is
+ * malloc'd and NUL-terminated after len bytes: release with
+ * lk_reg_config_free. LK_ERR_REG_NOT_FOUND if no device has num_id,
+ * LK_ERR_ARG for num_id 0 or a NULL out, LK_ERR_STATE on a busy handle;
+ * *out is zeroed on every failure. */
+lk_err lk_registry_latest_config(lk_registry *reg, uint64_t num_id, lk_reg_config *out);
 
 typedef struct lk_reg_state_entry {
     int64_t update_time;

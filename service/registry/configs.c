@@ -1,11 +1,27 @@
 /*
  * configs.c — a device's configs and states (lk_registry.h): versioned
- * config updates (version_to_update), the states the broker records.
+ * config updates (version_to_update), the latest config the broker
+ * pushes, the states it records.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "facade.h"
+
+/* *out = c with a copy of its data (malloc'd, NUL-terminated). */
+static lk_err config_copy(lk_reg_config *out, const lk_reg_config *c)
+{
+    *out = *c;
+    out->data = malloc(c->len + 1);
+    if (out->data == NULL) {
+        memset(out, 0, sizeof *out);
+        return LK_ERR_NOMEM;
+    }
+    if (c->len > 0)
+        memcpy(out->data, c->data, c->len);
+    out->data[c->len] = 0;
+    return LK_OK;
+}
 
 lk_err lk_registry_update_config(lk_registry *reg, const lk_reg_name *name, const char *id,
                                  const uint8_t *data, size_t len, int64_t version_to_update,
@@ -46,37 +62,74 @@ lk_err lk_registry_update_config(lk_registry *reg, const lk_reg_name *name, cons
     if (err == LK_OK)
         err = lk_reg__append_change(reg, LK_CHANGE_CONFIG, num_id, why, why_size);
     err = lk_reg__leave(reg, err, TX_WRITE, why, why_size);
-    if (err == LK_OK && out != NULL) {
-        *out = cfg;
-        out->data = malloc(len + 1);
-        if (out->data == NULL) {
-            memset(out, 0, sizeof *out);
-            return failf(why, why_size, LK_ERR_NOMEM,
-                         "the config was stored as version %lld, but copying it back ran out "
-                         "of memory", (long long)cfg.version);
-        }
-        if (len > 0)
-            memcpy(out->data, data, len);
-        out->data[len] = 0;
-    }
+    if (err == LK_OK && out != NULL && config_copy(out, &cfg) != LK_OK)
+        return failf(why, why_size, LK_ERR_NOMEM,
+                     "the config was stored as version %lld, but copying it back ran out of "
+                     "memory", (long long)cfg.version);
     return err;
+}
+
+/* list_configs and list_states: the device's rows to whichever callback is
+ * given, newest first. */
+static lk_err list_rows(lk_registry *reg, const lk_reg_name *name, const char *id, unsigned max,
+                        int (*ccb)(void *arg, const lk_reg_config *c),
+                        int (*scb)(void *arg, const lk_reg_state_entry *s), void *arg, char *why,
+                        size_t why_size)
+{
+    uint64_t num_id;
+    int64_t rid;
+    lk_err err;
+
+    if (ccb == NULL && scb == NULL)
+        return failf(why, why_size, LK_ERR_ARG, "no callback given");
+    err = lk_reg__enter_device(reg, TX_READ, name, id, &rid, &num_id, why, why_size);
+    if (err != LK_OK)
+        return err;
+    err = ccb != NULL ? reg->ops->config_list(reg->be, num_id, max, ccb, arg)
+                      : reg->ops->state_list(reg->be, num_id, max, scb, arg);
+    if (err != LK_OK)
+        err = lk_reg__be_fail(reg, err, why, why_size);
+    return lk_reg__leave(reg, err, TX_READ, why, why_size);
 }
 
 lk_err lk_registry_list_configs(lk_registry *reg, const lk_reg_name *name, const char *id,
                                 unsigned max, int (*cb)(void *arg, const lk_reg_config *c),
                                 void *arg, char *why, size_t why_size)
 {
-    uint64_t num_id;
-    int64_t rid;
+    return list_rows(reg, name, id, max, cb, NULL, arg, why, why_size);
+}
+
+struct latest {
+    lk_reg_config *out;
+    lk_err err;
+};
+
+static int latest_cb(void *arg, const lk_reg_config *c)
+{
+    struct latest *l = arg;
+    l->err = config_copy(l->out, c);
+    return 1; /* the newest only */
+}
+
+lk_err lk_registry_latest_config(lk_registry *reg, uint64_t num_id, lk_reg_config *out)
+{
+    struct latest l = {out, LK_ERR_REG_NOT_FOUND}; /* every device has a config */
     lk_err err;
 
-    if (cb == NULL)
-        return failf(why, why_size, LK_ERR_ARG, "no callback given");
-    if ((err = lk_reg__enter_device(reg, TX_READ, name, id, &rid, &num_id, why, why_size)) != LK_OK)
+    if (out == NULL)
+        return LK_ERR_ARG;
+    memset(out, 0, sizeof *out);
+    if (num_id == 0)
+        return LK_ERR_ARG;
+    if ((err = lk_reg__guard(reg, NULL, 0)) != LK_OK)
         return err;
-    if ((err = reg->ops->config_list(reg->be, num_id, max, cb, arg)) != LK_OK)
-        err = lk_reg__be_fail(reg, err, why, why_size);
-    return lk_reg__leave(reg, err, TX_READ, why, why_size);
+    /* One statement: its own read snapshot, no BEGIN needed. */
+    err = reg->ops->config_list(reg->be, num_id, 1, latest_cb, &l);
+    if (err == LK_OK)
+        err = l.err;
+    if (err != LK_OK)
+        lk_reg_config_free(out);
+    return err;
 }
 
 lk_err lk_registry_add_state(lk_registry *reg, uint64_t num_id, const uint8_t *data, size_t len,
@@ -101,15 +154,5 @@ lk_err lk_registry_list_states(lk_registry *reg, const lk_reg_name *name, const 
                                unsigned max, int (*cb)(void *arg, const lk_reg_state_entry *s),
                                void *arg, char *why, size_t why_size)
 {
-    uint64_t num_id;
-    int64_t rid;
-    lk_err err;
-
-    if (cb == NULL)
-        return failf(why, why_size, LK_ERR_ARG, "no callback given");
-    if ((err = lk_reg__enter_device(reg, TX_READ, name, id, &rid, &num_id, why, why_size)) != LK_OK)
-        return err;
-    if ((err = reg->ops->state_list(reg->be, num_id, max, cb, arg)) != LK_OK)
-        err = lk_reg__be_fail(reg, err, why, why_size);
-    return lk_reg__leave(reg, err, TX_READ, why, why_size);
+    return list_rows(reg, name, id, max, NULL, cb, arg, why, why_size);
 }

@@ -2340,6 +2340,30 @@ static void test_config(void **state)
     OK(lk_registry_get_device(f->reg, &NAME, "dev1", 0, &d, W));
     assert_int_equal(d.config_version, 15);
 
+    /* The newest by num_id (the broker's config push). */
+    out.version = 99;
+    OK(lk_registry_latest_config(f->reg, d.num_id, &out));
+    assert_int_equal(out.version, 15);
+    assert_int_equal(out.len, 3);
+    assert_string_equal((const char *)out.data, "v15"); /* NUL-terminated */
+    assert_true(out.cloud_update_time > 0);
+    lk_reg_config_free(&out);
+    out.version = 99;
+    assert_int_equal(lk_registry_latest_config(f->reg, d.num_id + 1000, &out),
+                     LK_ERR_REG_NOT_FOUND);
+    assert_int_equal(out.version, 0);
+    assert_null(out.data);
+    assert_int_equal(lk_registry_latest_config(f->reg, 0, &out), LK_ERR_ARG);
+    assert_int_equal(lk_registry_latest_config(f->reg, d.num_id, NULL), LK_ERR_ARG);
+    assert_int_equal(lk_registry_latest_config(NULL, d.num_id, &out), LK_ERR_ARG);
+    OK(lk_registry_update_config(f->reg, &NAME, "dev1", NULL, 0, 0, NULL, W)); /* empty */
+    OK(lk_registry_latest_config(f->reg, d.num_id, &out));
+    assert_int_equal(out.version, 16);
+    assert_int_equal(out.len, 0);
+    assert_non_null(out.data);
+    assert_int_equal(out.data[0], 0);
+    lk_reg_config_free(&out);
+
     /* Nothing records acknowledgements (the broker cannot see them). */
     memset(&l, 0, sizeof l);
     OK(lk_registry_list_configs(f->reg, &NAME, "dev1", 2, cfglist_cb, &l, W));
@@ -3146,10 +3170,12 @@ static int reenter_cb(void *arg, const lk_reg_registry *r)
 {
     lk_registry *reg = arg;
     lk_reg_registry r2;
+    lk_reg_config c;
     char why[256] = "";
     lk_reg_name n = {r->project, r->location, r->id};
     assert_int_equal(lk_registry_get_registry(reg, &n, &r2, why, sizeof why), LK_ERR_STATE);
     assert_non_null(strstr(why, "callback"));
+    assert_int_equal(lk_registry_latest_config(reg, 1, &c), LK_ERR_STATE);
     return 0;
 }
 
@@ -3174,6 +3200,12 @@ static void test_handles(void **state)
     assert_int_equal(lk_registry_auth_lookup(ro, &NAME, "dev1", &a), LK_OK);
     lk_reg_auth_free(&a);
     assert_int_equal(lk_registry_add_state(ro, num, (const uint8_t *)"s", 1, T0), LK_OK);
+    {
+        lk_reg_config cfg;
+        assert_int_equal(lk_registry_latest_config(ro, num, &cfg), LK_OK);
+        assert_int_equal(cfg.version, 1);
+        lk_reg_config_free(&cfg);
+    }
     {
         lk_reg_activity act = {num, T0, 0, 0, 0, 0, NULL};
         assert_int_equal(lk_registry_record_activity(ro, &act, 1), LK_OK);
