@@ -61,9 +61,7 @@ lk_err lk_registry_command_send(lk_registry *reg, const lk_reg_name *name, const
         if (err != LK_OK)
             err = lk_reg__be_fail(reg, err, why, why_size);
     }
-    if (err == LK_OK)
-        err = lk_reg__append_change(reg, LK_CHANGE_COMMAND, num_id, why, why_size);
-    err = lk_reg__leave(reg, err, TX_WRITE, why, why_size);
+    err = lk_reg__leave_changed(reg, err, LK_CHANGE_COMMAND, num_id, why, why_size);
     if (err == LK_OK)
         *command_id = cid;
     return err;
@@ -143,25 +141,11 @@ static lk_err check_backend_name(const char *name, char *why, size_t why_size)
     return LK_OK;
 }
 
-static lk_err check_project(const char *project, char *why, size_t why_size)
-{
-    char b[80];
-    if (project == NULL)
-        return failf(why, why_size, LK_ERR_ARG, "a project is required");
-    if (!lk_project_valid(project, strlen(project)))
-        return failf(why, why_size, LK_ERR_REG_INVALID,
-                     "project id '%s' is invalid: a project id is %u to %u characters, a "
-                     "lowercase letter followed by lowercase letters, digits or hyphens, not "
-                     "ending with a hyphen", lk_reg__shown(project, b, sizeof b), LK_PROJECT_MIN,
-                     LK_PROJECT_MAX);
-    return LK_OK;
-}
-
 lk_err lk_registry_backend_create(lk_registry *reg, const char *project, const char *name,
                                   const uint8_t secret_sha256[32], char *why, size_t why_size)
 {
     lk_err err;
-    if ((err = check_project(project, why, why_size)) != LK_OK ||
+    if ((err = lk_reg__check_project(project, why, why_size)) != LK_OK ||
         (err = check_backend_name(name, why, why_size)) != LK_OK)
         return err;
     if (secret_sha256 == NULL)
@@ -175,9 +159,7 @@ lk_err lk_registry_backend_create(lk_registry *reg, const char *project, const c
                     "across projects)", name);
     else if (err != LK_OK)
         err = lk_reg__be_fail(reg, err, why, why_size);
-    if (err == LK_OK)
-        err = lk_reg__append_change(reg, LK_CHANGE_BACKEND, 0, why, why_size);
-    return lk_reg__leave(reg, err, TX_WRITE, why, why_size);
+    return lk_reg__leave_changed(reg, err, LK_CHANGE_BACKEND, 0, why, why_size);
 }
 
 lk_err lk_registry_backend_delete(lk_registry *reg, const char *name, char *why, size_t why_size)
@@ -191,9 +173,7 @@ lk_err lk_registry_backend_delete(lk_registry *reg, const char *name, char *why,
         err = failf(why, why_size, err, "backend '%s' does not exist", name);
     else if (err != LK_OK)
         err = lk_reg__be_fail(reg, err, why, why_size);
-    if (err == LK_OK)
-        err = lk_reg__append_change(reg, LK_CHANGE_BACKEND, 0, why, why_size);
-    return lk_reg__leave(reg, err, TX_WRITE, why, why_size);
+    return lk_reg__leave_changed(reg, err, LK_CHANGE_BACKEND, 0, why, why_size);
 }
 
 lk_err lk_registry_backend_list(lk_registry *reg, const char *project,
@@ -203,7 +183,7 @@ lk_err lk_registry_backend_list(lk_registry *reg, const char *project,
     lk_err err;
     if (cb == NULL)
         return failf(why, why_size, LK_ERR_ARG, "no callback given");
-    if (project != NULL && (err = check_project(project, why, why_size)) != LK_OK)
+    if (project != NULL && (err = lk_reg__check_project(project, why, why_size)) != LK_OK)
         return err;
     if ((err = lk_reg__enter(reg, TX_READ, why, why_size)) != LK_OK)
         return err;

@@ -59,9 +59,7 @@ lk_err lk_registry_update_config(lk_registry *reg, const lk_reg_name *name, cons
         if (err != LK_OK)
             err = lk_reg__be_fail(reg, err, why, why_size);
     }
-    if (err == LK_OK)
-        err = lk_reg__append_change(reg, LK_CHANGE_CONFIG, num_id, why, why_size);
-    err = lk_reg__leave(reg, err, TX_WRITE, why, why_size);
+    err = lk_reg__leave_changed(reg, err, LK_CHANGE_CONFIG, num_id, why, why_size);
     if (err == LK_OK && out != NULL && config_copy(out, &cfg) != LK_OK)
         return failf(why, why_size, LK_ERR_NOMEM,
                      "the config was stored as version %lld, but copying it back ran out of "

@@ -298,11 +298,9 @@ lk_err lk_registry_list_devices(lk_registry *reg, const lk_reg_name *name,
 
     if (cb == NULL)
         return failf(why, why_size, LK_ERR_ARG, "no callback given");
-    if ((err = lk_reg__check_name(name, why, why_size)) != LK_OK ||
-        (err = lk_reg__enter(reg, TX_READ, why, why_size)) != LK_OK)
+    if ((err = lk_reg__enter_registry(reg, TX_READ, name, &rid, why, why_size)) != LK_OK)
         return err;
-    err = lk_reg__find_registry(reg, name, &rid, why, why_size);
-    if (err == LK_OK && (err = reg->ops->device_list(reg->be, rid, dev_list_cb, &ctx)) != LK_OK)
+    if ((err = reg->ops->device_list(reg->be, rid, dev_list_cb, &ctx)) != LK_OK)
         err = lk_reg__be_fail(reg, err, why, why_size);
     if (err == LK_OK && ctx.err != LK_OK)
         err = lk_reg__be_fail(reg, ctx.err, why, why_size);
@@ -346,11 +344,9 @@ lk_err lk_registry_update_device(lk_registry *reg, const lk_reg_name *name,
     if (err == LK_OK && (mask & LK_REG_SET_METADATA) &&
         (err = reg->ops->metadata_set(reg->be, num_id, spec->metadata, spec->nmetadata)) != LK_OK)
         err = lk_reg__be_fail(reg, err, why, why_size);
-    if (err == LK_OK)
-        err = lk_reg__append_change(reg, LK_CHANGE_DEVICE, num_id, why, why_size);
     lk_reg__creds_free(cur, ncur);
     lk_reg__cas_free(cas);
-    return lk_reg__leave(reg, err, TX_WRITE, why, why_size);
+    return lk_reg__leave_changed(reg, err, LK_CHANGE_DEVICE, num_id, why, why_size);
 }
 
 lk_err lk_registry_delete_device(lk_registry *reg, const lk_reg_name *name, const char *id,
@@ -365,9 +361,7 @@ lk_err lk_registry_delete_device(lk_registry *reg, const lk_reg_name *name, cons
         return err;
     if ((err = reg->ops->device_delete(reg->be, num_id)) != LK_OK)
         err = lk_reg__be_fail(reg, err, why, why_size);
-    if (err == LK_OK)
-        err = lk_reg__append_change(reg, LK_CHANGE_DEVICE_DELETED, num_id, why, why_size);
-    return lk_reg__leave(reg, err, TX_WRITE, why, why_size);
+    return lk_reg__leave_changed(reg, err, LK_CHANGE_DEVICE_DELETED, num_id, why, why_size);
 }
 
 lk_err lk_registry_add_credential(lk_registry *reg, const lk_reg_name *name, const char *id,
@@ -400,11 +394,9 @@ lk_err lk_registry_add_credential(lk_registry *reg, const lk_reg_name *name, con
         if ((err = reg->ops->creds_set(reg->be, num_id, cur, ncur + 1)) != LK_OK)
             err = lk_reg__be_fail(reg, err, why, why_size);
     }
-    if (err == LK_OK)
-        err = lk_reg__append_change(reg, LK_CHANGE_DEVICE, num_id, why, why_size);
     lk_reg__creds_free(cur, ncur);
     lk_reg__cas_free(cas);
-    return lk_reg__leave(reg, err, TX_WRITE, why, why_size);
+    return lk_reg__leave_changed(reg, err, LK_CHANGE_DEVICE, num_id, why, why_size);
 }
 
 lk_err lk_registry_delete_credential(lk_registry *reg, const lk_reg_name *name, const char *id,
@@ -432,8 +424,6 @@ lk_err lk_registry_delete_credential(lk_registry *reg, const lk_reg_name *name, 
         if ((err = reg->ops->creds_set(reg->be, num_id, rest, n)) != LK_OK)
             err = lk_reg__be_fail(reg, err, why, why_size);
     }
-    if (err == LK_OK)
-        err = lk_reg__append_change(reg, LK_CHANGE_DEVICE, num_id, why, why_size);
     lk_reg__creds_free(cur, ncur);
-    return lk_reg__leave(reg, err, TX_WRITE, why, why_size);
+    return lk_reg__leave_changed(reg, err, LK_CHANGE_DEVICE, num_id, why, why_size);
 }

@@ -62,6 +62,8 @@ const char *lk_reg__path(const lk_reg_name *n, char *buf, size_t size);
 
 /* Checks that need no database: LK_OK, or LK_ERR_ARG / LK_ERR_REG_INVALID /
  * LK_ERR_REG_LIMIT with why. */
+lk_err lk_reg__check_project(const char *project, char *why, size_t why_size);
+lk_err lk_reg__check_location(const char *location, char *why, size_t why_size);
 lk_err lk_reg__check_name(const lk_reg_name *n, char *why, size_t why_size);
 lk_err lk_reg__check_device_id(const char *id, char *why, size_t why_size);
 lk_err lk_reg__check_state(const char *what, lk_reg_state s, char *why, size_t why_size);
@@ -83,6 +85,10 @@ lk_err lk_reg__leave(lk_registry *reg, lk_err err, int tx, char *why, size_t why
 /* Append to the change feed in the current write transaction. */
 lk_err lk_reg__append_change(lk_registry *reg, lk_reg_change_kind kind, uint64_t num_id,
                              char *why, size_t why_size);
+/* The end of a write that changes who may connect: append (kind, num_id)
+ * to the change feed if err is LK_OK, then lk_reg__leave. */
+lk_err lk_reg__leave_changed(lk_registry *reg, lk_err err, lk_reg_change_kind kind,
+                             uint64_t num_id, char *why, size_t why_size);
 /* Look up (inside a transaction): LK_ERR_REG_NOT_FOUND with why. */
 lk_err lk_reg__find_registry(lk_registry *reg, const lk_reg_name *name, int64_t *rid,
                              char *why, size_t why_size);
@@ -93,6 +99,10 @@ lk_err lk_reg__find_device(lk_registry *reg, const lk_reg_name *name, int64_t ri
 lk_err lk_reg__find_both(lk_registry *reg, const lk_reg_name *name, const char *id,
                          int64_t *rid, uint64_t *num_id, int64_t *config_version, char *why,
                          size_t why_size);
+/* Check name, enter a transaction of kind tx and find the registry in it.
+ * On failure the transaction is already left (rolled back). */
+lk_err lk_reg__enter_registry(lk_registry *reg, int tx, const lk_reg_name *name, int64_t *rid,
+                              char *why, size_t why_size);
 /* Check name and device id, enter a transaction of kind tx and find the
  * device in it. On failure the transaction is already left (rolled back). */
 lk_err lk_reg__enter_device(lk_registry *reg, int tx, const lk_reg_name *name,

@@ -11,12 +11,9 @@ lk_err lk_registry_import_begin(lk_registry *reg, const lk_reg_name *name, char 
     int64_t rid;
     lk_err err;
 
-    if ((err = lk_reg__check_name(name, why, why_size)) != LK_OK ||
-        (err = lk_reg__enter(reg, TX_WRITE, why, why_size)) != LK_OK)
+    if ((err = lk_reg__enter_registry(reg, TX_WRITE, name, &rid, why, why_size)) != LK_OK)
         return err;
-    err = lk_reg__find_registry(reg, name, &rid, why, why_size);
-    if (err == LK_OK)
-        err = lk_reg__load_cas(reg, rid, &reg->import_cas, why, why_size);
+    err = lk_reg__load_cas(reg, rid, &reg->import_cas, why, why_size);
     if (err != LK_OK) {
         reg->ops->rollback(reg->be);
         reg->busy = 0;

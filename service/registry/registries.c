@@ -197,11 +197,9 @@ lk_err lk_registry_get_registry(lk_registry *reg, const lk_reg_name *name, lk_re
     if (out == NULL)
         return failf(why, why_size, LK_ERR_ARG, "no output given");
     memset(out, 0, sizeof *out);
-    if ((err = lk_reg__check_name(name, why, why_size)) != LK_OK ||
-        (err = lk_reg__enter(reg, TX_READ, why, why_size)) != LK_OK)
+    if ((err = lk_reg__enter_registry(reg, TX_READ, name, &rid, why, why_size)) != LK_OK)
         return err;
-    err = lk_reg__find_registry(reg, name, &rid, why, why_size);
-    if (err == LK_OK && (err = reg->ops->registry_get(reg->be, rid, out)) != LK_OK)
+    if ((err = reg->ops->registry_get(reg->be, rid, out)) != LK_OK)
         err = lk_reg__be_fail(reg, err, why, why_size);
     err = lk_reg__leave(reg, err, TX_READ, why, why_size);
     if (err != LK_OK)
@@ -213,23 +211,13 @@ lk_err lk_registry_list_registries(lk_registry *reg, const char *project, const 
                                    int (*cb)(void *arg, const lk_reg_registry *r), void *arg,
                                    char *why, size_t why_size)
 {
-    char b[80];
     lk_err err;
 
     if (cb == NULL)
         return failf(why, why_size, LK_ERR_ARG, "no callback given");
-    if (project != NULL && !lk_project_valid(project, strlen(project)))
-        return failf(why, why_size, LK_ERR_REG_INVALID,
-                     "project id '%s' is invalid: a project id is %u to %u characters, a "
-                     "lowercase letter followed by lowercase letters, digits or hyphens, not "
-                     "ending with a hyphen", lk_reg__shown(project, b, sizeof b), LK_PROJECT_MIN,
-                     LK_PROJECT_MAX);
-    if (location != NULL && !lk_location_valid(location, strlen(location)))
-        return failf(why, why_size, LK_ERR_REG_INVALID,
-                     "location '%s' is invalid: a location is 1 to %u characters, a lowercase "
-                     "letter followed by lowercase letters, digits or hyphens",
-                     lk_reg__shown(location, b, sizeof b), LK_LOCATION_MAX);
-    if ((err = lk_reg__enter(reg, TX_READ, why, why_size)) != LK_OK)
+    if ((project != NULL && (err = lk_reg__check_project(project, why, why_size)) != LK_OK) ||
+        (location != NULL && (err = lk_reg__check_location(location, why, why_size)) != LK_OK) ||
+        (err = lk_reg__enter(reg, TX_READ, why, why_size)) != LK_OK)
         return err;
     err = reg->ops->registry_list(reg->be, project, location, cb, arg);
     if (err != LK_OK)
@@ -286,10 +274,8 @@ lk_err lk_registry_update_registry(lk_registry *reg, const lk_reg_name *name, lk
     }
     if (err == LK_OK && (err = reg->ops->registry_update(reg->be, rid, &r)) != LK_OK)
         err = lk_reg__be_fail(reg, err, why, why_size);
-    if (err == LK_OK)
-        err = lk_reg__append_change(reg, LK_CHANGE_REGISTRY, 0, why, why_size);
     lk_reg_registry_free(&r);
-    return lk_reg__leave(reg, err, TX_WRITE, why, why_size);
+    return lk_reg__leave_changed(reg, err, LK_CHANGE_REGISTRY, 0, why, why_size);
 }
 
 lk_err lk_registry_delete_registry(lk_registry *reg, const lk_reg_name *name, char *why,
@@ -300,12 +286,10 @@ lk_err lk_registry_delete_registry(lk_registry *reg, const lk_reg_name *name, ch
     char p[400];
     lk_err err;
 
-    if ((err = lk_reg__check_name(name, why, why_size)) != LK_OK ||
-        (err = lk_reg__enter(reg, TX_WRITE, why, why_size)) != LK_OK)
-        return err;
     memset(&r, 0, sizeof r);
-    err = lk_reg__find_registry(reg, name, &rid, why, why_size);
-    if (err == LK_OK && (err = reg->ops->registry_get(reg->be, rid, &r)) != LK_OK)
+    if ((err = lk_reg__enter_registry(reg, TX_WRITE, name, &rid, why, why_size)) != LK_OK)
+        return err;
+    if ((err = reg->ops->registry_get(reg->be, rid, &r)) != LK_OK)
         err = lk_reg__be_fail(reg, err, why, why_size);
     if (err == LK_OK && r.ndevices > 0)
         err = failf(why, why_size, LK_ERR_REG_NOT_EMPTY,
@@ -314,10 +298,8 @@ lk_err lk_registry_delete_registry(lk_registry *reg, const lk_reg_name *name, ch
                     (unsigned long long)r.ndevices, r.ndevices == 1 ? "" : "s");
     if (err == LK_OK && (err = reg->ops->registry_delete(reg->be, rid)) != LK_OK)
         err = lk_reg__be_fail(reg, err, why, why_size);
-    if (err == LK_OK)
-        err = lk_reg__append_change(reg, LK_CHANGE_REGISTRY, 0, why, why_size);
     lk_reg_registry_free(&r);
-    return lk_reg__leave(reg, err, TX_WRITE, why, why_size);
+    return lk_reg__leave_changed(reg, err, LK_CHANGE_REGISTRY, 0, why, why_size);
 }
 
 /* ------------------------------------------------------------------ */
@@ -426,11 +408,9 @@ lk_err lk_registry_list_certs(lk_registry *reg, const lk_reg_name *name,
 
     if (cb == NULL)
         return failf(why, why_size, LK_ERR_ARG, "no callback given");
-    if ((err = lk_reg__check_name(name, why, why_size)) != LK_OK ||
-        (err = lk_reg__enter(reg, TX_READ, why, why_size)) != LK_OK)
+    if ((err = lk_reg__enter_registry(reg, TX_READ, name, &rid, why, why_size)) != LK_OK)
         return err;
-    err = lk_reg__find_registry(reg, name, &rid, why, why_size);
-    if (err == LK_OK && (err = reg->ops->cert_list(reg->be, rid, cert_list_cb, &ctx)) != LK_OK)
+    if ((err = reg->ops->cert_list(reg->be, rid, cert_list_cb, &ctx)) != LK_OK)
         err = lk_reg__be_fail(reg, err, why, why_size);
     if (err == LK_OK && ctx.err != LK_OK)
         err = failf(why, why_size, ctx.err, "a stored registry CA certificate cannot be read");
@@ -444,10 +424,8 @@ lk_err lk_registry_delete_cert(lk_registry *reg, const lk_reg_name *name, unsign
     char p[400];
     lk_err err;
 
-    if ((err = lk_reg__check_name(name, why, why_size)) != LK_OK ||
-        (err = lk_reg__enter(reg, TX_WRITE, why, why_size)) != LK_OK)
+    if ((err = lk_reg__enter_registry(reg, TX_WRITE, name, &rid, why, why_size)) != LK_OK)
         return err;
-    err = lk_reg__find_registry(reg, name, &rid, why, why_size);
     if (err == LK_OK) {
         err = reg->ops->cert_delete(reg->be, rid, index);
         if (err == LK_ERR_REG_NOT_FOUND) {

@@ -111,24 +111,44 @@ const char *lk_reg__path(const lk_reg_name *n, char *buf, size_t size)
     return buf;
 }
 
+lk_err lk_reg__check_project(const char *project, char *why, size_t why_size)
+{
+    char b[80];
+    if (project == NULL)
+        return failf(why, why_size, LK_ERR_ARG, "a project is required");
+    if (!lk_project_valid(project, strlen(project)))
+        return failf(why, why_size, LK_ERR_REG_INVALID,
+                     "project id '%s' is invalid: a project id is %u to %u characters, a "
+                     "lowercase letter followed by lowercase letters, digits or hyphens, not "
+                     "ending with a hyphen", lk_reg__shown(project, b, sizeof b), LK_PROJECT_MIN,
+                     LK_PROJECT_MAX);
+    return LK_OK;
+}
+
+lk_err lk_reg__check_location(const char *location, char *why, size_t why_size)
+{
+    char b[80];
+    if (location == NULL)
+        return failf(why, why_size, LK_ERR_ARG, "a location is required");
+    if (!lk_location_valid(location, strlen(location)))
+        return failf(why, why_size, LK_ERR_REG_INVALID,
+                     "location '%s' is invalid: a location is 1 to %u characters, a lowercase "
+                     "letter followed by lowercase letters, digits or hyphens",
+                     lk_reg__shown(location, b, sizeof b), LK_LOCATION_MAX);
+    return LK_OK;
+}
+
 lk_err lk_reg__check_name(const lk_reg_name *n, char *why, size_t why_size)
 {
     char b[80], r[160];
     const char *w;
+    lk_err err;
     if (n == NULL || n->project == NULL || n->location == NULL || n->registry == NULL)
         return failf(why, why_size, LK_ERR_ARG,
                      "a registry is named by a project, a location and a registry id");
-    if (!lk_project_valid(n->project, strlen(n->project)))
-        return failf(why, why_size, LK_ERR_REG_INVALID,
-                     "project id '%s' is invalid: a project id is %u to %u characters, a "
-                     "lowercase letter followed by lowercase letters, digits or hyphens, not "
-                     "ending with a hyphen", lk_reg__shown(n->project, b, sizeof b), LK_PROJECT_MIN,
-                     LK_PROJECT_MAX);
-    if (!lk_location_valid(n->location, strlen(n->location)))
-        return failf(why, why_size, LK_ERR_REG_INVALID,
-                     "location '%s' is invalid: a location is 1 to %u characters, a lowercase "
-                     "letter followed by lowercase letters, digits or hyphens",
-                     lk_reg__shown(n->location, b, sizeof b), LK_LOCATION_MAX);
+    if ((err = lk_reg__check_project(n->project, why, why_size)) != LK_OK ||
+        (err = lk_reg__check_location(n->location, why, why_size)) != LK_OK)
+        return err;
     w = lk_id_why("registry id", n->registry, strlen(n->registry), r, sizeof r);
     if (w != NULL)
         return failf(why, why_size, LK_ERR_REG_INVALID, "registry id '%s' is invalid: %s",
@@ -254,6 +274,14 @@ lk_err lk_reg__append_change(lk_registry *reg, lk_reg_change_kind kind, uint64_t
     return LK_OK;
 }
 
+lk_err lk_reg__leave_changed(lk_registry *reg, lk_err err, lk_reg_change_kind kind,
+                             uint64_t num_id, char *why, size_t why_size)
+{
+    if (err == LK_OK)
+        err = lk_reg__append_change(reg, kind, num_id, why, why_size);
+    return lk_reg__leave(reg, err, TX_WRITE, why, why_size);
+}
+
 lk_err lk_reg__find_registry(lk_registry *reg, const lk_reg_name *name, int64_t *rid, char *why,
                              size_t why_size)
 {
@@ -287,6 +315,17 @@ lk_err lk_reg__find_both(lk_registry *reg, const lk_reg_name *name, const char *
     if (err == LK_OK)
         err = lk_reg__find_device(reg, name, *rid, id, num_id, config_version, why, why_size);
     return err;
+}
+
+lk_err lk_reg__enter_registry(lk_registry *reg, int tx, const lk_reg_name *name, int64_t *rid,
+                             char *why, size_t why_size)
+{
+    lk_err err;
+    if ((err = lk_reg__check_name(name, why, why_size)) != LK_OK ||
+        (err = lk_reg__enter(reg, tx, why, why_size)) != LK_OK)
+        return err;
+    err = lk_reg__find_registry(reg, name, rid, why, why_size);
+    return err != LK_OK ? lk_reg__leave(reg, err, tx, why, why_size) : LK_OK;
 }
 
 /* Check name and device id, enter a transaction of kind tx and find the

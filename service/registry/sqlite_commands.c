@@ -10,11 +10,8 @@
 lk_err lk_sq__device_blocked(lk_reg_be *be, uint64_t num_id, int *blocked)
 {
     sqlite3_stmt *s;
-    int rc;
     lk_err err;
-    PREP(s, S_DEV_BLOCKED);
-    rc = sqlite3_bind_int64(s, 1, (sqlite3_int64)num_id);
-    if ((err = lk_sq__step_row(be, s, rc)) != LK_OK)
+    if ((err = lk_sq__row1(be, S_DEV_BLOCKED, (sqlite3_int64)num_id, &s)) != LK_OK)
         return err;
     *blocked = sqlite3_column_int(s, 0) != 0;
     sqlite3_reset(s);
@@ -42,11 +39,8 @@ lk_err lk_sq__command_status(lk_reg_be *be, int64_t id, lk_reg_command_status *s
                              int64_t *decided)
 {
     sqlite3_stmt *s;
-    int rc;
     lk_err err;
-    PREP(s, S_CMD_STATUS);
-    rc = sqlite3_bind_int64(s, 1, id);
-    if ((err = lk_sq__step_row(be, s, rc)) != LK_OK)
+    if ((err = lk_sq__row1(be, S_CMD_STATUS, id, &s)) != LK_OK)
         return err;
     *status = (lk_reg_command_status)sqlite3_column_int(s, 0);
     *decided = sqlite3_column_int64(s, 1);

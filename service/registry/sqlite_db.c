@@ -321,6 +321,22 @@ lk_err lk_sq__query1(lk_reg_be *be, const char *sql, int64_t *v, char **text)
     return err;
 }
 
+lk_err lk_sq__bind1(lk_reg_be *be, int which, int64_t v, sqlite3_stmt **s)
+{
+    int rc;
+    *s = lk_sq__st(be, which);
+    if (*s == NULL)
+        return lk_sq__no_stmt(be);
+    rc = sqlite3_bind_int64(*s, 1, v);
+    return rc != SQLITE_OK ? lk_sq__st_fail(be, *s, rc) : LK_OK;
+}
+
+lk_err lk_sq__row1(lk_reg_be *be, int which, int64_t v, sqlite3_stmt **s)
+{
+    lk_err err = lk_sq__bind1(be, which, v, s);
+    return err != LK_OK ? err : lk_sq__step_row(be, *s, SQLITE_OK);
+}
+
 /* Run a statement whose parameters ?1..?n are the integers v[0..n):
  * LK_ERR_REG_NOT_FOUND when found is set and no row changed. */
 lk_err lk_sq__run_ints(lk_reg_be *be, int which, int found, size_t n, const int64_t *v)
@@ -360,9 +376,7 @@ const char *lk_sq__last_error(lk_reg_be *be)
 
 lk_err lk_sq__begin(lk_reg_be *be, int write)
 {
-    sqlite3_stmt *s;
-    PREP(s, write ? S_BEGIN_W : S_BEGIN_R);
-    return lk_sq__run(be, s);
+    return lk_sq__run_ints(be, write ? S_BEGIN_W : S_BEGIN_R, 0, 0, NULL);
 }
 
 void lk_sq__rollback(lk_reg_be *be)
@@ -380,23 +394,17 @@ void lk_sq__rollback(lk_reg_be *be)
 
 lk_err lk_sq__commit(lk_reg_be *be)
 {
-    sqlite3_stmt *s;
-    PREP(s, S_COMMIT);
-    return lk_sq__run(be, s);
+    return lk_sq__run_ints(be, S_COMMIT, 0, 0, NULL);
 }
 
 lk_err lk_sq__savepoint(lk_reg_be *be)
 {
-    sqlite3_stmt *s;
-    PREP(s, S_SAVEPOINT);
-    return lk_sq__run(be, s);
+    return lk_sq__run_ints(be, S_SAVEPOINT, 0, 0, NULL);
 }
 
 lk_err lk_sq__release(lk_reg_be *be)
 {
-    sqlite3_stmt *s;
-    PREP(s, S_RELEASE);
-    return lk_sq__run(be, s);
+    return lk_sq__run_ints(be, S_RELEASE, 0, 0, NULL);
 }
 
 lk_err lk_sq__rollback_to(lk_reg_be *be)

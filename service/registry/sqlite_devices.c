@@ -57,10 +57,8 @@ lk_err lk_sq__creds_get(lk_reg_be *be, uint64_t num_id,
     int rc;
     lk_err err = LK_OK;
     *n = 0;
-    PREP(s, S_CREDS_GET);
-    rc = sqlite3_bind_int64(s, 1, (sqlite3_int64)num_id);
-    if (rc != SQLITE_OK)
-        return lk_sq__st_fail(be, s, rc);
+    if ((err = lk_sq__bind1(be, S_CREDS_GET, (sqlite3_int64)num_id, &s)) != LK_OK)
+        return err;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW)
         if ((err = lk_sq__read_cred(be, s, 0, out, n)) != LK_OK)
             break;
@@ -85,10 +83,8 @@ static lk_err meta_get(lk_reg_be *be, uint64_t num_id, lk_reg_metadata **out, un
 
     *out = NULL;
     *n = 0;
-    PREP(s, S_META_GET);
-    rc = sqlite3_bind_int64(s, 1, (sqlite3_int64)num_id);
-    if (rc != SQLITE_OK)
-        return lk_sq__st_fail(be, s, rc);
+    if ((err = lk_sq__bind1(be, S_META_GET, (sqlite3_int64)num_id, &s)) != LK_OK)
+        return err;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         if (*n == cap) {
             unsigned nc = cap ? cap * 2 : 8;
@@ -131,13 +127,10 @@ static lk_err meta_get(lk_reg_be *be, uint64_t num_id, lk_reg_metadata **out, un
 lk_err lk_sq__device_get(lk_reg_be *be, uint64_t num_id, lk_reg_device *d)
 {
     sqlite3_stmt *s;
-    int rc;
     lk_err err;
 
     memset(d, 0, sizeof *d);
-    PREP(s, S_DEV_GET);
-    rc = sqlite3_bind_int64(s, 1, (sqlite3_int64)num_id);
-    if ((err = lk_sq__step_row(be, s, rc)) != LK_OK)
+    if ((err = lk_sq__row1(be, S_DEV_GET, (sqlite3_int64)num_id, &s)) != LK_OK)
         return err;
     d->num_id = num_id;
     d->id = lk_sq__col_strdup(s, 0);
@@ -179,10 +172,9 @@ lk_err lk_sq__device_list(lk_reg_be *be, int64_t rid, int (*cb)(void *arg, uint6
 {
     sqlite3_stmt *s;
     int rc;
-    PREP(s, S_DEV_LIST);
-    rc = sqlite3_bind_int64(s, 1, rid);
-    if (rc != SQLITE_OK)
-        return lk_sq__st_fail(be, s, rc);
+    lk_err err;
+    if ((err = lk_sq__bind1(be, S_DEV_LIST, rid, &s)) != LK_OK)
+        return err;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW)
         if (cb(arg, (uint64_t)sqlite3_column_int64(s, 0)))
             break;
@@ -220,14 +212,11 @@ lk_err lk_sq__device_insert(lk_reg_be *be, int64_t rid, const lk_reg_device_spec
 lk_err lk_sq__device_num_taken(lk_reg_be *be, uint64_t num_id, int *taken)
 {
     sqlite3_stmt *s;
-    int rc;
     lk_err err;
     *taken = 0;
     if (num_id > (uint64_t)INT64_MAX)
         return LK_OK;
-    PREP(s, S_DEV_NUM);
-    rc = sqlite3_bind_int64(s, 1, (sqlite3_int64)num_id);
-    err = lk_sq__step_row(be, s, rc);
+    err = lk_sq__row1(be, S_DEV_NUM, (sqlite3_int64)num_id, &s);
     if (err == LK_ERR_REG_NOT_FOUND)
         return LK_OK;
     if (err != LK_OK)

@@ -79,10 +79,9 @@ lk_err lk_sq__change_list(lk_reg_be *be, int64_t after,
 {
     sqlite3_stmt *s;
     int rc;
-    PREP(s, S_CHG_LIST);
-    rc = sqlite3_bind_int64(s, 1, after);
-    if (rc != SQLITE_OK)
-        return lk_sq__st_fail(be, s, rc);
+    lk_err err;
+    if ((err = lk_sq__bind1(be, S_CHG_LIST, after, &s)) != LK_OK)
+        return err;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         lk_reg_change c;
         c.seq = sqlite3_column_int64(s, 0);

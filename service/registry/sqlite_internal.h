@@ -72,6 +72,12 @@ lk_err lk_sq__exec(lk_reg_be *be, const char *sql);
 /* A one-row, one-column query (open-time only). *text gets a malloc'd copy
  * when not NULL, otherwise *v the integer. */
 lk_err lk_sq__query1(lk_reg_be *be, const char *sql, int64_t *v, char **text);
+/* *s = the statement which, its ?1 bound to v (most statements are keyed
+ * by one id): LK_OK, or the failure. */
+lk_err lk_sq__bind1(lk_reg_be *be, int which, int64_t v, sqlite3_stmt **s);
+/* lk_sq__bind1, then lk_sq__step_row: LK_OK with the first row current,
+ * LK_ERR_REG_NOT_FOUND when there is none, or the failure. */
+lk_err lk_sq__row1(lk_reg_be *be, int which, int64_t v, sqlite3_stmt **s);
 /* Run a statement whose parameters ?1..?n are the integers v[0..n):
  * LK_ERR_REG_NOT_FOUND when found is set and no row changed. */
 lk_err lk_sq__run_ints(lk_reg_be *be, int which, int found, size_t n, const int64_t *v);

@@ -48,11 +48,8 @@ static lk_err read_registry(sqlite3_stmt *s, lk_reg_registry *r)
 lk_err lk_sq__registry_get(lk_reg_be *be, int64_t rid, lk_reg_registry *out)
 {
     sqlite3_stmt *s;
-    int rc;
     lk_err err;
-    PREP(s, S_REG_GET);
-    rc = sqlite3_bind_int64(s, 1, rid);
-    if ((err = lk_sq__step_row(be, s, rc)) != LK_OK)
+    if ((err = lk_sq__row1(be, S_REG_GET, rid, &s)) != LK_OK)
         return err;
     err = read_registry(s, out);
     sqlite3_reset(s);
@@ -134,11 +131,10 @@ lk_err lk_sq__cert_list(lk_reg_be *be, int64_t rid,
 {
     sqlite3_stmt *s;
     int rc;
+    lk_err err;
     unsigned i = 0;
-    PREP(s, S_CERT_LIST);
-    rc = sqlite3_bind_int64(s, 1, rid);
-    if (rc != SQLITE_OK)
-        return lk_sq__st_fail(be, s, rc);
+    if ((err = lk_sq__bind1(be, S_CERT_LIST, rid, &s)) != LK_OK)
+        return err;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         const char *pem = (const char *)sqlite3_column_text(s, 0);
         size_t len = (size_t)sqlite3_column_bytes(s, 0);
