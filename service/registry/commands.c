@@ -130,22 +130,16 @@ lk_err lk_registry_command_decide(lk_registry *reg, int64_t command_id,
 
 static lk_err check_backend_name(const char *name, char *why, size_t why_size)
 {
-    char b[80], r[160];
-    const char *w;
-    if (name == NULL)
-        return failf(why, why_size, LK_ERR_ARG, "a backend name is required");
-    w = lk_id_why("backend name", name, strlen(name), r, sizeof r);
-    if (w != NULL)
-        return failf(why, why_size, LK_ERR_REG_INVALID, "backend name '%s' is invalid: %s",
-                     lk_reg__shown(name, b, sizeof b), w);
-    return LK_OK;
+    return lk_reg__check_id("backend name", name, why, why_size);
 }
 
 lk_err lk_registry_backend_create(lk_registry *reg, const char *project, const char *name,
                                   const uint8_t secret_sha256[32], char *why, size_t why_size)
 {
     lk_err err;
-    if ((err = lk_reg__check_project(project, why, why_size)) != LK_OK ||
+    if (project == NULL)
+        return failf(why, why_size, LK_ERR_ARG, "a project is required");
+    if ((err = lk_reg__check_place(project, NULL, why, why_size)) != LK_OK ||
         (err = check_backend_name(name, why, why_size)) != LK_OK)
         return err;
     if (secret_sha256 == NULL)
@@ -183,7 +177,7 @@ lk_err lk_registry_backend_list(lk_registry *reg, const char *project,
     lk_err err;
     if (cb == NULL)
         return failf(why, why_size, LK_ERR_ARG, "no callback given");
-    if (project != NULL && (err = lk_reg__check_project(project, why, why_size)) != LK_OK)
+    if ((err = lk_reg__check_place(project, NULL, why, why_size)) != LK_OK)
         return err;
     if ((err = lk_reg__enter(reg, TX_READ, why, why_size)) != LK_OK)
         return err;

@@ -62,8 +62,11 @@ const char *lk_reg__path(const lk_reg_name *n, char *buf, size_t size);
 
 /* Checks that need no database: LK_OK, or LK_ERR_ARG / LK_ERR_REG_INVALID /
  * LK_ERR_REG_LIMIT with why. */
-lk_err lk_reg__check_project(const char *project, char *why, size_t why_size);
-lk_err lk_reg__check_location(const char *location, char *why, size_t why_size);
+/* Each that is not NULL. */
+lk_err lk_reg__check_place(const char *project, const char *location, char *why,
+                           size_t why_size);
+/* id is a valid what (lk_id_why: "device id", "backend name"). */
+lk_err lk_reg__check_id(const char *what, const char *id, char *why, size_t why_size);
 lk_err lk_reg__check_name(const lk_reg_name *n, char *why, size_t why_size);
 lk_err lk_reg__check_device_id(const char *id, char *why, size_t why_size);
 lk_err lk_reg__check_state(const char *what, lk_reg_state s, char *why, size_t why_size);

@@ -71,6 +71,28 @@ exit:
     return err;
 }
 
+/* Both notification texts (NULL or "": none). */
+static lk_err check_notifications(const char *event, const char *state, char *why,
+                                  size_t why_size)
+{
+    lk_err err = LK_OK;
+    if (event != NULL && event[0] != '\0')
+        err = check_json("eventNotificationConfigs", event, 1, why, why_size);
+    if (err == LK_OK && state != NULL && state[0] != '\0')
+        err = check_json("stateNotificationConfig", state, 0, why, why_size);
+    return err;
+}
+
+/* *field = a copy of text ("": none); NULL text leaves it as it is. */
+static lk_err set_json(char **field, const char *text)
+{
+    if (text == NULL)
+        return LK_OK;
+    free(*field);
+    *field = text[0] != '\0' ? strdup(text) : NULL;
+    return text[0] != '\0' && *field == NULL ? LK_ERR_NOMEM : LK_OK;
+}
+
 /* Everything about a registry spec that needs no database: states, log
  * level, notification JSON, and each CA certificate (as add_cert: the CA
  * rules at now, no two alike, at most LK_REGISTRY_CERTS_MAX). */
@@ -88,13 +110,8 @@ lk_err lk_reg__check_registry_spec(lk_registry *reg, const lk_reg_registry_spec 
         (err = lk_reg__check_state("http", spec->http, why, why_size)) != LK_OK ||
         (err = lk_reg__check_log_level("registry", spec->log_level, why, why_size)) != LK_OK)
         return err;
-    if (spec->event_notification_json != NULL && spec->event_notification_json[0] != '\0' &&
-        (err = check_json("eventNotificationConfigs", spec->event_notification_json, 1, why,
-                          why_size)) != LK_OK)
-        return err;
-    if (spec->state_notification_json != NULL && spec->state_notification_json[0] != '\0' &&
-        (err = check_json("stateNotificationConfig", spec->state_notification_json, 0, why,
-                          why_size)) != LK_OK)
+    if ((err = check_notifications(spec->event_notification_json,
+                                   spec->state_notification_json, why, why_size)) != LK_OK)
         return err;
     if (spec->ncas > LK_REGISTRY_CERTS_MAX)
         return failf(why, why_size, LK_ERR_REG_LIMIT,
@@ -215,8 +232,7 @@ lk_err lk_registry_list_registries(lk_registry *reg, const char *project, const 
 
     if (cb == NULL)
         return failf(why, why_size, LK_ERR_ARG, "no callback given");
-    if ((project != NULL && (err = lk_reg__check_project(project, why, why_size)) != LK_OK) ||
-        (location != NULL && (err = lk_reg__check_location(location, why, why_size)) != LK_OK) ||
+    if ((err = lk_reg__check_place(project, location, why, why_size)) != LK_OK ||
         (err = lk_reg__enter(reg, TX_READ, why, why_size)) != LK_OK)
         return err;
     err = reg->ops->registry_list(reg->be, project, location, cb, arg);
@@ -236,17 +252,10 @@ lk_err lk_registry_update_registry(lk_registry *reg, const lk_reg_name *name, lk
 
     if ((err = lk_reg__check_name(name, why, why_size)) != LK_OK ||
         (err = lk_reg__check_state("mqtt", mqtt, why, why_size)) != LK_OK ||
-        (err = lk_reg__check_state("http", http, why, why_size)) != LK_OK)
-        return err;
-    if (event_notification_json != NULL && event_notification_json[0] != '\0' &&
-        (err = check_json("eventNotificationConfigs", event_notification_json, 1, why,
-                          why_size)) != LK_OK)
-        return err;
-    if (state_notification_json != NULL && state_notification_json[0] != '\0' &&
-        (err = check_json("stateNotificationConfig", state_notification_json, 0, why,
-                          why_size)) != LK_OK)
-        return err;
-    if ((err = lk_reg__enter(reg, TX_WRITE, why, why_size)) != LK_OK)
+        (err = lk_reg__check_state("http", http, why, why_size)) != LK_OK ||
+        (err = check_notifications(event_notification_json, state_notification_json, why,
+                                   why_size)) != LK_OK ||
+        (err = lk_reg__enter(reg, TX_WRITE, why, why_size)) != LK_OK)
         return err;
     memset(&r, 0, sizeof r);
     err = lk_reg__find_registry(reg, name, &rid, why, why_size);
@@ -257,20 +266,9 @@ lk_err lk_registry_update_registry(lk_registry *reg, const lk_reg_name *name, lk
             r.mqtt = mqtt;
         if (http != LK_REG_STATE_UNSPECIFIED)
             r.http = http;
-        if (event_notification_json != NULL) {
-            free(r.event_notification_json);
-            r.event_notification_json =
-                event_notification_json[0] != '\0' ? strdup(event_notification_json) : NULL;
-            if (event_notification_json[0] != '\0' && r.event_notification_json == NULL)
-                err = failf(why, why_size, LK_ERR_NOMEM, "out of memory");
-        }
-        if (state_notification_json != NULL) {
-            free(r.state_notification_json);
-            r.state_notification_json =
-                state_notification_json[0] != '\0' ? strdup(state_notification_json) : NULL;
-            if (state_notification_json[0] != '\0' && r.state_notification_json == NULL)
-                err = failf(why, why_size, LK_ERR_NOMEM, "out of memory");
-        }
+        if (set_json(&r.event_notification_json, event_notification_json) != LK_OK ||
+            set_json(&r.state_notification_json, state_notification_json) != LK_OK)
+            err = failf(why, why_size, LK_ERR_NOMEM, "out of memory");
     }
     if (err == LK_OK && (err = reg->ops->registry_update(reg->be, rid, &r)) != LK_OK)
         err = lk_reg__be_fail(reg, err, why, why_size);

@@ -111,26 +111,17 @@ const char *lk_reg__path(const lk_reg_name *n, char *buf, size_t size)
     return buf;
 }
 
-lk_err lk_reg__check_project(const char *project, char *why, size_t why_size)
+lk_err lk_reg__check_place(const char *project, const char *location, char *why,
+                           size_t why_size)
 {
     char b[80];
-    if (project == NULL)
-        return failf(why, why_size, LK_ERR_ARG, "a project is required");
-    if (!lk_project_valid(project, strlen(project)))
+    if (project != NULL && !lk_project_valid(project, strlen(project)))
         return failf(why, why_size, LK_ERR_REG_INVALID,
                      "project id '%s' is invalid: a project id is %u to %u characters, a "
                      "lowercase letter followed by lowercase letters, digits or hyphens, not "
                      "ending with a hyphen", lk_reg__shown(project, b, sizeof b), LK_PROJECT_MIN,
                      LK_PROJECT_MAX);
-    return LK_OK;
-}
-
-lk_err lk_reg__check_location(const char *location, char *why, size_t why_size)
-{
-    char b[80];
-    if (location == NULL)
-        return failf(why, why_size, LK_ERR_ARG, "a location is required");
-    if (!lk_location_valid(location, strlen(location)))
+    if (location != NULL && !lk_location_valid(location, strlen(location)))
         return failf(why, why_size, LK_ERR_REG_INVALID,
                      "location '%s' is invalid: a location is 1 to %u characters, a lowercase "
                      "letter followed by lowercase letters, digits or hyphens",
@@ -146,8 +137,7 @@ lk_err lk_reg__check_name(const lk_reg_name *n, char *why, size_t why_size)
     if (n == NULL || n->project == NULL || n->location == NULL || n->registry == NULL)
         return failf(why, why_size, LK_ERR_ARG,
                      "a registry is named by a project, a location and a registry id");
-    if ((err = lk_reg__check_project(n->project, why, why_size)) != LK_OK ||
-        (err = lk_reg__check_location(n->location, why, why_size)) != LK_OK)
+    if ((err = lk_reg__check_place(n->project, n->location, why, why_size)) != LK_OK)
         return err;
     w = lk_id_why("registry id", n->registry, strlen(n->registry), r, sizeof r);
     if (w != NULL)
@@ -156,17 +146,22 @@ lk_err lk_reg__check_name(const lk_reg_name *n, char *why, size_t why_size)
     return LK_OK;
 }
 
-lk_err lk_reg__check_device_id(const char *id, char *why, size_t why_size)
+lk_err lk_reg__check_id(const char *what, const char *id, char *why, size_t why_size)
 {
     char b[80], r[160];
     const char *w;
     if (id == NULL)
-        return failf(why, why_size, LK_ERR_ARG, "a device id is required");
-    w = lk_id_why("device id", id, strlen(id), r, sizeof r);
+        return failf(why, why_size, LK_ERR_ARG, "a %s is required", what);
+    w = lk_id_why(what, id, strlen(id), r, sizeof r);
     if (w != NULL)
-        return failf(why, why_size, LK_ERR_REG_INVALID, "device id '%s' is invalid: %s",
+        return failf(why, why_size, LK_ERR_REG_INVALID, "%s '%s' is invalid: %s", what,
                      lk_reg__shown(id, b, sizeof b), w);
     return LK_OK;
+}
+
+lk_err lk_reg__check_device_id(const char *id, char *why, size_t why_size)
+{
+    return lk_reg__check_id("device id", id, why, why_size);
 }
 
 lk_err lk_reg__check_state(const char *what, lk_reg_state s, char *why, size_t why_size)

@@ -28,29 +28,49 @@ lk_err lk_sq__config_add(lk_reg_be *be, uint64_t num_id, const lk_reg_config *c,
     return RUN_INTS(S_CFG_PRUNE, 0, (int64_t)num_id, c->version - (int64_t)keep);
 }
 
-lk_err lk_sq__config_list(lk_reg_be *be, uint64_t num_id, unsigned max,
-                          int (*cb)(void *arg, const lk_reg_config *c), void *arg)
+/* config_list and state_list: the newest max (0: all) rows of which,
+ * each to whichever callback is given (their data is the last column). */
+static lk_err newest(lk_reg_be *be, int which, uint64_t num_id, unsigned max,
+                     int (*ccb)(void *arg, const lk_reg_config *c),
+                     int (*scb)(void *arg, const lk_reg_state_entry *e), void *arg)
 {
     sqlite3_stmt *s;
-    int rc = SQLITE_OK;
-    PREP(s, S_CFG_LIST);
+    int rc = SQLITE_OK, col = ccb != NULL ? 3 : 1, stop;
+    PREP(s, which);
     BIND(sqlite3_bind_int64(s, 1, (sqlite3_int64)num_id));
     BIND(sqlite3_bind_int64(s, 2, max == 0 ? -1 : (sqlite3_int64)max));
     if (rc != SQLITE_OK)
         return lk_sq__st_fail(be, s, rc);
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        lk_reg_config c;
-        c.version = sqlite3_column_int64(s, 0);
-        c.cloud_update_time = sqlite3_column_int64(s, 1);
-        c.device_ack_time = sqlite3_column_int64(s, 2);
-        c.data = (uint8_t *)sqlite3_column_blob(s, 3);
-        c.len = (size_t)sqlite3_column_bytes(s, 3);
-        if (c.data == NULL)
-            c.data = (uint8_t *)"";
-        if (cb(arg, &c))
+        uint8_t *data = (uint8_t *)sqlite3_column_blob(s, col);
+        size_t len = (size_t)sqlite3_column_bytes(s, col);
+        if (data == NULL)
+            data = (uint8_t *)"";
+        if (ccb != NULL) {
+            lk_reg_config c;
+            c.version = sqlite3_column_int64(s, 0);
+            c.cloud_update_time = sqlite3_column_int64(s, 1);
+            c.device_ack_time = sqlite3_column_int64(s, 2);
+            c.data = data;
+            c.len = len;
+            stop = ccb(arg, &c);
+        } else {
+            lk_reg_state_entry e;
+            e.update_time = sqlite3_column_int64(s, 0);
+            e.data = data;
+            e.len = len;
+            stop = scb(arg, &e);
+        }
+        if (stop)
             break;
     }
     return lk_sq__rows_end(be, s, rc);
+}
+
+lk_err lk_sq__config_list(lk_reg_be *be, uint64_t num_id, unsigned max,
+                          int (*cb)(void *arg, const lk_reg_config *c), void *arg)
+{
+    return newest(be, S_CFG_LIST, num_id, max, cb, NULL, arg);
 }
 
 lk_err lk_sq__state_add(lk_reg_be *be, uint64_t num_id, const lk_reg_state_entry *e,
@@ -76,22 +96,5 @@ lk_err lk_sq__state_add(lk_reg_be *be, uint64_t num_id, const lk_reg_state_entry
 lk_err lk_sq__state_list(lk_reg_be *be, uint64_t num_id, unsigned max,
                          int (*cb)(void *arg, const lk_reg_state_entry *e), void *arg)
 {
-    sqlite3_stmt *s;
-    int rc = SQLITE_OK;
-    PREP(s, S_STATE_LIST);
-    BIND(sqlite3_bind_int64(s, 1, (sqlite3_int64)num_id));
-    BIND(sqlite3_bind_int64(s, 2, max == 0 ? -1 : (sqlite3_int64)max));
-    if (rc != SQLITE_OK)
-        return lk_sq__st_fail(be, s, rc);
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        lk_reg_state_entry e;
-        e.update_time = sqlite3_column_int64(s, 0);
-        e.data = (uint8_t *)sqlite3_column_blob(s, 1);
-        e.len = (size_t)sqlite3_column_bytes(s, 1);
-        if (e.data == NULL)
-            e.data = (uint8_t *)"";
-        if (cb(arg, &e))
-            break;
-    }
-    return lk_sq__rows_end(be, s, rc);
+    return newest(be, S_STATE_LIST, num_id, max, NULL, cb, arg);
 }

@@ -192,6 +192,15 @@ int lk_sq__bind_text(sqlite3_stmt *s, int i, const char *t)
     return t == NULL ? sqlite3_bind_null(s, i) : sqlite3_bind_text(s, i, t, -1, SQLITE_STATIC);
 }
 
+int lk_sq__bind_place(sqlite3_stmt *s, const char *project, const char *location,
+                      const char *registry)
+{
+    int rc = lk_sq__bind_text(s, 1, project);
+    if (rc == SQLITE_OK)
+        rc = lk_sq__bind_text(s, 2, location);
+    return rc == SQLITE_OK ? lk_sq__bind_text(s, 3, registry) : rc;
+}
+
 /* An empty blob, not NULL, when n is 0. */
 int lk_sq__bind_blob(sqlite3_stmt *s, int i, const void *p, size_t n)
 {

@@ -31,9 +31,7 @@ lk_err lk_sq__auth_lookup(lk_reg_be *be, const lk_reg_name *name, const char *id
 
     memset(out, 0, sizeof *out);
     PREP(s, S_AUTH);
-    BIND(lk_sq__bind_text(s, 1, name->project));
-    BIND(lk_sq__bind_text(s, 2, name->location));
-    BIND(lk_sq__bind_text(s, 3, name->registry));
+    rc = lk_sq__bind_place(s, name->project, name->location, name->registry);
     BIND(lk_sq__bind_text(s, 4, id));
     if (rc != SQLITE_OK)
         return lk_sq__st_fail(be, s, rc);

@@ -12,9 +12,7 @@ lk_err lk_sq__registry_find(lk_reg_be *be, const lk_reg_name *name, int64_t *rid
     int rc = SQLITE_OK;
     lk_err err;
     PREP(s, S_REG_FIND);
-    BIND(lk_sq__bind_text(s, 1, name->project));
-    BIND(lk_sq__bind_text(s, 2, name->location));
-    BIND(lk_sq__bind_text(s, 3, name->registry));
+    rc = lk_sq__bind_place(s, name->project, name->location, name->registry);
     if ((err = lk_sq__step_row(be, s, rc)) != LK_OK)
         return err;
     *rid = sqlite3_column_int64(s, 0);
@@ -89,9 +87,7 @@ lk_err lk_sq__registry_insert(lk_reg_be *be, const lk_reg_registry *r, int64_t *
     int rc = SQLITE_OK;
     lk_err err;
     PREP(s, S_REG_INSERT);
-    BIND(lk_sq__bind_text(s, 1, r->project));
-    BIND(lk_sq__bind_text(s, 2, r->location));
-    BIND(lk_sq__bind_text(s, 3, r->id));
+    rc = lk_sq__bind_place(s, r->project, r->location, r->id);
     BIND(sqlite3_bind_int(s, 4, (int)r->mqtt));
     BIND(sqlite3_bind_int(s, 5, (int)r->http));
     BIND(lk_sq__bind_text(s, 6, r->event_notification_json));
