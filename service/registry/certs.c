@@ -129,32 +129,30 @@ static int pem_kind(const char *pem, size_t len, int *private_key)
     return kind;
 }
 
-static X509 *pem_x509(const char *pem, size_t len)
+/* The certificate (cert) or the public key in pem, or NULL. */
+static void *pem_read(const char *pem, size_t len, int cert)
 {
     BIO *bio;
-    X509 *crt;
+    void *obj;
     if (len > (size_t)0x7fffffff)
         return NULL;
     bio = BIO_new_mem_buf(pem, (int)len);
     if (bio == NULL)
         return NULL;
-    crt = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+    obj = cert ? (void *)PEM_read_bio_X509(bio, NULL, NULL, NULL)
+               : (void *)PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
     BIO_free(bio);
-    return crt;
+    return obj;
+}
+
+static X509 *pem_x509(const char *pem, size_t len)
+{
+    return pem_read(pem, len, 1);
 }
 
 static EVP_PKEY *pem_pubkey(const char *pem, size_t len)
 {
-    BIO *bio;
-    EVP_PKEY *pk;
-    if (len > (size_t)0x7fffffff)
-        return NULL;
-    bio = BIO_new_mem_buf(pem, (int)len);
-    if (bio == NULL)
-        return NULL;
-    pk = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
-    BIO_free(bio);
-    return pk;
+    return pem_read(pem, len, 0);
 }
 
 /* "RSA 2048", "RSA 2048 (public exponent 1)", "RSA 2048 (public exponent

@@ -432,17 +432,28 @@ int lk_sq__in_transaction(lk_reg_be *be)
     return !sqlite3_get_autocommit(be->db);
 }
 
-lk_err lk_sq__data_version(lk_reg_be *be, uint64_t *v)
+lk_err lk_sq__ints(lk_reg_be *be, int which, int64_t *a, int64_t *b)
 {
     sqlite3_stmt *s;
     int rc;
-    PREP(s, S_DATA_VERSION);
+    PREP(s, which);
     rc = sqlite3_step(s);
     if (rc != SQLITE_ROW)
         return lk_sq__st_fail(be, s, rc);
-    *v = (uint64_t)sqlite3_column_int64(s, 0);
+    *a = sqlite3_column_int64(s, 0); /* NULL reads as 0 */
+    if (b != NULL)
+        *b = sqlite3_column_int64(s, 1);
     sqlite3_reset(s);
     return LK_OK;
+}
+
+lk_err lk_sq__data_version(lk_reg_be *be, uint64_t *v)
+{
+    int64_t dv;
+    lk_err err = lk_sq__ints(be, S_DATA_VERSION, &dv, NULL);
+    if (err == LK_OK)
+        *v = (uint64_t)dv;
+    return err;
 }
 
 /* quick_check's rows: "ok", or one line per problem, the first prefixed by

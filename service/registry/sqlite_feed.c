@@ -93,16 +93,7 @@ lk_err lk_sq__change_list(lk_reg_be *be, int64_t after,
 
 lk_err lk_sq__change_bounds(lk_reg_be *be, int64_t *oldest, int64_t *newest)
 {
-    sqlite3_stmt *s;
-    int rc;
-    PREP(s, S_CHG_BOUNDS);
-    rc = sqlite3_step(s);
-    if (rc != SQLITE_ROW)
-        return lk_sq__st_fail(be, s, rc);
-    *oldest = sqlite3_column_int64(s, 0); /* NULL reads as 0 */
-    *newest = sqlite3_column_int64(s, 1);
-    sqlite3_reset(s);
-    return LK_OK;
+    return lk_sq__ints(be, S_CHG_BOUNDS, oldest, newest);
 }
 
 lk_err lk_sq__change_prune(lk_reg_be *be, int64_t keep)

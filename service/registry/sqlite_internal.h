@@ -76,6 +76,9 @@ lk_err lk_sq__exec(lk_reg_be *be, const char *sql);
 /* A one-row, one-column query (open-time only). *text gets a malloc'd copy
  * when not NULL, otherwise *v the integer. */
 lk_err lk_sq__query1(lk_reg_be *be, const char *sql, int64_t *v, char **text);
+/* The one row of the statement which (no parameters): its first integer
+ * column into *a and, if b is not NULL, its second into *b. */
+lk_err lk_sq__ints(lk_reg_be *be, int which, int64_t *a, int64_t *b);
 /* *s = the statement which, its ?1 bound to v (most statements are keyed
  * by one id): LK_OK, or the failure. */
 lk_err lk_sq__bind1(lk_reg_be *be, int which, int64_t v, sqlite3_stmt **s);
