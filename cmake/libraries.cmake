@@ -102,8 +102,8 @@ lk_install_library(verify
   REQUIRES latchkey-core
   REQUIRES_PRIVATE "libcrypto >= 3.0" jansson)
 # The registry builds on the verifier's public functions; the internals it
-# shares (the RSA exponent rule, the "say why" helper) are compiled into it as
-# a private copy.
+# shares (the RSA exponent and PEM framing rules, the "say why" helper) are
+# compiled into it as a private copy.
 lk_install_library(registry
   DESCRIPTION "latchkey device registry: IoT Core's registries, devices, credentials, configs and commands on SQLite"
   OBJECTS lk_registry_obj lk_verify_shared_obj
