@@ -192,13 +192,19 @@ int lk_sq__bind_text(sqlite3_stmt *s, int i, const char *t)
     return t == NULL ? sqlite3_bind_null(s, i) : sqlite3_bind_text(s, i, t, -1, SQLITE_STATIC);
 }
 
-int lk_sq__bind_place(sqlite3_stmt *s, const char *project, const char *location,
-                      const char *registry)
+lk_err lk_sq__place(lk_reg_be *be, int which, const char *project, const char *location,
+                    const char *registry, sqlite3_stmt **s)
 {
-    int rc = lk_sq__bind_text(s, 1, project);
+    int rc;
+    *s = lk_sq__st(be, which);
+    if (*s == NULL)
+        return lk_sq__no_stmt(be);
+    rc = lk_sq__bind_text(*s, 1, project);
     if (rc == SQLITE_OK)
-        rc = lk_sq__bind_text(s, 2, location);
-    return rc == SQLITE_OK ? lk_sq__bind_text(s, 3, registry) : rc;
+        rc = lk_sq__bind_text(*s, 2, location);
+    if (rc == SQLITE_OK)
+        rc = lk_sq__bind_text(*s, 3, registry);
+    return rc != SQLITE_OK ? lk_sq__st_fail(be, *s, rc) : LK_OK;
 }
 
 /* An empty blob, not NULL, when n is 0. */

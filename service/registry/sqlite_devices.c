@@ -73,55 +73,44 @@ lk_err lk_sq__creds_get(lk_reg_be *be, uint64_t num_id,
     return err;
 }
 
-static lk_err meta_get(lk_reg_be *be, uint64_t num_id, lk_reg_metadata **out, unsigned *n)
+/* The device's metadata into d->metadata (freed with d on a failure). */
+static lk_err meta_get(lk_reg_be *be, uint64_t num_id, lk_reg_device *d)
 {
     sqlite3_stmt *s;
     int rc;
-    lk_err err = LK_OK;
     unsigned cap = 0;
-    lk_reg_metadata *m = NULL;
+    lk_err err = lk_sq__bind1(be, S_META_GET, (sqlite3_int64)num_id, &s);
 
-    *out = NULL;
-    *n = 0;
-    if ((err = lk_sq__bind1(be, S_META_GET, (sqlite3_int64)num_id, &s)) != LK_OK)
+    if (err != LK_OK)
         return err;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (*n == cap) {
+        lk_reg_metadata *m;
+        if (d->nmetadata == cap) {
             unsigned nc = cap ? cap * 2 : 8;
-            lk_reg_metadata *nm = realloc(m, nc * sizeof *m);
+            lk_reg_metadata *nm = realloc(d->metadata, nc * sizeof *nm);
             if (nm == NULL) {
                 err = LK_ERR_NOMEM;
                 break;
             }
-            m = nm;
+            d->metadata = nm;
             cap = nc;
         }
-        m[*n].key = lk_sq__col_strdup(s, 0);
-        m[*n].value = (char *)lk_sq__col_blob(s, 1, &m[*n].value_len);
-        if (m[*n].key == NULL || m[*n].value == NULL) {
-            free(m[*n].key);
-            free(m[*n].value);
+        m = &d->metadata[d->nmetadata];
+        m->key = lk_sq__col_strdup(s, 0);
+        m->value = (char *)lk_sq__col_blob(s, 1, &m->value_len);
+        if (m->key == NULL || m->value == NULL) {
+            free(m->key);
+            free(m->value);
             err = LK_ERR_NOMEM;
             break;
         }
-        (*n)++;
+        d->nmetadata++;
     }
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         err = lk_sq__st_fail(be, s, rc);
     else
         sqlite3_reset(s);
-    if (err != LK_OK) {
-        unsigned i;
-        for (i = 0; i < *n; i++) {
-            free(m[i].key);
-            free(m[i].value);
-        }
-        free(m);
-        *n = 0;
-        return err;
-    }
-    *out = m;
-    return LK_OK;
+    return err;
 }
 
 lk_err lk_sq__device_get(lk_reg_be *be, uint64_t num_id, lk_reg_device *d)
@@ -161,7 +150,7 @@ lk_err lk_sq__device_get(lk_reg_be *be, uint64_t num_id, lk_reg_device *d)
     if (err == LK_OK)
         err = lk_sq__creds_get(be, num_id, d->creds, &d->ncreds);
     if (err == LK_OK)
-        err = meta_get(be, num_id, &d->metadata, &d->nmetadata);
+        err = meta_get(be, num_id, d);
     if (err != LK_OK)
         lk_reg_device_free(d);
     return err;

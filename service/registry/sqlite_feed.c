@@ -30,9 +30,10 @@ lk_err lk_sq__auth_lookup(lk_reg_be *be, const lk_reg_name *name, const char *id
     lk_err err = LK_OK;
 
     memset(out, 0, sizeof *out);
-    PREP(s, S_AUTH);
-    rc = lk_sq__bind_place(s, name->project, name->location, name->registry);
-    BIND(lk_sq__bind_text(s, 4, id));
+    err = lk_sq__place(be, S_AUTH, name->project, name->location, name->registry, &s);
+    if (err != LK_OK)
+        return err;
+    rc = lk_sq__bind_text(s, 4, id);
     if (rc != SQLITE_OK)
         return lk_sq__st_fail(be, s, rc);
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {

@@ -49,10 +49,11 @@ sqlite3_stmt *lk_sq__st(lk_reg_be *be, int i);
 lk_err lk_sq__st_fail(lk_reg_be *be, sqlite3_stmt *s, int rc);
 lk_err lk_sq__no_stmt(lk_reg_be *be);
 int lk_sq__bind_text(sqlite3_stmt *s, int i, const char *t);
-/* ?1, ?2, ?3 = a registry's project, location and id (the statements
- * that find one by name). */
-int lk_sq__bind_place(sqlite3_stmt *s, const char *project, const char *location,
-                      const char *registry);
+/* *s = the statement which, its ?1, ?2, ?3 bound to a registry's project,
+ * location and id (the statements that find one by name): LK_OK, or the
+ * failure. */
+lk_err lk_sq__place(lk_reg_be *be, int which, const char *project, const char *location,
+                    const char *registry, sqlite3_stmt **s);
 /* An empty blob, not NULL, when n is 0. */
 int lk_sq__bind_blob(sqlite3_stmt *s, int i, const void *p, size_t n);
 /* Step a statement that returns no rows; reset it. */

@@ -9,11 +9,8 @@
 lk_err lk_sq__registry_find(lk_reg_be *be, const lk_reg_name *name, int64_t *rid)
 {
     sqlite3_stmt *s;
-    int rc = SQLITE_OK;
-    lk_err err;
-    PREP(s, S_REG_FIND);
-    rc = lk_sq__bind_place(s, name->project, name->location, name->registry);
-    if ((err = lk_sq__step_row(be, s, rc)) != LK_OK)
+    lk_err err = lk_sq__place(be, S_REG_FIND, name->project, name->location, name->registry, &s);
+    if (err != LK_OK || (err = lk_sq__step_row(be, s, SQLITE_OK)) != LK_OK)
         return err;
     *rid = sqlite3_column_int64(s, 0);
     sqlite3_reset(s);
@@ -85,9 +82,9 @@ lk_err lk_sq__registry_insert(lk_reg_be *be, const lk_reg_registry *r, int64_t *
 {
     sqlite3_stmt *s;
     int rc = SQLITE_OK;
-    lk_err err;
-    PREP(s, S_REG_INSERT);
-    rc = lk_sq__bind_place(s, r->project, r->location, r->id);
+    lk_err err = lk_sq__place(be, S_REG_INSERT, r->project, r->location, r->id, &s);
+    if (err != LK_OK)
+        return err;
     BIND(sqlite3_bind_int(s, 4, (int)r->mqtt));
     BIND(sqlite3_bind_int(s, 5, (int)r->http));
     BIND(lk_sq__bind_text(s, 6, r->event_notification_json));
