@@ -9,27 +9,31 @@
 
 #include "internal.h"
 
+/* Free each of the n blocks p[0..n), then zero the record rec of size
+ * bytes: every *_free below is this, with the record's own members. */
+static void release(void *rec, size_t size, void *const *p, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        free(p[i]);
+    memset(rec, 0, size);
+}
+
+#define RELEASE(rec, ...)                                                                     \
+    release((rec), sizeof *(rec), (void *const[]){__VA_ARGS__},                               \
+            sizeof((void *[]){__VA_ARGS__}) / sizeof(void *))
+
 void lk_reg_registry_free(lk_reg_registry *r)
 {
-    if (r == NULL)
-        return;
-    free(r->project);
-    free(r->location);
-    free(r->id);
-    free(r->event_notification_json);
-    free(r->state_notification_json);
-    memset(r, 0, sizeof *r);
+    if (r != NULL)
+        RELEASE(r, r->project, r->location, r->id, r->event_notification_json,
+                r->state_notification_json);
 }
 
 void lk_reg_cert_free(lk_reg_cert *c)
 {
-    if (c == NULL)
-        return;
-    free(c->pem);
-    free(c->subject);
-    free(c->issuer);
-    free(c->key_type);
-    memset(c, 0, sizeof *c);
+    if (c != NULL)
+        RELEASE(c, c->pem, c->subject, c->issuer, c->key_type);
 }
 
 void lk_reg__creds_free(lk_reg_credential *c, unsigned n)
@@ -46,35 +50,25 @@ void lk_reg_device_free(lk_reg_device *d)
     unsigned i;
     if (d == NULL)
         return;
-    free(d->id);
-    free(d->project);
-    free(d->location);
-    free(d->registry);
     lk_reg__creds_free(d->creds, d->ncreds);
     for (i = 0; i < d->nmetadata; i++) {
         free(d->metadata[i].key);
         free(d->metadata[i].value);
     }
-    free(d->metadata);
-    free(d->last_error_status);
-    free(d->last_accessed_gateway_id);
-    memset(d, 0, sizeof *d);
+    RELEASE(d, d->id, d->project, d->location, d->registry, d->metadata, d->last_error_status,
+            d->last_accessed_gateway_id);
 }
 
 void lk_reg_config_free(lk_reg_config *c)
 {
-    if (c == NULL)
-        return;
-    free(c->data);
-    memset(c, 0, sizeof *c);
+    if (c != NULL)
+        RELEASE(c, c->data);
 }
 
 void lk_reg_state_entry_free(lk_reg_state_entry *s)
 {
-    if (s == NULL)
-        return;
-    free(s->data);
-    memset(s, 0, sizeof *s);
+    if (s != NULL)
+        RELEASE(s, s->data);
 }
 
 void lk_reg_auth_free(lk_reg_auth *a)
@@ -87,22 +81,12 @@ void lk_reg_auth_free(lk_reg_auth *a)
 
 void lk_reg_command_free(lk_reg_command *c)
 {
-    if (c == NULL)
-        return;
-    free(c->device_id);
-    free(c->project);
-    free(c->location);
-    free(c->registry);
-    free(c->subfolder);
-    free(c->data);
-    memset(c, 0, sizeof *c);
+    if (c != NULL)
+        RELEASE(c, c->device_id, c->project, c->location, c->registry, c->subfolder, c->data);
 }
 
 void lk_reg_backend_free(lk_reg_backend *b)
 {
-    if (b == NULL)
-        return;
-    free(b->name);
-    free(b->project);
-    memset(b, 0, sizeof *b);
+    if (b != NULL)
+        RELEASE(b, b->name, b->project);
 }
