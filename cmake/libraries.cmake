@@ -97,15 +97,16 @@ lk_install_library(device
   REQUIRES_PRIVATE libmosquitto "libssl >= 3.0" "libcrypto >= 3.0")
 lk_install_library(verify
   DESCRIPTION "latchkey token verifier: IoT Core device tokens (ES256, RS256) against registered credentials"
-  OBJECTS lk_verify_obj lk_rsa_exponent_obj
+  OBJECTS lk_verify_obj lk_verify_shared_obj
   LINK liblatchkey-core OpenSSL::Crypto PkgConfig::JANSSON
   REQUIRES latchkey-core
   REQUIRES_PRIVATE "libcrypto >= 3.0" jansson)
-# The registry builds on the verifier's public functions; the one internal
-# rule it shares (RSA exponents) is compiled into it as a private copy.
+# The registry builds on the verifier's public functions; the internals it
+# shares (the RSA exponent and PEM framing rules, the "say why" helper) are
+# compiled into it as a private copy.
 lk_install_library(registry
   DESCRIPTION "latchkey device registry: IoT Core's registries, devices, credentials, configs and commands on SQLite"
-  OBJECTS lk_registry_obj lk_rsa_exponent_obj
+  OBJECTS lk_registry_obj lk_verify_shared_obj
   LINK liblatchkey-verify liblatchkey-core OpenSSL::Crypto PkgConfig::JANSSON PkgConfig::SQLITE3
   REQUIRES latchkey-core latchkey-verify
   REQUIRES_PRIVATE "libcrypto >= 3.0" jansson "sqlite3 >= 3.37")

@@ -242,6 +242,8 @@ typedef struct lk_reg_device {
     unsigned nmetadata;
     int64_t created;
     int64_t config_version;          /* the latest config version (>= 1) */
+    /* last_config_ack stays 0: a Mosquitto 2.0 plugin cannot see PUBACKs
+     * (docs/plugin.md), so nothing records config acknowledgements. */
     int64_t last_heartbeat, last_event, last_state, last_config_ack, last_config_send, last_error;
     char *last_error_status;         /* or NULL */
     /* (schema 3) */
@@ -341,7 +343,7 @@ lk_err lk_registry_delete_credential(lk_registry *reg, const lk_reg_name *name,
 typedef struct lk_reg_config {
     int64_t version;
     int64_t cloud_update_time;
-    int64_t device_ack_time;         /* 0 = not acknowledged */
+    int64_t device_ack_time;         /* 0 = not acknowledged (always, as last_config_ack) */
     uint8_t *data;
     size_t len;
 } lk_reg_config;
@@ -360,11 +362,14 @@ lk_err lk_registry_list_configs(lk_registry *reg, const lk_reg_name *name,
                                 const char *id, unsigned max,
                                 int (*cb)(void *arg, const lk_reg_config *c), void *arg,
                                 char *why, size_t why_size);
-/* The device acknowledged version at time t (MQTT PUBACK of its config):
- * sets the version's device_ack_time and moves the device's last_config_ack
- * forward. LK_ERR_REG_NOT_FOUND if the device or version (no longer) exists. */
-lk_err lk_registry_ack_config(lk_registry *reg, uint64_t num_id, int64_t version,
-                              int64_t t);
+/* The newest config of the device num_id, for the broker's config push (it
+ * has the num_id from lk_registry_auth_lookup; no names are checked). One
+ * read, no transaction; a LK_REG_READONLY handle may call it. out->data is
+ * malloc'd and NUL-terminated after len bytes: release with
+ * lk_reg_config_free. LK_ERR_REG_NOT_FOUND if no device has num_id,
+ * LK_ERR_ARG for num_id 0 or a NULL out, LK_ERR_STATE on a busy handle;
+ * *out is zeroed on every failure. */
+lk_err lk_registry_latest_config(lk_registry *reg, uint64_t num_id, lk_reg_config *out);
 
 typedef struct lk_reg_state_entry {
     int64_t update_time;

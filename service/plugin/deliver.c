@@ -37,16 +37,20 @@ static int deliver__config_cb(void *arg, const lk_reg_config *c)
 
 void deliver__config(struct plg_conn *c)
 {
-    lk_reg_name name = {c->path.project, c->path.location, c->path.registry};
     struct deliver__latest l = {0};
-    char topic[300], why[200];
+    lk_reg_config cfg;
+    char topic[300];
     int64_t now = clock__now();
     lk_err err;
 
     if (c->kind != CONN_DEVICE || c->config_qos < 0 || c->superseded || c->kick_reason)
         return;
-    err = lk_registry_list_configs(plg.reg, &name, c->path.device, 1, deliver__config_cb, &l,
-                                   why, sizeof why);
+    /* By the num_id it authenticated as (its names were checked then). */
+    err = lk_registry_latest_config(plg.reg, c->num_id, &cfg);
+    if (!err) {
+        deliver__config_cb(&l, &cfg);
+        lk_reg_config_free(&cfg);
+    }
     if (err || l.failed || l.version == 0) {
         mosquitto_free(l.data);
         /* No such device (deleted meanwhile) or no config yet: nothing to send. */

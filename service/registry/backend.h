@@ -147,9 +147,6 @@ typedef struct lk_reg_store {
     /* Newest first; max 0 = all. */
     lk_err (*config_list)(lk_reg_be *be, uint64_t num_id, unsigned max,
                           int (*cb)(void *arg, const lk_reg_config *c), void *arg);
-    /* Set the version's device_ack_time and the device's last_config_ack to
-     * t. NOT_FOUND (no such device or version). */
-    lk_err (*config_ack)(lk_reg_be *be, uint64_t num_id, int64_t version, int64_t t);
     /* Append a state, keep the newest keep, set the device's last_state to
      * the later of it and s->update_time. NOT_FOUND. */
     lk_err (*state_add)(lk_reg_be *be, uint64_t num_id, const lk_reg_state_entry *s,

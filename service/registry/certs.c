@@ -85,76 +85,38 @@ static int asn1_epoch(const ASN1_TIME *a, int64_t *out)
     return 1;
 }
 
-/* What a PEM text is: exactly one block (with only white space around it)
- * of PUBLIC KEY (1) or CERTIFICATE (2) — the same rule as lk_cred_parse —
- * or 0. *private_key is set when the text looks like a private key, for a
- * pointed message. */
+/* lk_verify__pem_kind, and *private_key set when the text looks like a
+ * private key, for a pointed message. */
 static int pem_kind(const char *pem, size_t len, int *private_key)
 {
-    static const char bp[] = "-----BEGIN PUBLIC KEY-----", ep[] = "-----END PUBLIC KEY-----";
-    static const char bc[] = "-----BEGIN CERTIFICATE-----", ec[] = "-----END CERTIFICATE-----";
-    const char *p = pem, *stop = pem + len, *last, *endl, *q;
-    size_t endn;
-    int kind;
+    *private_key = memmem(pem, len, "PRIVATE KEY-----", 16) != NULL;
+    return lk_verify__pem_kind(pem, len);
+}
 
-    *private_key = 0;
-    if (memmem(pem, len, "PRIVATE KEY-----", 16) != NULL)
-        *private_key = 1;
-    while (p < stop && is_space(*p))
-        p++;
-    while (stop > p && is_space(stop[-1]))
-        stop--;
-    if ((size_t)(stop - p) > sizeof bp - 1 && memcmp(p, bp, sizeof bp - 1) == 0) {
-        kind = 1;
-        endl = ep;
-        endn = sizeof ep - 1;
-    } else if ((size_t)(stop - p) > sizeof bc - 1 && memcmp(p, bc, sizeof bc - 1) == 0) {
-        kind = 2;
-        endl = ec;
-        endn = sizeof ec - 1;
-    } else {
-        return 0;
-    }
-    if ((size_t)(stop - p) < endn)
-        return 0;
-    last = stop - endn;
-    if (memcmp(last, endl, endn) != 0)
-        return 0;
-    for (q = p + 5; q < last && (q = memchr(q, '-', (size_t)(last - q))) != NULL; q++) {
-        if ((size_t)(last - q) >= 10 && memcmp(q, "-----BEGIN", 10) == 0)
-            return 0;
-        if ((size_t)(last - q) >= 8 && memcmp(q, "-----END", 8) == 0)
-            return 0;
-    }
-    return kind;
+/* The certificate (cert) or the public key in pem, or NULL. */
+static void *pem_read(const char *pem, size_t len, int cert)
+{
+    BIO *bio;
+    void *obj;
+    if (len > (size_t)0x7fffffff)
+        return NULL;
+    bio = BIO_new_mem_buf(pem, (int)len);
+    if (bio == NULL)
+        return NULL;
+    obj = cert ? (void *)PEM_read_bio_X509(bio, NULL, NULL, NULL)
+               : (void *)PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    return obj;
 }
 
 static X509 *pem_x509(const char *pem, size_t len)
 {
-    BIO *bio;
-    X509 *crt;
-    if (len > (size_t)0x7fffffff)
-        return NULL;
-    bio = BIO_new_mem_buf(pem, (int)len);
-    if (bio == NULL)
-        return NULL;
-    crt = PEM_read_bio_X509(bio, NULL, NULL, NULL);
-    BIO_free(bio);
-    return crt;
+    return pem_read(pem, len, 1);
 }
 
 static EVP_PKEY *pem_pubkey(const char *pem, size_t len)
 {
-    BIO *bio;
-    EVP_PKEY *pk;
-    if (len > (size_t)0x7fffffff)
-        return NULL;
-    bio = BIO_new_mem_buf(pem, (int)len);
-    if (bio == NULL)
-        return NULL;
-    pk = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
-    BIO_free(bio);
-    return pk;
+    return pem_read(pem, len, 0);
 }
 
 /* "RSA 2048", "RSA 2048 (public exponent 1)", "RSA 2048 (public exponent

@@ -16,6 +16,11 @@
 /* Longest PEM accepted for a registry CA certificate. */
 #define LK_REG_CERT_PEM_MAX LK_CRED_PEM_MAX
 
+/* ---- records.c ---- */
+
+/* Free the pem of each of c[0..n) (the array itself is the caller's). */
+void lk_reg__creds_free(lk_reg_credential *c, unsigned n);
+
 /* ---- test hooks ---- */
 
 /* Replace the clock (seconds since 1970) used for created/update times and

@@ -87,6 +87,9 @@ const char *const lk_reg_sqlite_migrations[LK_REG_SCHEMA_VERSION] = {
     "  last_heartbeat INTEGER NOT NULL DEFAULT 0,"
     "  last_event INTEGER NOT NULL DEFAULT 0,"
     "  last_state INTEGER NOT NULL DEFAULT 0,"
+    /* last_config_ack and device_configs.device_ack_time: nothing writes
+     * them any more (the broker cannot see PUBACKs, docs/plugin.md); they
+     * stay because existing databases have them, and read as 0. */
     "  last_config_ack INTEGER NOT NULL DEFAULT 0,"
     "  last_config_send INTEGER NOT NULL DEFAULT 0,"
     "  last_error INTEGER NOT NULL DEFAULT 0,"

@@ -56,57 +56,6 @@ static int is_space(char c)
     return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-/*
- * The input must be exactly one PEM object, with only white space around
- * it: a file with a certificate and then a key, or text before the object,
- * is refused rather than silently half-used. Returns the label kind:
- * 1 = PUBLIC KEY, 2 = CERTIFICATE, 0 = anything else.
- */
-static int pem_kind(const char *pem, size_t len)
-{
-    static const char begin_pub[] = "-----BEGIN PUBLIC KEY-----";
-    static const char begin_crt[] = "-----BEGIN CERTIFICATE-----";
-    static const char end_pub[] = "-----END PUBLIC KEY-----";
-    static const char end_crt[] = "-----END CERTIFICATE-----";
-    const char *end_label, *p = pem, *stop = pem + len, *last;
-    size_t end_len;
-    int kind;
-
-    while (p < stop && is_space(*p))
-        p++;
-    while (stop > p && is_space(stop[-1]))
-        stop--;
-    if ((size_t)(stop - p) > sizeof begin_pub - 1 && memcmp(p, begin_pub, sizeof begin_pub - 1) == 0) {
-        kind = 1;
-        end_label = end_pub;
-        end_len = sizeof end_pub - 1;
-    } else if ((size_t)(stop - p) > sizeof begin_crt - 1 &&
-               memcmp(p, begin_crt, sizeof begin_crt - 1) == 0) {
-        kind = 2;
-        end_label = end_crt;
-        end_len = sizeof end_crt - 1;
-    } else {
-        return 0;
-    }
-    if ((size_t)(stop - p) < end_len)
-        return 0;
-    last = stop - end_len;
-    if (memcmp(last, end_label, end_len) != 0)
-        return 0;
-    /* No second BEGIN or END between the first line and the last. */
-    {
-        const char *q = p + 5;
-        while (q < last && (q = memchr(q, '-', (size_t)(last - q))) != NULL) {
-            if ((size_t)(last - q) >= 10 && memcmp(q, "-----BEGIN", 10) == 0)
-                return 0;
-            if ((size_t)(last - q) >= 8 && memcmp(q, "-----END", 8) == 0)
-                return 0;
-            q++;
-        }
-    }
-    return kind;
-}
-
 static lk_alg key_alg(EVP_PKEY *pk, int *ok)
 {
     *ok = 0;
@@ -239,7 +188,7 @@ lk_err lk_cred_parse(lk_cred_format fmt, const char *pem, size_t pem_len,
         return LK_ERR_ARG;
     if (memchr(pem, '\0', pem_len) != NULL)
         return LK_ERR_CRED_INVALID;
-    kind = pem_kind(pem, pem_len);
+    kind = lk_verify__pem_kind(pem, pem_len);
     if (kind == 0)
         return LK_ERR_CRED_INVALID;
     if ((kind == 1 && (fmt == LK_CRED_RSA_X509_PEM || fmt == LK_CRED_ES256_X509_PEM)) ||

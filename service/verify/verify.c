@@ -3,7 +3,6 @@
  * rule is one block below, in that order, so that the code reads as the
  * specification does.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -70,20 +69,6 @@ void lk_verify_policy_init(lk_verify_policy *pol, const char *aud, size_t aud_le
     pol->max_len = LK_VERIFY_MAX_LEN;
     pol->flags = LK_VERIFY_ALLOW_PADDING;
     pol->subject = 0;
-}
-
-static lk_err why_set(char *why, size_t size, lk_err err, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static lk_err why_set(char *why, size_t size, lk_err err, const char *fmt, ...)
-{
-    va_list ap;
-    if (why != NULL && size > 0) {
-        va_start(ap, fmt);
-        vsnprintf(why, size, fmt, ap);
-        va_end(ap);
-    }
-    return err;
 }
 
 static int sha256(lk_verifier *v, const void *data, size_t len, uint8_t out[32])
@@ -257,13 +242,13 @@ static json_t *segment_json(const uint8_t *text, size_t n, const char *what, lk_
         char *near = strstr(je.text, " near ");
         if (near != NULL)
             *near = '\0';
-        *err = why_set(why, why_size, LK_ERR_TOKEN_MALFORMED, "%s is not valid JSON: %s (at byte %d)", what,
+        *err = lk_verify__why(why, why_size, LK_ERR_TOKEN_MALFORMED, "%s is not valid JSON: %s (at byte %d)", what,
                        je.text, je.position);
         return NULL;
     }
     if (!json_is_object(j)) {
         json_decref(j);
-        *err = why_set(why, why_size, LK_ERR_TOKEN_MALFORMED, "%s is not a JSON object", what);
+        *err = lk_verify__why(why, why_size, LK_ERR_TOKEN_MALFORMED, "%s is not a JSON object", what);
         return NULL;
     }
     return j;
@@ -317,28 +302,28 @@ lk_err lk_verify_token(lk_verifier *v, const char *token, size_t len,
     if (info != NULL)
         memset(info, 0, sizeof *info);
     if (v == NULL || token == NULL || info == NULL || !lk_verify__args_ok(creds, ncreds, pol))
-        return why_set(why, why_size, LK_ERR_ARG, "invalid arguments or policy");
+        return lk_verify__why(why, why_size, LK_ERR_ARG, "invalid arguments or policy");
     now = pol->now;
     skew = pol->skew;
 
     /* 1. Length, before anything is looked at. */
     if (len > pol->max_len)
-        return why_set(why, why_size, LK_ERR_TOKEN_TOO_LARGE, "token is %zu bytes, the limit is %zu",
+        return lk_verify__why(why, why_size, LK_ERR_TOKEN_TOO_LARGE, "token is %zu bytes, the limit is %zu",
                        len, pol->max_len);
 
     /* 2. Three non-empty segments. */
     if (len == 0)
-        return why_set(why, why_size, LK_ERR_TOKEN_MALFORMED, "empty token");
+        return lk_verify__why(why, why_size, LK_ERR_TOKEN_MALFORMED, "empty token");
     if (memchr(token, '\0', len) != NULL)
-        return why_set(why, why_size, LK_ERR_TOKEN_MALFORMED, "token contains a NUL byte");
+        return lk_verify__why(why, why_size, LK_ERR_TOKEN_MALFORMED, "token contains a NUL byte");
     dot1 = memchr(token, '.', len);
     dot2 = dot1 ? memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - token)) : NULL;
     if (dot2 == NULL || memchr(dot2 + 1, '.', len - (size_t)(dot2 + 1 - token)) != NULL)
-        return why_set(why, why_size, LK_ERR_TOKEN_MALFORMED, "a token has exactly three '.'-separated segments");
+        return lk_verify__why(why, why_size, LK_ERR_TOKEN_MALFORMED, "a token has exactly three '.'-separated segments");
     sig_seg = dot2 + 1;
     sig_len = len - (size_t)(sig_seg - token);
     if (dot1 == token || dot2 == dot1 + 1 || sig_len == 0)
-        return why_set(why, why_size, LK_ERR_TOKEN_MALFORMED, "empty %s segment",
+        return lk_verify__why(why, why_size, LK_ERR_TOKEN_MALFORMED, "empty %s segment",
                        dot1 == token ? "header" : dot2 == dot1 + 1 ? "payload" : "signature");
 
     /* Still rule 2: every segment is canonical base64url before anything
@@ -351,17 +336,17 @@ lk_err lk_verify_token(lk_verifier *v, const char *token, size_t len,
     if ((known_alg == LK_ALG_NONE &&
          !segment_decode(token, (size_t)(dot1 - token), pol->flags, v->hdr, sizeof v->hdr, &hdr_len)) ||
         !segment_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1), pol->flags, v->pay, sizeof v->pay, &pay_len)) {
-        err = why_set(why, why_size, LK_ERR_TOKEN_MALFORMED, "%s is not canonical base64url",
+        err = lk_verify__why(why, why_size, LK_ERR_TOKEN_MALFORMED, "%s is not canonical base64url",
                       known_alg == LK_ALG_NONE && hdr_len == 0 ? "header" : "payload");
         goto exit;
     }
     if (sig_len > LK_B64URL_ENCODED_LEN(SIG_MAX) + 2) {
-        err = why_set(why, why_size, LK_ERR_TOKEN_MALFORMED, "signature segment is %zu characters, too long",
+        err = lk_verify__why(why, why_size, LK_ERR_TOKEN_MALFORMED, "signature segment is %zu characters, too long",
                       sig_len);
         goto exit;
     }
     if (!segment_decode(sig_seg, sig_len, pol->flags, v->sig, sizeof v->sig, &sig_len)) {
-        err = why_set(why, why_size, LK_ERR_TOKEN_MALFORMED, "signature is not canonical base64url");
+        err = lk_verify__why(why, why_size, LK_ERR_TOKEN_MALFORMED, "signature is not canonical base64url");
         goto exit;
     }
 
@@ -380,7 +365,7 @@ lk_err lk_verify_token(lk_verifier *v, const char *token, size_t len,
     }
     for (i = 0; i < sizeof refused_headers / sizeof refused_headers[0]; i++) {
         if (json_object_get(hdr, refused_headers[i]) != NULL) {
-            err = why_set(why, why_size, LK_ERR_TOKEN_HEADER,
+            err = lk_verify__why(why, why_size, LK_ERR_TOKEN_HEADER,
                           "header parameter \"%s\" is refused (keys come only from the registry)",
                           refused_headers[i]);
             goto exit;
@@ -388,12 +373,12 @@ lk_err lk_verify_token(lk_verifier *v, const char *token, size_t len,
     }
     x = json_object_get(hdr, "alg");
     if (x == NULL || !json_is_string(x)) {
-        err = why_set(why, why_size, LK_ERR_TOKEN_ALG, "header has no \"alg\" string");
+        err = lk_verify__why(why, why_size, LK_ERR_TOKEN_ALG, "header has no \"alg\" string");
         goto exit;
     }
     alg = lk_alg_from_name(json_string_value(x), json_string_length(x));
     if (alg == LK_ALG_NONE) {
-        err = why_set(why, why_size, LK_ERR_TOKEN_ALG, "alg is not ES256 or RS256");
+        err = lk_verify__why(why, why_size, LK_ERR_TOKEN_ALG, "alg is not ES256 or RS256");
         goto exit;
     }
 
@@ -408,30 +393,30 @@ header_done:
             of_alg++;
     }
     if (usable == 0) {
-        err = why_set(why, why_size, LK_ERR_NO_CREDENTIAL, "the device has %s",
+        err = lk_verify__why(why, why_size, LK_ERR_NO_CREDENTIAL, "the device has %s",
                       ncreds == 0 ? "no credentials" : "only expired credentials");
         goto exit;
     }
     if (of_alg == 0) {
-        err = why_set(why, why_size, LK_ERR_TOKEN_ALG, "token is %s but the device has no unexpired %s key",
+        err = lk_verify__why(why, why_size, LK_ERR_TOKEN_ALG, "token is %s but the device has no unexpired %s key",
                       lk_alg_name(alg), alg == LK_ALG_ES256 ? "ES256 (P-256)" : "RSA");
         goto exit;
     }
 
     /* 5. Claims. */
     if (!claim_int(claims, "iat", &iat) || !claim_int(claims, "exp", &exp)) {
-        err = why_set(why, why_size, LK_ERR_TOKEN_CLAIM,
+        err = lk_verify__why(why, why_size, LK_ERR_TOKEN_CLAIM,
                       "iat and exp must be integers from 0 to 2^53 (seconds since 1970)");
         goto exit;
     }
     x = json_object_get(claims, "aud");
     if (x == NULL || !json_is_string(x)) {
-        err = why_set(why, why_size, LK_ERR_TOKEN_CLAIM, "aud must be a single string (the project id)");
+        err = lk_verify__why(why, why_size, LK_ERR_TOKEN_CLAIM, "aud must be a single string (the project id)");
         goto exit;
     }
     if (json_string_length(x) != pol->aud_len ||
         memcmp(json_string_value(x), pol->aud, pol->aud_len) != 0) {
-        err = why_set(why, why_size, LK_ERR_TOKEN_AUDIENCE, "aud is not the project id \"%.*s\"",
+        err = lk_verify__why(why, why_size, LK_ERR_TOKEN_AUDIENCE, "aud is not the project id \"%.*s\"",
                       (int)(pol->aud_len > 200 ? 200 : pol->aud_len), pol->aud);
         goto exit;
     }
@@ -439,34 +424,34 @@ header_done:
     /* 6. Time. All values are in [0, 2^53] or bounded by the policy, so
      * nothing below can overflow. */
     if (iat > now + skew) {
-        err = why_set(why, why_size, LK_ERR_TOKEN_FUTURE, "iat %lld is %lld s after now (skew %lld)",
+        err = lk_verify__why(why, why_size, LK_ERR_TOKEN_FUTURE, "iat %lld is %lld s after now (skew %lld)",
                       (long long)iat, (long long)(iat - now), (long long)skew);
         goto exit;
     }
     if (exp <= now - skew) {
-        err = why_set(why, why_size, LK_ERR_TOKEN_EXPIRED, "exp %lld is %lld s before now (skew %lld)",
+        err = lk_verify__why(why, why_size, LK_ERR_TOKEN_EXPIRED, "exp %lld is %lld s before now (skew %lld)",
                       (long long)exp, (long long)(now - exp), (long long)skew);
         goto exit;
     }
     if (exp <= iat) {
-        err = why_set(why, why_size, LK_ERR_TOKEN_LIFETIME, "exp %lld is not after iat %lld",
+        err = lk_verify__why(why, why_size, LK_ERR_TOKEN_LIFETIME, "exp %lld is not after iat %lld",
                       (long long)exp, (long long)iat);
         goto exit;
     }
     if (exp - iat > pol->max_lifetime + skew) {
-        err = why_set(why, why_size, LK_ERR_TOKEN_LIFETIME, "lifetime exp - iat = %lld s, the maximum is %lld (+%lld skew)",
+        err = lk_verify__why(why, why_size, LK_ERR_TOKEN_LIFETIME, "lifetime exp - iat = %lld s, the maximum is %lld (+%lld skew)",
                       (long long)(exp - iat), (long long)pol->max_lifetime, (long long)skew);
         goto exit;
     }
 
     /* 7. The signature (decoded at rule 2), over the exact received bytes. */
     if (alg == LK_ALG_ES256 && sig_len != LK_ES256_SIG_BYTES) {
-        err = why_set(why, why_size, LK_ERR_TOKEN_SIGNATURE, "ES256 signature is %zu bytes, must be 64 (r||s)",
+        err = lk_verify__why(why, why_size, LK_ERR_TOKEN_SIGNATURE, "ES256 signature is %zu bytes, must be 64 (r||s)",
                       sig_len);
         goto exit;
     }
     if (!sha256(v, token, (size_t)(dot2 - token), digest)) {
-        err = why_set(why, why_size, LK_ERR_CRYPTO, "SHA-256 failed");
+        err = lk_verify__why(why, why_size, LK_ERR_CRYPTO, "SHA-256 failed");
         goto exit;
     }
     err = LK_ERR_TOKEN_SIGNATURE;
@@ -485,7 +470,7 @@ header_done:
         }
     }
     if (err != LK_OK)
-        why_set(why, why_size, err, "no %s credential of the device verifies the signature (%zu tried)",
+        lk_verify__why(why, why_size, err, "no %s credential of the device verifies the signature (%zu tried)",
                 lk_alg_name(alg), of_alg);
 exit:
     json_decref(hdr);

@@ -43,6 +43,18 @@ int lk_verify__args_ok(lk_cred *const *creds, size_t ncreds, const lk_verify_pol
  * "no readable public exponent"), or "" when ok. */
 int lk_verify__rsa_exponent_ok(const EVP_PKEY *pk, char *why, size_t why_size);
 
+/* What a PEM text is: exactly one block, with only white space around it,
+ * of PUBLIC KEY (1) or CERTIFICATE (2), else 0 — the rule of lk_cred_parse
+ * (a certificate and then a key, or text before the block, is refused
+ * rather than half-used). pem_kind.c. */
+int lk_verify__pem_kind(const char *pem, size_t len);
+
+/* Format a reason into why (when why is not NULL and why_size > 0) and
+ * return err: every refusal of the verifier and the registry says why this
+ * way (why.c). */
+lk_err lk_verify__why(char *why, size_t why_size, lk_err err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* Check sig against a precomputed SHA-256 digest. */
 lk_err lk_verify__digest(const lk_cred *cred, const uint8_t digest[32],
                          const uint8_t *sig, size_t sig_len);

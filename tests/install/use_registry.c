@@ -114,7 +114,10 @@ int main(int argc, char **argv)
     n = 0;
     CHECK(lk_registry_list_configs(reg, &name, "device-42", 0, count_config, &n, why, sizeof why) == LK_OK &&
           n == 2);
-    CHECK(lk_registry_ack_config(reg, num_id, 2, 1700000000) == LK_OK);
+    memset(&cfg, 0, sizeof cfg);
+    CHECK(lk_registry_latest_config(reg, num_id, &cfg) == LK_OK && cfg.version == 2 && cfg.len == 15 &&
+          memcmp(cfg.data, "{\"interval\":60}", 15) == 0);
+    lk_reg_config_free(&cfg);
     CHECK(lk_registry_add_state(reg, num_id, (const uint8_t *)"ok", 2, 1700000001) == LK_OK);
     n = 0;
     CHECK(lk_registry_list_states(reg, &name, "device-42", 0, count_state, &n, why, sizeof why) == LK_OK &&

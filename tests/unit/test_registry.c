@@ -20,7 +20,7 @@
  *   - refusals write nothing: a full dump of every table before and after;
  *   - the ES256_PEM fast path gives lk_cred_parse's verdict;
  *   - num_id never reused; get by num_id; auth lookup contents; activity;
- *     config acks;
+ *     the latest config by num_id;
  *   - the change feed (contents, own and other-connection writes, poll,
  *     pruning -> RESYNC, a refused change delivered again), a second
  *     connection, import commit/abort;
@@ -2340,19 +2340,36 @@ static void test_config(void **state)
     OK(lk_registry_get_device(f->reg, &NAME, "dev1", 0, &d, W));
     assert_int_equal(d.config_version, 15);
 
-    /* Acknowledgement: the version's ack time and the device's last ack. */
-    OK(lk_registry_ack_config(f->reg, d.num_id, 14, T0 + 50));
-    assert_int_equal(lk_registry_ack_config(f->reg, d.num_id, 5, T0 + 60), LK_ERR_REG_NOT_FOUND);
-    assert_int_equal(lk_registry_ack_config(f->reg, d.num_id + 1000, 14, T0 + 60),
+    /* The newest by num_id (the broker's config push). */
+    out.version = 99;
+    OK(lk_registry_latest_config(f->reg, d.num_id, &out));
+    assert_int_equal(out.version, 15);
+    assert_int_equal(out.len, 3);
+    assert_string_equal((const char *)out.data, "v15"); /* NUL-terminated */
+    assert_true(out.cloud_update_time > 0);
+    lk_reg_config_free(&out);
+    out.version = 99;
+    assert_int_equal(lk_registry_latest_config(f->reg, d.num_id + 1000, &out),
                      LK_ERR_REG_NOT_FOUND);
-    assert_int_equal(lk_registry_ack_config(f->reg, d.num_id, 0, T0), LK_ERR_ARG);
+    assert_int_equal(out.version, 0);
+    assert_null(out.data);
+    assert_int_equal(lk_registry_latest_config(f->reg, 0, &out), LK_ERR_ARG);
+    assert_int_equal(lk_registry_latest_config(f->reg, d.num_id, NULL), LK_ERR_ARG);
+    assert_int_equal(lk_registry_latest_config(NULL, d.num_id, &out), LK_ERR_ARG);
+    OK(lk_registry_update_config(f->reg, &NAME, "dev1", NULL, 0, 0, NULL, W)); /* empty */
+    OK(lk_registry_latest_config(f->reg, d.num_id, &out));
+    assert_int_equal(out.version, 16);
+    assert_int_equal(out.len, 0);
+    assert_non_null(out.data);
+    assert_int_equal(out.data[0], 0);
+    lk_reg_config_free(&out);
+
+    /* Nothing records acknowledgements (the broker cannot see them). */
     memset(&l, 0, sizeof l);
     OK(lk_registry_list_configs(f->reg, &NAME, "dev1", 2, cfglist_cb, &l, W));
     assert_int_equal(l.acks[0], 0);
-    assert_int_equal(l.acks[1], T0 + 50);
-    lk_reg_device_free(&d);
-    OK(lk_registry_get_device(f->reg, &NAME, "dev1", 0, &d, W));
-    assert_int_equal(d.last_config_ack, T0 + 50);
+    assert_int_equal(l.acks[1], 0);
+    assert_int_equal(d.last_config_ack, 0);
     lk_reg_device_free(&d);
     free(big);
 }
@@ -3028,7 +3045,7 @@ static void test_refusals_write_nothing(void **state)
             break;
         case 15: err = lk_registry_delete_device(f->reg, &NAME, "nope", why, sizeof why); break;
         case 16: err = lk_registry_add_state(f->reg, 99999, (const uint8_t *)"s", 1, T0); break;
-        case 17: err = lk_registry_ack_config(f->reg, 1, 99, T0); break;
+        case 17: err = lk_registry_add_state(f->reg, 1, NULL, 1, T0); break;
         case 18:
             spec.id = "dev2";
             spec.creds = &(lk_reg_credential){LK_CRED_ES256_X509_PEM, ca.pem, 0};
@@ -3100,7 +3117,6 @@ static void test_reopen_persists(void **state)
     OK(lk_registry_create_device(f->reg, &NAME, &spec, &num, W));
     OK(lk_registry_update_config(f->reg, &NAME, "dev1", (const uint8_t *)"cfg2", 4, 1, NULL, W));
     assert_int_equal(lk_registry_add_state(f->reg, num, (const uint8_t *)"st", 2, T0 + 3), LK_OK);
-    assert_int_equal(lk_registry_ack_config(f->reg, num, 2, T0 + 4), LK_OK);
     memset(&act, 0, sizeof act);
     act.num_id = num;
     act.last_heartbeat = T0 + 5;
@@ -3123,7 +3139,6 @@ static void test_reopen_persists(void **state)
     assert_string_equal(d.metadata[0].value, "ops");
     assert_int_equal(d.config_version, 2);
     assert_int_equal(d.last_state, T0 + 3);
-    assert_int_equal(d.last_config_ack, T0 + 4);
     assert_int_equal(d.last_heartbeat, T0 + 5);
     lk_reg_device_free(&d);
     memset(&l, 0, sizeof l);
@@ -3155,10 +3170,12 @@ static int reenter_cb(void *arg, const lk_reg_registry *r)
 {
     lk_registry *reg = arg;
     lk_reg_registry r2;
+    lk_reg_config c;
     char why[256] = "";
     lk_reg_name n = {r->project, r->location, r->id};
     assert_int_equal(lk_registry_get_registry(reg, &n, &r2, why, sizeof why), LK_ERR_STATE);
     assert_non_null(strstr(why, "callback"));
+    assert_int_equal(lk_registry_latest_config(reg, 1, &c), LK_ERR_STATE);
     return 0;
 }
 
@@ -3183,7 +3200,12 @@ static void test_handles(void **state)
     assert_int_equal(lk_registry_auth_lookup(ro, &NAME, "dev1", &a), LK_OK);
     lk_reg_auth_free(&a);
     assert_int_equal(lk_registry_add_state(ro, num, (const uint8_t *)"s", 1, T0), LK_OK);
-    assert_int_equal(lk_registry_ack_config(ro, num, 1, T0), LK_OK);
+    {
+        lk_reg_config cfg;
+        assert_int_equal(lk_registry_latest_config(ro, num, &cfg), LK_OK);
+        assert_int_equal(cfg.version, 1);
+        lk_reg_config_free(&cfg);
+    }
     {
         lk_reg_activity act = {num, T0, 0, 0, 0, 0, NULL};
         assert_int_equal(lk_registry_record_activity(ro, &act, 1), LK_OK);

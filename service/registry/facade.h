@@ -1,0 +1,139 @@
+/*
+ * facade.h — what the registry's facade files (registry.c, registries.c,
+ * devices.c, configs.c, feed.c, import.c, commands.c) share: the handle,
+ * the transactions and the checks used by more than one resource. Internal:
+ * not installed; the storage backend never includes it.
+ */
+#ifndef LK_REGISTRY_FACADE_H
+#define LK_REGISTRY_FACADE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../verify/verify_internal.h"
+#include "backend.h"
+#include "internal.h"
+
+/* The verifier's: every refusal formats its reason into why the same way. */
+#define failf lk_verify__why
+
+/* Transaction kinds; TX_BROKER is a write a LK_REG_READONLY handle may do. */
+enum { TX_READ = 0, TX_WRITE = 1, TX_BROKER = 2 };
+
+/* What an open import adds. */
+enum { IMPORT_DEVICES = 1, IMPORT_REGISTRIES = 2 };
+
+struct lk_registry {
+    const lk_reg_store *ops;
+    lk_reg_be *be;
+    unsigned flags;
+    unsigned busy_ms;
+    int busy;                   /* an operation (or its callback) is running */
+    lk_reg_checker *ck;
+    int64_t (*clock)(void *arg);
+    void *clock_arg;
+    int64_t changes_kept;
+
+    int appended;               /* this transaction appended to the change feed */
+    uint64_t own_commits;       /* write transactions this handle committed */
+    uint64_t poll_dv, poll_own; /* what lk_registry_poll saw last */
+    int feed_valid;             /* lk_registry_changes' shortcut: */
+    uint64_t feed_dv, feed_own; /*   nothing new while these hold */
+    int64_t feed_head;
+
+    int importing;              /* IMPORT_DEVICES or IMPORT_REGISTRIES while one is open */
+    lk_err import_failed;       /* the database ended the import's transaction */
+    int64_t import_rid;
+    lk_reg_cas *import_cas;
+    char import_name[400];
+};
+
+
+/* ---- reasons, time, names (registry.c) ---- */
+
+/* A storage-level failure: the backend's own message. */
+lk_err lk_reg__be_fail(lk_registry *reg, lk_err err, char *why, size_t why_size);
+/* Seconds since 1970 (the test clock when one is set). */
+int64_t lk_reg__now(const lk_registry *reg);
+/* s for a message: printable ASCII only, at most ~60 characters. */
+const char *lk_reg__shown(const char *s, char *buf, size_t size);
+/* "projects/P/locations/L/registries/R" in buf. */
+const char *lk_reg__path(const lk_reg_name *n, char *buf, size_t size);
+
+/* Checks that need no database: LK_OK, or LK_ERR_ARG / LK_ERR_REG_INVALID /
+ * LK_ERR_REG_LIMIT with why. */
+/* Each that is not NULL. */
+lk_err lk_reg__check_place(const char *project, const char *location, char *why,
+                           size_t why_size);
+/* id is a valid what (lk_id_why: "device id", "backend name"). */
+lk_err lk_reg__check_id(const char *what, const char *id, char *why, size_t why_size);
+lk_err lk_reg__check_name(const lk_reg_name *n, char *why, size_t why_size);
+lk_err lk_reg__check_device_id(const char *id, char *why, size_t why_size);
+lk_err lk_reg__check_state(const char *what, lk_reg_state s, char *why, size_t why_size);
+lk_err lk_reg__check_config_size(const void *data, size_t len, char *why, size_t why_size);
+lk_err lk_reg__check_log_level(const char *what, lk_reg_log_level l, char *why,
+                               size_t why_size);
+
+/* ---- transactions (registry.c) ---- */
+
+/* Refuse a busy handle (re-entry from a callback) or one with an open
+ * import. */
+lk_err lk_reg__guard(lk_registry *reg, char *why, size_t why_size);
+/* lk_reg__guard, refuse writes the handle's flags forbid, begin a
+ * transaction of kind tx (TX_*). */
+lk_err lk_reg__enter(lk_registry *reg, int tx, char *why, size_t why_size);
+/* End the transaction begun by lk_reg__enter(): commit when err is LK_OK,
+ * else roll back. Returns err, or the commit's failure. */
+lk_err lk_reg__leave(lk_registry *reg, lk_err err, int tx, char *why, size_t why_size);
+/* Append to the change feed in the current write transaction. */
+lk_err lk_reg__append_change(lk_registry *reg, lk_reg_change_kind kind, uint64_t num_id,
+                             char *why, size_t why_size);
+/* The end of a write that changes who may connect: append (kind, num_id)
+ * to the change feed if err is LK_OK, then lk_reg__leave. */
+lk_err lk_reg__leave_changed(lk_registry *reg, lk_err err, lk_reg_change_kind kind,
+                             uint64_t num_id, char *why, size_t why_size);
+/* Look up (inside a transaction): LK_ERR_REG_NOT_FOUND with why. */
+lk_err lk_reg__find_registry(lk_registry *reg, const lk_reg_name *name, int64_t *rid,
+                             char *why, size_t why_size);
+lk_err lk_reg__find_device(lk_registry *reg, const lk_reg_name *name, int64_t rid,
+                           const char *id, uint64_t *num_id, int64_t *config_version,
+                           char *why, size_t why_size);
+/* Registry and device in one go (inside a transaction). */
+lk_err lk_reg__find_both(lk_registry *reg, const lk_reg_name *name, const char *id,
+                         int64_t *rid, uint64_t *num_id, int64_t *config_version, char *why,
+                         size_t why_size);
+/* Check name, enter a transaction of kind tx and find the registry in it.
+ * On failure the transaction is already left (rolled back). */
+lk_err lk_reg__enter_registry(lk_registry *reg, int tx, const lk_reg_name *name, int64_t *rid,
+                              char *why, size_t why_size);
+/* Check name and device id, enter a transaction of kind tx and find the
+ * device in it. On failure the transaction is already left (rolled back). */
+lk_err lk_reg__enter_device(lk_registry *reg, int tx, const lk_reg_name *name,
+                            const char *id, int64_t *rid, uint64_t *num_id, char *why,
+                            size_t why_size);
+/* The registry's CA certificates, parsed. */
+lk_err lk_reg__load_cas(lk_registry *reg, int64_t rid, lk_reg_cas **out, char *why,
+                        size_t why_size);
+/* Forget an open import (its transaction is already ended). */
+void lk_reg__import_end(lk_registry *reg);
+
+/* ---- what the import shares with registries.c and devices.c ---- */
+
+/* Everything about a registry spec that needs no database: states, log
+ * level, notification JSON, and each CA certificate (as add_cert: the CA
+ * rules at now, no two alike, at most LK_REGISTRY_CERTS_MAX). */
+lk_err lk_reg__check_registry_spec(lk_registry *reg, const lk_reg_registry_spec *spec,
+                                   char *why, size_t why_size);
+/* Create the registry of a checked spec inside the current write
+ * transaction: LK_ERR_REG_EXISTS first. */
+lk_err lk_reg__insert_registry(lk_registry *reg, const lk_reg_name *name,
+                               const lk_reg_registry_spec *spec, char *why, size_t why_size);
+/* Everything about a new device's spec that needs no database. */
+lk_err lk_reg__check_create_spec(const lk_reg_device_spec *spec, char *why, size_t why_size);
+/* Create a device of a checked spec inside the current write transaction
+ * (name NULL: the open import's registry). */
+lk_err lk_reg__insert_device(lk_registry *reg, const lk_reg_name *name, int64_t rid,
+                             const lk_reg_cas *cas, const lk_reg_device_spec *spec,
+                             uint64_t *num_id, char *why, size_t why_size);
+
+#endif

@@ -1,0 +1,444 @@
+/*
+ * registries.c — registries and their CA certificates (lk_registry.h): the
+ * rules for notification JSON, states, log levels and CA certificates, and
+ * the transactions that create, read, update and delete them.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <openssl/crypto.h> /* OPENSSL_free, for the DER certs.c returns */
+
+#include "facade.h"
+
+#define NOTIFICATION_JSON_MAX (64u * 1024u)
+#define EVENT_NOTIFICATIONS_MAX 10u
+
+static lk_err check_json(const char *what, const char *text, int array, char *why,
+                         size_t why_size)
+{
+    json_t *j, *item;
+    json_error_t jerr;
+    size_t i, len = strlen(text), n;
+    lk_err err = LK_OK;
+
+    if (len > NOTIFICATION_JSON_MAX)
+        return failf(why, why_size, LK_ERR_REG_LIMIT, "%s is %zu bytes; the limit is %u", what,
+                     len, NOTIFICATION_JSON_MAX);
+    j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (j == NULL)
+        return failf(why, why_size, LK_ERR_REG_INVALID,
+                     "%s is not valid JSON (line %d, column %d)", what, jerr.line, jerr.column);
+    if (array && (!json_is_array(j) || json_array_size(j) > EVENT_NOTIFICATIONS_MAX)) {
+        err = failf(why, why_size, LK_ERR_REG_INVALID,
+                    "%s must be a JSON array of at most %u objects", what,
+                    EVENT_NOTIFICATIONS_MAX);
+        goto exit;
+    }
+    if (!array && !json_is_object(j)) {
+        err = failf(why, why_size, LK_ERR_REG_INVALID, "%s must be a JSON object", what);
+        goto exit;
+    }
+    n = array ? json_array_size(j) : 1;
+    for (i = 0; i < n; i++) {
+        const char *key;
+        json_t *v;
+        item = array ? json_array_get(j, i) : j;
+        if (!json_is_object(item)) {
+            err = failf(why, why_size, LK_ERR_REG_INVALID,
+                        "%s[%zu] must be a JSON object", what, i);
+            goto exit;
+        }
+        json_object_foreach(item, key, v) {
+            int known = strcmp(key, "pubsubTopicName") == 0 ||
+                        (array && strcmp(key, "subfolderMatches") == 0);
+            char b[80];
+            if (!known) {
+                err = failf(why, why_size, LK_ERR_REG_INVALID,
+                            "%s has member '%s'; allowed: pubsubTopicName%s", what,
+                            lk_reg__shown(key, b, sizeof b), array ? ", subfolderMatches" : "");
+                goto exit;
+            }
+            if (!json_is_string(v)) {
+                err = failf(why, why_size, LK_ERR_REG_INVALID, "%s: %s must be a string", what,
+                            key);
+                goto exit;
+            }
+        }
+    }
+exit:
+    json_decref(j);
+    return err;
+}
+
+/* Both notification texts (NULL or "": none). */
+static lk_err check_notifications(const char *event, const char *state, char *why,
+                                  size_t why_size)
+{
+    lk_err err = LK_OK;
+    if (event != NULL && event[0] != '\0')
+        err = check_json("eventNotificationConfigs", event, 1, why, why_size);
+    if (err == LK_OK && state != NULL && state[0] != '\0')
+        err = check_json("stateNotificationConfig", state, 0, why, why_size);
+    return err;
+}
+
+/* *field = a copy of text ("": none); NULL text leaves it as it is. */
+static lk_err set_json(char **field, const char *text)
+{
+    if (text == NULL)
+        return LK_OK;
+    free(*field);
+    *field = text[0] != '\0' ? strdup(text) : NULL;
+    return text[0] != '\0' && *field == NULL ? LK_ERR_NOMEM : LK_OK;
+}
+
+/* Everything about a registry spec that needs no database: states, log
+ * level, notification JSON, and each CA certificate (as add_cert: the CA
+ * rules at now, no two alike, at most LK_REGISTRY_CERTS_MAX). */
+lk_err lk_reg__check_registry_spec(lk_registry *reg, const lk_reg_registry_spec *spec, char *why,
+                                   size_t why_size)
+{
+    unsigned char *der[LK_REGISTRY_CERTS_MAX];
+    size_t dl[LK_REGISTRY_CERTS_MAX];
+    unsigned i, j, n = 0;
+    lk_err err;
+
+    if (spec == NULL)
+        return failf(why, why_size, LK_ERR_ARG, "no registry given");
+    if ((err = lk_reg__check_state("mqtt", spec->mqtt, why, why_size)) != LK_OK ||
+        (err = lk_reg__check_state("http", spec->http, why, why_size)) != LK_OK ||
+        (err = lk_reg__check_log_level("registry", spec->log_level, why, why_size)) != LK_OK)
+        return err;
+    if ((err = check_notifications(spec->event_notification_json,
+                                   spec->state_notification_json, why, why_size)) != LK_OK)
+        return err;
+    if (spec->ncas > LK_REGISTRY_CERTS_MAX)
+        return failf(why, why_size, LK_ERR_REG_LIMIT,
+                     "%u CA certificates given; a registry has at most %u", spec->ncas,
+                     LK_REGISTRY_CERTS_MAX);
+    if (spec->ncas > 0 && (spec->ca_pems == NULL || spec->ca_lens == NULL))
+        return failf(why, why_size, LK_ERR_ARG, "CA certificate count %u without certificates",
+                     spec->ncas);
+    for (i = 0; i < spec->ncas && err == LK_OK; i++) {
+        char w[400] = "";
+        err = spec->ca_pems[i] == NULL
+                  ? LK_ERR_ARG
+                  : lk_reg__ca_check(spec->ca_pems[i], spec->ca_lens[i], lk_reg__now(reg), &der[n],
+                                     &dl[n], w, sizeof w);
+        if (err != LK_OK) {
+            (void)failf(why, why_size, err, "CA certificate %u: %s", i,
+                        w[0] != '\0' ? w : "missing");
+            break;
+        }
+        n++;
+        for (j = 0; j + 1 < n; j++)
+            if (dl[j] == dl[n - 1] && memcmp(der[j], der[n - 1], dl[j]) == 0) {
+                err = failf(why, why_size, LK_ERR_REG_INVALID,
+                            "CA certificates %u and %u are the same certificate", j, i);
+                break;
+            }
+    }
+    for (j = 0; j < n; j++)
+        OPENSSL_free(der[j]);
+    return err;
+}
+
+/* Create the registry of a checked spec inside the current write
+ * transaction: LK_ERR_REG_EXISTS first. */
+lk_err lk_reg__insert_registry(lk_registry *reg, const lk_reg_name *name,
+                               const lk_reg_registry_spec *spec, char *why, size_t why_size)
+{
+    lk_reg_registry r;
+    int64_t rid;
+    char p[400];
+    unsigned i;
+    lk_err err = reg->ops->registry_find(reg->be, name, &rid);
+
+    if (err == LK_OK)
+        return failf(why, why_size, LK_ERR_REG_EXISTS, "%s already exists",
+                     lk_reg__path(name, p, sizeof p));
+    if (err != LK_ERR_REG_NOT_FOUND)
+        return lk_reg__be_fail(reg, err, why, why_size);
+    memset(&r, 0, sizeof r);
+    r.project = (char *)name->project;
+    r.location = (char *)name->location;
+    r.id = (char *)name->registry;
+    r.mqtt = spec->mqtt == LK_REG_STATE_UNSPECIFIED ? LK_REG_STATE_ENABLED : spec->mqtt;
+    r.http = spec->http == LK_REG_STATE_UNSPECIFIED ? LK_REG_STATE_ENABLED : spec->http;
+    if (spec->event_notification_json != NULL && spec->event_notification_json[0] != '\0')
+        r.event_notification_json = (char *)spec->event_notification_json;
+    if (spec->state_notification_json != NULL && spec->state_notification_json[0] != '\0')
+        r.state_notification_json = (char *)spec->state_notification_json;
+    r.log_level = spec->log_level;
+    r.created = lk_reg__now(reg);
+    err = reg->ops->registry_insert(reg->be, &r, &rid);
+    if (err == LK_ERR_REG_EXISTS)
+        return failf(why, why_size, err, "%s already exists", lk_reg__path(name, p, sizeof p));
+    for (i = 0; err == LK_OK && i < spec->ncas; i++)
+        err = reg->ops->cert_insert(reg->be, rid, spec->ca_pems[i], spec->ca_lens[i]);
+    return err != LK_OK ? lk_reg__be_fail(reg, err, why, why_size) : LK_OK;
+}
+
+lk_err lk_registry_create_registry_full(lk_registry *reg, const lk_reg_name *name,
+                                        const lk_reg_registry_spec *spec, char *why,
+                                        size_t why_size)
+{
+    lk_err err;
+    if (reg == NULL)
+        return LK_ERR_ARG;
+    if ((err = lk_reg__check_name(name, why, why_size)) != LK_OK ||
+        (err = lk_reg__check_registry_spec(reg, spec, why, why_size)) != LK_OK ||
+        (err = lk_reg__enter(reg, TX_WRITE, why, why_size)) != LK_OK)
+        return err;
+    err = lk_reg__insert_registry(reg, name, spec, why, why_size);
+    return lk_reg__leave(reg, err, TX_WRITE, why, why_size);
+}
+
+lk_err lk_registry_create_registry(lk_registry *reg, const lk_reg_name *name, lk_reg_state mqtt,
+                                   lk_reg_state http, char *why, size_t why_size)
+{
+    lk_reg_registry_spec spec;
+    memset(&spec, 0, sizeof spec);
+    spec.mqtt = mqtt;
+    spec.http = http;
+    return lk_registry_create_registry_full(reg, name, &spec, why, why_size);
+}
+
+lk_err lk_registry_get_registry(lk_registry *reg, const lk_reg_name *name, lk_reg_registry *out,
+                                char *why, size_t why_size)
+{
+    int64_t rid;
+    lk_err err;
+
+    if (out == NULL)
+        return failf(why, why_size, LK_ERR_ARG, "no output given");
+    memset(out, 0, sizeof *out);
+    if ((err = lk_reg__enter_registry(reg, TX_READ, name, &rid, why, why_size)) != LK_OK)
+        return err;
+    if ((err = reg->ops->registry_get(reg->be, rid, out)) != LK_OK)
+        err = lk_reg__be_fail(reg, err, why, why_size);
+    err = lk_reg__leave(reg, err, TX_READ, why, why_size);
+    if (err != LK_OK)
+        lk_reg_registry_free(out);
+    return err;
+}
+
+lk_err lk_registry_list_registries(lk_registry *reg, const char *project, const char *location,
+                                   int (*cb)(void *arg, const lk_reg_registry *r), void *arg,
+                                   char *why, size_t why_size)
+{
+    lk_err err;
+
+    if (cb == NULL)
+        return failf(why, why_size, LK_ERR_ARG, "no callback given");
+    if ((err = lk_reg__check_place(project, location, why, why_size)) != LK_OK ||
+        (err = lk_reg__enter(reg, TX_READ, why, why_size)) != LK_OK)
+        return err;
+    err = reg->ops->registry_list(reg->be, project, location, cb, arg);
+    if (err != LK_OK)
+        err = lk_reg__be_fail(reg, err, why, why_size);
+    return lk_reg__leave(reg, err, TX_READ, why, why_size);
+}
+
+lk_err lk_registry_update_registry(lk_registry *reg, const lk_reg_name *name, lk_reg_state mqtt,
+                                   lk_reg_state http, const char *event_notification_json,
+                                   const char *state_notification_json, char *why,
+                                   size_t why_size)
+{
+    lk_reg_registry r;
+    int64_t rid;
+    lk_err err;
+
+    if ((err = lk_reg__check_name(name, why, why_size)) != LK_OK ||
+        (err = lk_reg__check_state("mqtt", mqtt, why, why_size)) != LK_OK ||
+        (err = lk_reg__check_state("http", http, why, why_size)) != LK_OK ||
+        (err = check_notifications(event_notification_json, state_notification_json, why,
+                                   why_size)) != LK_OK ||
+        (err = lk_reg__enter(reg, TX_WRITE, why, why_size)) != LK_OK)
+        return err;
+    memset(&r, 0, sizeof r);
+    err = lk_reg__find_registry(reg, name, &rid, why, why_size);
+    if (err == LK_OK && (err = reg->ops->registry_get(reg->be, rid, &r)) != LK_OK)
+        err = lk_reg__be_fail(reg, err, why, why_size);
+    if (err == LK_OK) {
+        if (mqtt != LK_REG_STATE_UNSPECIFIED)
+            r.mqtt = mqtt;
+        if (http != LK_REG_STATE_UNSPECIFIED)
+            r.http = http;
+        if (set_json(&r.event_notification_json, event_notification_json) != LK_OK ||
+            set_json(&r.state_notification_json, state_notification_json) != LK_OK)
+            err = failf(why, why_size, LK_ERR_NOMEM, "out of memory");
+    }
+    if (err == LK_OK && (err = reg->ops->registry_update(reg->be, rid, &r)) != LK_OK)
+        err = lk_reg__be_fail(reg, err, why, why_size);
+    lk_reg_registry_free(&r);
+    return lk_reg__leave_changed(reg, err, LK_CHANGE_REGISTRY, 0, why, why_size);
+}
+
+lk_err lk_registry_delete_registry(lk_registry *reg, const lk_reg_name *name, char *why,
+                                   size_t why_size)
+{
+    lk_reg_registry r;
+    int64_t rid;
+    char p[400];
+    lk_err err;
+
+    memset(&r, 0, sizeof r);
+    if ((err = lk_reg__enter_registry(reg, TX_WRITE, name, &rid, why, why_size)) != LK_OK)
+        return err;
+    if ((err = reg->ops->registry_get(reg->be, rid, &r)) != LK_OK)
+        err = lk_reg__be_fail(reg, err, why, why_size);
+    if (err == LK_OK && r.ndevices > 0)
+        err = failf(why, why_size, LK_ERR_REG_NOT_EMPTY,
+                    "%s still has %llu device%s; delete them first (a registry must be empty "
+                    "to be deleted)", lk_reg__path(name, p, sizeof p),
+                    (unsigned long long)r.ndevices, r.ndevices == 1 ? "" : "s");
+    if (err == LK_OK && (err = reg->ops->registry_delete(reg->be, rid)) != LK_OK)
+        err = lk_reg__be_fail(reg, err, why, why_size);
+    lk_reg_registry_free(&r);
+    return lk_reg__leave_changed(reg, err, LK_CHANGE_REGISTRY, 0, why, why_size);
+}
+
+/* ------------------------------------------------------------------ */
+/* Registry CA certificates                                            */
+
+struct dup_scan {
+    const unsigned char *der;
+    size_t der_len;
+    unsigned count;
+    int dup;          /* index + 1 of an identical certificate */
+    lk_err err;
+};
+
+static int dup_scan_cb(void *arg, unsigned index, const char *pem, size_t len)
+{
+    struct dup_scan *ds = arg;
+    unsigned char *der = NULL;
+    size_t dl = 0;
+    ds->count = index + 1;
+    ds->err = lk_reg__cert_der(pem, len, &der, &dl);
+    if (ds->err != LK_OK)
+        return 1;
+    if (dl == ds->der_len && memcmp(der, ds->der, dl) == 0 && ds->dup == 0)
+        ds->dup = (int)index + 1;
+    OPENSSL_free(der);
+    return 0;
+}
+
+lk_err lk_registry_add_cert(lk_registry *reg, const lk_reg_name *name, const char *pem,
+                            size_t pem_len, unsigned *index, char *why, size_t why_size)
+{
+    struct dup_scan ds;
+    unsigned char *der = NULL;
+    size_t dl = 0;
+    int64_t rid;
+    char p[400];
+    lk_err err;
+
+    if (index != NULL)
+        *index = 0;
+    if ((err = lk_reg__check_name(name, why, why_size)) != LK_OK)
+        return err;
+    if (reg == NULL)
+        return LK_ERR_ARG;
+    if ((err = lk_reg__ca_check(pem, pem_len, lk_reg__now(reg), &der, &dl, why, why_size)) != LK_OK)
+        return err;
+    if ((err = lk_reg__enter(reg, TX_WRITE, why, why_size)) != LK_OK) {
+        OPENSSL_free(der);
+        return err;
+    }
+    memset(&ds, 0, sizeof ds);
+    ds.der = der;
+    ds.der_len = dl;
+    err = lk_reg__find_registry(reg, name, &rid, why, why_size);
+    if (err == LK_OK && (err = reg->ops->cert_list(reg->be, rid, dup_scan_cb, &ds)) != LK_OK)
+        err = lk_reg__be_fail(reg, err, why, why_size);
+    if (err == LK_OK && ds.err != LK_OK)
+        err = failf(why, why_size, ds.err, "a stored registry CA certificate cannot be read");
+    if (err == LK_OK && ds.dup != 0)
+        err = failf(why, why_size, LK_ERR_REG_EXISTS,
+                    "this certificate is already registry CA certificate %d of %s", ds.dup - 1,
+                    lk_reg__path(name, p, sizeof p));
+    if (err == LK_OK && ds.count >= LK_REGISTRY_CERTS_MAX)
+        err = failf(why, why_size, LK_ERR_REG_LIMIT,
+                    "%s already has %u CA certificates; a registry has at most %u",
+                    lk_reg__path(name, p, sizeof p), ds.count, LK_REGISTRY_CERTS_MAX);
+    if (err == LK_OK && (err = reg->ops->cert_insert(reg->be, rid, pem, pem_len)) != LK_OK)
+        err = lk_reg__be_fail(reg, err, why, why_size);
+    OPENSSL_free(der);
+    err = lk_reg__leave(reg, err, TX_WRITE, why, why_size);
+    if (err == LK_OK && index != NULL)
+        *index = ds.count;
+    return err;
+}
+
+struct cert_list_ctx {
+    int (*cb)(void *arg, const lk_reg_cert *c);
+    void *arg;
+    lk_err err;
+};
+
+static int cert_list_cb(void *arg, unsigned index, const char *pem, size_t len)
+{
+    struct cert_list_ctx *ctx = arg;
+    lk_reg_cert c;
+    int stop;
+    memset(&c, 0, sizeof c);
+    c.index = index;
+    ctx->err = lk_reg__cert_details(pem, len, &c);
+    if (ctx->err != LK_OK) {
+        lk_reg_cert_free(&c);
+        return 1;
+    }
+    stop = ctx->cb(ctx->arg, &c);
+    lk_reg_cert_free(&c);
+    return stop;
+}
+
+lk_err lk_registry_list_certs(lk_registry *reg, const lk_reg_name *name,
+                              int (*cb)(void *arg, const lk_reg_cert *c), void *arg, char *why,
+                              size_t why_size)
+{
+    struct cert_list_ctx ctx = {cb, arg, LK_OK};
+    int64_t rid;
+    lk_err err;
+
+    if (cb == NULL)
+        return failf(why, why_size, LK_ERR_ARG, "no callback given");
+    if ((err = lk_reg__enter_registry(reg, TX_READ, name, &rid, why, why_size)) != LK_OK)
+        return err;
+    if ((err = reg->ops->cert_list(reg->be, rid, cert_list_cb, &ctx)) != LK_OK)
+        err = lk_reg__be_fail(reg, err, why, why_size);
+    if (err == LK_OK && ctx.err != LK_OK)
+        err = failf(why, why_size, ctx.err, "a stored registry CA certificate cannot be read");
+    return lk_reg__leave(reg, err, TX_READ, why, why_size);
+}
+
+lk_err lk_registry_delete_cert(lk_registry *reg, const lk_reg_name *name, unsigned index,
+                               char *why, size_t why_size)
+{
+    int64_t rid;
+    char p[400];
+    lk_err err;
+
+    if ((err = lk_reg__enter_registry(reg, TX_WRITE, name, &rid, why, why_size)) != LK_OK)
+        return err;
+    if (err == LK_OK) {
+        err = reg->ops->cert_delete(reg->be, rid, index);
+        if (err == LK_ERR_REG_NOT_FOUND) {
+            lk_reg_registry r;
+            unsigned n = 0;
+            if (reg->ops->registry_get(reg->be, rid, &r) == LK_OK) {
+                n = r.ncerts;
+                lk_reg_registry_free(&r);
+            }
+            err = failf(why, why_size, err,
+                        "%s has no CA certificate %u (it has %u, numbered from 0)",
+                        lk_reg__path(name, p, sizeof p), index, n);
+        } else if (err != LK_OK) {
+            err = lk_reg__be_fail(reg, err, why, why_size);
+        }
+    }
+    return lk_reg__leave(reg, err, TX_WRITE, why, why_size);
+}

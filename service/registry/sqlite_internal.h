@@ -1,0 +1,215 @@
+/*
+ * sqlite_internal.h — what the files of the SQLite backend share: the
+ * statements, the connection handle, the statement helpers, and each
+ * operation of backend.h (lk_sq__NAME implements the op NAME; sqlite.c puts
+ * them in the table). Internal: the facade never includes it.
+ */
+#ifndef LK_REGISTRY_SQLITE_INTERNAL_H
+#define LK_REGISTRY_SQLITE_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#include "backend.h"
+#include "internal.h"
+
+/* The statements (their SQL: sqlite_db.c). */
+enum {
+    S_BEGIN_W, S_BEGIN_R, S_COMMIT, S_ROLLBACK, S_SAVEPOINT, S_RELEASE, S_ROLLBACK_TO,
+    S_DATA_VERSION,
+    S_REG_FIND, S_REG_GET, S_REG_LIST, S_REG_INSERT, S_REG_UPDATE, S_REG_DELETE,
+    S_CERT_LIST, S_CERT_INSERT, S_CERT_DELETE,
+    S_DEV_FIND, S_DEV_GET, S_DEV_LIST, S_DEV_INSERT, S_DEV_BLOCK, S_DEV_DELETE, S_DEV_NUM,
+    S_CREDS_GET, S_CREDS_DEL, S_CRED_INS, S_META_GET, S_META_DEL, S_META_INS,
+    S_CFG_INS, S_CFG_SETVER, S_CFG_PRUNE, S_CFG_LIST,
+    S_STATE_TOUCH, S_STATE_INS, S_STATE_PRUNE, S_STATE_LIST,
+    S_ACTIVITY, S_AUTH,
+    S_CHG_INS, S_CHG_LIST, S_CHG_BOUNDS, S_CHG_PRUNE,
+    S_DEV_BLOCKED, S_CMD_INS, S_CMD_STATUS, S_CMD_PENDING, S_CMD_DECIDE, S_CMD_PRUNE_DECIDED,
+    S_CMD_PRUNE_PENDING,
+    S_BE_INS, S_BE_DEL, S_BE_LIST, S_BE_LOOKUP,
+    S__N
+};
+
+struct lk_reg_be {
+    sqlite3 *db;
+    sqlite3_stmt *st[S__N];
+    char err[256];
+};
+
+/* ---- statements, errors, binding (sqlite_db.c) ---- */
+
+lk_err lk_sq__map_rc(int rc);
+/* Record the connection's message for rc and map it. */
+lk_err lk_sq__fail(lk_reg_be *be, int rc);
+sqlite3_stmt *lk_sq__st(lk_reg_be *be, int i);
+/* A statement failed at rc (bind or step): record, reset, map. */
+lk_err lk_sq__st_fail(lk_reg_be *be, sqlite3_stmt *s, int rc);
+lk_err lk_sq__no_stmt(lk_reg_be *be);
+int lk_sq__bind_text(sqlite3_stmt *s, int i, const char *t);
+/* *s = the statement which, its ?1, ?2, ?3 bound to a registry's project,
+ * location and id (the statements that find one by name): LK_OK, or the
+ * failure. */
+lk_err lk_sq__place(lk_reg_be *be, int which, const char *project, const char *location,
+                    const char *registry, sqlite3_stmt **s);
+/* An empty blob, not NULL, when n is 0. */
+int lk_sq__bind_blob(sqlite3_stmt *s, int i, const void *p, size_t n);
+/* Step a statement that returns no rows; reset it. */
+lk_err lk_sq__run(lk_reg_be *be, sqlite3_stmt *s);
+/* lk_sq__run() a statement whose binding ended at rc (st_fail if that failed). */
+lk_err lk_sq__run_bound(lk_reg_be *be, sqlite3_stmt *s, int rc);
+/* lk_sq__run_bound(), then LK_ERR_REG_NOT_FOUND if no row changed. */
+lk_err lk_sq__run_bound_found(lk_reg_be *be, sqlite3_stmt *s, int rc);
+/* Step a statement whose binding ended at rc to its first row: LK_OK with
+ * the row current (the caller reads it and resets), LK_ERR_REG_NOT_FOUND
+ * (reset) when there is none, else st_fail. */
+lk_err lk_sq__step_row(lk_reg_be *be, sqlite3_stmt *s, int rc);
+/* End a row loop that stopped at step result rc: st_fail unless it ran
+ * out (DONE) or the caller stopped early (ROW); else reset. */
+lk_err lk_sq__rows_end(lk_reg_be *be, sqlite3_stmt *s, int rc);
+char *lk_sq__col_strdup(sqlite3_stmt *s, int i);
+/* A blob column, always allocated (len + 1 bytes, NUL-terminated). */
+uint8_t *lk_sq__col_blob(sqlite3_stmt *s, int i, size_t *len);
+/* Run a whole script (open-time only: pragmas and migrations). */
+lk_err lk_sq__exec(lk_reg_be *be, const char *sql);
+/* A one-row, one-column query (open-time only). *text gets a malloc'd copy
+ * when not NULL, otherwise *v the integer. */
+lk_err lk_sq__query1(lk_reg_be *be, const char *sql, int64_t *v, char **text);
+/* The one row of the statement which (no parameters): its first integer
+ * column into *a and, if b is not NULL, its second into *b. */
+lk_err lk_sq__ints(lk_reg_be *be, int which, int64_t *a, int64_t *b);
+/* *s = the statement which, its ?1 bound to v (most statements are keyed
+ * by one id): LK_OK, or the failure. */
+lk_err lk_sq__bind1(lk_reg_be *be, int which, int64_t v, sqlite3_stmt **s);
+/* lk_sq__bind1, then lk_sq__step_row: LK_OK with the first row current,
+ * LK_ERR_REG_NOT_FOUND when there is none, or the failure. */
+lk_err lk_sq__row1(lk_reg_be *be, int which, int64_t v, sqlite3_stmt **s);
+/* Run a statement whose parameters ?1..?n are the integers v[0..n):
+ * LK_ERR_REG_NOT_FOUND when found is set and no row changed. */
+lk_err lk_sq__run_ints(lk_reg_be *be, int which, int found, size_t n, const int64_t *v);
+
+/* Bind while every bind so far succeeded (rc is the caller's). */
+#define BIND(call)                                                                           \
+    do {                                                                                     \
+        if (rc == SQLITE_OK)                                                                 \
+            rc = (call);                                                                     \
+    } while (0)
+
+/* s = the prepared statement i, or return the failure. */
+#define PREP(s, i)                                                                           \
+    do {                                                                                     \
+        (s) = lk_sq__st(be, (i));                                                            \
+        if ((s) == NULL)                                                                     \
+            return lk_sq__no_stmt(be);                                                       \
+    } while (0)
+
+/* lk_sq__run_ints with the integers as arguments. */
+#define RUN_INTS(which, found, ...)                                                          \
+    lk_sq__run_ints(be, (which), (found), sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t), \
+                    (int64_t[]){__VA_ARGS__})
+
+/* ---- sqlite_db.c: connection and transactions ---- */
+
+void lk_sq__close(lk_reg_be *be);
+void lk_sq__set_busy_timeout(lk_reg_be *be, unsigned ms);
+const char *lk_sq__last_error(lk_reg_be *be);
+lk_err lk_sq__begin(lk_reg_be *be, int write);
+void lk_sq__rollback(lk_reg_be *be);
+lk_err lk_sq__commit(lk_reg_be *be);
+lk_err lk_sq__savepoint(lk_reg_be *be);
+lk_err lk_sq__release(lk_reg_be *be);
+lk_err lk_sq__rollback_to(lk_reg_be *be);
+int lk_sq__in_transaction(lk_reg_be *be);
+lk_err lk_sq__data_version(lk_reg_be *be, uint64_t *v);
+lk_err lk_sq__check(lk_reg_be *be);
+
+/* ---- sqlite_open.c ---- */
+
+lk_err lk_sq__open(const char *path, unsigned flags, lk_reg_be **out, char *why,
+                   size_t why_size);
+
+/* ---- sqlite_registries.c ---- */
+
+lk_err lk_sq__registry_find(lk_reg_be *be, const lk_reg_name *name, int64_t *rid);
+lk_err lk_sq__registry_get(lk_reg_be *be, int64_t rid, lk_reg_registry *out);
+lk_err lk_sq__registry_list(lk_reg_be *be, const char *project, const char *location,
+                            int (*cb)(void *arg, const lk_reg_registry *r), void *arg);
+lk_err lk_sq__registry_insert(lk_reg_be *be, const lk_reg_registry *r, int64_t *rid);
+lk_err lk_sq__registry_update(lk_reg_be *be, int64_t rid, const lk_reg_registry *r);
+lk_err lk_sq__registry_delete(lk_reg_be *be, int64_t rid);
+lk_err lk_sq__cert_list(lk_reg_be *be, int64_t rid,
+                        int (*cb)(void *arg, unsigned index, const char *pem, size_t len),
+                        void *arg);
+lk_err lk_sq__cert_insert(lk_reg_be *be, int64_t rid, const char *pem, size_t len);
+lk_err lk_sq__cert_delete(lk_reg_be *be, int64_t rid, unsigned index);
+
+/* ---- sqlite_devices.c ---- */
+
+lk_err lk_sq__device_find(lk_reg_be *be, int64_t rid, const char *id, uint64_t *num_id,
+                          int64_t *config_version);
+/* Read the credential in columns col..col + 2 (format, pem, expires) of
+ * s's current row into out[*n] and count it: the one reader of credential
+ * rows (a device's credentials, the broker's lookup). LK_ERR_REG_STORAGE
+ * past LK_DEVICE_CREDENTIALS_MAX, LK_ERR_NOMEM. */
+lk_err lk_sq__read_cred(lk_reg_be *be, sqlite3_stmt *s, int col,
+                        lk_reg_credential out[LK_DEVICE_CREDENTIALS_MAX], unsigned *n);
+lk_err lk_sq__creds_get(lk_reg_be *be, uint64_t num_id,
+                        lk_reg_credential out[LK_DEVICE_CREDENTIALS_MAX], unsigned *n);
+lk_err lk_sq__device_get(lk_reg_be *be, uint64_t num_id, lk_reg_device *d);
+lk_err lk_sq__device_list(lk_reg_be *be, int64_t rid, int (*cb)(void *arg, uint64_t num_id),
+                          void *arg);
+lk_err lk_sq__device_insert(lk_reg_be *be, int64_t rid, const lk_reg_device_spec *spec,
+                            int64_t created, uint64_t *num_id);
+lk_err lk_sq__device_num_taken(lk_reg_be *be, uint64_t num_id, int *taken);
+lk_err lk_sq__device_set_blocked(lk_reg_be *be, uint64_t num_id, int blocked);
+lk_err lk_sq__device_delete(lk_reg_be *be, uint64_t num_id);
+lk_err lk_sq__creds_set(lk_reg_be *be, uint64_t num_id, const lk_reg_credential *c,
+                        unsigned n);
+lk_err lk_sq__metadata_set(lk_reg_be *be, uint64_t num_id, const lk_reg_metadata *m,
+                           unsigned n);
+
+/* ---- sqlite_configs.c ---- */
+
+lk_err lk_sq__config_add(lk_reg_be *be, uint64_t num_id, const lk_reg_config *c,
+                         unsigned keep);
+lk_err lk_sq__config_list(lk_reg_be *be, uint64_t num_id, unsigned max,
+                          int (*cb)(void *arg, const lk_reg_config *c), void *arg);
+lk_err lk_sq__state_add(lk_reg_be *be, uint64_t num_id, const lk_reg_state_entry *e,
+                        unsigned keep);
+lk_err lk_sq__state_list(lk_reg_be *be, uint64_t num_id, unsigned max,
+                         int (*cb)(void *arg, const lk_reg_state_entry *e), void *arg);
+
+/* ---- sqlite_feed.c ---- */
+
+lk_err lk_sq__activity(lk_reg_be *be, const lk_reg_activity *a);
+lk_err lk_sq__auth_lookup(lk_reg_be *be, const lk_reg_name *name, const char *id,
+                          lk_reg_auth *out);
+lk_err lk_sq__change_append(lk_reg_be *be, lk_reg_change_kind kind, uint64_t num_id, int64_t t);
+lk_err lk_sq__change_list(lk_reg_be *be, int64_t after,
+                          int (*cb)(void *arg, const lk_reg_change *c), void *arg);
+lk_err lk_sq__change_bounds(lk_reg_be *be, int64_t *oldest, int64_t *newest);
+lk_err lk_sq__change_prune(lk_reg_be *be, int64_t keep);
+
+/* ---- sqlite_commands.c ---- */
+
+lk_err lk_sq__device_blocked(lk_reg_be *be, uint64_t num_id, int *blocked);
+lk_err lk_sq__command_insert(lk_reg_be *be, uint64_t num_id, const char *subfolder,
+                             const uint8_t *data, size_t len, int64_t created, int64_t *id);
+lk_err lk_sq__command_status(lk_reg_be *be, int64_t id, lk_reg_command_status *status,
+                             int64_t *decided);
+lk_err lk_sq__command_pending(lk_reg_be *be, int (*cb)(void *arg, const lk_reg_command *c),
+                              void *arg);
+lk_err lk_sq__command_decide(lk_reg_be *be, int64_t id, lk_reg_command_status status,
+                             int64_t t, int *won);
+lk_err lk_sq__command_prune(lk_reg_be *be, int64_t decided_before, int64_t created_before);
+lk_err lk_sq__backend_insert(lk_reg_be *be, const char *name, const char *project,
+                             const uint8_t secret_sha256[32], int64_t created);
+lk_err lk_sq__backend_delete(lk_reg_be *be, const char *name);
+lk_err lk_sq__backend_list(lk_reg_be *be, const char *project,
+                           int (*cb)(void *arg, const lk_reg_backend *b), void *arg);
+lk_err lk_sq__backend_lookup(lk_reg_be *be, const char *name, char *project,
+                             size_t project_size, uint8_t secret_sha256[32]);
+
+#endif
