@@ -74,23 +74,44 @@ def name(obj):
     return os.path.basename(obj).removesuffix(".o").removesuffix(".c")
 
 
+def live(obj):
+    """An object whose source still exists (its depfile names the source first)."""
+    try:
+        with open(obj + ".d") as f:
+            words = f.read(4096).replace("\\\n", " ").split()
+    except OSError:
+        return True
+    return len(words) < 2 or os.path.exists(words[1])
+
+
 def main():
     src, build = sys.argv[1], sys.argv[2]
     problems = []
-    for dirpath, dirnames, _ in os.walk(build):
-        for d in dirnames:
-            if not d.endswith(".dir") or not dirpath.endswith("CMakeFiles"):
-                continue
-            rel = os.path.relpath(os.path.join(dirpath, d), build)
-            if rel.startswith(("tests", "bench")) or "test" in d or "bench" in d or "fuzz" in d:
-                continue
-            objs = []
-            for p, _, files in os.walk(os.path.join(dirpath, d)):
-                objs += [os.path.join(p, f) for f in files if f.endswith(".c.o")]
-            for comp, edges in cycles(sorted(objs)):
-                names = sorted(name(o) for o in comp)
-                arrows = [f"{name(a)} -> {name(b)}" for a in comp for b in edges[a] if b in comp]
-                problems.append(f"import circle in {d[:-4]}: {', '.join(names)} ({'; '.join(arrows)})")
+    # The targets of this configuration (an incremental build keeps the
+    # directories of targets and sources that no longer exist).
+    with open(os.path.join(build, "CMakeFiles", "TargetDirectories.txt")) as f:
+        targets = [line.strip() for line in f if line.strip().endswith(".dir")]
+    for tdir in targets:
+        d = os.path.basename(tdir)
+        rel = os.path.relpath(tdir, build)
+        if rel.startswith(("tests", "bench")) or "test" in d or "bench" in d or "fuzz" in d:
+            continue
+        try:
+            with open(os.path.join(tdir, "build.make")) as f:
+                rules = f.read()   # the objects this target compiles now
+        except OSError:
+            rules = None
+        objs = []
+        for p, _, files in os.walk(tdir):
+            for f in files:
+                o = os.path.join(p, f)
+                if f.endswith(".c.o") and live(o) and (rules is None
+                                                      or os.path.relpath(o, build) in rules):
+                    objs.append(o)
+        for comp, edges in cycles(sorted(objs)):
+            names = sorted(name(o) for o in comp)
+            arrows = [f"{name(a)} -> {name(b)}" for a in comp for b in edges[a] if b in comp]
+            problems.append(f"import circle in {d[:-4]}: {', '.join(names)} ({'; '.join(arrows)})")
     for top in PRODUCT:
         for p, _, files in os.walk(os.path.join(src, top)):
             for f in files:
