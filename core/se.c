@@ -224,47 +224,6 @@ lk_err lk_se_sha256(const lk_se *se, const uint8_t *data, size_t len,
     return err;
 }
 
-lk_err lk_se_ecdh(const lk_se *se, const char *key,
-                  const uint8_t peer[LK_P256_POINT_BYTES], uint8_t secret[32])
-{
-    lk_err err;
-    if (se == 0 || se->ops == 0 || !key_ok(key) || peer == 0 || secret == 0) {
-        fail_out(secret, 32, 0);
-        return LK_ERR_ARG;
-    }
-    if (se->ops->ecdh == 0) {
-        fail_out(secret, 32, 0);
-        return LK_ERR_UNSUPPORTED;
-    }
-    if (peer[0] != 0x04) {
-        fail_out(secret, 32, 0);
-        return LK_ERR_ARG;
-    }
-    err = se->ops->ecdh(se->ctx, key, peer, secret);
-    if (err != LK_OK)
-        lk_wipe(secret, 32);
-    return err;
-}
-
-lk_err lk_se_hmac_sha256(const lk_se *se, const char *key,
-                         const uint8_t *msg, size_t len,
-                         uint8_t mac[LK_SHA256_BYTES])
-{
-    lk_err err;
-    if (se == 0 || se->ops == 0 || !key_ok(key) || mac == 0 || (msg == 0 && len != 0)) {
-        fail_out(mac, LK_SHA256_BYTES, 0);
-        return LK_ERR_ARG;
-    }
-    if (se->ops->hmac_sha256 == 0) {
-        fail_out(mac, LK_SHA256_BYTES, 0);
-        return LK_ERR_UNSUPPORTED;
-    }
-    err = se->ops->hmac_sha256(se->ctx, key, msg, len, mac);
-    if (err != LK_OK)
-        lk_wipe(mac, LK_SHA256_BYTES);
-    return err;
-}
-
 lk_err lk_p256_spki_from_point(const uint8_t point[LK_P256_POINT_BYTES],
                                uint8_t *out, size_t out_size, size_t *out_len)
 {

@@ -1169,14 +1169,6 @@ exit:
     return err;
 }
 
-/* see p11_internal.h. Canonical DER only: the re-encoding must give back
- * the same bytes, so no BER length forms, padding or trailing data. */
-int p11__ecdsa_der_to_raw(const unsigned char *der, size_t len,
-                          unsigned char raw[LK_ES256_SIG_BYTES])
-{
-    return lk_ecdsa_der_to_raw(der, len, raw) == LK_OK;
-}
-
 /* see lk_se.h */
 static lk_err p11__sign_digest(void *ctx, const char *key, lk_alg alg,
                                const uint8_t digest[LK_SHA256_BYTES],
@@ -1247,7 +1239,8 @@ static lk_err p11__sign_digest(void *ctx, const char *key, lk_alg alg,
     if (alg == LK_ALG_ES256) {
         if (out_len == LK_ES256_SIG_BYTES)
             memcpy(sig, out, LK_ES256_SIG_BYTES);
-        else if (out_len > sizeof out || !p11__ecdsa_der_to_raw(out, out_len, sig)) {
+        /* Some tokens return DER against the standard: canonical DER only. */
+        else if (out_len > sizeof out || lk_ecdsa_der_to_raw(out, out_len, sig) != LK_OK) {
             p11__fail(p11, err, "C_Sign: ECDSA signature neither r||s nor DER");
             goto exit;
         }
@@ -1472,15 +1465,13 @@ static lk_err p11__random(void *ctx, uint8_t *out, size_t len)
     return LK_OK;
 }
 
+/* No .sha256: the core's; a token round trip buys nothing. */
 static const lk_se_ops p11__ops = {
-    "pkcs11",
-    p11__generate,
-    p11__public_key,
-    p11__sign_digest,
-    p11__random,
-    NULL, /* sha256: the core's; a token round trip buys nothing */
-    NULL, /* ecdh */
-    NULL, /* hmac_sha256 */
+    .name = "pkcs11",
+    .generate = p11__generate,
+    .public_key = p11__public_key,
+    .sign_digest = p11__sign_digest,
+    .random = p11__random,
 };
 
 /* see lk_pkcs11.h */
