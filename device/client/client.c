@@ -85,8 +85,7 @@ struct lk_dev {
     void (*on_command)(void *, const char *, const uint8_t *, size_t);
 
     char *client_id;
-    char *prefix;     /* "/devices/D/" */
-    size_t prefix_len;
+    char *device;
     char *topic_events, *topic_state, *topic_config, *topic_commands;
 
     lk_dev_tls *tls;
@@ -327,17 +326,11 @@ static char *dupstr(const char *s)
     return s ? strdup(s) : NULL;
 }
 
-static char *format(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static char *format(const char *fmt, ...)
+/* The device's topic of this kind, allocated; NULL when out of memory. */
+static char *topic_dup(const char *device, lk_topic kind)
 {
-    va_list ap;
-    char *s = NULL;
-    va_start(ap, fmt);
-    if (vasprintf(&s, fmt, ap) < 0)
-        s = NULL;
-    va_end(ap);
-    return s;
+    char buf[LK_DEVICE_TOPIC_MAX + 1];
+    return lk_device_topic(device, kind, NULL, buf, sizeof buf, NULL) == LK_OK ? strdup(buf) : NULL;
 }
 
 /* A DNS name, an IPv4 address or an IPv6 address (with an optional
@@ -472,20 +465,23 @@ lk_err lk_dev_new(const lk_dev_config *c, lk_dev **out, char *detail, size_t det
     d->state = LK_DEV_IDLE;
     d->host = dupstr(c->host);
     d->project = dupstr(c->project);
-    d->client_id = format("projects/%s/locations/%s/registries/%s/devices/%s", c->project,
-                          c->location, c->registry, c->device);
-    d->prefix = format("/devices/%s/", c->device);
-    d->topic_events = format("/devices/%s/events", c->device);
-    d->topic_state = format("/devices/%s/state", c->device);
-    d->topic_config = format("/devices/%s/config", c->device);
-    d->topic_commands = format("/devices/%s/commands/#", c->device);
-    if (d->host == NULL || d->project == NULL || d->client_id == NULL || d->prefix == NULL ||
+    {
+        char path[LK_DEVICE_PATH_MAX + 1];
+        if (lk_device_path(c->project, c->location, c->registry, c->device, path, sizeof path,
+                           NULL) == LK_OK)
+            d->client_id = strdup(path);
+    }
+    d->device = dupstr(c->device);
+    d->topic_events = topic_dup(c->device, LK_TOPIC_EVENTS);
+    d->topic_state = topic_dup(c->device, LK_TOPIC_STATE);
+    d->topic_config = topic_dup(c->device, LK_TOPIC_CONFIG);
+    d->topic_commands = topic_dup(c->device, LK_TOPIC_COMMANDS_ALL);
+    if (d->host == NULL || d->project == NULL || d->client_id == NULL || d->device == NULL ||
         d->topic_events == NULL || d->topic_state == NULL || d->topic_config == NULL ||
         d->topic_commands == NULL) {
         lk_dev_free(d);
         return LK_ERR_NOMEM;
     }
-    d->prefix_len = strlen(d->prefix);
     d->sent_ms = calloc(d->max_rate, sizeof *d->sent_ms);
     if (d->sent_ms == NULL) {
         lk_dev_free(d);
@@ -642,20 +638,15 @@ static lk_err enqueue(lk_dev *d, const char *topic, const void *data, size_t len
 lk_err lk_dev_publish_event(lk_dev *d, const char *subfolder, const void *data, size_t len,
                             uint64_t *id)
 {
-    char *topic;
-    lk_err err;
+    char topic[LK_DEVICE_TOPIC_MAX + 1];
     if (d == NULL)
         return LK_ERR_ARG;
     if (subfolder == NULL || subfolder[0] == '\0')
         return enqueue(d, d->topic_events, data, len, LK_EVENT_MAX, id);
-    if (!lk_subfolder_valid(subfolder, strlen(subfolder)))
+    if (!lk_subfolder_valid(subfolder, strlen(subfolder)) ||
+        lk_device_topic(d->device, LK_TOPIC_EVENTS, subfolder, topic, sizeof topic, NULL) != LK_OK)
         return LK_ERR_ARG;
-    topic = format("%s/%s", d->topic_events, subfolder);
-    if (topic == NULL)
-        return LK_ERR_NOMEM;
-    err = enqueue(d, topic, data, len, LK_EVENT_MAX, id);
-    free(topic);
-    return err;
+    return enqueue(d, topic, data, len, LK_EVENT_MAX, id);
 }
 
 lk_err lk_dev_publish_state(lk_dev *d, const void *data, size_t len, uint64_t *id)
@@ -737,17 +728,19 @@ static void cb_subscribe(struct mosquitto *mosq, void *obj, int mid, int n, cons
 static void cb_message(struct mosquitto *mosq, void *obj, const struct mosquitto_message *msg)
 {
     lk_dev *d = obj;
-    const char *rest;
+    const char *sub = NULL;
+    lk_topic kind;
     size_t len;
     (void)mosq;
-    if (msg->topic == NULL || strncmp(msg->topic, d->prefix, d->prefix_len) != 0) {
+    kind = msg->topic == NULL ? LK_TOPIC_NONE
+                              : lk_device_topic_parse(d->device, msg->topic, strlen(msg->topic), &sub);
+    if (kind == LK_TOPIC_NONE) {
         emit(d, LK_DEV_EV_WARNING, LK_OK, 0, 0, 0, "ignored a message on a topic not ours");
         return;
     }
-    rest = msg->topic + d->prefix_len;
     len = msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0;
     d->in_callback++;
-    if (strcmp(rest, "config") == 0) {
+    if (kind == LK_TOPIC_CONFIG) {
         if (len > LK_CONFIG_MAX) {
             d->in_callback--;
             emit(d, LK_DEV_EV_WARNING, LK_ERR_TOO_LARGE, 0, 0, 0,
@@ -757,8 +750,7 @@ static void cb_message(struct mosquitto *mosq, void *obj, const struct mosquitto
         d->stats.configs++;
         if (d->on_config)
             d->on_config(d->user, msg->payload, len);
-    } else if (strcmp(rest, "commands") == 0 ||
-               (strncmp(rest, "commands/", 9) == 0 && lk_subfolder_valid(rest + 9, strlen(rest + 9)))) {
+    } else if (kind == LK_TOPIC_COMMANDS) {
         if (len > LK_COMMAND_MAX) {
             d->in_callback--;
             emit(d, LK_DEV_EV_WARNING, LK_ERR_TOO_LARGE, 0, 0, 0,
@@ -767,7 +759,7 @@ static void cb_message(struct mosquitto *mosq, void *obj, const struct mosquitto
         }
         d->stats.commands++;
         if (d->on_command)
-            d->on_command(d->user, rest[8] == '/' ? rest + 9 : "", msg->payload, len);
+            d->on_command(d->user, sub != NULL ? sub : "", msg->payload, len);
     } else {
         d->in_callback--;
         emit(d, LK_DEV_EV_WARNING, LK_OK, 0, 0, 0, "ignored a message on an unexpected topic");
@@ -1296,7 +1288,7 @@ void lk_dev_free(lk_dev *d)
     free(d->host);
     free(d->project);
     free(d->client_id);
-    free(d->prefix);
+    free(d->device);
     free(d->topic_events);
     free(d->topic_state);
     free(d->topic_config);

@@ -38,16 +38,18 @@ static int message__attrs(const struct plg_conn *c, const char *subfolder, mosqu
 int message__downstream(const struct plg_conn *c, enum plg_topic t, const char *sub, char **topic,
                         mosquitto_property **props)
 {
-    size_t n = c->downstream_len + (t == TOPIC_STATE ? 5 : 6 + (sub ? 1 + strlen(sub) : 0));
+    char buf[LK_BACKEND_TOPIC_MAX + 1];
+    size_t n;
 
     *props = NULL;
+    *topic = NULL;
+    if (lk_backend_topic(&c->path, t == TOPIC_STATE ? LK_TOPIC_STATE : LK_TOPIC_EVENTS, sub, buf,
+                         sizeof buf, &n))
+        return -1;
     *topic = mosquitto_malloc(n + 1);
     if (!*topic)
         return -1;
-    if (t == TOPIC_STATE)
-        snprintf(*topic, n + 1, "%sstate", c->downstream);
-    else
-        snprintf(*topic, n + 1, "%sevents%s%s", c->downstream, sub ? "/" : "", sub ? sub : "");
+    memcpy(*topic, buf, n + 1);
     if (message__attrs(c, sub, props)) {
         mosquitto_property_free_all(props);
         mosquitto_free(*topic);
@@ -101,8 +103,8 @@ int message__handle(int event, void *event_data, void *userdata)
 
 void message__presence(struct plg_conn *c, int online, const char *detail)
 {
-    char num[24], when[32], *topic, *payload;
-    size_t tn, pn;
+    char num[24], when[32], topic[LK_BACKEND_TOPIC_MAX + 1], *payload;
+    size_t pn;
 
     /* Presence is for backends, connected or holding a persistent session:
      * with none registered, skip making it (a reconnect storm then costs
@@ -110,23 +112,18 @@ void message__presence(struct plg_conn *c, int online, const char *detail)
     if (c->kind != CONN_DEVICE || !backends__any())
         return;
     snprintf(num, sizeof num, "%" PRIu64, c->num_id);
-    tn = c->downstream_len + 8;
-    topic = malloc(tn);
-    if (!topic)
+    if (lk_backend_topic(&c->path, online ? LK_TOPIC_ONLINE : LK_TOPIC_OFFLINE, NULL, topic,
+                         sizeof topic, NULL))
         return;
-    snprintf(topic, tn, "%s%s", c->downstream, online ? "online" : "offline");
     /* ids and addresses are JSON-safe ([-a-zA-Z0-9._+~%], IP text); the
      * reason is ours, without quotes. */
     pn = strlen(c->path.device) + strlen(detail) + 128;
     payload = mosquitto_malloc(pn);
-    if (!payload) {
-        free(topic);
+    if (!payload)
         return;
-    }
     lk_time_rfc3339(plugin__now(), when, sizeof when);
     snprintf(payload, pn, "{\"deviceId\":\"%s\",\"deviceNumId\":\"%s\",\"time\":\"%s\","
              "\"%s\":\"%s\"}", c->path.device, num, when, online ? "address" : "reason", detail);
     if (mosquitto_broker_publish(NULL, topic, (int)strlen(payload), payload, 1, false, NULL))
         mosquitto_free(payload);
-    free(topic);
 }

@@ -137,6 +137,23 @@ int main(void)
     CHECK(lk_subfolder_valid("a/b", 3) == 1 && lk_subfolder_valid("a/#", 3) == 0);
     CHECK(lk_id_why("device id", "1abc", 4, why, sizeof why) != NULL);
     CHECK(lk_id_why("device id", "abc", 3, why, sizeof why) == NULL);
+    {
+        char path[LK_DEVICE_PATH_MAX + 1], topic[LK_BACKEND_TOPIC_MAX + 1];
+        const char *sub = NULL;
+        lk_device_name name;
+        uint8_t hash[LK_SHA256_BYTES];
+        CHECK(lk_registry_path("my-project", "us-central1", "reg", path, sizeof path, &n) == LK_OK && n == 56);
+        CHECK(lk_device_path("my-project", "us-central1", "reg", "dev", path, sizeof path, &n) == LK_OK);
+        CHECK(lk_device_path_parse(path, n, &name) == LK_OK && strcmp(name.device, "dev") == 0);
+        CHECK(lk_device_topic("dev", LK_TOPIC_EVENTS, "a", topic, sizeof topic, &n) == LK_OK &&
+              strcmp(topic, "/devices/dev/events/a") == 0);
+        CHECK(lk_device_topic_parse("dev", topic, n, &sub) == LK_TOPIC_EVENTS && strcmp(sub, "a") == 0);
+        CHECK(lk_backend_topic(&name, LK_TOPIC_STATE, NULL, topic, sizeof topic, &n) == LK_OK &&
+              strcmp(topic, "latchkey/my-project/us-central1/reg/dev/state") == 0);
+        CHECK(lk_backend_topic_in_project("my-project", topic, n) == 20);
+        lk_backend_secret_hash("abc", 3, hash);
+        CHECK(hash[0] == 0xba && hash[31] == 0xad);
+    }
 
     if (failures) {
         fprintf(stderr, "use_core: %d checks failed\n", failures);
