@@ -61,11 +61,11 @@ int lk_id_valid(const char *s, size_t len)
     return lk_id_why("id", s, len, buf, sizeof buf) == NULL;
 }
 
-int lk_project_valid(const char *s, size_t len)
+/* [a-z][-a-z0-9]*, min..max characters: projects and locations. */
+static int lower_name(const char *s, size_t len, size_t min, size_t max)
 {
     size_t i;
-    if (s == NULL || len < LK_PROJECT_MIN || len > LK_PROJECT_MAX || !is_lower(s[0]) ||
-        s[len - 1] == '-')
+    if (s == NULL || len < min || len > max || !is_lower(s[0]))
         return 0;
     for (i = 1; i < len; i++)
         if (!is_lower(s[i]) && !is_digit(s[i]) && s[i] != '-')
@@ -73,15 +73,14 @@ int lk_project_valid(const char *s, size_t len)
     return 1;
 }
 
+int lk_project_valid(const char *s, size_t len)
+{
+    return lower_name(s, len, LK_PROJECT_MIN, LK_PROJECT_MAX) && s[len - 1] != '-';
+}
+
 int lk_location_valid(const char *s, size_t len)
 {
-    size_t i;
-    if (s == NULL || len < 1 || len > LK_LOCATION_MAX || !is_lower(s[0]))
-        return 0;
-    for (i = 1; i < len; i++)
-        if (!is_lower(s[i]) && !is_digit(s[i]) && s[i] != '-')
-            return 0;
-    return 1;
+    return lower_name(s, len, 1, LK_LOCATION_MAX);
 }
 
 int lk_metadata_key_valid(const char *s, size_t len)

@@ -98,6 +98,7 @@ static void cb_message(struct mosquitto *mosq, void *obj, const struct mosquitto
     const char *sub = NULL;
     lk_topic kind;
     size_t len;
+    unsigned max;
     (void)mosq;
     kind = msg->topic == NULL ? LK_TOPIC_NONE
                               : lk_device_topic_parse(d->device, msg->topic, strlen(msg->topic), &sub);
@@ -105,32 +106,27 @@ static void cb_message(struct mosquitto *mosq, void *obj, const struct mosquitto
         lk_dev__emit(d, LK_DEV_EV_WARNING, LK_OK, 0, 0, 0, "ignored a message on a topic not ours");
         return;
     }
+    if (kind != LK_TOPIC_CONFIG && kind != LK_TOPIC_COMMANDS) {
+        lk_dev__emit(d, LK_DEV_EV_WARNING, LK_OK, 0, 0, 0, "ignored a message on an unexpected topic");
+        return;
+    }
     len = msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0;
+    max = kind == LK_TOPIC_CONFIG ? LK_CONFIG_MAX : LK_COMMAND_MAX;
+    if (len > max) {
+        lk_dev__emit(d, LK_DEV_EV_WARNING, LK_ERR_TOO_LARGE, 0, 0, 0,
+                     "ignored a %s of %zu bytes (the limit is %u)",
+                     kind == LK_TOPIC_CONFIG ? "config" : "command", len, max);
+        return;
+    }
     d->in_callback++;
     if (kind == LK_TOPIC_CONFIG) {
-        if (len > LK_CONFIG_MAX) {
-            d->in_callback--;
-            lk_dev__emit(d, LK_DEV_EV_WARNING, LK_ERR_TOO_LARGE, 0, 0, 0,
-                         "ignored a config of %zu bytes (the limit is %u)", len, LK_CONFIG_MAX);
-            return;
-        }
         d->stats.configs++;
         if (d->on_config)
             d->on_config(d->user, msg->payload, len);
-    } else if (kind == LK_TOPIC_COMMANDS) {
-        if (len > LK_COMMAND_MAX) {
-            d->in_callback--;
-            lk_dev__emit(d, LK_DEV_EV_WARNING, LK_ERR_TOO_LARGE, 0, 0, 0,
-                         "ignored a command of %zu bytes (the limit is %u)", len, LK_COMMAND_MAX);
-            return;
-        }
+    } else {
         d->stats.commands++;
         if (d->on_command)
             d->on_command(d->user, sub != NULL ? sub : "", msg->payload, len);
-    } else {
-        d->in_callback--;
-        lk_dev__emit(d, LK_DEV_EV_WARNING, LK_OK, 0, 0, 0, "ignored a message on an unexpected topic");
-        return;
     }
     d->in_callback--;
 }

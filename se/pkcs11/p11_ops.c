@@ -20,6 +20,19 @@ static const CK_BYTE p11__sha256_digest_info[] = {
 
 static const CK_BYTE p11__rsa_f4[] = { 0x01, 0x00, 0x01 };
 
+/* The output contract of lk_se.h: on failure the output is wiped and its
+ * length 0. Returns err. */
+static lk_err p11__out(lk_err err, uint8_t *out, size_t size, size_t *len)
+{
+    if (err != LK_OK) {
+        if (out != NULL && size > 0)
+            lk_wipe(out, size);
+        if (len != NULL)
+            *len = 0;
+    }
+    return err;
+}
+
 /* ------------------------------------------------------------------------ */
 /* lk_se operations                                                         */
 
@@ -64,15 +77,9 @@ static lk_err p11__public_key(void *ctx, const char *key, lk_alg *alg,
                         "no public key object, and the private key does not expose its point");
 exit:
     p11__uri_wipe(&u);
-    if (err != LK_OK) {
-        if (pub != NULL && pub_size > 0)
-            lk_wipe(pub, pub_size);
-        if (pub_len != NULL)
-            *pub_len = 0;
-        if (alg != NULL)
-            *alg = LK_ALG_NONE;
-    }
-    return err;
+    if (err != LK_OK && alg != NULL)
+        *alg = LK_ALG_NONE;
+    return p11__out(err, pub, pub_size, pub_len);
 }
 
 /* see lk_se.h */
@@ -163,13 +170,7 @@ exit:
     lk_wipe(out, sizeof out);
     lk_wipe(data, sizeof data);
     p11__uri_wipe(&u);
-    if (err != LK_OK) {
-        if (sig != NULL && sig_size > 0)
-            lk_wipe(sig, sig_size);
-        if (sig_len != NULL)
-            *sig_len = 0;
-    }
-    return err;
+    return p11__out(err, sig, sig_size, sig_len);
 }
 
 /* LK_ERR_KEY_EXISTS when a private or public key already carries the
@@ -340,13 +341,7 @@ exit:
         (void)p11->fl->C_DestroyObject(p11->session, hpub);
     }
     p11__uri_wipe(&u);
-    if (err != LK_OK) {
-        if (pub != NULL && pub_size > 0)
-            lk_wipe(pub, pub_size);
-        if (pub_len != NULL)
-            *pub_len = 0;
-    }
-    return err;
+    return p11__out(err, pub, pub_size, pub_len);
 }
 
 /* see lk_se.h */
