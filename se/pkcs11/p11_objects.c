@@ -55,8 +55,8 @@ P11_HIDDEN lk_err p11__key_uri(lk_pkcs11 *p11, const char *key, p11_uri *u)
 /* Find objects of class cls with the given label and/or id (NULL = any).
  * *count is 0, 1 or 2 (two meaning "more than one"); *h the first. */
 P11_HIDDEN lk_err p11__find(lk_pkcs11 *p11, CK_OBJECT_CLASS cls, const char *label,
-                        const unsigned char *id, size_t id_len,
-                        CK_OBJECT_HANDLE *h, CK_ULONG *count)
+                            const unsigned char *id, size_t id_len,
+                            CK_OBJECT_HANDLE *h, CK_ULONG *count)
 {
     CK_ATTRIBUTE t[3];
     CK_OBJECT_HANDLE found[2];
@@ -95,7 +95,7 @@ P11_HIDDEN lk_err p11__find(lk_pkcs11 *p11, CK_OBJECT_CLASS cls, const char *lab
 }
 
 P11_HIDDEN lk_err p11__find_uri(lk_pkcs11 *p11, CK_OBJECT_CLASS cls, const p11_uri *u,
-                            CK_OBJECT_HANDLE *h, CK_ULONG *count)
+                                CK_OBJECT_HANDLE *h, CK_ULONG *count)
 {
     return p11__find(p11, cls, (u->have & P11_HAVE_OBJECT) ? u->object : NULL,
                      (u->have & P11_HAVE_ID) ? u->id : NULL, u->id_len, h, count);
@@ -175,7 +175,7 @@ static size_t p11__bits(const CK_BYTE *v, size_t len)
  * signature length.
  */
 P11_HIDDEN lk_err p11__key_alg(lk_pkcs11 *p11, CK_OBJECT_HANDLE h, lk_alg *alg,
-                           size_t *mod_bytes)
+                               size_t *mod_bytes)
 {
     CK_KEY_TYPE kt = 0;
     CK_BYTE buf[P11_RSA_MOD_MAX];
@@ -475,7 +475,7 @@ exit:
 
 /* The algorithm and SPKI of key object h. */
 P11_HIDDEN lk_err p11__export(lk_pkcs11 *p11, CK_OBJECT_HANDLE h, lk_alg *alg,
-                          uint8_t *pub, size_t pub_size, size_t *pub_len)
+                              uint8_t *pub, size_t pub_size, size_t *pub_len)
 {
     size_t mod_bytes = 0;
     lk_err err = p11__key_alg(p11, h, alg, &mod_bytes);

@@ -187,39 +187,37 @@ static int p11__field_eq(const char *want, const CK_UTF8CHAR *field, size_t size
 
 /* 1 when every library, slot and token attribute of u matches. */
 P11_HIDDEN int p11__token_matches(const p11_uri *u, const CK_INFO *info, CK_SLOT_ID slot,
-                              const CK_SLOT_INFO *si, const CK_TOKEN_INFO *ti)
+                                  const CK_SLOT_INFO *si, const CK_TOKEN_INFO *ti)
 {
+    /* The text attributes, each with the field it is compared with. */
+    const struct {
+        unsigned have;
+        const char *want;
+        const CK_UTF8CHAR *field;
+        size_t size;
+    } text[] = {
+        {P11_HAVE_LIB_MANUF, u->library_manufacturer, info->manufacturerID, sizeof info->manufacturerID},
+        {P11_HAVE_LIB_DESC, u->library_description, info->libraryDescription,
+         sizeof info->libraryDescription},
+        {P11_HAVE_SLOT_MANUF, u->slot_manufacturer, si->manufacturerID, sizeof si->manufacturerID},
+        {P11_HAVE_SLOT_DESC, u->slot_description, si->slotDescription, sizeof si->slotDescription},
+        {P11_HAVE_TOKEN, u->token, ti->label, sizeof ti->label},
+        {P11_HAVE_MANUFACTURER, u->manufacturer, ti->manufacturerID, sizeof ti->manufacturerID},
+        {P11_HAVE_SERIAL, u->serial, ti->serialNumber, sizeof ti->serialNumber},
+        {P11_HAVE_MODEL, u->model, ti->model, sizeof ti->model},
+    };
     unsigned h = u->have;
+    size_t i;
 
-    if ((h & P11_HAVE_LIB_MANUF) &&
-        !p11__field_eq(u->library_manufacturer, info->manufacturerID, sizeof info->manufacturerID))
-        return 0;
-    if ((h & P11_HAVE_LIB_DESC) &&
-        !p11__field_eq(u->library_description, info->libraryDescription,
-                       sizeof info->libraryDescription))
-        return 0;
     if ((h & P11_HAVE_LIB_VERSION) &&
         (info->libraryVersion.major != u->library_version[0] ||
          info->libraryVersion.minor != u->library_version[1]))
         return 0;
     if ((h & P11_HAVE_SLOT_ID) && slot != u->slot_id)
         return 0;
-    if ((h & P11_HAVE_SLOT_MANUF) &&
-        !p11__field_eq(u->slot_manufacturer, si->manufacturerID, sizeof si->manufacturerID))
-        return 0;
-    if ((h & P11_HAVE_SLOT_DESC) &&
-        !p11__field_eq(u->slot_description, si->slotDescription, sizeof si->slotDescription))
-        return 0;
-    if ((h & P11_HAVE_TOKEN) && !p11__field_eq(u->token, ti->label, sizeof ti->label))
-        return 0;
-    if ((h & P11_HAVE_MANUFACTURER) &&
-        !p11__field_eq(u->manufacturer, ti->manufacturerID, sizeof ti->manufacturerID))
-        return 0;
-    if ((h & P11_HAVE_SERIAL) &&
-        !p11__field_eq(u->serial, ti->serialNumber, sizeof ti->serialNumber))
-        return 0;
-    if ((h & P11_HAVE_MODEL) && !p11__field_eq(u->model, ti->model, sizeof ti->model))
-        return 0;
+    for (i = 0; i < sizeof text / sizeof text[0]; i++)
+        if ((h & text[i].have) && !p11__field_eq(text[i].want, text[i].field, text[i].size))
+            return 0;
     return 1;
 }
 
