@@ -13,13 +13,26 @@
 
 enum { ST_CLAIMS = 0x5a, ST_DONE = 0xa5 };
 
-/* base64url of {"alg":"ES256","typ":"JWT"} and {"alg":"RS256","typ":"JWT"}. */
-static const char hdr_es256[] = "eyJhbGciOiJFUzI1NiIsInR5cCI6IkpXVCJ9";
-static const char hdr_rs256[] = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9";
-#define HDR_LEN 36u
+static const char hdr_es256[] = LK_JWT_HEADER_ES256;
+static const char hdr_rs256[] = LK_JWT_HEADER_RS256;
+#define HDR_LEN LK_JWT_HEADER_LEN
 
 static const char b64_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/* The n (1..3) bytes in the top of w as n + 1 base64url characters (no
+ * padding); returns how many it wrote. The token is public data, so a table
+ * lookup is fine here. */
+static size_t quantum(char *out, uint32_t w, size_t n)
+{
+    out[0] = b64_alphabet[w >> 18];
+    out[1] = b64_alphabet[(w >> 12) & 63u];
+    if (n > 1u)
+        out[2] = b64_alphabet[(w >> 6) & 63u];
+    if (n > 2u)
+        out[3] = b64_alphabet[w & 63u];
+    return n + 1u;
+}
 
 static void latch(lk_jwt *jwt, lk_err err)
 {
@@ -27,8 +40,7 @@ static void latch(lk_jwt *jwt, lk_err err)
         jwt->err = err;
 }
 
-/* Feed raw JSON bytes to the streaming encoder. The claims are public data,
- * so a table lookup is fine here. */
+/* Feed raw JSON bytes to the streaming encoder. */
 static void put(lk_jwt *jwt, const uint8_t *p, size_t n)
 {
     size_t i;
@@ -43,14 +55,10 @@ static void put(lk_jwt *jwt, const uint8_t *p, size_t n)
             latch(jwt, LK_ERR_BUFFER);
             return;
         }
-        {
-            uint32_t w = ((uint32_t)jwt->carry[0] << 16) |
-                         ((uint32_t)jwt->carry[1] << 8) | p[i];
-            jwt->buf[jwt->len++] = b64_alphabet[w >> 18];
-            jwt->buf[jwt->len++] = b64_alphabet[(w >> 12) & 63u];
-            jwt->buf[jwt->len++] = b64_alphabet[(w >> 6) & 63u];
-            jwt->buf[jwt->len++] = b64_alphabet[w & 63u];
-        }
+        jwt->len += quantum(jwt->buf + jwt->len,
+                            ((uint32_t)jwt->carry[0] << 16) |
+                                ((uint32_t)jwt->carry[1] << 8) | p[i],
+                            3u);
         jwt->ncarry = 0;
     }
 }
@@ -79,10 +87,7 @@ static void flush(lk_jwt *jwt)
     w = (uint32_t)jwt->carry[0] << 16;
     if (jwt->ncarry == 2)
         w |= (uint32_t)jwt->carry[1] << 8;
-    jwt->buf[jwt->len++] = b64_alphabet[w >> 18];
-    jwt->buf[jwt->len++] = b64_alphabet[(w >> 12) & 63u];
-    if (jwt->ncarry == 2)
-        jwt->buf[jwt->len++] = b64_alphabet[(w >> 6) & 63u];
+    jwt->len += quantum(jwt->buf + jwt->len, w, jwt->ncarry);
     jwt->ncarry = 0;
 }
 
@@ -304,22 +309,14 @@ lk_err lk_jwt_finalize(lk_jwt *jwt, const lk_se *se, const char *key,
         size_t src = jwt->size - n, o = p;
         for (i = n; i-- > 0;)
             b[src + i] = b[p + i];
-        for (i = 0; i + 3u <= n; i += 3u) {
-            uint32_t w = ((uint32_t)b[src + i] << 16) |
-                         ((uint32_t)b[src + i + 1] << 8) | b[src + i + 2];
-            jwt->buf[o++] = b64_alphabet[w >> 18];
-            jwt->buf[o++] = b64_alphabet[(w >> 12) & 63u];
-            jwt->buf[o++] = b64_alphabet[(w >> 6) & 63u];
-            jwt->buf[o++] = b64_alphabet[w & 63u];
-        }
-        if (n - i > 0) {
+        for (i = 0; i < n; i += 3u) {
+            size_t k = n - i < 3u ? n - i : 3u;
             uint32_t w = (uint32_t)b[src + i] << 16;
-            if (n - i == 2u)
+            if (k > 1u)
                 w |= (uint32_t)b[src + i + 1] << 8;
-            jwt->buf[o++] = b64_alphabet[w >> 18];
-            jwt->buf[o++] = b64_alphabet[(w >> 12) & 63u];
-            if (n - i == 2u)
-                jwt->buf[o++] = b64_alphabet[(w >> 6) & 63u];
+            if (k > 2u)
+                w |= b[src + i + 2];
+            o += quantum(jwt->buf + o, w, k);
         }
         /* Clear what is left of the staged signature past the token. */
         for (i = o > src ? o : src; i < jwt->size; i++)

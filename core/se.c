@@ -80,24 +80,30 @@ static void fail_out(uint8_t *out, size_t size, size_t *len)
         *len = 0;
 }
 
+/* The start of every dispatcher: LK_ERR_ARG when the arguments are not
+ * args_ok, LK_ERR_UNSUPPORTED when the backend lacks the operation, with the
+ * output wiped and its length 0 (len may be NULL); else LK_OK. */
+static lk_err begin(int args_ok, int has_op, uint8_t *out, size_t size, size_t *len)
+{
+    if (len != 0)
+        *len = 0;
+    if (args_ok && has_op)
+        return LK_OK;
+    fail_out(out, size, len);
+    return args_ok ? LK_ERR_UNSUPPORTED : LK_ERR_ARG;
+}
+
 lk_err lk_se_generate(const lk_se *se, const char *key, lk_alg alg,
                       unsigned bits, uint8_t *pub, size_t pub_size,
                       size_t *pub_len)
 {
-    lk_err err;
     size_t n = 0;
+    int ok = se != 0 && se->ops != 0 && key_ok(key) && pub != 0 && pub_len != 0 &&
+             pub_size != 0 && (alg == LK_ALG_ES256 || alg == LK_ALG_RS256);
+    lk_err err = begin(ok, ok && se->ops->generate != 0, pub, pub_size, pub_len);
 
-    if (pub_len != 0)
-        *pub_len = 0;
-    if (se == 0 || se->ops == 0 || !key_ok(key) || pub == 0 || pub_len == 0 ||
-        pub_size == 0 || (alg != LK_ALG_ES256 && alg != LK_ALG_RS256)) {
-        fail_out(pub, pub_size, pub_len);
-        return LK_ERR_ARG;
-    }
-    if (se->ops->generate == 0) {
-        fail_out(pub, pub_size, pub_len);
-        return LK_ERR_UNSUPPORTED;
-    }
+    if (err != LK_OK)
+        return err;
     err = se->ops->generate(se->ctx, key, alg, bits, pub, pub_size, &n);
     if (err == LK_OK && (n == 0 || n > pub_size))
         err = LK_ERR_DEVICE;
@@ -112,23 +118,16 @@ lk_err lk_se_generate(const lk_se *se, const char *key, lk_alg alg,
 lk_err lk_se_public_key(const lk_se *se, const char *key, lk_alg *alg,
                         uint8_t *pub, size_t pub_size, size_t *pub_len)
 {
-    lk_err err;
     lk_alg a = LK_ALG_NONE;
     size_t n = 0;
+    int ok = se != 0 && se->ops != 0 && key_ok(key) && alg != 0 && pub != 0 && pub_len != 0 &&
+             pub_size != 0;
+    lk_err err = begin(ok, ok && se->ops->public_key != 0, pub, pub_size, pub_len);
 
-    if (pub_len != 0)
-        *pub_len = 0;
     if (alg != 0)
         *alg = LK_ALG_NONE;
-    if (se == 0 || se->ops == 0 || !key_ok(key) || alg == 0 || pub == 0 ||
-        pub_len == 0 || pub_size == 0) {
-        fail_out(pub, pub_size, pub_len);
-        return LK_ERR_ARG;
-    }
-    if (se->ops->public_key == 0) {
-        fail_out(pub, pub_size, pub_len);
-        return LK_ERR_UNSUPPORTED;
-    }
+    if (err != LK_OK)
+        return err;
     err = se->ops->public_key(se->ctx, key, &a, pub, pub_size, &n);
     if (err == LK_OK && (n == 0 || n > pub_size || (a != LK_ALG_ES256 && a != LK_ALG_RS256)))
         err = LK_ERR_DEVICE;
@@ -145,20 +144,13 @@ lk_err lk_se_sign_digest(const lk_se *se, const char *key, lk_alg alg,
                          const uint8_t digest[LK_SHA256_BYTES],
                          uint8_t *sig, size_t sig_size, size_t *sig_len)
 {
-    lk_err err;
     size_t n = 0, i;
+    int ok = se != 0 && se->ops != 0 && key_ok(key) && digest != 0 && sig != 0 && sig_len != 0 &&
+             (alg == LK_ALG_ES256 || alg == LK_ALG_RS256);
+    lk_err err = begin(ok, ok && se->ops->sign_digest != 0, sig, sig_size, sig_len);
 
-    if (sig_len != 0)
-        *sig_len = 0;
-    if (se == 0 || se->ops == 0 || !key_ok(key) || digest == 0 || sig == 0 ||
-        sig_len == 0 || (alg != LK_ALG_ES256 && alg != LK_ALG_RS256)) {
-        fail_out(sig, sig_size, sig_len);
-        return LK_ERR_ARG;
-    }
-    if (se->ops->sign_digest == 0) {
-        fail_out(sig, sig_size, sig_len);
-        return LK_ERR_UNSUPPORTED;
-    }
+    if (err != LK_OK)
+        return err;
     if (sig_size < (alg == LK_ALG_ES256 ? LK_ES256_SIG_BYTES : LK_RSA_MIN_BITS / 8u)) {
         fail_out(sig, sig_size, sig_len);
         return LK_ERR_BUFFER;
@@ -191,15 +183,11 @@ lk_err lk_se_sign_digest(const lk_se *se, const char *key, lk_alg alg,
 
 lk_err lk_se_random(const lk_se *se, uint8_t *out, size_t len)
 {
-    lk_err err;
-    if (se == 0 || se->ops == 0 || out == 0 || len == 0) {
-        fail_out(out, len, 0);
-        return LK_ERR_ARG;
-    }
-    if (se->ops->random == 0) {
-        fail_out(out, len, 0);
-        return LK_ERR_UNSUPPORTED;
-    }
+    int ok = se != 0 && se->ops != 0 && out != 0 && len != 0;
+    lk_err err = begin(ok, ok && se->ops->random != 0, out, len, 0);
+
+    if (err != LK_OK)
+        return err;
     err = se->ops->random(se->ctx, out, len);
     if (err != LK_OK)
         lk_wipe(out, len);
@@ -221,47 +209,6 @@ lk_err lk_se_sha256(const lk_se *se, const uint8_t *data, size_t len,
     err = se->ops->sha256(se->ctx, data, len, out);
     if (err != LK_OK)
         lk_wipe(out, LK_SHA256_BYTES);
-    return err;
-}
-
-lk_err lk_se_ecdh(const lk_se *se, const char *key,
-                  const uint8_t peer[LK_P256_POINT_BYTES], uint8_t secret[32])
-{
-    lk_err err;
-    if (se == 0 || se->ops == 0 || !key_ok(key) || peer == 0 || secret == 0) {
-        fail_out(secret, 32, 0);
-        return LK_ERR_ARG;
-    }
-    if (se->ops->ecdh == 0) {
-        fail_out(secret, 32, 0);
-        return LK_ERR_UNSUPPORTED;
-    }
-    if (peer[0] != 0x04) {
-        fail_out(secret, 32, 0);
-        return LK_ERR_ARG;
-    }
-    err = se->ops->ecdh(se->ctx, key, peer, secret);
-    if (err != LK_OK)
-        lk_wipe(secret, 32);
-    return err;
-}
-
-lk_err lk_se_hmac_sha256(const lk_se *se, const char *key,
-                         const uint8_t *msg, size_t len,
-                         uint8_t mac[LK_SHA256_BYTES])
-{
-    lk_err err;
-    if (se == 0 || se->ops == 0 || !key_ok(key) || mac == 0 || (msg == 0 && len != 0)) {
-        fail_out(mac, LK_SHA256_BYTES, 0);
-        return LK_ERR_ARG;
-    }
-    if (se->ops->hmac_sha256 == 0) {
-        fail_out(mac, LK_SHA256_BYTES, 0);
-        return LK_ERR_UNSUPPORTED;
-    }
-    err = se->ops->hmac_sha256(se->ctx, key, msg, len, mac);
-    if (err != LK_OK)
-        lk_wipe(mac, LK_SHA256_BYTES);
     return err;
 }
 

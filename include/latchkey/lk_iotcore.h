@@ -6,8 +6,10 @@
  * registry, the broker plugin and the tools all take their rules from here;
  * docs/protocol.md explains each choice where the reference left one.
  *
- * The token rules (skew, lifetime, algorithms) are in lk_verify.h; MQTT
- * topics belong to the broker plugin.
+ * Also the wire grammar both sides speak: resource paths (the MQTT client
+ * id), the device's MQTT topics, the topics backends receive, and how a
+ * backend's secret is stored. The token rules (skew, lifetime, algorithms)
+ * are in lk_verify.h.
  */
 #ifndef LK_IOTCORE_H
 #define LK_IOTCORE_H
@@ -15,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "lk_error.h"
+#include "lk_sha256.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -29,10 +32,11 @@ extern "C" {
 #define LK_PROJECT_MAX 30u
 /* Locations (cloud regions): [a-z][-a-z0-9]{0,62}. */
 #define LK_LOCATION_MAX 63u
-/* The longest device path, projects/P/locations/L/registries/R/devices/D
- * (the MQTT client id), that the rules above allow: 644 bytes. */
-#define LK_DEVICE_PATH_MAX (9u + LK_PROJECT_MAX + 11u + LK_LOCATION_MAX + 12u + LK_ID_MAX + 9u + \
-                            LK_ID_MAX)
+/* The longest registry path, projects/P/locations/L/registries/R, and
+ * device path, .../devices/D (the MQTT client id), that the rules above
+ * allow: 379 and 644 bytes. */
+#define LK_REGISTRY_PATH_MAX (9u + LK_PROJECT_MAX + 11u + LK_LOCATION_MAX + 12u + LK_ID_MAX)
+#define LK_DEVICE_PATH_MAX (LK_REGISTRY_PATH_MAX + 9u + LK_ID_MAX)
 
 /* Metadata: keys like ids but 1..128 characters; values up to 32 KB; keys
  * and values together under 256 KB; at most 500 pairs. */
@@ -83,6 +87,100 @@ int lk_subfolder_valid(const char *s, size_t len);
  * when the name is valid. Writes into buf (at least 128 bytes recommended).
  */
 const char *lk_id_why(const char *what, const char *s, size_t len, char *buf, size_t size);
+
+/*
+ * # Resource paths
+ *
+ * Write projects/P/locations/L/registries/R (lk_registry_path) or
+ * .../devices/D (lk_device_path) NUL-terminated into buf and its length
+ * into *len (len may be NULL). D may be the device id or its numeric id, as
+ * resource names give either. LK_ERR_ARG for a NULL or empty part, a part
+ * longer than its rule allows (LK_PROJECT_MAX, LK_LOCATION_MAX, LK_ID_MAX)
+ * or holding a byte outside printable ASCII or a '/'; LK_ERR_BUFFER when
+ * size is too small (LK_REGISTRY_PATH_MAX + 1 and LK_DEVICE_PATH_MAX + 1
+ * always suffice). On failure buf is wiped and *len is 0.
+ */
+lk_err lk_registry_path(const char *project, const char *location, const char *registry,
+                        char *buf, size_t size, size_t *len);
+lk_err lk_device_path(const char *project, const char *location, const char *registry,
+                      const char *device, char *buf, size_t size, size_t *len);
+
+/* A device path split into its parts, each NUL-terminated: copies, so the
+ * struct may be copied. */
+typedef struct lk_device_name {
+    char project[LK_PROJECT_MAX + 1];
+    char location[LK_LOCATION_MAX + 1];
+    char registry[LK_ID_MAX + 1];
+    char device[LK_ID_MAX + 1];
+} lk_device_name;
+
+/* Parse s[0..len) as exactly projects/P/locations/L/registries/R/devices/D
+ * with a valid project, location, registry id and device id. LK_OK, or
+ * LK_ERR_ARG (out zeroed) for anything else: NULL, over LK_DEVICE_PATH_MAX,
+ * another shape, an invalid part. */
+lk_err lk_device_path_parse(const char *s, size_t len, lk_device_name *out);
+
+/*
+ * # MQTT topics
+ *
+ * A device publishes to /devices/D/events[/SUBFOLDER] and /devices/D/state,
+ * subscribes to /devices/D/config and /devices/D/commands/#, and receives
+ * /devices/D/config and /devices/D/commands[/SUBFOLDER]. The broker passes
+ * what it accepts to backends as latchkey/P/L/R/D/events[/SUBFOLDER] and
+ * latchkey/P/L/R/D/state, with latchkey/P/L/R/D/online and .../offline when
+ * the device comes and goes; a backend of project P reads under latchkey/P/.
+ */
+typedef enum lk_topic {
+    LK_TOPIC_NONE = 0,     /* not a topic of this device */
+    LK_TOPIC_OTHER,        /* under /devices/D/, but none of the below */
+    LK_TOPIC_EVENTS,       /* events[/SUBFOLDER] */
+    LK_TOPIC_STATE,        /* state */
+    LK_TOPIC_CONFIG,       /* config (device topics only) */
+    LK_TOPIC_COMMANDS,     /* commands[/SUBFOLDER] (device topics only) */
+    LK_TOPIC_COMMANDS_ALL, /* commands/#, the subscription (device topics only) */
+    LK_TOPIC_ONLINE,       /* online (backend topics only) */
+    LK_TOPIC_OFFLINE       /* offline (backend topics only) */
+} lk_topic;
+
+/* The longest topic a device sees (/devices/D/commands/SUBFOLDER) and the
+ * longest a backend sees (latchkey/P/L/R/D/events/SUBFOLDER). */
+#define LK_DEVICE_TOPIC_MAX (9u + LK_ID_MAX + 10u + LK_SUBFOLDER_MAX)
+#define LK_BACKEND_TOPIC_MAX (9u + LK_PROJECT_MAX + 1u + LK_LOCATION_MAX + 1u + LK_ID_MAX + 1u + \
+                              LK_ID_MAX + 8u + LK_SUBFOLDER_MAX)
+
+/* Write device's topic of this kind NUL-terminated into buf, *len its length
+ * (len may be NULL). subfolder (NULL or "" for none) only with EVENTS and
+ * COMMANDS. LK_ERR_ARG for an invalid device id, a kind that is not a device
+ * topic, an invalid subfolder or one with another kind; LK_ERR_BUFFER when
+ * size is too small (LK_DEVICE_TOPIC_MAX + 1 suffices). On failure buf is
+ * wiped and *len is 0. */
+lk_err lk_device_topic(const char *device, lk_topic kind, const char *subfolder, char *buf,
+                       size_t size, size_t *len);
+
+/* Which of device's topics topic[0..len) is: NONE when it is not under
+ * /devices/DEVICE/, OTHER when it is but names nothing (commands/# is
+ * COMMANDS_ALL). For EVENTS and COMMANDS with a valid subfolder,
+ * *subfolder points to it inside topic (it runs to topic + len), else NULL. */
+lk_topic lk_device_topic_parse(const char *device, const char *topic, size_t len,
+                               const char **subfolder);
+
+/* Write the backend topic of this kind (EVENTS with an optional subfolder,
+ * STATE, ONLINE, OFFLINE) for the device named d; as lk_device_topic
+ * (LK_BACKEND_TOPIC_MAX + 1 suffices). */
+lk_err lk_backend_topic(const lk_device_name *d, lk_topic kind, const char *subfolder, char *buf,
+                        size_t size, size_t *len);
+
+/* The length of "latchkey/PROJECT/" when topic[0..len) starts with it, else
+ * 0: where a backend of project may read. */
+size_t lk_backend_topic_in_project(const char *project, const char *topic, size_t len);
+
+/*
+ * # Backend secrets
+ *
+ * A backend logs in with a secret as its MQTT password; the registry keeps
+ * only this hash of it: SHA-256 of the secret's text, secret[0..len).
+ */
+void lk_backend_secret_hash(const char *secret, size_t len, uint8_t out[LK_SHA256_BYTES]);
 
 #ifdef __cplusplus
 }

@@ -42,6 +42,13 @@ extern "C" {
 #define LK_JWT_CLAIM_NAME_MAX 16u /* characters, [A-Za-z0-9_] */
 #define LK_JWT_NAMES_BYTES (LK_JWT_MAX_CLAIMS * (LK_JWT_CLAIM_NAME_MAX + 1u))
 
+/* The header every token starts with, base64url of {"alg":"ES256","typ":"JWT"}
+ * or {"alg":"RS256","typ":"JWT"}: the builder writes it, the verifier
+ * recognises it without decoding. */
+#define LK_JWT_HEADER_ES256 "eyJhbGciOiJFUzI1NiIsInR5cCI6IkpXVCJ9"
+#define LK_JWT_HEADER_RS256 "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9"
+#define LK_JWT_HEADER_LEN 36u
+
 /* Encoded signature lengths. */
 #define LK_JWT_ES256_SIG_CHARS LK_B64URL_ENCODED_LEN(LK_ES256_SIG_BYTES) /* 86 */
 #define LK_JWT_RS256_SIG_CHARS(bits) LK_B64URL_ENCODED_LEN((bits) / 8u)
@@ -53,7 +60,7 @@ extern "C" {
  * the raw signature is staged at the end of the buffer.
  */
 #define LK_JWT_TOKEN_SIZE(claims_json_len, sig_bytes) \
-    (36u + 1u + LK_B64URL_ENCODED_LEN(claims_json_len) + 1u + \
+    (LK_JWT_HEADER_LEN + 1u + LK_B64URL_ENCODED_LEN(claims_json_len) + 1u + \
      LK_B64URL_ENCODED_LEN(sig_bytes) + 1u)
 
 typedef struct lk_jwt {

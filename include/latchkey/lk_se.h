@@ -118,17 +118,6 @@ typedef struct lk_se_ops {
     /* SHA-256 computed by the element (a hash engine); NULL = the core's. */
     lk_err (*sha256)(void *ctx, const uint8_t *data, size_t len,
                      uint8_t out[LK_SHA256_BYTES]);
-
-    /* ECDH on P-256 with the private key of key and a peer's 65-byte point;
-     * writes the 32-byte shared X coordinate. */
-    lk_err (*ecdh)(void *ctx, const char *key,
-                   const uint8_t peer[LK_P256_POINT_BYTES],
-                   uint8_t secret[32]);
-
-    /* HMAC-SHA-256 with a symmetric key held in the element. */
-    lk_err (*hmac_sha256)(void *ctx, const char *key,
-                          const uint8_t *msg, size_t len,
-                          uint8_t mac[LK_SHA256_BYTES]);
 } lk_se_ops;
 
 typedef struct lk_se {
@@ -157,11 +146,6 @@ lk_err lk_se_random(const lk_se *se, uint8_t *out, size_t len);
 /* The element's hash engine if it has one, else the core's SHA-256. */
 lk_err lk_se_sha256(const lk_se *se, const uint8_t *data, size_t len,
                     uint8_t out[LK_SHA256_BYTES]);
-lk_err lk_se_ecdh(const lk_se *se, const char *key,
-                  const uint8_t peer[LK_P256_POINT_BYTES], uint8_t secret[32]);
-lk_err lk_se_hmac_sha256(const lk_se *se, const char *key,
-                         const uint8_t *msg, size_t len,
-                         uint8_t mac[LK_SHA256_BYTES]);
 
 /*
  * Wrap an uncompressed P-256 point (0x04||X||Y) as DER SubjectPublicKeyInfo.

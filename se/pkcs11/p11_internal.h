@@ -136,13 +136,4 @@ P11_HIDDEN void p11__uri_wipe(p11_uri *u);
 P11_HIDDEN lk_err p11__pin_read(const char *source, char *pin, size_t pin_size,
                                 size_t *pin_len, char *why, size_t why_size);
 
-/*
- * Convert a DER ECDSA-Sig-Value (SEQUENCE of two INTEGERs), as some tokens
- * return from CKM_ECDSA against the standard, to raw r||s. 1 on success;
- * 0 unless der[0..len) is canonical DER with r and s positive and at most
- * 32 bytes each (raw is then indeterminate).
- */
-P11_HIDDEN int p11__ecdsa_der_to_raw(const unsigned char *der, size_t len,
-                                     unsigned char raw[LK_ES256_SIG_BYTES]);
-
 #endif /* LK_P11_INTERNAL_H */

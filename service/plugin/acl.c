@@ -100,7 +100,8 @@ static int acl__device_write(struct plg_conn *c, const struct mosquitto_evt_acl_
 
 static int acl__device(struct plg_conn *c, const struct mosquitto_evt_acl_check *ed)
 {
-    const char *rest;
+    const char *sub;
+    lk_topic t;
 
     switch (ed->access) {
     case MOSQ_ACL_WRITE:
@@ -112,18 +113,17 @@ static int acl__device(struct plg_conn *c, const struct mosquitto_evt_acl_check 
     default:
         return MOSQ_ERR_ACL_DENIED;
     }
-    if (strncmp(ed->topic, c->topic_prefix, c->topic_prefix_len))
+    t = lk_device_topic_parse(c->path.device, ed->topic, strlen(ed->topic), &sub);
+    if (t == LK_TOPIC_NONE)
         return MOSQ_ERR_ACL_DENIED;
-    rest = ed->topic + c->topic_prefix_len;
     if (ed->access == MOSQ_ACL_READ) {
         /* what the plugin itself sends this device */
-        if (!strcmp(rest, "config") || !strcmp(rest, "commands")
-            || !strncmp(rest, "commands/", 9))
+        if (t == LK_TOPIC_CONFIG || t == LK_TOPIC_COMMANDS || t == LK_TOPIC_COMMANDS_ALL)
             return MOSQ_ERR_SUCCESS;
         return MOSQ_ERR_ACL_DENIED;
     }
     c->last_seen = clock__now();
-    if (!strcmp(rest, "config")) {
+    if (t == LK_TOPIC_CONFIG) {
         if (ed->access == MOSQ_ACL_SUBSCRIBE) {
             c->config_qos = ed->qos > 1 ? 1 : ed->qos;
             conn__want_config(c, 1); /* the latest, on the next tick */
@@ -132,7 +132,7 @@ static int acl__device(struct plg_conn *c, const struct mosquitto_evt_acl_check 
         }
         return MOSQ_ERR_SUCCESS;
     }
-    if (!strcmp(rest, "commands/#")) {
+    if (t == LK_TOPIC_COMMANDS_ALL) {
         c->commands_qos = ed->access == MOSQ_ACL_SUBSCRIBE ? (ed->qos > 1 ? 1 : ed->qos) : -1;
         return MOSQ_ERR_SUCCESS;
     }
@@ -143,16 +143,16 @@ static int acl__device(struct plg_conn *c, const struct mosquitto_evt_acl_check 
 
 static int acl__backend(const char *project, const struct mosquitto_evt_acl_check *ed)
 {
-    size_t n = strlen(project);
-    const char *t = ed->topic;
+    size_t n;
 
     if (ed->access == MOSQ_ACL_WRITE)
         return MOSQ_ERR_ACL_DENIED;
     /* "latchkey/P/..." or exactly "latchkey/P/#"-style: the first two levels
      * literal (no wildcard there), anything below. */
-    if (strncmp(t, "latchkey/", 9) || strncmp(t + 9, project, n) || t[9 + n] != '/')
+    n = lk_backend_topic_in_project(project, ed->topic, strlen(ed->topic));
+    if (n == 0)
         return MOSQ_ERR_ACL_DENIED;
-    if (ed->access == MOSQ_ACL_READ && t[9 + n + 1] == '\0')
+    if (ed->access == MOSQ_ACL_READ && ed->topic[n] == '\0')
         return MOSQ_ERR_ACL_DENIED;
     return MOSQ_ERR_SUCCESS;
 }
@@ -164,12 +164,13 @@ static int acl__offline(const struct mosquitto_evt_acl_check *ed)
     const char *u = mosquitto_client_username(ed->client);
     const char *id = mosquitto_client_id(ed->client);
     char project[LK_PROJECT_MAX + 1];
-    struct plg_path p;
+    lk_device_name p;
 
     if (!u || strncmp(u, "backend:", 8))
         return MOSQ_ERR_PLUGIN_DEFER;
     if (!lk_id_valid(u + 8, strlen(u + 8)) || !backends__id_ok(u + 8, id)
-        || devices__parse_path(id, &p) || backends__project(u + 8, project))
+        || (id && lk_device_path_parse(id, strlen(id), &p) == LK_OK)
+        || backends__project(u + 8, project))
         return MOSQ_ERR_ACL_DENIED;
     return acl__backend(project, ed);
 }

@@ -18,8 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/sha.h>
-
 #include "latchkey/lk_util.h"
 #include "plugin.h"
 
@@ -84,7 +82,7 @@ static int auth__unavailable(struct mosquitto *client, const char *who, const ch
 
 /* # Devices */
 
-static int auth__device(struct mosquitto *client, const char *id, const struct plg_path *p,
+static int auth__device(struct mosquitto *client, const char *id, const lk_device_name *p,
                         const char *password)
 {
     struct plg_device *d;
@@ -95,7 +93,6 @@ static int auth__device(struct mosquitto *client, const char *id, const struct p
     int64_t now = clock__now();
     int hit = 0;
     lk_err err;
-    size_t n;
     uint32_t limit;
 
     if (!password)
@@ -163,25 +160,8 @@ static int auth__device(struct mosquitto *client, const char *id, const struct p
     }
     c->limit = limit;
     c->path = *p;
-    /* re-point the parts into the copy */
-    c->path.project = c->path.buf + (p->project - p->buf);
-    c->path.location = c->path.buf + (p->location - p->buf);
-    c->path.registry = c->path.buf + (p->registry - p->buf);
-    c->path.device = c->path.buf + (p->device - p->buf);
     c->num_id = d->num_id;
     conn__index_num(c);
-    n = strlen(p->device);
-    c->topic_prefix_len = 9 + n + 1;  /* "/devices/" D "/" */
-    c->topic_prefix = malloc(c->topic_prefix_len + 1);
-    c->downstream_len = strlen(p->project) + strlen(p->location) + strlen(p->registry) + n + 13;
-    c->downstream = malloc(c->downstream_len + 1);
-    if (!c->topic_prefix || !c->downstream) {
-        conn__free(c);
-        return auth__unavailable(client, id, "out of memory", LK_ERR_NOMEM);
-    }
-    snprintf(c->topic_prefix, c->topic_prefix_len + 1, "/devices/%s/", p->device);
-    snprintf(c->downstream, c->downstream_len + 1, "latchkey/%s/%s/%s/%s/", p->project,
-             p->location, p->registry, p->device);
     lk_cred_fingerprint(d->creds[info.cred_index], c->cred_fp);
     c->cred_expires = lk_cred_expires(d->creds[info.cred_index]);
     c->token_until = info.valid_until;
@@ -235,7 +215,7 @@ static int auth__backend(struct mosquitto *client, const char *id, const char *u
         return auth__refuse(client, who, "no such backend", err);
     if (err)
         return auth__unavailable(client, who, "the registry could not be read", err);
-    SHA256((const unsigned char *)password, strlen(password), got);
+    lk_backend_secret_hash(password, strlen(password), got);
     match = lk_ct_equal(got, stored, sizeof got);
     lk_wipe(got, sizeof got);
     if (!match) {
@@ -265,7 +245,7 @@ int auth__basic(int event, void *event_data, void *userdata)
 {
     struct mosquitto_evt_basic_auth *ed = event_data;
     const char *id = mosquitto_client_id(ed->client);
-    struct plg_path p;
+    lk_device_name p;
     struct plg_conn *old;
 
     (void)event;
@@ -274,7 +254,7 @@ int auth__basic(int event, void *event_data, void *userdata)
     old = conn__find(ed->client);
     if (old)
         conn__free(old);
-    if (id && devices__parse_path(id, &p))
+    if (id && lk_device_path_parse(id, strlen(id), &p) == LK_OK)
         return auth__device(ed->client, id, &p, ed->password);
     if (ed->username && !strncmp(ed->username, BACKEND_PREFIX, strlen(BACKEND_PREFIX)))
         return auth__backend(ed->client, id, ed->username, ed->password);

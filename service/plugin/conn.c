@@ -353,8 +353,6 @@ void conn__free(struct plg_conn *c)
     queue__remove(Q_RECHECK, c);
     limits__unpin(c->limit);
     free(c->client_id);
-    free(c->topic_prefix);
-    free(c->downstream);
     free(c->backend_name);
     lk_wipe(c->backend_hash, sizeof c->backend_hash);
     free(c);

@@ -39,7 +39,7 @@ void deliver__config(struct plg_conn *c)
 {
     struct deliver__latest l = {0};
     lk_reg_config cfg;
-    char topic[300];
+    char topic[LK_DEVICE_TOPIC_MAX + 1];
     int64_t now = clock__now();
     lk_err err;
 
@@ -63,8 +63,8 @@ void deliver__config(struct plg_conn *c)
         mosquitto_free(l.data);
         return;
     }
-    snprintf(topic, sizeof topic, "%sconfig", c->topic_prefix);
-    if (mosquitto_broker_publish(c->client_id, topic, (int)l.len, l.data, c->config_qos, false, NULL)) {
+    if (lk_device_topic(c->path.device, LK_TOPIC_CONFIG, NULL, topic, sizeof topic, NULL)
+        || mosquitto_broker_publish(c->client_id, topic, (int)l.len, l.data, c->config_qos, false, NULL)) {
         mosquitto_free(l.data);
         mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "%s: sending config version %" PRId64
                              " failed", c->client_id, l.version);
@@ -158,13 +158,13 @@ void deliver__commands(int64_t now)
         if (err) {
             plg.commands_due = 1;
         } else if (won && subscribed) {
-            char topic[600];
-            snprintf(topic, sizeof topic, "%scommands%s%s", c->topic_prefix,
-                     d->subfolder ? "/" : "", d->subfolder ? d->subfolder : "");
+            char topic[LK_DEVICE_TOPIC_MAX + 1];
             /* Decided before publishing, so a racing sender's EXPIRED and
              * our delivery never both happen; a publish the broker refuses
              * (out of memory) is logged as lost, not as delivered. */
-            if (mosquitto_broker_publish(c->client_id, topic, (int)d->len, d->data,
+            if (lk_device_topic(c->path.device, LK_TOPIC_COMMANDS, d->subfolder, topic,
+                                sizeof topic, NULL) == LK_OK
+                && mosquitto_broker_publish(c->client_id, topic, (int)d->len, d->data,
                                          c->commands_qos, false, NULL) == MOSQ_ERR_SUCCESS) {
                 d->data = NULL; /* the broker owns it now */
                 mosquitto_log_printf(MOSQ_LOG_INFO, PLG_LOG_PREFIX "%s: command %" PRId64

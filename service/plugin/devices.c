@@ -14,55 +14,6 @@ static struct plg_device **by_path, **by_num;
 static size_t nbuckets, count, capacity;
 static struct plg_device *lru_head, *lru_tail;
 
-/* # Paths */
-
-static int devices__part(char **s, const char *lit, const char **part)
-{
-    size_t n = strlen(lit);
-    char *start, *slash;
-
-    if (strncmp(*s, lit, n) || (*s)[n] != '/')
-        return 0;
-    start = *s + n + 1;
-    *part = start;
-    slash = strchr(start, '/');
-    if (slash) {
-        *slash = '\0';
-        *s = slash + 1;
-    } else {
-        *s = start + strlen(start);
-    }
-    return 1;
-}
-
-int devices__parse_path(const char *id, struct plg_path *out)
-{
-    size_t len;
-    char *s;
-
-    memset(out, 0, sizeof *out);
-    if (!id)
-        return 0;
-    len = strlen(id);
-    if (len >= sizeof out->buf)
-        return 0;
-    memcpy(out->buf, id, len + 1);
-    s = out->buf;
-    if (!devices__part(&s, "projects", &out->project) || !*s
-        || !devices__part(&s, "locations", &out->location) || !*s
-        || !devices__part(&s, "registries", &out->registry) || !*s
-        || !devices__part(&s, "devices", &out->device) || *s)
-        return 0;
-    /* "projects/P/locations/L/registries/R/devices/D/" leaves an empty rest
-     * after D only if D was followed by '/': strchr found it. Refuse. */
-    if (out->device + strlen(out->device) != out->buf + len)
-        return 0;
-    return lk_project_valid(out->project, strlen(out->project))
-           && lk_location_valid(out->location, strlen(out->location))
-           && lk_id_valid(out->registry, strlen(out->registry))
-           && lk_id_valid(out->device, strlen(out->device));
-}
-
 /* # Table */
 
 static size_t devices__hash_str(const char *s)
@@ -188,7 +139,7 @@ void devices__forget(uint64_t num_id)
 
 /* # Lookup */
 
-static struct plg_device *devices__load(const struct plg_path *p, const char *path, lk_err *err)
+static struct plg_device *devices__load(const lk_device_name *p, const char *path, lk_err *err)
 {
     lk_reg_name name = {p->project, p->location, p->registry};
     lk_reg_auth a;
@@ -226,7 +177,7 @@ static struct plg_device *devices__load(const struct plg_path *p, const char *pa
     return d;
 }
 
-struct plg_device *devices__get(const struct plg_path *p, const char *path, int fresh, lk_err *err)
+struct plg_device *devices__get(const lk_device_name *p, const char *path, int fresh, lk_err *err)
 {
     struct plg_device *d;
     size_t h = devices__hash_str(path);

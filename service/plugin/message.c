@@ -40,16 +40,18 @@ static int message__attrs(const struct plg_conn *c, const char *subfolder, mosqu
 int message__downstream(const struct plg_conn *c, enum plg_topic t, const char *sub, char **topic,
                         mosquitto_property **props)
 {
-    size_t n = c->downstream_len + (t == TOPIC_STATE ? 5 : 6 + (sub ? 1 + strlen(sub) : 0));
+    char buf[LK_BACKEND_TOPIC_MAX + 1];
+    size_t n;
 
     *props = NULL;
+    *topic = NULL;
+    if (lk_backend_topic(&c->path, t == TOPIC_STATE ? LK_TOPIC_STATE : LK_TOPIC_EVENTS, sub, buf,
+                         sizeof buf, &n))
+        return -1;
     *topic = mosquitto_malloc(n + 1);
     if (!*topic)
         return -1;
-    if (t == TOPIC_STATE)
-        snprintf(*topic, n + 1, "%sstate", c->downstream);
-    else
-        snprintf(*topic, n + 1, "%sevents%s%s", c->downstream, sub ? "/" : "", sub ? sub : "");
+    memcpy(*topic, buf, n + 1);
     if (message__attrs(c, sub, props)) {
         mosquitto_property_free_all(props);
         mosquitto_free(*topic);
@@ -76,21 +78,11 @@ void message__accepted(const struct plg_conn *c, enum plg_topic t, const void *p
 /* What a device publishes to: its events (with a subfolder) or its state. */
 enum plg_topic message__topic(const struct plg_conn *c, const char *topic, const char **subfolder)
 {
-    const char *rest;
-
-    *subfolder = NULL;
-    if (strncmp(topic, c->topic_prefix, c->topic_prefix_len))
-        return TOPIC_BAD;
-    rest = topic + c->topic_prefix_len;
-    if (!strcmp(rest, "state"))
-        return TOPIC_STATE;
-    if (!strcmp(rest, "events"))
-        return TOPIC_EVENTS;
-    if (!strncmp(rest, "events/", 7) && lk_subfolder_valid(rest + 7, strlen(rest + 7))) {
-        *subfolder = rest + 7;
-        return TOPIC_EVENTS;
+    switch (lk_device_topic_parse(c->path.device, topic, strlen(topic), subfolder)) {
+    case LK_TOPIC_STATE: return TOPIC_STATE;
+    case LK_TOPIC_EVENTS: return TOPIC_EVENTS;
+    default: return TOPIC_BAD;
     }
-    return TOPIC_BAD;
 }
 
 int message__handle(int event, void *event_data, void *userdata)
@@ -123,8 +115,7 @@ int message__handle(int event, void *event_data, void *userdata)
 
 void message__presence(struct plg_conn *c, int online, const char *detail)
 {
-    char num[24], when[32], *topic;
-    size_t tn;
+    char num[24], when[32], topic[LK_BACKEND_TOPIC_MAX + 1];
     json_t *o;
     char *text;
 
@@ -134,6 +125,9 @@ void message__presence(struct plg_conn *c, int online, const char *detail)
     if (c->kind != CONN_DEVICE || !backends__any())
         return;
     snprintf(num, sizeof num, "%" PRIu64, c->num_id);
+    if (lk_backend_topic(&c->path, online ? LK_TOPIC_ONLINE : LK_TOPIC_OFFLINE, NULL, topic,
+                         sizeof topic, NULL))
+        return;
     lk_time_rfc3339(clock__now(), when, sizeof when);
     o = json_pack("{s:s, s:s, s:s, s:s}", "deviceId", c->path.device, "deviceNumId", num,
                   "time", when, online ? "address" : "reason", detail);
@@ -141,13 +135,7 @@ void message__presence(struct plg_conn *c, int online, const char *detail)
     json_decref(o);
     if (!text)
         return;
-    tn = c->downstream_len + 8;
-    topic = malloc(tn);
-    if (topic) {
-        snprintf(topic, tn, "%s%s", c->downstream, online ? "online" : "offline");
-        mosquitto_broker_publish_copy(NULL, topic, (int)strlen(text), text, 1, false, NULL);
-    }
-    free(topic);
+    mosquitto_broker_publish_copy(NULL, topic, (int)strlen(text), text, 1, false, NULL);
     free(text);
 }
 

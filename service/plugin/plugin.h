@@ -72,22 +72,13 @@ struct plg_device {
     struct plg_device *lru_prev, *lru_next;    /* most recent at the head */
 };
 
-/* A device path split into its parts (pointers into buf). */
-struct plg_path {
-    char buf[LK_DEVICE_PATH_MAX + 1];
-    const char *project, *location, *registry, *device;
-};
-
-/* 1 if id is exactly projects/P/locations/L/registries/R/devices/D with
- * valid parts; fills *out. */
-int devices__parse_path(const char *id, struct plg_path *out);
 int devices__init(size_t capacity);
 void devices__cleanup(void);
 /* The device for path: from the cache, or read from the registry (fresh =
  * always read). NULL and *err = LK_ERR_REG_NOT_FOUND for no such device, or
  * another error (storage, memory, a credential that does not parse). The
  * result is valid until the next devices__ call. */
-struct plg_device *devices__get(const struct plg_path *p, const char *path, int fresh,
+struct plg_device *devices__get(const lk_device_name *p, const char *path, int fresh,
                                 lk_err *err);
 void devices__forget(uint64_t num_id);
 void devices__clear(void);
@@ -106,11 +97,7 @@ struct plg_conn {
     char *client_id;
     /* devices */
     uint64_t num_id;
-    struct plg_path path;
-    char *topic_prefix;          /* "/devices/D/" */
-    size_t topic_prefix_len;
-    char *downstream;            /* "latchkey/P/L/R/D/" */
-    size_t downstream_len;
+    lk_device_name path;
     uint8_t cred_fp[32];         /* the credential that verified the token */
     int64_t cred_expires;
     int64_t token_until;         /* exp + skew */

@@ -12,6 +12,7 @@
 #include <openssl/evp.h>
 
 #include "latchkey/lk_b64url.h"
+#include "latchkey/lk_jwt.h"
 #include "latchkey/lk_util.h"
 #include "verify_internal.h"
 
@@ -222,8 +223,8 @@ static int segment_decode(const char *seg, size_t len, unsigned flags, uint8_t *
 /* The headers every IoT Core device sends, {"alg":"ES256","typ":"JWT"} and
  * the RS256 one, encoded. A header segment equal to one of these passes
  * rules 2 and 3 with that alg, so it need not be decoded and parsed. */
-static const char hdr_es256[] = "eyJhbGciOiJFUzI1NiIsInR5cCI6IkpXVCJ9";
-static const char hdr_rs256[] = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9";
+static const char hdr_es256[] = LK_JWT_HEADER_ES256;
+static const char hdr_rs256[] = LK_JWT_HEADER_RS256;
 
 /* Rule 3 for one segment: a JSON object, duplicate names refused, nothing
  * after it (jansson's default). NULL (and *err set) on any failure. */

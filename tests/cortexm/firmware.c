@@ -28,7 +28,7 @@ static lk_err fw_public_key(void *ctx, const char *key, lk_alg *alg,
     return LK_ERR_UNSUPPORTED;
 }
 
-static const lk_se_ops fw_ops = {"fw", 0, fw_public_key, fw_sign, 0, 0, 0, 0};
+static const lk_se_ops fw_ops = {.name = "fw", .public_key = fw_public_key, .sign_digest = fw_sign};
 static const lk_se fw_se = {&fw_ops, 0};
 
 /* Volatile so that nothing is optimised away. */

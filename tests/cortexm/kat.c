@@ -378,7 +378,7 @@ static lk_err test_public_key(void *ctx, const char *key, lk_alg *alg,
 }
 
 static const lk_se_ops test_ops = {
-    "kat", 0, test_public_key, test_sign, 0, 0, 0, 0,
+    .name = "kat", .public_key = test_public_key, .sign_digest = test_sign,
 };
 
 static struct test_signer signer;

@@ -61,7 +61,7 @@ int main(void)
 {
     lk_se se = {&fake_ops, NULL};
     uint8_t bytes[64], digest[32], digest2[32], sig[LK_ES256_SIG_BYTES], point[LK_P256_POINT_BYTES];
-    uint8_t spki[LK_P256_SPKI_BYTES], mac[32], secret[32], pub[LK_PUBKEY_DER_MAX];
+    uint8_t spki[LK_P256_SPKI_BYTES], pub[LK_PUBKEY_DER_MAX];
     char text[128], token[512], why[128];
     size_t n = 0, m = 0;
     lk_alg alg;
@@ -111,8 +111,6 @@ int main(void)
     CHECK(lk_se_sha256(&se, (const uint8_t *)"abc", 3, digest2) == LK_OK && memcmp(digest, digest2, 32) == 0);
     memset(point, 0x22, sizeof point);
     point[0] = 0x04;
-    CHECK(lk_se_ecdh(&se, "k", point, secret) == LK_ERR_UNSUPPORTED);
-    CHECK(lk_se_hmac_sha256(&se, "k", (const uint8_t *)"m", 1, mac) == LK_ERR_UNSUPPORTED);
     CHECK(lk_p256_spki_from_point(point, spki, sizeof spki, &n) == LK_OK && n == LK_P256_SPKI_BYTES);
     memset(point, 0, sizeof point);
     CHECK(lk_p256_point_from_spki(spki, n, point) == LK_OK && point[0] == 0x04 && point[1] == 0x22);
@@ -139,6 +137,23 @@ int main(void)
     CHECK(lk_subfolder_valid("a/b", 3) == 1 && lk_subfolder_valid("a/#", 3) == 0);
     CHECK(lk_id_why("device id", "1abc", 4, why, sizeof why) != NULL);
     CHECK(lk_id_why("device id", "abc", 3, why, sizeof why) == NULL);
+    {
+        char path[LK_DEVICE_PATH_MAX + 1], topic[LK_BACKEND_TOPIC_MAX + 1];
+        const char *sub = NULL;
+        lk_device_name name;
+        uint8_t hash[LK_SHA256_BYTES];
+        CHECK(lk_registry_path("my-project", "us-central1", "reg", path, sizeof path, &n) == LK_OK && n == 56);
+        CHECK(lk_device_path("my-project", "us-central1", "reg", "dev", path, sizeof path, &n) == LK_OK);
+        CHECK(lk_device_path_parse(path, n, &name) == LK_OK && strcmp(name.device, "dev") == 0);
+        CHECK(lk_device_topic("dev", LK_TOPIC_EVENTS, "a", topic, sizeof topic, &n) == LK_OK &&
+              strcmp(topic, "/devices/dev/events/a") == 0);
+        CHECK(lk_device_topic_parse("dev", topic, n, &sub) == LK_TOPIC_EVENTS && strcmp(sub, "a") == 0);
+        CHECK(lk_backend_topic(&name, LK_TOPIC_STATE, NULL, topic, sizeof topic, &n) == LK_OK &&
+              strcmp(topic, "latchkey/my-project/us-central1/reg/dev/state") == 0);
+        CHECK(lk_backend_topic_in_project("my-project", topic, n) == 20);
+        lk_backend_secret_hash("abc", 3, hash);
+        CHECK(hash[0] == 0xba && hash[31] == 0xad);
+    }
 
     if (failures) {
         fprintf(stderr, "use_core: %d checks failed\n", failures);

@@ -111,7 +111,7 @@ static lk_err ts_public_key(void *ctx, const char *key, lk_alg *alg,
     return LK_ERR_UNSUPPORTED;
 }
 
-static const lk_se_ops ts_ops = { "test", NULL, ts_public_key, ts_sign, NULL, NULL, NULL, NULL };
+static const lk_se_ops ts_ops = { .name = "test", .public_key = ts_public_key, .sign_digest = ts_sign };
 
 /* ---- claims and the independent reference ------------------------------ */
 
@@ -1052,8 +1052,8 @@ static void test_bad_se(void **state)
     tsigner t;
     ts_reset(&t);
     lk_se no_ops = { NULL, &t };
-    static const lk_se_ops no_sign_ops = { "nosign", NULL, ts_public_key, NULL,
-                                           NULL, NULL, NULL, NULL };
+    static const lk_se_ops no_sign_ops = { .name = "nosign",
+                                           .public_key = ts_public_key };
     lk_se no_sign = { &no_sign_ops, &t };
     lk_se good = { &ts_ops, &t };
 
@@ -1377,8 +1377,8 @@ static lk_err ossl_sign(void *ctx, const char *key, lk_alg alg,
     return ret;
 }
 
-static const lk_se_ops ossl_ops = { "openssl", NULL, ts_public_key, ossl_sign,
-                                    NULL, NULL, NULL, NULL };
+static const lk_se_ops ossl_ops = { .name = "openssl", .public_key = ts_public_key,
+                                    .sign_digest = ossl_sign };
 
 /* 1 if tok (len bytes) is a valid token for pkey: exactly two dots, every
  * segment strict base64url (lk_b64url_decode), JSON header with the right

@@ -725,7 +725,7 @@ static void test_ecdsa_der(void **state)
         size_t len = strlen(cases[i].hex) / 2;
         assert_true(len <= sizeof der);
         assert_int_equal(lk_test_hex2bin(cases[i].hex, der, len), 0);
-        int ok = p11__ecdsa_der_to_raw(der, len, rs);
+        int ok = lk_ecdsa_der_to_raw(der, len, rs) == LK_OK;
         if (ok != cases[i].ok)
             fail_msg("case %zu (%s): got %d", i, cases[i].hex, ok);
         if (i == 0) {

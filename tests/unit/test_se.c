@@ -130,39 +130,16 @@ static lk_err m_sha256(void *ctx, const uint8_t *data, size_t len,
     return m->ret;
 }
 
-static lk_err m_ecdh(void *ctx, const char *key, const uint8_t peer[LK_P256_POINT_BYTES],
-                     uint8_t secret[32])
-{
-    mock *m = ctx;
-    m->calls++;
-    m->key = key;
-    (void)peer;
-    mock_fill(m, secret, 32);
-    return m->ret;
-}
-
-static lk_err m_hmac(void *ctx, const char *key, const uint8_t *msg, size_t len,
-                     uint8_t mac[LK_SHA256_BYTES])
-{
-    mock *m = ctx;
-    m->calls++;
-    m->key = key;
-    (void)msg;
-    (void)len;
-    mock_fill(m, mac, LK_SHA256_BYTES);
-    return m->ret;
-}
-
 static const lk_se_ops full_ops = {
-    "mock", m_generate, m_public_key, m_sign, m_random, m_sha256, m_ecdh, m_hmac,
+    "mock", m_generate, m_public_key, m_sign, m_random, m_sha256,
 };
-static const lk_se_ops empty_ops = { "empty", NULL, NULL, NULL, NULL, NULL, NULL, NULL };
+static const lk_se_ops empty_ops = { "empty", NULL, NULL, NULL, NULL, NULL };
 
 /* ---- one call of each dispatcher, with its output checked ------------- */
 
-enum op { OP_GENERATE, OP_PUBLIC_KEY, OP_SIGN, OP_RANDOM, OP_SHA256, OP_ECDH, OP_HMAC, OP__N };
+enum op { OP_GENERATE, OP_PUBLIC_KEY, OP_SIGN, OP_RANDOM, OP_SHA256, OP__N };
 static const char *const op_names[] = {
-    "generate", "public_key", "sign_digest", "random", "sha256", "ecdh", "hmac_sha256",
+    "generate", "public_key", "sign_digest", "random", "sha256",
 };
 
 typedef struct call {
@@ -178,7 +155,6 @@ static const uint8_t digest_abc[LK_SHA256_BYTES] = {
     0x22, 0x23, 0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61,
     0xf2, 0x00, 0x15, 0xad,
 };
-static const uint8_t peer_point[LK_P256_POINT_BYTES] = { 0x04, 1, 2, 3 };
 
 static lk_err do_call(enum op op, const lk_se *se, const char *key, lk_alg alg, call *c)
 {
@@ -203,12 +179,6 @@ static lk_err do_call(enum op op, const lk_se *se, const char *key, lk_alg alg, 
     case OP_SHA256:
         c->wiped = LK_SHA256_BYTES;
         return lk_se_sha256(se, (const uint8_t *)"abc", 3, c->out);
-    case OP_ECDH:
-        c->wiped = 32;
-        return lk_se_ecdh(se, key, peer_point, c->out);
-    case OP_HMAC:
-        c->wiped = LK_SHA256_BYTES;
-        return lk_se_hmac_sha256(se, key, (const uint8_t *)"msg", 3, c->out);
     default:
         fail();
     }
@@ -291,8 +261,6 @@ static void test_missing_ops_unsupported(void **state)
         case OP_PUBLIC_KEY: ops.public_key = NULL; break;
         case OP_SIGN: ops.sign_digest = NULL; break;
         case OP_RANDOM: ops.random = NULL; break;
-        case OP_ECDH: ops.ecdh = NULL; break;
-        case OP_HMAC: ops.hmac_sha256 = NULL; break;
         default: break;
         }
         lk_se one = { &ops, &m };
@@ -316,7 +284,7 @@ static void test_key_reference_checks(void **state)
     memset(max_key, 'k', LK_KEY_REF_MAX + 1);
     max_key[LK_KEY_REF_MAX + 1] = '\0'; /* one too long */
 
-    static const enum op keyed[] = { OP_GENERATE, OP_PUBLIC_KEY, OP_SIGN, OP_ECDH, OP_HMAC };
+    static const enum op keyed[] = { OP_GENERATE, OP_PUBLIC_KEY, OP_SIGN };
     for (size_t i = 0; i < sizeof keyed / sizeof keyed[0]; i++) {
         enum op op = keyed[i];
         const char *bad[] = { NULL, "", max_key };
@@ -367,7 +335,7 @@ static void test_key_reference_bounded_read(void **state)
     /* LK_KEY_REF_MAX + 1 non-NUL bytes, then the guard page */
     char *key = (char *)guard - (LK_KEY_REF_MAX + 1);
     memset(key, 'k', LK_KEY_REF_MAX + 1);
-    static const enum op keyed[] = { OP_GENERATE, OP_PUBLIC_KEY, OP_SIGN, OP_ECDH, OP_HMAC };
+    static const enum op keyed[] = { OP_GENERATE, OP_PUBLIC_KEY, OP_SIGN };
     for (size_t i = 0; i < sizeof keyed / sizeof keyed[0]; i++) {
         mock_reset(&m);
         call c = { .out_size = 0 };
@@ -414,10 +382,6 @@ static void test_null_outputs(void **state)
     EXPECT_ARG(lk_se_random(&se, NULL, 16));
     EXPECT_ARG(lk_se_sha256(&se, NULL, 3, buf));
     EXPECT_ARG(lk_se_sha256(&se, (const uint8_t *)"abc", 3, NULL));
-    EXPECT_ARG(lk_se_ecdh(&se, "k", NULL, buf));
-    EXPECT_ARG(lk_se_ecdh(&se, "k", peer_point, NULL));
-    EXPECT_ARG(lk_se_hmac_sha256(&se, "k", NULL, 3, buf));
-    EXPECT_ARG(lk_se_hmac_sha256(&se, "k", (const uint8_t *)"m", 1, NULL));
 #undef EXPECT_ARG
 
     /* a zero-size output is refused before the backend sees it */
@@ -460,19 +424,6 @@ static void test_argument_failures_wipe(void **state)
             assert_int_not_equal(err, LK_OK);
             check_failed_output((enum op)op, &c, why[w]);
         }
-    }
-    /* a peer point that is not uncompressed: whether the dispatcher or the
-     * backend refuses it, the secret is wiped */
-    static const uint8_t peer02[LK_P256_POINT_BYTES] = { 0x02, 1, 2, 3 };
-    for (int fails = 0; fails < 2; fails++) {
-        uint8_t secret[32 + 8];
-        memset(secret, FILL, sizeof secret);
-        mock_reset(&m);
-        m.ret = fails ? LK_ERR_DEVICE : LK_OK;
-        lk_err err = lk_se_ecdh(&se, "k", peer02, secret);
-        if (err != LK_OK)
-            assert_true(lk_test_all_bytes(secret, 32, 0));
-        assert_true(lk_test_all_bytes(secret + 32, 8, FILL));
     }
 }
 
@@ -603,8 +554,8 @@ static lk_err m_sign_one_byte(void *ctx, const char *key, lk_alg alg,
 static void test_es256_nonzero_anywhere(void **state)
 {
     (void)state;
-    static const lk_se_ops ops = { "onebyte", m_generate, m_public_key, m_sign_one_byte,
-                                   NULL, NULL, NULL, NULL };
+    static const lk_se_ops ops = { .name = "onebyte", .generate = m_generate,
+                                   .public_key = m_public_key, .sign_digest = m_sign_one_byte };
     size_t which[2];
     lk_se se = { &ops, which };
     uint8_t sig[64];

@@ -24,7 +24,7 @@
 
 #include "admin.h"
 #include "latchkey/lk_b64url.h"
-#include "latchkey/lk_sha256.h"
+#include "latchkey/lk_iotcore.h"
 
 #define SECRET_BYTES 32
 #define SECRET_CHARS LK_B64URL_ENCODED_LEN(SECRET_BYTES) /* 43 */
@@ -125,7 +125,7 @@ static int cmd_create(struct admin *a, const char *name)
         return admin_fail(a, err != LK_OK ? err : LK_ERR_CRYPTO, NULL);
     }
     /* The hash of the password as the backend will send it: the text. */
-    lk_sha256(secret, slen, hash);
+    lk_backend_secret_hash(secret, slen, hash);
     err = lk_registry_backend_create(a->reg, a->project, name, hash, why, sizeof why);
     OPENSSL_cleanse(hash, sizeof hash);
     if (err != LK_OK) {

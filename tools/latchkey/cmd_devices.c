@@ -181,14 +181,11 @@ json_t *admin_cred_json(const lk_reg_credential *c)
 
 static json_t *device_name(const lk_reg_device *d)
 {
-    char *s = NULL;
-    json_t *j;
-    if (asprintf(&s, "projects/%s/locations/%s/registries/%s/devices/%llu", d->project, d->location, d->registry,
-                 (unsigned long long)d->num_id) < 0)
+    char s[LK_DEVICE_PATH_MAX + 1], num[24];
+    snprintf(num, sizeof num, "%llu", (unsigned long long)d->num_id);
+    if (lk_device_path(d->project, d->location, d->registry, num, s, sizeof s, NULL) != LK_OK)
         return NULL;
-    j = json_string(s);
-    free(s);
-    return j;
+    return json_string(s);
 }
 
 static void set_time(json_t *j, const char *key, int64_t t)

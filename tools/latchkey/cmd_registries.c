@@ -117,13 +117,10 @@ static const char *http_state_name(lk_reg_state s)
 
 static json_t *registry_name(const char *project, const char *location, const char *id)
 {
-    char *s = NULL;
-    json_t *j;
-    if (asprintf(&s, "projects/%s/locations/%s/registries/%s", project, location, id) < 0)
+    char s[LK_REGISTRY_PATH_MAX + 1];
+    if (lk_registry_path(project, location, id, s, sizeof s, NULL) != LK_OK)
         return NULL;
-    j = json_string(s);
-    free(s);
-    return j;
+    return json_string(s);
 }
 
 json_t *admin_registry_json(const lk_reg_registry *r)

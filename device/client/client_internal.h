@@ -1,0 +1,170 @@
+/*
+ * client_internal.h — private to the device client's files (device/client):
+ * the client's state and the hidden functions its files share. client.c:
+ * configuration, the state machine's step and the accessors; tls.c: the
+ * server's authentication; events.c: the user's events and the clock;
+ * queue.c: the outgoing queue, pacing and publishing; connection.c: one
+ * connection's life (token, libmosquitto and its callbacks, backoff).
+ */
+#ifndef LK_DEV_CLIENT_INTERNAL_H
+#define LK_DEV_CLIENT_INTERNAL_H
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <mosquitto.h>
+#include <openssl/err.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "latchkey/lk_device.h"
+#include "latchkey/lk_iotcore.h"
+#include "latchkey/lk_jwt.h"
+#include "latchkey/lk_util.h"
+
+#define LK_DEV_HIDDEN __attribute__((visibility("hidden")))
+
+#define DEFAULT_LIFETIME_S 3600u
+#define MIN_LIFETIME_S 10u
+#define DEFAULT_KEEPALIVE_S 60u
+#define DEFAULT_BACKOFF_MAX_S 64u
+#define DEFAULT_CONNECT_TIMEOUT_S 30u
+#define DEFAULT_DRAIN_MS 5000u
+#define DEFAULT_MAX_REFUSALS 3u
+#define DEFAULT_QUEUE_MAX 1000u
+#define DEFAULT_QUEUE_BYTES (16u * 1024u * 1024u)
+/* A connection that lasted this long resets the backoff exponent. */
+#define STABLE_MS 60000
+/* How often libmosquitto's housekeeping (keep-alive) runs. */
+#define MISC_MS 1000
+#define PACKETS_PER_STEP 64
+#define DETAIL_MAX 256
+/* IoT Core allows one state report a second per device; a little more, so
+ * a slow clock on either side never gets one dropped. */
+#define STATE_GAP_MS 1100
+#define DEFAULT_MAX_RATE 80u
+/* The claims JSON is at most {"iat":-9223372036854775808,"exp":...,"aud":"<30>"}. */
+#define TOKEN_SIZE LK_JWT_TOKEN_SIZE(128u, LK_SIG_MAX_BYTES)
+
+struct lk_dev_tls {
+    SSL_CTX *ctx;
+};
+
+struct msg {
+    struct msg *next;
+    uint64_t id;
+    int is_state;
+    int mid;        /* libmosquitto's id on the current connection, 0 = not sent */
+    size_t len;
+    uint8_t *data;  /* points into the same allocation, after the topic */
+    char topic[];   /* NUL-terminated */
+};
+
+struct lk_dev {
+    /* configuration (strings owned) */
+    char *host;
+    unsigned port;
+    const lk_se *se;
+    const char *key;
+    lk_alg alg;
+    char *project;
+    unsigned lifetime_s, margin_s, keepalive_s, backoff_max_s, connect_timeout_s;
+    unsigned drain_ms, max_refusals, max_attempts;
+    size_t queue_max, queue_bytes_max;
+    void *user;
+    void (*on_event)(void *, const lk_dev_event *);
+    void (*on_config)(void *, const uint8_t *, size_t);
+    void (*on_command)(void *, const char *, const uint8_t *, size_t);
+
+    char *client_id;
+    char *device;
+    char *topic_events, *topic_state, *topic_config, *topic_commands;
+
+    lk_dev_tls *tls;
+    int own_tls;
+
+    /* the connection */
+    struct mosquitto *mosq;
+    lk_dev_state state;
+    int ended;          /* set by callbacks: the connection is over */
+    int connack;        /* -1 none yet, else the CONNACK code */
+    int lost_rc;        /* libmosquitto's reason from on_disconnect */
+    int lost_errno;     /* errno behind lost_rc == MOSQ_ERR_ERRNO */
+    long verify_err;    /* the first certificate error of this attempt */
+    int in_callback;
+    int64_t deadline_ms;  /* CONNECTING: connect timeout; REFRESHING/STOPPING: drain */
+    int64_t retry_ms;     /* BACKOFF: next attempt */
+    int64_t misc_ms;
+    int64_t connected_ms;
+    int64_t refresh_ms;
+    unsigned failures;    /* consecutive failed attempts */
+    unsigned refusals;    /* consecutive refusals of fresh tokens */
+
+    /* the token */
+    char token[TOKEN_SIZE];
+    size_t token_len;
+    int64_t token_exp;      /* Unix time */
+    int64_t token_mono;     /* lk_dev_now_ms when signed */
+    int token_fresh;        /* signed for the attempt under way */
+
+    /* the queue */
+    struct msg *head, *tail;
+    size_t queued, queued_bytes, inflight;
+    uint64_t next_id;
+
+    /* pacing: the server drops (and still acknowledges) what goes over its
+     * rates, so the client keeps under them */
+    unsigned max_rate;        /* messages in any 1000 ms */
+    int64_t *sent_ms;         /* ring of the last max_rate send times */
+    unsigned sent_i, sent_n;
+    int64_t pump_wait_ms;     /* when pacing lets the next message go, 0 if none waits */
+    int state_inflight;       /* a state message awaits its PUBACK */
+    int64_t state_ready_ms;   /* the next state may go at this time */
+
+    lk_err fail_err;
+    char fail_detail[DETAIL_MAX];
+    char detail[DETAIL_MAX];
+    lk_dev_stats stats;
+};
+
+/* events.c: tell the user (on_event) what happened; the detail is a printf
+ * format. */
+LK_DEV_HIDDEN void lk_dev__emit(lk_dev *d, lk_dev_event_type type, lk_err err, int code,
+                                int64_t delay, uint64_t id, const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
+/* events.c: the client has failed for good: state FAILED and the event. */
+LK_DEV_HIDDEN void lk_dev__fail(lk_dev *d, lk_err err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* tls.c: the client being stepped on this thread (lk_dev_step sets it), for
+ * the certificate verify callback. */
+LK_DEV_HIDDEN extern __thread lk_dev *lk_dev__stepping;
+
+/* queue.c */
+/* A new connection: every message is unsent again. */
+LK_DEV_HIDDEN void lk_dev__queue_reset_sent(lk_dev *d);
+LK_DEV_HIDDEN void lk_dev__msg_free(struct msg *m);
+/* Hand the unsent messages to the connection as fast as the rates allow. */
+LK_DEV_HIDDEN void lk_dev__pump(lk_dev *d);
+
+/* connection.c */
+/* Forget the connection (libmosquitto object and its flags). */
+LK_DEV_HIDDEN void lk_dev__destroy_connection(lk_dev *d);
+/* Start a connection attempt: a token, a libmosquitto object, connect. */
+LK_DEV_HIDDEN void lk_dev__attempt(lk_dev *d, int64_t now);
+/* The connection is over: say why, tidy up, decide what comes next. */
+LK_DEV_HIDDEN void lk_dev__connection_ended(lk_dev *d, int64_t now, int loop_rc);
+/* CONNACK 0 arrived: subscribe, tell the user, start sending. */
+LK_DEV_HIDDEN void lk_dev__connected(lk_dev *d, int64_t now);
+
+#endif /* LK_DEV_CLIENT_INTERNAL_H */

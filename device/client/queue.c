@@ -1,0 +1,161 @@
+/*
+ * queue.c — the device client's outgoing queue: every QoS 1 message stays
+ * until its PUBACK, whatever happens to connections, and goes out paced
+ * under the server's rates.
+ */
+#include "client_internal.h"
+
+/* ----------------------------------------------------------------- queue */
+
+void lk_dev__queue_reset_sent(lk_dev *d)
+{
+    struct msg *m;
+    for (m = d->head; m != NULL; m = m->next) {
+        if (m->mid != 0) {
+            m->mid = 0;
+            d->stats.resent++;
+        }
+    }
+    d->inflight = 0;
+    d->state_inflight = 0;
+}
+
+void lk_dev__msg_free(struct msg *m)
+{
+    if (m == NULL)
+        return;
+    lk_wipe(m->data, m->len);
+    free(m);
+}
+
+/* 1 when one more message may go now without exceeding max_rate in any
+ * 1000 ms; else 0 and *when says from when on. */
+static int rate_allows(const lk_dev *d, int64_t now, int64_t *when)
+{
+    int64_t oldest;
+    if (d->sent_n < d->max_rate)
+        return 1;
+    oldest = d->sent_ms[d->sent_i]; /* the ring is full: sent_i is the oldest */
+    if (now - oldest >= 1000)
+        return 1;
+    *when = oldest + 1000;
+    return 0;
+}
+
+static void rate_record(lk_dev *d, int64_t now)
+{
+    d->sent_ms[d->sent_i] = now;
+    d->sent_i = (d->sent_i + 1) % d->max_rate;
+    if (d->sent_n < d->max_rate)
+        d->sent_n++;
+}
+
+/* Hand the unsent messages to the connection, in order, as fast as the
+ * server's rates allow: events and state together within max_rate per
+ * second, and state reports one at a time, each STATE_GAP_MS after the
+ * previous one's PUBACK (IoT Core measures the state rate from its last
+ * acknowledgement). A state report that must wait does not hold up the
+ * events behind it. */
+void lk_dev__pump(lk_dev *d)
+{
+    struct msg *m;
+    int64_t now, when = 0;
+    int state_blocked;
+    d->pump_wait_ms = 0;
+    if (d->state != LK_DEV_CONNECTED && d->state != LK_DEV_STOPPING)
+        return;
+    if (d->mosq == NULL || d->connack != 0)
+        return;
+    now = lk_dev_now_ms();
+    state_blocked = d->state_inflight || now < d->state_ready_ms;
+    for (m = d->head; m != NULL; m = m->next) {
+        int mid = 0, rc;
+        if (m->mid != 0)
+            continue;
+        if (m->is_state && state_blocked) {
+            if (!d->state_inflight && (when == 0 || d->state_ready_ms < when))
+                when = d->state_ready_ms;
+            continue;
+        }
+        if (!rate_allows(d, now, &when))
+            break;
+        rc = mosquitto_publish(d->mosq, &mid, m->topic, (int)m->len, m->data, 1, false);
+        if (rc != MOSQ_ERR_SUCCESS) {
+            /* The connection is failing; what was not handed over waits for the next one. */
+            break;
+        }
+        rate_record(d, now);
+        m->mid = mid != 0 ? mid : -1;
+        d->inflight++;
+        if (m->is_state) {
+            d->state_inflight = 1;
+            state_blocked = 1;
+        }
+    }
+    d->pump_wait_ms = when;
+}
+
+static lk_err enqueue(lk_dev *d, const char *topic, const void *data, size_t len, size_t max,
+                      uint64_t *id)
+{
+    struct msg *m;
+    size_t tlen;
+
+    if (id != NULL)
+        *id = 0;
+    if (d->state == LK_DEV_STOPPING || d->state == LK_DEV_STOPPED || d->state == LK_DEV_FAILED)
+        return LK_ERR_STATE;
+    if (len > max)
+        return LK_ERR_TOO_LARGE;
+    if (len > 0 && data == NULL)
+        return LK_ERR_ARG;
+    if (d->queued >= d->queue_max || len > d->queue_bytes_max - d->queued_bytes)
+        return LK_ERR_QUEUE_FULL;
+    tlen = strlen(topic);
+    m = malloc(sizeof *m + tlen + 1 + len);
+    if (m == NULL)
+        return LK_ERR_NOMEM;
+    m->next = NULL;
+    m->is_state = topic == d->topic_state;
+    m->id = d->next_id++;
+    m->mid = 0;
+    m->len = len;
+    memcpy(m->topic, topic, tlen + 1);
+    m->data = (uint8_t *)m->topic + tlen + 1;
+    if (len > 0)
+        memcpy(m->data, data, len);
+    if (d->tail != NULL)
+        d->tail->next = m;
+    else
+        d->head = m;
+    d->tail = m;
+    d->queued++;
+    d->queued_bytes += len;
+    d->stats.published++;
+    if (id != NULL)
+        *id = m->id;
+    if (!d->in_callback)
+        lk_dev__pump(d);
+    return LK_OK;
+}
+
+lk_err lk_dev_publish_event(lk_dev *d, const char *subfolder, const void *data, size_t len,
+                            uint64_t *id)
+{
+    char topic[LK_DEVICE_TOPIC_MAX + 1];
+    if (d == NULL)
+        return LK_ERR_ARG;
+    if (subfolder == NULL || subfolder[0] == '\0')
+        return enqueue(d, d->topic_events, data, len, LK_EVENT_MAX, id);
+    if (!lk_subfolder_valid(subfolder, strlen(subfolder)) ||
+        lk_device_topic(d->device, LK_TOPIC_EVENTS, subfolder, topic, sizeof topic, NULL) != LK_OK)
+        return LK_ERR_ARG;
+    return enqueue(d, topic, data, len, LK_EVENT_MAX, id);
+}
+
+lk_err lk_dev_publish_state(lk_dev *d, const void *data, size_t len, uint64_t *id)
+{
+    if (d == NULL)
+        return LK_ERR_ARG;
+    return enqueue(d, d->topic_state, data, len, LK_STATE_MAX, id);
+}
