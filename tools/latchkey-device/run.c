@@ -119,11 +119,11 @@ static void print_message(struct agent *a, const char *type, const char *subfold
         printf("{\"type\":\"%s\"", type);
         if (subfolder != NULL) {
             fputs(",\"subfolder\":", stdout);
-            lk_device_put_json_string(stdout, (const uint8_t *)subfolder, strlen(subfolder));
+            devtool_put_json_string(stdout, (const uint8_t *)subfolder, strlen(subfolder));
         }
         if (lk_utf8_valid(data, len)) {
             fputs(",\"data\":", stdout);
-            lk_device_put_json_string(stdout, data, len);
+            devtool_put_json_string(stdout, data, len);
         } else {
             fputs(",\"dataBase64\":", stdout);
             put_base64(data, len);
@@ -176,9 +176,9 @@ static void on_event(void *user, const lk_dev_event *ev)
     if (a->quiet && !error)
         return;
     if (ev->type == LK_DEV_EV_FAILED)
-        fprintf(stderr, "%s: giving up: %s (%s)\n", lk_tool_name, ev->detail, lk_errname(ev->err));
+        fprintf(stderr, "%s: giving up: %s (%s)\n", tool_name, ev->detail, lk_errname(ev->err));
     else
-        fprintf(stderr, "%s: %s\n", lk_tool_name, ev->detail);
+        fprintf(stderr, "%s: %s\n", tool_name, ev->detail);
 }
 
 /* ---------------------------------------------------------------- input */
@@ -214,7 +214,7 @@ static int flush_lines(lk_dev *dev, struct input *in, const char *subfolder)
             in->scanned = in->len;
             if (in->len > LINE_MAX_BYTES) {
                 fprintf(stderr, "%s: an input line is longer than %u bytes (the event limit)\n",
-                        lk_tool_name, LINE_MAX_BYTES);
+                        tool_name, LINE_MAX_BYTES);
                 return EXIT_DEV_INPUT;
             }
             if (!in->eof || in->len == 0)
@@ -230,12 +230,12 @@ static int flush_lines(lk_dev *dev, struct input *in, const char *subfolder)
         }
         if (err == LK_ERR_TOO_LARGE) {
             fprintf(stderr, "%s: an input line is longer than %u bytes (the event limit)\n",
-                    lk_tool_name, LINE_MAX_BYTES);
+                    tool_name, LINE_MAX_BYTES);
             return EXIT_DEV_INPUT;
         }
         if (err != LK_OK) {
-            lk_tool_error("event", err, "%s", lk_strerror(err));
-            return lk_tool_exit_code(err);
+            tool_error("event", err, "%s", lk_strerror(err));
+            return tool_exit_code(err);
         }
         in->paused = 0;
         if (nl == NULL) {
@@ -276,7 +276,7 @@ static int follow_input(struct input *in, int64_t now)
         return 0;
     }
     if (n < 0 && errno != EAGAIN && errno != EINTR) {
-        fprintf(stderr, "%s: --events %s: %s\n", lk_tool_name, lk_tool_shown(in->path), strerror(errno));
+        fprintf(stderr, "%s: --events %s: %s\n", tool_name, tool_shown(in->path), strerror(errno));
         return EXIT_DEV_INPUT;
     }
     in->next_ms = now + FOLLOW_MS;
@@ -285,8 +285,8 @@ static int follow_input(struct input *in, int64_t now)
     /* At the end: truncated (copytruncate) or replaced (rename and create)? */
     if (fstat(in->fd, &st) == 0 && st.st_size < in->offset) {
         if (!in->quiet)
-            fprintf(stderr, "%s: --events %s was truncated: reading it from its start\n", lk_tool_name,
-                    lk_tool_shown(in->path));
+            fprintf(stderr, "%s: --events %s was truncated: reading it from its start\n", tool_name,
+                    tool_shown(in->path));
         end_partial(in);
         (void)lseek(in->fd, 0, SEEK_SET);
         in->offset = 0;
@@ -303,7 +303,7 @@ static int follow_input(struct input *in, int64_t now)
         }
         if (!in->quiet)
             fprintf(stderr, "%s: --events %s was replaced: reading the new file from its start\n",
-                    lk_tool_name, lk_tool_shown(in->path));
+                    tool_name, tool_shown(in->path));
         end_partial(in);
         close(in->fd);
         in->fd = fd;
@@ -326,7 +326,7 @@ static int read_input(struct input *in)
     } else if (n < 0) {
         if (errno == EAGAIN || errno == EINTR)
             return 0;
-        fprintf(stderr, "%s: cannot read the input: %s\n", lk_tool_name, strerror(errno));
+        fprintf(stderr, "%s: cannot read the input: %s\n", tool_name, strerror(errno));
         return EXIT_DEV_INPUT;
     } else {
         in->len += (size_t)n;
@@ -344,8 +344,8 @@ static int read_small_file(const char *path, char **out, size_t *len)
     int e;
     if (f == NULL) {
         e = errno;
-        fprintf(stderr, "%s: --state-file %s: %s\n", lk_tool_name, lk_tool_shown(path), strerror(e));
-        return lk_tool_file_exit(e);
+        fprintf(stderr, "%s: --state-file %s: %s\n", tool_name, tool_shown(path), strerror(e));
+        return tool_file_exit(e);
     }
     buf = malloc(LK_STATE_MAX + 1);
     if (buf == NULL) {
@@ -358,13 +358,13 @@ static int read_small_file(const char *path, char **out, size_t *len)
     fclose(f);
     if (e != 0) { /* a directory opens, and fails to read (EISDIR) */
         free(buf);
-        fprintf(stderr, "%s: --state-file %s: %s\n", lk_tool_name, lk_tool_shown(path), strerror(e));
+        fprintf(stderr, "%s: --state-file %s: %s\n", tool_name, tool_shown(path), strerror(e));
         return e == EISDIR ? EXIT_FILE : EXIT_DEV_INPUT;
     }
     if (n > LK_STATE_MAX) {
         free(buf);
-        fprintf(stderr, "%s: %s is larger than a device state may be (%u bytes)\n", lk_tool_name,
-                lk_tool_shown(path), LK_STATE_MAX);
+        fprintf(stderr, "%s: %s is larger than a device state may be (%u bytes)\n", tool_name,
+                tool_shown(path), LK_STATE_MAX);
         return EXIT_DEV_INPUT;
     }
     *out = buf;
@@ -430,11 +430,11 @@ static const struct num_opt num_opts[] = {
     {OPT_MAX_RATE, "--max-rate", 1, 10000},
 };
 
-int lk_device_cmd_run(int argc, char **argv)
+int devtool_run(int argc, char **argv)
 {
     lk_dev_config cfg;
-    struct lk_tool_key_opts ko;
-    struct lk_tool_key key;
+    struct tool_key_opts ko;
+    struct tool_key key;
     struct agent agent;
     struct input in;
     const char *events = "-", *subfolder = NULL, *state = NULL, *state_file = NULL, *alg_name = NULL;
@@ -464,11 +464,11 @@ int lk_device_cmd_run(int argc, char **argv)
         for (i = 0; i < sizeof num_opts / sizeof num_opts[0]; i++) {
             if (num_opts[i].id != opt)
                 continue;
-            if (lk_tool_parse_i64(optarg, num_opts[i].min, num_opts[i].max,
+            if (tool_parse_i64(optarg, num_opts[i].min, num_opts[i].max,
                                   &nums[opt - OPT_HOST]) != 0)
-                return lk_tool_usage_error("%s takes a whole number from %lld to %lld, not '%s'",
+                return tool_usage_error("%s takes a whole number from %lld to %lld, not '%s'",
                                            num_opts[i].name, num_opts[i].min, num_opts[i].max,
-                                           lk_tool_shown(optarg));
+                                           tool_shown(optarg));
             handled = 1;
         }
         if (handled)
@@ -494,32 +494,32 @@ int lk_device_cmd_run(int argc, char **argv)
             if (strcmp(optarg, "json") == 0)
                 agent.json = 1;
             else if (strcmp(optarg, "text") != 0)
-                return lk_tool_usage_error("--format must be text or json, not '%s'", lk_tool_shown(optarg));
+                return tool_usage_error("--format must be text or json, not '%s'", tool_shown(optarg));
             break;
         case OPT_HELP:
             fputs(run_help, stdout);
             return EXIT_OK;
         default:
-            return lk_tool_bad_option(argc, argv, optind);
+            return tool_bad_option(argc, argv, optind);
         }
     }
     if (optind < argc)
-        return lk_tool_usage_error("unexpected argument '%s' (see --help)", lk_tool_shown(argv[optind]));
+        return tool_usage_error("unexpected argument '%s' (see --help)", tool_shown(argv[optind]));
     if (cfg.host == NULL)
-        return lk_tool_usage_error("--host is required: the server to connect to");
+        return tool_usage_error("--host is required: the server to connect to");
     if (cfg.ca_file == NULL)
-        return lk_tool_usage_error("--ca FILE is required: the server is always authenticated");
+        return tool_usage_error("--ca FILE is required: the server is always authenticated");
     if (cfg.project == NULL || cfg.location == NULL || cfg.registry == NULL || cfg.device == NULL)
-        return lk_tool_usage_error("--project, --region, --registry and --device are all required");
+        return tool_usage_error("--project, --region, --registry and --device are all required");
     if (state != NULL && state_file != NULL)
-        return lk_tool_usage_error("give --state or --state-file, not both");
+        return tool_usage_error("give --state or --state-file, not both");
     if (subfolder != NULL && !lk_subfolder_valid(subfolder, strlen(subfolder)))
-        return lk_tool_usage_error("--subfolder '%s' is not a valid subfolder (1-256 characters, no "
-                                   "'+', '#', empty levels, or leading/trailing '/')", lk_tool_shown(subfolder));
+        return tool_usage_error("--subfolder '%s' is not a valid subfolder (1-256 characters, no "
+                                   "'+', '#', empty levels, or leading/trailing '/')", tool_shown(subfolder));
     if (alg_name != NULL) {
         cfg.alg = lk_alg_from_name(alg_name, strlen(alg_name));
         if (cfg.alg == LK_ALG_NONE)
-            return lk_tool_usage_error("--alg must be ES256 or RS256, not '%s'", lk_tool_shown(alg_name));
+            return tool_usage_error("--alg must be ES256 or RS256, not '%s'", tool_shown(alg_name));
     }
     duration = nums[OPT_DURATION - OPT_HOST];
     agent.count = nums[OPT_COUNT - OPT_HOST];
@@ -540,8 +540,8 @@ int lk_device_cmd_run(int argc, char **argv)
         in.fd = open(events, O_RDONLY | O_CLOEXEC);
         if (in.fd < 0) {
             int e = errno;
-            fprintf(stderr, "%s: --events %s: %s\n", lk_tool_name, lk_tool_shown(events), strerror(e));
-            return lk_tool_file_exit(e);
+            fprintf(stderr, "%s: --events %s: %s\n", tool_name, tool_shown(events), strerror(e));
+            return tool_file_exit(e);
         }
     }
     in.buf = malloc(LINE_MAX_BYTES + 1);
@@ -561,7 +561,7 @@ int lk_device_cmd_run(int argc, char **argv)
     }
     in.quiet = agent.quiet;
 
-    rc = lk_tool_key_open(&ko, &key);
+    rc = tool_key_open(&ko, &key);
     if (rc != EXIT_OK)
         goto out_input;
     {
@@ -573,14 +573,14 @@ int lk_device_cmd_run(int argc, char **argv)
         lk_alg have = LK_ALG_NONE;
         err = lk_se_public_key(&key.se, key.key, &have, pub, sizeof pub, &pub_len);
         if (err != LK_OK) {
-            lk_tool_key_error(&key, "key", err);
-            rc = lk_tool_exit_code(err);
+            tool_key_error(&key, "key", err);
+            rc = tool_exit_code(err);
             goto out_key;
         }
         if (cfg.alg != LK_ALG_NONE && cfg.alg != have) {
-            lk_tool_error("key", LK_ERR_KEY_TYPE, "--alg %s, but key '%s' is an %s key",
-                          lk_alg_name(cfg.alg), lk_tool_shown(key.key), lk_alg_name(have));
-            rc = lk_tool_exit_code(LK_ERR_KEY_TYPE);
+            tool_error("key", LK_ERR_KEY_TYPE, "--alg %s, but key '%s' is an %s key",
+                          lk_alg_name(cfg.alg), tool_shown(key.key), lk_alg_name(have));
+            rc = tool_exit_code(LK_ERR_KEY_TYPE);
             goto out_key;
         }
         cfg.alg = have;
@@ -594,10 +594,10 @@ int lk_device_cmd_run(int argc, char **argv)
     err = lk_dev_new(&cfg, &dev, detail, sizeof detail);
     if (err != LK_OK) {
         if (err == LK_ERR_ARG)
-            rc = lk_tool_usage_error("%s", detail);
+            rc = tool_usage_error("%s", detail);
         else {
-            lk_tool_error("setup", err, "%s", detail[0] ? detail : lk_strerror(err));
-            rc = lk_tool_exit_code(err);
+            tool_error("setup", err, "%s", detail[0] ? detail : lk_strerror(err));
+            rc = tool_exit_code(err);
         }
         goto out_key;
     }
@@ -611,8 +611,8 @@ int lk_device_cmd_run(int argc, char **argv)
         if (state_file != NULL)
             free(data);
         if (err != LK_OK) {
-            lk_tool_error("state", err, "%s", lk_strerror(err));
-            rc = lk_tool_exit_code(err);
+            tool_error("state", err, "%s", lk_strerror(err));
+            rc = tool_exit_code(err);
             goto out_dev;
         }
     }
@@ -669,7 +669,7 @@ int lk_device_cmd_run(int argc, char **argv)
             wait = 0;
         n = poll(p, (nfds_t)nfds, (int)wait);
         if (n < 0 && errno != EINTR) {
-            fprintf(stderr, "%s: poll: %s\n", lk_tool_name, strerror(errno));
+            fprintf(stderr, "%s: poll: %s\n", tool_name, strerror(errno));
             rc = EXIT_FAIL;
         }
         if (in_i >= 0 && n > 0 && (p[in_i].revents & (POLLIN | POLLHUP | POLLERR))) {
@@ -699,21 +699,21 @@ int lk_device_cmd_run(int argc, char **argv)
         err = lk_dev_error(dev, &why);
         if (err != LK_OK) {
             if (rc == EXIT_OK)
-                rc = lk_tool_exit_code(err);
+                rc = tool_exit_code(err);
         } else if (rc == EXIT_OK && stats.queued > 0) {
             fprintf(stderr, "%s: stopped with %zu message(s) the server had not acknowledged\n",
-                    lk_tool_name, stats.queued);
+                    tool_name, stats.queued);
             rc = EXIT_DEV_UNDELIVERED;
         }
         if (!agent.quiet)
             fprintf(stderr, "%s: %lld event(s) delivered, %llu connection(s), %llu token(s) signed\n",
-                    lk_tool_name, agent.delivered, (unsigned long long)stats.connects,
+                    tool_name, agent.delivered, (unsigned long long)stats.connects,
                     (unsigned long long)stats.tokens);
     }
 out_dev:
     lk_dev_free(dev);
 out_key:
-    lk_tool_key_close(&key);
+    tool_key_close(&key);
 out_input:
     if (in.fd != STDIN_FILENO && in.fd >= 0)
         close(in.fd);

@@ -327,7 +327,7 @@ static void sim_on_event(void *user, const lk_dev_event *ev)
             now = lk_dev_now_ms();
             if (s->connected == s->n) {
                 s->all_connected_ms = now;
-                fprintf(stderr, "%s: simulate: all %u devices connected in %.2f s\n", lk_tool_name,
+                fprintf(stderr, "%s: simulate: all %u devices connected in %.2f s\n", tool_name,
                         s->n, (double)(now - s->t0_ms) / 1000.0);
             }
             if (s->period_us > 0 && !s->stopping) {
@@ -342,18 +342,18 @@ static void sim_on_event(void *user, const lk_dev_event *ev)
         break;
     case LK_DEV_EV_REFUSED:
         if (s->reported_refusal++ == 0)
-            fprintf(stderr, "%s: simulate: %s: refused (CONNACK %d): %s\n", lk_tool_name, d->id,
+            fprintf(stderr, "%s: simulate: %s: refused (CONNACK %d): %s\n", tool_name, d->id,
                     ev->code, ev->detail);
         break;
     case LK_DEV_EV_TLS_FAILED:
         if (s->reported_tls++ == 0)
-            fprintf(stderr, "%s: simulate: %s: server not authenticated: %s\n", lk_tool_name,
+            fprintf(stderr, "%s: simulate: %s: server not authenticated: %s\n", tool_name,
                     d->id, ev->detail);
         break;
     case LK_DEV_EV_FAILED:
         end_first_attempt(s, d);
         if (s->reported_failures++ < SIM_REPORT_MAX)
-            fprintf(stderr, "%s: simulate: %s: gave up: %s (%s)\n", lk_tool_name, d->id,
+            fprintf(stderr, "%s: simulate: %s: gave up: %s (%s)\n", tool_name, d->id,
                     ev->detail, lk_errname(ev->err));
         break;
     case LK_DEV_EV_STOPPED:
@@ -462,7 +462,7 @@ static int make_ids(struct sim *s)
     s->id_size = w;
     s->ids = malloc(w * s->n);
     if (s->ids == NULL) {
-        lk_tool_error("simulate", LK_ERR_NOMEM, "%u devices: out of memory", s->n);
+        tool_error("simulate", LK_ERR_NOMEM, "%u devices: out of memory", s->n);
         return EXIT_FAIL;
     }
     for (i = 0; i < s->n; i++)
@@ -471,8 +471,8 @@ static int make_ids(struct sim *s)
     for (i = 0; i < 2; i++) {
         const char *id = s->ids + (i == 0 ? 0 : s->n - 1) * w;
         if (lk_id_why("device id", id, strlen(id), why, sizeof why) != NULL) {
-            lk_tool_usage_error("simulate: --prefix '%s' gives device ids such as '%s': %s",
-                                lk_tool_shown(s->prefix), lk_tool_shown(id), why);
+            tool_usage_error("simulate: --prefix '%s' gives device ids such as '%s': %s",
+                                tool_shown(s->prefix), tool_shown(id), why);
             return EXIT_USAGE;
         }
     }
@@ -488,9 +488,9 @@ static int open_store(struct sim *s, unsigned flags)
 {
     lk_err err = lk_softstore_open(s->store_path, flags, &s->store);
     if (err != LK_OK) {
-        lk_tool_error("simulate", err, "key store %s: %s%s", lk_tool_shown(s->store_path), lk_strerror(err),
+        tool_error("simulate", err, "key store %s: %s%s", tool_shown(s->store_path), lk_strerror(err),
                       err == LK_ERR_STORE_MISSING ? " (make the keys with --create-keys FILE)" : "");
-        return lk_tool_exit_code(err);
+        return tool_exit_code(err);
     }
     s->se = lk_softstore_se(s->store);
     return EXIT_OK;
@@ -545,10 +545,10 @@ static lk_err write_import_line(FILE *f, const char *id, lk_alg alg, const uint8
     if (pk != NULL && b != NULL && PEM_write_bio_PUBKEY(b, pk) == 1 &&
         (pem_len = BIO_get_mem_data(b, &pem)) > 0) {
         fputs("{\"id\": ", f);
-        lk_device_put_json_string(f, (const uint8_t *)id, strlen(id));
+        devtool_put_json_string(f, (const uint8_t *)id, strlen(id));
         fprintf(f, ", \"credentials\": [{\"publicKey\": {\"format\": \"%s\", \"key\": ",
                 alg == LK_ALG_RS256 ? "RSA_PEM" : "ES256_PEM");
-        lk_device_put_json_string(f, (const uint8_t *)pem, (size_t)pem_len);
+        devtool_put_json_string(f, (const uint8_t *)pem, (size_t)pem_len);
         fputs("}}]}\n", f);
         err = LK_OK;
     }
@@ -579,7 +579,7 @@ static int create_keys(struct sim *s)
     made_pub = calloc(s->n, sizeof *made_pub);
     made_len = calloc(s->n, sizeof *made_len);
     if (keys == NULL || algs == NULL || made_pub == NULL || made_len == NULL) {
-        lk_tool_error("simulate", LK_ERR_NOMEM, "%u devices: out of memory", s->n);
+        tool_error("simulate", LK_ERR_NOMEM, "%u devices: out of memory", s->n);
         rc = EXIT_FAIL;
         goto exit;
     }
@@ -594,9 +594,9 @@ static int create_keys(struct sim *s)
         if (err == LK_OK && (made_pub[i] = malloc(pub_len)) == NULL)
             err = LK_ERR_NOMEM;
         if (err != LK_OK) {
-            lk_tool_error("simulate", err, "key %s in %s: %s", dev_id(s, i), lk_tool_shown(s->store_path),
+            tool_error("simulate", err, "key %s in %s: %s", dev_id(s, i), tool_shown(s->store_path),
                           lk_strerror(err));
-            rc = lk_tool_exit_code(err); /* nothing was written */
+            rc = tool_exit_code(err); /* nothing was written */
             goto exit;
         }
         memcpy(made_pub[i], pub, pub_len);
@@ -606,14 +606,14 @@ static int create_keys(struct sim *s)
     }
     err = lk_softstore_save(s->store);
     if (err != LK_OK) {
-        lk_tool_error("simulate", err, "saving the key store %s: %s", lk_tool_shown(s->store_path), lk_strerror(err));
-        rc = lk_tool_exit_code(err);
+        tool_error("simulate", err, "saving the key store %s: %s", tool_shown(s->store_path), lk_strerror(err));
+        rc = tool_exit_code(err);
         goto exit;
     }
 
     f = to_stdout ? stdout : fopen(s->create_keys, "w");
     if (f == NULL) {
-        lk_tool_error("simulate", LK_ERR_IO, "%s: %s", lk_tool_shown(s->create_keys), strerror(errno));
+        tool_error("simulate", LK_ERR_IO, "%s: %s", tool_shown(s->create_keys), strerror(errno));
         rc = EXIT_FAIL;
         goto exit;
     }
@@ -626,8 +626,8 @@ static int create_keys(struct sim *s)
                 err = write_import_line(f, dev_id(s, i), algs[i], pub, pub_len);
         }
         if (err != LK_OK) {
-            lk_tool_error("simulate", err, "public key of %s: %s", dev_id(s, i), lk_strerror(err));
-            rc = lk_tool_exit_code(err);
+            tool_error("simulate", err, "public key of %s: %s", dev_id(s, i), lk_strerror(err));
+            rc = tool_exit_code(err);
         }
     }
     /* ferror: also a write that failed before the last flush (full disk) */
@@ -636,13 +636,13 @@ static int create_keys(struct sim *s)
         werr = 1;
     if (werr) {
         if (rc == EXIT_OK)
-            lk_tool_error("simulate", LK_ERR_IO, "%s: %s", lk_tool_shown(s->create_keys), strerror(errno));
+            tool_error("simulate", LK_ERR_IO, "%s: %s", tool_shown(s->create_keys), strerror(errno));
         rc = EXIT_FAIL;
     }
     if (rc == EXIT_OK)
         fprintf(stderr, "%s: simulate: %u keys created, %u already in %s; %u devices written to %s\n",
-                lk_tool_name, made, s->n - made, lk_tool_shown(s->store_path), s->n,
-                to_stdout ? "standard output" : lk_tool_shown(s->create_keys));
+                tool_name, made, s->n - made, tool_shown(s->store_path), s->n,
+                to_stdout ? "standard output" : tool_shown(s->create_keys));
 
 exit:
     if (made_pub != NULL)
@@ -669,7 +669,7 @@ static void raise_nofile(const struct sim *s)
         fprintf(stderr,
                 "%s: simulate: the open-file limit is %llu, below the %u this fleet needs (devices + 64): "
                 "the devices beyond it cannot connect; raise the hard limit (ulimit -Hn, LimitNOFILE=)\n",
-                lk_tool_name, (unsigned long long)rl.rlim_cur, s->n + 64);
+                tool_name, (unsigned long long)rl.rlim_cur, s->n + 64);
 }
 
 /* Check that every device has its key, then create every client (no
@@ -686,23 +686,23 @@ static int make_clients(struct sim *s)
     int rc = EXIT_OK;
 
     if (algs == NULL) {
-        lk_tool_error("simulate", LK_ERR_NOMEM, "%u devices: out of memory", s->n);
+        tool_error("simulate", LK_ERR_NOMEM, "%u devices: out of memory", s->n);
         return EXIT_FAIL;
     }
     keys = key_index(s->store, &nkeys);
     if (keys == NULL) {
         free(algs);
-        lk_tool_error("simulate", LK_ERR_NOMEM, "%u devices: out of memory", s->n);
+        tool_error("simulate", LK_ERR_NOMEM, "%u devices: out of memory", s->n);
         return EXIT_FAIL;
     }
     for (i = 0; i < s->n && rc == EXIT_OK; i++) {
         const char *id = dev_id(s, i);
         algs[i] = key_lookup(keys, nkeys, id);
         if (algs[i] == LK_ALG_NONE) {
-            lk_tool_error("simulate", LK_ERR_KEY_NOT_FOUND,
+            tool_error("simulate", LK_ERR_KEY_NOT_FOUND,
                           "no key '%s' in %s (make the keys with --create-keys FILE)", id,
-                          lk_tool_shown(s->store_path));
-            rc = lk_tool_exit_code(LK_ERR_KEY_NOT_FOUND);
+                          tool_shown(s->store_path));
+            rc = tool_exit_code(LK_ERR_KEY_NOT_FOUND);
         }
     }
     free(keys);
@@ -712,20 +712,20 @@ static int make_clients(struct sim *s)
     for (i = 0; i < s->n && rc == EXIT_OK; i++) {
         err = lk_se_public_key(&s->se, dev_id(s, i), &algs[i], pub, sizeof pub, &pub_len);
         if (err != LK_OK) {
-            lk_tool_error("simulate", err, "key %s in %s: %s", dev_id(s, i), lk_tool_shown(s->store_path),
+            tool_error("simulate", err, "key %s in %s: %s", dev_id(s, i), tool_shown(s->store_path),
                           lk_strerror(err));
-            rc = lk_tool_exit_code(err);
+            rc = tool_exit_code(err);
         }
     }
     if (rc == EXIT_OK)
-        fprintf(stderr, "%s: simulate: %u keys loaded from %s in %.2f s\n", lk_tool_name, s->n,
-                lk_tool_shown(s->store_path), (double)(lk_dev_now_ms() - t0) / 1000.0);
+        fprintf(stderr, "%s: simulate: %u keys loaded from %s in %.2f s\n", tool_name, s->n,
+                tool_shown(s->store_path), (double)(lk_dev_now_ms() - t0) / 1000.0);
     if (rc == EXIT_OK) {
         detail[0] = '\0';
         err = lk_dev_tls_new(s->ca, s->host, &s->tls, detail, sizeof detail);
         if (err != LK_OK) {
-            lk_tool_error("simulate", err, "--ca %s: %s", lk_tool_shown(s->ca), detail[0] ? detail : lk_strerror(err));
-            rc = lk_tool_exit_code(err);
+            tool_error("simulate", err, "--ca %s: %s", tool_shown(s->ca), detail[0] ? detail : lk_strerror(err));
+            rc = tool_exit_code(err);
         }
     }
     for (i = 0; i < s->n && rc == EXIT_OK; i++) {
@@ -754,10 +754,10 @@ static int make_clients(struct sim *s)
         detail[0] = '\0';
         err = lk_dev_new(&cfg, &d->dev, detail, sizeof detail);
         if (err == LK_ERR_ARG)
-            rc = lk_tool_usage_error("simulate: %s", detail[0] ? detail : lk_strerror(err));
+            rc = tool_usage_error("simulate: %s", detail[0] ? detail : lk_strerror(err));
         else if (err != LK_OK) {
-            lk_tool_error("simulate", err, "%s: %s", d->id, detail[0] ? detail : lk_strerror(err));
-            rc = lk_tool_exit_code(err);
+            tool_error("simulate", err, "%s: %s", d->id, detail[0] ? detail : lk_strerror(err));
+            rc = tool_exit_code(err);
         }
     }
     free(algs);
@@ -802,11 +802,11 @@ static int run_fleet(struct sim *s)
 
     s->ep = epoll_create1(EPOLL_CLOEXEC);
     if (s->ep < 0) {
-        lk_tool_error("simulate", LK_ERR_IO, "epoll_create1: %s", strerror(errno));
+        tool_error("simulate", LK_ERR_IO, "epoll_create1: %s", strerror(errno));
         return EXIT_FAIL;
     }
     fprintf(stderr, "%s: simulate: %u devices (%s..%s) to %s:%u, %u connection attempts at once\n",
-            lk_tool_name, s->n, dev_id(s, 0), dev_id(s, s->n - 1), lk_tool_shown(s->host), s->port, s->parallel);
+            tool_name, s->n, dev_id(s, 0), dev_id(s, s->n - 1), tool_shown(s->host), s->port, s->parallel);
     s->t0_ms = lk_dev_now_ms();
     next_progress = s->t0_ms + SIM_PROGRESS_MS;
     if (s->duration_s > 0)
@@ -828,7 +828,7 @@ static int run_fleet(struct sim *s)
             /* default: until every device has connected once (or given up) */
             int finished = end_ms ? now >= end_ms : s->connected + s->done_unconnected >= s->n;
             if (sim_signal) {
-                fprintf(stderr, "%s: simulate: %s: stopping the fleet\n", lk_tool_name,
+                fprintf(stderr, "%s: simulate: %s: stopping the fleet\n", tool_name,
                         strsignal(sim_signal));
                 sim_signal = 0;
                 finished = 1;
@@ -838,7 +838,7 @@ static int run_fleet(struct sim *s)
                 stop_deadline = lk_dev_now_ms() + SIM_DRAIN_MS + SIM_STOP_EXTRA_MS;
             }
         } else if (sim_signal) {
-            fprintf(stderr, "%s: simulate: %s again: not waiting for the queues\n", lk_tool_name,
+            fprintf(stderr, "%s: simulate: %s again: not waiting for the queues\n", tool_name,
                     strsignal(sim_signal));
             break;
         }
@@ -848,7 +848,7 @@ static int run_fleet(struct sim *s)
         if (now >= next_progress) {
             fprintf(stderr, "%s: simulate: %.0f s: %u/%u connected, %u connecting for the first time, "
                             "%u failed\n",
-                    lk_tool_name, (double)(now - s->t0_ms) / 1000.0, s->connected, s->n, s->inflight,
+                    tool_name, (double)(now - s->t0_ms) / 1000.0, s->connected, s->n, s->inflight,
                     s->failed);
             next_progress += SIM_PROGRESS_MS;
         }
@@ -868,7 +868,7 @@ static int run_fleet(struct sim *s)
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            lk_tool_error("simulate", LK_ERR_IO, "epoll_wait: %s", strerror(errno));
+            tool_error("simulate", LK_ERR_IO, "epoll_wait: %s", strerror(errno));
             break;
         }
         for (i = 0; i < n; i++) {
@@ -912,16 +912,16 @@ static int summarize(struct sim *s)
     }
     if (s->not_queued > 0)
         fprintf(stderr, "%s: simulate: %llu events were not queued (a device's queue was full)\n",
-                lk_tool_name, (unsigned long long)s->not_queued);
+                tool_name, (unsigned long long)s->not_queued);
     if (s->reported_failures > SIM_REPORT_MAX)
-        fprintf(stderr, "%s: simulate: %u more devices gave up\n", lk_tool_name,
+        fprintf(stderr, "%s: simulate: %u more devices gave up\n", tool_name,
                 s->reported_failures - SIM_REPORT_MAX);
     if (s->done < s->started)
         fprintf(stderr, "%s: simulate: %u devices had not stopped %u s after they were asked to\n",
-                lk_tool_name, s->started - s->done, (SIM_DRAIN_MS + SIM_STOP_EXTRA_MS) / 1000);
+                tool_name, s->started - s->done, (SIM_DRAIN_MS + SIM_STOP_EXTRA_MS) / 1000);
     if (s->epoll_errors > 0)
         fprintf(stderr, "%s: simulate: %llu sockets could not be watched (epoll_ctl failed)\n",
-                lk_tool_name, (unsigned long long)s->epoll_errors);
+                tool_name, (unsigned long long)s->epoll_errors);
 
     if (s->json) {
         printf("{\"devices\": %u, \"connected\": %u, \"connect_s\": ", s->n, s->connected);
@@ -987,8 +987,8 @@ static int parse_opts(struct sim *s, int argc, char **argv)
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case O_DEVICES:
-            if (lk_tool_parse_i64(optarg, 1, SIM_DEVICES_MAX, &v) != 0)
-                return lk_tool_usage_error("simulate: --devices takes a number of devices, 1 to %d (ids have "
+            if (tool_parse_i64(optarg, 1, SIM_DEVICES_MAX, &v) != 0)
+                return tool_usage_error("simulate: --devices takes a number of devices, 1 to %d (ids have "
                                            "five digits; run several simulators with other --prefix for more)",
                                            SIM_DEVICES_MAX);
             s->n = (unsigned)v;
@@ -997,8 +997,8 @@ static int parse_opts(struct sim *s, int argc, char **argv)
         case O_PREFIX: s->prefix = optarg; break;
         case O_HOST: s->host = optarg; break;
         case O_PORT:
-            if (lk_tool_parse_i64(optarg, 1, 65535, &v) != 0)
-                return lk_tool_usage_error("simulate: --port takes a TCP port, 1 to 65535");
+            if (tool_parse_i64(optarg, 1, 65535, &v) != 0)
+                return tool_usage_error("simulate: --port takes a TCP port, 1 to 65535");
             s->port = (unsigned)v;
             break;
         case O_CA: s->ca = optarg; break;
@@ -1011,28 +1011,28 @@ static int parse_opts(struct sim *s, int argc, char **argv)
             errno = 0;
             s->rate = strtod(optarg, &end);
             if (errno != 0 || end == optarg || *end != '\0' || !(s->rate >= 0 && s->rate <= 1000))
-                return lk_tool_usage_error("simulate: --rate takes events per second per device, 0 to 1000 "
+                return tool_usage_error("simulate: --rate takes events per second per device, 0 to 1000 "
                                            "(e.g. 0.05: one every 20 s)");
             break;
         }
         case O_DURATION:
-            if (lk_tool_parse_i64(optarg, 1, 366LL * 86400, &v) != 0)
-                return lk_tool_usage_error("simulate: --duration takes seconds, 1 to 31622400");
+            if (tool_parse_i64(optarg, 1, 366LL * 86400, &v) != 0)
+                return tool_usage_error("simulate: --duration takes seconds, 1 to 31622400");
             s->duration_s = v;
             break;
         case O_PARALLEL:
-            if (lk_tool_parse_i64(optarg, 1, 100000, &v) != 0)
-                return lk_tool_usage_error("simulate: --parallel takes a number of connection attempts, 1 to 100000");
+            if (tool_parse_i64(optarg, 1, 100000, &v) != 0)
+                return tool_usage_error("simulate: --parallel takes a number of connection attempts, 1 to 100000");
             s->parallel = (unsigned)v;
             break;
         case O_LIFETIME:
-            if (lk_tool_parse_i64(optarg, 10, 86400, &v) != 0)
-                return lk_tool_usage_error("simulate: --token-lifetime takes seconds, 10 to 86400");
+            if (tool_parse_i64(optarg, 10, 86400, &v) != 0)
+                return tool_usage_error("simulate: --token-lifetime takes seconds, 10 to 86400");
             s->token_lifetime = (unsigned)v;
             break;
         case O_PAYLOAD:
-            if (lk_tool_parse_i64(optarg, 0, SIM_PAYLOAD_MAX, &v) != 0)
-                return lk_tool_usage_error("simulate: --payload-bytes takes a size, 0 to %d", SIM_PAYLOAD_MAX);
+            if (tool_parse_i64(optarg, 0, SIM_PAYLOAD_MAX, &v) != 0)
+                return tool_usage_error("simulate: --payload-bytes takes a size, 0 to %d", SIM_PAYLOAD_MAX);
             s->payload_bytes = (size_t)v;
             break;
         case O_FORMAT:
@@ -1041,30 +1041,30 @@ static int parse_opts(struct sim *s, int argc, char **argv)
             else if (strcmp(optarg, "text") == 0)
                 s->json = 0;
             else
-                return lk_tool_usage_error("simulate: --format must be text or json, not '%s'", lk_tool_shown(optarg));
+                return tool_usage_error("simulate: --format must be text or json, not '%s'", tool_shown(optarg));
             break;
         case O_HELP: fputs(sim_usage, stdout); return -1;
-        default: return lk_tool_bad_option(argc, argv, optind);
+        default: return tool_bad_option(argc, argv, optind);
         }
     }
     if (optind < argc)
-        return lk_tool_usage_error("simulate: unexpected argument '%s' (see --help)",
-                                   lk_tool_shown(argv[optind]));
+        return tool_usage_error("simulate: unexpected argument '%s' (see --help)",
+                                   tool_shown(argv[optind]));
     if (s->n == 0)
-        return lk_tool_usage_error("simulate: --devices N is required (see --help)");
+        return tool_usage_error("simulate: --devices N is required (see --help)");
     if (s->store_path == NULL)
-        return lk_tool_usage_error("simulate: --store FILE is required: the software key store of the devices' keys");
+        return tool_usage_error("simulate: --store FILE is required: the software key store of the devices' keys");
     if (strlen(s->prefix) > SIM_PREFIX_MAX)
-        return lk_tool_usage_error("simulate: --prefix is longer than %d characters", SIM_PREFIX_MAX);
+        return tool_usage_error("simulate: --prefix is longer than %d characters", SIM_PREFIX_MAX);
     if (s->create_keys != NULL)
         return EXIT_OK;
     if (s->host == NULL || s->ca == NULL || s->project == NULL || s->region == NULL || s->registry == NULL)
-        return lk_tool_usage_error("simulate: --host, --ca, --project, --region and --registry are required "
+        return tool_usage_error("simulate: --host, --ca, --project, --region and --registry are required "
                                    "to run the fleet (or --create-keys FILE to make the keys; see --help)");
     return EXIT_OK;
 }
 
-int lk_device_cmd_simulate(int argc, char **argv)
+int devtool_simulate(int argc, char **argv)
 {
     struct sim s;
     struct sigaction sa;
@@ -1105,7 +1105,7 @@ int lk_device_cmd_simulate(int argc, char **argv)
     s.heap = calloc(s.n, sizeof *s.heap);
     s.payload = malloc(s.payload_bytes ? s.payload_bytes : 1);
     if (s.devs == NULL || s.heap == NULL || s.payload == NULL) {
-        lk_tool_error("simulate", LK_ERR_NOMEM, "%u devices: out of memory", s.n);
+        tool_error("simulate", LK_ERR_NOMEM, "%u devices: out of memory", s.n);
         rc = EXIT_FAIL;
         goto exit;
     }

@@ -22,6 +22,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "cli.h"
 #include "admin.h"
 #include "latchkey/lk_b64url.h"
 #include "latchkey/lk_sha256.h"
@@ -65,7 +66,7 @@ static int check_name(const struct admin *a, const char *name)
     char buf[256];
     const char *why = lk_id_why("backend name", name, strlen(name), buf, sizeof buf);
     if (why != NULL) {
-        lk_tool_error(a->cmd, LK_ERR_REG_INVALID, "backend name '%s' is invalid: %s", name, why);
+        tool_error(a->cmd, LK_ERR_REG_INVALID, "backend name '%s' is invalid: %s", name, why);
         return EXIT_REG_INVALID;
     }
     return EXIT_OK;
@@ -74,7 +75,7 @@ static int check_name(const struct admin *a, const char *name)
 static int check_project(const struct admin *a)
 {
     if (!lk_project_valid(a->project, strlen(a->project))) {
-        lk_tool_error(a->cmd, LK_ERR_REG_INVALID,
+        tool_error(a->cmd, LK_ERR_REG_INVALID,
                       "project id '%s' is invalid: a project id is %u to %u characters: lower-case "
                       "letters, digits and '-', starting with a letter and not ending with '-'",
                       a->project, LK_PROJECT_MIN, LK_PROJECT_MAX);
@@ -109,14 +110,14 @@ static int cmd_create(struct admin *a, const char *name)
     int rc, n;
 
     if (a->project == NULL)
-        return lk_tool_usage_error("%s: --project is required (or set LATCHKEY_PROJECT)", a->cmd);
+        return tool_usage_error("%s: --project is required (or set LATCHKEY_PROJECT)", a->cmd);
     if ((rc = check_project(a)) != EXIT_OK || (rc = check_name(a, name)) != EXIT_OK)
         return rc;
     if ((rc = admin_open(a, ADMIN_OPEN_CREATE)) != EXIT_OK)
         return rc;
     if (RAND_bytes(raw, sizeof raw) != 1) {
-        lk_tool_error(a->cmd, LK_ERR_RNG, "no random bytes for the secret (OpenSSL RAND_bytes failed)");
-        return lk_tool_exit_code(LK_ERR_RNG);
+        tool_error(a->cmd, LK_ERR_RNG, "no random bytes for the secret (OpenSSL RAND_bytes failed)");
+        return tool_exit_code(LK_ERR_RNG);
     }
     err = lk_b64url_encode(raw, sizeof raw, secret, sizeof secret, &slen);
     OPENSSL_cleanse(raw, sizeof raw);
@@ -146,7 +147,7 @@ static int cmd_create(struct admin *a, const char *name)
     rc = n > 0 && (size_t)n < sizeof out && write_out(out, (size_t)n) == 0 ? EXIT_OK : EXIT_FAIL;
     OPENSSL_cleanse(out, sizeof out);
     if (rc != EXIT_OK) {
-        lk_tool_error(a->cmd, LK_ERR_IO,
+        tool_error(a->cmd, LK_ERR_IO,
                       "backend '%s' was created but its secret could not be written to standard output "
                       "(%s); delete it and create it again",
                       name, strerror(errno));
@@ -252,9 +253,9 @@ static int run(struct admin *a, const char *sub, int argc, char **argv)
     if (want_name && optind < argc)
         name = argv[optind++];
     if (optind < argc)
-        return lk_tool_usage_error("%s: unexpected argument '%s'", a->cmd, argv[optind]);
+        return tool_usage_error("%s: unexpected argument '%s'", a->cmd, argv[optind]);
     if (want_name && name == NULL)
-        return lk_tool_usage_error("%s: which backend? (NAME)", a->cmd);
+        return tool_usage_error("%s: which backend? (NAME)", a->cmd);
     if (strcmp(sub, "create") == 0)
         return cmd_create(a, name);
     if (strcmp(sub, "delete") == 0)
@@ -262,7 +263,7 @@ static int run(struct admin *a, const char *sub, int argc, char **argv)
     return cmd_list(a);
 }
 
-int lk_cmd_backends(int argc, char **argv)
+int cmd_backends(int argc, char **argv)
 {
     struct admin a;
     char cmd[64];
@@ -275,7 +276,7 @@ int lk_cmd_backends(int argc, char **argv)
     }
     sub = argv[1];
     if (strcmp(sub, "create") != 0 && strcmp(sub, "list") != 0 && strcmp(sub, "delete") != 0)
-        return lk_tool_usage_error("backends: unknown command '%s' (create, list, delete)", sub);
+        return tool_usage_error("backends: unknown command '%s' (create, list, delete)", sub);
     snprintf(cmd, sizeof cmd, "backends %s", sub);
     admin_init(&a, cmd, strcmp(sub, "create") == 0 ? u_create : strcmp(sub, "list") == 0 ? u_list : u_delete);
     rc = run(&a, sub, argc - 1, argv + 1);

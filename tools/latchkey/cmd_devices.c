@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "admin.h"
 
 static const char devices_usage[] =
@@ -392,7 +393,7 @@ static int parse(struct dev_opts *o, int argc, char **argv, unsigned allowed, un
         if (c < OPT_FIRST_OWN || c >= O_END)
             return EXIT_USAGE;
         if (!(allowed & BIT(c)))
-            return lk_tool_usage_error("%s: %s is not an option of this command", a->cmd,
+            return tool_usage_error("%s: %s is not an option of this command", a->cmd,
                                        opt_names[c - OPT_FIRST_OWN]);
         o->given |= BIT(c);
         switch (c) {
@@ -407,7 +408,7 @@ static int parse(struct dev_opts *o, int argc, char **argv, unsigned allowed, un
         case O_BLOCKED:
         case O_UNBLOCKED:
             if (o->blocked >= 0 && o->blocked != (c == O_BLOCKED))
-                return lk_tool_usage_error("%s: --blocked and --unblocked exclude each other", a->cmd);
+                return tool_usage_error("%s: --blocked and --unblocked exclude each other", a->cmd);
             o->blocked = c == O_BLOCKED;
             break;
         case O_METADATA:
@@ -420,8 +421,8 @@ static int parse(struct dev_opts *o, int argc, char **argv, unsigned allowed, un
         }
         case O_CLEAR_METADATA: break;
         case O_LIMIT:
-            if (lk_tool_parse_i64(optarg, 0, 1000000000, &o->limit) != 0)
-                return lk_tool_usage_error("%s: --limit takes a count (0 = all)", a->cmd);
+            if (tool_parse_i64(optarg, 0, 1000000000, &o->limit) != 0)
+                return tool_usage_error("%s: --limit takes a count (0 = all)", a->cmd);
             break;
         case O_PATH: o->path = optarg; break;
         case O_TYPE: o->type = optarg; break;
@@ -429,15 +430,15 @@ static int parse(struct dev_opts *o, int argc, char **argv, unsigned allowed, un
         case O_CONFIG_FILE: o->config_file = optarg; break;
         case O_CONFIG_DATA: o->config_data = optarg; break;
         case O_VERSION:
-            if (lk_tool_parse_i64(optarg, 0, INT64_MAX, &o->version) != 0)
-                return lk_tool_usage_error("%s: --version-to-update takes the current version, a number >= 1 "
+            if (tool_parse_i64(optarg, 0, INT64_MAX, &o->version) != 0)
+                return tool_usage_error("%s: --version-to-update takes the current version, a number >= 1 "
                                            "(0 = update whatever the current version)", a->cmd);
             break;
         }
     }
     while (optind < argc) {
         if (o->npos == maxpos)
-            return lk_tool_usage_error("%s: unexpected argument '%s'", a->cmd, argv[optind]);
+            return tool_usage_error("%s: unexpected argument '%s'", a->cmd, argv[optind]);
         o->pos[o->npos++] = argv[optind++];
     }
     return EXIT_OK;
@@ -457,7 +458,7 @@ static int target_device(struct dev_opts *o, int mode, const char **id, char **b
     else if (o->npos > 0)
         arg = o->pos[0];
     if (arg == NULL)
-        return lk_tool_usage_error("%s: which device? (DEVICE or --device)", a->cmd);
+        return tool_usage_error("%s: which device? (DEVICE or --device)", a->cmd);
     if ((rc = admin_resolve(a, arg, 1, &leaf)) != EXIT_OK)
         return rc;
     if ((rc = admin_open(a, mode)) != EXIT_OK)
@@ -476,7 +477,7 @@ static int check_extra(const struct dev_opts *o, unsigned want_after)
 {
     unsigned first = o->a->device != NULL ? 0 : 1;
     if (o->npos > first + want_after)
-        return lk_tool_usage_error("%s: unexpected argument '%s'", o->a->cmd, o->pos[first + want_after]);
+        return tool_usage_error("%s: unexpected argument '%s'", o->a->cmd, o->pos[first + want_after]);
     return EXIT_OK;
 }
 
@@ -496,7 +497,7 @@ static int key_kv(void *ctx, const char *k, const char *v)
     else if (strcmp(k, "expiration-time") == 0)
         x->exp = v;
     else
-        return lk_tool_usage_error("%s: --public-key: unknown key '%s' (path, type, expiration-time)", x->a->cmd,
+        return tool_usage_error("%s: --public-key: unknown key '%s' (path, type, expiration-time)", x->a->cmd,
                                    k);
     return EXIT_OK;
 }
@@ -512,16 +513,16 @@ static int load_credential(const struct admin *a, const char *path, const char *
 
     memset(cred, 0, sizeof *cred);
     if (path == NULL || path[0] == '\0')
-        return lk_tool_usage_error("%s: a public key needs path=FILE", a->cmd);
+        return tool_usage_error("%s: a public key needs path=FILE", a->cmd);
     if (type == NULL)
-        return lk_tool_usage_error("%s: public key %s: type is required (es256, es256-x509, rsa, rsa-x509)",
+        return tool_usage_error("%s: public key %s: type is required (es256, es256-x509, rsa, rsa-x509)",
                                    a->cmd, path);
     cred->format = admin_cred_type(type);
     if (cred->format == LK_CRED_UNSPECIFIED)
-        return lk_tool_usage_error("%s: public key %s: unknown type '%s' (es256, es256-x509, rsa, rsa-x509)",
+        return tool_usage_error("%s: public key %s: unknown type '%s' (es256, es256-x509, rsa, rsa-x509)",
                                    a->cmd, path, type);
     if (exp != NULL && admin_parse_time(exp, &t) != 0)
-        return lk_tool_usage_error("%s: public key %s: expiration time '%s' is neither RFC 3339 "
+        return tool_usage_error("%s: public key %s: expiration time '%s' is neither RFC 3339 "
                                    "(2030-01-02T03:04:05Z) nor seconds since 1970",
                                    a->cmd, path, exp);
     rc = admin_read_file(a, "public key", path, LK_CRED_PEM_MAX, LK_ERR_REG_INVALID, &pem, &len);
@@ -534,14 +535,14 @@ static int load_credential(const struct admin *a, const char *path, const char *
         size_t n = 0;
         if (cred->format != LK_CRED_RSA_PEM) {
             free(pem);
-            lk_tool_error(a->cmd, LK_ERR_CRED_INVALID,
+            tool_error(a->cmd, LK_ERR_CRED_INVALID,
                           "public key %s is an RSA PUBLIC KEY (PKCS#1), but its type says %s", path,
                           lk_cred_format_name(cred->format));
             return EXIT_REG_INVALID;
         }
         if (admin_pkcs1_to_spki((const char *)pem, len, &spki, &n, why, sizeof why) != 1) {
             free(pem);
-            lk_tool_error(a->cmd, LK_ERR_CRED_INVALID,
+            tool_error(a->cmd, LK_ERR_CRED_INVALID,
                           "public key %s: %s; a PKCS#1 key converts to the PUBLIC KEY form with "
                           "'openssl rsa -RSAPublicKey_in -in %s -pubout'", path, why, path);
             return EXIT_REG_INVALID;
@@ -585,7 +586,7 @@ static int cmd_create(struct dev_opts *o)
     if (a->device != NULL && o->npos == 0)
         o->pos[o->npos++] = a->device;
     if (o->npos != 1)
-        return lk_tool_usage_error(o->npos == 0 ? "%s: which device? (DEVICE)" : "%s: unexpected argument '%s'",
+        return tool_usage_error(o->npos == 0 ? "%s: which device? (DEVICE)" : "%s: unexpected argument '%s'",
                                    a->cmd, o->npos > 1 ? o->pos[1] : "");
     if ((rc = admin_resolve(a, o->pos[0], 1, &leaf)) != EXIT_OK)
         return rc;
@@ -648,7 +649,7 @@ static int cmd_update(struct dev_opts *o)
     if (o->given & (BIT(O_METADATA) | BIT(O_METADATA_FILE) | BIT(O_CLEAR_METADATA)))
         mask |= LK_REG_SET_METADATA;
     if (mask == 0)
-        return lk_tool_usage_error("%s: nothing to update (give --blocked, --unblocked, --metadata, "
+        return tool_usage_error("%s: nothing to update (give --blocked, --unblocked, --metadata, "
                                    "--metadata-from-file or --clear-metadata)", a->cmd);
     if ((rc = check_extra(o, 0)) != EXIT_OK || (rc = target_device(o, ADMIN_OPEN_WRITE, &id, &buf)) != EXIT_OK)
         goto out;
@@ -745,7 +746,7 @@ static int cmd_list(struct dev_opts *o)
     int rc;
 
     if (o->npos > 0)
-        return lk_tool_usage_error("%s: unexpected argument '%s'", a->cmd, o->pos[0]);
+        return tool_usage_error("%s: unexpected argument '%s'", a->cmd, o->pos[0]);
     if ((rc = admin_resolve(a, NULL, 1, NULL)) != EXIT_OK || (rc = admin_open(a, ADMIN_OPEN_READ)) != EXIT_OK)
         return rc;
     memset(&x, 0, sizeof x);
@@ -787,9 +788,9 @@ static int cmd_credentials(struct dev_opts *o, const char *sub)
     if (strcmp(sub, "describe") == 0 || strcmp(sub, "delete") == 0) {
         const char *s = after_device(o, 0);
         if (s == NULL && a->device == NULL && o->npos == 1)
-            return lk_tool_usage_error("%s: give DEVICE INDEX (or INDEX --device DEVICE)", a->cmd);
-        if (s == NULL || lk_tool_parse_i64(s, 0, 1000000, &index) != 0)
-            return lk_tool_usage_error("%s: give the credential's INDEX (0, 1 or 2, as 'devices credentials list' "
+            return tool_usage_error("%s: give DEVICE INDEX (or INDEX --device DEVICE)", a->cmd);
+        if (s == NULL || tool_parse_i64(s, 0, 1000000, &index) != 0)
+            return tool_usage_error("%s: give the credential's INDEX (0, 1 or 2, as 'devices credentials list' "
                                        "shows)", a->cmd);
         if ((rc = check_extra(o, 1)) != EXIT_OK)
             return rc;
@@ -798,7 +799,7 @@ static int cmd_credentials(struct dev_opts *o, const char *sub)
     }
     if (strcmp(sub, "create") == 0) {
         if (o->path == NULL)
-            return lk_tool_usage_error("%s: --path FILE is required", a->cmd);
+            return tool_usage_error("%s: --path FILE is required", a->cmd);
         if ((rc = load_credential(a, o->path, o->type, o->expiration, &cred)) != EXIT_OK)
             return rc;
     }
@@ -837,7 +838,7 @@ static int cmd_credentials(struct dev_opts *o, const char *sub)
     }
     if (index >= 0) { /* describe */
         if ((unsigned long long)index >= d.ncreds) {
-            lk_tool_error(a->cmd, LK_ERR_REG_NOT_FOUND, "device %s has %u credential%s; there is no index %lld", id,
+            tool_error(a->cmd, LK_ERR_REG_NOT_FOUND, "device %s has %u credential%s; there is no index %lld", id,
                           d.ncreds, d.ncreds == 1 ? "" : "s", index);
             rc = EXIT_REG_NOT_FOUND;
             goto out;
@@ -994,7 +995,7 @@ static int cmd_config_update(struct dev_opts *o)
     int rc;
 
     if ((o->config_file == NULL) == (o->config_data == NULL))
-        return lk_tool_usage_error("%s: give exactly one of --config-file FILE and --config-data DATA", a->cmd);
+        return tool_usage_error("%s: give exactly one of --config-file FILE and --config-data DATA", a->cmd);
     if ((rc = check_extra(o, 0)) != EXIT_OK)
         return rc;
     if (o->config_file != NULL) {
@@ -1027,7 +1028,7 @@ out:
 #define B(o) BIT(o)
 #define META_OPTS (B(O_METADATA) | B(O_METADATA_FILE))
 
-int lk_cmd_devices(int argc, char **argv)
+int cmd_devices(int argc, char **argv)
 {
     struct admin a;
     struct dev_opts o;
@@ -1042,9 +1043,9 @@ int lk_cmd_devices(int argc, char **argv)
     }
     sub = argv[1];
     if (strcmp(sub, "import") == 0)
-        return lk_cmd_devices_import(argc - 1, argv + 1);
+        return cmd_devices_import(argc - 1, argv + 1);
     if (strcmp(sub, "commands") == 0)
-        return lk_cmd_devices_commands(argc - 1, argv + 1);
+        return cmd_devices_commands(argc - 1, argv + 1);
     if (strcmp(sub, "credentials") == 0 || strcmp(sub, "configs") == 0 || strcmp(sub, "states") == 0) {
         if (argc < 3 || argv[2][0] == '-') {
             const char *u = strcmp(sub, "credentials") == 0 ? u_creds
@@ -1088,7 +1089,7 @@ int lk_cmd_devices(int argc, char **argv)
     else if (sub2 != NULL && strcmp(sub, "states") == 0 && strcmp(sub2, "list") == 0)
         allowed = B(O_LIMIT), a.usage = u_states;
     else {
-        rc = lk_tool_usage_error("devices: unknown command '%s%s%s' (create, list, describe, update, delete, "
+        rc = tool_usage_error("devices: unknown command '%s%s%s' (create, list, describe, update, delete, "
                                  "credentials create|list|describe|delete, configs update|list|describe, "
                                  "states list, import, commands send)",
                                  sub, sub2 ? " " : "", sub2 ? sub2 : "");

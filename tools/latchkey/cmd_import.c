@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "admin.h"
 #include "records.h"
 
@@ -955,8 +956,8 @@ static int add_record(struct import *im, json_t *o)
     }
     if (err != LK_OK) {
         clear_progress(im);
-        lk_tool_error(im->a->cmd, err, "%s: %s; nothing was imported", im->where, why[0] ? why : lk_strerror(err));
-        return admin_exit_code(err);
+        tool_error(im->a->cmd, err, "%s: %s; nothing was imported", im->where, why[0] ? why : lk_strerror(err));
+        return tool_registry_exit_code(err);
     }
     return EXIT_OK;
 }
@@ -1028,15 +1029,15 @@ static int run_import(int argc, char **argv, int devices)
     if (optind < argc)
         path = argv[optind++];
     if (path == NULL)
-        return lk_tool_usage_error("%s: give the FILE (or - for standard input)", a.cmd);
+        return tool_usage_error("%s: give the FILE (or - for standard input)", a.cmd);
     if (optind < argc)
-        return lk_tool_usage_error("%s: unexpected argument '%s'", a.cmd, argv[optind]);
+        return tool_usage_error("%s: unexpected argument '%s'", a.cmd, argv[optind]);
     if ((rc = admin_resolve(&a, NULL, devices, NULL)) != EXIT_OK)
         goto out;
     f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
     if (f == NULL) {
         int e = errno;
-        lk_tool_error(a.cmd, LK_ERR_IO, "import file %s: %s", path, strerror(e));
+        tool_error(a.cmd, LK_ERR_IO, "import file %s: %s", path, strerror(e));
         rc = e == ENOENT || e == ENOTDIR ? EXIT_NOT_FOUND : EXIT_FAIL;
         goto out;
     }
@@ -1104,7 +1105,7 @@ static int run_import(int argc, char **argv, int devices)
     }
     if (ferror(f)) {
         clear_progress(&im);
-        lk_tool_error(a.cmd, LK_ERR_IO, "%s: read error; nothing was imported", path);
+        tool_error(a.cmd, LK_ERR_IO, "%s: read error; nothing was imported", path);
         rc = EXIT_FAIL;
         goto out;
     }
@@ -1136,8 +1137,8 @@ static int run_import(int argc, char **argv, int devices)
     begun = 0;
     clear_progress(&im);
     if (err != LK_OK) {
-        lk_tool_error(a.cmd, err, "commit: %s; nothing was imported", why[0] ? why : lk_strerror(err));
-        rc = admin_exit_code(err);
+        tool_error(a.cmd, err, "commit: %s; nothing was imported", why[0] ? why : lk_strerror(err));
+        rc = tool_registry_exit_code(err);
         goto out;
     }
     report_notes(&im);
@@ -1191,12 +1192,12 @@ out:
     return out_finish(rc);
 }
 
-int lk_cmd_devices_import(int argc, char **argv)
+int cmd_devices_import(int argc, char **argv)
 {
     return run_import(argc, argv, 1);
 }
 
-int lk_cmd_registries_import(int argc, char **argv)
+int cmd_registries_import(int argc, char **argv)
 {
     return run_import(argc, argv, 0);
 }

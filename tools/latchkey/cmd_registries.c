@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "admin.h"
 
 static const char registries_usage[] =
@@ -274,7 +275,7 @@ static int event_kv(void *ctx, const char *k, const char *v)
     else if (strcmp(k, "subfolder") == 0)
         e->subfolder = v;
     else
-        return lk_tool_usage_error("%s: --event-notification-config: unknown key '%s' (topic, subfolder)",
+        return tool_usage_error("%s: --event-notification-config: unknown key '%s' (topic, subfolder)",
                                    e->a->cmd, k);
     return EXIT_OK;
 }
@@ -287,7 +288,7 @@ static int add_event(struct admin *a, struct notif *n, const char *arg)
     if (rc != EXIT_OK)
         return rc;
     if (e.topic == NULL || e.topic[0] == '\0')
-        return lk_tool_usage_error("%s: --event-notification-config needs topic=TOPIC", a->cmd);
+        return tool_usage_error("%s: --event-notification-config needs topic=TOPIC", a->cmd);
     if (n->events == NULL && (n->events = json_array()) == NULL)
         return admin_fail(a, LK_ERR_NOMEM, NULL);
     /* IoT Core: only the last config may omit subfolderMatches (the catch-all). */
@@ -303,11 +304,11 @@ static int notif_texts(struct admin *a, struct notif *n, char **ev, char **st)
 {
     *ev = *st = NULL;
     if (n->events != NULL && n->clear_events)
-        return lk_tool_usage_error("%s: --event-notification-config and --clear-event-notification-configs "
+        return tool_usage_error("%s: --event-notification-config and --clear-event-notification-configs "
                                    "exclude each other",
                                    a->cmd);
     if (n->state_topic != NULL && n->clear_state)
-        return lk_tool_usage_error("%s: --state-pubsub-topic and --clear-state-pubsub-topic exclude each other",
+        return tool_usage_error("%s: --state-pubsub-topic and --clear-state-pubsub-topic exclude each other",
                                    a->cmd);
     if (n->events != NULL)
         *ev = json_dumps(n->events, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -377,7 +378,7 @@ static int create_or_update(struct admin *a, int argc, char **argv, int create)
         case OPT_CLEAR_STATE: n.clear_state = 1; break;
         case OPT_CA_PATH:
             if (!create) {
-                rc = lk_tool_usage_error("%s: --public-key-path is for create; use 'registries credentials "
+                rc = tool_usage_error("%s: --public-key-path is for create; use 'registries credentials "
                                          "create --path'", a->cmd);
                 goto out;
             }
@@ -391,7 +392,7 @@ static int create_or_update(struct admin *a, int argc, char **argv, int create)
     else if (a->registry != NULL)
         id = a->registry;
     if (id == NULL || optind < argc) {
-        rc = lk_tool_usage_error(id == NULL ? "%s: which registry? (REGISTRY)" : "%s: unexpected argument '%s'",
+        rc = tool_usage_error(id == NULL ? "%s: which registry? (REGISTRY)" : "%s: unexpected argument '%s'",
                                  a->cmd, optind < argc ? argv[optind] : "");
         goto out;
     }
@@ -405,7 +406,7 @@ static int create_or_update(struct admin *a, int argc, char **argv, int create)
         goto out;
     if (!create && mqtt == LK_REG_STATE_UNSPECIFIED && http == LK_REG_STATE_UNSPECIFIED && ev == NULL &&
         st == NULL) {
-        rc = lk_tool_usage_error("%s: nothing to update (give --[no-]enable-mqtt-config, "
+        rc = tool_usage_error("%s: nothing to update (give --[no-]enable-mqtt-config, "
                                  "--[no-]enable-http-config, --event-notification-config or "
                                  "--state-pubsub-topic)", a->cmd);
         goto out;
@@ -577,7 +578,7 @@ static int cmd_list(struct admin *a, int argc, char **argv)
             return r < 0 ? EXIT_USAGE : r;
     }
     if (optind < argc)
-        return lk_tool_usage_error("%s: unexpected argument '%s'", a->cmd, argv[optind]);
+        return tool_usage_error("%s: unexpected argument '%s'", a->cmd, argv[optind]);
     if ((rc = admin_open(a, ADMIN_OPEN_READ)) != EXIT_OK)
         return rc;
     if (a->json)
@@ -639,9 +640,9 @@ static int one_registry(struct admin *a, int argc, char **argv, int del)
     else
         id = a->registry;
     if (id == NULL)
-        return lk_tool_usage_error("%s: which registry? (REGISTRY)", a->cmd);
+        return tool_usage_error("%s: which registry? (REGISTRY)", a->cmd);
     if (optind < argc)
-        return lk_tool_usage_error("%s: unexpected argument '%s'", a->cmd, argv[optind]);
+        return tool_usage_error("%s: unexpected argument '%s'", a->cmd, argv[optind]);
     a->registry = NULL;
     if ((rc = admin_resolve(a, id, 0, &id)) != EXIT_OK)
         return rc;
@@ -674,7 +675,7 @@ static int cmd_credentials(struct admin *a, const char *sub, int argc, char **ar
     int c, rc, needs_index = strcmp(sub, "describe") == 0 || strcmp(sub, "delete") == 0;
 
     if (strcmp(sub, "create") != 0 && strcmp(sub, "list") != 0 && !needs_index)
-        return lk_tool_usage_error("registries credentials: unknown subcommand '%s' "
+        return tool_usage_error("registries credentials: unknown subcommand '%s' "
                                    "(create, list, describe, delete)", sub);
     optind = 1;
     while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
@@ -691,17 +692,17 @@ static int cmd_credentials(struct admin *a, const char *sub, int argc, char **ar
             return EXIT_USAGE;
     }
     if (needs_index) {
-        if (optind >= argc || lk_tool_parse_i64(argv[optind], 0, 1000000, &index) != 0)
-            return lk_tool_usage_error("%s: give the certificate's INDEX (0, 1, ... as 'registries credentials "
+        if (optind >= argc || tool_parse_i64(argv[optind], 0, 1000000, &index) != 0)
+            return tool_usage_error("%s: give the certificate's INDEX (0, 1, ... as 'registries credentials "
                                        "list' shows)", a->cmd);
         optind++;
     }
     if (optind < argc)
-        return lk_tool_usage_error("%s: unexpected argument '%s'", a->cmd, argv[optind]);
+        return tool_usage_error("%s: unexpected argument '%s'", a->cmd, argv[optind]);
     if (strcmp(sub, "create") == 0 && path == NULL)
-        return lk_tool_usage_error("%s: --path CA.pem is required", a->cmd);
+        return tool_usage_error("%s: --path CA.pem is required", a->cmd);
     if (strcmp(sub, "create") != 0 && path != NULL)
-        return lk_tool_usage_error("%s: --path is for create", a->cmd);
+        return tool_usage_error("%s: --path is for create", a->cmd);
     if ((rc = admin_resolve(a, NULL, 1, NULL)) != EXIT_OK)
         return rc;
 
@@ -758,7 +759,7 @@ static int cmd_credentials(struct admin *a, const char *sub, int argc, char **ar
             json_t *one = json_incref(json_array_get(x.arr, 0));
             json_decref(x.arr);
             if (one == NULL) {
-                lk_tool_error(a->cmd, LK_ERR_REG_NOT_FOUND, "registry %s has no credential at index %lld",
+                tool_error(a->cmd, LK_ERR_REG_NOT_FOUND, "registry %s has no credential at index %lld",
                               a->registry, index);
                 return EXIT_REG_NOT_FOUND;
             }
@@ -778,7 +779,7 @@ static int cmd_credentials(struct admin *a, const char *sub, int argc, char **ar
     }
 }
 
-int lk_cmd_registries(int argc, char **argv)
+int cmd_registries(int argc, char **argv)
 {
     struct admin a;
     char cmd[64];
@@ -791,7 +792,7 @@ int lk_cmd_registries(int argc, char **argv)
     }
     sub = argv[1];
     if (strcmp(sub, "import") == 0)
-        return lk_cmd_registries_import(argc - 1, argv + 1);
+        return cmd_registries_import(argc - 1, argv + 1);
     if (strcmp(sub, "credentials") == 0) {
         const char *c2 = argc >= 3 ? argv[2] : "";
         if (argc < 3 || strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0) {
@@ -828,7 +829,7 @@ int lk_cmd_registries(int argc, char **argv)
     else if (strcmp(sub, "delete") == 0)
         rc = one_registry(&a, argc - 1, argv + 1, 1);
     else
-        rc = lk_tool_usage_error("registries: unknown subcommand '%s' (create, list, describe, update, "
+        rc = tool_usage_error("registries: unknown subcommand '%s' (create, list, describe, update, "
                                  "delete, credentials, import)", sub);
     admin_close(&a);
     return out_finish(rc);
