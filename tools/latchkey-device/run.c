@@ -185,6 +185,7 @@ static void on_event(void *user, const lk_dev_event *ev)
 
 struct input {
     int fd;
+    int owned;         /* fd is ours to close (not standard input) */
     int eof;
     int paused;        /* the queue is full: a line waits in buf */
     char *buf;
@@ -430,32 +431,35 @@ static const struct num_opt num_opts[] = {
     {OPT_MAX_RATE, "--max-rate", 1, 10000},
 };
 
-int devtool_run(int argc, char **argv)
-{
+/* What the command line asks for. */
+struct run_opts {
     lk_dev_config cfg;
     struct tool_key_opts ko;
-    struct tool_key key;
-    struct agent agent;
-    struct input in;
-    const char *events = "-", *subfolder = NULL, *state = NULL, *state_file = NULL, *alg_name = NULL;
+    const char *events, *subfolder, *state, *state_file;
+    long long duration;  /* seconds, 0 = no limit */
+    long long count;     /* events to deliver, 0 = no limit */
+    int exit_on_eof, json, quiet;
+};
+
+#define RUN_HELP (-1) /* --help was printed */
+
+/* Parse and check the options into *o. Returns EXIT_OK, RUN_HELP, or an
+ * exit code (the message printed). */
+static int parse_run_options(int argc, char **argv, struct run_opts *o)
+{
     long long nums[OPT_HELP + 1 - OPT_HOST];
-    long long duration = 0;
-    int exit_on_eof = 0, opt, rc = EXIT_OK;
-    char detail[256];
-    lk_dev *dev = NULL;
-    lk_err err;
-    int64_t end_ms;
+    const char *alg_name = NULL;
+    lk_dev_config *cfg = &o->cfg;
+    int opt;
     size_t i;
 
-    memset(&cfg, 0, sizeof cfg);
-    memset(&ko, 0, sizeof ko);
-    memset(&agent, 0, sizeof agent);
-    memset(&in, 0, sizeof in);
+    memset(o, 0, sizeof *o);
     memset(nums, 0, sizeof nums);
+    o->events = "-";
     nums[OPT_PORT - OPT_HOST] = 8883;
     nums[OPT_REFUSALS - OPT_HOST] = 3;
-    cfg.project = getenv("LATCHKEY_PROJECT");
-    cfg.location = getenv("LATCHKEY_REGION");
+    cfg->project = getenv("LATCHKEY_PROJECT");
+    cfg->location = getenv("LATCHKEY_REGION");
 
     optind = 1;
     opterr = 0;
@@ -464,158 +468,200 @@ int devtool_run(int argc, char **argv)
         for (i = 0; i < sizeof num_opts / sizeof num_opts[0]; i++) {
             if (num_opts[i].id != opt)
                 continue;
-            if (tool_parse_i64(optarg, num_opts[i].min, num_opts[i].max,
-                                  &nums[opt - OPT_HOST]) != 0)
+            if (tool_parse_i64(optarg, num_opts[i].min, num_opts[i].max, &nums[opt - OPT_HOST]) != 0)
                 return tool_usage_error("%s takes a whole number from %lld to %lld, not '%s'",
-                                           num_opts[i].name, num_opts[i].min, num_opts[i].max,
-                                           tool_shown(optarg));
+                                        num_opts[i].name, num_opts[i].min, num_opts[i].max,
+                                        tool_shown(optarg));
             handled = 1;
         }
         if (handled)
             continue;
         switch (opt) {
-        case OPT_HOST: cfg.host = optarg; break;
-        case OPT_CA: cfg.ca_file = optarg; break;
-        case OPT_PROJECT: cfg.project = optarg; break;
-        case OPT_REGION: cfg.location = optarg; break;
-        case OPT_REGISTRY: cfg.registry = optarg; break;
-        case OPT_DEVICE: cfg.device = optarg; break;
-        case OPT_KEY: ko.key = optarg; break;
-        case OPT_STORE: ko.store = optarg; break;
-        case OPT_MODULE: ko.module = optarg; break;
+        case OPT_HOST: cfg->host = optarg; break;
+        case OPT_CA: cfg->ca_file = optarg; break;
+        case OPT_PROJECT: cfg->project = optarg; break;
+        case OPT_REGION: cfg->location = optarg; break;
+        case OPT_REGISTRY: cfg->registry = optarg; break;
+        case OPT_DEVICE: cfg->device = optarg; break;
+        case OPT_KEY: o->ko.key = optarg; break;
+        case OPT_STORE: o->ko.store = optarg; break;
+        case OPT_MODULE: o->ko.module = optarg; break;
         case OPT_ALG: alg_name = optarg; break;
-        case OPT_EVENTS: events = optarg; break;
-        case OPT_SUBFOLDER: subfolder = optarg; break;
-        case OPT_STATE: state = optarg; break;
-        case OPT_STATE_FILE: state_file = optarg; break;
-        case OPT_EOF: exit_on_eof = 1; break;
-        case OPT_QUIET: agent.quiet = 1; break;
+        case OPT_EVENTS: o->events = optarg; break;
+        case OPT_SUBFOLDER: o->subfolder = optarg; break;
+        case OPT_STATE: o->state = optarg; break;
+        case OPT_STATE_FILE: o->state_file = optarg; break;
+        case OPT_EOF: o->exit_on_eof = 1; break;
+        case OPT_QUIET: o->quiet = 1; break;
         case OPT_FORMAT:
             if (strcmp(optarg, "json") == 0)
-                agent.json = 1;
+                o->json = 1;
             else if (strcmp(optarg, "text") != 0)
                 return tool_usage_error("--format must be text or json, not '%s'", tool_shown(optarg));
             break;
         case OPT_HELP:
             fputs(run_help, stdout);
-            return EXIT_OK;
+            return RUN_HELP;
         default:
             return tool_bad_option(argc, argv, optind);
         }
     }
     if (optind < argc)
         return tool_usage_error("unexpected argument '%s' (see --help)", tool_shown(argv[optind]));
-    if (cfg.host == NULL)
+    if (cfg->host == NULL)
         return tool_usage_error("--host is required: the server to connect to");
-    if (cfg.ca_file == NULL)
+    if (cfg->ca_file == NULL)
         return tool_usage_error("--ca FILE is required: the server is always authenticated");
-    if (cfg.project == NULL || cfg.location == NULL || cfg.registry == NULL || cfg.device == NULL)
+    if (cfg->project == NULL || cfg->location == NULL || cfg->registry == NULL || cfg->device == NULL)
         return tool_usage_error("--project, --region, --registry and --device are all required");
-    if (state != NULL && state_file != NULL)
+    if (o->state != NULL && o->state_file != NULL)
         return tool_usage_error("give --state or --state-file, not both");
-    if (subfolder != NULL && !lk_subfolder_valid(subfolder, strlen(subfolder)))
+    if (o->subfolder != NULL && !lk_subfolder_valid(o->subfolder, strlen(o->subfolder)))
         return tool_usage_error("--subfolder '%s' is not a valid subfolder (1-256 characters, no "
-                                   "'+', '#', empty levels, or leading/trailing '/')", tool_shown(subfolder));
+                                "'+', '#', empty levels, or leading/trailing '/')", tool_shown(o->subfolder));
     if (alg_name != NULL) {
-        cfg.alg = lk_alg_from_name(alg_name, strlen(alg_name));
-        if (cfg.alg == LK_ALG_NONE)
+        cfg->alg = lk_alg_from_name(alg_name, strlen(alg_name));
+        if (cfg->alg == LK_ALG_NONE)
             return tool_usage_error("--alg must be ES256 or RS256, not '%s'", tool_shown(alg_name));
     }
-    duration = nums[OPT_DURATION - OPT_HOST];
-    agent.count = nums[OPT_COUNT - OPT_HOST];
-    cfg.port = (unsigned)nums[OPT_PORT - OPT_HOST];
-    cfg.token_lifetime_s = (unsigned)nums[OPT_LIFETIME - OPT_HOST];
-    cfg.refresh_margin_s = (unsigned)nums[OPT_MARGIN - OPT_HOST];
-    cfg.keepalive_s = (unsigned)nums[OPT_KEEPALIVE - OPT_HOST];
-    cfg.backoff_max_s = (unsigned)nums[OPT_BACKOFF - OPT_HOST];
-    cfg.max_refusals = nums[OPT_REFUSALS - OPT_HOST] == 0 ? ~0u
-                                                           : (unsigned)nums[OPT_REFUSALS - OPT_HOST];
-    cfg.max_attempts = (unsigned)nums[OPT_ATTEMPTS - OPT_HOST];
-    cfg.max_messages_per_s = (unsigned)nums[OPT_MAX_RATE - OPT_HOST];
+    o->duration = nums[OPT_DURATION - OPT_HOST];
+    o->count = nums[OPT_COUNT - OPT_HOST];
+    cfg->port = (unsigned)nums[OPT_PORT - OPT_HOST];
+    cfg->token_lifetime_s = (unsigned)nums[OPT_LIFETIME - OPT_HOST];
+    cfg->refresh_margin_s = (unsigned)nums[OPT_MARGIN - OPT_HOST];
+    cfg->keepalive_s = (unsigned)nums[OPT_KEEPALIVE - OPT_HOST];
+    cfg->backoff_max_s = (unsigned)nums[OPT_BACKOFF - OPT_HOST];
+    cfg->max_refusals = nums[OPT_REFUSALS - OPT_HOST] == 0 ? ~0u : (unsigned)nums[OPT_REFUSALS - OPT_HOST];
+    cfg->max_attempts = (unsigned)nums[OPT_ATTEMPTS - OPT_HOST];
+    cfg->max_messages_per_s = (unsigned)nums[OPT_MAX_RATE - OPT_HOST];
+    return EXIT_OK;
+}
 
-    /* The input first: a bad path is a usage problem, found before any key is opened. */
-    if (strcmp(events, "-") == 0) {
-        in.fd = STDIN_FILENO;
-    } else {
-        in.fd = open(events, O_RDONLY | O_CLOEXEC);
-        if (in.fd < 0) {
-            int e = errno;
-            fprintf(stderr, "%s: --events %s: %s\n", tool_name, tool_shown(events), strerror(e));
-            return tool_file_exit(e);
-        }
-    }
-    in.buf = malloc(LINE_MAX_BYTES + 1);
-    if (in.buf == NULL) {
-        if (in.fd != STDIN_FILENO)
-            close(in.fd);
+/* Open the input (--events FILE or standard input) and its line buffer.
+ * in->owned says whether in->fd is ours to close: a file opened while
+ * standard input was closed gets descriptor 0, and is still ours. Returns
+ * an exit code. */
+static int open_input(const struct run_opts *o, struct input *in)
+{
+    memset(in, 0, sizeof *in);
+    in->fd = -1;
+    in->quiet = o->quiet;
+    /* The buffer first: nothing to undo when it cannot be had. */
+    in->buf = malloc(LINE_MAX_BYTES + 1);
+    if (in->buf == NULL) {
+        tool_error("input", LK_ERR_NOMEM, "%s", lk_strerror(LK_ERR_NOMEM));
         return EXIT_FAIL;
     }
-    if (in.fd != STDIN_FILENO && !exit_on_eof) {
+    if (strcmp(o->events, "-") == 0) {
+        in->fd = STDIN_FILENO;
+        return EXIT_OK;
+    }
+    in->fd = open(o->events, O_RDONLY | O_CLOEXEC);
+    if (in->fd < 0) {
+        int e = errno;
+        fprintf(stderr, "%s: --events %s: %s\n", tool_name, tool_shown(o->events), strerror(e));
+        return tool_file_exit(e);
+    }
+    in->owned = 1;
+    if (!o->exit_on_eof) {
         struct stat st;
-        if (fstat(in.fd, &st) == 0 && S_ISREG(st.st_mode)) {
-            in.follow = 1;
-            in.path = events;
-            in.dev = st.st_dev;
-            in.ino = st.st_ino;
+        if (fstat(in->fd, &st) == 0 && S_ISREG(st.st_mode)) {
+            in->follow = 1;
+            in->path = o->events;
+            in->dev = st.st_dev;
+            in->ino = st.st_ino;
         }
     }
-    in.quiet = agent.quiet;
+    return EXIT_OK;
+}
 
-    rc = tool_key_open(&ko, &key);
-    if (rc != EXIT_OK)
-        goto out_input;
-    {
-        /* The key decides the algorithm; --alg only asserts it (as in
-         * `latchkey token`): a mismatch is found now, not at the first
-         * signature. */
-        uint8_t pub[LK_PUBKEY_DER_MAX];
-        size_t pub_len = 0;
-        lk_alg have = LK_ALG_NONE;
-        err = lk_se_public_key(&key.se, key.key, &have, pub, sizeof pub, &pub_len);
-        if (err != LK_OK) {
-            tool_key_error(&key, "key", err);
-            rc = tool_exit_code(err);
-            goto out_key;
-        }
-        if (cfg.alg != LK_ALG_NONE && cfg.alg != have) {
-            tool_error("key", LK_ERR_KEY_TYPE, "--alg %s, but key '%s' is an %s key",
-                          lk_alg_name(cfg.alg), tool_shown(key.key), lk_alg_name(have));
-            rc = tool_exit_code(LK_ERR_KEY_TYPE);
-            goto out_key;
-        }
-        cfg.alg = have;
-    }
-    cfg.se = &key.se;
-    cfg.key = key.key;
-    cfg.user = &agent;
-    cfg.on_event = on_event;
-    cfg.on_config = on_config;
-    cfg.on_command = on_command;
-    err = lk_dev_new(&cfg, &dev, detail, sizeof detail);
+static void close_input(struct input *in)
+{
+    if (in->owned && in->fd >= 0)
+        close(in->fd);
+    in->fd = -1;
+    free(in->buf);
+    in->buf = NULL;
+}
+
+/* The key decides the algorithm; --alg only asserts it (as in `latchkey
+ * token`): a mismatch is found now, not at the first signature. Returns an
+ * exit code. */
+static int check_key_alg(const struct tool_key *key, lk_dev_config *cfg)
+{
+    uint8_t pub[LK_PUBKEY_DER_MAX];
+    size_t pub_len = 0;
+    lk_alg have = LK_ALG_NONE;
+    lk_err err = lk_se_public_key(&key->se, key->key, &have, pub, sizeof pub, &pub_len);
     if (err != LK_OK) {
-        if (err == LK_ERR_ARG)
-            rc = tool_usage_error("%s", detail);
-        else {
-            tool_error("setup", err, "%s", detail[0] ? detail : lk_strerror(err));
-            rc = tool_exit_code(err);
-        }
-        goto out_key;
+        tool_key_error(key, "key", err);
+        return tool_exit_code(err);
     }
+    if (cfg->alg != LK_ALG_NONE && cfg->alg != have) {
+        tool_error("key", LK_ERR_KEY_TYPE, "--alg %s, but key '%s' is an %s key", lk_alg_name(cfg->alg),
+                   tool_shown(key->key), lk_alg_name(have));
+        return tool_exit_code(LK_ERR_KEY_TYPE);
+    }
+    cfg->alg = have;
+    return EXIT_OK;
+}
 
-    if (state != NULL || state_file != NULL) {
-        char *data = (char *)state;
-        size_t len = state ? strlen(state) : 0;
-        if (state_file != NULL && (rc = read_small_file(state_file, &data, &len)) != 0)
-            goto out_dev;
-        err = lk_dev_publish_state(dev, data, len, &agent.state_id);
-        if (state_file != NULL)
+/* The device on key, with its state (--state, --state-file) queued.
+ * Returns an exit code; *dev is NULL on failure. */
+static int new_device(struct run_opts *o, struct tool_key *key, struct agent *agent, lk_dev **dev)
+{
+    lk_dev_config *cfg = &o->cfg;
+    char detail[256];
+    lk_err err;
+    int rc;
+
+    *dev = NULL;
+    if ((rc = check_key_alg(key, cfg)) != EXIT_OK)
+        return rc;
+    cfg->se = &key->se;
+    cfg->key = key->key;
+    cfg->user = agent;
+    cfg->on_event = on_event;
+    cfg->on_config = on_config;
+    cfg->on_command = on_command;
+    err = lk_dev_new(cfg, dev, detail, sizeof detail);
+    if (err != LK_OK) {
+        *dev = NULL;
+        if (err == LK_ERR_ARG)
+            return tool_usage_error("%s", detail);
+        tool_error("setup", err, "%s", detail[0] ? detail : lk_strerror(err));
+        return tool_exit_code(err);
+    }
+    if (o->state != NULL || o->state_file != NULL) {
+        char *data = (char *)o->state;
+        size_t len = o->state ? strlen(o->state) : 0;
+        if (o->state_file != NULL && (rc = read_small_file(o->state_file, &data, &len)) != 0)
+            goto fail;
+        err = lk_dev_publish_state(*dev, data, len, &agent->state_id);
+        if (o->state_file != NULL)
             free(data);
         if (err != LK_OK) {
             tool_error("state", err, "%s", lk_strerror(err));
             rc = tool_exit_code(err);
-            goto out_dev;
+            goto fail;
         }
     }
+    return EXIT_OK;
+fail:
+    lk_dev_free(*dev);
+    *dev = NULL;
+    return rc;
+}
+
+/* Run the device until it stops: asked to (a signal, --duration, --count,
+ * --exit-on-eof), or a failure (rc, the device's own). A failure sets the
+ * exit code and stops the device, which then flushes what it can. Returns
+ * the exit code, the device's error and undelivered messages included. */
+static int run_loop(lk_dev *dev, struct agent *agent, struct input *in, const struct run_opts *o)
+{
+    int64_t end_ms;
+    int rc = EXIT_OK;
+    lk_err err;
 
     signal(SIGPIPE, SIG_IGN);
     {
@@ -626,10 +672,13 @@ int devtool_run(int argc, char **argv)
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGTERM, &sa, NULL);
     }
-    fcntl(in.fd, F_SETFL, fcntl(in.fd, F_GETFL) | O_NONBLOCK);
-    lk_dev_start(dev);
-    end_ms = duration > 0 ? lk_dev_now_ms() + duration * 1000 : INT64_MAX;
-    rc = EXIT_OK;
+    fcntl(in->fd, F_SETFL, fcntl(in->fd, F_GETFL) | O_NONBLOCK);
+    err = lk_dev_start(dev);
+    if (err != LK_OK) {
+        tool_error("start", err, "%s", lk_strerror(err));
+        rc = tool_exit_code(err);
+    }
+    end_ms = o->duration > 0 ? lk_dev_now_ms() + o->duration * 1000 : INT64_MAX;
 
     for (;;) {
         struct pollfd p[2];
@@ -643,8 +692,8 @@ int devtool_run(int argc, char **argv)
         lk_dev_get_stats(dev, &stats);
         if (st != LK_DEV_STOPPING &&
             (stop_signal || now >= end_ms || rc != EXIT_OK ||
-             (agent.count > 0 && agent.delivered >= agent.count) ||
-             (exit_on_eof && in.eof && in.len == 0 && stats.queued == 0))) {
+             (agent->count > 0 && agent->delivered >= agent->count) ||
+             (o->exit_on_eof && in->eof && in->len == 0 && stats.queued == 0))) {
             lk_dev_stop(dev);
             continue;
         }
@@ -654,17 +703,17 @@ int devtool_run(int argc, char **argv)
             p[nfds].revents = 0;
             dev_i = nfds++;
         }
-        if (!in.follow && !in.eof && !in.paused && rc == EXIT_OK && st != LK_DEV_STOPPING) {
-            p[nfds].fd = in.fd;
+        if (!in->follow && !in->eof && !in->paused && rc == EXIT_OK && st != LK_DEV_STOPPING) {
+            p[nfds].fd = in->fd;
             p[nfds].events = POLLIN;
             p[nfds].revents = 0;
             in_i = nfds++;
         }
         wait = lk_dev_next_ms(dev) - now;
-        if (in.paused || wait > 1000)
-            wait = in.paused ? 50 : 1000;
-        if (in.follow && !in.paused && wait > in.next_ms - now)
-            wait = in.next_ms - now;
+        if (in->paused || wait > 1000)
+            wait = in->paused ? 50 : 1000;
+        if (in->follow && !in->paused && wait > in->next_ms - now)
+            wait = in->next_ms - now;
         if (wait < 0)
             wait = 0;
         n = poll(p, (nfds_t)nfds, (int)wait);
@@ -673,18 +722,18 @@ int devtool_run(int argc, char **argv)
             rc = EXIT_FAIL;
         }
         if (in_i >= 0 && n > 0 && (p[in_i].revents & (POLLIN | POLLHUP | POLLERR))) {
-            int r = read_input(&in);
+            int r = read_input(in);
             if (r != 0)
                 rc = r;
         }
-        if (in.follow && !in.paused && rc == EXIT_OK && st != LK_DEV_STOPPING &&
-            lk_dev_now_ms() >= in.next_ms) {
-            int r = follow_input(&in, lk_dev_now_ms());
+        if (in->follow && !in->paused && rc == EXIT_OK && st != LK_DEV_STOPPING &&
+            lk_dev_now_ms() >= in->next_ms) {
+            int r = follow_input(in, lk_dev_now_ms());
             if (r != 0)
                 rc = r;
         }
-        if (rc == EXIT_OK && (in.len > 0 || in.paused)) {
-            int r = flush_lines(dev, &in, subfolder);
+        if (rc == EXIT_OK && (in->len > 0 || in->paused)) {
+            int r = flush_lines(dev, in, o->subfolder);
             if (r != 0)
                 rc = r;
         }
@@ -705,18 +754,43 @@ int devtool_run(int argc, char **argv)
                     tool_name, stats.queued);
             rc = EXIT_DEV_UNDELIVERED;
         }
-        if (!agent.quiet)
+        if (!agent->quiet)
             fprintf(stderr, "%s: %lld event(s) delivered, %llu connection(s), %llu token(s) signed\n",
-                    tool_name, agent.delivered, (unsigned long long)stats.connects,
+                    tool_name, agent->delivered, (unsigned long long)stats.connects,
                     (unsigned long long)stats.tokens);
     }
-out_dev:
-    lk_dev_free(dev);
-out_key:
-    tool_key_close(&key);
-out_input:
-    if (in.fd != STDIN_FILENO && in.fd >= 0)
-        close(in.fd);
-    free(in.buf);
+    return rc;
+}
+
+int devtool_run(int argc, char **argv)
+{
+    struct run_opts o;
+    struct tool_key key;
+    struct agent agent;
+    struct input in;
+    lk_dev *dev = NULL;
+    int rc;
+
+    rc = parse_run_options(argc, argv, &o);
+    if (rc != EXIT_OK)
+        return rc == RUN_HELP ? EXIT_OK : rc;
+    memset(&agent, 0, sizeof agent);
+    agent.json = o.json;
+    agent.quiet = o.quiet;
+    agent.count = o.count;
+
+    /* The input first: a bad path is a usage problem, found before any key is opened. */
+    rc = open_input(&o, &in);
+    if (rc == EXIT_OK) {
+        rc = tool_key_open(&o.ko, &key);
+        if (rc == EXIT_OK) {
+            rc = new_device(&o, &key, &agent, &dev);
+            if (rc == EXIT_OK)
+                rc = run_loop(dev, &agent, &in, &o);
+            lk_dev_free(dev);
+            tool_key_close(&key);
+        }
+    }
+    close_input(&in);
     return rc;
 }
