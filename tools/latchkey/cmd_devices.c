@@ -14,6 +14,7 @@
 
 #include "cli.h"
 #include "admin.h"
+#include "devices.h"
 
 static const char devices_usage[] =
     "usage: latchkey [--db FILE] devices COMMAND DEVICE --registry R --project P --region L [options]\n"
@@ -117,44 +118,12 @@ static const char u_states[] = DEV_USAGE("states list DEVICE [--limit N] --regis
                                          "The kept state reports, newest first (the newest 10 are kept).\n"
                                          DEV_ARG);
 
-enum {
-    O_PUBLIC_KEY = OPT_FIRST_OWN,
-    O_BLOCKED,
-    O_UNBLOCKED,
-    O_METADATA,
-    O_METADATA_FILE,
-    O_CLEAR_METADATA,
-    O_LIMIT,
-    O_PATH,
-    O_TYPE,
-    O_EXPIRATION,
-    O_CONFIG_FILE,
-    O_CONFIG_DATA,
-    O_VERSION,
-    O_END
-};
-
-#define BIT(o) (1u << ((o) - OPT_FIRST_OWN))
 
 static const char *const opt_names[] = {
     "--public-key", "--blocked", "--unblocked", "--metadata", "--metadata-from-file", "--clear-metadata",
     "--limit", "--path", "--type", "--expiration-time", "--config-file", "--config-data",
     "--version-to-update"};
 
-struct dev_opts {
-    struct admin *a;
-    unsigned given;             /* BIT(option) for each own option seen */
-    const char **keys;          /* --public-key arguments */
-    unsigned nkeys;
-    int blocked;                /* -1 = unchanged */
-    struct admin_meta meta;
-    long long limit;
-    const char *path, *type, *expiration;
-    const char *config_file, *config_data;
-    long long version;
-    const char *pos[3];         /* positional arguments */
-    unsigned npos;
-};
 
 /* ---- JSON shapes ---- */
 
@@ -275,7 +244,7 @@ json_t *admin_state_json(const lk_reg_state_entry *s)
 
 /* ---- reading the newest config / state for describe ---- */
 
-static int first_config_cb(void *arg, const lk_reg_config *c)
+int first_config_cb(void *arg, const lk_reg_config *c)
 {
     json_t **out = arg;
     *out = admin_config_json(c);
@@ -290,7 +259,7 @@ static int first_state_cb(void *arg, const lk_reg_state_entry *s)
 }
 
 /* Print the device as IoT Core's GetDevice returns it (with config and state). */
-static int print_device(struct admin *a, const char *id, uint64_t num_id)
+int print_device(struct admin *a, const char *id, uint64_t num_id)
 {
     char why[512] = "";
     lk_reg_device d;
@@ -446,7 +415,7 @@ static int parse(struct dev_opts *o, int argc, char **argv, unsigned allowed, un
 
 /* The device named by the first positional argument or --device, resolved
  * to its string id (numIds and full names accepted). Opens the database. */
-static int target_device(struct dev_opts *o, int mode, const char **id, char **buf)
+int target_device(struct dev_opts *o, int mode, const char **id, char **buf)
 {
     struct admin *a = o->a;
     const char *arg = NULL, *leaf = NULL;
@@ -467,13 +436,13 @@ static int target_device(struct dev_opts *o, int mode, const char **id, char **b
 }
 
 /* Positional arguments after the device (INDEX of credentials delete). */
-static const char *after_device(const struct dev_opts *o, unsigned k)
+const char *after_device(const struct dev_opts *o, unsigned k)
 {
     unsigned first = o->a->device != NULL ? 0 : 1;
     return first + k < o->npos ? o->pos[first + k] : NULL;
 }
 
-static int check_extra(const struct dev_opts *o, unsigned want_after)
+int check_extra(const struct dev_opts *o, unsigned want_after)
 {
     unsigned first = o->a->device != NULL ? 0 : 1;
     if (o->npos > first + want_after)
@@ -503,8 +472,8 @@ static int key_kv(void *ctx, const char *k, const char *v)
 }
 
 /* Read one credential: the PEM file, its format and expiry. */
-static int load_credential(const struct admin *a, const char *path, const char *type, const char *exp,
-                           lk_reg_credential *cred)
+int load_credential(const struct admin *a, const char *path, const char *type, const char *exp,
+                    lk_reg_credential *cred)
 {
     uint8_t *pem = NULL;
     size_t len = 0;
@@ -559,7 +528,7 @@ static int load_credential(const struct admin *a, const char *path, const char *
 }
 
 /* After a credential was stored: a word if it has expired already. */
-static void warn_expired(const struct admin *a, const char *path, const lk_reg_credential *c)
+void warn_expired(const struct admin *a, const char *path, const lk_reg_credential *c)
 {
     char when[48];
     if (admin_cred_expired(c->expires, when, sizeof when))
@@ -769,260 +738,6 @@ static int cmd_list(struct dev_opts *o)
     return out_table_print(x.t);
 }
 
-/* ---- devices credentials ... ---- */
-
-static int cmd_credentials(struct dev_opts *o, const char *sub)
-{
-    static const char *const heads[] = {"INDEX", "FORMAT", "EXPIRATION_TIME", "SHA256"};
-    struct admin *a = o->a;
-    lk_reg_credential cred;
-    lk_reg_device d;
-    const char *id = NULL;
-    char *buf = NULL, why[512] = "";
-    long long index = -1;
-    lk_err err;
-    int rc, writes;
-
-    memset(&cred, 0, sizeof cred);
-    memset(&d, 0, sizeof d);
-    if (strcmp(sub, "describe") == 0 || strcmp(sub, "delete") == 0) {
-        const char *s = after_device(o, 0);
-        if (s == NULL && a->device == NULL && o->npos == 1)
-            return tool_usage_error("%s: give DEVICE INDEX (or INDEX --device DEVICE)", a->cmd);
-        if (s == NULL || tool_parse_i64(s, 0, 1000000, &index) != 0)
-            return tool_usage_error("%s: give the credential's INDEX (0, 1 or 2, as 'devices credentials list' "
-                                       "shows)", a->cmd);
-        if ((rc = check_extra(o, 1)) != EXIT_OK)
-            return rc;
-    } else if ((rc = check_extra(o, 0)) != EXIT_OK) {
-        return rc;
-    }
-    if (strcmp(sub, "create") == 0) {
-        if (o->path == NULL)
-            return tool_usage_error("%s: --path FILE is required", a->cmd);
-        if ((rc = load_credential(a, o->path, o->type, o->expiration, &cred)) != EXIT_OK)
-            return rc;
-    }
-    writes = strcmp(sub, "create") == 0 || strcmp(sub, "delete") == 0;
-    if ((rc = target_device(o, writes ? ADMIN_OPEN_WRITE : ADMIN_OPEN_READ, &id, &buf)) != EXIT_OK)
-        goto out;
-    if (strcmp(sub, "create") == 0) {
-        err = lk_registry_add_credential(a->reg, &a->name, id, &cred, why, sizeof why);
-        if (err != LK_OK) {
-            rc = admin_fail(a, err, why);
-            goto out;
-        }
-        warn_expired(a, o->path, &cred);
-        if (a->json)
-            rc = print_device(a, id, 0);
-        else
-            printf("Created credential for device [%s].\n", id);
-        goto out;
-    }
-    if (strcmp(sub, "delete") == 0) {
-        err = lk_registry_delete_credential(a->reg, &a->name, id, (unsigned)index, why, sizeof why);
-        if (err != LK_OK) {
-            rc = admin_fail(a, err, why);
-            goto out;
-        }
-        if (a->json)
-            rc = print_device(a, id, 0);
-        else
-            printf("Deleted credential [%lld] of device [%s].\n", index, id);
-        goto out;
-    }
-    err = lk_registry_get_device(a->reg, &a->name, id, 0, &d, why, sizeof why);
-    if (err != LK_OK) {
-        rc = admin_fail(a, err, why);
-        goto out;
-    }
-    if (index >= 0) { /* describe */
-        if ((unsigned long long)index >= d.ncreds) {
-            tool_error(a->cmd, LK_ERR_REG_NOT_FOUND, "device %s has %u credential%s; there is no index %lld", id,
-                          d.ncreds, d.ncreds == 1 ? "" : "s", index);
-            rc = EXIT_REG_NOT_FOUND;
-            goto out;
-        }
-        rc = a->json ? out_json(admin_cred_json(&d.creds[index])) : out_yaml(admin_cred_json(&d.creds[index]));
-    } else if (a->json) {
-        struct out_list l;
-        unsigned i;
-        out_list_begin(&l);
-        for (i = 0; i < d.ncreds; i++)
-            out_list_item(&l, admin_cred_json(&d.creds[i]));
-        rc = out_list_end(&l);
-    } else {
-        struct out_table *t = out_table_new(4, heads);
-        unsigned i;
-        for (i = 0; t != NULL && i < d.ncreds; i++) {
-            char idx[16], tb[48], hex[65];
-            const char *row[4];
-            snprintf(idx, sizeof idx, "%u", i);
-            row[0] = idx;
-            row[1] = lk_cred_format_name(d.creds[i].format);
-            row[2] = d.creds[i].expires ? lk_time_rfc3339(d.creds[i].expires, tb, sizeof tb) : "never";
-            row[3] = admin_cred_sha256(d.creds[i].format, d.creds[i].pem, hex) == 0 ? hex : "?";
-            if (out_table_row(t, row) != 0) {
-                out_table_free(t);
-                t = NULL;
-            }
-        }
-        rc = t != NULL ? out_table_print(t) : admin_fail(a, LK_ERR_NOMEM, NULL);
-    }
-out:
-    lk_reg_device_free(&d);
-    free(cred.pem);
-    free(buf);
-    return rc;
-}
-
-/* ---- devices configs ... | states list ---- */
-
-struct hist_ctx {
-    struct out_list l;
-    struct out_table *t;
-    int json, failed;
-};
-
-static int config_cb(void *arg, const lk_reg_config *c)
-{
-    struct hist_ctx *x = arg;
-    if (x->json) {
-        if (out_list_item(&x->l, admin_config_json(c)) != EXIT_OK)
-            x->failed = 1;
-    } else {
-        char v[32], cu[48], ack[48], n[32];
-        const char *row[4];
-        snprintf(v, sizeof v, "%lld", (long long)c->version);
-        snprintf(n, sizeof n, "%zu", c->len);
-        row[0] = v;
-        row[1] = lk_time_rfc3339(c->cloud_update_time, cu, sizeof cu);
-        row[2] = c->device_ack_time ? lk_time_rfc3339(c->device_ack_time, ack, sizeof ack) : "";
-        row[3] = n;
-        if (out_table_row(x->t, row) != 0)
-            x->failed = 1;
-    }
-    return x->failed;
-}
-
-static int state_cb(void *arg, const lk_reg_state_entry *s)
-{
-    struct hist_ctx *x = arg;
-    if (x->json) {
-        if (out_list_item(&x->l, admin_state_json(s)) != EXIT_OK)
-            x->failed = 1;
-    } else {
-        char ut[48], n[32];
-        const char *row[2];
-        snprintf(n, sizeof n, "%zu", s->len);
-        row[0] = lk_time_rfc3339(s->update_time, ut, sizeof ut);
-        row[1] = n;
-        if (out_table_row(x->t, row) != 0)
-            x->failed = 1;
-    }
-    return x->failed;
-}
-
-static int cmd_history(struct dev_opts *o, int states)
-{
-    static const char *const cheads[] = {"VERSION", "CLOUD_UPDATE_TIME", "DEVICE_ACK_TIME", "BYTES"};
-    static const char *const sheads[] = {"UPDATE_TIME", "BYTES"};
-    struct admin *a = o->a;
-    struct hist_ctx x;
-    const char *id = NULL;
-    char *buf = NULL, why[512] = "";
-    unsigned max = o->limit > 0 && o->limit < 1000000 ? (unsigned)o->limit : 0;
-    lk_err err;
-    int rc;
-
-    if ((rc = check_extra(o, 0)) != EXIT_OK || (rc = target_device(o, ADMIN_OPEN_READ, &id, &buf)) != EXIT_OK) {
-        free(buf);
-        return rc;
-    }
-    memset(&x, 0, sizeof x);
-    x.json = a->json;
-    if (a->json)
-        out_list_begin(&x.l);
-    else if ((x.t = states ? out_table_new(2, sheads) : out_table_new(4, cheads)) == NULL) {
-        free(buf);
-        return admin_fail(a, LK_ERR_NOMEM, NULL);
-    }
-    if (states)
-        err = lk_registry_list_states(a->reg, &a->name, id, max, state_cb, &x, why, sizeof why);
-    else
-        err = lk_registry_list_configs(a->reg, &a->name, id, max, config_cb, &x, why, sizeof why);
-    free(buf);
-    if (err != LK_OK || x.failed) {
-        out_table_free(x.t);
-        if (a->json && x.l.n > 0)
-            fputs("\n", stdout);
-        return admin_fail(a, err != LK_OK ? err : LK_ERR_NOMEM, why);
-    }
-    return a->json ? out_list_end(&x.l) : out_table_print(x.t);
-}
-
-static int cmd_config_describe(struct dev_opts *o)
-{
-    struct admin *a = o->a;
-    const char *id = NULL;
-    char *buf = NULL, why[512] = "";
-    json_t *cfg = NULL;
-    lk_err err;
-    int rc;
-
-    if ((rc = check_extra(o, 0)) != EXIT_OK || (rc = target_device(o, ADMIN_OPEN_READ, &id, &buf)) != EXIT_OK) {
-        free(buf);
-        return rc;
-    }
-    err = lk_registry_list_configs(a->reg, &a->name, id, 1, first_config_cb, &cfg, why, sizeof why);
-    free(buf);
-    if (err != LK_OK || cfg == NULL) {
-        json_decref(cfg);
-        return admin_fail(a, err != LK_OK ? err : LK_ERR_NOMEM, why);
-    }
-    return a->json ? out_json(cfg) : out_yaml(cfg);
-}
-
-static int cmd_config_update(struct dev_opts *o)
-{
-    struct admin *a = o->a;
-    lk_reg_config cfg;
-    const char *id = NULL;
-    char *buf = NULL, why[512] = "";
-    uint8_t *data = NULL;
-    size_t len = 0;
-    lk_err err;
-    int rc;
-
-    if ((o->config_file == NULL) == (o->config_data == NULL))
-        return tool_usage_error("%s: give exactly one of --config-file FILE and --config-data DATA", a->cmd);
-    if ((rc = check_extra(o, 0)) != EXIT_OK)
-        return rc;
-    if (o->config_file != NULL) {
-        rc = admin_read_file(a, "config file", o->config_file, LK_CONFIG_MAX, LK_ERR_REG_LIMIT, &data, &len);
-        if (rc != EXIT_OK)
-            return rc;
-    }
-    if ((rc = target_device(o, ADMIN_OPEN_WRITE, &id, &buf)) != EXIT_OK)
-        goto out;
-    memset(&cfg, 0, sizeof cfg);
-    if (o->config_data != NULL)
-        err = lk_registry_update_config(a->reg, &a->name, id, (const uint8_t *)o->config_data,
-                                        strlen(o->config_data), o->version, &cfg, why, sizeof why);
-    else
-        err = lk_registry_update_config(a->reg, &a->name, id, data, len, o->version, &cfg, why, sizeof why);
-    if (err != LK_OK) {
-        rc = admin_fail(a, err, why);
-        goto out;
-    }
-    rc = a->json ? out_json(admin_config_json(&cfg)) : out_yaml(admin_config_json(&cfg));
-    lk_reg_config_free(&cfg);
-out:
-    free(data);
-    free(buf);
-    return rc;
-}
-
 /* ---- dispatch ---- */
 
 #define B(o) BIT(o)
@@ -1110,13 +825,13 @@ int cmd_devices(int argc, char **argv)
             else
                 rc = cmd_describe_delete(&o, strcmp(sub, "delete") == 0);
         } else if (strcmp(sub, "credentials") == 0) {
-            rc = cmd_credentials(&o, sub2);
+            rc = devices_credentials(&o, sub2);
         } else if (strcmp(sub, "configs") == 0) {
-            rc = strcmp(sub2, "update") == 0   ? cmd_config_update(&o)
-                 : strcmp(sub2, "list") == 0 ? cmd_history(&o, 0)
-                                             : cmd_config_describe(&o);
+            rc = strcmp(sub2, "update") == 0   ? devices_config_update(&o)
+                 : strcmp(sub2, "list") == 0 ? devices_history(&o, 0)
+                                             : devices_config_describe(&o);
         } else {
-            rc = cmd_history(&o, 1);
+            rc = devices_history(&o, 1);
         }
     }
     admin_meta_free(&o.meta);
