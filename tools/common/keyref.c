@@ -13,6 +13,16 @@ static int is_pkcs11(const char *key)
     return key != NULL && strncasecmp(key, "pkcs11:", 7) == 0;
 }
 
+int tool_key_opt(struct tool_key_opts *ko, int c, const char *arg)
+{
+    switch (c) {
+    case 'k': ko->key = arg; return 1;
+    case 's': ko->store = arg; return 1;
+    case 'm': ko->module = arg; return 1;
+    default: return 0;
+    }
+}
+
 int tool_key_open(const struct tool_key_opts *o, struct tool_key *k)
 {
     lk_err err;

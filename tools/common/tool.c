@@ -119,6 +119,18 @@ int tool_bad_option(int argc, char **argv, int optind_now)
                                tool_shown(name));
 }
 
+int tool_parse_format(const char *ctx, const char *arg, int *json)
+{
+    if (strcmp(arg, "json") == 0)
+        *json = 1;
+    else if (strcmp(arg, "text") == 0)
+        *json = 0;
+    else
+        return tool_usage_error("%s%s--format must be text or json, not '%s'", ctx != NULL ? ctx : "",
+                                ctx != NULL ? ": " : "", tool_shown(arg));
+    return EXIT_OK;
+}
+
 int tool_parse_i64(const char *s, long long min, long long max, long long *out)
 {
     char *end = NULL;

@@ -47,6 +47,13 @@ struct tool_key_opts {
     int create;           /* a missing store may be created (by the first key written) */
 };
 
+/* The getopt_long options of struct tool_key_opts (codes 'k', 's', 'm'),
+ * and taking one: 1 when c is one of them (stored in ko), else 0. */
+#define TOOL_KEY_OPTIONS                                                                  \
+    {"key", required_argument, 0, 'k'}, {"store", required_argument, 0, 's'},            \
+    {"module", required_argument, 0, 'm'}
+int tool_key_opt(struct tool_key_opts *ko, int c, const char *arg);
+
 /* Open the backend named by opts; prints the reason and returns an exit
  * code on failure. */
 int tool_key_open(const struct tool_key_opts *opts, struct tool_key *k);
@@ -59,6 +66,9 @@ void tool_key_error(const struct tool_key *k, const char *context, lk_err err);
  * '=' -- and return EXIT_USAGE. optind_now is getopt's optind. */
 int tool_bad_option(int argc, char **argv, int optind_now);
 
+/* --format text|json: *json set, EXIT_OK; else "CTX: --format must be text
+ * or json" (CTX may be NULL) and EXIT_USAGE. */
+int tool_parse_format(const char *ctx, const char *arg, int *json);
 /* Parse a decimal integer option; returns 0 on success. */
 int tool_parse_i64(const char *s, long long min, long long max, long long *out);
 

@@ -494,10 +494,8 @@ static int parse_run_options(int argc, char **argv, struct run_opts *o)
         case OPT_EOF: o->exit_on_eof = 1; break;
         case OPT_QUIET: o->quiet = 1; break;
         case OPT_FORMAT:
-            if (strcmp(optarg, "json") == 0)
-                o->json = 1;
-            else if (strcmp(optarg, "text") != 0)
-                return tool_usage_error("--format must be text or json, not '%s'", tool_shown(optarg));
+            if (tool_parse_format(NULL, optarg, &o->json) != EXIT_OK)
+                return EXIT_USAGE;
             break;
         case OPT_HELP:
             fputs(run_help, stdout);

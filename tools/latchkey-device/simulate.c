@@ -772,12 +772,8 @@ static int parse_opts(struct sim *s, int argc, char **argv)
             s->payload_bytes = (size_t)v;
             break;
         case O_FORMAT:
-            if (strcmp(optarg, "json") == 0)
-                s->json = 1;
-            else if (strcmp(optarg, "text") == 0)
-                s->json = 0;
-            else
-                return tool_usage_error("simulate: --format must be text or json, not '%s'", tool_shown(optarg));
+            if (tool_parse_format("simulate", optarg, &s->json) != EXIT_OK)
+                return EXIT_USAGE;
             break;
         case O_HELP: fputs(sim_usage, stdout); return -1;
         default: return tool_bad_option(argc, argv, optind);

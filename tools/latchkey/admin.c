@@ -60,6 +60,30 @@ int admin_common_opt(struct admin *a, int c, const char *arg)
     }
 }
 
+int admin_group_usage(int argc, char **argv, int k, const char *usage)
+{
+    if (argc > k && strcmp(argv[k], "--help") != 0 && strcmp(argv[k], "-h") != 0)
+        return -1;
+    fputs(usage, argc <= k ? stderr : stdout);
+    return argc <= k ? EXIT_USAGE : EXIT_OK;
+}
+
+int admin_getopt(struct admin *a, int argc, char **argv, const struct option *opts, int *rc)
+{
+    int c;
+    *rc = EXIT_OK;
+    while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
+        int r = admin_common_opt(a, c, optarg);
+        if (r < 0)
+            return c;
+        if (r != EXIT_OK) {
+            *rc = r;
+            return -1;
+        }
+    }
+    return -1;
+}
+
 /* A resource option set twice (by a full name and an option) must agree. */
 static int set_part(struct admin *a, const char **slot, const char *val, const char *opt)
 {
@@ -107,6 +131,18 @@ bad:
                                a->cmd, arg);
 }
 
+int admin_check_project(const struct admin *a)
+{
+    if (!lk_project_valid(a->project, strlen(a->project))) {
+        tool_error(a->cmd, LK_ERR_REG_INVALID,
+                      "project id '%s' is invalid: a project id is %u to %u characters: lower-case "
+                      "letters, digits and '-', starting with a letter and not ending with '-'",
+                      a->project, LK_PROJECT_MIN, LK_PROJECT_MAX);
+        return EXIT_REG_INVALID;
+    }
+    return EXIT_OK;
+}
+
 int admin_resolve(struct admin *a, const char *arg, int need_registry, const char **leaf)
 {
     int rc;
@@ -137,13 +173,8 @@ int admin_resolve(struct admin *a, const char *arg, int need_registry, const cha
         /* Checked here too, so that a refused name never creates a database. */
         char buf[256];
         const char *why;
-        if (!lk_project_valid(a->project, strlen(a->project))) {
-            tool_error(a->cmd, LK_ERR_REG_INVALID,
-                          "project id '%s' is invalid: a project id is %u to %u characters: lower-case "
-                          "letters, digits and '-', starting with a letter and not ending with '-'",
-                          a->project, LK_PROJECT_MIN, LK_PROJECT_MAX);
-            return EXIT_REG_INVALID;
-        }
+        if ((rc = admin_check_project(a)) != EXIT_OK)
+            return rc;
         if (!lk_location_valid(a->location, strlen(a->location))) {
             tool_error(a->cmd, LK_ERR_REG_INVALID,
                           "region '%s' is invalid: a region is 1 to %u characters: lower-case letters, "

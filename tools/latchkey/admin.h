@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <getopt.h>
+
 #include <jansson.h>
 
 #include "latchkey/lk_registry.h"
@@ -71,6 +73,20 @@ void admin_init(struct admin *a, const char *cmd, const char *usage);
  * the usage and returns the sentinel ADMIN_HELP. */
 #define ADMIN_HELP 1000
 int admin_common_opt(struct admin *a, int c, const char *arg);
+/* A command group's word after argv[k - 1] ("devices", "credentials"): when
+ * there is none, the group's usage on standard error and EXIT_USAGE; for
+ * --help or -h, on standard output and EXIT_OK; else -1 (argv[k] is the
+ * subcommand to run). */
+int admin_group_usage(int argc, char **argv, int k, const char *usage);
+/* getopt_long(argc, argv, "qh", opts) with the options every admin command
+ * shares handled by admin_common_opt: returns the next option that is the
+ * command's own, or -1 when none is left. Then *rc is EXIT_OK at the end of
+ * the options, ADMIN_HELP after --help (the usage printed), or the exit code
+ * of a refused option (the message printed). The caller sets optind = 1. */
+int admin_getopt(struct admin *a, int argc, char **argv, const struct option *opts, int *rc);
+/* EXIT_OK, or EXIT_REG_INVALID with the reason printed when a->project is
+ * not a valid project id. */
+int admin_check_project(const struct admin *a);
 /* Check that --project, --region (and --registry if need_registry) are set
  * and fill a->name. A full resource name in arg ("projects/P/locations/L/
  * registries/R[/devices/D]") supplies them too; *leaf then points at the

@@ -72,18 +72,6 @@ static int check_name(const struct admin *a, const char *name)
     return EXIT_OK;
 }
 
-static int check_project(const struct admin *a)
-{
-    if (!lk_project_valid(a->project, strlen(a->project))) {
-        tool_error(a->cmd, LK_ERR_REG_INVALID,
-                      "project id '%s' is invalid: a project id is %u to %u characters: lower-case "
-                      "letters, digits and '-', starting with a letter and not ending with '-'",
-                      a->project, LK_PROJECT_MIN, LK_PROJECT_MAX);
-        return EXIT_REG_INVALID;
-    }
-    return EXIT_OK;
-}
-
 /* Write all of buf to standard output, bypassing stdio. */
 static int write_out(const char *buf, size_t len)
 {
@@ -111,7 +99,7 @@ static int cmd_create(struct admin *a, const char *name)
 
     if (a->project == NULL)
         return tool_usage_error("%s: --project is required (or set LATCHKEY_PROJECT)", a->cmd);
-    if ((rc = check_project(a)) != EXIT_OK || (rc = check_name(a, name)) != EXIT_OK)
+    if ((rc = admin_check_project(a)) != EXIT_OK || (rc = check_name(a, name)) != EXIT_OK)
         return rc;
     if ((rc = admin_open(a, ADMIN_OPEN_CREATE)) != EXIT_OK)
         return rc;
@@ -193,7 +181,7 @@ static int cmd_list(struct admin *a)
     lk_err err;
     int rc;
 
-    if (a->project != NULL && (rc = check_project(a)) != EXIT_OK)
+    if (a->project != NULL && (rc = admin_check_project(a)) != EXIT_OK)
         return rc;
     if ((rc = admin_open(a, ADMIN_OPEN_READ)) != EXIT_OK)
         return rc;
@@ -240,16 +228,11 @@ static int run(struct admin *a, const char *sub, int argc, char **argv)
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     const char *name = NULL;
-    int c, want_name = strcmp(sub, "list") != 0;
+    int c, rc, want_name = strcmp(sub, "list") != 0;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
-        int r = admin_common_opt(a, c, optarg);
-        if (r == ADMIN_HELP)
-            return EXIT_OK;
-        if (r != EXIT_OK)
-            return r < 0 ? EXIT_USAGE : r;
-    }
+    if ((c = admin_getopt(a, argc, argv, opts, &rc)) != -1 || rc != EXIT_OK)
+        return c != -1 ? EXIT_USAGE : rc == ADMIN_HELP ? EXIT_OK : rc;
     if (want_name && optind < argc)
         name = argv[optind++];
     if (optind < argc)
@@ -270,10 +253,8 @@ int cmd_backends(int argc, char **argv)
     const char *sub;
     int rc;
 
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        fputs(backends_usage, argc < 2 ? stderr : stdout);
-        return argc < 2 ? EXIT_USAGE : EXIT_OK;
-    }
+    if ((rc = admin_group_usage(argc, argv, 1, backends_usage)) != -1)
+        return rc;
     sub = argv[1];
     if (strcmp(sub, "create") != 0 && strcmp(sub, "list") != 0 && strcmp(sub, "delete") != 0)
         return tool_usage_error("backends: unknown command '%s' (create, list, delete)", sub);

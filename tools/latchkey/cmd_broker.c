@@ -497,12 +497,8 @@ int cmd_broker(int argc, char **argv)
     while ((c = getopt_long(argc, argv, ":h", lopts, NULL)) != -1) {
         switch (c) {
         case O_FORMAT:
-            if (strcmp(optarg, "json") == 0)
-                json = 1;
-            else if (strcmp(optarg, "text") == 0)
-                json = 0;
-            else
-                return tool_usage_error(CTX ": --format must be text or json, not '%s'", optarg);
+            if (tool_parse_format(CTX, optarg, &json) != EXIT_OK)
+                return EXIT_USAGE;
             break;
         case 'h':
         case O_HELP: fputs(broker_usage, stdout); return EXIT_OK;

@@ -172,14 +172,7 @@ static int cmd_send(struct admin *a, int argc, char **argv)
     int c, rc;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
-        int r = admin_common_opt(a, c, optarg);
-        if (r == ADMIN_HELP)
-            return EXIT_OK;
-        if (r == EXIT_OK)
-            continue;
-        if (r > 0)
-            return r;
+    while ((c = admin_getopt(a, argc, argv, opts, &rc)) != -1) {
         switch (c) {
         case O_DATA: data_arg = optarg; break;
         case O_FILE: file = optarg; break;
@@ -191,6 +184,8 @@ static int cmd_send(struct admin *a, int argc, char **argv)
         default: return EXIT_USAGE;
         }
     }
+    if (rc != EXIT_OK)
+        return rc == ADMIN_HELP ? EXIT_OK : rc;
     if (a->device != NULL)
         arg = a->device;
     else if (optind < argc)

@@ -48,27 +48,14 @@ int devices_credentials(struct dev_opts *o, const char *sub)
         goto out;
     if (strcmp(sub, "create") == 0) {
         err = lk_registry_add_credential(a->reg, &a->name, id, &cred, why, sizeof why);
-        if (err != LK_OK) {
-            rc = admin_fail(a, err, why);
-            goto out;
-        }
-        warn_expired(a, o->path, &cred);
-        if (a->json)
-            rc = print_device(a, id, 0);
-        else
-            printf("Created credential for device [%s].\n", id);
+        if (err == LK_OK)
+            warn_expired(a, o->path, &cred);
+        rc = device_changed(a, err, why, id, "Created credential for device [%s].\n", id);
         goto out;
     }
     if (strcmp(sub, "delete") == 0) {
         err = lk_registry_delete_credential(a->reg, &a->name, id, (unsigned)index, why, sizeof why);
-        if (err != LK_OK) {
-            rc = admin_fail(a, err, why);
-            goto out;
-        }
-        if (a->json)
-            rc = print_device(a, id, 0);
-        else
-            printf("Deleted credential [%lld] of device [%s].\n", index, id);
+        rc = device_changed(a, err, why, id, "Deleted credential [%lld] of device [%s].\n", index, id);
         goto out;
     }
     err = lk_registry_get_device(a->reg, &a->name, id, 0, &d, why, sizeof why);
@@ -124,43 +111,42 @@ struct hist_ctx {
     int json, failed;
 };
 
+/* One entry: j (--format json; consumed) or its table row. Non-zero stops
+ * the listing. */
+static int hist_add(struct hist_ctx *x, json_t *j, const char *const *row)
+{
+    if (x->json ? out_list_item(&x->l, j) != EXIT_OK : out_table_row(x->t, row) != 0)
+        x->failed = 1;
+    return x->failed;
+}
+
 static int config_cb(void *arg, const lk_reg_config *c)
 {
     struct hist_ctx *x = arg;
-    if (x->json) {
-        if (out_list_item(&x->l, admin_config_json(c)) != EXIT_OK)
-            x->failed = 1;
-    } else {
-        char v[32], cu[48], ack[48], n[32];
-        const char *row[4];
-        snprintf(v, sizeof v, "%lld", (long long)c->version);
-        snprintf(n, sizeof n, "%zu", c->len);
-        row[0] = v;
-        row[1] = lk_time_rfc3339(c->cloud_update_time, cu, sizeof cu);
-        row[2] = c->device_ack_time ? lk_time_rfc3339(c->device_ack_time, ack, sizeof ack) : "";
-        row[3] = n;
-        if (out_table_row(x->t, row) != 0)
-            x->failed = 1;
-    }
-    return x->failed;
+    char v[32], cu[48], ack[48], n[32];
+    const char *row[4];
+    if (x->json)
+        return hist_add(x, admin_config_json(c), NULL);
+    snprintf(v, sizeof v, "%lld", (long long)c->version);
+    snprintf(n, sizeof n, "%zu", c->len);
+    row[0] = v;
+    row[1] = lk_time_rfc3339(c->cloud_update_time, cu, sizeof cu);
+    row[2] = c->device_ack_time ? lk_time_rfc3339(c->device_ack_time, ack, sizeof ack) : "";
+    row[3] = n;
+    return hist_add(x, NULL, row);
 }
 
 static int state_cb(void *arg, const lk_reg_state_entry *s)
 {
     struct hist_ctx *x = arg;
-    if (x->json) {
-        if (out_list_item(&x->l, admin_state_json(s)) != EXIT_OK)
-            x->failed = 1;
-    } else {
-        char ut[48], n[32];
-        const char *row[2];
-        snprintf(n, sizeof n, "%zu", s->len);
-        row[0] = lk_time_rfc3339(s->update_time, ut, sizeof ut);
-        row[1] = n;
-        if (out_table_row(x->t, row) != 0)
-            x->failed = 1;
-    }
-    return x->failed;
+    char ut[48], n[32];
+    const char *row[2];
+    if (x->json)
+        return hist_add(x, admin_state_json(s), NULL);
+    snprintf(n, sizeof n, "%zu", s->len);
+    row[0] = lk_time_rfc3339(s->update_time, ut, sizeof ut);
+    row[1] = n;
+    return hist_add(x, NULL, row);
 }
 
 int devices_history(struct dev_opts *o, int states)

@@ -9,6 +9,7 @@
  * blocking, config versions with optimistic concurrency, state history.
  */
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -302,6 +303,19 @@ int print_device(struct admin *a, const char *id, uint64_t num_id)
     return a->json ? out_json(j) : out_yaml(j);
 }
 
+int device_changed(struct admin *a, lk_err err, const char *why, const char *id, const char *fmt, ...)
+{
+    va_list ap;
+    if (err != LK_OK)
+        return admin_fail(a, err, why);
+    if (a->json)
+        return print_device(a, id, 0);
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    return EXIT_OK;
+}
+
 /* ---- option parsing ---- */
 
 struct meta_file_ctx {
@@ -351,14 +365,7 @@ static int parse(struct dev_opts *o, int argc, char **argv, unsigned allowed, un
     int c, rc;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
-        int r = admin_common_opt(a, c, optarg);
-        if (r == ADMIN_HELP)
-            return ADMIN_HELP;
-        if (r == EXIT_OK)
-            continue;
-        if (r > 0)
-            return r;
+    while ((c = admin_getopt(a, argc, argv, opts, &rc)) != -1) {
         if (c < OPT_FIRST_OWN || c >= O_END)
             return EXIT_USAGE;
         if (!(allowed & BIT(c)))
@@ -405,6 +412,8 @@ static int parse(struct dev_opts *o, int argc, char **argv, unsigned allowed, un
             break;
         }
     }
+    if (rc != EXIT_OK)
+        return rc; /* ADMIN_HELP too */
     while (optind < argc) {
         if (o->npos == maxpos)
             return tool_usage_error("%s: unexpected argument '%s'", a->cmd, argv[optind]);
@@ -628,14 +637,7 @@ static int cmd_update(struct dev_opts *o)
     spec.metadata = o->meta.items;
     spec.nmetadata = o->meta.n;
     err = lk_registry_update_device(a->reg, &a->name, &spec, mask, why, sizeof why);
-    if (err != LK_OK) {
-        rc = admin_fail(a, err, why);
-        goto out;
-    }
-    if (a->json)
-        rc = print_device(a, id, 0);
-    else
-        printf("Updated device [%s].\n", id);
+    rc = device_changed(a, err, why, id, "Updated device [%s].\n", id);
 out:
     free(buf);
     return rc;
@@ -752,10 +754,8 @@ int cmd_devices(int argc, char **argv)
     unsigned allowed = 0, maxpos = 1;
     int rc, skip = 1;
 
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        fputs(devices_usage, argc < 2 ? stderr : stdout);
-        return argc < 2 ? EXIT_USAGE : EXIT_OK;
-    }
+    if ((rc = admin_group_usage(argc, argv, 1, devices_usage)) != -1)
+        return rc;
     sub = argv[1];
     if (strcmp(sub, "import") == 0)
         return cmd_devices_import(argc - 1, argv + 1);

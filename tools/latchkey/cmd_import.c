@@ -199,12 +199,7 @@ static void notes_truncate(struct notes *ns, size_t n)
 
 static void notes_free(struct notes *ns)
 {
-    size_t i;
-    for (i = 0; i < ns->n; i++) {
-        free(ns->v[i].where);
-        free(ns->v[i].id);
-        free(ns->v[i].text);
-    }
+    notes_truncate(ns, 0);
     free(ns->v);
     memset(ns, 0, sizeof *ns);
 }
@@ -316,6 +311,22 @@ static int per_record(lk_err err)
     }
 }
 
+/* The library did not add record id: with --skip-existing, one that exists
+ * is skipped; a refusal of this record is reported and counted. Returns
+ * what still ends the import, else LK_OK. */
+static lk_err not_added(struct import *im, const char *id, lk_err err, const char *why)
+{
+    if (err == LK_ERR_REG_EXISTS && im->skip_existing) {
+        im->nskipped++;
+        return note_add(im, &im->skipped, id, 0, 0, "exists already: skipped") != 0 ? LK_ERR_NOMEM : LK_OK;
+    }
+    if (per_record(err)) {
+        refuse(im, id, err, "%s", why[0] ? why : lk_strerror(err));
+        return LK_OK;
+    }
+    return err;
+}
+
 /* One record through the library: 0 done (or refused: counted), else an
  * exit code that ends the import. */
 static int add_record(struct import *im, json_t *o)
@@ -359,15 +370,8 @@ static int add_record(struct import *im, json_t *o)
             if (d.spec.num_id != 0 && num != d.spec.num_id &&
                 note_add(im, &im->numids, id, d.spec.num_id, num, NULL) != 0)
                 err = LK_ERR_NOMEM;
-        } else if (err == LK_ERR_REG_EXISTS && im->skip_existing) {
-            im->nskipped++;
-            if (note_add(im, &im->skipped, id, 0, 0, "exists already: skipped") != 0)
-                err = LK_ERR_NOMEM;
-            else
-                err = LK_OK;
-        } else if (per_record(err)) {
-            refuse(im, id, err, "%s", why[0] ? why : lk_strerror(err));
-            err = LK_OK;
+        } else {
+            err = not_added(im, id, err, why);
         }
         if (num == 0) {
             /* Skipped or refused: its notes say nothing about what is imported. */
@@ -406,15 +410,8 @@ static int add_record(struct import *im, json_t *o)
             im->states += r.spec.state_notification_json != NULL;
             im->https += json_object_get(o, "httpConfig") != NULL;
             im->loglevels += r.spec.log_level != LK_LOG_LEVEL_UNSPECIFIED;
-        } else if (err == LK_ERR_REG_EXISTS && im->skip_existing) {
-            im->nskipped++;
-            if (note_add(im, &im->skipped, id, 0, 0, "exists already: skipped") != 0)
-                err = LK_ERR_NOMEM;
-            else
-                err = LK_OK;
-        } else if (per_record(err)) {
-            refuse(im, id, err, "%s", why[0] ? why : lk_strerror(err));
-            err = LK_OK;
+        } else {
+            err = not_added(im, id, err, why);
         }
         reg_rec_free(&r);
     }
@@ -477,19 +474,14 @@ static int run_import(int argc, char **argv, int devices)
     im.a = &a;
     im.devices = devices;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
-        r = admin_common_opt(&a, c, optarg);
-        if (r == ADMIN_HELP)
-            return EXIT_OK;
-        if (r == EXIT_OK)
-            continue;
-        if (r > 0)
-            return r;
+    while ((c = admin_getopt(&a, argc, argv, opts, &rc)) != -1) {
         if (c == OPT_SKIP_EXISTING)
             im.skip_existing = 1;
         else
             return EXIT_USAGE;
     }
+    if (rc != EXIT_OK)
+        return rc == ADMIN_HELP ? EXIT_OK : rc;
     if (optind < argc)
         path = argv[optind++];
     if (path == NULL)

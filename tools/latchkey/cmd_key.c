@@ -131,10 +131,8 @@ static int print_pem(const uint8_t *der, size_t len)
 int cmd_key(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"key", required_argument, 0, 'k'}, {"store", required_argument, 0, 's'},
-        {"alg", required_argument, 0, 'a'}, {"bits", required_argument, 0, 'b'},
-        {"module", required_argument, 0, 'm'}, {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+        TOOL_KEY_OPTIONS, {"alg", required_argument, 0, 'a'}, {"bits", required_argument, 0, 'b'},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     struct tool_key_opts ko = {0};
     struct tool_key k;
     const char *sub, *alg_s = "ES256";
@@ -153,11 +151,10 @@ int cmd_key(int argc, char **argv)
     optind = 1;
     opterr = 0; /* our own message: getopt's would echo a value given with '=' */
     while ((c = getopt_long(argc - 1, argv + 1, "", opts, NULL)) != -1) {
+        if (tool_key_opt(&ko, c, optarg))
+            continue;
         switch (c) {
-        case 'k': ko.key = optarg; break;
-        case 's': ko.store = optarg; break;
         case 'a': alg_s = optarg; break;
-        case 'm': ko.module = optarg; break;
         case 'b':
             if (tool_parse_i64(optarg, 1, 1 << 20, &bits) != 0)
                 return tool_usage_error("--bits takes a number of bits, 2048 to 4096");

@@ -358,12 +358,7 @@ static int create_or_update(struct admin *a, int argc, char **argv, int create)
     int c, rc = EXIT_OK;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
-        int r = admin_common_opt(a, c, optarg);
-        if (r == ADMIN_HELP) { rc = EXIT_OK; goto out; }
-        if (r >= 0 && r != EXIT_OK) { rc = r; goto out; }
-        if (r == EXIT_OK)
-            continue;
+    while ((c = admin_getopt(a, argc, argv, opts, &rc)) != -1) {
         switch (c) {
         case OPT_MQTT_ON: mqtt = LK_REG_STATE_ENABLED; break;
         case OPT_MQTT_OFF: mqtt = LK_REG_STATE_DISABLED; break;
@@ -386,6 +381,11 @@ static int create_or_update(struct admin *a, int argc, char **argv, int create)
             break;
         default: fputs(a->usage, stderr); rc = EXIT_USAGE; goto out;
         }
+    }
+    if (rc != EXIT_OK) {
+        if (rc == ADMIN_HELP)
+            rc = EXIT_OK;
+        goto out;
     }
     if (optind < argc)
         id = argv[optind++];
@@ -424,13 +424,7 @@ static int create_or_update(struct admin *a, int argc, char **argv, int create)
             rc = admin_fail(a, err, why);
             goto out;
         }
-        admin_note_not_in_effect(a->cmd, ev != NULL && ev[0] != '\0', st != NULL && st[0] != '\0',
-                                 http != LK_REG_STATE_UNSPECIFIED, 0);
-        if (a->json)
-            rc = print_registry(a);
-        else
-            printf("Updated registry [%s].\n", id);
-        goto out;
+        goto done;
     }
 
     /* One transaction: the registry with its notification configs and CA,
@@ -461,12 +455,13 @@ static int create_or_update(struct admin *a, int argc, char **argv, int create)
         rc = admin_fail(a, err, why);
         goto out;
     }
+done:
     admin_note_not_in_effect(a->cmd, ev != NULL && ev[0] != '\0', st != NULL && st[0] != '\0',
                              http != LK_REG_STATE_UNSPECIFIED, 0);
     if (a->json)
         rc = print_registry(a);
     else
-        printf("Created registry [%s].\n", id);
+        printf("%s registry [%s].\n", create ? "Created" : "Updated", id);
 out:
     json_decref(n.events);
     free(ev);
@@ -570,13 +565,8 @@ static int cmd_list(struct admin *a, int argc, char **argv)
     memset(&x, 0, sizeof x);
     x.a = a;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
-        int r = admin_common_opt(a, c, optarg);
-        if (r == ADMIN_HELP)
-            return EXIT_OK;
-        if (r != EXIT_OK)
-            return r < 0 ? EXIT_USAGE : r;
-    }
+    if ((c = admin_getopt(a, argc, argv, opts, &rc)) != -1 || rc != EXIT_OK)
+        return c != -1 ? EXIT_USAGE : rc == ADMIN_HELP ? EXIT_OK : rc;
     if (optind < argc)
         return tool_usage_error("%s: unexpected argument '%s'", a->cmd, argv[optind]);
     if ((rc = admin_open(a, ADMIN_OPEN_READ)) != EXIT_OK)
@@ -628,13 +618,8 @@ static int one_registry(struct admin *a, int argc, char **argv, int del)
     int c, rc;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
-        int r = admin_common_opt(a, c, optarg);
-        if (r == ADMIN_HELP)
-            return EXIT_OK;
-        if (r != EXIT_OK)
-            return r < 0 ? EXIT_USAGE : r;
-    }
+    if ((c = admin_getopt(a, argc, argv, opts, &rc)) != -1 || rc != EXIT_OK)
+        return c != -1 ? EXIT_USAGE : rc == ADMIN_HELP ? EXIT_OK : rc;
     if (optind < argc)
         id = argv[optind++];
     else
@@ -678,19 +663,14 @@ static int cmd_credentials(struct admin *a, const char *sub, int argc, char **ar
         return tool_usage_error("registries credentials: unknown subcommand '%s' "
                                    "(create, list, describe, delete)", sub);
     optind = 1;
-    while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
-        int r = admin_common_opt(a, c, optarg);
-        if (r == ADMIN_HELP)
-            return EXIT_OK;
-        if (r == EXIT_OK)
-            continue;
-        if (r > 0)
-            return r;
+    while ((c = admin_getopt(a, argc, argv, opts, &rc)) != -1) {
         if (c == OPT_PATH)
             path = optarg;
         else
             return EXIT_USAGE;
     }
+    if (rc != EXIT_OK)
+        return rc == ADMIN_HELP ? EXIT_OK : rc;
     if (needs_index) {
         if (optind >= argc || tool_parse_i64(argv[optind], 0, 1000000, &index) != 0)
             return tool_usage_error("%s: give the certificate's INDEX (0, 1, ... as 'registries credentials "
@@ -786,19 +766,15 @@ int cmd_registries(int argc, char **argv)
     const char *sub;
     int rc;
 
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        fputs(registries_usage, argc < 2 ? stderr : stdout);
-        return argc < 2 ? EXIT_USAGE : EXIT_OK;
-    }
+    if ((rc = admin_group_usage(argc, argv, 1, registries_usage)) != -1)
+        return rc;
     sub = argv[1];
     if (strcmp(sub, "import") == 0)
         return cmd_registries_import(argc - 1, argv + 1);
     if (strcmp(sub, "credentials") == 0) {
         const char *c2 = argc >= 3 ? argv[2] : "";
-        if (argc < 3 || strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0) {
-            fputs(u_creds, argc < 3 ? stderr : stdout);
-            return argc < 3 ? EXIT_USAGE : EXIT_OK;
-        }
+        if ((rc = admin_group_usage(argc, argv, 2, u_creds)) != -1)
+            return rc;
         snprintf(cmd, sizeof cmd, "registries credentials %s", argv[2]);
         admin_init(&a, cmd,
                    strcmp(c2, "create") == 0     ? u_cred_create

@@ -31,11 +31,9 @@ static const char token_usage[] =
 int cmd_token(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"key", required_argument, 0, 'k'}, {"store", required_argument, 0, 's'},
-        {"aud", required_argument, 0, 'A'}, {"ttl", required_argument, 0, 't'},
+        TOOL_KEY_OPTIONS, {"aud", required_argument, 0, 'A'}, {"ttl", required_argument, 0, 't'},
         {"alg", required_argument, 0, 'a'}, {"now", required_argument, 0, 'n'},
-        {"module", required_argument, 0, 'm'}, {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     struct tool_key_opts ko = {0};
     struct tool_key k;
     const char *aud = NULL, *alg_s = NULL;
@@ -57,12 +55,11 @@ int cmd_token(int argc, char **argv)
     optind = 1;
     opterr = 0; /* our own message: getopt's would echo a value given with '=' */
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (tool_key_opt(&ko, c, optarg))
+            continue;
         switch (c) {
-        case 'k': ko.key = optarg; break;
-        case 's': ko.store = optarg; break;
         case 'A': aud = optarg; break;
         case 'a': alg_s = optarg; break;
-        case 'm': ko.module = optarg; break;
         case 't':
             if (tool_parse_i64(optarg, 1, LK_JWT_MAX_LIFETIME, &ttl) != 0)
                 return tool_usage_error("--ttl must be 1 to %d seconds (IoT Core refuses tokens living longer than 24 h)",

@@ -606,12 +606,8 @@ int cmd_token_verify(int argc, char **argv)
             break;
         case O_STRICT: strict = 1; break;
         case O_FORMAT:
-            if (strcmp(optarg, "json") == 0)
-                json = 1;
-            else if (strcmp(optarg, "text") == 0)
-                json = 0;
-            else
-                return tool_usage_error("--format must be text or json, not '%s'", optarg);
+            if (tool_parse_format(NULL, optarg, &json) != EXIT_OK)
+                return EXIT_USAGE;
             break;
         case O_HELP: fputs(verify_usage, stdout); return EXIT_OK;
         case ':': return bad_option(argv[optind - 1], optopt < 0x80 ? optopt : 0, 1);

@@ -61,6 +61,11 @@ void warn_expired(const struct admin *a, const char *path, const lk_reg_credenti
  * GetDevice returns it: with its newest config and state. Returns an exit
  * code. */
 int print_device(struct admin *a, const char *id, uint64_t num_id);
+/* After a change to device id: the library's refusal (err, why) reported,
+ * or the device printed (--format json), or FMT for people. Returns an exit
+ * code. */
+int device_changed(struct admin *a, lk_err err, const char *why, const char *id, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 /* An lk_registry_list_configs callback: the first (newest) config as IoT
  * Core's JSON into *arg (a json_t *); stops the listing. */
 int first_config_cb(void *arg, const lk_reg_config *c);

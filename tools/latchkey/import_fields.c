@@ -40,6 +40,22 @@ static int check_members(struct import *im, const char *id, json_t *o, const cha
 }
 
 /* A time: RFC 3339 (fractions dropped) or seconds since 1970. */
+/* "credentials" (v) must be an array of at most max items (what: "CA
+ * certificates"; of a device or a registry, owner); else -1, refused. */
+static int check_credentials(struct import *im, const char *id, json_t *v, unsigned max, const char *what,
+                             const char *owner)
+{
+    if (!json_is_array(v)) {
+        refuse(im, id, LK_ERR_REG_INVALID, "\"credentials\" must be an array");
+        return -1;
+    }
+    if (json_array_size(v) > max) {
+        refuse(im, id, LK_ERR_REG_LIMIT, "%zu %s: a %s has at most %u", json_array_size(v), what, owner, max);
+        return -1;
+    }
+    return 0;
+}
+
 static int parse_time_field(json_t *v, int64_t *out)
 {
     if (json_is_integer(v) && json_integer_value(v) >= 0) {
@@ -297,15 +313,8 @@ int parse_device(struct import *im, json_t *o, struct dev_rec *d)
     }
     if ((v = json_object_get(o, "credentials")) != NULL && !json_is_null(v)) {
         json_t *c;
-        if (!json_is_array(v)) {
-            refuse(im, ids, LK_ERR_REG_INVALID, "\"credentials\" must be an array");
+        if (check_credentials(im, ids, v, LK_DEVICE_CREDENTIALS_MAX, "credentials", "device") != 0)
             return -1;
-        }
-        if (json_array_size(v) > LK_DEVICE_CREDENTIALS_MAX) {
-            refuse(im, ids, LK_ERR_REG_LIMIT, "%zu credentials: a device has at most %u", json_array_size(v),
-                   LK_DEVICE_CREDENTIALS_MAX);
-            return -1;
-        }
         json_array_foreach(v, i, c) {
             if ((rc = parse_credential(im, ids, c, (unsigned)i, d)) != 0)
                 return rc;
@@ -408,15 +417,8 @@ int parse_registry(struct import *im, json_t *o, struct reg_rec *r)
         return -1;
     if ((v = json_object_get(o, "credentials")) != NULL && !json_is_null(v)) {
         json_t *c;
-        if (!json_is_array(v)) {
-            refuse(im, ids, LK_ERR_REG_INVALID, "\"credentials\" must be an array");
+        if (check_credentials(im, ids, v, LK_REGISTRY_CERTS_MAX, "CA certificates", "registry") != 0)
             return -1;
-        }
-        if (json_array_size(v) > LK_REGISTRY_CERTS_MAX) {
-            refuse(im, ids, LK_ERR_REG_LIMIT, "%zu CA certificates: a registry has at most %u",
-                   json_array_size(v), LK_REGISTRY_CERTS_MAX);
-            return -1;
-        }
         json_array_foreach(v, i, c) {
             json_t *pkc = json_object_get(c, "publicKeyCertificate"), *fmt, *crt;
             char what[80];
