@@ -175,7 +175,7 @@ void admin_enum_names(enum admin_enum e, char *buf, size_t size);
  * error naming those given (non-zero), nothing if none. */
 void admin_note_not_in_effect(const char *cmd, int events, int state, int http, int log_level);
 
-/* ---- resources as IoT Core JSON (cmd_registries.c, cmd_devices.c) ---- */
+/* ---- resources as IoT Core JSON (cmd_registries.c, devices.c) ---- */
 
 json_t *admin_registry_json(const lk_reg_registry *r);
 json_t *admin_cert_json(const lk_reg_cert *c);

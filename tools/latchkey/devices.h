@@ -1,7 +1,7 @@
 /*
- * `latchkey devices ...`: what the command file (cmd_devices.c: options,
- * create, update, describe, delete, list, dispatch) and cmd_device_data.c
- * (credentials, configs, states) share.
+ * `latchkey devices ...`: what the command files (cmd_devices.c: options,
+ * create, update, describe, delete, list, dispatch; cmd_device_data.c:
+ * credentials, configs, states) share, in devices.c.
  */
 #ifndef LK_TOOL_DEVICES_H
 #define LK_TOOL_DEVICES_H

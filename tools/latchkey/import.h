@@ -15,6 +15,9 @@
 #include "admin.h"
 #include "records.h"
 
+#define SHOWN_MAX 20         /* refusals, and notes of each kind, printed on standard error */
+#define JSON_ERRORS_MAX 1000 /* refusals listed in the JSON summary */
+
 /* Something said after a successful commit, one per record. */
 struct note {
     char *where, *id;
@@ -77,6 +80,19 @@ void refuse(struct import *im, const char *id, lk_err err, const char *fmt, ...)
  * -1 out of memory. */
 int note_add(struct import *im, struct notes *ns, const char *id, uint64_t asked, uint64_t got,
              const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/* Seconds since from (CLOCK_MONOTONIC). */
+double elapsed(const struct timespec *from);
+/* Erase the progress line (on a terminal) before a message. */
+void clear_progress(struct import *im);
+/* The progress line on a terminal: at most every 0.2 s, unless force. */
+void progress(struct import *im, int force);
+/* Drop the notes after the first n (those of a record that was not
+ * imported after all); notes_free drops them all. */
+void notes_truncate(struct notes *ns, size_t n);
+void notes_free(struct notes *ns);
+/* Print the first SHOWN_MAX notes of a kind, then how many more. */
+void notes_print(struct import *im, const struct notes *ns, const char *kind);
 
 /* Fill d (r) from the object o; report and return -1 when the record is bad
  * (-2: out of memory). */
