@@ -109,24 +109,18 @@ json_t *admin_device_json(const lk_reg_device *d)
 
 json_t *admin_config_json(const lk_reg_config *c)
 {
-    json_t *j = json_object();
-    if (j == NULL)
-        return NULL;
-    json_object_set_new(j, "version", out_ji64(c->version));
-    json_object_set_new(j, "cloudUpdateTime", out_jtime(c->cloud_update_time));
-    set_time(j, "deviceAckTime", c->device_ack_time);
-    json_object_set_new(j, "binaryData", out_jb64(c->data, c->len));
-    return j;
+    /* o* leaves out deviceAckTime when NULL (never acknowledged); NULL
+     * where a member must be (out of memory): no object at all. */
+    return json_pack("{s:o,s:o,s:o*,s:o}", "version", out_ji64(c->version), "cloudUpdateTime",
+                     out_jtime(c->cloud_update_time), "deviceAckTime",
+                     c->device_ack_time != 0 ? out_jtime(c->device_ack_time) : NULL, "binaryData",
+                     out_jb64(c->data, c->len));
 }
 
 json_t *admin_state_json(const lk_reg_state_entry *s)
 {
-    json_t *j = json_object();
-    if (j == NULL)
-        return NULL;
-    json_object_set_new(j, "updateTime", out_jtime(s->update_time));
-    json_object_set_new(j, "binaryData", out_jb64(s->data, s->len));
-    return j;
+    return json_pack("{s:o,s:o}", "updateTime", out_jtime(s->update_time), "binaryData",
+                     out_jb64(s->data, s->len));
 }
 
 /* ---- reading the newest config / state for describe ---- */
