@@ -52,7 +52,7 @@ int tool_key_open(const struct tool_key_opts *o, struct tool_key *k)
         const char *path = o->store ? o->store : getenv("LATCHKEY_STORE");
         if (path == NULL)
             return tool_usage_error("--store FILE is required for key '%s' (or give a pkcs11: URI)",
-                                       tool_shown(o->key));
+                                    tool_shown(o->key));
         /* A missing store is written with its first key only: a refused
          * generate leaves no empty store behind. */
         err = lk_softstore_open(path, o->create ? LK_SOFTSTORE_CREATE_ON_WRITE : 0, &s);
@@ -82,11 +82,11 @@ void tool_key_error(const struct tool_key *k, const char *context, lk_err err)
         tool_error(context, err, "no key '%s' in %s", tool_shown(k->key), tool_shown(k->where));
     else if (err == LK_ERR_URI && k->store != NULL)
         tool_error(context, err, "'%s' is not a key name of the software store: 1 to %u characters "
-                      "of A-Za-z0-9._+~%%- (or give a pkcs11: URI)", tool_shown(k->key),
-                      LK_SOFTSTORE_NAME_MAX);
+                   "of A-Za-z0-9._+~%%- (or give a pkcs11: URI)", tool_shown(k->key),
+                   LK_SOFTSTORE_NAME_MAX);
     else if (err == LK_ERR_KEY_EXISTS)
         tool_error(context, err, "a key '%s' already exists in %s", tool_shown(k->key),
-                      tool_shown(k->where));
+                   tool_shown(k->where));
     else
         tool_error(context, err, "%s", lk_strerror(err));
 }

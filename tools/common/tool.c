@@ -116,7 +116,7 @@ int tool_bad_option(int argc, char **argv, int optind_now)
     memcpy(name, arg, n);
     name[n] = '\0';
     return tool_usage_error("unknown option '%s', or an option without its value (see --help)",
-                               tool_shown(name));
+                            tool_shown(name));
 }
 
 int tool_parse_format(const char *ctx, const char *arg, int *json)

@@ -33,7 +33,7 @@ int make_ids(struct sim *s)
         const char *id = s->ids + (i == 0 ? 0 : s->n - 1) * w;
         if (lk_id_why("device id", id, strlen(id), why, sizeof why) != NULL) {
             tool_usage_error("simulate: --prefix '%s' gives device ids such as '%s': %s",
-                                tool_shown(s->prefix), tool_shown(id), why);
+                             tool_shown(s->prefix), tool_shown(id), why);
             return EXIT_USAGE;
         }
     }
@@ -50,7 +50,7 @@ int open_store(struct sim *s, unsigned flags)
     lk_err err = lk_softstore_open(s->store_path, flags, &s->store);
     if (err != LK_OK) {
         tool_error("simulate", err, "key store %s: %s%s", tool_shown(s->store_path), lk_strerror(err),
-                      err == LK_ERR_STORE_MISSING ? " (make the keys with --create-keys FILE)" : "");
+                   err == LK_ERR_STORE_MISSING ? " (make the keys with --create-keys FILE)" : "");
         return tool_exit_code(err);
     }
     s->se = lk_softstore_se(s->store);
@@ -147,7 +147,7 @@ int create_keys(struct sim *s)
             err = LK_ERR_NOMEM;
         if (err != LK_OK) {
             tool_error("simulate", err, "key %s in %s: %s", dev_id(s, i), tool_shown(s->store_path),
-                          lk_strerror(err));
+                       lk_strerror(err));
             rc = tool_exit_code(err); /* nothing was written */
             goto exit;
         }

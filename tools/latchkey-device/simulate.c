@@ -436,8 +436,8 @@ static int make_clients(struct sim *s)
         algs[i] = key_lookup(keys, nkeys, id);
         if (algs[i] == LK_ALG_NONE) {
             tool_error("simulate", LK_ERR_KEY_NOT_FOUND,
-                          "no key '%s' in %s (make the keys with --create-keys FILE)", id,
-                          tool_shown(s->store_path));
+                       "no key '%s' in %s (make the keys with --create-keys FILE)", id,
+                       tool_shown(s->store_path));
             rc = tool_exit_code(LK_ERR_KEY_NOT_FOUND);
         }
     }
@@ -449,7 +449,7 @@ static int make_clients(struct sim *s)
         err = lk_se_public_key(&s->se, dev_id(s, i), &algs[i], pub, sizeof pub, &pub_len);
         if (err != LK_OK) {
             tool_error("simulate", err, "key %s in %s: %s", dev_id(s, i), tool_shown(s->store_path),
-                          lk_strerror(err));
+                       lk_strerror(err));
             rc = tool_exit_code(err);
         }
     }
@@ -725,7 +725,7 @@ static int parse_opts(struct sim *s, int argc, char **argv)
         case O_DEVICES:
             if (tool_parse_i64(optarg, 1, SIM_DEVICES_MAX, &v) != 0)
                 return tool_usage_error("simulate: --devices takes a number of devices, 1 to %d (ids have "
-                                           "five digits; run several simulators with other --prefix for more)",
+                                        "five digits; run several simulators with other --prefix for more)",
                                            SIM_DEVICES_MAX);
             s->n = (unsigned)v;
             break;
@@ -748,7 +748,7 @@ static int parse_opts(struct sim *s, int argc, char **argv)
             s->rate = strtod(optarg, &end);
             if (errno != 0 || end == optarg || *end != '\0' || !(s->rate >= 0 && s->rate <= 1000))
                 return tool_usage_error("simulate: --rate takes events per second per device, 0 to 1000 "
-                                           "(e.g. 0.05: one every 20 s)");
+                                        "(e.g. 0.05: one every 20 s)");
             break;
         }
         case O_DURATION:
@@ -781,7 +781,7 @@ static int parse_opts(struct sim *s, int argc, char **argv)
     }
     if (optind < argc)
         return tool_usage_error("simulate: unexpected argument '%s' (see --help)",
-                                   tool_shown(argv[optind]));
+                                tool_shown(argv[optind]));
     if (s->n == 0)
         return tool_usage_error("simulate: --devices N is required (see --help)");
     if (s->store_path == NULL)
@@ -792,7 +792,7 @@ static int parse_opts(struct sim *s, int argc, char **argv)
         return EXIT_OK;
     if (s->host == NULL || s->ca == NULL || s->project == NULL || s->region == NULL || s->registry == NULL)
         return tool_usage_error("simulate: --host, --ca, --project, --region and --registry are required "
-                                   "to run the fleet (or --create-keys FILE to make the keys; see --help)");
+                                "to run the fleet (or --create-keys FILE to make the keys; see --help)");
     return EXIT_OK;
 }
 

@@ -89,7 +89,7 @@ static int set_part(struct admin *a, const char **slot, const char *val, const c
 {
     if (*slot != NULL && strcmp(*slot, val) != 0)
         return tool_usage_error("%s: the resource name says %s '%s' but %s says '%s'", a->cmd,
-                                   opt + 2, val, opt, *slot);
+                                opt + 2, val, opt, *slot);
     *slot = val;
     return EXIT_OK;
 }
@@ -127,17 +127,17 @@ static int parse_full(struct admin *a, const char *arg, char **buf, const char *
     return EXIT_OK;
 bad:
     return tool_usage_error("%s: '%s' is not a resource name: expected "
-                               "projects/P/locations/L/registries/R[/devices/D]",
-                               a->cmd, arg);
+                            "projects/P/locations/L/registries/R[/devices/D]",
+                            a->cmd, arg);
 }
 
 int admin_check_project(const struct admin *a)
 {
     if (!lk_project_valid(a->project, strlen(a->project))) {
         tool_error(a->cmd, LK_ERR_REG_INVALID,
-                      "project id '%s' is invalid: a project id is %u to %u characters: lower-case "
-                      "letters, digits and '-', starting with a letter and not ending with '-'",
-                      a->project, LK_PROJECT_MIN, LK_PROJECT_MAX);
+                   "project id '%s' is invalid: a project id is %u to %u characters: lower-case "
+                   "letters, digits and '-', starting with a letter and not ending with '-'",
+                   a->project, LK_PROJECT_MIN, LK_PROJECT_MAX);
         return EXIT_REG_INVALID;
     }
     return EXIT_OK;
@@ -177,9 +177,9 @@ int admin_resolve(struct admin *a, const char *arg, int need_registry, const cha
             return rc;
         if (!lk_location_valid(a->location, strlen(a->location))) {
             tool_error(a->cmd, LK_ERR_REG_INVALID,
-                          "region '%s' is invalid: a region is 1 to %u characters: lower-case letters, "
-                          "digits and '-', starting with a letter",
-                          a->location, LK_LOCATION_MAX);
+                       "region '%s' is invalid: a region is 1 to %u characters: lower-case letters, "
+                       "digits and '-', starting with a letter",
+                       a->location, LK_LOCATION_MAX);
             return EXIT_REG_INVALID;
         }
         if (need_registry &&
@@ -236,14 +236,14 @@ int admin_open(struct admin *a, int mode)
         if (errno != ENOENT) {
             int e = errno;
             tool_error(a->cmd, LK_ERR_IO, "database %s: %s%s", file, strerror(e),
-                          e == EACCES ? " (search permission on a directory of its path is missing)" : "");
+                       e == EACCES ? " (search permission on a directory of its path is missing)" : "");
             return EXIT_FAIL;
         }
         existed = 0;
         if (!create) {
             tool_error(a->cmd, LK_ERR_REG_NOT_FOUND,
-                          "database %s does not exist (only the create commands create it; "
-                          "check --db or LATCHKEY_DB)",
+                       "database %s does not exist (only the create commands create it; "
+                       "check --db or LATCHKEY_DB)",
                           file);
             return EXIT_REG_NOT_FOUND;
         }
@@ -408,7 +408,7 @@ int admin_dict(struct admin *a, const char *opt, const char *arg,
             eq = strchr(item, '=');
             if (eq == NULL || eq == item) {
                 rc = tool_usage_error("%s: %s: '%s' is not KEY=VALUE (items are separated by '%c'; "
-                                         "write ^;^A=B;C=D to separate them by ';' instead)",
+                                      "write ^;^A=B;C=D to separate them by ';' instead)",
                                          a->cmd, opt, item, delim);
                 break;
             }
@@ -532,8 +532,8 @@ int admin_meta_set(struct admin_meta *m, const char *key, const char *value, siz
             return tool_usage_error("metadata key '%s' is given twice", key);
     if (!out_utf8_valid(value, len)) {
         tool_error("metadata", LK_ERR_REG_INVALID,
-                      "the value of key '%s' is not UTF-8 text without NUL bytes (metadata values are strings)",
-                      key);
+                   "the value of key '%s' is not UTF-8 text without NUL bytes (metadata values are strings)",
+                   key);
         return EXIT_REG_INVALID;
     }
     if (m->n == m->cap) {

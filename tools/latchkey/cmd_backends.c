@@ -136,9 +136,9 @@ static int cmd_create(struct admin *a, const char *name)
     OPENSSL_cleanse(out, sizeof out);
     if (rc != EXIT_OK) {
         tool_error(a->cmd, LK_ERR_IO,
-                      "backend '%s' was created but its secret could not be written to standard output "
-                      "(%s); delete it and create it again",
-                      name, strerror(errno));
+                   "backend '%s' was created but its secret could not be written to standard output "
+                   "(%s); delete it and create it again",
+                   name, strerror(errno));
         return EXIT_FAIL;
     }
     fprintf(stderr,

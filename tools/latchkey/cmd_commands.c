@@ -91,7 +91,7 @@ static int wait_outcome(struct admin *a, const char *id, int64_t cid, long long 
         if (err != LK_OK) {
             if (err == LK_ERR_REG_NOT_FOUND)
                 tool_error(a->cmd, err, "command %lld no longer exists (was device '%s' deleted?)",
-                              (long long)cid, id);
+                           (long long)cid, id);
             else
                 tool_error(a->cmd, err, "reading the command's outcome: %s", lk_strerror(err));
             rc = tool_registry_exit_code(err);
@@ -106,7 +106,7 @@ static int wait_outcome(struct admin *a, const char *id, int64_t cid, long long 
             err = lk_registry_command_decide(a->reg, cid, LK_CMD_EXPIRED, (int64_t)time(NULL), &won);
             if (err != LK_OK) {
                 tool_error(a->cmd, err, "withdrawing command %lld: %s", (long long)cid,
-                              lk_strerror(err));
+                           lk_strerror(err));
                 rc = tool_registry_exit_code(err);
                 goto out;
             }
@@ -196,12 +196,12 @@ static int cmd_send(struct admin *a, int argc, char **argv)
         return tool_usage_error("%s: which device? (DEVICE or --device)", a->cmd);
     if ((data_arg == NULL) == (file == NULL))
         return tool_usage_error("%s: give exactly one of --command-data DATA and --command-file FILE",
-                                   a->cmd);
+                                a->cmd);
     if (subfolder != NULL && !lk_subfolder_valid(subfolder, strlen(subfolder))) {
         tool_error(a->cmd, LK_ERR_REG_INVALID,
-                      "subfolder '%s' is invalid: a subfolder is 1 to %u characters without '+', '#' or "
-                      "NUL, not starting or ending with '/', without empty levels",
-                      subfolder, LK_SUBFOLDER_MAX);
+                   "subfolder '%s' is invalid: a subfolder is 1 to %u characters without '+', '#' or "
+                   "NUL, not starting or ending with '/', without empty levels",
+                   subfolder, LK_SUBFOLDER_MAX);
         return EXIT_REG_INVALID;
     }
     if (file != NULL) {

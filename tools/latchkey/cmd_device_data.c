@@ -31,7 +31,7 @@ int devices_credentials(struct dev_opts *o, const char *sub)
             return tool_usage_error("%s: give DEVICE INDEX (or INDEX --device DEVICE)", a->cmd);
         if (s == NULL || tool_parse_i64(s, 0, 1000000, &index) != 0)
             return tool_usage_error("%s: give the credential's INDEX (0, 1 or 2, as 'devices credentials list' "
-                                       "shows)", a->cmd);
+                                    "shows)", a->cmd);
         if ((rc = check_extra(o, 1)) != EXIT_OK)
             return rc;
     } else if ((rc = check_extra(o, 0)) != EXIT_OK) {
@@ -66,7 +66,7 @@ int devices_credentials(struct dev_opts *o, const char *sub)
     if (index >= 0) { /* describe */
         if ((unsigned long long)index >= d.ncreds) {
             tool_error(a->cmd, LK_ERR_REG_NOT_FOUND, "device %s has %u credential%s; there is no index %lld", id,
-                          d.ncreds, d.ncreds == 1 ? "" : "s", index);
+                       d.ncreds, d.ncreds == 1 ? "" : "s", index);
             rc = EXIT_REG_NOT_FOUND;
             goto out;
         }

@@ -180,7 +180,7 @@ static int parse(struct dev_opts *o, int argc, char **argv, unsigned allowed, un
             return EXIT_USAGE;
         if (!(allowed & BIT(c)))
             return tool_usage_error("%s: %s is not an option of this command", a->cmd,
-                                       opt_names[c - OPT_FIRST_OWN]);
+                                    opt_names[c - OPT_FIRST_OWN]);
         o->given |= BIT(c);
         switch (c) {
         case O_PUBLIC_KEY: {
@@ -218,7 +218,7 @@ static int parse(struct dev_opts *o, int argc, char **argv, unsigned allowed, un
         case O_VERSION:
             if (tool_parse_i64(optarg, 0, INT64_MAX, &o->version) != 0)
                 return tool_usage_error("%s: --version-to-update takes the current version, a number >= 1 "
-                                           "(0 = update whatever the current version)", a->cmd);
+                                        "(0 = update whatever the current version)", a->cmd);
             break;
         }
     }
@@ -249,7 +249,7 @@ static int key_kv(void *ctx, const char *k, const char *v)
         x->exp = v;
     else
         return tool_usage_error("%s: --public-key: unknown key '%s' (path, type, expiration-time)", x->a->cmd,
-                                   k);
+                                k);
     return EXIT_OK;
 }
 
@@ -272,7 +272,7 @@ static int cmd_create(struct dev_opts *o)
         o->pos[o->npos++] = a->device;
     if (o->npos != 1)
         return tool_usage_error(o->npos == 0 ? "%s: which device? (DEVICE)" : "%s: unexpected argument '%s'",
-                                   a->cmd, o->npos > 1 ? o->pos[1] : "");
+                                a->cmd, o->npos > 1 ? o->pos[1] : "");
     if ((rc = admin_resolve(a, o->pos[0], 1, &leaf)) != EXIT_OK)
         return rc;
     creds = calloc(o->nkeys + 1, sizeof *creds);
@@ -335,7 +335,7 @@ static int cmd_update(struct dev_opts *o)
         mask |= LK_REG_SET_METADATA;
     if (mask == 0)
         return tool_usage_error("%s: nothing to update (give --blocked, --unblocked, --metadata, "
-                                   "--metadata-from-file or --clear-metadata)", a->cmd);
+                                "--metadata-from-file or --clear-metadata)", a->cmd);
     if ((rc = check_extra(o, 0)) != EXIT_OK || (rc = target_device(o, ADMIN_OPEN_WRITE, &id, &buf)) != EXIT_OK)
         goto out;
     memset(&spec, 0, sizeof spec);
@@ -512,8 +512,8 @@ int cmd_devices(int argc, char **argv)
         allowed = B(O_LIMIT), a.usage = u_states;
     else {
         rc = tool_usage_error("devices: unknown command '%s%s%s' (create, list, describe, update, delete, "
-                                 "credentials create|list|describe|delete, configs update|list|describe, "
-                                 "states list, import, commands send)",
+                              "credentials create|list|describe|delete, configs update|list|describe, "
+                              "states list, import, commands send)",
                                  sub, sub2 ? " " : "", sub2 ? sub2 : "");
         return rc;
     }

@@ -165,7 +165,7 @@ int cmd_key(int argc, char **argv)
     }
     if (optind != argc - 1)
         return tool_usage_error("key %s: unexpected argument '%s'", tool_shown(sub),
-                                   tool_shown(argv[optind + 1]));
+                                tool_shown(argv[optind + 1]));
     alg = lk_alg_from_name(alg_s, strlen(alg_s));
     if (alg == LK_ALG_NONE)
         return tool_usage_error("--alg must be ES256 or RS256, not '%s'", tool_shown(alg_s));
@@ -181,7 +181,7 @@ int cmd_key(int argc, char **argv)
         if (ko.key != NULL) {
             if (strncasecmp(ko.key, "pkcs11:", 7) != 0)
                 return tool_usage_error("key list: --key takes a pkcs11: URI naming the token (list a "
-                                           "software store with --store FILE)");
+                                        "software store with --store FILE)");
             return list_token(&ko);
         }
         if (path == NULL)

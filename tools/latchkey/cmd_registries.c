@@ -276,7 +276,7 @@ static int event_kv(void *ctx, const char *k, const char *v)
         e->subfolder = v;
     else
         return tool_usage_error("%s: --event-notification-config: unknown key '%s' (topic, subfolder)",
-                                   e->a->cmd, k);
+                                e->a->cmd, k);
     return EXIT_OK;
 }
 
@@ -305,11 +305,11 @@ static int notif_texts(struct admin *a, struct notif *n, char **ev, char **st)
     *ev = *st = NULL;
     if (n->events != NULL && n->clear_events)
         return tool_usage_error("%s: --event-notification-config and --clear-event-notification-configs "
-                                   "exclude each other",
-                                   a->cmd);
+                                "exclude each other",
+                                a->cmd);
     if (n->state_topic != NULL && n->clear_state)
         return tool_usage_error("%s: --state-pubsub-topic and --clear-state-pubsub-topic exclude each other",
-                                   a->cmd);
+                                a->cmd);
     if (n->events != NULL)
         *ev = json_dumps(n->events, JSON_COMPACT | JSON_PRESERVE_ORDER);
     else if (n->clear_events)
@@ -374,7 +374,7 @@ static int create_or_update(struct admin *a, int argc, char **argv, int create)
         case OPT_CA_PATH:
             if (!create) {
                 rc = tool_usage_error("%s: --public-key-path is for create; use 'registries credentials "
-                                         "create --path'", a->cmd);
+                                      "create --path'", a->cmd);
                 goto out;
             }
             ca_path = optarg;
@@ -393,7 +393,7 @@ static int create_or_update(struct admin *a, int argc, char **argv, int create)
         id = a->registry;
     if (id == NULL || optind < argc) {
         rc = tool_usage_error(id == NULL ? "%s: which registry? (REGISTRY)" : "%s: unexpected argument '%s'",
-                                 a->cmd, optind < argc ? argv[optind] : "");
+                              a->cmd, optind < argc ? argv[optind] : "");
         goto out;
     }
     a->registry = NULL;
@@ -407,8 +407,8 @@ static int create_or_update(struct admin *a, int argc, char **argv, int create)
     if (!create && mqtt == LK_REG_STATE_UNSPECIFIED && http == LK_REG_STATE_UNSPECIFIED && ev == NULL &&
         st == NULL) {
         rc = tool_usage_error("%s: nothing to update (give --[no-]enable-mqtt-config, "
-                                 "--[no-]enable-http-config, --event-notification-config or "
-                                 "--state-pubsub-topic)", a->cmd);
+                              "--[no-]enable-http-config, --event-notification-config or "
+                              "--state-pubsub-topic)", a->cmd);
         goto out;
     }
     if (ca_path != NULL &&
@@ -661,7 +661,7 @@ static int cmd_credentials(struct admin *a, const char *sub, int argc, char **ar
 
     if (strcmp(sub, "create") != 0 && strcmp(sub, "list") != 0 && !needs_index)
         return tool_usage_error("registries credentials: unknown subcommand '%s' "
-                                   "(create, list, describe, delete)", sub);
+                                "(create, list, describe, delete)", sub);
     optind = 1;
     while ((c = admin_getopt(a, argc, argv, opts, &rc)) != -1) {
         if (c == OPT_PATH)
@@ -674,7 +674,7 @@ static int cmd_credentials(struct admin *a, const char *sub, int argc, char **ar
     if (needs_index) {
         if (optind >= argc || tool_parse_i64(argv[optind], 0, 1000000, &index) != 0)
             return tool_usage_error("%s: give the certificate's INDEX (0, 1, ... as 'registries credentials "
-                                       "list' shows)", a->cmd);
+                                    "list' shows)", a->cmd);
         optind++;
     }
     if (optind < argc)
@@ -740,7 +740,7 @@ static int cmd_credentials(struct admin *a, const char *sub, int argc, char **ar
             json_decref(x.arr);
             if (one == NULL) {
                 tool_error(a->cmd, LK_ERR_REG_NOT_FOUND, "registry %s has no credential at index %lld",
-                              a->registry, index);
+                           a->registry, index);
                 return EXIT_REG_NOT_FOUND;
             }
             return a->json ? out_json(one) : out_yaml(one);
@@ -806,7 +806,7 @@ int cmd_registries(int argc, char **argv)
         rc = one_registry(&a, argc - 1, argv + 1, 1);
     else
         rc = tool_usage_error("registries: unknown subcommand '%s' (create, list, describe, update, "
-                                 "delete, credentials, import)", sub);
+                              "delete, credentials, import)", sub);
     admin_close(&a);
     return out_finish(rc);
 }

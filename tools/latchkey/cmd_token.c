@@ -63,7 +63,7 @@ int cmd_token(int argc, char **argv)
         case 't':
             if (tool_parse_i64(optarg, 1, LK_JWT_MAX_LIFETIME, &ttl) != 0)
                 return tool_usage_error("--ttl must be 1 to %d seconds (IoT Core refuses tokens living longer than 24 h)",
-                                           LK_JWT_MAX_LIFETIME);
+                                        LK_JWT_MAX_LIFETIME);
             break;
         case 'n':
             if (tool_parse_i64(optarg, 0, 4102444800LL, &now) != 0)
@@ -94,7 +94,7 @@ int cmd_token(int argc, char **argv)
     }
     if (want != LK_ALG_NONE && want != have) {
         tool_error("token", LK_ERR_KEY_TYPE, "--alg %s, but key '%s' is an %s key",
-                      lk_alg_name(want), tool_shown(k.key), lk_alg_name(have));
+                   lk_alg_name(want), tool_shown(k.key), lk_alg_name(have));
         tool_key_close(&k);
         return tool_exit_code(LK_ERR_KEY_TYPE); /* 10, as latchkey-device */
     }

@@ -96,7 +96,7 @@ static int parse_cred_arg(const char *arg, struct cred_arg *ca)
     ca->fmt = lk_cred_format_from_name(arg, n);
     if (ca->fmt == LK_CRED_UNSPECIFIED)
         return tool_usage_error("--credential: unknown format '%.*s' (ES256_PEM, ES256_X509_PEM, RSA_PEM, "
-                                   "RSA_X509_PEM; write ./%s for a file whose name has a colon)",
+                                "RSA_X509_PEM; write ./%s for a file whose name has a colon)",
                                    (int)n, arg, arg);
     ca->file = colon + 1;
     if (ca->file[0] == '\0')
@@ -228,7 +228,7 @@ static int load_cred(const struct cred_arg *ca, unsigned pos, lk_cred **out)
     }
     if (len > LK_CRED_PEM_MAX) {
         tool_error(CTX, LK_ERR_CRED_INVALID, "credential %u: %s: larger than %u bytes: not a single PEM key",
-                      pos, ca->file, LK_CRED_PEM_MAX);
+                   pos, ca->file, LK_CRED_PEM_MAX);
         rc = EXIT_INVALID;
         goto out;
     }
@@ -237,8 +237,8 @@ static int load_cred(const struct cred_arg *ca, unsigned pos, lk_cred **out)
         size_t n = 0;
         if (admin_pkcs1_to_spki(pem, len, &spki, &n, why, sizeof why) != 1) {
             tool_error(CTX, LK_ERR_CRED_INVALID,
-                          "credential %u: %s: %s; a PKCS#1 key converts to the PUBLIC KEY form with "
-                          "'openssl rsa -RSAPublicKey_in -in %s -pubout'", pos, ca->file, why, ca->file);
+                       "credential %u: %s: %s; a PKCS#1 key converts to the PUBLIC KEY form with "
+                       "'openssl rsa -RSAPublicKey_in -in %s -pubout'", pos, ca->file, why, ca->file);
             rc = EXIT_INVALID;
             goto out;
         }
@@ -251,7 +251,7 @@ static int load_cred(const struct cred_arg *ca, unsigned pos, lk_cred **out)
         char why[160];
         explain_cred(pem, len, ca->fmt, why, sizeof why);
         tool_error(CTX, err, "credential %u: %s: not a usable %s credential: %s", pos, ca->file,
-                      ca->fmt == LK_CRED_UNSPECIFIED ? "ES256 or RS256" : lk_cred_format_name(ca->fmt), why);
+                   ca->fmt == LK_CRED_UNSPECIFIED ? "ES256 or RS256" : lk_cred_format_name(ca->fmt), why);
         rc = err == LK_ERR_NOMEM ? EXIT_FAIL : EXIT_INVALID;
         goto out;
     }
@@ -517,7 +517,7 @@ static int device_creds(struct admin *a, const char *leaf, struct cred_arg *carg
                             &creds[i]);
         if (err != LK_OK) {
             tool_error(CTX, err, "device %s: stored credential %u does not parse (%s)", d.id, i,
-                          lk_strerror(err));
+                       lk_strerror(err));
             lk_reg_device_free(&d);
             *ncreds = i;
             return EXIT_INVALID;
@@ -526,7 +526,7 @@ static int device_creds(struct admin *a, const char *leaf, struct cred_arg *carg
     *ncreds = i;
     if (d.ncreds == 0) {
         tool_error(CTX, LK_ERR_NO_CREDENTIAL, "device %s has no credentials: the broker refuses every "
-                      "token of it", d.id);
+                   "token of it", d.id);
         lk_reg_device_free(&d);
         return EXIT_INVALID;
     }
@@ -578,7 +578,7 @@ int cmd_token_verify(int argc, char **argv)
         case O_CRED:
             if (++n_cred_opts > CREDS_MAX)
                 return tool_usage_error(CTX ": at most %d --credential (IoT Core's limit of credentials per "
-                                           "device)", CREDS_MAX);
+                                        "device)", CREDS_MAX);
             if (parse_cred_arg(optarg, &cargs[ncreds]) != 0)
                 return EXIT_USAGE;
             ncreds++;
@@ -602,7 +602,7 @@ int cmd_token_verify(int argc, char **argv)
         case O_LIFE:
             if (tool_parse_i64(optarg, 1, LK_VERIFY_MAX_LIFETIME * 7LL, &life) != 0)
                 return tool_usage_error("--max-lifetime must be 1 to %lld seconds (IoT Core: %d)",
-                                           LK_VERIFY_MAX_LIFETIME * 7LL, LK_VERIFY_MAX_LIFETIME);
+                                        LK_VERIFY_MAX_LIFETIME * 7LL, LK_VERIFY_MAX_LIFETIME);
             break;
         case O_STRICT: strict = 1; break;
         case O_FORMAT:
@@ -621,12 +621,12 @@ int cmd_token_verify(int argc, char **argv)
         return tool_usage_error(CTX ": more than one token given (one TOKEN, or '-' for standard input)");
     if (device != NULL && ncreds > 0)
         return tool_usage_error(CTX ": --device and --credential exclude each other (the device's credentials "
-                                   "come from the registry)");
+                                "come from the registry)");
     if (device == NULL && (a.registry != NULL || db_given))
         return tool_usage_error(CTX ": --registry and --db go with --device");
     if (device == NULL && ncreds == 0)
         return tool_usage_error(CTX ": --credential FILE (the device's public key or certificate) or --device D "
-                                   "(its credentials in the registry) is required");
+                                "(its credentials in the registry) is required");
     if (device != NULL) {
         if (a.project == NULL && strncmp(device, "projects/", 9) != 0)
             a.project = aud; /* --aud names the project too */
@@ -634,7 +634,7 @@ int cmd_token_verify(int argc, char **argv)
             goto out;
         if (aud != NULL && strcmp(aud, a.project) != 0) {
             rc = tool_usage_error(CTX ": --aud '%s' is not the device's project '%s': the broker checks a "
-                                     "token's aud against the device's project", aud, a.project);
+                                  "token's aud against the device's project", aud, a.project);
             goto out;
         }
         aud = a.project;
@@ -688,7 +688,7 @@ int cmd_token_verify(int argc, char **argv)
     }
     if (tok_len > LK_VERIFY_MAX_LEN_LIMIT) {
         tool_error(CTX, LK_ERR_TOKEN_TOO_LARGE, "%s: over %u bytes (the service's cap is %u)",
-                      lk_strerror(LK_ERR_TOKEN_TOO_LARGE), LK_VERIFY_MAX_LEN_LIMIT, (unsigned)pol.max_len);
+                   lk_strerror(LK_ERR_TOKEN_TOO_LARGE), LK_VERIFY_MAX_LEN_LIMIT, (unsigned)pol.max_len);
         goto out;
     }
     err = lk_verifier_new(&ver);
@@ -712,7 +712,7 @@ int cmd_token_verify(int argc, char **argv)
     if (refusal[0] != '\0') {
         /* The token itself is good: say so, and why the broker still refuses. */
         tool_error(CTX, LK_ERR_REFUSED, "the token verifies with credential %u, but %s",
-                      cargs[info.cred_index].index, refusal);
+                   cargs[info.cred_index].index, refusal);
         rc = EXIT_INVALID;
         goto out;
     }

@@ -251,15 +251,15 @@ int load_credential(const struct admin *a, const char *path, const char *type, c
         return tool_usage_error("%s: a public key needs path=FILE", a->cmd);
     if (type == NULL)
         return tool_usage_error("%s: public key %s: type is required (es256, es256-x509, rsa, rsa-x509)",
-                                   a->cmd, path);
+                                a->cmd, path);
     cred->format = admin_cred_type(type);
     if (cred->format == LK_CRED_UNSPECIFIED)
         return tool_usage_error("%s: public key %s: unknown type '%s' (es256, es256-x509, rsa, rsa-x509)",
-                                   a->cmd, path, type);
+                                a->cmd, path, type);
     if (exp != NULL && admin_parse_time(exp, &t) != 0)
         return tool_usage_error("%s: public key %s: expiration time '%s' is neither RFC 3339 "
-                                   "(2030-01-02T03:04:05Z) nor seconds since 1970",
-                                   a->cmd, path, exp);
+                                "(2030-01-02T03:04:05Z) nor seconds since 1970",
+                                a->cmd, path, exp);
     rc = admin_read_file(a, "public key", path, LK_CRED_PEM_MAX, LK_ERR_REG_INVALID, &pem, &len);
     if (rc != EXIT_OK)
         return rc;
@@ -271,15 +271,15 @@ int load_credential(const struct admin *a, const char *path, const char *type, c
         if (cred->format != LK_CRED_RSA_PEM) {
             free(pem);
             tool_error(a->cmd, LK_ERR_CRED_INVALID,
-                          "public key %s is an RSA PUBLIC KEY (PKCS#1), but its type says %s", path,
-                          lk_cred_format_name(cred->format));
+                       "public key %s is an RSA PUBLIC KEY (PKCS#1), but its type says %s", path,
+                       lk_cred_format_name(cred->format));
             return EXIT_REG_INVALID;
         }
         if (admin_pkcs1_to_spki((const char *)pem, len, &spki, &n, why, sizeof why) != 1) {
             free(pem);
             tool_error(a->cmd, LK_ERR_CRED_INVALID,
-                          "public key %s: %s; a PKCS#1 key converts to the PUBLIC KEY form with "
-                          "'openssl rsa -RSAPublicKey_in -in %s -pubout'", path, why, path);
+                       "public key %s: %s; a PKCS#1 key converts to the PUBLIC KEY form with "
+                       "'openssl rsa -RSAPublicKey_in -in %s -pubout'", path, why, path);
             return EXIT_REG_INVALID;
         }
         free(pem);
