@@ -313,6 +313,30 @@ def test_import_refusals_are_capped_and_write_nothing(db, export, tmp_path):
     assert dump(db) == before
 
 
+def test_import_config_base64_is_canonical(db, export, tmp_path):
+    """binaryData: the standard or the URL alphabet, padding absent or complete (docs/cli.md), and only
+    the canonical text of each byte string: one alphabet per text, zero unused bits."""
+    data = bytes([0xfb, 0xff, 0xbf, 0x00, 0x01])
+    std = base64.b64encode(data).decode()          # "+/+/AAE=" both special characters of the standard one
+    url = base64.urlsafe_b64encode(data).decode()  # "-_-_AAE="
+    assert "+" in std and "/" in std and "-" in url and "_" in url
+    f = tmp_path / "one.json"
+    for i, text in enumerate([std, url, url.rstrip("=")]):
+        f.write_text(json.dumps([dict(export[0], id=f"ok-{i}", numId=str(10 + i), name=f"{OLD}/devices/{10 + i}",
+                                      config=dict(export[0]["config"], binaryData=text))]))
+        ok(dev(db, "import", f))
+        assert describe(db, f"ok-{i}")["config"]["binaryData"] == std
+    before = dump(db)
+    # a mix of the two alphabets used to be accepted; so are non-zero unused bits ("AAF=" for "AAE="),
+    # partial padding and padding inside the text: all refused, nothing written
+    for bad in ["+_+_AAE=", "-/-/AAE=", std[:-2] + "F=", std[:-1] + "==", "+/+/=AAE"]:
+        f.write_text(json.dumps([dict(export[0], id="bad-0", numId="99", name=f"{OLD}/devices/99",
+                                      config=dict(export[0]["config"], binaryData=bad))]))
+        r = dev(db, "import", f)
+        assert r.rc == IMPORT and "binaryData is not base64" in r.err, (bad, r)
+    assert dump(db) == before
+
+
 def test_import_bounds(db, tmp_path):
     # at most 1,000,000 records
     f = tmp_path / "many.jsonl"

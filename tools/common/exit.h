@@ -2,7 +2,7 @@
  * exit.h — the exit codes of both tools, `latchkey` and `latchkey-device`:
  * one table, documented once in docs/cli.md ("Exit codes"; docs/device.md
  * refers to it). The same condition exits the same code in both tools:
- * each library error maps to its code here (lk_tool_exit_code), never in a
+ * each library error maps to its code here (tool_exit_code, tool.c), never in a
  * tool of its own. A code is never renumbered; a new one takes a free
  * number and a row in docs/cli.md (test_exit_codes checks the two agree).
  *
@@ -58,11 +58,16 @@ enum {
 };
 
 /* The exit code for a library error, the same in both tools. */
-int lk_tool_exit_code(lk_err err);
+int tool_exit_code(lk_err err);
+/* The same in the registry commands (latchkey registries|devices|backends,
+ * token verify --device): a refused value or credential is EXIT_REG_INVALID
+ * there (LK_ERR_CRED_INVALID, _KEY_WEAK, _ENCODING), the rest as
+ * tool_exit_code. */
+int tool_registry_exit_code(lk_err err);
 
 /* The exit code for a file named on the command line that could not be
  * opened, from its errno: EXIT_NOT_FOUND (ENOENT, ENOTDIR), EXIT_FILE
  * (permission denied, a link loop, a directory...), else EXIT_FAIL. */
-int lk_tool_file_exit(int errnum);
+int tool_file_exit(int errnum);
 
 #endif

@@ -16,9 +16,9 @@
  * '\' escaped, newline as \n, the other control characters and DEL as
  * \u00XX, every other byte as it is (the caller checks UTF-8 first,
  * lk_utf8_valid). */
-void lk_device_put_json_string(FILE *f, const uint8_t *s, size_t n);
+void devtool_put_json_string(FILE *f, const uint8_t *s, size_t n);
 
-int lk_device_cmd_run(int argc, char **argv);
-int lk_device_cmd_simulate(int argc, char **argv);
+int devtool_run(int argc, char **argv);
+int devtool_simulate(int argc, char **argv);
 
 #endif

@@ -4,8 +4,6 @@
 
 #include "device_tool.h"
 
-const char *lk_tool_name = "latchkey-device";
-
 static const char usage_text[] =
     "usage: latchkey-device [run] OPTIONS        run one device: stdin -> events, config and commands -> stdout\n"
     "       latchkey-device simulate OPTIONS     run a fleet of simulated devices (load tests)\n"
@@ -17,22 +15,23 @@ static const char usage_text[] =
 
 int main(int argc, char **argv)
 {
+    tool_name = "latchkey-device";
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
                       strcmp(argv[1], "help") == 0)) {
         fputs(usage_text, stdout);
         return EXIT_OK;
     }
     if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
-        printf("%s %s\n", lk_tool_name, LK_VERSION); /* as latchkey --version */
+        printf("%s %s\n", tool_name, LK_VERSION); /* as latchkey --version */
         return EXIT_OK;
     }
     if (argc >= 2 && strcmp(argv[1], "simulate") == 0)
-        return lk_device_cmd_simulate(argc - 1, argv + 1);
+        return devtool_simulate(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "run") == 0)
-        return lk_device_cmd_run(argc - 1, argv + 1);
+        return devtool_run(argc - 1, argv + 1);
     if (argc < 2) {
         fputs(usage_text, stderr);
         return EXIT_USAGE;
     }
-    return lk_device_cmd_run(argc, argv);
+    return devtool_run(argc, argv);
 }

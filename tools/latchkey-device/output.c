@@ -2,7 +2,7 @@
 #include "device_tool.h"
 
 /* see device_tool.h */
-void lk_device_put_json_string(FILE *f, const uint8_t *s, size_t n)
+void devtool_put_json_string(FILE *f, const uint8_t *s, size_t n)
 {
     fputc('"', f);
     for (size_t i = 0; i < n; i++) {

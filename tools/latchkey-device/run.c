@@ -119,11 +119,11 @@ static void print_message(struct agent *a, const char *type, const char *subfold
         printf("{\"type\":\"%s\"", type);
         if (subfolder != NULL) {
             fputs(",\"subfolder\":", stdout);
-            lk_device_put_json_string(stdout, (const uint8_t *)subfolder, strlen(subfolder));
+            devtool_put_json_string(stdout, (const uint8_t *)subfolder, strlen(subfolder));
         }
         if (lk_utf8_valid(data, len)) {
             fputs(",\"data\":", stdout);
-            lk_device_put_json_string(stdout, data, len);
+            devtool_put_json_string(stdout, data, len);
         } else {
             fputs(",\"dataBase64\":", stdout);
             put_base64(data, len);
@@ -176,15 +176,16 @@ static void on_event(void *user, const lk_dev_event *ev)
     if (a->quiet && !error)
         return;
     if (ev->type == LK_DEV_EV_FAILED)
-        fprintf(stderr, "%s: giving up: %s (%s)\n", lk_tool_name, ev->detail, lk_errname(ev->err));
+        fprintf(stderr, "%s: giving up: %s (%s)\n", tool_name, ev->detail, lk_errname(ev->err));
     else
-        fprintf(stderr, "%s: %s\n", lk_tool_name, ev->detail);
+        fprintf(stderr, "%s: %s\n", tool_name, ev->detail);
 }
 
 /* ---------------------------------------------------------------- input */
 
 struct input {
     int fd;
+    int owned;         /* fd is ours to close (not standard input) */
     int eof;
     int paused;        /* the queue is full: a line waits in buf */
     char *buf;
@@ -214,7 +215,7 @@ static int flush_lines(lk_dev *dev, struct input *in, const char *subfolder)
             in->scanned = in->len;
             if (in->len > LINE_MAX_BYTES) {
                 fprintf(stderr, "%s: an input line is longer than %u bytes (the event limit)\n",
-                        lk_tool_name, LINE_MAX_BYTES);
+                        tool_name, LINE_MAX_BYTES);
                 return EXIT_DEV_INPUT;
             }
             if (!in->eof || in->len == 0)
@@ -230,12 +231,12 @@ static int flush_lines(lk_dev *dev, struct input *in, const char *subfolder)
         }
         if (err == LK_ERR_TOO_LARGE) {
             fprintf(stderr, "%s: an input line is longer than %u bytes (the event limit)\n",
-                    lk_tool_name, LINE_MAX_BYTES);
+                    tool_name, LINE_MAX_BYTES);
             return EXIT_DEV_INPUT;
         }
         if (err != LK_OK) {
-            lk_tool_error("event", err, "%s", lk_strerror(err));
-            return lk_tool_exit_code(err);
+            tool_error("event", err, "%s", lk_strerror(err));
+            return tool_exit_code(err);
         }
         in->paused = 0;
         if (nl == NULL) {
@@ -276,7 +277,7 @@ static int follow_input(struct input *in, int64_t now)
         return 0;
     }
     if (n < 0 && errno != EAGAIN && errno != EINTR) {
-        fprintf(stderr, "%s: --events %s: %s\n", lk_tool_name, lk_tool_shown(in->path), strerror(errno));
+        fprintf(stderr, "%s: --events %s: %s\n", tool_name, tool_shown(in->path), strerror(errno));
         return EXIT_DEV_INPUT;
     }
     in->next_ms = now + FOLLOW_MS;
@@ -285,8 +286,8 @@ static int follow_input(struct input *in, int64_t now)
     /* At the end: truncated (copytruncate) or replaced (rename and create)? */
     if (fstat(in->fd, &st) == 0 && st.st_size < in->offset) {
         if (!in->quiet)
-            fprintf(stderr, "%s: --events %s was truncated: reading it from its start\n", lk_tool_name,
-                    lk_tool_shown(in->path));
+            fprintf(stderr, "%s: --events %s was truncated: reading it from its start\n", tool_name,
+                    tool_shown(in->path));
         end_partial(in);
         (void)lseek(in->fd, 0, SEEK_SET);
         in->offset = 0;
@@ -303,7 +304,7 @@ static int follow_input(struct input *in, int64_t now)
         }
         if (!in->quiet)
             fprintf(stderr, "%s: --events %s was replaced: reading the new file from its start\n",
-                    lk_tool_name, lk_tool_shown(in->path));
+                    tool_name, tool_shown(in->path));
         end_partial(in);
         close(in->fd);
         in->fd = fd;
@@ -326,7 +327,7 @@ static int read_input(struct input *in)
     } else if (n < 0) {
         if (errno == EAGAIN || errno == EINTR)
             return 0;
-        fprintf(stderr, "%s: cannot read the input: %s\n", lk_tool_name, strerror(errno));
+        fprintf(stderr, "%s: cannot read the input: %s\n", tool_name, strerror(errno));
         return EXIT_DEV_INPUT;
     } else {
         in->len += (size_t)n;
@@ -344,8 +345,8 @@ static int read_small_file(const char *path, char **out, size_t *len)
     int e;
     if (f == NULL) {
         e = errno;
-        fprintf(stderr, "%s: --state-file %s: %s\n", lk_tool_name, lk_tool_shown(path), strerror(e));
-        return lk_tool_file_exit(e);
+        fprintf(stderr, "%s: --state-file %s: %s\n", tool_name, tool_shown(path), strerror(e));
+        return tool_file_exit(e);
     }
     buf = malloc(LK_STATE_MAX + 1);
     if (buf == NULL) {
@@ -358,13 +359,13 @@ static int read_small_file(const char *path, char **out, size_t *len)
     fclose(f);
     if (e != 0) { /* a directory opens, and fails to read (EISDIR) */
         free(buf);
-        fprintf(stderr, "%s: --state-file %s: %s\n", lk_tool_name, lk_tool_shown(path), strerror(e));
+        fprintf(stderr, "%s: --state-file %s: %s\n", tool_name, tool_shown(path), strerror(e));
         return e == EISDIR ? EXIT_FILE : EXIT_DEV_INPUT;
     }
     if (n > LK_STATE_MAX) {
         free(buf);
-        fprintf(stderr, "%s: %s is larger than a device state may be (%u bytes)\n", lk_tool_name,
-                lk_tool_shown(path), LK_STATE_MAX);
+        fprintf(stderr, "%s: %s is larger than a device state may be (%u bytes)\n", tool_name,
+                tool_shown(path), LK_STATE_MAX);
         return EXIT_DEV_INPUT;
     }
     *out = buf;
@@ -430,32 +431,35 @@ static const struct num_opt num_opts[] = {
     {OPT_MAX_RATE, "--max-rate", 1, 10000},
 };
 
-int lk_device_cmd_run(int argc, char **argv)
-{
+/* What the command line asks for. */
+struct run_opts {
     lk_dev_config cfg;
-    struct lk_tool_key_opts ko;
-    struct lk_tool_key key;
-    struct agent agent;
-    struct input in;
-    const char *events = "-", *subfolder = NULL, *state = NULL, *state_file = NULL, *alg_name = NULL;
+    struct tool_key_opts ko;
+    const char *events, *subfolder, *state, *state_file;
+    long long duration;  /* seconds, 0 = no limit */
+    long long count;     /* events to deliver, 0 = no limit */
+    int exit_on_eof, json, quiet;
+};
+
+#define RUN_HELP (-1) /* --help was printed */
+
+/* Parse and check the options into *o. Returns EXIT_OK, RUN_HELP, or an
+ * exit code (the message printed). */
+static int parse_run_options(int argc, char **argv, struct run_opts *o)
+{
     long long nums[OPT_HELP + 1 - OPT_HOST];
-    long long duration = 0;
-    int exit_on_eof = 0, opt, rc = EXIT_OK;
-    char detail[256];
-    lk_dev *dev = NULL;
-    lk_err err;
-    int64_t end_ms;
+    const char *alg_name = NULL;
+    lk_dev_config *cfg = &o->cfg;
+    int opt;
     size_t i;
 
-    memset(&cfg, 0, sizeof cfg);
-    memset(&ko, 0, sizeof ko);
-    memset(&agent, 0, sizeof agent);
-    memset(&in, 0, sizeof in);
+    memset(o, 0, sizeof *o);
     memset(nums, 0, sizeof nums);
+    o->events = "-";
     nums[OPT_PORT - OPT_HOST] = 8883;
     nums[OPT_REFUSALS - OPT_HOST] = 3;
-    cfg.project = getenv("LATCHKEY_PROJECT");
-    cfg.location = getenv("LATCHKEY_REGION");
+    cfg->project = getenv("LATCHKEY_PROJECT");
+    cfg->location = getenv("LATCHKEY_REGION");
 
     optind = 1;
     opterr = 0;
@@ -464,158 +468,198 @@ int lk_device_cmd_run(int argc, char **argv)
         for (i = 0; i < sizeof num_opts / sizeof num_opts[0]; i++) {
             if (num_opts[i].id != opt)
                 continue;
-            if (lk_tool_parse_i64(optarg, num_opts[i].min, num_opts[i].max,
-                                  &nums[opt - OPT_HOST]) != 0)
-                return lk_tool_usage_error("%s takes a whole number from %lld to %lld, not '%s'",
-                                           num_opts[i].name, num_opts[i].min, num_opts[i].max,
-                                           lk_tool_shown(optarg));
+            if (tool_parse_i64(optarg, num_opts[i].min, num_opts[i].max, &nums[opt - OPT_HOST]) != 0)
+                return tool_usage_error("%s takes a whole number from %lld to %lld, not '%s'",
+                                        num_opts[i].name, num_opts[i].min, num_opts[i].max,
+                                        tool_shown(optarg));
             handled = 1;
         }
         if (handled)
             continue;
         switch (opt) {
-        case OPT_HOST: cfg.host = optarg; break;
-        case OPT_CA: cfg.ca_file = optarg; break;
-        case OPT_PROJECT: cfg.project = optarg; break;
-        case OPT_REGION: cfg.location = optarg; break;
-        case OPT_REGISTRY: cfg.registry = optarg; break;
-        case OPT_DEVICE: cfg.device = optarg; break;
-        case OPT_KEY: ko.key = optarg; break;
-        case OPT_STORE: ko.store = optarg; break;
-        case OPT_MODULE: ko.module = optarg; break;
+        case OPT_HOST: cfg->host = optarg; break;
+        case OPT_CA: cfg->ca_file = optarg; break;
+        case OPT_PROJECT: cfg->project = optarg; break;
+        case OPT_REGION: cfg->location = optarg; break;
+        case OPT_REGISTRY: cfg->registry = optarg; break;
+        case OPT_DEVICE: cfg->device = optarg; break;
+        case OPT_KEY: o->ko.key = optarg; break;
+        case OPT_STORE: o->ko.store = optarg; break;
+        case OPT_MODULE: o->ko.module = optarg; break;
         case OPT_ALG: alg_name = optarg; break;
-        case OPT_EVENTS: events = optarg; break;
-        case OPT_SUBFOLDER: subfolder = optarg; break;
-        case OPT_STATE: state = optarg; break;
-        case OPT_STATE_FILE: state_file = optarg; break;
-        case OPT_EOF: exit_on_eof = 1; break;
-        case OPT_QUIET: agent.quiet = 1; break;
+        case OPT_EVENTS: o->events = optarg; break;
+        case OPT_SUBFOLDER: o->subfolder = optarg; break;
+        case OPT_STATE: o->state = optarg; break;
+        case OPT_STATE_FILE: o->state_file = optarg; break;
+        case OPT_EOF: o->exit_on_eof = 1; break;
+        case OPT_QUIET: o->quiet = 1; break;
         case OPT_FORMAT:
-            if (strcmp(optarg, "json") == 0)
-                agent.json = 1;
-            else if (strcmp(optarg, "text") != 0)
-                return lk_tool_usage_error("--format must be text or json, not '%s'", lk_tool_shown(optarg));
+            if (tool_parse_format(NULL, optarg, &o->json) != EXIT_OK)
+                return EXIT_USAGE;
             break;
         case OPT_HELP:
             fputs(run_help, stdout);
-            return EXIT_OK;
+            return RUN_HELP;
         default:
-            return lk_tool_bad_option(argc, argv, optind);
+            return tool_bad_option(argc, argv, optind);
         }
     }
     if (optind < argc)
-        return lk_tool_usage_error("unexpected argument '%s' (see --help)", lk_tool_shown(argv[optind]));
-    if (cfg.host == NULL)
-        return lk_tool_usage_error("--host is required: the server to connect to");
-    if (cfg.ca_file == NULL)
-        return lk_tool_usage_error("--ca FILE is required: the server is always authenticated");
-    if (cfg.project == NULL || cfg.location == NULL || cfg.registry == NULL || cfg.device == NULL)
-        return lk_tool_usage_error("--project, --region, --registry and --device are all required");
-    if (state != NULL && state_file != NULL)
-        return lk_tool_usage_error("give --state or --state-file, not both");
-    if (subfolder != NULL && !lk_subfolder_valid(subfolder, strlen(subfolder)))
-        return lk_tool_usage_error("--subfolder '%s' is not a valid subfolder (1-256 characters, no "
-                                   "'+', '#', empty levels, or leading/trailing '/')", lk_tool_shown(subfolder));
+        return tool_usage_error("unexpected argument '%s' (see --help)", tool_shown(argv[optind]));
+    if (cfg->host == NULL)
+        return tool_usage_error("--host is required: the server to connect to");
+    if (cfg->ca_file == NULL)
+        return tool_usage_error("--ca FILE is required: the server is always authenticated");
+    if (cfg->project == NULL || cfg->location == NULL || cfg->registry == NULL || cfg->device == NULL)
+        return tool_usage_error("--project, --region, --registry and --device are all required");
+    if (o->state != NULL && o->state_file != NULL)
+        return tool_usage_error("give --state or --state-file, not both");
+    if (o->subfolder != NULL && !lk_subfolder_valid(o->subfolder, strlen(o->subfolder)))
+        return tool_usage_error("--subfolder '%s' is not a valid subfolder (1-256 characters, no "
+                                "'+', '#', empty levels, or leading/trailing '/')", tool_shown(o->subfolder));
     if (alg_name != NULL) {
-        cfg.alg = lk_alg_from_name(alg_name, strlen(alg_name));
-        if (cfg.alg == LK_ALG_NONE)
-            return lk_tool_usage_error("--alg must be ES256 or RS256, not '%s'", lk_tool_shown(alg_name));
+        cfg->alg = lk_alg_from_name(alg_name, strlen(alg_name));
+        if (cfg->alg == LK_ALG_NONE)
+            return tool_usage_error("--alg must be ES256 or RS256, not '%s'", tool_shown(alg_name));
     }
-    duration = nums[OPT_DURATION - OPT_HOST];
-    agent.count = nums[OPT_COUNT - OPT_HOST];
-    cfg.port = (unsigned)nums[OPT_PORT - OPT_HOST];
-    cfg.token_lifetime_s = (unsigned)nums[OPT_LIFETIME - OPT_HOST];
-    cfg.refresh_margin_s = (unsigned)nums[OPT_MARGIN - OPT_HOST];
-    cfg.keepalive_s = (unsigned)nums[OPT_KEEPALIVE - OPT_HOST];
-    cfg.backoff_max_s = (unsigned)nums[OPT_BACKOFF - OPT_HOST];
-    cfg.max_refusals = nums[OPT_REFUSALS - OPT_HOST] == 0 ? ~0u
-                                                           : (unsigned)nums[OPT_REFUSALS - OPT_HOST];
-    cfg.max_attempts = (unsigned)nums[OPT_ATTEMPTS - OPT_HOST];
-    cfg.max_messages_per_s = (unsigned)nums[OPT_MAX_RATE - OPT_HOST];
+    o->duration = nums[OPT_DURATION - OPT_HOST];
+    o->count = nums[OPT_COUNT - OPT_HOST];
+    cfg->port = (unsigned)nums[OPT_PORT - OPT_HOST];
+    cfg->token_lifetime_s = (unsigned)nums[OPT_LIFETIME - OPT_HOST];
+    cfg->refresh_margin_s = (unsigned)nums[OPT_MARGIN - OPT_HOST];
+    cfg->keepalive_s = (unsigned)nums[OPT_KEEPALIVE - OPT_HOST];
+    cfg->backoff_max_s = (unsigned)nums[OPT_BACKOFF - OPT_HOST];
+    cfg->max_refusals = nums[OPT_REFUSALS - OPT_HOST] == 0 ? ~0u : (unsigned)nums[OPT_REFUSALS - OPT_HOST];
+    cfg->max_attempts = (unsigned)nums[OPT_ATTEMPTS - OPT_HOST];
+    cfg->max_messages_per_s = (unsigned)nums[OPT_MAX_RATE - OPT_HOST];
+    return EXIT_OK;
+}
 
-    /* The input first: a bad path is a usage problem, found before any key is opened. */
-    if (strcmp(events, "-") == 0) {
-        in.fd = STDIN_FILENO;
-    } else {
-        in.fd = open(events, O_RDONLY | O_CLOEXEC);
-        if (in.fd < 0) {
-            int e = errno;
-            fprintf(stderr, "%s: --events %s: %s\n", lk_tool_name, lk_tool_shown(events), strerror(e));
-            return lk_tool_file_exit(e);
-        }
-    }
-    in.buf = malloc(LINE_MAX_BYTES + 1);
-    if (in.buf == NULL) {
-        if (in.fd != STDIN_FILENO)
-            close(in.fd);
+/* Open the input (--events FILE or standard input) and its line buffer.
+ * in->owned says whether in->fd is ours to close: a file opened while
+ * standard input was closed gets descriptor 0, and is still ours. Returns
+ * an exit code. */
+static int open_input(const struct run_opts *o, struct input *in)
+{
+    memset(in, 0, sizeof *in);
+    in->fd = -1;
+    in->quiet = o->quiet;
+    /* The buffer first: nothing to undo when it cannot be had. */
+    in->buf = malloc(LINE_MAX_BYTES + 1);
+    if (in->buf == NULL) {
+        tool_error("input", LK_ERR_NOMEM, "%s", lk_strerror(LK_ERR_NOMEM));
         return EXIT_FAIL;
     }
-    if (in.fd != STDIN_FILENO && !exit_on_eof) {
+    if (strcmp(o->events, "-") == 0) {
+        in->fd = STDIN_FILENO;
+        return EXIT_OK;
+    }
+    in->fd = open(o->events, O_RDONLY | O_CLOEXEC);
+    if (in->fd < 0) {
+        int e = errno;
+        fprintf(stderr, "%s: --events %s: %s\n", tool_name, tool_shown(o->events), strerror(e));
+        return tool_file_exit(e);
+    }
+    in->owned = 1;
+    if (!o->exit_on_eof) {
         struct stat st;
-        if (fstat(in.fd, &st) == 0 && S_ISREG(st.st_mode)) {
-            in.follow = 1;
-            in.path = events;
-            in.dev = st.st_dev;
-            in.ino = st.st_ino;
+        if (fstat(in->fd, &st) == 0 && S_ISREG(st.st_mode)) {
+            in->follow = 1;
+            in->path = o->events;
+            in->dev = st.st_dev;
+            in->ino = st.st_ino;
         }
     }
-    in.quiet = agent.quiet;
+    return EXIT_OK;
+}
 
-    rc = lk_tool_key_open(&ko, &key);
-    if (rc != EXIT_OK)
-        goto out_input;
-    {
-        /* The key decides the algorithm; --alg only asserts it (as in
-         * `latchkey token`): a mismatch is found now, not at the first
-         * signature. */
-        uint8_t pub[LK_PUBKEY_DER_MAX];
-        size_t pub_len = 0;
-        lk_alg have = LK_ALG_NONE;
-        err = lk_se_public_key(&key.se, key.key, &have, pub, sizeof pub, &pub_len);
-        if (err != LK_OK) {
-            lk_tool_key_error(&key, "key", err);
-            rc = lk_tool_exit_code(err);
-            goto out_key;
-        }
-        if (cfg.alg != LK_ALG_NONE && cfg.alg != have) {
-            lk_tool_error("key", LK_ERR_KEY_TYPE, "--alg %s, but key '%s' is an %s key",
-                          lk_alg_name(cfg.alg), lk_tool_shown(key.key), lk_alg_name(have));
-            rc = lk_tool_exit_code(LK_ERR_KEY_TYPE);
-            goto out_key;
-        }
-        cfg.alg = have;
-    }
-    cfg.se = &key.se;
-    cfg.key = key.key;
-    cfg.user = &agent;
-    cfg.on_event = on_event;
-    cfg.on_config = on_config;
-    cfg.on_command = on_command;
-    err = lk_dev_new(&cfg, &dev, detail, sizeof detail);
+static void close_input(struct input *in)
+{
+    if (in->owned && in->fd >= 0)
+        close(in->fd);
+    in->fd = -1;
+    free(in->buf);
+    in->buf = NULL;
+}
+
+/* The key decides the algorithm; --alg only asserts it (as in `latchkey
+ * token`): a mismatch is found now, not at the first signature. Returns an
+ * exit code. */
+static int check_key_alg(const struct tool_key *key, lk_dev_config *cfg)
+{
+    uint8_t pub[LK_PUBKEY_DER_MAX];
+    size_t pub_len = 0;
+    lk_alg have = LK_ALG_NONE;
+    lk_err err = lk_se_public_key(&key->se, key->key, &have, pub, sizeof pub, &pub_len);
     if (err != LK_OK) {
-        if (err == LK_ERR_ARG)
-            rc = lk_tool_usage_error("%s", detail);
-        else {
-            lk_tool_error("setup", err, "%s", detail[0] ? detail : lk_strerror(err));
-            rc = lk_tool_exit_code(err);
-        }
-        goto out_key;
+        tool_key_error(key, "key", err);
+        return tool_exit_code(err);
     }
+    if (cfg->alg != LK_ALG_NONE && cfg->alg != have) {
+        tool_error("key", LK_ERR_KEY_TYPE, "--alg %s, but key '%s' is an %s key", lk_alg_name(cfg->alg),
+                   tool_shown(key->key), lk_alg_name(have));
+        return tool_exit_code(LK_ERR_KEY_TYPE);
+    }
+    cfg->alg = have;
+    return EXIT_OK;
+}
 
-    if (state != NULL || state_file != NULL) {
-        char *data = (char *)state;
-        size_t len = state ? strlen(state) : 0;
-        if (state_file != NULL && (rc = read_small_file(state_file, &data, &len)) != 0)
-            goto out_dev;
-        err = lk_dev_publish_state(dev, data, len, &agent.state_id);
-        if (state_file != NULL)
+/* The device on key, with its state (--state, --state-file) queued.
+ * Returns an exit code; *dev is NULL on failure. */
+static int new_device(struct run_opts *o, struct tool_key *key, struct agent *agent, lk_dev **dev)
+{
+    lk_dev_config *cfg = &o->cfg;
+    char detail[256];
+    lk_err err;
+    int rc;
+
+    *dev = NULL;
+    if ((rc = check_key_alg(key, cfg)) != EXIT_OK)
+        return rc;
+    cfg->se = &key->se;
+    cfg->key = key->key;
+    cfg->user = agent;
+    cfg->on_event = on_event;
+    cfg->on_config = on_config;
+    cfg->on_command = on_command;
+    err = lk_dev_new(cfg, dev, detail, sizeof detail);
+    if (err != LK_OK) {
+        *dev = NULL;
+        if (err == LK_ERR_ARG)
+            return tool_usage_error("%s", detail);
+        tool_error("setup", err, "%s", detail[0] ? detail : lk_strerror(err));
+        return tool_exit_code(err);
+    }
+    if (o->state != NULL || o->state_file != NULL) {
+        char *data = (char *)o->state;
+        size_t len = o->state ? strlen(o->state) : 0;
+        if (o->state_file != NULL && (rc = read_small_file(o->state_file, &data, &len)) != 0)
+            goto fail;
+        err = lk_dev_publish_state(*dev, data, len, &agent->state_id);
+        if (o->state_file != NULL)
             free(data);
         if (err != LK_OK) {
-            lk_tool_error("state", err, "%s", lk_strerror(err));
-            rc = lk_tool_exit_code(err);
-            goto out_dev;
+            tool_error("state", err, "%s", lk_strerror(err));
+            rc = tool_exit_code(err);
+            goto fail;
         }
     }
+    return EXIT_OK;
+fail:
+    lk_dev_free(*dev);
+    *dev = NULL;
+    return rc;
+}
+
+/* Run the device until it stops: asked to (a signal, --duration, --count,
+ * --exit-on-eof), or a failure (rc, the device's own). A failure sets the
+ * exit code and stops the device, which then flushes what it can. Returns
+ * the exit code, the device's error and undelivered messages included. */
+static int run_loop(lk_dev *dev, struct agent *agent, struct input *in, const struct run_opts *o)
+{
+    int64_t end_ms;
+    int rc = EXIT_OK;
+    lk_err err;
 
     signal(SIGPIPE, SIG_IGN);
     {
@@ -626,10 +670,13 @@ int lk_device_cmd_run(int argc, char **argv)
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGTERM, &sa, NULL);
     }
-    fcntl(in.fd, F_SETFL, fcntl(in.fd, F_GETFL) | O_NONBLOCK);
-    lk_dev_start(dev);
-    end_ms = duration > 0 ? lk_dev_now_ms() + duration * 1000 : INT64_MAX;
-    rc = EXIT_OK;
+    fcntl(in->fd, F_SETFL, fcntl(in->fd, F_GETFL) | O_NONBLOCK);
+    err = lk_dev_start(dev);
+    if (err != LK_OK) {
+        tool_error("start", err, "%s", lk_strerror(err));
+        rc = tool_exit_code(err);
+    }
+    end_ms = o->duration > 0 ? lk_dev_now_ms() + o->duration * 1000 : INT64_MAX;
 
     for (;;) {
         struct pollfd p[2];
@@ -643,8 +690,8 @@ int lk_device_cmd_run(int argc, char **argv)
         lk_dev_get_stats(dev, &stats);
         if (st != LK_DEV_STOPPING &&
             (stop_signal || now >= end_ms || rc != EXIT_OK ||
-             (agent.count > 0 && agent.delivered >= agent.count) ||
-             (exit_on_eof && in.eof && in.len == 0 && stats.queued == 0))) {
+             (agent->count > 0 && agent->delivered >= agent->count) ||
+             (o->exit_on_eof && in->eof && in->len == 0 && stats.queued == 0))) {
             lk_dev_stop(dev);
             continue;
         }
@@ -654,37 +701,37 @@ int lk_device_cmd_run(int argc, char **argv)
             p[nfds].revents = 0;
             dev_i = nfds++;
         }
-        if (!in.follow && !in.eof && !in.paused && rc == EXIT_OK && st != LK_DEV_STOPPING) {
-            p[nfds].fd = in.fd;
+        if (!in->follow && !in->eof && !in->paused && rc == EXIT_OK && st != LK_DEV_STOPPING) {
+            p[nfds].fd = in->fd;
             p[nfds].events = POLLIN;
             p[nfds].revents = 0;
             in_i = nfds++;
         }
         wait = lk_dev_next_ms(dev) - now;
-        if (in.paused || wait > 1000)
-            wait = in.paused ? 50 : 1000;
-        if (in.follow && !in.paused && wait > in.next_ms - now)
-            wait = in.next_ms - now;
+        if (in->paused || wait > 1000)
+            wait = in->paused ? 50 : 1000;
+        if (in->follow && !in->paused && wait > in->next_ms - now)
+            wait = in->next_ms - now;
         if (wait < 0)
             wait = 0;
         n = poll(p, (nfds_t)nfds, (int)wait);
         if (n < 0 && errno != EINTR) {
-            fprintf(stderr, "%s: poll: %s\n", lk_tool_name, strerror(errno));
+            fprintf(stderr, "%s: poll: %s\n", tool_name, strerror(errno));
             rc = EXIT_FAIL;
         }
         if (in_i >= 0 && n > 0 && (p[in_i].revents & (POLLIN | POLLHUP | POLLERR))) {
-            int r = read_input(&in);
+            int r = read_input(in);
             if (r != 0)
                 rc = r;
         }
-        if (in.follow && !in.paused && rc == EXIT_OK && st != LK_DEV_STOPPING &&
-            lk_dev_now_ms() >= in.next_ms) {
-            int r = follow_input(&in, lk_dev_now_ms());
+        if (in->follow && !in->paused && rc == EXIT_OK && st != LK_DEV_STOPPING &&
+            lk_dev_now_ms() >= in->next_ms) {
+            int r = follow_input(in, lk_dev_now_ms());
             if (r != 0)
                 rc = r;
         }
-        if (rc == EXIT_OK && (in.len > 0 || in.paused)) {
-            int r = flush_lines(dev, &in, subfolder);
+        if (rc == EXIT_OK && (in->len > 0 || in->paused)) {
+            int r = flush_lines(dev, in, o->subfolder);
             if (r != 0)
                 rc = r;
         }
@@ -699,24 +746,49 @@ int lk_device_cmd_run(int argc, char **argv)
         err = lk_dev_error(dev, &why);
         if (err != LK_OK) {
             if (rc == EXIT_OK)
-                rc = lk_tool_exit_code(err);
+                rc = tool_exit_code(err);
         } else if (rc == EXIT_OK && stats.queued > 0) {
             fprintf(stderr, "%s: stopped with %zu message(s) the server had not acknowledged\n",
-                    lk_tool_name, stats.queued);
+                    tool_name, stats.queued);
             rc = EXIT_DEV_UNDELIVERED;
         }
-        if (!agent.quiet)
+        if (!agent->quiet)
             fprintf(stderr, "%s: %lld event(s) delivered, %llu connection(s), %llu token(s) signed\n",
-                    lk_tool_name, agent.delivered, (unsigned long long)stats.connects,
+                    tool_name, agent->delivered, (unsigned long long)stats.connects,
                     (unsigned long long)stats.tokens);
     }
-out_dev:
-    lk_dev_free(dev);
-out_key:
-    lk_tool_key_close(&key);
-out_input:
-    if (in.fd != STDIN_FILENO && in.fd >= 0)
-        close(in.fd);
-    free(in.buf);
+    return rc;
+}
+
+int devtool_run(int argc, char **argv)
+{
+    struct run_opts o;
+    struct tool_key key;
+    struct agent agent;
+    struct input in;
+    lk_dev *dev = NULL;
+    int rc;
+
+    rc = parse_run_options(argc, argv, &o);
+    if (rc != EXIT_OK)
+        return rc == RUN_HELP ? EXIT_OK : rc;
+    memset(&agent, 0, sizeof agent);
+    agent.json = o.json;
+    agent.quiet = o.quiet;
+    agent.count = o.count;
+
+    /* The input first: a bad path is a usage problem, found before any key is opened. */
+    rc = open_input(&o, &in);
+    if (rc == EXIT_OK) {
+        rc = tool_key_open(&o.ko, &key);
+        if (rc == EXIT_OK) {
+            rc = new_device(&o, &key, &agent, &dev);
+            if (rc == EXIT_OK)
+                rc = run_loop(dev, &agent, &in, &o);
+            lk_dev_free(dev);
+            tool_key_close(&key);
+        }
+    }
+    close_input(&in);
     return rc;
 }

@@ -20,25 +20,11 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include <openssl/bio.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
-
 #include "device_tool.h"
+#include "sim.h"
 #include "latchkey/lk_device.h"
 #include "latchkey/lk_iotcore.h"
 #include "latchkey/lk_softstore.h"
-
-#define SIM_DEVICES_MAX 99999       /* five digits */
-#define SIM_PREFIX_MAX 200          /* + 5 digits stays under 255 */
-#define SIM_PAYLOAD_MAX (256 * 1024)
-#define SIM_PUBLISH_BURST 16        /* events one device catches up at once */
-#define SIM_DRAIN_MS 5000           /* lk_dev_config.drain_timeout_ms default */
-#define SIM_STOP_EXTRA_MS 5000      /* beyond the drain timeout, for DISCONNECT */
-#define SIM_PROGRESS_MS 10000
-#define SIM_REPORT_MAX 10           /* failures printed one by one */
-#define SIM_EVENTS 256              /* epoll_wait batch */
 
 static const char sim_usage[] =
     "usage: latchkey-device simulate --devices N --store FILE [--prefix sim-] --create-keys IMPORT.jsonl\n"
@@ -93,56 +79,6 @@ static const char sim_usage[] =
     "35 otherwise; 2 for a bad command line; 3 for a missing store, key or --ca file,\n"
     "7 for a corrupt or too open store, 24 for a --ca file that cannot be read or holds\n"
     "no certificate; 1 for anything else (exit codes: docs/cli.md).\n";
-
-/* One simulated device. */
-struct sim_dev {
-    struct sim *sim;
-    lk_dev *dev;
-    const char *id;          /* also the key name */
-    int heap_pos;            /* -1 when not in the heap */
-    int reg_fd;              /* the fd registered in epoll for it, -1 if none */
-    uint32_t reg_events;
-    uint64_t attempts_seen;  /* a new attempt means a new socket */
-    int64_t key_ms;          /* heap key: when to step it again */
-    int64_t next_pub_us;     /* next event, in microseconds of lk_dev_now_ms */
-    uint64_t seq;            /* events queued so far */
-    unsigned first_attempt : 1, connected_once : 1, publishing : 1, done : 1;
-};
-
-struct sim {
-    /* options */
-    unsigned n;
-    const char *store_path, *prefix, *host, *ca, *project, *region, *registry, *create_keys;
-    unsigned port, parallel, token_lifetime;
-    double rate;
-    size_t payload_bytes;
-    long long duration_s;        /* 0 = until all have connected once */
-    int json;
-
-    /* state */
-    char *ids;                   /* n ids, id_size bytes each */
-    size_t id_size;
-    struct sim_dev *devs;
-    int *heap;                   /* device indices, by key_ms */
-    unsigned heap_len;
-    int *fd_owner;               /* fd -> device index registered for it, -1 */
-    size_t fd_owner_len;
-    int ep;
-    lk_softstore *store;
-    lk_se se;
-    lk_dev_tls *tls;
-    uint8_t *payload;
-    int64_t period_us;           /* between two events of one device; 0 = none */
-    int stopping;
-
-    /* counters */
-    unsigned started, inflight, connected, failed, done;
-    unsigned done_unconnected;   /* ended without ever connecting */
-    uint64_t not_queued;         /* publish refused (queue full) */
-    int64_t t0_ms, all_connected_ms;
-    unsigned reported_failures, reported_tls, reported_refusal;
-    uint64_t epoll_errors;
-};
 
 static volatile sig_atomic_t sim_signal;
 
@@ -327,7 +263,7 @@ static void sim_on_event(void *user, const lk_dev_event *ev)
             now = lk_dev_now_ms();
             if (s->connected == s->n) {
                 s->all_connected_ms = now;
-                fprintf(stderr, "%s: simulate: all %u devices connected in %.2f s\n", lk_tool_name,
+                fprintf(stderr, "%s: simulate: all %u devices connected in %.2f s\n", tool_name,
                         s->n, (double)(now - s->t0_ms) / 1000.0);
             }
             if (s->period_us > 0 && !s->stopping) {
@@ -342,18 +278,18 @@ static void sim_on_event(void *user, const lk_dev_event *ev)
         break;
     case LK_DEV_EV_REFUSED:
         if (s->reported_refusal++ == 0)
-            fprintf(stderr, "%s: simulate: %s: refused (CONNACK %d): %s\n", lk_tool_name, d->id,
+            fprintf(stderr, "%s: simulate: %s: refused (CONNACK %d): %s\n", tool_name, d->id,
                     ev->code, ev->detail);
         break;
     case LK_DEV_EV_TLS_FAILED:
         if (s->reported_tls++ == 0)
-            fprintf(stderr, "%s: simulate: %s: server not authenticated: %s\n", lk_tool_name,
+            fprintf(stderr, "%s: simulate: %s: server not authenticated: %s\n", tool_name,
                     d->id, ev->detail);
         break;
     case LK_DEV_EV_FAILED:
         end_first_attempt(s, d);
         if (s->reported_failures++ < SIM_REPORT_MAX)
-            fprintf(stderr, "%s: simulate: %s: gave up: %s (%s)\n", lk_tool_name, d->id,
+            fprintf(stderr, "%s: simulate: %s: gave up: %s (%s)\n", tool_name, d->id,
                     ev->detail, lk_errname(ev->err));
         break;
     case LK_DEV_EV_STOPPED:
@@ -455,206 +391,6 @@ static void service(struct sim *s, struct sim_dev *d, int readable, int writable
 
 /* --- setup --- */
 
-static int make_ids(struct sim *s)
-{
-    size_t w = strlen(s->prefix) + 6, i;
-    char why[160];
-    s->id_size = w;
-    s->ids = malloc(w * s->n);
-    if (s->ids == NULL) {
-        lk_tool_error("simulate", LK_ERR_NOMEM, "%u devices: out of memory", s->n);
-        return EXIT_FAIL;
-    }
-    for (i = 0; i < s->n; i++)
-        snprintf(s->ids + i * w, w, "%s%05u", s->prefix, (unsigned)(i + 1));
-    /* the first and the last id are enough to check the prefix */
-    for (i = 0; i < 2; i++) {
-        const char *id = s->ids + (i == 0 ? 0 : s->n - 1) * w;
-        if (lk_id_why("device id", id, strlen(id), why, sizeof why) != NULL) {
-            lk_tool_usage_error("simulate: --prefix '%s' gives device ids such as '%s': %s",
-                                lk_tool_shown(s->prefix), lk_tool_shown(id), why);
-            return EXIT_USAGE;
-        }
-    }
-    return 0;
-}
-
-static const char *dev_id(const struct sim *s, size_t i)
-{
-    return s->ids + i * s->id_size;
-}
-
-static int open_store(struct sim *s, unsigned flags)
-{
-    lk_err err = lk_softstore_open(s->store_path, flags, &s->store);
-    if (err != LK_OK) {
-        lk_tool_error("simulate", err, "key store %s: %s%s", lk_tool_shown(s->store_path), lk_strerror(err),
-                      err == LK_ERR_STORE_MISSING ? " (make the keys with --create-keys FILE)" : "");
-        return lk_tool_exit_code(err);
-    }
-    s->se = lk_softstore_se(s->store);
-    return EXIT_OK;
-}
-
-/* The store's key names and algorithms, sorted by name. Looking a device up
- * here costs no key decoding (lk_se_public_key decodes the private key:
- * about 0.7 ms a key, seconds for a fleet). The names point into the
- * store: valid until a key is added. */
-struct key_entry {
-    const char *name;
-    lk_alg alg;
-};
-
-static int key_entry_cmp(const void *a, const void *b)
-{
-    return strcmp(((const struct key_entry *)a)->name, ((const struct key_entry *)b)->name);
-}
-
-static struct key_entry *key_index(const lk_softstore *store, size_t *count)
-{
-    size_t n = lk_softstore_count(store), i, k = 0;
-    struct key_entry *e = calloc(n ? n : 1, sizeof *e);
-    if (e == NULL)
-        return NULL;
-    for (i = 0; i < n; i++)
-        if (lk_softstore_entry(store, i, &e[k].name, &e[k].alg) == LK_OK)
-            k++;
-    qsort(e, k, sizeof *e, key_entry_cmp);
-    *count = k;
-    return e;
-}
-
-/* The algorithm of key name, LK_ALG_NONE when the store has none. */
-static lk_alg key_lookup(const struct key_entry *e, size_t count, const char *name)
-{
-    struct key_entry want = {name, LK_ALG_NONE};
-    const struct key_entry *hit = bsearch(&want, e, count, sizeof *e, key_entry_cmp);
-    return hit != NULL ? hit->alg : LK_ALG_NONE;
-}
-
-/* Write one import line: the device and its public key (DER SPKI) as PEM. */
-static lk_err write_import_line(FILE *f, const char *id, lk_alg alg, const uint8_t *der, size_t len)
-{
-    const unsigned char *p = der;
-    EVP_PKEY *pk = d2i_PUBKEY(NULL, &p, (long)len);
-    BIO *b = BIO_new(BIO_s_mem());
-    char *pem = NULL;
-    long pem_len = 0;
-    lk_err err = LK_ERR_CRYPTO;
-
-    if (pk != NULL && b != NULL && PEM_write_bio_PUBKEY(b, pk) == 1 &&
-        (pem_len = BIO_get_mem_data(b, &pem)) > 0) {
-        fputs("{\"id\": ", f);
-        lk_device_put_json_string(f, (const uint8_t *)id, strlen(id));
-        fprintf(f, ", \"credentials\": [{\"publicKey\": {\"format\": \"%s\", \"key\": ",
-                alg == LK_ALG_RS256 ? "RSA_PEM" : "ES256_PEM");
-        lk_device_put_json_string(f, (const uint8_t *)pem, (size_t)pem_len);
-        fputs("}}]}\n", f);
-        err = LK_OK;
-    }
-    BIO_free(b);
-    EVP_PKEY_free(pk);
-    return err;
-}
-
-/* --create-keys FILE: the missing keys, one store write, the import file. */
-static int create_keys(struct sim *s)
-{
-    uint8_t pub[LK_PUBKEY_DER_MAX];
-    size_t pub_len = 0, nkeys = 0, i;
-    unsigned made = 0;
-    FILE *f = NULL;
-    int to_stdout = strcmp(s->create_keys, "-") == 0, werr;
-    struct key_entry *keys = NULL;
-    lk_alg *algs = NULL;
-    uint8_t **made_pub = NULL;  /* the public keys generated now */
-    size_t *made_len = NULL;
-    int rc = open_store(s, LK_SOFTSTORE_CREATE_ON_WRITE | LK_SOFTSTORE_DEFER_SAVE);
-    lk_err err = LK_OK;
-
-    if (rc != EXIT_OK)
-        return rc;
-    keys = key_index(s->store, &nkeys);
-    algs = calloc(s->n, sizeof *algs);
-    made_pub = calloc(s->n, sizeof *made_pub);
-    made_len = calloc(s->n, sizeof *made_len);
-    if (keys == NULL || algs == NULL || made_pub == NULL || made_len == NULL) {
-        lk_tool_error("simulate", LK_ERR_NOMEM, "%u devices: out of memory", s->n);
-        rc = EXIT_FAIL;
-        goto exit;
-    }
-    for (i = 0; i < s->n; i++)
-        algs[i] = key_lookup(keys, nkeys, dev_id(s, i));
-    free(keys); /* its names are the store's, which changes now */
-    keys = NULL;
-    for (i = 0; i < s->n; i++) {
-        if (algs[i] != LK_ALG_NONE)
-            continue;
-        err = lk_se_generate(&s->se, dev_id(s, i), LK_ALG_ES256, 0, pub, sizeof pub, &pub_len);
-        if (err == LK_OK && (made_pub[i] = malloc(pub_len)) == NULL)
-            err = LK_ERR_NOMEM;
-        if (err != LK_OK) {
-            lk_tool_error("simulate", err, "key %s in %s: %s", dev_id(s, i), lk_tool_shown(s->store_path),
-                          lk_strerror(err));
-            rc = lk_tool_exit_code(err); /* nothing was written */
-            goto exit;
-        }
-        memcpy(made_pub[i], pub, pub_len);
-        made_len[i] = pub_len;
-        algs[i] = LK_ALG_ES256;
-        made++;
-    }
-    err = lk_softstore_save(s->store);
-    if (err != LK_OK) {
-        lk_tool_error("simulate", err, "saving the key store %s: %s", lk_tool_shown(s->store_path), lk_strerror(err));
-        rc = lk_tool_exit_code(err);
-        goto exit;
-    }
-
-    f = to_stdout ? stdout : fopen(s->create_keys, "w");
-    if (f == NULL) {
-        lk_tool_error("simulate", LK_ERR_IO, "%s: %s", lk_tool_shown(s->create_keys), strerror(errno));
-        rc = EXIT_FAIL;
-        goto exit;
-    }
-    for (i = 0; i < s->n && err == LK_OK; i++) {
-        if (made_pub[i] != NULL) {
-            err = write_import_line(f, dev_id(s, i), algs[i], made_pub[i], made_len[i]);
-        } else {
-            err = lk_se_public_key(&s->se, dev_id(s, i), &algs[i], pub, sizeof pub, &pub_len);
-            if (err == LK_OK)
-                err = write_import_line(f, dev_id(s, i), algs[i], pub, pub_len);
-        }
-        if (err != LK_OK) {
-            lk_tool_error("simulate", err, "public key of %s: %s", dev_id(s, i), lk_strerror(err));
-            rc = lk_tool_exit_code(err);
-        }
-    }
-    /* ferror: also a write that failed before the last flush (full disk) */
-    werr = fflush(f) != 0 || ferror(f);
-    if (!to_stdout && fclose(f) != 0)
-        werr = 1;
-    if (werr) {
-        if (rc == EXIT_OK)
-            lk_tool_error("simulate", LK_ERR_IO, "%s: %s", lk_tool_shown(s->create_keys), strerror(errno));
-        rc = EXIT_FAIL;
-    }
-    if (rc == EXIT_OK)
-        fprintf(stderr, "%s: simulate: %u keys created, %u already in %s; %u devices written to %s\n",
-                lk_tool_name, made, s->n - made, lk_tool_shown(s->store_path), s->n,
-                to_stdout ? "standard output" : lk_tool_shown(s->create_keys));
-
-exit:
-    if (made_pub != NULL)
-        for (i = 0; i < s->n; i++)
-            free(made_pub[i]);
-    free(made_pub);
-    free(made_len);
-    free(algs);
-    free(keys);
-    return rc;
-}
-
 static void raise_nofile(const struct sim *s)
 {
     struct rlimit rl;
@@ -669,7 +405,7 @@ static void raise_nofile(const struct sim *s)
         fprintf(stderr,
                 "%s: simulate: the open-file limit is %llu, below the %u this fleet needs (devices + 64): "
                 "the devices beyond it cannot connect; raise the hard limit (ulimit -Hn, LimitNOFILE=)\n",
-                lk_tool_name, (unsigned long long)rl.rlim_cur, s->n + 64);
+                tool_name, (unsigned long long)rl.rlim_cur, s->n + 64);
 }
 
 /* Check that every device has its key, then create every client (no
@@ -686,23 +422,23 @@ static int make_clients(struct sim *s)
     int rc = EXIT_OK;
 
     if (algs == NULL) {
-        lk_tool_error("simulate", LK_ERR_NOMEM, "%u devices: out of memory", s->n);
+        tool_error("simulate", LK_ERR_NOMEM, "%u devices: out of memory", s->n);
         return EXIT_FAIL;
     }
     keys = key_index(s->store, &nkeys);
     if (keys == NULL) {
         free(algs);
-        lk_tool_error("simulate", LK_ERR_NOMEM, "%u devices: out of memory", s->n);
+        tool_error("simulate", LK_ERR_NOMEM, "%u devices: out of memory", s->n);
         return EXIT_FAIL;
     }
     for (i = 0; i < s->n && rc == EXIT_OK; i++) {
         const char *id = dev_id(s, i);
         algs[i] = key_lookup(keys, nkeys, id);
         if (algs[i] == LK_ALG_NONE) {
-            lk_tool_error("simulate", LK_ERR_KEY_NOT_FOUND,
-                          "no key '%s' in %s (make the keys with --create-keys FILE)", id,
-                          lk_tool_shown(s->store_path));
-            rc = lk_tool_exit_code(LK_ERR_KEY_NOT_FOUND);
+            tool_error("simulate", LK_ERR_KEY_NOT_FOUND,
+                       "no key '%s' in %s (make the keys with --create-keys FILE)", id,
+                       tool_shown(s->store_path));
+            rc = tool_exit_code(LK_ERR_KEY_NOT_FOUND);
         }
     }
     free(keys);
@@ -712,20 +448,20 @@ static int make_clients(struct sim *s)
     for (i = 0; i < s->n && rc == EXIT_OK; i++) {
         err = lk_se_public_key(&s->se, dev_id(s, i), &algs[i], pub, sizeof pub, &pub_len);
         if (err != LK_OK) {
-            lk_tool_error("simulate", err, "key %s in %s: %s", dev_id(s, i), lk_tool_shown(s->store_path),
-                          lk_strerror(err));
-            rc = lk_tool_exit_code(err);
+            tool_error("simulate", err, "key %s in %s: %s", dev_id(s, i), tool_shown(s->store_path),
+                       lk_strerror(err));
+            rc = tool_exit_code(err);
         }
     }
     if (rc == EXIT_OK)
-        fprintf(stderr, "%s: simulate: %u keys loaded from %s in %.2f s\n", lk_tool_name, s->n,
-                lk_tool_shown(s->store_path), (double)(lk_dev_now_ms() - t0) / 1000.0);
+        fprintf(stderr, "%s: simulate: %u keys loaded from %s in %.2f s\n", tool_name, s->n,
+                tool_shown(s->store_path), (double)(lk_dev_now_ms() - t0) / 1000.0);
     if (rc == EXIT_OK) {
         detail[0] = '\0';
         err = lk_dev_tls_new(s->ca, s->host, &s->tls, detail, sizeof detail);
         if (err != LK_OK) {
-            lk_tool_error("simulate", err, "--ca %s: %s", lk_tool_shown(s->ca), detail[0] ? detail : lk_strerror(err));
-            rc = lk_tool_exit_code(err);
+            tool_error("simulate", err, "--ca %s: %s", tool_shown(s->ca), detail[0] ? detail : lk_strerror(err));
+            rc = tool_exit_code(err);
         }
     }
     for (i = 0; i < s->n && rc == EXIT_OK; i++) {
@@ -754,10 +490,10 @@ static int make_clients(struct sim *s)
         detail[0] = '\0';
         err = lk_dev_new(&cfg, &d->dev, detail, sizeof detail);
         if (err == LK_ERR_ARG)
-            rc = lk_tool_usage_error("simulate: %s", detail[0] ? detail : lk_strerror(err));
+            rc = tool_usage_error("simulate: %s", detail[0] ? detail : lk_strerror(err));
         else if (err != LK_OK) {
-            lk_tool_error("simulate", err, "%s: %s", d->id, detail[0] ? detail : lk_strerror(err));
-            rc = lk_tool_exit_code(err);
+            tool_error("simulate", err, "%s: %s", d->id, detail[0] ? detail : lk_strerror(err));
+            rc = tool_exit_code(err);
         }
     }
     free(algs);
@@ -802,11 +538,11 @@ static int run_fleet(struct sim *s)
 
     s->ep = epoll_create1(EPOLL_CLOEXEC);
     if (s->ep < 0) {
-        lk_tool_error("simulate", LK_ERR_IO, "epoll_create1: %s", strerror(errno));
+        tool_error("simulate", LK_ERR_IO, "epoll_create1: %s", strerror(errno));
         return EXIT_FAIL;
     }
     fprintf(stderr, "%s: simulate: %u devices (%s..%s) to %s:%u, %u connection attempts at once\n",
-            lk_tool_name, s->n, dev_id(s, 0), dev_id(s, s->n - 1), lk_tool_shown(s->host), s->port, s->parallel);
+            tool_name, s->n, dev_id(s, 0), dev_id(s, s->n - 1), tool_shown(s->host), s->port, s->parallel);
     s->t0_ms = lk_dev_now_ms();
     next_progress = s->t0_ms + SIM_PROGRESS_MS;
     if (s->duration_s > 0)
@@ -828,7 +564,7 @@ static int run_fleet(struct sim *s)
             /* default: until every device has connected once (or given up) */
             int finished = end_ms ? now >= end_ms : s->connected + s->done_unconnected >= s->n;
             if (sim_signal) {
-                fprintf(stderr, "%s: simulate: %s: stopping the fleet\n", lk_tool_name,
+                fprintf(stderr, "%s: simulate: %s: stopping the fleet\n", tool_name,
                         strsignal(sim_signal));
                 sim_signal = 0;
                 finished = 1;
@@ -838,7 +574,7 @@ static int run_fleet(struct sim *s)
                 stop_deadline = lk_dev_now_ms() + SIM_DRAIN_MS + SIM_STOP_EXTRA_MS;
             }
         } else if (sim_signal) {
-            fprintf(stderr, "%s: simulate: %s again: not waiting for the queues\n", lk_tool_name,
+            fprintf(stderr, "%s: simulate: %s again: not waiting for the queues\n", tool_name,
                     strsignal(sim_signal));
             break;
         }
@@ -848,7 +584,7 @@ static int run_fleet(struct sim *s)
         if (now >= next_progress) {
             fprintf(stderr, "%s: simulate: %.0f s: %u/%u connected, %u connecting for the first time, "
                             "%u failed\n",
-                    lk_tool_name, (double)(now - s->t0_ms) / 1000.0, s->connected, s->n, s->inflight,
+                    tool_name, (double)(now - s->t0_ms) / 1000.0, s->connected, s->n, s->inflight,
                     s->failed);
             next_progress += SIM_PROGRESS_MS;
         }
@@ -868,7 +604,7 @@ static int run_fleet(struct sim *s)
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            lk_tool_error("simulate", LK_ERR_IO, "epoll_wait: %s", strerror(errno));
+            tool_error("simulate", LK_ERR_IO, "epoll_wait: %s", strerror(errno));
             break;
         }
         for (i = 0; i < n; i++) {
@@ -912,16 +648,16 @@ static int summarize(struct sim *s)
     }
     if (s->not_queued > 0)
         fprintf(stderr, "%s: simulate: %llu events were not queued (a device's queue was full)\n",
-                lk_tool_name, (unsigned long long)s->not_queued);
+                tool_name, (unsigned long long)s->not_queued);
     if (s->reported_failures > SIM_REPORT_MAX)
-        fprintf(stderr, "%s: simulate: %u more devices gave up\n", lk_tool_name,
+        fprintf(stderr, "%s: simulate: %u more devices gave up\n", tool_name,
                 s->reported_failures - SIM_REPORT_MAX);
     if (s->done < s->started)
         fprintf(stderr, "%s: simulate: %u devices had not stopped %u s after they were asked to\n",
-                lk_tool_name, s->started - s->done, (SIM_DRAIN_MS + SIM_STOP_EXTRA_MS) / 1000);
+                tool_name, s->started - s->done, (SIM_DRAIN_MS + SIM_STOP_EXTRA_MS) / 1000);
     if (s->epoll_errors > 0)
         fprintf(stderr, "%s: simulate: %llu sockets could not be watched (epoll_ctl failed)\n",
-                lk_tool_name, (unsigned long long)s->epoll_errors);
+                tool_name, (unsigned long long)s->epoll_errors);
 
     if (s->json) {
         printf("{\"devices\": %u, \"connected\": %u, \"connect_s\": ", s->n, s->connected);
@@ -987,9 +723,9 @@ static int parse_opts(struct sim *s, int argc, char **argv)
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case O_DEVICES:
-            if (lk_tool_parse_i64(optarg, 1, SIM_DEVICES_MAX, &v) != 0)
-                return lk_tool_usage_error("simulate: --devices takes a number of devices, 1 to %d (ids have "
-                                           "five digits; run several simulators with other --prefix for more)",
+            if (tool_parse_i64(optarg, 1, SIM_DEVICES_MAX, &v) != 0)
+                return tool_usage_error("simulate: --devices takes a number of devices, 1 to %d (ids have "
+                                        "five digits; run several simulators with other --prefix for more)",
                                            SIM_DEVICES_MAX);
             s->n = (unsigned)v;
             break;
@@ -997,8 +733,8 @@ static int parse_opts(struct sim *s, int argc, char **argv)
         case O_PREFIX: s->prefix = optarg; break;
         case O_HOST: s->host = optarg; break;
         case O_PORT:
-            if (lk_tool_parse_i64(optarg, 1, 65535, &v) != 0)
-                return lk_tool_usage_error("simulate: --port takes a TCP port, 1 to 65535");
+            if (tool_parse_i64(optarg, 1, 65535, &v) != 0)
+                return tool_usage_error("simulate: --port takes a TCP port, 1 to 65535");
             s->port = (unsigned)v;
             break;
         case O_CA: s->ca = optarg; break;
@@ -1011,60 +747,56 @@ static int parse_opts(struct sim *s, int argc, char **argv)
             errno = 0;
             s->rate = strtod(optarg, &end);
             if (errno != 0 || end == optarg || *end != '\0' || !(s->rate >= 0 && s->rate <= 1000))
-                return lk_tool_usage_error("simulate: --rate takes events per second per device, 0 to 1000 "
-                                           "(e.g. 0.05: one every 20 s)");
+                return tool_usage_error("simulate: --rate takes events per second per device, 0 to 1000 "
+                                        "(e.g. 0.05: one every 20 s)");
             break;
         }
         case O_DURATION:
-            if (lk_tool_parse_i64(optarg, 1, 366LL * 86400, &v) != 0)
-                return lk_tool_usage_error("simulate: --duration takes seconds, 1 to 31622400");
+            if (tool_parse_i64(optarg, 1, 366LL * 86400, &v) != 0)
+                return tool_usage_error("simulate: --duration takes seconds, 1 to 31622400");
             s->duration_s = v;
             break;
         case O_PARALLEL:
-            if (lk_tool_parse_i64(optarg, 1, 100000, &v) != 0)
-                return lk_tool_usage_error("simulate: --parallel takes a number of connection attempts, 1 to 100000");
+            if (tool_parse_i64(optarg, 1, 100000, &v) != 0)
+                return tool_usage_error("simulate: --parallel takes a number of connection attempts, 1 to 100000");
             s->parallel = (unsigned)v;
             break;
         case O_LIFETIME:
-            if (lk_tool_parse_i64(optarg, 10, 86400, &v) != 0)
-                return lk_tool_usage_error("simulate: --token-lifetime takes seconds, 10 to 86400");
+            if (tool_parse_i64(optarg, 10, 86400, &v) != 0)
+                return tool_usage_error("simulate: --token-lifetime takes seconds, 10 to 86400");
             s->token_lifetime = (unsigned)v;
             break;
         case O_PAYLOAD:
-            if (lk_tool_parse_i64(optarg, 0, SIM_PAYLOAD_MAX, &v) != 0)
-                return lk_tool_usage_error("simulate: --payload-bytes takes a size, 0 to %d", SIM_PAYLOAD_MAX);
+            if (tool_parse_i64(optarg, 0, SIM_PAYLOAD_MAX, &v) != 0)
+                return tool_usage_error("simulate: --payload-bytes takes a size, 0 to %d", SIM_PAYLOAD_MAX);
             s->payload_bytes = (size_t)v;
             break;
         case O_FORMAT:
-            if (strcmp(optarg, "json") == 0)
-                s->json = 1;
-            else if (strcmp(optarg, "text") == 0)
-                s->json = 0;
-            else
-                return lk_tool_usage_error("simulate: --format must be text or json, not '%s'", lk_tool_shown(optarg));
+            if (tool_parse_format("simulate", optarg, &s->json) != EXIT_OK)
+                return EXIT_USAGE;
             break;
         case O_HELP: fputs(sim_usage, stdout); return -1;
-        default: return lk_tool_bad_option(argc, argv, optind);
+        default: return tool_bad_option(argc, argv, optind);
         }
     }
     if (optind < argc)
-        return lk_tool_usage_error("simulate: unexpected argument '%s' (see --help)",
-                                   lk_tool_shown(argv[optind]));
+        return tool_usage_error("simulate: unexpected argument '%s' (see --help)",
+                                tool_shown(argv[optind]));
     if (s->n == 0)
-        return lk_tool_usage_error("simulate: --devices N is required (see --help)");
+        return tool_usage_error("simulate: --devices N is required (see --help)");
     if (s->store_path == NULL)
-        return lk_tool_usage_error("simulate: --store FILE is required: the software key store of the devices' keys");
+        return tool_usage_error("simulate: --store FILE is required: the software key store of the devices' keys");
     if (strlen(s->prefix) > SIM_PREFIX_MAX)
-        return lk_tool_usage_error("simulate: --prefix is longer than %d characters", SIM_PREFIX_MAX);
+        return tool_usage_error("simulate: --prefix is longer than %d characters", SIM_PREFIX_MAX);
     if (s->create_keys != NULL)
         return EXIT_OK;
     if (s->host == NULL || s->ca == NULL || s->project == NULL || s->region == NULL || s->registry == NULL)
-        return lk_tool_usage_error("simulate: --host, --ca, --project, --region and --registry are required "
-                                   "to run the fleet (or --create-keys FILE to make the keys; see --help)");
+        return tool_usage_error("simulate: --host, --ca, --project, --region and --registry are required "
+                                "to run the fleet (or --create-keys FILE to make the keys; see --help)");
     return EXIT_OK;
 }
 
-int lk_device_cmd_simulate(int argc, char **argv)
+int devtool_simulate(int argc, char **argv)
 {
     struct sim s;
     struct sigaction sa;
@@ -1105,7 +837,7 @@ int lk_device_cmd_simulate(int argc, char **argv)
     s.heap = calloc(s.n, sizeof *s.heap);
     s.payload = malloc(s.payload_bytes ? s.payload_bytes : 1);
     if (s.devs == NULL || s.heap == NULL || s.payload == NULL) {
-        lk_tool_error("simulate", LK_ERR_NOMEM, "%u devices: out of memory", s.n);
+        tool_error("simulate", LK_ERR_NOMEM, "%u devices: out of memory", s.n);
         rc = EXIT_FAIL;
         goto exit;
     }

@@ -1,7 +1,7 @@
 /*
  * The registry administration commands: what they share — options, the
- * database, resource names, files, gcloud's KEY=VALUE arguments, times — and
- * the entry point `latchkey [--db FILE] registries|devices|backends ...`.
+ * database, resource names, files, gcloud's KEY=VALUE arguments, times.
+ * main.c dispatches `latchkey [--db FILE] registries|devices|backends ...`.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -14,7 +14,7 @@
 
 #include "admin.h"
 
-const char *lk_admin_db;
+const char *admin_db;
 
 static const char *env_or_null(const char *name)
 {
@@ -27,7 +27,7 @@ void admin_init(struct admin *a, const char *cmd, const char *usage)
     memset(a, 0, sizeof *a);
     a->cmd = cmd;
     a->usage = usage;
-    a->db = lk_admin_db != NULL ? lk_admin_db : env_or_null("LATCHKEY_DB");
+    a->db = admin_db != NULL ? admin_db : env_or_null("LATCHKEY_DB");
     a->project = env_or_null("LATCHKEY_PROJECT");
     a->location = env_or_null("LATCHKEY_REGION");
     a->busy_ms = -1;
@@ -47,11 +47,11 @@ int admin_common_opt(struct admin *a, int c, const char *arg)
         else if (strcmp(arg, "text") == 0 || strcmp(arg, "table") == 0 || strcmp(arg, "yaml") == 0)
             a->json = 0;
         else
-            return lk_tool_usage_error("%s: --format must be json or text, not '%s'", a->cmd, arg);
+            return tool_usage_error("%s: --format must be json or text, not '%s'", a->cmd, arg);
         return EXIT_OK;
     case OPT_BUSY_TIMEOUT:
-        if (lk_tool_parse_i64(arg, 0, 3600000, &a->busy_ms) != 0)
-            return lk_tool_usage_error("%s: --busy-timeout takes milliseconds, 0 to 3600000", a->cmd);
+        if (tool_parse_i64(arg, 0, 3600000, &a->busy_ms) != 0)
+            return tool_usage_error("%s: --busy-timeout takes milliseconds, 0 to 3600000", a->cmd);
         return EXIT_OK;
     case 'q': return EXIT_OK; /* gcloud's --quiet: we never prompt */
     case 'h': fputs(a->usage, stdout); return ADMIN_HELP;
@@ -60,12 +60,36 @@ int admin_common_opt(struct admin *a, int c, const char *arg)
     }
 }
 
+int admin_group_usage(int argc, char **argv, int k, const char *usage)
+{
+    if (argc > k && strcmp(argv[k], "--help") != 0 && strcmp(argv[k], "-h") != 0)
+        return -1;
+    fputs(usage, argc <= k ? stderr : stdout);
+    return argc <= k ? EXIT_USAGE : EXIT_OK;
+}
+
+int admin_getopt(struct admin *a, int argc, char **argv, const struct option *opts, int *rc)
+{
+    int c;
+    *rc = EXIT_OK;
+    while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
+        int r = admin_common_opt(a, c, optarg);
+        if (r < 0)
+            return c;
+        if (r != EXIT_OK) {
+            *rc = r;
+            return -1;
+        }
+    }
+    return -1;
+}
+
 /* A resource option set twice (by a full name and an option) must agree. */
 static int set_part(struct admin *a, const char **slot, const char *val, const char *opt)
 {
     if (*slot != NULL && strcmp(*slot, val) != 0)
-        return lk_tool_usage_error("%s: the resource name says %s '%s' but %s says '%s'", a->cmd,
-                                   opt + 2, val, opt, *slot);
+        return tool_usage_error("%s: the resource name says %s '%s' but %s says '%s'", a->cmd,
+                                opt + 2, val, opt, *slot);
     *slot = val;
     return EXIT_OK;
 }
@@ -102,9 +126,21 @@ static int parse_full(struct admin *a, const char *arg, char **buf, const char *
     *leaf = parts[n - 1];
     return EXIT_OK;
 bad:
-    return lk_tool_usage_error("%s: '%s' is not a resource name: expected "
-                               "projects/P/locations/L/registries/R[/devices/D]",
-                               a->cmd, arg);
+    return tool_usage_error("%s: '%s' is not a resource name: expected "
+                            "projects/P/locations/L/registries/R[/devices/D]",
+                            a->cmd, arg);
+}
+
+int admin_check_project(const struct admin *a)
+{
+    if (!lk_project_valid(a->project, strlen(a->project))) {
+        tool_error(a->cmd, LK_ERR_REG_INVALID,
+                   "project id '%s' is invalid: a project id is %u to %u characters: lower-case "
+                   "letters, digits and '-', starting with a letter and not ending with '-'",
+                   a->project, LK_PROJECT_MIN, LK_PROJECT_MAX);
+        return EXIT_REG_INVALID;
+    }
+    return EXIT_OK;
 }
 
 int admin_resolve(struct admin *a, const char *arg, int need_registry, const char **leaf)
@@ -128,32 +164,27 @@ int admin_resolve(struct admin *a, const char *arg, int need_registry, const cha
             *leaf = l;
     }
     if (a->project == NULL)
-        return lk_tool_usage_error("%s: --project is required (or set LATCHKEY_PROJECT)", a->cmd);
+        return tool_usage_error("%s: --project is required (or set LATCHKEY_PROJECT)", a->cmd);
     if (a->location == NULL)
-        return lk_tool_usage_error("%s: --region is required (or set LATCHKEY_REGION)", a->cmd);
+        return tool_usage_error("%s: --region is required (or set LATCHKEY_REGION)", a->cmd);
     if (need_registry && a->registry == NULL)
-        return lk_tool_usage_error("%s: --registry is required", a->cmd);
+        return tool_usage_error("%s: --registry is required", a->cmd);
     {
         /* Checked here too, so that a refused name never creates a database. */
         char buf[256];
         const char *why;
-        if (!lk_project_valid(a->project, strlen(a->project))) {
-            lk_tool_error(a->cmd, LK_ERR_REG_INVALID,
-                          "project id '%s' is invalid: a project id is %u to %u characters: lower-case "
-                          "letters, digits and '-', starting with a letter and not ending with '-'",
-                          a->project, LK_PROJECT_MIN, LK_PROJECT_MAX);
-            return EXIT_REG_INVALID;
-        }
+        if ((rc = admin_check_project(a)) != EXIT_OK)
+            return rc;
         if (!lk_location_valid(a->location, strlen(a->location))) {
-            lk_tool_error(a->cmd, LK_ERR_REG_INVALID,
-                          "region '%s' is invalid: a region is 1 to %u characters: lower-case letters, "
-                          "digits and '-', starting with a letter",
-                          a->location, LK_LOCATION_MAX);
+            tool_error(a->cmd, LK_ERR_REG_INVALID,
+                       "region '%s' is invalid: a region is 1 to %u characters: lower-case letters, "
+                       "digits and '-', starting with a letter",
+                       a->location, LK_LOCATION_MAX);
             return EXIT_REG_INVALID;
         }
         if (need_registry &&
             (why = lk_id_why("registry id", a->registry, strlen(a->registry), buf, sizeof buf)) != NULL) {
-            lk_tool_error(a->cmd, LK_ERR_REG_INVALID, "registry id '%s' is invalid: %s", a->registry, why);
+            tool_error(a->cmd, LK_ERR_REG_INVALID, "registry id '%s' is invalid: %s", a->registry, why);
             return EXIT_REG_INVALID;
         }
     }
@@ -199,20 +230,20 @@ int admin_open(struct admin *a, int mode)
     lk_err err;
 
     if (a->db == NULL || a->db[0] == '\0')
-        return lk_tool_usage_error("%s: no registry database: give --db FILE or set LATCHKEY_DB", a->cmd);
+        return tool_usage_error("%s: no registry database: give --db FILE or set LATCHKEY_DB", a->cmd);
     file = db_file(a->db);
     if (file != NULL && stat(file, &st) != 0) {
         if (errno != ENOENT) {
             int e = errno;
-            lk_tool_error(a->cmd, LK_ERR_IO, "database %s: %s%s", file, strerror(e),
-                          e == EACCES ? " (search permission on a directory of its path is missing)" : "");
+            tool_error(a->cmd, LK_ERR_IO, "database %s: %s%s", file, strerror(e),
+                       e == EACCES ? " (search permission on a directory of its path is missing)" : "");
             return EXIT_FAIL;
         }
         existed = 0;
         if (!create) {
-            lk_tool_error(a->cmd, LK_ERR_REG_NOT_FOUND,
-                          "database %s does not exist (only the create commands create it; "
-                          "check --db or LATCHKEY_DB)",
+            tool_error(a->cmd, LK_ERR_REG_NOT_FOUND,
+                       "database %s does not exist (only the create commands create it; "
+                       "check --db or LATCHKEY_DB)",
                           file);
             return EXIT_REG_NOT_FOUND;
         }
@@ -229,10 +260,10 @@ int admin_open(struct admin *a, int mode)
         }
         /* The library's reason names the file already. */
         if (file != NULL && strstr(why, file) != NULL)
-            lk_tool_error(a->cmd, err, "%s", why);
+            tool_error(a->cmd, err, "%s", why);
         else
-            lk_tool_error(a->cmd, err, "database %s: %s", a->db, why[0] ? why : lk_strerror(err));
-        return admin_exit_code(err);
+            tool_error(a->cmd, err, "database %s: %s", a->db, why[0] ? why : lk_strerror(err));
+        return tool_registry_exit_code(err);
     }
     if (a->busy_ms >= 0)
         lk_registry_set_busy_timeout(a->reg, (unsigned)a->busy_ms);
@@ -255,27 +286,10 @@ void admin_close(struct admin *a)
     a->namebuf = a->regbuf = NULL;
 }
 
-int admin_exit_code(lk_err err)
-{
-    switch (err) {
-    case LK_ERR_REG_NOT_FOUND: return EXIT_REG_NOT_FOUND;
-    case LK_ERR_REG_EXISTS: return EXIT_REG_EXISTS;
-    case LK_ERR_REG_CONFLICT: return EXIT_REG_CONFLICT;
-    case LK_ERR_REG_LIMIT: return EXIT_REG_LIMIT;
-    case LK_ERR_REG_INVALID: case LK_ERR_CRED_INVALID: case LK_ERR_KEY_WEAK:
-    case LK_ERR_ENCODING: return EXIT_REG_INVALID;
-    case LK_ERR_REG_CERT: return EXIT_REG_CERT;
-    case LK_ERR_REG_NOT_EMPTY: return EXIT_REG_NOT_EMPTY;
-    case LK_ERR_REG_BUSY: return EXIT_REG_BUSY;
-    case LK_ERR_REG_STORAGE: case LK_ERR_REG_SCHEMA: return EXIT_REG_STORAGE;
-    default: return lk_tool_exit_code(err);
-    }
-}
-
 int admin_fail(const struct admin *a, lk_err err, const char *why)
 {
-    lk_tool_error(a->cmd, err, "%s", why != NULL && why[0] != '\0' ? why : lk_strerror(err));
-    return admin_exit_code(err);
+    tool_error(a->cmd, err, "%s", why != NULL && why[0] != '\0' ? why : lk_strerror(err));
+    return tool_registry_exit_code(err);
 }
 
 static int all_digits(const char *s)
@@ -303,7 +317,7 @@ int admin_device_id(struct admin *a, const char *arg, char **buf, const char **i
     errno = 0;
     num = strtoull(arg, &end, 10);
     if (errno != 0 || *end != '\0' || num == 0) {
-        lk_tool_error(a->cmd, LK_ERR_REG_NOT_FOUND, "no device has numId %s", arg);
+        tool_error(a->cmd, LK_ERR_REG_NOT_FOUND, "no device has numId %s", arg);
         return EXIT_REG_NOT_FOUND;
     }
     memset(&d, 0, sizeof d);
@@ -329,7 +343,7 @@ int admin_read_file(const struct admin *a, const char *what, const char *path, s
     *len = 0;
     if (f == NULL) {
         int e = errno;
-        lk_tool_error(a->cmd, LK_ERR_IO, "%s %s: %s", what, path, strerror(e));
+        tool_error(a->cmd, LK_ERR_IO, "%s %s: %s", what, path, strerror(e));
         return e == ENOENT || e == ENOTDIR ? EXIT_NOT_FOUND : EXIT_FAIL;
     }
     /* Every file the commands read is small (a config, a PEM, a value). */
@@ -343,7 +357,7 @@ int admin_read_file(const struct admin *a, const char *what, const char *path, s
         n += got;
     if (ferror(f)) {
         int e = errno;
-        lk_tool_error(a->cmd, LK_ERR_IO, "%s %s: %s", what, path, strerror(e));
+        tool_error(a->cmd, LK_ERR_IO, "%s %s: %s", what, path, strerror(e));
         free(buf);
         if (f != stdin)
             fclose(f);
@@ -352,9 +366,9 @@ int admin_read_file(const struct admin *a, const char *what, const char *path, s
     if (f != stdin)
         fclose(f);
     if (n > max) {
-        lk_tool_error(a->cmd, too_big, "%s %s is larger than %zu bytes, the most allowed", what, path, max);
+        tool_error(a->cmd, too_big, "%s %s is larger than %zu bytes, the most allowed", what, path, max);
         free(buf);
-        return admin_exit_code(too_big);
+        return tool_registry_exit_code(too_big);
     }
     buf[n] = 0;
     *out = buf;
@@ -393,8 +407,8 @@ int admin_dict(struct admin *a, const char *opt, const char *arg,
         if (*item != '\0') {
             eq = strchr(item, '=');
             if (eq == NULL || eq == item) {
-                rc = lk_tool_usage_error("%s: %s: '%s' is not KEY=VALUE (items are separated by '%c'; "
-                                         "write ^;^A=B;C=D to separate them by ';' instead)",
+                rc = tool_usage_error("%s: %s: '%s' is not KEY=VALUE (items are separated by '%c'; "
+                                      "write ^;^A=B;C=D to separate them by ';' instead)",
                                          a->cmd, opt, item, delim);
                 break;
             }
@@ -429,7 +443,7 @@ int admin_parse_time(const char *s, int64_t *out)
 
     if (all_digits(s)) {
         long long v;
-        if (lk_tool_parse_i64(s, 0, 253402300799LL, &v) != 0)
+        if (tool_parse_i64(s, 0, 253402300799LL, &v) != 0)
             return -1;
         *out = v;
         return 0;
@@ -515,11 +529,11 @@ int admin_meta_set(struct admin_meta *m, const char *key, const char *value, siz
     unsigned i;
     for (i = 0; i < m->n; i++)
         if (strcmp(m->items[i].key, key) == 0)
-            return lk_tool_usage_error("metadata key '%s' is given twice", key);
+            return tool_usage_error("metadata key '%s' is given twice", key);
     if (!out_utf8_valid(value, len)) {
-        lk_tool_error("metadata", LK_ERR_REG_INVALID,
-                      "the value of key '%s' is not UTF-8 text without NUL bytes (metadata values are strings)",
-                      key);
+        tool_error("metadata", LK_ERR_REG_INVALID,
+                   "the value of key '%s' is not UTF-8 text without NUL bytes (metadata values are strings)",
+                   key);
         return EXIT_REG_INVALID;
     }
     if (m->n == m->cap) {
@@ -573,34 +587,4 @@ void admin_note_not_in_effect(const char *cmd, int events, int state, int http, 
                     "them yet (no Pub/Sub routing, no HTTP bridge, no device logs; devices connect over "
                     "MQTT only, which mqttConfig governs; docs/registry.md)\n",
             cmd, list, strchr(list, ',') != NULL ? "are" : "is");
-}
-
-/* ---- entry point ---- */
-
-int lk_cmd_admin(int argc, char **argv)
-{
-    int i = 1;
-    /* latchkey [--db FILE | --db=FILE] GROUP ... */
-    while (i < argc && strncmp(argv[i], "--db", 4) == 0) {
-        if (strcmp(argv[i], "--db") == 0) {
-            if (i + 1 >= argc)
-                return lk_tool_usage_error("--db needs a FILE");
-            lk_admin_db = argv[i + 1];
-            i += 2;
-        } else if (argv[i][4] == '=') {
-            lk_admin_db = argv[i] + 5;
-            i++;
-        } else {
-            return lk_tool_usage_error("unknown option '%s'", argv[i]);
-        }
-    }
-    if (i >= argc)
-        return lk_tool_usage_error("--db FILE must be followed by a command (registries, devices, backends)");
-    if (strcmp(argv[i], "registries") == 0)
-        return lk_cmd_registries(argc - i, argv + i);
-    if (strcmp(argv[i], "devices") == 0)
-        return lk_cmd_devices(argc - i, argv + i);
-    if (strcmp(argv[i], "backends") == 0)
-        return lk_cmd_backends(argc - i, argv + i);
-    return lk_tool_usage_error("unknown command '%s' (after --db: registries, devices, backends)", argv[i]);
 }

@@ -15,9 +15,12 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <getopt.h>
+
 #include <jansson.h>
 
 #include "latchkey/lk_registry.h"
+#include "out.h"
 #include "tool.h"
 
 /* Long-option codes shared by every admin command (above any character). */
@@ -59,8 +62,9 @@ struct admin {
     unsigned nkeep;
 };
 
-/* The database given before the command group (`latchkey --db F devices ...`). */
-extern const char *lk_admin_db;
+/* The database given before the command group (`latchkey --db F devices ...`);
+ * main.c sets it. */
+extern const char *admin_db;
 
 /* Initialise *a for command cmd; environment defaults are filled in. */
 void admin_init(struct admin *a, const char *cmd, const char *usage);
@@ -69,6 +73,20 @@ void admin_init(struct admin *a, const char *cmd, const char *usage);
  * the usage and returns the sentinel ADMIN_HELP. */
 #define ADMIN_HELP 1000
 int admin_common_opt(struct admin *a, int c, const char *arg);
+/* A command group's word after argv[k - 1] ("devices", "credentials"): when
+ * there is none, the group's usage on standard error and EXIT_USAGE; for
+ * --help or -h, on standard output and EXIT_OK; else -1 (argv[k] is the
+ * subcommand to run). */
+int admin_group_usage(int argc, char **argv, int k, const char *usage);
+/* getopt_long(argc, argv, "qh", opts) with the options every admin command
+ * shares handled by admin_common_opt: returns the next option that is the
+ * command's own, or -1 when none is left. Then *rc is EXIT_OK at the end of
+ * the options, ADMIN_HELP after --help (the usage printed), or the exit code
+ * of a refused option (the message printed). The caller sets optind = 1. */
+int admin_getopt(struct admin *a, int argc, char **argv, const struct option *opts, int *rc);
+/* EXIT_OK, or EXIT_REG_INVALID with the reason printed when a->project is
+ * not a valid project id. */
+int admin_check_project(const struct admin *a);
 /* Check that --project, --region (and --registry if need_registry) are set
  * and fill a->name. A full resource name in arg ("projects/P/locations/L/
  * registries/R[/devices/D]") supplies them too; *leaf then points at the
@@ -86,8 +104,6 @@ void admin_close(struct admin *a);
 /* Report a library refusal: "latchkey: CMD: WHY (LK_ERR_...)"; returns its
  * exit code. */
 int admin_fail(const struct admin *a, lk_err err, const char *why);
-/* Exit code of a library error in the registry commands. */
-int admin_exit_code(lk_err err);
 /* Resolve a device argument given as numId to its string id (a device id
  * always starts with a letter, a numId is all digits). *id_out points into
  * *buf or at arg. Returns an exit code. */
@@ -159,45 +175,7 @@ void admin_enum_names(enum admin_enum e, char *buf, size_t size);
  * error naming those given (non-zero), nothing if none. */
 void admin_note_not_in_effect(const char *cmd, int events, int state, int http, int log_level);
 
-/* ---- output (out.c) ---- */
-
-json_t *out_jtime(int64_t t);
-json_t *out_ji64(int64_t v);          /* int64 as a JSON string, as IoT Core */
-json_t *out_ju64(uint64_t v);
-json_t *out_jb64(const uint8_t *p, size_t n);
-/* Text that may not be UTF-8: a JSON string, invalid bytes as U+FFFD. */
-json_t *out_jtext(const char *p, size_t n);
-/* 1 when p[0..n) is valid UTF-8 without NUL. */
-int out_utf8_valid(const char *p, size_t n);
-/* Strict base64 (standard or URL alphabet, padding optional). Returns 0 and
- * a malloc'ed buffer, or -1. */
-int out_b64_decode(const char *in, size_t in_len, uint8_t **out, size_t *out_len);
-
-/* Print j (indented JSON) on stdout followed by a newline; consumes j.
- * Returns an exit code (EXIT_FAIL if stdout fails). */
-int out_json(json_t *j);
-/* Print j as a YAML-like description (gcloud's describe); consumes j. */
-int out_yaml(json_t *j);
-/* A JSON array printed as it is produced (lists of any length). */
-struct out_list {
-    unsigned long n;
-};
-void out_list_begin(struct out_list *l);
-int out_list_item(struct out_list *l, json_t *j); /* consumes j */
-int out_list_end(struct out_list *l);
-
-/* An aligned table for people. */
-struct out_table;
-struct out_table *out_table_new(unsigned ncols, const char *const *headers);
-/* Add a row of ncols strings (copied). Returns 0, or -1 out of memory. */
-int out_table_row(struct out_table *t, const char *const *cells);
-int out_table_print(struct out_table *t); /* and frees it */
-void out_table_free(struct out_table *t);
-
-/* Flush stdout and report a failure to write it; returns an exit code. */
-int out_finish(int rc);
-
-/* ---- resources as IoT Core JSON (cmd_registries.c, cmd_devices.c) ---- */
+/* ---- resources as IoT Core JSON (cmd_registries.c, devices.c) ---- */
 
 json_t *admin_registry_json(const lk_reg_registry *r);
 json_t *admin_cert_json(const lk_reg_cert *c);
@@ -205,12 +183,5 @@ json_t *admin_cred_json(const lk_reg_credential *c);
 json_t *admin_device_json(const lk_reg_device *d);
 json_t *admin_config_json(const lk_reg_config *c);
 json_t *admin_state_json(const lk_reg_state_entry *s);
-
-int lk_cmd_registries(int argc, char **argv);
-int lk_cmd_devices(int argc, char **argv);
-int lk_cmd_devices_import(int argc, char **argv);
-int lk_cmd_registries_import(int argc, char **argv); /* cmd_import.c */
-int lk_cmd_devices_commands(int argc, char **argv); /* cmd_commands.c */
-int lk_cmd_backends(int argc, char **argv);         /* cmd_backends.c */
 
 #endif

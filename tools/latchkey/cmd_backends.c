@@ -22,6 +22,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "cli.h"
 #include "admin.h"
 #include "latchkey/lk_b64url.h"
 #include "latchkey/lk_iotcore.h"
@@ -65,19 +66,7 @@ static int check_name(const struct admin *a, const char *name)
     char buf[256];
     const char *why = lk_id_why("backend name", name, strlen(name), buf, sizeof buf);
     if (why != NULL) {
-        lk_tool_error(a->cmd, LK_ERR_REG_INVALID, "backend name '%s' is invalid: %s", name, why);
-        return EXIT_REG_INVALID;
-    }
-    return EXIT_OK;
-}
-
-static int check_project(const struct admin *a)
-{
-    if (!lk_project_valid(a->project, strlen(a->project))) {
-        lk_tool_error(a->cmd, LK_ERR_REG_INVALID,
-                      "project id '%s' is invalid: a project id is %u to %u characters: lower-case "
-                      "letters, digits and '-', starting with a letter and not ending with '-'",
-                      a->project, LK_PROJECT_MIN, LK_PROJECT_MAX);
+        tool_error(a->cmd, LK_ERR_REG_INVALID, "backend name '%s' is invalid: %s", name, why);
         return EXIT_REG_INVALID;
     }
     return EXIT_OK;
@@ -109,14 +98,14 @@ static int cmd_create(struct admin *a, const char *name)
     int rc, n;
 
     if (a->project == NULL)
-        return lk_tool_usage_error("%s: --project is required (or set LATCHKEY_PROJECT)", a->cmd);
-    if ((rc = check_project(a)) != EXIT_OK || (rc = check_name(a, name)) != EXIT_OK)
+        return tool_usage_error("%s: --project is required (or set LATCHKEY_PROJECT)", a->cmd);
+    if ((rc = admin_check_project(a)) != EXIT_OK || (rc = check_name(a, name)) != EXIT_OK)
         return rc;
     if ((rc = admin_open(a, ADMIN_OPEN_CREATE)) != EXIT_OK)
         return rc;
     if (RAND_bytes(raw, sizeof raw) != 1) {
-        lk_tool_error(a->cmd, LK_ERR_RNG, "no random bytes for the secret (OpenSSL RAND_bytes failed)");
-        return lk_tool_exit_code(LK_ERR_RNG);
+        tool_error(a->cmd, LK_ERR_RNG, "no random bytes for the secret (OpenSSL RAND_bytes failed)");
+        return tool_exit_code(LK_ERR_RNG);
     }
     err = lk_b64url_encode(raw, sizeof raw, secret, sizeof secret, &slen);
     OPENSSL_cleanse(raw, sizeof raw);
@@ -146,10 +135,10 @@ static int cmd_create(struct admin *a, const char *name)
     rc = n > 0 && (size_t)n < sizeof out && write_out(out, (size_t)n) == 0 ? EXIT_OK : EXIT_FAIL;
     OPENSSL_cleanse(out, sizeof out);
     if (rc != EXIT_OK) {
-        lk_tool_error(a->cmd, LK_ERR_IO,
-                      "backend '%s' was created but its secret could not be written to standard output "
-                      "(%s); delete it and create it again",
-                      name, strerror(errno));
+        tool_error(a->cmd, LK_ERR_IO,
+                   "backend '%s' was created but its secret could not be written to standard output "
+                   "(%s); delete it and create it again",
+                   name, strerror(errno));
         return EXIT_FAIL;
     }
     fprintf(stderr,
@@ -192,7 +181,7 @@ static int cmd_list(struct admin *a)
     lk_err err;
     int rc;
 
-    if (a->project != NULL && (rc = check_project(a)) != EXIT_OK)
+    if (a->project != NULL && (rc = admin_check_project(a)) != EXIT_OK)
         return rc;
     if ((rc = admin_open(a, ADMIN_OPEN_READ)) != EXIT_OK)
         return rc;
@@ -239,22 +228,17 @@ static int run(struct admin *a, const char *sub, int argc, char **argv)
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     const char *name = NULL;
-    int c, want_name = strcmp(sub, "list") != 0;
+    int c, rc, want_name = strcmp(sub, "list") != 0;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
-        int r = admin_common_opt(a, c, optarg);
-        if (r == ADMIN_HELP)
-            return EXIT_OK;
-        if (r != EXIT_OK)
-            return r < 0 ? EXIT_USAGE : r;
-    }
+    if ((c = admin_getopt(a, argc, argv, opts, &rc)) != -1 || rc != EXIT_OK)
+        return c != -1 ? EXIT_USAGE : rc == ADMIN_HELP ? EXIT_OK : rc;
     if (want_name && optind < argc)
         name = argv[optind++];
     if (optind < argc)
-        return lk_tool_usage_error("%s: unexpected argument '%s'", a->cmd, argv[optind]);
+        return tool_usage_error("%s: unexpected argument '%s'", a->cmd, argv[optind]);
     if (want_name && name == NULL)
-        return lk_tool_usage_error("%s: which backend? (NAME)", a->cmd);
+        return tool_usage_error("%s: which backend? (NAME)", a->cmd);
     if (strcmp(sub, "create") == 0)
         return cmd_create(a, name);
     if (strcmp(sub, "delete") == 0)
@@ -262,20 +246,18 @@ static int run(struct admin *a, const char *sub, int argc, char **argv)
     return cmd_list(a);
 }
 
-int lk_cmd_backends(int argc, char **argv)
+int cmd_backends(int argc, char **argv)
 {
     struct admin a;
     char cmd[64];
     const char *sub;
     int rc;
 
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        fputs(backends_usage, argc < 2 ? stderr : stdout);
-        return argc < 2 ? EXIT_USAGE : EXIT_OK;
-    }
+    if ((rc = admin_group_usage(argc, argv, 1, backends_usage)) != -1)
+        return rc;
     sub = argv[1];
     if (strcmp(sub, "create") != 0 && strcmp(sub, "list") != 0 && strcmp(sub, "delete") != 0)
-        return lk_tool_usage_error("backends: unknown command '%s' (create, list, delete)", sub);
+        return tool_usage_error("backends: unknown command '%s' (create, list, delete)", sub);
     snprintf(cmd, sizeof cmd, "backends %s", sub);
     admin_init(&a, cmd, strcmp(sub, "create") == 0 ? u_create : strcmp(sub, "list") == 0 ? u_list : u_delete);
     rc = run(&a, sub, argc - 1, argv + 1);

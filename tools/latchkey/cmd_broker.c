@@ -17,6 +17,7 @@
 
 #include <jansson.h>
 
+#include "cli.h"
 #include "admin.h"
 #include "broker_conf.h"
 #include "tool.h"
@@ -410,7 +411,7 @@ static int print_json(const struct bc_conf *c, const char *path)
         json_decref(root);
         json_decref(files);
         json_decref(probs);
-        lk_tool_error(CTX, LK_ERR_NOMEM, "%s", lk_strerror(LK_ERR_NOMEM));
+        tool_error(CTX, LK_ERR_NOMEM, "%s", lk_strerror(LK_ERR_NOMEM));
         return EXIT_FAIL;
     }
     for (i = 0; i < c->nfiles; i++)
@@ -442,7 +443,7 @@ static int cmd_check(const char *path, int json)
 
     if (err != LK_OK) {
         int e = c.err_no;
-        lk_tool_error(CTX, err, "%s", why[0] ? why : lk_strerror(err));
+        tool_error(CTX, err, "%s", why[0] ? why : lk_strerror(err));
         bc_free(&c);
         if (err == LK_ERR_TOO_LARGE)
             return EXIT_REG_LIMIT;
@@ -450,7 +451,7 @@ static int cmd_check(const char *path, int json)
     }
     if (check(&c) != 0) {
         bc_free(&c);
-        lk_tool_error(CTX, LK_ERR_NOMEM, "%s", lk_strerror(LK_ERR_NOMEM));
+        tool_error(CTX, LK_ERR_NOMEM, "%s", lk_strerror(LK_ERR_NOMEM));
         return EXIT_FAIL;
     }
     if (c.nf > 1) /* qsort must not be given a NULL array, even empty */
@@ -467,14 +468,14 @@ static int cmd_check(const char *path, int json)
         rc = out_finish(EXIT_OK);
     }
     if (rc == EXIT_OK && c.nf > 0) {
-        fprintf(stderr, "%s: %s: %s: %u problem%s found\n", lk_tool_name, CTX, path, c.nf, c.nf == 1 ? "" : "s");
+        fprintf(stderr, "%s: %s: %s: %u problem%s found\n", tool_name, CTX, path, c.nf, c.nf == 1 ? "" : "s");
         rc = EXIT_BROKER_CHECK;
     }
     bc_free(&c);
     return rc;
 }
 
-int lk_cmd_broker(int argc, char **argv)
+int cmd_broker(int argc, char **argv)
 {
     enum { O_FORMAT = 256, O_HELP };
     static const struct option lopts[] = {
@@ -487,7 +488,7 @@ int lk_cmd_broker(int argc, char **argv)
     }
     if (strcmp(argv[1], "check") != 0) {
         fputs(broker_usage, stderr);
-        return lk_tool_usage_error("broker: unknown command '%s' (check)", argv[1]);
+        return tool_usage_error("broker: unknown command '%s' (check)", argv[1]);
     }
     argc--;
     argv++;
@@ -496,22 +497,18 @@ int lk_cmd_broker(int argc, char **argv)
     while ((c = getopt_long(argc, argv, ":h", lopts, NULL)) != -1) {
         switch (c) {
         case O_FORMAT:
-            if (strcmp(optarg, "json") == 0)
-                json = 1;
-            else if (strcmp(optarg, "text") == 0)
-                json = 0;
-            else
-                return lk_tool_usage_error(CTX ": --format must be text or json, not '%s'", optarg);
+            if (tool_parse_format(CTX, optarg, &json) != EXIT_OK)
+                return EXIT_USAGE;
             break;
         case 'h':
         case O_HELP: fputs(broker_usage, stdout); return EXIT_OK;
-        case ':': return lk_tool_usage_error(CTX ": %s needs a value", argv[optind - 1]);
-        default: return lk_tool_usage_error(CTX ": unknown option '%s'", argv[optind - 1]);
+        case ':': return tool_usage_error(CTX ": %s needs a value", argv[optind - 1]);
+        default: return tool_usage_error(CTX ": unknown option '%s'", argv[optind - 1]);
         }
     }
     if (optind >= argc)
-        return lk_tool_usage_error(CTX ": no configuration FILE given");
+        return tool_usage_error(CTX ": no configuration FILE given");
     if (optind + 1 < argc)
-        return lk_tool_usage_error(CTX ": one configuration FILE at a time ('%s' is extra)", argv[optind + 1]);
+        return tool_usage_error(CTX ": one configuration FILE at a time ('%s' is extra)", argv[optind + 1]);
     return cmd_check(argv[optind], json);
 }

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli.h"
 #include "admin.h"
 
 #define POLL_MS 50
@@ -89,11 +90,11 @@ static int wait_outcome(struct admin *a, const char *id, int64_t cid, long long 
         err = lk_registry_command_status(a->reg, cid, &st, NULL);
         if (err != LK_OK) {
             if (err == LK_ERR_REG_NOT_FOUND)
-                lk_tool_error(a->cmd, err, "command %lld no longer exists (was device '%s' deleted?)",
-                              (long long)cid, id);
+                tool_error(a->cmd, err, "command %lld no longer exists (was device '%s' deleted?)",
+                           (long long)cid, id);
             else
-                lk_tool_error(a->cmd, err, "reading the command's outcome: %s", lk_strerror(err));
-            rc = admin_exit_code(err);
+                tool_error(a->cmd, err, "reading the command's outcome: %s", lk_strerror(err));
+            rc = tool_registry_exit_code(err);
             goto out;
         }
         if (st != LK_CMD_PENDING)
@@ -104,9 +105,9 @@ static int wait_outcome(struct admin *a, const char *id, int64_t cid, long long 
             gave_up_on_signal = interrupted != 0;
             err = lk_registry_command_decide(a->reg, cid, LK_CMD_EXPIRED, (int64_t)time(NULL), &won);
             if (err != LK_OK) {
-                lk_tool_error(a->cmd, err, "withdrawing command %lld: %s", (long long)cid,
-                              lk_strerror(err));
-                rc = admin_exit_code(err);
+                tool_error(a->cmd, err, "withdrawing command %lld: %s", (long long)cid,
+                           lk_strerror(err));
+                rc = tool_registry_exit_code(err);
                 goto out;
             }
             if (won) {
@@ -171,41 +172,36 @@ static int cmd_send(struct admin *a, int argc, char **argv)
     int c, rc;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
-        int r = admin_common_opt(a, c, optarg);
-        if (r == ADMIN_HELP)
-            return EXIT_OK;
-        if (r == EXIT_OK)
-            continue;
-        if (r > 0)
-            return r;
+    while ((c = admin_getopt(a, argc, argv, opts, &rc)) != -1) {
         switch (c) {
         case O_DATA: data_arg = optarg; break;
         case O_FILE: file = optarg; break;
         case O_SUBFOLDER: subfolder = optarg; break;
         case O_TIMEOUT:
-            if (lk_tool_parse_i64(optarg, 1, TIMEOUT_MAX, &timeout_s) != 0)
-                return lk_tool_usage_error("%s: --timeout takes seconds, 1 to %d", a->cmd, TIMEOUT_MAX);
+            if (tool_parse_i64(optarg, 1, TIMEOUT_MAX, &timeout_s) != 0)
+                return tool_usage_error("%s: --timeout takes seconds, 1 to %d", a->cmd, TIMEOUT_MAX);
             break;
         default: return EXIT_USAGE;
         }
     }
+    if (rc != EXIT_OK)
+        return rc == ADMIN_HELP ? EXIT_OK : rc;
     if (a->device != NULL)
         arg = a->device;
     else if (optind < argc)
         arg = argv[optind++];
     if (optind < argc)
-        return lk_tool_usage_error("%s: unexpected argument '%s'", a->cmd, argv[optind]);
+        return tool_usage_error("%s: unexpected argument '%s'", a->cmd, argv[optind]);
     if (arg == NULL)
-        return lk_tool_usage_error("%s: which device? (DEVICE or --device)", a->cmd);
+        return tool_usage_error("%s: which device? (DEVICE or --device)", a->cmd);
     if ((data_arg == NULL) == (file == NULL))
-        return lk_tool_usage_error("%s: give exactly one of --command-data DATA and --command-file FILE",
-                                   a->cmd);
+        return tool_usage_error("%s: give exactly one of --command-data DATA and --command-file FILE",
+                                a->cmd);
     if (subfolder != NULL && !lk_subfolder_valid(subfolder, strlen(subfolder))) {
-        lk_tool_error(a->cmd, LK_ERR_REG_INVALID,
-                      "subfolder '%s' is invalid: a subfolder is 1 to %u characters without '+', '#' or "
-                      "NUL, not starting or ending with '/', without empty levels",
-                      subfolder, LK_SUBFOLDER_MAX);
+        tool_error(a->cmd, LK_ERR_REG_INVALID,
+                   "subfolder '%s' is invalid: a subfolder is 1 to %u characters without '+', '#' or "
+                   "NUL, not starting or ending with '/', without empty levels",
+                   subfolder, LK_SUBFOLDER_MAX);
         return EXIT_REG_INVALID;
     }
     if (file != NULL) {
@@ -233,7 +229,7 @@ out:
     return rc;
 }
 
-int lk_cmd_devices_commands(int argc, char **argv)
+int cmd_devices_commands(int argc, char **argv)
 {
     struct admin a;
     int rc;
@@ -243,7 +239,7 @@ int lk_cmd_devices_commands(int argc, char **argv)
         return argc < 2 ? EXIT_USAGE : EXIT_OK;
     }
     if (strcmp(argv[1], "send") != 0)
-        return lk_tool_usage_error("devices commands: unknown command '%s' (send)", argv[1]);
+        return tool_usage_error("devices commands: unknown command '%s' (send)", argv[1]);
     admin_init(&a, "devices commands send", commands_usage);
     rc = cmd_send(&a, argc - 1, argv + 1);
     admin_close(&a);

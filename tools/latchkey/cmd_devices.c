@@ -9,10 +9,13 @@
  * blocking, config versions with optimistic concurrency, state history.
  */
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "admin.h"
+#include "devices.h"
 
 static const char devices_usage[] =
     "usage: latchkey [--db FILE] devices COMMAND DEVICE --registry R --project P --region L [options]\n"
@@ -116,218 +119,12 @@ static const char u_states[] = DEV_USAGE("states list DEVICE [--limit N] --regis
                                          "The kept state reports, newest first (the newest 10 are kept).\n"
                                          DEV_ARG);
 
-enum {
-    O_PUBLIC_KEY = OPT_FIRST_OWN,
-    O_BLOCKED,
-    O_UNBLOCKED,
-    O_METADATA,
-    O_METADATA_FILE,
-    O_CLEAR_METADATA,
-    O_LIMIT,
-    O_PATH,
-    O_TYPE,
-    O_EXPIRATION,
-    O_CONFIG_FILE,
-    O_CONFIG_DATA,
-    O_VERSION,
-    O_END
-};
-
-#define BIT(o) (1u << ((o) - OPT_FIRST_OWN))
 
 static const char *const opt_names[] = {
     "--public-key", "--blocked", "--unblocked", "--metadata", "--metadata-from-file", "--clear-metadata",
     "--limit", "--path", "--type", "--expiration-time", "--config-file", "--config-data",
     "--version-to-update"};
 
-struct dev_opts {
-    struct admin *a;
-    unsigned given;             /* BIT(option) for each own option seen */
-    const char **keys;          /* --public-key arguments */
-    unsigned nkeys;
-    int blocked;                /* -1 = unchanged */
-    struct admin_meta meta;
-    long long limit;
-    const char *path, *type, *expiration;
-    const char *config_file, *config_data;
-    long long version;
-    const char *pos[3];         /* positional arguments */
-    unsigned npos;
-};
-
-/* ---- JSON shapes ---- */
-
-json_t *admin_cred_json(const lk_reg_credential *c)
-{
-    json_t *pk = json_pack("{s:s,s:s}", "format", lk_cred_format_name(c->format), "key", c->pem ? c->pem : "");
-    json_t *j = json_object();
-    if (pk == NULL || j == NULL) {
-        json_decref(pk);
-        json_decref(j);
-        return NULL;
-    }
-    json_object_set_new(j, "publicKey", pk);
-    /* gcloud showed a credential without expiry as 1970-01-01T00:00:00Z. */
-    json_object_set_new(j, "expirationTime", out_jtime(c->expires));
-    /* Not IoT Core's: what tells credentials apart (and what 'token verify'
-     * names), SHA-256 of the DER public key. Ignored by 'devices import'. */
-    {
-        char hex[65];
-        if (admin_cred_sha256(c->format, c->pem, hex) == 0)
-            json_object_set_new(j, "sha256", json_string(hex));
-    }
-    return j;
-}
-
-static json_t *device_name(const lk_reg_device *d)
-{
-    char s[LK_DEVICE_PATH_MAX + 1], num[24];
-    snprintf(num, sizeof num, "%llu", (unsigned long long)d->num_id);
-    if (lk_device_path(d->project, d->location, d->registry, num, s, sizeof s, NULL) != LK_OK)
-        return NULL;
-    return json_string(s);
-}
-
-static void set_time(json_t *j, const char *key, int64_t t)
-{
-    if (t != 0)
-        json_object_set_new(j, key, out_jtime(t));
-}
-
-json_t *admin_device_json(const lk_reg_device *d)
-{
-    json_t *j = json_object(), *creds = json_array();
-    unsigned i;
-    if (j == NULL || creds == NULL) {
-        json_decref(j);
-        json_decref(creds);
-        return NULL;
-    }
-    json_object_set_new(j, "id", json_string(d->id));
-    json_object_set_new(j, "name", device_name(d));
-    json_object_set_new(j, "numId", out_ju64(d->num_id));
-    for (i = 0; i < d->ncreds && i < LK_DEVICE_CREDENTIALS_MAX; i++)
-        json_array_append_new(creds, admin_cred_json(&d->creds[i]));
-    json_object_set_new(j, "credentials", creds);
-    set_time(j, "lastHeartbeatTime", d->last_heartbeat);
-    set_time(j, "lastEventTime", d->last_event);
-    set_time(j, "lastStateTime", d->last_state);
-    set_time(j, "lastConfigAckTime", d->last_config_ack);
-    set_time(j, "lastConfigSendTime", d->last_config_send);
-    json_object_set_new(j, "blocked", json_boolean(d->blocked));
-    set_time(j, "lastErrorTime", d->last_error);
-    if (d->last_error_status != NULL)
-        json_object_set_new(j, "lastErrorStatus",
-                            json_pack("{s:o}", "message",
-                                      out_jtext(d->last_error_status, strlen(d->last_error_status))));
-    if (d->log_level != LK_LOG_LEVEL_UNSPECIFIED)
-        json_object_set_new(j, "logLevel", json_string(admin_enum_name(ADMIN_ENUM_LOG_LEVEL, (int)d->log_level)));
-    if (d->nmetadata > 0) {
-        json_t *m = json_object();
-        for (i = 0; m != NULL && i < d->nmetadata; i++)
-            json_object_set_new(m, d->metadata[i].key, out_jtext(d->metadata[i].value, d->metadata[i].value_len));
-        json_object_set_new(j, "metadata", m);
-    }
-    if (d->gateway_type != LK_GATEWAY_TYPE_UNSPECIFIED || d->gateway_auth_method != LK_GATEWAY_AUTH_UNSPECIFIED ||
-        d->last_accessed_gateway_id != NULL || d->last_accessed_gateway_time != 0) {
-        json_t *g = json_object();
-        if (g != NULL) {
-            json_object_set_new(g, "gatewayType",
-                                json_string(admin_enum_name(ADMIN_ENUM_GATEWAY_TYPE, (int)d->gateway_type)));
-            if (d->gateway_auth_method != LK_GATEWAY_AUTH_UNSPECIFIED)
-                json_object_set_new(g, "gatewayAuthMethod",
-                                    json_string(admin_enum_name(ADMIN_ENUM_GATEWAY_AUTH,
-                                                                (int)d->gateway_auth_method)));
-            if (d->last_accessed_gateway_id != NULL)
-                json_object_set_new(g, "lastAccessedGatewayId", json_string(d->last_accessed_gateway_id));
-            set_time(g, "lastAccessedGatewayTime", d->last_accessed_gateway_time);
-            json_object_set_new(j, "gatewayConfig", g);
-        }
-    }
-    return j;
-}
-
-json_t *admin_config_json(const lk_reg_config *c)
-{
-    json_t *j = json_object();
-    if (j == NULL)
-        return NULL;
-    json_object_set_new(j, "version", out_ji64(c->version));
-    json_object_set_new(j, "cloudUpdateTime", out_jtime(c->cloud_update_time));
-    set_time(j, "deviceAckTime", c->device_ack_time);
-    json_object_set_new(j, "binaryData", out_jb64(c->data, c->len));
-    return j;
-}
-
-json_t *admin_state_json(const lk_reg_state_entry *s)
-{
-    json_t *j = json_object();
-    if (j == NULL)
-        return NULL;
-    json_object_set_new(j, "updateTime", out_jtime(s->update_time));
-    json_object_set_new(j, "binaryData", out_jb64(s->data, s->len));
-    return j;
-}
-
-/* ---- reading the newest config / state for describe ---- */
-
-static int first_config_cb(void *arg, const lk_reg_config *c)
-{
-    json_t **out = arg;
-    *out = admin_config_json(c);
-    return 1;
-}
-
-static int first_state_cb(void *arg, const lk_reg_state_entry *s)
-{
-    json_t **out = arg;
-    *out = admin_state_json(s);
-    return 1;
-}
-
-/* Print the device as IoT Core's GetDevice returns it (with config and state). */
-static int print_device(struct admin *a, const char *id, uint64_t num_id)
-{
-    char why[512] = "";
-    lk_reg_device d;
-    json_t *j, *cfg = NULL, *st = NULL;
-    lk_err err;
-
-    memset(&d, 0, sizeof d);
-    err = lk_registry_get_device(a->reg, &a->name, id, num_id, &d, why, sizeof why);
-    if (err != LK_OK)
-        return admin_fail(a, err, why);
-    j = admin_device_json(&d);
-    err = lk_registry_list_configs(a->reg, &a->name, d.id, 1, first_config_cb, &cfg, why, sizeof why);
-    if (err == LK_OK)
-        err = lk_registry_list_states(a->reg, &a->name, d.id, 1, first_state_cb, &st, why, sizeof why);
-    lk_reg_device_free(&d);
-    if (err != LK_OK || j == NULL) {
-        json_decref(j);
-        json_decref(cfg);
-        json_decref(st);
-        return admin_fail(a, err != LK_OK ? err : LK_ERR_NOMEM, why);
-    }
-    if (cfg != NULL) {
-        /* IoT Core's order: config and state after the activity times. */
-        static const char *const after[] = {"logLevel", "metadata", "gatewayConfig"};
-        json_t *moved[3];
-        unsigned k;
-        for (k = 0; k < 3; k++) {
-            moved[k] = json_incref(json_object_get(j, after[k]));
-            json_object_del(j, after[k]);
-        }
-        json_object_set_new(j, "config", cfg);
-        if (st != NULL)
-            json_object_set_new(j, "state", st);
-        for (k = 0; k < 3; k++)
-            if (moved[k] != NULL)
-                json_object_set_new(j, after[k], moved[k]);
-    } else {
-        json_decref(st);
-    }
-    return a->json ? out_json(j) : out_yaml(j);
-}
 
 /* ---- option parsing ---- */
 
@@ -378,19 +175,12 @@ static int parse(struct dev_opts *o, int argc, char **argv, unsigned allowed, un
     int c, rc;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
-        int r = admin_common_opt(a, c, optarg);
-        if (r == ADMIN_HELP)
-            return ADMIN_HELP;
-        if (r == EXIT_OK)
-            continue;
-        if (r > 0)
-            return r;
+    while ((c = admin_getopt(a, argc, argv, opts, &rc)) != -1) {
         if (c < OPT_FIRST_OWN || c >= O_END)
             return EXIT_USAGE;
         if (!(allowed & BIT(c)))
-            return lk_tool_usage_error("%s: %s is not an option of this command", a->cmd,
-                                       opt_names[c - OPT_FIRST_OWN]);
+            return tool_usage_error("%s: %s is not an option of this command", a->cmd,
+                                    opt_names[c - OPT_FIRST_OWN]);
         o->given |= BIT(c);
         switch (c) {
         case O_PUBLIC_KEY: {
@@ -404,7 +194,7 @@ static int parse(struct dev_opts *o, int argc, char **argv, unsigned allowed, un
         case O_BLOCKED:
         case O_UNBLOCKED:
             if (o->blocked >= 0 && o->blocked != (c == O_BLOCKED))
-                return lk_tool_usage_error("%s: --blocked and --unblocked exclude each other", a->cmd);
+                return tool_usage_error("%s: --blocked and --unblocked exclude each other", a->cmd);
             o->blocked = c == O_BLOCKED;
             break;
         case O_METADATA:
@@ -417,8 +207,8 @@ static int parse(struct dev_opts *o, int argc, char **argv, unsigned allowed, un
         }
         case O_CLEAR_METADATA: break;
         case O_LIMIT:
-            if (lk_tool_parse_i64(optarg, 0, 1000000000, &o->limit) != 0)
-                return lk_tool_usage_error("%s: --limit takes a count (0 = all)", a->cmd);
+            if (tool_parse_i64(optarg, 0, 1000000000, &o->limit) != 0)
+                return tool_usage_error("%s: --limit takes a count (0 = all)", a->cmd);
             break;
         case O_PATH: o->path = optarg; break;
         case O_TYPE: o->type = optarg; break;
@@ -426,54 +216,19 @@ static int parse(struct dev_opts *o, int argc, char **argv, unsigned allowed, un
         case O_CONFIG_FILE: o->config_file = optarg; break;
         case O_CONFIG_DATA: o->config_data = optarg; break;
         case O_VERSION:
-            if (lk_tool_parse_i64(optarg, 0, INT64_MAX, &o->version) != 0)
-                return lk_tool_usage_error("%s: --version-to-update takes the current version, a number >= 1 "
-                                           "(0 = update whatever the current version)", a->cmd);
+            if (tool_parse_i64(optarg, 0, INT64_MAX, &o->version) != 0)
+                return tool_usage_error("%s: --version-to-update takes the current version, a number >= 1 "
+                                        "(0 = update whatever the current version)", a->cmd);
             break;
         }
     }
+    if (rc != EXIT_OK)
+        return rc; /* ADMIN_HELP too */
     while (optind < argc) {
         if (o->npos == maxpos)
-            return lk_tool_usage_error("%s: unexpected argument '%s'", a->cmd, argv[optind]);
+            return tool_usage_error("%s: unexpected argument '%s'", a->cmd, argv[optind]);
         o->pos[o->npos++] = argv[optind++];
     }
-    return EXIT_OK;
-}
-
-/* The device named by the first positional argument or --device, resolved
- * to its string id (numIds and full names accepted). Opens the database. */
-static int target_device(struct dev_opts *o, int mode, const char **id, char **buf)
-{
-    struct admin *a = o->a;
-    const char *arg = NULL, *leaf = NULL;
-    int rc;
-
-    *buf = NULL;
-    if (a->device != NULL)
-        arg = a->device;
-    else if (o->npos > 0)
-        arg = o->pos[0];
-    if (arg == NULL)
-        return lk_tool_usage_error("%s: which device? (DEVICE or --device)", a->cmd);
-    if ((rc = admin_resolve(a, arg, 1, &leaf)) != EXIT_OK)
-        return rc;
-    if ((rc = admin_open(a, mode)) != EXIT_OK)
-        return rc;
-    return admin_device_id(a, leaf, buf, id);
-}
-
-/* Positional arguments after the device (INDEX of credentials delete). */
-static const char *after_device(const struct dev_opts *o, unsigned k)
-{
-    unsigned first = o->a->device != NULL ? 0 : 1;
-    return first + k < o->npos ? o->pos[first + k] : NULL;
-}
-
-static int check_extra(const struct dev_opts *o, unsigned want_after)
-{
-    unsigned first = o->a->device != NULL ? 0 : 1;
-    if (o->npos > first + want_after)
-        return lk_tool_usage_error("%s: unexpected argument '%s'", o->a->cmd, o->pos[first + want_after]);
     return EXIT_OK;
 }
 
@@ -493,75 +248,9 @@ static int key_kv(void *ctx, const char *k, const char *v)
     else if (strcmp(k, "expiration-time") == 0)
         x->exp = v;
     else
-        return lk_tool_usage_error("%s: --public-key: unknown key '%s' (path, type, expiration-time)", x->a->cmd,
-                                   k);
+        return tool_usage_error("%s: --public-key: unknown key '%s' (path, type, expiration-time)", x->a->cmd,
+                                k);
     return EXIT_OK;
-}
-
-/* Read one credential: the PEM file, its format and expiry. */
-static int load_credential(const struct admin *a, const char *path, const char *type, const char *exp,
-                           lk_reg_credential *cred)
-{
-    uint8_t *pem = NULL;
-    size_t len = 0;
-    int64_t t = 0;
-    int rc;
-
-    memset(cred, 0, sizeof *cred);
-    if (path == NULL || path[0] == '\0')
-        return lk_tool_usage_error("%s: a public key needs path=FILE", a->cmd);
-    if (type == NULL)
-        return lk_tool_usage_error("%s: public key %s: type is required (es256, es256-x509, rsa, rsa-x509)",
-                                   a->cmd, path);
-    cred->format = admin_cred_type(type);
-    if (cred->format == LK_CRED_UNSPECIFIED)
-        return lk_tool_usage_error("%s: public key %s: unknown type '%s' (es256, es256-x509, rsa, rsa-x509)",
-                                   a->cmd, path, type);
-    if (exp != NULL && admin_parse_time(exp, &t) != 0)
-        return lk_tool_usage_error("%s: public key %s: expiration time '%s' is neither RFC 3339 "
-                                   "(2030-01-02T03:04:05Z) nor seconds since 1970",
-                                   a->cmd, path, exp);
-    rc = admin_read_file(a, "public key", path, LK_CRED_PEM_MAX, LK_ERR_REG_INVALID, &pem, &len);
-    if (rc != EXIT_OK)
-        return rc;
-    if (admin_pem_is_pkcs1((const char *)pem, len)) {
-        /* An RSA PUBLIC KEY (PKCS#1, 'openssl rsa -RSAPublicKey_out'): the
-         * same key the registry stores as PUBLIC KEY. */
-        char why[160], *spki = NULL;
-        size_t n = 0;
-        if (cred->format != LK_CRED_RSA_PEM) {
-            free(pem);
-            lk_tool_error(a->cmd, LK_ERR_CRED_INVALID,
-                          "public key %s is an RSA PUBLIC KEY (PKCS#1), but its type says %s", path,
-                          lk_cred_format_name(cred->format));
-            return EXIT_REG_INVALID;
-        }
-        if (admin_pkcs1_to_spki((const char *)pem, len, &spki, &n, why, sizeof why) != 1) {
-            free(pem);
-            lk_tool_error(a->cmd, LK_ERR_CRED_INVALID,
-                          "public key %s: %s; a PKCS#1 key converts to the PUBLIC KEY form with "
-                          "'openssl rsa -RSAPublicKey_in -in %s -pubout'", path, why, path);
-            return EXIT_REG_INVALID;
-        }
-        free(pem);
-        pem = (uint8_t *)spki;
-        fprintf(stderr, "latchkey: %s: note: %s holds an RSA PUBLIC KEY (PKCS#1): registered as the same key "
-                        "in a PUBLIC KEY block (SubjectPublicKeyInfo), the form of IoT Core's RSA_PEM\n",
-                a->cmd, path);
-    }
-    cred->pem = (char *)pem;
-    cred->expires = t;
-    return EXIT_OK;
-}
-
-/* After a credential was stored: a word if it has expired already. */
-static void warn_expired(const struct admin *a, const char *path, const lk_reg_credential *c)
-{
-    char when[48];
-    if (admin_cred_expired(c->expires, when, sizeof when))
-        fprintf(stderr, "latchkey: %s: warning: the credential from %s expired at %s: stored (IoT Core "
-                        "accepted expired credentials too), but the broker accepts no token it verifies\n",
-                a->cmd, path, when);
 }
 
 /* ---- devices create | update ---- */
@@ -582,8 +271,8 @@ static int cmd_create(struct dev_opts *o)
     if (a->device != NULL && o->npos == 0)
         o->pos[o->npos++] = a->device;
     if (o->npos != 1)
-        return lk_tool_usage_error(o->npos == 0 ? "%s: which device? (DEVICE)" : "%s: unexpected argument '%s'",
-                                   a->cmd, o->npos > 1 ? o->pos[1] : "");
+        return tool_usage_error(o->npos == 0 ? "%s: which device? (DEVICE)" : "%s: unexpected argument '%s'",
+                                a->cmd, o->npos > 1 ? o->pos[1] : "");
     if ((rc = admin_resolve(a, o->pos[0], 1, &leaf)) != EXIT_OK)
         return rc;
     creds = calloc(o->nkeys + 1, sizeof *creds);
@@ -645,8 +334,8 @@ static int cmd_update(struct dev_opts *o)
     if (o->given & (BIT(O_METADATA) | BIT(O_METADATA_FILE) | BIT(O_CLEAR_METADATA)))
         mask |= LK_REG_SET_METADATA;
     if (mask == 0)
-        return lk_tool_usage_error("%s: nothing to update (give --blocked, --unblocked, --metadata, "
-                                   "--metadata-from-file or --clear-metadata)", a->cmd);
+        return tool_usage_error("%s: nothing to update (give --blocked, --unblocked, --metadata, "
+                                "--metadata-from-file or --clear-metadata)", a->cmd);
     if ((rc = check_extra(o, 0)) != EXIT_OK || (rc = target_device(o, ADMIN_OPEN_WRITE, &id, &buf)) != EXIT_OK)
         goto out;
     memset(&spec, 0, sizeof spec);
@@ -655,14 +344,7 @@ static int cmd_update(struct dev_opts *o)
     spec.metadata = o->meta.items;
     spec.nmetadata = o->meta.n;
     err = lk_registry_update_device(a->reg, &a->name, &spec, mask, why, sizeof why);
-    if (err != LK_OK) {
-        rc = admin_fail(a, err, why);
-        goto out;
-    }
-    if (a->json)
-        rc = print_device(a, id, 0);
-    else
-        printf("Updated device [%s].\n", id);
+    rc = device_changed(a, err, why, id, "Updated device [%s].\n", id);
 out:
     free(buf);
     return rc;
@@ -742,7 +424,7 @@ static int cmd_list(struct dev_opts *o)
     int rc;
 
     if (o->npos > 0)
-        return lk_tool_usage_error("%s: unexpected argument '%s'", a->cmd, o->pos[0]);
+        return tool_usage_error("%s: unexpected argument '%s'", a->cmd, o->pos[0]);
     if ((rc = admin_resolve(a, NULL, 1, NULL)) != EXIT_OK || (rc = admin_open(a, ADMIN_OPEN_READ)) != EXIT_OK)
         return rc;
     memset(&x, 0, sizeof x);
@@ -765,266 +447,12 @@ static int cmd_list(struct dev_opts *o)
     return out_table_print(x.t);
 }
 
-/* ---- devices credentials ... ---- */
-
-static int cmd_credentials(struct dev_opts *o, const char *sub)
-{
-    static const char *const heads[] = {"INDEX", "FORMAT", "EXPIRATION_TIME", "SHA256"};
-    struct admin *a = o->a;
-    lk_reg_credential cred;
-    lk_reg_device d;
-    const char *id = NULL;
-    char *buf = NULL, why[512] = "";
-    long long index = -1;
-    lk_err err;
-    int rc, writes;
-
-    memset(&cred, 0, sizeof cred);
-    memset(&d, 0, sizeof d);
-    if (strcmp(sub, "describe") == 0 || strcmp(sub, "delete") == 0) {
-        const char *s = after_device(o, 0);
-        if (s == NULL && a->device == NULL && o->npos == 1)
-            return lk_tool_usage_error("%s: give DEVICE INDEX (or INDEX --device DEVICE)", a->cmd);
-        if (s == NULL || lk_tool_parse_i64(s, 0, 1000000, &index) != 0)
-            return lk_tool_usage_error("%s: give the credential's INDEX (0, 1 or 2, as 'devices credentials list' "
-                                       "shows)", a->cmd);
-        if ((rc = check_extra(o, 1)) != EXIT_OK)
-            return rc;
-    } else if ((rc = check_extra(o, 0)) != EXIT_OK) {
-        return rc;
-    }
-    if (strcmp(sub, "create") == 0) {
-        if (o->path == NULL)
-            return lk_tool_usage_error("%s: --path FILE is required", a->cmd);
-        if ((rc = load_credential(a, o->path, o->type, o->expiration, &cred)) != EXIT_OK)
-            return rc;
-    }
-    writes = strcmp(sub, "create") == 0 || strcmp(sub, "delete") == 0;
-    if ((rc = target_device(o, writes ? ADMIN_OPEN_WRITE : ADMIN_OPEN_READ, &id, &buf)) != EXIT_OK)
-        goto out;
-    if (strcmp(sub, "create") == 0) {
-        err = lk_registry_add_credential(a->reg, &a->name, id, &cred, why, sizeof why);
-        if (err != LK_OK) {
-            rc = admin_fail(a, err, why);
-            goto out;
-        }
-        warn_expired(a, o->path, &cred);
-        if (a->json)
-            rc = print_device(a, id, 0);
-        else
-            printf("Created credential for device [%s].\n", id);
-        goto out;
-    }
-    if (strcmp(sub, "delete") == 0) {
-        err = lk_registry_delete_credential(a->reg, &a->name, id, (unsigned)index, why, sizeof why);
-        if (err != LK_OK) {
-            rc = admin_fail(a, err, why);
-            goto out;
-        }
-        if (a->json)
-            rc = print_device(a, id, 0);
-        else
-            printf("Deleted credential [%lld] of device [%s].\n", index, id);
-        goto out;
-    }
-    err = lk_registry_get_device(a->reg, &a->name, id, 0, &d, why, sizeof why);
-    if (err != LK_OK) {
-        rc = admin_fail(a, err, why);
-        goto out;
-    }
-    if (index >= 0) { /* describe */
-        if ((unsigned long long)index >= d.ncreds) {
-            lk_tool_error(a->cmd, LK_ERR_REG_NOT_FOUND, "device %s has %u credential%s; there is no index %lld", id,
-                          d.ncreds, d.ncreds == 1 ? "" : "s", index);
-            rc = EXIT_REG_NOT_FOUND;
-            goto out;
-        }
-        rc = a->json ? out_json(admin_cred_json(&d.creds[index])) : out_yaml(admin_cred_json(&d.creds[index]));
-    } else if (a->json) {
-        struct out_list l;
-        unsigned i;
-        out_list_begin(&l);
-        for (i = 0; i < d.ncreds; i++)
-            out_list_item(&l, admin_cred_json(&d.creds[i]));
-        rc = out_list_end(&l);
-    } else {
-        struct out_table *t = out_table_new(4, heads);
-        unsigned i;
-        for (i = 0; t != NULL && i < d.ncreds; i++) {
-            char idx[16], tb[48], hex[65];
-            const char *row[4];
-            snprintf(idx, sizeof idx, "%u", i);
-            row[0] = idx;
-            row[1] = lk_cred_format_name(d.creds[i].format);
-            row[2] = d.creds[i].expires ? lk_time_rfc3339(d.creds[i].expires, tb, sizeof tb) : "never";
-            row[3] = admin_cred_sha256(d.creds[i].format, d.creds[i].pem, hex) == 0 ? hex : "?";
-            if (out_table_row(t, row) != 0) {
-                out_table_free(t);
-                t = NULL;
-            }
-        }
-        rc = t != NULL ? out_table_print(t) : admin_fail(a, LK_ERR_NOMEM, NULL);
-    }
-out:
-    lk_reg_device_free(&d);
-    free(cred.pem);
-    free(buf);
-    return rc;
-}
-
-/* ---- devices configs ... | states list ---- */
-
-struct hist_ctx {
-    struct out_list l;
-    struct out_table *t;
-    int json, failed;
-};
-
-static int config_cb(void *arg, const lk_reg_config *c)
-{
-    struct hist_ctx *x = arg;
-    if (x->json) {
-        if (out_list_item(&x->l, admin_config_json(c)) != EXIT_OK)
-            x->failed = 1;
-    } else {
-        char v[32], cu[48], ack[48], n[32];
-        const char *row[4];
-        snprintf(v, sizeof v, "%lld", (long long)c->version);
-        snprintf(n, sizeof n, "%zu", c->len);
-        row[0] = v;
-        row[1] = lk_time_rfc3339(c->cloud_update_time, cu, sizeof cu);
-        row[2] = c->device_ack_time ? lk_time_rfc3339(c->device_ack_time, ack, sizeof ack) : "";
-        row[3] = n;
-        if (out_table_row(x->t, row) != 0)
-            x->failed = 1;
-    }
-    return x->failed;
-}
-
-static int state_cb(void *arg, const lk_reg_state_entry *s)
-{
-    struct hist_ctx *x = arg;
-    if (x->json) {
-        if (out_list_item(&x->l, admin_state_json(s)) != EXIT_OK)
-            x->failed = 1;
-    } else {
-        char ut[48], n[32];
-        const char *row[2];
-        snprintf(n, sizeof n, "%zu", s->len);
-        row[0] = lk_time_rfc3339(s->update_time, ut, sizeof ut);
-        row[1] = n;
-        if (out_table_row(x->t, row) != 0)
-            x->failed = 1;
-    }
-    return x->failed;
-}
-
-static int cmd_history(struct dev_opts *o, int states)
-{
-    static const char *const cheads[] = {"VERSION", "CLOUD_UPDATE_TIME", "DEVICE_ACK_TIME", "BYTES"};
-    static const char *const sheads[] = {"UPDATE_TIME", "BYTES"};
-    struct admin *a = o->a;
-    struct hist_ctx x;
-    const char *id = NULL;
-    char *buf = NULL, why[512] = "";
-    unsigned max = o->limit > 0 && o->limit < 1000000 ? (unsigned)o->limit : 0;
-    lk_err err;
-    int rc;
-
-    if ((rc = check_extra(o, 0)) != EXIT_OK || (rc = target_device(o, ADMIN_OPEN_READ, &id, &buf)) != EXIT_OK) {
-        free(buf);
-        return rc;
-    }
-    memset(&x, 0, sizeof x);
-    x.json = a->json;
-    if (a->json)
-        out_list_begin(&x.l);
-    else if ((x.t = states ? out_table_new(2, sheads) : out_table_new(4, cheads)) == NULL) {
-        free(buf);
-        return admin_fail(a, LK_ERR_NOMEM, NULL);
-    }
-    if (states)
-        err = lk_registry_list_states(a->reg, &a->name, id, max, state_cb, &x, why, sizeof why);
-    else
-        err = lk_registry_list_configs(a->reg, &a->name, id, max, config_cb, &x, why, sizeof why);
-    free(buf);
-    if (err != LK_OK || x.failed) {
-        out_table_free(x.t);
-        if (a->json && x.l.n > 0)
-            fputs("\n", stdout);
-        return admin_fail(a, err != LK_OK ? err : LK_ERR_NOMEM, why);
-    }
-    return a->json ? out_list_end(&x.l) : out_table_print(x.t);
-}
-
-static int cmd_config_describe(struct dev_opts *o)
-{
-    struct admin *a = o->a;
-    const char *id = NULL;
-    char *buf = NULL, why[512] = "";
-    json_t *cfg = NULL;
-    lk_err err;
-    int rc;
-
-    if ((rc = check_extra(o, 0)) != EXIT_OK || (rc = target_device(o, ADMIN_OPEN_READ, &id, &buf)) != EXIT_OK) {
-        free(buf);
-        return rc;
-    }
-    err = lk_registry_list_configs(a->reg, &a->name, id, 1, first_config_cb, &cfg, why, sizeof why);
-    free(buf);
-    if (err != LK_OK || cfg == NULL) {
-        json_decref(cfg);
-        return admin_fail(a, err != LK_OK ? err : LK_ERR_NOMEM, why);
-    }
-    return a->json ? out_json(cfg) : out_yaml(cfg);
-}
-
-static int cmd_config_update(struct dev_opts *o)
-{
-    struct admin *a = o->a;
-    lk_reg_config cfg;
-    const char *id = NULL;
-    char *buf = NULL, why[512] = "";
-    uint8_t *data = NULL;
-    size_t len = 0;
-    lk_err err;
-    int rc;
-
-    if ((o->config_file == NULL) == (o->config_data == NULL))
-        return lk_tool_usage_error("%s: give exactly one of --config-file FILE and --config-data DATA", a->cmd);
-    if ((rc = check_extra(o, 0)) != EXIT_OK)
-        return rc;
-    if (o->config_file != NULL) {
-        rc = admin_read_file(a, "config file", o->config_file, LK_CONFIG_MAX, LK_ERR_REG_LIMIT, &data, &len);
-        if (rc != EXIT_OK)
-            return rc;
-    }
-    if ((rc = target_device(o, ADMIN_OPEN_WRITE, &id, &buf)) != EXIT_OK)
-        goto out;
-    memset(&cfg, 0, sizeof cfg);
-    if (o->config_data != NULL)
-        err = lk_registry_update_config(a->reg, &a->name, id, (const uint8_t *)o->config_data,
-                                        strlen(o->config_data), o->version, &cfg, why, sizeof why);
-    else
-        err = lk_registry_update_config(a->reg, &a->name, id, data, len, o->version, &cfg, why, sizeof why);
-    if (err != LK_OK) {
-        rc = admin_fail(a, err, why);
-        goto out;
-    }
-    rc = a->json ? out_json(admin_config_json(&cfg)) : out_yaml(admin_config_json(&cfg));
-    lk_reg_config_free(&cfg);
-out:
-    free(data);
-    free(buf);
-    return rc;
-}
-
 /* ---- dispatch ---- */
 
 #define B(o) BIT(o)
 #define META_OPTS (B(O_METADATA) | B(O_METADATA_FILE))
 
-int lk_cmd_devices(int argc, char **argv)
+int cmd_devices(int argc, char **argv)
 {
     struct admin a;
     struct dev_opts o;
@@ -1033,15 +461,13 @@ int lk_cmd_devices(int argc, char **argv)
     unsigned allowed = 0, maxpos = 1;
     int rc, skip = 1;
 
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        fputs(devices_usage, argc < 2 ? stderr : stdout);
-        return argc < 2 ? EXIT_USAGE : EXIT_OK;
-    }
+    if ((rc = admin_group_usage(argc, argv, 1, devices_usage)) != -1)
+        return rc;
     sub = argv[1];
     if (strcmp(sub, "import") == 0)
-        return lk_cmd_devices_import(argc - 1, argv + 1);
+        return cmd_devices_import(argc - 1, argv + 1);
     if (strcmp(sub, "commands") == 0)
-        return lk_cmd_devices_commands(argc - 1, argv + 1);
+        return cmd_devices_commands(argc - 1, argv + 1);
     if (strcmp(sub, "credentials") == 0 || strcmp(sub, "configs") == 0 || strcmp(sub, "states") == 0) {
         if (argc < 3 || argv[2][0] == '-') {
             const char *u = strcmp(sub, "credentials") == 0 ? u_creds
@@ -1085,9 +511,9 @@ int lk_cmd_devices(int argc, char **argv)
     else if (sub2 != NULL && strcmp(sub, "states") == 0 && strcmp(sub2, "list") == 0)
         allowed = B(O_LIMIT), a.usage = u_states;
     else {
-        rc = lk_tool_usage_error("devices: unknown command '%s%s%s' (create, list, describe, update, delete, "
-                                 "credentials create|list|describe|delete, configs update|list|describe, "
-                                 "states list, import, commands send)",
+        rc = tool_usage_error("devices: unknown command '%s%s%s' (create, list, describe, update, delete, "
+                              "credentials create|list|describe|delete, configs update|list|describe, "
+                              "states list, import, commands send)",
                                  sub, sub2 ? " " : "", sub2 ? sub2 : "");
         return rc;
     }
@@ -1106,13 +532,13 @@ int lk_cmd_devices(int argc, char **argv)
             else
                 rc = cmd_describe_delete(&o, strcmp(sub, "delete") == 0);
         } else if (strcmp(sub, "credentials") == 0) {
-            rc = cmd_credentials(&o, sub2);
+            rc = devices_credentials(&o, sub2);
         } else if (strcmp(sub, "configs") == 0) {
-            rc = strcmp(sub2, "update") == 0   ? cmd_config_update(&o)
-                 : strcmp(sub2, "list") == 0 ? cmd_history(&o, 0)
-                                             : cmd_config_describe(&o);
+            rc = strcmp(sub2, "update") == 0   ? devices_config_update(&o)
+                 : strcmp(sub2, "list") == 0 ? devices_history(&o, 0)
+                                             : devices_config_describe(&o);
         } else {
-            rc = cmd_history(&o, 1);
+            rc = devices_history(&o, 1);
         }
     }
     admin_meta_free(&o.meta);

@@ -9,6 +9,7 @@
 
 #include "latchkey/lk_pkcs11.h"
 #include "latchkey/lk_softstore.h"
+#include "cli.h"
 #include "tool.h"
 
 static const char key_usage[] =
@@ -87,7 +88,7 @@ static void list_one(void *user, const lk_pkcs11_key_info *k)
     put_p11_value(k->id, k->id_len, 1);
     putchar('\n');
     if (k->alg == LK_ALG_NONE) {
-        fprintf(stderr, "%s: key list: '", lk_tool_name);
+        fprintf(stderr, "%s: key list: '", tool_name);
         for (size_t i = 0; i < k->label_len; i++)
             fputc(k->label[i] >= 0x20 && k->label[i] < 0x7f ? k->label[i] : '?', stderr);
         fprintf(stderr, "' cannot sign for latchkey: %s\n", k->why);
@@ -95,20 +96,20 @@ static void list_one(void *user, const lk_pkcs11_key_info *k)
     (*count)++;
 }
 
-static int list_token(struct lk_tool_key_opts *ko)
+static int list_token(struct tool_key_opts *ko)
 {
-    struct lk_tool_key k;
+    struct tool_key k;
     size_t count = 0;
     lk_err err;
-    int rc = lk_tool_key_open(ko, &k);
+    int rc = tool_key_open(ko, &k);
     if (rc != EXIT_OK)
         return rc;
     err = lk_pkcs11_list_keys(k.p11, k.key, list_one, &count);
     if (err != LK_OK) {
-        lk_tool_key_error(&k, "key list", err);
-        rc = lk_tool_exit_code(err);
+        tool_key_error(&k, "key list", err);
+        rc = tool_exit_code(err);
     }
-    lk_tool_key_close(&k);
+    tool_key_close(&k);
     fflush(stdout);
     return rc;
 }
@@ -121,21 +122,19 @@ static int print_pem(const uint8_t *der, size_t len)
     int ok = pk != NULL && PEM_write_PUBKEY(stdout, pk) == 1;
     EVP_PKEY_free(pk);
     if (!ok) {
-        lk_tool_error("key", LK_ERR_CRYPTO, "the secure element returned a public key OpenSSL cannot read");
+        tool_error("key", LK_ERR_CRYPTO, "the secure element returned a public key OpenSSL cannot read");
         return EXIT_DEVICE;
     }
     return EXIT_OK;
 }
 
-int lk_cmd_key(int argc, char **argv)
+int cmd_key(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"key", required_argument, 0, 'k'}, {"store", required_argument, 0, 's'},
-        {"alg", required_argument, 0, 'a'}, {"bits", required_argument, 0, 'b'},
-        {"module", required_argument, 0, 'm'}, {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
-    struct lk_tool_key_opts ko = {0};
-    struct lk_tool_key k;
+        TOOL_KEY_OPTIONS, {"alg", required_argument, 0, 'a'}, {"bits", required_argument, 0, 'b'},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    struct tool_key_opts ko = {0};
+    struct tool_key k;
     const char *sub, *alg_s = "ES256";
     long long bits = 0;
     uint8_t pub[LK_PUBKEY_DER_MAX];
@@ -152,29 +151,28 @@ int lk_cmd_key(int argc, char **argv)
     optind = 1;
     opterr = 0; /* our own message: getopt's would echo a value given with '=' */
     while ((c = getopt_long(argc - 1, argv + 1, "", opts, NULL)) != -1) {
+        if (tool_key_opt(&ko, c, optarg))
+            continue;
         switch (c) {
-        case 'k': ko.key = optarg; break;
-        case 's': ko.store = optarg; break;
         case 'a': alg_s = optarg; break;
-        case 'm': ko.module = optarg; break;
         case 'b':
-            if (lk_tool_parse_i64(optarg, 1, 1 << 20, &bits) != 0)
-                return lk_tool_usage_error("--bits takes a number of bits, 2048 to 4096");
+            if (tool_parse_i64(optarg, 1, 1 << 20, &bits) != 0)
+                return tool_usage_error("--bits takes a number of bits, 2048 to 4096");
             break;
         case 'h': fputs(usage_of(sub), stdout); return EXIT_OK;
-        default: return lk_tool_bad_option(argc - 1, argv + 1, optind);
+        default: return tool_bad_option(argc - 1, argv + 1, optind);
         }
     }
     if (optind != argc - 1)
-        return lk_tool_usage_error("key %s: unexpected argument '%s'", lk_tool_shown(sub),
-                                   lk_tool_shown(argv[optind + 1]));
+        return tool_usage_error("key %s: unexpected argument '%s'", tool_shown(sub),
+                                tool_shown(argv[optind + 1]));
     alg = lk_alg_from_name(alg_s, strlen(alg_s));
     if (alg == LK_ALG_NONE)
-        return lk_tool_usage_error("--alg must be ES256 or RS256, not '%s'", lk_tool_shown(alg_s));
+        return tool_usage_error("--alg must be ES256 or RS256, not '%s'", tool_shown(alg_s));
     if (bits != 0 && alg != LK_ALG_RS256)
-        return lk_tool_usage_error("--bits is for RS256 keys only");
+        return tool_usage_error("--bits is for RS256 keys only");
     if (bits != 0 && (bits < (long long)LK_RSA_MIN_BITS || bits > (long long)LK_RSA_MAX_BITS))
-        return lk_tool_usage_error("--bits must be 2048 to 4096 (RSA below 2048 bits is refused)");
+        return tool_usage_error("--bits must be 2048 to 4096 (RSA below 2048 bits is refused)");
 
     if (strcmp(sub, "list") == 0) {
         lk_softstore *s = NULL;
@@ -182,16 +180,16 @@ int lk_cmd_key(int argc, char **argv)
         size_t i;
         if (ko.key != NULL) {
             if (strncasecmp(ko.key, "pkcs11:", 7) != 0)
-                return lk_tool_usage_error("key list: --key takes a pkcs11: URI naming the token (list a "
-                                           "software store with --store FILE)");
+                return tool_usage_error("key list: --key takes a pkcs11: URI naming the token (list a "
+                                        "software store with --store FILE)");
             return list_token(&ko);
         }
         if (path == NULL)
-            return lk_tool_usage_error("key list: --store FILE or --key pkcs11:URI is required");
+            return tool_usage_error("key list: --store FILE or --key pkcs11:URI is required");
         err = lk_softstore_open(path, 0, &s);
         if (err != LK_OK) {
-            lk_tool_error("key store", err, "%s: %s", lk_tool_shown(path), lk_strerror(err));
-            return lk_tool_exit_code(err);
+            tool_error("key store", err, "%s: %s", tool_shown(path), lk_strerror(err));
+            return tool_exit_code(err);
         }
         for (i = 0; i < lk_softstore_count(s); i++) {
             const char *name;
@@ -203,10 +201,10 @@ int lk_cmd_key(int argc, char **argv)
         return EXIT_OK;
     }
     if (strcmp(sub, "generate") != 0 && strcmp(sub, "public") != 0)
-        return lk_tool_usage_error("key: unknown subcommand '%s' (generate, public, list)", lk_tool_shown(sub));
+        return tool_usage_error("key: unknown subcommand '%s' (generate, public, list)", tool_shown(sub));
 
     ko.create = strcmp(sub, "generate") == 0;
-    rc = lk_tool_key_open(&ko, &k);
+    rc = tool_key_open(&ko, &k);
     if (rc != EXIT_OK)
         return rc;
     if (strcmp(sub, "generate") == 0)
@@ -214,10 +212,10 @@ int lk_cmd_key(int argc, char **argv)
     else
         err = lk_se_public_key(&k.se, k.key, &alg, pub, sizeof pub, &pub_len);
     if (err != LK_OK) {
-        lk_tool_key_error(&k, strcmp(sub, "generate") == 0 ? "key generate" : "key public", err);
-        lk_tool_key_close(&k);
-        return lk_tool_exit_code(err);
+        tool_key_error(&k, strcmp(sub, "generate") == 0 ? "key generate" : "key public", err);
+        tool_key_close(&k);
+        return tool_exit_code(err);
     }
-    lk_tool_key_close(&k);
+    tool_key_close(&k);
     return print_pem(pub, pub_len);
 }

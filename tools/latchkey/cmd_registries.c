@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "admin.h"
 
 static const char registries_usage[] =
@@ -271,8 +272,8 @@ static int event_kv(void *ctx, const char *k, const char *v)
     else if (strcmp(k, "subfolder") == 0)
         e->subfolder = v;
     else
-        return lk_tool_usage_error("%s: --event-notification-config: unknown key '%s' (topic, subfolder)",
-                                   e->a->cmd, k);
+        return tool_usage_error("%s: --event-notification-config: unknown key '%s' (topic, subfolder)",
+                                e->a->cmd, k);
     return EXIT_OK;
 }
 
@@ -284,7 +285,7 @@ static int add_event(struct admin *a, struct notif *n, const char *arg)
     if (rc != EXIT_OK)
         return rc;
     if (e.topic == NULL || e.topic[0] == '\0')
-        return lk_tool_usage_error("%s: --event-notification-config needs topic=TOPIC", a->cmd);
+        return tool_usage_error("%s: --event-notification-config needs topic=TOPIC", a->cmd);
     if (n->events == NULL && (n->events = json_array()) == NULL)
         return admin_fail(a, LK_ERR_NOMEM, NULL);
     /* IoT Core: only the last config may omit subfolderMatches (the catch-all). */
@@ -300,12 +301,12 @@ static int notif_texts(struct admin *a, struct notif *n, char **ev, char **st)
 {
     *ev = *st = NULL;
     if (n->events != NULL && n->clear_events)
-        return lk_tool_usage_error("%s: --event-notification-config and --clear-event-notification-configs "
-                                   "exclude each other",
-                                   a->cmd);
+        return tool_usage_error("%s: --event-notification-config and --clear-event-notification-configs "
+                                "exclude each other",
+                                a->cmd);
     if (n->state_topic != NULL && n->clear_state)
-        return lk_tool_usage_error("%s: --state-pubsub-topic and --clear-state-pubsub-topic exclude each other",
-                                   a->cmd);
+        return tool_usage_error("%s: --state-pubsub-topic and --clear-state-pubsub-topic exclude each other",
+                                a->cmd);
     if (n->events != NULL)
         *ev = json_dumps(n->events, JSON_COMPACT | JSON_PRESERVE_ORDER);
     else if (n->clear_events)
@@ -354,12 +355,7 @@ static int create_or_update(struct admin *a, int argc, char **argv, int create)
     int c, rc = EXIT_OK;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
-        int r = admin_common_opt(a, c, optarg);
-        if (r == ADMIN_HELP) { rc = EXIT_OK; goto out; }
-        if (r >= 0 && r != EXIT_OK) { rc = r; goto out; }
-        if (r == EXIT_OK)
-            continue;
+    while ((c = admin_getopt(a, argc, argv, opts, &rc)) != -1) {
         switch (c) {
         case OPT_MQTT_ON: mqtt = LK_REG_STATE_ENABLED; break;
         case OPT_MQTT_OFF: mqtt = LK_REG_STATE_DISABLED; break;
@@ -374,8 +370,8 @@ static int create_or_update(struct admin *a, int argc, char **argv, int create)
         case OPT_CLEAR_STATE: n.clear_state = 1; break;
         case OPT_CA_PATH:
             if (!create) {
-                rc = lk_tool_usage_error("%s: --public-key-path is for create; use 'registries credentials "
-                                         "create --path'", a->cmd);
+                rc = tool_usage_error("%s: --public-key-path is for create; use 'registries credentials "
+                                      "create --path'", a->cmd);
                 goto out;
             }
             ca_path = optarg;
@@ -383,13 +379,18 @@ static int create_or_update(struct admin *a, int argc, char **argv, int create)
         default: fputs(a->usage, stderr); rc = EXIT_USAGE; goto out;
         }
     }
+    if (rc != EXIT_OK) {
+        if (rc == ADMIN_HELP)
+            rc = EXIT_OK;
+        goto out;
+    }
     if (optind < argc)
         id = argv[optind++];
     else if (a->registry != NULL)
         id = a->registry;
     if (id == NULL || optind < argc) {
-        rc = lk_tool_usage_error(id == NULL ? "%s: which registry? (REGISTRY)" : "%s: unexpected argument '%s'",
-                                 a->cmd, optind < argc ? argv[optind] : "");
+        rc = tool_usage_error(id == NULL ? "%s: which registry? (REGISTRY)" : "%s: unexpected argument '%s'",
+                              a->cmd, optind < argc ? argv[optind] : "");
         goto out;
     }
     a->registry = NULL;
@@ -402,9 +403,9 @@ static int create_or_update(struct admin *a, int argc, char **argv, int create)
         goto out;
     if (!create && mqtt == LK_REG_STATE_UNSPECIFIED && http == LK_REG_STATE_UNSPECIFIED && ev == NULL &&
         st == NULL) {
-        rc = lk_tool_usage_error("%s: nothing to update (give --[no-]enable-mqtt-config, "
-                                 "--[no-]enable-http-config, --event-notification-config or "
-                                 "--state-pubsub-topic)", a->cmd);
+        rc = tool_usage_error("%s: nothing to update (give --[no-]enable-mqtt-config, "
+                              "--[no-]enable-http-config, --event-notification-config or "
+                              "--state-pubsub-topic)", a->cmd);
         goto out;
     }
     if (ca_path != NULL &&
@@ -420,13 +421,7 @@ static int create_or_update(struct admin *a, int argc, char **argv, int create)
             rc = admin_fail(a, err, why);
             goto out;
         }
-        admin_note_not_in_effect(a->cmd, ev != NULL && ev[0] != '\0', st != NULL && st[0] != '\0',
-                                 http != LK_REG_STATE_UNSPECIFIED, 0);
-        if (a->json)
-            rc = print_registry(a);
-        else
-            printf("Updated registry [%s].\n", id);
-        goto out;
+        goto done;
     }
 
     /* One transaction: the registry with its notification configs and CA,
@@ -457,12 +452,13 @@ static int create_or_update(struct admin *a, int argc, char **argv, int create)
         rc = admin_fail(a, err, why);
         goto out;
     }
+done:
     admin_note_not_in_effect(a->cmd, ev != NULL && ev[0] != '\0', st != NULL && st[0] != '\0',
                              http != LK_REG_STATE_UNSPECIFIED, 0);
     if (a->json)
         rc = print_registry(a);
     else
-        printf("Created registry [%s].\n", id);
+        printf("%s registry [%s].\n", create ? "Created" : "Updated", id);
 out:
     json_decref(n.events);
     free(ev);
@@ -566,15 +562,10 @@ static int cmd_list(struct admin *a, int argc, char **argv)
     memset(&x, 0, sizeof x);
     x.a = a;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
-        int r = admin_common_opt(a, c, optarg);
-        if (r == ADMIN_HELP)
-            return EXIT_OK;
-        if (r != EXIT_OK)
-            return r < 0 ? EXIT_USAGE : r;
-    }
+    if ((c = admin_getopt(a, argc, argv, opts, &rc)) != -1 || rc != EXIT_OK)
+        return c != -1 ? EXIT_USAGE : rc == ADMIN_HELP ? EXIT_OK : rc;
     if (optind < argc)
-        return lk_tool_usage_error("%s: unexpected argument '%s'", a->cmd, argv[optind]);
+        return tool_usage_error("%s: unexpected argument '%s'", a->cmd, argv[optind]);
     if ((rc = admin_open(a, ADMIN_OPEN_READ)) != EXIT_OK)
         return rc;
     if (a->json)
@@ -624,21 +615,16 @@ static int one_registry(struct admin *a, int argc, char **argv, int del)
     int c, rc;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
-        int r = admin_common_opt(a, c, optarg);
-        if (r == ADMIN_HELP)
-            return EXIT_OK;
-        if (r != EXIT_OK)
-            return r < 0 ? EXIT_USAGE : r;
-    }
+    if ((c = admin_getopt(a, argc, argv, opts, &rc)) != -1 || rc != EXIT_OK)
+        return c != -1 ? EXIT_USAGE : rc == ADMIN_HELP ? EXIT_OK : rc;
     if (optind < argc)
         id = argv[optind++];
     else
         id = a->registry;
     if (id == NULL)
-        return lk_tool_usage_error("%s: which registry? (REGISTRY)", a->cmd);
+        return tool_usage_error("%s: which registry? (REGISTRY)", a->cmd);
     if (optind < argc)
-        return lk_tool_usage_error("%s: unexpected argument '%s'", a->cmd, argv[optind]);
+        return tool_usage_error("%s: unexpected argument '%s'", a->cmd, argv[optind]);
     a->registry = NULL;
     if ((rc = admin_resolve(a, id, 0, &id)) != EXIT_OK)
         return rc;
@@ -671,34 +657,29 @@ static int cmd_credentials(struct admin *a, const char *sub, int argc, char **ar
     int c, rc, needs_index = strcmp(sub, "describe") == 0 || strcmp(sub, "delete") == 0;
 
     if (strcmp(sub, "create") != 0 && strcmp(sub, "list") != 0 && !needs_index)
-        return lk_tool_usage_error("registries credentials: unknown subcommand '%s' "
-                                   "(create, list, describe, delete)", sub);
+        return tool_usage_error("registries credentials: unknown subcommand '%s' "
+                                "(create, list, describe, delete)", sub);
     optind = 1;
-    while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
-        int r = admin_common_opt(a, c, optarg);
-        if (r == ADMIN_HELP)
-            return EXIT_OK;
-        if (r == EXIT_OK)
-            continue;
-        if (r > 0)
-            return r;
+    while ((c = admin_getopt(a, argc, argv, opts, &rc)) != -1) {
         if (c == OPT_PATH)
             path = optarg;
         else
             return EXIT_USAGE;
     }
+    if (rc != EXIT_OK)
+        return rc == ADMIN_HELP ? EXIT_OK : rc;
     if (needs_index) {
-        if (optind >= argc || lk_tool_parse_i64(argv[optind], 0, 1000000, &index) != 0)
-            return lk_tool_usage_error("%s: give the certificate's INDEX (0, 1, ... as 'registries credentials "
-                                       "list' shows)", a->cmd);
+        if (optind >= argc || tool_parse_i64(argv[optind], 0, 1000000, &index) != 0)
+            return tool_usage_error("%s: give the certificate's INDEX (0, 1, ... as 'registries credentials "
+                                    "list' shows)", a->cmd);
         optind++;
     }
     if (optind < argc)
-        return lk_tool_usage_error("%s: unexpected argument '%s'", a->cmd, argv[optind]);
+        return tool_usage_error("%s: unexpected argument '%s'", a->cmd, argv[optind]);
     if (strcmp(sub, "create") == 0 && path == NULL)
-        return lk_tool_usage_error("%s: --path CA.pem is required", a->cmd);
+        return tool_usage_error("%s: --path CA.pem is required", a->cmd);
     if (strcmp(sub, "create") != 0 && path != NULL)
-        return lk_tool_usage_error("%s: --path is for create", a->cmd);
+        return tool_usage_error("%s: --path is for create", a->cmd);
     if ((rc = admin_resolve(a, NULL, 1, NULL)) != EXIT_OK)
         return rc;
 
@@ -755,8 +736,8 @@ static int cmd_credentials(struct admin *a, const char *sub, int argc, char **ar
             json_t *one = json_incref(json_array_get(x.arr, 0));
             json_decref(x.arr);
             if (one == NULL) {
-                lk_tool_error(a->cmd, LK_ERR_REG_NOT_FOUND, "registry %s has no credential at index %lld",
-                              a->registry, index);
+                tool_error(a->cmd, LK_ERR_REG_NOT_FOUND, "registry %s has no credential at index %lld",
+                           a->registry, index);
                 return EXIT_REG_NOT_FOUND;
             }
             return a->json ? out_json(one) : out_yaml(one);
@@ -775,26 +756,22 @@ static int cmd_credentials(struct admin *a, const char *sub, int argc, char **ar
     }
 }
 
-int lk_cmd_registries(int argc, char **argv)
+int cmd_registries(int argc, char **argv)
 {
     struct admin a;
     char cmd[64];
     const char *sub;
     int rc;
 
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        fputs(registries_usage, argc < 2 ? stderr : stdout);
-        return argc < 2 ? EXIT_USAGE : EXIT_OK;
-    }
+    if ((rc = admin_group_usage(argc, argv, 1, registries_usage)) != -1)
+        return rc;
     sub = argv[1];
     if (strcmp(sub, "import") == 0)
-        return lk_cmd_registries_import(argc - 1, argv + 1);
+        return cmd_registries_import(argc - 1, argv + 1);
     if (strcmp(sub, "credentials") == 0) {
         const char *c2 = argc >= 3 ? argv[2] : "";
-        if (argc < 3 || strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0) {
-            fputs(u_creds, argc < 3 ? stderr : stdout);
-            return argc < 3 ? EXIT_USAGE : EXIT_OK;
-        }
+        if ((rc = admin_group_usage(argc, argv, 2, u_creds)) != -1)
+            return rc;
         snprintf(cmd, sizeof cmd, "registries credentials %s", argv[2]);
         admin_init(&a, cmd,
                    strcmp(c2, "create") == 0     ? u_cred_create
@@ -825,8 +802,8 @@ int lk_cmd_registries(int argc, char **argv)
     else if (strcmp(sub, "delete") == 0)
         rc = one_registry(&a, argc - 1, argv + 1, 1);
     else
-        rc = lk_tool_usage_error("registries: unknown subcommand '%s' (create, list, describe, update, "
-                                 "delete, credentials, import)", sub);
+        rc = tool_usage_error("registries: unknown subcommand '%s' (create, list, describe, update, "
+                              "delete, credentials, import)", sub);
     admin_close(&a);
     return out_finish(rc);
 }

@@ -6,6 +6,7 @@
 
 #include "latchkey/lk_jwt.h"
 #include "latchkey/lk_util.h"
+#include "cli.h"
 #include "tool.h"
 
 /* Enough for RS256-4096 with a project id of several hundred bytes; a
@@ -27,16 +28,14 @@ static const char token_usage[] =
     "Environment: LATCHKEY_STORE, LATCHKEY_PKCS11_MODULE, LATCHKEY_PKCS11_PIN.\n"
     "Checking a token is another command: 'latchkey token verify --help'.\n";
 
-int lk_cmd_token(int argc, char **argv)
+int cmd_token(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"key", required_argument, 0, 'k'}, {"store", required_argument, 0, 's'},
-        {"aud", required_argument, 0, 'A'}, {"ttl", required_argument, 0, 't'},
+        TOOL_KEY_OPTIONS, {"aud", required_argument, 0, 'A'}, {"ttl", required_argument, 0, 't'},
         {"alg", required_argument, 0, 'a'}, {"now", required_argument, 0, 'n'},
-        {"module", required_argument, 0, 'm'}, {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
-    struct lk_tool_key_opts ko = {0};
-    struct lk_tool_key k;
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    struct tool_key_opts ko = {0};
+    struct tool_key k;
     const char *aud = NULL, *alg_s = NULL;
     long long ttl = 3600, now = (long long)time(NULL);
     char token[TOKEN_MAX];
@@ -47,7 +46,7 @@ int lk_cmd_token(int argc, char **argv)
     int c, rc;
 
     if (argc >= 2 && strcmp(argv[1], "verify") == 0)
-        return lk_cmd_token_verify(argc - 1, argv + 1);
+        return cmd_token_verify(argc - 1, argv + 1);
     /* `latchkey token create ...` is the same as `latchkey token ...`. */
     if (argc >= 2 && strcmp(argv[1], "create") == 0) {
         argc--;
@@ -56,63 +55,62 @@ int lk_cmd_token(int argc, char **argv)
     optind = 1;
     opterr = 0; /* our own message: getopt's would echo a value given with '=' */
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (tool_key_opt(&ko, c, optarg))
+            continue;
         switch (c) {
-        case 'k': ko.key = optarg; break;
-        case 's': ko.store = optarg; break;
         case 'A': aud = optarg; break;
         case 'a': alg_s = optarg; break;
-        case 'm': ko.module = optarg; break;
         case 't':
-            if (lk_tool_parse_i64(optarg, 1, LK_JWT_MAX_LIFETIME, &ttl) != 0)
-                return lk_tool_usage_error("--ttl must be 1 to %d seconds (IoT Core refuses tokens living longer than 24 h)",
-                                           LK_JWT_MAX_LIFETIME);
+            if (tool_parse_i64(optarg, 1, LK_JWT_MAX_LIFETIME, &ttl) != 0)
+                return tool_usage_error("--ttl must be 1 to %d seconds (IoT Core refuses tokens living longer than 24 h)",
+                                        LK_JWT_MAX_LIFETIME);
             break;
         case 'n':
-            if (lk_tool_parse_i64(optarg, 0, 4102444800LL, &now) != 0)
-                return lk_tool_usage_error("--now must be seconds since 1970, up to year 2100");
+            if (tool_parse_i64(optarg, 0, 4102444800LL, &now) != 0)
+                return tool_usage_error("--now must be seconds since 1970, up to year 2100");
             break;
         case 'h': fputs(token_usage, stdout); return EXIT_OK;
-        default: return lk_tool_bad_option(argc, argv, optind);
+        default: return tool_bad_option(argc, argv, optind);
         }
     }
     if (optind != argc)
-        return lk_tool_usage_error("token: unexpected argument '%s'", lk_tool_shown(argv[optind]));
+        return tool_usage_error("token: unexpected argument '%s'", tool_shown(argv[optind]));
     if (aud == NULL || aud[0] == '\0')
-        return lk_tool_usage_error("token: --aud PROJECT is required (the project id)");
+        return tool_usage_error("token: --aud PROJECT is required (the project id)");
     if (alg_s != NULL) {
         want = lk_alg_from_name(alg_s, strlen(alg_s));
         if (want == LK_ALG_NONE)
-            return lk_tool_usage_error("--alg must be ES256 or RS256, not '%s'", lk_tool_shown(alg_s));
+            return tool_usage_error("--alg must be ES256 or RS256, not '%s'", tool_shown(alg_s));
     }
-    rc = lk_tool_key_open(&ko, &k);
+    rc = tool_key_open(&ko, &k);
     if (rc != EXIT_OK)
         return rc;
     /* The key decides the algorithm; --alg only asserts it. */
     err = lk_se_public_key(&k.se, k.key, &have, pub, sizeof pub, &pub_len);
     if (err != LK_OK) {
-        lk_tool_key_error(&k, "token", err);
-        lk_tool_key_close(&k);
-        return lk_tool_exit_code(err);
+        tool_key_error(&k, "token", err);
+        tool_key_close(&k);
+        return tool_exit_code(err);
     }
     if (want != LK_ALG_NONE && want != have) {
-        lk_tool_error("token", LK_ERR_KEY_TYPE, "--alg %s, but key '%s' is an %s key",
-                      lk_alg_name(want), lk_tool_shown(k.key), lk_alg_name(have));
-        lk_tool_key_close(&k);
-        return lk_tool_exit_code(LK_ERR_KEY_TYPE); /* 10, as latchkey-device */
+        tool_error("token", LK_ERR_KEY_TYPE, "--alg %s, but key '%s' is an %s key",
+                   lk_alg_name(want), tool_shown(k.key), lk_alg_name(have));
+        tool_key_close(&k);
+        return tool_exit_code(LK_ERR_KEY_TYPE); /* 10, as latchkey-device */
     }
     err = lk_jwt_iotcore(&k.se, k.key, have, aud, strlen(aud), now, now + ttl,
                          token, sizeof token, &token_len);
     if (err != LK_OK) {
         if (err == LK_ERR_BUFFER)
-            lk_tool_error("token", err, "token too large: over %d bytes (is --aud a project id?)", TOKEN_MAX - 1);
+            tool_error("token", err, "token too large: over %d bytes (is --aud a project id?)", TOKEN_MAX - 1);
         else if (err == LK_ERR_ENCODING)
-            lk_tool_error("token", err, "--aud is not valid UTF-8");
+            tool_error("token", err, "--aud is not valid UTF-8");
         else
-            lk_tool_key_error(&k, "token", err);
-        lk_tool_key_close(&k);
-        return lk_tool_exit_code(err);
+            tool_key_error(&k, "token", err);
+        tool_key_close(&k);
+        return tool_exit_code(err);
     }
-    lk_tool_key_close(&k);
+    tool_key_close(&k);
     /* The token is a credential: it goes to stdout only, never to a log. */
     fwrite(token, 1, token_len, stdout);
     fputc('\n', stdout);

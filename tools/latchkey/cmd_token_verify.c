@@ -23,6 +23,7 @@
 #include "latchkey/lk_b64url.h"
 #include "latchkey/lk_util.h"
 #include "latchkey/lk_verify.h"
+#include "cli.h"
 #include "admin.h"
 #include "tool.h"
 
@@ -94,12 +95,12 @@ static int parse_cred_arg(const char *arg, struct cred_arg *ca)
     }
     ca->fmt = lk_cred_format_from_name(arg, n);
     if (ca->fmt == LK_CRED_UNSPECIFIED)
-        return lk_tool_usage_error("--credential: unknown format '%.*s' (ES256_PEM, ES256_X509_PEM, RSA_PEM, "
-                                   "RSA_X509_PEM; write ./%s for a file whose name has a colon)",
+        return tool_usage_error("--credential: unknown format '%.*s' (ES256_PEM, ES256_X509_PEM, RSA_PEM, "
+                                "RSA_X509_PEM; write ./%s for a file whose name has a colon)",
                                    (int)n, arg, arg);
     ca->file = colon + 1;
     if (ca->file[0] == '\0')
-        return lk_tool_usage_error("--credential %.*s: the file name is missing", (int)n, arg);
+        return tool_usage_error("--credential %.*s: the file name is missing", (int)n, arg);
     return 0;
 }
 
@@ -206,28 +207,28 @@ static int load_cred(const struct cred_arg *ca, unsigned pos, lk_cred **out)
     f = fopen(ca->file, "rb");
     if (f == NULL) {
         int e = errno;
-        lk_tool_error(CTX, LK_ERR_IO, "credential %u: %s: %s", pos, ca->file, strerror(e));
+        tool_error(CTX, LK_ERR_IO, "credential %u: %s: %s", pos, ca->file, strerror(e));
         return e == ENOENT || e == ENOTDIR ? EXIT_NOT_FOUND : EXIT_FAIL;
     }
     pem = malloc(LK_CRED_PEM_MAX + 1u);
     if (pem == NULL) {
         fclose(f);
-        lk_tool_error(CTX, LK_ERR_NOMEM, "%s", lk_strerror(LK_ERR_NOMEM));
+        tool_error(CTX, LK_ERR_NOMEM, "%s", lk_strerror(LK_ERR_NOMEM));
         return EXIT_FAIL;
     }
     len = fread(pem, 1, LK_CRED_PEM_MAX + 1u, f);
     if (ferror(f)) {
-        lk_tool_error(CTX, LK_ERR_IO, "credential %u: %s: %s", pos, ca->file, strerror(errno));
+        tool_error(CTX, LK_ERR_IO, "credential %u: %s: %s", pos, ca->file, strerror(errno));
         goto out;
     }
     if (len == 0) {
-        lk_tool_error(CTX, LK_ERR_CRED_INVALID, "credential %u: %s: the file is empty", pos, ca->file);
+        tool_error(CTX, LK_ERR_CRED_INVALID, "credential %u: %s: the file is empty", pos, ca->file);
         rc = EXIT_INVALID;
         goto out;
     }
     if (len > LK_CRED_PEM_MAX) {
-        lk_tool_error(CTX, LK_ERR_CRED_INVALID, "credential %u: %s: larger than %u bytes: not a single PEM key",
-                      pos, ca->file, LK_CRED_PEM_MAX);
+        tool_error(CTX, LK_ERR_CRED_INVALID, "credential %u: %s: larger than %u bytes: not a single PEM key",
+                   pos, ca->file, LK_CRED_PEM_MAX);
         rc = EXIT_INVALID;
         goto out;
     }
@@ -235,9 +236,9 @@ static int load_cred(const struct cred_arg *ca, unsigned pos, lk_cred **out)
         char why[160], *spki = NULL;
         size_t n = 0;
         if (admin_pkcs1_to_spki(pem, len, &spki, &n, why, sizeof why) != 1) {
-            lk_tool_error(CTX, LK_ERR_CRED_INVALID,
-                          "credential %u: %s: %s; a PKCS#1 key converts to the PUBLIC KEY form with "
-                          "'openssl rsa -RSAPublicKey_in -in %s -pubout'", pos, ca->file, why, ca->file);
+            tool_error(CTX, LK_ERR_CRED_INVALID,
+                       "credential %u: %s: %s; a PKCS#1 key converts to the PUBLIC KEY form with "
+                       "'openssl rsa -RSAPublicKey_in -in %s -pubout'", pos, ca->file, why, ca->file);
             rc = EXIT_INVALID;
             goto out;
         }
@@ -249,8 +250,8 @@ static int load_cred(const struct cred_arg *ca, unsigned pos, lk_cred **out)
     if (err != LK_OK) {
         char why[160];
         explain_cred(pem, len, ca->fmt, why, sizeof why);
-        lk_tool_error(CTX, err, "credential %u: %s: not a usable %s credential: %s", pos, ca->file,
-                      ca->fmt == LK_CRED_UNSPECIFIED ? "ES256 or RS256" : lk_cred_format_name(ca->fmt), why);
+        tool_error(CTX, err, "credential %u: %s: not a usable %s credential: %s", pos, ca->file,
+                   ca->fmt == LK_CRED_UNSPECIFIED ? "ES256 or RS256" : lk_cred_format_name(ca->fmt), why);
         rc = err == LK_ERR_NOMEM ? EXIT_FAIL : EXIT_INVALID;
         goto out;
     }
@@ -274,7 +275,7 @@ static int read_token_stdin(char *buf, size_t size, size_t *len)
     while (n < size && (got = fread(buf + n, 1, size - n, stdin)) > 0)
         n += got;
     if (ferror(stdin)) {
-        lk_tool_error(CTX, LK_ERR_IO, "reading the token from standard input: %s", strerror(errno));
+        tool_error(CTX, LK_ERR_IO, "reading the token from standard input: %s", strerror(errno));
         return EXIT_FAIL;
     }
     if (n > 0 && buf[n - 1] == '\n') {
@@ -437,13 +438,13 @@ static int print_valid(const char *tok, size_t len, const lk_token_info *info, l
         free(c);
     }
     if (fflush(stdout) != 0) {
-        lk_tool_error(CTX, LK_ERR_IO, "writing the result: %s", strerror(errno));
+        tool_error(CTX, LK_ERR_IO, "writing the result: %s", strerror(errno));
         goto done;
     }
     rc = EXIT_OK;
     goto done;
 internal:
-    lk_tool_error(CTX, LK_ERR_NOMEM, "the token verified, but printing it failed (out of memory?)");
+    tool_error(CTX, LK_ERR_NOMEM, "the token verified, but printing it failed (out of memory?)");
 done:
     json_decref(out);
     json_decref(header);
@@ -460,10 +461,10 @@ static int bad_option(const char *arg, int short_opt, int missing_value)
 {
     const char *what = missing_value ? "needs a value" : "is unknown";
     if (short_opt > 0 && short_opt < 0x7f && short_opt > 0x20)
-        return lk_tool_usage_error(CTX ": option '-%c' %s (see 'latchkey token verify --help')", short_opt, what);
+        return tool_usage_error(CTX ": option '-%c' %s (see 'latchkey token verify --help')", short_opt, what);
     if (arg != NULL && strncmp(arg, "--", 2) == 0 && strchr(arg, '.') == NULL && strlen(arg) <= 40)
-        return lk_tool_usage_error(CTX ": option '%s' %s (see 'latchkey token verify --help')", arg, what);
-    return lk_tool_usage_error(CTX ": an option %s (see 'latchkey token verify --help')", what);
+        return tool_usage_error(CTX ": option '%s' %s (see 'latchkey token verify --help')", arg, what);
+    return tool_usage_error(CTX ": an option %s (see 'latchkey token verify --help')", what);
 }
 
 /* What the registry says of the device: up to 3 credentials, and whether
@@ -515,8 +516,8 @@ static int device_creds(struct admin *a, const char *leaf, struct cred_arg *carg
         err = lk_cred_parse(d.creds[i].format, d.creds[i].pem, strlen(d.creds[i].pem), d.creds[i].expires,
                             &creds[i]);
         if (err != LK_OK) {
-            lk_tool_error(CTX, err, "device %s: stored credential %u does not parse (%s)", d.id, i,
-                          lk_strerror(err));
+            tool_error(CTX, err, "device %s: stored credential %u does not parse (%s)", d.id, i,
+                       lk_strerror(err));
             lk_reg_device_free(&d);
             *ncreds = i;
             return EXIT_INVALID;
@@ -524,8 +525,8 @@ static int device_creds(struct admin *a, const char *leaf, struct cred_arg *carg
     }
     *ncreds = i;
     if (d.ncreds == 0) {
-        lk_tool_error(CTX, LK_ERR_NO_CREDENTIAL, "device %s has no credentials: the broker refuses every "
-                      "token of it", d.id);
+        tool_error(CTX, LK_ERR_NO_CREDENTIAL, "device %s has no credentials: the broker refuses every "
+                   "token of it", d.id);
         lk_reg_device_free(&d);
         return EXIT_INVALID;
     }
@@ -533,7 +534,7 @@ static int device_creds(struct admin *a, const char *leaf, struct cred_arg *carg
     return EXIT_OK;
 }
 
-int lk_cmd_token_verify(int argc, char **argv)
+int cmd_token_verify(int argc, char **argv)
 {
     enum { O_CRED = 1000, O_CRED_EXP, O_AUD, O_NOW, O_SKEW, O_LIFE, O_STRICT, O_FORMAT, O_HELP,
            O_DEVICE, O_REGISTRY, O_PROJECT, O_REGION, O_DB };
@@ -576,41 +577,37 @@ int lk_cmd_token_verify(int argc, char **argv)
         case O_DB: a.db = optarg; db_given = 1; break;
         case O_CRED:
             if (++n_cred_opts > CREDS_MAX)
-                return lk_tool_usage_error(CTX ": at most %d --credential (IoT Core's limit of credentials per "
-                                           "device)", CREDS_MAX);
+                return tool_usage_error(CTX ": at most %d --credential (IoT Core's limit of credentials per "
+                                        "device)", CREDS_MAX);
             if (parse_cred_arg(optarg, &cargs[ncreds]) != 0)
                 return EXIT_USAGE;
             ncreds++;
             break;
         case O_CRED_EXP:
             if (ncreds == 0)
-                return lk_tool_usage_error(CTX ": --credential-expires applies to the --credential before it");
-            if (lk_tool_parse_i64(optarg, 0, INT64_MAX, &v) != 0)
-                return lk_tool_usage_error("--credential-expires must be seconds since 1970 (0 = never)");
+                return tool_usage_error(CTX ": --credential-expires applies to the --credential before it");
+            if (tool_parse_i64(optarg, 0, INT64_MAX, &v) != 0)
+                return tool_usage_error("--credential-expires must be seconds since 1970 (0 = never)");
             cargs[ncreds - 1].expires = v;
             break;
         case O_AUD: aud = optarg; break;
         case O_NOW:
-            if (lk_tool_parse_i64(optarg, 0, NOW_MAX, &now) != 0)
-                return lk_tool_usage_error("--now must be seconds since 1970, up to year 2100");
+            if (tool_parse_i64(optarg, 0, NOW_MAX, &now) != 0)
+                return tool_usage_error("--now must be seconds since 1970, up to year 2100");
             break;
         case O_SKEW:
-            if (lk_tool_parse_i64(optarg, 0, 3600, &skew) != 0)
-                return lk_tool_usage_error("--skew must be 0 to 3600 seconds (IoT Core: %d)", LK_VERIFY_SKEW);
+            if (tool_parse_i64(optarg, 0, 3600, &skew) != 0)
+                return tool_usage_error("--skew must be 0 to 3600 seconds (IoT Core: %d)", LK_VERIFY_SKEW);
             break;
         case O_LIFE:
-            if (lk_tool_parse_i64(optarg, 1, LK_VERIFY_MAX_LIFETIME * 7LL, &life) != 0)
-                return lk_tool_usage_error("--max-lifetime must be 1 to %lld seconds (IoT Core: %d)",
-                                           LK_VERIFY_MAX_LIFETIME * 7LL, LK_VERIFY_MAX_LIFETIME);
+            if (tool_parse_i64(optarg, 1, LK_VERIFY_MAX_LIFETIME * 7LL, &life) != 0)
+                return tool_usage_error("--max-lifetime must be 1 to %lld seconds (IoT Core: %d)",
+                                        LK_VERIFY_MAX_LIFETIME * 7LL, LK_VERIFY_MAX_LIFETIME);
             break;
         case O_STRICT: strict = 1; break;
         case O_FORMAT:
-            if (strcmp(optarg, "json") == 0)
-                json = 1;
-            else if (strcmp(optarg, "text") == 0)
-                json = 0;
-            else
-                return lk_tool_usage_error("--format must be text or json, not '%s'", optarg);
+            if (tool_parse_format(NULL, optarg, &json) != EXIT_OK)
+                return EXIT_USAGE;
             break;
         case O_HELP: fputs(verify_usage, stdout); return EXIT_OK;
         case ':': return bad_option(argv[optind - 1], optopt < 0x80 ? optopt : 0, 1);
@@ -621,33 +618,33 @@ int lk_cmd_token_verify(int argc, char **argv)
     for (; optind < argc; optind++, ntok++)
         tok_arg = argv[optind];
     if (ntok > 1)
-        return lk_tool_usage_error(CTX ": more than one token given (one TOKEN, or '-' for standard input)");
+        return tool_usage_error(CTX ": more than one token given (one TOKEN, or '-' for standard input)");
     if (device != NULL && ncreds > 0)
-        return lk_tool_usage_error(CTX ": --device and --credential exclude each other (the device's credentials "
-                                   "come from the registry)");
+        return tool_usage_error(CTX ": --device and --credential exclude each other (the device's credentials "
+                                "come from the registry)");
     if (device == NULL && (a.registry != NULL || db_given))
-        return lk_tool_usage_error(CTX ": --registry and --db go with --device");
+        return tool_usage_error(CTX ": --registry and --db go with --device");
     if (device == NULL && ncreds == 0)
-        return lk_tool_usage_error(CTX ": --credential FILE (the device's public key or certificate) or --device D "
-                                   "(its credentials in the registry) is required");
+        return tool_usage_error(CTX ": --credential FILE (the device's public key or certificate) or --device D "
+                                "(its credentials in the registry) is required");
     if (device != NULL) {
         if (a.project == NULL && strncmp(device, "projects/", 9) != 0)
             a.project = aud; /* --aud names the project too */
         if ((rc = admin_resolve(&a, device, 1, &leaf)) != EXIT_OK)
             goto out;
         if (aud != NULL && strcmp(aud, a.project) != 0) {
-            rc = lk_tool_usage_error(CTX ": --aud '%s' is not the device's project '%s': the broker checks a "
-                                     "token's aud against the device's project", aud, a.project);
+            rc = tool_usage_error(CTX ": --aud '%s' is not the device's project '%s': the broker checks a "
+                                  "token's aud against the device's project", aud, a.project);
             goto out;
         }
         aud = a.project;
     }
     if (aud == NULL || aud[0] == '\0') {
-        rc = lk_tool_usage_error(CTX ": --aud PROJECT is required (the project id)");
+        rc = tool_usage_error(CTX ": --aud PROJECT is required (the project id)");
         goto out;
     }
     if (tok_arg == NULL && isatty(STDIN_FILENO)) {
-        rc = lk_tool_usage_error(CTX ": no token: give it as an argument, or on standard input");
+        rc = tool_usage_error(CTX ": no token: give it as an argument, or on standard input");
         goto out;
     }
 
@@ -668,7 +665,7 @@ int lk_cmd_token_verify(int argc, char **argv)
     } else {
         buf = malloc(LK_VERIFY_MAX_LEN_LIMIT + 1u);
         if (buf == NULL) {
-            lk_tool_error(CTX, LK_ERR_NOMEM, "%s", lk_strerror(LK_ERR_NOMEM));
+            tool_error(CTX, LK_ERR_NOMEM, "%s", lk_strerror(LK_ERR_NOMEM));
             rc = EXIT_FAIL;
             goto out;
         }
@@ -686,17 +683,17 @@ int lk_cmd_token_verify(int argc, char **argv)
 
     rc = EXIT_INVALID;
     if (tok_len == 0) {
-        lk_tool_error(CTX, LK_ERR_TOKEN_MALFORMED, "%s: the token is empty", lk_strerror(LK_ERR_TOKEN_MALFORMED));
+        tool_error(CTX, LK_ERR_TOKEN_MALFORMED, "%s: the token is empty", lk_strerror(LK_ERR_TOKEN_MALFORMED));
         goto out;
     }
     if (tok_len > LK_VERIFY_MAX_LEN_LIMIT) {
-        lk_tool_error(CTX, LK_ERR_TOKEN_TOO_LARGE, "%s: over %u bytes (the service's cap is %u)",
-                      lk_strerror(LK_ERR_TOKEN_TOO_LARGE), LK_VERIFY_MAX_LEN_LIMIT, (unsigned)pol.max_len);
+        tool_error(CTX, LK_ERR_TOKEN_TOO_LARGE, "%s: over %u bytes (the service's cap is %u)",
+                   lk_strerror(LK_ERR_TOKEN_TOO_LARGE), LK_VERIFY_MAX_LEN_LIMIT, (unsigned)pol.max_len);
         goto out;
     }
     err = lk_verifier_new(&ver);
     if (err != LK_OK) {
-        lk_tool_error(CTX, err, "%s", lk_strerror(err));
+        tool_error(CTX, err, "%s", lk_strerror(err));
         rc = EXIT_FAIL;
         goto out;
     }
@@ -706,16 +703,16 @@ int lk_cmd_token_verify(int argc, char **argv)
         why[sizeof why - 1] = '\0';
         clean_why(why, tok, tok_len, line, sizeof line);
         if (line[0] != '\0')
-            lk_tool_error(CTX, err, "%s: %s", lk_strerror(err), line);
+            tool_error(CTX, err, "%s: %s", lk_strerror(err), line);
         else
-            lk_tool_error(CTX, err, "%s", lk_strerror(err));
-        rc = lk_tool_exit_code(err);
+            tool_error(CTX, err, "%s", lk_strerror(err));
+        rc = tool_exit_code(err);
         goto out;
     }
     if (refusal[0] != '\0') {
         /* The token itself is good: say so, and why the broker still refuses. */
-        lk_tool_error(CTX, LK_ERR_REFUSED, "the token verifies with credential %u, but %s",
-                      cargs[info.cred_index].index, refusal);
+        tool_error(CTX, LK_ERR_REFUSED, "the token verifies with credential %u, but %s",
+                   cargs[info.cred_index].index, refusal);
         rc = EXIT_INVALID;
         goto out;
     }

@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
+#include "cli.h"
 #include "tool.h"
-
-const char *lk_tool_name = "latchkey";
 
 static const char usage_text[] =
     "usage: latchkey COMMAND ...\n"
@@ -36,27 +36,56 @@ static const char usage_text[] =
     "\n"
     "Run 'latchkey COMMAND --help' for a command's options; exit codes are in docs/cli.md.\n";
 
+/* latchkey [--db FILE | --db=FILE] registries|devices|backends ... */
+static int admin_dispatch(int argc, char **argv)
+{
+    int i = 1;
+    while (i < argc && strncmp(argv[i], "--db", 4) == 0) {
+        if (strcmp(argv[i], "--db") == 0) {
+            if (i + 1 >= argc)
+                return tool_usage_error("--db needs a FILE");
+            admin_db = argv[i + 1];
+            i += 2;
+        } else if (argv[i][4] == '=') {
+            admin_db = argv[i] + 5;
+            i++;
+        } else {
+            return tool_usage_error("unknown option '%s'", argv[i]);
+        }
+    }
+    if (i >= argc)
+        return tool_usage_error("--db FILE must be followed by a command (registries, devices, backends)");
+    if (strcmp(argv[i], "registries") == 0)
+        return cmd_registries(argc - i, argv + i);
+    if (strcmp(argv[i], "devices") == 0)
+        return cmd_devices(argc - i, argv + i);
+    if (strcmp(argv[i], "backends") == 0)
+        return cmd_backends(argc - i, argv + i);
+    return tool_usage_error("unknown command '%s' (after --db: registries, devices, backends)", argv[i]);
+}
+
 int main(int argc, char **argv)
 {
+    tool_name = "latchkey";
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
         fputs(usage_text, argc < 2 ? stderr : stdout);
         return argc < 2 ? EXIT_USAGE : EXIT_OK;
     }
     if (strcmp(argv[1], "key") == 0)
-        return lk_cmd_key(argc - 1, argv + 1);
+        return cmd_key(argc - 1, argv + 1);
     if (strcmp(argv[1], "token") == 0)
-        return lk_cmd_token(argc - 1, argv + 1);
+        return cmd_token(argc - 1, argv + 1);
     if (strcmp(argv[1], "broker") == 0)
-        return lk_cmd_broker(argc - 1, argv + 1);
+        return cmd_broker(argc - 1, argv + 1);
     if (strcmp(argv[1], "registries") == 0 || strcmp(argv[1], "devices") == 0 ||
         strcmp(argv[1], "backends") == 0 ||
         strncmp(argv[1], "--db", 4) == 0)
-        return lk_cmd_admin(argc, argv);
+        return admin_dispatch(argc, argv);
     if (strcmp(argv[1], "--version") == 0) {
-        printf("%s %s\n", lk_tool_name, LK_VERSION);
+        printf("%s %s\n", tool_name, LK_VERSION);
         return EXIT_OK;
     }
     fputs(usage_text, stderr);
-    return lk_tool_usage_error("unknown command '%s'", lk_tool_shown(argv[1]));
+    return tool_usage_error("unknown command '%s'", tool_shown(argv[1]));
 }

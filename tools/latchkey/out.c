@@ -11,7 +11,11 @@
 
 #include <openssl/evp.h>
 
-#include "admin.h"
+#include "latchkey/lk_b64url.h"
+#include "latchkey/lk_iotcore.h"
+#include "latchkey/lk_util.h"
+#include "out.h"
+#include "tool.h"
 
 json_t *out_jtime(int64_t t)
 {
@@ -50,91 +54,49 @@ json_t *out_jb64(const uint8_t *p, size_t n)
     return j;
 }
 
-static int b64_val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+' || c == '-') return 62;
-    if (c == '/' || c == '_') return 63;
-    return -1;
-}
-
 int out_b64_decode(const char *in, size_t n, uint8_t **out, size_t *out_len)
 {
-    size_t i, o = 0, pad = 0;
-    uint32_t acc = 0;
-    unsigned bits = 0;
+    /* IoT Core's JSON writes bytes in the standard alphabet, gcloud's users
+     * may write the URL one: either, not a mix, through the library's strict
+     * decoder (canonical: zero unused bits, padding absent or complete). */
+    int std = memchr(in, '+', n) != NULL || memchr(in, '/', n) != NULL;
+    char *url;
     uint8_t *buf;
+    size_t i;
+    lk_err err;
 
     *out = NULL;
     *out_len = 0;
-    while (pad < 2 && n > 0 && in[n - 1] == '=') {
-        n--;
-        pad++;
-    }
-    if (n % 4 == 1 || (pad > 0 && (n + pad) % 4 != 0))
+    if (std && (memchr(in, '-', n) != NULL || memchr(in, '_', n) != NULL))
         return -1;
-    buf = malloc(n / 4 * 3 + 3);
-    if (buf == NULL)
+    url = malloc(n + 1);
+    buf = malloc(LK_B64URL_DECODED_MAX(n) + 1);
+    if (url == NULL || buf == NULL) {
+        free(url);
+        free(buf);
         return -1;
-    for (i = 0; i < n; i++) {
-        int v = b64_val((unsigned char)in[i]);
-        if (v < 0) {
-            free(buf);
-            return -1;
-        }
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            buf[o++] = (uint8_t)(acc >> bits);
-        }
     }
-    if ((acc & ((1u << bits) - 1u)) != 0) { /* non-zero unused bits */
+    for (i = 0; i < n; i++)
+        url[i] = in[i] == '+' ? '-' : in[i] == '/' ? '_' : in[i];
+    err = lk_b64url_decode(url, n, buf, LK_B64URL_DECODED_MAX(n) + 1, out_len, LK_B64URL_ALLOW_PADDING);
+    free(url);
+    if (err != LK_OK) {
         free(buf);
         return -1;
     }
     *out = buf;
-    *out_len = o;
     return 0;
 }
 
-/* Length of the UTF-8 sequence at p (of n bytes), 0 if invalid. */
+/* Length of the UTF-8 sequence at p (of n bytes), 0 if invalid or NUL. */
 static size_t utf8_seq(const unsigned char *p, size_t n)
 {
-    size_t len, i;
-    uint32_t cp;
-    if (p[0] < 0x80)
-        return p[0] != 0;
-    if ((p[0] & 0xE0) == 0xC0) { len = 2; cp = p[0] & 0x1Fu; }
-    else if ((p[0] & 0xF0) == 0xE0) { len = 3; cp = p[0] & 0x0Fu; }
-    else if ((p[0] & 0xF8) == 0xF0) { len = 4; cp = p[0] & 0x07u; }
-    else return 0;
-    if (len > n)
-        return 0;
-    for (i = 1; i < len; i++) {
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-        cp = cp << 6 | (p[i] & 0x3Fu);
-    }
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-        cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return len;
+    return p[0] == 0 ? 0 : lk_utf8_seq(p, n);
 }
 
 int out_utf8_valid(const char *s, size_t n)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < n) {
-        size_t l = utf8_seq(p + i, n - i);
-        if (l == 0)
-            return 0;
-        i += l;
-    }
-    return 1;
+    return lk_utf8_valid(s, n) && memchr(s, '\0', n) == NULL;
 }
 
 json_t *out_jtext(const char *s, size_t n)
@@ -173,13 +135,13 @@ int out_json(json_t *j)
 {
     char *s;
     if (j == NULL) {
-        lk_tool_error("output", LK_ERR_NOMEM, "%s", lk_strerror(LK_ERR_NOMEM));
+        tool_error("output", LK_ERR_NOMEM, "%s", lk_strerror(LK_ERR_NOMEM));
         return EXIT_FAIL;
     }
     s = json_dumps(j, DUMP_FLAGS);
     json_decref(j);
     if (s == NULL) {
-        lk_tool_error("output", LK_ERR_NOMEM, "%s", lk_strerror(LK_ERR_NOMEM));
+        tool_error("output", LK_ERR_NOMEM, "%s", lk_strerror(LK_ERR_NOMEM));
         return EXIT_FAIL;
     }
     fputs(s, stdout);
@@ -348,7 +310,7 @@ static void y_array(const json_t *a, int ind)
 int out_yaml(json_t *j)
 {
     if (j == NULL) {
-        lk_tool_error("output", LK_ERR_NOMEM, "%s", lk_strerror(LK_ERR_NOMEM));
+        tool_error("output", LK_ERR_NOMEM, "%s", lk_strerror(LK_ERR_NOMEM));
         return EXIT_FAIL;
     }
     if (json_is_object(j))
@@ -452,7 +414,7 @@ int out_table_print(struct out_table *t)
 int out_finish(int rc)
 {
     if (fflush(stdout) != 0 || ferror(stdout)) {
-        lk_tool_error("output", LK_ERR_IO, "cannot write standard output: %s", strerror(errno));
+        tool_error("output", LK_ERR_IO, "cannot write standard output: %s", strerror(errno));
         return rc == EXIT_OK ? EXIT_FAIL : rc;
     }
     return rc;

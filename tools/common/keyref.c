@@ -13,13 +13,23 @@ static int is_pkcs11(const char *key)
     return key != NULL && strncasecmp(key, "pkcs11:", 7) == 0;
 }
 
-int lk_tool_key_open(const struct lk_tool_key_opts *o, struct lk_tool_key *k)
+int tool_key_opt(struct tool_key_opts *ko, int c, const char *arg)
+{
+    switch (c) {
+    case 'k': ko->key = arg; return 1;
+    case 's': ko->store = arg; return 1;
+    case 'm': ko->module = arg; return 1;
+    default: return 0;
+    }
+}
+
+int tool_key_open(const struct tool_key_opts *o, struct tool_key *k)
 {
     lk_err err;
 
     memset(k, 0, sizeof *k);
     if (o->key == NULL)
-        return lk_tool_usage_error("--key is required (a key name with --store, or a pkcs11: URI)");
+        return tool_usage_error("--key is required (a key name with --store, or a pkcs11: URI)");
     k->key = o->key;
     if (is_pkcs11(o->key)) {
         char detail[256] = "";
@@ -27,11 +37,11 @@ int lk_tool_key_open(const struct lk_tool_key_opts *o, struct lk_tool_key *k)
         const char *module = o->module ? o->module : getenv("LATCHKEY_PKCS11_MODULE");
         const char *pin = getenv("LATCHKEY_PKCS11_PIN");
         if (o->store != NULL)
-            return lk_tool_usage_error("--store is for the software key store; a pkcs11: key names its token");
+            return tool_usage_error("--store is for the software key store; a pkcs11: key names its token");
         err = lk_pkcs11_open(o->key, module, pin, &p, detail, sizeof detail);
         if (err != LK_OK) {
-            lk_tool_error("pkcs11", err, "%s", detail[0] ? detail : lk_strerror(err));
-            return lk_tool_exit_code(err);
+            tool_error("pkcs11", err, "%s", detail[0] ? detail : lk_strerror(err));
+            return tool_exit_code(err);
         }
         k->p11 = p;
         k->se = lk_pkcs11_se(p);
@@ -41,14 +51,14 @@ int lk_tool_key_open(const struct lk_tool_key_opts *o, struct lk_tool_key *k)
         lk_softstore *s = NULL;
         const char *path = o->store ? o->store : getenv("LATCHKEY_STORE");
         if (path == NULL)
-            return lk_tool_usage_error("--store FILE is required for key '%s' (or give a pkcs11: URI)",
-                                       lk_tool_shown(o->key));
+            return tool_usage_error("--store FILE is required for key '%s' (or give a pkcs11: URI)",
+                                    tool_shown(o->key));
         /* A missing store is written with its first key only: a refused
          * generate leaves no empty store behind. */
         err = lk_softstore_open(path, o->create ? LK_SOFTSTORE_CREATE_ON_WRITE : 0, &s);
         if (err != LK_OK) {
-            lk_tool_error("key store", err, "%s: %s", lk_tool_shown(path), lk_strerror(err));
-            return lk_tool_exit_code(err);
+            tool_error("key store", err, "%s: %s", tool_shown(path), lk_strerror(err));
+            return tool_exit_code(err);
         }
         k->store = s;
         k->se = lk_softstore_se(s);
@@ -57,26 +67,26 @@ int lk_tool_key_open(const struct lk_tool_key_opts *o, struct lk_tool_key *k)
     }
 }
 
-void lk_tool_key_close(struct lk_tool_key *k)
+void tool_key_close(struct tool_key *k)
 {
     lk_softstore_close(k->store);
     lk_pkcs11_close(k->p11);
     memset(k, 0, sizeof *k);
 }
 
-void lk_tool_key_error(const struct lk_tool_key *k, const char *context, lk_err err)
+void tool_key_error(const struct tool_key *k, const char *context, lk_err err)
 {
     if (k->p11 != NULL && err != LK_ERR_BUFFER)
-        lk_tool_error(context, err, "%s (%s)", lk_strerror(err), lk_pkcs11_last_error(k->p11));
+        tool_error(context, err, "%s (%s)", lk_strerror(err), lk_pkcs11_last_error(k->p11));
     else if (err == LK_ERR_KEY_NOT_FOUND)
-        lk_tool_error(context, err, "no key '%s' in %s", lk_tool_shown(k->key), lk_tool_shown(k->where));
+        tool_error(context, err, "no key '%s' in %s", tool_shown(k->key), tool_shown(k->where));
     else if (err == LK_ERR_URI && k->store != NULL)
-        lk_tool_error(context, err, "'%s' is not a key name of the software store: 1 to %u characters "
-                      "of A-Za-z0-9._+~%%- (or give a pkcs11: URI)", lk_tool_shown(k->key),
-                      LK_SOFTSTORE_NAME_MAX);
+        tool_error(context, err, "'%s' is not a key name of the software store: 1 to %u characters "
+                   "of A-Za-z0-9._+~%%- (or give a pkcs11: URI)", tool_shown(k->key),
+                   LK_SOFTSTORE_NAME_MAX);
     else if (err == LK_ERR_KEY_EXISTS)
-        lk_tool_error(context, err, "a key '%s' already exists in %s", lk_tool_shown(k->key),
-                      lk_tool_shown(k->where));
+        tool_error(context, err, "a key '%s' already exists in %s", tool_shown(k->key),
+                   tool_shown(k->where));
     else
-        lk_tool_error(context, err, "%s", lk_strerror(err));
+        tool_error(context, err, "%s", lk_strerror(err));
 }

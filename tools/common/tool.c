@@ -9,7 +9,9 @@
 
 #include "tool.h"
 
-int lk_tool_exit_code(lk_err err)
+const char *tool_name = "latchkey";
+
+int tool_exit_code(lk_err err)
 {
     switch (err) {
     case LK_OK: return EXIT_OK;
@@ -43,7 +45,24 @@ int lk_tool_exit_code(lk_err err)
     }
 }
 
-int lk_tool_file_exit(int errnum)
+int tool_registry_exit_code(lk_err err)
+{
+    switch (err) {
+    case LK_ERR_REG_NOT_FOUND: return EXIT_REG_NOT_FOUND;
+    case LK_ERR_REG_EXISTS: return EXIT_REG_EXISTS;
+    case LK_ERR_REG_CONFLICT: return EXIT_REG_CONFLICT;
+    case LK_ERR_REG_LIMIT: return EXIT_REG_LIMIT;
+    case LK_ERR_REG_INVALID: case LK_ERR_CRED_INVALID: case LK_ERR_KEY_WEAK:
+    case LK_ERR_ENCODING: return EXIT_REG_INVALID;
+    case LK_ERR_REG_CERT: return EXIT_REG_CERT;
+    case LK_ERR_REG_NOT_EMPTY: return EXIT_REG_NOT_EMPTY;
+    case LK_ERR_REG_BUSY: return EXIT_REG_BUSY;
+    case LK_ERR_REG_STORAGE: case LK_ERR_REG_SCHEMA: return EXIT_REG_STORAGE;
+    default: return tool_exit_code(err);
+    }
+}
+
+int tool_file_exit(int errnum)
 {
     switch (errnum) {
     case ENOENT: case ENOTDIR: return EXIT_NOT_FOUND;
@@ -52,17 +71,17 @@ int lk_tool_file_exit(int errnum)
     }
 }
 
-void lk_tool_error(const char *context, lk_err err, const char *fmt, ...)
+void tool_error(const char *context, lk_err err, const char *fmt, ...)
 {
     va_list ap;
-    fprintf(stderr, "%s: %s: ", lk_tool_name, context);
+    fprintf(stderr, "%s: %s: ", tool_name, context);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fprintf(stderr, " (%s)\n", lk_errname(err));
 }
 
-const char *lk_tool_shown(const char *s)
+const char *tool_shown(const char *s)
 {
     static char bufs[4][2 * LK_KEY_REF_MAX + 8];
     static unsigned next;
@@ -73,10 +92,10 @@ const char *lk_tool_shown(const char *s)
     return b;
 }
 
-int lk_tool_usage_error(const char *fmt, ...)
+int tool_usage_error(const char *fmt, ...)
 {
     va_list ap;
-    fprintf(stderr, "%s: ", lk_tool_name);
+    fprintf(stderr, "%s: ", tool_name);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
@@ -84,23 +103,35 @@ int lk_tool_usage_error(const char *fmt, ...)
     return EXIT_USAGE;
 }
 
-int lk_tool_bad_option(int argc, char **argv, int optind_now)
+int tool_bad_option(int argc, char **argv, int optind_now)
 {
     const char *arg = optind_now >= 2 && optind_now - 1 < argc ? argv[optind_now - 1] : NULL;
     char name[64];
     size_t n;
     if (arg == NULL || arg[0] != '-')
-        return lk_tool_usage_error("unknown option, or an option without its value (see --help)");
+        return tool_usage_error("unknown option, or an option without its value (see --help)");
     n = strcspn(arg, "=");
     if (n >= sizeof name)
         n = sizeof name - 1;
     memcpy(name, arg, n);
     name[n] = '\0';
-    return lk_tool_usage_error("unknown option '%s', or an option without its value (see --help)",
-                               lk_tool_shown(name));
+    return tool_usage_error("unknown option '%s', or an option without its value (see --help)",
+                            tool_shown(name));
 }
 
-int lk_tool_parse_i64(const char *s, long long min, long long max, long long *out)
+int tool_parse_format(const char *ctx, const char *arg, int *json)
+{
+    if (strcmp(arg, "json") == 0)
+        *json = 1;
+    else if (strcmp(arg, "text") == 0)
+        *json = 0;
+    else
+        return tool_usage_error("%s%s--format must be text or json, not '%s'", ctx != NULL ? ctx : "",
+                                ctx != NULL ? ": " : "", tool_shown(arg));
+    return EXIT_OK;
+}
+
+int tool_parse_i64(const char *s, long long min, long long max, long long *out)
 {
     char *end = NULL;
     long long v;

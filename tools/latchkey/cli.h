@@ -1,0 +1,21 @@
+/*
+ * The commands of `latchkey`, as main.c dispatches them: each takes the
+ * command line from its own name on (argv[0] = "key", "devices"...) and
+ * returns an exit code (exit.h). A command file never calls back up into
+ * main.c.
+ */
+#ifndef LK_TOOL_CLI_H
+#define LK_TOOL_CLI_H
+
+int cmd_key(int argc, char **argv);                   /* cmd_key.c */
+int cmd_token(int argc, char **argv);                 /* cmd_token.c */
+int cmd_token_verify(int argc, char **argv);          /* cmd_token_verify.c */
+int cmd_broker(int argc, char **argv);                /* broker check FILE (cmd_broker.c) */
+int cmd_registries(int argc, char **argv);            /* cmd_registries.c */
+int cmd_registries_import(int argc, char **argv);     /* cmd_import.c */
+int cmd_devices(int argc, char **argv);               /* cmd_devices.c */
+int cmd_devices_import(int argc, char **argv);        /* cmd_import.c */
+int cmd_devices_commands(int argc, char **argv);      /* cmd_commands.c */
+int cmd_backends(int argc, char **argv);              /* cmd_backends.c */
+
+#endif
