@@ -2,9 +2,10 @@
  * backend.h — the storage interface under the device registry. Internal:
  * not installed, not part of the API.
  *
- * registry.c owns every rule: names, limits, credential and certificate
- * checks, version conflicts, which changes go into the feed, and the shape
- * of each transaction. A backend only stores and fetches rows; it never
+ * The facade (registry.c and its resource files, facade.h) owns every
+ * rule: names, limits, credential and certificate checks, version
+ * conflicts, which changes go into the feed, and the shape of each
+ * transaction. A backend only stores and fetches rows; it never
  * decides whether something is allowed. That keeps a second backend
  * (PostgreSQL) small: implement these primitives with the same meaning and
  * every rule comes along for free.
@@ -24,7 +25,7 @@
  *  - Structs filled for the caller (lk_reg_registry, lk_reg_device, ...) own
  *    malloc'd members, released with the public *_free functions.
  *
- * Transactions: registry.c brackets every operation in begin/commit (write =
+ * Transactions: the facade brackets every operation in begin/commit (write =
  * 1 takes the write lock up front, waiting up to the busy timeout; write = 0
  * is a read snapshot) and calls rollback on any failure. Every write
  * primitive is called only inside begin(write = 1). savepoint / release /
@@ -34,8 +35,9 @@
  * "id" columns: a registry has an internal row id (int64, never shown to
  * users); a device is keyed by its num_id (uint64, assigned by the backend,
  * increasing, never reused after a delete — it is IoT Core's numId — or,
- * from schema 3, the one a device had in IoT Core, which registry.c has
- * checked is free).
+ * from schema 3, the one a device had in IoT Core, which the facade has
+ * checked is free). A backend never calls the facade; the records it fills
+ * are freed with records.c's functions.
  */
 #ifndef LK_REGISTRY_BACKEND_H
 #define LK_REGISTRY_BACKEND_H
@@ -144,7 +146,8 @@ typedef struct lk_reg_store {
     /* Store c as the device's config version c->version (which becomes its
      * config_version) and drop versions older than the newest keep. */
     lk_err (*config_add)(lk_reg_be *be, uint64_t num_id, const lk_reg_config *c, unsigned keep);
-    /* Newest first; max 0 = all. */
+    /* Newest first; max 0 = all. One read: also called with no transaction
+     * open (lk_registry_latest_config, for the broker). */
     lk_err (*config_list)(lk_reg_be *be, uint64_t num_id, unsigned max,
                           int (*cb)(void *arg, const lk_reg_config *c), void *arg);
     /* Append a state, keep the newest keep, set the device's last_state to

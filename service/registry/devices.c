@@ -364,6 +364,22 @@ lk_err lk_registry_delete_device(lk_registry *reg, const lk_reg_name *name, cons
     return lk_reg__leave_changed(reg, err, LK_CHANGE_DEVICE_DELETED, num_id, why, why_size);
 }
 
+/* add_credential and delete_credential: enter a write transaction on the
+ * device and read its credentials into cur[0..*ncur) (malloc'd pems). On
+ * failure the transaction is already left. */
+static lk_err enter_creds(lk_registry *reg, const lk_reg_name *name, const char *id,
+                          int64_t *rid, uint64_t *num_id, lk_reg_credential *cur,
+                          unsigned *ncur, char *why, size_t why_size)
+{
+    lk_err err = lk_reg__enter_device(reg, TX_WRITE, name, id, rid, num_id, why, why_size);
+    if (err != LK_OK)
+        return err;
+    if ((err = reg->ops->creds_get(reg->be, *num_id, cur, ncur)) != LK_OK)
+        return lk_reg__leave(reg, lk_reg__be_fail(reg, err, why, why_size), TX_WRITE, why,
+                             why_size);
+    return LK_OK;
+}
+
 lk_err lk_registry_add_credential(lk_registry *reg, const lk_reg_name *name, const char *id,
                                   const lk_reg_credential *cred, char *why, size_t why_size)
 {
@@ -376,12 +392,10 @@ lk_err lk_registry_add_credential(lk_registry *reg, const lk_reg_name *name, con
 
     if (cred == NULL)
         return failf(why, why_size, LK_ERR_ARG, "no credential given");
-    err = lk_reg__enter_device(reg, TX_WRITE, name, id, &rid, &num_id, why, why_size);
+    err = enter_creds(reg, name, id, &rid, &num_id, cur, &ncur, why, why_size);
     if (err != LK_OK)
         return err;
-    if ((err = reg->ops->creds_get(reg->be, num_id, cur, &ncur)) != LK_OK)
-        err = lk_reg__be_fail(reg, err, why, why_size);
-    if (err == LK_OK && ncur >= LK_DEVICE_CREDENTIALS_MAX)
+    if (ncur >= LK_DEVICE_CREDENTIALS_MAX)
         err = failf(why, why_size, LK_ERR_REG_LIMIT,
                     "device '%s' already has %u credentials; a device has at most %u", id, ncur,
                     LK_DEVICE_CREDENTIALS_MAX);
@@ -408,12 +422,10 @@ lk_err lk_registry_delete_credential(lk_registry *reg, const lk_reg_name *name, 
     int64_t rid;
     lk_err err;
 
-    err = lk_reg__enter_device(reg, TX_WRITE, name, id, &rid, &num_id, why, why_size);
+    err = enter_creds(reg, name, id, &rid, &num_id, cur, &ncur, why, why_size);
     if (err != LK_OK)
         return err;
-    if ((err = reg->ops->creds_get(reg->be, num_id, cur, &ncur)) != LK_OK)
-        err = lk_reg__be_fail(reg, err, why, why_size);
-    if (err == LK_OK && index >= ncur)
+    if (index >= ncur)
         err = failf(why, why_size, LK_ERR_REG_NOT_FOUND,
                     "device '%s' has %u credential%s; there is no credential %u (numbered from "
                     "0)", id, ncur, ncur == 1 ? "" : "s", index);

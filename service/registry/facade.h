@@ -48,7 +48,6 @@ struct lk_registry {
     char import_name[400];
 };
 
-
 /* ---- reasons, time, names (registry.c) ---- */
 
 /* A storage-level failure: the backend's own message. */
