@@ -383,19 +383,24 @@ static void on_publish(struct mosquitto *m, void *obj, int mid)
     pthread_mutex_unlock(&lock);
 }
 
+/* Wait (lock held) on cond for at most ms milliseconds. */
+static void cond_wait_ms(long ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += ms * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait(&cond, &lock, &ts);
+}
+
 /* Wait (lock held) until *flag is set or the deadline passes. */
 static int wait_flag(const int *flag, double until)
 {
-    while (*flag < 0 && now_s() < until) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 10000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
-        pthread_cond_timedwait(&cond, &lock, &ts);
-    }
+    while (*flag < 0 && now_s() < until)
+        cond_wait_ms(10);
     return *flag == 1 ? 0 : -1;
 }
 
@@ -456,16 +461,8 @@ static int run_publish(void)
     deadline = t0 + o.seconds;
     for (i = 0; i < o.count; i++) {
         pthread_mutex_lock(&lock);
-        while (sent - received >= o.window && now_s() < deadline) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 1000000;
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
-            pthread_cond_timedwait(&cond, &lock, &ts);
-        }
+        while (sent - received >= o.window && now_s() < deadline)
+            cond_wait_ms(1);
         if (now_s() >= deadline) {
             pthread_mutex_unlock(&lock);
             break;

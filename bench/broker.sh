@@ -53,9 +53,7 @@ REGISTRY=bench-registry
 PINC="taskset -c 0"      # the client; the brokers on the last core (PIN)
 [ -n "$PIN" ] || PINC=""
 
-for f in "$TOOL" "$BC" "$PLUGIN" "$MOSQUITTO"; do
-    [ -x "$f" ] || [ -f "$f" ] || { echo "broker.sh: $f is missing: build first" >&2; exit 1; }
-done
+bench_need "$TOOL" "$BC" "$PLUGIN" "$MOSQUITTO"
 
 ours_PID=""
 base_PID=""

@@ -112,3 +112,10 @@ _bench_cleanup() {
     for _p in $_pids; do wait "$_p" 2>/dev/null || true; done
     rm -rf "$TMP"
 }
+
+# bench_need FILE...: each file exists, or the script stops and says so.
+bench_need() {
+    for _f in "$@"; do
+        [ -x "$_f" ] || [ -f "$_f" ] || { echo "${0##*/}: $_f is missing: build first" >&2; exit 1; }
+    done
+}

@@ -37,9 +37,7 @@ REGISTRY=bench-registry
 
 . bench/common.sh
 
-for f in "$TOOL" "$BR"; do
-    [ -x "$f" ] || { echo "registry.sh: $f is missing: build first" >&2; exit 1; }
-done
+bench_need "$TOOL" "$BR"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/lkbench-registry.XXXXXX")
 PART="$CACHE.part"

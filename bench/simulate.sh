@@ -52,9 +52,7 @@ REGISTRY=bench-fleet
 PINC="taskset -c 0"      # the clients; the broker on the last core (PIN)
 [ -n "$PIN" ] || PINC=""
 
-for f in "$TOOL" "$DEVTOOL" "$PLUGIN" "$MOSQUITTO"; do
-    [ -x "$f" ] || [ -f "$f" ] || { echo "simulate.sh: $f is missing: build first" >&2; exit 1; }
-done
+bench_need "$TOOL" "$DEVTOOL" "$PLUGIN" "$MOSQUITTO"
 
 # The broker holds one socket per device: its open-file limit (inherited
 # from this shell) as high as allowed.

@@ -33,9 +33,7 @@ static size_t devices__hash_num(uint64_t n)
 
 int devices__init(size_t cap)
 {
-    nbuckets = 16;
-    while (nbuckets < cap)
-        nbuckets <<= 1;
+    nbuckets = pow2__at_least(16, cap);
     by_path = calloc(nbuckets, sizeof *by_path);
     by_num = calloc(nbuckets, sizeof *by_num);
     capacity = cap;

@@ -43,9 +43,7 @@ static size_t limits__hash(uint64_t num_id)
 
 int limits__init(size_t max_entries)
 {
-    nbuckets = 1024;
-    while (nbuckets < max_entries)
-        nbuckets <<= 1;
+    nbuckets = pow2__at_least(1024, max_entries);
     buckets = malloc(nbuckets * sizeof *buckets);
     if (!buckets)
         return -1;

@@ -266,6 +266,14 @@ static inline size_t hash__num(uint64_t n, size_t mask)
     return (size_t)((n * 0x9E3779B97F4A7C15ull) >> 32) & mask;
 }
 
+/* The smallest power of two >= n, from at least `least` (a power of two). */
+static inline size_t pow2__at_least(size_t least, size_t n)
+{
+    while (least < n)
+        least <<= 1;
+    return least;
+}
+
 /* Wall-clock time in seconds and milliseconds (TICK carries none usable). */
 int64_t clock__now(void);
 int64_t clock__now_ms(void);
