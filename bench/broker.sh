@@ -41,17 +41,10 @@ NDEV=${LK_BENCH_BROKER_DEVICES:-2000}
 NCONN=${LK_BENCH_CONNECTS:-2000}       # connects per round (bounded by time too)
 NMSG=${LK_BENCH_MESSAGES:-20000}       # messages per round (bounded by time too)
 PAR=${LK_BENCH_CONNECT_PARALLEL:-4}    # clients in flight at once
-MOSQUITTO=${LK_MOSQUITTO:-/usr/sbin/mosquitto}
-TOOL="$BUILD/bin/latchkey"
-PLUGIN=$(cd "$BUILD/lib" 2>/dev/null && pwd)/latchkey_plugin.so
 BC="$BUILD/bench/bench_connect"
-PROJECT=bench-project
-REGION=us-central1
 REGISTRY=bench-registry
 
 . bench/common.sh
-PINC="taskset -c 0"      # the client; the brokers on the last core (PIN)
-[ -n "$PIN" ] || PINC=""
 
 bench_need "$TOOL" "$BC" "$PLUGIN" "$MOSQUITTO"
 

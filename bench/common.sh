@@ -6,7 +6,17 @@ emit() { echo "$1: $2"; echo "$1: $2" >> "$OUT"; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 CPU=$(( $(nproc) - 1 ))
 PIN="taskset -c $CPU"
-command -v taskset >/dev/null 2>&1 || PIN=""
+PINC="taskset -c 0"      # the clients; brokers on the last core (PIN)
+command -v taskset >/dev/null 2>&1 || { PIN=""; PINC=""; }
+# What the benchmarks run: the build's tools and plugin (BUILD, set by the
+# script), and the broker.
+MOSQUITTO=${LK_MOSQUITTO:-/usr/sbin/mosquitto}
+TOOL="$BUILD/bin/latchkey"
+DEVTOOL="$BUILD/bin/latchkey-device"
+PLUGIN=$(cd "$BUILD/lib" 2>/dev/null && pwd)/latchkey_plugin.so
+# The benchmarks' registries live in one project and region.
+PROJECT=bench-project
+REGION=us-central1
 
 # start_mosquitto NAME PLAIN [LINE...]
 # Starts LK_MOSQUITTO ($MOSQUITTO), pinned with PIN, configured in

@@ -27,12 +27,9 @@ ROUNDS=${LK_BENCH_ROUNDS:-5}
 NIMPORT=${LK_BENCH_IMPORT_DEVICES:-100000}
 NBIG=1000000
 LOOKUP_PAIRS=${LK_BENCH_LOOKUP_PAIRS:-10}
-TOOL="$BUILD/bin/latchkey"
 BR="$BUILD/bench/bench_registry"
 CACHE="$BUILD/bench-registry-1m.db"
 # What bench_registry.c expects: keep in step with BENCH_* there.
-PROJECT=bench-project
-REGION=us-central1
 REGISTRY=bench-registry
 
 . bench/common.sh

@@ -40,17 +40,9 @@ RATE=${LK_BENCH_SIM_RATE:-0.05}
 HOLD=${LK_BENCH_SIM_HOLD:-10}
 STIME=${LK_BENCH_SIM_STIME:-5}
 RAMP_MAX=${LK_BENCH_SIM_RAMP_MAX:-300}   # give up if the fleet has not connected by then
-MOSQUITTO=${LK_MOSQUITTO:-/usr/sbin/mosquitto}
-TOOL="$BUILD/bin/latchkey"
-DEVTOOL="$BUILD/bin/latchkey-device"
-PLUGIN=$(cd "$BUILD/lib" 2>/dev/null && pwd)/latchkey_plugin.so
-PROJECT=bench-project
-REGION=us-central1
 REGISTRY=bench-fleet
 
 . bench/common.sh
-PINC="taskset -c 0"      # the clients; the broker on the last core (PIN)
-[ -n "$PIN" ] || PINC=""
 
 bench_need "$TOOL" "$DEVTOOL" "$PLUGIN" "$MOSQUITTO"
 
