@@ -217,6 +217,18 @@ static int p256_fast(const char *pem, size_t len, EVP_PKEY **pkey, uint8_t fp[32
     return ok;
 }
 
+/* 1 when OpenSSL's error queue holds an allocation failure. */
+static int cred__out_of_memory(void)
+{
+    unsigned long e;
+    int oom = 0;
+
+    while ((e = ERR_get_error()) != 0)
+        if (ERR_GET_REASON(e) == ERR_R_MALLOC_FAILURE)
+            oom = 1;
+    return oom;
+}
+
 lk_err lk_cred_parse(lk_cred_format fmt, const char *pem, size_t pem_len,
                      int64_t expires, lk_cred **out)
 {
@@ -312,6 +324,11 @@ lk_err lk_cred_parse(lk_cred_format fmt, const char *pem, size_t pem_len,
     c = NULL;
     err = LK_OK;
 exit:
+    /* OpenSSL's decoders answer "no key" when they ran out of memory: a
+     * caller must not take a good credential for a bad one (the broker
+     * would refuse the device until it changes). */
+    if (err == LK_ERR_CRED_INVALID && cred__out_of_memory())
+        err = LK_ERR_NOMEM;
     OPENSSL_free(spki);
     X509_free(crt);
     BIO_free(bio);
