@@ -49,9 +49,12 @@ void deliver__config(struct plg_conn *c)
                                    why, sizeof why);
     if (err || l.failed || l.version == 0) {
         mosquitto_free(l.data);
-        if (err != LK_ERR_REG_NOT_FOUND)
+        if (err != LK_ERR_REG_NOT_FOUND) {
             mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "%s: reading its config failed "
-                                 "(%s)", c->client_id, err ? lk_errname(err) : "out of memory");
+                                 "(%s); retrying on the next tick", c->client_id,
+                                 err ? lk_errname(err) : "out of memory");
+            conn__want_config(c, 0); /* else it would wait for the next config change */
+        }
         return;
     }
     if (!c->config_force && l.version <= c->config_sent) {
@@ -62,7 +65,8 @@ void deliver__config(struct plg_conn *c)
     if (mosquitto_broker_publish(c->client_id, topic, (int)l.len, l.data, c->config_qos, false, NULL)) {
         mosquitto_free(l.data);
         mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "%s: sending config version %" PRId64
-                             " failed", c->client_id, l.version);
+                             " failed; retrying on the next tick", c->client_id, l.version);
+        conn__want_config(c, 0);
         return;
     }
     c->config_force = 0;
