@@ -95,6 +95,7 @@ struct deliver__cmd {
 struct deliver__cmds {
     struct deliver__cmd *v;
     size_t n, cap;
+    int stopped;                 /* out of memory: commands left pending */
 };
 
 static int deliver__command_cb(void *arg, const lk_reg_command *c)
@@ -105,8 +106,10 @@ static int deliver__command_cb(void *arg, const lk_reg_command *c)
     if (q->n == q->cap) {
         size_t ncap = q->cap ? q->cap * 2 : 16;
         struct deliver__cmd *nv = realloc(q->v, ncap * sizeof *nv);
-        if (!nv)
+        if (!nv) {
+            q->stopped = 1;
             return 1;
+        }
         q->v = nv;
         q->cap = ncap;
     }
@@ -116,12 +119,15 @@ static int deliver__command_cb(void *arg, const lk_reg_command *c)
     d->num_id = c->num_id;
     d->len = c->len;
     d->created = c->created;
-    if (c->subfolder && !(d->subfolder = strdup(c->subfolder)))
+    if (c->subfolder && !(d->subfolder = strdup(c->subfolder))) {
+        q->stopped = 1;
         return 1;
+    }
     if (c->len) {
         d->data = mosquitto_malloc(c->len);
         if (!d->data) {
             free(d->subfolder);
+            q->stopped = 1;
             return 1;
         }
         memcpy(d->data, c->data, c->len);
@@ -137,6 +143,8 @@ void deliver__commands(int64_t now)
     lk_err err;
 
     err = lk_registry_commands_pending(plg.reg, deliver__command_cb, &q);
+    if (q.stopped)
+        plg.commands_due = 1; /* the rest on the next tick, not at the next command */
     if (err) {
         plg.commands_due = 1; /* try again next tick */
         mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "reading pending commands failed (%s)",
