@@ -45,7 +45,7 @@ struct mosquitto {
 static struct mosquitto dev_client = {DEV_ID, NULL, "192.0.2.1", 4, 60, true, 0};
 static struct mosquitto be_client = {"analytics", "backend:analytics", "192.0.2.2", 4, 60, true, 0};
 static MOSQ_FUNC_generic_callback cbs[16];
-static int kicks, config_sent, verbose;
+static int kicks, config_sent, commands_sent, commands_refused, verbose;
 static mosquitto_plugin_id_t *plugin_id = (mosquitto_plugin_id_t *)&cbs;
 
 struct mosquitto__property_standin {
@@ -128,11 +128,16 @@ int mosquitto_broker_publish(const char *clientid, const char *topic, int payloa
                              void *payload, int qos, bool retain, mosquitto_property *properties)
 {
     void *msg = malloc(64);
+    int command = clientid && !strcmp(clientid, DEV_ID) &&
+                  !strncmp(topic, "/devices/dev1/commands", 22);
     (void)qos;
     (void)retain;
     (void)payloadlen;
-    if (!msg)
+    if (!msg) {
+        commands_refused += command;
         return MOSQ_ERR_NOMEM;
+    }
+    commands_sent += command;
     free(msg);
     if (clientid && !strcmp(clientid, DEV_ID) && !strcmp(topic, "/devices/dev1/config"))
         config_sent++;
@@ -244,7 +249,7 @@ static void start(void)
     h_remove_db(db);
     h_copy_file(plugin_template, db);
     memset(cbs, 0, sizeof cbs);
-    kicks = config_sent = 0;
+    kicks = config_sent = commands_sent = commands_refused = 0;
     dev_client.connected = be_client.connected = 0;
     if (mosquitto_plugin_init(plugin_id, &ud, opt, 4) != MOSQ_ERR_SUCCESS)
         h_fail("plugin init failed");
@@ -281,24 +286,36 @@ static int subscribe(struct mosquitto *c, const char *topic)
 }
 
 static char *token, *bad_token;
+static int64_t command_id;
 
-enum path { P_CONNECT, P_CONNECT_BAD, P_BACKEND, P_BACKEND_BAD, P_CONFIG, P_KICK, P_COUNT };
+enum path { P_CONNECT, P_CONNECT_BAD, P_BACKEND, P_BACKEND_BAD, P_CONFIG, P_COMMAND, P_KICK,
+            P_COUNT };
 static const char *const path_names[P_COUNT] = {
     "connect (device token)", "connect, wrong signature", "connect (backend secret)",
-    "connect, wrong secret", "config push", "kick (device blocked)"
+    "connect, wrong secret", "config push", "command delivery", "kick (device blocked)"
 };
 
 /* Before the armed step. */
 static void prepare(enum path p)
 {
     start();
-    if (p == P_CONFIG || p == P_KICK) {
+    if (p == P_CONFIG || p == P_COMMAND || p == P_KICK) {
         if (auth(&dev_client, token) != MOSQ_ERR_SUCCESS)
             h_fail("%s: the device does not connect", path_names[p]);
     }
     if (p == P_CONFIG) {
         if (subscribe(&dev_client, "/devices/dev1/config") != MOSQ_ERR_SUCCESS)
             h_fail("config: subscribe refused");
+    }
+    if (p == P_COMMAND) {
+        char why[256];
+        lk_registry *w = writer(0);
+        if (subscribe(&dev_client, "/devices/dev1/commands/#") != MOSQ_ERR_SUCCESS)
+            h_fail("command: subscribe refused");
+        if (lk_registry_command_send(w, &H_NAME, "dev1", NULL, (const uint8_t *)"reboot", 6,
+                                     &command_id, why, sizeof why))
+            h_fail("command: %s", why);
+        lk_registry_close(w);
     }
     if (p == P_KICK) {
         lk_reg_device_spec spec = {0};
@@ -321,6 +338,7 @@ static int step(enum path p)
     case P_BACKEND: return auth(&be_client, SECRET);
     case P_BACKEND_BAD: return auth(&be_client, SECRET "x");
     case P_CONFIG:
+    case P_COMMAND:
     case P_KICK:
     default:
         tick();
@@ -358,6 +376,23 @@ static int after(enum path p, int rc, long n)
             h_fail("config push: allocation %ld failed and the config was sent %d times in 6 ticks",
                    n, config_sent);
         return i > 0;
+    case P_COMMAND: {
+        /* delivered, or decided and then refused by the broker (logged as
+         * lost); never left pending while the device is there */
+        lk_reg_command_status st = LK_CMD_PENDING;
+        lk_registry *r;
+        for (i = 0; i < 5 && !commands_sent && !commands_refused; i++)
+            tick();
+        r = writer(0);
+        if (lk_registry_command_status(r, command_id, &st, NULL))
+            h_fail("command: status");
+        lk_registry_close(r);
+        if (commands_sent + commands_refused != 1 || st != LK_CMD_DELIVERED)
+            h_fail("command: allocation %ld failed and after 6 ticks the command was sent %d "
+                   "times, refused %d times, its status %d", n, commands_sent, commands_refused,
+                   (int)st);
+        return i > 0 || commands_refused;
+    }
     case P_KICK:
         for (i = 0; i < 5 && dev_client.connected; i++)
             tick();
@@ -413,7 +448,7 @@ void plugin_paths(void)
         else
             printf("plugin: %-26s %5ld allocation points; %ld failed then recovered%s, %ld absorbed "
                    "(%.1f s)\n", path_names[p], n - 1, failed,
-                   p == P_CONFIG || p == P_KICK ? " on a later tick" : " (the client connects again)",
+                   p == P_CONFIG || p == P_COMMAND || p == P_KICK ? " on a later tick" : " (the client connects again)",
                    n - 1 - failed,
                    (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
     }
