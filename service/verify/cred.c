@@ -217,8 +217,7 @@ static int p256_fast(const char *pem, size_t len, EVP_PKEY **pkey, uint8_t fp[32
     return ok;
 }
 
-/* 1 when OpenSSL's error queue holds an allocation failure. */
-static int cred__out_of_memory(void)
+int lk_verify__openssl_oom(void)
 {
     unsigned long e;
     int oom = 0;
@@ -327,7 +326,7 @@ exit:
     /* OpenSSL's decoders answer "no key" when they ran out of memory: a
      * caller must not take a good credential for a bad one (the broker
      * would refuse the device until it changes). */
-    if (err == LK_ERR_CRED_INVALID && cred__out_of_memory())
+    if (err == LK_ERR_CRED_INVALID && lk_verify__openssl_oom())
         err = LK_ERR_NOMEM;
     OPENSSL_free(spki);
     X509_free(crt);
