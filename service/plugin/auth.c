@@ -238,7 +238,11 @@ static int auth__backend(struct mosquitto *client, const char *id, const char *u
         return auth__refuse(client, who, "no such backend", err);
     if (err)
         return auth__unavailable(client, who, "the registry could not be read", err);
-    SHA256((const unsigned char *)password, strlen(password), got);
+    /* SHA256() fails (NULL, got unwritten) when OpenSSL runs out of memory */
+    if (!SHA256((const unsigned char *)password, strlen(password), got)) {
+        lk_wipe(stored, sizeof stored);
+        return auth__unavailable(client, who, "the secret could not be hashed", LK_ERR_CRYPTO);
+    }
     match = lk_ct_equal(got, stored, sizeof got);
     lk_wipe(got, sizeof got);
     if (!match) {
