@@ -358,6 +358,11 @@ static int after(enum path p, int rc, long n)
         struct mosquitto *c = p == P_CONNECT ? &dev_client : &be_client;
         if (rc == MOSQ_ERR_SUCCESS)
             return 0;
+        /* the server's failure is answered without CONNACK, so that the client retries:
+         * CONNACK 5 would tell it its token or secret is bad */
+        if (rc == MOSQ_ERR_AUTH)
+            h_fail("%s: allocation %ld failed and the client was told CONNACK 5 (not authorised)",
+                   path_names[p], n);
         /* refused for the server's want of memory: no CONNACK (the client
          * retries), or CONNACK 5; either way the client may connect again */
         if (auth(c, p == P_CONNECT ? token : SECRET) != MOSQ_ERR_SUCCESS)
@@ -448,7 +453,8 @@ void plugin_paths(void)
         else
             printf("plugin: %-26s %5ld allocation points; %ld failed then recovered%s, %ld absorbed "
                    "(%.1f s)\n", path_names[p], n - 1, failed,
-                   p == P_CONFIG || p == P_COMMAND || p == P_KICK ? " on a later tick" : " (the client connects again)",
+                   p == P_CONFIG || p == P_COMMAND || p == P_KICK ? " on a later tick"
+                   : " (no CONNACK: the client retries and connects)",
                    n - 1 - failed,
                    (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
     }
