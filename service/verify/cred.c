@@ -235,8 +235,8 @@ lk_err lk_cred_parse(lk_cred_format fmt, const char *pem, size_t pem_len,
     BIO *bio = NULL;
     X509 *crt = NULL;
     unsigned char *spki = NULL;
-    int kind, spki_len, ok = 0, fast = 0;
-    lk_alg alg;
+    int kind, spki_len, ok = 0, fast = 0, attempt;
+    lk_alg alg = LK_ALG_NONE;
     lk_err err = LK_ERR_CRED_INVALID;
 
     if (out != NULL)
@@ -270,17 +270,34 @@ lk_err lk_cred_parse(lk_cred_format fmt, const char *pem, size_t pem_len,
             err = LK_ERR_NOMEM;
             goto exit;
         }
-        if (kind == 1) {
-            c->pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
-        } else {
-            crt = PEM_read_bio_X509(bio, NULL, NULL, NULL);
-            if (crt != NULL)
-                c->pkey = X509_get_pubkey(crt);
+        /* OpenSSL's decoders can run out of memory without saying so, and
+         * then answer "no key" or a key they could not finish: the input is
+         * the same, so a second read that gives a good key shows that the
+         * first failed for memory. */
+        for (attempt = 0; attempt < 2 && !ok; attempt++) {
+            if (attempt > 0) {
+                EVP_PKEY_free(c->pkey);
+                c->pkey = NULL;
+                X509_free(crt);
+                crt = NULL;
+                if (BIO_reset(bio) <= 0)
+                    break;
+            }
+            if (kind == 1) {
+                c->pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+            } else {
+                crt = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+                if (crt != NULL)
+                    c->pkey = X509_get_pubkey(crt);
+            }
+            if (c->pkey != NULL)
+                alg = key_alg(c->pkey, &ok);
         }
     }
     if (c->pkey == NULL)
         goto exit;
-    alg = key_alg(c->pkey, &ok);
+    if (fast)
+        alg = key_alg(c->pkey, &ok);
     if (!ok)
         goto exit;
     if (fmt == LK_CRED_UNSPECIFIED)
