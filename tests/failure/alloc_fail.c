@@ -684,6 +684,9 @@ static void verify_op(int rs256)
                 break;
             }
             if (which == 0 && err) {
+                if (getenv("LK_FAILALLOC_VERBOSE"))
+                    fprintf(stderr, "verify %s: allocation %ld failed: %s (%s)\n", name, n,
+                            lk_errname(err), cred ? (v ? why : "verifier") : "credential");
                 refused(err);
                 nomem++;
             }
