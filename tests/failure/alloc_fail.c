@@ -497,6 +497,24 @@ static void check_feed(const char *name, long n)
         h_fail("%s, allocation %ld failed: the feed read differs from a clean run's", name, n);
 }
 
+/* After a success: close the handle, and the rows (and the feed read) must
+ * be a clean run's. Returns the dump. */
+static char *closed_dump(const struct reg_op *op, const char *before, const char *ref, long n,
+                         const char *what)
+{
+    char *after;
+
+    if (reg)
+        lk_registry_close(reg);
+    reg = NULL;
+    after = h_dump(work_db);
+    if (strcmp(after, op->reads ? before : ref))
+        h_fail("%s: allocation %ld failed, %s", op->name, n, what);
+    if (op->run == op_changes)
+        check_feed(op->name, n);
+    return after;
+}
+
 static void registry_op(const struct reg_op *op)
 {
     char *ref, *before, *after;
@@ -534,16 +552,8 @@ static void registry_op(const struct reg_op *op)
         }
         if (err == LK_OK) {
             /* the failure was absorbed: the result must be a clean run's */
-            if (op->run != op_open) {
-                lk_registry_close(reg);
-                reg = NULL;
-            }
-            after = h_dump(work_db);
-            if (strcmp(after, op->reads ? before : ref))
-                h_fail("%s: allocation %ld failed, the operation succeeded, but the database "
-                       "differs from a clean run's", op->name, n);
-            if (op->run == op_changes)
-                check_feed(op->name, n);
+            after = closed_dump(op, before, ref, n, "the operation succeeded, but the database "
+                                "differs from a clean run's");
         } else {
             refused(err);
             nomem++;
@@ -567,16 +577,8 @@ static void registry_op(const struct reg_op *op)
             if (err)
                 h_fail("%s: allocation %ld failed, then the same handle fails again: %s",
                        op->name, n, lk_errname(err));
-            if (op->run != op_open) {
-                lk_registry_close(reg);
-                reg = NULL;
-            }
-            after = h_dump(work_db);
-            if (strcmp(after, op->reads ? before : ref))
-                h_fail("%s: allocation %ld failed, and doing it again gives other rows than a "
-                       "clean run", op->name, n);
-            if (op->run == op_changes)
-                check_feed(op->name, n);
+            after = closed_dump(op, before, ref, n, "and doing it again gives other rows than "
+                                "a clean run");
         }
         free(after);
         free(before);
