@@ -7,6 +7,7 @@
  */
 #include "latchkey/lk_b64url.h"
 #include "latchkey/lk_util.h"
+#include "ct.h"
 
 /* All ones when x < y, else 0; valid for x, y < 2^31. */
 static uint32_t mask_lt(uint32_t x, uint32_t y)
@@ -92,7 +93,7 @@ lk_err lk_b64url_decode(const char *in, size_t in_len,
                         unsigned flags)
 {
     size_t n = in_len, rem, need, i, o = 0;
-    uint32_t bad = 0;
+    uint32_t bad = 0, pad1 = 0, pad2 = 0;
     lk_err err = LK_ERR_ENCODING;
 
     if (out_len != 0)
@@ -103,9 +104,18 @@ lk_err lk_b64url_decode(const char *in, size_t in_len,
         goto fail;
     }
 
-    /* Padding: only the '=' that completes the last quantum, when allowed. */
-    if (n > 0 && in[n - 1] == '=') {
-        size_t pad = (n > 1 && in[n - 2] == '=') ? 2u : 1u;
+    /* Padding: only the '=' that completes the last quantum, when allowed.
+     * Whether the text ends in '=' is public (the length of any valid text
+     * tells it); it is found with masks, not by branching on characters. */
+    if (n > 0) {
+        pad1 = mask_eq((uint8_t)in[n - 1], '=');
+        if (n > 1)
+            pad2 = pad1 & mask_eq((uint8_t)in[n - 2], '=');
+        LK_DECLASSIFY(&pad1, sizeof pad1);
+        LK_DECLASSIFY(&pad2, sizeof pad2);
+    }
+    if (pad1 != 0u) {
+        size_t pad = pad2 != 0u ? 2u : 1u;
         if ((flags & LK_B64URL_ALLOW_PADDING) == 0u || n % 4u != 0u)
             goto fail;
         n -= pad;
@@ -142,6 +152,8 @@ lk_err lk_b64url_decode(const char *in, size_t in_len,
         out[o++] = (uint8_t)(w >> 10);
         out[o++] = (uint8_t)(w >> 2);
     }
+    /* valid or not is the result: public */
+    LK_DECLASSIFY(&bad, sizeof bad);
     if (bad != 0u)
         goto fail;
     *out_len = o;

@@ -5,7 +5,7 @@
 #   sh scripts/install-deps.sh run    build, install and `make demo`
 #   sh scripts/install-deps.sh test   the above, and what `make test` and `make bench` add
 #                                     (unit-test and fuzz toolchains, the Cortex-M0 emulator,
-#                                     the independent Python clients, nftables)
+#                                     the independent Python clients, nftables, valgrind)
 set -eu
 
 RUN="build-essential cmake pkg-config openssl libssl-dev
@@ -14,7 +14,7 @@ softhsm2 mosquitto mosquitto-dev libmosquitto-dev mosquitto-clients
 python3 python3-jwt python3-cryptography"
 TEST="libcmocka-dev python3-paho-mqtt python3-pytest
 gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
-clang libclang-rt-14-dev libjwt-dev nftables iproute2"
+clang libclang-rt-14-dev libjwt-dev nftables iproute2 valgrind"
 
 case "${1:-test}" in
     run) PKGS=$RUN ;;

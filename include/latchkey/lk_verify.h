@@ -88,7 +88,8 @@ typedef struct lk_cred lk_cred;
  * format says, a curve other than P-256, RSA below 2048 or above 8192 bits
  * or with a public exponent that is even, 1, or over LK_CRED_RSA_E_MAX_BITS
  * bits (so odd 3 <= e <= 2^64 - 1), and input over LK_CRED_PEM_MAX
- * (LK_ERR_ARG). A certificate is used only as a container for its public
+ * (LK_ERR_ARG); LK_ERR_NOMEM when OpenSSL ran out of memory decoding it.
+ * A certificate is used only as a container for its public
  * key: its validity dates are not checked here (the registry checks
  * certificates when they are added). On failure *out is NULL.
  */
@@ -152,7 +153,8 @@ void lk_verifier_free(lk_verifier *v);
  * LK_ERR_TOKEN_ALG, LK_ERR_NO_CREDENTIAL, LK_ERR_TOKEN_CLAIM,
  * LK_ERR_TOKEN_AUDIENCE, LK_ERR_TOKEN_FUTURE, LK_ERR_TOKEN_EXPIRED,
  * LK_ERR_TOKEN_LIFETIME, LK_ERR_TOKEN_SIGNATURE; LK_ERR_ARG for a NULL or
- * out-of-range argument. On failure *info is zeroed. If why is not NULL it
+ * out-of-range argument; LK_ERR_NOMEM when jansson or OpenSSL ran out of
+ * memory (the token was not judged: a server's failure, not the client's). On failure *info is zeroed. If why is not NULL it
  * receives a one-line detail for logs ("exp 1700000000 is 700 s before now
  * (skew 600)"); it never contains the token or any part of the signature.
  */

@@ -135,6 +135,9 @@ static int auth__device(struct mosquitto *client, const char *id, const lk_devic
     err = lk_verify_token_cached(plg.verifier, plg.vcache, password, strlen(password),
                                  (lk_cred *const *)d->creds, d->ncreds, &pol, &info, &hit,
                                  why, sizeof why);
+    /* The server's failure, not a judgement of the token: no CONNACK. */
+    if (err == LK_ERR_NOMEM || err == LK_ERR_CRYPTO)
+        return auth__unavailable(client, id, "the token could not be checked", err);
     if (err) {
         snprintf(reason, sizeof reason, "%s%s%s", lk_strerror(err), why[0] ? ": " : "", why);
         return auth__refuse(client, id, reason, err);

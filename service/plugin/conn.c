@@ -218,9 +218,12 @@ void conn__want_config(struct plg_conn *c, int force)
 
 void conn__drain_config(void (*fn)(struct plg_conn *c))
 {
+    size_t n = q_len[Q_CONFIG];
     struct plg_conn *c;
-    /* fn publishes; it never queues a config again */
-    while ((c = queue__pop(Q_CONFIG)))
+
+    /* fn queues its connection again when the config could not be read or
+     * sent: take only the ones queued before this tick. */
+    while (n-- && (c = queue__pop(Q_CONFIG)))
         fn(c);
 }
 

@@ -54,9 +54,12 @@ void deliver__config(struct plg_conn *c)
     if (err || l.failed || l.version == 0) {
         mosquitto_free(l.data);
         /* No such device (deleted meanwhile) or no config yet: nothing to send. */
-        if ((err && err != LK_ERR_REG_NOT_FOUND) || l.failed)
+        if ((err && err != LK_ERR_REG_NOT_FOUND) || l.failed) {
             mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "%s: reading its config failed "
-                                 "(%s)", c->client_id, err ? lk_errname(err) : "out of memory");
+                                 "(%s); retrying on the next tick", c->client_id,
+                                 err ? lk_errname(err) : "out of memory");
+            conn__want_config(c, 0); /* else it would wait for the next config change */
+        }
         return;
     }
     if (!c->config_force && l.version <= c->config_sent) {
@@ -67,7 +70,8 @@ void deliver__config(struct plg_conn *c)
         || mosquitto_broker_publish(c->client_id, topic, (int)l.len, l.data, c->config_qos, false, NULL)) {
         mosquitto_free(l.data);
         mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "%s: sending config version %" PRId64
-                             " failed", c->client_id, l.version);
+                             " failed; retrying on the next tick", c->client_id, l.version);
+        conn__want_config(c, 0);
         return;
     }
     c->config_force = 0;
@@ -96,6 +100,7 @@ struct deliver__cmd {
 struct deliver__cmds {
     struct deliver__cmd *v;
     size_t n, cap;
+    int stopped;                 /* out of memory: commands left pending */
 };
 
 static int deliver__command_cb(void *arg, const lk_reg_command *c)
@@ -106,8 +111,10 @@ static int deliver__command_cb(void *arg, const lk_reg_command *c)
     if (q->n == q->cap) {
         size_t ncap = q->cap ? q->cap * 2 : 16;
         struct deliver__cmd *nv = realloc(q->v, ncap * sizeof *nv);
-        if (!nv)
+        if (!nv) {
+            q->stopped = 1;
             return 1;
+        }
         q->v = nv;
         q->cap = ncap;
     }
@@ -117,12 +124,15 @@ static int deliver__command_cb(void *arg, const lk_reg_command *c)
     d->num_id = c->num_id;
     d->len = c->len;
     d->created = c->created;
-    if (c->subfolder && !(d->subfolder = strdup(c->subfolder)))
+    if (c->subfolder && !(d->subfolder = strdup(c->subfolder))) {
+        q->stopped = 1;
         return 1;
+    }
     if (c->len) {
         d->data = mosquitto_malloc(c->len);
         if (!d->data) {
             free(d->subfolder);
+            q->stopped = 1;
             return 1;
         }
         memcpy(d->data, c->data, c->len);
@@ -138,6 +148,8 @@ void deliver__commands(int64_t now)
     lk_err err;
 
     err = lk_registry_commands_pending(plg.reg, deliver__command_cb, &q);
+    if (q.stopped)
+        plg.commands_due = 1; /* the rest on the next tick, not at the next command */
     if (err) {
         plg.commands_due = 1; /* try again next tick */
         mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "reading pending commands failed (%s)",

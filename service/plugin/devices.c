@@ -163,6 +163,14 @@ static struct plg_device *devices__load(const lk_device_name *p, const char *pat
         const lk_reg_credential *rc = &a.creds[i];
         lk_cred *cred = NULL;
         lk_err e = lk_cred_parse(rc->format, rc->pem, strlen(rc->pem), rc->expires, &cred);
+        if (e != LK_OK && e != LK_ERR_CRED_INVALID) {
+            /* Out of memory, or OpenSSL failed: nothing is cached, or the
+             * device would be refused for a key it has until it changes. */
+            devices__free_one(d);
+            lk_reg_auth_free(&a);
+            *err = e;
+            return NULL;
+        }
         if (e) {
             /* The registry checked it when it was added: skip, and say so. */
             mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "%s: credential %u does not "

@@ -146,7 +146,8 @@ void conn__kick(struct plg_conn *c, const char *reason);
 void conn__tick(int64_t now);
 /* Queue c for config delivery on the next tick. */
 void conn__want_config(struct plg_conn *c, int force);
-/* Take the queued config deliveries: calls fn for each. */
+/* Take the queued config deliveries: calls fn for each (fn may queue it
+ * again, for the next tick). */
 void conn__drain_config(void (*fn)(struct plg_conn *c));
 /* Queue c to be re-checked on the next tick (its re-check could not read
  * the registry). */

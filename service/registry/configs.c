@@ -30,6 +30,7 @@ lk_err lk_registry_update_config(lk_registry *reg, const lk_reg_name *name, cons
     lk_reg_config cfg;
     uint64_t num_id;
     int64_t rid, cur = 0;
+    uint8_t *copy = NULL;
     lk_err err;
 
     if (out != NULL)
@@ -42,8 +43,20 @@ lk_err lk_registry_update_config(lk_registry *reg, const lk_reg_name *name, cons
         return failf(why, why_size, LK_ERR_REG_INVALID,
                      "version_to_update %lld is invalid: use 0 (replace unconditionally) or "
                      "the current version", (long long)version_to_update);
-    if ((err = lk_reg__enter(reg, TX_WRITE, why, why_size)) != LK_OK)
+    /* out's copy is made before anything is written: running out of memory
+     * for it must refuse the change, not follow a commit. */
+    if (out != NULL) {
+        copy = malloc(len + 1);
+        if (copy == NULL)
+            return failf(why, why_size, LK_ERR_NOMEM, "out of memory");
+        if (len > 0)
+            memcpy(copy, data, len);
+        copy[len] = 0;
+    }
+    if ((err = lk_reg__enter(reg, TX_WRITE, why, why_size)) != LK_OK) {
+        free(copy);
         return err;
+    }
     err = lk_reg__find_both(reg, name, id, &rid, &num_id, &cur, why, why_size);
     if (err == LK_OK && version_to_update != 0 && version_to_update != cur)
         err = failf(why, why_size, LK_ERR_REG_CONFLICT,
@@ -60,10 +73,12 @@ lk_err lk_registry_update_config(lk_registry *reg, const lk_reg_name *name, cons
             err = lk_reg__be_fail(reg, err, why, why_size);
     }
     err = lk_reg__leave_changed(reg, err, LK_CHANGE_CONFIG, num_id, why, why_size);
-    if (err == LK_OK && out != NULL && config_copy(out, &cfg) != LK_OK)
-        return failf(why, why_size, LK_ERR_NOMEM,
-                     "the config was stored as version %lld, but copying it back ran out of "
-                     "memory", (long long)cfg.version);
+    if (err == LK_OK && out != NULL) {
+        *out = cfg;
+        out->data = copy;
+        copy = NULL;
+    }
+    free(copy);
     return err;
 }
 

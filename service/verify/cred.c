@@ -166,6 +166,17 @@ static int p256_fast(const char *pem, size_t len, EVP_PKEY **pkey, uint8_t fp[32
     return ok;
 }
 
+int lk_verify__openssl_oom(void)
+{
+    unsigned long e;
+    int oom = 0;
+
+    while ((e = ERR_get_error()) != 0)
+        if (ERR_GET_REASON(e) == ERR_R_MALLOC_FAILURE)
+            oom = 1;
+    return oom;
+}
+
 lk_err lk_cred_parse(lk_cred_format fmt, const char *pem, size_t pem_len,
                      int64_t expires, lk_cred **out)
 {
@@ -173,8 +184,8 @@ lk_err lk_cred_parse(lk_cred_format fmt, const char *pem, size_t pem_len,
     BIO *bio = NULL;
     X509 *crt = NULL;
     unsigned char *spki = NULL;
-    int kind, spki_len, ok = 0, fast = 0;
-    lk_alg alg;
+    int kind, spki_len, ok = 0, fast = 0, attempt;
+    lk_alg alg = LK_ALG_NONE;
     lk_err err = LK_ERR_CRED_INVALID;
 
     if (out != NULL)
@@ -208,17 +219,34 @@ lk_err lk_cred_parse(lk_cred_format fmt, const char *pem, size_t pem_len,
             err = LK_ERR_NOMEM;
             goto exit;
         }
-        if (kind == 1) {
-            c->pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
-        } else {
-            crt = PEM_read_bio_X509(bio, NULL, NULL, NULL);
-            if (crt != NULL)
-                c->pkey = X509_get_pubkey(crt);
+        /* OpenSSL's decoders can run out of memory without saying so, and
+         * then answer "no key" or a key they could not finish: the input is
+         * the same, so a second read that gives a good key shows that the
+         * first failed for memory. */
+        for (attempt = 0; attempt < 2 && !ok; attempt++) {
+            if (attempt > 0) {
+                EVP_PKEY_free(c->pkey);
+                c->pkey = NULL;
+                X509_free(crt);
+                crt = NULL;
+                if (BIO_reset(bio) <= 0)
+                    break;
+            }
+            if (kind == 1) {
+                c->pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+            } else {
+                crt = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+                if (crt != NULL)
+                    c->pkey = X509_get_pubkey(crt);
+            }
+            if (c->pkey != NULL)
+                alg = key_alg(c->pkey, &ok);
         }
     }
     if (c->pkey == NULL)
         goto exit;
-    alg = key_alg(c->pkey, &ok);
+    if (fast)
+        alg = key_alg(c->pkey, &ok);
     if (!ok)
         goto exit;
     if (fmt == LK_CRED_UNSPECIFIED)
@@ -261,6 +289,11 @@ lk_err lk_cred_parse(lk_cred_format fmt, const char *pem, size_t pem_len,
     c = NULL;
     err = LK_OK;
 exit:
+    /* OpenSSL's decoders answer "no key" when they ran out of memory: a
+     * caller must not take a good credential for a bad one (the broker
+     * would refuse the device until it changes). */
+    if (err == LK_ERR_CRED_INVALID && lk_verify__openssl_oom())
+        err = LK_ERR_NOMEM;
     OPENSSL_free(spki);
     X509_free(crt);
     BIO_free(bio);

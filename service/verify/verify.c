@@ -125,10 +125,8 @@ lk_err lk_verify__digest(const lk_cred *cred, const uint8_t digest[32],
     } else {
         ok = EVP_PKEY_verify(cred->vctx, sig, sig_len, digest, 32);
     }
-    if (ok != 1) {
-        ERR_clear_error();
-        return LK_ERR_TOKEN_SIGNATURE;
-    }
+    if (ok != 1)
+        return lk_verify__openssl_oom() ? LK_ERR_NOMEM : LK_ERR_TOKEN_SIGNATURE;
     return LK_OK;
 }
 
@@ -237,6 +235,16 @@ static json_t *segment_json(const uint8_t *text, size_t n, const char *what, lk_
     /* JSON_ALLOW_NUL: a "\u0000" inside a string is data (it makes an aud
      * differ from the project id), not a reason to call the JSON broken. */
     j = json_loadb((const char *)text, n, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
+    /* jansson's lexer reports running out of memory as a syntax error.
+     * Parsing is deterministic: a second parse that succeeds shows that the
+     * first failed for memory, not for the token. */
+    if (j == NULL && json_error_code(&je) != json_error_out_of_memory)
+        j = json_loadb((const char *)text, n, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
+    if (j == NULL && json_error_code(&je) == json_error_out_of_memory) {
+        /* not a judgement of the token */
+        *err = why_set(why, why_size, LK_ERR_NOMEM, "out of memory reading the %s", what);
+        return NULL;
+    }
     if (j == NULL) {
         /* jansson appends "near '<input>'": keep only the fault and where it
          * is, so no token content reaches a log. */
@@ -460,7 +468,13 @@ header_done:
         const lk_cred *c = creds[i];
         if (c->alg != alg || (c->expires != 0 && c->expires <= now))
             continue;
-        if (lk_verify__digest(c, digest, v->sig, sig_len) == LK_OK) {
+        lk_err e = lk_verify__digest(c, digest, v->sig, sig_len);
+        if (e == LK_ERR_NOMEM) {
+            /* the signature was not judged: not "no credential verifies it" */
+            err = why_set(why, why_size, e, "out of memory checking the signature");
+            goto exit;
+        }
+        if (e == LK_OK) {
             info->alg = alg;
             info->iat = iat;
             info->exp = exp;

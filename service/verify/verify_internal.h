@@ -23,7 +23,7 @@ struct lk_cred {
  * Check sig[0..sig_len) over msg[0..msg_len) with cred, exactly as a token's
  * signature is checked (ES256: 64 bytes r||s, 1 <= r, s <= n-1; RS256:
  * modulus-length PKCS#1 v1.5 with SHA-256). LK_OK or LK_ERR_TOKEN_SIGNATURE
- * (LK_ERR_ARG for NULL arguments). For the test vectors, which sign
+ * (LK_ERR_ARG for NULL arguments, LK_ERR_NOMEM as lk_verify__digest). For the test vectors, which sign
  * arbitrary messages.
  */
 lk_err lk_verify__signature(const lk_cred *cred, const uint8_t *msg, size_t msg_len,
@@ -55,7 +55,14 @@ int lk_verify__pem_kind(const char *pem, size_t len);
 lk_err lk_verify__why(char *why, size_t why_size, lk_err err, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* Check sig against a precomputed SHA-256 digest. */
+/* 1 when OpenSSL's error queue holds an allocation failure (and empties
+ * it): its decoders and verifiers answer "no" when they ran out of memory,
+ * which must not pass for a bad key or a bad signature. */
+int lk_verify__openssl_oom(void);
+
+/* Check sig against a precomputed SHA-256 digest: LK_OK,
+ * LK_ERR_TOKEN_SIGNATURE, or LK_ERR_NOMEM when OpenSSL ran out of memory
+ * (the signature was not judged). */
 lk_err lk_verify__digest(const lk_cred *cred, const uint8_t digest[32],
                          const uint8_t *sig, size_t sig_len);
 
