@@ -242,7 +242,7 @@ static json_t *segment_json(const uint8_t *text, size_t n, const char *what, lk_
         j = json_loadb((const char *)text, n, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
     if (j == NULL && json_error_code(&je) == json_error_out_of_memory) {
         /* not a judgement of the token */
-        *err = why_set(why, why_size, LK_ERR_NOMEM, "out of memory reading the %s", what);
+        *err = lk_verify__why(why, why_size, LK_ERR_NOMEM, "out of memory reading the %s", what);
         return NULL;
     }
     if (j == NULL) {
@@ -471,7 +471,7 @@ header_done:
         lk_err e = lk_verify__digest(c, digest, v->sig, sig_len);
         if (e == LK_ERR_NOMEM) {
             /* the signature was not judged: not "no credential verifies it" */
-            err = why_set(why, why_size, e, "out of memory checking the signature");
+            err = lk_verify__why(why, why_size, e, "out of memory checking the signature");
             goto exit;
         }
         if (e == LK_OK) {
