@@ -21,10 +21,10 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
-#include <openssl/sha.h>
 #include <valgrind/memcheck.h>
 
 #include "latchkey/lk_b64url.h"
+#include "latchkey/lk_iotcore.h"
 #include "latchkey/lk_util.h"
 
 #define SECRET(p, n) VALGRIND_MAKE_MEM_UNDEFINED((p), (n))
@@ -41,8 +41,8 @@ static void expect(int ok, const char *what)
 }
 
 /* The backend secret as the broker checks it (service/plugin/auth.c,
- * auth__backend and auth__recheck_backend): SHA-256 of the password, then
- * lk_ct_equal with the stored hash. Both the password and the stored hash
+ * auth__backend and auth__recheck_backend): lk_backend_secret_hash (the
+ * core's SHA-256) of the password, then lk_ct_equal with the stored hash. Both the password and the stored hash
  * are secret. */
 static void backend_secret(const char *password, const uint8_t stored[32], int want)
 {
@@ -55,7 +55,7 @@ static void backend_secret(const char *password, const uint8_t stored[32], int w
     memcpy(st, stored, 32);
     SECRET(pw, n);
     SECRET(st, 32);
-    SHA256((const unsigned char *)pw, n, got);
+    lk_backend_secret_hash(pw, n, got);
     match = lk_ct_equal(got, st, sizeof got);
     PUBLIC(&match, sizeof match);
     expect(match == want, "backend secret (SHA-256, lk_ct_equal)");
@@ -157,7 +157,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "ct_check: not under valgrind: the results are checked, the timing is not\n");
     for (i = 0; i < sizeof raw; i++)
         raw[i] = (uint8_t)(i * 37u + 11u);
-    SHA256((const unsigned char *)secret, strlen(secret), stored);
+    lk_backend_secret_hash(secret, strlen(secret), stored);
     memcpy(other, stored, 32);
     other[0] ^= 0x80;
 
