@@ -38,8 +38,7 @@ static int acl__republish(struct plg_conn *c, enum plg_topic t, const char *sub,
     mosquitto_property *props = NULL;
 
     if (message__downstream(c, t, sub, &topic, &props)
-        || mosquitto_broker_publish_copy(NULL, topic, (int)ed->payloadlen, ed->payload, ed->qos,
-                                         false, props)) {
+        || message__publish(topic, ed->payload, ed->payloadlen, ed->qos, props)) {
         mosquitto_property_free_all(&props);
         mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "%s: a retained publish was lost: out "
                              "of memory", c->client_id);

@@ -113,6 +113,25 @@ int message__handle(int event, void *event_data, void *userdata)
     return MOSQ_ERR_SUCCESS;
 }
 
+int message__publish(const char *topic, const void *payload, size_t len, int qos,
+                     mosquitto_property *props)
+{
+    /* Not mosquitto_broker_publish_copy: in 2.0.11 it loses its copy when the
+     * publish fails for want of memory. This copy the broker frees on
+     * success; on failure it is still ours. */
+    void *copy = mosquitto_malloc(len ? len : 1);
+    int rc;
+
+    if (!copy)
+        return MOSQ_ERR_NOMEM;
+    if (len)
+        memcpy(copy, payload, len);
+    rc = mosquitto_broker_publish(NULL, topic, (int)len, copy, qos, false, props);
+    if (rc != MOSQ_ERR_SUCCESS)
+        mosquitto_free(copy);
+    return rc;
+}
+
 void message__presence(struct plg_conn *c, int online, const char *detail)
 {
     char num[24], when[32], topic[LK_BACKEND_TOPIC_MAX + 1];
@@ -135,7 +154,7 @@ void message__presence(struct plg_conn *c, int online, const char *detail)
     json_decref(o);
     if (!text)
         return;
-    mosquitto_broker_publish_copy(NULL, topic, (int)strlen(text), text, 1, false, NULL);
+    message__publish(topic, text, strlen(text), 1, NULL);
     free(text);
 }
 

@@ -187,6 +187,10 @@ int message__downstream(const struct plg_conn *c, enum plg_topic t, const char *
                         char **topic, mosquitto_property **props);
 void message__accepted(const struct plg_conn *c, enum plg_topic t, const void *payload,
                        uint32_t len, int64_t now);
+/* Publish a copy of payload (not retained), as the broker's client: 0, or
+ * the broker's error, props then still the caller's. */
+int message__publish(const char *topic, const void *payload, size_t len, int qos,
+                     mosquitto_property *props);
 /* Publish JSON {"deviceId",...} to latchkey/P/L/R/D/online|offline. */
 void message__presence(struct plg_conn *c, int online, const char *detail);
 /* The offline notice of a connection that was superseded or kicked (conn.c). */
