@@ -4,7 +4,10 @@
 - no import circle: within each program or library of the product, the graph "object file A uses a
   symbol that object file B defines" has no cycle (read with nm from the build, so it sees what the
   linker sees, not what the headers promise);
-- no source file of the product is longer than 1,000 lines.
+- no source file of the product is longer than 1,000 lines;
+- no library code prints or exits: the objects of the libraries and of the
+  broker plugin call none of printf, puts, fwrite, perror, exit, abort and
+  their kin (tools print and exit; the plugin logs through the broker).
 
 usage: structure.py SOURCE_DIR BUILD_DIR
 """
@@ -14,6 +17,17 @@ import sys
 
 MAX_LINES = 1000
 PRODUCT = ("core", "se", "protocol", "device", "service", "tools", "include")
+# What only a tool may call (with the _chk forms of glibc's fortified headers).
+PRINT_EXIT = {"printf", "fprintf", "vprintf", "vfprintf", "dprintf", "puts", "fputs", "putchar",
+              "fputc", "putc", "fwrite", "perror", "exit", "_exit", "_Exit", "abort", "err", "errx",
+              "warn", "warnx", "__printf_chk", "__fprintf_chk", "__vprintf_chk", "__vfprintf_chk",
+              "__dprintf_chk"}
+
+
+def is_library(target_dir):
+    """The libraries' object targets (lk_*_obj) and the broker plugin."""
+    d = os.path.basename(target_dir)
+    return (d.startswith("lk_") and d.endswith("_obj.dir")) or d == "latchkey_plugin.dir"
 
 
 def symbols(obj):
@@ -108,6 +122,11 @@ def main():
                 if f.endswith(".c.o") and live(o) and (rules is None
                                                       or os.path.relpath(o, build) in rules):
                     objs.append(o)
+        if is_library(tdir):
+            for o in objs:
+                bad = sorted(symbols(o)[1] & PRINT_EXIT)
+                if bad:
+                    problems.append(f"{name(o)} (in {d[:-4]}) prints or exits: {', '.join(bad)}")
         for comp, edges in cycles(sorted(objs)):
             names = sorted(name(o) for o in comp)
             arrows = [f"{name(a)} -> {name(b)}" for a in comp for b in edges[a] if b in comp]
@@ -125,7 +144,8 @@ def main():
         print(line)
     if problems:
         sys.exit(1)
-    print("structure: no import circle, no product file over", MAX_LINES, "lines")
+    print("structure: no import circle, no product file over", MAX_LINES, "lines, no library "
+          "code that prints or exits")
 
 
 if __name__ == "__main__":
