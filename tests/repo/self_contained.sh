@@ -7,9 +7,9 @@
 #
 #  1. the test vectors are all present and unchanged (tests/vectors/SHA256SUMS,
 #     tests/vectors/SOURCE.md), and every file there is listed;
-#  2. no tracked file refers to ../shared or LK_SHARED_DIR (the folder the
-#     vectors and the IoT Core notes used to be read from), except documents
-#     about the project's history.
+#  2. no tracked file refers to the sibling folder the vectors and the IoT
+#     Core notes used to be read from (by its relative path, its variable or
+#     its subfolders), except documents about the project's history.
 set -eu
 SRC=${1:?usage: self_contained.sh SOURCE_DIR}
 cd "$SRC"
@@ -36,10 +36,11 @@ list_files() {
         find . -type f ! -path './.git/*' ! -path './build*' ! -path '*/__pycache__/*' | sed 's|^\./||'
     fi
 }
-# This script names the patterns; documents about the history may name the
-# old layout.
-allowed='^(tests/repo/self_contained\.sh|docs/history[^/]*\.md|CHANGELOG[^/]*|NEWS[^/]*)$'
-pattern='\.\./shared|LK_SHARED_DIR|shared/(spec|vectors)|\.parent */ *["'"'"']shared["'"'"']'
+# Documents about the history may name the old layout. The folder's name is
+# put together here, so that this script does not name it itself.
+allowed='^(docs/history[^/]*\.md|CHANGELOG[^/]*|NEWS[^/]*)$'
+sib=sha; sib=${sib}red
+pattern="\\.\\./$sib|LK_$(echo "$sib" | tr a-z A-Z)_DIR|$sib/(spec|vectors)|\\.parent */ *[\"']$sib[\"']"
 hits=$(list_files | grep -Ev "$allowed" | while read -r f; do
            if [ -f "$f" ]; then grep -IHnE "$pattern" "$f" || true; fi
        done)
