@@ -162,14 +162,16 @@ static int acl__offline(const struct mosquitto_evt_acl_check *ed)
 {
     const char *u = mosquitto_client_username(ed->client);
     const char *id = mosquitto_client_id(ed->client);
+    const char *name;
     char project[LK_PROJECT_MAX + 1];
     lk_device_name p;
 
-    if (!u || strncmp(u, "backend:", 8))
+    if (!u || strncmp(u, BACKEND_PREFIX, strlen(BACKEND_PREFIX)))
         return MOSQ_ERR_PLUGIN_DEFER;
-    if (!lk_id_valid(u + 8, strlen(u + 8)) || !backends__id_ok(u + 8, id)
+    name = u + strlen(BACKEND_PREFIX);
+    if (!lk_id_valid(name, strlen(name)) || !backends__id_ok(name, id)
         || (id && lk_device_path_parse(id, strlen(id), &p) == LK_OK)
-        || backends__project(u + 8, project))
+        || backends__project(name, project))
         return MOSQ_ERR_ACL_DENIED;
     return acl__backend(project, ed);
 }

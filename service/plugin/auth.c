@@ -21,8 +21,6 @@
 #include "latchkey/lk_util.h"
 #include "plugin.h"
 
-#define BACKEND_PREFIX "backend:"
-
 static const char *auth__addr(struct mosquitto *client)
 {
     const char *a = mosquitto_client_address(client);

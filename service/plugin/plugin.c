@@ -193,8 +193,12 @@ static void plugin__feed_failed(lk_err err, int64_t now)
                              PRId64 " s", lk_errname(err), plg.opt.confirm_timeout);
     }
     plg.changes_unread = 1;
-    if (now - plg.feed_failing_since >= plg.opt.confirm_timeout)
+    if (now - plg.feed_failing_since >= plg.opt.confirm_timeout) {
         conn__each(plugin__kick_unconfirmed, NULL);
+        /* Nor may an offline session's queue trust a backend's cached
+         * project (a deletion may be waiting in the feed): read it afresh. */
+        backends__forget();
+    }
 }
 
 static void plugin__changes(int64_t now)

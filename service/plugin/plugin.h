@@ -33,6 +33,8 @@
 #include "latchkey/lk_verify.h"
 
 #define PLG_LOG_PREFIX "latchkey: "
+/* A backend's username: this, then its name. */
+#define BACKEND_PREFIX "backend:"
 
 /* # Options */
 

@@ -13,7 +13,6 @@
  * logging what its previous owner had suppressed).
  */
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 

@@ -146,18 +146,6 @@ int mosquitto_broker_publish(const char *clientid, const char *topic, int payloa
     return MOSQ_ERR_SUCCESS;
 }
 
-int mosquitto_broker_publish_copy(const char *clientid, const char *topic, int payloadlen,
-                                  const void *payload, int qos, bool retain,
-                                  mosquitto_property *properties)
-{
-    void *copy = malloc(payloadlen > 0 ? (size_t)payloadlen : 1);
-    if (!copy)
-        return MOSQ_ERR_NOMEM;
-    if (payloadlen > 0)
-        memcpy(copy, payload, (size_t)payloadlen);
-    return mosquitto_broker_publish(clientid, topic, payloadlen, copy, qos, retain, properties);
-}
-
 int mosquitto_property_add_string_pair(mosquitto_property **proplist, int identifier,
                                        const char *name, const char *value)
 {
