@@ -14,11 +14,8 @@ lk_err lk_registry_import_begin(lk_registry *reg, const lk_reg_name *name, char 
     if ((err = lk_reg__enter_registry(reg, TX_WRITE, name, &rid, why, why_size)) != LK_OK)
         return err;
     err = lk_reg__load_cas(reg, rid, &reg->import_cas, why, why_size);
-    if (err != LK_OK) {
-        reg->ops->rollback(reg->be);
-        reg->busy = 0;
-        return err;
-    }
+    if (err != LK_OK)
+        return lk_reg__leave(reg, err, TX_WRITE, why, why_size);
     lk_reg__path(name, reg->import_name, sizeof reg->import_name);
     reg->import_rid = rid;
     reg->importing = IMPORT_DEVICES;
