@@ -424,21 +424,18 @@ lk_err lk_registry_delete_cert(lk_registry *reg, const lk_reg_name *name, unsign
 
     if ((err = lk_reg__enter_registry(reg, TX_WRITE, name, &rid, why, why_size)) != LK_OK)
         return err;
-    if (err == LK_OK) {
-        err = reg->ops->cert_delete(reg->be, rid, index);
-        if (err == LK_ERR_REG_NOT_FOUND) {
-            lk_reg_registry r;
-            unsigned n = 0;
-            if (reg->ops->registry_get(reg->be, rid, &r) == LK_OK) {
-                n = r.ncerts;
-                lk_reg_registry_free(&r);
-            }
-            err = failf(why, why_size, err,
-                        "%s has no CA certificate %u (it has %u, numbered from 0)",
-                        lk_reg__path(name, p, sizeof p), index, n);
-        } else if (err != LK_OK) {
-            err = lk_reg__be_fail(reg, err, why, why_size);
+    err = reg->ops->cert_delete(reg->be, rid, index);
+    if (err == LK_ERR_REG_NOT_FOUND) {
+        lk_reg_registry r;
+        unsigned n = 0;
+        if (reg->ops->registry_get(reg->be, rid, &r) == LK_OK) {
+            n = r.ncerts;
+            lk_reg_registry_free(&r);
         }
+        err = failf(why, why_size, err, "%s has no CA certificate %u (it has %u, numbered from 0)",
+                    lk_reg__path(name, p, sizeof p), index, n);
+    } else if (err != LK_OK) {
+        err = lk_reg__be_fail(reg, err, why, why_size);
     }
     return lk_reg__leave(reg, err, TX_WRITE, why, why_size);
 }
