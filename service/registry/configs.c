@@ -8,18 +8,27 @@
 
 #include "facade.h"
 
-/* *out = c with a copy of its data (malloc'd, NUL-terminated). */
+/* A malloc'd, NUL-terminated copy of data[0..len), or NULL. */
+static uint8_t *data_dup(const uint8_t *data, size_t len)
+{
+    uint8_t *copy = malloc(len + 1);
+    if (copy == NULL)
+        return NULL;
+    if (len > 0)
+        memcpy(copy, data, len);
+    copy[len] = 0;
+    return copy;
+}
+
+/* *out = c with a copy of its data (data_dup). */
 static lk_err config_copy(lk_reg_config *out, const lk_reg_config *c)
 {
     *out = *c;
-    out->data = malloc(c->len + 1);
+    out->data = data_dup(c->data, c->len);
     if (out->data == NULL) {
         memset(out, 0, sizeof *out);
         return LK_ERR_NOMEM;
     }
-    if (c->len > 0)
-        memcpy(out->data, c->data, c->len);
-    out->data[c->len] = 0;
     return LK_OK;
 }
 
@@ -45,14 +54,8 @@ lk_err lk_registry_update_config(lk_registry *reg, const lk_reg_name *name, cons
                      "the current version", (long long)version_to_update);
     /* out's copy is made before anything is written: running out of memory
      * for it must refuse the change, not follow a commit. */
-    if (out != NULL) {
-        copy = malloc(len + 1);
-        if (copy == NULL)
-            return failf(why, why_size, LK_ERR_NOMEM, "out of memory");
-        if (len > 0)
-            memcpy(copy, data, len);
-        copy[len] = 0;
-    }
+    if (out != NULL && (copy = data_dup(data, len)) == NULL)
+        return failf(why, why_size, LK_ERR_NOMEM, "out of memory");
     if ((err = lk_reg__enter(reg, TX_WRITE, why, why_size)) != LK_OK) {
         free(copy);
         return err;

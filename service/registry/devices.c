@@ -107,7 +107,19 @@ static lk_err check_creds(lk_registry *reg, const lk_reg_cas *cas, const lk_reg_
     return LK_OK;
 }
 
-/* Create a device inside the current write transaction. */
+lk_err lk_reg__device_absent(lk_registry *reg, const lk_reg_name *name, int64_t rid,
+                             const char *id, char *why, size_t why_size)
+{
+    char p[400];
+    lk_err err = reg->ops->device_find(reg->be, rid, id, NULL, NULL);
+    if (err == LK_OK)
+        return failf(why, why_size, LK_ERR_REG_EXISTS, "device '%s' already exists in %s", id,
+                     name != NULL ? lk_reg__path(name, p, sizeof p) : reg->import_name);
+    return err == LK_ERR_REG_NOT_FOUND ? LK_OK : lk_reg__be_fail(reg, err, why, why_size);
+}
+
+/* Create a device inside the current write transaction, once
+ * lk_reg__device_absent() has said it is not there. */
 lk_err lk_reg__insert_device(lk_registry *reg, const lk_reg_name *name, int64_t rid,
                              const lk_reg_cas *cas, const lk_reg_device_spec *spec,
                              uint64_t *num_id, char *why, size_t why_size)
@@ -118,14 +130,6 @@ lk_err lk_reg__insert_device(lk_registry *reg, const lk_reg_name *name, int64_t 
     lk_reg_device_spec ins = *spec;
     lk_err err;
 
-    /* An existing id first: a caller skipping existing devices learns it
-     * whatever else the spec holds. */
-    err = reg->ops->device_find(reg->be, rid, spec->id, NULL, NULL);
-    if (err == LK_OK)
-        return failf(why, why_size, LK_ERR_REG_EXISTS, "device '%s' already exists in %s",
-                     spec->id, name != NULL ? lk_reg__path(name, p, sizeof p) : reg->import_name);
-    if (err != LK_ERR_REG_NOT_FOUND)
-        return lk_reg__be_fail(reg, err, why, why_size);
     err = check_creds(reg, cas, spec->creds, spec->ncreds, NULL, 0, why, why_size);
     if (err != LK_OK)
         return err;
@@ -218,6 +222,10 @@ lk_err lk_registry_create_device(lk_registry *reg, const lk_reg_name *name,
     err = lk_reg__find_registry(reg, name, &rid, why, why_size);
     if (err == LK_OK && spec->ncreds > 0)
         err = lk_reg__load_cas(reg, rid, &cas, why, why_size);
+    /* An existing id before the credentials are checked: a caller skipping
+     * existing devices learns it whatever credentials the spec holds. */
+    if (err == LK_OK)
+        err = lk_reg__device_absent(reg, name, rid, spec->id, why, why_size);
     if (err == LK_OK)
         err = lk_reg__insert_device(reg, name, rid, cas, spec, &n, why, why_size);
     lk_reg__cas_free(cas);

@@ -123,14 +123,23 @@ void lk_reg__import_end(lk_registry *reg);
  * rules at now, no two alike, at most LK_REGISTRY_CERTS_MAX). */
 lk_err lk_reg__check_registry_spec(lk_registry *reg, const lk_reg_registry_spec *spec,
                                    char *why, size_t why_size);
+/* LK_OK when no registry has this name, else LK_ERR_REG_EXISTS (or the
+ * database's failure); inside the current transaction. */
+lk_err lk_reg__registry_absent(lk_registry *reg, const lk_reg_name *name, char *why,
+                               size_t why_size);
 /* Create the registry of a checked spec inside the current write
- * transaction: LK_ERR_REG_EXISTS first. */
+ * transaction, once lk_reg__registry_absent() said it is not there. */
 lk_err lk_reg__insert_registry(lk_registry *reg, const lk_reg_name *name,
                                const lk_reg_registry_spec *spec, char *why, size_t why_size);
 /* Everything about a new device's spec that needs no database. */
 lk_err lk_reg__check_create_spec(const lk_reg_device_spec *spec, char *why, size_t why_size);
+/* LK_OK when registry rid has no device id, else LK_ERR_REG_EXISTS naming
+ * where (name NULL: the open import's registry), or the database's failure. */
+lk_err lk_reg__device_absent(lk_registry *reg, const lk_reg_name *name, int64_t rid,
+                             const char *id, char *why, size_t why_size);
 /* Create a device of a checked spec inside the current write transaction
- * (name NULL: the open import's registry). */
+ * (name NULL: the open import's registry), once lk_reg__device_absent()
+ * said it is not there. */
 lk_err lk_reg__insert_device(lk_registry *reg, const lk_reg_name *name, int64_t rid,
                              const lk_reg_cas *cas, const lk_reg_device_spec *spec,
                              uint64_t *num_id, char *why, size_t why_size);

@@ -14,11 +14,8 @@ lk_err lk_registry_import_begin(lk_registry *reg, const lk_reg_name *name, char 
     if ((err = lk_reg__enter_registry(reg, TX_WRITE, name, &rid, why, why_size)) != LK_OK)
         return err;
     err = lk_reg__load_cas(reg, rid, &reg->import_cas, why, why_size);
-    if (err != LK_OK) {
-        reg->ops->rollback(reg->be);
-        reg->busy = 0;
-        return err;
-    }
+    if (err != LK_OK)
+        return lk_reg__leave(reg, err, TX_WRITE, why, why_size);
     lk_reg__path(name, reg->import_name, sizeof reg->import_name);
     reg->import_rid = rid;
     reg->importing = IMPORT_DEVICES;
@@ -97,20 +94,13 @@ lk_err lk_registry_import_add_registry(lk_registry *reg, const lk_reg_name *name
                                        size_t why_size)
 {
     struct reg_item it = {name, spec};
-    char p[400];
-    int64_t rid;
     lk_err err;
-    if ((err = import_ready(reg, IMPORT_REGISTRIES, why, why_size)) != LK_OK ||
-        (err = lk_reg__check_name(name, why, why_size)) != LK_OK)
-        return err;
     /* An existing registry first, whatever the spec holds (a caller may
      * skip it): a read inside the import's transaction. */
-    err = reg->ops->registry_find(reg->be, name, &rid);
-    if (err == LK_OK)
-        return failf(why, why_size, LK_ERR_REG_EXISTS, "%s already exists",
-                     lk_reg__path(name, p, sizeof p));
-    if (err != LK_ERR_REG_NOT_FOUND)
-        return lk_reg__be_fail(reg, err, why, why_size);
+    if ((err = import_ready(reg, IMPORT_REGISTRIES, why, why_size)) != LK_OK ||
+        (err = lk_reg__check_name(name, why, why_size)) != LK_OK ||
+        (err = lk_reg__registry_absent(reg, name, why, why_size)) != LK_OK)
+        return err;
     if ((err = lk_reg__check_registry_spec(reg, spec, why, why_size)) != LK_OK)
         return err;
     return import_item(reg, add_registry_item, &it, why, why_size);
@@ -142,14 +132,9 @@ lk_err lk_registry_import_add(lk_registry *reg, const lk_reg_device_spec *spec, 
         return failf(why, why_size, LK_ERR_ARG, "no device given");
     /* An existing id first, whatever else the spec holds (a caller may skip
      * it): a read inside the import's transaction. */
-    if ((err = lk_reg__check_device_id(spec->id, why, why_size)) != LK_OK)
+    if ((err = lk_reg__check_device_id(spec->id, why, why_size)) != LK_OK ||
+        (err = lk_reg__device_absent(reg, NULL, reg->import_rid, spec->id, why, why_size)) != LK_OK)
         return err;
-    err = reg->ops->device_find(reg->be, reg->import_rid, spec->id, NULL, NULL);
-    if (err == LK_OK)
-        return failf(why, why_size, LK_ERR_REG_EXISTS, "device '%s' already exists in %s", spec->id,
-                     reg->import_name);
-    if (err != LK_ERR_REG_NOT_FOUND)
-        return lk_reg__be_fail(reg, err, why, why_size);
     if ((err = lk_reg__check_create_spec(spec, why, why_size)) != LK_OK)
         return err;
     err = import_item(reg, add_device_item, &it, why, why_size);

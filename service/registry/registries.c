@@ -144,8 +144,20 @@ lk_err lk_reg__check_registry_spec(lk_registry *reg, const lk_reg_registry_spec 
     return err;
 }
 
+lk_err lk_reg__registry_absent(lk_registry *reg, const lk_reg_name *name, char *why,
+                               size_t why_size)
+{
+    int64_t rid;
+    char p[400];
+    lk_err err = reg->ops->registry_find(reg->be, name, &rid);
+    if (err == LK_OK)
+        return failf(why, why_size, LK_ERR_REG_EXISTS, "%s already exists",
+                     lk_reg__path(name, p, sizeof p));
+    return err == LK_ERR_REG_NOT_FOUND ? LK_OK : lk_reg__be_fail(reg, err, why, why_size);
+}
+
 /* Create the registry of a checked spec inside the current write
- * transaction: LK_ERR_REG_EXISTS first. */
+ * transaction, once lk_reg__registry_absent() has said it is not there. */
 lk_err lk_reg__insert_registry(lk_registry *reg, const lk_reg_name *name,
                                const lk_reg_registry_spec *spec, char *why, size_t why_size)
 {
@@ -153,13 +165,8 @@ lk_err lk_reg__insert_registry(lk_registry *reg, const lk_reg_name *name,
     int64_t rid;
     char p[400];
     unsigned i;
-    lk_err err = reg->ops->registry_find(reg->be, name, &rid);
+    lk_err err;
 
-    if (err == LK_OK)
-        return failf(why, why_size, LK_ERR_REG_EXISTS, "%s already exists",
-                     lk_reg__path(name, p, sizeof p));
-    if (err != LK_ERR_REG_NOT_FOUND)
-        return lk_reg__be_fail(reg, err, why, why_size);
     memset(&r, 0, sizeof r);
     r.project = (char *)name->project;
     r.location = (char *)name->location;
@@ -191,7 +198,9 @@ lk_err lk_registry_create_registry_full(lk_registry *reg, const lk_reg_name *nam
         (err = lk_reg__check_registry_spec(reg, spec, why, why_size)) != LK_OK ||
         (err = lk_reg__enter(reg, TX_WRITE, why, why_size)) != LK_OK)
         return err;
-    err = lk_reg__insert_registry(reg, name, spec, why, why_size);
+    err = lk_reg__registry_absent(reg, name, why, why_size);
+    if (err == LK_OK)
+        err = lk_reg__insert_registry(reg, name, spec, why, why_size);
     return lk_reg__leave(reg, err, TX_WRITE, why, why_size);
 }
 
@@ -424,21 +433,18 @@ lk_err lk_registry_delete_cert(lk_registry *reg, const lk_reg_name *name, unsign
 
     if ((err = lk_reg__enter_registry(reg, TX_WRITE, name, &rid, why, why_size)) != LK_OK)
         return err;
-    if (err == LK_OK) {
-        err = reg->ops->cert_delete(reg->be, rid, index);
-        if (err == LK_ERR_REG_NOT_FOUND) {
-            lk_reg_registry r;
-            unsigned n = 0;
-            if (reg->ops->registry_get(reg->be, rid, &r) == LK_OK) {
-                n = r.ncerts;
-                lk_reg_registry_free(&r);
-            }
-            err = failf(why, why_size, err,
-                        "%s has no CA certificate %u (it has %u, numbered from 0)",
-                        lk_reg__path(name, p, sizeof p), index, n);
-        } else if (err != LK_OK) {
-            err = lk_reg__be_fail(reg, err, why, why_size);
+    err = reg->ops->cert_delete(reg->be, rid, index);
+    if (err == LK_ERR_REG_NOT_FOUND) {
+        lk_reg_registry r;
+        unsigned n = 0;
+        if (reg->ops->registry_get(reg->be, rid, &r) == LK_OK) {
+            n = r.ncerts;
+            lk_reg_registry_free(&r);
         }
+        err = failf(why, why_size, err, "%s has no CA certificate %u (it has %u, numbered from 0)",
+                    lk_reg__path(name, p, sizeof p), index, n);
+    } else if (err != LK_OK) {
+        err = lk_reg__be_fail(reg, err, why, why_size);
     }
     return lk_reg__leave(reg, err, TX_WRITE, why, why_size);
 }

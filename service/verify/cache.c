@@ -79,8 +79,7 @@ void lk_vcache_free(lk_vcache *c)
 {
     if (c == NULL)
         return;
-    if (c->e != NULL)
-        OPENSSL_clear_free(c->e, c->capacity * sizeof *c->e);
+    OPENSSL_clear_free(c->e, c->capacity * sizeof *c->e); /* NULL: does nothing */
     EVP_MD_CTX_free(c->md);
     EVP_MD_free(c->sha256);
     OPENSSL_clear_free(c, sizeof *c);
