@@ -2,7 +2,6 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -179,7 +178,7 @@ int cmd_key(int argc, char **argv)
         const char *path = ko.store ? ko.store : getenv("LATCHKEY_STORE");
         size_t i;
         if (ko.key != NULL) {
-            if (strncasecmp(ko.key, "pkcs11:", 7) != 0)
+            if (!tool_key_is_pkcs11(ko.key))
                 return tool_usage_error("key list: --key takes a pkcs11: URI naming the token (list a "
                                         "software store with --store FILE)");
             return list_token(&ko);
