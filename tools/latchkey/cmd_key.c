@@ -81,7 +81,7 @@ static void put_p11_value(const unsigned char *v, size_t n, int all_hex)
 /* One key pair of a token: LABEL TAB ALG TAB ID (see docs/cli.md). */
 static void list_one(void *user, const lk_pkcs11_key_info *k)
 {
-    size_t *count = user;
+    (void)user;
     put_p11_value(k->label, k->label_len, 0);
     printf("\t%s\t", k->alg == LK_ALG_NONE ? "none" : lk_alg_name(k->alg));
     put_p11_value(k->id, k->id_len, 1);
@@ -92,18 +92,16 @@ static void list_one(void *user, const lk_pkcs11_key_info *k)
             fputc(k->label[i] >= 0x20 && k->label[i] < 0x7f ? k->label[i] : '?', stderr);
         fprintf(stderr, "' cannot sign for latchkey: %s\n", k->why);
     }
-    (*count)++;
 }
 
 static int list_token(struct tool_key_opts *ko)
 {
     struct tool_key k;
-    size_t count = 0;
     lk_err err;
     int rc = tool_key_open(ko, &k);
     if (rc != EXIT_OK)
         return rc;
-    err = lk_pkcs11_list_keys(k.p11, k.key, list_one, &count);
+    err = lk_pkcs11_list_keys(k.p11, k.key, list_one, NULL);
     if (err != LK_OK) {
         tool_key_error(&k, "key list", err);
         rc = tool_exit_code(err);
