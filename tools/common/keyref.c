@@ -8,7 +8,7 @@
 #include "tool.h"
 
 /* RFC 3986: the scheme is case-insensitive, as the backend's parser has it. */
-static int is_pkcs11(const char *key)
+int tool_key_is_pkcs11(const char *key)
 {
     return key != NULL && strncasecmp(key, "pkcs11:", 7) == 0;
 }
@@ -31,7 +31,7 @@ int tool_key_open(const struct tool_key_opts *o, struct tool_key *k)
     if (o->key == NULL)
         return tool_usage_error("--key is required (a key name with --store, or a pkcs11: URI)");
     k->key = o->key;
-    if (is_pkcs11(o->key)) {
+    if (tool_key_is_pkcs11(o->key)) {
         char detail[256] = "";
         lk_pkcs11 *p = NULL;
         const char *module = o->module ? o->module : getenv("LATCHKEY_PKCS11_MODULE");

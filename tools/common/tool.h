@@ -53,6 +53,8 @@ struct tool_key_opts {
     {"key", required_argument, 0, 'k'}, {"store", required_argument, 0, 's'},            \
     {"module", required_argument, 0, 'm'}
 int tool_key_opt(struct tool_key_opts *ko, int c, const char *arg);
+/* 1 when key is a pkcs11: URI (the scheme in any case), else 0 (NULL too). */
+int tool_key_is_pkcs11(const char *key);
 
 /* Open the backend named by opts; prints the reason and returns an exit
  * code on failure. */

@@ -47,7 +47,7 @@ int admin_common_opt(struct admin *a, int c, const char *arg)
         else if (strcmp(arg, "text") == 0 || strcmp(arg, "table") == 0 || strcmp(arg, "yaml") == 0)
             a->json = 0;
         else
-            return tool_usage_error("%s: --format must be json or text, not '%s'", a->cmd, arg);
+            return tool_usage_error("%s: --format must be json or text, not '%s'", a->cmd, tool_shown(arg));
         return EXIT_OK;
     case OPT_BUSY_TIMEOUT:
         if (tool_parse_i64(arg, 0, 3600000, &a->busy_ms) != 0)

@@ -104,6 +104,7 @@ static int cmd_create(struct admin *a, const char *name)
     if ((rc = admin_open(a, ADMIN_OPEN_CREATE)) != EXIT_OK)
         return rc;
     if (RAND_bytes(raw, sizeof raw) != 1) {
+        OPENSSL_cleanse(raw, sizeof raw); /* whatever RAND_bytes left there */
         tool_error(a->cmd, LK_ERR_RNG, "no random bytes for the secret (OpenSSL RAND_bytes failed)");
         return tool_exit_code(LK_ERR_RNG);
     }

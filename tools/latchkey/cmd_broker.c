@@ -502,8 +502,8 @@ int cmd_broker(int argc, char **argv)
             break;
         case 'h':
         case O_HELP: fputs(broker_usage, stdout); return EXIT_OK;
-        case ':': return tool_usage_error(CTX ": %s needs a value", argv[optind - 1]);
-        default: return tool_usage_error(CTX ": unknown option '%s'", argv[optind - 1]);
+        case ':': return tool_usage_error(CTX ": %s needs a value", tool_shown(argv[optind - 1]));
+        default: return tool_usage_error(CTX ": unknown option '%s'", tool_shown(argv[optind - 1]));
         }
     }
     if (optind >= argc)

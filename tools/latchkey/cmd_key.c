@@ -2,7 +2,6 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -82,7 +81,7 @@ static void put_p11_value(const unsigned char *v, size_t n, int all_hex)
 /* One key pair of a token: LABEL TAB ALG TAB ID (see docs/cli.md). */
 static void list_one(void *user, const lk_pkcs11_key_info *k)
 {
-    size_t *count = user;
+    (void)user;
     put_p11_value(k->label, k->label_len, 0);
     printf("\t%s\t", k->alg == LK_ALG_NONE ? "none" : lk_alg_name(k->alg));
     put_p11_value(k->id, k->id_len, 1);
@@ -93,18 +92,16 @@ static void list_one(void *user, const lk_pkcs11_key_info *k)
             fputc(k->label[i] >= 0x20 && k->label[i] < 0x7f ? k->label[i] : '?', stderr);
         fprintf(stderr, "' cannot sign for latchkey: %s\n", k->why);
     }
-    (*count)++;
 }
 
 static int list_token(struct tool_key_opts *ko)
 {
     struct tool_key k;
-    size_t count = 0;
     lk_err err;
     int rc = tool_key_open(ko, &k);
     if (rc != EXIT_OK)
         return rc;
-    err = lk_pkcs11_list_keys(k.p11, k.key, list_one, &count);
+    err = lk_pkcs11_list_keys(k.p11, k.key, list_one, NULL);
     if (err != LK_OK) {
         tool_key_error(&k, "key list", err);
         rc = tool_exit_code(err);
@@ -179,7 +176,7 @@ int cmd_key(int argc, char **argv)
         const char *path = ko.store ? ko.store : getenv("LATCHKEY_STORE");
         size_t i;
         if (ko.key != NULL) {
-            if (strncasecmp(ko.key, "pkcs11:", 7) != 0)
+            if (!tool_key_is_pkcs11(ko.key))
                 return tool_usage_error("key list: --key takes a pkcs11: URI naming the token (list a "
                                         "software store with --store FILE)");
             return list_token(&ko);

@@ -50,7 +50,7 @@ static int admin_dispatch(int argc, char **argv)
             admin_db = argv[i] + 5;
             i++;
         } else {
-            return tool_usage_error("unknown option '%s'", argv[i]);
+            return tool_usage_error("unknown option '%s'", tool_shown(argv[i]));
         }
     }
     if (i >= argc)
@@ -61,7 +61,8 @@ static int admin_dispatch(int argc, char **argv)
         return cmd_devices(argc - i, argv + i);
     if (strcmp(argv[i], "backends") == 0)
         return cmd_backends(argc - i, argv + i);
-    return tool_usage_error("unknown command '%s' (after --db: registries, devices, backends)", argv[i]);
+    return tool_usage_error("unknown command '%s' (after --db: registries, devices, backends)",
+                            tool_shown(argv[i]));
 }
 
 int main(int argc, char **argv)
