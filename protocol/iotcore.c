@@ -234,6 +234,8 @@ lk_err lk_device_path_parse(const char *s, size_t len, lk_device_name *out)
 
 #define DEVICE_ROOT "/devices/"
 #define BACKEND_ROOT "latchkey/"
+#define DEVICE_ROOT_LEN (sizeof DEVICE_ROOT - 1)
+#define BACKEND_ROOT_LEN (sizeof BACKEND_ROOT - 1)
 
 /* The last level of a topic of this kind ("events", ...), NULL if none. */
 static const char *topic_leaf(lk_topic kind)
@@ -309,11 +311,12 @@ lk_topic lk_device_topic_parse(const char *device, const char *topic, size_t len
     if (device == NULL || topic == NULL)
         return LK_TOPIC_NONE;
     dl = strnlen(device, LK_ID_MAX + 1);
-    if (dl == 0 || dl > LK_ID_MAX || len < 9 + dl + 1 || memcmp(topic, DEVICE_ROOT, 9) != 0 ||
-        memcmp(topic + 9, device, dl) != 0 || topic[9 + dl] != '/')
+    if (dl == 0 || dl > LK_ID_MAX || len < DEVICE_ROOT_LEN + dl + 1 ||
+        memcmp(topic, DEVICE_ROOT, DEVICE_ROOT_LEN) != 0 ||
+        memcmp(topic + DEVICE_ROOT_LEN, device, dl) != 0 || topic[DEVICE_ROOT_LEN + dl] != '/')
         return LK_TOPIC_NONE;
-    rest = topic + 9 + dl + 1;
-    rl = len - (9 + dl + 1);
+    rest = topic + DEVICE_ROOT_LEN + dl + 1;
+    rl = len - (DEVICE_ROOT_LEN + dl + 1);
 #define IS(lit) (rl == sizeof lit - 1 && memcmp(rest, lit, sizeof lit - 1) == 0)
 #define UNDER(lit) (rl > sizeof lit - 1 && memcmp(rest, lit, sizeof lit - 1) == 0)
     if (IS("events"))
@@ -380,10 +383,11 @@ size_t lk_backend_topic_in_project(const char *project, const char *topic, size_
     if (project == NULL || topic == NULL)
         return 0;
     pl = strnlen(project, LK_PROJECT_MAX + 1);
-    if (pl == 0 || pl > LK_PROJECT_MAX || len < 9 + pl + 1 || memcmp(topic, BACKEND_ROOT, 9) != 0 ||
-        memcmp(topic + 9, project, pl) != 0 || topic[9 + pl] != '/')
+    if (pl == 0 || pl > LK_PROJECT_MAX || len < BACKEND_ROOT_LEN + pl + 1 ||
+        memcmp(topic, BACKEND_ROOT, BACKEND_ROOT_LEN) != 0 ||
+        memcmp(topic + BACKEND_ROOT_LEN, project, pl) != 0 || topic[BACKEND_ROOT_LEN + pl] != '/')
         return 0;
-    return 9 + pl + 1;
+    return BACKEND_ROOT_LEN + pl + 1;
 }
 
 /* # Backend secrets */

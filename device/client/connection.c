@@ -243,7 +243,9 @@ void lk_dev__attempt(lk_dev *d, int64_t now)
     mosquitto_int_option(d->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
     mosquitto_int_option(d->mosq, MOSQ_OPT_TCP_NODELAY, 1);
     mosquitto_int_option(d->mosq, MOSQ_OPT_SSL_CTX_WITH_DEFAULTS, 0);
-    mosquitto_void_option(d->mosq, MOSQ_OPT_SSL_CTX, d->tls->ctx);
+    /* Fail closed: without our context (a libmosquitto built without TLS
+     * refuses it) the connection would go out in plain TCP, the token with it. */
+    rc = mosquitto_void_option(d->mosq, MOSQ_OPT_SSL_CTX, d->tls->ctx);
     mosquitto_connect_callback_set(d->mosq, cb_connect);
     mosquitto_disconnect_callback_set(d->mosq, cb_disconnect);
     mosquitto_publish_callback_set(d->mosq, cb_publish);
@@ -251,7 +253,8 @@ void lk_dev__attempt(lk_dev *d, int64_t now)
     mosquitto_message_callback_set(d->mosq, cb_message);
     /* libmosquitto keeps its own copy of the password until the object is
      * destroyed, at the end of this connection. */
-    rc = mosquitto_username_pw_set(d->mosq, "unused", d->token);
+    if (rc == MOSQ_ERR_SUCCESS)
+        rc = mosquitto_username_pw_set(d->mosq, "unused", d->token);
     if (rc == MOSQ_ERR_SUCCESS)
         rc = mosquitto_connect_async(d->mosq, d->host, (int)d->port, (int)d->keepalive_s);
     d->state = LK_DEV_CONNECTING;

@@ -85,8 +85,13 @@ lk_err lk_dev_tls_new(const char *ca_file, const char *host, lk_dev_tls **out, c
         free(t);
         return LK_ERR_CRYPTO;
     }
-    /* IoT Core's floor; 1.3 is taken when the server offers it. */
-    SSL_CTX_set_min_proto_version(t->ctx, TLS1_2_VERSION);
+    /* IoT Core's floor; 1.3 is taken when the server offers it. Fail closed:
+     * without the floor the context would accept older versions. */
+    if (SSL_CTX_set_min_proto_version(t->ctx, TLS1_2_VERSION) != 1) {
+        tls_reason(detail, detail_size, "cannot set TLS 1.2 as the lowest version");
+        lk_dev_tls_free(t);
+        return LK_ERR_CRYPTO;
+    }
     SSL_CTX_set_options(t->ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
     /* Thousands of idle connections in the simulator: no idle buffers. */
     SSL_CTX_set_mode(t->ctx, SSL_MODE_RELEASE_BUFFERS);
