@@ -7,6 +7,7 @@
 #include "latchkey/lk_jwt.h"
 #include "latchkey/lk_util.h"
 #include "cli.h"
+#include "out.h"
 #include "tool.h"
 
 /* Enough for RS256-4096 with a project id of several hundred bytes; a
@@ -115,5 +116,6 @@ int cmd_token(int argc, char **argv)
     fwrite(token, 1, token_len, stdout);
     fputc('\n', stdout);
     lk_wipe(token, sizeof token);
-    return EXIT_OK;
+    /* A caller that got no token must not be told it did. */
+    return out_finish(EXIT_OK);
 }
