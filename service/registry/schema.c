@@ -40,6 +40,19 @@
  *                        last_accessed_gateway_time (0 = never),
  *   registries.log_level.
  *
+ * Version 4 adds, for latchkeyd (the REST API):
+ *   gateway_bindings     bindDeviceToGateway: (gateway num_id, device num_id)
+ *                        pairs, both devices of the same registry, cascading
+ *                        away with either device; indexed both ways (a
+ *                        gateway's devices, a device's gateways).
+ *   service_accounts     who may call the API: email PRIMARY KEY
+ *                        (NAME@PROJECT.iam.latchkey), project, name, role
+ *                        (lk_reg_sa_role), created; UNIQUE(project, name).
+ *   service_account_keys the accounts' public keys (PEM; the private key is
+ *                        only ever in the key file given to the caller),
+ *                        key_id PRIMARY KEY (the key file's private_key_id,
+ *                        the JWT's kid), disabled, created.
+ *
  * Every child table references its parent with ON DELETE CASCADE (the
  * connection sets foreign_keys=ON), and every foreign key is the first
  * column of an index, so cascades and per-device reads are index ranges.
@@ -168,4 +181,30 @@ const char *const lk_reg_sqlite_migrations[LK_REG_SCHEMA_VERSION] = {
     "ALTER TABLE devices ADD COLUMN last_accessed_gateway_id TEXT;"
     "ALTER TABLE devices ADD COLUMN last_accessed_gateway_time INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE registries ADD COLUMN log_level INTEGER NOT NULL DEFAULT 0;",
+
+    /* 3 -> 4: gateway bindings and service accounts (latchkeyd) */
+    "CREATE TABLE gateway_bindings("
+    "  gateway INTEGER NOT NULL REFERENCES devices(num_id) ON DELETE CASCADE,"
+    "  device INTEGER NOT NULL REFERENCES devices(num_id) ON DELETE CASCADE,"
+    "  created INTEGER NOT NULL,"
+    "  PRIMARY KEY(gateway, device)"
+    ") STRICT, WITHOUT ROWID;"
+    "CREATE INDEX gateway_bindings_by_device ON gateway_bindings(device, gateway);"
+
+    "CREATE TABLE service_accounts("
+    "  email TEXT PRIMARY KEY NOT NULL,"
+    "  project TEXT NOT NULL,"
+    "  name TEXT NOT NULL,"
+    "  role INTEGER NOT NULL,"
+    "  created INTEGER NOT NULL,"
+    "  UNIQUE(project, name)"
+    ") STRICT, WITHOUT ROWID;"
+    "CREATE TABLE service_account_keys("
+    "  key_id TEXT PRIMARY KEY NOT NULL,"
+    "  email TEXT NOT NULL REFERENCES service_accounts(email) ON DELETE CASCADE,"
+    "  public_pem TEXT NOT NULL,"
+    "  disabled INTEGER NOT NULL DEFAULT 0,"
+    "  created INTEGER NOT NULL"
+    ") STRICT, WITHOUT ROWID;"
+    "CREATE INDEX service_account_keys_by_account ON service_account_keys(email, key_id);",
 };
