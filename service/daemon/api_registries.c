@@ -1,0 +1,472 @@
+/*
+ * api_registries.c — projects.locations.registries: list, create, get,
+ * patch, delete, bindDeviceToGateway, unbindDeviceFromGateway.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "latchkey/lk_iotcore.h"
+#include "daemon.h"
+
+#define REG_PAGE_MAX 1000
+
+/* ---- reading a DeviceRegistry body ---- */
+
+struct reg_body {
+    lk_reg_registry_spec spec;
+    char *event_json, *state_json;
+    const char *pems[LK_REGISTRY_CERTS_MAX];
+    size_t lens[LK_REGISTRY_CERTS_MAX];
+    int has_event, has_state, has_mqtt, has_http, has_log, has_certs;
+};
+
+static void reg_body_free(struct reg_body *b)
+{
+    free(b->event_json);
+    free(b->state_json);
+}
+
+/* {subfolderMatches, pubsubTopicName} with either spelling, into the
+ * stored camelCase form. */
+static json_t *notify_obj(struct lkd_call *c, json_t *o, int with_subfolder, int *bad)
+{
+    static const char *const ev[] = {"subfolderMatches", "pubsubTopicName", NULL};
+    static const char *const st[] = {"pubsubTopicName", NULL};
+    if (!json_is_object(o)) {
+        *bad = 1;
+        lkd_reply_error(c, LKD_INVALID_ARGUMENT, "a notification config must be an object");
+        return NULL;
+    }
+    if (lkd_known_fields(c, o, with_subfolder ? "eventNotificationConfigs" : "stateNotificationConfig",
+                         with_subfolder ? ev : st) != 0) {
+        *bad = 1;
+        return NULL;
+    }
+    json_t *out = json_object();
+    json_t *t = lkd_field(c, o, "pubsubTopicName", NULL, bad);
+    if (*bad) {
+        json_decref(out);
+        return NULL;
+    }
+    if (t != NULL && !json_is_string(t)) {
+        *bad = 1;
+        json_decref(out);
+        lkd_reply_error(c, LKD_INVALID_ARGUMENT, "pubsubTopicName must be a string");
+        return NULL;
+    }
+    if (t != NULL)
+        json_object_set(out, "pubsubTopicName", t);
+    if (with_subfolder) {
+        json_t *s = lkd_field(c, o, "subfolderMatches", NULL, bad);
+        if (*bad || (s != NULL && !json_is_string(s))) {
+            if (!*bad)
+                lkd_reply_error(c, LKD_INVALID_ARGUMENT, "subfolderMatches must be a string");
+            *bad = 1;
+            json_decref(out);
+            return NULL;
+        }
+        if (s != NULL)
+            json_object_set(out, "subfolderMatches", s);
+    }
+    return out;
+}
+
+static int state_of(struct lkd_call *c, json_t *cfg, const char *obj, const char *field, const char *const *names,
+                    lk_reg_state *out)
+{
+    static const char *const mq[] = {"mqttEnabledState", NULL};
+    static const char *const ht[] = {"httpEnabledState", NULL};
+    int bad = 0;
+    if (!json_is_object(cfg)) {
+        lkd_reply_error(c, LKD_INVALID_ARGUMENT, "%s must be an object", obj);
+        return -1;
+    }
+    if (lkd_known_fields(c, cfg, obj, field[0] == 'm' ? mq : ht) != 0)
+        return -1;
+    json_t *v = lkd_field(c, cfg, field, NULL, &bad);
+    if (bad)
+        return -1;
+    if (v == NULL) {
+        *out = LK_REG_STATE_UNSPECIFIED;
+        return 0;
+    }
+    int e = lkd_enum(c, v, field, names, lkd_state_values, LKD_STATES);
+    if (e < 0)
+        return -1;
+    *out = (lk_reg_state)e;
+    return 0;
+}
+
+static int read_registry_body(struct lkd_call *c, json_t *o, struct reg_body *b)
+{
+    static const char *const fields[] = {"id", "name", "eventNotificationConfigs", "stateNotificationConfig",
+                                         "mqttConfig", "httpConfig", "logLevel", "credentials", NULL};
+    int bad = 0;
+    memset(b, 0, sizeof *b);
+    if (lkd_known_fields(c, o, "device_registry", fields) != 0)
+        return -1;
+    json_t *v = lkd_field(c, o, "eventNotificationConfigs", NULL, &bad);
+    if (bad)
+        return -1;
+    if (v != NULL) {
+        if (!json_is_array(v) || json_array_size(v) > 10) {
+            lkd_reply_error(c, LKD_INVALID_ARGUMENT, "eventNotificationConfigs must be an array of at most 10");
+            return -1;
+        }
+        json_t *a = json_array();
+        size_t i;
+        json_t *e;
+        json_array_foreach(v, i, e) {
+            json_t *x = notify_obj(c, e, 1, &bad);
+            if (bad) {
+                json_decref(a);
+                return -1;
+            }
+            json_array_append_new(a, x);
+        }
+        b->event_json = json_dumps(a, JSON_COMPACT);
+        json_decref(a);
+        b->has_event = 1;
+    }
+    v = lkd_field(c, o, "stateNotificationConfig", NULL, &bad);
+    if (bad)
+        return -1;
+    if (v != NULL) {
+        json_t *x = notify_obj(c, v, 0, &bad);
+        if (bad)
+            return -1;
+        b->state_json = json_object_size(x) ? json_dumps(x, JSON_COMPACT) : strdup("");
+        json_decref(x);
+        b->has_state = 1;
+    }
+    v = lkd_field(c, o, "mqttConfig", NULL, &bad);
+    if (bad || (v != NULL && state_of(c, v, "mqttConfig", "mqttEnabledState", lkd_mqtt_state_names,
+                                      &b->spec.mqtt) != 0))
+        return -1;
+    b->has_mqtt = v != NULL;
+    v = lkd_field(c, o, "httpConfig", NULL, &bad);
+    if (bad || (v != NULL && state_of(c, v, "httpConfig", "httpEnabledState", lkd_http_state_names,
+                                      &b->spec.http) != 0))
+        return -1;
+    b->has_http = v != NULL;
+    v = lkd_field(c, o, "logLevel", NULL, &bad);
+    if (bad)
+        return -1;
+    if (v != NULL) {
+        int e = lkd_enum(c, v, "logLevel", lkd_log_level_names, lkd_log_level_values, LKD_LOG_LEVELS);
+        if (e < 0)
+            return -1;
+        b->spec.log_level = (lk_reg_log_level)e;
+        b->has_log = 1;
+    }
+    v = lkd_field(c, o, "credentials", NULL, &bad);
+    if (bad)
+        return -1;
+    if (v != NULL) {
+        if (!json_is_array(v) || json_array_size(v) > LK_REGISTRY_CERTS_MAX) {
+            lkd_reply_error(c, LKD_INVALID_ARGUMENT, "credentials must be an array of at most %u",
+                            LK_REGISTRY_CERTS_MAX);
+            return -1;
+        }
+        size_t i;
+        json_t *e;
+        static const char *const cf[] = {"publicKeyCertificate", NULL};
+        static const char *const pf[] = {"format", "certificate", "x509Details", NULL};
+        static const char *const fmt_names[] = {"UNSPECIFIED_PUBLIC_KEY_CERTIFICATE_FORMAT", "X509_CERTIFICATE_PEM"};
+        static const int fmt_values[] = {0, 1};
+        json_array_foreach(v, i, e) {
+            if (!json_is_object(e) || lkd_known_fields(c, e, "credentials", cf) != 0) {
+                if (!json_is_object(e))
+                    lkd_reply_error(c, LKD_INVALID_ARGUMENT, "each registry credential must be an object");
+                return -1;
+            }
+            json_t *pkc = lkd_field(c, e, "publicKeyCertificate", NULL, &bad);
+            if (bad)
+                return -1;
+            if (!json_is_object(pkc) || lkd_known_fields(c, pkc, "publicKeyCertificate", pf) != 0) {
+                if (!json_is_object(pkc))
+                    lkd_reply_error(c, LKD_INVALID_ARGUMENT, "credentials[%zu].publicKeyCertificate is missing", i);
+                return -1;
+            }
+            json_t *f = lkd_field(c, pkc, "format", NULL, &bad);
+            if (bad || f == NULL || lkd_enum(c, f, "publicKeyCertificate.format", fmt_names, fmt_values, 2) != 1) {
+                if (!bad && f == NULL)
+                    lkd_reply_error(c, LKD_INVALID_ARGUMENT, "publicKeyCertificate.format must be X509_CERTIFICATE_PEM");
+                else if (!bad && json_is_string(f) == 0 && json_is_integer(f) && json_integer_value(f) == 0)
+                    lkd_reply_error(c, LKD_INVALID_ARGUMENT, "publicKeyCertificate.format must be X509_CERTIFICATE_PEM");
+                return -1;
+            }
+            json_t *pem = lkd_field(c, pkc, "certificate", NULL, &bad);
+            if (bad || !json_is_string(pem)) {
+                if (!bad)
+                    lkd_reply_error(c, LKD_INVALID_ARGUMENT, "publicKeyCertificate.certificate must be PEM text");
+                return -1;
+            }
+            b->pems[i] = json_string_value(pem);
+            b->lens[i] = json_string_length(pem);
+        }
+        b->spec.ca_pems = b->pems;
+        b->spec.ca_lens = b->lens;
+        b->spec.ncas = (unsigned)json_array_size(v);
+        b->has_certs = 1;
+    }
+    b->spec.event_notification_json = b->event_json;
+    b->spec.state_notification_json = b->state_json;
+    return 0;
+}
+
+/* ---- methods ---- */
+
+static void reply_registry(struct lkd_call *c, const lk_reg_name *n)
+{
+    lk_reg_registry r;
+    char why[512] = "";
+    lk_err err = lk_registry_get_registry(c->d->reg, n, &r, why, sizeof why);
+    if (err != LK_OK) {
+        lkd_reply_lk(c, err, why);
+        return;
+    }
+    json_t *j = lkd_registry_json(c, &r, c->d->reg);
+    lk_reg_registry_free(&r);
+    if (j == NULL)
+        lkd_reply_error(c, LKD_UNAVAILABLE, "out of memory");
+    else
+        lkd_reply_json(c, 200, j);
+}
+
+struct reg_page {
+    const struct lkd_call *c;
+    json_t *a;
+    const char *after;
+    unsigned limit, n;
+    int more;
+    lk_registry *reg;
+};
+
+static int reg_page_cb(void *arg, const lk_reg_registry *r)
+{
+    struct reg_page *p = arg;
+    if (p->after != NULL && strcmp(r->id, p->after) <= 0)
+        return 0;
+    if (p->n == p->limit) {
+        p->more = 1;
+        return 1;
+    }
+    /* Registry CA details need a second read on this handle, which a list
+     * callback must not make: the list shows them from a get. */
+    lk_reg_registry copy = *r;
+    copy.ncerts = 0;
+    json_array_append_new(p->a, lkd_registry_json(p->c, &copy, p->reg));
+    p->n++;
+    return 0;
+}
+
+static void list_registries(struct lkd_call *c, const lk_reg_name *n)
+{
+    int64_t size = REG_PAGE_MAX;
+    const char *tok = lkd_query(c, "pageToken");
+    if (lkd_query_int(c, "pageSize", 0, REG_PAGE_MAX, REG_PAGE_MAX, &size) != 0)
+        return;
+    if (size == 0)
+        size = REG_PAGE_MAX;
+    if (tok != NULL && tok[0] != '\0' && !lk_id_valid(tok, strlen(tok))) {
+        lkd_reply_error(c, LKD_INVALID_ARGUMENT, "pageToken is not one this API gave");
+        return;
+    }
+    struct reg_page p = {c, json_array(), (tok && tok[0]) ? tok : NULL, (unsigned)size, 0, 0, c->d->reg};
+    char why[512] = "";
+    lk_err err = lk_registry_list_registries(c->d->reg, n->project, n->location, reg_page_cb, &p, why, sizeof why);
+    if (err != LK_OK) {
+        json_decref(p.a);
+        lkd_reply_lk(c, err, why);
+        return;
+    }
+    json_t *j = json_object();
+    json_object_set_new(j, "deviceRegistries", p.a);
+    if (p.more && p.n > 0) {
+        json_t *last = json_array_get(p.a, p.n - 1);
+        json_object_set(j, "nextPageToken", json_object_get(last, "id"));
+    }
+    lkd_reply_json(c, 200, j);
+}
+
+static void create_registry(struct lkd_call *c, const lk_reg_name *parent)
+{
+    struct reg_body b;
+    int bad = 0;
+    if (read_registry_body(c, c->body, &b) != 0) {
+        reg_body_free(&b);
+        return;
+    }
+    json_t *id = lkd_field(c, c->body, "id", NULL, &bad);
+    if (bad) {
+        reg_body_free(&b);
+        return;
+    }
+    if (!json_is_string(id)) {
+        reg_body_free(&b);
+        lkd_reply_error(c, LKD_INVALID_ARGUMENT, "the registry's id is required");
+        return;
+    }
+    lk_reg_name n = *parent;
+    n.registry = json_string_value(id);
+    char why[512] = "";
+    if (!lk_id_valid(n.registry, json_string_length(id))) {
+        reg_body_free(&b);
+        lkd_reply_error(c, LKD_INVALID_ARGUMENT, "%s",
+                        lk_id_why("registry id", n.registry, json_string_length(id), why, sizeof why));
+        return;
+    }
+    lk_err err = lk_registry_create_registry_full(c->d->reg, &n, &b.spec, why, sizeof why);
+    reg_body_free(&b);
+    if (err != LK_OK) {
+        lkd_reply_lk(c, err, why);
+        return;
+    }
+    lkd_log("%s created registry %s/%s/%s", c->who.email, n.project, n.location, n.registry);
+    reply_registry(c, &n);
+}
+
+static void patch_registry(struct lkd_call *c, const lk_reg_name *n)
+{
+    char mask[16][48];
+    int nm = lkd_mask(c, "updateMask", mask, 16);
+    if (nm < 0)
+        return;
+    if (nm == 0) {
+        lkd_reply_error(c, LKD_INVALID_ARGUMENT, "updateMask is required (e.g. updateMask=mqttConfig)");
+        return;
+    }
+    struct reg_body b;
+    if (read_registry_body(c, c->body, &b) != 0) {
+        reg_body_free(&b);
+        return;
+    }
+    unsigned set = 0;
+    for (int i = 0; i < nm; i++) {
+        const char *f = mask[i];
+        if (strcmp(f, "eventNotificationConfigs") == 0 || strcmp(f, "eventNotificationConfig") == 0)
+            set |= LK_REG_SET_EVENT_NOTIFY;
+        else if (strcmp(f, "stateNotificationConfig") == 0)
+            set |= LK_REG_SET_STATE_NOTIFY;
+        else if (strncmp(f, "mqttConfig", 10) == 0)
+            set |= LK_REG_SET_MQTT;
+        else if (strncmp(f, "httpConfig", 10) == 0)
+            set |= LK_REG_SET_HTTP;
+        else if (strcmp(f, "logLevel") == 0)
+            set |= LK_REG_SET_REG_LOG_LEVEL;
+        else if (strcmp(f, "credentials") == 0)
+            set |= LK_REG_SET_CERTS;
+        else {
+            reg_body_free(&b);
+            lkd_reply_error(c, LKD_INVALID_ARGUMENT,
+                            "updateMask: %s cannot be changed (only eventNotificationConfigs, "
+                            "stateNotificationConfig, mqttConfig, httpConfig, logLevel, credentials)", f);
+            return;
+        }
+    }
+    /* A field in the mask but absent from the body is cleared (proto3). */
+    if ((set & LK_REG_SET_MQTT) && !b.has_mqtt)
+        b.spec.mqtt = LK_REG_STATE_ENABLED;
+    if ((set & LK_REG_SET_HTTP) && !b.has_http)
+        b.spec.http = LK_REG_STATE_ENABLED;
+    char why[512] = "";
+    lk_err err = lk_registry_patch_registry(c->d->reg, n, &b.spec, set, why, sizeof why);
+    reg_body_free(&b);
+    if (err != LK_OK) {
+        lkd_reply_lk(c, err, why);
+        return;
+    }
+    lkd_log("%s patched registry %s/%s/%s", c->who.email, n->project, n->location, n->registry);
+    reply_registry(c, n);
+}
+
+static void bind_gateway(struct lkd_call *c, const lk_reg_name *n, int unbind)
+{
+    static const char *const fields[] = {"gatewayId", "deviceId", NULL};
+    int bad = 0;
+    if (lkd_known_fields(c, c->body, unbind ? "unbind_request" : "bind_request", fields) != 0)
+        return;
+    json_t *g = lkd_field(c, c->body, "gatewayId", NULL, &bad);
+    json_t *dv = bad ? NULL : lkd_field(c, c->body, "deviceId", NULL, &bad);
+    if (bad)
+        return;
+    if (!json_is_string(g) || !json_is_string(dv)) {
+        lkd_reply_error(c, LKD_INVALID_ARGUMENT, "gatewayId and deviceId are required (ids or numIds)");
+        return;
+    }
+    char why[512] = "";
+    lk_err err = unbind ? lk_registry_unbind(c->d->reg, n, json_string_value(g), json_string_value(dv), why,
+                                             sizeof why)
+                        : lk_registry_bind(c->d->reg, n, json_string_value(g), json_string_value(dv), why,
+                                           sizeof why);
+    if (err != LK_OK) {
+        lkd_reply_lk(c, err, why);
+        return;
+    }
+    lkd_log("%s %s %s and %s in %s", c->who.email, unbind ? "unbound" : "bound", json_string_value(g),
+            json_string_value(dv), n->registry);
+    lkd_reply_json(c, 200, json_object());
+}
+
+void lkd_api_registries(struct lkd_call *c, const lk_reg_name *n, int has_registry)
+{
+    char why[512] = "";
+    if (!has_registry) {
+        if (c->verb != NULL) {
+            lkd_reply_error(c, LKD_NOT_FOUND, "no method :%.64s on registries", c->verb);
+            return;
+        }
+        if (c->method == EVHTTP_REQ_GET) {
+            if (lkd_require(c, n->project, LKD_ROLE_VIEWER) == 0)
+                list_registries(c, n);
+        } else if (c->method == EVHTTP_REQ_POST) {
+            if (lkd_require(c, n->project, LKD_ROLE_EDITOR) == 0)
+                create_registry(c, n);
+        } else {
+            lkd_reply_error(c, LKD_NOT_FOUND, "registries take GET (list) or POST (create)");
+        }
+        return;
+    }
+    if (c->verb != NULL) {
+        int unbind = strcmp(c->verb, "unbindDeviceFromGateway") == 0;
+        if (!unbind && strcmp(c->verb, "bindDeviceToGateway") != 0) {
+            lkd_reply_error(c, LKD_NOT_FOUND, "no method :%.64s on a registry", c->verb);
+            return;
+        }
+        if (c->method != EVHTTP_REQ_POST) {
+            lkd_reply_error(c, LKD_NOT_FOUND, ":%s takes POST", c->verb);
+            return;
+        }
+        if (lkd_require(c, n->project, LKD_ROLE_PROVISIONER) == 0)
+            bind_gateway(c, n, unbind);
+        return;
+    }
+    switch (c->method) {
+    case EVHTTP_REQ_GET:
+        if (lkd_require(c, n->project, LKD_ROLE_VIEWER) == 0)
+            reply_registry(c, n);
+        return;
+    case EVHTTP_REQ_PATCH:
+        if (lkd_require(c, n->project, LKD_ROLE_EDITOR) == 0)
+            patch_registry(c, n);
+        return;
+    case EVHTTP_REQ_DELETE:
+        if (lkd_require(c, n->project, LKD_ROLE_EDITOR) != 0)
+            return;
+        {
+            lk_err err = lk_registry_delete_registry(c->d->reg, n, why, sizeof why);
+            if (err != LK_OK) {
+                lkd_reply_lk(c, err, why);
+                return;
+            }
+        }
+        lkd_log("%s deleted registry %s/%s/%s", c->who.email, n->project, n->location, n->registry);
+        lkd_reply_json(c, 200, json_object());
+        return;
+    default:
+        lkd_reply_error(c, LKD_NOT_FOUND, "a registry takes GET, PATCH or DELETE");
+        return;
+    }
+}

@@ -1,0 +1,159 @@
+/*
+ * config.c — latchkeyd's settings: defaults, the config file
+ * (/etc/latchkey/latchkeyd.conf: "key value" lines, # comments), and the
+ * same keys as command-line options (docs/daemon.md, "Configuration").
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon.h"
+
+#define LINE_MAX_BYTES 4096
+
+void lkd_config_defaults(struct lkd_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->max_body = 1024 * 1024;      /* a device with 3 certificates and 256 KB of metadata fits */
+    c->max_headers = 16 * 1024;
+    c->io_timeout = 30;
+    c->command_wait_ms = 5000;
+    c->drain_seconds = 10;
+    c->access_token_ttl = 3600;     /* Google's own access tokens live an hour */
+}
+
+static int set_str(char **dst, const char *v)
+{
+    char *s = strdup(v);
+    if (s == NULL)
+        return -1;
+    free(*dst);
+    *dst = s;
+    return 0;
+}
+
+static int set_uint(unsigned *dst, const char *v, unsigned min, unsigned max)
+{
+    char *end;
+    errno = 0;
+    unsigned long n = strtoul(v, &end, 10);
+    if (errno != 0 || end == v || *end != '\0' || v[0] == '-' || n < min || n > max)
+        return -1;
+    *dst = (unsigned)n;
+    return 0;
+}
+
+static int set_bool(int *dst, const char *v)
+{
+    if (strcmp(v, "on") == 0 || strcmp(v, "true") == 0 || strcmp(v, "yes") == 0)
+        *dst = 1;
+    else if (strcmp(v, "off") == 0 || strcmp(v, "false") == 0 || strcmp(v, "no") == 0)
+        *dst = 0;
+    else
+        return -1;
+    return 0;
+}
+
+int lkd_config_set(struct lkd_config *c, const char *key, const char *value, char *why, size_t why_size)
+{
+    struct { const char *key; char **s; unsigned *u; unsigned min, max; } keys[] = {
+        {"registry", &c->registry, NULL, 0, 0},
+        {"admin_listen", &c->admin_listen, NULL, 0, 0},
+        {"tls_cert", &c->tls_cert, NULL, 0, 0},
+        {"tls_key", &c->tls_key, NULL, 0, 0},
+        {"token_uri", &c->token_uri, NULL, 0, 0},
+        {"port_file", &c->port_file, NULL, 0, 0},
+        {"pid_file", &c->pid_file, NULL, 0, 0},
+        {"bench_static", &c->bench_static, NULL, 0, 0},
+        {"max_body", NULL, &c->max_body, 4096, 64u * 1024 * 1024},
+        {"max_headers", NULL, &c->max_headers, 1024, 1024 * 1024},
+        {"io_timeout", NULL, &c->io_timeout, 1, 3600},
+        {"command_wait_ms", NULL, &c->command_wait_ms, 100, 60000},
+        {"drain_seconds", NULL, &c->drain_seconds, 0, 600},
+        {"access_token_ttl", NULL, &c->access_token_ttl, 60, 3600},
+    };
+    if (strcmp(key, "plain_http") == 0 || strcmp(key, "verbose") == 0) {
+        if (set_bool(strcmp(key, "verbose") == 0 ? &c->verbose : &c->plain_http, value) == 0)
+            return 0;
+        snprintf(why, why_size, "%s must be on or off", key);
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        if (strcmp(key, keys[i].key) != 0)
+            continue;
+        if (keys[i].s != NULL) {
+            if (value[0] == '\0') {
+                snprintf(why, why_size, "%s needs a value", key);
+                return -1;
+            }
+            if (set_str(keys[i].s, value) == 0)
+                return 0;
+            snprintf(why, why_size, "out of memory");
+            return -1;
+        }
+        if (set_uint(keys[i].u, value, keys[i].min, keys[i].max) == 0)
+            return 0;
+        snprintf(why, why_size, "%s must be a whole number from %u to %u", key, keys[i].min, keys[i].max);
+        return -1;
+    }
+    snprintf(why, why_size, "unknown setting \"%.64s\"", key);
+    return -1;
+}
+
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    size_t n = strlen(s);
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n'))
+        s[--n] = '\0';
+    return s;
+}
+
+int lkd_config_file(struct lkd_config *c, const char *path, char *why, size_t why_size)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        snprintf(why, why_size, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    char line[LINE_MAX_BYTES];
+    unsigned lineno = 0;
+    int rc = 0;
+    while (fgets(line, sizeof line, f) != NULL) {
+        lineno++;
+        if (strchr(line, '\n') == NULL && !feof(f)) {
+            snprintf(why, why_size, "%s:%u: line longer than %d bytes", path, lineno, LINE_MAX_BYTES - 1);
+            rc = -1;
+            break;
+        }
+        char *s = trim(line);
+        if (*s == '\0' || *s == '#')
+            continue;
+        char *sp = s + strcspn(s, " \t");
+        if (*sp != '\0')
+            *sp++ = '\0';
+        char inner[512];
+        if (lkd_config_set(c, s, trim(sp), inner, sizeof inner) != 0) {
+            snprintf(why, why_size, "%s:%u: %s", path, lineno, inner);
+            rc = -1;
+            break;
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
+void lkd_config_free(struct lkd_config *c)
+{
+    free(c->registry);
+    free(c->admin_listen);
+    free(c->tls_cert);
+    free(c->tls_key);
+    free(c->token_uri);
+    free(c->port_file);
+    free(c->pid_file);
+    free(c->bench_static);
+    memset(c, 0, sizeof *c);
+}

@@ -1,0 +1,237 @@
+/*
+ * daemon.h — latchkeyd's insides (docs/daemon.md). Not a library: latchkeyd
+ * is a program, so it logs (to stderr, for journald) and exits; the
+ * libraries it builds on (registry, verifier) do neither.
+ *
+ * Shape: one thread, one libevent loop. evhttp parses HTTP/1.1 (keep-alive,
+ * bounded headers and bodies, read/write timeouts for slow clients) over
+ * OpenSSL bufferevents; every request is answered from the loop, and a
+ * request that must wait (sendCommandToDevice) keeps its evhttp_request and
+ * is answered from a timer, so it holds no thread and no other request
+ * waits for it. The registry is SQLite on this thread: a call takes
+ * microseconds to a few milliseconds.
+ *
+ * Listeners: the admin API (cloudiot v1, service-account credentials only)
+ * listens apart from anything device-facing; a device token is never
+ * accepted on it (its kid names no service-account key).
+ */
+#ifndef LKD_DAEMON_H
+#define LKD_DAEMON_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <jansson.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <sys/queue.h>
+#include <event2/keyvalq_struct.h>
+#include <openssl/ssl.h>
+
+#include "latchkey/lk_registry.h"
+#include "latchkey/lk_verify.h"
+#include "pending.h" /* TEMPORARY */
+
+/* ---- configuration (config.c) ---- */
+
+struct lkd_config {
+    char *registry;          /* registry URL ("sqlite:PATH" or a path) */
+    char *admin_listen;      /* "ADDR:PORT"; port 0 picks one (see port_file) */
+    char *tls_cert, *tls_key;/* PEM files; both or none */
+    int plain_http;          /* "tls off": only on a loopback address */
+    char *token_uri;         /* the token endpoint written into key files */
+    char *port_file;         /* write the bound admin port here (tests, scripts) */
+    char *pid_file;
+    unsigned max_body;       /* bytes of a request body */
+    unsigned max_headers;    /* bytes of a request's headers */
+    unsigned io_timeout;     /* seconds a connection may stall (slow clients) */
+    unsigned command_wait_ms;/* how long sendCommandToDevice waits for the broker */
+    unsigned drain_seconds;  /* SIGTERM: how long waiting requests may finish */
+    unsigned access_token_ttl;/* seconds */
+    char *bench_static;      /* make bench: a file served at /v1/bench:static to authenticated
+                                callers, the baseline of api_get_device_vs_static */
+    int verbose;
+};
+void lkd_config_defaults(struct lkd_config *c);
+/* Read "key value" lines (# comments); 0, or -1 with why. */
+int lkd_config_file(struct lkd_config *c, const char *path, char *why, size_t why_size);
+/* Set one key; 0, or -1 with why (unknown key, bad value). */
+int lkd_config_set(struct lkd_config *c, const char *key, const char *value, char *why, size_t why_size);
+void lkd_config_free(struct lkd_config *c);
+
+/* ---- the daemon ---- */
+
+struct lkd_tokens; /* access tokens issued at the token endpoint (auth.c) */
+
+struct lkd {
+    struct lkd_config cfg;
+    struct event_base *base;
+    struct evhttp *admin;
+    struct evhttp_bound_socket *admin_sock;
+    int admin_port;
+    SSL_CTX *ssl;            /* the current TLS context: SIGHUP swaps it */
+    lk_registry *reg;
+    lk_verifier *ver;
+    struct lkd_tokens *tokens;
+    unsigned waiting;        /* requests suspended (commands) */
+    int draining;
+    struct event *sig_term, *sig_int, *sig_hup, *drain_timer;
+    int64_t drain_deadline_ms;
+    char *static_body;       /* bench_static's content */
+    size_t static_len;
+};
+
+int64_t lkd_now(void);       /* seconds since 1970 */
+int64_t lkd_now_ms(void);    /* monotonic milliseconds */
+
+void lkd_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void lkd_debug(const struct lkd *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* evhttp's callbacks (http.c): a TLS bufferevent per connection, and the
+ * entry of every request. */
+struct bufferevent *lkd_http_bev(struct event_base *base, void *arg);
+void lkd_http_request(struct evhttp_request *req, void *arg);
+
+/* TLS (tls.c): load cert and key into a new context; NULL with why. */
+SSL_CTX *lkd_tls_load(const char *cert, const char *key, char *why, size_t why_size);
+
+/* ---- one API call (http.c) ---- */
+
+typedef enum lkd_role {
+    LKD_ROLE_NONE = 0, LKD_ROLE_VIEWER = 1, LKD_ROLE_DEVICE_CONTROLLER = 2,
+    LKD_ROLE_PROVISIONER = 3, LKD_ROLE_EDITOR = 4, LKD_ROLE_ADMIN = 5
+} lkd_role;
+
+struct lkd_principal {
+    char email[320];
+    char project[64];
+    char key_id[48];
+    lkd_role role;
+    int how;                 /* 1 self-signed JWT, 2 access token */
+};
+
+#define LKD_SEG_MAX 12
+struct lkd_call {
+    struct lkd *d;
+    struct evhttp_request *req;
+    enum evhttp_cmd_type method;
+    char *path;              /* decoded, for logs */
+    char *seg[LKD_SEG_MAX];  /* the path's segments after /v1, percent-decoded */
+    unsigned nseg;
+    char *verb;              /* the ":verb" of the last segment, or NULL */
+    struct evkeyvalq query;
+    int query_ok;
+    int enum_int;            /* $alt=json;enum-encoding=int */
+    json_t *body;            /* the request's JSON object (POST, PATCH), else NULL */
+    struct lkd_principal who;
+    char peer[64];
+};
+
+/* Canonical codes (google.rpc.Code) and the HTTP status Google pairs them with. */
+typedef enum lkd_code {
+    LKD_OK = 0, LKD_CANCELLED = 1, LKD_UNKNOWN = 2, LKD_INVALID_ARGUMENT = 3, LKD_DEADLINE_EXCEEDED = 4,
+    LKD_NOT_FOUND = 5, LKD_ALREADY_EXISTS = 6, LKD_PERMISSION_DENIED = 7, LKD_RESOURCE_EXHAUSTED = 8,
+    LKD_FAILED_PRECONDITION = 9, LKD_ABORTED = 10, LKD_OUT_OF_RANGE = 11, LKD_UNIMPLEMENTED = 12,
+    LKD_INTERNAL = 13, LKD_UNAVAILABLE = 14, LKD_DATA_LOSS = 15, LKD_UNAUTHENTICATED = 16
+} lkd_code;
+
+/* Answer with JSON (takes the reference) and end the call. */
+void lkd_reply_json(struct lkd_call *c, int status, json_t *j);
+/* Answer Google's error object {"error": {code, message, status}} and end
+ * the call; the message goes to the client and, with the caller and path,
+ * to the log. Never put a token or key in it. */
+void lkd_reply_error(struct lkd_call *c, lkd_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The registry's refusal as an API error (NOT_FOUND, ALREADY_EXISTS, ...). */
+void lkd_reply_lk(struct lkd_call *c, lk_err err, const char *why);
+/* Free what the call holds; the caller has replied (or the connection went). */
+void lkd_call_free(struct lkd_call *c);
+/* A query parameter's value (the last of its name), or NULL. */
+const char *lkd_query(const struct lkd_call *c, const char *name);
+
+/* ---- authentication (auth.c) ---- */
+
+lk_err lkd_tokens_new(struct lkd_tokens **out);
+void lkd_tokens_free(struct lkd_tokens *t);
+/* Authenticate the call's Authorization header into c->who: 0, or -1 after
+ * replying UNAUTHENTICATED (the reason logged, never the token). */
+int lkd_authenticate(struct lkd_call *c);
+/* POST /token: the RFC 7523 JWT-bearer grant. Replies itself. */
+void lkd_token_endpoint(struct lkd *d, struct evhttp_request *req);
+/* 0 when the caller's role in project reaches need, else -1 after replying
+ * PERMISSION_DENIED. */
+int lkd_require(struct lkd_call *c, const char *project, lkd_role need);
+const char *lkd_role_name(lkd_role r);
+
+/* ---- proto3 JSON (pjson.c) ---- */
+
+/* The member named camel (or its snake_case spelling snake), or NULL. Both
+ * present is INVALID_ARGUMENT (replied; *bad = 1). */
+json_t *lkd_field(struct lkd_call *c, json_t *obj, const char *camel, const char *snake, int *bad);
+/* Every member of obj is one of names (camelCase, snake_case accepted), or
+ * reply INVALID_ARGUMENT naming the unknown one and return -1. */
+int lkd_known_fields(struct lkd_call *c, json_t *obj, const char *what, const char *const *camel_names);
+/* int64 as a JSON string or number: 0, or -1 after replying. */
+int lkd_int64(struct lkd_call *c, json_t *v, const char *what, int64_t min, int64_t max, int64_t *out);
+/* bytes: standard or URL-safe base64, padding optional; malloc'd (+NUL). */
+int lkd_bytes(struct lkd_call *c, json_t *v, const char *what, size_t max, uint8_t **out, size_t *len);
+/* An integer query parameter in [min, max] (def when absent): 0, or -1
+ * after replying. */
+int lkd_query_int(struct lkd_call *c, const char *name, int64_t min, int64_t max, int64_t def, int64_t *out);
+/* RFC 3339 timestamp: 0, or -1 after replying. */
+int lkd_timestamp(struct lkd_call *c, json_t *v, const char *what, int64_t *out);
+/* An enum by name or by number: its number, or -1 after replying. names[i]
+ * is the name of value values[i]. */
+int lkd_enum(struct lkd_call *c, json_t *v, const char *what, const char *const *names, const int *values,
+             size_t n);
+json_t *lkd_jenum(const struct lkd_call *c, const char *const *names, const int *values, size_t n, int v);
+json_t *lkd_jtime(int64_t t);
+json_t *lkd_ji64(int64_t v);
+json_t *lkd_ju64(uint64_t v);
+json_t *lkd_jbytes(const uint8_t *p, size_t n);
+/* A mask parameter (updateMask, fieldMask): comma-separated field paths,
+ * each turned to camelCase into out[]; returns the count, or -1 after
+ * replying. */
+int lkd_mask(struct lkd_call *c, const char *param, char out[][48], unsigned max);
+
+/* ---- the API (api*.c) ---- */
+
+void lkd_api_dispatch(struct lkd_call *c);
+void lkd_api_registries(struct lkd_call *c, const lk_reg_name *n, int has_registry);
+void lkd_api_devices(struct lkd_call *c, const lk_reg_name *n, const char *device, const char *sub);
+void lkd_api_iam(struct lkd_call *c, const lk_reg_name *n);
+void lkd_api_service_accounts(struct lkd_call *c);
+
+/* A registry name from projects/P/locations/L/registries/R segments; the
+ * ids are checked (INVALID_ARGUMENT replied, -1). */
+int lkd_name(struct lkd_call *c, lk_reg_name *n, unsigned nseg_used);
+
+/* Resources as JSON (resources.c). */
+json_t *lkd_registry_json(const struct lkd_call *c, const lk_reg_registry *r, lk_registry *reg);
+json_t *lkd_device_json(const struct lkd_call *c, const lk_reg_device *d, const lk_reg_config *cfg,
+                        const lk_reg_state_entry *st, char mask[][48], int nmask);
+json_t *lkd_config_json(const lk_reg_config *cfg);
+json_t *lkd_state_json(const lk_reg_state_entry *s);
+json_t *lkd_credential_json(const struct lkd_call *c, const lk_reg_credential *cr);
+
+/* Enum tables (resources.c). */
+extern const char *const lkd_cred_format_names[];
+extern const int lkd_cred_format_values[];
+#define LKD_CRED_FORMATS 5
+extern const char *const lkd_log_level_names[];
+extern const int lkd_log_level_values[];
+#define LKD_LOG_LEVELS 5
+extern const char *const lkd_gw_type_names[];
+extern const int lkd_gw_type_values[];
+#define LKD_GW_TYPES 3
+extern const char *const lkd_gw_auth_names[];
+extern const int lkd_gw_auth_values[];
+#define LKD_GW_AUTHS 4
+extern const char *const lkd_mqtt_state_names[];
+extern const char *const lkd_http_state_names[];
+extern const int lkd_state_values[];
+#define LKD_STATES 3
+
+/* Commands that wait for the broker (commands.c). */
+void lkd_command_wait(struct lkd_call *c, int64_t command_id);
+
+#endif

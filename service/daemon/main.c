@@ -1,0 +1,370 @@
+/*
+ * main.c — latchkeyd: options, start-up, signals (SIGHUP reloads the TLS
+ * certificate, SIGTERM/SIGINT drain), the event loop.
+ *
+ *   latchkeyd [--config FILE] [--KEY VALUE ...]
+ *
+ * Every config-file key is also an option (--admin-listen or
+ * --admin_listen); options override the file. Exit codes: 0 after a clean
+ * drain, 1 when it cannot start (the reason on stderr), 2 for bad usage.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <event2/listener.h>
+
+#include "daemon.h"
+
+int64_t lkd_now(void)
+{
+    return (int64_t)time(NULL);
+}
+
+int64_t lkd_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void lkd_log(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("latchkeyd: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+void lkd_debug(const struct lkd *d, const char *fmt, ...)
+{
+    if (!d->cfg.verbose)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("latchkeyd: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+
+static void usage(FILE *f)
+{
+    fputs("usage: latchkeyd [--config FILE] [--KEY VALUE ...]\n"
+          "  keys (also in the config file): registry, admin_listen, tls_cert, tls_key, plain_http,\n"
+          "  token_uri, port_file, pid_file, max_body, max_headers, io_timeout, command_wait_ms,\n"
+          "  drain_seconds, access_token_ttl, bench_static, verbose\n"
+          "  docs/daemon.md has the details.\n", f);
+}
+
+/* "ADDR:PORT" or "[V6]:PORT". */
+static int split_listen(const char *s, char *addr, size_t addr_size, int *port)
+{
+    const char *colon = strrchr(s, ':');
+    if (colon == NULL)
+        return -1;
+    size_t alen = (size_t)(colon - s);
+    const char *a = s;
+    if (alen >= 2 && s[0] == '[' && s[alen - 1] == ']') {
+        a = s + 1;
+        alen -= 2;
+    }
+    if (alen == 0 || alen >= addr_size)
+        return -1;
+    memcpy(addr, a, alen);
+    addr[alen] = '\0';
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (*end != '\0' || end == colon + 1 || p < 0 || p > 65535)
+        return -1;
+    *port = (int)p;
+    return 0;
+}
+
+static int is_loopback(const char *addr)
+{
+    return strcmp(addr, "localhost") == 0 || strncmp(addr, "127.", 4) == 0 || strcmp(addr, "::1") == 0;
+}
+
+static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct lkd *d = arg;
+    if (d->waiting == 0 || lkd_now_ms() >= d->drain_deadline_ms) {
+        if (d->waiting != 0)
+            lkd_log("drain: %u waiting request(s) cut short after %u s", d->waiting, d->cfg.drain_seconds);
+        event_base_loopbreak(d->base);
+    }
+}
+
+static void on_term(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    struct lkd *d = arg;
+    if (d->draining)
+        return;
+    d->draining = 1;
+    lkd_log("signal %d: no new connections; draining %u waiting request(s) (at most %u s)", (int)sig,
+            d->waiting, d->cfg.drain_seconds);
+    if (d->admin_sock != NULL) {
+        evhttp_del_accept_socket(d->admin, d->admin_sock);
+        d->admin_sock = NULL;
+    }
+    d->drain_deadline_ms = lkd_now_ms() + (int64_t)d->cfg.drain_seconds * 1000;
+    struct timeval tv = {0, 50 * 1000};
+    d->drain_timer = event_new(d->base, -1, EV_PERSIST, on_drain_tick, d);
+    if (d->drain_timer == NULL || event_add(d->drain_timer, &tv) != 0)
+        event_base_loopbreak(d->base);
+}
+
+static void on_hup(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    struct lkd *d = arg;
+    if (d->ssl == NULL) {
+        lkd_log("SIGHUP: plain HTTP, no certificate to reload");
+        return;
+    }
+    char why[512];
+    SSL_CTX *fresh = lkd_tls_load(d->cfg.tls_cert, d->cfg.tls_key, why, sizeof why);
+    if (fresh == NULL) {
+        lkd_log("SIGHUP: keeping the old certificate: %s", why);
+        return;
+    }
+    /* Connections already open hold their own reference to the old context. */
+    SSL_CTX_free(d->ssl);
+    d->ssl = fresh;
+    lkd_log("SIGHUP: certificate reloaded from %s", d->cfg.tls_cert);
+}
+
+static int write_small_file(const char *path, const char *text)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return -1;
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL)
+        return -1;
+    int ok = fputs(text, f) >= 0;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+static int start(struct lkd *d)
+{
+    char why[512];
+    struct lkd_config *cfg = &d->cfg;
+    if (cfg->registry == NULL) {
+        lkd_log("no registry: set `registry PATH` in the config file or --registry PATH");
+        return -1;
+    }
+    if (cfg->admin_listen == NULL && (cfg->admin_listen = strdup("127.0.0.1:8443")) == NULL)
+        return -1;
+    char addr[256];
+    int port;
+    if (split_listen(cfg->admin_listen, addr, sizeof addr, &port) != 0) {
+        lkd_log("admin_listen \"%s\" is not ADDR:PORT", cfg->admin_listen);
+        return -1;
+    }
+    if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL)) {
+        lkd_log("tls_cert and tls_key go together");
+        return -1;
+    }
+    if (cfg->tls_cert == NULL && !cfg->plain_http) {
+        lkd_log("no TLS certificate: set tls_cert and tls_key (or, on loopback only, plain_http on)");
+        return -1;
+    }
+    if (cfg->tls_cert == NULL && !is_loopback(addr)) {
+        lkd_log("plain_http is allowed only on a loopback address, not %s: set tls_cert and tls_key", addr);
+        return -1;
+    }
+    if (cfg->tls_cert != NULL) {
+        d->ssl = lkd_tls_load(cfg->tls_cert, cfg->tls_key, why, sizeof why);
+        if (d->ssl == NULL) {
+            lkd_log("TLS: %s", why);
+            return -1;
+        }
+    }
+    lk_err err = lk_registry_open(cfg->registry, LK_REG_CREATE, &d->reg, why, sizeof why);
+    if (err != LK_OK) {
+        lkd_log("registry %s: %s (%s)", cfg->registry, why, lk_errname(err));
+        return -1;
+    }
+    if (lk_verifier_new(&d->ver) != LK_OK || lkd_tokens_new(&d->tokens) != LK_OK) {
+        lkd_log("out of memory");
+        return -1;
+    }
+    if (cfg->bench_static != NULL) {
+        FILE *f = fopen(cfg->bench_static, "rb");
+        long n = -1;
+        if (f != NULL && fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && n < 16 * 1024 * 1024 &&
+            fseek(f, 0, SEEK_SET) == 0 && (d->static_body = malloc((size_t)n + 1)) != NULL &&
+            fread(d->static_body, 1, (size_t)n, f) == (size_t)n) {
+            d->static_len = (size_t)n;
+        } else {
+            lkd_log("bench_static %s cannot be read", cfg->bench_static);
+            if (f)
+                fclose(f);
+            return -1;
+        }
+        fclose(f);
+    }
+    d->base = event_base_new();
+    d->admin = d->base ? evhttp_new(d->base) : NULL;
+    if (d->admin == NULL) {
+        lkd_log("libevent could not start");
+        return -1;
+    }
+    evhttp_set_max_body_size(d->admin, cfg->max_body);
+    evhttp_set_max_headers_size(d->admin, cfg->max_headers);
+    evhttp_set_timeout(d->admin, (int)cfg->io_timeout);
+    evhttp_set_allowed_methods(d->admin, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PATCH |
+                                             EVHTTP_REQ_DELETE | EVHTTP_REQ_PUT | EVHTTP_REQ_HEAD |
+                                             EVHTTP_REQ_OPTIONS);
+    evhttp_set_default_content_type(d->admin, "application/json; charset=UTF-8");
+    evhttp_set_gencb(d->admin, lkd_http_request, d);
+    if (d->ssl != NULL)
+        evhttp_set_bevcb(d->admin, lkd_http_bev, d);
+    d->admin_sock = evhttp_bind_socket_with_handle(d->admin, addr, (ev_uint16_t)port);
+    if (d->admin_sock == NULL) {
+        lkd_log("cannot listen on %s: %s", cfg->admin_listen, strerror(errno));
+        return -1;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    evutil_socket_t fd = evhttp_bound_socket_get_fd(d->admin_sock);
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+        d->admin_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                         : ((struct sockaddr_in *)&ss)->sin_port);
+    if (cfg->token_uri == NULL) {
+        char uri[512];
+        snprintf(uri, sizeof uri, "%s://%s%s%s:%d/token", d->ssl ? "https" : "http",
+                 strchr(addr, ':') ? "[" : "", addr, strchr(addr, ':') ? "]" : "", d->admin_port);
+        if ((cfg->token_uri = strdup(uri)) == NULL)
+            return -1;
+    }
+    d->sig_term = evsignal_new(d->base, SIGTERM, on_term, d);
+    d->sig_int = evsignal_new(d->base, SIGINT, on_term, d);
+    d->sig_hup = evsignal_new(d->base, SIGHUP, on_hup, d);
+    if (!d->sig_term || !d->sig_int || !d->sig_hup || event_add(d->sig_term, NULL) || event_add(d->sig_int, NULL) ||
+        event_add(d->sig_hup, NULL))
+        return -1;
+    char text[64];
+    if (cfg->port_file != NULL) {
+        snprintf(text, sizeof text, "%d\n", d->admin_port);
+        if (write_small_file(cfg->port_file, text) != 0) {
+            lkd_log("cannot write port_file %s: %s", cfg->port_file, strerror(errno));
+            return -1;
+        }
+    }
+    if (cfg->pid_file != NULL) {
+        snprintf(text, sizeof text, "%ld\n", (long)getpid());
+        if (write_small_file(cfg->pid_file, text) != 0) {
+            lkd_log("cannot write pid_file %s: %s", cfg->pid_file, strerror(errno));
+            return -1;
+        }
+    }
+    lkd_log("admin API on %s://%s:%d (registry %s, token_uri %s)", d->ssl ? "https" : "http", addr,
+            d->admin_port, cfg->registry, cfg->token_uri);
+    return 0;
+}
+
+static void stop(struct lkd *d)
+{
+    if (d->admin != NULL)
+        evhttp_free(d->admin);
+    if (d->drain_timer)
+        event_free(d->drain_timer);
+    if (d->sig_term)
+        event_free(d->sig_term);
+    if (d->sig_int)
+        event_free(d->sig_int);
+    if (d->sig_hup)
+        event_free(d->sig_hup);
+    if (d->base)
+        event_base_free(d->base);
+    if (d->ssl)
+        SSL_CTX_free(d->ssl);
+    lkd_tokens_free(d->tokens);
+    lk_verifier_free(d->ver);
+    lk_registry_close(d->reg);
+    if (d->cfg.pid_file)
+        unlink(d->cfg.pid_file);
+    free(d->static_body);
+    lkd_config_free(&d->cfg);
+}
+
+int main(int argc, char **argv)
+{
+    static struct lkd d;
+    char why[512];
+    lkd_config_defaults(&d.cfg);
+    signal(SIGPIPE, SIG_IGN);
+    /* The config file first, so that options override it. */
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "latchkeyd: --config needs a file\n");
+                return 2;
+            }
+            if (lkd_config_file(&d.cfg, argv[i + 1], why, sizeof why) != 0) {
+                fprintf(stderr, "latchkeyd: %s\n", why);
+                return 1;
+            }
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        if (strcmp(a, "--version") == 0) {
+            printf("latchkeyd %s\n", LK_VERSION);
+            return 0;
+        }
+        if (strncmp(a, "--", 2) != 0 || i + 1 >= argc) {
+            fprintf(stderr, "latchkeyd: unexpected argument \"%.64s\"\n", a);
+            usage(stderr);
+            return 2;
+        }
+        if (strcmp(a, "--config") == 0) {
+            i++;
+            continue;
+        }
+        char key[64];
+        snprintf(key, sizeof key, "%s", a + 2);
+        for (char *p = key; *p; p++)
+            if (*p == '-')
+                *p = '_';
+        if (lkd_config_set(&d.cfg, key, argv[++i], why, sizeof why) != 0) {
+            fprintf(stderr, "latchkeyd: --%s: %s\n", a + 2, why);
+            return 2;
+        }
+    }
+    int rc = 1;
+    if (start(&d) == 0) {
+        event_base_dispatch(d.base);
+        rc = 0;
+        lkd_log("stopped");
+    }
+    stop(&d);
+    return rc;
+}

@@ -1,0 +1,334 @@
+/*
+ * pjson.c — the proto3 JSON mapping, as Google's APIs apply it
+ * (docs/daemon.md, "JSON"): field names camelCase out and either spelling
+ * in (never both); int64 as strings (numbers accepted); bytes as base64,
+ * standard or URL-safe, padding optional; timestamps RFC 3339; enums by name,
+ * or by number when the request says $alt=json;enum-encoding=int (names are
+ * accepted either way). Unknown fields are refused, as Google's front end
+ * does, naming the field.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "latchkey/lk_b64url.h"
+#include "latchkey/lk_iotcore.h"
+#include "daemon.h"
+
+/* camelCase -> snake_case ("numId" -> "num_id"). */
+static void snake_of(const char *camel, char *out, size_t size)
+{
+    size_t o = 0;
+    for (const char *p = camel; *p && o + 2 < size; p++) {
+        if (isupper((unsigned char)*p)) {
+            out[o++] = '_';
+            out[o++] = (char)tolower((unsigned char)*p);
+        } else {
+            out[o++] = *p;
+        }
+    }
+    out[o] = '\0';
+}
+
+/* snake_case -> camelCase ("num_id" -> "numId"); dots kept. */
+static void camel_of(const char *snake, size_t n, char *out, size_t size)
+{
+    size_t o = 0;
+    int up = 0;
+    for (size_t i = 0; i < n && o + 1 < size; i++) {
+        char ch = snake[i];
+        if (ch == '_') {
+            up = 1;
+            continue;
+        }
+        out[o++] = up ? (char)toupper((unsigned char)ch) : ch;
+        up = 0;
+    }
+    out[o] = '\0';
+}
+
+json_t *lkd_field(struct lkd_call *c, json_t *obj, const char *camel, const char *snake, int *bad)
+{
+    char sn[64];
+    if (snake == NULL) {
+        snake_of(camel, sn, sizeof sn);
+        snake = sn;
+    }
+    json_t *a = json_object_get(obj, camel);
+    json_t *b = strcmp(camel, snake) != 0 ? json_object_get(obj, snake) : NULL;
+    if (a != NULL && b != NULL) {
+        *bad = 1;
+        lkd_reply_error(c, LKD_INVALID_ARGUMENT, "Invalid JSON payload received: both \"%s\" and \"%s\" given",
+                        camel, snake);
+        return NULL;
+    }
+    return a ? a : b;
+}
+
+int lkd_known_fields(struct lkd_call *c, json_t *obj, const char *what, const char *const *camel_names)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v) {
+        char cm[64];
+        camel_of(key, strlen(key), cm, sizeof cm);
+        int known = 0;
+        for (const char *const *n = camel_names; *n && !known; n++)
+            known = strcmp(cm, *n) == 0 && strlen(key) < sizeof cm;
+        if (!known) {
+            lkd_reply_error(c, LKD_INVALID_ARGUMENT,
+                            "Invalid JSON payload received. Unknown name \"%.64s\" at '%s': Cannot find field.",
+                            key, what);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int lkd_int64(struct lkd_call *c, json_t *v, const char *what, int64_t min, int64_t max, int64_t *out)
+{
+    long long n;
+    if (json_is_integer(v)) {
+        n = json_integer_value(v);
+    } else if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        char *end;
+        errno = 0;
+        n = strtoll(s, &end, 10);
+        if (errno != 0 || end == s || *end != '\0' || isspace((unsigned char)s[0])) {
+            lkd_reply_error(c, LKD_INVALID_ARGUMENT, "%s must be an integer (as a string), not \"%.32s\"", what, s);
+            return -1;
+        }
+    } else {
+        lkd_reply_error(c, LKD_INVALID_ARGUMENT, "%s must be an integer (as a string)", what);
+        return -1;
+    }
+    if (n < min || n > max) {
+        lkd_reply_error(c, LKD_INVALID_ARGUMENT, "%s must be from %lld to %lld", what, (long long)min,
+                        (long long)max);
+        return -1;
+    }
+    *out = n;
+    return 0;
+}
+
+int lkd_query_int(struct lkd_call *c, const char *name, int64_t min, int64_t max, int64_t def, int64_t *out)
+{
+    const char *v = lkd_query(c, name);
+    if (v == NULL || v[0] == '\0') {
+        *out = def;
+        return 0;
+    }
+    json_t *s = json_string(v);
+    if (s == NULL) {
+        lkd_reply_error(c, LKD_INVALID_ARGUMENT, "%s is not valid text", name);
+        return -1;
+    }
+    int rc = lkd_int64(c, s, name, min, max, out);
+    json_decref(s);
+    return rc;
+}
+
+int lkd_bytes(struct lkd_call *c, json_t *v, const char *what, size_t max, uint8_t **out, size_t *len)
+{
+    *out = NULL;
+    *len = 0;
+    if (!json_is_string(v)) {
+        lkd_reply_error(c, LKD_INVALID_ARGUMENT, "%s must be a base64 string", what);
+        return -1;
+    }
+    const char *s = json_string_value(v);
+    size_t n = json_string_length(v);
+    /* Padding is optional; both alphabets are accepted: map to URL-safe,
+     * strip '=' and decode strictly (no whitespace, canonical last bits). */
+    while (n > 0 && s[n - 1] == '=')
+        n--;
+    if (n > LK_B64URL_ENCODED_LEN(max) + 0) {
+        lkd_reply_error(c, LKD_INVALID_ARGUMENT, "%s is over its limit of %zu bytes", what, max);
+        return -1;
+    }
+    char *t = malloc(n + 1);
+    uint8_t *b = malloc(LK_B64URL_DECODED_MAX(n) + 1);
+    if (t == NULL || b == NULL) {
+        free(t);
+        free(b);
+        lkd_reply_error(c, LKD_UNAVAILABLE, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        t[i] = s[i] == '+' ? '-' : s[i] == '/' ? '_' : s[i];
+    size_t got = 0;
+    lk_err err = n ? lk_b64url_decode(t, n, b, LK_B64URL_DECODED_MAX(n), &got, 0) : LK_OK;
+    free(t);
+    if (err != LK_OK || got > max) {
+        free(b);
+        lkd_reply_error(c, LKD_INVALID_ARGUMENT, err != LK_OK ? "%s is not valid base64" : "%s is over its limit",
+                        what);
+        return -1;
+    }
+    b[got] = 0;
+    *out = b;
+    *len = got;
+    return 0;
+}
+
+int lkd_timestamp(struct lkd_call *c, json_t *v, const char *what, int64_t *out)
+{
+    if (!json_is_string(v)) {
+        lkd_reply_error(c, LKD_INVALID_ARGUMENT, "%s must be an RFC 3339 timestamp string", what);
+        return -1;
+    }
+    const char *s = json_string_value(v);
+    int y, mo, dd, h, mi, se, used = 0;
+    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &dd, &h, &mi, &se, &used) != 6 || used != 19 ||
+        mo < 1 || mo > 12 || dd < 1 || dd > 31 || h > 23 || mi > 59 || se > 60 || y < 1970) {
+        lkd_reply_error(c, LKD_INVALID_ARGUMENT, "%s is not an RFC 3339 timestamp: \"%.40s\"", what, s);
+        return -1;
+    }
+    const char *p = s + 19;
+    if (*p == '.') {
+        p++;
+        int digits = 0;
+        while (isdigit((unsigned char)*p) && digits < 9) {
+            p++;
+            digits++;
+        }
+        if (digits == 0) {
+            lkd_reply_error(c, LKD_INVALID_ARGUMENT, "%s: empty fraction of a second", what);
+            return -1;
+        }
+    }
+    long off = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if ((*p == '+' || *p == '-') && isdigit((unsigned char)p[1]) && isdigit((unsigned char)p[2]) &&
+               p[3] == ':' && isdigit((unsigned char)p[4]) && isdigit((unsigned char)p[5])) {
+        off = ((p[1] - '0') * 10 + (p[2] - '0')) * 3600L + ((p[4] - '0') * 10 + (p[5] - '0')) * 60L;
+        if (*p == '+')
+            off = -off;
+        p += 6;
+    } else {
+        lkd_reply_error(c, LKD_INVALID_ARGUMENT, "%s needs a time zone (Z or +hh:mm)", what);
+        return -1;
+    }
+    if (*p != '\0') {
+        lkd_reply_error(c, LKD_INVALID_ARGUMENT, "%s is not an RFC 3339 timestamp: \"%.40s\"", what, s);
+        return -1;
+    }
+    /* Days from civil (Howard Hinnant's algorithm), exact for the Gregorian calendar. */
+    int yy = y - (mo <= 2);
+    int era = yy / 400;
+    int yoe = yy - era * 400;
+    int doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + dd - 1;
+    int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    int64_t days = (int64_t)era * 146097 + doe - 719468;
+    *out = days * 86400 + h * 3600 + mi * 60 + (se == 60 ? 59 : se) + off;
+    return 0;
+}
+
+int lkd_enum(struct lkd_call *c, json_t *v, const char *what, const char *const *names, const int *values, size_t n)
+{
+    if (json_is_integer(v)) {
+        json_int_t x = json_integer_value(v);
+        for (size_t i = 0; i < n; i++)
+            if (values[i] == x)
+                return values[i];
+        lkd_reply_error(c, LKD_INVALID_ARGUMENT, "%s: %lld is not one of its values", what, (long long)x);
+        return -1;
+    }
+    if (json_is_string(v)) {
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(json_string_value(v), names[i]) == 0)
+                return values[i];
+        lkd_reply_error(c, LKD_INVALID_ARGUMENT, "%s: \"%.64s\" is not one of its names", what,
+                        json_string_value(v));
+        return -1;
+    }
+    lkd_reply_error(c, LKD_INVALID_ARGUMENT, "%s must be an enum name or number", what);
+    return -1;
+}
+
+json_t *lkd_jenum(const struct lkd_call *c, const char *const *names, const int *values, size_t n, int v)
+{
+    if (c->enum_int)
+        return json_integer(v);
+    for (size_t i = 0; i < n; i++)
+        if (values[i] == v)
+            return json_string(names[i]);
+    return json_integer(v);
+}
+
+json_t *lkd_jtime(int64_t t)
+{
+    char buf[40];
+    return json_string(lk_time_rfc3339(t, buf, sizeof buf));
+}
+
+json_t *lkd_ji64(int64_t v)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%lld", (long long)v);
+    return json_string(buf);
+}
+
+json_t *lkd_ju64(uint64_t v)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)v);
+    return json_string(buf);
+}
+
+json_t *lkd_jbytes(const uint8_t *p, size_t n)
+{
+    /* Standard base64 with padding, as Google's APIs answer. */
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t out_len = (n + 2) / 3 * 4;
+    char *s = malloc(out_len + 1);
+    if (s == NULL)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t w = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
+        s[o++] = tab[(w >> 18) & 63];
+        s[o++] = tab[(w >> 12) & 63];
+        s[o++] = i + 1 < n ? tab[(w >> 6) & 63] : '=';
+        s[o++] = i + 2 < n ? tab[w & 63] : '=';
+    }
+    s[o] = '\0';
+    json_t *j = json_stringn(s, o);
+    free(s);
+    return j;
+}
+
+int lkd_mask(struct lkd_call *c, const char *param, char out[][48], unsigned max)
+{
+    const char *v = lkd_query(c, param);
+    if (v == NULL || v[0] == '\0')
+        return 0;
+    unsigned n = 0;
+    const char *p = v;
+    while (*p) {
+        size_t len = strcspn(p, ",");
+        while (len > 0 && *p == ' ') {
+            p++;
+            len--;
+        }
+        if (len == 0 || len >= 48 || n == max) {
+            lkd_reply_error(c, LKD_INVALID_ARGUMENT, "%s: empty, too long or too many field paths", param);
+            return -1;
+        }
+        for (size_t i = 0; i < len; i++) {
+            if (!isalnum((unsigned char)p[i]) && p[i] != '_' && p[i] != '.') {
+                lkd_reply_error(c, LKD_INVALID_ARGUMENT, "%s: \"%.*s\" is not a field path", param, (int)len, p);
+                return -1;
+            }
+        }
+        camel_of(p, len, out[n++], 48);
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    return (int)n;
+}
