@@ -169,6 +169,25 @@ lk_err lk_registry_create_registry_full(lk_registry *reg, const lk_reg_name *nam
                                         const lk_reg_registry_spec *spec,
                                         char *why, size_t why_size);
 
+/* ---- patch masks ---- */
+/* Registry patch (REST registries.patch): the fields named by mask from spec, in one transaction; mask 0 ->
+ * LK_ERR_ARG. Each part validated as create_registry_full does; a refused part writes nothing.
+ * LK_REG_SET_CERTS replaces the whole CA list with spec->ca_pems (same rules as add_cert; certificates the
+ * registry already has are kept without re-checking their expiry, others are checked). Appends LK_CHANGE_REGISTRY
+ * when mqtt/http change (as update_registry does).
+ * Details: with LK_REG_SET_MQTT / LK_REG_SET_HTTP, UNSPECIFIED is stored as ENABLED (as at creation);
+ * LK_CHANGE_REGISTRY is appended whenever the mask names mqtt or http. The CA list keeps spec's order (index 0,
+ * 1, ...); a certificate "already had" is one whose DER equals a stored one. Errors: LK_ERR_ARG (NULL reg, name
+ * or spec, mask 0 or an unknown bit), LK_ERR_REG_NOT_FOUND, and those of create_registry_full. */
+#define LK_REG_SET_MQTT          1u
+#define LK_REG_SET_HTTP          2u
+#define LK_REG_SET_EVENT_NOTIFY  4u   /* spec->event_notification_json; NULL or "" clears */
+#define LK_REG_SET_STATE_NOTIFY  8u   /* spec->state_notification_json; NULL or "" clears */
+#define LK_REG_SET_REG_LOG_LEVEL 16u
+#define LK_REG_SET_CERTS         32u
+lk_err lk_registry_patch_registry(lk_registry *reg, const lk_reg_name *name, const lk_reg_registry_spec *spec,
+                                  unsigned mask, char *why, size_t why_size);
+
 /* Refused with LK_ERR_REG_NOT_EMPTY while it has devices, as IoT Core did. */
 lk_err lk_registry_delete_registry(lk_registry *reg, const lk_reg_name *name,
                                    char *why, size_t why_size);

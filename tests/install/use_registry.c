@@ -179,6 +179,10 @@ int main(int argc, char **argv)
         lk_reg_name n2 = {"my-project", "us-central1", "reg-full"}, n3 = {"my-project", "us-central1", "reg-imp"};
         memset(&rs, 0, sizeof rs);
         CHECK(lk_registry_create_registry_full(reg, &n2, &rs, why, sizeof why) == LK_OK);
+        rs.log_level = LK_LOG_LEVEL_INFO;
+        CHECK(lk_registry_patch_registry(reg, &n2, &rs, LK_REG_SET_REG_LOG_LEVEL | LK_REG_SET_CERTS, why,
+                                         sizeof why) == LK_OK);
+        rs.log_level = LK_LOG_LEVEL_UNSPECIFIED;
         CHECK(lk_registry_import_registries_begin(reg, why, sizeof why) == LK_OK);
         CHECK(lk_registry_import_add_registry(reg, &n3, &rs, why, sizeof why) == LK_OK);
         CHECK(lk_registry_import_commit(reg, why, sizeof why) == LK_OK);

@@ -1075,6 +1075,235 @@ static void test_update_device_masks(void **state)
     free(after);
 }
 
+/* ------------------------------------------------------------------ */
+/* patch_registry                                                      */
+
+/* A self-signed EC P-256 CA certificate valid from nb to na (PEM,
+ * malloc'd). */
+static char *ca_pem(const char *cn, int64_t nb, int64_t na)
+{
+    EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    X509 *x = X509_new();
+    X509_NAME *n;
+    X509_EXTENSION *e;
+    X509V3_CTX ctx;
+    BIO *b = BIO_new(BIO_s_mem());
+    char *data, *pem;
+    long len;
+
+    assert_true(k != NULL && x != NULL && b != NULL);
+    assert_int_equal(X509_set_version(x, X509_VERSION_3), 1);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    assert_non_null(ASN1_TIME_set(X509_getm_notBefore(x), (time_t)nb));
+    assert_non_null(ASN1_TIME_set(X509_getm_notAfter(x), (time_t)na));
+    n = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
+    X509_set_issuer_name(x, n);
+    X509_set_pubkey(x, k);
+    X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
+    e = X509V3_EXT_conf_nid(NULL, &ctx, NID_basic_constraints, "critical,CA:TRUE");
+    assert_non_null(e);
+    X509_add_ext(x, e, -1);
+    X509_EXTENSION_free(e);
+    e = X509V3_EXT_conf_nid(NULL, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign");
+    assert_non_null(e);
+    X509_add_ext(x, e, -1);
+    X509_EXTENSION_free(e);
+    assert_true(X509_sign(x, k, EVP_sha256()) > 0);
+    assert_int_equal(PEM_write_bio_X509(b, x), 1);
+    len = BIO_get_mem_data(b, &data);
+    pem = malloc((size_t)len + 1);
+    assert_non_null(pem);
+    memcpy(pem, data, (size_t)len);
+    pem[len] = '\0';
+    BIO_free(b);
+    X509_free(x);
+    EVP_PKEY_free(k);
+    return pem;
+}
+
+struct certs_seen {
+    char *pem[16];
+    unsigned n;
+};
+
+static int certs_cb(void *arg, const lk_reg_cert *c)
+{
+    struct certs_seen *s = arg;
+    assert_int_equal(c->index, s->n);
+    if (s->n < 16)
+        s->pem[s->n++] = strdup(c->pem);
+    return 0;
+}
+
+/* The registry's CA list is exactly want[0..n). */
+static void certs_are(struct fx *f, char **want, unsigned n)
+{
+    struct certs_seen s;
+    unsigned i;
+    memset(&s, 0, sizeof s);
+    OK(lk_registry_list_certs(f->reg, &NAME, certs_cb, &s, W));
+    assert_int_equal(s.n, n);
+    for (i = 0; i < s.n; i++) {
+        assert_string_equal(s.pem[i], want[i]);
+        free(s.pem[i]);
+    }
+}
+
+/* CA list as a spec */
+static void spec_cas(lk_reg_registry_spec *rs, char **pems, size_t *lens, unsigned n)
+{
+    unsigned i;
+    for (i = 0; i < n; i++)
+        lens[i] = strlen(pems[i]);
+    rs->ca_pems = (const char *const *)pems;
+    rs->ca_lens = lens;
+    rs->ncas = n;
+}
+
+static void test_patch_registry(void **state)
+{
+    struct fx *f = *state;
+    lk_reg_registry_spec rs;
+    lk_reg_registry r;
+    int64_t head0, head1, since;
+    struct changes ch;
+    char *cas[12], *made[3], *before, *after;
+    size_t lens[12];
+    unsigned i;
+
+    OK(lk_registry_create_registry(f->reg, &NAME, 0, 0, W));
+    memset(&rs, 0, sizeof rs);
+
+    /* mqtt alone: http kept, LK_CHANGE_REGISTRY appended */
+    OK(lk_registry_change_head(f->reg, &since));
+    rs.mqtt = LK_REG_STATE_DISABLED;
+    rs.http = LK_REG_STATE_DISABLED;
+    OK(lk_registry_patch_registry(f->reg, &NAME, &rs, LK_REG_SET_MQTT, W));
+    OK(lk_registry_get_registry(f->reg, &NAME, &r, W));
+    assert_int_equal(r.mqtt, LK_REG_STATE_DISABLED);
+    assert_int_equal(r.http, LK_REG_STATE_ENABLED);
+    lk_reg_registry_free(&r);
+    memset(&ch, 0, sizeof ch);
+    OK(lk_registry_changes(f->reg, &since, change_cb, &ch));
+    assert_int_equal(ch.n, 1);
+    assert_int_equal(ch.c[0].kind, LK_CHANGE_REGISTRY);
+    /* http; UNSPECIFIED is ENABLED */
+    OK(lk_registry_patch_registry(f->reg, &NAME, &rs, LK_REG_SET_HTTP, W));
+    rs.mqtt = LK_REG_STATE_UNSPECIFIED;
+    OK(lk_registry_patch_registry(f->reg, &NAME, &rs, LK_REG_SET_MQTT, W));
+    OK(lk_registry_get_registry(f->reg, &NAME, &r, W));
+    assert_int_equal(r.mqtt, LK_REG_STATE_ENABLED);
+    assert_int_equal(r.http, LK_REG_STATE_DISABLED);
+    lk_reg_registry_free(&r);
+
+    /* notifications and log level: no change in the feed */
+    OK(lk_registry_change_head(f->reg, &head0));
+    rs.event_notification_json = "[{\"pubsubTopicName\":\"projects/p/topics/e\"}]";
+    rs.state_notification_json = "{\"pubsubTopicName\":\"projects/p/topics/s\"}";
+    rs.log_level = LK_LOG_LEVEL_INFO;
+    OK(lk_registry_patch_registry(f->reg, &NAME, &rs, LK_REG_SET_EVENT_NOTIFY, W));
+    OK(lk_registry_get_registry(f->reg, &NAME, &r, W));
+    assert_string_equal(r.event_notification_json, rs.event_notification_json);
+    assert_null(r.state_notification_json);
+    assert_int_equal(r.log_level, LK_LOG_LEVEL_UNSPECIFIED);
+    assert_int_equal(r.http, LK_REG_STATE_DISABLED);
+    lk_reg_registry_free(&r);
+    OK(lk_registry_patch_registry(f->reg, &NAME, &rs, LK_REG_SET_STATE_NOTIFY | LK_REG_SET_REG_LOG_LEVEL, W));
+    OK(lk_registry_get_registry(f->reg, &NAME, &r, W));
+    assert_string_equal(r.event_notification_json, rs.event_notification_json);
+    assert_string_equal(r.state_notification_json, rs.state_notification_json);
+    assert_int_equal(r.log_level, LK_LOG_LEVEL_INFO);
+    lk_reg_registry_free(&r);
+    OK(lk_registry_change_head(f->reg, &head1));
+    assert_int_equal(head0, head1);
+    /* NULL and "" clear */
+    rs.event_notification_json = NULL;
+    rs.state_notification_json = "";
+    OK(lk_registry_patch_registry(f->reg, &NAME, &rs, LK_REG_SET_EVENT_NOTIFY | LK_REG_SET_STATE_NOTIFY, W));
+    OK(lk_registry_get_registry(f->reg, &NAME, &r, W));
+    assert_null(r.event_notification_json);
+    assert_null(r.state_notification_json);
+    assert_int_equal(r.log_level, LK_LOG_LEVEL_INFO);
+    lk_reg_registry_free(&r);
+
+    /* certificates: the whole list replaced, in order */
+    cas[0] = ca_pem("ca0", T0 - DAY, T0 + DAY);  /* expires soon */
+    cas[1] = ca_pem("ca1", T0 - DAY, T0 + 365 * DAY);
+    cas[2] = ca_pem("ca2", T0 - DAY, T0 + 365 * DAY);
+    memcpy(made, cas, sizeof made);
+    spec_cas(&rs, cas, lens, 2);
+    OK(lk_registry_patch_registry(f->reg, &NAME, &rs, LK_REG_SET_CERTS, W));
+    certs_are(f, cas, 2);
+    spec_cas(&rs, cas + 1, lens, 2);
+    OK(lk_registry_patch_registry(f->reg, &NAME, &rs, LK_REG_SET_CERTS, W));
+    certs_are(f, cas + 1, 2);
+    spec_cas(&rs, cas, lens, 1);
+    OK(lk_registry_patch_registry(f->reg, &NAME, &rs, LK_REG_SET_CERTS, W));
+    certs_are(f, cas, 1);
+    /* ca0 has expired since: kept without a new expiry check, but not
+     * accepted new */
+    f->now = T0 + 2 * DAY;
+    spec_cas(&rs, cas, lens, 2);
+    OK(lk_registry_patch_registry(f->reg, &NAME, &rs, LK_REG_SET_CERTS, W));
+    certs_are(f, cas, 2);
+    rs.ncas = 0;
+    OK(lk_registry_patch_registry(f->reg, &NAME, &rs, LK_REG_SET_CERTS, W));
+    certs_are(f, cas, 0);
+
+    /* refusals write nothing */
+    spec_cas(&rs, cas + 1, lens, 1);
+    OK(lk_registry_patch_registry(f->reg, &NAME, &rs, LK_REG_SET_CERTS, W));
+    before = digest(f);
+    spec_cas(&rs, cas, lens, 2);
+    rs.mqtt = LK_REG_STATE_DISABLED;
+    REFUSE(LK_ERR_REG_CERT, "CA certificate 0: the certificate expired",
+           lk_registry_patch_registry(f->reg, &NAME, &rs, LK_REG_SET_CERTS | LK_REG_SET_MQTT, W));
+    cas[3] = cas[1];
+    spec_cas(&rs, cas + 1, lens, 3); /* ca1 ca2 ca1 */
+    REFUSE(LK_ERR_REG_INVALID, "CA certificates 0 and 2 are the same",
+           lk_registry_patch_registry(f->reg, &NAME, &rs, LK_REG_SET_CERTS | LK_REG_SET_MQTT, W));
+    for (i = 0; i < 11; i++)
+        cas[i] = cas[1];
+    spec_cas(&rs, cas, lens, 11);
+    REFUSE(LK_ERR_REG_LIMIT, "at most 10",
+           lk_registry_patch_registry(f->reg, &NAME, &rs, LK_REG_SET_CERTS, W));
+    cas[0] = (char *)"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n";
+    spec_cas(&rs, cas, lens, 1);
+    REFUSE(LK_ERR_REG_INVALID, "CA certificate 0: not a single PEM certificate",
+           lk_registry_patch_registry(f->reg, &NAME, &rs, LK_REG_SET_CERTS, W));
+    rs.ca_pems = NULL;
+    REFUSE(LK_ERR_ARG, "without certificates",
+           lk_registry_patch_registry(f->reg, &NAME, &rs, LK_REG_SET_CERTS, W));
+    rs.ncas = 0;
+    rs.mqtt = (lk_reg_state)3;
+    REFUSE(LK_ERR_REG_INVALID, "mqtt state 3", lk_registry_patch_registry(f->reg, &NAME, &rs, LK_REG_SET_MQTT, W));
+    rs.mqtt = 0;
+    rs.http = (lk_reg_state)9;
+    REFUSE(LK_ERR_REG_INVALID, "http state 9", lk_registry_patch_registry(f->reg, &NAME, &rs, LK_REG_SET_HTTP, W));
+    rs.log_level = (lk_reg_log_level)11;
+    REFUSE(LK_ERR_REG_INVALID, "registry log level 11",
+           lk_registry_patch_registry(f->reg, &NAME, &rs, LK_REG_SET_REG_LOG_LEVEL, W));
+    rs.event_notification_json = "{\"pubsubTopicName\":\"x\"}";
+    REFUSE(LK_ERR_REG_INVALID, "eventNotificationConfigs must be a JSON array",
+           lk_registry_patch_registry(f->reg, &NAME, &rs, LK_REG_SET_EVENT_NOTIFY, W));
+    rs.state_notification_json = "{\"topic\":\"x\"}";
+    REFUSE(LK_ERR_REG_INVALID, "stateNotificationConfig has member 'topic'",
+           lk_registry_patch_registry(f->reg, &NAME, &rs, LK_REG_SET_STATE_NOTIFY, W));
+    REFUSE(LK_ERR_ARG, "the patch mask", lk_registry_patch_registry(f->reg, &NAME, &rs, 0, W));
+    REFUSE(LK_ERR_ARG, "the patch mask", lk_registry_patch_registry(f->reg, &NAME, &rs, 64, W));
+    REFUSE(LK_ERR_ARG, "no registry given", lk_registry_patch_registry(f->reg, &NAME, NULL, LK_REG_SET_MQTT, W));
+    REFUSE(LK_ERR_REG_NOT_FOUND, "does not exist",
+           lk_registry_patch_registry(f->reg, &NAME2, &rs, LK_REG_SET_MQTT, W));
+    assert_int_equal(lk_registry_patch_registry(NULL, &NAME, &rs, LK_REG_SET_MQTT, NULL, 0), LK_ERR_ARG);
+    after = digest(f);
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+    for (i = 0; i < 3; i++)
+        free(made[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1088,6 +1317,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bind, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bind_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_update_device_masks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_patch_registry, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
