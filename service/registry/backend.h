@@ -213,6 +213,38 @@ typedef struct lk_reg_store {
      * LK_ERR_REG_STORAGE). NOT_FOUND. */
     lk_err (*backend_lookup)(lk_reg_be *be, const char *name, char *project,
                              size_t project_size, uint8_t secret_sha256[32]);
+
+    /* ---- latchkeyd (schema 4): device pages, gateway bindings ---- */
+    /* The device of registry rid with id (id NULL: with num_id): its num_id
+     * and gateway type. NOT_FOUND (also for a device of another registry). */
+    lk_err (*device_ref)(lk_reg_be *be, int64_t rid, const char *id, uint64_t num_id,
+                         uint64_t *num_out, lk_reg_gateway_type *gateway_type);
+    /* The devices of registry rid that q matches (as lk_registry_query_devices
+     * says, with q->full ignored and the associations already resolved to
+     * assoc_gateway / assoc_device, 0 = none), ordered by device id, at most
+     * limit of them. cb gets each with only the devices row's fields
+     * (num_id, id, blocked, created, config_version, activity times, log and
+     * gateway fields); project, location, registry, credentials and metadata
+     * are left NULL/0. A seek in the (registry, device id) index, not a scan
+     * from the start. */
+    lk_err (*device_query)(lk_reg_be *be, int64_t rid, const lk_reg_device_query *q,
+                           uint64_t assoc_gateway, uint64_t assoc_device, unsigned limit,
+                           int (*cb)(void *arg, const lk_reg_device *d), void *arg);
+    lk_err (*device_set_log_level)(lk_reg_be *be, uint64_t num_id, lk_reg_log_level level);
+    lk_err (*device_set_gateway_auth)(lk_reg_be *be, uint64_t num_id,
+                                      lk_reg_gateway_auth method);
+    /* Whether gateway and device are bound. */
+    lk_err (*binding_exists)(lk_reg_be *be, uint64_t gateway, uint64_t device, int *bound);
+    /* How many devices gateway has, and how many gateways device has. */
+    lk_err (*binding_counts)(lk_reg_be *be, uint64_t gateway, uint64_t device,
+                             uint64_t *gateway_devices, uint64_t *device_gateways);
+    lk_err (*binding_insert)(lk_reg_be *be, uint64_t gateway, uint64_t device,
+                             int64_t created);                           /* EXISTS */
+    lk_err (*binding_delete)(lk_reg_be *be, uint64_t gateway, uint64_t device); /* NOT_FOUND */
+    /* registries.patch: the registry's log level; all its CA certificates
+     * removed (cert_insert then adds the new list in order). */
+    lk_err (*registry_set_log_level)(lk_reg_be *be, int64_t rid, lk_reg_log_level level);
+    lk_err (*cert_clear)(lk_reg_be *be, int64_t rid);
 } lk_reg_store;
 
 extern const lk_reg_store lk_reg_sqlite_backend;

@@ -149,12 +149,40 @@ int main(int argc, char **argv)
     lk_registry_import_abort(reg);
     CHECK(lk_registry_get_device(reg, &name, "device-44", 0, &d, why, sizeof why) == LK_ERR_REG_NOT_FOUND);
 
+    /* latchkeyd: gateway bindings and devices a page at a time */
+    {
+        lk_reg_device_query q;
+        int more = -1;
+        memset(&spec, 0, sizeof spec);
+        spec.id = "gateway-1";
+        spec.gateway_type = LK_GATEWAY_TYPE_GATEWAY;
+        CHECK(lk_registry_create_device(reg, &name, &spec, NULL, why, sizeof why) == LK_OK);
+        CHECK(lk_registry_bind(reg, &name, "gateway-1", "device-42", why, sizeof why) == LK_OK);
+        memset(&q, 0, sizeof q);
+        q.associations_gateway_id = "gateway-1";
+        q.limit = 10;
+        n = 0;
+        CHECK(lk_registry_query_devices(reg, &name, &q, count_device, &n, &more, why, sizeof why) == LK_OK &&
+              n == 1 && more == 0);
+        memset(&q, 0, sizeof q);
+        q.limit = 1;
+        n = 0;
+        CHECK(lk_registry_query_devices(reg, &name, &q, count_device, &n, &more, why, sizeof why) == LK_OK &&
+              n == 1 && more == 1);
+        CHECK(lk_registry_unbind(reg, &name, "gateway-1", "device-42", why, sizeof why) == LK_OK);
+        CHECK(lk_registry_delete_device(reg, &name, "gateway-1", why, sizeof why) == LK_OK);
+    }
+
     /* whole registries, directly and by import; the file's structure */
     {
         lk_reg_registry_spec rs;
         lk_reg_name n2 = {"my-project", "us-central1", "reg-full"}, n3 = {"my-project", "us-central1", "reg-imp"};
         memset(&rs, 0, sizeof rs);
         CHECK(lk_registry_create_registry_full(reg, &n2, &rs, why, sizeof why) == LK_OK);
+        rs.log_level = LK_LOG_LEVEL_INFO;
+        CHECK(lk_registry_patch_registry(reg, &n2, &rs, LK_REG_SET_REG_LOG_LEVEL | LK_REG_SET_CERTS, why,
+                                         sizeof why) == LK_OK);
+        rs.log_level = LK_LOG_LEVEL_UNSPECIFIED;
         CHECK(lk_registry_import_registries_begin(reg, why, sizeof why) == LK_OK);
         CHECK(lk_registry_import_add_registry(reg, &n3, &rs, why, sizeof why) == LK_OK);
         CHECK(lk_registry_import_commit(reg, why, sizeof why) == LK_OK);
