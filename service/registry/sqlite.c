@@ -62,4 +62,12 @@ const lk_reg_store lk_reg_sqlite_backend = {
     .backend_delete = lk_sq__backend_delete,
     .backend_list = lk_sq__backend_list,
     .backend_lookup = lk_sq__backend_lookup,
+    .sa_insert = lk_sq__sa_insert,
+    .sa_key_count = lk_sq__sa_key_count,
+    .sa_key_insert = lk_sq__sa_key_insert,
+    .sa_lookup = lk_sq__sa_lookup,
+    .sa_list = lk_sq__sa_list,
+    .sa_key_set_disabled = lk_sq__sa_key_set_disabled,
+    .sa_key_delete = lk_sq__sa_key_delete,
+    .sa_delete = lk_sq__sa_delete,
 };

@@ -30,6 +30,8 @@ enum {
     S_DEV_BLOCKED, S_CMD_INS, S_CMD_STATUS, S_CMD_PENDING, S_CMD_DECIDE, S_CMD_PRUNE_DECIDED,
     S_CMD_PRUNE_PENDING,
     S_BE_INS, S_BE_DEL, S_BE_LIST, S_BE_LOOKUP,
+    S_SA_INS, S_SA_KEYS, S_SA_KEY_INS, S_SA_LOOKUP, S_SA_LIST, S_SA_KEY_DISABLE, S_SA_KEY_DEL,
+    S_SA_DEL,
     S__N
 };
 
@@ -211,5 +213,19 @@ lk_err lk_sq__backend_list(lk_reg_be *be, const char *project,
                            int (*cb)(void *arg, const lk_reg_backend *b), void *arg);
 lk_err lk_sq__backend_lookup(lk_reg_be *be, const char *name, char *project,
                              size_t project_size, uint8_t secret_sha256[32]);
+
+/* ---- sqlite_service_accounts.c ---- */
+
+lk_err lk_sq__sa_insert(lk_reg_be *be, const char *email, const char *project, const char *name,
+                        lk_reg_sa_role role, int64_t created);
+lk_err lk_sq__sa_key_count(lk_reg_be *be, const char *email, unsigned *n);
+lk_err lk_sq__sa_key_insert(lk_reg_be *be, const char *email, const char *key_id,
+                            const char *pem, size_t pem_len, int64_t created);
+lk_err lk_sq__sa_lookup(lk_reg_be *be, const char *key_id, lk_reg_sa_key *out);
+lk_err lk_sq__sa_list(lk_reg_be *be, const char *project,
+                      int (*cb)(void *arg, const lk_reg_sa_key *k), void *arg);
+lk_err lk_sq__sa_key_set_disabled(lk_reg_be *be, const char *key_id, int disabled);
+lk_err lk_sq__sa_key_delete(lk_reg_be *be, const char *key_id);
+lk_err lk_sq__sa_delete(lk_reg_be *be, const char *email);
 
 #endif
