@@ -658,6 +658,97 @@ lk_err lk_registry_backend_list(lk_registry *reg, const char *project,
 lk_err lk_registry_backend_lookup(lk_registry *reg, const char *name, char *project,
                                   uint8_t secret_sha256[32]);
 
+
+/* ---- service accounts (who may call latchkeyd's admin API) ----
+ *
+ * An account is NAME@PROJECT.iam.latchkey: NAME 6..30 characters
+ * [a-z][a-z0-9-]*[a-z0-9] (Google's rule for service account ids), PROJECT
+ * lk_project_valid; it has one role in its project and up to
+ * LK_SA_KEYS_MAX RSA public keys. The private keys are never stored: they
+ * are only in the key files given to the caller (`latchkey
+ * service-accounts`). A key's id is the key file's private_key_id and the
+ * kid of the account's JWTs: 40 lowercase hex characters (20 random bytes).
+ *
+ * Service-account changes are not in the change feed (the daemon looks a key
+ * up for every call: lk_registry_sa_lookup).
+ */
+typedef enum lk_reg_sa_role {         /* IoT Core's IAM roles, per project */
+    LK_ROLE_NONE = 0,
+    LK_ROLE_VIEWER = 1,               /* roles/cloudiot.viewer: read registries and devices */
+    LK_ROLE_DEVICE_CONTROLLER = 2,    /* roles/cloudiot.deviceController: + modify config, send commands,
+                                         update devices (not create/delete) */
+    LK_ROLE_PROVISIONER = 3,          /* roles/cloudiot.provisioner: + create, delete, update devices */
+    LK_ROLE_EDITOR = 4,               /* roles/cloudiot.editor: + registries, bind/unbind */
+    LK_ROLE_ADMIN = 5                 /* roles/cloudiot.admin: + IAM and service-account keys */
+} lk_reg_sa_role;
+/* "viewer", "deviceController", "provisioner", "editor", "admin" (and
+ * "none" for LK_ROLE_NONE, "unknown" for anything else). */
+const char *lk_reg_sa_role_name(lk_reg_sa_role r);
+/* The role of one of those names, also "roles/cloudiot.X" and
+ * "device-controller"; LK_ROLE_NONE for anything else (NULL included). */
+lk_reg_sa_role lk_reg_sa_role_from_name(const char *s);
+
+#define LK_SA_NAME_MIN 6u
+#define LK_SA_NAME_MAX 30u
+/* The email's domain after the project: "@PROJECT.iam.latchkey". */
+#define LK_SA_EMAIL_DOMAIN ".iam.latchkey"
+/* Longest email: NAME (30) '@' PROJECT (30) ".iam.latchkey" (13). */
+#define LK_SA_EMAIL_MAX (LK_SA_NAME_MAX + 1u + LK_PROJECT_MAX + 13u)
+#define LK_SA_KEY_ID_LEN 40u           /* lowercase hex of 20 bytes */
+#define LK_SA_KEYS_MAX 10u             /* keys per account (Google's limit) */
+
+typedef struct lk_reg_sa_key {
+    char *key_id;        /* the key file's private_key_id: 40 lowercase hex characters */
+    char *email;         /* NAME@PROJECT.iam.latchkey */
+    char *project, *name;
+    lk_reg_sa_role role;
+    char *public_pem;    /* -----BEGIN PUBLIC KEY----- RSA (2048..8192) */
+    int disabled;
+    int64_t created;     /* of the key */
+} lk_reg_sa_key;
+/* Frees the members (not k) and zeroes them; NULL is a no-op. */
+void lk_reg_sa_key_free(lk_reg_sa_key *k);
+/* A new account NAME in project with one role (not LK_ROLE_NONE). *email
+ * receives the account's email (the caller's buffer of at least
+ * LK_SA_EMAIL_MAX + 1 bytes; LK_ERR_ARG if smaller). LK_ERR_REG_INVALID for
+ * a bad name, project or role; LK_ERR_REG_EXISTS if (project, name) is
+ * taken. email is "" on failure. */
+lk_err lk_registry_sa_create(lk_registry *reg, const char *project, const char *name,
+                             lk_reg_sa_role role, char *email, size_t email_size, char *why,
+                             size_t why_size);
+/* Add a key to an account: key_id 40 lowercase hex (the caller draws it at
+ * random), pem an RSA public key that lk_cred_parse(LK_CRED_RSA_PEM)
+ * accepts (LK_ERR_CRED_INVALID otherwise, LK_ERR_REG_LIMIT over
+ * LK_CRED_PEM_MAX). At most LK_SA_KEYS_MAX keys per account
+ * (LK_ERR_REG_LIMIT). LK_ERR_REG_NOT_FOUND if no such account,
+ * LK_ERR_REG_EXISTS for a taken key_id, LK_ERR_REG_INVALID for a malformed
+ * email or key_id. */
+lk_err lk_registry_sa_key_add(lk_registry *reg, const char *email, const char *key_id,
+                              const char *pem, size_t pem_len, char *why, size_t why_size);
+/* The hot path of every API call: the key and its account, one
+ * primary-key read, no transaction (a LK_REG_READONLY or LK_REG_NOWRITE
+ * handle may call it). LK_ERR_REG_NOT_FOUND if none (also for a key_id that
+ * is not 40 lowercase hex, without a query). A disabled key is returned with
+ * disabled = 1 (the caller refuses it). *out zeroed on failure; release it
+ * with lk_reg_sa_key_free. */
+lk_err lk_registry_sa_lookup(lk_registry *reg, const char *key_id, lk_reg_sa_key *out);
+/* One call per key (accounts without keys: one call with key_id and
+ * public_pem NULL, disabled 0, created the account's), project NULL = all;
+ * ordered by project, name, key created (then key_id). The struct's
+ * strings are valid only during the call. cb returns 0 to go on. */
+lk_err lk_registry_sa_list(lk_registry *reg, const char *project,
+                           int (*cb)(void *arg, const lk_reg_sa_key *k), void *arg, char *why,
+                           size_t why_size);
+/* Disable (1) or enable (0) a key; setting what it already is succeeds.
+ * LK_ERR_REG_NOT_FOUND if no such key. */
+lk_err lk_registry_sa_key_set_disabled(lk_registry *reg, const char *key_id, int disabled,
+                                       char *why, size_t why_size);
+/* LK_ERR_REG_NOT_FOUND if no such key. */
+lk_err lk_registry_sa_key_delete(lk_registry *reg, const char *key_id, char *why,
+                                 size_t why_size);
+/* The account and all its keys. LK_ERR_REG_NOT_FOUND if none. */
+lk_err lk_registry_sa_delete(lk_registry *reg, const char *email, char *why, size_t why_size);
+
 #ifdef __cplusplus
 }
 #endif

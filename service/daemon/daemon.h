@@ -29,7 +29,6 @@
 
 #include "latchkey/lk_registry.h"
 #include "latchkey/lk_verify.h"
-#include "pending.h" /* TEMPORARY */
 
 /* ---- configuration (config.c) ---- */
 

@@ -245,6 +245,27 @@ typedef struct lk_reg_store {
      * removed (cert_insert then adds the new list in order). */
     lk_err (*registry_set_log_level)(lk_reg_be *be, int64_t rid, lk_reg_log_level level);
     lk_err (*cert_clear)(lk_reg_be *be, int64_t rid);
+    /* ---- service accounts (schema 4) ---- */
+    /* A new account; EXISTS if the email or (project, name) is taken. */
+    lk_err (*sa_insert)(lk_reg_be *be, const char *email, const char *project, const char *name,
+                        lk_reg_sa_role role, int64_t created);
+    /* How many keys the account has. NOT_FOUND if there is no account. */
+    lk_err (*sa_key_count)(lk_reg_be *be, const char *email, unsigned *n);
+    /* A new enabled key of an existing account. EXISTS for a taken key_id. */
+    lk_err (*sa_key_insert)(lk_reg_be *be, const char *email, const char *key_id,
+                            const char *pem, size_t pem_len, int64_t created);
+    /* The key with its account: one read by primary key, no transaction
+     * needed; out's members malloc'd (lk_reg_sa_key_free). NOT_FOUND. */
+    lk_err (*sa_lookup)(lk_reg_be *be, const char *key_id, lk_reg_sa_key *out);
+    /* One row per key, one per account without keys (key_id and public_pem
+     * NULL, created the account's); NULL project: all. Ordered by project,
+     * name, key created, key_id. */
+    lk_err (*sa_list)(lk_reg_be *be, const char *project,
+                      int (*cb)(void *arg, const lk_reg_sa_key *k), void *arg);
+    lk_err (*sa_key_set_disabled)(lk_reg_be *be, const char *key_id, int disabled); /* NOT_FOUND */
+    lk_err (*sa_key_delete)(lk_reg_be *be, const char *key_id);                     /* NOT_FOUND */
+    /* The account and (cascading) its keys. NOT_FOUND. */
+    lk_err (*sa_delete)(lk_reg_be *be, const char *email);
 } lk_reg_store;
 
 extern const lk_reg_store lk_reg_sqlite_backend;

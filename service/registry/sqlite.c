@@ -72,4 +72,12 @@ const lk_reg_store lk_reg_sqlite_backend = {
     .binding_delete = lk_sq__binding_delete,
     .registry_set_log_level = lk_sq__registry_set_log_level,
     .cert_clear = lk_sq__cert_clear,
+    .sa_insert = lk_sq__sa_insert,
+    .sa_key_count = lk_sq__sa_key_count,
+    .sa_key_insert = lk_sq__sa_key_insert,
+    .sa_lookup = lk_sq__sa_lookup,
+    .sa_list = lk_sq__sa_list,
+    .sa_key_set_disabled = lk_sq__sa_key_set_disabled,
+    .sa_key_delete = lk_sq__sa_key_delete,
+    .sa_delete = lk_sq__sa_delete,
 };

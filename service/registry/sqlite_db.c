@@ -173,6 +173,24 @@ static const char *const sql_text[S__N] = {
 
     [S_REG_SET_LOG] = "UPDATE registries SET log_level = ?2 WHERE id = ?1",
     [S_CERT_CLEAR] = "DELETE FROM registry_certs WHERE registry = ?1",
+#define SA_COLUMNS "k.key_id, a.email, a.project, a.name, a.role, k.public_pem, k.disabled, "
+    [S_SA_INS] = "INSERT INTO service_accounts(email, project, name, role, created) "
+                 "VALUES(?1, ?2, ?3, ?4, ?5)",
+    [S_SA_KEYS] = "SELECT (SELECT count(*) FROM service_account_keys k WHERE k.email = a.email) "
+                  "FROM service_accounts a WHERE a.email = ?1",
+    [S_SA_KEY_INS] = "INSERT INTO service_account_keys(key_id, email, public_pem, disabled, created) "
+                     "VALUES(?1, ?2, ?3, 0, ?4)",
+    [S_SA_LOOKUP] = "SELECT " SA_COLUMNS "k.created FROM service_account_keys k "
+                    "JOIN service_accounts a ON a.email = k.email WHERE k.key_id = ?1",
+    /* An account without keys is one row with NULL key columns. */
+    [S_SA_LIST] = "SELECT " SA_COLUMNS "coalesce(k.created, a.created) FROM service_accounts a "
+                  "LEFT JOIN service_account_keys k ON k.email = a.email "
+                  "WHERE (?1 IS NULL OR a.project = ?1) "
+                  "ORDER BY a.project, a.name, k.created, k.key_id",
+    [S_SA_KEY_DISABLE] = "UPDATE service_account_keys SET disabled = ?2 WHERE key_id = ?1",
+    [S_SA_KEY_DEL] = "DELETE FROM service_account_keys WHERE key_id = ?1",
+    [S_SA_DEL] = "DELETE FROM service_accounts WHERE email = ?1",
+#undef SA_COLUMNS
 };
 
 /* ------------------------------------------------------------------ */

@@ -36,6 +36,8 @@ enum {
     S_QUERY, S_QUERY_IDS, S_QUERY_GW, S_QUERY_IDS_GW, S_QUERY_DEV, S_QUERY_IDS_DEV,
     S_BIND_EXISTS, S_BIND_COUNTS, S_BIND_INS, S_BIND_DEL,
     S_REG_SET_LOG, S_CERT_CLEAR,
+    S_SA_INS, S_SA_KEYS, S_SA_KEY_INS, S_SA_LOOKUP, S_SA_LIST, S_SA_KEY_DISABLE, S_SA_KEY_DEL,
+    S_SA_DEL,
     S__N
 };
 
@@ -236,5 +238,18 @@ lk_err lk_sq__binding_insert(lk_reg_be *be, uint64_t gateway, uint64_t device,
 lk_err lk_sq__binding_delete(lk_reg_be *be, uint64_t gateway, uint64_t device);
 lk_err lk_sq__registry_set_log_level(lk_reg_be *be, int64_t rid, lk_reg_log_level level);
 lk_err lk_sq__cert_clear(lk_reg_be *be, int64_t rid);
+/* ---- sqlite_service_accounts.c ---- */
+
+lk_err lk_sq__sa_insert(lk_reg_be *be, const char *email, const char *project, const char *name,
+                        lk_reg_sa_role role, int64_t created);
+lk_err lk_sq__sa_key_count(lk_reg_be *be, const char *email, unsigned *n);
+lk_err lk_sq__sa_key_insert(lk_reg_be *be, const char *email, const char *key_id,
+                            const char *pem, size_t pem_len, int64_t created);
+lk_err lk_sq__sa_lookup(lk_reg_be *be, const char *key_id, lk_reg_sa_key *out);
+lk_err lk_sq__sa_list(lk_reg_be *be, const char *project,
+                      int (*cb)(void *arg, const lk_reg_sa_key *k), void *arg);
+lk_err lk_sq__sa_key_set_disabled(lk_reg_be *be, const char *key_id, int disabled);
+lk_err lk_sq__sa_key_delete(lk_reg_be *be, const char *key_id);
+lk_err lk_sq__sa_delete(lk_reg_be *be, const char *email);
 
 #endif
