@@ -142,9 +142,18 @@ int lkd_bytes(struct lkd_call *c, json_t *v, const char *what, size_t max, uint8
     const char *s = json_string_value(v);
     size_t n = json_string_length(v);
     /* Padding is optional; both alphabets are accepted: map to URL-safe,
-     * strip '=' and decode strictly (no whitespace, canonical last bits). */
-    while (n > 0 && s[n - 1] == '=')
+     * strip '=' and decode strictly (no whitespace, canonical last bits).
+     * Padding that is there must be right: it completes the last group of
+     * four, so "Zm9v=" or "Zg===" are refused, not read as "foo" and "f". */
+    size_t pad = 0;
+    while (n > 0 && s[n - 1] == '=') {
         n--;
+        pad++;
+    }
+    if (pad > 0 && (pad > 2 || (n + pad) % 4 != 0)) {
+        lkd_reply_error(c, LKD_INVALID_ARGUMENT, "%s is not valid base64 (wrong padding)", what);
+        return -1;
+    }
     if (n > LK_B64URL_ENCODED_LEN(max) + 0) {
         lkd_reply_error(c, LKD_INVALID_ARGUMENT, "%s is over its limit of %zu bytes", what, max);
         return -1;
