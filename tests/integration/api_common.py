@@ -78,7 +78,7 @@ def needs(*groups):
 
 def tool_has_service_accounts():
     r = run_tool("service-accounts", "--help")
-    return r.rc == 0 and "create" in (r.out + r.err)
+    return r.rc == 0 and "service-accounts" in (r.out + r.err)
 
 
 # ---- TLS ----

@@ -91,7 +91,7 @@ def test_get_refusals(env):
     refused(env.api.get(device_path("nope")), "NOT_FOUND")
     refused(env.api.get(device_path(str(int(d["numId"]) + 1000))), "NOT_FOUND")
     refused(env.api.get(device_path("0")), "NOT_FOUND")
-    refused(env.api.get(device_path("bad id!")), "INVALID_ARGUMENT")
+    refused(env.api.get(device_path("bad%21id")), "INVALID_ARGUMENT")
     refused(env.api.get(device_path("dev-g", reg="other")), "NOT_FOUND")
     # the numId of a device in another registry does not reach it from this one
     ok(env.api.create_registry("reg-2"))

@@ -75,7 +75,7 @@ def test_create_refusals_change_nothing(env):
         "exists": ({"id": R}, "ALREADY_EXISTS"),
         "no id": ({"mqttConfig": {"mqttEnabledState": "MQTT_ENABLED"}}, "INVALID_ARGUMENT"),
         "bad id": ({"id": "9starts-with-digit"}, "INVALID_ARGUMENT"),
-        "id too long": ({"id": "r" * 65}, "INVALID_ARGUMENT"),
+        "id too long": ({"id": "r" * 256}, "INVALID_ARGUMENT"),
         "id not a string": ({"id": 7}, "INVALID_ARGUMENT"),
         "bad mqtt state": ({"id": "x1", "mqttConfig": {"mqttEnabledState": "MQTT_SOMETIMES"}}, "INVALID_ARGUMENT"),
         "bad log level": ({"id": "x2", "logLevel": "LOUD"}, "INVALID_ARGUMENT"),
@@ -95,7 +95,7 @@ def test_create_refusals_change_nothing(env):
 @needs()
 def test_get_missing_and_bad_names(env):
     refused(env.api.get(registry_path("nope")), "NOT_FOUND")
-    refused(env.api.get(registry_path("bad id!")), "INVALID_ARGUMENT")
+    refused(env.api.get(registry_path("bad%21id")), "INVALID_ARGUMENT")
     refused(env.api.get(registry_path(R, project="Bad_Project")), "INVALID_ARGUMENT")
 
 
@@ -138,10 +138,10 @@ def test_delete(env):
     refused(env.api.get(registry_path("gone")), "NOT_FOUND")
     refused(env.api.delete(registry_path("gone")), "NOT_FOUND")
     # a registry with devices is not deleted
-    ok(env.api.create_device("d1"))
+    ok(env.api.create_device("dev-d1"))
     r = unchanged(env, lambda: env.api.delete(registry_path()))
     refused(r, "FAILED_PRECONDITION")
-    ok(env.api.delete(registry_path() + "/devices/d1"))
+    ok(env.api.delete(registry_path() + "/devices/dev-d1"))
     ok(env.api.delete(registry_path()))
 
 
@@ -162,38 +162,38 @@ def test_delete(env):
     ("logLevel", {"logLevel": "DEBUG"}, {"logLevel": "DEBUG"}),
 ])
 def test_patch_one_field(env, mask, body, want):
-    ok(env.api.create_registry("pt", **FULL))
-    before = ok(env.api.get(registry_path("pt")))
-    got = ok(env.api.patch(registry_path("pt"), body, query={"updateMask": mask}))
+    ok(env.api.create_registry("reg-pt", **FULL))
+    before = ok(env.api.get(registry_path("reg-pt")))
+    got = ok(env.api.patch(registry_path("reg-pt"), body, query={"updateMask": mask}))
     expect = dict(before)
     expect.update(want)
     assert got == expect, (got, expect)
-    assert ok(env.api.get(registry_path("pt"))) == expect
+    assert ok(env.api.get(registry_path("reg-pt"))) == expect
 
 
 @needs("patch_registry")
 def test_patch_masks_only_what_it_names(env):
-    ok(env.api.create_registry("pm", **FULL))
+    ok(env.api.create_registry("reg-pm", **FULL))
     body = {"mqttConfig": {"mqttEnabledState": "MQTT_DISABLED"}, "httpConfig": {"httpEnabledState": "HTTP_ENABLED"},
             "logLevel": "ERROR"}
-    got = ok(env.api.patch(registry_path("pm"), body, query={"updateMask": "mqttConfig,logLevel"}))
+    got = ok(env.api.patch(registry_path("reg-pm"), body, query={"updateMask": "mqttConfig,logLevel"}))
     assert got["mqttConfig"]["mqttEnabledState"] == "MQTT_DISABLED"
     assert got["logLevel"] == "ERROR"
     assert got["httpConfig"]["httpEnabledState"] == "HTTP_DISABLED"        # not in the mask: kept
     assert got["eventNotificationConfigs"] == FULL["eventNotificationConfigs"]
     # a masked field absent from the body is cleared (proto3)
-    got = ok(env.api.patch(registry_path("pm"), {}, query={"updateMask": "eventNotificationConfigs,"
+    got = ok(env.api.patch(registry_path("reg-pm"), {}, query={"updateMask": "eventNotificationConfigs,"
                                                                           "stateNotificationConfig"}))
     assert "eventNotificationConfigs" not in got and not got.get("stateNotificationConfig"), got
 
 
 @needs("patch_registry")
 def test_patch_credentials(env):
-    ok(env.api.create_registry("pc"))
+    ok(env.api.create_registry("reg-pc"))
     pems = [ca_pem("CA one"), ca_pem("CA two")]
-    got = ok(env.api.patch(registry_path("pc"), {"credentials": [cert_cred(p) for p in pems]},
+    got = ok(env.api.patch(registry_path("reg-pc"), {"credentials": [cert_cred(p) for p in pems]},
                            query={"updateMask": "credentials"}))
-    creds = ok(env.api.get(registry_path("pc")))["credentials"]
+    creds = ok(env.api.get(registry_path("reg-pc")))["credentials"]
     assert got["credentials"] == creds
     assert [c["publicKeyCertificate"]["certificate"].strip() for c in creds] == [p.strip() for p in pems]
     for c, cn in zip(creds, ("CA one", "CA two")):
@@ -201,13 +201,13 @@ def test_patch_credentials(env):
         assert cn in det["subject"] and cn in det["issuer"], det
         assert det["startTime"].endswith("Z") and det["expiryTime"].endswith("Z")
         assert c["publicKeyCertificate"]["format"] == "X509_CERTIFICATE_PEM"
-    got = ok(env.api.patch(registry_path("pc"), {"credentials": []}, query={"updateMask": "credentials"}))
+    got = ok(env.api.patch(registry_path("reg-pc"), {"credentials": []}, query={"updateMask": "credentials"}))
     assert "credentials" not in got
 
 
 @needs("patch_registry")
 def test_patch_refusals_change_nothing(env):
-    ok(env.api.create_registry("pr", **FULL))
+    ok(env.api.create_registry("reg-pr", **FULL))
     cases = [
         ({}, {"logLevel": "DEBUG"}, "updateMask"),                        # no mask
         ({"updateMask": "id"}, {"id": "other"}, "id"),
@@ -219,7 +219,7 @@ def test_patch_refusals_change_nothing(env):
         ({"updateMask": "logLevel"}, {"logLevel": "DEBUG", "colour": 1}, "colour"),
     ]
     for query, body, word in cases:
-        r = unchanged(env, lambda: env.api.patch(registry_path("pr"), body, query=query))
+        r = unchanged(env, lambda: env.api.patch(registry_path("reg-pr"), body, query=query))
         refused(r, "INVALID_ARGUMENT", word)
     r = unchanged(env, lambda: env.api.patch(registry_path("missing"), {"logLevel": "DEBUG"},
                                              query={"updateMask": "logLevel"}))
