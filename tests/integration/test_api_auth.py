@@ -111,6 +111,29 @@ def test_jwt_times(env, case):
 
 
 @needs()
+def test_jwt_clock_skew(env):
+    """60 s of skew either way is allowed (docs/daemon.md); well past it is not."""
+    sa, now = env.admin_sa, int(time.time())
+    works(env.api, sa.jwt(iat=now + 30, ttl=600))
+    works(env.api, sa.jwt(iat=now - 600, exp=now - 20))
+    unauthenticated(env.api, sa.jwt(iat=now + 300, ttl=600))
+    unauthenticated(env.api, sa.jwt(iat=now - 900, exp=now - 300))
+    unauthenticated(env.api, sa.jwt(iat=now, exp=now - 10))             # exp before iat
+
+
+@needs()
+def test_access_token_lifetime_is_the_configured_one(tmp_path):
+    from api_common import Env
+    e = Env(tmp_path / "lkd", extra=["--access-token-ttl", "120"])
+    try:
+        r = e.api.grant()
+        assert r.status == 200 and r.json["expires_in"] == 120, r
+        works(e.api, r.json["access_token"])
+    finally:
+        e.stop()
+
+
+@needs()
 def test_jwt_wrong_kid(env):
     works(env.api)
     sa = env.admin_sa

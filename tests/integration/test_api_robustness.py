@@ -170,7 +170,7 @@ def test_odd_methods(env, method):
                                    f"Authorization: Bearer {env.admin_sa.jwt()}\r\nContent-Length: 0\r\n\r\n"
                                    .encode())
     st = status_of(raw)
-    assert st is None or st >= 400, raw[:300]
+    assert st in ((404,) if method in ("HEAD", "OPTIONS") else (400, 405, 501)), raw[:300]
     assert env.daemon.alive()
     control(env)
 
@@ -187,7 +187,7 @@ def test_huge_headers(env):
                '{"id": "dev-hh1"}').encode()
         raw = raw_exchange(env.daemon, req)
         st = status_of(raw)
-        assert st is None or 400 <= st < 500, raw[:300]
+        assert st in (None, 400, 413, 431), raw[:300]
         # many headers, each small
         many = "".join(f"X-H{i}: {'b' * 60}\r\n" for i in range(size // 64))
         req = (f"POST {devices_path()} HTTP/1.1\r\nHost: x\r\n{many}Content-Length: 2\r\n\r\n{{}}").encode()
@@ -225,6 +225,27 @@ def test_slow_client_does_not_hold_others(env):
         for s in slow:
             s.close()
     control(env)
+
+
+def test_stalled_connections_are_closed_after_io_timeout(tmp_path):
+    e = Env(tmp_path / "lkd", extra=["--io-timeout", "1"])
+    try:
+        s = e.daemon.tls_socket()
+        s.sendall(f"POST {devices_path()} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{{".encode())
+        t0 = time.time()
+        s.settimeout(10)
+        try:
+            while s.recv(4096):
+                pass
+        except (ConnectionResetError, ssl.SSLError):
+            pass
+        took = time.time() - t0
+        assert 0.5 <= took < 5, took
+        s.close()
+        assert e.anon.get(registry_path()).status == 401
+    finally:
+        assert e.daemon.alive()
+        e.stop()
 
 
 @needs()
