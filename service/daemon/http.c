@@ -121,12 +121,34 @@ static void peer_of(struct evhttp_request *req, char *buf, size_t size)
     snprintf(buf, size, "%s:%u", host ? host : "?", (unsigned)port);
 }
 
+/* More than one Content-Length makes the framing ambiguous (evhttp reads
+ * the first): a proxy in front that reads another would see a different
+ * request (request smuggling). RFC 9112 §6.3: answer 400 and close. */
+static int ambiguous_length(struct evhttp_request *req)
+{
+    const struct evkeyval *kv;
+    int n = 0;
+    TAILQ_FOREACH(kv, evhttp_request_get_input_headers(req), next) {
+        if (evutil_ascii_strcasecmp(kv->key, "Content-Length") == 0)
+            n++;
+    }
+    return n > 1;
+}
+
 void lkd_http_request(struct evhttp_request *req, void *arg)
 {
     struct lkd *d = arg;
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     enum evhttp_cmd_type m = evhttp_request_get_command(req);
+    if (ambiguous_length(req)) {
+        char peer[64];
+        peer_of(req, peer, sizeof peer);
+        lkd_log("%s: refused a request with more than one Content-Length; connection closed", peer);
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+        lkd_send_error(req, LKD_INVALID_ARGUMENT, "Content-Length is given more than once");
+        return;
+    }
     if (path == NULL) {
         lkd_send_error(req, LKD_INVALID_ARGUMENT, "malformed request target");
         return;
