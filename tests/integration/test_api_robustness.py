@@ -175,6 +175,34 @@ def test_odd_methods(env, method):
     control(env)
 
 
+# ---- framing (request smuggling) ----
+
+@needs()
+def test_framing(env):
+    control(env)
+    tok = env.admin_sa.jwt()
+    head = f"POST {devices_path()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\n"
+    # chunked is a valid framing
+    raw = raw_exchange(env.daemon, (head + 'Transfer-Encoding: chunked\r\n\r\n11\r\n{"id": "dev-ch1"}\r\n0\r\n\r\n')
+                       .encode())
+    assert status_of(raw) == 200, raw[:300]
+    before = env.daemon.dump()
+    smuggled = f"GET {registry_path()}:getIamPolicy HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\n\r\n"
+    for framing, body in [
+        ('Content-Length: 17\r\nContent-Length: 2\r\n\r\n', '{"id": "dev-cl2"}'),
+        ('Content-Length: 2\r\nContent-Length: 17\r\n\r\n', '{"id": "dev-cl3"}'),
+        ('Content-Length: 17\r\nContent-Length: 17\r\n\r\n', '{"id": "dev-cl4"}'),
+        ('Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n', '11\r\n{"id": "dev-ch5"}\r\n0\r\n\r\n'),
+        ('Content-Length: -1\r\n\r\n', '{}'),
+        ('Content-Length: 0x11\r\n\r\n', '{"id": "dev-cl6"}'),
+    ]:
+        raw = raw_exchange(env.daemon, (head + framing + body + smuggled).encode())
+        assert status_of(raw) == 400, (framing, raw[:300])
+        assert raw.count(b"HTTP/1.1 ") == 1, f"a second request was read after bad framing: {raw[:600]!r}"
+        assert env.daemon.dump() == before, framing
+    control(env)
+
+
 # ---- headers and connections ----
 
 @needs()
