@@ -89,6 +89,16 @@ def test_both_spellings_refused_in_a_method_body(env):
 
 
 @needs()
+def test_text_round_trips(env):
+    meta = {"city": "Zürich", "mark": "✓ ok", "quote": 'say "hi"\\', "nl": "a\nb", "emoji": "\U0001F512"}
+    d = ok(env.api.create_device("dev-txt", metadata=meta))
+    assert d["metadata"] == meta
+    assert ok(env.api.get(device_path("dev-txt")))["metadata"] == meta
+    r = unchanged(env, lambda: env.api.call("POST", devices_path(), raw=b'{"id": "dev-\\ud800"}'))
+    refused(r, "INVALID_ARGUMENT")
+
+
+@needs()
 def test_int64_as_strings(env):
     d = ok(env.api.create_device("dev-i"))
     assert isinstance(d["numId"], str) and d["numId"].isdigit()

@@ -431,3 +431,39 @@ def test_sigterm_exits_zero_and_frees_the_port(env):
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
     env.daemon.start()                      # the fixture stops it again
+
+
+def _start_fails(tmp_path, *args):
+    import subprocess
+    from api_common import DAEMON
+    cp = subprocess.run([str(DAEMON), "--registry", str(tmp_path / "r.db"), "--port-file", str(tmp_path / "port"),
+                         *map(str, args)], capture_output=True, text=True, timeout=20)
+    assert cp.returncode in (1, 2), cp
+    assert not (tmp_path / "port").exists()
+    return cp.stderr
+
+
+def test_refuses_to_start_without_safe_tls(tmp_path):
+    d = Daemon(tmp_path / "d", start=False)
+    err = _start_fails(tmp_path, "--admin-listen", "0.0.0.0:0", "--plain-http", "on")
+    assert "loopback" in err, err
+    err = _start_fails(tmp_path, "--admin-listen", "127.0.0.1:0")
+    assert "tls" in err.lower(), err
+    other_key = tmp_path / "other.key"
+    issue_cert(d.ca, d.ca_key, tmp_path / "other.crt", other_key)
+    _start_fails(tmp_path, "--admin-listen", "127.0.0.1:0", "--tls-cert", d.cert_path, "--tls-key", other_key)
+    _start_fails(tmp_path, "--admin-listen", "127.0.0.1:0", "--tls-cert", d.cert_path)
+
+
+@needs()
+def test_plain_http_on_loopback(tmp_path):
+    d = Daemon(tmp_path / "d", tls=False)
+    try:
+        from api_common import service_account
+        api = Api(d, service_account(d, "plain", "viewer"), "token")
+        assert api.sa.token_uri.startswith("http://127.0.0.1:")
+        r = api.get(registries_path())
+        assert r.status == 200, r
+        refused(Api(d).get(registries_path()), "UNAUTHENTICATED")
+    finally:
+        d.stop()

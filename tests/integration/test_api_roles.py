@@ -208,3 +208,25 @@ def test_test_iam_permissions_by_role(roles_env):
         assert r.status == 200, r
         want = [p for p in every if ROLES[role] >= ROLES[least[p]]]
         assert sorted(r.json.get("permissions", [])) == sorted(want), (role, r)
+
+
+@needs()
+def test_a_role_change_applies_at_once(roles_env, tmp_path):
+    """The account is read again on every call: a new role counts for tokens already issued."""
+    import sqlite3
+    e = roles_env
+    api = Api(e.daemon, service_account(e.daemon, f"mover-{os.urandom(2).hex()}", "viewer"), "token")
+    tok = api.access_token()
+    refused(api.create_registry(f"up-{os.urandom(2).hex()}"), "PERMISSION_DENIED")
+
+    def set_role(role):
+        con = sqlite3.connect(str(e.daemon.db), timeout=30)
+        with con:
+            con.execute("UPDATE service_accounts SET role = ? WHERE email = ?", (ROLES[role], api.sa.email))
+        con.close()
+    set_role("editor")
+    assert api.create_registry(f"up-{os.urandom(2).hex()}").status == 200
+    assert api.access_token() == tok
+    set_role("viewer")
+    refused(api.create_registry(f"up-{os.urandom(2).hex()}"), "PERMISSION_DENIED")
+    assert api.get(registry_path()).status == 200
