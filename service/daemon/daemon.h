@@ -82,6 +82,7 @@ struct lkd {
 int64_t lkd_now(void);       /* seconds since 1970 */
 int64_t lkd_now_ms(void);    /* monotonic milliseconds */
 
+extern int lkd_log_quiet; /* the fuzz targets silence the log */
 void lkd_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void lkd_debug(const struct lkd *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

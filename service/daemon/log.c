@@ -20,8 +20,12 @@ int64_t lkd_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void vlog(const char *fmt, va_list ap)
+int lkd_log_quiet;
+
+__attribute__((format(printf, 1, 0))) static void vlog(const char *fmt, va_list ap)
 {
+    if (lkd_log_quiet)
+        return;
     fputs("latchkeyd: ", stderr);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
