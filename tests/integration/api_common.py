@@ -300,9 +300,6 @@ def sa_via_sql(db: Path, name, project, role, token_uri, key_file: Path, email=N
 def sa_via_tool(db: Path, name, project, role, token_uri, key_file: Path):
     r = run_tool("--db", db, "service-accounts", "create", name, "--project", project, "--role", role,
                  "--token-uri", token_uri, "--key-file", key_file)
-    if r.rc != 0:   # the brief's spelling: --registry DB
-        r = run_tool("service-accounts", "create", name, "--project", project, "--role", role,
-                     "--token-uri", token_uri, "--key-file", key_file, "--registry", db)
     assert r.rc == 0, r
     return ServiceAccount(key_file)
 
@@ -533,7 +530,7 @@ class Env:
             r = run_tool("--db", self.daemon.db, "registries", "create", R, "--project", P, "--region", L)
             assert r.rc in (0, 12), r
         self.daemon.start()
-        self.admin_sa = service_account(self.daemon, "admin", "admin")
+        self.admin_sa = service_account(self.daemon, "admin-sa", "admin")
         self.api = Api(self.daemon, self.admin_sa, mode)
         self.anon = Api(self.daemon, None)
 

@@ -231,8 +231,8 @@ def test_patch_refusals_change_nothing(env):
 @needs("sa")
 def test_get_iam_policy(env):
     v = service_account(env.daemon, "watcher", "viewer")
-    c = service_account(env.daemon, "ctl", "deviceController")
-    service_account(env.daemon, "alien", "admin", project="proj-two")
+    c = service_account(env.daemon, "ctl-sa1", "deviceController")
+    service_account(env.daemon, "alien-sa", "admin", project="proj-two")
     pol = ok(env.api.post(registry_path() + ":getIamPolicy", {}))
     members = {b["role"]: b["members"] for b in pol["bindings"]}
     assert members["roles/cloudiot.admin"] == [f"serviceAccount:{env.admin_sa.email}"], members
@@ -285,7 +285,7 @@ def sa_path(email=None, key=None, verb=None):
 @needs("sa")
 def test_service_account_keys(env):
     from api_common import Api
-    viewer = Api(env.daemon, service_account(env.daemon, "keyed", "viewer"))
+    viewer = Api(env.daemon, service_account(env.daemon, "keyed-sa", "viewer"))
     assert viewer.get(registry_path()).status == 200
     accounts = ok(env.api.get(sa_path()))["accounts"]
     emails = {a["email"]: a for a in accounts}
@@ -319,7 +319,7 @@ def test_service_account_keys(env):
 
 @needs("sa")
 def test_other_projects_keys_are_out_of_reach(env):
-    alien = service_account(env.daemon, "alien", "admin", project="proj-two")
+    alien = service_account(env.daemon, "alien-sa", "admin", project="proj-two")
     path = f"/v1/projects/proj-two/serviceAccounts/{alien.email}/keys/{alien.key_id}:disable"
     r = unchanged(env, lambda: env.api.post(path, {}))
     refused(r, "PERMISSION_DENIED")

@@ -460,7 +460,7 @@ def test_plain_http_on_loopback(tmp_path):
     d = Daemon(tmp_path / "d", tls=False)
     try:
         from api_common import service_account
-        api = Api(d, service_account(d, "plain", "viewer"), "token")
+        api = Api(d, service_account(d, "plain-sa", "viewer"), "token")
         assert api.sa.token_uri.startswith("http://127.0.0.1:")
         r = api.get(registries_path())
         assert r.status == 200, r

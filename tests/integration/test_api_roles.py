@@ -86,8 +86,9 @@ def roles_env(tmp_path_factory):
     e = Env(tmp_path_factory.mktemp("roles") / "lkd", extra=["--command-wait-ms", "200"])
     _tool_device(e, DEV)
     e.role_api = {role: e.as_role(role) for role in ROLES}
-    e.spare = service_account(e.daemon, "spare", "viewer")
-    e.other = {role: Api(e.daemon, service_account(e.daemon, f"o-{role.lower()}", role, project="proj-two"))
+    e.spare = service_account(e.daemon, "spare-sa", "viewer")
+    e.other = {role: Api(e.daemon, service_account(e.daemon, f"o-{role.lower()}", role, project="proj-two",
+                                                    via="sql"))
                for role in ("viewer", "admin")}
     yield e
     assert e.daemon.alive(), e.daemon.log_text()[-3000:]
