@@ -173,3 +173,95 @@ def test_sigterm_while_a_command_waits(tmp_path):
     assert time.time() - t_term < 5
     e.daemon.proc = None
     e.daemon.logf.close()
+
+
+def _lonely_env(tmp_path, wait_ms, devices=("lonely",)):
+    e = Env(tmp_path / "lkd", extra=["--command-wait-ms", str(wait_ms)])
+    for dev in devices:
+        assert e.lk("devices", "create", dev, "--registry", "reg-1", "--project", "proj-one",
+                    "--region", "us-central1").rc == 0
+    return e
+
+
+@needs()
+def test_many_waiting_commands_wait_together(tmp_path):
+    """Waiting requests hold no thread: 40 at once all end after about one wait, not forty."""
+    e = _lonely_env(tmp_path, 700)
+    try:
+        tok = e.api.access_token()
+        out = []
+        lock = threading.Lock()
+
+        def one():
+            r = send(e.api, "lonely", b"x", token=tok)
+            with lock:
+                out.append(r)
+        threads = [threading.Thread(target=one) for _ in range(40)]
+        t0 = time.time()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+        took = time.time() - t0
+        assert len(out) == 40 and all(r.code == "UNAVAILABLE" for r in out), out[:3]
+        assert took < 4, took
+        assert [row[3] for row in command_rows(e.daemon.db)] == [EXPIRED] * 40
+    finally:
+        assert e.daemon.alive()
+        e.stop()
+
+
+@needs()
+def test_caller_gone_while_its_command_waits(tmp_path):
+    e = _lonely_env(tmp_path, 600)
+    try:
+        for _ in range(3):
+            s = e.daemon.tls_socket()
+            body = b'{"binaryData": "eA=="}'
+            s.sendall(f"POST {device_path('lonely')}:sendCommandToDevice HTTP/1.1\r\nHost: x\r\n"
+                      f"Authorization: Bearer {e.admin_sa.jwt()}\r\nContent-Type: application/json\r\n"
+                      f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            time.sleep(0.15)
+            s.close()                              # gone before the answer
+        time.sleep(1.0)
+        assert e.daemon.alive(), e.daemon.log_text()[-2000:]
+        assert [row[3] for row in command_rows(e.daemon.db)] == [EXPIRED] * 3
+        assert e.api.get(device_path("lonely")).status == 200
+    finally:
+        e.stop()
+
+
+@needs()
+def test_device_deleted_while_its_command_waits(tmp_path):
+    e = _lonely_env(tmp_path, 800)
+    try:
+        out = {}
+        th = threading.Thread(target=lambda: out.setdefault("r", send(e.api, "lonely", b"x")))
+        th.start()
+        deadline = time.time() + 5
+        while not command_rows(e.daemon.db) and time.time() < deadline:
+            time.sleep(0.02)
+        assert e.api.delete(device_path("lonely")).status == 200
+        th.join(10)
+        r = out["r"]
+        assert r.status in (404, 503) and r.code in ("NOT_FOUND", "UNAVAILABLE"), r
+        assert e.daemon.alive()
+        assert e.api.get(device_path("lonely")).status == 404
+    finally:
+        e.stop()
+
+
+@needs()
+def test_sighup_while_commands_wait(tmp_path):
+    e = _lonely_env(tmp_path, 800)
+    try:
+        out = {}
+        th = threading.Thread(target=lambda: out.setdefault("r", send(e.api, "lonely", b"x")))
+        th.start()
+        time.sleep(0.2)
+        e.daemon.signal(signal.SIGHUP)
+        th.join(10)
+        refused(out["r"], "UNAVAILABLE")
+        assert e.daemon.alive()
+    finally:
+        e.stop()
