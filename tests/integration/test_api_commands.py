@@ -265,3 +265,55 @@ def test_sighup_while_commands_wait(tmp_path):
         assert e.daemon.alive()
     finally:
         e.stop()
+
+
+@needs()
+def test_states_and_config_acks_from_a_real_device(tmp_path):
+    """What the device does through the broker shows in the API: states, the config it got, and
+    the activity times (which the plugin writes every activity_flush seconds)."""
+    b = Broker(tmp_path / "broker", opts={"activity_flush": 1})
+    e = Env(tmp_path / "lkd", db=b.db, make_registry=False)
+    try:
+        _states_and_configs(b, e)
+    finally:
+        assert e.daemon.alive()
+        e.stop()
+        b.stop()
+
+
+def _states_and_configs(b, e):
+    from api_common import unb64
+    from plugin_common import publish
+    d = make_device(b, "state-dev")
+    c = connect(b, d.client_id, d.token())
+    try:
+        assert b.subscribe(c, f"/devices/{d.id}/config") == 1
+        r = e.api.post(device_path(d.id) + ":modifyCloudToDeviceConfig", {"binaryData": b64(b"cfg-2")})
+        assert r.status == 200 and r.json["version"] == "2", r
+        got = received(c, f"/devices/{d.id}/config", payload=b"cfg-2", timeout=5)
+        assert got, "the device never got the new config"
+        for payload in (b"state-1", b"state-2"):
+            publish(c, f"/devices/{d.id}/state", payload, qos=1)
+            time.sleep(1.1)          # IoT Core keeps at most one state a second
+        deadline = time.time() + 5
+        while True:
+            st = e.api.get(device_path(d.id) + "/states")
+            assert st.status == 200, st
+            states = st.json.get("deviceStates", [])
+            if len(states) >= 2 or time.time() > deadline:
+                break
+            time.sleep(0.1)
+        assert [unb64(s["binaryData"]) for s in states][:2] == [b"state-2", b"state-1"], states
+        assert all(s["updateTime"].endswith("Z") for s in states)
+        deadline = time.time() + 5
+        while True:
+            dev = e.api.get(device_path(d.id)).json
+            if "lastStateTime" in dev or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        assert unb64(dev["state"]["binaryData"]) == b"state-2"
+        assert dev["lastStateTime"].endswith("Z") and dev["lastConfigSendTime"].endswith("Z"), dev
+        one = e.api.get(device_path(d.id) + "/states", query={"numStates": 1}).json["deviceStates"]
+        assert [unb64(s["binaryData"]) for s in one] == [b"state-2"]
+    finally:
+        close(c)
