@@ -379,3 +379,53 @@ def test_the_log_never_holds_a_token(env):
                 assert part not in log, "a part of a token is in latchkeyd's log"
     assert "PRIVATE KEY" not in log
     env.daemon.start()   # the fixture stops it again
+
+
+def _raw_jwt(sa, header_json, payload_json):
+    """A JWT whose header and payload are exactly these texts, signed RS256 with sa's key."""
+    import base64
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    def b64u(b):
+        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+    h, p = b64u(header_json.encode()), b64u(payload_json.encode())
+    sig = sa.private_key.sign(f"{h}.{p}".encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{h}.{p}.{b64u(sig)}"
+
+
+@needs()
+def test_jwt_header_and_claim_strictness(env):
+    """As strict as device tokens: header parameters that fetch or embed keys, crit, duplicate
+    names, claims of the wrong type, a padded segment: all refused, even with a good signature."""
+    import json
+    sa, now = env.admin_sa, int(time.time())
+    claims = {"iss": sa.email, "sub": sa.email, "scope": SCOPE, "iat": now, "exp": now + 600}
+    hdr = {"alg": "RS256", "kid": sa.key_id}
+    c = json.dumps(claims)
+
+    def h(**kw):
+        return json.dumps(dict(hdr, **kw))
+    works(env.api, _raw_jwt(sa, h(typ="JWT"), c))
+    works(env.api, _raw_jwt(sa, h(), json.dumps(dict(claims, aud=["https://cloudiot.googleapis.com/"]))))
+    refused_tokens = {
+        "crit": _raw_jwt(sa, h(crit=["exp"]), c),
+        "jku": _raw_jwt(sa, h(jku="https://evil.example/keys"), c),
+        "jwk": _raw_jwt(sa, h(jwk={"kty": "RSA", "n": "AQAB", "e": "AQAB"}), c),
+        "x5u": _raw_jwt(sa, h(x5u="https://evil.example/cert"), c),
+        "duplicate kid": _raw_jwt(sa, '{"alg":"RS256","kid":"%s","kid":"%s"}' % ("0" * 40, sa.key_id), c),
+        "duplicate alg": _raw_jwt(sa, '{"alg":"none","alg":"RS256","kid":"%s"}' % sa.key_id, c),
+        "duplicate iss": _raw_jwt(sa, h(), c[:-1] + ', "iss": "other@proj-one.iam.latchkey"}'),
+        "kid a number": _raw_jwt(sa, json.dumps({"alg": "RS256", "kid": 12}), c),
+        "payload array": _raw_jwt(sa, h(), "[1]"),
+        "iat a string": _raw_jwt(sa, h(), json.dumps(dict(claims, iat=str(now)))),
+        "exp a float": _raw_jwt(sa, h(), json.dumps(dict(claims, exp=now + 600.5))),
+        "scope a list": _raw_jwt(sa, h(), json.dumps(dict(claims, scope=[SCOPE]))),
+    }
+    good = _raw_jwt(sa, h(), c).split(".")
+    refused_tokens["padded segment"] = good[0] + "=." + good[1] + "." + good[2]
+    refused_tokens["four segments"] = ".".join(good + ["x"])
+    for what, tok in refused_tokens.items():
+        r = env.api.get(registry_path(), token=tok)
+        assert r.status == 401 and r.code == "UNAUTHENTICATED", (what, r)
+    works(env.api, _raw_jwt(sa, h(), c))
