@@ -5,13 +5,11 @@ No tests here. What it gives:
   - Daemon: build/bin/latchkeyd on a random port over TLS with a registry file of its own,
     started and stopped (SIGTERM; the exit code must be 0), its log (stderr) in a file;
   - ServiceAccount: a service account and its Google-style JSON key file, made with
-    `latchkey service-accounts create` when the tool has the command, else written straight
-    into the registry (sqlite3) the way the tool would;
+    `latchkey service-accounts create`, or written straight into the registry (sqlite3) the way
+    the tool does, so that the tests do not rest on the tool alone;
   - Api: a small HTTPS client (http.client, the test CA) that authenticates either way a
     Google client library does: a self-signed JWT (PyJWT) as the Bearer token, or the RFC 7523
-    JWT-bearer grant at token_uri for an access token;
-  - needs(...): strict xfail while latchkeyd is still built with the stubs of
-    service/daemon/pending.c (the registry and verifier functions written on other branches).
+    JWT-bearer grant at token_uri for an access token.
 
 Everything the tests check against is independent of latchkey's code: PyJWT, cryptography,
 http.client, paho (broker.py).
@@ -22,7 +20,6 @@ import http.client
 import ipaddress
 import json
 import os
-import re
 import signal
 import socket
 import sqlite3
@@ -39,42 +36,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from conftest import BIN, REPO, run_tool
+from conftest import BIN, run_tool
 
 DAEMON = BIN / "latchkeyd"
 P, L, R = "proj-one", "us-central1", "reg-1"
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 ROLES = {"viewer": 1, "deviceController": 2, "provisioner": 3, "editor": 4, "admin": 5}
-
-# ---- which parts of latchkeyd are still stubs (service/daemon/pending.c) ----
-
-_PENDING = REPO / "service" / "daemon" / "pending.c"
-_STUB_GROUPS = {
-    "auth": ("lk_registry_sa_lookup", "lk_verify_sa_token", "lk_jwt_peek_kid"),
-    "sa": ("lk_registry_sa_list", "lk_registry_sa_key_set_disabled", "lk_registry_sa_key_delete",
-           "lk_reg_sa_role_name"),
-    "query": ("lk_registry_query_devices",),
-    "bind": ("lk_registry_bind", "lk_registry_unbind"),
-    "patch_registry": ("lk_registry_patch_registry",),
-}
-
-
-def stubbed(group):
-    """The functions of group that pending.c still defines as stubs."""
-    if not _PENDING.exists():
-        return []
-    text = _PENDING.read_text()
-    return [f for f in _STUB_GROUPS[group] if re.search(r"\b" + f + r"\s*\(", text)]
-
-
-def needs(*groups):
-    """Strict xfail while any function of groups is a stub; a plain test once they land."""
-    missing = [f for g in ("auth",) + groups for f in stubbed(g)]
-    return pytest.mark.xfail(bool(missing), strict=True,
-                             reason="latchkeyd still links the stubs of " + ", ".join(sorted(set(missing)))
-                             + " (service/daemon/pending.c) until the registry/verifier branches land")
-
 
 def tool_has_service_accounts():
     r = run_tool("service-accounts", "--help")

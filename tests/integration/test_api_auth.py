@@ -10,9 +10,9 @@ import time
 import jwt
 import pytest
 
-from api_common import (GRANT, L, P, R, SCOPE, Api, ServiceAccount, delete_key, env, es256_key,  # noqa: F401
-                        needs, refused, registries_path, registry_path, rsa_key, service_account,
-                        set_key_disabled, tool_has_service_accounts)
+from api_common import (GRANT, P, R, SCOPE, Api, ServiceAccount, delete_key, env, es256_key,  # noqa: F401
+                        refused, registries_path, registry_path, rsa_key, service_account,
+                        set_key_disabled)
 
 CLOUDIOT_SCOPE = "https://www.googleapis.com/auth/cloudiot"
 
@@ -86,7 +86,6 @@ def test_token_endpoint_takes_post_only(env):
 
 # ---- the self-signed JWT ----
 
-@needs()
 def test_self_signed_jwt_with_either_scope_or_an_audience(env):
     sa = env.admin_sa
     works(env.api)
@@ -95,7 +94,6 @@ def test_self_signed_jwt_with_either_scope_or_an_audience(env):
     works(env.api, sa.jwt(scope=None, aud="https://cloudiot.googleapis.com/"))
 
 
-@needs()
 @pytest.mark.parametrize("case", ["expired", "future", "too_long_lived", "no_exp", "no_iat"])
 def test_jwt_times(env, case):
     sa, now = env.admin_sa, int(time.time())
@@ -110,7 +108,6 @@ def test_jwt_times(env, case):
     unauthenticated(env.api, tok)
 
 
-@needs()
 def test_jwt_clock_skew(env):
     """60 s of skew either way is allowed (docs/daemon.md); well past it is not."""
     sa, now = env.admin_sa, int(time.time())
@@ -121,7 +118,6 @@ def test_jwt_clock_skew(env):
     unauthenticated(env.api, sa.jwt(iat=now, exp=now - 10))             # exp before iat
 
 
-@needs()
 def test_access_token_lifetime_is_the_configured_one(tmp_path):
     from api_common import Env
     e = Env(tmp_path / "lkd", extra=["--access-token-ttl", "120"])
@@ -133,7 +129,6 @@ def test_access_token_lifetime_is_the_configured_one(tmp_path):
         e.stop()
 
 
-@needs()
 def test_jwt_wrong_kid(env):
     works(env.api)
     sa = env.admin_sa
@@ -145,7 +140,6 @@ def test_jwt_wrong_kid(env):
     unauthenticated(env.api, tok, "kid")   # no kid at all
 
 
-@needs()
 def test_jwt_wrong_issuer_or_subject(env):
     works(env.api)
     sa = env.admin_sa
@@ -156,7 +150,6 @@ def test_jwt_wrong_issuer_or_subject(env):
     unauthenticated(env.api, sa.jwt(drop=("iss",)))
 
 
-@needs()
 def test_jwt_without_scope_or_audience(env):
     works(env.api)
     sa = env.admin_sa
@@ -167,7 +160,6 @@ def test_jwt_without_scope_or_audience(env):
     unauthenticated(env.api, sa.jwt(scope=None, aud=sa.token_uri))
 
 
-@needs()
 def test_jwt_wrong_signature(env):
     works(env.api)
     sa = env.admin_sa
@@ -182,7 +174,6 @@ def test_jwt_wrong_signature(env):
     unauthenticated(env.api, f"{head}.{other_body}.{sig}")
 
 
-@needs()
 def test_jwt_other_algorithms(env):
     works(env.api)
     sa = env.admin_sa
@@ -212,7 +203,6 @@ def test_jwt_other_algorithms(env):
     unauthenticated(env.api, sa.jwt(alg="PS256"))
 
 
-@needs()
 def test_a_device_token_is_refused(env):
     """A device's ES256 JWT with aud = project, as the broker accepts it, never opens the admin API."""
     works(env.api)
@@ -234,7 +224,6 @@ def test_a_device_token_is_refused(env):
 
 # ---- the grant ----
 
-@needs()
 def test_grant_gives_an_access_token(env):
     r = env.api.grant()
     assert r.status == 200, r
@@ -253,7 +242,6 @@ def test_grant_gives_an_access_token(env):
     unauthenticated(env.api, t[:-1] + ("A" if t[-1] != "A" else "B"), "unknown")
 
 
-@needs()
 def test_grant_refusals(env):
     sa = env.admin_sa
     assert env.api.grant().status == 200
@@ -275,7 +263,6 @@ def test_grant_refusals(env):
         assert "access_token" not in r.json
 
 
-@needs()
 def test_grant_is_not_an_api_path(env):
     """The access token works on the API only; the API does not take the grant's form."""
     tok = env.api.access_token()
@@ -286,7 +273,6 @@ def test_grant_is_not_an_api_path(env):
 
 # ---- keys disabled and deleted ----
 
-@needs()
 @pytest.mark.parametrize("mode", ["jwt", "token"])
 def test_disabled_key(env, mode):
     viewer = env.as_role("viewer", mode=mode)
@@ -304,7 +290,6 @@ def test_disabled_key(env, mode):
     works(viewer, early_access)
 
 
-@needs()
 def test_deleted_key(env):
     viewer = env.as_role("viewer")
     early_access = viewer.access_token()
@@ -317,7 +302,6 @@ def test_deleted_key(env):
     assert r.status == 400 and r.json["error"] == "invalid_grant", r
 
 
-@needs()
 def test_access_tokens_die_with_the_daemon(env):
     """Access tokens live in memory: a restart forgets them; clients fetch a new one on 401."""
     tok = env.api.access_token()
@@ -331,12 +315,7 @@ def test_access_tokens_die_with_the_daemon(env):
 
 # ---- both ways of making the account ----
 
-@needs()
-@pytest.mark.parametrize("via", [
-    "sql",
-    pytest.param("tool", marks=pytest.mark.xfail(not tool_has_service_accounts(), strict=True,
-                                                 reason="`latchkey service-accounts create` is on another branch")),
-])
+@pytest.mark.parametrize("via", ["sql", "tool"])
 def test_account_made_either_way(env, via):
     sa = service_account(env.daemon, f"made-{via}", "viewer", via=via)
     info = sa.info
@@ -352,7 +331,6 @@ def test_account_made_either_way(env, via):
 
 # ---- the log ----
 
-@needs()
 def test_the_log_never_holds_a_token(env):
     sa = env.admin_sa
     tokens = [sa.jwt(), sa.jwt(iat=int(time.time()) - 7200), sa.jwt(key=rsa_key()[0]), sa.jwt(kid="0" * 40)]
@@ -394,7 +372,6 @@ def _raw_jwt(sa, header_json, payload_json):
     return f"{h}.{p}.{b64u(sig)}"
 
 
-@needs()
 def test_jwt_header_and_claim_strictness(env):
     """As strict as device tokens: header parameters that fetch or embed keys, crit, duplicate
     names, claims of the wrong type, a padded segment: all refused, even with a good signature."""

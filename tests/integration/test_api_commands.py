@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from api_common import Api, Env, b64, device_path, needs, ok, refused
+from api_common import Api, Env, b64, device_path, ok, refused
 from broker import Broker
 from plugin_common import close, connect, make_device, received
 
@@ -46,7 +46,6 @@ def send(api, dev, data, subfolder=None, **kw):
     return api.post(device_path(dev) + ":sendCommandToDevice", body, **kw)
 
 
-@needs()
 def test_a_connected_device_gets_the_command(broker_env):
     b, e = broker_env
     d = make_device(b, "cmd-dev")
@@ -71,7 +70,6 @@ def test_a_connected_device_gets_the_command(broker_env):
     assert [r[3] for r in command_rows(b.db)] == [DELIVERED] * 3
 
 
-@needs()
 def test_not_connected_is_failed_precondition(broker_env):
     b, e = broker_env
     d = make_device(b, "cmd-off")
@@ -88,7 +86,6 @@ def test_not_connected_is_failed_precondition(broker_env):
         close(c)
 
 
-@needs()
 def test_blocked_device_and_bad_requests(broker_env):
     b, e = broker_env
     d = make_device(b, "cmd-blk")
@@ -117,7 +114,6 @@ def test_blocked_device_and_bad_requests(broker_env):
     assert e.daemon.dump() == before
 
 
-@needs()
 def test_no_broker_is_unavailable(tmp_path):
     e = Env(tmp_path / "lkd", extra=["--command-wait-ms", "500"])
     try:
@@ -145,7 +141,6 @@ def test_no_broker_is_unavailable(tmp_path):
         e.stop()
 
 
-@needs()
 def test_sigterm_while_a_command_waits(tmp_path):
     """SIGTERM drains: the waiting request still gets its answer, new connections are refused,
     then latchkeyd exits 0."""
@@ -183,7 +178,6 @@ def _lonely_env(tmp_path, wait_ms, devices=("lonely",)):
     return e
 
 
-@needs()
 def test_many_waiting_commands_wait_together(tmp_path):
     """Waiting requests hold no thread: 40 at once all end after about one wait, not forty."""
     e = _lonely_env(tmp_path, 700)
@@ -211,7 +205,6 @@ def test_many_waiting_commands_wait_together(tmp_path):
         e.stop()
 
 
-@needs()
 def test_caller_gone_while_its_command_waits(tmp_path):
     e = _lonely_env(tmp_path, 600)
     try:
@@ -231,7 +224,6 @@ def test_caller_gone_while_its_command_waits(tmp_path):
         e.stop()
 
 
-@needs()
 def test_device_deleted_while_its_command_waits(tmp_path):
     e = _lonely_env(tmp_path, 800)
     try:
@@ -251,7 +243,6 @@ def test_device_deleted_while_its_command_waits(tmp_path):
         e.stop()
 
 
-@needs()
 def test_sighup_while_commands_wait(tmp_path):
     e = _lonely_env(tmp_path, 800)
     try:
@@ -267,7 +258,6 @@ def test_sighup_while_commands_wait(tmp_path):
         e.stop()
 
 
-@needs()
 def test_states_and_config_acks_from_a_real_device(tmp_path):
     """What the device does through the broker shows in the API: states, the config it got, and
     the activity times (which the plugin writes every activity_flush seconds)."""

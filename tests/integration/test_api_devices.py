@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from api_common import (P, R, L, b64, cred, device_path, devices_path, env, es256_key, needs, ok,  # noqa: F401
+from api_common import (P, R, L, b64, cred, device_path, devices_path, env, es256_key, ok,  # noqa: F401
                         refused, registry_path, rsa_key, unb64)
 
 
@@ -24,7 +24,6 @@ def norm(pem):
 
 # ---- create, get ----
 
-@needs()
 def test_create_with_keys_metadata_and_config(env):
     _, es_pem = es256_key()
     _, rsa_pem = rsa_key()
@@ -48,14 +47,12 @@ def test_create_with_keys_metadata_and_config(env):
     assert ok(env.api.get(device_path(d["numId"]))) == d
 
 
-@needs()
 def test_create_without_config_has_version_one(env):
     d = ok(env.api.create_device("dev-b"))
     assert d["config"]["version"] == "1" and d["config"].get("binaryData", "") == "", d
     assert d.get("credentials", []) == []
 
 
-@needs()
 def test_create_refusals_change_nothing(env):
     ok(env.api.create_device("dev-x"))
     _, pem = es256_key()
@@ -85,7 +82,6 @@ def test_create_refusals_change_nothing(env):
         assert r.code == code, (what, r)
 
 
-@needs()
 def test_get_refusals(env):
     d = ok(env.api.create_device("dev-g"))
     refused(env.api.get(device_path("nope")), "NOT_FOUND")
@@ -98,7 +94,6 @@ def test_get_refusals(env):
     refused(env.api.get(device_path(d["numId"], reg="reg-2")), "NOT_FOUND")
 
 
-@needs()
 def test_field_mask(env):
     _, pem = es256_key()
     ok(env.api.create_device("dev-m", credentials=[cred(pem)], metadata={"k": "v"}, blocked=True))
@@ -113,7 +108,6 @@ def test_field_mask(env):
 
 # ---- patch ----
 
-@needs()
 def test_patch_credentials_blocked_metadata(env):
     _, pem1 = es256_key()
     _, pem2 = rsa_key()
@@ -133,7 +127,6 @@ def test_patch_credentials_blocked_metadata(env):
     assert ok(env.api.get(device_path("dev-p"))) == d
 
 
-@needs()
 def test_patch_refusals_change_nothing(env):
     _, pem = es256_key()
     ok(env.api.create_device("dev-q", credentials=[cred(pem)], metadata={"a": "1"}))
@@ -156,7 +149,6 @@ def test_patch_refusals_change_nothing(env):
 
 # ---- delete ----
 
-@needs()
 def test_delete(env):
     d = ok(env.api.create_device("dev-d"))
     ok(env.api.create_device("dev-e"))
@@ -190,7 +182,6 @@ def walk(api, size, **query):
         assert pages < 1000
 
 
-@needs("query")
 def test_list_walks_every_page_once(env):
     ids = sorted(f"dev-{i:03d}" for i in range(37))
     nums = {}
@@ -222,7 +213,6 @@ def test_list_walks_every_page_once(env):
     assert len(seen) == len(set(seen)) and "dev-020" not in seen
 
 
-@needs("query")
 def test_list_filters(env):
     made = {}
     for i in range(6):
@@ -245,7 +235,6 @@ def test_list_filters(env):
     refused(env.api.get(devices_path(reg="no-such")), "NOT_FOUND")
 
 
-@needs("query", "bind")
 def test_gateways_bind_unbind_and_list_options(env):
     gw = {"gatewayType": "GATEWAY", "gatewayAuthMethod": "ASSOCIATION_ONLY"}
     ok(env.api.create_device("gw-1", gatewayConfig=gw))
@@ -294,7 +283,6 @@ def test_gateways_bind_unbind_and_list_options(env):
 
 # ---- configs and states ----
 
-@needs()
 def test_modify_config_and_versions(env):
     ok(env.api.create_device("dev-c"))
     mod = device_path("dev-c") + ":modifyCloudToDeviceConfig"
@@ -329,7 +317,6 @@ def test_modify_config_and_versions(env):
     refused(env.api.get(device_path("ghost") + "/configVersions"), "NOT_FOUND")
 
 
-@needs()
 def test_states_list(env):
     ok(env.api.create_device("dev-s"))
     st = ok(env.api.get(device_path("dev-s") + "/states"))
@@ -339,7 +326,6 @@ def test_states_list(env):
     refused(env.api.post(device_path("dev-s") + "/states", {}), "NOT_FOUND")
 
 
-@needs()
 @pytest.mark.parametrize("path,method", [
     ("/devices/dev-v:reboot", "POST"),
     ("/devices/dev-v:modifyCloudToDeviceConfig", "GET"),

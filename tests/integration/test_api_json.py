@@ -6,7 +6,7 @@ by number out with $alt=json;enum-encoding=int; unknown fields refused, naming t
 """
 import pytest
 
-from api_common import (b64, cred, device_path, devices_path, env, es256_key, needs, ok, refused,  # noqa: F401
+from api_common import (b64, cred, device_path, devices_path, env, es256_key, ok, refused,  # noqa: F401
                         registries_path, registry_path, unb64)
 
 # bytes whose base64 holds '+' and '/' (standard) or '-' and '_' (URL-safe), and padding
@@ -30,7 +30,6 @@ def all_keys(j):
             yield from all_keys(v)
 
 
-@needs()
 def test_camel_case_out(env):
     _, pem = es256_key()
     d = ok(env.api.create_device("dev-1", credentials=[cred(pem, expiration="2030-01-01T00:00:00Z")],
@@ -46,7 +45,6 @@ def test_camel_case_out(env):
     assert env.api.get(registry_path()).headers["Content-Type"].startswith("application/json")
 
 
-@needs()
 def test_snake_case_in(env):
     _, pem = es256_key()
     d = ok(env.api.post(devices_path(), {
@@ -66,7 +64,6 @@ def test_snake_case_in(env):
     assert r["stateNotificationConfig"] == {"pubsubTopicName": "projects/p/topics/t"}
 
 
-@needs()
 @pytest.mark.parametrize("body,names", [
     ({"id": "dev-d", "logLevel": "INFO", "log_level": "INFO"}, ["logLevel", "log_level"]),
     ({"id": "dev-d", "gatewayConfig": {"gatewayType": "GATEWAY", "gateway_type": "GATEWAY"}},
@@ -80,7 +77,6 @@ def test_both_spellings_refused(env, body, names):
     refused(r, "INVALID_ARGUMENT", *names)
 
 
-@needs()
 def test_both_spellings_refused_in_a_method_body(env):
     ok(env.api.create_device("dev-b"))
     r = unchanged(env, lambda: env.api.post(device_path("dev-b") + ":modifyCloudToDeviceConfig",
@@ -88,7 +84,6 @@ def test_both_spellings_refused_in_a_method_body(env):
     refused(r, "INVALID_ARGUMENT", "binaryData", "binary_data")
 
 
-@needs()
 def test_text_round_trips(env):
     meta = {"city": "Zürich", "mark": "✓ ok", "quote": 'say "hi"\\', "nl": "a\nb", "emoji": "\U0001F512"}
     d = ok(env.api.create_device("dev-txt", metadata=meta))
@@ -98,7 +93,6 @@ def test_text_round_trips(env):
     refused(r, "INVALID_ARGUMENT")
 
 
-@needs()
 def test_int64_as_strings(env):
     d = ok(env.api.create_device("dev-i"))
     assert isinstance(d["numId"], str) and d["numId"].isdigit()
@@ -113,7 +107,6 @@ def test_int64_as_strings(env):
     ok(env.api.post(device_path("dev-i") + ":modifyCloudToDeviceConfig", {"versionToUpdate": "3", "binaryData": ""}))
 
 
-@needs()
 @pytest.mark.parametrize("urlsafe", [False, True])
 @pytest.mark.parametrize("pad", [True, False])
 def test_bytes_in_every_base64(env, urlsafe, pad):
@@ -126,7 +119,6 @@ def test_bytes_in_every_base64(env, urlsafe, pad):
     assert unb64(got["binaryData"]) == AWKWARD
 
 
-@needs()
 @pytest.mark.parametrize("bad", ["a", "ab=c", "a===", "+-", "ab cd", "Zm9v\n", "Zm9v=", "Zg===", "Zm8==", "Zg==Zg=="])
 def test_bytes_refused(env, bad):
     ok(env.api.create_device("dev-bad"))
@@ -135,7 +127,6 @@ def test_bytes_refused(env, bad):
     refused(r, "INVALID_ARGUMENT", "binaryData")
 
 
-@needs()
 def test_enums_by_name_and_by_number(env):
     _, pem = es256_key()
     # ES256_PEM = 2, GATEWAY = 1, ASSOCIATION_ONLY = 1, INFO = 30 (google.cloud.iot.v1)
@@ -163,7 +154,6 @@ def test_enums_by_name_and_by_number(env):
         refused(r, "INVALID_ARGUMENT")
 
 
-@needs()
 @pytest.mark.parametrize("path,body,name", [
     ("devices", {"id": "dev-d", "colour": "red"}, "colour"),
     ("devices", {"id": "dev-d", "credentials": [{"publicKey": {"format": "ES256_PEM", "key": "k", "alg": "x"}}]}, "alg"),
@@ -188,7 +178,6 @@ def test_unknown_fields_named(env, path, body, name):
     assert f'"{name}"' in msg, msg
 
 
-@needs()
 def test_output_only_fields_are_accepted_and_ignored(env):
     d = ok(env.api.post(devices_path(), {"id": "dev-o", "name": "projects/x/locations/y/registries/z/devices/1",
                                          "numId": "12345", "lastHeartbeatTime": "2020-01-01T00:00:00Z"}))
@@ -196,7 +185,6 @@ def test_output_only_fields_are_accepted_and_ignored(env):
     assert "lastHeartbeatTime" not in d
 
 
-@needs()
 def test_timestamps(env):
     _, pem = es256_key()
     d = ok(env.api.create_device("dev-t", credentials=[cred(pem, expiration="2030-06-01T12:00:00+02:00")]))

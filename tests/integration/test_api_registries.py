@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from api_common import (L, P, R, env, needs, ok, refused, registries_path, registry_path,  # noqa: F401
+from api_common import (L, P, R, env, ok, refused, registries_path, registry_path,  # noqa: F401
                         service_account)
 
 FULL = {
@@ -50,7 +50,6 @@ def unchanged(env, fn):
 
 # ---- create, get, list, delete ----
 
-@needs()
 def test_create_and_get_with_every_field(env):
     r = env.api.create_registry("full", **FULL)
     got = ok(r)
@@ -60,7 +59,6 @@ def test_create_and_get_with_every_field(env):
     assert ok(env.api.get(registry_path("full"))) == got
 
 
-@needs()
 def test_create_defaults(env):
     got = ok(env.api.create_registry("plain"))
     assert got["mqttConfig"] == {"mqttEnabledState": "MQTT_ENABLED"}, got
@@ -68,7 +66,6 @@ def test_create_defaults(env):
     assert "eventNotificationConfigs" not in got and "credentials" not in got, got
 
 
-@needs()
 def test_create_refusals_change_nothing(env):
     ok(env.api.get(registry_path()))
     cases = {
@@ -92,14 +89,12 @@ def test_create_refusals_change_nothing(env):
     assert r.status in (400, 404), r
 
 
-@needs()
 def test_get_missing_and_bad_names(env):
     refused(env.api.get(registry_path("nope")), "NOT_FOUND")
     refused(env.api.get(registry_path("bad%21id")), "INVALID_ARGUMENT")
     refused(env.api.get(registry_path(R, project="Bad_Project")), "INVALID_ARGUMENT")
 
 
-@needs()
 def test_list_pages(env):
     ids = {R}
     for i in range(12):
@@ -131,7 +126,6 @@ def test_list_pages(env):
     assert ok(env.api.get(registries_path(loc="europe-west1"))).get("deviceRegistries", []) == []
 
 
-@needs()
 def test_delete(env):
     ok(env.api.create_registry("gone"))
     assert ok(env.api.delete(registry_path("gone"))) == {}
@@ -147,7 +141,6 @@ def test_delete(env):
 
 # ---- patch ----
 
-@needs("patch_registry")
 @pytest.mark.parametrize("mask,body,want", [
     ("mqttConfig", {"mqttConfig": {"mqttEnabledState": "MQTT_DISABLED"}},
      {"mqttConfig": {"mqttEnabledState": "MQTT_DISABLED"}}),
@@ -171,7 +164,6 @@ def test_patch_one_field(env, mask, body, want):
     assert ok(env.api.get(registry_path("reg-pt"))) == expect
 
 
-@needs("patch_registry")
 def test_patch_masks_only_what_it_names(env):
     ok(env.api.create_registry("reg-pm", **FULL))
     body = {"mqttConfig": {"mqttEnabledState": "MQTT_DISABLED"}, "httpConfig": {"httpEnabledState": "HTTP_ENABLED"},
@@ -187,7 +179,6 @@ def test_patch_masks_only_what_it_names(env):
     assert "eventNotificationConfigs" not in got and not got.get("stateNotificationConfig"), got
 
 
-@needs("patch_registry")
 def test_patch_credentials(env):
     ok(env.api.create_registry("reg-pc"))
     pems = [ca_pem("CA one"), ca_pem("CA two")]
@@ -205,7 +196,6 @@ def test_patch_credentials(env):
     assert "credentials" not in got
 
 
-@needs("patch_registry")
 def test_patch_refusals_change_nothing(env):
     ok(env.api.create_registry("reg-pr", **FULL))
     cases = [
@@ -228,7 +218,6 @@ def test_patch_refusals_change_nothing(env):
 
 # ---- IAM ----
 
-@needs("sa")
 def test_get_iam_policy(env):
     v = service_account(env.daemon, "watcher", "viewer")
     c = service_account(env.daemon, "ctl-sa1", "deviceController")
@@ -244,7 +233,6 @@ def test_get_iam_policy(env):
     refused(env.api.get(registry_path() + ":getIamPolicy"), "NOT_FOUND")
 
 
-@needs()
 def test_set_iam_policy_is_unimplemented(env):
     r = unchanged(env, lambda: env.api.post(registry_path() + ":setIamPolicy",
                                             {"policy": {"bindings": [{"role": "roles/cloudiot.admin",
@@ -252,7 +240,6 @@ def test_set_iam_policy_is_unimplemented(env):
     refused(r, "UNIMPLEMENTED", "service-accounts")
 
 
-@needs()
 def test_test_iam_permissions_refusals(env):
     r = ok(env.api.post(registry_path() + ":testIamPermissions", {"permissions": []}))
     assert r.get("permissions", []) == []
@@ -263,7 +250,6 @@ def test_test_iam_permissions_refusals(env):
     refused(env.api.post(registry_path() + ":testIamPermissions", {"perms": []}), "INVALID_ARGUMENT", "perms")
 
 
-@needs()
 def test_groups_are_unimplemented(env):
     refused(env.api.get(registry_path() + "/groups"), "UNIMPLEMENTED")
     refused(env.api.get(registry_path() + "/groups/g1/devices"), "UNIMPLEMENTED")
@@ -282,7 +268,6 @@ def sa_path(email=None, key=None, verb=None):
     return p
 
 
-@needs("sa")
 def test_service_account_keys(env):
     from api_common import Api
     viewer = Api(env.daemon, service_account(env.daemon, "keyed-sa", "viewer"))
@@ -317,7 +302,6 @@ def test_service_account_keys(env):
     refused(env.api.delete(sa_path(viewer.sa.email, viewer.sa.key_id)), "NOT_FOUND")
 
 
-@needs("sa")
 def test_other_projects_keys_are_out_of_reach(env):
     alien = service_account(env.daemon, "alien-sa", "admin", project="proj-two")
     path = f"/v1/projects/proj-two/serviceAccounts/{alien.email}/keys/{alien.key_id}:disable"

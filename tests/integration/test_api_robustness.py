@@ -15,7 +15,7 @@ import time
 import pytest
 from cryptography import x509
 
-from api_common import (Api, Daemon, Env, device_path, devices_path, env, issue_cert, needs, ok,  # noqa: F401
+from api_common import (Api, Daemon, Env, device_path, devices_path, env, issue_cert,  # noqa: F401
                         refused, registries_path, registry_path)
 
 
@@ -67,7 +67,6 @@ def control(env):
 
 # ---- bodies ----
 
-@needs()
 @pytest.mark.parametrize("raw,word", [
     (b'{"id": "dev-x"', "Invalid JSON"),
     (b'{"id": "dev-x",}', "Invalid JSON"),
@@ -107,7 +106,6 @@ def test_body_over_max_body_is_413(tmp_path):
 
 # ---- paths and methods ----
 
-@needs()
 @pytest.mark.parametrize("path", [
     "/v1/projects/proj-one/locations/us-central1/registries/reg%2F1",
     "/v1/projects/proj-one/locations/us-central1/registries/reg-1%2Fdevices",
@@ -131,7 +129,6 @@ def test_path_tricks(env, path):
     control(env)
 
 
-@needs()
 def test_path_tricks_never_reach_another_project(env):
     """An encoded '/' cannot smuggle a segment past the project check."""
     r = unchanged(env, lambda: env.api.get("/v1/projects/proj-two%2F..%2Fproj-one/locations/us-central1/"
@@ -139,7 +136,6 @@ def test_path_tricks_never_reach_another_project(env):
     assert r.status in (400, 403, 404), r
 
 
-@needs()
 @pytest.mark.parametrize("method,path", [
     ("PUT", registry_path()),
     ("DELETE", registries_path()),
@@ -162,7 +158,6 @@ def test_wrong_methods_and_paths(env, method, path):
     refused(r, "NOT_FOUND")
 
 
-@needs()
 @pytest.mark.parametrize("method", ["HEAD", "OPTIONS", "TRACE", "CONNECT", "BREW", "PROPFIND"])
 def test_odd_methods(env, method):
     control(env)
@@ -177,7 +172,6 @@ def test_odd_methods(env, method):
 
 # ---- framing (request smuggling) ----
 
-@needs()
 def test_framing(env):
     control(env)
     tok = env.admin_sa.jwt()
@@ -205,7 +199,6 @@ def test_framing(env):
 
 # ---- headers and connections ----
 
-@needs()
 def test_huge_headers(env):
     control(env)
     before = env.daemon.dump()
@@ -229,7 +222,6 @@ def test_huge_headers(env):
     control(env)
 
 
-@needs()
 def test_slow_client_does_not_hold_others(env):
     control(env)
     slow = []
@@ -276,7 +268,6 @@ def test_stalled_connections_are_closed_after_io_timeout(tmp_path):
         e.stop()
 
 
-@needs()
 def test_keep_alive_200_requests_on_one_connection(env):
     conn = env.api.conn()
     try:
@@ -297,7 +288,6 @@ def test_keep_alive_200_requests_on_one_connection(env):
         conn.close()
 
 
-@needs()
 def test_answers_are_not_held_by_nagle(env):
     """An answer goes out in several writes; without TCP_NODELAY the last waits for the client's
     delayed ACK (~40 ms a request on Linux), which made a keep-alive client 100 times slower."""
@@ -314,7 +304,6 @@ def test_answers_are_not_held_by_nagle(env):
     assert sorted(times)[20] < 0.02, f"median {sorted(times)[20] * 1000:.1f} ms a request on one connection"
 
 
-@needs()
 def test_a_thousand_idle_connections(tmp_path):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = 4096
@@ -455,7 +444,6 @@ def test_refuses_to_start_without_safe_tls(tmp_path):
     _start_fails(tmp_path, "--admin-listen", "127.0.0.1:0", "--tls-cert", d.cert_path)
 
 
-@needs()
 def test_plain_http_on_loopback(tmp_path):
     d = Daemon(tmp_path / "d", tls=False)
     try:
