@@ -115,7 +115,7 @@ def test_blocked_device_and_bad_requests(broker_env):
 
 
 def test_no_broker_is_unavailable(tmp_path):
-    e = Env(tmp_path / "lkd", extra=["--command-wait-ms", "500"])
+    e = Env(tmp_path / "lkd", extra=["--command-wait-ms", "1500"])
     try:
         assert e.lk("devices", "create", "lonely", "--registry", "reg-1", "--project", "proj-one",
                     "--region", "us-central1").rc == 0
@@ -123,17 +123,17 @@ def test_no_broker_is_unavailable(tmp_path):
         r = send(e.api, "lonely", b"anyone?")
         took = time.time() - t0
         refused(r, "UNAVAILABLE", "withdrawn")
-        assert 0.45 <= took < 3, took
+        assert 1.45 <= took < 4, took
         # withdrawn: EXPIRED, so no broker that comes later can deliver it
         assert [row[3] for row in command_rows(e.daemon.db)] == [EXPIRED]
         # the wait held no one else up: another call during a wait is answered at once
         done = {}
         th = threading.Thread(target=lambda: done.setdefault("r", send(e.api, "lonely", b"again")))
         th.start()
-        time.sleep(0.1)
+        time.sleep(0.2)
         t0 = time.time()
         assert e.api.get(device_path("lonely")).status == 200
-        assert time.time() - t0 < 0.4
+        assert time.time() - t0 < 0.8, "a waiting command held another request up"
         th.join(5)
         refused(done["r"], "UNAVAILABLE")
     finally:
@@ -216,7 +216,7 @@ def test_caller_gone_while_its_command_waits(tmp_path):
                       f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
             time.sleep(0.15)
             s.close()                              # gone before the answer
-        time.sleep(1.0)
+        time.sleep(1.5)
         assert e.daemon.alive(), e.daemon.log_text()[-2000:]
         assert [row[3] for row in command_rows(e.daemon.db)] == [EXPIRED] * 3
         assert e.api.get(device_path("lonely")).status == 200
