@@ -17,36 +17,6 @@
 #define PAGE_MAX 10000        /* the older page's maximum, accepted */
 #define FILTER_MAX 10000      /* ids per filter, as IoT Core */
 
-/* ---- the device named in the path ---- */
-
-int lkd_device_load(struct lkd_call *c, const lk_reg_name *n, const char *dev, lk_reg_device *out)
-{
-    char why[512] = "";
-    size_t len = strlen(dev);
-    lk_err err;
-    int numeric = len > 0 && len <= 20;
-    for (size_t i = 0; numeric && i < len; i++)
-        numeric = isdigit((unsigned char)dev[i]) != 0;
-    if (numeric) {
-        char *end;
-        unsigned long long v = strtoull(dev, &end, 10);
-        err = v == 0 ? LK_ERR_REG_NOT_FOUND : lk_registry_get_device(c->d->reg, n, NULL, v, out, why, sizeof why);
-        if (err == LK_ERR_REG_NOT_FOUND || err == LK_ERR_ARG)
-            snprintf(why, sizeof why, "no device with numId %.24s in registry %s", dev, n->registry);
-    } else {
-        if (!lk_id_valid(dev, len)) {
-            lkd_reply_error(c, LKD_INVALID_ARGUMENT, "%s", lk_id_why("device id", dev, len, why, sizeof why));
-            return -1;
-        }
-        err = lk_registry_get_device(c->d->reg, n, dev, 0, out, why, sizeof why);
-    }
-    if (err != LK_OK) {
-        lkd_reply_lk(c, err, why);
-        return -1;
-    }
-    return 0;
-}
-
 static int newest_state(void *arg, const lk_reg_state_entry *s)
 {
     lk_reg_state_entry *out = arg;

@@ -288,20 +288,8 @@ int lkd_require(struct lkd_call *c, const char *project, lkd_role need)
 static void grant_error(struct evhttp_request *req, int status, const char *error, const char *desc)
 {
     json_t *j = json_pack("{s:s,s:s}", "error", error, "error_description", desc);
-    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    lkd_send_json(req, status, j);
     json_decref(j);
-    struct evbuffer *b = evbuffer_new();
-    if (text && b) {
-        evbuffer_add(b, text, strlen(text));
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
-        evhttp_send_reply(req, status, status == 401 ? "Unauthorized" : "Bad Request", b);
-    } else {
-        evhttp_send_error(req, 500, "Internal Server Error");
-    }
-    free(text);
-    if (b)
-        evbuffer_free(b);
 }
 
 void lkd_token_endpoint(struct lkd *d, struct evhttp_request *req)
@@ -366,23 +354,9 @@ void lkd_token_endpoint(struct lkd *d, struct evhttp_request *req)
             } else {
                 json_t *j = json_pack("{s:s,s:I,s:s}", "access_token", tok, "expires_in",
                                       (json_int_t)d->cfg.access_token_ttl, "token_type", "Bearer");
-                char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-                struct evbuffer *b = evbuffer_new();
-                if (text && b) {
-                    evbuffer_add(b, text, strlen(text));
-                    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
-                    evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
-                    evhttp_send_reply(req, 200, "OK", b);
-                    lkd_debug(d, "%s token: access token for %s (key %s)", peer, k.email, k.key_id);
-                } else {
-                    evhttp_send_error(req, 503, "Service Unavailable");
-                }
-                if (text)
-                    lk_wipe(text, strlen(text));
-                free(text);
+                lkd_send_json(req, 200, j);
                 json_decref(j);
-                if (b)
-                    evbuffer_free(b);
+                lkd_debug(d, "%s token: access token for %s (key %s)", peer, k.email, k.key_id);
             }
             lk_wipe(tok, sizeof tok);
             lk_wipe(raw, sizeof raw);

@@ -29,7 +29,6 @@
 
 #include "latchkey/lk_registry.h"
 #include "latchkey/lk_verify.h"
-#include "pending.h" /* TEMPORARY */
 
 /* ---- configuration (config.c) ---- */
 
@@ -134,6 +133,10 @@ typedef enum lkd_code {
     LKD_INTERNAL = 13, LKD_UNAVAILABLE = 14, LKD_DATA_LOSS = 15, LKD_UNAUTHENTICATED = 16
 } lkd_code;
 
+/* A JSON answer (j is not taken) or Google's error object to a bare
+ * request, outside any call (reply.c). */
+void lkd_send_json(struct evhttp_request *req, int status, json_t *j);
+void lkd_send_error(struct evhttp_request *req, lkd_code code, const char *msg);
 /* Answer with JSON (takes the reference) and end the call. */
 void lkd_reply_json(struct lkd_call *c, int status, json_t *j);
 /* Answer Google's error object {"error": {code, message, status}} and end

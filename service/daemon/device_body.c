@@ -5,6 +5,7 @@
  * Google's API does; unknown fields are refused. The registry applies IoT
  * Core's rules (ids, limits, credential and CA checks) and says why.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -254,6 +255,36 @@ int lkd_device_body_read(struct lkd_call *c, json_t *o, struct lkd_device_body *
         v = lkd_field(c, o, "config", NULL, &bad);
         if (bad || (v != NULL && read_config(c, v, b) != 0))
             return -1;
+    }
+    return 0;
+}
+
+/* ---- the device named in the path ---- */
+
+int lkd_device_load(struct lkd_call *c, const lk_reg_name *n, const char *dev, lk_reg_device *out)
+{
+    char why[512] = "";
+    size_t len = strlen(dev);
+    lk_err err;
+    int numeric = len > 0 && len <= 20;
+    for (size_t i = 0; numeric && i < len; i++)
+        numeric = isdigit((unsigned char)dev[i]) != 0;
+    if (numeric) {
+        char *end;
+        unsigned long long v = strtoull(dev, &end, 10);
+        err = v == 0 ? LK_ERR_REG_NOT_FOUND : lk_registry_get_device(c->d->reg, n, NULL, v, out, why, sizeof why);
+        if (err == LK_ERR_REG_NOT_FOUND || err == LK_ERR_ARG)
+            snprintf(why, sizeof why, "no device with numId %.24s in registry %s", dev, n->registry);
+    } else {
+        if (!lk_id_valid(dev, len)) {
+            lkd_reply_error(c, LKD_INVALID_ARGUMENT, "%s", lk_id_why("device id", dev, len, why, sizeof why));
+            return -1;
+        }
+        err = lk_registry_get_device(c->d->reg, n, dev, 0, out, why, sizeof why);
+    }
+    if (err != LK_OK) {
+        lkd_reply_lk(c, err, why);
+        return -1;
     }
     return 0;
 }

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -24,41 +25,6 @@
 #include <event2/listener.h>
 
 #include "daemon.h"
-
-int64_t lkd_now(void)
-{
-    return (int64_t)time(NULL);
-}
-
-int64_t lkd_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-void lkd_log(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("latchkeyd: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
-void lkd_debug(const struct lkd *d, const char *fmt, ...)
-{
-    if (!d->cfg.verbose)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("latchkeyd: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
 
 static void usage(FILE *f)
 {
@@ -202,6 +168,13 @@ static int start(struct lkd *d)
             lkd_log("TLS: %s", why);
             return -1;
         }
+    }
+    /* Thousands of keep-alive connections need descriptors: take the hard
+     * limit (systemd's LimitNOFILE sets it). */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
     }
     lk_err err = lk_registry_open(cfg->registry, LK_REG_CREATE, &d->reg, why, sizeof why);
     if (err != LK_OK) {

@@ -28,6 +28,8 @@ static const char usage_text[] =
     "  [--db FILE] devices import FILE --registry R --project P --region L\n"
     "  [--db FILE] devices commands send DEVICE --registry R ... (--command-data S | --command-file F)\n"
     "  [--db FILE] backends create|list|delete [NAME] [--project P]\n"
+    "  [--db FILE] service-accounts create|list|delete [NAME] --project P [--role R] [--token-uri U]\n"
+    "  [--db FILE] service-accounts keys create|disable|enable|delete NAME|KEY_ID ...\n"
     "\n"
     "The broker:\n"
     "  broker check [--format json] FILE   is this Mosquitto configuration safe for the plugin?\n"
@@ -36,7 +38,7 @@ static const char usage_text[] =
     "\n"
     "Run 'latchkey COMMAND --help' for a command's options; exit codes are in docs/cli.md.\n";
 
-/* latchkey [--db FILE | --db=FILE] registries|devices|backends ... */
+/* latchkey [--db FILE | --db=FILE] registries|devices|backends|service-accounts ... */
 static int admin_dispatch(int argc, char **argv)
 {
     int i = 1;
@@ -54,14 +56,18 @@ static int admin_dispatch(int argc, char **argv)
         }
     }
     if (i >= argc)
-        return tool_usage_error("--db FILE must be followed by a command (registries, devices, backends)");
+        return tool_usage_error("--db FILE must be followed by a command (registries, devices, "
+                                "backends, service-accounts)");
     if (strcmp(argv[i], "registries") == 0)
         return cmd_registries(argc - i, argv + i);
     if (strcmp(argv[i], "devices") == 0)
         return cmd_devices(argc - i, argv + i);
     if (strcmp(argv[i], "backends") == 0)
         return cmd_backends(argc - i, argv + i);
-    return tool_usage_error("unknown command '%s' (after --db: registries, devices, backends)",
+    if (strcmp(argv[i], "service-accounts") == 0)
+        return cmd_service_accounts(argc - i, argv + i);
+    return tool_usage_error("unknown command '%s' (after --db: registries, devices, backends, "
+                            "service-accounts)",
                             tool_shown(argv[i]));
 }
 
@@ -80,7 +86,7 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "broker") == 0)
         return cmd_broker(argc - 1, argv + 1);
     if (strcmp(argv[1], "registries") == 0 || strcmp(argv[1], "devices") == 0 ||
-        strcmp(argv[1], "backends") == 0 ||
+        strcmp(argv[1], "backends") == 0 || strcmp(argv[1], "service-accounts") == 0 ||
         strncmp(argv[1], "--db", 4) == 0)
         return admin_dispatch(argc, argv);
     if (strcmp(argv[1], "--version") == 0) {

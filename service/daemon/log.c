@@ -1,0 +1,43 @@
+/*
+ * log.c — clocks and the log: the leaf every other file of latchkeyd
+ * uses. The log is stderr, one line per event (journald stamps it).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "daemon.h"
+
+int64_t lkd_now(void)
+{
+    return (int64_t)time(NULL);
+}
+
+int64_t lkd_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void lkd_log(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("latchkeyd: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+void lkd_debug(const struct lkd *d, const char *fmt, ...)
+{
+    if (!d->cfg.verbose)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("latchkeyd: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}

@@ -1,0 +1,170 @@
+/*
+ * reply.c — every answer of the API: JSON bodies, and Google's error
+ * object {"error": {"code", "message", "status"}} with the HTTP status
+ * Google pairs with each canonical code. The end of every call.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
+
+#include "daemon.h"
+
+static const struct {
+    const char *name;
+    int http;
+} codes[] = {
+    [LKD_OK] = {"OK", 200},
+    [LKD_CANCELLED] = {"CANCELLED", 499},
+    [LKD_UNKNOWN] = {"UNKNOWN", 500},
+    [LKD_INVALID_ARGUMENT] = {"INVALID_ARGUMENT", 400},
+    [LKD_DEADLINE_EXCEEDED] = {"DEADLINE_EXCEEDED", 504},
+    [LKD_NOT_FOUND] = {"NOT_FOUND", 404},
+    [LKD_ALREADY_EXISTS] = {"ALREADY_EXISTS", 409},
+    [LKD_PERMISSION_DENIED] = {"PERMISSION_DENIED", 403},
+    [LKD_RESOURCE_EXHAUSTED] = {"RESOURCE_EXHAUSTED", 429},
+    [LKD_FAILED_PRECONDITION] = {"FAILED_PRECONDITION", 400},
+    [LKD_ABORTED] = {"ABORTED", 409},
+    [LKD_OUT_OF_RANGE] = {"OUT_OF_RANGE", 400},
+    [LKD_UNIMPLEMENTED] = {"UNIMPLEMENTED", 501},
+    [LKD_INTERNAL] = {"INTERNAL", 500},
+    [LKD_UNAVAILABLE] = {"UNAVAILABLE", 503},
+    [LKD_DATA_LOSS] = {"DATA_LOSS", 500},
+    [LKD_UNAUTHENTICATED] = {"UNAUTHENTICATED", 401},
+};
+
+static const char *reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 429: return "Too Many Requests";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return status >= 500 ? "Internal Server Error" : "Error";
+    }
+}
+
+void lkd_send_json(struct evhttp_request *req, int status, json_t *j)
+{
+    struct evbuffer *buf = evbuffer_new();
+    char *text = j ? json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+    if (buf == NULL || text == NULL) {
+        if (buf)
+            evbuffer_free(buf);
+        free(text);
+        evhttp_send_error(req, 500, "Internal Server Error");
+        return;
+    }
+    evbuffer_add(buf, text, strlen(text));
+    evbuffer_add(buf, "\n", 1);
+    free(text);
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Content-Type", "application/json; charset=UTF-8");
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+    evhttp_send_reply(req, status, reason(status), buf);
+    evbuffer_free(buf);
+}
+
+/* An error before (or without) a call: the same JSON shape. */
+void lkd_send_error(struct evhttp_request *req, lkd_code code, const char *msg)
+{
+    json_t *j = json_pack("{s:{s:i,s:s,s:s}}", "error", "code", codes[code].http, "message", msg, "status",
+                          codes[code].name);
+    if (code == LKD_UNAUTHENTICATED)
+        evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer realm=\"latchkeyd\"");
+    lkd_send_json(req, codes[code].http, j);
+    json_decref(j);
+}
+
+static const char *method_name(enum evhttp_cmd_type m)
+{
+    switch (m) {
+    case EVHTTP_REQ_GET: return "GET";
+    case EVHTTP_REQ_POST: return "POST";
+    case EVHTTP_REQ_PATCH: return "PATCH";
+    case EVHTTP_REQ_DELETE: return "DELETE";
+    case EVHTTP_REQ_PUT: return "PUT";
+    default: return "other";
+    }
+}
+
+void lkd_call_free(struct lkd_call *c)
+{
+    if (c == NULL)
+        return;
+    if (c->query_ok)
+        evhttp_clear_headers(&c->query);
+    for (unsigned i = 0; i < c->nseg; i++)
+        free(c->seg[i]);
+    free(c->path);
+    json_decref(c->body);
+    free(c);
+}
+
+void lkd_reply_json(struct lkd_call *c, int status, json_t *j)
+{
+    if (c->req != NULL)
+        lkd_send_json(c->req, status, j);
+    json_decref(j);
+    lkd_call_free(c);
+}
+
+void lkd_reply_error(struct lkd_call *c, lkd_code code, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    lkd_log("%s %s %s by %s: %s %s", c->peer, method_name(c->method), c->path ? c->path : "?", c->who.email[0] ? c->who.email : "(unauthenticated)", codes[code].name, msg);
+    if (c->req != NULL)
+        lkd_send_error(c->req, code, msg);
+    lkd_call_free(c);
+}
+
+void lkd_reply_lk(struct lkd_call *c, lk_err err, const char *why)
+{
+    const char *w = (why && why[0]) ? why : lk_strerror(err);
+    switch (err) {
+    case LK_ERR_REG_NOT_FOUND: lkd_reply_error(c, LKD_NOT_FOUND, "%s", w); return;
+    case LK_ERR_REG_EXISTS: lkd_reply_error(c, LKD_ALREADY_EXISTS, "%s", w); return;
+    /* versionToUpdate is not the current version: the request cannot succeed
+     * as it stands (not ABORTED, which clients may retry unchanged). */
+    case LK_ERR_REG_CONFLICT: lkd_reply_error(c, LKD_FAILED_PRECONDITION, "%s", w); return;
+    case LK_ERR_REG_NOT_EMPTY: lkd_reply_error(c, LKD_FAILED_PRECONDITION, "%s", w); return;
+    case LK_ERR_REG_LIMIT:
+    case LK_ERR_REG_INVALID:
+    case LK_ERR_REG_CERT:
+    case LK_ERR_CRED_INVALID:
+    case LK_ERR_ARG: lkd_reply_error(c, LKD_INVALID_ARGUMENT, "%s", w); return;
+    case LK_ERR_REG_BUSY: lkd_reply_error(c, LKD_UNAVAILABLE, "the registry is busy; try again"); return;
+    default:
+        lkd_log("registry failure: %s (%s)", w, lk_errname(err));
+        lkd_reply_error(c, LKD_INTERNAL, "internal error (%s)", lk_errname(err));
+        return;
+    }
+}
+
+const char *lkd_query(const struct lkd_call *c, const char *name)
+{
+    const char *v = NULL;
+    const struct evkeyval *kv;
+    if (!c->query_ok)
+        return NULL;
+    TAILQ_FOREACH(kv, &c->query, next) {
+        if (strcmp(kv->key, name) == 0)
+            v = kv->value;
+    }
+    return v;
+}
