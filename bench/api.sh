@@ -15,6 +15,10 @@
 #                              the device's JSON as the first daemon gave it)
 #                              with no registry work
 #   api_get_device_vs_static   mean of the per-pair ratios (target >= 0.7)
+#   api_get_device_cpu_us, api_static_cpu_us, api_get_device_vs_static_cpu
+#                              latchkeyd's own CPU time per request in the
+#                              same runs (/proc/PID/stat), and static's over
+#                              device's: less moved by other load than rates
 #   api_list_devices_page_ms   median of LK_BENCH_API_PAGES (20) GETs of
 #                              devices?pageSize=500&pageToken=T, T the token
 #                              given with page 999, so page 1,000 (devices
@@ -32,8 +36,7 @@
 # bench/registry.sh's BUILD/bench-registry-1m.db when that holds 1,000,000
 # devices, else made the same way, by the real tool: `latchkey devices
 # import -` (about 27,000 devices/s: fast enough, ~40 s, so no hand-written
-# SQL rows). The service account is written into the file with sqlite3
-# (bench/api_client.py account) until `latchkey service-accounts` lands.
+# SQL rows). The service account is made with `latchkey service-accounts`.
 set -eu
 BUILD=${1:?usage: sh bench/api.sh BUILD OUTFILE}
 OUT=${2:?usage: sh bench/api.sh BUILD OUTFILE}
@@ -76,7 +79,13 @@ start_lkd() {
         _n=$((_n + 1))
     done
     PORT=$(cat "$TMP/port")
-    $PY "$CLIENT" account "$_db" "$TMP/sa.json" "https://127.0.0.1:$PORT/token"
+    # The bench's own service account (an editor), made afresh each time:
+    # the token_uri in its key file names this daemon's port.
+    "$TOOL" --db "$_db" service-accounts delete bench-api --project "$PROJECT" >/dev/null 2>&1 || true
+    rm -f "$TMP/sa.json"
+    "$TOOL" --db "$_db" service-accounts create bench-api --project "$PROJECT" --role editor \
+        --token-uri "https://127.0.0.1:$PORT/token" --key-file "$TMP/sa.json" >/dev/null 2>"$TMP/sa.err" || {
+        cat "$TMP/sa.err" >&2; exit 1; }
     TOKEN=$($PY "$CLIENT" token "$PORT" "$TMP/ca.crt" "$TMP/sa.json")
 }
 
@@ -88,16 +97,26 @@ stop_lkd() {
     [ "$_rc" -eq 0 ] || { echo "api.sh: latchkeyd exited $_rc:" >&2; tail -20 "$TMP/latchkeyd.log" >&2; exit 1; }
 }
 
-# wrk_rate PATH: requests per second, after checking every answer was 2xx.
-wrk_rate() {
+# ticks: latchkeyd's CPU time so far (utime + stime, clock ticks).
+ticks() { awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$LKD_PID/stat"; }
+HZ=$(getconf CLK_TCK)
+
+# wrk_run PATH: RATE (requests per second) and CPU_US (latchkeyd's CPU
+# microseconds per request, which other load on the shared machine moves
+# less than the rate), after checking every answer was 2xx.
+wrk_run() {
+    _t0=$(ticks)
     # shellcheck disable=SC2086
     $PINC wrk $WRK_OPTS -d"${SECS}s" -H "Authorization: Bearer $TOKEN" \
         "https://127.0.0.1:$PORT$1" > "$TMP/wrk.txt" 2>&1 || {
         echo "api.sh: wrk failed:" >&2; cat "$TMP/wrk.txt" >&2; exit 1; }
+    _t1=$(ticks)
     if grep -q "Non-2xx" "$TMP/wrk.txt"; then
         echo "api.sh: $1 had non-2xx answers:" >&2; cat "$TMP/wrk.txt" >&2; exit 1
     fi
-    awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$TMP/wrk.txt"
+    RATE=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$TMP/wrk.txt")
+    CPU_US=$(awk -v t="$((_t1 - _t0))" -v hz="$HZ" '/ requests in / {printf "%.1f", t * 1e6 / hz / $1}' \
+        "$TMP/wrk.txt")
 }
 
 # --- GET device vs the static body ---
@@ -113,22 +132,30 @@ set -- $sizes
 [ "$1" = 200 ] && [ "$3" = 200 ] && [ "$2" = "$4" ] || {
     echo "api.sh: device and static answers differ (status bytes): $sizes" >&2; exit 1; }
 echo "api: GET device and bench:static both answer $2 bytes; wrk $WRK_OPTS -d${SECS}s"
-ours=""; base=""; ratios=""; pairs=""
+ours=""; base=""; ratios=""; pairs=""; ocpu=""; bcpu=""; cratios=""
 for order in ds sd; do
     if [ "$order" = ds ]; then
-        o=$(wrk_rate "$DEV"); b=$(wrk_rate /v1/bench:static)
+        wrk_run "$DEV"; o=$RATE; oc=$CPU_US
+        wrk_run /v1/bench:static; b=$RATE; bc=$CPU_US
     else
-        b=$(wrk_rate /v1/bench:static); o=$(wrk_rate "$DEV")
+        wrk_run /v1/bench:static; b=$RATE; bc=$CPU_US
+        wrk_run "$DEV"; o=$RATE; oc=$CPU_US
     fi
     r=$(awk -v o="$o" -v b="$b" 'BEGIN {printf "%.4f", o / b}')
+    cr=$(awk -v o="$oc" -v b="$bc" 'BEGIN {printf "%.4f", b / o}')
     ours="$ours $o"; base="$base $b"; ratios="$ratios $r"; pairs="$pairs $o/$b=$r"
+    ocpu="$ocpu $oc"; bcpu="$bcpu $bc"; cratios="$cratios $cr"
 done
 stop_lkd
 echo "api pairs (GET device / static, per s):$pairs"
+echo "api latchkeyd CPU us a request (GET device, static):$ocpu /$bcpu"
 mean() { awk '{s += $1; n++} END {printf "%.4f", s / n}'; }
 emit api_get_device_per_s "$(echo $ours | tr ' ' '\n' | mean | awk '{printf "%.0f", $1}')"
 emit api_static_per_s "$(echo $base | tr ' ' '\n' | mean | awk '{printf "%.0f", $1}')"
 emit api_get_device_vs_static "$(echo $ratios | tr ' ' '\n' | mean | awk '{printf "%.3f", $1}')"
+emit api_get_device_cpu_us "$(echo $ocpu | tr ' ' '\n' | mean | awk '{printf "%.1f", $1}')"
+emit api_static_cpu_us "$(echo $bcpu | tr ' ' '\n' | mean | awk '{printf "%.1f", $1}')"
+emit api_get_device_vs_static_cpu "$(echo $cratios | tr ' ' '\n' | mean | awk '{printf "%.3f", $1}')"
 
 # --- a page deep in a 1,000,000-device registry ---
 count_devices() {

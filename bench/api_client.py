@@ -1,12 +1,7 @@
 #!/usr/bin/python3
-"""bench/api.sh's client for latchkeyd's admin API (Debian's python3, PyJWT,
-cryptography; standard library HTTP over TLS with the bench CA).
+"""bench/api.sh's client for latchkeyd's admin API (Debian's python3 and
+PyJWT; the standard library's HTTP over TLS with the bench CA).
 
-    api_client.py account DB KEY_FILE TOKEN_URI
-        a service account (editor) of the bench project, rows written with
-        sqlite3 into the registry file (schema 4; the daemon has opened it),
-        and Google's JSON key file for it. An earlier run's bench account in
-        the same file is replaced.
     api_client.py token PORT CA KEY_FILE
         an access token by the RFC 7523 grant at /token: printed.
     api_client.py device PORT CA TOKEN REGISTRY DEVICE PEM OUT
@@ -26,21 +21,15 @@ cryptography; standard library HTTP over TLS with the bench CA).
 import base64
 import http.client
 import json
-import os
-import sqlite3
 import ssl
 import statistics
 import sys
 import time
 
 import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 PROJECT = "bench-project"
 REGION = "us-central1"
-ACCOUNT = "bench-api"
-EMAIL = f"{ACCOUNT}@{PROJECT}.iam.latchkey"
 PAGE = 500
 
 
@@ -66,30 +55,6 @@ def must(status, data, what):
     if status != 200:
         sys.exit(f"api_client.py: {what}: HTTP {status}: {data[:400]!r}")
     return json.loads(data)
-
-
-def account(db, key_file, token_uri):
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pub = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                        serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-    priv = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode()
-    key_id = os.urandom(20).hex()
-    now = int(time.time())
-    con = sqlite3.connect(db, timeout=60)
-    with con:
-        con.execute("DELETE FROM service_account_keys WHERE email = ?", (EMAIL,))
-        con.execute("DELETE FROM service_accounts WHERE email = ?", (EMAIL,))
-        con.execute("INSERT INTO service_accounts(email, project, name, role, created) VALUES(?,?,?,4,?)",
-                    (EMAIL, PROJECT, ACCOUNT, now))
-        con.execute("INSERT INTO service_account_keys(key_id, email, public_pem, disabled, created) "
-                    "VALUES(?,?,?,0,?)", (key_id, EMAIL, pub, now))
-    con.close()
-    info = {"type": "service_account", "project_id": PROJECT, "private_key_id": key_id, "private_key": priv,
-            "client_email": EMAIL, "token_uri": token_uri}
-    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(info, f)
 
 
 def token(port, ca, key_file):
@@ -156,9 +121,7 @@ def main(a):
     if len(a) < 2:
         sys.exit(__doc__)
     cmd = a[1]
-    if cmd == "account" and len(a) == 5:
-        account(a[2], a[3], a[4])
-    elif cmd == "token" and len(a) == 5:
+    if cmd == "token" and len(a) == 5:
         token(a[2], a[3], a[4])
     elif cmd == "device" and len(a) == 9:
         device(*a[2:9])

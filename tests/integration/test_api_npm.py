@@ -135,9 +135,9 @@ def _service_account(db, key_file, token_uri, name="npm-provisioner", role="edit
     tool = BIN / "latchkey"
     help_cp = subprocess.run([str(tool), "service-accounts", "--help"], capture_output=True, text=True)
     if help_cp.returncode == 0:
-        cp = subprocess.run([str(tool), "service-accounts", "create", name, "--project", PROJECT,
-                             "--role", role, "--token-uri", token_uri, "--key-file", str(key_file),
-                             "--registry", str(db)], capture_output=True, text=True, timeout=60)
+        cp = subprocess.run([str(tool), "--db", str(db), "service-accounts", "create", name, "--project", PROJECT,
+                             "--role", role, "--token-uri", token_uri, "--key-file", str(key_file)],
+                            capture_output=True, text=True, timeout=60)
         assert cp.returncode == 0, cp.stderr
         return json.loads(key_file.read_text()), "tool"
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -161,14 +161,6 @@ def _service_account(db, key_file, token_uri, name="npm-provisioner", role="edit
     key_file.write_text(json.dumps(info, indent=2) + "\n")
     os.chmod(key_file, 0o600)
     return info, "sqlite3"
-
-
-def _auth_stubbed():
-    """True while latchkeyd is built with the TEMPORARY stub of the
-    service-account verifier (service/daemon/pending.c, until the verifier
-    and registry branches are merged): then no call can authenticate."""
-    pending = REPO / "service" / "daemon" / "pending.c"
-    return pending.is_file() and "lk_verify_sa_token" in pending.read_text()
 
 
 @pytest.fixture
@@ -241,9 +233,6 @@ def _refused(step, status):
         assert step["httpStatus"] == http, step
 
 
-@pytest.mark.skipif(_auth_stubbed(), reason="latchkeyd's service-account verifier is still the stub in "
-                    "service/daemon/pending.c: no call can authenticate until the verifier and registry "
-                    "branches are merged")
 def test_google_node_client_runs_every_admin_call(npm_client, daemon, tmp_path):
     dev_key = ec.generate_private_key(ec.SECP256R1())
     pub = tmp_path / "device-pub.pem"
