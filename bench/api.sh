@@ -17,7 +17,7 @@
 #   api_get_device_vs_static   mean of the per-pair ratios (target >= 0.7)
 #   api_get_device_cpu_us, api_static_cpu_us, api_get_device_vs_static_cpu
 #                              latchkeyd's own CPU time per request in the
-#                              same runs (/proc/PID/stat), and static's over
+#                              same runs (/proc/PID/schedstat), and static's over
 #                              device's: less moved by other load than rates
 #   api_list_devices_page_ms   median of LK_BENCH_API_PAGES (20) GETs of
 #                              devices?pageSize=500&pageToken=T, T the token
@@ -97,26 +97,24 @@ stop_lkd() {
     [ "$_rc" -eq 0 ] || { echo "api.sh: latchkeyd exited $_rc:" >&2; tail -20 "$TMP/latchkeyd.log" >&2; exit 1; }
 }
 
-# ticks: latchkeyd's CPU time so far (utime + stime, clock ticks).
-ticks() { awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$LKD_PID/stat"; }
-HZ=$(getconf CLK_TCK)
+# cpu_ns: latchkeyd's CPU time so far, ns (as bench/broker.sh's *_broker_us).
+cpu_ns() { awk '{print $1}' "/proc/$LKD_PID/schedstat"; }
 
 # wrk_run PATH: RATE (requests per second) and CPU_US (latchkeyd's CPU
 # microseconds per request, which other load on the shared machine moves
 # less than the rate), after checking every answer was 2xx.
 wrk_run() {
-    _t0=$(ticks)
+    _t0=$(cpu_ns)
     # shellcheck disable=SC2086
     $PINC wrk $WRK_OPTS -d"${SECS}s" -H "Authorization: Bearer $TOKEN" \
         "https://127.0.0.1:$PORT$1" > "$TMP/wrk.txt" 2>&1 || {
         echo "api.sh: wrk failed:" >&2; cat "$TMP/wrk.txt" >&2; exit 1; }
-    _t1=$(ticks)
+    _t1=$(cpu_ns)
     if grep -q "Non-2xx" "$TMP/wrk.txt"; then
         echo "api.sh: $1 had non-2xx answers:" >&2; cat "$TMP/wrk.txt" >&2; exit 1
     fi
     RATE=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$TMP/wrk.txt")
-    CPU_US=$(awk -v t="$((_t1 - _t0))" -v hz="$HZ" '/ requests in / {printf "%.1f", t * 1e6 / hz / $1}' \
-        "$TMP/wrk.txt")
+    CPU_US=$(awk -v a="$_t0" -v b="$_t1" '/ requests in / {printf "%.1f", (b - a) / 1000 / $1}' "$TMP/wrk.txt")
 }
 
 # --- GET device vs the static body ---

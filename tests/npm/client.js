@@ -100,11 +100,13 @@ trace(http, 'http');
 
 // What a failed call gave the caller. With @google-cloud/iot 5.2.1 (google-gax
 // 5.0.8, gaxios 7) a REST error is gaxios' error, not gax's GoogleError:
-// e.code is the HTTP status and e.message the response body (Google's
-// {"error": {code, message, status}}), the canonical status only inside it
+// e.code and e.status are the HTTP status and e.message the response body
+// (Google's {"error": {code, message, status}}; e.response.data is unset,
+// gax reads responses as streams), the canonical status only inside it
 // (fixed upstream in google-gax 6, which iot 5.x does not take). Record both.
 function errInfo(e) {
   let body = e.response && e.response.data !== undefined ? e.response.data : undefined;
+  const bodyFrom = body === undefined ? 'message' : `response.data (${typeof body})`;
   if (body === undefined) {
     try {
       body = JSON.parse(e.message);
@@ -123,6 +125,7 @@ function errInfo(e) {
   return {
     error: true,
     kind: e.constructor && e.constructor.name,
+    bodyFrom,
     code: e.code === undefined ? null : e.code,
     httpStatus: e.status !== undefined ? e.status : e.response && e.response.status !== undefined ? e.response.status : null,
     rpcStatus: err.status !== undefined ? err.status : null,
