@@ -35,8 +35,9 @@
 # The 1M-device registry: BUILD/bench-api-1m.db, kept. A copy of
 # bench/registry.sh's BUILD/bench-registry-1m.db when that holds 1,000,000
 # devices, else made the same way, by the real tool: `latchkey devices
-# import -` (about 27,000 devices/s: fast enough, ~40 s, so no hand-written
-# SQL rows). The service account is made with `latchkey service-accounts`.
+# import -` (15,000 to 27,000 devices/s on a shared 2-core machine, about a minute:
+# fast enough, so no rows written by hand with sqlite3). The service account
+# is made with `latchkey service-accounts`.
 set -eu
 BUILD=${1:?usage: sh bench/api.sh BUILD OUTFILE}
 OUT=${2:?usage: sh bench/api.sh BUILD OUTFILE}
