@@ -53,7 +53,9 @@ def _npm_reachable(env):
                             capture_output=True, text=True, timeout=60, env=env)
     except subprocess.TimeoutExpired:
         return False, "npm ping timed out after 60 s"
-    return cp.returncode == 0, (cp.stdout + cp.stderr)[-800:]
+    said = [ln for ln in (cp.stdout + cp.stderr).splitlines()
+            if re.search(r"PING|error code|failed, reason|ERR!", ln)]
+    return cp.returncode == 0, " / ".join(said[:3]) or (cp.stdout + cp.stderr)[-300:]
 
 
 def _npm_ci(env):
@@ -89,7 +91,7 @@ def npm_client():
             up, said = _npm_reachable(env)
             if not up:
                 pytest.skip("the npm registry is unreachable, so @google-cloud/iot cannot be "
-                            f"installed (npm ping: {said.strip()[-300:]})")
+                            f"installed (npm ping: {said.strip()})")
             time.sleep(5)
             ok, again = _npm_ci(env)
             if not ok:
