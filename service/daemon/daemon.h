@@ -75,6 +75,7 @@ struct lkd {
     int draining;
     struct event *sig_term, *sig_int, *sig_hup, *drain_timer;
     int64_t drain_deadline_ms;
+    unsigned drain_quiet;    /* drain ticks since nothing waits (answers still leaving) */
     char *static_body;       /* bench_static's content */
     size_t static_len;
 };

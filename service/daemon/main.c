@@ -69,11 +69,21 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct lkd *d = arg;
-    if (d->waiting == 0 || lkd_now_ms() >= d->drain_deadline_ms) {
-        if (d->waiting != 0)
-            lkd_log("drain: %u waiting request(s) cut short after %u s", d->waiting, d->cfg.drain_seconds);
-        event_base_loopbreak(d->base);
+    if (d->waiting != 0 && lkd_now_ms() < d->drain_deadline_ms) {
+        d->drain_quiet = 0;
+        return;
     }
+    if (d->waiting != 0) {
+        lkd_log("drain: %u waiting request(s) cut short after %u s", d->waiting, d->cfg.drain_seconds);
+        event_base_loopbreak(d->base);
+        return;
+    }
+    /* The last answer was only queued: the loop writes it on a later turn
+     * (TLS, when the socket is writable), and this tick may come in the very
+     * turn it was queued. Two more ticks (100 ms) let it leave before the
+     * connections are closed. */
+    if (++d->drain_quiet > 2)
+        event_base_loopbreak(d->base);
 }
 
 static void on_term(evutil_socket_t sig, short what, void *arg)
