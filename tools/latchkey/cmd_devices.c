@@ -15,6 +15,7 @@
 
 #include "cli.h"
 #include "admin.h"
+#include "regops.h"
 #include "devices.h"
 
 static const char devices_usage[] =
@@ -300,7 +301,7 @@ static int cmd_create(struct dev_opts *o)
     spec.ncreds = ncreds;
     spec.metadata = o->meta.items;
     spec.nmetadata = o->meta.n;
-    err = lk_registry_create_device(a->reg, &a->name, &spec, &num_id, why, sizeof why);
+    err = rop_create_device(a, &a->name, &spec, &num_id, why, sizeof why);
     if (err != LK_OK) {
         rc = admin_fail(a, err, why);
         goto out;
@@ -343,7 +344,7 @@ static int cmd_update(struct dev_opts *o)
     spec.blocked = o->blocked > 0;
     spec.metadata = o->meta.items;
     spec.nmetadata = o->meta.n;
-    err = lk_registry_update_device(a->reg, &a->name, &spec, mask, why, sizeof why);
+    err = rop_update_device(a, &a->name, &spec, mask, why, sizeof why);
     rc = device_changed(a, err, why, id, "Updated device [%s].\n", id);
 out:
     free(buf);
@@ -364,7 +365,7 @@ static int cmd_describe_delete(struct dev_opts *o, int del)
         rc = print_device(a, id, 0);
         goto out;
     }
-    err = lk_registry_delete_device(a->reg, &a->name, id, why, sizeof why);
+    err = rop_delete_device(a, &a->name, id, why, sizeof why);
     if (err != LK_OK) {
         rc = admin_fail(a, err, why);
         goto out;
@@ -435,7 +436,7 @@ static int cmd_list(struct dev_opts *o)
     } else if ((x.t = out_table_new(5, heads)) == NULL) {
         return admin_fail(a, LK_ERR_NOMEM, NULL);
     }
-    err = lk_registry_list_devices(a->reg, &a->name, device_cb, &x, why, sizeof why);
+    err = rop_list_devices(a, &a->name, device_cb, &x, why, sizeof why);
     if (err != LK_OK || x.failed) {
         out_table_free(x.t);
         if (a->json && x.l.n > 0)
@@ -483,6 +484,7 @@ int cmd_devices(int argc, char **argv)
         snprintf(cmd, sizeof cmd, "devices %s", sub);
     }
     admin_init(&a, cmd, devices_usage);
+    a.remote_ok = 1;
     memset(&o, 0, sizeof o);
     o.a = &a;
     o.blocked = -1;

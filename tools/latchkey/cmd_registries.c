@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "admin.h"
+#include "regops.h"
 
 static const char registries_usage[] =
     "usage: latchkey [--db FILE] registries COMMAND REGISTRY --project P --region L [options]\n"
@@ -215,7 +216,7 @@ static int certs_json(struct admin *a, const lk_reg_name *name, json_t **out)
     *out = NULL;
     if (x.arr == NULL)
         return admin_fail(a, LK_ERR_NOMEM, NULL);
-    err = lk_registry_list_certs(a->reg, name, cert_cb, &x, why, sizeof why);
+    err = rop_list_certs(a, name, cert_cb, &x, why, sizeof why);
     if (err != LK_OK || x.failed) {
         json_decref(x.arr);
         return admin_fail(a, err != LK_OK ? err : LK_ERR_NOMEM, why);
@@ -233,7 +234,7 @@ static int print_registry(struct admin *a)
     int rc;
 
     memset(&r, 0, sizeof r);
-    err = lk_registry_get_registry(a->reg, &a->name, &r, why, sizeof why);
+    err = rop_get_registry(a, &a->name, &r, why, sizeof why);
     if (err != LK_OK)
         return admin_fail(a, err, why);
     j = admin_registry_json(&r);
@@ -416,7 +417,7 @@ static int create_or_update(struct admin *a, int argc, char **argv, int create)
         goto out;
 
     if (!create) {
-        err = lk_registry_update_registry(a->reg, &a->name, mqtt, http, ev, st, why, sizeof why);
+        err = rop_update_registry(a, &a->name, mqtt, http, ev, st, why, sizeof why);
         if (err != LK_OK) {
             rc = admin_fail(a, err, why);
             goto out;
@@ -443,7 +444,7 @@ static int create_or_update(struct admin *a, int argc, char **argv, int create)
             spec.ca_lens = lens;
             spec.ncas = 1;
         }
-        err = lk_registry_create_registry_full(a->reg, &a->name, &spec, why, sizeof why);
+        err = rop_create_registry_full(a, &a->name, &spec, why, sizeof why);
     }
     if (err != LK_OK) {
         size_t l = strlen(why);
@@ -574,7 +575,7 @@ static int cmd_list(struct admin *a, int argc, char **argv)
         x.t = out_table_new(7, heads);
     if (x.arr == NULL && x.t == NULL)
         return admin_fail(a, LK_ERR_NOMEM, NULL);
-    err = lk_registry_list_registries(a->reg, a->project, a->location, registry_cb, &x, why, sizeof why);
+    err = rop_list_registries(a, a->project, a->location, registry_cb, &x, why, sizeof why);
     if (err != LK_OK || x.failed) {
         list_ctx_free(&x);
         return admin_fail(a, err != LK_OK ? err : LK_ERR_NOMEM, why);
@@ -634,7 +635,7 @@ static int one_registry(struct admin *a, int argc, char **argv, int del)
         return rc;
     if (!del)
         return print_registry(a);
-    err = lk_registry_delete_registry(a->reg, &a->name, why, sizeof why);
+    err = rop_delete_registry(a, &a->name, why, sizeof why);
     if (err != LK_OK)
         return admin_fail(a, err, why);
     if (a->json)
@@ -694,7 +695,7 @@ static int cmd_credentials(struct admin *a, const char *sub, int argc, char **ar
             free(pem);
             return rc;
         }
-        err = lk_registry_add_cert(a->reg, &a->name, (const char *)pem, len, &idx, why, sizeof why);
+        err = rop_add_cert(a, &a->name, (const char *)pem, len, &idx, why, sizeof why);
         free(pem);
         if (err != LK_OK)
             return admin_fail(a, err, why);
@@ -710,7 +711,7 @@ static int cmd_credentials(struct admin *a, const char *sub, int argc, char **ar
     }
 
     if (strcmp(sub, "delete") == 0) {
-        err = lk_registry_delete_cert(a->reg, &a->name, (unsigned)index, why, sizeof why);
+        err = rop_delete_cert(a, &a->name, (unsigned)index, why, sizeof why);
         if (err != LK_OK)
             return admin_fail(a, err, why);
         if (a->json)
@@ -726,7 +727,7 @@ static int cmd_credentials(struct admin *a, const char *sub, int argc, char **ar
             x.t = out_table_new(6, heads);
         if (x.arr == NULL && x.t == NULL)
             return admin_fail(a, LK_ERR_NOMEM, NULL);
-        err = lk_registry_list_certs(a->reg, &a->name, cert_cb, &x, why, sizeof why);
+        err = rop_list_certs(a, &a->name, cert_cb, &x, why, sizeof why);
         if (err != LK_OK || x.failed) {
             json_decref(x.arr);
             out_table_free(x.t);
@@ -779,6 +780,7 @@ int cmd_registries(int argc, char **argv)
                    : strcmp(c2, "describe") == 0 ? u_cred_describe
                    : strcmp(c2, "delete") == 0   ? u_cred_delete
                                                  : u_creds);
+        a.remote_ok = 1;
         rc = cmd_credentials(&a, argv[2], argc - 2, argv + 2);
         admin_close(&a);
         return out_finish(rc);
@@ -791,6 +793,7 @@ int cmd_registries(int argc, char **argv)
                : strcmp(sub, "describe") == 0 ? u_describe
                : strcmp(sub, "delete") == 0   ? u_delete
                                               : registries_usage);
+    a.remote_ok = 1;
     if (strcmp(sub, "create") == 0)
         rc = create_or_update(&a, argc - 1, argv + 1, 1);
     else if (strcmp(sub, "update") == 0)
