@@ -55,10 +55,9 @@ static json_t *notify_obj(struct lkd_call *c, json_t *o, int with_subfolder, int
         lkd_reply_error(c, LKD_INVALID_ARGUMENT, "pubsubTopicName must be a string");
         return NULL;
     }
-    if (t != NULL)
-        json_object_set(out, "pubsubTopicName", t);
+    json_t *s = NULL;
     if (with_subfolder) {
-        json_t *s = lkd_field(c, o, "subfolderMatches", NULL, bad);
+        s = lkd_field(c, o, "subfolderMatches", NULL, bad);
         if (*bad || (s != NULL && !json_is_string(s))) {
             if (!*bad)
                 lkd_reply_error(c, LKD_INVALID_ARGUMENT, "subfolderMatches must be a string");
@@ -66,7 +65,15 @@ static json_t *notify_obj(struct lkd_call *c, json_t *o, int with_subfolder, int
             json_decref(out);
             return NULL;
         }
-        if (s != NULL)
+    }
+    /* Stored in the request's order, as the tool stores what it is given:
+     * a registry shows the same whichever way it was made. */
+    const char *key;
+    json_t *v;
+    json_object_foreach(o, key, v) {
+        if (v == t)
+            json_object_set(out, "pubsubTopicName", t);
+        else if (s != NULL && v == s)
             json_object_set(out, "subfolderMatches", s);
     }
     return out;
