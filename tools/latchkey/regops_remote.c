@@ -15,6 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
 #include "latchkey/lk_iotcore.h"
 #include "api.h"
 #include "regops.h"
@@ -325,6 +329,18 @@ static lk_err check_meta(unsigned n, char *why, size_t why_size)
     return LK_ERR_REG_LIMIT;
 }
 
+/* A device id as the registry checks it, in its words (latchkeyd's own
+ * check says less: the path's segment has no name). */
+static lk_err check_id(const char *id, char *why, size_t why_size)
+{
+    char r[160];
+    const char *w = lk_id_why("device id", id, strlen(id), r, sizeof r);
+    if (w == NULL)
+        return LK_OK;
+    snprintf(why, why_size, "device id '%.64s%s' is invalid: %s", id, strlen(id) > 64 ? "..." : "", w);
+    return LK_ERR_REG_INVALID;
+}
+
 static lk_err check_size(const char *what, size_t len, size_t max, char *why, size_t why_size)
 {
     if (len <= max)
@@ -546,21 +562,55 @@ static lk_err put_certs(struct admin *a, const lk_reg_name *name, json_t *certs,
                 json_pack("{s:o}", "credentials", arr), NULL, why, why_size);
 }
 
+/* The DER of a PEM certificate (OPENSSL_malloc'd), or NULL. */
+static unsigned char *cert_der(const char *pem, size_t len, int *der_len)
+{
+    BIO *b = BIO_new_mem_buf(pem, (int)len);
+    X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+    unsigned char *der = NULL;
+    *der_len = x ? i2d_X509(x, &der) : -1;
+    X509_free(x);
+    BIO_free(b);
+    return *der_len > 0 ? der : NULL;
+}
+
 lk_err ropr_add_cert(struct admin *a, const lk_reg_name *name, const char *pem, size_t pem_len, unsigned *index,
                      char *why, size_t why_size)
 {
-    json_t *j = NULL, *certs;
+    char path[LK_REGISTRY_PATH_MAX + 1] = "";
+    json_t *j = NULL, *certs, *e;
+    unsigned char *der;
+    int der_len = 0;
+    size_t i;
     lk_err err = get_registry_json(a, name, &j, why, why_size);
-    if (err == LK_OK) {
-        certs = json_object_get(j, "credentials");
-        if (json_array_size(certs) >= LK_REGISTRY_CERTS_MAX) {
-            snprintf(why, why_size, "registry '%s' already has %zu CA certificates; a registry has at most %u",
-                     name->registry, json_array_size(certs), LK_REGISTRY_CERTS_MAX);
-            err = LK_ERR_REG_LIMIT;
-        } else {
-            *index = (unsigned)json_array_size(certs);
-            err = put_certs(a, name, certs, -1, pem, pem_len, why, why_size);
+    if (err != LK_OK)
+        return err;
+    (void)lk_registry_path(name->project, name->location, name->registry, path, sizeof path, NULL);
+    certs = json_object_get(j, "credentials");
+    /* The registry's own refusals of add_cert, which a whole list written
+     * back would word differently: a certificate it has, an 11th. */
+    der = cert_der(pem, pem_len, &der_len);
+    json_array_foreach(der != NULL ? certs : NULL, i, e) {
+        const char *c = json_string_value(json_object_get(json_object_get(e, "publicKeyCertificate"), "certificate"));
+        int n = 0;
+        unsigned char *d = c ? cert_der(c, strlen(c), &n) : NULL;
+        int same = d != NULL && n == der_len && memcmp(d, der, (size_t)n) == 0;
+        OPENSSL_free(d);
+        if (same) {
+            snprintf(why, why_size, "this certificate is already registry CA certificate %zu of %s", i, path);
+            err = LK_ERR_REG_EXISTS;
+            break;
         }
+    }
+    OPENSSL_free(der);
+    if (err == LK_OK && json_array_size(certs) >= LK_REGISTRY_CERTS_MAX) {
+        snprintf(why, why_size, "%s already has %zu CA certificates; a registry has at most %u", path,
+                 json_array_size(certs), LK_REGISTRY_CERTS_MAX);
+        err = LK_ERR_REG_LIMIT;
+    }
+    if (err == LK_OK) {
+        *index = (unsigned)json_array_size(certs);
+        err = put_certs(a, name, certs, -1, pem, pem_len, why, why_size);
     }
     json_decref(j);
     return err;
@@ -573,9 +623,10 @@ lk_err ropr_delete_cert(struct admin *a, const lk_reg_name *name, unsigned index
     if (err == LK_OK) {
         certs = json_object_get(j, "credentials");
         if (index >= json_array_size(certs)) {
-            snprintf(why, why_size, "registry '%s' has %zu CA certificate%s; there is no certificate %u "
-                     "(numbered from 0)", name->registry, json_array_size(certs),
-                     json_array_size(certs) == 1 ? "" : "s", index);
+            char path[LK_REGISTRY_PATH_MAX + 1] = "";
+            (void)lk_registry_path(name->project, name->location, name->registry, path, sizeof path, NULL);
+            snprintf(why, why_size, "%s has no CA certificate %u (it has %zu, numbered from 0)", path, index,
+                     json_array_size(certs));
             err = LK_ERR_REG_NOT_FOUND;
         } else {
             err = put_certs(a, name, certs, (long)index, NULL, 0, why, why_size);
@@ -591,6 +642,9 @@ static lk_err get_device_json(struct admin *a, const lk_reg_name *name, const ch
                               const char *query, json_t **out, char *why, size_t why_size)
 {
     char num[24];
+    lk_err err;
+    if (id != NULL && (err = check_id(id, why, why_size)) != LK_OK)
+        return err;
     if (id == NULL)
         snprintf(num, sizeof num, "%llu", (unsigned long long)num_id);
     return call(a, "GET", rpath(name, 1, id != NULL ? id : num, NULL), query, NULL, out, why, why_size);
@@ -658,7 +712,7 @@ lk_err ropr_create_device(struct admin *a, const lk_reg_name *name, const lk_reg
 {
     json_t *body, *j = NULL;
     lk_err err;
-    if ((err = check_creds(spec->ncreds, why, why_size)) != LK_OK ||
+    if ((err = check_id(spec->id, why, why_size)) != LK_OK || (err = check_creds(spec->ncreds, why, why_size)) != LK_OK ||
         (err = check_meta(spec->nmetadata, why, why_size)) != LK_OK ||
         (spec->config != NULL && (err = check_size("config", spec->config_len, LK_CONFIG_MAX, why, why_size)) != LK_OK))
         return err;
@@ -684,7 +738,8 @@ lk_err ropr_update_device(struct admin *a, const lk_reg_name *name, const lk_reg
     json_t *body;
     char q[80] = "updateMask=";
     lk_err err;
-    if (((mask & LK_REG_SET_CREDS) && (err = check_creds(spec->ncreds, why, why_size)) != LK_OK) ||
+    if ((err = check_id(spec->id, why, why_size)) != LK_OK ||
+        ((mask & LK_REG_SET_CREDS) && (err = check_creds(spec->ncreds, why, why_size)) != LK_OK) ||
         ((mask & LK_REG_SET_METADATA) && (err = check_meta(spec->nmetadata, why, why_size)) != LK_OK))
         return err;
     if ((body = json_object()) == NULL)
@@ -707,6 +762,9 @@ lk_err ropr_update_device(struct admin *a, const lk_reg_name *name, const lk_reg
 
 lk_err ropr_delete_device(struct admin *a, const lk_reg_name *name, const char *id, char *why, size_t why_size)
 {
+    lk_err err = check_id(id, why, why_size);
+    if (err != LK_OK)
+        return err;
     return call(a, "DELETE", rpath(name, 1, id, NULL), NULL, NULL, NULL, why, why_size);
 }
 
@@ -773,7 +831,8 @@ lk_err ropr_update_config(struct admin *a, const lk_reg_name *name, const char *
 {
     json_t *body, *j = NULL;
     lk_err err;
-    if ((err = check_size("config", len, LK_CONFIG_MAX, why, why_size)) != LK_OK)
+    if ((err = check_id(id, why, why_size)) != LK_OK ||
+        (err = check_size("config", len, LK_CONFIG_MAX, why, why_size)) != LK_OK)
         return err;
     if ((body = json_pack("{s:o}", "binaryData", out_jb64(data, len))) == NULL)
         return LK_ERR_NOMEM;
@@ -795,6 +854,8 @@ static lk_err history(struct admin *a, const lk_reg_name *name, const char *id, 
     json_t *j = NULL, *e;
     size_t i;
     lk_err err;
+    if ((err = check_id(id, why, why_size)) != LK_OK)
+        return err;
     if (max > 0)
         snprintf(q, sizeof q, "%s=%u", states ? "numStates" : "numVersions", max);
     err = call(a, "GET", rpath(name, 1, id, states ? "/states" : "/configVersions"), max > 0 ? q : NULL, NULL, &j,
@@ -842,7 +903,8 @@ lk_err rop_remote_command(struct admin *a, const lk_reg_name *name, const char *
     json_t *body;
     lk_err err;
     *status = LK_CMD_PENDING;
-    if ((err = check_size("command", len, LK_COMMAND_MAX, why, why_size)) != LK_OK)
+    if ((err = check_id(id, why, why_size)) != LK_OK ||
+        (err = check_size("command", len, LK_COMMAND_MAX, why, why_size)) != LK_OK)
         return err;
     if ((body = json_pack("{s:o}", "binaryData", out_jb64(data, len))) == NULL)
         return LK_ERR_NOMEM;
