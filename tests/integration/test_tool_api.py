@@ -1,0 +1,243 @@
+"""latchkey --api: the registry commands through latchkeyd's admin API.
+
+The same commands print the same things and exit the same codes with --db
+and with --api (one script run both ways, the outputs compared); and what
+the API way adds is refused where it must be: --api with --db, plain HTTP
+to another host, a missing or broken key file, a server from another CA, no
+server at all, another project's registry, commands offered only with --db.
+The token never shows in anything the tool prints.
+"""
+import json
+import os
+import re
+import socket
+
+import pytest
+
+import tool_api
+from conftest import BIN, run_tool
+
+P, L, R = "proj-api", "europe-west1", "reg-api"
+LOC = ["--project", P, "--region", L]
+USAGE, FILE_NOT_FOUND, FILE_UNUSABLE = 2, 3, 24
+NOT_FOUND, EXISTS, CONFLICT, LIMIT, INVALID = 11, 12, 13, 14, 15
+REFUSED, TLS, NETWORK = 30, 31, 32
+
+
+@pytest.fixture
+def api(tmp_path):
+    """latchkeyd over a fresh registry file with an admin key file for P."""
+    ca = tool_api.TestCA(tmp_path / "ca")
+    d = tool_api.Daemon(tmp_path / "registry.db", ca, tool_api.Path(os.environ.get("LK_LATCHKEYD", BIN / "latchkeyd")),
+                        BIN / "latchkey")
+    d.key = d.key_file(P)
+    yield d
+    d.stop()
+
+
+def remote(d, *args, env=None, key=None):
+    return run_tool("--api", d.url, "--key-file", key or d.key, "--ca-file", d.ca.ca, *args, env=env)
+
+
+def key_text(d):
+    return json.loads(open(d.key).read())
+
+
+# ---- the same either way ----
+
+def script(keys_dir, pki):
+    es = keys_dir / "es.pem"
+    big = keys_dir / "big.bin"
+    big.write_bytes(b"z" * 65537)
+    ca, other, cert, ocert = (pki.paths[n] for n in ("ca", "other_ca", "dev_cert", "other_cert"))
+    reg = f"projects/{P}/locations/{L}/registries/{R}"
+    return [
+        ["registries", "create", R, *LOC, "--no-enable-http-config", "--state-pubsub-topic", "projects/p/topics/s"],
+        ["registries", "create", R, *LOC],
+        ["registries", "list", *LOC],
+        ["registries", "describe", R, *LOC],
+        ["registries", "update", R, *LOC, "--enable-http-config", "--format", "json"],
+        ["devices", "create", "dev-1", "--registry", R, *LOC, "--public-key", f"path={es},type=es256",
+         "--metadata", "site=berlin,floor=3"],
+        ["devices", "create", "dev-2", "--registry", R, *LOC, "--blocked"],
+        ["devices", "create", "dev-1", "--registry", R, *LOC],
+        ["devices", "create", "Bad id", "--registry", R, *LOC],
+        ["devices", "list", "--registry", R, *LOC],
+        ["devices", "list", "--registry", R, *LOC, "--format", "json"],
+        ["devices", "describe", "dev-1", "--registry", R, *LOC],
+        ["devices", "update", "dev-1", "--registry", R, *LOC, "--unblocked", "--clear-metadata"],
+        ["devices", "credentials", "list", "dev-1", "--registry", R, *LOC],
+        ["devices", "credentials", "create", "dev-1", "--registry", R, *LOC, "--path", es, "--type", "es256"],
+        ["devices", "credentials", "delete", "dev-1", "7", "--registry", R, *LOC],
+        ["devices", "credentials", "delete", "dev-1", "0", "--registry", R, *LOC, "--format", "json"],
+        ["devices", "configs", "update", "dev-1", "--registry", R, *LOC, "--config-data", "on"],
+        ["devices", "configs", "update", "dev-1", "--registry", R, *LOC, "--config-data", "x",
+         "--version-to-update", "1"],
+        ["devices", "configs", "list", "dev-1", "--registry", R, *LOC],
+        ["devices", "configs", "describe", "dev-1", "--registry", R, *LOC, "--format", "json"],
+        ["devices", "states", "list", "dev-1", "--registry", R, *LOC],
+        ["devices", "describe", "nobody", "--registry", R, *LOC],
+        ["devices", "describe", f"{reg}/devices/dev-1", "--format", "json"],
+        ["devices", "list", "--registry", reg, "--limit", "1"],
+        ["devices", "configs", "update", "dev-1", "--registry", R, *LOC, "--config-file", big],
+        ["devices", "credentials", "create", "dev-1", "--registry", R, *LOC, "--path", es, "--type", "rsa"],
+        ["devices", "credentials", "create", "dev-1", "--registry", R, *LOC, "--path", es, "--type", "es256",
+         "--expiration-time", "2001-01-01T00:00:00Z"],
+        ["devices", "credentials", "create", "dev-1", "--registry", R, *LOC, "--path", es, "--type", "es256"],
+        ["devices", "credentials", "create", "dev-1", "--registry", R, *LOC, "--path", es, "--type", "es256"],
+        ["devices", "credentials", "create", "dev-1", "--registry", R, *LOC, "--path", es, "--type", "es256"],
+        ["devices", "credentials", "describe", "dev-1", "1", "--registry", R, *LOC],
+        ["devices", "update", "dev-2", "--registry", R, *LOC, "--metadata", "a=1,b=2", "--format", "json"],
+        ["registries", "update", R, *LOC, "--event-notification-config", "topic=projects/p/topics/e,subfolder=x",
+         "--clear-state-pubsub-topic"],
+        ["registries", "describe", reg],
+        ["registries", "credentials", "create", "--registry", R, *LOC, "--path", ca],
+        ["registries", "credentials", "create", "--registry", R, *LOC, "--path", ca],
+        ["registries", "credentials", "list", "--registry", R, *LOC],
+        ["registries", "credentials", "describe", "0", "--registry", R, *LOC, "--format", "json"],
+        ["registries", "credentials", "describe", "3", "--registry", R, *LOC],
+        ["devices", "create", "dev-x", "--registry", R, *LOC, "--public-key", f"path={ocert},type=es256-x509"],
+        ["devices", "create", "dev-x", "--registry", R, *LOC, "--public-key", f"path={cert},type=es256-x509"],
+        ["devices", "delete", "dev-x", "--registry", R, *LOC],
+        ["registries", "credentials", "delete", "0", "--registry", R, *LOC],
+        ["registries", "credentials", "delete", "0", "--registry", R, *LOC],
+        ["registries", "create", "reg-ca", *LOC, "--public-key-path", other, "--format", "json"],
+        ["registries", "list", *LOC],
+        ["registries", "list", "--format", "json"],
+        ["registries", "delete", "reg-ca", *LOC],
+        ["registries", "delete", R, *LOC],
+        ["devices", "delete", "dev-1", "--registry", R, *LOC],
+        ["devices", "delete", "dev-2", "--registry", R, *LOC],
+        ["registries", "delete", R, *LOC, "--format", "json"],
+        ["registries", "list", "--format", "json"],
+    ]
+
+
+TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+NUMID = re.compile(r"(numId[\"']?:? ?'?\"?|devices/|\(numId )\d+")
+
+
+def normal(text):
+    text = TIME.sub("TIME", text)
+    return NUMID.sub(lambda m: m.group(1) + "N", text)
+
+
+def test_same_output_and_exit_codes_either_way(api, tmp_path):
+    from test_registry_cli import PKI
+    pki = PKI(tmp_path / "pki")
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    r = run_tool("key", "generate", "--store", keys / "k.lks", "--key", "es", "--alg", "ES256")
+    assert r.rc == 0, r
+    (keys / "es.pem").write_text(r.out)
+    local_db = tmp_path / "local.db"
+    for i, args in enumerate(script(keys, pki)):
+        here = run_tool("--db", local_db, *args)
+        there = remote(api, *args)
+        # The one line only a database file gives: that it was created.
+        here_err = re.sub(r"latchkey: created registry database .*\n", "", here.err)
+        assert (here.rc, normal(here.out), normal(here_err)) == (there.rc, normal(there.out), normal(there.err)), \
+            (i, args, here, there)
+    assert os.path.exists(local_db)
+
+
+# ---- what --api adds, refused where it must be ----
+
+def test_api_and_db_exclude_each_other(api, tmp_path):
+    r = run_tool("--db", tmp_path / "x.db", "--api", api.url, "registries", "list")
+    assert r.rc == USAGE and "--api and --db exclude each other" in r.err, r
+    r = run_tool("registries", "list", "--db", tmp_path / "x.db", "--api", api.url, "--key-file", api.key)
+    assert r.rc == USAGE and "exclude each other" in r.err, r
+    r = run_tool("registries", "list", env={"LATCHKEY_DB": str(tmp_path / "x.db"), "LATCHKEY_API": api.url})
+    assert r.rc == USAGE and "both set" in r.err, r
+    # an option outranks the environment
+    r = run_tool("--api", api.url, "--key-file", api.key, "--ca-file", api.ca.ca, "registries", "list",
+                 "--format", "json", env={"LATCHKEY_DB": str(tmp_path / "x.db")})
+    assert r.rc == 0 and json.loads(r.out) == [], r
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_environment_and_config_file(api, tmp_path):
+    env = {"LATCHKEY_API": api.url, "LATCHKEY_KEY_FILE": str(api.key), "LATCHKEY_CA_FILE": str(api.ca.ca),
+           "LATCHKEY_DB": ""}
+    assert run_tool("registries", "create", R, *LOC, env=env).rc == 0
+    conf = tmp_path / "latchkey.conf"
+    conf.write_text(f"# the laptop's settings\napi {api.url}\nkey_file {api.key}\n  ca_file   {api.ca.ca}  \n")
+    env = {"LATCHKEY_CONFIG": str(conf), "LATCHKEY_DB": ""}
+    r = run_tool("registries", "list", "--format", "json", env=env)
+    assert r.rc == 0 and [x["id"] for x in json.loads(r.out)] == [R], r
+    conf.write_text(f"api {api.url}\nkey-file {api.key}\n")
+    r = run_tool("registries", "list", env=env)
+    assert r.rc == USAGE and "line 2" in r.err, r
+    r = run_tool("registries", "list", env={"LATCHKEY_CONFIG": str(tmp_path / "none.conf"), "LATCHKEY_DB": ""})
+    assert r.rc == FILE_NOT_FOUND, r
+
+
+def test_plain_http_only_to_loopback(api, tmp_path):
+    r = run_tool("--api", "http://example.com:8080", "--key-file", api.key, "registries", "list")
+    assert r.rc == USAGE and "https://" in r.err, r
+    r = run_tool("--api", "ftp://127.0.0.1/", "--key-file", api.key, "registries", "list")
+    assert r.rc == USAGE, r
+
+
+def test_key_file_refusals(api, tmp_path):
+    r = run_tool("--api", api.url, "registries", "list", env={"LATCHKEY_KEY_FILE": ""})
+    assert r.rc == USAGE and "--key-file" in r.err, r
+    r = remote(api, "registries", "list", key=tmp_path / "missing.json")
+    assert r.rc == FILE_NOT_FOUND, r
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    r = remote(api, "registries", "list", key=bad)
+    assert r.rc == FILE_UNUSABLE and "key file" in r.err, r
+    k = key_text(api)
+    k["private_key"] = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+    bad.write_text(json.dumps(k))
+    r = remote(api, "registries", "list", key=bad)
+    assert r.rc == FILE_UNUSABLE and "RSA private key" in r.err, r
+    # a key the registry does not know: the API refuses it
+    k = key_text(api)
+    k["private_key_id"] = "0" * 40
+    bad.write_text(json.dumps(k))
+    r = remote(api, "registries", "list", *LOC, key=bad)
+    assert r.rc == REFUSED and "UNAUTHENTICATED" not in r.out, r
+
+
+def test_another_projects_registry_is_refused(api):
+    assert remote(api, "registries", "create", R, *LOC).rc == 0
+    r = remote(api, "registries", "describe", R, "--project", "proj-other", "--region", L)
+    assert r.rc == REFUSED and "LK_ERR_REFUSED" in r.err, r
+
+
+def test_server_of_another_ca_and_no_server(api, tmp_path):
+    other = tool_api.TestCA(tmp_path / "other-ca")
+    r = run_tool("--api", api.url, "--key-file", api.key, "--ca-file", other.ca, "registries", "list", *LOC)
+    assert r.rc == TLS and "LK_ERR_TLS" in r.err, r
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    r = run_tool("--api", f"https://127.0.0.1:{port}", "--key-file", api.key, "--ca-file", api.ca.ca,
+                 "registries", "list", *LOC)
+    assert r.rc == NETWORK and "did not answer" in r.err, r
+
+
+def test_db_only_commands_refuse(api, tmp_path):
+    f = tmp_path / "devices.jsonl"
+    f.write_text("{}\n")
+    for args in (("devices", "import", f, "--registry", R, *LOC), ("registries", "import", f, *LOC),
+                 ("backends", "list")):
+        r = remote(api, *args)
+        assert r.rc == USAGE and "works only with --db" in r.err, (args, r)
+
+
+def test_token_never_printed(api, tmp_path):
+    """Whatever happens, no part of the signed token reaches the output."""
+    outs = []
+    for args in (("registries", "list", *LOC), ("registries", "describe", "nope", *LOC),
+                 ("registries", "describe", R, "--project", "proj-other", "--region", L)):
+        r = remote(api, *args)
+        outs.append(r.out + r.err)
+    log = (api.dir / "latchkeyd.log").read_text()
+    for text in outs + [log]:
+        assert not re.search(r"eyJ[A-Za-z0-9_-]{10,}\.", text), text
+    assert "BEGIN PRIVATE KEY" not in "".join(outs)
