@@ -13,6 +13,7 @@ set -eu
 
 BUILD=$(cd "${1:-build}" && pwd)
 LK="$BUILD/bin/latchkey"
+LKD="$BUILD/bin/latchkeyd"
 DEVICE_BIN="$BUILD/bin/latchkey-device"
 PLUGIN="$BUILD/lib/latchkey_plugin.so"
 MOSQUITTO=/usr/sbin/mosquitto
@@ -23,13 +24,13 @@ TIMEOUT=${LK_DEMO_TIMEOUT:-20}
 PROJECT=demo-project REGION=us-central1 REGISTRY=demo-registry DEVICE=demo-device BACKEND=demo-consumer
 DOWN="latchkey/$PROJECT/$REGION/$REGISTRY/$DEVICE"    # where a backend sees the device
 
-for f in "$LK" "$DEVICE_BIN" "$PLUGIN" "$MOSQUITTO" "$SOFTHSM_MODULE" /usr/bin/mosquitto_sub; do
+for f in "$LK" "$LKD" "$DEVICE_BIN" "$PLUGIN" "$MOSQUITTO" "$SOFTHSM_MODULE" /usr/bin/mosquitto_sub; do
     [ -e "$f" ] || { echo "demo: $f is missing (run 'make demo', which installs and builds)" >&2; exit 1; }
 done
 
 START=$(date +%s)
 WORK=$(mktemp -d /tmp/latchkey-demo.XXXXXX)
-BROKER_PID="" CONSUMER_PID="" AGENT_PID=""
+BROKER_PID="" CONSUMER_PID="" AGENT_PID="" API_PID=""
 
 # ---- helpers ----------------------------------------------------------------
 
@@ -67,7 +68,7 @@ FAILED=""
 fail() {
     FAILED=1
     printf '\n\033[1;31mdemo FAILED: %s\033[0m\n' "$*" >&2
-    for f in mosquitto.log mosquitto.stderr consumer.out device.out device.err; do
+    for f in mosquitto.log mosquitto.stderr consumer.out device.out device.err latchkeyd.log; do
         [ ! -s "$WORK/$f" ] || { echo "--- last lines of $f:" >&2; tail -n 15 "$WORK/$f" >&2; }
     done
     exit 1
@@ -75,6 +76,7 @@ fail() {
 
 check_alive() {
     alive "$BROKER_PID" || fail "the broker exited"
+    [ -z "$API_PID" ] || alive "$API_PID" || fail "latchkeyd exited"
     [ -z "$CONSUMER_PID" ] || alive "$CONSUMER_PID" || fail "the consumer (mosquitto_sub) exited"
     if [ -n "$AGENT_PID" ] && ! alive "$AGENT_PID"; then
         rc=0; wait "$AGENT_PID" || rc=$?
@@ -109,7 +111,7 @@ cleanup() {
     trap - EXIT INT TERM
     [ "$rc" -eq 0 ] || [ -n "$FAILED" ] || (fail "a command failed (exit $rc)") || true
     exec 3>&-
-    for pid in $AGENT_PID $CONSUMER_PID $BROKER_PID; do stop "$pid" || true; done
+    for pid in $AGENT_PID $API_PID $CONSUMER_PID $BROKER_PID; do stop "$pid" || true; done
     if [ -n "${LK_DEMO_KEEP:-}" ]; then echo "demo: kept $WORK (LK_DEMO_KEEP)" >&2; else rm -rf "$WORK"; fi
     exit "$rc"
 }
@@ -121,9 +123,15 @@ cd "$WORK"
 echo "Working in WORK=$WORK (removed at the end)"
 # The broker runs under its own user, as Debian's mosquitto.service runs it:
 # it may pass through $WORK (not list it) and owns its own directory.
-BROKER_USER=$(id -un)
+BROKER_USER=$(id -un) API_USER=$(id -un) API_GROUP=$(id -gn) AS_API=""
 if [ "$(id -u)" -eq 0 ] && id mosquitto >/dev/null 2>&1; then
     BROKER_USER=mosquitto
+    # latchkeyd runs as its own system user, as its systemd unit does
+    # (docs/daemon.md); it shares the registry with the broker through the
+    # group latchkey.
+    id latchkey >/dev/null 2>&1 ||
+        useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin latchkey
+    API_USER=latchkey API_GROUP=latchkey AS_API="setpriv --reuid=latchkey --regid=latchkey --init-groups --"
     chmod 711 "$WORK"
     # Mosquitto loads plugins after switching user, which may not read a
     # build in a private directory; `make install` puts it where it can.
@@ -152,11 +160,12 @@ openssl x509 -in server.crt -noout -ext subjectAltName,extendedKeyUsage | sed 's
 # ---- 2. registry ------------------------------------------------------------
 
 say "2. The registry database, a registry, and a backend for the downstream consumer"
-run install -d -o "$BROKER_USER" -m 750 broker
+run install -d -o "$BROKER_USER" -g "$API_GROUP" -m 2770 broker
 show export LATCHKEY_DB="$WORK/broker/registry.db"
 export LATCHKEY_DB="$WORK/broker/registry.db"
 run "$LK" registries create "$REGISTRY" --project "$PROJECT" --region "$REGION"
-run chown "$BROKER_USER" broker/registry.db
+run chown "$BROKER_USER:$API_GROUP" broker/registry.db broker/registry.db-wal broker/registry.db-shm
+run chmod 660 broker/registry.db broker/registry.db-wal broker/registry.db-shm
 # The secret goes only into files of mode 0600: mosquitto_sub reads "-P
 # SECRET" from $XDG_CONFIG_HOME/mosquitto_sub, so it is never on a command
 # line (which `ps` shows every user) nor in this transcript.
@@ -300,9 +309,65 @@ wait_for device.out "command: blink led 3" 1 "the command"
 shown device.out "device       |"
 shown device.err "device (log) |"
 
-# ---- 8. stop ----------------------------------------------------------------
+# ---- 8. the admin API --------------------------------------------------------
 
-say "8. Stop the agent (SIGTERM: it flushes and exits 0), the consumer, the broker"
+say "8. The admin API: latchkeyd, a service account's key file, a backend's calls (IoT Core's REST API)"
+API_PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+run umask 077
+run "$LK" service-accounts create demo-backend --project "$PROJECT" --role editor \
+    --token-uri "https://127.0.0.1:$API_PORT/token" --key-file api-key.json
+run umask "$OLD_UMASK"
+"$PY" -c 'import json,sys; k=json.load(open(sys.argv[1])); print("  key file:", ", ".join(sorted(k)))' api-key.json
+install -m 640 -g "$API_GROUP" server.key api.key
+touch latchkeyd.log
+showbg " &" $AS_API "$LKD" --registry "$WORK/broker/registry.db" --admin-listen "127.0.0.1:$API_PORT" \
+    --tls-cert "$WORK/server.crt" --tls-key "$WORK/api.key"
+$AS_API "$LKD" --registry "$WORK/broker/registry.db" --admin-listen "127.0.0.1:$API_PORT" \
+    --tls-cert "$WORK/server.crt" --tls-key "$WORK/api.key" >latchkeyd.log 2>&1 &
+API_PID=$!
+i=0
+until grep -q "admin API on" latchkeyd.log; do
+    check_alive
+    i=$((i + 1)); [ "$i" -le 50 ] || fail "latchkeyd does not listen on $API_PORT after 10 s"
+    sleep 0.2
+done
+shown latchkeyd.log "latchkeyd    |"
+echo "  A backend signs a JWT with the key file, as Google's client libraries do, and calls the API:"
+show "$PY" - "(a backend: get the device, send a config, send a command)"
+"$PY" - "$API_PORT" api-key.json ca.crt "$PROJECT" "$REGION" "$REGISTRY" "$DEVICE" <<'PYEOF' || fail "the backend's API calls failed"
+import base64, http.client, json, ssl, sys, time, jwt
+port, keyfile, ca, project, region, registry, device = sys.argv[1:]
+key = json.load(open(keyfile))
+now = int(time.time())
+token = jwt.encode({"iss": key["client_email"], "sub": key["client_email"], "iat": now, "exp": now + 3600,
+                    "scope": "https://www.googleapis.com/auth/cloudiot"},
+                   key["private_key"], algorithm="RS256", headers={"kid": key["private_key_id"]})
+api = http.client.HTTPSConnection("127.0.0.1", int(port), context=ssl.create_default_context(cafile=ca))
+name = f"projects/{project}/locations/{region}/registries/{registry}/devices/{device}"
+def call(method, path, body=None):
+    api.request(method, "/v1/" + path, json.dumps(body) if body is not None else None,
+                {"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+    r = api.getresponse()
+    answer = json.loads(r.read() or b"{}")
+    print(f"   {method} /v1/{path} -> {r.status}")
+    if r.status != 200:
+        sys.exit(f"   {answer}")
+    return answer
+d = call("GET", name + "?fieldMask=config,lastEventTime")
+print("     ", json.dumps({k: d[k] for k in ("id", "numId", "config") if k in d}))
+c = call("POST", name + ":modifyCloudToDeviceConfig",
+         {"versionToUpdate": d["config"]["version"], "binaryData": base64.b64encode(b'{"interval": 30}').decode()})
+print("      config version", c["version"])
+call("POST", name + ":sendCommandToDevice", {"binaryData": base64.b64encode(b"reboot now").decode()})
+PYEOF
+wait_for device.out 'config: {"interval": 30}' 1 "the config sent through the API"
+wait_for device.out "command: reboot now" 1 "the command sent through the API"
+shown device.out "device       |"
+shown latchkeyd.log "latchkeyd    |"
+
+# ---- 9. stop ----------------------------------------------------------------
+
+say "9. Stop the agent (SIGTERM: it flushes and exits 0), the consumer, the broker"
 show kill -TERM "$AGENT_PID"
 rc=0; stop "$AGENT_PID" || rc=$?
 AGENT_PID=""
@@ -313,17 +378,23 @@ wait_for consumer.out "$DOWN/offline " 1 "the device's offline message"
 shown consumer.out "consumer     |"
 echo "  the broker's log (the plugin's lines, and the device's clean DISCONNECT):"
 grep -e "latchkey:" -e "Client projects/.* disconnected" mosquitto.log | sed 's/^/  broker | /'
-show kill -TERM "$CONSUMER_PID" "$BROKER_PID"
+show kill -TERM "$API_PID" "$CONSUMER_PID" "$BROKER_PID"
+rc=0; stop "$API_PID" || rc=$?
+API_PID=""
+[ "$rc" -eq 0 ] || fail "latchkeyd exited with code $rc after SIGTERM, not 0"
+shown latchkeyd.log "latchkeyd    |"
 stop "$CONSUMER_PID" || true
 CONSUMER_PID=""
 rc=0; stop "$BROKER_PID" || rc=$?
 BROKER_PID=""
 [ "$rc" -eq 0 ] || fail "the broker exited with code $rc"
 
-# ---- 9. by hand -------------------------------------------------------------
+# ---- 10. by hand ------------------------------------------------------------
 
-say "9. The same for real"
+say "10. The same for real"
 echo "  README.md, 'Run it for real': the same steps on a Debian 12 machine, the broker as a service with"
 echo "  Debian's mosquitto.service, a device on ports 8883 and 443, then as a service receiving config and commands."
 
-say "Done in $(($(date +%s) - START)) s: telemetry, config and command went through the broker."
+echo "  docs/daemon.md: latchkeyd as a service, service accounts and roles, Google's client libraries."
+
+say "Done in $(($(date +%s) - START)) s: telemetry, config and command went through the broker, and through the admin API."

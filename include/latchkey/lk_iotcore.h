@@ -47,6 +47,8 @@ extern "C" {
 
 #define LK_DEVICE_CREDENTIALS_MAX 3u
 #define LK_REGISTRY_CERTS_MAX 10u
+#define LK_GATEWAYS_PER_DEVICE_MAX 10u     /* gateways a device may be bound to */
+#define LK_DEVICES_PER_GATEWAY_MAX 10000u  /* devices bound to one gateway */
 #define LK_CONFIG_VERSIONS_KEPT 10u
 #define LK_STATES_KEPT 10u
 #define LK_CONFIG_MAX (64u * 1024u)

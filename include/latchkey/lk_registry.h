@@ -169,6 +169,25 @@ lk_err lk_registry_create_registry_full(lk_registry *reg, const lk_reg_name *nam
                                         const lk_reg_registry_spec *spec,
                                         char *why, size_t why_size);
 
+/* ---- patch masks ---- */
+/* Registry patch (REST registries.patch): the fields named by mask from spec, in one transaction; mask 0 ->
+ * LK_ERR_ARG. Each part validated as create_registry_full does; a refused part writes nothing.
+ * LK_REG_SET_CERTS replaces the whole CA list with spec->ca_pems (same rules as add_cert; certificates the
+ * registry already has are kept without re-checking their expiry, others are checked). Appends LK_CHANGE_REGISTRY
+ * when mqtt/http change (as update_registry does).
+ * Details: with LK_REG_SET_MQTT / LK_REG_SET_HTTP, UNSPECIFIED is stored as ENABLED (as at creation);
+ * LK_CHANGE_REGISTRY is appended whenever the mask names mqtt or http. The CA list keeps spec's order (index 0,
+ * 1, ...); a certificate "already had" is one whose DER equals a stored one. Errors: LK_ERR_ARG (NULL reg, name
+ * or spec, mask 0 or an unknown bit), LK_ERR_REG_NOT_FOUND, and those of create_registry_full. */
+#define LK_REG_SET_MQTT          1u
+#define LK_REG_SET_HTTP          2u
+#define LK_REG_SET_EVENT_NOTIFY  4u   /* spec->event_notification_json; NULL or "" clears */
+#define LK_REG_SET_STATE_NOTIFY  8u   /* spec->state_notification_json; NULL or "" clears */
+#define LK_REG_SET_REG_LOG_LEVEL 16u
+#define LK_REG_SET_CERTS         32u
+lk_err lk_registry_patch_registry(lk_registry *reg, const lk_reg_name *name, const lk_reg_registry_spec *spec,
+                                  unsigned mask, char *why, size_t why_size);
+
 /* Refused with LK_ERR_REG_NOT_EMPTY while it has devices, as IoT Core did. */
 lk_err lk_registry_delete_registry(lk_registry *reg, const lk_reg_name *name,
                                    char *why, size_t why_size);
@@ -303,13 +322,58 @@ lk_err lk_registry_list_devices(lk_registry *reg, const lk_reg_name *name,
                                 int (*cb)(void *arg, const lk_reg_device *d), void *arg,
                                 char *why, size_t why_size);
 
+/* ---- devices a page at a time (latchkeyd's devices.list) ---- */
+
+/* The most ids, numIds or devices one query takes or gives. */
+#define LK_REG_QUERY_MAX 10000u
+
+typedef struct lk_reg_device_query {
+    const char *const *ids;   size_t nids;       /* deviceIds filter: only these ids (0 = no filter); <= 10000 */
+    const uint64_t *num_ids;  size_t nnum_ids;   /* deviceNumIds filter; <= 10000; with ids too: a device matching either */
+    lk_reg_gateway_type gateway_type;            /* UNSPECIFIED = any; else only devices of that type
+                                                    (NON_GATEWAY matches stored UNSPECIFIED too, as IoT Core:
+                                                    a device is a non-gateway unless it says GATEWAY) */
+    const char *associations_gateway_id;         /* NULL, or: only devices bound to this gateway (its id, or its
+                                                    numId in decimal) */
+    const char *associations_device_id;          /* NULL, or: only gateways this device (id or decimal numId) is
+                                                    bound to. At most one of the two associations. */
+    const char *after_id;                        /* NULL = from the start; else devices whose id sorts after this
+                                                    (byte order, SQLite BINARY), the keyset page cursor */
+    unsigned limit;                              /* 1..10000 devices at most */
+    int full;                                    /* 0: fill only num_id, id, names, blocked, created, config_version,
+                                                    activity times, log/gateway columns (one row read, no creds,
+                                                    metadata); 1: everything lk_registry_get_device fills */
+} lk_reg_device_query;
+/* Devices of registry name matching q, ordered by id, at most q->limit; *more = 1 when at least one more device
+ * matches after the last one given (so the caller can make a page token from the last id). The cost of a page must
+ * not grow with how deep it is: the query seeks the (registry, device_id) index to after_id (page 1000 of 500 in a
+ * registry of 1,000,000 devices in well under 100 ms). An unknown associations id -> LK_ERR_REG_NOT_FOUND with why;
+ * ids that match no device are simply absent. cb as list_devices (0 = go on). One read transaction.
+ *
+ * Filters combine with AND (ids and num_ids between themselves with OR). An id in ids that is not a valid device
+ * id, or a num_id of 0, simply matches nothing. The device passed to cb, and its strings, are valid only during
+ * the call (do not free them); with full = 0 its creds and metadata are empty. A stopping cb ends the call with
+ * LK_OK and *more = 0 (nothing is known past what cb took).
+ * Errors: LK_ERR_ARG (NULL reg, name, q, cb or more; an ids or num_ids count without its array or a NULL id; limit
+ * 0 or over LK_REG_QUERY_MAX; both associations given), LK_ERR_REG_LIMIT (nids or nnum_ids over
+ * LK_REG_QUERY_MAX), LK_ERR_REG_INVALID (a gateway_type that is not a value of its enum), LK_ERR_REG_NOT_FOUND
+ * (no such registry, or an unknown associations id, in this registry), and the storage errors; *more is 0 on
+ * every failure. */
+lk_err lk_registry_query_devices(lk_registry *reg, const lk_reg_name *name, const lk_reg_device_query *q,
+                                 int (*cb)(void *arg, const lk_reg_device *d), void *arg, int *more,
+                                 char *why, size_t why_size);
+
 #define LK_REG_SET_BLOCKED  1u
 #define LK_REG_SET_METADATA 2u  /* replaces all metadata */
 #define LK_REG_SET_CREDS    4u  /* replaces all credentials */
+#define LK_REG_SET_LOG_LEVEL    8u   /* update_device: spec->log_level (a valid enum value) */
+#define LK_REG_SET_GATEWAY_AUTH 16u  /* update_device: spec->gateway_auth_method */
 /* Update the fields named by mask from spec (spec->id names the device);
- * mask 0 is LK_ERR_ARG. With LK_REG_SET_CREDS, a credential identical
- * (format, PEM, expiry) to one the device has is kept without a new check;
- * the others are checked as by add_credential. */
+ * mask 0 (or an unknown bit) is LK_ERR_ARG. With LK_REG_SET_CREDS, a
+ * credential identical (format, PEM, expiry) to one the device has is kept
+ * without a new check; the others are checked as by add_credential. A log
+ * level or gateway auth method that is not a value of its enum is
+ * LK_ERR_REG_INVALID (nothing written). Appends LK_CHANGE_DEVICE. */
 lk_err lk_registry_update_device(lk_registry *reg, const lk_reg_name *name,
                                  const lk_reg_device_spec *spec, unsigned mask,
                                  char *why, size_t why_size);
@@ -337,6 +401,22 @@ lk_err lk_registry_add_credential(lk_registry *reg, const lk_reg_name *name,
 lk_err lk_registry_delete_credential(lk_registry *reg, const lk_reg_name *name,
                                      const char *id, unsigned index,
                                      char *why, size_t why_size);
+
+/* ---- gateway bindings (bindDeviceToGateway / unbindDeviceFromGateway) ---- */
+/* gateway and device: a device id, or a numId in decimal (an id must start with a letter, so all digits is a
+ * numId). Both must be devices of registry name (LK_ERR_REG_NOT_FOUND, why says which); the gateway's
+ * gateway_type must be GATEWAY and the device's must not be GATEWAY (LK_ERR_REG_INVALID with why, as IoT Core);
+ * binding a pair already bound is LK_OK (nothing written); at most LK_GATEWAYS_PER_DEVICE_MAX = 10 gateways per
+ * device and LK_DEVICES_PER_GATEWAY_MAX = 10000 devices per gateway (LK_ERR_REG_LIMIT; define them in
+ * lk_iotcore.h beside the other limits if missing). Unbinding a pair that is not bound: LK_ERR_REG_NOT_FOUND.
+ * Each is one transaction and appends LK_CHANGE_DEVICE for the device (so a broker reloads it later). Bindings go
+ * with either device when it is deleted (ON DELETE CASCADE).
+ * Also: LK_ERR_ARG (NULL reg, name, gateway or device); a refusal writes nothing. Unbinding does not look at the
+ * gateway types (a pair that is bound can always be unbound). */
+lk_err lk_registry_bind(lk_registry *reg, const lk_reg_name *name, const char *gateway, const char *device,
+                        char *why, size_t why_size);
+lk_err lk_registry_unbind(lk_registry *reg, const lk_reg_name *name, const char *gateway, const char *device,
+                          char *why, size_t why_size);
 
 /* ---- config and state ---- */
 
@@ -577,6 +657,97 @@ lk_err lk_registry_backend_list(lk_registry *reg, const char *project,
  * primary-key read, no transaction. */
 lk_err lk_registry_backend_lookup(lk_registry *reg, const char *name, char *project,
                                   uint8_t secret_sha256[32]);
+
+
+/* ---- service accounts (who may call latchkeyd's admin API) ----
+ *
+ * An account is NAME@PROJECT.iam.latchkey: NAME 6..30 characters
+ * [a-z][a-z0-9-]*[a-z0-9] (Google's rule for service account ids), PROJECT
+ * lk_project_valid; it has one role in its project and up to
+ * LK_SA_KEYS_MAX RSA public keys. The private keys are never stored: they
+ * are only in the key files given to the caller (`latchkey
+ * service-accounts`). A key's id is the key file's private_key_id and the
+ * kid of the account's JWTs: 40 lowercase hex characters (20 random bytes).
+ *
+ * Service-account changes are not in the change feed (the daemon looks a key
+ * up for every call: lk_registry_sa_lookup).
+ */
+typedef enum lk_reg_sa_role {         /* IoT Core's IAM roles, per project */
+    LK_ROLE_NONE = 0,
+    LK_ROLE_VIEWER = 1,               /* roles/cloudiot.viewer: read registries and devices */
+    LK_ROLE_DEVICE_CONTROLLER = 2,    /* roles/cloudiot.deviceController: + modify config, send commands,
+                                         update devices (not create/delete) */
+    LK_ROLE_PROVISIONER = 3,          /* roles/cloudiot.provisioner: + create, delete, update devices */
+    LK_ROLE_EDITOR = 4,               /* roles/cloudiot.editor: + registries, bind/unbind */
+    LK_ROLE_ADMIN = 5                 /* roles/cloudiot.admin: + IAM and service-account keys */
+} lk_reg_sa_role;
+/* "viewer", "deviceController", "provisioner", "editor", "admin" (and
+ * "none" for LK_ROLE_NONE, "unknown" for anything else). */
+const char *lk_reg_sa_role_name(lk_reg_sa_role r);
+/* The role of one of those names, also "roles/cloudiot.X" and
+ * "device-controller"; LK_ROLE_NONE for anything else (NULL included). */
+lk_reg_sa_role lk_reg_sa_role_from_name(const char *s);
+
+#define LK_SA_NAME_MIN 6u
+#define LK_SA_NAME_MAX 30u
+/* The email's domain after the project: "@PROJECT.iam.latchkey". */
+#define LK_SA_EMAIL_DOMAIN ".iam.latchkey"
+/* Longest email: NAME (30) '@' PROJECT (30) ".iam.latchkey" (13). */
+#define LK_SA_EMAIL_MAX (LK_SA_NAME_MAX + 1u + LK_PROJECT_MAX + 13u)
+#define LK_SA_KEY_ID_LEN 40u           /* lowercase hex of 20 bytes */
+#define LK_SA_KEYS_MAX 10u             /* keys per account (Google's limit) */
+
+typedef struct lk_reg_sa_key {
+    char *key_id;        /* the key file's private_key_id: 40 lowercase hex characters */
+    char *email;         /* NAME@PROJECT.iam.latchkey */
+    char *project, *name;
+    lk_reg_sa_role role;
+    char *public_pem;    /* -----BEGIN PUBLIC KEY----- RSA (2048..8192) */
+    int disabled;
+    int64_t created;     /* of the key */
+} lk_reg_sa_key;
+/* Frees the members (not k) and zeroes them; NULL is a no-op. */
+void lk_reg_sa_key_free(lk_reg_sa_key *k);
+/* A new account NAME in project with one role (not LK_ROLE_NONE). *email
+ * receives the account's email (the caller's buffer of at least
+ * LK_SA_EMAIL_MAX + 1 bytes; LK_ERR_ARG if smaller). LK_ERR_REG_INVALID for
+ * a bad name, project or role; LK_ERR_REG_EXISTS if (project, name) is
+ * taken. email is "" on failure. */
+lk_err lk_registry_sa_create(lk_registry *reg, const char *project, const char *name,
+                             lk_reg_sa_role role, char *email, size_t email_size, char *why,
+                             size_t why_size);
+/* Add a key to an account: key_id 40 lowercase hex (the caller draws it at
+ * random), pem an RSA public key that lk_cred_parse(LK_CRED_RSA_PEM)
+ * accepts (LK_ERR_CRED_INVALID otherwise, LK_ERR_REG_LIMIT over
+ * LK_CRED_PEM_MAX). At most LK_SA_KEYS_MAX keys per account
+ * (LK_ERR_REG_LIMIT). LK_ERR_REG_NOT_FOUND if no such account,
+ * LK_ERR_REG_EXISTS for a taken key_id, LK_ERR_REG_INVALID for a malformed
+ * email or key_id. */
+lk_err lk_registry_sa_key_add(lk_registry *reg, const char *email, const char *key_id,
+                              const char *pem, size_t pem_len, char *why, size_t why_size);
+/* The hot path of every API call: the key and its account, one
+ * primary-key read, no transaction (a LK_REG_READONLY or LK_REG_NOWRITE
+ * handle may call it). LK_ERR_REG_NOT_FOUND if none (also for a key_id that
+ * is not 40 lowercase hex, without a query). A disabled key is returned with
+ * disabled = 1 (the caller refuses it). *out zeroed on failure; release it
+ * with lk_reg_sa_key_free. */
+lk_err lk_registry_sa_lookup(lk_registry *reg, const char *key_id, lk_reg_sa_key *out);
+/* One call per key (accounts without keys: one call with key_id and
+ * public_pem NULL, disabled 0, created the account's), project NULL = all;
+ * ordered by project, name, key created (then key_id). The struct's
+ * strings are valid only during the call. cb returns 0 to go on. */
+lk_err lk_registry_sa_list(lk_registry *reg, const char *project,
+                           int (*cb)(void *arg, const lk_reg_sa_key *k), void *arg, char *why,
+                           size_t why_size);
+/* Disable (1) or enable (0) a key; setting what it already is succeeds.
+ * LK_ERR_REG_NOT_FOUND if no such key. */
+lk_err lk_registry_sa_key_set_disabled(lk_registry *reg, const char *key_id, int disabled,
+                                       char *why, size_t why_size);
+/* LK_ERR_REG_NOT_FOUND if no such key. */
+lk_err lk_registry_sa_key_delete(lk_registry *reg, const char *key_id, char *why,
+                                 size_t why_size);
+/* The account and all its keys. LK_ERR_REG_NOT_FOUND if none. */
+lk_err lk_registry_sa_delete(lk_registry *reg, const char *email, char *why, size_t why_size);
 
 #ifdef __cplusplus
 }

@@ -214,6 +214,63 @@ lk_err lk_verify_token_cached(lk_verifier *v, lk_vcache *cache,
                               int *hit, char *why, size_t why_size)
     __attribute__((warn_unused_result));
 
+
+/* ---- service accounts (latchkeyd's admin API) ----
+ *
+ * Google's auth libraries sign with the service-account key file's RSA key:
+ * header {"alg":"RS256","typ":"JWT","kid":KEY_ID}, claims {"iss": email,
+ * "sub": email (may be absent in the RFC 7523 grant), "aud": ..., "scope":
+ * "a b c", "iat", "exp"} with exp - iat = 3600. The caller reads the kid
+ * (lk_jwt_peek_kid), looks the key up in the registry
+ * (lk_registry_sa_lookup), then verifies with lk_verify_sa_token.
+ * Unlike device tokens, '=' padding is refused (Google's libraries never
+ * pad).
+ */
+
+/* The kid of a JWT's header, unverified (to find the key to verify with):
+ * copied NUL-terminated into kid. LK_ERR_TOKEN_TOO_LARGE over
+ * LK_VERIFY_MAX_LEN; LK_ERR_TOKEN_MALFORMED if the token does not have
+ * three non-empty segments or the header is not strict base64url of a JSON
+ * object; LK_ERR_TOKEN_HEADER if the header has no string kid of
+ * 1..(kid_size - 1) bytes without a NUL; LK_ERR_NOMEM; LK_ERR_ARG for NULL
+ * arguments or kid_size < 2. kid is "" on failure. Nothing here says the
+ * token is genuine. */
+lk_err lk_jwt_peek_kid(const char *token, size_t len, char *kid, size_t kid_size);
+
+#define LK_SA_SKEW 60              /* the daemon's default skew (Google allows little) */
+#define LK_SA_MAX_LIFETIME 3600    /* exp - iat of Google's self-signed JWTs */
+
+typedef struct lk_sa_policy {
+    const char *email;                   /* iss must equal it; sub, if present, too */
+    int64_t now, skew;                   /* skew: 0..3600 (use LK_SA_SKEW = 60 as the daemon default) */
+    int64_t max_lifetime;                /* exp - iat at most this (3600), 1..LK_VERIFY_MAX_LIFETIME */
+    const char *const *audiences; size_t naudiences; /* aud (a string, or an array of strings) must contain one
+                                            of these, or ... */
+    const char *const *scopes; size_t nscopes;       /* ... the "scope" claim (space-separated) contains one of
+                                            these. With naudiences 0, aud is not required; with nscopes 0, scope
+                                            does not count. At least one of the two must be satisfied
+                                            (both 0: LK_ERR_ARG). */
+    size_t max_len;                      /* token length cap (0 = LK_VERIFY_MAX_LEN) */
+} lk_sa_policy;
+
+/*
+ * Verify a service account's self-signed JWT against its key cred (an RSA
+ * credential: LK_ERR_NO_CREDENTIAL for another kind or an expired one):
+ * strictly as lk_verify_token's rules 1-4 (length, segments, strict
+ * base64url without padding, JSON, refused header parameters; alg must be
+ * RS256, else LK_ERR_TOKEN_ALG), then the claims: iss a string equal to
+ * pol->email, sub absent or equal to it (LK_ERR_TOKEN_CLAIM); iat and exp
+ * integers (LK_ERR_TOKEN_CLAIM); aud (a string or an array of strings; any
+ * other type LK_ERR_TOKEN_CLAIM) containing one of pol->audiences, or the
+ * scope string containing one of pol->scopes (LK_ERR_TOKEN_AUDIENCE when
+ * neither); time as rule 6 with pol->max_lifetime; the signature last (rule
+ * 7). LK_OK fills *info (alg RS256, iat, exp, valid_until = exp + skew,
+ * cred_index 0). On failure *info is zeroed; why never contains the token.
+ */
+lk_err lk_verify_sa_token(lk_verifier *v, const char *token, size_t len, const lk_cred *cred,
+                          const lk_sa_policy *pol, lk_token_info *info, char *why, size_t why_size)
+    __attribute__((warn_unused_result));
+
 #ifdef __cplusplus
 }
 #endif

@@ -215,7 +215,9 @@ static void list_devices(struct lkd_call *c, const lk_reg_name *n)
     q.nnum_ids = nnums;
     const char *gt = lkd_query(c, "gatewayListOptions.gatewayType");
     if (gt != NULL) {
-        json_t *v = json_string(gt);
+        /* A number when the client encodes enums as numbers. */
+        int digits = gt[0] != '\0' && strspn(gt, "0123456789") == strlen(gt) && strlen(gt) < 6;
+        json_t *v = digits ? json_integer(atoi(gt)) : json_string(gt);
         int e = v ? lkd_enum(c, v, "gatewayListOptions.gatewayType", lkd_gw_type_names, lkd_gw_type_values,
                              LKD_GW_TYPES)
                   : -1;

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "latchkey/lk_iotcore.h"
+#include "latchkey/lk_sha256.h"
 #include "daemon.h"
 
 /* Each permission and the least role that holds it (the roles are ordered:
@@ -98,7 +99,13 @@ static void get_policy(struct lkd_call *c, const lk_reg_name *n)
         lkd_reply_lk(c, err, why);
         return;
     }
-    lkd_reply_json(c, 200, json_pack("{s:i,s:o,s:s}", "version", 1, "bindings", bindings, "etag", "ACAB"));
+    /* The etag names this content (IAM's etags are opaque base64). */
+    char *text = json_dumps(bindings, JSON_COMPACT | JSON_SORT_KEYS);
+    uint8_t h[32];
+    lk_sha256(text ? text : "", text ? strlen(text) : 0, h);
+    free(text);
+    json_t *etag = lkd_jbytes(h, 9);
+    lkd_reply_json(c, 200, json_pack("{s:i,s:o,s:o}", "version", 1, "bindings", bindings, "etag", etag));
 }
 
 static void test_permissions(struct lkd_call *c)

@@ -113,14 +113,10 @@ static int read_registry_body(struct lkd_call *c, json_t *o, struct reg_body *b)
     memset(b, 0, sizeof *b);
     if (lkd_known_fields(c, o, "device_registry", fields) != 0)
         return -1;
-    json_t *v = lkd_field(c, o, "eventNotificationConfigs", NULL, &bad);
-    if (bad)
+    json_t *v;
+    if (lkd_array_field(c, o, "eventNotificationConfigs", 10, &v) != 0)
         return -1;
     if (v != NULL) {
-        if (!json_is_array(v) || json_array_size(v) > 10) {
-            lkd_reply_error(c, LKD_INVALID_ARGUMENT, "eventNotificationConfigs must be an array of at most 10");
-            return -1;
-        }
         json_t *a = json_array();
         size_t i;
         json_t *e;
@@ -167,15 +163,9 @@ static int read_registry_body(struct lkd_call *c, json_t *o, struct reg_body *b)
         b->spec.log_level = (lk_reg_log_level)e;
         b->has_log = 1;
     }
-    v = lkd_field(c, o, "credentials", NULL, &bad);
-    if (bad)
+    if (lkd_array_field(c, o, "credentials", LK_REGISTRY_CERTS_MAX, &v) != 0)
         return -1;
     if (v != NULL) {
-        if (!json_is_array(v) || json_array_size(v) > LK_REGISTRY_CERTS_MAX) {
-            lkd_reply_error(c, LKD_INVALID_ARGUMENT, "credentials must be an array of at most %u",
-                            LK_REGISTRY_CERTS_MAX);
-            return -1;
-        }
         size_t i;
         json_t *e;
         static const char *const cf[] = {"publicKeyCertificate", NULL};

@@ -29,7 +29,6 @@
 
 #include "latchkey/lk_registry.h"
 #include "latchkey/lk_verify.h"
-#include "pending.h" /* TEMPORARY */
 
 /* ---- configuration (config.c) ---- */
 
@@ -83,6 +82,7 @@ struct lkd {
 int64_t lkd_now(void);       /* seconds since 1970 */
 int64_t lkd_now_ms(void);    /* monotonic milliseconds */
 
+extern int lkd_log_quiet; /* the fuzz targets silence the log */
 void lkd_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void lkd_debug(const struct lkd *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -171,6 +171,9 @@ const char *lkd_role_name(lkd_role r);
 /* The member named camel (or its snake_case spelling snake), or NULL. Both
  * present is INVALID_ARGUMENT (replied; *bad = 1). */
 json_t *lkd_field(struct lkd_call *c, json_t *obj, const char *camel, const char *snake, int *bad);
+/* The member camel (either spelling) as an array of at most max elements:
+ * 0 with *out (NULL when absent), or -1 after replying. */
+int lkd_array_field(struct lkd_call *c, json_t *obj, const char *camel, size_t max, json_t **out);
 /* Every member of obj is one of names (camelCase, snake_case accepted), or
  * reply INVALID_ARGUMENT naming the unknown one and return -1. */
 int lkd_known_fields(struct lkd_call *c, json_t *obj, const char *what, const char *const *camel_names);

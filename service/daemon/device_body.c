@@ -208,15 +208,9 @@ int lkd_device_body_read(struct lkd_call *c, json_t *o, struct lkd_device_body *
         }
         b->spec.id = id;
     }
-    v = lkd_field(c, o, "credentials", NULL, &bad);
-    if (bad)
+    if (lkd_array_field(c, o, "credentials", LK_DEVICE_CREDENTIALS_MAX, &v) != 0)
         return -1;
     if (v != NULL) {
-        if (!json_is_array(v) || json_array_size(v) > LK_DEVICE_CREDENTIALS_MAX) {
-            lkd_reply_error(c, LKD_INVALID_ARGUMENT, "credentials must be an array of at most %u",
-                            LK_DEVICE_CREDENTIALS_MAX);
-            return -1;
-        }
         size_t i;
         json_t *e;
         json_array_foreach(v, i, e) {

@@ -20,13 +20,22 @@ int64_t lkd_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int lkd_log_quiet;
+
+__attribute__((format(printf, 1, 0))) static void vlog(const char *fmt, va_list ap)
+{
+    if (lkd_log_quiet)
+        return;
+    fputs("latchkeyd: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
 void lkd_log(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("latchkeyd: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vlog(fmt, ap);
     va_end(ap);
 }
 
@@ -36,8 +45,6 @@ void lkd_debug(const struct lkd *d, const char *fmt, ...)
         return;
     va_list ap;
     va_start(ap, fmt);
-    fputs("latchkeyd: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vlog(fmt, ap);
     va_end(ap);
 }

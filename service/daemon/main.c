@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -166,6 +167,13 @@ static int start(struct lkd *d)
             lkd_log("TLS: %s", why);
             return -1;
         }
+    }
+    /* Thousands of keep-alive connections need descriptors: take the hard
+     * limit (systemd's LimitNOFILE sets it). */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
     }
     lk_err err = lk_registry_open(cfg->registry, LK_REG_CREATE, &d->reg, why, sizeof why);
     if (err != LK_OK) {

@@ -67,6 +67,19 @@ json_t *lkd_field(struct lkd_call *c, json_t *obj, const char *camel, const char
     return a ? a : b;
 }
 
+int lkd_array_field(struct lkd_call *c, json_t *obj, const char *camel, size_t max, json_t **out)
+{
+    int bad = 0;
+    *out = lkd_field(c, obj, camel, NULL, &bad);
+    if (bad)
+        return -1;
+    if (*out != NULL && (!json_is_array(*out) || json_array_size(*out) > max)) {
+        lkd_reply_error(c, LKD_INVALID_ARGUMENT, "%s must be an array of at most %zu", camel, max);
+        return -1;
+    }
+    return 0;
+}
+
 int lkd_known_fields(struct lkd_call *c, json_t *obj, const char *what, const char *const *camel_names)
 {
     const char *key;

@@ -213,6 +213,59 @@ typedef struct lk_reg_store {
      * LK_ERR_REG_STORAGE). NOT_FOUND. */
     lk_err (*backend_lookup)(lk_reg_be *be, const char *name, char *project,
                              size_t project_size, uint8_t secret_sha256[32]);
+
+    /* ---- latchkeyd (schema 4): device pages, gateway bindings ---- */
+    /* The device of registry rid with id (id NULL: with num_id): its num_id
+     * and gateway type. NOT_FOUND (also for a device of another registry). */
+    lk_err (*device_ref)(lk_reg_be *be, int64_t rid, const char *id, uint64_t num_id,
+                         uint64_t *num_out, lk_reg_gateway_type *gateway_type);
+    /* The devices of registry rid that q matches (as lk_registry_query_devices
+     * says, with q->full ignored and the associations already resolved to
+     * assoc_gateway / assoc_device, 0 = none), ordered by device id, at most
+     * limit of them. cb gets each with only the devices row's fields
+     * (num_id, id, blocked, created, config_version, activity times, log and
+     * gateway fields); project, location, registry, credentials and metadata
+     * are left NULL/0. A seek in the (registry, device id) index, not a scan
+     * from the start. */
+    lk_err (*device_query)(lk_reg_be *be, int64_t rid, const lk_reg_device_query *q,
+                           uint64_t assoc_gateway, uint64_t assoc_device, unsigned limit,
+                           int (*cb)(void *arg, const lk_reg_device *d), void *arg);
+    lk_err (*device_set_log_level)(lk_reg_be *be, uint64_t num_id, lk_reg_log_level level);
+    lk_err (*device_set_gateway_auth)(lk_reg_be *be, uint64_t num_id,
+                                      lk_reg_gateway_auth method);
+    /* Whether gateway and device are bound. */
+    lk_err (*binding_exists)(lk_reg_be *be, uint64_t gateway, uint64_t device, int *bound);
+    /* How many devices gateway has, and how many gateways device has. */
+    lk_err (*binding_counts)(lk_reg_be *be, uint64_t gateway, uint64_t device,
+                             uint64_t *gateway_devices, uint64_t *device_gateways);
+    lk_err (*binding_insert)(lk_reg_be *be, uint64_t gateway, uint64_t device,
+                             int64_t created);                           /* EXISTS */
+    lk_err (*binding_delete)(lk_reg_be *be, uint64_t gateway, uint64_t device); /* NOT_FOUND */
+    /* registries.patch: the registry's log level; all its CA certificates
+     * removed (cert_insert then adds the new list in order). */
+    lk_err (*registry_set_log_level)(lk_reg_be *be, int64_t rid, lk_reg_log_level level);
+    lk_err (*cert_clear)(lk_reg_be *be, int64_t rid);
+    /* ---- service accounts (schema 4) ---- */
+    /* A new account; EXISTS if the email or (project, name) is taken. */
+    lk_err (*sa_insert)(lk_reg_be *be, const char *email, const char *project, const char *name,
+                        lk_reg_sa_role role, int64_t created);
+    /* How many keys the account has. NOT_FOUND if there is no account. */
+    lk_err (*sa_key_count)(lk_reg_be *be, const char *email, unsigned *n);
+    /* A new enabled key of an existing account. EXISTS for a taken key_id. */
+    lk_err (*sa_key_insert)(lk_reg_be *be, const char *email, const char *key_id,
+                            const char *pem, size_t pem_len, int64_t created);
+    /* The key with its account: one read by primary key, no transaction
+     * needed; out's members malloc'd (lk_reg_sa_key_free). NOT_FOUND. */
+    lk_err (*sa_lookup)(lk_reg_be *be, const char *key_id, lk_reg_sa_key *out);
+    /* One row per key, one per account without keys (key_id and public_pem
+     * NULL, created the account's); NULL project: all. Ordered by project,
+     * name, key created, key_id. */
+    lk_err (*sa_list)(lk_reg_be *be, const char *project,
+                      int (*cb)(void *arg, const lk_reg_sa_key *k), void *arg);
+    lk_err (*sa_key_set_disabled)(lk_reg_be *be, const char *key_id, int disabled); /* NOT_FOUND */
+    lk_err (*sa_key_delete)(lk_reg_be *be, const char *key_id);                     /* NOT_FOUND */
+    /* The account and (cascading) its keys. NOT_FOUND. */
+    lk_err (*sa_delete)(lk_reg_be *be, const char *email);
 } lk_reg_store;
 
 extern const lk_reg_store lk_reg_sqlite_backend;

@@ -58,6 +58,17 @@ static lk_err check_metadata(const lk_reg_metadata *m, unsigned n, char *why, si
     return LK_OK;
 }
 
+static lk_err check_gateway_auth(lk_reg_gateway_auth m, char *why, size_t why_size)
+{
+    if ((int)m < (int)LK_GATEWAY_AUTH_UNSPECIFIED ||
+        (int)m > (int)LK_GATEWAY_AUTH_ASSOCIATION_AND_DEVICE_AUTH_TOKEN)
+        return failf(why, why_size, LK_ERR_REG_INVALID,
+                     "gateway auth method %d is invalid: use UNSPECIFIED (0), ASSOCIATION_ONLY "
+                     "(1), DEVICE_AUTH_TOKEN_ONLY (2) or ASSOCIATION_AND_DEVICE_AUTH_TOKEN (3)",
+                     (int)m);
+    return LK_OK;
+}
+
 /* Everything about a device spec that needs no database. creds_too: the
  * credential count (the credentials themselves are checked in the
  * transaction, against the registry's CA certificates). */
@@ -189,12 +200,8 @@ lk_err lk_reg__check_create_spec(const lk_reg_device_spec *spec, char *why, size
         return failf(why, why_size, LK_ERR_REG_INVALID,
                      "gateway type %d is invalid: use UNSPECIFIED (0), GATEWAY (1) or "
                      "NON_GATEWAY (2)", (int)spec->gateway_type);
-    if ((int)spec->gateway_auth_method < (int)LK_GATEWAY_AUTH_UNSPECIFIED ||
-        (int)spec->gateway_auth_method > (int)LK_GATEWAY_AUTH_ASSOCIATION_AND_DEVICE_AUTH_TOKEN)
-        return failf(why, why_size, LK_ERR_REG_INVALID,
-                     "gateway auth method %d is invalid: use UNSPECIFIED (0), ASSOCIATION_ONLY "
-                     "(1), DEVICE_AUTH_TOKEN_ONLY (2) or ASSOCIATION_AND_DEVICE_AUTH_TOKEN (3)",
-                     (int)spec->gateway_auth_method);
+    if ((err = check_gateway_auth(spec->gateway_auth_method, why, why_size)) != LK_OK)
+        return err;
     if (spec->last_accessed_gateway_id != NULL &&
         (w = lk_id_why("gateway id", spec->last_accessed_gateway_id,
                        strlen(spec->last_accessed_gateway_id), r, sizeof r)) != NULL)
@@ -326,13 +333,22 @@ lk_err lk_registry_update_device(lk_registry *reg, const lk_reg_name *name,
     int64_t rid;
     lk_err err;
 
-    if (mask == 0 || (mask & ~(LK_REG_SET_BLOCKED | LK_REG_SET_METADATA | LK_REG_SET_CREDS)))
+    if (mask == 0 || (mask & ~(LK_REG_SET_BLOCKED | LK_REG_SET_METADATA | LK_REG_SET_CREDS |
+                               LK_REG_SET_LOG_LEVEL | LK_REG_SET_GATEWAY_AUTH)))
         return failf(why, why_size, LK_ERR_ARG,
                      "the update mask must name fields to change: LK_REG_SET_BLOCKED, "
-                     "LK_REG_SET_METADATA, LK_REG_SET_CREDS");
+                     "LK_REG_SET_METADATA, LK_REG_SET_CREDS, LK_REG_SET_LOG_LEVEL, "
+                     "LK_REG_SET_GATEWAY_AUTH");
     if ((err = lk_reg__check_name(name, why, why_size)) != LK_OK ||
-        (err = check_spec(spec, mask, why, why_size)) != LK_OK ||
-        (err = lk_reg__enter(reg, TX_WRITE, why, why_size)) != LK_OK)
+        (err = check_spec(spec, mask, why, why_size)) != LK_OK)
+        return err;
+    if ((mask & LK_REG_SET_LOG_LEVEL) &&
+        (err = lk_reg__check_log_level("device", spec->log_level, why, why_size)) != LK_OK)
+        return err;
+    if ((mask & LK_REG_SET_GATEWAY_AUTH) &&
+        (err = check_gateway_auth(spec->gateway_auth_method, why, why_size)) != LK_OK)
+        return err;
+    if ((err = lk_reg__enter(reg, TX_WRITE, why, why_size)) != LK_OK)
         return err;
     err = lk_reg__find_both(reg, name, spec->id, &rid, &num_id, NULL, why, why_size);
     if (err == LK_OK && (mask & LK_REG_SET_CREDS)) {
@@ -351,6 +367,13 @@ lk_err lk_registry_update_device(lk_registry *reg, const lk_reg_name *name,
         err = lk_reg__be_fail(reg, err, why, why_size);
     if (err == LK_OK && (mask & LK_REG_SET_METADATA) &&
         (err = reg->ops->metadata_set(reg->be, num_id, spec->metadata, spec->nmetadata)) != LK_OK)
+        err = lk_reg__be_fail(reg, err, why, why_size);
+    if (err == LK_OK && (mask & LK_REG_SET_LOG_LEVEL) &&
+        (err = reg->ops->device_set_log_level(reg->be, num_id, spec->log_level)) != LK_OK)
+        err = lk_reg__be_fail(reg, err, why, why_size);
+    if (err == LK_OK && (mask & LK_REG_SET_GATEWAY_AUTH) &&
+        (err = reg->ops->device_set_gateway_auth(reg->be, num_id, spec->gateway_auth_method)) !=
+            LK_OK)
         err = lk_reg__be_fail(reg, err, why, why_size);
     lk_reg__creds_free(cur, ncur);
     lk_reg__cas_free(cas);

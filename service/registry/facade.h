@@ -1,6 +1,7 @@
 /*
  * facade.h — what the registry's facade files (registry.c, registries.c,
- * devices.c, configs.c, feed.c, import.c, commands.c) share: the handle,
+ * devices.c, configs.c, feed.c, import.c, commands.c, query.c, bindings.c)
+ * share: the handle,
  * the transactions and the checks used by more than one resource. Internal:
  * not installed; the storage backend never includes it.
  */
@@ -113,6 +114,12 @@ lk_err lk_reg__enter_device(lk_registry *reg, int tx, const lk_reg_name *name,
 /* The registry's CA certificates, parsed. */
 lk_err lk_reg__load_cas(lk_registry *reg, int64_t rid, lk_reg_cas **out, char *why,
                         size_t why_size);
+/* The device of registry rid named by ref, a device id or a numId in
+ * decimal (query.c), inside a transaction: its num_id and gateway type, or
+ * LK_ERR_REG_NOT_FOUND with why naming it as what ("gateway", "device"). */
+lk_err lk_reg__find_ref(lk_registry *reg, const lk_reg_name *name, int64_t rid,
+                        const char *what, const char *ref, uint64_t *num_id,
+                        lk_reg_gateway_type *type, char *why, size_t why_size);
 /* Forget an open import (its transaction is already ended). */
 void lk_reg__import_end(lk_registry *reg);
 

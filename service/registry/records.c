@@ -90,3 +90,9 @@ void lk_reg_backend_free(lk_reg_backend *b)
     if (b != NULL)
         RELEASE(b, b->name, b->project);
 }
+
+void lk_reg_sa_key_free(lk_reg_sa_key *k)
+{
+    if (k != NULL)
+        RELEASE(k, k->key_id, k->email, k->project, k->name, k->public_pem);
+}

@@ -448,3 +448,175 @@ lk_err lk_registry_delete_cert(lk_registry *reg, const lk_reg_name *name, unsign
     }
     return lk_reg__leave(reg, err, TX_WRITE, why, why_size);
 }
+
+/* ------------------------------------------------------------------ */
+/* Patch (REST registries.patch)                                       */
+
+#define PATCH_MASK                                                                           \
+    (LK_REG_SET_MQTT | LK_REG_SET_HTTP | LK_REG_SET_EVENT_NOTIFY | LK_REG_SET_STATE_NOTIFY |  \
+     LK_REG_SET_REG_LOG_LEVEL | LK_REG_SET_CERTS)
+
+/* DER of the certificates a registry has. */
+struct stored_ders {
+    unsigned char *der[LK_REGISTRY_CERTS_MAX];
+    size_t len[LK_REGISTRY_CERTS_MAX];
+    unsigned n;
+    lk_err err;
+};
+
+static int stored_der_cb(void *arg, unsigned index, const char *pem, size_t len)
+{
+    struct stored_ders *s = arg;
+    (void)index;
+    if (s->n == LK_REGISTRY_CERTS_MAX)
+        return 0; /* more than the limit (stored by hand): not "had" */
+    /* One that no longer parses is simply not among those kept. */
+    if (lk_reg__cert_der(pem, len, &s->der[s->n], &s->len[s->n]) == LK_OK)
+        s->n++;
+    return 0;
+}
+
+/* The new CA list, each checked as add_cert does, except that one the
+ * registry already has (same DER) is not refused for having expired since:
+ * a patch that keeps it must not fail on it. */
+static lk_err check_patch_cas(lk_registry *reg, int64_t rid, const lk_reg_registry_spec *spec,
+                              char *why, size_t why_size)
+{
+    struct stored_ders st;
+    unsigned char *der[LK_REGISTRY_CERTS_MAX];
+    size_t dl[LK_REGISTRY_CERTS_MAX];
+    unsigned i, j, n = 0;
+    lk_err err;
+
+    memset(&st, 0, sizeof st);
+    if ((err = reg->ops->cert_list(reg->be, rid, stored_der_cb, &st)) != LK_OK)
+        err = lk_reg__be_fail(reg, err, why, why_size);
+    for (i = 0; i < spec->ncas && err == LK_OK; i++) {
+        unsigned char *d = NULL;
+        size_t len = 0;
+        int had = 0;
+        int64_t at = lk_reg__now(reg);
+        char w[400] = "";
+        if (spec->ca_pems[i] != NULL &&
+            lk_reg__cert_der(spec->ca_pems[i], spec->ca_lens[i], &d, &len) == LK_OK) {
+            for (j = 0; j < st.n && !had; j++)
+                had = st.len[j] == len && memcmp(st.der[j], d, len) == 0;
+            OPENSSL_free(d);
+        }
+        if (had)
+            at = INT64_MIN; /* every rule but the expiry */
+        err = spec->ca_pems[i] == NULL
+                  ? LK_ERR_ARG
+                  : lk_reg__ca_check(spec->ca_pems[i], spec->ca_lens[i], at, &der[n], &dl[n], w,
+                                     sizeof w);
+        if (err != LK_OK) {
+            (void)failf(why, why_size, err, "CA certificate %u: %s", i,
+                        w[0] != '\0' ? w : "missing");
+            break;
+        }
+        n++;
+        for (j = 0; j + 1 < n; j++)
+            if (dl[j] == dl[n - 1] && memcmp(der[j], der[n - 1], dl[j]) == 0) {
+                err = failf(why, why_size, LK_ERR_REG_INVALID,
+                            "CA certificates %u and %u are the same certificate", j, i);
+                break;
+            }
+    }
+    for (j = 0; j < n; j++)
+        OPENSSL_free(der[j]);
+    for (j = 0; j < st.n; j++)
+        OPENSSL_free(st.der[j]);
+    return err;
+}
+
+/* What needs no database. */
+static lk_err check_patch(const lk_reg_registry_spec *spec, unsigned mask, char *why,
+                          size_t why_size)
+{
+    lk_err err = LK_OK;
+    if (spec == NULL)
+        return failf(why, why_size, LK_ERR_ARG, "no registry given");
+    if (mask == 0 || (mask & ~PATCH_MASK))
+        return failf(why, why_size, LK_ERR_ARG,
+                     "the patch mask must name fields to change: LK_REG_SET_MQTT, "
+                     "LK_REG_SET_HTTP, LK_REG_SET_EVENT_NOTIFY, LK_REG_SET_STATE_NOTIFY, "
+                     "LK_REG_SET_REG_LOG_LEVEL, LK_REG_SET_CERTS");
+    if (mask & LK_REG_SET_MQTT)
+        err = lk_reg__check_state("mqtt", spec->mqtt, why, why_size);
+    if (err == LK_OK && (mask & LK_REG_SET_HTTP))
+        err = lk_reg__check_state("http", spec->http, why, why_size);
+    if (err == LK_OK && (mask & LK_REG_SET_REG_LOG_LEVEL))
+        err = lk_reg__check_log_level("registry", spec->log_level, why, why_size);
+    if (err == LK_OK && (mask & LK_REG_SET_EVENT_NOTIFY))
+        err = check_notifications(spec->event_notification_json, NULL, why, why_size);
+    if (err == LK_OK && (mask & LK_REG_SET_STATE_NOTIFY))
+        err = check_notifications(NULL, spec->state_notification_json, why, why_size);
+    if (err == LK_OK && (mask & LK_REG_SET_CERTS)) {
+        if (spec->ncas > LK_REGISTRY_CERTS_MAX)
+            return failf(why, why_size, LK_ERR_REG_LIMIT,
+                         "%u CA certificates given; a registry has at most %u", spec->ncas,
+                         LK_REGISTRY_CERTS_MAX);
+        if (spec->ncas > 0 && (spec->ca_pems == NULL || spec->ca_lens == NULL))
+            return failf(why, why_size, LK_ERR_ARG,
+                         "CA certificate count %u without certificates", spec->ncas);
+    }
+    return err;
+}
+
+lk_err lk_registry_patch_registry(lk_registry *reg, const lk_reg_name *name,
+                                  const lk_reg_registry_spec *spec, unsigned mask, char *why,
+                                  size_t why_size)
+{
+    lk_reg_registry r;
+    int64_t rid;
+    unsigned i;
+    lk_err err;
+
+    if (reg == NULL)
+        return LK_ERR_ARG;
+    if ((err = lk_reg__check_name(name, why, why_size)) != LK_OK ||
+        (err = check_patch(spec, mask, why, why_size)) != LK_OK ||
+        (err = lk_reg__enter(reg, TX_WRITE, why, why_size)) != LK_OK)
+        return err;
+    memset(&r, 0, sizeof r);
+    err = lk_reg__find_registry(reg, name, &rid, why, why_size);
+    if (err == LK_OK && (mask & LK_REG_SET_CERTS))
+        err = check_patch_cas(reg, rid, spec, why, why_size);
+    if (err == LK_OK && (err = reg->ops->registry_get(reg->be, rid, &r)) != LK_OK)
+        err = lk_reg__be_fail(reg, err, why, why_size);
+    if (err == LK_OK &&
+        (mask & (LK_REG_SET_MQTT | LK_REG_SET_HTTP | LK_REG_SET_EVENT_NOTIFY |
+                 LK_REG_SET_STATE_NOTIFY))) {
+        /* UNSPECIFIED means enabled, as at creation */
+        if (mask & LK_REG_SET_MQTT)
+            r.mqtt = spec->mqtt == LK_REG_STATE_UNSPECIFIED ? LK_REG_STATE_ENABLED : spec->mqtt;
+        if (mask & LK_REG_SET_HTTP)
+            r.http = spec->http == LK_REG_STATE_UNSPECIFIED ? LK_REG_STATE_ENABLED : spec->http;
+        if (((mask & LK_REG_SET_EVENT_NOTIFY) &&
+             set_json(&r.event_notification_json, spec->event_notification_json != NULL
+                                                      ? spec->event_notification_json
+                                                      : "") != LK_OK) ||
+            ((mask & LK_REG_SET_STATE_NOTIFY) &&
+             set_json(&r.state_notification_json, spec->state_notification_json != NULL
+                                                      ? spec->state_notification_json
+                                                      : "") != LK_OK))
+            err = failf(why, why_size, LK_ERR_NOMEM, "out of memory");
+        if (err == LK_OK && (err = reg->ops->registry_update(reg->be, rid, &r)) != LK_OK)
+            err = lk_reg__be_fail(reg, err, why, why_size);
+    }
+    if (err == LK_OK && (mask & LK_REG_SET_REG_LOG_LEVEL) &&
+        (err = reg->ops->registry_set_log_level(reg->be, rid, spec->log_level)) != LK_OK)
+        err = lk_reg__be_fail(reg, err, why, why_size);
+    if (err == LK_OK && (mask & LK_REG_SET_CERTS)) {
+        if ((err = reg->ops->cert_clear(reg->be, rid)) != LK_OK)
+            err = lk_reg__be_fail(reg, err, why, why_size);
+        for (i = 0; err == LK_OK && i < spec->ncas; i++)
+            if ((err = reg->ops->cert_insert(reg->be, rid, spec->ca_pems[i], spec->ca_lens[i])) !=
+                LK_OK)
+                err = lk_reg__be_fail(reg, err, why, why_size);
+    }
+    lk_reg_registry_free(&r);
+    if (mask & (LK_REG_SET_MQTT | LK_REG_SET_HTTP)) /* who may connect may change */
+        return lk_reg__leave_changed(reg, err, LK_CHANGE_REGISTRY, 0, why, why_size);
+    return lk_reg__leave(reg, err, TX_WRITE, why, why_size);
+}

@@ -7,7 +7,8 @@
  * registries.c (registries and their CA certificates), devices.c (devices
  * and credentials), configs.c (configs and states), feed.c (the broker's
  * calls and the change feed), import.c (bulk import), commands.c (commands
- * and backend applications); records.c frees what they hand out.
+ * and backend applications), query.c (devices a page at a time), bindings.c
+ * (gateway bindings); records.c frees what they hand out.
  *
  * The shape of every operation:
  *   1. check the arguments that need no database (names, sizes, formats);
@@ -56,6 +57,13 @@
  *    gateway settings, which are stored and shown but act on nothing yet.
  *    A registry may be created whole (notifications, log level, CAs) in one
  *    transaction, and imported in batches like devices.
+ *  - For latchkeyd (query.c, bindings.c, registries.c's patch): devices
+ *    come a page at a time after an id (keyset, never an offset); a device
+ *    is named by id or by decimal numId (ids start with a letter); gateway
+ *    bindings follow IoT Core's rules and limits, binding a bound pair is
+ *    a no-op, and each change is LK_CHANGE_DEVICE for the bound device; a
+ *    registry patch that keeps a CA certificate does not re-check its
+ *    expiry.
  */
 #include <stdio.h>
 #include <stdlib.h>

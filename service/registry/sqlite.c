@@ -2,9 +2,9 @@
  * sqlite.c — the SQLite backend of the registry (backend.h): its table of
  * operations. The operations live by what they store: sqlite_db.c (the
  * statements, errors, transactions), sqlite_open.c (opening, the schema),
- * sqlite_registries.c, sqlite_devices.c, sqlite_configs.c, sqlite_feed.c and
- * sqlite_commands.c. None of them calls the facade (registry.c and its
- * files); the records they fill are freed by records.c.
+ * sqlite_registries.c, sqlite_devices.c, sqlite_configs.c, sqlite_feed.c,
+ * sqlite_commands.c and sqlite_query.c. None of them calls the facade
+ * (registry.c and its files); the records they fill are freed by records.c.
  */
 #include "sqlite_internal.h"
 
@@ -62,4 +62,22 @@ const lk_reg_store lk_reg_sqlite_backend = {
     .backend_delete = lk_sq__backend_delete,
     .backend_list = lk_sq__backend_list,
     .backend_lookup = lk_sq__backend_lookup,
+    .device_ref = lk_sq__device_ref,
+    .device_query = lk_sq__device_query,
+    .device_set_log_level = lk_sq__device_set_log_level,
+    .device_set_gateway_auth = lk_sq__device_set_gateway_auth,
+    .binding_exists = lk_sq__binding_exists,
+    .binding_counts = lk_sq__binding_counts,
+    .binding_insert = lk_sq__binding_insert,
+    .binding_delete = lk_sq__binding_delete,
+    .registry_set_log_level = lk_sq__registry_set_log_level,
+    .cert_clear = lk_sq__cert_clear,
+    .sa_insert = lk_sq__sa_insert,
+    .sa_key_count = lk_sq__sa_key_count,
+    .sa_key_insert = lk_sq__sa_key_insert,
+    .sa_lookup = lk_sq__sa_lookup,
+    .sa_list = lk_sq__sa_list,
+    .sa_key_set_disabled = lk_sq__sa_key_set_disabled,
+    .sa_key_delete = lk_sq__sa_key_delete,
+    .sa_delete = lk_sq__sa_delete,
 };

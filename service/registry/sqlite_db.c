@@ -21,6 +21,29 @@
     "(SELECT count(*) FROM registry_certs c WHERE c.registry = r.id), "                      \
     "(SELECT count(*) FROM devices d WHERE d.registry = r.id), r.log_level"
 
+/* device_query's statements. ?1 registry, ?2 after this id ("" = from the
+ * start), ?3 gateway type (0 = any; NON_GATEWAY also matches 0), ?4 JSON
+ * array of ids, ?5 JSON array of numIds, ?6 the gateway whose devices, ?7 the
+ * device whose gateways, ?8 how many. Without a filter on ids or
+ * associations the (registry, device_id) index is range-scanned from ?2
+ * (Q_SEEK); with one, the candidates (at most 20,000 ids, 10,000 bound
+ * devices) drive the query and the range test is a filter (Q_PICK: the unary
+ * + keeps the planner off the index range, which would scan the registry). */
+#define Q_HEAD                                                                               \
+    "SELECT d.num_id, d.device_id, d.blocked, d.created, d.config_version, d.last_heartbeat, " \
+    "d.last_event, d.last_state, d.last_config_ack, d.last_config_send, d.last_error, "       \
+    "d.last_error_status, d.log_level, d.gateway_type, d.gateway_auth_method, "               \
+    "d.last_accessed_gateway_id, d.last_accessed_gateway_time FROM devices d WHERE "
+#define Q_SEEK "d.registry = ?1 AND d.device_id > ?2 "
+#define Q_PICK "+d.registry = ?1 AND +d.device_id > ?2 "
+#define Q_TYPE "AND (?3 = 0 OR d.gateway_type = ?3 OR (?3 = 2 AND d.gateway_type = 0)) "
+#define Q_IDS                                                                                \
+    "AND d.num_id IN (SELECT i.num_id FROM devices i WHERE i.registry = ?1 AND i.device_id IN " \
+    "(SELECT value FROM json_each(?4)) UNION ALL SELECT value FROM json_each(?5)) "
+#define Q_GW "AND d.num_id IN (SELECT device FROM gateway_bindings WHERE gateway = ?6) "
+#define Q_DEV "AND d.num_id IN (SELECT gateway FROM gateway_bindings WHERE device = ?7) "
+#define Q_TAIL "ORDER BY d.device_id LIMIT ?8"
+
 static const char *const sql_text[S__N] = {
     [S_BEGIN_W] = "BEGIN IMMEDIATE",
     [S_BEGIN_R] = "BEGIN",
@@ -127,6 +150,47 @@ static const char *const sql_text[S__N] = {
     [S_BE_LIST] = "SELECT name, project, created FROM backends WHERE (?1 IS NULL OR project = ?1) "
                   "ORDER BY project, name",
     [S_BE_LOOKUP] = "SELECT project, secret_sha256 FROM backends WHERE name = ?1",
+
+    [S_DEV_REF_ID] = "SELECT num_id, gateway_type FROM devices WHERE registry = ?1 AND "
+                     "device_id = ?2",
+    [S_DEV_REF_NUM] = "SELECT num_id, gateway_type FROM devices WHERE num_id = ?2 AND "
+                      "registry = ?1",
+    [S_DEV_SET_LOG] = "UPDATE devices SET log_level = ?2 WHERE num_id = ?1",
+    [S_DEV_SET_GWAUTH] = "UPDATE devices SET gateway_auth_method = ?2 WHERE num_id = ?1",
+
+    [S_QUERY] = Q_HEAD Q_SEEK Q_TYPE Q_TAIL,
+    [S_QUERY_IDS] = Q_HEAD Q_PICK Q_TYPE Q_IDS Q_TAIL,
+    [S_QUERY_GW] = Q_HEAD Q_PICK Q_TYPE Q_GW Q_TAIL,
+    [S_QUERY_IDS_GW] = Q_HEAD Q_PICK Q_TYPE Q_IDS Q_GW Q_TAIL,
+    [S_QUERY_DEV] = Q_HEAD Q_PICK Q_TYPE Q_DEV Q_TAIL,
+    [S_QUERY_IDS_DEV] = Q_HEAD Q_PICK Q_TYPE Q_IDS Q_DEV Q_TAIL,
+
+    [S_BIND_EXISTS] = "SELECT 1 FROM gateway_bindings WHERE gateway = ?1 AND device = ?2",
+    [S_BIND_COUNTS] = "SELECT (SELECT count(*) FROM gateway_bindings WHERE gateway = ?1), "
+                      "(SELECT count(*) FROM gateway_bindings WHERE device = ?2)",
+    [S_BIND_INS] = "INSERT INTO gateway_bindings(gateway, device, created) VALUES(?1, ?2, ?3)",
+    [S_BIND_DEL] = "DELETE FROM gateway_bindings WHERE gateway = ?1 AND device = ?2",
+
+    [S_REG_SET_LOG] = "UPDATE registries SET log_level = ?2 WHERE id = ?1",
+    [S_CERT_CLEAR] = "DELETE FROM registry_certs WHERE registry = ?1",
+#define SA_COLUMNS "k.key_id, a.email, a.project, a.name, a.role, k.public_pem, k.disabled, "
+    [S_SA_INS] = "INSERT INTO service_accounts(email, project, name, role, created) "
+                 "VALUES(?1, ?2, ?3, ?4, ?5)",
+    [S_SA_KEYS] = "SELECT (SELECT count(*) FROM service_account_keys k WHERE k.email = a.email) "
+                  "FROM service_accounts a WHERE a.email = ?1",
+    [S_SA_KEY_INS] = "INSERT INTO service_account_keys(key_id, email, public_pem, disabled, created) "
+                     "VALUES(?1, ?2, ?3, 0, ?4)",
+    [S_SA_LOOKUP] = "SELECT " SA_COLUMNS "k.created FROM service_account_keys k "
+                    "JOIN service_accounts a ON a.email = k.email WHERE k.key_id = ?1",
+    /* An account without keys is one row with NULL key columns. */
+    [S_SA_LIST] = "SELECT " SA_COLUMNS "coalesce(k.created, a.created) FROM service_accounts a "
+                  "LEFT JOIN service_account_keys k ON k.email = a.email "
+                  "WHERE (?1 IS NULL OR a.project = ?1) "
+                  "ORDER BY a.project, a.name, k.created, k.key_id",
+    [S_SA_KEY_DISABLE] = "UPDATE service_account_keys SET disabled = ?2 WHERE key_id = ?1",
+    [S_SA_KEY_DEL] = "DELETE FROM service_account_keys WHERE key_id = ?1",
+    [S_SA_DEL] = "DELETE FROM service_accounts WHERE email = ?1",
+#undef SA_COLUMNS
 };
 
 /* ------------------------------------------------------------------ */

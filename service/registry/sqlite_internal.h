@@ -30,6 +30,14 @@ enum {
     S_DEV_BLOCKED, S_CMD_INS, S_CMD_STATUS, S_CMD_PENDING, S_CMD_DECIDE, S_CMD_PRUNE_DECIDED,
     S_CMD_PRUNE_PENDING,
     S_BE_INS, S_BE_DEL, S_BE_LIST, S_BE_LOOKUP,
+    S_DEV_REF_ID, S_DEV_REF_NUM, S_DEV_SET_LOG, S_DEV_SET_GWAUTH,
+    /* device_query: S_QUERY + (ids filter ? 1 : 0) + (association: 2 gateway's
+     * devices, 4 device's gateways) */
+    S_QUERY, S_QUERY_IDS, S_QUERY_GW, S_QUERY_IDS_GW, S_QUERY_DEV, S_QUERY_IDS_DEV,
+    S_BIND_EXISTS, S_BIND_COUNTS, S_BIND_INS, S_BIND_DEL,
+    S_REG_SET_LOG, S_CERT_CLEAR,
+    S_SA_INS, S_SA_KEYS, S_SA_KEY_INS, S_SA_LOOKUP, S_SA_LIST, S_SA_KEY_DISABLE, S_SA_KEY_DEL,
+    S_SA_DEL,
     S__N
 };
 
@@ -211,5 +219,37 @@ lk_err lk_sq__backend_list(lk_reg_be *be, const char *project,
                            int (*cb)(void *arg, const lk_reg_backend *b), void *arg);
 lk_err lk_sq__backend_lookup(lk_reg_be *be, const char *name, char *project,
                              size_t project_size, uint8_t secret_sha256[32]);
+
+/* ---- sqlite_query.c ---- */
+
+lk_err lk_sq__device_ref(lk_reg_be *be, int64_t rid, const char *id, uint64_t num_id,
+                         uint64_t *num_out, lk_reg_gateway_type *gateway_type);
+lk_err lk_sq__device_query(lk_reg_be *be, int64_t rid, const lk_reg_device_query *q,
+                           uint64_t assoc_gateway, uint64_t assoc_device, unsigned limit,
+                           int (*cb)(void *arg, const lk_reg_device *d), void *arg);
+lk_err lk_sq__device_set_log_level(lk_reg_be *be, uint64_t num_id, lk_reg_log_level level);
+lk_err lk_sq__device_set_gateway_auth(lk_reg_be *be, uint64_t num_id,
+                                      lk_reg_gateway_auth method);
+lk_err lk_sq__binding_exists(lk_reg_be *be, uint64_t gateway, uint64_t device, int *bound);
+lk_err lk_sq__binding_counts(lk_reg_be *be, uint64_t gateway, uint64_t device,
+                             uint64_t *gateway_devices, uint64_t *device_gateways);
+lk_err lk_sq__binding_insert(lk_reg_be *be, uint64_t gateway, uint64_t device,
+                             int64_t created);
+lk_err lk_sq__binding_delete(lk_reg_be *be, uint64_t gateway, uint64_t device);
+lk_err lk_sq__registry_set_log_level(lk_reg_be *be, int64_t rid, lk_reg_log_level level);
+lk_err lk_sq__cert_clear(lk_reg_be *be, int64_t rid);
+/* ---- sqlite_service_accounts.c ---- */
+
+lk_err lk_sq__sa_insert(lk_reg_be *be, const char *email, const char *project, const char *name,
+                        lk_reg_sa_role role, int64_t created);
+lk_err lk_sq__sa_key_count(lk_reg_be *be, const char *email, unsigned *n);
+lk_err lk_sq__sa_key_insert(lk_reg_be *be, const char *email, const char *key_id,
+                            const char *pem, size_t pem_len, int64_t created);
+lk_err lk_sq__sa_lookup(lk_reg_be *be, const char *key_id, lk_reg_sa_key *out);
+lk_err lk_sq__sa_list(lk_reg_be *be, const char *project,
+                      int (*cb)(void *arg, const lk_reg_sa_key *k), void *arg);
+lk_err lk_sq__sa_key_set_disabled(lk_reg_be *be, const char *key_id, int disabled);
+lk_err lk_sq__sa_key_delete(lk_reg_be *be, const char *key_id);
+lk_err lk_sq__sa_delete(lk_reg_be *be, const char *email);
 
 #endif

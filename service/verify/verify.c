@@ -166,8 +166,8 @@ static const int8_t b64_val[256] = {
 /* Rule 2 for one segment: strict base64url, exactly as lk_b64url_decode
  * (alphabet, length != 1 mod 4, zero unused bits) with '=' padding that
  * completes the last quantum only when the policy allows it. */
-static int segment_decode(const char *seg, size_t len, unsigned flags, uint8_t *out,
-                          size_t out_size, size_t *out_len)
+int lk_verify__segment_decode(const char *seg, size_t len, unsigned flags, uint8_t *out,
+                              size_t out_size, size_t *out_len)
 {
     const unsigned char *p = (const unsigned char *)seg;
     size_t n = len, i, o = 0, rem, need;
@@ -226,8 +226,8 @@ static const char hdr_rs256[] = LK_JWT_HEADER_RS256;
 
 /* Rule 3 for one segment: a JSON object, duplicate names refused, nothing
  * after it (jansson's default). NULL (and *err set) on any failure. */
-static json_t *segment_json(const uint8_t *text, size_t n, const char *what, lk_err *err,
-                            char *why, size_t why_size)
+json_t *lk_verify__segment_json(const uint8_t *text, size_t n, const char *what, lk_err *err,
+                                char *why, size_t why_size)
 {
     json_error_t je;
     json_t *j;
@@ -278,62 +278,59 @@ int lk_verify__args_ok(lk_cred *const *creds, size_t ncreds, const lk_verify_pol
     return 1;
 }
 
-static int claim_int(json_t *claims, const char *name, int64_t *out)
+lk_err lk_verify__split(const char *token, size_t len, size_t max_len, const char **dot1,
+                        const char **dot2, char *why, size_t why_size)
 {
-    json_t *x = json_object_get(claims, name);
-    json_int_t v;
-    if (x == NULL || !json_is_integer(x))
-        return 0;
-    v = json_integer_value(x);
-    if (v < 0 || v > MAX_CLAIM_INT)
-        return 0;
-    *out = (int64_t)v;
-    return 1;
-}
-
-lk_err lk_verify_token(lk_verifier *v, const char *token, size_t len,
-                       lk_cred *const *creds, size_t ncreds,
-                       const lk_verify_policy *pol, lk_token_info *info,
-                       char *why, size_t why_size)
-{
-    static const char *const refused_headers[] = {"crit", "jwk", "jku", "x5u", "x5c"};
-    const char *dot1, *dot2, *sig_seg;
-    size_t i, sig_len = 0, usable = 0, of_alg = 0, hdr_len = 0, pay_len = 0;
-    lk_alg known_alg = LK_ALG_NONE;
-    json_t *hdr = NULL, *claims = NULL, *x;
-    lk_alg alg;
-    int64_t iat = 0, exp = 0, now, skew;
-    uint8_t digest[32];
-    lk_err err;
-
-    if (why != NULL && why_size > 0)
-        why[0] = '\0';
-    if (info != NULL)
-        memset(info, 0, sizeof *info);
-    if (v == NULL || token == NULL || info == NULL || !lk_verify__args_ok(creds, ncreds, pol))
-        return lk_verify__why(why, why_size, LK_ERR_ARG, "invalid arguments or policy");
-    now = pol->now;
-    skew = pol->skew;
+    const char *d1, *d2;
+    size_t sig_len;
 
     /* 1. Length, before anything is looked at. */
-    if (len > pol->max_len)
-        return lk_verify__why(why, why_size, LK_ERR_TOKEN_TOO_LARGE, "token is %zu bytes, the limit is %zu",
-                       len, pol->max_len);
+    if (len > max_len)
+        return lk_verify__why(why, why_size, LK_ERR_TOKEN_TOO_LARGE,
+                              "token is %zu bytes, the limit is %zu", len, max_len);
 
     /* 2. Three non-empty segments. */
     if (len == 0)
         return lk_verify__why(why, why_size, LK_ERR_TOKEN_MALFORMED, "empty token");
     if (memchr(token, '\0', len) != NULL)
         return lk_verify__why(why, why_size, LK_ERR_TOKEN_MALFORMED, "token contains a NUL byte");
-    dot1 = memchr(token, '.', len);
-    dot2 = dot1 ? memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - token)) : NULL;
-    if (dot2 == NULL || memchr(dot2 + 1, '.', len - (size_t)(dot2 + 1 - token)) != NULL)
-        return lk_verify__why(why, why_size, LK_ERR_TOKEN_MALFORMED, "a token has exactly three '.'-separated segments");
+    d1 = memchr(token, '.', len);
+    d2 = d1 ? memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - token)) : NULL;
+    if (d2 == NULL || memchr(d2 + 1, '.', len - (size_t)(d2 + 1 - token)) != NULL)
+        return lk_verify__why(why, why_size, LK_ERR_TOKEN_MALFORMED,
+                              "a token has exactly three '.'-separated segments");
+    sig_len = len - (size_t)(d2 + 1 - token);
+    if (d1 == token || d2 == d1 + 1 || sig_len == 0)
+        return lk_verify__why(why, why_size, LK_ERR_TOKEN_MALFORMED, "empty %s segment",
+                              d1 == token ? "header" : d2 == d1 + 1 ? "payload" : "signature");
+    *dot1 = d1;
+    *dot2 = d2;
+    return LK_OK;
+}
+
+void lk_verify__parts_free(lk_verify_parts *p)
+{
+    json_decref(p->hdr);
+    json_decref(p->claims);
+    p->hdr = p->claims = NULL;
+}
+
+lk_err lk_verify__parse(lk_verifier *v, const char *token, size_t len, size_t max_len,
+                        unsigned flags, lk_verify_parts *p, char *why, size_t why_size)
+{
+    static const char *const refused_headers[] = {"crit", "jwk", "jku", "x5u", "x5c"};
+    const char *dot1, *dot2, *sig_seg;
+    size_t i, sig_len, hdr_len = 0, pay_len = 0;
+    lk_alg known_alg = LK_ALG_NONE;
+    json_t *x;
+    lk_err err;
+
+    memset(p, 0, sizeof *p);
+    /* 1 and the shape of 2. */
+    if ((err = lk_verify__split(token, len, max_len, &dot1, &dot2, why, why_size)) != LK_OK)
+        return err;
     sig_seg = dot2 + 1;
     sig_len = len - (size_t)(sig_seg - token);
-    if (dot1 == token || dot2 == dot1 + 1 || sig_len == 0)
-        return lk_verify__why(why, why_size, LK_ERR_TOKEN_MALFORMED, "empty %s segment",
-                       dot1 == token ? "header" : dot2 == dot1 + 1 ? "payload" : "signature");
 
     /* Still rule 2: every segment is canonical base64url before anything
      * is parsed. */
@@ -343,62 +340,160 @@ lk_err lk_verify_token(lk_verifier *v, const char *token, size_t len,
              memcmp(token, hdr_rs256, sizeof hdr_rs256 - 1) == 0)
         known_alg = LK_ALG_RS256;
     if ((known_alg == LK_ALG_NONE &&
-         !segment_decode(token, (size_t)(dot1 - token), pol->flags, v->hdr, sizeof v->hdr, &hdr_len)) ||
-        !segment_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1), pol->flags, v->pay, sizeof v->pay, &pay_len)) {
-        err = lk_verify__why(why, why_size, LK_ERR_TOKEN_MALFORMED, "%s is not canonical base64url",
-                      known_alg == LK_ALG_NONE && hdr_len == 0 ? "header" : "payload");
-        goto exit;
-    }
-    if (sig_len > LK_B64URL_ENCODED_LEN(SIG_MAX) + 2) {
-        err = lk_verify__why(why, why_size, LK_ERR_TOKEN_MALFORMED, "signature segment is %zu characters, too long",
-                      sig_len);
-        goto exit;
-    }
-    if (!segment_decode(sig_seg, sig_len, pol->flags, v->sig, sizeof v->sig, &sig_len)) {
-        err = lk_verify__why(why, why_size, LK_ERR_TOKEN_MALFORMED, "signature is not canonical base64url");
-        goto exit;
-    }
+         !lk_verify__segment_decode(token, (size_t)(dot1 - token), flags, v->hdr, sizeof v->hdr,
+                                    &hdr_len)) ||
+        !lk_verify__segment_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1), flags, v->pay,
+                                   sizeof v->pay, &pay_len))
+        return lk_verify__why(why, why_size, LK_ERR_TOKEN_MALFORMED, "%s is not canonical base64url",
+                              known_alg == LK_ALG_NONE && hdr_len == 0 ? "header" : "payload");
+    if (sig_len > LK_B64URL_ENCODED_LEN(SIG_MAX) + 2)
+        return lk_verify__why(why, why_size, LK_ERR_TOKEN_MALFORMED,
+                              "signature segment is %zu characters, too long", sig_len);
+    if (!lk_verify__segment_decode(sig_seg, sig_len, flags, v->sig, sizeof v->sig, &sig_len))
+        return lk_verify__why(why, why_size, LK_ERR_TOKEN_MALFORMED,
+                              "signature is not canonical base64url");
 
     /* 3. Header and claims are JSON objects; then the header's rules. */
     if (known_alg == LK_ALG_NONE) {
-        hdr = segment_json(v->hdr, hdr_len, "header", &err, why, why_size);
-        if (hdr == NULL)
-            goto exit;
+        p->hdr = lk_verify__segment_json(v->hdr, hdr_len, "header", &err, why, why_size);
+        if (p->hdr == NULL)
+            goto fail;
     }
-    claims = segment_json(v->pay, pay_len, "payload", &err, why, why_size);
-    if (claims == NULL)
-        goto exit;
+    p->claims = lk_verify__segment_json(v->pay, pay_len, "payload", &err, why, why_size);
+    if (p->claims == NULL)
+        goto fail;
+    p->signed_len = (size_t)(dot2 - token);
+    p->sig_len = sig_len;
     if (known_alg != LK_ALG_NONE) {
-        alg = known_alg;
-        goto header_done;
+        p->alg = known_alg;
+        return LK_OK;
     }
     for (i = 0; i < sizeof refused_headers / sizeof refused_headers[0]; i++) {
-        if (json_object_get(hdr, refused_headers[i]) != NULL) {
+        if (json_object_get(p->hdr, refused_headers[i]) != NULL) {
             err = lk_verify__why(why, why_size, LK_ERR_TOKEN_HEADER,
                           "header parameter \"%s\" is refused (keys come only from the registry)",
                           refused_headers[i]);
-            goto exit;
+            goto fail;
         }
     }
-    x = json_object_get(hdr, "alg");
+    x = json_object_get(p->hdr, "alg");
     if (x == NULL || !json_is_string(x)) {
         err = lk_verify__why(why, why_size, LK_ERR_TOKEN_ALG, "header has no \"alg\" string");
-        goto exit;
+        goto fail;
     }
-    alg = lk_alg_from_name(json_string_value(x), json_string_length(x));
-    if (alg == LK_ALG_NONE) {
+    p->alg = lk_alg_from_name(json_string_value(x), json_string_length(x));
+    if (p->alg == LK_ALG_NONE) {
         err = lk_verify__why(why, why_size, LK_ERR_TOKEN_ALG, "alg is not ES256 or RS256");
-        goto exit;
+        goto fail;
     }
+    return LK_OK;
+fail:
+    lk_verify__parts_free(p);
+    memset(p, 0, sizeof *p);
+    return err;
+}
 
-header_done:
+int lk_verify__claim_int(const json_t *claims, const char *name, int64_t *out)
+{
+    json_t *x = json_object_get(claims, name);
+    json_int_t n;
+    if (x == NULL || !json_is_integer(x))
+        return 0;
+    n = json_integer_value(x);
+    if (n < 0 || n > MAX_CLAIM_INT)
+        return 0;
+    *out = (int64_t)n;
+    return 1;
+}
+
+lk_err lk_verify__time(int64_t iat, int64_t exp, int64_t now, int64_t skew,
+                       int64_t max_lifetime, char *why, size_t why_size)
+{
+    /* 6. All values are in [0, 2^53] or bounded by the policy, so nothing
+     * below can overflow. */
+    if (iat > now + skew)
+        return lk_verify__why(why, why_size, LK_ERR_TOKEN_FUTURE,
+                              "iat %lld is %lld s after now (skew %lld)", (long long)iat,
+                              (long long)(iat - now), (long long)skew);
+    if (exp <= now - skew)
+        return lk_verify__why(why, why_size, LK_ERR_TOKEN_EXPIRED,
+                              "exp %lld is %lld s before now (skew %lld)", (long long)exp,
+                              (long long)(now - exp), (long long)skew);
+    if (exp <= iat)
+        return lk_verify__why(why, why_size, LK_ERR_TOKEN_LIFETIME,
+                              "exp %lld is not after iat %lld", (long long)exp, (long long)iat);
+    if (exp - iat > max_lifetime + skew)
+        return lk_verify__why(why, why_size, LK_ERR_TOKEN_LIFETIME,
+                              "lifetime exp - iat = %lld s, the maximum is %lld (+%lld skew)",
+                              (long long)(exp - iat), (long long)max_lifetime, (long long)skew);
+    return LK_OK;
+}
+
+lk_err lk_verify__check_signature(lk_verifier *v, const char *token, const lk_verify_parts *p,
+                                  lk_cred *const *creds, size_t ncreds, int64_t now,
+                                  unsigned *cred_index, char *why, size_t why_size)
+{
+    uint8_t digest[32];
+    size_t i, tried = 0;
+
+    /* 7. The signature (decoded at rule 2), over the exact received bytes. */
+    if (p->alg == LK_ALG_ES256 && p->sig_len != LK_ES256_SIG_BYTES)
+        return lk_verify__why(why, why_size, LK_ERR_TOKEN_SIGNATURE,
+                              "ES256 signature is %zu bytes, must be 64 (r||s)", p->sig_len);
+    if (!sha256(v, token, p->signed_len, digest))
+        return lk_verify__why(why, why_size, LK_ERR_CRYPTO, "SHA-256 failed");
+    for (i = 0; i < ncreds; i++) {
+        const lk_cred *c = creds[i];
+        lk_err e;
+        if (c->alg != p->alg || (c->expires != 0 && c->expires <= now))
+            continue;
+        tried++;
+        e = lk_verify__digest(c, digest, v->sig, p->sig_len);
+        if (e == LK_ERR_NOMEM) /* the signature was not judged: not "no credential verifies it" */
+            return lk_verify__why(why, why_size, e, "out of memory checking the signature");
+        if (e == LK_OK) {
+            *cred_index = (unsigned)i;
+            return LK_OK;
+        }
+    }
+    return lk_verify__why(why, why_size, LK_ERR_TOKEN_SIGNATURE,
+                          "no %s credential verifies the signature (%zu tried)",
+                          lk_alg_name(p->alg), tried);
+}
+
+lk_err lk_verify_token(lk_verifier *v, const char *token, size_t len,
+                       lk_cred *const *creds, size_t ncreds,
+                       const lk_verify_policy *pol, lk_token_info *info,
+                       char *why, size_t why_size)
+{
+    lk_verify_parts p;
+    size_t i, usable = 0, of_alg = 0;
+    int64_t iat = 0, exp = 0, now;
+    unsigned idx = 0;
+    json_t *x;
+    lk_err err;
+
+    memset(&p, 0, sizeof p);
+    if (why != NULL && why_size > 0)
+        why[0] = '\0';
+    if (info != NULL)
+        memset(info, 0, sizeof *info);
+    if (v == NULL || token == NULL || info == NULL || !lk_verify__args_ok(creds, ncreds, pol))
+        return lk_verify__why(why, why_size, LK_ERR_ARG, "invalid arguments or policy");
+    now = pol->now;
+
+    /* 1-3. Length, segments, base64url, JSON, the header's rules. */
+    if ((err = lk_verify__parse(v, token, len, pol->max_len, pol->flags, &p, why, why_size)) !=
+        LK_OK)
+        return err;
+
     /* 4. The credential decides the algorithm: only unexpired credentials of
      * the header's algorithm are candidates. */
     for (i = 0; i < ncreds; i++) {
         if (creds[i]->expires != 0 && creds[i]->expires <= now)
             continue;
         usable++;
-        if (creds[i]->alg == alg)
+        if (creds[i]->alg == p.alg)
             of_alg++;
     }
     if (usable == 0) {
@@ -408,17 +503,17 @@ header_done:
     }
     if (of_alg == 0) {
         err = lk_verify__why(why, why_size, LK_ERR_TOKEN_ALG, "token is %s but the device has no unexpired %s key",
-                      lk_alg_name(alg), alg == LK_ALG_ES256 ? "ES256 (P-256)" : "RSA");
+                      lk_alg_name(p.alg), p.alg == LK_ALG_ES256 ? "ES256 (P-256)" : "RSA");
         goto exit;
     }
 
     /* 5. Claims. */
-    if (!claim_int(claims, "iat", &iat) || !claim_int(claims, "exp", &exp)) {
+    if (!lk_verify__claim_int(p.claims, "iat", &iat) || !lk_verify__claim_int(p.claims, "exp", &exp)) {
         err = lk_verify__why(why, why_size, LK_ERR_TOKEN_CLAIM,
                       "iat and exp must be integers from 0 to 2^53 (seconds since 1970)");
         goto exit;
     }
-    x = json_object_get(claims, "aud");
+    x = json_object_get(p.claims, "aud");
     if (x == NULL || !json_is_string(x)) {
         err = lk_verify__why(why, why_size, LK_ERR_TOKEN_CLAIM, "aud must be a single string (the project id)");
         goto exit;
@@ -430,66 +525,21 @@ header_done:
         goto exit;
     }
 
-    /* 6. Time. All values are in [0, 2^53] or bounded by the policy, so
-     * nothing below can overflow. */
-    if (iat > now + skew) {
-        err = lk_verify__why(why, why_size, LK_ERR_TOKEN_FUTURE, "iat %lld is %lld s after now (skew %lld)",
-                      (long long)iat, (long long)(iat - now), (long long)skew);
+    /* 6. Time. */
+    if ((err = lk_verify__time(iat, exp, now, pol->skew, pol->max_lifetime, why, why_size)) != LK_OK)
         goto exit;
-    }
-    if (exp <= now - skew) {
-        err = lk_verify__why(why, why_size, LK_ERR_TOKEN_EXPIRED, "exp %lld is %lld s before now (skew %lld)",
-                      (long long)exp, (long long)(now - exp), (long long)skew);
-        goto exit;
-    }
-    if (exp <= iat) {
-        err = lk_verify__why(why, why_size, LK_ERR_TOKEN_LIFETIME, "exp %lld is not after iat %lld",
-                      (long long)exp, (long long)iat);
-        goto exit;
-    }
-    if (exp - iat > pol->max_lifetime + skew) {
-        err = lk_verify__why(why, why_size, LK_ERR_TOKEN_LIFETIME, "lifetime exp - iat = %lld s, the maximum is %lld (+%lld skew)",
-                      (long long)(exp - iat), (long long)pol->max_lifetime, (long long)skew);
-        goto exit;
-    }
 
-    /* 7. The signature (decoded at rule 2), over the exact received bytes. */
-    if (alg == LK_ALG_ES256 && sig_len != LK_ES256_SIG_BYTES) {
-        err = lk_verify__why(why, why_size, LK_ERR_TOKEN_SIGNATURE, "ES256 signature is %zu bytes, must be 64 (r||s)",
-                      sig_len);
-        goto exit;
+    /* 7. The signature. */
+    err = lk_verify__check_signature(v, token, &p, creds, ncreds, now, &idx, why, why_size);
+    if (err == LK_OK) {
+        info->alg = p.alg;
+        info->iat = iat;
+        info->exp = exp;
+        info->valid_until = exp + pol->skew;
+        info->cred_index = idx;
     }
-    if (!sha256(v, token, (size_t)(dot2 - token), digest)) {
-        err = lk_verify__why(why, why_size, LK_ERR_CRYPTO, "SHA-256 failed");
-        goto exit;
-    }
-    err = LK_ERR_TOKEN_SIGNATURE;
-    for (i = 0; i < ncreds; i++) {
-        const lk_cred *c = creds[i];
-        if (c->alg != alg || (c->expires != 0 && c->expires <= now))
-            continue;
-        lk_err e = lk_verify__digest(c, digest, v->sig, sig_len);
-        if (e == LK_ERR_NOMEM) {
-            /* the signature was not judged: not "no credential verifies it" */
-            err = lk_verify__why(why, why_size, e, "out of memory checking the signature");
-            goto exit;
-        }
-        if (e == LK_OK) {
-            info->alg = alg;
-            info->iat = iat;
-            info->exp = exp;
-            info->valid_until = exp + skew;
-            info->cred_index = (unsigned)i;
-            err = LK_OK;
-            break;
-        }
-    }
-    if (err != LK_OK)
-        lk_verify__why(why, why_size, err, "no %s credential of the device verifies the signature (%zu tried)",
-                lk_alg_name(alg), of_alg);
 exit:
-    json_decref(hdr);
-    json_decref(claims);
+    lk_verify__parts_free(&p);
     if (err != LK_OK)
         memset(info, 0, sizeof *info);
     return err;

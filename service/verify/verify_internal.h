@@ -66,4 +66,52 @@ int lk_verify__openssl_oom(void);
 lk_err lk_verify__digest(const lk_cred *cred, const uint8_t digest[32],
                          const uint8_t *sig, size_t sig_len);
 
+/* ---- the steps of a verification, shared by lk_verify_token (verify.c)
+ * and lk_verify_sa_token / lk_jwt_peek_kid (sa_token.c) ---- */
+
+struct json_t; /* jansson's; only verify/ looks inside */
+
+/* Rule 1 and the shape of rule 2: len <= max_len (LK_ERR_TOKEN_TOO_LARGE),
+ * no NUL, exactly three non-empty '.'-separated segments
+ * (LK_ERR_TOKEN_MALFORMED). *dot1 and *dot2 point at the two dots. */
+lk_err lk_verify__split(const char *token, size_t len, size_t max_len, const char **dot1,
+                        const char **dot2, char *why, size_t why_size);
+/* Rule 2 for one segment: strict base64url into out[0..out_size) ('='
+ * padding only with LK_VERIFY_ALLOW_PADDING in flags). 1 or 0. */
+int lk_verify__segment_decode(const char *seg, size_t len, unsigned flags, uint8_t *out,
+                              size_t out_size, size_t *out_len);
+/* Rule 3 for one decoded segment (what: "header", "payload"): a JSON
+ * object, duplicates refused; NULL with *err (LK_ERR_TOKEN_MALFORMED,
+ * LK_ERR_NOMEM) and why, which never quotes the input. */
+struct json_t *lk_verify__segment_json(const uint8_t *text, size_t n, const char *what,
+                                       lk_err *err, char *why, size_t why_size);
+
+/* A token that passed rules 1-3. */
+typedef struct lk_verify_parts {
+    struct json_t *hdr;    /* NULL when the header was one of the two fixed ones */
+    struct json_t *claims;
+    lk_alg alg;            /* the header's: ES256 or RS256 */
+    size_t signed_len;     /* bytes of "header.payload" */
+    size_t sig_len;        /* the decoded signature, held in the verifier */
+} lk_verify_parts;
+/* Rules 1-3 (length, segments, base64url, JSON objects, the header's
+ * refused parameters and alg) with the verifier's scratch space. LK_OK
+ * with *p filled (release with lk_verify__parts_free), or the first rule's
+ * error with *p zeroed. */
+lk_err lk_verify__parse(lk_verifier *v, const char *token, size_t len, size_t max_len,
+                        unsigned flags, lk_verify_parts *p, char *why, size_t why_size);
+void lk_verify__parts_free(lk_verify_parts *p);
+/* A claim that is a JSON integer in [0, 2^53]: 1 with *out, else 0. */
+int lk_verify__claim_int(const struct json_t *claims, const char *name, int64_t *out);
+/* Rule 6: LK_OK, LK_ERR_TOKEN_FUTURE, LK_ERR_TOKEN_EXPIRED or
+ * LK_ERR_TOKEN_LIFETIME. */
+lk_err lk_verify__time(int64_t iat, int64_t exp, int64_t now, int64_t skew,
+                       int64_t max_lifetime, char *why, size_t why_size);
+/* Rule 7 for a parsed token: the unexpired credentials of p->alg are tried
+ * in order; LK_OK with *cred_index, LK_ERR_TOKEN_SIGNATURE, LK_ERR_NOMEM,
+ * LK_ERR_CRYPTO. */
+lk_err lk_verify__check_signature(lk_verifier *v, const char *token, const lk_verify_parts *p,
+                                  lk_cred *const *creds, size_t ncreds, int64_t now,
+                                  unsigned *cred_index, char *why, size_t why_size);
+
 #endif

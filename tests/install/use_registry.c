@@ -27,6 +27,18 @@ static char key_pem[] =
     "pB//8Djgma0MYdVEzooEt4OsELjjwql7B/R8AFPS5NE82FtIV0uiASQymQ==\n"
     "-----END PUBLIC KEY-----\n";
 
+/* An RSA-2048 public key, for a service account. */
+static const char rsa_pem[] =
+    "-----BEGIN PUBLIC KEY-----\n"
+    "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA2lvkqHcOx0k53R8V82bD\n"
+    "D5ivpQ2fMUkKxh8F1R0Dys93fRNcAudqtCxwNXAz4xxocfPFD+OwInQampGuLPpx\n"
+    "r6/3hzZFtUx5S/B1Q4DW5hudBbkU/dux3wSo3JtOnXcua1k13Xf6NvMZdLGmJU8X\n"
+    "QmmR91jPVDeMruoT1rNuX/q6E4mb7KI7Lkdyz07Z1sqkS85SGxDlOV9/0CMNrxZW\n"
+    "lXiBuXWMN2v9H6bX9tFUxVjudu+USnOQYcjREyDS1sb7Oh04kMxRCA1b1g4IUFqG\n"
+    "SjABU/DkRY5z0Xb1Qo9bElfPVDp+TUazZMpHv19DTTruvWZ6tq+VHcApOPCdCJHM\n"
+    "LQIDAQAB\n"
+    "-----END PUBLIC KEY-----\n";
+
 static int count_registry(void *arg, const lk_reg_registry *r) { (void)r; ++*(int *)arg; return 0; }
 static int count_cert(void *arg, const lk_reg_cert *c) { (void)c; ++*(int *)arg; return 0; }
 static int count_device(void *arg, const lk_reg_device *d) { (void)d; ++*(int *)arg; return 0; }
@@ -35,6 +47,7 @@ static int count_state(void *arg, const lk_reg_state_entry *s) { (void)s; ++*(in
 static int count_change(void *arg, const lk_reg_change *c) { (void)c; ++*(int *)arg; return 0; }
 static int count_command(void *arg, const lk_reg_command *c) { (void)c; ++*(int *)arg; return 0; }
 static int count_backend(void *arg, const lk_reg_backend *b) { (void)b; ++*(int *)arg; return 0; }
+static int count_sa(void *arg, const lk_reg_sa_key *k) { (void)k; ++*(int *)arg; return 0; }
 
 int main(int argc, char **argv)
 {
@@ -58,6 +71,9 @@ int main(int argc, char **argv)
     int64_t since = 0, head = 0, command = 0, decided = 0;
     unsigned index = 0;
     int n, changed = 0, won = 0;
+    char email[LK_SA_EMAIL_MAX + 1];
+    lk_reg_sa_key sa;
+    static const char kid[] = "0123456789abcdef0123456789abcdef01234567";
 
     if (argc != 2) {
         fprintf(stderr, "usage: use_registry DIR\n");
@@ -149,12 +165,40 @@ int main(int argc, char **argv)
     lk_registry_import_abort(reg);
     CHECK(lk_registry_get_device(reg, &name, "device-44", 0, &d, why, sizeof why) == LK_ERR_REG_NOT_FOUND);
 
+    /* latchkeyd: gateway bindings and devices a page at a time */
+    {
+        lk_reg_device_query q;
+        int more = -1;
+        memset(&spec, 0, sizeof spec);
+        spec.id = "gateway-1";
+        spec.gateway_type = LK_GATEWAY_TYPE_GATEWAY;
+        CHECK(lk_registry_create_device(reg, &name, &spec, NULL, why, sizeof why) == LK_OK);
+        CHECK(lk_registry_bind(reg, &name, "gateway-1", "device-42", why, sizeof why) == LK_OK);
+        memset(&q, 0, sizeof q);
+        q.associations_gateway_id = "gateway-1";
+        q.limit = 10;
+        n = 0;
+        CHECK(lk_registry_query_devices(reg, &name, &q, count_device, &n, &more, why, sizeof why) == LK_OK &&
+              n == 1 && more == 0);
+        memset(&q, 0, sizeof q);
+        q.limit = 1;
+        n = 0;
+        CHECK(lk_registry_query_devices(reg, &name, &q, count_device, &n, &more, why, sizeof why) == LK_OK &&
+              n == 1 && more == 1);
+        CHECK(lk_registry_unbind(reg, &name, "gateway-1", "device-42", why, sizeof why) == LK_OK);
+        CHECK(lk_registry_delete_device(reg, &name, "gateway-1", why, sizeof why) == LK_OK);
+    }
+
     /* whole registries, directly and by import; the file's structure */
     {
         lk_reg_registry_spec rs;
         lk_reg_name n2 = {"my-project", "us-central1", "reg-full"}, n3 = {"my-project", "us-central1", "reg-imp"};
         memset(&rs, 0, sizeof rs);
         CHECK(lk_registry_create_registry_full(reg, &n2, &rs, why, sizeof why) == LK_OK);
+        rs.log_level = LK_LOG_LEVEL_INFO;
+        CHECK(lk_registry_patch_registry(reg, &n2, &rs, LK_REG_SET_REG_LOG_LEVEL | LK_REG_SET_CERTS, why,
+                                         sizeof why) == LK_OK);
+        rs.log_level = LK_LOG_LEVEL_UNSPECIFIED;
         CHECK(lk_registry_import_registries_begin(reg, why, sizeof why) == LK_OK);
         CHECK(lk_registry_import_add_registry(reg, &n3, &rs, why, sizeof why) == LK_OK);
         CHECK(lk_registry_import_commit(reg, why, sizeof why) == LK_OK);
@@ -180,6 +224,21 @@ int main(int argc, char **argv)
     CHECK(lk_registry_backend_delete(reg, "analytics", why, sizeof why) == LK_OK);
     memset(&be, 0, sizeof be);
     lk_reg_backend_free(&be);
+
+    /* service accounts */
+    CHECK(lk_reg_sa_role_from_name("roles/cloudiot.editor") == LK_ROLE_EDITOR);
+    CHECK(strcmp(lk_reg_sa_role_name(LK_ROLE_VIEWER), "viewer") == 0);
+    CHECK(lk_registry_sa_create(reg, "my-project", "api-caller", LK_ROLE_ADMIN, email, sizeof email, why,
+                                sizeof why) == LK_OK);
+    CHECK(strcmp(email, "api-caller@my-project.iam.latchkey") == 0);
+    CHECK(lk_registry_sa_key_add(reg, email, kid, rsa_pem, strlen(rsa_pem), why, sizeof why) == LK_OK);
+    CHECK(lk_registry_sa_lookup(reg, kid, &sa) == LK_OK && sa.role == LK_ROLE_ADMIN && !sa.disabled);
+    lk_reg_sa_key_free(&sa);
+    n = 0;
+    CHECK(lk_registry_sa_list(reg, NULL, count_sa, &n, why, sizeof why) == LK_OK && n == 1);
+    CHECK(lk_registry_sa_key_set_disabled(reg, kid, 1, why, sizeof why) == LK_OK);
+    CHECK(lk_registry_sa_key_delete(reg, kid, why, sizeof why) == LK_OK);
+    CHECK(lk_registry_sa_delete(reg, email, why, sizeof why) == LK_OK);
 
     /* and away again */
     CHECK(lk_registry_delete_registry(reg, &name, why, sizeof why) == LK_ERR_REG_NOT_EMPTY);

@@ -33,6 +33,30 @@ static const char token[] =
     ".eyJpYXQiOjE3MDAwMDAwMDAsImV4cCI6MTcwMDAwMzYwMCwiYXVkIjoiaW5zdGFsbC10ZXN0In0"
     ".moTWNrqCzaM4CEJSHTKvkGBLGk56JszUXIfGrnPg8JGO7DV449maNVf_ph9vDKZs_NgEr1Az1lBp92gSiUzsjQ";
 
+/* A service account's RS256 token (its key made once for this test, private half thrown away). */
+static const char sa_key_pem[] =
+    "-----BEGIN PUBLIC KEY-----\n"
+    "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA2lvkqHcOx0k53R8V82bD\n"
+    "D5ivpQ2fMUkKxh8F1R0Dys93fRNcAudqtCxwNXAz4xxocfPFD+OwInQampGuLPpx\n"
+    "r6/3hzZFtUx5S/B1Q4DW5hudBbkU/dux3wSo3JtOnXcua1k13Xf6NvMZdLGmJU8X\n"
+    "QmmR91jPVDeMruoT1rNuX/q6E4mb7KI7Lkdyz07Z1sqkS85SGxDlOV9/0CMNrxZW\n"
+    "lXiBuXWMN2v9H6bX9tFUxVjudu+USnOQYcjREyDS1sb7Oh04kMxRCA1b1g4IUFqG\n"
+    "SjABU/DkRY5z0Xb1Qo9bElfPVDp+TUazZMpHv19DTTruvWZ6tq+VHcApOPCdCJHM\n"
+    "LQIDAQAB\n"
+    "-----END PUBLIC KEY-----\n";
+
+static const char sa_token[] =
+    "eyJhbGciOiJSUzI1NiIsImtpZCI6IjAxMjM0NTY3ODlhYmNkZWYwMTIzNDU2Nzg5YWJjZGVmMDEyMzQ1NjciLCJ0eX"
+    "AiOiJKV1QifQ"
+    ".eyJpc3MiOiJhcGktY2FsbGVyQGluc3RhbGwtdGVzdC5pYW0ubGF0Y2hrZXkiLCJzdWIiOiJhcGktY2FsbGVyQGluc"
+    "3RhbGwtdGVzdC5pYW0ubGF0Y2hrZXkiLCJhdWQiOiJodHRwczovL2Nsb3VkaW90Lmdvb2dsZWFwaXMuY29tLyIsInN"
+    "jb3BlIjoiaHR0cHM6Ly93d3cuZ29vZ2xlYXBpcy5jb20vYXV0aC9jbG91ZGlvdCIsImlhdCI6MTcwMDAwMDAwMCwiZ"
+    "XhwIjoxNzAwMDAzNjAwfQ"
+    ".MzTssbtbOUo7HmjVNcMNEnm7DHpRjTj03fO6_eXHeEpUTESF1NDam7Bz0i0_kbN3qlYt7BOyDJ_gj9N4N0rzp4wgz"
+    "ioT8BIMTbYw3x4aoUJ307z0nkeyPxlOdvVKyhLuyq1ikoWAcOZWrKMZkOCymt-jmP0BzAINleqsGnG9PCsSmRDhBtd"
+    "QLsdveYQgiAJLmND7TI_kLLTyfZOlHtCVrDZb6cYkujhvnwDaYRthoJAzgsV238aM5FAGAIoGVLT26PZgQC9mJxjr9"
+    "eH2uZBd1R5hXTpu-moxMeop6M0NJ71PZEHCaEZf6cv001ab8i-EwY42Y8Df_pSOW01HRFYxaQ";
+
 int main(void)
 {
     lk_cred *cred = NULL;
@@ -44,6 +68,10 @@ int main(void)
     uint8_t fp[32] = {0};
     char why[256];
     int hit = -1;
+    lk_cred *sa_cred = NULL;
+    lk_sa_policy sp;
+    const char *const aud[] = {"https://cloudiot.googleapis.com/"};
+    char kid[64];
 
     CHECK(strcmp(lk_cred_format_name(LK_CRED_ES256_PEM), "ES256_PEM") == 0);
     CHECK(lk_cred_format_from_name("RSA_X509_PEM", 12) == LK_CRED_RSA_X509_PEM);
@@ -75,6 +103,24 @@ int main(void)
     lk_vcache_clear(cache);
     lk_vcache_get_stats(cache, &st);
     CHECK(st.used == 0);
+
+    /* a service account's token */
+    CHECK(lk_jwt_peek_kid(sa_token, strlen(sa_token), kid, sizeof kid) == LK_OK);
+    CHECK(strcmp(kid, "0123456789abcdef0123456789abcdef01234567") == 0);
+    CHECK(lk_cred_parse(LK_CRED_RSA_PEM, sa_key_pem, strlen(sa_key_pem), 0, &sa_cred) == LK_OK);
+    memset(&sp, 0, sizeof sp);
+    sp.email = "api-caller@install-test.iam.latchkey";
+    sp.now = 1700000100;
+    sp.skew = LK_SA_SKEW;
+    sp.max_lifetime = LK_SA_MAX_LIFETIME;
+    sp.audiences = aud;
+    sp.naudiences = 1;
+    CHECK(lk_verify_sa_token(v, sa_token, strlen(sa_token), sa_cred, &sp, &info, why, sizeof why) == LK_OK);
+    CHECK(info.alg == LK_ALG_RS256 && info.exp == 1700003600);
+    sp.email = "someone-else@install-test.iam.latchkey";
+    CHECK(lk_verify_sa_token(v, sa_token, strlen(sa_token), sa_cred, &sp, &info, why, sizeof why) ==
+          LK_ERR_TOKEN_CLAIM);
+    lk_cred_free(sa_cred);
 
     lk_vcache_free(cache);
     lk_verifier_free(v);

@@ -46,8 +46,8 @@ int admin_common_opt(struct admin *a, int c, const char *arg)
     switch (c) {
     case OPT_DB: a->db = arg; a->db_level = 2; return EXIT_OK;
     case OPT_API: a->api_url = arg; a->api_level = 2; return EXIT_OK;
-    case OPT_KEY_FILE: a->key_file = arg; return EXIT_OK;
-    case OPT_CA_FILE: a->ca_file = arg; return EXIT_OK;
+    case OPT_API_KEY_FILE: a->key_file = arg; return EXIT_OK;
+    case OPT_API_CA_FILE: a->ca_file = arg; return EXIT_OK;
     case OPT_PROJECT: a->project = arg; return EXIT_OK;
     case OPT_REGION: a->location = arg; return EXIT_OK;
     case OPT_REGISTRY: a->registry = arg; return EXIT_OK;

@@ -33,8 +33,8 @@ enum {
     OPT_FORMAT,
     OPT_BUSY_TIMEOUT,
     OPT_API,
-    OPT_KEY_FILE,
-    OPT_CA_FILE,
+    OPT_API_KEY_FILE,
+    OPT_API_CA_FILE,
     OPT_FIRST_OWN /* a command's own options start here */
 };
 
@@ -45,9 +45,13 @@ enum {
     {"registry", required_argument, 0, OPT_REGISTRY},                                 \
     {"format", required_argument, 0, OPT_FORMAT},                                     \
     {"busy-timeout", required_argument, 0, OPT_BUSY_TIMEOUT},                         \
-    {"api", required_argument, 0, OPT_API}, {"key-file", required_argument, 0, OPT_KEY_FILE}, \
-    {"ca-file", required_argument, 0, OPT_CA_FILE},                                   \
     {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}
+
+/* The options of the commands that also work through latchkeyd's admin
+ * API (registries, devices): as --db, they may follow the command. */
+#define ADMIN_API_OPTIONS                                                                 \
+    {"api", required_argument, 0, OPT_API}, {"key-file", required_argument, 0, OPT_API_KEY_FILE}, \
+    {"ca-file", required_argument, 0, OPT_API_CA_FILE}
 
 /* One admin command's context. */
 struct admin {

@@ -72,23 +72,6 @@ static int check_name(const struct admin *a, const char *name)
     return EXIT_OK;
 }
 
-/* Write all of buf to standard output, bypassing stdio. */
-static int write_out(const char *buf, size_t len)
-{
-    if (fflush(stdout) != 0)
-        return -1;
-    while (len > 0) {
-        ssize_t n = write(STDOUT_FILENO, buf, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        buf += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 static int cmd_create(struct admin *a, const char *name)
 {
     uint8_t raw[SECRET_BYTES], hash[LK_SHA256_BYTES];
@@ -133,7 +116,7 @@ static int cmd_create(struct admin *a, const char *name)
     else
         n = snprintf(out, sizeof out, "username: backend:%s\nsecret:   %s\n", name, secret);
     OPENSSL_cleanse(secret, sizeof secret);
-    rc = n > 0 && (size_t)n < sizeof out && write_out(out, (size_t)n) == 0 ? EXIT_OK : EXIT_FAIL;
+    rc = n > 0 && (size_t)n < sizeof out && out_write_fd(STDOUT_FILENO, out, (size_t)n) == 0 ? EXIT_OK : EXIT_FAIL;
     OPENSSL_cleanse(out, sizeof out);
     if (rc != EXIT_OK) {
         tool_error(a->cmd, LK_ERR_IO,

@@ -164,7 +164,7 @@ out:
 static int cmd_send(struct admin *a, int argc, char **argv)
 {
     static const struct option opts[] = {
-        ADMIN_COMMON_OPTIONS,
+        ADMIN_COMMON_OPTIONS, ADMIN_API_OPTIONS,
         {"device", required_argument, 0, OPT_DEVICE},
         {"command-data", required_argument, 0, O_DATA},
         {"command-file", required_argument, 0, O_FILE},

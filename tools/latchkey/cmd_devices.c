@@ -155,7 +155,7 @@ static int meta_kv(void *ctx, const char *k, const char *v)
 static int parse(struct dev_opts *o, int argc, char **argv, unsigned allowed, unsigned maxpos)
 {
     static const struct option opts[] = {
-        ADMIN_COMMON_OPTIONS,
+        ADMIN_COMMON_OPTIONS, ADMIN_API_OPTIONS,
         {"device", required_argument, 0, OPT_DEVICE},
         {"public-key", required_argument, 0, O_PUBLIC_KEY},
         {"blocked", no_argument, 0, O_BLOCKED},

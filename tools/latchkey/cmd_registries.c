@@ -334,7 +334,7 @@ static int notif_texts(struct admin *a, struct notif *n, char **ev, char **st)
 static int create_or_update(struct admin *a, int argc, char **argv, int create)
 {
     static const struct option opts[] = {
-        ADMIN_COMMON_OPTIONS,
+        ADMIN_COMMON_OPTIONS, ADMIN_API_OPTIONS,
         {"enable-mqtt-config", no_argument, 0, OPT_MQTT_ON},
         {"no-enable-mqtt-config", no_argument, 0, OPT_MQTT_OFF},
         {"enable-http-config", no_argument, 0, OPT_HTTP_ON},
@@ -553,7 +553,7 @@ static void list_ctx_free(struct list_ctx *x)
 
 static int cmd_list(struct admin *a, int argc, char **argv)
 {
-    static const struct option opts[] = {ADMIN_COMMON_OPTIONS, {0, 0, 0, 0}};
+    static const struct option opts[] = {ADMIN_COMMON_OPTIONS, ADMIN_API_OPTIONS, {0, 0, 0, 0}};
     static const char *const heads[] = {"ID", "PROJECT", "LOCATION", "MQTT", "HTTP", "CA_CERTS", "DEVICES"};
     struct list_ctx x;
     char why[512] = "";
@@ -609,7 +609,7 @@ static int cmd_list(struct admin *a, int argc, char **argv)
 
 static int one_registry(struct admin *a, int argc, char **argv, int del)
 {
-    static const struct option opts[] = {ADMIN_COMMON_OPTIONS, {0, 0, 0, 0}};
+    static const struct option opts[] = {ADMIN_COMMON_OPTIONS, ADMIN_API_OPTIONS, {0, 0, 0, 0}};
     char why[512] = "";
     const char *id = NULL;
     lk_err err;
@@ -648,7 +648,7 @@ static int one_registry(struct admin *a, int argc, char **argv, int del)
 
 static int cmd_credentials(struct admin *a, const char *sub, int argc, char **argv)
 {
-    static const struct option opts[] = {ADMIN_COMMON_OPTIONS, {"path", required_argument, 0, OPT_PATH},
+    static const struct option opts[] = {ADMIN_COMMON_OPTIONS, ADMIN_API_OPTIONS, {"path", required_argument, 0, OPT_PATH},
                                          {0, 0, 0, 0}};
     static const char *const heads[] = {"INDEX", "SUBJECT", "ISSUER", "NOT_BEFORE", "NOT_AFTER", "KEY_TYPE"};
     const char *path = NULL;

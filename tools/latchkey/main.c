@@ -28,6 +28,8 @@ static const char usage_text[] =
     "  [--db FILE] devices import FILE --registry R --project P --region L\n"
     "  [--db FILE] devices commands send DEVICE --registry R ... (--command-data S | --command-file F)\n"
     "  [--db FILE] backends create|list|delete [NAME] [--project P]\n"
+    "  [--db FILE] service-accounts create|list|delete [NAME] --project P [--role R] [--token-uri U]\n"
+    "  [--db FILE] service-accounts keys create|disable|enable|delete NAME|KEY_ID ...\n"
     "  --api URL --key-file KEY.json [--ca-file CA.pem] in place of --db: the same registries and\n"
     "  devices commands through latchkeyd's admin API (also LATCHKEY_API, LATCHKEY_KEY_FILE,\n"
     "  LATCHKEY_CA_FILE, or api/key_file/ca_file lines in ~/.config/latchkey/latchkey.conf)\n"
@@ -58,7 +60,7 @@ static int global_opt(const char *arg)
     return -1;
 }
 
-/* latchkey [--db FILE | --api URL --key-file F [--ca-file CA]] registries|devices|backends ... */
+/* latchkey [--db FILE | --api URL --key-file F [--ca-file CA]] registries|devices|backends|service-accounts ... */
 static int admin_dispatch(int argc, char **argv)
 {
     int i = 1, k;
@@ -80,14 +82,18 @@ static int admin_dispatch(int argc, char **argv)
     if (admin_db != NULL && admin_api != NULL)
         return tool_usage_error("--api and --db exclude each other: give one");
     if (i >= argc)
-        return tool_usage_error("--db FILE must be followed by a command (registries, devices, backends)");
+        return tool_usage_error("--db FILE must be followed by a command (registries, devices, "
+                                "backends, service-accounts)");
     if (strcmp(argv[i], "registries") == 0)
         return cmd_registries(argc - i, argv + i);
     if (strcmp(argv[i], "devices") == 0)
         return cmd_devices(argc - i, argv + i);
     if (strcmp(argv[i], "backends") == 0)
         return cmd_backends(argc - i, argv + i);
-    return tool_usage_error("unknown command '%s' (after --db: registries, devices, backends)",
+    if (strcmp(argv[i], "service-accounts") == 0)
+        return cmd_service_accounts(argc - i, argv + i);
+    return tool_usage_error("unknown command '%s' (after --db: registries, devices, backends, "
+                            "service-accounts)",
                             tool_shown(argv[i]));
 }
 
@@ -106,7 +112,7 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "broker") == 0)
         return cmd_broker(argc - 1, argv + 1);
     if (strcmp(argv[1], "registries") == 0 || strcmp(argv[1], "devices") == 0 ||
-        strcmp(argv[1], "backends") == 0 ||
+        strcmp(argv[1], "backends") == 0 || strcmp(argv[1], "service-accounts") == 0 ||
         global_opt(argv[1]) >= 0)
         return admin_dispatch(argc, argv);
     if (strcmp(argv[1], "--version") == 0) {

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 
@@ -418,4 +419,20 @@ int out_finish(int rc)
         return rc == EXIT_OK ? EXIT_FAIL : rc;
     }
     return rc;
+}
+
+int out_write_fd(int fd, const char *buf, size_t len)
+{
+    if (fd == STDOUT_FILENO && fflush(stdout) != 0)
+        return -1;
+    while (len > 0) {
+        ssize_t n = write(fd, buf, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
 }

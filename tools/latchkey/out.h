@@ -45,6 +45,11 @@ int out_table_row(struct out_table *t, const char *const *cells);
 int out_table_print(struct out_table *t); /* and frees it */
 void out_table_free(struct out_table *t);
 
+/* Write all of buf to file descriptor fd, bypassing stdio (flushed first when
+ * fd is standard output), so that no copy of a secret stays in a stdio
+ * buffer: the caller wipes buf. 0, or -1 with errno. */
+int out_write_fd(int fd, const char *buf, size_t len);
+
 /* Flush stdout and report a failure to write it; returns an exit code. */
 int out_finish(int rc);
 #endif
