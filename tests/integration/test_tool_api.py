@@ -178,6 +178,9 @@ def test_plain_http_only_to_loopback(api, tmp_path):
     assert r.rc == USAGE and "https://" in r.err, r
     r = run_tool("--api", "ftp://127.0.0.1/", "--key-file", api.key, "registries", "list")
     assert r.rc == USAGE, r
+    # a host name that merely starts like a loopback address is not one
+    r = run_tool("--api", "http://127.0.0.1.example.com:8080", "--key-file", api.key, "registries", "list")
+    assert r.rc == USAGE and "https://" in r.err, r
 
 
 def test_key_file_refusals(api, tmp_path):

@@ -10,6 +10,9 @@
 #include <string.h>
 #include <time.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <curl/curl.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -145,13 +148,28 @@ static void wipe_json_string(json_t *s)
         OPENSSL_cleanse((char *)json_string_value(s), json_string_length(s));
 }
 
-static int loopback_http(const char *url)
+/* 1 when url is https://, or http:// to a loopback address (latchkeyd's
+ * plain_http, which it allows only there): the host parsed by libcurl, so
+ * that "http://127.example.com" is not taken for 127.0.0.0/8. */
+static int url_allowed(const char *url)
 {
-    static const char *const ok[] = {"http://127.", "http://localhost:", "http://localhost/", "http://[::1]"};
-    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
-        if (strncmp(url, ok[i], strlen(ok[i])) == 0)
-            return 1;
-    return strcmp(url, "http://localhost") == 0;
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL;
+    int ok = 0;
+    if (u != NULL && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
+        struct in_addr a4;
+        if (strcmp(scheme, "https") == 0)
+            ok = 1;
+        else if (strcmp(scheme, "http") == 0)
+            ok = strcmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0 ||
+                 (inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127);
+    }
+    curl_free(scheme);
+    curl_free(host);
+    curl_url_cleanup(u);
+    return ok;
 }
 
 int api_open(const char *cmd, const struct api_settings *s, struct api **out)
@@ -168,7 +186,7 @@ int api_open(const char *cmd, const struct api_settings *s, struct api **out)
     *out = NULL;
     if (s->url == NULL || s->url[0] == '\0')
         return tool_usage_error("%s: no API: give --api URL (or set LATCHKEY_API)", cmd);
-    if (strncmp(s->url, "https://", 8) != 0 && !loopback_http(s->url))
+    if (!url_allowed(s->url))
         return tool_usage_error("%s: --api %s: the API must be https:// (plain http:// only to a loopback "
                                 "address): the key's token would travel in clear", cmd, tool_shown(s->url));
     if (s->key_file == NULL || s->key_file[0] == '\0')

@@ -648,8 +648,8 @@ static int one_registry(struct admin *a, int argc, char **argv, int del)
 
 static int cmd_credentials(struct admin *a, const char *sub, int argc, char **argv)
 {
-    static const struct option opts[] = {ADMIN_COMMON_OPTIONS, ADMIN_API_OPTIONS, {"path", required_argument, 0, OPT_PATH},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {ADMIN_COMMON_OPTIONS, ADMIN_API_OPTIONS,
+                                         {"path", required_argument, 0, OPT_PATH}, {0, 0, 0, 0}};
     static const char *const heads[] = {"INDEX", "SUBJECT", "ISSUER", "NOT_BEFORE", "NOT_AFTER", "KEY_TYPE"};
     const char *path = NULL;
     long long index = -1;

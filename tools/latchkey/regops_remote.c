@@ -712,9 +712,11 @@ lk_err ropr_create_device(struct admin *a, const lk_reg_name *name, const lk_reg
 {
     json_t *body, *j = NULL;
     lk_err err;
-    if ((err = check_id(spec->id, why, why_size)) != LK_OK || (err = check_creds(spec->ncreds, why, why_size)) != LK_OK ||
+    if ((err = check_id(spec->id, why, why_size)) != LK_OK ||
+        (err = check_creds(spec->ncreds, why, why_size)) != LK_OK ||
         (err = check_meta(spec->nmetadata, why, why_size)) != LK_OK ||
-        (spec->config != NULL && (err = check_size("config", spec->config_len, LK_CONFIG_MAX, why, why_size)) != LK_OK))
+        (spec->config != NULL &&
+         (err = check_size("config", spec->config_len, LK_CONFIG_MAX, why, why_size)) != LK_OK))
         return err;
     if ((body = json_pack("{s:s,s:b}", "id", spec->id, "blocked", spec->blocked != 0)) == NULL)
         return LK_ERR_NOMEM;
