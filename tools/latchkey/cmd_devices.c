@@ -45,7 +45,10 @@ static const char devices_usage[] =
     "projects/P/locations/L/registries/R/devices/D; --device D is accepted as in gcloud.\n"
     "Common options: --db FILE (or LATCHKEY_DB), --project P (or LATCHKEY_PROJECT), --region L\n"
     "(alias --location; or LATCHKEY_REGION), --registry R, --format text|json,\n"
-    "--busy-timeout MS. 'latchkey devices COMMAND --help' shows one command. Exit codes: docs/cli.md.\n";
+    "--busy-timeout MS. 'latchkey devices COMMAND --help' shows one command. Exit codes: docs/cli.md.\n"
+    "Through latchkeyd's admin API instead of --db: --api URL --key-file KEY.json [--ca-file CA.pem]\n"
+    "(or LATCHKEY_API, LATCHKEY_KEY_FILE, LATCHKEY_CA_FILE, or the config file; docs/cli.md);\n"
+    "import works only with --db.\n";
 
 /* Each subcommand's own usage ('latchkey devices create --help'). */
 #define DEV_COMMON                                                                              \

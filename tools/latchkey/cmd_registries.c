@@ -37,6 +37,9 @@ static const char registries_usage[] =
     "database), --project P (or LATCHKEY_PROJECT), --region L (alias --location; or\n"
     "LATCHKEY_REGION), --format text|json, --busy-timeout MS (default 5000).\n"
     "A REGISTRY may also be given as projects/P/locations/L/registries/R.\n"
+    "Through latchkeyd's admin API instead of --db: --api URL --key-file KEY.json [--ca-file CA.pem]\n"
+    "(or LATCHKEY_API, LATCHKEY_KEY_FILE, LATCHKEY_CA_FILE, or the config file; docs/cli.md);\n"
+    "import works only with --db.\n"
     "Exit codes: docs/cli.md.\n";
 
 /* Each subcommand's own usage ('latchkey registries create --help'). */
