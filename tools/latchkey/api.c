@@ -403,7 +403,6 @@ lk_err api_call(struct api *c, const char *method, const char *path, const char 
     curl_easy_setopt(c->curl, CURLOPT_FOLLOWLOCATION, 0L); /* never carry the token elsewhere */
     curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, hdr);
     curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT, 15L);
     curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, 300L);
     curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, errbuf);
