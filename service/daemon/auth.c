@@ -32,8 +32,8 @@
 
 #define TOKENS_CAP 65536u              /* live access tokens at most (power of two) */
 #define ACCESS_PREFIX "lkat_"
-#define SA_SKEW 60                     /* seconds of clock skew allowed on service-account JWTs */
-#define SA_LIFETIME 3600               /* what Google allows: an hour */
+
+
 
 static const char *const api_scopes[] = {
     "https://www.googleapis.com/auth/cloudiot",
@@ -177,8 +177,8 @@ static int verify_sa_jwt(struct lkd *d, const char *jwt, size_t len, int for_gra
     lk_sa_policy pol = {0};
     pol.email = k->email;
     pol.now = lkd_now();
-    pol.skew = SA_SKEW;
-    pol.max_lifetime = SA_LIFETIME;
+    pol.skew = LK_SA_SKEW;
+    pol.max_lifetime = LK_SA_MAX_LIFETIME;
     pol.max_len = LK_VERIFY_MAX_LEN;
     if (for_grant) {
         pol.audiences = auds_grant;

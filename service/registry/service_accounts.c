@@ -140,7 +140,7 @@ lk_err lk_registry_sa_create(lk_registry *reg, const char *project, const char *
     if ((err = lk_reg__check_place(project, NULL, why, why_size)) != LK_OK ||
         (err = check_sa_name(name, why, why_size)) != LK_OK)
         return err;
-    if (role == LK_ROLE_NONE || strcmp(lk_reg_sa_role_name(role), "unknown") == 0)
+    if (role < LK_ROLE_VIEWER || role > LK_ROLE_ADMIN)
         return failf(why, why_size, LK_ERR_REG_INVALID,
                      "role %d is invalid: viewer, deviceController, provisioner, editor or admin",
                      (int)role);
@@ -180,8 +180,10 @@ lk_err lk_registry_sa_key_add(lk_registry *reg, const char *email, const char *k
         return failf(why, why_size, LK_ERR_CRED_INVALID, "the public key contains a NUL byte");
     err = lk_cred_parse(LK_CRED_RSA_PEM, pem, pem_len, 0, &cred);
     lk_cred_free(cred);
-    if (err == LK_ERR_NOMEM)
-        return failf(why, why_size, err, "out of memory reading the public key");
+    /* OpenSSL's own failures (out of memory) are not a verdict on the key */
+    if (err == LK_ERR_NOMEM || err == LK_ERR_CRYPTO)
+        return failf(why, why_size, err, "the public key could not be read (%s)",
+                     err == LK_ERR_NOMEM ? "out of memory" : "OpenSSL failed");
     if (err != LK_OK)
         return failf(why, why_size, LK_ERR_CRED_INVALID,
                      "the key is not an RSA public key (-----BEGIN PUBLIC KEY-----, 2048 to "

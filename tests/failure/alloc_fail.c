@@ -84,17 +84,16 @@ static void b64(const void *in, size_t n, char *out, size_t size)
         h_fail("b64url");
 }
 
-char *h_token(int rs256, int bad)
+/* hdr.payload signed with the test's RSA or P-256 key; bad flips a bit of
+ * the signature. */
+static char *sign_token(int rs256, int bad, const char *hdr, const char *payload)
 {
-    char hdr[64], payload[160], h64[100], p64[300], sig64[400];
+    char h64[200], p64[600], sig64[400];
     unsigned char der[600], sig[512];
     size_t dlen = sizeof der, slen;
     EVP_MD_CTX *md = EVP_MD_CTX_new();
-    char signing[500], *tok;
+    char signing[800], *tok;
 
-    snprintf(hdr, sizeof hdr, "{\"alg\":\"%s\",\"typ\":\"JWT\"}", rs256 ? "RS256" : "ES256");
-    snprintf(payload, sizeof payload, "{\"iat\":%lld,\"exp\":%lld,\"aud\":\"my-project\"}",
-             (long long)fa_now - 10, (long long)fa_now + 3600);
     b64(hdr, strlen(hdr), h64, sizeof h64);
     b64(payload, strlen(payload), p64, sizeof p64);
     snprintf(signing, sizeof signing, "%s.%s", h64, p64);
@@ -120,6 +119,31 @@ char *h_token(int rs256, int bad)
     tok = malloc(strlen(signing) + strlen(sig64) + 2);
     sprintf(tok, "%s.%s", signing, sig64);
     return tok;
+}
+
+char *h_token(int rs256, int bad)
+{
+    char hdr[64], payload[160];
+    snprintf(hdr, sizeof hdr, "{\"alg\":\"%s\",\"typ\":\"JWT\"}", rs256 ? "RS256" : "ES256");
+    snprintf(payload, sizeof payload, "{\"iat\":%lld,\"exp\":%lld,\"aud\":\"my-project\"}",
+             (long long)fa_now - 10, (long long)fa_now + 3600);
+    return sign_token(rs256, bad, hdr, payload);
+}
+
+#define SA_EMAIL "api-caller@my-project.iam.latchkey"
+#define SA_KID "0123456789abcdef0123456789abcdef01234567"
+#define SA_AUD "https://cloudiot.googleapis.com/"
+
+/* A service account's token as Google's libraries make it (RS256, kid). */
+static char *sa_token(int bad)
+{
+    char payload[400];
+    snprintf(payload, sizeof payload,
+             "{\"iss\":\"" SA_EMAIL "\",\"sub\":\"" SA_EMAIL "\",\"aud\":\"" SA_AUD "\","
+             "\"scope\":\"a b\",\"iat\":%lld,\"exp\":%lld}",
+             (long long)fa_now - 10, (long long)fa_now + 3590);
+    return sign_token(1, bad, "{\"alg\":\"RS256\",\"typ\":\"JWT\",\"kid\":\"" SA_KID "\"}",
+                      payload);
 }
 
 /* What the refusals were: "LK_ERR_NOMEM 12, LK_ERR_REG_STORAGE 80". */
@@ -338,6 +362,20 @@ static lk_err op_backend(void)
     return lk_registry_backend_create(reg, "my-project", "analytics", h, why, sizeof why);
 }
 
+static lk_err op_sa_create(void)
+{
+    char why[256], email[LK_SA_EMAIL_MAX + 1];
+    return lk_registry_sa_create(reg, "my-project", "new-caller", LK_ROLE_EDITOR, email,
+                                 sizeof email, why, sizeof why);
+}
+
+static lk_err op_sa_key_add(void)
+{
+    char why[256];
+    return lk_registry_sa_key_add(reg, SA_EMAIL, "fedcba9876543210fedcba9876543210fedcba98",
+                                  h_rsa_pem, strlen(h_rsa_pem), why, sizeof why);
+}
+
 /* The change feed: what was read goes to a fixed array (no allocation), and
  * is compared with a clean run's. */
 static lk_reg_change feed[64], feed_ref[64];
@@ -454,6 +492,8 @@ static const struct reg_op reg_ops[] = {
     {"state write", op_add_state, 0},
     {"command", op_command, 0},
     {"backend create", op_backend, 0},
+    {"service account create", op_sa_create, 0},
+    {"service account key add", op_sa_key_add, 0},
     {"change feed read", op_changes, 1},
     {"import (JSON export)", op_import, 0},
 };
@@ -591,6 +631,7 @@ static void registry_op(const struct reg_op *op)
 
 static void make_template(void)
 {
+    char email[LK_SA_EMAIL_MAX + 1];
     lk_registry *r;
     lk_reg_credential cred = {LK_CRED_ES256_PEM, h_es256_pem, 0};
     lk_reg_device_spec spec = {0};
@@ -609,6 +650,10 @@ static void make_template(void)
         h_fail("template: %s", why);
     if (lk_registry_command_send(r, &H_NAME, "dev1", NULL, (const uint8_t *)"x", 1, &id,
                                  why, sizeof why))
+        h_fail("template: %s", why);
+    if (lk_registry_sa_create(r, "my-project", "api-caller", LK_ROLE_ADMIN, email, sizeof email,
+                              why, sizeof why) ||
+        lk_registry_sa_key_add(r, email, SA_KID, h_rsa_pem, strlen(h_rsa_pem), why, sizeof why))
         h_fail("template: %s", why);
     lk_registry_close(r);
 }
@@ -648,10 +693,15 @@ static void registry_paths(int open_only)
 
 /* # The verifier */
 
-static void verify_op(int rs256)
+/* mode 0: ES256, 1: RS256 (device tokens), 2: a service account's token
+ * (kid peek, then lk_verify_sa_token). */
+static void verify_op(int mode)
 {
-    const char *name = rs256 ? "RS256" : "ES256";
-    char *good = h_token(rs256, 0), *bad = h_token(rs256, 1);
+    static const char *const aud[] = {SA_AUD};
+    int rs256 = mode != 0;
+    const char *name = mode == 2 ? "SA RS256" : rs256 ? "RS256" : "ES256";
+    char *good = mode == 2 ? sa_token(0) : h_token(rs256, 0);
+    char *bad = mode == 2 ? sa_token(1) : h_token(rs256, 1);
     const char *pem = rs256 ? h_rsa_pem : h_es256_pem;
     double t0 = now_s();
     long n, nomem = 0, bad_points = 0;
@@ -663,16 +713,28 @@ static void verify_op(int rs256)
             lk_verifier *v = NULL;
             lk_cred *cred = NULL;
             lk_verify_policy pol;
+            lk_sa_policy sp;
             lk_token_info info;
-            char why[200];
+            char why[200], kid[64];
             lk_err err;
 
             lk_verify_policy_init(&pol, "my-project", 10, fa_now);
+            memset(&sp, 0, sizeof sp);
+            sp.email = SA_EMAIL;
+            sp.now = fa_now;
+            sp.skew = LK_SA_SKEW;
+            sp.max_lifetime = LK_SA_MAX_LIFETIME;
+            sp.audiences = aud;
+            sp.naudiences = 1;
             fa_arm(n);
             err = lk_cred_parse(LK_CRED_UNSPECIFIED, pem, strlen(pem), 0, &cred);
             if (!err)
                 err = lk_verifier_new(&v);
-            if (!err)
+            if (!err && mode == 2)
+                err = lk_jwt_peek_kid(tok, strlen(tok), kid, sizeof kid);
+            if (!err && mode == 2)
+                err = lk_verify_sa_token(v, tok, strlen(tok), cred, &sp, &info, why, sizeof why);
+            else if (!err)
                 err = lk_verify_token(v, tok, strlen(tok), &cred, 1, &pol, &info, why, sizeof why);
             fa_disarm();
             lk_verifier_free(v);
@@ -694,12 +756,12 @@ static void verify_op(int rs256)
             }
         }
         if (which == 0)
-            printf("verify: %s parse + verify     %5ld allocation points, %ld absorbed; refused: %s\n",
+            printf("verify: %-8s parse + verify %5ld allocation points, %ld absorbed; refused: %s\n",
                    name, n - 1, n - 1 - nomem, refusal_text());
         else
             bad_points = n - 1;
     }
-    printf("verify: %s wrong signature    %5ld allocation points, never accepted (%.1f s)\n",
+    printf("verify: %-8s wrong signature %5ld allocation points, never accepted (%.1f s)\n",
            name, bad_points, now_s() - t0);
     free(good);
     free(bad);
@@ -709,6 +771,7 @@ static void verify_paths(void)
 {
     verify_op(0);
     verify_op(1);
+    verify_op(2);
 }
 
 int main(int argc, char **argv)
