@@ -19,11 +19,14 @@ import datetime
 import hashlib
 import ipaddress
 import json
+import atexit
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -144,6 +147,7 @@ class Daemon:
         return out
 
     def stop(self):
+        """SIGTERM; returns latchkeyd's exit status (0 when it drained and left)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -152,6 +156,7 @@ class Daemon:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+        return self.proc.returncode
 
 
 _ca = None
@@ -159,9 +164,20 @@ _daemons = {}
 
 
 def stop_all():
+    """Stop every latchkeyd started; one that died or did not exit 0 fails the test."""
+    bad = []
     for d in list(_daemons.values()):
-        d.stop()
+        rc = d.stop()
+        if rc != 0:
+            bad.append(f"latchkeyd on {d.db} exited {rc}: {(d.dir / 'latchkeyd.log').read_text()[-2000:]}")
     _daemons.clear()
+    assert not bad, "\n".join(bad)
+
+
+@atexit.register
+def _remove_ca():
+    if _ca is not None:
+        shutil.rmtree(_ca.ca.parent, ignore_errors=True)
 
 
 def _command(args):
@@ -220,7 +236,7 @@ def rewrite(args, env, bin_dir: Path):
     path = os.path.realpath(db)
     if path not in _daemons:
         if _ca is None:
-            _ca = TestCA(Path(os.environ.get("TMPDIR", "/tmp")) / f"lk-tool-api-ca-{os.getpid()}")
+            _ca = TestCA(Path(tempfile.mkdtemp(prefix="lk-tool-api-ca-")))
         binary = Path(os.environ.get("LK_LATCHKEYD", bin_dir / "latchkeyd"))
         _daemons[path] = Daemon(Path(path), _ca, binary, bin_dir / "latchkey")
     d = _daemons[path]
