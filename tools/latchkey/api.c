@@ -19,6 +19,7 @@
 #include <openssl/pem.h>
 
 #include "latchkey/lk_b64url.h"
+#include "latchkey/lk_util.h"
 #include "api.h"
 #include "tool.h"
 
@@ -37,6 +38,15 @@ struct api {
 };
 
 /* ---- the key file and the token ---- */
+
+/* Wipe n bytes at p and free p (malloc'd). */
+static void wipe_free(void *p, size_t n)
+{
+    if (p == NULL)
+        return;
+    lk_wipe(p, n);
+    free(p);
+}
 
 static char *read_small(const char *path, size_t *len, int *err)
 {
@@ -59,7 +69,7 @@ static char *read_small(const char *path, size_t *len, int *err)
     if (ferror(f) || n > KEY_FILE_MAX) {
         *err = ferror(f) ? EIO : EFBIG;
         fclose(f);
-        OPENSSL_clear_free(buf, KEY_FILE_MAX + 1);
+        wipe_free(buf, KEY_FILE_MAX + 1);
         return NULL;
     }
     fclose(f);
@@ -145,7 +155,7 @@ out:
 static void wipe_json_string(json_t *s)
 {
     if (json_is_string(s))
-        OPENSSL_cleanse((char *)json_string_value(s), json_string_length(s));
+        lk_wipe((char *)json_string_value(s), json_string_length(s));
 }
 
 /* 1 when url is https://, or http:// to a loopback address (latchkeyd's
@@ -198,7 +208,7 @@ int api_open(const char *cmd, const struct api_settings *s, struct api **out)
         return e == EFBIG ? EXIT_FILE : tool_file_exit(e);
     }
     key = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-    OPENSSL_clear_free(text, KEY_FILE_MAX + 1);
+    wipe_free(text, KEY_FILE_MAX + 1);
     if (!json_is_object(key)) {
         tool_error(cmd, LK_ERR_IO, "key file %s is not a service account's JSON key file", s->key_file);
         rc = EXIT_FILE;
@@ -246,7 +256,7 @@ int api_open(const char *cmd, const struct api_settings *s, struct api **out)
     rc = EXIT_OK;
 out:
     if (token != NULL)
-        OPENSSL_clear_free(token, strlen(token));
+        wipe_free(token, strlen(token));
     if (key != NULL)
         wipe_json_string(json_object_get(key, "private_key"));
     json_decref(key);
@@ -260,7 +270,7 @@ void api_close(struct api *c)
     if (c->curl != NULL)
         curl_easy_cleanup(c->curl);
     if (c->auth != NULL)
-        OPENSSL_clear_free(c->auth, strlen(c->auth));
+        wipe_free(c->auth, strlen(c->auth));
     free(c->base);
     free(c->ca_file);
     free(c->project);
@@ -448,7 +458,7 @@ out:
     curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, NULL);
     /* The slist holds a copy of the token: wipe it before it is freed. */
     for (h2 = hdr; h2 != NULL; h2 = h2->next)
-        OPENSSL_cleanse(h2->data, strlen(h2->data));
+        lk_wipe(h2->data, strlen(h2->data));
     curl_slist_free_all(hdr);
     json_decref(j);
     free(a.p);
