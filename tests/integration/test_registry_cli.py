@@ -819,6 +819,7 @@ def test_big_import_and_kill_at_any_moment(tmp_path, big_import):
         assert check_all_or_nothing(db) == N_BIG
 
 
+@pytest.mark.db_only("devices import works only with --db")
 def test_import_progress_on_a_terminal_then_kill(tmp_path, big_import):
     """Progress is shown when standard error is a terminal; a kill right after
     the first progress line leaves nothing behind."""
