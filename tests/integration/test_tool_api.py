@@ -253,3 +253,56 @@ def test_token_never_printed(api, tmp_path):
     for text in outs + [log]:
         assert not re.search(r"eyJ[A-Za-z0-9_-]{10,}\.", text), text
     assert "BEGIN PRIVATE KEY" not in "".join(outs)
+
+
+# ---- what latchkeyd gained for the tool ----
+
+def api_get(d, path):
+    """GET on the API with a self-signed JWT made by PyJWT (independent of the tool)."""
+    import ssl
+    import time
+    import urllib.error
+    import urllib.request
+    import jwt
+    k = key_text(d)
+    now = int(time.time())
+    tok = jwt.encode({"iss": k["client_email"], "sub": k["client_email"], "iat": now, "exp": now + 600,
+                      "scope": "https://www.googleapis.com/auth/cloud-platform"},
+                     k["private_key"], algorithm="RS256", headers={"kid": k["private_key_id"]})
+    req = urllib.request.Request(d.url + path, headers={"Authorization": f"Bearer {tok}"})
+    ctx = ssl.create_default_context(cafile=str(d.ca.ca))
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_every_location_in_pages_and_error_reasons(api):
+    made = []
+    for loc in ("us-central1", "europe-west1", "asia-east1"):
+        for reg in ("a-reg", "b-reg", "c-reg"):
+            assert remote(api, "registries", "create", reg, "--project", P, "--region", loc).rc == 0
+            made.append((loc, reg))
+    seen, token = [], None
+    for _ in range(20):
+        st, j = api_get(api, f"/v1/projects/{P}/locations/-/registries?pageSize=2" +
+                        (f"&pageToken={token}" if token else ""))
+        assert st == 200, j
+        seen += [(x["name"].split("/")[3], x["id"]) for x in j["deviceRegistries"]]
+        token = j.get("nextPageToken")
+        if not token:
+            break
+    assert sorted(seen) == sorted(made) and len(seen) == len(set(seen))
+    st, j = api_get(api, f"/v1/projects/{P}/locations/-/registries?pageToken=not-one")
+    assert st == 400 and j["error"]["status"] == "INVALID_ARGUMENT", j
+    # '-' is a wildcard for listing only
+    st, j = api_get(api, f"/v1/projects/{P}/locations/-/registries/a-reg")
+    assert st == 400, j
+    # a registry refusal names its lk_err in Google's ErrorInfo
+    st, j = api_get(api, f"/v1/projects/{P}/locations/us-central1/registries/nope")
+    assert st == 404 and j["error"]["details"] == [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                                                    "reason": "LK_ERR_REG_NOT_FOUND", "domain": "latchkey"}], j
+    # refusals of the request itself carry none
+    st, j = api_get(api, f"/v1/projects/{P}/locations/us-central1/registries?pageSize=x")
+    assert st == 400 and "details" not in j["error"], j
