@@ -858,6 +858,9 @@ static lk_err history(struct admin *a, const lk_reg_name *name, const char *id, 
     lk_err err;
     if ((err = check_id(id, why, why_size)) != LK_OK)
         return err;
+    /* The API takes at most what is kept; more is all of it, as with --db. */
+    if (max > (states ? LK_STATES_KEPT : LK_CONFIG_VERSIONS_KEPT))
+        max = 0;
     if (max > 0)
         snprintf(q, sizeof q, "%s=%u", states ? "numStates" : "numVersions", max);
     err = call(a, "GET", rpath(name, 1, id, states ? "/states" : "/configVersions"), max > 0 ? q : NULL, NULL, &j,
