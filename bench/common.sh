@@ -28,7 +28,9 @@ REGION=us-central1
 # NAME_PID at once (for the caller's cleanup), then NAME_TLS and NAME_PLAIN;
 # a port taken by another process is retried, 10 tries, then the script
 # exits with the broker's output.
-start_mosquitto() {
+# bench_certs: in $TMP (once), a test CA (ca.crt) and its server certificate
+# for 127.0.0.1 (server.crt, server.key; P-256).
+bench_certs() {
     if [ ! -f "$TMP/server.crt" ]; then
         openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
             -subj "/CN=latchkey bench CA" -keyout "$TMP/ca.key" -out "$TMP/ca.crt" \
@@ -41,6 +43,10 @@ start_mosquitto() {
             -CAcreateserial -days 2 -extfile "$TMP/ext" -out "$TMP/server.crt" 2>/dev/null
         chmod 600 "$TMP/server.key" "$TMP/ca.key"
     fi
+}
+
+start_mosquitto() {
+    bench_certs
     _name=$1 _plain=$2
     shift 2
     # Ports below the ephemeral range: connect loops leave thousands of

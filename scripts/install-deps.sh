@@ -5,7 +5,8 @@
 #   sh scripts/install-deps.sh run    build, install and `make demo`
 #   sh scripts/install-deps.sh test   the above, and what `make test` and `make bench` add
 #                                     (unit-test and fuzz toolchains, the Cortex-M0 emulator,
-#                                     the independent Python clients, nftables, valgrind)
+#                                     the independent Python clients, nftables, valgrind,
+#                                     wrk, and Node.js for Google's own client library)
 set -eu
 
 RUN="build-essential cmake pkg-config openssl libssl-dev
@@ -14,7 +15,14 @@ softhsm2 mosquitto mosquitto-dev libmosquitto-dev mosquitto-clients
 python3 python3-jwt python3-cryptography"
 TEST="libcmocka-dev python3-paho-mqtt python3-pytest
 gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
-clang libclang-rt-14-dev libjwt-dev nftables iproute2 valgrind"
+clang libclang-rt-14-dev libjwt-dev nftables iproute2 valgrind wrk"
+# tests/integration/test_api_npm.py runs Google's @google-cloud/iot under
+# Node.js (>= 18; it installs the library itself with npm ci): Debian's
+# nodejs and npm, unless a node and npm are already on PATH (NodeSource's,
+# nvm's), which would conflict with them.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    TEST="$TEST nodejs npm"
+fi
 
 case "${1:-test}" in
     run) PKGS=$RUN ;;

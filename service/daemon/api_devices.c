@@ -17,20 +17,6 @@
 #define PAGE_MAX 10000        /* the older page's maximum, accepted */
 #define FILTER_MAX 10000      /* ids per filter, as IoT Core */
 
-static int newest_config(void *arg, const lk_reg_config *cf)
-{
-    lk_reg_config *out = arg;
-    out->version = cf->version;
-    out->cloud_update_time = cf->cloud_update_time;
-    out->device_ack_time = cf->device_ack_time;
-    out->data = malloc(cf->len + 1);
-    if (out->data != NULL) {
-        memcpy(out->data, cf->data, cf->len);
-        out->len = cf->len;
-    }
-    return 1;
-}
-
 static int newest_state(void *arg, const lk_reg_state_entry *s)
 {
     lk_reg_state_entry *out = arg;
@@ -57,9 +43,13 @@ static json_t *device_full_json(struct lkd_call *c, const lk_reg_name *n, const 
         want_cfg |= strncmp(mask[i], "config", 6) == 0;
         want_st |= strcmp(mask[i], "state") == 0 || strncmp(mask[i], "state.", 6) == 0;
     }
-    if (want_cfg)
-        (void)lk_registry_list_configs(c->d->reg, &dn, d->id, 1, newest_config, &cfg, why, sizeof why);
-    if (want_st)
+    /* The newest config by num_id: one statement, where list_configs is a
+     * transaction that looks the registry and device up again (a GET's
+     * cost is mostly per-transaction locking). A device that never
+     * reported a state (last_state 0) has none to read. */
+    if (want_cfg && lk_registry_latest_config(c->d->reg, d->num_id, &cfg) != LK_OK)
+        memset(&cfg, 0, sizeof cfg);
+    if (want_st && d->last_state != 0)
         (void)lk_registry_list_states(c->d->reg, &dn, d->id, 1, newest_state, &st, why, sizeof why);
     json_t *j = lkd_device_json(c, d, cfg.version ? &cfg : NULL, st.update_time ? &st : NULL, mask, nm);
     lk_reg_config_free(&cfg);

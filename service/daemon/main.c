@@ -19,6 +19,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <arpa/inet.h>
 
 #include <event2/listener.h>
@@ -223,6 +224,12 @@ static int start(struct lkd *d)
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     evutil_socket_t fd = evhttp_bound_socket_get_fd(d->admin_sock);
+    /* A reply is several TLS records (headers, body): with Nagle on, the
+     * last waits for the client's delayed ACK, 40 ms a request on a
+     * keep-alive connection. Accepted sockets inherit the option (Linux). */
+    int one = 1;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
+        lkd_log("TCP_NODELAY: %s (replies may wait for delayed ACKs)", strerror(errno));
     if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
         d->admin_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                                          : ((struct sockaddr_in *)&ss)->sin_port);
