@@ -178,6 +178,10 @@ def test_environment_and_config_file(api, tmp_path):
     env = {"LATCHKEY_CONFIG": str(conf), "LATCHKEY_DB": ""}
     r = run_tool("registries", "list", "--format", "json", env=env)
     assert r.rc == 0 and [x["id"] for x in json.loads(r.out)] == [R], r
+    # --api given: the key file and the CA still come from the config file
+    conf.write_text(f"key_file {api.key}\nca_file {api.ca.ca}\n")
+    r = run_tool("--api", api.url, "registries", "list", "--format", "json", env=env)
+    assert r.rc == 0 and [x["id"] for x in json.loads(r.out)] == [R], r
     conf.write_text(f"api {api.url}\nkey-file {api.key}\n")
     r = run_tool("registries", "list", env=env)
     assert r.rc == USAGE and "line 2" in r.err, r

@@ -299,6 +299,9 @@ static int open_remote(struct admin *a)
         return rc;
     if (a->api_url == NULL || (a->db != NULL && a->db[0] != '\0' && a->db_level > a->api_level))
         return -1;
+    /* --api given, the key file (or CA) from the config file. */
+    if (a->conf == NULL && (a->key_file == NULL || a->ca_file == NULL) && (rc = read_config(a)) != EXIT_OK)
+        return rc;
     if (!a->remote_ok)
         return tool_usage_error("%s works only with --db: %s", a->cmd,
                                 a->local_only != NULL ? a->local_only
