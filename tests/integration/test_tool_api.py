@@ -313,3 +313,22 @@ def test_every_location_in_pages_and_error_reasons(api):
     # refusals of the request itself carry none
     st, j = api_get(api, f"/v1/projects/{P}/locations/us-central1/registries?pageSize=x")
     assert st == 400 and "details" not in j["error"], j
+
+
+def test_commands_send_interrupted(api):
+    """Interrupted while latchkeyd waits for a broker (there is none): the tool
+    says so and exits 130; latchkeyd decides the command itself, and stays up."""
+    import signal
+    import time
+    assert remote(api, "registries", "create", R, *LOC).rc == 0
+    assert remote(api, "devices", "create", "dev-1", "--registry", R, *LOC).rc == 0
+    p = subprocess.Popen([str(BIN / "latchkey"), "--api", api.url, "--key-file", str(api.key), "--ca-file",
+                          str(api.ca.ca), "devices", "commands", "send", "dev-1", "--registry", R, *LOC,
+                          "--command-data", "x"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=10)
+    assert p.returncode == 130 and "interrupted" in err and out == "", (out, err)
+    assert time.monotonic() - t0 < 3
+    assert remote(api, "devices", "describe", "dev-1", "--registry", R, *LOC).rc == 0

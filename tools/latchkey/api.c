@@ -35,6 +35,7 @@ struct api {
     char *project;
     char *auth;          /* "Authorization: Bearer ..." */
     char status[40];     /* the last refusal's canonical status */
+    volatile sig_atomic_t *stop;
 };
 
 /* ---- the key file and the token ---- */
@@ -282,6 +283,19 @@ const char *api_project(const struct api *c)
     return c->project;
 }
 
+void api_set_stop(struct api *c, volatile sig_atomic_t *stop)
+{
+    c->stop = stop;
+}
+
+/* libcurl's progress callback: non-zero aborts the transfer. */
+static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+    const struct api *c = arg;
+    (void)dt, (void)dn, (void)ut, (void)un;
+    return c->stop != NULL && *c->stop != 0;
+}
+
 const char *api_last_status(const struct api *c)
 {
     return c->status;
@@ -418,6 +432,11 @@ lk_err api_call(struct api *c, const char *method, const char *path, const char 
     curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &a);
+    if (c->stop != NULL) {
+        curl_easy_setopt(c->curl, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(c->curl, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(c->curl, CURLOPT_XFERINFODATA, c);
+    }
     curl_easy_setopt(c->curl, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(c->curl, CURLOPT_SSL_VERIFYHOST, 2L);
     curl_easy_setopt(c->curl, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
@@ -433,6 +452,11 @@ lk_err api_call(struct api *c, const char *method, const char *path, const char 
     }
 
     cc = hdr == NULL ? CURLE_OUT_OF_MEMORY : curl_easy_perform(c->curl);
+    if (cc == CURLE_ABORTED_BY_CALLBACK) {
+        snprintf(why, why_size, "interrupted");
+        err = LK_ERR_STATE;
+        goto out;
+    }
     if (cc != CURLE_OK) {
         int tls = cc == CURLE_SSL_CONNECT_ERROR || cc == CURLE_PEER_FAILED_VERIFICATION ||
                   cc == CURLE_SSL_CACERT_BADFILE || cc == CURLE_SSL_CERTPROBLEM;

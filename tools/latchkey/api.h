@@ -12,6 +12,7 @@
 #ifndef LK_TOOL_API_H
 #define LK_TOOL_API_H
 
+#include <signal.h>
 #include <stddef.h>
 
 #include <jansson.h>
@@ -46,6 +47,9 @@ const char *api_project(const struct api *c);
  * LK_ERR_REG_BUSY, ...). LK_ERR_NET / LK_ERR_TLS when no answer came. */
 lk_err api_call(struct api *c, const char *method, const char *path, const char *query, json_t *body,
                 json_t **out, char *why, size_t why_size);
+/* While *stop is non-zero (a signal handler's flag; NULL: none), a call in
+ * progress gives up within a second: LK_ERR_STATE, why "interrupted". */
+void api_set_stop(struct api *c, volatile sig_atomic_t *stop);
 /* The canonical status of the last refusal ("FAILED_PRECONDITION"), or "". */
 const char *api_last_status(const struct api *c);
 

@@ -20,6 +20,7 @@
 
 #include "cli.h"
 #include "admin.h"
+#include "api.h"
 #include "regops.h"
 
 #define POLL_MS 50
@@ -228,10 +229,27 @@ static int cmd_send(struct admin *a, int argc, char **argv)
         (rc = admin_device_id(a, leaf, &idbuf, &id)) != EXIT_OK)
         goto out;
     if (ROP_REMOTE(a)) {
-        /* The API waits for the broker itself and answers the outcome. */
+        /* The API waits for the broker itself and answers the outcome; an
+         * interrupted tool stops waiting, but latchkeyd decides the command. */
+        struct sigaction sa, old_int, old_term;
         lk_reg_command_status st;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, &old_int);
+        sigaction(SIGTERM, &sa, &old_term);
+        api_set_stop(a->api, &interrupted);
         err = rop_remote_command(a, &a->name, id, subfolder, data, len, &st, why, sizeof why);
-        rc = err != LK_OK ? admin_fail(a, err, why) : report_outcome(a, id, st, 0, 0, timeout_s);
+        api_set_stop(a->api, NULL);
+        sigaction(SIGINT, &old_int, NULL);
+        sigaction(SIGTERM, &old_term, NULL);
+        if (interrupted) {
+            fprintf(stderr, "latchkey: %s: interrupted; if latchkeyd got the command, it still decides it "
+                            "(it waits for the broker itself)\n", a->cmd);
+            rc = EXIT_INTERRUPTED;
+        } else {
+            rc = err != LK_OK ? admin_fail(a, err, why) : report_outcome(a, id, st, 0, 0, timeout_s);
+        }
         goto out;
     }
     err = lk_registry_command_send(a->reg, &a->name, id, subfolder, data, len, &cid, why, sizeof why);
