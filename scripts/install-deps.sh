@@ -10,7 +10,7 @@
 set -eu
 
 RUN="build-essential cmake pkg-config openssl libssl-dev
-libsqlite3-dev sqlite3 libjansson-dev libp11-kit-dev libevent-dev
+libsqlite3-dev sqlite3 libjansson-dev libp11-kit-dev libevent-dev libcurl4-openssl-dev
 softhsm2 mosquitto mosquitto-dev libmosquitto-dev mosquitto-clients
 python3 python3-jwt python3-cryptography"
 TEST="libcmocka-dev python3-paho-mqtt python3-pytest

@@ -451,6 +451,14 @@ lk_err lk_registry_list_configs(lk_registry *reg, const lk_reg_name *name,
  * *out is zeroed on every failure. */
 lk_err lk_registry_latest_config(lk_registry *reg, uint64_t num_id, lk_reg_config *out);
 
+/* get_device and the device's newest config (as lk_registry_latest_config
+ * gives it) in one read transaction: what an API's GET of a device shows,
+ * from one snapshot. cfg is zeroed on failure (free with
+ * lk_reg_config_free on success). */
+lk_err lk_registry_get_device_config(lk_registry *reg, const lk_reg_name *name, const char *id,
+                                     uint64_t num_id, lk_reg_device *out, lk_reg_config *cfg,
+                                     char *why, size_t why_size);
+
 typedef struct lk_reg_state_entry {
     int64_t update_time;
     uint8_t *data;

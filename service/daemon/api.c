@@ -5,6 +5,7 @@
  * Core) are UNIMPLEMENTED.
  *
  *   projects/P/locations/L/registries                     GET list, POST create
+ *   projects/P/locations/-/registries                     GET list (every location)
  *   projects/P/locations/L/registries/R                   GET, PATCH, DELETE
  *   projects/P/locations/L/registries/R:VERB              POST bind/unbind/IAM
  *   projects/P/locations/L/registries/R/devices           GET list, POST create
@@ -84,8 +85,14 @@ void lkd_api_dispatch(struct lkd_call *c)
         return;
     }
     if (c->nseg == 5) {
-        if (lkd_name(c, &n, 4) == 0)
+        /* Location "-": every location of the project (registries.list
+         * only), as Google's APIs spell a wildcard in a parent. */
+        if (strcmp(c->seg[3], "-") == 0 && c->method == EVHTTP_REQ_GET && c->verb == NULL) {
+            if (lkd_name(c, &n, 2) == 0)
+                lkd_api_registries(c, &n, 0);
+        } else if (lkd_name(c, &n, 4) == 0) {
             lkd_api_registries(c, &n, 0);
+        }
         return;
     }
     if (lkd_name(c, &n, 6) != 0)

@@ -241,7 +241,7 @@ void lkd_api_device_ops(struct lkd_call *c, const lk_reg_name *n, const char *de
     if (lkd_require(c, n->project, need) != 0)
         return;
     lk_reg_device d;
-    if (lkd_device_load(c, n, dev, &d) != 0)
+    if (lkd_device_load(c, n, dev, &d, NULL) != 0)
         return;
     if (cfg)
         modify_config(c, n, &d);

@@ -29,40 +29,37 @@ static int newest_state(void *arg, const lk_reg_state_entry *s)
     return 1;
 }
 
-/* The device as JSON with its newest config and state (when mask wants them). */
-static json_t *device_full_json(struct lkd_call *c, const lk_reg_name *n, const lk_reg_device *d,
-                                char mask[][48], int nm)
+/* Whether a device's JSON under this mask shows its config, its state. */
+static void wants(char mask[][48], int nm, int *want_cfg, int *want_st)
 {
-    lk_reg_config cfg = {0};
-    lk_reg_state_entry st = {0};
-    char why[256];
-    lk_reg_name dn = {d->project, d->location, d->registry};
-    (void)n;
-    int want_cfg = nm == 0, want_st = nm == 0;
+    *want_cfg = nm == 0;
+    *want_st = nm == 0;
     for (int i = 0; i < nm; i++) {
-        want_cfg |= strncmp(mask[i], "config", 6) == 0;
-        want_st |= strcmp(mask[i], "state") == 0 || strncmp(mask[i], "state.", 6) == 0;
+        *want_cfg |= strncmp(mask[i], "config", 6) == 0;
+        *want_st |= strcmp(mask[i], "state") == 0 || strncmp(mask[i], "state.", 6) == 0;
     }
-    /* The newest config by num_id: one statement, where list_configs is a
-     * transaction that looks the registry and device up again (a GET's
-     * cost is mostly per-transaction locking). A device that never
-     * reported a state (last_state 0) has none to read. */
-    if (want_cfg && lk_registry_latest_config(c->d->reg, d->num_id, &cfg) != LK_OK)
-        memset(&cfg, 0, sizeof cfg);
-    if (want_st && d->last_state != 0)
-        (void)lk_registry_list_states(c->d->reg, &dn, d->id, 1, newest_state, &st, why, sizeof why);
-    json_t *j = lkd_device_json(c, d, cfg.version ? &cfg : NULL, st.update_time ? &st : NULL, mask, nm);
-    lk_reg_config_free(&cfg);
-    lk_reg_state_entry_free(&st);
-    return j;
 }
 
 static void reply_device(struct lkd_call *c, const lk_reg_name *n, const char *dev, char mask[][48], int nm)
 {
     lk_reg_device d;
-    if (lkd_device_load(c, n, dev, &d) != 0)
+    lk_reg_config cfg = {0};
+    lk_reg_state_entry st = {0};
+    int want_cfg, want_st;
+    wants(mask, nm, &want_cfg, &want_st);
+    /* The device and its newest config from one read transaction (a GET's
+     * cost is mostly per-transaction locking); a device that never reported
+     * a state (last_state 0) has none to read. */
+    if (lkd_device_load(c, n, dev, &d, want_cfg ? &cfg : NULL) != 0)
         return;
-    json_t *j = device_full_json(c, n, &d, mask, nm);
+    if (want_st && d.last_state != 0) {
+        char why[256];
+        lk_reg_name dn = {d.project, d.location, d.registry};
+        (void)lk_registry_list_states(c->d->reg, &dn, d.id, 1, newest_state, &st, why, sizeof why);
+    }
+    json_t *j = lkd_device_json(c, &d, cfg.version ? &cfg : NULL, st.update_time ? &st : NULL, mask, nm);
+    lk_reg_config_free(&cfg);
+    lk_reg_state_entry_free(&st);
     lk_reg_device_free(&d);
     if (j == NULL)
         lkd_reply_error(c, LKD_UNAVAILABLE, "out of memory");
@@ -311,7 +308,7 @@ static void patch_device(struct lkd_call *c, const lk_reg_name *n, const char *d
         }
     }
     lk_reg_device d;
-    if (lkd_device_load(c, n, dev, &d) != 0)
+    if (lkd_device_load(c, n, dev, &d, NULL) != 0)
         return;
     struct lkd_device_body b;
     if (lkd_device_body_read(c, c->body, &b, 0) != 0) {
@@ -373,7 +370,7 @@ void lkd_api_devices(struct lkd_call *c, const lk_reg_name *n, const char *dev, 
         if (lkd_require(c, n->project, LKD_ROLE_PROVISIONER) != 0)
             return;
         lk_reg_device d;
-        if (lkd_device_load(c, n, dev, &d) != 0)
+        if (lkd_device_load(c, n, dev, &d, NULL) != 0)
             return;
         lk_err err = lk_registry_delete_device(c->d->reg, n, d.id, why, sizeof why);
         if (err == LK_OK)

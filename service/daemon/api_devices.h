@@ -20,9 +20,11 @@ struct lkd_device_body {
 int lkd_device_body_read(struct lkd_call *c, json_t *o, struct lkd_device_body *b, int create);
 void lkd_device_body_free(struct lkd_device_body *b);
 
-/* The device named by the path's last segment (an id, or a numId): 0, or
- * -1 after replying (NOT_FOUND, INVALID_ARGUMENT). */
-int lkd_device_load(struct lkd_call *c, const lk_reg_name *n, const char *dev, lk_reg_device *out);
+/* The device named by the path's last segment (an id, or a numId), and
+ * (cfg not NULL) its newest config from the same snapshot: 0, or -1 after
+ * replying (NOT_FOUND, INVALID_ARGUMENT). */
+int lkd_device_load(struct lkd_call *c, const lk_reg_name *n, const char *dev, lk_reg_device *out,
+                    lk_reg_config *cfg);
 
 /* :modifyCloudToDeviceConfig, :sendCommandToDevice, /configVersions, /states. */
 void lkd_api_device_ops(struct lkd_call *c, const lk_reg_name *n, const char *dev, const char *sub);

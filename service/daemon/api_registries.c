@@ -55,10 +55,9 @@ static json_t *notify_obj(struct lkd_call *c, json_t *o, int with_subfolder, int
         lkd_reply_error(c, LKD_INVALID_ARGUMENT, "pubsubTopicName must be a string");
         return NULL;
     }
-    if (t != NULL)
-        json_object_set(out, "pubsubTopicName", t);
+    json_t *s = NULL;
     if (with_subfolder) {
-        json_t *s = lkd_field(c, o, "subfolderMatches", NULL, bad);
+        s = lkd_field(c, o, "subfolderMatches", NULL, bad);
         if (*bad || (s != NULL && !json_is_string(s))) {
             if (!*bad)
                 lkd_reply_error(c, LKD_INVALID_ARGUMENT, "subfolderMatches must be a string");
@@ -66,7 +65,15 @@ static json_t *notify_obj(struct lkd_call *c, json_t *o, int with_subfolder, int
             json_decref(out);
             return NULL;
         }
-        if (s != NULL)
+    }
+    /* Stored in the request's order, as the tool stores what it is given:
+     * a registry shows the same whichever way it was made. */
+    const char *key;
+    json_t *v;
+    json_object_foreach(o, key, v) {
+        if (v == t)
+            json_object_set(out, "pubsubTopicName", t);
+        else if (s != NULL && v == s)
             json_object_set(out, "subfolderMatches", s);
     }
     return out;
@@ -232,12 +239,25 @@ struct reg_page {
     unsigned limit, n;
     int more;
     lk_registry *reg;
+    int all_locations;
+    char last[LK_LOCATION_MAX + LK_ID_MAX + 2];
 };
+
+/* The page token: the last registry's id, or with every location listed
+ * "LOCATION/ID" (the listing's order is location, then id). */
+static int reg_page_key(const lk_reg_registry *r, int all_locations, char *key, size_t size)
+{
+    return snprintf(key, size, "%s%s%s", all_locations ? r->location : "", all_locations ? "/" : "", r->id) <
+           (int)size ? 0 : -1;
+}
 
 static int reg_page_cb(void *arg, const lk_reg_registry *r)
 {
     struct reg_page *p = arg;
-    if (p->after != NULL && strcmp(r->id, p->after) <= 0)
+    char key[LK_LOCATION_MAX + LK_ID_MAX + 2];
+    if (reg_page_key(r, p->all_locations, key, sizeof key) != 0)
+        return 0;
+    if (p->after != NULL && (p->all_locations ? strcmp(key, p->after) <= 0 : strcmp(r->id, p->after) <= 0))
         return 0;
     if (p->n == p->limit) {
         p->more = 1;
@@ -249,6 +269,7 @@ static int reg_page_cb(void *arg, const lk_reg_registry *r)
     copy.ncerts = 0;
     json_array_append_new(p->a, lkd_registry_json(p->c, &copy, p->reg));
     p->n++;
+    memcpy(p->last, key, sizeof key);
     return 0;
 }
 
@@ -260,11 +281,15 @@ static void list_registries(struct lkd_call *c, const lk_reg_name *n)
         return;
     if (size == 0)
         size = REG_PAGE_MAX;
-    if (tok != NULL && tok[0] != '\0' && !lk_id_valid(tok, strlen(tok))) {
+    int all = n->location == NULL;
+    const char *slash = tok != NULL ? strchr(tok, '/') : NULL;
+    if (tok != NULL && tok[0] != '\0' &&
+        (all ? slash == NULL || !lk_location_valid(tok, (size_t)(slash - tok)) || !lk_id_valid(slash + 1, strlen(slash + 1))
+             : !lk_id_valid(tok, strlen(tok)))) {
         lkd_reply_error(c, LKD_INVALID_ARGUMENT, "pageToken is not one this API gave");
         return;
     }
-    struct reg_page p = {c, json_array(), (tok && tok[0]) ? tok : NULL, (unsigned)size, 0, 0, c->d->reg};
+    struct reg_page p = {c, json_array(), (tok && tok[0]) ? tok : NULL, (unsigned)size, 0, 0, c->d->reg, all, ""};
     char why[512] = "";
     lk_err err = lk_registry_list_registries(c->d->reg, n->project, n->location, reg_page_cb, &p, why, sizeof why);
     if (err != LK_OK) {
@@ -274,10 +299,8 @@ static void list_registries(struct lkd_call *c, const lk_reg_name *n)
     }
     json_t *j = json_object();
     json_object_set_new(j, "deviceRegistries", p.a);
-    if (p.more && p.n > 0) {
-        json_t *last = json_array_get(p.a, p.n - 1);
-        json_object_set(j, "nextPageToken", json_object_get(last, "id"));
-    }
+    if (p.more && p.n > 0)
+        json_object_set_new(j, "nextPageToken", json_string(p.last));
     lkd_reply_json(c, 200, j);
 }
 

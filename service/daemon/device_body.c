@@ -255,7 +255,8 @@ int lkd_device_body_read(struct lkd_call *c, json_t *o, struct lkd_device_body *
 
 /* ---- the device named in the path ---- */
 
-int lkd_device_load(struct lkd_call *c, const lk_reg_name *n, const char *dev, lk_reg_device *out)
+int lkd_device_load(struct lkd_call *c, const lk_reg_name *n, const char *dev, lk_reg_device *out,
+                    lk_reg_config *cfg)
 {
     char why[512] = "";
     size_t len = strlen(dev);
@@ -266,7 +267,9 @@ int lkd_device_load(struct lkd_call *c, const lk_reg_name *n, const char *dev, l
     if (numeric) {
         char *end;
         unsigned long long v = strtoull(dev, &end, 10);
-        err = v == 0 ? LK_ERR_REG_NOT_FOUND : lk_registry_get_device(c->d->reg, n, NULL, v, out, why, sizeof why);
+        err = v == 0 ? LK_ERR_REG_NOT_FOUND
+              : cfg ? lk_registry_get_device_config(c->d->reg, n, NULL, v, out, cfg, why, sizeof why)
+                    : lk_registry_get_device(c->d->reg, n, NULL, v, out, why, sizeof why);
         if (err == LK_ERR_REG_NOT_FOUND || err == LK_ERR_ARG)
             snprintf(why, sizeof why, "no device with numId %.24s in registry %s", dev, n->registry);
     } else {
@@ -274,7 +277,8 @@ int lkd_device_load(struct lkd_call *c, const lk_reg_name *n, const char *dev, l
             lkd_reply_error(c, LKD_INVALID_ARGUMENT, "%s", lk_id_why("device id", dev, len, why, sizeof why));
             return -1;
         }
-        err = lk_registry_get_device(c->d->reg, n, dev, 0, out, why, sizeof why);
+        err = cfg ? lk_registry_get_device_config(c->d->reg, n, dev, 0, out, cfg, why, sizeof why)
+                  : lk_registry_get_device(c->d->reg, n, dev, 0, out, why, sizeof why);
     }
     if (err != LK_OK) {
         lkd_reply_lk(c, err, why);

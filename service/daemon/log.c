@@ -22,13 +22,18 @@ int64_t lkd_now_ms(void)
 
 int lkd_log_quiet;
 
+/* One line per event: what a client sent (a field name, a path) may hold
+ * control characters, which must not forge log lines or terminal escapes. */
 __attribute__((format(printf, 1, 0))) static void vlog(const char *fmt, va_list ap)
 {
+    char line[2048];
     if (lkd_log_quiet)
         return;
-    fputs("latchkeyd: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vsnprintf(line, sizeof line, fmt, ap);
+    for (char *p = line; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    fprintf(stderr, "latchkeyd: %s\n", line);
 }
 
 void lkd_log(const char *fmt, ...)

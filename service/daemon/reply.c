@@ -76,15 +76,28 @@ void lkd_send_json(struct evhttp_request *req, int status, json_t *j)
     evbuffer_free(buf);
 }
 
-/* An error before (or without) a call: the same JSON shape. */
-void lkd_send_error(struct evhttp_request *req, lkd_code code, const char *msg)
+/* Google's error object; with reason (an lk_err's name), an ErrorInfo
+ * detail in Google's own shape, so that a client (the latchkey tool) tells
+ * apart what one canonical code covers (INVALID_ARGUMENT: a limit, a
+ * certificate, a key) and exits as the registry's refusal would make it. */
+static void send_error(struct evhttp_request *req, lkd_code code, const char *msg, const char *reason)
 {
     json_t *j = json_pack("{s:{s:i,s:s,s:s}}", "error", "code", codes[code].http, "message", msg, "status",
                           codes[code].name);
+    if (j != NULL && reason != NULL)
+        json_object_set_new(json_object_get(j, "error"), "details",
+                            json_pack("[{s:s,s:s,s:s}]", "@type", "type.googleapis.com/google.rpc.ErrorInfo",
+                                      "reason", reason, "domain", "latchkey"));
     if (code == LKD_UNAUTHENTICATED)
         evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer realm=\"latchkeyd\"");
     lkd_send_json(req, codes[code].http, j);
     json_decref(j);
+}
+
+/* An error before (or without) a call: the same JSON shape. */
+void lkd_send_error(struct evhttp_request *req, lkd_code code, const char *msg)
+{
+    send_error(req, code, msg, NULL);
 }
 
 static const char *method_name(enum evhttp_cmd_type m)
@@ -120,38 +133,56 @@ void lkd_reply_json(struct lkd_call *c, int status, json_t *j)
     lkd_call_free(c);
 }
 
-void lkd_reply_error(struct lkd_call *c, lkd_code code, const char *fmt, ...)
+static void reply_error_v(struct lkd_call *c, lkd_code code, const char *reason, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
+static void reply_error_v(struct lkd_call *c, lkd_code code, const char *reason, const char *fmt, va_list ap)
 {
     char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
     lkd_log("%s %s %s by %s: %s %s", c->peer, method_name(c->method), c->path ? c->path : "?", c->who.email[0] ? c->who.email : "(unauthenticated)", codes[code].name, msg);
     if (c->req != NULL)
-        lkd_send_error(c->req, code, msg);
+        send_error(c->req, code, msg, reason);
     lkd_call_free(c);
+}
+
+void lkd_reply_error(struct lkd_call *c, lkd_code code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    reply_error_v(c, code, NULL, fmt, ap);
+    va_end(ap);
+}
+
+/* A registry refusal: with its lk_err's name as the ErrorInfo reason. */
+static void reply_reason(struct lkd_call *c, lkd_code code, lk_err err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void reply_reason(struct lkd_call *c, lkd_code code, lk_err err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    reply_error_v(c, code, lk_errname(err), fmt, ap);
+    va_end(ap);
 }
 
 void lkd_reply_lk(struct lkd_call *c, lk_err err, const char *why)
 {
     const char *w = (why && why[0]) ? why : lk_strerror(err);
     switch (err) {
-    case LK_ERR_REG_NOT_FOUND: lkd_reply_error(c, LKD_NOT_FOUND, "%s", w); return;
-    case LK_ERR_REG_EXISTS: lkd_reply_error(c, LKD_ALREADY_EXISTS, "%s", w); return;
+    case LK_ERR_REG_NOT_FOUND: reply_reason(c, LKD_NOT_FOUND, err, "%s", w); return;
+    case LK_ERR_REG_EXISTS: reply_reason(c, LKD_ALREADY_EXISTS, err, "%s", w); return;
     /* versionToUpdate is not the current version: the request cannot succeed
      * as it stands (not ABORTED, which clients may retry unchanged). */
-    case LK_ERR_REG_CONFLICT: lkd_reply_error(c, LKD_FAILED_PRECONDITION, "%s", w); return;
-    case LK_ERR_REG_NOT_EMPTY: lkd_reply_error(c, LKD_FAILED_PRECONDITION, "%s", w); return;
+    case LK_ERR_REG_CONFLICT: reply_reason(c, LKD_FAILED_PRECONDITION, err, "%s", w); return;
+    case LK_ERR_REG_NOT_EMPTY: reply_reason(c, LKD_FAILED_PRECONDITION, err, "%s", w); return;
     case LK_ERR_REG_LIMIT:
     case LK_ERR_REG_INVALID:
     case LK_ERR_REG_CERT:
     case LK_ERR_CRED_INVALID:
-    case LK_ERR_ARG: lkd_reply_error(c, LKD_INVALID_ARGUMENT, "%s", w); return;
-    case LK_ERR_REG_BUSY: lkd_reply_error(c, LKD_UNAVAILABLE, "the registry is busy; try again"); return;
+    case LK_ERR_ARG: reply_reason(c, LKD_INVALID_ARGUMENT, err, "%s", w); return;
+    case LK_ERR_REG_BUSY: reply_reason(c, LKD_UNAVAILABLE, err, "the registry is busy; try again"); return;
     default:
         lkd_log("registry failure: %s (%s)", w, lk_errname(err));
-        lkd_reply_error(c, LKD_INTERNAL, "internal error (%s)", lk_errname(err));
+        reply_reason(c, LKD_INTERNAL, err, "internal error (%s)", lk_errname(err));
         return;
     }
 }

@@ -242,8 +242,33 @@ lk_err lk_registry_create_device(lk_registry *reg, const lk_reg_name *name,
     return err;
 }
 
-lk_err lk_registry_get_device(lk_registry *reg, const lk_reg_name *name, const char *id,
-                              uint64_t num_id, lk_reg_device *out, char *why, size_t why_size)
+struct newest {
+    lk_reg_config *out;
+    lk_err err;
+};
+
+static int newest_cb(void *arg, const lk_reg_config *c)
+{
+    struct newest *nw = arg;
+    nw->out->data = malloc(c->len + 1);
+    if (nw->out->data == NULL) {
+        nw->err = LK_ERR_NOMEM;
+        return 1;
+    }
+    memcpy(nw->out->data, c->data, c->len);
+    nw->out->data[c->len] = 0;
+    nw->out->len = c->len;
+    nw->out->version = c->version;
+    nw->out->cloud_update_time = c->cloud_update_time;
+    nw->out->device_ack_time = c->device_ack_time;
+    nw->err = LK_OK;
+    return 1; /* the newest only */
+}
+
+/* get_device, and (cfg not NULL) its newest config in the same read
+ * transaction: one snapshot, one lock round trip. */
+static lk_err get_device(lk_registry *reg, const lk_reg_name *name, const char *id, uint64_t num_id,
+                         lk_reg_device *out, lk_reg_config *cfg, char *why, size_t why_size)
 {
     int64_t rid = 0;
     uint64_t n = num_id;
@@ -253,6 +278,8 @@ lk_err lk_registry_get_device(lk_registry *reg, const lk_reg_name *name, const c
     if (out == NULL)
         return failf(why, why_size, LK_ERR_ARG, "no output given");
     memset(out, 0, sizeof *out);
+    if (cfg != NULL)
+        memset(cfg, 0, sizeof *cfg);
     if (id != NULL || name != NULL) {
         if ((err = lk_reg__check_name(name, why, why_size)) != LK_OK)
             return err;
@@ -277,10 +304,36 @@ lk_err lk_registry_get_device(lk_registry *reg, const lk_reg_name *name, const c
          strcmp(out->registry, name->registry) != 0))
         err = failf(why, why_size, LK_ERR_REG_NOT_FOUND, "no device of %s has num_id %llu",
                     lk_reg__path(name, p, sizeof p), (unsigned long long)n);
+    if (err == LK_OK && cfg != NULL) {
+        struct newest nw = {cfg, LK_ERR_REG_NOT_FOUND}; /* every device has a config */
+        err = reg->ops->config_list(reg->be, n, 1, newest_cb, &nw);
+        if (err != LK_OK)
+            err = lk_reg__be_fail(reg, err, why, why_size);
+        else if (nw.err != LK_OK)
+            err = failf(why, why_size, nw.err, "the device's newest config could not be read");
+    }
     err = lk_reg__leave(reg, err, TX_READ, why, why_size);
-    if (err != LK_OK)
+    if (err != LK_OK) {
         lk_reg_device_free(out);
+        if (cfg != NULL)
+            lk_reg_config_free(cfg);
+    }
     return err;
+}
+
+lk_err lk_registry_get_device(lk_registry *reg, const lk_reg_name *name, const char *id,
+                              uint64_t num_id, lk_reg_device *out, char *why, size_t why_size)
+{
+    return get_device(reg, name, id, num_id, out, NULL, why, why_size);
+}
+
+lk_err lk_registry_get_device_config(lk_registry *reg, const lk_reg_name *name, const char *id,
+                                     uint64_t num_id, lk_reg_device *out, lk_reg_config *cfg,
+                                     char *why, size_t why_size)
+{
+    if (cfg == NULL)
+        return failf(why, why_size, LK_ERR_ARG, "no config output given");
+    return get_device(reg, name, id, num_id, out, cfg, why, why_size);
 }
 
 struct dev_list_ctx {

@@ -114,6 +114,13 @@ int main(int argc, char **argv)
     CHECK(lk_registry_get_device(reg, &name, "device-42", 0, &d, why, sizeof why) == LK_OK);
     CHECK(d.num_id == num_id && d.ncreds == 1 && d.config_version == 1);
     lk_reg_device_free(&d);
+    {
+        lk_reg_config cfg;
+        CHECK(lk_registry_get_device_config(reg, &name, NULL, num_id, &d, &cfg, why, sizeof why) == LK_OK);
+        CHECK(d.num_id == num_id && cfg.version == 1);
+        lk_reg_config_free(&cfg);
+        lk_reg_device_free(&d);
+    }
     n = 0;
     CHECK(lk_registry_list_devices(reg, &name, count_device, &n, why, sizeof why) == LK_OK && n == 1);
     spec.blocked = 1;

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+import tool_api
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("LK_BIN_DIR", REPO / "build" / "bin"))
 SOFTHSM_MODULE = os.environ.get("LK_SOFTHSM_MODULE", "/usr/lib/softhsm/libsofthsm2.so")
@@ -29,14 +31,42 @@ class Result:
         return f"<rc={self.rc} out={self.out[:200]!r} err={self.err[:400]!r}>"
 
 
+def tool_argv(*args, binary="latchkey", env=None):
+    """The command line of a latchkey tool; with LK_TOOL_VIA_API=1, --db FILE
+    becomes the admin API's options (tool_api.py)."""
+    args = [str(a) for a in args]
+    if tool_api.VIA_API and binary == "latchkey":
+        args = tool_api.rewrite(args, env, BIN)
+    return [str(BIN / binary), *args]
+
+
 def run_tool(*args, env=None, input=None, binary="latchkey"):
     """Run a latchkey tool; returns Result with rc, out, err (text)."""
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
-    cp = subprocess.run([str(BIN / binary), *map(str, args)], capture_output=True,
+    cp = subprocess.run(tool_argv(*args, binary=binary, env=env), capture_output=True,
                         text=True, env=full_env, input=input, timeout=120)
     return Result(cp)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "db_only(reason): the test is about the registry database file "
+                                       "itself; skipped when the tool runs through the API")
+
+
+def pytest_runtest_setup(item):
+    m = item.get_closest_marker("db_only")
+    if m is not None and tool_api.VIA_API:
+        pytest.skip(f"only with --db: {m.args[0] if m.args else 'the test is about the database file'}")
+
+
+@pytest.fixture(autouse=True)
+def _tool_api_daemons():
+    """Through the API: the latchkeyd each test started is stopped after it."""
+    yield
+    if tool_api.VIA_API:
+        tool_api.stop_all()
 
 
 @pytest.fixture

@@ -115,6 +115,7 @@ class FakeBroker:
 
 # ---- devices commands send ----
 
+@pytest.mark.db_only("--timeout is the tool's own wait; through the API latchkeyd waits its command_wait_ms")
 def test_no_broker_times_out_and_expires(db):
     t0 = time.monotonic()
     r = send(db, "dev1", "--command-data", "reboot", "--timeout", "1")
@@ -182,6 +183,7 @@ def test_not_connected(db):
     assert query(db, "SELECT status FROM commands") == [(NOT_CONNECTED_ST,)]
 
 
+@pytest.mark.db_only("through the API latchkeyd waits for the broker, and withdraws the command itself")
 def test_interrupt_withdraws(db):
     p = subprocess.Popen([str(BIN / "latchkey"), "--db", str(db), "devices", "commands", "send", "dev1",
                           "--registry", R, *LOC, "--command-data", "x", "--timeout", "60"],

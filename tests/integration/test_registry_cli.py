@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from conftest import BIN, run_tool
+from conftest import BIN, run_tool, tool_argv
 
 P, L, R = "proj-one", "us-central1", "reg-1"
 LOC = ["--project", P, "--region", L]
@@ -187,6 +187,7 @@ def db(tmp_path):
 
 # ---- the database ----
 
+@pytest.mark.db_only("which file is the database, and only 'registries create' creates one")
 def test_database_is_required_and_only_registries_create_makes_it(tmp_path):
     env = {"LATCHKEY_DB": ""}
     r = run_tool("registries", "list", env=env)
@@ -594,8 +595,8 @@ def test_two_operators_racing_on_a_config_version(db):
     args = ["--db", str(db), "devices", "configs", "update", "dev-1", "--registry", R, *LOC]
     for i in range(rounds):
         version = int(describe(db, "dev-1")["config"]["version"])
-        procs = [subprocess.Popen([str(BIN / "latchkey"), *args, "--config-data", f"round {i} from {w}",
-                                   "--version-to-update", str(version)],
+        procs = [subprocess.Popen(tool_argv(*args, "--config-data", f"round {i} from {w}",
+                                            "--version-to-update", str(version)),
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for w in ("a", "b")]
         results = [(p.wait(timeout=60), p.stdout.read(), p.stderr.read()) for p in procs]
@@ -616,8 +617,8 @@ def test_two_operators_racing_on_a_config_version(db):
 
 def test_two_operators_creating_the_same_device(db):
     """Many processes create the same device at once: one wins, none corrupts."""
-    procs = [subprocess.Popen([str(BIN / "latchkey"), "--db", str(db), "devices", "create", "dev-race",
-                               "--registry", R, *LOC, "--metadata", f"who=w{w}"],
+    procs = [subprocess.Popen(tool_argv("--db", db, "devices", "create", "dev-race",
+                                        "--registry", R, *LOC, "--metadata", f"who=w{w}"),
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
              for w in range(6)]
     codes = sorted(p.wait(timeout=60) for p in procs)
@@ -818,6 +819,7 @@ def test_big_import_and_kill_at_any_moment(tmp_path, big_import):
         assert check_all_or_nothing(db) == N_BIG
 
 
+@pytest.mark.db_only("devices import works only with --db")
 def test_import_progress_on_a_terminal_then_kill(tmp_path, big_import):
     """Progress is shown when standard error is a terminal; a kill right after
     the first progress line leaves nothing behind."""

@@ -124,6 +124,7 @@ def db(tmp_path):
 
 # ---- databases that are not registries, or not ours ----
 
+@pytest.mark.db_only("an empty or foreign database file, as the tool opens it")
 def test_empty_or_foreign_database_is_named_plainly(tmp_path):
     empty = tmp_path / "empty.db"
     empty.write_bytes(b"")
@@ -143,6 +144,7 @@ def test_empty_or_foreign_database_is_named_plainly(tmp_path):
     assert text.read_text() == "shopping list\n"
 
 
+@pytest.mark.db_only("the tool's own access to the database file")
 def test_permission_problems_are_not_no_such_file(shared):
     # creating a database where one may not write
     r = as_nobody("--db", shared / "new.db", "registries", "create", R, *LOC)
@@ -163,6 +165,7 @@ def test_permission_problems_are_not_no_such_file(shared):
     assert "attempt to write a readonly database" not in r.err
 
 
+@pytest.mark.db_only("the tool's own access to the database file")
 def test_listing_works_for_a_reader_who_may_not_write(shared):
     db = shared / "registry.db"
     ok(lkdb(db, "registries", "create", R, *LOC))
@@ -191,6 +194,7 @@ def test_listing_works_for_a_reader_who_may_not_write(shared):
     assert f"grant write permission on {shared}" in r.err and "-shm" in r.err, r
 
 
+@pytest.mark.db_only("the mode of a database file the tool creates")
 def test_new_database_is_not_world_readable(tmp_path):
     db = tmp_path / "registry.db"
     cp = subprocess.run(["sh", "-c", f'umask 022 && exec "{BIN / "latchkey"}" --db "{db}" registries create '

@@ -13,8 +13,11 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "api.h"
+#include "regops.h"
 
 const char *admin_db;
+const char *admin_api, *admin_key_file, *admin_ca_file;
 
 static const char *env_or_null(const char *name)
 {
@@ -28,6 +31,11 @@ void admin_init(struct admin *a, const char *cmd, const char *usage)
     a->cmd = cmd;
     a->usage = usage;
     a->db = admin_db != NULL ? admin_db : env_or_null("LATCHKEY_DB");
+    a->db_level = admin_db != NULL ? 2 : 1;
+    a->api_url = admin_api != NULL ? admin_api : env_or_null("LATCHKEY_API");
+    a->api_level = admin_api != NULL ? 2 : 1;
+    a->key_file = admin_key_file != NULL ? admin_key_file : env_or_null("LATCHKEY_KEY_FILE");
+    a->ca_file = admin_ca_file != NULL ? admin_ca_file : env_or_null("LATCHKEY_CA_FILE");
     a->project = env_or_null("LATCHKEY_PROJECT");
     a->location = env_or_null("LATCHKEY_REGION");
     a->busy_ms = -1;
@@ -36,7 +44,10 @@ void admin_init(struct admin *a, const char *cmd, const char *usage)
 int admin_common_opt(struct admin *a, int c, const char *arg)
 {
     switch (c) {
-    case OPT_DB: a->db = arg; return EXIT_OK;
+    case OPT_DB: a->db = arg; a->db_level = 2; return EXIT_OK;
+    case OPT_API: a->api_url = arg; a->api_level = 2; return EXIT_OK;
+    case OPT_API_KEY_FILE: a->key_file = arg; return EXIT_OK;
+    case OPT_API_CA_FILE: a->ca_file = arg; return EXIT_OK;
     case OPT_PROJECT: a->project = arg; return EXIT_OK;
     case OPT_REGION: a->location = arg; return EXIT_OK;
     case OPT_REGISTRY: a->registry = arg; return EXIT_OK;
@@ -220,6 +231,87 @@ static int writable(const char *file)
     return access(dir, W_OK | X_OK) == 0;
 }
 
+/* The config file's settings (api, key_file, ca_file) where neither an
+ * option nor the environment gave them. A missing default file is no
+ * error; a named one ($LATCHKEY_CONFIG) must exist. */
+static int read_config(struct admin *a)
+{
+    const char *named = env_or_null("LATCHKEY_CONFIG"), *home = env_or_null("HOME");
+    char path[4096], *line, *save = NULL;
+    uint8_t *text = NULL;
+    size_t len = 0;
+    unsigned n = 0;
+    int rc;
+
+    if (named != NULL)
+        snprintf(path, sizeof path, "%s", named);
+    else if (home != NULL)
+        snprintf(path, sizeof path, "%s/.config/latchkey/latchkey.conf", home);
+    else
+        return EXIT_OK;
+    if (named == NULL && access(path, F_OK) != 0)
+        return EXIT_OK;
+    if ((rc = admin_read_file(a, "config file", path, 64 * 1024, LK_ERR_IO, &text, &len)) != EXIT_OK)
+        return rc;
+    a->conf = (char *)text;
+    for (line = strtok_r(a->conf, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+        char *key = line, *val, *end;
+        n++;
+        while (isspace((unsigned char)*key))
+            key++;
+        if (*key == '#' || *key == '\0')
+            continue;
+        for (val = key; *val != '\0' && !isspace((unsigned char)*val); val++)
+            ;
+        if (*val != '\0')
+            *val++ = '\0';
+        while (isspace((unsigned char)*val))
+            val++;
+        for (end = val + strlen(val); end > val && isspace((unsigned char)end[-1]); end--)
+            end[-1] = '\0';
+        if (*val == '\0' || (strcmp(key, "api") != 0 && strcmp(key, "key_file") != 0 && strcmp(key, "ca_file") != 0))
+            return tool_usage_error("%s: config file %s, line %u: expected 'api URL', 'key_file FILE' or "
+                                    "'ca_file FILE'", a->cmd, path, n);
+        if (strcmp(key, "api") == 0 && a->api_url == NULL) {
+            a->api_url = val;
+            a->api_level = 0;
+        } else if (strcmp(key, "key_file") == 0 && a->key_file == NULL) {
+            a->key_file = val;
+        } else if (strcmp(key, "ca_file") == 0 && a->ca_file == NULL) {
+            a->ca_file = val;
+        }
+    }
+    return EXIT_OK;
+}
+
+/* --db or --api: which one this command uses (a->api stays NULL for the
+ * database). Returns an exit code, or -1 to go on with the database. */
+static int open_remote(struct admin *a)
+{
+    struct api_settings s;
+    int rc;
+    if (a->db != NULL && a->db[0] != '\0' && a->api_url != NULL && a->db_level == a->api_level)
+        return tool_usage_error(a->db_level == 2 ? "%s: --api and --db exclude each other: give one"
+                                                 : "%s: LATCHKEY_API and LATCHKEY_DB are both set: unset one, "
+                                                   "or give --db or --api",
+                                a->cmd);
+    if ((a->db == NULL || a->db[0] == '\0') && a->api_url == NULL && (rc = read_config(a)) != EXIT_OK)
+        return rc;
+    if (a->api_url == NULL || (a->db != NULL && a->db[0] != '\0' && a->db_level > a->api_level))
+        return -1;
+    /* --api given, the key file (or CA) from the config file. */
+    if (a->conf == NULL && (a->key_file == NULL || a->ca_file == NULL) && (rc = read_config(a)) != EXIT_OK)
+        return rc;
+    if (!a->remote_ok)
+        return tool_usage_error("%s works only with --db: %s", a->cmd,
+                                a->local_only != NULL ? a->local_only
+                                                      : "latchkeyd's admin API has no method for it");
+    s.url = a->api_url;
+    s.key_file = a->key_file;
+    s.ca_file = a->ca_file;
+    return api_open(a->cmd, &s, &a->api);
+}
+
 int admin_open(struct admin *a, int mode)
 {
     char why[768] = "";
@@ -228,7 +320,10 @@ int admin_open(struct admin *a, int mode)
     int existed = 1, create = mode == ADMIN_OPEN_CREATE;
     unsigned flags = create ? LK_REG_CREATE : 0;
     lk_err err;
+    int rc;
 
+    if ((rc = open_remote(a)) >= 0)
+        return rc;
     if (a->db == NULL || a->db[0] == '\0')
         return tool_usage_error("%s: no registry database: give --db FILE or set LATCHKEY_DB", a->cmd);
     file = db_file(a->db);
@@ -277,6 +372,10 @@ void admin_close(struct admin *a)
     if (a->reg != NULL)
         lk_registry_close(a->reg);
     a->reg = NULL;
+    api_close(a->api);
+    a->api = NULL;
+    free(a->conf);
+    a->conf = NULL;
     while (a->nkeep > 0)
         free(a->keep[--a->nkeep]);
     free(a->keep);
@@ -300,36 +399,6 @@ static int all_digits(const char *s)
         if (*s < '0' || *s > '9')
             return 0;
     return 1;
-}
-
-int admin_device_id(struct admin *a, const char *arg, char **buf, const char **id_out)
-{
-    char why[512] = "";
-    lk_reg_device d;
-    unsigned long long num;
-    char *end = NULL;
-    lk_err err;
-
-    *buf = NULL;
-    *id_out = arg;
-    if (!all_digits(arg))
-        return EXIT_OK;
-    errno = 0;
-    num = strtoull(arg, &end, 10);
-    if (errno != 0 || *end != '\0' || num == 0) {
-        tool_error(a->cmd, LK_ERR_REG_NOT_FOUND, "no device has numId %s", arg);
-        return EXIT_REG_NOT_FOUND;
-    }
-    memset(&d, 0, sizeof d);
-    err = lk_registry_get_device(a->reg, &a->name, NULL, (uint64_t)num, &d, why, sizeof why);
-    if (err != LK_OK)
-        return admin_fail(a, err, why);
-    *buf = strdup(d.id);
-    lk_reg_device_free(&d);
-    if (*buf == NULL)
-        return admin_fail(a, LK_ERR_NOMEM, NULL);
-    *id_out = *buf;
-    return EXIT_OK;
 }
 
 int admin_read_file(const struct admin *a, const char *what, const char *path, size_t max,

@@ -32,6 +32,9 @@ enum {
     OPT_DEVICE,
     OPT_FORMAT,
     OPT_BUSY_TIMEOUT,
+    OPT_API,
+    OPT_API_KEY_FILE,
+    OPT_API_CA_FILE,
     OPT_FIRST_OWN /* a command's own options start here */
 };
 
@@ -43,6 +46,12 @@ enum {
     {"format", required_argument, 0, OPT_FORMAT},                                     \
     {"busy-timeout", required_argument, 0, OPT_BUSY_TIMEOUT},                         \
     {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}
+
+/* The options of the commands that also work through latchkeyd's admin
+ * API (registries, devices): as --db, they may follow the command. */
+#define ADMIN_API_OPTIONS                                                                 \
+    {"api", required_argument, 0, OPT_API}, {"key-file", required_argument, 0, OPT_API_KEY_FILE}, \
+    {"ca-file", required_argument, 0, OPT_API_CA_FILE}
 
 /* One admin command's context. */
 struct admin {
@@ -56,6 +65,14 @@ struct admin {
     long long busy_ms;        /* --busy-timeout, -1 = library default */
     int json;                 /* --format json */
     lk_registry *reg;
+    /* Through latchkeyd's admin API instead (--api URL, $LATCHKEY_API or the
+     * config file): where, as whom; api is set by admin_open. */
+    const char *api_url, *key_file, *ca_file;
+    int db_level, api_level;  /* where each came from: 2 option, 1 environment, 0 config */
+    int remote_ok;            /* the command can work through the API (else refused) */
+    const char *local_only;   /* why not, for the refusal (NULL: a generic reason) */
+    struct api *api;
+    char *conf;               /* the config file's text, alive until admin_close */
     lk_reg_name name;
     char *namebuf, *regbuf;   /* parsed full resource names */
     char **keep;              /* admin_dict copies, alive until admin_close */
@@ -65,6 +82,9 @@ struct admin {
 /* The database given before the command group (`latchkey --db F devices ...`);
  * main.c sets it. */
 extern const char *admin_db;
+/* --api, --key-file, --ca-file given before the command group; main.c sets
+ * them. */
+extern const char *admin_api, *admin_key_file, *admin_ca_file;
 
 /* Initialise *a for command cmd; environment defaults are filled in. */
 void admin_init(struct admin *a, const char *cmd, const char *usage);
@@ -92,7 +112,13 @@ int admin_check_project(const struct admin *a);
  * registries/R[/devices/D]") supplies them too; *leaf then points at the
  * last component. Returns an exit code. */
 int admin_resolve(struct admin *a, const char *arg, int need_registry, const char **leaf);
-/* Open the database. ADMIN_OPEN_WRITE: it must exist; ADMIN_OPEN_CREATE:
+/* Open the database, or with --api (or $LATCHKEY_API, or `api` in the
+ * config file: $LATCHKEY_CONFIG or ~/.config/latchkey/latchkey.conf, lines
+ * `api URL`, `key_file FILE`, `ca_file FILE`) connect to latchkeyd's admin
+ * API instead, if the command sets remote_ok (else a usage error: it works
+ * only with --db). --api and --db together are a usage error; an option
+ * outranks the environment, which outranks the config file.
+ * ADMIN_OPEN_WRITE: it must exist; ADMIN_OPEN_CREATE:
  * created if missing (the create commands); ADMIN_OPEN_READ (commands that
  * only read): as WRITE when the caller may write the file and its
  * directory (so that an older schema is migrated), otherwise without
@@ -104,7 +130,7 @@ void admin_close(struct admin *a);
 /* Report a library refusal: "latchkey: CMD: WHY (LK_ERR_...)"; returns its
  * exit code. */
 int admin_fail(const struct admin *a, lk_err err, const char *why);
-/* Resolve a device argument given as numId to its string id (a device id
+/* (regops.c) Resolve a device argument given as numId to its string id (a device id
  * always starts with a letter, a numId is all digits). *id_out points into
  * *buf or at arg. Returns an exit code. */
 int admin_device_id(struct admin *a, const char *arg, char **buf, const char **id_out);

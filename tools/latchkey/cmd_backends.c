@@ -244,6 +244,7 @@ int cmd_backends(int argc, char **argv)
         return tool_usage_error("backends: unknown command '%s' (create, list, delete)", sub);
     snprintf(cmd, sizeof cmd, "backends %s", sub);
     admin_init(&a, cmd, strcmp(sub, "create") == 0 ? u_create : strcmp(sub, "list") == 0 ? u_list : u_delete);
+    a.local_only = "backends are the broker's credentials, which latchkeyd's admin API does not manage";
     rc = run(&a, sub, argc - 1, argv + 1);
     admin_close(&a);
     return out_finish(rc);

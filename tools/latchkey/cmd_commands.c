@@ -20,6 +20,8 @@
 
 #include "cli.h"
 #include "admin.h"
+#include "api.h"
+#include "regops.h"
 
 #define POLL_MS 50
 #define TIMEOUT_DEFAULT 5
@@ -65,6 +67,39 @@ static void sleep_ms(long long ms)
 {
     struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
     (void)nanosleep(&ts, NULL); /* a signal ends it early: the loop checks */
+}
+
+/* What became of the command: said on stderr (or {} for --format json);
+ * returns the exit code. */
+static int report_outcome(struct admin *a, const char *id, lk_reg_command_status st, int withdrew,
+                          int gave_up_on_signal, long long timeout_s)
+{
+    switch (st) {
+    case LK_CMD_DELIVERED:
+        return a->json ? out_json(json_object()) : EXIT_OK;
+    case LK_CMD_NOT_CONNECTED:
+        fprintf(stderr,
+                "latchkey: %s: device %s is not connected or not subscribed to "
+                "/devices/%s/commands/# (FAILED_PRECONDITION)\n",
+                a->cmd, id, id);
+        return EXIT_CMD_NOT_CONNECTED;
+    default: /* EXPIRED */
+        if (withdrew && gave_up_on_signal) {
+            fprintf(stderr, "latchkey: %s: interrupted; the command was withdrawn before a broker "
+                            "picked it up\n", a->cmd);
+            return EXIT_INTERRUPTED;
+        }
+        if (ROP_REMOTE(a))
+            fprintf(stderr,
+                    "latchkey: %s: no broker picked the command up within latchkeyd's wait (is the "
+                    "broker running with the latchkey plugin on latchkeyd's registry?)\n", a->cmd);
+        else
+            fprintf(stderr,
+                    "latchkey: %s: no broker picked the command up within %lld s (is the broker "
+                    "running with the latchkey plugin on this registry?)\n",
+                    a->cmd, timeout_s);
+        return EXIT_CMD_NO_BROKER;
+    }
 }
 
 /* Wait for the outcome of command cid; withdraw it (EXPIRED) at the
@@ -120,31 +155,7 @@ static int wait_outcome(struct admin *a, const char *id, int64_t cid, long long 
         sleep_ms(left < POLL_MS ? left : POLL_MS);
     }
 
-    switch (st) {
-    case LK_CMD_DELIVERED:
-        rc = a->json ? out_json(json_object()) : EXIT_OK;
-        break;
-    case LK_CMD_NOT_CONNECTED:
-        fprintf(stderr,
-                "latchkey: %s: device %s is not connected or not subscribed to "
-                "/devices/%s/commands/# (FAILED_PRECONDITION)\n",
-                a->cmd, id, id);
-        rc = EXIT_CMD_NOT_CONNECTED;
-        break;
-    default: /* EXPIRED */
-        if (withdrew && gave_up_on_signal) {
-            fprintf(stderr, "latchkey: %s: interrupted; the command was withdrawn before a broker "
-                            "picked it up\n", a->cmd);
-            rc = 130;
-        } else {
-            fprintf(stderr,
-                    "latchkey: %s: no broker picked the command up within %lld s (is the broker "
-                    "running with the latchkey plugin on this registry?)\n",
-                    a->cmd, timeout_s);
-            rc = EXIT_CMD_NO_BROKER;
-        }
-        break;
-    }
+    rc = report_outcome(a, id, st, withdrew, gave_up_on_signal, timeout_s);
 out:
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
@@ -154,7 +165,7 @@ out:
 static int cmd_send(struct admin *a, int argc, char **argv)
 {
     static const struct option opts[] = {
-        ADMIN_COMMON_OPTIONS,
+        ADMIN_COMMON_OPTIONS, ADMIN_API_OPTIONS,
         {"device", required_argument, 0, OPT_DEVICE},
         {"command-data", required_argument, 0, O_DATA},
         {"command-file", required_argument, 0, O_FILE},
@@ -217,6 +228,30 @@ static int cmd_send(struct admin *a, int argc, char **argv)
     if ((rc = admin_resolve(a, arg, 1, &leaf)) != EXIT_OK || (rc = admin_open(a, ADMIN_OPEN_WRITE)) != EXIT_OK ||
         (rc = admin_device_id(a, leaf, &idbuf, &id)) != EXIT_OK)
         goto out;
+    if (ROP_REMOTE(a)) {
+        /* The API waits for the broker itself and answers the outcome; an
+         * interrupted tool stops waiting, but latchkeyd decides the command. */
+        struct sigaction sa, old_int, old_term;
+        lk_reg_command_status st;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, &old_int);
+        sigaction(SIGTERM, &sa, &old_term);
+        api_set_stop(a->api, &interrupted);
+        err = rop_remote_command(a, &a->name, id, subfolder, data, len, &st, why, sizeof why);
+        api_set_stop(a->api, NULL);
+        sigaction(SIGINT, &old_int, NULL);
+        sigaction(SIGTERM, &old_term, NULL);
+        if (interrupted) {
+            fprintf(stderr, "latchkey: %s: interrupted; if latchkeyd got the command, it still decides it "
+                            "(it waits for the broker itself)\n", a->cmd);
+            rc = EXIT_INTERRUPTED;
+        } else {
+            rc = err != LK_OK ? admin_fail(a, err, why) : report_outcome(a, id, st, 0, 0, timeout_s);
+        }
+        goto out;
+    }
     err = lk_registry_command_send(a->reg, &a->name, id, subfolder, data, len, &cid, why, sizeof why);
     if (err != LK_OK) {
         rc = admin_fail(a, err, why);
@@ -241,6 +276,7 @@ int cmd_devices_commands(int argc, char **argv)
     if (strcmp(argv[1], "send") != 0)
         return tool_usage_error("devices commands: unknown command '%s' (send)", argv[1]);
     admin_init(&a, "devices commands send", commands_usage);
+    a.remote_ok = 1;
     rc = cmd_send(&a, argc - 1, argv + 1);
     admin_close(&a);
     return out_finish(rc);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "admin.h"
+#include "regops.h"
 #include "devices.h"
 
 /* ---- devices credentials ... ---- */
@@ -47,18 +48,18 @@ int devices_credentials(struct dev_opts *o, const char *sub)
     if ((rc = target_device(o, writes ? ADMIN_OPEN_WRITE : ADMIN_OPEN_READ, &id, &buf)) != EXIT_OK)
         goto out;
     if (strcmp(sub, "create") == 0) {
-        err = lk_registry_add_credential(a->reg, &a->name, id, &cred, why, sizeof why);
+        err = rop_add_credential(a, &a->name, id, &cred, why, sizeof why);
         if (err == LK_OK)
             warn_expired(a, o->path, &cred);
         rc = device_changed(a, err, why, id, "Created credential for device [%s].\n", id);
         goto out;
     }
     if (strcmp(sub, "delete") == 0) {
-        err = lk_registry_delete_credential(a->reg, &a->name, id, (unsigned)index, why, sizeof why);
+        err = rop_delete_credential(a, &a->name, id, (unsigned)index, why, sizeof why);
         rc = device_changed(a, err, why, id, "Deleted credential [%lld] of device [%s].\n", index, id);
         goto out;
     }
-    err = lk_registry_get_device(a->reg, &a->name, id, 0, &d, why, sizeof why);
+    err = rop_get_device(a, &a->name, id, 0, &d, why, sizeof why);
     if (err != LK_OK) {
         rc = admin_fail(a, err, why);
         goto out;
@@ -174,9 +175,9 @@ int devices_history(struct dev_opts *o, int states)
         return admin_fail(a, LK_ERR_NOMEM, NULL);
     }
     if (states)
-        err = lk_registry_list_states(a->reg, &a->name, id, max, state_cb, &x, why, sizeof why);
+        err = rop_list_states(a, &a->name, id, max, state_cb, &x, why, sizeof why);
     else
-        err = lk_registry_list_configs(a->reg, &a->name, id, max, config_cb, &x, why, sizeof why);
+        err = rop_list_configs(a, &a->name, id, max, config_cb, &x, why, sizeof why);
     free(buf);
     if (err != LK_OK || x.failed) {
         out_table_free(x.t);
@@ -200,7 +201,7 @@ int devices_config_describe(struct dev_opts *o)
         free(buf);
         return rc;
     }
-    err = lk_registry_list_configs(a->reg, &a->name, id, 1, first_config_cb, &cfg, why, sizeof why);
+    err = rop_list_configs(a, &a->name, id, 1, first_config_cb, &cfg, why, sizeof why);
     free(buf);
     if (err != LK_OK || cfg == NULL) {
         json_decref(cfg);
@@ -233,10 +234,10 @@ int devices_config_update(struct dev_opts *o)
         goto out;
     memset(&cfg, 0, sizeof cfg);
     if (o->config_data != NULL)
-        err = lk_registry_update_config(a->reg, &a->name, id, (const uint8_t *)o->config_data,
+        err = rop_update_config(a, &a->name, id, (const uint8_t *)o->config_data,
                                         strlen(o->config_data), o->version, &cfg, why, sizeof why);
     else
-        err = lk_registry_update_config(a->reg, &a->name, id, data, len, o->version, &cfg, why, sizeof why);
+        err = rop_update_config(a, &a->name, id, data, len, o->version, &cfg, why, sizeof why);
     if (err != LK_OK) {
         rc = admin_fail(a, err, why);
         goto out;

@@ -15,6 +15,7 @@
 
 #include "cli.h"
 #include "admin.h"
+#include "regops.h"
 #include "devices.h"
 
 static const char devices_usage[] =
@@ -44,7 +45,10 @@ static const char devices_usage[] =
     "projects/P/locations/L/registries/R/devices/D; --device D is accepted as in gcloud.\n"
     "Common options: --db FILE (or LATCHKEY_DB), --project P (or LATCHKEY_PROJECT), --region L\n"
     "(alias --location; or LATCHKEY_REGION), --registry R, --format text|json,\n"
-    "--busy-timeout MS. 'latchkey devices COMMAND --help' shows one command. Exit codes: docs/cli.md.\n";
+    "--busy-timeout MS. 'latchkey devices COMMAND --help' shows one command. Exit codes: docs/cli.md.\n"
+    "Through latchkeyd's admin API instead of --db: --api URL --key-file KEY.json [--ca-file CA.pem]\n"
+    "(or LATCHKEY_API, LATCHKEY_KEY_FILE, LATCHKEY_CA_FILE, or the config file; docs/cli.md);\n"
+    "import works only with --db.\n";
 
 /* Each subcommand's own usage ('latchkey devices create --help'). */
 #define DEV_COMMON                                                                              \
@@ -154,7 +158,7 @@ static int meta_kv(void *ctx, const char *k, const char *v)
 static int parse(struct dev_opts *o, int argc, char **argv, unsigned allowed, unsigned maxpos)
 {
     static const struct option opts[] = {
-        ADMIN_COMMON_OPTIONS,
+        ADMIN_COMMON_OPTIONS, ADMIN_API_OPTIONS,
         {"device", required_argument, 0, OPT_DEVICE},
         {"public-key", required_argument, 0, O_PUBLIC_KEY},
         {"blocked", no_argument, 0, O_BLOCKED},
@@ -300,7 +304,7 @@ static int cmd_create(struct dev_opts *o)
     spec.ncreds = ncreds;
     spec.metadata = o->meta.items;
     spec.nmetadata = o->meta.n;
-    err = lk_registry_create_device(a->reg, &a->name, &spec, &num_id, why, sizeof why);
+    err = rop_create_device(a, &a->name, &spec, &num_id, why, sizeof why);
     if (err != LK_OK) {
         rc = admin_fail(a, err, why);
         goto out;
@@ -343,7 +347,7 @@ static int cmd_update(struct dev_opts *o)
     spec.blocked = o->blocked > 0;
     spec.metadata = o->meta.items;
     spec.nmetadata = o->meta.n;
-    err = lk_registry_update_device(a->reg, &a->name, &spec, mask, why, sizeof why);
+    err = rop_update_device(a, &a->name, &spec, mask, why, sizeof why);
     rc = device_changed(a, err, why, id, "Updated device [%s].\n", id);
 out:
     free(buf);
@@ -364,7 +368,7 @@ static int cmd_describe_delete(struct dev_opts *o, int del)
         rc = print_device(a, id, 0);
         goto out;
     }
-    err = lk_registry_delete_device(a->reg, &a->name, id, why, sizeof why);
+    err = rop_delete_device(a, &a->name, id, why, sizeof why);
     if (err != LK_OK) {
         rc = admin_fail(a, err, why);
         goto out;
@@ -435,7 +439,7 @@ static int cmd_list(struct dev_opts *o)
     } else if ((x.t = out_table_new(5, heads)) == NULL) {
         return admin_fail(a, LK_ERR_NOMEM, NULL);
     }
-    err = lk_registry_list_devices(a->reg, &a->name, device_cb, &x, why, sizeof why);
+    err = rop_list_devices(a, &a->name, device_cb, &x, why, sizeof why);
     if (err != LK_OK || x.failed) {
         out_table_free(x.t);
         if (a->json && x.l.n > 0)
@@ -483,6 +487,7 @@ int cmd_devices(int argc, char **argv)
         snprintf(cmd, sizeof cmd, "devices %s", sub);
     }
     admin_init(&a, cmd, devices_usage);
+    a.remote_ok = 1;
     memset(&o, 0, sizeof o);
     o.a = &a;
     o.blocked = -1;

@@ -315,6 +315,8 @@ static int run_import(int argc, char **argv, int devices)
 
     admin_init(&a, devices ? "devices import" : "registries import",
                devices ? devices_import_usage : registries_import_usage);
+    a.local_only = "an import is one transaction on the registry database, which latchkeyd's admin API "
+                   "has no method for (create the resources one by one through the API instead)";
     memset(&im, 0, sizeof im);
     im.a = &a;
     im.devices = devices;

@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "admin.h"
+#include "regops.h"
 
 static const char registries_usage[] =
     "usage: latchkey [--db FILE] registries COMMAND REGISTRY --project P --region L [options]\n"
@@ -36,6 +37,9 @@ static const char registries_usage[] =
     "database), --project P (or LATCHKEY_PROJECT), --region L (alias --location; or\n"
     "LATCHKEY_REGION), --format text|json, --busy-timeout MS (default 5000).\n"
     "A REGISTRY may also be given as projects/P/locations/L/registries/R.\n"
+    "Through latchkeyd's admin API instead of --db: --api URL --key-file KEY.json [--ca-file CA.pem]\n"
+    "(or LATCHKEY_API, LATCHKEY_KEY_FILE, LATCHKEY_CA_FILE, or the config file; docs/cli.md);\n"
+    "import works only with --db.\n"
     "Exit codes: docs/cli.md.\n";
 
 /* Each subcommand's own usage ('latchkey registries create --help'). */
@@ -215,7 +219,7 @@ static int certs_json(struct admin *a, const lk_reg_name *name, json_t **out)
     *out = NULL;
     if (x.arr == NULL)
         return admin_fail(a, LK_ERR_NOMEM, NULL);
-    err = lk_registry_list_certs(a->reg, name, cert_cb, &x, why, sizeof why);
+    err = rop_list_certs(a, name, cert_cb, &x, why, sizeof why);
     if (err != LK_OK || x.failed) {
         json_decref(x.arr);
         return admin_fail(a, err != LK_OK ? err : LK_ERR_NOMEM, why);
@@ -233,7 +237,7 @@ static int print_registry(struct admin *a)
     int rc;
 
     memset(&r, 0, sizeof r);
-    err = lk_registry_get_registry(a->reg, &a->name, &r, why, sizeof why);
+    err = rop_get_registry(a, &a->name, &r, why, sizeof why);
     if (err != LK_OK)
         return admin_fail(a, err, why);
     j = admin_registry_json(&r);
@@ -333,7 +337,7 @@ static int notif_texts(struct admin *a, struct notif *n, char **ev, char **st)
 static int create_or_update(struct admin *a, int argc, char **argv, int create)
 {
     static const struct option opts[] = {
-        ADMIN_COMMON_OPTIONS,
+        ADMIN_COMMON_OPTIONS, ADMIN_API_OPTIONS,
         {"enable-mqtt-config", no_argument, 0, OPT_MQTT_ON},
         {"no-enable-mqtt-config", no_argument, 0, OPT_MQTT_OFF},
         {"enable-http-config", no_argument, 0, OPT_HTTP_ON},
@@ -416,7 +420,7 @@ static int create_or_update(struct admin *a, int argc, char **argv, int create)
         goto out;
 
     if (!create) {
-        err = lk_registry_update_registry(a->reg, &a->name, mqtt, http, ev, st, why, sizeof why);
+        err = rop_update_registry(a, &a->name, mqtt, http, ev, st, why, sizeof why);
         if (err != LK_OK) {
             rc = admin_fail(a, err, why);
             goto out;
@@ -443,7 +447,7 @@ static int create_or_update(struct admin *a, int argc, char **argv, int create)
             spec.ca_lens = lens;
             spec.ncas = 1;
         }
-        err = lk_registry_create_registry_full(a->reg, &a->name, &spec, why, sizeof why);
+        err = rop_create_registry_full(a, &a->name, &spec, why, sizeof why);
     }
     if (err != LK_OK) {
         size_t l = strlen(why);
@@ -552,7 +556,7 @@ static void list_ctx_free(struct list_ctx *x)
 
 static int cmd_list(struct admin *a, int argc, char **argv)
 {
-    static const struct option opts[] = {ADMIN_COMMON_OPTIONS, {0, 0, 0, 0}};
+    static const struct option opts[] = {ADMIN_COMMON_OPTIONS, ADMIN_API_OPTIONS, {0, 0, 0, 0}};
     static const char *const heads[] = {"ID", "PROJECT", "LOCATION", "MQTT", "HTTP", "CA_CERTS", "DEVICES"};
     struct list_ctx x;
     char why[512] = "";
@@ -574,7 +578,7 @@ static int cmd_list(struct admin *a, int argc, char **argv)
         x.t = out_table_new(7, heads);
     if (x.arr == NULL && x.t == NULL)
         return admin_fail(a, LK_ERR_NOMEM, NULL);
-    err = lk_registry_list_registries(a->reg, a->project, a->location, registry_cb, &x, why, sizeof why);
+    err = rop_list_registries(a, a->project, a->location, registry_cb, &x, why, sizeof why);
     if (err != LK_OK || x.failed) {
         list_ctx_free(&x);
         return admin_fail(a, err != LK_OK ? err : LK_ERR_NOMEM, why);
@@ -608,7 +612,7 @@ static int cmd_list(struct admin *a, int argc, char **argv)
 
 static int one_registry(struct admin *a, int argc, char **argv, int del)
 {
-    static const struct option opts[] = {ADMIN_COMMON_OPTIONS, {0, 0, 0, 0}};
+    static const struct option opts[] = {ADMIN_COMMON_OPTIONS, ADMIN_API_OPTIONS, {0, 0, 0, 0}};
     char why[512] = "";
     const char *id = NULL;
     lk_err err;
@@ -634,7 +638,7 @@ static int one_registry(struct admin *a, int argc, char **argv, int del)
         return rc;
     if (!del)
         return print_registry(a);
-    err = lk_registry_delete_registry(a->reg, &a->name, why, sizeof why);
+    err = rop_delete_registry(a, &a->name, why, sizeof why);
     if (err != LK_OK)
         return admin_fail(a, err, why);
     if (a->json)
@@ -647,8 +651,8 @@ static int one_registry(struct admin *a, int argc, char **argv, int del)
 
 static int cmd_credentials(struct admin *a, const char *sub, int argc, char **argv)
 {
-    static const struct option opts[] = {ADMIN_COMMON_OPTIONS, {"path", required_argument, 0, OPT_PATH},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {ADMIN_COMMON_OPTIONS, ADMIN_API_OPTIONS,
+                                         {"path", required_argument, 0, OPT_PATH}, {0, 0, 0, 0}};
     static const char *const heads[] = {"INDEX", "SUBJECT", "ISSUER", "NOT_BEFORE", "NOT_AFTER", "KEY_TYPE"};
     const char *path = NULL;
     long long index = -1;
@@ -694,7 +698,7 @@ static int cmd_credentials(struct admin *a, const char *sub, int argc, char **ar
             free(pem);
             return rc;
         }
-        err = lk_registry_add_cert(a->reg, &a->name, (const char *)pem, len, &idx, why, sizeof why);
+        err = rop_add_cert(a, &a->name, (const char *)pem, len, &idx, why, sizeof why);
         free(pem);
         if (err != LK_OK)
             return admin_fail(a, err, why);
@@ -710,7 +714,7 @@ static int cmd_credentials(struct admin *a, const char *sub, int argc, char **ar
     }
 
     if (strcmp(sub, "delete") == 0) {
-        err = lk_registry_delete_cert(a->reg, &a->name, (unsigned)index, why, sizeof why);
+        err = rop_delete_cert(a, &a->name, (unsigned)index, why, sizeof why);
         if (err != LK_OK)
             return admin_fail(a, err, why);
         if (a->json)
@@ -726,7 +730,7 @@ static int cmd_credentials(struct admin *a, const char *sub, int argc, char **ar
             x.t = out_table_new(6, heads);
         if (x.arr == NULL && x.t == NULL)
             return admin_fail(a, LK_ERR_NOMEM, NULL);
-        err = lk_registry_list_certs(a->reg, &a->name, cert_cb, &x, why, sizeof why);
+        err = rop_list_certs(a, &a->name, cert_cb, &x, why, sizeof why);
         if (err != LK_OK || x.failed) {
             json_decref(x.arr);
             out_table_free(x.t);
@@ -779,6 +783,7 @@ int cmd_registries(int argc, char **argv)
                    : strcmp(c2, "describe") == 0 ? u_cred_describe
                    : strcmp(c2, "delete") == 0   ? u_cred_delete
                                                  : u_creds);
+        a.remote_ok = 1;
         rc = cmd_credentials(&a, argv[2], argc - 2, argv + 2);
         admin_close(&a);
         return out_finish(rc);
@@ -791,6 +796,7 @@ int cmd_registries(int argc, char **argv)
                : strcmp(sub, "describe") == 0 ? u_describe
                : strcmp(sub, "delete") == 0   ? u_delete
                                               : registries_usage);
+    a.remote_ok = 1;
     if (strcmp(sub, "create") == 0)
         rc = create_or_update(&a, argc - 1, argv + 1, 1);
     else if (strcmp(sub, "update") == 0)

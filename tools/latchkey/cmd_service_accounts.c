@@ -562,6 +562,8 @@ int cmd_service_accounts(int argc, char **argv)
     }
     snprintf(full, sizeof full, "service-accounts %s", cmd);
     admin_init(&a, full, usage);
+    a.local_only = "a service account's keys are made where the registry database is (the API's "
+                   "serviceAccounts methods list, disable, enable and delete them)";
     rc = run(&a, cmd, argc - k, argv + k);
     admin_close(&a);
     return out_finish(rc);

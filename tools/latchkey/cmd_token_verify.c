@@ -566,6 +566,7 @@ int cmd_token_verify(int argc, char **argv)
     lk_err err;
 
     admin_init(&a, CTX, verify_usage);
+    a.local_only = "it reads the device's credentials from the registry database";
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
@@ -574,7 +575,7 @@ int cmd_token_verify(int argc, char **argv)
         case O_REGISTRY: a.registry = optarg; break;
         case O_PROJECT: a.project = optarg; break;
         case O_REGION: a.location = optarg; break;
-        case O_DB: a.db = optarg; db_given = 1; break;
+        case O_DB: a.db = optarg; a.db_level = 2; db_given = 1; break;
         case O_CRED:
             if (++n_cred_opts > CREDS_MAX)
                 return tool_usage_error(CTX ": at most %d --credential (IoT Core's limit of credentials per "

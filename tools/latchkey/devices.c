@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "admin.h"
+#include "regops.h"
 #include "devices.h"
 
 /* ---- JSON shapes ---- */
@@ -145,13 +146,13 @@ int print_device(struct admin *a, const char *id, uint64_t num_id)
     lk_err err;
 
     memset(&d, 0, sizeof d);
-    err = lk_registry_get_device(a->reg, &a->name, id, num_id, &d, why, sizeof why);
+    err = rop_get_device(a, &a->name, id, num_id, &d, why, sizeof why);
     if (err != LK_OK)
         return admin_fail(a, err, why);
     j = admin_device_json(&d);
-    err = lk_registry_list_configs(a->reg, &a->name, d.id, 1, first_config_cb, &cfg, why, sizeof why);
+    err = rop_list_configs(a, &a->name, d.id, 1, first_config_cb, &cfg, why, sizeof why);
     if (err == LK_OK)
-        err = lk_registry_list_states(a->reg, &a->name, d.id, 1, first_state_cb, &st, why, sizeof why);
+        err = rop_list_states(a, &a->name, d.id, 1, first_state_cb, &st, why, sizeof why);
     lk_reg_device_free(&d);
     if (err != LK_OK || j == NULL) {
         json_decref(j);

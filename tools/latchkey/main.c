@@ -30,6 +30,9 @@ static const char usage_text[] =
     "  [--db FILE] backends create|list|delete [NAME] [--project P]\n"
     "  [--db FILE] service-accounts create|list|delete [NAME] --project P [--role R] [--token-uri U]\n"
     "  [--db FILE] service-accounts keys create|disable|enable|delete NAME|KEY_ID ...\n"
+    "  --api URL --key-file KEY.json [--ca-file CA.pem] in place of --db: the same registries and\n"
+    "  devices commands through latchkeyd's admin API (also LATCHKEY_API, LATCHKEY_KEY_FILE,\n"
+    "  LATCHKEY_CA_FILE, or api/key_file/ca_file lines in ~/.config/latchkey/latchkey.conf)\n"
     "\n"
     "The broker:\n"
     "  broker check [--format json] FILE   is this Mosquitto configuration safe for the plugin?\n"
@@ -38,23 +41,46 @@ static const char usage_text[] =
     "\n"
     "Run 'latchkey COMMAND --help' for a command's options; exit codes are in docs/cli.md.\n";
 
-/* latchkey [--db FILE | --db=FILE] registries|devices|backends|service-accounts ... */
+/* The options that may come before the command group, and where each goes. */
+static const struct {
+    const char *name;
+    const char **slot;
+} global_opts[] = {
+    {"--db", &admin_db}, {"--api", &admin_api}, {"--key-file", &admin_key_file}, {"--ca-file", &admin_ca_file},
+};
+
+/* argv[i] is one of global_opts (as "--opt" or "--opt=VALUE"): its index, or -1. */
+static int global_opt(const char *arg)
+{
+    for (size_t k = 0; k < sizeof global_opts / sizeof global_opts[0]; k++) {
+        size_t n = strlen(global_opts[k].name);
+        if (strncmp(arg, global_opts[k].name, n) == 0 && (arg[n] == '\0' || arg[n] == '='))
+            return (int)k;
+    }
+    return -1;
+}
+
+/* latchkey [--db FILE | --api URL --key-file F [--ca-file CA]] registries|devices|backends|service-accounts ... */
 static int admin_dispatch(int argc, char **argv)
 {
-    int i = 1;
-    while (i < argc && strncmp(argv[i], "--db", 4) == 0) {
-        if (strcmp(argv[i], "--db") == 0) {
-            if (i + 1 >= argc)
-                return tool_usage_error("--db needs a FILE");
-            admin_db = argv[i + 1];
-            i += 2;
-        } else if (argv[i][4] == '=') {
-            admin_db = argv[i] + 5;
+    int i = 1, k;
+    while (i < argc && strncmp(argv[i], "--", 2) == 0 && argv[i][2] != '\0') {
+        size_t n;
+        if ((k = global_opt(argv[i])) < 0)
+            return tool_usage_error("unknown option '%s'", tool_shown(argv[i]));
+        n = strlen(global_opts[k].name);
+        if (argv[i][n] == '=') {
+            *global_opts[k].slot = argv[i] + n + 1;
             i++;
         } else {
-            return tool_usage_error("unknown option '%s'", tool_shown(argv[i]));
+            if (i + 1 >= argc)
+                return tool_usage_error("%s needs a value", global_opts[k].name);
+            *global_opts[k].slot = argv[i + 1];
+            i += 2;
         }
     }
+    if (admin_db != NULL && admin_api != NULL)
+        return tool_usage_error("--api and --db exclude each other: give one");
     if (i >= argc)
         return tool_usage_error("--db FILE must be followed by a command (registries, devices, "
                                 "backends, service-accounts)");
@@ -87,7 +113,7 @@ int main(int argc, char **argv)
         return cmd_broker(argc - 1, argv + 1);
     if (strcmp(argv[1], "registries") == 0 || strcmp(argv[1], "devices") == 0 ||
         strcmp(argv[1], "backends") == 0 || strcmp(argv[1], "service-accounts") == 0 ||
-        strncmp(argv[1], "--db", 4) == 0)
+        global_opt(argv[1]) >= 0)
         return admin_dispatch(argc, argv);
     if (strcmp(argv[1], "--version") == 0) {
         printf("%s %s\n", tool_name, LK_VERSION);

@@ -1,0 +1,76 @@
+/*
+ * The registry operations the registry commands make, once for both ways
+ * of reaching a registry: the database itself (--db: the lk_registry_*
+ * call, regops.c) or latchkeyd's admin API (--api: REST calls whose JSON
+ * comes back as the same lk_reg_* structs, regops_remote.c). Each takes
+ * the command's struct admin where lk_registry_* takes the handle, and
+ * otherwise has that function's parameters, results and lk_err/why (the
+ * API's refusals mapped back to the lk_err the registry gives), so that
+ * the commands print the same output and exit with the same codes either
+ * way.
+ */
+#ifndef LK_TOOL_REGOPS_H
+#define LK_TOOL_REGOPS_H
+
+#include "admin.h"
+
+/* 1 when the command goes through the API. */
+#define ROP_REMOTE(a) ((a)->api != NULL)
+
+lk_err rop_get_registry(struct admin *a, const lk_reg_name *name, lk_reg_registry *out, char *why,
+                        size_t why_size);
+/* Remote: project NULL = the key file's project; location NULL = all the
+ * project's locations. r->ndevices is filled only when a->json is 0 (the
+ * table shows it; one devices listing per registry). */
+lk_err rop_list_registries(struct admin *a, const char *project, const char *location,
+                           int (*cb)(void *arg, const lk_reg_registry *r), void *arg, char *why,
+                           size_t why_size);
+lk_err rop_create_registry_full(struct admin *a, const lk_reg_name *name, const lk_reg_registry_spec *spec,
+                                char *why, size_t why_size);
+lk_err rop_update_registry(struct admin *a, const lk_reg_name *name, lk_reg_state mqtt, lk_reg_state http,
+                           const char *event_notification_json, const char *state_notification_json,
+                           char *why, size_t why_size);
+lk_err rop_delete_registry(struct admin *a, const lk_reg_name *name, char *why, size_t why_size);
+lk_err rop_list_certs(struct admin *a, const lk_reg_name *name, int (*cb)(void *arg, const lk_reg_cert *c),
+                      void *arg, char *why, size_t why_size);
+/* Remote: the registry's certificates read and written back whole with one
+ * more or one less (registries.patch, updateMask=credentials). */
+lk_err rop_add_cert(struct admin *a, const lk_reg_name *name, const char *pem, size_t pem_len,
+                    unsigned *index, char *why, size_t why_size);
+lk_err rop_delete_cert(struct admin *a, const lk_reg_name *name, unsigned index, char *why, size_t why_size);
+
+lk_err rop_get_device(struct admin *a, const lk_reg_name *name, const char *id, uint64_t num_id,
+                      lk_reg_device *out, char *why, size_t why_size);
+/* Remote: d->config_version is filled only when a->json is 0 (the table
+ * shows it; one more call per device). */
+lk_err rop_list_devices(struct admin *a, const lk_reg_name *name, int (*cb)(void *arg, const lk_reg_device *d),
+                        void *arg, char *why, size_t why_size);
+lk_err rop_create_device(struct admin *a, const lk_reg_name *name, const lk_reg_device_spec *spec,
+                         uint64_t *num_id, char *why, size_t why_size);
+lk_err rop_update_device(struct admin *a, const lk_reg_name *name, const lk_reg_device_spec *spec, unsigned mask,
+                         char *why, size_t why_size);
+lk_err rop_delete_device(struct admin *a, const lk_reg_name *name, const char *id, char *why, size_t why_size);
+/* Remote: the device's credentials read and written back whole with one
+ * more or one less (devices.patch, updateMask=credentials). */
+lk_err rop_add_credential(struct admin *a, const lk_reg_name *name, const char *id, const lk_reg_credential *cred,
+                          char *why, size_t why_size);
+lk_err rop_delete_credential(struct admin *a, const lk_reg_name *name, const char *id, unsigned index, char *why,
+                             size_t why_size);
+lk_err rop_update_config(struct admin *a, const lk_reg_name *name, const char *id, const uint8_t *data,
+                         size_t len, int64_t version_to_update, lk_reg_config *out, char *why, size_t why_size);
+lk_err rop_list_configs(struct admin *a, const lk_reg_name *name, const char *id, unsigned max,
+                        int (*cb)(void *arg, const lk_reg_config *c), void *arg, char *why, size_t why_size);
+lk_err rop_list_states(struct admin *a, const lk_reg_name *name, const char *id, unsigned max,
+                       int (*cb)(void *arg, const lk_reg_state_entry *s), void *arg, char *why, size_t why_size);
+
+/* ---- through the API only (regops_remote.c) ---- */
+
+/* sendCommandToDevice, which waits for the broker itself: *status is
+ * DELIVERED, NOT_CONNECTED (FAILED_PRECONDITION) or EXPIRED (UNAVAILABLE:
+ * no broker answered in the daemon's wait); another refusal is returned as
+ * the registry's lk_err. */
+lk_err rop_remote_command(struct admin *a, const lk_reg_name *name, const char *id, const char *subfolder,
+                          const uint8_t *data, size_t len, lk_reg_command_status *status, char *why,
+                          size_t why_size);
+
+#endif
