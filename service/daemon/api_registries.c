@@ -153,14 +153,12 @@ static int read_registry_body(struct lkd_call *c, json_t *o, struct reg_body *b)
                                       &b->spec.http) != 0))
         return -1;
     b->has_http = v != NULL;
-    v = lkd_field(c, o, "logLevel", NULL, &bad);
-    if (bad)
+    int level;
+    int got = lkd_enum_field(c, o, "logLevel", lkd_log_level_names, lkd_log_level_values, LKD_LOG_LEVELS, &level);
+    if (got < 0)
         return -1;
-    if (v != NULL) {
-        int e = lkd_enum(c, v, "logLevel", lkd_log_level_names, lkd_log_level_values, LKD_LOG_LEVELS);
-        if (e < 0)
-            return -1;
-        b->spec.log_level = (lk_reg_log_level)e;
+    if (got > 0) {
+        b->spec.log_level = (lk_reg_log_level)level;
         b->has_log = 1;
     }
     if (lkd_array_field(c, o, "credentials", LK_REGISTRY_CERTS_MAX, &v) != 0)

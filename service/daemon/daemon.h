@@ -191,6 +191,10 @@ int lkd_timestamp(struct lkd_call *c, json_t *v, const char *what, int64_t *out)
  * is the name of value values[i]. */
 int lkd_enum(struct lkd_call *c, json_t *v, const char *what, const char *const *names, const int *values,
              size_t n);
+/* The enum member camel (either spelling) of obj: 1 with *out set, 0 when
+ * absent, -1 after replying. */
+int lkd_enum_field(struct lkd_call *c, json_t *obj, const char *camel, const char *const *names,
+                   const int *values, size_t n, int *out);
 json_t *lkd_jenum(const struct lkd_call *c, const char *const *names, const int *values, size_t n, int v);
 json_t *lkd_jtime(int64_t t);
 json_t *lkd_ji64(int64_t v);

@@ -156,32 +156,23 @@ static int read_gateway(struct lkd_call *c, json_t *g, struct lkd_device_body *b
 {
     static const char *const f[] = {"gatewayType", "gatewayAuthMethod", "lastAccessedGatewayId",
                                     "lastAccessedGatewayTime", NULL};
-    int bad = 0;
     if (!json_is_object(g)) {
         lkd_reply_error(c, LKD_INVALID_ARGUMENT, "gatewayConfig must be an object");
         return -1;
     }
     if (lkd_known_fields(c, g, "gatewayConfig", f) != 0)
         return -1;
-    json_t *t = lkd_field(c, g, "gatewayType", NULL, &bad);
-    if (bad)
+    int e;
+    int got = lkd_enum_field(c, g, "gatewayType", lkd_gw_type_names, lkd_gw_type_values, LKD_GW_TYPES, &e);
+    if (got < 0)
         return -1;
-    if (t != NULL) {
-        int e = lkd_enum(c, t, "gatewayConfig.gatewayType", lkd_gw_type_names, lkd_gw_type_values, LKD_GW_TYPES);
-        if (e < 0)
-            return -1;
+    if (got > 0)
         b->spec.gateway_type = (lk_reg_gateway_type)e;
-    }
-    json_t *a = lkd_field(c, g, "gatewayAuthMethod", NULL, &bad);
-    if (bad)
+    got = lkd_enum_field(c, g, "gatewayAuthMethod", lkd_gw_auth_names, lkd_gw_auth_values, LKD_GW_AUTHS, &e);
+    if (got < 0)
         return -1;
-    if (a != NULL) {
-        int e = lkd_enum(c, a, "gatewayConfig.gatewayAuthMethod", lkd_gw_auth_names, lkd_gw_auth_values,
-                         LKD_GW_AUTHS);
-        if (e < 0)
-            return -1;
+    if (got > 0)
         b->spec.gateway_auth_method = (lk_reg_gateway_auth)e;
-    }
     return 0;
 }
 
@@ -233,15 +224,12 @@ int lkd_device_body_read(struct lkd_call *c, json_t *o, struct lkd_device_body *
     v = lkd_field(c, o, "metadata", NULL, &bad);
     if (bad || (v != NULL && read_metadata(c, v, b) != 0))
         return -1;
-    v = lkd_field(c, o, "logLevel", NULL, &bad);
-    if (bad)
+    int level;
+    int got = lkd_enum_field(c, o, "logLevel", lkd_log_level_names, lkd_log_level_values, LKD_LOG_LEVELS, &level);
+    if (got < 0)
         return -1;
-    if (v != NULL) {
-        int e = lkd_enum(c, v, "logLevel", lkd_log_level_names, lkd_log_level_values, LKD_LOG_LEVELS);
-        if (e < 0)
-            return -1;
-        b->spec.log_level = (lk_reg_log_level)e;
-    }
+    if (got > 0)
+        b->spec.log_level = (lk_reg_log_level)level;
     v = lkd_field(c, o, "gatewayConfig", NULL, &bad);
     if (bad || (v != NULL && read_gateway(c, v, b) != 0))
         return -1;

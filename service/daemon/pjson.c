@@ -272,6 +272,22 @@ int lkd_enum(struct lkd_call *c, json_t *v, const char *what, const char *const 
     return -1;
 }
 
+int lkd_enum_field(struct lkd_call *c, json_t *obj, const char *camel, const char *const *names,
+                   const int *values, size_t n, int *out)
+{
+    int bad = 0;
+    json_t *v = lkd_field(c, obj, camel, NULL, &bad);
+    if (bad)
+        return -1;
+    if (v == NULL)
+        return 0;
+    int e = lkd_enum(c, v, camel, names, values, n);
+    if (e < 0)
+        return -1;
+    *out = e;
+    return 1;
+}
+
 json_t *lkd_jenum(const struct lkd_call *c, const char *const *names, const int *values, size_t n, int v)
 {
     if (c->enum_int)
