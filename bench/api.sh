@@ -5,8 +5,9 @@
 #
 # prints `name: value` lines and appends them to OUTFILE:
 #   api_get_device_per_s       GET .../devices/D (a device with one ES256_PEM
-#                              credential and metadata, its config and state
-#                              read too), authenticated by an access token,
+#                              credential and metadata, its newest config
+#                              read with it; no state, as it never sent one),
+#                              authenticated by an access token,
 #                              wrk on keep-alive TLS connections
 #   api_static_per_s           the baseline, same run, same wrk settings:
 #                              GET /v1/bench:static (latchkeyd --bench-static

@@ -51,6 +51,11 @@ showbg() { # SUFFIX COMMAND ARGS...
 show() { showbg "" "$@"; }
 run() { show "$@"; "$@"; }
 
+# A free TCP port of 127.0.0.1.
+free_port() {
+    "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
 alive() { # PID: running (not exited, not a zombie waiting to be reaped)
     [ -n "$1" ] && [ -r "/proc/$1/status" ] &&
         ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
@@ -186,7 +191,7 @@ echo "  username: backend:$BACKEND; its secret (shown only once) is in \$WORK/co
 # ---- 3. broker --------------------------------------------------------------
 
 say "3. Mosquitto with the latchkey plugin, TLS on 127.0.0.1, a free port"
-PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 cat >mosquitto.conf <<EOF
 per_listener_settings false
 allow_anonymous false
@@ -312,7 +317,7 @@ shown device.err "device (log) |"
 # ---- 8. the admin API --------------------------------------------------------
 
 say "8. The admin API: latchkeyd, a service account's key file, a backend's calls (IoT Core's REST API)"
-API_PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+API_PORT=$(free_port)
 run umask 077
 run "$LK" service-accounts create demo-backend --project "$PROJECT" --role editor \
     --token-uri "https://127.0.0.1:$API_PORT/token" --key-file api-key.json
@@ -333,7 +338,8 @@ until grep -q "admin API on" latchkeyd.log; do
 done
 shown latchkeyd.log "latchkeyd    |"
 echo "  A backend signs a JWT with the key file, as Google's client libraries do, and calls the API:"
-show "$PY" - "(a backend: get the device, send a config, send a command)"
+showbg " <<'PYEOF'   (the backend below: get the device, send a config, send a command)" \
+    "$PY" - "$API_PORT" api-key.json ca.crt "$PROJECT" "$REGION" "$REGISTRY" "$DEVICE"
 "$PY" - "$API_PORT" api-key.json ca.crt "$PROJECT" "$REGION" "$REGISTRY" "$DEVICE" <<'PYEOF' || fail "the backend's API calls failed"
 import base64, http.client, json, ssl, sys, time, jwt
 port, keyfile, ca, project, region, registry, device = sys.argv[1:]
