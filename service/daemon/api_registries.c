@@ -184,12 +184,14 @@ static int read_registry_body(struct lkd_call *c, json_t *o, struct reg_body *b)
                     lkd_reply_error(c, LKD_INVALID_ARGUMENT, "credentials[%zu].publicKeyCertificate is missing", i);
                 return -1;
             }
+            /* lkd_enum answers only what it refuses; the UNSPECIFIED value
+             * (by name or number) and a missing format are ours to refuse. */
             json_t *f = lkd_field(c, pkc, "format", NULL, &bad);
-            if (bad || f == NULL || lkd_enum(c, f, "publicKeyCertificate.format", fmt_names, fmt_values, 2) != 1) {
-                if (!bad && f == NULL)
-                    lkd_reply_error(c, LKD_INVALID_ARGUMENT, "publicKeyCertificate.format must be X509_CERTIFICATE_PEM");
-                else if (!bad && json_is_string(f) == 0 && json_is_integer(f) && json_integer_value(f) == 0)
-                    lkd_reply_error(c, LKD_INVALID_ARGUMENT, "publicKeyCertificate.format must be X509_CERTIFICATE_PEM");
+            int fmt = (bad || f == NULL) ? 0 : lkd_enum(c, f, "publicKeyCertificate.format", fmt_names, fmt_values, 2);
+            if (bad || fmt < 0)
+                return -1;
+            if (fmt != 1) {
+                lkd_reply_error(c, LKD_INVALID_ARGUMENT, "publicKeyCertificate.format must be X509_CERTIFICATE_PEM");
                 return -1;
             }
             json_t *pem = lkd_field(c, pkc, "certificate", NULL, &bad);

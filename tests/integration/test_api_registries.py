@@ -81,6 +81,12 @@ def test_create_refusals_change_nothing(env):
         "bad certificate": ({"id": "x5", "credentials": [cert_cred("-----BEGIN CERTIFICATE-----\nAAAA\n"
                                                                    "-----END CERTIFICATE-----\n")]},
                             "INVALID_ARGUMENT"),
+        "unspecified cert format": ({"id": "x7", "credentials": [{"publicKeyCertificate": {
+            "format": "UNSPECIFIED_PUBLIC_KEY_CERTIFICATE_FORMAT", "certificate": ca_pem()}}]}, "INVALID_ARGUMENT"),
+        "cert format 0": ({"id": "x8", "credentials": [{"publicKeyCertificate": {
+            "format": 0, "certificate": ca_pem()}}]}, "INVALID_ARGUMENT"),
+        "no cert format": ({"id": "x9", "credentials": [{"publicKeyCertificate": {"certificate": ca_pem()}}]},
+                           "INVALID_ARGUMENT"),
     }
     for what, (body, code) in cases.items():
         r = unchanged(env, lambda: env.api.post(registries_path(), body))
