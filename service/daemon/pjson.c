@@ -9,9 +9,12 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <openssl/evp.h>
 
 #include "latchkey/lk_b64url.h"
 #include "latchkey/lk_iotcore.h"
@@ -320,22 +323,15 @@ json_t *lkd_ju64(uint64_t v)
 
 json_t *lkd_jbytes(const uint8_t *p, size_t n)
 {
-    /* Standard base64 with padding, as Google's APIs answer. */
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    /* Standard base64 with padding, as Google's APIs answer: OpenSSL's. */
+    if (n > (size_t)INT_MAX / 4 * 3 - 3)
+        return NULL;
     size_t out_len = (n + 2) / 3 * 4;
     char *s = malloc(out_len + 1);
     if (s == NULL)
         return NULL;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t w = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
-        s[o++] = tab[(w >> 18) & 63];
-        s[o++] = tab[(w >> 12) & 63];
-        s[o++] = i + 1 < n ? tab[(w >> 6) & 63] : '=';
-        s[o++] = i + 2 < n ? tab[w & 63] : '=';
-    }
-    s[o] = '\0';
-    json_t *j = json_stringn(s, o);
+    int o = EVP_EncodeBlock((unsigned char *)s, p, (int)n);
+    json_t *j = o < 0 ? NULL : json_stringn(s, (size_t)o);
     free(s);
     return j;
 }
