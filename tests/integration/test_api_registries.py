@@ -132,6 +132,26 @@ def test_list_pages(env):
     assert ok(env.api.get(registries_path(loc="europe-west1"))).get("deviceRegistries", []) == []
 
 
+def test_list_pages_across_locations(env):
+    """Location "us" lists before "us-central1" though "us-central1/..." sorts before "us/..." as text: a page
+    ending in "us" must not make the next skip every registry of "us-central1"."""
+    assert L == "us-central1"
+    ok(env.api.post(registries_path(loc="us"), {"id": "reg-us"}))
+    ok(env.api.post(registries_path(loc="us-east1"), {"id": "reg-east"}))
+    whole = [(r["name"].split("/")[3], r["id"]) for r in ok(env.api.get(registries_path(loc="-")))["deviceRegistries"]]
+    assert len(whole) == 3 and whole[0] == ("us", "reg-us"), whole
+    for size in (1, 2):
+        seen, token = [], None
+        for _ in range(10):
+            q = {"pageSize": size, **({"pageToken": token} if token else {})}
+            page = ok(env.api.get(registries_path(loc="-"), query=q))
+            seen += [(r["name"].split("/")[3], r["id"]) for r in page.get("deviceRegistries", [])]
+            token = page.get("nextPageToken")
+            if not token:
+                break
+        assert seen == whole, (size, seen)
+
+
 def test_delete(env):
     ok(env.api.create_registry("gone"))
     assert ok(env.api.delete(registry_path("gone"))) == {}
