@@ -184,12 +184,14 @@ static int read_registry_body(struct lkd_call *c, json_t *o, struct reg_body *b)
                     lkd_reply_error(c, LKD_INVALID_ARGUMENT, "credentials[%zu].publicKeyCertificate is missing", i);
                 return -1;
             }
+            /* lkd_enum answers only what it refuses; the UNSPECIFIED value
+             * (by name or number) and a missing format are ours to refuse. */
             json_t *f = lkd_field(c, pkc, "format", NULL, &bad);
-            if (bad || f == NULL || lkd_enum(c, f, "publicKeyCertificate.format", fmt_names, fmt_values, 2) != 1) {
-                if (!bad && f == NULL)
-                    lkd_reply_error(c, LKD_INVALID_ARGUMENT, "publicKeyCertificate.format must be X509_CERTIFICATE_PEM");
-                else if (!bad && json_is_string(f) == 0 && json_is_integer(f) && json_integer_value(f) == 0)
-                    lkd_reply_error(c, LKD_INVALID_ARGUMENT, "publicKeyCertificate.format must be X509_CERTIFICATE_PEM");
+            int fmt = (bad || f == NULL) ? 0 : lkd_enum(c, f, "publicKeyCertificate.format", fmt_names, fmt_values, 2);
+            if (bad || fmt < 0)
+                return -1;
+            if (fmt != 1) {
+                lkd_reply_error(c, LKD_INVALID_ARGUMENT, "publicKeyCertificate.format must be X509_CERTIFICATE_PEM");
                 return -1;
             }
             json_t *pem = lkd_field(c, pkc, "certificate", NULL, &bad);
@@ -249,13 +251,34 @@ static int reg_page_key(const lk_reg_registry *r, int all_locations, char *key, 
            (int)size ? 0 : -1;
 }
 
+/* a against the n bytes at b, as SQLite's BINARY collation orders them. */
+static int cmp_n(const char *a, const char *b, size_t n)
+{
+    size_t an = strlen(a);
+    int d = memcmp(a, b, an < n ? an : n);
+    return d != 0 ? d : (an > n) - (an < n);
+}
+
+/* Whether r comes after the page token in the listing's order (location,
+ * then id). Not one strcmp of "LOCATION/ID": '-' sorts before '/', so
+ * "us-central1/a" would sort before "us/z" though location "us" lists
+ * first, and the registries of "us-central1" would never be listed. */
+static int after_token(const struct reg_page *p, const lk_reg_registry *r)
+{
+    if (!p->all_locations)
+        return strcmp(r->id, p->after) > 0;
+    const char *slash = strchr(p->after, '/');
+    int d = cmp_n(r->location, p->after, (size_t)(slash - p->after));
+    return d != 0 ? d > 0 : strcmp(r->id, slash + 1) > 0;
+}
+
 static int reg_page_cb(void *arg, const lk_reg_registry *r)
 {
     struct reg_page *p = arg;
     char key[LK_LOCATION_MAX + LK_ID_MAX + 2];
     if (reg_page_key(r, p->all_locations, key, sizeof key) != 0)
         return 0;
-    if (p->after != NULL && (p->all_locations ? strcmp(key, p->after) <= 0 : strcmp(r->id, p->after) <= 0))
+    if (p->after != NULL && !after_token(p, r))
         return 0;
     if (p->n == p->limit) {
         p->more = 1;

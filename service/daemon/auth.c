@@ -212,10 +212,9 @@ static void set_principal(struct lkd_call *c, const lk_reg_sa_key *k, int how)
     c->who.how = how;
 }
 
-int lkd_authenticate(struct lkd_call *c)
+static int authenticate(struct lkd_call *c, const char *h)
 {
     struct lkd *d = c->d;
-    const char *h = evhttp_find_header(evhttp_request_get_input_headers(c->req), "Authorization");
     char why[512];
     if (h == NULL) {
         lkd_reply_error(c, LKD_UNAUTHENTICATED,
@@ -268,6 +267,30 @@ int lkd_authenticate(struct lkd_call *c)
     return 0;
 }
 
+int lkd_authenticate(struct lkd_call *c)
+{
+    /* The bearer token (an access token, or a JWT good for up to an hour)
+     * is needed only here: take it out of evhttp's headers and wipe both
+     * copies, rather than leave it in freed memory when the request goes. */
+    char *h = (char *)evhttp_find_header(evhttp_request_get_input_headers(c->req), "Authorization");
+    if (h == NULL)
+        return authenticate(c, NULL);
+    char copy[LK_VERIFY_MAX_LEN + 16];
+    size_t n = strlen(h);
+    int fits = n < sizeof copy;
+    if (fits)
+        memcpy(copy, h, n + 1);
+    lk_wipe(h, n);
+    if (!fits) {
+        lkd_reply_error(c, LKD_UNAUTHENTICATED, "the Bearer token is empty or longer than %u bytes",
+                        LK_VERIFY_MAX_LEN);
+        return -1;
+    }
+    int rc = authenticate(c, copy);
+    lk_wipe(copy, n);
+    return rc;
+}
+
 int lkd_require(struct lkd_call *c, const char *project, lkd_role need)
 {
     if (strcmp(c->who.project, project) != 0) {
@@ -290,6 +313,16 @@ static void grant_error(struct evhttp_request *req, int status, const char *erro
     json_t *j = json_pack("{s:s,s:s}", "error", error, "error_description", desc);
     lkd_send_json(req, status, j);
     json_decref(j);
+}
+
+/* Parsed form values hold the assertion (replayable until it expires). */
+static void wipe_clear(struct evkeyvalq *q)
+{
+    struct evkeyval *kv;
+    TAILQ_FOREACH(kv, q, next) {
+        lk_wipe(kv->value, strlen(kv->value));
+    }
+    evhttp_clear_headers(q);
 }
 
 void lkd_token_endpoint(struct lkd *d, struct evhttp_request *req)
@@ -315,8 +348,9 @@ void lkd_token_endpoint(struct lkd *d, struct evhttp_request *req)
     struct evkeyvalq q;
     TAILQ_INIT(&q);
     if (strlen(form) != n || evhttp_parse_query_str(form, &q) != 0) {
+        lk_wipe(form, n);
         free(form);
-        evhttp_clear_headers(&q);
+        wipe_clear(&q);
         grant_error(req, 400, "invalid_request", "the body is not application/x-www-form-urlencoded");
         return;
     }
@@ -349,13 +383,23 @@ void lkd_token_endpoint(struct lkd *d, struct evhttp_request *req)
         } else {
             tok[strlen(ACCESS_PREFIX) + tl] = '\0';
             lk_sha256(tok, strlen(tok), hash);
-            if (tokens_add(d->tokens, hash, k.key_id, until, now) != 0) {
+            /* The answer carries the token: written by hand (its characters
+             * need no JSON escaping) into memory that is wiped once sent,
+             * not left in freed jansson strings. */
+            char *body = malloc(sizeof tok + 96);
+            int bl = body ? snprintf(body, sizeof tok + 96,
+                                     "{\"access_token\":\"%s\",\"expires_in\":%u,\"token_type\":\"Bearer\"}\n", tok,
+                                     d->cfg.access_token_ttl)
+                          : -1;
+            if (bl < 0 || (size_t)bl >= sizeof tok + 96) {
+                free(body);
+                evhttp_send_error(req, 503, "Service Unavailable");
+            } else if (tokens_add(d->tokens, hash, k.key_id, until, now) != 0) {
+                lk_wipe(body, (size_t)bl);
+                free(body);
                 grant_error(req, 400, "temporarily_unavailable", "too many live access tokens; try later");
             } else {
-                json_t *j = json_pack("{s:s,s:I,s:s}", "access_token", tok, "expires_in",
-                                      (json_int_t)d->cfg.access_token_ttl, "token_type", "Bearer");
-                lkd_send_json(req, 200, j);
-                json_decref(j);
+                lkd_send_secret(req, 200, body, (size_t)bl);
                 lkd_debug(d, "%s token: access token for %s (key %s)", peer, k.email, k.key_id);
             }
             lk_wipe(tok, sizeof tok);
@@ -363,7 +407,7 @@ void lkd_token_endpoint(struct lkd *d, struct evhttp_request *req)
         }
         lk_reg_sa_key_free(&k);
     }
-    evhttp_clear_headers(&q);
+    wipe_clear(&q);
     lk_wipe(form, n);
     free(form);
 }

@@ -139,6 +139,9 @@ typedef enum lkd_code {
  * request, outside any call (reply.c). */
 void lkd_send_json(struct evhttp_request *req, int status, json_t *j);
 void lkd_send_error(struct evhttp_request *req, lkd_code code, const char *msg);
+/* A JSON answer that carries a secret: text (malloc'd, len bytes) is taken,
+ * sent without a copy, then wiped and freed. */
+void lkd_send_secret(struct evhttp_request *req, int status, char *text, size_t len);
 /* Answer with JSON (takes the reference) and end the call. */
 void lkd_reply_json(struct lkd_call *c, int status, json_t *j);
 /* Answer Google's error object {"error": {code, message, status}} and end

@@ -249,6 +249,12 @@ static int start(struct lkd *d)
                  strchr(addr, ':') ? "[" : "", addr, strchr(addr, ':') ? "]" : "", d->admin_port);
         if ((cfg->token_uri = strdup(uri)) == NULL)
             return -1;
+        /* The grant checks aud against token_uri: one made of a wildcard
+         * address is in no key file, so every grant would be refused. */
+        if (strcmp(addr, "0.0.0.0") == 0 || strcmp(addr, "::") == 0)
+            lkd_log("warning: token_uri defaults to %s, which no key file names: set token_uri to the URI given "
+                    "to `latchkey service-accounts create --token-uri`, or POST /token refuses every assertion",
+                    uri);
     }
     d->sig_term = evsignal_new(d->base, SIGTERM, on_term, d);
     d->sig_int = evsignal_new(d->base, SIGINT, on_term, d);

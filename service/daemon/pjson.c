@@ -9,9 +9,12 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <openssl/evp.h>
 
 #include "latchkey/lk_b64url.h"
 #include "latchkey/lk_iotcore.h"
@@ -203,9 +206,25 @@ int lkd_timestamp(struct lkd_call *c, json_t *v, const char *what, int64_t *out)
         return -1;
     }
     const char *s = json_string_value(v);
-    int y, mo, dd, h, mi, se, used = 0;
-    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &dd, &h, &mi, &se, &used) != 6 || used != 19 ||
-        mo < 1 || mo > 12 || dd < 1 || dd > 31 || h > 23 || mi > 59 || se > 60 || y < 1970) {
+    /* Fixed digits only (sscanf's %d would take a sign or a space: "T-1:00"),
+     * and a day that its month has (no "02-31" read as March). */
+    static const char form[] = "dddd-dd-ddTdd:dd:dd";
+    int ok = strlen(s) >= 19;
+    for (int i = 0; ok && i < 19; i++)
+        ok = form[i] == 'd' ? isdigit((unsigned char)s[i]) != 0 : s[i] == form[i];
+    int y = 0, mo = 0, dd = 0, h = 0, mi = 0, se = 0;
+    if (ok) {
+        y = atoi(s);
+        mo = atoi(s + 5);
+        dd = atoi(s + 8);
+        h = atoi(s + 11);
+        mi = atoi(s + 14);
+        se = atoi(s + 17);
+    }
+    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (!ok || mo < 1 || mo > 12 || dd < 1 || dd > mdays[mo - 1] || (mo == 2 && dd == 29 && !leap) || h > 23 ||
+        mi > 59 || se > 60 || y < 1970) {
         lkd_reply_error(c, LKD_INVALID_ARGUMENT, "%s is not an RFC 3339 timestamp: \"%.40s\"", what, s);
         return -1;
     }
@@ -320,22 +339,15 @@ json_t *lkd_ju64(uint64_t v)
 
 json_t *lkd_jbytes(const uint8_t *p, size_t n)
 {
-    /* Standard base64 with padding, as Google's APIs answer. */
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    /* Standard base64 with padding, as Google's APIs answer: OpenSSL's. */
+    if (n > (size_t)INT_MAX / 4 * 3 - 3)
+        return NULL;
     size_t out_len = (n + 2) / 3 * 4;
     char *s = malloc(out_len + 1);
     if (s == NULL)
         return NULL;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t w = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
-        s[o++] = tab[(w >> 18) & 63];
-        s[o++] = tab[(w >> 12) & 63];
-        s[o++] = i + 1 < n ? tab[(w >> 6) & 63] : '=';
-        s[o++] = i + 2 < n ? tab[w & 63] : '=';
-    }
-    s[o] = '\0';
-    json_t *j = json_stringn(s, o);
+    int o = EVP_EncodeBlock((unsigned char *)s, p, (int)n);
+    json_t *j = o < 0 ? NULL : json_stringn(s, (size_t)o);
     free(s);
     return j;
 }

@@ -11,6 +11,7 @@
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
 
+#include "latchkey/lk_util.h"
 #include "daemon.h"
 
 static const struct {
@@ -54,6 +55,16 @@ static const char *reason(int status)
     }
 }
 
+static void send_body(struct evhttp_request *req, int status, struct evbuffer *buf)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Content-Type", "application/json; charset=UTF-8");
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+    evhttp_send_reply(req, status, reason(status), buf);
+    evbuffer_free(buf);
+}
+
 void lkd_send_json(struct evhttp_request *req, int status, json_t *j)
 {
     struct evbuffer *buf = evbuffer_new();
@@ -68,12 +79,29 @@ void lkd_send_json(struct evhttp_request *req, int status, json_t *j)
     evbuffer_add(buf, text, strlen(text));
     evbuffer_add(buf, "\n", 1);
     free(text);
-    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    evhttp_add_header(h, "Content-Type", "application/json; charset=UTF-8");
-    evhttp_add_header(h, "Cache-Control", "no-store");
-    evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
-    evhttp_send_reply(req, status, reason(status), buf);
-    evbuffer_free(buf);
+    send_body(req, status, buf);
+}
+
+static void wipe_text(const void *data, size_t len, void *arg)
+{
+    (void)arg;
+    lk_wipe((void *)data, len);
+    free((void *)data);
+}
+
+/* The body is referenced, not copied: evhttp moves the chain to the
+ * connection, and once written (or dropped with it) wipe_text runs. */
+void lkd_send_secret(struct evhttp_request *req, int status, char *text, size_t len)
+{
+    struct evbuffer *buf = evbuffer_new();
+    if (buf == NULL || evbuffer_add_reference(buf, text, len, wipe_text, NULL) != 0) {
+        if (buf)
+            evbuffer_free(buf);
+        wipe_text(text, len, NULL);
+        evhttp_send_error(req, 500, "Internal Server Error");
+        return;
+    }
+    send_body(req, status, buf);
 }
 
 /* Google's error object; with reason (an lk_err's name), an ErrorInfo

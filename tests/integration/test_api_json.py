@@ -189,7 +189,9 @@ def test_timestamps(env):
     _, pem = es256_key()
     d = ok(env.api.create_device("dev-t", credentials=[cred(pem, expiration="2030-06-01T12:00:00+02:00")]))
     assert d["credentials"][0]["expirationTime"] == "2030-06-01T10:00:00Z"     # UTC out
-    for bad in ("2030-06-01", "2030-13-01T00:00:00Z", "yesterday", 1900000000, "2030-06-01T12:00:00"):
+    for bad in ("2030-06-01", "2030-13-01T00:00:00Z", "yesterday", 1900000000, "2030-06-01T12:00:00",
+                "2030-06-01T-1:00:00Z", "2030-06-01T+1:00:00Z", "2030-06- 1T01:00:00Z", "2030-02-31T00:00:00Z",
+                "2031-02-29T00:00:00Z", "2030-04-31T00:00:00Z"):
         r = unchanged(env, lambda: env.api.post(devices_path(), {"id": "dev-t2", "credentials": [
             cred(pem, expiration=bad)]}))
         refused(r, "INVALID_ARGUMENT", "expirationTime")

@@ -81,6 +81,12 @@ def test_create_refusals_change_nothing(env):
         "bad certificate": ({"id": "x5", "credentials": [cert_cred("-----BEGIN CERTIFICATE-----\nAAAA\n"
                                                                    "-----END CERTIFICATE-----\n")]},
                             "INVALID_ARGUMENT"),
+        "unspecified cert format": ({"id": "x7", "credentials": [{"publicKeyCertificate": {
+            "format": "UNSPECIFIED_PUBLIC_KEY_CERTIFICATE_FORMAT", "certificate": ca_pem()}}]}, "INVALID_ARGUMENT"),
+        "cert format 0": ({"id": "x8", "credentials": [{"publicKeyCertificate": {
+            "format": 0, "certificate": ca_pem()}}]}, "INVALID_ARGUMENT"),
+        "no cert format": ({"id": "x9", "credentials": [{"publicKeyCertificate": {"certificate": ca_pem()}}]},
+                           "INVALID_ARGUMENT"),
     }
     for what, (body, code) in cases.items():
         r = unchanged(env, lambda: env.api.post(registries_path(), body))
@@ -124,6 +130,26 @@ def test_list_pages(env):
     refused(env.api.get(registries_path(), query={"pageToken": "!!"}), "INVALID_ARGUMENT")
     # another location has none of them
     assert ok(env.api.get(registries_path(loc="europe-west1"))).get("deviceRegistries", []) == []
+
+
+def test_list_pages_across_locations(env):
+    """Location "us" lists before "us-central1" though "us-central1/..." sorts before "us/..." as text: a page
+    ending in "us" must not make the next skip every registry of "us-central1"."""
+    assert L == "us-central1"
+    ok(env.api.post(registries_path(loc="us"), {"id": "reg-us"}))
+    ok(env.api.post(registries_path(loc="us-east1"), {"id": "reg-east"}))
+    whole = [(r["name"].split("/")[3], r["id"]) for r in ok(env.api.get(registries_path(loc="-")))["deviceRegistries"]]
+    assert len(whole) == 3 and whole[0] == ("us", "reg-us"), whole
+    for size in (1, 2):
+        seen, token = [], None
+        for _ in range(10):
+            q = {"pageSize": size, **({"pageToken": token} if token else {})}
+            page = ok(env.api.get(registries_path(loc="-"), query=q))
+            seen += [(r["name"].split("/")[3], r["id"]) for r in page.get("deviceRegistries", [])]
+            token = page.get("nextPageToken")
+            if not token:
+                break
+        assert seen == whole, (size, seen)
 
 
 def test_delete(env):
