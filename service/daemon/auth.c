@@ -133,8 +133,8 @@ const char *lkd_role_name(lkd_role r)
     return lk_reg_sa_role_name((lk_reg_sa_role)r);
 }
 
-/* The key named kid, usable now: 0 and *k filled, or -1 with why. */
-static int usable_key(struct lkd *d, const char *kid, lk_reg_sa_key *k, char *why, size_t why_size)
+/* The key named kid: 0 and *k filled, or -1 with why. */
+static int find_key(struct lkd *d, const char *kid, lk_reg_sa_key *k, char *why, size_t why_size)
 {
     lk_err err = lk_registry_sa_lookup(d->reg, kid, k);
     if (err == LK_ERR_REG_NOT_FOUND) {
@@ -145,30 +145,51 @@ static int usable_key(struct lkd *d, const char *kid, lk_reg_sa_key *k, char *wh
         snprintf(why, why_size, "the registry could not be read (%s)", lk_errname(err));
         return -1;
     }
-    if (k->disabled) {
-        snprintf(why, why_size, "key %s of %s is disabled", k->key_id, k->email);
-        lk_reg_sa_key_free(k);
-        return -1;
-    }
     return 0;
 }
 
+/* k is refused when disabled (why says so; k is freed). Only a caller who
+ * proved it holds the key (a verified JWT, or an access token) is told. */
+static int key_enabled(lk_reg_sa_key *k, char *why, size_t why_size)
+{
+    if (!k->disabled)
+        return 0;
+    snprintf(why, why_size, "key %s of %s is disabled", k->key_id, k->email);
+    lk_reg_sa_key_free(k);
+    return -1;
+}
+
+static int usable_key(struct lkd *d, const char *kid, lk_reg_sa_key *k, char *why, size_t why_size)
+{
+    if (find_key(d, kid, k, why, why_size) != 0)
+        return -1;
+    return key_enabled(k, why, why_size);
+}
+
 /* Verify a service account's JWT: for the API (aud naming it, or a scope)
- * or for the token endpoint (aud = token_uri). 0 with *k, or -1 and why. */
+ * or for the token endpoint (aud = token_uri). 0 with *k, or -1 with why
+ * (for the log) and told (for the caller: until the signature is verified,
+ * nothing about the key's account -- its email, whether it is disabled --
+ * goes back to whoever sent the token). */
 static int verify_sa_jwt(struct lkd *d, const char *jwt, size_t len, int for_grant, const char *api_aud,
-                         lk_reg_sa_key *k, int64_t *exp, char *why, size_t why_size)
+                         lk_reg_sa_key *k, int64_t *exp, char *why, size_t why_size, char *told,
+                         size_t told_size)
 {
     char kid[48];
     if (lk_jwt_peek_kid(jwt, len, kid, sizeof kid) != LK_OK) {
         snprintf(why, why_size, "not a service-account JWT (no kid in its header)");
+        snprintf(told, told_size, "%s", why);
         return -1;
     }
-    if (usable_key(d, kid, k, why, why_size) != 0)
+    if (find_key(d, kid, k, why, why_size) != 0) {
+        snprintf(told, told_size, "%s", why);
         return -1;
+    }
     lk_cred *cred = NULL;
     lk_err err = lk_cred_parse(LK_CRED_RSA_PEM, k->public_pem, strlen(k->public_pem), 0, &cred);
     if (err != LK_OK) {
         snprintf(why, why_size, "key %s cannot be used (%s)", k->key_id, lk_errname(err));
+        snprintf(told, told_size, "%s", why);
         lk_reg_sa_key_free(k);
         return -1;
     }
@@ -196,7 +217,13 @@ static int verify_sa_jwt(struct lkd *d, const char *jwt, size_t len, int for_gra
     if (err != LK_OK) {
         snprintf(why, why_size, "JWT of key %s (%s) refused: %s (%s)", k->key_id, k->email,
                  detail[0] ? detail : lk_strerror(err), lk_errname(err));
+        snprintf(told, told_size, "the JWT of key %s was refused (%s); latchkeyd's log says why", k->key_id,
+                 lk_errname(err));
         lk_reg_sa_key_free(k);
+        return -1;
+    }
+    if (key_enabled(k, why, why_size) != 0) {
+        snprintf(told, told_size, "%s", why);
         return -1;
     }
     *exp = info.exp;
@@ -257,8 +284,11 @@ static int authenticate(struct lkd_call *c, const char *h)
         if (slash != NULL)
             slash[1] = '\0'; /* https://host:port/ names the API too */
         int64_t exp;
-        if (verify_sa_jwt(d, tok, len, 0, api_aud, &k, &exp, why, sizeof why) != 0) {
-            lkd_reply_error(c, LKD_UNAUTHENTICATED, "%s", why);
+        char told[256];
+        if (verify_sa_jwt(d, tok, len, 0, api_aud, &k, &exp, why, sizeof why, told, sizeof told) != 0) {
+            if (strcmp(why, told) != 0)
+                lkd_log("%s %s: %s", c->peer, c->path ? c->path : "?", why);
+            lkd_reply_error(c, LKD_UNAUTHENTICATED, "%s", told);
             return -1;
         }
         set_principal(c, &k, 1);
@@ -360,13 +390,15 @@ void lkd_token_endpoint(struct lkd *d, struct evhttp_request *req)
     lk_reg_sa_key k;
     memset(&k, 0, sizeof k);
     int64_t exp;
+    char told[256]; /* the grant tells the caller only invalid_grant */
     if (gt == NULL || strcmp(gt, "urn:ietf:params:oauth:grant-type:jwt-bearer") != 0) {
         grant_error(req, 400, "unsupported_grant_type",
                     "only urn:ietf:params:oauth:grant-type:jwt-bearer (RFC 7523) is offered");
         lkd_log("%s token: unsupported grant type", peer);
     } else if (assertion == NULL || assertion[0] == '\0') {
         grant_error(req, 400, "invalid_request", "assertion is missing");
-    } else if (verify_sa_jwt(d, assertion, strlen(assertion), 1, NULL, &k, &exp, why, sizeof why) != 0) {
+    } else if (verify_sa_jwt(d, assertion, strlen(assertion), 1, NULL, &k, &exp, why, sizeof why, told,
+                             sizeof told) != 0) {
         lkd_log("%s token: %s", peer, why);
         grant_error(req, 400, "invalid_grant", "the assertion was refused (the reason is in latchkeyd's log)");
     } else {
