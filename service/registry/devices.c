@@ -242,29 +242,6 @@ lk_err lk_registry_create_device(lk_registry *reg, const lk_reg_name *name,
     return err;
 }
 
-struct newest {
-    lk_reg_config *out;
-    lk_err err;
-};
-
-static int newest_cb(void *arg, const lk_reg_config *c)
-{
-    struct newest *nw = arg;
-    nw->out->data = malloc(c->len + 1);
-    if (nw->out->data == NULL) {
-        nw->err = LK_ERR_NOMEM;
-        return 1;
-    }
-    memcpy(nw->out->data, c->data, c->len);
-    nw->out->data[c->len] = 0;
-    nw->out->len = c->len;
-    nw->out->version = c->version;
-    nw->out->cloud_update_time = c->cloud_update_time;
-    nw->out->device_ack_time = c->device_ack_time;
-    nw->err = LK_OK;
-    return 1; /* the newest only */
-}
-
 /* get_device, and (cfg not NULL) its newest config in the same read
  * transaction: one snapshot, one lock round trip. */
 static lk_err get_device(lk_registry *reg, const lk_reg_name *name, const char *id, uint64_t num_id,
@@ -305,8 +282,8 @@ static lk_err get_device(lk_registry *reg, const lk_reg_name *name, const char *
         err = failf(why, why_size, LK_ERR_REG_NOT_FOUND, "no device of %s has num_id %llu",
                     lk_reg__path(name, p, sizeof p), (unsigned long long)n);
     if (err == LK_OK && cfg != NULL) {
-        struct newest nw = {cfg, LK_ERR_REG_NOT_FOUND}; /* every device has a config */
-        err = reg->ops->config_list(reg->be, n, 1, newest_cb, &nw);
+        struct lk_reg__latest nw = {cfg, LK_ERR_REG_NOT_FOUND}; /* every device has a config */
+        err = reg->ops->config_list(reg->be, n, 1, lk_reg__latest_cb, &nw);
         if (err != LK_OK)
             err = lk_reg__be_fail(reg, err, why, why_size);
         else if (nw.err != LK_OK)
