@@ -194,13 +194,8 @@ lk_err lk_reg__check_create_spec(const lk_reg_device_spec *spec, char *why, size
                      (long long)LK_REG_CONFIG_VERSION_MAX);
     if (spec->config_cloud_update_time < 0 || spec->last_accessed_gateway_time < 0)
         return failf(why, why_size, LK_ERR_REG_INVALID, "a time before 1970 is invalid");
-    if (spec->gateway_type != LK_GATEWAY_TYPE_UNSPECIFIED &&
-        spec->gateway_type != LK_GATEWAY_TYPE_GATEWAY &&
-        spec->gateway_type != LK_GATEWAY_TYPE_NON_GATEWAY)
-        return failf(why, why_size, LK_ERR_REG_INVALID,
-                     "gateway type %d is invalid: use UNSPECIFIED (0), GATEWAY (1) or "
-                     "NON_GATEWAY (2)", (int)spec->gateway_type);
-    if ((err = check_gateway_auth(spec->gateway_auth_method, why, why_size)) != LK_OK)
+    if ((err = lk_reg__check_gateway_type(spec->gateway_type, why, why_size)) != LK_OK ||
+        (err = check_gateway_auth(spec->gateway_auth_method, why, why_size)) != LK_OK)
         return err;
     if (spec->last_accessed_gateway_id != NULL &&
         (w = lk_id_why("gateway id", spec->last_accessed_gateway_id,

@@ -73,6 +73,8 @@ lk_err lk_reg__check_state(const char *what, lk_reg_state s, char *why, size_t w
 lk_err lk_reg__check_config_size(const void *data, size_t len, char *why, size_t why_size);
 lk_err lk_reg__check_log_level(const char *what, lk_reg_log_level l, char *why,
                                size_t why_size);
+/* A device's or a query's gateway type (IoT Core's GatewayType). */
+lk_err lk_reg__check_gateway_type(lk_reg_gateway_type t, char *why, size_t why_size);
 
 /* ---- transactions (registry.c) ---- */
 
