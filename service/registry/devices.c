@@ -69,9 +69,10 @@ static lk_err check_gateway_auth(lk_reg_gateway_auth m, char *why, size_t why_si
     return LK_OK;
 }
 
-/* Everything about a device spec that needs no database. creds_too: the
- * credential count (the credentials themselves are checked in the
- * transaction, against the registry's CA certificates). */
+/* Everything about the fields of a device spec that mask names that needs
+ * no database. LK_REG_SET_CREDS: the credential count (the credentials
+ * themselves are checked in the transaction, against the registry's CA
+ * certificates). */
 static lk_err check_spec(const lk_reg_device_spec *spec, unsigned mask, char *why,
                          size_t why_size)
 {
@@ -91,6 +92,12 @@ static lk_err check_spec(const lk_reg_device_spec *spec, unsigned mask, char *wh
     }
     if ((mask & LK_REG_SET_METADATA) &&
         (err = check_metadata(spec->metadata, spec->nmetadata, why, why_size)) != LK_OK)
+        return err;
+    if ((mask & LK_REG_SET_LOG_LEVEL) &&
+        (err = lk_reg__check_log_level("device", spec->log_level, why, why_size)) != LK_OK)
+        return err;
+    if ((mask & LK_REG_SET_GATEWAY_AUTH) &&
+        (err = check_gateway_auth(spec->gateway_auth_method, why, why_size)) != LK_OK)
         return err;
     return LK_OK;
 }
@@ -365,15 +372,8 @@ lk_err lk_registry_update_device(lk_registry *reg, const lk_reg_name *name,
                      "LK_REG_SET_METADATA, LK_REG_SET_CREDS, LK_REG_SET_LOG_LEVEL, "
                      "LK_REG_SET_GATEWAY_AUTH");
     if ((err = lk_reg__check_name(name, why, why_size)) != LK_OK ||
-        (err = check_spec(spec, mask, why, why_size)) != LK_OK)
-        return err;
-    if ((mask & LK_REG_SET_LOG_LEVEL) &&
-        (err = lk_reg__check_log_level("device", spec->log_level, why, why_size)) != LK_OK)
-        return err;
-    if ((mask & LK_REG_SET_GATEWAY_AUTH) &&
-        (err = check_gateway_auth(spec->gateway_auth_method, why, why_size)) != LK_OK)
-        return err;
-    if ((err = lk_reg__enter(reg, TX_WRITE, why, why_size)) != LK_OK)
+        (err = check_spec(spec, mask, why, why_size)) != LK_OK ||
+        (err = lk_reg__enter(reg, TX_WRITE, why, why_size)) != LK_OK)
         return err;
     err = lk_reg__find_both(reg, name, spec->id, &rid, &num_id, NULL, why, why_size);
     if (err == LK_OK && (mask & LK_REG_SET_CREDS)) {
