@@ -501,6 +501,9 @@ lk_err lk_registry_delete_cert(lk_registry *reg, const lk_reg_name *name, unsign
 #define PATCH_MASK                                                                           \
     (LK_REG_SET_MQTT | LK_REG_SET_HTTP | LK_REG_SET_EVENT_NOTIFY | LK_REG_SET_STATE_NOTIFY |  \
      LK_REG_SET_REG_LOG_LEVEL | LK_REG_SET_CERTS)
+/* The fields the registry's own row holds (registry_update). */
+#define ROW_MASK \
+    (LK_REG_SET_MQTT | LK_REG_SET_HTTP | LK_REG_SET_EVENT_NOTIFY | LK_REG_SET_STATE_NOTIFY)
 
 static int stored_der_cb(void *arg, unsigned index, const char *pem, size_t len)
 {
@@ -578,11 +581,12 @@ lk_err lk_registry_patch_registry(lk_registry *reg, const lk_reg_name *name,
     err = lk_reg__find_registry(reg, name, &rid, why, why_size);
     if (err == LK_OK && (mask & LK_REG_SET_CERTS))
         err = check_patch_cas(reg, rid, spec, why, why_size);
-    if (err == LK_OK && (err = reg->ops->registry_get(reg->be, rid, &r)) != LK_OK)
+    /* The registry's row (read with its certificate and device counts) only
+     * for a field it holds. */
+    if (err == LK_OK && (mask & ROW_MASK) &&
+        (err = reg->ops->registry_get(reg->be, rid, &r)) != LK_OK)
         err = lk_reg__be_fail(reg, err, why, why_size);
-    if (err == LK_OK &&
-        (mask & (LK_REG_SET_MQTT | LK_REG_SET_HTTP | LK_REG_SET_EVENT_NOTIFY |
-                 LK_REG_SET_STATE_NOTIFY))) {
+    if (err == LK_OK && (mask & ROW_MASK)) {
         /* UNSPECIFIED means enabled, as at creation */
         if (mask & LK_REG_SET_MQTT)
             r.mqtt = spec->mqtt == LK_REG_STATE_UNSPECIFIED ? LK_REG_STATE_ENABLED : spec->mqtt;
