@@ -254,11 +254,11 @@ static lk_err get_device(lk_registry *reg, const lk_reg_name *name, const char *
     char p[400];
     lk_err err;
 
+    if (cfg != NULL)
+        memset(cfg, 0, sizeof *cfg);
     if (out == NULL)
         return failf(why, why_size, LK_ERR_ARG, "no output given");
     memset(out, 0, sizeof *out);
-    if (cfg != NULL)
-        memset(cfg, 0, sizeof *cfg);
     if (id != NULL || name != NULL) {
         if ((err = lk_reg__check_name(name, why, why_size)) != LK_OK)
             return err;
@@ -310,8 +310,11 @@ lk_err lk_registry_get_device_config(lk_registry *reg, const lk_reg_name *name, 
                                      uint64_t num_id, lk_reg_device *out, lk_reg_config *cfg,
                                      char *why, size_t why_size)
 {
-    if (cfg == NULL)
+    if (cfg == NULL) {
+        if (out != NULL) /* outputs are zeroed on every failure */
+            memset(out, 0, sizeof *out);
         return failf(why, why_size, LK_ERR_ARG, "no config output given");
+    }
     return get_device(reg, name, id, num_id, out, cfg, why, why_size);
 }
 
