@@ -407,8 +407,8 @@ lk_err lk_registry_delete_credential(lk_registry *reg, const lk_reg_name *name,
  * numId). Both must be devices of registry name (LK_ERR_REG_NOT_FOUND, why says which); the gateway's
  * gateway_type must be GATEWAY and the device's must not be GATEWAY (LK_ERR_REG_INVALID with why, as IoT Core);
  * binding a pair already bound is LK_OK (nothing written); at most LK_GATEWAYS_PER_DEVICE_MAX = 10 gateways per
- * device and LK_DEVICES_PER_GATEWAY_MAX = 10000 devices per gateway (LK_ERR_REG_LIMIT; define them in
- * lk_iotcore.h beside the other limits if missing). Unbinding a pair that is not bound: LK_ERR_REG_NOT_FOUND.
+ * device and LK_DEVICES_PER_GATEWAY_MAX = 10000 devices per gateway (LK_ERR_REG_LIMIT; both in
+ * lk_iotcore.h). Unbinding a pair that is not bound: LK_ERR_REG_NOT_FOUND.
  * Each is one transaction and appends LK_CHANGE_DEVICE for the device (so a broker reloads it later). Bindings go
  * with either device when it is deleted (ON DELETE CASCADE).
  * Also: LK_ERR_ARG (NULL reg, name, gateway or device); a refusal writes nothing. Unbinding does not look at the
@@ -453,8 +453,9 @@ lk_err lk_registry_latest_config(lk_registry *reg, uint64_t num_id, lk_reg_confi
 
 /* get_device and the device's newest config (as lk_registry_latest_config
  * gives it) in one read transaction: what an API's GET of a device shows,
- * from one snapshot. cfg is zeroed on failure (free with
- * lk_reg_config_free on success). */
+ * from one snapshot. out and cfg are zeroed on failure (LK_ERR_ARG for a
+ * NULL out or cfg, else get_device's errors); free them with
+ * lk_reg_device_free and lk_reg_config_free on success. */
 lk_err lk_registry_get_device_config(lk_registry *reg, const lk_reg_name *name, const char *id,
                                      uint64_t num_id, lk_reg_device *out, lk_reg_config *cfg,
                                      char *why, size_t why_size);

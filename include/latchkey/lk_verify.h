@@ -249,7 +249,9 @@ typedef struct lk_sa_policy {
     const char *const *scopes; size_t nscopes;       /* ... the "scope" claim (space-separated) contains one of
                                             these. With naudiences 0, aud is not required; with nscopes 0, scope
                                             does not count. At least one of the two must be satisfied
-                                            (both 0: LK_ERR_ARG). */
+                                            (both 0: LK_ERR_ARG). Each audience and scope is a
+                                            non-empty string (a scope without spaces), else
+                                            LK_ERR_ARG. */
     size_t max_len;                      /* token length cap (0 = LK_VERIFY_MAX_LEN) */
 } lk_sa_policy;
 

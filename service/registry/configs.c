@@ -115,21 +115,16 @@ lk_err lk_registry_list_configs(lk_registry *reg, const lk_reg_name *name, const
     return list_rows(reg, name, id, max, cb, NULL, arg, why, why_size);
 }
 
-struct latest {
-    lk_reg_config *out;
-    lk_err err;
-};
-
-static int latest_cb(void *arg, const lk_reg_config *c)
+int lk_reg__latest_cb(void *arg, const lk_reg_config *c)
 {
-    struct latest *l = arg;
+    struct lk_reg__latest *l = arg;
     l->err = config_copy(l->out, c);
     return 1; /* the newest only */
 }
 
 lk_err lk_registry_latest_config(lk_registry *reg, uint64_t num_id, lk_reg_config *out)
 {
-    struct latest l = {out, LK_ERR_REG_NOT_FOUND}; /* every device has a config */
+    struct lk_reg__latest l = {out, LK_ERR_REG_NOT_FOUND}; /* every device has a config */
     lk_err err;
 
     if (out == NULL)
@@ -140,7 +135,7 @@ lk_err lk_registry_latest_config(lk_registry *reg, uint64_t num_id, lk_reg_confi
     if ((err = lk_reg__guard(reg, NULL, 0)) != LK_OK)
         return err;
     /* One statement: its own read snapshot, no BEGIN needed. */
-    err = reg->ops->config_list(reg->be, num_id, 1, latest_cb, &l);
+    err = reg->ops->config_list(reg->be, num_id, 1, lk_reg__latest_cb, &l);
     if (err == LK_OK)
         err = l.err;
     if (err != LK_OK)

@@ -69,9 +69,10 @@ static lk_err check_gateway_auth(lk_reg_gateway_auth m, char *why, size_t why_si
     return LK_OK;
 }
 
-/* Everything about a device spec that needs no database. creds_too: the
- * credential count (the credentials themselves are checked in the
- * transaction, against the registry's CA certificates). */
+/* Everything about the fields of a device spec that mask names that needs
+ * no database. LK_REG_SET_CREDS: the credential count (the credentials
+ * themselves are checked in the transaction, against the registry's CA
+ * certificates). */
 static lk_err check_spec(const lk_reg_device_spec *spec, unsigned mask, char *why,
                          size_t why_size)
 {
@@ -91,6 +92,12 @@ static lk_err check_spec(const lk_reg_device_spec *spec, unsigned mask, char *wh
     }
     if ((mask & LK_REG_SET_METADATA) &&
         (err = check_metadata(spec->metadata, spec->nmetadata, why, why_size)) != LK_OK)
+        return err;
+    if ((mask & LK_REG_SET_LOG_LEVEL) &&
+        (err = lk_reg__check_log_level("device", spec->log_level, why, why_size)) != LK_OK)
+        return err;
+    if ((mask & LK_REG_SET_GATEWAY_AUTH) &&
+        (err = check_gateway_auth(spec->gateway_auth_method, why, why_size)) != LK_OK)
         return err;
     return LK_OK;
 }
@@ -194,13 +201,8 @@ lk_err lk_reg__check_create_spec(const lk_reg_device_spec *spec, char *why, size
                      (long long)LK_REG_CONFIG_VERSION_MAX);
     if (spec->config_cloud_update_time < 0 || spec->last_accessed_gateway_time < 0)
         return failf(why, why_size, LK_ERR_REG_INVALID, "a time before 1970 is invalid");
-    if (spec->gateway_type != LK_GATEWAY_TYPE_UNSPECIFIED &&
-        spec->gateway_type != LK_GATEWAY_TYPE_GATEWAY &&
-        spec->gateway_type != LK_GATEWAY_TYPE_NON_GATEWAY)
-        return failf(why, why_size, LK_ERR_REG_INVALID,
-                     "gateway type %d is invalid: use UNSPECIFIED (0), GATEWAY (1) or "
-                     "NON_GATEWAY (2)", (int)spec->gateway_type);
-    if ((err = check_gateway_auth(spec->gateway_auth_method, why, why_size)) != LK_OK)
+    if ((err = lk_reg__check_gateway_type(spec->gateway_type, why, why_size)) != LK_OK ||
+        (err = check_gateway_auth(spec->gateway_auth_method, why, why_size)) != LK_OK)
         return err;
     if (spec->last_accessed_gateway_id != NULL &&
         (w = lk_id_why("gateway id", spec->last_accessed_gateway_id,
@@ -242,29 +244,6 @@ lk_err lk_registry_create_device(lk_registry *reg, const lk_reg_name *name,
     return err;
 }
 
-struct newest {
-    lk_reg_config *out;
-    lk_err err;
-};
-
-static int newest_cb(void *arg, const lk_reg_config *c)
-{
-    struct newest *nw = arg;
-    nw->out->data = malloc(c->len + 1);
-    if (nw->out->data == NULL) {
-        nw->err = LK_ERR_NOMEM;
-        return 1;
-    }
-    memcpy(nw->out->data, c->data, c->len);
-    nw->out->data[c->len] = 0;
-    nw->out->len = c->len;
-    nw->out->version = c->version;
-    nw->out->cloud_update_time = c->cloud_update_time;
-    nw->out->device_ack_time = c->device_ack_time;
-    nw->err = LK_OK;
-    return 1; /* the newest only */
-}
-
 /* get_device, and (cfg not NULL) its newest config in the same read
  * transaction: one snapshot, one lock round trip. */
 static lk_err get_device(lk_registry *reg, const lk_reg_name *name, const char *id, uint64_t num_id,
@@ -275,11 +254,11 @@ static lk_err get_device(lk_registry *reg, const lk_reg_name *name, const char *
     char p[400];
     lk_err err;
 
+    if (cfg != NULL)
+        memset(cfg, 0, sizeof *cfg);
     if (out == NULL)
         return failf(why, why_size, LK_ERR_ARG, "no output given");
     memset(out, 0, sizeof *out);
-    if (cfg != NULL)
-        memset(cfg, 0, sizeof *cfg);
     if (id != NULL || name != NULL) {
         if ((err = lk_reg__check_name(name, why, why_size)) != LK_OK)
             return err;
@@ -305,8 +284,8 @@ static lk_err get_device(lk_registry *reg, const lk_reg_name *name, const char *
         err = failf(why, why_size, LK_ERR_REG_NOT_FOUND, "no device of %s has num_id %llu",
                     lk_reg__path(name, p, sizeof p), (unsigned long long)n);
     if (err == LK_OK && cfg != NULL) {
-        struct newest nw = {cfg, LK_ERR_REG_NOT_FOUND}; /* every device has a config */
-        err = reg->ops->config_list(reg->be, n, 1, newest_cb, &nw);
+        struct lk_reg__latest nw = {cfg, LK_ERR_REG_NOT_FOUND}; /* every device has a config */
+        err = reg->ops->config_list(reg->be, n, 1, lk_reg__latest_cb, &nw);
         if (err != LK_OK)
             err = lk_reg__be_fail(reg, err, why, why_size);
         else if (nw.err != LK_OK)
@@ -331,8 +310,11 @@ lk_err lk_registry_get_device_config(lk_registry *reg, const lk_reg_name *name, 
                                      uint64_t num_id, lk_reg_device *out, lk_reg_config *cfg,
                                      char *why, size_t why_size)
 {
-    if (cfg == NULL)
+    if (cfg == NULL) {
+        if (out != NULL) /* outputs are zeroed on every failure */
+            memset(out, 0, sizeof *out);
         return failf(why, why_size, LK_ERR_ARG, "no config output given");
+    }
     return get_device(reg, name, id, num_id, out, cfg, why, why_size);
 }
 
@@ -393,15 +375,8 @@ lk_err lk_registry_update_device(lk_registry *reg, const lk_reg_name *name,
                      "LK_REG_SET_METADATA, LK_REG_SET_CREDS, LK_REG_SET_LOG_LEVEL, "
                      "LK_REG_SET_GATEWAY_AUTH");
     if ((err = lk_reg__check_name(name, why, why_size)) != LK_OK ||
-        (err = check_spec(spec, mask, why, why_size)) != LK_OK)
-        return err;
-    if ((mask & LK_REG_SET_LOG_LEVEL) &&
-        (err = lk_reg__check_log_level("device", spec->log_level, why, why_size)) != LK_OK)
-        return err;
-    if ((mask & LK_REG_SET_GATEWAY_AUTH) &&
-        (err = check_gateway_auth(spec->gateway_auth_method, why, why_size)) != LK_OK)
-        return err;
-    if ((err = lk_reg__enter(reg, TX_WRITE, why, why_size)) != LK_OK)
+        (err = check_spec(spec, mask, why, why_size)) != LK_OK ||
+        (err = lk_reg__enter(reg, TX_WRITE, why, why_size)) != LK_OK)
         return err;
     err = lk_reg__find_both(reg, name, spec->id, &rid, &num_id, NULL, why, why_size);
     if (err == LK_OK && (mask & LK_REG_SET_CREDS)) {

@@ -73,6 +73,8 @@ lk_err lk_reg__check_state(const char *what, lk_reg_state s, char *why, size_t w
 lk_err lk_reg__check_config_size(const void *data, size_t len, char *why, size_t why_size);
 lk_err lk_reg__check_log_level(const char *what, lk_reg_log_level l, char *why,
                                size_t why_size);
+/* A device's or a query's gateway type (IoT Core's GatewayType). */
+lk_err lk_reg__check_gateway_type(lk_reg_gateway_type t, char *why, size_t why_size);
 
 /* ---- transactions (registry.c) ---- */
 
@@ -150,5 +152,16 @@ lk_err lk_reg__device_absent(lk_registry *reg, const lk_reg_name *name, int64_t 
 lk_err lk_reg__insert_device(lk_registry *reg, const lk_reg_name *name, int64_t rid,
                              const lk_reg_cas *cas, const lk_reg_device_spec *spec,
                              uint64_t *num_id, char *why, size_t why_size);
+
+/* ---- configs.c's, shared with devices.c (get_device_config) ---- */
+
+/* A config_list callback keeping only the newest row: out receives a copy
+ * (its data malloc'd, NUL-terminated) and err LK_OK, or LK_ERR_NOMEM with
+ * out zeroed. Start err at LK_ERR_REG_NOT_FOUND: it stays so without rows. */
+struct lk_reg__latest {
+    lk_reg_config *out;
+    lk_err err;
+};
+int lk_reg__latest_cb(void *arg, const lk_reg_config *c);
 
 #endif

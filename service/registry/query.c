@@ -94,6 +94,7 @@ static int query_cb(void *arg, const lk_reg_device *d)
 static lk_err check_query(const lk_reg_device_query *q, char *why, size_t why_size)
 {
     size_t i;
+    lk_err err;
     if (q->nids > LK_REG_QUERY_MAX || q->nnum_ids > LK_REG_QUERY_MAX)
         return failf(why, why_size, LK_ERR_REG_LIMIT,
                      "%zu device ids and %zu numIds given; a query takes at most %u of each",
@@ -106,12 +107,8 @@ static lk_err check_query(const lk_reg_device_query *q, char *why, size_t why_si
     if (q->limit == 0 || q->limit > LK_REG_QUERY_MAX)
         return failf(why, why_size, LK_ERR_ARG, "page size %u is out of range: 1 to %u",
                      q->limit, LK_REG_QUERY_MAX);
-    if (q->gateway_type != LK_GATEWAY_TYPE_UNSPECIFIED &&
-        q->gateway_type != LK_GATEWAY_TYPE_GATEWAY &&
-        q->gateway_type != LK_GATEWAY_TYPE_NON_GATEWAY)
-        return failf(why, why_size, LK_ERR_REG_INVALID,
-                     "gateway type %d is invalid: use UNSPECIFIED (0), GATEWAY (1) or "
-                     "NON_GATEWAY (2)", (int)q->gateway_type);
+    if ((err = lk_reg__check_gateway_type(q->gateway_type, why, why_size)) != LK_OK)
+        return err;
     if (q->associations_gateway_id != NULL && q->associations_device_id != NULL)
         return failf(why, why_size, LK_ERR_ARG,
                      "give at most one of associationsGatewayId and associationsDeviceId");

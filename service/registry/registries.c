@@ -93,26 +93,10 @@ static lk_err set_json(char **field, const char *text)
     return text[0] != '\0' && *field == NULL ? LK_ERR_NOMEM : LK_OK;
 }
 
-/* Everything about a registry spec that needs no database: states, log
- * level, notification JSON, and each CA certificate (as add_cert: the CA
- * rules at now, no two alike, at most LK_REGISTRY_CERTS_MAX). */
-lk_err lk_reg__check_registry_spec(lk_registry *reg, const lk_reg_registry_spec *spec, char *why,
-                                   size_t why_size)
+/* The CA list's size: at most LK_REGISTRY_CERTS_MAX, and certificates when
+ * any are counted. */
+static lk_err check_ca_count(const lk_reg_registry_spec *spec, char *why, size_t why_size)
 {
-    unsigned char *der[LK_REGISTRY_CERTS_MAX];
-    size_t dl[LK_REGISTRY_CERTS_MAX];
-    unsigned i, j, n = 0;
-    lk_err err;
-
-    if (spec == NULL)
-        return failf(why, why_size, LK_ERR_ARG, "no registry given");
-    if ((err = lk_reg__check_state("mqtt", spec->mqtt, why, why_size)) != LK_OK ||
-        (err = lk_reg__check_state("http", spec->http, why, why_size)) != LK_OK ||
-        (err = lk_reg__check_log_level("registry", spec->log_level, why, why_size)) != LK_OK)
-        return err;
-    if ((err = check_notifications(spec->event_notification_json,
-                                   spec->state_notification_json, why, why_size)) != LK_OK)
-        return err;
     if (spec->ncas > LK_REGISTRY_CERTS_MAX)
         return failf(why, why_size, LK_ERR_REG_LIMIT,
                      "%u CA certificates given; a registry has at most %u", spec->ncas,
@@ -120,12 +104,53 @@ lk_err lk_reg__check_registry_spec(lk_registry *reg, const lk_reg_registry_spec 
     if (spec->ncas > 0 && (spec->ca_pems == NULL || spec->ca_lens == NULL))
         return failf(why, why_size, LK_ERR_ARG, "CA certificate count %u without certificates",
                      spec->ncas);
+    return LK_OK;
+}
+
+/* DER of the certificates a registry has. */
+struct stored_ders {
+    unsigned char *der[LK_REGISTRY_CERTS_MAX];
+    size_t len[LK_REGISTRY_CERTS_MAX];
+    unsigned n;
+};
+
+/* 1 when pem is one of kept's certificates (same DER). */
+static int is_kept(const struct stored_ders *kept, const char *pem, size_t len)
+{
+    unsigned char *d = NULL;
+    size_t dl = 0;
+    unsigned j;
+    int had = 0;
+    if (lk_reg__cert_der(pem, len, &d, &dl) != LK_OK)
+        return 0;
+    for (j = 0; j < kept->n && !had; j++)
+        had = kept->len[j] == dl && memcmp(kept->der[j], d, dl) == 0;
+    OPENSSL_free(d);
+    return had;
+}
+
+/* Each CA certificate of a counted spec as add_cert checks it (the CA rules
+ * at now, no two alike), except that one kept has (kept not NULL: a patch)
+ * is not refused for having expired since: a patch that keeps it must not
+ * fail on it. */
+static lk_err check_cas(lk_registry *reg, const lk_reg_registry_spec *spec,
+                        const struct stored_ders *kept, char *why, size_t why_size)
+{
+    unsigned char *der[LK_REGISTRY_CERTS_MAX];
+    size_t dl[LK_REGISTRY_CERTS_MAX];
+    unsigned i, j, n = 0;
+    lk_err err = LK_OK;
+
     for (i = 0; i < spec->ncas && err == LK_OK; i++) {
         char w[400] = "";
+        int64_t at = lk_reg__now(reg);
+        if (kept != NULL && spec->ca_pems[i] != NULL &&
+            is_kept(kept, spec->ca_pems[i], spec->ca_lens[i]))
+            at = INT64_MIN; /* every rule but the expiry */
         err = spec->ca_pems[i] == NULL
                   ? LK_ERR_ARG
-                  : lk_reg__ca_check(spec->ca_pems[i], spec->ca_lens[i], lk_reg__now(reg), &der[n],
-                                     &dl[n], w, sizeof w);
+                  : lk_reg__ca_check(spec->ca_pems[i], spec->ca_lens[i], at, &der[n], &dl[n], w,
+                                     sizeof w);
         if (err != LK_OK) {
             (void)failf(why, why_size, err, "CA certificate %u: %s", i,
                         w[0] != '\0' ? w : "missing");
@@ -142,6 +167,27 @@ lk_err lk_reg__check_registry_spec(lk_registry *reg, const lk_reg_registry_spec 
     for (j = 0; j < n; j++)
         OPENSSL_free(der[j]);
     return err;
+}
+
+/* Everything about a registry spec that needs no database: states, log
+ * level, notification JSON, and each CA certificate (as add_cert: the CA
+ * rules at now, no two alike, at most LK_REGISTRY_CERTS_MAX). */
+lk_err lk_reg__check_registry_spec(lk_registry *reg, const lk_reg_registry_spec *spec, char *why,
+                                   size_t why_size)
+{
+    lk_err err;
+
+    if (spec == NULL)
+        return failf(why, why_size, LK_ERR_ARG, "no registry given");
+    if ((err = lk_reg__check_state("mqtt", spec->mqtt, why, why_size)) != LK_OK ||
+        (err = lk_reg__check_state("http", spec->http, why, why_size)) != LK_OK ||
+        (err = lk_reg__check_log_level("registry", spec->log_level, why, why_size)) != LK_OK)
+        return err;
+    if ((err = check_notifications(spec->event_notification_json,
+                                   spec->state_notification_json, why, why_size)) != LK_OK ||
+        (err = check_ca_count(spec, why, why_size)) != LK_OK)
+        return err;
+    return check_cas(reg, spec, NULL, why, why_size);
 }
 
 lk_err lk_reg__registry_absent(lk_registry *reg, const lk_reg_name *name, char *why,
@@ -455,14 +501,9 @@ lk_err lk_registry_delete_cert(lk_registry *reg, const lk_reg_name *name, unsign
 #define PATCH_MASK                                                                           \
     (LK_REG_SET_MQTT | LK_REG_SET_HTTP | LK_REG_SET_EVENT_NOTIFY | LK_REG_SET_STATE_NOTIFY |  \
      LK_REG_SET_REG_LOG_LEVEL | LK_REG_SET_CERTS)
-
-/* DER of the certificates a registry has. */
-struct stored_ders {
-    unsigned char *der[LK_REGISTRY_CERTS_MAX];
-    size_t len[LK_REGISTRY_CERTS_MAX];
-    unsigned n;
-    lk_err err;
-};
+/* The fields the registry's own row holds (registry_update). */
+#define ROW_MASK \
+    (LK_REG_SET_MQTT | LK_REG_SET_HTTP | LK_REG_SET_EVENT_NOTIFY | LK_REG_SET_STATE_NOTIFY)
 
 static int stored_der_cb(void *arg, unsigned index, const char *pem, size_t len)
 {
@@ -476,54 +517,19 @@ static int stored_der_cb(void *arg, unsigned index, const char *pem, size_t len)
     return 0;
 }
 
-/* The new CA list, each checked as add_cert does, except that one the
- * registry already has (same DER) is not refused for having expired since:
- * a patch that keeps it must not fail on it. */
+/* The new CA list, checked against what registry rid has (check_cas). */
 static lk_err check_patch_cas(lk_registry *reg, int64_t rid, const lk_reg_registry_spec *spec,
                               char *why, size_t why_size)
 {
     struct stored_ders st;
-    unsigned char *der[LK_REGISTRY_CERTS_MAX];
-    size_t dl[LK_REGISTRY_CERTS_MAX];
-    unsigned i, j, n = 0;
+    unsigned j;
     lk_err err;
 
     memset(&st, 0, sizeof st);
     if ((err = reg->ops->cert_list(reg->be, rid, stored_der_cb, &st)) != LK_OK)
         err = lk_reg__be_fail(reg, err, why, why_size);
-    for (i = 0; i < spec->ncas && err == LK_OK; i++) {
-        unsigned char *d = NULL;
-        size_t len = 0;
-        int had = 0;
-        int64_t at = lk_reg__now(reg);
-        char w[400] = "";
-        if (spec->ca_pems[i] != NULL &&
-            lk_reg__cert_der(spec->ca_pems[i], spec->ca_lens[i], &d, &len) == LK_OK) {
-            for (j = 0; j < st.n && !had; j++)
-                had = st.len[j] == len && memcmp(st.der[j], d, len) == 0;
-            OPENSSL_free(d);
-        }
-        if (had)
-            at = INT64_MIN; /* every rule but the expiry */
-        err = spec->ca_pems[i] == NULL
-                  ? LK_ERR_ARG
-                  : lk_reg__ca_check(spec->ca_pems[i], spec->ca_lens[i], at, &der[n], &dl[n], w,
-                                     sizeof w);
-        if (err != LK_OK) {
-            (void)failf(why, why_size, err, "CA certificate %u: %s", i,
-                        w[0] != '\0' ? w : "missing");
-            break;
-        }
-        n++;
-        for (j = 0; j + 1 < n; j++)
-            if (dl[j] == dl[n - 1] && memcmp(der[j], der[n - 1], dl[j]) == 0) {
-                err = failf(why, why_size, LK_ERR_REG_INVALID,
-                            "CA certificates %u and %u are the same certificate", j, i);
-                break;
-            }
-    }
-    for (j = 0; j < n; j++)
-        OPENSSL_free(der[j]);
+    if (err == LK_OK)
+        err = check_cas(reg, spec, &st, why, why_size);
     for (j = 0; j < st.n; j++)
         OPENSSL_free(st.der[j]);
     return err;
@@ -551,15 +557,8 @@ static lk_err check_patch(const lk_reg_registry_spec *spec, unsigned mask, char 
         err = check_notifications(spec->event_notification_json, NULL, why, why_size);
     if (err == LK_OK && (mask & LK_REG_SET_STATE_NOTIFY))
         err = check_notifications(NULL, spec->state_notification_json, why, why_size);
-    if (err == LK_OK && (mask & LK_REG_SET_CERTS)) {
-        if (spec->ncas > LK_REGISTRY_CERTS_MAX)
-            return failf(why, why_size, LK_ERR_REG_LIMIT,
-                         "%u CA certificates given; a registry has at most %u", spec->ncas,
-                         LK_REGISTRY_CERTS_MAX);
-        if (spec->ncas > 0 && (spec->ca_pems == NULL || spec->ca_lens == NULL))
-            return failf(why, why_size, LK_ERR_ARG,
-                         "CA certificate count %u without certificates", spec->ncas);
-    }
+    if (err == LK_OK && (mask & LK_REG_SET_CERTS))
+        err = check_ca_count(spec, why, why_size);
     return err;
 }
 
@@ -582,11 +581,12 @@ lk_err lk_registry_patch_registry(lk_registry *reg, const lk_reg_name *name,
     err = lk_reg__find_registry(reg, name, &rid, why, why_size);
     if (err == LK_OK && (mask & LK_REG_SET_CERTS))
         err = check_patch_cas(reg, rid, spec, why, why_size);
-    if (err == LK_OK && (err = reg->ops->registry_get(reg->be, rid, &r)) != LK_OK)
+    /* The registry's row (read with its certificate and device counts) only
+     * for a field it holds. */
+    if (err == LK_OK && (mask & ROW_MASK) &&
+        (err = reg->ops->registry_get(reg->be, rid, &r)) != LK_OK)
         err = lk_reg__be_fail(reg, err, why, why_size);
-    if (err == LK_OK &&
-        (mask & (LK_REG_SET_MQTT | LK_REG_SET_HTTP | LK_REG_SET_EVENT_NOTIFY |
-                 LK_REG_SET_STATE_NOTIFY))) {
+    if (err == LK_OK && (mask & ROW_MASK)) {
         /* UNSPECIFIED means enabled, as at creation */
         if (mask & LK_REG_SET_MQTT)
             r.mqtt = spec->mqtt == LK_REG_STATE_UNSPECIFIED ? LK_REG_STATE_ENABLED : spec->mqtt;

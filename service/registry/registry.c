@@ -201,6 +201,16 @@ lk_err lk_reg__check_log_level(const char *what, lk_reg_log_level l, char *why, 
     return LK_OK;
 }
 
+lk_err lk_reg__check_gateway_type(lk_reg_gateway_type t, char *why, size_t why_size)
+{
+    if (t != LK_GATEWAY_TYPE_UNSPECIFIED && t != LK_GATEWAY_TYPE_GATEWAY &&
+        t != LK_GATEWAY_TYPE_NON_GATEWAY)
+        return failf(why, why_size, LK_ERR_REG_INVALID,
+                     "gateway type %d is invalid: use UNSPECIFIED (0), GATEWAY (1) or "
+                     "NON_GATEWAY (2)", (int)t);
+    return LK_OK;
+}
+
 /* ------------------------------------------------------------------ */
 /* Transactions                                                        */
 

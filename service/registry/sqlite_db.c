@@ -317,6 +317,15 @@ lk_err lk_sq__step_row(lk_reg_be *be, sqlite3_stmt *s, int rc)
     return rc == SQLITE_ROW ? LK_OK : lk_sq__st_fail(be, s, rc);
 }
 
+lk_err lk_sq__exists(lk_reg_be *be, sqlite3_stmt *s, int rc, int *found)
+{
+    lk_err err = lk_sq__step_row(be, s, rc);
+    *found = err == LK_OK;
+    if (err == LK_OK)
+        sqlite3_reset(s);
+    return err == LK_ERR_REG_NOT_FOUND ? LK_OK : err;
+}
+
 /* End a row loop that stopped at step result rc: st_fail unless it ran
  * out (DONE) or the caller stopped early (ROW); else reset. */
 lk_err lk_sq__rows_end(lk_reg_be *be, sqlite3_stmt *s, int rc)

@@ -205,14 +205,8 @@ lk_err lk_sq__device_num_taken(lk_reg_be *be, uint64_t num_id, int *taken)
     *taken = 0;
     if (num_id > (uint64_t)INT64_MAX)
         return LK_OK;
-    err = lk_sq__row1(be, S_DEV_NUM, (sqlite3_int64)num_id, &s);
-    if (err == LK_ERR_REG_NOT_FOUND)
-        return LK_OK;
-    if (err != LK_OK)
-        return err;
-    *taken = 1;
-    sqlite3_reset(s);
-    return LK_OK;
+    err = lk_sq__bind1(be, S_DEV_NUM, (sqlite3_int64)num_id, &s);
+    return err != LK_OK ? err : lk_sq__exists(be, s, SQLITE_OK, taken);
 }
 
 lk_err lk_sq__device_set_blocked(lk_reg_be *be, uint64_t num_id, int blocked)

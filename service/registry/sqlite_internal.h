@@ -74,6 +74,9 @@ lk_err lk_sq__run_bound_found(lk_reg_be *be, sqlite3_stmt *s, int rc);
  * the row current (the caller reads it and resets), LK_ERR_REG_NOT_FOUND
  * (reset) when there is none, else st_fail. */
 lk_err lk_sq__step_row(lk_reg_be *be, sqlite3_stmt *s, int rc);
+/* lk_sq__step_row for a yes-or-no question: LK_OK with *found 1 when s
+ * gives a row (then reset), 0 when none; or the failure (*found 0). */
+lk_err lk_sq__exists(lk_reg_be *be, sqlite3_stmt *s, int rc, int *found);
 /* End a row loop that stopped at step result rc: st_fail unless it ran
  * out (DONE) or the caller stopped early (ROW); else reset. */
 lk_err lk_sq__rows_end(lk_reg_be *be, sqlite3_stmt *s, int rc);

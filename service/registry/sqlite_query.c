@@ -193,19 +193,11 @@ lk_err lk_sq__binding_exists(lk_reg_be *be, uint64_t gateway, uint64_t device, i
 {
     sqlite3_stmt *s;
     int rc = SQLITE_OK;
-    lk_err err;
     *bound = 0;
     PREP(s, S_BIND_EXISTS);
     BIND(sqlite3_bind_int64(s, 1, (int64_t)gateway));
     BIND(sqlite3_bind_int64(s, 2, (int64_t)device));
-    err = lk_sq__step_row(be, s, rc);
-    if (err == LK_ERR_REG_NOT_FOUND)
-        return LK_OK;
-    if (err != LK_OK)
-        return err;
-    *bound = 1;
-    sqlite3_reset(s);
-    return LK_OK;
+    return lk_sq__exists(be, s, rc, bound);
 }
 
 lk_err lk_sq__binding_counts(lk_reg_be *be, uint64_t gateway, uint64_t device,

@@ -55,8 +55,10 @@ static int policy_ok(const lk_sa_policy *pol)
         (pol->naudiences > 0 && pol->audiences == NULL) ||
         (pol->nscopes > 0 && pol->scopes == NULL))
         return 0;
+    /* An empty audience would let a token whose aud is "" (bound to no
+     * service) through: refused like an empty scope. */
     for (i = 0; i < pol->naudiences; i++)
-        if (pol->audiences[i] == NULL)
+        if (pol->audiences[i] == NULL || pol->audiences[i][0] == '\0')
             return 0;
     for (i = 0; i < pol->nscopes; i++)
         if (pol->scopes[i] == NULL || pol->scopes[i][0] == '\0' || strchr(pol->scopes[i], ' '))

@@ -16,7 +16,9 @@
  *     by SQL), each refusal writing nothing, the change feed, the cascade
  *     when a device is deleted;
  *   - update_device's LK_REG_SET_LOG_LEVEL and LK_REG_SET_GATEWAY_AUTH;
- *   - lk_registry_patch_registry: each mask, and refusals writing nothing.
+ *   - lk_registry_patch_registry: each mask, and refusals writing nothing;
+ *   - lk_registry_get_device_config: the device and its newest config, and
+ *     both outputs zeroed on a refusal.
  */
 #include "lk_test.h"
 
@@ -1304,6 +1306,52 @@ static void test_patch_registry(void **state)
         free(made[i]);
 }
 
+/* ------------------------------------------------------------------ */
+/* get_device_config                                                   */
+
+static void test_get_device_config(void **state)
+{
+    struct fx *f = *state;
+    static const uint8_t v2[] = "second";
+    lk_reg_device d;
+    lk_reg_config cfg;
+    uint64_t num;
+    (void)state;
+
+    OK(lk_registry_create_registry(f->reg, &NAME, 0, 0, W));
+    num = mkdev(f, &NAME, "dev-a", LK_GATEWAY_TYPE_NON_GATEWAY);
+    OK(lk_registry_update_config(f->reg, &NAME, "dev-a", v2, sizeof v2 - 1, 0, NULL, W));
+    /* by id and by numId: the device and its newest config, one snapshot */
+    OK(lk_registry_get_device_config(f->reg, &NAME, "dev-a", 0, &d, &cfg, W));
+    assert_string_equal(d.id, "dev-a");
+    assert_int_equal(cfg.version, 2);
+    assert_int_equal(cfg.len, sizeof v2 - 1);
+    assert_memory_equal(cfg.data, v2, sizeof v2); /* NUL-terminated */
+    lk_reg_device_free(&d);
+    lk_reg_config_free(&cfg);
+    OK(lk_registry_get_device_config(f->reg, NULL, NULL, num, &d, &cfg, W));
+    assert_int_equal(d.num_id, num);
+    assert_int_equal(cfg.version, 2);
+    lk_reg_device_free(&d);
+    lk_reg_config_free(&cfg);
+
+    /* refusals leave both outputs zeroed */
+    memset(&d, 0x5a, sizeof d);
+    memset(&cfg, 0x5a, sizeof cfg);
+    REFUSE(LK_ERR_REG_NOT_FOUND, "",
+           lk_registry_get_device_config(f->reg, &NAME, "dev-b", 0, &d, &cfg, W));
+    assert_true(lk_test_all_bytes(&d, sizeof d, 0));
+    assert_true(lk_test_all_bytes(&cfg, sizeof cfg, 0));
+    memset(&d, 0x5a, sizeof d);
+    REFUSE(LK_ERR_ARG, "no config output given",
+           lk_registry_get_device_config(f->reg, &NAME, "dev-a", 0, &d, NULL, W));
+    assert_true(lk_test_all_bytes(&d, sizeof d, 0));
+    memset(&cfg, 0x5a, sizeof cfg);
+    REFUSE(LK_ERR_ARG, "no output given",
+           lk_registry_get_device_config(f->reg, &NAME, "dev-a", 0, NULL, &cfg, W));
+    assert_true(lk_test_all_bytes(&cfg, sizeof cfg, 0));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1318,6 +1366,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bind_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_update_device_masks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_patch_registry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_device_config, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -379,6 +379,22 @@ static void test_policy(void **state)
     p.audiences = NULL;
     assert_int_equal(lk_verify_sa_token(V, t, strlen(t), CRED_A, &p, &info, why, sizeof why),
                      LK_ERR_ARG);
+    /* an empty audience (or scope) is refused, not matched against aud "" */
+    {
+        static const char *const empty[] = {""};
+        char *u = make(HDR, STD("\"\"", NULL), RSA_A);
+        p = pol_default();
+        p.audiences = empty;
+        memset(&info, 0x5a, sizeof info);
+        assert_int_equal(lk_verify_sa_token(V, u, strlen(u), CRED_A, &p, &info, why, sizeof why),
+                         LK_ERR_ARG);
+        assert_true(lk_test_all_bytes(&info, sizeof info, 0));
+        p = pol_default();
+        p.scopes = empty;
+        assert_int_equal(lk_verify_sa_token(V, u, strlen(u), CRED_A, &p, &info, why, sizeof why),
+                         LK_ERR_ARG);
+        free(u);
+    }
     p = pol_default();
     assert_int_equal(lk_verify_sa_token(V, t, strlen(t), NULL, &p, &info, why, sizeof why),
                      LK_ERR_ARG);
