@@ -65,6 +65,7 @@ static void modify_config(struct lkd_call *c, const lk_reg_name *n, const lk_reg
 struct cmd_wait {
     struct lkd_call *c;
     int64_t id;
+    uint64_t gen;            /* the registry generation its outcome was last read at */
     int64_t deadline_ms;
     struct event *timer;
     char device[LK_ID_MAX + 1];
@@ -78,15 +79,35 @@ static void cmd_finish(struct cmd_wait *w)
     free(w);
 }
 
+/* The registry's generation: one cheap poll (SQLite's data_version) a
+ * millisecond at most, however many commands wait, instead of one status
+ * read per waiting command per tick. A failed poll counts as a change. */
+static uint64_t registry_gen(struct lkd *d)
+{
+    int64_t now = lkd_now_ms();
+    if (now != d->reg_polled_ms) {
+        int changed = 1;
+        if (lk_registry_poll(d->reg, &changed) != LK_OK || changed)
+            d->reg_gen++;
+        d->reg_polled_ms = now;
+    }
+    return d->reg_gen;
+}
+
 static void cmd_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     struct cmd_wait *w = arg;
     struct lkd_call *c = w->c;
+    int late = lkd_now_ms() >= w->deadline_ms;
+    uint64_t gen = registry_gen(c->d);
+    if (gen == w->gen && !late)
+        return; /* nothing was written since its outcome was last read */
+    w->gen = gen;
     lk_reg_command_status st = LK_CMD_PENDING;
     lk_err err = lk_registry_command_status(c->d->reg, w->id, &st, NULL);
-    if (err == LK_OK && st == LK_CMD_PENDING && lkd_now_ms() < w->deadline_ms)
+    if (err == LK_OK && st == LK_CMD_PENDING && !late)
         return;
     if (err == LK_OK && st == LK_CMD_PENDING) {
         int won = 0;
@@ -173,6 +194,7 @@ static void send_command(struct lkd_call *c, const lk_reg_name *n, const lk_reg_
     }
     w->c = c;
     w->id = id;
+    w->gen = registry_gen(c->d) - 1; /* the first tick reads the outcome */
     w->deadline_ms = lkd_now_ms() + c->d->cfg.command_wait_ms;
     snprintf(w->device, sizeof w->device, "%s", d->id);
     /* If the caller goes away meanwhile, libevent keeps the request until it

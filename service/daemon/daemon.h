@@ -76,6 +76,9 @@ struct lkd {
     struct event *sig_term, *sig_int, *sig_hup, *drain_timer;
     int64_t drain_deadline_ms;
     unsigned drain_quiet;    /* drain ticks since nothing waits (answers still leaving) */
+    uint64_t reg_gen;        /* bumped when the registry changed (lk_registry_poll), so that
+                                waiting commands read their outcome only after a change */
+    int64_t reg_polled_ms;   /* when reg_gen was last brought up to date */
     char *static_body;       /* bench_static's content */
     size_t static_len;
 };
