@@ -35,8 +35,8 @@ static void wants(char mask[][48], int nm, int *want_cfg, int *want_st)
     *want_cfg = nm == 0;
     *want_st = nm == 0;
     for (int i = 0; i < nm; i++) {
-        *want_cfg |= strncmp(mask[i], "config", 6) == 0;
-        *want_st |= strcmp(mask[i], "state") == 0 || strncmp(mask[i], "state.", 6) == 0;
+        *want_cfg |= lkd_path_is(mask[i], "config");
+        *want_st |= lkd_path_is(mask[i], "state");
     }
 }
 

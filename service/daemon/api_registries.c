@@ -384,9 +384,9 @@ static void patch_registry(struct lkd_call *c, const lk_reg_name *n)
             set |= LK_REG_SET_EVENT_NOTIFY;
         else if (strcmp(f, "stateNotificationConfig") == 0)
             set |= LK_REG_SET_STATE_NOTIFY;
-        else if (strncmp(f, "mqttConfig", 10) == 0)
+        else if (lkd_path_is(f, "mqttConfig"))
             set |= LK_REG_SET_MQTT;
-        else if (strncmp(f, "httpConfig", 10) == 0)
+        else if (lkd_path_is(f, "httpConfig"))
             set |= LK_REG_SET_HTTP;
         else if (strcmp(f, "logLevel") == 0)
             set |= LK_REG_SET_REG_LOG_LEVEL;

@@ -210,6 +210,9 @@ json_t *lkd_jbytes(const uint8_t *p, size_t n);
  * each turned to camelCase into out[]; returns the count, or -1 after
  * replying. */
 int lkd_mask(struct lkd_call *c, const char *param, char out[][48], unsigned max);
+/* Whether the field path names field or a part of it ("config",
+ * "config.version"; not "configX"). */
+int lkd_path_is(const char *path, const char *field);
 
 /* ---- the API (api*.c) ---- */
 

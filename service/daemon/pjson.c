@@ -382,3 +382,9 @@ int lkd_mask(struct lkd_call *c, const char *param, char out[][48], unsigned max
     }
     return (int)n;
 }
+
+int lkd_path_is(const char *path, const char *field)
+{
+    size_t fl = strlen(field);
+    return strncmp(path, field, fl) == 0 && (path[fl] == '\0' || path[fl] == '.');
+}

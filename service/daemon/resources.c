@@ -93,9 +93,8 @@ static int wanted(char mask[][48], int nmask, const char *field)
 {
     if (nmask <= 0)
         return 1;
-    size_t fl = strlen(field);
     for (int i = 0; i < nmask; i++)
-        if (strncmp(mask[i], field, fl) == 0 && (mask[i][fl] == '\0' || mask[i][fl] == '.'))
+        if (lkd_path_is(mask[i], field))
             return 1;
     return 0;
 }
