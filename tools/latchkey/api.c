@@ -10,6 +10,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <malloc.h>
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
@@ -47,6 +49,35 @@ static void wipe_free(void *p, size_t n)
         return;
     lk_wipe(p, n);
     free(p);
+}
+
+/* Jansson's lexer keeps the key file's text (the private key with it) in
+ * buffers it grows and frees itself, and libcurl copies the Authorization
+ * header (the token) into request buffers it reallocates and frees: neither
+ * wipes them. Their frees (and curl's reallocs) go through these, which wipe
+ * the whole block first (the parsed private_key string too, when the key
+ * object is freed). malloc is unchanged, so a block either library
+ * hands back may still be freed with free(). */
+static void free_wiped(void *p)
+{
+    if (p == NULL)
+        return;
+    OPENSSL_cleanse(p, malloc_usable_size(p));
+    free(p);
+}
+
+static void *realloc_wiped(void *p, size_t n)
+{
+    size_t old;
+    void *q;
+    if (p == NULL)
+        return malloc(n);
+    old = malloc_usable_size(p);
+    if ((q = malloc(n > 0 ? n : 1)) == NULL)
+        return NULL;
+    memcpy(q, p, old < n ? old : n);
+    free_wiped(p);
+    return q;
 }
 
 static char *read_small(const char *path, size_t *len, int *err)
@@ -152,13 +183,6 @@ out:
     return out;
 }
 
-/* Wipe a JSON string's bytes in place (the private key) before it is freed. */
-static void wipe_json_string(json_t *s)
-{
-    if (json_is_string(s))
-        lk_wipe((char *)json_string_value(s), json_string_length(s));
-}
-
 /* 1 when url is https://, or http:// to a loopback address (latchkeyd's
  * plain_http, which it allows only there): the host parsed by libcurl, so
  * that "http://127.example.com" is not taken for 127.0.0.0/8. */
@@ -203,6 +227,7 @@ int api_open(const char *cmd, const struct api_settings *s, struct api **out)
     if (s->key_file == NULL || s->key_file[0] == '\0')
         return tool_usage_error("%s: --api needs a service account's key file: give --key-file FILE "
                                 "(or set LATCHKEY_KEY_FILE)", cmd);
+    json_set_alloc_funcs(malloc, free_wiped);
     if ((text = read_small(s->key_file, &len, &e)) == NULL) {
         tool_error(cmd, LK_ERR_IO, "key file %s: %s", s->key_file,
                    e == EFBIG ? "larger than a service-account key file can be" : strerror(e));
@@ -234,7 +259,8 @@ int api_open(const char *cmd, const struct api_settings *s, struct api **out)
         goto out;
     }
     if (!curl_ready) {
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, malloc, free_wiped, realloc_wiped, strdup, calloc) !=
+            CURLE_OK) {
             tool_error(cmd, LK_ERR_NET, "libcurl could not be initialised");
             goto out;
         }
@@ -258,9 +284,7 @@ int api_open(const char *cmd, const struct api_settings *s, struct api **out)
 out:
     if (token != NULL)
         wipe_free(token, strlen(token));
-    if (key != NULL)
-        wipe_json_string(json_object_get(key, "private_key"));
-    json_decref(key);
+    json_decref(key); /* its private_key string wiped as it is freed (free_wiped) */
     return rc;
 }
 
