@@ -840,10 +840,11 @@ lk_err ropr_update_config(struct admin *a, const lk_reg_name *name, const char *
         return LK_ERR_NOMEM;
     if (version_to_update != 0)
         json_object_set_new(body, "versionToUpdate", out_ji64(version_to_update));
+    /* A version that is not the current one is the API's FAILED_PRECONDITION,
+     * which api_call already returns as LK_ERR_REG_CONFLICT. */
     err = call(a, "POST", rpath(name, 1, id, ":modifyCloudToDeviceConfig"), NULL, body, &j, why, why_size);
-    /* A version that is not the current one is the API's FAILED_PRECONDITION. */
-    if (err == LK_ERR_REG_CONFLICT || err == LK_OK)
-        err = err == LK_OK ? config_from_json(j, out, why, why_size) : err;
+    if (err == LK_OK)
+        err = config_from_json(j, out, why, why_size);
     json_decref(j);
     return err;
 }
