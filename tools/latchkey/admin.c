@@ -391,7 +391,7 @@ int admin_fail(const struct admin *a, lk_err err, const char *why)
     return tool_registry_exit_code(err);
 }
 
-static int all_digits(const char *s)
+int admin_all_digits(const char *s)
 {
     if (*s == '\0')
         return 0;
@@ -510,7 +510,7 @@ int admin_parse_time(const char *s, int64_t *out)
     int y, mo, d, h = 0, mi = 0, se = 0, off = 0;
     time_t t;
 
-    if (all_digits(s)) {
+    if (admin_all_digits(s)) {
         long long v;
         if (tool_parse_i64(s, 0, 253402300799LL, &v) != 0)
             return -1;

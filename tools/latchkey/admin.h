@@ -134,6 +134,8 @@ int admin_fail(const struct admin *a, lk_err err, const char *why);
  * always starts with a letter, a numId is all digits). *id_out points into
  * *buf or at arg. Returns an exit code. */
 int admin_device_id(struct admin *a, const char *arg, char **buf, const char **id_out);
+/* 1 when s is one or more ASCII digits (a numId, a time in seconds), else 0. */
+int admin_all_digits(const char *s);
 
 /* Read a whole file (or standard input for "-") of at most max bytes; a
  * larger file is refused. Returns an exit code; *out is NUL-terminated. */
