@@ -37,6 +37,7 @@ struct api {
     char *project;
     char *auth;          /* "Authorization: Bearer ..." */
     char status[40];     /* the last refusal's canonical status */
+    int reasoned;        /* ... and it named its lk_err (ErrorInfo reason) */
     volatile sig_atomic_t *stop;
 };
 
@@ -325,6 +326,11 @@ const char *api_last_status(const struct api *c)
     return c->status;
 }
 
+int api_last_reasoned(const struct api *c)
+{
+    return c->reasoned;
+}
+
 char *api_seg(const char *s)
 {
     /* Device ids may hold '+' and '%' (IoT Core's id alphabet): escaped. */
@@ -404,8 +410,10 @@ static lk_err refusal(struct api *c, long http, json_t *j, char *why, size_t why
                : http >= 500 ? LK_ERR_NET : LK_ERR_REG_INVALID;
     }
     snprintf(why, why_size, "%s", msg);
-    if ((err = reason_err(json_object_get(e, "details"))) != LK_OK)
+    if ((err = reason_err(json_object_get(e, "details"))) != LK_OK) {
+        c->reasoned = 1;
         return err;
+    }
     for (size_t i = 0; st != NULL && i < sizeof status_errs / sizeof status_errs[0]; i++)
         if (strcmp(st, status_errs[i].status) == 0)
             return status_errs[i].err;
@@ -427,6 +435,7 @@ lk_err api_call(struct api *c, const char *method, const char *path, const char 
 
     *out = NULL;
     c->status[0] = '\0';
+    c->reasoned = 0;
     ulen = strlen(c->base) + strlen(path) + (query ? strlen(query) + 1 : 0) + 1;
     if ((url = malloc(ulen)) == NULL)
         return LK_ERR_NOMEM;

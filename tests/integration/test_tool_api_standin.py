@@ -1,9 +1,14 @@
-"""latchkey --api follows a listing's nextPageToken whole, whatever its length.
+"""latchkey --api against a stand-in for latchkeyd on loopback plain HTTP
+(the tool allows http:// only there), for answers the real daemon gives too
+rarely to provoke:
 
-A stand-in for latchkeyd on loopback plain HTTP (the tool allows http:// only
-there) answers `devices list` in two pages joined by a 2000-character token;
-the tool used to stop silently at a token of 900 characters or more (exit 0,
-half the list), and to cut a long escaped token to fit a fixed buffer.
+- `devices list` in two pages joined by a 2000-character token: the tool used
+  to stop silently at a token of 900 characters or more (exit 0, half the
+  list), and to cut a long escaped token to fit a fixed buffer;
+- `devices commands send` refused UNAVAILABLE with the ErrorInfo reason
+  LK_ERR_REG_BUSY (the registry busy: nothing was sent) exits 18 as with
+  --db, not 22 "no broker picked the command up" (an UNAVAILABLE without a
+  reason, latchkeyd's own outcome).
 """
 import json
 import threading
@@ -48,11 +53,27 @@ class Fake(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(n)
+        busy = "/dev-busy:" in self.path
+        err = {"code": 503, "status": "UNAVAILABLE",
+               "message": "the registry is busy; try again" if busy else "no broker answered"}
+        if busy:
+            err["details"] = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "LK_ERR_REG_BUSY",
+                               "domain": "latchkey"}]
+        data = json.dumps({"error": err}).encode()
+        self.send_response(503)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def log_message(self, *a):
         pass
 
 
-def test_long_page_token_is_followed(tmp_path):
+def key_file(tmp_path):
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     kf = tmp_path / "key.json"
     kf.write_text(json.dumps({
@@ -60,11 +81,34 @@ def test_long_page_token_is_followed(tmp_path):
         "private_key": key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                          serialization.NoEncryption()).decode(),
         "client_email": "tool-admin@proj-one.iam.latchkey"}))
+    return kf
+
+
+def serve():
     srv = ThreadingHTTPServer(("127.0.0.1", 0), Fake)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv, f"http://127.0.0.1:{srv.server_address[1]}"
+
+
+def test_command_refused_busy_is_not_a_missing_broker(tmp_path):
+    kf = key_file(tmp_path)
+    srv, url = serve()
     try:
-        url = f"http://127.0.0.1:{srv.server_address[1]}"
+        common = ("--api", url, "--key-file", kf, "devices", "commands", "send")
+        where = ("--project", "proj-one", "--region", "here", "--registry", "reg", "--command-data", "x")
+        r = run_tool(*common, "dev-busy", *where)
+        assert r.rc == 18, r
+        assert "busy" in r.err and "LK_ERR_REG_BUSY" in r.err, r
+        r = run_tool(*common, "dev-1", *where)
+        assert r.rc == 22, r
+    finally:
+        srv.shutdown()
+
+
+def test_long_page_token_is_followed(tmp_path):
+    kf = key_file(tmp_path)
+    srv, url = serve()
+    try:
         for fmt in ("json", "text"):
             r = run_tool("--api", url, "--key-file", kf, "devices", "list", "--project", "proj-one",
                          "--region", "here", "--registry", "reg", "--format", fmt)
