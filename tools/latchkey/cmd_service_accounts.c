@@ -540,6 +540,13 @@ int cmd_service_accounts(int argc, char **argv)
 
     if ((rc = admin_group_usage(argc, argv, 1, sa_usage)) != -1)
         return rc;
+    /* Before the group, --key-file is the API's key file to read (main.c),
+     * which this --db-only command never uses: taken silently, the new key
+     * meant for that file would go to standard output instead. */
+    if (admin_key_file != NULL || admin_ca_file != NULL)
+        return tool_usage_error("service-accounts: --key-file and --ca-file before the command are the "
+                                "admin API's (service-accounts works only with --db); the key file to "
+                                "write is --key-file OUT after 'create' or 'keys create'");
     if (strcmp(argv[1], "keys") == 0) {
         if ((rc = admin_group_usage(argc, argv, 2, sa_usage)) != -1)
             return rc;
