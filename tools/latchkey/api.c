@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <malloc.h>
 
@@ -81,31 +83,33 @@ static void *realloc_wiped(void *p, size_t n)
     return q;
 }
 
+/* The key file read with read(2) into one buffer that is wiped when freed:
+ * no stdio buffer or grown copy holds the private key. */
 static char *read_small(const char *path, size_t *len, int *err)
 {
-    FILE *f = fopen(path, "rb");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
     char *buf;
-    size_t n = 0, got;
+    size_t n = 0;
+    ssize_t got = 0;
     *err = 0;
-    if (f == NULL) {
+    if (fd < 0) {
         *err = errno;
         return NULL;
     }
-    buf = malloc(KEY_FILE_MAX + 1);
-    if (buf == NULL) {
-        fclose(f);
+    if ((buf = malloc(KEY_FILE_MAX + 1)) == NULL) {
+        close(fd);
         *err = ENOMEM;
         return NULL;
     }
-    while (n <= KEY_FILE_MAX && (got = fread(buf + n, 1, KEY_FILE_MAX + 1 - n, f)) > 0)
-        n += got;
-    if (ferror(f) || n > KEY_FILE_MAX) {
-        *err = ferror(f) ? EIO : EFBIG;
-        fclose(f);
+    while (n <= KEY_FILE_MAX && ((got = read(fd, buf + n, KEY_FILE_MAX + 1 - n)) > 0 || (got < 0 && errno == EINTR)))
+        n += got > 0 ? (size_t)got : 0;
+    if (got < 0 || n > KEY_FILE_MAX) {
+        *err = got < 0 ? EIO : EFBIG; /* as before: a read error is EIO (exit 1) */
+        close(fd);
         wipe_free(buf, KEY_FILE_MAX + 1);
         return NULL;
     }
-    fclose(f);
+    close(fd);
     buf[n] = '\0';
     *len = n;
     return buf;
