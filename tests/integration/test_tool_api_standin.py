@@ -15,9 +15,9 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from api_common import _write_key_file
 from conftest import run_tool
 
 TOKEN = "t" * 1000 + "+/=" * 333 + "z"  # escaped, it is longer still
@@ -74,13 +74,9 @@ class Fake(BaseHTTPRequestHandler):
 
 
 def key_file(tmp_path):
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     kf = tmp_path / "key.json"
-    kf.write_text(json.dumps({
-        "type": "service_account", "project_id": "proj-one", "private_key_id": "a" * 40,
-        "private_key": key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                         serialization.NoEncryption()).decode(),
-        "client_email": "tool-admin@proj-one.iam.latchkey"}))
+    _write_key_file(kf, "proj-one", "tool-admin", "a" * 40,
+                    rsa.generate_private_key(public_exponent=65537, key_size=2048), "http://127.0.0.1/token")
     return kf
 
 
