@@ -253,3 +253,18 @@ def test_help():
     assert "keys create" in r.out and "--token-uri" in r.out
     assert "service-accounts" in run_tool("--help").out
     assert ok(run_tool("service-accounts", "create", "--help")).out.startswith("usage:")
+
+
+def test_key_file_before_the_group_is_refused(tmp_path):
+    """`latchkey --key-file OUT service-accounts create ...`: before the group
+    --key-file is the admin API's key file; taken silently, the new private key
+    went to standard output instead of OUT."""
+    db, kfile = tmp_path / "g.db", tmp_path / "key.json"
+    ok(lkdb(db, "service-accounts", "create", "first-caller", "--project", P, "--role", "admin",
+            "--token-uri", URI, "--key-file", tmp_path / "first.json"))
+    before = dump(db)
+    r = run_tool("--key-file", kfile, "--db", db, "service-accounts", "create", NAME, "--project", P,
+                 "--role", "editor", "--token-uri", URI)
+    refused(r, USAGE, "--key-file OUT after")
+    assert "PRIVATE KEY" not in r.out and "PRIVATE KEY" not in r.err
+    assert not kfile.exists() and dump(db) == before

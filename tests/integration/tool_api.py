@@ -10,21 +10,16 @@ hold unchanged. A command the tool offers only with --db skips the test,
 saying which; a test that is about the database file itself carries
 @pytest.mark.db_only(reason).
 
-The service account is made by `latchkey service-accounts create` when the
-tool has that command, else by hand: an RSA-2048 key
-(python3-cryptography), its rows inserted with sqlite3, and Google's JSON key
-file written.
+The service account is made by `latchkey service-accounts create` over the
+same registry file.
 """
 import datetime
-import hashlib
 import ipaddress
-import json
 import atexit
 import os
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
 import tempfile
 import time
@@ -33,7 +28,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 VIA_API = os.environ.get("LK_TOOL_VIA_API") == "1"
@@ -43,7 +38,6 @@ REMOTE = {
     "registries": {"create", "list", "describe", "update", "delete", "credentials"},
     "devices": {"create", "list", "describe", "update", "delete", "credentials", "configs", "states", "commands"},
 }
-ROLE_ADMIN = 5
 PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 DB_OPTS = ("--db",)
 VALUE_OPTS = {"--db", "--project", "--region", "--location", "--registry", "--format", "--busy-timeout",
@@ -117,33 +111,14 @@ class Daemon:
         return self.keys[project]
 
     def _make_account(self, project):
+        """An admin service account of project, made by the tool itself (a
+        failure fails the test: it is not papered over)."""
         out = self.dir / f"admin-{project}.json"
-        name = "tool-admin"
-        if subprocess.run([str(self.tool), "service-accounts", "--help"], capture_output=True).returncode == 0:
-            r = subprocess.run([str(self.tool), "--db", str(self.db), "service-accounts", "create", name,
-                                "--project", project, "--role", "admin", "--token-uri",
-                                f"{self.url}/token", "--key-file", str(out)], capture_output=True, text=True)
-            if r.returncode == 0:
-                return out
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        pub = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                            serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-        kid = hashlib.sha1(os.urandom(32)).hexdigest()
-        email = f"{name}@{project}.iam.latchkey"
-        now = int(time.time())
-        con = sqlite3.connect(str(self.db), timeout=10)
-        with con:
-            con.execute("INSERT INTO service_accounts(email, project, name, role, created) VALUES(?,?,?,?,?)",
-                        (email, project, name, ROLE_ADMIN, now))
-            con.execute("INSERT INTO service_account_keys(key_id, email, public_pem, disabled, created) "
-                        "VALUES(?,?,?,0,?)", (kid, email, pub, now))
-        con.close()
-        out.write_text(json.dumps({
-            "type": "service_account", "project_id": project, "private_key_id": kid,
-            "private_key": key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                             serialization.NoEncryption()).decode(),
-            "client_email": email, "client_id": "", "token_uri": f"{self.url}/token"}))
-        os.chmod(out, 0o600)
+        r = subprocess.run([str(self.tool), "--db", str(self.db), "service-accounts", "create", "tool-admin",
+                            "--project", project, "--role", "admin", "--token-uri", f"{self.url}/token",
+                            "--key-file", str(out)], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"service-accounts create for {project} exited {r.returncode}: {r.stderr}")
         return out
 
     def stop(self):

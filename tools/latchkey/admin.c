@@ -391,7 +391,28 @@ int admin_fail(const struct admin *a, lk_err err, const char *why)
     return tool_registry_exit_code(err);
 }
 
-static int all_digits(const char *s)
+int admin_list_begin(const struct admin *a, struct admin_list *x, unsigned ncols, const char *const *heads)
+{
+    memset(x, 0, sizeof *x);
+    if (a->json)
+        out_list_begin(&x->l);
+    else if ((x->t = out_table_new(ncols, heads)) == NULL)
+        return admin_fail(a, LK_ERR_NOMEM, NULL);
+    return EXIT_OK;
+}
+
+int admin_list_end(const struct admin *a, struct admin_list *x, lk_err err, const char *why)
+{
+    if (err != LK_OK || x->failed) {
+        out_table_free(x->t);
+        if (a->json && x->l.n > 0)
+            fputs("\n", stdout); /* leave the partial output visibly unfinished */
+        return admin_fail(a, err != LK_OK ? err : LK_ERR_NOMEM, why);
+    }
+    return a->json ? out_list_end(&x->l) : out_table_print(x->t);
+}
+
+int admin_all_digits(const char *s)
 {
     if (*s == '\0')
         return 0;
@@ -510,7 +531,7 @@ int admin_parse_time(const char *s, int64_t *out)
     int y, mo, d, h = 0, mi = 0, se = 0, off = 0;
     time_t t;
 
-    if (all_digits(s)) {
+    if (admin_all_digits(s)) {
         long long v;
         if (tool_parse_i64(s, 0, 253402300799LL, &v) != 0)
             return -1;

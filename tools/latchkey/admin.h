@@ -130,10 +130,26 @@ void admin_close(struct admin *a);
 /* Report a library refusal: "latchkey: CMD: WHY (LK_ERR_...)"; returns its
  * exit code. */
 int admin_fail(const struct admin *a, lk_err err, const char *why);
+/* A listing printed either way: a JSON array streamed (--format json) or a
+ * table for people; the listing's callback adds to l or t and sets failed. */
+struct admin_list {
+    struct out_list l;
+    struct out_table *t; /* NULL with --format json */
+    int failed;
+};
+/* Start it (zeroes *x): the array, or a table of ncols with heads. Returns
+ * an exit code. */
+int admin_list_begin(const struct admin *a, struct admin_list *x, unsigned ncols, const char *const *heads);
+/* Finish it after the listing call returned err (why): printed, or on a
+ * failure (err, or x->failed: out of memory) the reason reported and a
+ * partial array left visibly unfinished. Returns the exit code. */
+int admin_list_end(const struct admin *a, struct admin_list *x, lk_err err, const char *why);
 /* (regops.c) Resolve a device argument given as numId to its string id (a device id
  * always starts with a letter, a numId is all digits). *id_out points into
  * *buf or at arg. Returns an exit code. */
 int admin_device_id(struct admin *a, const char *arg, char **buf, const char **id_out);
+/* 1 when s is one or more ASCII digits (a numId, a time in seconds), else 0. */
+int admin_all_digits(const char *s);
 
 /* Read a whole file (or standard input for "-") of at most max bytes; a
  * larger file is refused. Returns an exit code; *out is NUL-terminated. */

@@ -9,6 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <malloc.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -35,6 +39,7 @@ struct api {
     char *project;
     char *auth;          /* "Authorization: Bearer ..." */
     char status[40];     /* the last refusal's canonical status */
+    int reasoned;        /* ... and it named its lk_err (ErrorInfo reason) */
     volatile sig_atomic_t *stop;
 };
 
@@ -49,31 +54,62 @@ static void wipe_free(void *p, size_t n)
     free(p);
 }
 
+/* Jansson's lexer keeps the key file's text (the private key with it) in
+ * buffers it grows and frees itself, and libcurl copies the Authorization
+ * header (the token) into request buffers it reallocates and frees: neither
+ * wipes them. Their frees (and curl's reallocs) go through these, which wipe
+ * the whole block first (the parsed private_key string too, when the key
+ * object is freed). malloc is unchanged, so a block either library
+ * hands back may still be freed with free(). */
+static void free_wiped(void *p)
+{
+    if (p == NULL)
+        return;
+    OPENSSL_cleanse(p, malloc_usable_size(p));
+    free(p);
+}
+
+static void *realloc_wiped(void *p, size_t n)
+{
+    size_t old;
+    void *q;
+    if (p == NULL)
+        return malloc(n);
+    old = malloc_usable_size(p);
+    if ((q = malloc(n > 0 ? n : 1)) == NULL)
+        return NULL;
+    memcpy(q, p, old < n ? old : n);
+    free_wiped(p);
+    return q;
+}
+
+/* The key file read with read(2) into one buffer that is wiped when freed:
+ * no stdio buffer or grown copy holds the private key. */
 static char *read_small(const char *path, size_t *len, int *err)
 {
-    FILE *f = fopen(path, "rb");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
     char *buf;
-    size_t n = 0, got;
+    size_t n = 0;
+    ssize_t got = 0;
     *err = 0;
-    if (f == NULL) {
+    if (fd < 0) {
         *err = errno;
         return NULL;
     }
-    buf = malloc(KEY_FILE_MAX + 1);
-    if (buf == NULL) {
-        fclose(f);
+    if ((buf = malloc(KEY_FILE_MAX + 1)) == NULL) {
+        close(fd);
         *err = ENOMEM;
         return NULL;
     }
-    while (n <= KEY_FILE_MAX && (got = fread(buf + n, 1, KEY_FILE_MAX + 1 - n, f)) > 0)
-        n += got;
-    if (ferror(f) || n > KEY_FILE_MAX) {
-        *err = ferror(f) ? EIO : EFBIG;
-        fclose(f);
+    while (n <= KEY_FILE_MAX && ((got = read(fd, buf + n, KEY_FILE_MAX + 1 - n)) > 0 || (got < 0 && errno == EINTR)))
+        n += got > 0 ? (size_t)got : 0;
+    if (got < 0 || n > KEY_FILE_MAX) {
+        *err = got < 0 ? EIO : EFBIG; /* as before: a read error is EIO (exit 1) */
+        close(fd);
         wipe_free(buf, KEY_FILE_MAX + 1);
         return NULL;
     }
-    fclose(f);
+    close(fd);
     buf[n] = '\0';
     *len = n;
     return buf;
@@ -152,13 +188,6 @@ out:
     return out;
 }
 
-/* Wipe a JSON string's bytes in place (the private key) before it is freed. */
-static void wipe_json_string(json_t *s)
-{
-    if (json_is_string(s))
-        lk_wipe((char *)json_string_value(s), json_string_length(s));
-}
-
 /* 1 when url is https://, or http:// to a loopback address (latchkeyd's
  * plain_http, which it allows only there): the host parsed by libcurl, so
  * that "http://127.example.com" is not taken for 127.0.0.0/8. */
@@ -203,6 +232,7 @@ int api_open(const char *cmd, const struct api_settings *s, struct api **out)
     if (s->key_file == NULL || s->key_file[0] == '\0')
         return tool_usage_error("%s: --api needs a service account's key file: give --key-file FILE "
                                 "(or set LATCHKEY_KEY_FILE)", cmd);
+    json_set_alloc_funcs(malloc, free_wiped);
     if ((text = read_small(s->key_file, &len, &e)) == NULL) {
         tool_error(cmd, LK_ERR_IO, "key file %s: %s", s->key_file,
                    e == EFBIG ? "larger than a service-account key file can be" : strerror(e));
@@ -234,7 +264,8 @@ int api_open(const char *cmd, const struct api_settings *s, struct api **out)
         goto out;
     }
     if (!curl_ready) {
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, malloc, free_wiped, realloc_wiped, strdup, calloc) !=
+            CURLE_OK) {
             tool_error(cmd, LK_ERR_NET, "libcurl could not be initialised");
             goto out;
         }
@@ -258,9 +289,7 @@ int api_open(const char *cmd, const struct api_settings *s, struct api **out)
 out:
     if (token != NULL)
         wipe_free(token, strlen(token));
-    if (key != NULL)
-        wipe_json_string(json_object_get(key, "private_key"));
-    json_decref(key);
+    json_decref(key); /* its private_key string wiped as it is freed (free_wiped) */
     return rc;
 }
 
@@ -299,6 +328,11 @@ static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, c
 const char *api_last_status(const struct api *c)
 {
     return c->status;
+}
+
+int api_last_reasoned(const struct api *c)
+{
+    return c->reasoned;
 }
 
 char *api_seg(const char *s)
@@ -380,8 +414,10 @@ static lk_err refusal(struct api *c, long http, json_t *j, char *why, size_t why
                : http >= 500 ? LK_ERR_NET : LK_ERR_REG_INVALID;
     }
     snprintf(why, why_size, "%s", msg);
-    if ((err = reason_err(json_object_get(e, "details"))) != LK_OK)
+    if ((err = reason_err(json_object_get(e, "details"))) != LK_OK) {
+        c->reasoned = 1;
         return err;
+    }
     for (size_t i = 0; st != NULL && i < sizeof status_errs / sizeof status_errs[0]; i++)
         if (strcmp(st, status_errs[i].status) == 0)
             return status_errs[i].err;
@@ -403,6 +439,7 @@ lk_err api_call(struct api *c, const char *method, const char *path, const char 
 
     *out = NULL;
     c->status[0] = '\0';
+    c->reasoned = 0;
     ulen = strlen(c->base) + strlen(path) + (query ? strlen(query) + 1 : 0) + 1;
     if ((url = malloc(ulen)) == NULL)
         return LK_ERR_NOMEM;

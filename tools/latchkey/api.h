@@ -52,6 +52,10 @@ lk_err api_call(struct api *c, const char *method, const char *path, const char 
 void api_set_stop(struct api *c, volatile sig_atomic_t *stop);
 /* The canonical status of the last refusal ("FAILED_PRECONDITION"), or "". */
 const char *api_last_status(const struct api *c);
+/* 1 when the last refusal named its lk_err in an ErrorInfo reason (a
+ * registry refusal, e.g. LK_ERR_REG_BUSY under UNAVAILABLE), 0 when only its
+ * status speaks (latchkeyd's own answers, e.g. a command's outcome). */
+int api_last_reasoned(const struct api *c);
 
 /* s escaped as one path segment (malloc'd), or NULL out of memory. */
 char *api_seg(const char *s);

@@ -133,15 +133,9 @@ static int cmd_create(struct admin *a, const char *name)
     return EXIT_OK;
 }
 
-struct list_ctx {
-    struct out_list l;
-    struct out_table *t;
-    int failed;
-};
-
 static int backend_cb(void *arg, const lk_reg_backend *b)
 {
-    struct list_ctx *x = arg;
+    struct admin_list *x = arg;
     char user[160], when[32];
     snprintf(user, sizeof user, "backend:%s", b->name);
     if (x->t == NULL) {
@@ -160,7 +154,7 @@ static int backend_cb(void *arg, const lk_reg_backend *b)
 static int cmd_list(struct admin *a)
 {
     static const char *const heads[] = {"NAME", "PROJECT", "USERNAME", "CREATED"};
-    struct list_ctx x;
+    struct admin_list x;
     char why[512] = "";
     lk_err err;
     int rc;
@@ -169,19 +163,10 @@ static int cmd_list(struct admin *a)
         return rc;
     if ((rc = admin_open(a, ADMIN_OPEN_READ)) != EXIT_OK)
         return rc;
-    memset(&x, 0, sizeof x);
-    if (a->json)
-        out_list_begin(&x.l);
-    else if ((x.t = out_table_new(4, heads)) == NULL)
-        return admin_fail(a, LK_ERR_NOMEM, NULL);
+    if ((rc = admin_list_begin(a, &x, 4, heads)) != EXIT_OK)
+        return rc;
     err = lk_registry_backend_list(a->reg, a->project, backend_cb, &x, why, sizeof why);
-    if (err != LK_OK || x.failed) {
-        out_table_free(x.t);
-        if (a->json && x.l.n > 0)
-            fputs("\n", stdout); /* leave the partial output visibly unfinished */
-        return admin_fail(a, err != LK_OK ? err : LK_ERR_NOMEM, why);
-    }
-    return a->json ? out_list_end(&x.l) : out_table_print(x.t);
+    return admin_list_end(a, &x, err, why);
 }
 
 static int cmd_delete(struct admin *a, const char *name)

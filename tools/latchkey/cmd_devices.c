@@ -385,11 +385,8 @@ out:
 /* ---- devices list ---- */
 
 struct list_ctx {
-    struct admin *a;
-    struct out_list l;
-    struct out_table *t;
+    struct admin_list out; /* first: what admin_list_begin/end work on */
     long long limit, n;
-    int failed;
 };
 
 static int device_cb(void *arg, const lk_reg_device *d)
@@ -398,9 +395,9 @@ static int device_cb(void *arg, const lk_reg_device *d)
     if (x->limit > 0 && x->n >= x->limit)
         return 1;
     x->n++;
-    if (x->t == NULL) {
-        if (out_list_item(&x->l, admin_device_json(d)) != EXIT_OK)
-            x->failed = 1;
+    if (x->out.t == NULL) {
+        if (out_list_item(&x->out.l, admin_device_json(d)) != EXIT_OK)
+            x->out.failed = 1;
     } else {
         char num[32], ncred[8], ver[32];
         const char *row[5];
@@ -412,10 +409,10 @@ static int device_cb(void *arg, const lk_reg_device *d)
         row[2] = d->blocked ? "true" : "false";
         row[3] = ncred;
         row[4] = ver;
-        if (out_table_row(x->t, row) != 0)
-            x->failed = 1;
+        if (out_table_row(x->out.t, row) != 0)
+            x->out.failed = 1;
     }
-    return x->failed;
+    return x->out.failed;
 }
 
 static int cmd_list(struct dev_opts *o)
@@ -431,24 +428,12 @@ static int cmd_list(struct dev_opts *o)
         return tool_usage_error("%s: unexpected argument '%s'", a->cmd, o->pos[0]);
     if ((rc = admin_resolve(a, NULL, 1, NULL)) != EXIT_OK || (rc = admin_open(a, ADMIN_OPEN_READ)) != EXIT_OK)
         return rc;
-    memset(&x, 0, sizeof x);
-    x.a = a;
+    if ((rc = admin_list_begin(a, &x.out, 5, heads)) != EXIT_OK)
+        return rc;
+    x.n = 0;
     x.limit = o->limit;
-    if (a->json) {
-        out_list_begin(&x.l);
-    } else if ((x.t = out_table_new(5, heads)) == NULL) {
-        return admin_fail(a, LK_ERR_NOMEM, NULL);
-    }
     err = rop_list_devices(a, &a->name, device_cb, &x, why, sizeof why);
-    if (err != LK_OK || x.failed) {
-        out_table_free(x.t);
-        if (a->json && x.l.n > 0)
-            fputs("\n", stdout); /* leave the partial output visibly unfinished */
-        return admin_fail(a, err != LK_OK ? err : LK_ERR_NOMEM, why);
-    }
-    if (a->json)
-        return out_list_end(&x.l);
-    return out_table_print(x.t);
+    return admin_list_end(a, &x.out, err, why);
 }
 
 /* ---- dispatch ---- */

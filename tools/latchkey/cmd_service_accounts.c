@@ -383,15 +383,9 @@ static int cmd_create(struct admin *a, const char *name, const struct sa_opts *o
     return add_key(a, name, role, o);
 }
 
-struct list_ctx {
-    struct out_list l;
-    struct out_table *t;
-    int failed;
-};
-
 static int sa_cb(void *arg, const lk_reg_sa_key *k)
 {
-    struct list_ctx *x = arg;
+    struct admin_list *x = arg;
     char when[32];
     if (x->t == NULL) {
         json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s?,s:s?,s:b,s:o}", "email", k->email, "project",
@@ -414,7 +408,7 @@ static int sa_cb(void *arg, const lk_reg_sa_key *k)
 static int cmd_list(struct admin *a)
 {
     static const char *const heads[] = {"EMAIL", "ROLE", "KEY_ID", "STATE", "CREATED"};
-    struct list_ctx x;
+    struct admin_list x;
     char why[512] = "";
     lk_err err;
     int rc;
@@ -423,19 +417,10 @@ static int cmd_list(struct admin *a)
         return rc;
     if ((rc = admin_open(a, ADMIN_OPEN_READ)) != EXIT_OK)
         return rc;
-    memset(&x, 0, sizeof x);
-    if (a->json)
-        out_list_begin(&x.l);
-    else if ((x.t = out_table_new(5, heads)) == NULL)
-        return admin_fail(a, LK_ERR_NOMEM, NULL);
+    if ((rc = admin_list_begin(a, &x, 5, heads)) != EXIT_OK)
+        return rc;
     err = lk_registry_sa_list(a->reg, a->project, sa_cb, &x, why, sizeof why);
-    if (err != LK_OK || x.failed) {
-        out_table_free(x.t);
-        if (a->json && x.l.n > 0)
-            fputs("\n", stdout); /* leave the partial output visibly unfinished */
-        return admin_fail(a, err != LK_OK ? err : LK_ERR_NOMEM, why);
-    }
-    return a->json ? out_list_end(&x.l) : out_table_print(x.t);
+    return admin_list_end(a, &x, err, why);
 }
 
 /* keys disable|enable|delete KEY_ID, delete NAME --project P */
@@ -540,6 +525,13 @@ int cmd_service_accounts(int argc, char **argv)
 
     if ((rc = admin_group_usage(argc, argv, 1, sa_usage)) != -1)
         return rc;
+    /* Before the group, --key-file is the API's key file to read (main.c),
+     * which this --db-only command never uses: taken silently, the new key
+     * meant for that file would go to standard output instead. */
+    if (admin_key_file != NULL || admin_ca_file != NULL)
+        return tool_usage_error("service-accounts: --key-file and --ca-file before the command are the "
+                                "admin API's (service-accounts works only with --db); the key file to "
+                                "write is --key-file OUT after 'create' or 'keys create'");
     if (strcmp(argv[1], "keys") == 0) {
         if ((rc = admin_group_usage(argc, argv, 2, sa_usage)) != -1)
             return rc;

@@ -11,15 +11,6 @@
 
 /* admin.h's admin_device_id lives here, with the operation it makes (admin.c
  * stays below the operations: the API side uses its helpers). */
-static int all_digits(const char *s)
-{
-    if (*s == '\0')
-        return 0;
-    for (; *s; s++)
-        if (*s < '0' || *s > '9')
-            return 0;
-    return 1;
-}
 
 int admin_device_id(struct admin *a, const char *arg, char **buf, const char **id_out)
 {
@@ -31,7 +22,7 @@ int admin_device_id(struct admin *a, const char *arg, char **buf, const char **i
 
     *buf = NULL;
     *id_out = arg;
-    if (!all_digits(arg))
+    if (!admin_all_digits(arg))
         return EXIT_OK;
     errno = 0;
     num = strtoull(arg, &end, 10);

@@ -67,8 +67,9 @@ lk_err rop_list_states(struct admin *a, const lk_reg_name *name, const char *id,
 
 /* sendCommandToDevice, which waits for the broker itself: *status is
  * DELIVERED, NOT_CONNECTED (FAILED_PRECONDITION) or EXPIRED (UNAVAILABLE:
- * no broker answered in the daemon's wait); another refusal is returned as
- * the registry's lk_err. */
+ * no broker answered in the daemon's wait); another refusal, or one that
+ * names its lk_err (the registry busy: nothing was sent), is returned as the
+ * registry's lk_err. */
 lk_err rop_remote_command(struct admin *a, const lk_reg_name *name, const char *id, const char *subfolder,
                           const uint8_t *data, size_t len, lk_reg_command_status *status, char *why,
                           size_t why_size);

@@ -366,26 +366,88 @@ lk_err ropr_get_registry(struct admin *a, const lk_reg_name *name, lk_reg_regist
     return err;
 }
 
-/* How many devices the registry has: its device listing walked. */
-static lk_err count_devices(struct admin *a, const lk_reg_name *name, uint64_t *n, char *why, size_t why_size)
+/* A listing walked page by page: item is called with each element of the
+ * page's array key, until it fails or sets *stop; nextPageToken is followed
+ * whole (a token that cannot be carried is an error, never a short list). */
+typedef lk_err (*page_item)(struct admin *a, json_t *e, void *arg, int *stop, char *why, size_t why_size);
+
+static lk_err walk_pages(struct admin *a, const lk_reg_name *name, int with_registry, const char *tail,
+                         const char *query, const char *key, page_item item, void *arg, char *why,
+                         size_t why_size)
 {
-    char query[1024], *tok = NULL;
+    char *tok = NULL, *q = NULL;
     lk_err err = LK_OK;
-    *n = 0;
+    int stop = 0;
     do {
-        json_t *j = NULL, *next;
-        snprintf(query, sizeof query, "pageSize=10000%s%s", tok ? "&pageToken=" : "", tok ? tok : "");
+        json_t *j = NULL, *e, *next;
+        size_t i, qlen = strlen(query) + (tok ? strlen(tok) + 12 : 0) + 1;
+        if ((q = malloc(qlen)) == NULL) {
+            snprintf(why, why_size, "out of memory");
+            err = LK_ERR_NOMEM;
+            break;
+        }
+        snprintf(q, qlen, "%s%s%s", query, tok ? "&pageToken=" : "", tok ? tok : "");
         free(tok);
         tok = NULL;
-        if ((err = call(a, "GET", rpath(name, 1, NULL, "/devices"), query, NULL, &j, why, why_size)) != LK_OK)
+        err = call(a, "GET", rpath(name, with_registry, NULL, tail), q, NULL, &j, why, why_size);
+        free(q);
+        if (err != LK_OK)
             break;
-        *n += json_array_size(json_object_get(j, "devices"));
+        json_array_foreach(json_object_get(j, key), i, e)
+            if ((err = item(a, e, arg, &stop, why, why_size)) != LK_OK || stop)
+                break;
         next = json_object_get(j, "nextPageToken");
-        if (json_is_string(next) && json_string_length(next) > 0 && json_string_length(next) < 900)
-            tok = api_seg(json_string_value(next));
+        if (err == LK_OK && !stop && json_is_string(next) && json_string_length(next) > 0 &&
+            (tok = api_seg(json_string_value(next))) == NULL) {
+            snprintf(why, why_size, "out of memory");
+            err = LK_ERR_NOMEM;
+        }
         json_decref(j);
     } while (tok != NULL);
     free(tok);
+    return err;
+}
+
+static lk_err count_item(struct admin *a, json_t *e, void *arg, int *stop, char *why, size_t why_size)
+{
+    (void)a, (void)e, (void)stop, (void)why, (void)why_size;
+    ++*(uint64_t *)arg;
+    return LK_OK;
+}
+
+/* How many devices the registry has: its device listing walked. */
+static lk_err count_devices(struct admin *a, const lk_reg_name *name, uint64_t *n, char *why, size_t why_size)
+{
+    *n = 0;
+    return walk_pages(a, name, 1, "/devices", "pageSize=10000", "devices", count_item, n, why, why_size);
+}
+
+struct reg_walk {
+    int (*cb)(void *arg, const lk_reg_registry *r);
+    void *arg;
+};
+
+static lk_err registry_item(struct admin *a, json_t *e, void *arg, int *stop, char *why, size_t why_size)
+{
+    struct reg_walk *w = arg;
+    lk_reg_registry r;
+    lk_reg_name n;
+    json_t *full = NULL;
+    lk_err err = registry_from_json(e, &r, why, why_size);
+    if (err != LK_OK)
+        return err;
+    n.project = r.project;
+    n.location = r.location;
+    n.registry = r.id;
+    /* The listing leaves the CA certificates out: their count from a get. */
+    if ((err = get_registry_json(a, &n, &full, why, why_size)) == LK_OK)
+        r.ncerts = (unsigned)json_array_size(json_object_get(full, "credentials"));
+    json_decref(full);
+    if (err == LK_OK && !a->json)
+        err = count_devices(a, &n, &r.ndevices, why, why_size);
+    if (err == LK_OK)
+        *stop = w->cb(w->arg, &r);
+    lk_reg_registry_free(&r);
     return err;
 }
 
@@ -393,47 +455,8 @@ lk_err ropr_list_registries(struct admin *a, const char *project, const char *lo
                             int (*cb)(void *arg, const lk_reg_registry *r), void *arg, char *why, size_t why_size)
 {
     lk_reg_name all = {project != NULL ? project : api_project(a->api), location != NULL ? location : "-", NULL};
-    char query[1024], *tok = NULL;
-    lk_err err = LK_OK;
-    int stop = 0;
-    do {
-        json_t *j = NULL, *regs, *e, *next;
-        size_t i;
-        snprintf(query, sizeof query, "pageSize=" PAGE "%s%s", tok ? "&pageToken=" : "", tok ? tok : "");
-        free(tok);
-        tok = NULL;
-        if ((err = call(a, "GET", rpath(&all, 0, NULL, NULL), query, NULL, &j, why, why_size)) != LK_OK)
-            break;
-        regs = json_object_get(j, "deviceRegistries");
-        json_array_foreach(regs, i, e) {
-            lk_reg_registry r;
-            lk_reg_name n;
-            json_t *full = NULL;
-            if ((err = registry_from_json(e, &r, why, why_size)) != LK_OK)
-                break;
-            n.project = r.project;
-            n.location = r.location;
-            n.registry = r.id;
-            /* The listing leaves the CA certificates out: their count from a get. */
-            if ((err = get_registry_json(a, &n, &full, why, why_size)) == LK_OK)
-                r.ncerts = (unsigned)json_array_size(json_object_get(full, "credentials"));
-            json_decref(full);
-            if (err == LK_OK && !a->json)
-                err = count_devices(a, &n, &r.ndevices, why, why_size);
-            if (err == LK_OK)
-                stop = cb(arg, &r);
-            lk_reg_registry_free(&r);
-            if (err != LK_OK || stop)
-                break;
-        }
-        next = json_object_get(j, "nextPageToken");
-        if (err == LK_OK && !stop && json_is_string(next) && json_string_length(next) > 0 &&
-            json_string_length(next) < 900)
-            tok = api_seg(json_string_value(next));
-        json_decref(j);
-    } while (tok != NULL);
-    free(tok);
-    return err;
+    struct reg_walk w = {cb, arg};
+    return walk_pages(a, &all, 0, NULL, "pageSize=" PAGE, "deviceRegistries", registry_item, &w, why, why_size);
 }
 
 static const char *mqtt_name(lk_reg_state s)
@@ -666,45 +689,37 @@ lk_err ropr_get_device(struct admin *a, const lk_reg_name *name, const char *id,
     "fieldMask=credentials,blocked,metadata,lastHeartbeatTime,lastEventTime,lastStateTime,lastConfigAckTime," \
     "lastConfigSendTime,lastErrorTime,lastErrorStatus,logLevel,gatewayConfig"
 
+struct dev_walk {
+    const lk_reg_name *name;
+    int (*cb)(void *arg, const lk_reg_device *d);
+    void *arg;
+};
+
+static lk_err device_item(struct admin *a, json_t *e, void *arg, int *stop, char *why, size_t why_size)
+{
+    struct dev_walk *w = arg;
+    lk_reg_device d;
+    lk_err err = device_from_json(e, &d, why, why_size);
+    if (err != LK_OK)
+        return err;
+    if (!a->json) { /* the table's CONFIG_VERSION: the listing leaves configs out */
+        json_t *one = NULL;
+        err = get_device_json(a, w->name, d.id, 0, "fieldMask=config", &one, why, why_size);
+        d.config_version = ji64(json_object_get(json_object_get(one, "config"), "version"));
+        json_decref(one);
+    }
+    if (err == LK_OK)
+        *stop = w->cb(w->arg, &d);
+    lk_reg_device_free(&d);
+    return err;
+}
+
 lk_err ropr_list_devices(struct admin *a, const lk_reg_name *name, int (*cb)(void *arg, const lk_reg_device *d),
                          void *arg, char *why, size_t why_size)
 {
-    char query[1200], *tok = NULL;
-    lk_err err = LK_OK;
-    int stop = 0;
-    do {
-        json_t *j = NULL, *e, *next;
-        size_t i;
-        snprintf(query, sizeof query, LIST_FIELDS "&pageSize=" PAGE "%s%s", tok ? "&pageToken=" : "",
-                 tok ? tok : "");
-        free(tok);
-        tok = NULL;
-        if ((err = call(a, "GET", rpath(name, 1, NULL, "/devices"), query, NULL, &j, why, why_size)) != LK_OK)
-            break;
-        json_array_foreach(json_object_get(j, "devices"), i, e) {
-            lk_reg_device d;
-            if ((err = device_from_json(e, &d, why, why_size)) != LK_OK)
-                break;
-            if (!a->json) { /* the table's CONFIG_VERSION: the listing leaves configs out */
-                json_t *one = NULL;
-                err = get_device_json(a, name, d.id, 0, "fieldMask=config", &one, why, why_size);
-                d.config_version = ji64(json_object_get(json_object_get(one, "config"), "version"));
-                json_decref(one);
-            }
-            if (err == LK_OK)
-                stop = cb(arg, &d);
-            lk_reg_device_free(&d);
-            if (err != LK_OK || stop)
-                break;
-        }
-        next = json_object_get(j, "nextPageToken");
-        if (err == LK_OK && !stop && json_is_string(next) && json_string_length(next) > 0 &&
-            json_string_length(next) < 900)
-            tok = api_seg(json_string_value(next));
-        json_decref(j);
-    } while (tok != NULL);
-    free(tok);
-    return err;
+    struct dev_walk w = {name, cb, arg};
+    return walk_pages(a, name, 1, "/devices", LIST_FIELDS "&pageSize=" PAGE, "devices", device_item, &w, why,
+                      why_size);
 }
 
 lk_err ropr_create_device(struct admin *a, const lk_reg_name *name, const lk_reg_device_spec *spec, uint64_t *num_id,
@@ -840,10 +855,11 @@ lk_err ropr_update_config(struct admin *a, const lk_reg_name *name, const char *
         return LK_ERR_NOMEM;
     if (version_to_update != 0)
         json_object_set_new(body, "versionToUpdate", out_ji64(version_to_update));
+    /* A version that is not the current one is the API's FAILED_PRECONDITION,
+     * which api_call already returns as LK_ERR_REG_CONFLICT. */
     err = call(a, "POST", rpath(name, 1, id, ":modifyCloudToDeviceConfig"), NULL, body, &j, why, why_size);
-    /* A version that is not the current one is the API's FAILED_PRECONDITION. */
-    if (err == LK_ERR_REG_CONFLICT || err == LK_OK)
-        err = err == LK_OK ? config_from_json(j, out, why, why_size) : err;
+    if (err == LK_OK)
+        err = config_from_json(j, out, why, why_size);
     json_decref(j);
     return err;
 }
@@ -916,8 +932,12 @@ lk_err rop_remote_command(struct admin *a, const lk_reg_name *name, const char *
     if (subfolder != NULL)
         json_object_set_new(body, "subfolder", json_string(subfolder));
     err = call(a, "POST", rpath(name, 1, id, ":sendCommandToDevice"), NULL, body, NULL, why, why_size);
+    /* The outcomes come without an ErrorInfo reason; a refusal with one is
+     * the registry's (busy: the command was never sent), returned as such. */
     if (err == LK_OK) {
         *status = LK_CMD_DELIVERED;
+    } else if (api_last_reasoned(a->api)) {
+        return err;
     } else if (strcmp(api_last_status(a->api), "FAILED_PRECONDITION") == 0) {
         /* A blocked device (latchkeyd checks it first, as IoT Core did) is
          * the registry's LK_ERR_REG_INVALID, in command_send's words. */
