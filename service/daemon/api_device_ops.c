@@ -164,10 +164,6 @@ static void send_command(struct lkd_call *c, const lk_reg_name *n, const lk_reg_
         lkd_reply_error(c, LKD_INVALID_ARGUMENT, "subfolder is not a valid topic subfolder");
         return;
     }
-    if (d->blocked) {
-        lkd_reply_error(c, LKD_FAILED_PRECONDITION, "Device `%s` is blocked", d->id);
-        return;
-    }
     uint8_t *bytes;
     size_t len;
     if (lkd_bytes(c, data, "binaryData", LK_COMMAND_MAX, &bytes, &len) != 0)
@@ -176,6 +172,12 @@ static void send_command(struct lkd_call *c, const lk_reg_name *n, const lk_reg_
     char why[512] = "";
     lk_err err = lk_registry_command_send(c->d->reg, n, d->id, subfolder, bytes, len, &id, why, sizeof why);
     free(bytes);
+    if (err == LK_ERR_REG_INVALID && d->blocked) {
+        /* The registry refuses a blocked device; IoT Core called that a
+         * failed precondition. */
+        lkd_reply_reason(c, LKD_FAILED_PRECONDITION, err, "%s", why);
+        return;
+    }
     if (err != LK_OK) {
         lkd_reply_lk(c, err, why);
         return;

@@ -152,6 +152,10 @@ void lkd_reply_json(struct lkd_call *c, int status, json_t *j);
  * to the log. Never put a token or key in it. */
 void lkd_reply_error(struct lkd_call *c, lkd_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* A registry refusal under the code given, with its lk_err's name as the
+ * ErrorInfo reason (what lets the tool restore its exit code). */
+void lkd_reply_reason(struct lkd_call *c, lkd_code code, lk_err err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 /* The registry's refusal as an API error (NOT_FOUND, ALREADY_EXISTS, ...). */
 void lkd_reply_lk(struct lkd_call *c, lk_err err, const char *why);
 /* Free what the call holds; the caller has replied (or the connection went). */

@@ -181,10 +181,7 @@ void lkd_reply_error(struct lkd_call *c, lkd_code code, const char *fmt, ...)
     va_end(ap);
 }
 
-/* A registry refusal: with its lk_err's name as the ErrorInfo reason. */
-static void reply_reason(struct lkd_call *c, lkd_code code, lk_err err, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void reply_reason(struct lkd_call *c, lkd_code code, lk_err err, const char *fmt, ...)
+void lkd_reply_reason(struct lkd_call *c, lkd_code code, lk_err err, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -196,21 +193,21 @@ void lkd_reply_lk(struct lkd_call *c, lk_err err, const char *why)
 {
     const char *w = (why && why[0]) ? why : lk_strerror(err);
     switch (err) {
-    case LK_ERR_REG_NOT_FOUND: reply_reason(c, LKD_NOT_FOUND, err, "%s", w); return;
-    case LK_ERR_REG_EXISTS: reply_reason(c, LKD_ALREADY_EXISTS, err, "%s", w); return;
+    case LK_ERR_REG_NOT_FOUND: lkd_reply_reason(c, LKD_NOT_FOUND, err, "%s", w); return;
+    case LK_ERR_REG_EXISTS: lkd_reply_reason(c, LKD_ALREADY_EXISTS, err, "%s", w); return;
     /* versionToUpdate is not the current version: the request cannot succeed
      * as it stands (not ABORTED, which clients may retry unchanged). */
-    case LK_ERR_REG_CONFLICT: reply_reason(c, LKD_FAILED_PRECONDITION, err, "%s", w); return;
-    case LK_ERR_REG_NOT_EMPTY: reply_reason(c, LKD_FAILED_PRECONDITION, err, "%s", w); return;
+    case LK_ERR_REG_CONFLICT: lkd_reply_reason(c, LKD_FAILED_PRECONDITION, err, "%s", w); return;
+    case LK_ERR_REG_NOT_EMPTY: lkd_reply_reason(c, LKD_FAILED_PRECONDITION, err, "%s", w); return;
     case LK_ERR_REG_LIMIT:
     case LK_ERR_REG_INVALID:
     case LK_ERR_REG_CERT:
     case LK_ERR_CRED_INVALID:
-    case LK_ERR_ARG: reply_reason(c, LKD_INVALID_ARGUMENT, err, "%s", w); return;
-    case LK_ERR_REG_BUSY: reply_reason(c, LKD_UNAVAILABLE, err, "the registry is busy; try again"); return;
+    case LK_ERR_ARG: lkd_reply_reason(c, LKD_INVALID_ARGUMENT, err, "%s", w); return;
+    case LK_ERR_REG_BUSY: lkd_reply_reason(c, LKD_UNAVAILABLE, err, "the registry is busy; try again"); return;
     default:
         lkd_log("registry failure: %s (%s)", w, lk_errname(err));
-        reply_reason(c, LKD_INTERNAL, err, "internal error (%s)", lk_errname(err));
+        lkd_reply_reason(c, LKD_INTERNAL, err, "internal error (%s)", lk_errname(err));
         return;
     }
 }

@@ -933,22 +933,15 @@ lk_err rop_remote_command(struct admin *a, const lk_reg_name *name, const char *
         json_object_set_new(body, "subfolder", json_string(subfolder));
     err = call(a, "POST", rpath(name, 1, id, ":sendCommandToDevice"), NULL, body, NULL, why, why_size);
     /* The outcomes come without an ErrorInfo reason; a refusal with one is
-     * the registry's (busy: the command was never sent), returned as such. */
+     * the registry's (busy, a blocked device: the command was never sent),
+     * returned as such. */
     if (err == LK_OK) {
         *status = LK_CMD_DELIVERED;
     } else if (api_last_reasoned(a->api)) {
         return err;
     } else if (strcmp(api_last_status(a->api), "FAILED_PRECONDITION") == 0) {
-        /* A blocked device (latchkeyd checks it first, as IoT Core did) is
-         * the registry's LK_ERR_REG_INVALID, in command_send's words. */
-        if (strstr(why, "blocked") != NULL) {
-            snprintf(why, why_size, "device '%s' is blocked: it cannot connect, so it cannot receive commands "
-                     "(unblock it first)", id);
-            err = LK_ERR_REG_INVALID;
-        } else {
-            *status = LK_CMD_NOT_CONNECTED;
-            err = LK_OK;
-        }
+        *status = LK_CMD_NOT_CONNECTED;
+        err = LK_OK;
     } else if (strcmp(api_last_status(a->api), "UNAVAILABLE") == 0) {
         *status = LK_CMD_EXPIRED;
         err = LK_OK;
