@@ -79,21 +79,6 @@ static void cmd_finish(struct cmd_wait *w)
     free(w);
 }
 
-/* The registry's generation: one cheap poll (SQLite's data_version) a
- * millisecond at most, however many commands wait, instead of one status
- * read per waiting command per tick. A failed poll counts as a change. */
-static uint64_t registry_gen(struct lkd *d)
-{
-    int64_t now = lkd_now_ms();
-    if (now != d->reg_polled_ms) {
-        int changed = 1;
-        if (lk_registry_poll(d->reg, &changed) != LK_OK || changed)
-            d->reg_gen++;
-        d->reg_polled_ms = now;
-    }
-    return d->reg_gen;
-}
-
 static void cmd_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -101,7 +86,7 @@ static void cmd_tick(evutil_socket_t fd, short what, void *arg)
     struct cmd_wait *w = arg;
     struct lkd_call *c = w->c;
     int late = lkd_now_ms() >= w->deadline_ms;
-    uint64_t gen = registry_gen(c->d);
+    uint64_t gen = lkd_registry_gen(c->d);
     if (gen == w->gen && !late)
         return; /* nothing was written since its outcome was last read */
     w->gen = gen;
@@ -196,7 +181,7 @@ static void send_command(struct lkd_call *c, const lk_reg_name *n, const lk_reg_
     }
     w->c = c;
     w->id = id;
-    w->gen = registry_gen(c->d) - 1; /* the first tick reads the outcome */
+    w->gen = lkd_registry_gen(c->d) - 1; /* the first tick reads the outcome */
     w->deadline_ms = lkd_now_ms() + c->d->cfg.command_wait_ms;
     snprintf(w->device, sizeof w->device, "%s", d->id);
     /* If the caller goes away meanwhile, libevent keeps the request until it

@@ -21,6 +21,15 @@ void lkd_config_defaults(struct lkd_config *c)
     c->command_wait_ms = 5000;
     c->drain_seconds = 10;
     c->access_token_ttl = 3600;     /* Google's own access tokens live an hour */
+    c->publish_wait_ms = 5000;
+    c->bridge_max_pending = 10000;
+    /* the broker plugin's defaults (docs/plugin.md): one policy for both surfaces */
+    c->skew = LK_VERIFY_SKEW;
+    c->max_token_lifetime = LK_VERIFY_MAX_LIFETIME;
+    c->max_token_length = LK_VERIFY_MAX_LEN;
+    c->token_cache = 65536;
+    c->device_cache = 65536;
+    c->base64_padding = 1;
 }
 
 static int set_str(char **dst, const char *v)
@@ -66,6 +75,18 @@ int lkd_config_set(struct lkd_config *c, const char *key, const char *value, cha
         {"port_file", &c->port_file, NULL, 0, 0},
         {"pid_file", &c->pid_file, NULL, 0, 0},
         {"bench_static", &c->bench_static, NULL, 0, 0},
+        {"device_listen", &c->device_listen, NULL, 0, 0},
+        {"device_port_file", &c->device_port_file, NULL, 0, 0},
+        {"broker", &c->broker, NULL, 0, 0},
+        {"broker_ca", &c->broker_ca, NULL, 0, 0},
+        {"bridge_name", &c->bridge_name, NULL, 0, 0},
+        {"publish_wait_ms", NULL, &c->publish_wait_ms, 100, 60000},
+        {"bridge_max_pending", NULL, &c->bridge_max_pending, 1, 1000000},
+        {"skew", NULL, &c->skew, 0, 3600},
+        {"max_token_lifetime", NULL, &c->max_token_lifetime, 1, LK_VERIFY_MAX_LIFETIME * 7},
+        {"max_token_length", NULL, &c->max_token_length, 1, LK_VERIFY_MAX_LEN_LIMIT},
+        {"token_cache", NULL, &c->token_cache, 0, 1u << 24},
+        {"device_cache", NULL, &c->device_cache, 16, 1u << 24},
         {"max_body", NULL, &c->max_body, 4096, 64u * 1024 * 1024},
         {"max_headers", NULL, &c->max_headers, 1024, 1024 * 1024},
         {"io_timeout", NULL, &c->io_timeout, 1, 3600},
@@ -73,10 +94,21 @@ int lkd_config_set(struct lkd_config *c, const char *key, const char *value, cha
         {"drain_seconds", NULL, &c->drain_seconds, 0, 600},
         {"access_token_ttl", NULL, &c->access_token_ttl, 60, 3600},
     };
-    if (strcmp(key, "plain_http") == 0 || strcmp(key, "verbose") == 0) {
-        if (set_bool(strcmp(key, "verbose") == 0 ? &c->verbose : &c->plain_http, value) == 0)
+    if (strcmp(key, "plain_http") == 0 || strcmp(key, "verbose") == 0 || strcmp(key, "broker_plain") == 0) {
+        int *b = strcmp(key, "verbose") == 0 ? &c->verbose
+                 : strcmp(key, "broker_plain") == 0 ? &c->broker_plain : &c->plain_http;
+        if (set_bool(b, value) == 0)
             return 0;
         snprintf(why, why_size, "%s must be on or off", key);
+        return -1;
+    }
+    if (strcmp(key, "base64_padding") == 0) {
+        /* the plugin's words: allow or refuse '=' padding in tokens */
+        if (strcmp(value, "allow") == 0 || strcmp(value, "refuse") == 0) {
+            c->base64_padding = strcmp(value, "allow") == 0;
+            return 0;
+        }
+        snprintf(why, why_size, "base64_padding must be allow or refuse");
         return -1;
     }
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
@@ -155,5 +187,10 @@ void lkd_config_free(struct lkd_config *c)
     free(c->port_file);
     free(c->pid_file);
     free(c->bench_static);
+    free(c->device_listen);
+    free(c->device_port_file);
+    free(c->broker);
+    free(c->broker_ca);
+    free(c->bridge_name);
     memset(c, 0, sizeof *c);
 }

@@ -49,6 +49,18 @@ struct lkd_config {
     char *bench_static;      /* make bench: a file served at /v1/bench:static to authenticated
                                 callers, the baseline of api_get_device_vs_static */
     int verbose;
+    /* the device bridge (cloudiotdevice v1), off while device_listen is unset */
+    char *device_listen;     /* "ADDR:PORT"; its own listener: device tokens only */
+    char *device_port_file;  /* write the bound device port here */
+    char *broker;            /* "HOST:PORT" of the broker the bridge publishes through */
+    char *broker_ca;         /* CA file of the broker's certificate */
+    int broker_plain;        /* no TLS to the broker: loopback only */
+    char *bridge_name;       /* the bridge's identity: latchkeyd:NAME */
+    unsigned publish_wait_ms;/* how long a device's publish waits for the broker's PUBACK */
+    unsigned bridge_max_pending; /* publishes waiting at once; more are answered 503 */
+    /* device tokens: the broker plugin's plugin_opt_* of the same names, same defaults */
+    unsigned skew, max_token_lifetime, max_token_length, token_cache, device_cache;
+    int base64_padding;
 };
 void lkd_config_defaults(struct lkd_config *c);
 /* Read "key value" lines (# comments); 0, or -1 with why. */
@@ -60,6 +72,8 @@ void lkd_config_free(struct lkd_config *c);
 /* ---- the daemon ---- */
 
 struct lkd_tokens; /* access tokens issued at the token endpoint (auth.c) */
+struct lkd_bridge; /* the connection to the broker (bridge.c) */
+struct lkd_devcache; /* devices' parsed credentials (device_auth.c) */
 
 struct lkd {
     struct lkd_config cfg;
@@ -81,7 +95,20 @@ struct lkd {
     int64_t reg_polled_ms;   /* when reg_gen was last brought up to date */
     char *static_body;       /* bench_static's content */
     size_t static_len;
+    /* the device bridge */
+    struct evhttp *dev;
+    struct evhttp_bound_socket *dev_sock;
+    int dev_port;
+    struct lkd_bridge *bridge;
+    struct lkd_devcache *devcache;
+    lk_vcache *vcache;
 };
+
+int lkd_is_loopback(const char *addr);
+/* The registry's generation: bumped when another connection wrote to it
+ * (lk_registry_poll, at most once a millisecond); a failed poll counts as a
+ * change. What is cached from the registry is good while it stays. */
+uint64_t lkd_registry_gen(struct lkd *d);
 
 int64_t lkd_now(void);       /* seconds since 1970 */
 int64_t lkd_now_ms(void);    /* monotonic milliseconds */
@@ -97,6 +124,23 @@ void lkd_http_request(struct evhttp_request *req, void *arg);
 
 /* TLS (tls.c): load cert and key into a new context; NULL with why. */
 SSL_CTX *lkd_tls_load(const char *cert, const char *key, char *why, size_t why_size);
+
+/* ---- the bridge to the broker (bridge.c) ---- */
+
+enum lkd_pub_outcome {
+    LKD_PUB_OK,              /* the broker has it (PUBACK < 0x80) */
+    LKD_PUB_REFUSED,         /* PUBACK 0x87: the plugin refused it (the device's rates) */
+    LKD_PUB_FAILED,          /* another PUBACK error */
+    LKD_PUB_TIMEOUT          /* no PUBACK within publish_wait_ms, or latchkeyd stops */
+};
+typedef void (*lkd_pub_done)(void *arg, enum lkd_pub_outcome o, int reason);
+int lkd_bridge_start(struct lkd *d);
+void lkd_bridge_stop(struct lkd *d);
+int lkd_bridge_connected(const struct lkd *d);
+/* Publish QoS 1; done runs once, later, on the loop. 0, or -1 (not
+ * connected, too many waiting, no memory) with nothing published. */
+int lkd_bridge_publish(struct lkd *d, const char *topic, const void *payload, size_t len, lkd_pub_done done,
+                       void *arg);
 
 /* ---- one API call (http.c) ---- */
 
@@ -256,7 +300,21 @@ extern const char *const lkd_http_state_names[];
 extern const int lkd_state_values[];
 #define LKD_STATES 3
 
-/* Commands that wait for the broker (commands.c). */
-void lkd_command_wait(struct lkd_call *c, int64_t command_id);
+/* ---- the device surface (device_api.c, device_auth.c) ---- */
+
+/* evhttp's entry for the device listener. */
+void lkd_http_device_request(struct evhttp_request *req, void *arg);
+void lkd_device_dispatch(struct lkd_call *c);
+
+struct lkd_device_id {
+    lk_device_name name;     /* with the device's string id, also when the path gave its numId */
+    uint64_t num_id;
+};
+lk_err lkd_devcache_new(size_t entries, struct lkd_devcache **out);
+void lkd_devcache_free(struct lkd_devcache *dc);
+/* Authenticate the call's device token for the device named in n / dev
+ * (its id or numId), under the broker's rules: 0 with *out, or -1 after
+ * replying (UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE). */
+int lkd_device_authenticate(struct lkd_call *c, const lk_reg_name *n, const char *dev, struct lkd_device_id *out);
 
 #endif

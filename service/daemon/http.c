@@ -135,9 +135,11 @@ static int ambiguous_length(struct evhttp_request *req)
     return n > 1;
 }
 
-void lkd_http_request(struct evhttp_request *req, void *arg)
+/* Both listeners: framing, path, query, body; then who calls (a service
+ * account on the admin listener, a device on the device listener, which
+ * needs the path first) and the dispatch. */
+static void serve(struct lkd *d, struct evhttp_request *req, int device)
 {
-    struct lkd *d = arg;
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     enum evhttp_cmd_type m = evhttp_request_get_command(req);
@@ -153,7 +155,7 @@ void lkd_http_request(struct evhttp_request *req, void *arg)
         lkd_send_error(req, LKD_INVALID_ARGUMENT, "malformed request target");
         return;
     }
-    if (strcmp(path, "/token") == 0) {
+    if (!device && strcmp(path, "/token") == 0) {
         if (m != EVHTTP_REQ_POST) {
             lkd_send_error(req, LKD_NOT_FOUND, "the token endpoint takes POST");
             return;
@@ -179,7 +181,7 @@ void lkd_http_request(struct evhttp_request *req, void *arg)
         lkd_reply_error(c, LKD_UNAVAILABLE, "out of memory");
         return;
     }
-    if (lkd_authenticate(c) != 0)
+    if (!device && lkd_authenticate(c) != 0)
         return;
     const char *msg = "out of memory";
     if (split_path(c, path + 4, &msg) != 0) {
@@ -210,5 +212,18 @@ void lkd_http_request(struct evhttp_request *req, void *arg)
             return;
         }
     }
-    lkd_api_dispatch(c);
+    if (device)
+        lkd_device_dispatch(c);
+    else
+        lkd_api_dispatch(c);
+}
+
+void lkd_http_request(struct evhttp_request *req, void *arg)
+{
+    serve(arg, req, 0);
+}
+
+void lkd_http_device_request(struct evhttp_request *req, void *arg)
+{
+    serve(arg, req, 1);
 }

@@ -1,9 +1,10 @@
 /*
- * log.c — clocks and the log: the leaf every other file of latchkeyd
+ * log.c — clocks, the registry's generation and the log: the leaf every other file of latchkeyd
  * uses. The log is stderr, one line per event (journald stamps it).
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "daemon.h"
@@ -18,6 +19,25 @@ int64_t lkd_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* One cheap poll (SQLite's data_version) a millisecond at most, however
+ * many callers ask, instead of a read per waiting command or cached device. */
+uint64_t lkd_registry_gen(struct lkd *d)
+{
+    int64_t now = lkd_now_ms();
+    if (now != d->reg_polled_ms) {
+        int changed = 1;
+        if (lk_registry_poll(d->reg, &changed) != LK_OK || changed)
+            d->reg_gen++;
+        d->reg_polled_ms = now;
+    }
+    return d->reg_gen;
+}
+
+int lkd_is_loopback(const char *addr)
+{
+    return strcmp(addr, "localhost") == 0 || strncmp(addr, "127.", 4) == 0 || strcmp(addr, "::1") == 0;
 }
 
 int lkd_log_quiet;

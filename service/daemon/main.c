@@ -31,7 +31,10 @@ static void usage(FILE *f)
     fputs("usage: latchkeyd [--config FILE] [--KEY VALUE ...]\n"
           "  keys (also in the config file): registry, admin_listen, tls_cert, tls_key, plain_http,\n"
           "  token_uri, port_file, pid_file, max_body, max_headers, io_timeout, command_wait_ms,\n"
-          "  drain_seconds, access_token_ttl, bench_static, verbose\n"
+          "  drain_seconds, access_token_ttl, bench_static, verbose;\n"
+          "  the device bridge: device_listen, device_port_file, broker, broker_ca, broker_plain,\n"
+          "  bridge_name, publish_wait_ms, bridge_max_pending, skew, max_token_lifetime,\n"
+          "  max_token_length, base64_padding, token_cache, device_cache\n"
           "  docs/daemon.md has the details.\n", f);
 }
 
@@ -57,11 +60,6 @@ static int split_listen(const char *s, char *addr, size_t addr_size, int *port)
         return -1;
     *port = (int)p;
     return 0;
-}
-
-static int is_loopback(const char *addr)
-{
-    return strcmp(addr, "localhost") == 0 || strncmp(addr, "127.", 4) == 0 || strcmp(addr, "::1") == 0;
 }
 
 static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
@@ -98,6 +96,10 @@ static void on_term(evutil_socket_t sig, short what, void *arg)
     if (d->admin_sock != NULL) {
         evhttp_del_accept_socket(d->admin, d->admin_sock);
         d->admin_sock = NULL;
+    }
+    if (d->dev_sock != NULL) {
+        evhttp_del_accept_socket(d->dev, d->dev_sock);
+        d->dev_sock = NULL;
     }
     d->drain_deadline_ms = lkd_now_ms() + (int64_t)d->cfg.drain_seconds * 1000;
     struct timeval tv = {0, 50 * 1000};
@@ -144,6 +146,84 @@ static int write_small_file(const char *path, const char *text)
     return 0;
 }
 
+/* An evhttp on ADDR:PORT with latchkeyd's bounds, TLS when configured:
+ * 0, or -1 logged. */
+static int listen_on(struct lkd *d, const char *what, const char *addr, int port, void (*cb)(struct evhttp_request *, void *),
+                     struct evhttp **http, struct evhttp_bound_socket **sock, int *bound)
+{
+    struct lkd_config *cfg = &d->cfg;
+    *http = evhttp_new(d->base);
+    if (*http == NULL) {
+        lkd_log("libevent could not start");
+        return -1;
+    }
+    evhttp_set_max_body_size(*http, cfg->max_body);
+    evhttp_set_max_headers_size(*http, cfg->max_headers);
+    evhttp_set_timeout(*http, (int)cfg->io_timeout);
+    evhttp_set_allowed_methods(*http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PATCH | EVHTTP_REQ_DELETE |
+                                          EVHTTP_REQ_PUT | EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS);
+    evhttp_set_default_content_type(*http, "application/json; charset=UTF-8");
+    evhttp_set_gencb(*http, cb, d);
+    if (d->ssl != NULL)
+        evhttp_set_bevcb(*http, lkd_http_bev, d);
+    *sock = evhttp_bind_socket_with_handle(*http, addr, (ev_uint16_t)port);
+    if (*sock == NULL) {
+        lkd_log("cannot listen on %s:%d for the %s: %s", addr, port, what, strerror(errno));
+        return -1;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    evutil_socket_t fd = evhttp_bound_socket_get_fd(*sock);
+    /* A reply is several TLS records (headers, body): with Nagle on, the
+     * last waits for the client's delayed ACK, 40 ms a request on a
+     * keep-alive connection. Accepted sockets inherit the option (Linux). */
+    int one = 1;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
+        lkd_log("TCP_NODELAY: %s (replies may wait for delayed ACKs)", strerror(errno));
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+        *bound = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                : ((struct sockaddr_in *)&ss)->sin_port);
+    return 0;
+}
+
+/* The device bridge: its listener (device tokens only), the caches of
+ * devices and tokens, and the connection to the broker. */
+static int start_devices(struct lkd *d)
+{
+    struct lkd_config *cfg = &d->cfg;
+    char addr[256];
+    int port;
+    if (split_listen(cfg->device_listen, addr, sizeof addr, &port) != 0) {
+        lkd_log("device_listen \"%s\" is not ADDR:PORT", cfg->device_listen);
+        return -1;
+    }
+    if (d->ssl == NULL && !lkd_is_loopback(addr)) {
+        lkd_log("plain_http is allowed only on a loopback address, not %s: set tls_cert and tls_key", addr);
+        return -1;
+    }
+    if (cfg->broker == NULL && (cfg->broker = strdup("127.0.0.1:8883")) == NULL)
+        return -1;
+    if (cfg->bridge_name == NULL && (cfg->bridge_name = strdup("latchkeyd")) == NULL)
+        return -1;
+    if (!lk_id_valid(cfg->bridge_name, strlen(cfg->bridge_name))) {
+        lkd_log("bridge_name \"%s\" is not a valid name (a letter, then letters, digits and -._+~%%)",
+                cfg->bridge_name);
+        return -1;
+    }
+    if (lkd_devcache_new(cfg->device_cache, &d->devcache) != LK_OK ||
+        (cfg->token_cache > 0 && lk_vcache_new(cfg->token_cache, &d->vcache) != LK_OK)) {
+        lkd_log("out of memory");
+        return -1;
+    }
+    if (lkd_bridge_start(d) != 0)
+        return -1;
+    if (listen_on(d, "device bridge", addr, port, lkd_http_device_request, &d->dev, &d->dev_sock, &d->dev_port) != 0)
+        return -1;
+    lkd_log("device bridge on %s://%s:%d (cloudiotdevice v1; device tokens only)", d->ssl ? "https" : "http", addr,
+            d->dev_port);
+    return 0;
+}
+
 static int start(struct lkd *d)
 {
     char why[512];
@@ -168,7 +248,7 @@ static int start(struct lkd *d)
         lkd_log("no TLS certificate: set tls_cert and tls_key (or, on loopback only, plain_http on)");
         return -1;
     }
-    if (cfg->tls_cert == NULL && !is_loopback(addr)) {
+    if (cfg->tls_cert == NULL && !lkd_is_loopback(addr)) {
         lkd_log("plain_http is allowed only on a loopback address, not %s: set tls_cert and tls_key", addr);
         return -1;
     }
@@ -211,38 +291,12 @@ static int start(struct lkd *d)
         fclose(f);
     }
     d->base = event_base_new();
-    d->admin = d->base ? evhttp_new(d->base) : NULL;
-    if (d->admin == NULL) {
+    if (d->base == NULL) {
         lkd_log("libevent could not start");
         return -1;
     }
-    evhttp_set_max_body_size(d->admin, cfg->max_body);
-    evhttp_set_max_headers_size(d->admin, cfg->max_headers);
-    evhttp_set_timeout(d->admin, (int)cfg->io_timeout);
-    evhttp_set_allowed_methods(d->admin, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PATCH |
-                                             EVHTTP_REQ_DELETE | EVHTTP_REQ_PUT | EVHTTP_REQ_HEAD |
-                                             EVHTTP_REQ_OPTIONS);
-    evhttp_set_default_content_type(d->admin, "application/json; charset=UTF-8");
-    evhttp_set_gencb(d->admin, lkd_http_request, d);
-    if (d->ssl != NULL)
-        evhttp_set_bevcb(d->admin, lkd_http_bev, d);
-    d->admin_sock = evhttp_bind_socket_with_handle(d->admin, addr, (ev_uint16_t)port);
-    if (d->admin_sock == NULL) {
-        lkd_log("cannot listen on %s: %s", cfg->admin_listen, strerror(errno));
+    if (listen_on(d, "admin API", addr, port, lkd_http_request, &d->admin, &d->admin_sock, &d->admin_port) != 0)
         return -1;
-    }
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    evutil_socket_t fd = evhttp_bound_socket_get_fd(d->admin_sock);
-    /* A reply is several TLS records (headers, body): with Nagle on, the
-     * last waits for the client's delayed ACK, 40 ms a request on a
-     * keep-alive connection. Accepted sockets inherit the option (Linux). */
-    int one = 1;
-    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
-        lkd_log("TCP_NODELAY: %s (replies may wait for delayed ACKs)", strerror(errno));
-    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
-        d->admin_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                                         : ((struct sockaddr_in *)&ss)->sin_port);
     if (cfg->token_uri == NULL) {
         char uri[512];
         snprintf(uri, sizeof uri, "%s://%s%s%s:%d/token", d->ssl ? "https" : "http",
@@ -256,6 +310,8 @@ static int start(struct lkd *d)
                     "to `latchkey service-accounts create --token-uri`, or POST /token refuses every assertion",
                     uri);
     }
+    if (cfg->device_listen != NULL && start_devices(d) != 0)
+        return -1;
     d->sig_term = evsignal_new(d->base, SIGTERM, on_term, d);
     d->sig_int = evsignal_new(d->base, SIGINT, on_term, d);
     d->sig_hup = evsignal_new(d->base, SIGHUP, on_hup, d);
@@ -263,6 +319,13 @@ static int start(struct lkd *d)
         event_add(d->sig_hup, NULL))
         return -1;
     char text[64];
+    if (cfg->device_port_file != NULL && d->dev != NULL) {
+        snprintf(text, sizeof text, "%d\n", d->dev_port);
+        if (write_small_file(cfg->device_port_file, text) != 0) {
+            lkd_log("cannot write device_port_file %s: %s", cfg->device_port_file, strerror(errno));
+            return -1;
+        }
+    }
     if (cfg->port_file != NULL) {
         snprintf(text, sizeof text, "%d\n", d->admin_port);
         if (write_small_file(cfg->port_file, text) != 0) {
@@ -284,8 +347,11 @@ static int start(struct lkd *d)
 
 static void stop(struct lkd *d)
 {
+    lkd_bridge_stop(d);
     if (d->admin != NULL)
         evhttp_free(d->admin);
+    if (d->dev != NULL)
+        evhttp_free(d->dev);
     if (d->drain_timer)
         event_free(d->drain_timer);
     if (d->sig_term)
@@ -300,6 +366,8 @@ static void stop(struct lkd *d)
         SSL_CTX_free(d->ssl);
     lkd_tokens_free(d->tokens);
     lk_verifier_free(d->ver);
+    lkd_devcache_free(d->devcache);
+    lk_vcache_free(d->vcache);
     lk_registry_close(d->reg);
     if (d->cfg.pid_file)
         unlink(d->cfg.pid_file);

@@ -1,0 +1,261 @@
+/*
+ * device_auth.c — who calls the device bridge: a device, by its own token,
+ * under the rules of its MQTT connection (docs/daemon.md, "The device
+ * bridge"): the verifier and its token cache with the broker plugin's
+ * policy (skew, lifetime, length, padding: the same keys and defaults),
+ * audience = the project, the device's registered credentials and their
+ * expiry; a blocked device, or a registry whose httpConfig is disabled, is
+ * refused once the token has proven who calls.
+ *
+ * What a request needs of a device (its numId, flags and parsed keys) is
+ * cached, as the plugin caches it, so that a device posting every second
+ * costs neither a registry read nor a PEM parse; an entry holds while the
+ * registry's generation does (any write by another connection, such as the
+ * broker's activity flush, empties it). Direct-mapped: a collision replaces.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "latchkey/lk_iotcore.h"
+#include "latchkey/lk_util.h"
+#include "daemon.h"
+
+struct dev_entry {
+    char *key;                         /* "P/L/R/DEV" as the path gave it (id or numId) */
+    uint64_t gen;
+    lk_device_name name;
+    uint64_t num_id;
+    int blocked;
+    lk_reg_state http;
+    lk_cred *creds[LK_DEVICE_CREDENTIALS_MAX];
+    unsigned ncreds;
+};
+
+/* A registry's httpConfig, apart: reading a registry counts its devices. */
+struct reg_entry {
+    char key[LK_PROJECT_MAX + LK_LOCATION_MAX + LK_ID_MAX + 4];
+    uint64_t gen;
+    lk_reg_state http;
+};
+#define REG_ENTRIES 64u
+
+struct lkd_devcache {
+    struct dev_entry *e;
+    size_t mask;
+    struct reg_entry reg[REG_ENTRIES];
+};
+
+static void entry_clear(struct dev_entry *e)
+{
+    for (unsigned i = 0; i < e->ncreds; i++)
+        lk_cred_free(e->creds[i]);
+    free(e->key);
+    memset(e, 0, sizeof *e);
+}
+
+lk_err lkd_devcache_new(size_t entries, struct lkd_devcache **out)
+{
+    size_t n = 16;
+    while (n < entries)
+        n <<= 1;
+    struct lkd_devcache *dc = calloc(1, sizeof *dc);
+    if (dc == NULL || (dc->e = calloc(n, sizeof *dc->e)) == NULL) {
+        free(dc);
+        return LK_ERR_NOMEM;
+    }
+    dc->mask = n - 1;
+    *out = dc;
+    return LK_OK;
+}
+
+void lkd_devcache_free(struct lkd_devcache *dc)
+{
+    if (dc == NULL)
+        return;
+    for (size_t i = 0; i <= dc->mask; i++)
+        entry_clear(&dc->e[i]);
+    free(dc->e);
+    free(dc);
+}
+
+static size_t hash_key(const char *s)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    while (*s) {
+        h ^= (unsigned char)*s++;
+        h *= 1099511628211ull;
+    }
+    return (size_t)(h ^ (h >> 29));
+}
+
+static lk_err registry_http(struct lkd *d, const lk_reg_name *n, lk_reg_state *http, char *why, size_t why_size)
+{
+    char key[sizeof d->devcache->reg[0].key];
+    snprintf(key, sizeof key, "%s/%s/%s", n->project, n->location, n->registry);
+    uint64_t gen = lkd_registry_gen(d);
+    struct reg_entry *r = &d->devcache->reg[hash_key(key) % REG_ENTRIES];
+    if (r->gen == gen && strcmp(r->key, key) == 0) {
+        *http = r->http;
+        return LK_OK;
+    }
+    lk_reg_registry rr;
+    lk_err err = lk_registry_get_registry(d->reg, n, &rr, why, why_size);
+    if (err != LK_OK)
+        return err;
+    *http = rr.http;
+    lk_reg_registry_free(&rr);
+    snprintf(r->key, sizeof r->key, "%s", key);
+    r->gen = gen;
+    r->http = *http;
+    return LK_OK;
+}
+
+/* Read the device into e (e->key set by the caller): 0, or an lk_err with
+ * why. A device named by numId is read by it first, for its string id. */
+static lk_err entry_load(struct lkd *d, struct dev_entry *e, const lk_reg_name *n, const char *dev, char *why,
+                         size_t why_size)
+{
+    char id[LK_ID_MAX + 1];
+    lk_err err;
+    if (isdigit((unsigned char)dev[0])) {
+        char *end;
+        unsigned long long v = strtoull(dev, &end, 10);
+        lk_reg_device rd;
+        if (*end != '\0' || v == 0 || strlen(dev) > 20)
+            return LK_ERR_REG_NOT_FOUND;
+        err = lk_registry_get_device(d->reg, n, NULL, v, &rd, why, why_size);
+        if (err != LK_OK)
+            return err;
+        snprintf(id, sizeof id, "%s", rd.id);
+        lk_reg_device_free(&rd);
+    } else {
+        if (!lk_id_valid(dev, strlen(dev)))
+            return LK_ERR_REG_NOT_FOUND;
+        snprintf(id, sizeof id, "%s", dev);
+    }
+    err = registry_http(d, n, &e->http, why, why_size);
+    if (err != LK_OK)
+        return err;
+    lk_reg_auth a;
+    err = lk_registry_auth_lookup(d->reg, n, id, &a);
+    if (err != LK_OK)
+        return err;
+    e->num_id = a.num_id;
+    e->blocked = a.blocked;
+    snprintf(e->name.project, sizeof e->name.project, "%s", n->project);
+    snprintf(e->name.location, sizeof e->name.location, "%s", n->location);
+    snprintf(e->name.registry, sizeof e->name.registry, "%s", n->registry);
+    snprintf(e->name.device, sizeof e->name.device, "%s", id);
+    for (unsigned i = 0; i < a.ncreds && i < LK_DEVICE_CREDENTIALS_MAX; i++) {
+        lk_cred *cred = NULL;
+        err = lk_cred_parse(a.creds[i].format, a.creds[i].pem, strlen(a.creds[i].pem), a.creds[i].expires, &cred);
+        if (err == LK_ERR_CRED_INVALID) {
+            /* The registry checked it when it was added: skip, and say so. */
+            lkd_log("%s/%s: credential %u does not parse; ignored", n->registry, id, i);
+            continue;
+        }
+        if (err != LK_OK) {
+            lk_reg_auth_free(&a);
+            return err;
+        }
+        e->creds[e->ncreds++] = cred;
+    }
+    lk_reg_auth_free(&a);
+    return LK_OK;
+}
+
+/* The cached entry of the device, loaded when absent or stale. */
+static struct dev_entry *device_get(struct lkd *d, const lk_reg_name *n, const char *dev, lk_err *err, char *why,
+                                    size_t why_size)
+{
+    char key[LK_PROJECT_MAX + LK_LOCATION_MAX + 2 * LK_ID_MAX + 8];
+    snprintf(key, sizeof key, "%s/%s/%s/%s", n->project, n->location, n->registry, dev);
+    uint64_t gen = lkd_registry_gen(d);
+    struct dev_entry *e = &d->devcache->e[hash_key(key) & d->devcache->mask];
+    if (e->key != NULL && e->gen == gen && strcmp(e->key, key) == 0)
+        return e;
+    entry_clear(e);
+    if ((e->key = strdup(key)) == NULL) {
+        *err = LK_ERR_NOMEM;
+        return NULL;
+    }
+    e->gen = gen;
+    *err = entry_load(d, e, n, dev, why, why_size);
+    if (*err != LK_OK) {
+        entry_clear(e);
+        return NULL;
+    }
+    return e;
+}
+
+static const char *bearer(struct lkd_call *c, size_t *len)
+{
+    const char *h = evhttp_find_header(evhttp_request_get_input_headers(c->req), "Authorization");
+    if (h == NULL || evutil_ascii_strncasecmp(h, "Bearer ", 7) != 0)
+        return NULL;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    *len = strlen(h);
+    return *len ? h : NULL;
+}
+
+int lkd_device_authenticate(struct lkd_call *c, const lk_reg_name *n, const char *dev, struct lkd_device_id *out)
+{
+    struct lkd *d = c->d;
+    char why[256] = "";
+    size_t len = 0;
+    const char *token = bearer(c, &len);
+    snprintf(c->who.email, sizeof c->who.email, "device %s/%s", n->registry, dev);
+    if (token == NULL) {
+        lkd_reply_error(c, LKD_UNAUTHENTICATED, "an Authorization: Bearer header with the device's JWT is required");
+        return -1;
+    }
+    lk_err err;
+    struct dev_entry *e = device_get(d, n, dev, &err, why, sizeof why);
+    if (e == NULL) {
+        if (err == LK_ERR_REG_NOT_FOUND) {
+            /* Not told apart from a bad token: the caller has proven nothing. */
+            lkd_log("%s: no such device (%s)", c->who.email, why[0] ? why : "not found");
+            lkd_reply_error(c, LKD_UNAUTHENTICATED, "the token is not valid for this device");
+        } else if (err == LK_ERR_REG_BUSY || err == LK_ERR_NOMEM) {
+            lkd_reply_error(c, LKD_UNAVAILABLE, "the registry could not be read (%s); try again", lk_errname(err));
+        } else {
+            lkd_reply_error(c, LKD_INTERNAL, "the device could not be read (%s)", lk_errname(err));
+        }
+        return -1;
+    }
+    lk_verify_policy pol;
+    lk_verify_policy_init(&pol, e->name.project, strlen(e->name.project), lkd_now());
+    pol.skew = d->cfg.skew;
+    pol.max_lifetime = d->cfg.max_token_lifetime;
+    pol.max_len = d->cfg.max_token_length;
+    pol.flags = d->cfg.base64_padding ? LK_VERIFY_ALLOW_PADDING : 0;
+    pol.subject = e->num_id;
+    lk_token_info info;
+    int hit = 0;
+    err = lk_verify_token_cached(d->ver, d->vcache, token, len, (lk_cred *const *)e->creds, e->ncreds, &pol, &info,
+                                 &hit, why, sizeof why);
+    if (err == LK_ERR_NOMEM || err == LK_ERR_CRYPTO) {
+        lkd_reply_error(c, LKD_UNAVAILABLE, "the token could not be checked (%s); try again", lk_errname(err));
+        return -1;
+    }
+    if (err != LK_OK) {
+        lkd_reply_error(c, LKD_UNAUTHENTICATED, "%s%s%s", lk_strerror(err), why[0] ? ": " : "", why);
+        return -1;
+    }
+    if (e->blocked) {
+        lkd_reply_error(c, LKD_PERMISSION_DENIED, "The device `%s` is blocked", e->name.device);
+        return -1;
+    }
+    if (e->http == LK_REG_STATE_DISABLED) {
+        lkd_reply_error(c, LKD_PERMISSION_DENIED, "HTTP is disabled for registry `%s` (its httpConfig)",
+                        e->name.registry);
+        return -1;
+    }
+    out->name = e->name;
+    out->num_id = e->num_id;
+    return 0;
+}
