@@ -288,6 +288,7 @@ static int plugin__tick(int event, void *event_data, void *userdata)
     conn__drain_config(deliver__config);
     conn__tick(now);
     refusals__tick(now);
+    bridge__tick(now);
     if (now >= plg.next_flush) {
         activity__flush();
         plg.next_flush = now + plg.opt.activity_flush;
