@@ -7,8 +7,9 @@
  * check (acl.c) ran before this event and has already enforced topics, sizes
  * and rates; it sends retained publishes downstream itself
  * (acl__republish), with the same topic and attributes from here.
- * latchkeyd's bridge publishes for HTTP devices arrive the same way
- * (bridge.c) and share message__downstream and message__accepted.
+ * latchkeyd's bridge's publishes for HTTP devices go to bridge.c instead
+ * (plugin.c picks by connection) and share message__downstream and
+ * message__accepted.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -102,8 +103,6 @@ int message__handle(int event, void *event_data, void *userdata)
     (void)event;
     (void)userdata;
     c = conn__find(ed->client);
-    if (c && c->kind == CONN_BRIDGE && !c->kick_reason)
-        return bridge__message(c, ed);
     if (!c || c->kind != CONN_DEVICE || c->superseded || c->kick_reason)
         return MOSQ_ERR_ACL_DENIED; /* the ACL let nothing else through */
     t = message__topic(c, ed->topic, &sub);
