@@ -6,6 +6,9 @@ BUILD      ?= build
 ASAN_BUILD ?= build-asan
 PREFIX     ?= /usr/local
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+# ctest runs two suites at once (the ones that assert on time run alone:
+# tests/CMakeLists.txt); more would only crowd a small machine.
+TEST_JOBS  ?= 2
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_TEST_SECONDS ?= 10
@@ -57,9 +60,9 @@ build-fuzz: $(FUZZ_BUILD)/CMakeCache.txt
 test: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLK_BUILD_TESTS=ON
 	$(MAKE) build
-	cd $(BUILD) && ctest --output-on-failure
+	cd $(BUILD) && ctest -j $(TEST_JOBS) --output-on-failure
 	$(MAKE) build-asan
-	cd $(ASAN_BUILD) && ctest --output-on-failure
+	cd $(ASAN_BUILD) && ctest -j $(TEST_JOBS) --output-on-failure
 	$(MAKE) test-cortexm
 	$(MAKE) test-fuzz
 	@echo "latchkey: all tests passed"
