@@ -77,6 +77,8 @@ int lkd_config_set(struct lkd_config *c, const char *key, const char *value, cha
         {"bench_static", &c->bench_static, NULL, 0, 0},
         {"device_listen", &c->device_listen, NULL, 0, 0},
         {"device_port_file", &c->device_port_file, NULL, 0, 0},
+        {"device_tls_cert", &c->device_tls_cert, NULL, 0, 0},
+        {"device_tls_key", &c->device_tls_key, NULL, 0, 0},
         {"broker", &c->broker, NULL, 0, 0},
         {"broker_ca", &c->broker_ca, NULL, 0, 0},
         {"bridge_name", &c->bridge_name, NULL, 0, 0},
@@ -212,6 +214,8 @@ void lkd_config_free(struct lkd_config *c)
     free(c->bench_static);
     free(c->device_listen);
     free(c->device_port_file);
+    free(c->device_tls_cert);
+    free(c->device_tls_key);
     free(c->broker);
     free(c->broker_ca);
     free(c->bridge_name);

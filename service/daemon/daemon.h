@@ -52,6 +52,8 @@ struct lkd_config {
     /* the device bridge (cloudiotdevice v1), off while device_listen is unset */
     char *device_listen;     /* "ADDR:PORT"; its own listener: device tokens only */
     char *device_port_file;  /* write the bound device port here */
+    char *device_tls_cert, *device_tls_key; /* the device listener's own pair (the host name
+                                devices use); default: tls_cert, tls_key */
     char *broker;            /* "HOST:PORT" of the broker the bridge publishes through */
     char *broker_ca;         /* CA file of the broker's certificate */
     int broker_plain;        /* no TLS to the broker: loopback only */
@@ -82,6 +84,7 @@ struct lkd {
     struct evhttp_bound_socket *admin_sock;
     int admin_port;
     SSL_CTX *ssl;            /* the current TLS context: SIGHUP swaps it */
+    SSL_CTX *dev_ssl;        /* the device listener's, when it has its own pair */
     lk_registry *reg;
     lk_verifier *ver;
     struct lkd_tokens *tokens;
@@ -119,8 +122,9 @@ extern int lkd_log_quiet; /* the fuzz targets silence the log */
 void lkd_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void lkd_debug(const struct lkd *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* evhttp's callbacks (http.c): a TLS bufferevent per connection, and the
- * entry of every request. */
+/* evhttp's callbacks (http.c): a TLS bufferevent per connection (arg: the
+ * SSL_CTX ** of its listener, so that SIGHUP's swap applies to new
+ * connections), and the entry of every request. */
 struct bufferevent *lkd_http_bev(struct event_base *base, void *arg);
 void lkd_http_request(struct evhttp_request *req, void *arg);
 

@@ -20,8 +20,8 @@
 
 struct bufferevent *lkd_http_bev(struct event_base *base, void *arg)
 {
-    struct lkd *d = arg;
-    SSL *ssl = SSL_new(d->ssl);
+    SSL_CTX *const *ctx = arg;
+    SSL *ssl = SSL_new(*ctx);
     if (ssl == NULL)
         return NULL;
     struct bufferevent *bev =

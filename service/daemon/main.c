@@ -32,7 +32,8 @@ static void usage(FILE *f)
           "  keys (also in the config file): registry, admin_listen, tls_cert, tls_key, plain_http,\n"
           "  token_uri, port_file, pid_file, max_body, max_headers, io_timeout, command_wait_ms,\n"
           "  drain_seconds, access_token_ttl, bench_static, verbose;\n"
-          "  the device bridge: device_listen, device_port_file, broker, broker_ca, broker_plain,\n"
+          "  the device bridge: device_listen, device_port_file, device_tls_cert, device_tls_key,\n"
+          "  broker, broker_ca, broker_plain,\n"
           "  bridge_name, publish_wait_ms, bridge_max_pending, skew, max_token_lifetime,\n"
           "  max_token_length, base64_padding, token_cache, device_cache\n"
           "  docs/daemon.md has the details.\n", f);
@@ -84,6 +85,21 @@ static void on_term(evutil_socket_t sig, short what, void *arg)
         event_base_loopbreak(d->base);
 }
 
+/* A pair that does not load or match keeps the old one. */
+static void reload(SSL_CTX **ctx, const char *cert, const char *key)
+{
+    char why[512];
+    SSL_CTX *fresh = lkd_tls_load(cert, key, why, sizeof why);
+    if (fresh == NULL) {
+        lkd_log("SIGHUP: keeping the old certificate of %s: %s", cert, why);
+        return;
+    }
+    /* Connections already open hold their own reference to the old context. */
+    SSL_CTX_free(*ctx);
+    *ctx = fresh;
+    lkd_log("SIGHUP: certificate reloaded from %s", cert);
+}
+
 static void on_hup(evutil_socket_t sig, short what, void *arg)
 {
     (void)sig;
@@ -93,16 +109,9 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
         lkd_log("SIGHUP: plain HTTP, no certificate to reload");
         return;
     }
-    char why[512];
-    SSL_CTX *fresh = lkd_tls_load(d->cfg.tls_cert, d->cfg.tls_key, why, sizeof why);
-    if (fresh == NULL) {
-        lkd_log("SIGHUP: keeping the old certificate: %s", why);
-        return;
-    }
-    /* Connections already open hold their own reference to the old context. */
-    SSL_CTX_free(d->ssl);
-    d->ssl = fresh;
-    lkd_log("SIGHUP: certificate reloaded from %s", d->cfg.tls_cert);
+    reload(&d->ssl, d->cfg.tls_cert, d->cfg.tls_key);
+    if (d->dev_ssl != NULL)
+        reload(&d->dev_ssl, d->cfg.device_tls_cert, d->cfg.device_tls_key);
 }
 
 static int write_small_file(const char *path, const char *text)
@@ -125,7 +134,7 @@ static int write_small_file(const char *path, const char *text)
 /* An evhttp on ADDR:PORT with latchkeyd's bounds, TLS when configured:
  * 0, or -1 logged. */
 static int listen_on(struct lkd *d, const char *what, const char *addr, int port, void (*cb)(struct evhttp_request *, void *),
-                     struct evhttp **http, struct evhttp_bound_socket **sock, int *bound)
+                     SSL_CTX **ssl, struct evhttp **http, struct evhttp_bound_socket **sock, int *bound)
 {
     struct lkd_config *cfg = &d->cfg;
     *http = evhttp_new(d->base);
@@ -140,8 +149,8 @@ static int listen_on(struct lkd *d, const char *what, const char *addr, int port
                                           EVHTTP_REQ_PUT | EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS);
     evhttp_set_default_content_type(*http, "application/json; charset=UTF-8");
     evhttp_set_gencb(*http, cb, d);
-    if (d->ssl != NULL)
-        evhttp_set_bevcb(*http, lkd_http_bev, d);
+    if (*ssl != NULL)
+        evhttp_set_bevcb(*http, lkd_http_bev, ssl);
     *sock = evhttp_bind_socket_with_handle(*http, addr, (ev_uint16_t)port);
     if (*sock == NULL) {
         lkd_log("cannot listen on %s:%d for the %s: %s", addr, port, what, strerror(errno));
@@ -173,7 +182,19 @@ static int start_devices(struct lkd *d)
         lkd_log("device_listen \"%s\" is not ADDR:PORT", cfg->device_listen);
         return -1;
     }
-    if (d->ssl == NULL && !lkd_is_loopback(addr)) {
+    if ((cfg->device_tls_cert == NULL) != (cfg->device_tls_key == NULL)) {
+        lkd_log("device_tls_cert and device_tls_key go together");
+        return -1;
+    }
+    if (cfg->device_tls_cert != NULL) {
+        char why[512];
+        if ((d->dev_ssl = lkd_tls_load(cfg->device_tls_cert, cfg->device_tls_key, why, sizeof why)) == NULL) {
+            lkd_log("device TLS: %s", why);
+            return -1;
+        }
+    }
+    SSL_CTX **ssl = d->dev_ssl != NULL ? &d->dev_ssl : &d->ssl;
+    if (*ssl == NULL && !lkd_is_loopback(addr)) {
         lkd_log("plain_http is allowed only on a loopback address, not %s: set tls_cert and tls_key", addr);
         return -1;
     }
@@ -193,10 +214,11 @@ static int start_devices(struct lkd *d)
     }
     if (lkd_bridge_start(d) != 0)
         return -1;
-    if (listen_on(d, "device bridge", addr, port, lkd_http_device_request, &d->dev, &d->dev_sock, &d->dev_port) != 0)
+    if (listen_on(d, "device bridge", addr, port, lkd_http_device_request, ssl, &d->dev, &d->dev_sock,
+                  &d->dev_port) != 0)
         return -1;
-    lkd_log("device bridge on %s://%s:%d (cloudiotdevice v1; device tokens only)", d->ssl ? "https" : "http", addr,
-            d->dev_port);
+    lkd_log("device bridge on %s://%s:%d (cloudiotdevice v1; device tokens only%s)", *ssl ? "https" : "http", addr,
+            d->dev_port, d->dev_ssl ? "; its own certificate" : "");
     return 0;
 }
 
@@ -271,7 +293,7 @@ static int start(struct lkd *d)
         lkd_log("libevent could not start");
         return -1;
     }
-    if (listen_on(d, "admin API", addr, port, lkd_http_request, &d->admin, &d->admin_sock, &d->admin_port) != 0)
+    if (listen_on(d, "admin API", addr, port, lkd_http_request, &d->ssl, &d->admin, &d->admin_sock, &d->admin_port) != 0)
         return -1;
     if (cfg->token_uri == NULL) {
         char uri[512];
@@ -340,6 +362,8 @@ static void stop(struct lkd *d)
         event_base_free(d->base);
     if (d->ssl)
         SSL_CTX_free(d->ssl);
+    if (d->dev_ssl)
+        SSL_CTX_free(d->dev_ssl);
     lkd_tokens_free(d->tokens);
     lk_verifier_free(d->ver);
     lkd_devcache_free(d->devcache);

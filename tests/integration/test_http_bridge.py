@@ -29,19 +29,20 @@ DEV_PREFIX = f"/v1/projects/{PROJECT}/locations/{REGION}/registries/{REGISTRY}/d
 class Bridge:
     """The broker, latchkeyd with its device listener, and helpers to post as a device."""
 
-    def __init__(self, base, opts=None, extra=()):
+    def __init__(self, base, opts=None, extra=(), broker_first=True, broker_ca=None):
         o = {"activity_flush": 1}
         o.update(opts or {})
-        self.b = Broker(base / "broker", opts=o)
+        self.b = Broker(base / "broker", opts=o, start=broker_first)
         self.dev_port_file = base / "lkd" / "devport"
         self.d = Daemon(base / "lkd", db=self.b.db, start=False, extra=[
             "--device-listen", "127.0.0.1:0", "--device-port-file", self.dev_port_file,
-            "--broker", f"127.0.0.1:{self.b.tls_port}", "--broker-ca", self.b.ca_path,
+            "--broker", f"127.0.0.1:{self.b.tls_port}", "--broker-ca", broker_ca or self.b.ca_path,
             "--publish-wait-ms", "3000", *extra])
         self.d.start()
         self.port = int(self.dev_port_file.read_text())
         self.session = self.new_session()
-        self.wait_bridge()
+        if broker_first and broker_ca is None:
+            self.wait_bridge()
 
     def new_session(self):
         s = requests.Session()
@@ -381,6 +382,37 @@ def test_broker_down_is_503_then_it_recovers(br):
         assert r.status_code == 503 and time.time() < deadline, r.text
         time.sleep(0.2)
     assert br.d.alive()
+
+
+def test_latchkeyd_before_the_broker(tmp_path):
+    x = Bridge(tmp_path, broker_first=False)
+    try:
+        d = make_device(x.b, "early-dev")
+        r = x.event(d.id, b"too early", d.token())
+        error(r, 503, "UNAVAILABLE", "broker")
+        x.b.start()
+        x.wait_bridge(timeout=20)   # retried with backoff: 1, 2, 4 ... s
+        assert x.event(d.id, b"now", d.token()).status_code == 200
+    finally:
+        x.stop()
+
+
+def test_a_broker_certificate_from_another_ca_is_refused(tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    from api_common import make_ca
+    _, _, other_ca = make_ca(other, cn="not the broker's CA")
+    x = Bridge(tmp_path, broker_ca=other_ca)
+    try:
+        deadline = time.time() + 10
+        while "certificate verify failed" not in x.d.log_text():
+            assert time.time() < deadline, x.d.log_text()[-2000:]
+            time.sleep(0.1)
+        d = make_device(x.b, "ca-dev")
+        error(x.event(d.id, b"x", d.token()), 503, "UNAVAILABLE")
+        assert "bridge: connected" not in x.d.log_text()
+    finally:
+        x.stop()
 
 
 # ---- bodies and paths ----
