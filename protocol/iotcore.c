@@ -390,6 +390,89 @@ size_t lk_backend_topic_in_project(const char *project, const char *topic, size_
     return BACKEND_ROOT_LEN + pl + 1;
 }
 
+/* # The bridge topic */
+
+#define BRIDGE_ROOT_LEN (sizeof LK_BRIDGE_TOPIC_PREFIX - 1)
+
+static int has_wildcard(const char *s, size_t len)
+{
+    return memchr(s, '+', len) != NULL || memchr(s, '#', len) != NULL;
+}
+
+lk_err lk_bridge_topic(const lk_device_name *d, lk_topic kind, const char *subfolder, char *buf,
+                       size_t size, size_t *len)
+{
+    char prefix[BRIDGE_ROOT_LEN + LK_DEVICE_PATH_MAX + 2];
+    size_t pl;
+    lk_err err;
+
+    if (len != NULL)
+        *len = 0;
+    if (buf == NULL || size == 0)
+        return LK_ERR_ARG;
+    memcpy(prefix, LK_BRIDGE_TOPIC_PREFIX, BRIDGE_ROOT_LEN);
+    if (d == NULL || (kind != LK_TOPIC_EVENTS && kind != LK_TOPIC_STATE)) {
+        memset(buf, 0, size);
+        return LK_ERR_ARG;
+    }
+    err = lk_device_path(d->project, d->location, d->registry, d->device, prefix + BRIDGE_ROOT_LEN,
+                         sizeof prefix - BRIDGE_ROOT_LEN - 1, &pl);
+    /* the parser's rules, so that every topic written parses back */
+    if (err == LK_OK) {
+        lk_device_name check;
+        if (lk_device_path_parse(prefix + BRIDGE_ROOT_LEN, pl, &check) != LK_OK ||
+            has_wildcard(prefix + BRIDGE_ROOT_LEN, pl))
+            err = LK_ERR_ARG;
+    }
+    if (err != LK_OK) {
+        memset(buf, 0, size);
+        return LK_ERR_ARG;
+    }
+    prefix[BRIDGE_ROOT_LEN + pl] = '/';
+    prefix[BRIDGE_ROOT_LEN + pl + 1] = '\0';
+    return topic_write(prefix, kind, subfolder, buf, size, len);
+}
+
+lk_topic lk_bridge_topic_parse(const char *topic, size_t len, lk_device_name *d, const char **subfolder)
+{
+    lk_device_name scratch, *n = d != NULL ? d : &scratch;
+    size_t at, slashes = 0, pl;
+    const char *rest;
+    size_t rl;
+    lk_topic kind = LK_TOPIC_NONE;
+
+    if (subfolder != NULL)
+        *subfolder = NULL;
+    memset(n, 0, sizeof *n);
+    if (topic == NULL || len <= BRIDGE_ROOT_LEN || len > LK_BRIDGE_TOPIC_MAX ||
+        memcmp(topic, LK_BRIDGE_TOPIC_PREFIX, BRIDGE_ROOT_LEN) != 0 || has_wildcard(topic, len) ||
+        memchr(topic, '\0', len) != NULL)
+        return LK_TOPIC_NONE;
+    /* the device path is the next 8 levels (7 slashes); the 8th slash ends it */
+    for (at = BRIDGE_ROOT_LEN; at < len; at++)
+        if (topic[at] == '/' && ++slashes == 8)
+            break;
+    if (at >= len)
+        return LK_TOPIC_NONE;
+    pl = at - BRIDGE_ROOT_LEN;
+    if (lk_device_path_parse(topic + BRIDGE_ROOT_LEN, pl, n) != LK_OK)
+        return LK_TOPIC_NONE;
+    rest = topic + at + 1;
+    rl = len - at - 1;
+    if (rl == 6 && memcmp(rest, "events", 6) == 0)
+        kind = LK_TOPIC_EVENTS;
+    else if (rl == 5 && memcmp(rest, "state", 5) == 0)
+        kind = LK_TOPIC_STATE;
+    else if (rl > 7 && memcmp(rest, "events/", 7) == 0 && lk_subfolder_valid(rest + 7, rl - 7)) {
+        kind = LK_TOPIC_EVENTS;
+        if (subfolder != NULL)
+            *subfolder = rest + 7;
+    }
+    if (kind == LK_TOPIC_NONE)
+        memset(n, 0, sizeof *n);
+    return kind;
+}
+
 /* # Backend secrets */
 
 void lk_backend_secret_hash(const char *secret, size_t len, uint8_t out[LK_SHA256_BYTES])

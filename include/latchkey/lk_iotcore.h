@@ -177,6 +177,38 @@ lk_err lk_backend_topic(const lk_device_name *d, lk_topic kind, const char *subf
 size_t lk_backend_topic_in_project(const char *project, const char *topic, size_t len);
 
 /*
+ * # The bridge topic
+ *
+ * latchkeyd passes what HTTP devices send to the broker by publishing, under
+ * its own bridge identity, to
+ * latchkeyd/projects/P/locations/L/registries/R/devices/D/events[/SUBFOLDER]
+ * and .../state; the broker plugin checks the device and its rate and
+ * republishes on the device's backend topic (see docs/plugin.md). MQTT
+ * refuses '+' and '#' anywhere in a published topic (and drops the
+ * connection that tries), so a device whose registry or device id holds a
+ * '+' has no bridge topic.
+ */
+#define LK_BRIDGE_TOPIC_PREFIX "latchkeyd/"
+#define LK_BRIDGE_TOPIC_MAX (sizeof LK_BRIDGE_TOPIC_PREFIX - 1u + LK_DEVICE_PATH_MAX + 8u + LK_SUBFOLDER_MAX)
+
+/* "latchkeyd/projects/P/locations/L/registries/R/devices/D/events[/SUBFOLDER]"
+ * or ".../state" for the device named d; kind LK_TOPIC_EVENTS (optional
+ * subfolder, lk_subfolder_valid; NULL or "" for none) or LK_TOPIC_STATE.
+ * Same buffer/len conventions and errors as lk_backend_topic, and
+ * LK_ERR_ARG when d's parts are not valid names or hold a '+'
+ * (LK_BRIDGE_TOPIC_MAX + 1 suffices). */
+lk_err lk_bridge_topic(const lk_device_name *d, lk_topic kind, const char *subfolder, char *buf,
+                       size_t size, size_t *len);
+
+/* The device and kind of the bridge topic topic[0..len): LK_TOPIC_EVENTS
+ * (*subfolder NULL, or pointing into topic at a valid subfolder that runs to
+ * topic + len) or LK_TOPIC_STATE, with *d filled; LK_TOPIC_NONE for anything
+ * else (d zeroed, *subfolder NULL): another prefix or shape, an invalid name,
+ * a '+' or '#' anywhere, an empty or invalid subfolder, a subfolder on state,
+ * a trailing '/', over LK_BRIDGE_TOPIC_MAX. d and subfolder may be NULL. */
+lk_topic lk_bridge_topic_parse(const char *topic, size_t len, lk_device_name *d, const char **subfolder);
+
+/*
  * # Backend secrets
  *
  * A backend logs in with a secret as its MQTT password; the registry keeps

@@ -266,6 +266,12 @@ typedef struct lk_reg_store {
     lk_err (*sa_key_delete)(lk_reg_be *be, const char *key_id);                     /* NOT_FOUND */
     /* The account and (cascading) its keys. NOT_FOUND. */
     lk_err (*sa_delete)(lk_reg_be *be, const char *email);
+    /* ---- latchkeyd's bridge identity (schema 5) ---- */
+    /* Insert or replace the name's row. */
+    lk_err (*bridge_set)(lk_reg_be *be, const char *name, const uint8_t secret_sha256[32],
+                         int64_t updated);
+    /* One read by primary key, no transaction needed. NOT_FOUND. */
+    lk_err (*bridge_lookup)(lk_reg_be *be, const char *name, uint8_t secret_sha256[32]);
 } lk_reg_store;
 
 extern const lk_reg_store lk_reg_sqlite_backend;

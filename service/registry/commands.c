@@ -203,3 +203,46 @@ lk_err lk_registry_backend_lookup(lk_registry *reg, const char *name, char *proj
     /* One statement by primary key: its own read snapshot, no BEGIN. */
     return reg->ops->backend_lookup(reg->be, name, project, LK_PROJECT_MAX + 1, secret_sha256);
 }
+
+/* ------------------------------------------------------------------ */
+/* latchkeyd's bridge identity                                         */
+
+lk_err lk_registry_bridge_set(lk_registry *reg, const char *name, const uint8_t secret_sha256[32],
+                              int64_t t, char *why, size_t why_size)
+{
+    lk_err err;
+    /* LK_ERR_ARG, not LK_ERR_REG_INVALID: the name is latchkeyd's setting,
+     * not a resource a caller names. */
+    if ((err = lk_reg__check_id("bridge name", name, why, why_size)) != LK_OK)
+        return LK_ERR_ARG;
+    if (secret_sha256 == NULL)
+        return failf(why, why_size, LK_ERR_ARG, "no secret hash given");
+    if ((err = lk_reg__enter(reg, TX_WRITE, why, why_size)) != LK_OK)
+        return err;
+    /* Not in the change feed: the broker reads the row at each bridge
+     * CONNECT, and latchkeyd connects after writing it. */
+    if ((err = reg->ops->bridge_set(reg->be, name, secret_sha256, t)) != LK_OK)
+        err = lk_reg__be_fail(reg, err, why, why_size);
+    return lk_reg__leave(reg, err, TX_WRITE, why, why_size);
+}
+
+lk_err lk_registry_bridge_lookup(lk_registry *reg, const char *name, uint8_t secret_sha256[32])
+{
+    lk_err err;
+    if (secret_sha256 == NULL)
+        return LK_ERR_ARG;
+    memset(secret_sha256, 0, 32);
+    if (name == NULL)
+        return LK_ERR_ARG;
+    if ((err = lk_reg__guard(reg, NULL, 0)) != LK_OK)
+        return err;
+    /* A name that could not have been set is not there (and costs no query:
+     * this runs for every bridge CONNECT). */
+    if (!lk_id_valid(name, strlen(name)))
+        return LK_ERR_REG_NOT_FOUND;
+    /* One statement by primary key: its own read snapshot, no BEGIN. */
+    err = reg->ops->bridge_lookup(reg->be, name, secret_sha256);
+    if (err != LK_OK)
+        memset(secret_sha256, 0, 32);
+    return err;
+}

@@ -53,6 +53,13 @@
  *                        key_id PRIMARY KEY (the key file's private_key_id,
  *                        the JWT's kid), disabled, created.
  *
+ * Version 5 adds, for latchkeyd's HTTP device bridge:
+ *   bridges              latchkeyd's broker identity: name PRIMARY KEY
+ *                        (WITHOUT ROWID: the broker's CONNECT reads one
+ *                        b-tree), SHA-256 of the secret latchkeyd made at
+ *                        its start (32 bytes), updated. Replaced at each
+ *                        start, not in the change feed.
+ *
  * Every child table references its parent with ON DELETE CASCADE (the
  * connection sets foreign_keys=ON), and every foreign key is the first
  * column of an index, so cascades and per-device reads are index ranges.
@@ -207,4 +214,11 @@ const char *const lk_reg_sqlite_migrations[LK_REG_SCHEMA_VERSION] = {
     "  created INTEGER NOT NULL"
     ") STRICT, WITHOUT ROWID;"
     "CREATE INDEX service_account_keys_by_account ON service_account_keys(email, key_id);",
+
+    /* 4 -> 5: latchkeyd's bridge identity in the broker */
+    "CREATE TABLE bridges("
+    "  name TEXT PRIMARY KEY NOT NULL,"
+    "  secret_sha256 BLOB NOT NULL CHECK(length(secret_sha256) = 32),"
+    "  updated INTEGER NOT NULL"
+    ") STRICT, WITHOUT ROWID;",
 };

@@ -80,4 +80,6 @@ const lk_reg_store lk_reg_sqlite_backend = {
     .sa_key_set_disabled = lk_sq__sa_key_set_disabled,
     .sa_key_delete = lk_sq__sa_key_delete,
     .sa_delete = lk_sq__sa_delete,
+    .bridge_set = lk_sq__bridge_set,
+    .bridge_lookup = lk_sq__bridge_lookup,
 };

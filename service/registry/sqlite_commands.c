@@ -195,3 +195,43 @@ lk_err lk_sq__backend_lookup(lk_reg_be *be, const char *name, char *project,
     sqlite3_reset(s);
     return LK_OK;
 }
+
+/* ------------------------------------------------------------------ */
+/* latchkeyd's bridge identity                                         */
+
+lk_err lk_sq__bridge_set(lk_reg_be *be, const char *name, const uint8_t secret_sha256[32],
+                         int64_t updated)
+{
+    sqlite3_stmt *s;
+    int rc = SQLITE_OK;
+    PREP(s, S_BRIDGE_SET);
+    BIND(lk_sq__bind_text(s, 1, name));
+    BIND(lk_sq__bind_blob(s, 2, secret_sha256, 32));
+    BIND(sqlite3_bind_int64(s, 3, updated));
+    return lk_sq__run_bound(be, s, rc);
+}
+
+lk_err lk_sq__bridge_lookup(lk_reg_be *be, const char *name, uint8_t secret_sha256[32])
+{
+    sqlite3_stmt *s;
+    const void *h;
+    int rc;
+    lk_err err;
+    PREP(s, S_BRIDGE_LOOKUP);
+    rc = lk_sq__bind_text(s, 1, name);
+    if ((err = lk_sq__step_row(be, s, rc)) != LK_OK)
+        return err;
+    h = sqlite3_column_blob(s, 0);
+    if (h == NULL) {
+        sqlite3_reset(s);
+        return LK_ERR_NOMEM;
+    }
+    if (sqlite3_column_bytes(s, 0) != 32) {
+        snprintf(be->err, sizeof be->err, "a stored bridge has a malformed secret hash");
+        sqlite3_reset(s);
+        return LK_ERR_REG_STORAGE;
+    }
+    memcpy(secret_sha256, h, 32);
+    sqlite3_reset(s);
+    return LK_OK;
+}

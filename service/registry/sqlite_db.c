@@ -190,6 +190,8 @@ static const char *const sql_text[S__N] = {
     [S_SA_KEY_DISABLE] = "UPDATE service_account_keys SET disabled = ?2 WHERE key_id = ?1",
     [S_SA_KEY_DEL] = "DELETE FROM service_account_keys WHERE key_id = ?1",
     [S_SA_DEL] = "DELETE FROM service_accounts WHERE email = ?1",
+    [S_BRIDGE_SET] = "INSERT OR REPLACE INTO bridges(name, secret_sha256, updated) VALUES(?1, ?2, ?3)",
+    [S_BRIDGE_LOOKUP] = "SELECT secret_sha256 FROM bridges WHERE name = ?1",
 #undef SA_COLUMNS
 };
 

@@ -38,6 +38,7 @@ enum {
     S_REG_SET_LOG, S_CERT_CLEAR,
     S_SA_INS, S_SA_KEYS, S_SA_KEY_INS, S_SA_LOOKUP, S_SA_LIST, S_SA_KEY_DISABLE, S_SA_KEY_DEL,
     S_SA_DEL,
+    S_BRIDGE_SET, S_BRIDGE_LOOKUP,
     S__N
 };
 
@@ -222,6 +223,9 @@ lk_err lk_sq__backend_list(lk_reg_be *be, const char *project,
                            int (*cb)(void *arg, const lk_reg_backend *b), void *arg);
 lk_err lk_sq__backend_lookup(lk_reg_be *be, const char *name, char *project,
                              size_t project_size, uint8_t secret_sha256[32]);
+lk_err lk_sq__bridge_set(lk_reg_be *be, const char *name, const uint8_t secret_sha256[32],
+                         int64_t updated);
+lk_err lk_sq__bridge_lookup(lk_reg_be *be, const char *name, uint8_t secret_sha256[32]);
 
 /* ---- sqlite_query.c ---- */
 

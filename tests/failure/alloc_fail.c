@@ -362,6 +362,14 @@ static lk_err op_backend(void)
     return lk_registry_backend_create(reg, "my-project", "analytics", h, why, sizeof why);
 }
 
+static lk_err op_bridge_set(void)
+{
+    uint8_t h[32];
+    char why[256];
+    memset(h, 0xa5, sizeof h);
+    return lk_registry_bridge_set(reg, "latchkeyd-1", h, fa_now, why, sizeof why);
+}
+
 static lk_err op_sa_create(void)
 {
     char why[256], email[LK_SA_EMAIL_MAX + 1];
@@ -492,6 +500,7 @@ static const struct reg_op reg_ops[] = {
     {"state write", op_add_state, 0},
     {"command", op_command, 0},
     {"backend create", op_backend, 0},
+    {"bridge set", op_bridge_set, 0},
     {"service account create", op_sa_create, 0},
     {"service account key add", op_sa_key_add, 0},
     {"change feed read", op_changes, 1},

@@ -4,7 +4,7 @@
  * and backend.
  *
  * The input, in an exact-size heap buffer without a terminating NUL (so ASan
- * reports a read past its end), is read three ways:
+ * reports a read past its end), is read four ways:
  *   1. as a device path: when it parses, writing the parts back must give
  *      the input exactly, and every topic built from the name must parse
  *      back to its kind (device topics) or lie in the project's space
@@ -13,7 +13,9 @@
  *      back exactly from its kind and subfolder, and a subfolder must lie
  *      inside the input;
  *   3. as a topic a backend of project "my-project" may read: the prefix
- *      length is 0 or exactly "latchkey/my-project/".
+ *      length is 0 or exactly "latchkey/my-project/";
+ *   4. as a bridge topic (latchkeyd's): what parses must be built back
+ *      exactly from its device, kind and subfolder.
  * Any difference aborts.
  */
 #include <stdint.h>
@@ -94,6 +96,31 @@ static void as_backend_topic(const char *in, size_t size)
     CHECK(n != 0 || size < sizeof prefix - 1 || memcmp(in, prefix, sizeof prefix - 1) != 0);
 }
 
+/* Every bridge topic parsed is written back byte for byte. */
+static void as_bridge_topic(const char *in, size_t size)
+{
+    char buf[LK_BRIDGE_TOPIC_MAX + 1], subcopy[LK_SUBFOLDER_MAX + 1];
+    const char *sub = NULL;
+    lk_device_name n;
+    size_t len, sublen;
+    lk_topic t = lk_bridge_topic_parse(in, size, &n, &sub);
+
+    if (t == LK_TOPIC_NONE) {
+        CHECK(sub == NULL && n.project[0] == 0 && n.device[0] == 0);
+        return;
+    }
+    CHECK(t == LK_TOPIC_EVENTS || (t == LK_TOPIC_STATE && sub == NULL));
+    if (sub != NULL) {
+        CHECK(sub > in && sub <= in + size);
+        sublen = (size_t)(in + size - sub);
+        CHECK(sublen > 0 && sublen <= LK_SUBFOLDER_MAX);
+        memcpy(subcopy, sub, sublen);
+        subcopy[sublen] = 0;
+    }
+    CHECK(lk_bridge_topic(&n, t, sub ? subcopy : NULL, buf, sizeof buf, &len) == LK_OK);
+    CHECK(len == size && memcmp(buf, in, size) == 0);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char *in = malloc(size ? size : 1);
@@ -104,6 +131,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     as_path(in, size);
     as_device_topic(in, size);
     as_backend_topic(in, size);
+    as_bridge_topic(in, size);
     free(in);
     return 0;
 }

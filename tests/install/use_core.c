@@ -151,6 +151,14 @@ int main(void)
         CHECK(lk_backend_topic(&name, LK_TOPIC_STATE, NULL, topic, sizeof topic, &n) == LK_OK &&
               strcmp(topic, "latchkey/my-project/us-central1/reg/dev/state") == 0);
         CHECK(lk_backend_topic_in_project("my-project", topic, n) == 20);
+        {
+            char bridge[LK_BRIDGE_TOPIC_MAX + 1];
+            lk_device_name back;
+            CHECK(lk_bridge_topic(&name, LK_TOPIC_EVENTS, "a", bridge, sizeof bridge, &n) == LK_OK &&
+                  strcmp(bridge, LK_BRIDGE_TOPIC_PREFIX "projects/my-project/locations/us-central1/registries/reg/devices/dev/events/a") == 0);
+            CHECK(lk_bridge_topic_parse(bridge, n, &back, &sub) == LK_TOPIC_EVENTS && strcmp(sub, "a") == 0 &&
+                  strcmp(back.device, "dev") == 0);
+        }
         lk_backend_secret_hash("abc", 3, hash);
         CHECK(hash[0] == 0xba && hash[31] == 0xad);
     }

@@ -232,6 +232,11 @@ int main(int argc, char **argv)
     memset(&be, 0, sizeof be);
     lk_reg_backend_free(&be);
 
+    /* latchkeyd's bridge identity */
+    CHECK(lk_registry_bridge_set(reg, "latchkeyd-1", secret, 1700000004, why, sizeof why) == LK_OK);
+    memset(secret2, 0, sizeof secret2);
+    CHECK(lk_registry_bridge_lookup(reg, "latchkeyd-1", secret2) == LK_OK && memcmp(secret, secret2, 32) == 0);
+
     /* service accounts */
     CHECK(lk_reg_sa_role_from_name("roles/cloudiot.editor") == LK_ROLE_EDITOR);
     CHECK(strcmp(lk_reg_sa_role_name(LK_ROLE_VIEWER), "viewer") == 0);

@@ -348,6 +348,153 @@ static void test_backend_topics(void **state)
     assert_int_equal(len, LK_BACKEND_TOPIC_MAX);
 }
 
+/* # The bridge topic */
+
+static void test_bridge_topics(void **state)
+{
+    lk_device_name n, got;
+    char buf[LK_BRIDGE_TOPIC_MAX + 1], sub[LK_SUBFOLDER_MAX + 1];
+    static const char path[] = "projects/my-project/locations/us-central1/registries/reg-1/devices/dev-1";
+    static const char root[] = "latchkeyd/projects/my-project/locations/us-central1/registries/reg-1/devices/dev-1";
+    const char *sf;
+    size_t len;
+    (void)state;
+
+    assert_int_equal(lk_device_path_parse(path, strlen(path), &n), LK_OK);
+    assert_int_equal(lk_bridge_topic(&n, LK_TOPIC_EVENTS, NULL, buf, sizeof buf, &len), LK_OK);
+    assert_string_equal(buf, "latchkeyd/projects/my-project/locations/us-central1/registries/reg-1/devices/dev-1/events");
+    assert_int_equal(len, strlen(buf));
+    sf = "x";
+    assert_int_equal(lk_bridge_topic_parse(buf, len, &got, &sf), LK_TOPIC_EVENTS);
+    assert_null(sf);
+    assert_memory_equal(&got, &n, sizeof n);
+
+    assert_int_equal(lk_bridge_topic(&n, LK_TOPIC_EVENTS, "a/b", buf, sizeof buf, &len), LK_OK);
+    assert_string_equal(buf, "latchkeyd/projects/my-project/locations/us-central1/registries/reg-1/devices/dev-1/events/a/b");
+    assert_int_equal(lk_bridge_topic_parse(buf, len, &got, &sf), LK_TOPIC_EVENTS);
+    assert_ptr_equal(sf, buf + len - 3);
+    assert_string_equal(got.device, "dev-1");
+    assert_string_equal(got.registry, "reg-1");
+    assert_string_equal(got.location, "us-central1");
+    assert_string_equal(got.project, "my-project");
+
+    assert_int_equal(lk_bridge_topic(&n, LK_TOPIC_STATE, "", buf, sizeof buf, NULL), LK_OK);
+    assert_string_equal(buf, "latchkeyd/projects/my-project/locations/us-central1/registries/reg-1/devices/dev-1/state");
+    assert_int_equal(lk_bridge_topic_parse(buf, strlen(buf), NULL, NULL), LK_TOPIC_STATE);
+    /* bounded: a prefix of a longer string is parsed as itself */
+    assert_int_equal(lk_bridge_topic_parse("latchkeyd/projects/my-project/locations/us-central1/registries/reg-1/devices/dev-1/statexyz",
+                                           strlen(root) + 6, NULL, NULL),
+                     LK_TOPIC_STATE);
+
+    /* writer rejections: wiped, *len 0 */
+    memset(buf, FILL, sizeof buf);
+    len = 99;
+    assert_int_equal(lk_bridge_topic(&n, LK_TOPIC_CONFIG, NULL, buf, sizeof buf, &len), LK_ERR_ARG);
+    assert_int_equal(len, 0);
+    assert_true(all_bytes(buf, sizeof buf, 0));
+    assert_int_equal(lk_bridge_topic(&n, LK_TOPIC_ONLINE, NULL, buf, sizeof buf, &len), LK_ERR_ARG);
+    assert_int_equal(lk_bridge_topic(&n, LK_TOPIC_COMMANDS, NULL, buf, sizeof buf, &len), LK_ERR_ARG);
+    assert_int_equal(lk_bridge_topic(&n, LK_TOPIC_STATE, "a", buf, sizeof buf, &len), LK_ERR_ARG);
+    assert_int_equal(lk_bridge_topic(&n, LK_TOPIC_EVENTS, "a#", buf, sizeof buf, &len), LK_ERR_ARG);
+    assert_int_equal(lk_bridge_topic(&n, LK_TOPIC_EVENTS, "a/", buf, sizeof buf, &len), LK_ERR_ARG);
+    assert_int_equal(lk_bridge_topic(NULL, LK_TOPIC_STATE, NULL, buf, sizeof buf, &len), LK_ERR_ARG);
+    assert_int_equal(lk_bridge_topic(&n, LK_TOPIC_STATE, NULL, NULL, sizeof buf, &len), LK_ERR_ARG);
+    assert_int_equal(lk_bridge_topic(&n, LK_TOPIC_STATE, NULL, buf, 40, &len), LK_ERR_BUFFER);
+    assert_true(all_bytes(buf, 40, 0));
+    assert_int_equal(len, 0);
+    got = n;
+    strcpy(got.device, "dev+1"); /* a valid id, but no MQTT topic may hold it */
+    assert_int_equal(lk_bridge_topic(&got, LK_TOPIC_STATE, NULL, buf, sizeof buf, &len), LK_ERR_ARG);
+    got = n;
+    strcpy(got.device, "1dev");
+    assert_int_equal(lk_bridge_topic(&got, LK_TOPIC_STATE, NULL, buf, sizeof buf, &len), LK_ERR_ARG);
+    got = n;
+    got.project[0] = '\0';
+    assert_int_equal(lk_bridge_topic(&got, LK_TOPIC_STATE, NULL, buf, sizeof buf, &len), LK_ERR_ARG);
+
+    /* the longest */
+    fill(n.project, 'p', LK_PROJECT_MAX);
+    fill(n.location, 'l', LK_LOCATION_MAX);
+    fill(n.registry, 'r', LK_ID_MAX);
+    fill(n.device, 'd', LK_ID_MAX);
+    fill(sub, 's', LK_SUBFOLDER_MAX);
+    assert_int_equal(lk_bridge_topic(&n, LK_TOPIC_EVENTS, sub, buf, sizeof buf, &len), LK_OK);
+    assert_int_equal(len, LK_BRIDGE_TOPIC_MAX);
+    assert_int_equal(lk_bridge_topic_parse(buf, len, &got, &sf), LK_TOPIC_EVENTS);
+    assert_memory_equal(&got, &n, sizeof n);
+    assert_int_equal(lk_bridge_topic(&n, LK_TOPIC_EVENTS, sub, buf, LK_BRIDGE_TOPIC_MAX, &len), LK_ERR_BUFFER);
+}
+
+static void test_bridge_topic_parse_rejects(void **state)
+{
+    static const char *const bad[] = {
+        "",
+        "latchkeyd/",
+        "latchkeyd",
+        "latchkey/projects/my-project/locations/us-central1/registries/reg-1/devices/dev-1/events",
+        "Latchkeyd/projects/my-project/locations/us-central1/registries/reg-1/devices/dev-1/events",
+        "/latchkeyd/projects/my-project/locations/us-central1/registries/reg-1/devices/dev-1/events",
+        "latchkeyd//projects/my-project/locations/us-central1/registries/reg-1/devices/dev-1/events",
+        "latchkeyd/projects/my-project/locations/us-central1/registries/reg-1/devices/dev-1",
+        "latchkeyd/projects/my-project/locations/us-central1/registries/reg-1/devices/dev-1/",
+        "latchkeyd/projects/my-project/locations/us-central1/registries/reg-1/devices/dev-1/events/",
+        "latchkeyd/projects/my-project/locations/us-central1/registries/reg-1/devices/dev-1/events//a",
+        "latchkeyd/projects/my-project/locations/us-central1/registries/reg-1/devices/dev-1/events/a/",
+        "latchkeyd/projects/my-project/locations/us-central1/registries/reg-1/devices/dev-1/events/a//b",
+        "latchkeyd/projects/my-project/locations/us-central1/registries/reg-1/devices/dev-1/events/+",
+        "latchkeyd/projects/my-project/locations/us-central1/registries/reg-1/devices/dev-1/events/#",
+        "latchkeyd/projects/my-project/locations/us-central1/registries/reg-1/devices/dev-1/#",
+        "latchkeyd/projects/my-project/locations/us-central1/registries/reg-1/devices/+/events",
+        "latchkeyd/projects/my-project/locations/us-central1/registries/reg-1/devices/dev+1/events",
+        "latchkeyd/projects/my-project/locations/us-central1/registries/reg+1/devices/dev-1/state",
+        "latchkeyd/projects/my-project/locations/+/registries/reg-1/devices/dev-1/state",
+        "latchkeyd/projects/my-project/locations/us-central1/registries/reg-1/devices/dev-1/state/",
+        "latchkeyd/projects/my-project/locations/us-central1/registries/reg-1/devices/dev-1/state/a",
+        "latchkeyd/projects/my-project/locations/us-central1/registries/reg-1/devices/dev-1/config",
+        "latchkeyd/projects/my-project/locations/us-central1/registries/reg-1/devices/dev-1/commands",
+        "latchkeyd/projects/my-project/locations/us-central1/registries/reg-1/devices/dev-1/eventsx",
+        "latchkeyd/projects/my-project/locations/us-central1/registries/reg-1/devices/1dev/events",
+        "latchkeyd/projects/my-project/locations/us-central1/registries/reg-1/devices/goog-1/events",
+        "latchkeyd/projects/MY-project/locations/us-central1/registries/reg-1/devices/dev-1/events",
+        "latchkeyd/projects/my-project/locations/us-central1/registries/reg-1/device/dev-1/events",
+        "latchkeyd/projects/my-project/locations/us-central1/registries/reg-1/devices/dev-1/x/events",
+        "latchkeyd/projects/my-project/locations/us-central1/registries/reg-1/devices//events",
+        "latchkeyd/projects/my-project/locations/us-central1/registries/reg-1/dev-1/events",
+        "/devices/dev-1/events",
+        "latchkey/my-project/us-central1/reg-1/dev-1/events",
+    };
+    lk_device_name d;
+    char buf[LK_BRIDGE_TOPIC_MAX + 64];
+    const char *sf;
+    size_t i, n;
+    (void)state;
+
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        memset(&d, FILL, sizeof d);
+        sf = "x";
+        if (lk_bridge_topic_parse(bad[i], strlen(bad[i]), &d, &sf) != LK_TOPIC_NONE)
+            fail_msg("%s: not refused", bad[i]);
+        assert_null(sf);
+        assert_true(all_bytes((const char *)&d, sizeof d, 0));
+    }
+    assert_int_equal(lk_bridge_topic_parse(NULL, 10, &d, &sf), LK_TOPIC_NONE);
+    /* a NUL inside */
+    {
+        static const char nul[] =
+            "latchkeyd/projects/my-project/locations/us-central1/registries/reg-1/devices/dev-1/events/a\0b";
+        assert_int_equal(lk_bridge_topic_parse(nul, sizeof nul - 1, &d, &sf), LK_TOPIC_NONE);
+        assert_int_equal(lk_bridge_topic_parse(nul, sizeof nul - 3, &d, &sf), LK_TOPIC_EVENTS);
+    }
+    /* overlong: a subfolder one over its limit, then anything over the maximum */
+    n = (size_t)snprintf(buf, sizeof buf,
+                         "latchkeyd/projects/my-project/locations/us-central1/registries/reg-1/devices/dev-1/events/");
+    memset(buf + n, 's', LK_SUBFOLDER_MAX + 1);
+    assert_int_equal(lk_bridge_topic_parse(buf, n + LK_SUBFOLDER_MAX + 1, &d, &sf), LK_TOPIC_NONE);
+    assert_int_equal(lk_bridge_topic_parse(buf, n + LK_SUBFOLDER_MAX, &d, &sf), LK_TOPIC_EVENTS);
+    memset(buf + n, 's', sizeof buf - n);
+    assert_int_equal(lk_bridge_topic_parse(buf, LK_BRIDGE_TOPIC_MAX + 1, &d, &sf), LK_TOPIC_NONE);
+}
+
 /* # Backend secrets */
 
 static void test_backend_secret_hash(void **state)
@@ -385,6 +532,8 @@ int main(void)
         cmocka_unit_test(test_device_topic_rejects),
         cmocka_unit_test(test_device_topic_parse),
         cmocka_unit_test(test_backend_topics),
+        cmocka_unit_test(test_bridge_topics),
+        cmocka_unit_test(test_bridge_topic_parse_rejects),
         cmocka_unit_test(test_backend_secret_hash),
     };
     return cmocka_run_group_tests_name("iotcore", tests, NULL, NULL);

@@ -4281,6 +4281,121 @@ static void test_backends(void **state)
     OK(lk_registry_backend_create(f->reg, "other-project", "analytics", h2, W));
 }
 
+/* latchkeyd's bridge identity: set inserts or replaces, without a change-feed
+ * entry; lookup reads the hash, zeroed when there is none. */
+static void test_bridges(void **state)
+{
+    struct fx *f = *state;
+    uint8_t h1[32], h2[32], got[32], zero[32] = {0};
+    char why[256];
+    struct changes ch;
+    int64_t since = 0;
+    lk_registry *ro;
+
+    memset(h1, 0x11, sizeof h1);
+    memset(h2, 0x22, sizeof h2);
+    OK(lk_registry_change_head(f->reg, &since));
+
+    ro = open_reg(f, LK_REG_READONLY);
+    memset(got, 0x77, sizeof got);
+    assert_int_equal(lk_registry_bridge_lookup(ro, "latchkeyd-1", got), LK_ERR_REG_NOT_FOUND);
+    assert_memory_equal(got, zero, 32);
+
+    OK(lk_registry_bridge_set(f->reg, "latchkeyd-1", h1, T0, W));
+    assert_int_equal(lk_registry_bridge_lookup(ro, "latchkeyd-1", got), LK_OK);
+    assert_memory_equal(got, h1, 32);
+    assert_int_equal(q1(f->path, "SELECT updated FROM bridges WHERE name = 'latchkeyd-1'"), T0);
+    /* Only the hash is stored. */
+    assert_int_equal(q1(f->path, "SELECT count(*) FROM bridges WHERE name = 'latchkeyd-1' AND "
+                                 "secret_sha256 = x'1111111111111111111111111111"
+                                 "111111111111111111111111111111111111'"), 1);
+
+    /* Replace: a restart's new secret; the old one no longer matches. */
+    OK(lk_registry_bridge_set(f->reg, "latchkeyd-1", h2, T0 + 7, W));
+    assert_int_equal(lk_registry_bridge_lookup(ro, "latchkeyd-1", got), LK_OK);
+    assert_memory_equal(got, h2, 32);
+    assert_int_equal(q1(f->path, "SELECT count(*) FROM bridges"), 1);
+    assert_int_equal(q1(f->path, "SELECT updated FROM bridges WHERE name = 'latchkeyd-1'"), T0 + 7);
+    OK(lk_registry_bridge_set(f->reg, "latchkeyd-2", h1, T0, W));
+    assert_int_equal(lk_registry_bridge_lookup(ro, "latchkeyd-2", got), LK_OK);
+    assert_memory_equal(got, h1, 32);
+    assert_int_equal(lk_registry_bridge_lookup(ro, "latchkeyd-1", got), LK_OK);
+    assert_memory_equal(got, h2, 32);
+
+    /* Not in the change feed. */
+    drain(f->reg, &since, &ch);
+    assert_int_equal(ch.n, 0);
+
+    /* Refusals write nothing. */
+    REFUSE(LK_ERR_ARG, "bridge name '1abc' is invalid", lk_registry_bridge_set(f->reg, "1abc", h1, T0, W));
+    REFUSE(LK_ERR_ARG, "bridge name", lk_registry_bridge_set(f->reg, "goog-x", h1, T0, W));
+    REFUSE(LK_ERR_ARG, "bridge name", lk_registry_bridge_set(f->reg, "", h1, T0, W));
+    REFUSE(LK_ERR_ARG, "bridge name", lk_registry_bridge_set(f->reg, "a:b", h1, T0, W));
+    REFUSE(LK_ERR_ARG, "bridge name", lk_registry_bridge_set(f->reg, NULL, h1, T0, W));
+    REFUSE(LK_ERR_ARG, "secret", lk_registry_bridge_set(f->reg, "latchkeyd-3", NULL, T0, W));
+    assert_int_equal(lk_registry_bridge_set(ro, "latchkeyd-3", h1, T0, why, sizeof why), LK_ERR_STATE);
+    assert_int_equal(q1(f->path, "SELECT count(*) FROM bridges"), 2);
+
+    /* Not found: unknown, invalid (no query), NULL. */
+    memset(got, 0x77, sizeof got);
+    assert_int_equal(lk_registry_bridge_lookup(ro, "nobody", got), LK_ERR_REG_NOT_FOUND);
+    assert_memory_equal(got, zero, 32);
+    memset(got, 0x77, sizeof got);
+    assert_int_equal(lk_registry_bridge_lookup(ro, "bad/name", got), LK_ERR_REG_NOT_FOUND);
+    assert_memory_equal(got, zero, 32);
+    memset(got, 0x77, sizeof got);
+    assert_int_equal(lk_registry_bridge_lookup(ro, NULL, got), LK_ERR_ARG);
+    assert_memory_equal(got, zero, 32);
+    assert_int_equal(lk_registry_bridge_lookup(ro, "latchkeyd-1", NULL), LK_ERR_ARG);
+    /* A backend's name is not a bridge's. */
+    OK(lk_registry_backend_create(f->reg, "my-project", "analytics", h1, W));
+    assert_int_equal(lk_registry_bridge_lookup(ro, "analytics", got), LK_ERR_REG_NOT_FOUND);
+    lk_registry_close(ro);
+}
+
+/* A version-4 database (before the bridges table) migrates to the current
+ * version, keeping what it had, and then stores bridges. */
+static void test_migrate_v4(void **state)
+{
+    struct fx *f = *state;
+    char p[4200], sql[512];
+    lk_registry *r = NULL;
+    lk_reg_device d;
+    uint8_t h[32], got[32];
+    sqlite3 *db;
+    int v;
+
+    snprintf(p, sizeof p, "%s/v4.db", f->dir);
+    assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; BEGIN",
+                                  NULL, NULL, NULL), SQLITE_OK);
+    for (v = 0; v < 4; v++)
+        assert_int_equal(sqlite3_exec(db, lk_reg_sqlite_migrations[v], NULL, NULL, NULL), SQLITE_OK);
+    snprintf(sql, sizeof sql,
+             "PRAGMA application_id = %d;"
+             "INSERT INTO meta(key, value) VALUES('schema_version', 4);"
+             "INSERT INTO registries(id, project, location, registry_id, mqtt, http, created) "
+             "VALUES(1, 'my-project', 'us-central1', 'reg1', 1, 2, %lld);"
+             "INSERT INTO devices(registry, device_id, created) VALUES(1, 'dev1', %lld);",
+             LK_REG_APPLICATION_ID, T0, T0);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    OK(lk_registry_open(p, 0, &r, W));
+    assert_int_equal(q1(p, "SELECT value FROM meta WHERE key = 'schema_version'"), LK_REG_SCHEMA_VERSION);
+    assert_int_equal(LK_REG_SCHEMA_VERSION, 5);
+    memset(&d, 0, sizeof d);
+    OK(lk_registry_get_device(r, &NAME, "dev1", 0, &d, W));
+    assert_int_equal(d.num_id, 1);
+    lk_reg_device_free(&d);
+    memset(h, 0x33, sizeof h);
+    OK(lk_registry_bridge_set(r, "latchkeyd-1", h, T0, W));
+    assert_int_equal(lk_registry_bridge_lookup(r, "latchkeyd-1", got), LK_OK);
+    assert_memory_equal(got, h, 32);
+    lk_registry_close(r);
+}
+
 /* test_openssl_allocator's child: OpenSSL's allocator is set before
  * anything calls OpenSSL. */
 static int openssl_allocator_main(void)
@@ -4329,6 +4444,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_full_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrate_v1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrate_v2, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_v4, setup, teardown),
         cmocka_unit_test_setup_teardown(test_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_iotcore_fields, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registry_full, setup, teardown),
@@ -4337,6 +4453,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_commands, setup, teardown),
         cmocka_unit_test_setup_teardown(test_command_decide_race, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backends, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bridges, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_damaged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bench, setup, teardown),
     };
