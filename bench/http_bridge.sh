@@ -148,6 +148,7 @@ DPORT=$(cat "$TMP/dport")
 mkdir "$TMP/subcfg"
 printf -- '-u backend:bench-backend\n-P %s\n' "$SECRET" > "$TMP/subcfg/mosquitto_sub"
 chmod 600 "$TMP/subcfg/mosquitto_sub"
+: > "$TMP/sub.txt"
 XDG_CONFIG_HOME="$TMP/subcfg" $PINC mosquitto_sub -V mqttv5 -h 127.0.0.1 -p "$ours_PLAIN" \
     -i bench-backend/sub -q 1 -t "latchkey/$PROJECT/$REGION/$REGISTRY/+/events" -F %t \
     > "$TMP/sub.txt" 2> "$TMP/sub.err" &
