@@ -318,6 +318,7 @@ shown device.err "device (log) |"
 
 say "8. The admin API: latchkeyd, a service account's key file, a backend's calls (IoT Core's REST API)"
 API_PORT=$(free_port)
+DEV_PORT=$(free_port)
 run umask 077
 run "$LK" service-accounts create demo-backend --project "$PROJECT" --role editor \
     --token-uri "https://127.0.0.1:$API_PORT/token" --key-file api-key.json
@@ -326,14 +327,17 @@ run umask "$OLD_UMASK"
 install -m 640 -g "$API_GROUP" server.key api.key
 touch latchkeyd.log
 showbg " &" $AS_API "$LKD" --registry "$WORK/broker/registry.db" --admin-listen "127.0.0.1:$API_PORT" \
-    --tls-cert "$WORK/server.crt" --tls-key "$WORK/api.key"
+    --tls-cert "$WORK/server.crt" --tls-key "$WORK/api.key" \
+    --device-listen "127.0.0.1:$DEV_PORT" --broker "127.0.0.1:$PORT" --broker-ca "$WORK/ca.crt"
 $AS_API "$LKD" --registry "$WORK/broker/registry.db" --admin-listen "127.0.0.1:$API_PORT" \
-    --tls-cert "$WORK/server.crt" --tls-key "$WORK/api.key" >latchkeyd.log 2>&1 &
+    --tls-cert "$WORK/server.crt" --tls-key "$WORK/api.key" \
+    --device-listen "127.0.0.1:$DEV_PORT" --broker "127.0.0.1:$PORT" --broker-ca "$WORK/ca.crt" \
+    >latchkeyd.log 2>&1 &
 API_PID=$!
 i=0
-until grep -q "admin API on" latchkeyd.log; do
+until grep -q "admin API on" latchkeyd.log && grep -q "bridge: connected" latchkeyd.log; do
     check_alive
-    i=$((i + 1)); [ "$i" -le 50 ] || fail "latchkeyd does not listen on $API_PORT after 10 s"
+    i=$((i + 1)); [ "$i" -le 50 ] || fail "latchkeyd does not listen on $API_PORT, or its bridge is not connected, after 10 s"
     sleep 0.2
 done
 shown latchkeyd.log "latchkeyd    |"
@@ -370,6 +374,25 @@ wait_for device.out 'config: {"interval": 30}' 1 "the config sent through the AP
 wait_for device.out "command: reboot now" 1 "the command sent through the API"
 shown device.out "device       |"
 shown latchkeyd.log "latchkeyd    |"
+echo "  A device without MQTT (IoT Core's HTTP bridge): its own token, an event, then its config, with curl:"
+DEV_URL="https://127.0.0.1:$DEV_PORT/v1/projects/$PROJECT/locations/$REGION/registries/$REGISTRY/devices/$DEVICE"
+printf '$ TOKEN=$(latchkey token --key "$KEY" --aud %s)\n' "$PROJECT" >&2
+TOKEN=$("$LK" token --key "$KEY" --aud "$PROJECT") || fail "latchkey token failed"
+EVENT=$(printf '{"temp": 22.4, "via": "https"}' | base64 -w0)
+printf '$ curl -sS --cacert ca.crt -H "Authorization: Bearer $TOKEN" -d %s %s\n' \
+    "'{\"binaryData\": \"$EVENT\"}'" "$DEV_URL:publishEvent" >&2
+out=$(curl -sS --cacert ca.crt -H "Authorization: Bearer $TOKEN" -d "{\"binaryData\": \"$EVENT\"}" \
+    "$DEV_URL:publishEvent" -w ' HTTP %{http_code}') || fail "curl could not post the event"
+echo "  $out"
+case "$out" in *"HTTP 200") ;; *) fail "the HTTP bridge refused the event: $out" ;; esac
+wait_for consumer.out '"via": "https"' 1 "the event posted over HTTPS"
+printf '$ curl -sS --cacert ca.crt -H "Authorization: Bearer $TOKEN" %s\n' "'$DEV_URL/config?localVersion=0'" >&2
+out=$(curl -sS --cacert ca.crt -H "Authorization: Bearer $TOKEN" "$DEV_URL/config?localVersion=0" \
+    -w ' HTTP %{http_code}') || fail "curl could not read the config"
+echo "  $out"
+case "$out" in *"HTTP 200") ;; *) fail "the HTTP bridge refused the config read: $out" ;; esac
+unset TOKEN
+shown consumer.out "consumer     |"
 
 # ---- 9. stop ----------------------------------------------------------------
 
@@ -403,4 +426,4 @@ echo "  Debian's mosquitto.service, a device on ports 8883 and 443, then as a se
 
 echo "  docs/daemon.md: latchkeyd as a service, service accounts and roles, Google's client libraries."
 
-say "Done in $(($(date +%s) - START)) s: telemetry, config and command went through the broker, and through the admin API."
+say "Done in $(($(date +%s) - START)) s: telemetry, config and command went through the broker, through the admin API, and an HTTP device's event and config through the device bridge."

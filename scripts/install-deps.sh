@@ -12,10 +12,10 @@ set -eu
 RUN="build-essential cmake pkg-config openssl libssl-dev
 libsqlite3-dev sqlite3 libjansson-dev libp11-kit-dev libevent-dev libcurl4-openssl-dev
 softhsm2 mosquitto mosquitto-dev libmosquitto-dev mosquitto-clients
-python3 python3-jwt python3-cryptography"
+python3 python3-jwt python3-cryptography curl"
 TEST="libcmocka-dev python3-paho-mqtt python3-pytest
 gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
-clang libclang-rt-14-dev libjwt-dev nftables iproute2 valgrind wrk python3-requests curl"
+clang libclang-rt-14-dev libjwt-dev nftables iproute2 valgrind wrk python3-requests"
 # tests/integration/test_api_npm.py runs Google's @google-cloud/iot under
 # Node.js (>= 18; it installs the library itself with npm ci): Debian's
 # nodejs and npm, unless a node and npm are already on PATH (NodeSource's,

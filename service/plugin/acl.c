@@ -14,6 +14,7 @@
  * will is checked only here (context__send_will): see acl__republish. The
  * READ check sees the topic a message is delivered on: downstream topics for
  * backends, and the plugin's own config and command topics for devices.
+ * latchkeyd's bridge is checked in bridge.c.
  */
 #include <string.h>
 
@@ -37,13 +38,13 @@ static int acl__republish(struct plg_conn *c, enum plg_topic t, const char *sub,
     char *topic = NULL;
     mosquitto_property *props = NULL;
 
-    if (message__downstream(c, t, sub, &topic, &props)
+    if (message__downstream(&c->path, c->num_id, t, sub, &topic, &props)
         || message__publish(topic, ed->payload, ed->payloadlen, ed->qos, props)) {
         mosquitto_property_free_all(&props);
         mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "%s: a retained publish was lost: out "
                              "of memory", c->client_id);
     } else {
-        message__accepted(c, t, ed->payload, ed->payloadlen, now);
+        message__accepted(&c->path, c->num_id, t, ed->payload, ed->payloadlen, now);
     }
     mosquitto_free(topic);
     return MOSQ_ERR_ACL_DENIED;
@@ -198,5 +199,7 @@ int acl__check(int event, void *event_data, void *userdata)
         return MOSQ_ERR_ACL_DENIED;
     if (c->kind == CONN_DEVICE)
         return acl__device(c, ed);
+    if (c->kind == CONN_BRIDGE)
+        return bridge__acl(c, ed);
     return acl__backend(c->backend_project, ed);
 }

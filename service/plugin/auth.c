@@ -1,7 +1,7 @@
 /*
  * auth.c — MOSQ_EVT_BASIC_AUTH: devices by JWT (docs/plugin.md,
- * "Authentication"), backends by secret; MOSQ_EVT_DISCONNECT; and the
- * re-checks the change feed asks for.
+ * "Authentication"), backends and latchkeyd's bridge by secret;
+ * MOSQ_EVT_DISCONNECT; and the re-checks the change feed asks for.
  *
  * Only MOSQ_ERR_AUTH gives CONNACK 5 ("not authorised"): every refusal
  * that is the client's doing returns it. A refusal that is the server's
@@ -242,6 +242,65 @@ static int auth__backend(struct mosquitto *client, const char *id, const char *u
     return MOSQ_ERR_SUCCESS;
 }
 
+/* # latchkeyd's bridge (docs/plugin.md, "latchkeyd's bridge") */
+
+static int auth__bridge(struct mosquitto *client, const char *id, const char *username,
+                        const char *password)
+{
+    const char *name = username + strlen(BRIDGE_PREFIX);
+    char who[300];
+    uint8_t stored[32], got[32];
+    struct plg_conn *c;
+    lk_err err;
+    int match, proto = mosquitto_client_protocol_version(client);
+
+    snprintf(who, sizeof who, "latchkeyd bridge %s (client id %s)", name, id ? id : "");
+    if (!lk_id_valid(name, strlen(name)))
+        return auth__refuse(client, who, "not a valid bridge name", LK_OK);
+    /* One id per bridge: another client cannot take it over (Mosquitto
+     * closes the older connection of a client id) without the secret. */
+    if (!id || strcmp(id, username))
+        return auth__refuse(client, who, "a bridge's client id must be its username "
+                            "(latchkeyd:NAME)", LK_OK);
+    /* latchkeyd reads the PUBACK's reason code (0x87: the device's rate),
+     * which only MQTT 5 has; a persistent session would keep what the
+     * plugin never saw. */
+    if (proto != 5)
+        return auth__refuse(client, who, "not MQTT 5: latchkeyd's bridge must use MQTT 5 "
+                            "(it reads PUBACK reason codes)", LK_OK);
+    if (!mosquitto_client_clean_session(client))
+        return auth__refuse(client, who, "clean start off: latchkeyd's bridge must connect with "
+                            "a clean start", LK_OK);
+    if (!password)
+        return auth__refuse(client, who, "no password (the secret)", LK_OK);
+    err = lk_registry_bridge_lookup(plg.reg, name, stored);
+    if (err == LK_ERR_REG_NOT_FOUND)
+        return auth__refuse(client, who, "no such bridge", err);
+    if (err)
+        return auth__unavailable(client, who, "the registry could not be read", err);
+    lk_backend_secret_hash(password, strlen(password), got);
+    match = lk_ct_equal(got, stored, sizeof got);
+    lk_wipe(got, sizeof got);
+    lk_wipe(stored, sizeof stored);
+    if (!match)
+        return auth__refuse(client, who, "wrong secret", LK_OK);
+
+    c = conn__new(client, CONN_BRIDGE, id);
+    if (!c || !(c->backend_name = strdup(name))) {
+        if (c)
+            conn__free(c);
+        return auth__unavailable(client, who, "out of memory", LK_ERR_NOMEM);
+    }
+    /* The deadlines a backend has (max_connection; idle with keep-alive 0),
+     * no more: a denied publish never closes it. */
+    c->connected_at = c->last_seen = clock__now();
+    c->keepalive = mosquitto_client_keepalive(client);
+    conn__schedule(c);
+    mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "latchkeyd bridge %s connected from %s",
+                         name, auth__addr(client));
+    return MOSQ_ERR_SUCCESS;
+}
+
 int auth__basic(int event, void *event_data, void *userdata)
 {
     struct mosquitto_evt_basic_auth *ed = event_data;
@@ -259,9 +318,11 @@ int auth__basic(int event, void *event_data, void *userdata)
         return auth__device(ed->client, id, &p, ed->password);
     if (ed->username && !strncmp(ed->username, BACKEND_PREFIX, strlen(BACKEND_PREFIX)))
         return auth__backend(ed->client, id, ed->username, ed->password);
+    if (ed->username && !strncmp(ed->username, BRIDGE_PREFIX, strlen(BRIDGE_PREFIX)))
+        return auth__bridge(ed->client, id, ed->username, ed->password);
     return auth__refuse(ed->client, id && *id ? id : "(no client id)",
                         "neither a device path (projects/P/locations/L/registries/R/devices/D) "
-                        "nor a backend", LK_OK);
+                        "nor a backend nor latchkeyd's bridge", LK_OK);
 }
 
 /* # Disconnect */

@@ -420,7 +420,8 @@ void conn__tick(int64_t now)
                 on_offline(c, c->kick_reason);
             }
         } else {
-            mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "closing backend %s: %s",
+            mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "closing %s %s: %s",
+                                 c->kind == CONN_BRIDGE ? "latchkeyd bridge" : "backend",
                                  c->backend_name ? c->backend_name : "?", c->kick_reason);
         }
         /* Mosquitto reads the id only to find the client, before the

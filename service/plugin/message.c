@@ -7,6 +7,9 @@
  * check (acl.c) ran before this event and has already enforced topics, sizes
  * and rates; it sends retained publishes downstream itself
  * (acl__republish), with the same topic and attributes from here.
+ * latchkeyd's bridge's publishes for HTTP devices go to bridge.c instead
+ * (plugin.c picks by connection) and share message__downstream and
+ * message__accepted.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -17,19 +20,20 @@
 
 #include "plugin.h"
 
-static int message__attrs(const struct plg_conn *c, const char *subfolder, mosquitto_property **props)
+static int message__attrs(const lk_device_name *path, uint64_t num_id, const char *subfolder,
+                          mosquitto_property **props)
 {
     char num[24];
 
-    snprintf(num, sizeof num, "%" PRIu64, c->num_id);
-    if (mosquitto_property_add_string_pair(props, MQTT_PROP_USER_PROPERTY, "deviceId", c->path.device)
+    snprintf(num, sizeof num, "%" PRIu64, num_id);
+    if (mosquitto_property_add_string_pair(props, MQTT_PROP_USER_PROPERTY, "deviceId", path->device)
         || mosquitto_property_add_string_pair(props, MQTT_PROP_USER_PROPERTY, "deviceNumId", num)
         || mosquitto_property_add_string_pair(props, MQTT_PROP_USER_PROPERTY, "deviceRegistryLocation",
-                                              c->path.location)
+                                              path->location)
         || mosquitto_property_add_string_pair(props, MQTT_PROP_USER_PROPERTY, "deviceRegistryId",
-                                              c->path.registry)
+                                              path->registry)
         || mosquitto_property_add_string_pair(props, MQTT_PROP_USER_PROPERTY, "projectId",
-                                              c->path.project))
+                                              path->project))
         return -1;
     if (subfolder && mosquitto_property_add_string_pair(props, MQTT_PROP_USER_PROPERTY, "subFolder",
                                                         subfolder))
@@ -37,22 +41,22 @@ static int message__attrs(const struct plg_conn *c, const char *subfolder, mosqu
     return 0;
 }
 
-int message__downstream(const struct plg_conn *c, enum plg_topic t, const char *sub, char **topic,
-                        mosquitto_property **props)
+int message__downstream(const lk_device_name *path, uint64_t num_id, enum plg_topic t,
+                        const char *sub, char **topic, mosquitto_property **props)
 {
     char buf[LK_BACKEND_TOPIC_MAX + 1];
     size_t n;
 
     *props = NULL;
     *topic = NULL;
-    if (lk_backend_topic(&c->path, t == TOPIC_STATE ? LK_TOPIC_STATE : LK_TOPIC_EVENTS, sub, buf,
+    if (lk_backend_topic(path, t == TOPIC_STATE ? LK_TOPIC_STATE : LK_TOPIC_EVENTS, sub, buf,
                          sizeof buf, &n))
         return -1;
     *topic = mosquitto_malloc(n + 1);
     if (!*topic)
         return -1;
     memcpy(*topic, buf, n + 1);
-    if (message__attrs(c, sub, props)) {
+    if (message__attrs(path, num_id, sub, props)) {
         mosquitto_property_free_all(props);
         mosquitto_free(*topic);
         *topic = NULL;
@@ -61,17 +65,19 @@ int message__downstream(const struct plg_conn *c, enum plg_topic t, const char *
     return 0;
 }
 
-void message__accepted(const struct plg_conn *c, enum plg_topic t, const void *payload,
-                       uint32_t len, int64_t now)
+void message__accepted(const lk_device_name *path, uint64_t num_id, enum plg_topic t,
+                       const void *payload, uint32_t len, int64_t now)
 {
     if (t == TOPIC_STATE) {
-        lk_err err = lk_registry_add_state(plg.reg, c->num_id, payload, len, now);
+        lk_err err = lk_registry_add_state(plg.reg, num_id, payload, len, now);
         if (err)
-            mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "%s: storing its state failed "
-                                 "(%s)", c->client_id, lk_errname(err));
-        activity__note(c->num_id, ACT_STATE, now, NULL);
+            mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "projects/%s/locations/%s/"
+                                 "registries/%s/devices/%s: storing its state failed (%s)",
+                                 path->project, path->location, path->registry, path->device,
+                                 lk_errname(err));
+        activity__note(num_id, ACT_STATE, now, NULL);
     } else {
-        activity__note(c->num_id, ACT_EVENT, now, NULL);
+        activity__note(num_id, ACT_EVENT, now, NULL);
     }
 }
 
@@ -102,9 +108,9 @@ int message__handle(int event, void *event_data, void *userdata)
     t = message__topic(c, ed->topic, &sub);
     if (t == TOPIC_BAD)
         return MOSQ_ERR_ACL_DENIED;
-    if (message__downstream(c, t, sub, &topic, &props))
+    if (message__downstream(&c->path, c->num_id, t, sub, &topic, &props))
         return MOSQ_ERR_NOMEM;
-    message__accepted(c, t, ed->payload, ed->payloadlen, clock__now());
+    message__accepted(&c->path, c->num_id, t, ed->payload, ed->payloadlen, clock__now());
     mosquitto_free(ed->topic);
     ed->topic = topic;
     mosquitto_property_free_all(&ed->properties);

@@ -288,6 +288,7 @@ static int plugin__tick(int event, void *event_data, void *userdata)
     conn__drain_config(deliver__config);
     conn__tick(now);
     refusals__tick(now);
+    bridge__tick(now);
     if (now >= plg.next_flush) {
         activity__flush();
         plg.next_flush = now + plg.opt.activity_flush;
@@ -405,6 +406,18 @@ static int plugin__open_registry(void)
     return 0;
 }
 
+/* MOSQ_EVT_MESSAGE: latchkeyd's bridge's publishes (bridge.c) or a
+ * device's (message.c); chosen here so that neither imports the other. */
+static int plugin__message(int event, void *event_data, void *userdata)
+{
+    struct mosquitto_evt_message *ed = event_data;
+    struct plg_conn *c = conn__find(ed->client);
+
+    if (c && c->kind == CONN_BRIDGE && !c->kick_reason)
+        return bridge__message(c, ed);
+    return message__handle(event, event_data, userdata);
+}
+
 /* # Entry points */
 
 EXPORT int mosquitto_plugin_version(int supported_version_count, const int *supported_versions);
@@ -473,7 +486,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 
     if (mosquitto_callback_register(identifier, MOSQ_EVT_BASIC_AUTH, auth__basic, NULL, &plg)
         || mosquitto_callback_register(identifier, MOSQ_EVT_ACL_CHECK, acl__check, NULL, &plg)
-        || mosquitto_callback_register(identifier, MOSQ_EVT_MESSAGE, message__handle, NULL, &plg)
+        || mosquitto_callback_register(identifier, MOSQ_EVT_MESSAGE, plugin__message, NULL, &plg)
         || mosquitto_callback_register(identifier, MOSQ_EVT_DISCONNECT, auth__disconnect, NULL, &plg)
         || mosquitto_callback_register(identifier, MOSQ_EVT_TICK, plugin__tick, NULL, &plg)) {
         mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "registering callbacks failed");
@@ -496,7 +509,7 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int 
     if (plg.id) {
         mosquitto_callback_unregister(plg.id, MOSQ_EVT_BASIC_AUTH, auth__basic, NULL);
         mosquitto_callback_unregister(plg.id, MOSQ_EVT_ACL_CHECK, acl__check, NULL);
-        mosquitto_callback_unregister(plg.id, MOSQ_EVT_MESSAGE, message__handle, NULL);
+        mosquitto_callback_unregister(plg.id, MOSQ_EVT_MESSAGE, plugin__message, NULL);
         mosquitto_callback_unregister(plg.id, MOSQ_EVT_DISCONNECT, auth__disconnect, NULL);
         mosquitto_callback_unregister(plg.id, MOSQ_EVT_TICK, plugin__tick, NULL);
     }

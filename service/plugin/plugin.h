@@ -7,8 +7,9 @@
  * (MOSQ_EVT_MESSAGE: rewrite to downstream, state), deliver.c (config and
  * commands), conn.c (live connections, deadlines, kicks, re-checks),
  * devices.c (the cache of device authentication data), limits.c (per-device
- * rates that outlive a connection) and refusals.c (rate-limited refusal
- * logs). Functions are named module__verb.
+ * rates that outlive a connection), refusals.c (rate-limited refusal
+ * logs) and bridge.c (latchkeyd's HTTP device bridge: its publishes'
+ * checks and rewrite). Functions are named module__verb.
  *
  * Everything runs on the broker's one thread: no locks. Broker functions
  * (publish, kick, log) are called only from broker callbacks; kicks only
@@ -35,6 +36,9 @@
 #define PLG_LOG_PREFIX "latchkey: "
 /* A backend's username: this, then its name. */
 #define BACKEND_PREFIX "backend:"
+/* latchkeyd's bridge identity: username and client id are this, then its
+ * name. */
+#define BRIDGE_PREFIX "latchkeyd:"
 
 /* # Options */
 
@@ -90,7 +94,7 @@ int devices__find_cred(const struct plg_device *d, const uint8_t fp[32], int64_t
 
 /* # Connections (conn.c) */
 
-enum plg_conn_kind { CONN_DEVICE = 1, CONN_BACKEND = 2 };
+enum plg_conn_kind { CONN_DEVICE = 1, CONN_BACKEND = 2, CONN_BRIDGE = 3 };
 enum plg_queue_kind { Q_KICK, Q_CONFIG, Q_RECHECK, Q_COUNT };
 
 struct plg_conn {
@@ -111,7 +115,7 @@ struct plg_conn {
     int config_force;            /* (re)send even if config_sent is current */
     int commands_qos;            /* -1: not subscribed */
     uint32_t limit;              /* the device's entry in limits.c (pinned) */
-    /* backends */
+    /* backends (and bridges: backend_name is the bridge's name) */
     char backend_project[LK_PROJECT_MAX + 1];
     char *backend_name;
     uint8_t backend_hash[32];
@@ -183,12 +187,14 @@ int message__handle(int event, void *event_data, void *userdata);
 enum plg_topic { TOPIC_BAD = 0, TOPIC_EVENTS, TOPIC_STATE };
 enum plg_topic message__topic(const struct plg_conn *c, const char *topic,
                               const char **subfolder);
-/* What a device sent, on its downstream topic with IoT Core's attributes;
- * a state is stored. *topic and *props are the caller's to free. */
-int message__downstream(const struct plg_conn *c, enum plg_topic t, const char *subfolder,
-                        char **topic, mosquitto_property **props);
-void message__accepted(const struct plg_conn *c, enum plg_topic t, const void *payload,
-                       uint32_t len, int64_t now);
+/* What device path (num_id) sent, over MQTT or latchkeyd's bridge: its
+ * downstream topic and IoT Core's attributes (*topic and *props are the
+ * caller's to free); then, once accepted, its state stored and its activity
+ * noted. */
+int message__downstream(const lk_device_name *path, uint64_t num_id, enum plg_topic t,
+                        const char *subfolder, char **topic, mosquitto_property **props);
+void message__accepted(const lk_device_name *path, uint64_t num_id, enum plg_topic t,
+                       const void *payload, uint32_t len, int64_t now);
 /* Publish a copy of payload (not retained), as the broker's client: 0, or
  * the broker's error, props then still the caller's. */
 int message__publish(const char *topic, const void *payload, size_t len, int qos,
@@ -197,6 +203,17 @@ int message__publish(const char *topic, const void *payload, size_t len, int qos
 void message__presence(struct plg_conn *c, int online, const char *detail);
 /* The offline notice of a connection that was superseded or kicked (conn.c). */
 void message__offline(struct plg_conn *c, const char *why);
+
+/* # latchkeyd's bridge (bridge.c) */
+
+/* MOSQ_EVT_ACL_CHECK for a CONN_BRIDGE connection: only QoS 0/1, not
+ * retained publishes to bridge topics of existing, unblocked devices within
+ * their rates and sizes. Denied otherwise; never closes the connection. */
+int bridge__acl(struct plg_conn *c, const struct mosquitto_evt_acl_check *ed);
+/* MOSQ_EVT_MESSAGE for a CONN_BRIDGE connection: rewritten downstream. */
+int bridge__message(struct plg_conn *c, struct mosquitto_evt_message *ed);
+/* Reports the denials not logged one by one, every 10 s. */
+void bridge__tick(int64_t now);
 
 /* # Delivery: config and commands (deliver.c) */
 

@@ -1,6 +1,7 @@
 /*
- * plugin_paths.c — the broker plugin's connect, config-push and kick paths
- * with each allocation failing in turn (alloc_fail.c runs the loop's
+ * plugin_paths.c — the broker plugin's connect (device, backend, latchkeyd's
+ * bridge), bridge-publish, config-push and kick paths with each allocation
+ * failing in turn (alloc_fail.c runs the loop's
  * rules). A real broker gives no control over every allocation, so the
  * plugin's objects are linked here with a small stand-in of the mosquitto_*
  * functions it calls: client getters, callback registration, publish, kick
@@ -44,6 +45,10 @@ struct mosquitto {
 
 static struct mosquitto dev_client = {DEV_ID, NULL, "192.0.2.1", 4, 60, true, 0};
 static struct mosquitto be_client = {"analytics", "backend:analytics", "192.0.2.2", 4, 60, true, 0};
+static struct mosquitto br_client = {"latchkeyd:latchkeyd-1", "latchkeyd:latchkeyd-1", "192.0.2.3", 5, 60,
+                                     true, 0};
+#define BRIDGE_TOPIC \
+    "latchkeyd/projects/my-project/locations/us-central1/registries/reg1/devices/dev1/events/a/b"
 static MOSQ_FUNC_generic_callback cbs[16];
 static int kicks, config_sent, commands_sent, commands_refused, verbose;
 static mosquitto_plugin_id_t *plugin_id = (mosquitto_plugin_id_t *)&cbs;
@@ -111,6 +116,8 @@ int mosquitto_kick_client_by_clientid(const char *clientid, bool with_will)
         c = &dev_client;
     else if (clientid && !strcmp(clientid, be_client.id))
         c = &be_client;
+    else if (clientid && !strcmp(clientid, br_client.id))
+        c = &br_client;
     if (!c || !c->connected)
         return MOSQ_ERR_NOT_FOUND;
     kicks++;
@@ -215,7 +222,8 @@ static void make_plugin_template(void)
     if (lk_registry_create_registry(r, &H_NAME, LK_REG_STATE_ENABLED, LK_REG_STATE_ENABLED,
                                     why, sizeof why) ||
         lk_registry_create_device(r, &H_NAME, &spec, &num, why, sizeof why) ||
-        lk_registry_backend_create(r, "my-project", "analytics", h, why, sizeof why))
+        lk_registry_backend_create(r, "my-project", "analytics", h, why, sizeof why) ||
+        lk_registry_bridge_set(r, "latchkeyd-1", h, 1700000000, why, sizeof why))
         h_fail("plugin template: %s", why);
     lk_registry_close(r);
     h_copy_file(db, plugin_template);
@@ -238,7 +246,7 @@ static void start(void)
     h_copy_file(plugin_template, db);
     memset(cbs, 0, sizeof cbs);
     kicks = config_sent = commands_sent = commands_refused = 0;
-    dev_client.connected = be_client.connected = 0;
+    dev_client.connected = be_client.connected = br_client.connected = 0;
     if (mosquitto_plugin_init(plugin_id, &ud, opt, 4) != MOSQ_ERR_SUCCESS)
         h_fail("plugin init failed");
     tick();
@@ -273,14 +281,55 @@ static int subscribe(struct mosquitto *c, const char *topic)
     return cbs[MOSQ_EVT_ACL_CHECK](MOSQ_EVT_ACL_CHECK, &ed, NULL);
 }
 
+/* The bridge's publish as the broker runs it: the WRITE check, then (if
+ * allowed) MOSQ_EVT_MESSAGE, which may replace the topic and properties. */
+static struct mosquitto_evt_message bridge_msg;
+
+static int bridge_publish(void)
+{
+    struct mosquitto_evt_acl_check ed = {0};
+    int rc;
+    ed.client = &br_client;
+    ed.topic = BRIDGE_TOPIC;
+    ed.access = MOSQ_ACL_WRITE;
+    ed.qos = 1;
+    ed.payload = "{}";
+    ed.payloadlen = 2;
+    rc = cbs[MOSQ_EVT_ACL_CHECK](MOSQ_EVT_ACL_CHECK, &ed, NULL);
+    if (rc != MOSQ_ERR_SUCCESS)
+        return rc;
+    return cbs[MOSQ_EVT_MESSAGE](MOSQ_EVT_MESSAGE, &bridge_msg, NULL);
+}
+
+static void bridge_msg_reset(void)
+{
+    free(bridge_msg.topic);
+    mosquitto_property_free_all(&bridge_msg.properties);
+    memset(&bridge_msg, 0, sizeof bridge_msg);
+}
+
+/* Made before the armed step (the broker's allocation, not the plugin's). */
+static void bridge_msg_make(void)
+{
+    bridge_msg_reset();
+    bridge_msg.client = &br_client;
+    bridge_msg.topic = strdup(BRIDGE_TOPIC);
+    bridge_msg.payload = (void *)"{}";
+    bridge_msg.payloadlen = 2;
+    bridge_msg.qos = 1;
+    if (!bridge_msg.topic)
+        h_fail("bridge: out of memory");
+}
+
 static char *token, *bad_token;
 static int64_t command_id;
 
-enum path { P_CONNECT, P_CONNECT_BAD, P_BACKEND, P_BACKEND_BAD, P_CONFIG, P_COMMAND, P_KICK,
-            P_COUNT };
+enum path { P_CONNECT, P_CONNECT_BAD, P_BACKEND, P_BACKEND_BAD, P_BRIDGE, P_BRIDGE_BAD,
+            P_BRIDGE_PUBLISH, P_CONFIG, P_COMMAND, P_KICK, P_COUNT };
 static const char *const path_names[P_COUNT] = {
     "connect (device token)", "connect, wrong signature", "connect (backend secret)",
-    "connect, wrong secret", "config push", "command delivery", "kick (device blocked)"
+    "connect, wrong secret", "connect (latchkeyd bridge)", "bridge, wrong secret",
+    "bridge publish", "config push", "command delivery", "kick (device blocked)"
 };
 
 /* Before the armed step. */
@@ -290,6 +339,11 @@ static void prepare(enum path p)
     if (p == P_CONFIG || p == P_COMMAND || p == P_KICK) {
         if (auth(&dev_client, token) != MOSQ_ERR_SUCCESS)
             h_fail("%s: the device does not connect", path_names[p]);
+    }
+    if (p == P_BRIDGE_PUBLISH) {
+        if (auth(&br_client, SECRET) != MOSQ_ERR_SUCCESS)
+            h_fail("%s: the bridge does not connect", path_names[p]);
+        bridge_msg_make();
     }
     if (p == P_CONFIG) {
         if (subscribe(&dev_client, "/devices/dev1/config") != MOSQ_ERR_SUCCESS)
@@ -325,6 +379,9 @@ static int step(enum path p)
     case P_CONNECT_BAD: return auth(&dev_client, bad_token);
     case P_BACKEND: return auth(&be_client, SECRET);
     case P_BACKEND_BAD: return auth(&be_client, SECRET "x");
+    case P_BRIDGE: return auth(&br_client, SECRET);
+    case P_BRIDGE_BAD: return auth(&br_client, SECRET "x");
+    case P_BRIDGE_PUBLISH: return bridge_publish();
     case P_CONFIG:
     case P_COMMAND:
     case P_KICK:
@@ -342,8 +399,9 @@ static int after(enum path p, int rc, long n)
 
     switch (p) {
     case P_CONNECT:
-    case P_BACKEND: {
-        struct mosquitto *c = p == P_CONNECT ? &dev_client : &be_client;
+    case P_BACKEND:
+    case P_BRIDGE: {
+        struct mosquitto *c = p == P_CONNECT ? &dev_client : p == P_BACKEND ? &be_client : &br_client;
         if (rc == MOSQ_ERR_SUCCESS)
             return 0;
         /* the server's failure is answered without CONNACK, so that the client retries:
@@ -359,9 +417,34 @@ static int after(enum path p, int rc, long n)
     }
     case P_CONNECT_BAD:
     case P_BACKEND_BAD:
+    case P_BRIDGE_BAD:
         if (rc == MOSQ_ERR_SUCCESS)
             h_fail("%s: allocation %ld failed and the client was let in", path_names[p], n);
         return 0;
+    case P_BRIDGE_PUBLISH:
+        /* rewritten downstream, or denied (PUBACK 0x87, latchkeyd retries);
+         * any other answer would close the bridge's connection */
+        if (rc == MOSQ_ERR_SUCCESS) {
+            if (!bridge_msg.topic || strcmp(bridge_msg.topic,
+                                            "latchkey/my-project/us-central1/reg1/dev1/events/a/b"))
+                h_fail("bridge publish: allocation %ld failed and the topic is %s", n,
+                       bridge_msg.topic ? bridge_msg.topic : "(none)");
+            if (!bridge_msg.properties)
+                h_fail("bridge publish: allocation %ld failed and the attributes are missing", n);
+        } else if (rc != MOSQ_ERR_ACL_DENIED) {
+            h_fail("bridge publish: allocation %ld failed and the plugin answered %d, which closes "
+                   "the bridge", n, rc);
+        }
+        if (kicks || !br_client.connected)
+            h_fail("bridge publish: allocation %ld failed and the bridge was closed", n);
+        if (rc != MOSQ_ERR_SUCCESS) {
+            /* the next publish passes */
+            bridge_msg_make();
+            if (bridge_publish() != MOSQ_ERR_SUCCESS)
+                h_fail("bridge publish: allocation %ld failed, then the next publish is denied", n);
+        }
+        bridge_msg_reset();
+        return rc != MOSQ_ERR_SUCCESS;
     case P_CONFIG:
         for (i = 0; i < 5 && !config_sent; i++)
             tick();
@@ -415,7 +498,8 @@ void plugin_paths(void)
         /* a clean run */
         prepare((enum path)p);
         rc = step((enum path)p);
-        if ((p == P_CONNECT || p == P_BACKEND) && rc != MOSQ_ERR_SUCCESS)
+        if ((p == P_CONNECT || p == P_BACKEND || p == P_BRIDGE || p == P_BRIDGE_PUBLISH) &&
+            rc != MOSQ_ERR_SUCCESS)
             h_fail("%s: a clean run fails (%d)", path_names[p], rc);
         if (after((enum path)p, rc, 0))
             h_fail("%s: a clean run needs more than its tick", path_names[p]);
@@ -435,13 +519,14 @@ void plugin_paths(void)
             stop();
         }
         clock_gettime(CLOCK_MONOTONIC, &t1);
-        if (p == P_CONNECT_BAD || p == P_BACKEND_BAD)
+        if (p == P_CONNECT_BAD || p == P_BACKEND_BAD || p == P_BRIDGE_BAD)
             printf("plugin: %-26s %5ld allocation points, never let in (%.1f s)\n", path_names[p],
                    n - 1, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
         else
             printf("plugin: %-26s %5ld allocation points; %ld failed then recovered%s, %ld absorbed "
                    "(%.1f s)\n", path_names[p], n - 1, failed,
                    p == P_CONFIG || p == P_COMMAND || p == P_KICK ? " on a later tick"
+                   : p == P_BRIDGE_PUBLISH ? " (denied: 0x87, the next publish passes)"
                    : " (no CONNACK: the client retries and connects)",
                    n - 1 - failed,
                    (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);

@@ -1,0 +1,203 @@
+/*
+ * bridge.c — latchkeyd's HTTP device bridge (docs/plugin.md, "latchkeyd's
+ * bridge").
+ *
+ * latchkeyd serves IoT Core's HTTP device API and passes what HTTP devices
+ * send to the broker: it connects as "latchkeyd:NAME" (auth.c) and publishes
+ * QoS 1 to latchkeyd/<device path>/events[/SUBFOLDER] or .../state
+ * (lk_bridge_topic). Here the WRITE check applies what a device's own
+ * publish gets — the device exists and is not blocked, its rates (the same
+ * per-device entries of limits.c, so MQTT and HTTP share one limit) and the
+ * sizes — and MOSQ_EVT_MESSAGE rewrites the publish to the device's
+ * downstream topic with the same attributes, stores a state and notes the
+ * activity (message.c).
+ *
+ * latchkeyd reads the PUBACK: 0x87 (not authorised, any denial here) is its
+ * 429. So everything refused is ACL_DENIED, never a closed connection (a
+ * plugin error from MOSQ_EVT_MESSAGE would close it: out of memory there is
+ * a denial too). Whether the registry allows HTTP is latchkeyd's to check.
+ *
+ * Denials are logged at most once a second per device and at most
+ * log_refusals_per_second lines a second in all; rate denials (expected
+ * under load) are only counted. What was not logged is reported every
+ * REPORT_S seconds.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "plugin.h"
+
+#define REPORT_S 10
+#define LOG_SLOTS 256u
+
+static struct {
+    uint64_t key;       /* hash of the device path, 0 = free */
+    int64_t second;     /* last logged */
+} log_slots[LOG_SLOTS];
+static int64_t log_second, next_report;
+static uint32_t log_this_second;
+static uint64_t denied_rate, denied_unlogged;
+
+static uint64_t bridge__key(const char *s)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h ? h : 1;
+}
+
+/* One line for a denial other than the rate, within the limits above. */
+static int bridge__deny(const struct plg_conn *c, const char *device, const char *why, lk_err err)
+{
+    uint64_t key = bridge__key(device);
+    int64_t now = clock__now();
+    unsigned slot = (unsigned)(key & (LOG_SLOTS - 1));
+    char safe[256];
+    size_t i;
+
+    if (now != log_second) {
+        log_second = now;
+        log_this_second = 0;
+    }
+    if ((log_slots[slot].key == key && log_slots[slot].second == now)
+        || log_this_second >= plg.opt.log_refusals_per_second) {
+        denied_unlogged++;
+        return MOSQ_ERR_ACL_DENIED;
+    }
+    log_slots[slot].key = key;
+    log_slots[slot].second = now;
+    log_this_second++;
+    /* A topic that did not parse is the client's text: printable, cut. */
+    for (i = 0; device[i] && i < 200; i++)
+        safe[i] = (device[i] >= 0x20 && device[i] < 0x7f) ? device[i] : '?';
+    safe[i] = '\0';
+    mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "latchkeyd bridge %s: denied %s%s: %s%s%s%s",
+                         c->backend_name ? c->backend_name : "?", safe, device[i] ? "..." : "", why,
+                         err ? " (" : "", err ? lk_errname(err) : "", err ? ")" : "");
+    return MOSQ_ERR_ACL_DENIED;
+}
+
+void bridge__tick(int64_t now)
+{
+    if (now < next_report)
+        return;
+    if (next_report && (denied_rate || denied_unlogged))
+        mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "latchkeyd bridge: %" PRIu64
+                             " publishes denied over their device's rate and %" PRIu64
+                             " other denials not logged one by one in the last %d s",
+                             denied_rate, denied_unlogged, REPORT_S);
+    denied_rate = denied_unlogged = 0;
+    next_report = now + REPORT_S;
+}
+
+/* The device named p, existing and not blocked: its path into path and its
+ * num_id, or a logged denial. */
+static int bridge__device(const struct plg_conn *c, const lk_device_name *p, char *path, size_t size,
+                          uint64_t *num_id)
+{
+    struct plg_device *d;
+    int64_t now = clock__now();
+    lk_err err;
+
+    if (lk_device_path(p->project, p->location, p->registry, p->device, path, size, NULL))
+        return bridge__deny(c, "?", "the device path could not be formed", LK_OK);
+    /* As fresh as a device's own connect (auth.c): the cache follows the
+     * change feed, and is bypassed once the feed has failed too long. */
+    d = devices__get(p, path, plg.feed_failing_since != 0
+                     && now - plg.feed_failing_since >= plg.opt.confirm_timeout, &err);
+    if (!d) {
+        if (err == LK_ERR_REG_NOT_FOUND)
+            return bridge__deny(c, path, "no such device", err);
+        return bridge__deny(c, path, "the registry could not be read", err);
+    }
+    if (d->blocked)
+        return bridge__deny(c, path, "the device is blocked", LK_OK);
+    *num_id = d->num_id;
+    return MOSQ_ERR_SUCCESS;
+}
+
+int bridge__acl(struct plg_conn *c, const struct mosquitto_evt_acl_check *ed)
+{
+    char path[LK_DEVICE_PATH_MAX + 1];
+    const char *sub;
+    lk_device_name p;
+    lk_topic t;
+    uint64_t num_id = 0;
+    uint32_t limit;
+    int64_t now = clock__now();
+    int rc;
+
+    if (ed->access != MOSQ_ACL_WRITE)
+        return bridge__deny(c, ed->topic, ed->access == MOSQ_ACL_SUBSCRIBE
+                            ? "latchkeyd's bridge may not subscribe" : "latchkeyd's bridge only publishes",
+                            LK_OK);
+    c->last_seen = now;
+    t = lk_bridge_topic_parse(ed->topic, strlen(ed->topic), &p, &sub);
+    if (t == LK_TOPIC_NONE)
+        return bridge__deny(c, ed->topic, "not a bridge topic (latchkeyd/projects/P/locations/L/"
+                            "registries/R/devices/D/events[/SUBFOLDER] or .../state)", LK_OK);
+    if (ed->qos > 1)
+        return bridge__deny(c, ed->topic, "QoS 2", LK_OK);
+    if (ed->retain)
+        return bridge__deny(c, ed->topic, "retained (nothing a device sends is retained)", LK_OK);
+    if ((rc = bridge__device(c, &p, path, sizeof path, &num_id)) != MOSQ_ERR_SUCCESS)
+        return rc;
+    /* The device's own entry, pinned only for the check: the bridge holds
+     * no connection of the device, and a device connected over MQTT keeps
+     * its pin. */
+    limit = limits__pin(num_id);
+    if (limit == LIMIT_NONE)
+        return bridge__deny(c, path, "every entry of the limit table is in use "
+                            "(plugin_opt_limit_table)", LK_OK);
+    /* As acl.c checks a device's publish: the message rate counts every
+     * publish, then the size, then the state rate. Over twice the rate is
+     * only a denial here: the bridge is many devices' connection. */
+    rc = MOSQ_ERR_SUCCESS;
+    if (limits__message(limit, now) != RATE_OK) {
+        denied_rate++;
+        rc = MOSQ_ERR_ACL_DENIED;
+    } else if (t == LK_TOPIC_STATE) {
+        if (ed->payloadlen > LK_STATE_MAX)
+            rc = bridge__deny(c, path, "a state over 64 KB", LK_OK);
+        else if (!limits__state(limit, clock__now_ms())) {
+            denied_rate++;
+            rc = MOSQ_ERR_ACL_DENIED;
+        }
+    } else if (ed->payloadlen > LK_EVENT_MAX) {
+        rc = bridge__deny(c, path, "an event over 256 KB", LK_OK);
+    }
+    limits__unpin(limit);
+    return rc;
+}
+
+int bridge__message(struct plg_conn *c, struct mosquitto_evt_message *ed)
+{
+    char path[LK_DEVICE_PATH_MAX + 1], *topic;
+    mosquitto_property *props;
+    const char *sub;
+    lk_device_name p;
+    enum plg_topic t;
+    uint64_t num_id = 0;
+    int rc;
+
+    /* The WRITE check just passed this topic; it is read again, as the
+     * device's is (the cache answers). */
+    switch (lk_bridge_topic_parse(ed->topic, strlen(ed->topic), &p, &sub)) {
+    case LK_TOPIC_EVENTS: t = TOPIC_EVENTS; break;
+    case LK_TOPIC_STATE: t = TOPIC_STATE; break;
+    default: return MOSQ_ERR_ACL_DENIED;
+    }
+    if ((rc = bridge__device(c, &p, path, sizeof path, &num_id)) != MOSQ_ERR_SUCCESS)
+        return rc;
+    if (message__downstream(&p, num_id, t, sub, &topic, &props))
+        return bridge__deny(c, path, "out of memory", LK_ERR_NOMEM);
+    message__accepted(&p, num_id, t, ed->payload, ed->payloadlen, clock__now());
+    mosquitto_free(ed->topic);
+    ed->topic = topic;
+    mosquitto_property_free_all(&ed->properties);
+    ed->properties = props;
+    ed->retain = false;
+    return MOSQ_ERR_SUCCESS;
+}
