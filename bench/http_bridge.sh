@@ -155,14 +155,22 @@ XDG_CONFIG_HOME="$TMP/subcfg" $PINC mosquitto_sub -V mqttv5 -h 127.0.0.1 -p "$ou
 SUB_PID=$!
 
 sub_count() { wc -l < "$TMP/sub.txt"; }
-# sub_settle: wait until the backend's count stops moving; prints it
-sub_settle() {
-    _c=$(sub_count); _n=0
-    while :; do
+# sub_wait C0 MIN: wait until the backend has seen at least MIN events more
+# than C0 and its count has stopped moving (0.4 s), at most 30 s (it may be
+# well behind the run: it shares core 0 with the clients); prints the count
+sub_wait() {
+    _c=$(sub_count); _n=0; _still=0
+    while [ $_n -lt 150 ]; do
         sleep 0.2
+        _n=$((_n + 1))
         _d=$(sub_count)
-        [ "$_d" -ne "$_c" ] && [ $_n -lt 100 ] || break
-        _c=$_d; _n=$((_n + 1))
+        if [ "$_d" -eq "$_c" ] && [ "$((_d - $1))" -ge "$2" ]; then
+            _still=$((_still + 1))
+            [ $_still -lt 2 ] || break
+        else
+            _still=0
+        fi
+        _c=$_d
     done
     echo "$_d"
 }
@@ -192,7 +200,7 @@ cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%.0f", 
 
 # http_run SECONDS: RATE, N (answers), LKD_US and BROKER_US (CPU per event)
 http_run() {
-    _c0=$(sub_settle); _l0=$(cpu_ns "$LKD_PID"); _b0=$(cpu_ns "$ours_PID")
+    _c0=$(sub_wait 0 0); _l0=$(cpu_ns "$LKD_PID"); _b0=$(cpu_ns "$ours_PID")
     # shellcheck disable=SC2086
     $PINC wrk $WRK_OPTS -d"${1}s" -s "$LUA" "https://127.0.0.1:$DPORT" -- \
         "$TMP/devices.txt" "$TMP/body.json" "$PREFIX" > "$TMP/wrk.txt" 2>&1 || {
@@ -204,16 +212,17 @@ http_run() {
     RATE=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$TMP/wrk.txt")
     N=$(awk '/ requests in / {print $1}' "$TMP/wrk.txt")
     # the CPU once the backend has had every event: what delivering them cost too
-    _c1=$(sub_settle); _l1=$(cpu_ns "$LKD_PID"); _b1=$(cpu_ns "$ours_PID")
+    _c1=$(sub_wait "$_c0" "$N"); _l1=$(cpu_ns "$LKD_PID"); _b1=$(cpu_ns "$ours_PID")
     [ "$((_c1 - _c0))" -ge "$N" ] && [ "$((_c1 - _c0))" -le "$((N + CONNS))" ] || {
-        echo "http_bridge.sh: wrk had $N answers, the backend $((_c1 - _c0)) events" >&2; exit 1; }
+        echo "http_bridge.sh: wrk had $N answers, the backend $((_c1 - _c0)) events:" >&2
+        tail -5 "$TMP/ours.log" >&2; exit 1; }
     LKD_US=$(awk -v a="$_l0" -v b="$_l1" -v n="$N" 'BEGIN {printf "%.1f", (b - a) / 1000 / n}')
     BROKER_US=$(awk -v a="$_b0" -v b="$_b1" -v n="$N" 'BEGIN {printf "%.1f", (b - a) / 1000 / n}')
 }
 
 # mqtt_run SECONDS: RATE, N (PUBACKs within the time) and BROKER_US
 mqtt_run() {
-    _c0=$(sub_settle); _b0=$(cpu_ns "$ours_PID")
+    _c0=$(sub_wait 0 0); _b0=$(cpu_ns "$ours_PID")
     $PINC "$BP" --port "$ours_TLS" --ca "$TMP/ca.crt" --devices "$TMP/devices.txt" \
         --payload "$TMP/payload.bin" --project "$PROJECT" --region "$REGION" --registry "$REGISTRY" \
         --connections "$CONNS" --threads "$THREADS" --seconds "$1" > "$TMP/bp.txt" 2>&1 || {
@@ -221,9 +230,10 @@ mqtt_run() {
         exit 1; }
     set -- $(cat "$TMP/bp.txt")
     RATE=$1 N=$2
-    _c1=$(sub_settle); _b1=$(cpu_ns "$ours_PID")
+    _c1=$(sub_wait "$_c0" "$3"); _b1=$(cpu_ns "$ours_PID")
     [ "$((_c1 - _c0))" -eq "$3" ] || {
-        echo "http_bridge.sh: $3 events acknowledged over MQTT, the backend saw $((_c1 - _c0))" >&2; exit 1; }
+        echo "http_bridge.sh: $3 events acknowledged over MQTT, the backend saw $((_c1 - _c0)):" >&2
+        tail -5 "$TMP/ours.log" >&2; exit 1; }
     # the broker's CPU over every event it took, connects and all
     BROKER_US=$(awk -v a="$_b0" -v b="$_b1" -v n="$3" 'BEGIN {printf "%.1f", (b - a) / 1000 / n}')
 }
