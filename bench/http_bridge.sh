@@ -216,8 +216,9 @@ http_run() {
     [ "$((_c1 - _c0))" -ge "$N" ] && [ "$((_c1 - _c0))" -le "$((N + CONNS))" ] || {
         echo "http_bridge.sh: wrk had $N answers, the backend $((_c1 - _c0)) events:" >&2
         tail -5 "$TMP/ours.log" >&2; exit 1; }
-    LKD_US=$(awk -v a="$_l0" -v b="$_l1" -v n="$N" 'BEGIN {printf "%.1f", (b - a) / 1000 / n}')
-    BROKER_US=$(awk -v a="$_b0" -v b="$_b1" -v n="$N" 'BEGIN {printf "%.1f", (b - a) / 1000 / n}')
+    # per event the broker took (wrk's answers and those in flight at its end)
+    LKD_US=$(awk -v a="$_l0" -v b="$_l1" -v n="$((_c1 - _c0))" 'BEGIN {printf "%.1f", (b - a) / 1000 / n}')
+    BROKER_US=$(awk -v a="$_b0" -v b="$_b1" -v n="$((_c1 - _c0))" 'BEGIN {printf "%.1f", (b - a) / 1000 / n}')
 }
 
 # mqtt_run SECONDS: RATE, N (PUBACKs within the time) and BROKER_US
