@@ -128,30 +128,12 @@ static void cmd_tick(evutil_socket_t fd, short what, void *arg)
 static void send_command(struct lkd_call *c, const lk_reg_name *n, const lk_reg_device *d)
 {
     static const char *const f[] = {"binaryData", "subfolder", NULL};
-    int bad = 0;
     if (lkd_known_fields(c, c->body, "send_command_to_device_request", f) != 0)
         return;
-    json_t *data = lkd_field(c, c->body, "binaryData", NULL, &bad);
-    json_t *sub = bad ? NULL : lkd_field(c, c->body, "subfolder", NULL, &bad);
-    if (bad)
-        return;
-    if (data == NULL) {
-        lkd_reply_error(c, LKD_INVALID_ARGUMENT, "binaryData is required");
-        return;
-    }
-    if (sub != NULL && !json_is_string(sub)) {
-        lkd_reply_error(c, LKD_INVALID_ARGUMENT, "subfolder must be a string");
-        return;
-    }
-    const char *subfolder = (sub != NULL && json_string_length(sub) > 0) ? json_string_value(sub) : NULL;
-    if (subfolder != NULL && (json_string_length(sub) != strlen(subfolder) ||
-                              !lk_subfolder_valid(subfolder, strlen(subfolder)))) {
-        lkd_reply_error(c, LKD_INVALID_ARGUMENT, "subfolder is not a valid topic subfolder");
-        return;
-    }
     uint8_t *bytes;
     size_t len;
-    if (lkd_bytes(c, data, "binaryData", LK_COMMAND_MAX, &bytes, &len) != 0)
+    const char *subfolder;
+    if (lkd_payload(c, c->body, "subfolder", LK_COMMAND_MAX, &bytes, &len, &subfolder) != 0)
         return;
     int64_t id = 0;
     char why[512] = "";

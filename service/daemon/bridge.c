@@ -66,6 +66,7 @@ struct lkd_bridge {
     size_t qlen, qcap;
     int connected;                     /* CONNACK 0 seen, no disconnect since */
     int refused;                       /* the last CONNACK refused us (its reason logged) */
+    int stopping;                      /* latchkeyd stops: the disconnect is its own */
 };
 
 /* ---- libmosquitto's thread: queue and wake ---- */
@@ -101,11 +102,11 @@ static void on_disconnect(struct mosquitto *m, void *obj, int rc, const mosquitt
     (void)props;
     struct lkd_bridge *b = obj;
     pthread_mutex_lock(&b->lock);
-    int was = b->connected;
+    int was = b->connected && !b->stopping;
     b->connected = 0;
     pthread_mutex_unlock(&b->lock);
     if (was)
-        lkd_log("bridge: disconnected from the broker (%s); reconnecting", mosquitto_reason_string(rc));
+        lkd_log("bridge: disconnected from the broker (%s); reconnecting", mosquitto_strerror(rc));
 }
 
 static void on_publish(struct mosquitto *m, void *obj, int mid, int reason, const mosquitto_property *props)
@@ -241,30 +242,6 @@ int lkd_bridge_publish(struct lkd *d, const char *topic, const void *payload, si
     return 0;
 }
 
-/* "HOST:PORT" (or "[V6]:PORT"). */
-static int split_host(const char *s, char *host, size_t size, int *port)
-{
-    const char *colon = strrchr(s, ':');
-    if (colon == NULL)
-        return -1;
-    const char *h = s;
-    size_t n = (size_t)(colon - s);
-    if (n >= 2 && s[0] == '[' && s[n - 1] == ']') {
-        h++;
-        n -= 2;
-    }
-    if (n == 0 || n >= size)
-        return -1;
-    memcpy(host, h, n);
-    host[n] = '\0';
-    char *end;
-    long p = strtol(colon + 1, &end, 10);
-    if (*end != '\0' || end == colon + 1 || p < 1 || p > 65535)
-        return -1;
-    *port = (int)p;
-    return 0;
-}
-
 /* A fresh secret, its hash stored under the bridge's name: the broker
  * admits whoever presents the secret, and only this process has it. */
 static int make_secret(struct lkd *d, char secret[64])
@@ -295,7 +272,7 @@ int lkd_bridge_start(struct lkd *d)
     struct lkd_config *cfg = &d->cfg;
     char host[256];
     int port;
-    if (split_host(cfg->broker, host, sizeof host, &port) != 0) {
+    if (lkd_hostport(cfg->broker, host, sizeof host, &port) != 0 || port == 0) {
         lkd_log("broker \"%s\" is not HOST:PORT", cfg->broker);
         return -1;
     }
@@ -374,6 +351,9 @@ void lkd_bridge_stop(struct lkd *d)
         return;
     while (b->head != NULL)
         finish(b, b->head, LKD_PUB_TIMEOUT, 0);
+    pthread_mutex_lock(&b->lock);
+    b->stopping = 1;
+    pthread_mutex_unlock(&b->lock);
     if (b->mosq != NULL) {
         mosquitto_disconnect_v5(b->mosq, MQTT_RC_NORMAL_DISCONNECTION, NULL);
         mosquitto_loop_stop(b->mosq, false);

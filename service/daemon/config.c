@@ -133,6 +133,29 @@ int lkd_config_set(struct lkd_config *c, const char *key, const char *value, cha
     return -1;
 }
 
+int lkd_hostport(const char *s, char *host, size_t host_size, int *port)
+{
+    const char *colon = strrchr(s, ':');
+    if (colon == NULL)
+        return -1;
+    size_t n = (size_t)(colon - s);
+    const char *h = s;
+    if (n >= 2 && s[0] == '[' && s[n - 1] == ']') {
+        h++;
+        n -= 2;
+    }
+    if (n == 0 || n >= host_size)
+        return -1;
+    memcpy(host, h, n);
+    host[n] = '\0';
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (*end != '\0' || end == colon + 1 || p < 0 || p > 65535)
+        return -1;
+    *port = (int)p;
+    return 0;
+}
+
 static char *trim(char *s)
 {
     while (*s == ' ' || *s == '\t')

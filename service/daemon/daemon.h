@@ -105,6 +105,8 @@ struct lkd {
 };
 
 int lkd_is_loopback(const char *addr);
+/* "HOST:PORT" or "[V6]:PORT", port 0..65535 (config.c): 0, or -1. */
+int lkd_hostport(const char *s, char *host, size_t host_size, int *port);
 /* The registry's generation: bumped when another connection wrote to it
  * (lk_registry_poll, at most once a millisecond); a failed poll counts as a
  * change. What is cached from the registry is good while it stays. */
@@ -239,6 +241,13 @@ int lkd_bytes(struct lkd_call *c, json_t *v, const char *what, size_t max, uint8
 /* An integer query parameter in [min, max] (def when absent): 0, or -1
  * after replying. */
 int lkd_query_int(struct lkd_call *c, const char *name, int64_t min, int64_t max, int64_t def, int64_t *out);
+/* A message's payload: binaryData (either spelling, standard or URL-safe
+ * base64, at most max bytes decoded), and with sub_name the subfolder
+ * field of that name (absent or "" = none, else lk_subfolder_valid;
+ * *subfolder points into obj). 0 with *bytes malloc'd, or -1 after
+ * replying. */
+int lkd_payload(struct lkd_call *c, json_t *obj, const char *sub_name, size_t max, uint8_t **bytes, size_t *len,
+                const char **subfolder);
 /* RFC 3339 timestamp: 0, or -1 after replying. */
 int lkd_timestamp(struct lkd_call *c, json_t *v, const char *what, int64_t *out);
 /* An enum by name or by number: its number, or -1 after replying. names[i]

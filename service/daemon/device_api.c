@@ -138,30 +138,12 @@ static int refuse_gateway_info(struct lkd_call *c)
 static void publish_event(struct lkd_call *c, const struct lkd_device_id *dev)
 {
     static const char *const f[] = {"binaryData", "subFolder", "gatewayInfo", NULL};
-    int bad = 0;
     if (lkd_known_fields(c, c->body, "publish_device_event_request", f) != 0 || refuse_gateway_info(c) != 0)
         return;
-    json_t *data = lkd_field(c, c->body, "binaryData", "binary_data", &bad);
-    json_t *sub = bad ? NULL : lkd_field(c, c->body, "subFolder", "sub_folder", &bad);
-    if (bad)
-        return;
-    if (data == NULL) {
-        lkd_reply_error(c, LKD_INVALID_ARGUMENT, "binaryData is required");
-        return;
-    }
-    if (sub != NULL && !json_is_string(sub)) {
-        lkd_reply_error(c, LKD_INVALID_ARGUMENT, "subFolder must be a string");
-        return;
-    }
-    const char *subfolder = (sub != NULL && json_string_length(sub) > 0) ? json_string_value(sub) : NULL;
-    if (subfolder != NULL && (json_string_length(sub) != strlen(subfolder) ||
-                              !lk_subfolder_valid(subfolder, strlen(subfolder)))) {
-        lkd_reply_error(c, LKD_INVALID_ARGUMENT, "subFolder is not a valid topic subfolder");
-        return;
-    }
     uint8_t *bytes;
     size_t len;
-    if (lkd_bytes(c, data, "binaryData", LK_EVENT_MAX, &bytes, &len) != 0)
+    const char *subfolder;
+    if (lkd_payload(c, c->body, "subFolder", LK_EVENT_MAX, &bytes, &len, &subfolder) != 0)
         return;
     publish(c, dev, LK_TOPIC_EVENTS, subfolder, bytes, len);
     free(bytes);
@@ -183,16 +165,9 @@ static void set_state(struct lkd_call *c, const struct lkd_device_id *dev)
     }
     if (lkd_known_fields(c, st, "device_state", fs) != 0)
         return;
-    json_t *data = lkd_field(c, st, "binaryData", "binary_data", &bad);
-    if (bad)
-        return;
-    if (data == NULL) {
-        lkd_reply_error(c, LKD_INVALID_ARGUMENT, "state.binaryData is required");
-        return;
-    }
     uint8_t *bytes;
     size_t len;
-    if (lkd_bytes(c, data, "state.binaryData", LK_STATE_MAX, &bytes, &len) != 0)
+    if (lkd_payload(c, st, NULL, LK_STATE_MAX, &bytes, &len, NULL) != 0)
         return;
     publish(c, dev, LK_TOPIC_STATE, NULL, bytes, len);
     free(bytes);

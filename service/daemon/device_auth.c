@@ -9,9 +9,13 @@
  *
  * What a request needs of a device (its numId, flags and parsed keys) is
  * cached, as the plugin caches it, so that a device posting every second
- * costs neither a registry read nor a PEM parse; an entry holds while the
- * registry's generation does (any write by another connection, such as the
- * broker's activity flush, empties it). Direct-mapped: a collision replaces.
+ * costs neither a registry read nor a PEM parse. The cache follows the
+ * registry's change feed as the plugin does: when the registry's
+ * generation moves, the changes since the last read drop the devices they
+ * name, and a registry's change (httpConfig, deletion) or a feed that
+ * cannot be read drops everything. States and activity times are not in
+ * the feed, so the broker's writes cost the cache nothing. Direct-mapped:
+ * a collision replaces.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -24,7 +28,6 @@
 
 struct dev_entry {
     char *key;                         /* "P/L/R/DEV" as the path gave it (id or numId) */
-    uint64_t gen;
     lk_device_name name;
     uint64_t num_id;
     int blocked;
@@ -36,23 +39,33 @@ struct dev_entry {
 /* A registry's httpConfig, apart: reading a registry counts its devices. */
 struct reg_entry {
     char key[LK_PROJECT_MAX + LK_LOCATION_MAX + LK_ID_MAX + 4];
-    uint64_t gen;
     lk_reg_state http;
 };
 #define REG_ENTRIES 64u
+#define DROPS_MAX 256u                 /* devices dropped one by one per feed read; more: all */
 
 struct lkd_devcache {
-    struct dev_entry *e;
+    struct dev_entry **e;              /* allocated as used: a table of pointers */
     size_t mask;
     struct reg_entry reg[REG_ENTRIES];
+    uint64_t gen;                      /* the registry generation the feed was read at */
+    int64_t since;                     /* the change feed's position */
+    int synced;                        /* since is known */
+    uint64_t drop[DROPS_MAX];          /* devices named by the changes being read */
+    unsigned ndrop;
+    int drop_all;
 };
 
-static void entry_clear(struct dev_entry *e)
+static void entry_clear(struct dev_entry **slot)
 {
+    struct dev_entry *e = *slot;
+    if (e == NULL)
+        return;
     for (unsigned i = 0; i < e->ncreds; i++)
         lk_cred_free(e->creds[i]);
     free(e->key);
-    memset(e, 0, sizeof *e);
+    free(e);
+    *slot = NULL;
 }
 
 lk_err lkd_devcache_new(size_t entries, struct lkd_devcache **out)
@@ -90,13 +103,68 @@ static size_t hash_key(const char *s)
     return (size_t)(h ^ (h >> 29));
 }
 
+static int change_cb(void *arg, const lk_reg_change *ch)
+{
+    struct lkd_devcache *dc = arg;
+    switch (ch->kind) {
+    case LK_CHANGE_DEVICE:
+    case LK_CHANGE_DEVICE_DELETED:
+        if (dc->ndrop < DROPS_MAX)
+            dc->drop[dc->ndrop++] = ch->num_id;
+        else
+            dc->drop_all = 1;
+        return 0;
+    case LK_CHANGE_REGISTRY:
+    case LK_CHANGE_RESYNC:
+        dc->drop_all = 1;
+        return 0;
+    default:
+        return 0;                      /* configs, commands, backends: not what auth reads */
+    }
+}
+
+/* Bring the cache up to the registry: drop what the changes since the last
+ * read name. Nothing read (the feed failed): drop everything, and read the
+ * feed again next time. */
+static void sync_feed(struct lkd *d)
+{
+    struct lkd_devcache *dc = d->devcache;
+    uint64_t gen = lkd_registry_gen(d);
+    if (dc->synced && gen == dc->gen)
+        return;
+    dc->ndrop = 0;
+    dc->drop_all = !dc->synced;
+    lk_err err = dc->synced ? lk_registry_changes(d->reg, &dc->since, change_cb, dc)
+                            : lk_registry_change_head(d->reg, &dc->since);
+    if (err != LK_OK) {
+        dc->drop_all = 1;
+        dc->synced = 0;
+    } else {
+        dc->synced = 1;
+        dc->gen = gen;
+    }
+    if (!dc->drop_all && dc->ndrop == 0)
+        return;
+    for (size_t i = 0; i <= dc->mask; i++) {
+        const struct dev_entry *e = dc->e[i];
+        if (e == NULL)
+            continue;
+        int drop = dc->drop_all;
+        for (unsigned j = 0; !drop && j < dc->ndrop; j++)
+            drop = dc->drop[j] == e->num_id;
+        if (drop)
+            entry_clear(&dc->e[i]);
+    }
+    if (dc->drop_all)
+        memset(dc->reg, 0, sizeof dc->reg);
+}
+
 static lk_err registry_http(struct lkd *d, const lk_reg_name *n, lk_reg_state *http, char *why, size_t why_size)
 {
     char key[sizeof d->devcache->reg[0].key];
     snprintf(key, sizeof key, "%s/%s/%s", n->project, n->location, n->registry);
-    uint64_t gen = lkd_registry_gen(d);
     struct reg_entry *r = &d->devcache->reg[hash_key(key) % REG_ENTRIES];
-    if (r->gen == gen && strcmp(r->key, key) == 0) {
+    if (strcmp(r->key, key) == 0) {
         *http = r->http;
         return LK_OK;
     }
@@ -107,7 +175,6 @@ static lk_err registry_http(struct lkd *d, const lk_reg_name *n, lk_reg_state *h
     *http = rr.http;
     lk_reg_registry_free(&rr);
     snprintf(r->key, sizeof r->key, "%s", key);
-    r->gen = gen;
     r->http = *http;
     return LK_OK;
 }
@@ -172,19 +239,21 @@ static struct dev_entry *device_get(struct lkd *d, const lk_reg_name *n, const c
 {
     char key[LK_PROJECT_MAX + LK_LOCATION_MAX + 2 * LK_ID_MAX + 8];
     snprintf(key, sizeof key, "%s/%s/%s/%s", n->project, n->location, n->registry, dev);
-    uint64_t gen = lkd_registry_gen(d);
-    struct dev_entry *e = &d->devcache->e[hash_key(key) & d->devcache->mask];
-    if (e->key != NULL && e->gen == gen && strcmp(e->key, key) == 0)
-        return e;
-    entry_clear(e);
-    if ((e->key = strdup(key)) == NULL) {
+    sync_feed(d);
+    struct dev_entry **slot = &d->devcache->e[hash_key(key) & d->devcache->mask];
+    if (*slot != NULL && strcmp((*slot)->key, key) == 0)
+        return *slot;
+    entry_clear(slot);
+    struct dev_entry *e = calloc(1, sizeof *e);
+    if (e == NULL || (e->key = strdup(key)) == NULL) {
+        free(e);
         *err = LK_ERR_NOMEM;
         return NULL;
     }
-    e->gen = gen;
+    *slot = e;
     *err = entry_load(d, e, n, dev, why, why_size);
     if (*err != LK_OK) {
-        entry_clear(e);
+        entry_clear(slot);
         return NULL;
     }
     return e;

@@ -38,30 +38,6 @@ static void usage(FILE *f)
           "  docs/daemon.md has the details.\n", f);
 }
 
-/* "ADDR:PORT" or "[V6]:PORT". */
-static int split_listen(const char *s, char *addr, size_t addr_size, int *port)
-{
-    const char *colon = strrchr(s, ':');
-    if (colon == NULL)
-        return -1;
-    size_t alen = (size_t)(colon - s);
-    const char *a = s;
-    if (alen >= 2 && s[0] == '[' && s[alen - 1] == ']') {
-        a = s + 1;
-        alen -= 2;
-    }
-    if (alen == 0 || alen >= addr_size)
-        return -1;
-    memcpy(addr, a, alen);
-    addr[alen] = '\0';
-    char *end;
-    long p = strtol(colon + 1, &end, 10);
-    if (*end != '\0' || end == colon + 1 || p < 0 || p > 65535)
-        return -1;
-    *port = (int)p;
-    return 0;
-}
-
 static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -193,7 +169,7 @@ static int start_devices(struct lkd *d)
     struct lkd_config *cfg = &d->cfg;
     char addr[256];
     int port;
-    if (split_listen(cfg->device_listen, addr, sizeof addr, &port) != 0) {
+    if (lkd_hostport(cfg->device_listen, addr, sizeof addr, &port) != 0) {
         lkd_log("device_listen \"%s\" is not ADDR:PORT", cfg->device_listen);
         return -1;
     }
@@ -236,7 +212,7 @@ static int start(struct lkd *d)
         return -1;
     char addr[256];
     int port;
-    if (split_listen(cfg->admin_listen, addr, sizeof addr, &port) != 0) {
+    if (lkd_hostport(cfg->admin_listen, addr, sizeof addr, &port) != 0) {
         lkd_log("admin_listen \"%s\" is not ADDR:PORT", cfg->admin_listen);
         return -1;
     }

@@ -388,3 +388,35 @@ int lkd_path_is(const char *path, const char *field)
     size_t fl = strlen(field);
     return strncmp(path, field, fl) == 0 && (path[fl] == '\0' || path[fl] == '.');
 }
+
+int lkd_payload(struct lkd_call *c, json_t *obj, const char *sub_name, size_t max, uint8_t **bytes, size_t *len,
+                const char **subfolder)
+{
+    int bad = 0;
+    *bytes = NULL;
+    *len = 0;
+    if (subfolder != NULL)
+        *subfolder = NULL;
+    json_t *data = lkd_field(c, obj, "binaryData", NULL, &bad);
+    json_t *sub = (bad || sub_name == NULL) ? NULL : lkd_field(c, obj, sub_name, NULL, &bad);
+    if (bad)
+        return -1;
+    if (data == NULL) {
+        lkd_reply_error(c, LKD_INVALID_ARGUMENT, "binaryData is required");
+        return -1;
+    }
+    if (sub != NULL && !json_is_string(sub)) {
+        lkd_reply_error(c, LKD_INVALID_ARGUMENT, "%s must be a string", sub_name);
+        return -1;
+    }
+    const char *sf = (sub != NULL && json_string_length(sub) > 0) ? json_string_value(sub) : NULL;
+    if (sf != NULL && (json_string_length(sub) != strlen(sf) || !lk_subfolder_valid(sf, strlen(sf)))) {
+        lkd_reply_error(c, LKD_INVALID_ARGUMENT, "%s is not a valid topic subfolder", sub_name);
+        return -1;
+    }
+    if (lkd_bytes(c, data, "binaryData", max, bytes, len) != 0)
+        return -1;
+    if (subfolder != NULL)
+        *subfolder = sf;
+    return 0;
+}

@@ -1,6 +1,8 @@
 /*
  * fuzz_api_body — latchkeyd's readers of request bodies (a Device, as
- * devices.create and devices.patch take it) and its proto3 JSON scalars
+ * devices.create and devices.patch take it; a message's payload, as
+ * sendCommandToDevice and the device bridge's publishEvent and setState
+ * take it) and its proto3 JSON scalars
  * (timestamps, base64 bytes, int64), on any bytes a client could send.
  * Beyond "no crash, no leak": a body read as valid respects every limit
  * the registry relies on, and a timestamp read as valid prints back (UTC)
@@ -49,6 +51,22 @@ static void body(json_t *j, int create)
     lkd_device_body_free(&b);
 }
 
+/* binaryData and a subfolder: within max, and a subfolder the topic
+ * grammar accepts. */
+static void payload(json_t *j)
+{
+    struct lkd_call *c = call();
+    uint8_t *bytes = NULL;
+    size_t n = 0;
+    const char *sub = NULL;
+    if (lkd_payload(c, j, "subFolder", LK_EVENT_MAX, &bytes, &n, &sub) == 0) {
+        CHECK(n <= LK_EVENT_MAX && bytes != NULL);
+        CHECK(sub == NULL || lk_subfolder_valid(sub, strlen(sub)));
+        lkd_call_free(c);
+    }
+    free(bytes);
+}
+
 static void scalars(json_t *v)
 {
     struct lkd_call *c = call();
@@ -92,6 +110,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (json_is_object(j)) {
         body(j, 1);
         body(j, 0);
+        payload(j);
     } else {
         scalars(j);
     }

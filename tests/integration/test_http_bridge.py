@@ -270,6 +270,24 @@ def test_an_expired_credential_and_a_blocked_device(br):
     assert br.event(b.id, b"x", b.token()).status_code == 200
 
 
+def test_a_removed_key_stops_at_once_and_states_keep_the_cache(br):
+    d = make_device(br.b, "key-dev", algs=("ES256", "ES256"))
+    t0, t1 = d.token(0), d.token(1)
+    for _ in range(3):  # states are stored by the broker: not a change of what auth reads
+        assert br.event(d.id, b"e", t0).status_code == 200
+        assert br.event(d.id, b"e", t1).status_code == 200
+        assert br.state(d.id, b"s", t1).status_code in (200, 429)
+    assert d.devices("credentials", "delete", d.id, "0").rc == 0
+    error(br.event(d.id, b"x", t0), 401, "UNAUTHENTICATED")
+    assert br.event(d.id, b"x", t1).status_code == 200
+    # a device deleted and made again under the same id is a new device, with new keys
+    assert d.devices("delete", d.id).rc == 0
+    error(br.event(d.id, b"x", t1), 401, "UNAUTHENTICATED")
+    d2 = make_device(br.b, "key-dev")
+    assert br.event(d2.id, b"x", d2.token()).status_code == 200
+    error(br.event(d2.id, b"x", t1), 401, "UNAUTHENTICATED")
+
+
 def test_http_disabled_on_the_registry(br):
     d = make_device(br.b, "nohttp-dev")
     assert br.event(d.id, b"x", d.token()).status_code == 200
