@@ -672,11 +672,14 @@ lk_err lk_registry_backend_lookup(lk_registry *reg, const char *name, char *proj
  * latchkeyd's bridge identity: latchkeyd makes a fresh random secret at each
  * start and stores its hash here under its name (lk_id_valid); the broker
  * admits "latchkeyd:NAME" with that secret (lk_backend_secret_hash over the
- * password text, constant-time compare). set: insert or replace, one
- * transaction, no change-feed entry; LK_ERR_ARG for an invalid name (why
- * says which rule) or a NULL hash; not on a LK_REG_READONLY handle. lookup:
+ * password text, constant-time compare). set: insert or replace (t is
+ * stored as the row's "updated" time), one transaction, no change-feed
+ * entry; LK_ERR_ARG for an invalid name (why says which rule) or a NULL
+ * hash; LK_ERR_STATE on a LK_REG_READONLY handle. lookup:
  * LK_ERR_REG_NOT_FOUND if none (also for an invalid name, without a query);
- * one primary-key read, the hash zeroed on failure.
+ * LK_ERR_ARG for a NULL name or hash; one primary-key read, no transaction
+ * (a LK_REG_READONLY or LK_REG_NOWRITE handle may call it); the hash zeroed
+ * on failure.
  */
 lk_err lk_registry_bridge_set(lk_registry *reg, const char *name, const uint8_t secret_sha256[32], int64_t t,
                               char *why, size_t why_size);

@@ -458,3 +458,11 @@ def test_device_cannot_publish_bridge_topics(broker, be):
     finally:
         close(c)
     assert not [m for m in be.messages if m.payload == b"from-device"]
+
+
+def test_rate_denials_are_reported_every_10_s(broker, bridge):
+    # the rate tests above were denied without a line each; the count comes within 10 s
+    line = log_line(broker, "latchkeyd bridge:", "denied over their device's rate", timeout=15)
+    assert line is not None, broker.log_text()[-2000:]
+    n = int(line.split("latchkeyd bridge: ")[1].split()[0])
+    assert n >= 1, line

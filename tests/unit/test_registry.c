@@ -4325,6 +4325,13 @@ static void test_bridges(void **state)
     /* Not in the change feed. */
     drain(f->reg, &since, &ch);
     assert_int_equal(ch.n, 0);
+    /* A file opened read-only answers too. */
+    {
+        lk_registry *nw = open_reg(f, LK_REG_NOWRITE);
+        assert_int_equal(lk_registry_bridge_lookup(nw, "latchkeyd-2", got), LK_OK);
+        assert_memory_equal(got, h1, 32);
+        lk_registry_close(nw);
+    }
 
     /* Refusals write nothing. */
     REFUSE(LK_ERR_ARG, "bridge name '1abc' is invalid", lk_registry_bridge_set(f->reg, "1abc", h1, T0, W));
