@@ -165,7 +165,7 @@ count_devices() {
 n=$(count_devices "$CACHE")
 if [ "$n" -ne "$NBIG" ]; then
     rm -f "$CACHE" "$CACHE-wal" "$CACHE-shm" "$PART" "$PART-wal" "$PART-shm"
-    if [ -f "$SHARED" ] && [ ! -e "$SHARED-wal" ] && [ "$(count_devices "$SHARED")" -eq "$NBIG" ]; then
+    if [ -f "$SHARED" ] && [ ! -s "$SHARED-wal" ] && [ "$(count_devices "$SHARED")" -eq "$NBIG" ]; then
         cp "$SHARED" "$PART"
         echo "api: made $CACHE from $SHARED"
     else
@@ -182,7 +182,7 @@ if [ "$n" -ne "$NBIG" ]; then
             --region "$REGION" > "$TMP/import.log" 2>&1 || { cat "$TMP/import.log" >&2; exit 1; }
         echo "api: made $CACHE by \`latchkey devices import -\` in $(( $(date +%s) - t0 )) s"
     fi
-    [ "$(count_devices "$PART")" -eq "$NBIG" ] && [ ! -e "$PART-wal" ] || { echo "api.sh: $PART is not $NBIG devices" >&2; exit 1; }
+    [ "$(count_devices "$PART")" -eq "$NBIG" ] && [ ! -s "$PART-wal" ] || { echo "api.sh: $PART is not $NBIG devices" >&2; exit 1; }
     mv "$PART" "$CACHE"
 else
     echo "api: reusing $CACHE ($NBIG devices)"

@@ -102,8 +102,8 @@ if [ "$n" -ne "$NBIG" ]; then
     t=$(devices_jsonl "$NBIG" | "$BR" time "$TOOL" --db "$PART" devices import - \
         --registry "$REGISTRY" --project "$PROJECT" --region "$REGION" 2>"$TMP/import.log") || {
         cat "$TMP/import.log" >&2; exit 1; }
-    n=$("$BR" count "$PART")   # opening and closing it also checkpoints the WAL
-    [ "$n" -eq "$NBIG" ] && [ ! -e "$PART-wal" ] || {
+    n=$("$BR" count "$PART")   # opening and closing it also checkpoints the WAL (an empty -wal stays: the registry keeps it)
+    [ "$n" -eq "$NBIG" ] && [ ! -s "$PART-wal" ] || {
         echo "registry.sh: made $n devices, not $NBIG" >&2; exit 1; }
     mv "$PART" "$CACHE"
     echo "registry: made $CACHE ($NBIG devices, $(du -m "$CACHE" | cut -f1) MB) in $(
