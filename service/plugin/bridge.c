@@ -174,8 +174,7 @@ int bridge__acl(struct plg_conn *c, const struct mosquitto_evt_acl_check *ed)
 
 int bridge__message(struct plg_conn *c, struct mosquitto_evt_message *ed)
 {
-    char path[LK_DEVICE_PATH_MAX + 1], *topic;
-    mosquitto_property *props;
+    char path[LK_DEVICE_PATH_MAX + 1];
     const char *sub;
     lk_device_name p;
     enum plg_topic t;
@@ -191,13 +190,7 @@ int bridge__message(struct plg_conn *c, struct mosquitto_evt_message *ed)
     }
     if ((rc = bridge__device(c, &p, path, sizeof path, &num_id)) != MOSQ_ERR_SUCCESS)
         return rc;
-    if (message__downstream(&p, num_id, t, sub, &topic, &props))
+    if (message__rewrite(ed, &p, num_id, t, sub))
         return bridge__deny(c, path, "out of memory", LK_ERR_NOMEM);
-    message__accepted(&p, num_id, t, ed->payload, ed->payloadlen, clock__now());
-    mosquitto_free(ed->topic);
-    ed->topic = topic;
-    mosquitto_property_free_all(&ed->properties);
-    ed->properties = props;
-    ed->retain = false;
     return MOSQ_ERR_SUCCESS;
 }

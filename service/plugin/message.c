@@ -97,8 +97,6 @@ int message__handle(int event, void *event_data, void *userdata)
     struct plg_conn *c;
     const char *sub;
     enum plg_topic t;
-    char *topic;
-    mosquitto_property *props;
 
     (void)event;
     (void)userdata;
@@ -108,15 +106,24 @@ int message__handle(int event, void *event_data, void *userdata)
     t = message__topic(c, ed->topic, &sub);
     if (t == TOPIC_BAD)
         return MOSQ_ERR_ACL_DENIED;
-    if (message__downstream(&c->path, c->num_id, t, sub, &topic, &props))
-        return MOSQ_ERR_NOMEM;
-    message__accepted(&c->path, c->num_id, t, ed->payload, ed->payloadlen, clock__now());
+    return message__rewrite(ed, &c->path, c->num_id, t, sub) ? MOSQ_ERR_NOMEM : MOSQ_ERR_SUCCESS;
+}
+
+int message__rewrite(struct mosquitto_evt_message *ed, const lk_device_name *path, uint64_t num_id,
+                     enum plg_topic t, const char *sub)
+{
+    char *topic;
+    mosquitto_property *props;
+
+    if (message__downstream(path, num_id, t, sub, &topic, &props))
+        return -1;
+    message__accepted(path, num_id, t, ed->payload, ed->payloadlen, clock__now());
     mosquitto_free(ed->topic);
     ed->topic = topic;
     mosquitto_property_free_all(&ed->properties);
     ed->properties = props;
     ed->retain = false;
-    return MOSQ_ERR_SUCCESS;
+    return 0;
 }
 
 int message__publish(const char *topic, const void *payload, size_t len, int qos,

@@ -195,6 +195,11 @@ int message__downstream(const lk_device_name *path, uint64_t num_id, enum plg_to
                         const char *subfolder, char **topic, mosquitto_property **props);
 void message__accepted(const lk_device_name *path, uint64_t num_id, enum plg_topic t,
                        const void *payload, uint32_t len, int64_t now);
+/* Turn a publish into its downstream form in place (topic, IoT Core's
+ * attributes, not retained) and account for it (message__accepted): 0, or
+ * -1 out of memory with ed untouched. */
+int message__rewrite(struct mosquitto_evt_message *ed, const lk_device_name *path, uint64_t num_id,
+                     enum plg_topic t, const char *sub);
 /* Publish a copy of payload (not retained), as the broker's client: 0, or
  * the broker's error, props then still the caller's. */
 int message__publish(const char *topic, const void *payload, size_t len, int qos,
