@@ -54,19 +54,7 @@ bench_tmp broker ours_PID base_PID
 
 # --- the registry: NDEV devices sharing one key (software store) ---
 "$TOOL" key generate --store "$TMP/keys.lks" --key bench --alg ES256 > "$TMP/pub.pem"
-"$TOOL" --db "$TMP/registry.db" registries create "$REGISTRY" --project "$PROJECT" \
-    --region "$REGION" >/dev/null
-awk -v n="$NDEV" -v pemfile="$TMP/pub.pem" 'BEGIN {
-    while ((getline l < pemfile) > 0) k = k l "\\n"
-    for (i = 0; i < n; i++)
-        printf "{\"id\": \"device-%06d\", \"credentials\": [{\"publicKey\": " \
-               "{\"format\": \"ES256_PEM\", \"key\": \"%s\"}}]}\n", i, k
-}' > "$TMP/devices.jsonl"
-"$TOOL" --db "$TMP/registry.db" devices import "$TMP/devices.jsonl" --registry "$REGISTRY" \
-    --project "$PROJECT" --region "$REGION" >/dev/null
-SECRET=$("$TOOL" --db "$TMP/registry.db" backends create bench-backend --project "$PROJECT" |
-    awk -F': *' 'tolower($1) ~ /secret/ {print $2}')
-[ -n "$SECRET" ] || { echo "broker.sh: no backend secret" >&2; exit 1; }
+bench_fleet "$TMP/registry.db" "$TMP/pub.pem" "$NDEV" 6
 
 # --- the two brokers (and the test CA, $TMP/ca.crt) ---
 # one device publishes the whole event stream: lift the per-device rate limit; the connect

@@ -18,6 +18,26 @@ PLUGIN=$(cd "$BUILD/lib" 2>/dev/null && pwd)/latchkey_plugin.so
 PROJECT=bench-project
 REGION=us-central1
 
+# bench_fleet DB PEM N WIDTH: registry $REGISTRY in DB with N devices
+# device-000... (WIDTH digits) sharing the public key in the file PEM, made
+# by the tool (`devices import`), and the backend bench-backend, whose
+# secret is put in SECRET.
+bench_fleet() {
+    "$TOOL" --db "$1" registries create "$REGISTRY" --project "$PROJECT" --region "$REGION" >/dev/null
+    awk -v n="$3" -v w="$4" -v pemfile="$2" 'BEGIN {
+        while ((getline l < pemfile) > 0) k = k l "\\n"
+        f = "{\"id\": \"device-%0" w "d\", \"credentials\": [{\"publicKey\": " \
+            "{\"format\": \"ES256_PEM\", \"key\": \"%s\"}}]}\n"
+        for (i = 0; i < n; i++)
+            printf f, i, k
+    }' > "$TMP/devices.jsonl"
+    "$TOOL" --db "$1" devices import "$TMP/devices.jsonl" --registry "$REGISTRY" \
+        --project "$PROJECT" --region "$REGION" >/dev/null
+    SECRET=$("$TOOL" --db "$1" backends create bench-backend --project "$PROJECT" |
+        awk -F': *' 'tolower($1) ~ /secret/ {print $2}')
+    [ -n "$SECRET" ] || { echo "bench: no backend secret" >&2; exit 1; }
+}
+
 # start_mosquitto NAME PLAIN [LINE...]
 # Starts LK_MOSQUITTO ($MOSQUITTO), pinned with PIN, configured in
 # $TMP/NAME.conf and logging to $TMP/NAME.log: a TLS listener (1.2 and up)

@@ -90,19 +90,7 @@ bench_certs
 # --- the registry: NDEV devices sharing one key, a backend ---
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$TMP/dev.key" 2>/dev/null
 openssl pkey -in "$TMP/dev.key" -pubout -out "$TMP/dev.pem"
-"$TOOL" --db "$TMP/registry.db" registries create "$REGISTRY" --project "$PROJECT" \
-    --region "$REGION" >/dev/null
-awk -v n="$NDEV" -v pemfile="$TMP/dev.pem" 'BEGIN {
-    while ((getline l < pemfile) > 0) k = k l "\\n"
-    for (i = 0; i < n; i++)
-        printf "{\"id\": \"device-%03d\", \"credentials\": [{\"publicKey\": " \
-               "{\"format\": \"ES256_PEM\", \"key\": \"%s\"}}]}\n", i, k
-}' > "$TMP/devices.jsonl"
-"$TOOL" --db "$TMP/registry.db" devices import "$TMP/devices.jsonl" --registry "$REGISTRY" \
-    --project "$PROJECT" --region "$REGION" >/dev/null
-SECRET=$("$TOOL" --db "$TMP/registry.db" backends create bench-backend --project "$PROJECT" |
-    awk -F': *' 'tolower($1) ~ /secret/ {print $2}')
-[ -n "$SECRET" ] || { echo "http_bridge.sh: no backend secret" >&2; exit 1; }
+bench_fleet "$TMP/registry.db" "$TMP/dev.pem" "$NDEV" 3
 
 # Tokens (PyJWT, ES256, aud = the project, 2 hours): "DEVICE_ID TOKEN" lines,
 # the same for both runs. The event: PAYLOAD_BYTES random bytes, and the
