@@ -67,6 +67,7 @@ struct lkd_bridge {
     int refused;                       /* the last CONNACK refused us (logged once) */
     int stopping;                      /* latchkeyd stops: the disconnect is its own */
     int down;                          /* lost: unwatched until the next connect */
+    int dropped;                       /* a connection that was up has just ended */
     int64_t connecting_ms;             /* when the current connect began */
     unsigned backoff_s;
     int64_t retry_ms;                  /* when to connect again (socket closed) */
@@ -99,7 +100,12 @@ static void on_disconnect(struct mosquitto *m, void *obj, int rc, const mosquitt
     (void)props;
     struct lkd_bridge *b = obj;
     if (b->connected && !b->stopping)
-        lkd_log("bridge: disconnected from the broker (%s); reconnecting", mosquitto_strerror(rc));
+        lkd_log("bridge: disconnected from the broker (%s); reconnecting",
+                rc >= 0x80 ? mosquitto_reason_string(rc) : mosquitto_strerror(rc));
+    /* libmosquitto may call this twice for one end (the broker's
+     * DISCONNECT, then the closed socket): remember the first. */
+    if (b->connected)
+        b->dropped = 1;
     b->connected = 0;
 }
 
@@ -179,11 +185,16 @@ static void lost(struct lkd_bridge *b)
 {
     if (b->stopping || b->down)
         return;
+    /* A connection that was up (the broker's max_connection, a restart)
+     * is made again at once; failed attempts back off. */
+    int was_up = b->connected || b->dropped;
     b->connected = 0;
+    b->dropped = 0;
     b->down = 1;
     unwatch(b);
-    b->retry_ms = lkd_now_ms() + (int64_t)b->backoff_s * 1000;
-    b->backoff_s = b->backoff_s * 2 > BACKOFF_MAX_S ? BACKOFF_MAX_S : b->backoff_s * 2;
+    b->retry_ms = lkd_now_ms() + (was_up ? 0 : (int64_t)b->backoff_s * 1000);
+    if (!was_up)
+        b->backoff_s = b->backoff_s * 2 > BACKOFF_MAX_S ? BACKOFF_MAX_S : b->backoff_s * 2;
 }
 
 /* Watch libmosquitto's current socket: always for reading, for writing

@@ -384,6 +384,34 @@ def test_broker_down_is_503_then_it_recovers(br):
     assert br.d.alive()
 
 
+def test_a_dropped_bridge_connection_is_made_again_at_once(tmp_path):
+    # the broker closes every connection after max_connection (2 s here), the bridge's too
+    x = Bridge(tmp_path, opts={"max_connection": 2})
+    try:
+        d = make_device(x.b, "drop-dev")
+        t = d.token()
+        down_since, longest, codes = None, 0.0, []
+        end = time.time() + 7
+        while time.time() < end:
+            r = x.event(d.id, b"x", t)
+            codes.append(r.status_code)
+            assert r.status_code in (200, 503), r.text
+            now = time.time()
+            if r.status_code == 503:
+                down_since = down_since or now
+                longest = max(longest, now - down_since)
+            else:
+                down_since = None
+            time.sleep(0.02)
+        log = x.d.log_text()
+        assert log.count("bridge: connected") >= 2, log[-2000:]
+        assert "disconnected from the broker" in log
+        assert longest < 1.0, (longest, codes)
+        assert codes.count(200) > len(codes) * 0.8, codes
+    finally:
+        x.stop()
+
+
 def test_latchkeyd_before_the_broker(tmp_path):
     x = Bridge(tmp_path, broker_first=False)
     try:
