@@ -297,27 +297,45 @@ static int authenticate(struct lkd_call *c, const char *h)
     return 0;
 }
 
+char *lkd_take_authorization(struct lkd_call *c, size_t max, size_t *len)
+{
+    char *h = (char *)evhttp_find_header(evhttp_request_get_input_headers(c->req), "Authorization");
+    *len = 0;
+    if (h == NULL)
+        return NULL;
+    size_t n = strlen(h);
+    char *copy = n <= max + 16 ? malloc(n + 1) : NULL;
+    if (copy != NULL) {
+        memcpy(copy, h, n + 1);
+        *len = n;
+    }
+    lk_wipe(h, n);
+    return copy;
+}
+
+void lkd_wipe_authorization(char *h, size_t len)
+{
+    if (h != NULL) {
+        lk_wipe(h, len);
+        free(h);
+    }
+}
+
 int lkd_authenticate(struct lkd_call *c)
 {
     /* The bearer token (an access token, or a JWT good for up to an hour)
-     * is needed only here: take it out of evhttp's headers and wipe both
-     * copies, rather than leave it in freed memory when the request goes. */
-    char *h = (char *)evhttp_find_header(evhttp_request_get_input_headers(c->req), "Authorization");
-    if (h == NULL)
-        return authenticate(c, NULL);
-    char copy[LK_VERIFY_MAX_LEN + 16];
-    size_t n = strlen(h);
-    int fits = n < sizeof copy;
-    if (fits)
-        memcpy(copy, h, n + 1);
-    lk_wipe(h, n);
-    if (!fits) {
+     * is needed only here: taken out of evhttp's headers, both copies
+     * wiped, rather than left in freed memory when the request goes. */
+    int present = evhttp_find_header(evhttp_request_get_input_headers(c->req), "Authorization") != NULL;
+    size_t n;
+    char *h = lkd_take_authorization(c, LK_VERIFY_MAX_LEN, &n);
+    if (present && h == NULL) {
         lkd_reply_error(c, LKD_UNAUTHENTICATED, "the Bearer token is empty or longer than %u bytes",
                         LK_VERIFY_MAX_LEN);
         return -1;
     }
-    int rc = authenticate(c, copy);
-    lk_wipe(copy, n);
+    int rc = authenticate(c, h);
+    lkd_wipe_authorization(h, n);
     return rc;
 }
 

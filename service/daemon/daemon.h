@@ -220,6 +220,13 @@ void lkd_tokens_free(struct lkd_tokens *t);
 /* Authenticate the call's Authorization header into c->who: 0, or -1 after
  * replying UNAUTHENTICATED (the reason logged, never the token). */
 int lkd_authenticate(struct lkd_call *c);
+/* The Authorization header's value, taken out of the request: a malloc'd
+ * copy (*len bytes) and the header wiped in place, so that a credential is
+ * never left in memory evhttp frees. NULL when there is none, or when it is
+ * longer than max + 16 (wiped all the same). Release with
+ * lkd_wipe_authorization. */
+char *lkd_take_authorization(struct lkd_call *c, size_t max, size_t *len);
+void lkd_wipe_authorization(char *h, size_t len);
 /* POST /token: the RFC 7523 JWT-bearer grant. Replies itself. */
 void lkd_token_endpoint(struct lkd *d, struct evhttp_request *req);
 /* 0 when the caller's role in project reaches need, else -1 after replying

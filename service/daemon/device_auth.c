@@ -259,9 +259,9 @@ static struct dev_entry *device_get(struct lkd *d, const lk_reg_name *n, const c
     return e;
 }
 
-static const char *bearer(struct lkd_call *c, size_t *len)
+/* The token of "Bearer TOKEN", or NULL. */
+static const char *bearer(const char *h, size_t *len)
 {
-    const char *h = evhttp_find_header(evhttp_request_get_input_headers(c->req), "Authorization");
     if (h == NULL || evutil_ascii_strncasecmp(h, "Bearer ", 7) != 0)
         return NULL;
     h += 7;
@@ -271,13 +271,11 @@ static const char *bearer(struct lkd_call *c, size_t *len)
     return *len ? h : NULL;
 }
 
-int lkd_device_authenticate(struct lkd_call *c, const lk_reg_name *n, const char *dev, struct lkd_device_id *out)
+static int device_authenticate(struct lkd_call *c, const lk_reg_name *n, const char *dev, const char *token,
+                               size_t len, struct lkd_device_id *out)
 {
     struct lkd *d = c->d;
     char why[256] = "";
-    size_t len = 0;
-    const char *token = bearer(c, &len);
-    snprintf(c->who.email, sizeof c->who.email, "device %s/%s", n->registry, dev);
     if (token == NULL) {
         lkd_reply_error(c, LKD_UNAUTHENTICATED, "an Authorization: Bearer header with the device's JWT is required");
         return -1;
@@ -327,4 +325,25 @@ int lkd_device_authenticate(struct lkd_call *c, const lk_reg_name *n, const char
     out->name = e->name;
     out->num_id = e->num_id;
     return 0;
+}
+
+int lkd_device_authenticate(struct lkd_call *c, const lk_reg_name *n, const char *dev, struct lkd_device_id *out)
+{
+    /* The device's token (good for up to a day) is taken out of evhttp's
+     * headers and wiped after, as the admin listener does with its own. A
+     * header too long for any token reads as none: the verifier's length
+     * rule would refuse it anyway. */
+    size_t hlen = 0, len = 0;
+    int present = evhttp_find_header(evhttp_request_get_input_headers(c->req), "Authorization") != NULL;
+    char *h = lkd_take_authorization(c, c->d->cfg.max_token_length, &hlen);
+    snprintf(c->who.email, sizeof c->who.email, "device %s/%s", n->registry, dev);
+    if (present && h == NULL) {
+        lkd_reply_error(c, LKD_UNAUTHENTICATED, "the Authorization header is longer than any token (max_token_length %u)",
+                        c->d->cfg.max_token_length);
+        return -1;
+    }
+    const char *token = bearer(h, &len);
+    int rc = device_authenticate(c, n, dev, token, len, out);
+    lkd_wipe_authorization(h, hlen);
+    return rc;
 }
