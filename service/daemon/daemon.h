@@ -236,6 +236,10 @@ const char *lkd_role_name(lkd_role r);
 
 /* ---- proto3 JSON (pjson.c) ---- */
 
+/* The request's body into c->body: one JSON object (duplicate names
+ * refused; empty = {}), within max_body. 0, or -1 after replying. */
+int lkd_read_body(struct lkd_call *c);
+
 /* The member named camel (or its snake_case spelling snake), or NULL. Both
  * present is INVALID_ARGUMENT (replied; *bad = 1). */
 json_t *lkd_field(struct lkd_call *c, json_t *obj, const char *camel, const char *snake, int *bad);

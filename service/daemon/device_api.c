@@ -239,7 +239,7 @@ void lkd_device_dispatch(struct lkd_call *c)
     if (lkd_name(c, &n, 6) != 0)
         return;
     struct lkd_device_id dev;
-    if (lkd_device_authenticate(c, &n, c->seg[7], &dev) != 0)
+    if (lkd_device_authenticate(c, &n, c->seg[7], &dev) != 0 || (!config && lkd_read_body(c) != 0))
         return;
     if (config)
         get_config(c, &dev);

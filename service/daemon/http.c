@@ -84,33 +84,6 @@ static int split_path(struct lkd_call *c, const char *raw, const char **msg)
     return 0;
 }
 
-static json_t *parse_body(struct lkd_call *c, const char **msg)
-{
-    struct evbuffer *in = evhttp_request_get_input_buffer(c->req);
-    size_t n = evbuffer_get_length(in);
-    if (n == 0)
-        return json_object();
-    unsigned char *p = evbuffer_pullup(in, (ev_ssize_t)n);
-    if (p == NULL) {
-        *msg = "out of memory";
-        return NULL;
-    }
-    json_error_t e;
-    json_t *j = json_loadb((const char *)p, n, JSON_REJECT_DUPLICATES, &e);
-    if (j == NULL) {
-        static char buf[256];
-        snprintf(buf, sizeof buf, "Invalid JSON payload received: %.160s (at byte %d)", e.text, e.position);
-        *msg = buf;
-        return NULL;
-    }
-    if (!json_is_object(j)) {
-        json_decref(j);
-        *msg = "Invalid JSON payload received: the body must be a JSON object";
-        return NULL;
-    }
-    return j;
-}
-
 static void peer_of(struct evhttp_request *req, char *buf, size_t size)
 {
     char *host = NULL;
@@ -205,17 +178,15 @@ static void serve(struct lkd *d, struct evhttp_request *req, int device)
             return;
         }
     }
-    if (m == EVHTTP_REQ_POST || m == EVHTTP_REQ_PATCH || m == EVHTTP_REQ_PUT) {
-        c->body = parse_body(c, &msg);
-        if (c->body == NULL) {
-            lkd_reply_error(c, LKD_INVALID_ARGUMENT, "%s", msg);
-            return;
-        }
-    }
-    if (device)
+    /* A device's body is read once its token has proven who calls
+     * (lkd_device_dispatch): nothing a stranger sends is parsed. */
+    if (device) {
         lkd_device_dispatch(c);
-    else
-        lkd_api_dispatch(c);
+        return;
+    }
+    if ((m == EVHTTP_REQ_POST || m == EVHTTP_REQ_PATCH || m == EVHTTP_REQ_PUT) && lkd_read_body(c) != 0)
+        return;
+    lkd_api_dispatch(c);
 }
 
 void lkd_http_request(struct evhttp_request *req, void *arg)

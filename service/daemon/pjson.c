@@ -18,6 +18,8 @@
 
 #include "latchkey/lk_b64url.h"
 #include "latchkey/lk_iotcore.h"
+#include <event2/buffer.h>
+
 #include "daemon.h"
 
 /* camelCase -> snake_case ("numId" -> "num_id"). */
@@ -418,5 +420,34 @@ int lkd_payload(struct lkd_call *c, json_t *obj, const char *sub_name, size_t ma
         return -1;
     if (subfolder != NULL)
         *subfolder = sf;
+    return 0;
+}
+
+int lkd_read_body(struct lkd_call *c)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(c->req);
+    size_t n = evbuffer_get_length(in);
+    if (n == 0) {
+        c->body = json_object();
+        return 0;
+    }
+    unsigned char *p = evbuffer_pullup(in, (ev_ssize_t)n);
+    if (p == NULL) {
+        lkd_reply_error(c, LKD_INVALID_ARGUMENT, "out of memory");
+        return -1;
+    }
+    json_error_t e;
+    json_t *j = json_loadb((const char *)p, n, JSON_REJECT_DUPLICATES, &e);
+    if (j == NULL) {
+        lkd_reply_error(c, LKD_INVALID_ARGUMENT, "Invalid JSON payload received: %.160s (at byte %d)", e.text,
+                        e.position);
+        return -1;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        lkd_reply_error(c, LKD_INVALID_ARGUMENT, "Invalid JSON payload received: the body must be a JSON object");
+        return -1;
+    }
+    c->body = j;
     return 0;
 }

@@ -461,6 +461,9 @@ def test_bad_bodies_and_paths_get_clear_errors(br):
           "INVALID_ARGUMENT")
     error(br.post(d.id, "publishEvent", b"[1]", t), 400, "INVALID_ARGUMENT")
     error(br.post(d.id, "publishEvent", b"{", t), 400, "INVALID_ARGUMENT")
+    # a stranger's body is never read: no token, no JSON parsed
+    error(br.post(d.id, "publishEvent", b"{", None), 401, "UNAUTHENTICATED")
+    error(br.post(d.id, "publishEvent", b"{", "not.a.token"), 401, "UNAUTHENTICATED")
     error(br.post(d.id, "publishEvent", {"binaryData": b64(b"x"), "subFolder": "/bad"}, t), 400,
           "INVALID_ARGUMENT", "subFolder")
     error(br.post(d.id, "publishEvent", {"binaryData": b64(b"x"), "subFolder": 3}, t), 400, "INVALID_ARGUMENT")
