@@ -297,6 +297,10 @@ void lkd_api_service_accounts(struct lkd_call *c);
 /* A registry name from projects/P/locations/L/registries/R segments; the
  * ids are checked (INVALID_ARGUMENT replied, -1). */
 int lkd_name(struct lkd_call *c, lk_reg_name *n, unsigned nseg_used);
+/* (device_body.c) Whether a path's device segment is a numId (1 to 20 digits; a device id
+ * starts with a letter): 1 with its value (0 or saturated when no device
+ * can have it), else 0. */
+int lkd_num_id(const char *seg, uint64_t *out);
 
 /* Resources as JSON (resources.c). */
 json_t *lkd_registry_json(const struct lkd_call *c, const lk_reg_registry *r, lk_registry *reg);

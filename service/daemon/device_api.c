@@ -40,8 +40,12 @@ static void log_rate_refusal(struct lkd_call *c, const char *what)
         return;
     }
     second = now;
-    lkd_log("%s: %s %s refused: over the device's message rate (MQTT and HTTP together)%s%u more since",
-            c->peer, c->who.email, what, unlogged ? "; " : "", unlogged);
+    if (unlogged)
+        lkd_log("%s: %s %s refused: over the device's message rate (MQTT and HTTP together); %u more such "
+                "refusals since the last line", c->peer, c->who.email, what, unlogged);
+    else
+        lkd_log("%s: %s %s refused: over the device's message rate (MQTT and HTTP together)", c->peer,
+                c->who.email, what);
     unlogged = 0;
 }
 

@@ -17,7 +17,6 @@
  * the feed, so the broker's writes cost the cache nothing. Direct-mapped:
  * a collision replaces.
  */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,11 +185,10 @@ static lk_err entry_load(struct lkd *d, struct dev_entry *e, const lk_reg_name *
 {
     char id[LK_ID_MAX + 1];
     lk_err err;
-    if (isdigit((unsigned char)dev[0])) {
-        char *end;
-        unsigned long long v = strtoull(dev, &end, 10);
+    uint64_t v;
+    if (lkd_num_id(dev, &v)) {
         lk_reg_device rd;
-        if (*end != '\0' || v == 0 || strlen(dev) > 20)
+        if (v == 0)
             return LK_ERR_REG_NOT_FOUND;
         err = lk_registry_get_device(d->reg, n, NULL, v, &rd, why, why_size);
         if (err != LK_OK)

@@ -243,18 +243,26 @@ int lkd_device_body_read(struct lkd_call *c, json_t *o, struct lkd_device_body *
 
 /* ---- the device named in the path ---- */
 
+int lkd_num_id(const char *seg, uint64_t *out)
+{
+    size_t len = strlen(seg);
+    if (len == 0 || len > 20)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!isdigit((unsigned char)seg[i]))
+            return 0;
+    *out = strtoull(seg, NULL, 10);
+    return 1;
+}
+
 int lkd_device_load(struct lkd_call *c, const lk_reg_name *n, const char *dev, lk_reg_device *out,
                     lk_reg_config *cfg)
 {
     char why[512] = "";
     size_t len = strlen(dev);
     lk_err err;
-    int numeric = len > 0 && len <= 20;
-    for (size_t i = 0; numeric && i < len; i++)
-        numeric = isdigit((unsigned char)dev[i]) != 0;
-    if (numeric) {
-        char *end;
-        unsigned long long v = strtoull(dev, &end, 10);
+    uint64_t v;
+    if (lkd_num_id(dev, &v)) {
         err = v == 0 ? LK_ERR_REG_NOT_FOUND
               : cfg ? lk_registry_get_device_config(c->d->reg, n, NULL, v, out, cfg, why, sizeof why)
                     : lk_registry_get_device(c->d->reg, n, NULL, v, out, why, sizeof why);
