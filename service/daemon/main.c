@@ -171,6 +171,40 @@ static int listen_on(struct lkd *d, const char *what, const char *addr, int port
     return 0;
 }
 
+/* A listener's ADDR:PORT setting: 0, or -1 logged. */
+static int listen_addr(const char *key, const char *spec, char *addr, size_t size, int *port)
+{
+    if (lkd_hostport(spec, addr, size, port) == 0)
+        return 0;
+    lkd_log("%s \"%s\" is not ADDR:PORT", key, spec);
+    return -1;
+}
+
+/* PREFIXtls_cert and PREFIXtls_key: both or neither; loaded into *ctx when
+ * given. 0, or -1 logged. */
+static int load_pair(const char *prefix, const char *cert, const char *key, SSL_CTX **ctx)
+{
+    char why[512];
+    if ((cert == NULL) != (key == NULL)) {
+        lkd_log("%stls_cert and %stls_key go together", prefix, prefix);
+        return -1;
+    }
+    if (cert != NULL && (*ctx = lkd_tls_load(cert, key, why, sizeof why)) == NULL) {
+        lkd_log("%sTLS: %s", *prefix ? "device " : "", why);
+        return -1;
+    }
+    return 0;
+}
+
+/* Plain HTTP (no TLS context) only on loopback: 0, or -1 logged. */
+static int plain_ok(const SSL_CTX *ctx, const char *addr)
+{
+    if (ctx != NULL || lkd_is_loopback(addr))
+        return 0;
+    lkd_log("plain_http is allowed only on a loopback address, not %s: set tls_cert and tls_key", addr);
+    return -1;
+}
+
 /* The device bridge: its listener (device tokens only), the caches of
  * devices and tokens, and the connection to the broker. */
 static int start_devices(struct lkd *d)
@@ -178,26 +212,12 @@ static int start_devices(struct lkd *d)
     struct lkd_config *cfg = &d->cfg;
     char addr[256];
     int port;
-    if (lkd_hostport(cfg->device_listen, addr, sizeof addr, &port) != 0) {
-        lkd_log("device_listen \"%s\" is not ADDR:PORT", cfg->device_listen);
+    if (listen_addr("device_listen", cfg->device_listen, addr, sizeof addr, &port) != 0 ||
+        load_pair("device_", cfg->device_tls_cert, cfg->device_tls_key, &d->dev_ssl) != 0)
         return -1;
-    }
-    if ((cfg->device_tls_cert == NULL) != (cfg->device_tls_key == NULL)) {
-        lkd_log("device_tls_cert and device_tls_key go together");
-        return -1;
-    }
-    if (cfg->device_tls_cert != NULL) {
-        char why[512];
-        if ((d->dev_ssl = lkd_tls_load(cfg->device_tls_cert, cfg->device_tls_key, why, sizeof why)) == NULL) {
-            lkd_log("device TLS: %s", why);
-            return -1;
-        }
-    }
     SSL_CTX **ssl = d->dev_ssl != NULL ? &d->dev_ssl : &d->ssl;
-    if (*ssl == NULL && !lkd_is_loopback(addr)) {
-        lkd_log("plain_http is allowed only on a loopback address, not %s: set tls_cert and tls_key", addr);
+    if (plain_ok(*ssl, addr) != 0)
         return -1;
-    }
     if (cfg->broker == NULL && (cfg->broker = strdup("127.0.0.1:8883")) == NULL)
         return -1;
     if (cfg->bridge_name == NULL && (cfg->bridge_name = strdup("latchkeyd")) == NULL)
@@ -234,29 +254,14 @@ static int start(struct lkd *d)
         return -1;
     char addr[256];
     int port;
-    if (lkd_hostport(cfg->admin_listen, addr, sizeof addr, &port) != 0) {
-        lkd_log("admin_listen \"%s\" is not ADDR:PORT", cfg->admin_listen);
+    if (listen_addr("admin_listen", cfg->admin_listen, addr, sizeof addr, &port) != 0)
         return -1;
-    }
-    if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL)) {
-        lkd_log("tls_cert and tls_key go together");
-        return -1;
-    }
-    if (cfg->tls_cert == NULL && !cfg->plain_http) {
+    if (cfg->tls_cert == NULL && cfg->tls_key == NULL && !cfg->plain_http) {
         lkd_log("no TLS certificate: set tls_cert and tls_key (or, on loopback only, plain_http on)");
         return -1;
     }
-    if (cfg->tls_cert == NULL && !lkd_is_loopback(addr)) {
-        lkd_log("plain_http is allowed only on a loopback address, not %s: set tls_cert and tls_key", addr);
+    if (load_pair("", cfg->tls_cert, cfg->tls_key, &d->ssl) != 0 || plain_ok(d->ssl, addr) != 0)
         return -1;
-    }
-    if (cfg->tls_cert != NULL) {
-        d->ssl = lkd_tls_load(cfg->tls_cert, cfg->tls_key, why, sizeof why);
-        if (d->ssl == NULL) {
-            lkd_log("TLS: %s", why);
-            return -1;
-        }
-    }
     /* Thousands of keep-alive connections need descriptors: take the hard
      * limit (systemd's LimitNOFILE sets it). */
     struct rlimit rl;
