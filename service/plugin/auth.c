@@ -112,8 +112,7 @@ static int auth__device(struct mosquitto *client, const char *id, const lk_devic
                                  "(per_listener_settings must be false)", LK_OK);
     /* Cached device data is as fresh as the change feed: once the feed has
      * been unreadable for longer than confirm_timeout, read the device. */
-    d = devices__get(p, id, plg.feed_failing_since != 0
-                     && now - plg.feed_failing_since >= plg.opt.confirm_timeout, &err);
+    d = devices__get(p, id, devices__stale(now), &err);
     if (!d) {
         if (err == LK_ERR_REG_NOT_FOUND)
             return auth__refuse(client, id, "no such device", err);

@@ -98,15 +98,13 @@ static int bridge__device(const struct plg_conn *c, const lk_device_name *p, cha
                           uint64_t *num_id)
 {
     struct plg_device *d;
-    int64_t now = clock__now();
     lk_err err;
 
     if (lk_device_path(p->project, p->location, p->registry, p->device, path, size, NULL))
         return bridge__deny(c, "?", "the device path could not be formed", LK_OK);
     /* As fresh as a device's own connect (auth.c): the cache follows the
      * change feed, and is bypassed once the feed has failed too long. */
-    d = devices__get(p, path, plg.feed_failing_since != 0
-                     && now - plg.feed_failing_since >= plg.opt.confirm_timeout, &err);
+    d = devices__get(p, path, devices__stale(clock__now()), &err);
     if (!d) {
         if (err == LK_ERR_REG_NOT_FOUND)
             return bridge__deny(c, path, "no such device", err);

@@ -183,6 +183,11 @@ static struct plg_device *devices__load(const lk_device_name *p, const char *pat
     return d;
 }
 
+int devices__stale(int64_t now)
+{
+    return plg.feed_failing_since != 0 && now - plg.feed_failing_since >= plg.opt.confirm_timeout;
+}
+
 struct plg_device *devices__get(const lk_device_name *p, const char *path, int fresh, lk_err *err)
 {
     struct plg_device *d;

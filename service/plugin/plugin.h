@@ -86,6 +86,10 @@ void devices__cleanup(void);
  * result is valid until the next devices__ call. */
 struct plg_device *devices__get(const lk_device_name *p, const char *path, int fresh,
                                 lk_err *err);
+/* Whether cached device data may be stale, so that devices__get must read
+ * (fresh): the change feed has been unreadable for confirm_timeout or
+ * longer. */
+int devices__stale(int64_t now);
 void devices__forget(uint64_t num_id);
 void devices__clear(void);
 /* The position (0..2) of the credential with this fingerprint and expiry;
