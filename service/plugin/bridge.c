@@ -41,10 +41,8 @@ static uint64_t denied_rate, denied_unlogged;
 
 static uint64_t bridge__key(const char *s)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    uint64_t h = hash__str(HASH_STR_SEED, s);
 
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
     return h ? h : 1;
 }
 

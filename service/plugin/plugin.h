@@ -299,6 +299,16 @@ static inline size_t hash__num(uint64_t n, size_t mask)
     return (size_t)((n * 0x9E3779B97F4A7C15ull) >> 32) & mask;
 }
 
+/* FNV-1a of the string s, continuing from h (start with HASH_STR_SEED; feed
+ * the result back in to hash several strings as one). */
+#define HASH_STR_SEED 1469598103934665603ull
+static inline uint64_t hash__str(uint64_t h, const char *s)
+{
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
 /* The smallest power of two >= n, from at least `least` (a power of two). */
 static inline size_t pow2__at_least(size_t least, size_t n)
 {
