@@ -186,7 +186,9 @@ int acl__check(int event, void *event_data, void *userdata);
 
 /* # Messages (message.c) */
 
-int message__handle(int event, void *event_data, void *userdata);
+/* MOSQ_EVT_MESSAGE for connection c (conn__find's answer, NULL if none):
+ * a device's publish rewritten downstream; denied for anything else. */
+int message__device(struct plg_conn *c, struct mosquitto_evt_message *ed);
 /* What a device's publish topic is: */
 enum plg_topic { TOPIC_BAD = 0, TOPIC_EVENTS, TOPIC_STATE };
 enum plg_topic message__topic(const struct plg_conn *c, const char *topic,
