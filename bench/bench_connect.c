@@ -57,6 +57,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "bench_options.h"
+
 #include "latchkey/lk_jwt.h"
 #include "latchkey/lk_softstore.h"
 
@@ -520,12 +522,8 @@ static int usage(void)
     return 2;
 }
 
-/* The options with a value: --name, where it goes, and how it is read. */
-static const struct {
-    const char *name;
-    char kind; /* i: int, l: long, d: double, s: string */
-    void *to;
-} options[] = {
+/* The options with a value. */
+static const struct bench_option options[] = {
     {"--port", 'i', &o.port}, {"--ca", 's', &o.ca}, {"--count", 'l', &o.count},
     {"--seconds", 'd', &o.seconds}, {"--parallel", 'i', &o.parallel}, {"--store", 's', &o.store},
     {"--key", 's', &o.key}, {"--project", 's', &o.project}, {"--region", 's', &o.region},
@@ -535,23 +533,6 @@ static const struct {
     {"--sub-topic", 's', &o.sub_topic}, {"--sub-user", 's', &o.sub_user},
     {"--sub-pass", 's', &o.sub_pass},
 };
-
-static int set_option(const char *name, const char *v)
-{
-    size_t i;
-    for (i = 0; i < sizeof options / sizeof options[0]; i++) {
-        if (strcmp(name, options[i].name))
-            continue;
-        switch (options[i].kind) {
-        case 'i': *(int *)options[i].to = atoi(v); break;
-        case 'l': *(long *)options[i].to = atol(v); break;
-        case 'd': *(double *)options[i].to = atof(v); break;
-        default: *(const char **)options[i].to = v; break;
-        }
-        return 0;
-    }
-    return -1;
-}
 
 int main(int argc, char **argv)
 {
@@ -579,7 +560,7 @@ int main(int argc, char **argv)
                 o.cached = 1;
             else if (strcmp(v, "fresh"))
                 return usage();
-        } else if (set_option(a, v)) {
+        } else if (bench_set_option(options, sizeof options / sizeof options[0], a, v)) {
             return usage();
         }
     }

@@ -38,6 +38,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "bench_options.h"
+
 #define HOST "127.0.0.1"
 #define LINE_MAX_ 4096
 #define MAX_CONN 4096
@@ -298,6 +300,15 @@ static void *worker(void *arg)
     return NULL;
 }
 
+/* The options (all with a value). */
+static const struct bench_option options[] = {
+    {"--port", 'i', &o.port}, {"--ca", 's', &o.ca}, {"--devices", 's', &o.devices},
+    {"--payload", 's', &o.payload_file}, {"--project", 's', &o.project},
+    {"--region", 's', &o.region}, {"--registry", 's', &o.registry},
+    {"--connections", 'i', &o.connections}, {"--threads", 'i', &o.threads},
+    {"--seconds", 'd', &o.seconds},
+};
+
 static int usage(void)
 {
     fprintf(stderr, "usage: bench_publish --port N --ca FILE --devices FILE --payload FILE --project P "
@@ -309,32 +320,10 @@ int main(int argc, char **argv)
 {
     pthread_t th[MAX_THREADS];
     long counted = 0, total = 0, i;
-    double t1;
     int t;
 
     for (i = 1; i + 1 < argc; i += 2) {
-        const char *a = argv[i], *v = argv[i + 1];
-        if (!strcmp(a, "--port"))
-            o.port = atoi(v);
-        else if (!strcmp(a, "--ca"))
-            o.ca = v;
-        else if (!strcmp(a, "--devices"))
-            o.devices = v;
-        else if (!strcmp(a, "--payload"))
-            o.payload_file = v;
-        else if (!strcmp(a, "--project"))
-            o.project = v;
-        else if (!strcmp(a, "--region"))
-            o.region = v;
-        else if (!strcmp(a, "--registry"))
-            o.registry = v;
-        else if (!strcmp(a, "--connections"))
-            o.connections = atoi(v);
-        else if (!strcmp(a, "--threads"))
-            o.threads = atoi(v);
-        else if (!strcmp(a, "--seconds"))
-            o.seconds = atof(v);
-        else
+        if (bench_set_option(options, sizeof options / sizeof options[0], argv[i], argv[i + 1]))
             return usage();
     }
     if (i != argc || o.port <= 0 || o.port > 65535 || !o.ca || !o.devices || !o.payload_file ||
@@ -356,8 +345,6 @@ int main(int argc, char **argv)
     pthread_barrier_wait(&ready);
     for (t = 0; t < o.threads; t++)
         pthread_join(th[t], NULL);
-    t1 = now_s();
-    (void)t1;
     for (i = 0; i < o.connections; i++) {
         counted += conns[i].counted;
         total += conns[i].total;

@@ -112,8 +112,7 @@ static int auth__device(struct mosquitto *client, const char *id, const lk_devic
                                  "(per_listener_settings must be false)", LK_OK);
     /* Cached device data is as fresh as the change feed: once the feed has
      * been unreadable for longer than confirm_timeout, read the device. */
-    d = devices__get(p, id, plg.feed_failing_since != 0
-                     && now - plg.feed_failing_since >= plg.opt.confirm_timeout, &err);
+    d = devices__get(p, id, devices__stale(now), &err);
     if (!d) {
         if (err == LK_ERR_REG_NOT_FOUND)
             return auth__refuse(client, id, "no such device", err);
@@ -188,15 +187,27 @@ static int auth__device(struct mosquitto *client, const char *id, const lk_devic
 
 /* # Backends */
 
+/* Whether password is the secret whose hash is stored (backends and
+ * latchkeyd's bridge): constant-time, the computed hash wiped. */
+static int auth__secret_ok(const char *password, const uint8_t stored[32])
+{
+    uint8_t got[32];
+    int match;
+
+    lk_backend_secret_hash(password, strlen(password), got);
+    match = lk_ct_equal(got, stored, sizeof got);
+    lk_wipe(got, sizeof got);
+    return match;
+}
+
 static int auth__backend(struct mosquitto *client, const char *id, const char *username,
                          const char *password)
 {
     const char *name = username + strlen(BACKEND_PREFIX);
     char project[LK_PROJECT_MAX + 1] = "", who[300];
-    uint8_t stored[32], got[32];
+    uint8_t stored[32];
     struct plg_conn *c;
     lk_err err;
-    int match;
     size_t nlen = strlen(name);
 
     snprintf(who, sizeof who, "backend %s (client id %s)", name, id ? id : "");
@@ -216,10 +227,7 @@ static int auth__backend(struct mosquitto *client, const char *id, const char *u
         return auth__refuse(client, who, "no such backend", err);
     if (err)
         return auth__unavailable(client, who, "the registry could not be read", err);
-    lk_backend_secret_hash(password, strlen(password), got);
-    match = lk_ct_equal(got, stored, sizeof got);
-    lk_wipe(got, sizeof got);
-    if (!match) {
+    if (!auth__secret_ok(password, stored)) {
         lk_wipe(stored, sizeof stored);
         return auth__refuse(client, who, "wrong secret", LK_OK);
     }
@@ -249,7 +257,7 @@ static int auth__bridge(struct mosquitto *client, const char *id, const char *us
 {
     const char *name = username + strlen(BRIDGE_PREFIX);
     char who[300];
-    uint8_t stored[32], got[32];
+    uint8_t stored[32];
     struct plg_conn *c;
     lk_err err;
     int match, proto = mosquitto_client_protocol_version(client);
@@ -278,9 +286,7 @@ static int auth__bridge(struct mosquitto *client, const char *id, const char *us
         return auth__refuse(client, who, "no such bridge", err);
     if (err)
         return auth__unavailable(client, who, "the registry could not be read", err);
-    lk_backend_secret_hash(password, strlen(password), got);
-    match = lk_ct_equal(got, stored, sizeof got);
-    lk_wipe(got, sizeof got);
+    match = auth__secret_ok(password, stored);
     lk_wipe(stored, sizeof stored);
     if (!match)
         return auth__refuse(client, who, "wrong secret", LK_OK);

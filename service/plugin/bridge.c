@@ -41,10 +41,8 @@ static uint64_t denied_rate, denied_unlogged;
 
 static uint64_t bridge__key(const char *s)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    uint64_t h = hash__str(HASH_STR_SEED, s);
 
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
     return h ? h : 1;
 }
 
@@ -93,20 +91,16 @@ void bridge__tick(int64_t now)
 }
 
 /* The device named p, existing and not blocked: its path into path and its
- * num_id, or a logged denial. */
+ * num_id, or a logged denial. fresh: read the registry (devices__get). */
 static int bridge__device(const struct plg_conn *c, const lk_device_name *p, char *path, size_t size,
-                          uint64_t *num_id)
+                          int fresh, uint64_t *num_id)
 {
     struct plg_device *d;
-    int64_t now = clock__now();
     lk_err err;
 
     if (lk_device_path(p->project, p->location, p->registry, p->device, path, size, NULL))
         return bridge__deny(c, "?", "the device path could not be formed", LK_OK);
-    /* As fresh as a device's own connect (auth.c): the cache follows the
-     * change feed, and is bypassed once the feed has failed too long. */
-    d = devices__get(p, path, plg.feed_failing_since != 0
-                     && now - plg.feed_failing_since >= plg.opt.confirm_timeout, &err);
+    d = devices__get(p, path, fresh, &err);
     if (!d) {
         if (err == LK_ERR_REG_NOT_FOUND)
             return bridge__deny(c, path, "no such device", err);
@@ -142,7 +136,10 @@ int bridge__acl(struct plg_conn *c, const struct mosquitto_evt_acl_check *ed)
         return bridge__deny(c, ed->topic, "QoS 2", LK_OK);
     if (ed->retain)
         return bridge__deny(c, ed->topic, "retained (nothing a device sends is retained)", LK_OK);
-    if ((rc = bridge__device(c, &p, path, sizeof path, &num_id)) != MOSQ_ERR_SUCCESS)
+    /* As fresh as a device's own connect (auth.c): the cache follows the
+     * change feed, and is bypassed once the feed has failed too long. */
+    if ((rc = bridge__device(c, &p, path, sizeof path, devices__stale(now), &num_id))
+        != MOSQ_ERR_SUCCESS)
         return rc;
     /* The device's own entry, pinned only for the check: the bridge holds
      * no connection of the device, and a device connected over MQTT keeps
@@ -181,14 +178,16 @@ int bridge__message(struct plg_conn *c, struct mosquitto_evt_message *ed)
     uint64_t num_id = 0;
     int rc;
 
-    /* The WRITE check just passed this topic; it is read again, as the
-     * device's is (the cache answers). */
+    /* The WRITE check just passed this topic, in the same handle__publish
+     * call: it is parsed again, and the cache answers for the device (that
+     * check read the registry already if the cache was stale; a second read
+     * per publish while the feed fails would only double the load). */
     switch (lk_bridge_topic_parse(ed->topic, strlen(ed->topic), &p, &sub)) {
     case LK_TOPIC_EVENTS: t = TOPIC_EVENTS; break;
     case LK_TOPIC_STATE: t = TOPIC_STATE; break;
     default: return MOSQ_ERR_ACL_DENIED;
     }
-    if ((rc = bridge__device(c, &p, path, sizeof path, &num_id)) != MOSQ_ERR_SUCCESS)
+    if ((rc = bridge__device(c, &p, path, sizeof path, 0, &num_id)) != MOSQ_ERR_SUCCESS)
         return rc;
     if (message__rewrite(ed, &p, num_id, t, sub))
         return bridge__deny(c, path, "out of memory", LK_ERR_NOMEM);

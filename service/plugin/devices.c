@@ -18,11 +18,8 @@ static struct plg_device *lru_head, *lru_tail;
 
 static size_t devices__hash_str(const char *s)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    while (*s) {
-        h ^= (unsigned char)*s++;
-        h *= 1099511628211ull;
-    }
+    uint64_t h = hash__str(HASH_STR_SEED, s);
+
     return (size_t)(h ^ (h >> 29)) & (nbuckets - 1);
 }
 
@@ -181,6 +178,11 @@ static struct plg_device *devices__load(const lk_device_name *p, const char *pat
     }
     lk_reg_auth_free(&a);
     return d;
+}
+
+int devices__stale(int64_t now)
+{
+    return plg.feed_failing_since != 0 && now - plg.feed_failing_since >= plg.opt.confirm_timeout;
 }
 
 struct plg_device *devices__get(const lk_device_name *p, const char *path, int fresh, lk_err *err)

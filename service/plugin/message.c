@@ -91,16 +91,11 @@ enum plg_topic message__topic(const struct plg_conn *c, const char *topic, const
     }
 }
 
-int message__handle(int event, void *event_data, void *userdata)
+int message__device(struct plg_conn *c, struct mosquitto_evt_message *ed)
 {
-    struct mosquitto_evt_message *ed = event_data;
-    struct plg_conn *c;
     const char *sub;
     enum plg_topic t;
 
-    (void)event;
-    (void)userdata;
-    c = conn__find(ed->client);
     if (!c || c->kind != CONN_DEVICE || c->superseded || c->kick_reason)
         return MOSQ_ERR_ACL_DENIED; /* the ACL let nothing else through */
     t = message__topic(c, ed->topic, &sub);

@@ -407,15 +407,18 @@ static int plugin__open_registry(void)
 }
 
 /* MOSQ_EVT_MESSAGE: latchkeyd's bridge's publishes (bridge.c) or a
- * device's (message.c); chosen here so that neither imports the other. */
+ * device's (message.c); chosen here so that neither imports the other, and
+ * the connection is looked up once per publish. */
 static int plugin__message(int event, void *event_data, void *userdata)
 {
     struct mosquitto_evt_message *ed = event_data;
     struct plg_conn *c = conn__find(ed->client);
 
+    (void)event;
+    (void)userdata;
     if (c && c->kind == CONN_BRIDGE && !c->kick_reason)
         return bridge__message(c, ed);
-    return message__handle(event, event_data, userdata);
+    return message__device(c, ed);
 }
 
 /* # Entry points */

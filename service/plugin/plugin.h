@@ -86,6 +86,10 @@ void devices__cleanup(void);
  * result is valid until the next devices__ call. */
 struct plg_device *devices__get(const lk_device_name *p, const char *path, int fresh,
                                 lk_err *err);
+/* Whether cached device data may be stale, so that devices__get must read
+ * (fresh): the change feed has been unreadable for confirm_timeout or
+ * longer. */
+int devices__stale(int64_t now);
 void devices__forget(uint64_t num_id);
 void devices__clear(void);
 /* The position (0..2) of the credential with this fingerprint and expiry;
@@ -182,7 +186,9 @@ int acl__check(int event, void *event_data, void *userdata);
 
 /* # Messages (message.c) */
 
-int message__handle(int event, void *event_data, void *userdata);
+/* MOSQ_EVT_MESSAGE for connection c (conn__find's answer, NULL if none):
+ * a device's publish rewritten downstream; denied for anything else. */
+int message__device(struct plg_conn *c, struct mosquitto_evt_message *ed);
 /* What a device's publish topic is: */
 enum plg_topic { TOPIC_BAD = 0, TOPIC_EVENTS, TOPIC_STATE };
 enum plg_topic message__topic(const struct plg_conn *c, const char *topic,
@@ -293,6 +299,16 @@ extern struct plg_state plg;
 static inline size_t hash__num(uint64_t n, size_t mask)
 {
     return (size_t)((n * 0x9E3779B97F4A7C15ull) >> 32) & mask;
+}
+
+/* FNV-1a of the string s, continuing from h (start with HASH_STR_SEED; feed
+ * the result back in to hash several strings as one). */
+#define HASH_STR_SEED 1469598103934665603ull
+static inline uint64_t hash__str(uint64_t h, const char *s)
+{
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
 }
 
 /* The smallest power of two >= n, from at least `least` (a power of two). */

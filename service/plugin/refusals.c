@@ -37,13 +37,8 @@ static int64_t next_report, last_scan;
 
 static uint64_t refusals__key(const char *addr, const char *reason)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a over the address and the reason */
-    const unsigned char *s;
+    uint64_t h = hash__str(hash__str(HASH_STR_SEED, addr), reason);
 
-    for (s = (const unsigned char *)addr; *s; s++)
-        h = (h ^ *s) * 1099511628211ull;
-    for (s = (const unsigned char *)reason; *s; s++)
-        h = (h ^ *s) * 1099511628211ull;
     return h ? h : 1;
 }
 

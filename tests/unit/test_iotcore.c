@@ -295,15 +295,32 @@ static void test_device_topic_parse(void **state)
     assert_int_equal(lk_device_topic_parse("dev-1", NULL, 20, NULL), LK_TOPIC_NONE);
 }
 
+/* The device the backend and bridge topic tests name. */
+static void topic_device(lk_device_name *n)
+{
+    static const char path[] = "projects/my-project/locations/us-central1/registries/reg-1/devices/dev-1";
+
+    assert_int_equal(lk_device_path_parse(path, strlen(path), n), LK_OK);
+}
+
+/* Every part of n, and sub, at its longest. */
+static void longest_device(lk_device_name *n, char sub[LK_SUBFOLDER_MAX + 1])
+{
+    fill(n->project, 'p', LK_PROJECT_MAX);
+    fill(n->location, 'l', LK_LOCATION_MAX);
+    fill(n->registry, 'r', LK_ID_MAX);
+    fill(n->device, 'd', LK_ID_MAX);
+    fill(sub, 's', LK_SUBFOLDER_MAX);
+}
+
 static void test_backend_topics(void **state)
 {
     lk_device_name n;
     char buf[LK_BACKEND_TOPIC_MAX + 1], sub[LK_SUBFOLDER_MAX + 1];
-    static const char path[] = "projects/my-project/locations/us-central1/registries/reg-1/devices/dev-1";
     size_t len;
     (void)state;
 
-    assert_int_equal(lk_device_path_parse(path, strlen(path), &n), LK_OK);
+    topic_device(&n);
     assert_int_equal(lk_backend_topic(&n, LK_TOPIC_EVENTS, NULL, buf, sizeof buf, &len), LK_OK);
     assert_string_equal(buf, "latchkey/my-project/us-central1/reg-1/dev-1/events");
     assert_int_equal(len, strlen(buf));
@@ -339,11 +356,7 @@ static void test_backend_topics(void **state)
     assert_true(all_bytes(buf, 20, 0));
 
     /* the longest */
-    fill(n.project, 'p', LK_PROJECT_MAX);
-    fill(n.location, 'l', LK_LOCATION_MAX);
-    fill(n.registry, 'r', LK_ID_MAX);
-    fill(n.device, 'd', LK_ID_MAX);
-    fill(sub, 's', LK_SUBFOLDER_MAX);
+    longest_device(&n, sub);
     assert_int_equal(lk_backend_topic(&n, LK_TOPIC_EVENTS, sub, buf, sizeof buf, &len), LK_OK);
     assert_int_equal(len, LK_BACKEND_TOPIC_MAX);
 }
@@ -354,13 +367,12 @@ static void test_bridge_topics(void **state)
 {
     lk_device_name n, got;
     char buf[LK_BRIDGE_TOPIC_MAX + 1], sub[LK_SUBFOLDER_MAX + 1];
-    static const char path[] = "projects/my-project/locations/us-central1/registries/reg-1/devices/dev-1";
     static const char root[] = "latchkeyd/projects/my-project/locations/us-central1/registries/reg-1/devices/dev-1";
     const char *sf;
     size_t len;
     (void)state;
 
-    assert_int_equal(lk_device_path_parse(path, strlen(path), &n), LK_OK);
+    topic_device(&n);
     assert_int_equal(lk_bridge_topic(&n, LK_TOPIC_EVENTS, NULL, buf, sizeof buf, &len), LK_OK);
     assert_string_equal(buf, "latchkeyd/projects/my-project/locations/us-central1/registries/reg-1/devices/dev-1/events");
     assert_int_equal(len, strlen(buf));
@@ -413,11 +425,7 @@ static void test_bridge_topics(void **state)
     assert_int_equal(lk_bridge_topic(&got, LK_TOPIC_STATE, NULL, buf, sizeof buf, &len), LK_ERR_ARG);
 
     /* the longest */
-    fill(n.project, 'p', LK_PROJECT_MAX);
-    fill(n.location, 'l', LK_LOCATION_MAX);
-    fill(n.registry, 'r', LK_ID_MAX);
-    fill(n.device, 'd', LK_ID_MAX);
-    fill(sub, 's', LK_SUBFOLDER_MAX);
+    longest_device(&n, sub);
     assert_int_equal(lk_bridge_topic(&n, LK_TOPIC_EVENTS, sub, buf, sizeof buf, &len), LK_OK);
     assert_int_equal(len, LK_BRIDGE_TOPIC_MAX);
     assert_int_equal(lk_bridge_topic_parse(buf, len, &got, &sf), LK_TOPIC_EVENTS);
