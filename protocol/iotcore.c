@@ -94,6 +94,20 @@ int lk_metadata_key_valid(const char *s, size_t len)
     return 1;
 }
 
+int lk_pubsub_name_valid(const char *s, size_t len)
+{
+    size_t i;
+    if (s == NULL || len < LK_PUBSUB_NAME_MIN || len > LK_PUBSUB_NAME_MAX || !is_alpha(s[0]))
+        return 0;
+    if (len >= 4 && s[0] == 'g' && s[1] == 'o' && s[2] == 'o' && s[3] == 'g')
+        return 0;
+    for (i = 1; i < len; i++)
+        if (!is_alpha(s[i]) && !is_digit(s[i]) && s[i] != '-' && s[i] != '_' && s[i] != '.' &&
+            s[i] != '~' && s[i] != '%')
+            return 0;
+    return 1;
+}
+
 int lk_subfolder_valid(const char *s, size_t len)
 {
     size_t i;

@@ -209,6 +209,31 @@ lk_err lk_bridge_topic(const lk_device_name *d, lk_topic kind, const char *subfo
 lk_topic lk_bridge_topic_parse(const char *topic, size_t len, lk_device_name *d, const char **subfolder);
 
 /*
+ * # Routing to named topics (eventNotificationConfigs, stateNotificationConfig)
+ *
+ * A registry's notification configs name Pub/Sub topics of the registry's own
+ * project, "projects/P/topics/T". Backends read topic T of project P at
+ *   latchkey/P/topics/T/L/R/D/events[/SUBFOLDER]   and   .../state
+ * (so "topics" is not a location a registry may have), and push subscriptions
+ * of T get the same messages. T follows Pub/Sub's rule, without '+' (MQTT
+ * cannot carry it in a topic): lk_pubsub_name_valid.
+ */
+#define LK_PUBSUB_NAME_MIN 3u
+#define LK_PUBSUB_NAME_MAX 255u
+#define LK_TOPICS_LEVEL "topics"
+#define LK_NOTIFY_CONFIGS_MAX 10u
+/* 1 when s[0..len) is a valid topic or subscription id: 3..255 characters,
+ * a letter first, then letters, digits and - _ . ~ %, not starting with
+ * "goog". (Pub/Sub also allows '+'; latchkey does not.) */
+int lk_pubsub_name_valid(const char *s, size_t len);
+#define LK_ROUTED_TOPIC_MAX (LK_BACKEND_TOPIC_MAX + 8u + LK_PUBSUB_NAME_MAX)
+/* Write latchkey/P/topics/T/L/R/D/events[/SUBFOLDER] (kind LK_TOPIC_EVENTS)
+ * or .../state (LK_TOPIC_STATE) for device d routed to topic T (d's project);
+ * as lk_backend_topic (LK_ROUTED_TOPIC_MAX + 1 suffices). */
+lk_err lk_routed_topic(const lk_device_name *d, const char *topic_id, lk_topic kind, const char *subfolder,
+                       char *buf, size_t size, size_t *len);
+
+/*
  * # Backend secrets
  *
  * A backend logs in with a secret as its MQTT password; the registry keeps

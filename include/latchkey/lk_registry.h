@@ -250,6 +250,13 @@ typedef struct lk_reg_metadata {
     size_t value_len;
 } lk_reg_metadata;
 
+/* (schema 6) Whether the device is connected, as the broker records it. */
+typedef enum lk_reg_presence {
+    LK_PRESENCE_NEVER = 0,           /* never connected (or not since schema 6) */
+    LK_PRESENCE_ONLINE = 1,
+    LK_PRESENCE_OFFLINE = 2
+} lk_reg_presence;
+
 typedef struct lk_reg_device {
     uint64_t num_id;                 /* server-assigned, unique in the database */
     char *id;
@@ -271,6 +278,10 @@ typedef struct lk_reg_device {
     lk_reg_gateway_auth gateway_auth_method;
     char *last_accessed_gateway_id;  /* or NULL */
     int64_t last_accessed_gateway_time; /* 0 = never */
+    /* (schema 6) presence, as the broker last recorded it */
+    lk_reg_presence presence;
+    int64_t presence_time;           /* when it became so; 0 = never */
+    char *presence_detail;           /* online: the address; offline: the reason; or NULL */
 } lk_reg_device;
 void lk_reg_device_free(lk_reg_device *d); /* frees members, not d */
 
@@ -518,6 +529,9 @@ typedef enum lk_reg_change_kind {
     LK_CHANGE_REGISTRY = 4,   /* registry enabled/disabled/deleted: num_id 0 */
     LK_CHANGE_COMMAND = 5,    /* a command was queued for num_id (lk_registry_command_send) */
     LK_CHANGE_BACKEND = 7,    /* a backend was created or deleted: num_id 0 */
+    LK_CHANGE_SUBSCRIPTION = 8, /* a push subscription was created, updated or deleted: num_id 0 */
+    LK_CHANGE_PRESENCE_CLEAR = 9, /* a device with a presence record was deleted: num_id = its num_id;
+                                     lk_registry_presence_tombstones names it */
     LK_CHANGE_RESYNC = 6      /* changes after *since were pruned (or the database
                                  was replaced): reload everything; num_id 0 */
 } lk_reg_change_kind;
@@ -775,6 +789,87 @@ lk_err lk_registry_sa_key_delete(lk_registry *reg, const char *key_id, char *why
                                  size_t why_size);
 /* The account and all its keys. LK_ERR_REG_NOT_FOUND if none. */
 lk_err lk_registry_sa_delete(lk_registry *reg, const char *email, char *why, size_t why_size);
+
+/* ---- presence (schema 6) ----
+ *
+ * The broker records each device's presence with its activity times (one
+ * transaction a flush) and publishes it retained on latchkey/P/L/R/D/presence.
+ * Deleting a device that has a presence record leaves a tombstone (its path)
+ * and appends LK_CHANGE_PRESENCE_CLEAR, so that the broker clears the
+ * retained message — also one deleted while the broker was down (it reads
+ * the tombstones when it starts). */
+typedef struct lk_reg_presence_update {
+    uint64_t num_id;
+    lk_reg_presence presence;        /* ONLINE or OFFLINE */
+    int64_t time;
+    const char *detail;              /* address or reason; NULL = none */
+} lk_reg_presence_update;
+/* In one transaction; unknown num_ids (deleted devices) are skipped. */
+lk_err lk_registry_presence_record(lk_registry *reg, const lk_reg_presence_update *u, size_t n);
+/* When the broker starts: every device recorded ONLINE becomes OFFLINE with
+ * detail reason at time t (one transaction), and cb is called for each
+ * device that was recorded at all (ONLINE or OFFLINE), with its record after
+ * the change, so that the broker can publish each one's presence again. */
+lk_err lk_registry_presence_reset(lk_registry *reg, int64_t t, const char *reason,
+                                  int (*cb)(void *arg, const lk_reg_device *d), void *arg,
+                                  char *why, size_t why_size);
+typedef struct lk_reg_tombstone {
+    uint64_t num_id;
+    const char *project, *location, *registry, *id;
+} lk_reg_tombstone;
+/* Every tombstone (cb returns 0 to go on); then _done removes the ones the
+ * broker has cleared (by num_id), in one transaction. */
+lk_err lk_registry_presence_tombstones(lk_registry *reg,
+                                       int (*cb)(void *arg, const lk_reg_tombstone *t), void *arg,
+                                       char *why, size_t why_size);
+lk_err lk_registry_presence_tombstones_done(lk_registry *reg, const uint64_t *num_ids, size_t n,
+                                            char *why, size_t why_size);
+
+/* ---- push subscriptions (schema 6) ----
+ *
+ * A push subscription (Pub/Sub's, "projects/P/subscriptions/S") takes every
+ * message routed to its topic ("projects/P/topics/T", same project) after it
+ * was created, and latchkeyd POSTs each to push_endpoint. S follows Pub/Sub's
+ * rule (lk_pubsub_name_valid): 3..255 characters, a letter first, then
+ * [A-Za-z0-9-_.~+%], not starting with "goog"; the same rule for T.
+ * Create, update and delete append LK_CHANGE_SUBSCRIPTION (num_id 0).
+ */
+typedef enum lk_reg_push_auth {
+    LK_PUSH_AUTH_NONE = 0,
+    LK_PUSH_AUTH_HEADER = 1,         /* a static header: auth_header_name: auth_header_value */
+    LK_PUSH_AUTH_OIDC = 2            /* a JWT latchkeyd signs: oidc_email, oidc_audience */
+} lk_reg_push_auth;
+typedef struct lk_reg_subscription {
+    char *project, *name;            /* name: S */
+    char *topic;                     /* T (same project) */
+    char *push_endpoint;             /* https:// (http:// only to a loopback address) */
+    lk_reg_push_auth auth;
+    char *auth_header_name, *auth_header_value;   /* a secret: wiped by the free */
+    char *oidc_email, *oidc_audience;             /* audience NULL = the endpoint URL */
+    int64_t min_backoff_ms, max_backoff_ms;       /* retries: 10 s .. 600 s by default */
+    int64_t ack_deadline_ms;                      /* a POST unanswered this long failed: 10 s default */
+    char *dead_letter_topic;                      /* T2 or NULL */
+    int32_t max_delivery_attempts;                /* 5..100 with a dead-letter topic (default 5); 0 without */
+    int64_t retention_ms;                         /* queued longer is expired: 7 days default */
+    int64_t created;
+} lk_reg_subscription;
+void lk_reg_subscription_free(lk_reg_subscription *s); /* frees and wipes members, not s */
+/* create: every field checked (LK_ERR_REG_INVALID with why), zero numbers
+ * take the defaults; LK_ERR_REG_EXISTS if (project, name) is taken.
+ * update: replaces everything but project, name and created.
+ * get/delete: LK_ERR_REG_NOT_FOUND if none. list: project NULL = all,
+ * ordered by project, name; the struct is valid only during the call. */
+lk_err lk_registry_subscription_create(lk_registry *reg, const lk_reg_subscription *s, char *why,
+                                       size_t why_size);
+lk_err lk_registry_subscription_update(lk_registry *reg, const lk_reg_subscription *s, char *why,
+                                       size_t why_size);
+lk_err lk_registry_subscription_get(lk_registry *reg, const char *project, const char *name,
+                                    lk_reg_subscription *out, char *why, size_t why_size);
+lk_err lk_registry_subscription_delete(lk_registry *reg, const char *project, const char *name,
+                                       char *why, size_t why_size);
+lk_err lk_registry_subscription_list(lk_registry *reg, const char *project,
+                                     int (*cb)(void *arg, const lk_reg_subscription *s), void *arg,
+                                     char *why, size_t why_size);
 
 #ifdef __cplusplus
 }
