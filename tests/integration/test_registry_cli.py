@@ -363,8 +363,8 @@ def test_device_lifecycle_and_json_shape(db, keys, tmp_path):
     assert lst[0]["numId"] == d["numId"] and lst[0]["credentials"] == d["credentials"]
     assert [x["id"] for x in js(dev(db, "list", "--limit", "1", "--format", "json"))] == ["dev-1"]
     rows = ok(dev(db, "list")).out.splitlines()
-    assert rows[0].split() == ["ID", "NUM_ID", "BLOCKED", "CREDENTIALS", "CONFIG_VERSION"]
-    assert rows[1].split() == ["dev-1", d["numId"], "true", "2", "1"]
+    assert rows[0].split() == ["ID", "NUM_ID", "BLOCKED", "CREDENTIALS", "CONFIG_VERSION", "LAST_SEEN", "PRESENCE"]
+    assert rows[1].split() == ["dev-1", d["numId"], "true", "2", "1", "-", "never"]
 
     u = js(dev(db, "update", "dev-1", "--unblocked", "--metadata", "site=paris", "--format", "json"))
     assert u["blocked"] is False and u["metadata"] == {"site": "paris"}
