@@ -162,11 +162,12 @@ static int pubsub_id(struct admin *a, const char *what, const char *kind, const 
             return admin_fail(a, LK_ERR_NOMEM, NULL);
         memcpy(copy, p, n);
         copy[n] = '\0';
-        a->keep = realloc(a->keep, (a->nkeep + 1) * sizeof *a->keep);
-        if (a->keep == NULL) {
+        char **nk = realloc(a->keep, (a->nkeep + 1) * sizeof *nk);
+        if (nk == NULL) {
             free(copy);
             return admin_fail(a, LK_ERR_NOMEM, NULL);
         }
+        a->keep = nk;
         a->keep[a->nkeep++] = copy;
         a->project = copy;
     } else if (strlen(a->project) != (size_t)(slash - p) || strncmp(a->project, p, (size_t)(slash - p)) != 0) {
