@@ -207,10 +207,13 @@ static lk_err device_from_json(json_t *j, lk_reg_device *d, char *why, size_t wh
      * leaves it out: never recorded. */
     if (json_is_object(json_object_get(j, "presence"))) {
         json_t *p = json_object_get(j, "presence"), *det = json_object_get(p, "address");
-        d->presence = json_is_true(json_object_get(p, "online")) ? LK_PRESENCE_ONLINE : LK_PRESENCE_OFFLINE;
         d->presence_time = jtime(json_object_get(p, "time"));
         if (det == NULL)
             det = json_object_get(p, "reason");
+        /* Not online, no time, no reason: never recorded. */
+        d->presence = json_is_true(json_object_get(p, "online")) ? LK_PRESENCE_ONLINE
+                      : d->presence_time != 0 || det != NULL   ? LK_PRESENCE_OFFLINE
+                                                               : LK_PRESENCE_NEVER;
         if (json_is_string(det))
             bad |= (d->presence_detail = dup_str(det)) == NULL;
     }
