@@ -154,6 +154,11 @@ static int read_body(struct lkd_call *c, lk_reg_subscription *s)
         return -1;
     }
     s->push_endpoint = (char *)str;
+    char why[300];
+    if (lkd_push_endpoint_ok(str, why, sizeof why) != 0) {
+        lkd_reply_error(c, LKD_INVALID_ARGUMENT, "pushConfig.pushEndpoint: %s", why);
+        return -1;
+    }
     json_t *oidc = lkd_field(c, push, "oidcToken", NULL, &bad);
     json_t *hdr = bad ? NULL : lkd_field(c, push, "latchkeyHeader", NULL, &bad);
     if (bad)
