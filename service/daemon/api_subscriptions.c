@@ -192,9 +192,12 @@ static int read_body(struct lkd_call *c, lk_reg_subscription *s)
             return -1;
         }
         const char *hn = NULL, *hv = NULL;
-        if (str_field(c, hdr, "name", NULL, &hn) <= 0 || str_field(c, hdr, "value", NULL, &hv) <= 0) {
-            if (hn == NULL || hv == NULL)
-                lkd_reply_error(c, LKD_INVALID_ARGUMENT, "latchkeyHeader needs name and value");
+        int gn = str_field(c, hdr, "name", NULL, &hn);
+        int gv = gn < 0 ? -1 : str_field(c, hdr, "value", NULL, &hv);
+        if (gn < 0 || gv < 0)
+            return -1;
+        if (gn == 0 || gv == 0) {
+            lkd_reply_error(c, LKD_INVALID_ARGUMENT, "latchkeyHeader needs name and value");
             return -1;
         }
         s->auth = LK_PUSH_AUTH_HEADER;

@@ -43,7 +43,7 @@ struct psub {
     char *tok, *tok_aud;         /* the cached OIDC token and its audience */
     int64_t tok_exp;
     int64_t next_expire;
-    int64_t log_ms;
+    int64_t log_ms, cfg_log_ms;
     unsigned fails_unlogged;
     char last_err[160];
     /* the metrics (under mu) */
@@ -282,6 +282,16 @@ static void note_failure(struct psub *ps, const char *fmt, ...)
     }
 }
 
+/* A subscription that cannot be pushed as configured: one line a minute. */
+static void note_config(struct psub *ps, const char *why)
+{
+    int64_t now = lkd_now_ms();
+    if (now - ps->cfg_log_ms >= 60000) {
+        ps->cfg_log_ms = now;
+        lkd_log("push: %s: not pushed: %s", ps->name, why);
+    }
+}
+
 static size_t discard(char *ptr, size_t size, size_t n, void *arg)
 {
     (void)ptr;
@@ -413,11 +423,11 @@ static void fill(struct lkd_push *p, struct psub *ps, int64_t now)
         return; /* unwritten acks first: their deliveries would be offered again */
     char why[512] = "";
     if (lkd_push_endpoint_ok(ps->s.push_endpoint, why, sizeof why) != 0) {
-        note_failure(ps, "not pushed: %s", why);
+        note_config(ps, why);
         return;
     }
     if (ps->s.auth == LK_PUSH_AUTH_OIDC && p->d->oidc == NULL) {
-        note_failure(ps, "not pushed: an OIDC subscription needs push_oidc_key in latchkeyd's config");
+        note_config(ps, "an OIDC subscription needs push_oidc_key in latchkeyd's config");
         return;
     }
     if (now >= ps->next_expire) {
