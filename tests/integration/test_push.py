@@ -316,6 +316,24 @@ def test_kill_9_loses_nothing(tmp_path, ep):
     env.stop()
 
 
+def test_sigterm_lets_posts_in_flight_finish(tmp_path, ep):
+    """SIGTERM: the POST in flight finishes and is acknowledged; nothing new is taken; the rest stays queued."""
+    ep.rules["/drain"] = lambda k, b: ("sleep", 1.0, 200)
+    env = start(tmp_path, ep)
+    ok(create(env, "draining", ep.url("/drain")))
+    fill(env.spool, ["draining"], "events", 3, keys=(7,))
+    wait(lambda: ep.count.get("/drain", 0) >= 1, 10, "the first POST")
+    t = time.time()
+    env.daemon.stop()                       # SIGTERM; exit code 0 asserted
+    assert time.time() - t < 2.5
+    assert ep.count["/drain"] == 1
+    ep.rules["/drain"] = lambda k, b: 503
+    env.daemon.start()
+    st = stats(env, "draining")
+    assert st["acked"] == "1" and st["depth"] == "2", st
+    env.stop()
+
+
 def test_rest_methods_and_iam(tmp_path, ep):
     env = start(tmp_path, ep)
     try:
