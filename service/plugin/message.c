@@ -20,7 +20,7 @@
 
 #include "plugin.h"
 
-static int message__attrs(const lk_device_name *path, uint64_t num_id, const char *subfolder,
+int message__attributes(const lk_device_name *path, uint64_t num_id, const char *subfolder,
                           mosquitto_property **props)
 {
     char num[24];
@@ -56,7 +56,7 @@ int message__downstream(const lk_device_name *path, uint64_t num_id, enum plg_to
     if (!*topic)
         return -1;
     memcpy(*topic, buf, n + 1);
-    if (message__attrs(path, num_id, sub, props)) {
+    if (message__attributes(path, num_id, sub, props)) {
         mosquitto_property_free_all(props);
         mosquitto_free(*topic);
         *topic = NULL;
@@ -112,6 +112,7 @@ int message__rewrite(struct mosquitto_evt_message *ed, const lk_device_name *pat
 
     if (message__downstream(path, num_id, t, sub, &topic, &props))
         return -1;
+    share__note(path, num_id, sub);
     message__accepted(path, num_id, t, ed->payload, ed->payloadlen, clock__now());
     mosquitto_free(ed->topic);
     ed->topic = topic;

@@ -65,6 +65,8 @@ static const struct plugin__int_opt {
     OPT(log_refusals_per_source, OPT_UNSIGNED, 1, 1000000, 3),
     OPT(log_refusals_window, OPT_I64, 1, 86400, 60),
     OPT(log_refusals_per_second, OPT_UNSIGNED, 1, 1000000, 50),
+    OPT(share_max_per_client, OPT_UNSIGNED, 1, SHARE_MAX_PER_CLIENT_LIMIT, 16),
+    OPT(share_max_members, OPT_SIZE, 1, 1000000, 10000),
 };
 #undef OPT
 
@@ -289,6 +291,7 @@ static int plugin__tick(int event, void *event_data, void *userdata)
     conn__tick(now);
     refusals__tick(now);
     bridge__tick(now);
+    share__tick();
     if (now >= plg.next_flush) {
         activity__flush();
         plg.next_flush = now + plg.opt.activity_flush;
@@ -413,12 +416,19 @@ static int plugin__message(int event, void *event_data, void *userdata)
 {
     struct mosquitto_evt_message *ed = event_data;
     struct plg_conn *c = conn__find(ed->client);
+    int rc;
 
     (void)event;
     (void)userdata;
+    share__begin();
     if (c && c->kind == CONN_BRIDGE && !c->kick_reason)
-        return bridge__message(c, ed);
-    return message__device(c, ed);
+        rc = bridge__message(c, ed);
+    else
+        rc = message__device(c, ed);
+    /* The topic is final here: shared subscriptions' copies (share.c). */
+    if (rc == MOSQ_ERR_SUCCESS)
+        share__message(ed);
+    return rc;
 }
 
 /* # Entry points */
@@ -440,6 +450,7 @@ int mosquitto_plugin_version(int supported_version_count, const int *supported_v
 static void plugin__free(void)
 {
     conn__cleanup();
+    share__cleanup();
     devices__cleanup();
     limits__cleanup();
     refusals__cleanup();

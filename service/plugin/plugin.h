@@ -62,6 +62,8 @@ struct plg_options {
     unsigned log_refusals_per_source; /* lines per window per (address, reason) */
     int64_t log_refusals_window; /* s */
     unsigned log_refusals_per_second; /* lines a second in all */
+    unsigned share_max_per_client; /* shared subscriptions per client id */
+    size_t share_max_members;    /* shared subscriptions (and remembered plain filters) in all */
 };
 
 /* # Devices: cached authentication data (devices.c) */
@@ -206,6 +208,10 @@ void message__accepted(const lk_device_name *path, uint64_t num_id, enum plg_top
  * -1 out of memory with ed untouched. */
 int message__rewrite(struct mosquitto_evt_message *ed, const lk_device_name *path, uint64_t num_id,
                      enum plg_topic t, const char *sub);
+/* IoT Core's attributes as MQTT 5 user properties (added to *props): 0, or
+ * -1 out of memory. */
+int message__attributes(const lk_device_name *path, uint64_t num_id, const char *subfolder,
+                        mosquitto_property **props);
 /* Publish a copy of payload (not retained), as the broker's client: 0, or
  * the broker's error, props then still the caller's. */
 int message__publish(const char *topic, const void *payload, size_t len, int qos,
@@ -214,6 +220,37 @@ int message__publish(const char *topic, const void *payload, size_t len, int qos
 void message__presence(struct plg_conn *c, int online, const char *detail);
 /* The offline notice of a connection that was superseded or kicked (conn.c). */
 void message__offline(struct plg_conn *c, const char *why);
+
+/* # Shared subscriptions (share.c) */
+
+#define SHARE_MAX_PER_CLIENT_LIMIT 256
+/* "$share/GROUP/FILTER": 1 with the group (glen bytes) and the filter
+ * behind it, 0 for a topic that is not a share, -1 (why set) malformed. */
+int share__parse(const char *topic, const char **group, size_t *glen, const char **filter,
+                 const char **why);
+/* A backend's SUBSCRIBE or UNSUBSCRIBE of filter, plain (group NULL) or in
+ * a group, already judged allowed for its project: remembered, or refused
+ * (logged) for an overlap with another of the client id's subscriptions or
+ * a limit. MOSQ_ERR_SUCCESS or MOSQ_ERR_ACL_DENIED. */
+/* Log (rate-limited) why c's subscription to topic is refused:
+ * MOSQ_ERR_ACL_DENIED. */
+int share__refuse(const struct plg_conn *c, const char *topic, const char *why);
+int share__subscription(struct plg_conn *c, int access, const char *topic, const char *group,
+                        size_t glen, const char *filter);
+/* A backend connection authenticated (clean start: its session's
+ * subscriptions are gone) / a connection record freed. */
+void share__connect(struct plg_conn *c);
+void share__gone(const struct plg_conn *c);
+/* The message path: share__begin at each MOSQ_EVT_MESSAGE, share__note from
+ * the rewrite (which device, which subfolder), share__message once the
+ * topic is final and the message accepted (deals the copies), and at every
+ * READ check share__read_denied (1: the plugin dealt this group's copy). */
+void share__begin(void);
+void share__note(const lk_device_name *path, uint64_t num_id, const char *sub);
+void share__message(const struct mosquitto_evt_message *ed);
+int share__read_denied(const struct mosquitto_evt_acl_check *ed);
+void share__tick(void);
+void share__cleanup(void);
 
 /* # latchkeyd's bridge (bridge.c) */
 

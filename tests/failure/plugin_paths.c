@@ -153,6 +153,29 @@ int mosquitto_broker_publish(const char *clientid, const char *topic, int payloa
     return MOSQ_ERR_SUCCESS;
 }
 
+/* MQTT filter matching, as the broker's (enough for the plugin's shared
+ * subscriptions: '+' one level, '#' the rest, including the parent). */
+int mosquitto_topic_matches_sub(const char *sub, const char *topic, bool *result)
+{
+    *result = false;
+    for (;;) {
+        const char *es = strchr(sub, '/'), *et = strchr(topic, '/');
+        size_t ls = es ? (size_t)(es - sub) : strlen(sub), lt = et ? (size_t)(et - topic) : strlen(topic);
+        if (ls == 1 && sub[0] == '#') {
+            *result = true;
+            return MOSQ_ERR_SUCCESS;
+        }
+        if (!(ls == 1 && sub[0] == '+') && (ls != lt || memcmp(sub, topic, ls)))
+            return MOSQ_ERR_SUCCESS;
+        if (!es || !et) {
+            *result = (!es && !et) || (es && !strcmp(es, "/#"));
+            return MOSQ_ERR_SUCCESS;
+        }
+        sub = es + 1;
+        topic = et + 1;
+    }
+}
+
 int mosquitto_property_add_string_pair(mosquitto_property **proplist, int identifier,
                                        const char *name, const char *value)
 {
