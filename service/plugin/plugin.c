@@ -495,6 +495,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
         goto error;
     if (devices__init(plg.opt.device_cache) || conn__init(message__offline) || limits__init(plg.opt.limit_table))
         goto error;
+    share__init(message__attributes);
     plg.started = clock__now();
     plg.next_flush = plg.started + plg.opt.activity_flush;
 

@@ -223,7 +223,11 @@ void message__offline(struct plg_conn *c, const char *why);
 
 /* # Shared subscriptions (share.c) */
 
-#define SHARE_MAX_PER_CLIENT_LIMIT 256
+#define SHARE_MAX_PER_CLIENT_LIMIT 64
+/* attributes: IoT Core's attributes of a device's message
+ * (message__attributes), for the copies. */
+void share__init(int (*attributes)(const lk_device_name *path, uint64_t num_id, const char *sub,
+                                   mosquitto_property **props));
 /* "$share/GROUP/FILTER": 1 with the group (glen bytes) and the filter
  * behind it, 0 for a topic that is not a share, -1 (why set) malformed. */
 int share__parse(const char *topic, const char **group, size_t *glen, const char **filter,

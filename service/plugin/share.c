@@ -49,6 +49,9 @@
 #define SHARE_PREFIX "$share"
 #define SHARE_PLAIN_MAX 64        /* plain filters remembered per client id */
 #define SHARE_CLIENT_BUCKETS 1024 /* a power of two */
+/* The longest filter remembered: as long as the longest topic a backend
+ * receives (longer ones serve no purpose), so memory stays bounded. */
+#define SHARE_FILTER_MAX LK_ROUTED_TOPIC_MAX
 
 struct share_group;
 
@@ -83,7 +86,8 @@ struct share_client {
 static struct {
     struct share_group *groups;
     unsigned live_groups;         /* groups with a live member */
-    size_t nmembers, nplain;
+    size_t nmembers, nplain, nclients;
+    int overflowed;               /* a client id was not remembered: its plain filters unknown */
     struct share_client *clients[SHARE_CLIENT_BUCKETS];
     /* the device message being handled (share__note) */
     int noted;
@@ -97,7 +101,17 @@ static struct {
     const void *a_payload;
     uint32_t a_len;
     int64_t fail_logged;
+    /* message.c's attributes, given at init (an import of message.c here
+     * would make a circle: it calls share__note) */
+    int (*attributes)(const lk_device_name *path, uint64_t num_id, const char *sub,
+                      mosquitto_property **props);
 } sh;
+
+void share__init(int (*attributes)(const lk_device_name *path, uint64_t num_id, const char *sub,
+                                   mosquitto_property **props))
+{
+    sh.attributes = attributes;
+}
 
 /* # Filters */
 
@@ -176,6 +190,10 @@ static struct share_client *share__client(const char *id, int create)
 
     if (*pp || !create)
         return *pp;
+    if (sh.nclients >= plg.opt.share_max_members) {
+        sh.overflowed = 1;
+        return NULL;
+    }
     cl = calloc(1, sizeof *cl);
     if (!cl || !(cl->id = strdup(id))) {
         free(cl);
@@ -183,6 +201,7 @@ static struct share_client *share__client(const char *id, int create)
     }
     cl->id_hash = hash__str(HASH_STR_SEED, id);
     *pp = cl;
+    sh.nclients++;
     return cl;
 }
 
@@ -235,6 +254,7 @@ static void share__client_gc(struct share_client *cl)
     *pp = cl->hnext;
     free(cl->id);
     free(cl);
+    sh.nclients--;
 }
 
 /* Its session is gone: every share and plain filter with it. */
@@ -341,7 +361,7 @@ static int share__plain_subscribe(struct plg_conn *c, struct share_client *cl, c
     /* Not remembered: the plain subscription stands, but this client id may
      * then hold no share (its filters cannot be checked). */
     if (cl->untracked || cl->nplain == SHARE_PLAIN_MAX || sh.nplain >= plg.opt.share_max_members
-        || !(copy = strdup(topic))) {
+        || strlen(topic) > SHARE_FILTER_MAX || !(copy = strdup(topic))) {
         cl->untracked = 1;
         return MOSQ_ERR_SUCCESS;
     }
@@ -357,6 +377,9 @@ static int share__share_subscribe(struct plg_conn *c, struct share_client *cl, c
     char why[600];
     unsigned i;
 
+    if (strlen(filter) > SHARE_FILTER_MAX || glen > SHARE_FILTER_MAX)
+        return share__refuse(c, topic, "the filter or group name is longer than any latchkey "
+                             "topic");
     if (cl->untracked)
         return share__refuse(c, topic, "this client id holds more plain subscriptions than the "
                              "plugin remembers, so a share's overlap cannot be checked (use "
@@ -400,10 +423,19 @@ int share__subscription(struct plg_conn *c, int access, const char *topic, const
     int rc;
 
     sh.armed = 0; /* no message is being queued now */
-    cl = share__client(c->client_id, access == MOSQ_ACL_SUBSCRIBE);
+    cl = share__client(c->client_id, 0);
+    /* A client id not remembered while the table was full may hold plain
+     * subscriptions the plugin never saw. */
+    if (!cl && group && access == MOSQ_ACL_SUBSCRIBE && sh.overflowed)
+        return share__refuse(c, topic, "the plugin could not remember this client id's "
+                             "subscriptions (plugin_opt_share_max_members client ids were "
+                             "remembered at once): connect it with a clean start");
+    if (!cl && access == MOSQ_ACL_SUBSCRIBE)
+        cl = share__client(c->client_id, 1);
     if (!cl) {
         if (access == MOSQ_ACL_SUBSCRIBE && group)
-            return share__refuse(c, topic, "out of memory");
+            return share__refuse(c, topic, sh.overflowed ? "plugin_opt_share_max_members client "
+                                 "ids are remembered" : "out of memory");
         return MOSQ_ERR_SUCCESS; /* nothing remembered: nothing to check or forget */
     }
     cl->conn = c;
@@ -428,7 +460,10 @@ void share__connect(struct plg_conn *c)
     struct share_client *cl = share__client(c->client_id, 0);
     unsigned i;
 
-    if (!cl)
+    /* Once a client id could not be remembered, one that is not is known
+     * to hold nothing only after a clean start. */
+    if (!cl && (!sh.overflowed || !mosquitto_client_clean_session(c->client)
+                || !(cl = share__client(c->client_id, 1))))
         return;
     /* A clean start discards the old session (with its subscriptions); so
      * does a takeover of an MQTT 3.1.1 clean session. Otherwise the session
@@ -519,7 +554,7 @@ static int share__send(const char *client_id, const struct mosquitto_evt_message
     void *copy;
     int rc;
 
-    if (message__attributes(&sh.path, sh.num_id, sh.sub, &props)) {
+    if (!sh.attributes || sh.attributes(&sh.path, sh.num_id, sh.sub, &props)) {
         mosquitto_property_free_all(&props);
         return MOSQ_ERR_NOMEM;
     }
