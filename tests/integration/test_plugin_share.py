@@ -29,6 +29,7 @@ MEMBER = r"""
 import sys, paho.mqtt.client as mqtt
 host, port, cid, user, secret, filt, out = sys.argv[1:8]
 f = open(out, "a", buffering=1)
+f.write("START\n")
 c = mqtt.Client(client_id=cid, clean_session=False, protocol=mqtt.MQTTv311)
 c.username_pw_set(user, secret)
 c.max_inflight_messages_set(20)
@@ -348,8 +349,14 @@ def test_member_killed_mid_stream(b, devices, tmp_path):
         assert missing == 0, f"{missing} events lost"
         na1 = sum(map(len, first_a.values()))
         na, nb = sum(map(len, ga.values())), sum(map(len, gb.values()))
+        pa = [p for v in ga.values() for p in v]
+        pb = set(p for v in gb.values() for p in v)
         print(f"\nkill: a got {na1} before the kill, {na - na1} after coming back; b got {nb}; "
-              f"{na + nb - want} duplicates")
+              f"{na + nb - want} duplicates ({len(pa) - len(set(pa))} within a: processed, not yet "
+              f"acknowledged; {len(set(pa) & pb)} in both)")
+        # the plugin's dealing never gives one event to both members
+        assert not set(pa) & pb
+        assert na > na1, "a got nothing back: nothing was pending for it?"
         assert na1 and nb > want // 2
         assert_in_order(gb, "b")
         # a's redelivered events come again after what it had written: in order, once each
@@ -390,3 +397,53 @@ def test_all_members_offline_messages_wait(b, devices, tmp_path):
     finally:
         ma.stop()
         mb.stop()
+
+
+def test_membership_changes_move_only_what_they_must(b, devices):
+    """Rendezvous hashing: the same live members deal each device to the same member every time;
+    a member that unsubscribes (or disconnects) leaves its devices to the others, and nothing goes
+    to it any more; when it is back, the first split comes back."""
+    secret = backend_secret(b, "share-hrw")
+    filt = f"$share/hrw/{events_filter()}"
+    cs = {k: connect(b, f"share-hrw/{k}", secret, username="backend:share-hrw", tls=False,
+                     clean_session=False) for k in "abc"}
+
+    def owners(tag):
+        sent = publish_all(b, devices, 5, tag)
+        want = sum(map(len, sent.values()))
+        deadline = time.time() + 10
+        got = {}
+        while time.time() < deadline:
+            got = {k: by_topic([(m.topic, m.payload.decode()) for m in list(c.messages)], tag)
+                   for k, c in cs.items()}
+            if sum(len(v) for g in got.values() for v in g.values()) >= want:
+                break
+            time.sleep(0.05)
+        time.sleep(0.3)
+        got = {k: by_topic([(m.topic, m.payload.decode()) for m in list(c.messages)], tag)
+               for k, c in cs.items()}
+        owner = {}
+        for k, g in got.items():
+            for t, v in g.items():
+                assert t not in owner, f"{t} dealt to {owner[t]} and {k}"
+                assert v == sent[t], f"{k}: {t} incomplete or out of order"
+                owner[t] = k
+        assert set(owner) == set(sent)
+        return owner
+
+    try:
+        for c in cs.values():
+            assert b.subscribe(c, filt, 1) == 1
+        first = owners("h1")
+        assert owners("h2") == first                      # stable
+        assert len(set(first.values())) == 3, first       # 20 devices over 3 members
+        cs["c"].unsubscribe(filt)
+        time.sleep(0.3)
+        second = owners("h3")
+        assert "c" not in second.values()
+        assert all(second[t] == k for t, k in first.items() if k != "c"), "devices of a, b moved"
+        assert b.subscribe(cs["c"], filt, 1) == 1
+        assert owners("h4") == first                      # the same split again
+    finally:
+        for c in cs.values():
+            close(c)
