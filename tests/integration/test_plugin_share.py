@@ -447,3 +447,37 @@ def test_membership_changes_move_only_what_they_must(b, devices):
     finally:
         for c in cs.values():
             close(c)
+
+
+def test_resumed_session_deals_again_only_after_subscribing(b, devices):
+    """A member whose session resumes takes part in the plugin's dealing only after it subscribes
+    again in the new connection (its session may be one the broker let expire); until then the
+    live member gets everything and the resumed one nothing new."""
+    secret = backend_secret(b, "share-res")
+    filt = f"$share/res/{events_filter()}"
+    a = connect(b, "share-res/a", secret, username="backend:share-res", tls=False,
+                clean_session=False)
+    m2 = connect(b, "share-res/b", secret, username="backend:share-res", tls=False,
+                 clean_session=False)
+    try:
+        assert b.subscribe(a, filt, 1) == 1
+        assert b.subscribe(m2, filt, 1) == 1
+        close(a)
+        time.sleep(0.3)
+        a = connect(b, "share-res/a", secret, username="backend:share-res", tls=False,
+                    clean_session=False)             # the session resumes; no SUBSCRIBE
+        sent = publish_all(b, devices, 5, "res1")
+        want = sum(map(len, sent.values()))
+        got_b = Broker.wait_messages(m2, want, timeout=10)
+        time.sleep(0.5)
+        assert len([m for m in got_b if m.payload.startswith(b"res1:")]) == want
+        assert not [m for m in a.messages if m.payload.startswith(b"res1:")]
+        assert b.subscribe(a, filt, 1) == 1
+        sent = publish_all(b, devices, 5, "res2")
+        time.sleep(1)
+        na = len([m for m in a.messages if m.payload.startswith(b"res2:")])
+        nb = len([m for m in m2.messages if m.payload.startswith(b"res2:")])
+        assert na and nb and na + nb == want, (na, nb)
+    finally:
+        close(a)
+        close(m2)
