@@ -409,8 +409,6 @@ static int share__share_subscribe(struct plg_conn *c, struct share_client *cl, c
         if (!m)
             return share__refuse(c, topic, "out of memory");
     }
-    cl->ends = mosquitto_client_protocol_version(c->client) != 5
-               && mosquitto_client_clean_session(c->client);
     share__set_live(m, 1);
     return MOSQ_ERR_SUCCESS;
 }
@@ -439,6 +437,8 @@ int share__subscription(struct plg_conn *c, int access, const char *topic, const
         return MOSQ_ERR_SUCCESS; /* nothing remembered: nothing to check or forget */
     }
     cl->conn = c;
+    cl->ends = mosquitto_client_protocol_version(c->client) != 5
+               && mosquitto_client_clean_session(c->client);
     if (access == MOSQ_ACL_UNSUBSCRIBE) {
         if (!group)
             share__plain_forget(cl, filter);
