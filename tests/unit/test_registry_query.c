@@ -1201,8 +1201,8 @@ static void test_patch_registry(void **state)
 
     /* notifications and log level: no change in the feed */
     OK(lk_registry_change_head(f->reg, &head0));
-    rs.event_notification_json = "[{\"pubsubTopicName\":\"projects/p/topics/e\"}]";
-    rs.state_notification_json = "{\"pubsubTopicName\":\"projects/p/topics/s\"}";
+    rs.event_notification_json = "[{\"pubsubTopicName\":\"projects/my-project/topics/eee\"}]";
+    rs.state_notification_json = "{\"pubsubTopicName\":\"projects/my-project/topics/sss\"}";
     rs.log_level = LK_LOG_LEVEL_INFO;
     OK(lk_registry_patch_registry(f->reg, &NAME, &rs, LK_REG_SET_EVENT_NOTIFY, W));
     OK(lk_registry_get_registry(f->reg, &NAME, &r, W));
