@@ -62,6 +62,10 @@ struct plg_options {
     unsigned log_refusals_per_source; /* lines per window per (address, reason) */
     int64_t log_refusals_window; /* s */
     unsigned log_refusals_per_second; /* lines a second in all */
+    char *spool;                 /* plugin_opt_spool: the push spool, or NULL */
+    int spool_sync_full;         /* plugin_opt_spool_sync full */
+    int64_t spool_max_messages;  /* per push subscription */
+    int64_t spool_max_bytes;
 };
 
 /* # Devices: cached authentication data (devices.c) */
@@ -195,15 +199,17 @@ enum plg_topic message__topic(const struct plg_conn *c, const char *topic,
                               const char **subfolder);
 /* What device path (num_id) sent, over MQTT or latchkeyd's bridge: its
  * downstream topic and IoT Core's attributes (*topic and *props are the
- * caller's to free); then, once accepted, its state stored and its activity
- * noted. */
+ * caller's to free; the topic as route__topic routes it): 0, -1 out of
+ * memory, -2 the routing could not be read; then, once accepted, its state
+ * stored and its activity noted. */
 int message__downstream(const lk_device_name *path, uint64_t num_id, enum plg_topic t,
                         const char *subfolder, char **topic, mosquitto_property **props);
 void message__accepted(const lk_device_name *path, uint64_t num_id, enum plg_topic t,
                        const void *payload, uint32_t len, int64_t now);
 /* Turn a publish into its downstream form in place (topic, IoT Core's
- * attributes, not retained) and account for it (message__accepted): 0, or
- * -1 out of memory with ed untouched. */
+ * attributes, not retained), store it for push subscriptions (route__spool)
+ * and account for it (message__accepted): 0; or, with ed untouched, -1 out
+ * of memory, -2 not routed or not stored (it must not be acknowledged). */
 int message__rewrite(struct mosquitto_evt_message *ed, const lk_device_name *path, uint64_t num_id,
                      enum plg_topic t, const char *sub);
 /* Publish a copy of payload (not retained), as the broker's client: 0, or
@@ -214,6 +220,40 @@ int message__publish(const char *topic, const void *payload, size_t len, int qos
 void message__presence(struct plg_conn *c, int online, const char *detail);
 /* The offline notice of a connection that was superseded or kicked (conn.c). */
 void message__offline(struct plg_conn *c, const char *why);
+
+/* # Routing and the push spool (route.c) */
+
+/* Opens plugin_opt_spool (if set): 0, or -1 logged. */
+int route__init(void);
+void route__cleanup(void);
+/* The change feed: a registry changed (its notification configs), the push
+ * subscriptions changed. */
+void route__forget_registries(void);
+void route__forget_subscriptions(void);
+/* The downstream topic of what device p sent (t, sub) into buf: the routed
+ * topic of the registry's first matching notification config, else the
+ * default backend topic. 0; -1 the topic cannot be formed; -2 the
+ * registry's configs cannot be read (logged). */
+int route__topic(const lk_device_name *p, enum plg_topic t, const char *sub, char *buf, size_t size,
+                 size_t *len);
+/* When what p sent is routed to a topic with push subscriptions: stores
+ * it in the spool for each (a full queue drops only its copy). 0 stored or
+ * nothing to store; -1 not stored (logged): the caller must not let the
+ * publish be acknowledged. */
+int route__spool(const lk_device_name *p, uint64_t num_id, enum plg_topic t, const char *sub,
+                 const void *payload, size_t len);
+
+/* # Retained presence (presence.c) */
+
+/* latchkey/P/L/R/D/presence, retained, and the record for the next flush. */
+void presence__note(const struct plg_conn *c, int online, const char *detail);
+/* Each tick: the reset after a start, pending tombstones (tombstones_due). */
+void presence__tick(int64_t now);
+/* With the activity flush: the presence records. */
+void presence__flush(void);
+/* The change feed named a deleted device's presence to clear. */
+void presence__tombstones_due(void);
+void presence__cleanup(void);
 
 /* # latchkeyd's bridge (bridge.c) */
 
