@@ -12,7 +12,8 @@ set(LK_HEADERS_se lk_softstore.h lk_pkcs11.h)
 set(LK_HEADERS_device lk_device.h)
 set(LK_HEADERS_verify lk_verify.h)
 set(LK_HEADERS_registry lk_registry.h)
-set(LK_LAYERS core se device verify registry)
+set(LK_HEADERS_spool lk_spool.h)
+set(LK_LAYERS core se device verify registry spool)
 
 # A new public header must be given to a library, or it would not be installed.
 file(GLOB lk_public_headers RELATIVE ${LK_INCLUDE_DIR}/latchkey ${LK_INCLUDE_DIR}/latchkey/*.h)
@@ -111,9 +112,17 @@ lk_install_library(registry
   REQUIRES latchkey-core latchkey-verify
   REQUIRES_PRIVATE "libcrypto >= 3.0" jansson "sqlite3 >= 3.37")
 
+# The delivery spool: the broker plugin's and latchkeyd's shared queue.
+lk_install_library(spool
+  DESCRIPTION "latchkey delivery spool: the durable queue of messages for push subscriptions, on SQLite"
+  OBJECTS lk_spool_obj
+  LINK liblatchkey-core PkgConfig::SQLITE3
+  REQUIRES latchkey-core
+  REQUIRES_PRIVATE "sqlite3 >= 3.37")
+
 # latchkey.pc: all of them, for programs that want everything.
 set(LK_PC_NAME latchkey)
-set(LK_PC_DESCRIPTION "latchkey: every library (core, se, device, verify, registry)")
+set(LK_PC_DESCRIPTION "latchkey: every library (core, se, device, verify, registry, spool)")
 set(LK_PC_REQUIRES "")
 foreach(layer ${LK_LAYERS})
   list(APPEND LK_PC_REQUIRES "latchkey-${layer} = ${PROJECT_VERSION}")

@@ -129,7 +129,10 @@ typedef struct lk_reg_registry {
 } lk_reg_registry;
 void lk_reg_registry_free(lk_reg_registry *r); /* frees members, not r */
 
-/* LK_ERR_REG_EXISTS if the name is taken. UNSPECIFIED is stored as ENABLED. */
+/* LK_ERR_REG_EXISTS if the name is taken. UNSPECIFIED is stored as ENABLED.
+ * (schema 6) A new registry's location may not be "topics" (LK_TOPICS_LEVEL,
+ * a level of the routed MQTT topics): LK_ERR_REG_INVALID; here, in
+ * create_registry_full and in import_add_registry. */
 lk_err lk_registry_create_registry(lk_registry *reg, const lk_reg_name *name,
                                    lk_reg_state mqtt, lk_reg_state http,
                                    char *why, size_t why_size);
@@ -145,7 +148,11 @@ lk_err lk_registry_list_registries(lk_registry *reg, const char *project,
  * (NULL leaves it, "" clears it). The event JSON must be an array of at most
  * 10 objects with only string members pubsubTopicName and subfolderMatches;
  * the state JSON an object with only a string pubsubTopicName (each at most
- * 64 KB); stored as given. */
+ * 64 KB); stored as given. (schema 6: they route, docs/delivery.md) Every
+ * config must have a pubsubTopicName "projects/<the registry's project>/
+ * topics/T" with T lk_pubsub_name_valid; an event config's
+ * subfolderMatches is absent, "" or lk_subfolder_valid. The same rules at
+ * create_registry_full, patch_registry and import_add_registry. */
 lk_err lk_registry_update_registry(lk_registry *reg, const lk_reg_name *name,
                                    lk_reg_state mqtt, lk_reg_state http,
                                    const char *event_notification_json,
@@ -174,9 +181,9 @@ lk_err lk_registry_create_registry_full(lk_registry *reg, const lk_reg_name *nam
  * LK_ERR_ARG. Each part validated as create_registry_full does; a refused part writes nothing.
  * LK_REG_SET_CERTS replaces the whole CA list with spec->ca_pems (same rules as add_cert; certificates the
  * registry already has are kept without re-checking their expiry, others are checked). Appends LK_CHANGE_REGISTRY
- * when mqtt/http change (as update_registry does).
+ * when mqtt/http or the notification configs change (as update_registry does: the broker follows both).
  * Details: with LK_REG_SET_MQTT / LK_REG_SET_HTTP, UNSPECIFIED is stored as ENABLED (as at creation);
- * LK_CHANGE_REGISTRY is appended whenever the mask names mqtt or http. The CA list keeps spec's order (index 0,
+ * LK_CHANGE_REGISTRY is appended whenever the mask names mqtt, http or a notification config. The CA list keeps spec's order (index 0,
  * 1, ...); a certificate "already had" is one whose DER equals a stored one. Errors: LK_ERR_ARG (NULL reg, name
  * or spec, mask 0 or an unknown bit), LK_ERR_REG_NOT_FOUND, and those of create_registry_full. */
 #define LK_REG_SET_MQTT          1u
@@ -352,7 +359,8 @@ typedef struct lk_reg_device_query {
                                                     (byte order, SQLite BINARY), the keyset page cursor */
     unsigned limit;                              /* 1..10000 devices at most */
     int full;                                    /* 0: fill only num_id, id, names, blocked, created, config_version,
-                                                    activity times, log/gateway columns (one row read, no creds,
+                                                    activity times, log/gateway columns, (schema 6) presence
+                                                    fields (one row read, no creds,
                                                     metadata); 1: everything lk_registry_get_device fills */
 } lk_reg_device_query;
 /* Devices of registry name matching q, ordered by id, at most q->limit; *more = 1 when at least one more device
@@ -804,12 +812,20 @@ typedef struct lk_reg_presence_update {
     int64_t time;
     const char *detail;              /* address or reason; NULL = none */
 } lk_reg_presence_update;
-/* In one transaction; unknown num_ids (deleted devices) are skipped. */
+/* In one transaction (a LK_REG_READONLY handle may call it); unknown
+ * num_ids (deleted devices) are skipped, and so is an update older than the
+ * device's record (time < presence_time: a late flush never undoes a newer
+ * record). LK_ERR_ARG: presence not ONLINE or OFFLINE, time < 0, or a
+ * detail over 1024 bytes. No why: the broker's hot path. */
 lk_err lk_registry_presence_record(lk_registry *reg, const lk_reg_presence_update *u, size_t n);
 /* When the broker starts: every device recorded ONLINE becomes OFFLINE with
- * detail reason at time t (one transaction), and cb is called for each
- * device that was recorded at all (ONLINE or OFFLINE), with its record after
- * the change, so that the broker can publish each one's presence again. */
+ * detail reason (NULL = none) at time t (one transaction), then cb is called
+ * for each device that was recorded at all (ONLINE or OFFLINE), in num_id
+ * order, with its record after the change, so that the broker can publish
+ * each one's presence again. cb runs in a read transaction of its own (not
+ * holding the write lock); its lk_reg_device has only num_id, id, project,
+ * location, registry, last_heartbeat/event/state and the presence fields
+ * (no credentials or metadata), valid only during the call. */
 lk_err lk_registry_presence_reset(lk_registry *reg, int64_t t, const char *reason,
                                   int (*cb)(void *arg, const lk_reg_device *d), void *arg,
                                   char *why, size_t why_size);
@@ -817,8 +833,12 @@ typedef struct lk_reg_tombstone {
     uint64_t num_id;
     const char *project, *location, *registry, *id;
 } lk_reg_tombstone;
-/* Every tombstone (cb returns 0 to go on); then _done removes the ones the
- * broker has cleared (by num_id), in one transaction. */
+/* Every tombstone, in num_id order (cb returns 0 to go on; its strings are
+ * valid only during the call); then _done removes the ones the broker has
+ * cleared (by num_id; one already gone is not an error), in one transaction
+ * (a LK_REG_READONLY handle may call both). A tombstone is keyed by num_id:
+ * a device imported again with the same numId and deleted again replaces
+ * it. */
 lk_err lk_registry_presence_tombstones(lk_registry *reg,
                                        int (*cb)(void *arg, const lk_reg_tombstone *t), void *arg,
                                        char *why, size_t why_size);
@@ -854,11 +874,37 @@ typedef struct lk_reg_subscription {
     int64_t created;
 } lk_reg_subscription;
 void lk_reg_subscription_free(lk_reg_subscription *s); /* frees and wipes members, not s */
-/* create: every field checked (LK_ERR_REG_INVALID with why), zero numbers
- * take the defaults; LK_ERR_REG_EXISTS if (project, name) is taken.
- * update: replaces everything but project, name and created.
- * get/delete: LK_ERR_REG_NOT_FOUND if none. list: project NULL = all,
- * ordered by project, name; the struct is valid only during the call. */
+/* create: every field checked (LK_ERR_REG_INVALID with why, LK_ERR_REG_LIMIT
+ * for an over-long endpoint or header), zero numbers take the defaults;
+ * created is set to now (the caller's value is ignored);
+ * LK_ERR_REG_EXISTS if (project, name) is taken. The rules:
+ *  - project lk_project_valid; name, topic, dead_letter_topic
+ *    lk_pubsub_name_valid; dead_letter_topic (NULL or "" = none) differs
+ *    from topic;
+ *  - push_endpoint: https://HOST[:PORT][/PATH][?QUERY], at most 2048
+ *    characters, visible ASCII, no user:password@, no #fragment; http://
+ *    only to a loopback host (127.0.0.0/8, [::1], localhost);
+ *  - auth NONE: no header or OIDC fields; HEADER: auth_header_name an HTTP
+ *    token of at most 256 characters, not Host, Content-Type,
+ *    Content-Length, Transfer-Encoding or Connection; auth_header_value 1..4096
+ *    bytes without CR, LF or other control characters but tab, not starting
+ *    or ending with a space or tab; OIDC: oidc_email NAME@DOMAIN (at most
+ *    254 visible ASCII characters), oidc_audience NULL or "" (= the endpoint
+ *    URL) or 1..2048 visible ASCII characters;
+ *  - min_backoff_ms, max_backoff_ms 0..600,000 with min <= max (0 = the
+ *    defaults 10,000 and 600,000: a minimum of 0 cannot be stored, 1 ms can);
+ *    ack_deadline_ms 10,000..600,000 (0 = 10,000); retention_ms
+ *    600,000..2,678,400,000 (10 min..31 days; 0 = 7 days);
+ *    max_delivery_attempts 5..100 with a dead-letter topic (0 = 5), 0
+ *    without.
+ * The reasons never show auth_header_value.
+ * update: the same checks; replaces everything but project, name and
+ * created. LK_ERR_REG_NOT_FOUND if none.
+ * get/delete: LK_ERR_REG_NOT_FOUND if none; get's *out is zeroed on
+ * failure (release it with lk_reg_subscription_free). list: project NULL =
+ * all, ordered by project, name; the struct is valid only during the call.
+ * Stored values are the checked ones with defaults filled in (what get and
+ * list return). */
 lk_err lk_registry_subscription_create(lk_registry *reg, const lk_reg_subscription *s, char *why,
                                        size_t why_size);
 lk_err lk_registry_subscription_update(lk_registry *reg, const lk_reg_subscription *s, char *why,

@@ -39,7 +39,14 @@ typedef struct lk_spool lk_spool;
 #define LK_SPOOL_READONLY  4u  /* stats only (the tool); no write of any kind */
 
 /* Opens (and with LK_SPOOL_CREATE makes, or migrates) the spool at path.
- * busy_ms: how long a call waits for the other process's transaction. */
+ * busy_ms: how long a call waits for the other process's transaction (0: not
+ * at all). A handle is used by one thread at a time; each process or thread
+ * opens its own. Errors: LK_ERR_ARG; LK_ERR_FILE_MISSING (no file, no
+ * CREATE); LK_ERR_FILE_UNUSABLE (not a regular file, no permission, or a
+ * READONLY open of a file whose -wal/-shm are missing); LK_ERR_STORE_FOREIGN
+ * (not a latchkey spool, an empty file without CREATE, or a newer schema);
+ * LK_ERR_REG_BUSY, LK_ERR_IO, LK_ERR_NOMEM. A change through a READONLY
+ * handle is LK_ERR_STATE. */
 lk_err lk_spool_open(const char *path, unsigned flags, int busy_ms, lk_spool **out,
                      char *why, size_t why_size);
 void lk_spool_close(lk_spool *sp);
@@ -97,12 +104,18 @@ lk_err lk_spool_next(lk_spool *sp, const char *sub, int64_t now_ms, const char *
 lk_err lk_spool_ack(lk_spool *sp, const char *sub, const uint64_t *ids, size_t n,
                     char *why, size_t why_size);
 
-/* A failed attempt: attempts + 1, next attempt at next_try_ms. */
+/* A failed attempt: attempts + 1, next attempt at next_try_ms. An id that
+ * is no longer queued (acked, expired, forgotten) is ignored (LK_OK). */
 lk_err lk_spool_retry(lk_spool *sp, const char *sub, uint64_t id, int64_t next_try_ms,
                       char *why, size_t why_size);
 
 /* Moves a delivery to the dead-letter topic's subscriptions dl_subs (none:
- * it is only counted), in one transaction; its attempts are kept. */
+ * it is only counted as dead-lettered), in one transaction. The message
+ * keeps its id, key, data and publish time; in each dead-letter
+ * subscription it is a fresh delivery (attempts 0, due now), as Pub/Sub
+ * republishes it to the dead-letter topic; each is bound by lim (a full one
+ * counts it dropped). sub itself among dl_subs is ignored. An id that is no
+ * longer queued is ignored (LK_OK). */
 lk_err lk_spool_dead_letter(lk_spool *sp, const char *sub, uint64_t id, const char *const *dl_subs,
                             size_t ndl, const lk_spool_limits *lim, char *why, size_t why_size);
 

@@ -13,6 +13,7 @@
  *   .../devices/D:modifyCloudToDeviceConfig|sendCommandToDevice   POST
  *   .../devices/D/configVersions | states                 GET
  *   projects/P/serviceAccounts[/EMAIL/keys[/KEY[:disable|:enable]]]
+ *   projects/P/subscriptions[/S[:stats]]                  Pub/Sub's push subscriptions
  */
 #include <string.h>
 
@@ -74,6 +75,10 @@ void lkd_api_dispatch(struct lkd_call *c)
     }
     if (!is(c, 0, "projects") || c->nseg < 2) {
         lkd_reply_error(c, LKD_NOT_FOUND, "no such path: the API's resources are under /v1/projects/");
+        return;
+    }
+    if (is(c, 2, "subscriptions")) {
+        lkd_api_subscriptions(c);
         return;
     }
     if (is(c, 2, "serviceAccounts")) {

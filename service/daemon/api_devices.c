@@ -76,11 +76,19 @@ struct dev_page {
     int nm;
     const char *last;
     char *last_copy;
+    int online;      /* -1: any; 0/1: only devices offline / online */
 };
 
 static int dev_page_cb(void *arg, const lk_reg_device *d)
 {
     struct dev_page *p = arg;
+    /* online=true|false (latchkey's extension): a page may come out short;
+     * the token still moves past every device the query read. */
+    if (p->online >= 0 && (d->presence == LK_PRESENCE_ONLINE) != p->online) {
+        free(p->last_copy);
+        p->last_copy = strdup(d->id);
+        return 0;
+    }
     json_t *j = lkd_device_json(p->c, d, NULL, NULL, p->mask, p->nm);
     if (j == NULL)
         return 1;
@@ -224,7 +232,16 @@ static void list_devices(struct lkd_call *c, const lk_reg_name *n)
     for (int i = 0; i < nm; i++)
         if (strcmp(mask[i], "credentials") == 0 || strcmp(mask[i], "metadata") == 0)
             q.full = 1;
-    struct dev_page p = {c, json_array(), mask, nm > 0 ? nm : -1, NULL, NULL};
+    struct dev_page p = {c, json_array(), mask, nm > 0 ? nm : -1, NULL, NULL, -1};
+    const char *online = lkd_query(c, "online");
+    if (online != NULL) {
+        if (strcmp(online, "true") != 0 && strcmp(online, "false") != 0) {
+            json_decref(p.a);
+            lkd_reply_error(c, LKD_INVALID_ARGUMENT, "online must be true or false");
+            goto out;
+        }
+        p.online = strcmp(online, "true") == 0;
+    }
     /* No fieldMask: id, name and numId only, as IoT Core's list. */
     char none[1][48] = {"-"};
     if (nm == 0)

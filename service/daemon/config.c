@@ -30,6 +30,7 @@ void lkd_config_defaults(struct lkd_config *c)
     c->token_cache = 65536;
     c->device_cache = 65536;
     c->base64_padding = 1;
+    c->push_max_in_flight = 64;
 }
 
 static int set_str(char **dst, const char *v)
@@ -82,6 +83,11 @@ int lkd_config_set(struct lkd_config *c, const char *key, const char *value, cha
         {"broker", &c->broker, NULL, 0, 0},
         {"broker_ca", &c->broker_ca, NULL, 0, 0},
         {"bridge_name", &c->bridge_name, NULL, 0, 0},
+        {"spool", &c->spool, NULL, 0, 0},
+        {"push_ca", &c->push_ca, NULL, 0, 0},
+        {"push_oidc_key", &c->push_oidc_key, NULL, 0, 0},
+        {"push_oidc_issuer", &c->push_oidc_issuer, NULL, 0, 0},
+        {"push_max_in_flight", NULL, &c->push_max_in_flight, 1, 1000},
         {"publish_wait_ms", NULL, &c->publish_wait_ms, 100, 60000},
         {"bridge_max_pending", NULL, &c->bridge_max_pending, 1, 1000000},
         {"skew", NULL, &c->skew, 0, 3600},
@@ -219,5 +225,9 @@ void lkd_config_free(struct lkd_config *c)
     free(c->broker);
     free(c->broker_ca);
     free(c->bridge_name);
+    free(c->spool);
+    free(c->push_ca);
+    free(c->push_oidc_key);
+    free(c->push_oidc_issuer);
     memset(c, 0, sizeof *c);
 }

@@ -28,6 +28,7 @@
 #include <openssl/ssl.h>
 
 #include "latchkey/lk_registry.h"
+#include "latchkey/lk_spool.h"
 #include "latchkey/lk_verify.h"
 
 /* ---- configuration (config.c) ---- */
@@ -63,6 +64,12 @@ struct lkd_config {
     /* device tokens: the broker plugin's plugin_opt_* of the same names, same defaults */
     unsigned skew, max_token_lifetime, max_token_length, token_cache, device_cache;
     int base64_padding;
+    /* push subscriptions (push.c): off while spool is unset */
+    char *spool;             /* the spool file the broker plugin fills (plugin_opt_spool) */
+    char *push_ca;           /* CA file for push endpoints; default: the system's store */
+    unsigned push_max_in_flight; /* POSTs at once per subscription */
+    char *push_oidc_key;     /* PEM RSA private key that signs OIDC push tokens */
+    char *push_oidc_issuer;  /* their iss; default https://<admin_listen> */
 };
 void lkd_config_defaults(struct lkd_config *c);
 /* Read "key value" lines (# comments); 0, or -1 with why. */
@@ -76,6 +83,8 @@ void lkd_config_free(struct lkd_config *c);
 struct lkd_tokens; /* access tokens issued at the token endpoint (auth.c) */
 struct lkd_bridge; /* the connection to the broker (bridge.c) */
 struct lkd_devcache; /* devices' parsed credentials (device_auth.c) */
+struct lkd_push;     /* the push worker (push.c) */
+struct lkd_oidc;     /* the key that signs push tokens (oidc.c) */
 
 struct lkd {
     struct lkd_config cfg;
@@ -105,6 +114,10 @@ struct lkd {
     struct lkd_bridge *bridge;
     struct lkd_devcache *devcache;
     lk_vcache *vcache;
+    /* push subscriptions */
+    struct lkd_push *push;
+    lk_spool *spool;         /* the loop's own handle: :stats and /metrics */
+    struct lkd_oidc *oidc;
 };
 
 int lkd_is_loopback(const char *addr);
@@ -147,6 +160,38 @@ int lkd_bridge_connected(const struct lkd *d);
  * connected, too many waiting, no memory) with nothing published. */
 int lkd_bridge_publish(struct lkd *d, const char *topic, const void *payload, size_t len, lkd_pub_done done,
                        void *arg);
+
+/* ---- push subscriptions (push.c, push_req.c, oidc.c) ---- */
+
+/* Open the spool (twice: the worker's handle and d->spool) and start the
+ * worker thread: 0, or -1 logged. */
+int lkd_push_start(struct lkd *d);
+/* SIGTERM: take no new deliveries; POSTs in flight may finish until
+ * drain_seconds have passed (the rest stay queued). */
+void lkd_push_drain(struct lkd *d);
+/* Whether POSTs are still in flight. */
+int lkd_push_busy(const struct lkd *d);
+/* Join the worker (cutting in-flight POSTs short) and free everything. */
+void lkd_push_stop(struct lkd *d);
+/* The push figures in Prometheus' text format appended to b: 0, or -1. */
+int lkd_push_metrics(struct lkd *d, struct evbuffer *b);
+/* Pub/Sub's push body for dl (malloc'd JSON, *len bytes), or NULL. */
+char *lkd_push_body(const lk_spool_delivery *dl, const char *sub, int with_attempt, size_t *len);
+/* https://, or http:// to a loopback host: 0, or -1 with why. */
+int lkd_push_endpoint_ok(const char *url, char *why, size_t why_size);
+/* The delay before the next attempt after attempts failed ones:
+ * min(max, min * 2^attempts), plus up to 10 % jitter. */
+int64_t lkd_push_backoff(int64_t min_ms, int64_t max_ms, uint32_t attempts);
+
+int lkd_oidc_load(const char *key_path, const char *issuer, struct lkd_oidc **out, char *why, size_t why_size);
+void lkd_oidc_free(struct lkd_oidc *o);
+const char *lkd_oidc_kid(const struct lkd_oidc *o);
+/* An RS256 JWT for (aud, email) issued at iat (*exp = iat + 3600):
+ * malloc'd, or NULL. Safe from any thread (the key is only read). */
+char *lkd_oidc_sign(const struct lkd_oidc *o, const char *aud, const char *email, int64_t iat, int64_t *exp);
+/* GET /oauth2/v3/certs and /.well-known/openid-configuration: 1 when path
+ * is one of them (answered), else 0. */
+int lkd_oidc_serve(const struct lkd_oidc *o, struct evhttp_request *req, const char *path);
 
 /* ---- one API call (http.c) ---- */
 
@@ -293,6 +338,7 @@ void lkd_api_registries(struct lkd_call *c, const lk_reg_name *n, int has_regist
 void lkd_api_devices(struct lkd_call *c, const lk_reg_name *n, const char *device, const char *sub);
 void lkd_api_iam(struct lkd_call *c, const lk_reg_name *n);
 void lkd_api_service_accounts(struct lkd_call *c);
+void lkd_api_subscriptions(struct lkd_call *c);
 
 /* A registry name from projects/P/locations/L/registries/R segments; the
  * ids are checked (INVALID_ARGUMENT replied, -1). */

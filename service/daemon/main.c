@@ -35,7 +35,8 @@ static void usage(FILE *f)
           "  the device bridge: device_listen, device_port_file, device_tls_cert, device_tls_key,\n"
           "  broker, broker_ca, broker_plain,\n"
           "  bridge_name, publish_wait_ms, bridge_max_pending, skew, max_token_lifetime,\n"
-          "  max_token_length, base64_padding, token_cache, device_cache\n"
+          "  max_token_length, base64_padding, token_cache, device_cache;\n"
+          "  push subscriptions: spool, push_ca, push_max_in_flight, push_oidc_key, push_oidc_issuer\n"
           "  docs/daemon.md has the details.\n", f);
 }
 
@@ -44,7 +45,7 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct lkd *d = arg;
-    if (d->waiting != 0 && lkd_now_ms() < d->drain_deadline_ms) {
+    if ((d->waiting != 0 || lkd_push_busy(d)) && lkd_now_ms() < d->drain_deadline_ms) {
         d->drain_quiet = 0;
         return;
     }
@@ -79,6 +80,7 @@ static void on_term(evutil_socket_t sig, short what, void *arg)
         d->dev_sock = NULL;
     }
     d->drain_deadline_ms = lkd_now_ms() + (int64_t)d->cfg.drain_seconds * 1000;
+    lkd_push_drain(d);
     struct timeval tv = {0, 50 * 1000};
     d->drain_timer = event_new(d->base, -1, EV_PERSIST, on_drain_tick, d);
     if (d->drain_timer == NULL || event_add(d->drain_timer, &tv) != 0)
@@ -315,6 +317,22 @@ static int start(struct lkd *d)
     }
     if (cfg->device_listen != NULL && start_devices(d) != 0)
         return -1;
+    if (cfg->push_oidc_key != NULL) {
+        char iss[600];
+        if (cfg->push_oidc_issuer == NULL)
+            snprintf(iss, sizeof iss, "https://%s%s%s:%d", strchr(addr, ':') ? "[" : "", addr,
+                     strchr(addr, ':') ? "]" : "", d->admin_port);
+        else
+            snprintf(iss, sizeof iss, "%s", cfg->push_oidc_issuer);
+        if (lkd_oidc_load(cfg->push_oidc_key, iss, &d->oidc, why, sizeof why) != 0) {
+            lkd_log("%s", why);
+            return -1;
+        }
+        lkd_log("push: OIDC tokens signed with key %s, issuer %s (JWKS at /oauth2/v3/certs)", lkd_oidc_kid(d->oidc),
+                iss);
+    }
+    if (cfg->spool != NULL && lkd_push_start(d) != 0)
+        return -1;
     d->sig_term = evsignal_new(d->base, SIGTERM, on_term, d);
     d->sig_int = evsignal_new(d->base, SIGINT, on_term, d);
     d->sig_hup = evsignal_new(d->base, SIGHUP, on_hup, d);
@@ -350,6 +368,8 @@ static int start(struct lkd *d)
 
 static void stop(struct lkd *d)
 {
+    lkd_push_stop(d);
+    lkd_oidc_free(d->oidc);
     lkd_bridge_stop(d);
     if (d->admin != NULL)
         evhttp_free(d->admin);

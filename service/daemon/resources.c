@@ -155,6 +155,18 @@ json_t *lkd_device_json(const struct lkd_call *c, const lk_reg_device *d, const 
             put(m, d->metadata[i].key, text_json(d->metadata[i].value, d->metadata[i].value_len));
         put(j, "metadata", m);
     }
+    /* latchkey's extension, only when the mask names it (a plain GET shows
+     * what IoT Core's did). */
+    if (nmask > 0 && wanted(mask, nmask, "presence")) {
+        json_t *pr = json_object();
+        if (pr != NULL) {
+            put(pr, "online", json_boolean(d->presence == LK_PRESENCE_ONLINE));
+            put_time(pr, "time", d->presence_time);
+            if (d->presence_detail != NULL)
+                put(pr, d->presence == LK_PRESENCE_ONLINE ? "address" : "reason", json_string(d->presence_detail));
+            put(j, "presence", pr);
+        }
+    }
     if (wanted(mask, nmask, "gatewayConfig")) {
         json_t *g = json_object();
         if (g != NULL) {

@@ -37,9 +37,16 @@ static int acl__republish(struct plg_conn *c, enum plg_topic t, const char *sub,
 {
     char *topic = NULL;
     mosquitto_property *props = NULL;
+    /* Stored for push subscriptions first: an error other than a denial
+     * closes the connection without a PUBACK (route.c). */
+    int rc = message__downstream(&c->path, c->num_id, t, sub, &topic, &props);
 
-    if (message__downstream(&c->path, c->num_id, t, sub, &topic, &props)
-        || message__publish(topic, ed->payload, ed->payloadlen, ed->qos, props)) {
+    if (rc || route__spool(&c->path, c->num_id, t, sub, ed->payload, ed->payloadlen)) {
+        mosquitto_property_free_all(&props);
+        mosquitto_free(topic);
+        return rc == -1 ? MOSQ_ERR_NOMEM : MOSQ_ERR_UNKNOWN;
+    }
+    if (message__publish(topic, ed->payload, ed->payloadlen, ed->qos, props)) {
         mosquitto_property_free_all(&props);
         mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "%s: a retained publish was lost: out "
                              "of memory", c->client_id);

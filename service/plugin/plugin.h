@@ -64,6 +64,10 @@ struct plg_options {
     unsigned log_refusals_per_second; /* lines a second in all */
     unsigned share_max_per_client; /* shared subscriptions per client id */
     size_t share_max_members;    /* shared subscriptions (and remembered plain filters) in all */
+    char *spool;                 /* plugin_opt_spool: the push spool, or NULL */
+    int spool_sync_full;         /* plugin_opt_spool_sync full */
+    int64_t spool_max_messages;  /* per push subscription */
+    int64_t spool_max_bytes;
 };
 
 /* # Devices: cached authentication data (devices.c) */
@@ -197,15 +201,17 @@ enum plg_topic message__topic(const struct plg_conn *c, const char *topic,
                               const char **subfolder);
 /* What device path (num_id) sent, over MQTT or latchkeyd's bridge: its
  * downstream topic and IoT Core's attributes (*topic and *props are the
- * caller's to free); then, once accepted, its state stored and its activity
- * noted. */
+ * caller's to free; the topic as route__topic routes it): 0, -1 out of
+ * memory, -2 the routing could not be read; then, once accepted, its state
+ * stored and its activity noted. */
 int message__downstream(const lk_device_name *path, uint64_t num_id, enum plg_topic t,
                         const char *subfolder, char **topic, mosquitto_property **props);
 void message__accepted(const lk_device_name *path, uint64_t num_id, enum plg_topic t,
                        const void *payload, uint32_t len, int64_t now);
 /* Turn a publish into its downstream form in place (topic, IoT Core's
- * attributes, not retained) and account for it (message__accepted): 0, or
- * -1 out of memory with ed untouched. */
+ * attributes, not retained), store it for push subscriptions (route__spool)
+ * and account for it (message__accepted): 0; or, with ed untouched, -1 out
+ * of memory, -2 not routed or not stored (it must not be acknowledged). */
 int message__rewrite(struct mosquitto_evt_message *ed, const lk_device_name *path, uint64_t num_id,
                      enum plg_topic t, const char *sub);
 /* IoT Core's attributes as MQTT 5 user properties (added to *props): 0, or
@@ -232,13 +238,13 @@ void share__init(int (*attributes)(const lk_device_name *path, uint64_t num_id, 
  * behind it, 0 for a topic that is not a share, -1 (why set) malformed. */
 int share__parse(const char *topic, const char **group, size_t *glen, const char **filter,
                  const char **why);
+/* Log (rate-limited) why c's subscription to topic is refused:
+ * MOSQ_ERR_ACL_DENIED. */
+int share__refuse(const struct plg_conn *c, const char *topic, const char *why);
 /* A backend's SUBSCRIBE or UNSUBSCRIBE of filter, plain (group NULL) or in
  * a group, already judged allowed for its project: remembered, or refused
  * (logged) for an overlap with another of the client id's subscriptions or
  * a limit. MOSQ_ERR_SUCCESS or MOSQ_ERR_ACL_DENIED. */
-/* Log (rate-limited) why c's subscription to topic is refused:
- * MOSQ_ERR_ACL_DENIED. */
-int share__refuse(const struct plg_conn *c, const char *topic, const char *why);
 int share__subscription(struct plg_conn *c, int access, const char *topic, const char *group,
                         size_t glen, const char *filter);
 /* A backend connection authenticated (clean start: its session's
@@ -255,6 +261,39 @@ void share__message(const struct mosquitto_evt_message *ed);
 int share__read_denied(const struct mosquitto_evt_acl_check *ed);
 void share__tick(void);
 void share__cleanup(void);
+/* # Routing and the push spool (route.c) */
+
+/* Opens plugin_opt_spool (if set): 0, or -1 logged. */
+int route__init(void);
+void route__cleanup(void);
+/* The change feed: a registry changed (its notification configs), the push
+ * subscriptions changed. */
+void route__forget_registries(void);
+void route__forget_subscriptions(void);
+/* The downstream topic of what device p sent (t, sub) into buf: the routed
+ * topic of the registry's first matching notification config, else the
+ * default backend topic. 0; -1 the topic cannot be formed; -2 the
+ * registry's configs cannot be read (logged). */
+int route__topic(const lk_device_name *p, enum plg_topic t, const char *sub, char *buf, size_t size,
+                 size_t *len);
+/* When what p sent is routed to a topic with push subscriptions: stores
+ * it in the spool for each (a full queue drops only its copy). 0 stored or
+ * nothing to store; -1 not stored (logged): the caller must not let the
+ * publish be acknowledged. */
+int route__spool(const lk_device_name *p, uint64_t num_id, enum plg_topic t, const char *sub,
+                 const void *payload, size_t len);
+
+/* # Retained presence (presence.c) */
+
+/* latchkey/P/L/R/D/presence, retained, and the record for the next flush. */
+void presence__note(const struct plg_conn *c, int online, const char *detail);
+/* Each tick: the reset after a start, pending tombstones (tombstones_due). */
+void presence__tick(int64_t now);
+/* With the activity flush: the presence records. */
+void presence__flush(void);
+/* The change feed named a deleted device's presence to clear. */
+void presence__tombstones_due(void);
+void presence__cleanup(void);
 
 /* # latchkeyd's bridge (bridge.c) */
 

@@ -272,6 +272,39 @@ typedef struct lk_reg_store {
                          int64_t updated);
     /* One read by primary key, no transaction needed. NOT_FOUND. */
     lk_err (*bridge_lookup)(lk_reg_be *be, const char *name, uint8_t secret_sha256[32]);
+
+    /* ---- presence (schema 6) ---- */
+    /* Set the device's presence, time and detail if u->time is not older
+     * than what it has (a late flush never undoes a newer record). An
+     * unknown num_id is ignored. */
+    lk_err (*presence_set)(lk_reg_be *be, const lk_reg_presence_update *u);
+    /* Every device recorded ONLINE becomes OFFLINE at t with detail reason. */
+    lk_err (*presence_reset)(lk_reg_be *be, int64_t t, const char *reason);
+    /* The devices with a presence record (not NEVER), by num_id: each with
+     * num_id, id, project, location, registry, the activity times and the
+     * presence fields only (no credentials or metadata). */
+    lk_err (*presence_list)(lk_reg_be *be, int (*cb)(void *arg, const lk_reg_device *d),
+                            void *arg);
+    /* If the device has a presence record, store its tombstone (its path,
+     * deleted at t; replacing one of the same num_id) and set *made = 1;
+     * else *made = 0. Called before the device is deleted. */
+    lk_err (*tombstone_make)(lk_reg_be *be, uint64_t num_id, int64_t t, int *made);
+    lk_err (*tombstone_list)(lk_reg_be *be, int (*cb)(void *arg, const lk_reg_tombstone *t),
+                             void *arg);
+    /* Remove the tombstone of num_id (none: not an error). */
+    lk_err (*tombstone_delete)(lk_reg_be *be, uint64_t num_id);
+
+    /* ---- push subscriptions (schema 6) ---- */
+    lk_err (*subscription_insert)(lk_reg_be *be, const lk_reg_subscription *s);   /* EXISTS */
+    /* Everything but project, name and created. NOT_FOUND. */
+    lk_err (*subscription_update)(lk_reg_be *be, const lk_reg_subscription *s);
+    /* out's members malloc'd (lk_reg_subscription_free). NOT_FOUND. */
+    lk_err (*subscription_get)(lk_reg_be *be, const char *project, const char *name,
+                               lk_reg_subscription *out);
+    lk_err (*subscription_delete)(lk_reg_be *be, const char *project, const char *name); /* NOT_FOUND */
+    /* NULL project: all. Ordered by project, name. */
+    lk_err (*subscription_list)(lk_reg_be *be, const char *project,
+                                int (*cb)(void *arg, const lk_reg_subscription *s), void *arg);
 } lk_reg_store;
 
 extern const lk_reg_store lk_reg_sqlite_backend;

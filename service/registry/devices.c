@@ -418,7 +418,9 @@ lk_err lk_registry_delete_device(lk_registry *reg, const lk_reg_name *name, cons
     err = lk_reg__enter_device(reg, TX_WRITE, name, id, &rid, &num_id, why, why_size);
     if (err != LK_OK)
         return err;
-    if ((err = reg->ops->device_delete(reg->be, num_id)) != LK_OK)
+    /* The tombstone first: it reads the device's path from its row. */
+    err = lk_reg__presence_tombstone(reg, num_id, why, why_size);
+    if (err == LK_OK && (err = reg->ops->device_delete(reg->be, num_id)) != LK_OK)
         err = lk_reg__be_fail(reg, err, why, why_size);
     return lk_reg__leave_changed(reg, err, LK_CHANGE_DEVICE_DELETED, num_id, why, why_size);
 }

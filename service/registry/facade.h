@@ -1,6 +1,7 @@
 /*
  * facade.h — what the registry's facade files (registry.c, registries.c,
- * devices.c, configs.c, feed.c, import.c, commands.c, query.c, bindings.c)
+ * devices.c, configs.c, feed.c, import.c, commands.c, query.c, bindings.c,
+ * presence.c, subscriptions.c)
  * share: the handle,
  * the transactions and the checks used by more than one resource. Internal:
  * not installed; the storage backend never includes it.
@@ -127,11 +128,12 @@ void lk_reg__import_end(lk_registry *reg);
 
 /* ---- what the import shares with registries.c and devices.c ---- */
 
-/* Everything about a registry spec that needs no database: states, log
- * level, notification JSON, and each CA certificate (as add_cert: the CA
+/* Everything about a new registry's spec (name already checked) that needs
+ * no database: its location is not "topics", states, log level,
+ * notification JSON (topics of name's project), and each CA certificate (as add_cert: the CA
  * rules at now, no two alike, at most LK_REGISTRY_CERTS_MAX). */
-lk_err lk_reg__check_registry_spec(lk_registry *reg, const lk_reg_registry_spec *spec,
-                                   char *why, size_t why_size);
+lk_err lk_reg__check_registry_spec(lk_registry *reg, const lk_reg_name *name,
+                                   const lk_reg_registry_spec *spec, char *why, size_t why_size);
 /* LK_OK when no registry has this name, else LK_ERR_REG_EXISTS (or the
  * database's failure); inside the current transaction. */
 lk_err lk_reg__registry_absent(lk_registry *reg, const lk_reg_name *name, char *why,
@@ -152,6 +154,17 @@ lk_err lk_reg__device_absent(lk_registry *reg, const lk_reg_name *name, int64_t 
 lk_err lk_reg__insert_device(lk_registry *reg, const lk_reg_name *name, int64_t rid,
                              const lk_reg_cas *cas, const lk_reg_device_spec *spec,
                              uint64_t *num_id, char *why, size_t why_size);
+
+/* ---- schema 6 (presence.c, subscriptions.c) ---- */
+
+/* Before a device is deleted (inside the write transaction): if it has a
+ * presence record, leave its tombstone and append LK_CHANGE_PRESENCE_CLEAR. */
+lk_err lk_reg__presence_tombstone(lk_registry *reg, uint64_t num_id, char *why, size_t why_size);
+/* A notification config's pubsubTopicName (what names it, for the reason):
+ * "projects/<project>/topics/T" with T lk_pubsub_name_valid, else
+ * LK_ERR_REG_INVALID with why. */
+lk_err lk_reg__check_topic_path(const char *project, const char *what, const char *path,
+                                char *why, size_t why_size);
 
 /* ---- configs.c's, shared with devices.c (get_device_config) ---- */
 

@@ -101,7 +101,7 @@ lk_err lk_registry_import_add_registry(lk_registry *reg, const lk_reg_name *name
         (err = lk_reg__check_name(name, why, why_size)) != LK_OK ||
         (err = lk_reg__registry_absent(reg, name, why, why_size)) != LK_OK)
         return err;
-    if ((err = lk_reg__check_registry_spec(reg, spec, why, why_size)) != LK_OK)
+    if ((err = lk_reg__check_registry_spec(reg, name, spec, why, why_size)) != LK_OK)
         return err;
     return import_item(reg, add_registry_item, &it, why, why_size);
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "latchkey/lk_util.h"
 
 /* Free each of the n blocks p[0..n), then zero the record rec of size
  * bytes: every *_free below is this, with the record's own members. */
@@ -56,7 +57,7 @@ void lk_reg_device_free(lk_reg_device *d)
         free(d->metadata[i].value);
     }
     RELEASE(d, d->id, d->project, d->location, d->registry, d->metadata, d->last_error_status,
-            d->last_accessed_gateway_id);
+            d->last_accessed_gateway_id, d->presence_detail);
 }
 
 void lk_reg_config_free(lk_reg_config *c)
@@ -95,4 +96,15 @@ void lk_reg_sa_key_free(lk_reg_sa_key *k)
 {
     if (k != NULL)
         RELEASE(k, k->key_id, k->email, k->project, k->name, k->public_pem);
+}
+
+/* The header value is a secret (a static credential for the endpoint). */
+void lk_reg_subscription_free(lk_reg_subscription *s)
+{
+    if (s == NULL)
+        return;
+    if (s->auth_header_value != NULL)
+        lk_wipe(s->auth_header_value, strlen(s->auth_header_value));
+    RELEASE(s, s->project, s->name, s->topic, s->push_endpoint, s->auth_header_name,
+            s->auth_header_value, s->oidc_email, s->oidc_audience, s->dead_letter_topic);
 }

@@ -12,10 +12,41 @@
 #include "facade.h"
 
 #define NOTIFICATION_JSON_MAX (64u * 1024u)
-#define EVENT_NOTIFICATIONS_MAX 10u
+#define EVENT_NOTIFICATIONS_MAX LK_NOTIFY_CONFIGS_MAX
 
-static lk_err check_json(const char *what, const char *text, int array, char *why,
-                         size_t why_size)
+/* One notification config's members (what names it for the reason): a
+ * pubsubTopicName of the registry's project (required), and for an event
+ * config a subfolderMatches that is "" or a valid subfolder. */
+static lk_err check_config(const char *project, const char *what, json_t *item, int array,
+                           char *why, size_t why_size)
+{
+    json_t *t = json_object_get(item, "pubsubTopicName");
+    json_t *sub = json_object_get(item, "subfolderMatches");
+    lk_err err;
+    char b[80];
+    /* A state config {} is none (as IoT Core shows an unset one); an event
+     * config without a topic could route nothing. */
+    if (t == NULL && !array)
+        return LK_OK;
+    if (t == NULL)
+        return failf(why, why_size, LK_ERR_REG_INVALID,
+                     "%s has no pubsubTopicName (projects/%s/topics/TOPIC)", what, project);
+    if ((err = lk_reg__check_topic_path(project, what, json_string_value(t), why, why_size)) !=
+        LK_OK)
+        return err;
+    if (array && sub != NULL && json_string_length(sub) > 0 &&
+        (strlen(json_string_value(sub)) != json_string_length(sub) ||
+         !lk_subfolder_valid(json_string_value(sub), json_string_length(sub))))
+        return failf(why, why_size, LK_ERR_REG_INVALID,
+                     "%s: subfolderMatches '%s' is not a valid subfolder (1 to 256 characters, "
+                     "no '+' or '#', not starting or ending with '/', no empty level; \"\" "
+                     "matches every event)", what,
+                     lk_reg__shown(json_string_value(sub), b, sizeof b));
+    return LK_OK;
+}
+
+static lk_err check_json(const char *project, const char *what, const char *text, int array,
+                         char *why, size_t why_size)
 {
     json_t *j, *item;
     json_error_t jerr;
@@ -65,21 +96,30 @@ static lk_err check_json(const char *what, const char *text, int array, char *wh
                 goto exit;
             }
         }
+        if (array) {
+            char w[64];
+            snprintf(w, sizeof w, "%s[%zu]", what, i);
+            err = check_config(project, w, item, 1, why, why_size);
+        } else {
+            err = check_config(project, what, item, 0, why, why_size);
+        }
+        if (err != LK_OK)
+            goto exit;
     }
 exit:
     json_decref(j);
     return err;
 }
 
-/* Both notification texts (NULL or "": none). */
-static lk_err check_notifications(const char *event, const char *state, char *why,
-                                  size_t why_size)
+/* Both notification texts (NULL or "": none) of a registry of project. */
+static lk_err check_notifications(const char *project, const char *event, const char *state,
+                                  char *why, size_t why_size)
 {
     lk_err err = LK_OK;
     if (event != NULL && event[0] != '\0')
-        err = check_json("eventNotificationConfigs", event, 1, why, why_size);
+        err = check_json(project, "eventNotificationConfigs", event, 1, why, why_size);
     if (err == LK_OK && state != NULL && state[0] != '\0')
-        err = check_json("stateNotificationConfig", state, 0, why, why_size);
+        err = check_json(project, "stateNotificationConfig", state, 0, why, why_size);
     return err;
 }
 
@@ -172,18 +212,24 @@ static lk_err check_cas(lk_registry *reg, const lk_reg_registry_spec *spec,
 /* Everything about a registry spec that needs no database: states, log
  * level, notification JSON, and each CA certificate (as add_cert: the CA
  * rules at now, no two alike, at most LK_REGISTRY_CERTS_MAX). */
-lk_err lk_reg__check_registry_spec(lk_registry *reg, const lk_reg_registry_spec *spec, char *why,
-                                   size_t why_size)
+lk_err lk_reg__check_registry_spec(lk_registry *reg, const lk_reg_name *name,
+                                   const lk_reg_registry_spec *spec, char *why, size_t why_size)
 {
     lk_err err;
 
     if (spec == NULL)
         return failf(why, why_size, LK_ERR_ARG, "no registry given");
+    /* A new registry only: one made before schema 6 keeps its location. */
+    if (strcmp(name->location, LK_TOPICS_LEVEL) == 0)
+        return failf(why, why_size, LK_ERR_REG_INVALID,
+                     "location '%s' is reserved: it is a level of the MQTT topics that carry "
+                     "messages routed to Pub/Sub topics (latchkey/P/topics/...)",
+                     LK_TOPICS_LEVEL);
     if ((err = lk_reg__check_state("mqtt", spec->mqtt, why, why_size)) != LK_OK ||
         (err = lk_reg__check_state("http", spec->http, why, why_size)) != LK_OK ||
         (err = lk_reg__check_log_level("registry", spec->log_level, why, why_size)) != LK_OK)
         return err;
-    if ((err = check_notifications(spec->event_notification_json,
+    if ((err = check_notifications(name->project, spec->event_notification_json,
                                    spec->state_notification_json, why, why_size)) != LK_OK ||
         (err = check_ca_count(spec, why, why_size)) != LK_OK)
         return err;
@@ -241,7 +287,7 @@ lk_err lk_registry_create_registry_full(lk_registry *reg, const lk_reg_name *nam
     if (reg == NULL)
         return LK_ERR_ARG;
     if ((err = lk_reg__check_name(name, why, why_size)) != LK_OK ||
-        (err = lk_reg__check_registry_spec(reg, spec, why, why_size)) != LK_OK ||
+        (err = lk_reg__check_registry_spec(reg, name, spec, why, why_size)) != LK_OK ||
         (err = lk_reg__enter(reg, TX_WRITE, why, why_size)) != LK_OK)
         return err;
     err = lk_reg__registry_absent(reg, name, why, why_size);
@@ -308,8 +354,8 @@ lk_err lk_registry_update_registry(lk_registry *reg, const lk_reg_name *name, lk
     if ((err = lk_reg__check_name(name, why, why_size)) != LK_OK ||
         (err = lk_reg__check_state("mqtt", mqtt, why, why_size)) != LK_OK ||
         (err = lk_reg__check_state("http", http, why, why_size)) != LK_OK ||
-        (err = check_notifications(event_notification_json, state_notification_json, why,
-                                   why_size)) != LK_OK ||
+        (err = check_notifications(name->project, event_notification_json,
+                                   state_notification_json, why, why_size)) != LK_OK ||
         (err = lk_reg__enter(reg, TX_WRITE, why, why_size)) != LK_OK)
         return err;
     memset(&r, 0, sizeof r);
@@ -536,8 +582,8 @@ static lk_err check_patch_cas(lk_registry *reg, int64_t rid, const lk_reg_regist
 }
 
 /* What needs no database. */
-static lk_err check_patch(const lk_reg_registry_spec *spec, unsigned mask, char *why,
-                          size_t why_size)
+static lk_err check_patch(const char *project, const lk_reg_registry_spec *spec, unsigned mask,
+                          char *why, size_t why_size)
 {
     lk_err err = LK_OK;
     if (spec == NULL)
@@ -554,9 +600,9 @@ static lk_err check_patch(const lk_reg_registry_spec *spec, unsigned mask, char 
     if (err == LK_OK && (mask & LK_REG_SET_REG_LOG_LEVEL))
         err = lk_reg__check_log_level("registry", spec->log_level, why, why_size);
     if (err == LK_OK && (mask & LK_REG_SET_EVENT_NOTIFY))
-        err = check_notifications(spec->event_notification_json, NULL, why, why_size);
+        err = check_notifications(project, spec->event_notification_json, NULL, why, why_size);
     if (err == LK_OK && (mask & LK_REG_SET_STATE_NOTIFY))
-        err = check_notifications(NULL, spec->state_notification_json, why, why_size);
+        err = check_notifications(project, NULL, spec->state_notification_json, why, why_size);
     if (err == LK_OK && (mask & LK_REG_SET_CERTS))
         err = check_ca_count(spec, why, why_size);
     return err;
@@ -574,7 +620,7 @@ lk_err lk_registry_patch_registry(lk_registry *reg, const lk_reg_name *name,
     if (reg == NULL)
         return LK_ERR_ARG;
     if ((err = lk_reg__check_name(name, why, why_size)) != LK_OK ||
-        (err = check_patch(spec, mask, why, why_size)) != LK_OK ||
+        (err = check_patch(name->project, spec, mask, why, why_size)) != LK_OK ||
         (err = lk_reg__enter(reg, TX_WRITE, why, why_size)) != LK_OK)
         return err;
     memset(&r, 0, sizeof r);
@@ -616,7 +662,9 @@ lk_err lk_registry_patch_registry(lk_registry *reg, const lk_reg_name *name,
                 err = lk_reg__be_fail(reg, err, why, why_size);
     }
     lk_reg_registry_free(&r);
-    if (mask & (LK_REG_SET_MQTT | LK_REG_SET_HTTP)) /* who may connect may change */
+    /* who may connect, or where events and states go (the broker caches the
+     * notification configs), may change */
+    if (mask & (LK_REG_SET_MQTT | LK_REG_SET_HTTP | LK_REG_SET_EVENT_NOTIFY | LK_REG_SET_STATE_NOTIFY))
         return lk_reg__leave_changed(reg, err, LK_CHANGE_REGISTRY, 0, why, why_size);
     return lk_reg__leave(reg, err, TX_WRITE, why, why_size);
 }

@@ -60,6 +60,21 @@
  *                        its start (32 bytes), updated. Replaced at each
  *                        start, not in the change feed.
  *
+ * Version 6 adds, for delivery to applications (issue 15):
+ *   devices.presence, presence_time, presence_detail
+ *                        the broker's record of whether the device is
+ *                        connected (lk_reg_presence: 0 never), since when,
+ *                        and the address or the reason (NULL = none); a
+ *                        partial index over the recorded ones (the broker's
+ *                        start reads only those).
+ *   presence_tombstones  a deleted device that had a presence record: its
+ *                        num_id PRIMARY KEY and path, until the broker has
+ *                        cleared its retained presence message.
+ *   subscriptions        push subscriptions: (project, name) PRIMARY KEY
+ *                        (WITHOUT ROWID), topic, endpoint, authentication,
+ *                        retry, dead-letter and retention settings; indexed
+ *                        by (project, topic) (a topic's subscriptions).
+ *
  * Every child table references its parent with ON DELETE CASCADE (the
  * connection sets foreign_keys=ON), and every foreign key is the first
  * column of an index, so cascades and per-device reads are index ranges.
@@ -221,4 +236,38 @@ const char *const lk_reg_sqlite_migrations[LK_REG_SCHEMA_VERSION] = {
     "  secret_sha256 BLOB NOT NULL CHECK(length(secret_sha256) = 32),"
     "  updated INTEGER NOT NULL"
     ") STRICT, WITHOUT ROWID;",
+
+    /* 5 -> 6: presence, presence tombstones, push subscriptions */
+    "ALTER TABLE devices ADD COLUMN presence INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE devices ADD COLUMN presence_time INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE devices ADD COLUMN presence_detail TEXT;"
+    "CREATE INDEX devices_present ON devices(num_id) WHERE presence <> 0;"
+    "CREATE TABLE presence_tombstones("
+    "  num_id INTEGER PRIMARY KEY NOT NULL,"
+    "  project TEXT NOT NULL,"
+    "  location TEXT NOT NULL,"
+    "  registry_id TEXT NOT NULL,"
+    "  device_id TEXT NOT NULL,"
+    "  deleted INTEGER NOT NULL"
+    ") STRICT;"
+    "CREATE TABLE subscriptions("
+    "  project TEXT NOT NULL,"
+    "  name TEXT NOT NULL,"
+    "  topic TEXT NOT NULL,"
+    "  push_endpoint TEXT NOT NULL,"
+    "  auth INTEGER NOT NULL,"
+    "  auth_header_name TEXT,"
+    "  auth_header_value TEXT,"
+    "  oidc_email TEXT,"
+    "  oidc_audience TEXT,"
+    "  min_backoff_ms INTEGER NOT NULL,"
+    "  max_backoff_ms INTEGER NOT NULL,"
+    "  ack_deadline_ms INTEGER NOT NULL,"
+    "  dead_letter_topic TEXT,"
+    "  max_delivery_attempts INTEGER NOT NULL,"
+    "  retention_ms INTEGER NOT NULL,"
+    "  created INTEGER NOT NULL,"
+    "  PRIMARY KEY(project, name)"
+    ") STRICT, WITHOUT ROWID;"
+    "CREATE INDEX subscriptions_by_topic ON subscriptions(project, topic);",
 };

@@ -3,7 +3,8 @@
  * operations. The operations live by what they store: sqlite_db.c (the
  * statements, errors, transactions), sqlite_open.c (opening, the schema),
  * sqlite_registries.c, sqlite_devices.c, sqlite_configs.c, sqlite_feed.c,
- * sqlite_commands.c and sqlite_query.c. None of them calls the facade
+ * sqlite_commands.c, sqlite_query.c, sqlite_presence.c and
+ * sqlite_subscriptions.c. None of them calls the facade
  * (registry.c and its files); the records they fill are freed by records.c.
  */
 #include "sqlite_internal.h"
@@ -82,4 +83,15 @@ const lk_reg_store lk_reg_sqlite_backend = {
     .sa_delete = lk_sq__sa_delete,
     .bridge_set = lk_sq__bridge_set,
     .bridge_lookup = lk_sq__bridge_lookup,
+    .presence_set = lk_sq__presence_set,
+    .presence_reset = lk_sq__presence_reset,
+    .presence_list = lk_sq__presence_list,
+    .tombstone_make = lk_sq__tombstone_make,
+    .tombstone_list = lk_sq__tombstone_list,
+    .tombstone_delete = lk_sq__tombstone_delete,
+    .subscription_insert = lk_sq__subscription_insert,
+    .subscription_update = lk_sq__subscription_update,
+    .subscription_get = lk_sq__subscription_get,
+    .subscription_delete = lk_sq__subscription_delete,
+    .subscription_list = lk_sq__subscription_list,
 };

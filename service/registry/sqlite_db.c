@@ -33,7 +33,8 @@
     "SELECT d.num_id, d.device_id, d.blocked, d.created, d.config_version, d.last_heartbeat, " \
     "d.last_event, d.last_state, d.last_config_ack, d.last_config_send, d.last_error, "       \
     "d.last_error_status, d.log_level, d.gateway_type, d.gateway_auth_method, "               \
-    "d.last_accessed_gateway_id, d.last_accessed_gateway_time FROM devices d WHERE "
+    "d.last_accessed_gateway_id, d.last_accessed_gateway_time, d.presence, d.presence_time, " \
+    "d.presence_detail FROM devices d WHERE "
 #define Q_SEEK "d.registry = ?1 AND d.device_id > ?2 "
 #define Q_PICK "+d.registry = ?1 AND +d.device_id > ?2 "
 #define Q_TYPE "AND (?3 = 0 OR d.gateway_type = ?3 OR (?3 = 2 AND d.gateway_type = 0)) "
@@ -78,7 +79,8 @@ static const char *const sql_text[S__N] = {
                   "d.created, d.config_version, d.last_heartbeat, d.last_event, d.last_state, "
                   "d.last_config_ack, d.last_config_send, d.last_error, d.last_error_status, "
                   "d.log_level, d.gateway_type, d.gateway_auth_method, "
-                  "d.last_accessed_gateway_id, d.last_accessed_gateway_time "
+                  "d.last_accessed_gateway_id, d.last_accessed_gateway_time, d.presence, "
+                  "d.presence_time, d.presence_detail "
                   "FROM devices d JOIN registries r ON r.id = d.registry WHERE d.num_id = ?1",
     [S_DEV_LIST] = "SELECT num_id FROM devices WHERE registry = ?1 ORDER BY device_id",
     [S_DEV_INSERT] = "INSERT INTO devices(num_id, registry, device_id, blocked, created, "
@@ -192,6 +194,40 @@ static const char *const sql_text[S__N] = {
     [S_SA_DEL] = "DELETE FROM service_accounts WHERE email = ?1",
     [S_BRIDGE_SET] = "INSERT OR REPLACE INTO bridges(name, secret_sha256, updated) VALUES(?1, ?2, ?3)",
     [S_BRIDGE_LOOKUP] = "SELECT secret_sha256 FROM bridges WHERE name = ?1",
+
+    [S_PRES_SET] = "UPDATE devices SET presence = ?2, presence_time = ?3, presence_detail = ?4 "
+                   "WHERE num_id = ?1 AND presence_time <= ?3",
+    [S_PRES_RESET] = "UPDATE devices SET presence = 2, presence_time = ?1, presence_detail = ?2 "
+                     "WHERE presence = 1",
+    [S_PRES_LIST] = "SELECT d.num_id, d.device_id, r.project, r.location, r.registry_id, "
+                    "d.last_heartbeat, d.last_event, d.last_state, d.presence, d.presence_time, "
+                    "d.presence_detail FROM devices d JOIN registries r ON r.id = d.registry "
+                    "WHERE d.presence <> 0 ORDER BY d.num_id",
+    [S_TOMB_MAKE] = "INSERT OR REPLACE INTO presence_tombstones(num_id, project, location, "
+                    "registry_id, device_id, deleted) SELECT d.num_id, r.project, r.location, "
+                    "r.registry_id, d.device_id, ?2 FROM devices d JOIN registries r ON "
+                    "r.id = d.registry WHERE d.num_id = ?1 AND d.presence <> 0",
+    [S_TOMB_LIST] = "SELECT num_id, project, location, registry_id, device_id FROM "
+                    "presence_tombstones ORDER BY num_id",
+    [S_TOMB_DEL] = "DELETE FROM presence_tombstones WHERE num_id = ?1",
+
+#define SUB_FIELDS                                                                           \
+    "topic, push_endpoint, auth, auth_header_name, auth_header_value, oidc_email, "          \
+    "oidc_audience, min_backoff_ms, max_backoff_ms, ack_deadline_ms, dead_letter_topic, "    \
+    "max_delivery_attempts, retention_ms"
+    [S_SUB_INS] = "INSERT INTO subscriptions(project, name, created, " SUB_FIELDS ") "
+                  "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+    [S_SUB_UPD] = "UPDATE subscriptions SET topic = ?4, push_endpoint = ?5, auth = ?6, "
+                  "auth_header_name = ?7, auth_header_value = ?8, oidc_email = ?9, "
+                  "oidc_audience = ?10, min_backoff_ms = ?11, max_backoff_ms = ?12, "
+                  "ack_deadline_ms = ?13, dead_letter_topic = ?14, max_delivery_attempts = ?15, "
+                  "retention_ms = ?16 WHERE project = ?1 AND name = ?2",
+    [S_SUB_GET] = "SELECT project, name, created, " SUB_FIELDS " FROM subscriptions "
+                  "WHERE project = ?1 AND name = ?2",
+    [S_SUB_DEL] = "DELETE FROM subscriptions WHERE project = ?1 AND name = ?2",
+    [S_SUB_LIST] = "SELECT project, name, created, " SUB_FIELDS " FROM subscriptions "
+                   "WHERE (?1 IS NULL OR project = ?1) ORDER BY project, name",
+#undef SUB_FIELDS
 #undef SA_COLUMNS
 };
 

@@ -141,9 +141,13 @@ lk_err lk_sq__device_get(lk_reg_be *be, uint64_t num_id, lk_reg_device *d)
     d->gateway_auth_method = (lk_reg_gateway_auth)sqlite3_column_int(s, 16);
     d->last_accessed_gateway_id = lk_sq__col_strdup(s, 17);
     d->last_accessed_gateway_time = sqlite3_column_int64(s, 18);
+    d->presence = (lk_reg_presence)sqlite3_column_int(s, 19);
+    d->presence_time = sqlite3_column_int64(s, 20);
+    d->presence_detail = lk_sq__col_strdup(s, 21);
     err = (d->id == NULL || d->project == NULL || d->location == NULL || d->registry == NULL ||
            (d->last_error_status == NULL && sqlite3_column_type(s, 13) != SQLITE_NULL) ||
-           (d->last_accessed_gateway_id == NULL && sqlite3_column_type(s, 17) != SQLITE_NULL))
+           (d->last_accessed_gateway_id == NULL && sqlite3_column_type(s, 17) != SQLITE_NULL) ||
+           (d->presence_detail == NULL && sqlite3_column_type(s, 21) != SQLITE_NULL))
               ? LK_ERR_NOMEM
               : LK_OK;
     sqlite3_reset(s);

@@ -39,6 +39,8 @@ enum {
     S_SA_INS, S_SA_KEYS, S_SA_KEY_INS, S_SA_LOOKUP, S_SA_LIST, S_SA_KEY_DISABLE, S_SA_KEY_DEL,
     S_SA_DEL,
     S_BRIDGE_SET, S_BRIDGE_LOOKUP,
+    S_PRES_SET, S_PRES_RESET, S_PRES_LIST, S_TOMB_MAKE, S_TOMB_LIST, S_TOMB_DEL,
+    S_SUB_INS, S_SUB_UPD, S_SUB_GET, S_SUB_DEL, S_SUB_LIST,
     S__N
 };
 
@@ -258,5 +260,26 @@ lk_err lk_sq__sa_list(lk_reg_be *be, const char *project,
 lk_err lk_sq__sa_key_set_disabled(lk_reg_be *be, const char *key_id, int disabled);
 lk_err lk_sq__sa_key_delete(lk_reg_be *be, const char *key_id);
 lk_err lk_sq__sa_delete(lk_reg_be *be, const char *email);
+
+/* ---- sqlite_presence.c (schema 6) ---- */
+
+lk_err lk_sq__presence_set(lk_reg_be *be, const lk_reg_presence_update *u);
+lk_err lk_sq__presence_reset(lk_reg_be *be, int64_t t, const char *reason);
+lk_err lk_sq__presence_list(lk_reg_be *be, int (*cb)(void *arg, const lk_reg_device *d),
+                            void *arg);
+lk_err lk_sq__tombstone_make(lk_reg_be *be, uint64_t num_id, int64_t t, int *made);
+lk_err lk_sq__tombstone_list(lk_reg_be *be, int (*cb)(void *arg, const lk_reg_tombstone *t),
+                             void *arg);
+lk_err lk_sq__tombstone_delete(lk_reg_be *be, uint64_t num_id);
+
+/* ---- sqlite_subscriptions.c (schema 6) ---- */
+
+lk_err lk_sq__subscription_insert(lk_reg_be *be, const lk_reg_subscription *s);
+lk_err lk_sq__subscription_update(lk_reg_be *be, const lk_reg_subscription *s);
+lk_err lk_sq__subscription_get(lk_reg_be *be, const char *project, const char *name,
+                               lk_reg_subscription *out);
+lk_err lk_sq__subscription_delete(lk_reg_be *be, const char *project, const char *name);
+lk_err lk_sq__subscription_list(lk_reg_be *be, const char *project,
+                                int (*cb)(void *arg, const lk_reg_subscription *s), void *arg);
 
 #endif

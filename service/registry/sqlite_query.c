@@ -162,6 +162,9 @@ lk_err lk_sq__device_query(lk_reg_be *be, int64_t rid, const lk_reg_device_query
             d.gateway_auth_method = (lk_reg_gateway_auth)sqlite3_column_int(s, 14);
             d.last_accessed_gateway_id = (char *)sqlite3_column_text(s, 15);
             d.last_accessed_gateway_time = sqlite3_column_int64(s, 16);
+            d.presence = (lk_reg_presence)sqlite3_column_int(s, 17);
+            d.presence_time = sqlite3_column_int64(s, 18);
+            d.presence_detail = (char *)sqlite3_column_text(s, 19);
             if (d.id == NULL) {
                 rc = SQLITE_NOMEM;
                 break;

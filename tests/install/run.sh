@@ -5,7 +5,7 @@
 #   sh tests/install/run.sh BUILD_DIR SOURCE_DIR
 #
 # Installs the build into a temporary prefix and, for each library
-# (liblatchkey-core, -se, -device, -verify, -registry):
+# (liblatchkey-core, -se, -device, -verify, -registry, -spool):
 #  1. its headers are those its install component installs, and every public
 #     header belongs to exactly one library;
 #  2. `nm -D` of the installed .so lists exactly the functions those headers
@@ -29,7 +29,7 @@ CC=${CC:-cc}
 EXTRA=${LK_INSTALL_TEST_CFLAGS:-}
 SOFTHSM_MODULE=${LK_SOFTHSM_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
 SOFTHSM_UTIL=${LK_SOFTHSM_UTIL:-softhsm2-util}
-LAYERS="core se device verify registry"
+LAYERS="core se device verify registry spool"
 # Nothing from the source tree may reach the compiler but through pkg-config.
 unset CPATH C_INCLUDE_PATH LIBRARY_PATH PKG_CONFIG_LIBDIR PKG_CONFIG_SYSROOT_DIR || true
 
@@ -102,6 +102,7 @@ run_program() {
         se) set -- "$work/store" "$SOFTHSM_MODULE" lk-install 1234 ;;
         device) set -- "$work/ca.crt" "$port" ;;
         registry) set -- "$work/db" ;;
+        spool) set -- "$work/spool.db" ;;
     esac
     SOFTHSM2_CONF=$work/softhsm2.conf LD_LIBRARY_PATH=$libdir "$work/use_$layer" "$@"
 }
@@ -114,6 +115,7 @@ forbidden() {
         device) echo 'libsqlite3|libjansson|liblatchkey-(se|verify|registry)' ;;
         verify) echo 'libssl|libmosquitto|libsqlite3|liblatchkey-(se|device|registry)' ;;
         registry) echo 'libssl|libmosquitto|liblatchkey-(se|device)' ;;
+        spool) echo 'libssl|libcrypto|libmosquitto|libjansson|liblatchkey-(se|device|verify|registry)' ;;
     esac
 }
 

@@ -48,10 +48,15 @@ static int count_change(void *arg, const lk_reg_change *c) { (void)c; ++*(int *)
 static int count_command(void *arg, const lk_reg_command *c) { (void)c; ++*(int *)arg; return 0; }
 static int count_backend(void *arg, const lk_reg_backend *b) { (void)b; ++*(int *)arg; return 0; }
 static int count_sa(void *arg, const lk_reg_sa_key *k) { (void)k; ++*(int *)arg; return 0; }
+static int count_sub(void *arg, const lk_reg_subscription *s) { (void)s; ++*(int *)arg; return 0; }
+static int count_dev(void *arg, const lk_reg_device *d) { (void)d; ++*(int *)arg; return 0; }
+static int count_tomb(void *arg, const lk_reg_tombstone *t) { (void)t; ++*(int *)arg; return 0; }
 
 int main(int argc, char **argv)
 {
     lk_reg_name name = {"my-project", "us-central1", "my-registry"};
+    lk_reg_subscription sub, got_sub;
+    lk_reg_presence_update pu;
     lk_reg_credential cred = {LK_CRED_ES256_PEM, key_pem, 0};
     lk_reg_device_spec spec;
     lk_reg_registry r;
@@ -96,7 +101,7 @@ int main(int argc, char **argv)
     n = 0;
     CHECK(lk_registry_list_registries(reg, NULL, NULL, count_registry, &n, why, sizeof why) == LK_OK && n == 1);
     CHECK(lk_registry_update_registry(reg, &name, LK_REG_STATE_UNSPECIFIED, LK_REG_STATE_ENABLED, NULL,
-                                      "{\"pubsubTopicName\":\"projects/p/topics/state\"}", why,
+                                      "{\"pubsubTopicName\":\"projects/my-project/topics/state\"}", why,
                                       sizeof why) == LK_OK);
     CHECK(lk_registry_add_cert(reg, &name, key_pem, strlen(key_pem), &index, why, sizeof why) != LK_OK);
     n = 0;
@@ -251,6 +256,33 @@ int main(int argc, char **argv)
     CHECK(lk_registry_sa_key_set_disabled(reg, kid, 1, why, sizeof why) == LK_OK);
     CHECK(lk_registry_sa_key_delete(reg, kid, why, sizeof why) == LK_OK);
     CHECK(lk_registry_sa_delete(reg, email, why, sizeof why) == LK_OK);
+
+    /* push subscriptions and presence (schema 6) */
+    memset(&sub, 0, sizeof sub);
+    sub.project = "my-project";
+    sub.name = "push-1";
+    sub.topic = "events";
+    sub.push_endpoint = "https://app.example.com/push";
+    CHECK(lk_registry_subscription_create(reg, &sub, why, sizeof why) == LK_OK);
+    sub.push_endpoint = "http://127.0.0.1:8080/push";
+    CHECK(lk_registry_subscription_update(reg, &sub, why, sizeof why) == LK_OK);
+    CHECK(lk_registry_subscription_get(reg, "my-project", "push-1", &got_sub, why, sizeof why) == LK_OK);
+    CHECK(got_sub.ack_deadline_ms == 10000);
+    lk_reg_subscription_free(&got_sub);
+    n = 0;
+    CHECK(lk_registry_subscription_list(reg, NULL, count_sub, &n, why, sizeof why) == LK_OK && n == 1);
+    CHECK(lk_registry_subscription_delete(reg, "my-project", "push-1", why, sizeof why) == LK_OK);
+    pu.num_id = 1;
+    pu.presence = LK_PRESENCE_ONLINE;
+    pu.time = 1700000005;
+    pu.detail = "127.0.0.1";
+    CHECK(lk_registry_presence_record(reg, &pu, 1) == LK_OK);
+    n = 0;
+    CHECK(lk_registry_presence_reset(reg, 1700000006, "the broker restarted", count_dev, &n, why,
+                                     sizeof why) == LK_OK);
+    n = 0;
+    CHECK(lk_registry_presence_tombstones(reg, count_tomb, &n, why, sizeof why) == LK_OK);
+    CHECK(lk_registry_presence_tombstones_done(reg, &pu.num_id, 1, why, sizeof why) == LK_OK);
 
     /* and away again */
     CHECK(lk_registry_delete_registry(reg, &name, why, sizeof why) == LK_ERR_REG_NOT_EMPTY);

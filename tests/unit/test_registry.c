@@ -874,14 +874,14 @@ static void test_registries(void **state)
     /* Update: states and notification JSON. */
     OK(lk_registry_change_head(f->reg, &since));
     OK(lk_registry_update_registry(f->reg, &NAME, LK_REG_STATE_DISABLED, U,
-                                   "[{\"pubsubTopicName\":\"projects/p/topics/t\","
-                                   "\"subfolderMatches\":\"a\"},{\"pubsubTopicName\":\"x\"}]",
-                                   "{\"pubsubTopicName\":\"projects/p/topics/s\"}", W));
+                                   "[{\"pubsubTopicName\":\"projects/my-project/topics/ttt\","
+                                   "\"subfolderMatches\":\"a\"},{\"pubsubTopicName\":\"projects/my-project/topics/xxx\"}]",
+                                   "{\"pubsubTopicName\":\"projects/my-project/topics/sss\"}", W));
     OK(lk_registry_get_registry(f->reg, &NAME, &r, W));
     assert_int_equal(r.mqtt, LK_REG_STATE_DISABLED);
     assert_int_equal(r.http, LK_REG_STATE_ENABLED);
     assert_non_null(strstr(r.event_notification_json, "subfolderMatches"));
-    assert_string_equal(r.state_notification_json, "{\"pubsubTopicName\":\"projects/p/topics/s\"}");
+    assert_string_equal(r.state_notification_json, "{\"pubsubTopicName\":\"projects/my-project/topics/sss\"}");
     lk_reg_registry_free(&r);
     REFUSE(LK_ERR_REG_INVALID, "not valid JSON",
            lk_registry_update_registry(f->reg, &NAME, U, U, "[{", NULL, W));
@@ -3770,8 +3770,8 @@ static void test_registry_full(void **state)
     ca_make(&old, "Old CA", NULL, T0 - 30 * DAY, T0 - DAY);
     memset(&spec, 0, sizeof spec);
     spec.http = LK_REG_STATE_DISABLED;
-    spec.event_notification_json = "[{\"pubsubTopicName\":\"projects/p/topics/t\"}]";
-    spec.state_notification_json = "{\"pubsubTopicName\":\"projects/p/topics/s\"}";
+    spec.event_notification_json = "[{\"pubsubTopicName\":\"projects/my-project/topics/ttt\"}]";
+    spec.state_notification_json = "{\"pubsubTopicName\":\"projects/my-project/topics/sss\"}";
     spec.log_level = LK_LOG_LEVEL_INFO;
     pems[0] = ca1.pem;
     pems[1] = ca2.pem;
@@ -4391,7 +4391,7 @@ static void test_migrate_v4(void **state)
 
     OK(lk_registry_open(p, 0, &r, W));
     assert_int_equal(q1(p, "SELECT value FROM meta WHERE key = 'schema_version'"), LK_REG_SCHEMA_VERSION);
-    assert_int_equal(LK_REG_SCHEMA_VERSION, 5);
+    assert_int_equal(LK_REG_SCHEMA_VERSION, 6);
     memset(&d, 0, sizeof d);
     OK(lk_registry_get_device(r, &NAME, "dev1", 0, &d, W));
     assert_int_equal(d.num_id, 1);
