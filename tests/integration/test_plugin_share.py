@@ -481,3 +481,38 @@ def test_resumed_session_deals_again_only_after_subscribing(b, devices):
     finally:
         close(a)
         close(m2)
+
+
+def test_routed_topic_is_shared_alike(b):
+    """Events routed by the registry's notification config (latchkey/P/topics/T/...) are dealt to
+    a group on that topic as the default topic's are: the plugin deals after routing."""
+    from plugin_common import ensure_registry
+    reg = ensure_registry(b, "share-routed")
+    r = b.lk("registries", "update", reg, "--project", P, "--region", b.region,
+             "--event-notification-config", f"topic=projects/{P}/topics/shared-t")
+    assert r.rc == 0, r
+    devs = [make_device(b, f"share-rdev-{i}", registry=reg) for i in range(6)]
+    secret = backend_secret(b, "share-rt")
+    filt = f"$share/rt/latchkey/{P}/topics/shared-t/#"
+    a = connect(b, "share-rt/a", secret, username="backend:share-rt", tls=False)
+    m2 = connect(b, "share-rt/b", secret, username="backend:share-rt", tls=False)
+    try:
+        assert b.subscribe(a, filt, 1) == 1
+        assert b.subscribe(m2, filt, 1) == 1
+        sent = publish_all(b, devs, 20, "rt")
+        want = sum(map(len, sent.values()))
+        deadline = time.time() + 10
+        while time.time() < deadline and len(a.messages) + len(m2.messages) < want:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        ga = by_topic([(m.topic, m.payload.decode()) for m in a.messages], "rt")
+        gb = by_topic([(m.topic, m.payload.decode()) for m in m2.messages], "rt")
+        assert ga and gb
+        routed = {f"latchkey/{P}/topics/shared-t/{d.region}/{reg}/{d.id}/events": v
+                  for d, v in zip(devs, sent.values())}
+        assert sorted(list(ga) + list(gb)) == sorted(routed), (list(ga), list(gb))
+        for t, v in {**ga, **gb}.items():
+            assert v == routed[t]
+    finally:
+        close(a)
+        close(m2)
