@@ -17,6 +17,11 @@ PyJWT; the standard library's HTTP over TLS with the bench CA).
         connection, each after one untimed warm-up; checks every answer (500
         devices, the expected first id, a next token) and prints
         "page_ms page1_ms" (medians).
+    api_client.py subscription PORT CA TOKEN NAME TOPIC ENDPOINT
+        creates push subscription NAME of topic TOPIC (projects/P/topics/T)
+        to ENDPOINT (retry backoff 0.1 s to 1 s).
+    api_client.py stats PORT CA TOKEN NAME
+        prints the subscription's queue figures: "depth acked enqueued".
 """
 import base64
 import http.client
@@ -117,6 +122,19 @@ def pages(port, ca, tok, registry, page, n):
     print(f"{med[1]:.2f} {med[0]:.2f}")
 
 
+def subscription(port, ca, tok, name, topic, endpoint):
+    c = conn(port, ca)
+    must(*call(c, "PUT", f"/v1/projects/{PROJECT}/subscriptions/{name}", tok,
+               {"topic": topic, "pushConfig": {"pushEndpoint": endpoint},
+                "retryPolicy": {"minimumBackoff": "0.1s", "maximumBackoff": "1s"}}), "create subscription")
+
+
+def stats(port, ca, tok, name):
+    c = conn(port, ca)
+    j = must(*call(c, "GET", f"/v1/projects/{PROJECT}/subscriptions/{name}:stats", tok), "stats")
+    print(j.get("depth", 0), j.get("acked", 0), j.get("enqueued", 0))
+
+
 def main(a):
     if len(a) < 2:
         sys.exit(__doc__)
@@ -127,6 +145,10 @@ def main(a):
         device(*a[2:9])
     elif cmd == "check" and len(a) >= 6:
         check(a[2], a[3], a[4], a[5:])
+    elif cmd == "subscription" and len(a) == 8:
+        subscription(*a[2:8])
+    elif cmd == "stats" and len(a) == 6:
+        stats(*a[2:6])
     elif cmd == "pages" and len(a) == 8:
         pages(a[2], a[3], a[4], a[5], int(a[6]), int(a[7]))
     else:

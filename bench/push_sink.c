@@ -28,7 +28,9 @@
 #include <string.h>
 #include <time.h>
 
-static uint64_t requests, unique, first_ns, last_ns;
+static uint64_t requests, unique, first_ns, last_ns, distinct_data;
+static uint64_t *hashes;    /* open addressing, 0 = empty */
+static size_t hashes_cap;
 static uint8_t *seen;       /* one byte per message id (ids are small, dense integers) */
 static size_t seen_size;
 
@@ -61,14 +63,57 @@ static void note_id(uint64_t id)
     }
 }
 
+static void note_data(uint64_t h)
+{
+    size_t i;
+    if (h == 0)
+        h = 1;
+    if ((distinct_data + 1) * 2 > hashes_cap) {
+        size_t cap = hashes_cap ? hashes_cap * 2 : 1 << 16, j;
+        uint64_t *p = calloc(cap, sizeof *p);
+        if (p == NULL)
+            return;
+        for (j = 0; j < hashes_cap; j++)
+            if (hashes[j] != 0) {
+                i = hashes[j] & (cap - 1);
+                while (p[i] != 0)
+                    i = (i + 1) & (cap - 1);
+                p[i] = hashes[j];
+            }
+        free(hashes);
+        hashes = p;
+        hashes_cap = cap;
+    }
+    for (i = h & (hashes_cap - 1); hashes[i] != 0; i = (i + 1) & (hashes_cap - 1))
+        if (hashes[i] == h)
+            return;
+    hashes[i] = h;
+    distinct_data++;
+}
+
+/* FNV-1a of the body's "data" string. */
+static void scan_data(struct evbuffer *in)
+{
+    static const char tag[] = "\"data\":\"";
+    struct evbuffer_ptr at = evbuffer_search(in, tag, sizeof tag - 1, NULL);
+    size_t len = evbuffer_get_length(in), i;
+    const unsigned char *p;
+    uint64_t h = 1469598103934665603ull;
+    if (at.pos < 0 || (p = evbuffer_pullup(in, -1)) == NULL)
+        return;
+    for (i = (size_t)at.pos + sizeof tag - 1; i < len && p[i] != '"'; i++)
+        h = (h ^ p[i]) * 1099511628211ull;
+    note_data(h);
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
     (void)arg;
     if (evhttp_request_get_command(req) == EVHTTP_REQ_GET) {
         struct evbuffer *out = evbuffer_new();
-        evbuffer_add_printf(out, "%llu %llu %llu %llu\n", (unsigned long long)requests,
+        evbuffer_add_printf(out, "%llu %llu %llu %llu %llu\n", (unsigned long long)requests,
                             (unsigned long long)unique, (unsigned long long)first_ns,
-                            (unsigned long long)last_ns);
+                            (unsigned long long)last_ns, (unsigned long long)distinct_data);
         evhttp_send_reply(req, 200, "OK", out);
         evbuffer_free(out);
         return;
@@ -86,6 +131,7 @@ static void on_request(struct evhttp_request *req, void *arg)
             digits[n > 0 ? n : 0] = '\0';
             note_id(strtoull(digits, NULL, 10));
         }
+        scan_data(in);
     }
     evhttp_send_reply(req, 204, "No Content", NULL);
 }

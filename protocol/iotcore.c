@@ -390,6 +390,42 @@ lk_err lk_backend_topic(const lk_device_name *d, lk_topic kind, const char *subf
     return topic_write(prefix, kind, subfolder, buf, size, len);
 }
 
+lk_err lk_routed_topic(const lk_device_name *d, const char *topic_id, lk_topic kind, const char *subfolder,
+                       char *buf, size_t size, size_t *len)
+{
+    char prefix[LK_ROUTED_TOPIC_MAX + 1];
+    size_t pl;
+
+    if (len != NULL)
+        *len = 0;
+    if (buf == NULL || size == 0)
+        return LK_ERR_ARG;
+    /* Only events and state are routed; T is checked here since join()
+     * allows characters ('+', '#') an MQTT topic cannot carry. */
+    if (d == NULL || (kind != LK_TOPIC_EVENTS && kind != LK_TOPIC_STATE) || topic_id == NULL ||
+        !lk_pubsub_name_valid(topic_id, strnlen(topic_id, LK_PUBSUB_NAME_MAX + 1))) {
+        memset(buf, 0, size);
+        return LK_ERR_ARG;
+    }
+    {
+        const struct path_part p[] = {
+            {BACKEND_ROOT, d->project, LK_PROJECT_MAX},
+            {"/" LK_TOPICS_LEVEL "/", topic_id, LK_PUBSUB_NAME_MAX},
+            {"/", d->location, LK_LOCATION_MAX},
+            {"/", d->registry, LK_ID_MAX},
+            {"/", d->device, LK_ID_MAX},
+        };
+        lk_err err = join(p, 5, prefix, sizeof prefix - 1, &pl);
+        if (err != LK_OK) {
+            memset(buf, 0, size);
+            return err;
+        }
+    }
+    prefix[pl] = '/';
+    prefix[pl + 1] = '\0';
+    return topic_write(prefix, kind, subfolder, buf, size, len);
+}
+
 size_t lk_backend_topic_in_project(const char *project, const char *topic, size_t len)
 {
     size_t pl;

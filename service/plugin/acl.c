@@ -37,9 +37,16 @@ static int acl__republish(struct plg_conn *c, enum plg_topic t, const char *sub,
 {
     char *topic = NULL;
     mosquitto_property *props = NULL;
+    /* Stored for push subscriptions first: an error other than a denial
+     * closes the connection without a PUBACK (route.c). */
+    int rc = message__downstream(&c->path, c->num_id, t, sub, &topic, &props);
 
-    if (message__downstream(&c->path, c->num_id, t, sub, &topic, &props)
-        || message__publish(topic, ed->payload, ed->payloadlen, ed->qos, props)) {
+    if (rc || route__spool(&c->path, c->num_id, t, sub, ed->payload, ed->payloadlen)) {
+        mosquitto_property_free_all(&props);
+        mosquitto_free(topic);
+        return rc == -1 ? MOSQ_ERR_NOMEM : MOSQ_ERR_UNKNOWN;
+    }
+    if (message__publish(topic, ed->payload, ed->payloadlen, ed->qos, props)) {
         mosquitto_property_free_all(&props);
         mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "%s: a retained publish was lost: out "
                              "of memory", c->client_id);
@@ -141,19 +148,29 @@ static int acl__device(struct plg_conn *c, const struct mosquitto_evt_acl_check 
 
 /* # Backends */
 
-static int acl__backend(const char *project, const struct mosquitto_evt_acl_check *ed)
+/* c: the backend's live connection, NULL for an offline session's READ.
+ * A shared subscription ($share/GROUP/FILTER, share.c) is judged on its
+ * FILTER exactly as a plain subscription is. */
+static int acl__backend(struct plg_conn *c, const char *project,
+                        const struct mosquitto_evt_acl_check *ed)
 {
-    size_t n;
+    const char *topic = ed->topic, *group = NULL, *why = NULL;
+    size_t n, glen = 0;
+    int sub = ed->access == MOSQ_ACL_SUBSCRIBE || ed->access == MOSQ_ACL_UNSUBSCRIBE;
 
     if (ed->access == MOSQ_ACL_WRITE)
         return MOSQ_ERR_ACL_DENIED;
+    if (sub && share__parse(ed->topic, &group, &glen, &topic, &why) < 0)
+        return c ? share__refuse(c, ed->topic, why) : MOSQ_ERR_ACL_DENIED;
     /* "latchkey/P/..." or exactly "latchkey/P/#"-style: the first two levels
      * literal (no wildcard there), anything below. */
-    n = lk_backend_topic_in_project(project, ed->topic, strlen(ed->topic));
+    n = lk_backend_topic_in_project(project, topic, strlen(topic));
     if (n == 0)
         return MOSQ_ERR_ACL_DENIED;
-    if (ed->access == MOSQ_ACL_READ && ed->topic[n] == '\0')
+    if (ed->access == MOSQ_ACL_READ && topic[n] == '\0')
         return MOSQ_ERR_ACL_DENIED;
+    if (sub && c)
+        return share__subscription(c, ed->access, ed->topic, group, glen, topic);
     return MOSQ_ERR_SUCCESS;
 }
 
@@ -174,7 +191,7 @@ static int acl__offline(const struct mosquitto_evt_acl_check *ed)
         || (id && lk_device_path_parse(id, strlen(id), &p) == LK_OK)
         || backends__project(name, project))
         return MOSQ_ERR_ACL_DENIED;
-    return acl__backend(project, ed);
+    return acl__backend(NULL, project, ed);
 }
 
 int acl__check(int event, void *event_data, void *userdata)
@@ -185,6 +202,10 @@ int acl__check(int event, void *event_data, void *userdata)
     (void)event;
     (void)userdata;
     if (!ed->topic)
+        return MOSQ_ERR_ACL_DENIED;
+    /* Mosquitto's own copy of a message the plugin dealt to a shared
+     * subscription's member itself (share.c). */
+    if (ed->access == MOSQ_ACL_READ && share__read_denied(ed))
         return MOSQ_ERR_ACL_DENIED;
     c = conn__find(ed->client);
     if (!c) {
@@ -201,5 +222,5 @@ int acl__check(int event, void *event_data, void *userdata)
         return acl__device(c, ed);
     if (c->kind == CONN_BRIDGE)
         return bridge__acl(c, ed);
-    return acl__backend(c->backend_project, ed);
+    return acl__backend(c, c->backend_project, ed);
 }

@@ -245,6 +245,7 @@ static int auth__backend(struct mosquitto *client, const char *id, const char *u
     c->connected_at = c->last_seen = clock__now();
     c->keepalive = mosquitto_client_keepalive(client);
     conn__schedule(c);
+    share__connect(c);
     mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "backend %s (project %s) connected from %s",
                          name, project, auth__addr(client));
     return MOSQ_ERR_SUCCESS;

@@ -189,7 +189,12 @@ int bridge__message(struct plg_conn *c, struct mosquitto_evt_message *ed)
     }
     if ((rc = bridge__device(c, &p, path, sizeof path, 0, &num_id)) != MOSQ_ERR_SUCCESS)
         return rc;
-    if (message__rewrite(ed, &p, num_id, t, sub))
-        return bridge__deny(c, path, "out of memory", LK_ERR_NOMEM);
+    /* Not stored for a push subscription: denied too (0x87, latchkeyd's
+     * 429), so the HTTP device sends it again; the bridge stays connected. */
+    switch (message__rewrite(ed, &p, num_id, t, sub)) {
+    case 0: break;
+    case -1: return bridge__deny(c, path, "out of memory", LK_ERR_NOMEM);
+    default: return bridge__deny(c, path, "it could not be routed or stored in the spool", LK_OK);
+    }
     return MOSQ_ERR_SUCCESS;
 }

@@ -332,6 +332,8 @@ void conn__free(struct plg_conn *c)
 {
     struct plg_conn **pp;
 
+    share__gone(c);
+
     for (pp = &by_client[conn__hash_ptr(c->client)]; *pp; pp = &(*pp)->hnext_client)
         if (*pp == c) {
             *pp = c->hnext_client;

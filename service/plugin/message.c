@@ -20,7 +20,7 @@
 
 #include "plugin.h"
 
-static int message__attrs(const lk_device_name *path, uint64_t num_id, const char *subfolder,
+int message__attributes(const lk_device_name *path, uint64_t num_id, const char *subfolder,
                           mosquitto_property **props)
 {
     char num[24];
@@ -44,19 +44,20 @@ static int message__attrs(const lk_device_name *path, uint64_t num_id, const cha
 int message__downstream(const lk_device_name *path, uint64_t num_id, enum plg_topic t,
                         const char *sub, char **topic, mosquitto_property **props)
 {
-    char buf[LK_BACKEND_TOPIC_MAX + 1];
+    char buf[LK_ROUTED_TOPIC_MAX + 1];
     size_t n;
+    int rc;
 
     *props = NULL;
     *topic = NULL;
-    if (lk_backend_topic(path, t == TOPIC_STATE ? LK_TOPIC_STATE : LK_TOPIC_EVENTS, sub, buf,
-                         sizeof buf, &n))
-        return -1;
+    /* The registry's notification configs may route it (route.c). */
+    if ((rc = route__topic(path, t, sub, buf, sizeof buf, &n)) != 0)
+        return rc;
     *topic = mosquitto_malloc(n + 1);
     if (!*topic)
         return -1;
     memcpy(*topic, buf, n + 1);
-    if (message__attrs(path, num_id, sub, props)) {
+    if (message__attributes(path, num_id, sub, props)) {
         mosquitto_property_free_all(props);
         mosquitto_free(*topic);
         *topic = NULL;
@@ -101,7 +102,13 @@ int message__device(struct plg_conn *c, struct mosquitto_evt_message *ed)
     t = message__topic(c, ed->topic, &sub);
     if (t == TOPIC_BAD)
         return MOSQ_ERR_ACL_DENIED;
-    return message__rewrite(ed, &c->path, c->num_id, t, sub) ? MOSQ_ERR_NOMEM : MOSQ_ERR_SUCCESS;
+    /* Any error but ACL_DENIED closes the connection without a PUBACK
+     * (handle__publish in 2.0.11): the device sends it again. */
+    switch (message__rewrite(ed, &c->path, c->num_id, t, sub)) {
+    case 0: return MOSQ_ERR_SUCCESS;
+    case -1: return MOSQ_ERR_NOMEM;
+    default: return MOSQ_ERR_UNKNOWN;
+    }
 }
 
 int message__rewrite(struct mosquitto_evt_message *ed, const lk_device_name *path, uint64_t num_id,
@@ -109,9 +116,17 @@ int message__rewrite(struct mosquitto_evt_message *ed, const lk_device_name *pat
 {
     char *topic;
     mosquitto_property *props;
+    int rc;
 
-    if (message__downstream(path, num_id, t, sub, &topic, &props))
-        return -1;
+    if ((rc = message__downstream(path, num_id, t, sub, &topic, &props)) != 0)
+        return rc;
+    /* Stored for push subscriptions before the broker may acknowledge it. */
+    if (route__spool(path, num_id, t, sub, ed->payload, ed->payloadlen)) {
+        mosquitto_property_free_all(&props);
+        mosquitto_free(topic);
+        return -2;
+    }
+    share__note(path, num_id, sub);
     message__accepted(path, num_id, t, ed->payload, ed->payloadlen, clock__now());
     mosquitto_free(ed->topic);
     ed->topic = topic;
@@ -146,6 +161,7 @@ void message__presence(struct plg_conn *c, int online, const char *detail)
     json_t *o;
     char *text;
 
+    presence__note(c, online, detail); /* the retained one (presence.c) */
     /* Presence is for backends, connected or holding a persistent session:
      * with none registered, skip making it (a reconnect storm then costs
      * only authentication). */

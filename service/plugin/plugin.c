@@ -65,6 +65,10 @@ static const struct plugin__int_opt {
     OPT(log_refusals_per_source, OPT_UNSIGNED, 1, 1000000, 3),
     OPT(log_refusals_window, OPT_I64, 1, 86400, 60),
     OPT(log_refusals_per_second, OPT_UNSIGNED, 1, 1000000, 50),
+    OPT(share_max_per_client, OPT_UNSIGNED, 1, SHARE_MAX_PER_CLIENT_LIMIT, 16),
+    OPT(share_max_members, OPT_SIZE, 1, 1000000, 10000),
+    OPT(spool_max_messages, OPT_I64, 1, INT64_C(1000000000), 1000000),
+    OPT(spool_max_bytes, OPT_I64, 1024, INT64_C(1) << 40, INT64_C(1) << 30),
 };
 #undef OPT
 
@@ -98,6 +102,21 @@ static int plugin__options(struct mosquitto_opt *opts, int n)
             o->registry = strdup(val);
             if (!o->registry)
                 return -1;
+            continue;
+        }
+        if (!strcmp(k, "spool")) {
+            free(o->spool);
+            if (!(o->spool = strdup(val)))
+                return -1;
+            continue;
+        }
+        if (!strcmp(k, "spool_sync")) {
+            if (strcmp(val, "normal") && strcmp(val, "full")) {
+                mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX
+                                     "plugin_opt_spool_sync %s: expected normal or full", val);
+                return -1;
+            }
+            o->spool_sync_full = !strcmp(val, "full");
             continue;
         }
         if (!strcmp(k, "base64_padding")) {
@@ -247,6 +266,12 @@ static void plugin__changes(int64_t now)
         case LK_CHANGE_BACKEND:
             backends = 1;
             break;
+        case LK_CHANGE_SUBSCRIPTION:
+            route__forget_subscriptions();
+            break;
+        case LK_CHANGE_PRESENCE_CLEAR:
+            presence__tombstones_due();
+            break;
         case LK_CHANGE_REGISTRY:
         case LK_CHANGE_RESYNC:
         default:
@@ -256,6 +281,9 @@ static void plugin__changes(int64_t now)
     }
     if (everything) {
         devices__clear();
+        route__forget_registries();
+        route__forget_subscriptions();
+        presence__tombstones_due();
         if (plg.vcache)
             lk_vcache_clear(plg.vcache);
         conn__each(auth__recheck, NULL);
@@ -287,10 +315,14 @@ static int plugin__tick(int event, void *event_data, void *userdata)
     }
     conn__drain_config(deliver__config);
     conn__tick(now);
+    /* After the kicks: a deleted device's offline notice is cleared too. */
+    presence__tick(now);
     refusals__tick(now);
     bridge__tick(now);
+    share__tick();
     if (now >= plg.next_flush) {
         activity__flush();
+        presence__flush();
         plg.next_flush = now + plg.opt.activity_flush;
     }
     return MOSQ_ERR_SUCCESS;
@@ -413,12 +445,19 @@ static int plugin__message(int event, void *event_data, void *userdata)
 {
     struct mosquitto_evt_message *ed = event_data;
     struct plg_conn *c = conn__find(ed->client);
+    int rc;
 
     (void)event;
     (void)userdata;
+    share__begin();
     if (c && c->kind == CONN_BRIDGE && !c->kick_reason)
-        return bridge__message(c, ed);
-    return message__device(c, ed);
+        rc = bridge__message(c, ed);
+    else
+        rc = message__device(c, ed);
+    /* The topic is final here: shared subscriptions' copies (share.c). */
+    if (rc == MOSQ_ERR_SUCCESS)
+        share__message(ed);
+    return rc;
 }
 
 /* # Entry points */
@@ -440,10 +479,13 @@ int mosquitto_plugin_version(int supported_version_count, const int *supported_v
 static void plugin__free(void)
 {
     conn__cleanup();
+    share__cleanup();
     devices__cleanup();
     limits__cleanup();
     refusals__cleanup();
     backends__forget();
+    route__cleanup();
+    presence__cleanup();
     if (plg.vcache)
         lk_vcache_free(plg.vcache);
     if (plg.verifier)
@@ -451,6 +493,7 @@ static void plugin__free(void)
     if (plg.reg)
         lk_registry_close(plg.reg);
     free(plg.opt.registry);
+    free(plg.opt.spool);
     activity__cleanup();
     memset(&plg, 0, sizeof plg);
 }
@@ -482,8 +525,11 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
         goto error;
     if (plg.opt.token_cache && lk_vcache_new(plg.opt.token_cache, &plg.vcache) != LK_OK)
         goto error;
+    if (route__init())
+        goto error;
     if (devices__init(plg.opt.device_cache) || conn__init(message__offline) || limits__init(plg.opt.limit_table))
         goto error;
+    share__init(message__attributes);
     plg.started = clock__now();
     plg.next_flush = plg.started + plg.opt.activity_flush;
 
@@ -518,8 +564,10 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int 
     }
     if (userdata != &plg)
         return MOSQ_ERR_SUCCESS; /* an instance refused at init */
-    if (plg.reg)
+    if (plg.reg) {
         activity__flush();
+        presence__flush();
+    }
     plugin__free();
     return MOSQ_ERR_SUCCESS;
 }

@@ -62,6 +62,12 @@ struct plg_options {
     unsigned log_refusals_per_source; /* lines per window per (address, reason) */
     int64_t log_refusals_window; /* s */
     unsigned log_refusals_per_second; /* lines a second in all */
+    unsigned share_max_per_client; /* shared subscriptions per client id */
+    size_t share_max_members;    /* shared subscriptions (and remembered plain filters) in all */
+    char *spool;                 /* plugin_opt_spool: the push spool, or NULL */
+    int spool_sync_full;         /* plugin_opt_spool_sync full */
+    int64_t spool_max_messages;  /* per push subscription */
+    int64_t spool_max_bytes;
 };
 
 /* # Devices: cached authentication data (devices.c) */
@@ -195,17 +201,23 @@ enum plg_topic message__topic(const struct plg_conn *c, const char *topic,
                               const char **subfolder);
 /* What device path (num_id) sent, over MQTT or latchkeyd's bridge: its
  * downstream topic and IoT Core's attributes (*topic and *props are the
- * caller's to free); then, once accepted, its state stored and its activity
- * noted. */
+ * caller's to free; the topic as route__topic routes it): 0, -1 out of
+ * memory, -2 the routing could not be read; then, once accepted, its state
+ * stored and its activity noted. */
 int message__downstream(const lk_device_name *path, uint64_t num_id, enum plg_topic t,
                         const char *subfolder, char **topic, mosquitto_property **props);
 void message__accepted(const lk_device_name *path, uint64_t num_id, enum plg_topic t,
                        const void *payload, uint32_t len, int64_t now);
 /* Turn a publish into its downstream form in place (topic, IoT Core's
- * attributes, not retained) and account for it (message__accepted): 0, or
- * -1 out of memory with ed untouched. */
+ * attributes, not retained), store it for push subscriptions (route__spool)
+ * and account for it (message__accepted): 0; or, with ed untouched, -1 out
+ * of memory, -2 not routed or not stored (it must not be acknowledged). */
 int message__rewrite(struct mosquitto_evt_message *ed, const lk_device_name *path, uint64_t num_id,
                      enum plg_topic t, const char *sub);
+/* IoT Core's attributes as MQTT 5 user properties (added to *props): 0, or
+ * -1 out of memory. */
+int message__attributes(const lk_device_name *path, uint64_t num_id, const char *subfolder,
+                        mosquitto_property **props);
 /* Publish a copy of payload (not retained), as the broker's client: 0, or
  * the broker's error, props then still the caller's. */
 int message__publish(const char *topic, const void *payload, size_t len, int qos,
@@ -214,6 +226,74 @@ int message__publish(const char *topic, const void *payload, size_t len, int qos
 void message__presence(struct plg_conn *c, int online, const char *detail);
 /* The offline notice of a connection that was superseded or kicked (conn.c). */
 void message__offline(struct plg_conn *c, const char *why);
+
+/* # Shared subscriptions (share.c) */
+
+#define SHARE_MAX_PER_CLIENT_LIMIT 64
+/* attributes: IoT Core's attributes of a device's message
+ * (message__attributes), for the copies. */
+void share__init(int (*attributes)(const lk_device_name *path, uint64_t num_id, const char *sub,
+                                   mosquitto_property **props));
+/* "$share/GROUP/FILTER": 1 with the group (glen bytes) and the filter
+ * behind it, 0 for a topic that is not a share, -1 (why set) malformed. */
+int share__parse(const char *topic, const char **group, size_t *glen, const char **filter,
+                 const char **why);
+/* Log (rate-limited) why c's subscription to topic is refused:
+ * MOSQ_ERR_ACL_DENIED. */
+int share__refuse(const struct plg_conn *c, const char *topic, const char *why);
+/* A backend's SUBSCRIBE or UNSUBSCRIBE of filter, plain (group NULL) or in
+ * a group, already judged allowed for its project: remembered, or refused
+ * (logged) for an overlap with another of the client id's subscriptions or
+ * a limit. MOSQ_ERR_SUCCESS or MOSQ_ERR_ACL_DENIED. */
+int share__subscription(struct plg_conn *c, int access, const char *topic, const char *group,
+                        size_t glen, const char *filter);
+/* A backend connection authenticated (clean start: its session's
+ * subscriptions are gone) / a connection record freed. */
+void share__connect(struct plg_conn *c);
+void share__gone(const struct plg_conn *c);
+/* The message path: share__begin at each MOSQ_EVT_MESSAGE, share__note from
+ * the rewrite (which device, which subfolder), share__message once the
+ * topic is final and the message accepted (deals the copies), and at every
+ * READ check share__read_denied (1: the plugin dealt this group's copy). */
+void share__begin(void);
+void share__note(const lk_device_name *path, uint64_t num_id, const char *sub);
+void share__message(const struct mosquitto_evt_message *ed);
+int share__read_denied(const struct mosquitto_evt_acl_check *ed);
+void share__tick(void);
+void share__cleanup(void);
+/* # Routing and the push spool (route.c) */
+
+/* Opens plugin_opt_spool (if set): 0, or -1 logged. */
+int route__init(void);
+void route__cleanup(void);
+/* The change feed: a registry changed (its notification configs), the push
+ * subscriptions changed. */
+void route__forget_registries(void);
+void route__forget_subscriptions(void);
+/* The downstream topic of what device p sent (t, sub) into buf: the routed
+ * topic of the registry's first matching notification config, else the
+ * default backend topic. 0; -1 the topic cannot be formed; -2 the
+ * registry's configs cannot be read (logged). */
+int route__topic(const lk_device_name *p, enum plg_topic t, const char *sub, char *buf, size_t size,
+                 size_t *len);
+/* When what p sent is routed to a topic with push subscriptions: stores
+ * it in the spool for each (a full queue drops only its copy). 0 stored or
+ * nothing to store; -1 not stored (logged): the caller must not let the
+ * publish be acknowledged. */
+int route__spool(const lk_device_name *p, uint64_t num_id, enum plg_topic t, const char *sub,
+                 const void *payload, size_t len);
+
+/* # Retained presence (presence.c) */
+
+/* latchkey/P/L/R/D/presence, retained, and the record for the next flush. */
+void presence__note(const struct plg_conn *c, int online, const char *detail);
+/* Each tick: the reset after a start, pending tombstones (tombstones_due). */
+void presence__tick(int64_t now);
+/* With the activity flush: the presence records. */
+void presence__flush(void);
+/* The change feed named a deleted device's presence to clear. */
+void presence__tombstones_due(void);
+void presence__cleanup(void);
 
 /* # latchkeyd's bridge (bridge.c) */
 

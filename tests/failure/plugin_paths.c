@@ -50,7 +50,7 @@ static struct mosquitto br_client = {"latchkeyd:latchkeyd-1", "latchkeyd:latchke
 #define BRIDGE_TOPIC \
     "latchkeyd/projects/my-project/locations/us-central1/registries/reg1/devices/dev1/events/a/b"
 static MOSQ_FUNC_generic_callback cbs[16];
-static int kicks, config_sent, commands_sent, commands_refused, verbose;
+static int kicks, config_sent, commands_sent, commands_refused, share_copies, verbose;
 static mosquitto_plugin_id_t *plugin_id = (mosquitto_plugin_id_t *)&cbs;
 
 struct mosquitto__property_standin {
@@ -145,12 +145,36 @@ int mosquitto_broker_publish(const char *clientid, const char *topic, int payloa
         return MOSQ_ERR_NOMEM;
     }
     commands_sent += command;
+    share_copies += clientid && !strcmp(clientid, be_client.id);
     free(msg);
     if (clientid && !strcmp(clientid, DEV_ID) && !strcmp(topic, "/devices/dev1/config"))
         config_sent++;
     free(payload);
     mosquitto_property_free_all(&properties);
     return MOSQ_ERR_SUCCESS;
+}
+
+/* MQTT filter matching, as the broker's (enough for the plugin's shared
+ * subscriptions: '+' one level, '#' the rest, including the parent). */
+int mosquitto_topic_matches_sub(const char *sub, const char *topic, bool *result)
+{
+    *result = false;
+    for (;;) {
+        const char *es = strchr(sub, '/'), *et = strchr(topic, '/');
+        size_t ls = es ? (size_t)(es - sub) : strlen(sub), lt = et ? (size_t)(et - topic) : strlen(topic);
+        if (ls == 1 && sub[0] == '#') {
+            *result = true;
+            return MOSQ_ERR_SUCCESS;
+        }
+        if (!(ls == 1 && sub[0] == '+') && (ls != lt || memcmp(sub, topic, ls)))
+            return MOSQ_ERR_SUCCESS;
+        if (!es || !et) {
+            *result = (!es && !et) || (es && !strcmp(es, "/#"));
+            return MOSQ_ERR_SUCCESS;
+        }
+        sub = es + 1;
+        topic = et + 1;
+    }
 }
 
 int mosquitto_property_add_string_pair(mosquitto_property **proplist, int identifier,
@@ -301,6 +325,20 @@ static int bridge_publish(void)
     return cbs[MOSQ_EVT_MESSAGE](MOSQ_EVT_MESSAGE, &bridge_msg, NULL);
 }
 
+/* Mosquitto's own delivery of the bridge's message to the backend: the
+ * READ check it runs right after the message event. */
+static int backend_read(void)
+{
+    struct mosquitto_evt_acl_check ed = {0};
+    ed.client = &be_client;
+    ed.topic = bridge_msg.topic;
+    ed.access = MOSQ_ACL_READ;
+    ed.qos = 1;
+    ed.payload = bridge_msg.payload;
+    ed.payloadlen = bridge_msg.payloadlen;
+    return cbs[MOSQ_EVT_ACL_CHECK](MOSQ_EVT_ACL_CHECK, &ed, NULL);
+}
+
 static void bridge_msg_reset(void)
 {
     free(bridge_msg.topic);
@@ -325,11 +363,11 @@ static char *token, *bad_token;
 static int64_t command_id;
 
 enum path { P_CONNECT, P_CONNECT_BAD, P_BACKEND, P_BACKEND_BAD, P_BRIDGE, P_BRIDGE_BAD,
-            P_BRIDGE_PUBLISH, P_CONFIG, P_COMMAND, P_KICK, P_COUNT };
+            P_BRIDGE_PUBLISH, P_SHARE, P_CONFIG, P_COMMAND, P_KICK, P_COUNT };
 static const char *const path_names[P_COUNT] = {
     "connect (device token)", "connect, wrong signature", "connect (backend secret)",
     "connect, wrong secret", "connect (latchkeyd bridge)", "bridge, wrong secret",
-    "bridge publish", "config push", "command delivery", "kick (device blocked)"
+    "bridge publish", "shared subscription copy", "config push", "command delivery", "kick (device blocked)"
 };
 
 /* Before the armed step. */
@@ -340,7 +378,13 @@ static void prepare(enum path p)
         if (auth(&dev_client, token) != MOSQ_ERR_SUCCESS)
             h_fail("%s: the device does not connect", path_names[p]);
     }
-    if (p == P_BRIDGE_PUBLISH) {
+    if (p == P_SHARE) {
+        if (auth(&be_client, SECRET) != MOSQ_ERR_SUCCESS
+            || subscribe(&be_client, "$share/g/latchkey/my-project/#") != MOSQ_ERR_SUCCESS)
+            h_fail("%s: the backend does not connect and subscribe", path_names[p]);
+        share_copies = 0;
+    }
+    if (p == P_BRIDGE_PUBLISH || p == P_SHARE) {
         if (auth(&br_client, SECRET) != MOSQ_ERR_SUCCESS)
             h_fail("%s: the bridge does not connect", path_names[p]);
         bridge_msg_make();
@@ -381,7 +425,8 @@ static int step(enum path p)
     case P_BACKEND_BAD: return auth(&be_client, SECRET "x");
     case P_BRIDGE: return auth(&br_client, SECRET);
     case P_BRIDGE_BAD: return auth(&br_client, SECRET "x");
-    case P_BRIDGE_PUBLISH: return bridge_publish();
+    case P_BRIDGE_PUBLISH:
+    case P_SHARE: return bridge_publish();
     case P_CONFIG:
     case P_COMMAND:
     case P_KICK:
@@ -445,6 +490,17 @@ static int after(enum path p, int rc, long n)
         }
         bridge_msg_reset();
         return rc != MOSQ_ERR_SUCCESS;
+    case P_SHARE: {
+        /* the member gets the plugin's copy or Mosquitto's, exactly one */
+        int denied = rc == MOSQ_ERR_SUCCESS && backend_read() == MOSQ_ERR_ACL_DENIED;
+        if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_ACL_DENIED)
+            h_fail("share: allocation %ld failed and the plugin answered %d", n, rc);
+        if (share_copies != denied)
+            h_fail("share: allocation %ld failed: %d copies from the plugin, Mosquitto's %s", n,
+                   share_copies, denied ? "denied" : "allowed");
+        bridge_msg_reset();
+        return !denied;
+    }
     case P_CONFIG:
         for (i = 0; i < 5 && !config_sent; i++)
             tick();
@@ -498,7 +554,8 @@ void plugin_paths(void)
         /* a clean run */
         prepare((enum path)p);
         rc = step((enum path)p);
-        if ((p == P_CONNECT || p == P_BACKEND || p == P_BRIDGE || p == P_BRIDGE_PUBLISH) &&
+        if ((p == P_CONNECT || p == P_BACKEND || p == P_BRIDGE || p == P_BRIDGE_PUBLISH
+             || p == P_SHARE) &&
             rc != MOSQ_ERR_SUCCESS)
             h_fail("%s: a clean run fails (%d)", path_names[p], rc);
         if (after((enum path)p, rc, 0))
@@ -527,6 +584,7 @@ void plugin_paths(void)
                    "(%.1f s)\n", path_names[p], n - 1, failed,
                    p == P_CONFIG || p == P_COMMAND || p == P_KICK ? " on a later tick"
                    : p == P_BRIDGE_PUBLISH ? " (denied: 0x87, the next publish passes)"
+                   : p == P_SHARE ? " (Mosquitto's copy allowed instead)"
                    : " (no CONNACK: the client retries and connects)",
                    n - 1 - failed,
                    (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);

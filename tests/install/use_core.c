@@ -152,6 +152,12 @@ int main(void)
               strcmp(topic, "latchkey/my-project/us-central1/reg/dev/state") == 0);
         CHECK(lk_backend_topic_in_project("my-project", topic, n) == 20);
         {
+            char routed[LK_ROUTED_TOPIC_MAX + 1];
+            CHECK(lk_pubsub_name_valid("telemetry", 9) && !lk_pubsub_name_valid("goog-x", 6));
+            CHECK(lk_routed_topic(&name, "telemetry", LK_TOPIC_EVENTS, "a", routed, sizeof routed, &n) == LK_OK &&
+                  strcmp(routed, "latchkey/my-project/topics/telemetry/us-central1/reg/dev/events/a") == 0);
+        }
+        {
             char bridge[LK_BRIDGE_TOPIC_MAX + 1];
             lk_device_name back;
             CHECK(lk_bridge_topic(&name, LK_TOPIC_EVENTS, "a", bridge, sizeof bridge, &n) == LK_OK &&

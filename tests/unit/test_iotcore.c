@@ -361,6 +361,59 @@ static void test_backend_topics(void **state)
     assert_int_equal(len, LK_BACKEND_TOPIC_MAX);
 }
 
+/* # Routed topics (notification configs) */
+
+static void test_routed_topics(void **state)
+{
+    lk_device_name n;
+    char buf[LK_ROUTED_TOPIC_MAX + 1], sub[LK_SUBFOLDER_MAX + 1], t[LK_PUBSUB_NAME_MAX + 2];
+    size_t len;
+    (void)state;
+
+    topic_device(&n);
+    assert_int_equal(lk_routed_topic(&n, "telemetry", LK_TOPIC_EVENTS, NULL, buf, sizeof buf, &len), LK_OK);
+    assert_string_equal(buf, "latchkey/my-project/topics/telemetry/us-central1/reg-1/dev-1/events");
+    assert_int_equal(len, strlen(buf));
+    assert_int_equal(lk_routed_topic(&n, "telemetry", LK_TOPIC_EVENTS, "", buf, sizeof buf, NULL), LK_OK);
+    assert_string_equal(buf, "latchkey/my-project/topics/telemetry/us-central1/reg-1/dev-1/events");
+    assert_int_equal(lk_routed_topic(&n, "a.b~c%d_e-f", LK_TOPIC_EVENTS, "x/y", buf, sizeof buf, &len), LK_OK);
+    assert_string_equal(buf, "latchkey/my-project/topics/a.b~c%d_e-f/us-central1/reg-1/dev-1/events/x/y");
+    assert_int_equal(lk_routed_topic(&n, "st8", LK_TOPIC_STATE, NULL, buf, sizeof buf, &len), LK_OK);
+    assert_string_equal(buf, "latchkey/my-project/topics/st8/us-central1/reg-1/dev-1/state");
+    assert_int_equal(lk_backend_topic_in_project("my-project", buf, len), 20);
+
+    /* rejections: buffer wiped, len 0 */
+    memset(buf, FILL, sizeof buf);
+    len = 99;
+    assert_int_equal(lk_routed_topic(&n, "t+x", LK_TOPIC_EVENTS, NULL, buf, sizeof buf, &len), LK_ERR_ARG);
+    assert_int_equal(len, 0);
+    assert_true(all_bytes(buf, sizeof buf, 0));
+    assert_int_equal(lk_routed_topic(&n, "t#x", LK_TOPIC_EVENTS, NULL, buf, sizeof buf, &len), LK_ERR_ARG);
+    assert_int_equal(lk_routed_topic(&n, "a/bc", LK_TOPIC_EVENTS, NULL, buf, sizeof buf, &len), LK_ERR_ARG);
+    assert_int_equal(lk_routed_topic(&n, "ab", LK_TOPIC_EVENTS, NULL, buf, sizeof buf, &len), LK_ERR_ARG);
+    assert_int_equal(lk_routed_topic(&n, "google", LK_TOPIC_EVENTS, NULL, buf, sizeof buf, &len), LK_ERR_ARG);
+    assert_int_equal(lk_routed_topic(&n, "1abc", LK_TOPIC_EVENTS, NULL, buf, sizeof buf, &len), LK_ERR_ARG);
+    assert_int_equal(lk_routed_topic(&n, NULL, LK_TOPIC_EVENTS, NULL, buf, sizeof buf, &len), LK_ERR_ARG);
+    assert_int_equal(lk_routed_topic(NULL, "abc", LK_TOPIC_EVENTS, NULL, buf, sizeof buf, &len), LK_ERR_ARG);
+    assert_int_equal(lk_routed_topic(&n, "abc", LK_TOPIC_ONLINE, NULL, buf, sizeof buf, &len), LK_ERR_ARG);
+    assert_int_equal(lk_routed_topic(&n, "abc", LK_TOPIC_COMMANDS, NULL, buf, sizeof buf, &len), LK_ERR_ARG);
+    assert_int_equal(lk_routed_topic(&n, "abc", LK_TOPIC_STATE, "a", buf, sizeof buf, &len), LK_ERR_ARG);
+    assert_int_equal(lk_routed_topic(&n, "abc", LK_TOPIC_EVENTS, "a#", buf, sizeof buf, &len), LK_ERR_ARG);
+    assert_int_equal(lk_routed_topic(&n, "abc", LK_TOPIC_EVENTS, "/a", buf, sizeof buf, &len), LK_ERR_ARG);
+    assert_int_equal(lk_routed_topic(&n, "abc", LK_TOPIC_EVENTS, NULL, NULL, sizeof buf, &len), LK_ERR_ARG);
+    assert_int_equal(lk_routed_topic(&n, "abc", LK_TOPIC_STATE, NULL, buf, 30, &len), LK_ERR_BUFFER);
+    assert_true(all_bytes(buf, 30, 0));
+    fill(t, 'a', LK_PUBSUB_NAME_MAX + 1);
+    assert_int_equal(lk_routed_topic(&n, t, LK_TOPIC_STATE, NULL, buf, sizeof buf, &len), LK_ERR_ARG);
+
+    /* the longest fits LK_ROUTED_TOPIC_MAX */
+    longest_device(&n, sub);
+    fill(t, 't', LK_PUBSUB_NAME_MAX);
+    assert_int_equal(lk_routed_topic(&n, t, LK_TOPIC_EVENTS, sub, buf, sizeof buf, &len), LK_OK);
+    assert_int_equal(len, LK_ROUTED_TOPIC_MAX);
+    assert_int_equal(lk_routed_topic(&n, t, LK_TOPIC_EVENTS, sub, buf, LK_ROUTED_TOPIC_MAX, &len), LK_ERR_BUFFER);
+}
+
 /* # The bridge topic */
 
 static void test_bridge_topics(void **state)
@@ -540,6 +593,7 @@ int main(void)
         cmocka_unit_test(test_device_topic_rejects),
         cmocka_unit_test(test_device_topic_parse),
         cmocka_unit_test(test_backend_topics),
+        cmocka_unit_test(test_routed_topics),
         cmocka_unit_test(test_bridge_topics),
         cmocka_unit_test(test_bridge_topic_parse_rejects),
         cmocka_unit_test(test_backend_secret_hash),

@@ -1,0 +1,449 @@
+"""Routing, the push spool and retained presence (docs/plugin.md, "Routing and push subscriptions",
+"Presence"), against a real broker.
+
+One broker for the module, with a spool (plugin_opt_spool), activity flushed every second, Mosquitto's
+persistence (so that a restart keeps retained messages) and the SQLite fault shim (to make the spool
+fail inside the broker). The spool is read with Python's sqlite3, the presence with a backend; a raw
+MQTT 3.1.1 client shows what the broker answers a device's PUBLISH (paho hides a missing PUBACK).
+"""
+import base64
+import hashlib
+import json
+import os
+import signal
+import socket
+import sqlite3
+import struct
+import time
+
+import paho.mqtt.client as mqtt
+import pytest
+
+import broker as _harness
+from broker import Broker
+from plugin_common import (PROJECT, REGION, backend_secret, close, connect, ensure_registry, make_device,
+                           publish, received)
+
+P, L = PROJECT, REGION
+FULL_AT = 20          # plugin_opt_spool_max_messages for this module
+
+
+def topic_name(t):
+    return f"projects/{P}/topics/{t}"
+
+
+def routed(d, t, kind, sub=None):
+    s = f"latchkey/{P}/topics/{t}/{L}/{d.registry}/{d.id}/{kind}"
+    return s + "/" + sub if sub else s
+
+
+# ---- a raw MQTT client: the PUBACK, or the broker closing the connection ----
+
+def _varint(n):
+    out = bytearray()
+    while True:
+        b, n = n % 128, n // 128
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _str(s):
+    b = s.encode() if isinstance(s, str) else s
+    return struct.pack("!H", len(b)) + b
+
+
+class Raw:
+    """MQTT 3.1.1, or 5 (protocol=5, for latchkeyd's bridge), on the broker's plain listener."""
+
+    def __init__(self, broker, client_id, username, password, protocol=4):
+        self.v5 = protocol == 5
+        self.sock = socket.create_connection((broker.host, broker.plain_port), timeout=5)
+        self.mid = 0
+        body = _str("MQTT") + bytes([protocol, 0xC2]) + struct.pack("!H", 60)
+        body += (_varint(0) if self.v5 else b"") + _str(client_id) + _str(username) + _str(password)
+        self._send(0x10, body)
+        pkt = self.read()
+        assert pkt and pkt[0] == 0x20 and pkt[1][1] == 0, pkt
+
+    def _send(self, first, body):
+        self.sock.sendall(bytes([first]) + _varint(len(body)) + body)
+
+    def _recv(self, n):
+        buf = b""
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                return None
+            buf += chunk
+        return buf
+
+    def read(self, timeout=5):
+        """(first byte, body) of the next packet; None when the broker closed the connection."""
+        self.sock.settimeout(timeout)
+        try:
+            h = self._recv(1)
+            if h is None:
+                return None
+            n, mul = 0, 1
+            while True:
+                b = self._recv(1)
+                if b is None:
+                    return None
+                n += (b[0] & 0x7f) * mul
+                mul *= 128
+                if not b[0] & 0x80:
+                    break
+            body = self._recv(n) if n else b""
+            return None if body is None else (h[0], body)
+        except (ConnectionResetError, BrokenPipeError):
+            return None
+
+    def publish(self, topic, payload, retain=False):
+        """QoS 1: the PUBACK's reason code (0 for MQTT 3.1.1), or None when closed without one."""
+        self.mid = self.mid % 65535 + 1
+        body = _str(topic) + struct.pack("!H", self.mid) + (_varint(0) if self.v5 else b"")
+        try:
+            self._send(0x32 | (1 if retain else 0), body + payload)
+        except OSError:
+            return None
+        pkt = self.read()
+        if pkt is None:
+            return None
+        assert pkt[0] == 0x40 and struct.unpack("!H", pkt[1][:2])[0] == self.mid, pkt
+        return pkt[1][2] if len(pkt[1]) > 2 else 0
+
+    def close(self):
+        try:
+            self._send(0xE0, b"\x00\x00" if self.v5 else b"")
+        except OSError:
+            pass
+        self.sock.close()
+
+
+# ---- fixtures ----
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    if not _harness.PLUGIN.exists():
+        pytest.fail(f"the plugin {_harness.PLUGIN} is not built (set LK_LIB_DIR / LK_PLUGIN)")
+    base = tmp_path_factory.mktemp("routing")
+    b = Broker(base, opts={"spool": base / "spool.db", "activity_flush": 1,
+                           "spool_max_messages": FULL_AT}, sqlite_fault=True, persistence=True)
+    b.spool = base / "spool.db"
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="module")
+def be(broker):
+    """An MQTT 5 backend subscribed to the whole project (it sees the attributes)."""
+    s = backend_secret(broker, "be-route")
+    c = connect(broker, "be-route/all", s, username="backend:be-route", protocol=mqtt.MQTTv5)
+    assert broker.subscribe(c, f"latchkey/{P}/#", 1) in (0, 1)
+    c.secret = s
+    yield c
+    close(c)
+
+
+def registry(broker, name, events=(), state=None):
+    ensure_registry(broker, name)
+    args = []
+    for t, sub in events:
+        args += ["--event-notification-config",
+                 f"topic={topic_name(t)}" + ("" if sub is None else f",subfolder={sub}")]
+    if state:
+        args += ["--state-pubsub-topic", topic_name(state)]
+    if args:
+        r = broker.lk("registries", "update", name, "--project", P, "--region", L, *args)
+        assert r.rc == 0, r
+    return name
+
+
+_n = [0]
+
+
+def device(broker, reg):
+    _n[0] += 1
+    return make_device(broker, f"rdev-{_n[0]}", registry=reg)
+
+
+def dev_raw(d):
+    return Raw(d.broker, d.client_id, "unused", d.token())
+
+
+def uniq(tag):
+    return f"{tag}-{os.urandom(5).hex()}".encode()
+
+
+def arrived(be, payload, timeout=3):
+    msgs = received(be, payload=payload, timeout=timeout)
+    assert msgs, f"{payload!r} reached no backend topic"
+    return msgs
+
+
+# ---- routing ----
+
+def test_events_and_state_routed_first_match_and_catch_all(broker, be):
+    reg = registry(broker, "reg-route", events=[("t-a", "a"), ("t-bc", "b/c"), ("t-a2", "a"), ("t-all", None)],
+                   state="t-state")
+    d = device(broker, reg)
+    c = connect(broker, d.client_id, d.token())
+    try:
+        cases = [("a", "t-a"),          # first match wins over the later "a"
+                 ("b/c", "t-bc"),       # the whole subfolder, exactly
+                 ("b", "t-all"),        # no exact match: the catch-all
+                 ("b/c/d", "t-all"),
+                 (None, "t-all")]       # no subfolder: only "" matches
+        for sub, t in cases:
+            p = uniq("ev")
+            publish(c, d.topic("events", sub), p, qos=1)
+            m = arrived(be, p)
+            assert [x.topic for x in m] == [routed(d, t, "events", sub)], (sub, [x.topic for x in m])
+        props = dict(m[0].properties.UserProperty)
+        assert props["deviceId"] == d.id and props["deviceNumId"] == str(d.num_id)
+        assert props["deviceRegistryId"] == reg and props["projectId"] == P
+        p = uniq("state")
+        publish(c, d.topic("state"), p, qos=1)
+        assert [x.topic for x in arrived(be, p)] == [routed(d, "t-state", "state")]
+    finally:
+        close(c)
+
+
+def test_no_match_goes_to_the_default_topic_and_changes_apply(broker, be):
+    reg = registry(broker, "reg-nomatch", events=[("t-x", "x")])
+    d = device(broker, reg)
+    c = connect(broker, d.client_id, d.token())
+    try:
+        for sub in ("y", None):
+            p = uniq("ev")
+            publish(c, d.topic("events", sub), p, qos=1)
+            assert [x.topic for x in arrived(be, p)] == [d.downstream("events", sub)]
+        p = uniq("state")
+        publish(c, d.topic("state"), p, qos=1)
+        assert [x.topic for x in arrived(be, p)] == [d.downstream("state")]
+        # a changed config applies from the next tick (the change feed)
+        r = broker.lk("registries", "update", reg, "--project", P, "--region", L,
+                      "--event-notification-config", f"topic={topic_name('t-y')},subfolder=y")
+        assert r.rc == 0, r
+        time.sleep(0.5)
+        p = uniq("ev")
+        publish(c, d.topic("events", "y"), p, qos=1)
+        assert [x.topic for x in arrived(be, p)] == [routed(d, "t-y", "events", "y")]
+    finally:
+        close(c)
+
+
+def test_bridge_events_are_routed_alike(broker, be):
+    reg = registry(broker, "reg-bridge", events=[("t-http", "h")])
+    d = device(broker, reg)
+    secret = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+    db = sqlite3.connect(broker.db)
+    with db:
+        db.execute("INSERT OR REPLACE INTO bridges(name, secret_sha256, updated) VALUES(?, ?, ?)",
+                   ("lkd-route", hashlib.sha256(secret.encode()).digest(), int(time.time())))
+    db.close()
+    br = Raw(broker, "latchkeyd:lkd-route", "latchkeyd:lkd-route", secret, protocol=5)
+    try:
+        base = f"latchkeyd/projects/{P}/locations/{L}/registries/{reg}/devices/{d.id}"
+        p = uniq("http")
+        assert br.publish(base + "/events/h", p) in (0, 0x10)
+        assert [x.topic for x in arrived(be, p)] == [routed(d, "t-http", "events", "h")]
+        p = uniq("http")
+        assert br.publish(base + "/events/other", p) in (0, 0x10)
+        assert [x.topic for x in arrived(be, p)] == [d.downstream("events", "other")]
+    finally:
+        br.close()
+
+
+# ---- the push spool ----
+
+def add_subscription(broker, name, topic):
+    """A push subscription as lk_registry_subscription_create stores it, and its change (kind 8,
+    LK_CHANGE_SUBSCRIPTION) for the broker's feed. No latchkeyd runs: nothing is taken."""
+    now = int(time.time())
+    db = sqlite3.connect(broker.db)
+    with db:
+        db.execute("INSERT INTO subscriptions(project, name, topic, push_endpoint, auth, min_backoff_ms, "
+                   "max_backoff_ms, ack_deadline_ms, max_delivery_attempts, retention_ms, created) "
+                   "VALUES(?, ?, ?, 'https://127.0.0.1:9/push', 0, 10000, 600000, 10000, 0, 604800000, ?)",
+                   (P, name, topic, now))
+        db.execute("INSERT INTO changes(kind, num_id, time) VALUES(8, 0, ?)", (now,))
+    db.close()
+    time.sleep(0.3)   # the next tick reads the feed
+
+
+def spooled(broker, payload):
+    """(message row, {subscription: attempts}) of the spooled message with this payload, or None."""
+    db = sqlite3.connect(broker.spool)
+    try:
+        row = db.execute("SELECT id, topic, ordering_key, publish_time, attributes FROM messages WHERE data = ?",
+                         (payload,)).fetchall()
+        if not row:
+            return None
+        assert len(row) == 1, row
+        subs = dict(db.execute("SELECT subscription, attempts FROM deliveries WHERE message = ?",
+                               (row[0][0],)).fetchall())
+        return row[0], subs
+    finally:
+        db.close()
+
+
+def sub_name(s):
+    return f"projects/{P}/subscriptions/{s}"
+
+
+@pytest.fixture(scope="module")
+def push_reg(broker):
+    reg = registry(broker, "reg-push", events=[("t-push", "p"), ("t-full", "full"), ("t-nosub", None)],
+                   state="t-push")
+    add_subscription(broker, "s-one", "t-push")
+    add_subscription(broker, "s-two", "t-push")
+    add_subscription(broker, "s-full", "t-full")
+    return reg
+
+
+def test_routed_messages_are_spooled_with_iot_cores_attributes(broker, be, push_reg):
+    d = device(broker, push_reg)
+    c = connect(broker, d.client_id, d.token())
+    try:
+        t0 = time.time() * 1000
+        p = uniq("push")
+        publish(c, d.topic("events", "p"), p, qos=1)
+        row, subs = spooled(broker, p)
+        assert row[1] == topic_name("t-push") and row[2] == str(d.num_id)
+        assert t0 - 1000 <= row[3] <= time.time() * 1000 + 1000
+        assert json.loads(row[4]) == {"deviceId": d.id, "deviceNumId": str(d.num_id), "deviceRegistryId": push_reg,
+                                      "deviceRegistryLocation": L, "projectId": P, "subFolder": "p"}
+        assert subs == {sub_name("s-one"): 0, sub_name("s-two"): 0}
+        assert [x.topic for x in arrived(be, p)] == [routed(d, "t-push", "events", "p")]
+        # a state routed to the same topic: no subFolder
+        p = uniq("state")
+        publish(c, d.topic("state"), p, qos=1)
+        row, subs = spooled(broker, p)
+        assert "subFolder" not in json.loads(row[4]) and len(subs) == 2
+        # routed to a topic without push subscriptions, or not routed: not stored
+        for sub in (None, "q"):
+            p = uniq("nosub")
+            publish(c, d.topic("events", sub), p, qos=1)
+            arrived(be, p)
+            assert spooled(broker, p) is None
+    finally:
+        close(c)
+
+
+def test_a_full_queue_drops_only_its_copy(broker, be, push_reg):
+    d = device(broker, push_reg)
+    c = Raw(broker, d.client_id, "unused", d.token())
+    try:
+        for i in range(FULL_AT + 2):
+            assert c.publish(d.topic("events", "full"), uniq(f"full{i}")) == 0, i
+            time.sleep(0.011)       # within the device's 100 messages a second
+        assert c.publish(d.topic("events", "p"), b"after-full") == 0
+    finally:
+        c.close()
+    db = sqlite3.connect(broker.spool)
+    depth, dropped = db.execute("SELECT depth, dropped FROM queues WHERE subscription = ?",
+                                (sub_name("s-full"),)).fetchone()
+    db.close()
+    assert (depth, dropped) == (FULL_AT, 2)
+    assert len(spooled(broker, b"after-full")[1]) == 2
+    line = broker.wait_log("push subscription " + sub_name("s-full") + " is full")
+    assert line.count("is full") == 1, "one line a minute"
+
+
+def test_a_failing_spool_gives_no_puback_and_closes_the_connection(broker, be, push_reg):
+    d = device(broker, push_reg)
+    c = dev_raw(d)
+    mark = len(broker.log_text())
+    broker.fault("INSERT INTO messages")
+    try:
+        # a message that needs no spool is acknowledged as usual
+        assert c.publish(d.topic("events", "q"), uniq("plain")) == 0
+        p = uniq("failing")
+        assert c.publish(d.topic("events", "p"), p) is None, "PUBACK although the spool failed"
+        assert c.read(timeout=1) is None, "the connection stays open"
+        assert spooled(broker, p) is None and not received(be, payload=p, timeout=0.3)
+        assert "could not store a message" in broker.log_text()[mark:]
+        # retained: the same
+        c = dev_raw(d)
+        assert c.publish(d.topic("events", "p"), uniq("failing"), retain=True) is None
+        # latchkeyd's bridge: a denial, 0x87, and it stays connected
+        secret = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+        db = sqlite3.connect(broker.db)
+        with db:
+            db.execute("INSERT OR REPLACE INTO bridges(name, secret_sha256, updated) VALUES(?, ?, ?)",
+                       ("lkd-fail", hashlib.sha256(secret.encode()).digest(), int(time.time())))
+        db.close()
+        br = Raw(broker, "latchkeyd:lkd-fail", "latchkeyd:lkd-fail", secret, protocol=5)
+        base = f"latchkeyd/projects/{P}/locations/{L}/registries/{push_reg}/devices/{d.id}"
+        assert br.publish(base + "/events/p", uniq("http")) == 0x87
+    finally:
+        broker.fault(None)
+    # the device sends it again once it reconnects: acknowledged and stored
+    assert br.publish(base + "/events/p", uniq("http")) in (0, 0x10)
+    br.close()
+    c = dev_raw(d)
+    assert c.publish(d.topic("events", "p"), p) == 0
+    c.close()
+    assert len(spooled(broker, p)[1]) == 2
+
+
+# ---- retained presence ----
+
+def retained(broker, be, topic, timeout=1.5):
+    """The retained messages a backend that subscribes now gets on topic."""
+    c = connect(broker, f"be-route/r-{os.urandom(4).hex()}", be.secret, username="backend:be-route")
+    try:
+        assert broker.subscribe(c, topic, 1) in (0, 1)
+        time.sleep(timeout)
+        return [m for m in c.messages if m.retain]
+    finally:
+        close(c)
+
+
+def presence(broker, be, d, timeout=1.5):
+    msgs = retained(broker, be, d.downstream("presence"), timeout)
+    assert len(msgs) <= 1, msgs
+    return json.loads(msgs[0].payload) if msgs else None
+
+
+def test_presence_is_retained_online_then_offline(broker, be):
+    reg = registry(broker, "reg-presence")
+    d = device(broker, reg)
+    c = connect(broker, d.client_id, d.token())
+    try:
+        p = presence(broker, be, d, timeout=0.7)
+        assert p and p["online"] is True and p["deviceId"] == d.id and p["deviceNumId"] == str(d.num_id)
+        assert p["address"] == "127.0.0.1" and p["time"].endswith("Z") and "reason" not in p
+    finally:
+        close(c)
+    time.sleep(0.3)
+    p = presence(broker, be, d, timeout=0.7)
+    assert p and p["online"] is False and p["reason"] and "address" not in p
+
+
+def test_presence_reset_after_kill9_and_cleared_after_delete(broker, be):
+    """Last in the module: it kills the broker."""
+    reg = registry(broker, "reg-restart")
+    a, b, c = device(broker, reg), device(broker, reg), device(broker, reg)
+    ca = connect(broker, a.client_id, a.token())
+    for d in (b, c):
+        close(connect(broker, d.client_id, d.token()))
+    time.sleep(1.5)                   # recorded by the activity flush
+    assert c.devices("delete", c.id).rc == 0
+    time.sleep(0.4)
+    assert presence(broker, be, c, timeout=0.7) is None, "a deleted device's presence stays"
+    os.kill(broker.proc.pid, signal.SIGUSR1)     # Mosquitto saves its persistence (retained presence)
+    time.sleep(0.5)
+    broker.proc.kill()
+    broker.proc.wait()
+    broker.proc = None
+    broker._stderr.close()
+    assert b.devices("delete", b.id).rc == 0     # deleted while the broker is down
+    broker.start()
+    time.sleep(0.5)
+    pa = presence(broker, be, a, timeout=0.7)
+    assert pa and pa["online"] is False and pa["reason"] == "the broker restarted", pa
+    assert presence(broker, be, b, timeout=0.7) is None
+    close(ca)
