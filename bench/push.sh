@@ -17,6 +17,11 @@
 #                              routed topic latchkey/P/topics/T/#) over the
 #                              time from its first to its last
 #   push_vs_mqtt_backend       mean of the per-run ratios (goal >= 0.5)
+#   push_drain_events_per_s    latchkeyd's own pace: a backlog of one run's
+#                              events, queued while latchkeyd is stopped,
+#                              over the time from its start to the
+#                              endpoint's receipt of the last (32 devices:
+#                              at most 32 POSTs at once, one per device)
 #   push_lost_after_kill       events acknowledged to the devices that never
 #                              reached the endpoint, in a burst during which
 #                              the broker is killed with SIGKILL (and started
@@ -198,6 +203,18 @@ for _ in 1 2; do
 done
 echo "push pairs (push / MQTT backend events per s):$pairs"
 
+# --- the drain: a backlog made while latchkeyd is stopped, pushed at its pace ---
+kill -TERM "$LKD_PID"
+wait "$LKD_PID" || { echo "push.sh: latchkeyd did not exit 0" >&2; tail -20 "$TMP/latchkeyd.log" >&2; exit 1; }
+LKD_PID=""
+_s0=$(sink_unique)
+publish "$SECS"
+_t0=$(date +%s.%N)
+start_lkd
+wait_for sink_unique $((_s0 + TOTAL)) 120
+DRAIN_RATE=$(awk -v n="$TOTAL" -v a="$_t0" -v b="$(sink_field 4)" 'BEGIN {printf "%.0f", n / (b / 1e9 - a)}')
+echo "push drain: $TOTAL events queued while latchkeyd was stopped, pushed at $DRAIN_RATE per s from its start"
+
 # --- the kill run ---
 d0=$(sink_data)
 : > "$TMP/progress"
@@ -251,4 +268,5 @@ mean() { tr ' ' '\n' | awk 'NF {s += $1; n++} END {printf "%.4f", s / n}'; }
 emit push_events_per_s "$(echo $ours | mean | awk '{printf "%.0f", $1}')"
 emit mqtt_backend_events_per_s "$(echo $base | mean | awk '{printf "%.0f", $1}')"
 emit push_vs_mqtt_backend "$(echo $ratios | mean | awk '{printf "%.3f", $1}')"
+emit push_drain_events_per_s "$DRAIN_RATE"
 emit push_lost_after_kill "$lost"

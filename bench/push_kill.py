@@ -55,10 +55,15 @@ def main(a):
                 cl._thread_terminate = True
                 down.set()
 
+            early = set()
+
             def on_publish(cl, ud, mid):
+                # paho holds its own lock here: publish() is never called under lock
                 with lock:
                     p = mids.get(mid)
-                    if p is not None and p not in acked:
+                    if p is None:
+                        early.add(mid)   # the PUBACK came before publish() returned its mid
+                    elif p not in acked:
                         acked.add(p)
                         if len(acked) % 50 == 0:
                             report()
@@ -82,8 +87,12 @@ def main(a):
                     time.sleep(0.001)
                 if down.is_set():
                     break
+                mid = c.publish(topic, p, qos=1).mid
                 with lock:
-                    mids[c.publish(topic, p, qos=1).mid] = p
+                    mids[mid] = p
+                    if mid in early:
+                        early.discard(mid)
+                        acked.add(p)
             while not down.is_set() and time.time() < deadline:
                 with lock:
                     if all(m in acked for m in mids.values()):

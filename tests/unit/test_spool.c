@@ -237,6 +237,48 @@ static void test_order_per_key(void **state)
     (void)n;
 }
 
+/* A deep backlog of one key in flight (or waiting for its retry) does not
+ * hide the keys behind it: lk_spool_next's second pass finds them, oldest
+ * first, after what its first pass found. */
+static void test_deep_backlog(void **state)
+{
+    fixture *f = *state;
+    const char *subs[] = {SUB_A};
+    uint64_t x, a0, y, z, ids[16];
+    int i;
+    char why[256];
+
+    x = put(f->sp, "X", "x", T0, subs, 1, NULL, NULL);
+    a0 = put(f->sp, "A", "a", T0, subs, 1, NULL, NULL);
+    for (i = 0; i < 3000; i++)
+        put(f->sp, "A", "a", T0, subs, 1, NULL, NULL);
+    y = put(f->sp, "Y", "y", T0, subs, 1, NULL, NULL);
+    z = put(f->sp, "Z", "z", T0, subs, 1, NULL, NULL);
+    put(f->sp, "Y", "y2", T0, subs, 1, NULL, NULL);
+
+    assert_int_equal(next_ids(f->sp, SUB_A, T0, "A", ids, 16), 3);
+    assert_int_equal(ids[0], x);
+    assert_int_equal(ids[1], y);
+    assert_int_equal(ids[2], z);
+    /* max counts both passes */
+    assert_int_equal(next_ids(f->sp, SUB_A, T0, "A", ids, 2), 2);
+    assert_int_equal(ids[1], y);
+    /* not skipped: A's oldest, in its place */
+    assert_int_equal(next_ids(f->sp, SUB_A, T0, NULL, ids, 16), 4);
+    assert_int_equal(ids[1], a0);
+    /* A waiting for its retry, X skipped: only the keys behind */
+    assert_int_equal(lk_spool_retry(f->sp, SUB_A, a0, T0 + 100, why, sizeof why), LK_OK);
+    assert_int_equal(next_ids(f->sp, SUB_A, T0, "X", ids, 16), 2);
+    assert_int_equal(ids[0], y);
+    assert_int_equal(ids[1], z);
+    /* Z not due either */
+    assert_int_equal(lk_spool_retry(f->sp, SUB_A, z, T0 + 100, why, sizeof why), LK_OK);
+    assert_int_equal(next_ids(f->sp, SUB_A, T0, "X", ids, 16), 1);
+    assert_int_equal(ids[0], y);
+    assert_int_equal(next_ids(f->sp, SUB_A, T0, "Y", ids, 1), 1);
+    assert_int_equal(ids[0], x);
+}
+
 static void test_dead_letter(void **state)
 {
     fixture *f = *state;
@@ -719,12 +761,32 @@ static void test_bench(void **state)
         t = now_s();
         assert_int_equal(lk_spool_next(f->sp, SUB_A, T0 + count, sk, 1, d, 16, &n, why, sizeof why),
                          LK_OK);
-        printf("spool: %.1f us for next(16) skipping one key\n", (now_s() - t) * 1e6);
+        printf("spool: %.1f us for next(16) skipping one key of 100\n", (now_s() - t) * 1e6);
         assert_int_equal(n, 16);
         for (k = 0; k < n; k++) {
             assert_string_not_equal(d[k].ordering_key, "0");
             lk_spool_delivery_free(&d[k]);
         }
+    }
+    /* 99 keys of 100 in flight: the first pass stops at its bound, the
+     * second finds the last key by its index. */
+    {
+        char names[99][8];
+        const char *sk[99];
+        lk_spool_delivery d[16];
+        size_t n = 0, k;
+        for (k = 0; k < 99; k++) {
+            snprintf(names[k], sizeof names[k], "%zu", k);
+            sk[k] = names[k];
+        }
+        t = now_s();
+        assert_int_equal(lk_spool_next(f->sp, SUB_A, T0 + count, sk, 99, d, 16, &n, why, sizeof why),
+                         LK_OK);
+        printf("spool: %.1f us for next(16) with 99 keys of 100 in flight\n", (now_s() - t) * 1e6);
+        assert_int_equal(n, 1);
+        assert_string_equal(d[0].ordering_key, "99");
+        assert_int_equal(d[0].message_id, ids[0] + 99);
+        lk_spool_delivery_free(&d[0]);
     }
 }
 
@@ -733,6 +795,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_enqueue_next_ack, setup, teardown),
         cmocka_unit_test_setup_teardown(test_order_per_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deep_backlog, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dead_letter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expire_forget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stats_list, setup, teardown),
