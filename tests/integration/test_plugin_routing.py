@@ -416,11 +416,22 @@ def test_presence_is_retained_online_then_offline(broker, be):
         p = presence(broker, be, d, timeout=0.7)
         assert p and p["online"] is True and p["deviceId"] == d.id and p["deviceNumId"] == str(d.num_id)
         assert p["address"] == "127.0.0.1" and p["time"].endswith("Z") and "reason" not in p
+        time.sleep(1.2)               # recorded by the activity flush
+        assert online_ids(broker, reg) == [d.id]
     finally:
         close(c)
     time.sleep(0.3)
     p = presence(broker, be, d, timeout=0.7)
     assert p and p["online"] is False and p["reason"] and "address" not in p
+    time.sleep(1.0)
+    assert online_ids(broker, reg) == []
+
+
+def online_ids(broker, reg):
+    r = broker.lk("devices", "list", "--registry", reg, "--project", P, "--region", L, "--online",
+                  "--format", "json")
+    assert r.rc == 0, r
+    return [x["id"] for x in json.loads(r.out)]
 
 
 def test_presence_reset_after_kill9_and_cleared_after_delete(broker, be):
@@ -431,6 +442,7 @@ def test_presence_reset_after_kill9_and_cleared_after_delete(broker, be):
     for d in (b, c):
         close(connect(broker, d.client_id, d.token()))
     time.sleep(1.5)                   # recorded by the activity flush
+    assert online_ids(broker, reg) == [a.id]
     assert c.devices("delete", c.id).rc == 0
     time.sleep(0.4)
     assert presence(broker, be, c, timeout=0.7) is None, "a deleted device's presence stays"
@@ -446,4 +458,5 @@ def test_presence_reset_after_kill9_and_cleared_after_delete(broker, be):
     pa = presence(broker, be, a, timeout=0.7)
     assert pa and pa["online"] is False and pa["reason"] == "the broker restarted", pa
     assert presence(broker, be, b, timeout=0.7) is None
+    assert online_ids(broker, reg) == []         # recorded offline too
     close(ca)
