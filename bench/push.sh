@@ -22,6 +22,13 @@
 #                              over the time from its start to the
 #                              endpoint's receipt of the last (32 devices:
 #                              at most 32 POSTs at once, one per device)
+#   mqtt_ingest_plain_events_per_s, mqtt_ingest_spooled_events_per_s
+#                              the devices' own rate (PUBACKs a second, as
+#                              bench_publish counts them) without a push
+#                              subscription (two runs before it is made) and
+#                              with one (the two runs above): what writing
+#                              each event to the spool inside the broker's
+#                              message event costs the ingest
 #   push_lost_after_kill       events acknowledged to the devices that never
 #                              reached the endpoint, in a burst during which
 #                              the broker is killed with SIGKILL (and started
@@ -137,8 +144,6 @@ SINKPORT=$(cat "$TMP/sinkport")
     --token-uri "https://127.0.0.1:$PORT/token" --key-file "$TMP/sa.json" >/dev/null 2>"$TMP/sa.err" || {
     cat "$TMP/sa.err" >&2; exit 1; }
 TOKEN=$($PY "$CLIENT" token "$PORT" "$TMP/ca.crt" "$TMP/sa.json")
-$PY "$CLIENT" subscription "$PORT" "$TMP/ca.crt" "$TOKEN" bench-push "$TOPIC" \
-    "https://127.0.0.1:$SINKPORT/push"
 
 mkdir "$TMP/subcfg"
 printf -- '-u backend:bench-backend\n-P %s\n' "$SECRET" > "$TMP/subcfg/mosquitto_sub"
@@ -191,6 +196,17 @@ run() {
     PUSH_RATE=$(awk -v n="$TOTAL" -v a="$_t0" -v b="$_tp" 'BEGIN {printf "%.0f", n / (b / 1e9 - a)}')
 }
 
+# the ingest without a push subscription (nothing written to the spool), untimed second first
+PLAIN_RATES=""
+publish 1
+for _ in 1 2; do
+    publish "$SECS"
+    PLAIN_RATES="$PLAIN_RATES $(awk '{print $1}' "$TMP/bp.txt")"
+done
+$PY "$CLIENT" subscription "$PORT" "$TMP/ca.crt" "$TOKEN" bench-push "$TOPIC" \
+    "https://127.0.0.1:$SINKPORT/push"
+sleep 1.5    # the plugin reloads push subscriptions on the change feed
+
 # untimed: the subscription reaches the sink, the caches are warm
 run 1
 echo "push: $CONNS devices, $PAYLOAD_BYTES-byte events, ${SECS}s runs"
@@ -199,6 +215,7 @@ for _ in 1 2; do
     run "$SECS"
     r=$(awk -v o="$PUSH_RATE" -v b="$MQTT_RATE" 'BEGIN {printf "%.4f", o / b}')
     ours="$ours $PUSH_RATE"; base="$base $MQTT_RATE"; ratios="$ratios $r"
+    SPOOL_RATES="${SPOOL_RATES:-} $(awk '{print $1}' "$TMP/bp.txt")"
     pairs="$pairs $PUSH_RATE/$MQTT_RATE=$r"
 done
 echo "push pairs (push / MQTT backend events per s):$pairs"
@@ -269,4 +286,6 @@ emit push_events_per_s "$(echo $ours | mean | awk '{printf "%.0f", $1}')"
 emit mqtt_backend_events_per_s "$(echo $base | mean | awk '{printf "%.0f", $1}')"
 emit push_vs_mqtt_backend "$(echo $ratios | mean | awk '{printf "%.3f", $1}')"
 emit push_drain_events_per_s "$DRAIN_RATE"
+emit mqtt_ingest_plain_events_per_s "$(echo $PLAIN_RATES | mean | awk '{printf "%.0f", $1}')"
+emit mqtt_ingest_spooled_events_per_s "$(echo $SPOOL_RATES | mean | awk '{printf "%.0f", $1}')"
 emit push_lost_after_kill "$lost"
