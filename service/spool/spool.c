@@ -43,7 +43,6 @@ static const char schema_v1[] =
     " ordering_key TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
     " next_try INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(subscription, message)) WITHOUT ROWID;"
     "CREATE INDEX deliveries_message ON deliveries(message);"
-    "CREATE INDEX deliveries_key ON deliveries(subscription, ordering_key, message);"
     "CREATE TABLE queues(subscription TEXT PRIMARY KEY, depth INTEGER NOT NULL DEFAULT 0,"
     " bytes INTEGER NOT NULL DEFAULT 0, enqueued INTEGER NOT NULL DEFAULT 0,"
     " acked INTEGER NOT NULL DEFAULT 0, dead_lettered INTEGER NOT NULL DEFAULT 0,"
@@ -79,12 +78,6 @@ static const char *const stmt_sql[ST_COUNT] = {
                           "WHERE subscription = ?1 AND message = ?2",
     [ST_DELIVERY_SCAN] = "SELECT message, ordering_key, attempts, next_try FROM deliveries "
                          "WHERE subscription = ?1 ORDER BY message",
-    /* Each key's oldest delivery, key after key: one seek each (queue.c). */
-    [ST_KEY_FIRST] = "SELECT ordering_key, message, attempts, next_try FROM deliveries INDEXED BY "
-                     "deliveries_key WHERE subscription = ?1 ORDER BY ordering_key, message LIMIT 1",
-    [ST_KEY_NEXT] = "SELECT ordering_key, message, attempts, next_try FROM deliveries INDEXED BY "
-                    "deliveries_key WHERE subscription = ?1 AND ordering_key > ?2 "
-                    "ORDER BY ordering_key, message LIMIT 1",
     [ST_OLDEST] = "SELECT m.publish_time FROM deliveries d JOIN messages m ON m.id = d.message "
                   "WHERE d.subscription = ?1 ORDER BY d.message LIMIT 1",
     [ST_EXPIRED_LIST] = "SELECT d.message, m.size FROM deliveries d JOIN messages m ON "
