@@ -30,6 +30,7 @@ enum lk_spool_stmt {
     ST_COMMIT,
     ST_ROLLBACK,
     ST_MSG_INSERT,
+    ST_MSG_REFS,
     ST_MSG_DELETE_IF_UNUSED,
     ST_MSG_GET,
     ST_QUEUE_ENSURE,

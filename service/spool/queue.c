@@ -33,15 +33,32 @@ static lk_spool_limits effective(const lk_spool_limits *lim)
     return l;
 }
 
-/* Deletes message id if no delivery refers to it any more. */
-static lk_err release_message(lk_spool *sp, int64_t id, char *why, size_t why_size)
+/* Message id's count of deliveries (messages.refs, kept by every change so
+ * that no index of deliveries by message is needed) goes up by delta; at 0
+ * the message is deleted. */
+static lk_err add_refs(lk_spool *sp, int64_t id, int64_t delta, char *why, size_t why_size)
 {
     lk_err err = LK_OK;
-    sqlite3_stmt *s = lk_spool__st(sp, ST_MSG_DELETE_IF_UNUSED, &err, why, why_size);
-    if (s == NULL)
+    sqlite3_stmt *s;
+    if (delta == 0)
+        return LK_OK;
+    if ((s = lk_spool__st(sp, ST_MSG_REFS, &err, why, why_size)) == NULL)
+        return err;
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, delta);
+    if ((err = lk_spool__run(sp, s, "counting a message's deliveries", why, why_size)) != LK_OK ||
+        delta > 0)
+        return err;
+    if ((s = lk_spool__st(sp, ST_MSG_DELETE_IF_UNUSED, &err, why, why_size)) == NULL)
         return err;
     sqlite3_bind_int64(s, 1, id);
     return lk_spool__run(sp, s, "deleting a delivered message", why, why_size);
+}
+
+/* One delivery of message id is gone. */
+static lk_err release_message(lk_spool *sp, int64_t id, char *why, size_t why_size)
+{
+    return add_refs(sp, id, -1, why, why_size);
 }
 
 /*
@@ -146,6 +163,8 @@ lk_err lk_spool_enqueue(lk_spool *sp, const lk_spool_msg *m, const char *const *
                       SQLITE_STATIC);
     sqlite3_bind_blob(s, 6, m->data != NULL ? (const void *)m->data : (const void *)"",
                       (int)m->data_len, SQLITE_STATIC);
+    /* corrected below if not all take it (and at 0 the message goes) */
+    sqlite3_bind_int64(s, 7, nsubs > 0 ? (int64_t)nsubs : 1);
     if ((err = lk_spool__run(sp, s, "storing a message", why, why_size)) != LK_OK)
         goto fail;
     id = sqlite3_last_insert_rowid(sp->db);
@@ -160,7 +179,8 @@ lk_err lk_spool_enqueue(lk_spool *sp, const lk_spool_msg *m, const char *const *
         else if (queued < 0 && i < 32)
             bits |= 1u << i;
     }
-    if (queued_any == 0 && (err = release_message(sp, id, why, why_size)) != LK_OK)
+    if ((err = add_refs(sp, id, (int64_t)queued_any - (nsubs > 0 ? (int64_t)nsubs : 1), why,
+                        why_size)) != LK_OK)
         goto fail;
     if ((err = lk_spool__commit(sp, why, why_size)) != LK_OK)
         goto fail;
@@ -528,7 +548,8 @@ lk_err lk_spool_dead_letter(lk_spool *sp, const char *sub, uint64_t id, const ch
         if (strcmp(dl_subs[i], sub) == 0)
             continue;
         if ((err = queue_one(sp, dl_subs[i], (int64_t)id, key, size, &l, &queued, why,
-                             why_size)) != LK_OK)
+                             why_size)) != LK_OK ||
+            (queued > 0 && (err = add_refs(sp, (int64_t)id, 1, why, why_size)) != LK_OK))
             goto fail;
     }
     if ((err = remove_delivery(sp, sub, (int64_t)id, 1, &gone, why, why_size)) != LK_OK)

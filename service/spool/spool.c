@@ -38,11 +38,10 @@ static const char schema_v1[] =
     "CREATE TABLE meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
     "CREATE TABLE messages(id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL,"
     " ordering_key TEXT NOT NULL, publish_time INTEGER NOT NULL, size INTEGER NOT NULL,"
-    " attributes TEXT NOT NULL, data BLOB NOT NULL);"
+    " refs INTEGER NOT NULL DEFAULT 0, attributes TEXT NOT NULL, data BLOB NOT NULL);"
     "CREATE TABLE deliveries(subscription TEXT NOT NULL, message INTEGER NOT NULL,"
     " ordering_key TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
     " next_try INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(subscription, message)) WITHOUT ROWID;"
-    "CREATE INDEX deliveries_message ON deliveries(message);"
     "CREATE TABLE queues(subscription TEXT PRIMARY KEY, depth INTEGER NOT NULL DEFAULT 0,"
     " bytes INTEGER NOT NULL DEFAULT 0, enqueued INTEGER NOT NULL DEFAULT 0,"
     " acked INTEGER NOT NULL DEFAULT 0, dead_lettered INTEGER NOT NULL DEFAULT 0,"
@@ -53,10 +52,10 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_BEGIN_WRITE] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
-    [ST_MSG_INSERT] = "INSERT INTO messages(topic, ordering_key, publish_time, size, attributes,"
-                      " data) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-    [ST_MSG_DELETE_IF_UNUSED] = "DELETE FROM messages WHERE id = ?1 AND NOT EXISTS (SELECT 1 "
-                                "FROM deliveries WHERE message = ?1)",
+    [ST_MSG_INSERT] = "INSERT INTO messages(topic, ordering_key, publish_time, size, refs, "
+                      "attributes, data) VALUES(?1, ?2, ?3, ?4, ?7, ?5, ?6)",
+    [ST_MSG_REFS] = "UPDATE messages SET refs = refs + ?2 WHERE id = ?1",
+    [ST_MSG_DELETE_IF_UNUSED] = "DELETE FROM messages WHERE id = ?1 AND refs <= 0",
     [ST_MSG_GET] = "SELECT topic, ordering_key, data, attributes, publish_time FROM messages "
                    "WHERE id = ?1",
     [ST_QUEUE_ENSURE] = "INSERT OR IGNORE INTO queues(subscription) VALUES(?1)",

@@ -46,9 +46,16 @@ static int setup(void **state)
     return 0;
 }
 
+static int64_t count_rows(const char *path, const char *sql);
+
 static int teardown(void **state)
 {
     fixture *f = *state;
+    /* After every test: each message's reference count is its deliveries' count,
+     * and no message is left without one. */
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM messages m WHERE refs != (SELECT "
+                                         "count(*) FROM deliveries d WHERE d.message = m.id) OR "
+                                         "refs <= 0"), 0);
     lk_spool_close(f->sp);
     lk_test_rmtree(f->dir);
     free(f->dir);
