@@ -29,6 +29,12 @@
 #                              with one (the two runs above): what writing
 #                              each event to the spool inside the broker's
 #                              message event costs the ingest
+#   broker_plain_us, broker_spooled_us
+#                              the broker's CPU microseconds per event
+#                              (/proc/PID/task/*/schedstat, all threads) in
+#                              those runs, until the backend has them all
+#   push_lkd_us                latchkeyd's CPU microseconds per event pushed
+#                              (the runs with the subscription)
 #   push_lost_after_kill       events acknowledged to the devices that never
 #                              reached the endpoint, in a burst during which
 #                              the broker is killed with SIGKILL (and started
@@ -172,6 +178,11 @@ wait_for() {
 sink_unique() { sink_field 2; }
 sink_data() { sink_field 5; }
 
+# cpu_ns PID: the CPU time of all of PID's threads so far, ns
+cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%.0f", s}'; }
+# per_event A B N: (B - A) ns over N events, in us
+per_event() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN {printf "%.1f", (b - a) / 1000 / n}'; }
+
 publish() {
     $PINC "$BP" --port "$ours_TLS" --ca "$TMP/ca.crt" --devices "$TMP/devices.txt" \
         --payload "$TMP/payload.bin" --project "$PROJECT" --region "$REGION" --registry "$REGISTRY" \
@@ -183,10 +194,13 @@ publish() {
 
 # run SECONDS: PUSH_RATE, MQTT_RATE over the same TOTAL events
 run() {
-    _b0=$(sub_count); _s0=$(sink_unique)
+    _b0=$(sub_count); _s0=$(sink_unique); _cb0=$(cpu_ns "$ours_PID"); _cl0=$(cpu_ns "$LKD_PID")
     publish "$1"
     wait_for sub_count $((_b0 + TOTAL)) 30
+    _cb1=$(cpu_ns "$ours_PID")
     wait_for sink_unique $((_s0 + TOTAL)) 120
+    BROKER_US=$(per_event "$_cb0" "$_cb1" "$TOTAL")
+    LKD_US=$(per_event "$_cl0" "$(cpu_ns "$LKD_PID")" "$TOTAL")
     [ "$(sub_count)" -eq $((_b0 + TOTAL)) ] || {
         echo "push.sh: $TOTAL events acknowledged, the backend saw $(($(sub_count) - _b0))" >&2; exit 1; }
     _t0=$(sed -n "$((_b0 + 1))p" "$TMP/sub.txt")
@@ -199,8 +213,12 @@ run() {
 # the ingest without a push subscription (nothing written to the spool), untimed second first
 PLAIN_RATES=""
 publish 1
+PLAIN_US=""
 for _ in 1 2; do
+    _c0=$(sub_count); _b0=$(cpu_ns "$ours_PID")
     publish "$SECS"
+    wait_for sub_count $((_c0 + TOTAL)) 30
+    PLAIN_US="$PLAIN_US $(per_event "$_b0" "$(cpu_ns "$ours_PID")" "$TOTAL")"
     PLAIN_RATES="$PLAIN_RATES $(awk '{print $1}' "$TMP/bp.txt")"
 done
 $PY "$CLIENT" subscription "$PORT" "$TMP/ca.crt" "$TOKEN" bench-push "$TOPIC" \
@@ -216,6 +234,7 @@ for _ in 1 2; do
     r=$(awk -v o="$PUSH_RATE" -v b="$MQTT_RATE" 'BEGIN {printf "%.4f", o / b}')
     ours="$ours $PUSH_RATE"; base="$base $MQTT_RATE"; ratios="$ratios $r"
     SPOOL_RATES="${SPOOL_RATES:-} $(awk '{print $1}' "$TMP/bp.txt")"
+    SPOOL_US="${SPOOL_US:-} $BROKER_US"; LKDS_US="${LKDS_US:-} $LKD_US"
     pairs="$pairs $PUSH_RATE/$MQTT_RATE=$r"
 done
 echo "push pairs (push / MQTT backend events per s):$pairs"
@@ -288,4 +307,7 @@ emit push_vs_mqtt_backend "$(echo $ratios | mean | awk '{printf "%.3f", $1}')"
 emit push_drain_events_per_s "$DRAIN_RATE"
 emit mqtt_ingest_plain_events_per_s "$(echo $PLAIN_RATES | mean | awk '{printf "%.0f", $1}')"
 emit mqtt_ingest_spooled_events_per_s "$(echo $SPOOL_RATES | mean | awk '{printf "%.0f", $1}')"
+emit broker_plain_us "$(echo $PLAIN_US | mean | awk '{printf "%.1f", $1}')"
+emit broker_spooled_us "$(echo $SPOOL_US | mean | awk '{printf "%.1f", $1}')"
+emit push_lkd_us "$(echo $LKDS_US | mean | awk '{printf "%.1f", $1}')"
 emit push_lost_after_kill "$lost"

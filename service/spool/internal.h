@@ -8,6 +8,7 @@
 
 #include <sqlite3.h>
 #include <stdarg.h>
+#include <time.h>
 
 #include "latchkey/lk_spool.h"
 
@@ -55,6 +56,8 @@ enum lk_spool_stmt {
 struct lk_spool {
     sqlite3 *db;
     unsigned flags;
+    int busy_ms;
+    struct timespec busy_start;
     sqlite3_stmt *st[ST_COUNT];
     char path[4096];
 };

@@ -6,7 +6,7 @@
  * The connection: WAL (the broker's enqueue never waits for latchkeyd's
  * reads), synchronous=NORMAL (a commit is written to the WAL before the call
  * returns, so a kill -9 of any process loses nothing; LK_SPOOL_SYNC_FULL
- * fsyncs it too, for a power cut), the caller's busy timeout, write
+ * fsyncs it too, for a power cut), the caller's busy timeout (busy_wait), write
  * transactions BEGIN IMMEDIATE (two writers queue for the lock up front).
  *
  * Files: the broker's user and latchkeyd's user both write the spool and
@@ -176,6 +176,34 @@ void lk_spool__rollback(lk_spool *sp)
 {
     if (!sqlite3_get_autocommit(sp->db))
         sqlite3_exec(sp->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/*
+ * The wait for the other process's write transaction. SQLite's own busy
+ * handler sleeps 1, 2, 5, 10 ... ms between tries: a broker whose enqueue met
+ * one of latchkeyd's acknowledgements (a transaction of well under a
+ * millisecond) would sleep a millisecond at least, in Mosquitto's only
+ * thread. Here the sleeps start at 20 us and grow to 1 ms, until busy_ms has
+ * passed.
+ */
+static int busy_wait(void *arg, int count)
+{
+    lk_spool *sp = arg;
+    struct timespec now, nap;
+    long us;
+    int64_t waited;
+    if (count == 0)
+        clock_gettime(CLOCK_MONOTONIC, &sp->busy_start);
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    waited = (int64_t)(now.tv_sec - sp->busy_start.tv_sec) * 1000 +
+             (now.tv_nsec - sp->busy_start.tv_nsec) / 1000000;
+    if (waited >= sp->busy_ms)
+        return 0;
+    us = count < 50 ? 20L * (count + 1) : 1000L;
+    nap.tv_sec = 0;
+    nap.tv_nsec = us * 1000;
+    nanosleep(&nap, NULL);
+    return 1;
 }
 
 /* The directory that holds path ("." when none is named). */
@@ -369,7 +397,8 @@ lk_err lk_spool_open(const char *path, unsigned flags, int busy_ms, lk_spool **o
         goto fail;
     }
     sqlite3_extended_result_codes(sp->db, 1);
-    sqlite3_busy_timeout(sp->db, busy_ms);
+    sp->busy_ms = busy_ms;
+    sqlite3_busy_handler(sp->db, busy_wait, sp);
     (void)sqlite3_db_config(sp->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
     /* The first read shows "file is not a database": refused before WAL
      * journaling would rewrite another program's header. */
