@@ -384,6 +384,35 @@ static lk_err op_sa_key_add(void)
                                   h_rsa_pem, strlen(h_rsa_pem), why, sizeof why);
 }
 
+static lk_err op_subscription(void)
+{
+    lk_reg_subscription sub = {0};
+    char why[256];
+    sub.project = "my-project";
+    sub.name = "push-1";
+    sub.topic = "telemetry";
+    sub.push_endpoint = "https://app.example.com/push";
+    sub.auth = LK_PUSH_AUTH_HEADER;
+    sub.auth_header_name = "X-Api-Key";
+    sub.auth_header_value = "not-a-real-secret";
+    sub.dead_letter_topic = "dead";
+    return lk_registry_subscription_create(reg, &sub, why, sizeof why);
+}
+
+static lk_err op_presence(void)
+{
+    lk_reg_presence_update u = {dev1_num, LK_PRESENCE_OFFLINE, 0, "the connection was lost"};
+    u.time = fa_now + 5;
+    return lk_registry_presence_record(reg, &u, 1);
+}
+
+/* dev1 is recorded online in the template: its delete leaves a tombstone. */
+static lk_err op_delete_device(void)
+{
+    char why[256];
+    return lk_registry_delete_device(reg, &H_NAME, "dev1", why, sizeof why);
+}
+
 /* The change feed: what was read goes to a fixed array (no allocation), and
  * is compared with a clean run's. */
 static lk_reg_change feed[64], feed_ref[64];
@@ -503,6 +532,9 @@ static const struct reg_op reg_ops[] = {
     {"bridge set", op_bridge_set, 0},
     {"service account create", op_sa_create, 0},
     {"service account key add", op_sa_key_add, 0},
+    {"subscription create", op_subscription, 0},
+    {"presence record", op_presence, 0},
+    {"device delete (tombstone)", op_delete_device, 0},
     {"change feed read", op_changes, 1},
     {"import (JSON export)", op_import, 0},
 };
@@ -660,6 +692,12 @@ static void make_template(void)
     if (lk_registry_command_send(r, &H_NAME, "dev1", NULL, (const uint8_t *)"x", 1, &id,
                                  why, sizeof why))
         h_fail("template: %s", why);
+    {
+        lk_reg_presence_update u = {dev1_num, LK_PRESENCE_ONLINE, 0, "192.0.2.1:1883"};
+        u.time = fa_now;
+        if (lk_registry_presence_record(r, &u, 1))
+            h_fail("template: presence");
+    }
     if (lk_registry_sa_create(r, "my-project", "api-caller", LK_ROLE_ADMIN, email, sizeof email,
                               why, sizeof why) ||
         lk_registry_sa_key_add(r, email, SA_KID, h_rsa_pem, strlen(h_rsa_pem), why, sizeof why))

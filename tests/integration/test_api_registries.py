@@ -174,10 +174,10 @@ def test_delete(env):
      {"mqttConfig": {"mqttEnabledState": "MQTT_DISABLED"}}),
     ("httpConfig", {"httpConfig": {"httpEnabledState": "HTTP_DISABLED"}},
      {"httpConfig": {"httpEnabledState": "HTTP_DISABLED"}}),
-    ("eventNotificationConfigs", {"eventNotificationConfigs": [{"pubsubTopicName": "projects/proj-one/topics/e2"}]},
-     {"eventNotificationConfigs": [{"pubsubTopicName": "projects/proj-one/topics/e2"}]}),
-    ("stateNotificationConfig", {"stateNotificationConfig": {"pubsubTopicName": "projects/proj-one/topics/s2"}},
-     {"stateNotificationConfig": {"pubsubTopicName": "projects/proj-one/topics/s2"}}),
+    ("eventNotificationConfigs", {"eventNotificationConfigs": [{"pubsubTopicName": "projects/proj-one/topics/ev2"}]},
+     {"eventNotificationConfigs": [{"pubsubTopicName": "projects/proj-one/topics/ev2"}]}),
+    ("stateNotificationConfig", {"stateNotificationConfig": {"pubsubTopicName": "projects/proj-one/topics/st2"}},
+     {"stateNotificationConfig": {"pubsubTopicName": "projects/proj-one/topics/st2"}}),
     ("logLevel", {"logLevel": "DEBUG"}, {"logLevel": "DEBUG"}),
 ])
 def test_patch_one_field(env, mask, body, want):

@@ -216,17 +216,17 @@ def test_database_is_required_and_only_registries_create_makes_it(tmp_path):
 def test_registry_lifecycle_and_json_shape(tmp_path):
     path = tmp_path / "r.db"
     reg = js(lkdb(path, "registries", "create", R, *LOC, "--format", "json",
-                  "--event-notification-config", "topic=projects/p/topics/ev,subfolder=sub",
-                  "--event-notification-config", "topic=projects/p/topics/all",
-                  "--state-pubsub-topic", "projects/p/topics/st"))
+                  "--event-notification-config", f"topic=projects/{P}/topics/ev1,subfolder=sub",
+                  "--event-notification-config", "topic=all",  # gcloud's shorthand: this project's
+                  "--state-pubsub-topic", f"projects/{P}/topics/st1"))
     assert reg["id"] == R
     assert reg["name"] == f"projects/{P}/locations/{L}/registries/{R}"
     assert reg["mqttConfig"] == {"mqttEnabledState": "MQTT_ENABLED"}
     assert reg["httpConfig"] == {"httpEnabledState": "HTTP_ENABLED"}
     assert reg["eventNotificationConfigs"] == [
-        {"subfolderMatches": "sub", "pubsubTopicName": "projects/p/topics/ev"},
-        {"pubsubTopicName": "projects/p/topics/all"}]
-    assert reg["stateNotificationConfig"] == {"pubsubTopicName": "projects/p/topics/st"}
+        {"subfolderMatches": "sub", "pubsubTopicName": f"projects/{P}/topics/ev1"},
+        {"pubsubTopicName": f"projects/{P}/topics/all"}]
+    assert reg["stateNotificationConfig"] == {"pubsubTopicName": f"projects/{P}/topics/st1"}
     assert "credentials" not in reg
 
     # --location is gcloud's alias; a full resource name works too
@@ -252,7 +252,7 @@ def test_registry_lifecycle_and_json_shape(tmp_path):
     assert upd["mqttConfig"] == {"mqttEnabledState": "MQTT_DISABLED"}
     assert upd["httpConfig"] == {"httpEnabledState": "HTTP_ENABLED"}
     assert "eventNotificationConfigs" not in upd
-    assert upd["stateNotificationConfig"] == {"pubsubTopicName": "projects/p/topics/st"}
+    assert upd["stateNotificationConfig"] == {"pubsubTopicName": f"projects/{P}/topics/st1"}
 
     desc = ok(lkdb(path, "registries", "describe", R, *LOC)).out
     assert "mqttEnabledState: MQTT_DISABLED" in desc
@@ -363,8 +363,8 @@ def test_device_lifecycle_and_json_shape(db, keys, tmp_path):
     assert lst[0]["numId"] == d["numId"] and lst[0]["credentials"] == d["credentials"]
     assert [x["id"] for x in js(dev(db, "list", "--limit", "1", "--format", "json"))] == ["dev-1"]
     rows = ok(dev(db, "list")).out.splitlines()
-    assert rows[0].split() == ["ID", "NUM_ID", "BLOCKED", "CREDENTIALS", "CONFIG_VERSION"]
-    assert rows[1].split() == ["dev-1", d["numId"], "true", "2", "1"]
+    assert rows[0].split() == ["ID", "NUM_ID", "BLOCKED", "CREDENTIALS", "CONFIG_VERSION", "LAST_SEEN", "PRESENCE"]
+    assert rows[1].split() == ["dev-1", d["numId"], "true", "2", "1", "-", "never"]
 
     u = js(dev(db, "update", "dev-1", "--unblocked", "--metadata", "site=paris", "--format", "json"))
     assert u["blocked"] is False and u["metadata"] == {"site": "paris"}

@@ -423,11 +423,16 @@ def test_registries_import(tmp_path):
     assert "Imported 2 registries (1 CA certificate)" in r.out
     # item 7: what nothing reads yet is said once, naming what was set
     note = [x for x in r.err.splitlines() if "not yet in effect" in x]
-    assert len(note) == 1 and "eventNotificationConfigs, stateNotificationConfig, httpConfig, logLevel" in note[0]
+    assert len(note) == 1 and "note: httpConfig, logLevel are stored" in note[0]
+    # notification configs route (schema 6): the export's project's topics become P's
+    moved = [x for x in r.err.splitlines() if "notification topics" in x]
+    assert len(moved) == 1 and f"3 notification topics of the export's project now name project {P}'s" in moved[0]
     a = js(lkdb(db, "registries", "describe", "fleet-a", *LOC, "--format", "json"))
     assert a["name"] == f"projects/{P}/locations/{L}/registries/fleet-a"  # created in P and L, not the old ones
-    assert a["eventNotificationConfigs"] == regs[0]["eventNotificationConfigs"]
-    assert a["stateNotificationConfig"] == regs[0]["stateNotificationConfig"]
+    assert a["eventNotificationConfigs"] == [
+        {"pubsubTopicName": f"projects/{P}/topics/alerts", "subfolderMatches": "alerts"},
+        {"pubsubTopicName": f"projects/{P}/topics/telemetry"}]
+    assert a["stateNotificationConfig"] == {"pubsubTopicName": f"projects/{P}/topics/state"}
     assert a["mqttConfig"] == {"mqttEnabledState": "MQTT_ENABLED"}
     assert a["httpConfig"] == {"httpEnabledState": "HTTP_ENABLED"}
     assert a["logLevel"] == "INFO"
@@ -493,15 +498,18 @@ def test_notice_for_settings_not_in_effect(tmp_path):
     db = tmp_path / "n.db"
     r = ok(lkdb(db, "registries", "create", "plain", *LOC))
     assert "not yet in effect" not in r.err  # nothing of the kind was set
-    r = ok(lkdb(db, "registries", "create", "routed", *LOC, "--event-notification-config", "topic=projects/p/topics/t"))
-    note = [x for x in r.err.splitlines() if "not yet in effect" in x]
-    assert note == ["latchkey: registries create: note: eventNotificationConfigs is stored and shown, but not yet "
-                    "in effect: nothing reads them yet (no Pub/Sub routing, no HTTP bridge, no device logs; "
-                    "devices connect over MQTT only, which mqttConfig governs; docs/registry.md)"], r.err
-    r = ok(lkdb(db, "registries", "update", "plain", *LOC, "--state-pubsub-topic", "projects/p/topics/s",
+    # notification configs route since schema 6: no note for them
+    r = ok(lkdb(db, "registries", "create", "routed", *LOC, "--event-notification-config", "topic=ttt"))
+    assert "not yet in effect" not in r.err, r.err
+    r = ok(lkdb(db, "registries", "update", "plain", *LOC, "--state-pubsub-topic", f"projects/{P}/topics/sss",
                 "--no-enable-http-config"))
-    assert "registries update: note: stateNotificationConfig, httpConfig are stored and shown, but not yet in " \
-           "effect" in r.err, r.err
+    note = [x for x in r.err.splitlines() if "not yet in effect" in x]
+    assert note == ["latchkey: registries update: note: httpConfig is stored and shown, but not yet "
+                    "in effect: nothing reads them yet (no HTTP bridge, no device logs; "
+                    "devices connect over MQTT only, which mqttConfig governs; docs/registry.md)"], r.err
+    # another project's topic is refused, saying which rule
+    r = lkdb(db, "registries", "update", "plain", *LOC, "--state-pubsub-topic", "projects/p/topics/sss")
+    assert r.rc != 0 and f"must be projects/{P}/topics/TOPIC" in r.err, r.err
     r = ok(lkdb(db, "registries", "update", "plain", *LOC, "--enable-http-config"))
     assert "httpConfig is stored and shown, but not yet in effect" in r.err
     r = ok(lkdb(db, "registries", "update", "plain", *LOC, "--no-enable-mqtt-config"))

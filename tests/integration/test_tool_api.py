@@ -61,7 +61,7 @@ def script(keys_dir, pki):
     ca, other, cert, ocert = (pki.paths[n] for n in ("ca", "other_ca", "dev_cert", "other_cert"))
     reg = f"projects/{P}/locations/{L}/registries/{R}"
     return [
-        ["registries", "create", R, *LOC, "--no-enable-http-config", "--state-pubsub-topic", "projects/p/topics/s"],
+        ["registries", "create", R, *LOC, "--no-enable-http-config", "--state-pubsub-topic", f"projects/{P}/topics/sss"],
         ["registries", "create", R, *LOC],
         ["registries", "list", *LOC],
         ["registries", "describe", R, *LOC],

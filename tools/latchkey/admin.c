@@ -659,14 +659,12 @@ void admin_meta_free(struct admin_meta *m)
     memset(m, 0, sizeof *m);
 }
 
-void admin_note_not_in_effect(const char *cmd, int events, int state, int http, int log_level)
+void admin_note_not_in_effect(const char *cmd, int http, int log_level)
 {
     char list[160] = "";
     size_t o = 0;
-    if (events)
-        o += (size_t)snprintf(list + o, sizeof list - o, "%seventNotificationConfigs", o ? ", " : "");
-    if (state)
-        o += (size_t)snprintf(list + o, sizeof list - o, "%sstateNotificationConfig", o ? ", " : "");
+    /* Notification configs route events and states since schema 6
+     * (docs/delivery.md): no note for them. */
     if (http)
         o += (size_t)snprintf(list + o, sizeof list - o, "%shttpConfig", o ? ", " : "");
     if (log_level)
@@ -674,7 +672,7 @@ void admin_note_not_in_effect(const char *cmd, int events, int state, int http, 
     if (o == 0)
         return;
     fprintf(stderr, "latchkey: %s: note: %s %s stored and shown, but not yet in effect: nothing reads "
-                    "them yet (no Pub/Sub routing, no HTTP bridge, no device logs; devices connect over "
+                    "them yet (no HTTP bridge, no device logs; devices connect over "
                     "MQTT only, which mqttConfig governs; docs/registry.md)\n",
             cmd, list, strchr(list, ',') != NULL ? "are" : "is");
 }

@@ -213,9 +213,9 @@ int admin_enum_number(enum admin_enum e, long long n, int *value);
 void admin_enum_names(enum admin_enum e, char *buf, size_t size);
 
 /* Settings that are stored and shown but that nothing acts on yet
- * (notification configs, httpConfig, log levels): one line on standard
- * error naming those given (non-zero), nothing if none. */
-void admin_note_not_in_effect(const char *cmd, int events, int state, int http, int log_level);
+ * (httpConfig, log levels; notification configs route since schema 6): one
+ * line on standard error naming those given (non-zero), nothing if none. */
+void admin_note_not_in_effect(const char *cmd, int http, int log_level);
 
 /* ---- resources as IoT Core JSON (cmd_registries.c, devices.c) ---- */
 

@@ -17,6 +17,7 @@ int cmd_devices(int argc, char **argv);               /* cmd_devices.c */
 int cmd_devices_import(int argc, char **argv);        /* cmd_import.c */
 int cmd_devices_commands(int argc, char **argv);      /* cmd_commands.c */
 int cmd_backends(int argc, char **argv);              /* cmd_backends.c */
+int cmd_subscriptions(int argc, char **argv);         /* cmd_subscriptions.c */
 int cmd_service_accounts(int argc, char **argv);      /* cmd_service_accounts.c */
 
 #endif

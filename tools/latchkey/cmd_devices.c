@@ -23,7 +23,7 @@ static const char devices_usage[] =
     "\n"
     "  create DEVICE   [--public-key path=FILE,type=TYPE[,expiration-time=TIME]]... (at most 3)\n"
     "                  [--blocked] [--metadata KEY=VALUE,...] [--metadata-from-file KEY=FILE,...]\n"
-    "  list            [--limit N]\n"
+    "  list            [--limit N] [--online | --offline]\n"
     "  describe DEVICE\n"
     "  update DEVICE   [--blocked|--unblocked] [--metadata KEY=VALUE,...]\n"
     "                  [--metadata-from-file KEY=FILE,...] [--clear-metadata]\n"
@@ -71,9 +71,13 @@ static const char u_create[] = DEV_USAGE(
     "         [--blocked] [--metadata KEY=VALUE,...] [--metadata-from-file KEY=FILE,...]",
     "Creates a device with config version 1 (empty). KEY=VALUE lists are separated by commas\n"
     "(^;^A=B;C=D picks ';' instead).\n" DEV_TYPES);
-static const char u_list[] = DEV_USAGE("list --registry R --project P --region L [--limit N]",
+static const char u_list[] = DEV_USAGE("list --registry R --project P --region L [--limit N] [--online|--offline]",
                                        "Lists the registry's devices: ID, NUM_ID, BLOCKED, CREDENTIALS, "
-                                       "CONFIG_VERSION\n(--format json: IoT Core's Devices, as a JSON array).\n");
+                                       "CONFIG_VERSION, LAST_SEEN\n(the newest heartbeat, event or state), "
+                                       "PRESENCE (online, offline, never: as the broker\nrecorded it). "
+                                       "--online: only devices connected now; --offline: all others.\n"
+                                       "(--format json: IoT Core's Devices, as a JSON array, with latchkey's "
+                                       "\"presence\".)\n");
 static const char u_describe[] = DEV_USAGE("describe DEVICE --registry R --project P --region L",
                                            "Shows the device with its newest config and state, and each "
                                            "credential's\nSHA-256 fingerprint.\n" DEV_ARG);
@@ -127,7 +131,7 @@ static const char u_states[] = DEV_USAGE("states list DEVICE [--limit N] --regis
 static const char *const opt_names[] = {
     "--public-key", "--blocked", "--unblocked", "--metadata", "--metadata-from-file", "--clear-metadata",
     "--limit", "--path", "--type", "--expiration-time", "--config-file", "--config-data",
-    "--version-to-update"};
+    "--version-to-update", "--online", "--offline"};
 
 
 /* ---- option parsing ---- */
@@ -174,6 +178,8 @@ static int parse(struct dev_opts *o, int argc, char **argv, unsigned allowed, un
         {"config-file", required_argument, 0, O_CONFIG_FILE},
         {"config-data", required_argument, 0, O_CONFIG_DATA},
         {"version-to-update", required_argument, 0, O_VERSION},
+        {"online", no_argument, 0, O_ONLINE},
+        {"offline", no_argument, 0, O_OFFLINE},
         {0, 0, 0, 0}};
     struct admin *a = o->a;
     int c, rc;
@@ -387,20 +393,52 @@ out:
 struct list_ctx {
     struct admin_list out; /* first: what admin_list_begin/end work on */
     long long limit, n;
+    int online, offline;   /* --online, --offline */
 };
+
+/* The presence the broker recorded, as a word for the table. */
+static const char *presence_word(lk_reg_presence p)
+{
+    return p == LK_PRESENCE_ONLINE ? "online" : p == LK_PRESENCE_OFFLINE ? "offline" : "never";
+}
+
+/* LAST SEEN: the newest of the heartbeat, event and state times (0: never). */
+static int64_t last_seen(const lk_reg_device *d)
+{
+    int64_t t = d->last_heartbeat;
+    if (d->last_event > t)
+        t = d->last_event;
+    if (d->last_state > t)
+        t = d->last_state;
+    return t;
+}
 
 static int device_cb(void *arg, const lk_reg_device *d)
 {
     struct list_ctx *x = arg;
+    /* --offline: every device not online now (offline, or never connected). */
+    if ((x->online && d->presence != LK_PRESENCE_ONLINE) || (x->offline && d->presence == LK_PRESENCE_ONLINE))
+        return 0;
     if (x->limit > 0 && x->n >= x->limit)
         return 1;
     x->n++;
     if (x->out.t == NULL) {
-        if (out_list_item(&x->out.l, admin_device_json(d)) != EXIT_OK)
+        json_t *j = admin_device_json(d);
+        /* latchkey's extension, as devices.list's fieldMask "presence". */
+        if (j != NULL && d->presence != LK_PRESENCE_NEVER) {
+            json_t *p = json_pack("{s:b,s:o}", "online", d->presence == LK_PRESENCE_ONLINE, "time",
+                                  out_jtime(d->presence_time));
+            if (p != NULL && d->presence_detail != NULL)
+                json_object_set_new(p, d->presence == LK_PRESENCE_ONLINE ? "address" : "reason",
+                                    json_string(d->presence_detail));
+            json_object_set_new(j, "presence", p);
+        }
+        if (out_list_item(&x->out.l, j) != EXIT_OK)
             x->out.failed = 1;
     } else {
-        char num[32], ncred[8], ver[32];
-        const char *row[5];
+        char num[32], ncred[8], ver[32], seen[32];
+        const char *row[7];
+        int64_t t = last_seen(d);
         snprintf(num, sizeof num, "%llu", (unsigned long long)d->num_id);
         snprintf(ncred, sizeof ncred, "%u", d->ncreds);
         snprintf(ver, sizeof ver, "%lld", (long long)d->config_version);
@@ -409,6 +447,8 @@ static int device_cb(void *arg, const lk_reg_device *d)
         row[2] = d->blocked ? "true" : "false";
         row[3] = ncred;
         row[4] = ver;
+        row[5] = t > 0 ? lk_time_rfc3339(t, seen, sizeof seen) : "-";
+        row[6] = presence_word(d->presence);
         if (out_table_row(x->out.t, row) != 0)
             x->out.failed = 1;
     }
@@ -417,7 +457,8 @@ static int device_cb(void *arg, const lk_reg_device *d)
 
 static int cmd_list(struct dev_opts *o)
 {
-    static const char *const heads[] = {"ID", "NUM_ID", "BLOCKED", "CREDENTIALS", "CONFIG_VERSION"};
+    static const char *const heads[] = {"ID",          "NUM_ID",    "BLOCKED", "CREDENTIALS",
+                                        "CONFIG_VERSION", "LAST_SEEN", "PRESENCE"};
     struct admin *a = o->a;
     struct list_ctx x;
     char why[512] = "";
@@ -426,12 +467,16 @@ static int cmd_list(struct dev_opts *o)
 
     if (o->npos > 0)
         return tool_usage_error("%s: unexpected argument '%s'", a->cmd, o->pos[0]);
+    if ((o->given & BIT(O_ONLINE)) && (o->given & BIT(O_OFFLINE)))
+        return tool_usage_error("%s: --online and --offline exclude each other", a->cmd);
     if ((rc = admin_resolve(a, NULL, 1, NULL)) != EXIT_OK || (rc = admin_open(a, ADMIN_OPEN_READ)) != EXIT_OK)
         return rc;
-    if ((rc = admin_list_begin(a, &x.out, 5, heads)) != EXIT_OK)
+    if ((rc = admin_list_begin(a, &x.out, 7, heads)) != EXIT_OK)
         return rc;
     x.n = 0;
     x.limit = o->limit;
+    x.online = (o->given & BIT(O_ONLINE)) != 0;
+    x.offline = (o->given & BIT(O_OFFLINE)) != 0;
     err = rop_list_devices(a, &a->name, device_cb, &x, why, sizeof why);
     return admin_list_end(a, &x.out, err, why);
 }
@@ -482,7 +527,7 @@ int cmd_devices(int argc, char **argv)
     else if (sub2 == NULL && strcmp(sub, "update") == 0)
         allowed = B(O_BLOCKED) | B(O_UNBLOCKED) | META_OPTS | B(O_CLEAR_METADATA), a.usage = u_update;
     else if (sub2 == NULL && strcmp(sub, "list") == 0)
-        allowed = B(O_LIMIT), maxpos = 0, a.usage = u_list;
+        allowed = B(O_LIMIT) | B(O_ONLINE) | B(O_OFFLINE), maxpos = 0, a.usage = u_list;
     else if (sub2 == NULL && (strcmp(sub, "describe") == 0 || strcmp(sub, "delete") == 0))
         allowed = 0, a.usage = strcmp(sub, "describe") == 0 ? u_describe : u_delete;
     else if (sub2 != NULL && strcmp(sub, "credentials") == 0 && strcmp(sub2, "create") == 0)

@@ -78,7 +78,9 @@ static const char registries_import_usage[] =
     "   \"httpConfig\": {\"httpEnabledState\": \"HTTP_ENABLED\"}, \"logLevel\": \"INFO\"}\n"
     "name and x509Details are ignored (the registry is created in P and L); any other field is\n"
     "refused. Each CA certificate is checked as by 'registries credentials create'.\n"
-    "Notification configs, httpConfig and logLevel are stored and shown, but not yet in effect.\n"
+    "Notification configs route (docs/delivery.md) to topics of P only: a topic of the\n"
+    "registry's exported project (its name) is moved to P (projects/P/topics/T), with a note.\n"
+    "httpConfig and logLevel are stored and shown, but not yet in effect.\n"
     "\n"
     "  --skip-existing   a registry that exists already is skipped (and counted), not refused\n";
 
@@ -280,7 +282,13 @@ static void report_notes(struct import *im)
                         "but not yet in effect (a gateway connects as an ordinary device and no gateway "
                         "binds devices; docs/registry.md)\n",
                 im->a->cmd, im->settings, im->settings == 1 ? "" : "s", im->settings == 1 ? "has" : "have");
-    admin_note_not_in_effect(im->a->cmd, im->events > 0, im->states > 0, im->https > 0, im->loglevels > 0);
+    if (im->moved_topics > 0)
+        fprintf(stderr, "latchkey: %s: note: %lu notification topic%s of the export's project now name%s "
+                        "project %s's (projects/%s/topics/T: a registry routes only to its own project's "
+                        "topics; docs/delivery.md)\n",
+                im->a->cmd, im->moved_topics, im->moved_topics == 1 ? "" : "s", im->moved_topics == 1 ? "s" : "",
+                im->a->name.project, im->a->name.project);
+    admin_note_not_in_effect(im->a->cmd, im->https > 0, im->loglevels > 0);
 }
 
 static json_t *notes_json(const struct notes *ns, int numids)

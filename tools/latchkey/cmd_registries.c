@@ -48,8 +48,9 @@ static const char registries_usage[] =
     "LATCHKEY_REGION), --db FILE (or LATCHKEY_DB), --format text|json, --busy-timeout MS.\n"   \
     "A REGISTRY may also be given as projects/P/locations/L/registries/R. Exit codes: docs/cli.md.\n"
 #define REG_NOTE                                                                                \
-    "Notification configs and httpConfig are stored and shown, but not yet in effect (no\n"    \
-    "Pub/Sub routing, no HTTP bridge yet): setting them prints a note saying so.\n"
+    "Notification configs route events and states to Pub/Sub topics of the registry's project\n" \
+    "(docs/delivery.md); a TOPIC without '/' means projects/P/topics/TOPIC. httpConfig is\n"   \
+    "stored and shown, but not yet in effect: setting it prints a note saying so.\n"
 #define REG_USAGE(line, text) "usage: latchkey [--db FILE] registries " line "\n\n" text "\n" REG_COMMON
 
 static const char u_create[] = REG_USAGE(
@@ -300,10 +301,29 @@ static int add_event(struct admin *a, struct notif *n, const char *arg)
     return EXIT_OK;
 }
 
+/* gcloud's shorthand: a topic id without '/' is the registry's project's
+ * topic, projects/PROJECT/topics/TOPIC (the registry refuses other projects'
+ * topics). A new string, or NULL when out of memory. */
+static json_t *topic_path(const struct admin *a, const char *topic)
+{
+    char buf[LK_PROJECT_MAX + LK_PUBSUB_NAME_MAX + 32];
+    if (strchr(topic, '/') != NULL || a->name.project == NULL ||
+        (size_t)snprintf(buf, sizeof buf, "projects/%s/topics/%s", a->name.project, topic) >= sizeof buf)
+        return json_string(topic);
+    return json_string(buf);
+}
+
 /* The notification JSON texts for update_registry (NULL = leave, "" = clear). */
 static int notif_texts(struct admin *a, struct notif *n, char **ev, char **st)
 {
+    size_t i;
     *ev = *st = NULL;
+    for (i = 0; n->events != NULL && i < json_array_size(n->events); i++) {
+        json_t *o = json_array_get(n->events, i);
+        json_t *t = topic_path(a, json_string_value(json_object_get(o, "pubsubTopicName")));
+        if (t == NULL || json_object_set_new(o, "pubsubTopicName", t) != 0)
+            return admin_fail(a, LK_ERR_NOMEM, NULL);
+    }
     if (n->events != NULL && n->clear_events)
         return tool_usage_error("%s: --event-notification-config and --clear-event-notification-configs "
                                 "exclude each other",
@@ -316,7 +336,7 @@ static int notif_texts(struct admin *a, struct notif *n, char **ev, char **st)
     else if (n->clear_events)
         *ev = strdup("");
     if (n->state_topic != NULL && n->state_topic[0] != '\0') {
-        json_t *o = json_pack("{s:s}", "pubsubTopicName", n->state_topic);
+        json_t *o = json_pack("{s:o}", "pubsubTopicName", topic_path(a, n->state_topic));
         *st = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
         json_decref(o);
     } else if (n->clear_state || n->state_topic != NULL) {
@@ -457,8 +477,7 @@ static int create_or_update(struct admin *a, int argc, char **argv, int create)
         goto out;
     }
 done:
-    admin_note_not_in_effect(a->cmd, ev != NULL && ev[0] != '\0', st != NULL && st[0] != '\0',
-                             http != LK_REG_STATE_UNSPECIFIED, 0);
+    admin_note_not_in_effect(a->cmd, http != LK_REG_STATE_UNSPECIFIED, 0);
     if (a->json)
         rc = print_registry(a);
     else

@@ -23,6 +23,8 @@ enum {
     O_CONFIG_FILE,
     O_CONFIG_DATA,
     O_VERSION,
+    O_ONLINE,
+    O_OFFLINE,
     O_END
 };
 

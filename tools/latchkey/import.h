@@ -48,6 +48,7 @@ struct import {
     struct notes numids, skipped, expired, converted;
     unsigned long settings;    /* devices: with logLevel or gatewayConfig set */
     unsigned long events, states, https, loglevels; /* registries with each set */
+    unsigned long moved_topics; /* notification topics moved from the export's project to P */
     struct seen seen;
     int tty;
     int always;                /* print this refusal whatever the cap */

@@ -394,6 +394,36 @@ static int parse_state_enum(struct import *im, const char *id, json_t *v, const 
     return 0;
 }
 
+/* A registry exported from IoT Core project Q ("name": "projects/Q/...")
+ * is created in P, and so are the topics it routes to: each pubsubTopicName
+ * "projects/Q/topics/T" of cfg (an object, or an array of them) becomes
+ * "projects/P/topics/T". Other projects' topics are left for the registry to
+ * refuse (it takes only P's). -2 when out of memory. */
+static int move_topics(struct import *im, json_t *o, json_t *cfg)
+{
+    json_t *name = json_object_get(o, "name"), *item;
+    const char *n = json_string_value(name), *p = im->a->name.project, *slash;
+    size_t i, qlen;
+    if (n == NULL || p == NULL || strncmp(n, "projects/", 9) != 0 || (slash = strchr(n + 9, '/')) == NULL)
+        return 0;
+    qlen = (size_t)(slash - (n + 9));
+    for (i = 0; i < (json_is_array(cfg) ? json_array_size(cfg) : 1); i++) {
+        const char *t;
+        char buf[512];
+        item = json_is_array(cfg) ? json_array_get(cfg, i) : cfg;
+        t = json_string_value(json_object_get(item, "pubsubTopicName"));
+        if (t == NULL || strncmp(t, "projects/", 9) != 0 || strncmp(t + 9, n + 9, qlen) != 0 ||
+            strncmp(t + 9 + qlen, "/topics/", 8) != 0 || (strlen(p) == qlen && strncmp(p, n + 9, qlen) == 0))
+            continue;
+        if ((size_t)snprintf(buf, sizeof buf, "projects/%s/topics/%s", p, t + 9 + qlen + 8) >= sizeof buf)
+            continue;
+        if (json_object_set_new(item, "pubsubTopicName", json_string(buf)) != 0)
+            return -2;
+        im->moved_topics++;
+    }
+    return 0;
+}
+
 int parse_registry(struct import *im, json_t *o, struct reg_rec *r)
 {
     static const char *const fields[] = {"id", "credentials", "eventNotificationConfigs",
@@ -460,7 +490,8 @@ int parse_registry(struct import *im, json_t *o, struct reg_rec *r)
             return -1;
         }
         if (json_array_size(v) > 0) {
-            if ((r->events = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER)) == NULL)
+            if (move_topics(im, o, v) != 0 ||
+                (r->events = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER)) == NULL)
                 return -2;
             r->spec.event_notification_json = r->events;
         }
@@ -474,7 +505,8 @@ int parse_registry(struct import *im, json_t *o, struct reg_rec *r)
         /* {} or an empty topic (as gcloud may print an unset one): none. */
         if (json_object_size(v) > 0 && !(json_object_size(v) == 1 && json_is_string(t) &&
                                          json_string_length(t) == 0)) {
-            if ((r->state = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER)) == NULL)
+            if (move_topics(im, o, v) != 0 ||
+                (r->state = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER)) == NULL)
                 return -2;
             r->spec.state_notification_json = r->state;
         }

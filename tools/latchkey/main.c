@@ -28,6 +28,7 @@ static const char usage_text[] =
     "  [--db FILE] devices import FILE --registry R --project P --region L\n"
     "  [--db FILE] devices commands send DEVICE --registry R ... (--command-data S | --command-file F)\n"
     "  [--db FILE] backends create|list|delete [NAME] [--project P]\n"
+    "  [--db FILE] subscriptions create|list|describe|delete [S] --project P [--topic T ...]\n"
     "  [--db FILE] service-accounts create|list|delete [NAME] --project P [--role R] [--token-uri U]\n"
     "  [--db FILE] service-accounts keys create|disable|enable|delete NAME|KEY_ID ...\n"
     "  --api URL --key-file KEY.json [--ca-file CA.pem] in place of --db: the same registries and\n"
@@ -83,7 +84,7 @@ static int admin_dispatch(int argc, char **argv)
         return tool_usage_error("--api and --db exclude each other: give one");
     if (i >= argc)
         return tool_usage_error("--db FILE must be followed by a command (registries, devices, "
-                                "backends, service-accounts)");
+                                "backends, service-accounts, subscriptions)");
     if (strcmp(argv[i], "registries") == 0)
         return cmd_registries(argc - i, argv + i);
     if (strcmp(argv[i], "devices") == 0)
@@ -92,8 +93,10 @@ static int admin_dispatch(int argc, char **argv)
         return cmd_backends(argc - i, argv + i);
     if (strcmp(argv[i], "service-accounts") == 0)
         return cmd_service_accounts(argc - i, argv + i);
+    if (strcmp(argv[i], "subscriptions") == 0)
+        return cmd_subscriptions(argc - i, argv + i);
     return tool_usage_error("unknown command '%s' (after --db: registries, devices, backends, "
-                            "service-accounts)",
+                            "service-accounts, subscriptions)",
                             tool_shown(argv[i]));
 }
 
@@ -113,6 +116,7 @@ int main(int argc, char **argv)
         return cmd_broker(argc - 1, argv + 1);
     if (strcmp(argv[1], "registries") == 0 || strcmp(argv[1], "devices") == 0 ||
         strcmp(argv[1], "backends") == 0 || strcmp(argv[1], "service-accounts") == 0 ||
+        strcmp(argv[1], "subscriptions") == 0 ||
         global_opt(argv[1]) >= 0)
         return admin_dispatch(argc, argv);
     if (strcmp(argv[1], "--version") == 0) {

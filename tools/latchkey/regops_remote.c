@@ -203,6 +203,20 @@ static lk_err device_from_json(json_t *j, lk_reg_device *d, char *why, size_t wh
     if (json_is_string(json_object_get(err, "message")))
         bad |= (d->last_error_status = dup_str(json_object_get(err, "message"))) == NULL;
     d->config_version = ji64(json_object_get(json_object_get(j, "config"), "version"));
+    /* latchkey's extension (fieldMask "presence"); a server without it
+     * leaves it out: never recorded. */
+    if (json_is_object(json_object_get(j, "presence"))) {
+        json_t *p = json_object_get(j, "presence"), *det = json_object_get(p, "address");
+        d->presence_time = jtime(json_object_get(p, "time"));
+        if (det == NULL)
+            det = json_object_get(p, "reason");
+        /* Not online, no time, no reason: never recorded. */
+        d->presence = json_is_true(json_object_get(p, "online")) ? LK_PRESENCE_ONLINE
+                      : d->presence_time != 0 || det != NULL   ? LK_PRESENCE_OFFLINE
+                                                               : LK_PRESENCE_NEVER;
+        if (json_is_string(det))
+            bad |= (d->presence_detail = dup_str(det)) == NULL;
+    }
     d->log_level = (lk_reg_log_level)enum_of(ADMIN_ENUM_LOG_LEVEL, json_object_get(j, "logLevel"));
     if (json_is_object(gw)) {
         d->gateway_type = (lk_reg_gateway_type)enum_of(ADMIN_ENUM_GATEWAY_TYPE, json_object_get(gw, "gatewayType"));
@@ -687,7 +701,7 @@ lk_err ropr_get_device(struct admin *a, const lk_reg_name *name, const char *id,
 /* Every field of a device but config and state, which a listing leaves out. */
 #define LIST_FIELDS                                                                                        \
     "fieldMask=credentials,blocked,metadata,lastHeartbeatTime,lastEventTime,lastStateTime,lastConfigAckTime," \
-    "lastConfigSendTime,lastErrorTime,lastErrorStatus,logLevel,gatewayConfig"
+    "lastConfigSendTime,lastErrorTime,lastErrorStatus,logLevel,gatewayConfig,presence"
 
 struct dev_walk {
     const lk_reg_name *name;
