@@ -181,9 +181,9 @@ lk_err lk_registry_create_registry_full(lk_registry *reg, const lk_reg_name *nam
  * LK_ERR_ARG. Each part validated as create_registry_full does; a refused part writes nothing.
  * LK_REG_SET_CERTS replaces the whole CA list with spec->ca_pems (same rules as add_cert; certificates the
  * registry already has are kept without re-checking their expiry, others are checked). Appends LK_CHANGE_REGISTRY
- * when mqtt/http change (as update_registry does).
+ * when mqtt/http or the notification configs change (as update_registry does: the broker follows both).
  * Details: with LK_REG_SET_MQTT / LK_REG_SET_HTTP, UNSPECIFIED is stored as ENABLED (as at creation);
- * LK_CHANGE_REGISTRY is appended whenever the mask names mqtt or http. The CA list keeps spec's order (index 0,
+ * LK_CHANGE_REGISTRY is appended whenever the mask names mqtt, http or a notification config. The CA list keeps spec's order (index 0,
  * 1, ...); a certificate "already had" is one whose DER equals a stored one. Errors: LK_ERR_ARG (NULL reg, name
  * or spec, mask 0 or an unknown bit), LK_ERR_REG_NOT_FOUND, and those of create_registry_full. */
 #define LK_REG_SET_MQTT          1u

@@ -62,8 +62,8 @@ static size_t nsubs, subs_cap;
 static int subs_loaded;
 
 static lk_spool *spool;
-static int64_t full_logged, nospool_logged, bad_logged;
-static uint64_t full_unlogged;
+static int64_t full_logged, nospool_logged, bad_logged, fail_logged;
+static uint64_t full_unlogged, fail_unlogged;
 
 static void route__free_reg(struct route_reg *r)
 {
@@ -396,12 +396,17 @@ int route__spool(const lk_device_name *p, uint64_t num_id, enum plg_topic t, con
     m.attributes_json = attrs;
     m.publish_time_ms = clock__now_ms();
     err = lk_spool_enqueue(spool, &m, names, n, &lim, NULL, &full, why, sizeof why);
-    if (err)
+    if (err && clock__now() == fail_logged) {
+        fail_unlogged++; /* a failing disk fails every device: one line a second */
+    } else if (err) {
+        fail_logged = clock__now();
         mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "the spool %s could not store a message "
                              "of device %s for %s (%s%s%s): the publish is not acknowledged and the "
-                             "connection closed", plg.opt.spool, num, pubsub, lk_errname(err),
-                             why[0] ? ": " : "", why);
-    else
+                             "connection closed (and %" PRIu64 " more in the last second)",
+                             plg.opt.spool, num, pubsub, lk_errname(err), why[0] ? ": " : "", why,
+                             fail_unlogged);
+        fail_unlogged = 0;
+    } else
         route__full(names, n, full);
     free(names);
     free(attrs);
@@ -439,6 +444,6 @@ void route__cleanup(void)
     if (spool)
         lk_spool_close(spool);
     spool = NULL;
-    full_logged = nospool_logged = bad_logged = 0;
-    full_unlogged = 0;
+    full_logged = nospool_logged = bad_logged = fail_logged = 0;
+    full_unlogged = fail_unlogged = 0;
 }

@@ -662,7 +662,9 @@ lk_err lk_registry_patch_registry(lk_registry *reg, const lk_reg_name *name,
                 err = lk_reg__be_fail(reg, err, why, why_size);
     }
     lk_reg_registry_free(&r);
-    if (mask & (LK_REG_SET_MQTT | LK_REG_SET_HTTP)) /* who may connect may change */
+    /* who may connect, or where events and states go (the broker caches the
+     * notification configs), may change */
+    if (mask & (LK_REG_SET_MQTT | LK_REG_SET_HTTP | LK_REG_SET_EVENT_NOTIFY | LK_REG_SET_STATE_NOTIFY))
         return lk_reg__leave_changed(reg, err, LK_CHANGE_REGISTRY, 0, why, why_size);
     return lk_reg__leave(reg, err, TX_WRITE, why, why_size);
 }

@@ -55,11 +55,13 @@ def pump(c, rcs, timeout=3):
 
 
 def retained(b, wait=1.0):
-    """Every retained message the broker holds (the observer's view)."""
+    """Every retained message the broker holds (the observer's view) but the plugin's own
+    presence messages (one per device, docs/plugin.md "Presence")."""
     o = b.observe("#")
     try:
         time.sleep(wait)
-        return [(m.topic, len(m.payload)) for m in o.messages if m.retain]
+        return [(m.topic, len(m.payload)) for m in o.messages
+                if m.retain and not (m.topic.startswith("latchkey/") and m.topic.endswith("/presence"))]
     finally:
         close(o)
 
