@@ -430,9 +430,9 @@ static void fill(struct lkd_push *p, struct psub *ps, int64_t now)
         note_config(ps, "an OIDC subscription needs push_oidc_key in latchkeyd's config");
         return;
     }
+    int64_t ret = ps->s.retention_ms > 0 ? ps->s.retention_ms : 7LL * 86400 * 1000;
     if (now >= ps->next_expire) {
         uint64_t n = 0;
-        int64_t ret = ps->s.retention_ms > 0 ? ps->s.retention_ms : 7LL * 86400 * 1000;
         if (lk_spool_expire(p->sp, ps->name, now - ret, &n, why, sizeof why) == LK_OK) {
             ps->next_expire = now + EXPIRE_MS;
             if (n > 0)
@@ -454,9 +454,16 @@ static void fill(struct lkd_push *p, struct psub *ps, int64_t now)
     lk_err err = lk_spool_next(p->sp, ps->name, now, skip, nskip, out, want, &n, why, sizeof why);
     if (err != LK_OK)
         note_failure(ps, "taking deliveries from the spool: %s (%s)", why, lk_errname(err));
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        /* Past the retention since the last expiry pass: never sent; expired on the next turn. */
+        if (out[i].publish_time_ms < now - ret) {
+            lk_spool_delivery_free(&out[i]);
+            ps->next_expire = 0;
+            continue;
+        }
         if (start_post(p, ps, &out[i]) != 0)
             note_failure(ps, "not pushed: out of memory, or the header or token could not be made");
+    }
     free(out);
     free(skip);
 }

@@ -235,6 +235,40 @@ def test_list_filters(env):
     refused(env.api.get(devices_path(reg="no-such")), "NOT_FOUND")
 
 
+def test_presence_filter_and_field(env):
+    """online=true|false and fieldMask=presence (latchkey's extensions), from the broker's record (written here
+    with sqlite3 the way lk_registry_presence_record writes it)."""
+    import sqlite3
+    for d in ("p-on", "p-off", "p-never"):
+        ok(env.api.create_device(d))
+    con = sqlite3.connect(str(env.daemon.db), timeout=30)
+    with con:
+        con.execute("UPDATE devices SET presence = 1, presence_time = 1700000000, presence_detail = '10.1.2.3:4567' "
+                    "WHERE device_id = 'p-on'")
+        con.execute("UPDATE devices SET presence = 2, presence_time = 1700000100, presence_detail = 'keep-alive "
+                    "timeout' WHERE device_id = 'p-off'")
+    con.close()
+    ids = lambda q: sorted(d["id"] for d in ok(env.api.get(devices_path(), query=q)).get("devices", []))
+    assert ids({"online": "true"}) == ["p-on"]
+    assert ids({"online": "false"}) == ["p-never", "p-off"]
+    got = {d["id"]: d for d in ok(env.api.get(devices_path(), query={"fieldMask": "presence"}))["devices"]}
+    assert got["p-on"]["presence"] == {"online": True, "time": "2023-11-14T22:13:20Z", "address": "10.1.2.3:4567"}
+    assert got["p-off"]["presence"] == {"online": False, "time": "2023-11-14T22:15:00Z",
+                                        "reason": "keep-alive timeout"}
+    assert got["p-never"]["presence"] == {"online": False}
+    # a page of the filter may be short, but walking the pages finds every match once
+    page = ok(env.api.get(devices_path(), query={"online": "false", "pageSize": 1}))
+    seen = [d["id"] for d in page.get("devices", [])]
+    while "nextPageToken" in page:
+        page = ok(env.api.get(devices_path(), query={"online": "false", "pageSize": 1,
+                                                     "pageToken": page["nextPageToken"]}))
+        seen += [d["id"] for d in page.get("devices", [])]
+    assert sorted(seen) == ["p-never", "p-off"]
+    assert "presence" not in ok(env.api.get(device_path("p-on")))          # only when asked
+    assert ok(env.api.get(device_path("p-on"), query={"fieldMask": "presence"}))["presence"]["online"] is True
+    refused(env.api.get(devices_path(), query={"online": "yes"}), "INVALID_ARGUMENT", "online")
+
+
 def test_gateways_bind_unbind_and_list_options(env):
     gw = {"gatewayType": "GATEWAY", "gatewayAuthMethod": "ASSOCIATION_ONLY"}
     ok(env.api.create_device("gw-1", gatewayConfig=gw))

@@ -99,9 +99,9 @@ def attrs(num):
             "deviceRegistryLocation": "us-central1", "projectId": P, "subFolder": "alerts"}
 
 
-def fill(spool: Path, subs, topic, n, keys=(101, 102, 103, 104)):
-    """n messages on topic queued for subs (names S): [(id, key, data, publish_ms)]."""
-    now = int(time.time() * 1000)
+def fill(spool: Path, subs, topic, n, keys=(101, 102, 103, 104), age_ms=0):
+    """n messages on topic queued for subs (names S), published age_ms ago: [(id, key, data, publish_ms)]."""
+    now = int(time.time() * 1000) - age_ms
     msgs, lines = [], []
     for i in range(n):
         key = keys[i % len(keys)]
@@ -314,6 +314,46 @@ def test_kill_9_loses_nothing(tmp_path, ep):
     wait(lambda: stats(env, "durable")["depth"] == "0", 5, "an empty queue")
     in_order(ep.of("/ok"), msgs)
     env.stop()
+
+
+def test_sigterm_lets_posts_in_flight_finish(tmp_path, ep):
+    """SIGTERM: the POST in flight finishes and is acknowledged; nothing new is taken; the rest stays queued."""
+    ep.rules["/drain"] = lambda k, b: ("sleep", 1.0, 200)
+    env = start(tmp_path, ep)
+    ok(create(env, "draining", ep.url("/drain")))
+    fill(env.spool, ["draining"], "events", 3, keys=(7,))
+    wait(lambda: ep.count.get("/drain", 0) >= 1, 10, "the first POST")
+    t = time.time()
+    env.daemon.stop()                       # SIGTERM; exit code 0 asserted
+    assert time.time() - t < 2.5
+    assert ep.count["/drain"] == 1
+    ep.rules["/drain"] = lambda k, b: 503
+    env.daemon.start()
+    st = stats(env, "draining")
+    assert st["acked"] == "1" and st["depth"] == "2", st
+    env.stop()
+
+
+def test_retention_and_deleted_subscription(tmp_path, ep):
+    """Messages older than messageRetentionDuration expire unsent; a deleted subscription's queue goes."""
+    ep.rules["/never"] = lambda k, b: 500
+    env = start(tmp_path, ep)
+    try:
+        ok(create(env, "short-lived", ep.url("/never"), messageRetentionDuration="600s"))
+        ok(create(env, "doomed", ep.url("/never")))
+        time.sleep(1.2)  # the worker has seen both (and made its first expiry pass, on an empty queue)
+        fill(env.spool, ["short-lived"], "events", 3, age_ms=3600 * 1000)
+        fill(env.spool, ["doomed"], "events", 5)
+        wait(lambda: stats(env, "short-lived")["expired"] == "3", 10, "the old messages expired")
+        assert stats(env, "short-lived")["depth"] == "0"
+        assert not [g for g in ep.of("/never") if g[2]["subscription"].endswith("/short-lived")]
+        wait(lambda: ep.count.get("/never", 0) >= 5, 10, "the doomed subscription's attempts")
+        ok(env.api.delete(f"{SUBS}/doomed"))
+        metric = f'latchkey_push_queue_depth{{subscription="projects/{P}/subscriptions/doomed"}}'
+        wait(lambda: metric not in env.anon.raw_request("GET", "/metrics").raw.decode(), 10, "its queue gone")
+        assert "is no longer a subscription: its queue is gone" in env.daemon.log_text()
+    finally:
+        env.stop()
 
 
 def test_rest_methods_and_iam(tmp_path, ep):
