@@ -22,6 +22,19 @@
 #                              over the time from its start to the
 #                              endpoint's receipt of the last (32 devices:
 #                              at most 32 POSTs at once, one per device)
+#   mqtt_ingest_plain_events_per_s, mqtt_ingest_spooled_events_per_s
+#                              the devices' own rate (PUBACKs a second, as
+#                              bench_publish counts them) without a push
+#                              subscription (two runs before it is made) and
+#                              with one (the two runs above): what writing
+#                              each event to the spool inside the broker's
+#                              message event costs the ingest
+#   broker_plain_us, broker_spooled_us
+#                              the broker's CPU microseconds per event
+#                              (/proc/PID/task/*/schedstat, all threads) in
+#                              those runs, until the backend has them all
+#   push_lkd_us                latchkeyd's CPU microseconds per event pushed
+#                              (the runs with the subscription)
 #   push_lost_after_kill       events acknowledged to the devices that never
 #                              reached the endpoint, in a burst during which
 #                              the broker is killed with SIGKILL (and started
@@ -137,8 +150,6 @@ SINKPORT=$(cat "$TMP/sinkport")
     --token-uri "https://127.0.0.1:$PORT/token" --key-file "$TMP/sa.json" >/dev/null 2>"$TMP/sa.err" || {
     cat "$TMP/sa.err" >&2; exit 1; }
 TOKEN=$($PY "$CLIENT" token "$PORT" "$TMP/ca.crt" "$TMP/sa.json")
-$PY "$CLIENT" subscription "$PORT" "$TMP/ca.crt" "$TOKEN" bench-push "$TOPIC" \
-    "https://127.0.0.1:$SINKPORT/push"
 
 mkdir "$TMP/subcfg"
 printf -- '-u backend:bench-backend\n-P %s\n' "$SECRET" > "$TMP/subcfg/mosquitto_sub"
@@ -167,6 +178,11 @@ wait_for() {
 sink_unique() { sink_field 2; }
 sink_data() { sink_field 5; }
 
+# cpu_ns PID: the CPU time of all of PID's threads so far, ns
+cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%.0f", s}'; }
+# per_event A B N: (B - A) ns over N events, in us
+per_event() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN {printf "%.1f", (b - a) / 1000 / n}'; }
+
 publish() {
     $PINC "$BP" --port "$ours_TLS" --ca "$TMP/ca.crt" --devices "$TMP/devices.txt" \
         --payload "$TMP/payload.bin" --project "$PROJECT" --region "$REGION" --registry "$REGISTRY" \
@@ -178,10 +194,13 @@ publish() {
 
 # run SECONDS: PUSH_RATE, MQTT_RATE over the same TOTAL events
 run() {
-    _b0=$(sub_count); _s0=$(sink_unique)
+    _b0=$(sub_count); _s0=$(sink_unique); _cb0=$(cpu_ns "$ours_PID"); _cl0=$(cpu_ns "$LKD_PID")
     publish "$1"
     wait_for sub_count $((_b0 + TOTAL)) 30
+    _cb1=$(cpu_ns "$ours_PID")
     wait_for sink_unique $((_s0 + TOTAL)) 120
+    BROKER_US=$(per_event "$_cb0" "$_cb1" "$TOTAL")
+    LKD_US=$(per_event "$_cl0" "$(cpu_ns "$LKD_PID")" "$TOTAL")
     [ "$(sub_count)" -eq $((_b0 + TOTAL)) ] || {
         echo "push.sh: $TOTAL events acknowledged, the backend saw $(($(sub_count) - _b0))" >&2; exit 1; }
     _t0=$(sed -n "$((_b0 + 1))p" "$TMP/sub.txt")
@@ -191,6 +210,21 @@ run() {
     PUSH_RATE=$(awk -v n="$TOTAL" -v a="$_t0" -v b="$_tp" 'BEGIN {printf "%.0f", n / (b / 1e9 - a)}')
 }
 
+# the ingest without a push subscription (nothing written to the spool), untimed second first
+PLAIN_RATES=""
+publish 1
+PLAIN_US=""
+for _ in 1 2; do
+    _c0=$(sub_count); _b0=$(cpu_ns "$ours_PID")
+    publish "$SECS"
+    wait_for sub_count $((_c0 + TOTAL)) 30
+    PLAIN_US="$PLAIN_US $(per_event "$_b0" "$(cpu_ns "$ours_PID")" "$TOTAL")"
+    PLAIN_RATES="$PLAIN_RATES $(awk '{print $1}' "$TMP/bp.txt")"
+done
+$PY "$CLIENT" subscription "$PORT" "$TMP/ca.crt" "$TOKEN" bench-push "$TOPIC" \
+    "https://127.0.0.1:$SINKPORT/push"
+sleep 1.5    # the plugin reloads push subscriptions on the change feed
+
 # untimed: the subscription reaches the sink, the caches are warm
 run 1
 echo "push: $CONNS devices, $PAYLOAD_BYTES-byte events, ${SECS}s runs"
@@ -199,6 +233,8 @@ for _ in 1 2; do
     run "$SECS"
     r=$(awk -v o="$PUSH_RATE" -v b="$MQTT_RATE" 'BEGIN {printf "%.4f", o / b}')
     ours="$ours $PUSH_RATE"; base="$base $MQTT_RATE"; ratios="$ratios $r"
+    SPOOL_RATES="${SPOOL_RATES:-} $(awk '{print $1}' "$TMP/bp.txt")"
+    SPOOL_US="${SPOOL_US:-} $BROKER_US"; LKDS_US="${LKDS_US:-} $LKD_US"
     pairs="$pairs $PUSH_RATE/$MQTT_RATE=$r"
 done
 echo "push pairs (push / MQTT backend events per s):$pairs"
@@ -269,4 +305,9 @@ emit push_events_per_s "$(echo $ours | mean | awk '{printf "%.0f", $1}')"
 emit mqtt_backend_events_per_s "$(echo $base | mean | awk '{printf "%.0f", $1}')"
 emit push_vs_mqtt_backend "$(echo $ratios | mean | awk '{printf "%.3f", $1}')"
 emit push_drain_events_per_s "$DRAIN_RATE"
+emit mqtt_ingest_plain_events_per_s "$(echo $PLAIN_RATES | mean | awk '{printf "%.0f", $1}')"
+emit mqtt_ingest_spooled_events_per_s "$(echo $SPOOL_RATES | mean | awk '{printf "%.0f", $1}')"
+emit broker_plain_us "$(echo $PLAIN_US | mean | awk '{printf "%.1f", $1}')"
+emit broker_spooled_us "$(echo $SPOOL_US | mean | awk '{printf "%.1f", $1}')"
+emit push_lkd_us "$(echo $LKDS_US | mean | awk '{printf "%.1f", $1}')"
 emit push_lost_after_kill "$lost"

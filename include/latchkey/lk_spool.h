@@ -93,7 +93,10 @@ void lk_spool_delivery_free(lk_spool_delivery *d);
 /* Up to max deliveries of subscription sub that may be sent at now_ms: for each
  * ordering key only its oldest delivery, and only if its next attempt is due
  * and the key is not in skip_keys (keys the caller has in flight). Oldest
- * first. *n = how many were filled; on error none are. */
+ * first. Only the queue's front is looked at — its oldest 256 + 4 * max
+ * deliveries — so that a call is cheap however deep the queue: a key whose
+ * oldest delivery lies further back is offered once the front has moved on.
+ * *n = how many were filled; on error none are. */
 lk_err lk_spool_next(lk_spool *sp, const char *sub, int64_t now_ms, const char *const *skip_keys,
                      size_t nskip, lk_spool_delivery *out, size_t max, size_t *n,
                      char *why, size_t why_size);

@@ -8,6 +8,7 @@
 
 #include <sqlite3.h>
 #include <stdarg.h>
+#include <time.h>
 
 #include "latchkey/lk_spool.h"
 
@@ -19,11 +20,9 @@
 #define LK_SPOOL_DEFAULT_MAX_MESSAGES 1000000ull
 #define LK_SPOOL_DEFAULT_MAX_BYTES (1ull << 30)
 
-/* lk_spool_next (queue.c): its first pass reads at most LK_SPOOL_SCAN_ROWS
- * + 16 * max deliveries in message order; its second visits at most
- * LK_SPOOL_SCAN_KEYS ordering keys, one index seek each. */
-#define LK_SPOOL_SCAN_ROWS 1024
-#define LK_SPOOL_SCAN_KEYS 65536
+/* lk_spool_next (queue.c) reads at most LK_SPOOL_SCAN_ROWS + 4 * max
+ * deliveries of the queue's front per call. */
+#define LK_SPOOL_SCAN_ROWS 256
 
 /* The statements a handle prepares once and keeps (sp->st[]). */
 enum lk_spool_stmt {
@@ -32,6 +31,7 @@ enum lk_spool_stmt {
     ST_COMMIT,
     ST_ROLLBACK,
     ST_MSG_INSERT,
+    ST_MSG_REFS,
     ST_MSG_DELETE_IF_UNUSED,
     ST_MSG_GET,
     ST_QUEUE_ENSURE,
@@ -44,8 +44,6 @@ enum lk_spool_stmt {
     ST_DELIVERY_DELETE,
     ST_DELIVERY_RETRY,
     ST_DELIVERY_SCAN,
-    ST_KEY_FIRST,
-    ST_KEY_NEXT,
     ST_OLDEST,
     ST_EXPIRED_LIST,
     ST_SUB_MESSAGES,
@@ -58,6 +56,8 @@ enum lk_spool_stmt {
 struct lk_spool {
     sqlite3 *db;
     unsigned flags;
+    int busy_ms;
+    struct timespec busy_start;
     sqlite3_stmt *st[ST_COUNT];
     char path[4096];
 };

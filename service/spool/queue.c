@@ -33,15 +33,32 @@ static lk_spool_limits effective(const lk_spool_limits *lim)
     return l;
 }
 
-/* Deletes message id if no delivery refers to it any more. */
-static lk_err release_message(lk_spool *sp, int64_t id, char *why, size_t why_size)
+/* Message id's count of deliveries (messages.refs, kept by every change so
+ * that no index of deliveries by message is needed) goes up by delta; at 0
+ * the message is deleted. */
+static lk_err add_refs(lk_spool *sp, int64_t id, int64_t delta, char *why, size_t why_size)
 {
     lk_err err = LK_OK;
-    sqlite3_stmt *s = lk_spool__st(sp, ST_MSG_DELETE_IF_UNUSED, &err, why, why_size);
-    if (s == NULL)
+    sqlite3_stmt *s;
+    if (delta == 0)
+        return LK_OK;
+    if ((s = lk_spool__st(sp, ST_MSG_REFS, &err, why, why_size)) == NULL)
+        return err;
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, delta);
+    if ((err = lk_spool__run(sp, s, "counting a message's deliveries", why, why_size)) != LK_OK ||
+        delta > 0)
+        return err;
+    if ((s = lk_spool__st(sp, ST_MSG_DELETE_IF_UNUSED, &err, why, why_size)) == NULL)
         return err;
     sqlite3_bind_int64(s, 1, id);
     return lk_spool__run(sp, s, "deleting a delivered message", why, why_size);
+}
+
+/* One delivery of message id is gone. */
+static lk_err release_message(lk_spool *sp, int64_t id, char *why, size_t why_size)
+{
+    return add_refs(sp, id, -1, why, why_size);
 }
 
 /*
@@ -146,6 +163,8 @@ lk_err lk_spool_enqueue(lk_spool *sp, const lk_spool_msg *m, const char *const *
                       SQLITE_STATIC);
     sqlite3_bind_blob(s, 6, m->data != NULL ? (const void *)m->data : (const void *)"",
                       (int)m->data_len, SQLITE_STATIC);
+    /* corrected below if not all take it (and at 0 the message goes) */
+    sqlite3_bind_int64(s, 7, nsubs > 0 ? (int64_t)nsubs : 1);
     if ((err = lk_spool__run(sp, s, "storing a message", why, why_size)) != LK_OK)
         goto fail;
     id = sqlite3_last_insert_rowid(sp->db);
@@ -160,7 +179,8 @@ lk_err lk_spool_enqueue(lk_spool *sp, const lk_spool_msg *m, const char *const *
         else if (queued < 0 && i < 32)
             bits |= 1u << i;
     }
-    if (queued_any == 0 && (err = release_message(sp, id, why, why_size)) != LK_OK)
+    if ((err = add_refs(sp, id, (int64_t)queued_any - (nsubs > 0 ? (int64_t)nsubs : 1), why,
+                        why_size)) != LK_OK)
         goto fail;
     if ((err = lk_spool__commit(sp, why, why_size)) != LK_OK)
         goto fail;
@@ -290,108 +310,18 @@ static lk_err load_message(lk_spool *sp, int64_t id, uint32_t attempts, lk_spool
     return LK_OK;
 }
 
-/* A delivery found by the second pass of lk_spool_next. */
-typedef struct head {
-    int64_t id;
-    uint32_t attempts;
-} head;
-
-static int head_cmp(const void *a, const void *b)
-{
-    int64_t x = ((const head *)a)->id, y = ((const head *)b)->id;
-    return x < y ? -1 : x > y;
-}
-
 /*
- * Second pass: every ordering key of sub not seen by the first, in key
- * order with one index seek each (deliveries_key), at most
- * LK_SPOOL_SCAN_KEYS; each key's oldest delivery if due and not skipped,
- * into *heads (sorted by message id). All of them are younger than anything
- * the first pass read, so they follow its finds in the answer.
- */
-static lk_err key_walk(lk_spool *sp, const char *sub, int64_t now_ms, keyset *seen, keyset *skip,
-                       head **heads, size_t *nheads, char *why, size_t why_size)
-{
-    size_t cap = 0, keys = 0;
-    char *last = NULL;
-    lk_err err = LK_OK;
-
-    *heads = NULL;
-    *nheads = 0;
-    while (keys < LK_SPOOL_SCAN_KEYS) {
-        sqlite3_stmt *s = lk_spool__st(sp, last == NULL ? ST_KEY_FIRST : ST_KEY_NEXT, &err, why,
-                                       why_size);
-        const char *key;
-        int rc;
-        if (s == NULL)
-            break;
-        sqlite3_bind_text(s, 1, sub, -1, SQLITE_STATIC);
-        if (last != NULL)
-            sqlite3_bind_text(s, 2, last, -1, SQLITE_TRANSIENT);
-        rc = sqlite3_step(s);
-        if (rc == SQLITE_DONE) {
-            sqlite3_reset(s);
-            break;
-        }
-        if (rc != SQLITE_ROW) {
-            sqlite3_reset(s);
-            err = lk_spool__fail(sp, rc, "reading the queue", why, why_size);
-            break;
-        }
-        keys++;
-        key = (const char *)sqlite3_column_text(s, 0);
-        free(last);
-        if ((last = strdup(key != NULL ? key : "")) == NULL) {
-            sqlite3_reset(s);
-            goto nomem;
-        }
-        if (sqlite3_column_int64(s, 3) <= now_ms && keyset_check(seen, last, 0) == 0 &&
-            keyset_check(skip, last, 0) == 0) {
-            if (*nheads == cap) {
-                size_t c = cap == 0 ? 64 : cap * 2;
-                head *p = realloc(*heads, c * sizeof *p);
-                if (p == NULL) {
-                    sqlite3_reset(s);
-                    goto nomem;
-                }
-                *heads = p;
-                cap = c;
-            }
-            (*heads)[*nheads].id = sqlite3_column_int64(s, 1);
-            (*heads)[*nheads].attempts = (uint32_t)sqlite3_column_int64(s, 2);
-            (*nheads)++;
-        }
-        sqlite3_reset(s);
-    }
-    free(last);
-    if (err != LK_OK) {
-        free(*heads);
-        *heads = NULL;
-        *nheads = 0;
-        return err;
-    }
-    if (*nheads > 1)
-        qsort(*heads, *nheads, sizeof **heads, head_cmp);
-    return LK_OK;
-nomem:
-    free(last);
-    free(*heads);
-    *heads = NULL;
-    *nheads = 0;
-    lk_spool__why(why, why_size, "lk_spool_next: out of memory");
-    return LK_ERR_NOMEM;
-}
-
-/*
- * Two passes, so that a call stays cheap whatever the backlog's shape.
- * First, sub's deliveries in message order (the primary key's order, no
+ * One scan of sub's deliveries in message order (the primary key's order, no
  * sort): the first row of each ordering key is its oldest; rows of a key
- * already seen are passed over. That finds max at once when the queue's
- * front holds many keys. It stops after LK_SPOOL_SCAN_ROWS + 16 * max rows:
- * a deep backlog of a few keys that are in flight (skipped) or waiting for
- * a retry would otherwise be read to its end at every call. Then, only if
- * that pass neither filled max nor reached the queue's end, the keys it did
- * not see, one index seek each (key_walk).
+ * already seen are passed over. It stops when max are found or after
+ * LK_SPOOL_SCAN_ROWS + 4 * max rows, so that a call stays cheap however deep
+ * the backlog (a backlog of devices whose oldest is in flight or waiting for
+ * its retry would otherwise be read to its end at every call). A key whose
+ * oldest delivery lies beyond that front waits until the front moves on:
+ * with the devices' messages interleaved, as they come, the front holds
+ * every active device; only a device whose backlog fills the whole front
+ * delays the ones queued behind it (no index by key: it would cost every
+ * enqueue — the broker's — a third more).
  */
 lk_err lk_spool_next(lk_spool *sp, const char *sub, int64_t now_ms, const char *const *skip_keys,
                      size_t nskip, lk_spool_delivery *out, size_t max, size_t *n,
@@ -416,7 +346,7 @@ lk_err lk_spool_next(lk_spool *sp, const char *sub, int64_t now_ms, const char *
     }
     if (max == 0)
         return LK_OK;
-    bound = max > (SIZE_MAX - LK_SPOOL_SCAN_ROWS) / 16 ? SIZE_MAX : LK_SPOOL_SCAN_ROWS + 16 * max;
+    bound = max > (SIZE_MAX - LK_SPOOL_SCAN_ROWS) / 4 ? SIZE_MAX : LK_SPOOL_SCAN_ROWS + 4 * max;
     for (i = 0; i < nskip; i++)
         if (keyset_check(&skip, skip_keys[i], 1) < 0)
             goto nomem;
@@ -449,18 +379,6 @@ lk_err lk_spool_next(lk_spool *sp, const char *sub, int64_t now_ms, const char *
     if (found < max && scanned < bound && rc != SQLITE_DONE) {
         err = lk_spool__fail(sp, rc, "reading the queue", why, why_size);
         goto fail;
-    }
-    if (found < max && scanned == bound) {
-        head *heads = NULL;
-        size_t nheads = 0;
-        err = key_walk(sp, sub, now_ms, &seen, &skip, &heads, &nheads, why, why_size);
-        for (i = 0; err == LK_OK && i < nheads && found < max; i++)
-            if ((err = load_message(sp, heads[i].id, heads[i].attempts, &out[found], why,
-                                    why_size)) == LK_OK)
-                found++;
-        free(heads);
-        if (err != LK_OK)
-            goto fail;
     }
     if ((err = lk_spool__commit(sp, why, why_size)) != LK_OK)
         goto fail;
@@ -630,7 +548,8 @@ lk_err lk_spool_dead_letter(lk_spool *sp, const char *sub, uint64_t id, const ch
         if (strcmp(dl_subs[i], sub) == 0)
             continue;
         if ((err = queue_one(sp, dl_subs[i], (int64_t)id, key, size, &l, &queued, why,
-                             why_size)) != LK_OK)
+                             why_size)) != LK_OK ||
+            (queued > 0 && (err = add_refs(sp, (int64_t)id, 1, why, why_size)) != LK_OK))
             goto fail;
     }
     if ((err = remove_delivery(sp, sub, (int64_t)id, 1, &gone, why, why_size)) != LK_OK)

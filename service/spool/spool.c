@@ -6,7 +6,7 @@
  * The connection: WAL (the broker's enqueue never waits for latchkeyd's
  * reads), synchronous=NORMAL (a commit is written to the WAL before the call
  * returns, so a kill -9 of any process loses nothing; LK_SPOOL_SYNC_FULL
- * fsyncs it too, for a power cut), the caller's busy timeout, write
+ * fsyncs it too, for a power cut), the caller's busy timeout (busy_wait), write
  * transactions BEGIN IMMEDIATE (two writers queue for the lock up front).
  *
  * Files: the broker's user and latchkeyd's user both write the spool and
@@ -38,12 +38,10 @@ static const char schema_v1[] =
     "CREATE TABLE meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
     "CREATE TABLE messages(id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL,"
     " ordering_key TEXT NOT NULL, publish_time INTEGER NOT NULL, size INTEGER NOT NULL,"
-    " attributes TEXT NOT NULL, data BLOB NOT NULL);"
+    " refs INTEGER NOT NULL DEFAULT 0, attributes TEXT NOT NULL, data BLOB NOT NULL);"
     "CREATE TABLE deliveries(subscription TEXT NOT NULL, message INTEGER NOT NULL,"
     " ordering_key TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
     " next_try INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(subscription, message)) WITHOUT ROWID;"
-    "CREATE INDEX deliveries_message ON deliveries(message);"
-    "CREATE INDEX deliveries_key ON deliveries(subscription, ordering_key, message);"
     "CREATE TABLE queues(subscription TEXT PRIMARY KEY, depth INTEGER NOT NULL DEFAULT 0,"
     " bytes INTEGER NOT NULL DEFAULT 0, enqueued INTEGER NOT NULL DEFAULT 0,"
     " acked INTEGER NOT NULL DEFAULT 0, dead_lettered INTEGER NOT NULL DEFAULT 0,"
@@ -54,10 +52,10 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_BEGIN_WRITE] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
-    [ST_MSG_INSERT] = "INSERT INTO messages(topic, ordering_key, publish_time, size, attributes,"
-                      " data) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-    [ST_MSG_DELETE_IF_UNUSED] = "DELETE FROM messages WHERE id = ?1 AND NOT EXISTS (SELECT 1 "
-                                "FROM deliveries WHERE message = ?1)",
+    [ST_MSG_INSERT] = "INSERT INTO messages(topic, ordering_key, publish_time, size, refs, "
+                      "attributes, data) VALUES(?1, ?2, ?3, ?4, ?7, ?5, ?6)",
+    [ST_MSG_REFS] = "UPDATE messages SET refs = refs + ?2 WHERE id = ?1",
+    [ST_MSG_DELETE_IF_UNUSED] = "DELETE FROM messages WHERE id = ?1 AND refs <= 0",
     [ST_MSG_GET] = "SELECT topic, ordering_key, data, attributes, publish_time FROM messages "
                    "WHERE id = ?1",
     [ST_QUEUE_ENSURE] = "INSERT OR IGNORE INTO queues(subscription) VALUES(?1)",
@@ -79,12 +77,6 @@ static const char *const stmt_sql[ST_COUNT] = {
                           "WHERE subscription = ?1 AND message = ?2",
     [ST_DELIVERY_SCAN] = "SELECT message, ordering_key, attempts, next_try FROM deliveries "
                          "WHERE subscription = ?1 ORDER BY message",
-    /* Each key's oldest delivery, key after key: one seek each (queue.c). */
-    [ST_KEY_FIRST] = "SELECT ordering_key, message, attempts, next_try FROM deliveries INDEXED BY "
-                     "deliveries_key WHERE subscription = ?1 ORDER BY ordering_key, message LIMIT 1",
-    [ST_KEY_NEXT] = "SELECT ordering_key, message, attempts, next_try FROM deliveries INDEXED BY "
-                    "deliveries_key WHERE subscription = ?1 AND ordering_key > ?2 "
-                    "ORDER BY ordering_key, message LIMIT 1",
     [ST_OLDEST] = "SELECT m.publish_time FROM deliveries d JOIN messages m ON m.id = d.message "
                   "WHERE d.subscription = ?1 ORDER BY d.message LIMIT 1",
     [ST_EXPIRED_LIST] = "SELECT d.message, m.size FROM deliveries d JOIN messages m ON "
@@ -184,6 +176,34 @@ void lk_spool__rollback(lk_spool *sp)
 {
     if (!sqlite3_get_autocommit(sp->db))
         sqlite3_exec(sp->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/*
+ * The wait for the other process's write transaction. SQLite's own busy
+ * handler sleeps 1, 2, 5, 10 ... ms between tries: a broker whose enqueue met
+ * one of latchkeyd's acknowledgements (a transaction of well under a
+ * millisecond) would sleep a millisecond at least, in Mosquitto's only
+ * thread. Here the sleeps start at 20 us and grow to 1 ms, until busy_ms has
+ * passed.
+ */
+static int busy_wait(void *arg, int count)
+{
+    lk_spool *sp = arg;
+    struct timespec now, nap;
+    long us;
+    int64_t waited;
+    if (count == 0)
+        clock_gettime(CLOCK_MONOTONIC, &sp->busy_start);
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    waited = (int64_t)(now.tv_sec - sp->busy_start.tv_sec) * 1000 +
+             (now.tv_nsec - sp->busy_start.tv_nsec) / 1000000;
+    if (waited >= sp->busy_ms)
+        return 0;
+    us = count < 50 ? 20L * (count + 1) : 1000L;
+    nap.tv_sec = 0;
+    nap.tv_nsec = us * 1000;
+    nanosleep(&nap, NULL);
+    return 1;
 }
 
 /* The directory that holds path ("." when none is named). */
@@ -377,7 +397,8 @@ lk_err lk_spool_open(const char *path, unsigned flags, int busy_ms, lk_spool **o
         goto fail;
     }
     sqlite3_extended_result_codes(sp->db, 1);
-    sqlite3_busy_timeout(sp->db, busy_ms);
+    sp->busy_ms = busy_ms;
+    sqlite3_busy_handler(sp->db, busy_wait, sp);
     (void)sqlite3_db_config(sp->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
     /* The first read shows "file is not a database": refused before WAL
      * journaling would rewrite another program's header. */

@@ -6,7 +6,7 @@ by number out with $alt=json;enum-encoding=int; unknown fields refused, naming t
 """
 import pytest
 
-from api_common import (P, b64, cred, device_path, devices_path, env, es256_key, ok, refused,  # noqa: F401
+from api_common import (b64, cred, device_path, devices_path, env, es256_key, ok, refused,  # noqa: F401
                         registries_path, registry_path, unb64)
 
 # bytes whose base64 holds '+' and '/' (standard) or '-' and '_' (URL-safe), and padding
