@@ -59,9 +59,9 @@ def test_snake_case_in(env):
                         {"version_to_update": "1", "binary_data": b64(b"snake")}))
     assert c["version"] == "2" and unb64(c["binaryData"]) == b"snake"
     r = ok(env.api.post(registries_path(), {"id": "reg-s", "mqtt_config": {"mqtt_enabled_state": "MQTT_DISABLED"},
-                                            "state_notification_config": {"pubsub_topic_name": f"projects/{P}/topics/ttt"}}))
+                                            "state_notification_config": {"pubsub_topic_name": "projects/proj-one/topics/state"}}))
     assert r["mqttConfig"] == {"mqttEnabledState": "MQTT_DISABLED"}
-    assert r["stateNotificationConfig"] == {"pubsubTopicName": f"projects/{P}/topics/ttt"}
+    assert r["stateNotificationConfig"] == {"pubsubTopicName": "projects/proj-one/topics/state"}
 
 
 @pytest.mark.parametrize("body,names", [
