@@ -2,17 +2,19 @@
 `devices list`, against real SQLite files.
 
 The registry file is read back with python's sqlite3 (independent of latchkey's code); the
-spool's queue figures come from a spool made and filled through liblatchkey-spool itself
-(ctypes), as the broker plugin and latchkeyd fill it. Refusals must write nothing; the static
+spool's queue figures come from a spool made and filled through lk_spool_enqueue (the test
+program lk_spool_fill), as the broker plugin fills it. Refusals must write nothing; the static
 header's value must never be printed.
 """
-import ctypes
 import json
 import os
 import sqlite3
+import subprocess
 from pathlib import Path
 
 from conftest import BIN, run_tool
+
+FILL = Path(os.environ.get("LK_TEST_LIB_DIR", "build/tests")) / "lk_spool_fill"
 
 P, L, R = "proj-one", "us-central1", "reg-1"
 LOC = ("--project", P, "--region", L)
@@ -150,45 +152,19 @@ def test_subscription_refusals_write_nothing(tmp_path):
     assert dump(db) == before
 
 
-def spool_lib():
-    lib = ctypes.CDLL(str(Path(BIN).parent / "lib" / "liblatchkey-spool.so"))
-    lib.lk_spool_open.argtypes = [ctypes.c_char_p, ctypes.c_uint, ctypes.c_int, ctypes.POINTER(ctypes.c_void_p),
-                                  ctypes.c_char_p, ctypes.c_size_t]
-    lib.lk_spool_enqueue.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_char_p),
-                                     ctypes.c_size_t, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint64),
-                                     ctypes.POINTER(ctypes.c_uint32), ctypes.c_char_p, ctypes.c_size_t]
-    lib.lk_spool_close.argtypes = [ctypes.c_void_p]
-    return lib
-
-
-class SpoolMsg(ctypes.Structure):
-    _fields_ = [("topic", ctypes.c_char_p), ("ordering_key", ctypes.c_char_p), ("data", ctypes.c_char_p),
-                ("data_len", ctypes.c_size_t), ("attributes_json", ctypes.c_char_p),
-                ("publish_time_ms", ctypes.c_int64)]
-
-
-class Limits(ctypes.Structure):
-    _fields_ = [("max_messages", ctypes.c_uint64), ("max_bytes", ctypes.c_uint64)]
-
-
 def test_queue_figures_from_the_spool(tmp_path):
     db, spool = tmp_path / "r.db", tmp_path / "spool.db"
     for s in ("push-a", "push-b"):
         ok(lkdb(db, "subscriptions", "create", s, "--project", P, "--topic", "telemetry",
                 "--push-endpoint", "https://app.example.com/push"))
-    lib = spool_lib()
-    sp, why = ctypes.c_void_p(), ctypes.create_string_buffer(512)
-    assert lib.lk_spool_open(str(spool).encode(), 1, 1000, ctypes.byref(sp), why, 512) == 0, why.value
-    subs = (ctypes.c_char_p * 1)(f"projects/{P}/subscriptions/push-a".encode())
-    lim = Limits(2, 0)
+    # Filled through lk_spool_enqueue by the test program tests/shims/spool_fill.c (not through ctypes: in the
+    # sanitizer build the library needs the sanitizer's runtime first, which python does not load).
     import time
     t0 = int(time.time() * 1000) - 90_000  # published 90 s ago
-    for i in range(3):  # the third is over push-a's bound of 2: dropped
-        m = SpoolMsg(f"projects/{P}/topics/telemetry".encode(), b"42", b"hello", 5, b"{}", t0 + i)
-        mid, full = ctypes.c_uint64(), ctypes.c_uint32()
-        assert lib.lk_spool_enqueue(sp, ctypes.byref(m), subs, 1, ctypes.byref(lim), ctypes.byref(mid),
-                                    ctypes.byref(full), why, 512) == 0, why.value
-    lib.lk_spool_close(sp)
+    lines = "".join(f"projects/{P}/subscriptions/push-a\tprojects/{P}/topics/telemetry\t42\t{t0 + i}\t{{}}\t"
+                    f"{b'hello'.hex()}\n" for i in range(3))  # the third is over push-a's bound of 2: dropped
+    fill = subprocess.run([str(FILL), str(spool), "2"], input=lines, capture_output=True, text=True)
+    assert fill.returncode == 0, fill.stderr
 
     r = ok(lkdb(db, "subscriptions", "list", "--spool", spool))
     lines = [x.split() for x in r.out.splitlines()]

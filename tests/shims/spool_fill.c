@@ -3,8 +3,10 @@
  * lk_spool_enqueue, as the broker plugin does (tests/integration/test_push.py
  * fills the spool without a broker). Never installed.
  *
- *   lk_spool_fill SPOOL < lines
+ *   lk_spool_fill SPOOL [MAX_MESSAGES] < lines
  *
+ * MAX_MESSAGES: each subscription's bound (lk_spool_limits; default the
+ * spool's).
  * Each line: SUBS<TAB>TOPIC<TAB>KEY<TAB>PUBLISH_MS<TAB>ATTRS_JSON<TAB>DATA_HEX,
  * SUBS comma-separated. Prints each message's id, one a line. Exit 0, or 1
  * with the reason on stderr.
@@ -19,14 +21,17 @@ int main(int argc, char **argv)
 {
     char why[512] = "";
     lk_spool *sp = NULL;
-    if (argc != 2) {
-        fprintf(stderr, "usage: lk_spool_fill SPOOL < lines\n");
+    lk_spool_limits lim = {0, 0};
+    if (argc != 2 && argc != 3) {
+        fprintf(stderr, "usage: lk_spool_fill SPOOL [MAX_MESSAGES] < lines\n");
         return 2;
     }
     if (lk_spool_open(argv[1], LK_SPOOL_CREATE, 5000, &sp, why, sizeof why) != LK_OK) {
         fprintf(stderr, "open: %s\n", why);
         return 1;
     }
+    if (argc == 3)
+        lim.max_messages = strtoull(argv[2], NULL, 10);
     static char line[1 << 20];
     while (fgets(line, sizeof line, stdin) != NULL) {
         line[strcspn(line, "\n")] = '\0';
@@ -56,7 +61,7 @@ int main(int argc, char **argv)
         lk_spool_msg m = {f[1], f[2], data, hl / 2, f[4], strtoll(f[3], NULL, 10)};
         uint64_t id = 0;
         uint32_t full = 0;
-        lk_err err = lk_spool_enqueue(sp, &m, subs, nsubs, NULL, &id, &full, why, sizeof why);
+        lk_err err = lk_spool_enqueue(sp, &m, subs, nsubs, &lim, &id, &full, why, sizeof why);
         free(data);
         if (err != LK_OK) {
             fprintf(stderr, "enqueue: %s\n", why);
