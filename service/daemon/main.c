@@ -319,9 +319,12 @@ static int start(struct lkd *d)
         return -1;
     if (cfg->push_oidc_key != NULL) {
         char iss[600];
+        /* By default the origin of token_uri (set by now): the URL callers
+         * reach latchkeyd by, not a wildcard listen address. */
+        const char *auth = strstr(cfg->token_uri, "://");
+        size_t origin = auth ? strcspn(auth + 3, "/") + (size_t)(auth + 3 - cfg->token_uri) : strlen(cfg->token_uri);
         if (cfg->push_oidc_issuer == NULL)
-            snprintf(iss, sizeof iss, "https://%s%s%s:%d", strchr(addr, ':') ? "[" : "", addr,
-                     strchr(addr, ':') ? "]" : "", d->admin_port);
+            snprintf(iss, sizeof iss, "%.*s", (int)origin, cfg->token_uri);
         else
             snprintf(iss, sizeof iss, "%s", cfg->push_oidc_issuer);
         if (lkd_oidc_load(cfg->push_oidc_key, iss, &d->oidc, why, sizeof why) != 0) {
