@@ -262,6 +262,9 @@ static const char *topic_leaf(lk_topic kind)
     case LK_TOPIC_COMMANDS_ALL: return "commands/#";
     case LK_TOPIC_ONLINE: return "online";
     case LK_TOPIC_OFFLINE: return "offline";
+    case LK_TOPIC_ATTACH: return "attach";
+    case LK_TOPIC_DETACH: return "detach";
+    case LK_TOPIC_ERRORS: return "errors";
     default: return NULL;
     }
 }
@@ -343,6 +346,12 @@ lk_topic lk_device_topic_parse(const char *device, const char *topic, size_t len
         kind = LK_TOPIC_COMMANDS;
     else if (IS("commands/#"))
         kind = LK_TOPIC_COMMANDS_ALL;
+    else if (IS("attach"))
+        kind = LK_TOPIC_ATTACH;
+    else if (IS("detach"))
+        kind = LK_TOPIC_DETACH;
+    else if (IS("errors"))
+        kind = LK_TOPIC_ERRORS;
     else if (UNDER("events/") && lk_subfolder_valid(rest + 7, rl - 7)) {
         kind = LK_TOPIC_EVENTS;
         if (subfolder != NULL)
@@ -355,6 +364,30 @@ lk_topic lk_device_topic_parse(const char *device, const char *topic, size_t len
 #undef IS
 #undef UNDER
     return kind;
+}
+
+lk_topic lk_device_topic_split(const char *topic, size_t len, char device[LK_ID_MAX + 1],
+                               const char **subfolder)
+{
+    const char *end;
+    size_t dl;
+
+    if (subfolder != NULL)
+        *subfolder = NULL;
+    if (device == NULL)
+        return LK_TOPIC_NONE;
+    device[0] = '\0';
+    if (topic == NULL || len <= DEVICE_ROOT_LEN || memcmp(topic, DEVICE_ROOT, DEVICE_ROOT_LEN) != 0)
+        return LK_TOPIC_NONE;
+    end = memchr(topic + DEVICE_ROOT_LEN, '/', len - DEVICE_ROOT_LEN);
+    if (end == NULL)
+        return LK_TOPIC_NONE;
+    dl = (size_t)(end - (topic + DEVICE_ROOT_LEN));
+    if (!lk_id_valid(topic + DEVICE_ROOT_LEN, dl))
+        return LK_TOPIC_NONE;
+    memcpy(device, topic + DEVICE_ROOT_LEN, dl);
+    device[dl] = '\0';
+    return lk_device_topic_parse(device, topic, len, subfolder);
 }
 
 lk_err lk_backend_topic(const lk_device_name *d, lk_topic kind, const char *subfolder, char *buf,
@@ -528,4 +561,30 @@ lk_topic lk_bridge_topic_parse(const char *topic, size_t len, lk_device_name *d,
 void lk_backend_secret_hash(const char *secret, size_t len, uint8_t out[LK_SHA256_BYTES])
 {
     lk_sha256(secret, len, out);
+}
+
+unsigned lk_gateway_needs(int auth_method)
+{
+    switch (auth_method) {
+    case 1: return LK_GATEWAY_NEEDS_BINDING;
+    case 2: return LK_GATEWAY_NEEDS_TOKEN;
+    case 3: return LK_GATEWAY_NEEDS_BINDING | LK_GATEWAY_NEEDS_TOKEN;
+    default: return LK_GATEWAY_REFUSES;
+    }
+}
+
+lk_err lk_gateway_admit(int auth_method, int bound, int token_verified, const char **why)
+{
+    unsigned needs = lk_gateway_needs(auth_method);
+    const char *w = NULL;
+
+    if (needs & LK_GATEWAY_REFUSES)
+        w = "the gateway's gatewayAuthMethod is unspecified: no device may use it";
+    else if ((needs & LK_GATEWAY_NEEDS_BINDING) && !bound)
+        w = "the device is not bound to the gateway";
+    else if ((needs & LK_GATEWAY_NEEDS_TOKEN) && !token_verified)
+        w = "the gateway's gatewayAuthMethod needs the device's own token, and none was verified";
+    if (why != NULL)
+        *why = w;
+    return w == NULL ? LK_OK : LK_ERR_REFUSED;
 }

@@ -141,7 +141,10 @@ typedef enum lk_topic {
     LK_TOPIC_COMMANDS,     /* commands[/SUBFOLDER] (device topics only) */
     LK_TOPIC_COMMANDS_ALL, /* commands/#, the subscription (device topics only) */
     LK_TOPIC_ONLINE,       /* online (backend topics only) */
-    LK_TOPIC_OFFLINE       /* offline (backend topics only) */
+    LK_TOPIC_OFFLINE,      /* offline (backend topics only) */
+    LK_TOPIC_ATTACH,       /* attach: a gateway takes the device on (device topics only) */
+    LK_TOPIC_DETACH,       /* detach: ... and lets it go */
+    LK_TOPIC_ERRORS        /* errors: what the broker tells a gateway (its own id) */
 } lk_topic;
 
 /* The longest topic a device sees (/devices/D/commands/SUBFOLDER) and the
@@ -164,6 +167,13 @@ lk_err lk_device_topic(const char *device, lk_topic kind, const char *subfolder,
  * COMMANDS_ALL). For EVENTS and COMMANDS with a valid subfolder,
  * *subfolder points to it inside topic (it runs to topic + len), else NULL. */
 lk_topic lk_device_topic_parse(const char *device, const char *topic, size_t len,
+                               const char **subfolder);
+
+/* The device id of a device topic, /devices/D/...: D copied NUL-terminated
+ * into device (LK_ID_MAX + 1 bytes) and the kind of topic it is for that
+ * device (lk_device_topic_parse); LK_TOPIC_NONE (device "") when topic does
+ * not start with /devices/ and a valid id followed by '/'. */
+lk_topic lk_device_topic_split(const char *topic, size_t len, char device[LK_ID_MAX + 1],
                                const char **subfolder);
 
 /* Write the backend topic of this kind (EVENTS with an optional subfolder,
@@ -232,6 +242,32 @@ int lk_pubsub_name_valid(const char *s, size_t len);
  * as lk_backend_topic (LK_ROUTED_TOPIC_MAX + 1 suffices). */
 lk_err lk_routed_topic(const lk_device_name *d, const char *topic_id, lk_topic kind, const char *subfolder,
                        char *buf, size_t size, size_t *len);
+
+/*
+ * # Gateways (docs/iotcore.md, "Gateways")
+ *
+ * A gateway attaches a device on its own connection (a QoS 1 publish to
+ * /devices/D/attach) and then publishes and subscribes on D's topics. Whether
+ * it may is decided by the gateway's gatewayAuthMethod, with the numbers of
+ * IoT Core's enum (lk_reg_gateway_auth): 0 unspecified (no device may use the
+ * gateway), 1 association only (D must be bound to the gateway; a token sent
+ * is ignored), 2 device auth token only (D's own token, verified as for a
+ * direct connection; the binding is not looked at), 3 both.
+ */
+#define LK_GATEWAY_ATTACHED_MAX 1000u /* devices attached to one gateway at once */
+#define LK_GATEWAY_NEEDS_BINDING 1u
+#define LK_GATEWAY_NEEDS_TOKEN 2u
+#define LK_GATEWAY_REFUSES 4u
+/* What a gateway with this auth method needs before it may act for a device:
+ * LK_GATEWAY_NEEDS_BINDING and/or LK_GATEWAY_NEEDS_TOKEN, or
+ * LK_GATEWAY_REFUSES (unspecified, or a number outside the enum). */
+unsigned lk_gateway_needs(int auth_method);
+/* The decision, in one place: LK_OK when a gateway with auth_method may act
+ * for a device, given whether the pair is bound and whether the device's own
+ * token was verified (each looked at only when the method needs it); else
+ * LK_ERR_REFUSED with *why (a static sentence, no secret) saying which rule
+ * refused it. why may be NULL. */
+lk_err lk_gateway_admit(int auth_method, int bound, int token_verified, const char **why);
 
 /*
  * # Backend secrets

@@ -148,6 +148,12 @@ int main(void)
         CHECK(lk_device_topic("dev", LK_TOPIC_EVENTS, "a", topic, sizeof topic, &n) == LK_OK &&
               strcmp(topic, "/devices/dev/events/a") == 0);
         CHECK(lk_device_topic_parse("dev", topic, n, &sub) == LK_TOPIC_EVENTS && strcmp(sub, "a") == 0);
+        {
+            char id[LK_ID_MAX + 1];
+            CHECK(lk_device_topic_split(topic, n, id, &sub) == LK_TOPIC_EVENTS && strcmp(id, "dev") == 0);
+            CHECK(lk_gateway_needs(3) == (LK_GATEWAY_NEEDS_BINDING | LK_GATEWAY_NEEDS_TOKEN));
+            CHECK(lk_gateway_admit(1, 0, 1, NULL) == LK_ERR_REFUSED);
+        }
         CHECK(lk_backend_topic(&name, LK_TOPIC_STATE, NULL, topic, sizeof topic, &n) == LK_OK &&
               strcmp(topic, "latchkey/my-project/us-central1/reg/dev/state") == 0);
         CHECK(lk_backend_topic_in_project("my-project", topic, n) == 20);

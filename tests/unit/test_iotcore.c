@@ -295,6 +295,69 @@ static void test_device_topic_parse(void **state)
     assert_int_equal(lk_device_topic_parse("dev-1", NULL, 20, NULL), LK_TOPIC_NONE);
 }
 
+static void test_gateway_topics(void **state)
+{
+    char dev[LK_ID_MAX + 1], buf[LK_DEVICE_TOPIC_MAX + 1];
+    const char *sub = "x";
+    size_t len;
+    (void)state;
+
+    assert_int_equal(lk_device_topic("dev-1", LK_TOPIC_ATTACH, NULL, buf, sizeof buf, &len), LK_OK);
+    assert_string_equal(buf, "/devices/dev-1/attach");
+    assert_int_equal(lk_device_topic("gw-1", LK_TOPIC_ERRORS, NULL, buf, sizeof buf, &len), LK_OK);
+    assert_string_equal(buf, "/devices/gw-1/errors");
+    assert_int_equal(lk_device_topic("dev-1", LK_TOPIC_DETACH, "a", buf, sizeof buf, &len), LK_ERR_ARG);
+    assert_int_equal(lk_device_topic_split("/devices/dev-1/detach", 21, dev, &sub), LK_TOPIC_DETACH);
+    assert_string_equal(dev, "dev-1");
+    assert_null(sub);
+    assert_int_equal(lk_device_topic_split("/devices/dev-2/events/a/b", 25, dev, &sub), LK_TOPIC_EVENTS);
+    assert_string_equal(dev, "dev-2");
+    assert_string_equal(sub, "a/b");
+    assert_int_equal(lk_device_topic_split("/devices/dev-2/attach/x", 23, dev, &sub), LK_TOPIC_OTHER);
+    /* not a device topic: no id, an invalid id, no '/' after it, bounded by len */
+    static const char *const none[] = {"/devices/", "/devices//state", "/devices/1ab/state",
+                                       "/devices/ab/state", "/devices/dev-1", "devices/dev-1/state",
+                                       "/devices/goog-x/state"};
+    for (size_t i = 0; i < sizeof none / sizeof none[0]; i++) {
+        strcpy(dev, "junk");
+        if (lk_device_topic_split(none[i], strlen(none[i]), dev, &sub) != LK_TOPIC_NONE)
+            fail_msg("%s: not NONE", none[i]);
+        assert_string_equal(dev, "");
+    }
+    assert_int_equal(lk_device_topic_split("/devices/dev-1/state", 14, dev, NULL), LK_TOPIC_NONE);
+    assert_int_equal(lk_device_topic_split(NULL, 3, dev, NULL), LK_TOPIC_NONE);
+    assert_int_equal(lk_device_topic_split("/devices/dev-1/state", 20, NULL, NULL), LK_TOPIC_NONE);
+}
+
+/* Each auth method, bound or not, with or without a verified token: IoT
+ * Core's outcome (docs/iotcore.md, "Gateways"). */
+static void test_gateway_admit(void **state)
+{
+    static const struct { int method, bound, token, ok; } cases[] = {
+        {0, 0, 0, 0}, {0, 1, 1, 0},                                 /* unspecified: nobody */
+        {1, 1, 0, 1}, {1, 1, 1, 1}, {1, 0, 1, 0}, {1, 0, 0, 0},     /* association only */
+        {2, 0, 1, 1}, {2, 1, 1, 1}, {2, 1, 0, 0}, {2, 0, 0, 0},     /* token only */
+        {3, 1, 1, 1}, {3, 0, 1, 0}, {3, 1, 0, 0}, {3, 0, 0, 0},     /* both */
+        {4, 1, 1, 0}, {-1, 1, 1, 0},                                /* not in the enum */
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *why = "x";
+        lk_err e = lk_gateway_admit(cases[i].method, cases[i].bound, cases[i].token, &why);
+        if ((e == LK_OK) != cases[i].ok)
+            fail_msg("method %d bound %d token %d: %d", cases[i].method, cases[i].bound, cases[i].token, e);
+        if (cases[i].ok)
+            assert_null(why);
+        else
+            assert_true(e == LK_ERR_REFUSED && why != NULL && why[0] != '\0');
+    }
+    assert_int_equal(lk_gateway_needs(1), LK_GATEWAY_NEEDS_BINDING);
+    assert_int_equal(lk_gateway_needs(2), LK_GATEWAY_NEEDS_TOKEN);
+    assert_int_equal(lk_gateway_needs(3), LK_GATEWAY_NEEDS_BINDING | LK_GATEWAY_NEEDS_TOKEN);
+    assert_int_equal(lk_gateway_needs(0), LK_GATEWAY_REFUSES);
+    assert_int_equal(lk_gateway_admit(1, 1, 0, NULL), LK_OK);
+}
+
 /* The device the backend and bridge topic tests name. */
 static void topic_device(lk_device_name *n)
 {
@@ -597,6 +660,8 @@ int main(void)
         cmocka_unit_test(test_bridge_topics),
         cmocka_unit_test(test_bridge_topic_parse_rejects),
         cmocka_unit_test(test_backend_secret_hash),
+        cmocka_unit_test(test_gateway_topics),
+        cmocka_unit_test(test_gateway_admit),
     };
     return cmocka_run_group_tests_name("iotcore", tests, NULL, NULL);
 }
