@@ -390,7 +390,7 @@ static void xfer_free(struct xfer *x)
     for (struct curl_slist *h = x->hdrs; h != NULL; h = h->next)
         explicit_bzero(h->data, strlen(h->data));
     curl_slist_free_all(x->hdrs);
-    free(x->body);
+    wipe_free(x->body); /* the device's data, as lk_spool_delivery_free wipes it */
     lk_spool_delivery_free(&x->dl);
     free(x);
 }

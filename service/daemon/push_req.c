@@ -95,6 +95,7 @@ int64_t lkd_push_backoff(int64_t min_ms, int64_t max_ms, uint32_t attempts)
         d = max_ms;
     /* Up to 10 % more, so that a fleet's retries to one endpoint spread. */
     uint32_t r = 0;
-    (void)RAND_bytes((unsigned char *)&r, sizeof r);
+    if (RAND_bytes((unsigned char *)&r, sizeof r) != 1)
+        r = 0; /* no jitter this time: the delay itself is still right */
     return d + (int64_t)((double)d * 0.1 * ((double)r / 4294967296.0));
 }
