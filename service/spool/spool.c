@@ -448,8 +448,8 @@ lk_err lk_spool_open(const char *path, unsigned flags, int busy_ms, lk_spool **o
         }
         if (mode == NULL || strcmp(mode, "wal") != 0) {
             lk_spool__why(why, why_size, "spool %s: cannot use WAL journaling", path);
-            free(mode);
             err = mode == NULL ? LK_ERR_NOMEM : LK_ERR_IO;
+            free(mode);
             goto fail;
         }
         free(mode);
