@@ -425,13 +425,17 @@ static int start_post(struct lkd_push *p, struct psub *ps, lk_spool_delivery *dl
     size_t len = 0;
     x->body = lkd_push_body(&x->dl, ps->name, ps->s.dead_letter_topic != NULL, &len);
     x->easy = curl_easy_init();
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-    x->hdrs = h;
-    if (h != NULL)
-        x->hdrs = curl_slist_append(h, "User-Agent: latchkeyd/" LK_VERSION);
-    if (x->hdrs != NULL) /* curl would send 100-continue and wait for it */
-        x->hdrs = curl_slist_append(x->hdrs, "Expect:");
-    int ok = x->body != NULL && x->easy != NULL && x->hdrs != NULL;
+    /* curl_slist_append leaves the list as it was when it fails: kept in
+     * x->hdrs, so that xfer_free frees it (it was lost, a leak). */
+    static const char *const fixed[] = {"Content-Type: application/json", "User-Agent: latchkeyd/" LK_VERSION,
+                                        "Expect:" /* curl would send 100-continue and wait for it */};
+    int ok = x->body != NULL && x->easy != NULL;
+    for (size_t i = 0; ok && i < sizeof fixed / sizeof fixed[0]; i++) {
+        struct curl_slist *n = curl_slist_append(x->hdrs, fixed[i]);
+        if (n != NULL)
+            x->hdrs = n;
+        ok = n != NULL;
+    }
     if (ok && ps->s.auth == LK_PUSH_AUTH_HEADER && ps->s.auth_header_name && ps->s.auth_header_value)
         ok = header_add(&x->hdrs, ps->s.auth_header_name, ps->s.auth_header_value) == 0;
     if (ok && ps->s.auth == LK_PUSH_AUTH_OIDC) {
