@@ -104,10 +104,11 @@ lk_install_library(verify
   REQUIRES_PRIVATE "libcrypto >= 3.0" jansson)
 # The registry builds on the verifier's public functions; the internals it
 # shares (the RSA exponent and PEM framing rules, the "say why" helper) are
-# compiled into it as a private copy.
+# compiled into it as a private copy; so is common/dbfile.c, which the spool
+# carries too.
 lk_install_library(registry
   DESCRIPTION "latchkey device registry: IoT Core's registries, devices, credentials, configs and commands on SQLite"
-  OBJECTS lk_registry_obj lk_verify_shared_obj
+  OBJECTS lk_registry_obj lk_verify_shared_obj lk_dbfile_obj
   LINK liblatchkey-verify liblatchkey-core OpenSSL::Crypto PkgConfig::JANSSON PkgConfig::SQLITE3
   REQUIRES latchkey-core latchkey-verify
   REQUIRES_PRIVATE "libcrypto >= 3.0" jansson "sqlite3 >= 3.37")
@@ -115,7 +116,7 @@ lk_install_library(registry
 # The delivery spool: the broker plugin's and latchkeyd's shared queue.
 lk_install_library(spool
   DESCRIPTION "latchkey delivery spool: the durable queue of messages for push subscriptions, on SQLite"
-  OBJECTS lk_spool_obj
+  OBJECTS lk_spool_obj lk_dbfile_obj
   LINK liblatchkey-core PkgConfig::SQLITE3
   REQUIRES latchkey-core
   REQUIRES_PRIVATE "sqlite3 >= 3.37")

@@ -294,16 +294,25 @@ static json_t *sub_json(const lk_reg_subscription *s)
     return j;
 }
 
+/* The subscription into *s (the caller frees it); -1 when it could not be
+ * read, with the reply sent. */
+static int get_sub(struct lkd_call *c, const char *project, const char *name, lk_reg_subscription *s)
+{
+    char why[512] = "";
+    memset(s, 0, sizeof *s);
+    lk_err err = lk_registry_subscription_get(c->d->reg, project, name, s, why, sizeof why);
+    if (err != LK_OK) {
+        lkd_reply_lk(c, err, why);
+        return -1;
+    }
+    return 0;
+}
+
 static void reply_sub(struct lkd_call *c, const char *project, const char *name)
 {
     lk_reg_subscription s;
-    char why[512] = "";
-    memset(&s, 0, sizeof s);
-    lk_err err = lk_registry_subscription_get(c->d->reg, project, name, &s, why, sizeof why);
-    if (err != LK_OK) {
-        lkd_reply_lk(c, err, why);
+    if (get_sub(c, project, name, &s) != 0)
         return;
-    }
     json_t *j = sub_json(&s);
     lk_reg_subscription_free(&s);
     lkd_reply_json(c, 200, j);
@@ -318,13 +327,8 @@ static int list_cb(void *arg, const lk_reg_subscription *s)
 static void stats(struct lkd_call *c, const char *project, const char *name)
 {
     lk_reg_subscription s;
-    char why[512] = "";
-    memset(&s, 0, sizeof s);
-    lk_err err = lk_registry_subscription_get(c->d->reg, project, name, &s, why, sizeof why);
-    if (err != LK_OK) {
-        lkd_reply_lk(c, err, why);
+    if (get_sub(c, project, name, &s) != 0)
         return;
-    }
     lk_reg_subscription_free(&s);
     if (c->d->spool == NULL) {
         lkd_reply_error(c, LKD_FAILED_PRECONDITION,
@@ -334,7 +338,8 @@ static void stats(struct lkd_call *c, const char *project, const char *name)
     char full[600];
     snprintf(full, sizeof full, "projects/%s/subscriptions/%s", project, name);
     lk_spool_stats st;
-    err = lk_spool_stats_get(c->d->spool, full, &st, why, sizeof why);
+    char why[512] = "";
+    lk_err err = lk_spool_stats_get(c->d->spool, full, &st, why, sizeof why);
     if (err != LK_OK) {
         lkd_reply_error(c, LKD_UNAVAILABLE, "the spool: %s", why);
         return;

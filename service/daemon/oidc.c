@@ -13,6 +13,7 @@
 #include <event2/buffer.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
@@ -70,7 +71,9 @@ int lkd_oidc_load(const char *key_path, const char *issuer, struct lkd_oidc **ou
         snprintf(why, why_size, "push_oidc_key %s cannot be read", key_path);
         return -1;
     }
-    EVP_PKEY *key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+    /* Unbuffered, so that no stdio buffer keeps the PEM after fclose: stdio
+     * frees its buffer without wiping it. OpenSSL wipes its own copies. */
+    EVP_PKEY *key = setvbuf(f, NULL, _IONBF, 0) == 0 ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
     fclose(f);
     if (key == NULL || EVP_PKEY_get_base_id(key) != EVP_PKEY_RSA || EVP_PKEY_get_bits(key) < 2048) {
         EVP_PKEY_free(key);
@@ -162,8 +165,13 @@ char *lkd_oidc_sign(const struct lkd_oidc *o, const char *aud, const char *email
             char *s64 = b64url(sig, sl);
             if (s64 == NULL || asprintf(&jwt, "%s.%s", input, s64) < 0)
                 jwt = NULL;
+            /* The signature is what makes the token a bearer credential. */
+            if (s64 != NULL)
+                OPENSSL_cleanse(s64, strlen(s64));
             free(s64);
         }
+        if (sig != NULL)
+            OPENSSL_cleanse(sig, sl);
         free(sig);
         EVP_MD_CTX_free(md);
     }

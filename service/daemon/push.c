@@ -46,6 +46,18 @@ struct psub {
     int64_t log_ms, cfg_log_ms;
     unsigned fails_unlogged;
     char last_err[160];
+    /* Devices whose oldest delivery must wait although the spool has it due:
+     * its failure could not be written (lk_spool_retry or lk_spool_dead_letter
+     * failed) or its POST could not be made. Without this it would be taken
+     * again on the next turn, 50 ms later, without any backoff. */
+    struct hold {
+        char *key;               /* the ordering key */
+        int64_t until;           /* wall-clock ms */
+    } *holds;
+    size_t nholds;
+    int64_t hold_all_until;      /* no memory for a hold: the whole subscription waits */
+    int64_t hold_log_ms;
+    unsigned holds_unlogged;
     /* the metrics (under mu) */
     uint64_t ok, failed, lat_n, lat_b[NBUCKETS];
     double lat_sum;
@@ -108,6 +120,9 @@ static void psub_free(struct psub *ps)
         free(ps->dl[i]);
     free(ps->dl);
     free(ps->acks);
+    for (size_t i = 0; i < ps->nholds; i++)
+        free(ps->holds[i].key);
+    free(ps->holds);
     wipe_free(ps->tok);
     free(ps->tok_aud);
     free(ps);
@@ -292,6 +307,54 @@ static void note_config(struct psub *ps, const char *why)
     }
 }
 
+/* Holds dl's device until the backoff its next attempt would have had (see
+ * struct hold); one line per subscription every LOG_EVERY_MS at most. */
+static void hold(struct psub *ps, const lk_spool_delivery *dl, const char *what, const char *why)
+{
+    int64_t until = wall_ms() + lkd_push_backoff(ps->s.min_backoff_ms, ps->s.max_backoff_ms, dl->attempts);
+    const char *key = dl->ordering_key ? dl->ordering_key : "";
+    size_t i = 0;
+    while (i < ps->nholds && strcmp(ps->holds[i].key, key) != 0)
+        i++;
+    if (i == ps->nholds && key[0] != '\0') {
+        struct hold *v = realloc(ps->holds, (ps->nholds + 1) * sizeof *v);
+        char *k = strdup(key);
+        if (v != NULL)
+            ps->holds = v;
+        if (v != NULL && k != NULL)
+            ps->holds[ps->nholds++] = (struct hold){k, 0};
+        else
+            free(k);
+    }
+    if (i < ps->nholds)
+        ps->holds[i].until = until;
+    else
+        ps->hold_all_until = until;
+    ps->holds_unlogged++;
+    int64_t now = lkd_now_ms();
+    if (now - ps->hold_log_ms >= LOG_EVERY_MS) {
+        lkd_log("push: %s: %s message %llu: %s; %u delivery(ies) held in memory since the last line, this one for "
+                "%lld ms", ps->name, what, (unsigned long long)dl->message_id, why, ps->holds_unlogged,
+                (long long)(until - wall_ms()));
+        ps->hold_log_ms = now;
+        ps->holds_unlogged = 0;
+    }
+}
+
+/* Drops the holds that are over; 1 if the whole subscription still waits. */
+static int holds_expire(struct psub *ps, int64_t now)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < ps->nholds; i++) {
+        if (ps->holds[i].until > now)
+            ps->holds[k++] = ps->holds[i];
+        else
+            free(ps->holds[i].key);
+    }
+    ps->nholds = k;
+    return now < ps->hold_all_until;
+}
+
 static size_t discard(char *ptr, size_t size, size_t n, void *arg)
 {
     (void)ptr;
@@ -327,7 +390,7 @@ static void xfer_free(struct xfer *x)
     for (struct curl_slist *h = x->hdrs; h != NULL; h = h->next)
         explicit_bzero(h->data, strlen(h->data));
     curl_slist_free_all(x->hdrs);
-    free(x->body);
+    wipe_free(x->body); /* the device's data, as lk_spool_delivery_free wipes it */
     lk_spool_delivery_free(&x->dl);
     free(x);
 }
@@ -346,11 +409,13 @@ static int header_add(struct curl_slist **l, const char *name, const char *value
     return 0;
 }
 
-/* Start the POST of dl (taken); 0, or -1 with dl freed (it stays queued). */
+/* Start the POST of dl (taken); 0, or -1 with dl freed (it stays queued and
+ * its device is held). */
 static int start_post(struct lkd_push *p, struct psub *ps, lk_spool_delivery *dl)
 {
     struct xfer *x = calloc(1, sizeof *x);
     if (x == NULL) {
+        hold(ps, dl, "not pushing", "out of memory");
         lk_spool_delivery_free(dl);
         return -1;
     }
@@ -360,13 +425,17 @@ static int start_post(struct lkd_push *p, struct psub *ps, lk_spool_delivery *dl
     size_t len = 0;
     x->body = lkd_push_body(&x->dl, ps->name, ps->s.dead_letter_topic != NULL, &len);
     x->easy = curl_easy_init();
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-    x->hdrs = h;
-    if (h != NULL)
-        x->hdrs = curl_slist_append(h, "User-Agent: latchkeyd/" LK_VERSION);
-    if (x->hdrs != NULL) /* curl would send 100-continue and wait for it */
-        x->hdrs = curl_slist_append(x->hdrs, "Expect:");
-    int ok = x->body != NULL && x->easy != NULL && x->hdrs != NULL;
+    /* curl_slist_append leaves the list as it was when it fails: kept in
+     * x->hdrs, so that xfer_free frees it (it was lost, a leak). */
+    static const char *const fixed[] = {"Content-Type: application/json", "User-Agent: latchkeyd/" LK_VERSION,
+                                        "Expect:" /* curl would send 100-continue and wait for it */};
+    int ok = x->body != NULL && x->easy != NULL;
+    for (size_t i = 0; ok && i < sizeof fixed / sizeof fixed[0]; i++) {
+        struct curl_slist *n = curl_slist_append(x->hdrs, fixed[i]);
+        if (n != NULL)
+            x->hdrs = n;
+        ok = n != NULL;
+    }
     if (ok && ps->s.auth == LK_PUSH_AUTH_HEADER && ps->s.auth_header_name && ps->s.auth_header_value)
         ok = header_add(&x->hdrs, ps->s.auth_header_name, ps->s.auth_header_value) == 0;
     if (ok && ps->s.auth == LK_PUSH_AUTH_OIDC) {
@@ -376,6 +445,7 @@ static int start_post(struct lkd_push *p, struct psub *ps, lk_spool_delivery *dl
         wipe_free(bearer);
     }
     if (!ok) {
+        hold(ps, &x->dl, "not pushing", "out of memory, or the header or token could not be made");
         xfer_free(x);
         return -1;
     }
@@ -402,6 +472,7 @@ static int start_post(struct lkd_push *p, struct psub *ps, lk_spool_delivery *dl
     curl_easy_setopt(e, CURLOPT_PRIVATE, x);
     x->start_ms = lkd_now_ms();
     if (curl_multi_add_handle(p->multi, e) != CURLM_OK) {
+        hold(ps, &x->dl, "not pushing", "libcurl refused the transfer");
         xfer_free(x);
         return -1;
     }
@@ -430,6 +501,8 @@ static void fill(struct lkd_push *p, struct psub *ps, int64_t now)
         note_config(ps, "an OIDC subscription needs push_oidc_key in latchkeyd's config");
         return;
     }
+    if (holds_expire(ps, now))
+        return;
     int64_t ret = ps->s.retention_ms > 0 ? ps->s.retention_ms : 7LL * 86400 * 1000;
     if (now >= ps->next_expire) {
         uint64_t n = 0;
@@ -440,7 +513,7 @@ static void fill(struct lkd_push *p, struct psub *ps, int64_t now)
         }
     }
     /* The keys in flight: each one's next delivery waits for the answer. */
-    const char **skip = calloc(ps->inflight + 1, sizeof *skip);
+    const char **skip = calloc(ps->inflight + ps->nholds + 1, sizeof *skip);
     size_t want = max - ps->inflight, nskip = 0, n = 0;
     lk_spool_delivery *out = calloc(want, sizeof *out);
     if (skip == NULL || out == NULL) {
@@ -451,6 +524,8 @@ static void fill(struct lkd_push *p, struct psub *ps, int64_t now)
     for (struct xfer *x = p->xfers; x != NULL && nskip < ps->inflight; x = x->next)
         if (x->sub == ps)
             skip[nskip++] = x->dl.ordering_key ? x->dl.ordering_key : "";
+    for (size_t i = 0; i < ps->nholds; i++)
+        skip[nskip++] = ps->holds[i].key;
     lk_err err = lk_spool_next(p->sp, ps->name, now, skip, nskip, out, want, &n, why, sizeof why);
     if (err != LK_OK)
         note_failure(ps, "taking deliveries from the spool: %s (%s)", why, lk_errname(err));
@@ -461,8 +536,7 @@ static void fill(struct lkd_push *p, struct psub *ps, int64_t now)
             ps->next_expire = 0;
             continue;
         }
-        if (start_post(p, ps, &out[i]) != 0)
-            note_failure(ps, "not pushed: out of memory, or the header or token could not be made");
+        (void)start_post(p, ps, &out[i]); /* a failure holds the device and says why */
     }
     free(out);
     free(skip);
@@ -511,14 +585,12 @@ static void done(struct lkd_push *p, struct xfer *x, CURLcode rc)
             lk_err err = lk_spool_dead_letter(p->sp, ps->name, x->dl.message_id, (const char *const *)ps->dl, ps->ndl,
                                               NULL, why, sizeof why);
             if (err != LK_OK)
-                lkd_log("push: %s: dead-lettering message %llu: %s", ps->name,
-                        (unsigned long long)x->dl.message_id, why);
+                hold(ps, &x->dl, "dead-lettering", why);
         } else {
             int64_t next = wall_ms() + lkd_push_backoff(ps->s.min_backoff_ms, ps->s.max_backoff_ms, x->dl.attempts);
             lk_err err = lk_spool_retry(p->sp, ps->name, x->dl.message_id, next, why, sizeof why);
             if (err != LK_OK)
-                lkd_log("push: %s: scheduling message %llu again: %s", ps->name,
-                        (unsigned long long)x->dl.message_id, why);
+                hold(ps, &x->dl, "scheduling again", why);
         }
     }
     curl_multi_remove_handle(p->multi, x->easy);

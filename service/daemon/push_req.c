@@ -39,20 +39,24 @@ char *lkd_push_body(const lk_spool_delivery *dl, const char *sub, int with_attem
     json_t *msg = json_object();
     json_t *j = json_object();
     char *s = NULL;
-    /* Members in Pub/Sub's order (jansson keeps insertion order). */
-    if (attrs && data && msg && j && json_object_set_new(msg, "attributes", attrs) == 0 &&
-        json_object_set_new(msg, "data", data) == 0 && json_object_set_new(msg, "messageId", json_string(id)) == 0 &&
-        json_object_set_new(msg, "message_id", json_string(id)) == 0 &&
-        json_object_set_new(msg, "publishTime", json_string(t)) == 0 &&
-        json_object_set_new(msg, "publish_time", json_string(t)) == 0 && json_object_set_new(j, "message", msg) == 0 &&
-        json_object_set_new(j, "subscription", json_string(sub)) == 0 &&
-        (!with_attempt || json_object_set_new(j, "deliveryAttempt", json_integer((json_int_t)dl->attempts + 1)) == 0))
+    /* Members in Pub/Sub's order (jansson keeps insertion order). Every
+     * json_object_set_new takes its value, also when it fails (a NULL value
+     * included), so each is called once and none is released here after:
+     * the old chain released, on a failure half-way, values msg or j already
+     * held (a double free under memory pressure). */
+    int bad = msg == NULL || j == NULL;
+    bad |= json_object_set_new(msg, "attributes", attrs);
+    bad |= json_object_set_new(msg, "data", data);
+    bad |= json_object_set_new(msg, "messageId", json_string(id));
+    bad |= json_object_set_new(msg, "message_id", json_string(id));
+    bad |= json_object_set_new(msg, "publishTime", json_string(t));
+    bad |= json_object_set_new(msg, "publish_time", json_string(t));
+    bad |= json_object_set_new(j, "message", msg);
+    bad |= json_object_set_new(j, "subscription", json_string(sub));
+    if (with_attempt)
+        bad |= json_object_set_new(j, "deliveryAttempt", json_integer((json_int_t)dl->attempts + 1));
+    if (!bad)
         s = json_dumps(j, JSON_COMPACT);
-    else {
-        json_decref(attrs);
-        json_decref(data);
-        json_decref(msg);
-    }
     json_decref(j);
     *len = s ? strlen(s) : 0;
     return s;
@@ -95,6 +99,7 @@ int64_t lkd_push_backoff(int64_t min_ms, int64_t max_ms, uint32_t attempts)
         d = max_ms;
     /* Up to 10 % more, so that a fleet's retries to one endpoint spread. */
     uint32_t r = 0;
-    (void)RAND_bytes((unsigned char *)&r, sizeof r);
+    if (RAND_bytes((unsigned char *)&r, sizeof r) != 1)
+        r = 0; /* no jitter this time: the delay itself is still right */
     return d + (int64_t)((double)d * 0.1 * ((double)r / 4294967296.0));
 }

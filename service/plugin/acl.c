@@ -31,7 +31,10 @@
  * the broker, which has no reason code in MQTT 3.1.1); a will is denied and
  * what the plugin queued is never sent, since Mosquitto checks wills only
  * on takeover (denied below: superseded), after the disconnect event (no
- * record: denied) and at shutdown, after its last delivery round. */
+ * record: denied) and at shutdown, after its last delivery round. The
+ * spool copy of a retained will at shutdown does stay, and is pushed: it
+ * cannot be told from a publish here, whose copy must be stored before its
+ * PUBACK (docs/plugin.md, "Downstream"). */
 static int acl__republish(struct plg_conn *c, enum plg_topic t, const char *sub,
                           const struct mosquitto_evt_acl_check *ed, int64_t now)
 {

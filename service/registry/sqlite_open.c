@@ -23,13 +23,13 @@
  * retry, often ENOENT for a file that exists).
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../common/dbfile.h"
 #include "schema.h"
 #include "sqlite_internal.h"
 
@@ -180,18 +180,6 @@ out:
     return err;
 }
 
-/* The directory that holds path (".": none named). */
-static void dir_of(const char *path, char *dir, size_t size)
-{
-    const char *slash = strrchr(path, '/');
-    if (slash == NULL)
-        snprintf(dir, size, ".");
-    else if (slash == path)
-        snprintf(dir, size, "/");
-    else
-        snprintf(dir, size, "%.*s", (int)(slash - path), path);
-}
-
 /*
  * Why path cannot be opened, from the caller's own point of view (access()
  * uses the real ids, which are the effective ones for the tools): SQLite's
@@ -203,7 +191,7 @@ static void explain_open(const char *path, int create, int need_write, char *why
 {
     char dir[4096];
     struct stat st;
-    dir_of(path, dir, sizeof dir);
+    lk_dbfile__dir_of(path, dir, sizeof dir);
     if (stat(path, &st) != 0) {
         int e = errno;
         if (e == ENOENT && create && access(dir, W_OK | X_OK) != 0)
@@ -243,7 +231,7 @@ static int explain_wal(const char *path, char *why, size_t why_size)
 {
     char dir[4096], wal[4200], shm[4200];
     int have_wal, have_shm;
-    dir_of(path, dir, sizeof dir);
+    lk_dbfile__dir_of(path, dir, sizeof dir);
     snprintf(wal, sizeof wal, "%s-wal", path);
     snprintf(shm, sizeof shm, "%s-shm", path);
     have_wal = access(wal, F_OK) == 0;
@@ -278,25 +266,18 @@ static int explain_wal(const char *path, char *why, size_t why_size)
 static lk_err create_file(const char *path, char *why, size_t why_size)
 {
     char dir[4096];
-    struct stat ds;
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
-    if (fd < 0) {
-        if (errno == EEXIST)
-            return LK_OK;
+    int made, e;
+    if (lk_dbfile__create(path, 0640, 0, &made) == 0)
+        return LK_OK;
+    if (!made) {
         explain_open(path, 1, 1, why, why_size);
         return LK_ERR_IO;
     }
-    dir_of(path, dir, sizeof dir);
-    if (geteuid() == 0 && stat(dir, &ds) == 0 && (ds.st_uid != 0 || ds.st_gid != 0) &&
-        fchown(fd, ds.st_uid, ds.st_gid) != 0) {
-        snprintf(why, why_size, "created registry database %s but could not give it the owner "
-                                "of %s: %s", path, dir, strerror(errno));
-        close(fd);
-        (void)unlink(path);
-        return LK_ERR_IO;
-    }
-    close(fd);
-    return LK_OK;
+    e = errno;
+    lk_dbfile__dir_of(path, dir, sizeof dir);
+    snprintf(why, why_size, "created registry database %s but could not give it the owner "
+                            "of %s: %s", path, dir, strerror(e));
+    return LK_ERR_IO;
 }
 
 lk_err lk_sq__open(const char *path, unsigned flags, lk_reg_be **out, char *why,

@@ -599,6 +599,29 @@ static lk_err collect(lk_spool *sp, sqlite3_stmt *s, idlist *l, char *why, size_
     return rc == SQLITE_DONE ? LK_OK : lk_spool__fail(sp, rc, "reading a queue", why, why_size);
 }
 
+/* The start of lk_spool_expire and lk_spool_forget: sub checked (fn names
+ * the caller in the refusal), a write transaction begun and statement k
+ * readied with ?1 = sub. NULL with *err set, and no transaction left open,
+ * on failure. */
+static sqlite3_stmt *begin_sub(lk_spool *sp, const char *sub, const char *fn,
+                               enum lk_spool_stmt k, lk_err *err, char *why, size_t why_size)
+{
+    sqlite3_stmt *s;
+    if (sp == NULL || sub == NULL || sub[0] == '\0') {
+        lk_spool__why(why, why_size, "%s: a missing handle or subscription", fn);
+        *err = LK_ERR_ARG;
+        return NULL;
+    }
+    if ((*err = lk_spool__begin(sp, 1, why, why_size)) != LK_OK)
+        return NULL;
+    if ((s = lk_spool__st(sp, k, err, why, why_size)) == NULL) {
+        lk_spool__rollback(sp);
+        return NULL;
+    }
+    sqlite3_bind_text(s, 1, sub, -1, SQLITE_STATIC);
+    return s;
+}
+
 lk_err lk_spool_expire(lk_spool *sp, const char *sub, int64_t before_ms, uint64_t *n,
                        char *why, size_t why_size)
 {
@@ -612,15 +635,8 @@ lk_err lk_spool_expire(lk_spool *sp, const char *sub, int64_t before_ms, uint64_
     zero_why(why, why_size);
     if (n != NULL)
         *n = 0;
-    if (sp == NULL || sub == NULL || sub[0] == '\0') {
-        lk_spool__why(why, why_size, "lk_spool_expire: a missing handle or subscription");
-        return LK_ERR_ARG;
-    }
-    if ((err = lk_spool__begin(sp, 1, why, why_size)) != LK_OK)
+    if ((s = begin_sub(sp, sub, "lk_spool_expire", ST_EXPIRED_LIST, &err, why, why_size)) == NULL)
         return err;
-    if ((s = lk_spool__st(sp, ST_EXPIRED_LIST, &err, why, why_size)) == NULL)
-        goto fail;
-    sqlite3_bind_text(s, 1, sub, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, before_ms);
     if ((err = collect(sp, s, &l, why, why_size)) != LK_OK)
         goto fail;
@@ -649,15 +665,8 @@ lk_err lk_spool_forget(lk_spool *sp, const char *sub, char *why, size_t why_size
     size_t i;
 
     zero_why(why, why_size);
-    if (sp == NULL || sub == NULL || sub[0] == '\0') {
-        lk_spool__why(why, why_size, "lk_spool_forget: a missing handle or subscription");
-        return LK_ERR_ARG;
-    }
-    if ((err = lk_spool__begin(sp, 1, why, why_size)) != LK_OK)
+    if ((s = begin_sub(sp, sub, "lk_spool_forget", ST_SUB_MESSAGES, &err, why, why_size)) == NULL)
         return err;
-    if ((s = lk_spool__st(sp, ST_SUB_MESSAGES, &err, why, why_size)) == NULL)
-        goto fail;
-    sqlite3_bind_text(s, 1, sub, -1, SQLITE_STATIC);
     if ((err = collect(sp, s, &l, why, why_size)) != LK_OK)
         goto fail;
     if ((s = lk_spool__st(sp, ST_SUB_DELETE, &err, why, why_size)) == NULL)

@@ -19,13 +19,13 @@
  * (LK_SPOOL_READONLY handles open it SQLITE_OPEN_READONLY).
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../common/dbfile.h"
 #include "internal.h"
 
 #ifndef SQLITE_OPEN_EXRESCODE
@@ -206,18 +206,6 @@ static int busy_wait(void *arg, int count)
     return 1;
 }
 
-/* The directory that holds path ("." when none is named). */
-static void dir_of(const char *path, char *dir, size_t size)
-{
-    const char *slash = strrchr(path, '/');
-    if (slash == NULL)
-        snprintf(dir, size, ".");
-    else if (slash == path)
-        snprintf(dir, size, "/");
-    else
-        snprintf(dir, size, "%.*s", (int)(slash - path), path);
-}
-
 /* Creates a missing spool file, mode 0660 whatever the umask (both services
  * write it through their shared group); by root, with its directory's owner.
  * O_EXCL | O_NOFOLLOW: never through a link, never another's file. LK_OK also
@@ -225,28 +213,19 @@ static void dir_of(const char *path, char *dir, size_t size)
 static lk_err create_file(const char *path, char *why, size_t why_size)
 {
     char dir[4096];
-    struct stat ds;
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0660);
-    if (fd < 0) {
-        if (errno == EEXIST)
-            return LK_OK;
-        dir_of(path, dir, sizeof dir);
-        lk_spool__why(why, why_size, "cannot create spool %s: %s (the directory %s must be "
-                                     "writable by you)", path, strerror(errno), dir);
-        return errno == EACCES || errno == EPERM ? LK_ERR_FILE_UNUSABLE : LK_ERR_IO;
-    }
-    dir_of(path, dir, sizeof dir);
-    if (fchmod(fd, 0660) != 0 ||
-        (geteuid() == 0 && stat(dir, &ds) == 0 && (ds.st_uid != 0 || ds.st_gid != 0) &&
-         fchown(fd, ds.st_uid, ds.st_gid) != 0)) {
+    int made, e;
+    if (lk_dbfile__create(path, 0660, 1, &made) == 0)
+        return LK_OK;
+    e = errno;
+    lk_dbfile__dir_of(path, dir, sizeof dir);
+    if (made) {
         lk_spool__why(why, why_size, "created spool %s but could not give it mode 0660 and the "
-                                     "owner of %s: %s", path, dir, strerror(errno));
-        close(fd);
-        (void)unlink(path);
+                                     "owner of %s: %s", path, dir, strerror(e));
         return LK_ERR_IO;
     }
-    close(fd);
-    return LK_OK;
+    lk_spool__why(why, why_size, "cannot create spool %s: %s (the directory %s must be "
+                                 "writable by you)", path, strerror(e), dir);
+    return e == EACCES || e == EPERM ? LK_ERR_FILE_UNUSABLE : LK_ERR_IO;
 }
 
 /* Whether the file can be used by us at all: a missing one without CREATE,
@@ -448,8 +427,8 @@ lk_err lk_spool_open(const char *path, unsigned flags, int busy_ms, lk_spool **o
         }
         if (mode == NULL || strcmp(mode, "wal") != 0) {
             lk_spool__why(why, why_size, "spool %s: cannot use WAL journaling", path);
-            free(mode);
             err = mode == NULL ? LK_ERR_NOMEM : LK_ERR_IO;
+            free(mode);
             goto fail;
         }
         free(mode);

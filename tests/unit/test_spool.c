@@ -610,6 +610,44 @@ static void test_readonly(void **state)
     assert_int_equal(access(missing, F_OK), -1);
 }
 
+/*
+ * A failure that cannot be written (lk_spool_retry refused: here a read-only
+ * handle, in the daemon a failing disk) leaves the delivery as it was: due at
+ * once, attempts unchanged. latchkeyd's pusher therefore holds the device in
+ * memory for the backoff by passing its ordering key as a skipped key; this
+ * proves that doing so holds that device only, and that the delivery comes
+ * back unchanged once the key is no longer skipped.
+ */
+static void test_retry_unwritten_stays_due(void **state)
+{
+    fixture *f = *state;
+    const char *subs[] = {SUB_A};
+    lk_spool *ro = NULL;
+    lk_spool_delivery d[2];
+    uint64_t a, b, ids[4];
+    size_t n = 0;
+    char why[256];
+
+    a = put(f->sp, "7", "a", T0, subs, 1, NULL, NULL);
+    b = put(f->sp, "8", "b", T0 + 1, subs, 1, NULL, NULL);
+    assert_int_equal(lk_spool_open(f->path, LK_SPOOL_READONLY, 1000, &ro, why, sizeof why), LK_OK);
+    assert_int_equal(lk_spool_retry(ro, SUB_A, a, T0 + 60000, why, sizeof why), LK_ERR_STATE);
+    lk_spool_close(ro);
+    /* Still due now: without a hold it would be sent again at once. */
+    assert_int_equal(next_ids(f->sp, SUB_A, T0, NULL, ids, 4), 2);
+    assert_true(ids[0] == a && ids[1] == b);
+    /* Held by its key: the other device still goes. */
+    assert_int_equal(next_ids(f->sp, SUB_A, T0, "7", ids, 4), 1);
+    assert_true(ids[0] == b);
+    /* Released: the same delivery, its attempts not counted. */
+    assert_int_equal(lk_spool_next(f->sp, SUB_A, T0, NULL, 0, d, 2, &n, why, sizeof why), LK_OK);
+    assert_int_equal(n, 2);
+    assert_true(d[0].message_id == a);
+    assert_int_equal(d[0].attempts, 0);
+    lk_spool_delivery_free(&d[0]);
+    lk_spool_delivery_free(&d[1]);
+}
+
 static void write_file(const char *path, const char *text)
 {
     FILE *fp = fopen(path, "w");
@@ -821,6 +859,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readonly, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_unwritten_stays_due, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_args, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bench, setup, teardown),

@@ -457,6 +457,20 @@ static int cmd_list(struct admin *a, const struct sub_opts *o)
     return admin_list_end(a, &c.x, err, why);
 }
 
+/* describe's and delete's start: the subscription's id, the project, the
+ * registry opened with mode. EXIT_OK, or the exit code (said). */
+static int one_sub(struct admin *a, const char *arg, int mode, const char **name)
+{
+    int rc;
+    if ((rc = pubsub_id(a, "subscription", "subscriptions", arg, name)) != EXIT_OK)
+        return rc;
+    if (a->project == NULL)
+        return tool_usage_error("%s: --project is required (or set LATCHKEY_PROJECT)", a->cmd);
+    if ((rc = admin_check_project(a)) != EXIT_OK)
+        return rc;
+    return admin_open(a, mode);
+}
+
 static int cmd_describe(struct admin *a, const char *arg, const struct sub_opts *o)
 {
     lk_reg_subscription s;
@@ -468,11 +482,7 @@ static int cmd_describe(struct admin *a, const char *arg, const struct sub_opts 
     lk_err err;
     int rc;
 
-    if ((rc = pubsub_id(a, "subscription", "subscriptions", arg, &name)) != EXIT_OK)
-        return rc;
-    if (a->project == NULL)
-        return tool_usage_error("%s: --project is required (or set LATCHKEY_PROJECT)", a->cmd);
-    if ((rc = admin_check_project(a)) != EXIT_OK || (rc = admin_open(a, ADMIN_OPEN_READ)) != EXIT_OK)
+    if ((rc = one_sub(a, arg, ADMIN_OPEN_READ, &name)) != EXIT_OK)
         return rc;
     err = lk_registry_subscription_get(a->reg, a->project, name, &s, why, sizeof why);
     if (err != LK_OK)
@@ -506,11 +516,7 @@ static int cmd_delete(struct admin *a, const char *arg)
     lk_err err;
     int rc;
 
-    if ((rc = pubsub_id(a, "subscription", "subscriptions", arg, &name)) != EXIT_OK)
-        return rc;
-    if (a->project == NULL)
-        return tool_usage_error("%s: --project is required (or set LATCHKEY_PROJECT)", a->cmd);
-    if ((rc = admin_check_project(a)) != EXIT_OK || (rc = admin_open(a, ADMIN_OPEN_WRITE)) != EXIT_OK)
+    if ((rc = one_sub(a, arg, ADMIN_OPEN_WRITE, &name)) != EXIT_OK)
         return rc;
     err = lk_registry_subscription_delete(a->reg, a->project, name, why, sizeof why);
     if (err != LK_OK)
