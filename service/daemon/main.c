@@ -9,6 +9,7 @@
  * drain, 1 when it cannot start (the reason on stderr), 2 for bad usage.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -409,6 +410,10 @@ int main(int argc, char **argv)
     char why[512];
     lkd_config_defaults(&d.cfg);
     signal(SIGPIPE, SIG_IGN);
+    /* libcurl allocates and frees large buffers per POST: with glibc's default trim threshold the push
+     * thread's heap is given back and faulted in again about once a push (perf showed it as a third of
+     * latchkeyd's time per push; docs/benchmarks.md). */
+    mallopt(M_TRIM_THRESHOLD, 32 * 1024 * 1024);
     /* The config file first, so that options override it. */
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0) {

@@ -701,6 +701,9 @@ int lkd_push_start(struct lkd *d)
     p->multi = curl_multi_init();
     if (p->multi == NULL)
         return -1;
+    /* curl's multi keeps few idle connections by default: when fewer POSTs are in flight it closes
+     * endpoint connections that the next burst opens again, a TLS handshake each. */
+    curl_multi_setopt(p->multi, CURLMOPT_MAXCONNECTS, (long)d->cfg.push_max_in_flight * 4);
     if (pthread_create(&p->th, NULL, run, p) != 0) {
         lkd_log("push: cannot start the worker thread");
         return -1;
