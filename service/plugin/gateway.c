@@ -187,10 +187,8 @@ static void gateway__attach(struct plg_conn *gw, const struct mosquitto_evt_acl_
     lk_err err;
 
     memset(&tok, 0, sizeof tok);
-    if (gateway__payload(ed, &token, &w)) {
-        gateway__refuse(gw, device, ed->topic, w);
-        return;
-    }
+    if (gateway__payload(ed, &token, &w))
+        goto refuse;
     if (!strcmp(device, gw->path.device)) {
         w = "a gateway cannot attach itself";
         goto refuse;
