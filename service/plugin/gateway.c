@@ -356,7 +356,7 @@ static int gateway__publish(struct plg_conn *gw, struct plg_conn *a,
     }
     a->last_seen = now;
     /* The device's own limits, as if it were connected itself. */
-    return acl__publish(a, t, sub, ed, now);
+    return publish__check(a, t, sub, ed, now);
 }
 
 int gateway__acl(struct plg_conn *c, const struct mosquitto_evt_acl_check *ed, lk_topic kind,
