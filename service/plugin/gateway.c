@@ -510,6 +510,20 @@ void gateway__gone(struct plg_conn *gw)
     gateway__release(gw, "its gateway disconnected");
 }
 
+/* As auth.c's re-check: the registry unreadable for confirm_timeout ends
+ * the attachment (a revocation must not fail open). */
+static void gateway__unconfirmed(struct plg_conn *a)
+{
+    int64_t now = clock__now();
+
+    if (!a->unconfirmed_since)
+        a->unconfirmed_since = now;
+    if (now - a->unconfirmed_since < plg.opt.confirm_timeout)
+        conn__want_recheck(a); /* the next tick tries again */
+    else
+        conn__kick(a, "its standing could not be confirmed: the registry could not be read");
+}
+
 void gateway__recheck(struct plg_conn *a)
 {
     struct plg_conn *gw = a->gateway;
@@ -525,7 +539,7 @@ void gateway__recheck(struct plg_conn *a)
         if (err == LK_ERR_REG_NOT_FOUND)
             conn__kick(a, "the device was deleted");
         else
-            conn__want_recheck(a); /* the broker's tick tries again */
+            gateway__unconfirmed(a);
         return;
     }
     if (d->num_id != a->num_id) {
@@ -567,11 +581,16 @@ void gateway__recheck(struct plg_conn *a)
         conn__want_config(a, 0);
     if (needs & LK_GATEWAY_NEEDS_BINDING) {
         err = lk_registry_bound(plg.reg, gw->num_id, a->num_id, &bound);
-        if (err)
-            conn__want_recheck(a);
-        else if (!bound)
+        if (err) {
+            gateway__unconfirmed(a);
+            return;
+        }
+        if (!bound) {
             conn__kick(a, "the device was unbound from the gateway");
+            return;
+        }
     }
+    a->unconfirmed_since = 0;
 }
 
 void gateway__changed(struct plg_conn *gw, lk_reg_gateway_type type, lk_reg_gateway_auth auth)
