@@ -225,8 +225,9 @@ lk_err lk_registry_delete_cert(lk_registry *reg, const lk_reg_name *name,
 
 /* ---- devices ---- */
 
-/* IoT Core's GatewayConfig enums, with their numbers. Stored and shown;
- * nothing acts on them yet (a gateway connects as an ordinary device). */
+/* IoT Core's GatewayConfig enums, with their numbers. latchkeyd's HTTP
+ * bridge acts on them (gatewayInfo, docs/daemon.md); what they allow is
+ * lk_gateway_admit's (lk_iotcore.h). */
 typedef enum lk_reg_gateway_type {
     LK_GATEWAY_TYPE_UNSPECIFIED = 0,
     LK_GATEWAY_TYPE_GATEWAY = 1,
