@@ -675,8 +675,11 @@ int cmd_devices(int argc, char **argv)
                 o.assoc_device = a.device;
                 o.gateway_type = a.device == NULL ? LK_GATEWAY_TYPE_GATEWAY : 0;
                 rc = cmd_list(&o);
-            } else if (o.gateway == NULL) {
-                rc = tool_usage_error("%s: --gateway is required", a.cmd);
+            } else if (o.gateway == NULL || a.device != NULL) {
+                rc = tool_usage_error(o.gateway == NULL ? "%s: --gateway is required"
+                                                        : "%s: --device is not an option of this command (the "
+                                                          "gateways of a device: 'gateways list --device D')",
+                                      a.cmd);
             } else {
                 rc = cmd_list(&o);
             }
