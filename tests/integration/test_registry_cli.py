@@ -617,6 +617,8 @@ def test_gateways_bind_unbind_and_list(db):
     refused(gw("bind", "--gateway", "gw-1", "--registry", R), USAGE, "--device")
     refused(gw("unbind", "--gateway", "gw-2", "--device", "node-2", "--registry", R), NOT_FOUND, "not bound")
     refused(gw("list-bound-devices", "--registry", R), USAGE, "--gateway")
+    refused(gw("list-bound-devices", "--gateway", "gw-1", "--device", "node-1", "--registry", R), USAGE,
+            "gateways list --device")
     refused(gw("list-bound-devices", "--gateway", "nobody", "--registry", R), NOT_FOUND, "nobody")
     refused(dev(db, "list", "--gateway", "gw-1", "--device-type", "gateway"), USAGE, "exclude")
     refused(gw("frobnicate"), USAGE, "unknown")
