@@ -22,42 +22,18 @@
 
 /* # Devices */
 
-/* A retained publish is never stored: what a device sends is routed
- * downstream only. Its will is checked here too, indistinguishable from a
- * publish (Mosquitto 2.0.11 gives a plugin no other view of a will), so a
- * retained one must be denied in the check itself: the plugin sends the
- * message downstream itself, not retained, and denies the original. A
- * genuine retained publish is thus delivered (its QoS 1 PUBACK is sent by
- * the broker, which has no reason code in MQTT 3.1.1); a will is denied and
- * what the plugin queued is never sent, since Mosquitto checks wills only
- * on takeover (denied below: superseded), after the disconnect event (no
- * record: denied) and at shutdown, after its last delivery round. The
- * spool copy of a retained will at shutdown does stay, and is pushed: it
- * cannot be told from a publish here, whose copy must be stored before its
- * PUBACK (docs/plugin.md, "Downstream"). */
-static int acl__republish(struct plg_conn *c, enum plg_topic t, const char *sub,
-                          const struct mosquitto_evt_acl_check *ed, int64_t now)
+/* Another device's topic, or an attach or detach: a gateway's business
+ * (gateway.c), and closes a device that is not one. -1: none of these. */
+static int acl__other(struct plg_conn *c, const struct mosquitto_evt_acl_check *ed)
 {
-    char *topic = NULL;
-    mosquitto_property *props = NULL;
-    /* Stored for push subscriptions first: an error other than a denial
-     * closes the connection without a PUBACK (route.c). */
-    int rc = message__downstream(&c->path, c->num_id, t, sub, &topic, &props);
+    char device[LK_ID_MAX + 1];
+    const char *sub;
+    lk_topic k = lk_device_topic_split(ed->topic, strlen(ed->topic), device, &sub);
 
-    if (rc || route__spool(&c->path, c->num_id, t, sub, ed->payload, ed->payloadlen)) {
-        mosquitto_property_free_all(&props);
-        mosquitto_free(topic);
-        return rc == -1 ? MOSQ_ERR_NOMEM : MOSQ_ERR_UNKNOWN;
-    }
-    if (message__publish(topic, ed->payload, ed->payloadlen, ed->qos, props)) {
-        mosquitto_property_free_all(&props);
-        mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "%s: a retained publish was lost: out "
-                             "of memory", c->client_id);
-    } else {
-        message__accepted(&c->path, c->num_id, t, ed->payload, ed->payloadlen, now);
-    }
-    mosquitto_free(topic);
-    return MOSQ_ERR_ACL_DENIED;
+    if (k == LK_TOPIC_ATTACH || k == LK_TOPIC_DETACH ||
+        (k != LK_TOPIC_NONE && strcmp(device, c->path.device)))
+        return gateway__acl(c, ed, k, device, sub);
+    return -1;
 }
 
 static int acl__device_write(struct plg_conn *c, const struct mosquitto_evt_acl_check *ed)
@@ -65,6 +41,7 @@ static int acl__device_write(struct plg_conn *c, const struct mosquitto_evt_acl_
     const char *sub;
     int64_t now = clock__now();
     enum plg_topic t;
+    int rc;
 
     /* Nothing from a connection that is superseded or being closed: this is
      * where a takeover's will would pass. */
@@ -73,39 +50,14 @@ static int acl__device_write(struct plg_conn *c, const struct mosquitto_evt_acl_
     t = message__topic(c, ed->topic, &sub);
     c->last_seen = now;
     if (t == TOPIC_BAD) {
+        if ((rc = acl__other(c, ed)) >= 0)
+            return rc;
         mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "%s published to %s: not its events "
                              "or state topic", c->client_id, ed->topic);
         conn__kick(c, "it published to a topic it may not");
         return MOSQ_ERR_ACL_DENIED;
     }
-    if (ed->qos > 1) {
-        /* IoT Core closed the connection; the listener's max_qos 1 does too */
-        conn__kick(c, "it published with QoS 2");
-        return MOSQ_ERR_ACL_DENIED;
-    }
-    switch (limits__message(c->limit, now)) {
-    case RATE_OK:
-        break;
-    case RATE_CLOSE:
-        conn__kick(c, "the message rate stayed over twice the limit");
-        return MOSQ_ERR_ACL_DENIED;
-    case RATE_DROP:
-        return MOSQ_ERR_ACL_DENIED;
-    }
-    if (t == TOPIC_STATE) {
-        if (ed->payloadlen > LK_STATE_MAX) {
-            mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "%s: state of %u bytes dropped "
-                                 "(limit %u)", c->client_id, ed->payloadlen, LK_STATE_MAX);
-            return MOSQ_ERR_ACL_DENIED;
-        }
-        if (!limits__state(c->limit, clock__now_ms()))
-            return MOSQ_ERR_ACL_DENIED;
-    } else if (ed->payloadlen > LK_EVENT_MAX) {
-        return MOSQ_ERR_ACL_DENIED;
-    }
-    if (ed->retain)
-        return acl__republish(c, t, sub, ed, now);
-    return MOSQ_ERR_SUCCESS;
+    return publish__check(c, t, sub, ed, now);
 }
 
 static int acl__device(struct plg_conn *c, const struct mosquitto_evt_acl_check *ed)
@@ -124,15 +76,25 @@ static int acl__device(struct plg_conn *c, const struct mosquitto_evt_acl_check 
         return MOSQ_ERR_ACL_DENIED;
     }
     t = lk_device_topic_parse(c->path.device, ed->topic, strlen(ed->topic), &sub);
-    if (t == LK_TOPIC_NONE)
-        return MOSQ_ERR_ACL_DENIED;
+    if (t == LK_TOPIC_NONE) {
+        int rc = acl__other(c, ed);
+        return rc >= 0 ? rc : MOSQ_ERR_ACL_DENIED;
+    }
     if (ed->access == MOSQ_ACL_READ) {
-        /* what the plugin itself sends this device */
-        if (t == LK_TOPIC_CONFIG || t == LK_TOPIC_COMMANDS || t == LK_TOPIC_COMMANDS_ALL)
+        /* what the plugin itself sends this device (a gateway: its errors) */
+        if (t == LK_TOPIC_CONFIG || t == LK_TOPIC_COMMANDS || t == LK_TOPIC_COMMANDS_ALL ||
+            t == LK_TOPIC_ERRORS)
             return MOSQ_ERR_SUCCESS;
         return MOSQ_ERR_ACL_DENIED;
     }
     c->last_seen = clock__now();
+    if (t == LK_TOPIC_ERRORS) {
+        /* only a gateway has errors to be told; QoS 0 as IoT Core sent them */
+        if (c->gateway_type != LK_GATEWAY_TYPE_GATEWAY)
+            return MOSQ_ERR_ACL_DENIED;
+        c->errors_qos = ed->access == MOSQ_ACL_SUBSCRIBE ? 0 : -1;
+        return MOSQ_ERR_SUCCESS;
+    }
     if (t == LK_TOPIC_CONFIG) {
         if (ed->access == MOSQ_ACL_SUBSCRIBE) {
             c->config_qos = ed->qos > 1 ? 1 : ed->qos;

@@ -69,6 +69,8 @@ static const struct plugin__int_opt {
     OPT(share_max_members, OPT_SIZE, 1, 1000000, 10000),
     OPT(spool_max_messages, OPT_I64, 1, INT64_C(1000000000), 1000000),
     OPT(spool_max_bytes, OPT_I64, 1024, INT64_C(1) << 40, INT64_C(1) << 30),
+    OPT(gateway_messages_per_second, OPT_UNSIGNED, 1, 1000000, 1000),
+    OPT(gateway_max_attached, OPT_UNSIGNED, 1, LK_GATEWAY_ATTACHED_MAX, LK_GATEWAY_ATTACHED_MAX),
 };
 #undef OPT
 
@@ -438,8 +440,9 @@ static int plugin__open_registry(void)
     return 0;
 }
 
-/* MOSQ_EVT_MESSAGE: latchkeyd's bridge's publishes (bridge.c) or a
- * device's (message.c); chosen here so that neither imports the other, and
+/* MOSQ_EVT_MESSAGE: latchkeyd's bridge's publishes (bridge.c), a gateway's
+ * for its devices (gateway.c) or a device's (message.c); chosen here so that
+ * none imports another, and
  * the connection is looked up once per publish. */
 static int plugin__message(int event, void *event_data, void *userdata)
 {
@@ -452,6 +455,8 @@ static int plugin__message(int event, void *event_data, void *userdata)
     share__begin();
     if (c && c->kind == CONN_BRIDGE && !c->kick_reason)
         rc = bridge__message(c, ed);
+    else if (c && c->att_head && message__topic(c, ed->topic, NULL) == TOPIC_BAD)
+        rc = gateway__message(c, ed); /* for a device it attached */
     else
         rc = message__device(c, ed);
     /* The topic is final here: shared subscriptions' copies (share.c). */
@@ -527,7 +532,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
         goto error;
     if (route__init())
         goto error;
-    if (devices__init(plg.opt.device_cache) || conn__init(message__offline) || limits__init(plg.opt.limit_table))
+    if (devices__init(plg.opt.device_cache) || conn__init(message__offline, gateway__drop) || limits__init(plg.opt.limit_table))
         goto error;
     share__init(message__attributes);
     plg.started = clock__now();
