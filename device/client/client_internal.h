@@ -200,21 +200,35 @@ LK_DEV_HIDDEN extern __thread lk_dev *lk_dev__stepping;
 /* queue.c */
 /* A new connection: every message is unsent again. */
 LK_DEV_HIDDEN void lk_dev__queue_reset_sent(lk_dev *d);
-LK_DEV_HIDDEN void lk_dev__msg_free(struct msg *m);
 /* Hand the unsent messages to the connection as fast as the rates allow. */
 LK_DEV_HIDDEN void lk_dev__pump(lk_dev *d);
+/* Queue a message (kind MSG_DATA) for owner (NULL: the client itself). */
+LK_DEV_HIDDEN lk_err lk_dev__enqueue(lk_dev *d, struct gw_dev *owner, const char *topic, int is_state,
+                                     const void *data, size_t len, size_t max, uint64_t *id);
 
-/* queue.c: pacing */
+/* msg.c: the queue's entries and pacing */
+LK_DEV_HIDDEN void lk_dev__msg_free(struct msg *m);
+/* Unlink m from the queue and account for it (not freed). */
+LK_DEV_HIDDEN void lk_dev__unlink(lk_dev *d, struct msg *m, struct msg *prev);
 LK_DEV_HIDDEN lk_err lk_dev__rate_init(struct lk_rate *r, unsigned max);
 LK_DEV_HIDDEN void lk_dev__rate_free(struct lk_rate *r);
 /* 0 when one more message may go now; else the time from which it may. */
 LK_DEV_HIDDEN int64_t lk_dev__rate_wait(const struct lk_rate *r, int64_t now);
 LK_DEV_HIDDEN void lk_dev__rate_record(struct lk_rate *r, int64_t now);
-/* Queue a message (kind MSG_DATA) for owner (NULL: the client itself). */
-LK_DEV_HIDDEN lk_err lk_dev__enqueue(lk_dev *d, struct gw_dev *owner, const char *topic, int is_state,
-                                     const void *data, size_t len, size_t max, uint64_t *id);
-/* Unlink m from the queue and account for it (not freed). */
-LK_DEV_HIDDEN void lk_dev__unlink(lk_dev *d, struct msg *m, struct msg *prev);
+
+/* msg.c is the floor of queue.c and gateway.c (the entries, the rate ring);
+ * gateway_api.c (attach, detach, publish for) builds on queue.c, which
+ * consults gateway.c: no circle. */
+
+/* gateway.c, for gateway_api.c (d->gw not NULL) */
+LK_DEV_HIDDEN struct gw_dev *lk_dev__gw_find(const lk_dev *d, const char *id);
+/* A new device in the table (PENDING), with a token buffer when with_token. */
+LK_DEV_HIDDEN lk_err lk_dev__gw_add(lk_dev *d, const char *id, int with_token, struct gw_dev **out);
+/* A known device gets a new key: its token dropped (a buffer made when with_token). */
+LK_DEV_HIDDEN lk_err lk_dev__gw_rekey(struct gw_dev *o, int with_token);
+LK_DEV_HIDDEN void lk_dev__gw_want_control(lk_dev *d);
+/* Forget o now (its unsent messages dropped), LK_DEV_EV_DETACHED. */
+LK_DEV_HIDDEN void lk_dev__gw_forget(lk_dev *d, struct gw_dev *o);
 
 /* gateway.c: everything a gateway adds; each is a no-op when d->gw is NULL. */
 /* Free the gateway's state (the client's queue is freed by then). */

@@ -157,180 +157,62 @@ lk_err lk_dev_gateway(lk_dev *d, const lk_dev_gateway_config *c)
     return LK_OK;
 }
 
-static int usable(const lk_dev *d)
+/* ------------------------------------------------ for gateway_api.c */
+
+struct gw_dev *lk_dev__gw_find(const lk_dev *d, const char *id)
 {
-    return d->state != LK_DEV_STOPPING && d->state != LK_DEV_STOPPED && d->state != LK_DEV_FAILED;
+    return find(d->gw, id);
 }
 
-static int connected(const lk_dev *d)
+lk_err lk_dev__gw_add(lk_dev *d, const char *id, int with_token, struct gw_dev **out)
 {
-    return d->mosq != NULL && d->connack == 0 && !d->ended;
-}
-
-lk_err lk_dev_attach(lk_dev *d, const char *id, const lk_se *se, const char *key, lk_alg alg)
-{
-    struct gw *g;
+    struct gw *g = d->gw;
     struct gw_dev *o;
     unsigned h;
 
-    if (d == NULL || id == NULL)
-        return LK_ERR_ARG;
-    g = d->gw;
-    if (g == NULL || !usable(d))
-        return LK_ERR_STATE;
-    if (!lk_id_valid(id, strlen(id)) || strcmp(id, d->device) == 0)
-        return LK_ERR_ARG;
-    if (se != NULL && (se->ops == NULL || key == NULL || key[0] == '\0' ||
-                       (alg != LK_ALG_ES256 && alg != LK_ALG_RS256)))
-        return LK_ERR_ARG;
-    o = find(g, id);
-    if (o != NULL) {
-        if (o->detaching)
-            return LK_ERR_STATE;
-        if (se != NULL && o->token == NULL && (o->token = malloc(TOKEN_SIZE)) == NULL)
-            return LK_ERR_NOMEM;
-        /* Another key, or a retry after an error: a new token, a new attach. */
-        drop_token(o);
-    } else {
-        if (g->n >= LK_GATEWAY_ATTACHED_MAX)
-            return LK_ERR_TOO_MANY;
-        o = calloc(1, sizeof *o);
-        if (o == NULL)
-            return LK_ERR_NOMEM;
-        if ((se != NULL && (o->token = malloc(TOKEN_SIZE)) == NULL) ||
-            lk_dev__rate_init(&o->rate, d->max_rate) != LK_OK) {
-            dev_free(o);
-            return LK_ERR_NOMEM;
-        }
-        memcpy(o->id, id, strlen(id) + 1);
-        h = hash_id(id);
-        o->hnext = g->buckets[h];
-        g->buckets[h] = o;
-        o->prev = g->last;
-        if (g->last != NULL)
-            g->last->next = o;
-        else
-            g->first = o;
-        g->last = o;
-        g->n++;
-        o->status = GW_PENDING;
-    }
-    o->se = se;
-    o->key = se != NULL ? key : NULL;
-    o->alg = se != NULL ? alg : LK_ALG_NONE;
-    if (o->status == GW_ATTACHED)
-        o->reattach = 1;
-    else if (o->status == GW_HELD)
-        o->status = GW_PENDING;
-    g->want_control = 1;
-    if (!d->in_callback)
-        lk_dev__pump(d);
-    return LK_OK;
-}
-
-lk_err lk_dev_detach(lk_dev *d, const char *id)
-{
-    struct gw_dev *o;
-    struct msg *m;
-    char topic[LK_DEVICE_TOPIC_MAX + 1];
-    size_t tlen;
-
-    if (d == NULL || id == NULL)
-        return LK_ERR_ARG;
-    o = find(d->gw, id);
-    if (o == NULL || o->detaching || !usable(d))
-        return LK_ERR_STATE;
-    /* Nothing to tell the server: it holds no attachment of o (refused,
-     * dropped, never sent on this connection, or no connection: the server
-     * drops a gateway's attachments when it disconnects). */
-    if (o->status == GW_HELD || (o->queued == 0 && (!connected(d) || o->status == GW_PENDING))) {
-        forget_detached(d, o, "detached");
-        return LK_OK;
-    }
-    if (lk_device_topic(o->id, LK_TOPIC_DETACH, NULL, topic, sizeof topic, NULL) != LK_OK)
-        return LK_ERR_ARG;
-    tlen = strlen(topic);
-    m = malloc(sizeof *m + tlen + 1 + 2);
-    if (m == NULL)
+    *out = NULL;
+    if (g->n >= LK_GATEWAY_ATTACHED_MAX)
+        return LK_ERR_TOO_MANY;
+    o = calloc(1, sizeof *o);
+    if (o == NULL)
         return LK_ERR_NOMEM;
-    memset(m, 0, sizeof *m);
-    m->owner = o;
-    m->kind = MSG_DETACH;
-    m->len = 2;
-    memcpy(m->topic, topic, tlen + 1);
-    m->data = (uint8_t *)m->topic + tlen + 1;
-    memcpy(m->data, "{}", 2);
-    if (d->tail != NULL)
-        d->tail->next = m;
+    if ((with_token && (o->token = malloc(TOKEN_SIZE)) == NULL) ||
+        lk_dev__rate_init(&o->rate, d->max_rate) != LK_OK) {
+        dev_free(o);
+        return LK_ERR_NOMEM;
+    }
+    memcpy(o->id, id, strlen(id) + 1);
+    h = hash_id(id);
+    o->hnext = g->buckets[h];
+    g->buckets[h] = o;
+    o->prev = g->last;
+    if (g->last != NULL)
+        g->last->next = o;
     else
-        d->head = m;
-    d->tail = m;
-    d->queued++;
-    d->queued_bytes += m->len;
-    o->queued++;
-    o->detaching = 1;
-    if (!d->in_callback)
-        lk_dev__pump(d);
+        g->first = o;
+    g->last = o;
+    g->n++;
+    o->status = GW_PENDING;
+    *out = o;
     return LK_OK;
 }
 
-int lk_dev_attached(const lk_dev *d, const char *id)
+lk_err lk_dev__gw_rekey(struct gw_dev *o, int with_token)
 {
-    const struct gw_dev *o = d != NULL ? find(d->gw, id) : NULL;
-    return o != NULL && o->status == GW_ATTACHED && !o->detaching;
+    if (with_token && o->token == NULL && (o->token = malloc(TOKEN_SIZE)) == NULL)
+        return LK_ERR_NOMEM;
+    drop_token(o);
+    return LK_OK;
 }
 
-/* The attached device a message may be queued for, or NULL. */
-static struct gw_dev *sender(lk_dev *d, const char *id)
+void lk_dev__gw_want_control(lk_dev *d)
 {
-    struct gw_dev *o = d != NULL ? find(d->gw, id) : NULL;
-    return o != NULL && !o->detaching ? o : NULL;
+    d->gw->want_control = 1;
 }
 
-lk_err lk_dev_publish_event_for(lk_dev *d, const char *id, const char *subfolder, const void *data,
-                                size_t len, uint64_t *out_id)
+void lk_dev__gw_forget(lk_dev *d, struct gw_dev *o)
 {
-    char topic[LK_DEVICE_TOPIC_MAX + 1];
-    struct gw_dev *o;
-    lk_err err;
-    if (out_id != NULL)
-        *out_id = 0;
-    if (d == NULL || id == NULL)
-        return LK_ERR_ARG;
-    if ((o = sender(d, id)) == NULL)
-        return LK_ERR_STATE;
-    if (subfolder != NULL && subfolder[0] == '\0')
-        subfolder = NULL;
-    if (subfolder != NULL && !lk_subfolder_valid(subfolder, strlen(subfolder)))
-        return LK_ERR_ARG;
-    if (lk_device_topic(o->id, LK_TOPIC_EVENTS, subfolder, topic, sizeof topic, NULL) != LK_OK)
-        return LK_ERR_ARG;
-    o->queued++; /* before the pump inside enqueue looks */
-    err = lk_dev__enqueue(d, o, topic, 0, data, len, LK_EVENT_MAX, out_id);
-    if (err != LK_OK)
-        o->queued--;
-    return err;
-}
-
-lk_err lk_dev_publish_state_for(lk_dev *d, const char *id, const void *data, size_t len,
-                                uint64_t *out_id)
-{
-    char topic[LK_DEVICE_TOPIC_MAX + 1];
-    struct gw_dev *o;
-    lk_err err;
-    if (out_id != NULL)
-        *out_id = 0;
-    if (d == NULL || id == NULL)
-        return LK_ERR_ARG;
-    if ((o = sender(d, id)) == NULL)
-        return LK_ERR_STATE;
-    if (lk_device_topic(o->id, LK_TOPIC_STATE, NULL, topic, sizeof topic, NULL) != LK_OK)
-        return LK_ERR_ARG;
-    o->queued++;
-    err = lk_dev__enqueue(d, o, topic, 1, data, len, LK_STATE_MAX, out_id);
-    if (err != LK_OK)
-        o->queued--;
-    return err;
+    forget_detached(d, o, "detached");
 }
 
 /* ------------------------------------------------------- inside the client */
