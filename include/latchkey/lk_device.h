@@ -367,11 +367,14 @@ lk_err lk_dev_gateway(lk_dev *dev, const lk_dev_gateway_config *gw);
 lk_err lk_dev_attach(lk_dev *dev, const char *device, const lk_se *se, const char *key,
                      lk_alg alg);
 /*
- * Detach device: after the device's messages queued so far (sent first, in
- * order), publish /devices/D/detach; LK_DEV_EV_DETACHED when done. When the
- * device is held (refused, dropped) or the client is not connected, its
- * unsent messages are dropped and it is forgotten at once. LK_ERR_STATE
- * when it is not attached.
+ * Detach device: publish /devices/D/detach after the device's messages
+ * queued so far (sent first, in order, once it is attached);
+ * LK_DEV_EV_DETACHED when the server acknowledged it. A device the server
+ * holds no attachment of (held after an error, or nothing queued and no
+ * attach sent on the current connection) is forgotten at once: its unsent
+ * messages are dropped, LK_DEV_EV_DETACHED's code counts them. Nothing more
+ * may be queued for it. LK_ERR_STATE when it is not attached (or is being
+ * detached), or the client stops.
  */
 lk_err lk_dev_detach(lk_dev *dev, const char *device);
 /* 1 when device is attached (acknowledged on this connection), 0 else. */
