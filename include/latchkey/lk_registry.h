@@ -508,6 +508,8 @@ typedef struct lk_reg_auth {
     lk_reg_credential creds[LK_DEVICE_CREDENTIALS_MAX];
     unsigned ncreds;
     int64_t config_version;
+    lk_reg_gateway_type gateway_type;
+    lk_reg_gateway_auth gateway_auth_method;
 } lk_reg_auth;
 void lk_reg_auth_free(lk_reg_auth *a);
 lk_err lk_registry_auth_lookup(lk_registry *reg, const lk_reg_name *name,
@@ -521,8 +523,15 @@ typedef struct lk_reg_activity {
     int64_t last_heartbeat, last_event, last_state, last_config_send; /* 0 = unchanged */
     int64_t last_error;              /* 0 = unchanged */
     const char *last_error_status;   /* with last_error */
+    int64_t last_gateway_time;       /* 0 = unchanged: lastAccessedGatewayTime ... */
+    const char *last_gateway_id;     /* ... and lastAccessedGatewayId (lk_id_valid) with it */
 } lk_reg_activity;
 lk_err lk_registry_record_activity(lk_registry *reg, const lk_reg_activity *a, size_t n);
+
+/* Whether device num_id is bound to gateway num_id (both of one registry by
+ * the caller's knowledge; the pair says it all): *bound 1 or 0. One indexed
+ * read. LK_ERR_ARG (NULL reg or bound), the storage errors. */
+lk_err lk_registry_bound(lk_registry *reg, uint64_t gateway, uint64_t device, int *bound);
 
 /*
  * The change feed. Every change appends (seq, kind, num_id) in the same

@@ -289,8 +289,8 @@ int lkd_bridge_connected(const struct lkd *d)
     return d->bridge != NULL && d->bridge->connected;
 }
 
-int lkd_bridge_publish(struct lkd *d, const char *topic, const void *payload, size_t len, lkd_pub_done done,
-                       void *arg)
+int lkd_bridge_publish(struct lkd *d, const char *topic, const void *payload, size_t len, const char *gateway,
+                       lkd_pub_done done, void *arg)
 {
     struct lkd_bridge *b = d->bridge;
     if (b == NULL || !b->connected || b->pending >= d->cfg.bridge_max_pending)
@@ -301,7 +301,15 @@ int lkd_bridge_publish(struct lkd *d, const char *topic, const void *payload, si
     int mid = 0;
     /* Written at once when the socket takes it; what does not fit waits
      * for the write event (watch). */
-    int rc = mosquitto_publish_v5(b->mosq, &mid, topic, (int)len, payload, 1, false, NULL);
+    mosquitto_property *props = NULL;
+    if (gateway != NULL &&
+        mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, "gatewayId", gateway) != MOSQ_ERR_SUCCESS) {
+        mosquitto_property_free_all(&props);
+        free(p);
+        return -1;
+    }
+    int rc = mosquitto_publish_v5(b->mosq, &mid, topic, (int)len, payload, 1, false, props);
+    mosquitto_property_free_all(&props);
     if (rc != MOSQ_ERR_SUCCESS) {
         free(p);
         watch(b); /* a socket that is gone is lost */

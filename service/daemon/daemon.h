@@ -157,9 +157,12 @@ int lkd_bridge_start(struct lkd *d);
 void lkd_bridge_stop(struct lkd *d);
 int lkd_bridge_connected(const struct lkd *d);
 /* Publish QoS 1; done runs once, later, on the loop. 0, or -1 (not
- * connected, too many waiting, no memory) with nothing published. */
-int lkd_bridge_publish(struct lkd *d, const char *topic, const void *payload, size_t len, lkd_pub_done done,
-                       void *arg);
+ * connected, too many waiting, no memory) with nothing published.
+ * gateway (NULL = none): the id of the gateway the message came through
+ * (gatewayInfo), sent as the MQTT 5 user property "gatewayId", which the
+ * plugin copies into the downstream attributes of latchkeyd's messages. */
+int lkd_bridge_publish(struct lkd *d, const char *topic, const void *payload, size_t len, const char *gateway,
+                       lkd_pub_done done, void *arg);
 
 /* ---- push subscriptions (push.c, push_req.c, oidc.c) ---- */
 
@@ -383,6 +386,8 @@ void lkd_device_dispatch(struct lkd_call *c);
 struct lkd_device_id {
     lk_device_name name;     /* with the device's string id, also when the path gave its numId */
     uint64_t num_id;
+    lk_reg_gateway_type gateway_type;
+    lk_reg_gateway_auth gateway_auth;
 };
 lk_err lkd_devcache_new(size_t entries, struct lkd_devcache **out);
 void lkd_devcache_free(struct lkd_devcache *dc);
@@ -390,5 +395,26 @@ void lkd_devcache_free(struct lkd_devcache *dc);
  * (its id or numId), under the broker's rules: 0 with *out, or -1 after
  * replying (UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE). */
 int lkd_device_authenticate(struct lkd_call *c, const lk_reg_name *n, const char *dev, struct lkd_device_id *out);
+
+/* gatewayInfo (device_gateway.c, docs/daemon.md "Gateways over HTTP"): the
+ * device a request of caller acts for, and the gateway it came from or
+ * through (gateway "" without gatewayInfo: dev is the caller). */
+struct lkd_acting {
+    struct lkd_device_id dev;
+    char gateway[LK_ID_MAX + 1];
+};
+/* delegated_id / gateway_id: gatewayInfo's delegatedDeviceId / gatewayId
+ * (NULL or "" = unset; both set is INVALID_ARGUMENT). 0 with *out, or -1
+ * after replying (NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION, ...,
+ * each with why). The auth-method rule is lk_gateway_admit's. */
+int lkd_gateway_acting(struct lkd_call *c, const struct lkd_device_id *caller, const char *delegated_id,
+                       const char *gateway_id, struct lkd_acting *out);
+/* The same from the body's gatewayInfo (publishEvent, setState) or from
+ * the query's gatewayInfo.delegatedDeviceId / gatewayInfo.gatewayId
+ * (the config GET, as gRPC transcoding carries a message in a query). */
+int lkd_gateway_info_body(struct lkd_call *c, const struct lkd_device_id *caller, struct lkd_acting *out);
+int lkd_gateway_info_query(struct lkd_call *c, const struct lkd_device_id *caller, struct lkd_acting *out);
+/* lastAccessedGatewayId/Time of device num_id (gateway NULL or "": nothing). */
+void lkd_gateway_record(struct lkd *d, uint64_t num_id, const char *gateway);
 
 #endif

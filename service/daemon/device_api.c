@@ -65,6 +65,8 @@ static void reply_retry(struct lkd_call *c, lkd_code code, const char *msg)
 struct pub_call {
     struct lkd_call *c;
     int state;               /* 1 for setState: names it in messages */
+    uint64_t num_id;         /* the device acted for, and the gateway it came */
+    char gateway[LK_ID_MAX + 1]; /* from or through ("" = none) */
 };
 
 static void published(void *arg, enum lkd_pub_outcome o, int reason)
@@ -73,6 +75,8 @@ static void published(void *arg, enum lkd_pub_outcome o, int reason)
     struct lkd_call *c = p->c;
     int state = p->state;
     const char *what = state ? "setState" : "publishEvent";
+    if (o == LKD_PUB_OK)
+        lkd_gateway_record(c->d, p->num_id, p->gateway);
     free(p);
     switch (o) {
     case LKD_PUB_OK:
@@ -97,12 +101,12 @@ static void published(void *arg, enum lkd_pub_outcome o, int reason)
     }
 }
 
-static void publish(struct lkd_call *c, const struct lkd_device_id *dev, lk_topic kind, const char *subfolder,
+static void publish(struct lkd_call *c, const struct lkd_acting *act, lk_topic kind, const char *subfolder,
                     const uint8_t *data, size_t len)
 {
     char topic[LK_BRIDGE_TOPIC_MAX + 1];
     size_t tlen = 0;
-    if (lk_bridge_topic(&dev->name, kind, subfolder, topic, sizeof topic, &tlen) != LK_OK) {
+    if (lk_bridge_topic(&act->dev.name, kind, subfolder, topic, sizeof topic, &tlen) != LK_OK) {
         /* MQTT topics cannot carry '+' or '#': a device id or subfolder with
          * one cannot reach backends (docs/daemon.md). */
         lkd_reply_error(c, LKD_FAILED_PRECONDITION,
@@ -116,7 +120,9 @@ static void publish(struct lkd_call *c, const struct lkd_device_id *dev, lk_topi
     }
     p->c = c;
     p->state = kind == LK_TOPIC_STATE;
-    if (lkd_bridge_publish(c->d, topic, data, len, published, p) != 0) {
+    p->num_id = act->dev.num_id;
+    snprintf(p->gateway, sizeof p->gateway, "%s", act->gateway);
+    if (lkd_bridge_publish(c->d, topic, data, len, act->gateway[0] ? act->gateway : NULL, published, p) != 0) {
         free(p);
         reply_retry(c, LKD_UNAVAILABLE, lkd_bridge_connected(c->d)
                                             ? "too many messages wait for the broker; try again"
@@ -124,32 +130,19 @@ static void publish(struct lkd_call *c, const struct lkd_device_id *dev, lk_topi
     }
 }
 
-/* gatewayInfo: a gateway acting for a device, or a device through one. */
-static int refuse_gateway_info(struct lkd_call *c)
-{
-    int bad = 0;
-    json_t *g = lkd_field(c, c->body, "gatewayInfo", "gateway_info", &bad);
-    if (bad)
-        return -1;
-    if (g != NULL && !json_is_null(g)) {
-        lkd_reply_error(c, LKD_UNIMPLEMENTED, "gatewayInfo is not supported yet: publish as the device itself, "
-                                              "with its own token and path");
-        return -1;
-    }
-    return 0;
-}
-
 static void publish_event(struct lkd_call *c, const struct lkd_device_id *dev)
 {
     static const char *const f[] = {"binaryData", "subFolder", "gatewayInfo", NULL};
-    if (lkd_known_fields(c, c->body, "publish_device_event_request", f) != 0 || refuse_gateway_info(c) != 0)
+    struct lkd_acting act;
+    if (lkd_known_fields(c, c->body, "publish_device_event_request", f) != 0 ||
+        lkd_gateway_info_body(c, dev, &act) != 0)
         return;
     uint8_t *bytes;
     size_t len;
     const char *subfolder;
     if (lkd_payload(c, c->body, "subFolder", LK_EVENT_MAX, &bytes, &len, &subfolder) != 0)
         return;
-    publish(c, dev, LK_TOPIC_EVENTS, subfolder, bytes, len);
+    publish(c, &act, LK_TOPIC_EVENTS, subfolder, bytes, len);
     free(bytes);
 }
 
@@ -158,7 +151,9 @@ static void set_state(struct lkd_call *c, const struct lkd_device_id *dev)
     static const char *const f[] = {"state", "gatewayInfo", NULL};
     static const char *const fs[] = {"binaryData", NULL};
     int bad = 0;
-    if (lkd_known_fields(c, c->body, "set_device_state_request", f) != 0 || refuse_gateway_info(c) != 0)
+    struct lkd_acting act;
+    if (lkd_known_fields(c, c->body, "set_device_state_request", f) != 0 ||
+        lkd_gateway_info_body(c, dev, &act) != 0)
         return;
     json_t *st = lkd_field(c, c->body, "state", NULL, &bad);
     if (bad)
@@ -173,14 +168,18 @@ static void set_state(struct lkd_call *c, const struct lkd_device_id *dev)
     size_t len;
     if (lkd_payload(c, st, NULL, LK_STATE_MAX, &bytes, &len, NULL) != 0)
         return;
-    publish(c, dev, LK_TOPIC_STATE, NULL, bytes, len);
+    publish(c, &act, LK_TOPIC_STATE, NULL, bytes, len);
     free(bytes);
 }
 
 /* ---- config ---- */
 
-static void get_config(struct lkd_call *c, const struct lkd_device_id *dev)
+static void get_config(struct lkd_call *c, const struct lkd_device_id *caller)
 {
+    struct lkd_acting act;
+    if (lkd_gateway_info_query(c, caller, &act) != 0)
+        return;
+    const struct lkd_device_id *dev = &act.dev;
     const char *camel = lkd_query(c, "localVersion"), *snake = lkd_query(c, "local_version");
     if (camel != NULL && snake != NULL) {
         lkd_reply_error(c, LKD_INVALID_ARGUMENT, "give localVersion or local_version, not both");
@@ -210,6 +209,7 @@ static void get_config(struct lkd_call *c, const struct lkd_device_id *dev)
         if (e != LK_OK)
             lkd_log("%s: lastConfigSendTime not recorded (%s)", c->who.email, lk_errname(e));
     }
+    lkd_gateway_record(c->d, dev->num_id, act.gateway);
     json_t *j = lkd_config_json(&cfg);
     lk_reg_config_free(&cfg);
     lkd_reply_json(c, 200, j);

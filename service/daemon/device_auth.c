@@ -31,6 +31,8 @@ struct dev_entry {
     uint64_t num_id;
     int blocked;
     lk_reg_state http;
+    lk_reg_gateway_type gateway_type;  /* gatewayInfo (device_gateway.c) */
+    lk_reg_gateway_auth gateway_auth;
     lk_cred *creds[LK_DEVICE_CREDENTIALS_MAX];
     unsigned ncreds;
 };
@@ -209,6 +211,8 @@ static lk_err entry_load(struct lkd *d, struct dev_entry *e, const lk_reg_name *
         return err;
     e->num_id = a.num_id;
     e->blocked = a.blocked;
+    e->gateway_type = a.gateway_type;
+    e->gateway_auth = a.gateway_auth_method;
     snprintf(e->name.project, sizeof e->name.project, "%s", n->project);
     snprintf(e->name.location, sizeof e->name.location, "%s", n->location);
     snprintf(e->name.registry, sizeof e->name.registry, "%s", n->registry);
@@ -322,6 +326,8 @@ static int device_authenticate(struct lkd_call *c, const lk_reg_name *n, const c
     }
     out->name = e->name;
     out->num_id = e->num_id;
+    out->gateway_type = e->gateway_type;
+    out->gateway_auth = e->gateway_auth;
     return 0;
 }
 

@@ -37,11 +37,12 @@ static int acl__republish(struct plg_conn *c, enum plg_topic t, const char *sub,
 {
     char *topic = NULL;
     mosquitto_property *props = NULL;
+    const char *gw = c->gateway ? c->gateway->path.device : NULL;
     /* Stored for push subscriptions first: an error other than a denial
      * closes the connection without a PUBACK (route.c). */
-    int rc = message__downstream(&c->path, c->num_id, t, sub, &topic, &props);
+    int rc = message__downstream(&c->path, c->num_id, gw, t, sub, &topic, &props);
 
-    if (rc || route__spool(&c->path, c->num_id, t, sub, ed->payload, ed->payloadlen)) {
+    if (rc || route__spool(&c->path, c->num_id, gw, t, sub, ed->payload, ed->payloadlen)) {
         mosquitto_property_free_all(&props);
         mosquitto_free(topic);
         return rc == -1 ? MOSQ_ERR_NOMEM : MOSQ_ERR_UNKNOWN;
@@ -57,11 +58,26 @@ static int acl__republish(struct plg_conn *c, enum plg_topic t, const char *sub,
     return MOSQ_ERR_ACL_DENIED;
 }
 
+/* Another device's topic, or an attach or detach: a gateway's business
+ * (gateway.c), and closes a device that is not one. -1: none of these. */
+static int acl__other(struct plg_conn *c, const struct mosquitto_evt_acl_check *ed)
+{
+    char device[LK_ID_MAX + 1];
+    const char *sub;
+    lk_topic k = lk_device_topic_split(ed->topic, strlen(ed->topic), device, &sub);
+
+    if (k == LK_TOPIC_ATTACH || k == LK_TOPIC_DETACH ||
+        (k != LK_TOPIC_NONE && strcmp(device, c->path.device)))
+        return gateway__acl(c, ed, k, device, sub);
+    return -1;
+}
+
 static int acl__device_write(struct plg_conn *c, const struct mosquitto_evt_acl_check *ed)
 {
     const char *sub;
     int64_t now = clock__now();
     enum plg_topic t;
+    int rc;
 
     /* Nothing from a connection that is superseded or being closed: this is
      * where a takeover's will would pass. */
@@ -70,11 +86,19 @@ static int acl__device_write(struct plg_conn *c, const struct mosquitto_evt_acl_
     t = message__topic(c, ed->topic, &sub);
     c->last_seen = now;
     if (t == TOPIC_BAD) {
+        if ((rc = acl__other(c, ed)) >= 0)
+            return rc;
         mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "%s published to %s: not its events "
                              "or state topic", c->client_id, ed->topic);
         conn__kick(c, "it published to a topic it may not");
         return MOSQ_ERR_ACL_DENIED;
     }
+    return acl__publish(c, t, sub, ed, now);
+}
+
+int acl__publish(struct plg_conn *c, enum plg_topic t, const char *sub,
+                 const struct mosquitto_evt_acl_check *ed, int64_t now)
+{
     if (ed->qos > 1) {
         /* IoT Core closed the connection; the listener's max_qos 1 does too */
         conn__kick(c, "it published with QoS 2");
@@ -121,15 +145,25 @@ static int acl__device(struct plg_conn *c, const struct mosquitto_evt_acl_check 
         return MOSQ_ERR_ACL_DENIED;
     }
     t = lk_device_topic_parse(c->path.device, ed->topic, strlen(ed->topic), &sub);
-    if (t == LK_TOPIC_NONE)
-        return MOSQ_ERR_ACL_DENIED;
+    if (t == LK_TOPIC_NONE) {
+        int rc = acl__other(c, ed);
+        return rc >= 0 ? rc : MOSQ_ERR_ACL_DENIED;
+    }
     if (ed->access == MOSQ_ACL_READ) {
-        /* what the plugin itself sends this device */
-        if (t == LK_TOPIC_CONFIG || t == LK_TOPIC_COMMANDS || t == LK_TOPIC_COMMANDS_ALL)
+        /* what the plugin itself sends this device (a gateway: its errors) */
+        if (t == LK_TOPIC_CONFIG || t == LK_TOPIC_COMMANDS || t == LK_TOPIC_COMMANDS_ALL ||
+            t == LK_TOPIC_ERRORS)
             return MOSQ_ERR_SUCCESS;
         return MOSQ_ERR_ACL_DENIED;
     }
     c->last_seen = clock__now();
+    if (t == LK_TOPIC_ERRORS) {
+        /* only a gateway has errors to be told; QoS 0 as IoT Core sent them */
+        if (c->gateway_type != LK_GATEWAY_TYPE_GATEWAY)
+            return MOSQ_ERR_ACL_DENIED;
+        c->errors_qos = ed->access == MOSQ_ACL_SUBSCRIBE ? 0 : -1;
+        return MOSQ_ERR_SUCCESS;
+    }
     if (t == LK_TOPIC_CONFIG) {
         if (ed->access == MOSQ_ACL_SUBSCRIBE) {
             c->config_qos = ed->qos > 1 ? 1 : ed->qos;

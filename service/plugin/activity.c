@@ -1,6 +1,6 @@
 /*
  * activity.c — the devices' activity times (heartbeat, event, state, config
- * sent, error), kept in memory and written to the registry together every
+ * sent, error, the gateway last attached through), kept in memory and written to the registry together every
  * activity_flush seconds: one transaction a flush instead of one a message.
  */
 #include <inttypes.h>
@@ -13,6 +13,7 @@
 struct plg_act {
     lk_reg_activity a;
     char status[160];
+    char gateway[LK_ID_MAX + 1];
 };
 
 static struct plg_act *act_v;
@@ -82,6 +83,12 @@ void activity__note(uint64_t num_id, enum plg_activity what, int64_t t, const ch
         e->a.last_error = t;
         snprintf(e->status, sizeof e->status, "%s", status ? status : "");
         break;
+    case ACT_GATEWAY:
+        if (t >= e->a.last_gateway_time && status) {
+            e->a.last_gateway_time = t;
+            snprintf(e->gateway, sizeof e->gateway, "%s", status);
+        }
+        break;
     }
     if (what != ACT_HEARTBEAT && t > e->a.last_heartbeat)
         e->a.last_heartbeat = t;
@@ -101,6 +108,7 @@ void activity__flush(void)
     for (i = 0; i < act_n; i++) {
         v[i] = act_v[i].a;
         v[i].last_error_status = act_v[i].a.last_error ? act_v[i].status : NULL;
+        v[i].last_gateway_id = act_v[i].a.last_gateway_time ? act_v[i].gateway : NULL;
     }
     err = lk_registry_record_activity(plg.reg, v, act_n);
     free(v);

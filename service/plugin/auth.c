@@ -169,8 +169,11 @@ static int auth__device(struct mosquitto *client, const char *id, const lk_devic
     c->last_seen = now;
     c->keepalive = mosquitto_client_keepalive(client);
     c->config_sent = 0;
+    c->gateway_type = d->gateway_type;
+    c->gateway_auth = d->gateway_auth;
 
     conn__supersede(c);
+    gateway__direct(c);
     conn__schedule(c);
     activity__note(c->num_id, ACT_HEARTBEAT, now, NULL);
     message__presence(c, 1, auth__addr(client));
@@ -367,6 +370,7 @@ int auth__disconnect(int event, void *event_data, void *userdata)
             message__presence(c, 0, c->kick_reason ? c->kick_reason : auth__reason(ed->reason));
         }
         activity__note(c->num_id, ACT_HEARTBEAT, clock__now(), NULL);
+        gateway__gone(c);
     }
     conn__free(c);
     return MOSQ_ERR_SUCCESS;
@@ -401,6 +405,10 @@ void auth__recheck(struct plg_conn *c, void *arg)
     int i;
 
     (void)arg;
+    if (c->kind == CONN_ATTACHED) {
+        gateway__recheck(c);
+        return;
+    }
     if (c->kind != CONN_DEVICE || c->superseded || c->kick_reason)
         return;
     d = devices__get(&c->path, c->client_id, 1, &err);
@@ -436,6 +444,8 @@ void auth__recheck(struct plg_conn *c, void *arg)
     }
     if (c->config_qos >= 0 && d->config_version > c->config_sent)
         conn__want_config(c, 0);
+    if (d->gateway_type != c->gateway_type || d->gateway_auth != c->gateway_auth)
+        gateway__changed(c, d->gateway_type, d->gateway_auth); /* last: it reads devices */
 }
 
 void auth__recheck_backend(struct plg_conn *c, void *arg)

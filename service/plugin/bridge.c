@@ -169,8 +169,36 @@ int bridge__acl(struct plg_conn *c, const struct mosquitto_evt_acl_check *ed)
     return rc;
 }
 
+/* latchkeyd names the gateway an HTTP device's request came through
+ * (gatewayInfo, checked by latchkeyd) in the user property gatewayId; it is
+ * believed from the bridge only. 0 with out "" (none) or the id; -1 for a
+ * value that is not a device id, or a second one. */
+static int bridge__gateway(const mosquitto_property *props, char out[LK_ID_MAX + 1])
+{
+    const mosquitto_property *p = props;
+    char *name = NULL, *value = NULL;
+    int skip = 0, rc = 0;
+
+    out[0] = '\0';
+    while (rc == 0 && (p = mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &name,
+                                                               &value, skip)) != NULL) {
+        skip = 1;
+        if (name && !strcmp(name, "gatewayId")) {
+            if (out[0] || !value || !lk_id_valid(value, strlen(value)))
+                rc = -1;
+            else
+                snprintf(out, LK_ID_MAX + 1, "%s", value);
+        }
+        mosquitto_free(name);
+        mosquitto_free(value);
+        name = value = NULL;
+    }
+    return rc;
+}
+
 int bridge__message(struct plg_conn *c, struct mosquitto_evt_message *ed)
 {
+    char gateway[LK_ID_MAX + 1];
     char path[LK_DEVICE_PATH_MAX + 1];
     const char *sub;
     lk_device_name p;
@@ -191,7 +219,9 @@ int bridge__message(struct plg_conn *c, struct mosquitto_evt_message *ed)
         return rc;
     /* Not stored for a push subscription: denied too (0x87, latchkeyd's
      * 429), so the HTTP device sends it again; the bridge stays connected. */
-    switch (message__rewrite(ed, &p, num_id, t, sub)) {
+    if (bridge__gateway(ed->properties, gateway))
+        return bridge__deny(c, path, "its gatewayId property is not one device id", LK_OK);
+    switch (message__rewrite(ed, &p, num_id, gateway[0] ? gateway : NULL, t, sub)) {
     case 0: break;
     case -1: return bridge__deny(c, path, "out of memory", LK_ERR_NOMEM);
     default: return bridge__deny(c, path, "it could not be routed or stored in the spool", LK_OK);

@@ -4,6 +4,9 @@
  * connection's disconnect event, so the client id is not a key), indexed by
  * device num_id, with a min-heap of deadlines (token expiry, connection age,
  * idleness) and the queues the tick works through: kicks and config sends.
+ * Devices attached on a gateway's connection have records here too (kind
+ * CONN_ATTACHED, no client of their own), indexed by num_id and by
+ * (gateway, device id), listed under their gateway, freed with it.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -14,7 +17,7 @@
 
 #define NBUCKETS 65536u
 
-static struct plg_conn **by_client, **by_num;
+static struct plg_conn **by_client, **by_num, **by_att;
 static struct plg_conn *all;
 
 static struct plg_conn **heap;
@@ -27,6 +30,7 @@ static size_t heap_n, heap_cap;
 /* Told when a device connection goes offline (superseded or kicked): the
  * caller above publishes the notice, so this file needs nothing above it. */
 static void (*on_offline)(struct plg_conn *c, const char *why);
+static void (*on_detach)(struct plg_conn *c, const char *why);
 
 static struct plg_conn *q_head[Q_COUNT], *q_tail[Q_COUNT];
 static size_t q_len[Q_COUNT];
@@ -45,12 +49,21 @@ static size_t conn__hash_num(uint64_t n)
     return hash__num(n, NBUCKETS - 1);
 }
 
-int conn__init(void (*offline)(struct plg_conn *c, const char *why))
+int conn__init(void (*offline)(struct plg_conn *c, const char *why),
+               void (*detach)(struct plg_conn *c, const char *why))
 {
     on_offline = offline;
+    on_detach = detach;
     by_client = calloc(NBUCKETS, sizeof *by_client);
     by_num = calloc(NBUCKETS, sizeof *by_num);
-    return by_client && by_num ? 0 : -1;
+    by_att = calloc(NBUCKETS, sizeof *by_att);
+    return by_client && by_num && by_att ? 0 : -1;
+}
+
+/* (gateway, device id): the gateway's pointer mixed into the id's hash. */
+static size_t conn__hash_att(const struct plg_conn *gw, const char *device)
+{
+    return (size_t)(hash__str(HASH_STR_SEED ^ (uint64_t)(uintptr_t)gw, device) >> 17) & (NBUCKETS - 1);
 }
 
 /* # Heap */
@@ -128,6 +141,19 @@ static int64_t conn__due(const struct plg_conn *c, const char **why)
 {
     int64_t t = INT64_MAX;
     *why = NULL;
+    if (c->kind == CONN_ATTACHED) {
+        /* Its gateway's connection bounds its age and idleness; its own
+         * token, when it was attached with one, bounds it too. */
+        if (c->token_used) {
+            t = c->token_until;
+            *why = "the device's authorization token expired";
+            if (c->cred_expires > 0 && c->cred_expires < t) {
+                t = c->cred_expires;
+                *why = "the credential that authenticated the device expired";
+            }
+        }
+        return t;
+    }
     if (c->kind == CONN_DEVICE) {
         t = c->token_until;
         *why = "the authorization token expired";
@@ -261,6 +287,7 @@ struct plg_conn *conn__new(struct mosquitto *client, enum plg_conn_kind kind, co
     c->kind = kind;
     c->config_qos = -1;
     c->commands_qos = -1;
+    c->errors_qos = -1;
     c->heap_idx = SIZE_MAX;
     c->limit = LIMIT_NONE;
     h = conn__hash_ptr(client);
@@ -295,7 +322,8 @@ struct plg_conn *conn__find_device(uint64_t num_id)
 {
     struct plg_conn *c;
     for (c = by_num[conn__hash_num(num_id)]; c; c = c->hnext_num)
-        if (c->num_id == num_id && c->kind == CONN_DEVICE && !c->superseded && !c->kick_reason)
+        if (c->num_id == num_id && (c->kind == CONN_DEVICE || c->kind == CONN_ATTACHED) &&
+            !c->superseded && !c->kick_reason)
             return c;
     return NULL;
 }
@@ -305,9 +333,62 @@ void conn__each_num(uint64_t num_id, void (*fn)(struct plg_conn *c, void *arg), 
     struct plg_conn *c, *next;
     for (c = by_num[conn__hash_num(num_id)]; c; c = next) {
         next = c->hnext_num;
-        if (c->num_id == num_id && c->kind == CONN_DEVICE)
+        if (c->num_id == num_id && (c->kind == CONN_DEVICE || c->kind == CONN_ATTACHED))
             fn(c, arg);
     }
+}
+
+struct plg_conn *conn__attach_new(struct plg_conn *gw, const lk_device_name *p, const char *path,
+                                  uint64_t num_id)
+{
+    struct plg_conn *c = calloc(1, sizeof *c);
+    size_t h;
+
+    if (!c || !(c->client_id = strdup(path))) {
+        free(c);
+        return NULL;
+    }
+    c->kind = CONN_ATTACHED;
+    c->errors_qos = -1;
+    c->gateway = gw;
+    c->path = *p;
+    c->num_id = num_id;
+    c->config_qos = -1;
+    c->commands_qos = -1;
+    c->heap_idx = SIZE_MAX;
+    c->limit = LIMIT_NONE;
+    /* client stays NULL: conn__find never answers with it */
+    h = conn__hash_ptr(NULL);
+    c->hnext_client = by_client[h];
+    by_client[h] = c;
+    c->next = all;
+    if (all)
+        all->prev = c;
+    all = c;
+    conn__index_num(c);
+    h = conn__hash_att(gw, p->device);
+    c->hnext_att = by_att[h];
+    by_att[h] = c;
+    c->att_next = gw->att_head;
+    if (gw->att_head)
+        gw->att_head->att_prev = c;
+    gw->att_head = c;
+    gw->attached++;
+    return c;
+}
+
+struct plg_conn *conn__find_attached(const struct plg_conn *gw, const char *device)
+{
+    struct plg_conn *c;
+    for (c = by_att[conn__hash_att(gw, device)]; c; c = c->hnext_att)
+        if (c->gateway == gw && !strcmp(c->path.device, device))
+            return c;
+    return NULL;
+}
+
+const char *conn__target(const struct plg_conn *c)
+{
+    return c->gateway ? c->gateway->client_id : c->client_id;
 }
 
 void conn__supersede(struct plg_conn *nc)
@@ -332,6 +413,23 @@ void conn__free(struct plg_conn *c)
 {
     struct plg_conn **pp;
 
+    /* A gateway's devices go with it (gateway__gone told them offline). */
+    while (c->att_head)
+        conn__free(c->att_head);
+    if (c->kind == CONN_ATTACHED) {
+        for (pp = &by_att[conn__hash_att(c->gateway, c->path.device)]; *pp; pp = &(*pp)->hnext_att)
+            if (*pp == c) {
+                *pp = c->hnext_att;
+                break;
+            }
+        if (c->att_prev)
+            c->att_prev->att_next = c->att_next;
+        else
+            c->gateway->att_head = c->att_next;
+        if (c->att_next)
+            c->att_next->att_prev = c->att_prev;
+        c->gateway->attached--;
+    }
     share__gone(c);
 
     for (pp = &by_client[conn__hash_ptr(c->client)]; *pp; pp = &(*pp)->hnext_client)
@@ -339,7 +437,7 @@ void conn__free(struct plg_conn *c)
             *pp = c->hnext_client;
             break;
         }
-    if (c->kind == CONN_DEVICE) {
+    if (c->kind == CONN_DEVICE || c->kind == CONN_ATTACHED) {
         for (pp = &by_num[conn__hash_num(c->num_id)]; *pp; pp = &(*pp)->hnext_num)
             if (*pp == c) {
                 *pp = c->hnext_num;
@@ -378,8 +476,9 @@ void conn__cleanup(void)
         conn__free(all);
     free(by_client);
     free(by_num);
+    free(by_att);
     free(heap);
-    by_client = by_num = NULL;
+    by_client = by_num = by_att = NULL;
     heap = NULL;
     heap_n = heap_cap = 0;
 }
@@ -412,6 +511,10 @@ void conn__tick(int64_t now)
     while ((c = queue__pop(Q_KICK))) {
         if (c->superseded)
             continue;
+        if (c->kind == CONN_ATTACHED) {
+            on_detach(c, c->kick_reason); /* frees c */
+            continue;
+        }
         if (c->kind == CONN_DEVICE) {
             mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "closing %s from %s: %s",
                                  c->client_id, mosquitto_client_address(c->client)

@@ -3,8 +3,9 @@
  * commands, state"): the latest config to a device subscribed to
  * /devices/D/config, and commands to one subscribed to
  * /devices/D/commands/#. Both go to the one client
- * (mosquitto_broker_publish with its client id), never through topic
- * matching, at the QoS the device subscribed with.
+ * (mosquitto_broker_publish with its client id; for a device attached to a
+ * gateway, the gateway's), never through topic matching, at the QoS the
+ * device subscribed with.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -43,7 +44,8 @@ void deliver__config(struct plg_conn *c)
     int64_t now = clock__now();
     lk_err err;
 
-    if (c->kind != CONN_DEVICE || c->config_qos < 0 || c->superseded || c->kick_reason)
+    if ((c->kind != CONN_DEVICE && c->kind != CONN_ATTACHED) || c->config_qos < 0 || c->superseded ||
+        c->kick_reason)
         return;
     /* By the num_id it authenticated as (its names were checked then). */
     err = lk_registry_latest_config(plg.reg, c->num_id, &cfg);
@@ -67,7 +69,8 @@ void deliver__config(struct plg_conn *c)
         return;
     }
     if (lk_device_topic(c->path.device, LK_TOPIC_CONFIG, NULL, topic, sizeof topic, NULL)
-        || mosquitto_broker_publish(c->client_id, topic, (int)l.len, l.data, c->config_qos, false, NULL)) {
+        || mosquitto_broker_publish(conn__target(c), topic, (int)l.len, l.data, c->config_qos, false,
+                                    NULL)) {
         mosquitto_free(l.data);
         mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "%s: sending config version %" PRId64
                              " failed; retrying on the next tick", c->client_id, l.version);
@@ -176,7 +179,7 @@ void deliver__commands(int64_t now)
              * (out of memory) is logged as lost, not as delivered. */
             if (lk_device_topic(c->path.device, LK_TOPIC_COMMANDS, d->subfolder, topic,
                                 sizeof topic, NULL) == LK_OK
-                && mosquitto_broker_publish(c->client_id, topic, (int)d->len, d->data,
+                && mosquitto_broker_publish(conn__target(c), topic, (int)d->len, d->data,
                                          c->commands_qos, false, NULL) == MOSQ_ERR_SUCCESS) {
                 d->data = NULL; /* the broker owns it now */
                 mosquitto_log_printf(MOSQ_LOG_INFO, PLG_LOG_PREFIX "%s: command %" PRId64

@@ -156,6 +156,8 @@ static struct plg_device *devices__load(const lk_device_name *p, const char *pat
     d->blocked = a.blocked;
     d->mqtt = a.mqtt;
     d->config_version = a.config_version;
+    d->gateway_type = a.gateway_type;
+    d->gateway_auth = a.gateway_auth_method;
     for (i = 0; i < a.ncreds && i < LK_DEVICE_CREDENTIALS_MAX; i++) {
         const lk_reg_credential *rc = &a.creds[i];
         lk_cred *cred = NULL;

@@ -20,8 +20,8 @@
 
 #include "plugin.h"
 
-int message__attributes(const lk_device_name *path, uint64_t num_id, const char *subfolder,
-                          mosquitto_property **props)
+int message__attributes(const lk_device_name *path, uint64_t num_id, const char *gateway,
+                        const char *subfolder, mosquitto_property **props)
 {
     char num[24];
 
@@ -38,11 +38,14 @@ int message__attributes(const lk_device_name *path, uint64_t num_id, const char 
     if (subfolder && mosquitto_property_add_string_pair(props, MQTT_PROP_USER_PROPERTY, "subFolder",
                                                         subfolder))
         return -1;
+    if (gateway && mosquitto_property_add_string_pair(props, MQTT_PROP_USER_PROPERTY, "gatewayId",
+                                                      gateway))
+        return -1;
     return 0;
 }
 
-int message__downstream(const lk_device_name *path, uint64_t num_id, enum plg_topic t,
-                        const char *sub, char **topic, mosquitto_property **props)
+int message__downstream(const lk_device_name *path, uint64_t num_id, const char *gateway,
+                        enum plg_topic t, const char *sub, char **topic, mosquitto_property **props)
 {
     char buf[LK_ROUTED_TOPIC_MAX + 1];
     size_t n;
@@ -57,7 +60,7 @@ int message__downstream(const lk_device_name *path, uint64_t num_id, enum plg_to
     if (!*topic)
         return -1;
     memcpy(*topic, buf, n + 1);
-    if (message__attributes(path, num_id, sub, props)) {
+    if (message__attributes(path, num_id, gateway, sub, props)) {
         mosquitto_property_free_all(props);
         mosquitto_free(*topic);
         *topic = NULL;
@@ -101,10 +104,10 @@ int message__device(struct plg_conn *c, struct mosquitto_evt_message *ed)
         return MOSQ_ERR_ACL_DENIED; /* the ACL let nothing else through */
     t = message__topic(c, ed->topic, &sub);
     if (t == TOPIC_BAD)
-        return MOSQ_ERR_ACL_DENIED;
+        return c->att_head ? gateway__message(c, ed) : MOSQ_ERR_ACL_DENIED;
     /* Any error but ACL_DENIED closes the connection without a PUBACK
      * (handle__publish in 2.0.11): the device sends it again. */
-    switch (message__rewrite(ed, &c->path, c->num_id, t, sub)) {
+    switch (message__rewrite(ed, &c->path, c->num_id, NULL, t, sub)) {
     case 0: return MOSQ_ERR_SUCCESS;
     case -1: return MOSQ_ERR_NOMEM;
     default: return MOSQ_ERR_UNKNOWN;
@@ -112,21 +115,21 @@ int message__device(struct plg_conn *c, struct mosquitto_evt_message *ed)
 }
 
 int message__rewrite(struct mosquitto_evt_message *ed, const lk_device_name *path, uint64_t num_id,
-                     enum plg_topic t, const char *sub)
+                     const char *gateway, enum plg_topic t, const char *sub)
 {
     char *topic;
     mosquitto_property *props;
     int rc;
 
-    if ((rc = message__downstream(path, num_id, t, sub, &topic, &props)) != 0)
+    if ((rc = message__downstream(path, num_id, gateway, t, sub, &topic, &props)) != 0)
         return rc;
     /* Stored for push subscriptions before the broker may acknowledge it. */
-    if (route__spool(path, num_id, t, sub, ed->payload, ed->payloadlen)) {
+    if (route__spool(path, num_id, gateway, t, sub, ed->payload, ed->payloadlen)) {
         mosquitto_property_free_all(&props);
         mosquitto_free(topic);
         return -2;
     }
-    share__note(path, num_id, sub);
+    share__note(path, num_id, gateway, sub);
     message__accepted(path, num_id, t, ed->payload, ed->payloadlen, clock__now());
     mosquitto_free(ed->topic);
     ed->topic = topic;
@@ -165,7 +168,7 @@ void message__presence(struct plg_conn *c, int online, const char *detail)
     /* Presence is for backends, connected or holding a persistent session:
      * with none registered, skip making it (a reconnect storm then costs
      * only authentication). */
-    if (c->kind != CONN_DEVICE || !backends__any())
+    if ((c->kind != CONN_DEVICE && c->kind != CONN_ATTACHED) || !backends__any())
         return;
     snprintf(num, sizeof num, "%" PRIu64, c->num_id);
     if (lk_backend_topic(&c->path, online ? LK_TOPIC_ONLINE : LK_TOPIC_OFFLINE, NULL, topic,
@@ -174,6 +177,11 @@ void message__presence(struct plg_conn *c, int online, const char *detail)
     lk_time_rfc3339(clock__now(), when, sizeof when);
     o = json_pack("{s:s, s:s, s:s, s:s}", "deviceId", c->path.device, "deviceNumId", num,
                   "time", when, online ? "address" : "reason", detail);
+    if (o && c->kind == CONN_ATTACHED &&
+        json_object_set_new(o, "gatewayId", json_string(c->gateway->path.device))) {
+        json_decref(o);
+        o = NULL;
+    }
     text = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (!text)

@@ -69,6 +69,8 @@ static const struct plugin__int_opt {
     OPT(share_max_members, OPT_SIZE, 1, 1000000, 10000),
     OPT(spool_max_messages, OPT_I64, 1, INT64_C(1000000000), 1000000),
     OPT(spool_max_bytes, OPT_I64, 1024, INT64_C(1) << 40, INT64_C(1) << 30),
+    OPT(gateway_messages_per_second, OPT_UNSIGNED, 1, 1000000, 1000),
+    OPT(gateway_max_attached, OPT_UNSIGNED, 1, LK_GATEWAY_ATTACHED_MAX, LK_GATEWAY_ATTACHED_MAX),
 };
 #undef OPT
 
@@ -527,7 +529,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
         goto error;
     if (route__init())
         goto error;
-    if (devices__init(plg.opt.device_cache) || conn__init(message__offline) || limits__init(plg.opt.limit_table))
+    if (devices__init(plg.opt.device_cache) || conn__init(message__offline, gateway__drop) || limits__init(plg.opt.limit_table))
         goto error;
     share__init(message__attributes);
     plg.started = clock__now();

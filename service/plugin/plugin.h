@@ -8,8 +8,9 @@
  * commands), conn.c (live connections, deadlines, kicks, re-checks),
  * devices.c (the cache of device authentication data), limits.c (per-device
  * rates that outlive a connection), refusals.c (rate-limited refusal
- * logs) and bridge.c (latchkeyd's HTTP device bridge: its publishes'
- * checks and rewrite). Functions are named module__verb.
+ * logs), bridge.c (latchkeyd's HTTP device bridge: its publishes'
+ * checks and rewrite) and gateway.c (devices attached on a gateway's
+ * connection). Functions are named module__verb.
  *
  * Everything runs on the broker's one thread: no locks. Broker functions
  * (publish, kick, log) are called only from broker callbacks; kicks only
@@ -68,6 +69,8 @@ struct plg_options {
     int spool_sync_full;         /* plugin_opt_spool_sync full */
     int64_t spool_max_messages;  /* per push subscription */
     int64_t spool_max_bytes;
+    unsigned gateway_messages_per_second; /* all a gateway's connection publishes */
+    unsigned gateway_max_attached;        /* 1..LK_GATEWAY_ATTACHED_MAX */
 };
 
 /* # Devices: cached authentication data (devices.c) */
@@ -80,6 +83,8 @@ struct plg_device {
     lk_cred *creds[LK_DEVICE_CREDENTIALS_MAX];
     unsigned ncreds;
     int64_t config_version;
+    lk_reg_gateway_type gateway_type;
+    lk_reg_gateway_auth gateway_auth;
     struct plg_device *hnext_path, *hnext_num; /* hash chains */
     struct plg_device *lru_prev, *lru_next;    /* most recent at the head */
 };
@@ -104,7 +109,10 @@ int devices__find_cred(const struct plg_device *d, const uint8_t fp[32], int64_t
 
 /* # Connections (conn.c) */
 
-enum plg_conn_kind { CONN_DEVICE = 1, CONN_BACKEND = 2, CONN_BRIDGE = 3 };
+/* CONN_ATTACHED: a device attached on a gateway's connection (gateway.c):
+ * no client of its own (client NULL, not found by conn__find), its messages
+ * go through the gateway's. */
+enum plg_conn_kind { CONN_DEVICE = 1, CONN_BACKEND = 2, CONN_BRIDGE = 3, CONN_ATTACHED = 4 };
 enum plg_queue_kind { Q_KICK, Q_CONFIG, Q_RECHECK, Q_COUNT };
 
 struct plg_conn {
@@ -125,6 +133,18 @@ struct plg_conn {
     int config_force;            /* (re)send even if config_sent is current */
     int commands_qos;            /* -1: not subscribed */
     uint32_t limit;              /* the device's entry in limits.c (pinned) */
+    /* gateways (a CONN_DEVICE whose gateway_type is GATEWAY) */
+    lk_reg_gateway_type gateway_type;
+    lk_reg_gateway_auth gateway_auth;
+    struct plg_conn *att_head;   /* its attached devices */
+    size_t attached;
+    int64_t gw_second;           /* its own cap: the second counted ... */
+    unsigned gw_count;           /* ... and the messages in it */
+    /* attached devices (CONN_ATTACHED) */
+    struct plg_conn *gateway;
+    struct plg_conn *att_prev, *att_next, *hnext_att;
+    int token_used;              /* attached with its own token: token_until applies */
+    int errors_qos;              /* a gateway's errors subscription, -1: none */
     /* backends (and bridges: backend_name is the bridge's name) */
     char backend_project[LK_PROJECT_MAX + 1];
     char *backend_name;
@@ -142,13 +162,25 @@ struct plg_conn {
     struct plg_conn *prev, *next; /* the list of all connections */
 };
 
-/* offline: told when a device connection is superseded or kicked, once. */
-int conn__init(void (*offline)(struct plg_conn *c, const char *why));
+/* offline: told when a device connection is superseded or kicked, once.
+ * detach: told instead of a kick for an attached device (it frees c). */
+int conn__init(void (*offline)(struct plg_conn *c, const char *why),
+               void (*detach)(struct plg_conn *c, const char *why));
 void conn__cleanup(void);
 struct plg_conn *conn__new(struct mosquitto *client, enum plg_conn_kind kind, const char *client_id);
 struct plg_conn *conn__find(const struct mosquitto *client);
-/* The live (not superseded) device connection of num_id, or NULL. */
+/* The live (not superseded) device connection of num_id, direct or
+ * attached, or NULL. */
 struct plg_conn *conn__find_device(uint64_t num_id);
+/* A record for device p (num_id) attached to gateway gw: indexed by num_id
+ * and by (gw, device id); NULL out of memory. */
+struct plg_conn *conn__attach_new(struct plg_conn *gw, const lk_device_name *p, const char *path,
+                                  uint64_t num_id);
+/* Device id's attachment on gateway gw, or NULL. */
+struct plg_conn *conn__find_attached(const struct plg_conn *gw, const char *device);
+/* The client id a message for c is published to: its own, or its
+ * gateway's. */
+const char *conn__target(const struct plg_conn *c);
 /* Mark other connections with the same client id as superseded. */
 void conn__supersede(struct plg_conn *c);
 void conn__free(struct plg_conn *c);
@@ -172,7 +204,7 @@ void conn__want_recheck(struct plg_conn *c);
 void conn__drain_recheck(void (*fn)(struct plg_conn *c, void *arg));
 /* Each live connection (fn must not free connections). */
 void conn__each(void (*fn)(struct plg_conn *c, void *arg), void *arg);
-/* Each connection (superseded too) of device num_id. */
+/* Each connection (superseded too) of device num_id, direct or attached. */
 void conn__each_num(uint64_t num_id, void (*fn)(struct plg_conn *c, void *arg), void *arg);
 
 /* # Authentication (auth.c) */
@@ -199,13 +231,15 @@ int message__device(struct plg_conn *c, struct mosquitto_evt_message *ed);
 enum plg_topic { TOPIC_BAD = 0, TOPIC_EVENTS, TOPIC_STATE };
 enum plg_topic message__topic(const struct plg_conn *c, const char *topic,
                               const char **subfolder);
-/* What device path (num_id) sent, over MQTT or latchkeyd's bridge: its
+/* What device path (num_id) sent, over MQTT or latchkeyd's bridge (through
+ * gateway, when not NULL): its
  * downstream topic and IoT Core's attributes (*topic and *props are the
  * caller's to free; the topic as route__topic routes it): 0, -1 out of
  * memory, -2 the routing could not be read; then, once accepted, its state
  * stored and its activity noted. */
-int message__downstream(const lk_device_name *path, uint64_t num_id, enum plg_topic t,
-                        const char *subfolder, char **topic, mosquitto_property **props);
+int message__downstream(const lk_device_name *path, uint64_t num_id, const char *gateway,
+                        enum plg_topic t, const char *subfolder, char **topic,
+                        mosquitto_property **props);
 void message__accepted(const lk_device_name *path, uint64_t num_id, enum plg_topic t,
                        const void *payload, uint32_t len, int64_t now);
 /* Turn a publish into its downstream form in place (topic, IoT Core's
@@ -213,11 +247,12 @@ void message__accepted(const lk_device_name *path, uint64_t num_id, enum plg_top
  * and account for it (message__accepted): 0; or, with ed untouched, -1 out
  * of memory, -2 not routed or not stored (it must not be acknowledged). */
 int message__rewrite(struct mosquitto_evt_message *ed, const lk_device_name *path, uint64_t num_id,
-                     enum plg_topic t, const char *sub);
-/* IoT Core's attributes as MQTT 5 user properties (added to *props): 0, or
- * -1 out of memory. */
-int message__attributes(const lk_device_name *path, uint64_t num_id, const char *subfolder,
-                        mosquitto_property **props);
+                     const char *gateway, enum plg_topic t, const char *sub);
+/* IoT Core's attributes as MQTT 5 user properties (added to *props), with
+ * gatewayId when a gateway sent it (gateway NULL otherwise): 0, or -1 out
+ * of memory. */
+int message__attributes(const lk_device_name *path, uint64_t num_id, const char *gateway,
+                        const char *subfolder, mosquitto_property **props);
 /* Publish a copy of payload (not retained), as the broker's client: 0, or
  * the broker's error, props then still the caller's. */
 int message__publish(const char *topic, const void *payload, size_t len, int qos,
@@ -232,8 +267,8 @@ void message__offline(struct plg_conn *c, const char *why);
 #define SHARE_MAX_PER_CLIENT_LIMIT 64
 /* attributes: IoT Core's attributes of a device's message
  * (message__attributes), for the copies. */
-void share__init(int (*attributes)(const lk_device_name *path, uint64_t num_id, const char *sub,
-                                   mosquitto_property **props));
+void share__init(int (*attributes)(const lk_device_name *path, uint64_t num_id, const char *gateway,
+                                   const char *sub, mosquitto_property **props));
 /* "$share/GROUP/FILTER": 1 with the group (glen bytes) and the filter
  * behind it, 0 for a topic that is not a share, -1 (why set) malformed. */
 int share__parse(const char *topic, const char **group, size_t *glen, const char **filter,
@@ -256,7 +291,7 @@ void share__gone(const struct plg_conn *c);
  * topic is final and the message accepted (deals the copies), and at every
  * READ check share__read_denied (1: the plugin dealt this group's copy). */
 void share__begin(void);
-void share__note(const lk_device_name *path, uint64_t num_id, const char *sub);
+void share__note(const lk_device_name *path, uint64_t num_id, const char *gateway, const char *sub);
 void share__message(const struct mosquitto_evt_message *ed);
 int share__read_denied(const struct mosquitto_evt_acl_check *ed);
 void share__tick(void);
@@ -280,8 +315,8 @@ int route__topic(const lk_device_name *p, enum plg_topic t, const char *sub, cha
  * it in the spool for each (a full queue drops only its copy). 0 stored or
  * nothing to store; -1 not stored (logged): the caller must not let the
  * publish be acknowledged. */
-int route__spool(const lk_device_name *p, uint64_t num_id, enum plg_topic t, const char *sub,
-                 const void *payload, size_t len);
+int route__spool(const lk_device_name *p, uint64_t num_id, const char *gateway, enum plg_topic t,
+                 const char *sub, const void *payload, size_t len);
 
 /* # Retained presence (presence.c) */
 
@@ -305,6 +340,37 @@ int bridge__acl(struct plg_conn *c, const struct mosquitto_evt_acl_check *ed);
 int bridge__message(struct plg_conn *c, struct mosquitto_evt_message *ed);
 /* Reports the denials not logged one by one, every 10 s. */
 void bridge__tick(int64_t now);
+
+/* # Gateways (gateway.c) */
+
+/* (acl.c) A publish of device c (direct or attached) to its events or
+ * state: QoS, its message rate, sizes, its state rate; a retained one is
+ * sent on by the plugin itself. MOSQ_ERR_SUCCESS or a denial (c may be
+ * queued for a kick). */
+int acl__publish(struct plg_conn *c, enum plg_topic t, const char *sub,
+                 const struct mosquitto_evt_acl_check *ed, int64_t now);
+
+/* MOSQ_EVT_ACL_CHECK of a device connection for a topic of another device,
+ * or an attach or detach (kind as lk_device_topic_split, device the id in
+ * the topic): a gateway's attach/detach are handled here (always denied:
+ * nothing goes on), its publishes and subscriptions for attached devices
+ * judged; a device that is not a gateway is closed for any of it. */
+int gateway__acl(struct plg_conn *c, const struct mosquitto_evt_acl_check *ed, lk_topic kind,
+                 const char *device, const char *sub);
+/* MOSQ_EVT_MESSAGE of a gateway for an attached device's events or state:
+ * rewritten as that device's. */
+int gateway__message(struct plg_conn *c, struct mosquitto_evt_message *ed);
+/* A direct connection of a device: its attachment (if any) is dropped. */
+void gateway__direct(struct plg_conn *c);
+/* A gateway's connection is gone: its devices go offline (then conn__free). */
+void gateway__gone(struct plg_conn *c);
+/* Re-check an attached device (the change feed, or its gateway changed). */
+void gateway__recheck(struct plg_conn *c);
+/* A gateway's own record was re-read: its type or auth method may have
+ * changed. */
+void gateway__changed(struct plg_conn *gw, lk_reg_gateway_type type, lk_reg_gateway_auth auth);
+/* conn.c's detach: drop attachment c, telling the gateway why. Frees c. */
+void gateway__drop(struct plg_conn *c, const char *why);
 
 /* # Delivery: config and commands (deliver.c) */
 
@@ -351,7 +417,8 @@ void refusals__cleanup(void);
 
 /* # Activity: in-memory times, flushed together (activity.c) */
 
-enum plg_activity { ACT_HEARTBEAT, ACT_EVENT, ACT_STATE, ACT_CONFIG_SEND, ACT_ERROR };
+/* ACT_GATEWAY: attached through gateway status (its id): lastAccessedGateway*. */
+enum plg_activity { ACT_HEARTBEAT, ACT_EVENT, ACT_STATE, ACT_CONFIG_SEND, ACT_ERROR, ACT_GATEWAY };
 void activity__note(uint64_t num_id, enum plg_activity what, int64_t t, const char *status);
 void activity__flush(void);
 void activity__cleanup(void);

@@ -102,7 +102,7 @@ void presence__note(const struct plg_conn *c, int online, const char *detail)
     int64_t now = clock__now();
     size_t i;
 
-    if (c->kind != CONN_DEVICE)
+    if (c->kind != CONN_DEVICE && c->kind != CONN_ATTACHED)
         return;
     for (i = 0; i < CLEARED_RING; i++)
         if (cleared[i] == c->num_id)

@@ -300,14 +300,16 @@ static int route__subs_load(void)
 }
 
 /* Pub/Sub's attributes, as IoT Core set them. */
-static char *route__attributes(const lk_device_name *p, const char *num, const char *sub)
+static char *route__attributes(const lk_device_name *p, const char *num, const char *gateway,
+                               const char *sub)
 {
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s}", "deviceId", p->device, "deviceNumId", num,
                           "deviceRegistryId", p->registry, "deviceRegistryLocation", p->location,
                           "projectId", p->project);
     char *text = NULL;
 
-    if (o && (!sub || !json_object_set_new(o, "subFolder", json_string(sub))))
+    if (o && (!sub || !json_object_set_new(o, "subFolder", json_string(sub))) &&
+        (!gateway || !json_object_set_new(o, "gatewayId", json_string(gateway))))
         text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(o);
     return text;
@@ -342,7 +344,8 @@ static void route__full(const char *const *names, size_t n, uint32_t full)
     full_unlogged = 0;
 }
 
-int route__spool(const lk_device_name *p, uint64_t num_id, enum plg_topic t, const char *sub,
+int route__spool(const lk_device_name *p, uint64_t num_id, const char *gateway, enum plg_topic t,
+                 const char *sub,
                  const void *payload, size_t len)
 {
     const char *topic, **names;
@@ -377,7 +380,7 @@ int route__spool(const lk_device_name *p, uint64_t num_id, enum plg_topic t, con
     }
     names = malloc(n * sizeof *names);
     snprintf(num, sizeof num, "%" PRIu64, num_id);
-    attrs = route__attributes(p, num, t == TOPIC_EVENTS && sub && sub[0] ? sub : NULL);
+    attrs = route__attributes(p, num, gateway, t == TOPIC_EVENTS && sub && sub[0] ? sub : NULL);
     if (!names || !attrs) {
         free(names);
         free(attrs);

@@ -94,6 +94,7 @@ static struct {
     lk_device_name path;
     uint64_t num_id;
     char *sub;
+    char gateway[LK_ID_MAX + 1];  /* "" when no gateway sent it */
     /* the armed denial */
     uint64_t gen;
     int armed;
@@ -103,12 +104,12 @@ static struct {
     int64_t fail_logged;
     /* message.c's attributes, given at init (an import of message.c here
      * would make a circle: it calls share__note) */
-    int (*attributes)(const lk_device_name *path, uint64_t num_id, const char *sub,
-                      mosquitto_property **props);
+    int (*attributes)(const lk_device_name *path, uint64_t num_id, const char *gateway,
+                      const char *sub, mosquitto_property **props);
 } sh;
 
-void share__init(int (*attributes)(const lk_device_name *path, uint64_t num_id, const char *sub,
-                                   mosquitto_property **props))
+void share__init(int (*attributes)(const lk_device_name *path, uint64_t num_id, const char *gateway,
+                                   const char *sub, mosquitto_property **props))
 {
     sh.attributes = attributes;
 }
@@ -507,7 +508,7 @@ void share__tick(void)
     sh.armed = 0;
 }
 
-void share__note(const lk_device_name *path, uint64_t num_id, const char *sub)
+void share__note(const lk_device_name *path, uint64_t num_id, const char *gateway, const char *sub)
 {
     if (!sh.live_groups)
         return;
@@ -517,6 +518,7 @@ void share__note(const lk_device_name *path, uint64_t num_id, const char *sub)
         return;
     sh.path = *path;
     sh.num_id = num_id;
+    snprintf(sh.gateway, sizeof sh.gateway, "%s", gateway ? gateway : "");
     sh.noted = 1;
 }
 
@@ -554,7 +556,7 @@ static int share__send(const char *client_id, const struct mosquitto_evt_message
     void *copy;
     int rc;
 
-    if (!sh.attributes || sh.attributes(&sh.path, sh.num_id, sh.sub, &props)) {
+    if (!sh.attributes || sh.attributes(&sh.path, sh.num_id, sh.gateway[0] ? sh.gateway : NULL, sh.sub, &props)) {
         mosquitto_property_free_all(&props);
         return MOSQ_ERR_NOMEM;
     }

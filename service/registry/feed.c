@@ -23,6 +23,17 @@ lk_err lk_registry_auth_lookup(lk_registry *reg, const lk_reg_name *name, const 
     return err;
 }
 
+lk_err lk_registry_bound(lk_registry *reg, uint64_t gateway, uint64_t device, int *bound)
+{
+    lk_err err;
+    if (bound == NULL)
+        return LK_ERR_ARG;
+    *bound = 0;
+    if ((err = lk_reg__guard(reg, NULL, 0)) != LK_OK)
+        return err;
+    return reg->ops->binding_exists(reg->be, gateway, device, bound);
+}
+
 lk_err lk_registry_record_activity(lk_registry *reg, const lk_reg_activity *a, size_t n)
 {
     size_t i;
@@ -31,7 +42,10 @@ lk_err lk_registry_record_activity(lk_registry *reg, const lk_reg_activity *a, s
         return LK_ERR_ARG;
     for (i = 0; i < n; i++)
         if (a[i].last_heartbeat < 0 || a[i].last_event < 0 || a[i].last_state < 0 ||
-            a[i].last_config_send < 0 || a[i].last_error < 0)
+            a[i].last_config_send < 0 || a[i].last_error < 0 || a[i].last_gateway_time < 0 ||
+            (a[i].last_gateway_time != 0 &&
+             (a[i].last_gateway_id == NULL ||
+              !lk_id_valid(a[i].last_gateway_id, strnlen(a[i].last_gateway_id, LK_ID_MAX + 1)))))
             return LK_ERR_ARG;
     if (n == 0)
         return LK_OK;

@@ -19,6 +19,8 @@ lk_err lk_sq__activity(lk_reg_be *be, const lk_reg_activity *a)
     BIND(sqlite3_bind_int64(s, 5, a->last_config_send));
     BIND(sqlite3_bind_int64(s, 6, a->last_error));
     BIND(lk_sq__bind_text(s, 7, a->last_error_status));
+    BIND(sqlite3_bind_int64(s, 8, a->last_gateway_time));
+    BIND(lk_sq__bind_text(s, 9, a->last_gateway_id));
     return lk_sq__run_bound(be, s, rc);
 }
 
@@ -42,10 +44,12 @@ lk_err lk_sq__auth_lookup(lk_reg_be *be, const lk_reg_name *name, const char *id
             out->blocked = sqlite3_column_int(s, 1) != 0;
             out->mqtt = (lk_reg_state)sqlite3_column_int(s, 2);
             out->config_version = sqlite3_column_int64(s, 3);
+            out->gateway_type = (lk_reg_gateway_type)sqlite3_column_int(s, 4);
+            out->gateway_auth_method = (lk_reg_gateway_auth)sqlite3_column_int(s, 5);
         }
-        if (sqlite3_column_type(s, 4) == SQLITE_NULL)
+        if (sqlite3_column_type(s, 6) == SQLITE_NULL)
             continue; /* no credentials: the LEFT JOIN's one row */
-        if ((err = lk_sq__read_cred(be, s, 4, out->creds, &out->ncreds)) != LK_OK)
+        if ((err = lk_sq__read_cred(be, s, 6, out->creds, &out->ncreds)) != LK_OK)
             break;
     }
     if (err == LK_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)

@@ -197,6 +197,21 @@ int mosquitto_property_add_string_pair(mosquitto_property **proplist, int identi
     return MOSQ_ERR_SUCCESS;
 }
 
+const mosquitto_property *mosquitto_property_read_string_pair(const mosquitto_property *proplist,
+                                                              int identifier, char **name,
+                                                              char **value, bool skip_first)
+{
+    const struct mosquitto__property_standin *p = (const struct mosquitto__property_standin *)proplist;
+    (void)identifier;
+    if (p && skip_first)
+        p = p->next;
+    if (!p)
+        return NULL;
+    *name = strdup(p->name);
+    *value = strdup(p->value);
+    return (const mosquitto_property *)p;
+}
+
 void mosquitto_property_free_all(mosquitto_property **properties)
 {
     struct mosquitto__property_standin *p = (struct mosquitto__property_standin *)*properties, *n;

@@ -160,6 +160,10 @@ int main(int argc, char **argv)
     act.num_id = num_id;
     act.last_event = 1700000002;
     CHECK(lk_registry_record_activity(reg, &act, 1) == LK_OK);
+    {
+        int bound = -1;
+        CHECK(lk_registry_bound(reg, num_id, num_id, &bound) == LK_OK && bound == 0);
+    }
     CHECK(lk_registry_poll(reg, &changed) == LK_OK);
     n = 0;
     CHECK(lk_registry_changes(reg, &since, count_change, &n) == LK_OK && n > 0 && since > 0);

@@ -315,6 +315,49 @@ def test_gateways_bind_unbind_and_list_options(env):
     assert r.code in ("NOT_FOUND", "FAILED_PRECONDITION"), r
 
 
+def test_gateway_list_options_take_ids_numids_and_enum_numbers(env):
+    """gatewayListOptions as IoT Core: associations by id or numId, gatewayType by name or number,
+    NON_GATEWAY also matching devices whose type was never set; and the binding limits."""
+    gw = {"gatewayType": "GATEWAY", "gatewayAuthMethod": "ASSOCIATION_ONLY"}
+    gws = [ok(env.api.create_device(f"gwl-{i:02d}", gatewayConfig=gw)) for i in range(11)]
+    plain = ok(env.api.create_device("plain-0"))                                     # type never set
+    typed = ok(env.api.create_device("typed-0", gatewayConfig={"gatewayType": "NON_GATEWAY"}))
+    bind = registry_path() + ":bindDeviceToGateway"
+    for g in gws[:10]:
+        assert ok(env.api.post(bind, {"gatewayId": g["id"], "deviceId": "plain-0"})) == {}
+    assert ok(env.api.post(bind, {"gatewayId": gws[0]["id"], "deviceId": "plain-0"})) == {}   # again: no-op
+    # the 11th gateway of one device: IoT Core's limit, nothing written
+    r = unchanged(env, lambda: env.api.post(bind, {"gatewayId": gws[10]["id"], "deviceId": "plain-0"}))
+    assert r.json["error"]["details"][0]["reason"] == "LK_ERR_REG_LIMIT", r
+    assert ok(env.api.post(bind, {"gatewayId": gws[0]["numId"], "deviceId": typed["numId"]})) == {}
+
+    def ids(**opts):
+        q = {f"gatewayListOptions.{k}": v for k, v in opts.items()}
+        return sorted(d["id"] for d in ok(env.api.get(devices_path(), query=q)).get("devices", []))
+    ten = sorted(g["id"] for g in gws[:10])
+    assert ids(associationsDeviceId="plain-0") == ten
+    assert ids(associationsDeviceId=plain["numId"]) == ten                          # a numId as the id
+    assert ids(associationsGatewayId=gws[0]["numId"]) == ["plain-0", "typed-0"]
+    assert ids(associationsGatewayId="gwl-05") == ["plain-0"]
+    assert ids(associationsGatewayId="gwl-10") == []
+    assert ids(gatewayType="NON_GATEWAY") == ["plain-0", "typed-0"]                 # unset counts as non-gateway
+    assert ids(gatewayType="2") == ["plain-0", "typed-0"]                           # enum numbers
+    assert ids(gatewayType="1") == sorted(g["id"] for g in gws)
+    assert ids(gatewayType="GATEWAY_TYPE_UNSPECIFIED") == sorted([g["id"] for g in gws] + ["plain-0", "typed-0"])
+    # an unknown or foreign id: NOT_FOUND naming it
+    refused(env.api.get(devices_path(), query={"gatewayListOptions.associationsGatewayId": "nobody"}),
+            "NOT_FOUND", "nobody")
+    refused(env.api.get(devices_path(), query={"gatewayListOptions.associationsDeviceId": "999999999"}),
+            "NOT_FOUND")
+    # paged like any listing
+    page = ok(env.api.get(devices_path(), query={"gatewayListOptions.associationsDeviceId": "plain-0",
+                                                 "pageSize": "4"}))
+    assert len(page["devices"]) == 4 and page["nextPageToken"], page
+    rest = ok(env.api.get(devices_path(), query={"gatewayListOptions.associationsDeviceId": "plain-0",
+                                                 "pageSize": "10", "pageToken": page["nextPageToken"]}))
+    assert sorted(d["id"] for d in page["devices"] + rest["devices"]) == ten, rest
+
+
 # ---- configs and states ----
 
 def test_modify_config_and_versions(env):

@@ -448,10 +448,11 @@ def test_a_broker_certificate_from_another_ca_is_refused(tmp_path):
 def test_bad_bodies_and_paths_get_clear_errors(br):
     d = make_device(br.b, "bad-dev")
     t = d.token()
-    error(br.post(d.id, "publishEvent", {"binaryData": b64(b"x"), "gatewayInfo": {"gatewayId": "gw"}}, t),
-          501, "UNIMPLEMENTED", "gatewayInfo")
+    # gatewayInfo has effect (test_http_gateway.py): a gateway that does not exist, a device that is none
+    error(br.post(d.id, "publishEvent", {"binaryData": b64(b"x"), "gatewayInfo": {"gatewayId": "gw0"}}, t),
+          404, "NOT_FOUND", "gatewayInfo")
     error(br.post(d.id, "setState", {"state": {"binaryData": b64(b"x")}, "gateway_info": {"delegatedDeviceId": "d"}},
-                  t), 501, "UNIMPLEMENTED", "gatewayInfo")
+                  t), 403, "PERMISSION_DENIED", "not a gateway")
     error(br.post(d.id, "publishEvent", {"binaryData": b64(b"x"), "colour": 1}, t), 400, "INVALID_ARGUMENT", "colour")
     error(br.post(d.id, "publishEvent", {}, t), 400, "INVALID_ARGUMENT", "binaryData")
     error(br.post(d.id, "publishEvent", {"binaryData": "***"}, t), 400, "INVALID_ARGUMENT")

@@ -3207,7 +3207,7 @@ static void test_handles(void **state)
         lk_reg_config_free(&cfg);
     }
     {
-        lk_reg_activity act = {num, T0, 0, 0, 0, 0, NULL};
+        lk_reg_activity act = {.num_id = num, .last_heartbeat = T0};
         assert_int_equal(lk_registry_record_activity(ro, &act, 1), LK_OK);
     }
     lk_registry_close(ro);

@@ -860,6 +860,64 @@ static int change_cb(void *arg, const lk_reg_change *c)
     return 0;
 }
 
+/* What the broker reads to let a gateway act for a device: the gateway's
+ * type and auth method with its authentication data, whether a pair is
+ * bound, and lastAccessedGateway* written with the activity times. */
+static void test_gateway_broker_reads(void **state)
+{
+    struct fx *f = *state;
+    lk_reg_device_spec s;
+    lk_reg_activity act;
+    lk_reg_auth a;
+    lk_reg_device d;
+    uint64_t gw = 0, d1, d2;
+    int bound = -1;
+
+    OK(lk_registry_create_registry(f->reg, &NAME, 0, 0, W));
+    memset(&s, 0, sizeof s);
+    s.id = "gw-a";
+    s.gateway_type = LK_GATEWAY_TYPE_GATEWAY;
+    s.gateway_auth_method = LK_GATEWAY_AUTH_ASSOCIATION_AND_DEVICE_AUTH_TOKEN;
+    OK(lk_registry_create_device(f->reg, &NAME, &s, &gw, W));
+    d1 = mkdev(f, &NAME, "dv1", LK_GATEWAY_TYPE_NON_GATEWAY);
+    d2 = mkdev(f, &NAME, "dv2", LK_GATEWAY_TYPE_UNSPECIFIED);
+    OK(lk_registry_bind(f->reg, &NAME, "gw-a", "dv1", W));
+
+    OK(lk_registry_auth_lookup(f->reg, &NAME, "gw-a", &a));
+    assert_int_equal(a.gateway_type, LK_GATEWAY_TYPE_GATEWAY);
+    assert_int_equal(a.gateway_auth_method, LK_GATEWAY_AUTH_ASSOCIATION_AND_DEVICE_AUTH_TOKEN);
+    lk_reg_auth_free(&a);
+    OK(lk_registry_auth_lookup(f->reg, &NAME, "dv2", &a));
+    assert_int_equal(a.gateway_type, LK_GATEWAY_TYPE_UNSPECIFIED);
+    lk_reg_auth_free(&a);
+
+    OK(lk_registry_bound(f->reg, gw, d1, &bound));
+    assert_int_equal(bound, 1);
+    OK(lk_registry_bound(f->reg, gw, d2, &bound));
+    assert_int_equal(bound, 0);
+    OK(lk_registry_bound(f->reg, d1, gw, &bound)); /* the pair is ordered */
+    assert_int_equal(bound, 0);
+    assert_int_equal(lk_registry_bound(f->reg, gw, d1, NULL), LK_ERR_ARG);
+    assert_int_equal(lk_registry_bound(NULL, gw, d1, &bound), LK_ERR_ARG);
+
+    memset(&act, 0, sizeof act);
+    act.num_id = d1;
+    act.last_gateway_time = T0 + 5;
+    act.last_gateway_id = "gw-a";
+    OK(lk_registry_record_activity(f->reg, &act, 1));
+    act.last_gateway_time = T0 + 1; /* older: neither moves back */
+    act.last_gateway_id = "gw-old";
+    OK(lk_registry_record_activity(f->reg, &act, 1));
+    OK(lk_registry_get_device(f->reg, &NAME, "dv1", 0, &d, W));
+    assert_string_equal(d.last_accessed_gateway_id, "gw-a");
+    assert_int_equal(d.last_accessed_gateway_time, T0 + 5);
+    lk_reg_device_free(&d);
+    act.last_gateway_id = NULL; /* a time without a gateway, or an invalid id */
+    assert_int_equal(lk_registry_record_activity(f->reg, &act, 1), LK_ERR_ARG);
+    act.last_gateway_id = "1bad";
+    assert_int_equal(lk_registry_record_activity(f->reg, &act, 1), LK_ERR_ARG);
+}
+
 static void test_bind(void **state)
 {
     struct fx *f = *state;
@@ -1366,6 +1424,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_query_max_filters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deep_page, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bind, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gateway_broker_reads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bind_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_update_device_masks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_patch_registry, setup, teardown),

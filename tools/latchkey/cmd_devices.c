@@ -3,6 +3,7 @@
  * latchkey devices credentials create | list | describe | delete
  * latchkey devices configs update | list | describe
  * latchkey devices states list
+ * latchkey devices gateways list | list-bound-devices (bind, unbind: cmd_gateways.c)
  * (latchkey devices import: cmd_import.c; devices commands send: cmd_commands.c)
  *
  * IoT Core's devices (gcloud iot devices ...): credentials, metadata,
@@ -23,10 +24,12 @@ static const char devices_usage[] =
     "\n"
     "  create DEVICE   [--public-key path=FILE,type=TYPE[,expiration-time=TIME]]... (at most 3)\n"
     "                  [--blocked] [--metadata KEY=VALUE,...] [--metadata-from-file KEY=FILE,...]\n"
-    "  list            [--limit N] [--online | --offline]\n"
+    "                  [--device-type gateway|non-gateway] [--auth-method METHOD]\n"
+    "  list            [--limit N] [--online | --offline] [--device-type gateway|non-gateway |\n"
+    "                  --gateway G | --associations-device-id D]\n"
     "  describe DEVICE\n"
     "  update DEVICE   [--blocked|--unblocked] [--metadata KEY=VALUE,...]\n"
-    "                  [--metadata-from-file KEY=FILE,...] [--clear-metadata]\n"
+    "                  [--metadata-from-file KEY=FILE,...] [--clear-metadata] [--auth-method METHOD]\n"
     "                  (--metadata/--metadata-from-file replace all metadata, as in IoT Core)\n"
     "  delete DEVICE\n"
     "  credentials create DEVICE --path FILE --type TYPE [--expiration-time TIME]\n"
@@ -35,13 +38,16 @@ static const char devices_usage[] =
     "  configs update DEVICE (--config-file FILE | --config-data DATA) [--version-to-update N]\n"
     "  configs list DEVICE [--limit N]      configs describe DEVICE\n"
     "  states list DEVICE [--limit N]\n"
+    "  gateways bind|unbind --gateway G --device D   gateways list [--device D]\n"
+    "  gateways list-bound-devices --gateway G       (see 'latchkey devices gateways --help')\n"
     "  import FILE|-   (IoT Core's Devices, as gcloud printed them; see 'latchkey devices import --help')\n"
     "  commands send DEVICE (--command-data DATA | --command-file FILE) [--subfolder F]\n"
     "                  [--timeout SECONDS]   (see 'latchkey devices commands --help')\n"
     "\n"
     "TYPE: es256, es256-x509, rsa, rsa-x509 (also rs256, es256-pem, rsa-pem, rsa-x509-pem and\n"
     "IoT Core's ES256_PEM, ES256_X509_PEM, RSA_PEM, RSA_X509_PEM). TIME: RFC 3339\n"
-    "(2030-01-02T03:04:05Z) or seconds since 1970. DEVICE may also be the numId or the full name\n"
+    "(2030-01-02T03:04:05Z) or seconds since 1970. METHOD: association-only, device-auth-token-only,\n"
+    "association-and-device-auth-token (gateways only). DEVICE may also be the numId or the full name\n"
     "projects/P/locations/L/registries/R/devices/D; --device D is accepted as in gcloud.\n"
     "Common options: --db FILE (or LATCHKEY_DB), --project P (or LATCHKEY_PROJECT), --region L\n"
     "(alias --location; or LATCHKEY_REGION), --registry R, --format text|json,\n"
@@ -68,14 +74,22 @@ static const char devices_usage[] =
 static const char u_create[] = DEV_USAGE(
     "create DEVICE --registry R --project P --region L\n"
     "         [--public-key path=FILE,type=TYPE[,expiration-time=TIME]]... (at most 3)\n"
-    "         [--blocked] [--metadata KEY=VALUE,...] [--metadata-from-file KEY=FILE,...]",
+    "         [--blocked] [--metadata KEY=VALUE,...] [--metadata-from-file KEY=FILE,...]\n"
+    "         [--device-type gateway|non-gateway] [--auth-method METHOD]",
     "Creates a device with config version 1 (empty). KEY=VALUE lists are separated by commas\n"
-    "(^;^A=B;C=D picks ';' instead).\n" DEV_TYPES);
-static const char u_list[] = DEV_USAGE("list --registry R --project P --region L [--limit N] [--online|--offline]",
+    "(^;^A=B;C=D picks ';' instead). --device-type gateway makes a gateway, whose --auth-method\n"
+    "(association-only, device-auth-token-only, association-and-device-auth-token; none: no device\n"
+    "may use it) says what a device needs to speak through it (gcloud's flags).\n" DEV_TYPES);
+static const char u_list[] = DEV_USAGE("list --registry R --project P --region L [--limit N] [--online|--offline]\n"
+                                       "         [--device-type gateway|non-gateway | --gateway G |\n"
+                                       "          --associations-device-id D]",
                                        "Lists the registry's devices: ID, NUM_ID, BLOCKED, CREDENTIALS, "
                                        "CONFIG_VERSION, LAST_SEEN\n(the newest heartbeat, event or state), "
                                        "PRESENCE (online, offline, never: as the broker\nrecorded it). "
                                        "--online: only devices connected now; --offline: all others.\n"
+                                       "--device-type: only gateways or only the others (gcloud's); --gateway G:\n"
+                                       "the devices bound to G; --associations-device-id D: the gateways D is bound\n"
+                                       "to (IoT Core's gatewayListOptions; one of the three).\n"
                                        "(--format json: IoT Core's Devices, as a JSON array, with latchkey's "
                                        "\"presence\".)\n");
 static const char u_describe[] = DEV_USAGE("describe DEVICE --registry R --project P --region L",
@@ -84,8 +98,10 @@ static const char u_describe[] = DEV_USAGE("describe DEVICE --registry R --proje
 static const char u_update[] = DEV_USAGE(
     "update DEVICE --registry R --project P --region L\n"
     "         [--blocked|--unblocked] [--metadata KEY=VALUE,...] [--metadata-from-file KEY=FILE,...]\n"
-    "         [--clear-metadata]",
-    "The metadata options replace all metadata, as in IoT Core.\n" DEV_ARG);
+    "         [--clear-metadata] [--auth-method METHOD]",
+    "The metadata options replace all metadata, as in IoT Core. --auth-method changes a gateway's\n"
+    "gatewayAuthMethod (association-only, device-auth-token-only, association-and-device-auth-token).\n"
+    DEV_ARG);
 static const char u_delete[] = DEV_USAGE("delete DEVICE --registry R --project P --region L",
                                          "Deletes the device with its credentials, configs, states and "
                                          "commands.\n" DEV_ARG);
@@ -123,6 +139,33 @@ static const char u_cfgs[] =
     "  configs list DEVICE [--limit N]\n"
     "  configs describe DEVICE\n"
     "Run 'latchkey devices configs COMMAND --help' for one of them.\n";
+#define GW_COMMON                                                                               \
+    "Common options: --registry R (or gcloud's --gateway-registry/--device-registry, which must\n" \
+    "agree), --project P, --region L (or --gateway-region/--device-region), --db FILE or --api URL\n" \
+    "--key-file KEY.json, --format text|json. G and D: ids, numIds or full resource names.\n"
+static const char u_gw_bind[] =
+    "usage: latchkey devices gateways bind --gateway G --device D --registry R --region L [...]\n\n"
+    "Binds device D to gateway G (IoT Core's bindDeviceToGateway): both of one registry, G a gateway,\n"
+    "D not; at most 10 gateways per device and 10,000 devices per gateway. Binding a bound pair\n"
+    "succeeds.\n" GW_COMMON;
+static const char u_gw_unbind[] =
+    "usage: latchkey devices gateways unbind --gateway G --device D --registry R --region L [...]\n\n"
+    "Removes the binding (unbindDeviceFromGateway); a pair that is not bound exits 11.\n" GW_COMMON;
+static const char u_gw_list[] =
+    "usage: latchkey devices gateways list --registry R --region L [--device D] [--limit N]\n\n"
+    "The registry's gateways, or with --device D the gateways D is bound to; as 'devices list'.\n"
+    GW_COMMON;
+static const char u_gw_lbd[] =
+    "usage: latchkey devices gateways list-bound-devices --gateway G --registry R --region L [--limit N]\n\n"
+    "The devices bound to gateway G; as 'devices list'.\n" GW_COMMON;
+static const char u_gws[] =
+    "usage: latchkey [--db FILE] devices gateways bind|unbind|list|list-bound-devices ...\n"
+    "\n"
+    "  gateways bind   --gateway G --device D\n"
+    "  gateways unbind --gateway G --device D\n"
+    "  gateways list [--device D]\n"
+    "  gateways list-bound-devices --gateway G\n"
+    "Run 'latchkey devices gateways COMMAND --help' for one of them.\n";
 static const char u_states[] = DEV_USAGE("states list DEVICE [--limit N] --registry R ...",
                                          "The kept state reports, newest first (the newest 10 are kept).\n"
                                          DEV_ARG);
@@ -131,7 +174,8 @@ static const char u_states[] = DEV_USAGE("states list DEVICE [--limit N] --regis
 static const char *const opt_names[] = {
     "--public-key", "--blocked", "--unblocked", "--metadata", "--metadata-from-file", "--clear-metadata",
     "--limit", "--path", "--type", "--expiration-time", "--config-file", "--config-data",
-    "--version-to-update", "--online", "--offline"};
+    "--version-to-update", "--online", "--offline", "--device-type", "--auth-method", "--gateway",
+    "--associations-device-id", "--gateway-registry", "--device-registry", "--gateway-region", "--device-region"};
 
 
 /* ---- option parsing ---- */
@@ -180,6 +224,15 @@ static int parse(struct dev_opts *o, int argc, char **argv, unsigned allowed, un
         {"version-to-update", required_argument, 0, O_VERSION},
         {"online", no_argument, 0, O_ONLINE},
         {"offline", no_argument, 0, O_OFFLINE},
+        {"device-type", required_argument, 0, O_DEVICE_TYPE},
+        {"auth-method", required_argument, 0, O_AUTH_METHOD},
+        {"gateway", required_argument, 0, O_GATEWAY},
+        {"associations-gateway-id", required_argument, 0, O_GATEWAY},
+        {"associations-device-id", required_argument, 0, O_ASSOC_DEVICE},
+        {"gateway-registry", required_argument, 0, O_GATEWAY_REGISTRY},
+        {"device-registry", required_argument, 0, O_DEVICE_REGISTRY},
+        {"gateway-region", required_argument, 0, O_GATEWAY_REGION},
+        {"device-region", required_argument, 0, O_DEVICE_REGION},
         {0, 0, 0, 0}};
     struct admin *a = o->a;
     int c, rc;
@@ -220,6 +273,22 @@ static int parse(struct dev_opts *o, int argc, char **argv, unsigned allowed, un
             if (tool_parse_i64(optarg, 0, 1000000000, &o->limit) != 0)
                 return tool_usage_error("%s: --limit takes a count (0 = all)", a->cmd);
             break;
+        case O_DEVICE_TYPE:
+            if ((rc = devices_gateway_enum(a, "--device-type", ADMIN_ENUM_GATEWAY_TYPE, optarg, &o->gateway_type)) !=
+                EXIT_OK)
+                return rc;
+            break;
+        case O_AUTH_METHOD:
+            if ((rc = devices_gateway_enum(a, "--auth-method", ADMIN_ENUM_GATEWAY_AUTH, optarg, &o->auth_method)) !=
+                EXIT_OK)
+                return rc;
+            break;
+        case O_GATEWAY: o->gateway = optarg; break;
+        case O_ASSOC_DEVICE: o->assoc_device = optarg; break;
+        case O_GATEWAY_REGISTRY: o->gw_registry = optarg; break;
+        case O_DEVICE_REGISTRY: o->dev_registry = optarg; break;
+        case O_GATEWAY_REGION: o->gw_region = optarg; break;
+        case O_DEVICE_REGION: o->dev_region = optarg; break;
         case O_PATH: o->path = optarg; break;
         case O_TYPE: o->type = optarg; break;
         case O_EXPIRATION: o->expiration = optarg; break;
@@ -278,6 +347,8 @@ static int cmd_create(struct dev_opts *o)
     lk_err err;
     int rc;
 
+    if (o->auth_method != 0 && o->gateway_type != LK_GATEWAY_TYPE_GATEWAY)
+        return tool_usage_error("%s: --auth-method is a gateway's: give --device-type gateway too", a->cmd);
     if (a->device != NULL && o->npos == 0)
         o->pos[o->npos++] = a->device;
     if (o->npos != 1)
@@ -310,6 +381,8 @@ static int cmd_create(struct dev_opts *o)
     spec.ncreds = ncreds;
     spec.metadata = o->meta.items;
     spec.nmetadata = o->meta.n;
+    spec.gateway_type = (lk_reg_gateway_type)o->gateway_type;
+    spec.gateway_auth_method = (lk_reg_gateway_auth)o->auth_method;
     err = rop_create_device(a, &a->name, &spec, &num_id, why, sizeof why);
     if (err != LK_OK) {
         rc = admin_fail(a, err, why);
@@ -343,9 +416,11 @@ static int cmd_update(struct dev_opts *o)
         mask |= LK_REG_SET_BLOCKED;
     if (o->given & (BIT(O_METADATA) | BIT(O_METADATA_FILE) | BIT(O_CLEAR_METADATA)))
         mask |= LK_REG_SET_METADATA;
+    if (o->given & BIT(O_AUTH_METHOD))
+        mask |= LK_REG_SET_GATEWAY_AUTH;
     if (mask == 0)
         return tool_usage_error("%s: nothing to update (give --blocked, --unblocked, --metadata, "
-                                "--metadata-from-file or --clear-metadata)", a->cmd);
+                                "--metadata-from-file, --clear-metadata or --auth-method)", a->cmd);
     if ((rc = check_extra(o, 0)) != EXIT_OK || (rc = target_device(o, ADMIN_OPEN_WRITE, &id, &buf)) != EXIT_OK)
         goto out;
     memset(&spec, 0, sizeof spec);
@@ -353,6 +428,7 @@ static int cmd_update(struct dev_opts *o)
     spec.blocked = o->blocked > 0;
     spec.metadata = o->meta.items;
     spec.nmetadata = o->meta.n;
+    spec.gateway_auth_method = (lk_reg_gateway_auth)o->auth_method;
     err = rop_update_device(a, &a->name, &spec, mask, why, sizeof why);
     rc = device_changed(a, err, why, id, "Updated device [%s].\n", id);
 out:
@@ -469,6 +545,9 @@ static int cmd_list(struct dev_opts *o)
         return tool_usage_error("%s: unexpected argument '%s'", a->cmd, o->pos[0]);
     if ((o->given & BIT(O_ONLINE)) && (o->given & BIT(O_OFFLINE)))
         return tool_usage_error("%s: --online and --offline exclude each other", a->cmd);
+    if ((o->gateway_type != 0) + (o->gateway != NULL) + (o->assoc_device != NULL) > 1)
+        return tool_usage_error("%s: --device-type, --gateway and --associations-device-id exclude each other "
+                                "(IoT Core's gatewayListOptions takes one)", a->cmd);
     if ((rc = admin_resolve(a, NULL, 1, NULL)) != EXIT_OK || (rc = admin_open(a, ADMIN_OPEN_READ)) != EXIT_OK)
         return rc;
     if ((rc = admin_list_begin(a, &x.out, 7, heads)) != EXIT_OK)
@@ -477,7 +556,11 @@ static int cmd_list(struct dev_opts *o)
     x.limit = o->limit;
     x.online = (o->given & BIT(O_ONLINE)) != 0;
     x.offline = (o->given & BIT(O_OFFLINE)) != 0;
-    err = rop_list_devices(a, &a->name, device_cb, &x, why, sizeof why);
+    if (o->gateway_type != 0 || o->gateway != NULL || o->assoc_device != NULL)
+        err = rop_query_devices(a, &a->name, (lk_reg_gateway_type)o->gateway_type, o->gateway, o->assoc_device,
+                                device_cb, &x, why, sizeof why);
+    else
+        err = rop_list_devices(a, &a->name, device_cb, &x, why, sizeof why);
     return admin_list_end(a, &x.out, err, why);
 }
 
@@ -502,10 +585,12 @@ int cmd_devices(int argc, char **argv)
         return cmd_devices_import(argc - 1, argv + 1);
     if (strcmp(sub, "commands") == 0)
         return cmd_devices_commands(argc - 1, argv + 1);
-    if (strcmp(sub, "credentials") == 0 || strcmp(sub, "configs") == 0 || strcmp(sub, "states") == 0) {
+    if (strcmp(sub, "credentials") == 0 || strcmp(sub, "configs") == 0 || strcmp(sub, "states") == 0 ||
+        strcmp(sub, "gateways") == 0) {
         if (argc < 3 || argv[2][0] == '-') {
             const char *u = strcmp(sub, "credentials") == 0 ? u_creds
-                            : strcmp(sub, "configs") == 0 ? u_cfgs : u_states;
+                            : strcmp(sub, "configs") == 0 ? u_cfgs
+                            : strcmp(sub, "gateways") == 0 ? u_gws : u_states;
             int help = argc >= 3 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0);
             fputs(u, help ? stdout : stderr);
             return help ? EXIT_OK : EXIT_USAGE;
@@ -523,11 +608,22 @@ int cmd_devices(int argc, char **argv)
     o.blocked = -1;
 
     if (sub2 == NULL && strcmp(sub, "create") == 0)
-        allowed = B(O_PUBLIC_KEY) | B(O_BLOCKED) | META_OPTS, a.usage = u_create;
+        allowed = B(O_PUBLIC_KEY) | B(O_BLOCKED) | META_OPTS | B(O_DEVICE_TYPE) | B(O_AUTH_METHOD), a.usage = u_create;
     else if (sub2 == NULL && strcmp(sub, "update") == 0)
-        allowed = B(O_BLOCKED) | B(O_UNBLOCKED) | META_OPTS | B(O_CLEAR_METADATA), a.usage = u_update;
+        allowed = B(O_BLOCKED) | B(O_UNBLOCKED) | META_OPTS | B(O_CLEAR_METADATA) | B(O_AUTH_METHOD),
+        a.usage = u_update;
     else if (sub2 == NULL && strcmp(sub, "list") == 0)
-        allowed = B(O_LIMIT) | B(O_ONLINE) | B(O_OFFLINE), maxpos = 0, a.usage = u_list;
+        allowed = B(O_LIMIT) | B(O_ONLINE) | B(O_OFFLINE) | B(O_DEVICE_TYPE) | B(O_GATEWAY) | B(O_ASSOC_DEVICE),
+        maxpos = 0, a.usage = u_list;
+    else if (sub2 != NULL && strcmp(sub, "gateways") == 0 &&
+             (strcmp(sub2, "bind") == 0 || strcmp(sub2, "unbind") == 0))
+        allowed = B(O_GATEWAY) | B(O_GATEWAY_REGISTRY) | B(O_DEVICE_REGISTRY) | B(O_GATEWAY_REGION) |
+                  B(O_DEVICE_REGION),
+        maxpos = 0, a.usage = strcmp(sub2, "bind") == 0 ? u_gw_bind : u_gw_unbind;
+    else if (sub2 != NULL && strcmp(sub, "gateways") == 0 && strcmp(sub2, "list") == 0)
+        allowed = B(O_LIMIT), maxpos = 0, a.usage = u_gw_list;
+    else if (sub2 != NULL && strcmp(sub, "gateways") == 0 && strcmp(sub2, "list-bound-devices") == 0)
+        allowed = B(O_LIMIT) | B(O_GATEWAY), maxpos = 0, a.usage = u_gw_lbd;
     else if (sub2 == NULL && (strcmp(sub, "describe") == 0 || strcmp(sub, "delete") == 0))
         allowed = 0, a.usage = strcmp(sub, "describe") == 0 ? u_describe : u_delete;
     else if (sub2 != NULL && strcmp(sub, "credentials") == 0 && strcmp(sub2, "create") == 0)
@@ -548,7 +644,8 @@ int cmd_devices(int argc, char **argv)
     else {
         rc = tool_usage_error("devices: unknown command '%s%s%s' (create, list, describe, update, delete, "
                               "credentials create|list|describe|delete, configs update|list|describe, "
-                              "states list, import, commands send)",
+                              "states list, gateways bind|unbind|list|list-bound-devices, import, commands "
+                              "send)",
                                  sub, sub2 ? " " : "", sub2 ? sub2 : "");
         return rc;
     }
@@ -566,6 +663,19 @@ int cmd_devices(int argc, char **argv)
                 rc = cmd_list(&o);
             else
                 rc = cmd_describe_delete(&o, strcmp(sub, "delete") == 0);
+        } else if (strcmp(sub, "gateways") == 0) {
+            if (strcmp(sub2, "bind") == 0 || strcmp(sub2, "unbind") == 0) {
+                rc = devices_gateway_bind(&o, strcmp(sub2, "unbind") == 0);
+            } else if (strcmp(sub2, "list") == 0) {
+                /* gateways list [--device D]: the gateways, or D's */
+                o.assoc_device = a.device;
+                o.gateway_type = a.device == NULL ? LK_GATEWAY_TYPE_GATEWAY : 0;
+                rc = cmd_list(&o);
+            } else if (o.gateway == NULL) {
+                rc = tool_usage_error("%s: --gateway is required", a.cmd);
+            } else {
+                rc = cmd_list(&o);
+            }
         } else if (strcmp(sub, "credentials") == 0) {
             rc = devices_credentials(&o, sub2);
         } else if (strcmp(sub, "configs") == 0) {

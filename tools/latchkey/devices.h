@@ -25,6 +25,14 @@ enum {
     O_VERSION,
     O_ONLINE,
     O_OFFLINE,
+    O_DEVICE_TYPE,      /* gcloud's --device-type gateway|non-gateway */
+    O_AUTH_METHOD,      /* gcloud's --auth-method */
+    O_GATEWAY,          /* --gateway G (gateways bind|unbind|list-bound-devices; devices list) */
+    O_ASSOC_DEVICE,     /* --associations-device-id D (devices list: the gateways D is bound to) */
+    O_GATEWAY_REGISTRY, /* gcloud's gateways bind|unbind resource flags */
+    O_DEVICE_REGISTRY,
+    O_GATEWAY_REGION,
+    O_DEVICE_REGION,
     O_END
 };
 
@@ -42,6 +50,10 @@ struct dev_opts {
     const char *path, *type, *expiration;
     const char *config_file, *config_data;
     long long version;
+    int gateway_type;           /* --device-type: lk_reg_gateway_type, 0 = not given */
+    int auth_method;            /* --auth-method: lk_reg_gateway_auth */
+    const char *gateway, *assoc_device;           /* --gateway, --associations-device-id */
+    const char *gw_registry, *dev_registry, *gw_region, *dev_region;
     const char *pos[3];         /* positional arguments */
     unsigned npos;
 };
@@ -78,5 +90,13 @@ int devices_credentials(struct dev_opts *o, const char *sub);
 int devices_history(struct dev_opts *o, int states);
 int devices_config_describe(struct dev_opts *o);
 int devices_config_update(struct dev_opts *o);
+
+/* devices gateways bind|unbind (cmd_gateways.c): --gateway and --device of
+ * one registry (gcloud's --gateway-registry/--device-registry and
+ * --gateway-region/--device-region name it too, and must agree). */
+int devices_gateway_bind(struct dev_opts *o, int unbind);
+/* gcloud's choice words (gateway, non-gateway; association-only, ...) or
+ * IoT Core's enum names: EXIT_OK with *value, or a usage error. */
+int devices_gateway_enum(const struct admin *a, const char *opt, enum admin_enum e, const char *arg, int *value);
 
 #endif

@@ -4,8 +4,10 @@
  */
 #include "regops.h"
 #include "regops_remote.h"
+#include "api.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -188,4 +190,68 @@ lk_err rop_list_states(struct admin *a, const lk_reg_name *name, const char *id,
     if (ROP_REMOTE(a))
         return ropr_list_states(a, name, id, max, cb, arg, why, why_size);
     return lk_registry_list_states(a->reg, name, id, max, cb, arg, why, why_size);
+}
+
+/* ---- gateways ---- */
+
+struct query_page {
+    int (*cb)(void *arg, const lk_reg_device *d);
+    void *arg;
+    char last[LK_ID_MAX + 1];
+    int stopped;
+};
+
+static int query_page_cb(void *arg, const lk_reg_device *d)
+{
+    struct query_page *p = arg;
+    snprintf(p->last, sizeof p->last, "%s", d->id);
+    p->stopped = p->cb(p->arg, d);
+    return p->stopped;
+}
+
+lk_err rop_query_devices(struct admin *a, const lk_reg_name *name, lk_reg_gateway_type type,
+                         const char *assoc_gateway, const char *assoc_device,
+                         int (*cb)(void *arg, const lk_reg_device *d), void *arg, char *why, size_t why_size)
+{
+    if (ROP_REMOTE(a)) {
+        const char *v = assoc_gateway ? assoc_gateway : assoc_device;
+        char *esc = v ? api_seg(v) : NULL;
+        char filter[LK_ID_MAX * 3 + 64];
+        if (v != NULL && esc == NULL)
+            return LK_ERR_NOMEM;
+        if (v != NULL)
+            snprintf(filter, sizeof filter, "gatewayListOptions.associations%sId=%s",
+                     assoc_gateway ? "Gateway" : "Device", esc);
+        else
+            snprintf(filter, sizeof filter, "gatewayListOptions.gatewayType=%s",
+                     admin_enum_name(ADMIN_ENUM_GATEWAY_TYPE, type));
+        free(esc);
+        return ropr_query_devices(a, name, v != NULL || type != LK_GATEWAY_TYPE_UNSPECIFIED ? filter : NULL, cb,
+                                  arg, why, why_size);
+    }
+    /* Keyset pages of the registry's own query, until one says no more. */
+    struct query_page p = {cb, arg, "", 0};
+    lk_reg_device_query q;
+    int more = 1;
+    lk_err err = LK_OK;
+    memset(&q, 0, sizeof q);
+    q.gateway_type = type;
+    q.associations_gateway_id = assoc_gateway;
+    q.associations_device_id = assoc_device;
+    q.limit = 1000;
+    q.full = 1;
+    while (err == LK_OK && more && !p.stopped) {
+        err = lk_registry_query_devices(a->reg, name, &q, query_page_cb, &p, &more, why, why_size);
+        q.after_id = p.last;
+    }
+    return err;
+}
+
+lk_err rop_bind(struct admin *a, const lk_reg_name *name, const char *gateway, const char *device, int unbind,
+                char *why, size_t why_size)
+{
+    if (ROP_REMOTE(a))
+        return ropr_bind(a, name, gateway, device, unbind, why, why_size);
+    return unbind ? lk_registry_unbind(a->reg, name, gateway, device, why, why_size)
+                  : lk_registry_bind(a->reg, name, gateway, device, why, why_size);
 }

@@ -63,6 +63,18 @@ lk_err rop_list_configs(struct admin *a, const lk_reg_name *name, const char *id
 lk_err rop_list_states(struct admin *a, const lk_reg_name *name, const char *id, unsigned max,
                        int (*cb)(void *arg, const lk_reg_state_entry *s), void *arg, char *why, size_t why_size);
 
+/* Devices of the registry that pass IoT Core's gatewayListOptions: type
+ * (UNSPECIFIED = any; NON_GATEWAY also matches unspecified), or those bound
+ * to assoc_gateway, or the gateways assoc_device is bound to (ids or
+ * decimal numIds; at most one of the three). Ordered by id, every page
+ * walked; cb returns non-zero to stop. */
+lk_err rop_query_devices(struct admin *a, const lk_reg_name *name, lk_reg_gateway_type type,
+                         const char *assoc_gateway, const char *assoc_device,
+                         int (*cb)(void *arg, const lk_reg_device *d), void *arg, char *why, size_t why_size);
+/* bindDeviceToGateway / unbindDeviceFromGateway (lk_registry_bind, _unbind). */
+lk_err rop_bind(struct admin *a, const lk_reg_name *name, const char *gateway, const char *device, int unbind,
+                char *why, size_t why_size);
+
 /* ---- through the API only (regops_remote.c) ---- */
 
 /* sendCommandToDevice, which waits for the broker itself: *status is

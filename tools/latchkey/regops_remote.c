@@ -731,9 +731,31 @@ static lk_err device_item(struct admin *a, json_t *e, void *arg, int *stop, char
 lk_err ropr_list_devices(struct admin *a, const lk_reg_name *name, int (*cb)(void *arg, const lk_reg_device *d),
                          void *arg, char *why, size_t why_size)
 {
+    return ropr_query_devices(a, name, NULL, cb, arg, why, why_size);
+}
+
+lk_err ropr_query_devices(struct admin *a, const lk_reg_name *name, const char *filter,
+                          int (*cb)(void *arg, const lk_reg_device *d), void *arg, char *why, size_t why_size)
+{
     struct dev_walk w = {name, cb, arg};
-    return walk_pages(a, name, 1, "/devices", LIST_FIELDS "&pageSize=" PAGE, "devices", device_item, &w, why,
-                      why_size);
+    size_t n = sizeof LIST_FIELDS + 32 + (filter ? strlen(filter) : 0);
+    char *q = malloc(n);
+    if (q == NULL)
+        return LK_ERR_NOMEM;
+    snprintf(q, n, LIST_FIELDS "&pageSize=" PAGE "%s%s", filter ? "&" : "", filter ? filter : "");
+    lk_err err = walk_pages(a, name, 1, "/devices", q, "devices", device_item, &w, why, why_size);
+    free(q);
+    return err;
+}
+
+lk_err ropr_bind(struct admin *a, const lk_reg_name *name, const char *gateway, const char *device, int unbind,
+                 char *why, size_t why_size)
+{
+    json_t *body = json_pack("{s:s,s:s}", "gatewayId", gateway, "deviceId", device);
+    if (body == NULL)
+        return LK_ERR_NOMEM;
+    return call(a, "POST", rpath(name, 1, NULL, unbind ? ":unbindDeviceFromGateway" : ":bindDeviceToGateway"),
+                NULL, body, NULL, why, why_size);
 }
 
 lk_err ropr_create_device(struct admin *a, const lk_reg_name *name, const lk_reg_device_spec *spec, uint64_t *num_id,
@@ -755,6 +777,10 @@ lk_err ropr_create_device(struct admin *a, const lk_reg_name *name, const lk_reg
         json_object_set_new(body, "metadata", metadata_json(spec->metadata, spec->nmetadata));
     if (spec->config != NULL)
         json_object_set_new(body, "config", json_pack("{s:o}", "binaryData", out_jb64(spec->config, spec->config_len)));
+    if (spec->gateway_type != LK_GATEWAY_TYPE_UNSPECIFIED || spec->gateway_auth_method != LK_GATEWAY_AUTH_UNSPECIFIED)
+        json_object_set_new(body, "gatewayConfig", json_pack("{s:s,s:s}", "gatewayType",
+                            admin_enum_name(ADMIN_ENUM_GATEWAY_TYPE, spec->gateway_type), "gatewayAuthMethod",
+                            admin_enum_name(ADMIN_ENUM_GATEWAY_AUTH, spec->gateway_auth_method)));
     err = call(a, "POST", rpath(name, 1, NULL, "/devices"), NULL, body, &j, why, why_size);
     if (err == LK_OK)
         *num_id = (uint64_t)strtoull(json_string_value(json_object_get(j, "numId")) ?
@@ -767,7 +793,7 @@ lk_err ropr_update_device(struct admin *a, const lk_reg_name *name, const lk_reg
                           char *why, size_t why_size)
 {
     json_t *body;
-    char q[80] = "updateMask=";
+    char q[120] = "updateMask=";
     lk_err err;
     if ((err = check_id(spec->id, why, why_size)) != LK_OK ||
         ((mask & LK_REG_SET_CREDS) && (err = check_creds(spec->ncreds, why, why_size)) != LK_OK) ||
@@ -787,6 +813,9 @@ lk_err ropr_update_device(struct admin *a, const lk_reg_name *name, const lk_reg
         strcat(q, "credentials,");
         json_object_set_new(body, "credentials", creds_json(spec->creds, spec->ncreds));
     }
+    if ((mask & LK_REG_SET_GATEWAY_AUTH) && strcat(q, "gatewayConfig.gatewayAuthMethod,"))
+        json_object_set_new(body, "gatewayConfig", json_pack("{s:s}", "gatewayAuthMethod",
+                            admin_enum_name(ADMIN_ENUM_GATEWAY_AUTH, spec->gateway_auth_method)));
     q[strlen(q) - 1] = '\0';
     return call(a, "PATCH", rpath(name, 1, spec->id, NULL), q, body, NULL, why, why_size);
 }

@@ -27,6 +27,11 @@ lk_err ropr_get_device(struct admin *a, const lk_reg_name *name, const char *id,
                        lk_reg_device *out, char *why, size_t why_size);
 lk_err ropr_list_devices(struct admin *a, const lk_reg_name *name,
                          int (*cb)(void *arg, const lk_reg_device *d), void *arg, char *why, size_t why_size);
+/* filter: gatewayListOptions.* query parameters (escaped), or NULL. */
+lk_err ropr_query_devices(struct admin *a, const lk_reg_name *name, const char *filter,
+                          int (*cb)(void *arg, const lk_reg_device *d), void *arg, char *why, size_t why_size);
+lk_err ropr_bind(struct admin *a, const lk_reg_name *name, const char *gateway, const char *device, int unbind,
+                 char *why, size_t why_size);
 lk_err ropr_create_device(struct admin *a, const lk_reg_name *name, const lk_reg_device_spec *spec,
                           uint64_t *num_id, char *why, size_t why_size);
 lk_err ropr_update_device(struct admin *a, const lk_reg_name *name, const lk_reg_device_spec *spec,
