@@ -136,7 +136,7 @@ lk_err lk_dev_gateway(lk_dev *d, const lk_dev_gateway_config *c)
         return LK_ERR_ARG;
     if (d->state != LK_DEV_IDLE || d->gw != NULL)
         return LK_ERR_STATE;
-    if (c->gateway_messages_per_s > 10000)
+    if (c->gateway_messages_per_s > 100000)
         return LK_ERR_ARG;
     rate = c->gateway_messages_per_s ? c->gateway_messages_per_s : GW_DEFAULT_RATE;
     if (lk_device_topic(d->device, LK_TOPIC_ERRORS, NULL, topic, sizeof topic, NULL) != LK_OK)

@@ -336,7 +336,7 @@ lk_err lk_dev_gateway_error_parse(const void *json, size_t len, lk_dev_gateway_e
 
 typedef struct lk_dev_gateway_config {
     /* All messages of the connection, the gateway's own and its devices',
-     * in any 1000 ms; default 800 (the server's cap is 1000), 1..10000. */
+     * in any 1000 ms; default 800 (the server's cap is 1000), 1..100000. */
     unsigned gateway_messages_per_s;
     /* Callbacks, optional, as lk_dev_config's (called from lk_dev_step;
      * data valid during the call only). The gateway's own config and

@@ -360,7 +360,7 @@ static lk_dev *new_gateway(lk_se *se, struct seen *seen, const char *ca, int gat
     assert_int_equal(lk_dev_new(&cfg, &d, why, sizeof why), LK_OK);
     if (gateway) {
         memset(&gw, 0, sizeof gw);
-        gw.gateway_messages_per_s = 10001;
+        gw.gateway_messages_per_s = 100001;
         assert_int_equal(lk_dev_gateway(d, &gw), LK_ERR_ARG);
         gw.gateway_messages_per_s = 0;
         assert_int_equal(lk_dev_gateway(d, &gw), LK_OK);

@@ -404,7 +404,7 @@ static const struct num_opt num_opts[] = {
     {OPT_COUNT, "--count", 1, 1000000000000LL},
     {OPT_DURATION, "--duration", 1, 100000000},
     {OPT_MAX_RATE, "--max-rate", 1, 10000},
-    {OPT_GATEWAY_RATE, "--gateway-rate", 1, 10000},
+    {OPT_GATEWAY_RATE, "--gateway-rate", 1, 100000},
 };
 
 /* What the command line asks for. */
