@@ -530,6 +530,10 @@ static void on_errors(lk_dev *d, const struct mosquitto_message *msg)
         return;
     }
     o = e.device_id[0] != '\0' ? find(g, e.device_id) : NULL;
+    if (o != NULL && (o->status == GW_SUBSCRIBING || o->status == GW_HELD) &&
+        strcmp(e.error_type, "GATEWAY_DEVICE_NOT_ATTACHED") == 0 &&
+        strcmp(e.message_type, "SUBSCRIBE") == 0)
+        return; /* the refusal of the client's own probe (after an attach refused): not news */
     if (o != NULL && (strcmp(e.error_type, "GATEWAY_ATTACHMENT_ERROR") == 0 ||
                       strcmp(e.error_type, "GATEWAY_DEVICE_DETACHED") == 0)) {
         if (o->detaching) {

@@ -300,7 +300,9 @@ int64_t lk_dev_backoff_ms(unsigned failures, unsigned max_s, unsigned jitter_ms)
  *     gateway_messages_per_s in all (the server counts D's messages against
  *     D's own limits and against the gateway's cap);
  *   - the client subscribes /devices/GW/errors (QoS 0) and hands each error,
- *     parsed, to on_error. An attach refused (GATEWAY_ATTACHMENT_ERROR) or an
+ *     parsed, to on_error (but for the GATEWAY_DEVICE_NOT_ATTACHED of the
+ *     subscriptions that follow an attach the server refused: those are the
+ *     client's own way to learn the verdict). An attach refused (GATEWAY_ATTACHMENT_ERROR) or an
  *     attachment the server dropped (GATEWAY_DEVICE_DETACHED) holds D: its
  *     messages stay queued, unsent, and it is not attached again on
  *     reconnects, until the caller calls lk_dev_attach(D) again (or

@@ -159,6 +159,53 @@ def test_reattached_after_broker_restart(tmp_path_factory):
         b.stop()
 
 
+def test_device_token_refreshed_without_loss(tmp_path_factory):
+    """Tokens of 10 s (the broker's skew 0): the gateway reconnects every ~5 s and attaches its
+    devices again; a device attached later than the gateway connected (here: created only after the
+    agent's first attach was refused) has its own token replaced on the connection before it
+    expires (the broker drops an attachment whose token expired). No event is lost, the device's
+    errors are only the first refusal."""
+    b = start_broker(tmp_path_factory, "gw-refresh", opts={"skew": 0})
+    be = None
+    try:
+        gw = gateway(b, "gw-refresh", "device-auth-token-only")
+        d = b.device("keyed-refresh")
+        r = d.devices("delete", d.id)
+        assert r.rc == 0, r
+        be = backend(b, "be-gw-refresh")
+        a = Agent(agent_args(b, gw, "--attach", f"{d.id}:{d.key}", "--token-lifetime", 10,
+                             "--refresh-margin", 5, "--backoff-max", 2, "--exit-on-eof"))
+        a.wait_out(rf"^error: GATEWAY_ATTACHMENT_ERROR @{d.id}: ", timeout=30)
+        time.sleep(0.5)
+        r = d.devices("create", d.id, "--public-key", f"path={d.pem_path},type=es256")
+        assert r.rc == 0, r
+        a.wait_err(ATTACHED_RE.format(d.id), timeout=30)
+        t_end = time.time() + 15
+        n = 0
+        while time.time() < t_end:
+            a.send(f"@{d.id} n-{n}")
+            n += 1
+            time.sleep(0.05)
+            assert a.proc.poll() is None, a.dump()
+        a.close_stdin()
+        assert a.wait_exit(30) == EXIT_OK, a.dump()
+        want = [f"n-{i}".encode() for i in range(n)]
+        got = wait_payloads(be, d.downstream("events"), want, timeout=10)
+        missing = sorted(set(want) - set(got), key=lambda p: int(p[2:]))
+        assert not missing, f"{len(missing)} of {n} events lost: {missing[:10]}" + a.dump()
+        # the refusal only (not the refused subscriptions that follow it: the client's own probe)
+        assert a.out_text().count("error:") == 1, a.dump()
+        log = b.log_text().splitlines()
+        attaches = [l for l in log if f"{d.id} attached through gateway {gw.id} (with its own token)" in l]
+        connects = [l for l in log if f"{gw.client_id} connected from" in l]
+        # every connection attached it, and at least one connection twice (a new token on it)
+        assert len(attaches) > len(connects) >= 3, (len(attaches), len(connects), a.dump())
+    finally:
+        if be is not None:
+            close(be)
+        b.stop()
+
+
 @pytest.mark.parametrize("args,word", [
     (["--attach", "1bad"], "device id"),
     (["--attach", "node-1:"], "empty key"),
