@@ -225,8 +225,9 @@ lk_err lk_registry_delete_cert(lk_registry *reg, const lk_reg_name *name,
 
 /* ---- devices ---- */
 
-/* IoT Core's GatewayConfig enums, with their numbers. Stored and shown;
- * nothing acts on them yet (a gateway connects as an ordinary device). */
+/* IoT Core's GatewayConfig enums, with their numbers. latchkeyd's HTTP
+ * bridge acts on them (gatewayInfo, docs/daemon.md); what they allow is
+ * lk_gateway_admit's (lk_iotcore.h). */
 typedef enum lk_reg_gateway_type {
     LK_GATEWAY_TYPE_UNSPECIFIED = 0,
     LK_GATEWAY_TYPE_GATEWAY = 1,
@@ -601,6 +602,17 @@ lk_err lk_registry_import_registries_begin(lk_registry *reg, char *why, size_t w
 lk_err lk_registry_import_add_registry(lk_registry *reg, const lk_reg_name *name,
                                        const lk_reg_registry_spec *spec,
                                        char *why, size_t why_size);
+/* A gateway binding in an open devices import (lk_registry_import_begin),
+ * in the import's one transaction: gateway and device (ids, or numIds in
+ * decimal) of the import's registry — devices this import added included —
+ * with lk_registry_bind's rules and refusals (LK_ERR_REG_NOT_FOUND,
+ * LK_ERR_REG_INVALID, LK_ERR_REG_LIMIT; a pair already bound is LK_OK),
+ * checked against what the import holds so far (a binding before its
+ * devices is not found). A refused pair is undone alone (its savepoint), as
+ * a refused device; a bound pair appends LK_CHANGE_DEVICE for the device.
+ * LK_ERR_STATE outside a devices import; LK_ERR_ARG for a NULL id. */
+lk_err lk_registry_import_bind(lk_registry *reg, const char *gateway, const char *device, char *why,
+                               size_t why_size);
 lk_err lk_registry_import_commit(lk_registry *reg, char *why, size_t why_size);
 void lk_registry_import_abort(lk_registry *reg);
 

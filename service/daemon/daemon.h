@@ -414,7 +414,8 @@ int lkd_gateway_acting(struct lkd_call *c, const struct lkd_device_id *caller, c
  * (the config GET, as gRPC transcoding carries a message in a query). */
 int lkd_gateway_info_body(struct lkd_call *c, const struct lkd_device_id *caller, struct lkd_acting *out);
 int lkd_gateway_info_query(struct lkd_call *c, const struct lkd_device_id *caller, struct lkd_acting *out);
-/* lastAccessedGatewayId/Time of device num_id (gateway NULL or "": nothing). */
+/* lastAccessedGatewayId/Time of device num_id (gateway NULL or "": nothing);
+ * the same device and gateway again within 10 s writes nothing. */
 void lkd_gateway_record(struct lkd *d, uint64_t num_id, const char *gateway);
 
 #endif

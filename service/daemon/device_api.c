@@ -14,6 +14,8 @@
  * broker's PUBACK: 200 means the broker has it, 429 that the device is over
  * its rate, 503 that the broker could not take it (nothing was taken, or
  * its fate is unknown: the device retries, at least once, never lost).
+ * gatewayInfo (device_gateway.c) names the device a request acts for when
+ * it comes from or through a gateway.
  */
 #include <stdio.h>
 #include <stdlib.h>

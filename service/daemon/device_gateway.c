@@ -222,12 +222,36 @@ int lkd_gateway_info_query(struct lkd_call *c, const struct lkd_device_id *calle
     return lkd_gateway_acting(c, caller, x, g, out);
 }
 
+/* lastAccessedGateway* is an activity time (IoT Core's were "stale by a few
+ * minutes"): a device that keeps posting through the same gateway costs a
+ * registry write at most every RECORD_EVERY_S seconds, not one per message.
+ * Per device (direct-mapped; a collision only writes again), the gateway it
+ * was last recorded with: another gateway is always written at once. */
+#define RECORD_SLOTS 4096u
+#define RECORD_EVERY_S 10
+static struct {
+    uint64_t num_id, gateway;          /* the gateway id's FNV-1a hash */
+    int64_t t;
+} recorded[RECORD_SLOTS];
+
 void lkd_gateway_record(struct lkd *d, uint64_t num_id, const char *gateway)
 {
     if (gateway == NULL || gateway[0] == '\0')
         return;
-    lk_reg_activity a = {.num_id = num_id, .last_gateway_time = lkd_now(), .last_gateway_id = gateway};
+    uint64_t h = 1469598103934665603ull;
+    for (const char *s = gateway; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    int64_t now = lkd_now();
+    size_t i = (size_t)(num_id * 0x9e3779b97f4a7c15ull >> 52) % RECORD_SLOTS;
+    if (recorded[i].num_id == num_id && recorded[i].gateway == h && now - recorded[i].t < RECORD_EVERY_S)
+        return;
+    lk_reg_activity a = {.num_id = num_id, .last_gateway_time = now, .last_gateway_id = gateway};
     lk_err e = lk_registry_record_activity(d->reg, &a, 1);
-    if (e != LK_OK)
+    if (e != LK_OK) {
         lkd_log("device %llu: lastAccessedGatewayId not recorded (%s)", (unsigned long long)num_id, lk_errname(e));
+        return;
+    }
+    recorded[i].num_id = num_id;
+    recorded[i].gateway = h;
+    recorded[i].t = now;
 }

@@ -187,10 +187,8 @@ static void gateway__attach(struct plg_conn *gw, const struct mosquitto_evt_acl_
     lk_err err;
 
     memset(&tok, 0, sizeof tok);
-    if (gateway__payload(ed, &token, &w)) {
-        gateway__refuse(gw, device, ed->topic, w);
-        return;
-    }
+    if (gateway__payload(ed, &token, &w))
+        goto refuse;
     if (!strcmp(device, gw->path.device)) {
         w = "a gateway cannot attach itself";
         goto refuse;
@@ -358,7 +356,7 @@ static int gateway__publish(struct plg_conn *gw, struct plg_conn *a,
     }
     a->last_seen = now;
     /* The device's own limits, as if it were connected itself. */
-    return acl__publish(a, t, sub, ed, now);
+    return publish__check(a, t, sub, ed, now);
 }
 
 int gateway__acl(struct plg_conn *c, const struct mosquitto_evt_acl_check *ed, lk_topic kind,
@@ -512,6 +510,20 @@ void gateway__gone(struct plg_conn *gw)
     gateway__release(gw, "its gateway disconnected");
 }
 
+/* As auth.c's re-check: the registry unreadable for confirm_timeout ends
+ * the attachment (a revocation must not fail open). */
+static void gateway__unconfirmed(struct plg_conn *a)
+{
+    int64_t now = clock__now();
+
+    if (!a->unconfirmed_since)
+        a->unconfirmed_since = now;
+    if (now - a->unconfirmed_since < plg.opt.confirm_timeout)
+        conn__want_recheck(a); /* the next tick tries again */
+    else
+        conn__kick(a, "its standing could not be confirmed: the registry could not be read");
+}
+
 void gateway__recheck(struct plg_conn *a)
 {
     struct plg_conn *gw = a->gateway;
@@ -527,7 +539,7 @@ void gateway__recheck(struct plg_conn *a)
         if (err == LK_ERR_REG_NOT_FOUND)
             conn__kick(a, "the device was deleted");
         else
-            conn__want_recheck(a); /* the broker's tick tries again */
+            gateway__unconfirmed(a);
         return;
     }
     if (d->num_id != a->num_id) {
@@ -569,11 +581,16 @@ void gateway__recheck(struct plg_conn *a)
         conn__want_config(a, 0);
     if (needs & LK_GATEWAY_NEEDS_BINDING) {
         err = lk_registry_bound(plg.reg, gw->num_id, a->num_id, &bound);
-        if (err)
-            conn__want_recheck(a);
-        else if (!bound)
+        if (err) {
+            gateway__unconfirmed(a);
+            return;
+        }
+        if (!bound) {
             conn__kick(a, "the device was unbound from the gateway");
+            return;
+        }
     }
+    a->unconfirmed_since = 0;
 }
 
 void gateway__changed(struct plg_conn *gw, lk_reg_gateway_type type, lk_reg_gateway_auth auth)

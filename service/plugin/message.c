@@ -104,7 +104,7 @@ int message__device(struct plg_conn *c, struct mosquitto_evt_message *ed)
         return MOSQ_ERR_ACL_DENIED; /* the ACL let nothing else through */
     t = message__topic(c, ed->topic, &sub);
     if (t == TOPIC_BAD)
-        return c->att_head ? gateway__message(c, ed) : MOSQ_ERR_ACL_DENIED;
+        return MOSQ_ERR_ACL_DENIED; /* a gateway's for its devices: plugin.c */
     /* Any error but ACL_DENIED closes the connection without a PUBACK
      * (handle__publish in 2.0.11): the device sends it again. */
     switch (message__rewrite(ed, &c->path, c->num_id, NULL, t, sub)) {

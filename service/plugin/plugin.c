@@ -440,8 +440,9 @@ static int plugin__open_registry(void)
     return 0;
 }
 
-/* MOSQ_EVT_MESSAGE: latchkeyd's bridge's publishes (bridge.c) or a
- * device's (message.c); chosen here so that neither imports the other, and
+/* MOSQ_EVT_MESSAGE: latchkeyd's bridge's publishes (bridge.c), a gateway's
+ * for its devices (gateway.c) or a device's (message.c); chosen here so that
+ * none imports another, and
  * the connection is looked up once per publish. */
 static int plugin__message(int event, void *event_data, void *userdata)
 {
@@ -454,6 +455,8 @@ static int plugin__message(int event, void *event_data, void *userdata)
     share__begin();
     if (c && c->kind == CONN_BRIDGE && !c->kick_reason)
         rc = bridge__message(c, ed);
+    else if (c && c->att_head && message__topic(c, ed->topic, NULL) == TOPIC_BAD)
+        rc = gateway__message(c, ed); /* for a device it attached */
     else
         rc = message__device(c, ed);
     /* The topic is final here: shared subscriptions' copies (share.c). */

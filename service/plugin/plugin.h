@@ -343,12 +343,12 @@ void bridge__tick(int64_t now);
 
 /* # Gateways (gateway.c) */
 
-/* (acl.c) A publish of device c (direct or attached) to its events or
+/* (publish.c) A publish of device c (direct or attached) to its events or
  * state: QoS, its message rate, sizes, its state rate; a retained one is
  * sent on by the plugin itself. MOSQ_ERR_SUCCESS or a denial (c may be
  * queued for a kick). */
-int acl__publish(struct plg_conn *c, enum plg_topic t, const char *sub,
-                 const struct mosquitto_evt_acl_check *ed, int64_t now);
+int publish__check(struct plg_conn *c, enum plg_topic t, const char *sub,
+                   const struct mosquitto_evt_acl_check *ed, int64_t now);
 
 /* MOSQ_EVT_ACL_CHECK of a device connection for a topic of another device,
  * or an attach or detach (kind as lk_device_topic_split, device the id in

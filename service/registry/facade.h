@@ -123,6 +123,12 @@ lk_err lk_reg__load_cas(lk_registry *reg, int64_t rid, lk_reg_cas **out, char *w
 lk_err lk_reg__find_ref(lk_registry *reg, const lk_reg_name *name, int64_t rid,
                         const char *what, const char *ref, uint64_t *num_id,
                         lk_reg_gateway_type *type, char *why, size_t why_size);
+/* One binding of an open devices import (bindings.c), arg a struct
+ * lk_reg__bind_item: run by import.c under its savepoint. */
+struct lk_reg__bind_item {
+    const char *gateway, *device;
+};
+lk_err lk_reg__import_bind_item(lk_registry *reg, void *arg, char *why, size_t why_size);
 /* Forget an open import (its transaction is already ended). */
 void lk_reg__import_end(lk_registry *reg);
 

@@ -143,6 +143,18 @@ lk_err lk_registry_import_add(lk_registry *reg, const lk_reg_device_spec *spec, 
     return err;
 }
 
+lk_err lk_registry_import_bind(lk_registry *reg, const char *gateway, const char *device, char *why,
+                               size_t why_size)
+{
+    struct lk_reg__bind_item it = {gateway, device};
+    lk_err err;
+    if ((err = import_ready(reg, IMPORT_DEVICES, why, why_size)) != LK_OK)
+        return err;
+    if (gateway == NULL || device == NULL)
+        return failf(why, why_size, LK_ERR_ARG, "a gateway and a device are required");
+    return import_item(reg, lk_reg__import_bind_item, &it, why, why_size);
+}
+
 lk_err lk_registry_import_commit(lk_registry *reg, char *why, size_t why_size)
 {
     lk_err failed;

@@ -506,6 +506,15 @@ static lk_err op_import(void)
         }
         err = lk_registry_import_add(reg, &spec, &num, why, sizeof why);
     }
+    if (!err) { /* a gateway of the import and its binding, in the same transaction */
+        lk_reg_device_spec gw = {0};
+        uint64_t num;
+        gw.id = "impgw";
+        gw.gateway_type = LK_GATEWAY_TYPE_GATEWAY;
+        err = lk_registry_import_add(reg, &gw, &num, why, sizeof why);
+    }
+    if (!err)
+        err = lk_registry_import_bind(reg, "impgw", "imp1", why, sizeof why);
     if (!err)
         err = lk_registry_import_commit(reg, why, sizeof why);
     else

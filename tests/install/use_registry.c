@@ -202,6 +202,13 @@ int main(int argc, char **argv)
         CHECK(lk_registry_query_devices(reg, &name, &q, count_device, &n, &more, why, sizeof why) == LK_OK &&
               n == 1 && more == 1);
         CHECK(lk_registry_unbind(reg, &name, "gateway-1", "device-42", why, sizeof why) == LK_OK);
+        /* a binding in an import's one transaction; a refused one undone alone */
+        CHECK(lk_registry_import_begin(reg, &name, why, sizeof why) == LK_OK);
+        CHECK(lk_registry_import_bind(reg, "gateway-1", "device-42", why, sizeof why) == LK_OK);
+        CHECK(lk_registry_import_bind(reg, "gateway-1", "nobody-1", why, sizeof why) == LK_ERR_REG_NOT_FOUND);
+        CHECK(lk_registry_import_commit(reg, why, sizeof why) == LK_OK);
+        CHECK(lk_registry_unbind(reg, &name, "gateway-1", "device-42", why, sizeof why) == LK_OK);
+        CHECK(lk_registry_import_bind(reg, "gateway-1", "device-42", why, sizeof why) == LK_ERR_STATE);
         CHECK(lk_registry_delete_device(reg, &name, "gateway-1", why, sizeof why) == LK_OK);
     }
 

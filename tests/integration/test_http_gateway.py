@@ -114,9 +114,8 @@ def test_each_auth_method_bound_or_not_either_way(fleet):
                 # the device's message: its topic, its attributes
                 assert p["deviceId"] == dev.id and p["deviceNumId"] == str(dev.num_id), p
                 # latchkeyd sends gatewayId as an MQTT 5 user property; the plugin copies it into
-                # the attributes (the lead's plugin side, issue 16): until then it is dropped, never
-                # another value
-                assert p.get("gatewayId") in (None, gw.id), p
+                # the attributes, as for a gateway's MQTT publish
+                assert p.get("gatewayId") == gw.id, p
                 g = fleet.describe(dev)["gatewayConfig"]
                 assert g["lastAccessedGatewayId"] == gw.id and g["lastAccessedGatewayTime"], g
             else:

@@ -569,6 +569,70 @@ def test_states_list(db):
     refused(dev(db, "states", "list", "dev-9"), NOT_FOUND)
 
 
+def test_gateways_bind_unbind_and_list(db):
+    """gcloud iot devices gateways ..., devices create --device-type/--auth-method, devices list's
+    gateway filters; every refusal with its exit code and nothing written."""
+    ok(dev(db, "create", "gw-1", "--device-type", "gateway", "--auth-method", "association-only"))
+    ok(dev(db, "create", "gw-2", "--device-type", "GATEWAY", "--auth-method", "DEVICE_AUTH_TOKEN_ONLY"))
+    n1 = js(dev(db, "create", "node-1", "--format", "json"))["numId"]
+    ok(dev(db, "create", "node-2", "--device-type", "non-gateway"))
+    assert describe(db, "gw-1")["gatewayConfig"] == {"gatewayType": "GATEWAY", "gatewayAuthMethod": "ASSOCIATION_ONLY"}
+    before = dump(db)
+    refused(dev(db, "create", "gw-3", "--auth-method", "association-only"), USAGE, "--device-type gateway")
+    refused(dev(db, "create", "gw-3", "--device-type", "router"), USAGE, "gateway, non-gateway")
+    refused(dev(db, "create", "gw-3", "--device-type", "gateway", "--auth-method", "sometimes"), USAGE,
+            "association-only")
+    assert dump(db) == before
+
+    def gw(*args):
+        return lkdb(db, "devices", "gateways", *args, *LOC)
+    assert ok(gw("bind", "--gateway", "gw-1", "--device", "node-1", "--registry", R)).out == \
+        "Bound device [node-1] to gateway [gw-1].\n"
+    # gcloud's resource flags; ids or numIds
+    ok(gw("bind", "--gateway", "gw-1", "--device", "node-2", "--gateway-registry", R, "--device-registry", R,
+          "--gateway-region", L, "--device-region", L))
+    assert js(gw("bind", "--gateway", "gw-2", "--device", n1, "--registry", R, "--format", "json")) == {}
+    ok(gw("bind", "--gateway", "gw-1", "--device", "node-1", "--registry", R))          # again: nothing changes
+
+    def ids(r):
+        return [d["id"] for d in js(r)]
+    assert ids(gw("list-bound-devices", "--gateway", "gw-1", "--registry", R, "--format", "json")) == \
+        ["node-1", "node-2"]
+    assert ids(gw("list", "--registry", R, "--format", "json")) == ["gw-1", "gw-2"]
+    assert ids(gw("list", "--registry", R, "--device", "node-1", "--format", "json")) == ["gw-1", "gw-2"]
+    assert ids(dev(db, "list", "--device-type", "non-gateway", "--format", "json")) == ["node-1", "node-2"]
+    assert ids(dev(db, "list", "--device-type", "gateway", "--format", "json")) == ["gw-1", "gw-2"]
+    assert ids(dev(db, "list", "--gateway", "gw-2", "--format", "json")) == ["node-1"]
+    assert ids(dev(db, "list", "--associations-device-id", "node-2", "--format", "json")) == ["gw-1"]
+    assert ids(dev(db, "list", "--gateway", "gw-1", "--limit", "1", "--format", "json")) == ["node-1"]
+    table = ok(gw("list-bound-devices", "--gateway", "gw-1", "--registry", R)).out.splitlines()
+    assert table[0].split()[:2] == ["ID", "NUM_ID"] and [l.split()[0] for l in table[1:]] == ["node-1", "node-2"]
+
+    before = dump(db)
+    refused(gw("bind", "--gateway", "node-1", "--device", "node-2", "--registry", R), INVALID, "not a gateway")
+    refused(gw("bind", "--gateway", "gw-1", "--device", "gw-2", "--registry", R), INVALID)
+    refused(gw("bind", "--gateway", "gw-1", "--device", "ghost", "--registry", R), NOT_FOUND, "ghost")
+    refused(gw("bind", "--gateway", "gw-1", "--device", "node-2", "--gateway-registry", R, "--device-registry",
+               "reg-2"), INVALID, "different registries")
+    refused(gw("bind", "--gateway", "gw-1", "--registry", R), USAGE, "--device")
+    refused(gw("unbind", "--gateway", "gw-2", "--device", "node-2", "--registry", R), NOT_FOUND, "not bound")
+    refused(gw("list-bound-devices", "--registry", R), USAGE, "--gateway")
+    refused(gw("list-bound-devices", "--gateway", "gw-1", "--device", "node-1", "--registry", R), USAGE,
+            "gateways list --device")
+    refused(gw("list-bound-devices", "--gateway", "nobody", "--registry", R), NOT_FOUND, "nobody")
+    refused(dev(db, "list", "--gateway", "gw-1", "--device-type", "gateway"), USAGE, "exclude")
+    refused(gw("frobnicate"), USAGE, "unknown")
+    assert dump(db) == before
+
+    assert ok(gw("unbind", "--gateway", "gw-1", "--device", "node-1", "--registry", R)).out == \
+        "Unbound device [node-1] from gateway [gw-1].\n"
+    assert ids(gw("list-bound-devices", "--gateway", "gw-1", "--registry", R, "--format", "json")) == ["node-2"]
+    # a gateway's auth method changes (devices update --auth-method, gcloud's)
+    ok(dev(db, "update", "gw-2", "--auth-method", "association-and-device-auth-token"))
+    assert describe(db, "gw-2")["gatewayConfig"]["gatewayAuthMethod"] == "ASSOCIATION_AND_DEVICE_AUTH_TOKEN"
+    assert "list-bound-devices" in ok(run_tool("devices", "gateways", "--help")).out
+
+
 def test_usage_errors(db):
     refused(lkdb(db, "devices", "frobnicate"), USAGE, "unknown")
     refused(lkdb(db, "registries", "frobnicate"), USAGE, "unknown")

@@ -160,7 +160,7 @@ def test_gcloud_list_array_imports_every_field(db, export, tmp_path):
     r = ok(dev(db, "import", f))
     assert "Imported 3 devices" in r.out
     # stored but not yet in effect: said once
-    assert "3 devices have logLevel or gatewayConfig: stored and shown, but not yet in effect" in r.err
+    assert "3 devices have a logLevel: stored and shown, but not yet in effect" in r.err
     assert len(r.err.splitlines()) == 1, r.err
     check_imported(db, export)
     # the list shows them too
@@ -182,6 +182,71 @@ def test_gcloud_list_array_imports_every_field(db, export, tmp_path):
     g.write_text(json.dumps(js(dev(db, "list", "--format", "json"))))
     r = ok(dev(db, "import", g, registry="reg-2"))
     assert "Imported 4 devices" in r.out
+
+
+def test_bindings_import_with_the_devices_or_alone(db, export, tmp_path):
+    """The pairs `gcloud iot devices gateways list-bound-devices` printed, as {"gatewayId", "deviceId"}
+    records: with the devices in their one transaction (--bindings), or alone (devices gateways import);
+    every refused pair reported with where and why, and then nothing imported."""
+    devices = tmp_path / "devices.json"
+    devices.write_text(gcloud_json(export))
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"gatewayId": "dev-0", "deviceId": "dev-1"}\n{"gateway_id": "dev-0", "device_id": "dev-2"}\n')
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(json.dumps(x) for x in [
+        {"gatewayId": "dev-0", "deviceId": "dev-1"},          # fine on its own
+        {"gatewayId": "dev-0", "deviceId": "ghost"},          # unknown device
+        {"gatewayId": "dev-1", "deviceId": "dev-2"},          # not a gateway
+        {"gatewayId": "dev-0", "deviceId": "dev-0"},          # a gateway bound to a gateway
+        {"gatewayId": "dev-0", "device": "dev-2"},            # unknown field
+        {"gatewayId": "dev-0"},                               # no device
+    ]) + "\n")
+    before = dump(db)
+    r = dev(db, "import", devices, "--bindings", bad)
+    assert r.rc == IMPORT, r
+    lines = r.err.splitlines()
+    assert "bindings line 2:" in lines[0] and "ghost" in lines[0] and "LK_ERR_REG_NOT_FOUND" in lines[0], r.err
+    assert "bindings line 3:" in lines[1] and "not a gateway" in lines[1], r.err
+    assert "bindings line 4:" in lines[2] and "cannot be bound to another gateway" in lines[2], r.err
+    assert "bindings line 5:" in lines[3] and "unknown field 'device'" in lines[3], r.err
+    assert "bindings line 6:" in lines[4] and "deviceId is required" in lines[4], r.err
+    assert "nothing was imported" in lines[-1], r.err
+    assert dump(db) == before                                 # not even the devices
+    r = ok(dev(db, "import", devices, "--bindings", pairs))
+    assert "Imported 3 devices" in r.out and "and 2 bindings" in r.out, r.out
+    bound = js(lkdb(db, "devices", "gateways", "list-bound-devices", "--gateway", "dev-0", "--registry", R, *LOC,
+                    "--format", "json"))
+    assert [d["id"] for d in bound] == ["dev-1", "dev-2"]
+    # alone, in its own transaction: a refusal writes nothing; pairs bound already are taken as they are
+    ok(lkdb(db, "devices", "gateways", "unbind", "--gateway", "dev-0", "--device", "dev-1", "--registry", R, *LOC))
+    before = dump(db)
+    r = lkdb(db, "devices", "gateways", "import", bad, "--registry", R, *LOC, "--format", "json")
+    assert r.rc == IMPORT, r
+    summary = json.loads(r.out)
+    assert summary["imported"] == 0 and summary["refused"] == 5, summary
+    assert [e["line"] for e in summary["errors"]] == [2, 3, 4, 5, 6], summary
+    assert dump(db) == before
+    r = ok(lkdb(db, "devices", "gateways", "import", "-", "--registry", R, *LOC,
+                input=json.dumps([{"gatewayId": "dev-0", "deviceId": "dev-1"},
+                                  {"gatewayId": "dev-0", "deviceId": NUM_IDS[2]}])))   # a numId as a number
+    assert r.out == f"Imported 2 bindings into registry [{R}] in " + r.out.split(" in ")[1], r.out
+    assert len(js(lkdb(db, "devices", "gateways", "list-bound-devices", "--gateway", "dev-0", "--registry", R,
+                       *LOC, "--format", "json"))) == 2
+    # the limits: a device bound to 10 gateways takes no 11th
+    gws = tmp_path / "gws.jsonl"
+    gws.write_text("".join(json.dumps({"id": f"gw-{i:02d}", "gatewayConfig": {"gatewayType": "GATEWAY"}}) + "\n"
+                           for i in range(11)))
+    many = tmp_path / "many.jsonl"
+    many.write_text("".join(json.dumps({"gatewayId": f"gw-{i:02d}", "deviceId": "dev-2"}) + "\n"
+                            for i in range(11)))
+    before = dump(db)
+    r = dev(db, "import", gws, "--bindings", many)
+    assert r.rc == IMPORT and "LK_ERR_REG_LIMIT" in r.err and "bindings line 10:" in r.err, r.err  # dev-0 + 9
+    assert dump(db) == before
+    r = lkdb(db, "devices", "gateways", "import", many, "--registry", R, *LOC, "--skip-existing")
+    assert r.rc == 2 and "--skip-existing" in r.err, r
+    r = lkdb(db, "devices", "gateways", "import", tmp_path / "missing.jsonl", "--registry", R, *LOC)
+    assert r.rc == 3, r
 
 
 def test_json_lines_and_describe_objects(db, export, tmp_path):

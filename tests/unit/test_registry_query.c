@@ -1018,6 +1018,64 @@ static void test_bind(void **state)
     assert_int_equal(sql_int(f, "SELECT count(*) FROM gateway_bindings"), 0);
 }
 
+/* lk_registry_import_bind: bindings in a devices import's one transaction,
+ * with the devices it adds; a refused pair undone alone; an abort or a
+ * refusal writes nothing. */
+static void test_import_bind(void **state)
+{
+    struct fx *f = *state;
+    lk_reg_device_spec s;
+    uint64_t d1 = 0, n;
+    char dec[32], *before, *after;
+    struct changes ch;
+    int64_t since = 0;
+
+    OK(lk_registry_create_registry(f->reg, &NAME, 0, 0, W));
+    OK(lk_registry_create_registry(f->reg, &NAME2, 0, 0, W));
+    (void)mkdev(f, &NAME, "gw-old", LK_GATEWAY_TYPE_GATEWAY);
+    (void)mkdev(f, &NAME2, "dv-far", LK_GATEWAY_TYPE_UNSPECIFIED);
+    REFUSE(LK_ERR_STATE, "no import", lk_registry_import_bind(f->reg, "gw-old", "dv1", W));
+
+    /* refused pairs, then an abort: nothing written */
+    before = digest(f);
+    OK(lk_registry_import_begin(f->reg, &NAME, W));
+    REFUSE(LK_ERR_REG_NOT_FOUND, "device 'dv1' does not exist", lk_registry_import_bind(f->reg, "gw-old", "dv1", W));
+    memset(&s, 0, sizeof s);
+    s.id = "dv1";
+    OK(lk_registry_import_add(f->reg, &s, &d1, W));
+    OK(lk_registry_import_bind(f->reg, "gw-old", "dv1", W));           /* a device of this import */
+    OK(lk_registry_import_bind(f->reg, "gw-old", "dv1", W));           /* again: taken as it is */
+    REFUSE(LK_ERR_REG_INVALID, "'dv1' is not a gateway", lk_registry_import_bind(f->reg, "dv1", "gw-old", W));
+    REFUSE(LK_ERR_REG_INVALID, "'gw-old' is a gateway", lk_registry_import_bind(f->reg, "gw-old", "gw-old", W));
+    REFUSE(LK_ERR_REG_NOT_FOUND, "device 'dv-far' does not exist in projects/my-project/locations/us-central1/"
+           "registries/reg1", lk_registry_import_bind(f->reg, "gw-old", "dv-far", W));
+    REFUSE(LK_ERR_ARG, "required", lk_registry_import_bind(f->reg, NULL, "dv1", W));
+    lk_registry_import_abort(f->reg);
+    after = digest(f);
+    assert_string_equal(before, after);
+    free(after);
+    free(before);
+
+    /* committed: the devices and their bindings, a change for each bound device */
+    OK(lk_registry_change_head(f->reg, &since));
+    OK(lk_registry_import_begin(f->reg, &NAME, W));
+    OK(lk_registry_import_add(f->reg, &s, &d1, W));
+    s.id = "gw-new";
+    s.gateway_type = LK_GATEWAY_TYPE_GATEWAY;
+    OK(lk_registry_import_add(f->reg, &s, &n, W));
+    snprintf(dec, sizeof dec, "%llu", (unsigned long long)d1);
+    OK(lk_registry_import_bind(f->reg, "gw-new", dec, W));             /* by numId */
+    OK(lk_registry_import_bind(f->reg, "gw-old", "dv1", W));
+    REFUSE(LK_ERR_REG_NOT_FOUND, "gateway 'gw-none'", lk_registry_import_bind(f->reg, "gw-none", "dv1", W));
+    OK(lk_registry_import_commit(f->reg, W));
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM gateway_bindings"), 2);
+    memset(&ch, 0, sizeof ch);
+    OK(lk_registry_changes(f->reg, &since, change_cb, &ch));
+    assert_true(ch.n >= 4);                                               /* 2 devices, 2 bindings */
+    assert_int_equal(ch.c[ch.n - 1].kind, LK_CHANGE_DEVICE);
+    assert_int_equal(ch.c[ch.n - 1].num_id, d1);
+}
+
 static void test_bind_limits(void **state)
 {
     struct fx *f = *state;
@@ -1426,6 +1484,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bind, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gateway_broker_reads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bind_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_import_bind, setup, teardown),
         cmocka_unit_test_setup_teardown(test_update_device_masks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_patch_registry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_device_config, setup, teardown),

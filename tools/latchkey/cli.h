@@ -15,6 +15,7 @@ int cmd_registries(int argc, char **argv);            /* cmd_registries.c */
 int cmd_registries_import(int argc, char **argv);     /* cmd_import.c */
 int cmd_devices(int argc, char **argv);               /* cmd_devices.c */
 int cmd_devices_import(int argc, char **argv);        /* cmd_import.c */
+int cmd_gateways_import(int argc, char **argv);       /* cmd_import.c: devices gateways import */
 int cmd_devices_commands(int argc, char **argv);      /* cmd_commands.c */
 int cmd_backends(int argc, char **argv);              /* cmd_backends.c */
 int cmd_subscriptions(int argc, char **argv);         /* cmd_subscriptions.c */

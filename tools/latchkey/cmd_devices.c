@@ -40,6 +40,7 @@ static const char devices_usage[] =
     "  states list DEVICE [--limit N]\n"
     "  gateways bind|unbind --gateway G --device D   gateways list [--device D]\n"
     "  gateways list-bound-devices --gateway G       (see 'latchkey devices gateways --help')\n"
+    "  gateways import PAIRS|-   bindings from an IoT Core export (--db only; see its --help)\n"
     "  import FILE|-   (IoT Core's Devices, as gcloud printed them; see 'latchkey devices import --help')\n"
     "  commands send DEVICE (--command-data DATA | --command-file FILE) [--subfolder F]\n"
     "                  [--timeout SECONDS]   (see 'latchkey devices commands --help')\n"
@@ -165,6 +166,7 @@ static const char u_gws[] =
     "  gateways unbind --gateway G --device D\n"
     "  gateways list [--device D]\n"
     "  gateways list-bound-devices --gateway G\n"
+    "  gateways import PAIRS|-   ({\"gatewayId\", \"deviceId\"} records, one transaction; --db only)\n"
     "Run 'latchkey devices gateways COMMAND --help' for one of them.\n";
 static const char u_states[] = DEV_USAGE("states list DEVICE [--limit N] --registry R ...",
                                          "The kept state reports, newest first (the newest 10 are kept).\n"
@@ -585,6 +587,8 @@ int cmd_devices(int argc, char **argv)
         return cmd_devices_import(argc - 1, argv + 1);
     if (strcmp(sub, "commands") == 0)
         return cmd_devices_commands(argc - 1, argv + 1);
+    if (strcmp(sub, "gateways") == 0 && argc >= 3 && strcmp(argv[2], "import") == 0)
+        return cmd_gateways_import(argc - 2, argv + 2);
     if (strcmp(sub, "credentials") == 0 || strcmp(sub, "configs") == 0 || strcmp(sub, "states") == 0 ||
         strcmp(sub, "gateways") == 0) {
         if (argc < 3 || argv[2][0] == '-') {
@@ -644,7 +648,7 @@ int cmd_devices(int argc, char **argv)
     else {
         rc = tool_usage_error("devices: unknown command '%s%s%s' (create, list, describe, update, delete, "
                               "credentials create|list|describe|delete, configs update|list|describe, "
-                              "states list, gateways bind|unbind|list|list-bound-devices, import, commands "
+                              "states list, gateways bind|unbind|list|list-bound-devices|import, import, commands "
                               "send)",
                                  sub, sub2 ? " " : "", sub2 ? sub2 : "");
         return rc;
@@ -671,8 +675,11 @@ int cmd_devices(int argc, char **argv)
                 o.assoc_device = a.device;
                 o.gateway_type = a.device == NULL ? LK_GATEWAY_TYPE_GATEWAY : 0;
                 rc = cmd_list(&o);
-            } else if (o.gateway == NULL) {
-                rc = tool_usage_error("%s: --gateway is required", a.cmd);
+            } else if (o.gateway == NULL || a.device != NULL) {
+                rc = tool_usage_error(o.gateway == NULL ? "%s: --gateway is required"
+                                                        : "%s: --device is not an option of this command (the "
+                                                          "gateways of a device: 'gateways list --device D')",
+                                      a.cmd);
             } else {
                 rc = cmd_list(&o);
             }

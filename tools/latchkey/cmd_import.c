@@ -1,6 +1,7 @@
 /*
  * latchkey devices import FILE|- --registry R --project P --region L
  * latchkey registries import FILE|- --project P --region L
+ * latchkey devices import FILE|- --bindings PAIRS ... / devices gateways import PAIRS ...
  *
  * Many devices (or registries) in one transaction, from what IoT Core's
  * tools printed: `gcloud iot devices list/describe --format json` (a JSON
@@ -58,7 +59,28 @@ static const char devices_import_usage[] =
     "lastErrorStatus, config.deviceAckTime, ...) are ignored; any other field is refused.\n"
     "\n"
     "  --skip-existing   a device whose id exists in the registry already is skipped (and\n"
-    "                    counted), not refused: re-runs a batch that was imported before\n";
+    "                    counted), not refused: re-runs a batch that was imported before\n"
+    "  --bindings PAIRS  gateway bindings, in the same transaction, after the devices: records\n"
+    "                    {\"gatewayId\": \"G\", \"deviceId\": \"D\"} (ids, or numIds of this\n"
+    "                    registry) in the same three forms; see 'latchkey devices gateways import'\n";
+
+static const char gateways_import_usage[] =
+    "usage: latchkey [--db FILE] devices gateways import PAIRS|- --registry R --project P --region L\n"
+    "                [--format text|json] [--busy-timeout MS]\n"
+    "\n"
+    "Binds every pair of PAIRS (or standard input) in one transaction: all of them or, if any is\n"
+    "refused, none. A record is IoT Core's bindDeviceToGateway body, {\"gatewayId\": \"G\",\n"
+    "\"deviceId\": \"D\"} (ids, or numIds in decimal: snake_case accepted; any other field refused),\n"
+    "in a JSON array, objects one after another, or JSON lines. The pairs IoT Core printed:\n"
+    "  for g in $(gcloud iot devices list --device-type=gateway --format='value(id)' ...); do\n"
+    "    gcloud iot devices gateways list-bound-devices --gateway=$g ... --format=json |\n"
+    "      jq -c --arg g \"$g\" '.[] | {gatewayId: $g, deviceId: .id}'\n"
+    "  done > pairs.jsonl\n"
+    "(give ids: a device's numId may change at its import). Each pair follows the rules of\n"
+    "'devices gateways bind': both devices in R, G a gateway, D not, at most 10 gateways per\n"
+    "device and 10,000 devices per gateway; a pair bound already is taken as it is. Every refused\n"
+    "pair is reported with where and why (the first 20, then a count; --format json: the first\n"
+    "1000). 'devices import DEVICES --bindings PAIRS' imports devices and bindings in one.\n";
 
 static const char registries_import_usage[] =
     "usage: latchkey [--db FILE] registries import FILE|- --project P --region L\n"
@@ -84,7 +106,7 @@ static const char registries_import_usage[] =
     "\n"
     "  --skip-existing   a registry that exists already is skipped (and counted), not refused\n";
 
-enum { OPT_SKIP_EXISTING = OPT_FIRST_OWN };
+enum { OPT_SKIP_EXISTING = OPT_FIRST_OWN, OPT_BINDINGS };
 
 
 /* ---- ids seen in this input ---- */
@@ -174,9 +196,64 @@ static lk_err not_added(struct import *im, const char *id, lk_err err, const cha
     return err;
 }
 
-/* One record through the library: 0 done (or refused: counted), else an
- * exit code that ends the import. */
-static int add_record(struct import *im, json_t *o)
+/* A binding's gatewayId or deviceId (either spelling): a string, or a
+ * numId as a number, into buf; NULL (refused) when absent or not one. */
+static const char *pair_id(struct import *im, json_t *o, const char *camel, const char *snake, char *buf,
+                           size_t size)
+{
+    json_t *c = json_object_get(o, camel), *sn = json_object_get(o, snake), *v = c ? c : sn;
+    if (c != NULL && sn != NULL) {
+        refuse(im, NULL, LK_ERR_REG_INVALID, "both %s and %s", camel, snake);
+        return NULL;
+    }
+    if (json_is_string(v) && json_string_length(v) > 0)
+        return json_string_value(v);
+    if (json_is_integer(v) && json_integer_value(v) > 0) {
+        snprintf(buf, size, "%lld", (long long)json_integer_value(v));
+        return buf;
+    }
+    refuse(im, NULL, LK_ERR_REG_INVALID, "%s is required: a device id, or a numId (IoT Core's "
+           "{\"gatewayId\": \"G\", \"deviceId\": \"D\"})", camel);
+    return NULL;
+}
+
+/* One binding record through the library (in the import's transaction). */
+static int add_binding(struct import *im, json_t *o)
+{
+    static const char *const known[] = {"gatewayId", "gateway_id", "deviceId", "device_id"};
+    char gbuf[24], dbuf[24], why[512] = "";
+    const char *key, *g, *d;
+    json_t *v;
+    json_object_foreach(o, key, v) {
+        size_t i;
+        for (i = 0; i < 4 && strcmp(key, known[i]) != 0; i++)
+            ;
+        if (i == 4) {
+            refuse(im, NULL, LK_ERR_REG_INVALID, "unknown field '%.64s' in a binding (gatewayId, deviceId)", key);
+            return EXIT_OK;
+        }
+    }
+    if ((g = pair_id(im, o, "gatewayId", "gateway_id", gbuf, sizeof gbuf)) == NULL ||
+        (d = pair_id(im, o, "deviceId", "device_id", dbuf, sizeof dbuf)) == NULL)
+        return EXIT_OK;
+    lk_err err = lk_registry_import_bind(im->a->reg, g, d, why, sizeof why);
+    if (err == LK_OK) {
+        im->nbound++;
+        return EXIT_OK;
+    }
+    if (per_record(err) || err == LK_ERR_REG_NOT_FOUND) {
+        refuse(im, NULL, err, "binding device '%.255s' to gateway '%.255s': %s", d, g,
+               why[0] ? why : lk_strerror(err));
+        return EXIT_OK;
+    }
+    clear_progress(im);
+    tool_error(im->a->cmd, err, "%s: %s; nothing was imported", im->where, why[0] ? why : lk_strerror(err));
+    return tool_registry_exit_code(err);
+}
+
+/* One device or registry record through the library: 0 done (or refused:
+ * counted), else an exit code that ends the import. */
+static int add_resource(struct import *im, json_t *o)
 {
     char why[512] = "";
     lk_err err;
@@ -210,9 +287,7 @@ static int add_record(struct import *im, json_t *o)
         err = lk_registry_import_add(im->a->reg, &d.spec, &num, why, sizeof why);
         if (err == LK_OK) {
             im->nok++;
-            if (d.spec.log_level != LK_LOG_LEVEL_UNSPECIFIED ||
-                d.spec.gateway_type != LK_GATEWAY_TYPE_UNSPECIFIED ||
-                d.spec.gateway_auth_method != LK_GATEWAY_AUTH_UNSPECIFIED)
+            if (d.spec.log_level != LK_LOG_LEVEL_UNSPECIFIED)
                 im->settings++;
             if (d.spec.num_id != 0 && num != d.spec.num_id &&
                 note_add(im, &im->numids, id, d.spec.num_id, num, NULL) != 0)
@@ -270,6 +345,11 @@ static int add_record(struct import *im, json_t *o)
     return EXIT_OK;
 }
 
+static int add_record(struct import *im, json_t *o)
+{
+    return im->bindings ? add_binding(im, o) : add_resource(im, o);
+}
+
 /* The notes and notices of a successful import, on standard error. */
 static void report_notes(struct import *im)
 {
@@ -278,9 +358,8 @@ static void report_notes(struct import *im)
     notes_print(im, &im->expired, "expired credentials");
     notes_print(im, &im->converted, "converted keys");
     if (im->settings > 0)
-        fprintf(stderr, "latchkey: %s: note: %lu device%s %s logLevel or gatewayConfig: stored and shown, "
-                        "but not yet in effect (a gateway connects as an ordinary device and no gateway "
-                        "binds devices; docs/registry.md)\n",
+        fprintf(stderr, "latchkey: %s: note: %lu device%s %s a logLevel: stored and shown, but not yet in "
+                        "effect (no device logs; docs/registry.md)\n",
                 im->a->cmd, im->settings, im->settings == 1 ? "" : "s", im->settings == 1 ? "has" : "have");
     if (im->moved_topics > 0)
         fprintf(stderr, "latchkey: %s: note: %lu notification topic%s of the export's project now name%s "
@@ -307,33 +386,111 @@ static json_t *notes_json(const struct notes *ns, int numids)
     return a;
 }
 
-static int run_import(int argc, char **argv, int devices)
+/* Read every record of f (path, for messages) into the open import:
+ * EXIT_OK (refusals counted; *broken when the structure ended the reading),
+ * or an exit code that ends the import. */
+static int read_records(struct import *im, FILE *f, char *buf, const char *path, int *broken)
+{
+    int r, rc;
+    rec_reader_init(&im->rd, f, buf);
+    for (;;) {
+        json_error_t jerr;
+        json_t *o;
+        r = rec_next(&im->rd);
+        if (r == REC_END)
+            break;
+        if (im->after_devices) { /* the second file of devices import --bindings */
+            char w[sizeof im->where - 10];
+            rec_where(&im->rd, w, sizeof w);
+            snprintf(im->where, sizeof im->where, "bindings %s", w);
+        } else {
+            rec_where(&im->rd, im->where, sizeof im->where);
+        }
+        if (r == REC_BROKEN) {
+            /* The structure is broken: nothing after it can be found. */
+            if (im->rd.nrec == 0 && im->rd.rec_line == 0)
+                snprintf(im->where, sizeof im->where, "%s", path);
+            *broken = 1;
+            im->always = 1; /* the end of the reading is always shown */
+            refuse(im, NULL, LK_ERR_REG_INVALID, "%s; nothing after it was read", im->rd.err);
+            im->always = 0;
+            break;
+        }
+        if (r == REC_TOO_LONG) {
+            refuse(im, NULL, LK_ERR_REG_LIMIT, "longer than %u bytes, the most a record may hold", REC_MAX);
+            continue;
+        }
+        o = json_loadb(buf, im->rd.len, JSON_REJECT_DUPLICATES, &jerr);
+        if (o == NULL) {
+            refuse(im, NULL, LK_ERR_REG_INVALID, "not valid JSON: %s (column %d)", jerr.text, jerr.column);
+            continue;
+        }
+        if (!json_is_object(o)) {
+            refuse(im, NULL, LK_ERR_REG_INVALID, "not a JSON object (one %s object per record)",
+                   im->bindings ? "binding" : im->devices ? "device" : "registry");
+            json_decref(o);
+            continue;
+        }
+        rc = add_record(im, o);
+        json_decref(o);
+        if (rc != EXIT_OK)
+            return rc;
+        if ((im->rd.nrec & 255u) == 0)
+            progress(im, 0);
+    }
+    if (ferror(f)) {
+        clear_progress(im);
+        tool_error(im->a->cmd, LK_ERR_IO, "%s: read error; nothing was imported", path);
+        return EXIT_FAIL;
+    }
+    return EXIT_OK;
+}
+
+static FILE *open_input(const struct admin *a, const char *path, int *rc)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+    if (f == NULL) {
+        int e = errno;
+        tool_error(a->cmd, LK_ERR_IO, "import file %s: %s", path, strerror(e));
+        *rc = e == ENOENT || e == ENOTDIR ? EXIT_NOT_FOUND : EXIT_FAIL;
+    }
+    return f;
+}
+
+/* kind: 0 registries, 1 devices (with --bindings), 2 bindings alone. */
+static int run_import(int argc, char **argv, int kind)
 {
     static const struct option opts[] = {ADMIN_COMMON_OPTIONS,
                                          {"skip-existing", no_argument, 0, OPT_SKIP_EXISTING},
+                                         {"bindings", required_argument, 0, OPT_BINDINGS},
                                          {0, 0, 0, 0}};
     struct admin a;
     struct import im;
-    const char *path = NULL, *noun = devices ? "devices" : "registries";
+    int devices = kind != 0;
+    const char *path = NULL, *bpath = NULL, *noun = kind == 2 ? "bindings" : devices ? "devices" : "registries";
     char why[512] = "";
     char *buf = NULL;
-    FILE *f = NULL;
-    int c, rc = EXIT_OK, begun = 0, r, broken = 0;
+    FILE *f = NULL, *bf = NULL;
+    int c, rc = EXIT_OK, begun = 0, broken = 0;
     lk_err err;
 
-    admin_init(&a, devices ? "devices import" : "registries import",
-               devices ? devices_import_usage : registries_import_usage);
+    admin_init(&a, kind == 2 ? "devices gateways import" : devices ? "devices import" : "registries import",
+               kind == 2 ? gateways_import_usage : devices ? devices_import_usage : registries_import_usage);
     a.local_only = "an import is one transaction on the registry database, which latchkeyd's admin API "
                    "has no method for (create the resources one by one through the API instead)";
     memset(&im, 0, sizeof im);
     im.a = &a;
     im.devices = devices;
+    im.bindings = kind == 2;
     optind = 1;
     while ((c = admin_getopt(&a, argc, argv, opts, &rc)) != -1) {
-        if (c == OPT_SKIP_EXISTING)
+        if (c == OPT_SKIP_EXISTING && kind != 2)
             im.skip_existing = 1;
+        else if (c == OPT_BINDINGS && kind == 1)
+            bpath = optarg;
         else
-            return EXIT_USAGE;
+            return tool_usage_error("%s: %s is not an option of this command", a.cmd,
+                                    c == OPT_BINDINGS ? "--bindings" : "--skip-existing");
     }
     if (rc != EXIT_OK)
         return rc == ADMIN_HELP ? EXIT_OK : rc;
@@ -343,15 +500,12 @@ static int run_import(int argc, char **argv, int devices)
         return tool_usage_error("%s: give the FILE (or - for standard input)", a.cmd);
     if (optind < argc)
         return tool_usage_error("%s: unexpected argument '%s'", a.cmd, argv[optind]);
+    if (bpath != NULL && strcmp(bpath, "-") == 0 && strcmp(path, "-") == 0)
+        return tool_usage_error("%s: the devices and the bindings cannot both be standard input", a.cmd);
     if ((rc = admin_resolve(&a, NULL, devices, NULL)) != EXIT_OK)
         goto out;
-    f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
-    if (f == NULL) {
-        int e = errno;
-        tool_error(a.cmd, LK_ERR_IO, "import file %s: %s", path, strerror(e));
-        rc = e == ENOENT || e == ENOTDIR ? EXIT_NOT_FOUND : EXIT_FAIL;
+    if ((f = open_input(&a, path, &rc)) == NULL || (bpath != NULL && (bf = open_input(&a, bpath, &rc)) == NULL))
         goto out;
-    }
     buf = malloc(REC_MAX + 1);
     if (buf == NULL) {
         rc = admin_fail(&a, LK_ERR_NOMEM, NULL);
@@ -374,52 +528,19 @@ static int run_import(int argc, char **argv, int devices)
         goto out;
     }
     begun = 1;
-    rec_reader_init(&im.rd, f, buf);
-    for (;;) {
-        json_error_t jerr;
-        json_t *o;
-        r = rec_next(&im.rd);
-        if (r == REC_END)
-            break;
-        rec_where(&im.rd, im.where, sizeof im.where);
-        if (r == REC_BROKEN) {
-            /* The structure is broken: nothing after it can be found. */
-            if (im.rd.nrec == 0 && im.rd.rec_line == 0)
-                snprintf(im.where, sizeof im.where, "%s", path);
-            broken = 1;
-            im.always = 1; /* the end of the reading is always shown */
-            refuse(&im, NULL, LK_ERR_REG_INVALID, "%s; nothing after it was read", im.rd.err);
-            im.always = 0;
-            break;
-        }
-        if (r == REC_TOO_LONG) {
-            refuse(&im, NULL, LK_ERR_REG_LIMIT, "longer than %u bytes, the most a record may hold", REC_MAX);
-            continue;
-        }
-        o = json_loadb(buf, im.rd.len, JSON_REJECT_DUPLICATES, &jerr);
-        if (o == NULL) {
-            refuse(&im, NULL, LK_ERR_REG_INVALID, "not valid JSON: %s (column %d)", jerr.text, jerr.column);
-            continue;
-        }
-        if (!json_is_object(o)) {
-            refuse(&im, NULL, LK_ERR_REG_INVALID, "not a JSON object (one %s object per record)",
-                   devices ? "device" : "registry");
-            json_decref(o);
-            continue;
-        }
-        rc = add_record(&im, o);
-        json_decref(o);
-        if (rc != EXIT_OK)
-            goto out;
-        if ((im.rd.nrec & 255u) == 0)
-            progress(&im, 0);
-    }
-    if (ferror(f)) {
-        clear_progress(&im);
-        tool_error(a.cmd, LK_ERR_IO, "%s: read error; nothing was imported", path);
-        rc = EXIT_FAIL;
+    if ((rc = read_records(&im, f, buf, path, &broken)) != EXIT_OK)
         goto out;
+    if (bf != NULL && !broken) {
+        /* The bindings after the devices, in the same transaction: a pair may
+         * name a device of this import. */
+        im.prev_nrec = im.rd.nrec;
+        im.prev_lines = rec_lines(&im.rd);
+        im.bindings = 1;
+        im.after_devices = 1;
+        if ((rc = read_records(&im, bf, buf, bpath, &broken)) != EXIT_OK)
+            goto out;
     }
+    unsigned long nrec = im.prev_nrec + im.rd.nrec, nlines = im.prev_lines + rec_lines(&im.rd);
     if (im.nerrors > 0) {
         clear_progress(&im);
         if (im.nerrors > im.nshown)
@@ -430,10 +551,10 @@ static int run_import(int argc, char **argv, int devices)
                             "imported\n", a.cmd, im.nerrors);
         else
             fprintf(stderr, "latchkey: %s: %lu of %lu %s refused; nothing was imported\n", a.cmd, im.nerrors,
-                    im.rd.nrec, im.rd.form == REC_LINES ? "lines" : "records");
+                    nrec, im.rd.form == REC_LINES ? "lines" : "records");
         if (a.json) {
-            json_t *s = json_pack("{s:i,s:I,s:I,s:I,s:s,s:O}", "imported", 0, "records", (json_int_t)im.rd.nrec,
-                                  "lines", (json_int_t)rec_lines(&im.rd), "refused", (json_int_t)im.nerrors, "form",
+            json_t *s = json_pack("{s:i,s:I,s:I,s:I,s:s,s:O}", "imported", 0, "records", (json_int_t)nrec,
+                                  "lines", (json_int_t)nlines, "refused", (json_int_t)im.nerrors, "form",
                                   rec_form_name(im.rd.form), "errors", im.errors);
             out_json(s);
         }
@@ -441,7 +562,7 @@ static int run_import(int argc, char **argv, int devices)
         goto out;
     }
     if (im.tty) {
-        fprintf(stderr, "\r\033[Kcommitting %lu %s...", im.nok, noun);
+        fprintf(stderr, "\r\033[Kcommitting %lu %s...", kind == 2 ? im.nbound : im.nok, noun);
         fflush(stderr);
     }
     err = lk_registry_import_commit(a.reg, why, sizeof why);
@@ -457,23 +578,32 @@ static int run_import(int argc, char **argv, int devices)
         double t = elapsed(&im.start);
         double rate = t > 0 ? (double)im.nok / t : 0.0;
         if (a.json) {
-            json_t *s = json_pack("{s:I,s:I,s:I,s:s,s:I,s:f,s:f}", "imported", (json_int_t)im.nok, "records",
-                                  (json_int_t)im.rd.nrec, "lines", (json_int_t)rec_lines(&im.rd), "form",
-                                  rec_form_name(im.rd.form), "skipped", (json_int_t)im.nskipped, "seconds", t,
-                                  devices ? "devicesPerSecond" : "registriesPerSecond", rate);
+            json_t *s = json_pack("{s:I,s:I,s:I,s:s,s:I,s:f}", "imported", (json_int_t)im.nok, "records",
+                                  (json_int_t)nrec, "lines", (json_int_t)nlines, "form",
+                                  rec_form_name(im.rd.form), "skipped", (json_int_t)im.nskipped, "seconds", t);
             if (s != NULL) {
+                if (kind != 2)
+                    json_object_set_new(s, devices ? "devicesPerSecond" : "registriesPerSecond", json_real(rate));
                 if (devices) {
                     json_object_set_new(s, "registry", json_string(a.registry));
-                    json_object_set_new(s, "numIdsChanged", notes_json(&im.numids, 1));
-                } else {
-                    json_object_set_new(s, "caCertificates", json_integer((json_int_t)im.ncerts));
+                    json_object_set_new(s, "bindings", json_integer((json_int_t)im.nbound));
                 }
-                json_object_set_new(s, "skippedIds", notes_json(&im.skipped, 0));
+                if (kind == 1)
+                    json_object_set_new(s, "numIdsChanged", notes_json(&im.numids, 1));
+                if (kind == 0)
+                    json_object_set_new(s, "caCertificates", json_integer((json_int_t)im.ncerts));
+                if (kind != 2)
+                    json_object_set_new(s, "skippedIds", notes_json(&im.skipped, 0));
             }
             rc = out_json(s);
+        } else if (kind == 2) {
+            printf("Imported %lu binding%s into registry [%s] in %.2f s.\n", im.nbound, im.nbound == 1 ? "" : "s",
+                   a.registry, t);
         } else if (devices) {
             printf("Imported %lu devices into registry [%s] in %.2f s (%.0f devices/s)", im.nok, a.registry, t,
                    rate);
+            if (bf != NULL)
+                printf(", and %lu binding%s", im.nbound, im.nbound == 1 ? "" : "s");
             if (im.nskipped > 0)
                 printf("; %lu skipped (they exist already)", im.nskipped);
             if (im.numids.n > 0)
@@ -492,6 +622,8 @@ out:
         lk_registry_import_abort(a.reg);
     if (f != NULL && f != stdin)
         fclose(f);
+    if (bf != NULL && bf != stdin)
+        fclose(bf);
     free(buf);
     json_decref(im.errors);
     notes_free(&im.numids);
@@ -511,4 +643,9 @@ int cmd_devices_import(int argc, char **argv)
 int cmd_registries_import(int argc, char **argv)
 {
     return run_import(argc, argv, 0);
+}
+
+int cmd_gateways_import(int argc, char **argv)
+{
+    return run_import(argc, argv, 2);
 }

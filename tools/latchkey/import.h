@@ -41,12 +41,16 @@ struct seen {
 struct import {
     struct admin *a;
     struct rec_reader rd;
-    int devices;               /* 1: devices, 0: registries */
+    int devices;               /* 1: devices (and bindings), 0: registries */
+    int bindings;              /* reading gateway bindings ({"gatewayId", "deviceId"} records) */
+    unsigned long nbound;      /* bindings taken */
+    int after_devices;         /* the bindings file of devices import --bindings ("bindings line N") */
+    unsigned long prev_nrec, prev_lines; /* of the devices file, when bindings follow it */
     int skip_existing;
     json_t *errors;            /* --format json: the first JSON_ERRORS_MAX refusals */
     unsigned long nerrors, nshown, nok, nskipped, ncerts;
     struct notes numids, skipped, expired, converted;
-    unsigned long settings;    /* devices: with logLevel or gatewayConfig set */
+    unsigned long settings;    /* devices: with logLevel set (not yet in effect) */
     unsigned long events, states, https, loglevels; /* registries with each set */
     unsigned long moved_topics; /* notification topics moved from the export's project to P */
     struct seen seen;
