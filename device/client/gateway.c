@@ -236,24 +236,29 @@ void lk_dev__gw_free(lk_dev *d)
 void lk_dev__gw_reset(lk_dev *d)
 {
     struct gw *g = d->gw;
-    struct gw_dev *o, *next;
+    struct gw_dev *o;
     if (g == NULL)
         return;
-    for (o = g->first; o != NULL; o = next) {
-        next = o->next;
+    for (o = g->first; o != NULL; o = o->next) {
         o->attach_mid = 0;
         o->sub_mid = 0;
         o->reattach = 0;
         o->state_inflight = 0;
-        if (o->detaching && o->queued <= 1) {
-            /* Only its detach was left: the server dropped it with the connection. */
-            forget_detached(d, o, "detached (with the connection)");
-            continue;
-        }
         if (o->status != GW_HELD)
             o->status = GW_PENDING;
     }
     g->want_control = 1;
+    /* A device being detached whose detach alone was left: the server dropped
+     * it with the connection. Forgotten one at a time, from the start again:
+     * the event's callback may detach others. */
+    for (o = g->first; o != NULL;) {
+        if (o->detaching && o->queued <= 1) {
+            forget_detached(d, o, "detached (with the connection)");
+            o = g->first;
+        } else {
+            o = o->next;
+        }
+    }
 }
 
 int lk_dev__gw_own_topics(lk_dev *d, char **topics)
