@@ -286,9 +286,11 @@ int64_t lk_dev_backoff_ms(unsigned failures, unsigned max_s, unsigned jitter_ms)
  * turns a client (before lk_dev_start) into a gateway; then:
  *   - lk_dev_attach(D) publishes /devices/D/attach (QoS 1), with D's own
  *     token when D has a key ({"authorization": "<D's JWT>"}, signed by D's
- *     key through lk_se, aud = the project) or {} (association only); after
- *     its PUBACK the client subscribes /devices/D/config and commands/# and
- *     starts sending D's queued messages;
+ *     key through lk_se, aud = the project) or {} (association only). The
+ *     server acknowledges every attach, also one it refuses, so after the
+ *     PUBACK the client subscribes /devices/D/config and commands/#, which
+ *     the server grants only to a device attached: granted, D is attached
+ *     (LK_DEV_EV_ATTACHED) and its queued messages start to go;
  *   - after every (re)connection every device attached is attached again,
  *     and subscribed again, before any of its messages is sent; a device's
  *     token is replaced (a new attach) refresh_margin_s before it expires;
@@ -302,11 +304,15 @@ int64_t lk_dev_backoff_ms(unsigned failures, unsigned max_s, unsigned jitter_ms)
  *   - the client subscribes /devices/GW/errors (QoS 0) and hands each error,
  *     parsed, to on_error (but for the GATEWAY_DEVICE_NOT_ATTACHED of the
  *     subscriptions that follow an attach the server refused: those are the
- *     client's own way to learn the verdict). An attach refused (GATEWAY_ATTACHMENT_ERROR) or an
+ *     client's own way to learn the verdict). An attach refused
+ *     (GATEWAY_ATTACHMENT_ERROR, or its subscriptions refused) or an
  *     attachment the server dropped (GATEWAY_DEVICE_DETACHED) holds D: its
  *     messages stay queued, unsent, and it is not attached again on
  *     reconnects, until the caller calls lk_dev_attach(D) again (or
  *     lk_dev_detach(D), which drops them).
+ *
+ * Memory: a device attached costs about 8 bytes per max_messages_per_s (its
+ * pacing ring) plus its token (about 1 KiB) when it has a key.
  */
 
 /* IoT Core's error message (errors topic), parsed. Strings NUL-terminated,
@@ -379,7 +385,8 @@ lk_err lk_dev_attach(lk_dev *dev, const char *device, const lk_se *se, const cha
  * detached), or the client stops.
  */
 lk_err lk_dev_detach(lk_dev *dev, const char *device);
-/* 1 when device is attached (acknowledged on this connection), 0 else. */
+/* 1 when device is attached (its attach acknowledged and its subscriptions
+ * granted on the current connection), 0 else. */
 int lk_dev_attached(const lk_dev *dev, const char *device);
 
 /* lk_dev_publish_event/_state for an attached device (including one whose
