@@ -7,6 +7,7 @@ plugin (its gateway side, docs/plugin.md).
     own events, reach a backend as each device's own (gatewayId in the attributes); a config update
     and a command for an attached device are printed with its name; a line for the unbound device
     waits (it is held), a line for a device never named is skipped;
+  - '@DEVICE/attach' and '@DEVICE/detach' lines attach and detach a device while the agent runs;
   - a DEVICE_AUTH_TOKEN_ONLY gateway attaches an unbound device with its own token (signed by its
     key in the same store, --attach DEVICE:KEY), and is refused one without a token;
   - a broker restart: the agent reconnects, attaches every device again and only then sends what
@@ -102,6 +103,36 @@ def test_association_only_gateway(broker):
         assert json.loads(m.string) == {"type": "command", "device": nodes[1].id,
                                         "subfolder": "valve/3", "data": "open"}
         a.kill()   # the held line is never delivered: no clean stop expected
+    finally:
+        close(be)
+
+
+def test_attach_and_detach_while_running(broker):
+    """@DEVICE/attach and @DEVICE/detach input lines: a device attached later (association only),
+    its events delivered, then detached after them; a line for it afterwards is skipped, and the
+    broker saw the detach (its offline message names the gateway)."""
+    b = broker
+    gw = gateway(b, uniq("gw-live"), "association-only")
+    n = b.device(uniq("live"))
+    bind(b, gw, n)
+    be = backend(b)
+    try:
+        a = Agent(agent_args(b, gw, "--gateway"))
+        a.wait_connected()
+        a.send(f"@{n.id}/attach")
+        a.wait_err(ATTACHED_RE.format(n.id), timeout=15)
+        evs = [uniq("live-ev") for _ in range(3)]
+        for e in evs:
+            a.send(f"@{n.id} {e}")
+        a.send(f"@{n.id}/detach")
+        a.wait_err(rf"\bdetached {n.id}\b", timeout=15)
+        assert wait_payloads(be, n.downstream("events"), [e.encode() for e in evs]) == \
+            [e.encode() for e in evs], a.dump()
+        assert received(be, n.downstream("offline"), timeout=10), payloads(be, n.downstream("offline"))
+        a.send(f"@{n.id} after")
+        a.wait_err(rf"a line for {n.id}, which is not attached", timeout=5)
+        assert a.stop() == EXIT_OK, a.dump()
+        assert b"after" not in payloads(be, n.downstream("events"))
     finally:
         close(be)
 
@@ -210,7 +241,7 @@ def test_device_token_refreshed_without_loss(tmp_path_factory):
     (["--attach", "1bad"], "device id"),
     (["--attach", "node-1:"], "empty key"),
     (["--attach", "node-1", "--attach", "node-1"], "twice"),
-    (["--gateway-rate", "10"], "--attach"),
+    (["--gateway-rate", "10"], "--gateway or --attach"),
     (["--attach", "node-1", "--gateway-rate", "0"], "--gateway-rate"),
 ])
 def test_usage_errors(broker, args, word):

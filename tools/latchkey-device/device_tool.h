@@ -39,6 +39,7 @@ struct devtool_gw_dev {
     lk_alg alg;
     unsigned failures;    /* attaches refused or dropped in a row */
     int64_t retry_ms;     /* attach again at this time (lk_dev_now_ms), 0 = not waiting */
+    int detached;         /* by an input line @DEVICE/detach */
 };
 
 struct devtool_gw {
@@ -65,9 +66,10 @@ void devtool_gw_tick(struct devtool_gw *g, lk_dev *dev, int64_t now, int64_t *ne
 void devtool_gw_attached(struct devtool_gw *g, const char *device);
 /* 1 when id is a state message queued by devtool_gw_line (forgotten then). */
 int devtool_gw_is_state(struct devtool_gw *g, uint64_t id);
-/* One input line starting with '@' (own: the gateway's id): queued, or
- * skipped with a warning (LK_OK); LK_ERR_QUEUE_FULL, LK_ERR_TOO_LARGE or
- * another error of lk_dev_publish_* otherwise. */
+/* One input line starting with '@' (own: the gateway's id): queued (an
+ * event or state), done (@DEVICE/attach, @DEVICE/detach), or skipped with a
+ * warning (LK_OK); LK_ERR_QUEUE_FULL, LK_ERR_TOO_LARGE or another error of
+ * lk_dev_publish_* otherwise. */
 lk_err devtool_gw_line(struct devtool_gw *g, lk_dev *dev, const char *own, const char *line,
                        size_t len, const char *subfolder);
 

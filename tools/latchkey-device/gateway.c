@@ -116,7 +116,7 @@ static void on_error(void *user, const lk_dev_gateway_error *e)
     }
     fflush(stdout);
     /* Not attached any more: the client holds the device; try again later. */
-    if (v != NULL && (strcmp(e->error_type, "GATEWAY_ATTACHMENT_ERROR") == 0 ||
+    if (v != NULL && !v->detached && (strcmp(e->error_type, "GATEWAY_ATTACHMENT_ERROR") == 0 ||
                       strcmp(e->error_type, "GATEWAY_DEVICE_DETACHED") == 0)) {
         int64_t delay = lk_dev_backoff_ms(v->failures, g->backoff_max_s, (unsigned)(rand() % 1000));
         if (v->failures < 31)
@@ -212,6 +212,46 @@ int devtool_gw_is_state(struct devtool_gw *g, uint64_t id)
     return state_id_seen(g, id);
 }
 
+/* @DEVICE/attach: attach DEVICE (again), with the key --attach gave it, or
+ * association only for a device not named by --attach. */
+static lk_err attach_line(struct devtool_gw *g, lk_dev *dev, const char *own, const char *id)
+{
+    struct devtool_gw_dev *v = gw_find(g, id);
+    lk_err err;
+    if (strcmp(id, own) == 0) {
+        fprintf(stderr, "%s: @%s/attach: a gateway cannot attach itself: skipped\n", tool_name, id);
+        return LK_OK;
+    }
+    if (v == NULL) {
+        char arg[LK_ID_MAX + 1];
+        snprintf(arg, sizeof arg, "%s", id);
+        if (devtool_gw_add(g, arg) != EXIT_OK)
+            return LK_OK; /* the reason is printed */
+        v = gw_find(g, id);
+    }
+    v->detached = 0;
+    v->retry_ms = 0;
+    err = lk_dev_attach(dev, v->id, v->keyref != NULL ? g->se : NULL, v->keyref, v->alg);
+    if (err != LK_OK)
+        fprintf(stderr, "%s: @%s/attach: %s (%s): skipped\n", tool_name, id, lk_strerror(err),
+                lk_errname(err));
+    return LK_OK;
+}
+
+/* @DEVICE/detach: detach DEVICE after what was queued for it. */
+static lk_err detach_line(struct devtool_gw *g, lk_dev *dev, const char *id)
+{
+    struct devtool_gw_dev *v = gw_find(g, id);
+    lk_err err = v != NULL && !v->detached ? lk_dev_detach(dev, id) : LK_ERR_STATE;
+    if (err != LK_OK) {
+        fprintf(stderr, "%s: @%s/detach: not attached: skipped\n", tool_name, id);
+        return LK_OK;
+    }
+    v->detached = 1;
+    v->retry_ms = 0;
+    return LK_OK;
+}
+
 /* see device_tool.h */
 lk_err devtool_gw_line(struct devtool_gw *g, lk_dev *dev, const char *own, const char *line,
                        size_t len, const char *subfolder)
@@ -234,6 +274,12 @@ lk_err devtool_gw_line(struct devtool_gw *g, lk_dev *dev, const char *own, const
     id[idlen] = '\0';
     if (slash != NULL) {
         size_t rest = tlen - (size_t)(slash - line);
+        if ((rest == 7 && memcmp(slash, "/attach", 7) == 0) ||
+            (rest == 7 && memcmp(slash, "/detach", 7) == 0)) {
+            memcpy(id, line + 1, idlen);
+            id[idlen] = '\0';
+            return slash[1] == 'a' ? attach_line(g, dev, own, id) : detach_line(g, dev, id);
+        }
         if (rest == 6 && memcmp(slash, "/state", 6) == 0) {
             state = 1;
         } else if (rest == 7 && memcmp(slash, "/events", 7) == 0) {
@@ -250,7 +296,7 @@ lk_err devtool_gw_line(struct devtool_gw *g, lk_dev *dev, const char *own, const
     if (strcmp(id, own) == 0) {
         err = state ? lk_dev_publish_state(dev, payload, plen, &mid)
                     : lk_dev_publish_event(dev, subfolder, payload, plen, NULL);
-    } else if (gw_find(g, id) == NULL) {
+    } else if (gw_find(g, id) == NULL || gw_find(g, id)->detached) {
         fprintf(stderr, "%s: a line for %s, which is not attached (--attach): skipped\n", tool_name,
                 id);
         return LK_OK;
@@ -264,7 +310,8 @@ lk_err devtool_gw_line(struct devtool_gw *g, lk_dev *dev, const char *own, const
     }
     return err;
 bad:
-    fprintf(stderr, "%s: a line starting with '@' must start with @DEVICE, @DEVICE/state or "
-            "@DEVICE/events/SUBFOLDER and a space: skipped\n", tool_name);
+    fprintf(stderr, "%s: a line starting with '@' must start with @DEVICE, @DEVICE/state, "
+            "@DEVICE/events/SUBFOLDER and a space, or be @DEVICE/attach or @DEVICE/detach: skipped\n",
+            tool_name);
     return LK_OK;
 }

@@ -62,6 +62,7 @@ static const char run_help[] =
     "  --quiet             progress lines off; errors are still printed\n"
     "\n"
     "As a gateway (--device is a device of type GATEWAY; docs/device.md, \"Gateways\"):\n"
+    "  --gateway           run as a gateway (implied by --attach)\n"
     "  --attach DEVICE[:KEYREF]   attach DEVICE on this connection (repeat for each, up to\n"
     "                      1000); with KEYREF, its own token is signed by that key of the\n"
     "                      same store or token as --key (gateways that need device tokens),\n"
@@ -69,8 +70,10 @@ static const char run_help[] =
     "  --gateway-rate N    send at most N messages a second in all (default 800; the\n"
     "                      server's gateway cap is 1000); --max-rate applies per device\n"
     "  Input lines '@DEVICE PAYLOAD' are DEVICE's events ('@DEVICE/events/SUBFOLDER PAYLOAD'\n"
-    "  with a subfolder, '@DEVICE/state PAYLOAD' its state); other lines are the gateway's\n"
-    "  own events. Attached devices' config and commands are printed with '@DEVICE ' in\n"
+    "  with a subfolder, '@DEVICE/state PAYLOAD' its state); '@DEVICE/attach' and\n"
+    "  '@DEVICE/detach' attach (association only, unless --attach gave it a key) and detach\n"
+    "  it while running; other lines are the gateway's own events.\n"
+    "  Attached devices' config and commands are printed with '@DEVICE ' in\n"
     "  front (JSON: a \"device\" field); the server's errors (/devices/GW/errors) as\n"
     "  'error: TYPE @DEVICE: DESCRIPTION' (JSON: {\"type\":\"error\",...}); a device refused\n"
     "  or dropped by the server is attached again after a backoff.\n"
@@ -350,7 +353,7 @@ enum {
     OPT_HOST = 1000, OPT_PORT, OPT_CA, OPT_PROJECT, OPT_REGION, OPT_REGISTRY, OPT_DEVICE,
     OPT_KEY, OPT_STORE, OPT_MODULE, OPT_ALG, OPT_LIFETIME, OPT_MARGIN, OPT_KEEPALIVE,
     OPT_BACKOFF, OPT_REFUSALS, OPT_ATTEMPTS, OPT_EVENTS, OPT_SUBFOLDER, OPT_STATE,
-    OPT_STATE_FILE, OPT_COUNT, OPT_DURATION, OPT_MAX_RATE, OPT_EOF, OPT_FORMAT, OPT_QUIET, OPT_ATTACH, OPT_GATEWAY_RATE, OPT_HELP
+    OPT_STATE_FILE, OPT_COUNT, OPT_DURATION, OPT_MAX_RATE, OPT_EOF, OPT_FORMAT, OPT_QUIET, OPT_ATTACH, OPT_GATEWAY_RATE, OPT_GATEWAY, OPT_HELP
 };
 
 static const struct option run_options[] = {
@@ -383,6 +386,7 @@ static const struct option run_options[] = {
     {"quiet", no_argument, NULL, OPT_QUIET},
     {"attach", required_argument, NULL, OPT_ATTACH},
     {"gateway-rate", required_argument, NULL, OPT_GATEWAY_RATE},
+    {"gateway", no_argument, NULL, OPT_GATEWAY},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0}
 };
@@ -416,6 +420,7 @@ struct run_opts {
     long long count;     /* events to deliver, 0 = no limit */
     int exit_on_eof, json, quiet;
     struct devtool_gw gw;   /* --attach, --gateway-rate */
+    int gateway;            /* --gateway (implied by --attach) */
 };
 
 #define RUN_HELP (-1) /* --help was printed */
@@ -470,6 +475,7 @@ static int parse_run_options(int argc, char **argv, struct run_opts *o)
         case OPT_STATE_FILE: o->state_file = optarg; break;
         case OPT_EOF: o->exit_on_eof = 1; break;
         case OPT_QUIET: o->quiet = 1; break;
+        case OPT_GATEWAY: o->gateway = 1; break;
         case OPT_ATTACH: {
             int rc = devtool_gw_add(&o->gw, optarg);
             if (rc != EXIT_OK)
@@ -516,8 +522,10 @@ static int parse_run_options(int argc, char **argv, struct run_opts *o)
     cfg->max_attempts = (unsigned)nums[OPT_ATTEMPTS - OPT_HOST];
     cfg->max_messages_per_s = (unsigned)nums[OPT_MAX_RATE - OPT_HOST];
     o->gw.rate = (unsigned)nums[OPT_GATEWAY_RATE - OPT_HOST];
-    if (o->gw.rate != 0 && o->gw.n == 0)
-        return tool_usage_error("--gateway-rate is for a gateway: give --attach too");
+    if (o->gw.n > 0)
+        o->gateway = 1;
+    if (o->gw.rate != 0 && !o->gateway)
+        return tool_usage_error("--gateway-rate is for a gateway: give --gateway or --attach too");
     o->gw.backoff_max_s = cfg->backoff_max_s ? cfg->backoff_max_s : 64;
     o->gw.json = o->json;
     o->gw.quiet = o->quiet;
@@ -619,7 +627,7 @@ static int new_device(struct run_opts *o, struct tool_key *key, struct agent *ag
         tool_error("setup", err, "%s", detail[0] ? detail : lk_strerror(err));
         return tool_exit_code(err);
     }
-    if (o->gw.n > 0) {
+    if (o->gateway) {
         o->gw.se = &key->se;
         agent->gw = &o->gw;
         if ((rc = devtool_gw_setup(&o->gw, *dev, key)) != EXIT_OK)
