@@ -393,7 +393,7 @@ lk_err lk_dev_gateway_error_parse(const void *json, size_t len, lk_dev_gateway_e
 {
     static const char upper[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ_";
     static const char upper_digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ_0123456789";
-    struct rd *r;
+    struct rd rd, *r = &rd; /* 8 KiB on the stack: no allocation, no LK_ERR_NOMEM */
     long packet_id = 0;
     int cut = 0, rc;
     struct field info[4], top[5];
@@ -405,9 +405,6 @@ lk_err lk_dev_gateway_error_parse(const void *json, size_t len, lk_dev_gateway_e
         return LK_ERR_ARG;
     if (len > LK_GATEWAY_ERROR_MAX)
         return LK_ERR_TOO_LARGE;
-    r = malloc(sizeof *r);
-    if (r == NULL)
-        return LK_ERR_NOMEM;
     r->p = json;
     r->end = r->p + len;
     r->keys_len = 0;
@@ -429,7 +426,6 @@ lk_err lk_dev_gateway_error_parse(const void *json, size_t len, lk_dev_gateway_e
         if (r->p != r->end)
             rc = -1; /* something after the object */
     }
-    free(r);
     if (rc == 0 && packet_id > 65535)
         rc = -1;
     /* What each field may hold: error types and message types are enum
