@@ -85,8 +85,8 @@ typedef enum lk_dev_event_type {
     LK_DEV_EV_STOPPED = 11,     /* lk_dev_stop finished; code = messages left undelivered */
     LK_DEV_EV_WARNING = 12,     /* anything else worth a log line */
     /* Gateways only (lk_dev_gateway): device = the attached device's id. */
-    LK_DEV_EV_ATTACHED = 13,    /* the server acknowledged an attach (its refusal, if any,
-                                   comes on the errors topic: on_error) */
+    LK_DEV_EV_ATTACHED = 13,    /* a device is attached: its attach acknowledged and its
+                                   config and commands subscriptions granted */
     LK_DEV_EV_DETACHED = 14     /* a detach is done; code = its messages dropped unsent */
 } lk_dev_event_type;
 
