@@ -174,8 +174,7 @@ lk_err lk_dev_new(const lk_dev_config *c, lk_dev **out, char *detail, size_t det
         lk_dev_free(d);
         return LK_ERR_NOMEM;
     }
-    d->sent_ms = calloc(d->max_rate, sizeof *d->sent_ms);
-    if (d->sent_ms == NULL) {
+    if (lk_dev__rate_init(&d->self_rate, d->max_rate) != LK_OK) {
         lk_dev_free(d);
         return LK_ERR_NOMEM;
     }
@@ -331,6 +330,7 @@ static lk_err step(lk_dev *d, int readable, int writable)
                          "token expires soon: reconnecting with a new one (%zu message(s) in flight)",
                          d->inflight);
         } else {
+            lk_dev__gw_tick(d, now);
             lk_dev__pump(d);
         }
         break;
@@ -385,6 +385,8 @@ int64_t lk_dev_next_ms(const lk_dev *d)
         next = d->refresh_ms;
         if (d->pump_wait_ms != 0 && d->pump_wait_ms < next)
             next = d->pump_wait_ms;
+        if (lk_dev__gw_next_ms(d) < next)
+            next = lk_dev__gw_next_ms(d);
         break;
     case LK_DEV_REFRESHING:
     case LK_DEV_STOPPING:
@@ -465,7 +467,8 @@ void lk_dev_free(lk_dev *d)
     free(d->topic_state);
     free(d->topic_config);
     free(d->topic_commands);
-    free(d->sent_ms);
+    lk_dev__rate_free(&d->self_rate);
+    lk_dev__gw_free(d);
     free(d);
 }
 

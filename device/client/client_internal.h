@@ -60,9 +60,53 @@ struct lk_dev_tls {
     SSL_CTX *ctx;
 };
 
+struct gw_dev;
+
+/* At most max messages in any 1000 ms: the times of the last max sends. */
+struct lk_rate {
+    int64_t *ms;
+    unsigned max, i, n;
+};
+
+/* A device attached to a gateway (gateway.c). */
+enum gw_status {
+    GW_PENDING,     /* the attach is to be sent on this connection */
+    GW_ATTACHING,   /* sent: waiting for its PUBACK */
+    GW_SUBSCRIBING, /* acknowledged: config and commands subscribed, waiting for the SUBACK */
+    GW_ATTACHED,    /* its messages may go */
+    GW_HELD         /* refused or dropped by the server: waits for the caller */
+};
+
+struct gw_dev {
+    struct gw_dev *hnext;        /* hash chain */
+    struct gw_dev *prev, *next;  /* in the order attached */
+    char id[LK_ID_MAX + 1];
+    const lk_se *se;             /* NULL: association only, no token */
+    const char *key;
+    lk_alg alg;
+    enum gw_status status;
+    int detaching;               /* a detach is queued */
+    int reattach;                /* attach again with a new token while attached */
+    int attach_mid, sub_mid;     /* on the current connection, 0 = none */
+    char *token;                 /* TOKEN_SIZE bytes when se, wiped when replaced */
+    size_t token_len;
+    int64_t token_exp, token_mono;
+    struct lk_rate rate;
+    int state_inflight;
+    int64_t state_ready_ms;
+    unsigned skip_gen;           /* none of its messages may go in this pump pass */
+    unsigned unsent_gen;         /* one of its messages stayed unsent in this pass */
+    size_t queued;               /* its messages in the queue, its detach included */
+};
+
+#define MSG_DATA 0
+#define MSG_DETACH 1  /* a gateway's detach of owner, after owner's messages */
+
 struct msg {
     struct msg *next;
+    struct gw_dev *owner; /* the attached device it is for; NULL: the client's own */
     uint64_t id;
+    int kind;
     int is_state;
     int mid;        /* libmosquitto's id on the current connection, 0 = not sent */
     size_t len;
@@ -125,11 +169,14 @@ struct lk_dev {
     /* pacing: the server drops (and still acknowledges) what goes over its
      * rates, so the client keeps under them */
     unsigned max_rate;        /* messages in any 1000 ms */
-    int64_t *sent_ms;         /* ring of the last max_rate send times */
-    unsigned sent_i, sent_n;
+    struct lk_rate self_rate; /* the client's own messages */
     int64_t pump_wait_ms;     /* when pacing lets the next message go, 0 if none waits */
     int state_inflight;       /* a state message awaits its PUBACK */
     int64_t state_ready_ms;   /* the next state may go at this time */
+
+    /* a gateway (lk_dev_gateway), else NULL: gateway.c */
+    struct gw *gw;
+    const char *ev_device;    /* the attached device the next event is about */
 
     lk_err fail_err;
     char fail_detail[DETAIL_MAX];
@@ -153,9 +200,64 @@ LK_DEV_HIDDEN extern __thread lk_dev *lk_dev__stepping;
 /* queue.c */
 /* A new connection: every message is unsent again. */
 LK_DEV_HIDDEN void lk_dev__queue_reset_sent(lk_dev *d);
-LK_DEV_HIDDEN void lk_dev__msg_free(struct msg *m);
 /* Hand the unsent messages to the connection as fast as the rates allow. */
 LK_DEV_HIDDEN void lk_dev__pump(lk_dev *d);
+/* Queue a message (kind MSG_DATA) for owner (NULL: the client itself). */
+LK_DEV_HIDDEN lk_err lk_dev__enqueue(lk_dev *d, struct gw_dev *owner, const char *topic, int is_state,
+                                     const void *data, size_t len, size_t max, uint64_t *id);
+
+/* msg.c: the queue's entries and pacing */
+LK_DEV_HIDDEN void lk_dev__msg_free(struct msg *m);
+/* Unlink m from the queue and account for it (not freed). */
+LK_DEV_HIDDEN void lk_dev__unlink(lk_dev *d, struct msg *m, struct msg *prev);
+LK_DEV_HIDDEN lk_err lk_dev__rate_init(struct lk_rate *r, unsigned max);
+LK_DEV_HIDDEN void lk_dev__rate_free(struct lk_rate *r);
+/* 0 when one more message may go now; else the time from which it may. */
+LK_DEV_HIDDEN int64_t lk_dev__rate_wait(const struct lk_rate *r, int64_t now);
+LK_DEV_HIDDEN void lk_dev__rate_record(struct lk_rate *r, int64_t now);
+
+/* msg.c is the floor of queue.c and gateway.c (the entries, the rate ring);
+ * gateway_api.c (attach, detach, publish for) builds on queue.c, which
+ * consults gateway.c: no circle. */
+
+/* gateway.c, for gateway_api.c (d->gw not NULL) */
+LK_DEV_HIDDEN struct gw_dev *lk_dev__gw_find(const lk_dev *d, const char *id);
+/* A new device in the table (PENDING), with a token buffer when with_token. */
+LK_DEV_HIDDEN lk_err lk_dev__gw_add(lk_dev *d, const char *id, int with_token, struct gw_dev **out);
+/* A known device gets a new key: its token dropped (a buffer made when with_token). */
+LK_DEV_HIDDEN lk_err lk_dev__gw_rekey(struct gw_dev *o, int with_token);
+LK_DEV_HIDDEN void lk_dev__gw_want_control(lk_dev *d);
+/* Forget o now (its unsent messages dropped), LK_DEV_EV_DETACHED. */
+LK_DEV_HIDDEN void lk_dev__gw_forget(lk_dev *d, struct gw_dev *o);
+
+/* gateway.c: everything a gateway adds; each is a no-op when d->gw is NULL. */
+/* Free the gateway's state (the client's queue is freed by then). */
+LK_DEV_HIDDEN void lk_dev__gw_free(lk_dev *d);
+/* The connection is gone: every device is to be attached again. */
+LK_DEV_HIDDEN void lk_dev__gw_reset(lk_dev *d);
+/* CONNACK 0: subscribe the errors topic (into topics, returns the count added). */
+LK_DEV_HIDDEN int lk_dev__gw_own_topics(lk_dev *d, char **topics);
+/* Send the attaches due (new, again after a reconnect, token refresh) within
+ * the connection's rate; 0 when the rate stopped it (*when: from when on). */
+LK_DEV_HIDDEN int lk_dev__gw_pump_control(lk_dev *d, int64_t now, int64_t *when);
+/* The device's tokens that must be replaced now are marked (step). */
+LK_DEV_HIDDEN void lk_dev__gw_tick(lk_dev *d, int64_t now);
+LK_DEV_HIDDEN int64_t lk_dev__gw_next_ms(const lk_dev *d);
+/* PUBACK/SUBACK of a gateway's own packet: 1 when it was one. */
+LK_DEV_HIDDEN int lk_dev__gw_puback(lk_dev *d, int mid);
+LK_DEV_HIDDEN int lk_dev__gw_suback(lk_dev *d, int mid, int n, const int *granted);
+/* A message on an attached device's topic or the errors topic: 1 when handled. */
+LK_DEV_HIDDEN int lk_dev__gw_message(lk_dev *d, const struct mosquitto_message *msg);
+/* A detach message (in the queue) was acknowledged: forget its device. */
+LK_DEV_HIDDEN void lk_dev__gw_detached(lk_dev *d, struct gw_dev *o);
+/* Pump: may a message of owner go now? 1 yes; 0 no (*when updated). */
+LK_DEV_HIDDEN int lk_dev__gw_may_send(lk_dev *d, struct msg *m, int64_t now, unsigned gen,
+                                      int64_t *when);
+/* 0 when the connection's cap lets one more message go now, else from when. */
+LK_DEV_HIDDEN int64_t lk_dev__gw_conn_wait(const lk_dev *d, int64_t now);
+LK_DEV_HIDDEN void lk_dev__gw_sent(lk_dev *d, struct msg *m, int64_t now);
+LK_DEV_HIDDEN void lk_dev__gw_acked(lk_dev *d, struct msg *m);
+LK_DEV_HIDDEN unsigned lk_dev__gw_pump_gen(lk_dev *d);
 
 /* connection.c */
 /* Forget the connection (libmosquitto object and its flags). */

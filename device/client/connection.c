@@ -52,28 +52,32 @@ static void cb_publish(struct mosquitto *mosq, void *obj, int mid)
     (void)mosq;
     /* PUBACKs come in order, so this almost always stops at the head. */
     for (m = d->head; m != NULL; prev = m, m = m->next) {
+        struct gw_dev *owner;
+        int kind;
         if (m->mid != mid)
             continue;
-        if (prev != NULL)
-            prev->next = m->next;
-        else
-            d->head = m->next;
-        if (d->tail == m)
-            d->tail = prev;
-        d->queued--;
-        d->queued_bytes -= m->len;
-        if (d->inflight > 0)
-            d->inflight--;
-        if (m->is_state) {
+        lk_dev__unlink(d, m, prev);
+        owner = m->owner;
+        kind = m->kind;
+        if (owner != NULL) {
+            lk_dev__gw_acked(d, m);
+        } else if (m->is_state) {
             d->state_inflight = 0;
             d->state_ready_ms = lk_dev_now_ms() + STATE_GAP_MS;
         }
-        d->stats.delivered++;
-        lk_dev__emit(d, LK_DEV_EV_DELIVERED, LK_OK, 0, 0, m->id, "message %llu delivered",
-                     (unsigned long long)m->id);
+        if (kind == MSG_DATA) {
+            d->stats.delivered++;
+            d->ev_device = owner != NULL ? owner->id : NULL;
+            lk_dev__emit(d, LK_DEV_EV_DELIVERED, LK_OK, 0, 0, m->id, "message %llu delivered",
+                         (unsigned long long)m->id);
+            d->ev_device = NULL;
+        }
         lk_dev__msg_free(m);
+        if (kind == MSG_DETACH)
+            lk_dev__gw_detached(d, owner);
         return;
     }
+    (void)lk_dev__gw_puback(d, mid); /* a gateway's attach */
 }
 
 static void cb_subscribe(struct mosquitto *mosq, void *obj, int mid, int n, const int *granted)
@@ -81,7 +85,8 @@ static void cb_subscribe(struct mosquitto *mosq, void *obj, int mid, int n, cons
     lk_dev *d = obj;
     int i;
     (void)mosq;
-    (void)mid;
+    if (lk_dev__gw_suback(d, mid, n, granted))
+        return; /* an attached device's subscriptions */
     for (i = 0; i < n; i++) {
         if (granted[i] > 1) {
             lk_dev__emit(d, LK_DEV_EV_WARNING, LK_ERR_REFUSED, granted[i], 0, 0,
@@ -100,6 +105,8 @@ static void cb_message(struct mosquitto *mosq, void *obj, const struct mosquitto
     size_t len;
     unsigned max;
     (void)mosq;
+    if (lk_dev__gw_message(d, msg))
+        return; /* an attached device's, or the errors topic */
     kind = msg->topic == NULL ? LK_TOPIC_NONE
                               : lk_device_topic_parse(d->device, msg->topic, strlen(msg->topic), &sub);
     if (kind == LK_TOPIC_NONE) {
@@ -377,10 +384,12 @@ void lk_dev__connected(lk_dev *d, int64_t now)
     {
         /* One SUBSCRIBE for both: one SUBACK says whether the device can
          * hear its config and its commands. */
-        char *topics[2];
+        char *topics[3];
+        int n = 2;
         topics[0] = d->topic_config;
         topics[1] = d->topic_commands;
-        mosquitto_subscribe_multiple(d->mosq, NULL, 2, topics, 1, 0, NULL);
+        n += lk_dev__gw_own_topics(d, topics + 2); /* a gateway: its errors topic too */
+        mosquitto_subscribe_multiple(d->mosq, NULL, n, topics, 1, 0, NULL);
     }
     lk_dev__emit(d, LK_DEV_EV_CONNECTED, LK_OK, 0, 0, 0,
                  "connected to %s:%u as %s (token valid until %s)",

@@ -30,6 +30,7 @@ void lk_dev__emit(lk_dev *d, lk_dev_event_type type, lk_err err, int code, int64
     ev.delay_ms = delay;
     ev.id = id;
     ev.detail = d->detail;
+    ev.device = d->ev_device;
     d->in_callback++;
     d->on_event(d->user, &ev);
     d->in_callback--;

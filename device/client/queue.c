@@ -18,36 +18,13 @@ void lk_dev__queue_reset_sent(lk_dev *d)
     }
     d->inflight = 0;
     d->state_inflight = 0;
+    lk_dev__gw_reset(d);
 }
 
-void lk_dev__msg_free(struct msg *m)
+static void earliest(int64_t *when, int64_t t)
 {
-    if (m == NULL)
-        return;
-    lk_wipe(m->data, m->len);
-    free(m);
-}
-
-/* 1 when one more message may go now without exceeding max_rate in any
- * 1000 ms; else 0 and *when says from when on. */
-static int rate_allows(const lk_dev *d, int64_t now, int64_t *when)
-{
-    int64_t oldest;
-    if (d->sent_n < d->max_rate)
-        return 1;
-    oldest = d->sent_ms[d->sent_i]; /* the ring is full: sent_i is the oldest */
-    if (now - oldest >= 1000)
-        return 1;
-    *when = oldest + 1000;
-    return 0;
-}
-
-static void rate_record(lk_dev *d, int64_t now)
-{
-    d->sent_ms[d->sent_i] = now;
-    d->sent_i = (d->sent_i + 1) % d->max_rate;
-    if (d->sent_n < d->max_rate)
-        d->sent_n++;
+    if (t != 0 && (*when == 0 || t < *when))
+        *when = t;
 }
 
 /* Hand the unsent messages to the connection, in order, as fast as the
@@ -55,48 +32,77 @@ static void rate_record(lk_dev *d, int64_t now)
  * second, and state reports one at a time, each STATE_GAP_MS after the
  * previous one's PUBACK (IoT Core measures the state rate from its last
  * acknowledgement). A state report that must wait does not hold up the
- * events behind it. */
+ * events behind it. A gateway does this per device (gateway.c decides for
+ * an attached device's messages) and within its connection's cap. */
 void lk_dev__pump(lk_dev *d)
 {
     struct msg *m;
-    int64_t now, when = 0;
-    int state_blocked;
+    int64_t now, when = 0, t;
+    int state_blocked, self_blocked = 0;
+    unsigned gen;
     d->pump_wait_ms = 0;
     if (d->state != LK_DEV_CONNECTED && d->state != LK_DEV_STOPPING)
         return;
     if (d->mosq == NULL || d->connack != 0)
         return;
     now = lk_dev_now_ms();
+    if (d->gw != NULL && !lk_dev__gw_pump_control(d, now, &when)) {
+        d->pump_wait_ms = when;
+        return;
+    }
+    gen = lk_dev__gw_pump_gen(d);
     state_blocked = d->state_inflight || now < d->state_ready_ms;
     for (m = d->head; m != NULL; m = m->next) {
         int mid = 0, rc;
         if (m->mid != 0)
             continue;
-        if (m->is_state && state_blocked) {
-            if (!d->state_inflight && (when == 0 || d->state_ready_ms < when))
-                when = d->state_ready_ms;
-            continue;
+        if (m->owner != NULL) {
+            if (!lk_dev__gw_may_send(d, m, now, gen, &when))
+                continue;
+        } else {
+            if (self_blocked)
+                continue;
+            if (m->is_state && state_blocked) {
+                if (!d->state_inflight)
+                    earliest(&when, d->state_ready_ms);
+                continue;
+            }
+            if ((t = lk_dev__rate_wait(&d->self_rate, now)) != 0) {
+                earliest(&when, t);
+                if (d->gw == NULL)
+                    break;
+                self_blocked = 1; /* the attached devices' messages may still go */
+                continue;
+            }
         }
-        if (!rate_allows(d, now, &when))
+        if (d->gw != NULL && (t = lk_dev__gw_conn_wait(d, now)) != 0) {
+            earliest(&when, t); /* the connection's cap */
             break;
+        }
         rc = mosquitto_publish(d->mosq, &mid, m->topic, (int)m->len, m->data, 1, false);
         if (rc != MOSQ_ERR_SUCCESS) {
             /* The connection is failing; what was not handed over waits for the next one. */
             break;
         }
-        rate_record(d, now);
         m->mid = mid != 0 ? mid : -1;
         d->inflight++;
-        if (m->is_state) {
-            d->state_inflight = 1;
-            state_blocked = 1;
+        if (m->owner != NULL) {
+            lk_dev__gw_sent(d, m, now);
+        } else {
+            lk_dev__rate_record(&d->self_rate, now);
+            if (d->gw != NULL)
+                lk_dev__gw_sent(d, m, now);
+            if (m->is_state) {
+                d->state_inflight = 1;
+                state_blocked = 1;
+            }
         }
     }
     d->pump_wait_ms = when;
 }
 
-static lk_err enqueue(lk_dev *d, const char *topic, const void *data, size_t len, size_t max,
-                      uint64_t *id)
+lk_err lk_dev__enqueue(lk_dev *d, struct gw_dev *owner, const char *topic, int is_state,
+                       const void *data, size_t len, size_t max, uint64_t *id)
 {
     struct msg *m;
     size_t tlen;
@@ -116,7 +122,9 @@ static lk_err enqueue(lk_dev *d, const char *topic, const void *data, size_t len
     if (m == NULL)
         return LK_ERR_NOMEM;
     m->next = NULL;
-    m->is_state = topic == d->topic_state;
+    m->owner = owner;
+    m->kind = MSG_DATA;
+    m->is_state = is_state;
     m->id = d->next_id++;
     m->mid = 0;
     m->len = len;
@@ -146,16 +154,16 @@ lk_err lk_dev_publish_event(lk_dev *d, const char *subfolder, const void *data, 
     if (d == NULL)
         return LK_ERR_ARG;
     if (subfolder == NULL || subfolder[0] == '\0')
-        return enqueue(d, d->topic_events, data, len, LK_EVENT_MAX, id);
+        return lk_dev__enqueue(d, NULL, d->topic_events, 0, data, len, LK_EVENT_MAX, id);
     if (!lk_subfolder_valid(subfolder, strlen(subfolder)) ||
         lk_device_topic(d->device, LK_TOPIC_EVENTS, subfolder, topic, sizeof topic, NULL) != LK_OK)
         return LK_ERR_ARG;
-    return enqueue(d, topic, data, len, LK_EVENT_MAX, id);
+    return lk_dev__enqueue(d, NULL, topic, 0, data, len, LK_EVENT_MAX, id);
 }
 
 lk_err lk_dev_publish_state(lk_dev *d, const void *data, size_t len, uint64_t *id)
 {
     if (d == NULL)
         return LK_ERR_ARG;
-    return enqueue(d, d->topic_state, data, len, LK_STATE_MAX, id);
+    return lk_dev__enqueue(d, NULL, d->topic_state, 1, data, len, LK_STATE_MAX, id);
 }

@@ -48,6 +48,7 @@
 #include <stdint.h>
 #include "lk_error.h"
 #include "lk_se.h"
+#include "lk_iotcore.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -82,7 +83,11 @@ typedef enum lk_dev_event_type {
     LK_DEV_EV_SUBSCRIBED = 9,   /* config and commands subscriptions granted */
     LK_DEV_EV_FAILED = 10,      /* gave up: err and detail say why */
     LK_DEV_EV_STOPPED = 11,     /* lk_dev_stop finished; code = messages left undelivered */
-    LK_DEV_EV_WARNING = 12      /* anything else worth a log line */
+    LK_DEV_EV_WARNING = 12,     /* anything else worth a log line */
+    /* Gateways only (lk_dev_gateway): device = the attached device's id. */
+    LK_DEV_EV_ATTACHED = 13,    /* a device is attached: its attach acknowledged and its
+                                   config and commands subscriptions granted */
+    LK_DEV_EV_DETACHED = 14     /* a detach is done; code = its messages dropped unsent */
 } lk_dev_event_type;
 
 typedef struct lk_dev_event {
@@ -93,6 +98,7 @@ typedef struct lk_dev_event {
     int64_t delay_ms;    /* BACKOFF: the wait before the next attempt */
     uint64_t id;         /* DELIVERED: the message id lk_dev_publish_* gave */
     const char *detail;  /* one line of English, never NULL, never a secret */
+    const char *device;  /* gateways: the attached device it is about, else NULL */
 } lk_dev_event;
 
 typedef struct lk_dev_config {
@@ -271,6 +277,125 @@ int64_t lk_dev_now_ms(void);
  * first retry. Exposed for tests and for callers with their own loops.
  */
 int64_t lk_dev_backoff_ms(unsigned failures, unsigned max_s, unsigned jitter_ms);
+
+/*
+ * # Gateways (docs/device.md, "Gateways")
+ *
+ * A gateway is a device (gatewayType GATEWAY) that attaches other devices on
+ * its own connection and publishes and subscribes for them. lk_dev_gateway
+ * turns a client (before lk_dev_start) into a gateway; then:
+ *   - lk_dev_attach(D) publishes /devices/D/attach (QoS 1), with D's own
+ *     token when D has a key ({"authorization": "<D's JWT>"}, signed by D's
+ *     key through lk_se, aud = the project) or {} (association only). The
+ *     server acknowledges every attach, also one it refuses, so after the
+ *     PUBACK the client subscribes /devices/D/config and commands/#, which
+ *     the server grants only to a device attached: granted, D is attached
+ *     (LK_DEV_EV_ATTACHED) and its queued messages start to go;
+ *   - after every (re)connection every device attached is attached again,
+ *     and subscribed again, before any of its messages is sent; a device's
+ *     token is replaced (a new attach) refresh_margin_s before it expires;
+ *   - lk_dev_publish_event_for/state_for queue D's messages in the client's
+ *     one queue, with the same guarantees as the gateway's own (kept until
+ *     PUBACK, resent after a reconnect, in order). Pacing: each device
+ *     (the gateway too) sends at most max_messages_per_s, state 1.1 s after
+ *     its previous state's PUBACK, and the connection at most
+ *     gateway_messages_per_s in all (the server counts D's messages against
+ *     D's own limits and against the gateway's cap);
+ *   - the client subscribes /devices/GW/errors (QoS 0) and hands each error,
+ *     parsed, to on_error (but for the GATEWAY_DEVICE_NOT_ATTACHED of the
+ *     subscriptions that follow an attach the server refused: those are the
+ *     client's own way to learn the verdict). An attach refused
+ *     (GATEWAY_ATTACHMENT_ERROR, or its subscriptions refused) or an
+ *     attachment the server dropped (GATEWAY_DEVICE_DETACHED) holds D: its
+ *     messages stay queued, unsent, and it is not attached again on
+ *     reconnects, until the caller calls lk_dev_attach(D) again (or
+ *     lk_dev_detach(D), which drops them).
+ *
+ * Memory: a device attached costs about 8 bytes per max_messages_per_s (its
+ * pacing ring) plus its token (about 1 KiB) when it has a key.
+ */
+
+/* IoT Core's error message (errors topic), parsed. Strings NUL-terminated,
+ * "" when absent; the struct is plain data (may be copied). */
+#define LK_GATEWAY_ERROR_MAX 8192u     /* the longest errors message parsed */
+#define LK_GATEWAY_ERROR_TYPE_MAX 63u
+#define LK_GATEWAY_ERROR_DESC_MAX 1023u
+typedef struct lk_dev_gateway_error {
+    char error_type[LK_GATEWAY_ERROR_TYPE_MAX + 1];  /* e.g. "GATEWAY_ATTACHMENT_ERROR" */
+    char description[LK_GATEWAY_ERROR_DESC_MAX + 1]; /* cut (at a character) if longer */
+    char device_id[LK_ID_MAX + 1];                   /* a valid device id, or "" */
+    char message_type[16];                           /* mqtt_message_info: "PUBLISH", ... */
+    char topic[LK_DEVICE_TOPIC_MAX + 1];             /* mqtt_message_info.topic */
+    unsigned packet_id;                              /* mqtt_message_info.packet_id */
+} lk_dev_gateway_error;
+
+/*
+ * Parse an errors message: one JSON object (RFC 8259, UTF-8; duplicate keys
+ * refused at any depth, as jansson's JSON_REJECT_DUPLICATES; \u0000 refused;
+ * nesting at most 8 deep) with "error_type" (a string of 1..63 characters
+ * [A-Z0-9_], required), "description" (string), "device_id" (string, a
+ * valid id or ""), "mqtt_message_info" (object: "message_type" string of
+ * [A-Z_] up to 15, "topic" string up to LK_DEVICE_TOPIC_MAX, "packet_id"
+ * integer 0..65535); other keys are checked as JSON and ignored. LK_OK, or
+ * LK_ERR_ARG (NULL), LK_ERR_TOO_LARGE (len over LK_GATEWAY_ERROR_MAX) or
+ * LK_ERR_ENCODING (anything else), with *out zeroed.
+ */
+lk_err lk_dev_gateway_error_parse(const void *json, size_t len, lk_dev_gateway_error *out);
+
+typedef struct lk_dev_gateway_config {
+    /* All messages of the connection, the gateway's own and its devices',
+     * in any 1000 ms; default 800 (the server's cap is 1000), 1..100000. */
+    unsigned gateway_messages_per_s;
+    /* Callbacks, optional, as lk_dev_config's (called from lk_dev_step;
+     * data valid during the call only). The gateway's own config and
+     * commands still go to lk_dev_config's on_config/on_command. */
+    void *user;
+    void (*on_config)(void *user, const char *device, const uint8_t *data, size_t len);
+    void (*on_command)(void *user, const char *device, const char *subfolder,
+                       const uint8_t *data, size_t len);
+    void (*on_error)(void *user, const lk_dev_gateway_error *err);
+} lk_dev_gateway_config;
+
+/* Make the client a gateway (before lk_dev_start; the config is copied).
+ * LK_ERR_ARG (a bad rate, a NULL), LK_ERR_STATE (started), LK_ERR_NOMEM. */
+lk_err lk_dev_gateway(lk_dev *dev, const lk_dev_gateway_config *gw);
+
+/*
+ * Attach device (a valid id, not the gateway's own). se/key/alg: the
+ * device's own key, for a token (se and key must stay valid until the
+ * device is detached); se NULL: association only (key and alg ignored).
+ * Works before lk_dev_start and while disconnected (the attach is sent once
+ * connected). Attaching a device already attached replaces its key and
+ * attaches it again (e.g. after an error). LK_ERR_ARG (bad id, no key with
+ * se, bad alg), LK_ERR_STATE (not a gateway; stopping, stopped or failed;
+ * a detach of it under way), LK_ERR_TOO_MANY (LK_GATEWAY_ATTACHED_MAX
+ * devices attached), LK_ERR_NOMEM. A token that cannot be signed is
+ * reported later (LK_DEV_EV_WARNING naming the device) and the device held.
+ */
+lk_err lk_dev_attach(lk_dev *dev, const char *device, const lk_se *se, const char *key,
+                     lk_alg alg);
+/*
+ * Detach device: publish /devices/D/detach after the device's messages
+ * queued so far (sent first, in order, once it is attached);
+ * LK_DEV_EV_DETACHED when the server acknowledged it. A device the server
+ * holds no attachment of (held after an error, or nothing queued and no
+ * attach sent on the current connection) is forgotten at once: its unsent
+ * messages are dropped, LK_DEV_EV_DETACHED's code counts them. Nothing more
+ * may be queued for it. LK_ERR_STATE when it is not attached (or is being
+ * detached), or the client stops.
+ */
+lk_err lk_dev_detach(lk_dev *dev, const char *device);
+/* 1 when device is attached (its attach acknowledged and its subscriptions
+ * granted on the current connection), 0 else. */
+int lk_dev_attached(const lk_dev *dev, const char *device);
+
+/* lk_dev_publish_event/_state for an attached device (including one whose
+ * attach is still under way or was refused: its messages wait). Errors as
+ * those, and LK_ERR_STATE when device is not attached to this gateway. */
+lk_err lk_dev_publish_event_for(lk_dev *dev, const char *device, const char *subfolder,
+                                const void *data, size_t len, uint64_t *id);
+lk_err lk_dev_publish_state_for(lk_dev *dev, const char *device, const void *data, size_t len,
+                                uint64_t *id);
 
 #ifdef __cplusplus
 }

@@ -12,7 +12,7 @@ set -eu
 BUILD=${1:?usage: run.sh BUILD SECONDS [TARGET...]}
 SECS=${2:?usage: run.sh BUILD SECONDS [TARGET...]}
 shift 2
-TARGETS=${*:-"fuzz_verify fuzz_cred fuzz_b64url fuzz_iotcore fuzz_api_body"}
+TARGETS=${*:-"fuzz_verify fuzz_cred fuzz_b64url fuzz_iotcore fuzz_api_body fuzz_gateway_error"}
 SRC=$(cd "$(dirname "$0")" && pwd)
 # LeakSanitizer stays on: a leak on a rejected token is a bug.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1:symbolize=1}
@@ -31,6 +31,7 @@ for t in $TARGETS; do
         fuzz_b64url) extra="-max_len=4096" ;;
         fuzz_iotcore) extra="-max_len=1024" ;;   # past LK_DEVICE_PATH_MAX
         fuzz_api_body) extra="-max_len=8192" ;;
+        fuzz_gateway_error) extra="-max_len=8300" ;;   # past LK_GATEWAY_ERROR_MAX
     esac
     echo "== $t: $SECS s, corpus $work/corpus, crashes to $work/crashes/"
     # shellcheck disable=SC2086

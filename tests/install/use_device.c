@@ -99,6 +99,23 @@ int main(int argc, char **argv)
     CHECK(lk_dev_get_state(dev) == LK_DEV_IDLE);
     CHECK(lk_dev_publish_event(dev, "sensors", "21.5", 4, &id) == LK_OK && id != 0);
     CHECK(lk_dev_publish_state(dev, "ok", 2, NULL) == LK_OK);
+    {
+        /* A gateway: a device attached with its own key, one association only. */
+        static const char err_json[] = "{\"error_type\": \"GATEWAY_ATTACHMENT_ERROR\", "
+                                       "\"device_id\": \"sensor-1\"}";
+        lk_dev_gateway_config gw;
+        lk_dev_gateway_error ge;
+        memset(&gw, 0, sizeof gw);
+        CHECK(lk_dev_gateway(dev, &gw) == LK_OK);
+        CHECK(lk_dev_attach(dev, "sensor-1", NULL, NULL, LK_ALG_NONE) == LK_OK);
+        CHECK(lk_dev_attach(dev, "sensor-2", &se, "k", LK_ALG_ES256) == LK_OK);
+        CHECK(lk_dev_attached(dev, "sensor-1") == 0); /* not yet: not connected */
+        CHECK(lk_dev_publish_event_for(dev, "sensor-1", NULL, "1", 1, NULL) == LK_OK);
+        CHECK(lk_dev_publish_state_for(dev, "sensor-1", "up", 2, NULL) == LK_OK);
+        CHECK(lk_dev_detach(dev, "sensor-2") == LK_OK);
+        CHECK(lk_dev_gateway_error_parse(err_json, sizeof err_json - 1, &ge) == LK_OK &&
+              strcmp(ge.device_id, "sensor-1") == 0);
+    }
     CHECK(lk_dev_start(dev) == LK_OK);
     /* One attempt, refused by the closed port, then backoff. */
     CHECK(lk_dev_step(dev, 0, 0) == LK_OK);
@@ -107,7 +124,7 @@ int main(int argc, char **argv)
     CHECK(lk_dev_next_ms(dev) > 0);
     CHECK(lk_dev_run(dev, 300) == LK_OK);
     lk_dev_get_stats(dev, &st);
-    CHECK(st.attempts >= 1 && st.connects == 0 && st.queued == 2);
+    CHECK(st.attempts >= 1 && st.connects == 0 && st.queued == 4);
     lk_dev_stop(dev);
     CHECK(lk_dev_run(dev, 2000) == LK_OK);
     CHECK(lk_dev_get_state(dev) == LK_DEV_STOPPED);

@@ -6,6 +6,7 @@
 
 static const char usage_text[] =
     "usage: latchkey-device [run] OPTIONS        run one device: stdin -> events, config and commands -> stdout\n"
+    "                                            (or a gateway and the devices it attaches: --attach)\n"
     "       latchkey-device simulate OPTIONS     run a fleet of simulated devices (load tests)\n"
     "\n"
     "       latchkey-device --version\n"

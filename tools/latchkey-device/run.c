@@ -61,6 +61,23 @@ static const char run_help[] =
     "  --format text|json  how config and commands are printed (default text)\n"
     "  --quiet             progress lines off; errors are still printed\n"
     "\n"
+    "As a gateway (--device is a device of type GATEWAY; docs/device.md, \"Gateways\"):\n"
+    "  --gateway           run as a gateway (implied by --attach)\n"
+    "  --attach DEVICE[:KEYREF]   attach DEVICE on this connection (repeat for each, up to\n"
+    "                      1000); with KEYREF, its own token is signed by that key of the\n"
+    "                      same store or token as --key (gateways that need device tokens),\n"
+    "                      without, the gateway's binding alone is used (association only)\n"
+    "  --gateway-rate N    send at most N messages a second in all (default 800; the\n"
+    "                      server's gateway cap is 1000); --max-rate applies per device\n"
+    "  Input lines '@DEVICE PAYLOAD' are DEVICE's events ('@DEVICE/events/SUBFOLDER PAYLOAD'\n"
+    "  with a subfolder, '@DEVICE/state PAYLOAD' its state); '@DEVICE/attach' and\n"
+    "  '@DEVICE/detach' attach (association only, unless --attach gave it a key) and detach\n"
+    "  it while running; other lines are the gateway's own events.\n"
+    "  Attached devices' config and commands are printed with '@DEVICE ' in\n"
+    "  front (JSON: a \"device\" field); the server's errors (/devices/GW/errors) as\n"
+    "  'error: TYPE @DEVICE: DESCRIPTION' (JSON: {\"type\":\"error\",...}); a device refused\n"
+    "  or dropped by the server is attached again after a backoff.\n"
+    "\n"
     "Stops cleanly (flushing what is queued) on SIGINT or SIGTERM. Exit codes: 0 stopped with\n"
     "everything delivered, 2 usage, 3 a key, token or file (PIN, --ca, --events) not found,\n"
     "4/5/7/10 the key, 24 a file that cannot be used, 30 refused by the server, 31 server not\n"
@@ -82,64 +99,15 @@ struct agent {
     long long delivered;    /* events delivered */
     uint64_t state_id;      /* the state message's id, not an event */
     int failed_reported;
+    struct devtool_gw *gw;  /* --attach: the agent is a gateway */
 };
 
 /* --------------------------------------------------------------- output */
 
-static void put_base64(const uint8_t *s, size_t n)
-{
-    /* OpenSSL's encoder, a chunk at a time: no buffer as large as the payload. */
-    unsigned char out[4 * 256 + 1];
-    putchar('"');
-    for (size_t i = 0; i < n; i += 3 * 256) {
-        size_t k = n - i < 3 * 256 ? n - i : 3 * 256;
-        int o = EVP_EncodeBlock(out, s + i, (int)k);
-        fwrite(out, 1, (size_t)o, stdout);
-    }
-    putchar('"');
-}
-
-/* One message, one line: printable ASCII as is, everything else \xNN. */
-static void put_escaped(const uint8_t *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '\\')
-            fputs("\\\\", stdout);
-        else if (s[i] >= 0x20 && s[i] < 0x7f)
-            putchar(s[i]);
-        else
-            printf("\\x%02x", s[i]);
-    }
-}
-
 static void print_message(struct agent *a, const char *type, const char *subfolder,
                           const uint8_t *data, size_t len)
 {
-    if (a->json) {
-        printf("{\"type\":\"%s\"", type);
-        if (subfolder != NULL) {
-            fputs(",\"subfolder\":", stdout);
-            devtool_put_json_string(stdout, (const uint8_t *)subfolder, strlen(subfolder));
-        }
-        if (lk_utf8_valid(data, len)) {
-            fputs(",\"data\":", stdout);
-            devtool_put_json_string(stdout, data, len);
-        } else {
-            fputs(",\"dataBase64\":", stdout);
-            put_base64(data, len);
-        }
-        fputs("}\n", stdout);
-    } else {
-        fputs(type, stdout);
-        if (subfolder != NULL && subfolder[0] != '\0') {
-            putchar('/');
-            put_escaped((const uint8_t *)subfolder, strlen(subfolder));
-        }
-        fputs(": ", stdout);
-        put_escaped(data, len);
-        putchar('\n');
-    }
-    fflush(stdout);
+    devtool_print_message(a->json, NULL, type, subfolder, data, len);
 }
 
 static void on_config(void *user, const uint8_t *data, size_t len)
@@ -158,9 +126,13 @@ static void on_event(void *user, const lk_dev_event *ev)
     int error = 0;
     switch (ev->type) {
     case LK_DEV_EV_DELIVERED:
-        if (ev->id != a->state_id)
+        if (ev->id != a->state_id && (a->gw == NULL || !devtool_gw_is_state(a->gw, ev->id)))
             a->delivered++;
         return;
+    case LK_DEV_EV_ATTACHED:
+        if (a->gw != NULL)
+            devtool_gw_attached(a->gw, ev->device);
+        break;
     case LK_DEV_EV_FAILED:
         a->failed_reported = 1;
         error = 1;
@@ -205,7 +177,8 @@ struct input {
 #define FOLLOW_MS 250   /* how often a followed file is checked at its end */
 
 /* Publish every complete line in the buffer. Returns 0, or an exit code. */
-static int flush_lines(lk_dev *dev, struct input *in, const char *subfolder)
+static int flush_lines(lk_dev *dev, struct input *in, const char *subfolder, struct agent *a,
+                       const char *own)
 {
     for (;;) {
         char *nl = memchr(in->buf + in->scanned, '\n', in->len - in->scanned);
@@ -224,7 +197,10 @@ static int flush_lines(lk_dev *dev, struct input *in, const char *subfolder)
         } else {
             line = (size_t)(nl - in->buf);
         }
-        err = lk_dev_publish_event(dev, subfolder, in->buf, line, NULL);
+        if (a->gw != NULL && line > 0 && in->buf[0] == '@')
+            err = devtool_gw_line(a->gw, dev, own, in->buf, line, subfolder);
+        else
+            err = lk_dev_publish_event(dev, subfolder, in->buf, line, NULL);
         if (err == LK_ERR_QUEUE_FULL) {
             in->paused = 1;
             return 0;
@@ -377,7 +353,7 @@ enum {
     OPT_HOST = 1000, OPT_PORT, OPT_CA, OPT_PROJECT, OPT_REGION, OPT_REGISTRY, OPT_DEVICE,
     OPT_KEY, OPT_STORE, OPT_MODULE, OPT_ALG, OPT_LIFETIME, OPT_MARGIN, OPT_KEEPALIVE,
     OPT_BACKOFF, OPT_REFUSALS, OPT_ATTEMPTS, OPT_EVENTS, OPT_SUBFOLDER, OPT_STATE,
-    OPT_STATE_FILE, OPT_COUNT, OPT_DURATION, OPT_MAX_RATE, OPT_EOF, OPT_FORMAT, OPT_QUIET, OPT_HELP
+    OPT_STATE_FILE, OPT_COUNT, OPT_DURATION, OPT_MAX_RATE, OPT_EOF, OPT_FORMAT, OPT_QUIET, OPT_ATTACH, OPT_GATEWAY_RATE, OPT_GATEWAY, OPT_HELP
 };
 
 static const struct option run_options[] = {
@@ -408,6 +384,9 @@ static const struct option run_options[] = {
     {"exit-on-eof", no_argument, NULL, OPT_EOF},
     {"format", required_argument, NULL, OPT_FORMAT},
     {"quiet", no_argument, NULL, OPT_QUIET},
+    {"attach", required_argument, NULL, OPT_ATTACH},
+    {"gateway-rate", required_argument, NULL, OPT_GATEWAY_RATE},
+    {"gateway", no_argument, NULL, OPT_GATEWAY},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0}
 };
@@ -429,6 +408,7 @@ static const struct num_opt num_opts[] = {
     {OPT_COUNT, "--count", 1, 1000000000000LL},
     {OPT_DURATION, "--duration", 1, 100000000},
     {OPT_MAX_RATE, "--max-rate", 1, 10000},
+    {OPT_GATEWAY_RATE, "--gateway-rate", 1, 100000},
 };
 
 /* What the command line asks for. */
@@ -439,6 +419,8 @@ struct run_opts {
     long long duration;  /* seconds, 0 = no limit */
     long long count;     /* events to deliver, 0 = no limit */
     int exit_on_eof, json, quiet;
+    struct devtool_gw gw;   /* --attach, --gateway-rate */
+    int gateway;            /* --gateway (implied by --attach) */
 };
 
 #define RUN_HELP (-1) /* --help was printed */
@@ -493,6 +475,13 @@ static int parse_run_options(int argc, char **argv, struct run_opts *o)
         case OPT_STATE_FILE: o->state_file = optarg; break;
         case OPT_EOF: o->exit_on_eof = 1; break;
         case OPT_QUIET: o->quiet = 1; break;
+        case OPT_GATEWAY: o->gateway = 1; break;
+        case OPT_ATTACH: {
+            int rc = devtool_gw_add(&o->gw, optarg);
+            if (rc != EXIT_OK)
+                return rc;
+            break;
+        }
         case OPT_FORMAT:
             if (tool_parse_format(NULL, optarg, &o->json) != EXIT_OK)
                 return EXIT_USAGE;
@@ -532,6 +521,14 @@ static int parse_run_options(int argc, char **argv, struct run_opts *o)
     cfg->max_refusals = nums[OPT_REFUSALS - OPT_HOST] == 0 ? ~0u : (unsigned)nums[OPT_REFUSALS - OPT_HOST];
     cfg->max_attempts = (unsigned)nums[OPT_ATTEMPTS - OPT_HOST];
     cfg->max_messages_per_s = (unsigned)nums[OPT_MAX_RATE - OPT_HOST];
+    o->gw.rate = (unsigned)nums[OPT_GATEWAY_RATE - OPT_HOST];
+    if (o->gw.n > 0)
+        o->gateway = 1;
+    if (o->gw.rate != 0 && !o->gateway)
+        return tool_usage_error("--gateway-rate is for a gateway: give --gateway or --attach too");
+    o->gw.backoff_max_s = cfg->backoff_max_s ? cfg->backoff_max_s : 64;
+    o->gw.json = o->json;
+    o->gw.quiet = o->quiet;
     return EXIT_OK;
 }
 
@@ -630,6 +627,12 @@ static int new_device(struct run_opts *o, struct tool_key *key, struct agent *ag
         tool_error("setup", err, "%s", detail[0] ? detail : lk_strerror(err));
         return tool_exit_code(err);
     }
+    if (o->gateway) {
+        o->gw.se = &key->se;
+        agent->gw = &o->gw;
+        if ((rc = devtool_gw_setup(&o->gw, *dev, key)) != EXIT_OK)
+            goto fail;
+    }
     if (o->state != NULL || o->state_file != NULL) {
         char *data = (char *)o->state;
         size_t len = o->state ? strlen(o->state) : 0;
@@ -707,7 +710,10 @@ static int run_loop(lk_dev *dev, struct agent *agent, struct input *in, const st
             p[nfds].revents = 0;
             in_i = nfds++;
         }
-        wait = lk_dev_next_ms(dev) - now;
+        wait = lk_dev_next_ms(dev);
+        if (agent->gw != NULL)
+            devtool_gw_tick(agent->gw, dev, now, &wait); /* attaches again after errors */
+        wait -= now;
         if (in->paused || wait > 1000)
             wait = in->paused ? 50 : 1000;
         if (in->follow && !in->paused && wait > in->next_ms - now)
@@ -731,7 +737,7 @@ static int run_loop(lk_dev *dev, struct agent *agent, struct input *in, const st
                 rc = r;
         }
         if (rc == EXIT_OK && (in->len > 0 || in->paused)) {
-            int r = flush_lines(dev, in, o->subfolder);
+            int r = flush_lines(dev, in, o->subfolder, agent, o->cfg.device);
             if (r != 0)
                 rc = r;
         }
@@ -770,8 +776,10 @@ int devtool_run(int argc, char **argv)
     int rc;
 
     rc = parse_run_options(argc, argv, &o);
-    if (rc != EXIT_OK)
+    if (rc != EXIT_OK) {
+        devtool_gw_free(&o.gw);
         return rc == RUN_HELP ? EXIT_OK : rc;
+    }
     memset(&agent, 0, sizeof agent);
     agent.json = o.json;
     agent.quiet = o.quiet;
@@ -790,5 +798,6 @@ int devtool_run(int argc, char **argv)
         }
     }
     close_input(&in);
+    devtool_gw_free(&o.gw);
     return rc;
 }
