@@ -208,6 +208,12 @@ LK_DEV_HIDDEN lk_err lk_dev__enqueue(lk_dev *d, struct gw_dev *owner, const char
 
 /* msg.c: the queue's entries and pacing */
 LK_DEV_HIDDEN void lk_dev__msg_free(struct msg *m);
+/* A queue entry for owner: topic and len bytes of data copied (zeroed
+ * otherwise); NULL out of memory. */
+LK_DEV_HIDDEN struct msg *lk_dev__msg_new(struct gw_dev *owner, int kind, const char *topic,
+                                          const void *data, size_t len);
+/* Append m to the queue and account for it. */
+LK_DEV_HIDDEN void lk_dev__append(lk_dev *d, struct msg *m);
 /* Unlink m from the queue and account for it (not freed). */
 LK_DEV_HIDDEN void lk_dev__unlink(lk_dev *d, struct msg *m, struct msg *prev);
 LK_DEV_HIDDEN lk_err lk_dev__rate_init(struct lk_rate *r, unsigned max);

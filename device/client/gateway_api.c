@@ -59,7 +59,6 @@ lk_err lk_dev_detach(lk_dev *d, const char *id)
     struct gw_dev *o;
     struct msg *m;
     char topic[LK_DEVICE_TOPIC_MAX + 1];
-    size_t tlen;
 
     if (d == NULL || id == NULL)
         return LK_ERR_ARG;
@@ -77,24 +76,10 @@ lk_err lk_dev_detach(lk_dev *d, const char *id)
         return LK_ERR_ARG;
     /* The detach is a queue entry behind the device's messages, so they go
      * first; it counts in no limit (one per device at most). */
-    tlen = strlen(topic);
-    m = malloc(sizeof *m + tlen + 1 + 2);
+    m = lk_dev__msg_new(o, MSG_DETACH, topic, "{}", 2);
     if (m == NULL)
         return LK_ERR_NOMEM;
-    memset(m, 0, sizeof *m);
-    m->owner = o;
-    m->kind = MSG_DETACH;
-    m->len = 2;
-    memcpy(m->topic, topic, tlen + 1);
-    m->data = (uint8_t *)m->topic + tlen + 1;
-    memcpy(m->data, "{}", 2);
-    if (d->tail != NULL)
-        d->tail->next = m;
-    else
-        d->head = m;
-    d->tail = m;
-    d->queued++;
-    d->queued_bytes += m->len;
+    lk_dev__append(d, m);
     o->queued++;
     o->detaching = 1;
     if (!d->in_callback)

@@ -1,9 +1,12 @@
 /*
- * msg.c — the floor of the device client's queue: freeing and unlinking an
- * entry, and the pacing ring (at most N messages in any 1000 ms). Used by
- * the queue (queue.c) and by a gateway's devices (gateway.c); calls nothing
- * above it.
+ * msg.c — the floor of the device client's queue: making, appending,
+ * unlinking and freeing an entry, and the pacing ring (at most N messages
+ * in any 1000 ms). Used by the queue (queue.c) and by a gateway's devices
+ * (gateway.c, gateway_api.c); calls nothing above it.
  */
+#include <stdlib.h>
+#include <string.h>
+
 #include "client_internal.h"
 
 void lk_dev__msg_free(struct msg *m)
@@ -43,6 +46,36 @@ void lk_dev__rate_record(struct lk_rate *r, int64_t now)
     r->i = (r->i + 1) % r->max;
     if (r->n < r->max)
         r->n++;
+}
+
+struct msg *lk_dev__msg_new(struct gw_dev *owner, int kind, const char *topic, const void *data,
+                            size_t len)
+{
+    size_t tlen = strlen(topic);
+    struct msg *m = malloc(sizeof *m + tlen + 1 + len);
+
+    if (m == NULL)
+        return NULL;
+    memset(m, 0, sizeof *m);
+    m->owner = owner;
+    m->kind = kind;
+    m->len = len;
+    memcpy(m->topic, topic, tlen + 1);
+    m->data = (uint8_t *)m->topic + tlen + 1;
+    if (len > 0)
+        memcpy(m->data, data, len);
+    return m;
+}
+
+void lk_dev__append(lk_dev *d, struct msg *m)
+{
+    if (d->tail != NULL)
+        d->tail->next = m;
+    else
+        d->head = m;
+    d->tail = m;
+    d->queued++;
+    d->queued_bytes += m->len;
 }
 
 void lk_dev__unlink(lk_dev *d, struct msg *m, struct msg *prev)

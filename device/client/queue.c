@@ -105,7 +105,6 @@ lk_err lk_dev__enqueue(lk_dev *d, struct gw_dev *owner, const char *topic, int i
                        const void *data, size_t len, size_t max, uint64_t *id)
 {
     struct msg *m;
-    size_t tlen;
 
     if (id != NULL)
         *id = 0;
@@ -117,28 +116,12 @@ lk_err lk_dev__enqueue(lk_dev *d, struct gw_dev *owner, const char *topic, int i
         return LK_ERR_ARG;
     if (d->queued >= d->queue_max || len > d->queue_bytes_max - d->queued_bytes)
         return LK_ERR_QUEUE_FULL;
-    tlen = strlen(topic);
-    m = malloc(sizeof *m + tlen + 1 + len);
+    m = lk_dev__msg_new(owner, MSG_DATA, topic, data, len);
     if (m == NULL)
         return LK_ERR_NOMEM;
-    m->next = NULL;
-    m->owner = owner;
-    m->kind = MSG_DATA;
     m->is_state = is_state;
     m->id = d->next_id++;
-    m->mid = 0;
-    m->len = len;
-    memcpy(m->topic, topic, tlen + 1);
-    m->data = (uint8_t *)m->topic + tlen + 1;
-    if (len > 0)
-        memcpy(m->data, data, len);
-    if (d->tail != NULL)
-        d->tail->next = m;
-    else
-        d->head = m;
-    d->tail = m;
-    d->queued++;
-    d->queued_bytes += len;
+    lk_dev__append(d, m);
     d->stats.published++;
     if (id != NULL)
         *id = m->id;

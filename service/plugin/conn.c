@@ -310,7 +310,7 @@ void conn__index_num(struct plg_conn *c)
 struct plg_conn *conn__find(const struct mosquitto *client)
 {
     struct plg_conn *c;
-    if (!by_client)
+    if (!by_client || !client) /* attached devices have none */
         return NULL;
     for (c = by_client[conn__hash_ptr(client)]; c; c = c->hnext_client)
         if (c->client == client)
@@ -341,30 +341,15 @@ void conn__each_num(uint64_t num_id, void (*fn)(struct plg_conn *c, void *arg), 
 struct plg_conn *conn__attach_new(struct plg_conn *gw, const lk_device_name *p, const char *path,
                                   uint64_t num_id)
 {
-    struct plg_conn *c = calloc(1, sizeof *c);
+    /* No client of its own: conn__find never answers with it. */
+    struct plg_conn *c = conn__new(NULL, CONN_ATTACHED, path);
     size_t h;
 
-    if (!c || !(c->client_id = strdup(path))) {
-        free(c);
+    if (!c)
         return NULL;
-    }
-    c->kind = CONN_ATTACHED;
-    c->errors_qos = -1;
     c->gateway = gw;
     c->path = *p;
     c->num_id = num_id;
-    c->config_qos = -1;
-    c->commands_qos = -1;
-    c->heap_idx = SIZE_MAX;
-    c->limit = LIMIT_NONE;
-    /* client stays NULL: conn__find never answers with it */
-    h = conn__hash_ptr(NULL);
-    c->hnext_client = by_client[h];
-    by_client[h] = c;
-    c->next = all;
-    if (all)
-        all->prev = c;
-    all = c;
     conn__index_num(c);
     h = conn__hash_att(gw, p->device);
     c->hnext_att = by_att[h];
