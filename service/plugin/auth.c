@@ -378,31 +378,11 @@ int auth__disconnect(int event, void *event_data, void *userdata)
 
 /* # Re-checks */
 
-/* A re-check that could not read the registry: keep the connection for up
- * to confirm_timeout from the first failure, re-checking on every tick, then
- * close it — a revocation must not fail open, and one slow moment of the
- * registry must not close the fleet. */
-static void auth__unconfirmed(struct plg_conn *c, lk_err err)
-{
-    int64_t now = clock__now();
-
-    if (!c->unconfirmed_since)
-        c->unconfirmed_since = now;
-    if (now - c->unconfirmed_since < plg.opt.confirm_timeout) {
-        conn__want_recheck(c);
-        return;
-    }
-    mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "%s: the registry could not be read "
-                         "for %" PRId64 " s (%s)", c->client_id, now - c->unconfirmed_since,
-                         lk_errname(err));
-    conn__kick(c, "its standing could not be confirmed: the registry could not be read");
-}
-
 void auth__recheck(struct plg_conn *c, void *arg)
 {
     struct plg_device *d;
+    const char *why;
     lk_err err;
-    int i;
 
     (void)arg;
     if (c->kind == CONN_ATTACHED) {
@@ -416,34 +396,14 @@ void auth__recheck(struct plg_conn *c, void *arg)
         if (err == LK_ERR_REG_NOT_FOUND)
             conn__kick(c, "the device was deleted");
         else
-            auth__unconfirmed(c, err);
+            conn__unconfirmed(c, err);
         return;
     }
     c->unconfirmed_since = 0;
-    if (d->num_id != c->num_id) {
-        conn__kick(c, "the device was deleted");
+    if ((why = conn__standing(c, d, 1)) != NULL) {
+        conn__kick(c, why);
         return;
     }
-    if (d->blocked) {
-        conn__kick(c, "the device was blocked");
-        return;
-    }
-    if (d->mqtt == LK_REG_STATE_DISABLED) {
-        conn__kick(c, "MQTT was disabled for the registry");
-        return;
-    }
-    i = devices__find_cred(d, c->cred_fp, c->cred_expires);
-    if (i < 0) {
-        conn__kick(c, "the credential that authenticated it was removed");
-        return;
-    }
-    if (lk_cred_expires(d->creds[i]) != c->cred_expires) {
-        /* the same key with a new expiry keeps the connection */
-        c->cred_expires = lk_cred_expires(d->creds[i]);
-        conn__schedule(c);
-    }
-    if (c->config_qos >= 0 && d->config_version > c->config_sent)
-        conn__want_config(c, 0);
     if (d->gateway_type != c->gateway_type || d->gateway_auth != c->gateway_auth)
         gateway__changed(c, d->gateway_type, d->gateway_auth); /* last: it reads devices */
 }
@@ -462,7 +422,7 @@ void auth__recheck_backend(struct plg_conn *c, void *arg)
                                                  || strcmp(project, c->backend_project))))
         conn__kick(c, "the backend was deleted or changed");
     else if (err)
-        auth__unconfirmed(c, err);
+        conn__unconfirmed(c, err);
     else
         c->unconfirmed_since = 0;
     lk_wipe(h, sizeof h);

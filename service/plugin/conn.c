@@ -8,6 +8,7 @@
  * CONN_ATTACHED, no client of their own), indexed by num_id and by
  * (gateway, device id), listed under their gateway, freed with it.
  */
+#include <inttypes.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -256,6 +257,47 @@ void conn__drain_config(void (*fn)(struct plg_conn *c))
 void conn__want_recheck(struct plg_conn *c)
 {
     queue__push(Q_RECHECK, c);
+}
+
+void conn__unconfirmed(struct plg_conn *c, lk_err err)
+{
+    int64_t now = clock__now();
+
+    if (!c->unconfirmed_since)
+        c->unconfirmed_since = now;
+    if (now - c->unconfirmed_since < plg.opt.confirm_timeout) {
+        queue__push(Q_RECHECK, c);
+        return;
+    }
+    mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "%s: the registry could not be read "
+                         "for %" PRId64 " s (%s)", c->client_id, now - c->unconfirmed_since,
+                         lk_errname(err));
+    conn__kick(c, "its standing could not be confirmed: the registry could not be read");
+}
+
+const char *conn__standing(struct plg_conn *c, const struct plg_device *d, int cred)
+{
+    int i;
+
+    if (d->num_id != c->num_id)
+        return "the device was deleted";
+    if (d->blocked)
+        return "the device was blocked";
+    if (d->mqtt == LK_REG_STATE_DISABLED)
+        return "MQTT was disabled for the registry";
+    if (cred) {
+        i = devices__find_cred(d, c->cred_fp, c->cred_expires);
+        if (i < 0)
+            return "the credential that authenticated it was removed";
+        if (lk_cred_expires(d->creds[i]) != c->cred_expires) {
+            /* the same key with a new expiry keeps the connection */
+            c->cred_expires = lk_cred_expires(d->creds[i]);
+            conn__schedule(c);
+        }
+    }
+    if (c->config_qos >= 0 && d->config_version > c->config_sent)
+        conn__want_config(c, 0);
+    return NULL;
 }
 
 void conn__drain_recheck(void (*fn)(struct plg_conn *c, void *arg))

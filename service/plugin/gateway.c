@@ -510,24 +510,11 @@ void gateway__gone(struct plg_conn *gw)
     gateway__release(gw, "its gateway disconnected");
 }
 
-/* As auth.c's re-check: the registry unreadable for confirm_timeout ends
- * the attachment (a revocation must not fail open). */
-static void gateway__unconfirmed(struct plg_conn *a)
-{
-    int64_t now = clock__now();
-
-    if (!a->unconfirmed_since)
-        a->unconfirmed_since = now;
-    if (now - a->unconfirmed_since < plg.opt.confirm_timeout)
-        conn__want_recheck(a); /* the next tick tries again */
-    else
-        conn__kick(a, "its standing could not be confirmed: the registry could not be read");
-}
-
 void gateway__recheck(struct plg_conn *a)
 {
     struct plg_conn *gw = a->gateway;
     struct plg_device *d;
+    const char *why;
     unsigned needs = lk_gateway_needs((int)gw->gateway_auth);
     int bound = 0;
     lk_err err;
@@ -539,19 +526,13 @@ void gateway__recheck(struct plg_conn *a)
         if (err == LK_ERR_REG_NOT_FOUND)
             conn__kick(a, "the device was deleted");
         else
-            gateway__unconfirmed(a);
+            conn__unconfirmed(a, err);
         return;
     }
-    if (d->num_id != a->num_id) {
-        conn__kick(a, "the device was deleted");
-        return;
-    }
-    if (d->blocked) {
-        conn__kick(a, "the device was blocked");
-        return;
-    }
-    if (d->mqtt == LK_REG_STATE_DISABLED) {
-        conn__kick(a, "MQTT was disabled for the registry");
+    /* deleted, blocked, MQTT disabled, its own credential (when a token
+     * attached it) removed: as for a direct connection */
+    if ((why = conn__standing(a, d, a->token_used)) != NULL) {
+        conn__kick(a, why);
         return;
     }
     if (d->gateway_type == LK_GATEWAY_TYPE_GATEWAY) {
@@ -566,23 +547,10 @@ void gateway__recheck(struct plg_conn *a)
         conn__kick(a, "the gateway's gatewayAuthMethod now needs the device's own token");
         return;
     }
-    if (a->token_used) {
-        int i = devices__find_cred(d, a->cred_fp, a->cred_expires);
-        if (i < 0) {
-            conn__kick(a, "the credential that authenticated the device was removed");
-            return;
-        }
-        if (lk_cred_expires(d->creds[i]) != a->cred_expires) {
-            a->cred_expires = lk_cred_expires(d->creds[i]);
-            conn__schedule(a);
-        }
-    }
-    if (a->config_qos >= 0 && d->config_version > a->config_sent)
-        conn__want_config(a, 0);
     if (needs & LK_GATEWAY_NEEDS_BINDING) {
         err = lk_registry_bound(plg.reg, gw->num_id, a->num_id, &bound);
         if (err) {
-            gateway__unconfirmed(a);
+            conn__unconfirmed(a, err);
             return;
         }
         if (!bound) {

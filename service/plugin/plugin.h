@@ -200,6 +200,16 @@ void conn__drain_config(void (*fn)(struct plg_conn *c));
 /* Queue c to be re-checked on the next tick (its re-check could not read
  * the registry). */
 void conn__want_recheck(struct plg_conn *c);
+/* A re-check that could not read the registry: kept (re-checked on every
+ * tick) for up to confirm_timeout from the first failure, then closed — a
+ * revocation must not fail open, and one slow moment of the registry must
+ * not close the fleet. */
+void conn__unconfirmed(struct plg_conn *c, lk_err err);
+/* What d (c's device, just read) says of c: NULL when it may stay, else why
+ * it must go (deleted, blocked, MQTT disabled, and with cred the credential
+ * that authenticated it removed; a new expiry of it is taken). Queues the
+ * config when a newer one exists. */
+const char *conn__standing(struct plg_conn *c, const struct plg_device *d, int cred);
 /* Take the queued re-checks: calls fn for each (fn may queue it again). */
 void conn__drain_recheck(void (*fn)(struct plg_conn *c, void *arg));
 /* Each live connection (fn must not free connections). */
