@@ -95,20 +95,7 @@ static int acl__device(struct plg_conn *c, const struct mosquitto_evt_acl_check 
         c->errors_qos = ed->access == MOSQ_ACL_SUBSCRIBE ? 0 : -1;
         return MOSQ_ERR_SUCCESS;
     }
-    if (t == LK_TOPIC_CONFIG) {
-        if (ed->access == MOSQ_ACL_SUBSCRIBE) {
-            c->config_qos = ed->qos > 1 ? 1 : ed->qos;
-            conn__want_config(c, 1); /* the latest, on the next tick */
-        } else {
-            c->config_qos = -1;
-        }
-        return MOSQ_ERR_SUCCESS;
-    }
-    if (t == LK_TOPIC_COMMANDS_ALL) {
-        c->commands_qos = ed->access == MOSQ_ACL_SUBSCRIBE ? (ed->qos > 1 ? 1 : ed->qos) : -1;
-        return MOSQ_ERR_SUCCESS;
-    }
-    return MOSQ_ERR_ACL_DENIED;
+    return conn__subscription(c, t, ed->access, ed->qos);
 }
 
 /* # Backends */

@@ -259,6 +259,23 @@ void conn__want_recheck(struct plg_conn *c)
     queue__push(Q_RECHECK, c);
 }
 
+int conn__subscription(struct plg_conn *c, lk_topic t, int access, int qos)
+{
+    int sub = access == MOSQ_ACL_SUBSCRIBE;
+
+    if (t == LK_TOPIC_CONFIG) {
+        c->config_qos = sub ? (qos > 1 ? 1 : qos) : -1;
+        if (sub)
+            conn__want_config(c, 1); /* the latest, on the next tick */
+        return MOSQ_ERR_SUCCESS;
+    }
+    if (t == LK_TOPIC_COMMANDS_ALL) {
+        c->commands_qos = sub ? (qos > 1 ? 1 : qos) : -1;
+        return MOSQ_ERR_SUCCESS;
+    }
+    return MOSQ_ERR_ACL_DENIED;
+}
+
 void conn__unconfirmed(struct plg_conn *c, lk_err err)
 {
     int64_t now = clock__now();

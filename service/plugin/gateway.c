@@ -419,20 +419,7 @@ int gateway__acl(struct plg_conn *c, const struct mosquitto_evt_acl_check *ed, l
         return MOSQ_ERR_ACL_DENIED;
     }
     a->last_seen = clock__now();
-    if (kind == LK_TOPIC_CONFIG) {
-        if (ed->access == MOSQ_ACL_SUBSCRIBE) {
-            a->config_qos = ed->qos > 1 ? 1 : ed->qos;
-            conn__want_config(a, 1); /* the latest, on the next tick */
-        } else {
-            a->config_qos = -1;
-        }
-        return MOSQ_ERR_SUCCESS;
-    }
-    if (kind == LK_TOPIC_COMMANDS_ALL) {
-        a->commands_qos = ed->access == MOSQ_ACL_SUBSCRIBE ? (ed->qos > 1 ? 1 : ed->qos) : -1;
-        return MOSQ_ERR_SUCCESS;
-    }
-    return MOSQ_ERR_ACL_DENIED;
+    return conn__subscription(a, kind, ed->access, ed->qos);
 }
 
 int gateway__message(struct plg_conn *c, struct mosquitto_evt_message *ed)

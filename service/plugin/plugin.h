@@ -200,6 +200,10 @@ void conn__drain_config(void (*fn)(struct plg_conn *c));
 /* Queue c to be re-checked on the next tick (its re-check could not read
  * the registry). */
 void conn__want_recheck(struct plg_conn *c);
+/* A device's (SUBSCRIBE or UNSUBSCRIBE) of its topic t, direct or through
+ * its gateway: config (QoS 2 granted as 1; the latest sent on the next
+ * tick) and commands/# are taken, anything else denied. */
+int conn__subscription(struct plg_conn *c, lk_topic t, int access, int qos);
 /* A re-check that could not read the registry: kept (re-checked on every
  * tick) for up to confirm_timeout from the first failure, then closed — a
  * revocation must not fail open, and one slow moment of the registry must
