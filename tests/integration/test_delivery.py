@@ -220,6 +220,9 @@ class Device:
             except Refused:
                 time.sleep(0.2)
                 continue
+            # paho must not reconnect by itself: a session it reopened behind our back would never
+            # acknowledge what was in flight on the killed one, and this loop resends that itself
+            c._reconnect_on_failure = False
             mids, early = {}, set()
 
             def on_publish(cl, ud, mid):
@@ -235,12 +238,12 @@ class Device:
 
             c.on_publish = on_publish
             for p in pending:
-                while not c.disconnected.is_set():
+                while not c.disconnected.is_set() and time.time() < deadline:
                     with self.lock:
                         if sum(1 for m in mids.values() if m not in self.acked) < inflight:
                             break
                     time.sleep(0.002)
-                if c.disconnected.is_set():
+                if c.disconnected.is_set() or time.time() >= deadline:
                     break
                 mid = c.publish(t, p, qos=1).mid
                 with self.lock:
