@@ -112,6 +112,30 @@ lk_err lk_registry_jit_register(lk_registry *reg, const lk_reg_name *name, const
                                 const char *cert_pem, size_t cert_len, const char *chain_pem,
                                 size_t chain_len, uint64_t *num_id, char *why, size_t why_size);
 
+/* Large imports: the certificate checks outside the write transaction.
+ *
+ * lk_registry_import_check checks spec as lk_registry_import_add into the
+ * registry name would — everything but whether the device id is free —
+ * verifying its credentials (chains, CRLs, spec->cert_checks) in no
+ * transaction at all (a read snapshot only fetches the registry's CA
+ * certificates and CRLs, parsed once for as long as they do not change).
+ * When it passes, the handle remembers a digest of the spec's credentials,
+ * chain and cert_checks with the trust set they passed against. Then
+ * lk_registry_import_begin on the same handle compares that trust set with
+ * the one its write transaction sees: when they are the same,
+ * lk_registry_import_add skips the certificate verification of a spec it
+ * remembers (the same credentials, chain and checks); when a CA certificate
+ * or CRL was added or removed in between, or for a spec not checked, it
+ * verifies as always. So a caller checks every device first, then imports,
+ * and the write lock is held for the inserts alone. The memory is dropped
+ * at import_commit / import_abort, and when a check is made against another
+ * registry or a changed trust set. Errors: those of import_add's checks
+ * (LK_ERR_REG_INVALID, LK_ERR_REG_LIMIT, LK_ERR_CRED_INVALID,
+ * LK_ERR_REG_CERT), LK_ERR_REG_NOT_FOUND for the registry, LK_ERR_STATE
+ * while an import is open on the handle, LK_ERR_NOMEM. */
+lk_err lk_registry_import_check(lk_registry *reg, const lk_reg_name *name,
+                                const lk_reg_device_spec *spec, char *why, size_t why_size);
+
 #ifdef __cplusplus
 }
 #endif

@@ -129,6 +129,12 @@ static lk_err check_creds(lk_registry *reg, const lk_reg_cas *cas, const lk_reg_
     return LK_OK;
 }
 
+lk_err lk_reg__check_spec_creds(lk_registry *reg, const lk_reg_cas *cas,
+                                const lk_reg_device_spec *spec, char *why, size_t why_size)
+{
+    return check_creds(reg, cas, spec->creds, spec->ncreds, NULL, 0, spec, why, why_size);
+}
+
 lk_err lk_reg__device_absent(lk_registry *reg, const lk_reg_name *name, int64_t rid,
                              const char *id, char *why, size_t why_size)
 {

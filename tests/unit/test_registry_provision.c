@@ -700,6 +700,266 @@ static void test_last_key(void **state)
     EVP_PKEY_free(k);
 }
 
+/* ------------------------------------------------------------------ */
+/* Large imports: checks outside the write transaction                 */
+
+static double mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* n device certificates "<prefix>-<i>" signed by ca, one shared key (the
+ * checks cost the same: a signature to verify per certificate). */
+static char **many_certs(const struct cert *ca, const char *prefix, int n)
+{
+    char **pems = calloc((size_t)n, sizeof *pems);
+    EVP_PKEY *k = gen_ec();
+    int i;
+    for (i = 0; i < n; i++) {
+        X509 *x = X509_new();
+        X509_NAME *name = X509_NAME_new();
+        char cn[64];
+        BIO *b = BIO_new(BIO_s_mem());
+        snprintf(cn, sizeof cn, "%s-%d", prefix, i);
+        X509_set_version(x, X509_VERSION_3);
+        ASN1_INTEGER_set(X509_get_serialNumber(x), serial++);
+        X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
+        X509_set_subject_name(x, name);
+        X509_set_issuer_name(x, X509_get_subject_name(ca->crt));
+        X509_NAME_free(name);
+        ASN1_TIME_set(X509_getm_notBefore(x), (time_t)(T0 - DAY));
+        ASN1_TIME_set(X509_getm_notAfter(x), (time_t)(T0 + 365 * DAY));
+        X509_set_pubkey(x, k);
+        assert_true(X509_sign(x, ca->key, EVP_sha256()) > 0);
+        PEM_write_bio_X509(b, x);
+        pems[i] = bio_text(b);
+        X509_free(x);
+    }
+    EVP_PKEY_free(k);
+    return pems;
+}
+
+static void spec_of(lk_reg_device_spec *s, lk_reg_credential *c, char *id, size_t id_size,
+                    const char *prefix, int i, char *pem)
+{
+    snprintf(id, id_size, "%s-%d", prefix, i);
+    c->format = LK_CRED_ES256_X509_PEM;
+    c->pem = pem;
+    c->expires = 0;
+    memset(s, 0, sizeof *s);
+    s->id = id;
+    s->creds = c;
+    s->ncreds = 1;
+}
+
+/* Import pems as devices "<prefix>-<i>"; check them first when check. The
+ * seconds the write transaction lasted (import_begin to commit). */
+static double import_all(struct fx *f, lk_registry *r, const char *prefix, char **pems, int n,
+                         int check)
+{
+    lk_reg_device_spec s;
+    lk_reg_credential c;
+    char id[64];
+    double t;
+    int i;
+    for (i = 0; check && i < n; i++) {
+        spec_of(&s, &c, id, sizeof id, prefix, i, pems[i]);
+        OK(lk_registry_import_check(r, &NAME, &s, W));
+    }
+    t = mono();
+    OK(lk_registry_import_begin(r, &NAME, W));
+    for (i = 0; i < n; i++) {
+        spec_of(&s, &c, id, sizeof id, prefix, i, pems[i]);
+        OK(lk_registry_import_add(r, &s, NULL, W));
+    }
+    OK(lk_registry_import_commit(r, W));
+    (void)f;
+    return mono() - t;
+}
+
+static void free_pems(char **pems, int n)
+{
+    int i;
+    for (i = 0; i < n; i++)
+        free(pems[i]);
+    free(pems);
+}
+
+static int bench_n(void)
+{
+    const char *e = getenv("LK_IMPORT_DEVICES");
+    return e != NULL && atoi(e) > 0 ? atoi(e) : 400;
+}
+
+static void test_import_check(void **state)
+{
+    struct fx *f = *state;
+    struct cert root, other;
+    int n = bench_n();
+    char **a, **b, **bad;
+    double t0, t_plain, t_check, t_tx;
+    lk_reg_device_spec s;
+    lk_reg_credential c;
+    char id[64];
+    unsigned idx;
+
+    ca(&root, "root", NULL);
+    ca(&other, "other", NULL);
+    add_ca(f, root.pem);
+    a = many_certs(&root, "plain", n);
+    b = many_certs(&root, "checked", n);
+    bad = many_certs(&other, "bad", 1);
+
+    t_plain = import_all(f, f->reg, "plain", a, n, 0);
+    t0 = mono();
+    t_tx = import_all(f, f->reg, "checked", b, n, 1);
+    t_check = mono() - t0 - t_tx;
+    print_message("import of %d certificate devices: write transaction %.3f s unchecked, "
+                  "%.3f s after import_check (which took %.3f s outside it)\n",
+                  n, t_plain, t_tx, t_check);
+    assert_int_equal(q1(f, "SELECT count(*) FROM devices"), 2 * n);
+
+    /* A refused check is not remembered; import_add still refuses it. */
+    spec_of(&s, &c, id, sizeof id, "bad", 0, bad[0]);
+    REFUSE(LK_ERR_REG_CERT, "not signed by", lk_registry_import_check(f->reg, &NAME, &s, W));
+    OK(lk_registry_import_begin(f->reg, &NAME, W));
+    REFUSE(LK_ERR_REG_CERT, "not signed by", lk_registry_import_add(f->reg, &s, NULL, W));
+    lk_registry_import_abort(f->reg);
+
+    /* A verdict serves only the trust set it was reached with: checked
+     * while "other" was a registry CA, imported after it was removed. */
+    idx = add_ca(f, other.pem);
+    OK(lk_registry_import_check(f->reg, &NAME, &s, W));
+    OK(lk_registry_delete_cert(f->reg, &NAME, idx, W));
+    OK(lk_registry_import_begin(f->reg, &NAME, W));
+    REFUSE(LK_ERR_REG_CERT, "not signed by", lk_registry_import_add(f->reg, &s, NULL, W));
+    lk_registry_import_abort(f->reg);
+
+    /* With the same set, a checked spec is not verified again: checked
+     * before root expired, imported after (the clock moved between). */
+    {
+        char **late = many_certs(&root, "late", 2);
+        lk_reg_device_spec s2;
+        lk_reg_credential c2;
+        char id2[64];
+        spec_of(&s, &c, id, sizeof id, "late", 0, late[0]);
+        spec_of(&s2, &c2, id2, sizeof id2, "late", 1, late[1]);
+        OK(lk_registry_import_check(f->reg, &NAME, &s, W));
+        f->now = T0 + 400 * DAY;
+        OK(lk_registry_import_begin(f->reg, &NAME, W));
+        OK(lk_registry_import_add(f->reg, &s, NULL, W));
+        REFUSE(LK_ERR_REG_CERT, "expired", lk_registry_import_add(f->reg, &s2, NULL, W));
+        OK(lk_registry_import_commit(f->reg, W));
+        /* and the memory went with the import */
+        OK(lk_registry_delete_device(f->reg, &NAME, "late-0", W));
+        OK(lk_registry_import_begin(f->reg, &NAME, W));
+        REFUSE(LK_ERR_REG_CERT, "expired", lk_registry_import_add(f->reg, &s, NULL, W));
+        lk_registry_import_abort(f->reg);
+        f->now = T0;
+        free_pems(late, 2);
+    }
+    /* Not during an import. */
+    OK(lk_registry_import_begin(f->reg, &NAME, W));
+    REFUSE(LK_ERR_STATE, "", lk_registry_import_check(f->reg, &NAME, &s, W));
+    lk_registry_import_abort(f->reg);
+
+    free_pems(a, n);
+    free_pems(b, n);
+    free_pems(bad, 1);
+    cert_free(&root);
+    cert_free(&other);
+}
+
+/* The broker's activity, written from another handle while an import holds
+ * the write lock, waits and then lands: nothing is lost. */
+struct importer {
+    struct fx *f;
+    lk_registry *r;
+    char **pems;
+    int n;
+    volatile int begun;
+    double tx;
+};
+
+static void *import_thread(void *arg)
+{
+    struct importer *im = arg;
+    lk_reg_device_spec s;
+    lk_reg_credential c;
+    char id[64];
+    double t = mono();
+    int i;
+    OK(lk_registry_import_begin(im->r, &NAME, W));
+    im->begun = 1;
+    for (i = 0; i < im->n; i++) {
+        spec_of(&s, &c, id, sizeof id, "bulk", i, im->pems[i]);
+        OK(lk_registry_import_add(im->r, &s, NULL, W));
+    }
+    usleep(200000); /* hold the lock a while longer */
+    OK(lk_registry_import_commit(im->r, W));
+    im->tx = mono() - t;
+    return NULL;
+}
+
+static void test_import_and_activity(void **state)
+{
+    struct fx *f = *state;
+    struct cert root;
+    struct importer im;
+    lk_registry *broker;
+    lk_reg_activity a;
+    lk_reg_device_spec s;
+    lk_reg_credential c;
+    lk_reg_device d;
+    pthread_t th;
+    uint64_t num = 0;
+    char id[64];
+    char **one;
+    double t, waited;
+    int i;
+
+    ca(&root, "root", NULL);
+    add_ca(f, root.pem);
+    one = many_certs(&root, "early", 1);
+    spec_of(&s, &c, id, sizeof id, "early", 0, one[0]);
+    OK(lk_registry_create_device(f->reg, &NAME, &s, &num, W));
+    memset(&im, 0, sizeof im);
+    im.f = f;
+    im.r = f->reg;
+    im.n = bench_n();
+    im.pems = many_certs(&root, "bulk", im.n);
+    for (i = 0; i < im.n; i++) {
+        spec_of(&s, &c, id, sizeof id, "bulk", i, im.pems[i]);
+        OK(lk_registry_import_check(f->reg, &NAME, &s, W));
+    }
+    broker = open_reg(f);
+    lk_registry_set_busy_timeout(broker, 30000);
+    assert_int_equal(pthread_create(&th, NULL, import_thread, &im), 0);
+    while (!im.begun)
+        usleep(1000);
+    memset(&a, 0, sizeof a);
+    a.num_id = num;
+    a.last_event = T0 + 50;
+    t = mono();
+    assert_int_equal(lk_registry_record_activity(broker, &a, 1), LK_OK);
+    waited = mono() - t;
+    assert_int_equal(pthread_join(th, NULL), 0);
+    print_message("activity waited %.3f s for an import of %d devices (its transaction: %.3f "
+                  "s)\n", waited, im.n, im.tx);
+    assert_true(waited > 0.1); /* it did wait for the lock ... */
+    memset(&d, 0, sizeof d);
+    OK(lk_registry_get_device(f->reg, &NAME, "early-0", 0, &d, W));
+    assert_int_equal(d.last_event, T0 + 50); /* ... and landed */
+    lk_reg_device_free(&d);
+    assert_int_equal(q1(f, "SELECT count(*) FROM devices"), im.n + 1);
+    lk_registry_close(broker);
+    free_pems(im.pems, im.n);
+    free_pems(one, 1);
+    cert_free(&root);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -710,6 +970,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_signers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_jit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_last_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_import_check, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_import_and_activity, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
