@@ -179,18 +179,17 @@ lk_err lk_reg__insert_device(lk_registry *reg, const lk_reg_name *name, int64_t 
     if (err == LK_ERR_REG_EXISTS)
         return failf(why, why_size, err, "device '%s' already exists in %s", spec->id,
                      name != NULL ? lk_reg__path(name, p, sizeof p) : reg->import_name);
-    if (err == LK_OK && spec->ncreds > 0)
-        err = reg->ops->creds_set(reg->be, *num_id, spec->creds, spec->ncreds);
     if (err == LK_OK && spec->nmetadata > 0)
         err = reg->ops->metadata_set(reg->be, *num_id, spec->metadata, spec->nmetadata);
     if (err == LK_OK) {
+        /* One version: nothing to prune (LK_CONFIG_VERSIONS_KEPT >= 1). */
         cfg.version = spec->config_version != 0 ? spec->config_version : 1;
         cfg.cloud_update_time =
             spec->config_cloud_update_time != 0 ? spec->config_cloud_update_time : now;
         cfg.device_ack_time = 0;
         cfg.data = (uint8_t *)spec->config;
         cfg.len = spec->config != NULL ? spec->config_len : 0;
-        err = reg->ops->config_add(reg->be, *num_id, &cfg, LK_CONFIG_VERSIONS_KEPT);
+        err = reg->ops->device_fill(reg->be, *num_id, spec->creds, spec->ncreds, &cfg);
     }
     if (err != LK_OK)
         return lk_reg__be_fail(reg, err, why, why_size);

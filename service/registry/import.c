@@ -187,13 +187,17 @@ lk_err lk_registry_import_add(lk_registry *reg, const lk_reg_device_spec *spec, 
         return failf(why, why_size, LK_ERR_ARG, "no device given");
     /* An existing id first, whatever else the spec holds (a caller may skip
      * it): a read inside the import's transaction. */
-    if ((err = lk_reg__check_device_id(spec->id, why, why_size)) != LK_OK ||
+    if ((err = lk_reg__check_device_id(spec->id, why, why_size)) != LK_OK)
+        return err;
+    it.checked = reg->import_checked && lk_reg__spec_digest(spec, d) == LK_OK &&
+                 lk_reg__checked_has(reg->checked, d);
+    /* A checked spec can fail only on its id, which the insert's UNIQUE
+     * constraint reports with the same reason: no read first. */
+    if (!it.checked &&
         (err = lk_reg__device_absent(reg, NULL, reg->import_rid, spec->id, why, why_size)) != LK_OK)
         return err;
     if ((err = lk_reg__check_create_spec(spec, why, why_size)) != LK_OK)
         return err;
-    it.checked = reg->import_checked && lk_reg__spec_digest(spec, d) == LK_OK &&
-                 lk_reg__checked_has(reg->checked, d);
     err = import_item(reg, add_device_item, &it, why, why_size);
     if (err == LK_OK && num_id != NULL)
         *num_id = it.num_id;
