@@ -91,7 +91,7 @@ lk_err lk_registry_delete_crl(lk_registry *reg, const lk_reg_name *name, unsigne
 #define LK_REG_JIT_MAX_LIMIT 10000000u
 typedef struct lk_reg_jit {
     int enabled;
-    uint64_t max_devices;            /* 0 = LK_REG_JIT_MAX_DEFAULT */
+    uint64_t max_devices;            /* set: 0 = LK_REG_JIT_MAX_DEFAULT; get: the limit in force */
     uint64_t registered;             /* (get only) devices JIT has registered so far */
 } lk_reg_jit;
 lk_err lk_registry_get_jit(lk_registry *reg, const lk_reg_name *name, lk_reg_jit *out,
