@@ -106,8 +106,11 @@ lk_err lk_registry_set_jit(lk_registry *reg, const lk_reg_name *name, const lk_r
  * of this registry before, even one since deleted (LK_ERR_REG_EXISTS,
  * "this certificate registered <id> already"), and id is free
  * (LK_ERR_REG_EXISTS). The device gets the certificate as its one
- * credential (ES256_X509_PEM or RSA_X509_PEM by its key), jit = 1, and
- * LK_CHANGE_DEVICE is appended. */
+ * credential (ES256_X509_PEM or RSA_X509_PEM by its key; it expires when
+ * the certificate does), jit = 1, and LK_CHANGE_DEVICE is appended. The
+ * broker's write: a LK_REG_READONLY handle may make it (not LK_REG_NOWRITE).
+ * Order of the checks: JIT on, the count, the CN, the certificate never
+ * used, the id free, the chain. */
 lk_err lk_registry_jit_register(lk_registry *reg, const lk_reg_name *name, const char *id,
                                 const char *cert_pem, size_t cert_len, const char *chain_pem,
                                 size_t chain_len, uint64_t *num_id, char *why, size_t why_size);

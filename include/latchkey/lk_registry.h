@@ -56,8 +56,9 @@ extern "C" {
 typedef struct lk_registry lk_registry;
 
 #define LK_REG_CREATE   1u /* create the database (and its schema) if missing */
-#define LK_REG_READONLY 2u /* the broker plugin: never writes except touch/state/ack and
-                              command outcomes (command_decide) */
+#define LK_REG_READONLY 2u /* the broker plugin: never writes except touch/state/ack,
+                              command outcomes (command_decide) and just-in-time
+                              registrations (lk_registry_jit_register) */
 #define LK_REG_NOWRITE  4u /* open the file read-only (SQLite's SQLITE_OPEN_READONLY): every
                               write, the broker's too, is LK_ERR_STATE; for listing a database
                               one may not write (see below) */

@@ -532,8 +532,7 @@ lk_err lk_reg__jit_cert(const char *pem, size_t len, const char *id, uint8_t sha
     BIO *bio;
     X509_NAME *subj;
     unsigned char *der = NULL;
-    int pos, dl, n = 0, kid;
-    char cn[LK_ID_MAX + 2];
+    int pos, dl, n = 0, kid, same;
     lk_err err = LK_ERR_REG_CERT;
 
     memset(sha, 0, 32);
@@ -561,8 +560,16 @@ lk_err lk_reg__jit_cert(const char *pem, size_t len, const char *id, uint8_t sha
                        "exactly one, the device id", n);
         goto exit;
     }
-    if (X509_NAME_get_text_by_NID(subj, NID_commonName, cn, sizeof cn) < 0 ||
-        strlen(cn) > LK_ID_MAX || strcmp(cn, id) != 0) {
+    {
+        /* The CN's bytes, compared whole: a CN with a NUL inside must not
+         * match the id before the NUL. */
+        int at = X509_NAME_get_index_by_NID(subj, NID_commonName, -1);
+        const ASN1_STRING *d = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, at));
+        size_t idl = strlen(id);
+        same = d != NULL && (size_t)ASN1_STRING_length(d) == idl &&
+               memcmp(ASN1_STRING_get0_data(d), id, idl) == 0;
+    }
+    if (!same) {
         lk_verify__why(why, why_size, err,
                        "the device certificate names another device (its subject CN is not "
                        "'%s'); a certificate registers only the device its CN names", id);

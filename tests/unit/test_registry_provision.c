@@ -531,6 +531,34 @@ static void test_signers(void **state)
 /* ------------------------------------------------------------------ */
 /* Just-in-time registration                                           */
 
+/* A device certificate by issuer whose subject holds the CN bytes cn[0..n)
+ * (a NUL inside allowed), twice when twice. */
+static char *odd_cn_cert(const struct cert *issuer, const char *cn, int n, int twice)
+{
+    X509 *x = X509_new();
+    X509_NAME *name = X509_NAME_new();
+    EVP_PKEY *k = gen_ec();
+    BIO *b = BIO_new(BIO_s_mem());
+    X509_set_version(x, X509_VERSION_3);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), serial++);
+    X509_NAME_add_entry_by_NID(name, NID_commonName, V_ASN1_UTF8STRING, (const unsigned char *)cn,
+                               n, -1, 0);
+    if (twice)
+        X509_NAME_add_entry_by_NID(name, NID_commonName, V_ASN1_UTF8STRING,
+                                   (const unsigned char *)cn, n, -1, 0);
+    X509_set_subject_name(x, name);
+    X509_set_issuer_name(x, X509_get_subject_name(issuer->crt));
+    X509_NAME_free(name);
+    ASN1_TIME_set(X509_getm_notBefore(x), (time_t)(T0 - DAY));
+    ASN1_TIME_set(X509_getm_notAfter(x), (time_t)(T0 + DAY));
+    X509_set_pubkey(x, k);
+    assert_true(X509_sign(x, issuer->key, EVP_sha256()) > 0);
+    PEM_write_bio_X509(b, x);
+    X509_free(x);
+    EVP_PKEY_free(k);
+    return bio_text(b);
+}
+
 static int count_changes(void *arg, const lk_reg_change *c)
 {
     if (c->kind == LK_CHANGE_DEVICE)
@@ -577,6 +605,17 @@ static void test_jit(void **state)
     REFUSE(LK_ERR_REG_CERT, "names another device",
            lk_registry_jit_register(f->reg, &NAME, "dev-2", d1.pem, strlen(d1.pem), i1.pem,
                                     strlen(i1.pem), &num, W));
+    {
+        char *nul = odd_cn_cert(&root, "dev-5\0zz", 8, 0), *two = odd_cn_cert(&root, "dev-5", 5, 1);
+        REFUSE(LK_ERR_REG_CERT, "names another device",
+               lk_registry_jit_register(f->reg, &NAME, "dev-5", nul, strlen(nul), NULL, 0, &num,
+                                        W));
+        REFUSE(LK_ERR_REG_CERT, "2 common names",
+               lk_registry_jit_register(f->reg, &NAME, "dev-5", two, strlen(two), NULL, 0, &num,
+                                        W));
+        free(nul);
+        free(two);
+    }
     REFUSE(LK_ERR_REG_CERT, "does not chain",
            lk_registry_jit_register(f->reg, &NAME, "dev-9", dother.pem, strlen(dother.pem),
                                     other.pem, strlen(other.pem), &num, W));
@@ -634,6 +673,23 @@ static void test_jit(void **state)
     OK(lk_registry_get_jit(f->reg, &NAME, &jit, W));
     assert_int_equal(jit.registered, 2);
     assert_int_equal(q1(f, "SELECT count(*) FROM devices"), 1);
+    /* the broker's handle (LK_REG_READONLY) registers; a NOWRITE one may not */
+    {
+        lk_registry *ro = NULL;
+        jit.max_devices = 3;
+        OK(lk_registry_set_jit(f->reg, &NAME, &jit, W));
+        OK(lk_registry_open(f->path, LK_REG_READONLY | LK_REG_NOWRITE, &ro, W));
+        lk_registry__set_clock(ro, fx_clock, &f->now);
+        REFUSE(LK_ERR_STATE, "without write access",
+               lk_registry_jit_register(ro, &NAME, "dev-3", d3.pem, strlen(d3.pem), NULL, 0,
+                                        &num, W));
+        lk_registry_close(ro);
+        OK(lk_registry_open(f->path, LK_REG_READONLY, &ro, W));
+        lk_registry__set_clock(ro, fx_clock, &f->now);
+        OK(lk_registry_jit_register(ro, &NAME, "dev-3", d3.pem, strlen(d3.pem), NULL, 0, &num,
+                                    W));
+        lk_registry_close(ro);
+    }
 
     free(crl);
     cert_free(&root); cert_free(&i1); cert_free(&other); cert_free(&d1); cert_free(&d2);
