@@ -198,7 +198,20 @@ lk_err lk_registry_import_add(lk_registry *reg, const lk_reg_device_spec *spec, 
         return err;
     if ((err = lk_reg__check_create_spec(spec, why, why_size)) != LK_OK)
         return err;
-    err = import_item(reg, add_device_item, &it, why, why_size);
+    if (it.checked) {
+        /* No savepoint: a checked device is refused only when its id is
+         * taken, by its first write (a failed statement leaves nothing);
+         * anything else is the database failing, which ends the import
+         * as a failure that ends its transaction would. */
+        err = add_device_item(reg, &it, why, why_size);
+        if (err != LK_OK && (err != LK_ERR_REG_EXISTS || it.num_id != 0)) {
+            if (reg->ops->in_transaction(reg->be))
+                reg->ops->rollback(reg->be);
+            reg->import_failed = err;
+        }
+    } else {
+        err = import_item(reg, add_device_item, &it, why, why_size);
+    }
     if (err == LK_OK && num_id != NULL)
         *num_id = it.num_id;
     return err;

@@ -916,6 +916,24 @@ static void test_import_check(void **state)
         f->now = T0;
         free_pems(late, 2);
     }
+    /* A checked device whose id is taken is refused alone; the import goes on. */
+    {
+        char **dup = many_certs(&root, "checked", 2), **fresh = many_certs(&root, "fresh", 1);
+        lk_reg_device_spec s2;
+        lk_reg_credential c2;
+        char id2[64];
+        spec_of(&s, &c, id, sizeof id, "checked", 1, dup[1]);
+        spec_of(&s2, &c2, id2, sizeof id2, "fresh", 0, fresh[0]);
+        OK(lk_registry_import_check(f->reg, &NAME, &s, W));
+        OK(lk_registry_import_check(f->reg, &NAME, &s2, W));
+        OK(lk_registry_import_begin(f->reg, &NAME, W));
+        REFUSE(LK_ERR_REG_EXISTS, "already exists", lk_registry_import_add(f->reg, &s, NULL, W));
+        OK(lk_registry_import_add(f->reg, &s2, NULL, W));
+        OK(lk_registry_import_commit(f->reg, W));
+        assert_int_equal(q1(f, "SELECT count(*) FROM devices WHERE device_id = 'fresh-0'"), 1);
+        free_pems(dup, 2);
+        free_pems(fresh, 1);
+    }
     /* Not during an import. */
     OK(lk_registry_import_begin(f->reg, &NAME, W));
     REFUSE(LK_ERR_STATE, "", lk_registry_import_check(f->reg, &NAME, &s, W));
