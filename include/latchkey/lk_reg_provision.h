@@ -23,7 +23,8 @@ extern "C" {
  * import_add, add_credential, jit_register) when it verifies with OpenSSL's
  * X509_verify_cert up to one of the registry's CA certificates as trust
  * anchor, through at most LK_REG_CHAIN_MAX intermediates taken only from
- * spec->chain_pem (never from the registry's other devices), every
+ * spec->chain_pem (never from the registry's other devices; at most
+ * LK_REG_CHAIN_MAX + 1 certificates, as it may hold the anchor too), every
  * certificate of the path valid now except the leaf (whose dates are checked
  * only with LK_REG_CHECK_LEAF_DATES), every CA of the path a CA by the
  * registry-CA rules, and no certificate of the path revoked by a CRL the

@@ -397,7 +397,7 @@ lk_err lk_registry_update_device(lk_registry *reg, const lk_reg_name *name,
         if (err == LK_OK)
             err = lk_reg__load_cas(reg, rid, &cas, why, why_size);
         if (err == LK_OK)
-            err = check_creds(reg, cas, spec->creds, spec->ncreds, cur, ncur, NULL, why,
+            err = check_creds(reg, cas, spec->creds, spec->ncreds, cur, ncur, spec, why,
                               why_size);
         if (err == LK_OK &&
             (err = reg->ops->creds_set(reg->be, num_id, spec->creds, spec->ncreds)) != LK_OK)

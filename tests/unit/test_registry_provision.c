@@ -298,12 +298,44 @@ static void test_chains(void **state)
     ch = cat2(i2.pem, i1.pem);
     OK(create(f, "dev2", d2.pem, ch, 0, W));
     free(ch);
+    /* an update adds a credential through the chain given with it
+     * (key rotation of a device under an intermediate) */
+    {
+        struct cert d1n;
+        lk_reg_device d;
+        lk_reg_credential two[2];
+        lk_reg_device_spec up;
+        dev(&d1n, "dev1", &i1);
+        memset(&d, 0, sizeof d);
+        OK(lk_registry_get_device(f->reg, &NAME, "dev1", 0, &d, W));
+        two[0] = d.creds[0];
+        two[1].format = LK_CRED_ES256_X509_PEM;
+        two[1].pem = d1n.pem;
+        two[1].expires = 0;
+        memset(&up, 0, sizeof up);
+        up.id = "dev1";
+        up.creds = two;
+        up.ncreds = 2;
+        REFUSE(LK_ERR_REG_CERT, "credential 1 is not signed",
+               lk_registry_update_device(f->reg, &NAME, &up, LK_REG_SET_CREDS, W));
+        up.chain_pem = i1.pem;
+        up.chain_len = strlen(i1.pem);
+        OK(lk_registry_update_device(f->reg, &NAME, &up, LK_REG_SET_CREDS, W));
+        lk_reg_device_free(&d);
+        cert_free(&d1n);
+    }
+    /* the chain may hold the registry CA too */
+    ch = cat2(i1.pem, root.pem);
+    OK(create(f, "dev1b", d1.pem, ch, 0, W));
+    free(ch);
     /* three intermediates: more than LK_REG_CHAIN_MAX */
     ch = cat2(i3.pem, i2.pem);
     {
-        char *ch3 = cat2(ch, i1.pem);
-        REFUSE(LK_ERR_REG_LIMIT, "more than 2 certificates", create(f, "dev3", d3.pem, ch3, 0, W));
+        char *ch3 = cat2(ch, i1.pem), *ch4 = cat2(ch3, root.pem);
+        REFUSE(LK_ERR_REG_CERT, "within 2 intermediate CAs", create(f, "dev3", d3.pem, ch3, 0, W));
+        REFUSE(LK_ERR_REG_LIMIT, "more than 3 certificates", create(f, "dev3", d3.pem, ch4, 0, W));
         free(ch3);
+        free(ch4);
     }
     /* two given but the path needs a third: not chained */
     REFUSE(LK_ERR_REG_CERT, "does not chain", create(f, "dev3", d3.pem, ch, 0, W));
@@ -312,8 +344,8 @@ static void test_chains(void **state)
     REFUSE(LK_ERR_REG_CERT, "not signed by", create(f, "devx", dx.pem, NULL, 0, W));
     REFUSE(LK_ERR_REG_CERT, "does not chain", create(f, "devx", dx.pem, other.pem, 0, W));
     /* an intermediate from the chain is never an anchor by itself */
-    REFUSE(LK_ERR_REG_INVALID, "does not parse", create(f, "dev1b", d1.pem, "junk", 0, W));
-    assert_int_equal(q1(f, "SELECT count(*) FROM devices"), 3);
+    REFUSE(LK_ERR_REG_INVALID, "does not parse", create(f, "dev1c", d1.pem, "junk", 0, W));
+    assert_int_equal(q1(f, "SELECT count(*) FROM devices"), 4);
 
     cert_free(&root); cert_free(&i1); cert_free(&i2); cert_free(&i3); cert_free(&other);
     cert_free(&d0); cert_free(&d1); cert_free(&d2); cert_free(&d3); cert_free(&dx);
