@@ -140,6 +140,24 @@ lk_err lk_registry_jit_register(lk_registry *reg, const lk_reg_name *name, const
 lk_err lk_registry_import_check(lk_registry *reg, const lk_reg_name *name,
                                 const lk_reg_device_spec *spec, char *why, size_t why_size);
 
+/* A staged import of devices: lk_registry_import_begin, except that the
+ * write lock is not held from begin to commit. import_add writes each
+ * device (checked as import_add always does, against the trust set of
+ * begin) under a hidden staging registry that no name reaches and no
+ * listing shows, in write transactions of at most 500 devices between
+ * which the broker's writes get in; nothing is in the change feed yet.
+ * import_commit then moves every staged device into the registry and
+ * appends their LK_CHANGE_DEVICE in one short transaction — refused, with
+ * nothing written, when the registry was deleted, its CA certificates or
+ * CRLs changed, or a device of one of the ids was created meanwhile
+ * (LK_ERR_REG_NOT_FOUND, LK_ERR_STATE, LK_ERR_REG_EXISTS). import_abort,
+ * and any failure, removes the staging registry. import_bind is refused
+ * (LK_ERR_STATE). A process that dies mid-import leaves its staging
+ * registry ("~import-..."), invisible, holding the staged devices' rows.
+ * Other errors: those of import_begin. */
+lk_err lk_registry_import_begin_staged(lk_registry *reg, const lk_reg_name *name, char *why,
+                                       size_t why_size);
+
 #ifdef __cplusplus
 }
 #endif

@@ -343,6 +343,11 @@ typedef struct lk_reg_store {
      * a large import's write transaction. */
     lk_err (*device_fill)(lk_reg_be *be, uint64_t num_id, const lk_reg_credential *c,
                           unsigned n, const lk_reg_config *cfg);
+    /* A staged import's switch: append (kind, num_id, t) to the change feed
+     * for every device of registry from, then move them all to registry to.
+     * EXISTS when to has a device of one of their ids. */
+    lk_err (*devices_move)(lk_reg_be *be, int64_t from, int64_t to, lk_reg_change_kind kind,
+                           int64_t t);
 } lk_reg_store;
 
 extern const lk_reg_store lk_reg_sqlite_backend;

@@ -49,6 +49,14 @@ struct lk_registry {
     lk_reg_cas *import_cas;
     char import_name[400];
     int import_checked;         /* the import's trust set is the one import_check used */
+    /* a staged import (lk_registry_import_begin_staged): the devices go to
+     * the hidden registry stage_rid, in write transactions of at most
+     * LK_REG_STAGE_CHUNK devices (stage_open while one is), and move to
+     * import_rid at commit if the trust set is still stage_stamp */
+    int staged, stage_open;
+    int64_t stage_rid;
+    unsigned stage_n;
+    char stage_stamp[LK_REG_STAMP_MAX];
     lk_reg_checked *checked;    /* lk_registry_import_check's memory (NULL = none) */
 };
 

@@ -280,7 +280,10 @@ lk_err lk_reg__leave(lk_registry *reg, lk_err err, int tx, char *why, size_t why
 lk_err lk_reg__append_change(lk_registry *reg, lk_reg_change_kind kind, uint64_t num_id,
                              char *why, size_t why_size)
 {
-    lk_err err = reg->ops->change_append(reg->be, kind, num_id, lk_reg__now(reg));
+    lk_err err;
+    if (reg->staged) /* a staged device is announced when the import is switched in */
+        return LK_OK;
+    err = reg->ops->change_append(reg->be, kind, num_id, lk_reg__now(reg));
     if (err != LK_OK)
         return lk_reg__be_fail(reg, err, why, why_size);
     reg->appended = 1;
@@ -519,6 +522,9 @@ void lk_reg__import_end(lk_registry *reg)
     reg->import_rid = 0;
     reg->import_name[0] = '\0';
     reg->import_checked = 0;
+    reg->staged = reg->stage_open = 0;
+    reg->stage_rid = 0;
+    reg->stage_n = 0;
     /* what import_check proved served this import */
     lk_reg__checked_free(reg->checked);
     reg->checked = NULL;

@@ -59,7 +59,7 @@ static const char *const sql_text[S__N] = {
                    "registry_id = ?3",
     [S_REG_GET] = "SELECT " REG_COLUMNS " FROM registries r WHERE r.id = ?1",
     [S_REG_LIST] = "SELECT " REG_COLUMNS " FROM registries r WHERE (?1 IS NULL OR r.project = ?1) "
-                   "AND (?2 IS NULL OR r.location = ?2) "
+                   "AND (?2 IS NULL OR r.location = ?2) AND substr(r.registry_id, 1, 1) <> '~' "
                    "ORDER BY r.project, r.location, r.registry_id",
     [S_REG_INSERT] = "INSERT INTO registries(project, location, registry_id, mqtt, http, "
                      "event_notification_json, state_notification_json, created, log_level) "
@@ -264,6 +264,9 @@ static const char *const sql_text[S__N] = {
     [S_JIT_CERT_INS] = "INSERT INTO jit_certs(registry, cert_sha256, device_id, num_id, "
                        "registered) VALUES(?1, ?2, ?3, ?4, ?5)",
     [S_DEV_SET_JIT] = "UPDATE devices SET jit = 1 WHERE num_id = ?1",
+    [S_STAGE_FEED] = "INSERT INTO changes(kind, num_id, time) SELECT ?2, num_id, ?3 FROM devices "
+                     "WHERE registry = ?1 ORDER BY num_id",
+    [S_STAGE_MOVE] = "UPDATE devices SET registry = ?2 WHERE registry = ?1",
 };
 
 /* ------------------------------------------------------------------ */

@@ -180,6 +180,13 @@ lk_err lk_sq__jit_cert_insert(lk_reg_be *be, int64_t rid, const uint8_t sha[32],
     return lk_sq__run_bound(be, s, rc);
 }
 
+lk_err lk_sq__devices_move(lk_reg_be *be, int64_t from, int64_t to, lk_reg_change_kind kind,
+                           int64_t t)
+{
+    lk_err err = RUN_INTS(S_STAGE_FEED, 0, from, (int64_t)kind, t);
+    return err != LK_OK ? err : RUN_INTS(S_STAGE_MOVE, 0, from, to);
+}
+
 lk_err lk_sq__device_set_jit(lk_reg_be *be, uint64_t num_id)
 {
     return RUN_INTS(S_DEV_SET_JIT, 1, (int64_t)num_id);

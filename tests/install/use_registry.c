@@ -139,6 +139,8 @@ int main(int argc, char **argv)
             memset(&ck, 0, sizeof ck);
             ck.id = "device-77";
             CHECK(lk_registry_import_check(reg, &name, &ck, why, sizeof why) == LK_OK);
+            CHECK(lk_registry_import_begin_staged(reg, &name, why, sizeof why) == LK_OK);
+            lk_registry_import_abort(reg);
         }
         memset(&sg, 0, sizeof sg);
         lk_reg_signer_free(&sg);

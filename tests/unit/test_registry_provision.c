@@ -1073,6 +1073,138 @@ static void test_import_and_activity(void **state)
     cert_free(&root);
 }
 
+/* A staged import: the broker's writes get in between its chunks, nothing
+ * is visible before the switch, and a switch that would break a rule
+ * writes nothing and leaves no staging registry. */
+static int count_devs(void *arg, const lk_reg_device *d)
+{
+    (void)d;
+    ++*(int *)arg;
+    return 0;
+}
+
+static void stage_some(struct fx *f, const char *prefix, char **pems, int n)
+{
+    lk_reg_device_spec s;
+    lk_reg_credential c;
+    char id[64];
+    int i;
+    for (i = 0; i < n; i++) {
+        spec_of(&s, &c, id, sizeof id, prefix, i, pems[i]);
+        OK(lk_registry_import_add(f->reg, &s, NULL, W));
+    }
+}
+
+static void test_import_staged(void **state)
+{
+    struct fx *f = *state;
+    struct cert root, other;
+    int n = bench_n() < 1000 ? 1000 : bench_n(), i, seen, changes = 0;
+    char **pems, **cf, **one;
+    lk_registry *broker;
+    lk_reg_activity a;
+    lk_reg_device_spec s;
+    lk_reg_credential c;
+    char id[64];
+    uint64_t num = 0;
+    int64_t since;
+    double t, worst = 0, tx;
+
+    ca(&root, "root", NULL);
+    ca(&other, "other", NULL);
+    add_ca(f, root.pem);
+    pems = many_certs(&root, "st", n);
+    cf = many_certs(&root, "cf", 500);
+    one = many_certs(&root, "early", 1);
+    spec_of(&s, &c, id, sizeof id, "early", 0, one[0]);
+    OK(lk_registry_create_device(f->reg, &NAME, &s, &num, W));
+    assert_int_equal(lk_registry_change_head(f->reg, &since), LK_OK);
+    for (i = 0; i < n; i++) {
+        spec_of(&s, &c, id, sizeof id, "st", i, pems[i]);
+        OK(lk_registry_import_check(f->reg, &NAME, &s, W));
+    }
+    broker = open_reg(f);
+    lk_registry_set_busy_timeout(broker, 200); /* the plugin's */
+
+    OK(lk_registry_import_begin_staged(f->reg, &NAME, W));
+    for (i = 0; i < n; i++) {
+        spec_of(&s, &c, id, sizeof id, "st", i, pems[i]);
+        OK(lk_registry_import_add(f->reg, &s, NULL, W));
+        if ((i + 1) % 500 == 0) { /* between chunks: the broker writes, sees nothing staged */
+            memset(&a, 0, sizeof a);
+            a.num_id = num;
+            a.last_event = T0 + i;
+            t = mono();
+            assert_int_equal(lk_registry_record_activity(broker, &a, 1), LK_OK);
+            t = mono() - t;
+            worst = t > worst ? t : worst;
+            seen = 0;
+            OK(lk_registry_list_devices(broker, &NAME, count_devs, &seen, W));
+            assert_int_equal(seen, 1);
+        }
+    }
+    tx = mono();
+    OK(lk_registry_import_commit(f->reg, W));
+    tx = mono() - tx;
+    print_message("staged import of %d devices: the switch held the lock %.3f s; the broker's "
+                  "writes between chunks waited at most %.3f s\n", n, tx, worst);
+    assert_int_equal(q1(f, "SELECT count(*) FROM devices"), n + 1);
+    assert_int_equal(q1(f, "SELECT count(*) FROM registries"), 1);
+    assert_int_equal(lk_registry_changes(f->reg, &since, count_changes, &changes), LK_OK);
+    assert_int_equal(changes, n);
+    {
+        lk_reg_device d;
+        memset(&d, 0, sizeof d);
+        OK(lk_registry_get_device(f->reg, &NAME, "st-0", 0, &d, W));
+        assert_string_equal(d.registry, "reg1");
+        lk_reg_device_free(&d);
+    }
+    /* a staged id that exists already is refused at once */
+    OK(lk_registry_import_begin_staged(f->reg, &NAME, W));
+    spec_of(&s, &c, id, sizeof id, "st", 0, pems[0]);
+    REFUSE(LK_ERR_REG_EXISTS, "already exists", lk_registry_import_add(f->reg, &s, NULL, W));
+    lk_registry_import_abort(f->reg);
+
+    /* created meanwhile: the switch writes nothing */
+    OK(lk_registry_import_begin_staged(f->reg, &NAME, W));
+    stage_some(f, "cf", cf, 500);
+    spec_of(&s, &c, id, sizeof id, "cf", 7, cf[7]);
+    OK(lk_registry_create_device(broker, &NAME, &s, NULL, W));
+    REFUSE(LK_ERR_REG_EXISTS, "created in", lk_registry_import_commit(f->reg, W));
+    assert_int_equal(q1(f, "SELECT count(*) FROM devices"), n + 2);
+    assert_int_equal(q1(f, "SELECT count(*) FROM registries"), 1);
+    OK(lk_registry_delete_device(f->reg, &NAME, "cf-7", W));
+
+    /* the trust set changed meanwhile: nothing written */
+    OK(lk_registry_import_begin_staged(f->reg, &NAME, W));
+    stage_some(f, "cf", cf, 500);
+    {
+        unsigned idx;
+        OK(lk_registry_add_cert(broker, &NAME, other.pem, strlen(other.pem), &idx, W));
+    }
+    REFUSE(LK_ERR_STATE, "changed during the import", lk_registry_import_commit(f->reg, W));
+    assert_int_equal(q1(f, "SELECT count(*) FROM devices"), n + 1);
+    assert_int_equal(q1(f, "SELECT count(*) FROM registries"), 1);
+
+    /* abort: nothing, no staging registry */
+    OK(lk_registry_import_begin_staged(f->reg, &NAME, W));
+    stage_some(f, "cf", cf, 10);
+    lk_registry_import_abort(f->reg);
+    assert_int_equal(q1(f, "SELECT count(*) FROM devices"), n + 1);
+    assert_int_equal(q1(f, "SELECT count(*) FROM registries"), 1);
+    /* bindings are not staged */
+    OK(lk_registry_import_begin_staged(f->reg, &NAME, W));
+    REFUSE(LK_ERR_STATE, "devices only", lk_registry_import_bind(f->reg, "st-1", "st-2", W));
+    lk_registry_import_abort(f->reg);
+
+    lk_registry_close(broker);
+    free_pems(pems, n);
+    free_pems(cf, 500);
+    free_pems(one, 1);
+    cert_free(&root);
+    cert_free(&other);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1085,6 +1217,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_last_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_import_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_import_and_activity, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_import_staged, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
