@@ -26,8 +26,8 @@ int devtool_next_key(lk_dev *dev, const struct tool_key *key, const char *ref)
      * signature. */
     err = lk_se_public_key(&key->se, ref, &alg, pub, sizeof pub, &pub_len);
     if (err != LK_OK) {
-        tool_error("next key", err, "key '%s' in the %s: %s", tool_shown(ref), key->where,
-                   lk_strerror(err));
+        tool_error("next key", err, "key '%s' (%s): %s; the device goes on with its key",
+                   tool_shown(ref), key->where, lk_strerror(err));
         return tool_exit_code(err);
     }
     err = lk_dev_set_next_key(dev, &key->se, ref, alg);
