@@ -189,3 +189,43 @@ def test_credential_expiry_closes_the_live_connection_and_refuses_after(broker):
     # and every attempt after it is refused: the agent gives up
     assert a.wait_exit(20) == EXIT_REFUSED, a.dump()
     assert device_refusals(b, d), b.log_text()[-3000:]
+
+
+def test_agent_x5c(broker, tmp_path):
+    """--x5c: a PEM chain in the token's header. Its file errors are the agent's; a registry without
+    just-in-time registration refuses a token that carries x5c (as IoT Core did)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    import datetime
+
+    b = broker
+    d = b.device(f"rot-x5c-{os.urandom(2).hex()}")
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, d.id)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+
+    missing = Agent(agent_args(b, d, "--x5c", tmp_path / "missing.pem"))
+    assert missing.wait_exit(10) == 3, missing.dump()
+    empty = tmp_path / "empty.pem"
+    empty.write_text("no certificate here\n")
+    e = Agent(agent_args(b, d, "--x5c", empty))
+    assert e.wait_exit(10) == 34, e.dump()
+    four = tmp_path / "four.pem"
+    four.write_bytes(pem * 4)
+    f = Agent(agent_args(b, d, "--x5c", four))
+    assert f.wait_exit(10) == 2, f.dump()
+    assert "more than 3 certificates" in f.err_text(), f.dump()
+
+    one = tmp_path / "one.pem"
+    one.write_bytes(pem)
+    before = len(device_refusals(b, d))
+    a = Agent(agent_args(b, d, "--x5c", one, "--max-refusals", "1"))
+    assert a.wait_exit(15) == EXIT_REFUSED, a.dump()
+    refused = device_refusals(b, d)[before:]
+    assert refused and "x5c" in refused[0], refused
