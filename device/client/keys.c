@@ -109,9 +109,20 @@ void lk_dev__keys_free(lk_dev *d)
 lk_err lk_dev__keys_sign(lk_dev *d, int64_t iat, int64_t exp)
 {
     d->token_next = d->next_key != NULL;
-    if (d->token_next)
-        return lk_jwt_iotcore(d->next_se, d->next_key, d->next_alg, d->project, strlen(d->project),
-                              iat, exp, d->token, d->token_size, &d->token_len);
+    if (d->token_next) {
+        lk_err err = lk_jwt_iotcore(d->next_se, d->next_key, d->next_alg, d->project,
+                                    strlen(d->project), iat, exp, d->token, d->token_size,
+                                    &d->token_len);
+        if (err == LK_OK)
+            return LK_OK;
+        /* A next key that cannot sign (gone, locked) must not stop a
+         * device whose key still works: the switch ends here. */
+        forget_next(d);
+        d->token_next = 0;
+        d->stats.key_fallbacks++;
+        lk_dev__emit(d, LK_DEV_EV_KEY, err, 0, 0, 0,
+                     "the next key cannot sign (%s): back to the key in use", lk_strerror(err));
+    }
     return lk_jwt_iotcore_x5c(d->se, d->key, d->alg, d->project, strlen(d->project), iat, exp,
                               (const char *const *)d->x5c, d->x5c_len, d->nx5c, d->token,
                               d->token_size, &d->token_len);

@@ -299,6 +299,8 @@ void lk_dev_get_stats(const lk_dev *dev, lk_dev_stats *out);
  *     the client forgets the next key, goes back to the key in use and
  *     connects again at once - no backoff, and the refusal does not count
  *     against max_refusals (LK_DEV_EV_KEY, code 0, err LK_ERR_REFUSED).
+ *   - The next key cannot sign (not found, locked...): the same fallback,
+ *     LK_DEV_EV_KEY code 0 with the signer's error.
  *   - A network failure keeps the next key for the next attempt.
  * The key string is copied (it may carry a PIN: wiped when freed). Calling it
  * again before the switch ended replaces the next key. LK_ERR_ARG (NULL key

@@ -165,7 +165,7 @@ def test_credential_expiry_closes_the_live_connection_and_refuses_after(broker):
     b = broker
     k, pem = new_key(b)
     dev_id = f"rot-exp-{os.urandom(2).hex()}"
-    expires = int(time.time()) + 4
+    expires = int(time.time()) + 3
     r = b.lk("devices", "create", dev_id, "--registry", b.registry, "--project", b.project,
              "--region", b.region, "--public-key", f"path={pem},type=es256,expiration-time={expires}")
     assert r.rc == 0, r
