@@ -4,7 +4,8 @@
  * configuration, the state machine's step and the accessors; tls.c: the
  * server's authentication; events.c: the user's events and the clock;
  * queue.c: the outgoing queue, pacing and publishing; connection.c: one
- * connection's life (token, libmosquitto and its callbacks, backoff).
+ * connection's life (token, libmosquitto and its callbacks, backoff);
+ * keys.c: the key's x5c chain and a switch to a next key.
  */
 #ifndef LK_DEV_CLIENT_INTERNAL_H
 #define LK_DEV_CLIENT_INTERNAL_H
