@@ -152,11 +152,9 @@ static void begin_claim(lk_jwt *jwt, const char *name)
     put_str(jwt, "\":");
 }
 
-void lk_jwt_init(lk_jwt *jwt, lk_alg alg, char *buf, size_t size)
+/* Reset the context; 0 when the arguments allow a header to be written. */
+static int start(lk_jwt *jwt, lk_alg alg, char *buf, size_t size)
 {
-    size_t i;
-    if (jwt == 0)
-        return;
     jwt->buf = buf;
     jwt->size = buf == 0 ? 0 : size;
     jwt->len = 0;
@@ -170,12 +168,20 @@ void lk_jwt_init(lk_jwt *jwt, lk_alg alg, char *buf, size_t size)
     lk_wipe(jwt->names, sizeof jwt->names);
     if (buf == 0 || size == 0) {
         latch(jwt, LK_ERR_ARG);
-        return;
+        return -1;
     }
     if (alg != LK_ALG_ES256 && alg != LK_ALG_RS256) {
         latch(jwt, LK_ERR_UNSUPPORTED);
-        return;
+        return -1;
     }
+    return 0;
+}
+
+void lk_jwt_init(lk_jwt *jwt, lk_alg alg, char *buf, size_t size)
+{
+    size_t i;
+    if (jwt == 0 || start(jwt, alg, buf, size) != 0)
+        return;
     /* Header and the '.' that follows it. */
     if (size < HDR_LEN + 1u) {
         latch(jwt, LK_ERR_BUFFER);
@@ -185,6 +191,72 @@ void lk_jwt_init(lk_jwt *jwt, lk_alg alg, char *buf, size_t size)
         buf[i] = alg == LK_ALG_ES256 ? hdr_es256[i] : hdr_rs256[i];
     buf[HDR_LEN] = '.';
     jwt->len = HDR_LEN + 1u;
+}
+
+/* Padded standard base64 (RFC 4648 §4): what x5c holds. Only these
+ * characters, so the header needs no JSON escaping. */
+static int b64std_ok(const char *s, size_t n)
+{
+    size_t i, pad = 0;
+    if (n == 0 || n % 4u != 0)
+        return 0;
+    if (s[n - 1] == '=')
+        pad = s[n - 2] == '=' ? 2u : 1u;
+    for (i = 0; i < n - pad; i++) {
+        char c = s[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '+' || c == '/'))
+            return 0;
+    }
+    return 1;
+}
+
+void lk_jwt_init_x5c(lk_jwt *jwt, lk_alg alg, const char *const *x5c, const size_t *x5c_len,
+                     size_t n, char *buf, size_t size)
+{
+    size_t i;
+    if (n == 0) {
+        lk_jwt_init(jwt, alg, buf, size);
+        return;
+    }
+    if (jwt == 0 || start(jwt, alg, buf, size) != 0)
+        return;
+    if (n > LK_JWT_X5C_MAX) {
+        latch(jwt, LK_ERR_TOO_MANY);
+        return;
+    }
+    if (x5c == 0 || x5c_len == 0) {
+        latch(jwt, LK_ERR_ARG);
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        if (x5c[i] == 0 || x5c_len[i] == 0) {
+            latch(jwt, LK_ERR_ARG);
+            return;
+        }
+        if (!b64std_ok(x5c[i], x5c_len[i])) {
+            latch(jwt, LK_ERR_ENCODING);
+            return;
+        }
+    }
+    put_str(jwt, alg == LK_ALG_ES256 ? "{\"alg\":\"ES256\",\"typ\":\"JWT\",\"x5c\":["
+                                     : "{\"alg\":\"RS256\",\"typ\":\"JWT\",\"x5c\":[");
+    for (i = 0; i < n; i++) {
+        put_byte(jwt, i == 0 ? '"' : ',');
+        if (i != 0)
+            put_byte(jwt, '"');
+        put(jwt, (const uint8_t *)x5c[i], x5c_len[i]);
+        put_byte(jwt, '"');
+    }
+    put_str(jwt, "]}");
+    flush(jwt);
+    if (jwt->err != LK_OK)
+        return;
+    if (jwt->size - jwt->len < 1u) {
+        latch(jwt, LK_ERR_BUFFER);
+        return;
+    }
+    jwt->buf[jwt->len++] = '.';
 }
 
 void lk_jwt_add_claim_string(lk_jwt *jwt, const char *name,
@@ -337,10 +409,10 @@ fail:
     return jwt->err;
 }
 
-lk_err lk_jwt_iotcore(const lk_se *se, const char *key, lk_alg alg,
-                      const char *aud, size_t aud_len,
-                      int64_t iat, int64_t exp,
-                      char *buf, size_t size, size_t *token_len)
+lk_err lk_jwt_iotcore_x5c(const lk_se *se, const char *key, lk_alg alg,
+                          const char *aud, size_t aud_len, int64_t iat, int64_t exp,
+                          const char *const *x5c, const size_t *x5c_len, size_t n,
+                          char *buf, size_t size, size_t *token_len)
 {
     lk_jwt jwt;
     lk_err err;
@@ -353,11 +425,20 @@ lk_err lk_jwt_iotcore(const lk_se *se, const char *key, lk_alg alg,
             lk_wipe(buf, size);
         return LK_ERR_ARG;
     }
-    lk_jwt_init(&jwt, alg, buf, size);
+    lk_jwt_init_x5c(&jwt, alg, x5c, x5c_len, n, buf, size);
     lk_jwt_add_claim_int(&jwt, "iat", iat);
     lk_jwt_add_claim_int(&jwt, "exp", exp);
     lk_jwt_add_claim_string(&jwt, "aud", aud, aud_len);
     err = lk_jwt_finalize(&jwt, se, key, token_len);
     lk_wipe(&jwt, sizeof jwt);
     return err;
+}
+
+lk_err lk_jwt_iotcore(const lk_se *se, const char *key, lk_alg alg,
+                      const char *aud, size_t aud_len,
+                      int64_t iat, int64_t exp,
+                      char *buf, size_t size, size_t *token_len)
+{
+    return lk_jwt_iotcore_x5c(se, key, alg, aud, aud_len, iat, exp, 0, 0, 0, buf, size,
+                              token_len);
 }

@@ -174,6 +174,15 @@ lk_err lk_dev_new(const lk_dev_config *c, lk_dev **out, char *detail, size_t det
         lk_dev_free(d);
         return LK_ERR_NOMEM;
     }
+    {
+        lk_err err = lk_dev__keys_init(d, c, why, sizeof why);
+        if (err != LK_OK) {
+            if (err == LK_ERR_ARG && detail != NULL && detail_size > 0)
+                snprintf(detail, detail_size, "%s", why);
+            lk_dev_free(d);
+            return err;
+        }
+    }
     if (lk_dev__rate_init(&d->self_rate, d->max_rate) != LK_OK) {
         lk_dev_free(d);
         return LK_ERR_NOMEM;
@@ -456,7 +465,7 @@ void lk_dev_free(lk_dev *d)
         next = m->next;
         lk_dev__msg_free(m);
     }
-    lk_wipe(d->token, sizeof d->token);
+    lk_dev__keys_free(d);
     if (d->own_tls)
         lk_dev_tls_free(d->tls);
     free(d->host);

@@ -4,7 +4,8 @@
  * configuration, the state machine's step and the accessors; tls.c: the
  * server's authentication; events.c: the user's events and the clock;
  * queue.c: the outgoing queue, pacing and publishing; connection.c: one
- * connection's life (token, libmosquitto and its callbacks, backoff).
+ * connection's life (token, libmosquitto and its callbacks, backoff);
+ * keys.c: the key's x5c chain and a switch to a next key.
  */
 #ifndef LK_DEV_CLIENT_INTERNAL_H
 #define LK_DEV_CLIENT_INTERNAL_H
@@ -155,11 +156,22 @@ struct lk_dev {
     unsigned refusals;    /* consecutive refusals of fresh tokens */
 
     /* the token */
-    char token[TOKEN_SIZE];
+    char *token;            /* token_size bytes */
+    size_t token_size;
     size_t token_len;
     int64_t token_exp;      /* Unix time */
     int64_t token_mono;     /* lk_dev_now_ms when signed */
     int token_fresh;        /* signed for the attempt under way */
+    int token_next;         /* signed with the next key (keys.c) */
+
+    /* keys.c: the key's chain (x5c) and a key switch */
+    char **x5c;
+    size_t *x5c_len;
+    unsigned nx5c;
+    char *key_own;          /* the key string once a next key became the key */
+    const lk_se *next_se;
+    char *next_key;         /* NULL: no switch under way */
+    lk_alg next_alg;
 
     /* the queue */
     struct msg *head, *tail;
@@ -196,6 +208,21 @@ LK_DEV_HIDDEN void lk_dev__fail(lk_dev *d, lk_err err, const char *fmt, ...)
 /* tls.c: the client being stepped on this thread (lk_dev_step sets it), for
  * the certificate verify callback. */
 LK_DEV_HIDDEN extern __thread lk_dev *lk_dev__stepping;
+
+/* keys.c: the key's chain and a key switch (lk_dev_set_next_key) */
+/* Copy cfg's chain and make the token buffer; LK_ERR_ARG with why, LK_ERR_NOMEM. */
+LK_DEV_HIDDEN lk_err lk_dev__keys_init(lk_dev *d, const lk_dev_config *c, char *why, size_t size);
+LK_DEV_HIDDEN void lk_dev__keys_free(lk_dev *d);
+/* Sign a token valid iat..exp with the next key when a switch is under way,
+ * else with the key (and its chain); sets token_next. */
+LK_DEV_HIDDEN lk_err lk_dev__keys_sign(lk_dev *d, int64_t iat, int64_t exp);
+/* Whether the token in hand may be reused: not while a switch waits for it. */
+LK_DEV_HIDDEN int lk_dev__keys_reusable(const lk_dev *d);
+/* CONNACK 0: a next key's token accepted makes it the key. */
+LK_DEV_HIDDEN void lk_dev__keys_accepted(lk_dev *d);
+/* A refusal of the token: 1 when it was a next key's (forgotten; the caller
+ * tries again at once with the key), 0 else. */
+LK_DEV_HIDDEN int lk_dev__keys_refused(lk_dev *d, int connack);
 
 /* queue.c */
 /* A new connection: every message is unsent again. */

@@ -142,7 +142,7 @@ static void cb_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 
 static void drop_token(lk_dev *d)
 {
-    lk_wipe(d->token, sizeof d->token);
+    lk_wipe(d->token, d->token_size);
     d->token_len = 0;
     d->token_exp = 0;
     d->token_mono = 0;
@@ -158,7 +158,7 @@ static lk_err ensure_token(lk_dev *d, int64_t now)
     char until[32];
 
     d->token_fresh = 0;
-    if (d->token_len > 0) {
+    if (d->token_len > 0 && lk_dev__keys_reusable(d)) {
         left_ms = d->token_mono + (int64_t)d->lifetime_s * 1000 - now;
         if (left_ms > (int64_t)d->margin_s * 1000)
             return LK_OK;
@@ -169,8 +169,7 @@ static lk_err ensure_token(lk_dev *d, int64_t now)
         lk_dev__emit(d, LK_DEV_EV_WARNING, LK_OK, 0, 0, 0,
                      "the system clock says %lld, before 2020: the server will refuse tokens until "
                      "the clock is set", (long long)iat);
-    err = lk_jwt_iotcore(d->se, d->key, d->alg, d->project, strlen(d->project), iat,
-                         iat + d->lifetime_s, d->token, sizeof d->token, &d->token_len);
+    err = lk_dev__keys_sign(d, iat, iat + d->lifetime_s);
     if (err != LK_OK) {
         drop_token(d);
         return err;
@@ -180,8 +179,9 @@ static lk_err ensure_token(lk_dev *d, int64_t now)
     d->token_fresh = 1;
     d->stats.tokens++;
     lk_time_rfc3339(d->token_exp, until, sizeof until);
-    lk_dev__emit(d, LK_DEV_EV_TOKEN, LK_OK, 0, 0, 0, "signed a new %s token, valid until %s",
-                 lk_alg_name(d->alg), until);
+    lk_dev__emit(d, LK_DEV_EV_TOKEN, LK_OK, 0, 0, 0, "signed a new %s token%s, valid until %s",
+                 lk_alg_name(d->token_next ? d->next_alg : d->alg),
+                 d->token_next ? " with the next key" : "", until);
     return LK_OK;
 }
 
@@ -236,7 +236,8 @@ void lk_dev__attempt(lk_dev *d, int64_t now)
         } else {
             char shown[2 * LK_KEY_REF_MAX + 8];
             /* The key reference may carry a PIN (pkcs11: pin-value). */
-            (void)lk_key_ref_redact(d->key, shown, sizeof shown);
+            (void)lk_key_ref_redact(d->token_next && d->next_key ? d->next_key : d->key, shown,
+                                    sizeof shown);
             lk_dev__fail(d, err, "cannot sign a token with key %s: %s", shown, lk_strerror(err));
         }
         return;
@@ -321,6 +322,14 @@ void lk_dev__connection_ended(lk_dev *d, int64_t now, int loop_rc)
         d->stats.refusals++;
         snprintf(d->fail_detail, sizeof d->fail_detail, "refused by the server (CONNACK %d: %s)",
                  connack, mosquitto_connack_string(connack));
+        if ((connack == 4 || connack == 5 || connack == 1 || connack == 2) &&
+            lk_dev__keys_refused(d, connack)) {
+            /* The next key refused: the key in use has not been, so no
+             * backoff and no refusal counted. */
+            drop_token(d);
+            lk_dev__attempt(d, now);
+            return;
+        }
         if (connack == 4 || connack == 5 || connack == 1 || connack == 2) {
             int fresh = d->token_fresh;
             /* Never retry a refused token. */
@@ -378,7 +387,11 @@ void lk_dev__connected(lk_dev *d, int64_t now)
     d->refusals = 0;
     d->token_fresh = 0;
     d->stats.connects++;
+    lk_dev__keys_accepted(d);
     at = d->token_mono + (int64_t)(d->lifetime_s - d->margin_s) * 1000;
+    /* A next key given while this connection was being made: switch now. */
+    if (lk_dev_switching_key(d))
+        at = now;
     d->refresh_ms = at;
     lk_time_rfc3339(d->token_exp, until, sizeof until);
     {

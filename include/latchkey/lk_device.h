@@ -49,6 +49,7 @@
 #include "lk_error.h"
 #include "lk_se.h"
 #include "lk_iotcore.h"
+#include "lk_jwt.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -87,7 +88,11 @@ typedef enum lk_dev_event_type {
     /* Gateways only (lk_dev_gateway): device = the attached device's id. */
     LK_DEV_EV_ATTACHED = 13,    /* a device is attached: its attach acknowledged and its
                                    config and commands subscriptions granted */
-    LK_DEV_EV_DETACHED = 14     /* a detach is done; code = its messages dropped unsent */
+    LK_DEV_EV_DETACHED = 14,    /* a detach is done; code = its messages dropped unsent */
+    LK_DEV_EV_KEY = 15          /* a key switch (lk_dev_set_next_key) ended: code 1 = the
+                                   server accepted the next key, it is now the key; code 0 =
+                                   the server refused it (err LK_ERR_REFUSED), the client went
+                                   back to the key it had, at once */
 } lk_dev_event_type;
 
 typedef struct lk_dev_event {
@@ -100,6 +105,8 @@ typedef struct lk_dev_event {
     const char *detail;  /* one line of English, never NULL, never a secret */
     const char *device;  /* gateways: the attached device it is about, else NULL */
 } lk_dev_event;
+
+#define LK_DEV_X5C_CHARS_MAX 8192u /* one x5c certificate's base64 (a 6 KiB DER) */
 
 typedef struct lk_dev_config {
     /* The server. host is a DNS name or an IP address, checked against the
@@ -123,6 +130,14 @@ typedef struct lk_dev_config {
     const lk_se *se;
     const char *key;
     lk_alg alg;
+    /* Optional: a certificate chain for the header's "x5c" of every token
+     * signed with this key (just-in-time registration, docs/provisioning.md):
+     * x5c_count (0..LK_JWT_X5C_MAX) strings of standard base64 of one DER
+     * certificate each (each at most LK_DEV_X5C_CHARS_MAX), the leaf first.
+     * Copied. A next key (lk_dev_set_next_key) has no chain: the chain
+     * certifies this key only, and is dropped once another key is in use. */
+    const char *const *x5c;
+    unsigned x5c_count;
 
     /* Timing; 0 means the default given. */
     unsigned token_lifetime_s;  /* exp - iat, 10..86400; default 3600 */
@@ -265,8 +280,37 @@ typedef struct lk_dev_stats {
     size_t queued_bytes;
     int64_t connected_ms;     /* lk_dev_now_ms of the current connection, 0 if none */
     int64_t token_exp;        /* exp of the current token (Unix time), 0 if none */
+    uint64_t key_switches;    /* next keys accepted by the server (LK_DEV_EV_KEY code 1) */
+    uint64_t key_fallbacks;   /* next keys refused, back to the key in use (code 0) */
 } lk_dev_stats;
 void lk_dev_get_stats(const lk_dev *dev, lk_dev_stats *out);
+
+/*
+ * # Rotating keys (docs/device.md, "Rotating keys")
+ *
+ * lk_dev_set_next_key gives the client a second key (se NULL: the same
+ * element as the key in use; alg the key's). From then on every token is
+ * signed with the next key: connected, the client reconnects at once
+ * (as for a token refresh: in-flight messages drained first, queued ones
+ * sent on the new connection); otherwise the next attempt uses it.
+ *   - The server accepts it (CONNACK 0): it becomes the key (LK_DEV_EV_KEY,
+ *     code 1); the old one is no longer used.
+ *   - The server refuses it as bad credentials (CONNACK 4 or 5, also 1 or 2):
+ *     the client forgets the next key, goes back to the key in use and
+ *     connects again at once - no backoff, and the refusal does not count
+ *     against max_refusals (LK_DEV_EV_KEY, code 0, err LK_ERR_REFUSED).
+ *   - The next key cannot sign (not found, locked...): the same fallback,
+ *     LK_DEV_EV_KEY code 0 with the signer's error.
+ *   - A network failure keeps the next key for the next attempt.
+ * The key string is copied (it may carry a PIN: wiped when freed). Calling it
+ * again before the switch ended replaces the next key. LK_ERR_ARG (NULL key
+ * or dev, a key reference longer than LK_KEY_REF_MAX, alg not ES256/RS256, se
+ * without ops), LK_ERR_STATE (stopping, stopped or failed; inside a callback),
+ * LK_ERR_NOMEM.
+ */
+lk_err lk_dev_set_next_key(lk_dev *dev, const lk_se *se, const char *key, lk_alg alg);
+/* 1 while a next key waits for the server's verdict, 0 else. */
+int lk_dev_switching_key(const lk_dev *dev);
 
 /* CLOCK_MONOTONIC in milliseconds. */
 int64_t lk_dev_now_ms(void);

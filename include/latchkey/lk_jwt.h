@@ -81,6 +81,27 @@ typedef struct lk_jwt {
  * encoded header at once, so a too-small buffer is reported from here on. */
 void lk_jwt_init(lk_jwt *jwt, lk_alg alg, char *buf, size_t size);
 
+/*
+ * Start a token whose header carries a certificate chain (RFC 7515 §4.1.6),
+ * for just-in-time registration (docs/provisioning.md): the header is
+ * {"alg":"ES256","typ":"JWT","x5c":["<x5c[0]>",...]} (or RS256), exactly
+ * these bytes, encoded through the same streaming encoder as the claims (no
+ * scratch buffer). x5c[i] is x5c_len[i] characters of standard base64 (RFC
+ * 4648 §4, with padding, not base64url) of one DER certificate, the leaf
+ * first; not necessarily NUL-terminated. n == 0 is lk_jwt_init (no x5c
+ * member). Latches LK_ERR_TOO_MANY when n > LK_JWT_X5C_MAX, LK_ERR_ARG for a
+ * NULL array or an empty entry, LK_ERR_ENCODING for an entry that is not
+ * padded base64, LK_ERR_BUFFER when it does not fit. The header costs
+ * 4/3 of (36 + sum of (x5c_len[i] + 3)) characters: size buffers with
+ * LK_JWT_X5C_TOKEN_SIZE.
+ */
+#define LK_JWT_X5C_MAX 3u /* the leaf and up to 2 intermediates (LK_REG_CHAIN_MAX) */
+#define LK_JWT_X5C_TOKEN_SIZE(claims_json_len, sig_bytes, x5c_chars) \
+    (LK_JWT_TOKEN_SIZE(claims_json_len, sig_bytes) + \
+     LK_B64URL_ENCODED_LEN(36u + (x5c_chars) + 3u * LK_JWT_X5C_MAX))
+void lk_jwt_init_x5c(lk_jwt *jwt, lk_alg alg, const char *const *x5c, const size_t *x5c_len,
+                     size_t n, char *buf, size_t size);
+
 /* Add "name":"value". value is value_len bytes of UTF-8, not necessarily
  * NUL-terminated; a NUL byte inside is escaped, not a terminator. */
 void lk_jwt_add_claim_string(lk_jwt *jwt, const char *name,
@@ -112,6 +133,13 @@ lk_err lk_jwt_iotcore(const lk_se *se, const char *key, lk_alg alg,
                       const char *aud, size_t aud_len,
                       int64_t iat, int64_t exp,
                       char *buf, size_t size, size_t *token_len);
+
+/* lk_jwt_iotcore with a certificate chain in the header (lk_jwt_init_x5c);
+ * n == 0 is lk_jwt_iotcore. Errors of both. */
+lk_err lk_jwt_iotcore_x5c(const lk_se *se, const char *key, lk_alg alg,
+                          const char *aud, size_t aud_len, int64_t iat, int64_t exp,
+                          const char *const *x5c, const size_t *x5c_len, size_t n,
+                          char *buf, size_t size, size_t *token_len);
 
 #ifdef __cplusplus
 }

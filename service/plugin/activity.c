@@ -1,6 +1,7 @@
 /*
  * activity.c — the devices' activity times (heartbeat, event, state, config
- * sent, error, the gateway last attached through), kept in memory and written to the registry together every
+ * sent, error, the gateway last attached through, the key last connected
+ * with), kept in memory and written to the registry together every
  * activity_flush seconds: one transaction a flush instead of one a message.
  */
 #include <inttypes.h>
@@ -14,6 +15,7 @@ struct plg_act {
     lk_reg_activity a;
     char status[160];
     char gateway[LK_ID_MAX + 1];
+    uint8_t key[32];
 };
 
 static struct plg_act *act_v;
@@ -51,29 +53,46 @@ static int activity__grow(void)
     return 0;
 }
 
-void activity__note(uint64_t num_id, enum plg_activity what, int64_t t, const char *status)
+/* The entry of num_id, made when absent; NULL out of memory. */
+static struct plg_act *activity__entry(uint64_t num_id)
 {
-    struct plg_act *e = NULL;
+    struct plg_act *e;
     size_t h;
 
     if (act_idx_cap) {
         for (h = activity__hash(num_id); act_idx[h]; h = (h + 1) & (act_idx_cap - 1)) {
-            if (act_v[act_idx[h] - 1].a.num_id == num_id) {
-                e = &act_v[act_idx[h] - 1];
-                break;
-            }
+            if (act_v[act_idx[h] - 1].a.num_id == num_id)
+                return &act_v[act_idx[h] - 1];
         }
     }
-    if (!e) {
-        if (act_n == act_cap && activity__grow())
-            return; /* out of memory: a time is lost, nothing else */
-        e = &act_v[act_n];
-        memset(e, 0, sizeof *e);
-        e->a.num_id = num_id;
-        for (h = activity__hash(num_id); act_idx[h]; h = (h + 1) & (act_idx_cap - 1))
-            ;
-        act_idx[h] = (uint32_t)(++act_n);
+    if (act_n == act_cap && activity__grow())
+        return NULL;
+    e = &act_v[act_n];
+    memset(e, 0, sizeof *e);
+    e->a.num_id = num_id;
+    for (h = activity__hash(num_id); act_idx[h]; h = (h + 1) & (act_idx_cap - 1))
+        ;
+    act_idx[h] = (uint32_t)(++act_n);
+    return e;
+}
+
+void activity__note_key(uint64_t num_id, int64_t t, const uint8_t fp[32])
+{
+    struct plg_act *e = activity__entry(num_id);
+    if (!e)
+        return; /* out of memory: a time is lost, nothing else */
+    if (t >= e->a.last_key_time) {
+        e->a.last_key_time = t;
+        memcpy(e->key, fp, sizeof e->key);
     }
+}
+
+void activity__note(uint64_t num_id, enum plg_activity what, int64_t t, const char *status)
+{
+    struct plg_act *e = activity__entry(num_id);
+
+    if (!e)
+        return; /* out of memory: a time is lost, nothing else */
     switch (what) {
     case ACT_HEARTBEAT: if (t > e->a.last_heartbeat) e->a.last_heartbeat = t; break;
     case ACT_EVENT: if (t > e->a.last_event) e->a.last_event = t; break;
@@ -109,6 +128,7 @@ void activity__flush(void)
         v[i] = act_v[i].a;
         v[i].last_error_status = act_v[i].a.last_error ? act_v[i].status : NULL;
         v[i].last_gateway_id = act_v[i].a.last_gateway_time ? act_v[i].gateway : NULL;
+        v[i].last_key = act_v[i].a.last_key_time ? act_v[i].key : NULL;
     }
     err = lk_registry_record_activity(plg.reg, v, act_n);
     free(v);

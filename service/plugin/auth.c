@@ -176,6 +176,7 @@ static int auth__device(struct mosquitto *client, const char *id, const lk_devic
     gateway__direct(c);
     conn__schedule(c);
     activity__note(c->num_id, ACT_HEARTBEAT, now, NULL);
+    activity__note_key(c->num_id, now, c->cred_fp);
     message__presence(c, 1, auth__addr(client));
     lk_time_rfc3339(info.valid_until, until, sizeof until);
     /* The credential by its fingerprint, as `latchkey devices describe` shows

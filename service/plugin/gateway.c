@@ -278,6 +278,8 @@ static void gateway__attach(struct plg_conn *gw, const struct mosquitto_evt_acl_
     a->token_until = tok.valid_until;
     conn__schedule(a);
     activity__note(num_id, ACT_GATEWAY, now, gw->path.device);
+    if (tok.verified)
+        activity__note_key(num_id, now, tok.cred_fp);
     mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "%s attached through gateway %s (%s)",
                          path, gw->path.device, tok.verified ? "with its own token" : "by its binding");
     if (token) {

@@ -434,6 +434,9 @@ void refusals__cleanup(void);
 /* ACT_GATEWAY: attached through gateway status (its id): lastAccessedGateway*. */
 enum plg_activity { ACT_HEARTBEAT, ACT_EVENT, ACT_STATE, ACT_CONFIG_SEND, ACT_ERROR, ACT_GATEWAY };
 void activity__note(uint64_t num_id, enum plg_activity what, int64_t t, const char *status);
+/* The credential (fingerprint, lk_cred_fingerprint) the device connected
+ * with at t: lk_reg_activity.last_key, written with the other times. */
+void activity__note_key(uint64_t num_id, int64_t t, const uint8_t fp[32]);
 void activity__flush(void);
 void activity__cleanup(void);
 

@@ -125,6 +125,15 @@ int main(void)
     CHECK(strncmp(token, "eyJhbGciOiJFUzI1NiIsInR5cCI6IkpXVCJ9.", 37) == 0);
     CHECK(lk_jwt_iotcore(&se, "k", LK_ALG_ES256, "my-project", 10, 1700000000, 1700003600, token,
                          sizeof token, &n) == LK_OK);
+    {
+        static const char *const x5c[] = {"QUJD"};
+        static const size_t x5c_len[] = {4};
+        lk_jwt_init_x5c(&jwt, LK_ALG_ES256, x5c, x5c_len, 1, token, sizeof token);
+        lk_jwt_add_claim_int(&jwt, "iat", 1700000000);
+        CHECK(lk_jwt_finalize(&jwt, &se, "k", &n) == LK_OK && n == strlen(token));
+        CHECK(lk_jwt_iotcore_x5c(&se, "k", LK_ALG_ES256, "my-project", 10, 1700000000, 1700003600,
+                                 x5c, x5c_len, 1, token, sizeof token, &n) == LK_OK);
+    }
     CHECK(lk_jwt_iotcore(&se, "k", LK_ALG_ES256, "my-project", 10, 0, 90000, token, sizeof token,
                          &n) == LK_ERR_ARG);
 

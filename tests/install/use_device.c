@@ -116,6 +116,10 @@ int main(int argc, char **argv)
         CHECK(lk_dev_gateway_error_parse(err_json, sizeof err_json - 1, &ge) == LK_OK &&
               strcmp(ge.device_id, "sensor-1") == 0);
     }
+    CHECK(lk_dev_switching_key(dev) == 0);
+    CHECK(lk_dev_set_next_key(dev, NULL, "k2", LK_ALG_ES256) == LK_OK);
+    CHECK(lk_dev_switching_key(dev) == 1);
+    CHECK(lk_dev_set_next_key(dev, NULL, "k2", LK_ALG_NONE) == LK_ERR_ARG);
     CHECK(lk_dev_start(dev) == LK_OK);
     /* One attempt, refused by the closed port, then backoff. */
     CHECK(lk_dev_step(dev, 0, 0) == LK_OK);

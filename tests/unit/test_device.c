@@ -436,6 +436,64 @@ static void test_new_bad_key(void **state)
     c = f->cfg; c.alg = (lk_alg)7;      REFUSED(f, &c, "alg");
 }
 
+/* The x5c chain is checked when the client is made (lk_device.h). */
+static void test_new_bad_x5c(void **state)
+{
+    struct fx *f = *state;
+    lk_dev_config c;
+    static const char *const good[] = {"QUJD", "QUJDRA=="};
+    static const char *const quote[] = {"QU\"D"};
+    static const char *const url[] = {"QU-_"};
+    static const char *const empty[] = {""};
+    static const char *const four[] = {"QUJD", "QUJD", "QUJD", "QUJD"};
+    char *big = malloc(LK_DEV_X5C_CHARS_MAX + 5);
+    const char *bigv[1];
+    assert_non_null(big);
+    memset(big, 'A', LK_DEV_X5C_CHARS_MAX + 4);
+    big[LK_DEV_X5C_CHARS_MAX + 4] = '\0';
+    bigv[0] = big;
+
+    c = f->cfg; c.x5c = quote; c.x5c_count = 1;   REFUSED(f, &c, "x5c");
+    c = f->cfg; c.x5c = url; c.x5c_count = 1;     REFUSED(f, &c, "x5c");
+    c = f->cfg; c.x5c = empty; c.x5c_count = 1;   REFUSED(f, &c, "x5c");
+    c = f->cfg; c.x5c = four; c.x5c_count = 4;    REFUSED(f, &c, "x5c");
+    c = f->cfg; c.x5c = NULL; c.x5c_count = 1;    REFUSED(f, &c, "x5c");
+    c = f->cfg; c.x5c = bigv; c.x5c_count = 1;    REFUSED(f, &c, "x5c");
+    free(big);
+    c = f->cfg; c.x5c = good; c.x5c_count = 2;
+    lk_dev *d = new_ok(f, &c);
+    lk_dev_free(d);
+}
+
+/* lk_dev_set_next_key's refusals, and its state. */
+static void test_set_next_key(void **state)
+{
+    struct fx *f = *state;
+    lk_dev_config c = f->cfg;
+    lk_se empty = {0};
+    char longref[LK_KEY_REF_MAX + 2];
+    lk_dev *d = new_ok(f, &c);
+
+    memset(longref, 'k', sizeof longref - 1);
+    longref[sizeof longref - 1] = '\0';
+    assert_int_equal(lk_dev_switching_key(NULL), 0);
+    assert_int_equal(lk_dev_set_next_key(NULL, NULL, "k2", LK_ALG_ES256), LK_ERR_ARG);
+    assert_int_equal(lk_dev_set_next_key(d, NULL, NULL, LK_ALG_ES256), LK_ERR_ARG);
+    assert_int_equal(lk_dev_set_next_key(d, NULL, "", LK_ALG_ES256), LK_ERR_ARG);
+    assert_int_equal(lk_dev_set_next_key(d, NULL, longref, LK_ALG_ES256), LK_ERR_ARG);
+    assert_int_equal(lk_dev_set_next_key(d, NULL, "k2", LK_ALG_NONE), LK_ERR_ARG);
+    assert_int_equal(lk_dev_set_next_key(d, &empty, "k2", LK_ALG_ES256), LK_ERR_ARG);
+    assert_int_equal(lk_dev_switching_key(d), 0);
+    assert_int_equal(lk_dev_set_next_key(d, NULL, "k2", LK_ALG_ES256), LK_OK);
+    assert_int_equal(lk_dev_switching_key(d), 1);
+    assert_int_equal(lk_dev_set_next_key(d, &f->se, "k3", LK_ALG_RS256), LK_OK); /* replaced */
+    assert_int_equal(lk_dev_switching_key(d), 1);
+    lk_dev_stop(d);
+    assert_int_equal(lk_dev_get_state(d), LK_DEV_STOPPED);
+    assert_int_equal(lk_dev_set_next_key(d, NULL, "k2", LK_ALG_ES256), LK_ERR_STATE);
+    lk_dev_free(d);
+}
+
 static void test_new_bad_timing(void **state)
 {
     struct fx *f = *state;
@@ -948,6 +1006,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_new_bad_ids, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_new_bad_key, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_new_bad_timing, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_new_bad_x5c, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_set_next_key, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_queue_max_messages, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_queue_max_bytes, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_message_sizes, fx_setup, fx_teardown),

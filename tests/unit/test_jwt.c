@@ -190,10 +190,11 @@ static char *ref_claims_json(const claim *c, size_t n, size_t *len)
     return out;
 }
 
-/* header.payload.signature for the test signer (malloc'd). */
-static char *ref_token(lk_alg alg, const char *claims, size_t claims_len, size_t sig_bytes)
+/* header.payload.signature for the test signer (malloc'd), with the header
+ * JSON given. */
+static char *ref_token_hdr(const char *hdr, const char *claims, size_t claims_len,
+                           size_t sig_bytes)
 {
-    const char *hdr = alg == LK_ALG_RS256 ? hdr_rs256 : hdr_es256;
     char *h = lk_test_b64url_ref_encode((const uint8_t *)hdr, strlen(hdr));
     char *p = lk_test_b64url_ref_encode((const uint8_t *)claims, claims_len);
     size_t signing_len = strlen(h) + 1 + strlen(p);
@@ -211,6 +212,12 @@ static char *ref_token(lk_alg alg, const char *claims, size_t claims_len, size_t
     free(s);
     free(sig);
     return tok;
+}
+
+static char *ref_token(lk_alg alg, const char *claims, size_t claims_len, size_t sig_bytes)
+{
+    return ref_token_hdr(alg == LK_ALG_RS256 ? hdr_rs256 : hdr_es256, claims, claims_len,
+                         sig_bytes);
 }
 
 static void add_claims(lk_jwt *jwt, const claim *c, size_t n)
@@ -1492,6 +1499,129 @@ static void test_real_rs256(void **state)
     EVP_PKEY_free(pkey);
 }
 
+/* ---- x5c: a certificate chain in the header (lk_jwt_init_x5c) ---------- */
+
+static lk_err iot_x5c(lk_alg alg, const char *const *x5c, const size_t *xl, size_t n,
+                      char *buf, size_t size, size_t *len, tsigner *t)
+{
+    ts_reset(t);
+    lk_se se = { &ts_ops, t };
+    memset(buf, FILL, size + CANARY);
+    *len = 12345;
+    return lk_jwt_iotcore_x5c(&se, KEY, alg, "my-project", 10, 1700000000, 1700003600, x5c, xl,
+                              n, buf, size, len);
+}
+
+static void test_x5c_exact(void **state)
+{
+    (void)state;
+    /* three entries of 1, 2 and 0 padding characters, the standard alphabet's + and / */
+    static const char *const x5c[] = { "MIIBszCC+/Aa", "QUJDRA==", "QUJDREU=" };
+    static const size_t xl[] = { 12, 8, 8 };
+    static const char claims[] = "{\"iat\":1700000000,\"exp\":1700003600,\"aud\":\"my-project\"}";
+    for (size_t n = 1; n <= LK_JWT_X5C_MAX; n++) {
+        for (int a = 0; a < 2; a++) {
+            lk_alg alg = a ? LK_ALG_RS256 : LK_ALG_ES256;
+            size_t sig_bytes = a ? 256 : 64, len, chars = 0;
+            char hdr[256];
+            int o = sprintf(hdr, "{\"alg\":\"%s\",\"typ\":\"JWT\",\"x5c\":[", a ? "RS256" : "ES256");
+            for (size_t i = 0; i < n; i++) {
+                o += sprintf(hdr + o, "%s\"%s\"", i ? "," : "", x5c[i]);
+                chars += xl[i];
+            }
+            sprintf(hdr + o, "]}");
+            char *want = ref_token_hdr(hdr, claims, sizeof claims - 1, sig_bytes);
+            size_t need = strlen(want) + 1;
+            assert_true(LK_JWT_X5C_TOKEN_SIZE(sizeof claims - 1, sig_bytes, chars) >= need);
+            char *buf = fresh_buf(need);
+            tsigner t;
+            assert_int_equal(iot_x5c(alg, x5c, xl, n, buf, need, &len, &t), LK_OK);
+            assert_string_equal(buf, want);
+            assert_int_equal(len, need - 1);
+            assert_true(lk_test_all_bytes(buf + need, CANARY, FILL));
+            /* every size short of it fails, wiped, nothing past the end */
+            for (size_t sz = 1; sz < need; sz++) {
+                assert_int_equal(iot_x5c(alg, x5c, xl, n, buf, sz, &len, &t), LK_ERR_BUFFER);
+                check_wiped(buf, sz, len, "x5c short buffer");
+            }
+            free(buf);
+            free(want);
+        }
+    }
+}
+
+static void test_x5c_none_is_plain(void **state)
+{
+    (void)state;
+    char a[1024], b[1024];
+    size_t la, lb;
+    tsigner t;
+    lk_se se = { &ts_ops, &t };
+    ts_reset(&t);
+    assert_int_equal(lk_jwt_iotcore(&se, KEY, LK_ALG_ES256, "p", 1, 10, 20, a, sizeof a, &la), LK_OK);
+    ts_reset(&t);
+    assert_int_equal(lk_jwt_iotcore_x5c(&se, KEY, LK_ALG_ES256, "p", 1, 10, 20, NULL, NULL, 0, b,
+                                        sizeof b, &lb), LK_OK);
+    assert_int_equal(la, lb);
+    assert_string_equal(a, b);
+    assert_memory_equal(a, LK_JWT_HEADER_ES256 ".", LK_JWT_HEADER_LEN + 1);
+}
+
+static void test_x5c_refused(void **state)
+{
+    (void)state;
+    const size_t size = 4096;
+    char *buf = fresh_buf(size);
+    tsigner t;
+    size_t len;
+    static const char *const four[] = { "QUJD", "QUJD", "QUJD", "QUJD" };
+    static const size_t four_l[] = { 4, 4, 4, 4 };
+    static const struct { const char *v; size_t l; lk_err want; } bad[] = {
+        { "", 0, LK_ERR_ARG },                     /* empty */
+        { "QUJ", 3, LK_ERR_ENCODING },             /* not a multiple of 4 */
+        { "QU\"D", 4, LK_ERR_ENCODING },           /* a quote: no JSON injection */
+        { "QU\\D", 4, LK_ERR_ENCODING },           /* a backslash */
+        { "QU-_", 4, LK_ERR_ENCODING },            /* base64url, not base64 */
+        { "Q===", 4, LK_ERR_ENCODING },            /* three padding characters */
+        { "QU=D", 4, LK_ERR_ENCODING },            /* padding inside */
+        { "QUJD\0\0\0\0", 8, LK_ERR_ENCODING },   /* NUL bytes */
+        { "QUJD\nQUJ", 8, LK_ERR_ENCODING },       /* a line break (PEM's) */
+    };
+    assert_int_equal(iot_x5c(LK_ALG_ES256, four, four_l, LK_JWT_X5C_MAX + 1, buf, size, &len, &t),
+                     LK_ERR_TOO_MANY);
+    check_wiped(buf, size, len, "x5c too many");
+    assert_int_equal(t.calls, 0);
+    assert_int_equal(iot_x5c(LK_ALG_ES256, NULL, four_l, 1, buf, size, &len, &t), LK_ERR_ARG);
+    check_wiped(buf, size, len, "x5c NULL array");
+    assert_int_equal(iot_x5c(LK_ALG_ES256, four, NULL, 1, buf, size, &len, &t), LK_ERR_ARG);
+    check_wiped(buf, size, len, "x5c NULL lengths");
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        /* the bad entry second: the first is fine, the whole token refused */
+        const char *v[] = { "QUJD", bad[i].v };
+        size_t l[] = { 4, bad[i].l };
+        lk_err err = iot_x5c(LK_ALG_ES256, v, l, 2, buf, size, &len, &t);
+        if (err != bad[i].want)
+            fail_msg("x5c bad entry %zu: %d, not %d", i, err, bad[i].want);
+        check_wiped(buf, size, len, "x5c bad entry");
+        assert_int_equal(t.calls, 0);
+    }
+    /* a NULL entry */
+    {
+        const char *v[] = { NULL };
+        size_t l[] = { 4 };
+        assert_int_equal(iot_x5c(LK_ALG_ES256, v, l, 1, buf, size, &len, &t), LK_ERR_ARG);
+        check_wiped(buf, size, len, "x5c NULL entry");
+    }
+    /* a bad algorithm is still refused first */
+    {
+        lk_jwt jwt;
+        lk_jwt_init_x5c(&jwt, (lk_alg)99, four, four_l, 1, buf, size);
+        assert_int_equal(jwt.err, LK_ERR_UNSUPPORTED);
+        lk_jwt_init_x5c(NULL, LK_ALG_ES256, four, four_l, 1, buf, size); /* no crash */
+    }
+    free(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1519,6 +1649,9 @@ int main(void)
         cmocka_unit_test(test_iotcore_exact),
         cmocka_unit_test(test_iotcore_argument_checks),
         cmocka_unit_test(test_iotcore_every_buffer_size),
+        cmocka_unit_test(test_x5c_exact),
+        cmocka_unit_test(test_x5c_none_is_plain),
+        cmocka_unit_test(test_x5c_refused),
         cmocka_unit_test(test_real_es256),
         cmocka_unit_test(test_real_rs256),
     };

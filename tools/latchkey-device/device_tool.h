@@ -73,6 +73,17 @@ int devtool_gw_is_state(struct devtool_gw *g, uint64_t id);
 lk_err devtool_gw_line(struct devtool_gw *g, lk_dev *dev, const char *own, const char *line,
                        size_t len, const char *subfolder);
 
+/* rotate.c: key rotation and x5c (docs/device.md "Rotating keys").
+ * Start a switch to key ref of key's store or token (its algorithm read from
+ * it); prints what it does or why not; returns an exit code. */
+int devtool_next_key(lk_dev *dev, const struct tool_key *key, const char *ref);
+/* The same with the key reference on the first line of path (SIGHUP). */
+int devtool_next_key_file(lk_dev *dev, const struct tool_key *key, const char *path);
+/* The PEM certificates of path (leaf first) as standard base64 of their DER,
+ * for lk_dev_config.x5c; an exit code, *out freed by devtool_x5c_free. */
+int devtool_x5c_load(const char *path, char ***out, unsigned *count);
+void devtool_x5c_free(char **x5c, unsigned n);
+
 int devtool_run(int argc, char **argv);
 int devtool_simulate(int argc, char **argv);
 

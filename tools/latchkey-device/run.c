@@ -41,6 +41,11 @@ static const char run_help[] =
     "  --key pkcs11:URI [--module PATH]   a key in a PKCS#11 token; the PIN from the URI\n"
     "                      (pin-source=FILE) or LATCHKEY_PKCS11_PIN\n"
     "  --alg ES256|RS256   default: the key's own algorithm\n"
+    "  --next-key REF      rotate: connect with REF (same store or token as --key); accepted,\n"
+    "                      it is the key from then on; refused, back to --key at once\n"
+    "  --next-key-file F   on SIGHUP, start that switch with the key reference on F's first line\n"
+    "  --x5c CHAIN.pem     put these certificates (leaf first) in --key's tokens (x5c), for\n"
+    "                      just-in-time registration\n"
     "  --token-lifetime S  token validity, 10..86400 s (default 3600)\n"
     "  --refresh-margin S  reconnect with a new token S seconds before expiry (default lifetime/10)\n"
     "  --keepalive S       MQTT keep-alive, 10..1200 s (default 60)\n"
@@ -85,11 +90,14 @@ static const char run_help[] =
 
 #define LINE_MAX_BYTES (256u * 1024u)
 
-static volatile sig_atomic_t stop_signal;
+static volatile sig_atomic_t stop_signal, hup_signal;
 
 static void on_signal(int sig)
 {
-    stop_signal = sig;
+    if (sig == SIGHUP)
+        hup_signal = 1;
+    else
+        stop_signal = sig;
 }
 
 struct agent {
@@ -136,6 +144,9 @@ static void on_event(void *user, const lk_dev_event *ev)
     case LK_DEV_EV_FAILED:
         a->failed_reported = 1;
         error = 1;
+        break;
+    case LK_DEV_EV_KEY:
+        error = ev->code == 0; /* a refused next key is worth a line even with --quiet */
         break;
     case LK_DEV_EV_TLS_FAILED:
     case LK_DEV_EV_REFUSED:
@@ -353,7 +364,8 @@ enum {
     OPT_HOST = 1000, OPT_PORT, OPT_CA, OPT_PROJECT, OPT_REGION, OPT_REGISTRY, OPT_DEVICE,
     OPT_KEY, OPT_STORE, OPT_MODULE, OPT_ALG, OPT_LIFETIME, OPT_MARGIN, OPT_KEEPALIVE,
     OPT_BACKOFF, OPT_REFUSALS, OPT_ATTEMPTS, OPT_EVENTS, OPT_SUBFOLDER, OPT_STATE,
-    OPT_STATE_FILE, OPT_COUNT, OPT_DURATION, OPT_MAX_RATE, OPT_EOF, OPT_FORMAT, OPT_QUIET, OPT_ATTACH, OPT_GATEWAY_RATE, OPT_GATEWAY, OPT_HELP
+    OPT_STATE_FILE, OPT_COUNT, OPT_DURATION, OPT_MAX_RATE, OPT_EOF, OPT_FORMAT, OPT_QUIET, OPT_ATTACH, OPT_GATEWAY_RATE, OPT_GATEWAY, OPT_NEXT_KEY,
+    OPT_NEXT_KEY_FILE, OPT_X5C, OPT_HELP
 };
 
 static const struct option run_options[] = {
@@ -387,6 +399,9 @@ static const struct option run_options[] = {
     {"attach", required_argument, NULL, OPT_ATTACH},
     {"gateway-rate", required_argument, NULL, OPT_GATEWAY_RATE},
     {"gateway", no_argument, NULL, OPT_GATEWAY},
+    {"next-key", required_argument, NULL, OPT_NEXT_KEY},
+    {"next-key-file", required_argument, NULL, OPT_NEXT_KEY_FILE},
+    {"x5c", required_argument, NULL, OPT_X5C},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0}
 };
@@ -416,6 +431,9 @@ struct run_opts {
     lk_dev_config cfg;
     struct tool_key_opts ko;
     const char *events, *subfolder, *state, *state_file;
+    const char *next_key, *next_key_file, *x5c_file;  /* rotate.c */
+    char **x5c;
+    unsigned nx5c;
     long long duration;  /* seconds, 0 = no limit */
     long long count;     /* events to deliver, 0 = no limit */
     int exit_on_eof, json, quiet;
@@ -474,6 +492,9 @@ static int parse_run_options(int argc, char **argv, struct run_opts *o)
         case OPT_STATE: o->state = optarg; break;
         case OPT_STATE_FILE: o->state_file = optarg; break;
         case OPT_EOF: o->exit_on_eof = 1; break;
+        case OPT_NEXT_KEY: o->next_key = optarg; break;
+        case OPT_NEXT_KEY_FILE: o->next_key_file = optarg; break;
+        case OPT_X5C: o->x5c_file = optarg; break;
         case OPT_QUIET: o->quiet = 1; break;
         case OPT_GATEWAY: o->gateway = 1; break;
         case OPT_ATTACH: {
@@ -615,6 +636,12 @@ static int new_device(struct run_opts *o, struct tool_key *key, struct agent *ag
         return rc;
     cfg->se = &key->se;
     cfg->key = key->key;
+    if (o->x5c_file != NULL) {
+        if ((rc = devtool_x5c_load(o->x5c_file, &o->x5c, &o->nx5c)) != EXIT_OK)
+            return rc;
+        cfg->x5c = (const char *const *)o->x5c;
+        cfg->x5c_count = o->nx5c;
+    }
     cfg->user = agent;
     cfg->on_event = on_event;
     cfg->on_config = on_config;
@@ -627,6 +654,8 @@ static int new_device(struct run_opts *o, struct tool_key *key, struct agent *ag
         tool_error("setup", err, "%s", detail[0] ? detail : lk_strerror(err));
         return tool_exit_code(err);
     }
+    if (o->next_key != NULL && (rc = devtool_next_key(*dev, key, o->next_key)) != EXIT_OK)
+        goto fail;
     if (o->gateway) {
         o->gw.se = &key->se;
         agent->gw = &o->gw;
@@ -658,7 +687,8 @@ fail:
  * --exit-on-eof), or a failure (rc, the device's own). A failure sets the
  * exit code and stops the device, which then flushes what it can. Returns
  * the exit code, the device's error and undelivered messages included. */
-static int run_loop(lk_dev *dev, struct agent *agent, struct input *in, const struct run_opts *o)
+static int run_loop(lk_dev *dev, struct agent *agent, struct input *in, const struct run_opts *o,
+                    const struct tool_key *key)
 {
     int64_t end_ms;
     int rc = EXIT_OK;
@@ -672,6 +702,8 @@ static int run_loop(lk_dev *dev, struct agent *agent, struct input *in, const st
         sigemptyset(&sa.sa_mask);
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGTERM, &sa, NULL);
+        if (o->next_key_file != NULL)
+            sigaction(SIGHUP, &sa, NULL);
     }
     fcntl(in->fd, F_SETFL, fcntl(in->fd, F_GETFL) | O_NONBLOCK);
     err = lk_dev_start(dev);
@@ -691,6 +723,11 @@ static int run_loop(lk_dev *dev, struct agent *agent, struct input *in, const st
         if (st == LK_DEV_STOPPED || st == LK_DEV_FAILED)
             break;
         lk_dev_get_stats(dev, &stats);
+        if (hup_signal) {
+            /* A file that cannot be read is reported; the device goes on. */
+            hup_signal = 0;
+            (void)devtool_next_key_file(dev, key, o->next_key_file);
+        }
         if (st != LK_DEV_STOPPING &&
             (stop_signal || now >= end_ms || rc != EXIT_OK ||
              (agent->count > 0 && agent->delivered >= agent->count) ||
@@ -792,12 +829,13 @@ int devtool_run(int argc, char **argv)
         if (rc == EXIT_OK) {
             rc = new_device(&o, &key, &agent, &dev);
             if (rc == EXIT_OK)
-                rc = run_loop(dev, &agent, &in, &o);
+                rc = run_loop(dev, &agent, &in, &o, &key);
             lk_dev_free(dev);
             tool_key_close(&key);
         }
     }
     close_input(&in);
     devtool_gw_free(&o.gw);
+    devtool_x5c_free(o.x5c, o.nx5c);
     return rc;
 }

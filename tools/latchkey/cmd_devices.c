@@ -3,6 +3,7 @@
  * latchkey devices credentials create | list | describe | delete
  * latchkey devices configs update | list | describe
  * latchkey devices states list
+ * latchkey devices keys [DEVICE] (cmd_device_keys.c)
  * latchkey devices gateways list | list-bound-devices (bind, unbind: cmd_gateways.c)
  * (latchkey devices import: cmd_import.c; devices commands send: cmd_commands.c)
  *
@@ -38,6 +39,8 @@ static const char devices_usage[] =
     "  configs update DEVICE (--config-file FILE | --config-data DATA) [--version-to-update N]\n"
     "  configs list DEVICE [--limit N]      configs describe DEVICE\n"
     "  states list DEVICE [--limit N]\n"
+    "  keys [DEVICE]   each credential's SHA-256, expiry, and the one the device last connected\n"
+    "                  with, and when (--db only)\n"
     "  gateways bind|unbind --gateway G --device D   gateways list [--device D]\n"
     "  gateways list-bound-devices --gateway G       (see 'latchkey devices gateways --help')\n"
     "  gateways import PAIRS|-   bindings from an IoT Core export (--db only; see its --help)\n"
@@ -96,6 +99,12 @@ static const char u_list[] = DEV_USAGE("list --registry R --project P --region L
 static const char u_describe[] = DEV_USAGE("describe DEVICE --registry R --project P --region L",
                                            "Shows the device with its newest config and state, and each "
                                            "credential's\nSHA-256 fingerprint.\n" DEV_ARG);
+static const char u_keys[] = DEV_USAGE("keys [DEVICE] --registry R --project P --region L",
+                                       "For each device (or DEVICE only): each credential's index, format, expiry and\n"
+                                       "SHA-256 fingerprint, and LAST_USED: when the device last connected with it\n"
+                                       "(as the broker recorded it; a row '(removed)' when that key is no longer a\n"
+                                       "credential). While rotating keys: the new key is in use once LAST_USED\n"
+                                       "moves to it (docs/provisioning.md). --db only.\n");
 static const char u_update[] = DEV_USAGE(
     "update DEVICE --registry R --project P --region L\n"
     "         [--blocked|--unblocked] [--metadata KEY=VALUE,...] [--metadata-from-file KEY=FILE,...]\n"
@@ -628,7 +637,11 @@ int cmd_devices(int argc, char **argv)
         allowed = B(O_LIMIT), maxpos = 0, a.usage = u_gw_list;
     else if (sub2 != NULL && strcmp(sub, "gateways") == 0 && strcmp(sub2, "list-bound-devices") == 0)
         allowed = B(O_LIMIT) | B(O_GATEWAY), maxpos = 0, a.usage = u_gw_lbd;
-    else if (sub2 == NULL && (strcmp(sub, "describe") == 0 || strcmp(sub, "delete") == 0))
+    else if (sub2 == NULL && strcmp(sub, "keys") == 0) {
+        allowed = 0, a.usage = u_keys;
+        a.remote_ok = 0;
+        a.local_only = "the key each device last used is the broker's record, in the database";
+    } else if (sub2 == NULL && (strcmp(sub, "describe") == 0 || strcmp(sub, "delete") == 0))
         allowed = 0, a.usage = strcmp(sub, "describe") == 0 ? u_describe : u_delete;
     else if (sub2 != NULL && strcmp(sub, "credentials") == 0 && strcmp(sub2, "create") == 0)
         allowed = B(O_PATH) | B(O_TYPE) | B(O_EXPIRATION), a.usage = u_cred_create;
@@ -646,7 +659,7 @@ int cmd_devices(int argc, char **argv)
     else if (sub2 != NULL && strcmp(sub, "states") == 0 && strcmp(sub2, "list") == 0)
         allowed = B(O_LIMIT), a.usage = u_states;
     else {
-        rc = tool_usage_error("devices: unknown command '%s%s%s' (create, list, describe, update, delete, "
+        rc = tool_usage_error("devices: unknown command '%s%s%s' (create, list, describe, update, delete, keys, "
                               "credentials create|list|describe|delete, configs update|list|describe, "
                               "states list, gateways bind|unbind|list|list-bound-devices|import, import, commands "
                               "send)",
@@ -665,6 +678,8 @@ int cmd_devices(int argc, char **argv)
                 rc = cmd_update(&o);
             else if (strcmp(sub, "list") == 0)
                 rc = cmd_list(&o);
+            else if (strcmp(sub, "keys") == 0)
+                rc = devices_keys(&o);
             else
                 rc = cmd_describe_delete(&o, strcmp(sub, "delete") == 0);
         } else if (strcmp(sub, "gateways") == 0) {

@@ -87,6 +87,8 @@ int first_config_cb(void *arg, const lk_reg_config *c);
 /* devices credentials create|list|describe|delete (sub), configs
  * list|describe|update, states list (cmd_device_data.c). */
 int devices_credentials(struct dev_opts *o, const char *sub);
+/* cmd_device_keys.c: devices keys [DEVICE] (--db only). */
+int devices_keys(struct dev_opts *o);
 int devices_history(struct dev_opts *o, int states);
 int devices_config_describe(struct dev_opts *o);
 int devices_config_update(struct dev_opts *o);
