@@ -86,6 +86,7 @@ static EVP_PKEY *new_ca_key(const struct ca_opts *o, const char *dir, struct too
         uint8_t pub[LK_PUBKEY_DER_MAX];
         size_t n = 0;
         char line[LK_KEY_REF_MAX + 2];
+        lk_alg have = LK_ALG_NONE;
         if (!tool_key_is_pkcs11(o->key)) {
             *rc = tool_usage_error("ca: --key takes a pkcs11: URI (without it the key is a file, ca.key)");
             return NULL;
@@ -98,7 +99,7 @@ static EVP_PKEY *new_ca_key(const struct ca_opts *o, const char *dir, struct too
         ko.key = o->key;
         if ((*rc = tool_key_open(&ko, tk)) != EXIT_OK)
             return NULL;
-        err = lk_se_public_key(&tk->se, o->key, NULL, pub, sizeof pub, &n);
+        err = lk_se_public_key(&tk->se, o->key, &have, pub, sizeof pub, &n);
         if (err == LK_ERR_KEY_NOT_FOUND)
             err = lk_se_generate(&tk->se, o->key, alg, (unsigned)o->bits, pub, sizeof pub, &n);
         if (err == LK_OK)
