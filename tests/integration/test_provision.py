@@ -224,7 +224,7 @@ HEADER_KEYS = {"latchkeyManifest", "batch", "manufacturer", "created"}
 DEVICE_KEYS = {"deviceId", "format", "certificate", "chain", "publicKey", "serial"}
 
 
-def check_manifest(path, batch, chain_pems, ca_cert):
+def check_manifest(path, batch, chain_pems, ca_cert, fmt="ES256_X509_PEM"):
     """The manifest against docs/provisioning.md's schema, line by line."""
     raw = path.read_bytes()
     assert raw.endswith(b"\n")
@@ -237,7 +237,7 @@ def check_manifest(path, batch, chain_pems, ca_cert):
         assert line and len(line) + 1 <= 65536
         d = json.loads(line.decode("utf-8"))
         assert set(d) == DEVICE_KEYS, d.keys()
-        assert ID.match(d["deviceId"]) and d["format"] == "ES256_X509_PEM"
+        assert ID.match(d["deviceId"]) and d["format"] == fmt
         assert PEM_CERT.match(d["certificate"]) and PEM_PUB.match(d["publicKey"])
         assert d["chain"] == chain_pems
         assert re.fullmatch(r"[ -~]{1,16}", d["serial"])
@@ -250,12 +250,12 @@ def check_manifest(path, batch, chain_pems, ca_cert):
     return raw, devices
 
 
-def check_jws(path, raw, signer, batch, ndev):
+def check_jws(path, raw, signer, batch, ndev, pub=None):
     """The detached JWS checked twice: by PyJWT and by hand with cryptography."""
     token = (path.parent / (path.name + ".jws")).read_text()
     assert token.endswith("\n") and token.count("\n") == 1
     token = token.strip()
-    pub = signer.public_key()
+    pub = pub or signer.public_key()
     spki = pub.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     h, p, s = token.split(".")
     header = json.loads(b64d(h))
@@ -332,12 +332,18 @@ def test_interrupted_batch_resumes_without_duplicates(lk, tmp_path, hsm, factory
     deadline = time.time() + 60
     while time.time() < deadline and (not out.exists() or out.read_bytes().count(b"\n") < 6):
         time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    # One run at a time on a manifest.
+    r = lk(*provision_args(tmp_path, "batch-9", out, "--prefix", "d-", "--count", 30), env=hsm.env)
+    assert r.rc == 4 and "another 'latchkey provision'" in r.err, r
+    # SIGTERM (or ^C): the device being made is finished, then the run stops.
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=60)[1].decode()
+    assert proc.returncode == 1 and "interrupted after" in err and "run the same command again" in err, err
     written = out.read_bytes().count(b"\n") - 1
     assert 5 <= written < 30 and not (tmp_path / "b.jsonl.jws").exists()
-    # What an interruption can leave: a half-written line, and the next
-    # device's key made in its token before its line was written.
+    assert out.read_bytes().endswith(b"\n")
+    # What a hard stop (kill -9, a power cut) can leave: a half-written line,
+    # and the next device's key made in its token before its line was written.
     with open(out, "ab") as f:
         f.write(b'{"deviceId":"d-')
     nxt = f"d-{written + 2:02d}"
@@ -357,3 +363,34 @@ def test_interrupted_batch_resumes_without_duplicates(lk, tmp_path, hsm, factory
     assert sorted(labels) == sorted(set(labels)) and len(labels) == 30  # no second key for any device
     assert next(d for d in devices if d["deviceId"] == nxt)["publicKey"] == made
     check_jws(out, raw, factory, "batch-9", 30)
+
+
+def test_signer_in_token_rsa_devices_direct_ca(lk, tmp_path, hsm):
+    """The manufacturer's key in a token, RS256 device keys, devices signed
+    directly by the root (IoT Core's rule: an empty chain)."""
+    root = ca_init(lk, tmp_path / "root")
+    signer_ref = p11("cakeys", "manufacturer")
+    r = lk("key", "generate", "--key", signer_ref, env=hsm.env)
+    assert r.rc == 0, r
+    signer_pub = serialization.load_pem_public_key(r.out.encode())
+    out = tmp_path / "rsa.jsonl"
+    r = lk("provision", "--ca", tmp_path / "root", "--token", p11("factory", "%s"), "--batch", "batch-r",
+           "--prefix", "rsa-", "--count", 2, "--alg", "RS256", "--signer", signer_ref, "--manufacturer", "ACME",
+           "--out", out, env=hsm.env)
+    assert r.rc == 0, r
+    raw, devices = check_manifest(out, "batch-r", [], root, fmt="RSA_X509_PEM")
+    assert all(isinstance(x509.load_pem_x509_certificate(d["certificate"].encode()).public_key(),
+                          rsa.RSAPublicKey) for d in devices)
+    check_jws(out, raw, None, "batch-r", 2, pub=signer_pub)
+    # A forged manifest: one byte changed, the signature no longer matches the file.
+    assert hashlib.sha256(raw.replace(b"rsa-1", b"rsa-3", 1)).hexdigest() != \
+        json.loads(b64d((tmp_path / "rsa.jsonl.jws").read_text().split(".")[1]))["sha256"]
+    # Bad options are refused before anything is made.
+    r = lk("provision", "--ca", tmp_path / "root", "--token", "pkcs11:token=factory;object=fixed", "--batch",
+           "batch-x", "--prefix", "x-", "--count", 2, "--signer", signer_ref, "--manufacturer", "ACME",
+           "--out", tmp_path / "x.jsonl", env=hsm.env)
+    assert r.rc == 2 and "%s" in r.err and not (tmp_path / "x.jsonl").exists(), r
+    r = lk("provision", "--ca", tmp_path / "nope", "--token", p11("factory", "%s"), "--batch", "batch-x",
+           "--prefix", "x-", "--count", 2, "--signer", signer_ref, "--manufacturer", "ACME",
+           "--out", tmp_path / "x.jsonl", env=hsm.env)
+    assert r.rc == 24 and not (tmp_path / "x.jsonl").exists(), r

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -278,9 +279,30 @@ X509 *ca_make_cert(X509 *issuer, EVP_PKEY *issuer_key, EVP_PKEY *pub, X509_NAME 
     return x;
 }
 
-/* One line in index.tsv, synced to the disk. */
+int ca_lock(const char *dir)
+{
+    char p[1100];
+    int fd;
+    path_of(p, sizeof p, dir, "lock");
+    fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0 && flock(fd, LOCK_EX) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+void ca_unlock(int fd)
+{
+    if (fd >= 0)
+        close(fd); /* releases the flock */
+}
+
+/* One line in index.tsv, synced to the disk; under the CA's lock, so that a
+ * revoke rewriting the index never loses it. */
 int ca_index_add(struct ca *ca, X509 *x, const char *cn)
 {
+    int lock;
     char p[1100], *hex;
     BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
     time_t na = 0;
@@ -295,17 +317,23 @@ int ca_index_add(struct ca *ca, X509 *x, const char *cn)
     if (ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1)
         na = timegm(&tm);
     path_of(p, sizeof p, ca->dir, "index.tsv");
+    if ((lock = ca_lock(ca->dir)) < 0) {
+        OPENSSL_free(hex);
+        return -1;
+    }
     fd = open(p, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     f = fd >= 0 ? fdopen(fd, "a") : NULL;
     if (f == NULL) {
         if (fd >= 0)
             close(fd);
+        ca_unlock(lock);
         OPENSSL_free(hex);
         return -1;
     }
     ok = fprintf(f, "%s\t%lld\tV\t-\t-\t%s\n", hex, (long long)na, cn) > 0 && fflush(f) == 0 &&
          fdatasync(fileno(f)) == 0;
     ok = fclose(f) == 0 && ok;
+    ca_unlock(lock);
     OPENSSL_free(hex);
     return ok ? 0 : -1;
 }

@@ -11,6 +11,7 @@
  *   index.tsv    one line per issued certificate (see ca.c)
  *   crlnumber    the next CRL's number
  *   crl.pem      the last CRL made
+ *   lock         flock()ed while index.tsv or crlnumber change
  */
 #ifndef LK_TOOL_CA_H
 #define LK_TOOL_CA_H
@@ -55,6 +56,12 @@ X509 *ca_issue_device(struct ca *ca, EVP_PKEY *pub, const char *id, long days);
 /* Append x (subject CN cn) to the CA's index.tsv, synced to the disk; 0 or
  * -1 (errno set). */
 int ca_index_add(struct ca *ca, X509 *x, const char *cn);
+
+/* The CA directory's lock (DIR/lock, flock): held while index.tsv or
+ * crlnumber change, so that concurrent issues, revokes and CRLs of one CA
+ * lose nothing. Returns the lock's fd (give it to ca_unlock), -1 on failure. */
+int ca_lock(const char *dir);
+void ca_unlock(int fd);
 
 /* 1 when the subject of name has exactly one CN and it equals id. */
 int ca_one_cn_is(const X509_NAME *name, const char *id);

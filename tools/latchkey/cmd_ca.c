@@ -163,6 +163,11 @@ static int ca_create(const struct ca_opts *o, int intermediate)
     long days = (long)(o->days ? o->days : intermediate ? CA_INTERMEDIATE_DAYS : CA_ROOT_DAYS);
     const char *cn = o->cn ? o->cn : intermediate ? "latchkey intermediate CA" : "latchkey root CA";
 
+    for (const char *q = cn; *q; q++)
+        if ((unsigned char)*q < 0x20 || *q == 0x7f)
+            return tool_usage_error("ca: --cn may not hold control characters");
+    if (cn[0] == '\0' || strlen(cn) > 64)
+        return tool_usage_error("ca: --cn is 1 to 64 characters (X.520's bound for a common name)");
     if (intermediate && o->parent == NULL)
         return tool_usage_error("ca intermediate: --parent DIR (the CA that signs it) is required");
     if (!intermediate && o->parent != NULL)
@@ -395,7 +400,7 @@ static int ca_revoke_cmd(const struct ca_opts *o)
     char p[1100], tmp[1100], line[2048];
     char *serial;
     FILE *in, *out;
-    int rc, found = 0, ok = 1;
+    int rc, found = 0, ok = 1, lock;
     size_t r;
 
     for (r = 0; r < sizeof reasons / sizeof reasons[0] && strcmp(reasons[r], reason) != 0; r++)
@@ -414,12 +419,18 @@ static int ca_revoke_cmd(const struct ca_opts *o)
         return rc;
     snprintf(p, sizeof p, "%s/index.tsv", o->dir);
     snprintf(tmp, sizeof tmp, "%s/index.tsv.tmp", o->dir);
+    if ((lock = ca_lock(o->dir)) < 0) {
+        tool_error("ca revoke", LK_ERR_IO, "%s/lock: %s", tool_shown(o->dir), strerror(errno));
+        OPENSSL_free(serial);
+        return EXIT_FILE;
+    }
     in = fopen(p, "r");
     out = fopen(tmp, "w");
     if (in == NULL || out == NULL) {
         tool_error("ca revoke", LK_ERR_IO, "%s: %s", tool_shown(in ? tmp : p), strerror(errno));
         if (in) fclose(in);
         if (out) fclose(out);
+        ca_unlock(lock);
         OPENSSL_free(serial);
         return EXIT_FILE;
     }
@@ -455,6 +466,7 @@ static int ca_revoke_cmd(const struct ca_opts *o)
     }
     if (rc != EXIT_OK)
         unlink(tmp);
+    ca_unlock(lock);
     OPENSSL_free(serial);
     return rc;
 }
@@ -497,12 +509,17 @@ static int ca_crl_cmd(const struct ca_opts *o)
     ASN1_TIME *now = NULL, *next = NULL;
     ASN1_INTEGER *num = NULL;
     FILE *f;
-    int rc, ok;
+    int rc, ok, lock;
 
     if (o->out == NULL)
         return tool_usage_error("ca crl: --out FILE is required");
     if ((rc = ca_open(o->dir, &ca)) != EXIT_OK)
         return rc;
+    if ((lock = ca_lock(o->dir)) < 0) {
+        tool_error("ca crl", LK_ERR_IO, "%s/lock: %s", tool_shown(o->dir), strerror(errno));
+        ca_close(&ca);
+        return EXIT_FILE;
+    }
     snprintf(p, sizeof p, "%s/crlnumber", o->dir);
     if ((f = fopen(p, "r")) != NULL) {
         if (fgets(line, sizeof line, f) != NULL)
@@ -511,6 +528,7 @@ static int ca_crl_cmd(const struct ca_opts *o)
     }
     if (number < 1) {
         tool_error("ca crl", LK_ERR_FILE_UNUSABLE, "%s: no CRL number", tool_shown(p));
+        ca_unlock(lock);
         ca_close(&ca);
         return EXIT_FILE;
     }
@@ -570,6 +588,7 @@ static int ca_crl_cmd(const struct ca_opts *o)
     ASN1_TIME_free(now);
     ASN1_TIME_free(next);
     ASN1_INTEGER_free(num);
+    ca_unlock(lock);
     ca_close(&ca);
     return rc;
 }

@@ -7,8 +7,11 @@
  */
 #include <errno.h>
 #include <search.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -16,7 +19,10 @@
 
 #include <jansson.h>
 #include <openssl/err.h>
+#include <openssl/ecdsa.h>
 #include <openssl/pem.h>
+#include <openssl/rsa.h>
+#include <openssl/sha.h>
 
 #include "latchkey/lk_b64url.h"
 #include "latchkey/lk_iotcore.h"
@@ -45,6 +51,16 @@ static const char provision_usage[] =
     "  --alg               the devices' keys (default ES256)\n"
     "  --days N            the device certificates' validity (default 7305: 20 years)\n"
     "Environment: LATCHKEY_PKCS11_PIN, LATCHKEY_PKCS11_MODULE.\n";
+
+/* SIGINT / SIGTERM: the device being made is finished, then the run stops
+ * with a manifest that the same command continues. */
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
 
 struct prov_opts {
     const char *ca, *token, *batch, *ids, *prefix, *signer, *manufacturer, *out, *alg, *module;
@@ -377,6 +393,47 @@ static EVP_PKEY *open_signer(const struct prov_opts *o, struct tool_key *tk, int
     }
 }
 
+/* A key found in the token (made by an interrupted run) is used only if it
+ * signs and its public key verifies the signature: an interruption inside
+ * the key generation may leave the public half alone. */
+static int key_signs(const lk_se *se, const char *uri, lk_alg alg, const uint8_t *pub, size_t pub_len)
+{
+    static const char probe[] = "latchkey provision: does this key sign?";
+    uint8_t digest[LK_SHA256_BYTES], sig[LK_SIG_MAX_BYTES], der[LK_SIG_MAX_BYTES + 16];
+    size_t sig_len = 0;
+    const unsigned char *pp = pub;
+    EVP_PKEY *pk = d2i_PUBKEY(NULL, &pp, (long)pub_len);
+    EVP_PKEY_CTX *ctx = NULL;
+    int ok = 0;
+    SHA256((const unsigned char *)probe, sizeof probe - 1, digest);
+    if (pk != NULL && lk_se_sign_digest(se, uri, alg, digest, sig, sizeof sig, &sig_len) == LK_OK &&
+        (ctx = EVP_PKEY_CTX_new(pk, NULL)) != NULL && EVP_PKEY_verify_init(ctx) == 1 &&
+        EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) == 1) {
+        if (alg == LK_ALG_ES256) {
+            /* JWS r||s to the DER that OpenSSL verifies. */
+            ECDSA_SIG *es = ECDSA_SIG_new();
+            BIGNUM *r = BN_bin2bn(sig, 32, NULL), *s = BN_bin2bn(sig + 32, 32, NULL);
+            unsigned char *dp = der;
+            int n = -1;
+            if (es != NULL && r != NULL && s != NULL && ECDSA_SIG_set0(es, r, s) == 1) {
+                r = s = NULL;
+                n = i2d_ECDSA_SIG(es, &dp);
+            }
+            BN_free(r);
+            BN_free(s);
+            ECDSA_SIG_free(es);
+            ok = n > 0 && EVP_PKEY_verify(ctx, der, (size_t)n, digest, sizeof digest) == 1;
+        } else {
+            ok = EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) == 1 &&
+                 EVP_PKEY_verify(ctx, sig, sig_len, digest, sizeof digest) == 1;
+        }
+    }
+    ERR_clear_error();
+    EVP_PKEY_CTX_free(ctx);
+    EVP_PKEY_free(pk);
+    return ok;
+}
+
 /* One device: key, certificate, manifest line. */
 static int one_device(const struct prov_opts *o, struct ca *ca, struct tool_key *tk, char *tok_cached,
                       size_t tok_size, const char *id, FILE *out, int *reused)
@@ -416,6 +473,13 @@ static int one_device(const struct prov_opts *o, struct ca *ca, struct tool_key 
     if (err != LK_OK) {
         tool_key_error(tk, id, err);
         rc = tool_exit_code(err);
+        goto out;
+    }
+    if (*reused && err == LK_OK && alg == want && !key_signs(&tk->se, uri, alg, pub, pub_len)) {
+        tool_error("provision", LK_ERR_KEY_NOT_FOUND, "device '%s': the token has a public key labelled with its "
+                   "id but cannot sign with it (a key generation interrupted half-way?): delete that object "
+                   "from the token and run again", tool_shown(id));
+        rc = EXIT_DEVICE;
         goto out;
     }
     if (alg != want) {
@@ -513,7 +577,7 @@ int cmd_provision(int argc, char **argv)
     FILE *out = NULL;
     size_t made = 0, reused_n = 0;
     long long devices = 0;
-    int c, rc, fresh;
+    int c, rc, fresh, lockfd = -1;
 
     o.alg = "ES256";
     optind = 1;
@@ -554,13 +618,23 @@ int cmd_provision(int argc, char **argv)
         rc = EXIT_FAIL;
         goto done_ids;
     }
-    if ((rc = resume(&o, &b, &fresh)) != EXIT_OK)
-        goto done_set;
     /* The signer and the CA first: nothing is made in a token that could not be finished. */
     if ((signer = open_signer(&o, &signer_tk, &rc)) == NULL)
         goto done_set;
     if ((rc = ca_open(o.ca, &ca)) != EXIT_OK)
         goto done_signer;
+    /* One run at a time on a manifest: two would write the same devices twice. */
+    lockfd = open(o.out, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lockfd < 0 || flock(lockfd, LOCK_EX | LOCK_NB) != 0) {
+        if (lockfd >= 0 && errno == EWOULDBLOCK)
+            tool_error("provision", LK_ERR_STATE, "%s: another 'latchkey provision' is writing it", tool_shown(o.out));
+        else
+            tool_error("provision", LK_ERR_IO, "%s: %s", tool_shown(o.out), strerror(errno));
+        rc = lockfd >= 0 && errno == EWOULDBLOCK ? EXIT_LOCKED : EXIT_FILE;
+        goto done_ca;
+    }
+    if ((rc = resume(&o, &b, &fresh)) != EXIT_OK)
+        goto done_ca;
     if ((out = fopen(o.out, "a")) == NULL) {
         tool_error("provision", LK_ERR_IO, "%s: %s", tool_shown(o.out), strerror(errno));
         rc = EXIT_FILE;
@@ -578,11 +652,25 @@ int cmd_provision(int argc, char **argv)
         }
         free(line);
     }
+    {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_stop;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+    }
     for (size_t i = 0; rc == EXIT_OK && i < b.n; i++) {
         ENTRY e = {b.ids[i], NULL}, *r;
         int reused = 0;
         if (hsearch_r(e, FIND, &r, &b.done) != 0)
             continue;
+        if (stop_requested) {
+            tool_error("provision", LK_ERR_STATE, "interrupted after %zu of %zu devices: run the same command "
+                       "again to continue", b.done_n + made, b.n);
+            rc = EXIT_FAIL;
+            break;
+        }
         rc = one_device(&o, &ca, &tk, tok_cached, sizeof tok_cached, b.ids[i], out, &reused);
         made++;
         reused_n += (size_t)reused;
@@ -602,6 +690,8 @@ int cmd_provision(int argc, char **argv)
                o.out, made, b.done_n, reused_n ? ", some keys found in their token" : "", o.out);
     tool_key_close(&tk);
 done_ca:
+    if (lockfd >= 0)
+        close(lockfd);
     ca_close(&ca);
 done_signer:
     EVP_PKEY_free(signer);
