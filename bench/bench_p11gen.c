@@ -1,9 +1,9 @@
 /*
  * The baseline of `latchkey provision`'s figure (bench/provision.sh): the
  * token's own key generations per second, one handle opened once, each key
- * generated under its label and its public key read back -- the part of
- * provisioning a device that belongs to the token, without the certificate
- * or the manifest.
+ * generated under its label (lk_se_generate returns its public key) -- the
+ * part of provisioning a device that belongs to the token, without the
+ * certificate or the manifest.
  *
  *   bench_p11gen 'pkcs11:token=T?module-path=M&pin-value=P' N  →  keys per second
  */
@@ -26,7 +26,6 @@ int main(int argc, char **argv)
     char detail[1200], ref[64];
     uint8_t pub[LK_PUBKEY_DER_MAX];
     size_t pub_len;
-    lk_alg alg;
     lk_pkcs11 *p11 = NULL;
     lk_se se;
     long n, i;
@@ -44,8 +43,7 @@ int main(int argc, char **argv)
     t0 = now_s();
     for (i = 0; i < n; i++) {
         snprintf(ref, sizeof ref, "pkcs11:object=base-%ld", i);
-        if (lk_se_generate(&se, ref, LK_ALG_ES256, 0, pub, sizeof pub, &pub_len) != LK_OK ||
-            lk_se_public_key(&se, ref, &alg, pub, sizeof pub, &pub_len) != LK_OK) {
+        if (lk_se_generate(&se, ref, LK_ALG_ES256, 0, pub, sizeof pub, &pub_len) != LK_OK) {
             fprintf(stderr, "bench_p11gen: key %ld: %s\n", i, lk_pkcs11_last_error(p11));
             lk_pkcs11_close(p11);
             return 1;

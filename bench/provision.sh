@@ -11,13 +11,13 @@
 #                             (keys, certificates, manifest, signature)
 #   p11_keygen_per_s          the baseline, same run, same kind of fresh token:
 #                             bench_p11gen making as many P-256 keys through
-#                             the same PKCS#11 backend, one handle, each
-#                             public key read back (the token's share of the
-#                             work, without certificates or manifest)
+#                             the same PKCS#11 backend, one handle (the
+#                             token's share of the work, without
+#                             certificates or manifest)
 #   provision_vs_keygen       median of the per-pair ratios (1.0 = the CA and
 #                             the manifest cost nothing beside the token)
-# Pairs alternate provision/baseline, LK_BENCH_ROUNDS of them (at most 2: a
-# pair takes minutes). The tokens live in /dev/shm when there is one:
+# Pairs alternate provision/baseline: LK_BENCH_PROVISION_ROUNDS of them
+# (default 1: on SoftHSM2 a pair of 1,000 takes several minutes). The tokens live in /dev/shm when there is one:
 # SoftHSM2's file store rewrites its object files on every change, and on a
 # disk the figure would be the disk's. SoftHSM2 also reads every object of a
 # token on each operation, so the cost per key grows with the token's size:
@@ -26,8 +26,7 @@ set -eu
 BUILD=${1:?usage: sh bench/provision.sh BUILD OUTFILE}
 OUT=${2:?usage: sh bench/provision.sh BUILD OUTFILE}
 N=${LK_BENCH_PROVISION_DEVICES:-1000}
-ROUNDS=${LK_BENCH_ROUNDS:-5}
-[ "$ROUNDS" -le 2 ] || ROUNDS=2
+ROUNDS=${LK_BENCH_PROVISION_ROUNDS:-1}
 MODULE=${LK_SOFTHSM_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
 SOFTHSM_UTIL=${LK_SOFTHSM_UTIL:-softhsm2-util}
 GEN="$BUILD/bench/bench_p11gen"

@@ -465,11 +465,13 @@ static int one_device(const struct prov_opts *o, struct ca *ca, struct tool_key 
         }
         snprintf(tok_cached, tok_size, "%s", part);
     }
-    err = lk_se_public_key(&tk->se, uri, &alg, pub, sizeof pub, &pub_len);
-    if (err == LK_OK)
+    /* Generate first: the token refuses a label that a key has already (one
+     * lookup fewer than asking first, and a token's lookups cost). */
+    err = lk_se_generate(&tk->se, uri, alg = want, 0, pub, sizeof pub, &pub_len);
+    if (err == LK_ERR_KEY_EXISTS) {
         *reused = 1; /* made by an interrupted run: never a second key for a device */
-    else if (err == LK_ERR_KEY_NOT_FOUND)
-        err = lk_se_generate(&tk->se, uri, alg = want, 0, pub, sizeof pub, &pub_len);
+        err = lk_se_public_key(&tk->se, uri, &alg, pub, sizeof pub, &pub_len);
+    }
     if (err != LK_OK) {
         tool_key_error(tk, id, err);
         rc = tool_exit_code(err);
