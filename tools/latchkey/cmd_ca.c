@@ -56,7 +56,10 @@ static int write_pem_file(const char *path, X509 *x, int excl)
         return -1;
     }
     ok = PEM_write_X509(f, x) == 1;
-    return fclose(f) == 0 && ok ? 0 : -1;
+    ok = fclose(f) == 0 && ok;
+    if (!ok)
+        unlink(path);
+    return ok ? 0 : -1;
 }
 
 static int write_text(const char *path, const char *text, mode_t mode)
@@ -67,7 +70,10 @@ static int write_text(const char *path, const char *text, mode_t mode)
     if (fd < 0)
         return -1;
     ok = write(fd, text, n) == (ssize_t)n && fsync(fd) == 0;
-    return close(fd) == 0 && ok ? 0 : -1;
+    ok = close(fd) == 0 && ok;
+    if (!ok)
+        unlink(path); /* made here: never left half-written */
+    return ok ? 0 : -1;
 }
 
 /* The new CA's key: made in a file (written to dir/ca.key) or found / made
@@ -140,6 +146,8 @@ static EVP_PKEY *new_ca_key(const struct ca_opts *o, const char *dir, struct too
         else if (fd >= 0)
             close(fd);
         if (!ok) {
+            if (fd >= 0)
+                unlink(p); /* this run made it: no half-written key left behind */
             tool_error("ca", LK_ERR_IO, "%s: cannot write the key", tool_shown(p));
             EVP_PKEY_free(pk);
             return NULL;
@@ -159,7 +167,7 @@ static int ca_create(const struct ca_opts *o, int intermediate)
     EVP_PKEY *pk;
     char p[1100];
     struct stat st;
-    int rc;
+    int rc, made = 0;
     long days = (long)(o->days ? o->days : intermediate ? CA_INTERMEDIATE_DAYS : CA_ROOT_DAYS);
     const char *cn = o->cn ? o->cn : intermediate ? "latchkey intermediate CA" : "latchkey root CA";
 
@@ -213,12 +221,15 @@ static int ca_create(const struct ca_opts *o, int intermediate)
     } else {
         snprintf(p, sizeof p, "%s/index.tsv", o->dir);
         rc = write_text(p, "", 0644);
+        made += rc == 0;
         snprintf(p, sizeof p, "%s/crlnumber", o->dir);
         rc = rc == 0 ? write_text(p, "1\n", 0644) : rc;
+        made += rc == 0;
         if (rc == 0 && intermediate) {
             /* chain.pem: this certificate, then the parent's intermediates (none: a root). */
             snprintf(p, sizeof p, "%s/chain.pem", o->dir);
             rc = write_pem_file(p, x, 1);
+            made += rc == 0;
         }
         snprintf(p, sizeof p, "%s/ca.pem", o->dir);
         /* ca.pem last: its presence is what makes the directory a CA. */
@@ -228,6 +239,17 @@ static int ca_create(const struct ca_opts *o, int intermediate)
             rc = EXIT_FAIL;
         } else {
             PEM_write_X509(stdout, x);
+        }
+    }
+    if (rc != EXIT_OK) {
+        /* Take back what this run wrote (in the order written), so that it can be run again;
+         * a key made in a token stays there and is used by the next run. */
+        static const char *const files[] = {"index.tsv", "crlnumber", "chain.pem"};
+        snprintf(p, sizeof p, "%s/%s", o->dir, o->key != NULL ? "ca.keyref" : "ca.key");
+        unlink(p);
+        for (int f = 0; f < made; f++) {
+            snprintf(p, sizeof p, "%s/%s", o->dir, files[f]);
+            unlink(p);
         }
     }
     X509_free(x);
