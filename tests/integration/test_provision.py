@@ -130,6 +130,10 @@ def test_ca_in_files_root_intermediate_device(lk, tmp_path):
     assert r.rc == 9 and "P-256 nor RSA" in r.err, r
     r = lk("ca", "issue", "--ca", tmp_path / "inter", "--public-key", tmp_path / "d.pub", "--device-id", "1bad")
     assert r.rc == 2 and "not a valid device id" in r.err, r
+    # A CA key that others can read is not used.
+    os.chmod(tmp_path / "inter" / "ca.key", 0o640)
+    r = lk("ca", "issue", "--ca", tmp_path / "inter", "--public-key", tmp_path / "d.pub", "--device-id", "dev-3")
+    assert r.rc == 24 and "chmod 600" in r.err, r
 
 
 @pytest.mark.parametrize("alg", ["ES256", "RS256"])
