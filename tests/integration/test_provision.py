@@ -384,9 +384,10 @@ def test_interrupted_batch_resumes_without_duplicates(lk, tmp_path, hsm, factory
 
 
 def test_signer_in_token_rsa_devices_direct_ca(lk, tmp_path, hsm):
-    """The manufacturer's key in a token, RS256 device keys, devices signed
-    directly by the root (IoT Core's rule: an empty chain)."""
-    root = ca_init(lk, tmp_path / "root")
+    """The CA's and the manufacturer's keys in a token (two handles on it, a
+    third on the devices' token), RS256 device keys, devices signed directly by
+    the root (IoT Core's rule: an empty chain)."""
+    root = ca_init(lk, tmp_path / "root", "--key", p11("cakeys", "root"), env=hsm.env)
     signer_ref = p11("cakeys", "manufacturer")
     r = lk("key", "generate", "--key", signer_ref, env=hsm.env)
     assert r.rc == 0, r
