@@ -107,6 +107,15 @@ lk_err lk_pkcs11_list_keys(lk_pkcs11 *p11, const char *filter,
  * CKR_KEY_FUNCTION_NOT_PERMITTED". Never NULL, never a secret. */
 const char *lk_pkcs11_last_error(const lk_pkcs11 *p11);
 
+/*
+ * The open token's serial number (CK_TOKEN_INFO.serialNumber, at most 16
+ * characters, its trailing blanks removed) as a NUL-terminated string in out:
+ * what a factory records as the secure element's serial. LK_ERR_ARG for a
+ * NULL argument, LK_ERR_BUFFER when out_size is under 17 (out is then "" if
+ * out_size > 0). Reads what lk_pkcs11_open saw; no call to the token.
+ */
+lk_err lk_pkcs11_token_serial(const lk_pkcs11 *p11, char *out, size_t out_size);
+
 #ifdef __cplusplus
 }
 #endif

@@ -604,3 +604,20 @@ const char *lk_pkcs11_last_error(const lk_pkcs11 *p11)
         return "no PKCS#11 handle";
     return p11->last_error;
 }
+
+lk_err lk_pkcs11_token_serial(const lk_pkcs11 *p11, char *out, size_t out_size)
+{
+    size_t n = sizeof p11->token_info.serialNumber;
+    if (out != NULL && out_size > 0)
+        out[0] = '\0';
+    if (p11 == NULL || out == NULL)
+        return LK_ERR_ARG;
+    if (out_size < sizeof p11->token_info.serialNumber + 1)
+        return LK_ERR_BUFFER;
+    /* PKCS#11 pads the field with blanks and does not terminate it. */
+    while (n > 0 && (p11->token_info.serialNumber[n - 1] == ' ' || p11->token_info.serialNumber[n - 1] == '\0'))
+        n--;
+    memcpy(out, p11->token_info.serialNumber, n);
+    out[n] = '\0';
+    return LK_OK;
+}

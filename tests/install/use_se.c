@@ -77,6 +77,11 @@ int main(int argc, char **argv)
         se = lk_pkcs11_se(p11);
         generate_and_sign(&se, "pkcs11:object=device-1");
         CHECK(lk_pkcs11_last_error(p11) != NULL);
+        {
+            char serial[17];
+            CHECK(lk_pkcs11_token_serial(p11, serial, sizeof serial) == LK_OK && serial[0] != '\0');
+            CHECK(lk_pkcs11_token_serial(p11, serial, 16) == LK_ERR_BUFFER && serial[0] == '\0');
+        }
         listed = 0;
         CHECK(lk_pkcs11_list_keys(p11, NULL, count_key, &listed) == LK_OK && listed == 1);
         lk_pkcs11_close(p11);

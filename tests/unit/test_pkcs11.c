@@ -897,6 +897,35 @@ static void test_two_handles(void **state)
 /* ------------------------------------------------------------------------ */
 /* Keys                                                                     */
 
+/* lk_pkcs11_token_serial: the token's serialNumber as the module reports
+ * it, blanks trimmed; refusals leave "" behind. */
+static void test_token_serial(void **state)
+{
+    char serial[17], small[16];
+    CK_TOKEN_INFO ti;
+    size_t n = sizeof ti.serialNumber;
+    raw r;
+    (void)state;
+
+    lk_pkcs11 *p11 = open_ok(g.uri);
+    assert_int_equal(lk_pkcs11_token_serial(p11, serial, sizeof serial), LK_OK);
+    raw_begin(&r, 0, NULL);
+    assert_int_equal(r.fl->C_GetTokenInfo(g.slot_test, &ti), CKR_OK);
+    raw_end(&r);
+    while (n > 0 && ti.serialNumber[n - 1] == ' ')
+        n--;
+    assert_int_equal(strlen(serial), n);
+    assert_memory_equal(serial, ti.serialNumber, n);
+    assert_true(n > 0);
+    memset(small, 'x', sizeof small);
+    assert_int_equal(lk_pkcs11_token_serial(p11, small, sizeof small), LK_ERR_BUFFER);
+    assert_int_equal(small[0], '\0');
+    assert_int_equal(lk_pkcs11_token_serial(NULL, serial, sizeof serial), LK_ERR_ARG);
+    assert_int_equal(serial[0], '\0');
+    assert_int_equal(lk_pkcs11_token_serial(p11, NULL, 17), LK_ERR_ARG);
+    lk_pkcs11_close(p11);
+}
+
 static void test_generate_es256(void **state)
 {
     uint8_t pub[LK_PUBKEY_DER_MAX], pub2[LK_PUBKEY_DER_MAX], id[64];
@@ -1330,6 +1359,7 @@ int main(void)
         cmocka_unit_test(test_pin_source),
         cmocka_unit_test(test_ecdsa_der),
         cmocka_unit_test(test_open_errors),
+        cmocka_unit_test(test_token_serial),
         cmocka_unit_test(test_wrong_pin),
         cmocka_unit_test(test_two_handles),
         cmocka_unit_test(test_generate_es256),

@@ -10,6 +10,8 @@
 int cmd_key(int argc, char **argv);                   /* cmd_key.c */
 int cmd_token(int argc, char **argv);                 /* cmd_token.c */
 int cmd_token_verify(int argc, char **argv);          /* cmd_token_verify.c */
+int cmd_ca(int argc, char **argv);                    /* cmd_ca.c */
+int cmd_provision(int argc, char **argv);             /* cmd_provision.c */
 int cmd_broker(int argc, char **argv);                /* broker check FILE (cmd_broker.c) */
 int cmd_registries(int argc, char **argv);            /* cmd_registries.c */
 int cmd_registries_import(int argc, char **argv);     /* cmd_import.c */

@@ -8,13 +8,16 @@
 
 #include "latchkey/lk_pkcs11.h"
 #include "latchkey/lk_softstore.h"
+#include "latchkey/lk_iotcore.h"
 #include "cli.h"
+#include "se_pkey.h"
 #include "tool.h"
 
 static const char key_usage[] =
     "usage: latchkey key generate --key NAME --store FILE | --key pkcs11:URI [--alg ES256|RS256] [--bits N]\n"
     "       latchkey key public   --key NAME --store FILE | --key pkcs11:URI\n"
     "       latchkey key list     --store FILE | --key pkcs11:URI\n"
+    "       latchkey key csr      --key NAME --store FILE | --key pkcs11:URI --device-id ID [--out FILE]\n"
     "\n"
     "Run 'latchkey key generate --help' (public, list) for a subcommand's options.\n";
 
@@ -52,6 +55,52 @@ static const char list_usage[] =
     "that requires a login needs the PIN to show its private keys.\n"
     "Environment: LATCHKEY_STORE, LATCHKEY_PKCS11_MODULE, LATCHKEY_PKCS11_PIN.\n";
 
+static const char csr_usage[] =
+    "usage: latchkey key csr --key NAME --store FILE --device-id ID [--out FILE]\n"
+    "       latchkey key csr --key 'pkcs11:token=T;object=O?module-path=M' --device-id ID [--out FILE]\n"
+    "\n"
+    "Prints (or writes to --out) a PKCS#10 certificate request for the key, subject\n"
+    "CN=ID and nothing else, signed inside the token with SHA-256: what 'latchkey ca\n"
+    "issue --csr' turns into the device's certificate. The private key never leaves\n"
+    "the token.\n"
+    "Environment: LATCHKEY_STORE, LATCHKEY_PKCS11_MODULE, LATCHKEY_PKCS11_PIN.\n";
+
+/* key csr: a request signed by the key itself, through the secure element. */
+static int make_csr(struct tool_key *k, const char *id, const char *out_path)
+{
+    lk_err err;
+    EVP_PKEY *pk = tool_se_pkey(&k->se, k->key, NULL, &err);
+    X509_REQ *req = X509_REQ_new();
+    X509_NAME *name = X509_NAME_new();
+    FILE *out = NULL;
+    int ok;
+    if (pk == NULL) {
+        tool_key_error(k, "key csr", err);
+        X509_REQ_free(req);
+        X509_NAME_free(name);
+        return tool_exit_code(err);
+    }
+    ok = req != NULL && name != NULL && X509_REQ_set_version(req, 0) == 1 &&
+         X509_NAME_add_entry_by_NID(name, NID_commonName, MBSTRING_UTF8, (const unsigned char *)id, -1, -1, 0) == 1 &&
+         X509_REQ_set_subject_name(req, name) == 1 && X509_REQ_set_pubkey(req, pk) == 1 &&
+         X509_REQ_sign(req, pk, EVP_sha256()) > 0;
+    if (!ok)
+        tool_error("key csr", LK_ERR_SIGN, "the request could not be signed (%s)",
+                   k->p11 ? lk_pkcs11_last_error(k->p11) : "the key store refused");
+    else if (out_path != NULL) {
+        out = fopen(out_path, "w");
+        ok = out != NULL && PEM_write_X509_REQ(out, req) == 1;
+        ok = out != NULL && fclose(out) == 0 && ok;
+        if (!ok)
+            tool_error("key csr", LK_ERR_IO, "%s: cannot write the request", tool_shown(out_path));
+    } else
+        ok = PEM_write_X509_REQ(stdout, req) == 1;
+    X509_NAME_free(name);
+    X509_REQ_free(req);
+    EVP_PKEY_free(pk);
+    return ok ? EXIT_OK : EXIT_FAIL;
+}
+
 /* The usage of subcommand sub, or the group's. */
 static const char *usage_of(const char *sub)
 {
@@ -61,6 +110,8 @@ static const char *usage_of(const char *sub)
         return public_usage;
     if (sub != NULL && strcmp(sub, "list") == 0)
         return list_usage;
+    if (sub != NULL && strcmp(sub, "csr") == 0)
+        return csr_usage;
     return key_usage;
 }
 
@@ -129,10 +180,10 @@ int cmd_key(int argc, char **argv)
 {
     static const struct option opts[] = {
         TOOL_KEY_OPTIONS, {"alg", required_argument, 0, 'a'}, {"bits", required_argument, 0, 'b'},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"device-id", required_argument, 0, 'i'}, {"out", required_argument, 0, 'o'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     struct tool_key_opts ko = {0};
     struct tool_key k;
-    const char *sub, *alg_s = "ES256";
+    const char *sub, *alg_s = "ES256", *device_id = NULL, *out_path = NULL;
     long long bits = 0;
     uint8_t pub[LK_PUBKEY_DER_MAX];
     size_t pub_len = 0;
@@ -152,6 +203,8 @@ int cmd_key(int argc, char **argv)
             continue;
         switch (c) {
         case 'a': alg_s = optarg; break;
+        case 'i': device_id = optarg; break;
+        case 'o': out_path = optarg; break;
         case 'b':
             if (tool_parse_i64(optarg, 1, 1 << 20, &bits) != 0)
                 return tool_usage_error("--bits takes a number of bits, 2048 to 4096");
@@ -197,8 +250,21 @@ int cmd_key(int argc, char **argv)
         lk_softstore_close(s);
         return EXIT_OK;
     }
+    if ((device_id != NULL || out_path != NULL) && strcmp(sub, "csr") != 0)
+        return tool_usage_error("--device-id and --out are for 'key csr'");
+    if (strcmp(sub, "csr") == 0) {
+        if (device_id == NULL || !lk_id_valid(device_id, strlen(device_id)))
+            return tool_usage_error("key csr: --device-id takes a valid device id (a letter, then 2 to 254 "
+                                    "of A-Za-z0-9-._~+%%)");
+        rc = tool_key_open(&ko, &k);
+        if (rc != EXIT_OK)
+            return rc;
+        rc = make_csr(&k, device_id, out_path);
+        tool_key_close(&k);
+        return rc;
+    }
     if (strcmp(sub, "generate") != 0 && strcmp(sub, "public") != 0)
-        return tool_usage_error("key: unknown subcommand '%s' (generate, public, list)", tool_shown(sub));
+        return tool_usage_error("key: unknown subcommand '%s' (generate, public, list, csr)", tool_shown(sub));
 
     ko.create = strcmp(sub, "generate") == 0;
     rc = tool_key_open(&ko, &k);

@@ -19,6 +19,14 @@ static const char usage_text[] =
     "  key list      --store FILE | --key pkcs11:... (the key pairs of a token)\n"
     "  token         --key ... --aud PROJECT [--ttl SECONDS] [--alg ES256|RS256] [--now EPOCH]\n"
     "  token verify  --credential [FORMAT:]FILE ... --aud PROJECT [--now EPOCH] [--format json] [TOKEN|-]\n"
+    "  key csr       --key ... --device-id ID [--out FILE] (a CSR signed inside the token)\n"
+    "\n"
+    "The factory (docs/provisioning.md):\n"
+    "  ca init|intermediate --ca DIR [--parent DIR] [--key pkcs11:...] [--alg ...] [--cn NAME]\n"
+    "  ca issue      --ca DIR (--csr F | --public-key F) --device-id ID [--days N] [--out F]\n"
+    "  ca revoke     --ca DIR (--serial HEX | --cert F) [--reason R];  ca crl --ca DIR --out F\n"
+    "  provision     --ca DIR --token 'pkcs11:...;object=%s?...' --batch ID (--ids F | --prefix P\n"
+    "                --count N) --signer KEY --manufacturer LABEL --out NAME.jsonl\n"
     "\n"
     "Device registry (as gcloud iot; --db FILE or LATCHKEY_DB selects the database):\n"
     "  [--db FILE] registries create|list|describe|update|delete [REGISTRY] --project P --region L\n"
@@ -110,6 +118,10 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "key") == 0)
         return cmd_key(argc - 1, argv + 1);
+    if (strcmp(argv[1], "ca") == 0)
+        return cmd_ca(argc - 1, argv + 1);
+    if (strcmp(argv[1], "provision") == 0)
+        return cmd_provision(argc - 1, argv + 1);
     if (strcmp(argv[1], "token") == 0)
         return cmd_token(argc - 1, argv + 1);
     if (strcmp(argv[1], "broker") == 0)
