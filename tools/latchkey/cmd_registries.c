@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "admin.h"
+#include "manifest.h"
 #include "regops.h"
 
 static const char registries_usage[] =
@@ -791,6 +792,8 @@ int cmd_registries(int argc, char **argv)
     sub = argv[1];
     if (strcmp(sub, "import") == 0)
         return cmd_registries_import(argc - 1, argv + 1);
+    if (strcmp(sub, "signers") == 0 || strcmp(sub, "crls") == 0)
+        return cmd_registries_trust(argc - 1, argv + 1, strcmp(sub, "crls") == 0);
     if (strcmp(sub, "credentials") == 0) {
         const char *c2 = argc >= 3 ? argv[2] : "";
         if ((rc = admin_group_usage(argc, argv, 2, u_creds)) != -1)
