@@ -77,13 +77,15 @@ void lk_manifest_report_free(lk_manifest_report *r);
  * lk_manifest_report_free), and its err equals the return value.
  *
  * Returns LK_OK when the manifest was accepted (and, without DRY_RUN,
- * written); LK_ERR_MANIFEST... there is no such code: a refused manifest is
- * LK_ERR_REG_INVALID (malformed, or a device line refused: see
- * out->results), LK_ERR_REG_CERT (no signer of the registry verifies the
- * signature, or a certificate refused by the registry), LK_ERR_REG_NOT_FOUND
- * (no such registry), LK_ERR_REG_LIMIT (a line, the JWS or the device count
- * over its limit), LK_ERR_REG_EXISTS (a device id taken in the registry);
- * LK_ERR_REG_BUSY, LK_ERR_REG_STORAGE, LK_ERR_NOMEM, LK_ERR_ARG as the
+ * written). A refused manifest: LK_ERR_REG_INVALID (malformed JWS, payload,
+ * header line, or a file that is not what was signed: size, SHA-256,
+ * device count, batch), LK_ERR_REG_CERT (no signer of the registry
+ * verifies the signature), LK_ERR_REG_LIMIT (the JWS or the device count
+ * over its limit), LK_ERR_REG_NOT_FOUND (no such registry); when device
+ * lines were refused, the first refused line's error (LK_ERR_REG_INVALID,
+ * LK_ERR_REG_CERT, LK_ERR_REG_EXISTS, LK_ERR_CRED_INVALID, ...) with
+ * out->nrefused > 0 and each line's reason in out->results. LK_ERR_REG_BUSY,
+ * LK_ERR_REG_STORAGE, LK_ERR_NOMEM, LK_ERR_ARG as the
  * registry's functions. Nothing is written on any failure. why (may be NULL
  * with why_size 0) receives out->why. */
 lk_err lk_manifest_import(lk_registry *reg, const lk_reg_name *name, const char *data, size_t len,

@@ -219,7 +219,9 @@ static void serve(struct lkd *d, struct evhttp_request *req, int device)
         lkd_device_dispatch(c);
         return;
     }
-    if ((m == EVHTTP_REQ_POST || m == EVHTTP_REQ_PATCH || m == EVHTTP_REQ_PUT) && lkd_read_body(c) != 0)
+    /* devices:importManifest's body is a manifest (JSON lines), read there. */
+    int raw = c->verb != NULL && strcmp(c->verb, "importManifest") == 0;
+    if ((m == EVHTTP_REQ_POST || m == EVHTTP_REQ_PATCH || m == EVHTTP_REQ_PUT) && !raw && lkd_read_body(c) != 0)
         return;
     lkd_api_dispatch(c);
 }

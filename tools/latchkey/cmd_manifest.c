@@ -78,11 +78,6 @@ static json_t *report_json(const lk_manifest_report *r, int dry)
     return j;
 }
 
-json_t *manifest_report_json(const lk_manifest_report *r, int dry)
-{
-    return report_json(r, dry);
-}
-
 int manifest_import_run(struct admin *a, const char *path, const char *sig_path, int dry)
 {
     char jws_default[4096];
