@@ -1,6 +1,7 @@
 /*
  * The manifest library's parts (manifest.c: the signature and the file;
- * lines.c: the header line, each device line and the registry import).
+ * lines.c: the header line, each device line and the registry import;
+ * manifest.c calls into lines.c, never the other way).
  */
 #ifndef LK_MANIFEST_INTERNAL_H
 #define LK_MANIFEST_INTERNAL_H

@@ -24,6 +24,25 @@
 static const char *const dev_names[] = {"deviceId", "format", "certificate", "chain", "publicKey", "serial", NULL};
 static const char *const hdr_names[] = {"latchkeyManifest", "batch", "manufacturer", "created", NULL};
 
+/* The members of o are exactly names (a manifest is a security document: an
+ * unknown member is refused, not ignored). 0, or -1 with the first unknown
+ * in *bad. */
+int lk_manifest__only(json_t *o, const char *const *names, const char **bad)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(o, k, v) {
+        int known = 0;
+        for (const char *const *n = names; *n != NULL; n++)
+            known |= strcmp(*n, k) == 0;
+        if (!known) {
+            *bad = k;
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* ---- a set of 32-byte digests: ids, keys, certificates and serials seen ---- */
 
 struct set {

@@ -61,25 +61,6 @@ static void hex32(const uint8_t d[32], char out[65])
     out[64] = '\0';
 }
 
-/* The members of o are exactly names (a manifest is a security document: an
- * unknown member is refused, not ignored). 0, or -1 with the first unknown
- * in *bad. */
-int lk_manifest__only(json_t *o, const char *const *names, const char **bad)
-{
-    const char *k;
-    json_t *v;
-    json_object_foreach(o, k, v) {
-        int known = 0;
-        for (const char *const *n = names; *n != NULL; n++)
-            known |= strcmp(*n, k) == 0;
-        if (!known) {
-            *bad = k;
-            return -1;
-        }
-    }
-    return 0;
-}
-
 /* ---- step 1: the JWS ---- */
 
 struct signer_list {
