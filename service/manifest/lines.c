@@ -167,9 +167,9 @@ static int parse_dev(lk_manifest_report *r, json_t *o, struct dev *d)
     d->serial = json_string_value(json_object_get(o, "serial"));
     json_t *ch = json_object_get(o, "chain");
     if (d->id == NULL || d->format == NULL || d->cert == NULL || d->key == NULL || d->serial == NULL ||
-        (ch != NULL && !json_is_array(ch))) {
+        !json_is_array(ch)) {
         refuse_line(r, LK_ERR_REG_INVALID, "deviceId, format, certificate, publicKey and serial must be strings, "
-                                           "chain an array");
+                                           "chain an array (empty for none)");
         return -1;
     }
     if (!lk_id_valid(d->id, strlen(d->id))) {
@@ -339,6 +339,40 @@ static json_t *load_line(const char *p, size_t n, json_error_t *je)
     return json_loadb(p, n, JSON_REJECT_DUPLICATES, je);
 }
 
+/* The manufacturer's label: 1-128 characters (UTF-8, as jansson checked), none a control character. */
+static int label_ok(const char *s)
+{
+    size_t n = 0;
+    if (s == NULL || *s == '\0')
+        return 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f)
+            return 0;
+        n += (*p & 0xc0) != 0x80; /* count characters, not bytes */
+    }
+    return n <= 128;
+}
+
+/* RFC 3339 in UTC: YYYY-MM-DDTHH:MM:SS, an optional fraction, then Z. */
+static int utc_ok(const char *s)
+{
+    static const char pat[] = "dddd-dd-ddTdd:dd:dd";
+    size_t i;
+    if (s == NULL)
+        return 0;
+    for (i = 0; pat[i]; i++)
+        if (pat[i] == 'd' ? !(s[i] >= '0' && s[i] <= '9') : s[i] != pat[i])
+            return 0;
+    if (s[i] == '.') {
+        size_t j = ++i;
+        while (s[i] >= '0' && s[i] <= '9')
+            i++;
+        if (i == j)
+            return 0;
+    }
+    return s[i] == 'Z' && s[i + 1] == '\0';
+}
+
 static lk_err header_line(struct walk *w, const char *batch, lk_manifest_report *r)
 {
     const char *p, *bad = NULL;
@@ -367,9 +401,10 @@ static lk_err header_line(struct walk *w, const char *batch, lk_manifest_report 
         snprintf(r->why, sizeof r->why, "line 1: batch is not the batch the signature names");
     } else if (!lk_id_valid(batch, strlen(batch))) {
         snprintf(r->why, sizeof r->why, "line 1: batch is not a valid id");
-    } else if (!json_is_string(json_object_get(h, "manufacturer")) ||
-               !json_is_string(json_object_get(h, "created"))) {
-        snprintf(r->why, sizeof r->why, "line 1: manufacturer and created must be strings");
+    } else if (!label_ok(json_string_value(json_object_get(h, "manufacturer")))) {
+        snprintf(r->why, sizeof r->why, "line 1: manufacturer must be 1 to 128 characters, no control characters");
+    } else if (!utc_ok(json_string_value(json_object_get(h, "created")))) {
+        snprintf(r->why, sizeof r->why, "line 1: created must be RFC 3339 in UTC (2026-12-05T07:41:03Z)");
     } else {
         err = LK_OK;
         r->batch = strdup(batch);

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <jansson.h>
 #include <openssl/bio.h>
@@ -62,6 +61,17 @@ static void hex32(const uint8_t d[32], char out[65])
 }
 
 /* ---- step 1: the JWS ---- */
+
+/* 64 lowercase hex digits (the format's digests are lowercase throughout). */
+static int lower_hex(const char *s)
+{
+    if (s == NULL || strlen(s) != 64)
+        return 0;
+    for (int i = 0; i < 64; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+    return 1;
+}
 
 struct signer_list {
     lk_reg_signer *v;
@@ -215,8 +225,9 @@ static lk_err check_jws(lk_registry *reg, const lk_reg_name *name, const char *j
         err = fail(r, LK_ERR_REG_INVALID, "the signature's typ must be \"latchkey-manifest+jws\"");
         goto out;
     }
-    if (kidj != NULL && (kid == NULL || strlen(kid) != 64)) {
-        err = fail(r, LK_ERR_REG_INVALID, "the signature's kid must be 64 hex digits (SHA-256 of the signer's SPKI)");
+    if (kidj != NULL && !lower_hex(kid)) {
+        err = fail(r, LK_ERR_REG_INVALID, "the signature's kid must be 64 lowercase hex digits (SHA-256 of the "
+                                          "signer's SPKI)");
         goto out;
     }
     err = lk_registry_list_signers(reg, name, take_signer, &sl, why, sizeof why);
@@ -236,7 +247,7 @@ static lk_err check_jws(lk_registry *reg, const lk_reg_name *name, const char *j
     for (size_t i = 0; i < sl.n && !verified; i++) {
         char fp[65];
         hex32(sl.v[i].fingerprint, fp);
-        if (kid != NULL && strcasecmp(fp, kid) != 0)
+        if (kid != NULL && strcmp(fp, kid) != 0)
             continue;
         tried++;
         const char *kalg = "?";
@@ -270,7 +281,7 @@ static lk_err check_jws(lk_registry *reg, const lk_reg_name *name, const char *j
     const char *hx = json_string_value(json_object_get(p, "sha256"));
     json_t *sz = json_object_get(p, "size"), *nd = json_object_get(p, "devices");
     const char *batch = json_string_value(json_object_get(p, "batch"));
-    int hex_ok = hx != NULL && strlen(hx) == 64;
+    int hex_ok = lower_hex(hx);
     for (int i = 0; hex_ok && i < 32; i++) {
         unsigned v;
         hex_ok = sscanf(hx + 2 * i, "%2x", &v) == 1;

@@ -249,6 +249,38 @@ def test_line_checks_refused(reg):
     assert "line 2\tdev-0\tok" in r.out
 
 
+def test_header_line_and_signature_form_refused(reg):
+    lines = reg.devices(1)
+
+    def with_head(head, name):
+        data = (json.dumps(head) + "\n" + json.dumps(lines[0]) + "\n").encode()
+        m = reg.tmp / name
+        m.write_bytes(data)
+        (reg.tmp / (name + ".jws")).write_text(sign_manifest(data, name, "batch-1", 1, reg.signer))
+        return m
+
+    base = {"latchkeyManifest": 1, "batch": "batch-1", "manufacturer": "acme-fab", "created": "2026-12-01T00:00:00Z"}
+    refused_whole(reg, with_head(dict(base, created="2026-12-01 00:00"), "a.jsonl"), INVALID, "created")
+    refused_whole(reg, with_head(dict(base, latchkeyManifest=2), "b.jsonl"), INVALID, "latchkeyManifest")
+    refused_whole(reg, with_head(dict(base, extra=1), "c.jsonl"), INVALID, 'unknown member "extra"')
+    refused_whole(reg, with_head(dict(base, batch="batch-2"), "d.jsonl"), INVALID, "batch")
+    refused_whole(reg, with_head(dict(base, manufacturer=""), "e.jsonl"), INVALID, "manufacturer")
+    # a device line without its chain member
+    m = write_manifest(reg.tmp / "f.jsonl", [{k: v for k, v in lines[0].items() if k != "chain"}], reg.signer)
+    refused_whole(reg, m, IMPORT, "chain an array")
+    # the JWS: an uppercase kid, a header member the format does not have, not three parts
+    m = write_manifest(reg.tmp / "g.jsonl", lines, reg.signer)
+    jws = (reg.tmp / "g.jsonl.jws").read_text().strip()
+    h, p, sig = jws.split(".")
+    import base64
+    hdr = json.loads(base64.urlsafe_b64decode(h + "=="))
+    for bad, word in ((dict(hdr, kid=hdr["kid"].upper()), "lowercase"), (dict(hdr, jku="https://x"), "jku")):
+        (reg.tmp / "g.jsonl.jws").write_text(b64u(json.dumps(bad).encode()) + "." + p + "." + sig + "\n")
+        refused_whole(reg, m, INVALID, word)
+    (reg.tmp / "g.jsonl.jws").write_text(h + "." + p + "\n")
+    refused_whole(reg, m, INVALID, "compact JWS")
+
+
 def test_json_report_of_a_refusal(reg):
     other, other_key = ca_cert("Other CA")
     m = write_manifest(reg.tmp / "b.jsonl", reg.devices(1) + reg.devices(1, other, other_key, prefix="x"),
