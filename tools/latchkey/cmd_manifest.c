@@ -153,8 +153,7 @@ int manifest_import_run(struct admin *a, const char *path, const char *sig_path,
                    a->registry);
     }
     if (err != LK_OK) {
-        tool_error(a->cmd, err, "%s%s", why, r.nresults > 0 && r.nrefused == 0 && strstr(why, "nothing") == NULL
-                                                 ? "; nothing was imported" : "");
+        tool_error(a->cmd, err, "%s%s", why, strstr(why, "nothing was imported") == NULL ? "; nothing was imported" : "");
         rc = r.nrefused > 0 ? EXIT_IMPORT : tool_registry_exit_code(err);
     }
     lk_manifest_report_free(&r);
