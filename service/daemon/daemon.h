@@ -261,6 +261,9 @@ void lkd_reply_lk(struct lkd_call *c, lk_err err, const char *why);
 void lkd_reply_lk_detail(struct lkd_call *c, lk_err err, const char *why, json_t *detail);
 /* POST .../devices:importManifest (api_manifest.c). */
 void lkd_api_import_manifest(struct lkd_call *c, const lk_reg_name *n);
+/* .../registries/R/manifestSigners[/INDEX] (crls 0) or .../crls[/INDEX] (crls 1): list, add, delete
+ * (api_manifest.c). */
+void lkd_api_trust(struct lkd_call *c, const lk_reg_name *n, int crls);
 /* Free what the call holds; the caller has replied (or the connection went). */
 void lkd_call_free(struct lkd_call *c);
 /* A query parameter's value (the last of its name), or NULL. */

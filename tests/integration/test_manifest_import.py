@@ -383,3 +383,74 @@ def test_rest_import_manifest(tmp_path):
         refused(e.as_role("provisioner").post(path, raw=m.read_bytes(), headers=hdr), "PERMISSION_DENIED")
     finally:
         e.stop()
+
+
+def test_rest_signers_and_crls(tmp_path):
+    from api_common import Env, registry_path, ok, refused
+    e = Env(tmp_path / "lkd")
+    try:
+        ca, ca_key = ca_cert("REST CA")
+        base = registry_path()
+        k = ec.generate_private_key(ec.SECP256R1()).public_key()
+        # only an admin may trust a manufacturer; anyone who may read sees them
+        refused(e.as_role("editor").post(base + "/manifestSigners", {"label": "acme", "publicKey": pem(k)}),
+                "PERMISSION_DENIED")
+        got = ok(e.api.post(base + "/manifestSigners", {"label": "acme", "publicKey": pem(k)}))
+        assert got == {"index": 0, "label": "acme"}, got
+        lst = ok(e.as_role("viewer").get(base + "/manifestSigners"))["manifestSigners"]
+        assert [(s["label"], s["fingerprint"]) for s in lst] == [("acme", kid(k))], lst
+        refused(e.api.post(base + "/manifestSigners", {"label": "x", "publicKey": pem(k), "alg": "ES256"}),
+                "INVALID_ARGUMENT", "alg")
+        refused(e.api.post(base + "/manifestSigners", {"label": "weak", "publicKey": "not a key"}),
+                "INVALID_ARGUMENT")
+        ok(e.api.delete(base + "/manifestSigners/0"))
+        assert ok(e.api.get(base + "/manifestSigners"))["manifestSigners"] == []
+        refused(e.api.delete(base + "/manifestSigners/0"), "NOT_FOUND")
+        # a CRL of a registry CA
+        from api_common import P as AP, L as AL
+        (tmp_path / "ca.pem").write_text(pem(ca))
+        assert e.lk("registries", "credentials", "create", "--registry", "reg-1", "--path", tmp_path / "ca.pem",
+                    "--project", AP, "--region", AL).rc == 0
+        crl = (x509.CertificateRevocationListBuilder().issuer_name(ca.subject).last_update(NOW - DAY)
+               .next_update(NOW + DAY)
+               .add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(42)
+                                        .revocation_date(NOW - DAY).build())
+               .sign(ca_key, hashes.SHA256()))
+        ok(e.api.post(base + "/crls", {"crl": crl.public_bytes(serialization.Encoding.PEM).decode()}))
+        lst = ok(e.api.get(base + "/crls"))["crls"]
+        assert len(lst) == 1 and "REST CA" in lst[0]["issuer"] and lst[0]["revoked"] == 1, lst
+        other, okey = ca_cert("Not ours")
+        foreign = (x509.CertificateRevocationListBuilder().issuer_name(other.subject).last_update(NOW - DAY)
+                   .next_update(NOW + DAY).sign(okey, hashes.SHA256()))
+        refused(e.api.post(base + "/crls", {"crl": foreign.public_bytes(serialization.Encoding.PEM).decode()}),
+                "INVALID_ARGUMENT")
+        ok(e.api.delete(base + "/crls/0"))
+        assert ok(e.api.get(base + "/crls"))["crls"] == []
+    finally:
+        e.stop()
+
+
+def test_cli_signers_and_crls(reg):
+    sl = json.loads(reg.lk("registries", "signers", "list", "--registry", reg.id, *LOC, "--format", "json").out)
+    assert [(s["index"], s["label"], s["fingerprint"]) for s in sl] == [(0, "acme", kid(reg.signer.public_key()))]
+    table = reg.lk("registries", "signers", "list", "--registry", reg.id, *LOC).out
+    assert "FINGERPRINT" in table and kid(reg.signer.public_key()) in table
+    bad = reg.tmp / "bad.pem"
+    bad.write_text("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
+    r = reg.lk("registries", "signers", "add", "--label", "bad", "--path", bad, "--registry", reg.id, *LOC)
+    assert r.rc != 0 and r.err, r
+    assert reg.lk("registries", "signers", "add", "--path", bad, "--registry", reg.id, *LOC).rc == 2
+    crl = (x509.CertificateRevocationListBuilder().issuer_name(reg.ca.subject).last_update(NOW - DAY)
+           .next_update(NOW + DAY)
+           .add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(7).revocation_date(NOW - DAY)
+                                    .build())
+           .sign(reg.ca_key, hashes.SHA256()))
+    (reg.tmp / "crl.pem").write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+    assert reg.lk("registries", "crls", "add", "--path", reg.tmp / "crl.pem", "--registry", reg.id, *LOC).rc == 0
+    cl = json.loads(reg.lk("registries", "crls", "list", "--registry", reg.id, *LOC, "--format", "json").out)
+    assert len(cl) == 1 and cl[0]["revoked"] == 1, cl
+    assert reg.lk("registries", "crls", "delete", "0", "--registry", reg.id, *LOC).rc == 0
+    assert reg.lk("registries", "signers", "delete", "0", "--registry", reg.id, *LOC).rc == 0
+    # with no signer left, a manifest is refused as unsigned by anyone trusted
+    m = write_manifest(reg.tmp / "b.jsonl", reg.devices(1), reg.signer)
+    refused_whole(reg, m, CERT, "trusts no manifest signer")
