@@ -59,11 +59,25 @@ static void hex(const uint8_t *d, size_t n, char *out)
         }                                                                         \
     } while (0)
 
+static char path[128];
+
+/* The database and SQLite's -wal and -shm beside it, at exit. */
+static void remove_db(void)
+{
+    char p[160];
+    lk_registry_close(reg);
+    unlink(path);
+    snprintf(p, sizeof p, "%s-wal", path);
+    unlink(p);
+    snprintf(p, sizeof p, "%s-shm", path);
+    unlink(p);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    char path[128], why[256];
+    char why[256];
     snprintf(path, sizeof path, "/dev/shm/lk-fuzz-manifest-%ld.db", (long)getpid());
     unlink(path);
     CHECK(lk_registry_open(path, LK_REG_CREATE, &reg, why, sizeof why) == LK_OK);
@@ -83,8 +97,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     lk_sha256(der, (size_t)dl, fp);
     OPENSSL_free(der);
     hex(fp, 32, kid);
-    /* the database file is not needed once open */
-    unlink(path);
+    atexit(remove_db);
     return 0;
 }
 
