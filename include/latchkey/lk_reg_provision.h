@@ -23,7 +23,8 @@ extern "C" {
  * import_add, add_credential, jit_register) when it verifies with OpenSSL's
  * X509_verify_cert up to one of the registry's CA certificates as trust
  * anchor, through at most LK_REG_CHAIN_MAX intermediates taken only from
- * spec->chain_pem (never from the registry's other devices), every
+ * spec->chain_pem (never from the registry's other devices; at most
+ * LK_REG_CHAIN_MAX + 1 certificates, as it may hold the anchor too), every
  * certificate of the path valid now except the leaf (whose dates are checked
  * only with LK_REG_CHECK_LEAF_DATES), every CA of the path a CA by the
  * registry-CA rules, and no certificate of the path revoked by a CRL the
@@ -91,7 +92,7 @@ lk_err lk_registry_delete_crl(lk_registry *reg, const lk_reg_name *name, unsigne
 #define LK_REG_JIT_MAX_LIMIT 10000000u
 typedef struct lk_reg_jit {
     int enabled;
-    uint64_t max_devices;            /* 0 = LK_REG_JIT_MAX_DEFAULT */
+    uint64_t max_devices;            /* set: 0 = LK_REG_JIT_MAX_DEFAULT; get: the limit in force */
     uint64_t registered;             /* (get only) devices JIT has registered so far */
 } lk_reg_jit;
 lk_err lk_registry_get_jit(lk_registry *reg, const lk_reg_name *name, lk_reg_jit *out,
@@ -106,11 +107,38 @@ lk_err lk_registry_set_jit(lk_registry *reg, const lk_reg_name *name, const lk_r
  * of this registry before, even one since deleted (LK_ERR_REG_EXISTS,
  * "this certificate registered <id> already"), and id is free
  * (LK_ERR_REG_EXISTS). The device gets the certificate as its one
- * credential (ES256_X509_PEM or RSA_X509_PEM by its key), jit = 1, and
- * LK_CHANGE_DEVICE is appended. */
+ * credential (ES256_X509_PEM or RSA_X509_PEM by its key; it expires when
+ * the certificate does), jit = 1, and LK_CHANGE_DEVICE is appended. The
+ * broker's write: a LK_REG_READONLY handle may make it (not LK_REG_NOWRITE).
+ * Order of the checks: JIT on, the count, the CN, the certificate never
+ * used, the id free, the chain. */
 lk_err lk_registry_jit_register(lk_registry *reg, const lk_reg_name *name, const char *id,
                                 const char *cert_pem, size_t cert_len, const char *chain_pem,
                                 size_t chain_len, uint64_t *num_id, char *why, size_t why_size);
+
+/* Large imports: the certificate checks outside the write transaction.
+ *
+ * lk_registry_import_check checks spec as lk_registry_import_add into the
+ * registry name would — everything but whether the device id is free —
+ * verifying its credentials (chains, CRLs, spec->cert_checks) in no
+ * transaction at all (a read snapshot only fetches the registry's CA
+ * certificates and CRLs, parsed once for as long as they do not change).
+ * When it passes, the handle remembers a digest of the spec's credentials,
+ * chain and cert_checks with the trust set they passed against. Then
+ * lk_registry_import_begin on the same handle compares that trust set with
+ * the one its write transaction sees: when they are the same,
+ * lk_registry_import_add skips the certificate verification of a spec it
+ * remembers (the same credentials, chain and checks); when a CA certificate
+ * or CRL was added or removed in between, or for a spec not checked, it
+ * verifies as always. So a caller checks every device first, then imports,
+ * and the write lock is held for the inserts alone. The memory is dropped
+ * at import_commit / import_abort, and when a check is made against another
+ * registry or a changed trust set. Errors: those of import_add's checks
+ * (LK_ERR_REG_INVALID, LK_ERR_REG_LIMIT, LK_ERR_CRED_INVALID,
+ * LK_ERR_REG_CERT), LK_ERR_REG_NOT_FOUND for the registry, LK_ERR_STATE
+ * while an import is open on the handle, LK_ERR_NOMEM. */
+lk_err lk_registry_import_check(lk_registry *reg, const lk_reg_name *name,
+                                const lk_reg_device_spec *spec, char *why, size_t why_size);
 
 #ifdef __cplusplus
 }

@@ -56,8 +56,9 @@ extern "C" {
 typedef struct lk_registry lk_registry;
 
 #define LK_REG_CREATE   1u /* create the database (and its schema) if missing */
-#define LK_REG_READONLY 2u /* the broker plugin: never writes except touch/state/ack and
-                              command outcomes (command_decide) */
+#define LK_REG_READONLY 2u /* the broker plugin: never writes except touch/state/ack,
+                              command outcomes (command_decide) and just-in-time
+                              registrations (lk_registry_jit_register) */
 #define LK_REG_NOWRITE  4u /* open the file read-only (SQLite's SQLITE_OPEN_READONLY): every
                               write, the broker's too, is LK_ERR_STATE; for listing a database
                               one may not write (see below) */
@@ -321,10 +322,12 @@ typedef struct lk_reg_device_spec {
     lk_reg_gateway_auth gateway_auth_method;
     const char *last_accessed_gateway_id;  /* NULL = none; else lk_id_valid */
     int64_t last_accessed_gateway_time;    /* 0 = never */
-    /* (schema 7) Creating only. The certificates between the credentials'
-     * certificates and a registry CA (PEM, concatenated; NULL = none: each
-     * certificate credential must be signed directly by a registry CA, IoT
-     * Core's rule). See "Certificate chains" below. */
+    /* (schema 7) Creating, and the credentials an update (LK_REG_SET_CREDS)
+     * adds (those the device has already are kept unchecked). The
+     * certificates between the credentials' certificates and a registry CA
+     * (PEM, concatenated; NULL = none: each certificate credential must be
+     * signed directly by a registry CA, IoT Core's rule); the registry CA may
+     * be among them. See "Certificate chains" in lk_reg_provision.h. */
     const char *chain_pem;
     size_t chain_len;
     unsigned cert_checks;            /* LK_REG_CHECK_* */

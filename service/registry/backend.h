@@ -337,6 +337,12 @@ typedef struct lk_reg_store {
     lk_err (*jit_cert_insert)(lk_reg_be *be, int64_t rid, const uint8_t sha[32], const char *id,
                               uint64_t num_id, int64_t t);               /* EXISTS */
     lk_err (*device_set_jit)(lk_reg_be *be, uint64_t num_id);
+    /* A device device_insert has just made (no credentials, no config):
+     * its credentials c[0..n) and its first config (c->version becomes its
+     * config_version). creds_set + config_add without their deletes, for
+     * a large import's write transaction. */
+    lk_err (*device_fill)(lk_reg_be *be, uint64_t num_id, const lk_reg_credential *c,
+                          unsigned n, const lk_reg_config *cfg);
 } lk_reg_store;
 
 extern const lk_reg_store lk_reg_sqlite_backend;

@@ -145,10 +145,10 @@ lk_err lk_reg__chain_parse(const char *pem, size_t len, STACK_OF(X509) **out, ch
     *out = NULL;
     if (pem == NULL || len == 0)
         return LK_OK;
-    if (len > (size_t)(LK_REG_CHAIN_MAX + 1) * LK_CRED_PEM_MAX)
+    if (len > (size_t)(LK_REG_CHAIN_MAX + 2) * LK_CRED_PEM_MAX)
         return lk_verify__why(why, why_size, LK_ERR_REG_LIMIT,
                               "the chain is %zu bytes; it holds at most %u certificates", len,
-                              LK_REG_CHAIN_MAX);
+                              LK_REG_CHAIN_MAX + 1);
     if (memchr(pem, '\0', len) != NULL || memmem(pem, len, "PRIVATE KEY-----", 16) != NULL)
         return lk_verify__why(why, why_size, LK_ERR_REG_INVALID,
                               "the chain is not PEM certificates alone");
@@ -158,8 +158,9 @@ lk_err lk_reg__chain_parse(const char *pem, size_t len, STACK_OF(X509) **out, ch
     }
     ERR_clear_error();
     while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
-        if (sk_X509_num(sk) >= (int)LK_REG_CHAIN_MAX || !sk_X509_push(sk, x)) {
-            int many = sk_X509_num(sk) >= (int)LK_REG_CHAIN_MAX;
+        /* The intermediates and, as many senders add it, the anchor. */
+        if (sk_X509_num(sk) >= (int)LK_REG_CHAIN_MAX + 1 || !sk_X509_push(sk, x)) {
+            int many = sk_X509_num(sk) >= (int)LK_REG_CHAIN_MAX + 1;
             X509_free(x);
             BIO_free(bio);
             sk_X509_pop_free(sk, X509_free);
@@ -169,7 +170,8 @@ lk_err lk_reg__chain_parse(const char *pem, size_t len, STACK_OF(X509) **out, ch
             return lk_verify__why(why, why_size, LK_ERR_REG_LIMIT,
                                   "the chain holds more than %u certificates; at most %u "
                                   "intermediate CAs may stand between a device and a registry "
-                                  "CA", LK_REG_CHAIN_MAX, LK_REG_CHAIN_MAX);
+                                  "CA (which the chain may also hold)", LK_REG_CHAIN_MAX + 1,
+                                  LK_REG_CHAIN_MAX);
         }
     }
     e = ERR_peek_last_error();
@@ -532,8 +534,7 @@ lk_err lk_reg__jit_cert(const char *pem, size_t len, const char *id, uint8_t sha
     BIO *bio;
     X509_NAME *subj;
     unsigned char *der = NULL;
-    int pos, dl, n = 0, kid;
-    char cn[LK_ID_MAX + 2];
+    int pos, dl, n = 0, kid, same;
     lk_err err = LK_ERR_REG_CERT;
 
     memset(sha, 0, 32);
@@ -561,8 +562,16 @@ lk_err lk_reg__jit_cert(const char *pem, size_t len, const char *id, uint8_t sha
                        "exactly one, the device id", n);
         goto exit;
     }
-    if (X509_NAME_get_text_by_NID(subj, NID_commonName, cn, sizeof cn) < 0 ||
-        strlen(cn) > LK_ID_MAX || strcmp(cn, id) != 0) {
+    {
+        /* The CN's bytes, compared whole: a CN with a NUL inside must not
+         * match the id before the NUL. */
+        int at = X509_NAME_get_index_by_NID(subj, NID_commonName, -1);
+        const ASN1_STRING *d = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, at));
+        size_t idl = strlen(id);
+        same = d != NULL && (size_t)ASN1_STRING_length(d) == idl &&
+               memcmp(ASN1_STRING_get0_data(d), id, idl) == 0;
+    }
+    if (!same) {
         lk_verify__why(why, why_size, err,
                        "the device certificate names another device (its subject CN is not "
                        "'%s'); a certificate registers only the device its CN names", id);

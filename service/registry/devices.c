@@ -129,6 +129,12 @@ static lk_err check_creds(lk_registry *reg, const lk_reg_cas *cas, const lk_reg_
     return LK_OK;
 }
 
+lk_err lk_reg__check_spec_creds(lk_registry *reg, const lk_reg_cas *cas,
+                                const lk_reg_device_spec *spec, char *why, size_t why_size)
+{
+    return check_creds(reg, cas, spec->creds, spec->ncreds, NULL, 0, spec, why, why_size);
+}
+
 lk_err lk_reg__device_absent(lk_registry *reg, const lk_reg_name *name, int64_t rid,
                              const char *id, char *why, size_t why_size)
 {
@@ -173,18 +179,17 @@ lk_err lk_reg__insert_device(lk_registry *reg, const lk_reg_name *name, int64_t 
     if (err == LK_ERR_REG_EXISTS)
         return failf(why, why_size, err, "device '%s' already exists in %s", spec->id,
                      name != NULL ? lk_reg__path(name, p, sizeof p) : reg->import_name);
-    if (err == LK_OK && spec->ncreds > 0)
-        err = reg->ops->creds_set(reg->be, *num_id, spec->creds, spec->ncreds);
     if (err == LK_OK && spec->nmetadata > 0)
         err = reg->ops->metadata_set(reg->be, *num_id, spec->metadata, spec->nmetadata);
     if (err == LK_OK) {
+        /* One version: nothing to prune (LK_CONFIG_VERSIONS_KEPT >= 1). */
         cfg.version = spec->config_version != 0 ? spec->config_version : 1;
         cfg.cloud_update_time =
             spec->config_cloud_update_time != 0 ? spec->config_cloud_update_time : now;
         cfg.device_ack_time = 0;
         cfg.data = (uint8_t *)spec->config;
         cfg.len = spec->config != NULL ? spec->config_len : 0;
-        err = reg->ops->config_add(reg->be, *num_id, &cfg, LK_CONFIG_VERSIONS_KEPT);
+        err = reg->ops->device_fill(reg->be, *num_id, spec->creds, spec->ncreds, &cfg);
     }
     if (err != LK_OK)
         return lk_reg__be_fail(reg, err, why, why_size);
@@ -392,7 +397,7 @@ lk_err lk_registry_update_device(lk_registry *reg, const lk_reg_name *name,
         if (err == LK_OK)
             err = lk_reg__load_cas(reg, rid, &cas, why, why_size);
         if (err == LK_OK)
-            err = check_creds(reg, cas, spec->creds, spec->ncreds, cur, ncur, NULL, why,
+            err = check_creds(reg, cas, spec->creds, spec->ncreds, cur, ncur, spec, why,
                               why_size);
         if (err == LK_OK &&
             (err = reg->ops->creds_set(reg->be, num_id, spec->creds, spec->ncreds)) != LK_OK)

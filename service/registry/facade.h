@@ -48,6 +48,8 @@ struct lk_registry {
     int64_t import_rid;
     lk_reg_cas *import_cas;
     char import_name[400];
+    int import_checked;         /* the import's trust set is the one import_check used */
+    lk_reg_checked *checked;    /* lk_registry_import_check's memory (NULL = none) */
 };
 
 /* ---- reasons, time, names (registry.c) ---- */
@@ -148,6 +150,10 @@ lk_err lk_reg__registry_absent(lk_registry *reg, const lk_reg_name *name, char *
  * transaction, once lk_reg__registry_absent() said it is not there. */
 lk_err lk_reg__insert_registry(lk_registry *reg, const lk_reg_name *name,
                                const lk_reg_registry_spec *spec, char *why, size_t why_size);
+/* Check each credential of a new device's spec against cas, with its chain
+ * and cert_checks, as lk_reg__insert_device does (devices.c). */
+lk_err lk_reg__check_spec_creds(lk_registry *reg, const lk_reg_cas *cas,
+                                const lk_reg_device_spec *spec, char *why, size_t why_size);
 /* Everything about a new device's spec that needs no database. */
 lk_err lk_reg__check_create_spec(const lk_reg_device_spec *spec, char *why, size_t why_size);
 /* LK_OK when registry rid has no device id, else LK_ERR_REG_EXISTS naming

@@ -3,6 +3,8 @@
  * whole import, one savepoint per item, so that a refused device or
  * registry leaves the rest intact.
  */
+#include <string.h>
+
 #include "facade.h"
 
 lk_err lk_registry_import_begin(lk_registry *reg, const lk_reg_name *name, char *why,
@@ -16,6 +18,16 @@ lk_err lk_registry_import_begin(lk_registry *reg, const lk_reg_name *name, char 
     err = lk_reg__load_cas(reg, rid, &reg->import_cas, why, why_size);
     if (err != LK_OK)
         return lk_reg__leave(reg, err, TX_WRITE, why, why_size);
+    /* import_check's verdicts hold if they were reached against the trust
+     * set this transaction sees. */
+    reg->import_checked = 0;
+    if (reg->checked != NULL && reg->checked->rid == rid) {
+        char stamp[LK_REG_STAMP_MAX];
+        if ((err = reg->ops->trust_stamp(reg->be, rid, stamp, sizeof stamp)) != LK_OK)
+            return lk_reg__leave(reg, lk_reg__be_fail(reg, err, why, why_size), TX_WRITE, why,
+                                 why_size);
+        reg->import_checked = strcmp(stamp, reg->checked->stamp) == 0;
+    }
     lk_reg__path(name, reg->import_name, sizeof reg->import_name);
     reg->import_rid = rid;
     reg->importing = IMPORT_DEVICES;
@@ -109,19 +121,62 @@ lk_err lk_registry_import_add_registry(lk_registry *reg, const lk_reg_name *name
 struct dev_item {
     const lk_reg_device_spec *spec;
     uint64_t num_id;
+    int checked;
 };
 
 static lk_err add_device_item(lk_registry *reg, void *arg, char *why, size_t why_size)
 {
     struct dev_item *it = arg;
-    return lk_reg__insert_device(reg, NULL, reg->import_rid, reg->import_cas, it->spec, 0,
-                                 &it->num_id, why, why_size);
+    return lk_reg__insert_device(reg, NULL, reg->import_rid, reg->import_cas, it->spec,
+                                 it->checked, &it->num_id, why, why_size);
+}
+
+lk_err lk_registry_import_check(lk_registry *reg, const lk_reg_name *name,
+                                const lk_reg_device_spec *spec, char *why, size_t why_size)
+{
+    char stamp[LK_REG_STAMP_MAX];
+    lk_reg_cas *cas = NULL;
+    uint8_t d[32];
+    int64_t rid;
+    lk_err err;
+
+    if (spec == NULL)
+        return failf(why, why_size, LK_ERR_ARG, "no device given");
+    if ((err = lk_reg__check_device_id(spec->id, why, why_size)) != LK_OK ||
+        (err = lk_reg__check_create_spec(spec, why, why_size)) != LK_OK)
+        return err;
+    /* A read snapshot for the trust set alone: parsed again only when it
+     * changed since the last call. */
+    if ((err = lk_reg__enter_registry(reg, TX_READ, name, &rid, why, why_size)) != LK_OK)
+        return err;
+    if ((err = reg->ops->trust_stamp(reg->be, rid, stamp, sizeof stamp)) != LK_OK)
+        err = lk_reg__be_fail(reg, err, why, why_size);
+    if (err == LK_OK && (reg->checked == NULL || reg->checked->rid != rid ||
+                         strcmp(reg->checked->stamp, stamp) != 0)) {
+        if (reg->checked == NULL && (reg->checked = lk_reg__checked_new()) == NULL)
+            err = failf(why, why_size, LK_ERR_NOMEM, "out of memory");
+        if (err == LK_OK)
+            err = lk_reg__load_cas(reg, rid, &cas, why, why_size);
+        if (err == LK_OK)
+            lk_reg__checked_reset(reg->checked, rid, stamp, cas);
+    }
+    if ((err = lk_reg__leave(reg, err, TX_READ, why, why_size)) != LK_OK)
+        return err;
+    /* The costly part, with no transaction open. */
+    if ((err = lk_reg__check_spec_creds(reg, reg->checked->cas, spec, why, why_size)) != LK_OK)
+        return err;
+    if ((err = lk_reg__spec_digest(spec, d)) != LK_OK ||
+        (err = lk_reg__checked_add(reg->checked, d)) != LK_OK)
+        return failf(why, why_size, err, "the check could not be remembered: %s",
+                     lk_strerror(err));
+    return LK_OK;
 }
 
 lk_err lk_registry_import_add(lk_registry *reg, const lk_reg_device_spec *spec, uint64_t *num_id,
                               char *why, size_t why_size)
 {
-    struct dev_item it = {spec, 0};
+    struct dev_item it = {spec, 0, 0};
+    uint8_t d[32];
     lk_err err;
 
     if (num_id != NULL)
@@ -132,12 +187,31 @@ lk_err lk_registry_import_add(lk_registry *reg, const lk_reg_device_spec *spec, 
         return failf(why, why_size, LK_ERR_ARG, "no device given");
     /* An existing id first, whatever else the spec holds (a caller may skip
      * it): a read inside the import's transaction. */
-    if ((err = lk_reg__check_device_id(spec->id, why, why_size)) != LK_OK ||
+    if ((err = lk_reg__check_device_id(spec->id, why, why_size)) != LK_OK)
+        return err;
+    it.checked = reg->import_checked && lk_reg__spec_digest(spec, d) == LK_OK &&
+                 lk_reg__checked_has(reg->checked, d);
+    /* A checked spec can fail only on its id, which the insert's UNIQUE
+     * constraint reports with the same reason: no read first. */
+    if (!it.checked &&
         (err = lk_reg__device_absent(reg, NULL, reg->import_rid, spec->id, why, why_size)) != LK_OK)
         return err;
     if ((err = lk_reg__check_create_spec(spec, why, why_size)) != LK_OK)
         return err;
-    err = import_item(reg, add_device_item, &it, why, why_size);
+    if (it.checked) {
+        /* No savepoint: a checked device is refused only when its id is
+         * taken, by its first write (a failed statement leaves nothing);
+         * anything else is the database failing, which ends the import
+         * as a failure that ends its transaction would. */
+        err = add_device_item(reg, &it, why, why_size);
+        if (err != LK_OK && (err != LK_ERR_REG_EXISTS || it.num_id != 0)) {
+            if (reg->ops->in_transaction(reg->be))
+                reg->ops->rollback(reg->be);
+            reg->import_failed = err;
+        }
+    } else {
+        err = import_item(reg, add_device_item, &it, why, why_size);
+    }
     if (err == LK_OK && num_id != NULL)
         *num_id = it.num_id;
     return err;

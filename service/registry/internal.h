@@ -96,6 +96,28 @@ lk_err lk_reg__cert_der(const char *pem, size_t len, unsigned char **der, size_t
  * too). */
 lk_err lk_reg__cert_details(const char *pem, size_t len, lk_reg_cert *c);
 
+/* ---- checked.c (schema 7): what lk_registry_import_check remembers ---- */
+
+/* The longest trust stamp (backend.h trust_stamp): the ids of at most
+ * LK_REGISTRY_CERTS_MAX certificates and LK_REG_CRLS_MAX CRLs. */
+#define LK_REG_STAMP_MAX 768
+typedef struct lk_reg_checked {
+    int64_t rid;                /* the registry checked against (0 = none) */
+    char stamp[LK_REG_STAMP_MAX];/* its trust set then */
+    lk_reg_cas *cas;            /* that trust set, parsed */
+    uint8_t (*set)[32];         /* digests of the specs that passed */
+    size_t n, cap;
+} lk_reg_checked;
+lk_reg_checked *lk_reg__checked_new(void);
+/* Forget the digests; take cas (freeing the one held) for rid and stamp. */
+void lk_reg__checked_reset(lk_reg_checked *c, int64_t rid, const char *stamp, lk_reg_cas *cas);
+void lk_reg__checked_free(lk_reg_checked *c);
+/* SHA-256 over everything of spec the credential checks read: each
+ * credential's format, expiry and PEM, the chain, cert_checks. */
+lk_err lk_reg__spec_digest(const lk_reg_device_spec *spec, uint8_t out[32]);
+int lk_reg__checked_has(const lk_reg_checked *c, const uint8_t d[32]);
+lk_err lk_reg__checked_add(lk_reg_checked *c, const uint8_t d[32]);
+
 /* ---- chain.c (schema 7) ---- */
 
 /* Add a stored CRL (proved when it was added) with the SHA-256 of its

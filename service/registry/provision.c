@@ -323,7 +323,9 @@ lk_err lk_registry_jit_register(lk_registry *reg, const lk_reg_name *name, const
     if ((err = lk_reg__check_name(name, why, why_size)) != LK_OK ||
         (err = lk_reg__check_device_id(id, why, why_size)) != LK_OK)
         return err;
-    if ((err = lk_reg__enter_registry(reg, TX_WRITE, name, &rid, why, why_size)) != LK_OK)
+    /* The broker's write (a LK_REG_READONLY handle may make it): the
+     * registry's own setting is what allows it. */
+    if ((err = lk_reg__enter_registry(reg, TX_BROKER, name, &rid, why, why_size)) != LK_OK)
         return err;
     if ((err = reg->ops->jit_get(reg->be, rid, &jit)) != LK_OK) {
         err = lk_reg__be_fail(reg, err, why, why_size);
@@ -391,7 +393,7 @@ lk_err lk_registry_jit_register(lk_registry *reg, const lk_reg_name *name, const
 exit:
     free(pem);
     lk_reg__cas_free(cas);
-    err = lk_reg__leave(reg, err, TX_WRITE, why, why_size);
+    err = lk_reg__leave(reg, err, TX_BROKER, why, why_size);
     if (err == LK_OK && num_id != NULL)
         *num_id = n;
     return err;

@@ -485,6 +485,7 @@ void lk_registry_close(lk_registry *reg)
         lk_reg__import_end(reg);
     }
     reg->ops->close(reg->be);
+    lk_reg__checked_free(reg->checked);
     lk_reg__checker_free(reg->ck);
     free(reg);
 }
@@ -517,4 +518,8 @@ void lk_reg__import_end(lk_registry *reg)
     reg->import_failed = LK_OK;
     reg->import_rid = 0;
     reg->import_name[0] = '\0';
+    reg->import_checked = 0;
+    /* what import_check proved served this import */
+    lk_reg__checked_free(reg->checked);
+    reg->checked = NULL;
 }

@@ -107,4 +107,5 @@ const lk_reg_store lk_reg_sqlite_backend = {
     .jit_cert_find = lk_sq__jit_cert_find,
     .jit_cert_insert = lk_sq__jit_cert_insert,
     .device_set_jit = lk_sq__device_set_jit,
+    .device_fill = lk_sq__device_fill,
 };

@@ -224,14 +224,12 @@ lk_err lk_sq__device_delete(lk_reg_be *be, uint64_t num_id)
     return RUN_INTS(S_DEV_DELETE, 1, (int64_t)num_id);
 }
 
-lk_err lk_sq__creds_set(lk_reg_be *be, uint64_t num_id, const lk_reg_credential *c,
-                        unsigned n)
+static lk_err creds_insert(lk_reg_be *be, uint64_t num_id, const lk_reg_credential *c,
+                           unsigned n)
 {
     sqlite3_stmt *s;
     unsigned i;
-    lk_err err = RUN_INTS(S_CREDS_DEL, 0, (int64_t)num_id);
-    if (err != LK_OK)
-        return err;
+    lk_err err;
     PREP(s, S_CRED_INS);
     for (i = 0; i < n; i++) {
         int rc = SQLITE_OK;
@@ -244,6 +242,33 @@ lk_err lk_sq__creds_set(lk_reg_be *be, uint64_t num_id, const lk_reg_credential 
             return err;
     }
     return LK_OK;
+}
+
+lk_err lk_sq__creds_set(lk_reg_be *be, uint64_t num_id, const lk_reg_credential *c,
+                        unsigned n)
+{
+    lk_err err = RUN_INTS(S_CREDS_DEL, 0, (int64_t)num_id);
+    return err != LK_OK ? err : creds_insert(be, num_id, c, n);
+}
+
+lk_err lk_sq__device_fill(lk_reg_be *be, uint64_t num_id, const lk_reg_credential *c,
+                          unsigned n, const lk_reg_config *cfg)
+{
+    sqlite3_stmt *s;
+    int rc = SQLITE_OK;
+    lk_err err = n > 0 ? creds_insert(be, num_id, c, n) : LK_OK;
+    if (err != LK_OK)
+        return err;
+    PREP(s, S_CFG_INS);
+    BIND(sqlite3_bind_int64(s, 1, (sqlite3_int64)num_id));
+    BIND(sqlite3_bind_int64(s, 2, cfg->version));
+    BIND(sqlite3_bind_int64(s, 3, cfg->cloud_update_time));
+    BIND(sqlite3_bind_int64(s, 4, cfg->device_ack_time));
+    BIND(lk_sq__bind_blob(s, 5, cfg->data, cfg->len));
+    if ((err = lk_sq__run_bound(be, s, rc)) != LK_OK)
+        return err;
+    /* a new row's config_version is 1 (the column's default) */
+    return cfg->version == 1 ? LK_OK : RUN_INTS(S_CFG_SETVER, 1, (int64_t)num_id, cfg->version);
 }
 
 lk_err lk_sq__metadata_set(lk_reg_be *be, uint64_t num_id, const lk_reg_metadata *m,

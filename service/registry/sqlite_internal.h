@@ -308,5 +308,7 @@ lk_err lk_sq__jit_cert_find(lk_reg_be *be, int64_t rid, const uint8_t sha[32], c
 lk_err lk_sq__jit_cert_insert(lk_reg_be *be, int64_t rid, const uint8_t sha[32], const char *id,
                               uint64_t num_id, int64_t t);
 lk_err lk_sq__device_set_jit(lk_reg_be *be, uint64_t num_id);
+lk_err lk_sq__device_fill(lk_reg_be *be, uint64_t num_id, const lk_reg_credential *c,
+                          unsigned n, const lk_reg_config *cfg);
 
 #endif

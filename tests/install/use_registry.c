@@ -135,6 +135,12 @@ int main(int argc, char **argv)
               jit.max_devices == 5 && jit.registered == 0);
         CHECK(lk_registry_jit_register(reg, &name, "device-99", key_pem, strlen(key_pem), NULL, 0,
                                        &jn, why, sizeof why) != LK_OK && jn == 0);
+        {
+            lk_reg_device_spec ck;
+            memset(&ck, 0, sizeof ck);
+            ck.id = "device-77";
+            CHECK(lk_registry_import_check(reg, &name, &ck, why, sizeof why) == LK_OK);
+        }
         memset(&sg, 0, sizeof sg);
         lk_reg_signer_free(&sg);
         memset(&crl, 0, sizeof crl);
