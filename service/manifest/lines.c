@@ -418,6 +418,34 @@ static lk_err header_line(struct walk *w, const char *batch, lk_manifest_report 
     return err;
 }
 
+/* The registry's spec of a checked line: the certificate as its one
+ * credential, the line's chain, the leaf's dates checked, and the serial and
+ * batch as metadata. Pass 1 checks it (lk_registry_import_check, outside the
+ * write transaction) and pass 2 adds the same spec, which the registry then
+ * need not verify again. */
+struct spec_buf {
+    lk_reg_credential cred;
+    lk_reg_metadata md[2];
+    lk_reg_device_spec spec;
+};
+
+static void fill_spec(struct spec_buf *b, const struct dev *d, const char *batch)
+{
+    memset(b, 0, sizeof *b);
+    b->cred.format = strcmp(d->format, "ES256_X509_PEM") == 0 ? LK_CRED_ES256_X509_PEM : LK_CRED_RSA_X509_PEM;
+    b->cred.pem = (char *)d->cert;
+    b->md[0] = (lk_reg_metadata){(char *)"se_serial", (char *)d->serial, strlen(d->serial)};
+    b->md[1] = (lk_reg_metadata){(char *)"manifest_batch", (char *)batch, strlen(batch)};
+    b->spec.id = d->id;
+    b->spec.creds = &b->cred;
+    b->spec.ncreds = 1;
+    b->spec.metadata = b->md;
+    b->spec.nmetadata = 2;
+    b->spec.chain_pem = d->chain;
+    b->spec.chain_len = d->chain_len;
+    b->spec.cert_checks = LK_REG_CHECK_LEAF_DATES;
+}
+
 /* Pass 1: every device line checked; results filled. */
 static lk_err check_lines(lk_registry *reg, const lk_reg_name *name, struct walk *w, lk_manifest_report *r,
                           struct set *seen)
@@ -487,12 +515,30 @@ static lk_err check_lines(lk_registry *reg, const lk_reg_name *name, struct walk
             if (e == LK_OK) {
                 lk_reg_device_free(&dv);
                 refuse_line(r, LK_ERR_REG_EXISTS, "device %s exists in the registry already", d.id);
+                rc = -1;
             } else if (e != LK_ERR_REG_NOT_FOUND) {
                 dev_free(&d);
                 json_decref(o);
                 snprintf(r->why, sizeof r->why, "the registry: %s", why[0] ? why : lk_strerror(e));
                 return e;
             }
+        }
+        if (rc == 0) {
+            /* The registry's certificate checks (chain, CRLs, dates), here
+             * rather than under its write lock. */
+            struct spec_buf sb;
+            char why[512] = "";
+            fill_spec(&sb, &d, r->batch);
+            lk_err e = lk_registry_import_check(reg, name, &sb.spec, why, sizeof why);
+            if (e == LK_ERR_NOMEM || e == LK_ERR_STATE || e == LK_ERR_REG_NOT_FOUND || e == LK_ERR_REG_STORAGE ||
+                e == LK_ERR_REG_BUSY) {
+                dev_free(&d);
+                json_decref(o);
+                snprintf(r->why, sizeof r->why, "the registry: %.400s", why[0] ? why : lk_strerror(e));
+                return e;
+            }
+            if (e != LK_OK)
+                refuse_line(r, e, "%s", why[0] ? why : lk_strerror(e));
         }
         dev_free(&d);
         json_decref(o);
@@ -524,22 +570,10 @@ static lk_err import_lines(lk_registry *reg, const lk_reg_name *name, struct wal
             err = LK_ERR_NOMEM;
             break;
         }
-        lk_reg_credential cred = {0};
-        cred.format = strcmp(d.format, "ES256_X509_PEM") == 0 ? LK_CRED_ES256_X509_PEM : LK_CRED_RSA_X509_PEM;
-        cred.pem = (char *)d.cert;
-        lk_reg_metadata md[2] = {{(char *)"se_serial", (char *)d.serial, strlen(d.serial)},
-                                 {(char *)"manifest_batch", r->batch, strlen(r->batch)}};
-        lk_reg_device_spec spec = {0};
-        spec.id = d.id;
-        spec.creds = &cred;
-        spec.ncreds = 1;
-        spec.metadata = md;
-        spec.nmetadata = 2;
-        spec.chain_pem = d.chain;
-        spec.chain_len = d.chain_len;
-        spec.cert_checks = LK_REG_CHECK_LEAF_DATES;
+        struct spec_buf sb;
+        fill_spec(&sb, &d, r->batch);
         why[0] = '\0';
-        lk_err e = lk_registry_import_add(reg, &spec, &x->num_id, why, sizeof why);
+        lk_err e = lk_registry_import_add(reg, &sb.spec, &x->num_id, why, sizeof why);
         if (e != LK_OK) {
             x->num_id = 0;
             x->err = e;
