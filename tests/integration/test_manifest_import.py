@@ -454,3 +454,19 @@ def test_cli_signers_and_crls(reg):
     # with no signer left, a manifest is refused as unsigned by anyone trusted
     m = write_manifest(reg.tmp / "b.jsonl", reg.devices(1), reg.signer)
     refused_whole(reg, m, CERT, "trusts no manifest signer")
+
+
+def test_rest_import_manifest_verb_elsewhere(tmp_path):
+    """The verb on another path is not found, and its body is read as JSON as always (never as a manifest)."""
+    from api_common import Env, registry_path, device_path, refused
+    e = Env(tmp_path / "lkd")
+    try:
+        hdr = {"Content-Type": "application/x-ndjson", "X-Latchkey-Manifest-Signature": "a.b.c"}
+        for path in (registry_path() + ":importManifest", device_path("d1") + ":importManifest",
+                     registry_path() + "/manifestSigners:importManifest"):
+            r = e.api.post(path, raw=b'{"latchkeyManifest":1}\n{"x":1}\n', headers=hdr)
+            assert r.status in (400, 404) and r.code in ("NOT_FOUND", "INVALID_ARGUMENT"), (path, r)
+        refused(e.api.call("PATCH", registry_path() + "/devices:importManifest", raw=b"{}", headers=hdr),
+                "NOT_FOUND", "POST")
+    finally:
+        e.stop()
