@@ -491,8 +491,9 @@ static lk_err check_lines(lk_registry *reg, const lk_reg_name *name, struct walk
         }
         if (rc == 0) {
             long at;
-            struct { char tag; const char *s; size_t n; const char *what; } k[2] = {
-                {'i', d.id, strlen(d.id), "deviceId"}, {'s', d.serial, strlen(d.serial), "serial"}};
+            /* One set for the four kinds: each digest is tagged with its kind. */
+            struct { char tag; const char *s; size_t n; } k[2] = {{'i', d.id, strlen(d.id)},
+                                                                  {'s', d.serial, strlen(d.serial)}};
             const uint8_t *dg[4] = {NULL, NULL, kd, cd};
             const char *what[4] = {"deviceId", "serial", "publicKey", "certificate"};
             for (int j = 0; j < 4 && rc == 0; j++) {
