@@ -34,6 +34,8 @@ void lk_reg__checked_free(lk_reg_checked *c)
     if (c == NULL)
         return;
     lk_reg__checked_reset(c, 0, NULL, NULL);
+    EVP_MD_CTX_free(c->mdctx);
+    EVP_MD_free(c->md);
     free(c);
 }
 
@@ -53,27 +55,31 @@ static void put_bytes(EVP_MD_CTX *m, const void *p, size_t n)
         EVP_DigestUpdate(m, p, n);
 }
 
-lk_err lk_reg__spec_digest(const lk_reg_device_spec *spec, uint8_t out[32])
+lk_err lk_reg__spec_digest(lk_reg_checked *c, const lk_reg_device_spec *spec, uint8_t out[32])
 {
-    EVP_MD_CTX *m = EVP_MD_CTX_new();
+    EVP_MD_CTX *m;
     unsigned i, ol = 0;
     memset(out, 0, 32);
-    if (m == NULL || EVP_DigestInit_ex(m, EVP_sha256(), NULL) != 1) {
-        EVP_MD_CTX_free(m);
+    /* Fetched once: an implicit fetch per device costs more than the hash
+     * inside a large import's transaction. */
+    if (c->md == NULL && (c->md = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL)
         return LK_ERR_CRYPTO;
-    }
+    if (c->mdctx == NULL && (c->mdctx = EVP_MD_CTX_new()) == NULL)
+        return LK_ERR_NOMEM;
+    m = c->mdctx;
+    if (EVP_DigestInit_ex2(m, c->md, NULL) != 1)
+        return LK_ERR_CRYPTO;
     /* Everything the credential checks read, each length-prefixed. */
     put_u64(m, spec->ncreds);
     for (i = 0; i < spec->ncreds; i++) {
-        const lk_reg_credential *c = &spec->creds[i];
-        put_u64(m, (uint64_t)c->format);
-        put_u64(m, (uint64_t)c->expires);
-        put_bytes(m, c->pem, c->pem != NULL ? strlen(c->pem) : 0);
+        const lk_reg_credential *cr = &spec->creds[i];
+        put_u64(m, (uint64_t)cr->format);
+        put_u64(m, (uint64_t)cr->expires);
+        put_bytes(m, cr->pem, cr->pem != NULL ? strlen(cr->pem) : 0);
     }
     put_bytes(m, spec->chain_pem, spec->chain_pem != NULL ? spec->chain_len : 0);
     put_u64(m, spec->cert_checks);
     i = EVP_DigestFinal_ex(m, out, &ol) == 1 && ol == 32;
-    EVP_MD_CTX_free(m);
     /* all zero marks an empty slot: a digest that is all zero (never seen)
      * is simply never remembered */
     return i ? LK_OK : LK_ERR_CRYPTO;

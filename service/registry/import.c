@@ -165,7 +165,7 @@ lk_err lk_registry_import_check(lk_registry *reg, const lk_reg_name *name,
     /* The costly part, with no transaction open. */
     if ((err = lk_reg__check_spec_creds(reg, reg->checked->cas, spec, why, why_size)) != LK_OK)
         return err;
-    if ((err = lk_reg__spec_digest(spec, d)) != LK_OK ||
+    if ((err = lk_reg__spec_digest(reg->checked, spec, d)) != LK_OK ||
         (err = lk_reg__checked_add(reg->checked, d)) != LK_OK)
         return failf(why, why_size, err, "the check could not be remembered: %s",
                      lk_strerror(err));
@@ -189,7 +189,7 @@ lk_err lk_registry_import_add(lk_registry *reg, const lk_reg_device_spec *spec, 
      * it): a read inside the import's transaction. */
     if ((err = lk_reg__check_device_id(spec->id, why, why_size)) != LK_OK)
         return err;
-    it.checked = reg->import_checked && lk_reg__spec_digest(spec, d) == LK_OK &&
+    it.checked = reg->import_checked && lk_reg__spec_digest(reg->checked, spec, d) == LK_OK &&
                  lk_reg__checked_has(reg->checked, d);
     /* A checked spec can fail only on its id, which the insert's UNIQUE
      * constraint reports with the same reason: no read first. */

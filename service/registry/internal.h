@@ -107,6 +107,7 @@ typedef struct lk_reg_checked {
     lk_reg_cas *cas;            /* that trust set, parsed */
     uint8_t (*set)[32];         /* digests of the specs that passed */
     size_t n, cap;
+    void *md, *mdctx;           /* SHA-256 fetched once, a context reused (EVP_MD, EVP_MD_CTX) */
 } lk_reg_checked;
 lk_reg_checked *lk_reg__checked_new(void);
 /* Forget the digests; take cas (freeing the one held) for rid and stamp. */
@@ -114,7 +115,7 @@ void lk_reg__checked_reset(lk_reg_checked *c, int64_t rid, const char *stamp, lk
 void lk_reg__checked_free(lk_reg_checked *c);
 /* SHA-256 over everything of spec the credential checks read: each
  * credential's format, expiry and PEM, the chain, cert_checks. */
-lk_err lk_reg__spec_digest(const lk_reg_device_spec *spec, uint8_t out[32]);
+lk_err lk_reg__spec_digest(lk_reg_checked *c, const lk_reg_device_spec *spec, uint8_t out[32]);
 int lk_reg__checked_has(const lk_reg_checked *c, const uint8_t d[32]);
 lk_err lk_reg__checked_add(lk_reg_checked *c, const uint8_t d[32]);
 
