@@ -54,6 +54,7 @@ done < "$BUILD/bench_verify.txt"
 emit openssl_speed_verify_es256_per_s "$($PIN openssl speed -seconds "$SECS" ecdsap256 2>/dev/null |
     awk '/bits ecdsa \(nistp256\)/ {print int($NF)}')"
 sh bench/registry.sh "$BUILD" "$OUT"
+sh bench/manifest.sh "$BUILD" "$OUT"
 sh bench/broker.sh "$BUILD" "$OUT"
 sh bench/simulate.sh "$BUILD" "$OUT"
 sh bench/api.sh "$BUILD" "$OUT"

@@ -11,7 +11,7 @@ set(LK_HEADERS_core lk_error.h lk_util.h lk_b64url.h lk_sha256.h lk_se.h lk_jwt.
 set(LK_HEADERS_se lk_softstore.h lk_pkcs11.h)
 set(LK_HEADERS_device lk_device.h)
 set(LK_HEADERS_verify lk_verify.h)
-set(LK_HEADERS_registry lk_registry.h lk_reg_provision.h)
+set(LK_HEADERS_registry lk_registry.h lk_reg_provision.h lk_manifest.h)
 set(LK_HEADERS_spool lk_spool.h)
 set(LK_LAYERS core se device verify registry spool)
 
@@ -108,7 +108,7 @@ lk_install_library(verify
 # carries too.
 lk_install_library(registry
   DESCRIPTION "latchkey device registry: IoT Core's registries, devices, credentials, configs and commands on SQLite"
-  OBJECTS lk_registry_obj lk_verify_shared_obj lk_dbfile_obj
+  OBJECTS lk_registry_obj lk_manifest_obj lk_verify_shared_obj lk_dbfile_obj
   LINK liblatchkey-verify liblatchkey-core OpenSSL::Crypto PkgConfig::JANSSON PkgConfig::SQLITE3
   REQUIRES latchkey-core latchkey-verify
   REQUIRES_PRIVATE "libcrypto >= 3.0" jansson "sqlite3 >= 3.37")

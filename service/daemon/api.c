@@ -110,6 +110,10 @@ void lkd_api_dispatch(struct lkd_call *c)
             lkd_api_registries(c, &n, 1);
         return;
     }
+    if ((is(c, 6, "manifestSigners") || is(c, 6, "crls")) && c->nseg <= 8) {
+        lkd_api_trust(c, &n, is(c, 6, "crls"));
+        return;
+    }
     if (is(c, 6, "groups")) {
         lkd_reply_error(c, LKD_UNIMPLEMENTED, "device groups are not offered (they never left IoT Core's alpha)");
         return;

@@ -352,7 +352,12 @@ void lkd_api_devices(struct lkd_call *c, const lk_reg_name *n, const char *dev, 
 {
     char why[512] = "";
     if (dev == NULL) {
-        if (c->verb != NULL) {
+        if (c->verb != NULL && strcmp(c->verb, "importManifest") == 0) {
+            if (c->method != EVHTTP_REQ_POST)
+                lkd_reply_error(c, LKD_NOT_FOUND, "devices:importManifest takes POST");
+            else if (lkd_require(c, n->project, LKD_ROLE_ADMIN) == 0)
+                lkd_api_import_manifest(c, n);
+        } else if (c->verb != NULL) {
             lkd_reply_error(c, LKD_NOT_FOUND, "no method :%.64s on devices", c->verb);
         } else if (c->method == EVHTTP_REQ_GET) {
             if (lkd_require(c, n->project, LKD_ROLE_VIEWER) == 0)

@@ -256,6 +256,14 @@ void lkd_reply_reason(struct lkd_call *c, lkd_code code, lk_err err, const char 
     __attribute__((format(printf, 4, 5)));
 /* The registry's refusal as an API error (NOT_FOUND, ALREADY_EXISTS, ...). */
 void lkd_reply_lk(struct lkd_call *c, lk_err err, const char *why);
+/* As lkd_reply_lk, with detail (taken; may be NULL) appended to the error's
+ * details after the ErrorInfo (devices:importManifest's report). */
+void lkd_reply_lk_detail(struct lkd_call *c, lk_err err, const char *why, json_t *detail);
+/* POST .../devices:importManifest (api_manifest.c). */
+void lkd_api_import_manifest(struct lkd_call *c, const lk_reg_name *n);
+/* .../registries/R/manifestSigners[/INDEX] (crls 0) or .../crls[/INDEX] (crls 1): list, add, delete
+ * (api_manifest.c). */
+void lkd_api_trust(struct lkd_call *c, const lk_reg_name *n, int crls);
 /* Free what the call holds; the caller has replied (or the connection went). */
 void lkd_call_free(struct lkd_call *c);
 /* A query parameter's value (the last of its name), or NULL. */

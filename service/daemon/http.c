@@ -219,7 +219,12 @@ static void serve(struct lkd *d, struct evhttp_request *req, int device)
         lkd_device_dispatch(c);
         return;
     }
-    if ((m == EVHTTP_REQ_POST || m == EVHTTP_REQ_PATCH || m == EVHTTP_REQ_PUT) && lkd_read_body(c) != 0)
+    /* .../registries/R/devices:importManifest's body is a manifest (JSON
+     * lines), read there; on any other path the verb is refused after a
+     * JSON body was read as always. */
+    int raw = c->verb != NULL && strcmp(c->verb, "importManifest") == 0 && c->nseg == 7 &&
+              strcmp(c->seg[6], "devices") == 0 && strcmp(c->seg[4], "registries") == 0;
+    if ((m == EVHTTP_REQ_POST || m == EVHTTP_REQ_PATCH || m == EVHTTP_REQ_PUT) && !raw && lkd_read_body(c) != 0)
         return;
     lkd_api_dispatch(c);
 }

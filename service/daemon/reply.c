@@ -108,14 +108,18 @@ void lkd_send_secret(struct evhttp_request *req, int status, char *text, size_t 
  * detail in Google's own shape, so that a client (the latchkey tool) tells
  * apart what one canonical code covers (INVALID_ARGUMENT: a limit, a
  * certificate, a key) and exits as the registry's refusal would make it. */
-static void send_error(struct evhttp_request *req, lkd_code code, const char *msg, const char *reason)
+static void send_error(struct evhttp_request *req, lkd_code code, const char *msg, const char *reason,
+                       json_t *detail)
 {
     json_t *j = json_pack("{s:{s:i,s:s,s:s}}", "error", "code", codes[code].http, "message", msg, "status",
                           codes[code].name);
-    if (j != NULL && reason != NULL)
-        json_object_set_new(json_object_get(j, "error"), "details",
-                            json_pack("[{s:s,s:s,s:s}]", "@type", "type.googleapis.com/google.rpc.ErrorInfo",
-                                      "reason", reason, "domain", "latchkey"));
+    if (j != NULL && reason != NULL) {
+        json_t *d = json_pack("[{s:s,s:s,s:s}]", "@type", "type.googleapis.com/google.rpc.ErrorInfo", "reason",
+                              reason, "domain", "latchkey");
+        if (d != NULL && detail != NULL)
+            json_array_append(d, detail);
+        json_object_set_new(json_object_get(j, "error"), "details", d);
+    }
     if (code == LKD_UNAUTHENTICATED)
         evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer realm=\"latchkeyd\"");
     lkd_send_json(req, codes[code].http, j);
@@ -125,7 +129,7 @@ static void send_error(struct evhttp_request *req, lkd_code code, const char *ms
 /* An error before (or without) a call: the same JSON shape. */
 void lkd_send_error(struct evhttp_request *req, lkd_code code, const char *msg)
 {
-    send_error(req, code, msg, NULL);
+    send_error(req, code, msg, NULL, NULL);
 }
 
 static const char *method_name(enum evhttp_cmd_type m)
@@ -161,6 +165,8 @@ void lkd_reply_json(struct lkd_call *c, int status, json_t *j)
     lkd_call_free(c);
 }
 
+static json_t *next_detail; /* lkd_reply_lk_detail's, for the one reply_error_v it makes (one thread) */
+
 static void reply_error_v(struct lkd_call *c, lkd_code code, const char *reason, const char *fmt, va_list ap)
     __attribute__((format(printf, 4, 0)));
 static void reply_error_v(struct lkd_call *c, lkd_code code, const char *reason, const char *fmt, va_list ap)
@@ -169,7 +175,7 @@ static void reply_error_v(struct lkd_call *c, lkd_code code, const char *reason,
     vsnprintf(msg, sizeof msg, fmt, ap);
     lkd_log("%s %s %s by %s: %s %s", c->peer, method_name(c->method), c->path ? c->path : "?", c->who.email[0] ? c->who.email : "(unauthenticated)", codes[code].name, msg);
     if (c->req != NULL)
-        send_error(c->req, code, msg, reason);
+        send_error(c->req, code, msg, reason, next_detail);
     lkd_call_free(c);
 }
 
@@ -210,6 +216,14 @@ void lkd_reply_lk(struct lkd_call *c, lk_err err, const char *why)
         lkd_reply_reason(c, LKD_INTERNAL, err, "internal error (%s)", lk_errname(err));
         return;
     }
+}
+
+void lkd_reply_lk_detail(struct lkd_call *c, lk_err err, const char *why, json_t *detail)
+{
+    next_detail = detail;
+    lkd_reply_lk(c, err, why);
+    next_detail = NULL;
+    json_decref(detail);
 }
 
 const char *lkd_query(const struct lkd_call *c, const char *name)

@@ -70,6 +70,35 @@ def pem_cert(key):
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
+def manifest_seeds():
+    """fuzz_manifest's: .jsonl files of batch "batch-1" (the harness signs them), self-signed device
+    certificates (its registry has no CA)."""
+    import json
+
+    def line(did):
+        k = ec.generate_private_key(ec.SECP256R1())
+        n = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, did)])
+        t = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+        c = (x509.CertificateBuilder().subject_name(n).issuer_name(n).public_key(k.public_key())
+             .serial_number(1).not_valid_before(t).not_valid_after(t + datetime.timedelta(days=36500))
+             .sign(k, hashes.SHA256()))
+        return {"deviceId": did, "format": "ES256_X509_PEM",
+                "certificate": c.public_bytes(serialization.Encoding.PEM).decode(), "chain": [],
+                "publicKey": pem_pub(k).decode(), "serial": "SE" + did}
+
+    head = json.dumps({"latchkeyManifest": 1, "batch": "batch-1", "manufacturer": "fuzz-fab",
+                       "created": "2026-01-01T00:00:00Z"})
+    a, b = line("dev-a"), line("dev-b")
+    seeds = {"good-2": [head, json.dumps(a), json.dumps(b)],
+             "dup-id": [head, json.dumps(a), json.dumps(dict(b, deviceId="dev-a"))],
+             "unknown-member": [head, json.dumps(dict(a, extra=1))],
+             "bad-format": [head, json.dumps(dict(a, format="RSA_X509_PEM"))],
+             "header-only": [head]}
+    out = {k: ("\n".join(v) + "\n").encode() for k, v in seeds.items()}
+    out["truncated"] = (head + "\n" + json.dumps(a)[:300]).encode()
+    return out
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "corpus")
     es = ec.generate_private_key(ec.SECP256R1())
@@ -134,7 +163,8 @@ def main():
         "rsa1024_refused": b"\x01" + pem_pub(rsa1024),
         "two_objects_expired": b"\x80" + pem_pub(es) + pem_pub(es),
     }
-    for sub, files in (("verify", verify), ("b64url", b64url), ("cred", cred)):
+    manifest = manifest_seeds()
+    for sub, files in (("verify", verify), ("b64url", b64url), ("cred", cred), ("manifest", manifest)):
         d = os.path.join(out, sub)
         os.makedirs(d, exist_ok=True)
         for name, data in files.items():

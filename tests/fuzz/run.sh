@@ -12,7 +12,7 @@ set -eu
 BUILD=${1:?usage: run.sh BUILD SECONDS [TARGET...]}
 SECS=${2:?usage: run.sh BUILD SECONDS [TARGET...]}
 shift 2
-TARGETS=${*:-"fuzz_verify fuzz_cred fuzz_b64url fuzz_iotcore fuzz_api_body fuzz_gateway_error"}
+TARGETS=${*:-"fuzz_verify fuzz_cred fuzz_b64url fuzz_iotcore fuzz_api_body fuzz_gateway_error fuzz_manifest"}
 SRC=$(cd "$(dirname "$0")" && pwd)
 # LeakSanitizer stays on: a leak on a rejected token is a bug.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1:symbolize=1}
@@ -32,6 +32,7 @@ for t in $TARGETS; do
         fuzz_iotcore) extra="-max_len=1024" ;;   # past LK_DEVICE_PATH_MAX
         fuzz_api_body) extra="-max_len=8192" ;;
         fuzz_gateway_error) extra="-max_len=8300" ;;   # past LK_GATEWAY_ERROR_MAX
+        fuzz_manifest) extra="-max_len=70000" ;;   # past LK_MANIFEST_LINE_MAX
     esac
     echo "== $t: $SECS s, corpus $work/corpus, crashes to $work/crashes/"
     # shellcheck disable=SC2086

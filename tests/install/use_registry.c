@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <latchkey/lk_manifest.h>
 #include <latchkey/lk_registry.h>
 
 static int failures;
@@ -332,6 +333,16 @@ int main(int argc, char **argv)
     n = 0;
     CHECK(lk_registry_presence_tombstones(reg, count_tomb, &n, why, sizeof why) == LK_OK);
     CHECK(lk_registry_presence_tombstones_done(reg, &pu.num_id, 1, why, sizeof why) == LK_OK);
+
+    /* lk_manifest.h: a manifest whose signature is no JWS is refused whole */
+    {
+        static const char m[] = "{\"latchkeyManifest\":1}\n";
+        lk_manifest_report rep;
+        CHECK(lk_manifest_import(reg, &name, m, sizeof m - 1, "x", 1, LK_MANIFEST_DRY_RUN, &rep, why, sizeof why) ==
+              LK_ERR_REG_INVALID);
+        CHECK(rep.imported == 0 && rep.nresults == 0 && why[0] != '\0');
+        lk_manifest_report_free(&rep);
+    }
 
     /* and away again */
     CHECK(lk_registry_delete_registry(reg, &name, why, sizeof why) == LK_ERR_REG_NOT_EMPTY);

@@ -2,6 +2,7 @@
  * latchkey devices import FILE|- --registry R --project P --region L
  * latchkey registries import FILE|- --project P --region L
  * latchkey devices import FILE|- --bindings PAIRS ... / devices gateways import PAIRS ...
+ * latchkey devices import --manifest F.jsonl ... (cmd_manifest.c)
  *
  * Many devices (or registries) in one transaction, from what IoT Core's
  * tools printed: `gcloud iot devices list/describe --format json` (a JSON
@@ -31,10 +32,13 @@
 #include "admin.h"
 #include "import.h"
 #include "records.h"
+#include "manifest.h"
 
 static const char devices_import_usage[] =
     "usage: latchkey [--db FILE] devices import FILE|- --registry R --project P --region L\n"
     "                [--skip-existing] [--format text|json] [--busy-timeout MS]\n"
+    "       latchkey [--db FILE] devices import --manifest F.jsonl [--signature F.jsonl.jws]\n"
+    "                [--dry-run] --registry R --project P --region L [--format text|json]\n"
     "\n"
     "Creates every device of FILE (or standard input) in one transaction: either all of them\n"
     "or, if any record is refused, none. Refused records are reported (where, device id,\n"
@@ -58,6 +62,10 @@ static const char devices_import_usage[] =
     "converted to a PUBLIC KEY. The output-only fields (name, state, last*Time,\n"
     "lastErrorStatus, config.deviceAckTime, ...) are ignored; any other field is refused.\n"
     "\n"
+    "  --manifest F.jsonl  a factory's signed manifest instead of FILE (docs/provisioning.md):\n"
+    "                    its signature (--signature, default F.jsonl.jws) by a signer the registry\n"
+    "                    trusts, then every device line and certificate chain; all or nothing,\n"
+    "                    one report line per device. --dry-run checks and writes nothing\n"
     "  --skip-existing   a device whose id exists in the registry already is skipped (and\n"
     "                    counted), not refused: re-runs a batch that was imported before\n"
     "  --bindings PAIRS  gateway bindings, in the same transaction, after the devices: records\n"
@@ -106,7 +114,7 @@ static const char registries_import_usage[] =
     "\n"
     "  --skip-existing   a registry that exists already is skipped (and counted), not refused\n";
 
-enum { OPT_SKIP_EXISTING = OPT_FIRST_OWN, OPT_BINDINGS };
+enum { OPT_SKIP_EXISTING = OPT_FIRST_OWN, OPT_BINDINGS, OPT_MANIFEST, OPT_SIGNATURE, OPT_DRY_RUN };
 
 
 /* ---- ids seen in this input ---- */
@@ -463,15 +471,18 @@ static int run_import(int argc, char **argv, int kind)
     static const struct option opts[] = {ADMIN_COMMON_OPTIONS,
                                          {"skip-existing", no_argument, 0, OPT_SKIP_EXISTING},
                                          {"bindings", required_argument, 0, OPT_BINDINGS},
+                                         {"manifest", required_argument, 0, OPT_MANIFEST},
+                                         {"signature", required_argument, 0, OPT_SIGNATURE},
+                                         {"dry-run", no_argument, 0, OPT_DRY_RUN},
                                          {0, 0, 0, 0}};
     struct admin a;
     struct import im;
     int devices = kind != 0;
-    const char *path = NULL, *bpath = NULL, *noun = kind == 2 ? "bindings" : devices ? "devices" : "registries";
+    const char *path = NULL, *bpath = NULL, *mpath = NULL, *spath = NULL, *noun = kind == 2 ? "bindings" : devices ? "devices" : "registries";
     char why[512] = "";
     char *buf = NULL;
     FILE *f = NULL, *bf = NULL;
-    int c, rc = EXIT_OK, begun = 0, broken = 0;
+    int c, rc = EXIT_OK, begun = 0, broken = 0, dry = 0;
     lk_err err;
 
     admin_init(&a, kind == 2 ? "devices gateways import" : devices ? "devices import" : "registries import",
@@ -488,12 +499,28 @@ static int run_import(int argc, char **argv, int kind)
             im.skip_existing = 1;
         else if (c == OPT_BINDINGS && kind == 1)
             bpath = optarg;
+        else if (c == OPT_MANIFEST && kind == 1)
+            mpath = optarg;
+        else if (c == OPT_SIGNATURE && kind == 1)
+            spath = optarg;
+        else if (c == OPT_DRY_RUN && kind == 1)
+            dry = 1;
         else
             return tool_usage_error("%s: %s is not an option of this command", a.cmd,
                                     c == OPT_BINDINGS ? "--bindings" : "--skip-existing");
     }
     if (rc != EXIT_OK)
         return rc == ADMIN_HELP ? EXIT_OK : rc;
+    if (mpath != NULL || spath != NULL || dry) {
+        /* A signed factory manifest (cmd_manifest.c): its own checks and report. */
+        if (mpath == NULL || optind < argc || bpath != NULL || im.skip_existing)
+            return tool_usage_error("%s: --manifest F.jsonl [--signature F.jsonl.jws] [--dry-run] takes no FILE, "
+                                    "--bindings or --skip-existing", a.cmd);
+        if ((rc = admin_resolve(&a, NULL, 1, NULL)) == EXIT_OK)
+            rc = manifest_import_run(&a, mpath, spath, dry);
+        admin_close(&a);
+        return out_finish(rc);
+    }
     if (optind < argc)
         path = argv[optind++];
     if (path == NULL)

@@ -1,6 +1,7 @@
 /*
  * latchkey registries create | list | describe | update | delete
  * latchkey registries credentials create | list | describe | delete
+ * latchkey registries signers|crls ... (cmd_manifest.c)
  *
  * IoT Core's device registries (gcloud iot registries ...) with their CA
  * certificates.
@@ -11,6 +12,7 @@
 
 #include "cli.h"
 #include "admin.h"
+#include "manifest.h"
 #include "regops.h"
 
 static const char registries_usage[] =
@@ -31,6 +33,9 @@ static const char registries_usage[] =
     "  credentials delete INDEX --registry R\n"
     "  import FILE|-     (IoT Core's DeviceRegistries, as gcloud printed them; see\n"
     "                    'latchkey registries import --help')\n"
+    "  signers add --label L --path KEY.pem | list | delete INDEX --registry R\n"
+    "                    (manufacturer keys trusted for signed manifests)\n"
+    "  crls add --path CRL.pem [--issuer-chain CHAIN.pem] | list | delete INDEX --registry R\n"
     "\n"
     "'latchkey registries COMMAND --help' shows one command.\n"
     "Common options: --db FILE (or LATCHKEY_DB; only 'registries create' creates a missing\n"
@@ -791,6 +796,8 @@ int cmd_registries(int argc, char **argv)
     sub = argv[1];
     if (strcmp(sub, "import") == 0)
         return cmd_registries_import(argc - 1, argv + 1);
+    if (strcmp(sub, "signers") == 0 || strcmp(sub, "crls") == 0)
+        return cmd_registries_trust(argc - 1, argv + 1, strcmp(sub, "crls") == 0);
     if (strcmp(sub, "credentials") == 0) {
         const char *c2 = argc >= 3 ? argv[2] : "";
         if ((rc = admin_group_usage(argc, argv, 2, u_creds)) != -1)
@@ -828,7 +835,7 @@ int cmd_registries(int argc, char **argv)
         rc = one_registry(&a, argc - 1, argv + 1, 1);
     else
         rc = tool_usage_error("registries: unknown subcommand '%s' (create, list, describe, update, "
-                              "delete, credentials, import)", sub);
+                              "delete, credentials, import, signers, crls)", sub);
     admin_close(&a);
     return out_finish(rc);
 }
