@@ -31,6 +31,8 @@ static const char registries_usage[] =
     "  credentials delete INDEX --registry R\n"
     "  import FILE|-     (IoT Core's DeviceRegistries, as gcloud printed them; see\n"
     "                    'latchkey registries import --help')\n"
+    "  jit --registry R  (--enable [--max-devices N] | --disable | --show): just-in-time\n"
+    "                    registration (docs/provisioning.md)\n"
     "\n"
     "'latchkey registries COMMAND --help' shows one command.\n"
     "Common options: --db FILE (or LATCHKEY_DB; only 'registries create' creates a missing\n"
@@ -791,6 +793,8 @@ int cmd_registries(int argc, char **argv)
     sub = argv[1];
     if (strcmp(sub, "import") == 0)
         return cmd_registries_import(argc - 1, argv + 1);
+    if (strcmp(sub, "jit") == 0)
+        return cmd_registries_jit(argc - 1, argv + 1);
     if (strcmp(sub, "credentials") == 0) {
         const char *c2 = argc >= 3 ? argv[2] : "";
         if ((rc = admin_group_usage(argc, argv, 2, u_creds)) != -1)
@@ -828,7 +832,7 @@ int cmd_registries(int argc, char **argv)
         rc = one_registry(&a, argc - 1, argv + 1, 1);
     else
         rc = tool_usage_error("registries: unknown subcommand '%s' (create, list, describe, update, "
-                              "delete, credentials, import)", sub);
+                              "delete, credentials, import, jit)", sub);
     admin_close(&a);
     return out_finish(rc);
 }
