@@ -283,3 +283,28 @@ def test_flood_stopped_at_rate(tmp_path_factory):
         assert describe(b, reg, "flood-good").rc != 0
     finally:
         b.stop()
+
+
+def test_http_bridge_first_request_registers(tmp_path):
+    pytest.importorskip("requests")
+    from test_http_bridge import Bridge
+    br = Bridge(tmp_path)
+    try:
+        b = br.b
+        root = CA("http-root")
+        path = b.base / "http-ca.pem"
+        path.write_bytes(root.pem)
+        loc = ["--registry", b.registry, "--project", P, "--region", L]
+        assert b.lk("registries", "credentials", "create", "--path", str(path), *loc).rc == 0
+        assert b.lk("registries", "jit", "--enable", *loc).rc == 0
+        k, cert = root.device("http-jit")
+        r = br.event("http-jit", b"first", x5c_token(k, [cert]))
+        assert r.status_code == 200, r.text
+        assert describe(b, b.registry, "http-jit").rc == 0
+        # from another CA: refused, nothing written
+        k2, cert2 = CA("http-stranger").device("http-stranger")
+        r = br.event("http-stranger", b"x", x5c_token(k2, [cert2]))
+        assert r.status_code == 401, r.text
+        assert describe(b, b.registry, "http-stranger").rc != 0
+    finally:
+        br.stop()
