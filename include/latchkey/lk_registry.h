@@ -223,100 +223,9 @@ lk_err lk_registry_list_certs(lk_registry *reg, const lk_reg_name *name,
 lk_err lk_registry_delete_cert(lk_registry *reg, const lk_reg_name *name,
                                unsigned index, char *why, size_t why_size);
 
-/* ---- provisioning (schema 7, docs/provisioning.md) ----
- *
- * Certificate chains. A device certificate is accepted (create_device,
- * import_add, add_credential, jit_register) when it verifies with OpenSSL's
- * X509_verify_cert up to one of the registry's CA certificates as trust
- * anchor, through at most LK_REG_CHAIN_MAX intermediates taken only from
- * spec->chain_pem (never from the registry's other devices), every
- * certificate of the path valid now except the leaf (whose dates are checked
- * only with LK_REG_CHECK_LEAF_DATES), every CA of the path a CA by the
- * registry-CA rules, and no certificate of the path revoked by a CRL the
- * registry holds (lk_registry_add_crl) for its issuer. Without a chain this
- * is IoT Core's rule: signed directly by a registry CA. A revoked
- * certificate is LK_ERR_REG_CERT, why "revoked by <issuer>'s CRL".
- */
-#define LK_REG_CHAIN_MAX 2u              /* intermediates between a device and a registry CA */
-#define LK_REG_CHECK_LEAF_DATES 1u       /* the device certificate must be valid now (manifests, JIT) */
-
-/* Manifest signers: the public keys (P-256 or RSA >= 2048, PEM SPKI) whose
- * signature on a factory manifest the registry trusts; at most
- * LK_REG_SIGNERS_MAX, each with a label (lk_id_valid). fingerprint is the
- * SHA-256 of the DER SPKI (the manifest signature's kid, in hex). */
-#define LK_REG_SIGNERS_MAX 10u
-typedef struct lk_reg_signer {
-    unsigned index;
-    char *label;
-    char *pem;
-    char *key_type;                  /* "EC P-256", "RSA 3072" */
-    uint8_t fingerprint[32];
-    int64_t created;
-} lk_reg_signer;
-void lk_reg_signer_free(lk_reg_signer *s);
-lk_err lk_registry_add_signer(lk_registry *reg, const lk_reg_name *name, const char *label,
-                              const char *pem, size_t pem_len, unsigned *index,
-                              char *why, size_t why_size);
-lk_err lk_registry_list_signers(lk_registry *reg, const lk_reg_name *name,
-                                int (*cb)(void *arg, const lk_reg_signer *s), void *arg,
-                                char *why, size_t why_size);
-lk_err lk_registry_delete_signer(lk_registry *reg, const lk_reg_name *name, unsigned index,
-                                 char *why, size_t why_size);
-
-/* Certificate revocation lists (X.509 v2 CRL, PEM). A CRL is accepted when
- * its signature verifies with the key of its issuer, which is one of the
- * registry's CA certificates or a CA certificate given in issuer_chain_pem
- * that itself verifies to a registry CA (as above; stored with the CRL);
- * it replaces the registry's CRL of the same issuer unless that one is newer
- * (LK_ERR_REG_INVALID "older than the CRL held"). At most LK_REG_CRLS_MAX,
- * each at most LK_REG_CRL_MAX bytes of PEM. A CRL past its nextUpdate still
- * revokes what it lists (failing closed). */
-#define LK_REG_CRLS_MAX 20u
-#define LK_REG_CRL_MAX (4u * 1024u * 1024u)
-typedef struct lk_reg_crl {
-    unsigned index;
-    char *issuer;                    /* one-line RFC 2253 */
-    int64_t this_update, next_update;/* next_update 0 = none */
-    uint64_t nrevoked;
-    char *pem;
-} lk_reg_crl;
-void lk_reg_crl_free(lk_reg_crl *c);
-lk_err lk_registry_add_crl(lk_registry *reg, const lk_reg_name *name, const char *pem,
-                           size_t pem_len, const char *issuer_chain_pem, size_t issuer_chain_len,
-                           char *why, size_t why_size);
-lk_err lk_registry_list_crls(lk_registry *reg, const lk_reg_name *name,
-                             int (*cb)(void *arg, const lk_reg_crl *c), void *arg,
-                             char *why, size_t why_size);
-lk_err lk_registry_delete_crl(lk_registry *reg, const lk_reg_name *name, unsigned index,
-                              char *why, size_t why_size);
-
-/* Just-in-time registration: off unless enabled; max_devices caps the
- * devices JIT may ever register in the registry (counting those since
- * deleted: a flood cannot refill it by deleting), 1..LK_REG_JIT_MAX_LIMIT. */
-#define LK_REG_JIT_MAX_DEFAULT 10000u
-#define LK_REG_JIT_MAX_LIMIT 10000000u
-typedef struct lk_reg_jit {
-    int enabled;
-    uint64_t max_devices;            /* 0 = LK_REG_JIT_MAX_DEFAULT */
-    uint64_t registered;             /* (get only) devices JIT has registered so far */
-} lk_reg_jit;
-lk_err lk_registry_get_jit(lk_registry *reg, const lk_reg_name *name, lk_reg_jit *out,
-                           char *why, size_t why_size);
-lk_err lk_registry_set_jit(lk_registry *reg, const lk_reg_name *name, const lk_reg_jit *jit,
-                           char *why, size_t why_size);
-/* Register device id just in time, in one transaction: the registry allows
- * JIT (LK_ERR_REG_NOT_FOUND otherwise, as for an unknown device), has registered fewer than max_devices
- * (LK_ERR_REG_LIMIT), cert_pem (the token's x5c leaf) names id as its one
- * subject CN, verifies as "Certificate chains" says through chain_pem with
- * LK_REG_CHECK_LEAF_DATES (LK_ERR_REG_CERT), has never registered a device
- * of this registry before, even one since deleted (LK_ERR_REG_EXISTS,
- * "this certificate registered <id> already"), and id is free
- * (LK_ERR_REG_EXISTS). The device gets the certificate as its one
- * credential (ES256_X509_PEM or RSA_X509_PEM by its key), jit = 1, and
- * LK_CHANGE_DEVICE is appended. */
-lk_err lk_registry_jit_register(lk_registry *reg, const lk_reg_name *name, const char *id,
-                                const char *cert_pem, size_t cert_len, const char *chain_pem,
-                                size_t chain_len, uint64_t *num_id, char *why, size_t why_size);
+/* ---- provisioning (schema 7): certificate chains, manifest signers, CRLs,
+ * just-in-time registration: latchkey/lk_reg_provision.h (included at the
+ * end of this header) ---- */
 
 /* ---- devices ---- */
 
@@ -1051,4 +960,7 @@ lk_err lk_registry_subscription_list(lk_registry *reg, const char *project,
 #ifdef __cplusplus
 }
 #endif
+
+#include "latchkey/lk_reg_provision.h"
+
 #endif /* LK_REGISTRY_H */

@@ -305,6 +305,38 @@ typedef struct lk_reg_store {
     /* NULL project: all. Ordered by project, name. */
     lk_err (*subscription_list)(lk_reg_be *be, const char *project,
                                 int (*cb)(void *arg, const lk_reg_subscription *s), void *arg);
+
+    /* ---- provisioning (schema 7) ---- */
+    /* Manifest signers of registry rid in the order added (index = place). */
+    lk_err (*signer_list)(lk_reg_be *be, int64_t rid,
+                          int (*cb)(void *arg, const lk_reg_signer *s), void *arg);
+    /* s's label, pem, fingerprint and created. EXISTS (label or key taken). */
+    lk_err (*signer_insert)(lk_reg_be *be, int64_t rid, const lk_reg_signer *s);
+    lk_err (*signer_delete)(lk_reg_be *be, int64_t rid, unsigned index); /* NOT_FOUND */
+    /* CRLs in the order stored, each with the SHA-256 of its issuer's DER
+     * SPKI and the issuer chain it was proved with (NULL = none). */
+    lk_err (*crl_list)(lk_reg_be *be, int64_t rid,
+                       int (*cb)(void *arg, const lk_reg_crl *c, const uint8_t issuer_key[32],
+                                 const char *issuer_chain),
+                       void *arg);
+    /* Store c, replacing the CRL of the same issuer key (which moves last). */
+    lk_err (*crl_put)(lk_reg_be *be, int64_t rid, const lk_reg_crl *c,
+                      const uint8_t issuer_key[32], const char *issuer_chain);
+    lk_err (*crl_delete)(lk_reg_be *be, int64_t rid, unsigned index); /* NOT_FOUND */
+    /* A text that changes whenever the registry's CA certificates or CRLs
+     * change (their row ids: rows are never updated in place, ids never
+     * reused), at most size - 1 characters. */
+    lk_err (*trust_stamp)(lk_reg_be *be, int64_t rid, char *out, size_t size);
+    lk_err (*jit_get)(lk_reg_be *be, int64_t rid, lk_reg_jit *out);         /* NOT_FOUND */
+    lk_err (*jit_set)(lk_reg_be *be, int64_t rid, int enabled, uint64_t max_devices);
+    /* One more device registered just in time (jit_registered + 1). */
+    lk_err (*jit_count)(lk_reg_be *be, int64_t rid);
+    /* The device id certificate sha registered in rid (ever). NOT_FOUND. */
+    lk_err (*jit_cert_find)(lk_reg_be *be, int64_t rid, const uint8_t sha[32], char *id,
+                            size_t id_size);
+    lk_err (*jit_cert_insert)(lk_reg_be *be, int64_t rid, const uint8_t sha[32], const char *id,
+                              uint64_t num_id, int64_t t);               /* EXISTS */
+    lk_err (*device_set_jit)(lk_reg_be *be, uint64_t num_id);
 } lk_reg_store;
 
 extern const lk_reg_store lk_reg_sqlite_backend;

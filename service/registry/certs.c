@@ -45,6 +45,7 @@
 
 #include "../verify/verify_internal.h"
 #include "internal.h"
+#include "trust.h"
 
 #define RSA_MIN_BITS 2048
 #define RSA_MAX_BITS 8192
@@ -58,14 +59,6 @@ struct lk_reg_checker {
     BN_CTX *bn;
 };
 
-struct lk_reg_cas {
-    unsigned n;
-    X509 *crt[LK_REGISTRY_CERTS_MAX];
-    unsigned char *der[LK_REGISTRY_CERTS_MAX];
-    size_t der_len[LK_REGISTRY_CERTS_MAX];
-    int64_t not_before[LK_REGISTRY_CERTS_MAX], not_after[LK_REGISTRY_CERTS_MAX];
-    unsigned char usable[LK_REGISTRY_CERTS_MAX]; /* meets the CA rules (ca_flaw) */
-};
 
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                       */
@@ -73,16 +66,6 @@ struct lk_reg_cas {
 static int is_space(char c)
 {
     return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
-static int asn1_epoch(const ASN1_TIME *a, int64_t *out)
-{
-    struct tm tm;
-    memset(&tm, 0, sizeof tm);
-    if (a == NULL || !ASN1_TIME_to_tm(a, &tm))
-        return 0;
-    *out = (int64_t)timegm(&tm);
-    return 1;
 }
 
 /* lk_verify__pem_kind, and *private_key set when the text looks like a
@@ -117,88 +100,6 @@ static X509 *pem_x509(const char *pem, size_t len)
 static EVP_PKEY *pem_pubkey(const char *pem, size_t len)
 {
     return pem_read(pem, len, 0);
-}
-
-/* "RSA 2048", "RSA 2048 (public exponent 1)", "RSA 2048 (public exponent
- * of 65 bits; at most 64)", "EC P-256", "EC secp384r1", "ED25519"; *ok =
- * usable as a registry key (RSA 2048..8192 with an odd public exponent of
- * at least 3 and at most 64 bits, or P-256). */
-static void key_desc(EVP_PKEY *pk, char *buf, size_t size, int *ok)
-{
-    int id = EVP_PKEY_get_base_id(pk);
-    *ok = 0;
-    if (id == EVP_PKEY_RSA) {
-        int bits = EVP_PKEY_get_bits(pk);
-        char ed[64];
-        *ok = bits >= RSA_MIN_BITS && bits <= RSA_MAX_BITS;
-        if (lk_verify__rsa_exponent_ok(pk, ed, sizeof ed)) {
-            snprintf(buf, size, "RSA %d", bits);
-        } else {
-            *ok = 0;
-            snprintf(buf, size, "RSA %d (%s)", bits, ed);
-        }
-    } else if (id == EVP_PKEY_EC) {
-        char group[48];
-        size_t glen = 0;
-        if (!EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group,
-                                            &glen))
-            snprintf(group, sizeof group, "an unnamed curve");
-        if (strcmp(group, "prime256v1") == 0) {
-            snprintf(buf, size, "EC P-256");
-            *ok = 1;
-        } else {
-            snprintf(buf, size, "EC %s", group);
-        }
-    } else {
-        const char *sn = OBJ_nid2sn(id);
-        snprintf(buf, size, "%s", sn != NULL ? sn : "of an unknown type");
-    }
-}
-
-/* 0 when crt is a CA certificate (X509_check_ca == 1: basicConstraints
- * CA:TRUE, and keyCertSign if it has a keyUsage); else 1, with what is
- * wrong in buf ("not a CA certificate: ..."). */
-static int not_ca(X509 *crt, char *buf, size_t size)
-{
-    uint32_t flags;
-    if (X509_check_ca(crt) == 1)
-        return 0;
-    flags = X509_get_extension_flags(crt);
-    if ((flags & EXFLAG_INVALID) != 0)
-        snprintf(buf, size, "not a CA certificate: its extensions do not parse; "
-                            "basicConstraints CA:TRUE is required");
-    else if ((flags & EXFLAG_CA) != 0 && (flags & EXFLAG_KUSAGE) != 0 &&
-             (X509_get_key_usage(crt) & KU_KEY_CERT_SIGN) == 0)
-        snprintf(buf, size, "not a CA certificate: its keyUsage lacks keyCertSign, which a CA "
-                            "certificate needs to sign certificates");
-    else
-        snprintf(buf, size, "not a CA certificate: basicConstraints CA:TRUE is required");
-    return 1;
-}
-
-/* 0 when crt meets the CA rules of lk_reg__ca_check that a stored
- * certificate can break (what it is, its key); else 1 with why in buf. A
- * database filled by an older version may hold such a certificate. */
-static int ca_flaw(X509 *crt, char *buf, size_t size)
-{
-    EVP_PKEY *pk;
-    char kd[96];
-    int ok = 0;
-
-    if (not_ca(crt, buf, size))
-        return 1;
-    pk = X509_get0_pubkey(crt);
-    if (pk == NULL) {
-        snprintf(buf, size, "its key cannot be read");
-        return 1;
-    }
-    key_desc(pk, kd, sizeof kd, &ok);
-    if (ok)
-        return 0;
-    snprintf(buf, size, "its key is %s; a registry CA certificate's key is RSA (2048 to 8192 "
-                        "bits, with an odd public exponent of at least 3 and at most %u bits) "
-                        "or EC P-256", kd, LK_CRED_RSA_E_MAX_BITS);
-    return 1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -263,12 +164,18 @@ lk_err lk_reg__cas_add(lk_reg_cas *cas, const char *pem, size_t len)
     cas->crt[i] = crt;
     cas->der[i] = der;
     cas->der_len[i] = (size_t)dl;
-    if (!asn1_epoch(X509_get0_notBefore(crt), &cas->not_before[i]))
+    if (!lk_reg__asn1_epoch(X509_get0_notBefore(crt), &cas->not_before[i]))
         cas->not_before[i] = INT64_MAX; /* unreadable dates: never valid */
-    if (!asn1_epoch(X509_get0_notAfter(crt), &cas->not_after[i]))
+    if (!lk_reg__asn1_epoch(X509_get0_notAfter(crt), &cas->not_after[i]))
         cas->not_after[i] = INT64_MIN;
-    cas->usable[i] = !ca_flaw(crt, flaw, sizeof flaw);
+    cas->usable[i] = !lk_reg__ca_flaw(crt, flaw, sizeof flaw);
     cas->n++;
+    /* The anchors of chain checks: only those that may sign. */
+    if (cas->usable[i] && ((cas->store == NULL && (cas->store = X509_STORE_new()) == NULL) ||
+                           !X509_STORE_add_cert(cas->store, crt))) {
+        ERR_clear_error();
+        return LK_ERR_NOMEM;
+    }
     ERR_clear_error();
     return LK_OK;
 }
@@ -287,6 +194,9 @@ void lk_reg__cas_free(lk_reg_cas *cas)
         X509_free(cas->crt[i]);
         OPENSSL_free(cas->der[i]);
     }
+    for (i = 0; i < cas->ncrls; i++)
+        X509_CRL_free(cas->crl[i]);
+    X509_STORE_free(cas->store);
     free(cas);
 }
 
@@ -530,7 +440,7 @@ static void cred_diagnose(lk_cred_format fmt, const char *pem, size_t len, char 
     } else {
         char kd[96];
         int ok, id = EVP_PKEY_get_base_id(pk);
-        key_desc(pk, kd, sizeof kd, &ok);
+        lk_reg__key_desc(pk, kd, sizeof kd, &ok);
         if (want_ec && id != EVP_PKEY_EC)
             snprintf(buf, size, "it holds an %s key, not an EC P-256 key", kd);
         else if (!want_ec && id != EVP_PKEY_RSA)
@@ -551,13 +461,48 @@ static int valid_format(lk_cred_format fmt)
            fmt == LK_CRED_ES256_X509_PEM;
 }
 
+/* The rest of a verified path (leaf first, anchor last): each
+ * intermediate meets the CA rules and is signed with enough strength; the
+ * leaf's own dates if asked; no certificate revoked. */
+static lk_err path_check(const lk_reg_cas *cas, STACK_OF(X509) *path, unsigned index,
+                         int64_t now, unsigned checks, char *why, size_t why_size)
+{
+    char what[40], flaw[256];
+    int i, n = sk_X509_num(path), secbits = -1;
+    lk_err err;
+
+    snprintf(what, sizeof what, "credential %u", index);
+    for (i = 1; i + 1 < n; i++) {
+        X509 *c = sk_X509_value(path, i);
+        if (lk_reg__ca_flaw(c, flaw, sizeof flaw))
+            return lk_verify__why(why, why_size, LK_ERR_REG_CERT,
+                         "%s: the intermediate CA at depth %d of its chain may not sign "
+                         "certificates: %s", what, i, flaw);
+        if (!X509_get_signature_info(c, NULL, NULL, &secbits, NULL) ||
+            secbits < SIG_MIN_SECBITS) {
+            ERR_clear_error();
+            return lk_verify__why(why, why_size, LK_ERR_REG_CERT,
+                         "%s: the intermediate CA at depth %d of its chain is signed with less "
+                         "than %d bits of security (SHA-256 or stronger is required)", what, i,
+                         SIG_MIN_SECBITS);
+        }
+    }
+    if ((checks & LK_REG_CHECK_LEAF_DATES) &&
+        (err = lk_reg__leaf_dates(sk_X509_value(path, 0), now, what, why, why_size)) != LK_OK)
+        return err;
+    return lk_reg__path_revoked(cas, path, what, why, why_size);
+}
+
 /* With registry CAs: the certificate must differ from each, have a
  * signature of at least SIG_MIN_SECBITS, and be signed directly by one of
- * them that meets the CA rules and is valid at now. */
+ * them that meets the CA rules and is valid at now, or (chain not NULL)
+ * verify to one through chain (chain.c); then path_check. */
 static lk_err cert_signed(const lk_reg_cas *cas, const char *pem, size_t len, unsigned index,
-                          int64_t now, char *why, size_t why_size)
+                          int64_t now, STACK_OF(X509) *chain, unsigned checks, char *why,
+                          size_t why_size)
 {
     X509 *crt = pem_x509(pem, len);
+    STACK_OF(X509) *path = NULL;
     unsigned char *der = NULL;
     int dl, mdnid = NID_undef, secbits = -1;
     unsigned i, invalid_signer = LK_REGISTRY_CERTS_MAX, unusable_signer = LK_REGISTRY_CERTS_MAX;
@@ -597,6 +542,14 @@ static lk_err cert_signed(const lk_reg_cas *cas, const char *pem, size_t len, un
                  SIG_MIN_SECBITS);
         goto exit;
     }
+    if (chain != NULL) {
+        char what[40];
+        snprintf(what, sizeof what, "credential %u", index);
+        err = lk_reg__chain_verify(cas, crt, chain, now, what, &path, why, why_size);
+        if (err == LK_OK)
+            err = path_check(cas, path, index, now, checks, why, why_size);
+        goto exit;
+    }
     for (i = 0; i < cas->n; i++) {
         EVP_PKEY *capk = X509_get0_pubkey(cas->crt[i]);
         if (capk == NULL || X509_check_issued(cas->crt[i], crt) != X509_V_OK ||
@@ -607,7 +560,13 @@ static lk_err cert_signed(const lk_reg_cas *cas, const char *pem, size_t len, un
             continue;
         }
         if (cas->not_before[i] <= now && now <= cas->not_after[i]) {
-            err = LK_OK;
+            if ((path = sk_X509_new_null()) == NULL || !sk_X509_push(path, crt) ||
+                !X509_up_ref(crt) || !sk_X509_push(path, cas->crt[i]) ||
+                !X509_up_ref(cas->crt[i])) {
+                err = lk_verify__why(why, why_size, LK_ERR_NOMEM, "out of memory");
+                goto exit;
+            }
+            err = path_check(cas, path, index, now, checks, why, why_size);
             goto exit;
         }
         invalid_signer = i;
@@ -624,7 +583,7 @@ static lk_err cert_signed(const lk_reg_cas *cas, const char *pem, size_t len, un
     } else if (unusable_signer < LK_REGISTRY_CERTS_MAX) {
         char flaw[256];
         i = unusable_signer;
-        (void)ca_flaw(cas->crt[i], flaw, sizeof flaw);
+        (void)lk_reg__ca_flaw(cas->crt[i], flaw, sizeof flaw);
         snprintf(why, why_size,
                  "credential %u is signed by registry CA certificate %u, which may not sign "
                  "device certificates: %s (it was stored before this was checked: delete it)",
@@ -633,9 +592,10 @@ static lk_err cert_signed(const lk_reg_cas *cas, const char *pem, size_t len, un
         snprintf(why, why_size,
                  "credential %u is not signed by any of the registry's %u CA certificates; a "
                  "device certificate must be signed directly by one of them (intermediate CAs "
-                 "are not supported)", index, cas->n);
+                 "are not supported without a chain given with the device)", index, cas->n);
     }
 exit:
+    sk_X509_pop_free(path, X509_free);
     OPENSSL_free(der);
     X509_free(crt);
     ERR_clear_error();
@@ -646,6 +606,15 @@ lk_err lk_reg__cred_check(lk_reg_checker *ck, const lk_reg_cas *cas,
                           const lk_reg_credential *cred, unsigned index, int64_t now,
                           char *why, size_t why_size)
 {
+    return lk_reg__cred_check_chain(ck, cas, cred, index, now, NULL, 0, 0, why, why_size);
+}
+
+lk_err lk_reg__cred_check_chain(lk_reg_checker *ck, const lk_reg_cas *cas,
+                                const lk_reg_credential *cred, unsigned index, int64_t now,
+                                const char *chain_pem, size_t chain_len, unsigned checks,
+                                char *why, size_t why_size)
+{
+    STACK_OF(X509) *chain = NULL;
     size_t len;
     lk_err err;
     unsigned ncas = lk_reg__cas_count(cas);
@@ -695,9 +664,17 @@ lk_err lk_reg__cred_check(lk_reg_checker *ck, const lk_reg_cas *cas,
                  lk_strerror(err));
         return err;
     }
-    if (ncas == 0)
+    if (ncas == 0 && chain_len == 0)
         return LK_OK;
-    return cert_signed(cas, cred->pem, len, index, now, why, why_size);
+    if (ncas == 0)
+        return lk_verify__why(why, why_size, LK_ERR_REG_CERT,
+                     "credential %u comes with a certificate chain, but the registry has no CA "
+                     "certificate to verify it to", index);
+    if ((err = lk_reg__chain_parse(chain_pem, chain_len, &chain, why, why_size)) != LK_OK)
+        return err;
+    err = cert_signed(cas, cred->pem, len, index, now, chain, checks, why, why_size);
+    sk_X509_pop_free(chain, X509_free);
+    return err;
 }
 
 /* ------------------------------------------------------------------ */
@@ -766,7 +743,7 @@ lk_err lk_reg__ca_check(const char *pem, size_t len, int64_t now, unsigned char 
                  want);
         goto exit;
     }
-    if (not_ca(crt, flaw, sizeof flaw)) {
+    if (lk_reg__not_ca(crt, flaw, sizeof flaw)) {
         snprintf(why, why_size, "the certificate is %s; a registry certificate is the CA "
                                 "certificate that signs the devices' certificates", flaw);
         goto exit;
@@ -777,7 +754,7 @@ lk_err lk_reg__ca_check(const char *pem, size_t len, int64_t now, unsigned char 
                                 "key is RSA (2048 to 8192 bits) or EC P-256");
         goto exit;
     }
-    key_desc(pk, kd, sizeof kd, &ok);
+    lk_reg__key_desc(pk, kd, sizeof kd, &ok);
     if (!ok && EVP_PKEY_get_base_id(pk) == EVP_PKEY_RSA && EVP_PKEY_get_bits(pk) >= RSA_MIN_BITS &&
         EVP_PKEY_get_bits(pk) <= RSA_MAX_BITS) {
         /* Only the exponent is wrong: with e = 1 anyone could "sign" device
@@ -793,7 +770,7 @@ lk_err lk_reg__ca_check(const char *pem, size_t len, int64_t now, unsigned char 
                                 "RSA (2048 to 8192 bits) or EC P-256", kd);
         goto exit;
     }
-    if (!asn1_epoch(X509_get0_notBefore(crt), &nb) || !asn1_epoch(X509_get0_notAfter(crt), &na)) {
+    if (!lk_reg__asn1_epoch(X509_get0_notBefore(crt), &nb) || !lk_reg__asn1_epoch(X509_get0_notAfter(crt), &na)) {
         snprintf(why, why_size, "the certificate's validity dates cannot be read");
         goto exit;
     }
@@ -857,13 +834,13 @@ lk_err lk_reg__cert_details(const char *pem, size_t len, lk_reg_cert *c)
     c->issuer = name_text(X509_get_issuer_name(crt));
     pk = X509_get0_pubkey(crt);
     if (pk != NULL)
-        key_desc(pk, kd, sizeof kd, &ok);
+        lk_reg__key_desc(pk, kd, sizeof kd, &ok);
     else
         snprintf(kd, sizeof kd, "unknown");
     c->key_type = strdup(kd);
-    if (!asn1_epoch(X509_get0_notBefore(crt), &c->not_before))
+    if (!lk_reg__asn1_epoch(X509_get0_notBefore(crt), &c->not_before))
         c->not_before = 0;
-    if (!asn1_epoch(X509_get0_notAfter(crt), &c->not_after))
+    if (!lk_reg__asn1_epoch(X509_get0_notAfter(crt), &c->not_after))
         c->not_after = 0;
     if (c->subject != NULL && c->issuer != NULL && c->key_type != NULL)
         err = LK_OK;

@@ -105,8 +105,8 @@ static lk_err check_spec(const lk_reg_device_spec *spec, unsigned mask, char *wh
 /* Check each credential of c[0..n) that is not in keep[0..nkeep) (a
  * device's current credentials, kept without a new check). */
 static lk_err check_creds(lk_registry *reg, const lk_reg_cas *cas, const lk_reg_credential *c,
-                          unsigned n, const lk_reg_credential *keep, unsigned nkeep, char *why,
-                          size_t why_size)
+                          unsigned n, const lk_reg_credential *keep, unsigned nkeep,
+                          const lk_reg_device_spec *chain, char *why, size_t why_size)
 {
     int64_t now = lk_reg__now(reg);
     unsigned i, j;
@@ -118,7 +118,11 @@ static lk_err check_creds(lk_registry *reg, const lk_reg_cas *cas, const lk_reg_
                    keep[j].expires == c[i].expires && strcmp(keep[j].pem, c[i].pem) == 0;
         if (kept)
             continue;
-        err = lk_reg__cred_check(reg->ck, cas, &c[i], i, now, why, why_size);
+        err = chain != NULL ? lk_reg__cred_check_chain(reg->ck, cas, &c[i], i, now, chain->chain_pem,
+                                                       chain->chain_pem != NULL ? chain->chain_len
+                                                                                : 0,
+                                                       chain->cert_checks, why, why_size)
+                            : lk_reg__cred_check(reg->ck, cas, &c[i], i, now, why, why_size);
         if (err != LK_OK)
             return err;
     }
@@ -139,7 +143,7 @@ lk_err lk_reg__device_absent(lk_registry *reg, const lk_reg_name *name, int64_t 
 /* Create a device inside the current write transaction, once
  * lk_reg__device_absent() has said it is not there. */
 lk_err lk_reg__insert_device(lk_registry *reg, const lk_reg_name *name, int64_t rid,
-                             const lk_reg_cas *cas, const lk_reg_device_spec *spec,
+                             const lk_reg_cas *cas, const lk_reg_device_spec *spec, int checked,
                              uint64_t *num_id, char *why, size_t why_size)
 {
     lk_reg_config cfg;
@@ -148,8 +152,11 @@ lk_err lk_reg__insert_device(lk_registry *reg, const lk_reg_name *name, int64_t 
     lk_reg_device_spec ins = *spec;
     lk_err err;
 
-    err = check_creds(reg, cas, spec->creds, spec->ncreds, NULL, 0, why, why_size);
-    if (err != LK_OK)
+    /* checked: lk_registry_import_check proved these credentials against
+     * this same trust set outside the write transaction. */
+    if (!checked &&
+        (err = check_creds(reg, cas, spec->creds, spec->ncreds, NULL, 0, spec, why, why_size)) !=
+            LK_OK)
         return err;
     /* The numId asked for, if no device has it (numIds are unique in the
      * database); otherwise the next one. */
@@ -236,7 +243,7 @@ lk_err lk_registry_create_device(lk_registry *reg, const lk_reg_name *name,
     if (err == LK_OK)
         err = lk_reg__device_absent(reg, name, rid, spec->id, why, why_size);
     if (err == LK_OK)
-        err = lk_reg__insert_device(reg, name, rid, cas, spec, &n, why, why_size);
+        err = lk_reg__insert_device(reg, name, rid, cas, spec, 0, &n, why, why_size);
     lk_reg__cas_free(cas);
     err = lk_reg__leave(reg, err, TX_WRITE, why, why_size);
     if (err == LK_OK && num_id != NULL)
@@ -385,7 +392,8 @@ lk_err lk_registry_update_device(lk_registry *reg, const lk_reg_name *name,
         if (err == LK_OK)
             err = lk_reg__load_cas(reg, rid, &cas, why, why_size);
         if (err == LK_OK)
-            err = check_creds(reg, cas, spec->creds, spec->ncreds, cur, ncur, why, why_size);
+            err = check_creds(reg, cas, spec->creds, spec->ncreds, cur, ncur, NULL, why,
+                              why_size);
         if (err == LK_OK &&
             (err = reg->ops->creds_set(reg->be, num_id, spec->creds, spec->ncreds)) != LK_OK)
             err = lk_reg__be_fail(reg, err, why, why_size);

@@ -156,9 +156,11 @@ lk_err lk_reg__device_absent(lk_registry *reg, const lk_reg_name *name, int64_t 
                              const char *id, char *why, size_t why_size);
 /* Create a device of a checked spec inside the current write transaction
  * (name NULL: the open import's registry), once lk_reg__device_absent()
- * said it is not there. */
+ * said it is not there. Its credentials are checked against cas (with the
+ * spec's chain and cert_checks) unless checked says that was done against
+ * the same trust set (lk_registry_import_check). */
 lk_err lk_reg__insert_device(lk_registry *reg, const lk_reg_name *name, int64_t rid,
-                             const lk_reg_cas *cas, const lk_reg_device_spec *spec,
+                             const lk_reg_cas *cas, const lk_reg_device_spec *spec, int checked,
                              uint64_t *num_id, char *why, size_t why_size);
 
 /* ---- schema 6 (presence.c, subscriptions.c) ---- */

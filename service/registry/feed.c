@@ -43,6 +43,7 @@ lk_err lk_registry_record_activity(lk_registry *reg, const lk_reg_activity *a, s
     for (i = 0; i < n; i++)
         if (a[i].last_heartbeat < 0 || a[i].last_event < 0 || a[i].last_state < 0 ||
             a[i].last_config_send < 0 || a[i].last_error < 0 || a[i].last_gateway_time < 0 ||
+            a[i].last_key_time < 0 || (a[i].last_key != NULL && a[i].last_key_time == 0) ||
             (a[i].last_gateway_time != 0 &&
              (a[i].last_gateway_id == NULL ||
               !lk_id_valid(a[i].last_gateway_id, strnlen(a[i].last_gateway_id, LK_ID_MAX + 1)))))

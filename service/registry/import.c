@@ -114,7 +114,7 @@ struct dev_item {
 static lk_err add_device_item(lk_registry *reg, void *arg, char *why, size_t why_size)
 {
     struct dev_item *it = arg;
-    return lk_reg__insert_device(reg, NULL, reg->import_rid, reg->import_cas, it->spec,
+    return lk_reg__insert_device(reg, NULL, reg->import_rid, reg->import_cas, it->spec, 0,
                                  &it->num_id, why, why_size);
 }
 

@@ -62,6 +62,15 @@ lk_err lk_reg__cred_check(lk_reg_checker *ck, const lk_reg_cas *cas,
                           const lk_reg_credential *cred, unsigned index, int64_t now,
                           char *why, size_t why_size);
 
+/* lk_reg__cred_check with schema 7's rules: chain_pem (NULL/0 = none) the
+ * intermediates between a certificate credential and a registry CA,
+ * checks LK_REG_CHECK_* (lk_registry.h, "Certificate chains"); every
+ * certificate of the path is also checked against cas's CRLs. */
+lk_err lk_reg__cred_check_chain(lk_reg_checker *ck, const lk_reg_cas *cas,
+                                const lk_reg_credential *cred, unsigned index, int64_t now,
+                                const char *chain_pem, size_t chain_len, unsigned checks,
+                                char *why, size_t why_size);
+
 /* Only the parse step of lk_reg__cred_check, for the tests: LK_OK or
  * LK_ERR_CRED_INVALID (fast path and lk_cred_parse must agree). *fast says
  * whether the fast path decided. */
@@ -86,5 +95,33 @@ lk_err lk_reg__cert_der(const char *pem, size_t len, unsigned char **der, size_t
 /* Fill c's subject, issuer, dates and key type from pem (c->pem is copied
  * too). */
 lk_err lk_reg__cert_details(const char *pem, size_t len, lk_reg_cert *c);
+
+/* ---- chain.c (schema 7) ---- */
+
+/* Add a stored CRL (proved when it was added) with the SHA-256 of its
+ * issuer's DER SPKI. */
+lk_err lk_reg__cas_add_crl(lk_reg_cas *cas, const char *pem, size_t len,
+                           const uint8_t issuer_key[32]);
+/* Check a CRL before it is stored (lk_registry_add_crl): one X.509 v2 CRL
+ * of at most LK_REG_CRL_MAX bytes, signed by a registry CA of cas valid at
+ * now or by a CA certificate of chain_pem that verifies to one (and is not
+ * revoked by cas's CRLs). out gets its issuer, dates, count and pem
+ * (malloc'd: lk_reg_crl_free), issuer_key the SHA-256 of the issuer's DER
+ * SPKI. LK_ERR_REG_INVALID / LK_ERR_REG_LIMIT / LK_ERR_REG_CERT with why. */
+lk_err lk_reg__crl_check(const lk_reg_cas *cas, const char *pem, size_t len,
+                         const char *chain_pem, size_t chain_len, int64_t now, lk_reg_crl *out,
+                         uint8_t issuer_key[32], char *why, size_t why_size);
+/* A manifest signer's key: one PEM SPKI, EC P-256 or RSA 2048..8192 (an
+ * odd exponent of 3 to 64 bits); key_type its description, fp the SHA-256
+ * of its DER SPKI. LK_ERR_REG_INVALID / LK_ERR_REG_LIMIT with why. */
+lk_err lk_reg__signer_key(const char *pem, size_t len, char *key_type, size_t kt_size,
+                          uint8_t fp[32], char *why, size_t why_size);
+/* A just-in-time registration's certificate: one PEM certificate whose
+ * subject has exactly one CN, equal to id, with an EC or RSA key (*fmt
+ * ES256_X509_PEM or RSA_X509_PEM); sha the SHA-256 of its DER, not_after its
+ * end. Its signature and chain are lk_reg__cred_check_chain's.
+ * LK_ERR_REG_INVALID / LK_ERR_REG_CERT with why. */
+lk_err lk_reg__jit_cert(const char *pem, size_t len, const char *id, uint8_t sha[32],
+                        lk_cred_format *fmt, int64_t *not_after, char *why, size_t why_size);
 
 #endif

@@ -37,6 +37,18 @@ void lk_reg_cert_free(lk_reg_cert *c)
         RELEASE(c, c->pem, c->subject, c->issuer, c->key_type);
 }
 
+void lk_reg_signer_free(lk_reg_signer *s)
+{
+    if (s != NULL)
+        RELEASE(s, s->label, s->pem, s->key_type);
+}
+
+void lk_reg_crl_free(lk_reg_crl *c)
+{
+    if (c != NULL)
+        RELEASE(c, c->issuer, c->pem);
+}
+
 void lk_reg__creds_free(lk_reg_credential *c, unsigned n)
 {
     unsigned i;

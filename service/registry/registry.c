@@ -364,6 +364,15 @@ static int cas_add_cb(void *arg, unsigned index, const char *pem, size_t len)
 }
 
 /* The registry's CA certificates, parsed. */
+static int crl_add_cb(void *arg, const lk_reg_crl *c, const uint8_t issuer_key[32],
+                      const char *issuer_chain)
+{
+    lk_err *errp = ((void **)arg)[1];
+    (void)issuer_chain;
+    *errp = lk_reg__cas_add_crl(((void **)arg)[0], c->pem, strlen(c->pem), issuer_key);
+    return *errp != LK_OK;
+}
+
 lk_err lk_reg__load_cas(lk_registry *reg, int64_t rid, lk_reg_cas **out, char *why,
                         size_t why_size)
 {
@@ -384,6 +393,16 @@ lk_err lk_reg__load_cas(lk_registry *reg, int64_t rid, lk_reg_cas **out, char *w
     if (err2 != LK_OK) {
         lk_reg__cas_free(cas);
         return failf(why, why_size, err2, "a stored registry CA certificate cannot be read");
+    }
+    /* schema 7: its CRLs, checked against every certificate path */
+    err = reg->ops->crl_list(reg->be, rid, crl_add_cb, args);
+    if (err != LK_OK) {
+        lk_reg__cas_free(cas);
+        return lk_reg__be_fail(reg, err, why, why_size);
+    }
+    if (err2 != LK_OK) {
+        lk_reg__cas_free(cas);
+        return failf(why, why_size, err2, "a stored CRL cannot be read");
     }
     *out = cas;
     return LK_OK;

@@ -75,6 +75,29 @@
  *                        retry, dead-letter and retention settings; indexed
  *                        by (project, topic) (a topic's subscriptions).
  *
+ * Version 7 adds, for provisioning (issue 17, docs/provisioning.md):
+ *   registries.jit_enabled, jit_max (0 = LK_REG_JIT_MAX_DEFAULT) and
+ *                        jit_registered (devices JIT ever registered here;
+ *                        never decremented, so deleting does not refill it),
+ *   registry_signers     the manifest signers' public keys (PEM SPKI),
+ *                        label, SHA-256 of the DER SPKI, created; UNIQUE by
+ *                        label and by fingerprint within a registry,
+ *   registry_crls        CRLs (PEM) with their issuer's name (RFC 2253),
+ *                        the SHA-256 of the issuer's DER SPKI (UNIQUE per
+ *                        registry: one CRL per issuer key, a newer one
+ *                        replaces it), thisUpdate, nextUpdate (0 = none),
+ *                        count of entries, and the issuer's chain (PEM, NULL
+ *                        = issued by a registry CA) that proved the CRL,
+ *   jit_certs            the certificates that registered a device just in
+ *                        time: (registry, SHA-256 of the certificate's DER)
+ *                        PRIMARY KEY, device id, num_id, registered. No
+ *                        reference to devices: a row outlives its device,
+ *                        so one certificate registers at most one device,
+ *   devices.last_key, last_key_time, jit
+ *                        the SHA-256 of the SPKI of the key the device last
+ *                        connected with (NULL = never) and when; 1 when JIT
+ *                        registered it.
+ *
  * Every child table references its parent with ON DELETE CASCADE (the
  * connection sets foreign_keys=ON), and every foreign key is the first
  * column of an index, so cascades and per-device reads are index ranges.
@@ -270,4 +293,42 @@ const char *const lk_reg_sqlite_migrations[LK_REG_SCHEMA_VERSION] = {
     "  PRIMARY KEY(project, name)"
     ") STRICT, WITHOUT ROWID;"
     "CREATE INDEX subscriptions_by_topic ON subscriptions(project, topic);",
+
+    /* 6 -> 7: provisioning: manifest signers, CRLs, just-in-time registration, last key */
+    "ALTER TABLE registries ADD COLUMN jit_enabled INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE registries ADD COLUMN jit_max INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE registries ADD COLUMN jit_registered INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE devices ADD COLUMN last_key BLOB CHECK(last_key IS NULL OR length(last_key) = 32);"
+    "ALTER TABLE devices ADD COLUMN last_key_time INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE devices ADD COLUMN jit INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE registry_signers("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  registry INTEGER NOT NULL REFERENCES registries(id) ON DELETE CASCADE,"
+    "  label TEXT NOT NULL,"
+    "  pem TEXT NOT NULL,"
+    "  fingerprint BLOB NOT NULL CHECK(length(fingerprint) = 32),"
+    "  created INTEGER NOT NULL,"
+    "  UNIQUE(registry, label),"
+    "  UNIQUE(registry, fingerprint)"
+    ") STRICT;"
+    "CREATE TABLE registry_crls("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  registry INTEGER NOT NULL REFERENCES registries(id) ON DELETE CASCADE,"
+    "  issuer TEXT NOT NULL,"
+    "  issuer_key BLOB NOT NULL CHECK(length(issuer_key) = 32),"
+    "  this_update INTEGER NOT NULL,"
+    "  next_update INTEGER NOT NULL,"
+    "  nrevoked INTEGER NOT NULL,"
+    "  pem TEXT NOT NULL,"
+    "  issuer_chain TEXT,"
+    "  UNIQUE(registry, issuer_key)"
+    ") STRICT;"
+    "CREATE TABLE jit_certs("
+    "  registry INTEGER NOT NULL REFERENCES registries(id) ON DELETE CASCADE,"
+    "  cert_sha256 BLOB NOT NULL CHECK(length(cert_sha256) = 32),"
+    "  device_id TEXT NOT NULL,"
+    "  num_id INTEGER NOT NULL,"
+    "  registered INTEGER NOT NULL,"
+    "  PRIMARY KEY(registry, cert_sha256)"
+    ") STRICT, WITHOUT ROWID;",
 };

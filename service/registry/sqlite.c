@@ -3,8 +3,8 @@
  * operations. The operations live by what they store: sqlite_db.c (the
  * statements, errors, transactions), sqlite_open.c (opening, the schema),
  * sqlite_registries.c, sqlite_devices.c, sqlite_configs.c, sqlite_feed.c,
- * sqlite_commands.c, sqlite_query.c, sqlite_presence.c and
- * sqlite_subscriptions.c. None of them calls the facade
+ * sqlite_commands.c, sqlite_query.c, sqlite_presence.c,
+ * sqlite_subscriptions.c and sqlite_provision.c. None of them calls the facade
  * (registry.c and its files); the records they fill are freed by records.c.
  */
 #include "sqlite_internal.h"
@@ -94,4 +94,17 @@ const lk_reg_store lk_reg_sqlite_backend = {
     .subscription_get = lk_sq__subscription_get,
     .subscription_delete = lk_sq__subscription_delete,
     .subscription_list = lk_sq__subscription_list,
+    .signer_list = lk_sq__signer_list,
+    .signer_insert = lk_sq__signer_insert,
+    .signer_delete = lk_sq__signer_delete,
+    .crl_list = lk_sq__crl_list,
+    .crl_put = lk_sq__crl_put,
+    .crl_delete = lk_sq__crl_delete,
+    .trust_stamp = lk_sq__trust_stamp,
+    .jit_get = lk_sq__jit_get,
+    .jit_set = lk_sq__jit_set,
+    .jit_count = lk_sq__jit_count,
+    .jit_cert_find = lk_sq__jit_cert_find,
+    .jit_cert_insert = lk_sq__jit_cert_insert,
+    .device_set_jit = lk_sq__device_set_jit,
 };

@@ -34,7 +34,7 @@
     "d.last_event, d.last_state, d.last_config_ack, d.last_config_send, d.last_error, "       \
     "d.last_error_status, d.log_level, d.gateway_type, d.gateway_auth_method, "               \
     "d.last_accessed_gateway_id, d.last_accessed_gateway_time, d.presence, d.presence_time, " \
-    "d.presence_detail FROM devices d WHERE "
+    "d.presence_detail, d.last_key, d.last_key_time, d.jit FROM devices d WHERE "
 #define Q_SEEK "d.registry = ?1 AND d.device_id > ?2 "
 #define Q_PICK "+d.registry = ?1 AND +d.device_id > ?2 "
 #define Q_TYPE "AND (?3 = 0 OR d.gateway_type = ?3 OR (?3 = 2 AND d.gateway_type = 0)) "
@@ -80,7 +80,7 @@ static const char *const sql_text[S__N] = {
                   "d.last_config_ack, d.last_config_send, d.last_error, d.last_error_status, "
                   "d.log_level, d.gateway_type, d.gateway_auth_method, "
                   "d.last_accessed_gateway_id, d.last_accessed_gateway_time, d.presence, "
-                  "d.presence_time, d.presence_detail "
+                  "d.presence_time, d.presence_detail, d.last_key, d.last_key_time, d.jit "
                   "FROM devices d JOIN registries r ON r.id = d.registry WHERE d.num_id = ?1",
     [S_DEV_LIST] = "SELECT num_id FROM devices WHERE registry = ?1 ORDER BY device_id",
     [S_DEV_INSERT] = "INSERT INTO devices(num_id, registry, device_id, blocked, created, "
@@ -123,7 +123,11 @@ static const char *const sql_text[S__N] = {
                    "last_error = max(last_error, ?6), "
                    "last_accessed_gateway_id = CASE WHEN ?8 <> 0 AND ?8 >= last_accessed_gateway_time "
                    "THEN ?9 ELSE last_accessed_gateway_id END, "
-                   "last_accessed_gateway_time = max(last_accessed_gateway_time, ?8) "
+                   "last_accessed_gateway_time = max(last_accessed_gateway_time, ?8), "
+                   "last_key = CASE WHEN ?10 IS NOT NULL AND ?11 >= last_key_time THEN ?10 "
+                   "ELSE last_key END, "
+                   "last_key_time = CASE WHEN ?10 IS NOT NULL THEN max(last_key_time, ?11) "
+                   "ELSE last_key_time END "
                    "WHERE num_id = ?1",
     [S_AUTH] = "SELECT d.num_id, d.blocked, r.mqtt, d.config_version, d.gateway_type, "
                "d.gateway_auth_method, c.format, c.pem, c.expires "
@@ -233,6 +237,33 @@ static const char *const sql_text[S__N] = {
                    "WHERE (?1 IS NULL OR project = ?1) ORDER BY project, name",
 #undef SUB_FIELDS
 #undef SA_COLUMNS
+
+    [S_SIGNER_LIST] = "SELECT label, pem, fingerprint, created FROM registry_signers "
+                      "WHERE registry = ?1 ORDER BY id",
+    [S_SIGNER_INS] = "INSERT INTO registry_signers(registry, label, pem, fingerprint, created) "
+                     "VALUES(?1, ?2, ?3, ?4, ?5)",
+    [S_SIGNER_DEL] = "DELETE FROM registry_signers WHERE id = (SELECT id FROM registry_signers "
+                     "WHERE registry = ?1 ORDER BY id LIMIT 1 OFFSET ?2)",
+    [S_CRL_LIST] = "SELECT issuer, this_update, next_update, nrevoked, pem, issuer_key, "
+                   "issuer_chain FROM registry_crls WHERE registry = ?1 ORDER BY id",
+    /* The same issuer key's older CRL goes (REPLACE), and the new row gets a
+     * new id: the trust stamp changes. */
+    [S_CRL_PUT] = "INSERT OR REPLACE INTO registry_crls(registry, issuer, issuer_key, "
+                  "this_update, next_update, nrevoked, pem, issuer_chain) "
+                  "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [S_CRL_DEL] = "DELETE FROM registry_crls WHERE id = (SELECT id FROM registry_crls "
+                  "WHERE registry = ?1 ORDER BY id LIMIT 1 OFFSET ?2)",
+    [S_TRUST_STAMP] = "SELECT coalesce((SELECT group_concat(id) FROM (SELECT id FROM "
+                      "registry_certs WHERE registry = ?1 ORDER BY id)), '') || '|' || "
+                      "coalesce((SELECT group_concat(id) FROM (SELECT id FROM registry_crls "
+                      "WHERE registry = ?1 ORDER BY id)), '')",
+    [S_JIT_GET] = "SELECT jit_enabled, jit_max, jit_registered FROM registries WHERE id = ?1",
+    [S_JIT_SET] = "UPDATE registries SET jit_enabled = ?2, jit_max = ?3 WHERE id = ?1",
+    [S_JIT_COUNT] = "UPDATE registries SET jit_registered = jit_registered + 1 WHERE id = ?1",
+    [S_JIT_CERT_FIND] = "SELECT device_id FROM jit_certs WHERE registry = ?1 AND cert_sha256 = ?2",
+    [S_JIT_CERT_INS] = "INSERT INTO jit_certs(registry, cert_sha256, device_id, num_id, "
+                       "registered) VALUES(?1, ?2, ?3, ?4, ?5)",
+    [S_DEV_SET_JIT] = "UPDATE devices SET jit = 1 WHERE num_id = ?1",
 };
 
 /* ------------------------------------------------------------------ */
@@ -376,6 +407,16 @@ lk_err lk_sq__rows_end(lk_reg_be *be, sqlite3_stmt *s, int rc)
         return lk_sq__st_fail(be, s, rc);
     sqlite3_reset(s);
     return LK_OK;
+}
+
+void lk_sq__col_key(sqlite3_stmt *s, int col, lk_reg_device *d)
+{
+    const void *k = sqlite3_column_blob(s, col);
+    if (k != NULL && sqlite3_column_bytes(s, col) == 32) {
+        memcpy(d->last_key, k, 32);
+        d->last_key_time = sqlite3_column_int64(s, col + 1);
+    }
+    d->jit = sqlite3_column_int(s, col + 2) != 0;
 }
 
 char *lk_sq__col_strdup(sqlite3_stmt *s, int i)

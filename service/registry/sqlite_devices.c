@@ -144,6 +144,7 @@ lk_err lk_sq__device_get(lk_reg_be *be, uint64_t num_id, lk_reg_device *d)
     d->presence = (lk_reg_presence)sqlite3_column_int(s, 19);
     d->presence_time = sqlite3_column_int64(s, 20);
     d->presence_detail = lk_sq__col_strdup(s, 21);
+    lk_sq__col_key(s, 22, d);
     err = (d->id == NULL || d->project == NULL || d->location == NULL || d->registry == NULL ||
            (d->last_error_status == NULL && sqlite3_column_type(s, 13) != SQLITE_NULL) ||
            (d->last_accessed_gateway_id == NULL && sqlite3_column_type(s, 17) != SQLITE_NULL) ||

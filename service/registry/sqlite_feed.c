@@ -21,6 +21,11 @@ lk_err lk_sq__activity(lk_reg_be *be, const lk_reg_activity *a)
     BIND(lk_sq__bind_text(s, 7, a->last_error_status));
     BIND(sqlite3_bind_int64(s, 8, a->last_gateway_time));
     BIND(lk_sq__bind_text(s, 9, a->last_gateway_id));
+    if (a->last_key != NULL)
+        BIND(sqlite3_bind_blob(s, 10, a->last_key, 32, SQLITE_STATIC));
+    else
+        BIND(sqlite3_bind_null(s, 10));
+    BIND(sqlite3_bind_int64(s, 11, a->last_key_time));
     return lk_sq__run_bound(be, s, rc);
 }
 

@@ -41,6 +41,8 @@ enum {
     S_BRIDGE_SET, S_BRIDGE_LOOKUP,
     S_PRES_SET, S_PRES_RESET, S_PRES_LIST, S_TOMB_MAKE, S_TOMB_LIST, S_TOMB_DEL,
     S_SUB_INS, S_SUB_UPD, S_SUB_GET, S_SUB_DEL, S_SUB_LIST,
+    S_SIGNER_LIST, S_SIGNER_INS, S_SIGNER_DEL, S_CRL_LIST, S_CRL_PUT, S_CRL_DEL, S_TRUST_STAMP,
+    S_JIT_GET, S_JIT_SET, S_JIT_COUNT, S_JIT_CERT_FIND, S_JIT_CERT_INS, S_DEV_SET_JIT,
     S__N
 };
 
@@ -86,6 +88,9 @@ lk_err lk_sq__rows_end(lk_reg_be *be, sqlite3_stmt *s, int rc);
 char *lk_sq__col_strdup(sqlite3_stmt *s, int i);
 /* A blob column, always allocated (len + 1 bytes, NUL-terminated). */
 uint8_t *lk_sq__col_blob(sqlite3_stmt *s, int i, size_t *len);
+/* A device's schema 7 columns last_key, last_key_time, jit at col..col + 2
+ * into d (a last_key that is not 32 bytes reads as none). */
+void lk_sq__col_key(sqlite3_stmt *s, int col, lk_reg_device *d);
 /* Run a whole script (open-time only: pragmas and migrations). */
 lk_err lk_sq__exec(lk_reg_be *be, const char *sql);
 /* A one-row, one-column query (open-time only). *text gets a malloc'd copy
@@ -281,5 +286,27 @@ lk_err lk_sq__subscription_get(lk_reg_be *be, const char *project, const char *n
 lk_err lk_sq__subscription_delete(lk_reg_be *be, const char *project, const char *name);
 lk_err lk_sq__subscription_list(lk_reg_be *be, const char *project,
                                 int (*cb)(void *arg, const lk_reg_subscription *s), void *arg);
+
+/* ---- sqlite_provision.c (schema 7) ---- */
+lk_err lk_sq__signer_list(lk_reg_be *be, int64_t rid,
+                          int (*cb)(void *arg, const lk_reg_signer *s), void *arg);
+lk_err lk_sq__signer_insert(lk_reg_be *be, int64_t rid, const lk_reg_signer *s);
+lk_err lk_sq__signer_delete(lk_reg_be *be, int64_t rid, unsigned index);
+lk_err lk_sq__crl_list(lk_reg_be *be, int64_t rid,
+                       int (*cb)(void *arg, const lk_reg_crl *c, const uint8_t issuer_key[32],
+                                 const char *issuer_chain),
+                       void *arg);
+lk_err lk_sq__crl_put(lk_reg_be *be, int64_t rid, const lk_reg_crl *c,
+                      const uint8_t issuer_key[32], const char *issuer_chain);
+lk_err lk_sq__crl_delete(lk_reg_be *be, int64_t rid, unsigned index);
+lk_err lk_sq__trust_stamp(lk_reg_be *be, int64_t rid, char *out, size_t size);
+lk_err lk_sq__jit_get(lk_reg_be *be, int64_t rid, lk_reg_jit *out);
+lk_err lk_sq__jit_set(lk_reg_be *be, int64_t rid, int enabled, uint64_t max_devices);
+lk_err lk_sq__jit_count(lk_reg_be *be, int64_t rid);
+lk_err lk_sq__jit_cert_find(lk_reg_be *be, int64_t rid, const uint8_t sha[32], char *id,
+                            size_t id_size);
+lk_err lk_sq__jit_cert_insert(lk_reg_be *be, int64_t rid, const uint8_t sha[32], const char *id,
+                              uint64_t num_id, int64_t t);
+lk_err lk_sq__device_set_jit(lk_reg_be *be, uint64_t num_id);
 
 #endif

@@ -165,6 +165,7 @@ lk_err lk_sq__device_query(lk_reg_be *be, int64_t rid, const lk_reg_device_query
             d.presence = (lk_reg_presence)sqlite3_column_int(s, 17);
             d.presence_time = sqlite3_column_int64(s, 18);
             d.presence_detail = (char *)sqlite3_column_text(s, 19);
+            lk_sq__col_key(s, 20, &d);
             if (d.id == NULL) {
                 rc = SQLITE_NOMEM;
                 break;

@@ -50,6 +50,8 @@ static int count_backend(void *arg, const lk_reg_backend *b) { (void)b; ++*(int 
 static int count_sa(void *arg, const lk_reg_sa_key *k) { (void)k; ++*(int *)arg; return 0; }
 static int count_sub(void *arg, const lk_reg_subscription *s) { (void)s; ++*(int *)arg; return 0; }
 static int count_dev(void *arg, const lk_reg_device *d) { (void)d; ++*(int *)arg; return 0; }
+static int count_signer(void *arg, const lk_reg_signer *s) { (void)s; ++*(int *)arg; return 0; }
+static int count_crl(void *arg, const lk_reg_crl *c) { (void)c; ++*(int *)arg; return 0; }
 static int count_tomb(void *arg, const lk_reg_tombstone *t) { (void)t; ++*(int *)arg; return 0; }
 
 int main(int argc, char **argv)
@@ -109,6 +111,34 @@ int main(int argc, char **argv)
     CHECK(lk_registry_delete_cert(reg, &name, 0, why, sizeof why) == LK_ERR_REG_NOT_FOUND);
     memset(&cert, 0, sizeof cert);
     lk_reg_cert_free(&cert);
+
+    /* provisioning (schema 7): manifest signers, CRLs, just-in-time registration */
+    {
+        lk_reg_signer sg;
+        lk_reg_crl crl;
+        lk_reg_jit jit = {1, 5, 0};
+        uint64_t jn = 0;
+        CHECK(lk_registry_add_signer(reg, &name, "factory-1", key_pem, strlen(key_pem), &index, why,
+                                     sizeof why) == LK_OK && index == 0);
+        n = 0;
+        CHECK(lk_registry_list_signers(reg, &name, count_signer, &n, why, sizeof why) == LK_OK && n == 1);
+        CHECK(lk_registry_delete_signer(reg, &name, 0, why, sizeof why) == LK_OK);
+        CHECK(lk_registry_add_crl(reg, &name, key_pem, strlen(key_pem), NULL, 0, why, sizeof why) ==
+              LK_ERR_REG_INVALID);
+        n = 0;
+        CHECK(lk_registry_list_crls(reg, &name, count_crl, &n, why, sizeof why) == LK_OK && n == 0);
+        CHECK(lk_registry_delete_crl(reg, &name, 0, why, sizeof why) == LK_ERR_REG_NOT_FOUND);
+        CHECK(lk_registry_set_jit(reg, &name, &jit, why, sizeof why) == LK_OK);
+        memset(&jit, 0, sizeof jit);
+        CHECK(lk_registry_get_jit(reg, &name, &jit, why, sizeof why) == LK_OK && jit.enabled &&
+              jit.max_devices == 5 && jit.registered == 0);
+        CHECK(lk_registry_jit_register(reg, &name, "device-99", key_pem, strlen(key_pem), NULL, 0,
+                                       &jn, why, sizeof why) != LK_OK && jn == 0);
+        memset(&sg, 0, sizeof sg);
+        lk_reg_signer_free(&sg);
+        memset(&crl, 0, sizeof crl);
+        lk_reg_crl_free(&crl);
+    }
 
     /* devices and credentials */
     memset(&spec, 0, sizeof spec);
