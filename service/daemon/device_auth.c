@@ -43,6 +43,7 @@ struct reg_entry {
     char key[LK_PROJECT_MAX + LK_LOCATION_MAX + LK_ID_MAX + 4];
     lk_reg_state http;
     int jit;
+    int64_t read_at;                   /* JIT settings write no change: read again after 5 s */
 };
 #define REG_ENTRIES 64u
 #define DROPS_MAX 256u                 /* devices dropped one by one per feed read; more: all */
@@ -170,7 +171,8 @@ static lk_err registry_http(struct lkd *d, const lk_reg_name *n, lk_reg_state *h
     char key[sizeof d->devcache->reg[0].key];
     snprintf(key, sizeof key, "%s/%s/%s", n->project, n->location, n->registry);
     struct reg_entry *r = &d->devcache->reg[hash_key(key) % REG_ENTRIES];
-    if (strcmp(r->key, key) == 0) {
+    int64_t now = lkd_now();
+    if (strcmp(r->key, key) == 0 && now >= r->read_at && now - r->read_at < 5) {
         *http = r->http;
         *jit = r->jit;
         return LK_OK;
@@ -189,6 +191,7 @@ static lk_err registry_http(struct lkd *d, const lk_reg_name *n, lk_reg_state *h
     snprintf(r->key, sizeof r->key, "%s", key);
     r->http = *http;
     r->jit = *jit;
+    r->read_at = now;
     return LK_OK;
 }
 

@@ -11,10 +11,15 @@
 #include "plugin.h"
 
 #define JIT_SLOTS 256u /* registries remembered; a collision just reads again */
+/* A setting is read again after this many seconds as well: the change feed
+ * tells a registry's other changes, but not every registry writes one for
+ * its JIT setting. */
+#define JIT_TTL 5
 
 struct jit_slot {
     char *key;                   /* "P/L/R", or NULL */
     int enabled;
+    int64_t read_at;
 };
 static struct jit_slot slots[JIT_SLOTS];
 static lk_registry *writer;      /* opened on first use when plg.reg may not write */
@@ -48,11 +53,13 @@ int jit__enabled(const lk_device_name *p, lk_err *err)
     struct jit_slot *s;
     lk_reg_jit j;
     char *dup;
+    int64_t now = clock__now();
 
     *err = LK_OK;
     snprintf(key, sizeof key, "%s/%s/%s", p->project, p->location, p->registry);
     s = &slots[hash__str(HASH_STR_SEED, key) & (JIT_SLOTS - 1)];
-    if (s->key && !strcmp(s->key, key) && !devices__stale(clock__now()))
+    if (s->key && !strcmp(s->key, key) && !devices__stale(now) && now - s->read_at < JIT_TTL &&
+        now >= s->read_at)
         return s->enabled;
     memset(&j, 0, sizeof j);
     *err = lk_registry_get_jit(plg.reg, &name, &j, NULL, 0);
@@ -62,10 +69,14 @@ int jit__enabled(const lk_device_name *p, lk_err *err)
     } else if (*err) {
         return -1;
     }
-    if ((dup = strdup(key)) != NULL) {
+    if (s->key && !strcmp(s->key, key)) {
+        s->enabled = j.enabled != 0;
+        s->read_at = now;
+    } else if ((dup = strdup(key)) != NULL) {
         free(s->key);
         s->key = dup;
         s->enabled = j.enabled != 0;
+        s->read_at = now;
     }
     return j.enabled != 0;
 }

@@ -21,8 +21,8 @@ from cryptography.x509.oid import NameOID
 
 import broker as _harness
 from plugin_common import (CONNACK_NOT_AUTHORISED, PROJECT, REGION, assert_refused, claims,
-                           client_id, close, connack, connect, log_line, make_device, publish,
-                           received, start_broker)
+                           client_id, close, connack, connect, log_line, publish, received,
+                           start_broker)
 
 P, L = PROJECT, REGION
 NOW = datetime.datetime.now(datetime.timezone.utc)
@@ -136,6 +136,18 @@ def env(tmp_path_factory):
     b.stop()
 
 
+def known_device(b, reg, ca, dev):
+    """A device registered by the tool with a certificate of ca (a registry with CA certificates
+    takes only certificates): (its private key, its certificate)."""
+    k, cert = ca.device(dev)
+    path = b.base / f"{reg}-{dev}.pem"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    r = b.lk("devices", "create", dev, "--registry", reg, "--project", P, "--region", L,
+             "--public-key", f"path={path},type=es256-x509")
+    assert r.rc == 0, r
+    return k, cert
+
+
 def describe(b, reg, dev):
     return b.lk("devices", "describe", dev, "--registry", reg, "--project", P, "--region", L,
                 "--format", "json")
@@ -232,7 +244,7 @@ def test_replayed_token_of_another_device_refused(env):
     # the same token for an unknown id: the certificate names jit-victim
     assert_refused(b, client_id("jit-replay", reg), tok, ["LK_ERR_REG_CERT", "LK_ERR_REG_INVALID"])
     # and for a known device: only its own keys verify
-    make_device(b, "jit-known", registry=reg)
+    known_device(b, reg, root, "jit-known")
     assert_refused(b, client_id("jit-known", reg), tok, "LK_ERR_TOKEN_SIGNATURE")
 
 
@@ -243,9 +255,11 @@ def test_registry_without_jit_refuses_x5c(env):
     assert_refused(b, client_id("nojit-1", reg), x5c_token(k, [cert]), "no such device")
     assert describe(b, reg, "nojit-1").rc != 0
     # a known device's token with x5c: refused as before JIT existed
-    d = make_device(b, "nojit-known", registry=reg)
-    tok = d.keys[0].sign(claims(P), headers={"x5c": [b64der(cert)]})
-    assert_refused(b, d.client_id, tok, "LK_ERR_TOKEN_HEADER")
+    kk, kcert = known_device(b, reg, root, "nojit-known")
+    import jwt
+    tok = jwt.encode(claims(P), kk, algorithm="ES256", headers={"x5c": [b64der(kcert)]})
+    assert_refused(b, client_id("nojit-known", reg), tok, "LK_ERR_TOKEN_HEADER")
+    assert connack(b, client_id("nojit-known", reg), jwt.encode(claims(P), kk, algorithm="ES256")) == 0
     # the tool shows the setting
     r = b.lk("registries", "jit", "--registry", reg, "--project", P, "--region", L, "--show",
              "--format", "json")
