@@ -65,10 +65,10 @@ def setup():
          "--public-key-path", f"{TMP}/jit-ca.pem")
     tool("registries", "jit", *loc, "--enable")
     known = ec.generate_private_key(ec.SECP256R1())
+    # a registry with CA certificates takes only certificates signed by one of them
     with open(f"{TMP}/known.pem", "wb") as f:
-        f.write(known.public_key().public_bytes(serialization.Encoding.PEM,
-                                                serialization.PublicFormat.SubjectPublicKeyInfo))
-    tool("devices", "create", "known", *loc, "--public-key", f"path={TMP}/known.pem,type=es256")
+        f.write(cert("known", known, "bench-jit-ca", ca_key, False).public_bytes(serialization.Encoding.PEM))
+    tool("devices", "create", "known", *loc, "--public-key", f"path={TMP}/known.pem,type=es256-x509")
     jit, reg = [], []
     for i in range(NDEV):
         k = ec.generate_private_key(ec.SECP256R1())
