@@ -322,3 +322,33 @@ def test_http_bridge_first_request_registers(tmp_path):
         assert describe(b, b.registry, "http-stranger").rc != 0
     finally:
         br.stop()
+
+
+def test_rest_api_latchkey_jit_config(tmp_path):
+    """The admin API's extension field of DeviceRegistry: shown once JIT was on, changed alone by
+    PATCH updateMask=latchkeyJitConfig, refused at creation and mixed with other fields."""
+    from api_common import Env, ok, refused, registry_path
+    e = Env(tmp_path / "lkd")
+    try:
+        root = CA("api-root")
+        ok(e.api.create_registry("api-jit", credentials=[
+            {"publicKeyCertificate": {"format": "X509_CERTIFICATE_PEM", "certificate": root.pem.decode()}}]))
+        assert "latchkeyJitConfig" not in ok(e.api.get(registry_path("api-jit")))
+        got = ok(e.api.patch(registry_path("api-jit"), {"latchkeyJitConfig": {"enabled": True, "maxDevices": "5"}},
+                             query={"updateMask": "latchkeyJitConfig"}))
+        assert got["latchkeyJitConfig"] == {"enabled": True, "maxDevices": "5", "registered": "0"}, got
+        refused(e.api.patch(registry_path("api-jit"), {"latchkeyJitConfig": {"enabled": False}, "logLevel": "INFO"},
+                            query={"updateMask": "latchkeyJitConfig,logLevel"}), "INVALID_ARGUMENT", "alone")
+        refused(e.api.patch(registry_path("api-jit"), {"latchkeyJitConfig": {"enabled": "yes"}},
+                            query={"updateMask": "latchkeyJitConfig"}), "INVALID_ARGUMENT", "enabled")
+        refused(e.api.create_registry("api-jit2", latchkeyJitConfig={"enabled": True}), "INVALID_ARGUMENT",
+                "after creation")
+        # absent from the body: off (and, never used, not shown); the cap stays
+        got = ok(e.api.patch(registry_path("api-jit"), {}, query={"updateMask": "latchkeyJitConfig"}))
+        assert "latchkeyJitConfig" not in got, got
+        got = ok(e.api.patch(registry_path("api-jit"), {"latchkeyJitConfig": {"enabled": True}},
+                             query={"updateMask": "latchkeyJitConfig"}))
+        assert got["latchkeyJitConfig"]["maxDevices"] == "5", got
+    finally:
+        assert e.daemon.alive(), e.daemon.log_text()[-3000:]
+        e.stop()

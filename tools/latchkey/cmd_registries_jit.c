@@ -1,8 +1,8 @@
 /*
  * latchkey registries jit --registry R (--enable [--max-devices N] | --disable | --show):
  * a registry's just-in-time registration (docs/provisioning.md, "Just-in-time
- * registration"). The registry file only: latchkeyd's admin API has no
- * resource for it (IoT Core never had JIT).
+ * registration"). The registry file only; latchkeyd's admin API has it as
+ * the registry's latchkeyJitConfig field.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,8 +105,8 @@ int cmd_registries_jit(int argc, char **argv)
     int rc;
 
     admin_init(&a, "registries jit", u_jit);
-    a.local_only = "just-in-time registration is set in the registry file (latchkeyd's admin API "
-                   "has no resource for it)";
+    a.local_only = "the tool sets just-in-time registration in the registry file; through latchkeyd, "
+                   "PATCH the registry with updateMask=latchkeyJitConfig (docs/provisioning.md)";
     rc = run(&a, argc, argv);
     admin_close(&a);
     return out_finish(rc);
