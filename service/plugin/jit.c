@@ -67,6 +67,13 @@ int jit__enabled(const lk_device_name *p, lk_err *err)
         *err = LK_OK; /* no such registry: nothing to register in */
         j.enabled = 0;
     } else if (*err) {
+        /* A setting read before stands in (at most one TTL late) rather
+         * than refusing every device of the registry while the file is
+         * busy; the change feed's own failure handling still applies. */
+        if (s->key && !strcmp(s->key, key) && !devices__stale(now)) {
+            *err = LK_OK;
+            return s->enabled;
+        }
         return -1;
     }
     if (s->key && !strcmp(s->key, key)) {
