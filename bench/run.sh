@@ -56,6 +56,7 @@ emit openssl_speed_verify_es256_per_s "$($PIN openssl speed -seconds "$SECS" ecd
 sh bench/registry.sh "$BUILD" "$OUT"
 sh bench/manifest.sh "$BUILD" "$OUT"
 sh bench/broker.sh "$BUILD" "$OUT"
+sh bench/jit.sh "$BUILD" "$OUT"
 sh bench/simulate.sh "$BUILD" "$OUT"
 sh bench/api.sh "$BUILD" "$OUT"
 sh bench/http_bridge.sh "$BUILD" "$OUT"

@@ -265,6 +265,7 @@ static const char *topic_leaf(lk_topic kind)
     case LK_TOPIC_ATTACH: return "attach";
     case LK_TOPIC_DETACH: return "detach";
     case LK_TOPIC_ERRORS: return "errors";
+    case LK_TOPIC_REGISTERED: return "registered";
     default: return NULL;
     }
 }
@@ -308,7 +309,7 @@ lk_err lk_device_topic(const char *device, lk_topic kind, const char *subfolder,
     if (buf == NULL || size == 0)
         return LK_ERR_ARG;
     if (device == NULL || !lk_id_valid(device, strnlen(device, LK_ID_MAX + 1)) ||
-        kind == LK_TOPIC_ONLINE || kind == LK_TOPIC_OFFLINE) {
+        kind == LK_TOPIC_ONLINE || kind == LK_TOPIC_OFFLINE || kind == LK_TOPIC_REGISTERED) {
         memset(buf, 0, size);
         return LK_ERR_ARG;
     }
@@ -401,7 +402,8 @@ lk_err lk_backend_topic(const lk_device_name *d, lk_topic kind, const char *subf
     if (buf == NULL || size == 0)
         return LK_ERR_ARG;
     if (d == NULL || (kind != LK_TOPIC_EVENTS && kind != LK_TOPIC_STATE &&
-                      kind != LK_TOPIC_ONLINE && kind != LK_TOPIC_OFFLINE)) {
+                      kind != LK_TOPIC_ONLINE && kind != LK_TOPIC_OFFLINE &&
+                      kind != LK_TOPIC_REGISTERED)) {
         memset(buf, 0, size);
         return LK_ERR_ARG;
     }

@@ -144,7 +144,8 @@ typedef enum lk_topic {
     LK_TOPIC_OFFLINE,      /* offline (backend topics only) */
     LK_TOPIC_ATTACH,       /* attach: a gateway takes the device on (device topics only) */
     LK_TOPIC_DETACH,       /* detach: ... and lets it go */
-    LK_TOPIC_ERRORS        /* errors: what the broker tells a gateway (its own id) */
+    LK_TOPIC_ERRORS,       /* errors: what the broker tells a gateway (its own id) */
+    LK_TOPIC_REGISTERED    /* registered: registered just in time (backend topics only) */
 } lk_topic;
 
 /* The longest topic a device sees (/devices/D/commands/SUBFOLDER) and the
@@ -177,7 +178,7 @@ lk_topic lk_device_topic_split(const char *topic, size_t len, char device[LK_ID_
                                const char **subfolder);
 
 /* Write the backend topic of this kind (EVENTS with an optional subfolder,
- * STATE, ONLINE, OFFLINE) for the device named d; as lk_device_topic
+ * STATE, ONLINE, OFFLINE, REGISTERED) for the device named d; as lk_device_topic
  * (LK_BACKEND_TOPIC_MAX + 1 suffices). */
 lk_err lk_backend_topic(const lk_device_name *d, lk_topic kind, const char *subfolder, char *buf,
                         size_t size, size_t *len);

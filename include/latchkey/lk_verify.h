@@ -15,7 +15,9 @@
  *     duplicate names rejected, nesting bounded). Header "alg" must be
  *     exactly "ES256" or "RS256"; "crit" is refused, and so are "jwk",
  *     "jku", "x5u" and "x5c" (keys come only from the registry); "kid" and
- *     "typ" are ignored.
+ *     "typ" are ignored. With LK_VERIFY_ALLOW_X5C (registries that allow
+ *     just-in-time registration) "x5c" is let through and ignored: only
+ *     lk_verify_jit_token reads it, for a device the registry does not know.
  *  4. The algorithm is decided by the stored credential, never by the token:
  *     only unexpired credentials whose algorithm equals the header's alg are
  *     tried. HMAC is never implemented.
@@ -110,6 +112,12 @@ void lk_cred_fingerprint(const lk_cred *cred, uint8_t out[32]);
 #define LK_VERIFY_MAX_LEN 4096u      /* default token length cap (bytes) */
 #define LK_VERIFY_MAX_LEN_LIMIT 65535u /* the MQTT password field's own limit */
 #define LK_VERIFY_ALLOW_PADDING 1u
+/* Let a header's "x5c" through (ignored by lk_verify_token: a known device
+ * verifies only with its registered keys). Without it "x5c" is refused. */
+#define LK_VERIFY_ALLOW_X5C 2u
+/* The token length cap a broker uses for registries with JIT on: room for a
+ * leaf and two intermediates in x5c. */
+#define LK_VERIFY_JIT_MAX_LEN 16384u
 
 typedef struct lk_verify_policy {
     const char *aud;      /* the project id the token must name */
@@ -118,7 +126,7 @@ typedef struct lk_verify_policy {
     int64_t skew;         /* 0..3600 */
     int64_t max_lifetime; /* 1..LK_VERIFY_MAX_LIFETIME*7 */
     size_t max_len;       /* 1..LK_VERIFY_MAX_LEN_LIMIT */
-    unsigned flags;       /* LK_VERIFY_ALLOW_PADDING */
+    unsigned flags;       /* LK_VERIFY_ALLOW_PADDING, LK_VERIFY_ALLOW_X5C */
     uint64_t subject;     /* not a rule: who the caller verifies for (the broker: the device's
                              numId), so that the cache keeps each one's entries apart even when
                              devices share a credential set; 0 = the credential set alone */
@@ -162,6 +170,50 @@ lk_err lk_verify_token(lk_verifier *v, const char *token, size_t len,
                        lk_cred *const *creds, size_t ncreds,
                        const lk_verify_policy *pol, lk_token_info *info,
                        char *why, size_t why_size)
+    __attribute__((warn_unused_result));
+
+/* ---- just-in-time registration: a token that carries its certificate ----
+ *
+ * A device that a registry does not know may, where the registry allows it,
+ * present its certificate chain in the token's header (RFC 7515 §4.1.6):
+ * "x5c" is an array of 1..LK_X5C_CERTS_MAX strings, each the strict standard
+ * base64 (with padding, no white space) of one DER certificate, the leaf
+ * (whose key signed the token) first, then intermediates, each the issuer
+ * of the one before; together at most LK_X5C_DER_MAX bytes of DER. The
+ * verifier checks only that the token is signed by the leaf's key under all
+ * the rules above; whether the chain is trusted, and whom the leaf names, is
+ * the registry's decision (lk_registry_jit_register). Nothing else in the
+ * header is trusted ("jwk", "jku", "x5u", "crit" are still refused).
+ */
+#define LK_X5C_CERTS_MAX 3u        /* a leaf and up to two intermediates */
+#define LK_X5C_DER_MAX 12288u      /* bytes of DER, all certificates together */
+#define LK_X5C_PEM_MAX 20480u      /* room for LK_X5C_DER_MAX of DER as PEM */
+
+typedef struct lk_x5c_certs {
+    char leaf[LK_X5C_PEM_MAX];     /* the leaf as one PEM CERTIFICATE, NUL-terminated */
+    size_t leaf_len;
+    char chain[LK_X5C_PEM_MAX];    /* the intermediates, concatenated PEM, the leaf's issuer first; "" if none */
+    size_t chain_len;
+    unsigned nchain;
+} lk_x5c_certs;
+
+/*
+ * Verify token[0..len), which must carry "x5c", with the key of its leaf
+ * certificate: pol->flags must hold LK_VERIFY_ALLOW_X5C (else LK_ERR_ARG).
+ * Rules 1-3 as lk_verify_token; then LK_ERR_TOKEN_HEADER when the header is
+ * one of the two fixed ones or has no "x5c", or "x5c" is not an array of
+ * 1..LK_X5C_CERTS_MAX strings, a string is not strict standard base64 of
+ * exactly one DER certificate, or they hold more than LK_X5C_DER_MAX bytes;
+ * LK_ERR_CRED_INVALID when the leaf's key is not one lk_cred_parse accepts
+ * (P-256, RSA 2048..8192); then rules 4-7 with that key as the one
+ * credential (never expired: certificate dates are the registry's check).
+ * LK_OK fills *info (cred_index 0) and *certs (the caller's); on failure
+ * both are zeroed. why as lk_verify_token. Nothing here says the
+ * certificate is trusted.
+ */
+lk_err lk_verify_jit_token(lk_verifier *v, const char *token, size_t len,
+                           const lk_verify_policy *pol, lk_token_info *info,
+                           lk_x5c_certs *certs, char *why, size_t why_size)
     __attribute__((warn_unused_result));
 
 /* ---- the verified-token cache ---- */

@@ -19,6 +19,8 @@ struct reg_body {
     const char *pems[LK_REGISTRY_CERTS_MAX];
     size_t lens[LK_REGISTRY_CERTS_MAX];
     int has_event, has_state, has_mqtt, has_http, has_log, has_certs;
+    lk_reg_jit jit;               /* latchkeyJitConfig, latchkey's extension */
+    int has_jit;
 };
 
 static void reg_body_free(struct reg_body *b)
@@ -108,7 +110,8 @@ static int state_of(struct lkd_call *c, json_t *cfg, const char *obj, const char
 static int read_registry_body(struct lkd_call *c, json_t *o, struct reg_body *b)
 {
     static const char *const fields[] = {"id", "name", "eventNotificationConfigs", "stateNotificationConfig",
-                                         "mqttConfig", "httpConfig", "logLevel", "credentials", NULL};
+                                         "mqttConfig", "httpConfig", "logLevel", "credentials",
+                                         "latchkeyJitConfig", NULL};
     int bad = 0;
     memset(b, 0, sizeof *b);
     if (lkd_known_fields(c, o, "device_registry", fields) != 0)
@@ -142,6 +145,33 @@ static int read_registry_body(struct lkd_call *c, json_t *o, struct reg_body *b)
         b->state_json = json_object_size(x) ? json_dumps(x, JSON_COMPACT) : strdup("");
         json_decref(x);
         b->has_state = 1;
+    }
+    v = lkd_field(c, o, "latchkeyJitConfig", "latchkey_jit_config", &bad);
+    if (bad)
+        return -1;
+    if (v != NULL) {
+        /* {"enabled": bool, "maxDevices": int64}; "registered" is the server's */
+        static const char *const jf[] = {"enabled", "maxDevices", "registered", NULL};
+        int64_t max = 0;
+        json_t *x;
+        if (!json_is_object(v)) {
+            lkd_reply_error(c, LKD_INVALID_ARGUMENT, "latchkeyJitConfig must be an object");
+            return -1;
+        }
+        if (lkd_known_fields(c, v, "latchkeyJitConfig", jf) != 0)
+            return -1;
+        x = lkd_field(c, v, "enabled", NULL, &bad);
+        if (bad || (x != NULL && !json_is_boolean(x))) {
+            if (!bad)
+                lkd_reply_error(c, LKD_INVALID_ARGUMENT, "latchkeyJitConfig.enabled must be true or false");
+            return -1;
+        }
+        b->jit.enabled = x != NULL && json_is_true(x);
+        x = lkd_field(c, v, "maxDevices", "max_devices", &bad);
+        if (bad || (x != NULL && lkd_int64(c, x, "latchkeyJitConfig.maxDevices", 1, LK_REG_JIT_MAX_LIMIT, &max) != 0))
+            return -1;
+        b->jit.max_devices = (uint64_t)max;
+        b->has_jit = 1;
     }
     v = lkd_field(c, o, "mqttConfig", NULL, &bad);
     if (bad || (v != NULL && state_of(c, v, "mqttConfig", "mqttEnabledState", lkd_mqtt_state_names,
@@ -338,6 +368,13 @@ static void create_registry(struct lkd_call *c, const lk_reg_name *parent)
         reg_body_free(&b);
         return;
     }
+    if (b.has_jit) {
+        /* every change is one transaction: the registry first, then its JIT setting */
+        reg_body_free(&b);
+        lkd_reply_error(c, LKD_INVALID_ARGUMENT, "latchkeyJitConfig is set after creation "
+                        "(PATCH with updateMask=latchkeyJitConfig)");
+        return;
+    }
     if (!json_is_string(id)) {
         reg_body_free(&b);
         lkd_reply_error(c, LKD_INVALID_ARGUMENT, "the registry's id is required");
@@ -378,9 +415,12 @@ static void patch_registry(struct lkd_call *c, const lk_reg_name *n)
         return;
     }
     unsigned set = 0;
+    int jit = 0;
     for (int i = 0; i < nm; i++) {
         const char *f = mask[i];
-        if (strcmp(f, "eventNotificationConfigs") == 0 || strcmp(f, "eventNotificationConfig") == 0)
+        if (lkd_path_is(f, "latchkeyJitConfig"))
+            jit = 1;
+        else if (strcmp(f, "eventNotificationConfigs") == 0 || strcmp(f, "eventNotificationConfig") == 0)
             set |= LK_REG_SET_EVENT_NOTIFY;
         else if (strcmp(f, "stateNotificationConfig") == 0)
             set |= LK_REG_SET_STATE_NOTIFY;
@@ -396,9 +436,38 @@ static void patch_registry(struct lkd_call *c, const lk_reg_name *n)
             reg_body_free(&b);
             lkd_reply_error(c, LKD_INVALID_ARGUMENT,
                             "updateMask: %s cannot be changed (only eventNotificationConfigs, "
-                            "stateNotificationConfig, mqttConfig, httpConfig, logLevel, credentials)", f);
+                            "stateNotificationConfig, mqttConfig, httpConfig, logLevel, credentials, "
+                            "latchkeyJitConfig)", f);
             return;
         }
+    }
+    if (jit) {
+        char why[512] = "";
+        lk_err err;
+        if (set != 0) {
+            reg_body_free(&b);
+            lkd_reply_error(c, LKD_INVALID_ARGUMENT, "updateMask: latchkeyJitConfig is changed alone "
+                            "(one change, one transaction)");
+            return;
+        }
+        /* absent from the body: off (proto3); the cap kept unless given */
+        lk_reg_jit cur;
+        err = lk_registry_get_jit(c->d->reg, n, &cur, why, sizeof why);
+        if (err == LK_OK) {
+            cur.enabled = b.has_jit && b.jit.enabled;
+            if (b.has_jit && b.jit.max_devices)
+                cur.max_devices = b.jit.max_devices;
+            err = lk_registry_set_jit(c->d->reg, n, &cur, why, sizeof why);
+        }
+        reg_body_free(&b);
+        if (err != LK_OK) {
+            lkd_reply_lk(c, err, why);
+            return;
+        }
+        lkd_log("%s %s just-in-time registration of registry %s/%s/%s", c->who.email,
+                cur.enabled ? "enabled" : "disabled", n->project, n->location, n->registry);
+        reply_registry(c, n);
+        return;
     }
     /* A field in the mask but absent from the body is cleared (proto3). */
     if ((set & LK_REG_SET_MQTT) && !b.has_mqtt)

@@ -27,6 +27,9 @@ void lkd_config_defaults(struct lkd_config *c)
     c->skew = LK_VERIFY_SKEW;
     c->max_token_lifetime = LK_VERIFY_MAX_LIFETIME;
     c->max_token_length = LK_VERIFY_MAX_LEN;
+    c->jit_max_token_length = LK_VERIFY_JIT_MAX_LEN;
+    c->jit_per_minute = 60;
+    c->jit_burst = 20;
     c->token_cache = 65536;
     c->device_cache = 65536;
     c->base64_padding = 1;
@@ -93,6 +96,9 @@ int lkd_config_set(struct lkd_config *c, const char *key, const char *value, cha
         {"skew", NULL, &c->skew, 0, 3600},
         {"max_token_lifetime", NULL, &c->max_token_lifetime, 1, LK_VERIFY_MAX_LIFETIME * 7},
         {"max_token_length", NULL, &c->max_token_length, 1, LK_VERIFY_MAX_LEN_LIMIT},
+        {"jit_max_token_length", NULL, &c->jit_max_token_length, 1, LK_VERIFY_MAX_LEN_LIMIT},
+        {"jit_per_minute", NULL, &c->jit_per_minute, 1, 600000},
+        {"jit_burst", NULL, &c->jit_burst, 1, 100000},
         {"token_cache", NULL, &c->token_cache, 0, 1u << 24},
         {"device_cache", NULL, &c->device_cache, 16, 1u << 24},
         {"max_body", NULL, &c->max_body, 4096, 64u * 1024 * 1024},

@@ -64,6 +64,8 @@ struct lkd_config {
     /* device tokens: the broker plugin's plugin_opt_* of the same names, same defaults */
     unsigned skew, max_token_lifetime, max_token_length, token_cache, device_cache;
     int base64_padding;
+    /* just-in-time registration (docs/provisioning.md): the same keys as the plugin's */
+    unsigned jit_max_token_length, jit_per_minute, jit_burst;
     /* push subscriptions (push.c): off while spool is unset */
     char *spool;             /* the spool file the broker plugin fills (plugin_opt_spool) */
     char *push_ca;           /* CA file for push endpoints; default: the system's store */

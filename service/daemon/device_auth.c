@@ -31,16 +31,19 @@ struct dev_entry {
     uint64_t num_id;
     int blocked;
     lk_reg_state http;
+    int jit;                           /* the registry allows JIT: x5c let through, the JIT cap */
     lk_reg_gateway_type gateway_type;  /* gatewayInfo (device_gateway.c) */
     lk_reg_gateway_auth gateway_auth;
     lk_cred *creds[LK_DEVICE_CREDENTIALS_MAX];
     unsigned ncreds;
 };
 
-/* A registry's httpConfig, apart: reading a registry counts its devices. */
+/* A registry's httpConfig and JIT setting, apart: reading a registry counts its devices. */
 struct reg_entry {
     char key[LK_PROJECT_MAX + LK_LOCATION_MAX + LK_ID_MAX + 4];
     lk_reg_state http;
+    int jit;
+    int64_t read_at;                   /* JIT settings write no change: read again after 5 s */
 };
 #define REG_ENTRIES 64u
 #define DROPS_MAX 256u                 /* devices dropped one by one per feed read; more: all */
@@ -55,6 +58,8 @@ struct lkd_devcache {
     uint64_t drop[DROPS_MAX];          /* devices named by the changes being read */
     unsigned ndrop;
     int drop_all;
+    int64_t jit_ms;                    /* the JIT token bucket: last filled ... */
+    double jit_bucket;                 /* ... and attempts it holds */
 };
 
 static void entry_clear(struct dev_entry **slot)
@@ -160,23 +165,33 @@ static void sync_feed(struct lkd *d)
         memset(dc->reg, 0, sizeof dc->reg);
 }
 
-static lk_err registry_http(struct lkd *d, const lk_reg_name *n, lk_reg_state *http, char *why, size_t why_size)
+static lk_err registry_http(struct lkd *d, const lk_reg_name *n, lk_reg_state *http, int *jit, char *why,
+                            size_t why_size)
 {
     char key[sizeof d->devcache->reg[0].key];
     snprintf(key, sizeof key, "%s/%s/%s", n->project, n->location, n->registry);
     struct reg_entry *r = &d->devcache->reg[hash_key(key) % REG_ENTRIES];
-    if (strcmp(r->key, key) == 0) {
+    int64_t now = lkd_now();
+    if (strcmp(r->key, key) == 0 && now >= r->read_at && now - r->read_at < 5) {
         *http = r->http;
+        *jit = r->jit;
         return LK_OK;
     }
     lk_reg_registry rr;
+    lk_reg_jit j;
     lk_err err = lk_registry_get_registry(d->reg, n, &rr, why, why_size);
     if (err != LK_OK)
         return err;
     *http = rr.http;
     lk_reg_registry_free(&rr);
+    memset(&j, 0, sizeof j);
+    if ((err = lk_registry_get_jit(d->reg, n, &j, why, why_size)) != LK_OK)
+        return err;
+    *jit = j.enabled != 0;
     snprintf(r->key, sizeof r->key, "%s", key);
     r->http = *http;
+    r->jit = *jit;
+    r->read_at = now;
     return LK_OK;
 }
 
@@ -202,7 +217,7 @@ static lk_err entry_load(struct lkd *d, struct dev_entry *e, const lk_reg_name *
             return LK_ERR_REG_NOT_FOUND;
         snprintf(id, sizeof id, "%s", dev);
     }
-    err = registry_http(d, n, &e->http, why, why_size);
+    err = registry_http(d, n, &e->http, &e->jit, why, why_size);
     if (err != LK_OK)
         return err;
     lk_reg_auth a;
@@ -273,6 +288,71 @@ static const char *bearer(const char *h, size_t *len)
     return *len ? h : NULL;
 }
 
+/* One JIT attempt from the daemon's bucket (jit_burst, refilled at
+ * jit_per_minute), before any signature or chain is checked. */
+static int jit_take(struct lkd *d)
+{
+    struct lkd_devcache *dc = d->devcache;
+    int64_t now = lkd_now_ms();
+    double burst = (double)d->cfg.jit_burst;
+    if (dc->jit_ms == 0 || now < dc->jit_ms)
+        dc->jit_bucket = burst;
+    else if ((dc->jit_bucket += (double)(now - dc->jit_ms) * d->cfg.jit_per_minute / 60000.0) > burst)
+        dc->jit_bucket = burst;
+    dc->jit_ms = now;
+    if (dc->jit_bucket < 1.0)
+        return 0;
+    dc->jit_bucket -= 1.0;
+    return 1;
+}
+
+/* An unknown device of a registry with JIT on: register it from its token's
+ * x5c (docs/provisioning.md), as the broker does on a first connection. 0,
+ * or -1 with the reply sent. */
+static int device_jit(struct lkd_call *c, const lk_reg_name *n, const char *dev, const char *token, size_t len)
+{
+    struct lkd *d = c->d;
+    char why[256] = "";
+    lk_verify_policy pol;
+    lk_token_info info;
+    uint64_t num_id = 0;
+    lk_x5c_certs *certs;
+    lk_err err;
+
+    if (!jit_take(d)) {
+        lkd_log("%s: just-in-time registration refused: faster than jit_per_minute (%u, burst %u)",
+                c->who.email, d->cfg.jit_per_minute, d->cfg.jit_burst);
+        lkd_reply_error(c, LKD_UNAVAILABLE, "just-in-time registrations arrive too fast; try again later");
+        return -1;
+    }
+    if ((certs = malloc(sizeof *certs)) == NULL) {
+        lkd_reply_error(c, LKD_UNAVAILABLE, "out of memory; try again");
+        return -1;
+    }
+    lk_verify_policy_init(&pol, n->project, strlen(n->project), lkd_now());
+    pol.skew = d->cfg.skew;
+    pol.max_lifetime = d->cfg.max_token_lifetime;
+    pol.max_len = d->cfg.jit_max_token_length;
+    pol.flags = (d->cfg.base64_padding ? LK_VERIFY_ALLOW_PADDING : 0) | LK_VERIFY_ALLOW_X5C;
+    err = lk_verify_jit_token(d->ver, token, len, &pol, &info, certs, why, sizeof why);
+    if (err == LK_OK)
+        err = lk_registry_jit_register(d->reg, n, dev, certs->leaf, certs->leaf_len, certs->chain,
+                                       certs->chain_len, &num_id, why, sizeof why);
+    free(certs);
+    if (err == LK_OK) {
+        lkd_log("%s: registered just in time (numId %llu)", c->who.email, (unsigned long long)num_id);
+        return 0;
+    }
+    lkd_log("%s: just-in-time registration refused: %s (%s)", c->who.email, why[0] ? why : lk_strerror(err),
+            lk_errname(err));
+    if (err == LK_ERR_NOMEM || err == LK_ERR_CRYPTO || err == LK_ERR_REG_BUSY || err == LK_ERR_REG_STORAGE)
+        lkd_reply_error(c, LKD_UNAVAILABLE, "the device could not be registered (%s); try again", lk_errname(err));
+    else
+        lkd_reply_error(c, LKD_UNAUTHENTICATED, "just-in-time registration refused: %s%s%s", lk_strerror(err),
+                        why[0] ? ": " : "", why);
+    return -1;
+}
+
 static int device_authenticate(struct lkd_call *c, const lk_reg_name *n, const char *dev, const char *token,
                                size_t len, struct lkd_device_id *out)
 {
@@ -284,6 +364,16 @@ static int device_authenticate(struct lkd_call *c, const lk_reg_name *n, const c
     }
     lk_err err;
     struct dev_entry *e = device_get(d, n, dev, &err, why, sizeof why);
+    uint64_t v;
+    lk_reg_state http;
+    int jit = 0;
+    /* An unknown device by its string id in a registry with JIT on. */
+    if (e == NULL && err == LK_ERR_REG_NOT_FOUND && !lkd_num_id(dev, &v) &&
+        registry_http(d, n, &http, &jit, why, sizeof why) == LK_OK && jit) {
+        if (device_jit(c, n, dev, token, len) != 0)
+            return -1;
+        e = device_get(d, n, dev, &err, why, sizeof why);
+    }
     if (e == NULL) {
         if (err == LK_ERR_REG_NOT_FOUND) {
             /* Not told apart from a bad token: the caller has proven nothing. */
@@ -300,8 +390,8 @@ static int device_authenticate(struct lkd_call *c, const lk_reg_name *n, const c
     lk_verify_policy_init(&pol, e->name.project, strlen(e->name.project), lkd_now());
     pol.skew = d->cfg.skew;
     pol.max_lifetime = d->cfg.max_token_lifetime;
-    pol.max_len = d->cfg.max_token_length;
-    pol.flags = d->cfg.base64_padding ? LK_VERIFY_ALLOW_PADDING : 0;
+    pol.max_len = e->jit ? d->cfg.jit_max_token_length : d->cfg.max_token_length;
+    pol.flags = (d->cfg.base64_padding ? LK_VERIFY_ALLOW_PADDING : 0) | (e->jit ? LK_VERIFY_ALLOW_X5C : 0u);
     pol.subject = e->num_id;
     lk_token_info info;
     int hit = 0;
@@ -339,11 +429,14 @@ int lkd_device_authenticate(struct lkd_call *c, const lk_reg_name *n, const char
      * rule would refuse it anyway. */
     size_t hlen = 0, len = 0;
     int present = evhttp_find_header(evhttp_request_get_input_headers(c->req), "Authorization") != NULL;
-    char *h = lkd_take_authorization(c, c->d->cfg.max_token_length, &hlen);
+    /* the longer cap of a registry with JIT on; the verifier applies each registry's own */
+    unsigned cap = c->d->cfg.max_token_length > c->d->cfg.jit_max_token_length ? c->d->cfg.max_token_length
+                                                                                 : c->d->cfg.jit_max_token_length;
+    char *h = lkd_take_authorization(c, cap, &hlen);
     snprintf(c->who.email, sizeof c->who.email, "device %s/%s", n->registry, dev);
     if (present && h == NULL) {
         lkd_reply_error(c, LKD_UNAUTHENTICATED, "the Authorization header is longer than any token (max_token_length %u)",
-                        c->d->cfg.max_token_length);
+                        cap);
         return -1;
     }
     const char *token = bearer(h, &len);

@@ -248,5 +248,18 @@ json_t *lkd_registry_json(const struct lkd_call *c, const lk_reg_registry *r, lk
         else
             json_decref(acc.a);
     }
+    {
+        /* latchkey's extension (docs/provisioning.md), shown once JIT was
+         * ever on, so that IoT Core's registries look as they did */
+        lk_reg_name n = {r->project, r->location, r->id};
+        lk_reg_jit jit;
+        char why[256], max[24], got[24];
+        if (lk_registry_get_jit(reg, &n, &jit, why, sizeof why) == LK_OK && (jit.enabled || jit.registered)) {
+            snprintf(max, sizeof max, "%llu", (unsigned long long)jit.max_devices);
+            snprintf(got, sizeof got, "%llu", (unsigned long long)jit.registered);
+            put(j, "latchkeyJitConfig", json_pack("{s:b, s:s, s:s}", "enabled", jit.enabled != 0,
+                                                  "maxDevices", max, "registered", got));
+        }
+    }
     return j;
 }

@@ -89,7 +89,7 @@ static int auth__device(struct mosquitto *client, const char *id, const lk_devic
     lk_token_info info;
     char why[200] = "", reason[300], until[32];
     int64_t now = clock__now();
-    int hit = 0;
+    int hit = 0, jit, registered = 0;
     lk_err err;
     uint32_t limit;
 
@@ -110,9 +110,29 @@ static int auth__device(struct mosquitto *client, const char *id, const lk_devic
     if (plg.ticks == 0 && now - plg.started > 3)
         return auth__unavailable(client, id, "the broker's tick does not arrive "
                                  "(per_listener_settings must be false)", LK_OK);
+    /* A registry with JIT on lets x5c through (ignored for known devices)
+     * and takes longer tokens, room for a chain. */
+    jit = jit__enabled(p, &err);
+    if (jit < 0)
+        return auth__unavailable(client, id, "the registry could not be read", err);
     /* Cached device data is as fresh as the change feed: once the feed has
      * been unreadable for longer than confirm_timeout, read the device. */
     d = devices__get(p, id, devices__stale(now), &err);
+    if (!d && err == LK_ERR_REG_NOT_FOUND && jit) {
+        switch (jit__register(p, password, now, reason, sizeof reason, &err)) {
+        case JIT_REFUSED:
+            return auth__refuse(client, id, reason, err);
+        case JIT_UNAVAILABLE:
+            return auth__unavailable(client, id, reason, err);
+        case JIT_REGISTERED:
+            mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "%s from %s: %s", id,
+                                 auth__addr(client), reason);
+            registered = 1;
+            break;
+        }
+        /* Now a device like any other: its one credential verifies below. */
+        d = devices__get(p, id, 1, &err);
+    }
     if (!d) {
         if (err == LK_ERR_REG_NOT_FOUND)
             return auth__refuse(client, id, "no such device", err);
@@ -126,8 +146,8 @@ static int auth__device(struct mosquitto *client, const char *id, const lk_devic
     lk_verify_policy_init(&pol, p->project, strlen(p->project), now);
     pol.skew = plg.opt.skew;
     pol.max_lifetime = plg.opt.max_token_lifetime;
-    pol.max_len = plg.opt.max_token_length;
-    pol.flags = plg.opt.verify_flags;
+    pol.max_len = jit ? plg.opt.jit_max_token_length : plg.opt.max_token_length;
+    pol.flags = plg.opt.verify_flags | (jit ? LK_VERIFY_ALLOW_X5C : 0u);
     pol.subject = d->num_id;
     err = lk_verify_token_cached(plg.verifier, plg.vcache, password, strlen(password),
                                  (lk_cred *const *)d->creds, d->ncreds, &pol, &info, &hit,
@@ -177,6 +197,8 @@ static int auth__device(struct mosquitto *client, const char *id, const lk_devic
     conn__schedule(c);
     activity__note(c->num_id, ACT_HEARTBEAT, now, NULL);
     activity__note_key(c->num_id, now, c->cred_fp);
+    if (registered)
+        message__registered(c, "mqtt");
     message__presence(c, 1, auth__addr(client));
     lk_time_rfc3339(info.valid_until, until, sizeof until);
     /* The credential by its fingerprint, as `latchkey devices describe` shows

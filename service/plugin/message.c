@@ -190,6 +190,32 @@ void message__presence(struct plg_conn *c, int online, const char *detail)
     free(text);
 }
 
+void message__registered(const struct plg_conn *c, const char *via)
+{
+    char num[24], when[32], fp[65], topic[LK_BACKEND_TOPIC_MAX + 1];
+    json_t *o;
+    char *text;
+    int i;
+
+    /* Not retained: the registry (and its change feed) is the record; this
+     * tells the backends listening now, as online does. */
+    if (!backends__any() ||
+        lk_backend_topic(&c->path, LK_TOPIC_REGISTERED, NULL, topic, sizeof topic, NULL))
+        return;
+    snprintf(num, sizeof num, "%" PRIu64, c->num_id);
+    lk_time_rfc3339(clock__now(), when, sizeof when);
+    for (i = 0; i < 32; i++)
+        snprintf(fp + 2 * i, 3, "%02x", c->cred_fp[i]);
+    o = json_pack("{s:s, s:s, s:s, s:s, s:s}", "deviceId", c->path.device, "deviceNumId", num,
+                  "time", when, "via", via, "credentialSha256", fp);
+    text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!text)
+        return;
+    message__publish(topic, text, strlen(text), 1, NULL);
+    free(text);
+}
+
 void message__offline(struct plg_conn *c, const char *why)
 {
     message__presence(c, 0, why);

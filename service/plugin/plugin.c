@@ -71,6 +71,9 @@ static const struct plugin__int_opt {
     OPT(spool_max_bytes, OPT_I64, 1024, INT64_C(1) << 40, INT64_C(1) << 30),
     OPT(gateway_messages_per_second, OPT_UNSIGNED, 1, 1000000, 1000),
     OPT(gateway_max_attached, OPT_UNSIGNED, 1, LK_GATEWAY_ATTACHED_MAX, LK_GATEWAY_ATTACHED_MAX),
+    OPT(jit_max_token_length, OPT_SIZE, 1, LK_VERIFY_MAX_LEN_LIMIT, LK_VERIFY_JIT_MAX_LEN),
+    OPT(jit_per_minute, OPT_UNSIGNED, 1, 600000, 60),
+    OPT(jit_burst, OPT_UNSIGNED, 1, 100000, 20),
 };
 #undef OPT
 
@@ -283,6 +286,7 @@ static void plugin__changes(int64_t now)
     }
     if (everything) {
         devices__clear();
+        jit__forget();
         route__forget_registries();
         route__forget_subscriptions();
         presence__tombstones_due();
@@ -491,6 +495,7 @@ static void plugin__free(void)
     backends__forget();
     route__cleanup();
     presence__cleanup();
+    jit__cleanup();
     if (plg.vcache)
         lk_vcache_free(plg.vcache);
     if (plg.verifier)

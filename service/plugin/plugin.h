@@ -71,6 +71,9 @@ struct plg_options {
     int64_t spool_max_bytes;
     unsigned gateway_messages_per_second; /* all a gateway's connection publishes */
     unsigned gateway_max_attached;        /* 1..LK_GATEWAY_ATTACHED_MAX */
+    size_t jit_max_token_length; /* the cap for registries with JIT on */
+    unsigned jit_per_minute;     /* JIT attempts, all registries together ... */
+    unsigned jit_burst;          /* ... with this burst */
 };
 
 /* # Devices: cached authentication data (devices.c) */
@@ -331,6 +334,25 @@ int route__topic(const lk_device_name *p, enum plg_topic t, const char *sub, cha
  * publish be acknowledged. */
 int route__spool(const lk_device_name *p, uint64_t num_id, const char *gateway, enum plg_topic t,
                  const char *sub, const void *payload, size_t len);
+
+/* A device registered just in time: latchkey/P/L/R/D/registered. */
+void message__registered(const struct plg_conn *c, const char *via);
+
+/* # Just-in-time registration (jit.c) */
+
+enum jit_result { JIT_REGISTERED = 0, JIT_REFUSED = 1, JIT_UNAVAILABLE = 2 };
+/* Whether p's registry allows JIT: 1 or 0 (also for no such registry), or
+ * -1 with *err when the registry cannot be read. Cached until the change
+ * feed changes a registry (jit__forget). */
+int jit__enabled(const lk_device_name *p, lk_err *err);
+void jit__forget(void);
+void jit__cleanup(void);
+/* Register p's device from its token's x5c: the global rate first, then
+ * lk_verify_jit_token, then lk_registry_jit_register. reason says what
+ * happened (never the token); REFUSED is the client's doing, UNAVAILABLE
+ * the server's (or the rate). */
+enum jit_result jit__register(const lk_device_name *p, const char *password, int64_t now,
+                              char *reason, size_t reason_size, lk_err *err);
 
 /* # Retained presence (presence.c) */
 

@@ -270,7 +270,8 @@ int lk_verify__args_ok(lk_cred *const *creds, size_t ncreds, const lk_verify_pol
         pol->aud_len == 0 || pol->max_len == 0 || pol->max_len > LK_VERIFY_MAX_LEN_LIMIT ||
         pol->skew < 0 || pol->skew > 3600 || pol->max_lifetime < 1 ||
         pol->max_lifetime > 7 * LK_VERIFY_MAX_LIFETIME || pol->now < 0 ||
-        pol->now > ((int64_t)1 << 62) || (pol->flags & ~LK_VERIFY_ALLOW_PADDING) != 0)
+        pol->now > ((int64_t)1 << 62) ||
+        (pol->flags & ~(LK_VERIFY_ALLOW_PADDING | LK_VERIFY_ALLOW_X5C)) != 0)
         return 0;
     for (i = 0; i < ncreds; i++)
         if (creds[i] == NULL)
@@ -369,6 +370,10 @@ lk_err lk_verify__parse(lk_verifier *v, const char *token, size_t len, size_t ma
         return LK_OK;
     }
     for (i = 0; i < sizeof refused_headers / sizeof refused_headers[0]; i++) {
+        /* x5c only where the caller allows JIT; it is read by
+         * lk_verify_jit_token alone. */
+        if ((flags & LK_VERIFY_ALLOW_X5C) && !strcmp(refused_headers[i], "x5c"))
+            continue;
         if (json_object_get(p->hdr, refused_headers[i]) != NULL) {
             err = lk_verify__why(why, why_size, LK_ERR_TOKEN_HEADER,
                           "header parameter \"%s\" is refused (keys come only from the registry)",

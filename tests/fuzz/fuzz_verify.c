@@ -476,6 +476,32 @@ static void fuzz_raw(const uint8_t *data, size_t size)
             CHECK(err == LK_ERR_TOKEN_TOO_LARGE);
         free(why);
     }
+    {
+        /* The same bytes as a just-in-time token (x5c read, the leaf's key
+         * verifying): the contract's zeroing, a leaf only on success. A
+         * leaf's key can sign only what the fuzzer was given signed. */
+        static lk_x5c_certs certs;
+        lk_verify_policy pol = g_pol[0];
+        lk_token_info info;
+        char why[256];
+        lk_err err;
+
+        pol.flags |= LK_VERIFY_ALLOW_X5C;
+        pol.max_len = LK_VERIFY_JIT_MAX_LEN;
+        memset(&certs, 0xA5, sizeof certs);
+        err = lk_verify_jit_token(g_verifier, (const char *)data, size, &pol, &info, &certs, why,
+                                  sizeof why);
+        CHECK(memchr(why, '\0', sizeof why) != NULL);
+        if (err != LK_OK) {
+            CHECK(certs.leaf_len == 0 && certs.chain_len == 0 && certs.nchain == 0);
+            CHECK(info.exp == 0 && info.iat == 0);
+        } else {
+            CHECK(certs.leaf_len > 0 && strlen(certs.leaf) == certs.leaf_len);
+            CHECK(certs.nchain < LK_X5C_CERTS_MAX);
+        }
+        if (size > pol.max_len)
+            CHECK(err == LK_ERR_TOKEN_TOO_LARGE);
+    }
 }
 
 static void fuzz_signed(int mode, const uint8_t *data, size_t size)

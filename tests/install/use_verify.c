@@ -92,6 +92,14 @@ int main(void)
     CHECK(lk_verify_token(v, token, strlen(token), &cred, 1, &pol, &info, why, sizeof why) ==
           LK_ERR_TOKEN_EXPIRED);
     pol.now = 1700000100;
+    {
+        /* a token without x5c: not one for just-in-time registration */
+        static lk_x5c_certs certs;
+        lk_verify_policy jp = pol;
+        jp.flags |= LK_VERIFY_ALLOW_X5C;
+        CHECK(lk_verify_jit_token(v, token, strlen(token), &jp, &info, &certs, why, sizeof why) ==
+              LK_ERR_TOKEN_HEADER && certs.leaf_len == 0);
+    }
 
     CHECK(lk_vcache_new(16, &cache) == LK_OK);
     CHECK(lk_verify_token_cached(v, cache, token, strlen(token), &cred, 1, &pol, &info, &hit, why,

@@ -249,6 +249,7 @@ static void test_device_topic_rejects(void **state)
     REJECT("dev-1", LK_TOPIC_CONFIG, "a");
     REJECT("dev-1", LK_TOPIC_COMMANDS_ALL, "a");
     REJECT("dev-1", LK_TOPIC_ONLINE, NULL);     /* backend topics only */
+    REJECT("dev-1", LK_TOPIC_REGISTERED, NULL);
     REJECT("dev-1", LK_TOPIC_NONE, NULL);
     REJECT("dev-1", LK_TOPIC_OTHER, NULL);
     REJECT("dev/1", LK_TOPIC_STATE, NULL);
@@ -395,6 +396,10 @@ static void test_backend_topics(void **state)
     assert_string_equal(buf, "latchkey/my-project/us-central1/reg-1/dev-1/online");
     assert_int_equal(lk_backend_topic(&n, LK_TOPIC_OFFLINE, NULL, buf, sizeof buf, &len), LK_OK);
     assert_string_equal(buf, "latchkey/my-project/us-central1/reg-1/dev-1/offline");
+    assert_int_equal(lk_backend_topic(&n, LK_TOPIC_REGISTERED, NULL, buf, sizeof buf, NULL), LK_OK);
+    assert_string_equal(buf, "latchkey/my-project/us-central1/reg-1/dev-1/registered");
+    assert_int_equal(lk_backend_topic(&n, LK_TOPIC_REGISTERED, "a", buf, sizeof buf, NULL), LK_ERR_ARG);
+    assert_int_equal(lk_backend_topic(&n, LK_TOPIC_OFFLINE, NULL, buf, sizeof buf, &len), LK_OK);
     assert_int_equal(lk_backend_topic_in_project("my-project", buf, len), 20);
     assert_int_equal(lk_backend_topic_in_project("my-project", "latchkey/my-project/", 20), 20);
     assert_int_equal(lk_backend_topic_in_project("my-project", "latchkey/my-project/#", 21), 20);

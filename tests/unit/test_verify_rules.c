@@ -449,7 +449,8 @@ static void test_arguments(void **state)
         { 600, 86400, 65535, 1, LK_OK },
         { 600, 86400, 65536, 1, LK_ERR_ARG },
         { 600, 86400, 4096, 0, LK_OK },
-        { 600, 86400, 4096, 2, LK_ERR_ARG },   /* unknown flag bit: out of range */
+        { 600, 86400, 4096, 2, LK_OK },        /* LK_VERIFY_ALLOW_X5C */
+        { 600, 86400, 4096, 4, LK_ERR_ARG },   /* unknown flag bit: out of range */
         { 600, 86400, 4096, 0x80000000u, LK_ERR_ARG },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -15,6 +15,7 @@ int cmd_provision(int argc, char **argv);             /* cmd_provision.c */
 int cmd_broker(int argc, char **argv);                /* broker check FILE (cmd_broker.c) */
 int cmd_registries(int argc, char **argv);            /* cmd_registries.c */
 int cmd_registries_import(int argc, char **argv);     /* cmd_import.c */
+int cmd_registries_jit(int argc, char **argv);        /* cmd_registries_jit.c */
 int cmd_devices(int argc, char **argv);               /* cmd_devices.c */
 int cmd_devices_import(int argc, char **argv);        /* cmd_import.c */
 int cmd_gateways_import(int argc, char **argv);       /* cmd_import.c: devices gateways import */

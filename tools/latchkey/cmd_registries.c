@@ -36,6 +36,8 @@ static const char registries_usage[] =
     "  signers add --label L --path KEY.pem | list | delete INDEX --registry R\n"
     "                    (manufacturer keys trusted for signed manifests)\n"
     "  crls add --path CRL.pem [--issuer-chain CHAIN.pem] | list | delete INDEX --registry R\n"
+    "  jit --registry R  (--enable [--max-devices N] | --disable | --show): just-in-time\n"
+    "                    registration (docs/provisioning.md)\n"
     "\n"
     "'latchkey registries COMMAND --help' shows one command.\n"
     "Common options: --db FILE (or LATCHKEY_DB; only 'registries create' creates a missing\n"
@@ -798,6 +800,8 @@ int cmd_registries(int argc, char **argv)
         return cmd_registries_import(argc - 1, argv + 1);
     if (strcmp(sub, "signers") == 0 || strcmp(sub, "crls") == 0)
         return cmd_registries_trust(argc - 1, argv + 1, strcmp(sub, "crls") == 0);
+    if (strcmp(sub, "jit") == 0)
+        return cmd_registries_jit(argc - 1, argv + 1);
     if (strcmp(sub, "credentials") == 0) {
         const char *c2 = argc >= 3 ? argv[2] : "";
         if ((rc = admin_group_usage(argc, argv, 2, u_creds)) != -1)
@@ -835,7 +839,7 @@ int cmd_registries(int argc, char **argv)
         rc = one_registry(&a, argc - 1, argv + 1, 1);
     else
         rc = tool_usage_error("registries: unknown subcommand '%s' (create, list, describe, update, "
-                              "delete, credentials, import, signers, crls)", sub);
+                              "delete, credentials, import, signers, crls, jit)", sub);
     admin_close(&a);
     return out_finish(rc);
 }
