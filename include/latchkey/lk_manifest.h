@@ -17,8 +17,9 @@
  *  4. every device line, all of them, each with its own report: strict JSON
  *     (duplicate members, unknown members, a line over LK_MANIFEST_LINE_MAX
  *     refused), deviceId valid, the certificate's one subject CN is deviceId,
- *     its key is publicKey, format matches the key, no deviceId, key,
- *     certificate or serial twice in the manifest, deviceId free in the
+ *     its key is publicKey, format matches the key, no deviceId, key or
+ *     certificate twice in the manifest (a serial may repeat: one token can
+ *     hold several devices' keys), deviceId free in the
  *     registry, and the registry's own checks of the device it would create
  *     (lk_registry_import_check: the certificate through the line's chain to
  *     a registry CA with LK_REG_CHECK_LEAF_DATES, the registry's CRLs) — all

@@ -43,7 +43,7 @@ int lk_manifest__only(json_t *o, const char *const *names, const char **bad)
     return 0;
 }
 
-/* ---- a set of 32-byte digests: ids, keys, certificates and serials seen ---- */
+/* ---- a set of 32-byte digests: ids, keys and certificates seen ---- */
 
 struct set {
     uint8_t (*k)[32];
@@ -491,16 +491,14 @@ static lk_err check_lines(lk_registry *reg, const lk_reg_name *name, struct walk
         }
         if (rc == 0) {
             long at;
-            /* One set for the four kinds: each digest is tagged with its kind. */
-            struct { char tag; const char *s; size_t n; } k[2] = {{'i', d.id, strlen(d.id)},
-                                                                  {'s', d.serial, strlen(d.serial)}};
-            const uint8_t *dg[4] = {NULL, NULL, kd, cd};
-            const char *what[4] = {"deviceId", "serial", "publicKey", "certificate"};
-            for (int j = 0; j < 4 && rc == 0; j++) {
-                if (j < 2) {
-                    tagged(k[j].tag, k[j].s, k[j].n, t);
-                    dg[j] = t;
-                }
+            /* One set for the three identities: each digest is tagged with its kind. The serial is
+             * not one of them: it traces a device to its element, and a token that holds several
+             * devices' keys (latchkey provision's `object=%s` in one token, an HSM) puts its one
+             * serial on each of their lines. */
+            tagged('i', d.id, strlen(d.id), t);
+            const uint8_t *dg[3] = {t, kd, cd};
+            const char *what[3] = {"deviceId", "publicKey", "certificate"};
+            for (int j = 0; j < 3 && rc == 0; j++) {
                 if ((at = set_check(seen, dg[j], w->line)) < 0)
                     rc = -2;
                 else if (at > 0) {
