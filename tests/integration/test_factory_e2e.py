@@ -104,13 +104,14 @@ class Customer:
         return sorted(d["id"] for d in json.loads(r.out or "[]"))
 
 
-def agent(fac, b, reg, dev, payload, *extra):
-    """latchkey-device for dev with its key in the factory token: one event, then it exits."""
+def agent(fac, b, reg, dev, payload, *extra, key=None):
+    """latchkey-device for dev with its key (default: labelled dev) in the factory token: one event,
+    then it exits."""
     ev = fac.dir / f"{reg}-{dev}.events"
     ev.write_text(payload + "\n")
     return subprocess.Popen([str(AGENT), "--host", b.host, "--port", str(b.tls_port), "--ca", str(b.ca_path),
                              "--project", P, "--region", L, "--registry", reg, "--device", dev,
-                             "--key", fac.uri("factory", dev), "--events", str(ev), "--exit-on-eof",
+                             "--key", fac.uri("factory", key or dev), "--events", str(ev), "--exit-on-eof",
                              "--max-refusals", "1", "--max-attempts", "3", *map(str, extra)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, **fac.env})
@@ -285,3 +286,44 @@ def test_jit_first_connection_with_token_key(world):
     assert entry["credentials"][0]["lastUsed"] and not entry["lastKey"].get("removed"), entry
     r = cu.lk("registries", "jit", "--show", *cu.loc(reg), "--format", "json")
     assert json.loads(r.out)["registered"] == "1", r
+
+
+def test_provisioned_device_rotates_to_a_new_token_key(world):
+    """docs/provisioning.md "Rotating a device's key", for a device of a manifest (a registry with CA
+    certificates takes only certificates): the new key born in the token, its request signed there
+    and certified, added as a second credential; the agent starts on the next key and the server
+    accepts it at once (no refusal), `devices keys` shows it used, the old credential goes."""
+    fac, cu, b, _, lines = world
+    reg, dev = "fab-inter", "dev-3"
+    assert dev in cu.device_ids(reg)
+    k2 = f"{dev}-k2"
+    fac.lk("key", "generate", "--key", fac.uri("factory", k2))
+    fac.lk("key", "csr", "--key", fac.uri("factory", k2), "--device-id", dev, "--out", fac.dir / "k2.csr")
+    fac.lk("ca", "issue", "--ca", fac.dir / "inter", "--csr", fac.dir / "k2.csr", "--device-id", dev,
+           "--out", fac.dir / "k2.pem")
+    # A bare key is refused in this registry; its certificate is taken.
+    (fac.dir / "k2.pub").write_text(fac.lk("key", "public", "--key", fac.uri("factory", k2)).out)
+    r = cu.lk("devices", "credentials", "create", dev, "--path", fac.dir / "k2.pub", "--type", "es256",
+              *cu.loc(reg), ok=False)
+    assert r.rc == 16 and "certificate" in r.err, r
+    cu.lk("devices", "credentials", "create", dev, "--path", fac.dir / "k2.pem", "--type", "es256-x509",
+          *cu.loc(reg))
+    mark = len(b.log_text())
+    p = agent(fac, b, reg, dev, "on the next key", "--next-key", fac.uri("factory", k2))
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 0 and "the server accepted the next key" in err, (out, err)
+    assert f"refused projects/{P}/locations/{L}/registries/{reg}/devices/{dev}" not in b.log_text()[mark:]
+    deadline = time.time() + 8
+    while True:
+        (entry,) = json.loads(cu.lk("devices", "keys", dev, *cu.loc(reg), "--format", "json").out)
+        used = [c["index"] for c in entry["credentials"] if c.get("lastUsed")]
+        if 1 in used or time.time() > deadline:
+            break
+        time.sleep(0.3)
+    assert entry["lastKey"]["sha256"] == entry["credentials"][1]["sha256"], entry
+    cu.lk("devices", "credentials", "delete", dev, "0", *cu.loc(reg))
+    # From now on the device's key is k2 (the old one is refused).
+    wait_agents([(dev, agent(fac, b, reg, dev, "on k2 alone", key=k2))])
+    old = agent(fac, b, reg, dev, "old key")
+    out, err = old.communicate(timeout=30)
+    assert old.returncode == 30, (old.returncode, err)
