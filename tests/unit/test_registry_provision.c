@@ -404,6 +404,42 @@ static int count_crls(void *arg, const lk_reg_crl *c)
     return 0;
 }
 
+static int first_nrevoked(void *arg, const lk_reg_crl *c)
+{
+    *(uint64_t *)arg = c->nrevoked;
+    return 0;
+}
+
+/* A CRL that revokes nothing has no revokedCertificates at all (OpenSSL:
+ * no stack, whose count is -1): it lists 0, not 2^64-1. */
+static void test_crl_empty(void **state)
+{
+    struct fx *f = *state;
+    struct cert root, d0;
+    const struct cert *rv[1];
+    uint64_t nrev = 99;
+    char *crl;
+
+    ca(&root, "root", NULL);
+    dev(&d0, "dev0", &root);
+    add_ca(f, root.pem);
+    crl = crl_make(&root, T0, NULL, 0);
+    OK(lk_registry_add_crl(f->reg, &NAME, crl, strlen(crl), NULL, 0, W));
+    OK(lk_registry_list_crls(f->reg, &NAME, first_nrevoked, &nrev, W));
+    assert_int_equal(nrev, 0);
+    assert_int_equal(q1(f, "SELECT nrevoked FROM registry_crls"), 0);
+    free(crl);
+    /* and a newer one with one entry: 1 */
+    rv[0] = &d0;
+    crl = crl_make(&root, T0 + 60, rv, 1);
+    OK(lk_registry_add_crl(f->reg, &NAME, crl, strlen(crl), NULL, 0, W));
+    OK(lk_registry_list_crls(f->reg, &NAME, first_nrevoked, &nrev, W));
+    assert_int_equal(nrev, 1);
+    free(crl);
+    cert_free(&root);
+    cert_free(&d0);
+}
+
 static void test_crls(void **state)
 {
     struct fx *f = *state;
@@ -1213,6 +1249,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_signers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crl_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_jit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_last_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_import_check, setup, teardown),
