@@ -11,10 +11,10 @@
 #include "plugin.h"
 
 #define JIT_SLOTS 256u /* registries remembered; a collision just reads again */
-/* A setting is read again after this many seconds as well: the change feed
- * tells a registry's other changes, but not every registry writes one for
- * its JIT setting. */
-#define JIT_TTL 5
+/* The change feed drops a setting when it changes (lk_registry_set_jit
+ * appends LK_CHANGE_REGISTRY); a setting is also read again after this many
+ * seconds, a cheap backstop (one read a registry a minute). */
+#define JIT_TTL 60
 
 struct jit_slot {
     char *key;                   /* "P/L/R", or NULL */

@@ -266,6 +266,36 @@ def test_registry_without_jit_refuses_x5c(env):
     assert r.rc == 0 and json.loads(r.out)["enabled"] is False, r
 
 
+def _until(f, timeout=4.0):
+    """f() until it is true, for at most timeout s (well under the 60 s re-read backstop)."""
+    deadline = time.time() + timeout
+    while True:
+        v = f()
+        if v or time.time() > deadline:
+            return v
+        time.sleep(0.2)
+
+
+def test_setting_change_followed_at_once(env):
+    """lk_registry_set_jit appends LK_CHANGE_REGISTRY: the broker drops its cached setting on its
+    next tick, not when its 60 s re-read comes."""
+    b, root, _, _ = env
+    reg = registry(b, "reg-toggle", root, jit=False)
+    loc = ["--registry", reg, "--project", P, "--region", L]
+    k, cert = root.device("toggle-1")
+    cid = client_id("toggle-1", reg)
+    assert_refused(b, cid, x5c_token(k, [cert]), "no such device")   # "off" now cached
+    assert b.lk("registries", "jit", "--enable", *loc).rc == 0
+    assert _until(lambda: connack(b, cid, x5c_token(k, [cert])) == 0), b.log_text()[-2000:]
+    assert describe(b, reg, "toggle-1").rc == 0
+    # and off again: the next unknown device is refused at once
+    assert b.lk("registries", "jit", "--disable", *loc).rc == 0
+    k2, cert2 = root.device("toggle-2")
+    cid2 = client_id("toggle-2", reg)
+    assert _until(lambda: connack(b, cid2, x5c_token(k2, [cert2])) == CONNACK_NOT_AUTHORISED)
+    assert describe(b, reg, "toggle-2").rc != 0
+
+
 def test_jit_cap(env):
     b, root, inter, _ = env
     reg = registry(b, "reg-cap", root, max_devices=1)
@@ -310,8 +340,12 @@ def test_http_bridge_first_request_registers(tmp_path):
         path.write_bytes(root.pem)
         loc = ["--registry", b.registry, "--project", P, "--region", L]
         assert b.lk("registries", "credentials", "create", "--path", str(path), *loc).rc == 0
-        assert b.lk("registries", "jit", "--enable", *loc).rc == 0
         k, cert = root.device("http-jit")
+        # JIT off: refused, and latchkeyd caches the setting ...
+        r = br.event("http-jit", b"first", x5c_token(k, [cert]))
+        assert r.status_code == 401, r.text
+        # ... which the change feed drops when it changes (not the 60 s re-read)
+        assert b.lk("registries", "jit", "--enable", *loc).rc == 0
         r = br.event("http-jit", b"first", x5c_token(k, [cert]))
         assert r.status_code == 200, r.text
         assert describe(b, b.registry, "http-jit").rc == 0

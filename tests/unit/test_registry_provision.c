@@ -634,6 +634,41 @@ static int count_changes(void *arg, const lk_reg_change *c)
     return 0;
 }
 
+static int collect_kinds(void *arg, const lk_reg_change *c)
+{
+    int *k = arg;
+    if (k[0] < 7)
+        k[++k[0]] = (int)c->kind;
+    return 0;
+}
+
+/* A JIT setting change reaches the broker and latchkeyd through the feed (a
+ * refused one appends nothing). */
+static void test_jit_setting_in_feed(void **state)
+{
+    struct fx *f = *state;
+    lk_reg_jit jit = {1, 5, 0};
+    lk_reg_name nope = {"my-project", "us-central1", "nope"};
+    int64_t since = 0;
+    int kinds[8] = {0};
+
+    OK(lk_registry_change_head(f->reg, &since));
+    OK(lk_registry_set_jit(f->reg, &NAME, &jit, W));
+    OK(lk_registry_changes(f->reg, &since, collect_kinds, kinds));
+    assert_int_equal(kinds[0], 1);
+    assert_int_equal(kinds[1], LK_CHANGE_REGISTRY);
+    jit.max_devices = LK_REG_JIT_MAX_LIMIT + 1;
+    REFUSE(LK_ERR_REG_LIMIT, "at most", lk_registry_set_jit(f->reg, &NAME, &jit, W));
+    jit.max_devices = 0;
+    REFUSE(LK_ERR_REG_NOT_FOUND, "does not exist", lk_registry_set_jit(f->reg, &nope, &jit, W));
+    jit.enabled = 0;
+    OK(lk_registry_set_jit(f->reg, &NAME, &jit, W));
+    kinds[0] = 0;
+    OK(lk_registry_changes(f->reg, &since, collect_kinds, kinds));
+    assert_int_equal(kinds[0], 1);     /* the two refusals wrote none */
+    assert_int_equal(kinds[1], LK_CHANGE_REGISTRY);
+}
+
 static void test_jit(void **state)
 {
     struct fx *f = *state;
@@ -720,7 +755,7 @@ static void test_jit(void **state)
         int64_t since = 0;
         assert_int_equal(lk_registry_changes(f->reg, &since, count_changes, &changes), LK_OK);
     }
-    assert_int_equal(changes, 1);
+    assert_int_equal(changes, 1);          /* LK_CHANGE_DEVICE; set_jit's are LK_CHANGE_REGISTRY */
     /* again: the device exists; the certificate registered it already */
     REFUSE(LK_ERR_REG_EXISTS, "registered dev-1 already",
            lk_registry_jit_register(f->reg, &NAME, "dev-1", d1.pem, strlen(d1.pem), i1.pem,
@@ -1251,6 +1286,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_signers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crl_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_jit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_jit_setting_in_feed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_last_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_import_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_import_and_activity, setup, teardown),
