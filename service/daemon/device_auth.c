@@ -320,6 +320,13 @@ static int device_jit(struct lkd_call *c, const lk_reg_name *n, const char *dev,
     lk_x5c_certs *certs;
     lk_err err;
 
+    /* Only a token that could register spends from the bucket (as the broker). */
+    if (!lk_jwt_has_x5c(token, len, d->cfg.jit_max_token_length,
+                        d->cfg.base64_padding ? LK_VERIFY_ALLOW_PADDING : 0u)) {
+        lkd_log("%s: no such device (and no x5c in the token to register it just in time)", c->who.email);
+        lkd_reply_error(c, LKD_UNAUTHENTICATED, "the token is not valid for this device");
+        return -1;
+    }
     if (!jit_take(d)) {
         lkd_log("%s: just-in-time registration refused: faster than jit_per_minute (%u, burst %u)",
                 c->who.email, d->cfg.jit_per_minute, d->cfg.jit_burst);

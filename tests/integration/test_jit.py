@@ -329,6 +329,25 @@ def test_flood_stopped_at_rate(tmp_path_factory):
         b.stop()
 
 
+def test_flood_without_x5c_spends_nothing(tmp_path_factory):
+    """Unknown ids with plain tokens (no x5c) are refused as unknown before the JIT bucket: with
+    jit_burst 2, ten of them leave room for a real first connection."""
+    import jwt
+    b = start_broker(tmp_path_factory, "jitplain", opts={"jit_burst": 2, "jit_per_minute": 1})
+    try:
+        root = CA("plain-root")
+        reg = registry(b, "reg-plain", root)
+        for i in range(10):
+            k = ec.generate_private_key(ec.SECP256R1())
+            assert_refused(b, client_id(f"plain-{i}", reg), jwt.encode(claims(P), k, algorithm="ES256"),
+                           "no x5c")
+        k, cert = root.device("plain-good")
+        assert connack(b, client_id("plain-good", reg), x5c_token(k, [cert])) == 0
+        assert describe(b, reg, "plain-good").rc == 0
+    finally:
+        b.stop()
+
+
 def test_http_bridge_first_request_registers(tmp_path):
     pytest.importorskip("requests")
     from test_http_bridge import Bridge
