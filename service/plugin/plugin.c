@@ -326,6 +326,7 @@ static int plugin__tick(int event, void *event_data, void *userdata)
     refusals__tick(now);
     bridge__tick(now);
     share__tick();
+    stateq__flush(0);
     if (now >= plg.next_flush) {
         activity__flush();
         presence__flush();
@@ -505,6 +506,7 @@ static void plugin__free(void)
     free(plg.opt.registry);
     free(plg.opt.spool);
     activity__cleanup();
+    stateq__cleanup();
     memset(&plg, 0, sizeof plg);
 }
 
@@ -575,6 +577,7 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int 
     if (userdata != &plg)
         return MOSQ_ERR_SUCCESS; /* an instance refused at init */
     if (plg.reg) {
+        stateq__flush(1);
         activity__flush();
         presence__flush();
     }
