@@ -396,9 +396,9 @@ def test_rest_api_latchkey_jit_config(tmp_path):
                             query={"updateMask": "latchkeyJitConfig"}), "INVALID_ARGUMENT", "enabled")
         refused(e.api.create_registry("api-jit2", latchkeyJitConfig={"enabled": True}), "INVALID_ARGUMENT",
                 "after creation")
-        # absent from the body: off (and, never used, not shown); the cap stays
+        # absent from the body: off; the cap stays, so the field is still shown
         got = ok(e.api.patch(registry_path("api-jit"), {}, query={"updateMask": "latchkeyJitConfig"}))
-        assert "latchkeyJitConfig" not in got, got
+        assert got["latchkeyJitConfig"] == {"enabled": False, "maxDevices": "5", "registered": "0"}, got
         got = ok(e.api.patch(registry_path("api-jit"), {"latchkeyJitConfig": {"enabled": True}},
                              query={"updateMask": "latchkeyJitConfig"}))
         assert got["latchkeyJitConfig"]["maxDevices"] == "5", got
