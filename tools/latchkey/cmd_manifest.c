@@ -5,9 +5,9 @@
  *
  * A factory's signed manifest imported whole or not at all (lk_manifest.h
  * decides; this prints its report), and what the import trusts: the
- * manufacturers' keys and the CAs' revocation lists. The import works on
- * the registry file only (latchkeyd has devices:importManifest); signers
- * and CRLs either way (--db or --api, regops_trust.c).
+ * manufacturers' keys and the CAs' revocation lists. Each either way: the
+ * registry file (--db) or latchkeyd (--api: devices:importManifest,
+ * .../manifestSigners, .../crls; regops_trust.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -128,8 +128,8 @@ int manifest_import_run(struct admin *a, const char *path, const char *sig_path,
         return rc;
     }
     char why[512];
-    lk_err err = lk_manifest_import(a->reg, &a->name, map ? map : "", (size_t)st.st_size, (const char *)jws,
-                                    jws_len, dry ? LK_MANIFEST_DRY_RUN : 0, &r, why, sizeof why);
+    lk_err err = rop_import_manifest(a, &a->name, map ? map : "", (size_t)st.st_size, (const char *)jws, jws_len, dry,
+                                     &r, why, sizeof why);
     if (map != NULL)
         munmap(map, (size_t)st.st_size);
     free(jws);

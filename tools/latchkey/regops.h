@@ -96,6 +96,15 @@ lk_err rop_add_crl(struct admin *a, const lk_reg_name *name, const char *pem, si
 lk_err rop_delete_trust(struct admin *a, const lk_reg_name *name, int crl, unsigned index, char *why,
                         size_t why_size);
 
+/* lk_manifest_import (dry: LK_MANIFEST_DRY_RUN); remote: POST
+ * .../devices:importManifest with the file as the body and jws in
+ * X-Latchkey-Manifest-Signature (?validateOnly=true when dry), the
+ * daemon's report (the answer, or the refusal's ManifestReport detail) back
+ * in *r as the library fills it. */
+struct lk_manifest_report;
+lk_err rop_import_manifest(struct admin *a, const lk_reg_name *name, const void *data, size_t len, const char *jws,
+                           size_t jws_len, int dry, struct lk_manifest_report *r, char *why, size_t why_size);
+
 /* ---- through the API only (regops_remote.c) ---- */
 
 /* sendCommandToDevice, which waits for the broker itself: *status is

@@ -2,13 +2,15 @@
  * The registry's provisioning settings either way (regops.h): just-in-time
  * registration, manifest signers and CRLs — the lk_registry_* call with
  * --db, latchkeyd's REST calls with --api (docs/provisioning.md: the
- * registry's latchkeyJitConfig field, .../manifestSigners, .../crls).
+ * registry's latchkeyJitConfig field, .../manifestSigners, .../crls), and
+ * a signed manifest's import (devices:importManifest).
  * Also the path and call helpers every remote operation uses.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "latchkey/lk_manifest.h"
 #include "api.h"
 #include "regops.h"
 #include "regops_remote.h"
@@ -241,4 +243,110 @@ lk_err rop_delete_trust(struct admin *a, const lk_reg_name *name, int crl, unsig
                    : lk_registry_delete_signer(a->reg, name, index, why, why_size);
     snprintf(tail, sizeof tail, "/%s/%u", crl ? "crls" : "manifestSigners", index);
     return ropr_call(a, "DELETE", ropr_path(name, 1, NULL, tail), NULL, NULL, NULL, why, why_size);
+}
+
+/* ---- a signed manifest through latchkeyd (devices:importManifest) ---- */
+
+static lk_err err_named(const char *name)
+{
+    for (int e = 1; name != NULL && e < LK_ERR__END; e++)
+        if (strcmp(lk_errname((lk_err)e), name) == 0)
+            return (lk_err)e;
+    return LK_ERR_REG_INVALID; /* a refusal whose name this tool does not know */
+}
+
+static char *dup_or_null(json_t *v)
+{
+    const char *s = json_string_value(v);
+    return s != NULL ? strdup(s) : NULL;
+}
+
+/* The daemon's ManifestReport into the library's struct, as
+ * lk_manifest_import would have filled it. */
+static lk_err report_of(json_t *j, lk_manifest_report *r)
+{
+    json_t *arr = json_object_get(j, "results"), *e;
+    size_t i;
+    r->imported = json_is_true(json_object_get(j, "accepted")) && !json_is_true(json_object_get(j, "dryRun"));
+    r->batch = dup_or_null(json_object_get(j, "batch"));
+    r->manufacturer = dup_or_null(json_object_get(j, "manufacturer"));
+    r->signer = dup_or_null(json_object_get(j, "signer"));
+    r->ndevices = (uint64_t)json_integer_value(json_object_get(j, "devices"));
+    r->nrefused = (uint64_t)json_integer_value(json_object_get(j, "refused"));
+    if (json_array_size(arr) == 0)
+        return LK_OK;
+    if ((r->results = calloc(json_array_size(arr), sizeof *r->results)) == NULL)
+        return LK_ERR_NOMEM;
+    json_array_foreach(arr, i, e) {
+        lk_manifest_result *x = &r->results[r->nresults++];
+        const char *n = json_string_value(json_object_get(e, "numId"));
+        x->line = (unsigned long)json_integer_value(json_object_get(e, "line"));
+        x->device_id = dup_or_null(json_object_get(e, "deviceId"));
+        if (strcmp(json_string_value(json_object_get(e, "result")) ? json_string_value(json_object_get(e, "result"))
+                                                                   : "", "ok") != 0) {
+            x->err = err_named(json_string_value(json_object_get(e, "error")));
+            x->why = dup_or_null(json_object_get(e, "reason"));
+        }
+        x->num_id = n != NULL ? strtoull(n, NULL, 10) : 0;
+    }
+    return LK_OK;
+}
+
+lk_err rop_import_manifest(struct admin *a, const lk_reg_name *name, const void *data, size_t len, const char *jws,
+                           size_t jws_len, int dry, lk_manifest_report *r, char *why, size_t why_size)
+{
+    json_t *ok = NULL, *refused = NULL, *d, *rep = NULL;
+    char *path, *hdr;
+    size_t i;
+    lk_err err, e2;
+
+    memset(r, 0, sizeof *r);
+    if (!ROP_REMOTE(a)) {
+        err = lk_manifest_import(a->reg, name, data, len, jws, jws_len, dry ? LK_MANIFEST_DRY_RUN : 0, r, why,
+                                 why_size);
+        return err;
+    }
+    while (jws_len > 0 && (jws[jws_len - 1] == '\n' || jws[jws_len - 1] == '\r'))
+        jws_len--;
+    if (memchr(jws, '\n', jws_len) != NULL || memchr(jws, '\r', jws_len) != NULL ||
+        memchr(jws, '\0', jws_len) != NULL) {
+        /* one header line; the library would refuse it as malformed too */
+        snprintf(why, why_size, "the manifest's signature is not one compact JWS line");
+        r->err = LK_ERR_REG_INVALID;
+        snprintf(r->why, sizeof r->why, "%s", why);
+        return LK_ERR_REG_INVALID;
+    }
+    if ((hdr = malloc(jws_len + 40)) == NULL)
+        return LK_ERR_NOMEM;
+    snprintf(hdr, jws_len + 40, "X-Latchkey-Manifest-Signature: %.*s", (int)jws_len, jws);
+    if ((path = ropr_path(name, 1, NULL, "/devices:importManifest")) == NULL) {
+        free(hdr);
+        return LK_ERR_NOMEM;
+    }
+    err = api_call_raw(a->api, "POST", path, dry ? "validateOnly=true" : NULL, "application/x-ndjson", data, len, hdr,
+                       &ok, &refused, why, why_size);
+    free(path);
+    free(hdr);
+    if (err == LK_OK) {
+        rep = ok;
+    } else {
+        /* the report rides as a detail of the error */
+        json_array_foreach(json_object_get(json_object_get(refused, "error"), "details"), i, d) {
+            const char *t = json_string_value(json_object_get(d, "@type"));
+            if (t != NULL && strcmp(t, "type.latchkey.dev/ManifestReport") == 0)
+                rep = d;
+        }
+    }
+    e2 = rep != NULL ? report_of(rep, r) : LK_OK;
+    json_decref(ok);
+    json_decref(refused);
+    if (e2 != LK_OK) {
+        lk_manifest_report_free(r);
+        snprintf(why, why_size, "out of memory");
+        err = e2;
+    }
+    r->err = err;
+    if (err != LK_OK)
+        snprintf(r->why, sizeof r->why, "%s", why);
+    return err;
 }
