@@ -74,6 +74,7 @@ static const struct plugin__int_opt {
     OPT(jit_max_token_length, OPT_SIZE, 1, LK_VERIFY_MAX_LEN_LIMIT, LK_VERIFY_JIT_MAX_LEN),
     OPT(jit_per_minute, OPT_UNSIGNED, 1, 600000, 60),
     OPT(jit_burst, OPT_UNSIGNED, 1, 100000, 20),
+    OPT(state_wait_max, OPT_UNSIGNED, 1, 1000000, 10000),
 };
 #undef OPT
 

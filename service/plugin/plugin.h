@@ -74,6 +74,7 @@ struct plg_options {
     size_t jit_max_token_length; /* the cap for registries with JIT on */
     unsigned jit_per_minute;     /* JIT attempts, all registries together ... */
     unsigned jit_burst;          /* ... with this burst */
+    unsigned state_wait_max;     /* devices whose state report waits for a busy registry (stateq.c) */
 };
 
 /* # Devices: cached authentication data (devices.c) */
@@ -466,7 +467,7 @@ void activity__cleanup(void);
 
 /* Write the state report (lk_registry_add_state), or, when the registry is
  * busy or other reports already wait, keep it to be written again: the
- * newest a device, bounded (STATEQ_MAX reports, STATEQ_BYTES); a report
+ * newest a device, bounded (plugin_opt_state_wait_max reports, STATEQ_BYTES); a report
  * beyond the bounds is dropped with a log line. */
 void stateq__add(const lk_device_name *p, uint64_t num_id, const void *data, uint32_t len,
                  int64_t t);

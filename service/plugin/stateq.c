@@ -1,15 +1,17 @@
 /*
  * stateq.c — state reports that could not be written yet (docs/plugin.md,
- * "Config, commands, state"). A state is written to the registry when it arrives; when
- * the registry is locked longer than the broker's busy timeout (a large
- * import, a backup) the write fails with LK_ERR_REG_BUSY, and the report
- * waits here and is written again on a later tick instead of being lost.
+ * "Config, commands, state"). A state is written to the registry when it
+ * arrives; when the registry is locked longer than the broker's busy timeout
+ * (a large import, a backup) the write fails with LK_ERR_REG_BUSY, and the
+ * report waits here and is written again on a later tick instead of being
+ * lost.
  *
  * Bounded: one report a device (a newer one replaces the waiting one, so an
- * older state is never written over a newer), at most STATEQ_MAX reports and
- * STATEQ_BYTES of payload; beyond that the arriving report is dropped with a
- * log line. While any report waits, new ones queue behind it rather than
- * trying the write themselves: one blocked write a retry, not one a message.
+ * older state is never written over a newer), at most
+ * plugin_opt_state_wait_max reports and STATEQ_BYTES of payload; beyond that
+ * the arriving report is dropped with a log line. While any report waits,
+ * new ones queue behind it rather than trying the write themselves: one
+ * blocked write a retry, not one a message.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -18,7 +20,6 @@
 
 #include "plugin.h"
 
-#define STATEQ_MAX 10000u                      /* devices with a waiting report */
 #define STATEQ_BYTES (16u * 1024u * 1024u)     /* their payloads together */
 #define STATEQ_RETRY_MS 1000                   /* between two attempts */
 
@@ -49,9 +50,9 @@ static void stateq__drop_log(const char *path, int64_t now)
     if (now == dropped_logged)
         return;
     mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "%s: its state report was dropped: "
-                         "%zu reports (%zu bytes) already wait for the busy registry (at most %u, "
-                         "%u bytes); %" PRIu64 " dropped since the last such line", path, q_n,
-                         q_bytes, STATEQ_MAX, STATEQ_BYTES, dropped);
+                         "%zu reports (%zu bytes) already wait for the busy registry (at most "
+                         "plugin_opt_state_wait_max %u, %u bytes); %" PRIu64 " dropped since the last "
+                         "such line", path, q_n, q_bytes, plg.opt.state_wait_max, STATEQ_BYTES, dropped);
     dropped = 0;
     dropped_logged = now;
 }
@@ -73,7 +74,7 @@ static int stateq__keep(const lk_device_name *p, uint64_t num_id, const void *da
             break;
         }
     }
-    if (q_bytes - (e ? e->len : 0) + len > STATEQ_BYTES || (!e && q_n >= STATEQ_MAX)) {
+    if (q_bytes - (e ? e->len : 0) + len > STATEQ_BYTES || (!e && q_n >= plg.opt.state_wait_max)) {
         stateq__drop_log(path, clock__now());
         return -1;
     }
