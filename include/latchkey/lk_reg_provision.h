@@ -87,7 +87,10 @@ lk_err lk_registry_delete_crl(lk_registry *reg, const lk_reg_name *name, unsigne
 
 /* Just-in-time registration: off unless enabled; max_devices caps the
  * devices JIT may ever register in the registry (counting those since
- * deleted: a flood cannot refill it by deleting), 1..LK_REG_JIT_MAX_LIMIT. */
+ * deleted: a flood cannot refill it by deleting), 1..LK_REG_JIT_MAX_LIMIT.
+ * lk_registry_set_jit appends LK_CHANGE_REGISTRY in its transaction (the
+ * broker and latchkeyd drop their cached setting on it); a refused change
+ * (LK_ERR_REG_LIMIT, an unknown registry) writes and appends nothing. */
 #define LK_REG_JIT_MAX_DEFAULT 10000u
 #define LK_REG_JIT_MAX_LIMIT 10000000u
 typedef struct lk_reg_jit {

@@ -566,7 +566,7 @@ typedef enum lk_reg_change_kind {
     LK_CHANGE_DEVICE = 1,     /* created, updated (blocked, credentials, metadata) */
     LK_CHANGE_DEVICE_DELETED = 2,
     LK_CHANGE_CONFIG = 3,     /* a new config version */
-    LK_CHANGE_REGISTRY = 4,   /* registry enabled/disabled/deleted: num_id 0 */
+    LK_CHANGE_REGISTRY = 4,   /* registry enabled/disabled/deleted, its JIT setting: num_id 0 */
     LK_CHANGE_COMMAND = 5,    /* a command was queued for num_id (lk_registry_command_send) */
     LK_CHANGE_BACKEND = 7,    /* a backend was created or deleted: num_id 0 */
     LK_CHANGE_SUBSCRIPTION = 8, /* a push subscription was created, updated or deleted: num_id 0 */

@@ -216,6 +216,20 @@ lk_err lk_verify_jit_token(lk_verifier *v, const char *token, size_t len,
                            lk_x5c_certs *certs, char *why, size_t why_size)
     __attribute__((warn_unused_result));
 
+/*
+ * Whether token[0..len) has an "x5c" header member, unverified: a cheap
+ * test (one base64url decode and JSON parse of the header, no signature)
+ * that lets a server spend its just-in-time rate budget only on tokens that
+ * could register. 1 when the token passes rules 1-3's shape (at most max_len
+ * bytes, 0 = LK_VERIFY_MAX_LEN, at most LK_VERIFY_MAX_LEN_LIMIT; three
+ * segments; the header strict base64url, '=' padding only with
+ * LK_VERIFY_ALLOW_PADDING in flags, of a JSON object without duplicate
+ * members) and the header has "x5c", whatever its value; 0 otherwise,
+ * also for a NULL token or when memory runs out. Nothing here says the
+ * token or its chain is genuine: lk_verify_jit_token checks it all.
+ */
+int lk_jwt_has_x5c(const char *token, size_t len, size_t max_len, unsigned flags);
+
 /* ---- the verified-token cache ---- */
 
 /*

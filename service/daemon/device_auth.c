@@ -43,9 +43,10 @@ struct reg_entry {
     char key[LK_PROJECT_MAX + LK_LOCATION_MAX + LK_ID_MAX + 4];
     lk_reg_state http;
     int jit;
-    int64_t read_at;                   /* JIT settings write no change: read again after 5 s */
+    int64_t read_at;                   /* the feed drops it on a change; read again after REG_TTL s anyway */
 };
 #define REG_ENTRIES 64u
+#define REG_TTL 60                     /* a backstop: the change feed is what keeps it fresh */
 #define DROPS_MAX 256u                 /* devices dropped one by one per feed read; more: all */
 
 struct lkd_devcache {
@@ -172,7 +173,7 @@ static lk_err registry_http(struct lkd *d, const lk_reg_name *n, lk_reg_state *h
     snprintf(key, sizeof key, "%s/%s/%s", n->project, n->location, n->registry);
     struct reg_entry *r = &d->devcache->reg[hash_key(key) % REG_ENTRIES];
     int64_t now = lkd_now();
-    if (strcmp(r->key, key) == 0 && now >= r->read_at && now - r->read_at < 5) {
+    if (strcmp(r->key, key) == 0 && now >= r->read_at && now - r->read_at < REG_TTL) {
         *http = r->http;
         *jit = r->jit;
         return LK_OK;
@@ -319,6 +320,13 @@ static int device_jit(struct lkd_call *c, const lk_reg_name *n, const char *dev,
     lk_x5c_certs *certs;
     lk_err err;
 
+    /* Only a token that could register spends from the bucket (as the broker). */
+    if (!lk_jwt_has_x5c(token, len, d->cfg.jit_max_token_length,
+                        d->cfg.base64_padding ? LK_VERIFY_ALLOW_PADDING : 0u)) {
+        lkd_log("%s: no such device (and no x5c in the token to register it just in time)", c->who.email);
+        lkd_reply_error(c, LKD_UNAUTHENTICATED, "the token is not valid for this device");
+        return -1;
+    }
     if (!jit_take(d)) {
         lkd_log("%s: just-in-time registration refused: faster than jit_per_minute (%u, burst %u)",
                 c->who.email, d->cfg.jit_per_minute, d->cfg.jit_burst);

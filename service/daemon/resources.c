@@ -249,12 +249,14 @@ json_t *lkd_registry_json(const struct lkd_call *c, const lk_reg_registry *r, lk
             json_decref(acc.a);
     }
     {
-        /* latchkey's extension (docs/provisioning.md), shown once JIT was
-         * ever on, so that IoT Core's registries look as they did */
+        /* latchkey's extension (docs/provisioning.md), shown once it differs
+         * from a registry that never used JIT (so that IoT Core's look as
+         * they did, and what is hidden is exactly the default) */
         lk_reg_name n = {r->project, r->location, r->id};
         lk_reg_jit jit;
         char why[256], max[24], got[24];
-        if (lk_registry_get_jit(reg, &n, &jit, why, sizeof why) == LK_OK && (jit.enabled || jit.registered)) {
+        if (lk_registry_get_jit(reg, &n, &jit, why, sizeof why) == LK_OK && 
+            (jit.enabled || jit.registered || jit.max_devices != LK_REG_JIT_MAX_DEFAULT)) {
             snprintf(max, sizeof max, "%llu", (unsigned long long)jit.max_devices);
             snprintf(got, sizeof got, "%llu", (unsigned long long)jit.registered);
             put(j, "latchkeyJitConfig", json_pack("{s:b, s:s, s:s}", "enabled", jit.enabled != 0,

@@ -11,10 +11,10 @@
 #include "plugin.h"
 
 #define JIT_SLOTS 256u /* registries remembered; a collision just reads again */
-/* A setting is read again after this many seconds as well: the change feed
- * tells a registry's other changes, but not every registry writes one for
- * its JIT setting. */
-#define JIT_TTL 5
+/* The change feed drops a setting when it changes (lk_registry_set_jit
+ * appends LK_CHANGE_REGISTRY); a setting is also read again after this many
+ * seconds, a cheap backstop (one read a registry a minute). */
+#define JIT_TTL 60
 
 struct jit_slot {
     char *key;                   /* "P/L/R", or NULL */
@@ -141,6 +141,15 @@ enum jit_result jit__register(const lk_device_name *p, const char *password, int
     char why[200] = "";
 
     *err = LK_OK;
+    /* Only a token that could register spends from the bucket: a flood of
+     * unknown ids with plain tokens must not starve real first connections.
+     * The presence of x5c is all this reads; lk_verify_jit_token checks the rest. */
+    if (!lk_jwt_has_x5c(password, strlen(password), plg.opt.jit_max_token_length,
+                        plg.opt.verify_flags)) {
+        snprintf(reason, reason_size, "no such device (and no x5c in the token to register "
+                 "it just in time)");
+        return JIT_REFUSED;
+    }
     if (!jit__take()) {
         snprintf(reason, reason_size, "just-in-time registrations arrive faster than "
                  "plugin_opt_jit_per_minute (%u, burst %u)", plg.opt.jit_per_minute,

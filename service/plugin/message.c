@@ -73,12 +73,8 @@ void message__accepted(const lk_device_name *path, uint64_t num_id, enum plg_top
                        const void *payload, uint32_t len, int64_t now)
 {
     if (t == TOPIC_STATE) {
-        lk_err err = lk_registry_add_state(plg.reg, num_id, payload, len, now);
-        if (err)
-            mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "projects/%s/locations/%s/"
-                                 "registries/%s/devices/%s: storing its state failed (%s)",
-                                 path->project, path->location, path->registry, path->device,
-                                 lk_errname(err));
+        /* written now, or kept until the registry is free again (stateq.c) */
+        stateq__add(path, num_id, payload, len, now);
         activity__note(num_id, ACT_STATE, now, NULL);
     } else {
         activity__note(num_id, ACT_EVENT, now, NULL);

@@ -74,6 +74,7 @@ static const struct plugin__int_opt {
     OPT(jit_max_token_length, OPT_SIZE, 1, LK_VERIFY_MAX_LEN_LIMIT, LK_VERIFY_JIT_MAX_LEN),
     OPT(jit_per_minute, OPT_UNSIGNED, 1, 600000, 60),
     OPT(jit_burst, OPT_UNSIGNED, 1, 100000, 20),
+    OPT(state_wait_max, OPT_UNSIGNED, 1, 1000000, 10000),
 };
 #undef OPT
 
@@ -326,6 +327,7 @@ static int plugin__tick(int event, void *event_data, void *userdata)
     refusals__tick(now);
     bridge__tick(now);
     share__tick();
+    stateq__flush(0);
     if (now >= plg.next_flush) {
         activity__flush();
         presence__flush();
@@ -505,6 +507,7 @@ static void plugin__free(void)
     free(plg.opt.registry);
     free(plg.opt.spool);
     activity__cleanup();
+    stateq__cleanup();
     memset(&plg, 0, sizeof plg);
 }
 
@@ -575,6 +578,7 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int 
     if (userdata != &plg)
         return MOSQ_ERR_SUCCESS; /* an instance refused at init */
     if (plg.reg) {
+        stateq__flush(1);
         activity__flush();
         presence__flush();
     }

@@ -74,6 +74,7 @@ struct plg_options {
     size_t jit_max_token_length; /* the cap for registries with JIT on */
     unsigned jit_per_minute;     /* JIT attempts, all registries together ... */
     unsigned jit_burst;          /* ... with this burst */
+    unsigned state_wait_max;     /* devices whose state report waits for a busy registry (stateq.c) */
 };
 
 /* # Devices: cached authentication data (devices.c) */
@@ -461,6 +462,19 @@ void activity__note(uint64_t num_id, enum plg_activity what, int64_t t, const ch
 void activity__note_key(uint64_t num_id, int64_t t, const uint8_t fp[32]);
 void activity__flush(void);
 void activity__cleanup(void);
+
+/* # State reports waiting for a busy registry (stateq.c) */
+
+/* Write the state report (lk_registry_add_state), or, when the registry is
+ * busy or other reports already wait, keep it to be written again: the
+ * newest a device, bounded (plugin_opt_state_wait_max reports, STATEQ_BYTES); a report
+ * beyond the bounds is dropped with a log line. */
+void stateq__add(const lk_device_name *p, uint64_t num_id, const void *data, uint32_t len,
+                 int64_t t);
+/* Write the waiting reports in order, until one finds the registry busy:
+ * once a second, or now with force (at cleanup). */
+void stateq__flush(int force);
+void stateq__cleanup(void);
 
 /* # The ground floor: shared state and clock (state.c) */
 

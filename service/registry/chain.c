@@ -452,7 +452,11 @@ lk_err lk_reg__crl_check(const lk_reg_cas *cas, const char *pem, size_t len, con
         err = lk_verify__why(why, why_size, LK_ERR_REG_INVALID, "the CRL's dates cannot be read");
         goto exit;
     }
-    out->nrevoked = (uint64_t)sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl));
+    {
+        /* A CRL without revokedCertificates has no stack: num says -1. */
+        int nrev = sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl));
+        out->nrevoked = nrev > 0 ? (uint64_t)nrev : 0;
+    }
     err = LK_OK;
 exit:
     if (err != LK_OK) {

@@ -297,7 +297,8 @@ lk_err lk_registry_set_jit(lk_registry *reg, const lk_reg_name *name, const lk_r
         return err;
     if ((err = reg->ops->jit_set(reg->be, rid, jit->enabled != 0, jit->max_devices)) != LK_OK)
         err = lk_reg__be_fail(reg, err, why, why_size);
-    return lk_reg__leave(reg, err, TX_WRITE, why, why_size);
+    /* The broker and latchkeyd cache the setting: the feed tells them now. */
+    return lk_reg__leave_changed(reg, err, LK_CHANGE_REGISTRY, 0, why, why_size);
 }
 
 lk_err lk_registry_jit_register(lk_registry *reg, const lk_reg_name *name, const char *id,

@@ -4,6 +4,7 @@
  * registration"). Whether the chain is trusted is the registry's question;
  * this file only reads the certificates and checks the token.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -148,4 +149,31 @@ exit:
         memset(certs, 0, sizeof *certs);
     }
     return err;
+}
+
+int lk_jwt_has_x5c(const char *token, size_t len, size_t max_len, unsigned flags)
+{
+    const char *dot1, *dot2;
+    uint8_t *hdr;
+    size_t hlen = 0;
+    json_t *h;
+    lk_err err;
+    int has;
+
+    if (token == NULL || max_len > LK_VERIFY_MAX_LEN_LIMIT)
+        return 0;
+    if (lk_verify__split(token, len, max_len ? max_len : LK_VERIFY_MAX_LEN, &dot1, &dot2, NULL,
+                         0) != LK_OK)
+        return 0;
+    hdr = malloc(LK_B64URL_DECODED_MAX(dot1 - token));
+    if (hdr == NULL)
+        return 0;
+    h = NULL;
+    if (lk_verify__segment_decode(token, (size_t)(dot1 - token), flags & LK_VERIFY_ALLOW_PADDING,
+                                  hdr, LK_B64URL_DECODED_MAX(dot1 - token), &hlen))
+        h = lk_verify__segment_json(hdr, hlen, "header", &err, NULL, 0);
+    has = h != NULL && json_object_get(h, "x5c") != NULL;
+    json_decref(h);
+    free(hdr);
+    return has;
 }

@@ -99,6 +99,8 @@ int main(void)
         jp.flags |= LK_VERIFY_ALLOW_X5C;
         CHECK(lk_verify_jit_token(v, token, strlen(token), &jp, &info, &certs, why, sizeof why) ==
               LK_ERR_TOKEN_HEADER && certs.leaf_len == 0);
+        CHECK(lk_jwt_has_x5c(token, strlen(token), 0, LK_VERIFY_ALLOW_PADDING) == 0);
+        CHECK(lk_jwt_has_x5c("eyJ4NWMiOltdfQ.e30.AA", 21, 0, 0) == 1);
     }
 
     CHECK(lk_vcache_new(16, &cache) == LK_OK);

@@ -266,6 +266,36 @@ def test_registry_without_jit_refuses_x5c(env):
     assert r.rc == 0 and json.loads(r.out)["enabled"] is False, r
 
 
+def _until(f, timeout=4.0):
+    """f() until it is true, for at most timeout s (well under the 60 s re-read backstop)."""
+    deadline = time.time() + timeout
+    while True:
+        v = f()
+        if v or time.time() > deadline:
+            return v
+        time.sleep(0.2)
+
+
+def test_setting_change_followed_at_once(env):
+    """lk_registry_set_jit appends LK_CHANGE_REGISTRY: the broker drops its cached setting on its
+    next tick, not when its 60 s re-read comes."""
+    b, root, _, _ = env
+    reg = registry(b, "reg-toggle", root, jit=False)
+    loc = ["--registry", reg, "--project", P, "--region", L]
+    k, cert = root.device("toggle-1")
+    cid = client_id("toggle-1", reg)
+    assert_refused(b, cid, x5c_token(k, [cert]), "no such device")   # "off" now cached
+    assert b.lk("registries", "jit", "--enable", *loc).rc == 0
+    assert _until(lambda: connack(b, cid, x5c_token(k, [cert])) == 0), b.log_text()[-2000:]
+    assert describe(b, reg, "toggle-1").rc == 0
+    # and off again: the next unknown device is refused at once
+    assert b.lk("registries", "jit", "--disable", *loc).rc == 0
+    k2, cert2 = root.device("toggle-2")
+    cid2 = client_id("toggle-2", reg)
+    assert _until(lambda: connack(b, cid2, x5c_token(k2, [cert2])) == CONNACK_NOT_AUTHORISED)
+    assert describe(b, reg, "toggle-2").rc != 0
+
+
 def test_jit_cap(env):
     b, root, inter, _ = env
     reg = registry(b, "reg-cap", root, max_devices=1)
@@ -299,6 +329,25 @@ def test_flood_stopped_at_rate(tmp_path_factory):
         b.stop()
 
 
+def test_flood_without_x5c_spends_nothing(tmp_path_factory):
+    """Unknown ids with plain tokens (no x5c) are refused as unknown before the JIT bucket: with
+    jit_burst 2, ten of them leave room for a real first connection."""
+    import jwt
+    b = start_broker(tmp_path_factory, "jitplain", opts={"jit_burst": 2, "jit_per_minute": 1})
+    try:
+        root = CA("plain-root")
+        reg = registry(b, "reg-plain", root)
+        for i in range(10):
+            k = ec.generate_private_key(ec.SECP256R1())
+            assert_refused(b, client_id(f"plain-{i}", reg), jwt.encode(claims(P), k, algorithm="ES256"),
+                           "no x5c")
+        k, cert = root.device("plain-good")
+        assert connack(b, client_id("plain-good", reg), x5c_token(k, [cert])) == 0
+        assert describe(b, reg, "plain-good").rc == 0
+    finally:
+        b.stop()
+
+
 def test_http_bridge_first_request_registers(tmp_path):
     pytest.importorskip("requests")
     from test_http_bridge import Bridge
@@ -310,8 +359,12 @@ def test_http_bridge_first_request_registers(tmp_path):
         path.write_bytes(root.pem)
         loc = ["--registry", b.registry, "--project", P, "--region", L]
         assert b.lk("registries", "credentials", "create", "--path", str(path), *loc).rc == 0
-        assert b.lk("registries", "jit", "--enable", *loc).rc == 0
         k, cert = root.device("http-jit")
+        # JIT off: refused, and latchkeyd caches the setting ...
+        r = br.event("http-jit", b"first", x5c_token(k, [cert]))
+        assert r.status_code == 401, r.text
+        # ... which the change feed drops when it changes (not the 60 s re-read)
+        assert b.lk("registries", "jit", "--enable", *loc).rc == 0
         r = br.event("http-jit", b"first", x5c_token(k, [cert]))
         assert r.status_code == 200, r.text
         assert describe(b, b.registry, "http-jit").rc == 0
@@ -343,9 +396,9 @@ def test_rest_api_latchkey_jit_config(tmp_path):
                             query={"updateMask": "latchkeyJitConfig"}), "INVALID_ARGUMENT", "enabled")
         refused(e.api.create_registry("api-jit2", latchkeyJitConfig={"enabled": True}), "INVALID_ARGUMENT",
                 "after creation")
-        # absent from the body: off (and, never used, not shown); the cap stays
+        # absent from the body: off; the cap stays, so the field is still shown
         got = ok(e.api.patch(registry_path("api-jit"), {}, query={"updateMask": "latchkeyJitConfig"}))
-        assert "latchkeyJitConfig" not in got, got
+        assert got["latchkeyJitConfig"] == {"enabled": False, "maxDevices": "5", "registered": "0"}, got
         got = ok(e.api.patch(registry_path("api-jit"), {"latchkeyJitConfig": {"enabled": True}},
                              query={"updateMask": "latchkeyJitConfig"}))
         assert got["latchkeyJitConfig"]["maxDevices"] == "5", got

@@ -211,6 +211,83 @@ def test_state_history_newest_first_ten_kept(broker):
         close(c)
 
 
+def test_state_waits_for_a_locked_registry(broker):
+    """A state report that finds the registry write-locked beyond the broker's 200 ms busy
+    timeout (a large import) waits and is written once the lock is gone; a newer report of the
+    same device replaces the waiting one, so an older state never lands after a newer."""
+    import sqlite3
+    d = new_device(broker)
+    before = states_of(d)
+    c = dev_connect(d)
+    mark = len(broker.log_text())
+    lock = sqlite3.connect(str(broker.db), timeout=5, isolation_level=None)
+    try:
+        lock.execute("BEGIN IMMEDIATE")
+        try:
+            publish(c, d.topic("state"), b"locked-old", qos=1)
+            time.sleep(0.1)
+            publish(c, d.topic("state"), b"locked-new", qos=1)
+            time.sleep(1.0)
+            assert states_of(d) == before                # nothing could be written meanwhile
+        finally:
+            lock.execute("ROLLBACK")
+        deadline = time.time() + 4
+        while states_of(d)[:1] != [b"locked-new"]:
+            assert time.time() < deadline, (states_of(d), broker.log_text()[mark:][-2000:])
+            time.sleep(0.2)
+        assert b"locked-old" not in states_of(d)       # replaced while waiting, never after
+        assert "state reports wait" in broker.log_text()[mark:]
+        # the registry free again: a state is written at once, as before
+        publish(c, d.topic("state"), b"after", qos=1)
+        deadline = time.time() + 3
+        while states_of(d)[:1] != [b"after"]:
+            assert time.time() < deadline, states_of(d)
+            time.sleep(0.1)
+    finally:
+        lock.close()
+        close(c)
+
+
+def test_state_wait_bounded(tmp_path_factory):
+    """plugin_opt_state_wait_max 1: while the registry is locked a second device's report finds
+    the wait full and is dropped with a log line; the first device's is written after."""
+    import sqlite3
+    from plugin_common import ensure_registry, make_device
+    b = start_broker(tmp_path_factory, "statewait", opts={"state_wait_max": 1})
+    try:
+        ensure_registry(b, R)
+        d1, d2 = make_device(b, "wait-1"), make_device(b, "wait-2")
+        c1, c2 = dev_connect(d1), dev_connect(d2)
+        mark = len(b.log_text())
+        lock = sqlite3.connect(str(b.db), timeout=5, isolation_level=None)
+        try:
+            lock.execute("BEGIN IMMEDIATE")
+            publish(c1, d1.topic("state"), b"first", qos=1)
+            time.sleep(0.3)
+            publish(c2, d2.topic("state"), b"second", qos=1)
+            time.sleep(0.5)
+            lock.execute("ROLLBACK")
+            deadline = time.time() + 4
+            while states_of(d1) != [b"first"]:
+                assert time.time() < deadline, b.log_text()[mark:][-2000:]
+                time.sleep(0.2)
+            assert states_of(d2) == []
+            text = b.log_text()[mark:]
+            assert "wait-2: its state report was dropped" in text and "plugin_opt_state_wait_max 1" in text, text
+        finally:
+            lock.close()
+            close(c1)
+            close(c2)
+    finally:
+        b.stop()
+
+
+def states_of(d):
+    r = d.devices("states", "list", d.id, "--format", "json")
+    assert r.rc == 0, r
+    return [base64.b64decode(s["binaryData"]) for s in json.loads(r.out)]
+
+
 # ---- commands ----
 
 def failed_precondition_code():

@@ -111,6 +111,21 @@ def script(keys_dir, pki):
         ["devices", "create", "dev-x", "--registry", R, *LOC, "--public-key", f"path={ocert},type=es256-x509"],
         ["devices", "create", "dev-x", "--registry", R, *LOC, "--public-key", f"path={cert},type=es256-x509"],
         ["devices", "delete", "dev-x", "--registry", R, *LOC],
+        ["registries", "jit", "--registry", R, *LOC, "--show"],
+        ["registries", "jit", "--registry", R, *LOC, "--enable", "--max-devices", "5", "--format", "json"],
+        ["registries", "jit", "--registry", R, *LOC, "--disable"],
+        ["registries", "jit", "--registry", R, *LOC, "--show", "--format", "json"],
+        ["registries", "jit", "--registry", "nope", *LOC, "--show"],
+        ["registries", "signers", "list", "--registry", R, *LOC],
+        ["registries", "signers", "add", "--label", "factory-1", "--path", es, "--registry", R, *LOC],
+        ["registries", "signers", "add", "--label", "factory-1", "--path", es, "--registry", R, *LOC],
+        ["registries", "signers", "add", "--label", "factory-2", "--path", ca, "--registry", R, *LOC],
+        ["registries", "signers", "list", "--registry", R, *LOC],
+        ["registries", "signers", "delete", "0", "--registry", R, *LOC, "--format", "json"],
+        ["registries", "signers", "delete", "0", "--registry", R, *LOC],
+        ["registries", "crls", "add", "--path", es, "--registry", R, *LOC],
+        ["registries", "crls", "list", "--registry", R, *LOC, "--format", "json"],
+        ["registries", "crls", "delete", "3", "--registry", R, *LOC],
         ["registries", "credentials", "delete", "0", "--registry", R, *LOC],
         ["registries", "credentials", "delete", "0", "--registry", R, *LOC],
         ["registries", "create", "reg-ca", *LOC, "--public-key-path", other, "--format", "json"],
@@ -151,6 +166,48 @@ def test_same_output_and_exit_codes_either_way(api, tmp_path):
         assert (here.rc, normal(here.out), normal(here_err)) == (there.rc, normal(there.out), normal(there.err)), \
             (i, args, here, there)
     assert os.path.exists(local_db)
+
+
+def test_manifest_import_either_way(api, tmp_path):
+    """devices import --manifest through devices:importManifest prints and exits as on the file:
+    a dry run, an import, the same manifest again (every device exists), and a tampered file."""
+    from test_manifest_import import ca_cert, device_line, leaf, pem, write_manifest
+    from cryptography.hazmat.primitives.asymmetric import ec
+    ca, ca_key = ca_cert("Customer Root CA")
+    signer = ec.generate_private_key(ec.SECP256R1())
+    (tmp_path / "ca.pem").write_text(pem(ca))
+    (tmp_path / "signer.pem").write_text(pem(signer.public_key()))
+    lines = []
+    for i in range(3):
+        c, pub = leaf(f"m-{i}", ca, ca_key)
+        lines.append(device_line(f"m-{i}", c, pub))
+    good = write_manifest(tmp_path / "batch-1.jsonl", lines, signer)
+    bad = write_manifest(tmp_path / "batch-2.jsonl", lines, signer, batch="batch-2",
+                         alter=lambda d: d.replace(b"m-1", b"m-9"))
+    local_db = tmp_path / "local.db"
+    imp = ["devices", "import", "--registry", R, *LOC, "--manifest"]
+    steps = [
+        ["registries", "create", R, *LOC],
+        ["registries", "credentials", "create", "--registry", R, *LOC, "--path", tmp_path / "ca.pem"],
+        ["registries", "signers", "add", "--label", "acme", "--path", tmp_path / "signer.pem", "--registry", R, *LOC],
+        [*imp, good, "--dry-run"],
+        [*imp, good, "--dry-run", "--format", "json"],
+        [*imp, good],
+        [*imp, good, "--format", "json"],
+        [*imp, bad],
+        [*imp, tmp_path / "missing.jsonl"],
+        ["devices", "list", "--registry", R, *LOC],
+    ]
+    rcs = []
+    for i, args in enumerate(steps):
+        here = run_tool("--db", local_db, *args)
+        there = remote(api, *args)
+        here_err = re.sub(r"latchkey: created registry database .*\n", "", here.err)
+        assert (here.rc, normal(here.out), normal(here_err)) == (there.rc, normal(there.out), normal(there.err)), \
+            (i, args, here, there)
+        rcs.append(there.rc)
+    assert rcs == [0, 0, 0, 0, 0, 0, 20, 15, FILE_NOT_FOUND, 0], rcs
+    assert there.out.count("m-") == 3
 
 
 # ---- what --api adds, refused where it must be ----

@@ -404,6 +404,42 @@ static int count_crls(void *arg, const lk_reg_crl *c)
     return 0;
 }
 
+static int first_nrevoked(void *arg, const lk_reg_crl *c)
+{
+    *(uint64_t *)arg = c->nrevoked;
+    return 0;
+}
+
+/* A CRL that revokes nothing has no revokedCertificates at all (OpenSSL:
+ * no stack, whose count is -1): it lists 0, not 2^64-1. */
+static void test_crl_empty(void **state)
+{
+    struct fx *f = *state;
+    struct cert root, d0;
+    const struct cert *rv[1];
+    uint64_t nrev = 99;
+    char *crl;
+
+    ca(&root, "root", NULL);
+    dev(&d0, "dev0", &root);
+    add_ca(f, root.pem);
+    crl = crl_make(&root, T0, NULL, 0);
+    OK(lk_registry_add_crl(f->reg, &NAME, crl, strlen(crl), NULL, 0, W));
+    OK(lk_registry_list_crls(f->reg, &NAME, first_nrevoked, &nrev, W));
+    assert_int_equal(nrev, 0);
+    assert_int_equal(q1(f, "SELECT nrevoked FROM registry_crls"), 0);
+    free(crl);
+    /* and a newer one with one entry: 1 */
+    rv[0] = &d0;
+    crl = crl_make(&root, T0 + 60, rv, 1);
+    OK(lk_registry_add_crl(f->reg, &NAME, crl, strlen(crl), NULL, 0, W));
+    OK(lk_registry_list_crls(f->reg, &NAME, first_nrevoked, &nrev, W));
+    assert_int_equal(nrev, 1);
+    free(crl);
+    cert_free(&root);
+    cert_free(&d0);
+}
+
 static void test_crls(void **state)
 {
     struct fx *f = *state;
@@ -598,6 +634,41 @@ static int count_changes(void *arg, const lk_reg_change *c)
     return 0;
 }
 
+static int collect_kinds(void *arg, const lk_reg_change *c)
+{
+    int *k = arg;
+    if (k[0] < 7)
+        k[++k[0]] = (int)c->kind;
+    return 0;
+}
+
+/* A JIT setting change reaches the broker and latchkeyd through the feed (a
+ * refused one appends nothing). */
+static void test_jit_setting_in_feed(void **state)
+{
+    struct fx *f = *state;
+    lk_reg_jit jit = {1, 5, 0};
+    lk_reg_name nope = {"my-project", "us-central1", "nope"};
+    int64_t since = 0;
+    int kinds[8] = {0};
+
+    OK(lk_registry_change_head(f->reg, &since));
+    OK(lk_registry_set_jit(f->reg, &NAME, &jit, W));
+    OK(lk_registry_changes(f->reg, &since, collect_kinds, kinds));
+    assert_int_equal(kinds[0], 1);
+    assert_int_equal(kinds[1], LK_CHANGE_REGISTRY);
+    jit.max_devices = LK_REG_JIT_MAX_LIMIT + 1;
+    REFUSE(LK_ERR_REG_LIMIT, "at most", lk_registry_set_jit(f->reg, &NAME, &jit, W));
+    jit.max_devices = 0;
+    REFUSE(LK_ERR_REG_NOT_FOUND, "does not exist", lk_registry_set_jit(f->reg, &nope, &jit, W));
+    jit.enabled = 0;
+    OK(lk_registry_set_jit(f->reg, &NAME, &jit, W));
+    kinds[0] = 0;
+    OK(lk_registry_changes(f->reg, &since, collect_kinds, kinds));
+    assert_int_equal(kinds[0], 1);     /* the two refusals wrote none */
+    assert_int_equal(kinds[1], LK_CHANGE_REGISTRY);
+}
+
 static void test_jit(void **state)
 {
     struct fx *f = *state;
@@ -684,7 +755,7 @@ static void test_jit(void **state)
         int64_t since = 0;
         assert_int_equal(lk_registry_changes(f->reg, &since, count_changes, &changes), LK_OK);
     }
-    assert_int_equal(changes, 1);
+    assert_int_equal(changes, 1);          /* LK_CHANGE_DEVICE; set_jit's are LK_CHANGE_REGISTRY */
     /* again: the device exists; the certificate registered it already */
     REFUSE(LK_ERR_REG_EXISTS, "registered dev-1 already",
            lk_registry_jit_register(f->reg, &NAME, "dev-1", d1.pem, strlen(d1.pem), i1.pem,
@@ -1213,7 +1284,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_signers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crl_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_jit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_jit_setting_in_feed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_last_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_import_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_import_and_activity, setup, teardown),

@@ -254,6 +254,30 @@ static void test_jit_accepts(void **state)
     assert_int_equal(jit(tok, LK_VERIFY_ALLOW_X5C), LK_OK);
 }
 
+/* The cheap presence test before a JIT attempt spends from the rate budget. */
+static void test_has_x5c(void **state)
+{
+    (void)state;
+    const unsigned P = LK_VERIFY_ALLOW_PADDING;
+    char *tok = es_x5c(fmt("[\"%s\",\"%s\"]", CERT_A, CERT_B), EC_A);
+    assert_int_equal(lk_jwt_has_x5c(tok, strlen(tok), LK_VERIFY_JIT_MAX_LEN, P), 1);
+    /* too long for the cap given; the default cap (4 KiB) is not a JIT token's */
+    assert_int_equal(lk_jwt_has_x5c(tok, strlen(tok), 100, P), 0);
+    /* whatever its value: a bad x5c is lk_verify_jit_token's to refuse */
+    assert_int_equal(lk_jwt_has_x5c("eyJ4NWMiOltdfQ.e30.AA", 21, 0, 0), 1);
+    /* no x5c member: a plain token, or "x5c" only as a value */
+    tok = token("{\"alg\":\"ES256\",\"typ\":\"JWT\"}", EC_A, NOW + 3600);
+    assert_int_equal(lk_jwt_has_x5c(tok, strlen(tok), 0, P), 0);
+    assert_int_equal(lk_jwt_has_x5c("eyJhIjoieDVjIn0.e30.AA", 22, 0, 0), 0);
+    /* padding only when allowed; duplicates, two segments, NULL: no */
+    assert_int_equal(lk_jwt_has_x5c("eyJ4NWMiOltdfQ==.e30.AA", 23, 0, 0), 0);
+    assert_int_equal(lk_jwt_has_x5c("eyJ4NWMiOltdfQ==.e30.AA", 23, 0, P), 1);
+    assert_int_equal(lk_jwt_has_x5c("eyJ4NWMiOjEsIng1YyI6Mn0.e30.AA", 30, 0, 0), 0);
+    assert_int_equal(lk_jwt_has_x5c("eyJ4NWMiOltdfQ.e30", 18, 0, 0), 0);
+    assert_int_equal(lk_jwt_has_x5c(NULL, 0, 0, 0), 0);
+    assert_int_equal(lk_jwt_has_x5c("eyJ4NWMiOltdfQ.e30.AA", 21, LK_VERIFY_MAX_LEN_LIMIT + 1, 0), 0);
+}
+
 static void test_jit_refuses(void **state)
 {
     (void)state;
@@ -328,6 +352,7 @@ int main(void)
         cmocka_unit_test_teardown(test_known_device_ignores_x5c, gc),
         cmocka_unit_test_teardown(test_jit_accepts, gc),
         cmocka_unit_test_teardown(test_jit_refuses, gc),
+        cmocka_unit_test_teardown(test_has_x5c, gc),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -424,12 +424,15 @@ static lk_err refusal(struct api *c, long http, json_t *j, char *why, size_t why
     return LK_ERR_REG_STORAGE;
 }
 
-lk_err api_call(struct api *c, const char *method, const char *path, const char *query, json_t *body,
-                json_t **out, char *why, size_t why_size)
+/* One call with a body of data[0..len) (NULL: none) of type ctype, and one
+ * more header (NULL: none); *refused (when not NULL) gets a refusal's JSON. */
+static lk_err do_call(struct api *c, const char *method, const char *path, const char *query, const char *ctype,
+                      const char *data, size_t len, const char *header, json_t **out, json_t **refused, char *why,
+                      size_t why_size)
 {
     struct answer a = {NULL, 0, 0};
     struct curl_slist *hdr = NULL, *h2;
-    char *url = NULL, *text = NULL, errbuf[CURL_ERROR_SIZE] = "";
+    char *url = NULL, errbuf[CURL_ERROR_SIZE] = "", ct[128];
     size_t ulen;
     long http = 0;
     json_t *j = NULL;
@@ -438,20 +441,21 @@ lk_err api_call(struct api *c, const char *method, const char *path, const char 
     lk_err err = LK_OK;
 
     *out = NULL;
+    if (refused != NULL)
+        *refused = NULL;
     c->status[0] = '\0';
     c->reasoned = 0;
     ulen = strlen(c->base) + strlen(path) + (query ? strlen(query) + 1 : 0) + 1;
     if ((url = malloc(ulen)) == NULL)
         return LK_ERR_NOMEM;
     snprintf(url, ulen, "%s%s%s%s", c->base, path, query && query[0] ? "?" : "", query ? query : "");
-    if (body != NULL && (text = json_dumps(body, JSON_COMPACT)) == NULL) {
-        free(url);
-        return LK_ERR_NOMEM;
-    }
+    snprintf(ct, sizeof ct, "Content-Type: %s", ctype);
     h2 = curl_slist_append(NULL, c->auth);
     if (h2 != NULL)
         hdr = h2;
-    if (hdr != NULL && (h2 = curl_slist_append(hdr, "Content-Type: application/json")) != NULL)
+    if (hdr != NULL && (h2 = curl_slist_append(hdr, ct)) != NULL)
+        hdr = h2;
+    if (hdr != NULL && header != NULL && (h2 = curl_slist_append(hdr, header)) != NULL)
         hdr = h2;
     if (hdr != NULL && (h2 = curl_slist_append(hdr, "Accept: application/json")) != NULL)
         hdr = h2;
@@ -479,9 +483,9 @@ lk_err api_call(struct api *c, const char *method, const char *path, const char 
     curl_easy_setopt(c->curl, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
     if (c->ca_file != NULL)
         curl_easy_setopt(c->curl, CURLOPT_CAINFO, c->ca_file);
-    if (text != NULL) {
-        curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, text);
-        curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE, (long)strlen(text));
+    if (data != NULL) {
+        curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, data);
+        curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
     } else if (strcmp(method, "GET") == 0) {
         curl_easy_setopt(c->curl, CURLOPT_HTTPGET, 1L);
     } else if (strcmp(method, "DELETE") != 0) {
@@ -515,6 +519,10 @@ lk_err api_call(struct api *c, const char *method, const char *path, const char 
         goto out;
     }
     err = refusal(c, http, j, why, why_size);
+    if (refused != NULL) {
+        *refused = j;
+        j = NULL;
+    }
 out:
     curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, NULL);
     /* The slist holds a copy of the token: wipe it before it is freed. */
@@ -523,7 +531,28 @@ out:
     curl_slist_free_all(hdr);
     json_decref(j);
     free(a.p);
-    free(text);
     free(url);
     return err;
+}
+
+lk_err api_call(struct api *c, const char *method, const char *path, const char *query, json_t *body,
+                json_t **out, char *why, size_t why_size)
+{
+    char *text = NULL;
+    lk_err err;
+    *out = NULL;
+    if (body != NULL && (text = json_dumps(body, JSON_COMPACT)) == NULL)
+        return LK_ERR_NOMEM;
+    err = do_call(c, method, path, query, "application/json", text, text ? strlen(text) : 0, NULL, out, NULL, why,
+                  why_size);
+    free(text);
+    return err;
+}
+
+lk_err api_call_raw(struct api *c, const char *method, const char *path, const char *query, const char *ctype,
+                    const void *data, size_t len, const char *header, json_t **out, json_t **refused, char *why,
+                    size_t why_size)
+{
+    return do_call(c, method, path, query, ctype, data ? (const char *)data : "", len, header, out, refused, why,
+                   why_size);
 }

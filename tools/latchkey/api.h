@@ -47,6 +47,13 @@ const char *api_project(const struct api *c);
  * LK_ERR_REG_BUSY, ...). LK_ERR_NET / LK_ERR_TLS when no answer came. */
 lk_err api_call(struct api *c, const char *method, const char *path, const char *query, json_t *body,
                 json_t **out, char *why, size_t why_size);
+/* api_call with a body that is not JSON: data[0..len) sent as it is with
+ * Content-Type ctype, and header ("Name: value", or NULL) added. A refusal
+ * also leaves its JSON (Google's error object, with its details) in
+ * *refused when refused is not NULL (the caller's to json_decref). */
+lk_err api_call_raw(struct api *c, const char *method, const char *path, const char *query, const char *ctype,
+                    const void *data, size_t len, const char *header, json_t **out, json_t **refused, char *why,
+                    size_t why_size);
 /* While *stop is non-zero (a signal handler's flag; NULL: none), a call in
  * progress gives up within a second: LK_ERR_STATE, why "interrupted". */
 void api_set_stop(struct api *c, volatile sig_atomic_t *stop);

@@ -37,7 +37,7 @@
 static const char devices_import_usage[] =
     "usage: latchkey [--db FILE] devices import FILE|- --registry R --project P --region L\n"
     "                [--skip-existing] [--format text|json] [--busy-timeout MS]\n"
-    "       latchkey [--db FILE] devices import --manifest F.jsonl [--signature F.jsonl.jws]\n"
+    "       latchkey [--db FILE | --api URL] devices import --manifest F.jsonl [--signature F.jsonl.jws]\n"
     "                [--dry-run] --registry R --project P --region L [--format text|json]\n"
     "\n"
     "Creates every device of FILE (or standard input) in one transaction: either all of them\n"
@@ -468,7 +468,7 @@ static FILE *open_input(const struct admin *a, const char *path, int *rc)
 /* kind: 0 registries, 1 devices (with --bindings), 2 bindings alone. */
 static int run_import(int argc, char **argv, int kind)
 {
-    static const struct option opts[] = {ADMIN_COMMON_OPTIONS,
+    static const struct option opts[] = {ADMIN_COMMON_OPTIONS, ADMIN_API_OPTIONS,
                                          {"skip-existing", no_argument, 0, OPT_SKIP_EXISTING},
                                          {"bindings", required_argument, 0, OPT_BINDINGS},
                                          {"manifest", required_argument, 0, OPT_MANIFEST},
@@ -516,6 +516,7 @@ static int run_import(int argc, char **argv, int kind)
         if (mpath == NULL || optind < argc || bpath != NULL || im.skip_existing)
             return tool_usage_error("%s: --manifest F.jsonl [--signature F.jsonl.jws] [--dry-run] takes no FILE, "
                                     "--bindings or --skip-existing", a.cmd);
+        a.remote_ok = 1; /* latchkeyd's devices:importManifest (regops_trust.c) */
         if ((rc = admin_resolve(&a, NULL, 1, NULL)) == EXIT_OK)
             rc = manifest_import_run(&a, mpath, spath, dry);
         admin_close(&a);

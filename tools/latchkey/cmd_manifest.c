@@ -5,8 +5,9 @@
  *
  * A factory's signed manifest imported whole or not at all (lk_manifest.h
  * decides; this prints its report), and what the import trusts: the
- * manufacturers' keys and the CAs' revocation lists. Local registry files
- * only (docs/cli.md): latchkeyd has devices:importManifest for the first.
+ * manufacturers' keys and the CAs' revocation lists. Each either way: the
+ * registry file (--db) or latchkeyd (--api: devices:importManifest,
+ * .../manifestSigners, .../crls; regops_trust.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +23,7 @@
 #include "admin.h"
 #include "cli.h"
 #include "manifest.h"
+#include "regops.h"
 
 static void hex(const uint8_t *d, size_t n, char *out)
 {
@@ -126,8 +128,8 @@ int manifest_import_run(struct admin *a, const char *path, const char *sig_path,
         return rc;
     }
     char why[512];
-    lk_err err = lk_manifest_import(a->reg, &a->name, map ? map : "", (size_t)st.st_size, (const char *)jws,
-                                    jws_len, dry ? LK_MANIFEST_DRY_RUN : 0, &r, why, sizeof why);
+    lk_err err = rop_import_manifest(a, &a->name, map ? map : "", (size_t)st.st_size, (const char *)jws, jws_len, dry,
+                                     &r, why, sizeof why);
     if (map != NULL)
         munmap(map, (size_t)st.st_size);
     free(jws);
@@ -163,7 +165,7 @@ int manifest_import_run(struct admin *a, const char *path, const char *sig_path,
 /* ---- registries signers | crls ---- */
 
 static const char signers_usage[] =
-    "usage: latchkey [--db FILE] registries signers add --label L --path KEY.pem --registry R --project P --region L\n"
+    "usage: latchkey [--db FILE | --api URL] registries signers add --label L --path KEY.pem --registry R --project P --region L\n"
     "       latchkey [--db FILE] registries signers list --registry R ...\n"
     "       latchkey [--db FILE] registries signers delete INDEX --registry R ...\n"
     "\n"
@@ -172,7 +174,7 @@ static const char signers_usage[] =
     "the SHA-256 of its DER SubjectPublicKeyInfo: the manifest signature's kid.\n";
 
 static const char crls_usage[] =
-    "usage: latchkey [--db FILE] registries crls add --path CRL.pem [--issuer-chain CHAIN.pem] --registry R ...\n"
+    "usage: latchkey [--db FILE | --api URL] registries crls add --path CRL.pem [--issuer-chain CHAIN.pem] --registry R ...\n"
     "       latchkey [--db FILE] registries crls list --registry R ...\n"
     "       latchkey [--db FILE] registries crls delete INDEX --registry R ...\n"
     "\n"
@@ -236,7 +238,7 @@ static int crl_cb(void *arg, const lk_reg_crl *c)
 /* kind 0 signers, 1 crls. */
 static int trust_cmd(struct admin *a, int kind, const char *sub, int argc, char **argv)
 {
-    static const struct option opts[] = {ADMIN_COMMON_OPTIONS,
+    static const struct option opts[] = {ADMIN_COMMON_OPTIONS, ADMIN_API_OPTIONS,
                                          {"path", required_argument, 0, OPT_PATH_M},
                                          {"label", required_argument, 0, OPT_LABEL},
                                          {"issuer-chain", required_argument, 0, OPT_ISSUER_CHAIN},
@@ -291,9 +293,8 @@ static int trust_cmd(struct admin *a, int kind, const char *sub, int argc, char 
             free(cpem);
             return rc;
         }
-        err = kind == 0 ? lk_registry_add_signer(a->reg, &a->name, label, (const char *)pem, len, &idx, why, sizeof why)
-                        : lk_registry_add_crl(a->reg, &a->name, (const char *)pem, len, (const char *)cpem, clen, why,
-                                              sizeof why);
+        err = kind == 0 ? rop_add_signer(a, &a->name, label, (const char *)pem, len, &idx, why, sizeof why)
+                        : rop_add_crl(a, &a->name, (const char *)pem, len, (const char *)cpem, clen, why, sizeof why);
         free(pem);
         free(cpem);
         if (err != LK_OK)
@@ -309,8 +310,7 @@ static int trust_cmd(struct admin *a, int kind, const char *sub, int argc, char 
     if ((rc = admin_open(a, del ? ADMIN_OPEN_WRITE : ADMIN_OPEN_READ)) != EXIT_OK)
         return rc;
     if (del) {
-        err = kind == 0 ? lk_registry_delete_signer(a->reg, &a->name, (unsigned)index, why, sizeof why)
-                        : lk_registry_delete_crl(a->reg, &a->name, (unsigned)index, why, sizeof why);
+        err = rop_delete_trust(a, &a->name, kind == 1, (unsigned)index, why, sizeof why);
         if (err != LK_OK)
             return admin_fail(a, err, why);
         if (a->json)
@@ -325,8 +325,8 @@ static int trust_cmd(struct admin *a, int kind, const char *sub, int argc, char 
         l.t = kind == 0 ? out_table_new(4, sheads) : out_table_new(5, cheads);
     if (l.arr == NULL && l.t == NULL)
         return admin_fail(a, LK_ERR_NOMEM, NULL);
-    err = kind == 0 ? lk_registry_list_signers(a->reg, &a->name, signer_cb, &l, why, sizeof why)
-                    : lk_registry_list_crls(a->reg, &a->name, crl_cb, &l, why, sizeof why);
+    err = kind == 0 ? rop_list_signers(a, &a->name, signer_cb, &l, why, sizeof why)
+                    : rop_list_crls(a, &a->name, crl_cb, &l, why, sizeof why);
     if (err != LK_OK || l.failed) {
         json_decref(l.arr);
         out_table_free(l.t);
@@ -345,7 +345,7 @@ int cmd_registries_trust(int argc, char **argv, int kind)
         return rc;
     snprintf(cmd, sizeof cmd, "registries %s %s", kind == 0 ? "signers" : "crls", argv[1]);
     admin_init(&a, cmd, usage);
-    a.local_only = "the registry's manifest signers and CRLs are managed on its database file (--db)";
+    a.remote_ok = 1;
     rc = trust_cmd(&a, kind, argv[1], argc - 1, argv + 1);
     admin_close(&a);
     return out_finish(rc);

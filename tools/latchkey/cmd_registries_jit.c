@@ -1,8 +1,8 @@
 /*
  * latchkey registries jit --registry R (--enable [--max-devices N] | --disable | --show):
  * a registry's just-in-time registration (docs/provisioning.md, "Just-in-time
- * registration"). The registry file only; latchkeyd's admin API has it as
- * the registry's latchkeyJitConfig field.
+ * registration"), in the registry file (--db) or through latchkeyd (--api:
+ * the registry's latchkeyJitConfig field, regops_trust.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,11 +10,12 @@
 
 #include "admin.h"
 #include "cli.h"
+#include "regops.h"
 
 enum { OPT_ENABLE = OPT_FIRST_OWN, OPT_DISABLE, OPT_SHOW, OPT_MAX_DEVICES };
 
 static const char u_jit[] =
-    "usage: latchkey [--db FILE] registries jit --registry R --project P --region L\n"
+    "usage: latchkey [--db FILE | --api URL] registries jit --registry R --project P --region L\n"
     "                (--enable [--max-devices N] | --disable | --show) [--format json]\n"
     "Just-in-time registration: with it on, a device the registry does not know whose token\n"
     "carries a certificate chain to a registry CA in \"x5c\" (its subject CN the device id)\n"
@@ -82,18 +83,18 @@ static int run(struct admin *a, int argc, char **argv)
     if (action != OPT_SHOW) {
         /* the cap that was set stays unless --max-devices changes it */
         memset(&j, 0, sizeof j);
-        err = lk_registry_get_jit(a->reg, &a->name, &j, why, sizeof why);
+        err = rop_get_jit(a, &a->name, &j, why, sizeof why);
         if (err != LK_OK)
             return admin_fail(a, err, why);
         j.enabled = action == OPT_ENABLE;
         if (max)
             j.max_devices = (uint64_t)max;
-        err = lk_registry_set_jit(a->reg, &a->name, &j, why, sizeof why);
+        err = rop_set_jit(a, &a->name, &j, why, sizeof why);
         if (err != LK_OK)
             return admin_fail(a, err, why);
     }
     memset(&j, 0, sizeof j);
-    err = lk_registry_get_jit(a->reg, &a->name, &j, why, sizeof why);
+    err = rop_get_jit(a, &a->name, &j, why, sizeof why);
     if (err != LK_OK)
         return admin_fail(a, err, why);
     return jit_print(a, &j);
@@ -105,8 +106,7 @@ int cmd_registries_jit(int argc, char **argv)
     int rc;
 
     admin_init(&a, "registries jit", u_jit);
-    a.local_only = "the tool sets just-in-time registration in the registry file; through latchkeyd, "
-                   "PATCH the registry with updateMask=latchkeyJitConfig (docs/provisioning.md)";
+    a.remote_ok = 1;
     rc = run(&a, argc, argv);
     admin_close(&a);
     return out_finish(rc);

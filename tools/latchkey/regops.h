@@ -75,6 +75,36 @@ lk_err rop_query_devices(struct admin *a, const lk_reg_name *name, lk_reg_gatewa
 lk_err rop_bind(struct admin *a, const lk_reg_name *name, const char *gateway, const char *device, int unbind,
                 char *why, size_t why_size);
 
+/* ---- provisioning settings (regops_trust.c) ---- */
+
+/* lk_registry_get_jit / _set_jit; remote: the registry's latchkeyJitConfig
+ * (absent: off, the default cap), PATCH updateMask=latchkeyJitConfig. */
+lk_err rop_get_jit(struct admin *a, const lk_reg_name *name, lk_reg_jit *out, char *why, size_t why_size);
+lk_err rop_set_jit(struct admin *a, const lk_reg_name *name, const lk_reg_jit *jit, char *why, size_t why_size);
+/* lk_registry_list_signers, _add_signer, _list_crls, _add_crl; remote:
+ * .../manifestSigners and .../crls (the structs' strings are the answer's,
+ * valid during the callback only). */
+lk_err rop_list_signers(struct admin *a, const lk_reg_name *name, int (*cb)(void *arg, const lk_reg_signer *s),
+                        void *arg, char *why, size_t why_size);
+lk_err rop_add_signer(struct admin *a, const lk_reg_name *name, const char *label, const char *pem, size_t pem_len,
+                      unsigned *index, char *why, size_t why_size);
+lk_err rop_list_crls(struct admin *a, const lk_reg_name *name, int (*cb)(void *arg, const lk_reg_crl *c), void *arg,
+                     char *why, size_t why_size);
+lk_err rop_add_crl(struct admin *a, const lk_reg_name *name, const char *pem, size_t pem_len, const char *chain,
+                   size_t chain_len, char *why, size_t why_size);
+/* lk_registry_delete_crl (crl 1) or _delete_signer (crl 0); remote: DELETE .../INDEX. */
+lk_err rop_delete_trust(struct admin *a, const lk_reg_name *name, int crl, unsigned index, char *why,
+                        size_t why_size);
+
+/* lk_manifest_import (dry: LK_MANIFEST_DRY_RUN); remote: POST
+ * .../devices:importManifest with the file as the body and jws in
+ * X-Latchkey-Manifest-Signature (?validateOnly=true when dry), the
+ * daemon's report (the answer, or the refusal's ManifestReport detail) back
+ * in *r as the library fills it. */
+struct lk_manifest_report;
+lk_err rop_import_manifest(struct admin *a, const lk_reg_name *name, const void *data, size_t len, const char *jws,
+                           size_t jws_len, int dry, struct lk_manifest_report *r, char *why, size_t why_size);
+
 /* ---- through the API only (regops_remote.c) ---- */
 
 /* sendCommandToDevice, which waits for the broker itself: *status is

@@ -26,48 +26,6 @@
 
 #define PAGE "1000"
 
-/* ---- paths ---- */
-
-/* "/v1/projects/P/locations/L/registries[/R[/devices/D]]" + tail, escaped. */
-static char *rpath(const lk_reg_name *n, int with_registry, const char *dev, const char *tail)
-{
-    const char *parts[4] = {n->project, n->location, with_registry ? n->registry : NULL, dev};
-    char *esc[4] = {NULL, NULL, NULL, NULL}, *out = NULL;
-    size_t len;
-    int i;
-    for (i = 0; i < 4; i++)
-        if (parts[i] != NULL && (esc[i] = api_seg(parts[i])) == NULL)
-            goto out;
-    len = 64 + (tail ? strlen(tail) : 0);
-    for (i = 0; i < 4; i++)
-        len += esc[i] ? strlen(esc[i]) : 0;
-    if ((out = malloc(len)) == NULL)
-        goto out;
-    snprintf(out, len, "/v1/projects/%s/locations/%s/registries%s%s%s%s%s", esc[0], esc[1], esc[2] ? "/" : "",
-             esc[2] ? esc[2] : "", esc[3] ? "/devices/" : "", esc[3] ? esc[3] : "", tail ? tail : "");
-out:
-    for (i = 0; i < 4; i++)
-        free(esc[i]);
-    return out;
-}
-
-static lk_err call(struct admin *a, const char *method, char *path, const char *query, json_t *body, json_t **out,
-                   char *why, size_t why_size)
-{
-    json_t *ignored = NULL;
-    lk_err err;
-    if (path == NULL) {
-        json_decref(body);
-        snprintf(why, why_size, "out of memory");
-        return LK_ERR_NOMEM;
-    }
-    err = api_call(a->api, method, path, query, body, out ? out : &ignored, why, why_size);
-    json_decref(ignored);
-    json_decref(body);
-    free(path);
-    return err;
-}
-
 /* ---- JSON into structs ---- */
 
 static char *dup_str(json_t *v)
@@ -367,7 +325,7 @@ static lk_err check_size(const char *what, size_t len, size_t max, char *why, si
 
 static lk_err get_registry_json(struct admin *a, const lk_reg_name *name, json_t **out, char *why, size_t why_size)
 {
-    return call(a, "GET", rpath(name, 1, NULL, NULL), NULL, NULL, out, why, why_size);
+    return ropr_call(a, "GET", ropr_path(name, 1, NULL, NULL), NULL, NULL, out, why, why_size);
 }
 
 lk_err ropr_get_registry(struct admin *a, const lk_reg_name *name, lk_reg_registry *out, char *why, size_t why_size)
@@ -403,7 +361,7 @@ static lk_err walk_pages(struct admin *a, const lk_reg_name *name, int with_regi
         snprintf(q, qlen, "%s%s%s", query, tok ? "&pageToken=" : "", tok ? tok : "");
         free(tok);
         tok = NULL;
-        err = call(a, "GET", rpath(name, with_registry, NULL, tail), q, NULL, &j, why, why_size);
+        err = ropr_call(a, "GET", ropr_path(name, with_registry, NULL, tail), q, NULL, &j, why, why_size);
         free(q);
         if (err != LK_OK)
             break;
@@ -514,7 +472,7 @@ lk_err ropr_create_registry_full(struct admin *a, const lk_reg_name *name, const
         json_object_set_new(body, "logLevel", json_string(admin_enum_name(ADMIN_ENUM_LOG_LEVEL, (int)spec->log_level)));
     if (spec->ncas > 0)
         json_object_set_new(body, "credentials", certs_body(spec->ca_pems, spec->ca_lens, spec->ncas));
-    return call(a, "POST", rpath(name, 0, NULL, NULL), NULL, body, NULL, why, why_size);
+    return ropr_call(a, "POST", ropr_path(name, 0, NULL, NULL), NULL, body, NULL, why, why_size);
 }
 
 lk_err ropr_update_registry(struct admin *a, const lk_reg_name *name, lk_reg_state mqtt, lk_reg_state http,
@@ -547,12 +505,12 @@ lk_err ropr_update_registry(struct admin *a, const lk_reg_name *name, lk_reg_sta
         return err;
     }
     mask[strlen(mask) - 1] = '\0';
-    return call(a, "PATCH", rpath(name, 1, NULL, NULL), mask, body, NULL, why, why_size);
+    return ropr_call(a, "PATCH", ropr_path(name, 1, NULL, NULL), mask, body, NULL, why, why_size);
 }
 
 lk_err ropr_delete_registry(struct admin *a, const lk_reg_name *name, char *why, size_t why_size)
 {
-    return call(a, "DELETE", rpath(name, 1, NULL, NULL), NULL, NULL, NULL, why, why_size);
+    return ropr_call(a, "DELETE", ropr_path(name, 1, NULL, NULL), NULL, NULL, NULL, why, why_size);
 }
 
 lk_err ropr_list_certs(struct admin *a, const lk_reg_name *name, int (*cb)(void *arg, const lk_reg_cert *c),
@@ -595,7 +553,7 @@ static lk_err put_certs(struct admin *a, const lk_reg_name *name, json_t *certs,
     if (pem != NULL)
         json_array_append_new(arr, json_pack("{s:{s:s,s:s%}}", "publicKeyCertificate", "format",
                                              "X509_CERTIFICATE_PEM", "certificate", pem, pem_len));
-    return call(a, "PATCH", rpath(name, 1, NULL, NULL), "updateMask=credentials",
+    return ropr_call(a, "PATCH", ropr_path(name, 1, NULL, NULL), "updateMask=credentials",
                 json_pack("{s:o}", "credentials", arr), NULL, why, why_size);
 }
 
@@ -684,7 +642,7 @@ static lk_err get_device_json(struct admin *a, const lk_reg_name *name, const ch
         return err;
     if (id == NULL)
         snprintf(num, sizeof num, "%llu", (unsigned long long)num_id);
-    return call(a, "GET", rpath(name, 1, id != NULL ? id : num, NULL), query, NULL, out, why, why_size);
+    return ropr_call(a, "GET", ropr_path(name, 1, id != NULL ? id : num, NULL), query, NULL, out, why, why_size);
 }
 
 lk_err ropr_get_device(struct admin *a, const lk_reg_name *name, const char *id, uint64_t num_id, lk_reg_device *out,
@@ -754,7 +712,7 @@ lk_err ropr_bind(struct admin *a, const lk_reg_name *name, const char *gateway, 
     json_t *body = json_pack("{s:s,s:s}", "gatewayId", gateway, "deviceId", device);
     if (body == NULL)
         return LK_ERR_NOMEM;
-    return call(a, "POST", rpath(name, 1, NULL, unbind ? ":unbindDeviceFromGateway" : ":bindDeviceToGateway"),
+    return ropr_call(a, "POST", ropr_path(name, 1, NULL, unbind ? ":unbindDeviceFromGateway" : ":bindDeviceToGateway"),
                 NULL, body, NULL, why, why_size);
 }
 
@@ -781,7 +739,7 @@ lk_err ropr_create_device(struct admin *a, const lk_reg_name *name, const lk_reg
         json_object_set_new(body, "gatewayConfig", json_pack("{s:s,s:s}", "gatewayType",
                             admin_enum_name(ADMIN_ENUM_GATEWAY_TYPE, spec->gateway_type), "gatewayAuthMethod",
                             admin_enum_name(ADMIN_ENUM_GATEWAY_AUTH, spec->gateway_auth_method)));
-    err = call(a, "POST", rpath(name, 1, NULL, "/devices"), NULL, body, &j, why, why_size);
+    err = ropr_call(a, "POST", ropr_path(name, 1, NULL, "/devices"), NULL, body, &j, why, why_size);
     if (err == LK_OK)
         *num_id = (uint64_t)strtoull(json_string_value(json_object_get(j, "numId")) ?
                                      json_string_value(json_object_get(j, "numId")) : "0", NULL, 10);
@@ -817,7 +775,7 @@ lk_err ropr_update_device(struct admin *a, const lk_reg_name *name, const lk_reg
         json_object_set_new(body, "gatewayConfig", json_pack("{s:s}", "gatewayAuthMethod",
                             admin_enum_name(ADMIN_ENUM_GATEWAY_AUTH, spec->gateway_auth_method)));
     q[strlen(q) - 1] = '\0';
-    return call(a, "PATCH", rpath(name, 1, spec->id, NULL), q, body, NULL, why, why_size);
+    return ropr_call(a, "PATCH", ropr_path(name, 1, spec->id, NULL), q, body, NULL, why, why_size);
 }
 
 lk_err ropr_delete_device(struct admin *a, const lk_reg_name *name, const char *id, char *why, size_t why_size)
@@ -825,7 +783,7 @@ lk_err ropr_delete_device(struct admin *a, const lk_reg_name *name, const char *
     lk_err err = check_id(id, why, why_size);
     if (err != LK_OK)
         return err;
-    return call(a, "DELETE", rpath(name, 1, id, NULL), NULL, NULL, NULL, why, why_size);
+    return ropr_call(a, "DELETE", ropr_path(name, 1, id, NULL), NULL, NULL, NULL, why, why_size);
 }
 
 /* The device's credentials written back: without index skip (-1: none) and
@@ -900,7 +858,7 @@ lk_err ropr_update_config(struct admin *a, const lk_reg_name *name, const char *
         json_object_set_new(body, "versionToUpdate", out_ji64(version_to_update));
     /* A version that is not the current one is the API's FAILED_PRECONDITION,
      * which api_call already returns as LK_ERR_REG_CONFLICT. */
-    err = call(a, "POST", rpath(name, 1, id, ":modifyCloudToDeviceConfig"), NULL, body, &j, why, why_size);
+    err = ropr_call(a, "POST", ropr_path(name, 1, id, ":modifyCloudToDeviceConfig"), NULL, body, &j, why, why_size);
     if (err == LK_OK)
         err = config_from_json(j, out, why, why_size);
     json_decref(j);
@@ -922,7 +880,7 @@ static lk_err history(struct admin *a, const lk_reg_name *name, const char *id, 
         max = 0;
     if (max > 0)
         snprintf(q, sizeof q, "%s=%u", states ? "numStates" : "numVersions", max);
-    err = call(a, "GET", rpath(name, 1, id, states ? "/states" : "/configVersions"), max > 0 ? q : NULL, NULL, &j,
+    err = ropr_call(a, "GET", ropr_path(name, 1, id, states ? "/states" : "/configVersions"), max > 0 ? q : NULL, NULL, &j,
                why, why_size);
     json_array_foreach(err == LK_OK ? json_object_get(j, states ? "deviceStates" : "deviceConfigs") : NULL, i, e) {
         int stop;
@@ -974,7 +932,7 @@ lk_err rop_remote_command(struct admin *a, const lk_reg_name *name, const char *
         return LK_ERR_NOMEM;
     if (subfolder != NULL)
         json_object_set_new(body, "subfolder", json_string(subfolder));
-    err = call(a, "POST", rpath(name, 1, id, ":sendCommandToDevice"), NULL, body, NULL, why, why_size);
+    err = ropr_call(a, "POST", ropr_path(name, 1, id, ":sendCommandToDevice"), NULL, body, NULL, why, why_size);
     /* The outcomes come without an ErrorInfo reason; a refusal with one is
      * the registry's (busy, a blocked device: the command was never sent),
      * returned as such. */

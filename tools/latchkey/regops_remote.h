@@ -7,6 +7,14 @@
 
 #include "admin.h"
 
+/* (regops_trust.c) "/v1/projects/P/locations/L/registries[/R[/devices/D]]"
+ * + tail, each segment escaped; NULL out of memory. */
+char *ropr_path(const lk_reg_name *n, int with_registry, const char *dev, const char *tail);
+/* api_call on path (taken and freed, NULL = out of memory) and body (taken);
+ * out NULL when the answer is not wanted. */
+lk_err ropr_call(struct admin *a, const char *method, char *path, const char *query, json_t *body, json_t **out,
+                 char *why, size_t why_size);
+
 lk_err ropr_get_registry(struct admin *a, const lk_reg_name *name, lk_reg_registry *out, char *why,
                          size_t why_size);
 lk_err ropr_list_registries(struct admin *a, const char *project, const char *location,
