@@ -549,7 +549,8 @@ static lk_err check_lines(lk_registry *reg, const lk_reg_name *name, struct walk
     return LK_OK;
 }
 
-/* Pass 2: the import, in the registry's one transaction. */
+/* Pass 2: the import, staged by the registry and switched in at commit in
+ * one short transaction. */
 static lk_err import_lines(lk_registry *reg, const lk_reg_name *name, struct walk *w, lk_manifest_report *r,
                            unsigned flags)
 {
@@ -557,7 +558,9 @@ static lk_err import_lines(lk_registry *reg, const lk_reg_name *name, struct wal
     const char *p;
     size_t n;
     size_t at = 0;
-    lk_err err = lk_registry_import_begin(reg, name, why, sizeof why);
+    /* Staged: the write lock is taken per chunk and for the final switch,
+     * not for the whole import (the broker's writes get in meanwhile). */
+    lk_err err = lk_registry_import_begin_staged(reg, name, why, sizeof why);
     if (err != LK_OK) {
         snprintf(r->why, sizeof r->why, "%s", why[0] ? why : lk_strerror(err));
         return err;

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/wait.h>
 
 #include <openssl/bio.h>
 #include <openssl/evp.h>
@@ -1196,6 +1197,38 @@ static void test_import_staged(void **state)
     OK(lk_registry_import_begin_staged(f->reg, &NAME, W));
     REFUSE(LK_ERR_STATE, "devices only", lk_registry_import_bind(f->reg, "st-1", "st-2", W));
     lk_registry_import_abort(f->reg);
+
+    /* a staged import whose process died: its staging registry stays,
+     * invisible, until a staged import of the registry finds it idle for
+     * over 600 s (a live one is left alone) */
+    for (i = 0; i < 2; i++) {
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            lk_registry *crash = open_reg(f);
+            lk_registry *keep = f->reg;
+            f->reg = crash;
+            if (lk_registry_import_begin_staged(crash, &NAME, NULL, 0) != LK_OK)
+                _exit(1);
+            stage_some(f, "cf", cf, 500); /* one chunk written */
+            f->reg = keep;
+            _exit(0); /* no commit, no abort, no close: a crash */
+        }
+        int st = -1;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_int_equal(st, 0);
+        f->now += 300;
+    }
+    assert_int_equal(q1(f, "SELECT count(*) FROM registries"), 3);
+    assert_int_equal(q1(f, "SELECT count(*) FROM devices"), n + 1 + 1000);
+    OK(lk_registry_import_begin_staged(f->reg, &NAME, W)); /* 600 s, 300 s idle: both live */
+    lk_registry_import_abort(f->reg);
+    assert_int_equal(q1(f, "SELECT count(*) FROM registries"), 3);
+    f->now += 301;
+    OK(lk_registry_import_begin_staged(f->reg, &NAME, W)); /* 901 s: swept; 601 s: swept */
+    lk_registry_import_abort(f->reg);
+    assert_int_equal(q1(f, "SELECT count(*) FROM registries"), 1);
+    assert_int_equal(q1(f, "SELECT count(*) FROM devices"), n + 1);
 
     lk_registry_close(broker);
     free_pems(pems, n);
