@@ -170,8 +170,12 @@ lk_err lk_registry_import_check_many(lk_registry *reg, const lk_reg_name *name,
  * (LK_ERR_REG_NOT_FOUND, LK_ERR_STATE, LK_ERR_REG_EXISTS). import_abort,
  * and any failure, removes the staging registry. import_bind is refused
  * (LK_ERR_STATE). A process that dies mid-import leaves its staging
- * registry ("~import-..."), invisible, holding the staged devices' rows.
- * Other errors: those of import_begin. */
+ * registry ("~import-..."), invisible, holding the chunks it wrote; the
+ * next import_begin_staged of the same registry removes every staging
+ * registry of it that has had no device added for over 600 seconds (so a
+ * live import idle that long has its commit refused, LK_ERR_STATE,
+ * "removed as abandoned", writing nothing). Other errors: those of
+ * import_begin. */
 lk_err lk_registry_import_begin_staged(lk_registry *reg, const lk_reg_name *name, char *why,
                                        size_t why_size);
 
