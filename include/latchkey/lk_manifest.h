@@ -21,12 +21,16 @@
  *     certificate twice in the manifest (a serial may repeat: one token can
  *     hold several devices' keys), deviceId free in the
  *     registry, and the registry's own checks of the device it would create
- *     (lk_registry_import_check: the certificate through the line's chain to
- *     a registry CA with LK_REG_CHECK_LEAF_DATES, the registry's CRLs) — all
- *     outside the registry's write transaction;
- *  5. then, only if every line passed, one registry import of all the devices
- *     (lk_registry_import_begin/add/commit), which does not verify again what
- *     step 4 checked unless the registry's CAs or CRLs changed meanwhile.
+ *     (lk_registry_import_check_many: the certificate through the line's
+ *     chain to a registry CA with LK_REG_CHECK_LEAF_DATES, the registry's
+ *     CRLs) — all outside the registry's write transaction, the per-line
+ *     checks on one thread per online CPU (at most 8), the report in line
+ *     order all the same;
+ *  5. then, only if every line passed, one staged registry import of all the
+ *     devices (lk_registry_import_begin_staged/add/commit: the write lock is
+ *     taken per chunk of 500 and for the final switch, not throughout),
+ *     which does not verify again what step 4 checked unless the registry's
+ *     CAs or CRLs changed meanwhile.
  * Any refusal refuses the whole manifest and writes nothing.
  *
  * The library reads, checks and writes; it prints nothing. Thread safety: as

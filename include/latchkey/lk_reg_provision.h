@@ -143,6 +143,23 @@ lk_err lk_registry_jit_register(lk_registry *reg, const lk_reg_name *name, const
 lk_err lk_registry_import_check(lk_registry *reg, const lk_reg_name *name,
                                 const lk_reg_device_spec *spec, char *why, size_t why_size);
 
+/* lk_registry_import_check of specs[0..n) at once, on up to threads
+ * threads (0 = one per online CPU; at most LK_REG_CHECK_THREADS_MAX): the
+ * trust set is read once, every spec is checked exactly as
+ * lk_registry_import_check checks it, and each that passes is remembered
+ * as it remembers one. errs[i] gets spec i's verdict (LK_OK or its
+ * refusal) and whys[i] its reason (malloc'd, the caller frees it; NULL for
+ * LK_OK). Returns LK_OK when every spec got its verdict, whether or not
+ * some were refused; otherwise (LK_ERR_ARG, LK_ERR_REG_NOT_FOUND for the
+ * registry, LK_ERR_STATE while an import is open on the handle,
+ * LK_ERR_NOMEM, the database's errors) why says why and every whys[i] is
+ * NULL. The handle is used by the calling thread only; the threads share
+ * only the registry's CA certificates and CRLs, read-only. */
+#define LK_REG_CHECK_THREADS_MAX 8u
+lk_err lk_registry_import_check_many(lk_registry *reg, const lk_reg_name *name,
+                                     const lk_reg_device_spec *specs, size_t n, unsigned threads,
+                                     lk_err *errs, char **whys, char *why, size_t why_size);
+
 /* A staged import of devices: lk_registry_import_begin, except that the
  * write lock is not held from begin to commit. import_add writes each
  * device (checked as import_add always does, against the trust set of
@@ -156,8 +173,12 @@ lk_err lk_registry_import_check(lk_registry *reg, const lk_reg_name *name,
  * (LK_ERR_REG_NOT_FOUND, LK_ERR_STATE, LK_ERR_REG_EXISTS). import_abort,
  * and any failure, removes the staging registry. import_bind is refused
  * (LK_ERR_STATE). A process that dies mid-import leaves its staging
- * registry ("~import-..."), invisible, holding the staged devices' rows.
- * Other errors: those of import_begin. */
+ * registry ("~import-..."), invisible, holding the chunks it wrote; the
+ * next import_begin_staged of the same registry removes every staging
+ * registry of it that has had no device added for over 600 seconds (so a
+ * live import idle that long has its commit refused, LK_ERR_STATE,
+ * "removed as abandoned", writing nothing). Other errors: those of
+ * import_begin. */
 lk_err lk_registry_import_begin_staged(lk_registry *reg, const lk_reg_name *name, char *why,
                                        size_t why_size);
 

@@ -11,6 +11,10 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <pthread.h>
+#include <unistd.h>
+#include <openssl/err.h>
+#include <openssl/asn1.h>
 #include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -147,17 +151,36 @@ static void refuse_line(lk_manifest_report *r, lk_err err, const char *fmt, ...)
     r->nrefused++;
 }
 
-/* Parse one device line's members into d (pointers into o). 0, or -1 refused. */
-static int parse_dev(lk_manifest_report *r, json_t *o, struct dev *d)
+/* A line's verdict from the checks that run on worker threads (no report
+ * there: it is the calling thread's). */
+struct verdict {
+    lk_err err;
+    char why[512];
+};
+
+static void vrefuse(struct verdict *v, lk_err err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void vrefuse(struct verdict *v, lk_err err, const char *fmt, ...)
+{
+    va_list ap;
+    if (v->err != LK_OK)
+        return; /* the first reason stands */
+    va_start(ap, fmt);
+    vsnprintf(v->why, sizeof v->why, fmt, ap);
+    va_end(ap);
+    v->err = err;
+}
+
+/* Parse one device line's members into d (pointers into o). 0, -1 refused, -2 out of memory. */
+static int parse_dev(struct verdict *r, json_t *o, struct dev *d)
 {
     const char *bad = NULL;
     memset(d, 0, sizeof *d);
     if (!json_is_object(o)) {
-        refuse_line(r, LK_ERR_REG_INVALID, "not a JSON object");
+        vrefuse(r, LK_ERR_REG_INVALID, "not a JSON object");
         return -1;
     }
     if (lk_manifest__only(o, dev_names, &bad) != 0) {
-        refuse_line(r, LK_ERR_REG_INVALID, "unknown member \"%.64s\"", bad);
+        vrefuse(r, LK_ERR_REG_INVALID, "unknown member \"%.64s\"", bad);
         return -1;
     }
     d->id = json_string_value(json_object_get(o, "deviceId"));
@@ -168,20 +191,20 @@ static int parse_dev(lk_manifest_report *r, json_t *o, struct dev *d)
     json_t *ch = json_object_get(o, "chain");
     if (d->id == NULL || d->format == NULL || d->cert == NULL || d->key == NULL || d->serial == NULL ||
         !json_is_array(ch)) {
-        refuse_line(r, LK_ERR_REG_INVALID, "deviceId, format, certificate, publicKey and serial must be strings, "
+        vrefuse(r, LK_ERR_REG_INVALID, "deviceId, format, certificate, publicKey and serial must be strings, "
                                            "chain an array (empty for none)");
         return -1;
     }
     if (!lk_id_valid(d->id, strlen(d->id))) {
-        refuse_line(r, LK_ERR_REG_INVALID, "deviceId is not a valid device id");
+        vrefuse(r, LK_ERR_REG_INVALID, "deviceId is not a valid device id");
         return -1;
     }
     if (d->serial[0] == '\0' || strlen(d->serial) > 64) {
-        refuse_line(r, LK_ERR_REG_INVALID, "serial must be 1 to 64 characters");
+        vrefuse(r, LK_ERR_REG_INVALID, "serial must be 1 to 64 characters");
         return -1;
     }
     if (json_array_size(ch) > LK_REG_CHAIN_MAX) {
-        refuse_line(r, LK_ERR_REG_INVALID, "chain has %zu certificates, at most %u", json_array_size(ch),
+        vrefuse(r, LK_ERR_REG_INVALID, "chain has %zu certificates, at most %u", json_array_size(ch),
                     LK_REG_CHAIN_MAX);
         return -1;
     }
@@ -189,7 +212,7 @@ static int parse_dev(lk_manifest_report *r, json_t *o, struct dev *d)
     json_t *v;
     json_array_foreach(ch, i, v) {
         if (!json_is_string(v)) {
-            refuse_line(r, LK_ERR_REG_INVALID, "chain[%zu] is not a string", i);
+            vrefuse(r, LK_ERR_REG_INVALID, "chain[%zu] is not a string", i);
             return -1;
         }
         total += json_string_length(v) + 1;
@@ -218,6 +241,84 @@ static int rest_blank(BIO *b)
     return 1;
 }
 
+/* One DER element at *p (before end), read by OpenSSL's ASN1_get_object:
+ * definite length only. Its class and tag, and the whole element in *el,
+ * *el_len; *p moves to its contents when into, else past it. 0 if it is
+ * not one. */
+static int der_next(const unsigned char **p, const unsigned char *end, int into, int *cls, int *tag,
+                    const unsigned char **el, long *el_len)
+{
+    const unsigned char *q = *p;
+    long len = 0;
+    int r = ASN1_get_object(&q, &len, tag, cls, (long)(end - *p));
+    if ((r & 0x80) || (r & 0x01) || len < 0 || len > end - q) {
+        ERR_clear_error();
+        return 0;
+    }
+    *el = *p;
+    *el_len = (long)(q - *p) + len;
+    *p = into ? q : q + len;
+    return 1;
+}
+
+/* The subject and the SubjectPublicKeyInfo of a DER certificate, and the
+ * certificate's own length: the fields of Certificate ::= SEQUENCE { tbs
+ * SEQUENCE { [0] version OPTIONAL, serial, signature, issuer, validity,
+ * subject, subjectPublicKeyInfo, ... } ... } (RFC 5280), walked with
+ * OpenSSL's element reader. The whole certificate is read by d2i_X509 in
+ * the registry's check (which refuses what does not parse and checks its
+ * signature); reading it here too would cost a second key decoder context
+ * (OpenSSL 3.0 decodes the key of every certificate it reads), half of a
+ * line's cost. */
+static int cert_fields(const unsigned char *der, long len, const unsigned char **subj, long *subj_len,
+                       const unsigned char **spki, long *spki_len, long *cert_len)
+{
+    const unsigned char *p = der, *end = der + len, *el;
+    int cls, tag, i;
+    long n;
+    if (!der_next(&p, end, 1, &cls, &tag, &el, cert_len) || cls != V_ASN1_UNIVERSAL || tag != V_ASN1_SEQUENCE)
+        return 0;
+    end = der + *cert_len;
+    if (!der_next(&p, end, 1, &cls, &tag, &el, &n) || cls != V_ASN1_UNIVERSAL || tag != V_ASN1_SEQUENCE)
+        return 0;
+    end = el + n; /* the tbsCertificate */
+    const unsigned char *q = p;
+    if (!der_next(&q, end, 0, &cls, &tag, &el, &n))
+        return 0;
+    if (cls == V_ASN1_CONTEXT_SPECIFIC && tag == 0)
+        p = q; /* version */
+    /* serial, signature, issuer, validity */
+    for (i = 0; i < 4; i++)
+        if (!der_next(&p, end, 0, &cls, &tag, &el, &n) || cls != V_ASN1_UNIVERSAL ||
+            tag != (i == 0 ? V_ASN1_INTEGER : V_ASN1_SEQUENCE))
+            return 0;
+    if (!der_next(&p, end, 0, &cls, &tag, subj, subj_len) || cls != V_ASN1_UNIVERSAL || tag != V_ASN1_SEQUENCE)
+        return 0;
+    if (!der_next(&p, end, 0, &cls, &tag, spki, spki_len) || cls != V_ASN1_UNIVERSAL || tag != V_ASN1_SEQUENCE)
+        return 0;
+    return 1;
+}
+
+/* The algorithm of a DER SubjectPublicKeyInfo (its AlgorithmIdentifier
+ * read by OpenSSL without decoding the key), NID_undef if none. */
+static int spki_nid(const unsigned char *spki, long len)
+{
+    const unsigned char *p = spki, *el;
+    int cls, tag, nid = NID_undef;
+    long n;
+    if (!der_next(&p, spki + len, 1, &cls, &tag, &el, &n) || !der_next(&p, spki + len, 0, &cls, &tag, &el, &n))
+        return NID_undef;
+    X509_ALGOR *a = d2i_X509_ALGOR(NULL, &el, n);
+    if (a != NULL) {
+        const ASN1_OBJECT *o = NULL;
+        X509_ALGOR_get0(&o, NULL, NULL, a);
+        nid = o ? OBJ_obj2nid(o) : NID_undef;
+    }
+    X509_ALGOR_free(a);
+    ERR_clear_error();
+    return nid;
+}
+
 /* The certificate against the line: CN, key, format. Digests of the key and
  * the certificate for the duplicate checks. 0, -1 refused, -2 out of memory.
  * publicKey is compared with the certificate's SubjectPublicKeyInfo byte for
@@ -225,25 +326,28 @@ static int rest_blank(BIO *b)
  * than everything else a line needs, and the factory writes the SPKI it read
  * from the certificate's key (a point compressed in one and not the other is
  * refused, which is the strict reading anyway). */
-static int check_cert(lk_manifest_report *r, const struct dev *d, uint8_t key_d[32], uint8_t cert_d[32])
+static int check_cert(struct verdict *r, const struct dev *d, uint8_t key_d[32], uint8_t cert_d[32])
 {
     int rc = -1;
-    BIO *b = BIO_new_mem_buf(d->cert, -1);
-    X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
-    BIO *kb = NULL;
-    char *kname = NULL, *khdr = NULL;
-    unsigned char *kder = NULL, *der = NULL;
-    long klen = 0;
+    BIO *b = BIO_new_mem_buf(d->cert, -1), *kb = NULL;
+    char *name = NULL, *hdr = NULL, *kname = NULL, *khdr = NULL;
+    unsigned char *der = NULL, *kder = NULL;
+    const unsigned char *subj = NULL, *spki = NULL, *sp;
+    long len = 0, klen = 0, subj_len = 0, spki_len = 0, cert_len = 0;
+    X509_NAME *sn = NULL;
     if (b == NULL)
         return -2;
-    if (x == NULL || !rest_blank(b)) {
-        refuse_line(r, LK_ERR_REG_CERT, "certificate is not one PEM X.509 certificate");
+    if (PEM_read_bio(b, &name, &hdr, &der, &len) != 1 ||
+        (strcmp(name, PEM_STRING_X509) != 0 && strcmp(name, PEM_STRING_X509_OLD) != 0) || hdr[0] != '\0' ||
+        !rest_blank(b) || !cert_fields(der, len, &subj, &subj_len, &spki, &spki_len, &cert_len) ||
+        (sp = subj, sn = d2i_X509_NAME(NULL, &sp, subj_len)) == NULL) {
+        ERR_clear_error();
+        vrefuse(r, LK_ERR_REG_CERT, "certificate is not one PEM X.509 certificate");
         goto out;
     }
-    X509_NAME *sn = X509_get_subject_name(x);
     int at = X509_NAME_get_index_by_NID(sn, NID_commonName, -1);
     if (at < 0 || X509_NAME_get_index_by_NID(sn, NID_commonName, at) >= 0) {
-        refuse_line(r, LK_ERR_REG_CERT, "the certificate's subject must have exactly one CN (the device id)");
+        vrefuse(r, LK_ERR_REG_CERT, "the certificate's subject must have exactly one CN (the device id)");
         goto out;
     }
     unsigned char *cn = NULL;
@@ -251,7 +355,7 @@ static int check_cert(lk_manifest_report *r, const struct dev *d, uint8_t key_d[
     int same = cn_len >= 0 && (size_t)cn_len == strlen(d->id) && memcmp(cn, d->id, (size_t)cn_len) == 0;
     OPENSSL_free(cn);
     if (!same) {
-        refuse_line(r, LK_ERR_REG_CERT, "the certificate's subject CN is not deviceId");
+        vrefuse(r, LK_ERR_REG_CERT, "the certificate's subject CN is not deviceId");
         goto out;
     }
     if ((kb = BIO_new_mem_buf(d->key, -1)) == NULL) {
@@ -260,46 +364,34 @@ static int check_cert(lk_manifest_report *r, const struct dev *d, uint8_t key_d[
     }
     if (PEM_read_bio(kb, &kname, &khdr, &kder, &klen) != 1 || strcmp(kname, "PUBLIC KEY") != 0 ||
         khdr[0] != '\0' || !rest_blank(kb)) {
-        refuse_line(r, LK_ERR_CRED_INVALID, "publicKey is not one PEM PUBLIC KEY (SubjectPublicKeyInfo)");
+        vrefuse(r, LK_ERR_CRED_INVALID, "publicKey is not one PEM PUBLIC KEY (SubjectPublicKeyInfo)");
         goto out;
     }
-    X509_PUBKEY *xk = X509_get_X509_PUBKEY(x);
-    int n = xk ? i2d_X509_PUBKEY(xk, &der) : -1;
-    if (n <= 0) {
-        refuse_line(r, LK_ERR_REG_CERT, "the certificate's key cannot be read");
+    if (spki_len != klen || memcmp(spki, kder, (size_t)klen) != 0) {
+        vrefuse(r, LK_ERR_REG_CERT, "the certificate's key is not publicKey");
         goto out;
     }
-    if ((long)n != klen || memcmp(der, kder, (size_t)n) != 0) {
-        refuse_line(r, LK_ERR_REG_CERT, "the certificate's key is not publicKey");
-        goto out;
-    }
-    ASN1_OBJECT *alg = NULL;
-    X509_PUBKEY_get0_param(&alg, NULL, NULL, NULL, xk);
-    int nid = alg ? OBJ_obj2nid(alg) : NID_undef;
+    int nid = spki_nid(spki, spki_len);
     const char *want = nid == NID_X9_62_id_ecPublicKey ? "ES256_X509_PEM" : nid == NID_rsaEncryption ? "RSA_X509_PEM"
                                                                                                     : NULL;
     if (want == NULL || strcmp(want, d->format) != 0) {
-        refuse_line(r, LK_ERR_REG_INVALID, "format %.32s does not match the key (%s)", d->format,
+        vrefuse(r, LK_ERR_REG_INVALID, "format %.32s does not match the key (%s)", d->format,
                     want ? want : "neither EC nor RSA");
         goto out;
     }
-    tagged('k', der, (size_t)n, key_d);
-    OPENSSL_free(der);
-    der = NULL;
-    n = i2d_X509(x, &der);
-    if (n <= 0) {
-        rc = -2;
-        goto out;
-    }
-    tagged('c', der, (size_t)n, cert_d);
+    tagged('k', spki, (size_t)spki_len, key_d);
+    tagged('c', der, (size_t)cert_len, cert_d);
     rc = 0;
 out:
+    ERR_clear_error();
+    X509_NAME_free(sn);
+    OPENSSL_free(name);
+    OPENSSL_free(hdr);
     OPENSSL_free(der);
     OPENSSL_free(kname);
     OPENSSL_free(khdr);
     OPENSSL_free(kder);
     BIO_free(kb);
-    X509_free(x);
     BIO_free(b);
     return rc;
 }
@@ -446,108 +538,256 @@ static void fill_spec(struct spec_buf *b, const struct dev *d, const char *batch
     b->spec.cert_checks = LK_REG_CHECK_LEAF_DATES;
 }
 
-/* Pass 1: every device line checked; results filled. */
-static lk_err check_lines(lk_registry *reg, const lk_reg_name *name, struct walk *w, lk_manifest_report *r,
-                          struct set *seen)
-{
+/* Pass 1, in chunks of CHUNK lines: each line's own checks (JSON, members,
+ * certificate against the line) on worker threads, then on this thread in
+ * line order the report, the duplicates and whether the id is taken, then
+ * the registry's checks of the chunk (lk_registry_import_check_many, on
+ * threads of its own). Lines are independent until the duplicate check, so
+ * the report is the same as one line after the other. */
+#define CHUNK 2048u
+#define THREADS_MAX 8u
+
+struct job {
     const char *p;
     size_t n;
-    int nl;
-    while ((nl = next_line(w, &p, &n)) != 0) {
-        json_error_t je;
-        json_t *o = NULL;
-        struct dev d = {0};
-        uint8_t kd[32], cd[32], t[32];
+    int nl;                    /* next_line's answer */
+    unsigned long line;
+    json_t *o;
+    char jerr[160];            /* the JSON parser's reason */
+    struct dev d;
+    uint8_t kd[32], cd[32];
+    int rc;                    /* 0 passed, -1 refused, -2 out of memory */
+    struct verdict v;
+};
+
+struct pool {
+    struct job *jobs;
+    size_t n, next;
+    pthread_mutex_t mu;
+};
+
+static void line_checks(struct job *j)
+{
+    json_error_t je;
+    if (j->nl < 0 || j->n + 1 > LK_MANIFEST_LINE_MAX || j->n == 0) {
+        vrefuse(&j->v, j->nl < 0 ? LK_ERR_REG_INVALID : j->n == 0 ? LK_ERR_REG_INVALID : LK_ERR_REG_LIMIT,
+                "%s", j->nl < 0 ? "the last line does not end in a newline (truncated)"
+                      : j->n == 0 ? "a blank line" : "the line is over 64 KiB");
+        j->rc = -1;
+        return;
+    }
+    if ((j->o = load_line(j->p, j->n, &je)) == NULL) {
+        vrefuse(&j->v, LK_ERR_REG_INVALID, "not JSON: %.100s", je.text);
+        j->rc = -1;
+        return;
+    }
+    j->rc = parse_dev(&j->v, j->o, &j->d);
+    if (j->rc == 0)
+        j->rc = check_cert(&j->v, &j->d, j->kd, j->cd);
+}
+
+static void *line_worker(void *arg)
+{
+    struct pool *pl = arg;
+    for (;;) {
+        size_t at, end;
+        pthread_mutex_lock(&pl->mu);
+        at = pl->next;
+        end = at + 16 < pl->n ? at + 16 : pl->n;
+        pl->next = end;
+        pthread_mutex_unlock(&pl->mu);
+        if (at >= end)
+            break;
+        for (size_t i = at; i < end; i++)
+            line_checks(&pl->jobs[i]);
+    }
+    ERR_clear_error();
+    return NULL;
+}
+
+static unsigned online_cpus(void)
+{
+    long c = sysconf(_SC_NPROCESSORS_ONLN);
+    return c < 1 ? 1u : c > (long)THREADS_MAX ? THREADS_MAX : (unsigned)c;
+}
+
+/* Every job's line checks, on up to threads threads. */
+static void run_line_checks(struct job *jobs, size_t n, unsigned threads)
+{
+    struct pool pl = {jobs, n, 0, PTHREAD_MUTEX_INITIALIZER};
+    pthread_t tid[THREADS_MAX];
+    unsigned nt = 0;
+    if (n >= 64)
+        for (unsigned t = 0; t < threads && threads > 1; t++)
+            if (pthread_create(&tid[nt], NULL, line_worker, &pl) == 0)
+                nt++;
+    if (nt == 0)
+        line_worker(&pl);
+    for (unsigned t = 0; t < nt; t++)
+        pthread_join(tid[t], NULL);
+}
+
+static void jobs_free(struct job *jobs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        dev_free(&jobs[i].d);
+        json_decref(jobs[i].o);
+        memset(&jobs[i], 0, sizeof jobs[i]);
+    }
+}
+
+/* The report's entry at of a refused line (the first reason stands). */
+static void refuse_at(lk_manifest_report *r, size_t at, lk_err err, const char *why)
+{
+    lk_manifest_result *x = &r->results[at];
+    if (x->err != LK_OK)
+        return;
+    x->err = err;
+    x->why = strdup(why);
+    r->nrefused++;
+}
+
+/* This thread's part of a chunk, in line order. */
+static lk_err chunk_report(lk_registry *reg, const lk_reg_name *name, struct job *jobs, size_t n,
+                           lk_manifest_report *r, struct set *seen, size_t *first)
+{
+    *first = r->nresults;
+    for (size_t k = 0; k < n; k++) {
+        struct job *j = &jobs[k];
+        uint8_t t[32];
         if (r->ndevices == LK_MANIFEST_DEVICES_MAX) {
             snprintf(r->why, sizeof r->why, "more than %u devices", LK_MANIFEST_DEVICES_MAX);
             return LK_ERR_REG_LIMIT;
         }
         r->ndevices++;
-        if (nl < 0 || n + 1 > LK_MANIFEST_LINE_MAX || n == 0) {
-            if (result_add(r, w->line, NULL) != 0)
-                return LK_ERR_NOMEM;
-            refuse_line(r, nl < 0 ? LK_ERR_REG_INVALID : n == 0 ? LK_ERR_REG_INVALID : LK_ERR_REG_LIMIT,
-                        nl < 0 ? "the last line does not end in a newline (truncated)"
-                        : n == 0 ? "a blank line" : "the line is over 64 KiB");
+        if (j->rc == -2)
+            return LK_ERR_NOMEM;
+        if (result_add(r, j->line, j->o ? json_string_value(json_object_get(j->o, "deviceId")) : NULL) != 0)
+            return LK_ERR_NOMEM;
+        if (j->rc != 0) {
+            refuse_line(r, j->v.err, "%s", j->v.why);
             continue;
         }
-        o = load_line(p, n, &je);
-        const char *id = json_string_value(json_object_get(o, "deviceId"));
-        if (result_add(r, w->line, id) != 0) {
-            json_decref(o);
-            return LK_ERR_NOMEM;
-        }
-        if (o == NULL) {
-            refuse_line(r, LK_ERR_REG_INVALID, "not JSON: %.100s", je.text);
-            continue;
-        }
-        int rc = parse_dev(r, o, &d);
-        if (rc == 0)
-            rc = check_cert(r, &d, kd, cd);
-        if (rc == -2) {
-            dev_free(&d);
-            json_decref(o);
-            return LK_ERR_NOMEM;
-        }
-        if (rc == 0) {
+        /* One set for the three identities: each digest is tagged with its kind. The serial is
+         * not one of them: it traces a device to its element, and a token that holds several
+         * devices' keys (latchkey provision's `object=%s` in one token, an HSM) puts its one
+         * serial on each of their lines. */
+        const uint8_t *dg[3] = {NULL, j->kd, j->cd};
+        const char *what[3] = {"deviceId", "publicKey", "certificate"};
+        for (int q = 0; q < 3 && j->rc == 0; q++) {
             long at;
-            /* One set for the three identities: each digest is tagged with its kind. The serial is
-             * not one of them: it traces a device to its element, and a token that holds several
-             * devices' keys (latchkey provision's `object=%s` in one token, an HSM) puts its one
-             * serial on each of their lines. */
-            tagged('i', d.id, strlen(d.id), t);
-            const uint8_t *dg[3] = {t, kd, cd};
-            const char *what[3] = {"deviceId", "publicKey", "certificate"};
-            for (int j = 0; j < 3 && rc == 0; j++) {
-                if ((at = set_check(seen, dg[j], w->line)) < 0)
-                    rc = -2;
-                else if (at > 0) {
-                    refuse_line(r, LK_ERR_REG_INVALID, "its %s is also on line %ld", what[j], at);
-                    rc = -1;
-                }
+            if (q == 0) {
+                tagged('i', j->d.id, strlen(j->d.id), t);
+                dg[q] = t;
+            }
+            if ((at = set_check(seen, dg[q], j->line)) < 0)
+                return LK_ERR_NOMEM;
+            if (at > 0) {
+                refuse_line(r, LK_ERR_REG_INVALID, "its %s is also on line %ld", what[q], at);
+                j->rc = -1;
             }
         }
-        if (rc == 0) {
+        if (j->rc == 0) {
             lk_reg_device dv;
             char why[256] = "";
-            lk_err e = lk_registry_get_device(reg, name, d.id, 0, &dv, why, sizeof why);
+            lk_err e = lk_registry_get_device(reg, name, j->d.id, 0, &dv, why, sizeof why);
             if (e == LK_OK) {
                 lk_reg_device_free(&dv);
-                refuse_line(r, LK_ERR_REG_EXISTS, "device %s exists in the registry already", d.id);
-                rc = -1;
+                refuse_line(r, LK_ERR_REG_EXISTS, "device %s exists in the registry already", j->d.id);
+                j->rc = -1;
             } else if (e != LK_ERR_REG_NOT_FOUND) {
-                dev_free(&d);
-                json_decref(o);
                 snprintf(r->why, sizeof r->why, "the registry: %s", why[0] ? why : lk_strerror(e));
                 return e;
             }
         }
-        if (rc == 0) {
-            /* The registry's certificate checks (chain, CRLs, dates), here
-             * rather than under its write lock. */
-            struct spec_buf sb;
-            char why[512] = "";
-            fill_spec(&sb, &d, r->batch);
-            lk_err e = lk_registry_import_check(reg, name, &sb.spec, why, sizeof why);
-            if (e == LK_ERR_NOMEM || e == LK_ERR_STATE || e == LK_ERR_REG_NOT_FOUND || e == LK_ERR_REG_STORAGE ||
-                e == LK_ERR_REG_BUSY) {
-                dev_free(&d);
-                json_decref(o);
-                snprintf(r->why, sizeof r->why, "the registry: %.400s", why[0] ? why : lk_strerror(e));
-                return e;
-            }
-            if (e != LK_OK)
-                refuse_line(r, e, "%s", why[0] ? why : lk_strerror(e));
-        }
-        dev_free(&d);
-        json_decref(o);
-        if (rc == -2)
-            return LK_ERR_NOMEM;
     }
     return LK_OK;
 }
 
-/* Pass 2: the import, in the registry's one transaction. */
+/* The registry's certificate checks (chain, CRLs, dates) of the chunk's
+ * lines that passed, here rather than under its write lock. */
+static lk_err chunk_registry(lk_registry *reg, const lk_reg_name *name, struct job *jobs, size_t n,
+                             lk_manifest_report *r, size_t first, unsigned threads)
+{
+    struct spec_buf *sb = malloc(n * sizeof *sb);
+    lk_reg_device_spec *specs = malloc(n * sizeof *specs);
+    size_t *at = malloc(n * sizeof *at);
+    lk_err *errs = malloc(n * sizeof *errs);
+    char **whys = calloc(n, sizeof *whys);
+    size_t m = 0;
+    char why[512] = "";
+    lk_err e = LK_OK;
+    if (sb == NULL || specs == NULL || at == NULL || errs == NULL || whys == NULL) {
+        e = LK_ERR_NOMEM;
+        snprintf(r->why, sizeof r->why, "out of memory");
+        goto out;
+    }
+    for (size_t k = 0; k < n; k++)
+        if (jobs[k].rc == 0) {
+            fill_spec(&sb[m], &jobs[k].d, r->batch);
+            specs[m] = sb[m].spec;
+            specs[m].creds = &sb[m].cred;
+            specs[m].metadata = sb[m].md;
+            at[m++] = first + k;
+        }
+    e = lk_registry_import_check_many(reg, name, specs, m, threads, errs, whys, why, sizeof why);
+    if (e != LK_OK) {
+        snprintf(r->why, sizeof r->why, "the registry: %.400s", why[0] ? why : lk_strerror(e));
+        goto out;
+    }
+    for (size_t k = 0; k < m; k++)
+        if (errs[k] != LK_OK)
+            refuse_at(r, at[k], errs[k], whys[k] ? whys[k] : lk_strerror(errs[k]));
+out:
+    if (whys != NULL)
+        for (size_t k = 0; k < m; k++)
+            free(whys[k]);
+    free(whys);
+    free(errs);
+    free(at);
+    free(specs);
+    free(sb);
+    return e;
+}
+
+static lk_err check_lines(lk_registry *reg, const lk_reg_name *name, struct walk *w, lk_manifest_report *r,
+                          struct set *seen)
+{
+    struct job *jobs = calloc(CHUNK, sizeof *jobs);
+    unsigned threads = online_cpus();
+    lk_err err = LK_OK;
+    if (jobs == NULL) {
+        snprintf(r->why, sizeof r->why, "out of memory");
+        return LK_ERR_NOMEM;
+    }
+    json_object_seed(0); /* jansson's hash seed, set once before any thread parses */
+    for (;;) {
+        size_t n = 0, first;
+        while (n < CHUNK) {
+            struct job *j = &jobs[n];
+            if ((j->nl = next_line(w, &j->p, &j->n)) == 0)
+                break;
+            j->line = w->line;
+            n++;
+        }
+        if (n == 0)
+            break;
+        run_line_checks(jobs, n, threads);
+        err = chunk_report(reg, name, jobs, n, r, seen, &first);
+        if (err == LK_OK)
+            err = chunk_registry(reg, name, jobs, n, r, first, threads);
+        jobs_free(jobs, n);
+        if (err != LK_OK)
+            break;
+    }
+    if (err == LK_ERR_NOMEM && r->why[0] == '\0')
+        snprintf(r->why, sizeof r->why, "out of memory");
+    free(jobs);
+    return err;
+}
+
+/* Pass 2: the import, staged by the registry and switched in at commit in
+ * one short transaction. */
 static lk_err import_lines(lk_registry *reg, const lk_reg_name *name, struct walk *w, lk_manifest_report *r,
                            unsigned flags)
 {
@@ -555,7 +795,9 @@ static lk_err import_lines(lk_registry *reg, const lk_reg_name *name, struct wal
     const char *p;
     size_t n;
     size_t at = 0;
-    lk_err err = lk_registry_import_begin(reg, name, why, sizeof why);
+    /* Staged: the write lock is taken per chunk and for the final switch,
+     * not for the whole import (the broker's writes get in meanwhile). */
+    lk_err err = lk_registry_import_begin_staged(reg, name, why, sizeof why);
     if (err != LK_OK) {
         snprintf(r->why, sizeof r->why, "%s", why[0] ? why : lk_strerror(err));
         return err;
@@ -564,7 +806,8 @@ static lk_err import_lines(lk_registry *reg, const lk_reg_name *name, struct wal
         json_t *o = load_line(p, n, NULL);
         struct dev d;
         lk_manifest_result *x = &r->results[at++];
-        if (o == NULL || parse_dev(r, o, &d) != 0) { /* checked in pass 1: only out of memory */
+        struct verdict v = {0};
+        if (o == NULL || parse_dev(&v, o, &d) != 0) { /* checked in pass 1: only out of memory */
             json_decref(o);
             err = LK_ERR_NOMEM;
             break;

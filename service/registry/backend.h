@@ -346,6 +346,11 @@ typedef struct lk_reg_store {
     /* A staged import's switch: append (kind, num_id, t) to the change feed
      * for every device of registry from, then move them all to registry to.
      * EXISTS when to has a device of one of their ids. */
+    /* Up to max staging registries of registry rid (lk_registry_import_
+     * begin_staged's "~import-<rid>-...") last written before `before`: the
+     * newest of their devices' creation times, or their own. */
+    lk_err (*stage_stale)(lk_reg_be *be, int64_t rid, int64_t before, int64_t *srids, size_t max,
+                          size_t *n);
     lk_err (*devices_move)(lk_reg_be *be, int64_t from, int64_t to, lk_reg_change_kind kind,
                            int64_t t);
 } lk_reg_store;

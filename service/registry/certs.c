@@ -315,14 +315,65 @@ static int es256_pem_fast(lk_reg_checker *ck, const char *pem, size_t len)
     return ok;
 }
 
-lk_err lk_reg__cred_parse_check(lk_reg_checker *ck, lk_cred_format fmt, const char *pem,
-                                size_t len, int *fast)
+/*
+ * 1 when pem is a certificate credential that lk_cred_parse accepts as fmt
+ * (the rules of its key_alg: P-256 by name with a named-curve encoding, or
+ * RSA 2048..8192 bits with a good exponent; the point is on the curve, as
+ * reading it checked, and P-256's cofactor is 1), with *crt the certificate
+ * read once for the chain check too: reading a certificate costs OpenSSL
+ * 3.0 a decoder context for its key, more than verifying its signature.
+ * 0 = not decided here (lk_cred_parse decides).
+ */
+static int x509_fast(lk_cred_format fmt, const char *pem, size_t len, X509 **crt)
+{
+    X509 *x;
+    EVP_PKEY *pk;
+    int ok = 0;
+
+    if ((fmt != LK_CRED_ES256_X509_PEM && fmt != LK_CRED_RSA_X509_PEM) ||
+        memchr(pem, '\0', len) != NULL || lk_verify__pem_kind(pem, len) != 2)
+        return 0;
+    if ((x = pem_x509(pem, len)) == NULL) {
+        ERR_clear_error();
+        return 0;
+    }
+    pk = X509_get0_pubkey(x);
+    if (pk != NULL && EVP_PKEY_get_base_id(pk) == EVP_PKEY_EC && fmt == LK_CRED_ES256_X509_PEM) {
+        char group[64], enc[32];
+        size_t glen = 0, elen = 0;
+        ok = EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group,
+                                            &glen) &&
+             strcmp(group, "prime256v1") == 0 &&
+             EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_EC_ENCODING, enc, sizeof enc,
+                                            &elen) &&
+             strcmp(enc, OSSL_PKEY_EC_ENCODING_GROUP) == 0;
+    } else if (pk != NULL && EVP_PKEY_get_base_id(pk) == EVP_PKEY_RSA &&
+               fmt == LK_CRED_RSA_X509_PEM) {
+        int bits = EVP_PKEY_get_bits(pk);
+        ok = bits >= RSA_MIN_BITS && bits <= RSA_MAX_BITS &&
+             lk_verify__rsa_exponent_ok(pk, NULL, 0);
+    }
+    ERR_clear_error();
+    if (!ok) {
+        X509_free(x);
+        return 0;
+    }
+    *crt = x;
+    return 1;
+}
+
+/* lk_reg__cred_parse_check, and for a certificate the X509 it read (crt,
+ * the caller's), so that the chain check does not read it again. */
+static lk_err parse_check(lk_reg_checker *ck, lk_cred_format fmt, const char *pem, size_t len,
+                          int *fast, X509 **crt)
 {
     lk_cred *c = NULL;
     lk_err err;
 
     if (fast != NULL)
         *fast = 0;
+    if (crt != NULL)
+        *crt = NULL;
     if (pem == NULL || len == 0 || len > LK_CRED_PEM_MAX)
         return LK_ERR_CRED_INVALID;
     if (fmt == LK_CRED_ES256_PEM && ck != NULL && es256_pem_fast(ck, pem, len)) {
@@ -330,11 +381,25 @@ lk_err lk_reg__cred_parse_check(lk_reg_checker *ck, lk_cred_format fmt, const ch
             *fast = 1;
         return LK_OK;
     }
+    if (crt != NULL && x509_fast(fmt, pem, len, crt))
+        return LK_OK;
     err = lk_cred_parse(fmt, pem, len, 0, &c);
     lk_cred_free(c);
+    if (err == LK_OK && crt != NULL && (fmt == LK_CRED_ES256_X509_PEM ||
+                                        fmt == LK_CRED_RSA_X509_PEM) &&
+        (*crt = pem_x509(pem, len)) == NULL) {
+        ERR_clear_error();
+        return LK_ERR_NOMEM; /* it parsed a moment ago */
+    }
     if (err == LK_OK || err == LK_ERR_NOMEM || err == LK_ERR_CRYPTO)
         return err;
     return LK_ERR_CRED_INVALID;
+}
+
+lk_err lk_reg__cred_parse_check(lk_reg_checker *ck, lk_cred_format fmt, const char *pem,
+                                size_t len, int *fast)
+{
+    return parse_check(ck, fmt, pem, len, fast, NULL);
 }
 
 static const char *format_desc(lk_cred_format fmt)
@@ -497,11 +562,9 @@ static lk_err path_check(const lk_reg_cas *cas, STACK_OF(X509) *path, unsigned i
  * signature of at least SIG_MIN_SECBITS, and be signed directly by one of
  * them that meets the CA rules and is valid at now, or (chain not NULL)
  * verify to one through chain (chain.c); then path_check. */
-static lk_err cert_signed(const lk_reg_cas *cas, const char *pem, size_t len, unsigned index,
-                          int64_t now, STACK_OF(X509) *chain, unsigned checks, char *why,
-                          size_t why_size)
+static lk_err cert_signed(const lk_reg_cas *cas, X509 *crt, unsigned index, int64_t now,
+                          STACK_OF(X509) *chain, unsigned checks, char *why, size_t why_size)
 {
-    X509 *crt = pem_x509(pem, len);
     STACK_OF(X509) *path = NULL;
     unsigned char *der = NULL;
     int dl, mdnid = NID_undef, secbits = -1;
@@ -597,7 +660,6 @@ static lk_err cert_signed(const lk_reg_cas *cas, const char *pem, size_t len, un
 exit:
     sk_X509_pop_free(path, X509_free);
     OPENSSL_free(der);
-    X509_free(crt);
     ERR_clear_error();
     return err;
 }
@@ -615,6 +677,7 @@ lk_err lk_reg__cred_check_chain(lk_reg_checker *ck, const lk_reg_cas *cas,
                                 char *why, size_t why_size)
 {
     STACK_OF(X509) *chain = NULL;
+    X509 *crt = NULL;
     size_t len;
     lk_err err;
     unsigned ncas = lk_reg__cas_count(cas);
@@ -650,7 +713,7 @@ lk_err lk_reg__cred_check_chain(lk_reg_checker *ck, const lk_reg_cas *cas,
                  lk_cred_format_name(cred->format), ncas, ncas == 1 ? "" : "s");
         return LK_ERR_REG_CERT;
     }
-    err = lk_reg__cred_parse_check(ck, cred->format, cred->pem, len, NULL);
+    err = parse_check(ck, cred->format, cred->pem, len, NULL, ncas > 0 ? &crt : NULL);
     if (err == LK_ERR_CRED_INVALID) {
         char d[320];
         cred_diagnose(cred->format, cred->pem, len, d, sizeof d);
@@ -670,10 +733,14 @@ lk_err lk_reg__cred_check_chain(lk_reg_checker *ck, const lk_reg_cas *cas,
         return lk_verify__why(why, why_size, LK_ERR_REG_CERT,
                      "credential %u comes with a certificate chain, but the registry has no CA "
                      "certificate to verify it to", index);
-    if ((err = lk_reg__chain_parse(chain_pem, chain_len, &chain, why, why_size)) != LK_OK)
-        return err;
-    err = cert_signed(cas, cred->pem, len, index, now, chain, checks, why, why_size);
+    if (crt == NULL) { /* (with CAs, a credential is a certificate: its parse gave it) */
+        snprintf(why, why_size, "credential %u does not parse as an X.509 certificate", index);
+        return LK_ERR_CRED_INVALID;
+    }
+    if ((err = lk_reg__chain_parse(chain_pem, chain_len, &chain, why, why_size)) == LK_OK)
+        err = cert_signed(cas, crt, index, now, chain, checks, why, why_size);
     sk_X509_pop_free(chain, X509_free);
+    X509_free(crt);
     return err;
 }
 

@@ -104,11 +104,11 @@ static lk_err check_spec(const lk_reg_device_spec *spec, unsigned mask, char *wh
 
 /* Check each credential of c[0..n) that is not in keep[0..nkeep) (a
  * device's current credentials, kept without a new check). */
-static lk_err check_creds(lk_registry *reg, const lk_reg_cas *cas, const lk_reg_credential *c,
-                          unsigned n, const lk_reg_credential *keep, unsigned nkeep,
-                          const lk_reg_device_spec *chain, char *why, size_t why_size)
+static lk_err check_creds_ck(lk_reg_checker *ck, int64_t now, const lk_reg_cas *cas,
+                             const lk_reg_credential *c, unsigned n,
+                             const lk_reg_credential *keep, unsigned nkeep,
+                             const lk_reg_device_spec *chain, char *why, size_t why_size)
 {
-    int64_t now = lk_reg__now(reg);
     unsigned i, j;
     lk_err err;
     for (i = 0; i < n; i++) {
@@ -118,15 +118,29 @@ static lk_err check_creds(lk_registry *reg, const lk_reg_cas *cas, const lk_reg_
                    keep[j].expires == c[i].expires && strcmp(keep[j].pem, c[i].pem) == 0;
         if (kept)
             continue;
-        err = chain != NULL ? lk_reg__cred_check_chain(reg->ck, cas, &c[i], i, now, chain->chain_pem,
+        err = chain != NULL ? lk_reg__cred_check_chain(ck, cas, &c[i], i, now, chain->chain_pem,
                                                        chain->chain_pem != NULL ? chain->chain_len
                                                                                 : 0,
                                                        chain->cert_checks, why, why_size)
-                            : lk_reg__cred_check(reg->ck, cas, &c[i], i, now, why, why_size);
+                            : lk_reg__cred_check(ck, cas, &c[i], i, now, why, why_size);
         if (err != LK_OK)
             return err;
     }
     return LK_OK;
+}
+
+static lk_err check_creds(lk_registry *reg, const lk_reg_cas *cas, const lk_reg_credential *c,
+                          unsigned n, const lk_reg_credential *keep, unsigned nkeep,
+                          const lk_reg_device_spec *chain, char *why, size_t why_size)
+{
+    return check_creds_ck(reg->ck, lk_reg__now(reg), cas, c, n, keep, nkeep, chain, why,
+                          why_size);
+}
+
+lk_err lk_reg__check_spec_creds_ck(lk_reg_checker *ck, int64_t now, const lk_reg_cas *cas,
+                                   const lk_reg_device_spec *spec, char *why, size_t why_size)
+{
+    return check_creds_ck(ck, now, cas, spec->creds, spec->ncreds, NULL, 0, spec, why, why_size);
 }
 
 lk_err lk_reg__check_spec_creds(lk_registry *reg, const lk_reg_cas *cas,

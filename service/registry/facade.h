@@ -162,6 +162,10 @@ lk_err lk_reg__insert_registry(lk_registry *reg, const lk_reg_name *name,
  * and cert_checks, as lk_reg__insert_device does (devices.c). */
 lk_err lk_reg__check_spec_creds(lk_registry *reg, const lk_reg_cas *cas,
                                 const lk_reg_device_spec *spec, char *why, size_t why_size);
+/* lk_reg__check_spec_creds with a checker and a time of the caller's: what
+ * a thread other than the handle's may call (check_many.c). */
+lk_err lk_reg__check_spec_creds_ck(lk_reg_checker *ck, int64_t now, const lk_reg_cas *cas,
+                                   const lk_reg_device_spec *spec, char *why, size_t why_size);
 /* Everything about a new device's spec that needs no database. */
 lk_err lk_reg__check_create_spec(const lk_reg_device_spec *spec, char *why, size_t why_size);
 /* LK_OK when registry rid has no device id, else LK_ERR_REG_EXISTS naming

@@ -124,6 +124,12 @@ lk_err lk_registry_import_add_registry(lk_registry *reg, const lk_reg_name *name
 /* Devices a staged import writes in one transaction before it lets the
  * broker's writes in. */
 #define LK_REG_STAGE_CHUNK 500u
+/* A staging registry that has had no device added for this long (a live
+ * import adds LK_REG_STAGE_CHUNK in well under a second) is taken as left
+ * by a process that died, and removed by the next staged import of its
+ * registry (docs/registry.md). */
+#define LK_REG_STAGE_STALE_S 600
+#define LK_REG_STAGE_SWEEP 16u
 
 struct dev_item {
     const lk_reg_device_spec *spec;
@@ -288,6 +294,18 @@ lk_err lk_registry_import_begin_staged(lk_registry *reg, const lk_reg_name *name
     st.id = sid;
     st.mqtt = st.http = LK_REG_STATE_DISABLED;
     st.created = lk_reg__now(reg);
+    if (err == LK_OK) {
+        /* Leftovers of crashed staged imports of this registry: invisible,
+         * but their rows take room. Removed in this transaction. */
+        int64_t stale[LK_REG_STAGE_SWEEP];
+        size_t nstale = 0;
+        err = reg->ops->stage_stale(reg->be, rid, st.created - LK_REG_STAGE_STALE_S, stale,
+                                    LK_REG_STAGE_SWEEP, &nstale);
+        for (size_t i = 0; err == LK_OK && i < nstale; i++)
+            err = reg->ops->registry_delete(reg->be, stale[i]);
+        if (err != LK_OK)
+            err = lk_reg__be_fail(reg, err, why, why_size);
+    }
     if (err == LK_OK && (err = reg->ops->registry_insert(reg->be, &st, &srid)) != LK_OK)
         err = lk_reg__be_fail(reg, err, why, why_size);
     if (err == LK_OK && (err = reg->ops->trust_stamp(reg->be, rid, reg->stage_stamp,
@@ -356,6 +374,20 @@ static lk_err stage_commit(lk_registry *reg, char *why, size_t why_size)
                     "the CA certificates or CRLs of %s changed during the import, which was "
                     "checked against the earlier ones: nothing of it was written; import again",
                     path);
+    if (err == LK_OK) {
+        /* Still ours: one idle for LK_REG_STAGE_STALE_S may have been swept */
+        lk_reg_registry r;
+        memset(&r, 0, sizeof r);
+        err = reg->ops->registry_get(reg->be, srid, &r);
+        lk_reg_registry_free(&r);
+        if (err == LK_ERR_REG_NOT_FOUND)
+            err = failf(why, why_size, LK_ERR_STATE, "the import's staged devices were removed "
+                                                     "as abandoned (idle over %d s): nothing of "
+                                                     "it was written; import again",
+                        LK_REG_STAGE_STALE_S);
+        else if (err != LK_OK)
+            err = lk_reg__be_fail(reg, err, why, why_size);
+    }
     if (err == LK_OK) {
         err = reg->ops->devices_move(reg->be, srid, rid, LK_CHANGE_DEVICE, lk_reg__now(reg));
         if (err == LK_ERR_REG_EXISTS)

@@ -109,4 +109,5 @@ const lk_reg_store lk_reg_sqlite_backend = {
     .device_set_jit = lk_sq__device_set_jit,
     .device_fill = lk_sq__device_fill,
     .devices_move = lk_sq__devices_move,
+    .stage_stale = lk_sq__stage_stale,
 };

@@ -267,6 +267,12 @@ static const char *const sql_text[S__N] = {
     [S_STAGE_FEED] = "INSERT INTO changes(kind, num_id, time) SELECT ?2, num_id, ?3 FROM devices "
                      "WHERE registry = ?1 ORDER BY num_id",
     [S_STAGE_MOVE] = "UPDATE devices SET registry = ?2 WHERE registry = ?1",
+    /* Staging registries of ?1 ("~import-<rid>-<nonce>") whose last write
+     * (the newest staged device, or the staging registry's creation) is
+     * before ?2. */
+    [S_STAGE_STALE] = "SELECT r.id FROM registries r WHERE r.registry_id >= '~import-' || ?1 || '-' "
+                      "AND r.registry_id < '~import-' || ?1 || '.' AND COALESCE((SELECT "
+                      "max(d.created) FROM devices d WHERE d.registry = r.id), r.created) < ?2",
 };
 
 /* ------------------------------------------------------------------ */

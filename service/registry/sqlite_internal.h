@@ -43,7 +43,7 @@ enum {
     S_SUB_INS, S_SUB_UPD, S_SUB_GET, S_SUB_DEL, S_SUB_LIST,
     S_SIGNER_LIST, S_SIGNER_INS, S_SIGNER_DEL, S_CRL_LIST, S_CRL_PUT, S_CRL_DEL, S_TRUST_STAMP,
     S_JIT_GET, S_JIT_SET, S_JIT_COUNT, S_JIT_CERT_FIND, S_JIT_CERT_INS, S_DEV_SET_JIT,
-    S_STAGE_FEED, S_STAGE_MOVE,
+    S_STAGE_FEED, S_STAGE_MOVE, S_STAGE_STALE,
     S__N
 };
 
@@ -309,6 +309,8 @@ lk_err lk_sq__jit_cert_find(lk_reg_be *be, int64_t rid, const uint8_t sha[32], c
 lk_err lk_sq__jit_cert_insert(lk_reg_be *be, int64_t rid, const uint8_t sha[32], const char *id,
                               uint64_t num_id, int64_t t);
 lk_err lk_sq__device_set_jit(lk_reg_be *be, uint64_t num_id);
+lk_err lk_sq__stage_stale(lk_reg_be *be, int64_t rid, int64_t before, int64_t *srids, size_t max,
+                          size_t *n);
 lk_err lk_sq__devices_move(lk_reg_be *be, int64_t from, int64_t to, lk_reg_change_kind kind,
                            int64_t t);
 lk_err lk_sq__device_fill(lk_reg_be *be, uint64_t num_id, const lk_reg_credential *c,

@@ -187,6 +187,22 @@ lk_err lk_sq__devices_move(lk_reg_be *be, int64_t from, int64_t to, lk_reg_chang
     return err != LK_OK ? err : RUN_INTS(S_STAGE_MOVE, 0, from, to);
 }
 
+lk_err lk_sq__stage_stale(lk_reg_be *be, int64_t rid, int64_t before, int64_t *srids, size_t max,
+                          size_t *n)
+{
+    sqlite3_stmt *s;
+    int rc = SQLITE_OK;
+    *n = 0;
+    PREP(s, S_STAGE_STALE);
+    BIND(sqlite3_bind_int64(s, 1, rid));
+    BIND(sqlite3_bind_int64(s, 2, before));
+    if (rc != SQLITE_OK)
+        return lk_sq__rows_end(be, s, rc);
+    while (*n < max && (rc = sqlite3_step(s)) == SQLITE_ROW)
+        srids[(*n)++] = sqlite3_column_int64(s, 0);
+    return lk_sq__rows_end(be, s, rc == SQLITE_ROW ? SQLITE_DONE : rc);
+}
+
 lk_err lk_sq__device_set_jit(lk_reg_be *be, uint64_t num_id)
 {
     return RUN_INTS(S_DEV_SET_JIT, 1, (int64_t)num_id);

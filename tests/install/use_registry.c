@@ -140,6 +140,13 @@ int main(int argc, char **argv)
             memset(&ck, 0, sizeof ck);
             ck.id = "device-77";
             CHECK(lk_registry_import_check(reg, &name, &ck, why, sizeof why) == LK_OK);
+            {
+                lk_err ce = LK_ERR_ARG;
+                char *cw = NULL;
+                CHECK(lk_registry_import_check_many(reg, &name, &ck, 1, 0, &ce, &cw, why,
+                                                    sizeof why) == LK_OK &&
+                      ce == LK_OK && cw == NULL);
+            }
             CHECK(lk_registry_import_begin_staged(reg, &name, why, sizeof why) == LK_OK);
             lk_registry_import_abort(reg);
         }

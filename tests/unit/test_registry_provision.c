@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/wait.h>
 
 #include <openssl/bio.h>
 #include <openssl/evp.h>
@@ -1087,6 +1088,70 @@ static void *import_thread(void *arg)
     return NULL;
 }
 
+/* lk_registry_import_check_many: the verdicts of lk_registry_import_check,
+ * in order, from worker threads; the passed ones remembered. */
+static void test_import_check_many(void **state)
+{
+    struct fx *f = *state;
+    struct cert root, other;
+    enum { N = 200 };
+    char **a, **bad, *whys[N], ids[N][64];
+    lk_reg_device_spec specs[N];
+    lk_reg_credential creds[N];
+    lk_err errs[N];
+    unsigned threads[] = {1, 2, 0};
+    int i, t;
+
+    ca(&root, "root", NULL);
+    ca(&other, "other", NULL);
+    add_ca(f, root.pem);
+    a = many_certs(&root, "many", N);
+    bad = many_certs(&other, "bad", 1);
+    for (t = 0; t < 3; t++) {
+        for (i = 0; i < N; i++)
+            spec_of(&specs[i], &creds[i], ids[i], sizeof ids[i], "many", i, i % 7 == 3 ? bad[0] : a[i]);
+        specs[5].id = "-not-an-id"; /* refused before any certificate */
+        OK(lk_registry_import_check_many(f->reg, &NAME, specs, N, threads[t], errs, whys, W));
+        for (i = 0; i < N; i++) {
+            if (i == 5) {
+                assert_int_equal(errs[i], LK_ERR_REG_INVALID);
+                assert_non_null(whys[i]);
+            } else if (i % 7 == 3) {
+                assert_int_equal(errs[i], LK_ERR_REG_CERT);
+                assert_non_null(strstr(whys[i], "not signed by"));
+            } else {
+                assert_int_equal(errs[i], LK_OK);
+                assert_null(whys[i]);
+            }
+            free(whys[i]);
+        }
+    }
+    /* each verdict equals the one-at-a-time check's */
+    REFUSE(LK_ERR_REG_CERT, "not signed by", lk_registry_import_check(f->reg, &NAME, &specs[3], W));
+    /* an open import: refused, nothing checked */
+    OK(lk_registry_import_begin(f->reg, &NAME, W));
+    REFUSE(LK_ERR_STATE, "import", lk_registry_import_check_many(f->reg, &NAME, specs, N, 0, errs, whys, W));
+    for (i = 0; i < N; i++)
+        assert_null(whys[i]);
+    lk_registry_import_abort(f->reg);
+    /* the passed ones are remembered: the import adds them (a refused one still refused) */
+    OK(lk_registry_import_begin_staged(f->reg, &NAME, W));
+    for (i = 0; i < N; i++) {
+        if (i == 5)
+            continue;
+        if (i % 7 == 3)
+            REFUSE(LK_ERR_REG_CERT, "not signed by", lk_registry_import_add(f->reg, &specs[i], NULL, W));
+        else
+            OK(lk_registry_import_add(f->reg, &specs[i], NULL, W));
+    }
+    OK(lk_registry_import_commit(f->reg, W));
+    assert_int_equal(q1(f, "SELECT count(*) FROM devices"), N - 1 - (N + 3) / 7);
+    free_pems(a, N);
+    free_pems(bad, 1);
+    cert_free(&root);
+    cert_free(&other);
+}
+
 static void test_import_and_activity(void **state)
 {
     struct fx *f = *state;
@@ -1268,6 +1333,38 @@ static void test_import_staged(void **state)
     REFUSE(LK_ERR_STATE, "devices only", lk_registry_import_bind(f->reg, "st-1", "st-2", W));
     lk_registry_import_abort(f->reg);
 
+    /* a staged import whose process died: its staging registry stays,
+     * invisible, until a staged import of the registry finds it idle for
+     * over 600 s (a live one is left alone) */
+    for (i = 0; i < 2; i++) {
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            lk_registry *crash = open_reg(f);
+            lk_registry *keep = f->reg;
+            f->reg = crash;
+            if (lk_registry_import_begin_staged(crash, &NAME, NULL, 0) != LK_OK)
+                _exit(1);
+            stage_some(f, "cf", cf, 500); /* one chunk written */
+            f->reg = keep;
+            _exit(0); /* no commit, no abort, no close: a crash */
+        }
+        int st = -1;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_int_equal(st, 0);
+        f->now += 300;
+    }
+    assert_int_equal(q1(f, "SELECT count(*) FROM registries"), 3);
+    assert_int_equal(q1(f, "SELECT count(*) FROM devices"), n + 1 + 1000);
+    OK(lk_registry_import_begin_staged(f->reg, &NAME, W)); /* 600 s, 300 s idle: both live */
+    lk_registry_import_abort(f->reg);
+    assert_int_equal(q1(f, "SELECT count(*) FROM registries"), 3);
+    f->now += 301;
+    OK(lk_registry_import_begin_staged(f->reg, &NAME, W)); /* 901 s: swept; 601 s: swept */
+    lk_registry_import_abort(f->reg);
+    assert_int_equal(q1(f, "SELECT count(*) FROM registries"), 1);
+    assert_int_equal(q1(f, "SELECT count(*) FROM devices"), n + 1);
+
     lk_registry_close(broker);
     free_pems(pems, n);
     free_pems(cf, 500);
@@ -1291,6 +1388,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_import_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_import_and_activity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_import_staged, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_import_check_many, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
