@@ -343,22 +343,28 @@ def test_batch_manifest_and_signature(lk, tmp_path, hsm, factory):
 
 
 def test_interrupted_batch_resumes_without_duplicates(lk, tmp_path, hsm, factory):
+    N = 60  # devices in the batch (2-digit ids)
     out = tmp_path / "b.jsonl"
     env = {**os.environ, **hsm.env}
-    proc = subprocess.Popen(tool_argv(*provision_args(tmp_path, "batch-9", out, "--prefix", "d-", "--count", 16)),
+    proc = subprocess.Popen(tool_argv(*provision_args(tmp_path, "batch-9", out, "--prefix", "d-", "--count", N)),
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 60
     while time.time() < deadline and (not out.exists() or out.read_bytes().count(b"\n") < 5):
         time.sleep(0.02)
+    # Held still mid-batch (on a quiet machine the batch would otherwise be done before the
+    # next step starts); the signals wait for SIGCONT.
+    proc.send_signal(signal.SIGSTOP)
+    assert out.read_bytes().count(b"\n") < N + 1, "the batch finished before it could be stopped"
     # One run at a time on a manifest.
-    r = lk(*provision_args(tmp_path, "batch-9", out, "--prefix", "d-", "--count", 16), env=hsm.env)
+    r = lk(*provision_args(tmp_path, "batch-9", out, "--prefix", "d-", "--count", N), env=hsm.env)
     assert r.rc == 4 and "another 'latchkey provision'" in r.err, r
     # SIGTERM (or ^C): the device being made is finished, then the run stops.
     proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGCONT)
     err = proc.communicate(timeout=60)[1].decode()
     assert proc.returncode == 1 and "interrupted after" in err and "run the same command again" in err, err
     written = out.read_bytes().count(b"\n") - 1
-    assert 4 <= written < 16 and not (tmp_path / "b.jsonl.jws").exists()
+    assert 4 <= written < N and not (tmp_path / "b.jsonl.jws").exists()
     assert out.read_bytes().endswith(b"\n")
     # What a hard stop (kill -9, a power cut) can leave: a half-written line,
     # and the next device's key made in its token before its line was written.
@@ -371,16 +377,16 @@ def test_interrupted_batch_resumes_without_duplicates(lk, tmp_path, hsm, factory
         assert r.rc == 0, r
     made = lk("key", "public", "--key", p11("factory", nxt), env=hsm.env).out
 
-    r = lk(*provision_args(tmp_path, "batch-9", out, "--prefix", "d-", "--count", 16), env=hsm.env)
+    r = lk(*provision_args(tmp_path, "batch-9", out, "--prefix", "d-", "--count", N), env=hsm.env)
     assert r.rc == 0, r
     raw, devices = check_manifest(out, "batch-9", [(tmp_path / "inter" / "ca.pem").read_text()],
                                   load_cert(tmp_path / "inter" / "ca.pem"))
     ids = [d["deviceId"] for d in devices]
-    assert sorted(ids) == [f"d-{i:02d}" for i in range(1, 17)] and len(set(ids)) == 16
+    assert sorted(ids) == [f"d-{i:02d}" for i in range(1, N + 1)] and len(set(ids)) == N
     labels = token_labels(lk, hsm)
-    assert sorted(labels) == sorted(set(labels)) and len(labels) == 16  # no second key for any device
+    assert sorted(labels) == sorted(set(labels)) and len(labels) == N  # no second key for any device
     assert next(d for d in devices if d["deviceId"] == nxt)["publicKey"] == made
-    check_jws(out, raw, factory, "batch-9", 16)
+    check_jws(out, raw, factory, "batch-9", N)
 
 
 def test_signer_in_token_rsa_devices_direct_ca(lk, tmp_path, hsm):
