@@ -7,7 +7,6 @@ chain to a registry CA with its id as the leaf's subject CN, is registered on it
 everything else is refused with one log line naming why, and nothing is written.
 """
 import base64
-import ctypes
 import datetime
 import json
 import os
@@ -19,7 +18,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-import broker as _harness
 from plugin_common import (CONNACK_NOT_AUTHORISED, PROJECT, REGION, assert_refused, claims,
                            client_id, close, connack, connect, log_line, publish, received,
                            start_broker)
@@ -99,24 +97,13 @@ def registry(b, name, ca, jit=True, max_devices=None):
     return name
 
 
-def add_crl(b, reg, pem):
-    """lk_registry_add_crl through the installed library (the tool's command for it is
-    another part of issue 17)."""
-    lib = ctypes.CDLL(str(_harness.PLUGIN.parent / "liblatchkey-registry.so"))
-
-    class Name(ctypes.Structure):
-        _fields_ = [("project", ctypes.c_char_p), ("location", ctypes.c_char_p),
-                    ("registry", ctypes.c_char_p)]
-
-    h = ctypes.c_void_p()
-    why = ctypes.create_string_buffer(512)
-    assert lib.lk_registry_open(str(b.db).encode(), 0, ctypes.byref(h), why, 512) == 0, why.value
-    try:
-        n = Name(P.encode(), L.encode(), reg.encode())
-        rc = lib.lk_registry_add_crl(h, ctypes.byref(n), pem, len(pem), None, 0, why, 512)
-        assert rc == 0, why.value
-    finally:
-        lib.lk_registry_close(h)
+def add_crl(b, reg, pem, tmp):
+    """The registry's CRL, by the tool (`latchkey registries crls add`)."""
+    path = tmp / "crl.pem"
+    path.write_bytes(pem)
+    r = b.lk("registries", "crls", "add", "--path", str(path), "--registry", reg, "--project", P,
+             "--region", L)
+    assert r.rc == 0, r
 
 
 def backend(b, name):
@@ -218,11 +205,11 @@ def test_one_certificate_one_device(env):
     assert_refused(b, cid, x5c_token(k, [cert]), "LK_ERR_REG_EXISTS")
 
 
-def test_revoked_certificate_refused(env):
+def test_revoked_certificate_refused(env, tmp_path):
     b, root, inter, reg = env
     serial = x509.random_serial_number()
     k, cert = root.device("jit-revoked", serial=serial)
-    add_crl(b, reg, root.crl([serial]))
+    add_crl(b, reg, root.crl([serial]), tmp_path)
     assert_refused(b, client_id("jit-revoked", reg), x5c_token(k, [cert]), "LK_ERR_REG_CERT")
     assert describe(b, reg, "jit-revoked").rc != 0
 
