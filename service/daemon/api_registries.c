@@ -315,10 +315,11 @@ static int reg_page_cb(void *arg, const lk_reg_registry *r)
         return 1;
     }
     /* Registry CA details need a second read on this handle, which a list
-     * callback must not make: the list shows them from a get. */
+     * callback must not make: the list shows them from a get; the JIT
+     * setting is added after the list (list_registries). */
     lk_reg_registry copy = *r;
     copy.ncerts = 0;
-    json_array_append_new(p->a, lkd_registry_json(p->c, &copy, p->reg));
+    json_array_append_new(p->a, lkd_registry_json(p->c, &copy, NULL));
     p->n++;
     memcpy(p->last, key, sizeof key);
     return 0;
@@ -347,6 +348,15 @@ static void list_registries(struct lkd_call *c, const lk_reg_name *n)
         json_decref(p.a);
         lkd_reply_lk(c, err, why);
         return;
+    }
+    size_t i;
+    json_t *item;
+    json_array_foreach(p.a, i, item) {
+        const char *path = json_string_value(json_object_get(item, "name"));
+        /* widths: LK_PROJECT_MAX, LK_LOCATION_MAX, LK_ID_MAX */
+        char proj[LK_PROJECT_MAX + 1], loc[LK_LOCATION_MAX + 1], id[LK_ID_MAX + 1];
+        if (path != NULL && sscanf(path, "projects/%30[^/]/locations/%63[^/]/registries/%255[^/]", proj, loc, id) == 3)
+            lkd_registry_jit_json(item, c->d->reg, proj, loc, id);
     }
     json_t *j = json_object();
     json_object_set_new(j, "deviceRegistries", p.a);

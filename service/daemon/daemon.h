@@ -363,6 +363,9 @@ int lkd_num_id(const char *seg, uint64_t *out);
 
 /* Resources as JSON (resources.c). */
 json_t *lkd_registry_json(const struct lkd_call *c, const lk_reg_registry *r, lk_registry *reg);
+/* Adds latchkeyJitConfig to a registry's JSON j when it is not the default
+ * (a read of its own: not from a list callback). */
+void lkd_registry_jit_json(json_t *j, lk_registry *reg, const char *project, const char *location, const char *id);
 json_t *lkd_device_json(const struct lkd_call *c, const lk_reg_device *d, const lk_reg_config *cfg,
                         const lk_reg_state_entry *st, char mask[][48], int nmask);
 json_t *lkd_config_json(const lk_reg_config *cfg);

@@ -215,6 +215,24 @@ static int cert_cb(void *arg, const lk_reg_cert *ce)
     return 0;
 }
 
+/* latchkey's extension (docs/provisioning.md), shown once it differs from a
+ * registry that never used JIT (so that IoT Core's look as they did, and
+ * what is hidden is exactly the default). A second read: never from inside a
+ * list callback. */
+void lkd_registry_jit_json(json_t *j, lk_registry *reg, const char *project, const char *location, const char *id)
+{
+    lk_reg_name n = {project, location, id};
+    lk_reg_jit jit;
+    char why[256], max[24], got[24];
+    if (lk_registry_get_jit(reg, &n, &jit, why, sizeof why) == LK_OK &&
+        (jit.enabled || jit.registered || jit.max_devices != LK_REG_JIT_MAX_DEFAULT)) {
+        snprintf(max, sizeof max, "%llu", (unsigned long long)jit.max_devices);
+        snprintf(got, sizeof got, "%llu", (unsigned long long)jit.registered);
+        put(j, "latchkeyJitConfig", json_pack("{s:b, s:s, s:s}", "enabled", jit.enabled != 0,
+                                              "maxDevices", max, "registered", got));
+    }
+}
+
 json_t *lkd_registry_json(const struct lkd_call *c, const lk_reg_registry *r, lk_registry *reg)
 {
     json_t *j = json_object();
@@ -248,20 +266,7 @@ json_t *lkd_registry_json(const struct lkd_call *c, const lk_reg_registry *r, lk
         else
             json_decref(acc.a);
     }
-    {
-        /* latchkey's extension (docs/provisioning.md), shown once it differs
-         * from a registry that never used JIT (so that IoT Core's look as
-         * they did, and what is hidden is exactly the default) */
-        lk_reg_name n = {r->project, r->location, r->id};
-        lk_reg_jit jit;
-        char why[256], max[24], got[24];
-        if (lk_registry_get_jit(reg, &n, &jit, why, sizeof why) == LK_OK && 
-            (jit.enabled || jit.registered || jit.max_devices != LK_REG_JIT_MAX_DEFAULT)) {
-            snprintf(max, sizeof max, "%llu", (unsigned long long)jit.max_devices);
-            snprintf(got, sizeof got, "%llu", (unsigned long long)jit.registered);
-            put(j, "latchkeyJitConfig", json_pack("{s:b, s:s, s:s}", "enabled", jit.enabled != 0,
-                                                  "maxDevices", max, "registered", got));
-        }
-    }
+    if (reg != NULL)
+        lkd_registry_jit_json(j, reg, r->project, r->location, r->id);
     return j;
 }

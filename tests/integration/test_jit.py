@@ -389,6 +389,10 @@ def test_rest_api_latchkey_jit_config(tmp_path):
         got = ok(e.api.patch(registry_path("api-jit"), {"latchkeyJitConfig": {"enabled": True}},
                              query={"updateMask": "latchkeyJitConfig"}))
         assert got["latchkeyJitConfig"]["maxDevices"] == "5", got
+        # the list shows it too (read after the list's own read, not inside it)
+        listed = {r["id"]: r for r in ok(e.api.get(registry_path("api-jit").rsplit("/", 1)[0]))
+                  ["deviceRegistries"]}
+        assert listed["api-jit"]["latchkeyJitConfig"] == got["latchkeyJitConfig"], listed
     finally:
         assert e.daemon.alive(), e.daemon.log_text()[-3000:]
         e.stop()
