@@ -191,6 +191,10 @@ lk_err lk_dev_set_next_key(lk_dev *d, const lk_se *se, const char *key, lk_alg a
     d->next_key = copy;
     d->next_se = se;
     d->next_alg = alg;
+    /* A CONNECT signed with the replaced next key may be in flight: its
+     * verdict is about that key, not this one, so it must neither switch to
+     * this key (never shown to the server) nor drop it. */
+    d->token_next = 0;
     /* Connected: a refresh now (the step drains, reconnects and signs with
      * the next key, since the token in hand is not reusable). */
     if (d->state == LK_DEV_CONNECTED)

@@ -303,7 +303,8 @@ void lk_dev_get_stats(const lk_dev *dev, lk_dev_stats *out);
  *     LK_DEV_EV_KEY code 0 with the signer's error.
  *   - A network failure keeps the next key for the next attempt.
  * The key string is copied (it may carry a PIN: wiped when freed). Calling it
- * again before the switch ended replaces the next key. LK_ERR_ARG (NULL key
+ * again before the switch ended replaces the next key (the verdict on a
+ * CONNECT signed with the replaced one then switches nothing). LK_ERR_ARG (NULL key
  * or dev, a key reference longer than LK_KEY_REF_MAX, alg not ES256/RS256, se
  * without ops), LK_ERR_STATE (stopping, stopped or failed; inside a callback),
  * LK_ERR_NOMEM.
