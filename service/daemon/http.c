@@ -16,6 +16,7 @@
 #include <event2/keyvalq_struct.h>
 
 
+#include "console.h"
 #include "daemon.h"
 
 struct bufferevent *lkd_http_bev(struct event_base *base, void *arg)
@@ -171,6 +172,8 @@ static void serve(struct lkd *d, struct evhttp_request *req, int device)
         serve_metrics(d, req);
         return;
     }
+    if (!device && lkd_console_serve(req, path))
+        return;
     if (strncmp(path, "/v1/", 4) != 0) {
         lkd_send_error(req, LKD_NOT_FOUND, "no such path (the API is under /v1/)");
         return;
