@@ -93,7 +93,7 @@ async function main() {
     const reg = env('LK_REGISTRY');
     await page.waitForSelector(`[data-registry="${reg}"] [data-count="devices"]`, {timeout: WAIT});
     await page.waitForFunction(
-      (r, n) => (document.querySelector(`[data-registry="${r}"] [data-count="devices"] strong`) || {}).textContent === n,
+      (r, n) => ((document.querySelector(`[data-registry="${r}"] [data-count="devices"] strong`) || {}).textContent || '').replace(/,/g, '') === n,
       {timeout: WAIT}, reg, env('LK_DEVICE_COUNT'));
     await page.waitForSelector('#charts figure.chart svg', {timeout: WAIT});
     await shot(page, 'overview');

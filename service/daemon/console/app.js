@@ -184,7 +184,7 @@
     const link = (loc, reg, state, label, n) =>
       h('a', {href: `#/r/${encodeURIComponent(loc)}/${encodeURIComponent(reg)}${state ? '?state=' + state : ''}`,
               class: `count ${state || 'all'}`, 'data-count': state || 'devices'},
-        h('strong', {}, String(n)), h('span', {}, label));
+        h('strong', {}, Number(n || 0).toLocaleString('en-US')), h('span', {}, label));
     async function refresh() {
       const ov = await LK.api('GET', `api/projects/${encodeURIComponent(session.project)}/overview`);
       const list = ov.registries || [];
