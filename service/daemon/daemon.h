@@ -120,6 +120,7 @@ struct lkd {
     struct lkd_push *push;
     lk_spool *spool;         /* the loop's own handle: :stats and /metrics */
     struct lkd_oidc *oidc;
+    struct lkd_console *console; /* operators' sessions and sign-in limits (console_auth.c) */
 };
 
 int lkd_is_loopback(const char *addr);
@@ -210,9 +211,11 @@ struct lkd_principal {
     char project[64];
     char key_id[48];
     lkd_role role;
-    int how;                 /* 1 self-signed JWT, 2 access token */
+    int how;                 /* 1 self-signed JWT, 2 access token, LKD_HOW_SESSION console cookie
+                                (email "operator:NAME") */
 };
 
+#define LKD_HOW_SESSION 3
 #define LKD_SEG_MAX 12
 struct lkd_call {
     struct lkd *d;
@@ -291,6 +294,27 @@ void lkd_token_endpoint(struct lkd *d, struct evhttp_request *req);
  * PERMISSION_DENIED. */
 int lkd_require(struct lkd_call *c, const char *project, lkd_role need);
 const char *lkd_role_name(lkd_role r);
+
+/* ---- people (console_auth.c, docs/console.md "Sign-in and accounts") ---- */
+
+struct lkd_console;
+int lkd_console_new(struct lkd_console **out);   /* 0, or -1 (no memory) */
+void lkd_console_free(struct lkd_console *k);
+/* POST /console/api/signin, GET /console/api/session, POST
+ * /console/api/signout: 1 when path is one of them (answered), else 0. */
+int lkd_console_auth_route(struct lkd *d, struct evhttp_request *req, const char *path);
+/* The lk_session cookie as the call's principal (lkd_authenticate, without
+ * an Authorization header): 1 with c->who set, 0 when there is no cookie,
+ * -1 after replying (UNAUTHENTICATED: unknown or ended session;
+ * PERMISSION_DENIED: a change without the session's X-CSRF-Token). */
+int lkd_session_authenticate(struct lkd_call *c);
+/* Who the registry records for the changes the call makes (the audit
+ * record): set before the handler runs, cleared by lkd_audit_end once it
+ * returned (the one loop thread owns d->reg). */
+void lkd_audit_begin(struct lkd_call *c);
+void lkd_audit_end(struct lkd *d);
+/* GET /v1/projects/P/auditRecords (api_audit.c): admin of P. */
+void lkd_api_audit(struct lkd_call *c);
 
 /* ---- proto3 JSON (pjson.c) ---- */
 

@@ -172,6 +172,8 @@ static void serve(struct lkd *d, struct evhttp_request *req, int device)
         serve_metrics(d, req);
         return;
     }
+    if (!device && strncmp(path, "/console/api/", 13) == 0 && lkd_console_auth_route(d, req, path))
+        return;
     if (!device && lkd_console_serve(req, path))
         return;
     if (strncmp(path, "/v1/", 4) != 0) {
@@ -229,7 +231,11 @@ static void serve(struct lkd *d, struct evhttp_request *req, int device)
               strcmp(c->seg[6], "devices") == 0 && strcmp(c->seg[4], "registries") == 0;
     if ((m == EVHTTP_REQ_POST || m == EVHTTP_REQ_PATCH || m == EVHTTP_REQ_PUT) && !raw && lkd_read_body(c) != 0)
         return;
+    /* the changes the call makes are recorded with who made them; c may be
+     * gone when dispatch returns */
+    lkd_audit_begin(c);
     lkd_api_dispatch(c);
+    lkd_audit_end(d);
 }
 
 void lkd_http_request(struct evhttp_request *req, void *arg)

@@ -278,7 +278,8 @@ static int start(struct lkd *d)
         lkd_log("registry %s: %s (%s)", cfg->registry, why, lk_errname(err));
         return -1;
     }
-    if (lk_verifier_new(&d->ver) != LK_OK || lkd_tokens_new(&d->tokens) != LK_OK) {
+    if (lk_verifier_new(&d->ver) != LK_OK || lkd_tokens_new(&d->tokens) != LK_OK ||
+        lkd_console_new(&d->console) != 0) {
         lkd_log("out of memory");
         return -1;
     }
@@ -395,6 +396,7 @@ static void stop(struct lkd *d)
     if (d->dev_ssl)
         SSL_CTX_free(d->dev_ssl);
     lkd_tokens_free(d->tokens);
+    lkd_console_free(d->console);
     lk_verifier_free(d->ver);
     lkd_devcache_free(d->devcache);
     lk_vcache_free(d->vcache);

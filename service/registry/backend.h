@@ -46,6 +46,7 @@
 #include <stdint.h>
 
 #include "latchkey/lk_registry.h"
+#include "latchkey/lk_reg_audit.h"
 
 typedef struct lk_reg_be lk_reg_be; /* one backend connection */
 
@@ -272,6 +273,25 @@ typedef struct lk_reg_store {
                          int64_t updated);
     /* One read by primary key, no transaction needed. NOT_FOUND. */
     lk_err (*bridge_lookup)(lk_reg_be *be, const char *name, uint8_t secret_sha256[32]);
+
+    /* ---- operators and the audit record (schema 8, lk_reg_audit.h) ---- */
+    lk_err (*operator_insert)(lk_reg_be *be, const char *name, const char *project,
+                              lk_reg_sa_role role, const char *record, int64_t created); /* EXISTS */
+    /* One read by primary key, no transaction needed: *o's strings and
+     * *record (the password record) malloc'd. NOT_FOUND. */
+    lk_err (*operator_get)(lk_reg_be *be, const char *name, lk_reg_operator *o, char **record);
+    lk_err (*operator_set_password)(lk_reg_be *be, const char *name, const char *record); /* NOT_FOUND */
+    lk_err (*operator_set_disabled)(lk_reg_be *be, const char *name, int disabled);     /* NOT_FOUND */
+    lk_err (*operator_delete)(lk_reg_be *be, const char *name);                         /* NOT_FOUND */
+    /* stamp is zero in the rows given to cb. */
+    lk_err (*operator_list)(lk_reg_be *be, const char *project,
+                            int (*cb)(void *arg, const lk_reg_operator *o), void *arg);
+    /* Append r (id and time as given: id ignored); *id the new row's. */
+    lk_err (*audit_append)(lk_reg_be *be, const lk_reg_audit_record *r, int64_t *id);
+    /* Delete the rows with id <= max_id or time < before. */
+    lk_err (*audit_prune)(lk_reg_be *be, int64_t max_id, int64_t before);
+    lk_err (*audit_list)(lk_reg_be *be, const lk_reg_audit_query *q,
+                         int (*cb)(void *arg, const lk_reg_audit_record *r), void *arg);
 
     /* ---- presence (schema 6) ---- */
     /* Set the device's presence, time and detail if u->time is not older

@@ -264,6 +264,10 @@ lk_err lk_reg__leave(lk_registry *reg, lk_err err, int tx, char *why, size_t why
         if (err != LK_OK)
             (void)lk_reg__be_fail(reg, err, why, why_size);
     }
+    /* The one place every write commits: its audit row joins it (TX_BROKER,
+     * the broker's own traffic, is never recorded). */
+    if (err == LK_OK && tx == TX_WRITE)
+        err = lk_reg__audit_commit(reg, why, why_size);
     if (err == LK_OK) {
         err = reg->ops->commit(reg->be);
         if (err != LK_OK)
@@ -274,6 +278,8 @@ lk_err lk_reg__leave(lk_registry *reg, lk_err err, int tx, char *why, size_t why
     if (err != LK_OK)
         reg->ops->rollback(reg->be);
     reg->busy = 0;
+    if (err != LK_OK && tx == TX_WRITE)
+        lk_reg__audit_refused(reg, err);
     return err;
 }
 

@@ -39,6 +39,8 @@ enum {
     S_SA_INS, S_SA_KEYS, S_SA_KEY_INS, S_SA_LOOKUP, S_SA_LIST, S_SA_KEY_DISABLE, S_SA_KEY_DEL,
     S_SA_DEL,
     S_BRIDGE_SET, S_BRIDGE_LOOKUP,
+    S_OP_INS, S_OP_GET, S_OP_SETPW, S_OP_DISABLE, S_OP_DEL, S_OP_LIST,
+    S_AUD_INS, S_AUD_PRUNE, S_AUD_NEW, S_AUD_OLD,
     S_PRES_SET, S_PRES_RESET, S_PRES_LIST, S_TOMB_MAKE, S_TOMB_LIST, S_TOMB_DEL,
     S_SUB_INS, S_SUB_UPD, S_SUB_GET, S_SUB_DEL, S_SUB_LIST,
     S_SIGNER_LIST, S_SIGNER_INS, S_SIGNER_DEL, S_CRL_LIST, S_CRL_PUT, S_CRL_DEL, S_TRUST_STAMP,
@@ -234,6 +236,20 @@ lk_err lk_sq__backend_lookup(lk_reg_be *be, const char *name, char *project,
 lk_err lk_sq__bridge_set(lk_reg_be *be, const char *name, const uint8_t secret_sha256[32],
                          int64_t updated);
 lk_err lk_sq__bridge_lookup(lk_reg_be *be, const char *name, uint8_t secret_sha256[32]);
+
+/* ---- sqlite_audit.c: operators and the audit record (schema 8) ---- */
+lk_err lk_sq__operator_insert(lk_reg_be *be, const char *name, const char *project,
+                              lk_reg_sa_role role, const char *record, int64_t created);
+lk_err lk_sq__operator_get(lk_reg_be *be, const char *name, lk_reg_operator *o, char **record);
+lk_err lk_sq__operator_set_password(lk_reg_be *be, const char *name, const char *record);
+lk_err lk_sq__operator_set_disabled(lk_reg_be *be, const char *name, int disabled);
+lk_err lk_sq__operator_delete(lk_reg_be *be, const char *name);
+lk_err lk_sq__operator_list(lk_reg_be *be, const char *project,
+                            int (*cb)(void *arg, const lk_reg_operator *o), void *arg);
+lk_err lk_sq__audit_append(lk_reg_be *be, const lk_reg_audit_record *r, int64_t *id);
+lk_err lk_sq__audit_prune(lk_reg_be *be, int64_t max_id, int64_t before);
+lk_err lk_sq__audit_list(lk_reg_be *be, const lk_reg_audit_query *q,
+                         int (*cb)(void *arg, const lk_reg_audit_record *r), void *arg);
 
 /* ---- sqlite_query.c ---- */
 
