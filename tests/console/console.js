@@ -143,7 +143,8 @@ async function main() {
   }
 }
 
-main().catch(e => {
+// stdin (the test's answers) would keep node running: exit once the last line is out.
+main().then(() => 0, e => {
   say('done', {problems: problems.concat([`script: ${e.stack || e}`])});
-  process.exitCode = 1;
-});
+  return 1;
+}).then(code => process.stdout.write('', () => process.exit(code)));

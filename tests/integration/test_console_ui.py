@@ -39,10 +39,10 @@ DEVICES = 100_000
 TARGET = "dev-054321"
 
 
-def get(daemon, path, method="GET"):
+def get(daemon, path, method="GET", body=None, headers=None):
     con = http.client.HTTPSConnection("127.0.0.1", daemon.port, context=daemon.ssl_context(), timeout=10)
     try:
-        con.request(method, path)
+        con.request(method, path, body, headers or {})
         r = con.getresponse()
         return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
     finally:
@@ -98,6 +98,23 @@ def _import_devices(b, n, skip):
     assert r.rc == 0, r
 
 
+def _missing_endpoints(daemon, password):
+    """The console endpoints (docs/console.md) this latchkeyd answers 404, signed in as the operator."""
+    status, h, body = get(daemon, "/console/api/signin", "POST", json.dumps({"name": "ops", "password": password}),
+                          {"Content-Type": "application/json"})
+    assert status == 200, (status, body)
+    cookie = h["set-cookie"].split(";")[0]
+    reg = f"/console/api/projects/{PROJECT}/locations/{REGION}/registries/{REGISTRY}"
+    missing = []
+    for path in [f"/console/api/projects/{PROJECT}/overview", f"/console/api/projects/{PROJECT}/series?minutes=60",
+                 f"{reg}/devices?q={TARGET}", f"{reg}/devices/{TARGET}/refusals"]:
+        if get(daemon, path, headers={"Cookie": cookie})[0] == 404:
+            missing.append(path.split("?")[0].rsplit("/", 1)[1])
+    get(daemon, "/console/api/signout", "POST", headers={"Cookie": cookie,
+                                                          "X-CSRF-Token": json.loads(body)["csrf"]})
+    return missing
+
+
 @pytest.fixture
 def stack(tmp_path):
     if not _operators_tool():
@@ -114,6 +131,12 @@ def stack(tmp_path):
     r = run_tool("--db", b.db, "operators", "create", "ops", "--project", PROJECT, "--role", "deviceController",
                  input=password + "\n")
     assert r.rc == 0, r
+    missing = _missing_endpoints(e.daemon, password)
+    if missing:
+        e.stop()
+        b.stop()
+        pytest.skip("this build's latchkeyd lacks the console endpoints " + ", ".join(missing) +
+                    " (issue 18's search and metrics parts)")
     yield b, e, dev, password, chromium
     assert e.daemon.alive(), e.daemon.log_text()[-3000:]
     e.stop()
@@ -150,8 +173,8 @@ def test_console_in_chromium(stack):
                 break
             node.stdin.write("ok\n")
             node.stdin.flush()
-        assert node.wait(30) == 0, node.stderr.read()[-3000:]
         assert msg["problems"] == [], "\n".join(msg["problems"])
+        assert node.wait(30) == 0, node.stderr.read()[-3000:]
         assert "block" in msg["refusal"].lower(), msg["refusal"]
         assert seen == ["config-sent", "blocked", "done"]
         print(f"console test: {time.time() - t0:.1f} s in the browser")
