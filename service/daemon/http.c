@@ -171,7 +171,9 @@ static void serve(struct lkd *d, struct evhttp_request *req, int device)
         serve_metrics(d, req);
         return;
     }
-    if (strncmp(path, "/v1/", 4) != 0) {
+    /* The console's data (console_api.c): the API's framing and auth. */
+    int console = !device && strncmp(path, "/console/api/projects/", 22) == 0;
+    if (strncmp(path, "/v1/", 4) != 0 && !console) {
         lkd_send_error(req, LKD_NOT_FOUND, "no such path (the API is under /v1/)");
         return;
     }
@@ -192,7 +194,7 @@ static void serve(struct lkd *d, struct evhttp_request *req, int device)
     if (!device && lkd_authenticate(c) != 0)
         return;
     const char *msg = "out of memory";
-    if (split_path(c, path + 4, &msg) != 0) {
+    if (split_path(c, path + (console ? 13 : 4), &msg) != 0) {
         lkd_reply_error(c, LKD_INVALID_ARGUMENT, "%s", msg);
         return;
     }
@@ -226,7 +228,10 @@ static void serve(struct lkd *d, struct evhttp_request *req, int device)
               strcmp(c->seg[6], "devices") == 0 && strcmp(c->seg[4], "registries") == 0;
     if ((m == EVHTTP_REQ_POST || m == EVHTTP_REQ_PATCH || m == EVHTTP_REQ_PUT) && !raw && lkd_read_body(c) != 0)
         return;
-    lkd_api_dispatch(c);
+    if (console)
+        lkd_console_dispatch(c);
+    else
+        lkd_api_dispatch(c);
 }
 
 void lkd_http_request(struct evhttp_request *req, void *arg)
