@@ -51,7 +51,7 @@ static int count_hit(void *arg, const lk_reg_device *d, int64_t credential_expir
     return 0;
 }
 
-static int count_registry(void *arg, const lk_reg_fleet_counts *c)
+static int count_fleet(void *arg, const lk_reg_fleet_counts *c)
 {
     (void)c;
     ++*(int *)arg;
@@ -287,7 +287,7 @@ int main(int argc, char **argv)
         CHECK(lk_registry_search_devices(reg, &name, &q, count_hit, &n, &more, why, sizeof why) == LK_OK &&
               n >= 1 && more == 0);
         n = 0;
-        CHECK(lk_registry_fleet_counts(reg, name.project, count_registry, &n, why, sizeof why) == LK_OK && n >= 1);
+        CHECK(lk_registry_fleet_counts(reg, name.project, count_fleet, &n, why, sizeof why) == LK_OK && n >= 1);
     }
 
     /* whole registries, directly and by import; the file's structure */
