@@ -376,6 +376,8 @@ void lkd_api_devices(struct lkd_call *c, const lk_reg_name *n, const char *devic
 void lkd_api_iam(struct lkd_call *c, const lk_reg_name *n);
 void lkd_api_service_accounts(struct lkd_call *c);
 void lkd_api_subscriptions(struct lkd_call *c);
+/* GET /console/api/projects/P/... (console_api.c): the console's fleet data. */
+void lkd_console_dispatch(struct lkd_call *c);
 
 /* A registry name from projects/P/locations/L/registries/R segments; the
  * ids are checked (INVALID_ARGUMENT replied, -1). */

@@ -176,7 +176,9 @@ static void serve(struct lkd *d, struct evhttp_request *req, int device)
         return;
     if (!device && lkd_console_serve(req, path))
         return;
-    if (strncmp(path, "/v1/", 4) != 0) {
+    /* The console's data (console_api.c): the API's framing and auth. */
+    int console = !device && strncmp(path, "/console/api/projects/", 22) == 0;
+    if (strncmp(path, "/v1/", 4) != 0 && !console) {
         lkd_send_error(req, LKD_NOT_FOUND, "no such path (the API is under /v1/)");
         return;
     }
@@ -197,7 +199,7 @@ static void serve(struct lkd *d, struct evhttp_request *req, int device)
     if (!device && lkd_authenticate(c) != 0)
         return;
     const char *msg = "out of memory";
-    if (split_path(c, path + 4, &msg) != 0) {
+    if (split_path(c, path + (console ? 13 : 4), &msg) != 0) {
         lkd_reply_error(c, LKD_INVALID_ARGUMENT, "%s", msg);
         return;
     }
@@ -234,7 +236,10 @@ static void serve(struct lkd *d, struct evhttp_request *req, int device)
     /* the changes the call makes are recorded with who made them; c may be
      * gone when dispatch returns */
     lkd_audit_begin(c);
-    lkd_api_dispatch(c);
+    if (console)
+        lkd_console_dispatch(c);
+    else
+        lkd_api_dispatch(c);
     lkd_audit_end(d);
 }
 

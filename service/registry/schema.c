@@ -111,6 +111,18 @@
  *                        indexed by (project, id) and by time (pruning,
  *                        --since). The newest 1,000,000 rows younger than
  *                        400 days are kept.
+ * and, for the console's device search and fleet counts (issue 18,
+ * docs/registry.md "Finding devices at scale"), indexes only:
+ *   devices_by_presence  (registry, presence, device_id): a presence
+ *                        filter's page is a walk in id order, and the
+ *                        overview counts each presence by index ranges,
+ *   devices_blocked      (registry, device_id) WHERE blocked <> 0,
+ *   devices_gateways     (registry, device_id) WHERE gateway_type = 1
+ *                        (GATEWAY): small partial indexes, in id order,
+ *   devices_by_activity  (registry, max(last_heartbeat, last_event,
+ *                        last_state, created)): "silent since", the
+ *                        expression lk_reg_console.h defines,
+ *   device_credentials_by_expiry (expires) WHERE expires <> 0.
  *
  * Every child table references its parent with ON DELETE CASCADE (the
  * connection sets foreign_keys=ON), and every foreign key is the first
@@ -367,5 +379,13 @@ const char *const lk_reg_sqlite_migrations[LK_REG_SCHEMA_VERSION] = {
     "  outcome TEXT NOT NULL"
     ") STRICT;"
     "CREATE INDEX audit_by_project ON audit(project, id);"
-    "CREATE INDEX audit_by_time ON audit(time);",
+    "CREATE INDEX audit_by_time ON audit(time);"
+    /* and the console's search and counts (indexes only) */
+    "CREATE INDEX devices_by_presence ON devices(registry, presence, device_id);"
+    "CREATE INDEX devices_blocked ON devices(registry, device_id) WHERE blocked <> 0;"
+    "CREATE INDEX devices_gateways ON devices(registry, device_id) WHERE gateway_type = 1;"
+    "CREATE INDEX devices_by_activity ON devices(registry, "
+    "max(last_heartbeat, last_event, last_state, created));"
+    "CREATE INDEX device_credentials_by_expiry ON device_credentials(expires) "
+    "WHERE expires <> 0;",
 };

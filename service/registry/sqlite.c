@@ -4,7 +4,7 @@
  * statements, errors, transactions), sqlite_open.c (opening, the schema),
  * sqlite_registries.c, sqlite_devices.c, sqlite_configs.c, sqlite_feed.c,
  * sqlite_commands.c, sqlite_query.c, sqlite_presence.c,
- * sqlite_subscriptions.c and sqlite_provision.c. None of them calls the facade
+ * sqlite_subscriptions.c, sqlite_provision.c and sqlite_search.c. None of them calls the facade
  * (registry.c and its files); the records they fill are freed by records.c.
  */
 #include "sqlite_internal.h"
@@ -118,5 +118,7 @@ const lk_reg_store lk_reg_sqlite_backend = {
     .device_set_jit = lk_sq__device_set_jit,
     .device_fill = lk_sq__device_fill,
     .devices_move = lk_sq__devices_move,
+    .device_search = lk_sq__device_search,
+    .fleet_counts = lk_sq__fleet_counts,
     .stage_stale = lk_sq__stage_stale,
 };

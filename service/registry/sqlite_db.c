@@ -29,12 +29,7 @@
  * (Q_SEEK); with one, the candidates (at most 20,000 ids, 10,000 bound
  * devices) drive the query and the range test is a filter (Q_PICK: the unary
  * + keeps the planner off the index range, which would scan the registry). */
-#define Q_HEAD                                                                               \
-    "SELECT d.num_id, d.device_id, d.blocked, d.created, d.config_version, d.last_heartbeat, " \
-    "d.last_event, d.last_state, d.last_config_ack, d.last_config_send, d.last_error, "       \
-    "d.last_error_status, d.log_level, d.gateway_type, d.gateway_auth_method, "               \
-    "d.last_accessed_gateway_id, d.last_accessed_gateway_time, d.presence, d.presence_time, " \
-    "d.presence_detail, d.last_key, d.last_key_time, d.jit FROM devices d WHERE "
+#define Q_HEAD "SELECT " LK_SQ_DEVICE_ROW " FROM devices d WHERE "
 #define Q_SEEK "d.registry = ?1 AND d.device_id > ?2 "
 #define Q_PICK "+d.registry = ?1 AND +d.device_id > ?2 "
 #define Q_TYPE "AND (?3 = 0 OR d.gateway_type = ?3 OR (?3 = 2 AND d.gateway_type = 0)) "

@@ -253,6 +253,19 @@ lk_err lk_sq__audit_list(lk_reg_be *be, const lk_reg_audit_query *q,
 
 /* ---- sqlite_query.c ---- */
 
+/* The devices row's columns device_query gives (d is the devices table),
+ * and their reader: the row of s from column 0 into *d, its strings
+ * borrowed from s (valid until the next step). 0, or -1 when the id could
+ * not be read (out of memory). */
+#define LK_SQ_DEVICE_ROW                                                                     \
+    "d.num_id, d.device_id, d.blocked, d.created, d.config_version, d.last_heartbeat, "     \
+    "d.last_event, d.last_state, d.last_config_ack, d.last_config_send, d.last_error, "       \
+    "d.last_error_status, d.log_level, d.gateway_type, d.gateway_auth_method, "               \
+    "d.last_accessed_gateway_id, d.last_accessed_gateway_time, d.presence, d.presence_time, " \
+    "d.presence_detail, d.last_key, d.last_key_time, d.jit"
+#define LK_SQ_DEVICE_ROW_N 23
+int lk_sq__col_device_row(sqlite3_stmt *s, lk_reg_device *d);
+
 lk_err lk_sq__device_ref(lk_reg_be *be, int64_t rid, const char *id, uint64_t num_id,
                          uint64_t *num_out, lk_reg_gateway_type *gateway_type);
 lk_err lk_sq__device_query(lk_reg_be *be, int64_t rid, const lk_reg_device_query *q,
@@ -331,5 +344,13 @@ lk_err lk_sq__devices_move(lk_reg_be *be, int64_t from, int64_t to, lk_reg_chang
                            int64_t t);
 lk_err lk_sq__device_fill(lk_reg_be *be, uint64_t num_id, const lk_reg_credential *c,
                           unsigned n, const lk_reg_config *cfg);
+
+/* ---- sqlite_search.c ---- */
+
+lk_err lk_sq__device_search(lk_reg_be *be, int64_t rid, const lk_reg_be_search *s, unsigned limit,
+                            int (*cb)(void *arg, const lk_reg_device *d, int64_t cred_expiry),
+                            void *arg);
+lk_err lk_sq__fleet_counts(lk_reg_be *be, const char *project,
+                           int (*cb)(void *arg, const lk_reg_fleet_counts *c), void *arg);
 
 #endif

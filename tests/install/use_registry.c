@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include <latchkey/lk_manifest.h>
+#include <latchkey/lk_reg_console.h>
 #include <latchkey/lk_registry.h>
 
 static int failures;
@@ -42,6 +43,21 @@ static const char rsa_pem[] =
 
 static int count_registry(void *arg, const lk_reg_registry *r) { (void)r; ++*(int *)arg; return 0; }
 static int count_cert(void *arg, const lk_reg_cert *c) { (void)c; ++*(int *)arg; return 0; }
+static int count_hit(void *arg, const lk_reg_device *d, int64_t credential_expiry)
+{
+    (void)d;
+    (void)credential_expiry;
+    ++*(int *)arg;
+    return 0;
+}
+
+static int count_fleet(void *arg, const lk_reg_fleet_counts *c)
+{
+    (void)c;
+    ++*(int *)arg;
+    return 0;
+}
+
 static int count_device(void *arg, const lk_reg_device *d) { (void)d; ++*(int *)arg; return 0; }
 static int count_config(void *arg, const lk_reg_config *c) { (void)c; ++*(int *)arg; return 0; }
 static int count_state(void *arg, const lk_reg_state_entry *s) { (void)s; ++*(int *)arg; return 0; }
@@ -256,6 +272,22 @@ int main(int argc, char **argv)
         CHECK(lk_registry_unbind(reg, &name, "gateway-1", "device-42", why, sizeof why) == LK_OK);
         CHECK(lk_registry_import_bind(reg, "gateway-1", "device-42", why, sizeof why) == LK_ERR_STATE);
         CHECK(lk_registry_delete_device(reg, &name, "gateway-1", why, sizeof why) == LK_OK);
+    }
+
+    /* the console: a search and the fleet counts */
+    {
+        lk_reg_search q;
+        int more = -1;
+        memset(&q, 0, sizeof q);
+        q.id_prefix = "device-4";
+        q.presence = -1;
+        q.expiring_days = -1;
+        q.limit = 200;
+        n = 0;
+        CHECK(lk_registry_search_devices(reg, &name, &q, count_hit, &n, &more, why, sizeof why) == LK_OK &&
+              n >= 1 && more == 0);
+        n = 0;
+        CHECK(lk_registry_fleet_counts(reg, name.project, count_fleet, &n, why, sizeof why) == LK_OK && n >= 1);
     }
 
     /* whole registries, directly and by import; the file's structure */
