@@ -35,7 +35,8 @@
 #       plugin_opt_metrics_file (docs/metrics.md), over connects per second to
 #       `ours`, alternated the same way (median of the per-pair ratios):
 #       reconnects with the same token (cache hits: the cheapest connect, where
-#       the counting weighs most), then with fresh tokens
+#       the counting weighs most), then with fresh tokens; *_cpu the same
+#       from the broker's CPU microseconds per connect (off / on)
 # Everything (CA, certificates, key store, registry) is made in a temporary
 # directory and removed at exit, both brokers stopped.
 set -eu
@@ -167,11 +168,14 @@ pairs publish publish_jwt_per_s publish_anonymous_per_s publish_jwt_vs_anonymous
 # cache is warmed first, as ours' was by the cold pass.
 $PINC "$BC" connect --port "$metr_PLAIN" --pid "$metr_PID" $DEV --first 0 --count "$NDEV" \
     --seconds 120 --parallel "$PAR" >/dev/null
-# onoff KIND NAME: alternated pairs as in pairs(), metr against ours
+# onoff KIND NAME: alternated pairs as in pairs(), metr against ours, twice
+# ROUNDS of them (the difference is small beside the machine's noise); also
+# NAME_cpu, the broker's CPU per connect off over on (/proc/PID/schedstat:
+# what the broker itself spent, less moved by other load).
 onoff() {
-    ratios=""
+    ratios=""; cpu=""
     i=0
-    while [ $i -lt "$ROUNDS" ]; do
+    while [ $i -lt $((2 * ROUNDS)) ]; do
         f1=$(( (2 * i * NCONN) % NDEV )); f2=$(( ((2 * i + 1) * NCONN) % NDEV ))
         if [ $((i % 2)) -eq 0 ]; then
             m=$(run "$1" metr "$f1"); o=$(run "$1" ours "$f2")
@@ -179,10 +183,13 @@ onoff() {
             o=$(run "$1" ours "$f1"); m=$(run "$1" metr "$f2")
         fi
         ratios="$ratios $(awk -v m="${m% *}" -v o="${o% *}" 'BEGIN {printf "%.4f", m / o}')"
+        cpu="$cpu $(awk -v m="${m#* }" -v o="${o#* }" 'BEGIN {printf "%.4f", o / m}')"
         i=$((i + 1))
     done
     echo "$2 pairs (metrics on/off):$ratios" >&2
+    echo "$2 CPU pairs (broker us off/on):$cpu" >&2
     emit "$2" "$(echo $ratios | tr ' ' '\n' | median | awk '{printf "%.3f", $1}')"
+    emit "${2}_cpu" "$(echo $cpu | tr ' ' '\n' | median | awk '{printf "%.3f", $1}')"
 }
 onoff cached metrics_overhead
 onoff connect metrics_overhead_fresh

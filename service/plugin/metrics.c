@@ -40,9 +40,10 @@ static uint64_t metrics__hash(const lk_device_name *p)
     return h ? h : 1;
 }
 
-/* p's registry's slot: found, or taken (its path written first, then
- * marked used for readers), or "other" when the probed slots are taken. */
-static struct lk_mshm_registry *metrics__slot(const lk_device_name *p)
+/* p's registry's slot: found, or (with take) taken (its path written
+ * first, then marked used for readers); else "other": the probed slots
+ * are taken, or take is 0 and the registry has none yet. */
+static struct lk_mshm_registry *metrics__slot(const lk_device_name *p, int take)
 {
     uint64_t h = metrics__hash(p);
     unsigned i, s;
@@ -52,6 +53,8 @@ static struct lk_mshm_registry *metrics__slot(const lk_device_name *p)
         if (slot_hash[s] == h)
             return &m->reg[s];
         if (!slot_hash[s]) {
+            if (!take)
+                break;
             slot_hash[s] = h;
             snprintf(m->reg[s].path, sizeof m->reg[s].path, "projects/%s/locations/%s/registries/%s",
                      p->project, p->location, p->registry);
@@ -134,7 +137,7 @@ void metrics__connected(struct plg_conn *c)
 
     if (!m)
         return;
-    r = metrics__slot(&c->path);
+    r = metrics__slot(&c->path, 1);
     lk_mshm_add(&r->connects, 1);
     lk_mshm_add(&r->connections, 1);
     c->mslot = (uint32_t)(r - m->reg) + 1;
@@ -166,7 +169,12 @@ void metrics__refused(const char *device, unsigned reason, const char *detail, i
         lk_mshm_add(&m->reg[LK_MSHM_OTHER].refusals[reason], 1);
         return;
     }
-    lk_mshm_add(&metrics__slot(&p)->refusals[reason], 1);
+    /* Only a device that exists may give its registry a slot: anyone can
+     * make up paths, and must not use the table up with them. */
+    lk_mshm_add(&metrics__slot(&p, reason == LK_MSHM_R_BLOCKED || reason == LK_MSHM_R_MQTT_DISABLED
+                                   || reason == LK_MSHM_R_INVALID_TOKEN
+                                   || reason == LK_MSHM_R_EXPIRED_TOKEN
+                                   || reason == LK_MSHM_R_RATE_LIMITED)->refusals[reason], 1);
     /* The ring: the entry's sequence odd while it is written (seqlock). */
     n = atomic_load_explicit(&m->ring_next, memory_order_relaxed);
     e = &m->refusal[n % LK_MSHM_RING];
@@ -186,7 +194,7 @@ void metrics__message(const lk_device_name *p, enum plg_metric what)
 
     if (!m)
         return;
-    r = metrics__slot(p);
+    r = metrics__slot(p, 1);
     switch (what) {
     case METRIC_EVENT: lk_mshm_add(&r->events, 1); break;
     case METRIC_STATE: lk_mshm_add(&r->states, 1); break;
