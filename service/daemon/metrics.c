@@ -429,8 +429,16 @@ int lkd_metrics_console(struct lkd *d, struct evhttp_request *req, const char *p
     if (strlen(rest) >= sizeof buf)
         return 0;
     strcpy(buf, rest);
+    /* Each segment percent-decoded in place (ids may hold '%', '+', '~');
+     * one that decodes to '/' or NUL names nothing here. */
     for (char *s = strtok_r(buf, "/", &save); s != NULL; s = strtok_r(NULL, "/", &save)) {
-        if (n == 10)
+        size_t dlen = 0;
+        char *dec = evhttp_uridecode(s, 0, &dlen);
+        int bad = dec == NULL || dlen != strlen(dec) || strchr(dec, '/') != NULL || dlen > strlen(s);
+        if (!bad)
+            memcpy(s, dec, dlen + 1);
+        free(dec);
+        if (bad || n == 10)
             return 0;
         seg[n++] = s;
     }

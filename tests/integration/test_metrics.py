@@ -109,6 +109,8 @@ def test_counters_move_as_devices_connect_publish_and_are_refused(tmp_path_facto
         assert [x["reason"] for x in got] == ["invalid_token"], got
         assert "signature" in got[0]["detail"].lower() and got[0]["time"].endswith("Z"), got
         assert tok not in r.raw.decode() and bad not in r.raw.decode()
+        # a segment is percent-decoded, as a browser's encodeURIComponent leaves it
+        assert api.get(path.replace("metrics-dev", "metrics%2Ddev")).json == r.json
         r = api.get(f"/console/api/{ghost}/refusals")
         assert [x["reason"] for x in r.json["refusals"]] == ["no_such_device"], r
         refused(Api(d, None).get(path), "UNAUTHENTICATED")
