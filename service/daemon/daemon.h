@@ -72,6 +72,10 @@ struct lkd_config {
     unsigned push_max_in_flight; /* POSTs at once per subscription */
     char *push_oidc_key;     /* PEM RSA private key that signs OIDC push tokens */
     char *push_oidc_issuer;  /* their iss; default https://<admin_listen> */
+    /* metrics (metrics.c, docs/metrics.md) */
+    char *metrics_file;      /* the broker plugin's plugin_opt_metrics_file, or NULL */
+    int metrics_unauthenticated; /* /metrics without credentials: 0 off, 1 loopback peers, 2 anyone */
+    unsigned metrics_sample_seconds; /* the series' step (60) */
 };
 void lkd_config_defaults(struct lkd_config *c);
 /* Read "key value" lines (# comments); 0, or -1 with why. */
@@ -87,6 +91,7 @@ struct lkd_bridge; /* the connection to the broker (bridge.c) */
 struct lkd_devcache; /* devices' parsed credentials (device_auth.c) */
 struct lkd_push;     /* the push worker (push.c) */
 struct lkd_oidc;     /* the key that signs push tokens (oidc.c) */
+struct lkd_metrics;  /* the plugin's metrics file and the series (metrics.c) */
 
 struct lkd {
     struct lkd_config cfg;
@@ -121,6 +126,7 @@ struct lkd {
     lk_spool *spool;         /* the loop's own handle: :stats and /metrics */
     struct lkd_oidc *oidc;
     struct lkd_console *console; /* operators' sessions and sign-in limits (console_auth.c) */
+    struct lkd_metrics *metrics;
 };
 
 int lkd_is_loopback(const char *addr);
@@ -198,6 +204,34 @@ char *lkd_oidc_sign(const struct lkd_oidc *o, const char *aud, const char *email
 /* GET /oauth2/v3/certs and /.well-known/openid-configuration: 1 when path
  * is one of them (answered), else 0. */
 int lkd_oidc_serve(const struct lkd_oidc *o, struct evhttp_request *req, const char *path);
+
+/* ---- metrics (metrics.c, series.c; docs/metrics.md) ---- */
+
+/* Maps metrics_file (when set; a missing or bad file is logged and read
+ * again later) and starts the series' sampling: 0, or -1. */
+int lkd_metrics_start(struct lkd *d);
+void lkd_metrics_stop(struct lkd *d);
+/* Counts req's answer (status, time) once it is sent. */
+void lkd_metrics_request(struct evhttp_request *req);
+/* GET /metrics: answered. */
+void lkd_metrics_serve(struct lkd *d, struct evhttp_request *req);
+/* /console/api/projects/P/series and .../devices/D/refusals: 1 when path
+ * is one of them (answered), else 0. */
+int lkd_metrics_console(struct lkd *d, struct evhttp_request *req, const char *path);
+
+/* The per-minute series: LKD_SERIES_LEN samples (24 h of minutes). */
+#define LKD_SERIES_LEN 1440u
+struct lkd_series;
+struct lk_mshm;
+int lkd_series_new(unsigned step, int64_t now, struct lkd_series **out);
+void lkd_series_free(struct lkd_series *s);
+/* One sample of the counters in m (NULL: the file cannot be read; a
+ * column of zeros). */
+void lkd_series_sample(struct lkd_series *s, const struct lk_mshm *m, int64_t now);
+/* {"step","end","connects","events","states","refusals":{REASON:[...]}}
+ * summed over project's registries, the last `minutes` samples oldest
+ * first; NULL out of memory. */
+json_t *lkd_series_json(const struct lkd_series *s, const char *project, unsigned minutes);
 
 /* ---- one API call (http.c) ---- */
 

@@ -339,6 +339,8 @@ static int start(struct lkd *d)
     }
     if (cfg->spool != NULL && lkd_push_start(d) != 0)
         return -1;
+    if (lkd_metrics_start(d) != 0)
+        return -1;
     d->sig_term = evsignal_new(d->base, SIGTERM, on_term, d);
     d->sig_int = evsignal_new(d->base, SIGINT, on_term, d);
     d->sig_hup = evsignal_new(d->base, SIGHUP, on_hup, d);
@@ -374,6 +376,7 @@ static int start(struct lkd *d)
 
 static void stop(struct lkd *d)
 {
+    lkd_metrics_stop(d);
     lkd_push_stop(d);
     lkd_oidc_free(d->oidc);
     lkd_bridge_stop(d);
