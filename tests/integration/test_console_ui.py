@@ -14,6 +14,7 @@ appears on the device page without a reload. Any console error, page error, fail
 HTTP error in the page fails the test. LK_SCREENSHOTS=DIR saves each page at 1280 and 390 px
 wide (docs/console/ holds a set).
 """
+import hashlib
 import http.client
 import json
 import os
@@ -23,6 +24,7 @@ import subprocess
 import time
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from api_common import Env, env  # noqa: F401 (the fixture)
 from broker import Broker, Refused
@@ -122,11 +124,12 @@ def stack(tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.fail("chromium is not installed: run `sh scripts/install-deps.sh test`")
-    b = Broker(tmp_path / "broker", opts={"activity_flush": 1}, start=False)
+    mfile = tmp_path / "metrics"
+    b = Broker(tmp_path / "broker", opts={"activity_flush": 1, "metrics_file": mfile}, start=False)
     _import_devices(b, DEVICES, TARGET)
     dev = make_device(b, TARGET)
     b.start()
-    e = Env(tmp_path / "lkd", db=b.db, make_registry=False)
+    e = Env(tmp_path / "lkd", db=b.db, make_registry=False, extra=["--metrics-file", mfile])
     password = "console test " + os.urandom(6).hex()
     r = run_tool("--db", b.db, "operators", "create", "ops", "--project", PROJECT, "--role", "deviceController",
                  input=password + "\n")
@@ -163,6 +166,10 @@ def test_console_in_chromium(stack):
             msg = json.loads(line)
             seen.append(msg["step"])
             if msg["step"] == "config-sent":
+                # the page's fingerprint is the SHA-256 of the key's DER SubjectPublicKeyInfo
+                der = dev.keys[0].priv.public_key().public_bytes(serialization.Encoding.DER,
+                                                                 serialization.PublicFormat.SubjectPublicKeyInfo)
+                assert msg["fingerprint"] == hashlib.sha256(der).hexdigest(), msg
                 got = received(c, f"/devices/{dev.id}/config", payload=msg["config"].encode(), timeout=10)
                 assert got, "the device never received the config sent in the console"
             elif msg["step"] == "blocked":

@@ -199,9 +199,19 @@
             link(loc, reg, 'offline', 'offline', r.offline), link(loc, reg, 'blocked', 'blocked', r.blocked),
             link(loc, reg, 'never', 'never seen', r.neverSeen)));
       }));
-      const s = await LK.api('GET', `api/projects/${encodeURIComponent(session.project)}/series?minutes=${minutes.value}`);
+      let s;
+      try {
+        s = await LK.api('GET', `api/projects/${encodeURIComponent(session.project)}/series?minutes=${minutes.value}`);
+      } catch (e) {
+        // without the broker's metrics file latchkeyd has no series (FAILED_PRECONDITION): say so, in place
+        if (e.code !== 'FAILED_PRECONDITION') throw e;
+        replace(charts, h('p', {class: 'note'}, 'No plots: ', e.message));
+        return;
+      }
       const step = s.step || 60, end = s.end || Math.floor(Date.now() / 1000);
-      const refusals = Object.entries(s.refusals || {}).map(([k, v]) => ({name: k, values: v}));
+      // only the reasons that happened in the period: a line per reason that never did is noise
+      const refusals = Object.entries(s.refusals || {}).filter(([, v]) => v.some(x => x > 0))
+        .map(([k, v]) => ({name: k, values: v}));
       replace(charts,
         LK.chart('Connects per minute', step, end, [{name: 'connects', values: s.connects || []}]),
         LK.chart('Refusals per minute, by reason', step, end, refusals),

@@ -75,7 +75,7 @@
     });
     if (series.length === 0) {
       const li = document.createElement('li');
-      li.textContent = 'none';
+      li.textContent = 'none in the period';
       legend.appendChild(li);
     }
     fig.appendChild(legend);
