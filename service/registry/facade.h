@@ -190,7 +190,7 @@ lk_err lk_reg__insert_device(lk_registry *reg, const lk_reg_name *name, int64_t 
                              const lk_reg_cas *cas, const lk_reg_device_spec *spec, int checked,
                              uint64_t *num_id, char *why, size_t why_size);
 
-/* ---- schema 8: the audit record (audit.c) ---- */
+/* ---- schema 8: the audit record (registry.c, beside lk_reg__leave) ---- */
 
 /* Inside a write transaction about to commit: when the handle has an actor,
  * append its audit row (outcome "ok") and now and then prune. */
