@@ -280,8 +280,6 @@ lk_err lk_reg__leave(lk_registry *reg, lk_err err, int tx, char *why, size_t why
     if (err != LK_OK)
         reg->ops->rollback(reg->be);
     reg->busy = 0;
-    if (err != LK_OK && tx == TX_WRITE)
-        lk_reg__audit_refused(reg, err);
     return err;
 }
 
@@ -514,19 +512,6 @@ lk_err lk_reg__audit_commit(lk_registry *reg, char *why, size_t why_size)
     if (err != LK_OK)
         return lk_reg__be_fail(reg, err, why, why_size);
     return LK_OK;
-}
-
-void lk_reg__audit_refused(lk_registry *reg, lk_err err)
-{
-    int64_t id;
-    /* the database itself failed: another transaction would fail too */
-    if (reg->actor[0] == '\0' || err == LK_ERR_REG_BUSY || err == LK_ERR_REG_STORAGE ||
-        err == LK_ERR_NOMEM || err == LK_ERR_STATE || reg->importing)
-        return;
-    if (reg->ops->begin(reg->be, 1) != LK_OK)
-        return;
-    if (append(reg, lk_errname(err), &id) != LK_OK || reg->ops->commit(reg->be) != LK_OK)
-        reg->ops->rollback(reg->be);
 }
 
 /* ------------------------------------------------------------------ */
