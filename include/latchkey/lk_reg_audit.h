@@ -13,9 +13,8 @@
  * The audit record: every write transaction committed on a handle that has
  * an actor (lk_registry_set_actor) appends one row in that same transaction
  * — time, actor, via, action, resource, detail, outcome "ok" — so a change
- * and its record are never apart. A write refused after its transaction
- * began (not found, exists, conflict, limit...) leaves a row with the
- * refusal's error name as outcome, in a transaction of its own. A handle
+ * and its record are never apart. A refused change writes nothing, no row
+ * either (the registry's guarantee; the refusal is in the caller's log). A handle
  * without an actor (the broker plugin: presence, activity, states, JIT
  * registration) records nothing. The newest LK_REG_AUDIT_KEPT rows younger
  * than LK_REG_AUDIT_DAYS days are kept (pruned in the appending

@@ -534,6 +534,11 @@ void lkd_audit_begin(struct lkd_call *c)
         if (o >= sizeof resource)
             o = sizeof resource - 1;
     }
+    /* a create names the new resource by the body's id */
+    json_t *id = c->method == EVHTTP_REQ_POST && c->nseg % 2 == 1 && c->verb == NULL ? json_object_get(c->body, "id")
+                                                                                 : NULL;
+    if (json_is_string(id) && o + 1 < sizeof resource)
+        snprintf(resource + o, sizeof resource - o, "/%s", json_string_value(id));
     if (c->nseg > 0)
         type = c->seg[(c->nseg % 2 == 1) ? c->nseg - 1 : c->nseg - 2];
     switch (c->method) {

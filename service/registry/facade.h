@@ -190,15 +190,11 @@ lk_err lk_reg__insert_device(lk_registry *reg, const lk_reg_name *name, int64_t 
                              const lk_reg_cas *cas, const lk_reg_device_spec *spec, int checked,
                              uint64_t *num_id, char *why, size_t why_size);
 
-/* ---- schema 8: the audit record (audit.c) ---- */
+/* ---- schema 8: the audit record (registry.c, beside lk_reg__leave) ---- */
 
 /* Inside a write transaction about to commit: when the handle has an actor,
  * append its audit row (outcome "ok") and now and then prune. */
 lk_err lk_reg__audit_commit(lk_registry *reg, char *why, size_t why_size);
-/* After a write transaction was rolled back for err: when the handle has
- * an actor, record the refusal in a transaction of its own (best effort:
- * a failure here changes nothing the caller sees). */
-void lk_reg__audit_refused(lk_registry *reg, lk_err err);
 
 /* ---- schema 6 (presence.c, subscriptions.c) ---- */
 

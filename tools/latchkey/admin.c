@@ -320,10 +320,8 @@ static int open_remote(struct admin *a)
  * latchkeyd records the service account instead. */
 void admin_set_actor(struct admin *a)
 {
-    char actor[LK_AUDIT_ACTOR_MAX + 1], host[256] = "?", action[LK_AUDIT_ACTION_MAX + 1];
-    char resource[LK_AUDIT_RESOURCE_MAX + 1] = "";
+    char actor[LK_AUDIT_ACTOR_MAX + 1], host[256] = "?";
     const struct passwd *pw = getpwuid(getuid());
-    size_t i;
     if (gethostname(host, sizeof host - 1) != 0)
         snprintf(host, sizeof host, "?");
     host[sizeof host - 1] = '\0';
@@ -331,17 +329,25 @@ void admin_set_actor(struct admin *a)
         snprintf(actor, sizeof actor, "tool:%s@%s", pw->pw_name, host);
     else
         snprintf(actor, sizeof actor, "tool:uid%lu@%s", (unsigned long)getuid(), host);
+    lk_registry_set_actor(a->reg, actor, "tool");
+    admin_audit_target(a, a->name.registry != NULL ? &a->name : NULL, a->device);
+}
+
+void admin_audit_target(struct admin *a, const lk_reg_name *n, const char *device)
+{
+    char action[LK_AUDIT_ACTION_MAX + 1], resource[LK_AUDIT_RESOURCE_MAX + 1] = "";
+    size_t i;
+    if (a->reg == NULL)
+        return;
     snprintf(action, sizeof action, "%s", a->cmd != NULL ? a->cmd : "unknown");
     for (i = 0; action[i] != '\0'; i++)
         if (action[i] == ' ')
             action[i] = '.';
-    if (a->name.project != NULL && a->name.location != NULL && a->name.registry != NULL)
-        snprintf(resource, sizeof resource, "projects/%s/locations/%s/registries/%s%s%s", a->name.project,
-                 a->name.location, a->name.registry, a->device != NULL ? "/devices/" : "",
-                 a->device != NULL ? a->device : "");
+    if (n != NULL && n->project != NULL && n->location != NULL && n->registry != NULL)
+        snprintf(resource, sizeof resource, "projects/%s/locations/%s/registries/%s%s%s", n->project,
+                 n->location, n->registry, device != NULL ? "/devices/" : "", device != NULL ? device : "");
     else if (a->project != NULL)
         snprintf(resource, sizeof resource, "projects/%s", a->project);
-    lk_registry_set_actor(a->reg, actor, "tool");
     lk_registry_set_action(a->reg, action, resource, NULL);
 }
 

@@ -132,6 +132,9 @@ int admin_open(struct admin *a, int mode);
  * (or a->project) names; a command may name its resource more precisely
  * with lk_registry_set_action afterwards. */
 void admin_set_actor(struct admin *a);
+/* The resource of the changes that follow: registry n (NULL: a->project),
+ * device (NULL: the registry). No-op through the API. */
+void admin_audit_target(struct admin *a, const lk_reg_name *n, const char *device);
 void admin_close(struct admin *a);
 /* Report a library refusal: "latchkey: CMD: WHY (LK_ERR_...)"; returns its
  * exit code. */
