@@ -86,7 +86,7 @@ typedef struct lk_reg_fleet_counts {
 /* The counts of every registry of project, ordered by location and
  * registry id (a staged import's hidden registry is not one). A project
  * with no registry: no call, LK_OK. One read transaction; the cost is a
- * count of index entries, about 60 ms per 1,000,000 devices.
+ * count of index entries, about 100 ms per 1,000,000 devices.
  * Errors: LK_ERR_ARG (NULL reg, project or cb), LK_ERR_REG_INVALID (not a
  * project id), and the storage errors. */
 lk_err lk_registry_fleet_counts(lk_registry *reg, const char *project,
