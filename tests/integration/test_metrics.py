@@ -153,6 +153,11 @@ def test_unauthenticated_when_allowed_and_a_bad_file_refused(tmp_path):
             os.replace(tmp, mfile)
             assert scrape(anon)["latchkey_plugin_metrics_up"] == 0
             assert words in d.log_text(), d.log_text()[-2000:]
+        # a FIFO at the path does not hold latchkeyd in open()
+        os.mkfifo(tmp_path / "fifo")
+        os.replace(tmp_path / "fifo", mfile)
+        assert scrape(anon)["latchkey_plugin_metrics_up"] == 0
+        assert "not a regular file" in d.log_text(), d.log_text()[-2000:]
         r = anon.get("/console/api/projects/proj-one/locations/us-central1/registries/reg-1/devices/x/refusals")
         refused(r, "UNAUTHENTICATED")   # the console's endpoints always want credentials
         assert d.alive()
