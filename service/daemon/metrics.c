@@ -118,7 +118,8 @@ static const struct lk_mshm *mapped(struct lkd *d)
         return NULL;
     }
     unmap(mt);
-    int fd = open(d->cfg.metrics_file, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO put at the path must not hold the loop in open(). */
+    int fd = open(d->cfg.metrics_file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         snprintf(why, sizeof why, "%s", fd < 0 ? strerror(errno) : "not a regular file");
         if (fd >= 0)

@@ -29,6 +29,8 @@
 #include "../common/lk_metrics_shm.h"
 
 static struct lk_mshm *m;
+static dev_t m_dev;              /* the file made, to remove at cleanup */
+static ino_t m_ino;
 /* The hash of each slot's registry, kept here (this process only): a
  * lookup compares 64-bit hashes, not paths. 0 = free. */
 static uint64_t slot_hash[LK_MSHM_REGISTRIES];
@@ -70,6 +72,7 @@ int metrics__init(void)
     const char *path = plg.opt.metrics_file;
     char tmp[4200];
     struct lk_mshm *map;
+    struct stat st;
     int fd;
 
     if (!path)
@@ -94,6 +97,10 @@ int metrics__init(void)
         return -1;
     }
     map = mmap(NULL, sizeof *m, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (fstat(fd, &st) == 0) {
+        m_dev = st.st_dev;
+        m_ino = st.st_ino;
+    }
     close(fd);
     if (map == MAP_FAILED) {
         mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "plugin_opt_metrics_file %s: mmap: %s",
@@ -125,7 +132,14 @@ int metrics__init(void)
 
 void metrics__cleanup(void)
 {
-    /* The file stays: latchkeyd keeps the last figures until the next start. */
+    struct stat st;
+
+    /* The broker stops: its file goes (latchkeyd then reports the plugin's
+     * metrics down rather than its last figures as if live) — unless
+     * another broker has put its own file at the path since. */
+    if (m && plg.opt.metrics_file && stat(plg.opt.metrics_file, &st) == 0 && st.st_dev == m_dev
+        && st.st_ino == m_ino)
+        unlink(plg.opt.metrics_file);
     if (m)
         munmap(m, sizeof *m);
     m = NULL;

@@ -129,6 +129,13 @@ def test_counters_move_as_devices_connect_publish_and_are_refused(tmp_path_facto
         s = api.get(f"/console/api/projects/proj-two/series", query={"minutes": 30})
         refused(s, "PERMISSION_DENIED")
         refused(api.get(f"/console/api/projects/{PROJECT}/series", query={"minutes": 1441}), "INVALID_ARGUMENT")
+
+        # the broker stops: its file goes, and the plugin's figures are reported down, not frozen
+        b.stop()
+        assert not mfile.exists()
+        m3 = scrape(api)
+        assert m3["latchkey_plugin_metrics_up"] == 0 and reg("latchkey_connects_total") not in m3
+        assert "No such file" in d.log_text(), d.log_text()[-2000:]
     finally:
         d.stop()
         b.stop()
@@ -153,6 +160,11 @@ def test_unauthenticated_when_allowed_and_a_bad_file_refused(tmp_path):
             os.replace(tmp, mfile)
             assert scrape(anon)["latchkey_plugin_metrics_up"] == 0
             assert words in d.log_text(), d.log_text()[-2000:]
+        # a FIFO at the path does not hold latchkeyd in open()
+        os.mkfifo(tmp_path / "fifo")
+        os.replace(tmp_path / "fifo", mfile)
+        assert scrape(anon)["latchkey_plugin_metrics_up"] == 0
+        assert "not a regular file" in d.log_text(), d.log_text()[-2000:]
         r = anon.get("/console/api/projects/proj-one/locations/us-central1/registries/reg-1/devices/x/refusals")
         refused(r, "UNAUTHENTICATED")   # the console's endpoints always want credentials
         assert d.alive()
