@@ -30,6 +30,13 @@
 #       latchkey/P/L/R/D/events; the same topic on the baseline)
 #   *_broker_us   the broker's CPU microseconds per connect or message
 #                 (/proc/PID/schedstat), medians: where the rate ratios come from
+#   metrics_overhead, metrics_overhead_fresh
+#       connects per second to a third broker, `metr`, which is `ours` with
+#       plugin_opt_metrics_file (docs/metrics.md), over connects per second to
+#       `ours`, alternated the same way (median of the per-pair ratios):
+#       reconnects with the same token (cache hits: the cheapest connect, where
+#       the counting weighs most), then with fresh tokens; *_cpu the same
+#       from the broker's CPU microseconds per connect (off / on)
 # Everything (CA, certificates, key store, registry) is made in a temporary
 # directory and removed at exit, both brokers stopped.
 set -eu
@@ -50,7 +57,8 @@ bench_need "$TOOL" "$BC" "$PLUGIN" "$MOSQUITTO"
 
 ours_PID=""
 base_PID=""
-bench_tmp broker ours_PID base_PID
+metr_PID=""
+bench_tmp broker ours_PID base_PID metr_PID
 
 # --- the registry: NDEV devices sharing one key (software store) ---
 "$TOOL" key generate --store "$TMP/keys.lks" --key bench --alg ES256 > "$TMP/pub.pem"
@@ -63,16 +71,23 @@ start_mosquitto ours plain "allow_anonymous false" "plugin $PLUGIN" \
     "plugin_opt_registry $TMP/registry.db" "plugin_opt_messages_per_second 1000000" \
     "plugin_opt_connect_burst 100000" "plugin_opt_connects_per_minute 60000"
 start_mosquitto base plain "allow_anonymous true"
+start_mosquitto metr plain "allow_anonymous false" "plugin $PLUGIN" \
+    "plugin_opt_registry $TMP/registry.db" "plugin_opt_messages_per_second 1000000" \
+    "plugin_opt_connect_burst 100000" "plugin_opt_connects_per_minute 60000" \
+    "plugin_opt_metrics_file $TMP/metrics"
 
 DEV="--store $TMP/keys.lks --key bench --project $PROJECT --region $REGION --registry $REGISTRY --devices $NDEV"
 SUB_TOPIC="latchkey/$PROJECT/$REGION/$REGISTRY/device-000000/events"
 
 # The plugin refuses logins until its first tick: wait for a device to connect.
-n=0
-until $PINC "$BC" connect --port "$ours_PLAIN" $DEV --count 1 --seconds 2 >/dev/null 2>&1; do
-    n=$((n + 1))
-    [ $n -lt 50 ] || { echo "broker.sh: no device could connect:" >&2; tail -20 "$TMP/ours.log" >&2; exit 1; }
-    sleep 0.1
+for who in ours metr; do
+    eval "port=\$${who}_PLAIN"
+    n=0
+    until $PINC "$BC" connect --port "$port" $DEV --count 1 --seconds 2 >/dev/null 2>&1; do
+        n=$((n + 1))
+        [ $n -lt 50 ] || { echo "broker.sh: no device could connect:" >&2; tail -20 "$TMP/$who.log" >&2; exit 1; }
+        sleep 0.1
+    done
 done
 
 # run KIND WHO FIRST: one measurement, prints "RATE BROKER_US"; fresh tokens
@@ -82,6 +97,7 @@ run() {
     case $2 in
         ours) port_plain=$ours_PLAIN; port_tls=$ours_TLS; pid=$ours_PID ;;
         base) port_plain=$base_PLAIN; port_tls=$base_TLS; pid=$base_PID ;;
+        metr) port_plain=$metr_PLAIN; port_tls=$metr_TLS; pid=$metr_PID ;;
     esac
     FIRST=$3
     case $1 in
@@ -147,3 +163,34 @@ pairs connect connect_jwt_per_s connect_anonymous_per_s connect_jwt_vs_anonymous
 pairs cached connect_jwt_cached_per_s "" connect_jwt_cached_vs_anonymous
 pairs tls connect_tls_jwt_per_s connect_tls_anonymous_per_s connect_tls_jwt_vs_tls_anonymous
 pairs publish publish_jwt_per_s publish_anonymous_per_s publish_jwt_vs_anonymous
+
+# metrics_overhead: the metrics file on (metr) over off (ours). metr's device
+# cache is warmed first, as ours' was by the cold pass.
+$PINC "$BC" connect --port "$metr_PLAIN" --pid "$metr_PID" $DEV --first 0 --count "$NDEV" \
+    --seconds 120 --parallel "$PAR" >/dev/null
+# onoff KIND NAME: alternated pairs as in pairs(), metr against ours, twice
+# ROUNDS of them (the difference is small beside the machine's noise); also
+# NAME_cpu, the broker's CPU per connect off over on (/proc/PID/schedstat:
+# what the broker itself spent, less moved by other load).
+onoff() {
+    ratios=""; cpu=""
+    i=0
+    while [ $i -lt $((2 * ROUNDS)) ]; do
+        f1=$(( (2 * i * NCONN) % NDEV )); f2=$(( ((2 * i + 1) * NCONN) % NDEV ))
+        if [ $((i % 2)) -eq 0 ]; then
+            m=$(run "$1" metr "$f1"); o=$(run "$1" ours "$f2")
+        else
+            o=$(run "$1" ours "$f1"); m=$(run "$1" metr "$f2")
+        fi
+        ratios="$ratios $(awk -v m="${m% *}" -v o="${o% *}" 'BEGIN {printf "%.4f", m / o}')"
+        cpu="$cpu $(awk -v m="${m#* }" -v o="${o#* }" 'BEGIN {printf "%.4f", o / m}')"
+        i=$((i + 1))
+    done
+    echo "$2 pairs (metrics on/off):$ratios" >&2
+    echo "$2 CPU pairs (broker us off/on):$cpu" >&2
+    emit "$2" "$(echo $ratios | tr ' ' '\n' | median | awk '{printf "%.3f", $1}')"
+    emit "${2}_cpu" "$(echo $cpu | tr ' ' '\n' | median | awk '{printf "%.3f", $1}')"
+}
+onoff cached metrics_overhead
+onoff connect metrics_overhead_fresh
+[ -s "$TMP/metrics" ] || { echo "broker.sh: the metr broker made no metrics file" >&2; exit 1; }

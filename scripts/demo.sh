@@ -394,6 +394,33 @@ case "$out" in *"HTTP 200") ;; *) fail "the HTTP bridge refused the config read:
 unset TOKEN
 shown consumer.out "consumer     |"
 
+# ---- 8b. the web console ------------------------------------------------------
+
+# An operator signs in to the console that latchkeyd serves (docs/console.md).
+if "$LK" operators --help >/dev/null 2>&1; then
+    say "8b. The web console: an operator, its sign-in, the fleet in a browser"
+    CONSOLE_PASSWORD=$("$PY" -c 'import secrets; print(secrets.token_urlsafe(12))')
+    printf '%s\n' "$CONSOLE_PASSWORD" >console-password
+    show "$LK" operators create demo-operator --project "$PROJECT" --role editor --password-file console-password
+    "$LK" operators create demo-operator --project "$PROJECT" --role editor --password-file console-password \
+        || fail "latchkey operators create failed"
+    out=$(curl -sS --cacert ca.crt -o /dev/null -w '%{http_code}' "https://127.0.0.1:$API_PORT/console/") \
+        || fail "curl could not fetch the console"
+    [ "$out" = 200 ] || fail "GET /console/ answered $out"
+    out=$(printf '{"name": "demo-operator", "password": "%s"}' "$CONSOLE_PASSWORD" |
+        curl -sS --cacert ca.crt -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' \
+            --data-binary @- "https://127.0.0.1:$API_PORT/console/api/signin") || fail "curl could not sign in"
+    [ "$out" = 200 ] || fail "the console's sign-in answered $out"
+    echo "  The console: https://127.0.0.1:$API_PORT/console/ (the demo's CA: \$WORK/ca.crt)"
+    echo "  operator demo-operator, password $CONSOLE_PASSWORD (signed in with curl: HTTP 200)"
+    if [ -n "${LK_DEMO_CONSOLE:-}" ]; then
+        printf '  LK_DEMO_CONSOLE is set: open the console now; press Enter to go on and stop.' >&2
+        read -r _ </dev/tty || true
+    else
+        echo "  (LK_DEMO_CONSOLE=1 make demo pauses here, so that you can open it in a browser.)"
+    fi
+fi
+
 # ---- 9. stop ----------------------------------------------------------------
 
 say "9. Stop the agent (SIGTERM: it flushes and exits 0), the consumer, the broker"

@@ -15,7 +15,10 @@ softhsm2 mosquitto mosquitto-dev libmosquitto-dev mosquitto-clients
 python3 python3-jwt python3-cryptography curl"
 TEST="libcmocka-dev python3-paho-mqtt python3-pytest
 gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
-clang libclang-rt-14-dev libjwt-dev nftables iproute2 valgrind wrk python3-requests"
+clang libclang-rt-14-dev libjwt-dev nftables iproute2 valgrind wrk python3-requests
+chromium"
+# chromium: tests/integration/test_console_ui.py drives the web console in it,
+# headless, through puppeteer-core (installed by the test with npm ci).
 # tests/integration/test_api_npm.py runs Google's @google-cloud/iot under
 # Node.js (>= 18; it installs the library itself with npm ci): Debian's
 # nodejs and npm, unless a node and npm are already on PATH (NodeSource's,

@@ -81,6 +81,10 @@ void lkd_api_dispatch(struct lkd_call *c)
         lkd_api_subscriptions(c);
         return;
     }
+    if (is(c, 2, "auditRecords")) {
+        lkd_api_audit(c);
+        return;
+    }
     if (is(c, 2, "serviceAccounts")) {
         lkd_api_service_accounts(c);
         return;

@@ -143,7 +143,7 @@ static void free_list(char **v, size_t n)
 }
 
 /* Page tokens: base64url of "d:" + the last id given. Opaque to clients. */
-static int token_decode(const char *tok, char *id, size_t id_size)
+int lkd_page_token_decode(const char *tok, char *id, size_t id_size)
 {
     size_t n = strlen(tok), got = 0;
     uint8_t buf[LK_ID_MAX + 8];
@@ -156,7 +156,7 @@ static int token_decode(const char *tok, char *id, size_t id_size)
     return lk_id_valid(id, got - 2) ? 0 : -1;
 }
 
-static json_t *token_encode(const char *id)
+json_t *lkd_page_token_encode(const char *id)
 {
     char raw[LK_ID_MAX + 3];
     char out[LK_B64URL_ENCODED_LEN(sizeof raw) + 1];
@@ -181,7 +181,7 @@ static void list_devices(struct lkd_call *c, const lk_reg_name *n)
     char after[LK_ID_MAX + 1];
     const char *tok = lkd_query(c, "pageToken");
     if (tok != NULL && tok[0] != '\0') {
-        if (token_decode(tok, after, sizeof after) != 0) {
+        if (lkd_page_token_decode(tok, after, sizeof after) != 0) {
             lkd_reply_error(c, LKD_INVALID_ARGUMENT, "pageToken is not one this API gave");
             return;
         }
@@ -258,7 +258,7 @@ static void list_devices(struct lkd_call *c, const lk_reg_name *n)
     json_t *j = json_object();
     json_object_set_new(j, "devices", p.a);
     if (more && p.last_copy != NULL)
-        json_object_set_new(j, "nextPageToken", token_encode(p.last_copy));
+        json_object_set_new(j, "nextPageToken", lkd_page_token_encode(p.last_copy));
     free(p.last_copy);
     lkd_reply_json(c, 200, j);
 out:

@@ -26,6 +26,13 @@ void lkd_device_body_free(struct lkd_device_body *b);
 int lkd_device_load(struct lkd_call *c, const lk_reg_name *n, const char *dev, lk_reg_device *out,
                     lk_reg_config *cfg);
 
+/* Device page tokens (devices.list, the console's search): base64url of
+ * "d:" and the last id given, opaque to clients. decode: 0 with the id in
+ * id[id_size], or -1 when tok is not one (not base64url, not "d:", not a
+ * device id). encode: a JSON string, or NULL (out of memory). */
+int lkd_page_token_decode(const char *tok, char *id, size_t id_size);
+json_t *lkd_page_token_encode(const char *id);
+
 /* :modifyCloudToDeviceConfig, :sendCommandToDevice, /configVersions, /states. */
 void lkd_api_device_ops(struct lkd_call *c, const lk_reg_name *n, const char *dev, const char *sub);
 

@@ -246,7 +246,7 @@ static int authenticate(struct lkd_call *c, const char *h)
     if (h == NULL) {
         lkd_reply_error(c, LKD_UNAUTHENTICATED,
                         "Request is missing required authentication credential: a service account's "
-                        "Bearer token");
+                        "Bearer token or a console session");
         return -1;
     }
     if (strncasecmp(h, "Bearer ", 7) != 0) {
@@ -333,6 +333,13 @@ int lkd_authenticate(struct lkd_call *c)
         lkd_reply_error(c, LKD_UNAUTHENTICATED, "the Bearer token is empty or longer than %u bytes",
                         LK_VERIFY_MAX_LEN);
         return -1;
+    }
+    /* An Authorization header wins; without one, a console session's
+     * cookie (console_auth.c). */
+    if (!present) {
+        int k = lkd_session_authenticate(c);
+        if (k != 0)
+            return k > 0 ? 0 : -1;
     }
     int rc = authenticate(c, h);
     lkd_wipe_authorization(h, n);

@@ -34,6 +34,7 @@ void lkd_config_defaults(struct lkd_config *c)
     c->device_cache = 65536;
     c->base64_padding = 1;
     c->push_max_in_flight = 64;
+    c->metrics_sample_seconds = 60;
 }
 
 static int set_str(char **dst, const char *v)
@@ -91,6 +92,8 @@ int lkd_config_set(struct lkd_config *c, const char *key, const char *value, cha
         {"push_oidc_key", &c->push_oidc_key, NULL, 0, 0},
         {"push_oidc_issuer", &c->push_oidc_issuer, NULL, 0, 0},
         {"push_max_in_flight", NULL, &c->push_max_in_flight, 1, 1000},
+        {"metrics_file", &c->metrics_file, NULL, 0, 0},
+        {"metrics_sample_seconds", NULL, &c->metrics_sample_seconds, 1, 60},
         {"publish_wait_ms", NULL, &c->publish_wait_ms, 100, 60000},
         {"bridge_max_pending", NULL, &c->bridge_max_pending, 1, 1000000},
         {"skew", NULL, &c->skew, 0, 3600},
@@ -115,6 +118,18 @@ int lkd_config_set(struct lkd_config *c, const char *key, const char *value, cha
             return 0;
         snprintf(why, why_size, "%s must be on or off", key);
         return -1;
+    }
+    if (strcmp(key, "metrics_allow_unauthenticated") == 0) {
+        int on = 0;
+        if (strcmp(value, "loopback") == 0)
+            c->metrics_unauthenticated = 1;
+        else if (set_bool(&on, value) == 0)
+            c->metrics_unauthenticated = on ? 2 : 0;
+        else {
+            snprintf(why, why_size, "metrics_allow_unauthenticated must be off, loopback or on");
+            return -1;
+        }
+        return 0;
     }
     if (strcmp(key, "base64_padding") == 0) {
         /* the plugin's words: allow or refuse '=' padding in tokens */
@@ -235,5 +250,6 @@ void lkd_config_free(struct lkd_config *c)
     free(c->push_ca);
     free(c->push_oidc_key);
     free(c->push_oidc_issuer);
+    free(c->metrics_file);
     memset(c, 0, sizeof *c);
 }

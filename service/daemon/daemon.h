@@ -72,6 +72,10 @@ struct lkd_config {
     unsigned push_max_in_flight; /* POSTs at once per subscription */
     char *push_oidc_key;     /* PEM RSA private key that signs OIDC push tokens */
     char *push_oidc_issuer;  /* their iss; default https://<admin_listen> */
+    /* metrics (metrics.c, docs/metrics.md) */
+    char *metrics_file;      /* the broker plugin's plugin_opt_metrics_file, or NULL */
+    int metrics_unauthenticated; /* /metrics without credentials: 0 off, 1 loopback peers, 2 anyone */
+    unsigned metrics_sample_seconds; /* the series' step (60) */
 };
 void lkd_config_defaults(struct lkd_config *c);
 /* Read "key value" lines (# comments); 0, or -1 with why. */
@@ -87,6 +91,7 @@ struct lkd_bridge; /* the connection to the broker (bridge.c) */
 struct lkd_devcache; /* devices' parsed credentials (device_auth.c) */
 struct lkd_push;     /* the push worker (push.c) */
 struct lkd_oidc;     /* the key that signs push tokens (oidc.c) */
+struct lkd_metrics;  /* the plugin's metrics file and the series (metrics.c) */
 
 struct lkd {
     struct lkd_config cfg;
@@ -120,6 +125,8 @@ struct lkd {
     struct lkd_push *push;
     lk_spool *spool;         /* the loop's own handle: :stats and /metrics */
     struct lkd_oidc *oidc;
+    struct lkd_console *console; /* operators' sessions and sign-in limits (console_auth.c) */
+    struct lkd_metrics *metrics;
 };
 
 int lkd_is_loopback(const char *addr);
@@ -198,6 +205,34 @@ char *lkd_oidc_sign(const struct lkd_oidc *o, const char *aud, const char *email
  * is one of them (answered), else 0. */
 int lkd_oidc_serve(const struct lkd_oidc *o, struct evhttp_request *req, const char *path);
 
+/* ---- metrics (metrics.c, series.c; docs/metrics.md) ---- */
+
+/* Maps metrics_file (when set; a missing or bad file is logged and read
+ * again later) and starts the series' sampling: 0, or -1. */
+int lkd_metrics_start(struct lkd *d);
+void lkd_metrics_stop(struct lkd *d);
+/* Counts req's answer (status, time) once it is sent. */
+void lkd_metrics_request(struct evhttp_request *req);
+/* GET /metrics: answered. */
+void lkd_metrics_serve(struct lkd *d, struct evhttp_request *req);
+/* /console/api/projects/P/series and .../devices/D/refusals: 1 when path
+ * is one of them (answered), else 0. */
+int lkd_metrics_console(struct lkd *d, struct evhttp_request *req, const char *path);
+
+/* The per-minute series: LKD_SERIES_LEN samples (24 h of minutes). */
+#define LKD_SERIES_LEN 1440u
+struct lkd_series;
+struct lk_mshm;
+int lkd_series_new(unsigned step, int64_t now, struct lkd_series **out);
+void lkd_series_free(struct lkd_series *s);
+/* One sample of the counters in m (NULL: the file cannot be read; a
+ * column of zeros). */
+void lkd_series_sample(struct lkd_series *s, const struct lk_mshm *m, int64_t now);
+/* {"step","end","connects","events","states","refusals":{REASON:[...]}}
+ * summed over project's registries, the last `minutes` samples oldest
+ * first; NULL out of memory. */
+json_t *lkd_series_json(const struct lkd_series *s, const char *project, unsigned minutes);
+
 /* ---- one API call (http.c) ---- */
 
 typedef enum lkd_role {
@@ -210,9 +245,11 @@ struct lkd_principal {
     char project[64];
     char key_id[48];
     lkd_role role;
-    int how;                 /* 1 self-signed JWT, 2 access token */
+    int how;                 /* 1 self-signed JWT, 2 access token, LKD_HOW_SESSION console cookie
+                                (email "operator:NAME") */
 };
 
+#define LKD_HOW_SESSION 3
 #define LKD_SEG_MAX 12
 struct lkd_call {
     struct lkd *d;
@@ -292,6 +329,27 @@ void lkd_token_endpoint(struct lkd *d, struct evhttp_request *req);
 int lkd_require(struct lkd_call *c, const char *project, lkd_role need);
 const char *lkd_role_name(lkd_role r);
 
+/* ---- people (console_auth.c, docs/console.md "Sign-in and accounts") ---- */
+
+struct lkd_console;
+int lkd_console_new(struct lkd_console **out);   /* 0, or -1 (no memory) */
+void lkd_console_free(struct lkd_console *k);
+/* POST /console/api/signin, GET /console/api/session, POST
+ * /console/api/signout: 1 when path is one of them (answered), else 0. */
+int lkd_console_auth_route(struct lkd *d, struct evhttp_request *req, const char *path);
+/* The lk_session cookie as the call's principal (lkd_authenticate, without
+ * an Authorization header): 1 with c->who set, 0 when there is no cookie,
+ * -1 after replying (UNAUTHENTICATED: unknown or ended session;
+ * PERMISSION_DENIED: a change without the session's X-CSRF-Token). */
+int lkd_session_authenticate(struct lkd_call *c);
+/* Who the registry records for the changes the call makes (the audit
+ * record): set before the handler runs, cleared by lkd_audit_end once it
+ * returned (the one loop thread owns d->reg). */
+void lkd_audit_begin(struct lkd_call *c);
+void lkd_audit_end(struct lkd *d);
+/* GET /v1/projects/P/auditRecords (api_audit.c): admin of P. */
+void lkd_api_audit(struct lkd_call *c);
+
 /* ---- proto3 JSON (pjson.c) ---- */
 
 /* The request's body into c->body: one JSON object (duplicate names
@@ -352,6 +410,8 @@ void lkd_api_devices(struct lkd_call *c, const lk_reg_name *n, const char *devic
 void lkd_api_iam(struct lkd_call *c, const lk_reg_name *n);
 void lkd_api_service_accounts(struct lkd_call *c);
 void lkd_api_subscriptions(struct lkd_call *c);
+/* GET /console/api/projects/P/... (console_api.c): the console's fleet data. */
+void lkd_console_dispatch(struct lkd_call *c);
 
 /* A registry name from projects/P/locations/L/registries/R segments; the
  * ids are checked (INVALID_ARGUMENT replied, -1). */

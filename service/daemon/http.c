@@ -16,6 +16,7 @@
 #include <event2/keyvalq_struct.h>
 
 
+#include "console.h"
 #include "daemon.h"
 
 struct bufferevent *lkd_http_bev(struct event_base *base, void *arg)
@@ -108,35 +109,6 @@ static int ambiguous_length(struct evhttp_request *req)
     return n > 1;
 }
 
-/* GET /metrics: Prometheus' text format, unauthenticated, to loopback
- * peers only (a local agent scrapes it; the figures name subscriptions). */
-static void serve_metrics(struct lkd *d, struct evhttp_request *req)
-{
-    char *host = NULL;
-    ev_uint16_t port = 0;
-    struct evhttp_connection *con = evhttp_request_get_connection(req);
-    if (con != NULL)
-        evhttp_connection_get_peer(con, &host, &port);
-    if (host == NULL || !(lkd_is_loopback(host) || strncmp(host, "::ffff:127.", 11) == 0)) {
-        lkd_send_error(req, LKD_PERMISSION_DENIED, "/metrics is served to loopback addresses only");
-        return;
-    }
-    if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
-        lkd_send_error(req, LKD_NOT_FOUND, "/metrics takes GET");
-        return;
-    }
-    struct evbuffer *b = evbuffer_new();
-    if (b == NULL || lkd_push_metrics(d, b) != 0) {
-        if (b)
-            evbuffer_free(b);
-        lkd_send_error(req, LKD_UNAVAILABLE, "the metrics cannot be read now");
-        return;
-    }
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain; version=0.0.4");
-    evhttp_send_reply(req, 200, "OK", b);
-    evbuffer_free(b);
-}
-
 /* Both listeners: framing, path, query, body; then who calls (a service
  * account on the admin listener, a device on the device listener, which
  * needs the path first) and the dispatch. */
@@ -145,6 +117,7 @@ static void serve(struct lkd *d, struct evhttp_request *req, int device)
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     enum evhttp_cmd_type m = evhttp_request_get_command(req);
+    lkd_metrics_request(req);
     if (ambiguous_length(req)) {
         char peer[64];
         peer_of(req, peer, sizeof peer);
@@ -168,10 +141,18 @@ static void serve(struct lkd *d, struct evhttp_request *req, int device)
     if (!device && lkd_oidc_serve(d->oidc, req, path))
         return;
     if (!device && strcmp(path, "/metrics") == 0) {
-        serve_metrics(d, req);
+        lkd_metrics_serve(d, req);
         return;
     }
-    if (strncmp(path, "/v1/", 4) != 0) {
+    if (!device && strncmp(path, "/console/api/", 13) == 0 && lkd_console_auth_route(d, req, path))
+        return;
+    if (!device && strncmp(path, "/console/api/", 13) == 0 && lkd_metrics_console(d, req, path))
+        return;
+    if (!device && lkd_console_serve(req, path))
+        return;
+    /* The console's data (console_api.c): the API's framing and auth. */
+    int console = !device && strncmp(path, "/console/api/projects/", 22) == 0;
+    if (strncmp(path, "/v1/", 4) != 0 && !console) {
         lkd_send_error(req, LKD_NOT_FOUND, "no such path (the API is under /v1/)");
         return;
     }
@@ -192,7 +173,7 @@ static void serve(struct lkd *d, struct evhttp_request *req, int device)
     if (!device && lkd_authenticate(c) != 0)
         return;
     const char *msg = "out of memory";
-    if (split_path(c, path + 4, &msg) != 0) {
+    if (split_path(c, path + (console ? 13 : 4), &msg) != 0) {
         lkd_reply_error(c, LKD_INVALID_ARGUMENT, "%s", msg);
         return;
     }
@@ -226,7 +207,14 @@ static void serve(struct lkd *d, struct evhttp_request *req, int device)
               strcmp(c->seg[6], "devices") == 0 && strcmp(c->seg[4], "registries") == 0;
     if ((m == EVHTTP_REQ_POST || m == EVHTTP_REQ_PATCH || m == EVHTTP_REQ_PUT) && !raw && lkd_read_body(c) != 0)
         return;
-    lkd_api_dispatch(c);
+    /* the changes the call makes are recorded with who made them; c may be
+     * gone when dispatch returns */
+    lkd_audit_begin(c);
+    if (console)
+        lkd_console_dispatch(c);
+    else
+        lkd_api_dispatch(c);
+    lkd_audit_end(d);
 }
 
 void lkd_http_request(struct evhttp_request *req, void *arg)

@@ -278,7 +278,8 @@ static int start(struct lkd *d)
         lkd_log("registry %s: %s (%s)", cfg->registry, why, lk_errname(err));
         return -1;
     }
-    if (lk_verifier_new(&d->ver) != LK_OK || lkd_tokens_new(&d->tokens) != LK_OK) {
+    if (lk_verifier_new(&d->ver) != LK_OK || lkd_tokens_new(&d->tokens) != LK_OK ||
+        lkd_console_new(&d->console) != 0) {
         lkd_log("out of memory");
         return -1;
     }
@@ -338,6 +339,8 @@ static int start(struct lkd *d)
     }
     if (cfg->spool != NULL && lkd_push_start(d) != 0)
         return -1;
+    if (lkd_metrics_start(d) != 0)
+        return -1;
     d->sig_term = evsignal_new(d->base, SIGTERM, on_term, d);
     d->sig_int = evsignal_new(d->base, SIGINT, on_term, d);
     d->sig_hup = evsignal_new(d->base, SIGHUP, on_hup, d);
@@ -373,6 +376,7 @@ static int start(struct lkd *d)
 
 static void stop(struct lkd *d)
 {
+    lkd_metrics_stop(d);
     lkd_push_stop(d);
     lkd_oidc_free(d->oidc);
     lkd_bridge_stop(d);
@@ -395,6 +399,7 @@ static void stop(struct lkd *d)
     if (d->dev_ssl)
         SSL_CTX_free(d->dev_ssl);
     lkd_tokens_free(d->tokens);
+    lkd_console_free(d->console);
     lk_verifier_free(d->ver);
     lkd_devcache_free(d->devcache);
     lk_vcache_free(d->vcache);

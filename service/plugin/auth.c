@@ -20,6 +20,7 @@
 
 #include "latchkey/lk_util.h"
 #include "plugin.h"
+#include "../common/lk_metrics_shm.h"
 
 static const char *auth__addr(struct mosquitto *client)
 {
@@ -44,14 +45,18 @@ static const char *auth__printable(const char *s, char *buf, size_t size)
 }
 
 /* kind: what the rate limit of refusal logs counts by (a literal, or the
- * error's symbol); transient: the server's failure, not the client's. */
-static int auth__deny(struct mosquitto *client, const char *who, const char *reason, lk_err err,
-                      int transient)
+ * error's symbol); transient: the server's failure, not the client's;
+ * metric: the refusal's reason in the metrics (enum lk_mshm_reason); dev:
+ * the device's path when a device was refused (its ring of refusals). */
+static int auth__deny(struct mosquitto *client, const char *who, const char *dev, const char *reason,
+                      lk_err err, int transient, unsigned metric)
 {
     const char *addr = auth__addr(client);
     char safe[256];
+    int64_t now = clock__now();
 
-    if (refusals__allow(addr, err ? lk_errname(err) : reason, clock__now())) {
+    metrics__refused(dev, metric, reason, now);
+    if (refusals__allow(addr, err ? lk_errname(err) : reason, now)) {
         auth__printable(who, safe, sizeof safe);
         if (err)
             mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "refused %s from %s: %s (%s)%s",
@@ -66,16 +71,38 @@ static int auth__deny(struct mosquitto *client, const char *who, const char *rea
 }
 
 /* The client's doing: CONNACK 5. */
-static int auth__refuse(struct mosquitto *client, const char *who, const char *reason, lk_err err)
+static int auth__refuse(struct mosquitto *client, const char *who, const char *reason, lk_err err,
+                        unsigned metric)
 {
-    return auth__deny(client, who, reason, err, 0);
+    return auth__deny(client, who, NULL, reason, err, 0, metric);
 }
 
 /* The server's: no CONNACK, the client backs off and retries. */
 static int auth__unavailable(struct mosquitto *client, const char *who, const char *reason,
                              lk_err err)
 {
-    return auth__deny(client, who, reason, err, 1);
+    return auth__deny(client, who, NULL, reason, err, 1, LK_MSHM_R_UNAVAILABLE);
+}
+
+/* A device's refusal: the client's doing, or with metric RATE_LIMITED or
+ * UNAVAILABLE the server's. */
+static int auth__device_deny(struct mosquitto *client, const char *id, const char *reason, lk_err err,
+                             unsigned metric)
+{
+    int transient = metric == LK_MSHM_R_RATE_LIMITED || metric == LK_MSHM_R_UNAVAILABLE;
+
+    return auth__deny(client, id, id, reason, err, transient, metric);
+}
+
+/* What a token's refusal counts as. */
+static unsigned auth__token_metric(lk_err err)
+{
+    switch (err) {
+    case LK_ERR_TOKEN_EXPIRED:
+    case LK_ERR_TOKEN_FUTURE:
+    case LK_ERR_TOKEN_LIFETIME: return LK_MSHM_R_EXPIRED_TOKEN;
+    default: return LK_MSHM_R_INVALID_TOKEN;
+    }
 }
 
 /* # Devices */
@@ -90,40 +117,46 @@ static int auth__device(struct mosquitto *client, const char *id, const lk_devic
     char why[200] = "", reason[300], until[32];
     int64_t now = clock__now();
     int hit = 0, jit, registered = 0;
+    int64_t lookup;
     lk_err err;
     uint32_t limit;
 
     if (!password)
-        return auth__refuse(client, id, "no password (the token)", LK_OK);
+        return auth__device_deny(client, id, "no password (the token)", LK_OK, LK_MSHM_R_NO_PASSWORD);
     /* IoT Core's devices spoke MQTT 3.1.1 with a clean session only. A
      * persistent session would bring back subscriptions the plugin never
      * saw (config and commands go only to subscriptions it saw) and keep
      * messages for a device that is gone; MQTT 5 would add will delays and
      * session expiry that a plugin cannot see. */
     if (mosquitto_client_protocol_version(client) != 4)
-        return auth__refuse(client, id, mosquitto_client_protocol_version(client) == 5
-                            ? "MQTT 5: devices must use MQTT 3.1.1, as IoT Core required"
-                            : "MQTT 3.1: devices must use MQTT 3.1.1, as IoT Core required", LK_OK);
+        return auth__device_deny(client, id, mosquitto_client_protocol_version(client) == 5
+                                 ? "MQTT 5: devices must use MQTT 3.1.1, as IoT Core required"
+                                 : "MQTT 3.1: devices must use MQTT 3.1.1, as IoT Core required",
+                                 LK_OK, LK_MSHM_R_PROTOCOL);
     if (!mosquitto_client_clean_session(client))
-        return auth__refuse(client, id, "clean session off: devices must connect with a clean "
-                            "session, as IoT Core required", LK_OK);
+        return auth__device_deny(client, id, "clean session off: devices must connect with a "
+                                 "clean session, as IoT Core required", LK_OK, LK_MSHM_R_PROTOCOL);
     if (plg.ticks == 0 && now - plg.started > 3)
-        return auth__unavailable(client, id, "the broker's tick does not arrive "
-                                 "(per_listener_settings must be false)", LK_OK);
+        return auth__device_deny(client, id, "the broker's tick does not arrive "
+                                 "(per_listener_settings must be false)", LK_OK,
+                                 LK_MSHM_R_UNAVAILABLE);
     /* A registry with JIT on lets x5c through (ignored for known devices)
      * and takes longer tokens, room for a chain. */
     jit = jit__enabled(p, &err);
     if (jit < 0)
-        return auth__unavailable(client, id, "the registry could not be read", err);
+        return auth__device_deny(client, id, "the registry could not be read", err,
+                                 LK_MSHM_R_UNAVAILABLE);
     /* Cached device data is as fresh as the change feed: once the feed has
      * been unreadable for longer than confirm_timeout, read the device. */
+    lookup = metrics__start();
     d = devices__get(p, id, devices__stale(now), &err);
+    metrics__lookup(lookup);
     if (!d && err == LK_ERR_REG_NOT_FOUND && jit) {
         switch (jit__register(p, password, now, reason, sizeof reason, &err)) {
         case JIT_REFUSED:
-            return auth__refuse(client, id, reason, err);
+            return auth__device_deny(client, id, reason, err, LK_MSHM_R_JIT_REFUSED);
         case JIT_UNAVAILABLE:
-            return auth__unavailable(client, id, reason, err);
+            return auth__device_deny(client, id, reason, err, LK_MSHM_R_UNAVAILABLE);
         case JIT_REGISTERED:
             mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "%s from %s: %s", id,
                                  auth__addr(client), reason);
@@ -135,13 +168,15 @@ static int auth__device(struct mosquitto *client, const char *id, const lk_devic
     }
     if (!d) {
         if (err == LK_ERR_REG_NOT_FOUND)
-            return auth__refuse(client, id, "no such device", err);
-        return auth__unavailable(client, id, "the registry could not be read", err);
+            return auth__device_deny(client, id, "no such device", err, LK_MSHM_R_NO_SUCH_DEVICE);
+        return auth__device_deny(client, id, "the registry could not be read", err,
+                                 LK_MSHM_R_UNAVAILABLE);
     }
     if (d->blocked)
-        return auth__refuse(client, id, "the device is blocked", LK_OK);
+        return auth__device_deny(client, id, "the device is blocked", LK_OK, LK_MSHM_R_BLOCKED);
     if (d->mqtt == LK_REG_STATE_DISABLED)
-        return auth__refuse(client, id, "MQTT is disabled for the registry", LK_OK);
+        return auth__device_deny(client, id, "MQTT is disabled for the registry", LK_OK,
+                                 LK_MSHM_R_MQTT_DISABLED);
 
     lk_verify_policy_init(&pol, p->project, strlen(p->project), now);
     pol.skew = plg.opt.skew;
@@ -153,22 +188,25 @@ static int auth__device(struct mosquitto *client, const char *id, const lk_devic
                                  (lk_cred *const *)d->creds, d->ncreds, &pol, &info, &hit,
                                  why, sizeof why);
     /* The server's failure, not a judgement of the token: no CONNACK. */
+    if (plg.vcache)
+        metrics__cache(hit);
     if (err == LK_ERR_NOMEM || err == LK_ERR_CRYPTO)
-        return auth__unavailable(client, id, "the token could not be checked", err);
+        return auth__device_deny(client, id, "the token could not be checked", err,
+                                 LK_MSHM_R_UNAVAILABLE);
     if (err) {
         snprintf(reason, sizeof reason, "%s%s%s", lk_strerror(err), why[0] ? ": " : "", why);
-        return auth__refuse(client, id, reason, err);
+        return auth__device_deny(client, id, reason, err, auth__token_metric(err));
     }
     /* Counted only once the token is good, so that no one but the device
      * can use up its connects; every takeover costs a TLS handshake. */
     limit = limits__pin(d->num_id);
     if (limit == LIMIT_NONE)
-        return auth__unavailable(client, id, "every entry of the limit table is in use "
-                                 "(plugin_opt_limit_table)", LK_OK);
+        return auth__device_deny(client, id, "every entry of the limit table is in use "
+                                 "(plugin_opt_limit_table)", LK_OK, LK_MSHM_R_UNAVAILABLE);
     if (!limits__connect(limit, clock__now_ms())) {
         limits__unpin(limit);
-        return auth__unavailable(client, id, "it connects too often (plugin_opt_connect_burst, "
-                                 "plugin_opt_connects_per_minute)", LK_OK);
+        return auth__device_deny(client, id, "it connects too often (plugin_opt_connect_burst, "
+                                 "plugin_opt_connects_per_minute)", LK_OK, LK_MSHM_R_RATE_LIMITED);
     }
 
     /* The connection's own record: a copy of what it needs, since the cache
@@ -176,7 +214,7 @@ static int auth__device(struct mosquitto *client, const char *id, const lk_devic
     c = conn__new(client, CONN_DEVICE, id);
     if (!c) {
         limits__unpin(limit);
-        return auth__unavailable(client, id, "out of memory", LK_ERR_NOMEM);
+        return auth__device_deny(client, id, "out of memory", LK_ERR_NOMEM, LK_MSHM_R_UNAVAILABLE);
     }
     c->limit = limit;
     c->path = *p;
@@ -192,6 +230,7 @@ static int auth__device(struct mosquitto *client, const char *id, const lk_devic
     c->gateway_type = d->gateway_type;
     c->gateway_auth = d->gateway_auth;
 
+    metrics__connected(c);
     conn__supersede(c);
     gateway__direct(c);
     conn__schedule(c);
@@ -238,24 +277,24 @@ static int auth__backend(struct mosquitto *client, const char *id, const char *u
 
     snprintf(who, sizeof who, "backend %s (client id %s)", name, id ? id : "");
     if (!lk_id_valid(name, nlen))
-        return auth__refuse(client, who, "not a valid backend name", LK_OK);
+        return auth__refuse(client, who, "not a valid backend name", LK_OK, LK_MSHM_R_BACKEND);
     /* Mosquitto closes the older connection of a client id: a backend that
      * could take any id could close another project's backend. Names are
      * unique and hold no '/', so NAME and NAME/... are this backend's alone
      * (and never a device path). */
     if (!backends__id_ok(name, id))
         return auth__refuse(client, who, "a backend's client id must be its name, or its name "
-                            "followed by '/' and anything (NAME/worker-1)", LK_OK);
+                            "followed by '/' and anything (NAME/worker-1)", LK_OK, LK_MSHM_R_BACKEND);
     if (!password)
-        return auth__refuse(client, who, "no password (the secret)", LK_OK);
+        return auth__refuse(client, who, "no password (the secret)", LK_OK, LK_MSHM_R_BACKEND);
     err = lk_registry_backend_lookup(plg.reg, name, project, stored);
     if (err == LK_ERR_REG_NOT_FOUND)
-        return auth__refuse(client, who, "no such backend", err);
+        return auth__refuse(client, who, "no such backend", err, LK_MSHM_R_BACKEND);
     if (err)
         return auth__unavailable(client, who, "the registry could not be read", err);
     if (!auth__secret_ok(password, stored)) {
         lk_wipe(stored, sizeof stored);
-        return auth__refuse(client, who, "wrong secret", LK_OK);
+        return auth__refuse(client, who, "wrong secret", LK_OK, LK_MSHM_R_BACKEND);
     }
 
     c = conn__new(client, CONN_BACKEND, id);
@@ -291,32 +330,32 @@ static int auth__bridge(struct mosquitto *client, const char *id, const char *us
 
     snprintf(who, sizeof who, "latchkeyd bridge %s (client id %s)", name, id ? id : "");
     if (!lk_id_valid(name, strlen(name)))
-        return auth__refuse(client, who, "not a valid bridge name", LK_OK);
+        return auth__refuse(client, who, "not a valid bridge name", LK_OK, LK_MSHM_R_BACKEND);
     /* One id per bridge: another client cannot take it over (Mosquitto
      * closes the older connection of a client id) without the secret. */
     if (!id || strcmp(id, username))
         return auth__refuse(client, who, "a bridge's client id must be its username "
-                            "(latchkeyd:NAME)", LK_OK);
+                            "(latchkeyd:NAME)", LK_OK, LK_MSHM_R_BACKEND);
     /* latchkeyd reads the PUBACK's reason code (0x87: the device's rate),
      * which only MQTT 5 has; a persistent session would keep what the
      * plugin never saw. */
     if (proto != 5)
         return auth__refuse(client, who, "not MQTT 5: latchkeyd's bridge must use MQTT 5 "
-                            "(it reads PUBACK reason codes)", LK_OK);
+                            "(it reads PUBACK reason codes)", LK_OK, LK_MSHM_R_BACKEND);
     if (!mosquitto_client_clean_session(client))
         return auth__refuse(client, who, "clean start off: latchkeyd's bridge must connect with "
-                            "a clean start", LK_OK);
+                            "a clean start", LK_OK, LK_MSHM_R_BACKEND);
     if (!password)
-        return auth__refuse(client, who, "no password (the secret)", LK_OK);
+        return auth__refuse(client, who, "no password (the secret)", LK_OK, LK_MSHM_R_BACKEND);
     err = lk_registry_bridge_lookup(plg.reg, name, stored);
     if (err == LK_ERR_REG_NOT_FOUND)
-        return auth__refuse(client, who, "no such bridge", err);
+        return auth__refuse(client, who, "no such bridge", err, LK_MSHM_R_BACKEND);
     if (err)
         return auth__unavailable(client, who, "the registry could not be read", err);
     match = auth__secret_ok(password, stored);
     lk_wipe(stored, sizeof stored);
     if (!match)
-        return auth__refuse(client, who, "wrong secret", LK_OK);
+        return auth__refuse(client, who, "wrong secret", LK_OK, LK_MSHM_R_BACKEND);
 
     c = conn__new(client, CONN_BRIDGE, id);
     if (!c || !(c->backend_name = strdup(name))) {
@@ -355,7 +394,7 @@ int auth__basic(int event, void *event_data, void *userdata)
         return auth__bridge(ed->client, id, ed->username, ed->password);
     return auth__refuse(ed->client, id && *id ? id : "(no client id)",
                         "neither a device path (projects/P/locations/L/registries/R/devices/D) "
-                        "nor a backend nor latchkeyd's bridge", LK_OK);
+                        "nor a backend nor latchkeyd's bridge", LK_OK, LK_MSHM_R_PROTOCOL);
 }
 
 /* # Disconnect */

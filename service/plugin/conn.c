@@ -457,6 +457,7 @@ void conn__free(struct plg_conn *c)
 {
     struct plg_conn **pp;
 
+    metrics__gone(c);
     /* A gateway's devices go with it (gateway__gone told them offline). */
     while (c->att_head)
         conn__free(c->att_head);

@@ -80,6 +80,7 @@ void deliver__config(struct plg_conn *c)
     c->config_force = 0;
     c->config_sent = l.version;
     activity__note(c->num_id, ACT_CONFIG_SEND, now, NULL);
+    metrics__message(&c->path, METRIC_CONFIG);
     mosquitto_log_printf(MOSQ_LOG_INFO, PLG_LOG_PREFIX "%s: sent config version %" PRId64
                          " (%zu bytes, QoS %d)", c->client_id, l.version, l.len, c->config_qos);
 }
@@ -182,6 +183,7 @@ void deliver__commands(int64_t now)
                 && mosquitto_broker_publish(conn__target(c), topic, (int)d->len, d->data,
                                          c->commands_qos, false, NULL) == MOSQ_ERR_SUCCESS) {
                 d->data = NULL; /* the broker owns it now */
+                metrics__message(&c->path, METRIC_COMMAND);
                 mosquitto_log_printf(MOSQ_LOG_INFO, PLG_LOG_PREFIX "%s: command %" PRId64
                                      " delivered (%zu bytes)", c->client_id, d->id, d->len);
             } else {

@@ -76,8 +76,10 @@ void message__accepted(const lk_device_name *path, uint64_t num_id, enum plg_top
         /* written now, or kept until the registry is free again (stateq.c) */
         stateq__add(path, num_id, payload, len, now);
         activity__note(num_id, ACT_STATE, now, NULL);
+        metrics__message(path, METRIC_STATE);
     } else {
         activity__note(num_id, ACT_EVENT, now, NULL);
+        metrics__message(path, METRIC_EVENT);
     }
 }
 

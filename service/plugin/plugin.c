@@ -116,6 +116,12 @@ static int plugin__options(struct mosquitto_opt *opts, int n)
                 return -1;
             continue;
         }
+        if (!strcmp(k, "metrics_file")) {
+            free(o->metrics_file);
+            if (!(o->metrics_file = strdup(val)))
+                return -1;
+            continue;
+        }
         if (!strcmp(k, "spool_sync")) {
             if (strcmp(val, "normal") && strcmp(val, "full")) {
                 mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX
@@ -506,6 +512,8 @@ static void plugin__free(void)
         lk_registry_close(plg.reg);
     free(plg.opt.registry);
     free(plg.opt.spool);
+    metrics__cleanup();
+    free(plg.opt.metrics_file);
     activity__cleanup();
     stateq__cleanup();
     memset(&plg, 0, sizeof plg);
@@ -538,7 +546,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
         goto error;
     if (plg.opt.token_cache && lk_vcache_new(plg.opt.token_cache, &plg.vcache) != LK_OK)
         goto error;
-    if (route__init())
+    if (route__init() || metrics__init())
         goto error;
     if (devices__init(plg.opt.device_cache) || conn__init(message__offline, gateway__drop) || limits__init(plg.opt.limit_table))
         goto error;

@@ -75,6 +75,7 @@ struct plg_options {
     unsigned jit_per_minute;     /* JIT attempts, all registries together ... */
     unsigned jit_burst;          /* ... with this burst */
     unsigned state_wait_max;     /* devices whose state report waits for a busy registry (stateq.c) */
+    char *metrics_file;          /* plugin_opt_metrics_file: the shared counters (metrics.c), or NULL */
 };
 
 /* # Devices: cached authentication data (devices.c) */
@@ -137,6 +138,7 @@ struct plg_conn {
     int config_force;            /* (re)send even if config_sent is current */
     int commands_qos;            /* -1: not subscribed */
     uint32_t limit;              /* the device's entry in limits.c (pinned) */
+    uint32_t mslot;              /* its registry's slot in the metrics file + 1 (0: not counted) */
     /* gateways (a CONN_DEVICE whose gateway_type is GATEWAY) */
     lk_reg_gateway_type gateway_type;
     lk_reg_gateway_auth gateway_auth;
@@ -451,6 +453,29 @@ int limits__state(uint32_t i, int64_t now_ms);
 int refusals__allow(const char *addr, const char *reason, int64_t now);
 void refusals__tick(int64_t now);
 void refusals__cleanup(void);
+
+/* # Metrics: the shared counters (metrics.c, service/common/lk_metrics_shm.h) */
+
+/* Makes plugin_opt_metrics_file (if set): 0, or -1 logged. Every other
+ * call does nothing while it is unset. */
+int metrics__init(void);
+void metrics__cleanup(void);
+/* A device connection accepted (counted in its registry's open
+ * connections) / its record freed. */
+void metrics__connected(struct plg_conn *c);
+void metrics__gone(struct plg_conn *c);
+/* A refused connect: reason is an enum lk_mshm_reason; device the client
+ * id (a device's path goes into the ring of recent refusals with detail,
+ * which must never hold a token). */
+void metrics__refused(const char *device, unsigned reason, const char *detail, int64_t now);
+enum plg_metric { METRIC_EVENT, METRIC_STATE, METRIC_CONFIG, METRIC_COMMAND };
+void metrics__message(const lk_device_name *p, enum plg_metric what);
+/* A verified-token cache lookup: hit or miss. */
+void metrics__cache(int hit);
+/* The registry lookup of a connect: metrics__lookup(metrics__start()'s
+ * value) once it is done (0 when metrics are off: nothing measured). */
+int64_t metrics__start(void);
+void metrics__lookup(int64_t start);
 
 /* # Activity: in-memory times, flushed together (activity.c) */
 

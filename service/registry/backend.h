@@ -45,9 +45,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "latchkey/lk_reg_console.h"
 #include "latchkey/lk_registry.h"
+#include "latchkey/lk_reg_audit.h"
 
 typedef struct lk_reg_be lk_reg_be; /* one backend connection */
+
+/* A console search as the facade hands it to device_search: the rules
+ * already applied (names checked, times computed from the clock). */
+typedef struct lk_reg_be_search {
+    const char *lo;          /* ids >= lo ("" = from the start) ... */
+    int lo_strict;           /* ... or > lo when 1 (the page cursor) */
+    const char *hi;          /* ids < hi (a prefix's end); NULL = no end */
+    int presence;            /* -1 = any, else lk_reg_presence */
+    int blocked_only, gateways_only;
+    int64_t silent_before;   /* 0 = none; else max(heartbeat, event, state, created) < it */
+    int expiring;            /* 1: a credential expires (not 0) at or before ... */
+    int64_t expiring_by;     /* ... this */
+} lk_reg_be_search;
 
 /* The operations of one storage backend. (Named lk_reg_store, not
  * lk_reg_backend: that public name is a backend *application*.) */
@@ -273,6 +288,25 @@ typedef struct lk_reg_store {
     /* One read by primary key, no transaction needed. NOT_FOUND. */
     lk_err (*bridge_lookup)(lk_reg_be *be, const char *name, uint8_t secret_sha256[32]);
 
+    /* ---- operators and the audit record (schema 8, lk_reg_audit.h) ---- */
+    lk_err (*operator_insert)(lk_reg_be *be, const char *name, const char *project,
+                              lk_reg_sa_role role, const char *record, int64_t created); /* EXISTS */
+    /* One read by primary key, no transaction needed: *o's strings and
+     * *record (the password record) malloc'd. NOT_FOUND. */
+    lk_err (*operator_get)(lk_reg_be *be, const char *name, lk_reg_operator *o, char **record);
+    lk_err (*operator_set_password)(lk_reg_be *be, const char *name, const char *record); /* NOT_FOUND */
+    lk_err (*operator_set_disabled)(lk_reg_be *be, const char *name, int disabled);     /* NOT_FOUND */
+    lk_err (*operator_delete)(lk_reg_be *be, const char *name);                         /* NOT_FOUND */
+    /* stamp is zero in the rows given to cb. */
+    lk_err (*operator_list)(lk_reg_be *be, const char *project,
+                            int (*cb)(void *arg, const lk_reg_operator *o), void *arg);
+    /* Append r (id and time as given: id ignored); *id the new row's. */
+    lk_err (*audit_append)(lk_reg_be *be, const lk_reg_audit_record *r, int64_t *id);
+    /* Delete the rows with id <= max_id or time < before. */
+    lk_err (*audit_prune)(lk_reg_be *be, int64_t max_id, int64_t before);
+    lk_err (*audit_list)(lk_reg_be *be, const lk_reg_audit_query *q,
+                         int (*cb)(void *arg, const lk_reg_audit_record *r), void *arg);
+
     /* ---- presence (schema 6) ---- */
     /* Set the device's presence, time and detail if u->time is not older
      * than what it has (a late flush never undoes a newer record). An
@@ -353,6 +387,20 @@ typedef struct lk_reg_store {
                           size_t *n);
     lk_err (*devices_move)(lk_reg_be *be, int64_t from, int64_t to, lk_reg_change_kind kind,
                            int64_t t);
+
+    /* ---- the console (schema 8) ---- */
+    /* The devices of registry rid that s matches, ordered by device id, at
+     * most limit; cb as device_query's, with the device's earliest set
+     * credential expiry (0 = none). The backend picks what to walk so that
+     * a page costs about the page, not the registry (docs/registry.md). */
+    lk_err (*device_search)(lk_reg_be *be, int64_t rid, const lk_reg_be_search *s,
+                            unsigned limit,
+                            int (*cb)(void *arg, const lk_reg_device *d, int64_t cred_expiry),
+                            void *arg);
+    /* The counts of each registry of project (not the hidden staging ones,
+     * whose id starts with '~'), by location and id. */
+    lk_err (*fleet_counts)(lk_reg_be *be, const char *project,
+                           int (*cb)(void *arg, const lk_reg_fleet_counts *c), void *arg);
 } lk_reg_store;
 
 extern const lk_reg_store lk_reg_sqlite_backend;

@@ -15,6 +15,7 @@
 #include "../verify/verify_internal.h"
 #include "backend.h"
 #include "internal.h"
+#include "latchkey/lk_reg_audit.h"
 
 /* The verifier's: every refusal formats its reason into why the same way. */
 #define failf lk_verify__why
@@ -58,6 +59,14 @@ struct lk_registry {
     unsigned stage_n;
     char stage_stamp[LK_REG_STAMP_MAX];
     lk_reg_checked *checked;    /* lk_registry_import_check's memory (NULL = none) */
+
+    /* the audit record (audit.c): who changes what through this handle;
+     * actor "" = nothing recorded */
+    char actor[LK_AUDIT_ACTOR_MAX + 1];
+    char via[8];
+    char action[LK_AUDIT_ACTION_MAX + 1];
+    char resource[LK_AUDIT_RESOURCE_MAX + 1];
+    char detail[LK_AUDIT_DETAIL_MAX + 1];
 };
 
 /* ---- reasons, time, names (registry.c) ---- */
@@ -180,6 +189,12 @@ lk_err lk_reg__device_absent(lk_registry *reg, const lk_reg_name *name, int64_t 
 lk_err lk_reg__insert_device(lk_registry *reg, const lk_reg_name *name, int64_t rid,
                              const lk_reg_cas *cas, const lk_reg_device_spec *spec, int checked,
                              uint64_t *num_id, char *why, size_t why_size);
+
+/* ---- schema 8: the audit record (registry.c, beside lk_reg__leave) ---- */
+
+/* Inside a write transaction about to commit: when the handle has an actor,
+ * append its audit row (outcome "ok") and now and then prune. */
+lk_err lk_reg__audit_commit(lk_registry *reg, char *why, size_t why_size);
 
 /* ---- schema 6 (presence.c, subscriptions.c) ---- */
 

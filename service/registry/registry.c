@@ -8,7 +8,9 @@
  * and credentials), configs.c (configs and states), feed.c (the broker's
  * calls and the change feed), import.c (bulk import), commands.c (commands
  * and backend applications), query.c (devices a page at a time), bindings.c
- * (gateway bindings); records.c frees what they hand out.
+ * (gateway bindings), audit.c (operators, reading the audit record; the
+ * record is written here, in lk_reg__leave); records.c frees what they
+ * hand out.
  *
  * The shape of every operation:
  *   1. check the arguments that need no database (names, sizes, formats);
@@ -264,6 +266,10 @@ lk_err lk_reg__leave(lk_registry *reg, lk_err err, int tx, char *why, size_t why
         if (err != LK_OK)
             (void)lk_reg__be_fail(reg, err, why, why_size);
     }
+    /* The one place every write commits: its audit row joins it (TX_BROKER,
+     * the broker's own traffic, is never recorded). */
+    if (err == LK_OK && tx == TX_WRITE)
+        err = lk_reg__audit_commit(reg, why, why_size);
     if (err == LK_OK) {
         err = reg->ops->commit(reg->be);
         if (err != LK_OK)
@@ -408,6 +414,103 @@ lk_err lk_reg__load_cas(lk_registry *reg, int64_t rid, lk_reg_cas **out, char *w
         return failf(why, why_size, err2, "a stored CRL cannot be read");
     }
     *out = cas;
+    return LK_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* The audit record (lk_reg_audit.h)                                   */
+/*
+ * lk_reg__leave(), the one place every write transaction commits, calls
+ * lk_reg__audit_commit() before COMMIT, so a change made through a handle
+ * with an actor cannot commit without its row, and a row cannot outlive a
+ * rolled-back change. The actor is the handle's, set by whoever speaks for
+ * a person: latchkeyd per request (one thread, one handle: set before the
+ * handler runs, cleared after it returns), the tool once per run. A change
+ * made in several transactions (an import in batches) leaves one row per
+ * transaction.
+ */
+
+/* Printable ASCII of s (else '?'), cut to size - 1 bytes. */
+static void keep(char *dst, size_t size, const char *s)
+{
+    size_t i = 0;
+    if (s != NULL)
+        for (; s[i] != '\0' && i + 1 < size; i++)
+            dst[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+    dst[i] = '\0';
+}
+
+lk_err lk_registry_set_actor(lk_registry *reg, const char *actor, const char *via)
+{
+    if (reg == NULL)
+        return LK_ERR_ARG;
+    if (actor == NULL || actor[0] == '\0') {
+        reg->actor[0] = reg->via[0] = '\0';
+        return LK_OK;
+    }
+    if (via == NULL || (strcmp(via, "console") != 0 && strcmp(via, "api") != 0 &&
+                        strcmp(via, "tool") != 0))
+        return LK_ERR_ARG;
+    keep(reg->actor, sizeof reg->actor, actor);
+    keep(reg->via, sizeof reg->via, via);
+    return LK_OK;
+}
+
+void lk_registry_set_action(lk_registry *reg, const char *action, const char *resource,
+                            const char *detail)
+{
+    if (reg == NULL)
+        return;
+    keep(reg->action, sizeof reg->action, action);
+    keep(reg->resource, sizeof reg->resource, resource);
+    keep(reg->detail, sizeof reg->detail, detail);
+}
+
+/* The project a resource path names ("projects/P/..."), or "". */
+static void project_of(const char *resource, char *out, size_t size)
+{
+    const char *p, *e;
+    out[0] = '\0';
+    if (strncmp(resource, "projects/", 9) != 0)
+        return;
+    p = resource + 9;
+    e = strchr(p, '/');
+    if (e == NULL)
+        e = p + strlen(p);
+    if ((size_t)(e - p) < size && lk_project_valid(p, (size_t)(e - p))) {
+        memcpy(out, p, (size_t)(e - p));
+        out[e - p] = '\0';
+    }
+}
+
+static lk_err append(lk_registry *reg, const char *outcome, int64_t *id)
+{
+    char project[LK_PROJECT_MAX + 1];
+    lk_reg_audit_record r;
+    project_of(reg->resource, project, sizeof project);
+    memset(&r, 0, sizeof r);
+    r.time = lk_reg__now(reg);
+    r.actor = reg->actor;
+    r.via = reg->via;
+    r.action = reg->action[0] ? reg->action : "unknown";
+    r.resource = reg->resource;
+    r.project = project;
+    r.detail = reg->detail;
+    r.outcome = outcome;
+    return reg->ops->audit_append(reg->be, &r, id);
+}
+
+lk_err lk_reg__audit_commit(lk_registry *reg, char *why, size_t why_size)
+{
+    int64_t id = 0;
+    lk_err err;
+    if (reg->actor[0] == '\0')
+        return LK_OK;
+    if ((err = append(reg, "ok", &id)) == LK_OK && id % LK_REG_AUDIT_PRUNE_EVERY == 0)
+        err = reg->ops->audit_prune(reg->be, id - LK_REG_AUDIT_KEPT,
+                                    lk_reg__now(reg) - (int64_t)LK_REG_AUDIT_DAYS * 86400);
+    if (err != LK_OK)
+        return lk_reg__be_fail(reg, err, why, why_size);
     return LK_OK;
 }
 

@@ -98,6 +98,32 @@
  *                        connected with (NULL = never) and when; 1 when JIT
  *                        registered it.
  *
+ * Version 8 adds, for the console (issue 18, docs/console.md):
+ *   operators            people who sign in: name PRIMARY KEY (WITHOUT
+ *                        ROWID), project, role (lk_reg_sa_role), password
+ *                        (the scrypt record "scrypt$LN$R$P$SALT$HASH", its
+ *                        parameters with it), disabled, created. Failed
+ *                        sign-ins are counted in latchkeyd's memory, not
+ *                        here (a refusal writes nothing).
+ *   audit                who changed what: id AUTOINCREMENT (a page
+ *                        token, never reused), time, actor, via, action,
+ *                        resource, project ('' = none), detail, outcome;
+ *                        indexed by (project, id) and by time (pruning,
+ *                        --since). The newest 1,000,000 rows younger than
+ *                        400 days are kept.
+ * and, for the console's device search and fleet counts (issue 18,
+ * docs/registry.md "Finding devices at scale"), indexes only:
+ *   devices_by_presence  (registry, presence, device_id): a presence
+ *                        filter's page is a walk in id order, and the
+ *                        overview counts each presence by index ranges,
+ *   devices_blocked      (registry, device_id) WHERE blocked <> 0,
+ *   devices_gateways     (registry, device_id) WHERE gateway_type = 1
+ *                        (GATEWAY): small partial indexes, in id order,
+ *   devices_by_activity  (registry, max(last_heartbeat, last_event,
+ *                        last_state, created)): "silent since", the
+ *                        expression lk_reg_console.h defines,
+ *   device_credentials_by_expiry (expires) WHERE expires <> 0.
+ *
  * Every child table references its parent with ON DELETE CASCADE (the
  * connection sets foreign_keys=ON), and every foreign key is the first
  * column of an index, so cascades and per-device reads are index ranges.
@@ -331,4 +357,35 @@ const char *const lk_reg_sqlite_migrations[LK_REG_SCHEMA_VERSION] = {
     "  registered INTEGER NOT NULL,"
     "  PRIMARY KEY(registry, cert_sha256)"
     ") STRICT, WITHOUT ROWID;",
+
+    /* 7 -> 8: operators (the console's people) and the audit record */
+    "CREATE TABLE operators("
+    "  name TEXT PRIMARY KEY NOT NULL,"
+    "  project TEXT NOT NULL,"
+    "  role INTEGER NOT NULL,"
+    "  password TEXT NOT NULL,"
+    "  disabled INTEGER NOT NULL DEFAULT 0,"
+    "  created INTEGER NOT NULL"
+    ") STRICT, WITHOUT ROWID;"
+    "CREATE TABLE audit("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  time INTEGER NOT NULL,"
+    "  actor TEXT NOT NULL,"
+    "  via TEXT NOT NULL,"
+    "  action TEXT NOT NULL,"
+    "  resource TEXT NOT NULL,"
+    "  project TEXT NOT NULL,"
+    "  detail TEXT NOT NULL,"
+    "  outcome TEXT NOT NULL"
+    ") STRICT;"
+    "CREATE INDEX audit_by_project ON audit(project, id);"
+    "CREATE INDEX audit_by_time ON audit(time);"
+    /* and the console's search and counts (indexes only) */
+    "CREATE INDEX devices_by_presence ON devices(registry, presence, device_id);"
+    "CREATE INDEX devices_blocked ON devices(registry, device_id) WHERE blocked <> 0;"
+    "CREATE INDEX devices_gateways ON devices(registry, device_id) WHERE gateway_type = 1;"
+    "CREATE INDEX devices_by_activity ON devices(registry, "
+    "max(last_heartbeat, last_event, last_state, created));"
+    "CREATE INDEX device_credentials_by_expiry ON device_credentials(expires) "
+    "WHERE expires <> 0;",
 };

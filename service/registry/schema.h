@@ -5,7 +5,7 @@
 #define LK_REGISTRY_SCHEMA_H
 
 /* The schema version this program writes (meta.schema_version). */
-#define LK_REG_SCHEMA_VERSION 7
+#define LK_REG_SCHEMA_VERSION 8
 
 /* PRAGMA application_id of a registry database: "LKRG". */
 #define LK_REG_APPLICATION_ID 0x4c4b5247

@@ -4,7 +4,7 @@
  * statements, errors, transactions), sqlite_open.c (opening, the schema),
  * sqlite_registries.c, sqlite_devices.c, sqlite_configs.c, sqlite_feed.c,
  * sqlite_commands.c, sqlite_query.c, sqlite_presence.c,
- * sqlite_subscriptions.c and sqlite_provision.c. None of them calls the facade
+ * sqlite_subscriptions.c, sqlite_provision.c and sqlite_search.c. None of them calls the facade
  * (registry.c and its files); the records they fill are freed by records.c.
  */
 #include "sqlite_internal.h"
@@ -83,6 +83,15 @@ const lk_reg_store lk_reg_sqlite_backend = {
     .sa_delete = lk_sq__sa_delete,
     .bridge_set = lk_sq__bridge_set,
     .bridge_lookup = lk_sq__bridge_lookup,
+    .operator_insert = lk_sq__operator_insert,
+    .operator_get = lk_sq__operator_get,
+    .operator_set_password = lk_sq__operator_set_password,
+    .operator_set_disabled = lk_sq__operator_set_disabled,
+    .operator_delete = lk_sq__operator_delete,
+    .operator_list = lk_sq__operator_list,
+    .audit_append = lk_sq__audit_append,
+    .audit_prune = lk_sq__audit_prune,
+    .audit_list = lk_sq__audit_list,
     .presence_set = lk_sq__presence_set,
     .presence_reset = lk_sq__presence_reset,
     .presence_list = lk_sq__presence_list,
@@ -109,5 +118,7 @@ const lk_reg_store lk_reg_sqlite_backend = {
     .device_set_jit = lk_sq__device_set_jit,
     .device_fill = lk_sq__device_fill,
     .devices_move = lk_sq__devices_move,
+    .device_search = lk_sq__device_search,
+    .fleet_counts = lk_sq__fleet_counts,
     .stage_stale = lk_sq__stage_stale,
 };

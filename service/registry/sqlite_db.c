@@ -29,12 +29,7 @@
  * (Q_SEEK); with one, the candidates (at most 20,000 ids, 10,000 bound
  * devices) drive the query and the range test is a filter (Q_PICK: the unary
  * + keeps the planner off the index range, which would scan the registry). */
-#define Q_HEAD                                                                               \
-    "SELECT d.num_id, d.device_id, d.blocked, d.created, d.config_version, d.last_heartbeat, " \
-    "d.last_event, d.last_state, d.last_config_ack, d.last_config_send, d.last_error, "       \
-    "d.last_error_status, d.log_level, d.gateway_type, d.gateway_auth_method, "               \
-    "d.last_accessed_gateway_id, d.last_accessed_gateway_time, d.presence, d.presence_time, " \
-    "d.presence_detail, d.last_key, d.last_key_time, d.jit FROM devices d WHERE "
+#define Q_HEAD "SELECT " LK_SQ_DEVICE_ROW " FROM devices d WHERE "
 #define Q_SEEK "d.registry = ?1 AND d.device_id > ?2 "
 #define Q_PICK "+d.registry = ?1 AND +d.device_id > ?2 "
 #define Q_TYPE "AND (?3 = 0 OR d.gateway_type = ?3 OR (?3 = 2 AND d.gateway_type = 0)) "
@@ -202,6 +197,24 @@ static const char *const sql_text[S__N] = {
     [S_SA_DEL] = "DELETE FROM service_accounts WHERE email = ?1",
     [S_BRIDGE_SET] = "INSERT OR REPLACE INTO bridges(name, secret_sha256, updated) VALUES(?1, ?2, ?3)",
     [S_BRIDGE_LOOKUP] = "SELECT secret_sha256 FROM bridges WHERE name = ?1",
+    [S_OP_INS] = "INSERT INTO operators(name, project, role, password, disabled, created) "
+                 "VALUES(?1, ?2, ?3, ?4, 0, ?5)",
+    [S_OP_GET] = "SELECT name, project, role, disabled, created, password FROM operators "
+                 "WHERE name = ?1",
+    [S_OP_SETPW] = "UPDATE operators SET password = ?2 WHERE name = ?1",
+    [S_OP_DISABLE] = "UPDATE operators SET disabled = ?2 WHERE name = ?1",
+    [S_OP_DEL] = "DELETE FROM operators WHERE name = ?1",
+    [S_OP_LIST] = "SELECT name, project, role, disabled, created FROM operators "
+                  "WHERE (?1 IS NULL OR project = ?1) ORDER BY project, name",
+    [S_AUD_INS] = "INSERT INTO audit(time, actor, via, action, resource, project, detail, outcome) "
+                  "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [S_AUD_PRUNE] = "DELETE FROM audit WHERE id <= ?1 OR time < ?2",
+#define AUD_COLUMNS "SELECT id, time, actor, via, action, resource, project, detail, outcome FROM audit "
+#define AUD_WHERE "WHERE (?1 IS NULL OR project = ?1) AND time >= ?2 "
+    [S_AUD_NEW] = AUD_COLUMNS AUD_WHERE "AND (?3 = 0 OR id < ?3) ORDER BY id DESC LIMIT ?4",
+    [S_AUD_OLD] = AUD_COLUMNS AUD_WHERE "AND id > ?3 ORDER BY id ASC LIMIT ?4",
+#undef AUD_COLUMNS
+#undef AUD_WHERE
 
     [S_PRES_SET] = "UPDATE devices SET presence = ?2, presence_time = ?3, presence_detail = ?4 "
                    "WHERE num_id = ?1 AND presence_time <= ?3",

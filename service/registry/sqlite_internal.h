@@ -39,6 +39,8 @@ enum {
     S_SA_INS, S_SA_KEYS, S_SA_KEY_INS, S_SA_LOOKUP, S_SA_LIST, S_SA_KEY_DISABLE, S_SA_KEY_DEL,
     S_SA_DEL,
     S_BRIDGE_SET, S_BRIDGE_LOOKUP,
+    S_OP_INS, S_OP_GET, S_OP_SETPW, S_OP_DISABLE, S_OP_DEL, S_OP_LIST,
+    S_AUD_INS, S_AUD_PRUNE, S_AUD_NEW, S_AUD_OLD,
     S_PRES_SET, S_PRES_RESET, S_PRES_LIST, S_TOMB_MAKE, S_TOMB_LIST, S_TOMB_DEL,
     S_SUB_INS, S_SUB_UPD, S_SUB_GET, S_SUB_DEL, S_SUB_LIST,
     S_SIGNER_LIST, S_SIGNER_INS, S_SIGNER_DEL, S_CRL_LIST, S_CRL_PUT, S_CRL_DEL, S_TRUST_STAMP,
@@ -235,7 +237,34 @@ lk_err lk_sq__bridge_set(lk_reg_be *be, const char *name, const uint8_t secret_s
                          int64_t updated);
 lk_err lk_sq__bridge_lookup(lk_reg_be *be, const char *name, uint8_t secret_sha256[32]);
 
+/* ---- sqlite_audit.c: operators and the audit record (schema 8) ---- */
+lk_err lk_sq__operator_insert(lk_reg_be *be, const char *name, const char *project,
+                              lk_reg_sa_role role, const char *record, int64_t created);
+lk_err lk_sq__operator_get(lk_reg_be *be, const char *name, lk_reg_operator *o, char **record);
+lk_err lk_sq__operator_set_password(lk_reg_be *be, const char *name, const char *record);
+lk_err lk_sq__operator_set_disabled(lk_reg_be *be, const char *name, int disabled);
+lk_err lk_sq__operator_delete(lk_reg_be *be, const char *name);
+lk_err lk_sq__operator_list(lk_reg_be *be, const char *project,
+                            int (*cb)(void *arg, const lk_reg_operator *o), void *arg);
+lk_err lk_sq__audit_append(lk_reg_be *be, const lk_reg_audit_record *r, int64_t *id);
+lk_err lk_sq__audit_prune(lk_reg_be *be, int64_t max_id, int64_t before);
+lk_err lk_sq__audit_list(lk_reg_be *be, const lk_reg_audit_query *q,
+                         int (*cb)(void *arg, const lk_reg_audit_record *r), void *arg);
+
 /* ---- sqlite_query.c ---- */
+
+/* The devices row's columns device_query gives (d is the devices table),
+ * and their reader: the row of s from column 0 into *d, its strings
+ * borrowed from s (valid until the next step). 0, or -1 when the id could
+ * not be read (out of memory). */
+#define LK_SQ_DEVICE_ROW                                                                     \
+    "d.num_id, d.device_id, d.blocked, d.created, d.config_version, d.last_heartbeat, "     \
+    "d.last_event, d.last_state, d.last_config_ack, d.last_config_send, d.last_error, "       \
+    "d.last_error_status, d.log_level, d.gateway_type, d.gateway_auth_method, "               \
+    "d.last_accessed_gateway_id, d.last_accessed_gateway_time, d.presence, d.presence_time, " \
+    "d.presence_detail, d.last_key, d.last_key_time, d.jit"
+#define LK_SQ_DEVICE_ROW_N 23
+int lk_sq__col_device_row(sqlite3_stmt *s, lk_reg_device *d);
 
 lk_err lk_sq__device_ref(lk_reg_be *be, int64_t rid, const char *id, uint64_t num_id,
                          uint64_t *num_out, lk_reg_gateway_type *gateway_type);
@@ -315,5 +344,13 @@ lk_err lk_sq__devices_move(lk_reg_be *be, int64_t from, int64_t to, lk_reg_chang
                            int64_t t);
 lk_err lk_sq__device_fill(lk_reg_be *be, uint64_t num_id, const lk_reg_credential *c,
                           unsigned n, const lk_reg_config *cfg);
+
+/* ---- sqlite_search.c ---- */
+
+lk_err lk_sq__device_search(lk_reg_be *be, int64_t rid, const lk_reg_be_search *s, unsigned limit,
+                            int (*cb)(void *arg, const lk_reg_device *d, int64_t cred_expiry),
+                            void *arg);
+lk_err lk_sq__fleet_counts(lk_reg_be *be, const char *project,
+                           int (*cb)(void *arg, const lk_reg_fleet_counts *c), void *arg);
 
 #endif

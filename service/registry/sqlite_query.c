@@ -109,6 +109,33 @@ static lk_err query_json(const lk_reg_device_query *q, char **ids, char **nums)
     return LK_OK;
 }
 
+int lk_sq__col_device_row(sqlite3_stmt *s, lk_reg_device *d)
+{
+    memset(d, 0, sizeof *d);
+    d->num_id = (uint64_t)sqlite3_column_int64(s, 0);
+    d->id = (char *)sqlite3_column_text(s, 1);
+    d->blocked = sqlite3_column_int(s, 2) != 0;
+    d->created = sqlite3_column_int64(s, 3);
+    d->config_version = sqlite3_column_int64(s, 4);
+    d->last_heartbeat = sqlite3_column_int64(s, 5);
+    d->last_event = sqlite3_column_int64(s, 6);
+    d->last_state = sqlite3_column_int64(s, 7);
+    d->last_config_ack = sqlite3_column_int64(s, 8);
+    d->last_config_send = sqlite3_column_int64(s, 9);
+    d->last_error = sqlite3_column_int64(s, 10);
+    d->last_error_status = (char *)sqlite3_column_text(s, 11);
+    d->log_level = (lk_reg_log_level)sqlite3_column_int(s, 12);
+    d->gateway_type = (lk_reg_gateway_type)sqlite3_column_int(s, 13);
+    d->gateway_auth_method = (lk_reg_gateway_auth)sqlite3_column_int(s, 14);
+    d->last_accessed_gateway_id = (char *)sqlite3_column_text(s, 15);
+    d->last_accessed_gateway_time = sqlite3_column_int64(s, 16);
+    d->presence = (lk_reg_presence)sqlite3_column_int(s, 17);
+    d->presence_time = sqlite3_column_int64(s, 18);
+    d->presence_detail = (char *)sqlite3_column_text(s, 19);
+    lk_sq__col_key(s, 20, d);
+    return d->id != NULL ? 0 : -1;
+}
+
 lk_err lk_sq__device_query(lk_reg_be *be, int64_t rid, const lk_reg_device_query *q,
                            uint64_t assoc_gateway, uint64_t assoc_device, unsigned limit,
                            int (*cb)(void *arg, const lk_reg_device *d), void *arg)
@@ -144,29 +171,7 @@ lk_err lk_sq__device_query(lk_reg_be *be, int64_t rid, const lk_reg_device_query
     } else {
         while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
             lk_reg_device d;
-            memset(&d, 0, sizeof d);
-            d.num_id = (uint64_t)sqlite3_column_int64(s, 0);
-            d.id = (char *)sqlite3_column_text(s, 1);
-            d.blocked = sqlite3_column_int(s, 2) != 0;
-            d.created = sqlite3_column_int64(s, 3);
-            d.config_version = sqlite3_column_int64(s, 4);
-            d.last_heartbeat = sqlite3_column_int64(s, 5);
-            d.last_event = sqlite3_column_int64(s, 6);
-            d.last_state = sqlite3_column_int64(s, 7);
-            d.last_config_ack = sqlite3_column_int64(s, 8);
-            d.last_config_send = sqlite3_column_int64(s, 9);
-            d.last_error = sqlite3_column_int64(s, 10);
-            d.last_error_status = (char *)sqlite3_column_text(s, 11);
-            d.log_level = (lk_reg_log_level)sqlite3_column_int(s, 12);
-            d.gateway_type = (lk_reg_gateway_type)sqlite3_column_int(s, 13);
-            d.gateway_auth_method = (lk_reg_gateway_auth)sqlite3_column_int(s, 14);
-            d.last_accessed_gateway_id = (char *)sqlite3_column_text(s, 15);
-            d.last_accessed_gateway_time = sqlite3_column_int64(s, 16);
-            d.presence = (lk_reg_presence)sqlite3_column_int(s, 17);
-            d.presence_time = sqlite3_column_int64(s, 18);
-            d.presence_detail = (char *)sqlite3_column_text(s, 19);
-            lk_sq__col_key(s, 20, &d);
-            if (d.id == NULL) {
+            if (lk_sq__col_device_row(s, &d) != 0) {
                 rc = SQLITE_NOMEM;
                 break;
             }

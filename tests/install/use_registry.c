@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include <latchkey/lk_manifest.h>
+#include <latchkey/lk_reg_console.h>
+#include <latchkey/lk_reg_audit.h>
 #include <latchkey/lk_registry.h>
 
 static int failures;
@@ -42,6 +44,21 @@ static const char rsa_pem[] =
 
 static int count_registry(void *arg, const lk_reg_registry *r) { (void)r; ++*(int *)arg; return 0; }
 static int count_cert(void *arg, const lk_reg_cert *c) { (void)c; ++*(int *)arg; return 0; }
+static int count_hit(void *arg, const lk_reg_device *d, int64_t credential_expiry)
+{
+    (void)d;
+    (void)credential_expiry;
+    ++*(int *)arg;
+    return 0;
+}
+
+static int count_fleet(void *arg, const lk_reg_fleet_counts *c)
+{
+    (void)c;
+    ++*(int *)arg;
+    return 0;
+}
+
 static int count_device(void *arg, const lk_reg_device *d) { (void)d; ++*(int *)arg; return 0; }
 static int count_config(void *arg, const lk_reg_config *c) { (void)c; ++*(int *)arg; return 0; }
 static int count_state(void *arg, const lk_reg_state_entry *s) { (void)s; ++*(int *)arg; return 0; }
@@ -54,6 +71,8 @@ static int count_dev(void *arg, const lk_reg_device *d) { (void)d; ++*(int *)arg
 static int count_signer(void *arg, const lk_reg_signer *s) { (void)s; ++*(int *)arg; return 0; }
 static int count_crl(void *arg, const lk_reg_crl *c) { (void)c; ++*(int *)arg; return 0; }
 static int count_tomb(void *arg, const lk_reg_tombstone *t) { (void)t; ++*(int *)arg; return 0; }
+static int count_op(void *arg, const lk_reg_operator *o) { (void)o; ++*(int *)arg; return 0; }
+static int count_audit(void *arg, const lk_reg_audit_record *r) { (void)r; ++*(int *)arg; return 0; }
 
 int main(int argc, char **argv)
 {
@@ -258,6 +277,22 @@ int main(int argc, char **argv)
         CHECK(lk_registry_delete_device(reg, &name, "gateway-1", why, sizeof why) == LK_OK);
     }
 
+    /* the console: a search and the fleet counts */
+    {
+        lk_reg_search q;
+        int more = -1;
+        memset(&q, 0, sizeof q);
+        q.id_prefix = "device-4";
+        q.presence = -1;
+        q.expiring_days = -1;
+        q.limit = 200;
+        n = 0;
+        CHECK(lk_registry_search_devices(reg, &name, &q, count_hit, &n, &more, why, sizeof why) == LK_OK &&
+              n >= 1 && more == 0);
+        n = 0;
+        CHECK(lk_registry_fleet_counts(reg, name.project, count_fleet, &n, why, sizeof why) == LK_OK && n >= 1);
+    }
+
     /* whole registries, directly and by import; the file's structure */
     {
         lk_reg_registry_spec rs;
@@ -340,6 +375,33 @@ int main(int argc, char **argv)
     n = 0;
     CHECK(lk_registry_presence_tombstones(reg, count_tomb, &n, why, sizeof why) == LK_OK);
     CHECK(lk_registry_presence_tombstones_done(reg, &pu.num_id, 1, why, sizeof why) == LK_OK);
+
+    /* lk_reg_audit.h: operators, passwords, the audit record (schema 8) */
+    {
+        static const char pw[] = "a long enough password";
+        char rec[LK_PASSWORD_RECORD_MAX];
+        lk_reg_operator op;
+        lk_reg_audit_query aq;
+        CHECK(lk_password_hash(pw, sizeof pw - 1, rec, sizeof rec) == LK_OK);
+        CHECK(lk_password_verify(rec, pw, sizeof pw - 1) == 1 && lk_password_verify(rec, "x", 1) == 0);
+        CHECK(lk_registry_set_actor(reg, "tool:user@host", "tool") == LK_OK);
+        lk_registry_set_action(reg, "operators.create", "projects/my-project/operators/alice", NULL);
+        CHECK(lk_registry_operator_create(reg, "alice", "my-project", LK_ROLE_VIEWER, pw, sizeof pw - 1, why,
+                                          sizeof why) == LK_OK);
+        CHECK(lk_registry_operator_passwd(reg, "alice", pw, sizeof pw - 1, why, sizeof why) == LK_OK);
+        CHECK(lk_registry_operator_set_disabled(reg, "alice", 0, why, sizeof why) == LK_OK);
+        CHECK(lk_registry_operator_signin(reg, "alice", pw, sizeof pw - 1, &op, why, sizeof why) == LK_OK);
+        lk_reg_operator_free(&op);
+        CHECK(lk_registry_operator_get(reg, "alice", &op) == LK_OK && op.role == LK_ROLE_VIEWER);
+        lk_reg_operator_free(&op);
+        n = 0;
+        CHECK(lk_registry_operator_list(reg, NULL, count_op, &n, why, sizeof why) == LK_OK && n == 1);
+        CHECK(lk_registry_operator_delete(reg, "alice", why, sizeof why) == LK_OK);
+        CHECK(lk_registry_set_actor(reg, NULL, NULL) == LK_OK);
+        memset(&aq, 0, sizeof aq);
+        n = 0;
+        CHECK(lk_registry_audit_list(reg, &aq, count_audit, &n, why, sizeof why) == LK_OK && n == 4);
+    }
 
     /* lk_manifest.h: a manifest whose signature is no JWS is refused whole */
     {

@@ -17,11 +17,9 @@ Needs node and npm (scripts/install-deps.sh test installs Debian's when
 missing).
 """
 import datetime
-import hashlib
 import json
 import os
 import re
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -35,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from conftest import BIN, REPO
+from npm_common import npm_install
 
 NPM_SRC = REPO / "tests" / "npm"
 NPM_DIR = Path(os.environ.get("LK_NPM_DIR", BIN.parent / "npm-client"))
@@ -44,63 +43,13 @@ REGISTRY = "npm-registry"
 EXTRA = ["npm-a1", "npm-a2", "npm-a3", "npm-a4", "npm-a5", "npm-a6"]
 
 
-# ---- the library, installed with npm ci ----
-
-def _npm_reachable(env):
-    """Whether the npm registry answers (npm ping), and what npm said."""
-    try:
-        cp = subprocess.run(["npm", "ping", "--fetch-retries=1", "--fetch-timeout=20000"],
-                            capture_output=True, text=True, timeout=60, env=env)
-    except subprocess.TimeoutExpired:
-        return False, "npm ping timed out after 60 s"
-    said = [ln for ln in (cp.stdout + cp.stderr).splitlines()
-            if re.search(r"PING|error code|failed, reason|ERR!", ln)]
-    return cp.returncode == 0, " / ".join(said[:3]) or (cp.stdout + cp.stderr)[-300:]
-
-
-def _npm_ci(env):
-    """npm ci in NPM_DIR: (ok, what npm said)."""
-    try:
-        cp = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=NPM_DIR,
-                            capture_output=True, text=True, timeout=600, env=env)
-    except subprocess.TimeoutExpired:
-        return False, "timed out after 600 s\n"
-    return cp.returncode == 0, f"(exit {cp.returncode})\n{cp.stdout}{cp.stderr}"
-
+# ---- the library, installed with npm ci (npm_common.py) ----
 
 @pytest.fixture(scope="module")
 def npm_client():
-    for tool in ("node", "npm"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} is not installed: run `sh scripts/install-deps.sh test` "
-                        "(Debian's nodejs and npm)")
-    lock = (NPM_SRC / "package-lock.json").read_bytes()
-    want = hashlib.sha256(lock + (NPM_SRC / "package.json").read_bytes()).hexdigest()
-    stamp = NPM_DIR / ".lk-npm-ci-stamp"
-    env = dict(os.environ, npm_config_update_notifier="false", npm_config_fund="false",
-               npm_config_audit="false", npm_config_cache=str(NPM_DIR.parent / "npm-cache"))
-    if not (stamp.is_file() and stamp.read_text().strip() == want):
-        NPM_DIR.mkdir(parents=True, exist_ok=True)
-        stamp.unlink(missing_ok=True)
-        for name in ("package.json", "package-lock.json"):
-            shutil.copyfile(NPM_SRC / name, NPM_DIR / name)
-        ok, out = _npm_ci(env)
-        if not ok:
-            # Offline is the one reason to skip; anything else is retried once
-            # (a registry hiccup), then fails the test with npm's words.
-            up, said = _npm_reachable(env)
-            if not up:
-                pytest.skip("the npm registry is unreachable, so @google-cloud/iot cannot be "
-                            f"installed (npm ping: {said.strip()})")
-            time.sleep(5)
-            ok, again = _npm_ci(env)
-            if not ok:
-                pytest.fail(f"npm ci failed twice with the registry reachable:\n--- first: {out[-2000:]}\n"
-                            f"--- second: {again[-2000:]}")
-        stamp.write_text(want + "\n")
     # The script itself is read from the source tree each run; node resolves
     # @google-cloud/iot from NPM_DIR through NODE_PATH.
-    return NPM_DIR
+    return npm_install(NPM_SRC, NPM_DIR, "@google-cloud/iot")
 
 
 # ---- a TLS latchkeyd with a service account ----

@@ -250,8 +250,8 @@ def test_delivery_retries_timeout_dead_letter_and_bad_certificate(tmp_path, ep):
         log = env.daemon.log_text()
         assert re.search(r"badcert: \d+ failed attempt.*(SSL|certificate)", log), log[-2000:]
         assert "HTTP 503" in log and "HTTP 500" in log
-        # metrics: loopback, Prometheus text
-        m = env.anon.raw_request("GET", "/metrics")
+        # metrics: Prometheus text, to any role's credentials (docs/metrics.md)
+        m = env.api.get("/metrics")
         assert m.status == 200, m
         text = m.raw.decode()
         assert f'latchkey_push_queue_depth{{subscription="projects/{P}/subscriptions/badcert"}} 40' in text
@@ -350,7 +350,7 @@ def test_retention_and_deleted_subscription(tmp_path, ep):
         wait(lambda: ep.count.get("/never", 0) >= 5, 10, "the doomed subscription's attempts")
         ok(env.api.delete(f"{SUBS}/doomed"))
         metric = f'latchkey_push_queue_depth{{subscription="projects/{P}/subscriptions/doomed"}}'
-        wait(lambda: metric not in env.anon.raw_request("GET", "/metrics").raw.decode(), 10, "its queue gone")
+        wait(lambda: metric not in env.api.get("/metrics").raw.decode(), 10, "its queue gone")
         assert "is no longer a subscription: its queue is gone" in env.daemon.log_text()
     finally:
         env.stop()

@@ -5,6 +5,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <pwd.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -312,6 +313,44 @@ static int open_remote(struct admin *a)
     return api_open(a->cmd, &s, &a->api);
 }
 
+/* The audit record's actor for every change this run makes to the
+ * database directly: "tool:USER@HOST" (the Unix account running the tool),
+ * via "tool"; the action is the command ("devices create" ->
+ * devices.create), the resource what the options name. Through --api,
+ * latchkeyd records the service account instead. */
+void admin_set_actor(struct admin *a)
+{
+    char actor[LK_AUDIT_ACTOR_MAX + 1], host[256] = "?";
+    const struct passwd *pw = getpwuid(getuid());
+    if (gethostname(host, sizeof host - 1) != 0)
+        snprintf(host, sizeof host, "?");
+    host[sizeof host - 1] = '\0';
+    if (pw != NULL && pw->pw_name != NULL)
+        snprintf(actor, sizeof actor, "tool:%s@%s", pw->pw_name, host);
+    else
+        snprintf(actor, sizeof actor, "tool:uid%lu@%s", (unsigned long)getuid(), host);
+    lk_registry_set_actor(a->reg, actor, "tool");
+    admin_audit_target(a, a->name.registry != NULL ? &a->name : NULL, a->device);
+}
+
+void admin_audit_target(struct admin *a, const lk_reg_name *n, const char *device)
+{
+    char action[LK_AUDIT_ACTION_MAX + 1], resource[LK_AUDIT_RESOURCE_MAX + 1] = "";
+    size_t i;
+    if (a->reg == NULL)
+        return;
+    snprintf(action, sizeof action, "%s", a->cmd != NULL ? a->cmd : "unknown");
+    for (i = 0; action[i] != '\0'; i++)
+        if (action[i] == ' ')
+            action[i] = '.';
+    if (n != NULL && n->project != NULL && n->location != NULL && n->registry != NULL)
+        snprintf(resource, sizeof resource, "projects/%s/locations/%s/registries/%s%s%s", n->project,
+                 n->location, n->registry, device != NULL ? "/devices/" : "", device != NULL ? device : "");
+    else if (a->project != NULL)
+        snprintf(resource, sizeof resource, "projects/%s", a->project);
+    lk_registry_set_action(a->reg, action, resource, NULL);
+}
+
 int admin_open(struct admin *a, int mode)
 {
     char why[768] = "";
@@ -362,6 +401,7 @@ int admin_open(struct admin *a, int mode)
     }
     if (a->busy_ms >= 0)
         lk_registry_set_busy_timeout(a->reg, (unsigned)a->busy_ms);
+    admin_set_actor(a);
     if (!existed)
         fprintf(stderr, "latchkey: created registry database %s\n", file);
     return EXIT_OK;

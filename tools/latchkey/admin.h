@@ -20,6 +20,7 @@
 #include <jansson.h>
 
 #include "latchkey/lk_registry.h"
+#include "latchkey/lk_reg_audit.h"
 #include "out.h"
 #include "tool.h"
 
@@ -126,6 +127,14 @@ int admin_resolve(struct admin *a, const char *arg, int need_registry, const cha
  * only read it. Returns an exit code (message printed). */
 enum { ADMIN_OPEN_WRITE = 0, ADMIN_OPEN_CREATE = 1, ADMIN_OPEN_READ = 2 };
 int admin_open(struct admin *a, int mode);
+/* (admin_open does it) Record this run's changes as "tool:USER@HOST" via
+ * tool in the audit record, the action a->cmd, the resource what a->name
+ * (or a->project) names; a command may name its resource more precisely
+ * with lk_registry_set_action afterwards. */
+void admin_set_actor(struct admin *a);
+/* The resource of the changes that follow: registry n (NULL: a->project),
+ * device (NULL: the registry). No-op through the API. */
+void admin_audit_target(struct admin *a, const lk_reg_name *n, const char *device);
 void admin_close(struct admin *a);
 /* Report a library refusal: "latchkey: CMD: WHY (LK_ERR_...)"; returns its
  * exit code. */

@@ -23,5 +23,7 @@ int cmd_devices_commands(int argc, char **argv);      /* cmd_commands.c */
 int cmd_backends(int argc, char **argv);              /* cmd_backends.c */
 int cmd_subscriptions(int argc, char **argv);         /* cmd_subscriptions.c */
 int cmd_service_accounts(int argc, char **argv);      /* cmd_service_accounts.c */
+int cmd_operators(int argc, char **argv);             /* cmd_operators.c */
+int cmd_audit(int argc, char **argv);                 /* cmd_operators.c: audit list|export */
 
 #endif

@@ -39,6 +39,8 @@ static const char usage_text[] =
     "  [--db FILE] subscriptions create|list|describe|delete [S] --project P [--topic T ...]\n"
     "  [--db FILE] service-accounts create|list|delete [NAME] --project P [--role R] [--token-uri U]\n"
     "  [--db FILE] service-accounts keys create|disable|enable|delete NAME|KEY_ID ...\n"
+    "  [--db FILE] operators create|passwd|disable|enable|delete|list [NAME] [--project P --role R]\n"
+    "  [--db FILE] audit list|export [--since T] [--limit N] [--format table|json|jsonl|csv]\n"
     "  --api URL --key-file KEY.json [--ca-file CA.pem] in place of --db: the same registries and\n"
     "  devices commands through latchkeyd's admin API (also LATCHKEY_API, LATCHKEY_KEY_FILE,\n"
     "  LATCHKEY_CA_FILE, or api/key_file/ca_file lines in ~/.config/latchkey/latchkey.conf)\n"
@@ -103,6 +105,10 @@ static int admin_dispatch(int argc, char **argv)
         return cmd_service_accounts(argc - i, argv + i);
     if (strcmp(argv[i], "subscriptions") == 0)
         return cmd_subscriptions(argc - i, argv + i);
+    if (strcmp(argv[i], "operators") == 0)
+        return cmd_operators(argc - i, argv + i);
+    if (strcmp(argv[i], "audit") == 0)
+        return cmd_audit(argc - i, argv + i);
     return tool_usage_error("unknown command '%s' (after --db: registries, devices, backends, "
                             "service-accounts, subscriptions)",
                             tool_shown(argv[i]));
@@ -128,8 +134,8 @@ int main(int argc, char **argv)
         return cmd_broker(argc - 1, argv + 1);
     if (strcmp(argv[1], "registries") == 0 || strcmp(argv[1], "devices") == 0 ||
         strcmp(argv[1], "backends") == 0 || strcmp(argv[1], "service-accounts") == 0 ||
-        strcmp(argv[1], "subscriptions") == 0 ||
-        global_opt(argv[1]) >= 0)
+        strcmp(argv[1], "subscriptions") == 0 || strcmp(argv[1], "operators") == 0 ||
+        strcmp(argv[1], "audit") == 0 || global_opt(argv[1]) >= 0)
         return admin_dispatch(argc, argv);
     if (strcmp(argv[1], "--version") == 0) {
         printf("%s %s\n", tool_name, LK_VERSION);

@@ -67,6 +67,7 @@ lk_err rop_create_registry_full(struct admin *a, const lk_reg_name *name, const 
 {
     if (ROP_REMOTE(a))
         return ropr_create_registry_full(a, name, spec, why, why_size);
+    admin_audit_target(a, name, NULL);
     return lk_registry_create_registry_full(a->reg, name, spec, why, why_size);
 }
 
@@ -85,6 +86,7 @@ lk_err rop_delete_registry(struct admin *a, const lk_reg_name *name, char *why, 
 {
     if (ROP_REMOTE(a))
         return ropr_delete_registry(a, name, why, why_size);
+    admin_audit_target(a, name, NULL);
     return lk_registry_delete_registry(a->reg, name, why, why_size);
 }
 
@@ -132,6 +134,7 @@ lk_err rop_create_device(struct admin *a, const lk_reg_name *name, const lk_reg_
 {
     if (ROP_REMOTE(a))
         return ropr_create_device(a, name, spec, num_id, why, why_size);
+    admin_audit_target(a, name, spec != NULL ? spec->id : NULL);
     return lk_registry_create_device(a->reg, name, spec, num_id, why, why_size);
 }
 
@@ -140,6 +143,7 @@ lk_err rop_update_device(struct admin *a, const lk_reg_name *name, const lk_reg_
 {
     if (ROP_REMOTE(a))
         return ropr_update_device(a, name, spec, mask, why, why_size);
+    admin_audit_target(a, name, spec != NULL ? spec->id : NULL);
     return lk_registry_update_device(a->reg, name, spec, mask, why, why_size);
 }
 
@@ -147,6 +151,7 @@ lk_err rop_delete_device(struct admin *a, const lk_reg_name *name, const char *i
 {
     if (ROP_REMOTE(a))
         return ropr_delete_device(a, name, id, why, why_size);
+    admin_audit_target(a, name, id);
     return lk_registry_delete_device(a->reg, name, id, why, why_size);
 }
 
@@ -155,6 +160,7 @@ lk_err rop_add_credential(struct admin *a, const lk_reg_name *name, const char *
 {
     if (ROP_REMOTE(a))
         return ropr_add_credential(a, name, id, cred, why, why_size);
+    admin_audit_target(a, name, id);
     return lk_registry_add_credential(a->reg, name, id, cred, why, why_size);
 }
 
@@ -163,6 +169,7 @@ lk_err rop_delete_credential(struct admin *a, const lk_reg_name *name, const cha
 {
     if (ROP_REMOTE(a))
         return ropr_delete_credential(a, name, id, index, why, why_size);
+    admin_audit_target(a, name, id);
     return lk_registry_delete_credential(a->reg, name, id, index, why, why_size);
 }
 
@@ -172,6 +179,7 @@ lk_err rop_update_config(struct admin *a, const lk_reg_name *name, const char *i
 {
     if (ROP_REMOTE(a))
         return ropr_update_config(a, name, id, data, len, version_to_update, out, why, why_size);
+    admin_audit_target(a, name, id);
     return lk_registry_update_config(a->reg, name, id, data, len, version_to_update, out, why, why_size);
 }
 
