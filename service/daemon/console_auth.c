@@ -245,7 +245,6 @@ static void set_cookie(struct evhttp_request *req, const char *id)
     else
         snprintf(v, sizeof v, COOKIE "=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0");
     evhttp_add_header(evhttp_request_get_output_headers(req), "Set-Cookie", v);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
     OPENSSL_cleanse(v, sizeof v);
 }
 
