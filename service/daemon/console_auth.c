@@ -551,7 +551,12 @@ void lkd_audit_begin(struct lkd_call *c)
     }
     snprintf(action, sizeof action, "%s.%s", type, c->verb != NULL ? c->verb : op);
     lk_registry_set_actor(c->d->reg, actor, c->who.how == LKD_HOW_SESSION ? "console" : "api");
-    lk_registry_set_action(c->d->reg, action, resource, NULL);
+    /* the detail: which fields a patch changes (never a value) */
+    char detail[LK_AUDIT_DETAIL_MAX + 1] = "";
+    const char *mask = c->query_ok ? lkd_query(c, "updateMask") : NULL;
+    if (mask != NULL)
+        snprintf(detail, sizeof detail, "updateMask=%s", mask);
+    lk_registry_set_action(c->d->reg, action, resource, detail[0] ? detail : NULL);
 }
 
 void lkd_audit_end(struct lkd *d)

@@ -152,6 +152,10 @@ def test_changes_through_api_and_tool_are_audited(env):
     assert (by["dev-api"]["actor"], by["dev-api"]["via"], by["dev-api"]["action"]) == (sa, "api", "devices.create")
     assert (by["dev-tool"]["actor"], by["dev-tool"]["via"], by["dev-tool"]["action"]) == (me, "tool",
                                                                                          "devices.create")
+    # a patch names its fields in the detail
+    ok(env.api.patch(f"{devices_path()}/dev-api", {"blocked": True}, query={"updateMask": "blocked"}))
+    rows = json.loads(env.lk("audit", "list", "--format", "json").out)
+    assert (rows[0]["action"], rows[0]["detail"]) == ("devices.patch", "updateMask=blocked"), rows[0]
     # reads leave nothing; export is oldest first, csv with a header
     ok(env.api.get(devices_path()))
     assert len(json.loads(env.lk("audit", "list", "--format", "json").out)) == len(rows)
