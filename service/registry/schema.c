@@ -98,7 +98,7 @@
  *                        connected with (NULL = never) and when; 1 when JIT
  *                        registered it.
  *
- * Version 8 adds, for the console's device search and fleet counts (issue 18,
+ * Version 8 (LK_REG_SCHEMA_CONSOLE) adds, for the console's device search and fleet counts (issue 18,
  * docs/registry.md "Finding devices at scale"), indexes only:
  *   devices_by_presence  (registry, presence, device_id): a presence
  *                        filter's page is a walk in id order, and the
@@ -345,7 +345,7 @@ const char *const lk_reg_sqlite_migrations[LK_REG_SCHEMA_VERSION] = {
     "  PRIMARY KEY(registry, cert_sha256)"
     ") STRICT, WITHOUT ROWID;",
 
-    /* 7 -> 8: the console's search and counts (indexes only) */
+    /* 7 -> 8 (LK_REG_SCHEMA_CONSOLE): the console's search and counts (indexes only) */
     "CREATE INDEX devices_by_presence ON devices(registry, presence, device_id);"
     "CREATE INDEX devices_blocked ON devices(registry, device_id) WHERE blocked <> 0;"
     "CREATE INDEX devices_gateways ON devices(registry, device_id) WHERE gateway_type = 1;"
@@ -354,3 +354,6 @@ const char *const lk_reg_sqlite_migrations[LK_REG_SCHEMA_VERSION] = {
     "CREATE INDEX device_credentials_by_expiry ON device_credentials(expires) "
     "WHERE expires <> 0;",
 };
+
+_Static_assert(LK_REG_SCHEMA_CONSOLE >= 1 && LK_REG_SCHEMA_CONSOLE <= LK_REG_SCHEMA_VERSION,
+               "the console's migration is one of the migrations");

@@ -331,7 +331,7 @@ lk_err lk_sq__device_fill(lk_reg_be *be, uint64_t num_id, const lk_reg_credentia
 
 /* ---- sqlite_search.c ---- */
 
-/* What a search walks (docs/registry.md "Schema 8"): the (registry,
+/* What a search walks (docs/registry.md "Finding devices at scale"): the (registry,
  * device_id) index, a filter's id-ordered index, or a time-ordered one. */
 enum {
     LK_SQ_DRV_BASE, LK_SQ_DRV_BLOCKED, LK_SQ_DRV_GATEWAY, LK_SQ_DRV_PRESENCE, LK_SQ_DRV_SILENT,

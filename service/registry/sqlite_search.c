@@ -1,6 +1,6 @@
 /*
  * sqlite_search.c — the SQLite backend (backend.h) for the console: the
- * device search and the fleet counts (schema 8's indexes; the plans and
+ * device search and the fleet counts (the indexes of LK_REG_SCHEMA_CONSOLE; the plans and
  * their worst cases are in docs/registry.md "Finding devices at scale").
  *
  * A search is ordered by device id and must cost about its page, not the
