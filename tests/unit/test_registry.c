@@ -4391,7 +4391,7 @@ static void test_migrate_v4(void **state)
 
     OK(lk_registry_open(p, 0, &r, W));
     assert_int_equal(q1(p, "SELECT value FROM meta WHERE key = 'schema_version'"), LK_REG_SCHEMA_VERSION);
-    assert_int_equal(LK_REG_SCHEMA_VERSION, 8);
+    assert_int_equal(LK_REG_SCHEMA_VERSION, 9);
     memset(&d, 0, sizeof d);
     OK(lk_registry_get_device(r, &NAME, "dev1", 0, &d, W));
     assert_int_equal(d.num_id, 1);

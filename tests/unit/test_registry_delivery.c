@@ -881,7 +881,7 @@ static void test_migrate_v5(void **state)
     REFUSE(LK_ERR_REG_SCHEMA, "", lk_registry_open(p, LK_REG_READONLY, &r, W));
     OK(lk_registry_open(p, 0, &r, W));
     assert_int_equal(q1(p, "SELECT value FROM meta WHERE key = 'schema_version'"), LK_REG_SCHEMA_VERSION);
-    assert_int_equal(LK_REG_SCHEMA_VERSION, 8);
+    assert_int_equal(LK_REG_SCHEMA_VERSION, 9);
     memset(&d, 0, sizeof d);
     OK(lk_registry_get_device(r, &NAME, "dev1", 0, &d, W));
     assert_int_equal(d.num_id, 1);
