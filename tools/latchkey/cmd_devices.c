@@ -10,6 +10,7 @@
  * IoT Core's devices (gcloud iot devices ...): credentials, metadata,
  * blocking, config versions with optimistic concurrency, state history.
  */
+#include <ctype.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -31,6 +32,7 @@ static const char devices_usage[] =
     "  describe DEVICE\n"
     "  update DEVICE   [--blocked|--unblocked] [--metadata KEY=VALUE,...]\n"
     "                  [--metadata-from-file KEY=FILE,...] [--clear-metadata] [--auth-method METHOD]\n"
+    "                  [--log-level none|error|info|debug|unspecified]\n"
     "                  (--metadata/--metadata-from-file replace all metadata, as in IoT Core)\n"
     "  delete DEVICE\n"
     "  credentials create DEVICE --path FILE --type TYPE [--expiration-time TIME]\n"
@@ -108,9 +110,11 @@ static const char u_keys[] = DEV_USAGE("keys [DEVICE] --registry R --project P -
 static const char u_update[] = DEV_USAGE(
     "update DEVICE --registry R --project P --region L\n"
     "         [--blocked|--unblocked] [--metadata KEY=VALUE,...] [--metadata-from-file KEY=FILE,...]\n"
-    "         [--clear-metadata] [--auth-method METHOD]",
+    "         [--clear-metadata] [--auth-method METHOD] [--log-level LEVEL]",
     "The metadata options replace all metadata, as in IoT Core. --auth-method changes a gateway's\n"
     "gatewayAuthMethod (association-only, device-auth-token-only, association-and-device-auth-token).\n"
+    "--log-level (none, error, info, debug; unspecified: the registry's) sets how much the broker\n"
+    "logs of the device, live (docs/plugin.md, \"Logs\").\n"
     DEV_ARG);
 static const char u_delete[] = DEV_USAGE("delete DEVICE --registry R --project P --region L",
                                          "Deletes the device with its credentials, configs, states and "
@@ -186,7 +190,8 @@ static const char *const opt_names[] = {
     "--public-key", "--blocked", "--unblocked", "--metadata", "--metadata-from-file", "--clear-metadata",
     "--limit", "--path", "--type", "--expiration-time", "--config-file", "--config-data",
     "--version-to-update", "--online", "--offline", "--device-type", "--auth-method", "--gateway",
-    "--associations-device-id", "--gateway-registry", "--device-registry", "--gateway-region", "--device-region"};
+    "--associations-device-id", "--gateway-registry", "--device-registry", "--gateway-region", "--device-region",
+    "--log-level"};
 
 
 /* ---- option parsing ---- */
@@ -210,6 +215,24 @@ static int meta_kv(void *ctx, const char *k, const char *v)
         rc = admin_meta_set(&m->o->meta, k, (const char *)data, len);
     free(data);
     return rc;
+}
+
+/* --log-level: gcloud's none|error|info|debug, IoT Core's names, or
+ * unspecified (the registry's level applies again). */
+static int log_level_arg(const struct admin *a, const char *arg, int *value)
+{
+    char up[32];
+    size_t i;
+    for (i = 0; arg[i] != '\0' && i + 1 < sizeof up; i++)
+        up[i] = (char)toupper((unsigned char)arg[i]);
+    up[i] = '\0';
+    if (strcmp(up, "UNSPECIFIED") == 0) {
+        *value = LK_LOG_LEVEL_UNSPECIFIED;
+        return EXIT_OK;
+    }
+    if (arg[i] == '\0' && admin_enum_value(ADMIN_ENUM_LOG_LEVEL, up, value) == 0)
+        return EXIT_OK;
+    return tool_usage_error("%s: --log-level: '%s' is none of none, error, info, debug, unspecified", a->cmd, arg);
 }
 
 /* Parse argv for a devices subcommand that accepts the own options in
@@ -244,6 +267,7 @@ static int parse(struct dev_opts *o, int argc, char **argv, unsigned allowed, un
         {"device-registry", required_argument, 0, O_DEVICE_REGISTRY},
         {"gateway-region", required_argument, 0, O_GATEWAY_REGION},
         {"device-region", required_argument, 0, O_DEVICE_REGION},
+        {"log-level", required_argument, 0, O_LOG_LEVEL},
         {0, 0, 0, 0}};
     struct admin *a = o->a;
     int c, rc;
@@ -292,6 +316,10 @@ static int parse(struct dev_opts *o, int argc, char **argv, unsigned allowed, un
         case O_AUTH_METHOD:
             if ((rc = devices_gateway_enum(a, "--auth-method", ADMIN_ENUM_GATEWAY_AUTH, optarg, &o->auth_method)) !=
                 EXIT_OK)
+                return rc;
+            break;
+        case O_LOG_LEVEL:
+            if ((rc = log_level_arg(a, optarg, &o->log_level)) != EXIT_OK)
                 return rc;
             break;
         case O_GATEWAY: o->gateway = optarg; break;
@@ -429,9 +457,11 @@ static int cmd_update(struct dev_opts *o)
         mask |= LK_REG_SET_METADATA;
     if (o->given & BIT(O_AUTH_METHOD))
         mask |= LK_REG_SET_GATEWAY_AUTH;
+    if (o->given & BIT(O_LOG_LEVEL))
+        mask |= LK_REG_SET_LOG_LEVEL;
     if (mask == 0)
         return tool_usage_error("%s: nothing to update (give --blocked, --unblocked, --metadata, "
-                                "--metadata-from-file, --clear-metadata or --auth-method)", a->cmd);
+                                "--metadata-from-file, --clear-metadata, --auth-method or --log-level)", a->cmd);
     if ((rc = check_extra(o, 0)) != EXIT_OK || (rc = target_device(o, ADMIN_OPEN_WRITE, &id, &buf)) != EXIT_OK)
         goto out;
     memset(&spec, 0, sizeof spec);
@@ -440,6 +470,7 @@ static int cmd_update(struct dev_opts *o)
     spec.metadata = o->meta.items;
     spec.nmetadata = o->meta.n;
     spec.gateway_auth_method = (lk_reg_gateway_auth)o->auth_method;
+    spec.log_level = (lk_reg_log_level)o->log_level;
     err = rop_update_device(a, &a->name, &spec, mask, why, sizeof why);
     rc = device_changed(a, err, why, id, "Updated device [%s].\n", id);
 out:
@@ -623,7 +654,7 @@ int cmd_devices(int argc, char **argv)
     if (sub2 == NULL && strcmp(sub, "create") == 0)
         allowed = B(O_PUBLIC_KEY) | B(O_BLOCKED) | META_OPTS | B(O_DEVICE_TYPE) | B(O_AUTH_METHOD), a.usage = u_create;
     else if (sub2 == NULL && strcmp(sub, "update") == 0)
-        allowed = B(O_BLOCKED) | B(O_UNBLOCKED) | META_OPTS | B(O_CLEAR_METADATA) | B(O_AUTH_METHOD),
+        allowed = B(O_BLOCKED) | B(O_UNBLOCKED) | META_OPTS | B(O_CLEAR_METADATA) | B(O_AUTH_METHOD) | B(O_LOG_LEVEL),
         a.usage = u_update;
     else if (sub2 == NULL && strcmp(sub, "list") == 0)
         allowed = B(O_LIMIT) | B(O_ONLINE) | B(O_OFFLINE) | B(O_DEVICE_TYPE) | B(O_GATEWAY) | B(O_ASSOC_DEVICE),

@@ -774,6 +774,8 @@ lk_err ropr_update_device(struct admin *a, const lk_reg_name *name, const lk_reg
     if ((mask & LK_REG_SET_GATEWAY_AUTH) && strcat(q, "gatewayConfig.gatewayAuthMethod,"))
         json_object_set_new(body, "gatewayConfig", json_pack("{s:s}", "gatewayAuthMethod",
                             admin_enum_name(ADMIN_ENUM_GATEWAY_AUTH, spec->gateway_auth_method)));
+    if ((mask & LK_REG_SET_LOG_LEVEL) && strcat(q, "logLevel,"))
+        json_object_set_new(body, "logLevel", json_string(admin_enum_name(ADMIN_ENUM_LOG_LEVEL, spec->log_level)));
     q[strlen(q) - 1] = '\0';
     return ropr_call(a, "PATCH", ropr_path(name, 1, spec->id, NULL), q, body, NULL, why, why_size);
 }
