@@ -14,16 +14,18 @@ static int kvlog_bare(unsigned char ch)
     return ch > 0x20 && ch < 0x7f && ch != '"' && ch != '\\' && ch != '=';
 }
 
-size_t kvlog_value(char *out, size_t size, const char *value, size_t n)
+/* value as the grammar writes it, at most max bytes of it, into out (cut
+ * with "..." where out is full). */
+static size_t kvlog_escape(char *out, size_t size, const char *value, size_t n, size_t max)
 {
     static const char hex[] = "0123456789abcdef";
-    size_t i, o = 0, cut = n > KVLOG_VALUE_MAX;
+    size_t i, o = 0, cut = n > max;
     int bare = n > 0 && !cut;
 
     if (size == 0)
         return 0;
     if (cut)
-        n = KVLOG_VALUE_MAX;
+        n = max;
     for (i = 0; bare && i < n; i++)
         bare = kvlog_bare((unsigned char)value[i]);
     if (bare && n < size) {
@@ -69,13 +71,19 @@ size_t kvlog_value(char *out, size_t size, const char *value, size_t n)
     return o;
 }
 
-/* " key=" and the escaped value, whole or not at all. */
-static void kvlog_put(struct kvlog *l, const char *key, const char *value, size_t n)
+size_t kvlog_value(char *out, size_t size, const char *value, size_t n)
 {
-    char v[4 * KVLOG_VALUE_MAX + 8];
-    size_t vn = kvlog_value(v, sizeof v, value, n), kn = strlen(key);
+    return kvlog_escape(out, size, value, n, KVLOG_VALUE_MAX);
+}
+
+/* " key=" and the escaped value (at most max bytes of it), cut to the
+ * line's room; a field with no room for even `""...` is left out. */
+static void kvlog_put(struct kvlog *l, const char *key, const char *value, size_t n, size_t max)
+{
     /* room kept for " truncated=1" and the NUL */
-    if (l->len + 1 + kn + 1 + vn + 13 > sizeof l->buf) {
+    size_t kn = strlen(key), end = sizeof l->buf - 13;
+
+    if (l->len + 1 + kn + 1 + 8 > end) {
         l->truncated = 1;
         return;
     }
@@ -83,9 +91,7 @@ static void kvlog_put(struct kvlog *l, const char *key, const char *value, size_
     memcpy(l->buf + l->len, key, kn);
     l->len += kn;
     l->buf[l->len++] = '=';
-    memcpy(l->buf + l->len, v, vn);
-    l->len += vn;
-    l->buf[l->len] = '\0';
+    l->len += kvlog_escape(l->buf + l->len, end - l->len, value, n, max);
 }
 
 void kvlog_begin(struct kvlog *l, const char *event, const char *level)
@@ -105,30 +111,30 @@ void kvlog_begin(struct kvlog *l, const char *event, const char *level)
 void kvlog_mem(struct kvlog *l, const char *key, const char *value, size_t n)
 {
     if (value)
-        kvlog_put(l, key, value, n);
+        kvlog_put(l, key, value, n, KVLOG_VALUE_MAX);
 }
 
 void kvlog_str(struct kvlog *l, const char *key, const char *value)
 {
     if (value)
-        kvlog_put(l, key, value, strlen(value));
+        kvlog_put(l, key, value, strlen(value), KVLOG_VALUE_MAX);
 }
 
 void kvlog_int(struct kvlog *l, const char *key, int64_t v)
 {
     char b[24];
     int n = snprintf(b, sizeof b, "%lld", (long long)v);
-    kvlog_put(l, key, b, (size_t)n);
+    kvlog_put(l, key, b, (size_t)n, KVLOG_VALUE_MAX);
 }
 
 void kvlog_vfmt(struct kvlog *l, const char *key, const char *fmt, va_list ap)
 {
-    char b[KVLOG_VALUE_MAX + 2];
+    char b[KVLOG_TEXT_MAX + 2];
     int n = vsnprintf(b, sizeof b, fmt, ap);
     if (n < 0)
         return;
-    /* longer than sizeof b - 1: n says so, and kvlog_value cuts it with "..." */
-    kvlog_put(l, key, b, (size_t)n < sizeof b - 1 ? (size_t)n : sizeof b - 1);
+    /* longer than sizeof b - 1: n says so, and kvlog_escape cuts it with "..." */
+    kvlog_put(l, key, b, (size_t)n < sizeof b - 1 ? (size_t)n : sizeof b - 1, KVLOG_TEXT_MAX);
 }
 
 void kvlog_fmt(struct kvlog *l, const char *key, const char *fmt, ...)

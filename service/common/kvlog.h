@@ -9,9 +9,10 @@
  * of printable ASCII other than space, '"', '\\' and '='; otherwise in
  * double quotes with \" \\ \n \r \t and \xHH (other bytes below 0x20, 0x7f
  * and every byte from 0x80) escaped. A value longer than KVLOG_VALUE_MAX
- * bytes is cut there, quoted, and ends in "..." inside the quotes. A field
- * that no longer fits the line is left out and the line ends with
- * `truncated=1`, so a line always parses.
+ * bytes (a formatted one, kvlog_fmt: KVLOG_TEXT_MAX) is cut there, quoted,
+ * and ends in "..." inside the quotes; so is a value cut to the room left
+ * in the line. A field with no room at all is left out and the line ends
+ * with `truncated=1`, so a line always parses.
  */
 #ifndef LK_SERVICE_KVLOG_H
 #define LK_SERVICE_KVLOG_H
@@ -20,7 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KVLOG_VALUE_MAX 256 /* bytes of one value before escaping */
+#define KVLOG_VALUE_MAX 256 /* bytes of one value before escaping ... */
+#define KVLOG_TEXT_MAX 1024 /* ... and of a formatted one (a msg= sentence) */
 /* A line's room: Mosquitto formats a plugin's line into strlen(format) + 500
  * bytes, so the plugin passes the line itself as the format (kvlog_format). */
 #define KVLOG_LINE_MAX 1536
@@ -38,7 +40,8 @@ void kvlog_str(struct kvlog *l, const char *key, const char *value);
 /* key=value of the first n bytes of value (not NUL-terminated input). */
 void kvlog_mem(struct kvlog *l, const char *key, const char *value, size_t n);
 void kvlog_int(struct kvlog *l, const char *key, int64_t v);
-/* key=value of a printf format, escaped like any value. */
+/* key=value of a printf format (at most KVLOG_TEXT_MAX bytes), escaped like
+ * any value. */
 void kvlog_fmt(struct kvlog *l, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void kvlog_vfmt(struct kvlog *l, const char *key, const char *fmt, va_list ap)

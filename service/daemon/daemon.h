@@ -143,9 +143,9 @@ struct lkd_call;
 /* A finished service/common/kvlog.h line, to stderr. */
 void lkd_log_kv(struct kvlog *l);
 /* A device's call on the device bridge (who.email is its path): event,
- * device=, addr= and msg. */
-void lkd_log_device(const struct lkd_call *c, const char *event, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+ * level ("info", "debug"), device=, addr= and msg. */
+void lkd_log_device(const struct lkd_call *c, const char *level, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 /* A change made through the API: event=change who= action= key=value and
  * msg (fmt may be NULL). */
 void lkd_log_change(const struct lkd_call *c, const char *action, const char *key, const char *value,

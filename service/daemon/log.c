@@ -81,13 +81,13 @@ void lkd_debug(const struct lkd *d, const char *fmt, ...)
     va_end(ap);
 }
 
-void lkd_log_device(const struct lkd_call *c, const char *event, const char *fmt, ...)
+void lkd_log_device(const struct lkd_call *c, const char *level, const char *event, const char *fmt, ...)
 {
     struct kvlog l;
     va_list ap;
     if (lkd_log_quiet)
         return;
-    kvlog_begin(&l, event, "info");
+    kvlog_begin(&l, event, level);
     kvlog_str(&l, "device", c->who.email);
     kvlog_str(&l, "addr", c->peer);
     va_start(ap, fmt);

@@ -488,7 +488,7 @@ def test_registries_import(tmp_path):
     assert "Imported 2 registries (1 CA certificate)" in r.out
     # item 7: what nothing reads yet is said once, naming what was set
     note = [x for x in r.err.splitlines() if "not yet in effect" in x]
-    assert len(note) == 1 and "note: httpConfig, logLevel are stored" in note[0]
+    assert len(note) == 1 and "note: httpConfig is stored" in note[0]
     # notification configs route (schema 6): the export's project's topics become P's
     moved = [x for x in r.err.splitlines() if "notification topics" in x]
     assert len(moved) == 1 and f"3 notification topics of the export's project now name project {P}'s" in moved[0]

@@ -1,7 +1,7 @@
 /*
  * test_kvlog.c — the log lines' key=value form (service/common/kvlog.h,
  * docs/plugin.md "Logs"): bare and quoted values, the escapes of hostile
- * bytes, the bound on a value and on a line, and the format doubling for
+ * bytes, the bounds on a value, a sentence and a line, and the format doubling for
  * Mosquitto's log. The helper is internal to the programs, so its source is
  * compiled in here.
  */
@@ -95,8 +95,9 @@ static void test_line_bound(void **state)
     for (int i = 0; i < 10; i++)
         kvlog_str(&l, "v", big);
     const char *line = kvlog_end(&l);
-    assert_true(strlen(line) < KVLOG_LINE_MAX);
+    assert_true(strlen(line) < KVLOG_LINE_MAX && strlen(line) > KVLOG_LINE_MAX - 30);
     assert_string_equal(line + strlen(line) - 12, " truncated=1");
+    assert_non_null(strstr(line, "...\" truncated=1")); /* the last value cut to the room left */
     assert_null(strchr(line, '\n'));
     /* the quotes balance: every field whole */
     size_t q = 0;
@@ -104,6 +105,26 @@ static void test_line_bound(void **state)
         if (*p == '"' && p[-1] != '\\')
             q++;
     assert_int_equal(q % 2, 0);
+}
+
+/* A sentence (msg=) may be longer than a value, up to KVLOG_TEXT_MAX bytes. */
+static void test_text_bound(void **state)
+{
+    struct kvlog l;
+    char text[KVLOG_TEXT_MAX + 50];
+    (void)state;
+    memset(text, 'a', sizeof text - 1);
+    text[sizeof text - 1] = '\0';
+    kvlog_begin(&l, "x", "info");
+    kvlog_fmt(&l, "msg", "%.1000s", text);
+    assert_int_equal(strlen(kvlog_end(&l)), strlen("event=x level=info msg=") + 1000);
+    kvlog_begin(&l, "x", "info");
+    kvlog_fmt(&l, "msg", "%s", text);
+    const char *line = kvlog_end(&l);
+    assert_int_equal(strlen(line), strlen("event=x level=info msg=\"") + KVLOG_TEXT_MAX + 4);
+    assert_string_equal(line + strlen(line) - 4, "...\"");
+    kvlog_str(&l, "v", "short"); /* still room */
+    assert_string_equal(kvlog_end(&l) + strlen(kvlog_end(&l)) - 8, " v=short");
 }
 
 static void test_format_doubles_percent(void **state)
@@ -124,6 +145,7 @@ int main(void)
         cmocka_unit_test(test_long_value_cut),
         cmocka_unit_test(test_line),
         cmocka_unit_test(test_line_bound),
+        cmocka_unit_test(test_text_bound),
         cmocka_unit_test(test_format_doubles_percent),
     };
     return cmocka_run_group_tests_name("kvlog", tests, NULL, NULL);

@@ -213,9 +213,10 @@ int admin_enum_number(enum admin_enum e, long long n, int *value);
 void admin_enum_names(enum admin_enum e, char *buf, size_t size);
 
 /* Settings that are stored and shown but that nothing acts on yet
- * (httpConfig, log levels; notification configs route since schema 6): one
+ * (httpConfig; notification configs route since schema 6, log levels take
+ * effect in the broker, docs/plugin.md "Logs"): one
  * line on standard error naming those given (non-zero), nothing if none. */
-void admin_note_not_in_effect(const char *cmd, int http, int log_level);
+void admin_note_not_in_effect(const char *cmd, int http);
 
 /* ---- resources as IoT Core JSON (cmd_registries.c, devices.c) ---- */
 

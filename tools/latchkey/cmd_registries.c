@@ -484,7 +484,7 @@ static int create_or_update(struct admin *a, int argc, char **argv, int create)
         goto out;
     }
 done:
-    admin_note_not_in_effect(a->cmd, http != LK_REG_STATE_UNSPECIFIED, 0);
+    admin_note_not_in_effect(a->cmd, http != LK_REG_STATE_UNSPECIFIED);
     if (a->json)
         rc = print_registry(a);
     else
