@@ -61,6 +61,12 @@ static int auth__deny(struct mosquitto *client, const char *who, const char *rea
             kvlog_str(&l, "err", lk_errname(err));
         if (transient)
             kvlog_str(&l, "retry", "1"); /* closed without CONNACK, so that it retries */
+        if (auth__who.level && plog__on(level, PLOG_DEBUG)) {
+            /* a device at DEBUG: what its CONNECT asked for */
+            kvlog_int(&l, "protocol", mosquitto_client_protocol_version(client));
+            kvlog_int(&l, "clean", mosquitto_client_clean_session(client) ? 1 : 0);
+            kvlog_int(&l, "keepalive", mosquitto_client_keepalive(client));
+        }
         plog__emit(&l, PLOG_INFO);
     }
     return transient ? MOSQ_ERR_UNKNOWN : MOSQ_ERR_AUTH;

@@ -119,6 +119,13 @@ def test_levels_live_and_the_format(rig):
         (conn_i,) = lines_of(b, "connect", inf, mark)
         assert "iat" not in conn_i and "exp" not in conn_i, conn_i
         assert not lines_of(b, "publish", inf, mark) and not lines_of(b, "subscribe", inf, mark)
+        # a refusal at DEBUG says what the CONNECT asked for
+        expired = dbg.token(ttl=60, iat=time.time() - 7200)
+        tokens.append(expired)
+        with pytest.raises(Exception):
+            connect(b, dbg.client_id, expired)
+        line = log_line(b, "event=refused ", f"device={dbg.client_id} ", after=mark)
+        assert line and "err=LK_ERR_TOKEN_EXPIRED" in line and " protocol=4 clean=1 keepalive=60" in line, line
 
         # the registry to DEBUG: its device without a level of its own follows, live
         r = api.patch(registry_path(), {"logLevel": "DEBUG"}, query={"updateMask": "logLevel"})
