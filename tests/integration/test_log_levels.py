@@ -4,9 +4,10 @@ One broker (the plugin at its default level, info) and latchkeyd on the same reg
   - a device whose logLevel is DEBUG has its publishes (topic kind, size, QoS — never the
     payload), subscriptions and its token's times logged; a device at its registry's INFO has
     its connect logged but no publish;
-  - a PATCH of a device's or a registry's logLevel through the API reaches a connected device
-    live (the change feed), and so does `latchkey devices update --log-level`; at NONE nothing
-    about the device is written, not even its refusal;
+  - a device's and a registry's logLevel set through the API apply at connect; set with
+    `latchkey registries update --log-level` and `latchkey devices update --log-level` they reach a
+    connected device live (the change feed); at NONE nothing about the device is written, not even
+    its refusal;
   - every line of both logs parses as the documented grammar (a parser written here from the
     docs), every device line names the device's full path, and no token, secret or key is in
     either log.
@@ -127,9 +128,11 @@ def test_levels_live_and_the_format(rig):
         line = log_line(b, "event=refused ", f"device={dbg.client_id} ", after=mark)
         assert line and "err=LK_ERR_TOKEN_EXPIRED" in line and " protocol=4 clean=1 keepalive=60" in line, line
 
-        # the registry to DEBUG: its device without a level of its own follows, live
-        r = api.patch(registry_path(), {"logLevel": "DEBUG"}, query={"updateMask": "logLevel"})
-        assert r.status == 200, r
+        # the registry to DEBUG (the tool, as `gcloud iot registries update --log-level`): its device
+        # without a level of its own follows, live
+        r = run_tool("--db", b.db, "registries", "update", inf.registry, "--project", inf.project,
+                     "--region", inf.region, "--log-level", "debug")
+        assert r.rc == 0, r
         m2 = len(b.log_text())
         deadline = time.time() + 5
         while not lines_of(b, "publish", inf, m2) and time.time() < deadline:

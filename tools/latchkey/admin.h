@@ -209,6 +209,9 @@ enum admin_enum {
  * number (enum-encoding=int; -1 if it is none), and the list of names. */
 const char *admin_enum_name(enum admin_enum e, int value);
 int admin_enum_value(enum admin_enum e, const char *name, int *value);
+/* --log-level: gcloud's none|error|info|debug, IoT Core's names, or
+ * unspecified (clears it): EXIT_OK, or a usage error said. */
+int admin_log_level_arg(const struct admin *a, const char *arg, int *value);
 int admin_enum_number(enum admin_enum e, long long n, int *value);
 void admin_enum_names(enum admin_enum e, char *buf, size_t size);
 

@@ -10,7 +10,6 @@
  * IoT Core's devices (gcloud iot devices ...): credentials, metadata,
  * blocking, config versions with optimistic concurrency, state history.
  */
-#include <ctype.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -217,24 +216,6 @@ static int meta_kv(void *ctx, const char *k, const char *v)
     return rc;
 }
 
-/* --log-level: gcloud's none|error|info|debug, IoT Core's names, or
- * unspecified (the registry's level applies again). */
-static int log_level_arg(const struct admin *a, const char *arg, int *value)
-{
-    char up[32];
-    size_t i;
-    for (i = 0; arg[i] != '\0' && i + 1 < sizeof up; i++)
-        up[i] = (char)toupper((unsigned char)arg[i]);
-    up[i] = '\0';
-    if (strcmp(up, "UNSPECIFIED") == 0) {
-        *value = LK_LOG_LEVEL_UNSPECIFIED;
-        return EXIT_OK;
-    }
-    if (arg[i] == '\0' && admin_enum_value(ADMIN_ENUM_LOG_LEVEL, up, value) == 0)
-        return EXIT_OK;
-    return tool_usage_error("%s: --log-level: '%s' is none of none, error, info, debug, unspecified", a->cmd, arg);
-}
-
 /* Parse argv for a devices subcommand that accepts the own options in
  * allowed (BIT(...)) and at most maxpos positional arguments. */
 static int parse(struct dev_opts *o, int argc, char **argv, unsigned allowed, unsigned maxpos)
@@ -319,7 +300,7 @@ static int parse(struct dev_opts *o, int argc, char **argv, unsigned allowed, un
                 return rc;
             break;
         case O_LOG_LEVEL:
-            if ((rc = log_level_arg(a, optarg, &o->log_level)) != EXIT_OK)
+            if ((rc = admin_log_level_arg(a, optarg, &o->log_level)) != EXIT_OK)
                 return rc;
             break;
         case O_GATEWAY: o->gateway = optarg; break;

@@ -508,6 +508,15 @@ lk_err ropr_update_registry(struct admin *a, const lk_reg_name *name, lk_reg_sta
     return ropr_call(a, "PATCH", ropr_path(name, 1, NULL, NULL), mask, body, NULL, why, why_size);
 }
 
+lk_err ropr_set_registry_log_level(struct admin *a, const lk_reg_name *name, lk_reg_log_level level, char *why,
+                                   size_t why_size)
+{
+    json_t *body = json_pack("{s:s}", "logLevel", admin_enum_name(ADMIN_ENUM_LOG_LEVEL, (int)level));
+    if (body == NULL)
+        return LK_ERR_NOMEM;
+    return ropr_call(a, "PATCH", ropr_path(name, 1, NULL, NULL), "updateMask=logLevel", body, NULL, why, why_size);
+}
+
 lk_err ropr_delete_registry(struct admin *a, const lk_reg_name *name, char *why, size_t why_size)
 {
     return ropr_call(a, "DELETE", ropr_path(name, 1, NULL, NULL), NULL, NULL, NULL, why, why_size);
