@@ -151,6 +151,9 @@ static void send_command(struct lkd_call *c, const lk_reg_name *n, const lk_reg_
         lkd_reply_lk(c, err, why);
         return;
     }
+    char dp_[LK_DEVICE_PATH_MAX + 1];
+    lkd_log_change(c, "send_command", "device", lkd_device_path(n, d->id, dp_, sizeof dp_), "command %lld (%zu bytes)",
+                   (long long)id, len);
     struct cmd_wait *w = calloc(1, sizeof *w);
     if (w != NULL)
         w->timer = event_new(c->d->base, -1, EV_PERSIST, cmd_tick, w);
