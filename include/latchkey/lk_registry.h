@@ -529,6 +529,8 @@ typedef struct lk_reg_auth {
     int64_t config_version;
     lk_reg_gateway_type gateway_type;
     lk_reg_gateway_auth gateway_auth_method;
+    lk_reg_log_level log_level;          /* the device's (UNSPECIFIED: its registry's) ... */
+    lk_reg_log_level registry_log_level; /* ... and its registry's (UNSPECIFIED: the broker's) */
 } lk_reg_auth;
 void lk_reg_auth_free(lk_reg_auth *a);
 lk_err lk_registry_auth_lookup(lk_registry *reg, const lk_reg_name *name,
@@ -566,7 +568,7 @@ typedef enum lk_reg_change_kind {
     LK_CHANGE_DEVICE = 1,     /* created, updated (blocked, credentials, metadata) */
     LK_CHANGE_DEVICE_DELETED = 2,
     LK_CHANGE_CONFIG = 3,     /* a new config version */
-    LK_CHANGE_REGISTRY = 4,   /* registry enabled/disabled/deleted, its JIT setting: num_id 0 */
+    LK_CHANGE_REGISTRY = 4,   /* registry enabled/disabled/deleted, its JIT setting, its log level: num_id 0 */
     LK_CHANGE_COMMAND = 5,    /* a command was queued for num_id (lk_registry_command_send) */
     LK_CHANGE_BACKEND = 7,    /* a backend was created or deleted: num_id 0 */
     LK_CHANGE_SUBSCRIPTION = 8, /* a push subscription was created, updated or deleted: num_id 0 */

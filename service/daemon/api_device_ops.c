@@ -54,7 +54,9 @@ static void modify_config(struct lkd_call *c, const lk_reg_name *n, const lk_reg
         lkd_reply_lk(c, err, why);
         return;
     }
-    lkd_log("%s set config version %lld of %s in %s", c->who.email, (long long)out.version, d->id, n->registry);
+    char dp_[LK_DEVICE_PATH_MAX + 1];
+    lkd_log_change(c, "set_config", "device", lkd_device_path(n, d->id, dp_, sizeof dp_), "config version %lld",
+                   (long long)out.version);
     json_t *j = lkd_config_json(&out);
     lk_reg_config_free(&out);
     lkd_reply_json(c, 200, j);
@@ -149,6 +151,9 @@ static void send_command(struct lkd_call *c, const lk_reg_name *n, const lk_reg_
         lkd_reply_lk(c, err, why);
         return;
     }
+    char dp_[LK_DEVICE_PATH_MAX + 1];
+    lkd_log_change(c, "send_command", "device", lkd_device_path(n, d->id, dp_, sizeof dp_), "command %lld (%zu bytes)",
+                   (long long)id, len);
     struct cmd_wait *w = calloc(1, sizeof *w);
     if (w != NULL)
         w->timer = event_new(c->d->base, -1, EV_PERSIST, cmd_tick, w);

@@ -291,7 +291,9 @@ static void create_device(struct lkd_call *c, const lk_reg_name *n)
         lkd_reply_lk(c, err, why);
         return;
     }
-    lkd_log("%s created device %s (numId %llu) in %s", c->who.email, id, (unsigned long long)num, n->registry);
+    char dp_[LK_DEVICE_PATH_MAX + 1];
+    lkd_log_change(c, "create", "device", lkd_device_path(n, id, dp_, sizeof dp_), "numId %llu",
+                   (unsigned long long)num);
     reply_device(c, n, id, NULL, 0);
 }
 
@@ -344,7 +346,8 @@ static void patch_device(struct lkd_call *c, const lk_reg_name *n, const char *d
         lkd_reply_lk(c, err, why);
         return;
     }
-    lkd_log("%s updated device %s in %s", c->who.email, id, n->registry);
+    char dp_[LK_DEVICE_PATH_MAX + 1];
+    lkd_log_change(c, "update", "device", lkd_device_path(n, id, dp_, sizeof dp_), NULL);
     reply_device(c, n, id, NULL, 0);
 }
 
@@ -395,8 +398,9 @@ void lkd_api_devices(struct lkd_call *c, const lk_reg_name *n, const char *dev, 
         if (lkd_device_load(c, n, dev, &d, NULL) != 0)
             return;
         lk_err err = lk_registry_delete_device(c->d->reg, n, d.id, why, sizeof why);
+        char dp_[LK_DEVICE_PATH_MAX + 1];
         if (err == LK_OK)
-            lkd_log("%s deleted device %s from %s", c->who.email, d.id, n->registry);
+            lkd_log_change(c, "delete", "device", lkd_device_path(n, d.id, dp_, sizeof dp_), NULL);
         lk_reg_device_free(&d);
         if (err != LK_OK)
             lkd_reply_lk(c, err, why);

@@ -242,6 +242,6 @@ void lkd_api_service_accounts(struct lkd_call *c)
         lkd_reply_lk(c, err, why);
         return;
     }
-    lkd_log("%s: key %s of %s: %s", c->who.email, key, c->seg[3], c->verb ? c->verb : "deleted");
+    lkd_log_change(c, c->verb ? c->verb : "delete", "key", key, "of service account %s", c->seg[3]);
     lkd_reply_json(c, 200, json_object());
 }

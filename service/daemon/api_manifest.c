@@ -87,9 +87,12 @@ void lkd_api_import_manifest(struct lkd_call *c, const lk_reg_name *n)
     lk_err err = lk_manifest_import(c->d->reg, n, data, len, sig, strlen(sig), dry ? LK_MANIFEST_DRY_RUN : 0, &r,
                                     why, sizeof why);
     json_t *j = report_json(&r, dry);
-    if (err == LK_OK && !dry)
-        lkd_log("%s imported %llu devices of batch %s (signer %s) into %s", c->who.email,
-                (unsigned long long)r.ndevices, r.batch ? r.batch : "?", r.signer ? r.signer : "?", n->registry);
+    if (err == LK_OK && !dry) {
+        char rp_[LK_REGISTRY_PATH_MAX + 1];
+        lkd_log_change(c, "import", "registry", lkd_registry_path(n, rp_, sizeof rp_),
+                       "imported %llu devices of batch %s (signer %s)", (unsigned long long)r.ndevices,
+                       r.batch ? r.batch : "?", r.signer ? r.signer : "?");
+    }
     lk_manifest_report_free(&r);
     if (err == LK_OK) {
         if (j == NULL)
@@ -184,7 +187,9 @@ void lkd_api_trust(struct lkd_call *c, const lk_reg_name *n, int crls)
             lkd_reply_lk(c, err, why);
             return;
         }
-        lkd_log("%s deleted %s %lld of %s", c->who.email, crls ? "CRL" : "manifest signer", idx, n->registry);
+        char rp_[LK_REGISTRY_PATH_MAX + 1];
+        lkd_log_change(c, "delete", "registry", lkd_registry_path(n, rp_, sizeof rp_), "deleted %s %lld",
+                       crls ? "CRL" : "manifest signer", idx);
         lkd_reply_json(c, 200, json_object());
         return;
     }
@@ -238,7 +243,9 @@ void lkd_api_trust(struct lkd_call *c, const lk_reg_name *n, int crls)
         }
         err = lk_registry_add_signer(c->d->reg, n, label, pem, strlen(pem), &idx, why, sizeof why);
         if (err == LK_OK) {
-            lkd_log("%s added manifest signer %u (%s) to %s", c->who.email, idx, label, n->registry);
+            char rp_[LK_REGISTRY_PATH_MAX + 1];
+            lkd_log_change(c, "add_signer", "registry", lkd_registry_path(n, rp_, sizeof rp_),
+                           "added manifest signer %u (%s)", idx, label);
             lkd_reply_json(c, 200, json_pack("{s:i,s:s}", "index", (int)idx, "label", label));
             return;
         }
@@ -247,6 +254,7 @@ void lkd_api_trust(struct lkd_call *c, const lk_reg_name *n, int crls)
         lkd_reply_lk(c, err, why);
         return;
     }
-    lkd_log("%s added a CRL to %s", c->who.email, n->registry);
+    char rp_[LK_REGISTRY_PATH_MAX + 1];
+    lkd_log_change(c, "add_crl", "registry", lkd_registry_path(n, rp_, sizeof rp_), "added a CRL");
     lkd_reply_json(c, 200, json_object());
 }

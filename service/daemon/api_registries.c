@@ -405,7 +405,8 @@ static void create_registry(struct lkd_call *c, const lk_reg_name *parent)
         lkd_reply_lk(c, err, why);
         return;
     }
-    lkd_log("%s created registry %s/%s/%s", c->who.email, n.project, n.location, n.registry);
+    char rp_[LK_REGISTRY_PATH_MAX + 1];
+    lkd_log_change(c, "create", "registry", lkd_registry_path(&n, rp_, sizeof rp_), NULL);
     reply_registry(c, &n);
 }
 
@@ -474,8 +475,9 @@ static void patch_registry(struct lkd_call *c, const lk_reg_name *n)
             lkd_reply_lk(c, err, why);
             return;
         }
-        lkd_log("%s %s just-in-time registration of registry %s/%s/%s", c->who.email,
-                cur.enabled ? "enabled" : "disabled", n->project, n->location, n->registry);
+        char rp_[LK_REGISTRY_PATH_MAX + 1];
+        lkd_log_change(c, "set_jit", "registry", lkd_registry_path(n, rp_, sizeof rp_),
+                       "%s just-in-time registration", cur.enabled ? "enabled" : "disabled");
         reply_registry(c, n);
         return;
     }
@@ -491,7 +493,8 @@ static void patch_registry(struct lkd_call *c, const lk_reg_name *n)
         lkd_reply_lk(c, err, why);
         return;
     }
-    lkd_log("%s patched registry %s/%s/%s", c->who.email, n->project, n->location, n->registry);
+    char rp_[LK_REGISTRY_PATH_MAX + 1];
+    lkd_log_change(c, "update", "registry", lkd_registry_path(n, rp_, sizeof rp_), NULL);
     reply_registry(c, n);
 }
 
@@ -518,8 +521,9 @@ static void bind_gateway(struct lkd_call *c, const lk_reg_name *n, int unbind)
         lkd_reply_lk(c, err, why);
         return;
     }
-    lkd_log("%s %s %s and %s in %s", c->who.email, unbind ? "unbound" : "bound", json_string_value(g),
-            json_string_value(dv), n->registry);
+    char rp_[LK_REGISTRY_PATH_MAX + 1];
+    lkd_log_change(c, unbind ? "unbind" : "bind", "registry", lkd_registry_path(n, rp_, sizeof rp_),
+                   "%s %s and %s", unbind ? "unbound" : "bound", json_string_value(g), json_string_value(dv));
     lkd_reply_json(c, 200, json_object());
 }
 
@@ -575,7 +579,8 @@ void lkd_api_registries(struct lkd_call *c, const lk_reg_name *n, int has_regist
                 return;
             }
         }
-        lkd_log("%s deleted registry %s/%s/%s", c->who.email, n->project, n->location, n->registry);
+        char rp_[LK_REGISTRY_PATH_MAX + 1];
+        lkd_log_change(c, "delete", "registry", lkd_registry_path(n, rp_, sizeof rp_), NULL);
         lkd_reply_json(c, 200, json_object());
         return;
     default:

@@ -428,7 +428,9 @@ void lkd_api_subscriptions(struct lkd_call *c)
             lkd_reply_lk(c, err, why);
             return;
         }
-        lkd_log("%s created subscription projects/%s/subscriptions/%s", c->who.email, p, s);
+        char sp_[300];
+        snprintf(sp_, sizeof sp_, "projects/%s/subscriptions/%s", p, s);
+        lkd_log_change(c, "create", "subscription", sp_, NULL);
         reply_sub(c, p, s);
         return;
     }
@@ -440,7 +442,9 @@ void lkd_api_subscriptions(struct lkd_call *c)
             lkd_reply_lk(c, err, why);
             return;
         }
-        lkd_log("%s deleted subscription projects/%s/subscriptions/%s", c->who.email, p, s);
+        char sp_[300];
+        snprintf(sp_, sizeof sp_, "projects/%s/subscriptions/%s", p, s);
+        lkd_log_change(c, "delete", "subscription", sp_, NULL);
         lkd_reply_json(c, 200, json_object());
         return;
     }

@@ -143,6 +143,23 @@ int64_t lkd_now_ms(void);    /* monotonic milliseconds */
 extern int lkd_log_quiet; /* the fuzz targets silence the log */
 void lkd_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void lkd_debug(const struct lkd *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The log (log.c, docs/daemon.md "Logs"): lkd_log and lkd_debug write
+ * event=notice lines with the text in msg; the lines below carry fields. */
+struct kvlog;
+struct lkd_call;
+/* A finished service/common/kvlog.h line, to stderr. */
+void lkd_log_kv(struct kvlog *l);
+/* A device's call on the device bridge (who.email is its path): event,
+ * level ("info", "debug"), device=, addr= and msg. */
+void lkd_log_device(const struct lkd_call *c, const char *level, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* A change made through the API: event=change who= action= key=value and
+ * msg (fmt may be NULL). */
+void lkd_log_change(const struct lkd_call *c, const char *action, const char *key, const char *value,
+                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* A device's or registry's full path, for the log, into buf. */
+const char *lkd_device_path(const lk_reg_name *n, const char *id, char *buf, size_t size);
+const char *lkd_registry_path(const lk_reg_name *n, char *buf, size_t size);
 
 /* evhttp's callbacks (http.c): a TLS bufferevent per connection (arg: the
  * SSL_CTX ** of its listener, so that SIGHUP's swap applies to new

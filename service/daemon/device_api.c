@@ -43,11 +43,11 @@ static void log_rate_refusal(struct lkd_call *c, const char *what)
     }
     second = now;
     if (unlogged)
-        lkd_log("%s: %s %s refused: over the device's message rate (MQTT and HTTP together); %u more such "
-                "refusals since the last line", c->peer, c->who.email, what, unlogged);
+        lkd_log_device(c, "info", "refused", "%s refused: over the device's message rate (MQTT and HTTP together); %u "
+                       "more such refusals since the last line", what, unlogged);
     else
-        lkd_log("%s: %s %s refused: over the device's message rate (MQTT and HTTP together)", c->peer,
-                c->who.email, what);
+        lkd_log_device(c, "info", "refused", "%s refused: over the device's message rate (MQTT and HTTP together)",
+                       what);
     unlogged = 0;
 }
 
@@ -82,7 +82,8 @@ static void published(void *arg, enum lkd_pub_outcome o, int reason)
     free(p);
     switch (o) {
     case LKD_PUB_OK:
-        lkd_debug(c->d, "%s: %s %s", c->peer, c->who.email, what);
+        if (c->d->cfg.verbose)
+            lkd_log_device(c, "debug", "publish", "%s", what);
         lkd_reply_json(c, 200, json_object());
         return;
     case LKD_PUB_REFUSED:
@@ -209,7 +210,7 @@ static void get_config(struct lkd_call *c, const struct lkd_device_id *caller)
         lk_reg_activity a = {.num_id = dev->num_id, .last_config_send = lkd_now()};
         lk_err e = lk_registry_record_activity(c->d->reg, &a, 1);
         if (e != LK_OK)
-            lkd_log("%s: lastConfigSendTime not recorded (%s)", c->who.email, lk_errname(e));
+            lkd_log_device(c, "info", "activity_failed", "lastConfigSendTime not recorded (%s)", lk_errname(e));
     }
     lkd_gateway_record(c->d, dev->num_id, act.gateway);
     json_t *j = lkd_config_json(&cfg);

@@ -238,7 +238,8 @@ static lk_err entry_load(struct lkd *d, struct dev_entry *e, const lk_reg_name *
         err = lk_cred_parse(a.creds[i].format, a.creds[i].pem, strlen(a.creds[i].pem), a.creds[i].expires, &cred);
         if (err == LK_ERR_CRED_INVALID) {
             /* The registry checked it when it was added: skip, and say so. */
-            lkd_log("%s/%s: credential %u does not parse; ignored", n->registry, id, i);
+            char dp_[LK_DEVICE_PATH_MAX + 1];
+            lkd_log("%s: credential %u does not parse; ignored", lkd_device_path(n, id, dp_, sizeof dp_), i);
             continue;
         }
         if (err != LK_OK) {
@@ -323,13 +324,14 @@ static int device_jit(struct lkd_call *c, const lk_reg_name *n, const char *dev,
     /* Only a token that could register spends from the bucket (as the broker). */
     if (!lk_jwt_has_x5c(token, len, d->cfg.jit_max_token_length,
                         d->cfg.base64_padding ? LK_VERIFY_ALLOW_PADDING : 0u)) {
-        lkd_log("%s: no such device (and no x5c in the token to register it just in time)", c->who.email);
+        lkd_log_device(c, "info", "refused", "no such device (and no x5c in the token to register it just in time)");
         lkd_reply_error(c, LKD_UNAUTHENTICATED, "the token is not valid for this device");
         return -1;
     }
     if (!jit_take(d)) {
-        lkd_log("%s: just-in-time registration refused: faster than jit_per_minute (%u, burst %u)",
-                c->who.email, d->cfg.jit_per_minute, d->cfg.jit_burst);
+        lkd_log_device(c, "info", "refused",
+                       "just-in-time registration refused: faster than jit_per_minute (%u, burst %u)",
+                       d->cfg.jit_per_minute, d->cfg.jit_burst);
         lkd_reply_error(c, LKD_UNAVAILABLE, "just-in-time registrations arrive too fast; try again later");
         return -1;
     }
@@ -348,11 +350,11 @@ static int device_jit(struct lkd_call *c, const lk_reg_name *n, const char *dev,
                                        certs->chain_len, &num_id, why, sizeof why);
     free(certs);
     if (err == LK_OK) {
-        lkd_log("%s: registered just in time (numId %llu)", c->who.email, (unsigned long long)num_id);
+        lkd_log_device(c, "info", "registered", "registered just in time (numId %llu)", (unsigned long long)num_id);
         return 0;
     }
-    lkd_log("%s: just-in-time registration refused: %s (%s)", c->who.email, why[0] ? why : lk_strerror(err),
-            lk_errname(err));
+    lkd_log_device(c, "info", "refused", "just-in-time registration refused: %s (%s)", why[0] ? why : lk_strerror(err),
+                   lk_errname(err));
     if (err == LK_ERR_NOMEM || err == LK_ERR_CRYPTO || err == LK_ERR_REG_BUSY || err == LK_ERR_REG_STORAGE)
         lkd_reply_error(c, LKD_UNAVAILABLE, "the device could not be registered (%s); try again", lk_errname(err));
     else
@@ -385,7 +387,7 @@ static int device_authenticate(struct lkd_call *c, const lk_reg_name *n, const c
     if (e == NULL) {
         if (err == LK_ERR_REG_NOT_FOUND) {
             /* Not told apart from a bad token: the caller has proven nothing. */
-            lkd_log("%s: no such device (%s)", c->who.email, why[0] ? why : "not found");
+            lkd_log_device(c, "info", "refused", "no such device (%s)", why[0] ? why : "not found");
             lkd_reply_error(c, LKD_UNAUTHENTICATED, "the token is not valid for this device");
         } else if (err == LK_ERR_REG_BUSY || err == LK_ERR_NOMEM) {
             lkd_reply_error(c, LKD_UNAVAILABLE, "the registry could not be read (%s); try again", lk_errname(err));

@@ -1,12 +1,13 @@
 /*
  * log.c — clocks, the registry's generation and the log: the leaf every other file of latchkeyd
- * uses. The log is stderr, one line per event (journald stamps it).
+ * uses. The log is stderr, one key=value line per event (journald stamps it).
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
+#include "../common/kvlog.h"
 #include "daemon.h"
 
 int64_t lkd_now(void)
@@ -42,25 +43,31 @@ int lkd_is_loopback(const char *addr)
 
 int lkd_log_quiet;
 
-/* One line per event: what a client sent (a field name, a path) may hold
- * control characters, which must not forge log lines or terminal escapes. */
-__attribute__((format(printf, 1, 0))) static void vlog(const char *fmt, va_list ap)
+/* One line per event, in the key=value form of service/common/kvlog.h
+ * (docs/daemon.md, "Logs"): what a client sent (a field name, a path) is
+ * escaped there, so it can forge no line, field or terminal escape. */
+void lkd_log_kv(struct kvlog *l)
 {
-    char line[2048];
+    if (!lkd_log_quiet)
+        fprintf(stderr, "latchkeyd: %s\n", kvlog_end(l));
+}
+
+__attribute__((format(printf, 3, 0))) static void vlog(const char *event, const char *level, const char *fmt,
+                                                       va_list ap)
+{
+    struct kvlog l;
     if (lkd_log_quiet)
         return;
-    vsnprintf(line, sizeof line, fmt, ap);
-    for (char *p = line; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            *p = '?';
-    fprintf(stderr, "latchkeyd: %s\n", line);
+    kvlog_begin(&l, event, level);
+    kvlog_vfmt(&l, "msg", fmt, ap);
+    lkd_log_kv(&l);
 }
 
 void lkd_log(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vlog(fmt, ap);
+    vlog("notice", "info", fmt, ap);
     va_end(ap);
 }
 
@@ -70,6 +77,53 @@ void lkd_debug(const struct lkd *d, const char *fmt, ...)
         return;
     va_list ap;
     va_start(ap, fmt);
-    vlog(fmt, ap);
+    vlog("notice", "debug", fmt, ap);
     va_end(ap);
+}
+
+void lkd_log_device(const struct lkd_call *c, const char *level, const char *event, const char *fmt, ...)
+{
+    struct kvlog l;
+    va_list ap;
+    if (lkd_log_quiet)
+        return;
+    kvlog_begin(&l, event, level);
+    kvlog_str(&l, "device", c->who.email);
+    kvlog_str(&l, "addr", c->peer);
+    va_start(ap, fmt);
+    kvlog_vfmt(&l, "msg", fmt, ap);
+    va_end(ap);
+    lkd_log_kv(&l);
+}
+
+void lkd_log_change(const struct lkd_call *c, const char *action, const char *key, const char *value,
+                    const char *fmt, ...)
+{
+    struct kvlog l;
+    va_list ap;
+    if (lkd_log_quiet)
+        return;
+    kvlog_begin(&l, "change", "info");
+    kvlog_str(&l, "who", c->who.email[0] ? c->who.email : "(unauthenticated)");
+    kvlog_str(&l, "action", action);
+    kvlog_str(&l, key, value);
+    if (fmt != NULL) {
+        va_start(ap, fmt);
+        kvlog_vfmt(&l, "msg", fmt, ap);
+        va_end(ap);
+    }
+    lkd_log_kv(&l);
+}
+
+const char *lkd_device_path(const lk_reg_name *n, const char *id, char *buf, size_t size)
+{
+    snprintf(buf, size, "projects/%s/locations/%s/registries/%s/devices/%s", n->project, n->location,
+             n->registry, id);
+    return buf;
+}
+
+const char *lkd_registry_path(const lk_reg_name *n, char *buf, size_t size)
+{
+    snprintf(buf, size, "projects/%s/locations/%s/registries/%s", n->project, n->location, n->registry);
+    return buf;
 }

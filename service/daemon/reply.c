@@ -12,6 +12,7 @@
 #include <event2/keyvalq_struct.h>
 
 #include "latchkey/lk_util.h"
+#include "../common/kvlog.h"
 #include "daemon.h"
 
 static const struct {
@@ -173,7 +174,17 @@ static void reply_error_v(struct lkd_call *c, lkd_code code, const char *reason,
 {
     char msg[1024];
     vsnprintf(msg, sizeof msg, fmt, ap);
-    lkd_log("%s %s %s by %s: %s %s", c->peer, method_name(c->method), c->path ? c->path : "?", c->who.email[0] ? c->who.email : "(unauthenticated)", codes[code].name, msg);
+    struct kvlog l;
+    kvlog_begin(&l, "refused", "info");
+    kvlog_str(&l, "addr", c->peer);
+    kvlog_str(&l, "method", method_name(c->method));
+    kvlog_str(&l, "path", c->path ? c->path : "?");
+    kvlog_str(&l, "who", c->who.email[0] ? c->who.email : "(unauthenticated)");
+    if (strncmp(c->who.email, "projects/", 9) == 0 && strstr(c->who.email, "/devices/") != NULL)
+        kvlog_str(&l, "device", c->who.email); /* a device's call on the device bridge */
+    kvlog_str(&l, "code", codes[code].name);
+    kvlog_str(&l, "msg", msg);
+    lkd_log_kv(&l);
     if (c->req != NULL)
         send_error(c->req, code, msg, reason, next_detail);
     lkd_call_free(c);

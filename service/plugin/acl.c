@@ -52,8 +52,7 @@ static int acl__device_write(struct plg_conn *c, const struct mosquitto_evt_acl_
     if (t == TOPIC_BAD) {
         if ((rc = acl__other(c, ed)) >= 0)
             return rc;
-        mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "%s published to %s: not its events "
-                             "or state topic", c->client_id, ed->topic);
+        plog__dev(c, PLOG_INFO, "denied", "published to %s: not its events or state topic", ed->topic);
         conn__kick(c, "it published to a topic it may not");
         return MOSQ_ERR_ACL_DENIED;
     }

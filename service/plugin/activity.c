@@ -134,8 +134,8 @@ void activity__flush(void)
     free(v);
     if (err) {
         /* kept for the next flush */
-        mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "writing activity times failed "
-                             "(%s); retrying in %" PRId64 " s", lk_errname(err), plg.opt.activity_flush);
+        plog__msg(PLOG_WARN, "activity_failed", NULL, "writing activity times failed (%s); retrying in %"
+                  PRId64 " s", lk_errname(err), plg.opt.activity_flush);
         return;
     }
     act_n = 0;

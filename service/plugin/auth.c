@@ -28,44 +28,52 @@ static const char *auth__addr(struct mosquitto *client)
     return a ? a : "?";
 }
 
-/* What a client sent, made safe for one log line: at most 200 bytes, every
- * byte outside printable ASCII as '?'. */
-static const char *auth__printable(const char *s, char *buf, size_t size)
-{
-    size_t i;
+/* Who is being authenticated, for the refusal's line: a device (device=
+ * its path) at its own log level once its record is read, else at the
+ * plugin's; a backend or latchkeyd's bridge by name (client= its id). Set
+ * by auth__basic: one login at a time on the broker's thread. */
+static struct {
+    const char *field;   /* "device", "backend", "bridge" or NULL */
+    const char *name;
+    int level;           /* 0: the plugin's */
+} auth__who;
 
-    for (i = 0; s[i] && i + 4 < size && i < 200; i++)
-        buf[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
-    if (s[i] && i + 4 <= size) {
-        memcpy(buf + i, "...", 3);
-        i += 3;
-    }
-    buf[i] = '\0';
-    return buf;
-}
-
-/* kind: what the rate limit of refusal logs counts by (a literal, or the
- * error's symbol); transient: the server's failure, not the client's;
- * metric: the refusal's reason in the metrics (enum lk_mshm_reason); dev:
- * the device's path when a device was refused (its ring of refusals). */
+/* who: the client id (the value escaped by kvlog); kind: what the rate
+ * limit of refusal logs counts by (a literal, or the error's symbol);
+ * transient: the server's failure, not the client's; metric: the refusal's
+ * reason in the metrics (enum lk_mshm_reason); dev: the device's path when
+ * a device was refused (its ring of refusals). Counted whatever the log
+ * level. */
 static int auth__deny(struct mosquitto *client, const char *who, const char *dev, const char *reason,
                       lk_err err, int transient, unsigned metric)
 {
     const char *addr = auth__addr(client);
-    char safe[256];
+    int level = auth__who.level ? auth__who.level : plg.opt.log_level;
     int64_t now = clock__now();
+    struct kvlog l;
 
     metrics__refused(dev, metric, reason, now);
-    if (refusals__allow(addr, err ? lk_errname(err) : reason, now)) {
-        auth__printable(who, safe, sizeof safe);
+    if (plog__on(level, PLOG_INFO) && refusals__allow(addr, err ? lk_errname(err) : reason, now)) {
+        plog__begin(&l, PLOG_INFO, "refused");
+        if (auth__who.field && !strcmp(auth__who.field, "device")) {
+            kvlog_str(&l, "device", who);
+        } else {
+            kvlog_str(&l, auth__who.field, auth__who.name);
+            kvlog_str(&l, "client", who);
+        }
+        kvlog_str(&l, "addr", addr);
+        kvlog_str(&l, "reason", reason);
         if (err)
-            mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "refused %s from %s: %s (%s)%s",
-                                 safe, addr, reason, lk_errname(err),
-                                 transient ? "; closed without CONNACK, so that it retries" : "");
-        else
-            mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "refused %s from %s: %s%s",
-                                 safe, addr, reason,
-                                 transient ? "; closed without CONNACK, so that it retries" : "");
+            kvlog_str(&l, "err", lk_errname(err));
+        if (transient)
+            kvlog_str(&l, "retry", "1"); /* closed without CONNACK, so that it retries */
+        if (auth__who.level && plog__on(level, PLOG_DEBUG)) {
+            /* a device at DEBUG: what its CONNECT asked for */
+            kvlog_int(&l, "protocol", mosquitto_client_protocol_version(client));
+            kvlog_int(&l, "clean", mosquitto_client_clean_session(client) ? 1 : 0);
+            kvlog_int(&l, "keepalive", mosquitto_client_keepalive(client));
+        }
+        plog__emit(&l, PLOG_INFO);
     }
     return transient ? MOSQ_ERR_UNKNOWN : MOSQ_ERR_AUTH;
 }
@@ -107,6 +115,38 @@ static unsigned auth__token_metric(lk_err err)
 
 /* # Devices */
 
+/* The connect's line: the credential by its fingerprint, as `latchkey
+ * devices describe` shows it (an index shifts when another credential is
+ * removed), and the token's times — never the token. */
+static void auth__connected(const struct plg_conn *c, const char *addr, const lk_token_info *info,
+                            int hit)
+{
+    int level = plog__level(c);
+    char t[32];
+    struct kvlog l;
+
+    if (!plog__on(level, PLOG_INFO))
+        return;
+    plog__begin(&l, PLOG_INFO, "connect");
+    kvlog_str(&l, "device", c->client_id);
+    kvlog_str(&l, "addr", addr);
+    kvlog_fmt(&l, "cred", "sha256:%02x%02x%02x%02x%02x%02x%02x%02x", c->cred_fp[0], c->cred_fp[1],
+              c->cred_fp[2], c->cred_fp[3], c->cred_fp[4], c->cred_fp[5], c->cred_fp[6], c->cred_fp[7]);
+    lk_time_rfc3339(info->valid_until, t, sizeof t);
+    kvlog_str(&l, "until", t);
+    kvlog_int(&l, "cached", hit);
+    if (plog__on(level, PLOG_DEBUG)) {
+        kvlog_str(&l, "alg", lk_alg_name(info->alg));
+        lk_time_rfc3339(info->iat, t, sizeof t);
+        kvlog_str(&l, "iat", t);
+        lk_time_rfc3339(info->exp, t, sizeof t);
+        kvlog_str(&l, "exp", t);
+        kvlog_int(&l, "keepalive", c->keepalive);
+        kvlog_int(&l, "num_id", (int64_t)c->num_id);
+    }
+    plog__emit(&l, PLOG_INFO);
+}
+
 static int auth__device(struct mosquitto *client, const char *id, const lk_device_name *p,
                         const char *password)
 {
@@ -114,7 +154,7 @@ static int auth__device(struct mosquitto *client, const char *id, const lk_devic
     struct plg_conn *c;
     lk_verify_policy pol;
     lk_token_info info;
-    char why[200] = "", reason[300], until[32];
+    char why[200] = "", reason[300];
     int64_t now = clock__now();
     int hit = 0, jit, registered = 0;
     int64_t lookup;
@@ -158,8 +198,7 @@ static int auth__device(struct mosquitto *client, const char *id, const lk_devic
         case JIT_UNAVAILABLE:
             return auth__device_deny(client, id, reason, err, LK_MSHM_R_UNAVAILABLE);
         case JIT_REGISTERED:
-            mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "%s from %s: %s", id,
-                                 auth__addr(client), reason);
+            plog__msg(PLOG_INFO, "registered", id, "from %s: %s", auth__addr(client), reason);
             registered = 1;
             break;
         }
@@ -172,6 +211,7 @@ static int auth__device(struct mosquitto *client, const char *id, const lk_devic
         return auth__device_deny(client, id, "the registry could not be read", err,
                                  LK_MSHM_R_UNAVAILABLE);
     }
+    auth__who.level = plog__effective(d->log_level, d->reg_log_level);
     if (d->blocked)
         return auth__device_deny(client, id, "the device is blocked", LK_OK, LK_MSHM_R_BLOCKED);
     if (d->mqtt == LK_REG_STATE_DISABLED)
@@ -229,6 +269,7 @@ static int auth__device(struct mosquitto *client, const char *id, const lk_devic
     c->config_sent = 0;
     c->gateway_type = d->gateway_type;
     c->gateway_auth = d->gateway_auth;
+    c->log_level = auth__who.level;
 
     metrics__connected(c);
     conn__supersede(c);
@@ -239,14 +280,7 @@ static int auth__device(struct mosquitto *client, const char *id, const lk_devic
     if (registered)
         message__registered(c, "mqtt");
     message__presence(c, 1, auth__addr(client));
-    lk_time_rfc3339(info.valid_until, until, sizeof until);
-    /* The credential by its fingerprint, as `latchkey devices describe` shows
-     * it: an index shifts when another credential is removed. */
-    mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "%s connected from %s (key sha256:"
-                         "%02x%02x%02x%02x%02x%02x%02x%02x, token valid until %s%s)", id,
-                         auth__addr(client), c->cred_fp[0], c->cred_fp[1], c->cred_fp[2],
-                         c->cred_fp[3], c->cred_fp[4], c->cred_fp[5], c->cred_fp[6],
-                         c->cred_fp[7], until, hit ? ", cached" : "");
+    auth__connected(c, auth__addr(client), &info, hit);
     return MOSQ_ERR_SUCCESS;
 }
 
@@ -269,13 +303,13 @@ static int auth__backend(struct mosquitto *client, const char *id, const char *u
                          const char *password)
 {
     const char *name = username + strlen(BACKEND_PREFIX);
-    char project[LK_PROJECT_MAX + 1] = "", who[300];
+    char project[LK_PROJECT_MAX + 1] = "";
+    const char *who = id ? id : "";
     uint8_t stored[32];
     struct plg_conn *c;
     lk_err err;
     size_t nlen = strlen(name);
 
-    snprintf(who, sizeof who, "backend %s (client id %s)", name, id ? id : "");
     if (!lk_id_valid(name, nlen))
         return auth__refuse(client, who, "not a valid backend name", LK_OK, LK_MSHM_R_BACKEND);
     /* Mosquitto closes the older connection of a client id: a backend that
@@ -311,8 +345,15 @@ static int auth__backend(struct mosquitto *client, const char *id, const char *u
     c->keepalive = mosquitto_client_keepalive(client);
     conn__schedule(c);
     share__connect(c);
-    mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "backend %s (project %s) connected from %s",
-                         name, project, auth__addr(client));
+    if (plog__on(plg.opt.log_level, PLOG_INFO)) {
+        struct kvlog l;
+        plog__begin(&l, PLOG_INFO, "connect");
+        kvlog_str(&l, "backend", name);
+        kvlog_str(&l, "project", project);
+        kvlog_str(&l, "client", id);
+        kvlog_str(&l, "addr", auth__addr(client));
+        plog__emit(&l, PLOG_INFO);
+    }
     return MOSQ_ERR_SUCCESS;
 }
 
@@ -322,13 +363,12 @@ static int auth__bridge(struct mosquitto *client, const char *id, const char *us
                         const char *password)
 {
     const char *name = username + strlen(BRIDGE_PREFIX);
-    char who[300];
+    const char *who = id ? id : "";
     uint8_t stored[32];
     struct plg_conn *c;
     lk_err err;
     int match, proto = mosquitto_client_protocol_version(client);
 
-    snprintf(who, sizeof who, "latchkeyd bridge %s (client id %s)", name, id ? id : "");
     if (!lk_id_valid(name, strlen(name)))
         return auth__refuse(client, who, "not a valid bridge name", LK_OK, LK_MSHM_R_BACKEND);
     /* One id per bridge: another client cannot take it over (Mosquitto
@@ -368,8 +408,8 @@ static int auth__bridge(struct mosquitto *client, const char *id, const char *us
     c->connected_at = c->last_seen = clock__now();
     c->keepalive = mosquitto_client_keepalive(client);
     conn__schedule(c);
-    mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "latchkeyd bridge %s connected from %s",
-                         name, auth__addr(client));
+    plog__msg(PLOG_INFO, "connect_bridge", NULL, "latchkeyd bridge %s connected from %s", name,
+              auth__addr(client));
     return MOSQ_ERR_SUCCESS;
 }
 
@@ -386,12 +426,21 @@ int auth__basic(int event, void *event_data, void *userdata)
     old = conn__find(ed->client);
     if (old)
         conn__free(old);
-    if (id && lk_device_path_parse(id, strlen(id), &p) == LK_OK)
+    memset(&auth__who, 0, sizeof auth__who);
+    if (id && lk_device_path_parse(id, strlen(id), &p) == LK_OK) {
+        auth__who.field = "device";
         return auth__device(ed->client, id, &p, ed->password);
-    if (ed->username && !strncmp(ed->username, BACKEND_PREFIX, strlen(BACKEND_PREFIX)))
+    }
+    if (ed->username && !strncmp(ed->username, BACKEND_PREFIX, strlen(BACKEND_PREFIX))) {
+        auth__who.field = "backend";
+        auth__who.name = ed->username + strlen(BACKEND_PREFIX);
         return auth__backend(ed->client, id, ed->username, ed->password);
-    if (ed->username && !strncmp(ed->username, BRIDGE_PREFIX, strlen(BRIDGE_PREFIX)))
+    }
+    if (ed->username && !strncmp(ed->username, BRIDGE_PREFIX, strlen(BRIDGE_PREFIX))) {
+        auth__who.field = "bridge";
+        auth__who.name = ed->username + strlen(BRIDGE_PREFIX);
         return auth__bridge(ed->client, id, ed->username, ed->password);
+    }
     return auth__refuse(ed->client, id && *id ? id : "(no client id)",
                         "neither a device path (projects/P/locations/L/registries/R/devices/D) "
                         "nor a backend nor latchkeyd's bridge", LK_OK, LK_MSHM_R_PROTOCOL);
@@ -427,6 +476,9 @@ int auth__disconnect(int event, void *event_data, void *userdata)
     if (!c)
         return MOSQ_ERR_SUCCESS; /* a refused login, or not ours */
     if (c->kind == CONN_DEVICE) {
+        if (!c->superseded)
+            plog__dev(c, PLOG_DEBUG, "disconnect", "%s",
+                      c->kick_reason ? c->kick_reason : auth__reason(ed->reason));
         if (!c->offline_sent) {
             c->offline_sent = 1;
             message__presence(c, 0, c->kick_reason ? c->kick_reason : auth__reason(ed->reason));
@@ -462,6 +514,8 @@ void auth__recheck(struct plg_conn *c, void *arg)
         return;
     }
     c->unconfirmed_since = 0;
+    /* a PATCH of its logLevel, or its registry's, takes effect now */
+    c->log_level = plog__effective(d->log_level, d->reg_log_level);
     if ((why = conn__standing(c, d, 1)) != NULL) {
         conn__kick(c, why);
         return;

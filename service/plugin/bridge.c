@@ -52,8 +52,7 @@ static int bridge__deny(const struct plg_conn *c, const char *device, const char
     uint64_t key = bridge__key(device);
     int64_t now = clock__now();
     unsigned slot = (unsigned)(key & (LOG_SLOTS - 1));
-    char safe[256];
-    size_t i;
+    struct kvlog l;
 
     if (now != log_second) {
         log_second = now;
@@ -67,13 +66,17 @@ static int bridge__deny(const struct plg_conn *c, const char *device, const char
     log_slots[slot].key = key;
     log_slots[slot].second = now;
     log_this_second++;
-    /* A topic that did not parse is the client's text: printable, cut. */
-    for (i = 0; device[i] && i < 200; i++)
-        safe[i] = (device[i] >= 0x20 && device[i] < 0x7f) ? device[i] : '?';
-    safe[i] = '\0';
-    mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "latchkeyd bridge %s: denied %s%s: %s%s%s%s",
-                         c->backend_name ? c->backend_name : "?", safe, device[i] ? "..." : "", why,
-                         err ? " (" : "", err ? lk_errname(err) : "", err ? ")" : "");
+    /* A topic that did not parse is the client's text: kvlog escapes and
+     * cuts it. */
+    if (!plog__on(plg.opt.log_level, PLOG_INFO))
+        return MOSQ_ERR_ACL_DENIED;
+    plog__begin(&l, PLOG_INFO, "bridge_denied");
+    kvlog_str(&l, "bridge", c->backend_name ? c->backend_name : "?");
+    kvlog_str(&l, "target", device);
+    kvlog_str(&l, "reason", why);
+    if (err)
+        kvlog_str(&l, "err", lk_errname(err));
+    plog__emit(&l, PLOG_INFO);
     return MOSQ_ERR_ACL_DENIED;
 }
 
@@ -82,10 +85,9 @@ void bridge__tick(int64_t now)
     if (now < next_report)
         return;
     if (next_report && (denied_rate || denied_unlogged))
-        mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "latchkeyd bridge: %" PRIu64
-                             " publishes denied over their device's rate and %" PRIu64
-                             " other denials not logged one by one in the last %d s",
-                             denied_rate, denied_unlogged, REPORT_S);
+        plog__msg(PLOG_INFO, "bridge_denied_summary", NULL, "latchkeyd bridge: %" PRIu64 " publishes denied "
+                  "over their device's rate and %" PRIu64 " other denials not logged one by one in the "
+                  "last %d s", denied_rate, denied_unlogged, REPORT_S);
     denied_rate = denied_unlogged = 0;
     next_report = now + REPORT_S;
 }

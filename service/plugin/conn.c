@@ -263,6 +263,16 @@ int conn__subscription(struct plg_conn *c, lk_topic t, int access, int qos)
 {
     int sub = access == MOSQ_ACL_SUBSCRIBE;
 
+    if (plog__on(plog__level(c), PLOG_DEBUG)) {
+        struct kvlog l;
+        plog__begin(&l, PLOG_DEBUG, sub ? "subscribe" : "unsubscribe");
+        kvlog_str(&l, "device", c->client_id);
+        kvlog_str(&l, "topic", t == LK_TOPIC_CONFIG ? "config" : t == LK_TOPIC_COMMANDS_ALL ? "commands"
+                                                                                      : "other");
+        kvlog_int(&l, "qos", qos);
+        kvlog_str(&l, "outcome", t == LK_TOPIC_CONFIG || t == LK_TOPIC_COMMANDS_ALL ? "granted" : "denied");
+        plog__emit(&l, PLOG_DEBUG);
+    }
     if (t == LK_TOPIC_CONFIG) {
         c->config_qos = sub ? (qos > 1 ? 1 : qos) : -1;
         if (sub)
@@ -286,9 +296,8 @@ void conn__unconfirmed(struct plg_conn *c, lk_err err)
         queue__push(Q_RECHECK, c);
         return;
     }
-    mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "%s: the registry could not be read "
-                         "for %" PRId64 " s (%s)", c->client_id, now - c->unconfirmed_since,
-                         lk_errname(err));
+    plog__dev(c, PLOG_WARN, "unconfirmed", "the registry could not be read for %" PRId64 " s (%s)",
+              now - c->unconfirmed_since, lk_errname(err));
     conn__kick(c, "its standing could not be confirmed: the registry could not be read");
 }
 
@@ -530,6 +539,27 @@ void conn__cleanup(void)
 
 /* # Tick */
 
+/* The close's line: a device at its level, a backend or bridge at the
+ * plugin's. */
+static void conn__log_close(const struct plg_conn *c)
+{
+    struct kvlog l;
+    const char *addr = c->client ? mosquitto_client_address(c->client) : NULL;
+
+    if (!plog__on(plog__level(c), PLOG_INFO))
+        return;
+    plog__begin(&l, PLOG_INFO, "close");
+    if (c->kind == CONN_DEVICE) {
+        kvlog_str(&l, "device", c->client_id);
+    } else {
+        kvlog_str(&l, c->kind == CONN_BRIDGE ? "bridge" : "backend", c->backend_name ? c->backend_name : "?");
+        kvlog_str(&l, "client", c->client_id);
+    }
+    kvlog_str(&l, "addr", addr ? addr : "?");
+    kvlog_str(&l, "reason", c->kick_reason);
+    plog__emit(&l, PLOG_INFO);
+}
+
 void conn__tick(int64_t now)
 {
     struct plg_conn *c;
@@ -561,18 +591,14 @@ void conn__tick(int64_t now)
             continue;
         }
         if (c->kind == CONN_DEVICE) {
-            mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "closing %s from %s: %s",
-                                 c->client_id, mosquitto_client_address(c->client)
-                                 ? mosquitto_client_address(c->client) : "?", c->kick_reason);
+            conn__log_close(c);
             activity__note(c->num_id, ACT_ERROR, now, c->kick_reason);
             if (!c->offline_sent) {
                 c->offline_sent = 1;
                 on_offline(c, c->kick_reason);
             }
         } else {
-            mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "closing %s %s: %s",
-                                 c->kind == CONN_BRIDGE ? "latchkeyd bridge" : "backend",
-                                 c->backend_name ? c->backend_name : "?", c->kick_reason);
+            conn__log_close(c);
         }
         /* Mosquitto reads the id only to find the client, before the
          * disconnect event frees c. */

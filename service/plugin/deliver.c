@@ -14,6 +14,25 @@
 
 #include "plugin.h"
 
+/* What was sent to c's device (never the payload): at INFO. */
+static void deliver__log(const struct plg_conn *c, const char *event, const char *key, int64_t id,
+                         size_t len, int qos, const char *subfolder)
+{
+    struct kvlog l;
+
+    if (!plog__on(plog__level(c), PLOG_INFO))
+        return;
+    plog__begin(&l, PLOG_INFO, event);
+    kvlog_str(&l, "device", c->client_id);
+    if (c->gateway)
+        kvlog_str(&l, "gateway", c->gateway->client_id);
+    kvlog_int(&l, key, id);
+    kvlog_str(&l, "subfolder", subfolder && *subfolder ? subfolder : NULL);
+    kvlog_int(&l, "bytes", (int64_t)len);
+    kvlog_int(&l, "qos", qos);
+    plog__emit(&l, PLOG_INFO);
+}
+
 /* # Config */
 
 struct deliver__latest {
@@ -57,9 +76,8 @@ void deliver__config(struct plg_conn *c)
         mosquitto_free(l.data);
         /* No such device (deleted meanwhile) or no config yet: nothing to send. */
         if ((err && err != LK_ERR_REG_NOT_FOUND) || l.failed) {
-            mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "%s: reading its config failed "
-                                 "(%s); retrying on the next tick", c->client_id,
-                                 err ? lk_errname(err) : "out of memory");
+            plog__dev(c, PLOG_WARN, "config_failed", "reading its config failed (%s); retrying on the next "
+                      "tick", err ? lk_errname(err) : "out of memory");
             conn__want_config(c, 0); /* else it would wait for the next config change */
         }
         return;
@@ -72,8 +90,8 @@ void deliver__config(struct plg_conn *c)
         || mosquitto_broker_publish(conn__target(c), topic, (int)l.len, l.data, c->config_qos, false,
                                     NULL)) {
         mosquitto_free(l.data);
-        mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "%s: sending config version %" PRId64
-                             " failed; retrying on the next tick", c->client_id, l.version);
+        plog__dev(c, PLOG_WARN, "config_failed", "sending config version %" PRId64 " failed; retrying on "
+                  "the next tick", l.version);
         conn__want_config(c, 0);
         return;
     }
@@ -81,8 +99,7 @@ void deliver__config(struct plg_conn *c)
     c->config_sent = l.version;
     activity__note(c->num_id, ACT_CONFIG_SEND, now, NULL);
     metrics__message(&c->path, METRIC_CONFIG);
-    mosquitto_log_printf(MOSQ_LOG_INFO, PLG_LOG_PREFIX "%s: sent config version %" PRId64
-                         " (%zu bytes, QoS %d)", c->client_id, l.version, l.len, c->config_qos);
+    deliver__log(c, "config_sent", "version", l.version, l.len, c->config_qos, NULL);
 }
 
 /* # Commands */
@@ -156,8 +173,8 @@ void deliver__commands(int64_t now)
         plg.commands_due = 1; /* the rest on the next tick, not at the next command */
     if (err) {
         plg.commands_due = 1; /* try again next tick */
-        mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "reading pending commands failed (%s)",
-                             lk_errname(err));
+        plog__msg(PLOG_WARN, "commands_failed", NULL, "reading pending commands failed (%s)",
+                  lk_errname(err));
     }
     for (i = 0; i < q.n; i++) {
         struct deliver__cmd *d = &q.v[i];
@@ -184,11 +201,10 @@ void deliver__commands(int64_t now)
                                          c->commands_qos, false, NULL) == MOSQ_ERR_SUCCESS) {
                 d->data = NULL; /* the broker owns it now */
                 metrics__message(&c->path, METRIC_COMMAND);
-                mosquitto_log_printf(MOSQ_LOG_INFO, PLG_LOG_PREFIX "%s: command %" PRId64
-                                     " delivered (%zu bytes)", c->client_id, d->id, d->len);
+                deliver__log(c, "command_sent", "command", d->id, d->len, c->commands_qos, d->subfolder);
             } else {
-                mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "%s: command %" PRId64
-                                     " lost: the broker refused to queue it", c->client_id, d->id);
+                plog__dev(c, PLOG_ERROR, "command_lost", "command %" PRId64 " lost: the broker refused to "
+                          "queue it", d->id);
             }
         }
         mosquitto_free(d->data);

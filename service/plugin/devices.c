@@ -158,6 +158,8 @@ static struct plg_device *devices__load(const lk_device_name *p, const char *pat
     d->config_version = a.config_version;
     d->gateway_type = a.gateway_type;
     d->gateway_auth = a.gateway_auth_method;
+    d->log_level = a.log_level;
+    d->reg_log_level = a.registry_log_level;
     for (i = 0; i < a.ncreds && i < LK_DEVICE_CREDENTIALS_MAX; i++) {
         const lk_reg_credential *rc = &a.creds[i];
         lk_cred *cred = NULL;
@@ -172,8 +174,8 @@ static struct plg_device *devices__load(const lk_device_name *p, const char *pat
         }
         if (e) {
             /* The registry checked it when it was added: skip, and say so. */
-            mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "%s: credential %u does not "
-                                 "parse (%s); ignored", path, i, lk_errname(e));
+            plog__msg(PLOG_WARN, "credential", path, "credential %u does not parse (%s); ignored", i,
+                      lk_errname(e));
             continue;
         }
         d->creds[d->ncreds++] = cred;

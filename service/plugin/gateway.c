@@ -74,9 +74,15 @@ static void gateway__refuse(struct plg_conn *gw, const char *device, const char 
 {
     const char *addr = mosquitto_client_address(gw->client);
 
-    if (refusals__allow(addr ? addr : "?", "gateway attach", clock__now()))
-        mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "%s: attaching %s refused: %s",
-                             gw->client_id, device, why);
+    if (plog__on(plog__level(gw), PLOG_INFO) && refusals__allow(addr ? addr : "?", "gateway attach",
+                                                                  clock__now())) {
+        struct kvlog l;
+        plog__begin(&l, PLOG_INFO, "attach_refused");
+        kvlog_str(&l, "device", gw->client_id); /* the gateway: the device id is its client's text */
+        kvlog_str(&l, "attach", device);
+        kvlog_str(&l, "reason", why);
+        plog__emit(&l, PLOG_INFO);
+    }
     gateway__error(gw, "GATEWAY_ATTACHMENT_ERROR", why, device, "PUBLISH", topic);
 }
 
@@ -182,7 +188,7 @@ static void gateway__attach(struct plg_conn *gw, const struct mosquitto_evt_acl_
     unsigned needs = lk_gateway_needs((int)gw->gateway_auth);
     uint64_t num_id;
     uint32_t limit;
-    int bound = 0;
+    int bound = 0, level = 0;
     int64_t now = clock__now();
     lk_err err;
 
@@ -222,6 +228,7 @@ static void gateway__attach(struct plg_conn *gw, const struct mosquitto_evt_acl_
     if (w)
         goto refuse;
     num_id = d->num_id;
+    level = plog__effective(d->log_level, d->reg_log_level);
     /* Only what the method needs is looked at: a token sent to an
      * association-only gateway is not even parsed. */
     if ((needs & LK_GATEWAY_NEEDS_TOKEN) && gateway__verify(d, &p, token, &tok)) {
@@ -272,6 +279,7 @@ static void gateway__attach(struct plg_conn *gw, const struct mosquitto_evt_acl_
                           ? mosquitto_client_address(gw->client) : "?");
     }
     /* Attached again: the new token (or none) is what counts from now. */
+    a->log_level = level;
     a->token_used = tok.verified;
     memcpy(a->cred_fp, tok.cred_fp, sizeof a->cred_fp);
     a->cred_expires = tok.cred_expires;
@@ -280,8 +288,14 @@ static void gateway__attach(struct plg_conn *gw, const struct mosquitto_evt_acl_
     activity__note(num_id, ACT_GATEWAY, now, gw->path.device);
     if (tok.verified)
         activity__note_key(num_id, now, tok.cred_fp);
-    mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "%s attached through gateway %s (%s)",
-                         path, gw->path.device, tok.verified ? "with its own token" : "by its binding");
+    if (plog__on(level, PLOG_INFO)) {
+        struct kvlog l;
+        plog__begin(&l, PLOG_INFO, "attach");
+        kvlog_str(&l, "device", path);
+        kvlog_str(&l, "gateway", gw->client_id);
+        kvlog_str(&l, "by", tok.verified ? "token" : "binding");
+        plog__emit(&l, PLOG_INFO);
+    }
     if (token) {
         lk_wipe(token, strlen(token));
         free(token);
@@ -309,8 +323,7 @@ static void gateway__detach(struct plg_conn *gw, const struct mosquitto_evt_acl_
                        device, "PUBLISH", ed->topic);
         return;
     }
-    mosquitto_log_printf(MOSQ_LOG_INFO, PLG_LOG_PREFIX "%s detached by gateway %s", a->client_id,
-                         gw->path.device);
+    plog__dev(a, PLOG_INFO, "detach", "detached by gateway %s", gw->path.device);
     if (!a->offline_sent) {
         a->offline_sent = 1;
         message__presence(a, 0, "detached by its gateway");
@@ -340,8 +353,8 @@ static int gateway__publish(struct plg_conn *gw, struct plg_conn *a,
     else if (kind == LK_TOPIC_STATE)
         t = TOPIC_STATE;
     else {
-        mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "%s published to %s: not an attached "
-                             "device's events or state topic", gw->client_id, ed->topic);
+        plog__dev(gw, PLOG_INFO, "denied", "published to %s: not an attached device's events or state topic",
+                  ed->topic);
         conn__kick(gw, "it published to a topic it may not");
         return MOSQ_ERR_ACL_DENIED;
     }
@@ -371,9 +384,8 @@ int gateway__acl(struct plg_conn *c, const struct mosquitto_evt_acl_check *ed, l
             return MOSQ_ERR_ACL_DENIED;
         if (!gateway__is(c)) {
             /* IoT Core closed it */
-            mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "%s sent %s for %s: it is not a "
-                                 "gateway", c->client_id, kind == LK_TOPIC_ATTACH ? "attach" : "detach",
-                                 device);
+            plog__dev(c, PLOG_INFO, "denied", "sent %s for %s: it is not a gateway",
+                      kind == LK_TOPIC_ATTACH ? "attach" : "detach", device);
             conn__kick(c, "it sent attach or detach and is not a gateway");
             return MOSQ_ERR_ACL_DENIED;
         }
@@ -390,8 +402,7 @@ int gateway__acl(struct plg_conn *c, const struct mosquitto_evt_acl_check *ed, l
     }
     if (!gateway__is(c)) {
         if (ed->access == MOSQ_ACL_WRITE) {
-            mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "%s published to %s: not its "
-                                 "events or state topic", c->client_id, ed->topic);
+            plog__dev(c, PLOG_INFO, "denied", "published to %s: not its events or state topic", ed->topic);
             conn__kick(c, "it published to a topic it may not");
         }
         return MOSQ_ERR_ACL_DENIED;
@@ -452,8 +463,7 @@ void gateway__drop(struct plg_conn *a, const char *why)
 {
     struct plg_conn *gw = a->gateway;
 
-    mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "%s detached from gateway %s: %s",
-                         a->client_id, gw->path.device, why);
+    plog__dev(a, PLOG_INFO, "detach", "detached from gateway %s: %s", gw->path.device, why);
     activity__note(a->num_id, ACT_ERROR, clock__now(), why);
     gateway__error(gw, "GATEWAY_DEVICE_DETACHED", why, a->path.device, "PUBLISH", "");
     if (!a->offline_sent) {
@@ -520,6 +530,7 @@ void gateway__recheck(struct plg_conn *a)
     }
     /* deleted, blocked, MQTT disabled, its own credential (when a token
      * attached it) removed: as for a direct connection */
+    a->log_level = plog__effective(d->log_level, d->reg_log_level);
     if ((why = conn__standing(a, d, a->token_used)) != NULL) {
         conn__kick(a, why);
         return;

@@ -78,19 +78,19 @@ int metrics__init(void)
     if (!path)
         return 0;
     if (snprintf(tmp, sizeof tmp, "%s.XXXXXX", path) >= (int)sizeof tmp) {
-        mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "plugin_opt_metrics_file: path too long");
+        plog__msg(PLOG_ERROR, "metrics", NULL, "plugin_opt_metrics_file: path too long");
         return -1;
     }
     fd = mkstemp(tmp);
     if (fd < 0) {
-        mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "plugin_opt_metrics_file %s: cannot create "
+        plog__msg(PLOG_ERROR, "metrics", NULL, "plugin_opt_metrics_file %s: cannot create "
                              "a file beside it: %s (the broker's user needs write access to the "
                              "directory)", path, strerror(errno));
         return -1;
     }
     /* Group-readable: latchkeyd runs as another user of the file's group. */
     if (fchmod(fd, 0640) != 0 || ftruncate(fd, (off_t)sizeof *m) != 0) {
-        mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "plugin_opt_metrics_file %s: %s", path,
+        plog__msg(PLOG_ERROR, "metrics", NULL, "plugin_opt_metrics_file %s: %s", path,
                              strerror(errno));
         close(fd);
         unlink(tmp);
@@ -103,7 +103,7 @@ int metrics__init(void)
     }
     close(fd);
     if (map == MAP_FAILED) {
-        mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "plugin_opt_metrics_file %s: mmap: %s",
+        plog__msg(PLOG_ERROR, "metrics", NULL, "plugin_opt_metrics_file %s: mmap: %s",
                              path, strerror(errno));
         unlink(tmp);
         return -1;
@@ -117,7 +117,7 @@ int metrics__init(void)
     atomic_thread_fence(memory_order_release);
     map->magic = LK_MSHM_MAGIC;
     if (rename(tmp, path) != 0) {
-        mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "plugin_opt_metrics_file %s: %s", path,
+        plog__msg(PLOG_ERROR, "metrics", NULL, "plugin_opt_metrics_file %s: %s", path,
                              strerror(errno));
         munmap(map, sizeof *m);
         unlink(tmp);
@@ -125,7 +125,7 @@ int metrics__init(void)
     }
     m = map;
     memset(slot_hash, 0, sizeof slot_hash);
-    mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "metrics in %s (%zu bytes, mode 0640)", path,
+    plog__msg(PLOG_INFO, "metrics", NULL, "metrics in %s (%zu bytes, mode 0640)", path,
                          sizeof *m);
     return 0;
 }

@@ -30,8 +30,8 @@ static int plugin__opt_int(const char *key, const char *value, int64_t min, int6
     errno = 0;
     v = strtoll(value, &end, 10);
     if (errno || end == value || *end || v < min || v > max) {
-        mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "plugin_opt_%s %s: expected an integer "
-                             "from %" PRId64 " to %" PRId64, key, value, min, max);
+        plog__msg(PLOG_ERROR, "option", NULL, "plugin_opt_%s %s: expected an integer from %" PRId64
+                  " to %" PRId64, key, value, min, max);
         return -1;
     }
     *out = v;
@@ -98,6 +98,7 @@ static int plugin__options(struct mosquitto_opt *opts, int n)
     for (j = 0; j < nopts; j++)
         plugin__opt_set(o, &plugin__int_opts[j], plugin__int_opts[j].def);
     o->verify_flags = LK_VERIFY_ALLOW_PADDING;
+    o->log_level = LK_LOG_LEVEL_INFO;
 
     for (i = 0; i < n; i++) {
         const char *k = opts[i].key, *val = opts[i].value;
@@ -122,10 +123,22 @@ static int plugin__options(struct mosquitto_opt *opts, int n)
                 return -1;
             continue;
         }
+        if (!strcmp(k, "log_level")) {
+            static const char *const names[] = {"none", "error", "info", "debug"};
+            for (j = 0; j < 4 && strcmp(val, names[j]); j++)
+                ;
+            if (j == 4) {
+                plog__msg(PLOG_ERROR, "option", NULL, "plugin_opt_log_level %s: expected none, error, "
+                          "info or debug", val);
+                return -1;
+            }
+            o->log_level = LK_LOG_LEVEL_NONE + 10 * (int)j;
+            continue;
+        }
         if (!strcmp(k, "spool_sync")) {
             if (strcmp(val, "normal") && strcmp(val, "full")) {
-                mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX
-                                     "plugin_opt_spool_sync %s: expected normal or full", val);
+                plog__msg(PLOG_ERROR, "option", NULL, "plugin_opt_spool_sync %s: expected normal or full",
+                          val);
                 return -1;
             }
             o->spool_sync_full = !strcmp(val, "full");
@@ -137,8 +150,8 @@ static int plugin__options(struct mosquitto_opt *opts, int n)
             else if (!strcmp(val, "refuse"))
                 o->verify_flags &= ~LK_VERIFY_ALLOW_PADDING;
             else {
-                mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX
-                                     "plugin_opt_base64_padding %s: expected allow or refuse", val);
+                plog__msg(PLOG_ERROR, "option", NULL, "plugin_opt_base64_padding %s: expected allow or "
+                          "refuse", val);
                 return -1;
             }
             continue;
@@ -146,8 +159,8 @@ static int plugin__options(struct mosquitto_opt *opts, int n)
         for (j = 0; j < nopts && strcmp(k, plugin__int_opts[j].name); j++)
             ;
         if (j == nopts) {
-            mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "unknown option plugin_opt_%s "
-                                 "(docs/plugin.md lists them)", k);
+            plog__msg(PLOG_ERROR, "option", NULL, "unknown option plugin_opt_%s (docs/plugin.md lists them)",
+                      k);
             return -1;
         }
         if (plugin__opt_int(k, val, plugin__int_opts[j].min, plugin__int_opts[j].max, &v))
@@ -155,8 +168,7 @@ static int plugin__options(struct mosquitto_opt *opts, int n)
         plugin__opt_set(o, &plugin__int_opts[j], v);
     }
     if (!o->registry) {
-        mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "plugin_opt_registry is required "
-                             "(the registry database)");
+        plog__msg(PLOG_ERROR, "option", NULL, "plugin_opt_registry is required (the registry database)");
         return -1;
     }
     return 0;
@@ -197,8 +209,8 @@ static void plugin__kick_unconfirmed(struct plg_conn *c, void *arg)
 static void plugin__feed_read(int64_t now)
 {
     if (plg.feed_failing_since)
-        mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "the change feed is read again "
-                             "after %" PRId64 " s", now - plg.feed_failing_since);
+        plog__msg(PLOG_INFO, "feed_recovered", NULL, "the change feed is read again after %" PRId64 " s",
+                  now - plg.feed_failing_since);
     plg.feed_failing_since = 0;
     plg.changes_unread = 0;
 }
@@ -219,9 +231,9 @@ static void plugin__feed_failed(lk_err err, int64_t now)
 {
     if (!plg.feed_failing_since) {
         plg.feed_failing_since = now;
-        mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "reading the change feed failed "
-                             "(%s); retrying on every tick, closing every connection after %"
-                             PRId64 " s", lk_errname(err), plg.opt.confirm_timeout);
+        plog__msg(PLOG_WARN, "feed_failed", NULL, "reading the change feed failed (%s); retrying on every "
+                  "tick, closing every connection after %" PRId64 " s", lk_errname(err),
+                  plg.opt.confirm_timeout);
     }
     plg.changes_unread = 1;
     if (now - plg.feed_failing_since >= plg.opt.confirm_timeout) {
@@ -426,27 +438,24 @@ static int plugin__open_registry(void)
     err = lk_registry_open(plg.opt.registry, LK_REG_READONLY, &plg.reg, why, sizeof why);
     if (err) {
         plugin__access(path, how, sizeof how);
-        mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "cannot open the registry %s: %s (%s); "
-                             "%s. The broker's user needs read and write access to the file, its "
-                             "-wal and -shm files and their directory (docs/plugin.md, \"Files "
-                             "and users\")", plg.opt.registry, why[0] ? why : lk_strerror(err),
-                             lk_errname(err), how);
+        plog__msg(PLOG_ERROR, "registry_open", NULL, "cannot open the registry %s: %s (%s); %s. The broker's "
+                  "user needs read and write access to the file, its -wal and -shm files and their "
+                  "directory (docs/plugin.md, Files and users)", plg.opt.registry,
+                  why[0] ? why : lk_strerror(err), lk_errname(err), how);
         return -1;
     }
     /* A damaged file would refuse every device at its first read: refuse to
      * serve instead, with the reason, before a device connects. */
     err = lk_registry_check(plg.reg, why, sizeof why);
     if (err) {
-        mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "the registry %s is damaged: %s (%s); "
-                             "restore it from a backup", plg.opt.registry,
-                             why[0] ? why : lk_strerror(err), lk_errname(err));
+        plog__msg(PLOG_ERROR, "registry_open", NULL, "the registry %s is damaged: %s (%s); restore it from a "
+                  "backup", plg.opt.registry, why[0] ? why : lk_strerror(err), lk_errname(err));
         return -1;
     }
     if (access(path, R_OK | W_OK) != 0) {
         plugin__access(path, how, sizeof how);
-        mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "the registry %s is not writable by the "
-                             "broker: %s (it writes states, activity times and command outcomes)",
-                             plg.opt.registry, how);
+        plog__msg(PLOG_ERROR, "registry_open", NULL, "the registry %s is not writable by the broker: %s (it "
+                  "writes states, activity times and command outcomes)", plg.opt.registry, how);
         return -1;
     }
     return 0;
@@ -527,8 +536,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
     /* Mosquitto opens a plugin named twice once (dlopen gives the same
      * copy): a second instance would share and reset the first's state. */
     if (plg.id) {
-        mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "the plugin is configured twice; "
-                             "one instance serves every listener (per_listener_settings false)");
+        plog__msg(PLOG_ERROR, "config", NULL, "the plugin is configured twice; one instance serves every "
+                  "listener (per_listener_settings false)");
         return MOSQ_ERR_INVAL;
     }
     memset(&plg, 0, sizeof plg);
@@ -559,12 +568,14 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
         || mosquitto_callback_register(identifier, MOSQ_EVT_MESSAGE, plugin__message, NULL, &plg)
         || mosquitto_callback_register(identifier, MOSQ_EVT_DISCONNECT, auth__disconnect, NULL, &plg)
         || mosquitto_callback_register(identifier, MOSQ_EVT_TICK, plugin__tick, NULL, &plg)) {
-        mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "registering callbacks failed");
+        plog__msg(PLOG_ERROR, "start", NULL, "registering callbacks failed");
         goto error;
     }
-    mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "serving registry %s (skew %" PRId64
-                         " s, token cache %zu, device cache %zu)", plg.opt.registry, plg.opt.skew,
-                         plg.opt.token_cache, plg.opt.device_cache);
+    plog__msg(PLOG_INFO, "start", NULL, "serving registry %s (skew %" PRId64 " s, token cache %zu, device "
+              "cache %zu, log level %s)", plg.opt.registry, plg.opt.skew, plg.opt.token_cache,
+              plg.opt.device_cache, plg.opt.log_level == LK_LOG_LEVEL_NONE ? "none"
+              : plg.opt.log_level == LK_LOG_LEVEL_ERROR ? "error"
+              : plg.opt.log_level == LK_LOG_LEVEL_DEBUG ? "debug" : "info");
     return MOSQ_ERR_SUCCESS;
 
 error:

@@ -34,6 +34,8 @@
 #include "latchkey/lk_registry.h"
 #include "latchkey/lk_verify.h"
 
+#include "../common/kvlog.h"
+
 #define PLG_LOG_PREFIX "latchkey: "
 /* A backend's username: this, then its name. */
 #define BACKEND_PREFIX "backend:"
@@ -76,6 +78,7 @@ struct plg_options {
     unsigned jit_burst;          /* ... with this burst */
     unsigned state_wait_max;     /* devices whose state report waits for a busy registry (stateq.c) */
     char *metrics_file;          /* plugin_opt_metrics_file: the shared counters (metrics.c), or NULL */
+    int log_level;               /* plugin_opt_log_level: an LK_LOG_LEVEL_*, never UNSPECIFIED */
 };
 
 /* # Devices: cached authentication data (devices.c) */
@@ -90,6 +93,7 @@ struct plg_device {
     int64_t config_version;
     lk_reg_gateway_type gateway_type;
     lk_reg_gateway_auth gateway_auth;
+    lk_reg_log_level log_level, reg_log_level; /* its own and its registry's */
     struct plg_device *hnext_path, *hnext_num; /* hash chains */
     struct plg_device *lru_prev, *lru_next;    /* most recent at the head */
 };
@@ -139,6 +143,7 @@ struct plg_conn {
     int commands_qos;            /* -1: not subscribed */
     uint32_t limit;              /* the device's entry in limits.c (pinned) */
     uint32_t mslot;              /* its registry's slot in the metrics file + 1 (0: not counted) */
+    int log_level;               /* its effective LK_LOG_LEVEL_* (plog.c); 0: the plugin's */
     /* gateways (a CONN_DEVICE whose gateway_type is GATEWAY) */
     lk_reg_gateway_type gateway_type;
     lk_reg_gateway_auth gateway_auth;
@@ -445,6 +450,29 @@ int limits__connect(uint32_t i, int64_t now_ms);
 enum plg_rate limits__message(uint32_t i, int64_t now);
 /* 1 when a state report is within the state rate (and counts it). */
 int limits__state(uint32_t i, int64_t now_ms);
+
+/* # Log lines (plog.c; docs/plugin.md, "Logs") */
+
+/* A line's severity: what a device's level lets through (ERROR: error and
+ * warn; INFO: and info; DEBUG: all; NONE: nothing). */
+enum plog_sev { PLOG_ERROR = 1, PLOG_WARN = 2, PLOG_INFO = 3, PLOG_DEBUG = 4 };
+/* A device's effective level: its own, else its registry's, else
+ * plugin_opt_log_level. */
+int plog__effective(lk_reg_log_level device, lk_reg_log_level registry);
+/* The level of c's lines (the plugin's for anything but a device, or c NULL). */
+int plog__level(const struct plg_conn *c);
+/* Whether a line of sev is written at level. */
+int plog__on(int level, enum plog_sev sev);
+/* A line of one's own: plog__begin, kvlog_* fields, plog__emit (the caller
+ * has asked plog__on). */
+void plog__begin(struct kvlog *l, enum plog_sev sev, const char *event);
+void plog__emit(struct kvlog *l, enum plog_sev sev);
+/* event, device (when not NULL) and msg, at the plugin's level. */
+void plog__msg(enum plog_sev sev, const char *event, const char *device, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* event, c's device and msg, at c's level. */
+void plog__dev(const struct plg_conn *c, enum plog_sev sev, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* # Refusal logs (refusals.c) */
 

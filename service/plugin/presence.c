@@ -144,7 +144,7 @@ void presence__flush(void)
     err = lk_registry_presence_record(plg.reg, u, nrecs);
     free(u);
     if (err) {
-        mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "writing presence failed (%s); "
+        plog__msg(PLOG_WARN, "presence_failed", NULL, "writing presence failed (%s); "
                              "retrying in %" PRId64 " s", lk_errname(err), plg.opt.activity_flush);
         return;
     }
@@ -208,7 +208,7 @@ static void presence__failed(const char *what, lk_err err, const char *why, int6
     if (now - failed_logged < LOG_EVERY_S)
         return;
     failed_logged = now;
-    mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "%s failed (%s%s%s); retrying on every "
+    plog__msg(PLOG_WARN, "presence_failed", NULL, "%s failed (%s%s%s); retrying on every "
                          "tick", what, lk_errname(err), why[0] ? ": " : "", why);
 }
 

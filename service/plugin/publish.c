@@ -7,6 +7,9 @@
  */
 #include "plugin.h"
 
+/* publish__republish sent a retained publish on itself (for the log) */
+static int publish__sent_on;
+
 /* A retained publish is never stored: what a device sends is routed
  * downstream only. Its will is checked here too, indistinguishable from a
  * publish (Mosquitto 2.0.11 gives a plugin no other view of a will), so a
@@ -37,17 +40,37 @@ static int publish__republish(struct plg_conn *c, enum plg_topic t, const char *
     }
     if (message__publish(topic, ed->payload, ed->payloadlen, ed->qos, props)) {
         mosquitto_property_free_all(&props);
-        mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "%s: a retained publish was lost: out "
-                             "of memory", c->client_id);
+        plog__dev(c, PLOG_ERROR, "publish_lost", "a retained publish was lost: out of memory");
     } else {
         message__accepted(&c->path, c->num_id, t, ed->payload, ed->payloadlen, now);
+        publish__sent_on = 1;
     }
     mosquitto_free(topic);
     return MOSQ_ERR_ACL_DENIED;
 }
 
-int publish__check(struct plg_conn *c, enum plg_topic t, const char *sub,
-                 const struct mosquitto_evt_acl_check *ed, int64_t now)
+/* A device at DEBUG: each publish, what it is and how big (never the
+ * payload), and what was done with it. */
+static void publish__log(const struct plg_conn *c, enum plg_topic t, const char *sub,
+                         const struct mosquitto_evt_acl_check *ed, const char *outcome)
+{
+    struct kvlog l;
+
+    plog__begin(&l, PLOG_DEBUG, "publish");
+    kvlog_str(&l, "device", c->client_id);
+    if (c->gateway)
+        kvlog_str(&l, "gateway", c->gateway->client_id);
+    kvlog_str(&l, "topic", t == TOPIC_STATE ? "state" : "events");
+    kvlog_str(&l, "subfolder", sub && *sub ? sub : NULL);
+    kvlog_int(&l, "bytes", ed->payloadlen);
+    kvlog_int(&l, "qos", ed->qos);
+    kvlog_int(&l, "retained", ed->retain ? 1 : 0);
+    kvlog_str(&l, "outcome", outcome);
+    plog__emit(&l, PLOG_DEBUG);
+}
+
+static int publish__judge(struct plg_conn *c, enum plg_topic t, const char *sub,
+                          const struct mosquitto_evt_acl_check *ed, int64_t now)
 {
     if (ed->qos > 1) {
         /* IoT Core closed the connection; the listener's max_qos 1 does too */
@@ -65,8 +88,8 @@ int publish__check(struct plg_conn *c, enum plg_topic t, const char *sub,
     }
     if (t == TOPIC_STATE) {
         if (ed->payloadlen > LK_STATE_MAX) {
-            mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "%s: state of %u bytes dropped "
-                                 "(limit %u)", c->client_id, ed->payloadlen, LK_STATE_MAX);
+            plog__dev(c, PLOG_INFO, "state_dropped", "state of %u bytes dropped (limit %u)", ed->payloadlen,
+                      LK_STATE_MAX);
             return MOSQ_ERR_ACL_DENIED;
         }
         if (!limits__state(c->limit, clock__now_ms()))
@@ -77,4 +100,17 @@ int publish__check(struct plg_conn *c, enum plg_topic t, const char *sub,
     if (ed->retain)
         return publish__republish(c, t, sub, ed, now);
     return MOSQ_ERR_SUCCESS;
+}
+
+int publish__check(struct plg_conn *c, enum plg_topic t, const char *sub,
+                 const struct mosquitto_evt_acl_check *ed, int64_t now)
+{
+    int rc;
+
+    publish__sent_on = 0;
+    rc = publish__judge(c, t, sub, ed, now);
+    if (plog__on(plog__level(c), PLOG_DEBUG))
+        publish__log(c, t, sub, ed, rc == MOSQ_ERR_SUCCESS ? "accepted" : publish__sent_on ? "sent_on"
+                     : c->kick_reason ? "closed" : "dropped");
+    return rc;
 }

@@ -45,7 +45,7 @@ static uint64_t refusals__key(const char *addr, const char *reason)
 static void refusals__report(struct slot *s)
 {
     if (s->suppressed)
-        mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "refused %" PRIu32 " more connections "
+        plog__msg(PLOG_INFO, "refused_summary", NULL, "refused %" PRIu32 " more connections "
                              "from %s (%s) in %" PRId64 " s; not logged one by one", s->suppressed,
                              s->addr, s->reason, plg.opt.log_refusals_window);
     s->suppressed = 0;
@@ -96,7 +96,7 @@ void refusals__tick(int64_t now)
     if (now >= next_report) {
         next_report = now + REFUSAL_REPORT;
         if (over_total)
-            mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "%" PRIu64 " refusals were not "
+            plog__msg(PLOG_INFO, "refused_summary", NULL, "%" PRIu64 " refusals were not "
                                  "logged in the last %d s (over %u lines a second)", over_total,
                                  REFUSAL_REPORT, plg.opt.log_refusals_per_second);
         over_total = 0;

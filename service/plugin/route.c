@@ -106,7 +106,7 @@ static char *route__topic_id(const char *project, const char *name, const char *
     }
     if (clock__now() - bad_logged >= LOG_EVERY_S) {
         bad_logged = clock__now();
-        mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "registry %s: a notification config "
+        plog__msg(PLOG_WARN, "route_config", NULL, "registry %s: a notification config "
                              "names no topic of its project (\"projects/%s/topics/T\"); ignored",
                              key, project);
     }
@@ -170,7 +170,7 @@ static struct route_reg *route__registry(const lk_device_name *p)
     memset(&g, 0, sizeof g);
     err = lk_registry_get_registry(plg.reg, &name, &g, why, sizeof why);
     if (err && err != LK_ERR_REG_NOT_FOUND) {
-        mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "registry %s: its notification "
+        plog__msg(PLOG_WARN, "route_config", NULL, "registry %s: its notification "
                              "configs could not be read (%s%s%s)", key, lk_errname(err),
                              why[0] ? ": " : "", why);
         return NULL;
@@ -180,7 +180,7 @@ static struct route_reg *route__registry(const lk_device_name *p)
         if (r)
             route__free_reg(r);
         lk_reg_registry_free(&g);
-        mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "registry %s: its notification "
+        plog__msg(PLOG_WARN, "route_config", NULL, "registry %s: its notification "
                              "configs could not be read (out of memory)", key);
         return NULL;
     }
@@ -290,7 +290,7 @@ static int route__subs_load(void)
     err = lk_registry_subscription_list(plg.reg, NULL, route__sub_cb, &nomem, why, sizeof why);
     if (err || nomem) {
         route__subs_clear();
-        mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "the push subscriptions could not be "
+        plog__msg(PLOG_WARN, "subscriptions_failed", NULL, "the push subscriptions could not be "
                              "read (%s%s%s)", nomem ? "out of memory" : lk_errname(err),
                              why[0] ? ": " : "", why);
         return -1;
@@ -336,7 +336,7 @@ static void route__full(const char *const *names, size_t n, uint32_t full)
         return;
     }
     full_logged = now;
-    mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "push subscription %s is full "
+    plog__msg(PLOG_WARN, "spool_full", NULL, "push subscription %s is full "
                          "(plugin_opt_spool_max_messages, plugin_opt_spool_max_bytes): its copy "
                          "was dropped and counted in its \"dropped\" figure; %" PRIu64 " other "
                          "drops in the last %d s not logged one by one", names[first],
@@ -372,7 +372,7 @@ int route__spool(const lk_device_name *p, uint64_t num_id, const char *gateway, 
     if (!spool) {
         if (clock__now() - nospool_logged >= LOG_EVERY_S) {
             nospool_logged = clock__now();
-            mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "%s has push subscriptions but "
+            plog__msg(PLOG_WARN, "spool_missing", NULL, "%s has push subscriptions but "
                                  "the broker has no plugin_opt_spool: their copies are not made",
                                  pubsub);
         }
@@ -384,7 +384,7 @@ int route__spool(const lk_device_name *p, uint64_t num_id, const char *gateway, 
     if (!names || !attrs) {
         free(names);
         free(attrs);
-        mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "%s: a message for %s was not stored: "
+        plog__msg(PLOG_ERROR, "spool_failed", NULL, "%s: a message for %s was not stored: "
                              "out of memory", pubsub, num);
         return -1;
     }
@@ -403,7 +403,7 @@ int route__spool(const lk_device_name *p, uint64_t num_id, const char *gateway, 
         fail_unlogged++; /* a failing disk fails every device: one line a second */
     } else if (err) {
         fail_logged = clock__now();
-        mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "the spool %s could not store a message "
+        plog__msg(PLOG_ERROR, "spool_failed", NULL, "the spool %s could not store a message "
                              "of device %s for %s (%s%s%s): the publish is not acknowledged and the "
                              "connection closed (and %" PRIu64 " more in the last second)",
                              plg.opt.spool, num, pubsub, lk_errname(err), why[0] ? ": " : "", why,
@@ -428,7 +428,7 @@ int route__init(void)
     err = lk_spool_open(plg.opt.spool, LK_SPOOL_CREATE | (plg.opt.spool_sync_full ? LK_SPOOL_SYNC_FULL : 0),
                         SPOOL_BUSY_MS, &spool, why, sizeof why);
     if (err) {
-        mosquitto_log_printf(MOSQ_LOG_ERR, PLG_LOG_PREFIX "cannot open the spool %s: %s (%s); the "
+        plog__msg(PLOG_ERROR, "spool_open", NULL, "cannot open the spool %s: %s (%s); the "
                              "broker's user needs read and write access to the file, its -wal and "
                              "-shm files and their directory", plg.opt.spool,
                              why[0] ? why : lk_strerror(err), lk_errname(err));

@@ -324,7 +324,7 @@ int share__refuse(const struct plg_conn *c, const char *topic, const char *why)
     const char *addr = mosquitto_client_address(c->client);
 
     if (refusals__allow(addr ? addr : "", "share", clock__now()))
-        mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "backend %s (client id %s): "
+        plog__msg(PLOG_INFO, "share_refused", NULL, "backend %s (client id %s): "
                              "subscription to %s refused: %s", c->backend_name, c->client_id,
                              topic, why);
     return MOSQ_ERR_ACL_DENIED;
@@ -596,7 +596,7 @@ void share__message(const struct mosquitto_evt_message *ed)
             int64_t now = clock__now();
             if (now != sh.fail_logged) {
                 sh.fail_logged = now;
-                mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "shared subscription "
+                plog__msg(PLOG_WARN, "share_failed", NULL, "shared subscription "
                                      "$share/%s/%s: out of memory; Mosquitto deals this message",
                                      g->name, g->filter);
             }

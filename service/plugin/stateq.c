@@ -49,10 +49,10 @@ static void stateq__drop_log(const char *path, int64_t now)
     /* at most one line a second, saying how many */
     if (now == dropped_logged)
         return;
-    mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "%s: its state report was dropped: "
+    plog__msg(PLOG_WARN, "state_dropped", path, "its state report was dropped: "
                          "%zu reports (%zu bytes) already wait for the busy registry (at most "
                          "plugin_opt_state_wait_max %u, %u bytes); %" PRIu64 " dropped since the last "
-                         "such line", path, q_n, q_bytes, plg.opt.state_wait_max, STATEQ_BYTES, dropped);
+                         "such line", q_n, q_bytes, plg.opt.state_wait_max, STATEQ_BYTES, dropped);
     dropped = 0;
     dropped_logged = now;
 }
@@ -122,16 +122,16 @@ void stateq__add(const lk_device_name *p, uint64_t num_id, const void *data, uin
         if (err == LK_OK)
             return;
         if (!stateq__transient(err)) {
-            mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "projects/%s/locations/%s/"
-                                 "registries/%s/devices/%s: storing its state failed (%s)",
-                                 p->project, p->location, p->registry, p->device,
-                                 lk_errname(err));
+            char path[LK_DEVICE_PATH_MAX + 1];
+            snprintf(path, sizeof path, "projects/%s/locations/%s/registries/%s/devices/%s", p->project,
+                     p->location, p->registry, p->device);
+            plog__msg(PLOG_WARN, "state_failed", path, "storing its state failed (%s)", lk_errname(err));
             return;
         }
         retry_ms = clock__now_ms() + STATEQ_RETRY_MS;
     }
     if (stateq__keep(p, num_id, data, len, t) == 0 && q_n == 1)
-        mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "the registry is busy: state reports "
+        plog__msg(PLOG_INFO, "registry_busy", NULL, "the registry is busy: state reports "
                              "wait and are written again every %d ms", STATEQ_RETRY_MS);
 }
 
@@ -148,8 +148,7 @@ void stateq__flush(int force)
         if (stateq__transient(err))
             break;
         if (err != LK_OK)
-            mosquitto_log_printf(MOSQ_LOG_WARNING, PLG_LOG_PREFIX "%s: storing its state failed "
-                                 "(%s)", q[i].path, lk_errname(err));
+            plog__msg(PLOG_WARN, "state_failed", q[i].path, "storing its state failed (%s)", lk_errname(err));
         q_bytes -= q[i].len;
         free(q[i].data);
         done++;
@@ -158,7 +157,7 @@ void stateq__flush(int force)
     q_n -= done;
     retry_ms = clock__now_ms() + STATEQ_RETRY_MS;
     if (q_n == 0 && done)
-        mosquitto_log_printf(MOSQ_LOG_NOTICE, PLG_LOG_PREFIX "the registry took the %zu waiting "
+        plog__msg(PLOG_INFO, "registry_busy", NULL, "the registry took the %zu waiting "
                              "state report%s", done, done == 1 ? "" : "s");
 }
 

@@ -663,8 +663,10 @@ lk_err lk_registry_patch_registry(lk_registry *reg, const lk_reg_name *name,
     }
     lk_reg_registry_free(&r);
     /* who may connect, or where events and states go (the broker caches the
-     * notification configs), may change */
-    if (mask & (LK_REG_SET_MQTT | LK_REG_SET_HTTP | LK_REG_SET_EVENT_NOTIFY | LK_REG_SET_STATE_NOTIFY))
+     * notification configs), may change; and how much the broker logs of
+     * its devices (it keeps each connection's log level) */
+    if (mask & (LK_REG_SET_MQTT | LK_REG_SET_HTTP | LK_REG_SET_EVENT_NOTIFY | LK_REG_SET_STATE_NOTIFY |
+                LK_REG_SET_REG_LOG_LEVEL))
         return lk_reg__leave_changed(reg, err, LK_CHANGE_REGISTRY, 0, why, why_size);
     return lk_reg__leave(reg, err, TX_WRITE, why, why_size);
 }

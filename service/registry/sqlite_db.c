@@ -125,7 +125,7 @@ static const char *const sql_text[S__N] = {
                    "ELSE last_key_time END "
                    "WHERE num_id = ?1",
     [S_AUTH] = "SELECT d.num_id, d.blocked, r.mqtt, d.config_version, d.gateway_type, "
-               "d.gateway_auth_method, c.format, c.pem, c.expires "
+               "d.gateway_auth_method, c.format, c.pem, c.expires, d.log_level, r.log_level "
                "FROM registries r JOIN devices d ON d.registry = r.id "
                "LEFT JOIN device_credentials c ON c.num_id = d.num_id "
                "WHERE r.project = ?1 AND r.location = ?2 AND r.registry_id = ?3 "

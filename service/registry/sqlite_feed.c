@@ -51,6 +51,8 @@ lk_err lk_sq__auth_lookup(lk_reg_be *be, const lk_reg_name *name, const char *id
             out->config_version = sqlite3_column_int64(s, 3);
             out->gateway_type = (lk_reg_gateway_type)sqlite3_column_int(s, 4);
             out->gateway_auth_method = (lk_reg_gateway_auth)sqlite3_column_int(s, 5);
+            out->log_level = (lk_reg_log_level)sqlite3_column_int(s, 9);
+            out->registry_log_level = (lk_reg_log_level)sqlite3_column_int(s, 10);
         }
         if (sqlite3_column_type(s, 6) == SQLITE_NULL)
             continue; /* no credentials: the LEFT JOIN's one row */

@@ -275,11 +275,11 @@ def log_lines(b, *needles, after=0):
 
 
 def device_connects(b, d, after=0):
-    return log_lines(b, f"latchkey: {d.client_id} connected from", after=after)
+    return log_lines(b, "latchkey: event=connect ", f" device={d.client_id} ", after=after)
 
 
 def device_refusals(b, d, after=0):
-    return log_lines(b, f"latchkey: refused {d.client_id} ", after=after)
+    return log_lines(b, "latchkey: event=refused ", f" device={d.client_id} ", after=after)
 
 
 def closed_port():
@@ -559,7 +559,7 @@ def test_token_refresh_without_loss(tmp_path_factory):
         conns = device_connects(b, d)
         assert len(conns) >= 3, f"{len(conns)} connects of the device:\n" + b.log_text()[-4000:]
         assert not device_refusals(b, d), "\n".join(device_refusals(b, d))
-        closes = log_lines(b, f"latchkey: closing {d.client_id} ")
+        closes = log_lines(b, "latchkey: event=close ", f" device={d.client_id} ")
         assert not closes, "the plugin closed the device (expired token?):\n" + "\n".join(closes)
         assert not re.search(r"expired", a.err_text(), re.I), a.dump()
         assert not a.backoffs(), "a refresh is not a failure: no backoff expected" + a.dump()
@@ -778,7 +778,7 @@ def test_revoked_device_stops_without_hammering(broker, how):
     assert took < 30, f"exit 30 took {took:.1f} s" + a.dump()
     last = " / ".join(l for _, l in a.err[-3:])
     assert re.search(r"refused", last, re.I), f"no clear final message: {last!r}" + a.dump()
-    closes = log_lines(broker, f"latchkey: closing {d.client_id} ", after=mark)
+    closes = log_lines(broker, "latchkey: event=close ", f" device={d.client_id} ", after=mark)
     assert closes, "the plugin did not close the connection:\n" + broker.log_text()[mark:][-3000:]
     refusals = device_refusals(broker, d, after=mark)
     assert 1 <= len(refusals) <= 5, f"{len(refusals)} refused attempts:\n" + "\n".join(refusals)

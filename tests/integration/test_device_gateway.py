@@ -227,8 +227,8 @@ def test_device_token_refreshed_without_loss(tmp_path_factory):
         # the refusal only (not the refused subscriptions that follow it: the client's own probe)
         assert a.out_text().count("error:") == 1, a.dump()
         log = b.log_text().splitlines()
-        attaches = [l for l in log if f"{d.id} attached through gateway {gw.id} (with its own token)" in l]
-        connects = [l for l in log if f"{gw.client_id} connected from" in l]
+        attaches = [l for l in log if "event=attach " in l and f" device={d.client_id} gateway={gw.client_id} by=token" in l]
+        connects = [l for l in log if "event=connect " in l and f" device={gw.client_id} " in l]
         # every connection attached it, and at least one connection twice (a new token on it)
         assert len(attaches) > len(connects) >= 3, (len(attaches), len(connects), a.dump())
     finally:

@@ -312,7 +312,8 @@ def test_provisioned_device_rotates_to_a_new_token_key(world):
     p = agent(fac, b, reg, dev, "on the next key", "--next-key", fac.uri("factory", k2))
     out, err = p.communicate(timeout=30)
     assert p.returncode == 0 and "the server accepted the next key" in err, (out, err)
-    assert f"refused projects/{P}/locations/{L}/registries/{reg}/devices/{dev}" not in b.log_text()[mark:]
+    assert f"event=refused level=info device=projects/{P}/locations/{L}/registries/{reg}/devices/{dev} " \
+        not in b.log_text()[mark:]
     deadline = time.time() + 8
     while True:
         (entry,) = json.loads(cu.lk("devices", "keys", dev, *cu.loc(reg), "--format", "json").out)

@@ -2,7 +2,7 @@
 
 Devices get keys from python3-cryptography and tokens from PyJWT; they connect with paho
 (and mosquitto_pub) to a real Mosquitto. Every refusal must be CONNACK 5 with one broker
-log line `latchkey: refused DEVICE-PATH from ADDRESS: REASON (LK_ERR_...)` that never
+log line `latchkey: event=refused level=info device=DEVICE-PATH addr=ADDRESS reason=... err=LK_ERR_...` that never
 contains the token.
 """
 import base64
@@ -48,9 +48,9 @@ def test_es256_device_connects(broker, dev, tls):
     c = connect(broker, dev.client_id, tok, tls=tls)
     try:
         assert c.rc == 0
-        line = log_line(broker, "latchkey", dev.client_id, "connected", after=mark)
+        line = log_line(broker, "latchkey: event=connect ", dev.client_id, after=mark)
         assert line is not None, broker.log_text()[mark:]
-        assert "(key" in line and "valid until" in line, line
+        assert " cred=sha256:" in line and " until=" in line, line
         assert still_connected(c, 0.2)
     finally:
         close(c)

@@ -337,7 +337,7 @@ def test_mqtt_and_bridge_share_one_rate(broker, bridge, be):
 def test_unknown_device_denied(broker, bridge):
     t = f"latchkeyd/projects/{P}/locations/{L}/registries/{R}/devices/no-such-dev/events"
     assert bridge.publish(t, b"x") == NOT_AUTHORIZED
-    line = log_line(broker, "latchkeyd bridge", "denied", "no-such-dev", "no such device")
+    line = log_line(broker, "event=bridge_denied", "no-such-dev", "no such device")
     assert line is not None
     assert bridge.alive()
 
@@ -345,7 +345,7 @@ def test_unknown_device_denied(broker, bridge):
 def test_blocked_device_denied(broker, bridge, be):
     d = new_device(broker, extra=("--blocked",))
     assert bridge.publish(btopic(d, "events"), b"blocked") == NOT_AUTHORIZED
-    assert log_line(broker, "latchkeyd bridge", d.id, "blocked") is not None
+    assert log_line(broker, "event=bridge_denied", d.id, "blocked") is not None
     assert bridge.publish(btopic(d, "state"), b"blocked") == NOT_AUTHORIZED
     assert bridge.alive()
     time.sleep(0.3)
@@ -375,14 +375,14 @@ def test_other_topics_denied(broker, bridge, be, topic):
 def test_retained_denied(broker, bridge, be):
     d = new_device(broker)
     assert bridge.publish(btopic(d, "events"), b"kept", retain=True) == NOT_AUTHORIZED
-    assert log_line(broker, "latchkeyd bridge", d.id, "retained") is not None
+    assert log_line(broker, "event=bridge_denied", d.id, "retained") is not None
     assert bridge.alive()
 
 
 def test_oversize_state_denied(broker, bridge):
     d = new_device(broker)
     assert bridge.publish(btopic(d, "state"), b"s" * (64 * 1024 + 1)) == NOT_AUTHORIZED
-    assert log_line(broker, "latchkeyd bridge", d.id, "64 KB") is not None
+    assert log_line(broker, "event=bridge_denied", d.id, "64 KB") is not None
     assert bridge.alive()
 
 
@@ -399,7 +399,7 @@ def test_wrong_secret_refused(broker, secret):
     c = Raw(broker, USER, USER, secret[:-1] + ("A" if secret[-1] != "A" else "B"))
     assert c.connack in (0x86, 0x87, 5), c.connack
     c.close()
-    assert log_line(broker, "refused latchkeyd bridge", "wrong secret") is not None
+    assert log_line(broker, "event=refused", "bridge=", "wrong secret") is not None
     assert secret not in broker.log_text()
 
 
@@ -407,7 +407,7 @@ def test_unknown_bridge_and_no_password_refused(broker, secret):
     c = Raw(broker, "latchkeyd:nobody", "latchkeyd:nobody", secret)
     assert c.connack in (0x86, 0x87, 5), c.connack
     c.close()
-    assert log_line(broker, "refused latchkeyd bridge nobody", "no such bridge") is not None
+    assert log_line(broker, "event=refused", "bridge=nobody ", "no such bridge") is not None
     c = Raw(broker, USER, USER, None)
     assert c.connack in (0x86, 0x87, 5), c.connack
     c.close()
@@ -418,7 +418,7 @@ def test_client_id_must_equal_username(broker, secret):
         c = Raw(broker, cid, USER, secret)
         assert c.connack in (0x85, 0x86, 0x87, 5), (cid, c.connack)
         c.close()
-    assert log_line(broker, "refused latchkeyd bridge", "client id must be its username") is not None
+    assert log_line(broker, "event=refused", "bridge=", "client id must be its username") is not None
 
 
 def test_mqtt311_and_persistent_session_refused(broker, secret):
@@ -426,11 +426,11 @@ def test_mqtt311_and_persistent_session_refused(broker, secret):
     c = Raw(broker, USER, USER, secret, protocol=4)
     assert c.connack == 5, c.connack
     c.close()
-    assert log_line(broker, "refused latchkeyd bridge", "MQTT 5") is not None
+    assert log_line(broker, "event=refused", "bridge=", "MQTT 5") is not None
     c = Raw(broker, USER, USER, secret, clean=False)
     assert c.connack in (0x86, 0x87, 5), c.connack
     c.close()
-    assert log_line(broker, "refused latchkeyd bridge", "clean start") is not None
+    assert log_line(broker, "event=refused", "bridge=", "clean start") is not None
 
 
 def test_a_new_secret_replaces_the_old(broker):

@@ -273,7 +273,7 @@ def test_state_wait_bounded(tmp_path_factory):
                 time.sleep(0.2)
             assert states_of(d2) == []
             text = b.log_text()[mark:]
-            assert "wait-2: its state report was dropped" in text and "plugin_opt_state_wait_max 1" in text, text
+            assert "/devices/wait-2 msg=\"its state report was dropped" in text and "plugin_opt_state_wait_max 1" in text, text
         finally:
             lock.close()
             close(c1)

@@ -28,7 +28,7 @@ def test_damaged_registry_stops_the_broker(tmp_path):
         f.seek(3 * 4096)
         f.write(bytes((i * 131 + 7) & 0xFF for i in range(3 * 4096)))
     log = start_fails(b)
-    assert "latchkey: the registry" in log and "is damaged" in log and "restore it" in log, log[-2000:]
+    assert "latchkey: event=registry_open " in log and "is damaged" in log and "restore it" in log, log[-2000:]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching the broker to another user needs root")
@@ -69,4 +69,4 @@ def test_the_plugin_named_twice_stops_the_broker(tmp_path):
     b = Broker(tmp_path / "b", start=False)
     b.extra_conf = f"plugin {b.plugin}\nplugin_opt_registry {b.db}\n"
     log = start_fails(b)
-    assert "latchkey: the plugin is configured twice" in log, log[-2000:]
+    assert "latchkey: event=config level=error msg=\"the plugin is configured twice" in log, log[-2000:]

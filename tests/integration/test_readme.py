@@ -98,7 +98,7 @@ exit $rc
     bg = "".join(p.read_text(errors="replace") for p in tmp_path.glob("bg*.out"))
     assert r.returncode == 0, f"README's steps failed:\n{out[-6000:]}\n-- backend:\n{bg[-2000:]}"
     # the broker ran as mosquitto, bound 443, and the backend got both events
-    assert "latchkey: serving registry" in out
+    assert "latchkey: event=start level=info msg=\"serving registry" in out
     events = "latchkey/my-project/us-central1/my-registry/device-42/events"
     assert f'{events} {{"temperature": 21.5}}' in bg, bg[-2000:]
     assert f'{events} {{"temperature": 21.6}}' in bg, bg[-2000:]

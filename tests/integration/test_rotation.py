@@ -106,7 +106,7 @@ def test_connected_device_moves_to_its_new_key_with_zero_refusals(broker, tmp_pa
     got = wait_payloads(be, d.downstream("events"), [b"after-rotation"])
     assert b"after-rotation" in got, a.dump()
     time.sleep(1.5)     # a tick and more: a removed credential in use would have closed it
-    assert not log_lines(b, f"closing {d.client_id}"), b.log_text()[-2000:]
+    assert not log_lines(b, "event=close ", f" device={d.client_id} "), b.log_text()[-2000:]
     e, used = wait_last_used(d, 0)      # credential 2 is index 0 now
     assert len(e["credentials"]) == 1 and used == [0], e
     assert a.proc.poll() is None, a.dump()
@@ -181,9 +181,9 @@ def test_credential_expiry_closes_the_live_connection_and_refuses_after(broker):
     a.wait_connected()
     assert time.time() < expires, "connected too late to see the expiry of a live connection"
     deadline = expires + 5
-    while not log_lines(b, f"closing {d.client_id}", "credential") and time.time() < deadline:
+    while not log_lines(b, "event=close ", f" device={d.client_id} ", "credential") and time.time() < deadline:
         time.sleep(0.2)
-    closed = log_lines(b, f"closing {d.client_id}", "credential")
+    closed = log_lines(b, "event=close ", f" device={d.client_id} ", "credential")
     assert closed, b.log_text()[-3000:]
     assert "expired" in closed[0], closed
     # and every attempt after it is refused: the agent gives up

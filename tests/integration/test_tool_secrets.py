@@ -232,9 +232,12 @@ def test_device_agent_live_never_prints_the_pin(hsm, broker):
                          env={**os.environ, **hsm.env})
     try:
         deadline = time.time() + 20
-        while time.time() < deadline and f"{d_id} connected" not in broker.log_text():
+        def connected():   # the plugin's event=connect line
+            return any("latchkey: event=connect " in ln and f"/devices/{d_id} addr=" in ln
+                       for ln in broker.log_text().splitlines())
+        while time.time() < deadline and not connected():
             time.sleep(0.1)
-        assert f"{d_id} connected" in broker.log_text(), broker.log_text()[-2000:]
+        assert connected(), broker.log_text()[-2000:]
         p.stdin.write(b"event-1\n")
         p.stdin.flush()
         r = broker.lk("devices", "configs", "update", d_id, "--registry", broker.registry,

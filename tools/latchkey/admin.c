@@ -699,7 +699,7 @@ void admin_meta_free(struct admin_meta *m)
     memset(m, 0, sizeof *m);
 }
 
-void admin_note_not_in_effect(const char *cmd, int http, int log_level)
+void admin_note_not_in_effect(const char *cmd, int http)
 {
     char list[160] = "";
     size_t o = 0;
@@ -707,8 +707,6 @@ void admin_note_not_in_effect(const char *cmd, int http, int log_level)
      * (docs/delivery.md): no note for them. */
     if (http)
         o += (size_t)snprintf(list + o, sizeof list - o, "%shttpConfig", o ? ", " : "");
-    if (log_level)
-        o += (size_t)snprintf(list + o, sizeof list - o, "%slogLevel", o ? ", " : "");
     if (o == 0)
         return;
     fprintf(stderr, "latchkey: %s: note: %s %s stored and shown, but not yet in effect: nothing reads "

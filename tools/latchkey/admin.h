@@ -218,13 +218,17 @@ enum admin_enum {
  * number (enum-encoding=int; -1 if it is none), and the list of names. */
 const char *admin_enum_name(enum admin_enum e, int value);
 int admin_enum_value(enum admin_enum e, const char *name, int *value);
+/* --log-level: gcloud's none|error|info|debug, IoT Core's names, or
+ * unspecified (clears it): EXIT_OK, or a usage error said. */
+int admin_log_level_arg(const struct admin *a, const char *arg, int *value);
 int admin_enum_number(enum admin_enum e, long long n, int *value);
 void admin_enum_names(enum admin_enum e, char *buf, size_t size);
 
 /* Settings that are stored and shown but that nothing acts on yet
- * (httpConfig, log levels; notification configs route since schema 6): one
+ * (httpConfig; notification configs route since schema 6, log levels take
+ * effect in the broker, docs/plugin.md "Logs"): one
  * line on standard error naming those given (non-zero), nothing if none. */
-void admin_note_not_in_effect(const char *cmd, int http, int log_level);
+void admin_note_not_in_effect(const char *cmd, int http);
 
 /* ---- resources as IoT Core JSON (cmd_registries.c, devices.c) ---- */
 

@@ -31,6 +31,7 @@ static const char devices_usage[] =
     "  describe DEVICE\n"
     "  update DEVICE   [--blocked|--unblocked] [--metadata KEY=VALUE,...]\n"
     "                  [--metadata-from-file KEY=FILE,...] [--clear-metadata] [--auth-method METHOD]\n"
+    "                  [--log-level none|error|info|debug|unspecified]\n"
     "                  (--metadata/--metadata-from-file replace all metadata, as in IoT Core)\n"
     "  delete DEVICE\n"
     "  credentials create DEVICE --path FILE --type TYPE [--expiration-time TIME]\n"
@@ -108,9 +109,11 @@ static const char u_keys[] = DEV_USAGE("keys [DEVICE] --registry R --project P -
 static const char u_update[] = DEV_USAGE(
     "update DEVICE --registry R --project P --region L\n"
     "         [--blocked|--unblocked] [--metadata KEY=VALUE,...] [--metadata-from-file KEY=FILE,...]\n"
-    "         [--clear-metadata] [--auth-method METHOD]",
+    "         [--clear-metadata] [--auth-method METHOD] [--log-level LEVEL]",
     "The metadata options replace all metadata, as in IoT Core. --auth-method changes a gateway's\n"
     "gatewayAuthMethod (association-only, device-auth-token-only, association-and-device-auth-token).\n"
+    "--log-level (none, error, info, debug; unspecified: the registry's) sets how much the broker\n"
+    "logs of the device, live (docs/plugin.md, \"Logs\").\n"
     DEV_ARG);
 static const char u_delete[] = DEV_USAGE("delete DEVICE --registry R --project P --region L",
                                          "Deletes the device with its credentials, configs, states and "
@@ -186,7 +189,8 @@ static const char *const opt_names[] = {
     "--public-key", "--blocked", "--unblocked", "--metadata", "--metadata-from-file", "--clear-metadata",
     "--limit", "--path", "--type", "--expiration-time", "--config-file", "--config-data",
     "--version-to-update", "--online", "--offline", "--device-type", "--auth-method", "--gateway",
-    "--associations-device-id", "--gateway-registry", "--device-registry", "--gateway-region", "--device-region"};
+    "--associations-device-id", "--gateway-registry", "--device-registry", "--gateway-region", "--device-region",
+    "--log-level"};
 
 
 /* ---- option parsing ---- */
@@ -244,6 +248,7 @@ static int parse(struct dev_opts *o, int argc, char **argv, unsigned allowed, un
         {"device-registry", required_argument, 0, O_DEVICE_REGISTRY},
         {"gateway-region", required_argument, 0, O_GATEWAY_REGION},
         {"device-region", required_argument, 0, O_DEVICE_REGION},
+        {"log-level", required_argument, 0, O_LOG_LEVEL},
         {0, 0, 0, 0}};
     struct admin *a = o->a;
     int c, rc;
@@ -292,6 +297,10 @@ static int parse(struct dev_opts *o, int argc, char **argv, unsigned allowed, un
         case O_AUTH_METHOD:
             if ((rc = devices_gateway_enum(a, "--auth-method", ADMIN_ENUM_GATEWAY_AUTH, optarg, &o->auth_method)) !=
                 EXIT_OK)
+                return rc;
+            break;
+        case O_LOG_LEVEL:
+            if ((rc = admin_log_level_arg(a, optarg, &o->log_level)) != EXIT_OK)
                 return rc;
             break;
         case O_GATEWAY: o->gateway = optarg; break;
@@ -429,9 +438,11 @@ static int cmd_update(struct dev_opts *o)
         mask |= LK_REG_SET_METADATA;
     if (o->given & BIT(O_AUTH_METHOD))
         mask |= LK_REG_SET_GATEWAY_AUTH;
+    if (o->given & BIT(O_LOG_LEVEL))
+        mask |= LK_REG_SET_LOG_LEVEL;
     if (mask == 0)
         return tool_usage_error("%s: nothing to update (give --blocked, --unblocked, --metadata, "
-                                "--metadata-from-file, --clear-metadata or --auth-method)", a->cmd);
+                                "--metadata-from-file, --clear-metadata, --auth-method or --log-level)", a->cmd);
     if ((rc = check_extra(o, 0)) != EXIT_OK || (rc = target_device(o, ADMIN_OPEN_WRITE, &id, &buf)) != EXIT_OK)
         goto out;
     memset(&spec, 0, sizeof spec);
@@ -440,6 +451,7 @@ static int cmd_update(struct dev_opts *o)
     spec.metadata = o->meta.items;
     spec.nmetadata = o->meta.n;
     spec.gateway_auth_method = (lk_reg_gateway_auth)o->auth_method;
+    spec.log_level = (lk_reg_log_level)o->log_level;
     err = rop_update_device(a, &a->name, &spec, mask, why, sizeof why);
     rc = device_changed(a, err, why, id, "Updated device [%s].\n", id);
 out:
@@ -623,7 +635,7 @@ int cmd_devices(int argc, char **argv)
     if (sub2 == NULL && strcmp(sub, "create") == 0)
         allowed = B(O_PUBLIC_KEY) | B(O_BLOCKED) | META_OPTS | B(O_DEVICE_TYPE) | B(O_AUTH_METHOD), a.usage = u_create;
     else if (sub2 == NULL && strcmp(sub, "update") == 0)
-        allowed = B(O_BLOCKED) | B(O_UNBLOCKED) | META_OPTS | B(O_CLEAR_METADATA) | B(O_AUTH_METHOD),
+        allowed = B(O_BLOCKED) | B(O_UNBLOCKED) | META_OPTS | B(O_CLEAR_METADATA) | B(O_AUTH_METHOD) | B(O_LOG_LEVEL),
         a.usage = u_update;
     else if (sub2 == NULL && strcmp(sub, "list") == 0)
         allowed = B(O_LIMIT) | B(O_ONLINE) | B(O_OFFLINE) | B(O_DEVICE_TYPE) | B(O_GATEWAY) | B(O_ASSOC_DEVICE),

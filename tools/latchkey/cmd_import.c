@@ -110,7 +110,7 @@ static const char registries_import_usage[] =
     "refused. Each CA certificate is checked as by 'registries credentials create'.\n"
     "Notification configs route (docs/delivery.md) to topics of P only: a topic of the\n"
     "registry's exported project (its name) is moved to P (projects/P/topics/T), with a note.\n"
-    "httpConfig and logLevel are stored and shown, but not yet in effect.\n"
+    "httpConfig is stored and shown, but not yet in effect; logLevel is the broker's (docs/plugin.md, \"Logs\").\n"
     "\n"
     "  --skip-existing   a registry that exists already is skipped (and counted), not refused\n";
 
@@ -295,8 +295,6 @@ static int add_resource(struct import *im, json_t *o)
         err = lk_registry_import_add(im->a->reg, &d.spec, &num, why, sizeof why);
         if (err == LK_OK) {
             im->nok++;
-            if (d.spec.log_level != LK_LOG_LEVEL_UNSPECIFIED)
-                im->settings++;
             if (d.spec.num_id != 0 && num != d.spec.num_id &&
                 note_add(im, &im->numids, id, d.spec.num_id, num, NULL) != 0)
                 err = LK_ERR_NOMEM;
@@ -339,7 +337,6 @@ static int add_resource(struct import *im, json_t *o)
             im->events += r.spec.event_notification_json != NULL;
             im->states += r.spec.state_notification_json != NULL;
             im->https += json_object_get(o, "httpConfig") != NULL;
-            im->loglevels += r.spec.log_level != LK_LOG_LEVEL_UNSPECIFIED;
         } else {
             err = not_added(im, id, err, why);
         }
@@ -365,17 +362,13 @@ static void report_notes(struct import *im)
     notes_print(im, &im->skipped, "skipped");
     notes_print(im, &im->expired, "expired credentials");
     notes_print(im, &im->converted, "converted keys");
-    if (im->settings > 0)
-        fprintf(stderr, "latchkey: %s: note: %lu device%s %s a logLevel: stored and shown, but not yet in "
-                        "effect (no device logs; docs/registry.md)\n",
-                im->a->cmd, im->settings, im->settings == 1 ? "" : "s", im->settings == 1 ? "has" : "have");
     if (im->moved_topics > 0)
         fprintf(stderr, "latchkey: %s: note: %lu notification topic%s of the export's project now name%s "
                         "project %s's (projects/%s/topics/T: a registry routes only to its own project's "
                         "topics; docs/delivery.md)\n",
                 im->a->cmd, im->moved_topics, im->moved_topics == 1 ? "" : "s", im->moved_topics == 1 ? "s" : "",
                 im->a->name.project, im->a->name.project);
-    admin_note_not_in_effect(im->a->cmd, im->https > 0, im->loglevels > 0);
+    admin_note_not_in_effect(im->a->cmd, im->https > 0);
 }
 
 static json_t *notes_json(const struct notes *ns, int numids)

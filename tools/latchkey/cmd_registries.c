@@ -78,8 +78,11 @@ static const char u_describe[] = REG_USAGE("describe REGISTRY --project P --regi
 static const char u_update[] = REG_USAGE(
     "update REGISTRY --project P --region L [--[no-]enable-mqtt-config] [--[no-]enable-http-config]\n"
     "         [--event-notification-config topic=TOPIC[,subfolder=S]]... [--state-pubsub-topic TOPIC]\n"
-    "         [--clear-event-notification-configs] [--clear-state-pubsub-topic]",
-    "--event-notification-config replaces all of them.\n" REG_NOTE);
+    "         [--clear-event-notification-configs] [--clear-state-pubsub-topic]\n"
+    "       update REGISTRY --project P --region L --log-level none|error|info|debug|unspecified",
+    "--event-notification-config replaces all of them. --log-level (IoT Core's logLevel, alone: one\n"
+    "change) is how much the broker logs of the registry's devices that have no level of their own,\n"
+    "live (docs/plugin.md, \"Logs\").\n" REG_NOTE);
 static const char u_delete[] = REG_USAGE("delete REGISTRY --project P --region L",
                                          "Deletes the registry; refused while it has devices (exit 17).\n");
 static const char u_cred_create[] = REG_USAGE("credentials create --registry R --path CA.pem --project P --region L",
@@ -111,7 +114,8 @@ enum {
     OPT_CLEAR_EVENT,
     OPT_CLEAR_STATE,
     OPT_CA_PATH,
-    OPT_PATH
+    OPT_PATH,
+    OPT_LOG_LEVEL
 };
 
 /* ---- JSON shapes ---- */
@@ -374,6 +378,7 @@ static int create_or_update(struct admin *a, int argc, char **argv, int create)
         {"clear-event-notification-configs", no_argument, 0, OPT_CLEAR_EVENT},
         {"clear-state-pubsub-topic", no_argument, 0, OPT_CLEAR_STATE},
         {"public-key-path", required_argument, 0, OPT_CA_PATH},
+        {"log-level", required_argument, 0, OPT_LOG_LEVEL},
         {0, 0, 0, 0}};
     lk_reg_state mqtt = LK_REG_STATE_UNSPECIFIED, http = LK_REG_STATE_UNSPECIFIED;
     struct notif n = {NULL, 0, NULL, 0};
@@ -383,11 +388,19 @@ static int create_or_update(struct admin *a, int argc, char **argv, int create)
     size_t ca_len = 0;
     char why[512] = "";
     lk_err err;
-    int c, rc = EXIT_OK;
+    int c, rc = EXIT_OK, log_level = -1;
 
     optind = 1;
     while ((c = admin_getopt(a, argc, argv, opts, &rc)) != -1) {
         switch (c) {
+        case OPT_LOG_LEVEL:
+            if (create) {
+                rc = tool_usage_error("%s: --log-level is for update", a->cmd);
+                goto out;
+            }
+            if ((rc = admin_log_level_arg(a, optarg, &log_level)) != EXIT_OK)
+                goto out;
+            break;
         case OPT_MQTT_ON: mqtt = LK_REG_STATE_ENABLED; break;
         case OPT_MQTT_OFF: mqtt = LK_REG_STATE_DISABLED; break;
         case OPT_HTTP_ON: http = LK_REG_STATE_ENABLED; break;
@@ -432,11 +445,16 @@ static int create_or_update(struct admin *a, int argc, char **argv, int create)
         goto out;
     if ((rc = notif_texts(a, &n, &ev, &st)) != EXIT_OK)
         goto out;
-    if (!create && mqtt == LK_REG_STATE_UNSPECIFIED && http == LK_REG_STATE_UNSPECIFIED && ev == NULL &&
-        st == NULL) {
+    int others = mqtt != LK_REG_STATE_UNSPECIFIED || http != LK_REG_STATE_UNSPECIFIED || ev != NULL || st != NULL;
+    if (!create && !others && log_level < 0) {
         rc = tool_usage_error("%s: nothing to update (give --[no-]enable-mqtt-config, "
-                              "--[no-]enable-http-config, --event-notification-config or "
-                              "--state-pubsub-topic)", a->cmd);
+                              "--[no-]enable-http-config, --event-notification-config, "
+                              "--state-pubsub-topic or --log-level)", a->cmd);
+        goto out;
+    }
+    /* one command, one change (one transaction) */
+    if (others && log_level >= 0) {
+        rc = tool_usage_error("%s: --log-level goes alone (one change at a time)", a->cmd);
         goto out;
     }
     if (ca_path != NULL &&
@@ -447,7 +465,8 @@ static int create_or_update(struct admin *a, int argc, char **argv, int create)
         goto out;
 
     if (!create) {
-        err = rop_update_registry(a, &a->name, mqtt, http, ev, st, why, sizeof why);
+        err = log_level >= 0 ? rop_set_registry_log_level(a, &a->name, (lk_reg_log_level)log_level, why, sizeof why)
+                             : rop_update_registry(a, &a->name, mqtt, http, ev, st, why, sizeof why);
         if (err != LK_OK) {
             rc = admin_fail(a, err, why);
             goto out;
@@ -484,7 +503,7 @@ static int create_or_update(struct admin *a, int argc, char **argv, int create)
         goto out;
     }
 done:
-    admin_note_not_in_effect(a->cmd, http != LK_REG_STATE_UNSPECIFIED, 0);
+    admin_note_not_in_effect(a->cmd, http != LK_REG_STATE_UNSPECIFIED);
     if (a->json)
         rc = print_registry(a);
     else

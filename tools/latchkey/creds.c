@@ -4,6 +4,7 @@
  * the registry stores, fingerprints, expiry warnings; and IoT Core's enum
  * names for log levels and gateway settings.
  */
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -151,6 +152,22 @@ const char *admin_enum_name(enum admin_enum e, int value)
         if (t->value == value)
             return t->name;
     return "?";
+}
+
+int admin_log_level_arg(const struct admin *a, const char *arg, int *value)
+{
+    char up[32];
+    size_t i;
+    for (i = 0; arg[i] != '\0' && i + 1 < sizeof up; i++)
+        up[i] = (char)toupper((unsigned char)arg[i]);
+    up[i] = '\0';
+    if (strcmp(up, "UNSPECIFIED") == 0) {
+        *value = LK_LOG_LEVEL_UNSPECIFIED;
+        return EXIT_OK;
+    }
+    if (arg[i] == '\0' && admin_enum_value(ADMIN_ENUM_LOG_LEVEL, up, value) == 0)
+        return EXIT_OK;
+    return tool_usage_error("%s: --log-level: '%s' is none of none, error, info, debug, unspecified", a->cmd, arg);
 }
 
 int admin_enum_value(enum admin_enum e, const char *name, int *value)

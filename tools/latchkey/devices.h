@@ -33,6 +33,7 @@ enum {
     O_DEVICE_REGISTRY,
     O_GATEWAY_REGION,
     O_DEVICE_REGION,
+    O_LOG_LEVEL,        /* gcloud's --log-level (devices update) */
     O_END
 };
 
@@ -52,6 +53,7 @@ struct dev_opts {
     long long version;
     int gateway_type;           /* --device-type: lk_reg_gateway_type, 0 = not given */
     int auth_method;            /* --auth-method: lk_reg_gateway_auth */
+    int log_level;              /* --log-level: lk_reg_log_level (UNSPECIFIED clears) */
     const char *gateway, *assoc_device;           /* --gateway, --associations-device-id */
     const char *gw_registry, *dev_registry, *gw_region, *dev_region;
     const char *pos[3];         /* positional arguments */

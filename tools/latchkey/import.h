@@ -50,8 +50,7 @@ struct import {
     json_t *errors;            /* --format json: the first JSON_ERRORS_MAX refusals */
     unsigned long nerrors, nshown, nok, nskipped, ncerts;
     struct notes numids, skipped, expired, converted;
-    unsigned long settings;    /* devices: with logLevel set (not yet in effect) */
-    unsigned long events, states, https, loglevels; /* registries with each set */
+    unsigned long events, states, https; /* registries with each set */
     unsigned long moved_topics; /* notification topics moved from the export's project to P */
     struct seen seen;
     int tty;

@@ -82,6 +82,17 @@ lk_err rop_update_registry(struct admin *a, const lk_reg_name *name, lk_reg_stat
                                        state_notification_json, why, why_size);
 }
 
+lk_err rop_set_registry_log_level(struct admin *a, const lk_reg_name *name, lk_reg_log_level level, char *why,
+                                  size_t why_size)
+{
+    lk_reg_registry_spec spec;
+    if (ROP_REMOTE(a))
+        return ropr_set_registry_log_level(a, name, level, why, why_size);
+    memset(&spec, 0, sizeof spec);
+    spec.log_level = level;
+    return lk_registry_patch_registry(a->reg, name, &spec, LK_REG_SET_REG_LOG_LEVEL, why, why_size);
+}
+
 lk_err rop_delete_registry(struct admin *a, const lk_reg_name *name, char *why, size_t why_size)
 {
     if (ROP_REMOTE(a))

@@ -508,6 +508,15 @@ lk_err ropr_update_registry(struct admin *a, const lk_reg_name *name, lk_reg_sta
     return ropr_call(a, "PATCH", ropr_path(name, 1, NULL, NULL), mask, body, NULL, why, why_size);
 }
 
+lk_err ropr_set_registry_log_level(struct admin *a, const lk_reg_name *name, lk_reg_log_level level, char *why,
+                                   size_t why_size)
+{
+    json_t *body = json_pack("{s:s}", "logLevel", admin_enum_name(ADMIN_ENUM_LOG_LEVEL, (int)level));
+    if (body == NULL)
+        return LK_ERR_NOMEM;
+    return ropr_call(a, "PATCH", ropr_path(name, 1, NULL, NULL), "updateMask=logLevel", body, NULL, why, why_size);
+}
+
 lk_err ropr_delete_registry(struct admin *a, const lk_reg_name *name, char *why, size_t why_size)
 {
     return ropr_call(a, "DELETE", ropr_path(name, 1, NULL, NULL), NULL, NULL, NULL, why, why_size);
@@ -774,6 +783,8 @@ lk_err ropr_update_device(struct admin *a, const lk_reg_name *name, const lk_reg
     if ((mask & LK_REG_SET_GATEWAY_AUTH) && strcat(q, "gatewayConfig.gatewayAuthMethod,"))
         json_object_set_new(body, "gatewayConfig", json_pack("{s:s}", "gatewayAuthMethod",
                             admin_enum_name(ADMIN_ENUM_GATEWAY_AUTH, spec->gateway_auth_method)));
+    if ((mask & LK_REG_SET_LOG_LEVEL) && strcat(q, "logLevel,"))
+        json_object_set_new(body, "logLevel", json_string(admin_enum_name(ADMIN_ENUM_LOG_LEVEL, spec->log_level)));
     q[strlen(q) - 1] = '\0';
     return ropr_call(a, "PATCH", ropr_path(name, 1, spec->id, NULL), q, body, NULL, why, why_size);
 }

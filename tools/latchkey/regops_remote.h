@@ -25,6 +25,8 @@ lk_err ropr_create_registry_full(struct admin *a, const lk_reg_name *name, const
 lk_err ropr_update_registry(struct admin *a, const lk_reg_name *name, lk_reg_state mqtt, lk_reg_state http,
                             const char *event_notification_json, const char *state_notification_json,
                             char *why, size_t why_size);
+lk_err ropr_set_registry_log_level(struct admin *a, const lk_reg_name *name, lk_reg_log_level level, char *why,
+                                   size_t why_size);
 lk_err ropr_delete_registry(struct admin *a, const lk_reg_name *name, char *why, size_t why_size);
 lk_err ropr_list_certs(struct admin *a, const lk_reg_name *name, int (*cb)(void *arg, const lk_reg_cert *c),
                        void *arg, char *why, size_t why_size);
