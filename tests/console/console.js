@@ -110,11 +110,11 @@ async function main() {
     const searchMs = Date.now() - t0;   // typed, debounced (300 ms), asked, drawn
     await shot(page, 'devices');
     await page.click(`#devices tr[data-device="${DEVICE}"] a.device-link`);
-    await page.waitForFunction(d => (document.querySelector('#device-head h1') || {}).textContent.startsWith(d),
+    await page.waitForFunction(d => ((document.querySelector('#device-head h1') || {}).textContent || '').startsWith(d),
                                {timeout: WAIT}, DEVICE);
     await page.waitForFunction(() => /online/.test(document.querySelector('#device-head h1').textContent),
                                {timeout: WAIT});
-    await page.waitForFunction(() => /^[0-9a-f]{64}$/.test((document.querySelector('#credentials code.fp') || {}).textContent),
+    await page.waitForFunction(() => /^[0-9a-f]{64}$/.test((document.querySelector('#credentials code.fp') || {}).textContent || ''),
                                {timeout: WAIT});
     const fingerprint = await text(page, '#credentials code.fp');
 
