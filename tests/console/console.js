@@ -137,6 +137,12 @@ async function main() {
     await page.waitForSelector('#refusals tr.refusal', {timeout: WAIT});
     const refusal = await text(page, '#refusals tr.refusal');
     await shot(page, 'device');
+    if (SHOTS) {
+      // the overview again, its plots now holding this run's connect, events and refusal
+      await page.goto(`${URL_}/console/#/`, {waitUntil: 'networkidle0'});
+      await page.waitForSelector('#charts figure.chart svg', {timeout: WAIT});
+      await shot(page, 'overview');
+    }
     say('done', {problems, refusal});
   } finally {
     await browser.close();

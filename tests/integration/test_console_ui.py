@@ -30,7 +30,8 @@ from api_common import Env, env  # noqa: F401 (the fixture)
 from broker import Broker, Refused
 from conftest import REPO, BIN, run_tool
 from npm_common import npm_install
-from plugin_common import REGION, REGISTRY, PROJECT, close, connect, make_device, received, wait_disconnected
+from plugin_common import (REGION, REGISTRY, PROJECT, close, connect, make_device, publish, received,
+                           wait_disconnected)
 
 CONSOLE_SRC = REPO / "tests" / "console"
 CONSOLE_NPM = BIN.parent / "console-client"
@@ -129,7 +130,7 @@ def stack(tmp_path):
     _import_devices(b, DEVICES, TARGET)
     dev = make_device(b, TARGET)
     b.start()
-    e = Env(tmp_path / "lkd", db=b.db, make_registry=False, extra=["--metrics-file", mfile])
+    e = Env(tmp_path / "lkd", db=b.db, make_registry=False, extra=["--metrics-file", mfile, "--metrics-sample-seconds", "1"])
     password = "console test " + os.urandom(6).hex()
     r = run_tool("--db", b.db, "operators", "create", "ops", "--project", PROJECT, "--role", "deviceController",
                  input=password + "\n")
@@ -153,6 +154,8 @@ def test_console_in_chromium(stack):
     node = None
     try:
         assert b.subscribe(c, f"/devices/{dev.id}/config") == 1
+        for i in range(12):      # something for the overview's plot of events
+            publish(c, f"/devices/{dev.id}/events", f'{{"n": {i}}}'.encode(), qos=1)
         env = dict(os.environ, NODE_PATH=str(npm / "node_modules"), LK_URL=f"https://127.0.0.1:{e.daemon.port}",
                    LK_NAME="ops", LK_PASSWORD=password, LK_LOCATION=REGION, LK_REGISTRY=REGISTRY,
                    LK_DEVICE=dev.id, LK_DEVICE_COUNT=str(DEVICES), LK_CHROMIUM=chromium)
