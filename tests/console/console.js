@@ -119,7 +119,8 @@ async function main() {
     const fingerprint = await text(page, '#credentials code.fp');
 
     // a new config: the device must receive it
-    const config = `{"console": "config ${Date.now()}"}`;
+    // markup in the data must show as text (never parsed as HTML: textContent would lose the tags)
+    const config = `{"console": "<b>config</b> ${Date.now()}"}`;
     await page.type('#config-data', config);
     await page.click('#config-send');
     await page.waitForFunction(c => [...document.querySelectorAll('#config-history code.data')].some(e => e.textContent === c),
@@ -143,6 +144,9 @@ async function main() {
       await page.waitForSelector('#charts figure.chart svg', {timeout: WAIT});
       await shot(page, 'overview');
     }
+    // sign out (a POST with the CSRF token): back to the sign-in form
+    await page.click('#signout');
+    await page.waitForSelector('#signin-form', {timeout: WAIT});
     say('done', {problems, refusal});
   } finally {
     await browser.close();
