@@ -240,7 +240,7 @@
         .map(([v, t]) => h('option', {value: v, selected: params.get('state') === v}, t)));
     const silent = h('input', {id: 'filter-silent', type: 'number', min: 1, placeholder: 'hours',
                                value: params.get('silentHours') || '', 'aria-label': 'silent for hours'});
-    const expiring = h('input', {id: 'filter-expiring', type: 'number', min: 1, placeholder: 'days',
+    const expiring = h('input', {id: 'filter-expiring', type: 'number', min: 0, placeholder: 'days',
                                  value: params.get('expiringDays') || '', 'aria-label': 'credential expiring within days'});
     const form = h('form', {class: 'filters', id: 'filters'}, q, state,
       h('label', {}, 'silent ≥ ', silent, ' h'), h('label', {}, 'credential expiring ≤ ', expiring, ' days'),
