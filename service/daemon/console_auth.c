@@ -245,7 +245,6 @@ static void set_cookie(struct evhttp_request *req, const char *id)
     else
         snprintf(v, sizeof v, COOKIE "=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0");
     evhttp_add_header(evhttp_request_get_output_headers(req), "Set-Cookie", v);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
     OPENSSL_cleanse(v, sizeof v);
 }
 
@@ -310,23 +309,23 @@ int lkd_session_authenticate(struct lkd_call *c)
 /* ---- the routes ---- */
 
 /* The request's JSON body (application/json, at most 4096 bytes), the raw
- * copy wiped: NULL after answering. */
-static json_t *read_json(struct evhttp_request *req)
+ * copy wiped: NULL after answering *why. */
+static json_t *read_json(struct evhttp_request *req, const char **why)
 {
     const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t n = evbuffer_get_length(in);
     if (ct == NULL || strncasecmp(ct, "application/json", 16) != 0 || (ct[16] != '\0' && ct[16] != ';')) {
-        lkd_send_error(req, LKD_INVALID_ARGUMENT, "sign-in takes a JSON body (Content-Type: application/json)");
+        lkd_send_error(req, LKD_INVALID_ARGUMENT, *why = "sign-in takes a JSON body (Content-Type: application/json)");
         return NULL;
     }
     if (n == 0 || n > 4096) {
-        lkd_send_error(req, LKD_INVALID_ARGUMENT, "the body must be a JSON object of at most 4096 bytes");
+        lkd_send_error(req, LKD_INVALID_ARGUMENT, *why = "the body must be a JSON object of at most 4096 bytes");
         return NULL;
     }
     char *text = malloc(n);
     if (text == NULL) {
-        lkd_send_error(req, LKD_UNAVAILABLE, "out of memory");
+        lkd_send_error(req, LKD_UNAVAILABLE, *why = "out of memory");
         return NULL;
     }
     evbuffer_remove(in, text, n);
@@ -335,7 +334,7 @@ static json_t *read_json(struct evhttp_request *req)
     free(text);
     if (!json_is_object(j)) {
         json_decref(j);
-        lkd_send_error(req, LKD_INVALID_ARGUMENT, "the body must be a JSON object {\"name\", \"password\"}");
+        lkd_send_error(req, LKD_INVALID_ARGUMENT, *why = "the body must be a JSON object {\"name\", \"password\"}");
         return NULL;
     }
     return j;
@@ -364,9 +363,10 @@ static void signin(struct lkd *d, struct evhttp_request *req)
     char host[72], akey[80], nkey[80], b[48], why[256];
     int64_t now = lkd_now(), wait;
     peer_host(req, host, sizeof host);
-    json_t *j = read_json(req);
+    const char *bad = "malformed request";
+    json_t *j = read_json(req, &bad);
     if (j == NULL) {
-        lkd_log("%s console signin refused: malformed request", host);
+        lkd_log("%s console signin refused: %s", host, bad);
         return;
     }
     json_t *jn = json_object_get(j, "name"), *jp = json_object_get(j, "password");
@@ -551,7 +551,12 @@ void lkd_audit_begin(struct lkd_call *c)
     }
     snprintf(action, sizeof action, "%s.%s", type, c->verb != NULL ? c->verb : op);
     lk_registry_set_actor(c->d->reg, actor, c->who.how == LKD_HOW_SESSION ? "console" : "api");
-    lk_registry_set_action(c->d->reg, action, resource, NULL);
+    /* the detail: which fields a patch changes (never a value) */
+    char detail[LK_AUDIT_DETAIL_MAX + 1] = "";
+    const char *mask = c->query_ok ? lkd_query(c, "updateMask") : NULL;
+    if (mask != NULL)
+        snprintf(detail, sizeof detail, "updateMask=%s", mask);
+    lk_registry_set_action(c->d->reg, action, resource, detail[0] ? detail : NULL);
 }
 
 void lkd_audit_end(struct lkd *d)

@@ -14,6 +14,7 @@ import json
 import os
 import pwd
 import socket
+import sqlite3
 
 import pytest
 
@@ -151,6 +152,10 @@ def test_changes_through_api_and_tool_are_audited(env):
     assert (by["dev-api"]["actor"], by["dev-api"]["via"], by["dev-api"]["action"]) == (sa, "api", "devices.create")
     assert (by["dev-tool"]["actor"], by["dev-tool"]["via"], by["dev-tool"]["action"]) == (me, "tool",
                                                                                          "devices.create")
+    # a patch names its fields in the detail
+    ok(env.api.patch(f"{devices_path()}/dev-api", {"blocked": True}, query={"updateMask": "blocked"}))
+    rows = json.loads(env.lk("audit", "list", "--format", "json").out)
+    assert (rows[0]["action"], rows[0]["detail"]) == ("devices.patch", "updateMask=blocked"), rows[0]
     # reads leave nothing; export is oldest first, csv with a header
     ok(env.api.get(devices_path()))
     assert len(json.loads(env.lk("audit", "list", "--format", "json").out)) == len(rows)
@@ -171,3 +176,30 @@ def test_changes_through_api_and_tool_are_audited(env):
     acts = {(x["actor"], x["via"], x["resource"].rsplit("/", 1)[-1]) for x in got}
     assert (sa, "api", "dev-api") in acts and (me, "tool", "dev-tool") in acts, acts
     assert int(got[0]["id"]) > int(got[-1]["id"])
+
+
+def test_tool_operators(tmp_path):
+    db = tmp_path / "r.db"
+    pwfile = tmp_path / "pw"
+    pwfile.write_text(PASSWORD + "\nsecond line ignored\n")
+    lk = lambda *a, **kw: run_tool("--db", db, "operators", *a, **kw)
+    assert lk("create", "bob", "--project", P, "--role", "viewer", "--password-file", pwfile).rc == 0
+    # never on the command line: there is no such option
+    for opt in (["--password", PASSWORD], [f"--password={PASSWORD}"], ["--pass", PASSWORD]):
+        r = lk("create", "eve", "--project", P, "--role", "viewer", *opt)
+        assert r.rc == 2 and PASSWORD not in r.err + r.out, r  # not taken for --password-file, not echoed
+    r = lk("create", "eve", "--project", P, "--role", "viewer", input="too short\n")
+    assert r.rc == 15 and "12 to 1024" in r.err, r
+    assert lk("create", "bob", "--project", P, "--role", "viewer", input=PASSWORD + "\n").rc == 12
+    assert lk("create", "eve", "--project", P, "--role", "owner", input=PASSWORD + "\n").rc == 2
+    assert lk("create", "Eve", "--project", P, "--role", "viewer", input=PASSWORD + "\n").rc == 15
+    assert lk("passwd", "nobody", input=PASSWORD + "\n").rc == 11
+    rows = json.loads(lk("list", "--format", "json").out)
+    assert [(x["name"], x["role"], x["disabled"]) for x in rows] == [("bob", "viewer", False)], rows
+    con = sqlite3.connect(str(db))
+    rec = con.execute("SELECT password FROM operators WHERE name = 'bob'").fetchone()[0]
+    con.close()
+    assert rec.startswith("scrypt$15$8$1$") and PASSWORD not in rec, rec
+    assert lk("delete", "bob").rc == 0 and lk("delete", "bob").rc == 11
+    acts = [x["action"] for x in map(json.loads, run_tool("--db", db, "audit", "export").out.splitlines())]
+    assert acts == ["operators.create", "operators.delete"], acts

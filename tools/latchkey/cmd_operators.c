@@ -266,8 +266,18 @@ int cmd_operators(int argc, char **argv)
     while ((c = admin_getopt(&a, argc, argv, opts, &rc)) != -1) {
         if (c == OPT_ROLE && i == 0)
             role = optarg;
-        else if (c == OPT_PASSWORD_FILE && i <= 1)
+        else if (c == OPT_PASSWORD_FILE && i <= 1) {
+            /* getopt takes "--password X" for --password-file X: a password
+             * typed on the command line must not be read as a file name (nor
+             * echoed in the refusal) */
+            const char *tok = optind >= 2 && argv[optind - 1] == optarg ? argv[optind - 2] : argv[optind - 1];
+            if (strncmp(tok, "--password-file", 15) != 0) {
+                rc = tool_usage_error("%s: write --password-file FILE in full (a password is never an argument: "
+                                      "it is read from the file or from standard input)", a.cmd);
+                goto done;
+            }
             pwfile = optarg;
+        }
         else if (c == OPT_ROLE || c == OPT_PASSWORD_FILE) {
             rc = tool_usage_error("%s: %s is not an option of this command", a.cmd, argv[optind - 1]);
             goto done;
