@@ -12,9 +12,10 @@ short, of another kind or of another size is refused with a log line, and latchk
 """
 import os
 import re
+import subprocess
 import time
 
-from api_common import Api, Daemon, refused, service_account
+from api_common import DAEMON, Api, Daemon, refused, service_account
 from plugin_common import (CONNACK_NOT_AUTHORISED, Key, close, connack, connect, make_device, publish,
                            start_broker)
 from broker import PROJECT, REGION, REGISTRY
@@ -170,3 +171,6 @@ def test_unauthenticated_when_allowed_and_a_bad_file_refused(tmp_path):
         assert d.alive()
     finally:
         d.stop()
+    r = subprocess.run([str(DAEMON), "--registry", str(tmp_path / "r.db"), "--metrics-allow-unauthenticated",
+                        "yes-please"], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2 and "metrics_allow_unauthenticated must be off, loopback or on" in r.stderr, r
