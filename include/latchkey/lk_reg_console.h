@@ -6,7 +6,7 @@
  *
  * Both are one read transaction each and never write. Both stay fast on a
  * registry of 1,000,000 devices: the search walks an index in device id
- * order that stops after the page (schema 8's indexes), the counts are
+ * order that stops after the page (the registry's indexes for it), the counts are
  * index range counts (exact by construction: nothing is maintained, so
  * nothing can drift).
  */

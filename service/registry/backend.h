@@ -388,7 +388,7 @@ typedef struct lk_reg_store {
     lk_err (*devices_move)(lk_reg_be *be, int64_t from, int64_t to, lk_reg_change_kind kind,
                            int64_t t);
 
-    /* ---- the console (schema 8) ---- */
+    /* ---- the console (schema LK_REG_SCHEMA_CONSOLE) ---- */
     /* The devices of registry rid that s matches, ordered by device id, at
      * most limit; cb as device_query's, with the device's earliest set
      * credential expiry (0 = none). The backend picks what to walk so that

@@ -111,7 +111,7 @@
  *                        indexed by (project, id) and by time (pruning,
  *                        --since). The newest 1,000,000 rows younger than
  *                        400 days are kept.
- * and, for the console's device search and fleet counts (issue 18,
+ * and (LK_REG_SCHEMA_CONSOLE), for the console's device search and fleet counts (issue 18,
  * docs/registry.md "Finding devices at scale"), indexes only:
  *   devices_by_presence  (registry, presence, device_id): a presence
  *                        filter's page is a walk in id order, and the
@@ -380,7 +380,7 @@ const char *const lk_reg_sqlite_migrations[LK_REG_SCHEMA_VERSION] = {
     ") STRICT;"
     "CREATE INDEX audit_by_project ON audit(project, id);"
     "CREATE INDEX audit_by_time ON audit(time);"
-    /* and the console's search and counts (indexes only) */
+    /* and (LK_REG_SCHEMA_CONSOLE) the console's search and counts (indexes only) */
     "CREATE INDEX devices_by_presence ON devices(registry, presence, device_id);"
     "CREATE INDEX devices_blocked ON devices(registry, device_id) WHERE blocked <> 0;"
     "CREATE INDEX devices_gateways ON devices(registry, device_id) WHERE gateway_type = 1;"
@@ -389,3 +389,6 @@ const char *const lk_reg_sqlite_migrations[LK_REG_SCHEMA_VERSION] = {
     "CREATE INDEX device_credentials_by_expiry ON device_credentials(expires) "
     "WHERE expires <> 0;",
 };
+
+_Static_assert(LK_REG_SCHEMA_CONSOLE >= 1 && LK_REG_SCHEMA_CONSOLE <= LK_REG_SCHEMA_VERSION,
+               "the console's migration is one of the migrations");

@@ -7,6 +7,10 @@
 /* The schema version this program writes (meta.schema_version). */
 #define LK_REG_SCHEMA_VERSION 8
 
+/* The version whose migration adds the console's indexes (the device
+ * search, the fleet counts; docs/registry.md "Finding devices at scale"). */
+#define LK_REG_SCHEMA_CONSOLE 8
+
 /* PRAGMA application_id of a registry database: "LKRG". */
 #define LK_REG_APPLICATION_ID 0x4c4b5247
 

@@ -347,6 +347,17 @@ lk_err lk_sq__device_fill(lk_reg_be *be, uint64_t num_id, const lk_reg_credentia
 
 /* ---- sqlite_search.c ---- */
 
+/* What a search walks (docs/registry.md "Finding devices at scale"): the (registry,
+ * device_id) index, a filter's id-ordered index, or a time-ordered one. */
+enum {
+    LK_SQ_DRV_BASE, LK_SQ_DRV_BLOCKED, LK_SQ_DRV_GATEWAY, LK_SQ_DRV_PRESENCE, LK_SQ_DRV_SILENT,
+    LK_SQ_DRV_EXPIRING, LK_SQ_DRV__N
+};
+/* The search statement for s walking driver, in sql[size] (its parameters:
+ * sqlite_search.c's bind_all): 0, or -1 when it does not fit or driver is
+ * out of range. The search's own, and the plan tests' (test_registry_console.c). */
+int lk_sq__search_sql(const lk_reg_be_search *s, int driver, char *sql, size_t size);
+
 lk_err lk_sq__device_search(lk_reg_be *be, int64_t rid, const lk_reg_be_search *s, unsigned limit,
                             int (*cb)(void *arg, const lk_reg_device *d, int64_t cred_expiry),
                             void *arg);

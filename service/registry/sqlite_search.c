@@ -1,6 +1,6 @@
 /*
  * sqlite_search.c — the SQLite backend (backend.h) for the console: the
- * device search and the fleet counts (schema 8's indexes; the plans and
+ * device search and the fleet counts (the indexes of LK_REG_SCHEMA_CONSOLE; the plans and
  * their worst cases are in docs/registry.md "Finding devices at scale").
  *
  * A search is ordered by device id and must cost about its page, not the
@@ -26,7 +26,12 @@
 
 #define CAP 4096 /* matches counted per filter: above it, a filter is "dense" */
 
-enum drv { DRV_BASE, DRV_BLOCKED, DRV_GATEWAY, DRV_PRESENCE, DRV_SILENT, DRV_EXPIRING, DRV__N };
+/* The drivers (sqlite_internal.h's LK_SQ_DRV_*, shorter). */
+enum drv {
+    DRV_BASE = LK_SQ_DRV_BASE, DRV_BLOCKED = LK_SQ_DRV_BLOCKED, DRV_GATEWAY = LK_SQ_DRV_GATEWAY,
+    DRV_PRESENCE = LK_SQ_DRV_PRESENCE, DRV_SILENT = LK_SQ_DRV_SILENT, DRV_EXPIRING = LK_SQ_DRV_EXPIRING,
+    DRV__N = LK_SQ_DRV__N
+};
 
 /* What each driver walks, and the filter it tests (which, on its own
  * driver, is the partial index's own condition or the range it walks). */
@@ -188,28 +193,37 @@ static lk_err choose(lk_reg_be *be, int64_t rid, const lk_reg_be_search *s, enum
     return LK_OK;
 }
 
+int lk_sq__search_sql(const lk_reg_be_search *s, int driver, char *sql, size_t size)
+{
+    size_t n = 0;
+    enum drv f;
+    int rc;
+    if (driver < 0 || driver >= DRV__N)
+        return -1;
+    rc = put(sql, size, &n,
+             "SELECT " LK_SQ_DEVICE_ROW ", (SELECT min(c.expires) FROM device_credentials c "
+             "WHERE c.num_id = d.num_id AND c.expires <> 0) FROM ") ||
+         put(sql, size, &n, drv_from[driver]) || put(sql, size, &n, " WHERE d.registry = ?1") ||
+         put_range(sql, size, &n, s);
+    for (f = DRV_BLOCKED; rc == 0 && f < DRV__N; f++)
+        if (has(s, f))
+            rc = put(sql, size, &n, term(f, (enum drv)driver));
+    return rc != 0 || put(sql, size, &n, " ORDER BY d.device_id LIMIT ?7") != 0 ? -1 : 0;
+}
+
 lk_err lk_sq__device_search(lk_reg_be *be, int64_t rid, const lk_reg_be_search *s, unsigned limit,
                             int (*cb)(void *arg, const lk_reg_device *d, int64_t cred_expiry),
                             void *arg)
 {
     char sql[2048];
-    size_t n = 0;
     sqlite3_stmt *st = NULL;
-    enum drv driver, f;
+    enum drv driver;
     lk_err err;
     int rc;
 
     if ((err = choose(be, rid, s, &driver)) != LK_OK)
         return err;
-    rc = put(sql, sizeof sql, &n,
-             "SELECT " LK_SQ_DEVICE_ROW ", (SELECT min(c.expires) FROM device_credentials c "
-             "WHERE c.num_id = d.num_id AND c.expires <> 0) FROM ") ||
-         put(sql, sizeof sql, &n, drv_from[driver]) ||
-         put(sql, sizeof sql, &n, " WHERE d.registry = ?1") || put_range(sql, sizeof sql, &n, s);
-    for (f = DRV_BLOCKED; rc == 0 && f < DRV__N; f++)
-        if (has(s, f))
-            rc = put(sql, sizeof sql, &n, term(f, driver));
-    if (rc != 0 || put(sql, sizeof sql, &n, " ORDER BY d.device_id LIMIT ?7") != 0)
+    if (lk_sq__search_sql(s, (int)driver, sql, sizeof sql) != 0)
         return LK_ERR_REG_STORAGE;
     if ((err = prepare(be, sql, &st)) != LK_OK)
         return err;

@@ -5,7 +5,7 @@
  *   - lk_registry_search_devices: every filter and every combination of
  *     them, walked page by page, gives exactly what a plain scan of the
  *     table with the documented meaning gives (an oracle query that uses
- *     no index), in id order, with no duplicate or gap, on 12,000 devices
+ *     no index), in id order, with no duplicate or gap, on 9,000 devices
  *     whose filters are dense (thousands of matches: an id-ordered index
  *     drives) and sparse (a few: the filter's own index drives); the
  *     earliest credential expiry of each device; another registry's
@@ -17,7 +17,11 @@
  *   - lk_registry_fleet_counts: each registry of the project with its counts
  *     (as the oracle counts them), not another project's, not a staging
  *     registry, and refusals;
- *   - the schema 8 indexes exist after a migration from schema 7.
+ *   - the plans: every statement the search can run (each driver with
+ *     every set of filters, with and without a prefix and a cursor) walks
+ *     the driver's index, in id order with no sort for an id-ordered one,
+ *     and never scans the devices table (EXPLAIN QUERY PLAN);
+ *   - the console's indexes exist after a migration from the version before.
  */
 #include "lk_test.h"
 
@@ -31,10 +35,15 @@
 #include "latchkey/lk_reg_console.h"
 #include "latchkey/lk_registry.h"
 #include "service/registry/internal.h"
+#include "service/registry/schema.h"
+#include "service/registry/sqlite_internal.h"
 
 #define T0 1700000000LL /* the tests' "now" */
 #define DAY 86400LL
-#define NDEV 12000
+#define NDEV 9000
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define CONSOLE_BEFORE STR(LK_REG_SCHEMA_CONSOLE) " - 1"
 
 struct fx {
     char *dir;
@@ -277,7 +286,7 @@ static lk_reg_search any(unsigned limit)
 static void test_search_filters(void **state)
 {
     struct fx *f = *state;
-    static const char *const prefixes[] = {NULL, "dev-01", "dev-1111"};
+    static const char *const prefixes[] = {NULL, "dev-01", "dev-0111"};
     static const unsigned silent[] = {0, 1, 98};
     static const int expiring[] = {-1, 0, 3650};
     sqlite3 *db;
@@ -348,7 +357,7 @@ static void test_search_small_pages(void **state)
         else
             s.expiring_days = k == 4 ? 3650 : 0;
         if (s.limit == 1 && k < 2)
-            s.id_prefix = "dev-0"; /* a page of 1 through a dense filter: keep it short */
+            s.id_prefix = "dev-001"; /* a page of 1 through a dense filter: keep it short */
         oracle(db, &NAME, &s, f->now, &want);
         walk(f, &NAME, s, &got, &pages);
         same(&got, &want, "small pages");
@@ -595,7 +604,90 @@ static void test_fleet_counts(void **state)
     REFUSE(LK_ERR_ARG, "", lk_registry_fleet_counts(f->reg, "my-project", NULL, &k, W));
 }
 
-/* Schema 8 is indexes only: a schema 7 database gets them at open. */
+/* ---- the plans ---- */
+
+static const char *const drv_index[LK_SQ_DRV__N] = {
+    [LK_SQ_DRV_BASE] = "sqlite_autoindex_devices_1", [LK_SQ_DRV_BLOCKED] = "devices_blocked",
+    [LK_SQ_DRV_GATEWAY] = "devices_gateways",         [LK_SQ_DRV_PRESENCE] = "devices_by_presence",
+    [LK_SQ_DRV_SILENT] = "devices_by_activity",       [LK_SQ_DRV_EXPIRING] = "device_credentials_by_expiry",
+};
+
+/* The plan's lines, joined with '|'. */
+static void plan_of(sqlite3 *db, const char *sql, char *out, size_t size)
+{
+    char q[4096];
+    sqlite3_stmt *st;
+    size_t n = 0;
+    snprintf(q, sizeof q, "EXPLAIN QUERY PLAN %s", sql);
+    if (sqlite3_prepare_v2(db, q, -1, &st, NULL) != SQLITE_OK)
+        print_message("plan: %s\n%s\n", sqlite3_errmsg(db), sql);
+    assert_int_equal(sqlite3_prepare_v2(db, q, -1, &st, NULL), SQLITE_OK);
+    out[0] = '\0';
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        int k = snprintf(out + n, size - n, "%s|", (const char *)sqlite3_column_text(st, 3));
+        assert_true(k > 0 && (size_t)k < size - n);
+        n += (size_t)k;
+    }
+    sqlite3_finalize(st);
+}
+
+static void test_plans(void **state)
+{
+    struct fx *f = *state;
+    sqlite3 *db;
+    unsigned checked = 0;
+
+    mkreg(f, &NAME);
+    populate(f, &NAME, 100);
+    assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    for (unsigned set = 0; set < 32; set++)
+        for (int range = 0; range < 3; range++)
+            for (int drv = 0; drv < LK_SQ_DRV__N; drv++) {
+                lk_reg_be_search b;
+                char sql[2048], plan[2048], want[128];
+                memset(&b, 0, sizeof b);
+                b.lo = range == 0 ? "" : "dev-01";
+                b.lo_strict = range == 2;
+                b.hi = range == 1 ? "dev-02" : NULL;
+                b.blocked_only = (set & 1) != 0;
+                b.gateways_only = (set & 2) != 0;
+                b.presence = (set & 4) ? 1 : -1;
+                b.silent_before = (set & 8) ? T0 - 3600 : 0;
+                b.expiring = (set & 16) != 0;
+                b.expiring_by = T0;
+                /* the search drives only by a filter it has */
+                if ((drv == LK_SQ_DRV_BLOCKED && !b.blocked_only) ||
+                    (drv == LK_SQ_DRV_GATEWAY && !b.gateways_only) ||
+                    (drv == LK_SQ_DRV_PRESENCE && b.presence < 0) ||
+                    (drv == LK_SQ_DRV_SILENT && !b.silent_before) ||
+                    (drv == LK_SQ_DRV_EXPIRING && !b.expiring))
+                    continue;
+                assert_int_equal(lk_sq__search_sql(&b, drv, sql, sizeof sql), 0);
+                plan_of(db, sql, plan, sizeof plan);
+                snprintf(want, sizeof want, "INDEX %s (", drv_index[drv]);
+                if (strstr(plan, want) == NULL || strstr(plan, "SCAN d") != NULL ||
+                    (drv < LK_SQ_DRV_SILENT) != (strstr(plan, "TEMP B-TREE") == NULL))
+                    print_message("driver %d, filters %u, range %d: %s\n%s\n", drv, set, range,
+                                  plan, sql);
+                assert_non_null(strstr(plan, want));
+                assert_null(strstr(plan, "SCAN d"));
+                /* an id-ordered walk is in page order: no sort, so it stops after the page */
+                if (drv < LK_SQ_DRV_SILENT)
+                    assert_null(strstr(plan, "TEMP B-TREE"));
+                else
+                    assert_non_null(strstr(plan, "TEMP B-TREE FOR ORDER BY"));
+                checked++;
+            }
+    sqlite3_close(db);
+    print_message("plans: %u statements checked\n", checked);
+    assert_int_equal(lk_sq__search_sql(&(lk_reg_be_search){.lo = "", .presence = -1}, LK_SQ_DRV__N,
+                                       (char[64]){0}, 64), -1);
+}
+
+/* The console's migration (LK_REG_SCHEMA_CONSOLE) is indexes only: a
+ * database of the version before gets them at open. (The migrations after
+ * it, if any, run again too: this holds while they are only indexes or
+ * none.) */
 static void test_indexes(void **state)
 {
     struct fx *f = *state;
@@ -604,14 +696,14 @@ static void test_indexes(void **state)
            "DROP INDEX devices_by_activity; DROP INDEX device_credentials_by_expiry; "
            /* schema 8 also holds the operators and the audit record (lk_reg_audit.h) */
            "DROP TABLE operators; DROP TABLE audit; "
-           "UPDATE meta SET value = 7 WHERE key = 'schema_version';");
+           "UPDATE meta SET value = " CONSOLE_BEFORE " WHERE key = 'schema_version';");
     lk_registry_close(f->reg);
     assert_int_equal(lk_registry_open(f->path, 0, &f->reg, why, sizeof why), LK_OK);
     assert_int_equal(q1(f, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN "
                            "('devices_by_presence', 'devices_blocked', 'devices_gateways', "
                            "'devices_by_activity', 'device_credentials_by_expiry')"),
                      5);
-    assert_true(q1(f, "SELECT value FROM meta WHERE key = 'schema_version'") >= 8);
+    assert_int_equal(q1(f, "SELECT value FROM meta WHERE key = 'schema_version'"), LK_REG_SCHEMA_VERSION);
 }
 
 int main(void)
@@ -622,6 +714,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_search_cursor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_search_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fleet_counts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_plans, setup, teardown),
         cmocka_unit_test_setup_teardown(test_indexes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
