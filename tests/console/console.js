@@ -127,6 +127,14 @@ async function main() {
                                {timeout: WAIT}, config);
     await step('config-sent', {config, fingerprint, searchMs});
 
+    // a command: delivered (the request waits for the broker's word), and the device has it
+    const command = `reboot <i>now</i> ${Date.now()}`;
+    await page.type('#command-data', command);
+    await page.click('#command-send');
+    await page.waitForFunction(() => document.querySelector('#command-msg').textContent === 'Delivered to the device.',
+                               {timeout: WAIT});
+    await step('command-sent', {command});
+
     // block: the device is cut off
     await page.waitForFunction(() => document.querySelector('#block-toggle').textContent === 'Block', {timeout: WAIT});
     await page.click('#block-toggle');

@@ -8,8 +8,8 @@ test_console_in_chromium: a real broker with latchkey's plugin and latchkeyd sha
 100,000 devices (one `latchkey devices import`); an operator (`latchkey operators create`) signs
 in through Debian's Chromium, headless, driven by puppeteer-core (tests/console/console.js,
 installed with npm ci from tests/console/package-lock.json); the console finds one device among
-them by search, sends it a config which the device (a paho client with a PyJWT token, through
-the plugin) receives, blocks it and the broker cuts it off, and the refused connect that follows
+them by search, sends it a config and a command which the device (a paho client with a PyJWT
+token, through the plugin) receives, blocks it and the broker cuts it off, and the refused connect that follows
 appears on the device page without a reload. Any console error, page error, failed request or
 HTTP error in the page fails the test. LK_SCREENSHOTS=DIR saves each page at 1280 and 390 px
 wide (docs/console/ holds a set).
@@ -154,6 +154,7 @@ def test_console_in_chromium(stack):
     node = None
     try:
         assert b.subscribe(c, f"/devices/{dev.id}/config") == 1
+        assert b.subscribe(c, f"/devices/{dev.id}/commands/#") == 1
         for i in range(12):      # something for the overview's plot of events
             publish(c, f"/devices/{dev.id}/events", f'{{"n": {i}}}'.encode(), qos=1)
         env = dict(os.environ, NODE_PATH=str(npm / "node_modules"), LK_URL=f"https://127.0.0.1:{e.daemon.port}",
@@ -175,6 +176,9 @@ def test_console_in_chromium(stack):
                 assert msg["fingerprint"] == hashlib.sha256(der).hexdigest(), msg
                 got = received(c, f"/devices/{dev.id}/config", payload=msg["config"].encode(), timeout=10)
                 assert got, "the device never received the config sent in the console"
+            elif msg["step"] == "command-sent":
+                got = received(c, f"/devices/{dev.id}/commands", payload=msg["command"].encode(), timeout=10)
+                assert got, "the device never received the command sent in the console"
             elif msg["step"] == "blocked":
                 assert wait_disconnected(c, 10), "the blocked device is still connected"
                 with pytest.raises(Refused):
@@ -186,7 +190,7 @@ def test_console_in_chromium(stack):
         assert msg["problems"] == [], "\n".join(msg["problems"])
         assert node.wait(30) == 0, node.stderr.read()[-3000:]
         assert "block" in msg["refusal"].lower(), msg["refusal"]
-        assert seen == ["config-sent", "blocked", "done"]
+        assert seen == ["config-sent", "command-sent", "blocked", "done"]
         print(f"console test: {time.time() - t0:.1f} s in the browser")
     finally:
         if node is not None and node.poll() is None:
