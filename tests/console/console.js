@@ -10,7 +10,8 @@
  * warning, page error, failed request and HTTP error answer the page met
  * (the one expected 401 of GET api/session before signing in excepted).
  *
- * Env: LK_URL (https://127.0.0.1:PORT), LK_NAME, LK_PASSWORD, LK_LOCATION,
+ * Env: LK_URL (https://127.0.0.1:PORT), LK_NAME, LK_PASSWORD (a deviceController's),
+ * LK_VIEWER_NAME (a viewer with the same password), LK_LOCATION,
  * LK_REGISTRY, LK_DEVICE, LK_DEVICE_COUNT (what the overview must show),
  * LK_CHROMIUM (the browser), LK_SCREENSHOTS (a directory: PNGs of each page
  * at 1280 and 390 px wide are saved there when set).
@@ -155,6 +156,17 @@ async function main() {
     // sign out (a POST with the CSRF token): back to the sign-in form
     await page.click('#signout');
     await page.waitForSelector('#signin-form', {timeout: WAIT});
+
+    // a viewer sees the device page with every change disabled
+    await page.type('#signin-name', env('LK_VIEWER_NAME'));
+    await page.type('#signin-password', env('LK_PASSWORD'));
+    await page.click('#signin-submit');
+    await page.waitForSelector('#registries [data-registry]', {timeout: WAIT});
+    await page.goto(`${URL_}/console/#/d/${env('LK_LOCATION')}/${reg}/${DEVICE}`, {waitUntil: 'networkidle0'});
+    await page.waitForFunction(() => /Unblock/.test((document.querySelector('#block-toggle') || {}).textContent || ''),
+                               {timeout: WAIT});
+    const enabled = await page.$$eval('#block-toggle, #config-send, #command-send', bs => bs.filter(b => !b.disabled).length);
+    if (enabled !== 0) problems.push(`a viewer has ${enabled} change buttons enabled`);
     say('done', {problems, refusal});
   } finally {
     await browser.close();

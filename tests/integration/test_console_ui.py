@@ -9,9 +9,9 @@ test_console_in_chromium: a real broker with latchkey's plugin and latchkeyd sha
 in through Debian's Chromium, headless, driven by puppeteer-core (tests/console/console.js,
 installed with npm ci from tests/console/package-lock.json); the console finds one device among
 them by search, sends it a config and a command which the device (a paho client with a PyJWT
-token, through the plugin) receives, blocks it and the broker cuts it off, and the refused connect that follows
-appears on the device page without a reload. Any console error, page error, failed request or
-HTTP error in the page fails the test. LK_SCREENSHOTS=DIR saves each page at 1280 and 390 px
+token, through the plugin) receives, blocks it and the broker cuts it off, and the refused connect
+that follows appears on the device page without a reload; a viewer then finds every change
+disabled. Any console error, page error, failed request or HTTP error in the page fails the test. LK_SCREENSHOTS=DIR saves each page at 1280 and 390 px
 wide (docs/console/ holds a set).
 """
 import hashlib
@@ -130,9 +130,13 @@ def stack(tmp_path):
     _import_devices(b, DEVICES, TARGET)
     dev = make_device(b, TARGET)
     b.start()
-    e = Env(tmp_path / "lkd", db=b.db, make_registry=False, extra=["--metrics-file", mfile, "--metrics-sample-seconds", "1"])
+    e = Env(tmp_path / "lkd", db=b.db, make_registry=False,
+            extra=["--metrics-file", mfile, "--metrics-sample-seconds", "1"])
     password = "console test " + os.urandom(6).hex()
     r = run_tool("--db", b.db, "operators", "create", "ops", "--project", PROJECT, "--role", "deviceController",
+                 input=password + "\n")
+    assert r.rc == 0, r
+    r = run_tool("--db", b.db, "operators", "create", "watcher", "--project", PROJECT, "--role", "viewer",
                  input=password + "\n")
     assert r.rc == 0, r
     missing = _missing_endpoints(e.daemon, password)
@@ -158,8 +162,8 @@ def test_console_in_chromium(stack):
         for i in range(12):      # something for the overview's plot of events
             publish(c, f"/devices/{dev.id}/events", f'{{"n": {i}}}'.encode(), qos=1)
         env = dict(os.environ, NODE_PATH=str(npm / "node_modules"), LK_URL=f"https://127.0.0.1:{e.daemon.port}",
-                   LK_NAME="ops", LK_PASSWORD=password, LK_LOCATION=REGION, LK_REGISTRY=REGISTRY,
-                   LK_DEVICE=dev.id, LK_DEVICE_COUNT=str(DEVICES), LK_CHROMIUM=chromium)
+                   LK_NAME="ops", LK_VIEWER_NAME="watcher", LK_PASSWORD=password, LK_LOCATION=REGION,
+                   LK_REGISTRY=REGISTRY, LK_DEVICE=dev.id, LK_DEVICE_COUNT=str(DEVICES), LK_CHROMIUM=chromium)
         t0 = time.time()
         node = subprocess.Popen(["node", str(CONSOLE_SRC / "console.js")], env=env, text=True,
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
