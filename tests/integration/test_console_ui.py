@@ -11,8 +11,8 @@ installed with npm ci from tests/console/package-lock.json); the console finds o
 them by search, sends it a config and a command which the device (a paho client with a PyJWT
 token, through the plugin) receives, blocks it and the broker cuts it off, and the refused connect
 that follows appears on the device page without a reload; a viewer then finds every change
-disabled. Any console error, page error, failed request or HTTP error in the page fails the test. LK_SCREENSHOTS=DIR saves each page at 1280 and 390 px
-wide (docs/console/ holds a set).
+disabled. Any console error, page error, failed request or HTTP error in the page fails the test.
+LK_SCREENSHOTS=DIR saves each page at 1280 and 390 px wide (docs/console/ holds a set).
 """
 import hashlib
 import http.client
