@@ -118,6 +118,8 @@ async function main() {
     await page.waitForFunction(() => /^[0-9a-f]{64}$/.test((document.querySelector('#credentials code.fp') || {}).textContent || ''),
                                {timeout: WAIT});
     const fingerprint = await text(page, '#credentials code.fp');
+    await page.waitForFunction(() => /metadata site<i>berlin<\/i>/.test(document.querySelector('#device-times').textContent),
+                               {timeout: WAIT});
 
     // a new config: the device must receive it
     // markup in the data must show as text (never parsed as HTML: textContent would lose the tags)

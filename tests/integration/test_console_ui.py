@@ -128,7 +128,7 @@ def stack(tmp_path):
     mfile = tmp_path / "metrics"
     b = Broker(tmp_path / "broker", opts={"activity_flush": 1, "metrics_file": mfile}, start=False)
     _import_devices(b, DEVICES, TARGET)
-    dev = make_device(b, TARGET)
+    dev = make_device(b, TARGET, extra=("--metadata", "site=<i>berlin</i>"))
     b.start()
     e = Env(tmp_path / "lkd", db=b.db, make_registry=False,
             extra=["--metrics-file", mfile, "--metrics-sample-seconds", "1"])
