@@ -10,7 +10,8 @@
  * warning, page error, failed request and HTTP error answer the page met
  * (the one expected 401 of GET api/session before signing in excepted).
  *
- * Env: LK_URL (https://127.0.0.1:PORT), LK_NAME, LK_PASSWORD, LK_LOCATION,
+ * Env: LK_URL (https://127.0.0.1:PORT), LK_NAME, LK_PASSWORD (a deviceController's),
+ * LK_VIEWER_NAME (a viewer with the same password), LK_LOCATION,
  * LK_REGISTRY, LK_DEVICE, LK_DEVICE_COUNT (what the overview must show),
  * LK_CHROMIUM (the browser), LK_SCREENSHOTS (a directory: PNGs of each page
  * at 1280 and 390 px wide are saved there when set).
@@ -110,21 +111,32 @@ async function main() {
     const searchMs = Date.now() - t0;   // typed, debounced (300 ms), asked, drawn
     await shot(page, 'devices');
     await page.click(`#devices tr[data-device="${DEVICE}"] a.device-link`);
-    await page.waitForFunction(d => (document.querySelector('#device-head h1') || {}).textContent.startsWith(d),
+    await page.waitForFunction(d => ((document.querySelector('#device-head h1') || {}).textContent || '').startsWith(d),
                                {timeout: WAIT}, DEVICE);
     await page.waitForFunction(() => /online/.test(document.querySelector('#device-head h1').textContent),
                                {timeout: WAIT});
-    await page.waitForFunction(() => /^[0-9a-f]{64}$/.test((document.querySelector('#credentials code.fp') || {}).textContent),
+    await page.waitForFunction(() => /^[0-9a-f]{64}$/.test((document.querySelector('#credentials code.fp') || {}).textContent || ''),
                                {timeout: WAIT});
     const fingerprint = await text(page, '#credentials code.fp');
+    await page.waitForFunction(() => /metadata site<i>berlin<\/i>/.test(document.querySelector('#device-times').textContent),
+                               {timeout: WAIT});
 
     // a new config: the device must receive it
-    const config = `{"console": "config ${Date.now()}"}`;
+    // markup in the data must show as text (never parsed as HTML: textContent would lose the tags)
+    const config = `{"console": "<b>config</b> ${Date.now()}"}`;
     await page.type('#config-data', config);
     await page.click('#config-send');
     await page.waitForFunction(c => [...document.querySelectorAll('#config-history code.data')].some(e => e.textContent === c),
                                {timeout: WAIT}, config);
     await step('config-sent', {config, fingerprint, searchMs});
+
+    // a command: delivered (the request waits for the broker's word), and the device has it
+    const command = `reboot <i>now</i> ${Date.now()}`;
+    await page.type('#command-data', command);
+    await page.click('#command-send');
+    await page.waitForFunction(() => document.querySelector('#command-msg').textContent === 'Delivered to the device.',
+                               {timeout: WAIT});
+    await step('command-sent', {command});
 
     // block: the device is cut off
     await page.waitForFunction(() => document.querySelector('#block-toggle').textContent === 'Block', {timeout: WAIT});
@@ -137,6 +149,26 @@ async function main() {
     await page.waitForSelector('#refusals tr.refusal', {timeout: WAIT});
     const refusal = await text(page, '#refusals tr.refusal');
     await shot(page, 'device');
+    if (SHOTS) {
+      // the overview again, its plots now holding this run's connect, events and refusal
+      await page.goto(`${URL_}/console/#/`, {waitUntil: 'networkidle0'});
+      await page.waitForSelector('#charts figure.chart svg', {timeout: WAIT});
+      await shot(page, 'overview');
+    }
+    // sign out (a POST with the CSRF token): back to the sign-in form
+    await page.click('#signout');
+    await page.waitForSelector('#signin-form', {timeout: WAIT});
+
+    // a viewer sees the device page with every change disabled
+    await page.type('#signin-name', env('LK_VIEWER_NAME'));
+    await page.type('#signin-password', env('LK_PASSWORD'));
+    await page.click('#signin-submit');
+    await page.waitForSelector('#registries [data-registry]', {timeout: WAIT});
+    await page.goto(`${URL_}/console/#/d/${env('LK_LOCATION')}/${reg}/${DEVICE}`, {waitUntil: 'networkidle0'});
+    await page.waitForFunction(() => /Unblock/.test((document.querySelector('#block-toggle') || {}).textContent || ''),
+                               {timeout: WAIT});
+    const enabled = await page.$$eval('#block-toggle, #config-send, #command-send', bs => bs.filter(b => !b.disabled).length);
+    if (enabled !== 0) problems.push(`a viewer has ${enabled} change buttons enabled`);
     say('done', {problems, refusal});
   } finally {
     await browser.close();

@@ -148,7 +148,7 @@ def test_path_tricks_never_reach_another_project(env):
     ("GET", "/v1/projects/proj-one"),
     ("GET", "/v1/projects"),
     ("GET", "/v2/projects/proj-one/locations/us-central1/registries"),
-    ("GET", "/"),
+    ("GET", "/index.html"),      # "/" itself redirects to the console (test_console_ui.py)
     ("GET", "/v1/projects/proj-one/locations/us-central1/registries/reg-1/devices/dev-1/configVersions/1"),
 ])
 def test_wrong_methods_and_paths(env, method, path):

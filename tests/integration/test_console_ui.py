@@ -8,11 +8,11 @@ test_console_in_chromium: a real broker with latchkey's plugin and latchkeyd sha
 100,000 devices (one `latchkey devices import`); an operator (`latchkey operators create`) signs
 in through Debian's Chromium, headless, driven by puppeteer-core (tests/console/console.js,
 installed with npm ci from tests/console/package-lock.json); the console finds one device among
-them by search, sends it a config which the device (a paho client with a PyJWT token, through
-the plugin) receives, blocks it and the broker cuts it off, and the refused connect that follows
-appears on the device page without a reload. Any console error, page error, failed request or
-HTTP error in the page fails the test. LK_SCREENSHOTS=DIR saves each page at 1280 and 390 px
-wide (docs/console/ holds a set).
+them by search, sends it a config and a command which the device (a paho client with a PyJWT
+token, through the plugin) receives, blocks it and the broker cuts it off, and the refused connect
+that follows appears on the device page without a reload; a viewer then finds every change
+disabled. Any console error, page error, failed request or HTTP error in the page fails the test.
+LK_SCREENSHOTS=DIR saves each page at 1280 and 390 px wide (docs/console/ holds a set).
 """
 import hashlib
 import http.client
@@ -30,7 +30,8 @@ from api_common import Env, env  # noqa: F401 (the fixture)
 from broker import Broker, Refused
 from conftest import REPO, BIN, run_tool
 from npm_common import npm_install
-from plugin_common import REGION, REGISTRY, PROJECT, close, connect, make_device, received, wait_disconnected
+from plugin_common import (REGION, REGISTRY, PROJECT, close, connect, make_device, publish, received,
+                           wait_disconnected)
 
 CONSOLE_SRC = REPO / "tests" / "console"
 CONSOLE_NPM = BIN.parent / "console-client"
@@ -127,11 +128,15 @@ def stack(tmp_path):
     mfile = tmp_path / "metrics"
     b = Broker(tmp_path / "broker", opts={"activity_flush": 1, "metrics_file": mfile}, start=False)
     _import_devices(b, DEVICES, TARGET)
-    dev = make_device(b, TARGET)
+    dev = make_device(b, TARGET, extra=("--metadata", "site=<i>berlin</i>"))
     b.start()
-    e = Env(tmp_path / "lkd", db=b.db, make_registry=False, extra=["--metrics-file", mfile])
+    e = Env(tmp_path / "lkd", db=b.db, make_registry=False,
+            extra=["--metrics-file", mfile, "--metrics-sample-seconds", "1"])
     password = "console test " + os.urandom(6).hex()
     r = run_tool("--db", b.db, "operators", "create", "ops", "--project", PROJECT, "--role", "deviceController",
+                 input=password + "\n")
+    assert r.rc == 0, r
+    r = run_tool("--db", b.db, "operators", "create", "watcher", "--project", PROJECT, "--role", "viewer",
                  input=password + "\n")
     assert r.rc == 0, r
     missing = _missing_endpoints(e.daemon, password)
@@ -153,9 +158,12 @@ def test_console_in_chromium(stack):
     node = None
     try:
         assert b.subscribe(c, f"/devices/{dev.id}/config") == 1
+        assert b.subscribe(c, f"/devices/{dev.id}/commands/#") == 1
+        for i in range(12):      # something for the overview's plot of events
+            publish(c, f"/devices/{dev.id}/events", f'{{"n": {i}}}'.encode(), qos=1)
         env = dict(os.environ, NODE_PATH=str(npm / "node_modules"), LK_URL=f"https://127.0.0.1:{e.daemon.port}",
-                   LK_NAME="ops", LK_PASSWORD=password, LK_LOCATION=REGION, LK_REGISTRY=REGISTRY,
-                   LK_DEVICE=dev.id, LK_DEVICE_COUNT=str(DEVICES), LK_CHROMIUM=chromium)
+                   LK_NAME="ops", LK_VIEWER_NAME="watcher", LK_PASSWORD=password, LK_LOCATION=REGION,
+                   LK_REGISTRY=REGISTRY, LK_DEVICE=dev.id, LK_DEVICE_COUNT=str(DEVICES), LK_CHROMIUM=chromium)
         t0 = time.time()
         node = subprocess.Popen(["node", str(CONSOLE_SRC / "console.js")], env=env, text=True,
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -166,12 +174,16 @@ def test_console_in_chromium(stack):
             msg = json.loads(line)
             seen.append(msg["step"])
             if msg["step"] == "config-sent":
+                search_ms = msg["searchMs"]
                 # the page's fingerprint is the SHA-256 of the key's DER SubjectPublicKeyInfo
                 der = dev.keys[0].priv.public_key().public_bytes(serialization.Encoding.DER,
                                                                  serialization.PublicFormat.SubjectPublicKeyInfo)
                 assert msg["fingerprint"] == hashlib.sha256(der).hexdigest(), msg
                 got = received(c, f"/devices/{dev.id}/config", payload=msg["config"].encode(), timeout=10)
                 assert got, "the device never received the config sent in the console"
+            elif msg["step"] == "command-sent":
+                got = received(c, f"/devices/{dev.id}/commands", payload=msg["command"].encode(), timeout=10)
+                assert got, "the device never received the command sent in the console"
             elif msg["step"] == "blocked":
                 assert wait_disconnected(c, 10), "the blocked device is still connected"
                 with pytest.raises(Refused):
@@ -183,8 +195,9 @@ def test_console_in_chromium(stack):
         assert msg["problems"] == [], "\n".join(msg["problems"])
         assert node.wait(30) == 0, node.stderr.read()[-3000:]
         assert "block" in msg["refusal"].lower(), msg["refusal"]
-        assert seen == ["config-sent", "blocked", "done"]
-        print(f"console test: {time.time() - t0:.1f} s in the browser")
+        assert seen == ["config-sent", "command-sent", "blocked", "done"]
+        print(f"console test: {time.time() - t0:.1f} s in the browser; typing the id to its one row among "
+              f"{DEVICES:,}: {search_ms} ms (typing and the search box's 300 ms debounce included)")
     finally:
         if node is not None and node.poll() is None:
             node.kill()

@@ -180,7 +180,7 @@
     const charts = h('div', {id: 'charts', class: 'charts'});
     replace(main, h('h1', {}, 'Fleet of ', session.project),
       h('section', {}, h('h2', {}, 'Registries'), regs),
-      h('section', {}, h('div', {class: 'row'}, h('h2', {}, 'Activity per minute'), minutes), charts));
+      h('section', {}, h('div', {class: 'row'}, h('h2', {}, 'Activity'), minutes), charts));
     const link = (loc, reg, state, label, n) =>
       h('a', {href: `#/r/${encodeURIComponent(loc)}/${encodeURIComponent(reg)}${state ? '?state=' + state : ''}`,
               class: `count ${state || 'all'}`, 'data-count': state || 'devices'},
@@ -209,13 +209,17 @@
         return;
       }
       const step = s.step || 60, end = s.end || Math.floor(Date.now() / 1000);
+      // a sample is a minute unless latchkeyd samples faster (metrics_sample_seconds): say what is drawn
+      const span = sec => sec % 3600 === 0 ? `${sec / 3600} h` : sec % 60 === 0 ? `${sec / 60} min` : `${sec} s`;
+      for (const o of minutes.options) o.textContent = `last ${span(o.value * step)}`;
+      const per = step === 60 ? 'minute' : step === 1 ? 'second' : span(step);
       // only the reasons that happened in the period: a line per reason that never did is noise
       const refusals = Object.entries(s.refusals || {}).filter(([, v]) => v.some(x => x > 0))
         .map(([k, v]) => ({name: k, values: v}));
       replace(charts,
-        LK.chart('Connects per minute', step, end, [{name: 'connects', values: s.connects || []}]),
-        LK.chart('Refusals per minute, by reason', step, end, refusals),
-        LK.chart('Events and states per minute', step, end,
+        LK.chart(`Connects per ${per}`, step, end, [{name: 'connects', values: s.connects || []}]),
+        LK.chart(`Refusals per ${per}, by reason`, step, end, refusals),
+        LK.chart(`Events and states per ${per}`, step, end,
                  [{name: 'events', values: s.events || []}, {name: 'states', values: s.states || []}]));
     }
     minutes.addEventListener('change', () => poll());
@@ -236,7 +240,7 @@
         .map(([v, t]) => h('option', {value: v, selected: params.get('state') === v}, t)));
     const silent = h('input', {id: 'filter-silent', type: 'number', min: 1, placeholder: 'hours',
                                value: params.get('silentHours') || '', 'aria-label': 'silent for hours'});
-    const expiring = h('input', {id: 'filter-expiring', type: 'number', min: 1, placeholder: 'days',
+    const expiring = h('input', {id: 'filter-expiring', type: 'number', min: 0, placeholder: 'days',
                                  value: params.get('expiringDays') || '', 'aria-label': 'credential expiring within days'});
     const form = h('form', {class: 'filters', id: 'filters'}, q, state,
       h('label', {}, 'silent ≥ ', silent, ' h'), h('label', {}, 'credential expiring ≤ ', expiring, ' days'),

@@ -70,7 +70,8 @@
       sw.style.background = COLORS[k % COLORS.length];
       li.appendChild(sw);
       const total = s.values.reduce((a, b) => a + b, 0);
-      li.appendChild(document.createTextNode(`${s.name}: ${total} in ${Math.round((n * step) / 60)} min`));
+      const sec = n * step;
+      li.appendChild(document.createTextNode(`${s.name}: ${total} in ${sec % 60 ? sec + ' s' : sec / 60 + ' min'}`));
       legend.appendChild(li);
     });
     if (series.length === 0) {

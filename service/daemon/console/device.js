@@ -209,7 +209,8 @@
         row('Last state', LK.when(d.lastStateTime)),
         row('Last config sent', [LK.when(d.lastConfigSendTime),
                                  d.config ? ` (version ${d.config.version})` : '']),
-        row('Last error', [LK.when(d.lastErrorTime), err ? h('small', {class: 'err'}, ` ${err}`) : null]));
+        row('Last error', [LK.when(d.lastErrorTime), err ? h('small', {class: 'err'}, ` ${err}`) : null]),
+        Object.entries(d.metadata || {}).map(([k, v]) => row(`metadata ${k}`, h('code', {class: 'data'}, v))));
       LK.replace(blockBtn, d.blocked ? 'Unblock' : 'Block');
       blockBtn.className = d.blocked ? '' : 'danger';
       LK.replace(cfgBase, d.config ? `replaces version ${d.config.version}` : 'the first version');
