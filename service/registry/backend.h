@@ -300,6 +300,9 @@ typedef struct lk_reg_store {
     /* stamp is zero in the rows given to cb. */
     lk_err (*operator_list)(lk_reg_be *be, const char *project,
                             int (*cb)(void *arg, const lk_reg_operator *o), void *arg);
+    /* Rows changed by this connection since it opened (the audit record
+     * skips a write transaction that changed none: a dry run, a no-op). */
+    uint64_t (*total_changes)(lk_reg_be *be);
     /* Append r (id and time as given: id ignored); *id the new row's. */
     lk_err (*audit_append)(lk_reg_be *be, const lk_reg_audit_record *r, int64_t *id);
     /* Delete the rows with id <= max_id or time < before. */

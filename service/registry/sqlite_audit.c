@@ -115,6 +115,11 @@ lk_err lk_sq__operator_list(lk_reg_be *be, const char *project,
     return lk_sq__rows_end(be, s, rc);
 }
 
+uint64_t lk_sq__total_changes(lk_reg_be *be)
+{
+    return (uint64_t)sqlite3_total_changes64(be->db);
+}
+
 lk_err lk_sq__audit_append(lk_reg_be *be, const lk_reg_audit_record *r, int64_t *id)
 {
     sqlite3_stmt *s;

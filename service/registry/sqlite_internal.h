@@ -246,6 +246,7 @@ lk_err lk_sq__operator_set_disabled(lk_reg_be *be, const char *name, int disable
 lk_err lk_sq__operator_delete(lk_reg_be *be, const char *name);
 lk_err lk_sq__operator_list(lk_reg_be *be, const char *project,
                             int (*cb)(void *arg, const lk_reg_operator *o), void *arg);
+uint64_t lk_sq__total_changes(lk_reg_be *be);
 lk_err lk_sq__audit_append(lk_reg_be *be, const lk_reg_audit_record *r, int64_t *id);
 lk_err lk_sq__audit_prune(lk_reg_be *be, int64_t max_id, int64_t before);
 lk_err lk_sq__audit_list(lk_reg_be *be, const lk_reg_audit_query *q,
