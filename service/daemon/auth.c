@@ -384,11 +384,8 @@ void lkd_token_endpoint(struct lkd *d, struct evhttp_request *req)
 {
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t n = evbuffer_get_length(in);
-    char peer[80] = "?";
-    char *host = NULL;
-    ev_uint16_t port = 0;
-    evhttp_connection_get_peer(evhttp_request_get_connection(req), &host, &port);
-    snprintf(peer, sizeof peer, "%s:%u", host ? host : "?", (unsigned)port);
+    char peer[80];
+    lkd_peer(req, peer, sizeof peer, 1);
     if (n == 0 || n > 16384) {
         grant_error(req, 400, "invalid_request", "the body must be a form of at most 16384 bytes");
         return;

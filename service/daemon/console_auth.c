@@ -140,16 +140,6 @@ static void count_failure(struct lkd_console *k, const char *key, int64_t now)
 
 /* ---- helpers ---- */
 
-static void peer_host(struct evhttp_request *req, char *host, size_t size)
-{
-    char *h = NULL;
-    ev_uint16_t port = 0;
-    struct evhttp_connection *con = evhttp_request_get_connection(req);
-    if (con != NULL)
-        evhttp_connection_get_peer(con, &h, &port);
-    snprintf(host, size, "%s", h != NULL ? h : "?");
-}
-
 /* name for the log: printable, cut. */
 static const char *shown(const char *s, char *buf, size_t size)
 {
@@ -265,6 +255,14 @@ static void send_session(struct evhttp_request *req, const struct session *s, co
     lkd_send_secret(req, 200, body, (size_t)n);
 }
 
+/* Whether the request carries the session's CSRF token in X-CSRF-Token
+ * (constant time). */
+static int csrf_ok(struct evhttp_request *req, const struct session *s)
+{
+    const char *t = evhttp_find_header(evhttp_request_get_input_headers(req), "X-CSRF-Token");
+    return t != NULL && strlen(t) == TOKEN_CHARS && CRYPTO_memcmp(t, s->csrf, TOKEN_CHARS) == 0;
+}
+
 /* ---- the cookie as a principal (auth.c) ---- */
 
 int lkd_session_authenticate(struct lkd_call *c)
@@ -289,8 +287,7 @@ int lkd_session_authenticate(struct lkd_call *c)
         return -1;
     }
     if (c->method != EVHTTP_REQ_GET && c->method != EVHTTP_REQ_HEAD) {
-        const char *t = evhttp_find_header(evhttp_request_get_input_headers(c->req), "X-CSRF-Token");
-        if (t == NULL || strlen(t) != TOKEN_CHARS || CRYPTO_memcmp(t, s->csrf, TOKEN_CHARS) != 0) {
+        if (!csrf_ok(c->req, s)) {
             lk_reg_operator_free(&o);
             lkd_reply_error(c, LKD_PERMISSION_DENIED, "CSRF token missing or wrong");
             return -1;
@@ -362,7 +359,7 @@ static void signin(struct lkd *d, struct evhttp_request *req)
     struct lkd_console *k = d->console;
     char host[72], akey[80], nkey[80], b[48], why[256];
     int64_t now = lkd_now(), wait;
-    peer_host(req, host, sizeof host);
+    lkd_peer(req, host, sizeof host, 0);
     const char *bad = "malformed request";
     json_t *j = read_json(req, &bad);
     if (j == NULL) {
@@ -452,7 +449,7 @@ static void session(struct lkd *d, struct evhttp_request *req, int out)
     char id[TOKEN_CHARS + 1], host[72];
     int64_t now = lkd_now();
     struct session *s = NULL;
-    peer_host(req, host, sizeof host);
+    lkd_peer(req, host, sizeof host, 0);
     if (cookie_id(req, id))
         s = session_find(d->console, id, now);
     lk_wipe(id, sizeof id);
@@ -462,8 +459,7 @@ static void session(struct lkd *d, struct evhttp_request *req, int out)
         s = NULL;
     if (out) {
         if (s != NULL) {
-            const char *t = evhttp_find_header(evhttp_request_get_input_headers(req), "X-CSRF-Token");
-            if (t == NULL || strlen(t) != TOKEN_CHARS || CRYPTO_memcmp(t, s->csrf, TOKEN_CHARS) != 0) {
+            if (!csrf_ok(req, s)) {
                 lk_reg_operator_free(&o);
                 lkd_log("%s console signout refused: CSRF token missing or wrong", host);
                 lkd_send_error(req, LKD_PERMISSION_DENIED, "CSRF token missing or wrong");

@@ -130,6 +130,9 @@ struct lkd {
 };
 
 int lkd_is_loopback(const char *addr);
+/* The request's peer address into buf ("HOST", or "HOST:PORT" with
+ * with_port; "?" when unknown): buf (log.c). */
+const char *lkd_peer(struct evhttp_request *req, char *buf, size_t size, int with_port);
 /* "HOST:PORT" or "[V6]:PORT", port 0..65535 (config.c): 0, or -1. */
 int lkd_hostport(const char *s, char *host, size_t host_size, int *port);
 /* The registry's generation: bumped when another connection wrote to it

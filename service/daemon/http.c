@@ -85,16 +85,6 @@ static int split_path(struct lkd_call *c, const char *raw, const char **msg)
     return 0;
 }
 
-static void peer_of(struct evhttp_request *req, char *buf, size_t size)
-{
-    char *host = NULL;
-    ev_uint16_t port = 0;
-    struct evhttp_connection *con = evhttp_request_get_connection(req);
-    if (con != NULL)
-        evhttp_connection_get_peer(con, &host, &port);
-    snprintf(buf, size, "%s:%u", host ? host : "?", (unsigned)port);
-}
-
 /* More than one Content-Length makes the framing ambiguous (evhttp reads
  * the first): a proxy in front that reads another would see a different
  * request (request smuggling). RFC 9112 §6.3: answer 400 and close. */
@@ -120,7 +110,7 @@ static void serve(struct lkd *d, struct evhttp_request *req, int device)
     lkd_metrics_request(req);
     if (ambiguous_length(req)) {
         char peer[64];
-        peer_of(req, peer, sizeof peer);
+        lkd_peer(req, peer, sizeof peer, 1);
         lkd_log("%s: refused a request with more than one Content-Length; connection closed", peer);
         evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
         lkd_send_error(req, LKD_INVALID_ARGUMENT, "Content-Length is given more than once");
@@ -164,7 +154,7 @@ static void serve(struct lkd *d, struct evhttp_request *req, int device)
     c->d = d;
     c->req = req;
     c->method = m;
-    peer_of(req, c->peer, sizeof c->peer);
+    lkd_peer(req, c->peer, sizeof c->peer, 1);
     c->path = strdup(path);
     if (c->path == NULL) {
         lkd_reply_error(c, LKD_UNAVAILABLE, "out of memory");

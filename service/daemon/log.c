@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <event2/http.h>
+
 #include "../common/kvlog.h"
 #include "daemon.h"
 
@@ -39,6 +41,20 @@ uint64_t lkd_registry_gen(struct lkd *d)
 int lkd_is_loopback(const char *addr)
 {
     return strcmp(addr, "localhost") == 0 || strncmp(addr, "127.", 4) == 0 || strcmp(addr, "::1") == 0;
+}
+
+const char *lkd_peer(struct evhttp_request *req, char *buf, size_t size, int with_port)
+{
+    char *host = NULL;
+    ev_uint16_t port = 0;
+    struct evhttp_connection *con = evhttp_request_get_connection(req);
+    if (con != NULL)
+        evhttp_connection_get_peer(con, &host, &port);
+    if (with_port)
+        snprintf(buf, size, "%s:%u", host ? host : "?", (unsigned)port);
+    else
+        snprintf(buf, size, "%s", host ? host : "?");
+    return buf;
 }
 
 int lkd_log_quiet;

@@ -311,9 +311,6 @@ static void api_metrics(struct evbuffer *b)
 static struct lkd_call *call_new(struct lkd *d, struct evhttp_request *req, const char *path)
 {
     struct lkd_call *c = calloc(1, sizeof *c);
-    char *host = NULL;
-    ev_uint16_t port = 0;
-    struct evhttp_connection *con = evhttp_request_get_connection(req);
 
     if (c == NULL || (c->path = strdup(path)) == NULL) {
         free(c);
@@ -323,21 +320,16 @@ static struct lkd_call *call_new(struct lkd *d, struct evhttp_request *req, cons
     c->d = d;
     c->req = req;
     c->method = evhttp_request_get_command(req);
-    if (con != NULL)
-        evhttp_connection_get_peer(con, &host, &port);
-    snprintf(c->peer, sizeof c->peer, "%s:%u", host ? host : "?", (unsigned)port);
+    lkd_peer(req, c->peer, sizeof c->peer, 1);
     TAILQ_INIT(&c->query);
     return c;
 }
 
 static int peer_loopback(struct evhttp_request *req)
 {
-    char *host = NULL;
-    ev_uint16_t port = 0;
-    struct evhttp_connection *con = evhttp_request_get_connection(req);
-    if (con != NULL)
-        evhttp_connection_get_peer(con, &host, &port);
-    return host != NULL && (lkd_is_loopback(host) || strncmp(host, "::ffff:127.", 11) == 0);
+    char host[72];
+    lkd_peer(req, host, sizeof host, 0);
+    return lkd_is_loopback(host) || strncmp(host, "::ffff:127.", 11) == 0;
 }
 
 void lkd_metrics_serve(struct lkd *d, struct evhttp_request *req)
