@@ -8,6 +8,9 @@
 
 #include <openssl/evp.h>
 
+#include "latchkey/lk_registry.h"
+#include "service/registry/internal.h"
+
 const char *lk_test_vector_path(const char *file)
 {
     static char path[4096];
@@ -156,4 +159,34 @@ int lk_test_all_bytes(const void *p, size_t n, uint8_t v)
         if (b[i] != v)
             return 0;
     return 1;
+}
+
+static int64_t reg_clock(void *arg)
+{
+    return *(int64_t *)arg;
+}
+
+int lk_test_reg_setup(void **state)
+{
+    struct lk_test_reg *f = calloc(1, sizeof *f);
+    char why[512] = "";
+    assert_non_null(f);
+    f->dir = lk_test_tmpdir();
+    assert_non_null(f->dir);
+    snprintf(f->path, sizeof f->path, "%s/registry.db", f->dir);
+    f->now = LK_TEST_T0;
+    assert_int_equal(lk_registry_open(f->path, LK_REG_CREATE, &f->reg, why, sizeof why), LK_OK);
+    lk_registry__set_clock(f->reg, reg_clock, &f->now);
+    *state = f;
+    return 0;
+}
+
+int lk_test_reg_teardown(void **state)
+{
+    struct lk_test_reg *f = *state;
+    lk_registry_close(f->reg);
+    lk_test_rmtree(f->dir);
+    free(f->dir);
+    free(f);
+    return 0;
 }

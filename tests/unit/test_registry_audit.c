@@ -26,47 +26,10 @@
 #include "latchkey/lk_registry.h"
 #include "service/registry/internal.h"
 
-#define T0 1700000000LL
+#define T0 LK_TEST_T0
 #define PW "correct horse battery staple"
 
-struct fx {
-    char *dir;
-    char path[4096];
-    lk_registry *reg;
-    int64_t now;
-};
-
-static int64_t fx_clock(void *arg)
-{
-    return *(int64_t *)arg;
-}
-
-static int setup(void **state)
-{
-    struct fx *f = calloc(1, sizeof *f);
-    char why[512] = "";
-    assert_non_null(f);
-    f->dir = lk_test_tmpdir();
-    assert_non_null(f->dir);
-    snprintf(f->path, sizeof f->path, "%s/registry.db", f->dir);
-    f->now = T0;
-    assert_int_equal(lk_registry_open(f->path, LK_REG_CREATE, &f->reg, why, sizeof why), LK_OK);
-    lk_registry__set_clock(f->reg, fx_clock, &f->now);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fx *f = *state;
-    lk_registry_close(f->reg);
-    lk_test_rmtree(f->dir);
-    free(f->dir);
-    free(f);
-    return 0;
-}
-
-static int64_t rows(struct fx *f, const char *where)
+static int64_t rows(struct lk_test_reg *f, const char *where)
 {
     sqlite3 *db;
     sqlite3_stmt *s;
@@ -137,7 +100,7 @@ static void test_password(void **state)
 
 static void test_operators(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     lk_reg_operator o;
     uint8_t stamp[32];
     char why[512];
@@ -207,7 +170,7 @@ static int got_cb(void *arg, const lk_reg_audit_record *r)
 
 static void test_hook(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     lk_reg_name n = {"proj-one", "us-central1", "reg-1"};
     lk_reg_name other = {"proj-two", "us-central1", "reg-2"};
     lk_reg_presence_update u = {0};
@@ -302,8 +265,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_password),
-        cmocka_unit_test_setup_teardown(test_operators, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_hook, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_operators, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_hook, lk_test_reg_setup, lk_test_reg_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

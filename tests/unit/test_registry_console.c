@@ -38,49 +38,12 @@
 #include "service/registry/schema.h"
 #include "service/registry/sqlite_internal.h"
 
-#define T0 1700000000LL /* the tests' "now" */
+#define T0 LK_TEST_T0 /* the tests' "now" */
 #define DAY 86400LL
 #define NDEV 9000
 #define STR_(x) #x
 #define STR(x) STR_(x)
 #define CONSOLE_BEFORE STR(LK_REG_SCHEMA_CONSOLE) " - 1"
-
-struct fx {
-    char *dir;
-    char path[4096];
-    lk_registry *reg;
-    int64_t now;
-};
-
-static int64_t fx_clock(void *arg)
-{
-    return *(int64_t *)arg;
-}
-
-static int setup(void **state)
-{
-    struct fx *f = calloc(1, sizeof *f);
-    char why[512] = "";
-    assert_non_null(f);
-    f->dir = lk_test_tmpdir();
-    assert_non_null(f->dir);
-    snprintf(f->path, sizeof f->path, "%s/registry.db", f->dir);
-    f->now = T0;
-    assert_int_equal(lk_registry_open(f->path, LK_REG_CREATE, &f->reg, why, sizeof why), LK_OK);
-    lk_registry__set_clock(f->reg, fx_clock, &f->now);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fx *f = *state;
-    lk_registry_close(f->reg);
-    lk_test_rmtree(f->dir);
-    free(f->dir);
-    free(f);
-    return 0;
-}
 
 static const lk_reg_name NAME = {"my-project", "us-central1", "reg1"};
 static const lk_reg_name NAME2 = {"my-project", "europe-west1", "reg2"};
@@ -106,7 +69,7 @@ static const lk_reg_name NAME2 = {"my-project", "europe-west1", "reg2"};
     } while (0)
 
 /* Run one SQL script on the database through a connection of its own. */
-static void sql(struct fx *f, const char *text)
+static void sql(struct lk_test_reg *f, const char *text)
 {
     sqlite3 *db;
     char *msg = NULL;
@@ -119,7 +82,7 @@ static void sql(struct fx *f, const char *text)
     sqlite3_close(db);
 }
 
-static void mkreg(struct fx *f, const lk_reg_name *n)
+static void mkreg(struct lk_test_reg *f, const lk_reg_name *n)
 {
     OK(lk_registry_create_registry(f->reg, n, 0, 0, W));
 }
@@ -131,7 +94,7 @@ static void mkreg(struct fx *f, const lk_reg_name *n)
  * some) in proportions that make each filter match thousands of devices at
  * one setting and a few at another. */
 #define REG_OF "(SELECT id FROM registries WHERE project = '%s' AND location = '%s' AND registry_id = '%s')"
-static void populate(struct fx *f, const lk_reg_name *n, int count)
+static void populate(struct lk_test_reg *f, const lk_reg_name *n, int count)
 {
     char script[4096];
     snprintf(script, sizeof script,
@@ -237,7 +200,7 @@ static int got_cb(void *arg, const lk_reg_device *d, int64_t exp)
 /* Every page of s (s->limit each) from the start: all the ids, each page
  * but the last full and flagged "more", the last not. *pages gets the
  * count. */
-static void walk(struct fx *f, const lk_reg_name *n, lk_reg_search s, struct list *out, int *pages)
+static void walk(struct lk_test_reg *f, const lk_reg_name *n, lk_reg_search s, struct list *out, int *pages)
 {
     char last[LK_ID_MAX + 1];
     memset(out, 0, sizeof *out);
@@ -285,7 +248,7 @@ static lk_reg_search any(unsigned limit)
  * against the oracle. */
 static void test_search_filters(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     static const char *const prefixes[] = {NULL, "dev-01", "dev-0111"};
     static const unsigned silent[] = {0, 1, 98};
     static const int expiring[] = {-1, 0, 3650};
@@ -339,7 +302,7 @@ static void test_search_filters(void **state)
  * oracle. */
 static void test_search_small_pages(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     sqlite3 *db;
     struct list want, got;
     int pages;
@@ -376,7 +339,7 @@ static void test_search_small_pages(void **state)
     sqlite3_close(db);
 }
 
-static char *one_page(struct fx *f, const lk_reg_search *s, int *more)
+static char *one_page(struct lk_test_reg *f, const lk_reg_search *s, int *more)
 {
     struct list l;
     char *out = calloc(1, 1);
@@ -407,7 +370,7 @@ static char *one_page(struct fx *f, const lk_reg_search *s, int *more)
         free(p_);                                                                            \
     } while (0)
 
-static void mkdev(struct fx *f, const char *id)
+static void mkdev(struct lk_test_reg *f, const char *id)
 {
     lk_reg_device_spec d;
     memset(&d, 0, sizeof d);
@@ -417,7 +380,7 @@ static void mkdev(struct fx *f, const char *id)
 
 static void test_search_cursor(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     static const char *const ids[] = {"aa0", "ab1", "ab2", "ab3", "abc", "ac0", "B00", "b00"};
     lk_reg_search s = any(2);
 
@@ -463,7 +426,7 @@ static void test_search_cursor(void **state)
 
 static void test_search_refusals(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     lk_reg_search s = any(10);
     struct list l;
     int more = -1;
@@ -535,7 +498,7 @@ static int counts_cb(void *arg, const lk_reg_fleet_counts *c)
     return 0;
 }
 
-static int64_t q1(struct fx *f, const char *text)
+static int64_t q1(struct lk_test_reg *f, const char *text)
 {
     sqlite3 *db;
     sqlite3_stmt *s;
@@ -551,7 +514,7 @@ static int64_t q1(struct fx *f, const char *text)
 
 static void test_fleet_counts(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     struct counts k;
     lk_reg_name other = {"other-project", "us-central1", "reg1"};
     char q[256];
@@ -634,7 +597,7 @@ static void plan_of(sqlite3 *db, const char *sql, char *out, size_t size)
 
 static void test_plans(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     sqlite3 *db;
     unsigned checked = 0;
 
@@ -691,7 +654,7 @@ static void test_plans(void **state)
  * none.) */
 static void test_indexes(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     char why[512] = "";
     sql(f, "DROP INDEX devices_by_presence; DROP INDEX devices_blocked; DROP INDEX devices_gateways; "
            "DROP INDEX devices_by_activity; DROP INDEX device_credentials_by_expiry; "
@@ -708,13 +671,13 @@ static void test_indexes(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_search_filters, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_search_small_pages, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_search_cursor, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_search_refusals, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_fleet_counts, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_plans, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_indexes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_search_filters, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_search_small_pages, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_search_cursor, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_search_refusals, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_fleet_counts, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_plans, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_indexes, lk_test_reg_setup, lk_test_reg_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
