@@ -14,7 +14,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_TEST_SECONDS ?= 10
 
 .PHONY: all deps deps-run build build-quiet build-asan test test-cortexm demo bench install clean build-fuzz \
-        fuzz test-fuzz
+        fuzz test-fuzz deb test-deb
 
 all: build
 
@@ -92,5 +92,19 @@ install: deps-run
 	cmake --install $(BUILD) --prefix $(PREFIX)
 	@if [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null 2>&1; then ldconfig; fi
 
+# Debian packages (docs/operations.md): built with debhelper from a copy of
+# this tree in $(DEB_BUILD)/src, so that nothing is written beside the clone;
+# the .deb files land in $(DEB_BUILD)/, checked by lintian (errors fail).
+DEB_BUILD ?= build-deb
+deb:
+	@sh scripts/install-deps.sh deb
+	sh scripts/build-deb.sh $(DEB_BUILD)
+
+# The packages installed in a fresh Debian 12 root (mmdebstrap), booted with
+# systemd where it can run (systemd-nspawn): minutes long, not in `make test`.
+test-deb: deb
+	@sh scripts/install-deps.sh test-deb
+	sh tests/package/run.sh $(DEB_BUILD)
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) build-cortexm $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) build-cortexm $(FUZZ_BUILD) $(DEB_BUILD)

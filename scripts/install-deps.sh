@@ -3,6 +3,8 @@
 # missing; asks nothing when run as root.
 #
 #   sh scripts/install-deps.sh run    build, install and `make demo`
+#   sh scripts/install-deps.sh deb    building the Debian packages (`make deb`)
+#   sh scripts/install-deps.sh test-deb  and installing them in a fresh Debian root (`make test-deb`)
 #   sh scripts/install-deps.sh test   the above, and what `make test` and `make bench` add
 #                                     (unit-test and fuzz toolchains, the Cortex-M0 emulator,
 #                                     the independent Python clients, nftables, valgrind,
@@ -27,10 +29,18 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     TEST="$TEST nodejs npm"
 fi
 
+# The packages are built with Debian's own tools and checked by lintian
+# (`make deb`; README installs them); `make test-deb` boots them in a Debian
+# root of their own.
+DEB="debhelper dpkg-dev lintian man-db"
+TEST_DEB="mmdebstrap systemd-container"
+
 case "${1:-test}" in
     run) PKGS=$RUN ;;
-    test) PKGS="$RUN $TEST" ;;
-    *) echo "usage: install-deps.sh run|test" >&2; exit 2 ;;
+    deb) PKGS="$RUN $DEB" ;;
+    test-deb) PKGS="$RUN $DEB $TEST_DEB" ;;
+    test) PKGS="$RUN $DEB $TEST" ;;
+    *) echo "usage: install-deps.sh run|deb|test-deb|test" >&2; exit 2 ;;
 esac
 
 missing=""

@@ -18,8 +18,9 @@ void lk_dbfile__dir_of(const char *path, char *dir, size_t size);
 
 /* Creates the missing file path, empty: O_EXCL | O_NOFOLLOW (never through a
  * link, never another's file), with mode (the umask may take some away; with
- * force_mode it is set to mode whatever the umask); created by root, it is
- * given its directory's owner and group unless those are root's.
+ * force_mode it is set to mode whatever the umask; in a setgid directory the
+ * group is given the owner's rights and the mode is always set); created by
+ * root, it is given its directory's owner and group unless those are root's.
  * 0: created, or it appeared meanwhile (another process made it).
  * -1 with errno set: *made is 0 when nothing was created (the open failed),
  * 1 when it was created but its mode or owner could not be set (it has been

@@ -389,6 +389,10 @@ const char *const lk_reg_sqlite_migrations[LK_REG_SCHEMA_VERSION] = {
     "max(last_heartbeat, last_event, last_state, created));"
     "CREATE INDEX device_credentials_by_expiry ON device_credentials(expires) "
     "WHERE expires <> 0;",
+#ifdef LK_TEST_SCHEMA_BUMP
+    /* 9 -> 10: the package test's upgrade (schema.h) */
+    "CREATE TABLE upgrade_probe(id INTEGER PRIMARY KEY) STRICT;",
+#endif
 };
 
 _Static_assert(LK_REG_SCHEMA_CONSOLE >= 1 && LK_REG_SCHEMA_CONSOLE <= LK_REG_SCHEMA_VERSION,

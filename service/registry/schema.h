@@ -4,8 +4,15 @@
 #ifndef LK_REGISTRY_SCHEMA_H
 #define LK_REGISTRY_SCHEMA_H
 
-/* The schema version this program writes (meta.schema_version). */
+/* The schema version this program writes (meta.schema_version). A build
+ * with LK_TEST_SCHEMA_BUMP (cmake -DLK_TEST_SCHEMA_BUMP=ON; only the package
+ * test, tests/package/run.sh, makes one) has one more, empty migration: the
+ * "next release" an upgrade must migrate to while keeping every device. */
+#ifdef LK_TEST_SCHEMA_BUMP
+#define LK_REG_SCHEMA_VERSION 10
+#else
 #define LK_REG_SCHEMA_VERSION 9
+#endif
 
 /* The version whose migration adds the console's indexes (the device
  * search, the fleet counts; docs/registry.md "Finding devices at scale"). */
