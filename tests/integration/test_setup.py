@@ -234,3 +234,20 @@ def test_usage(tmp_path):
     r = setup(tmp_path, "--test-ca", "--registry", "reg-1")
     assert r.rc == 2 and "go together" in r.err
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another group needs root")
+def test_group_from_roots_etc_group(tmp_path):
+    """Under --root the image's own group file gives latchkey's gid (not the build host's)."""
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/group").write_text("root:x:0:\nlatchkey:x:987:\n")
+    r = setup(root, "--test-ca")
+    assert r.rc == 0, r
+    assert "skipped" not in r.out
+    for p, gid, m in (("etc/latchkey", 987, 0o750), ("var/lib/latchkey", 987, 0o2770),
+                      ("etc/latchkey/server.key", 987, 0o640), ("etc/latchkey/latchkeyd.conf", 987, 0o640),
+                      ("etc/latchkey/test-ca.key", 0, 0o600), ("var/lib/latchkey/registry.db", 987, None)):
+        st = os.lstat(root / p)
+        assert (st.st_uid, st.st_gid) == (0, gid), p
+        assert m is None or stat.S_IMODE(st.st_mode) == m, p
