@@ -233,7 +233,39 @@ def test_usage(tmp_path):
     assert r.rc == 2 and "neither a DNS name" in r.err
     r = setup(tmp_path, "--test-ca", "--registry", "reg-1")
     assert r.rc == 2 and "go together" in r.err
+    r = setup(tmp_path, "--test-ca", "--registry", "r1", "--project", "proj-one", "--region", "us-central1")
+    assert r.rc == 15 and "registry id 'r1' is invalid" in r.err       # checked before anything is written
     assert not any(tmp_path.iterdir())
+
+
+def _machine_state():
+    """What `setup` without --root must refuse on this machine before touching /etc, or None."""
+    import grp
+    import pwd
+    if os.geteuid() != 0:
+        return None
+    try:
+        g = grp.getgrnam("latchkey")
+    except KeyError:
+        return "addgroup --system latchkey"
+    try:
+        pw = pwd.getpwnam("mosquitto")
+    except KeyError:
+        return None
+    if pw.pw_gid != g.gr_gid and "mosquitto" not in g.gr_mem:
+        return "adduser mosquitto latchkey"
+    return None
+
+
+@pytest.mark.skipif(_machine_state() is None,
+                    reason="needs root on a machine without the group latchkey, or with mosquitto outside it")
+def test_refused_on_the_machine_without_the_group():
+    """As root on the machine itself: no group latchkey, or user mosquitto not in it, is refused
+    before /etc is touched, with the command that fixes it."""
+    r = run_tool("setup", "--host", HOST, *TEMPLATES, "--test-ca")
+    assert r.rc == 1, r
+    assert _machine_state() in r.err and "/etc/group" in r.err
+    assert r.out == ""
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="chown to another group needs root")

@@ -16,6 +16,7 @@
 #include <getopt.h>
 #include <stdarg.h>
 #include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -267,6 +268,26 @@ static int read_template(const char *path, char **text)
 
 /* ---- the steps ---- */
 
+/* The broker runs as mosquitto (the drop-ins say so) and opens the registry
+ * through the group: without it, it would fail only when restarted. */
+static int broker_in_group(const struct setup *s, const struct group *g)
+{
+    struct passwd *pw = getpwnam("mosquitto");
+    char **m;
+    if (pw == NULL) {
+        setup_say("note", "user mosquitto", "(none: install Debian's mosquitto before starting the broker)");
+        return EXIT_OK;
+    }
+    if (pw->pw_gid == s->gid)
+        return EXIT_OK;
+    for (m = g->gr_mem; m != NULL && *m != NULL; m++)
+        if (strcmp(*m, "mosquitto") == 0)
+            return EXIT_OK;
+    return setup_fail(EXIT_FAIL, "/etc/group",
+                      "user mosquitto is not in group latchkey, so the broker could not open the registry: "
+                      "run: adduser mosquitto latchkey");
+}
+
 static int step_group(struct setup *s)
 {
     char p[SETUP_PATH_MAX];
@@ -285,6 +306,8 @@ static int step_group(struct setup *s)
         s->has_group = 1;
         s->gid = g->gr_gid;
     }
+    if (s->is_root && s->has_group && s->root[0] == '\0')
+        return broker_in_group(s, g);
     if (s->is_root && s->has_group)
         return EXIT_OK;
     if (s->is_root && s->root[0] == '\0')
@@ -577,6 +600,17 @@ static int parse(struct setup *s, int argc, char **argv, char **env_tmpl, char *
     }
     if (s->ntmpl == 0)
         s->tmpl[s->ntmpl++] = LK_DATADIR;
+    if (s->registry != NULL) {
+        /* the names checked before anything is written, as step_registry will */
+        struct admin a;
+        admin_init(&a, CTX, setup_usage);
+        a.project = s->project;
+        a.location = s->region;
+        a.registry = s->registry;
+        rc = admin_resolve(&a, NULL, 1, NULL);
+        admin_close(&a);
+        return rc;
+    }
     return EXIT_OK;
 }
 
