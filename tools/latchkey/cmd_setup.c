@@ -247,7 +247,8 @@ static int find_template(const struct setup *s, const char *const *names, int di
             if (stat(path, &st) == 0 && (dir ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode)))
                 return EXIT_OK;
         }
-    return setup_fail(EXIT_NOT_FOUND, names[0], "no such template in %s%s (install the packages, or give --templates DIR)",
+    return setup_fail(EXIT_NOT_FOUND, names[0],
+                      "no such template in %s%s (install the packages, or give --templates DIR)",
                       s->tmpl[0], s->ntmpl > 1 ? " and the other --templates" : "");
 }
 
@@ -342,7 +343,7 @@ static int step_registry(const struct setup *s)
         goto out;
     if ((rc = admin_open(&a, ADMIN_OPEN_CREATE)) != EXIT_OK)
         goto out;
-    setup_say(existed ? "kept" : "created", db, existed ? "(the registry database; migrated if older)" : "(the registry database)");
+    setup_say(existed ? "kept" : "created", db, "(the registry database%s)", existed ? "; migrated if older" : "");
     if (s->registry == NULL)
         goto out;
     memset(&r, 0, sizeof r);

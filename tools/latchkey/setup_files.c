@@ -108,7 +108,8 @@ int setup_dir(const struct setup *s, const char *abs, mode_t mode, int group)
         rc = setup_fail(EXIT_FAIL, p, "chmod %04o: %s", (unsigned)mode, strerror(errno));
     close(fd);
     if (rc == EXIT_OK)
-        setup_say("created", p, "(%04o%s)", (unsigned)mode, group && s->is_root && s->has_group ? " root:latchkey" : "");
+        setup_say("created", p, "(%04o%s)", (unsigned)mode,
+                  group && s->is_root && s->has_group ? " root:latchkey" : "");
     return rc;
 }
 

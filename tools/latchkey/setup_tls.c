@@ -96,7 +96,8 @@ static int check_pair(X509 *x, EVP_PKEY *k, const char *host, char *why, size_t 
     else
         ok = X509_check_host(x, host, strlen(host), X509_CHECK_FLAG_NEVER_CHECK_SUBJECT, NULL) == 1;
     if (!ok) {
-        snprintf(why, n, "%s is not among the certificate's subjectAltNames (devices dial that name and would refuse it)",
+        snprintf(why, n,
+                 "%s is not among the certificate's subjectAltNames (devices dial that name and would refuse it)",
                  host);
         return -1;
     }
