@@ -238,6 +238,21 @@ def test_usage(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+def test_templates(tmp_path):
+    """No broker template: refused before anything is written. No latchkeyd template (a
+    broker-only machine): that step skipped, and latchkeyd left out of the next steps."""
+    r = run_tool("setup", "--root", tmp_path / "a", "--host", HOST, "--test-ca", "--templates", tmp_path / "none",
+                 "--plugin", PLUGIN)
+    assert r.rc == 3 and "mosquitto/latchkey.conf" in r.err and str(tmp_path / "none") in r.err, r
+    assert not (tmp_path / "a").exists()
+    r = run_tool("setup", "--root", tmp_path / "b", "--host", HOST, "--test-ca", "--plugin", PLUGIN,
+                 env={"LATCHKEY_TEMPLATES": f"{tmp_path}/none:{SOURCE}/service/plugin/deploy"})
+    assert r.rc == 0, r
+    assert "skipped    " + str(tmp_path / "b/etc/latchkey/latchkeyd.conf") in r.out
+    assert "latchkeyd" not in r.out.split("Next")[1]
+    assert not (tmp_path / "b/etc/latchkey/latchkeyd.conf").exists()
+
+
 def _machine_state():
     """What `setup` without --root must refuse on this machine before touching /etc, or None."""
     import grp

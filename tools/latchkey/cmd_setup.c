@@ -237,7 +237,7 @@ static int daemon_conf(const struct setup *s, const char *tmpl, const char *text
 /* ---- templates ---- */
 
 /* The first of names found in the template directories, in path. */
-static int find_template(const struct setup *s, const char *const *names, int dir, char *path, size_t n)
+static int find_template(const struct setup *s, const char *const *names, int dir, char *path, size_t n, int quiet)
 {
     struct stat st;
     unsigned i;
@@ -247,9 +247,17 @@ static int find_template(const struct setup *s, const char *const *names, int di
             if (stat(path, &st) == 0 && (dir ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode)))
                 return EXIT_OK;
         }
-    return setup_fail(EXIT_NOT_FOUND, names[0],
-                      "no such template in %s%s (install the packages, or give --templates DIR)",
-                      s->tmpl[0], s->ntmpl > 1 ? " and the other --templates" : "");
+    if (quiet)
+        return EXIT_NOT_FOUND;
+    {
+        char dirs[SETUP_PATH_MAX] = "";
+        size_t l = 0;
+        for (i = 0; i < s->ntmpl && l < sizeof dirs; i++)
+            l += (size_t)snprintf(dirs + l, sizeof dirs - l, "%s%s", i ? ", " : "", s->tmpl[i]);
+        return setup_fail(EXIT_NOT_FOUND, names[0],
+                          "no such template%s%s%s in %s (install the packages, or give --templates DIR)",
+                          names[1] ? " (nor " : "", names[1] ? names[1] : "", names[1] ? ")" : "", dirs);
+    }
 }
 
 static int read_template(const char *path, char **text)
@@ -375,14 +383,24 @@ out:
     return rc;
 }
 
+static const char *const conf_names[] = {"mosquitto/latchkey.conf", "mosquitto-latchkey.conf", NULL};
+static const char *const dir_names[] = {"mosquitto/mosquitto.service.d", "mosquitto.service.d", NULL};
+
+/* The broker's templates are there, before anything is written. */
+static int step_templates(const struct setup *s)
+{
+    char p[SETUP_PATH_MAX];
+    int rc = find_template(s, conf_names, 0, p, sizeof p, 0);
+    return rc == EXIT_OK ? find_template(s, dir_names, 1, p, sizeof p, 0) : rc;
+}
+
 static int step_broker(const struct setup *s)
 {
-    static const char *const conf_names[] = {"mosquitto/latchkey.conf", "mosquitto-latchkey.conf", NULL};
     char tmpl[SETUP_PATH_MAX];
     char *text = NULL;
     struct buf out = {0};
     int rc;
-    if ((rc = find_template(s, conf_names, 0, tmpl, sizeof tmpl)) != EXIT_OK ||
+    if ((rc = find_template(s, conf_names, 0, tmpl, sizeof tmpl, 0)) != EXIT_OK ||
         (rc = read_template(tmpl, &text)) != EXIT_OK)
         return rc;
     if ((rc = broker_conf(s, tmpl, text, &out)) == EXIT_OK)
@@ -400,14 +418,13 @@ static int by_name(const void *a, const void *b)
 /* The systemd drop-ins for Debian's mosquitto.service, each as shipped. */
 static int step_units(const struct setup *s)
 {
-    static const char *const dir_names[] = {"mosquitto/mosquitto.service.d", "mosquitto.service.d", NULL};
     char dir[SETUP_PATH_MAX], src[SETUP_PATH_MAX + 256], dst[512];
     char *names[64], *text = NULL;
     unsigned n = 0, i;
     struct dirent *d;
     DIR *dp;
     int rc = EXIT_OK;
-    if ((rc = find_template(s, dir_names, 1, dir, sizeof dir)) != EXIT_OK)
+    if ((rc = find_template(s, dir_names, 1, dir, sizeof dir, 0)) != EXIT_OK)
         return rc;
     if ((dp = opendir(dir)) == NULL)
         return setup_fail(tool_file_exit(errno), dir, "%s", strerror(errno));
@@ -436,7 +453,7 @@ static int step_units(const struct setup *s)
 }
 
 /* latchkeyd's configuration: written when missing, never touched after. */
-static int step_daemon(const struct setup *s)
+static int step_daemon(struct setup *s)
 {
     static const char *const names[] = {"latchkeyd.conf", NULL};
     char p[SETUP_PATH_MAX], tmpl[SETUP_PATH_MAX];
@@ -447,12 +464,19 @@ static int step_daemon(const struct setup *s)
     if (setup_path(s, p, sizeof p, LKD_CONF) != 0)
         return EXIT_USAGE;
     if (lstat(p, &st) == 0) {
+        s->daemon = 1;
         setup_say("kept", p, "(it exists: setup never rewrites latchkeyd's configuration%s)",
                   s->spool || s->metrics ? "; see that its spool and metrics_file lines are as wanted" : "");
         return EXIT_OK;
     }
-    if ((rc = find_template(s, names, 0, tmpl, sizeof tmpl)) != EXIT_OK || (rc = read_template(tmpl, &text)) != EXIT_OK)
+    if (find_template(s, names, 0, tmpl, sizeof tmpl, 1) != EXIT_OK) {
+        /* a broker-only machine: the plugin's package without the daemon's */
+        setup_say("skipped", p, "(no latchkeyd.conf template: latchkeyd is not installed here)");
+        return EXIT_OK;
+    }
+    if ((rc = read_template(tmpl, &text)) != EXIT_OK)
         return rc;
+    s->daemon = 1;
     if ((rc = daemon_conf(s, tmpl, text, &out)) == EXIT_OK &&
         (rc = setup_write(s, LKD_CONF, out.p, out.len, 0640, 1)) == EXIT_OK)
         setup_say("created", p, "(from %s)", tmpl);
@@ -622,13 +646,14 @@ int cmd_setup(int argc, char **argv)
     int rc;
     memset(&s, 0, sizeof s);
     rc = parse(&s, argc, argv, &env_tmpl, &root_buf);
-    if (rc == EXIT_OK && (rc = step_group(&s)) == EXIT_OK && (rc = setup_dir(&s, SETUP_ETC, 0750, 1)) == EXIT_OK &&
+    if (rc == EXIT_OK && (rc = step_templates(&s)) == EXIT_OK && (rc = step_group(&s)) == EXIT_OK && (rc = setup_dir(&s, SETUP_ETC, 0750, 1)) == EXIT_OK &&
         (rc = setup_tls(&s)) == EXIT_OK && (rc = setup_dir(&s, SETUP_VAR, 02770, 1)) == EXIT_OK &&
         (rc = step_registry(&s)) == EXIT_OK && (rc = step_broker(&s)) == EXIT_OK && (rc = step_units(&s)) == EXIT_OK &&
         (rc = step_daemon(&s)) == EXIT_OK && (rc = step_check(&s)) == EXIT_OK) {
         printf("\nNext (setup restarts nothing; a restart drops every connection):\n"
-               "  systemctl daemon-reload && systemctl restart mosquitto\n"
-               "  systemctl enable --now latchkeyd\n");
+               "  systemctl daemon-reload && systemctl restart mosquitto\n");
+        if (s.daemon)
+            printf("  systemctl enable --now latchkeyd\n");
         if (s.test_ca)
             printf("Devices trust %s%s (a TEST CA).\n", s.root, SETUP_CA);
     }

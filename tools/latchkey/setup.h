@@ -42,6 +42,7 @@ struct setup {
     int is_root;   /* running as root: files are chowned */
     int has_group; /* group latchkey exists (in --root's /etc/group) */
     gid_t gid;
+    int daemon; /* latchkeyd.conf kept or written (its template is installed) */
 };
 
 /* root + abs into out; -1 (printed) when too long. */
