@@ -646,10 +646,12 @@ int cmd_setup(int argc, char **argv)
     int rc;
     memset(&s, 0, sizeof s);
     rc = parse(&s, argc, argv, &env_tmpl, &root_buf);
-    if (rc == EXIT_OK && (rc = step_templates(&s)) == EXIT_OK && (rc = step_group(&s)) == EXIT_OK && (rc = setup_dir(&s, SETUP_ETC, 0750, 1)) == EXIT_OK &&
-        (rc = setup_tls(&s)) == EXIT_OK && (rc = setup_dir(&s, SETUP_VAR, 02770, 1)) == EXIT_OK &&
-        (rc = step_registry(&s)) == EXIT_OK && (rc = step_broker(&s)) == EXIT_OK && (rc = step_units(&s)) == EXIT_OK &&
-        (rc = step_daemon(&s)) == EXIT_OK && (rc = step_check(&s)) == EXIT_OK) {
+    /* docs/operations.md lists the steps in this order */
+    if (rc == EXIT_OK && (rc = step_templates(&s)) == EXIT_OK && (rc = step_group(&s)) == EXIT_OK &&
+        (rc = setup_dir(&s, SETUP_ETC, 0750, 1)) == EXIT_OK && (rc = setup_tls(&s)) == EXIT_OK &&
+        (rc = setup_dir(&s, SETUP_VAR, 02770, 1)) == EXIT_OK && (rc = step_registry(&s)) == EXIT_OK &&
+        (rc = step_broker(&s)) == EXIT_OK && (rc = step_units(&s)) == EXIT_OK && (rc = step_daemon(&s)) == EXIT_OK &&
+        (rc = step_check(&s)) == EXIT_OK) {
         printf("\nNext (setup restarts nothing; a restart drops every connection):\n"
                "  systemctl daemon-reload && systemctl restart mosquitto\n");
         if (s.daemon)
