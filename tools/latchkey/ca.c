@@ -6,6 +6,7 @@
  *   SERIAL (upper-case hex)  NOT_AFTER (epoch)  V|R  REVOKED_AT (epoch, or -)
  *   REASON (a CRL reason name, or -)  SUBJECT CN
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -245,8 +246,8 @@ static int add_ext(X509 *x, X509 *issuer, int nid, const char *value)
     return ok ? 0 : -1;
 }
 
-X509 *ca_make_cert(X509 *issuer, EVP_PKEY *issuer_key, EVP_PKEY *pub, X509_NAME *subject, long days,
-                   int kind)
+static X509 *make_cert(X509 *issuer, EVP_PKEY *issuer_key, EVP_PKEY *pub, X509_NAME *subject, long days,
+                       int kind, const char *san)
 {
     X509 *x = X509_new();
     time_t now = time(NULL);
@@ -266,7 +267,9 @@ X509 *ca_make_cert(X509 *issuer, EVP_PKEY *issuer_key, EVP_PKEY *pub, X509_NAME 
     else if (ok)
         ok = add_ext(x, iss, NID_basic_constraints, "critical,CA:FALSE") == 0 &&
              add_ext(x, iss, NID_key_usage, "critical,digitalSignature") == 0 &&
-             add_ext(x, iss, NID_ext_key_usage, "clientAuth") == 0;
+             add_ext(x, iss, NID_ext_key_usage, kind == CA_KIND_SERVER ? "serverAuth" : "clientAuth") == 0;
+    if (ok && san != NULL)
+        ok = add_ext(x, iss, NID_subject_alt_name, san) == 0;
     ok = ok && add_ext(x, iss, NID_subject_key_identifier, "hash") == 0;
     /* A self-signed root has no AKI: it would only repeat its own SKI. */
     if (ok && issuer != NULL)
@@ -277,6 +280,54 @@ X509 *ca_make_cert(X509 *issuer, EVP_PKEY *issuer_key, EVP_PKEY *pub, X509_NAME 
         return NULL;
     }
     return x;
+}
+
+X509 *ca_make_cert(X509 *issuer, EVP_PKEY *issuer_key, EVP_PKEY *pub, X509_NAME *subject, long days,
+                   int kind)
+{
+    return make_cert(issuer, issuer_key, pub, subject, days, kind, NULL);
+}
+
+X509 *ca_make_server_cert(X509 *issuer, EVP_PKEY *issuer_key, EVP_PKEY *pub, const char *host, long days)
+{
+    unsigned char a[16];
+    char san[600];
+    X509_NAME *name = X509_NAME_new();
+    X509 *x = NULL;
+    int v4 = inet_pton(AF_INET, host, a) == 1, v6 = !v4 && inet_pton(AF_INET6, host, a) == 1;
+    /* host reaches the extension's text: only a name or an address, so that
+     * no ',' adds an entry of its own. */
+    if (!ca_host_ok(host) || name == NULL)
+        goto out;
+    if (v6)
+        snprintf(san, sizeof san, "IP:%s", host);
+    else if (v4) /* some clients match an address against DNS names only */
+        snprintf(san, sizeof san, "DNS:%s,IP:%s", host, host);
+    else
+        snprintf(san, sizeof san, "DNS:%s", host);
+    if (X509_NAME_add_entry_by_NID(name, NID_commonName, MBSTRING_UTF8, (const unsigned char *)host, -1, -1, 0) != 1)
+        goto out;
+    x = make_cert(issuer, issuer_key, pub, name, days, CA_KIND_SERVER, san);
+out:
+    X509_NAME_free(name);
+    return x;
+}
+
+int ca_host_ok(const char *host)
+{
+    unsigned char a[16];
+    size_t n = host != NULL ? strlen(host) : 0, i;
+    if (n == 0 || n > 253)
+        return 0;
+    if (inet_pton(AF_INET6, host, a) == 1)
+        return 1;
+    for (i = 0; i < n; i++) {
+        char ch = host[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
+              ch == '.'))
+            return 0;
+    }
+    return host[0] != '.' && host[0] != '-' && strstr(host, "..") == NULL;
 }
 
 int ca_lock(const char *dir)

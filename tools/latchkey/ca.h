@@ -42,12 +42,20 @@ struct ca {
 int ca_open(const char *dir, struct ca *ca);
 void ca_close(struct ca *ca);
 
-enum { CA_KIND_ROOT, CA_KIND_INTERMEDIATE, CA_KIND_DEVICE };
+enum { CA_KIND_ROOT, CA_KIND_INTERMEDIATE, CA_KIND_DEVICE, CA_KIND_SERVER };
 /* A certificate of kind for pub and subject, signed by issuer_key (issuer
  * NULL: self-signed), with a random serial and the kind's extensions
  * (docs/provisioning.md). NULL on failure. Not indexed. */
 X509 *ca_make_cert(X509 *issuer, EVP_PKEY *issuer_key, EVP_PKEY *pub, X509_NAME *subject, long days,
                    int kind);
+
+/* A TLS server certificate (`latchkey setup --test-ca`) for host: CN and
+ * subjectAltName DNS:host (an IPv4 address: DNS and IP; IPv6: IP), EKU
+ * serverAuth, signed by issuer. NULL on failure or when !ca_host_ok(host). */
+X509 *ca_make_server_cert(X509 *issuer, EVP_PKEY *issuer_key, EVP_PKEY *pub, const char *host, long days);
+/* 1 when host is a DNS name (letters, digits, '-', '.') of at most 253
+ * characters or an IP address. */
+int ca_host_ok(const char *host);
 
 /* A device certificate for pub with subject CN=id, valid days, issued and
  * written to the index. Returns NULL after printing why. */

@@ -13,6 +13,10 @@ int cmd_token_verify(int argc, char **argv);          /* cmd_token_verify.c */
 int cmd_ca(int argc, char **argv);                    /* cmd_ca.c */
 int cmd_provision(int argc, char **argv);             /* cmd_provision.c */
 int cmd_broker(int argc, char **argv);                /* broker check FILE (cmd_broker.c) */
+int cmd_setup(int argc, char **argv);                 /* cmd_setup.c */
+/* broker check FILE itself (cmd_broker.c), which setup runs too: prints
+ * the findings, returns EXIT_OK or EXIT_BROKER_CHECK (or why not read). */
+int broker_check(const char *path, int json);
 int cmd_registries(int argc, char **argv);            /* cmd_registries.c */
 int cmd_registries_import(int argc, char **argv);     /* cmd_import.c */
 int cmd_registries_jit(int argc, char **argv);        /* cmd_registries_jit.c */

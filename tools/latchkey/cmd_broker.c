@@ -433,7 +433,7 @@ static int print_json(const struct bc_conf *c, const char *path)
     return out_json(root);
 }
 
-static int cmd_check(const char *path, int json)
+int broker_check(const char *path, int json)
 {
     struct bc_conf c;
     char why[1024];
@@ -510,5 +510,5 @@ int cmd_broker(int argc, char **argv)
         return tool_usage_error(CTX ": no configuration FILE given");
     if (optind + 1 < argc)
         return tool_usage_error(CTX ": one configuration FILE at a time ('%s' is extra)", argv[optind + 1]);
-    return cmd_check(argv[optind], json);
+    return broker_check(argv[optind], json);
 }

@@ -46,6 +46,9 @@ static const char usage_text[] =
     "  LATCHKEY_CA_FILE, or api/key_file/ca_file lines in ~/.config/latchkey/latchkey.conf)\n"
     "\n"
     "The broker:\n"
+    "  setup --host NAME [--cert F --key F | --test-ca] [--registry R --project P --region L]\n"
+    "        [--port N] [--fallback-port N | --no-fallback-port] [--spool] [--metrics] [--force]\n"
+    "        [--root DIR]                  make this installed system a configured broker\n"
     "  broker check [--format json] FILE   is this Mosquitto configuration safe for the plugin?\n"
     "\n"
     "  --version                           the version\n"
@@ -132,6 +135,8 @@ int main(int argc, char **argv)
         return cmd_token(argc - 1, argv + 1);
     if (strcmp(argv[1], "broker") == 0)
         return cmd_broker(argc - 1, argv + 1);
+    if (strcmp(argv[1], "setup") == 0)
+        return cmd_setup(argc - 1, argv + 1);
     if (strcmp(argv[1], "registries") == 0 || strcmp(argv[1], "devices") == 0 ||
         strcmp(argv[1], "backends") == 0 || strcmp(argv[1], "service-accounts") == 0 ||
         strcmp(argv[1], "subscriptions") == 0 || strcmp(argv[1], "operators") == 0 ||
