@@ -10,16 +10,21 @@ systemd would do with the unit files and drop-ins README installs, for the setti
   - ExecStartPre, then ExecStart; an Exec line prefixed '+' runs with full privileges, '-' may fail;
     `%%` is `%`;
   - User=, Group=, AmbientCapabilities= (setpriv), LimitNOFILE=;
+  - Environment=, EnvironmentFile= (a leading '-': may be missing) and $VAR / ${VAR} in Exec lines
+    ($VAR split at white space, ${VAR} one word); StateDirectory=; ConditionPathExists= (unmet: the
+    unit is skipped, as systemd does, and start succeeds);
   - Type=notify: NOTIFY_SOCKET, and start returns once the service says READY=1.
 
 The service's standard output and error are its journal (FAKE_SYSTEMD_STATE/UNIT.log).
 
-  systemctl daemon-reload | start U | stop U | restart U | enable --now U | status U | is-active U
+  systemctl daemon-reload | start U | stop U | restart U | try-restart U | enable [--now] U | status U
+            | is-active U | is-enabled U
   journalctl -u U [--no-pager]
 """
 import os
 import resource
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -58,7 +63,8 @@ def parse_into(path, conf):
             continue
         k, v = line.split("=", 1)
         k, v = k.strip(), v.strip()
-        if k in ("ExecStartPre", "ExecStart", "AmbientCapabilities", "Environment"):
+        if k in ("ExecStartPre", "ExecStart", "AmbientCapabilities", "Environment", "EnvironmentFile",
+                 "ConditionPathExists"):
             if v == "":
                 conf[k] = []
             else:
@@ -83,14 +89,55 @@ def load(unit):
     return unit, conf
 
 
-def command(line, conf):
+def expand(words, env):
+    """systemd's $VAR (split at white space) and ${VAR} (one word) in an Exec line's words."""
+    out = []
+    for w in words:
+        if w.startswith("$") and not w.startswith("${") and w[1:].replace("_", "").isalnum():
+            out += env.get(w[1:], "").split()
+            continue
+        while "${" in w:
+            i = w.index("${")
+            j = w.index("}", i)
+            w = w[:i] + env.get(w[i + 2:j], "") + w[j + 1:]
+        out.append(w)
+    return out
+
+
+def environment(conf):
+    env = dict(os.environ)
+    for e in conf.get("Environment", []):
+        for kv in shlex.split(e):
+            k, _, v = kv.partition("=")
+            env[k] = v
+    for f in conf.get("EnvironmentFile", []):
+        optional = f.startswith("-")
+        try:
+            text = Path(f.lstrip("-")).read_text()
+        except OSError:
+            if optional:
+                continue
+            raise
+        for line in text.splitlines():
+            line = line.strip()
+            if not line or line[0] in "#;" or "=" not in line:
+                continue
+            k, _, v = line.partition("=")
+            v = v.strip()
+            if len(v) >= 2 and v[0] == v[-1] and v[0] in "\"'":
+                v = v[1:-1]
+            env[k.strip()] = v
+    return env
+
+
+def command(line, conf, env=None):
     """(argv, privileged, may_fail) of an Exec line, with User=/caps applied unless '+'."""
     privileged = may_fail = False
     while line and line[0] in "+-@!:":
         privileged |= line[0] == "+"
         may_fail |= line[0] == "-"
         line = line[1:]
-    argv = [a.replace("%%", "%") for a in shlex.split(line)]
+    argv = expand([a.replace("%%", "%") for a in shlex.split(line)], env or {})
     if not privileged and conf.get("User"):
         pre = ["setpriv", f"--reuid={conf['User']}", f"--regid={conf.get('Group', conf['User'])}",
                "--init-groups"]
@@ -131,18 +178,24 @@ def start(unit_arg):
     if pid_of(unit):
         return 0
     STATE.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    for e in conf.get("Environment", []):
-        for kv in shlex.split(e):
-            k, _, v = kv.partition("=")
-            env[k] = v
+    for path in conf.get("ConditionPathExists", []):
+        met = os.path.exists(path.lstrip("!")) != path.startswith("!")
+        if not met:
+            print(f"{unit}: condition ConditionPathExists={path} unmet: skipped", file=sys.stderr)
+            return 0
+    env = environment(conf)
+    if conf.get("StateDirectory"):
+        d = Path("/var/lib") / conf["StateDirectory"]
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if conf.get("User"):
+            shutil.chown(d, conf["User"], conf.get("Group", conf["User"]))
     for line in conf.get("ExecStartPre", []):
-        argv, _, may_fail = command(line, conf)
+        argv, _, may_fail = command(line, conf, env)
         rc = subprocess.call(argv, env=env)
         if rc and not may_fail:
             print(f"{unit}: ExecStartPre {argv} failed ({rc})", file=sys.stderr)
             return 1
-    argv, _, _ = command(conf["ExecStart"][-1], conf)
+    argv, _, _ = command(conf["ExecStart"][-1], conf, env)
     log = open(STATE / (unit + ".log"), "ab")
     notify = None
     if conf.get("Type") == "notify":
@@ -211,6 +264,11 @@ def systemctl(args):
         return max(stop(u) for u in rest)
     if cmd == "restart":
         return max((stop(u), start(u))[1] for u in rest)
+    if cmd == "try-restart":
+        return max(((stop(u), start(u))[1] if pid_of(unit_name(u)) else 0) for u in rest)
+    if cmd == "is-enabled":
+        print("enabled")
+        return 0
     if cmd in ("status", "is-active"):
         active = all(pid_of(unit_name(u)) for u in rest)
         print("active" if active else "inactive")

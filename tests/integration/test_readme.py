@@ -4,7 +4,8 @@ mosquitto.service and README's drop-ins, so under its own user — ending with a
 and on 443, a backend receiving its events, and a config and a command reaching it as a service.
 
 So that it leaves the machine alone, the steps run in a mount and network namespace of their own:
-/etc, /var, /usr/local and /root are overlays whose changes vanish with it, SoftHSM2's token directory and
+/etc, /var, /usr and /root are overlays whose changes vanish with it (the packages README builds are
+installed with apt into those), SoftHSM2's token directory and
 /run are empty, mqtt.example.com is 127.0.0.1, and ports 8883 and 443 are its own. systemd is not PID 1
 here: `systemctl` and `journalctl` are tests/integration/fake_systemd.py, which runs the units as systemd
 would (ExecStartPre with '+', User=, AmbientCapabilities=, LimitNOFILE=, Type=notify). Markers: `run` (must
@@ -33,7 +34,8 @@ def test_readme_has_the_tested_walkthrough():
     kinds = [k for k, _ in blocks()]
     assert kinds.count("run") >= 8 and "background" in kinds and "retry" in kinds, kinds
     text = "\n".join(b for _, b in blocks())
-    for needed in ("make install", "systemctl restart mosquitto", "--port 443", "--port 8883",
+    for needed in ("make deb", "apt install ./latchkey_", "latchkey setup", "systemctl restart mosquitto",
+                   "--port 443", "--port 8883",
                    "commands send", "configs update"):
         assert needed in text, needed
 
@@ -71,7 +73,7 @@ def test_readme_steps_work_as_written(tmp_path):
     setup = f"""
 set -e
 mount --make-rprivate /
-for d in etc var usr/local root; do
+for d in etc var usr root; do
     n=$(echo $d | tr / _)
     mkdir -p {tmp_path}/upper/$n {tmp_path}/work/$n
     mount -t overlay overlay -o lowerdir=/$d,upperdir={tmp_path}/upper/$n,workdir={tmp_path}/work/$n /$d
@@ -93,7 +95,7 @@ done
 exit $rc
 """
     r = subprocess.run(["unshare", "--mount", "--net", "--fork", "sh", "-c", setup],
-                       capture_output=True, text=True, timeout=600)
+                       capture_output=True, text=True, timeout=900)
     out = r.stdout + r.stderr
     bg = "".join(p.read_text(errors="replace") for p in tmp_path.glob("bg*.out"))
     assert r.returncode == 0, f"README's steps failed:\n{out[-6000:]}\n-- backend:\n{bg[-2000:]}"

@@ -64,10 +64,10 @@ base=$CACHE/bookworm-$key.tar
 if [ ! -f "$base" ]; then
     mkdir -p "$CACHE"
     say "making a Debian 12 root with mmdebstrap (cached in $base)"
-    mmdebstrap --quiet --variant=minbase --include="$include" bookworm "$base.tmp" \
+    mmdebstrap --quiet --variant=minbase --include="$include" bookworm "$base.tmp.tar" \
         http://deb.debian.org/debian >"$WORK/mmdebstrap.log" 2>&1 ||
         { tail -20 "$WORK/mmdebstrap.log"; die "mmdebstrap failed"; }
-    mv "$base.tmp" "$base"
+    mv "$base.tmp.tar" "$base"
 fi
 new_root() { # NAME -> a fresh root in $WORK/NAME
     mkdir "$WORK/$1"
@@ -77,10 +77,15 @@ new_root() { # NAME -> a fresh root in $WORK/NAME
 }
 
 # ---- the next release: one more schema migration ----
-say "building the next release (schema + 1) in $WORK/next"
-LK_TEST_SCHEMA_BUMP=1 LK_DEB_VERSION="$(dpkg-deb -f "$(ls "$DEBS"/latchkey_*.deb)" Version)+next1" \
-    sh "$top/scripts/build-deb.sh" "$WORK/next" >"$WORK/next.log" 2>&1 ||
-    { tail -20 "$WORK/next.log"; die "building the next release failed"; }
+# (LK_PKGTEST_NEXT=DIR: packages built so before, to re-run the test quickly)
+if [ -n "${LK_PKGTEST_NEXT:-}" ]; then
+    ln -s "$(cd "$LK_PKGTEST_NEXT" && pwd)" "$WORK/next"
+else
+    say "building the next release (schema + 1) in $WORK/next"
+    LK_TEST_SCHEMA_BUMP=1 LK_DEB_VERSION="$(dpkg-deb -f "$(ls "$DEBS"/latchkey_*.deb)" Version)+next1" \
+        sh "$top/scripts/build-deb.sh" "$WORK/next" >"$WORK/next.log" 2>&1 ||
+        { tail -20 "$WORK/next.log"; die "building the next release failed"; }
+fi
 
 new_root rootA
 cp $(main_debs "$DEBS") "$WORK/rootA/debs/"
