@@ -38,14 +38,21 @@ CLI_MD=$SRC/docs/cli.md
 
 # PROG ARGS... --help, in an empty environment and directory (no LATCHKEY_*
 # variable, no config file in $HOME): the text on stdout, or a failure when
-# the program exits non-zero or prints nothing. Under the sanitizers
-# (LK_SANITIZE) the programs run here too; LK_MAN_ASAN_OPTIONS passes the
-# build's ASAN_OPTIONS through.
+# the program exits non-zero or prints nothing. In the sanitizer build
+# (LK_SANITIZE) the programs run under ASan and UBSan here too and must exit
+# cleanly; the build's ASAN_OPTIONS and UBSAN_OPTIONS, if any, pass through.
 help() {
     (cd "$tmp/home" &&
      env -i PATH=/usr/bin:/bin HOME="$tmp/home" LC_ALL=C.UTF-8 \
-         ${LK_MAN_ASAN_OPTIONS:+ASAN_OPTIONS=$LK_MAN_ASAN_OPTIONS} \
-         timeout 30 "$@" --help </dev/null >"$tmp/out" 2>"$tmp/err") || return 1
+         ${ASAN_OPTIONS:+ASAN_OPTIONS=$ASAN_OPTIONS} ${UBSAN_OPTIONS:+UBSAN_OPTIONS=$UBSAN_OPTIONS} \
+         timeout 30 "$@" --help </dev/null >"$tmp/out" 2>"$tmp/err") || {
+        # a sanitizer's report is a failure of the build, not a word that
+        # is no command (checked at the end: this may run in a subshell)
+        if grep -q "Sanitizer" "$tmp/err"; then
+            { say "gen.sh: $* --help:"; cat "$tmp/err"; } >>"$tmp/sanitizer"
+        fi
+        return 1
+    }
     [ -s "$tmp/out" ] || return 1
     cat "$tmp/out"
 }
@@ -265,3 +272,9 @@ help "$BIN/latchkeyd" >"$tmp/daemon.help" || { say "gen.sh: latchkeyd --help fai
     exit_status latchkeyd
     see_also latchkeyd latchkey.1 latchkey-device.1
 } >"$OUT/latchkeyd.8"
+
+if [ -s "$tmp/sanitizer" ]; then
+    cat "$tmp/sanitizer" >&2
+    rm -f "$OUT"/*.1 "$OUT"/*.8
+    exit 1
+fi

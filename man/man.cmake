@@ -8,8 +8,8 @@
 set(LK_MAN_DATE "2026-12-01" CACHE STRING "The date in the man pages when SOURCE_DATE_EPOCH is not set")
 set(LK_MAN_DIR ${CMAKE_BINARY_DIR}/man)
 file(GLOB LK_MAN_TXT CONFIGURE_DEPENDS ${CMAKE_CURRENT_LIST_DIR}/*.txt)
-# Under the sanitizers the programs print their help as ASan builds: a
-# clean exit either way (LK_MAN_ASAN_OPTIONS is passed to them).
+# In the sanitizer build the programs print their help under ASan and UBSan
+# (they exit cleanly: no leak at --help).
 add_custom_command(
   OUTPUT ${LK_MAN_DIR}/.stamp
   COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/gen.sh ${LK_MAN_DIR} ${CMAKE_SOURCE_DIR}
