@@ -13,6 +13,7 @@
 3. Each page renders without a warning, as lintian checks it, and has a
    whatis entry (lexgrog, as lintian's manpage-has-bad-whatis-entry).
 """
+import concurrent.futures
 import os
 import re
 import subprocess
@@ -127,30 +128,39 @@ def commands_of(page, title):
     return [tuple(words)] + [tuple(words[:-1] + [w]) for w in more]
 
 
-checked = 0
+jobs = [(p, title, cmd, text) for p in pages for title, text in blocks(p) for cmd in commands_of(p, title)]
 for p in pages:
-    found = blocks(p)
-    if not found:
+    if not blocks(p):
         fail("%s: no --help text in it" % p)
-    for title, text in found:
-        for cmd in commands_of(p, title):
-            if help_text(cmd[0], *cmd[1:]) != text:
-                fail("%s: the text under %s is not '%s --help' (rebuild: cmake --build build --target man)"
-                     % (p, title, " ".join(cmd)))
-            checked += 1
+# The programs and man run a few at a time: the test stays within seconds.
+with concurrent.futures.ThreadPoolExecutor(4) as pool:
+    now = list(pool.map(lambda j: help_text(j[2][0], *j[2][1:]), jobs))
+for (p, title, cmd, text), current in zip(jobs, now):
+    if current != text:
+        fail("%s: the text under %s is not '%s --help' (rebuild: cmake --build build --target man)"
+             % (p, title, " ".join(cmd)))
+checked = len(jobs)
 
 # 3. The pages render without a warning; each has a whatis entry.
 env = dict(os.environ, LC_ALL="C.UTF-8", MANROFFSEQ="", MANWIDTH="80")
-for p in pages:
+
+
+def render(p):
     path = os.path.join(MAN, p)
     r = subprocess.run(["man", "--warnings", "-E", "UTF-8", "-l", "-Tutf8", "-Z", path],
                        capture_output=True, env=env, timeout=30)
+    w = subprocess.run(["lexgrog", path], capture_output=True, env=env, timeout=30)
+    return p, r, w
+
+
+with concurrent.futures.ThreadPoolExecutor(4) as pool:
+    rendered = list(pool.map(render, pages))
+for p, r, w in rendered:
     if r.returncode != 0 or r.stderr:
         fail("%s: man --warnings says: %s" % (p, r.stderr.decode().strip() or "exit %d" % r.returncode))
-    r = subprocess.run(["lexgrog", path], capture_output=True, env=env, timeout=30)
     name = p.rsplit(".", 1)[0]
-    if r.returncode != 0 or ('"%s - ' % name) not in r.stdout.decode():
-        fail("%s: no whatis entry (lexgrog: %s)" % (p, r.stdout.decode().strip()))
+    if w.returncode != 0 or ('"%s - ' % name) not in w.stdout.decode():
+        fail("%s: no whatis entry (lexgrog: %s)" % (p, w.stdout.decode().strip()))
 
 print("%d pages, %d commands, %d --help texts checked" % (len(pages), len(commands), checked))
 sys.exit(1 if failures else 0)
