@@ -195,25 +195,33 @@ while IFS= read -r c; do pages="$pages latchkey-$c.1"; done <"$tmp/commands"
 pages="$pages latchkey-device.1 latchkeyd.8"
 
 # latchkey-COMMAND(1): each command of `latchkey --help` must answer --help.
+# The pages are made side by side (each in its own directory under $tmp):
+# the programs and awk start often, and the machine may have more cores.
+pids=""
 while IFS= read -r c; do
-    p=latchkey-$c
-    if ! help "$BIN/latchkey" "$c" >"$tmp/group.help"; then
-        say "gen.sh: 'latchkey $c --help' failed (latchkey --help lists $c): $(cat "$tmp/err")" >&2
-        exit 1
-    fi
-    : >"$tmp/list"
-    subcommands 1 "$tmp/group.help" "$BIN/latchkey" "$c"
-    {
-        header "$p" 1
-        name_section "$p" "the latchkey $c command"
-        say ".SH SYNOPSIS"
-        verb <"$tmp/group.help"
-        txt_section "$p" DESCRIPTION
-        command_sections
-        other_sections "$p"
-        exit_status "$p"
-        see_also "$p" latchkey.1 latchkeyd.8
-    } >"$OUT/$p.1"
+    (
+        tmp=$tmp/page-$c
+        mkdir -p "$tmp/home"
+        p=latchkey-$c
+        if ! help "$BIN/latchkey" "$c" >"$tmp/group.help"; then
+            say "gen.sh: 'latchkey $c --help' failed (latchkey --help lists $c): $(cat "$tmp/err")" >&2
+            exit 1
+        fi
+        : >"$tmp/list"
+        subcommands 1 "$tmp/group.help" "$BIN/latchkey" "$c"
+        {
+            header "$p" 1
+            name_section "$p" "the latchkey $c command"
+            say ".SH SYNOPSIS"
+            verb <"$tmp/group.help"
+            txt_section "$p" DESCRIPTION
+            command_sections
+            other_sections "$p"
+            exit_status "$p"
+            see_also "$p" latchkey.1 latchkeyd.8
+        } >"$OUT/$p.1"
+    ) &
+    pids="$pids $!"
 done <"$tmp/commands"
 
 # latchkey(1): the overview and the list of command pages.
@@ -240,21 +248,26 @@ done <"$tmp/commands"
 } >"$OUT/latchkey.1"
 
 # latchkey-device(1): one page, a section per command.
-help "$BIN/latchkey-device" >"$tmp/device.help" || { say "gen.sh: latchkey-device --help failed" >&2; exit 1; }
-: >"$tmp/list"
-subcommands 1 "$tmp/device.help" "$BIN/latchkey-device"
-[ -s "$tmp/list" ] || { say "gen.sh: latchkey-device --help lists no command" >&2; exit 1; }
-{
-    header latchkey-device 1
-    name_section latchkey-device "the device agent and fleet simulator"
-    say ".SH SYNOPSIS"
-    verb <"$tmp/device.help"
-    txt_section latchkey-device DESCRIPTION
-    command_sections
-    other_sections latchkey-device
-    exit_status latchkey-device
-    see_also latchkey-device latchkey.1 latchkeyd.8
-} >"$OUT/latchkey-device.1"
+(
+    tmp=$tmp/page-device
+    mkdir -p "$tmp/home"
+    help "$BIN/latchkey-device" >"$tmp/device.help" || { say "gen.sh: latchkey-device --help failed" >&2; exit 1; }
+    : >"$tmp/list"
+    subcommands 1 "$tmp/device.help" "$BIN/latchkey-device"
+    [ -s "$tmp/list" ] || { say "gen.sh: latchkey-device --help lists no command" >&2; exit 1; }
+    {
+        header latchkey-device 1
+        name_section latchkey-device "the device agent and fleet simulator"
+        say ".SH SYNOPSIS"
+        verb <"$tmp/device.help"
+        txt_section latchkey-device DESCRIPTION
+        command_sections
+        other_sections latchkey-device
+        exit_status latchkey-device
+        see_also latchkey-device latchkey.1 latchkeyd.8
+    } >"$OUT/latchkey-device.1"
+) &
+pids="$pids $!"
 
 # latchkeyd(8).
 help "$BIN/latchkeyd" >"$tmp/daemon.help" || { say "gen.sh: latchkeyd --help failed" >&2; exit 1; }
@@ -273,8 +286,15 @@ help "$BIN/latchkeyd" >"$tmp/daemon.help" || { say "gen.sh: latchkeyd --help fai
     see_also latchkeyd latchkey.1 latchkey-device.1
 } >"$OUT/latchkeyd.8"
 
-if [ -s "$tmp/sanitizer" ]; then
-    cat "$tmp/sanitizer" >&2
+failed=0
+for pid in $pids; do
+    wait "$pid" || failed=1
+done
+if cat "$tmp/sanitizer" "$tmp"/page-*/sanitizer 2>/dev/null | grep -q .; then
+    cat "$tmp/sanitizer" "$tmp"/page-*/sanitizer 2>/dev/null >&2
+    failed=1
+fi
+if [ $failed = 1 ]; then
     rm -f "$OUT"/*.1 "$OUT"/*.8
     exit 1
 fi
