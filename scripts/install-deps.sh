@@ -18,7 +18,9 @@ python3 python3-jwt python3-cryptography curl"
 TEST="libcmocka-dev python3-paho-mqtt python3-pytest
 gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
 clang libclang-rt-14-dev libjwt-dev nftables iproute2 valgrind wrk python3-requests
-chromium"
+chromium man-db"
+# man-db: ctest man/pages renders the man pages as lintian does (man --warnings,
+# lexgrog); building them needs only sh and awk.
 # chromium: tests/integration/test_console_ui.py drives the web console in it,
 # headless, through puppeteer-core (installed by the test with npm ci).
 # tests/integration/test_api_npm.py runs Google's @google-cloud/iot under

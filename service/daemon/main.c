@@ -38,7 +38,8 @@ static void usage(FILE *f)
           "  bridge_name, publish_wait_ms, bridge_max_pending, skew, max_token_lifetime,\n"
           "  max_token_length, base64_padding, token_cache, device_cache,\n"
           "  jit_max_token_length, jit_per_minute, jit_burst;\n"
-          "  push subscriptions: spool, push_ca, push_max_in_flight, push_oidc_key, push_oidc_issuer\n"
+          "  push subscriptions: spool, push_ca, push_max_in_flight, push_oidc_key, push_oidc_issuer;\n"
+          "  metrics: metrics_file, metrics_allow_unauthenticated, metrics_sample_seconds\n"
           "  docs/daemon.md has the details.\n", f);
 }
 
