@@ -52,7 +52,7 @@ lk_err lk_spool_open(const char *path, unsigned flags, int busy_ms, lk_spool **o
 void lk_spool_close(lk_spool *sp);
 
 /* An online, consistent copy of the spool at src into the new file dst, as
- * lk_registry_backup copies the registry (lk_registry.h): the same steps,
+ * lk_registry_backup copies the registry (lk_reg_backup.h): the same steps,
  * checks and files, with the spool's application id and schema, and a
  * temporary file of mode 0660 as lk_spool_open creates one. *schema_version
  * (may be NULL): the copy's. Errors: LK_ERR_ARG; LK_ERR_REG_EXISTS (dst

@@ -223,7 +223,7 @@ static lk_err copy(sqlite3_backup *b, sqlite3 *dst, int npage, const char *src_p
             busy = 0;
             /* Fewer pages done than after the last step: a write by another
              * connection made SQLite start again. */
-            if (done < last_done && ++restarts >= BACKUP_RESTARTS)
+            if (done <= last_done && ++restarts >= BACKUP_RESTARTS)
                 npage = -1;
             last_done = done;
             continue;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "../common/dbcopy.h"
+#include "latchkey/lk_reg_backup.h"
 #include "latchkey/lk_registry.h"
 #include "schema.h"
 

@@ -23,6 +23,7 @@
 
 #include <jansson.h>
 
+#include "latchkey/lk_reg_backup.h"
 #include "latchkey/lk_registry.h"
 #include "latchkey/lk_sha256.h"
 #include "latchkey/lk_spool.h"
