@@ -28,9 +28,8 @@ extern "C" {
  * restarts the rest is copied in one read transaction, which in WAL mode
  * holds no writer back. The copy is what src held at one instant.
  * dst must not exist (LK_ERR_REG_EXISTS; never overwritten): the copy is
- * written to a temporary file beside it (mode 0640, less by the umask, or
- * the directory's owner when root makes it, as lk_registry_open creates a
- * database), checked (SQLite's integrity check, the registry's application
+ * written to a temporary file beside it (mode 0640, less by the umask, with
+ * the directory's owner when root makes it), checked (SQLite's integrity check, the registry's application
  * id, a schema version not newer than this program's), fsynced and then
  * linked into place; on failure nothing is left. The copy is one
  * self-contained file in rollback-journal mode (no -wal or -shm: it can be
@@ -45,6 +44,7 @@ lk_err lk_registry_backup(const char *src, const char *dst, int64_t *schema_vers
                           char *why, size_t why_size);
 
 #define LK_REG_RESTORE_FORCE 1u /* restore even while other processes have dst open */
+#define LK_REG_RESTORE_CHECK 2u /* every check (src, dst usable, not in use), no write */
 
 /* Restores the backup src (a file lk_registry_backup wrote, or any latchkey
  * registry database) into dst, then migrates it to this program's schema if
@@ -60,6 +60,9 @@ lk_err lk_registry_backup(const char *src, const char *dst, int64_t *schema_vers
  * refused, LK_ERR_REG_BUSY: stop them first — a service that keeps running
  * across a restore keeps its caches of the old content. *schema_version
  * (may be NULL): the backup's version, before migration.
+ * With LK_REG_RESTORE_CHECK nothing is written or created: LK_OK when the
+ * restore would begin (src checked, dst creatable or one of ours, not in
+ * use), so that a caller restoring several files checks them all first.
  * Errors as lk_registry_backup, and LK_ERR_REG_SCHEMA for a dst that is
  * another program's database. */
 lk_err lk_registry_restore(const char *src, const char *dst, unsigned flags,

@@ -250,9 +250,9 @@ static lk_err set_journal(sqlite3 *db, const char *path, const char *mode,
 }
 
 /* A new, empty file beside dst for the copy: DIR/.NAME.tmp-PID-N, created
- * exclusively with the kind's mode and owner. */
-static lk_err make_tmp(const char *dst, const struct lk_dbcopy_kind *k, char *tmp,
-                       size_t tmp_size, char *why, size_t why_size)
+ * exclusively, mode 0640 whatever the kind (a backup is read, never written
+ * by a service), with the directory's owner when root makes it. */
+static lk_err make_tmp(const char *dst, char *tmp, size_t tmp_size, char *why, size_t why_size)
 {
     char dir[4096];
     const char *base = strrchr(dst, '/');
@@ -266,7 +266,7 @@ static lk_err make_tmp(const char *dst, const struct lk_dbcopy_kind *k, char *tm
             return say(why, why_size, LK_ERR_ARG, "the path %s is too long", dst);
         if (lstat(tmp, &st) == 0 || errno != ENOENT)
             continue;
-        if (lk_dbfile__create(tmp, k->mode, k->force_mode, &made) != 0)
+        if (lk_dbfile__create(tmp, 0640, 0, &made) != 0)
             return say(why, why_size, errno == EACCES || errno == EPERM ? LK_ERR_FILE_UNUSABLE
                                                                          : LK_ERR_IO,
                        "cannot create %s in %s: %s", tmp, dir, strerror(errno));
@@ -303,7 +303,7 @@ lk_err lk_dbcopy__backup(const char *src, const char *dst, const struct lk_dbcop
         (err = open_db(src, 0, k, &s, why, why_size)) != LK_OK)
         return err;
     if ((err = check(s, src, k, 0, &v, why, why_size)) != LK_OK ||
-        (err = make_tmp(dst, k, tmp, sizeof tmp, why, why_size)) != LK_OK)
+        (err = make_tmp(dst, tmp, sizeof tmp, why, why_size)) != LK_OK)
         goto out;
     if ((err = open_db(tmp, 1, k, &d, why, why_size)) != LK_OK)
         goto out;
@@ -381,7 +381,7 @@ static int in_use(const char *path, pid_t *pid)
 }
 
 lk_err lk_dbcopy__restore(const char *src, const char *dst, const struct lk_dbcopy_kind *k,
-                          int force, int64_t *version, char *why, size_t why_size)
+                          unsigned how, int64_t *version, char *why, size_t why_size)
 {
     sqlite3 *s = NULL, *d = NULL;
     sqlite3_backup *b;
@@ -409,8 +409,17 @@ lk_err lk_dbcopy__restore(const char *src, const char *dst, const struct lk_dbco
     }
     if (lstat(dst, &st) != 0) {
         int made = 0;
+        char dir[4096];
         if (errno != ENOENT) {
             err = say(why, why_size, LK_ERR_FILE_UNUSABLE, "%s: %s", dst, strerror(errno));
+            goto out;
+        }
+        lk_dbfile__dir_of(dst, dir, sizeof dir);
+        if (how & LK_DBCOPY_CHECK) {
+            if (access(dir, W_OK | X_OK) != 0)
+                err = say(why, why_size, LK_ERR_FILE_UNUSABLE, "cannot create %s %s: the "
+                                                               "directory %s: %s", k->what, dst,
+                          dir, strerror(errno));
             goto out;
         }
         if (lk_dbfile__create(dst, k->mode, k->force_mode, &made) != 0) {
@@ -421,7 +430,7 @@ lk_err lk_dbcopy__restore(const char *src, const char *dst, const struct lk_dbco
         created = 1;
     } else if ((err = usable(dst, k, 1, why, why_size)) != LK_OK) {
         goto out;
-    } else if (!force && in_use(dst, &pid)) {
+    } else if (!(how & LK_DBCOPY_FORCE) && in_use(dst, &pid)) {
         err = say(why, why_size, LK_ERR_REG_BUSY, "%s %s is open in process %ld (the broker or "
                                                   "latchkeyd?): stop them first (or force the "
                                                   "restore under them)", k->what, dst,
@@ -446,6 +455,8 @@ lk_err lk_dbcopy__restore(const char *src, const char *dst, const struct lk_dbco
                   k->what);
         goto out;
     }
+    if (how & LK_DBCOPY_CHECK)
+        goto out;
     (void)sqlite3_file_control(d, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
     (void)sqlite3_exec(d, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
     b = sqlite3_backup_init(d, "main", s, "main");

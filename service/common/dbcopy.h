@@ -26,7 +26,7 @@ struct lk_dbcopy_kind {
     int32_t application_id; /* PRAGMA application_id */
     int64_t version;        /* this program's schema version (meta.schema_version) */
     int older_ok;           /* 1: an older schema may be restored (then migrated) */
-    mode_t mode;            /* a new file's mode, as the kind's open creates it */
+    mode_t mode;            /* a restored new file's mode, as the kind's open creates it */
     int force_mode;         /* ... whatever the umask (lk_dbfile__create) */
     lk_err foreign;         /* the error of another program's file or a newer schema */
 };
@@ -45,10 +45,13 @@ lk_err lk_dbcopy__backup(const char *src, const char *dst, const struct lk_dbcop
                          int64_t *version, char *why, size_t why_size);
 
 /* Replaces the content of dst (created when missing) with the backup src,
- * after checking src: see lk_registry_restore. force: also while other
- * processes have dst open. *version (may be NULL): the backup's schema
- * version (the caller migrates an older one). */
+ * after checking src: see lk_registry_restore. how: LK_DBCOPY_FORCE, also
+ * while other processes have dst open; LK_DBCOPY_CHECK, every check and no
+ * write (nothing created either). *version (may be NULL): the backup's
+ * schema version (the caller migrates an older one). */
+#define LK_DBCOPY_FORCE 1u
+#define LK_DBCOPY_CHECK 2u
 lk_err lk_dbcopy__restore(const char *src, const char *dst, const struct lk_dbcopy_kind *k,
-                          int force, int64_t *version, char *why, size_t why_size);
+                          unsigned how, int64_t *version, char *why, size_t why_size);
 
 #endif

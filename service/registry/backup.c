@@ -30,14 +30,19 @@ lk_err lk_registry_restore(const char *src, const char *dst, unsigned flags,
 
     if (schema_version != NULL)
         *schema_version = 0;
-    if ((flags & ~LK_REG_RESTORE_FORCE) != 0) {
+    if ((flags & ~(LK_REG_RESTORE_FORCE | LK_REG_RESTORE_CHECK)) != 0) {
         snprintf(why, why_size, "lk_registry_restore: unknown flags");
         return LK_ERR_ARG;
     }
-    err = lk_dbcopy__restore(src, dst, &registry_kind, (flags & LK_REG_RESTORE_FORCE) != 0, &v,
-                             why, why_size);
-    if (err != LK_OK)
+    err = lk_dbcopy__restore(src, dst, &registry_kind,
+                             ((flags & LK_REG_RESTORE_FORCE) ? LK_DBCOPY_FORCE : 0) |
+                                 ((flags & LK_REG_RESTORE_CHECK) ? LK_DBCOPY_CHECK : 0),
+                             &v, why, why_size);
+    if (err != LK_OK || (flags & LK_REG_RESTORE_CHECK)) {
+        if (err == LK_OK && schema_version != NULL)
+            *schema_version = v;
         return err;
+    }
     /* An older backup is brought to this program's schema now, in one
      * transaction, rather than by whichever service opens it first. */
     if (v < LK_REG_SCHEMA_VERSION &&

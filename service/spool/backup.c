@@ -7,7 +7,7 @@
 #include "../common/dbcopy.h"
 #include "internal.h"
 
-/* As lk_spool_open creates a spool (spool.c, create_file). The spool has
+/* A restored new spool as lk_spool_open creates one (spool.c, create_file). The spool has
  * one schema version so far: an older one does not exist to restore. */
 static const struct lk_dbcopy_kind spool_kind = {
     "spool", LK_SPOOL_APPLICATION_ID, LK_SPOOL_SCHEMA_VERSION, 0, 0660, 1, LK_ERR_STORE_FOREIGN,
@@ -22,11 +22,13 @@ lk_err lk_spool_backup(const char *src, const char *dst, int64_t *schema_version
 lk_err lk_spool_restore(const char *src, const char *dst, unsigned flags, int64_t *schema_version,
                         char *why, size_t why_size)
 {
-    if ((flags & ~LK_SPOOL_RESTORE_FORCE) != 0) {
+    if ((flags & ~(LK_SPOOL_RESTORE_FORCE | LK_SPOOL_RESTORE_CHECK)) != 0) {
         lk_spool__why(why, why_size, "lk_spool_restore: unknown flags");
         return LK_ERR_ARG;
     }
-    return lk_dbcopy__restore(src, dst, &spool_kind, (flags & LK_SPOOL_RESTORE_FORCE) != 0,
+    return lk_dbcopy__restore(src, dst, &spool_kind,
+                              ((flags & LK_SPOOL_RESTORE_FORCE) ? LK_DBCOPY_FORCE : 0) |
+                                  ((flags & LK_SPOOL_RESTORE_CHECK) ? LK_DBCOPY_CHECK : 0),
                               schema_version, why, why_size);
 }
 

@@ -202,7 +202,7 @@ def test_newer_backup_is_refused(setup, tmp_path):
     c.close()
     rewrite_manifest(bad)
     target = tmp_path / "registry.db"
-    refused(run_tool("--db", target, "restore", bad), STORAGE, "newer than this latchkey")
+    refused(run_tool("--db", target, "restore", bad), STORAGE, "newer than this program")
     assert not target.exists()
     refused(run_tool("--db", bad / "registry.db", "migrate", "--check"), STORAGE, "newer")
 
@@ -253,3 +253,32 @@ def test_help_texts():
         assert r.out.startswith(f"usage: latchkey {cmd}")
         for opt in ("--db",):
             assert opt in r.out
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file its directory's group needs root")
+def test_restore_as_root_keeps_owner_and_mode(setup, tmp_path):
+    var = tmp_path / "var"
+    var.mkdir()
+    os.chown(var, 0, 65534)  # as /var/lib/latchkey: root and the services' group
+    os.chmod(var, 0o2770)
+    db = var / "registry.db"
+    ok(run_tool("--db", db, "restore", setup["out"]))
+    for name in ("registry.db", "spool.db", "registry.db-wal", "registry.db-shm"):
+        assert (var / name).stat().st_gid == 65534, name
+    assert (var / "spool.db").stat().st_mode & 0o777 == 0o660  # both services write it
+    os.chmod(db, 0o660)
+    ok(run_tool("--db", db, "restore", setup["out"]))  # an existing file keeps its owner and mode
+    assert db.stat().st_mode & 0o777 == 0o660 and db.stat().st_gid == 65534
+
+
+def test_restore_checks_every_target_before_writing(setup, tmp_path):
+    db = tmp_path / "registry.db"
+    ok(run_tool("--db", db, "restore", setup["out"]))
+    ok(run_tool("--db", db, "devices", "create", "after-restore", *LOC))
+    holder = sqlite3.connect(tmp_path / "spool.db")  # latchkeyd still has the spool open
+    try:
+        holder.execute("SELECT count(*) FROM sqlite_schema").fetchone()
+        refused(run_tool("--db", db, "restore", setup["out"]), BUSY, "spool.db", "is open in process")
+    finally:
+        holder.close()
+    assert "after-restore" in devices(db)  # the registry was not restored either

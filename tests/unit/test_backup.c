@@ -229,6 +229,11 @@ static void test_restore_refusals(void **state)
     sql_text(other, "SELECT x FROM t", text, sizeof text);
     assert_string_equal(text, "1");
 
+    /* A check writes nothing, creates nothing. */
+    assert_int_equal(lk_registry_restore(bk, target, LK_REG_RESTORE_CHECK, NULL, why, sizeof why),
+                     LK_OK);
+    assert_int_equal(access(target, F_OK), -1);
+
     /* A backup of a newer schema. */
     sql(bk, "UPDATE meta SET value = 1000 WHERE key = 'schema_version'");
     assert_int_equal(lk_registry_restore(bk, target, 0, NULL, why, sizeof why), LK_ERR_REG_SCHEMA);
@@ -285,6 +290,10 @@ static void test_restore_in_use(void **state)
     pid = hold_open(f->path, &fd);
     assert_int_equal(lk_registry_restore(bk, f->path, 0, NULL, why, sizeof why), LK_ERR_REG_BUSY);
     assert_non_null(strstr(why, "is open in process"));
+    assert_int_equal(lk_registry_restore(bk, f->path, LK_REG_RESTORE_CHECK, NULL, why, sizeof why),
+                     LK_ERR_REG_BUSY);
+    assert_int_equal(lk_registry_restore(bk, f->path, LK_REG_RESTORE_CHECK | LK_REG_RESTORE_FORCE,
+                                         NULL, why, sizeof why), LK_OK);
     assert_true(has_device(f->reg, "later"));
     /* Forced: replaced in one transaction under the open handles, which
      * then read the restored content. */

@@ -437,12 +437,15 @@ int cmd_restore(int argc, char **argv)
     const char *spool = NULL;
     int64_t v = 0, program = 0;
     json_t *m = NULL;
+    unsigned flags, sflags;
     int rc;
     lk_err err;
 
     rc = parse(argc, argv, "restore", restore_usage, "sf", 1, &o);
     if (rc != EXIT_OK)
         return rc == ADMIN_HELP ? EXIT_OK : rc;
+    flags = o.force ? LK_REG_RESTORE_FORCE : 0;
+    sflags = o.force ? LK_SPOOL_RESTORE_FORCE : 0;
     if ((rc = check_manifest(o.dir, &m)) != EXIT_OK)
         return rc;
     snprintf(src_reg, sizeof src_reg, "%s/registry.db", o.dir);
@@ -458,34 +461,22 @@ int cmd_restore(int argc, char **argv)
     else if (o.spool != NULL)
         printf("%s has no spool.db: %s is left as it is\n", o.dir, o.spool);
     json_decref(m);
-    /* Both backups' kind and schema looked at before either is restored. */
-    err = lk_registry_schema_status(src_reg, &v, &program, why, sizeof why);
-    if (err == LK_OK && v > program) {
-        snprintf(why, sizeof why, "%s has schema version %lld, newer than this latchkey's "
-                                  "%lld: use a newer latchkey", src_reg, (long long)v,
-                 (long long)program);
-        err = LK_ERR_REG_SCHEMA;
-    }
-    if (err == LK_OK && spool != NULL) {
-        err = lk_spool_schema_status(src_spool, &v, &program, why, sizeof why);
-        if (err == LK_OK && v > program) {
-            snprintf(why, sizeof why, "%s has spool schema version %lld, newer than this "
-                                      "latchkey's %lld: use a newer latchkey", src_spool,
-                     (long long)v, (long long)program);
-            err = LK_ERR_STORE_FOREIGN;
-        }
-    }
+    /* Both restores checked (the backups, the targets, whether they are in
+     * use) before either writes. */
+    err = lk_registry_restore(src_reg, o.db, flags | LK_REG_RESTORE_CHECK, &v, why, sizeof why);
+    if (err == LK_OK && spool != NULL)
+        err = lk_spool_restore(src_spool, spool, sflags | LK_SPOOL_RESTORE_CHECK, NULL, why,
+                               sizeof why);
     if (err != LK_OK)
         return fail("restore", err, why);
-    err = lk_registry_restore(src_reg, o.db, o.force ? LK_REG_RESTORE_FORCE : 0, &v, why,
-                              sizeof why);
+    (void)lk_registry_schema_status(src_reg, &v, &program, why, sizeof why);
+    err = lk_registry_restore(src_reg, o.db, flags, &v, why, sizeof why);
     if (err != LK_OK)
         return fail("restore", err, why);
     printf("%s: restored from %s (schema %lld%s)\n", o.db, src_reg, (long long)v,
            v < program ? ", migrated" : "");
     if (spool != NULL) {
-        err = lk_spool_restore(src_spool, spool, o.force ? LK_SPOOL_RESTORE_FORCE : 0, &v, why,
-                               sizeof why);
+        err = lk_spool_restore(src_spool, spool, sflags, &v, why, sizeof why);
         if (err != LK_OK) {
             rc = fail("restore", err, why);
             fprintf(stderr, "%s: restore: the registry database %s was restored, the spool %s "
