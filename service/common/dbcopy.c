@@ -54,13 +54,14 @@ static void nap_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-/* The file at path must exist, be a regular file (not a link) and readable
- * (and writable if write). */
+/* The file at path must exist, be a regular file and readable; a file to
+ * be written (write) must be writable and not a symbolic link (never written
+ * through a link); one only read may be reached through one. */
 static lk_err usable(const char *path, const struct lk_dbcopy_kind *k, int write, char *why,
                      size_t why_size)
 {
     struct stat st;
-    if (lstat(path, &st) != 0)
+    if ((write ? lstat(path, &st) : stat(path, &st)) != 0)
         return say(why, why_size, errno == ENOENT ? LK_ERR_FILE_MISSING : LK_ERR_FILE_UNUSABLE,
                    "%s %s: %s", k->what, path, strerror(errno));
     if (!S_ISREG(st.st_mode))
@@ -213,16 +214,17 @@ static lk_err copy(sqlite3_backup *b, sqlite3 *dst, int npage, const char *src_p
             int done = sqlite3_backup_pagecount(b) - sqlite3_backup_remaining(b);
             if (rc != SQLITE_OK) {
                 if (++busy > BUSY_MS / 10)
-                    return say(why, why_size, LK_ERR_REG_BUSY, "%s %s stayed locked by another "
-                                                               "process for %d ms during the "
-                                                               "copy", k->what, src_path,
+                    return say(why, why_size, LK_ERR_REG_BUSY, "copying %s %s: another "
+                                                               "process held a lock for %d ms "
+                                                               "(a transaction that did not "
+                                                               "end)", k->what, src_path,
                                BUSY_MS);
                 nap_ms(10);
                 continue;
             }
             busy = 0;
-            /* Fewer pages done than after the last step: a write by another
-             * connection made SQLite start again. */
+            /* No more pages done than after the last step: a write by
+             * another connection made SQLite start again. */
             if (done <= last_done && ++restarts >= BACKUP_RESTARTS)
                 npage = -1;
             last_done = done;
@@ -295,10 +297,12 @@ lk_err lk_dbcopy__backup(const char *src, const char *dst, const struct lk_dbcop
         *version = 0;
     if (src == NULL || dst == NULL || src[0] == '\0' || dst[0] == '\0')
         return say(why, why_size, LK_ERR_ARG, "a backup needs a source and a destination path");
-    if (lstat(dst, &st) == 0 || errno != ENOENT)
+    if (lstat(dst, &st) == 0)
         return say(why, why_size, LK_ERR_REG_EXISTS, "%s exists already: a backup is written "
                                                      "to a new file only, never over another",
                    dst);
+    if (errno != ENOENT)
+        return say(why, why_size, LK_ERR_FILE_UNUSABLE, "%s: %s", dst, strerror(errno));
     if ((err = usable(src, k, 0, why, why_size)) != LK_OK ||
         (err = open_db(src, 0, k, &s, why, why_size)) != LK_OK)
         return err;
