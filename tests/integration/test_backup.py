@@ -25,7 +25,7 @@ FILL = Path(os.environ.get("LK_TEST_LIB_DIR", "build/tests")) / "lk_spool_fill"
 P, L, R = "proj-one", "us-central1", "reg-1"
 LOC = ("--project", P, "--region", L, "--registry", R)
 EXISTS, BUSY, STORAGE, MIGRATE_DUE = 12, 18, 19, 25
-NDEV = 12
+NDEV = 6
 BIG = "x" * 60000  # configs near IoT Core's 64 KiB: the database spans several backup steps
 
 
@@ -282,3 +282,42 @@ def test_restore_checks_every_target_before_writing(setup, tmp_path):
     finally:
         holder.close()
     assert "after-restore" in devices(db)  # the registry was not restored either
+
+
+DEPLOY = Path(os.environ.get("LK_SOURCE_DIR", Path(__file__).resolve().parents[2])) / "tools/latchkey/deploy"
+DOCS = DEPLOY.parents[2] / "docs/operations.md"
+
+
+def unit_text(name):
+    """The unit file as docs/operations.md shows it: without its comment lines."""
+    lines = (DEPLOY / name).read_text().splitlines()
+    return "\n".join(x for x in lines if not x.startswith("#")).strip()
+
+
+def test_docs_show_the_shipped_units():
+    doc = DOCS.read_text()
+    for name in ("latchkey-backup.service", "latchkey-backup.timer"):
+        block = doc[doc.index(f"`{name}`:"):]
+        block = block[block.index("```\n") + 4:]
+        assert block[:block.index("```")].strip() == unit_text(name), name
+
+
+def test_timer_service_command(setup, tmp_path):
+    """The service's ExecStart as systemd runs it ($$ and %% unescaped, ${KEEP} substituted), on test paths:
+    a dated backup, then only the newest KEEP kept."""
+    text = (DEPLOY / "latchkey-backup.service").read_text()
+    start = text.index("ExecStart=/bin/sh -ec '") + len("ExecStart=/bin/sh -ec '")
+    script = text[start:text.index("'\n", start)].replace("\\\n", " ")
+    script = script.replace("$$", "$").replace("%%", "%").replace("${KEEP}", "2")
+    state = tmp_path / "state"
+    state.mkdir()
+    for old in ("2020-01-01T000000Z", "2020-01-02T000000Z"):
+        (state / old).mkdir()
+    script = (script.replace("/var/lib/latchkey-backup", str(state))
+              .replace("/var/lib/latchkey/registry.db", str(setup["db"]))
+              .replace("/usr/bin/latchkey", str(BIN / "latchkey")))
+    r = subprocess.run(["/bin/sh", "-ec", script], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    kept = sorted(p.name for p in state.iterdir())
+    assert len(kept) == 2 and kept[0] == "2020-01-02T000000Z" and kept[1] > "2026", kept
+    assert (state / kept[1] / "backup.json").exists() and (state / kept[1] / "spool.db").exists()
