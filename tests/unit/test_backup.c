@@ -329,6 +329,15 @@ static void test_schema_status_and_migrate(void **state)
              "device_credentials_by_expiry; UPDATE meta SET value = 8 WHERE key = 'schema_version'");
     assert_int_equal(lk_registry_schema_status(old, &fv, &pv, why, sizeof why), LK_OK);
     assert_true(fv == 8 && pv == 9);
+    /* A restore of an older backup migrates the restored file (not the
+     * backup). */
+    path_in(f, "restored.db", other, sizeof other);
+    assert_int_equal(lk_registry_restore(old, other, 0, &from, why, sizeof why), LK_OK);
+    assert_int_equal(from, 8);
+    assert_int_equal(lk_registry_schema_status(other, &fv, &pv, why, sizeof why), LK_OK);
+    assert_int_equal(fv, 9);
+    assert_int_equal(lk_registry_schema_status(old, &fv, &pv, why, sizeof why), LK_OK);
+    assert_int_equal(fv, 8);
     assert_int_equal(lk_registry_migrate(old, &from, &to, why, sizeof why), LK_OK);
     assert_true(from == 8 && to == 9);
     assert_int_equal(lk_registry_schema_status(old, &fv, &pv, why, sizeof why), LK_OK);
