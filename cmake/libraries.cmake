@@ -11,7 +11,8 @@ set(LK_HEADERS_core lk_error.h lk_util.h lk_b64url.h lk_sha256.h lk_se.h lk_jwt.
 set(LK_HEADERS_se lk_softstore.h lk_pkcs11.h)
 set(LK_HEADERS_device lk_device.h)
 set(LK_HEADERS_verify lk_verify.h)
-set(LK_HEADERS_registry lk_registry.h lk_reg_provision.h lk_reg_console.h lk_manifest.h lk_reg_audit.h)
+set(LK_HEADERS_registry lk_registry.h lk_reg_provision.h lk_reg_console.h lk_manifest.h lk_reg_audit.h
+    lk_reg_backup.h)
 set(LK_HEADERS_spool lk_spool.h)
 set(LK_LAYERS core se device verify registry spool)
 

@@ -91,6 +91,8 @@ void lk_registry_set_busy_timeout(lk_registry *reg, unsigned ms);
  * LK_OK, or LK_ERR_REG_STORAGE with the first problem in why. Reads every
  * page: about a second per few hundred MB. */
 lk_err lk_registry_check(lk_registry *reg, char *why, size_t why_size);
+/* Backups, restores, the schema version and migration on demand of a
+ * registry file: lk_reg_backup.h. */
 
 /* ---- names ---- */
 

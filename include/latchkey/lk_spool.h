@@ -51,6 +51,35 @@ lk_err lk_spool_open(const char *path, unsigned flags, int busy_ms, lk_spool **o
                      char *why, size_t why_size);
 void lk_spool_close(lk_spool *sp);
 
+/* An online, consistent copy of the spool at src into the new file dst, as
+ * lk_registry_backup copies the registry (lk_reg_backup.h): the same steps,
+ * checks and files (mode 0640), with the spool's application id and
+ * schema. *schema_version
+ * (may be NULL): the copy's. Errors: LK_ERR_ARG; LK_ERR_REG_EXISTS (dst
+ * exists); LK_ERR_FILE_MISSING, LK_ERR_FILE_UNUSABLE; LK_ERR_STORE_FOREIGN (not
+ * a latchkey spool, or a newer schema); LK_ERR_REG_STORAGE (the copy fails the
+ * integrity check); LK_ERR_REG_BUSY, LK_ERR_IO, LK_ERR_NOMEM. */
+lk_err lk_spool_backup(const char *src, const char *dst, int64_t *schema_version,
+                       char *why, size_t why_size);
+
+#define LK_SPOOL_RESTORE_FORCE 1u /* restore even while other processes have dst open */
+#define LK_SPOOL_RESTORE_CHECK 2u /* every check, no write (LK_REG_RESTORE_CHECK) */
+
+/* Restores the spool backup src into dst, as lk_registry_restore does for the
+ * registry: src checked first, dst created (mode 0660, as lk_spool_open
+ * creates one) or its content replaced in one transaction, in WAL mode
+ * afterwards; refused (LK_ERR_REG_BUSY) while another
+ * process has dst open, unless LK_SPOOL_RESTORE_FORCE. A dst that is another
+ * program's database: LK_ERR_STORE_FOREIGN. */
+lk_err lk_spool_restore(const char *src, const char *dst, unsigned flags, int64_t *schema_version,
+                        char *why, size_t why_size);
+
+/* The spool schema version of the file at path and this program's, read
+ * without creating or writing anything (lk_registry_schema_status).
+ * LK_ERR_STORE_FOREIGN for a file that is not a latchkey spool. */
+lk_err lk_spool_schema_status(const char *path, int64_t *file_version, int64_t *program_version,
+                              char *why, size_t why_size);
+
 /* Bounds, per subscription; 0 = the default (1,000,000 messages, 1 GiB). */
 typedef struct lk_spool_limits {
     uint64_t max_messages;

@@ -12,6 +12,7 @@
 #include <latchkey/lk_manifest.h>
 #include <latchkey/lk_reg_console.h>
 #include <latchkey/lk_reg_audit.h>
+#include <latchkey/lk_reg_backup.h>
 #include <latchkey/lk_registry.h>
 
 static int failures;
@@ -419,6 +420,21 @@ int main(int argc, char **argv)
     CHECK(lk_registry_delete_device(reg, &name, "device-43", why, sizeof why) == LK_OK);
     CHECK(lk_registry_delete_registry(reg, &name, why, sizeof why) == LK_OK);
     lk_registry_close(reg);
+
+    /* backup, restore, schema status, migration on demand */
+    {
+        char db[4200], bk[4200], back[4200];
+        int64_t v = 0, fv = 0, pv = 0, from = 0, to = 0;
+        snprintf(db, sizeof db, "%s/registry.db", argv[1]);
+        snprintf(bk, sizeof bk, "%s/registry-backup.db", argv[1]);
+        snprintf(back, sizeof back, "%s/registry-restored.db", argv[1]);
+        CHECK(lk_registry_backup(db, bk, &v, why, sizeof why) == LK_OK && v > 0);
+        CHECK(lk_registry_backup(db, bk, NULL, why, sizeof why) == LK_ERR_REG_EXISTS);
+        CHECK(lk_registry_restore(bk, back, 0, NULL, why, sizeof why) == LK_OK);
+        CHECK(lk_registry_restore(bk, back, LK_REG_RESTORE_FORCE, NULL, why, sizeof why) == LK_OK);
+        CHECK(lk_registry_schema_status(back, &fv, &pv, why, sizeof why) == LK_OK && fv == pv && fv == v);
+        CHECK(lk_registry_migrate(back, &from, &to, why, sizeof why) == LK_OK && from == to);
+    }
 
     if (failures) {
         fprintf(stderr, "use_registry: %d checks failed (last reason: %s)\n", failures, why);

@@ -67,6 +67,18 @@ int main(int argc, char **argv)
     CHECK(nsubs == 2); /* b and dead */
     lk_spool_close(ro);
     lk_spool_close(sp);
+    /* backup, restore, schema status */
+    {
+        char bk[4200], back[4200];
+        int64_t v = 0, fv = 0, pv = 0;
+        snprintf(bk, sizeof bk, "%s.bk", argv[1]);
+        snprintf(back, sizeof back, "%s.restored", argv[1]);
+        CHECK(lk_spool_backup(argv[1], bk, &v, why, sizeof why) == LK_OK && v == 1);
+        CHECK(lk_spool_backup(argv[1], bk, NULL, why, sizeof why) == LK_ERR_REG_EXISTS);
+        CHECK(lk_spool_restore(bk, back, 0, &v, why, sizeof why) == LK_OK);
+        CHECK(lk_spool_restore(bk, back, LK_SPOOL_RESTORE_FORCE, NULL, why, sizeof why) == LK_OK);
+        CHECK(lk_spool_schema_status(back, &fv, &pv, why, sizeof why) == LK_OK && fv == pv);
+    }
     if (failures == 0)
         printf("use_spool: every function of liblatchkey-spool works\n");
     return failures == 0 ? 0 : 1;

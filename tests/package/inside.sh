@@ -4,7 +4,7 @@
 # or a chroot when LK_NO_SYSTEMD=1). Exits non-zero with the reason.
 set -eu
 
-REG="--registry reg1 --project proj1 --region us-central1"
+REG="--registry reg1 --project proj-one --region us-central1"
 DB=/var/lib/latchkey/registry.db
 systemd=1
 [ -z "${LK_NO_SYSTEMD:-}" ] || systemd=0
@@ -28,7 +28,7 @@ main_pid() { systemctl show -p MainPID --value "$1"; }
 ids() { sqlite3 "file:$1?mode=ro" "SELECT registry || '/' || device_id FROM devices ORDER BY 1"; }
 device_run() { # OUT: the device connects, sends one event, stays 5 s
     echo '{"n": 1}' | latchkey-device --host localhost --port 8883 --ca /etc/latchkey/ca.crt \
-        --project proj1 --region us-central1 --registry reg1 --device dev1 \
+        --project proj-one --region us-central1 --registry reg1 --device dev1 \
         --key dev1 --store /root/keys.store --duration 5 >"$1" 2>&1
 }
 

@@ -46,6 +46,8 @@ enum {
     EXIT_FILE = 24,       /* a file named on the command line or in the key URI (PIN file,
                              CA file, key store, events file) exists but cannot be used:
                              permission denied, not a regular file, not what it must hold */
+    /* latchkey */
+    EXIT_MIGRATE_NEEDED = 25, /* migrate --check: the database's schema is older than the tool's */
     /* latchkey-device */
     EXIT_DEV_REFUSED = 30,     /* the server refused --max-refusals fresh tokens */
     EXIT_DEV_TLS = 31,         /* the server was not authenticated, attempts exhausted */

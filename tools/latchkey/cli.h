@@ -29,5 +29,8 @@ int cmd_subscriptions(int argc, char **argv);         /* cmd_subscriptions.c */
 int cmd_service_accounts(int argc, char **argv);      /* cmd_service_accounts.c */
 int cmd_operators(int argc, char **argv);             /* cmd_operators.c */
 int cmd_audit(int argc, char **argv);                 /* cmd_operators.c: audit list|export */
+int cmd_backup(int argc, char **argv);                /* cmd_backup.c */
+int cmd_restore(int argc, char **argv);               /* cmd_backup.c */
+int cmd_migrate(int argc, char **argv);               /* cmd_backup.c */
 
 #endif

@@ -45,6 +45,11 @@ static const char usage_text[] =
     "  devices commands through latchkeyd's admin API (also LATCHKEY_API, LATCHKEY_KEY_FILE,\n"
     "  LATCHKEY_CA_FILE, or api/key_file/ca_file lines in ~/.config/latchkey/latchkey.conf)\n"
     "\n"
+    "Backups and the schema (docs/operations.md):\n"
+    "  backup  [--db FILE] [--spool FILE | --no-spool] OUT_DIR   online copy of the registry and spool\n"
+    "  restore [--db FILE] [--spool FILE | --no-spool] [--force] BACKUP_DIR\n"
+    "  migrate [--db FILE] [--check]       the database's schema version; migrate it\n"
+    "\n"
     "The broker:\n"
     "  setup --host NAME [--cert F --key F | --test-ca] [--registry R --project P --region L]\n"
     "        [--port N] [--fallback-port N | --no-fallback-port] [--spool] [--metrics] [--force]\n"
@@ -112,6 +117,12 @@ static int admin_dispatch(int argc, char **argv)
         return cmd_operators(argc - i, argv + i);
     if (strcmp(argv[i], "audit") == 0)
         return cmd_audit(argc - i, argv + i);
+    if (strcmp(argv[i], "backup") == 0)
+        return cmd_backup(argc - i, argv + i);
+    if (strcmp(argv[i], "restore") == 0)
+        return cmd_restore(argc - i, argv + i);
+    if (strcmp(argv[i], "migrate") == 0)
+        return cmd_migrate(argc - i, argv + i);
     return tool_usage_error("unknown command '%s' (after --db: registries, devices, backends, "
                             "service-accounts, subscriptions)",
                             tool_shown(argv[i]));
@@ -140,7 +151,9 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "registries") == 0 || strcmp(argv[1], "devices") == 0 ||
         strcmp(argv[1], "backends") == 0 || strcmp(argv[1], "service-accounts") == 0 ||
         strcmp(argv[1], "subscriptions") == 0 || strcmp(argv[1], "operators") == 0 ||
-        strcmp(argv[1], "audit") == 0 || global_opt(argv[1]) >= 0)
+        strcmp(argv[1], "audit") == 0 || strcmp(argv[1], "backup") == 0 ||
+        strcmp(argv[1], "restore") == 0 || strcmp(argv[1], "migrate") == 0 ||
+        global_opt(argv[1]) >= 0)
         return admin_dispatch(argc, argv);
     if (strcmp(argv[1], "--version") == 0) {
         printf("%s %s\n", tool_name, LK_VERSION);
