@@ -105,10 +105,17 @@ boot() {
         sleep 0.2; i=$((i + 1))
     done
     [ -n "$LEADER" ] || return 1
-    timeout 90 nsenter -t "$LEADER" -m -u -i -n -p -r -w \
-        /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin systemctl is-system-running --wait \
-        >"$WORK/state" 2>&1 || true
-    grep -q 'running\|degraded' "$WORK/state"
+    # systemd's bus appears some time after PID 1 starts: ask until it answers.
+    i=0
+    while [ $i -lt 180 ]; do
+        st=$(nsenter -t "$LEADER" -m -u -i -n -p -r -w /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+             systemctl is-system-running 2>&1 || true)
+        echo "$st" >"$WORK/state"
+        case "$st" in running|degraded) return 0 ;; esac
+        kill -0 "$NSPAWN_PID" 2>/dev/null || return 1
+        sleep 0.5; i=$((i + 1))
+    done
+    return 1
 }
 inside() { # run inside.sh STEP in the booted root
     timeout 300 nsenter -t "$LEADER" -m -u -i -n -p -r -w \
