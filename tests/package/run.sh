@@ -73,6 +73,7 @@ new_root() { # NAME -> a fresh root in $WORK/NAME
     mkdir "$WORK/$1"
     tar -xf "$base" -C "$WORK/$1"
     echo "latchkey-test" > "$WORK/$1/etc/hostname"
+    printf '127.0.0.1\tlocalhost latchkey-test\n::1\tlocalhost ip6-localhost\n' > "$WORK/$1/etc/hosts"
     mkdir -p "$WORK/$1/debs"
 }
 
