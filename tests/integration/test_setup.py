@@ -87,7 +87,8 @@ def test_files_and_modes(made):
     assert mode(etc / "latchkeyd.conf") == 0o640
     assert (var / "registry.db").is_file()
     units = root / "etc/systemd/system/mosquitto.service.d"
-    assert sorted(p.name for p in units.iterdir()) == ["latchkey-limits.conf", "latchkey-user.conf"]
+    assert sorted(p.name for p in units.iterdir()) == ["latchkey-limits.conf", "latchkey-sandbox.conf",
+                                                          "latchkey-user.conf"]
     assert "TEST CA" in r.out and "for trials only" in r.out
     assert "systemctl daemon-reload && systemctl restart mosquitto" in r.out
     assert "created    registry  projects/proj-one/locations/us-central1/registries/reg-1" in r.out

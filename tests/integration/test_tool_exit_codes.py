@@ -2,7 +2,7 @@
 
 - tools/common/exit.h is the only place that numbers an exit code; docs/cli.md documents
   exactly its codes; docs/device.md refers to that table instead of keeping one of its own;
-  the codes a restart cannot fix are the same in exit.h, docs/cli.md and the README's
+  the codes a restart cannot fix are the same in exit.h, docs/cli.md and the device agent's packaged
   systemd unit (RestartPreventExitStatus).
 - The same condition exits the same code in `latchkey` and `latchkey-device`: every key
   failure, the other algorithm than --alg, a missing or unreadable PIN file -- and for the
@@ -45,8 +45,8 @@ def no_restart_sets():
     _, section = documented_codes()
     m = re.search(r"A restart cannot fix ([0-9, and]+):", section)
     in_doc = {int(x) for x in re.findall(r"[0-9]+", m.group(1))}
-    readme = (SRC / "README.md").read_text()
-    m = re.search(r"^RestartPreventExitStatus=([0-9 ]+)$", readme, re.M)
+    unit = (SRC / "tools/latchkey-device/deploy/latchkey-device.service.in").read_text()
+    m = re.search(r"^RestartPreventExitStatus=([0-9 ]+)$", unit, re.M)
     in_unit = {int(x) for x in m.group(1).split()}
     return in_header, in_doc, in_unit
 
