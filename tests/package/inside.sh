@@ -99,6 +99,27 @@ device)
     grep -q 'config: {"v": 1}' /root/dev1.out || { cat /root/dev1.out; die "the device got no config"; }
     say "ok: the device connected over TLS and got its config"
     check "the broker logged the device's connection" grep -q 'devices/dev1' /var/log/mosquitto/mosquitto.log
+    if [ $systemd = 1 ]; then
+        # The agent as the packaged service, under its own user and sandbox.
+        install -d -o latchkey-device -g latchkey-device -m 700 /var/lib/latchkey-device
+        install -o latchkey-device -g latchkey-device -m 600 /root/keys.store /var/lib/latchkey-device/keys.store
+        install -m 644 /etc/latchkey/ca.crt /var/lib/latchkey-device/ca.crt
+        printf 'LATCHKEY_DEVICE_OPTIONS="%s"\n' "--host localhost --ca /var/lib/latchkey-device/ca.crt \
+--project proj-one --region us-central1 --registry reg1 --device dev1 --key dev1 \
+--store /var/lib/latchkey-device/keys.store" >/etc/default/latchkey-device
+        check "systemctl start latchkey-device" systemctl start latchkey-device
+        wait_active latchkey-device || die "the agent's service did not start"
+        [ "$(ps -o user= -p "$(main_pid latchkey-device)")" = latchkey-device ] || die "the agent does not run as latchkey-device"
+        latchkey devices configs update dev1 $REG --config-data '{"v": 2}' >/dev/null
+        i=0
+        until journalctl -u latchkey-device --no-pager | grep -q 'config: {"v": 2}'; do
+            i=$((i + 1)); [ $i -lt 50 ] || { journalctl -u latchkey-device --no-pager | tail; die "the agent's service got no config"; }
+            sleep 0.2
+        done
+        say "ok: the agent runs as the service latchkey-device (its user, its sandbox) and gets configs"
+        systemctl stop latchkey-device
+        latchkey devices configs update dev1 $REG --config-data '{"v": 1}' >/dev/null
+    fi
     ;;
 reload)
     fp() { openssl s_client -connect localhost:"$1" -servername localhost </dev/null 2>/dev/null |

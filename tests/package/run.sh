@@ -9,7 +9,8 @@
 #      alone, latchkeyd waits for its configuration;
 #   2. latchkey setup (test CA), restart the broker, start latchkeyd: both run
 #      under their own users with their sandboxing; a device connects, sends
-#      and gets its config; systemctl reload re-reads certificates;
+#      and gets its config, also as the packaged agent service;
+#      systemctl reload re-reads certificates;
 #   3. upgrade to a rebuilt package whose registry schema is one newer
 #      (LK_TEST_SCHEMA_BUMP): migrated, every device and config intact, the
 #      services running the new code, the device connects again;
