@@ -145,3 +145,12 @@ int tool_parse_i64(const char *s, long long min, long long max, long long *out)
     return 0;
 }
 
+void tool_hex(const uint8_t *d, size_t n, char *out)
+{
+    static const char x[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = x[d[i] >> 4];
+        out[2 * i + 1] = x[d[i] & 15];
+    }
+    out[2 * n] = '\0';
+}

@@ -8,6 +8,8 @@
 #ifndef LK_TOOL_H
 #define LK_TOOL_H
 
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include "latchkey/lk_error.h"
 #include "latchkey/lk_se.h"
@@ -73,5 +75,8 @@ int tool_bad_option(int argc, char **argv, int optind_now);
 int tool_parse_format(const char *ctx, const char *arg, int *json);
 /* Parse a decimal integer option; returns 0 on success. */
 int tool_parse_i64(const char *s, long long min, long long max, long long *out);
+
+/* n bytes as 2n lower-case hex digits and a NUL in out (2n + 1 bytes). */
+void tool_hex(const uint8_t *d, size_t n, char *out);
 
 #endif

@@ -156,7 +156,6 @@ static void beside(const char *db, const char *name, char *out, size_t size)
 /* SHA-256 (hex) and size of the file at path. 0, or -1 with errno. */
 static int hash_file(const char *path, char hex[65], long long *size)
 {
-    static const char digits[] = "0123456789abcdef";
     unsigned char buf[65536];
     uint8_t md[LK_SHA256_BYTES];
     lk_sha256_ctx ctx;
@@ -177,11 +176,7 @@ static int hash_file(const char *path, char hex[65], long long *size)
         return -1;
     }
     lk_sha256_final(&ctx, md);
-    for (size_t i = 0; i < sizeof md; i++) {
-        hex[2 * i] = digits[md[i] >> 4];
-        hex[2 * i + 1] = digits[md[i] & 15];
-    }
-    hex[64] = '\0';
+    tool_hex(md, sizeof md, hex);
     return 0;
 }
 

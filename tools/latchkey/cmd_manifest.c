@@ -25,16 +25,6 @@
 #include "manifest.h"
 #include "regops.h"
 
-static void hex(const uint8_t *d, size_t n, char *out)
-{
-    static const char x[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = x[d[i] >> 4];
-        out[2 * i + 1] = x[d[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 /* ---- devices import --manifest ---- */
 
 static json_t *report_json(const lk_manifest_report *r, int dry)
@@ -196,7 +186,7 @@ static int signer_cb(void *arg, const lk_reg_signer *s)
 {
     struct lister *l = arg;
     char fp[65], idx[16], created[32];
-    hex(s->fingerprint, 32, fp);
+    tool_hex(s->fingerprint, 32, fp);
     snprintf(idx, sizeof idx, "%u", s->index);
     snprintf(created, sizeof created, "%lld", (long long)s->created);
     if (l->arr != NULL) {
