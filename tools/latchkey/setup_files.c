@@ -186,7 +186,15 @@ int setup_read(const char *path, size_t max, int nofollow, char **out, size_t *l
         ssize_t r = read(fd, buf + n, (size_t)st.st_size - n);
         if (r < 0 && errno == EINTR)
             continue;
-        if (r <= 0)
+        if (r < 0) {
+            /* an I/O error is not a shorter file: the caller compares and
+             * parses what this returns */
+            e = errno;
+            free(buf);
+            close(fd);
+            return e;
+        }
+        if (r == 0)
             break;
         n += (size_t)r;
     }
