@@ -223,7 +223,7 @@ static EVP_PKEY *p256(void)
 /* The test CA: kept when made before, else made; *x, *k its cert and key. */
 static int test_ca(const struct setup *s, X509 **x, EVP_PKEY **k)
 {
-    char cap[SETUP_PATH_MAX], keyp[SETUP_PATH_MAX], why[512];
+    char cap[SETUP_PATH_MAX], keyp[SETUP_PATH_MAX];
     struct pair p;
     X509_NAME *name;
     int rc;
@@ -239,9 +239,9 @@ static int test_ca(const struct setup *s, X509 **x, EVP_PKEY **k)
             return rc;
         }
         if (EVP_PKEY_eq(X509_get0_pubkey(p.x), p.k) != 1 || X509_cmp_current_time(X509_get0_notAfter(p.x)) <= 0) {
-            snprintf(why, sizeof why, "%s", "test-ca.key is not its key, or it expired");
             pair_free(&p);
-            return setup_fail(EXIT_INVALID, cap, "%s: remove ca.crt and test-ca.key to make a new test CA", why);
+            return setup_fail(EXIT_INVALID, cap, "test-ca.key is not its key, or it expired: remove ca.crt and "
+                                                 "test-ca.key to make a new test CA");
         }
         setup_say("kept", cap, "(the TEST CA made by an earlier setup --test-ca)");
         setup_say("kept", keyp, NULL);
