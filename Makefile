@@ -13,7 +13,7 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_TEST_SECONDS ?= 10
 
-.PHONY: all deps deps-run build build-quiet build-asan test test-cortexm demo bench install clean build-fuzz \
+.PHONY: all deps deps-run build build-quiet build-asan test test-cortexm demo bench bench-max install clean build-fuzz \
         fuzz test-fuzz deb test-deb
 
 all: build
@@ -85,6 +85,11 @@ demo: deps-run
 bench: deps
 	$(MAKE) build
 	sh bench/run.sh $(BUILD)
+
+# The largest fleet one broker keeps connected (minutes long; not in CI).
+bench-max: deps
+	$(MAKE) build
+	sh bench/max.sh $(BUILD) $(BUILD)/bench-max.txt
 
 # As root, ldconfig makes the new shared libraries known to the loader.
 install: deps-run
