@@ -69,7 +69,8 @@ static const char sim_usage[] =
     "Progress and failures go to standard error. The summary gives the devices that\n"
     "connected, the time until all had connected (connect_s), connection attempts,\n"
     "refusals, TLS failures, disconnects, token refreshes, tokens signed, events\n"
-    "published, delivered (acknowledged) and undelivered, devices that gave up\n"
+    "published, delivered (acknowledged) and undelivered, configs and commands\n"
+    "received, devices that gave up\n"
     "(failed), the peak memory and the elapsed time. SIGINT/SIGTERM stop the fleet\n"
     "early, with a summary.\n"
     "\n"
@@ -644,6 +645,8 @@ static int summarize(struct sim *s)
         t.tokens += st.tokens;
         t.published += st.published;
         t.delivered += st.delivered;
+        t.configs += st.configs;
+        t.commands += st.commands;
         undelivered += st.queued;
     }
     if (s->not_queued > 0)
@@ -667,12 +670,14 @@ static int summarize(struct sim *s)
             printf("null");
         printf(", \"attempts\": %llu, \"refusals\": %llu, \"tls_failures\": %llu, \"disconnects\": %llu, "
                "\"refreshes\": %llu, \"tokens\": %llu, \"published\": %llu, \"delivered\": %llu, "
-               "\"undelivered\": %llu, \"failed\": %u, \"peak_rss_kb\": %ld, \"elapsed_s\": %.3f}\n",
+               "\"undelivered\": %llu, \"configs\": %llu, \"commands\": %llu, \"failed\": %u, "
+               "\"peak_rss_kb\": %ld, \"elapsed_s\": %.3f}\n",
                (unsigned long long)t.attempts, (unsigned long long)t.refusals,
                (unsigned long long)t.tls_failures, (unsigned long long)t.disconnects,
                (unsigned long long)t.refreshes, (unsigned long long)t.tokens,
                (unsigned long long)t.published, (unsigned long long)t.delivered,
-               (unsigned long long)undelivered, s->failed, peak_kb, elapsed);
+               (unsigned long long)undelivered, (unsigned long long)t.configs,
+               (unsigned long long)t.commands, s->failed, peak_kb, elapsed);
     } else {
         printf("devices       %u\n", s->n);
         if (connect_s >= 0)
@@ -688,6 +693,8 @@ static int summarize(struct sim *s)
         printf("published     %llu\n", (unsigned long long)t.published);
         printf("delivered     %llu\n", (unsigned long long)t.delivered);
         printf("undelivered   %llu\n", (unsigned long long)undelivered);
+        printf("configs       %llu\n", (unsigned long long)t.configs);
+        printf("commands      %llu\n", (unsigned long long)t.commands);
         printf("failed        %u\n", s->failed);
         printf("peak memory   %ld kB\n", peak_kb);
         printf("elapsed       %.2f s\n", elapsed);
