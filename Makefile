@@ -13,7 +13,7 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_TEST_SECONDS ?= 10
 
-.PHONY: all deps deps-run build build-quiet build-asan test test-cortexm demo bench bench-max install clean build-fuzz \
+.PHONY: all deps deps-run build build-quiet build-asan test test-cortexm demo bench bench-max soak install clean build-fuzz \
         fuzz test-fuzz deb test-deb
 
 all: build
@@ -85,6 +85,13 @@ demo: deps-run
 bench: deps
 	$(MAKE) build
 	sh bench/run.sh $(BUILD)
+
+# An hour of the whole service in use: nothing lost, memory and descriptors flat
+# (tests/integration/soak.py; a short one runs in `make test` and `make bench`).
+SOAK_SECONDS ?= 3600
+soak: deps
+	$(MAKE) build
+	/usr/bin/python3 tests/integration/soak.py --build $(BUILD) --seconds $(SOAK_SECONDS) --out $(BUILD)/soak.txt
 
 # The largest fleet one broker keeps connected (minutes long; not in CI).
 bench-max: deps
