@@ -13,7 +13,7 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_TEST_SECONDS ?= 10
 
-.PHONY: all deps deps-run build build-quiet build-asan test test-cortexm demo bench bench-max soak install clean build-fuzz \
+.PHONY: all deps deps-run build build-quiet build-asan test test-cortexm demo bench bench-max soak test-valgrind install clean build-fuzz \
         fuzz test-fuzz deb test-deb
 
 all: build
@@ -92,6 +92,12 @@ SOAK_SECONDS ?= 3600
 soak: deps
 	$(MAKE) build
 	/usr/bin/python3 tests/integration/soak.py --build $(BUILD) --seconds $(SOAK_SECONDS) --out $(BUILD)/soak.txt
+
+# Integration suites with the broker and latchkeyd under valgrind's memcheck: no leak or
+# memory error in latchkey's code (tests/valgrind/run.sh; slow, not in `make test`).
+test-valgrind: deps
+	$(MAKE) build
+	sh tests/valgrind/run.sh $(BUILD) $(VALGRIND_SUITES)
 
 # The largest fleet one broker keeps connected (minutes long; not in CI).
 bench-max: deps

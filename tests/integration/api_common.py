@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from conftest import BIN, run_tool
+from conftest import BIN, run_tool, server_timeout, valgrind_prefix
 
 DAEMON = BIN / "latchkeyd"
 P, L, R = "proj-one", "us-central1", "reg-1"
@@ -134,8 +134,8 @@ class Daemon:
             args += ["--plain-http", "on"]
         args += [str(a) for a in self.extra]
         self.logf = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(args, stdout=self.logf, stderr=subprocess.STDOUT)
-        deadline = time.time() + timeout
+        self.proc = subprocess.Popen([*valgrind_prefix(), *args], stdout=self.logf, stderr=subprocess.STDOUT)
+        deadline = time.time() + server_timeout(timeout)
         while not (self.port_file.exists() and self.port_file.read_text().strip()):
             if self.proc.poll() is not None:
                 pytest.fail(f"latchkeyd exited with {self.proc.returncode}:\n{self.log_text()}")
@@ -158,7 +158,7 @@ class Daemon:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
-            rc = self.proc.wait(timeout)
+            rc = self.proc.wait(server_timeout(timeout))
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()

@@ -50,7 +50,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from conftest import BIN, REPO, run_tool
+from conftest import BIN, REPO, run_tool, server_timeout, valgrind_prefix
 
 TEST_LIB = Path(os.environ.get("LK_TEST_LIB_DIR", REPO / "build" / "tests"))
 OBSERVER_PASSWORD = "observer-" + os.urandom(8).hex()
@@ -287,9 +287,9 @@ class Broker:
             env["LK_SQLITE_FAULT"] = str(self.fault_path)
         if preload:
             env["LD_PRELOAD"] = " ".join(preload)
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf_path)],
+        self.proc = subprocess.Popen([*valgrind_prefix(), MOSQUITTO, "-c", str(self.conf_path)],
                                      stdout=self._stderr, stderr=self._stderr, env=env)
-        deadline = time.time() + timeout
+        deadline = time.time() + server_timeout(timeout)
         pending = [self.tls_port, self.plain_port]
         while pending:
             if self.proc.poll() is not None:
@@ -338,7 +338,7 @@ class Broker:
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(5)
+                self.proc.wait(server_timeout(5))
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()

@@ -19,6 +19,23 @@ SOFTHSM_MODULE = os.environ.get("LK_SOFTHSM_MODULE", "/usr/lib/softhsm/libsofths
 SOFTHSM_UTIL = os.environ.get("LK_SOFTHSM_UTIL", shutil.which("softhsm2-util") or "softhsm2-util")
 # The repository's own test vectors (tests/vectors/SOURCE.md), never a copy elsewhere.
 VECTORS = REPO / "tests" / "vectors"
+# `make test-valgrind` (tests/valgrind/run.sh): the broker and latchkeyd run under memcheck, each
+# process's report in LK_VALGRIND_DIR, read afterwards for leaks and errors in latchkey's code.
+VALGRIND_DIR = os.environ.get("LK_VALGRIND_DIR")
+
+
+def valgrind_prefix():
+    """The command that wraps a long-running server under `make test-valgrind`, else []."""
+    if not VALGRIND_DIR:
+        return []
+    return ["valgrind", "--tool=memcheck", "--leak-check=full", "--show-leak-kinds=definite,indirect",
+            "--errors-for-leak-kinds=definite,indirect", "--num-callers=40", "--track-fds=no",
+            f"--log-file={VALGRIND_DIR}/vg.%p.log"]
+
+
+def server_timeout(seconds):
+    """A wait for a server, longer under valgrind (about 20 times slower)."""
+    return seconds * 10 if VALGRIND_DIR else seconds
 
 
 class Result:
