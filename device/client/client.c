@@ -224,6 +224,7 @@ void lk_dev_stop(lk_dev *d)
         /* Flush what is queued on this connection, then say goodbye. */
         d->state = LK_DEV_STOPPING;
         d->deadline_ms = lk_dev_now_ms() + d->drain_ms;
+        lk_dev__quiet_commands(d);
         if (!d->in_callback)
             lk_dev__pump(d);
         break;
@@ -335,6 +336,7 @@ static lk_err step(lk_dev *d, int readable, int writable)
             d->state = LK_DEV_REFRESHING;
             d->deadline_ms = now + d->drain_ms;
             d->stats.refreshes++;
+            lk_dev__quiet_commands(d);
             lk_dev__emit(d, LK_DEV_EV_REFRESH, LK_OK, 0, 0, 0,
                          "token expires soon: reconnecting with a new one (%zu message(s) in flight)",
                          d->inflight);
@@ -344,7 +346,7 @@ static lk_err step(lk_dev *d, int readable, int writable)
         }
         break;
     case LK_DEV_REFRESHING:
-        if (d->inflight == 0 || now >= d->deadline_ms) {
+        if ((d->inflight == 0 && !lk_dev__quieting(d)) || now >= d->deadline_ms) {
             say_goodbye(d);
             d->ended = 1;
             lk_dev__connection_ended(d, now, MOSQ_ERR_SUCCESS);
@@ -352,7 +354,8 @@ static lk_err step(lk_dev *d, int readable, int writable)
         break;
     case LK_DEV_STOPPING:
         lk_dev__pump(d);
-        if (d->mosq == NULL || d->connack != 0 || d->queued == 0 || now >= d->deadline_ms) {
+        if (d->mosq == NULL || d->connack != 0 || (d->queued == 0 && !lk_dev__quieting(d)) ||
+            now >= d->deadline_ms) {
             say_goodbye(d);
             lk_dev__connection_ended(d, now, MOSQ_ERR_SUCCESS);
         }

@@ -143,6 +143,11 @@ struct lk_dev {
     lk_dev_state state;
     int ended;          /* set by callbacks: the connection is over */
     int connack;        /* -1 none yet, else the CONNACK code */
+    /* Before a refresh or a stop closes the connection, the commands
+     * subscription is withdrawn (lk_dev__quiet_commands): the mid of the
+     * UNSUBSCRIBE awaiting its UNSUBACK, 0 none sent, -1 done (or not possible). */
+    int unsub_mid;
+    int unsub_round;    /* UNSUBACKs received: two end it */
     int lost_rc;        /* libmosquitto's reason from on_disconnect */
     int lost_errno;     /* errno behind lost_rc == MOSQ_ERR_ERRNO */
     long verify_err;    /* the first certificate error of this attempt */
@@ -223,6 +228,10 @@ LK_DEV_HIDDEN void lk_dev__keys_accepted(lk_dev *d);
 /* A refusal of the token: 1 when it was a next key's (forgotten; the caller
  * tries again at once with the key), 0 else. */
 LK_DEV_HIDDEN int lk_dev__keys_refused(lk_dev *d, int connack);
+/* Withdraw the commands subscription before this connection ends (refresh, stop). */
+LK_DEV_HIDDEN void lk_dev__quiet_commands(lk_dev *d);
+/* 1 while that is not finished: the connection must stay open to read what is on its way. */
+LK_DEV_HIDDEN int lk_dev__quieting(const lk_dev *d);
 
 /* queue.c */
 /* A new connection: every message is unsent again. */

@@ -97,6 +97,47 @@ static void cb_subscribe(struct mosquitto *mosq, void *obj, int mid, int n, cons
     lk_dev__emit(d, LK_DEV_EV_SUBSCRIBED, LK_OK, 0, 0, 0, "subscribed to config and commands");
 }
 
+/*
+ * A connection about to close (token refresh, stop) first withdraws its
+ * commands subscription: the broker then answers sendCommandToDevice with
+ * FAILED_PRECONDITION instead of handing a command to a connection that
+ * closes before reading it (the API would have said "delivered": the broker
+ * cannot see PUBACKs, docs/plugin.md). Twice: Mosquitto sends a plugin's
+ * message at the start of its next loop, so a command handed over just
+ * before the first UNSUBSCRIBE was read may follow its UNSUBACK; it cannot
+ * follow the second's, which the broker reads in a later loop.
+ */
+void lk_dev__quiet_commands(lk_dev *d)
+{
+    int mid = 0;
+
+    if (d->mosq == NULL || d->connack != 0 || d->unsub_mid != 0)
+        return;
+    if (mosquitto_unsubscribe(d->mosq, &mid, d->topic_commands) == MOSQ_ERR_SUCCESS && mid > 0)
+        d->unsub_mid = mid;
+    else
+        d->unsub_mid = -1;
+}
+
+int lk_dev__quieting(const lk_dev *d)
+{
+    return d->mosq != NULL && d->connack == 0 && d->unsub_mid > 0;
+}
+
+static void cb_unsubscribe(struct mosquitto *mosq, void *obj, int mid)
+{
+    lk_dev *d = obj;
+    int next = 0;
+    (void)mosq;
+    if (d->unsub_mid <= 0 || mid != d->unsub_mid)
+        return;
+    if (++d->unsub_round >= 2 ||
+        mosquitto_unsubscribe(d->mosq, &next, d->topic_commands) != MOSQ_ERR_SUCCESS || next <= 0)
+        d->unsub_mid = -1;
+    else
+        d->unsub_mid = next;
+}
+
 static void cb_message(struct mosquitto *mosq, void *obj, const struct mosquitto_message *msg)
 {
     lk_dev *d = obj;
@@ -197,6 +238,8 @@ void lk_dev__destroy_connection(lk_dev *d)
     d->verify_err = X509_V_OK;
     d->connack = -1;
     d->connected_ms = 0;
+    d->unsub_mid = 0;
+    d->unsub_round = 0;
     lk_dev__queue_reset_sent(d);
 }
 
@@ -258,6 +301,7 @@ void lk_dev__attempt(lk_dev *d, int64_t now)
     mosquitto_disconnect_callback_set(d->mosq, cb_disconnect);
     mosquitto_publish_callback_set(d->mosq, cb_publish);
     mosquitto_subscribe_callback_set(d->mosq, cb_subscribe);
+    mosquitto_unsubscribe_callback_set(d->mosq, cb_unsubscribe);
     mosquitto_message_callback_set(d->mosq, cb_message);
     /* libmosquitto keeps its own copy of the password until the object is
      * destroyed, at the end of this connection. */

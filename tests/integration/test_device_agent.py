@@ -533,16 +533,44 @@ def test_token_refresh_without_loss(tmp_path_factory):
         be = backend(b, "be-refresh")
         a = Agent(agent_args(b, d, "--token-lifetime", 10, "--refresh-margin", 5, "--exit-on-eof"))
         a.wait_connected()
-        # >= 2 refreshes (every ~5 s); 20 events/s so that some are in flight at a refresh
+        # >= 2 refreshes (every ~5 s); 20 events/s so that some are in flight at a refresh; and
+        # commands sent back to back meanwhile: each the broker says it handed to the device
+        # (exit 0; 21 = not connected or not subscribed) must reach it, refreshes or not
         t_end = time.time() + 17
+        sent_commands = []
+
+        def commands():
+            k = 0
+            while time.time() < t_end - 1:
+                r = d.devices("commands", "send", d.id, "--command-data", f"c-{k}")
+                assert r.rc in (0, 21), r
+                if r.rc == 0:
+                    sent_commands.append(f"c-{k}")
+                k += 1
+        ct = threading.Thread(target=commands)
+        ct.start()
         n = 0
         while time.time() < t_end:
             a.send(f"n-{n}")
             n += 1
             time.sleep(0.05)
             assert a.proc.poll() is None, a.dump()
+        ct.join()
+        time.sleep(1)
         a.close_stdin()
         assert a.wait_exit(30) == EXIT_OK, a.dump()
+        got_commands = {l.split(": ", 1)[1] for _, l in a.out if l.startswith("command: ")}
+        lost = [c for c in sent_commands if c not in got_commands]
+        assert sent_commands and not lost, f"commands handed over but never received: {lost}" + a.dump()
+        # how: before each goodbye the device withdraws its commands subscription twice, each
+        # answered, so nothing handed over before can still be on its way (docs/device.md)
+        mine = [l for l in b.log_text().splitlines() if f" {d.client_id}" in l and
+                re.search(r"Received (UNSUBSCRIBE|DISCONNECT)|Sending UNSUBACK", l)]
+        seq = [re.search(r"(UNSUBSCRIBE|UNSUBACK|DISCONNECT)", l).group(1) for l in mine]
+        goodbyes = [i for i, w in enumerate(seq) if w == "DISCONNECT"]
+        assert len(goodbyes) >= 3, seq
+        for i in goodbyes:
+            assert seq[max(0, i - 4):i] == ["UNSUBSCRIBE", "UNSUBACK"] * 2, (i, seq)
 
         want = [f"n-{i}".encode() for i in range(n)]
         got = wait_payloads(be, d.downstream("events"), want, timeout=10)
