@@ -180,6 +180,21 @@ def _client_class():
                 if self._wire_keepalive is not None:
                     keepalive = self._wire_keepalive
                 return super()._send_connect(keepalive)
+
+            # paho 1.6 lets ssl.SSLEOFError (the broker closed a TLS connection while the
+            # client wrote to it) kill its loop thread without calling on_disconnect: a
+            # closed connection then looks open for ever. It is a lost connection.
+            def _sock_send(self, buf):
+                try:
+                    return super()._sock_send(buf)
+                except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as e:
+                    raise ConnectionResetError(str(e))
+
+            def _sock_recv(self, bufsize):
+                try:
+                    return super()._sock_recv(bufsize)
+                except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as e:
+                    raise ConnectionResetError(str(e))
         _CLIENT = _Client
     return _CLIENT
 

@@ -1,0 +1,262 @@
+"""Faults around storage (issue 20; docs/robustness.md, "Faults"): an import killed with SIGKILL (the tool's
+own, and latchkeyd's devices:importManifest), and the disk full during an import and during push queueing.
+
+Real SQLite files, a real Mosquitto with latchkey's plugin, a real latchkeyd. "Killed during the import" is
+made sure of, not guessed: the kill comes only once another process (Python's sqlite3) finds the registry's
+write lock taken, that is, inside the import's transaction. A full disk is a small tmpfs mounted in the test's
+directory (root only; skipped saying so otherwise) and filled with a file, then freed. What is checked against
+is independent of latchkey: SQLite's `PRAGMA integrity_check` and counts read with Python's sqlite3, the push
+endpoint's record, the devices' own count of PUBACKs.
+"""
+import json
+import os
+import random
+import sqlite3
+import subprocess
+import threading
+import time
+
+import pytest
+
+from api_common import Env, devices_path, ok, P as AP, L as AL
+from broker import Broker
+from conftest import tool_argv, run_tool
+from plugin_common import make_device
+from test_delivery import Device as EventDevice, Endpoint, Stack, wait
+from test_manifest_import import ca_cert, device_line, leaf, pem, write_manifest
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+pytestmark = pytest.mark.db_only("the registry file itself is killed, filled and checked")
+
+LOC = ["--registry", "reg-1", "--project", AP, "--region", AL]
+
+
+def integrity(db):
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        return con.execute("PRAGMA integrity_check").fetchall()
+    finally:
+        con.close()
+
+
+def count_devices(db, prefix):
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        return con.execute("SELECT count(*) FROM devices WHERE device_id LIKE ?", (prefix + "%",)).fetchone()[0]
+    finally:
+        con.close()
+
+
+def write_locked(db):
+    """True when another process holds the database's write lock (a write transaction is open)."""
+    con = sqlite3.connect(str(db), timeout=0, isolation_level=None)
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("ROLLBACK")
+        return False
+    except sqlite3.OperationalError as e:
+        assert "locked" in str(e) or "busy" in str(e), e
+        return True
+    finally:
+        con.close()
+
+
+def kill_inside_the_transaction(proc, db, timeout=30):
+    """SIGKILL proc once it holds db's write lock, after a random part of a few milliseconds."""
+    deadline = time.time() + timeout
+    while not write_locked(db):
+        assert proc.poll() is None, "the import ended before it was seen writing: make it larger"
+        assert time.time() < deadline, "the import never took the write lock"
+        time.sleep(0.001)
+    time.sleep(random.uniform(0.0, 0.05))
+    assert proc.poll() is None, "the import ended before the kill: make it larger"
+    proc.kill()
+    proc.wait()
+
+
+def device_lines(n, prefix):
+    return "".join(json.dumps({"id": f"{prefix}-{i:06d}", "metadata": {"batch": prefix, "n": str(i)}}) + "\n"
+                   for i in range(n))
+
+
+# ---- 1. imports killed ----
+
+def test_tool_import_killed_is_all_or_nothing(tmp_path):
+    """`latchkey devices import` killed with SIGKILL three times, each inside its transaction: the registry
+    has none of the batch each time and passes integrity_check; the same command run again imports it all."""
+    db = tmp_path / "registry.db"
+    assert run_tool("--db", db, "registries", "create", "reg-1", "--project", AP, "--region", AL).rc == 0
+    f = tmp_path / "batch.jsonl"
+    n = 20000
+    f.write_text(device_lines(n, "imp"))
+    for _ in range(3):
+        proc = subprocess.Popen(tool_argv("--db", db, "devices", "import", f, *LOC), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        kill_inside_the_transaction(proc, db)
+        assert integrity(db) == [("ok",)]
+        assert count_devices(db, "imp-") == 0, "a killed import left part of its batch"
+    r = run_tool("--db", db, "devices", "import", f, *LOC)
+    assert r.rc == 0, r
+    assert count_devices(db, "imp-") == n
+    assert integrity(db) == [("ok",)]
+
+
+def test_daemon_killed_during_manifest_import_is_all_or_nothing(tmp_path):
+    """latchkeyd killed with SIGKILL while it imports a signed manifest (devices:importManifest, within its
+    1 MiB body): after the restart none of the batch is there and the file passes integrity_check; the same
+    request then imports every device."""
+    e = Env(tmp_path / "lkd")
+    try:
+        ca, ca_key = ca_cert("Fault CA")
+        (tmp_path / "ca.pem").write_text(pem(ca))
+        loc = ["--project", AP, "--region", AL]
+        assert e.lk("registries", "credentials", "create", "--registry", "reg-1", "--path", tmp_path / "ca.pem",
+                    *loc).rc == 0
+        signer = ec.generate_private_key(ec.SECP256R1())
+        (tmp_path / "s.pem").write_text(pem(signer.public_key()))
+        assert e.lk("registries", "signers", "add", "--label", "acme", "--path", tmp_path / "s.pem",
+                    "--registry", "reg-1", *loc).rc == 0
+        lines = []
+        for i in range(500):
+            c, pub = leaf(f"man-{i:04d}", ca, ca_key)
+            lines.append(device_line(f"man-{i:04d}", c, pub))
+        m = write_manifest(tmp_path / "b.jsonl", lines, signer)
+        body = m.read_bytes()
+        assert len(body) < 1 << 20
+        hdr = {"Content-Type": "application/x-ndjson",
+               "X-Latchkey-Manifest-Signature": (tmp_path / "b.jsonl.jws").read_text().strip()}
+        path = devices_path() + ":importManifest"
+        answers = []
+        t = threading.Thread(target=lambda: answers.append(_post_or_error(e, path, body, hdr)), daemon=True)
+        t.start()
+        kill_inside_the_transaction(e.daemon.proc, e.daemon.db)
+        e.daemon.logf.close()
+        t.join(10)
+        assert answers and answers[0] is None, f"an answer came from a killed import: {answers}"
+        assert integrity(e.daemon.db) == [("ok",)]
+        assert count_devices(e.daemon.db, "man-") == 0, "a killed import left part of its batch"
+        e.daemon.start()
+        rep = ok(e.api.post(path, raw=body, headers=hdr))
+        assert rep["imported"] == 500, rep
+        assert count_devices(e.daemon.db, "man-") == 500
+        assert integrity(e.daemon.db) == [("ok",)]
+    finally:
+        e.stop()
+
+
+def _post_or_error(e, path, body, hdr):
+    try:
+        return e.api.post(path, raw=body, headers=hdr)
+    except OSError:
+        return None
+
+
+# ---- 2. the disk full ----
+
+class SmallDisk:
+    """A tmpfs of size bytes mounted on path; fill() takes every free byte, free() gives it back."""
+
+    def __init__(self, path, size):
+        if os.geteuid() != 0:
+            pytest.skip("a full disk is a tmpfs mounted for the test: needs root")
+        path.mkdir()
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs for the full disk: {r.stderr.strip()}")
+        self.path = path
+        self.filler = path / "filler"
+
+    def fill(self):
+        with open(self.filler, "ab", buffering=0) as f:
+            block = b"\0" * 4096
+            try:
+                while True:
+                    f.write(block)
+            except OSError:
+                pass
+        st = os.statvfs(self.path)
+        assert st.f_bavail == 0, "the disk is not full"
+
+    def free(self):
+        self.filler.unlink()
+
+    def umount(self):
+        subprocess.run(["umount", "-l", str(self.path)], capture_output=True)
+
+
+@pytest.fixture
+def disk(tmp_path):
+    d = SmallDisk(tmp_path / "small", 8 << 20)
+    yield d
+    d.umount()
+
+
+def test_disk_full_during_import(tmp_path, disk):
+    """The registry on a full disk: `devices import` exits 19 saying the disk is full, writes none of its
+    batch and leaves a sound file; the devices already there are intact. Space back, the same command
+    imports it all."""
+    db = disk.path / "registry.db"
+    assert run_tool("--db", db, "registries", "create", "reg-1", "--project", AP, "--region", AL).rc == 0
+    (tmp_path / "first.jsonl").write_text(device_lines(200, "old"))
+    assert run_tool("--db", db, "devices", "import", tmp_path / "first.jsonl", *LOC).rc == 0
+    f = tmp_path / "batch.jsonl"
+    f.write_text(device_lines(20000, "new"))
+    disk.fill()
+    r = run_tool("--db", db, "devices", "import", f, *LOC)
+    assert r.rc == 19, r
+    assert "LK_ERR_REG_STORAGE" in r.err and ("full" in r.err.lower() or "space" in r.err.lower()), r.err
+    assert "nothing was imported" in r.err or "Imported" not in r.out, r
+    disk.free()
+    assert integrity(db) == [("ok",)]
+    assert count_devices(db, "new-") == 0 and count_devices(db, "old-") == 200
+    r = run_tool("--db", db, "devices", "import", f, *LOC)
+    assert r.rc == 0, r
+    assert count_devices(db, "new-") == 20000 and count_devices(db, "old-") == 200
+    assert integrity(db) == [("ok",)]
+
+
+def test_disk_full_during_push_queueing(tmp_path, disk):
+    """The push spool on a full disk. The broker does not acknowledge an event it could not queue (the
+    device's connection closes without PUBACK, the log says why); the device sends it again. latchkeyd
+    keeps the acknowledgements it cannot write and pauses that subscription. Space back, every event the
+    device saw acknowledged reaches the push endpoint, the queue empties, and the spool passes
+    integrity_check."""
+    ep = Endpoint(tmp_path / "ep", "push")
+    s = Stack(tmp_path, ep.ca_path, spool=disk.path / "spool.db")
+    try:
+        s.subscribe("durable", "ev-all", ep.url("/ok"))
+        d = EventDevice(s.b, s.b.device("dev-full"))
+        d.send([b"before %03d" % i + b"." * 2000 for i in range(20)], timeout=30)
+        wait(lambda: len(set(ep.acked_data("/ok"))) == 20, 20, "the events before the disk filled")
+        # queued, not delivered yet: the pusher takes them off the full disk below
+        ep.rules["/ok"] = lambda k: 503
+        queued = [b"queued %03d" % i + b"." * 2000 for i in range(20)]
+        d.send(queued, timeout=30)
+        disk.fill()
+        # the endpoint takes them, but their acknowledgements cannot be written: latchkeyd keeps them in
+        # memory, tries again, and takes nothing new meanwhile (it would be offered again)
+        ep.rules["/ok"] = lambda k: 200
+        wait(lambda: "acknowledgement(s) to the spool" in s.d.log_text(), 20, "latchkeyd saying acks wait")
+        assert "(kept, tried again)" in s.d.log_text()
+        payloads = [b"while full %04d " % i + b"." * 4000 for i in range(400)]
+        mark = len(s.b.log_text())
+        sender = threading.Thread(target=d.send, args=(payloads,), kwargs={"timeout": 120}, daemon=True)
+        sender.start()
+        wait(lambda: "event=spool_failed" in s.b.log_text()[mark:], 30, "the broker saying the spool failed")
+        line = next(ln for ln in s.b.log_text()[mark:].splitlines() if "event=spool_failed" in ln)
+        assert "full" in line.lower() and "not acknowledged" in line, line
+        time.sleep(1.0)
+        assert len(d.acked & set(payloads)) < len(payloads), "every event was queued on a full disk"
+        disk.free()
+        sender.join(120)
+        assert not sender.is_alive(), "the device could not get its events acknowledged after space came back"
+        assert d.acked >= set(payloads)
+        wait(lambda: set(ep.acked_data("/ok")) >= set(queued + payloads), 60, "every acknowledged event pushed")
+        wait(lambda: s.stats("durable")["depth"] == 0, 20, "an empty queue")
+        assert integrity(s.spool) == [("ok",)]
+        assert s.d.alive() and s.b.running()
+    finally:
+        s.stop()
+        ep.close()
