@@ -204,15 +204,16 @@ class Broker:
 
     def __init__(self, base, opts=None, extra_conf="", start=True, registry=REGISTRY,
                  project=PROJECT, region=REGION, observer=False, sqlite_fault=False,
-                 persistence=False, run_as=None):
+                 persistence=False, run_as=None, db=None):
         """base: an empty directory (tmp_path). opts: {"skew": 600, ...} -> plugin_opt_skew 600.
         extra_conf: lines appended to mosquitto.conf. persistence: Mosquitto's persistence
         (file in base), so that a restart keeps retained messages and offline sessions. run_as:
-        the user Mosquitto switches to after reading its configuration (default: this user)."""
+        the user Mosquitto switches to after reading its configuration (default: this user). db: the
+        registry file (default base/registry.db), e.g. on a file system of its own."""
         self.base = Path(base)
         self.base.mkdir(parents=True, exist_ok=True)
         self.project, self.region, self.registry = project, region, registry
-        self.db = self.base / "registry.db"
+        self.db = Path(db) if db else self.base / "registry.db"
         self.conf_path = self.base / "mosquitto.conf"
         self.log_path = self.base / "mosquitto.log"
         self.store = self.base / "keys.lks"

@@ -8,6 +8,7 @@ directory (root only; skipped saying so otherwise) and filled with a file, then 
 is independent of latchkey: SQLite's `PRAGMA integrity_check` and counts read with Python's sqlite3, the push
 endpoint's record, the devices' own count of PUBACKs.
 """
+import base64
 import json
 import os
 import random
@@ -260,3 +261,62 @@ def test_disk_full_during_push_queueing(tmp_path, disk):
     finally:
         s.stop()
         ep.close()
+
+
+def test_api_on_a_full_disk(tmp_path, disk):
+    """latchkeyd's registry on a full disk: a write answers with an error that says the registry's storage
+    failed (and the log says why), writes nothing; reads still answer; space back, the same call succeeds."""
+    e = Env(tmp_path / "lkd", db=disk.path / "registry.db")
+    try:
+        ok(e.api.create_device("dev-before"))
+        disk.fill()
+        r = e.api.create_device("dev-while-full")
+        assert r.status in (500, 503), r
+        assert "LK_ERR_REG_STORAGE" in r.raw.decode() and "the registry's storage failed" in r.message, r
+        assert "disk is full" in e.daemon.log_text(), e.daemon.log_text()[-2000:]
+        assert ok(e.api.get(devices_path() + "/dev-before"))["id"] == "dev-before"
+        disk.free()
+        ok(e.api.create_device("dev-while-full"))
+        assert integrity(e.daemon.db) == [("ok",)]
+    finally:
+        e.stop()
+
+
+def test_broker_registry_on_a_full_disk(tmp_path, disk):
+    """The broker's registry on a full disk: devices still connect and their events reach a backend; a state
+    report, published downstream at once, waits for the registry (as for a lock) and is written when space
+    comes back, not lost."""
+    from plugin_common import backend_secret, close, connect, log_line, publish, received
+    b = Broker(tmp_path / "b", db=disk.path / "registry.db", opts={"activity_flush": 1})
+    try:
+        d = make_device(b, "dev-state")
+        be = connect(b, "be-full/t", backend_secret(b, "be-full"), username="backend:be-full")
+        assert b.subscribe(be, "latchkey/proj-one/#", 1) == 1
+        disk.fill()
+        mark = len(b.log_text())
+        c = connect(b, d.client_id, d.token())
+        try:
+            publish(c, d.topic("events"), b"event on a full disk", qos=1)
+            assert received(be, d.downstream("events"), b"event on a full disk", timeout=5)
+            publish(c, d.topic("state"), b"state on a full disk", qos=1)
+            assert received(be, d.downstream("state"), b"state on a full disk", timeout=5)
+            time.sleep(1.5)
+            assert log_line(b, "(LK_ERR_REG_STORAGE): state reports wait", after=mark), b.log_text()[mark:][-2000:]
+            disk.free()
+            deadline = time.time() + 5
+            while True:
+                r = d.devices("states", "list", d.id, "--format", "json")
+                assert r.rc == 0, r
+                got = [base64.b64decode(s["binaryData"]) for s in json.loads(r.out)]
+                if got:
+                    break
+                assert time.time() < deadline, b.log_text()[mark:][-2000:]
+                time.sleep(0.2)
+            assert got == [b"state on a full disk"]
+            assert b.running()
+        finally:
+            close(c)
+            close(be)
+        assert integrity(b.db) == [("ok",)]
+    finally:
+        b.stop()
