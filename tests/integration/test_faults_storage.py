@@ -120,27 +120,11 @@ def test_daemon_killed_during_manifest_import_is_all_or_nothing(tmp_path):
     then imports every device."""
     e = Env(tmp_path / "lkd")
     try:
-        ca, ca_key = ca_cert("Fault CA")
-        (tmp_path / "ca.pem").write_text(pem(ca))
-        loc = ["--project", AP, "--region", AL]
-        assert e.lk("registries", "credentials", "create", "--registry", "reg-1", "--path", tmp_path / "ca.pem",
-                    *loc).rc == 0
-        signer = ec.generate_private_key(ec.SECP256R1())
-        (tmp_path / "s.pem").write_text(pem(signer.public_key()))
-        assert e.lk("registries", "signers", "add", "--label", "acme", "--path", tmp_path / "s.pem",
-                    "--registry", "reg-1", *loc).rc == 0
+        make = manifests(e, tmp_path)
         n, path = 150, devices_path() + ":importManifest"
         for attempt in range(6):
             prefix = f"man{attempt}-"
-            lines = []
-            for i in range(n):
-                c, pub = leaf(f"{prefix}{i:04d}", ca, ca_key)
-                lines.append(device_line(f"{prefix}{i:04d}", c, pub))
-            m = write_manifest(tmp_path / f"b{attempt}.jsonl", lines, signer, batch=f"batch-{attempt}")
-            body = m.read_bytes()
-            assert len(body) < 1 << 20
-            hdr = {"Content-Type": "application/x-ndjson",
-                   "X-Latchkey-Manifest-Signature": (tmp_path / f"b{attempt}.jsonl.jws").read_text().strip()}
+            body, hdr = make(prefix, n, attempt)
             answers = []
             t = threading.Thread(target=lambda: answers.append(_post_or_error(e, path, body, hdr)), daemon=True)
             t.start()
@@ -162,6 +146,32 @@ def test_daemon_killed_during_manifest_import_is_all_or_nothing(tmp_path):
         assert integrity(e.daemon.db) == [("ok",)]
     finally:
         e.stop()
+
+
+def manifests(e, tmp_path):
+    """Registry reg-1 of e trusts a CA and a manifest signer made here; returns make(prefix, n, k) -> (the
+    body of a signed manifest of n devices prefix0000..., its headers for devices:importManifest)."""
+    ca, ca_key = ca_cert("Fault CA")
+    (tmp_path / "ca.pem").write_text(pem(ca))
+    loc = ["--project", AP, "--region", AL]
+    assert e.lk("registries", "credentials", "create", "--registry", "reg-1", "--path", tmp_path / "ca.pem",
+                *loc).rc == 0
+    signer = ec.generate_private_key(ec.SECP256R1())
+    (tmp_path / "s.pem").write_text(pem(signer.public_key()))
+    assert e.lk("registries", "signers", "add", "--label", "acme", "--path", tmp_path / "s.pem",
+                "--registry", "reg-1", *loc).rc == 0
+
+    def make(prefix, n, k):
+        lines = []
+        for i in range(n):
+            c, pub = leaf(f"{prefix}{i:04d}", ca, ca_key)
+            lines.append(device_line(f"{prefix}{i:04d}", c, pub))
+        m = write_manifest(tmp_path / f"b{k}.jsonl", lines, signer, batch=f"batch-{k}")
+        body = m.read_bytes()
+        assert len(body) < 1 << 20
+        return body, {"Content-Type": "application/x-ndjson",
+                      "X-Latchkey-Manifest-Signature": (tmp_path / f"b{k}.jsonl.jws").read_text().strip()}
+    return make
 
 
 def _post_or_error(e, path, body, hdr):
@@ -284,19 +294,25 @@ def test_disk_full_during_push_queueing(tmp_path, disk):
 
 
 def test_api_on_a_full_disk(tmp_path, disk):
-    """latchkeyd's registry on a full disk: a write answers with an error that says the registry's storage
-    failed (and the log says why), writes nothing; reads still answer; space back, the same call succeeds."""
+    """latchkeyd's registry on a full disk: a write (a device, a signed manifest's import) answers 500 with
+    LK_ERR_REG_STORAGE, saying the registry's storage failed (the log says why), and writes nothing; reads
+    still answer; space back, the same calls succeed."""
     e = Env(tmp_path / "lkd", db=disk.path / "registry.db")
     try:
         ok(e.api.create_device("dev-before"))
+        body, hdr = manifests(e, tmp_path)("full-", 100, 0)
+        path = devices_path() + ":importManifest"
         disk.fill()
-        r = e.api.create_device("dev-while-full")
-        assert r.status in (500, 503), r
-        assert "LK_ERR_REG_STORAGE" in r.raw.decode() and "the registry's storage failed" in r.message, r
+        for r in (e.api.create_device("dev-while-full"), e.api.post(path, raw=body, headers=hdr)):
+            assert r.status == 500, r
+            assert "LK_ERR_REG_STORAGE" in r.raw.decode() and "the registry's storage failed" in r.message, r
         assert "disk is full" in e.daemon.log_text(), e.daemon.log_text()[-2000:]
         assert ok(e.api.get(devices_path() + "/dev-before"))["id"] == "dev-before"
+        assert count_devices(e.daemon.db, "full-") == 0
         disk.free()
         ok(e.api.create_device("dev-while-full"))
+        assert ok(e.api.post(path, raw=body, headers=hdr))["imported"] == 100
+        assert count_devices(e.daemon.db, "full-") == 100
         assert integrity(e.daemon.db) == [("ok",)]
     finally:
         e.stop()
