@@ -21,7 +21,7 @@ import pytest
 
 from api_common import Env, devices_path, ok, P as AP, L as AL
 from broker import Broker
-from conftest import tool_argv, run_tool
+from conftest import integrity, run_tool, tool_argv
 from plugin_common import make_device
 from test_delivery import Device as EventDevice, Endpoint, Stack, wait
 from test_manifest_import import ca_cert, device_line, leaf, pem, write_manifest
@@ -31,14 +31,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 pytestmark = pytest.mark.db_only("the registry file itself is killed, filled and checked")
 
 LOC = ["--registry", "reg-1", "--project", AP, "--region", AL]
-
-
-def integrity(db):
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        return con.execute("PRAGMA integrity_check").fetchall()
-    finally:
-        con.close()
 
 
 def count_devices(db, prefix):
