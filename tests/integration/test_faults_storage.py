@@ -109,7 +109,7 @@ def test_daemon_killed_during_manifest_import_is_all_or_nothing(tmp_path):
     """latchkeyd killed with SIGKILL while it imports a signed manifest (devices:importManifest, within its
     1 MiB body), until a kill lands before the commit: after each restart the batch is all there or not at all
     (all of it whenever the import was answered 200), and the file passes integrity_check; the same request
-    then imports every device."""
+    then imports every device. (The write lock is the import's: authenticating a call writes nothing.)"""
     e = Env(tmp_path / "lkd")
     try:
         make = manifests(e, tmp_path)
