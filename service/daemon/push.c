@@ -45,7 +45,7 @@ struct psub {
     int64_t next_expire;
     int64_t log_ms, cfg_log_ms;
     unsigned fails_unlogged;
-    char last_err[160];
+    char last_err[640];          /* a path and SQLite's reason fit: "disk is full" must not be cut */
     /* Devices whose oldest delivery must wait although the spool has it due:
      * its failure could not be written (lk_spool_retry or lk_spool_dead_letter
      * failed) or its POST could not be made. Without this it would be taken

@@ -222,6 +222,13 @@ void lkd_reply_lk(struct lkd_call *c, lk_err err, const char *why)
     case LK_ERR_CRED_INVALID:
     case LK_ERR_ARG: lkd_reply_reason(c, LKD_INVALID_ARGUMENT, err, "%s", w); return;
     case LK_ERR_REG_BUSY: lkd_reply_reason(c, LKD_UNAVAILABLE, err, "the registry is busy; try again"); return;
+    /* A full disk, an I/O error, a damaged file: the transaction was rolled
+     * back. The path and SQLite's words go to the log, not to the client. */
+    case LK_ERR_REG_STORAGE:
+        lkd_log("registry failure: %s (%s)", w, lk_errname(err));
+        lkd_reply_reason(c, LKD_INTERNAL, err, "the registry's storage failed (a full disk, an I/O error or a "
+                                               "damaged file: latchkeyd's log says which)");
+        return;
     default:
         lkd_log("registry failure: %s (%s)", w, lk_errname(err));
         lkd_reply_reason(c, LKD_INTERNAL, err, "internal error (%s)", lk_errname(err));

@@ -2,8 +2,8 @@
  * stateq.c — state reports that could not be written yet (docs/plugin.md,
  * "Config, commands, state"). A state is written to the registry when it
  * arrives; when the registry is locked longer than the broker's busy timeout
- * (a large import, a backup) the write fails with LK_ERR_REG_BUSY, and the
- * report waits here and is written again on a later tick instead of being
+ * (a large import, a backup) the write fails with LK_ERR_REG_BUSY, or with
+ * LK_ERR_REG_STORAGE when its disk is full, and the report waits here and is written again on a later tick instead of being
  * lost.
  *
  * Bounded: one report a device (a newer one replaces the waiting one, so an
@@ -37,10 +37,12 @@ static int64_t retry_ms;             /* the next attempt, in clock__now_ms() */
 static uint64_t dropped;             /* dropped since the last log line about it */
 static int64_t dropped_logged;       /* when that line was written (s) */
 
-/* Errors worth waiting out: the lock, or memory; the others are final. */
+/* Errors worth waiting out: the lock, memory, or storage (a full disk gets
+ * space back; a broken one only fills the bounded wait); the others (the
+ * device deleted meanwhile) are final. */
 static int stateq__transient(lk_err err)
 {
-    return err == LK_ERR_REG_BUSY || err == LK_ERR_NOMEM;
+    return err == LK_ERR_REG_BUSY || err == LK_ERR_NOMEM || err == LK_ERR_REG_STORAGE;
 }
 
 static void stateq__drop_log(const char *path, int64_t now)
@@ -50,7 +52,7 @@ static void stateq__drop_log(const char *path, int64_t now)
     if (now == dropped_logged)
         return;
     plog__msg(PLOG_WARN, "state_dropped", path, "its state report was dropped: "
-                         "%zu reports (%zu bytes) already wait for the busy registry (at most "
+                         "%zu reports (%zu bytes) already wait for the registry (at most "
                          "plugin_opt_state_wait_max %u, %u bytes); %" PRIu64 " dropped since the last "
                          "such line", q_n, q_bytes, plg.opt.state_wait_max, STATEQ_BYTES, dropped);
     dropped = 0;
@@ -115,7 +117,7 @@ static int stateq__keep(const lk_device_name *p, uint64_t num_id, const void *da
 void stateq__add(const lk_device_name *p, uint64_t num_id, const void *data, uint32_t len,
                  int64_t t)
 {
-    lk_err err;
+    lk_err err = LK_OK;
 
     if (q_n == 0) {
         err = lk_registry_add_state(plg.reg, num_id, data, len, t);
@@ -130,9 +132,10 @@ void stateq__add(const lk_device_name *p, uint64_t num_id, const void *data, uin
         }
         retry_ms = clock__now_ms() + STATEQ_RETRY_MS;
     }
-    if (stateq__keep(p, num_id, data, len, t) == 0 && q_n == 1)
-        plog__msg(PLOG_INFO, "registry_busy", NULL, "the registry is busy: state reports "
-                             "wait and are written again every %d ms", STATEQ_RETRY_MS);
+    if (stateq__keep(p, num_id, data, len, t) == 0 && err != LK_OK)
+        plog__msg(PLOG_INFO, "registry_busy", NULL, "the registry cannot take them now (%s): state "
+                             "reports wait and are written again every %d ms", lk_errname(err),
+                  STATEQ_RETRY_MS);
 }
 
 void stateq__flush(int force)

@@ -180,6 +180,21 @@ def _client_class():
                 if self._wire_keepalive is not None:
                     keepalive = self._wire_keepalive
                 return super()._send_connect(keepalive)
+
+            # paho 1.6 lets ssl.SSLEOFError (the broker closed a TLS connection while the
+            # client wrote to it) kill its loop thread without calling on_disconnect: a
+            # closed connection then looks open for ever. It is a lost connection.
+            def _sock_send(self, buf):
+                try:
+                    return super()._sock_send(buf)
+                except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as e:
+                    raise ConnectionResetError(str(e))
+
+            def _sock_recv(self, bufsize):
+                try:
+                    return super()._sock_recv(bufsize)
+                except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as e:
+                    raise ConnectionResetError(str(e))
         _CLIENT = _Client
     return _CLIENT
 
@@ -189,15 +204,16 @@ class Broker:
 
     def __init__(self, base, opts=None, extra_conf="", start=True, registry=REGISTRY,
                  project=PROJECT, region=REGION, observer=False, sqlite_fault=False,
-                 persistence=False, run_as=None):
+                 persistence=False, run_as=None, db=None):
         """base: an empty directory (tmp_path). opts: {"skew": 600, ...} -> plugin_opt_skew 600.
         extra_conf: lines appended to mosquitto.conf. persistence: Mosquitto's persistence
         (file in base), so that a restart keeps retained messages and offline sessions. run_as:
-        the user Mosquitto switches to after reading its configuration (default: this user)."""
+        the user Mosquitto switches to after reading its configuration (default: this user). db: the
+        registry file (default base/registry.db), e.g. on a file system of its own."""
         self.base = Path(base)
         self.base.mkdir(parents=True, exist_ok=True)
         self.project, self.region, self.registry = project, region, registry
-        self.db = self.base / "registry.db"
+        self.db = Path(db) if db else self.base / "registry.db"
         self.conf_path = self.base / "mosquitto.conf"
         self.log_path = self.base / "mosquitto.log"
         self.store = self.base / "keys.lks"

@@ -67,6 +67,16 @@ def run_tool(*args, env=None, input=None, binary="latchkey"):
     return Result(cp)
 
 
+def integrity(db):
+    """SQLite's own `PRAGMA integrity_check` of the database file db (read-only): [("ok",)] when sound."""
+    import sqlite3
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        return con.execute("PRAGMA integrity_check").fetchall()
+    finally:
+        con.close()
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "db_only(reason): the test is about the registry database file "
                                        "itself; skipped when the tool runs through the API")

@@ -122,8 +122,8 @@ class Stack:
     config) -> ev-all; states -> states. The per-device message rate is lifted (docs/plugin.md: over it an
     event is dropped, yet MQTT 3.1.1 still PUBACKs it): bursts here are about durability, not quotas."""
 
-    def __init__(self, base: Path, push_ca, routing=True):
-        self.spool = base / "spool.db"
+    def __init__(self, base: Path, push_ca, routing=True, spool=None):
+        self.spool = spool or base / "spool.db"
         self.b = Broker(base / "broker", opts={"spool": self.spool, "activity_flush": 1,
                                                              "messages_per_second": 1000000}, start=False)
         if routing:
