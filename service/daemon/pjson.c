@@ -377,7 +377,11 @@ int lkd_mask(struct lkd_call *c, const char *param, char out[][48], unsigned max
                 return -1;
             }
         }
-        camel_of(p, len, out[n++], 48);
+        camel_of(p, len, out[n], 48);
+        if (out[n++][0] == '\0') { /* "___": no name left once camel-cased */
+            lkd_reply_error(c, LKD_INVALID_ARGUMENT, "%s: \"%.*s\" is not a field path", param, (int)len, p);
+            return -1;
+        }
         p += len;
         if (*p == ',')
             p++;
