@@ -99,6 +99,34 @@ def manifest_seeds():
     return out
 
 
+def manifest_jws_seeds():
+    """fuzz_manifest_jws's: 0x01 OPTS-in-bits + HEADER 0x00 PAYLOAD (the harness signs), or 0x00 + a raw .jws.
+    The payloads name fuzz_manifest_jws's fixed manifest (its size and SHA-256)."""
+    import hashlib
+    import json
+    fixed = (b'{"latchkeyManifest":1,"batch":"batch-1","manufacturer":"fuzz-fab",'
+             b'"created":"2026-01-01T00:00:00Z"}\n')
+    pay = {"manifest": "f.jsonl", "sha256": hashlib.sha256(fixed).hexdigest(), "size": len(fixed),
+           "devices": 0, "batch": "batch-1", "iat": NOW}
+    j = lambda o: json.dumps(o, separators=(",", ":")).encode()  # noqa: E731
+    rs_hdr = j({"alg": "RS256", "typ": "latchkey-manifest+jws"})
+    es_hdr = j({"alg": "ES256", "typ": "latchkey-manifest+jws"})
+    k = ec.generate_private_key(ec.SECP256R1())
+    si = b64(es_hdr) + b"." + b64(j(pay))
+    return {
+        "es_default_header": b"\x01" + j(pay),
+        "es_no_kid_newline": b"\x09" + es_hdr + b"\x00" + j(pay),
+        "rs256": b"\x05" + rs_hdr + b"\x00" + j(pay),
+        "alg_lies": b"\x05" + es_hdr + b"\x00" + j(pay),
+        "foreign_key": b"\x03" + j(pay),
+        "wrong_size": b"\x01" + j(dict(pay, size=1)),
+        "unknown_member": b"\x01" + j(dict(pay, extra=1)),
+        "bad_sha": b"\x01" + j(dict(pay, sha256="AB" * 32)),
+        "header_crit": b"\x01" + j({"alg": "ES256", "typ": "latchkey-manifest+jws", "crit": []}) + b"\x00" + j(pay),
+        "raw_throwaway_key": b"\x00" + si + b"." + b64(es_sign(k, si)) + b"\n",
+    }
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "corpus")
     es = ec.generate_private_key(ec.SECP256R1())
@@ -164,7 +192,8 @@ def main():
         "two_objects_expired": b"\x80" + pem_pub(es) + pem_pub(es),
     }
     manifest = manifest_seeds()
-    for sub, files in (("verify", verify), ("b64url", b64url), ("cred", cred), ("manifest", manifest)):
+    for sub, files in (("verify", verify), ("b64url", b64url), ("cred", cred), ("manifest", manifest),
+                       ("manifest_jws", manifest_jws_seeds())):
         d = os.path.join(out, sub)
         os.makedirs(d, exist_ok=True)
         for name, data in files.items():
