@@ -17,7 +17,8 @@
  * Invariants (abort on violation):
  *  - no token verifies; info is zeroed after every failure;
  *  - a refusal at the signature (LK_ERR_TOKEN_SIGNATURE) means every claim
- *    rule held, as jansson reads the claims independently: iss is the email,
+ *    rule held, as jansson reads the claims independently (escaped NULs allowed,
+ *    as the verifier reads them): iss is the email,
  *    sub absent or the email, iat and exp integers in [0, 2^53] within the
  *    time rules, and aud (a string or array of strings) names the audience
  *    or the scope string holds one of the scopes as a word;
@@ -121,7 +122,7 @@ static int claims_hold(const char *tok, size_t len)
     uint8_t *buf = malloc(n + 1);
     CHECK(buf != NULL);
     CHECK(lk_b64url_decode(d1 + 1, n, buf, n + 1, &got, 0) == LK_OK);
-    json_t *c = json_loadb((const char *)buf, got, JSON_REJECT_DUPLICATES, NULL);
+    json_t *c = json_loadb((const char *)buf, got, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
     free(buf);
     int64_t iat = 0, exp = 0;
     int ok = json_is_object(c) && is_email(json_object_get(c, "iss")) &&
