@@ -553,7 +553,6 @@ struct job {
     int nl;                    /* next_line's answer */
     unsigned long line;
     json_t *o;
-    char jerr[160];            /* the JSON parser's reason */
     struct dev d;
     uint8_t kd[32], cd[32];
     int rc;                    /* 0 passed, -1 refused, -2 out of memory */
