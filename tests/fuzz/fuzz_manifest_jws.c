@@ -12,8 +12,8 @@
  *   bit 0 set   — signed: the rest is HEADER 0x00 PAYLOAD (without 0x00:
  *                 the payload, under the ES256 signer's header), encoded
  *                 base64url and signed by the harness: ES256 with the
- *                 trusted key (bits 1-2 = 0), the foreign key (1), or
- *                 RS256 with the trusted RSA key (2, 3); bit 3 appends "\n".
+ *                 trusted key (bits 1-2 = 0 or 3), the foreign key (1), or
+ *                 RS256 with the trusted RSA key (2); bit 3 appends "\n".
  * Invariants (abort on violation):
  *  - nothing is ever accepted (the manifest has no device) and nothing
  *    written; every refusal says why, with the report's err;
@@ -126,7 +126,7 @@ static void put_b64(char *out, size_t cap, size_t *len, const void *in, size_t n
 static char *sign(unsigned opts, const uint8_t *rest, size_t n, size_t *out_len)
 {
     unsigned key = (opts >> 1) & 3u;
-    EVP_PKEY *k = key == 0 ? es : key == 1 ? foreign : rs;
+    EVP_PKEY *k = key == 1 ? foreign : key == 2 ? rs : es; /* RSA signing is slow: one key choice in four */
     char hdr[160];
     const uint8_t *h = (const uint8_t *)hdr, *p = rest;
     size_t hl, pl = n;
