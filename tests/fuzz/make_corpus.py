@@ -127,6 +127,35 @@ def manifest_jws_seeds():
     }
 
 
+def registry_certs_seeds():
+    """fuzz_registry_certs's: a mode byte (0 CA, 1 DER, 2 details, 3 chain, 4 CRL, 5 signer key, 6 JIT
+    certificate) and PEM: a CA, a device certificate (CN dev-1) it signed, the two as a chain, a CRL it
+    signed, P-256 and RSA public keys."""
+    from cryptography.x509 import (BasicConstraints, CertificateRevocationListBuilder,
+                                   RevokedCertificateBuilder)
+    t = datetime.datetime(2023, 1, 1, tzinfo=datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "latchkey fuzz CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(1).not_valid_before(t).not_valid_after(t + datetime.timedelta(days=3650))
+          .add_extension(BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))
+    dev_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dev-1")])).issuer_name(ca_name)
+            .public_key(dev_key.public_key()).serial_number(2).not_valid_before(t)
+            .not_valid_after(t + datetime.timedelta(days=3650)).sign(ca_key, hashes.SHA256()))
+    crl = (CertificateRevocationListBuilder().issuer_name(ca_name).last_update(t)
+           .next_update(t + datetime.timedelta(days=3650))
+           .add_revoked_certificate(RevokedCertificateBuilder().serial_number(2).revocation_date(t).build())
+           .sign(ca_key, hashes.SHA256()))
+    pem = lambda c: c.public_bytes(serialization.Encoding.PEM)  # noqa: E731
+    rs = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return {"ca": b"\x00" + pem(ca), "ca_is_leaf": b"\x00" + pem(leaf), "der": b"\x01" + pem(leaf),
+            "details": b"\x02" + pem(ca), "chain": b"\x03" + pem(leaf) + pem(ca), "crl": b"\x04" + pem(crl),
+            "signer_es": b"\x05" + pem_pub(dev_key), "signer_rsa": b"\x05" + pem_pub(rs),
+            "jit": b"\x06" + pem(leaf)}
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "corpus")
     es = ec.generate_private_key(ec.SECP256R1())
@@ -193,7 +222,7 @@ def main():
     }
     manifest = manifest_seeds()
     for sub, files in (("verify", verify), ("b64url", b64url), ("cred", cred), ("manifest", manifest),
-                       ("manifest_jws", manifest_jws_seeds())):
+                       ("manifest_jws", manifest_jws_seeds()), ("registry_certs", registry_certs_seeds())):
         d = os.path.join(out, sub)
         os.makedirs(d, exist_ok=True)
         for name, data in files.items():

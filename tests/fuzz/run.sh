@@ -31,7 +31,7 @@ if [ -z "$RUNS" ]; then
     shift
 fi
 ALL="fuzz_verify fuzz_cred fuzz_sa_token fuzz_b64url fuzz_iotcore fuzz_attach fuzz_rest_path fuzz_api_body
-     fuzz_gateway_error fuzz_manifest fuzz_manifest_jws fuzz_import"
+     fuzz_gateway_error fuzz_manifest fuzz_manifest_jws fuzz_import fuzz_registry_certs"
 TARGETS=${*:-$ALL}
 SRC=$(cd "$(dirname "$0")" && pwd)
 # LeakSanitizer stays on: a leak on a rejected token is a bug. A 16 MB
@@ -86,6 +86,7 @@ for t in $TARGETS; do
         fuzz_manifest) extra="-max_len=8192" ;;
         fuzz_manifest_jws) extra="-max_len=17000" ;;   # past LK_MANIFEST_JWS_MAX
         fuzz_import) extra="-max_len=8192" ;;
+        fuzz_registry_certs) extra="-max_len=17000" ;;
     esac
     if [ -n "$RUNS" ]; then
         limit="-runs=$RUNS"
