@@ -25,7 +25,10 @@
  *  - why is NUL-terminated, one line, and never holds 16 characters of the
  *    signature segment;
  *  - lk_jwt_peek_kid's kid, when it succeeds, is non-empty, without NUL, and
- *    "" after a failure.
+ *    "" after a failure;
+ *  - lk_jwt_has_x5c (the daemon's and the plugin's cheap test before a
+ *    just-in-time registration, same header reader) says yes only for a
+ *    token of three segments within the cap.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -168,6 +171,12 @@ static void check(const char *tok, size_t len, size_t sig_off)
     }
     if (err == LK_ERR_TOKEN_SIGNATURE)
         CHECK(claims_hold(tok, len));
+    for (unsigned pad = 0; pad <= LK_VERIFY_ALLOW_PADDING; pad += LK_VERIFY_ALLOW_PADDING) {
+        if (lk_jwt_has_x5c(tok, len, 0, pad)) {
+            const char *d1 = memchr(tok, '.', len), *d2 = d1 ? memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - tok)) : NULL;
+            CHECK(len <= LK_VERIFY_MAX_LEN && d2 != NULL && memchr(d2 + 1, '.', len - (size_t)(d2 + 1 - tok)) == NULL);
+        }
+    }
     lk_err kerr = lk_jwt_peek_kid(tok, len, kid, sizeof kid);
     if (kerr == LK_OK)
         CHECK(kid[0] != '\0' && strlen(kid) < sizeof kid);
