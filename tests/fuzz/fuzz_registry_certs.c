@@ -15,7 +15,7 @@
  *  - a CA accepted gives its DER, which OpenSSL reads back as one
  *    certificate that is a CA; a stored certificate's DER reads back;
  *  - details name a subject, an issuer and a key type; a chain holds at most
- *    LK_REG_CHAIN_MAX certificates; a signer key has a type and a
+ *    LK_REG_CHAIN_MAX intermediates and the anchor; a signer key has a type and a
  *    fingerprint; a JIT certificate is ES256_X509_PEM or RSA_X509_PEM;
  *  - no CRL is accepted against an empty trust set.
  */
@@ -113,7 +113,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         STACK_OF(X509) *st = NULL;
         err = lk_reg__chain_parse(pem, len, &st, why, sizeof why);
         if (err == LK_OK)
-            CHECK(st == NULL || (sk_X509_num(st) >= 1 && sk_X509_num(st) <= (int)LK_REG_CHAIN_MAX));
+            CHECK(st == NULL || (sk_X509_num(st) >= 1 && sk_X509_num(st) <= (int)LK_REG_CHAIN_MAX + 1));
         else
             CHECK(st == NULL);
         sk_X509_pop_free(st, X509_free);
