@@ -4,8 +4,8 @@
 # a number of executions with a report (`make fuzz-campaign`, FUZZ_RUNS,
 # default 10 million).
 #
-#   sh tests/fuzz/run.sh BUILD SECONDS [TARGET...]
-#   sh tests/fuzz/run.sh --runs N --report FILE BUILD [TARGET...]
+#   sh tests/fuzz/run.sh [--report FILE] BUILD SECONDS [TARGET...]
+#   sh tests/fuzz/run.sh --runs N [--report FILE] BUILD [TARGET...]
 #
 # Each target works in BUILD/fuzz-work/TARGET/: corpus/ starts as a copy of
 # tests/fuzz/corpus/<name>/ (the repository is never written) and keeps what
