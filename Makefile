@@ -11,7 +11,7 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 TEST_JOBS  ?= 2
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
-FUZZ_TEST_SECONDS ?= 5
+FUZZ_TEST_SECONDS ?= 4
 FUZZ_RUNS ?= 10000000
 FUZZ_TARGETS ?=
 
