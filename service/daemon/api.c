@@ -22,36 +22,6 @@
 #include "latchkey/lk_iotcore.h"
 #include "daemon.h"
 
-int lkd_name(struct lkd_call *c, lk_reg_name *n, unsigned nseg_used)
-{
-    memset(n, 0, sizeof *n);
-    const char *p = c->seg[1];
-    if (!lk_project_valid(p, strlen(p))) {
-        lkd_reply_error(c, LKD_INVALID_ARGUMENT, "\"%.64s\" is not a valid project id", p);
-        return -1;
-    }
-    n->project = p;
-    if (nseg_used >= 4) {
-        const char *l = c->seg[3];
-        if (!lk_location_valid(l, strlen(l))) {
-            lkd_reply_error(c, LKD_INVALID_ARGUMENT, "\"%.64s\" is not a valid location", l);
-            return -1;
-        }
-        n->location = l;
-    }
-    if (nseg_used >= 6) {
-        const char *r = c->seg[5];
-        if (!lk_id_valid(r, strlen(r))) {
-            char buf[200];
-            lkd_reply_error(c, LKD_INVALID_ARGUMENT, "%s",
-                            lk_id_why("registry id", r, strlen(r), buf, sizeof buf));
-            return -1;
-        }
-        n->registry = r;
-    }
-    return 0;
-}
-
 static int is(const struct lkd_call *c, unsigned i, const char *s)
 {
     return i < c->nseg && strcmp(c->seg[i], s) == 0;

@@ -433,6 +433,11 @@ void lkd_api_subscriptions(struct lkd_call *c);
 /* GET /console/api/projects/P/... (console_api.c): the console's fleet data. */
 void lkd_console_dispatch(struct lkd_call *c);
 
+/* Split the path after "/v1/" (or "/console/api/") into c->seg, each
+ * percent-decoded, and the last one's ":verb" into c->verb (path.c). 0, or
+ * -1 with *msg (the caller replies INVALID_ARGUMENT; segments taken so far
+ * are c's and freed with it). */
+int lkd_split_path(struct lkd_call *c, const char *raw, const char **msg);
 /* A registry name from projects/P/locations/L/registries/R segments; the
  * ids are checked (INVALID_ARGUMENT replied, -1). */
 int lkd_name(struct lkd_call *c, lk_reg_name *n, unsigned nseg_used);

@@ -34,57 +34,6 @@ struct bufferevent *lkd_http_bev(struct event_base *base, void *arg)
     return bev;
 }
 
-/* Split the path after "/v1/" into decoded segments. 0, or -1 with msg. */
-static int split_path(struct lkd_call *c, const char *raw, const char **msg)
-{
-    const char *p = raw;
-    while (*p != '\0') {
-        const char *e = strchr(p, '/');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        if (n == 0) {
-            *msg = "empty path segment";
-            return -1;
-        }
-        if (c->nseg == LKD_SEG_MAX) {
-            *msg = "path too long";
-            return -1;
-        }
-        char *enc = strndup(p, n);
-        size_t dlen = 0;
-        char *dec = enc ? evhttp_uridecode(enc, 0, &dlen) : NULL;
-        free(enc);
-        if (dec == NULL)
-            return -1;
-        if (dlen != strlen(dec) || strchr(dec, '/') != NULL || strcmp(dec, ".") == 0 || strcmp(dec, "..") == 0 ||
-            dlen == 0) {
-            free(dec);
-            *msg = "a path segment is empty, \".\", \"..\", or encodes '/' or NUL";
-            return -1;
-        }
-        c->seg[c->nseg++] = dec;
-        if (e == NULL)
-            break;
-        p = e + 1;
-        if (*p == '\0') {
-            *msg = "path ends with '/'";
-            return -1;
-        }
-    }
-    if (c->nseg > 0) {
-        char *last = c->seg[c->nseg - 1];
-        char *colon = strchr(last, ':');
-        if (colon != NULL) {
-            *colon = '\0';
-            c->verb = colon + 1;
-            if (*last == '\0' || *c->verb == '\0') {
-                *msg = "empty name or method around ':'";
-                return -1;
-            }
-        }
-    }
-    return 0;
-}
-
 /* More than one Content-Length makes the framing ambiguous (evhttp reads
  * the first): a proxy in front that reads another would see a different
  * request (request smuggling). RFC 9112 §6.3: answer 400 and close. */
@@ -163,7 +112,7 @@ static void serve(struct lkd *d, struct evhttp_request *req, int device)
     if (!device && lkd_authenticate(c) != 0)
         return;
     const char *msg = "out of memory";
-    if (split_path(c, path + (console ? 13 : 4), &msg) != 0) {
+    if (lkd_split_path(c, path + (console ? 13 : 4), &msg) != 0) {
         lkd_reply_error(c, LKD_INVALID_ARGUMENT, "%s", msg);
         return;
     }

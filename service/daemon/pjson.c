@@ -90,11 +90,15 @@ int lkd_known_fields(struct lkd_call *c, json_t *obj, const char *what, const ch
     const char *key;
     json_t *v;
     json_object_foreach(obj, key, v) {
-        char cm[64];
-        camel_of(key, strlen(key), cm, sizeof cm);
+        /* Exactly a field's json_name or its proto name, the two lkd_field
+         * reads: "num__id" or "num_id_" would pass a camel-cased
+         * comparison and then be ignored (found by fuzz_api_body). */
         int known = 0;
-        for (const char *const *n = camel_names; *n && !known; n++)
-            known = strcmp(cm, *n) == 0 && strlen(key) < sizeof cm;
+        for (const char *const *n = camel_names; *n && !known; n++) {
+            char sn[64];
+            snake_of(*n, sn, sizeof sn);
+            known = strcmp(key, *n) == 0 || strcmp(key, sn) == 0;
+        }
         if (!known) {
             lkd_reply_error(c, LKD_INVALID_ARGUMENT,
                             "Invalid JSON payload received. Unknown name \"%.64s\" at '%s': Cannot find field.",
@@ -377,7 +381,11 @@ int lkd_mask(struct lkd_call *c, const char *param, char out[][48], unsigned max
                 return -1;
             }
         }
-        camel_of(p, len, out[n++], 48);
+        camel_of(p, len, out[n], 48);
+        if (out[n++][0] == '\0') { /* "___": no name left once camel-cased */
+            lkd_reply_error(c, LKD_INVALID_ARGUMENT, "%s: \"%.*s\" is not a field path", param, (int)len, p);
+            return -1;
+        }
         p += len;
         if (*p == ',')
             p++;

@@ -59,7 +59,7 @@ struct set {
 static long set_check(struct set *s, const uint8_t d[32], unsigned long line)
 {
     if (s->n * 2 >= s->cap) {
-        size_t nc = s->cap ? s->cap * 2 : 4096;
+        size_t nc = s->cap ? s->cap * 2 : 64;
         uint8_t(*nk)[32] = calloc(nc, 32);
         unsigned long *nl = calloc(nc, sizeof *nl);
         if (nk == NULL || nl == NULL) {
@@ -553,7 +553,6 @@ struct job {
     int nl;                    /* next_line's answer */
     unsigned long line;
     json_t *o;
-    char jerr[160];            /* the JSON parser's reason */
     struct dev d;
     uint8_t kd[32], cd[32];
     int rc;                    /* 0 passed, -1 refused, -2 out of memory */
@@ -750,10 +749,25 @@ out:
     return e;
 }
 
+/* The lines left to walk, counted up to max. */
+static size_t lines_left(const struct walk *w, size_t max)
+{
+    size_t n = 0, pos = w->pos;
+    while (pos < w->len && n < max) {
+        const char *e = memchr(w->data + pos, '\n', w->len - pos);
+        n++;
+        pos = e ? (size_t)(e - w->data) + 1 : w->len;
+    }
+    return n;
+}
+
 static lk_err check_lines(lk_registry *reg, const lk_reg_name *name, struct walk *w, lk_manifest_report *r,
                           struct set *seen)
 {
-    struct job *jobs = calloc(CHUNK, sizeof *jobs);
+    /* Jobs for the lines there are, at most a chunk's: a job is about 1 KB,
+     * and a manifest of a few lines need not clear 2048 of them. */
+    size_t cap = lines_left(w, CHUNK);
+    struct job *jobs = calloc(cap > 0 ? cap : 1, sizeof *jobs);
     unsigned threads = online_cpus();
     lk_err err = LK_OK;
     if (jobs == NULL) {
@@ -763,7 +777,7 @@ static lk_err check_lines(lk_registry *reg, const lk_reg_name *name, struct walk
     json_object_seed(0); /* jansson's hash seed, set once before any thread parses */
     for (;;) {
         size_t n = 0, first;
-        while (n < CHUNK) {
+        while (n < cap) {
             struct job *j = &jobs[n];
             if ((j->nl = next_line(w, &j->p, &j->n)) == 0)
                 break;

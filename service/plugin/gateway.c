@@ -25,9 +25,9 @@
 #include <jansson.h>
 
 #include "latchkey/lk_util.h"
+#include "attach.h"
 #include "plugin.h"
 
-#define ATTACH_SLACK 256u /* the JSON around the token */
 
 static int gateway__is(const struct plg_conn *c)
 {
@@ -84,53 +84,6 @@ static void gateway__refuse(struct plg_conn *gw, const char *device, const char 
         plog__emit(&l, PLOG_INFO);
     }
     gateway__error(gw, "GATEWAY_ATTACHMENT_ERROR", why, device, "PUBLISH", topic);
-}
-
-/* The attach payload: empty, {}, {"authorization": ""} or
- * {"authorization": "<token>"}. 0 with *token NULL (none) or a copy of it
- * (the caller wipes and frees it); -1 with *why. */
-static int gateway__payload(const struct mosquitto_evt_acl_check *ed, char **token, const char **why)
-{
-    json_error_t jerr;
-    json_t *o, *v;
-    const char *k;
-
-    *token = NULL;
-    if (ed->payloadlen == 0)
-        return 0;
-    if (ed->payloadlen > plg.opt.max_token_length + ATTACH_SLACK) {
-        *why = "the attach payload is larger than a token allows";
-        return -1;
-    }
-    o = json_loadb(ed->payload, ed->payloadlen, JSON_REJECT_DUPLICATES, &jerr);
-    if (!o || !json_is_object(o)) {
-        json_decref(o);
-        *why = "the attach payload is not a JSON object ({\"authorization\": \"<token>\"})";
-        return -1;
-    }
-    json_object_foreach(o, k, v) {
-        if (strcmp(k, "authorization")) {
-            json_decref(o);
-            *why = "the attach payload has a field other than \"authorization\"";
-            return -1;
-        }
-        if (!json_is_string(v)) {
-            json_decref(o);
-            *why = "\"authorization\" is not a string";
-            return -1;
-        }
-        if (json_string_length(v) > 0 && !(*token = strdup(json_string_value(v)))) {
-            json_decref(o);
-            *why = "out of memory";
-            return -1;
-        }
-    }
-    /* jansson keeps its own copy of the token: wipe it before freeing */
-    v = json_object_get(o, "authorization");
-    if (v && json_string_length(v) > 0)
-        memset((char *)json_string_value(v), 0, json_string_length(v));
-    json_decref(o);
-    return 0;
 }
 
 struct gateway__token {
@@ -193,7 +146,7 @@ static void gateway__attach(struct plg_conn *gw, const struct mosquitto_evt_acl_
     lk_err err;
 
     memset(&tok, 0, sizeof tok);
-    if (gateway__payload(ed, &token, &w))
+    if (attach__payload(ed->payload, ed->payloadlen, plg.opt.max_token_length, &token, &w))
         goto refuse;
     if (!strcmp(device, gw->path.device)) {
         w = "a gateway cannot attach itself";

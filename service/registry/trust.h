@@ -42,7 +42,8 @@ int lk_reg__ca_flaw(X509 *crt, char *buf, size_t size);
 int lk_reg__asn1_epoch(const ASN1_TIME *a, int64_t *out);
 
 /* Parse the concatenated PEM certificates of a chain (at most
- * LK_REG_CHAIN_MAX; none when len is 0) into *out (NULL when none).
+ * LK_REG_CHAIN_MAX intermediates and, as many senders add it, the registry
+ * CA: LK_REG_CHAIN_MAX + 1; none when len is 0) into *out (NULL when none).
  * LK_ERR_REG_INVALID / LK_ERR_REG_LIMIT with why. */
 lk_err lk_reg__chain_parse(const char *pem, size_t len, STACK_OF(X509) **out, char *why,
                            size_t why_size);

@@ -5,8 +5,12 @@
  * take it) and its proto3 JSON scalars
  * (timestamps, base64 bytes, int64), on any bytes a client could send.
  * Beyond "no crash, no leak": a body read as valid respects every limit
- * the registry relies on, and a timestamp read as valid prints back (UTC)
- * to one that reads as the same instant.
+ * the registry relies on, a timestamp read as valid prints back (UTC)
+ * to one that reads as the same instant, and an object's member names pass
+ * the unknown-field check (lkd_known_fields, what every body reader calls
+ * first) exactly when each is a field's lowerCamelCase json_name or its
+ * original snake_case name, as proto3 JSON has it — the only two names
+ * lkd_field then reads.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -67,6 +71,45 @@ static void payload(json_t *j)
     free(bytes);
 }
 
+/* "numId" -> "num_id": the harness's own reading of proto3's names. */
+static void snake(const char *camel, char *out, size_t size)
+{
+    size_t o = 0;
+    for (; *camel && o + 2 < size; camel++) {
+        if (*camel >= 'A' && *camel <= 'Z') {
+            out[o++] = '_';
+            out[o++] = (char)(*camel - 'A' + 'a');
+        } else {
+            out[o++] = *camel;
+        }
+    }
+    out[o] = '\0';
+}
+
+static void names(json_t *j)
+{
+    static const char *const fields[] = {"id", "numId", "credentials", "lastHeartbeatTime", "gatewayConfig",
+                                         "x509Details", "logLevel", NULL};
+    const char *key;
+    json_t *v;
+    int want = 0;
+    json_object_foreach(j, key, v) {
+        int known = 0;
+        for (const char *const *n = fields; *n && !known; n++) {
+            char sn[64];
+            snake(*n, sn, sizeof sn);
+            known = strcmp(key, *n) == 0 || strcmp(key, sn) == 0;
+        }
+        if (!known)
+            want = -1;
+    }
+    struct lkd_call *c = call();
+    int got = lkd_known_fields(c, j, "fuzz", fields);
+    CHECK(got == want);
+    if (got == 0)
+        lkd_call_free(c);
+}
+
 static void scalars(json_t *v)
 {
     struct lkd_call *c = call();
@@ -111,6 +154,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         body(j, 1);
         body(j, 0);
         payload(j);
+        names(j);
     } else {
         scalars(j);
     }

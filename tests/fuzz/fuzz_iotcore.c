@@ -15,7 +15,14 @@
  *   3. as a topic a backend of project "my-project" may read: the prefix
  *      length is 0 or exactly "latchkey/my-project/";
  *   4. as a bridge topic (latchkeyd's): what parses must be built back
- *      exactly from its device, kind and subfolder.
+ *      exactly from its device, kind and subfolder;
+ *   5. as a topic a gateway publishes for any device (the plugin's router,
+ *      lk_device_topic_split): the device is a valid id at /devices/D/ and
+ *      the kind and subfolder are lk_device_topic_parse's for that device;
+ *   6. as a name (the id checks of client ids, metadata keys, Pub/Sub
+ *      names): lk_id_why says why exactly when lk_id_valid refuses, in one
+ *      NUL-terminated line, and the other checks accept a name only within
+ *      their length limits.
  * Any difference aborts.
  */
 #include <stdint.h>
@@ -121,6 +128,40 @@ static void as_bridge_topic(const char *in, size_t size)
     CHECK(len == size && memcmp(buf, in, size) == 0);
 }
 
+static void as_gateway_topic(const char *in, size_t size)
+{
+    char device[LK_ID_MAX + 1];
+    const char *sub = NULL, *sub2 = NULL;
+    lk_topic t = lk_device_topic_split(in, size, device, &sub);
+
+    if (t == LK_TOPIC_NONE) {
+        CHECK(sub == NULL);
+        return;
+    }
+    CHECK(lk_id_valid(device, strlen(device)));
+    CHECK(size > 9 + strlen(device) && memcmp(in, "/devices/", 9) == 0 &&
+          memcmp(in + 9, device, strlen(device)) == 0 && in[9 + strlen(device)] == '/');
+    CHECK(lk_device_topic_parse(device, in, size, &sub2) == t && sub2 == sub);
+}
+
+static void as_name(const char *in, size_t size)
+{
+    char why[128];
+    const char *w = lk_id_why("device id", in, size, why, sizeof why);
+
+    CHECK((w == NULL) == (lk_id_valid(in, size) != 0));
+    if (w != NULL) {
+        CHECK(w == why && memchr(why, 0, sizeof why) != NULL && strchr(why, '\n') == NULL && why[0] != 0);
+    } else {
+        CHECK(size >= LK_ID_MIN && size <= LK_ID_MAX);
+    }
+    CHECK(!lk_pubsub_name_valid(in, size) || (size >= LK_PUBSUB_NAME_MIN && size <= LK_PUBSUB_NAME_MAX));
+    CHECK(!lk_subfolder_valid(in, size) || (size > 0 && size <= LK_SUBFOLDER_MAX));
+    CHECK(!lk_metadata_key_valid(in, size) || size > 0);
+    CHECK(!lk_project_valid(in, size) || size > 0);
+    CHECK(!lk_location_valid(in, size) || size > 0);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char *in = malloc(size ? size : 1);
@@ -132,6 +173,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     as_device_topic(in, size);
     as_backend_topic(in, size);
     as_bridge_topic(in, size);
+    as_gateway_topic(in, size);
+    as_name(in, size);
     free(in);
     return 0;
 }

@@ -99,6 +99,63 @@ def manifest_seeds():
     return out
 
 
+def manifest_jws_seeds():
+    """fuzz_manifest_jws's: 0x01 OPTS-in-bits + HEADER 0x00 PAYLOAD (the harness signs), or 0x00 + a raw .jws.
+    The payloads name fuzz_manifest_jws's fixed manifest (its size and SHA-256)."""
+    import hashlib
+    import json
+    fixed = (b'{"latchkeyManifest":1,"batch":"batch-1","manufacturer":"fuzz-fab",'
+             b'"created":"2026-01-01T00:00:00Z"}\n')
+    pay = {"manifest": "f.jsonl", "sha256": hashlib.sha256(fixed).hexdigest(), "size": len(fixed),
+           "devices": 0, "batch": "batch-1", "iat": NOW}
+    j = lambda o: json.dumps(o, separators=(",", ":")).encode()  # noqa: E731
+    rs_hdr = j({"alg": "RS256", "typ": "latchkey-manifest+jws"})
+    es_hdr = j({"alg": "ES256", "typ": "latchkey-manifest+jws"})
+    k = ec.generate_private_key(ec.SECP256R1())
+    si = b64(es_hdr) + b"." + b64(j(pay))
+    return {
+        "es_default_header": b"\x01" + j(pay),
+        "es_no_kid_newline": b"\x09" + es_hdr + b"\x00" + j(pay),
+        "rs256": b"\x05" + rs_hdr + b"\x00" + j(pay),
+        "alg_lies": b"\x05" + es_hdr + b"\x00" + j(pay),
+        "foreign_key": b"\x03" + j(pay),
+        "wrong_size": b"\x01" + j(dict(pay, size=1)),
+        "unknown_member": b"\x01" + j(dict(pay, extra=1)),
+        "bad_sha": b"\x01" + j(dict(pay, sha256="AB" * 32)),
+        "header_crit": b"\x01" + j({"alg": "ES256", "typ": "latchkey-manifest+jws", "crit": []}) + b"\x00" + j(pay),
+        "raw_throwaway_key": b"\x00" + si + b"." + b64(es_sign(k, si)) + b"\n",
+    }
+
+
+def registry_certs_seeds():
+    """fuzz_registry_certs's: a mode byte (0 CA, 1 DER, 2 details, 3 chain, 4 CRL, 5 signer key, 6 JIT
+    certificate) and PEM: a CA, a device certificate (CN dev-1) it signed, the two as a chain, a CRL it
+    signed, P-256 and RSA public keys."""
+    from cryptography.x509 import (BasicConstraints, CertificateRevocationListBuilder,
+                                   RevokedCertificateBuilder)
+    t = datetime.datetime(2023, 1, 1, tzinfo=datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "latchkey fuzz CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(1).not_valid_before(t).not_valid_after(t + datetime.timedelta(days=3650))
+          .add_extension(BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))
+    dev_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dev-1")])).issuer_name(ca_name)
+            .public_key(dev_key.public_key()).serial_number(2).not_valid_before(t)
+            .not_valid_after(t + datetime.timedelta(days=3650)).sign(ca_key, hashes.SHA256()))
+    crl = (CertificateRevocationListBuilder().issuer_name(ca_name).last_update(t)
+           .next_update(t + datetime.timedelta(days=3650))
+           .add_revoked_certificate(RevokedCertificateBuilder().serial_number(2).revocation_date(t).build())
+           .sign(ca_key, hashes.SHA256()))
+    pem = lambda c: c.public_bytes(serialization.Encoding.PEM)  # noqa: E731
+    rs = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return {"ca": b"\x00" + pem(ca), "ca_is_leaf": b"\x00" + pem(leaf), "der": b"\x01" + pem(leaf),
+            "details": b"\x02" + pem(ca), "chain": b"\x03" + pem(leaf) + pem(ca), "crl": b"\x04" + pem(crl),
+            "signer_es": b"\x05" + pem_pub(dev_key), "signer_rsa": b"\x05" + pem_pub(rs),
+            "jit": b"\x06" + pem(leaf)}
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "corpus")
     es = ec.generate_private_key(ec.SECP256R1())
@@ -164,7 +221,8 @@ def main():
         "two_objects_expired": b"\x80" + pem_pub(es) + pem_pub(es),
     }
     manifest = manifest_seeds()
-    for sub, files in (("verify", verify), ("b64url", b64url), ("cred", cred), ("manifest", manifest)):
+    for sub, files in (("verify", verify), ("b64url", b64url), ("cred", cred), ("manifest", manifest),
+                       ("manifest_jws", manifest_jws_seeds()), ("registry_certs", registry_certs_seeds())):
         d = os.path.join(out, sub)
         os.makedirs(d, exist_ok=True)
         for name, data in files.items():

@@ -139,6 +139,8 @@ def test_patch_refusals_change_nothing(env):
         ({"updateMask": "credentials"}, {"credentials": [cred("junk")]}, ""),
         ({"updateMask": "metadata"}, {"metadata": {"a": 1}}, ""),
         ({"updateMask": "blocked"}, {"blocked": True, "colour": 1}, "colour"),
+        # no name left once camel-cased (found by fuzz_rest_path)
+        ({"updateMask": "blocked,___"}, {"blocked": True}, "not a field path"),
     ]
     for query, body, word in cases:
         r = unchanged(env, lambda: env.api.patch(device_path("dev-q"), body, query=query))

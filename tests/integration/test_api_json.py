@@ -162,6 +162,9 @@ def test_enums_by_name_and_by_number(env):
     ("devices", {"id": "dev-d", "gatewayConfig": {"gatewayType": "GATEWAY", "mode": 1}}, "mode"),
     ("devices", {"id": "dev-d", "config": {"binaryData": "", "extra": 1}}, "extra"),
     ("devices", {"id": "dev-d", "numid": "5"}, "numid"),
+    # neither the json_name nor the proto name, only the same once camel-cased (found by fuzz_api_body)
+    ("devices", {"id": "dev-d", "blocked_": True}, "blocked_"),
+    ("registry", {"id": "reg-r", "log__level": "DEBUG"}, "log__level"),
     ("registry", {"id": "reg-r", "mqttConfig": {"enabled": True}}, "enabled"),
     ("registry", {"id": "reg-r", "eventNotificationConfigs": [{"topic": "t"}]}, "topic"),
     ("registry", {"id": "reg-r", "Id": "r"}, "Id"),

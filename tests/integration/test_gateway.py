@@ -158,7 +158,8 @@ def test_payload_forms_and_refusals(b, backend):
             assert attached(c, backend, d, gw), payload
         for payload, why in ((b"[1]", "JSON object"), (b'{"authorization": 5}', "string"),
                              (b'{"authorization": "", "authorization": ""}', "JSON object"),
-                             (b'{"token": ""}', "other than"), (b"{" * 9000, "larger")):
+                             (b'{"token": ""}', "other than"), (b"{" * 9000, "larger"),
+                             (b'{"authorization": "x.y.z", "extra": 1}', "other than")):
             clear(c)
             attach(c, d, payload=payload)
             errs = errors(c, d.id, "GATEWAY_ATTACHMENT_ERROR", timeout=2)
