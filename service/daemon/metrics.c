@@ -60,6 +60,8 @@ static void on_complete(struct evhttp_request *req, void *arg)
     double s = now > start ? (double)(now - start) / 1e6 : 0;
     unsigned i;
 
+    /* the connection waits for its next request, within request_timeout */
+    lkd_http_deadline_start(req);
     if (code >= 100 && code < 600)
         api_codes[code]++;
     for (i = 0; i < API_BUCKETS && s > api_bounds[i]; i++)
