@@ -23,6 +23,12 @@
 # per-pair ratios:
 #   flood_<kind>_ratio            legit rate under the flood / without it
 #   flood_<kind>_attempts_per_s   the flood's connections per second
+#   flood_<kind>_broker_us_per_attempt
+#                                 the broker's CPU per hostile connection,
+#                                 measured with the flood alone for SECS
+#   flood_legit_broker_us_per_connect
+#                                 the same for a legitimate connect (median
+#                                 of the baseline rounds): compare the two
 #   flood_<kind>_broker_busy      the broker's core busy during the flooded
 #                                 rounds (its CPU per legitimate connect x
 #                                 legitimate connects per second; 1.0 = the
@@ -119,16 +125,27 @@ flood_stop() {
     FLOOD_PID=""
     a=$(cat "$TMP/flood.out" 2>/dev/null || echo 0)
     grep -v "flooding with" "$TMP/flood.err" | tail -3 >&2 || true
+    FLOOD_N=${a:-0}
     RATE=$(awk -v a="${a:-0}" -v t0="$FLOOD_T0" -v t1="$t1" 'BEGIN {printf "%.0f", a / (t1 - t0)}')
 }
 
 echo "flood.sh: $NDEV devices, legitimate connects $PAR at a time for ${SECS}s, floods of $THREADS threads" >&2
-WORST=""; WORST_R=""; BASES=""
+WORST=""; WORST_R=""; BASES=""; LEGIT_BUS=""
 for kind in $KINDS; do
     ratios=""; rates=""; busy=""
+    # the flood alone: the broker's CPU per hostile connection (the cost of
+    # each kind, whatever the machine's load does to the rates)
+    c0=$(awk '{print $1}' "/proc/$broker_PID/schedstat")
+    flood_start "$kind"
+    sleep "$SECS"
+    c1=$(awk '{print $1}' "/proc/$broker_PID/schedstat")
+    flood_stop
+    emit "flood_${kind}_broker_us_per_attempt" \
+        "$(awk -v a="$c0" -v b="$c1" -v n="$FLOOD_N" 'BEGIN {printf "%.0f", (n > 0 ? (b - a) / n / 1000 : 0)}')"
     i=0
     while [ $i -lt "$ROUNDS" ]; do
         legit; b=$LEGIT
+        LEGIT_BUS="$LEGIT_BUS $LEGIT_US"
         flood_start "$kind"
         legit; f=$LEGIT
         flood_stop
@@ -150,5 +167,6 @@ for kind in $KINDS; do
     fi
 done
 emit flood_legit_connects_per_s "$(echo $BASES | tr ' ' '\n' | median)"
+emit flood_legit_broker_us_per_connect "$(echo $LEGIT_BUS | tr ' ' '\n' | median)"
 emit flood_legit_connect_ratio "$WORST_R"
 emit flood_worst "$WORST"
