@@ -18,6 +18,7 @@ void lkd_config_defaults(struct lkd_config *c)
     c->max_body = 1024 * 1024;      /* a device with 3 certificates and 256 KB of metadata fits */
     c->max_headers = 16 * 1024;
     c->io_timeout = 30;
+    c->request_timeout = 60;
     c->command_wait_ms = 5000;
     c->drain_seconds = 10;
     c->access_token_ttl = 3600;     /* Google's own access tokens live an hour */
@@ -107,6 +108,7 @@ int lkd_config_set(struct lkd_config *c, const char *key, const char *value, cha
         {"max_body", NULL, &c->max_body, 4096, 64u * 1024 * 1024},
         {"max_headers", NULL, &c->max_headers, 1024, 1024 * 1024},
         {"io_timeout", NULL, &c->io_timeout, 1, 3600},
+        {"request_timeout", NULL, &c->request_timeout, 1, 3600},
         {"command_wait_ms", NULL, &c->command_wait_ms, 100, 60000},
         {"drain_seconds", NULL, &c->drain_seconds, 0, 600},
         {"access_token_ttl", NULL, &c->access_token_ttl, 60, 3600},

@@ -44,6 +44,7 @@ struct lkd_config {
     unsigned max_body;       /* bytes of a request body */
     unsigned max_headers;    /* bytes of a request's headers */
     unsigned io_timeout;     /* seconds a connection may stall (slow clients) */
+    unsigned request_timeout;/* seconds for a whole request to arrive (slowloris) */
     unsigned command_wait_ms;/* how long sendCommandToDevice waits for the broker */
     unsigned drain_seconds;  /* SIGTERM: how long waiting requests may finish */
     unsigned access_token_ttl;/* seconds */
@@ -168,6 +169,14 @@ const char *lkd_registry_path(const lk_reg_name *n, char *buf, size_t size);
  * SSL_CTX ** of its listener, so that SIGHUP's swap applies to new
  * connections), and the entry of every request. */
 struct bufferevent *lkd_http_bev(struct event_base *base, void *arg);
+/* Per-connection request deadlines (http.c): set up once with
+ * request_timeout (0, or -1); a request stops its connection's deadline,
+ * its answer, once sent, starts it again for the next (main.c hands
+ * lkd_http_deadline_start to lkd_metrics_after_answer, whose completion
+ * callback is the one libevent allows a request). */
+int lkd_http_deadlines(unsigned seconds);
+void lkd_http_deadline_stop(struct evhttp_request *req);
+void lkd_http_deadline_start(struct evhttp_request *req);
 void lkd_http_request(struct evhttp_request *req, void *arg);
 
 /* TLS (tls.c): load cert and key into a new context; NULL with why. */
@@ -233,6 +242,8 @@ int lkd_metrics_start(struct lkd *d);
 void lkd_metrics_stop(struct lkd *d);
 /* Counts req's answer (status, time) once it is sent. */
 void lkd_metrics_request(struct evhttp_request *req);
+/* a function called with each request once its answer has gone */
+void lkd_metrics_after_answer(void (*cb)(struct evhttp_request *req));
 /* GET /metrics: answered. */
 void lkd_metrics_serve(struct lkd *d, struct evhttp_request *req);
 /* /console/api/projects/P/series and .../devices/D/refusals: 1 when path

@@ -5,10 +5,13 @@
  * refused, an object, within max_body), authentication, then dispatch.
  * Every answer goes through lkd_reply_json or lkd_reply_error.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -19,12 +22,110 @@
 #include "console.h"
 #include "daemon.h"
 
+/* Slowloris: libevent's io_timeout restarts at every byte read, so a client
+ * that trickles a byte a second held its connection (a descriptor, buffers)
+ * for ever. Each TLS connection has a deadline besides: its handshake and
+ * first request, and each next request once an answer has gone, must arrive
+ * whole within request_timeout seconds, or its socket is shut down and
+ * libevent closes the connection as if the client had (a request waiting
+ * for the broker then ends as when its caller goes away). While a request is
+ * being answered there is no deadline: the handlers bound their own waits.
+ * The deadline lives in its SSL's ex_data and is freed with the SSL. Plain
+ * HTTP (loopback only) has none. */
+struct deadline {
+    struct event *ev;
+    SSL *ssl;
+};
+static int deadline_index = -1;
+static struct timeval deadline_tv;
+
+static void deadline_fire(evutil_socket_t unused, short what, void *arg)
+{
+    struct deadline *dl = arg;
+    int fd = SSL_get_fd(dl->ssl);
+    (void)unused;
+    (void)what;
+    if (fd < 0)
+        return;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "?";
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+        inet_ntop(ss.ss_family, ss.ss_family == AF_INET6 ? (void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
+                                                         : (void *)&((struct sockaddr_in *)&ss)->sin_addr,
+                  host, sizeof host);
+    lkd_log("%s: no whole request within %ld s (request_timeout); connection closed", host,
+            (long)deadline_tv.tv_sec);
+    shutdown(fd, SHUT_RDWR);
+}
+
+static void deadline_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    struct deadline *dl = ptr;
+    (void)parent;
+    (void)ad;
+    (void)idx;
+    (void)argl;
+    (void)argp;
+    if (dl != NULL) {
+        event_free(dl->ev);
+        free(dl);
+    }
+}
+
+int lkd_http_deadlines(unsigned seconds)
+{
+    deadline_tv.tv_sec = (time_t)seconds;
+    deadline_tv.tv_usec = 0;
+    if (deadline_index < 0)
+        deadline_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, deadline_free);
+    return deadline_index < 0 ? -1 : 0;
+}
+
+static struct deadline *deadline_of(struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+    return ssl != NULL && deadline_index >= 0 ? SSL_get_ex_data(ssl, deadline_index) : NULL;
+}
+
+void lkd_http_deadline_stop(struct evhttp_request *req)
+{
+    struct deadline *dl = deadline_of(req);
+    if (dl != NULL)
+        evtimer_del(dl->ev);
+}
+
+void lkd_http_deadline_start(struct evhttp_request *req)
+{
+    struct deadline *dl = deadline_of(req);
+    if (dl != NULL)
+        evtimer_add(dl->ev, &deadline_tv);
+}
+
 struct bufferevent *lkd_http_bev(struct event_base *base, void *arg)
 {
     SSL_CTX *const *ctx = arg;
     SSL *ssl = SSL_new(*ctx);
     if (ssl == NULL)
         return NULL;
+    struct deadline *dl = calloc(1, sizeof *dl);
+    if (dl != NULL)
+        dl->ev = evtimer_new(base, deadline_fire, dl);
+    if (dl == NULL || dl->ev == NULL || deadline_index < 0 || SSL_set_ex_data(ssl, deadline_index, dl) != 1) {
+        if (dl != NULL && dl->ev != NULL)
+            event_free(dl->ev);
+        free(dl);
+        SSL_free(ssl);
+        return NULL;
+    }
+    /* from here the SSL owns dl */
+    dl->ssl = ssl;
+    if (evtimer_add(dl->ev, &deadline_tv) != 0) {
+        SSL_free(ssl);
+        return NULL;
+    }
     struct bufferevent *bev =
         bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
     if (bev == NULL)
@@ -57,6 +158,7 @@ static void serve(struct lkd *d, struct evhttp_request *req, int device)
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     enum evhttp_cmd_type m = evhttp_request_get_command(req);
     lkd_metrics_request(req);
+    lkd_http_deadline_stop(req);
     if (ambiguous_length(req)) {
         char peer[64];
         lkd_peer(req, peer, sizeof peer, 1);

@@ -31,8 +31,8 @@ static void usage(FILE *f)
 {
     fputs("usage: latchkeyd [--config FILE] [--KEY VALUE ...]\n"
           "  keys (also in the config file): registry, admin_listen, tls_cert, tls_key, plain_http,\n"
-          "  token_uri, port_file, pid_file, max_body, max_headers, io_timeout, command_wait_ms,\n"
-          "  drain_seconds, access_token_ttl, bench_static, verbose;\n"
+          "  token_uri, port_file, pid_file, max_body, max_headers, io_timeout, request_timeout,\n"
+          "  command_wait_ms, drain_seconds, access_token_ttl, bench_static, verbose;\n"
           "  the device bridge: device_listen, device_port_file, device_tls_cert, device_tls_key,\n"
           "  broker, broker_ca, broker_plain,\n"
           "  bridge_name, publish_wait_ms, bridge_max_pending, skew, max_token_lifetime,\n"
@@ -154,8 +154,14 @@ static int listen_on(struct lkd *d, const char *what, const char *addr, int port
                                           EVHTTP_REQ_PUT | EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS);
     evhttp_set_default_content_type(*http, "application/json; charset=UTF-8");
     evhttp_set_gencb(*http, cb, d);
-    if (*ssl != NULL)
+    if (*ssl != NULL) {
+        if (lkd_http_deadlines(cfg->request_timeout) != 0) {
+            lkd_log("OpenSSL could not make room for request deadlines");
+            return -1;
+        }
+        lkd_metrics_after_answer(lkd_http_deadline_start);
         evhttp_set_bevcb(*http, lkd_http_bev, ssl);
+    }
     *sock = evhttp_bind_socket_with_handle(*http, addr, (ev_uint16_t)port);
     if (*sock == NULL) {
         lkd_log("cannot listen on %s:%d for the %s: %s", addr, port, what, strerror(errno));

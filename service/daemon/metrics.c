@@ -50,6 +50,13 @@ static uint64_t mono_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u + 1u;
 }
 
+static void (*after_answer)(struct evhttp_request *req);
+
+void lkd_metrics_after_answer(void (*cb)(struct evhttp_request *req))
+{
+    after_answer = cb;
+}
+
 /* The answer has gone: its code and time. The request's start rides in
  * the argument itself, so that nothing is allocated (a request whose
  * connection dies is never completed). */
@@ -60,6 +67,8 @@ static void on_complete(struct evhttp_request *req, void *arg)
     double s = now > start ? (double)(now - start) / 1e6 : 0;
     unsigned i;
 
+    if (after_answer != NULL)
+        after_answer(req);
     if (code >= 100 && code < 600)
         api_codes[code]++;
     for (i = 0; i < API_BUCKETS && s > api_bounds[i]; i++)
