@@ -108,6 +108,7 @@ void lk_cred_fingerprint(const lk_cred *cred, uint8_t out[32]);
 /* ---- policy ---- */
 
 #define LK_VERIFY_SKEW 600           /* seconds, IoT Core's clock skew */
+#define LK_VERIFY_MAX_SKEW 3600      /* the largest skew a policy may have */
 #define LK_VERIFY_MAX_LIFETIME 86400 /* seconds, exp - iat */
 #define LK_VERIFY_MAX_LEN 4096u      /* default token length cap (bytes) */
 #define LK_VERIFY_MAX_LEN_LIMIT 65535u /* the MQTT password field's own limit */
@@ -278,6 +279,51 @@ lk_err lk_verify_token_cached(lk_verifier *v, lk_vcache *cache,
                               lk_cred *const *creds, size_t ncreds,
                               const lk_verify_policy *pol, lk_token_info *info,
                               int *hit, char *why, size_t why_size)
+    __attribute__((warn_unused_result));
+
+/*
+ * Keeping the cache across a restart, so that a fleet reconnecting at once
+ * after a broker restart needs no signature check for tokens verified
+ * before it. The file holds the cache's seed and, per entry, what a hit
+ * needs: the SHA-256 key (token, policy and credential set), placement,
+ * iat, exp, alg and credential index. Never a token: a key cannot be turned
+ * back into one, and it only ever matches the exact token it was made from.
+ *
+ * A restored entry is no weaker than one kept in memory: the caller passes
+ * the credentials as the registry has them at lookup, and the key covers
+ * them, so a credential removed, replaced or expired while the service was
+ * down simply misses (and a blocked or deleted device is the caller's
+ * check, made before the cache). What the key cannot see — a change that
+ * makes the caller empty its cache (lk_vcache_clear) — is the caller's to
+ * detect: tag is stored with the snapshot and returned at load for that
+ * (the broker stores its change-feed position and empties the cache when
+ * the registry changed registry-wide since).
+ *
+ * Trust: whoever can write the file can make a token of their choosing
+ * pass, as whoever can write the registry can. The file is written 0600;
+ * a file that its group or others may write is refused at load.
+ */
+
+/* Write every entry to path: to "path.tmp" (O_EXCL | O_NOFOLLOW, 0600;
+ * a stale one is removed first), then renamed over path. Not fsynced (a
+ * torn or empty file after a power cut fails its checksum at load and the
+ * cache starts empty). tag: the caller's, returned by lk_vcache_load.
+ * LK_ERR_ARG (NULL), LK_ERR_IO (path.tmp could not be made or written:
+ * errno is kept), LK_ERR_NOMEM. On failure path is unchanged. */
+lk_err lk_vcache_save(const lk_vcache *cache, const char *path, uint64_t tag)
+    __attribute__((warn_unused_result));
+
+/* Fill an empty cache from a file lk_vcache_save wrote: its seed replaces
+ * the cache's, entries that expired more than LK_VERIFY_MAX_SKEW before now
+ * are left out, and with a smaller capacity a set keeps its newest entries.
+ * *tag and *loaded (either may be NULL) say what was stored and how many
+ * entries were taken. LK_ERR_STORE_MISSING (no file), LK_ERR_STORE_PERMS
+ * (group or others may write it, or not a regular file), LK_ERR_STORE_FOREIGN
+ * (not a cache file, or another version), LK_ERR_STORE_CORRUPT (truncated,
+ * wrong size or checksum), LK_ERR_IO, LK_ERR_STATE (the cache is not empty),
+ * LK_ERR_ARG. On any failure the cache is left empty with its own seed. */
+lk_err lk_vcache_load(lk_vcache *cache, const char *path, int64_t now, uint64_t *tag,
+                      size_t *loaded)
     __attribute__((warn_unused_result));
 
 

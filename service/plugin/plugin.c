@@ -52,6 +52,7 @@ static const struct plugin__int_opt {
     OPT(max_token_lifetime, OPT_I64, 1, LK_VERIFY_MAX_LIFETIME * 7, LK_VERIFY_MAX_LIFETIME),
     OPT(max_token_length, OPT_SIZE, 1, LK_VERIFY_MAX_LEN_LIMIT, LK_VERIFY_MAX_LEN),
     OPT(token_cache, OPT_SIZE, 0, 1 << 24, 65536),
+    OPT(token_cache_save, OPT_I64, 1, 86400, 60),
     OPT(device_cache, OPT_SIZE, 16, 1 << 24, 65536),
     OPT(messages_per_second, OPT_UNSIGNED, 1, 1000000, LK_RATE_MESSAGES_PER_S),
     OPT(state_per_second, OPT_UNSIGNED, 1, 1000, LK_RATE_STATE_PER_S),
@@ -114,6 +115,12 @@ static int plugin__options(struct mosquitto_opt *opts, int n)
         if (!strcmp(k, "spool")) {
             free(o->spool);
             if (!(o->spool = strdup(val)))
+                return -1;
+            continue;
+        }
+        if (!strcmp(k, "token_cache_file")) {
+            free(o->token_cache_file);
+            if (!(o->token_cache_file = strdup(val)))
                 return -1;
             continue;
         }
@@ -309,8 +316,10 @@ static void plugin__changes(int64_t now)
         route__forget_registries();
         route__forget_subscriptions();
         presence__tombstones_due();
-        if (plg.vcache)
+        if (plg.vcache) {
             lk_vcache_clear(plg.vcache);
+            tokens__cleared();
+        }
         conn__each(auth__recheck, NULL);
         plg.commands_due = 1;
         backends = 1;
@@ -351,6 +360,7 @@ static int plugin__tick(int event, void *event_data, void *userdata)
         presence__flush();
         plg.next_flush = now + plg.opt.activity_flush;
     }
+    tokens__save(now, 0);
     return MOSQ_ERR_SUCCESS;
 }
 
@@ -523,6 +533,7 @@ static void plugin__free(void)
     free(plg.opt.spool);
     metrics__cleanup();
     free(plg.opt.metrics_file);
+    free(plg.opt.token_cache_file);
     activity__cleanup();
     stateq__cleanup();
     memset(&plg, 0, sizeof plg);
@@ -555,6 +566,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
         goto error;
     if (plg.opt.token_cache && lk_vcache_new(plg.opt.token_cache, &plg.vcache) != LK_OK)
         goto error;
+    tokens__load();
     if (route__init() || metrics__init())
         goto error;
     if (devices__init(plg.opt.device_cache) || conn__init(message__offline, gateway__drop) || limits__init(plg.opt.limit_table))
@@ -601,6 +613,7 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int 
         activity__flush();
         presence__flush();
     }
+    tokens__save(clock__now(), 1);
     plugin__free();
     return MOSQ_ERR_SUCCESS;
 }

@@ -52,6 +52,8 @@ struct plg_options {
     size_t max_token_length;     /* 1..LK_VERIFY_MAX_LEN_LIMIT */
     unsigned verify_flags;       /* LK_VERIFY_ALLOW_PADDING or 0 */
     size_t token_cache;          /* 0 = off */
+    char *token_cache_file;      /* plugin_opt_token_cache_file, or NULL */
+    int64_t token_cache_save;    /* s between saves of a changed cache */
     size_t device_cache;         /* cached devices, >= 16 */
     unsigned messages_per_second;
     unsigned state_per_second;
@@ -505,6 +507,18 @@ void metrics__cache(int hit);
 int64_t metrics__start(void);
 void metrics__lookup(int64_t start);
 
+/* # The verified-token cache across restarts (tokens.c) */
+
+/* Load plugin_opt_token_cache_file into the empty cache at start, unless
+ * the registry changed registry-wide since it was saved. Never fails the
+ * start: without the file every device's first token is checked. */
+void tokens__load(void);
+/* Save it when it changed, at most every token_cache_save seconds (force:
+ * now, as at shutdown). */
+void tokens__save(int64_t now, int force);
+/* The cache was emptied: the next save writes that. */
+void tokens__cleared(void);
+
 /* # Activity: in-memory times, flushed together (activity.c) */
 
 /* ACT_GATEWAY: attached through gateway status (its id): lastAccessedGateway*. */
@@ -543,6 +557,8 @@ struct plg_state {
     int64_t started;             /* plugin init, seconds */
     int64_t ticks;               /* ticks seen */
     int64_t next_flush;
+    int64_t next_cache_save;
+    uint64_t cache_saved_inserts; /* the cache's inserts at its last save; UINT64_MAX: save */
     mosquitto_plugin_id_t *id;
 };
 extern struct plg_state plg;

@@ -19,30 +19,8 @@
 #include <openssl/rand.h>
 
 #include "latchkey/lk_util.h"
+#include "cache_internal.h"
 #include "verify_internal.h"
-
-#define WAYS 4
-#define PER_DEVICE 2 /* a token and its successor at refresh */
-
-struct entry {
-    uint8_t key[32];      /* SHA-256(token, policy, credential set) */
-    uint64_t dev;         /* the device (device_of) */
-    int64_t iat, exp;
-    uint64_t stamp;       /* insertion order, 0 = empty */
-    uint8_t alg;
-    uint8_t cred_index;
-};
-
-struct lk_vcache {
-    struct entry *e;
-    size_t capacity;      /* power of two, multiple of WAYS */
-    size_t used;
-    uint64_t clock;
-    uint64_t hits, misses, inserts, evictions;
-    uint64_t seed;        /* secret: where a device's entries go is unpredictable */
-    EVP_MD *sha256;
-    EVP_MD_CTX *md;
-};
 
 lk_err lk_vcache_new(size_t entries, lk_vcache **out)
 {
@@ -180,7 +158,7 @@ static uint64_t device_of(const lk_vcache *c, lk_cred *const *creds, size_t ncre
 }
 
 /* The device's set: every token of one device lands here. */
-static struct entry *set_of(lk_vcache *c, uint64_t dev)
+struct entry *lk_vcache__set(lk_vcache *c, uint64_t dev)
 {
     return &c->e[(size_t)(dev & (c->capacity / WAYS - 1)) * WAYS];
 }
@@ -259,7 +237,7 @@ lk_err lk_verify_token_cached(lk_verifier *v, lk_vcache *c, const char *token, s
         return lk_verify_token(v, token, len, creds, ncreds, pol, info, why, why_size);
 
     dev = device_of(c, creds, ncreds, pol);
-    set = set_of(c, dev);
+    set = lk_vcache__set(c, dev);
     e = lookup(set, key);
     if (e != NULL) {
         unsigned idx = e->cred_index;

@@ -49,7 +49,7 @@ static int policy_ok(const lk_sa_policy *pol)
 {
     size_t i;
     if (pol == NULL || pol->email == NULL || pol->email[0] == '\0' || pol->now < 0 ||
-        pol->now > ((int64_t)1 << 62) || pol->skew < 0 || pol->skew > 3600 ||
+        pol->now > ((int64_t)1 << 62) || pol->skew < 0 || pol->skew > LK_VERIFY_MAX_SKEW ||
         pol->max_lifetime < 1 || pol->max_lifetime > LK_VERIFY_MAX_LIFETIME ||
         pol->max_len > LK_VERIFY_MAX_LEN_LIMIT || (pol->naudiences == 0 && pol->nscopes == 0) ||
         (pol->naudiences > 0 && pol->audiences == NULL) ||

@@ -268,7 +268,7 @@ int lk_verify__args_ok(lk_cred *const *creds, size_t ncreds, const lk_verify_pol
     size_t i;
     if (pol == NULL || (creds == NULL && ncreds != 0) || ncreds > MAX_CREDS || pol->aud == NULL ||
         pol->aud_len == 0 || pol->max_len == 0 || pol->max_len > LK_VERIFY_MAX_LEN_LIMIT ||
-        pol->skew < 0 || pol->skew > 3600 || pol->max_lifetime < 1 ||
+        pol->skew < 0 || pol->skew > LK_VERIFY_MAX_SKEW || pol->max_lifetime < 1 ||
         pol->max_lifetime > 7 * LK_VERIFY_MAX_LIFETIME || pol->now < 0 ||
         pol->now > ((int64_t)1 << 62) ||
         (pol->flags & ~(LK_VERIFY_ALLOW_PADDING | LK_VERIFY_ALLOW_X5C)) != 0)

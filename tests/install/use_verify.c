@@ -8,7 +8,10 @@
  * whose private half was never written anywhere: {"iat":1700000000,
  * "exp":1700003600,"aud":"install-test"}.
  */
+#define _GNU_SOURCE
 #include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 #include <latchkey/lk_verify.h>
@@ -110,6 +113,23 @@ int main(void)
                                  sizeof why) == LK_OK && hit == 1);
     lk_vcache_get_stats(cache, &st);
     CHECK(st.hits == 1 && st.misses == 1 && st.used == 1);
+    {
+        /* across a restart: saved, loaded into a new cache, a hit there */
+        char dir[] = "/tmp/lk-use-verify-XXXXXX", path[64];
+        lk_vcache *again = NULL;
+        uint64_t tag = 0;
+        size_t n = 0;
+        CHECK(mkdtemp(dir) != NULL);
+        snprintf(path, sizeof path, "%s/cache", dir);
+        CHECK(lk_vcache_save(cache, path, 42) == LK_OK);
+        CHECK(lk_vcache_new(16, &again) == LK_OK);
+        CHECK(lk_vcache_load(again, path, pol.now, &tag, &n) == LK_OK && tag == 42 && n == 1);
+        CHECK(lk_verify_token_cached(v, again, token, strlen(token), &cred, 1, &pol, &info, &hit, why,
+                                     sizeof why) == LK_OK && hit == 1);
+        lk_vcache_free(again);
+        unlink(path);
+        rmdir(dir);
+    }
     lk_vcache_clear(cache);
     lk_vcache_get_stats(cache, &st);
     CHECK(st.used == 0);

@@ -1,0 +1,38 @@
+/*
+ * The verified-token cache's table, shared by cache.c (lookups) and
+ * cache_file.c (saving and loading it). Not part of the installed API.
+ */
+#ifndef LK_CACHE_INTERNAL_H
+#define LK_CACHE_INTERNAL_H
+
+#include <stdint.h>
+#include <openssl/evp.h>
+#include "latchkey/lk_verify.h"
+
+#define WAYS 4
+#define PER_DEVICE 2 /* a token and its successor at refresh */
+
+struct entry {
+    uint8_t key[32];      /* SHA-256(token, policy, credential set) */
+    uint64_t dev;         /* the device (device_of) */
+    int64_t iat, exp;
+    uint64_t stamp;       /* insertion order, 0 = empty */
+    uint8_t alg;
+    uint8_t cred_index;
+};
+
+struct lk_vcache {
+    struct entry *e;
+    size_t capacity;      /* power of two, multiple of WAYS */
+    size_t used;
+    uint64_t clock;
+    uint64_t hits, misses, inserts, evictions;
+    uint64_t seed;        /* secret: where a device's entries go is unpredictable */
+    EVP_MD *sha256;
+    EVP_MD_CTX *md;
+};
+
+/* The set of ways device dev's entries go to. */
+struct entry *lk_vcache__set(lk_vcache *c, uint64_t dev);
+
+#endif
