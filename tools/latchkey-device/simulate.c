@@ -74,7 +74,8 @@ static const char sim_usage[] =
     "early, with a summary.\n"
     "\n"
     "The simulator raises its open-file limit to the hard limit (it needs about\n"
-    "N+64 descriptors); the broker needs as many (`ulimit -n`, LimitNOFILE=).\n"
+    "3N+64 descriptors: each connection's libmosquitto object holds a socket pair\n"
+    "besides its socket); the broker needs N+64 (`ulimit -n`, LimitNOFILE=).\n"
     "Exit status: 0 when every device connected and every event was delivered,\n"
     "35 otherwise; 2 for a bad command line; 3 for a missing store, key or --ca file,\n"
     "7 for a corrupt or too open store, 24 for a --ca file that cannot be read or holds\n"
@@ -401,11 +402,13 @@ static void raise_nofile(const struct sim *s)
         (void)setrlimit(RLIMIT_NOFILE, &rl);
         (void)getrlimit(RLIMIT_NOFILE, &rl);
     }
-    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)s->n + 64)
+    /* Three descriptors a connected device: its socket and the socket pair
+     * libmosquitto opens for every client object (its wake-up channel). */
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < 3 * (rlim_t)s->n + 64)
         fprintf(stderr,
-                "%s: simulate: the open-file limit is %llu, below the %u this fleet needs (devices + 64): "
+                "%s: simulate: the open-file limit is %llu, below the %u this fleet needs (3 x devices + 64): "
                 "the devices beyond it cannot connect; raise the hard limit (ulimit -Hn, LimitNOFILE=)\n",
-                tool_name, (unsigned long long)rl.rlim_cur, s->n + 64);
+                tool_name, (unsigned long long)rl.rlim_cur, 3 * s->n + 64);
 }
 
 /* Check that every device has its key, then create every client (no
