@@ -62,7 +62,7 @@ PAR=${LK_BENCH_STORM_PARALLEL:-100}
 SETTLE=${LK_BENCH_STORM_SETTLE:-3}       # seconds after the last CONNACK before RSS is read
 STORM_MAX=${LK_BENCH_STORM_MAX:-300}     # give up on a storm after that many seconds
 REGISTRY=bench-storm
-MSHM=
+
 
 . bench/common.sh
 
@@ -117,8 +117,13 @@ else
 fi
 
 # --- the brokers: the same TLS listener ---
+# LK_BENCH_STORM_TOKEN_CACHE: plugin_opt_token_cache (entries), the plugin's
+# default (65,536) when unset.
+SIZE_LINE=""
+[ -z "${LK_BENCH_STORM_TOKEN_CACHE:-}" ] || SIZE_LINE="plugin_opt_token_cache $LK_BENCH_STORM_TOKEN_CACHE"
 start_mosquitto ours tls "allow_anonymous false" "plugin $PLUGIN" \
-    "plugin_opt_registry $TMP/registry.db" "plugin_opt_metrics_file $TMP/metrics" "$CACHE_LINE"
+    "plugin_opt_registry $TMP/registry.db" "plugin_opt_metrics_file $TMP/metrics" "$CACHE_LINE" \
+    "$SIZE_LINE"
 start_mosquitto base tls "allow_anonymous true"
 
 rss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
@@ -215,7 +220,7 @@ ours_PID=$!
 n=0
 until grep -q "Opening ipv4 listen socket on port $ours_TLS" "$TMP/ours.log" 2>/dev/null; do
     n=$((n + 1))
-    if [ $n -gt 200 ] || ! kill -0 "$ours_PID" 2>/dev/null; then
+    if [ $n -gt 3000 ] || ! kill -0 "$ours_PID" 2>/dev/null; then
         echo "storm.sh: the broker did not start again on port $ours_TLS:" >&2
         cat "$TMP/ours.stderr" "$TMP/ours.log" >&2
         exit 1
