@@ -7,10 +7,12 @@ simulator reports as published must arrive (at least once), and its summary must
 """
 import json
 import re
+import signal
+import subprocess
 import time
 
 from broker import Broker, PROJECT, REGION, REGISTRY, make_tls
-from conftest import run_tool
+from conftest import run_tool, tool_argv
 
 
 def sim(*args):
@@ -186,4 +188,49 @@ def test_unregistered_devices_are_refused(tmp_path):
         assert gave_up == {f"sim-{i:05d}" for i in range(n - missing + 1, n + 1)}, r.err
         assert "LK_ERR_REFUSED" in r.err, r.err
     finally:
+        b.stop()
+
+
+def test_fleet_comes_back_after_a_broker_restart_with_its_tokens(tmp_path):
+    """The broker restarts under a running fleet: every device reconnects with the token it
+    had (no new token: its lifetime is not near its end), the retries through --parallel's
+    slots (3 here, for 30 devices that all lost their connection at once)."""
+    n = 30
+    b = Broker(tmp_path / "broker")
+    proc = None
+    try:
+        store, jsonl, _ = create_keys(tmp_path, n)
+        import_devices(b, jsonl)
+        b.close(backend(b))
+        out, err = tmp_path / "sim.out", tmp_path / "sim.err"
+        with open(out, "wb") as o, open(err, "wb") as e:
+            proc = subprocess.Popen(tool_argv("simulate", *fleet_args(b, store, n, "--parallel", 3,
+                                                                      "--duration", 120),
+                                              binary="latchkey-device"), stdout=o, stderr=e)
+        deadline = time.time() + 30
+        while f"all {n} devices connected" not in err.read_text():
+            assert time.time() < deadline and proc.poll() is None, err.read_text()
+            time.sleep(0.05)
+        b.stop()
+        mark = len(b.log_text())
+        b.start()
+        # every device connects again (the plugin's connect log lines, after the restart)
+        deadline = time.time() + 60
+        while True:
+            back = set(re.findall(r"event=connect .*?devices/(sim-\d{5})", b.log_text()[mark:]))
+            if len(back) == n:
+                break
+            assert time.time() < deadline, (sorted(back), err.read_text())
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, err.read_text()
+        s = json.loads(out.read_text().strip().splitlines()[-1])
+        assert s["connected"] == n and s["failed"] == 0, s
+        assert s["tokens"] == n, s            # the same tokens after the restart
+        assert s["disconnects"] >= 2 * n, s   # the restart, then the stop
+        assert s["refusals"] == 0 and s["tls_failures"] == 0, s
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
         b.stop()

@@ -34,6 +34,8 @@ struct sim_dev {
     int64_t next_pub_us;     /* next event, in microseconds of lk_dev_now_ms */
     uint64_t seq;            /* events queued so far */
     unsigned first_attempt : 1, connected_once : 1, publishing : 1, done : 1;
+    unsigned reconnecting : 1;   /* a retry after a failure, counted in sim.retrying */
+    unsigned waiting : 1;        /* its retry is due, queued for a --parallel slot */
 };
 
 struct sim {
@@ -51,6 +53,8 @@ struct sim {
     size_t id_size;
     struct sim_dev *devs;
     int *heap;                   /* device indices, by key_ms */
+    int *waitq;                  /* devices whose retry waits for a slot (ring of n) */
+    unsigned waitq_head, waitq_len;
     unsigned heap_len;
     int *fd_owner;               /* fd -> device index registered for it, -1 */
     size_t fd_owner_len;
@@ -64,6 +68,7 @@ struct sim {
 
     /* counters */
     unsigned started, inflight, connected, failed, done;
+    unsigned retrying;           /* retries in progress (within --parallel with inflight) */
     unsigned done_unconnected;   /* ended without ever connecting */
     uint64_t not_queued;         /* publish refused (queue full) */
     int64_t t0_ms, all_connected_ms;

@@ -49,7 +49,7 @@ static const char sim_usage[] =
     "  latchkey-device simulate --devices 1000 --store sim.lks --host broker.example --ca ca.pem \\\n"
     "      --project P --region L --registry R --rate 0.1 --duration 300\n"
     "Every device connects (TLS, a fresh token), at most K connection attempts in\n"
-    "progress at once while the fleet ramps up; once connected it publishes events and\n"
+    "progress at once while the fleet ramps up or retries; once connected it publishes events and\n"
     "refreshes its token before it expires, as the agent does.\n"
     "\n"
     "  --devices N          fleet size, 1..99999\n"
@@ -62,7 +62,8 @@ static const char sim_usage[] =
     "  --payload-bytes B    bytes per event, 0..262144 (default 64)\n"
     "  --duration S         run S seconds, then stop every device (flushing its queue);\n"
     "                       default: stop as soon as every device has connected once\n"
-    "  --parallel K         connection attempts in progress at once during the ramp-up (default 64)\n"
+    "  --parallel K         connection attempts in progress at once (default 64): the ramp-up, and\n"
+    "                       retries after failures (a fleet that lost its broker), which wait for a slot\n"
     "  --token-lifetime S   token lifetime, 10..86400 s (default 3600; refreshed lifetime/10 before exp)\n"
     "  --format text|json   the summary on standard output (default text)\n"
     "\n"
@@ -75,7 +76,8 @@ static const char sim_usage[] =
     "early, with a summary.\n"
     "\n"
     "The simulator raises its open-file limit to the hard limit (it needs about\n"
-    "N+64 descriptors); the broker needs as many (`ulimit -n`, LimitNOFILE=).\n"
+    "3N+64 descriptors: each connection's libmosquitto object holds a socket pair\n"
+    "besides its socket); the broker needs N+64 (`ulimit -n`, LimitNOFILE=).\n"
     "Exit status: 0 when every device connected and every event was delivered,\n"
     "35 otherwise; 2 for a bad command line; 3 for a missing store, key or --ca file,\n"
     "7 for a corrupt or too open store, 24 for a --ca file that cannot be read or holds\n"
@@ -249,6 +251,16 @@ static void end_first_attempt(struct sim *s, struct sim_dev *d)
     }
 }
 
+/* A retry (counted against --parallel) is over: connected, failed again or
+ * stopped. */
+static void end_retry(struct sim *s, struct sim_dev *d)
+{
+    if (d->reconnecting) {
+        d->reconnecting = 0;
+        s->retrying--;
+    }
+}
+
 static void sim_on_event(void *user, const lk_dev_event *ev)
 {
     struct sim_dev *d = user;
@@ -258,6 +270,7 @@ static void sim_on_event(void *user, const lk_dev_event *ev)
     switch (ev->type) {
     case LK_DEV_EV_CONNECTED:
         end_first_attempt(s, d);
+        end_retry(s, d);
         if (!d->connected_once) {
             d->connected_once = 1;
             s->connected++;
@@ -276,6 +289,7 @@ static void sim_on_event(void *user, const lk_dev_event *ev)
         break;
     case LK_DEV_EV_BACKOFF:
         end_first_attempt(s, d);
+        end_retry(s, d);
         break;
     case LK_DEV_EV_REFUSED:
         if (s->reported_refusal++ == 0)
@@ -289,12 +303,14 @@ static void sim_on_event(void *user, const lk_dev_event *ev)
         break;
     case LK_DEV_EV_FAILED:
         end_first_attempt(s, d);
+        end_retry(s, d);
         if (s->reported_failures++ < SIM_REPORT_MAX)
             fprintf(stderr, "%s: simulate: %s: gave up: %s (%s)\n", tool_name, d->id,
                     ev->detail, lk_errname(ev->err));
         break;
     case LK_DEV_EV_STOPPED:
         end_first_attempt(s, d);
+        end_retry(s, d);
         break;
     default:
         break;
@@ -348,6 +364,7 @@ static void mark_done(struct sim *s, struct sim_dev *d, int failed)
     d->done = 1;
     s->done++;
     end_first_attempt(s, d);
+    end_retry(s, d);
     if (!d->connected_once)
         s->done_unconnected++;
     if (failed)
@@ -382,12 +399,43 @@ static void sync_dev(struct sim *s, struct sim_dev *d, int64_t now)
 static void service(struct sim *s, struct sim_dev *d, int readable, int writable)
 {
     int64_t now = lk_dev_now_ms();
+    int was_backoff;
     if (d->done)
         return;
+    /* (a first attempt, counted in inflight, starts from the backoff state) */
+    was_backoff = !d->first_attempt && lk_dev_get_state(d->dev) == LK_DEV_BACKOFF;
+    /* --parallel bounds retries too (a fleet that lost its broker comes
+     * back at once): a due retry beyond it waits for a slot, in order. */
+    if (was_backoff && !s->stopping && lk_dev_next_ms(d->dev) <= now &&
+        s->inflight + s->retrying >= s->parallel) {
+        heap_remove(s, d);
+        if (!d->waiting) {
+            d->waiting = 1;
+            s->waitq[(s->waitq_head + s->waitq_len++) % s->n] = (int)(d - s->devs);
+        }
+        return;
+    }
     if (d->publishing && !s->stopping)
         publish_due(s, d, now);
     (void)lk_dev_step(d->dev, readable, writable); /* a failure arrives as LK_DEV_EV_FAILED */
+    if (was_backoff && !d->reconnecting && lk_dev_get_state(d->dev) == LK_DEV_CONNECTING) {
+        d->reconnecting = 1;
+        s->retrying++;
+    }
     sync_dev(s, d, lk_dev_now_ms());
+}
+
+/* Retries that waited for a slot, oldest first, while slots are free (all
+ * of them once stopping: a stopped device only tidies up). */
+static void resume_waiting(struct sim *s)
+{
+    while (s->waitq_len > 0 && (s->stopping || s->inflight + s->retrying < s->parallel)) {
+        struct sim_dev *d = &s->devs[s->waitq[s->waitq_head]];
+        s->waitq_head = (s->waitq_head + 1) % s->n;
+        s->waitq_len--;
+        d->waiting = 0;
+        service(s, d, 0, 0);
+    }
 }
 
 /* --- setup --- */
@@ -402,11 +450,13 @@ static void raise_nofile(const struct sim *s)
         (void)setrlimit(RLIMIT_NOFILE, &rl);
         (void)getrlimit(RLIMIT_NOFILE, &rl);
     }
-    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)s->n + 64)
+    /* Three descriptors a connected device: its socket and the socket pair
+     * libmosquitto opens for every client object (its wake-up channel). */
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < 3 * (rlim_t)s->n + 64)
         fprintf(stderr,
-                "%s: simulate: the open-file limit is %llu, below the %u this fleet needs (devices + 64): "
+                "%s: simulate: the open-file limit is %llu, below the %u this fleet needs (3 x devices + 64): "
                 "the devices beyond it cannot connect; raise the hard limit (ulimit -Hn, LimitNOFILE=)\n",
-                tool_name, (unsigned long long)rl.rlim_cur, s->n + 64);
+                tool_name, (unsigned long long)rl.rlim_cur, 3 * s->n + 64);
 }
 
 /* Check that every device has its key, then create every client (no
@@ -558,6 +608,7 @@ static int run_fleet(struct sim *s)
         /* timers that are due; each device at most about once per round */
         while (s->heap_len > 0 && budget-- > 0 && heap_key(s, 0) <= now)
             service(s, &s->devs[s->heap[0]], 0, 0);
+        resume_waiting(s);
         start_more(s);
 
         now = lk_dev_now_ms();
@@ -842,8 +893,9 @@ int devtool_simulate(int argc, char **argv)
 
     s.devs = calloc(s.n, sizeof *s.devs);
     s.heap = calloc(s.n, sizeof *s.heap);
+    s.waitq = calloc(s.n, sizeof *s.waitq);
     s.payload = malloc(s.payload_bytes ? s.payload_bytes : 1);
-    if (s.devs == NULL || s.heap == NULL || s.payload == NULL) {
+    if (s.devs == NULL || s.heap == NULL || s.waitq == NULL || s.payload == NULL) {
         tool_error("simulate", LK_ERR_NOMEM, "%u devices: out of memory", s.n);
         rc = EXIT_FAIL;
         goto exit;
@@ -874,6 +926,7 @@ exit:
     free(s.fd_owner);
     free(s.payload);
     free(s.heap);
+    free(s.waitq);
     free(s.devs);
     free(s.ids);
     return rc;
