@@ -246,7 +246,7 @@ int lk_jwt_has_x5c(const char *token, size_t len, size_t max_len, unsigned flags
  * Per-device bound: the cache knows a device by the policy's subject, its
  * credential set and the audience (with subject 0, devices registered with
  * the same credential set are one device to it). All of one device's
- * entries go to one set of 4 ways, chosen by a hash of these with a seed
+ * entries go to one set of 16 ways, chosen by a hash of these with a seed
  * drawn at creation, and a device holds at most 2 entries there (a token and its
  * successor at refresh): a third evicts the device's own oldest, never
  * another device's. So a device that connects with ever new valid tokens

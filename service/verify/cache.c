@@ -1,11 +1,13 @@
 /*
  * The verified-token cache: see lk_verify.h.
  *
- * Fixed memory: a 4-way set-associative table. The key covers the whole
- * token, the policy (audience, skew, lifetime, flags) and the credential
- * set, so a hit can only mean "this exact token was verified against these
- * exact keys under these rules"; what can change since — the clock and a
- * credential's expiry — is checked again on every hit.
+ * Fixed memory: a 16-way set-associative table (16 rather than 4: a fleet of
+ * a sixth of the capacity overflows no set, so a fleet that reconnects after
+ * a restart finds every token it had; docs/benchmarks.md, "Connect storm").
+ * The key covers the whole token, the policy (audience, skew, lifetime,
+ * flags) and the credential set, so a hit can only mean "this exact token
+ * was verified against these exact keys under these rules"; what can change
+ * since — the clock and a credential's expiry — is checked again on every hit.
  *
  * The set is chosen by the device, not the token (device_of: the audience
  * and credential set, all a cache knows of a device), and a device holds at

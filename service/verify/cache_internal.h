@@ -9,7 +9,7 @@
 #include <openssl/evp.h>
 #include "latchkey/lk_verify.h"
 
-#define WAYS 4
+#define WAYS 16
 #define PER_DEVICE 2 /* a token and its successor at refresh */
 
 struct entry {
