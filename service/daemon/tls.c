@@ -27,6 +27,11 @@ SSL_CTX *lkd_tls_load(const char *cert, const char *key, char *why, size_t why_s
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    /* An idle keep-alive connection gives its read and write buffers (about
+     * 34 kB together) back until its next record: thousands of devices and
+     * clients keep connections open (docs/benchmarks.md, "latchkeyd's memory
+     * per connection"). */
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
         ssl_why(why, why_size, "certificate", cert);
         SSL_CTX_free(ctx);
