@@ -98,6 +98,13 @@ typedef struct lk_cred lk_cred;
 lk_err lk_cred_parse(lk_cred_format fmt, const char *pem, size_t pem_len,
                      int64_t expires, lk_cred **out);
 void lk_cred_free(lk_cred *cred);
+/* Free the decoded key (about 2.7 kB for P-256 in OpenSSL 3) and keep what
+ * identifies it: fingerprint, format, algorithm, expiry and the key's DER.
+ * The next verification with cred decodes the key again and keeps it until
+ * the next release. For a holder of many credentials that rarely verifies
+ * (a broker whose verified-token cache answers most connects). A released
+ * credential must not be used by two threads at once. NULL: nothing. */
+void lk_cred_release_key(lk_cred *cred);
 
 lk_alg lk_cred_alg(const lk_cred *cred);
 lk_cred_format lk_cred_get_format(const lk_cred *cred);

@@ -227,6 +227,7 @@ static int auth__device(struct mosquitto *client, const char *id, const lk_devic
     err = lk_verify_token_cached(plg.verifier, plg.vcache, password, strlen(password),
                                  (lk_cred *const *)d->creds, d->ncreds, &pol, &info, &hit,
                                  why, sizeof why);
+    devices__release_keys(d);
     /* The server's failure, not a judgement of the token: no CONNACK. */
     if (plg.vcache)
         metrics__cache(hit);

@@ -241,3 +241,10 @@ int devices__find_cred(const struct plg_device *d, const uint8_t fp[32], int64_t
     }
     return same_key;
 }
+
+void devices__release_keys(const struct plg_device *d)
+{
+    unsigned i;
+    for (i = 0; i < d->ncreds; i++)
+        lk_cred_release_key(d->creds[i]);
+}

@@ -116,6 +116,7 @@ static int gateway__verify(const struct plg_device *d, const lk_device_name *p, 
     err = lk_verify_token_cached(plg.verifier, plg.vcache, token, strlen(token),
                                  (lk_cred *const *)d->creds, d->ncreds, &pol, &info, &hit, why,
                                  sizeof why);
+    devices__release_keys(d);
     if (err) {
         snprintf(t->why, sizeof t->why, "the device's token was refused: %s%s%s", lk_strerror(err),
                  why[0] ? ": " : "", why);

@@ -108,6 +108,10 @@ void devices__cleanup(void);
  * result is valid until the next devices__ call. */
 struct plg_device *devices__get(const lk_device_name *p, const char *path, int fresh,
                                 lk_err *err);
+/* Free d's decoded keys until a token the verified-token cache does not know
+ * needs them (lk_cred_release_key): 2.7 kB a P-256 key, for every cached
+ * device, against one decoding per new token. */
+void devices__release_keys(const struct plg_device *d);
 /* Whether cached device data may be stale, so that devices__get must read
  * (fresh): the change feed has been unreadable for confirm_timeout or
  * longer. */

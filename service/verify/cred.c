@@ -98,7 +98,27 @@ static int b64_std(char c)
                : -1;
 }
 
-static int p256_fast(const char *pem, size_t len, EVP_PKEY **pkey, uint8_t fp[32])
+/* A P-256 public key from its uncompressed point, without OpenSSL's decoders. */
+static EVP_PKEY *p256_from_point(const uint8_t point[LK_P256_POINT_BYTES])
+{
+    EVP_PKEY *pkey = NULL;
+    EVP_PKEY_CTX *kctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+    OSSL_PARAM params[3];
+
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)"prime256v1", 0);
+    params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void *)point,
+                                                  LK_P256_POINT_BYTES);
+    params[2] = OSSL_PARAM_construct_end();
+    if (kctx == NULL || EVP_PKEY_fromdata_init(kctx) <= 0 ||
+        EVP_PKEY_fromdata(kctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) <= 0) {
+        EVP_PKEY_free(pkey);
+        pkey = NULL;
+    }
+    EVP_PKEY_CTX_free(kctx);
+    return pkey;
+}
+
+static int p256_fast(const char *pem, size_t len, EVP_PKEY **pkey, uint8_t fp[32], uint8_t **spki)
 {
     static const char begin[] = "-----BEGIN PUBLIC KEY-----", end[] = "-----END PUBLIC KEY-----";
     char b64[128];
@@ -106,8 +126,6 @@ static int p256_fast(const char *pem, size_t len, EVP_PKEY **pkey, uint8_t fp[32
     uint8_t point[LK_P256_POINT_BYTES];
     const char *p = pem, *stop = pem + len, *e;
     size_t n = 0;
-    EVP_PKEY_CTX *kctx = NULL;
-    OSSL_PARAM params[3];
     int ok = 0;
 
     *pkey = NULL;
@@ -150,20 +168,62 @@ static int p256_fast(const char *pem, size_t len, EVP_PKEY **pkey, uint8_t fp[32
         return 0;
     if (lk_p256_point_from_spki(der, LK_P256_SPKI_BYTES, point) != LK_OK)
         return 0;
-    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)"prime256v1", 0);
-    params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, point, sizeof point);
-    params[2] = OSSL_PARAM_construct_end();
-    kctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
-    if (kctx != NULL && EVP_PKEY_fromdata_init(kctx) > 0 &&
-        EVP_PKEY_fromdata(kctx, pkey, EVP_PKEY_PUBLIC_KEY, params) > 0 &&
-        EVP_Digest(der, LK_P256_SPKI_BYTES, fp, NULL, EVP_sha256(), NULL))
+    *pkey = p256_from_point(point);
+    *spki = OPENSSL_memdup(der, LK_P256_SPKI_BYTES);
+    if (*pkey != NULL && *spki != NULL && EVP_Digest(der, LK_P256_SPKI_BYTES, fp, NULL, EVP_sha256(), NULL))
         ok = 1;
-    EVP_PKEY_CTX_free(kctx);
     if (!ok) {
         EVP_PKEY_free(*pkey);
         *pkey = NULL;
+        OPENSSL_free(*spki);
+        *spki = NULL;
     }
     return ok;
+}
+
+/* The verify context: verify_init done once (and RSA's padding and digest). */
+static int verify_ctx(lk_cred *c)
+{
+    c->vctx = EVP_PKEY_CTX_new_from_pkey(NULL, c->pkey, NULL);
+    return c->vctx != NULL && EVP_PKEY_verify_init(c->vctx) > 0 &&
+           (c->alg != LK_ALG_RS256 || (EVP_PKEY_CTX_set_rsa_padding(c->vctx, RSA_PKCS1_PADDING) > 0 &&
+                                       EVP_PKEY_CTX_set_signature_md(c->vctx, EVP_sha256()) > 0));
+}
+
+lk_err lk_verify__cred_ready(lk_cred *c)
+{
+    uint8_t point[LK_P256_POINT_BYTES];
+    const unsigned char *p;
+
+    if (c->vctx != NULL)
+        return LK_OK;
+    if (c->spki == NULL)
+        return LK_ERR_CRYPTO;
+    if (c->alg == LK_ALG_ES256) {
+        if (lk_p256_point_from_spki(c->spki, c->spki_len, point) != LK_OK)
+            return LK_ERR_CRYPTO;
+        c->pkey = p256_from_point(point);
+    } else {
+        p = c->spki;
+        c->pkey = d2i_PUBKEY(NULL, &p, (long)c->spki_len);
+    }
+    if (c->pkey == NULL || !verify_ctx(c)) {
+        int oom = lk_verify__openssl_oom();
+        lk_cred_release_key(c);
+        ERR_clear_error();
+        return oom ? LK_ERR_NOMEM : LK_ERR_CRYPTO;
+    }
+    return LK_OK;
+}
+
+void lk_cred_release_key(lk_cred *c)
+{
+    if (c == NULL || c->spki == NULL)
+        return;
+    EVP_PKEY_CTX_free(c->vctx);
+    EVP_PKEY_free(c->pkey);
+    c->vctx = NULL;
+    c->pkey = NULL;
 }
 
 int lk_verify__openssl_oom(void)
@@ -210,7 +270,7 @@ lk_err lk_cred_parse(lk_cred_format fmt, const char *pem, size_t pem_len,
     if (c == NULL)
         return LK_ERR_NOMEM;
     if (kind == 1 && (fmt == LK_CRED_UNSPECIFIED || fmt == LK_CRED_ES256_PEM) &&
-        p256_fast(pem, pem_len, &c->pkey, c->fp)) {
+        p256_fast(pem, pem_len, &c->pkey, c->fp, &c->spki)) {
         fast = 1;
     } else {
         /* Only the general path reads through a BIO. */
@@ -271,10 +331,8 @@ lk_err lk_cred_parse(lk_cred_format fmt, const char *pem, size_t pem_len,
      * multiplication.) */
     if (alg == LK_ALG_ES256 && !fast && EVP_PKEY_public_check(c->vctx) != 1)
         goto exit;
-    if (EVP_PKEY_verify_init(c->vctx) <= 0 ||
-        (alg == LK_ALG_RS256 &&
-         (EVP_PKEY_CTX_set_rsa_padding(c->vctx, RSA_PKCS1_PADDING) <= 0 ||
-          EVP_PKEY_CTX_set_signature_md(c->vctx, EVP_sha256()) <= 0))) {
+    EVP_PKEY_CTX_free(c->vctx);
+    if (!verify_ctx(c)) {
         err = LK_ERR_CRYPTO;
         goto exit;
     }
@@ -284,6 +342,11 @@ lk_err lk_cred_parse(lk_cred_format fmt, const char *pem, size_t pem_len,
             err = LK_ERR_CRYPTO;
             goto exit;
         }
+        c->spki = spki; /* kept: lk_cred_release_key */
+        c->spki_len = (size_t)spki_len;
+        spki = NULL;
+    } else {
+        c->spki_len = LK_P256_SPKI_BYTES;
     }
     *out = c;
     c = NULL;
@@ -308,6 +371,7 @@ void lk_cred_free(lk_cred *c)
         return;
     EVP_PKEY_CTX_free(c->vctx);
     EVP_PKEY_free(c->pkey);
+    OPENSSL_free(c->spki);
     OPENSSL_free(c);
 }
 

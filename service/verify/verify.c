@@ -113,6 +113,13 @@ lk_err lk_verify__digest(const lk_cred *cred, const uint8_t digest[32],
         return LK_ERR_ARG;
     if (sig_len != cred->sig_len)
         return LK_ERR_TOKEN_SIGNATURE;
+    /* A released key is decoded again (lk_cred_release_key: not shared
+     * between threads, so this write is the caller's only). */
+    {
+        lk_err e = lk_verify__cred_ready((lk_cred *)cred);
+        if (e != LK_OK)
+            return e;
+    }
     if (cred->alg == LK_ALG_ES256) {
         uint8_t der[72];
         size_t der_len;

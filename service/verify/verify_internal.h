@@ -17,7 +17,13 @@ struct lk_cred {
     EVP_PKEY_CTX *vctx;   /* verify_init done once; RSA padding and md set */
     size_t sig_len;       /* ES256: 64; RS256: modulus bytes */
     uint8_t fp[32];       /* SHA-256 of the SPKI DER */
+    uint8_t *spki;        /* the SPKI DER, to decode pkey again after lk_cred_release_key */
+    size_t spki_len;
 };
+
+/* The decoded key and verify context of cred, made again from its DER if
+ * lk_cred_release_key freed them. LK_OK, LK_ERR_NOMEM, LK_ERR_CRYPTO. */
+lk_err lk_verify__cred_ready(lk_cred *cred);
 
 /*
  * Check sig[0..sig_len) over msg[0..msg_len) with cred, exactly as a token's

@@ -91,6 +91,8 @@ int main(void)
     CHECK(lk_verifier_new(&v) == LK_OK);
     CHECK(lk_verify_token(v, token, strlen(token), &cred, 1, &pol, &info, why, sizeof why) == LK_OK);
     CHECK(info.alg == LK_ALG_ES256 && info.exp == 1700003600 && info.valid_until == 1700004200);
+    lk_cred_release_key(cred); /* decoded again at the next verification */
+    CHECK(lk_verify_token(v, token, strlen(token), &cred, 1, &pol, &info, why, sizeof why) == LK_OK);
     pol.now = 1700005000; /* past exp + skew */
     CHECK(lk_verify_token(v, token, strlen(token), &cred, 1, &pol, &info, why, sizeof why) ==
           LK_ERR_TOKEN_EXPIRED);

@@ -19,6 +19,7 @@
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/rsa.h>
 
 #include "latchkey/lk_b64url.h"
 #include "latchkey/lk_verify.h"
@@ -361,6 +362,74 @@ static void test_smaller_cache(void **state)
     lk_vcache_free(b);
 }
 
+/* lk_cred_release_key: the decoded key freed, the credential still verifies
+ * (decoded again from its DER), ES256 and RS256, good and bad signatures,
+ * released again and again; what identifies it never changes. */
+static void test_released_keys_verify_again(void **state)
+{
+    (void)state;
+    EVP_PKEY *rsa = EVP_RSA_gen(2048);
+    lk_cred *es = cred_of(keys[0], 0), *rs;
+    lk_verify_policy pol = policy(NOW);
+    lk_token_info info;
+    char why[200], *tok, *other, *rtok;
+    uint8_t fp1[32], fp2[32];
+    BIO *b = BIO_new(BIO_s_mem());
+    char *pem;
+    long n;
+
+    assert_non_null(rsa);
+    assert_int_equal(PEM_write_bio_PUBKEY(b, rsa), 1);
+    n = BIO_get_mem_data(b, &pem);
+    assert_int_equal(lk_cred_parse(LK_CRED_RSA_PEM, pem, (size_t)n, 0, &rs), LK_OK);
+    BIO_free(b);
+    {
+        /* an RS256 token: PKCS#1 v1.5 over header.claims */
+        const char *h = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9"; /* {"alg":"RS256","typ":"JWT"} */
+        char claims[100], *c64, *s64, *input;
+        unsigned char sig[256];
+        size_t slen = sizeof sig;
+        EVP_MD_CTX *md = EVP_MD_CTX_new();
+        snprintf(claims, sizeof claims, "{\"iat\":%d,\"exp\":%d,\"aud\":\"proj\"}", NOW - 10, NOW + 3600);
+        c64 = lk_test_b64url_ref_encode((const uint8_t *)claims, strlen(claims));
+        input = malloc(strlen(h) + strlen(c64) + 2);
+        sprintf(input, "%s.%s", h, c64);
+        assert_int_equal(EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, rsa), 1);
+        assert_int_equal(EVP_DigestSign(md, sig, &slen, (unsigned char *)input, strlen(input)), 1);
+        s64 = lk_test_b64url_ref_encode(sig, slen);
+        rtok = malloc(strlen(input) + strlen(s64) + 2);
+        sprintf(rtok, "%s.%s", input, s64);
+        EVP_MD_CTX_free(md);
+        free(c64);
+        free(s64);
+        free(input);
+    }
+    tok = token(keys[0], NOW - 10, NOW + 3600, "proj");
+    other = token(keys[1], NOW - 10, NOW + 3600, "proj");
+    lk_cred_fingerprint(es, fp1);
+    for (int round = 0; round < 3; round++) {
+        lk_cred_release_key(es);
+        lk_cred_release_key(rs);
+        lk_cred_release_key(es); /* twice: nothing more */
+        assert_int_equal(lk_verify_token(V, tok, strlen(tok), &es, 1, &pol, &info, why, sizeof why), LK_OK);
+        assert_int_equal(lk_verify_token(V, other, strlen(other), &es, 1, &pol, &info, why, sizeof why),
+                         LK_ERR_TOKEN_SIGNATURE);
+        assert_int_equal(lk_verify_token(V, rtok, strlen(rtok), &rs, 1, &pol, &info, why, sizeof why), LK_OK);
+        assert_int_equal(lk_cred_alg(es), LK_ALG_ES256);
+        assert_int_equal(lk_cred_alg(rs), LK_ALG_RS256);
+        lk_cred_fingerprint(es, fp2);
+        assert_memory_equal(fp1, fp2, 32);
+    }
+    lk_cred_release_key(NULL);
+    lk_cred_release_key(es); /* freed released: no leak (ASan) */
+    lk_cred_free(es);
+    lk_cred_free(rs);
+    EVP_PKEY_free(rsa);
+    free(tok);
+    free(other);
+    free(rtok);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -368,6 +437,7 @@ int main(void)
         cmocka_unit_test(test_no_revocation_passes),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_smaller_cache),
+        cmocka_unit_test(test_released_keys_verify_again),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
