@@ -59,7 +59,8 @@ BUILD=${1:?usage: sh bench/storm.sh BUILD OUTFILE}
 OUT=${2:?usage: sh bench/storm.sh BUILD OUTFILE}
 NDEV=${LK_BENCH_STORM_DEVICES:-10000}
 PAR=${LK_BENCH_STORM_PARALLEL:-100}
-SETTLE=${LK_BENCH_STORM_SETTLE:-3}       # seconds after the last CONNACK before RSS is read
+SETTLE=${LK_BENCH_STORM_SETTLE:-12}     # seconds after the last CONNACK before RSS is read: past the
+                                         # plugin's activity flush (10 s), which gives the burst's table back
 STORM_MAX=${LK_BENCH_STORM_MAX:-300}     # give up on a storm after that many seconds
 REGISTRY=bench-storm
 

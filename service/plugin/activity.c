@@ -139,6 +139,13 @@ void activity__flush(void)
         return;
     }
     act_n = 0;
+    /* A burst (a fleet reconnecting at once) grew the table to the fleet's
+     * size; between flushes it holds nothing: give that back instead of
+     * keeping 0.6 kB a device for ever. */
+    if (act_cap > 1024) {
+        activity__cleanup();
+        return;
+    }
     memset(act_idx, 0, act_idx_cap * sizeof *act_idx);
 }
 
