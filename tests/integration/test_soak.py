@@ -15,6 +15,7 @@ def test_short_soak_loses_nothing(tmp_path):
     assert f["soak_token_refreshes"] >= 30, f          # every device refreshed its token at least once
     assert f["soak_lost_mqtt"] == 0 and f["soak_lost_push"] == 0, f
     assert f["soak_lost_messages"] == 0, f
+    assert f["soak_broker_dropped_warnings"] == 0, f
     assert f["soak_commands_sent"] > 0 and f["soak_commands_lost"] == 0, f
     assert f["soak_configs_sent"] > 0 and f["soak_configs_received"] >= f["soak_configs_sent"], f
     assert f["soak_api_errors"] == 0 and f["soak_console_errors"] == 0, f
