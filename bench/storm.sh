@@ -53,6 +53,27 @@
 #                                file starts at 0 with it): target 0
 #   restart_storm_tokens_signed  tokens the simulator signed after the
 #                                restart (0: every device reused its token)
+# At the same time as the first storm (0 skips a part): devices arriving
+# through gateways and over latchkeyd's HTTP bridge (bench/storm_side.py,
+# Debian's python3 and PyJWT; started the moment the first simulator starts
+# its attempts, on core 0 with the simulators):
+#   LK_BENCH_STORM_GATEWAY_DEVICES (1,000) devices bound to gateways, 100
+#   to a gateway (gw-00..., ASSOCIATION_ONLY), each gateway one
+#   latchkey-device agent that connects into the storm and attaches its
+#   devices;
+#   LK_BENCH_STORM_HTTP_DEVICES (1,000) devices posting one event each to
+#   latchkeyd's device bridge (its own ES256 token as Bearer, a new TLS
+#   connection per device, LK_BENCH_STORM_HTTP_PARALLEL (50) at once);
+#   latchkeyd (pinned with the broker) publishes them into ours over its own
+#   MQTT connection, and answers 200 once the broker has PUBACKed.
+#   storm_gateway_devices_attached, storm_http_devices_published
+#                          of storm_gateway_devices, storm_http_devices
+#   storm_gateway_seconds, storm_http_seconds
+#                          the side's start to its last attach / 200
+#   storm_side_failures    attaches the broker refused or that never came,
+#                          plus posts not answered 200: target 0
+# The gateways and latchkeyd are stopped when the side is done, before the
+# RSS is read and before the restart: the restart storm is the fleet's.
 # The figures are noisy on a shared machine: compare the ratios.
 set -eu
 BUILD=${1:?usage: sh bench/storm.sh BUILD OUTFILE}
@@ -63,12 +84,22 @@ SETTLE=${LK_BENCH_STORM_SETTLE:-12}     # seconds after the last CONNACK before 
                                          # plugin's activity flush (10 s), which gives the burst's table back
 STORM_MAX=${LK_BENCH_STORM_MAX:-300}     # give up on a storm after that many seconds
 REGISTRY=bench-storm
-
+GWDEV=${LK_BENCH_STORM_GATEWAY_DEVICES:-1000}
+HTTPDEV=${LK_BENCH_STORM_HTTP_DEVICES:-1000}
+HTTPPAR=${LK_BENCH_STORM_HTTP_PARALLEL:-50}
+NGW=$(( (GWDEV + 99) / 100 ))
+PY=/usr/bin/python3
+LKD="$BUILD/bin/latchkeyd"
 
 . bench/common.sh
 
 MSHM="$BUILD/bench/mshm_read"
 bench_need "$TOOL" "$DEVTOOL" "$PLUGIN" "$MOSQUITTO" "$MSHM"
+[ "$HTTPDEV" -eq 0 ] || bench_need "$LKD"
+if [ $((GWDEV + HTTPDEV)) -gt 0 ] && ! $PY -c 'import jwt' 2>/dev/null; then
+    echo "storm.sh: $PY has no PyJWT (make deps)" >&2
+    exit 1
+fi
 
 # The open-file limits, as high as allowed (inherited by the brokers and the
 # simulators): the broker holds one socket per device, a simulator three
@@ -93,7 +124,9 @@ simn() { echo $(( NDEV / NSIM + ($1 <= NDEV % NSIM ? 1 : 0) )); }
 ours_PID=""
 base_PID=""
 SIM_PIDS=""
-bench_tmp storm SIM_PIDS ours_PID base_PID
+LKD_PID=""
+SIDE_PID=""
+bench_tmp storm SIM_PIDS ours_PID base_PID LKD_PID SIDE_PID
 
 # --- the fleet's keys and the registry ---
 "$TOOL" --db "$TMP/registry.db" registries create "$REGISTRY" --project "$PROJECT" \
@@ -106,6 +139,36 @@ while [ $i -le "$NSIM" ]; do
         --project "$PROJECT" --region "$REGION" >/dev/null
     i=$((i + 1))
 done
+
+# The side's devices (bench/storm_side.py), one import with the bindings:
+# the gateways and their devices share a key in the store side.lks, the HTTP
+# devices one of openssl's (PyJWT signs their tokens).
+if [ $((GWDEV + HTTPDEV)) -gt 0 ]; then
+    "$TOOL" key generate --store "$TMP/side.lks" --key bench --alg ES256 > "$TMP/side-gw.pem"
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$TMP/side-http.key" 2>/dev/null
+    openssl pkey -in "$TMP/side-http.key" -pubout -out "$TMP/side-http.pem"
+    awk -v ngw="$NGW" -v ngwdev="$GWDEV" -v nhttp="$HTTPDEV" -v gwpem="$TMP/side-gw.pem" \
+        -v httppem="$TMP/side-http.pem" -v pairs="$TMP/side-pairs.jsonl" 'BEGIN {
+        while ((getline l < gwpem) > 0) g = g l "\\n"
+        while ((getline l < httppem) > 0) h = h l "\\n"
+        c = "\"credentials\": [{\"publicKey\": {\"format\": \"ES256_PEM\", \"key\": \"%s\"}}]"
+        if (ngwdev > 0)
+            for (i = 0; i < ngw; i++)
+                printf "{\"id\": \"gw-%02d\", " c ", \"gatewayConfig\": {\"gatewayType\": \"GATEWAY\", " \
+                    "\"gatewayAuthMethod\": \"ASSOCIATION_ONLY\"}}\n", i, g
+        for (i = 0; i < ngwdev; i++) {
+            printf "{\"id\": \"ga-%05d\", " c "}\n", i, g
+            printf "{\"gatewayId\": \"gw-%02d\", \"deviceId\": \"ga-%05d\"}\n", i % ngw, i > pairs
+        }
+        for (i = 0; i < nhttp; i++)
+            printf "{\"id\": \"h-%05d\", " c "}\n", i, h
+    }' > "$TMP/side.jsonl"
+    BIND=""
+    [ "$GWDEV" -eq 0 ] || BIND="--bindings $TMP/side-pairs.jsonl"
+    # shellcheck disable=SC2086
+    "$TOOL" --db "$TMP/registry.db" devices import "$TMP/side.jsonl" $BIND \
+        --registry "$REGISTRY" --project "$PROJECT" --region "$REGION" >/dev/null
+fi
 
 # The token cache file (plugin_opt_token_cache_file) where the plugin has it;
 # an older plugin refuses the option, and the restart storm then verifies
@@ -146,6 +209,52 @@ for who in ours base; do
         sleep 0.5
     done
 done
+
+# latchkeyd with the device bridge into ours (for the HTTP devices), pinned
+# with the broker, connected before the storm.
+DPORT=0
+if [ "$HTTPDEV" -gt 0 ]; then
+    $PIN "$LKD" --registry "$TMP/registry.db" --admin-listen 127.0.0.1:0 --port-file "$TMP/lkd-port" \
+        --tls-cert "$TMP/server.crt" --tls-key "$TMP/server.key" \
+        --device-listen 127.0.0.1:0 --device-port-file "$TMP/dport" \
+        --broker "127.0.0.1:$ours_TLS" --broker-ca "$TMP/ca.crt" > "$TMP/latchkeyd.log" 2>&1 &
+    LKD_PID=$!
+    n=0
+    until [ -s "$TMP/dport" ] && grep -q "bridge: connected" "$TMP/latchkeyd.log"; do
+        kill -0 "$LKD_PID" 2>/dev/null && [ $n -lt 300 ] || {
+            echo "storm.sh: latchkeyd did not start or reach the broker:" >&2
+            cat "$TMP/latchkeyd.log" >&2; tail -5 "$TMP/ours.log" >&2; exit 1; }
+        sleep 0.1
+        n=$((n + 1))
+    done
+    DPORT=$(cat "$TMP/dport")
+fi
+
+# side_start / side_end: bench/storm_side.py beside the first storm (it
+# waits for the simulators' first attempts), its figures in $TMP/side.txt;
+# then the gateways (the driver stops them) and latchkeyd are gone
+side_start() {
+    [ $((GWDEV + HTTPDEV)) -gt 0 ] || return 0
+    (
+        export DEVTOOL PROJECT REGION REGISTRY TMP NGW PINC DPORT
+        export PORT="$ours_TLS" CA="$TMP/ca.crt" STORE="$TMP/side.lks" KEY=bench GW_DEVICES="$GWDEV" \
+            HTTP_DEVICES="$HTTPDEV" HTTP_PARALLEL="$HTTPPAR" MAX="$STORM_MAX" \
+            HTTP_KEY="$TMP/side-http.key" START="$TMP/ours-*.err"
+        exec $PINC $PY bench/storm_side.py > "$TMP/side.txt" 2> "$TMP/side.err"
+    ) &
+    SIDE_PID=$!
+}
+side_end() {
+    [ -n "$SIDE_PID" ] || return 0
+    wait "$SIDE_PID" || echo "storm.sh: bench/storm_side.py failed" >&2
+    SIDE_PID=""
+    cat "$TMP/side.err" >&2
+    if [ -n "$LKD_PID" ]; then
+        kill -TERM "$LKD_PID" 2>/dev/null || true
+        wait "$LKD_PID" 2>/dev/null || true
+        LKD_PID=""
+    fi
+}
 
 # storm NAME PORT: the whole fleet at once into the broker on PORT: every
 # simulator started together in the background (SIM_PIDS), each with its
@@ -201,8 +310,10 @@ total() {
 
 # --- the first storm, into ours ---
 R0=$(rss "$ours_PID")
+side_start
 storm ours "$ours_TLS"
 OURS_S=$STORM_S
+side_end
 sleep "$SETTLE"
 R1=$(rss "$ours_PID")
 set -- $(mshm)
@@ -286,3 +397,10 @@ else
 fi
 emit restart_storm_verifications "$RESTART_MISSES"
 emit restart_storm_tokens_signed "$(( ${TOKENS:-0} - NDEV ))"
+if [ -s "$TMP/side.txt" ]; then
+    while IFS= read -r line; do
+        emit "${line%%: *}" "${line#*: }"
+    done < "$TMP/side.txt"
+elif [ $((GWDEV + HTTPDEV)) -gt 0 ]; then
+    emit storm_side_failures "$((GWDEV + HTTPDEV))"
+fi
