@@ -53,10 +53,13 @@
 #                                file starts at 0 with it): target 0
 #   restart_storm_tokens_signed  tokens the simulator signed after the
 #                                restart (0: every device reused its token)
-# At the same time as the first storm (0 skips a part): devices arriving
-# through gateways and over latchkeyd's HTTP bridge (bench/storm_side.py,
-# Debian's python3 and PyJWT; started the moment the first simulator starts
-# its attempts, on core 0 with the simulators):
+# The side storm (when either count below is not 0): ours is stopped once
+# more, its token cache file removed (so that every token is checked again,
+# as in the first storm), started again, and the whole fleet storms it a
+# third time while, at the same moment, devices arrive through gateways and
+# over latchkeyd's HTTP bridge (bench/storm_side.py, Debian's python3 and
+# PyJWT; started the moment the first simulator starts its attempts, on
+# core 0 with the simulators; 0 skips a part):
 #   LK_BENCH_STORM_GATEWAY_DEVICES (1,000) devices bound to gateways, 100
 #   to a gateway (gw-00..., ASSOCIATION_ONLY), each gateway one
 #   latchkey-device agent that connects into the storm and attaches its
@@ -66,14 +69,18 @@
 #   connection per device, LK_BENCH_STORM_HTTP_PARALLEL (50) at once);
 #   latchkeyd (pinned with the broker) publishes them into ours over its own
 #   MQTT connection, and answers 200 once the broker has PUBACKed.
+# It is a phase of its own so that what the side leaves in the broker is
+# not in the memory figures, read after the first storm.
+#   storm_with_side_seconds, storm_with_side_seconds_vs_first
+#                          that storm's time (as storm_seconds), and / the
+#                          first's; its devices not connected and its
+#                          refused CONNECTs are in storm_failures too
 #   storm_gateway_devices_attached, storm_http_devices_published
 #                          of storm_gateway_devices, storm_http_devices
 #   storm_gateway_seconds, storm_http_seconds
 #                          the side's start to its last attach / 200
 #   storm_side_failures    attaches the broker refused or that never came,
 #                          plus posts not answered 200: target 0
-# The gateways and latchkeyd are stopped when the side is done, before the
-# RSS is read and before the restart: the restart storm is the fleet's.
 # The figures are noisy on a shared machine: compare the ratios.
 set -eu
 BUILD=${1:?usage: sh bench/storm.sh BUILD OUTFILE}
@@ -210,10 +217,12 @@ for who in ours base; do
     done
 done
 
-# latchkeyd with the device bridge into ours (for the HTTP devices), pinned
-# with the broker, connected before the storm.
+# lkd_start: latchkeyd with the device bridge into ours (for the HTTP
+# devices), pinned with the broker, connected before the side storm.
 DPORT=0
-if [ "$HTTPDEV" -gt 0 ]; then
+lkd_start() {
+    [ "$HTTPDEV" -gt 0 ] || return 0
+    rm -f "$TMP/dport" "$TMP/lkd-port"
     $PIN "$LKD" --registry "$TMP/registry.db" --admin-listen 127.0.0.1:0 --port-file "$TMP/lkd-port" \
         --tls-cert "$TMP/server.crt" --tls-key "$TMP/server.key" \
         --device-listen 127.0.0.1:0 --device-port-file "$TMP/dport" \
@@ -228,9 +237,9 @@ if [ "$HTTPDEV" -gt 0 ]; then
         n=$((n + 1))
     done
     DPORT=$(cat "$TMP/dport")
-fi
+}
 
-# side_start / side_end: bench/storm_side.py beside the first storm (it
+# side_start / side_end: bench/storm_side.py beside the side storm (it
 # waits for the simulators' first attempts), its figures in $TMP/side.txt;
 # then the gateways (the driver stops them) and latchkeyd are gone
 side_start() {
@@ -239,7 +248,7 @@ side_start() {
         export DEVTOOL PROJECT REGION REGISTRY TMP NGW PINC DPORT
         export PORT="$ours_TLS" CA="$TMP/ca.crt" STORE="$TMP/side.lks" KEY=bench GW_DEVICES="$GWDEV" \
             HTTP_DEVICES="$HTTPDEV" HTTP_PARALLEL="$HTTPPAR" MAX="$STORM_MAX" \
-            HTTP_KEY="$TMP/side-http.key" START="$TMP/ours-*.err"
+            HTTP_KEY="$TMP/side-http.key" START="$TMP/sidestorm-*.err"
         exec $PINC $PY bench/storm_side.py > "$TMP/side.txt" 2> "$TMP/side.err"
     ) &
     SIDE_PID=$!
@@ -310,10 +319,8 @@ total() {
 
 # --- the first storm, into ours ---
 R0=$(rss "$ours_PID")
-side_start
 storm ours "$ours_TLS"
 OURS_S=$STORM_S
-side_end
 sleep "$SETTLE"
 R1=$(rss "$ours_PID")
 set -- $(mshm)
@@ -321,25 +328,33 @@ FIRST_CONNECTED=$3
 FIRST_REFUSALS=$5
 echo "ours after the first storm: cache hits $1, misses $2, connections $3, connects $4, refusals $5" >&2
 
+# restart_ours [fresh]: SIGTERM to ours, the same configuration again on the
+# same port (fresh: without the token cache file it saved), until it
+# listens; T_TERM, T_DOWN, T_UP
+restart_ours() {
+    T_TERM=$(now)
+    kill -TERM "$ours_PID"
+    wait "$ours_PID" 2>/dev/null || true
+    T_DOWN=$(now)
+    [ "${1:-}" != fresh ] || rm -f "$TMP/token-cache"
+    : > "$TMP/ours.log"
+    $PIN "$MOSQUITTO" -c "$TMP/ours.conf" >> "$TMP/ours.stderr" 2>&1 &
+    ours_PID=$!
+    n=0
+    until grep -q "Opening ipv4 listen socket on port $ours_TLS" "$TMP/ours.log" 2>/dev/null; do
+        n=$((n + 1))
+        if [ $n -gt 3000 ] || ! kill -0 "$ours_PID" 2>/dev/null; then
+            echo "storm.sh: the broker did not start again on port $ours_TLS:" >&2
+            cat "$TMP/ours.stderr" "$TMP/ours.log" >&2
+            exit 1
+        fi
+        sleep 0.01
+    done
+    T_UP=$(now)
+}
+
 # --- the restart storm: SIGTERM, the same configuration again, same port ---
-T_TERM=$(now)
-kill -TERM "$ours_PID"
-wait "$ours_PID" 2>/dev/null || true
-T_DOWN=$(now)
-: > "$TMP/ours.log"
-$PIN "$MOSQUITTO" -c "$TMP/ours.conf" >> "$TMP/ours.stderr" 2>&1 &
-ours_PID=$!
-n=0
-until grep -q "Opening ipv4 listen socket on port $ours_TLS" "$TMP/ours.log" 2>/dev/null; do
-    n=$((n + 1))
-    if [ $n -gt 3000 ] || ! kill -0 "$ours_PID" 2>/dev/null; then
-        echo "storm.sh: the broker did not start again on port $ours_TLS:" >&2
-        cat "$TMP/ours.stderr" "$TMP/ours.log" >&2
-        exit 1
-    fi
-    sleep 0.01
-done
-T_UP=$(now)
+restart_ours
 echo "restart: SIGTERM to exit $(awk -v a="$T_TERM" -v b="$T_DOWN" 'BEGIN {printf "%.3f", b - a}') s, exit to listening $(awk -v a="$T_DOWN" -v b="$T_UP" 'BEGIN {printf "%.3f", b - a}') s" >&2
 n=0
 while :; do
@@ -352,11 +367,36 @@ while :; do
     sleep 0.05
 done
 T_ALL=$(now)
+RESTART_S=$(awk -v a="$T_UP" -v b="$T_ALL" 'BEGIN {printf "%.3f", b - a}')
 RESTART_CONNECTED=$3
 RESTART_MISSES=$2
 RESTART_REFUSALS=$5
 echo "ours after the restart storm: cache hits $1, misses $2, connections $3, connects $4, refusals $5" >&2
 stop_sims ours
+
+# --- the side storm: ours once more with its token cache emptied (a first
+# storm again), the fleet, the gateways and the HTTP devices at once ---
+SIDE_S=null
+SIDE_FAILURES=0
+if [ $((GWDEV + HTTPDEV)) -gt 0 ]; then
+    restart_ours fresh
+    n=0
+    until $PINC "$DEVTOOL" simulate $(sim_args 1 "$ours_TLS") --devices 1 >/dev/null 2>&1; do
+        n=$((n + 1))
+        [ $n -lt 10 ] || { echo "storm.sh: no device could connect to ours again:" >&2; tail -20 "$TMP/ours.log" >&2; exit 1; }
+        sleep 0.5
+    done
+    lkd_start
+    side_start
+    storm sidestorm "$ours_TLS"
+    SIDE_S=$STORM_S
+    side_end
+    sleep 2     # the gateways' and latchkeyd's disconnects
+    set -- $(mshm)
+    echo "ours after the side storm: cache hits $1, misses $2, connections $3, connects $4, refusals $5" >&2
+    SIDE_FAILURES=$(( (NDEV - $3) + $5 ))
+    stop_sims sidestorm
+fi
 
 # --- the baseline storm, into base ---
 B0=$(rss "$base_PID")
@@ -373,8 +413,8 @@ echo "broker RSS (kB): ours $R0 -> $R1, base $B0 -> $B1" >&2
 TOKENS=$(total ours tokens)
 # refusals: the plugin's count (every reason, with or without a CONNACK) in
 # both of its lives; connected: its gauge of device connections
-FAILURES=$(( (NDEV - FIRST_CONNECTED) + (NDEV - RESTART_CONNECTED) + FIRST_REFUSALS + RESTART_REFUSALS ))
-RESTART_S=$(awk -v a="$T_UP" -v b="$T_ALL" 'BEGIN {printf "%.3f", b - a}')
+FAILURES=$(( (NDEV - FIRST_CONNECTED) + (NDEV - RESTART_CONNECTED) + FIRST_REFUSALS + RESTART_REFUSALS
+              + SIDE_FAILURES ))
 
 emit storm_devices "$NDEV"
 emit storm_seconds "$( [ "$OURS_S" != null ] && echo "$OURS_S" || echo never)"
@@ -397,6 +437,11 @@ else
 fi
 emit restart_storm_verifications "$RESTART_MISSES"
 emit restart_storm_tokens_signed "$(( ${TOKENS:-0} - NDEV ))"
+if [ $((GWDEV + HTTPDEV)) -gt 0 ]; then
+    emit storm_with_side_seconds "$( [ "$SIDE_S" != null ] && echo "$SIDE_S" || echo never)"
+    [ "$SIDE_S" = null ] || [ "$OURS_S" = null ] ||
+        emit storm_with_side_seconds_vs_first "$(awk -v s="$SIDE_S" -v o="$OURS_S" 'BEGIN {printf "%.3f", s / o}')"
+fi
 if [ -s "$TMP/side.txt" ]; then
     while IFS= read -r line; do
         emit "${line%%: *}" "${line#*: }"
