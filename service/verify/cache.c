@@ -165,7 +165,7 @@ struct entry *lk_vcache__set(lk_vcache *c, uint64_t dev)
     return &c->e[(size_t)(dev & (c->capacity / WAYS - 1)) * WAYS];
 }
 
-static struct entry *lookup(struct entry *set, const uint8_t key[32])
+struct entry *lk_vcache__find(struct entry *set, const uint8_t key[32])
 {
     int w;
     for (w = 0; w < WAYS; w++)
@@ -176,10 +176,9 @@ static struct entry *lookup(struct entry *set, const uint8_t key[32])
 
 /* A device that already holds PER_DEVICE entries replaces its own oldest;
  * otherwise an empty way, else the set's oldest entry. */
-static void insert(lk_vcache *c, struct entry *set, uint64_t dev, const uint8_t key[32],
-                   const lk_token_info *info)
+struct entry *lk_vcache__victim(struct entry *set, uint64_t dev)
 {
-    struct entry *empty = NULL, *oldest = NULL, *own = NULL, *victim;
+    struct entry *empty = NULL, *oldest = NULL, *own = NULL;
     unsigned nown = 0;
     int w;
     for (w = 0; w < WAYS; w++) {
@@ -197,7 +196,13 @@ static void insert(lk_vcache *c, struct entry *set, uint64_t dev, const uint8_t 
                 own = e;
         }
     }
-    victim = nown >= PER_DEVICE ? own : empty != NULL ? empty : oldest;
+    return nown >= PER_DEVICE ? own : empty != NULL ? empty : oldest;
+}
+
+static void insert(lk_vcache *c, struct entry *set, uint64_t dev, const uint8_t key[32],
+                   const lk_token_info *info)
+{
+    struct entry *victim = lk_vcache__victim(set, dev);
     if (victim->stamp != 0)
         c->evictions++;
     else
@@ -240,7 +245,7 @@ lk_err lk_verify_token_cached(lk_verifier *v, lk_vcache *c, const char *token, s
 
     dev = device_of(c, creds, ncreds, pol);
     set = lk_vcache__set(c, dev);
-    e = lookup(set, key);
+    e = lk_vcache__find(set, key);
     if (e != NULL) {
         unsigned idx = e->cred_index;
         const lk_cred *cred = idx < ncreds ? creds[idx] : NULL;

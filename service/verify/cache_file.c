@@ -184,33 +184,15 @@ out:
     return err;
 }
 
-/* A restored entry into its set: never evicting a newer entry than itself,
- * and a device still holds at most PER_DEVICE ways. */
+/* A restored entry into its set, as a new one would go (lk_vcache__victim),
+ * except that it never evicts a newer entry than itself. */
 static void place(lk_vcache *c, const struct entry *in)
 {
-    struct entry *set = lk_vcache__set(c, in->dev), *empty = NULL, *oldest = NULL, *own = NULL;
-    struct entry *victim;
-    unsigned nown = 0;
-    int w;
+    struct entry *set = lk_vcache__set(c, in->dev), *victim;
 
-    for (w = 0; w < WAYS; w++) {
-        struct entry *e = &set[w];
-        if (e->stamp == 0) {
-            if (empty == NULL)
-                empty = e;
-            continue;
-        }
-        if (memcmp(e->key, in->key, 32) == 0)
-            return; /* the same entry twice: keep one */
-        if (oldest == NULL || e->stamp < oldest->stamp)
-            oldest = e;
-        if (e->dev == in->dev) {
-            nown++;
-            if (own == NULL || e->stamp < own->stamp)
-                own = e;
-        }
-    }
-    victim = nown >= PER_DEVICE ? own : empty != NULL ? empty : oldest;
+    if (lk_vcache__find(set, in->key) != NULL)
+        return; /* the same entry twice: keep one */
+    victim = lk_vcache__victim(set, in->dev);
     if (victim->stamp != 0 && victim->stamp > in->stamp)
         return;
     if (victim->stamp == 0)

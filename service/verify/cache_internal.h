@@ -34,5 +34,10 @@ struct lk_vcache {
 
 /* The set of ways device dev's entries go to. */
 struct entry *lk_vcache__set(lk_vcache *c, uint64_t dev);
+/* The entry of key in set, or NULL. */
+struct entry *lk_vcache__find(struct entry *set, const uint8_t key[32]);
+/* The way a new entry of device dev takes in set (the eviction rule, one
+ * place for lookups' inserts and a restore). */
+struct entry *lk_vcache__victim(struct entry *set, uint64_t dev);
 
 #endif
