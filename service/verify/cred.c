@@ -181,10 +181,12 @@ static int p256_fast(const char *pem, size_t len, EVP_PKEY **pkey, uint8_t fp[32
     return ok;
 }
 
-/* The verify context: verify_init done once (and RSA's padding and digest). */
+/* The verify context (made here unless the caller made it): verify_init
+ * done once, and RSA's padding and digest. */
 static int verify_ctx(lk_cred *c)
 {
-    c->vctx = EVP_PKEY_CTX_new_from_pkey(NULL, c->pkey, NULL);
+    if (c->vctx == NULL)
+        c->vctx = EVP_PKEY_CTX_new_from_pkey(NULL, c->pkey, NULL);
     return c->vctx != NULL && EVP_PKEY_verify_init(c->vctx) > 0 &&
            (c->alg != LK_ALG_RS256 || (EVP_PKEY_CTX_set_rsa_padding(c->vctx, RSA_PKCS1_PADDING) > 0 &&
                                        EVP_PKEY_CTX_set_signature_md(c->vctx, EVP_sha256()) > 0));
@@ -331,7 +333,6 @@ lk_err lk_cred_parse(lk_cred_format fmt, const char *pem, size_t pem_len,
      * multiplication.) */
     if (alg == LK_ALG_ES256 && !fast && EVP_PKEY_public_check(c->vctx) != 1)
         goto exit;
-    EVP_PKEY_CTX_free(c->vctx);
     if (!verify_ctx(c)) {
         err = LK_ERR_CRYPTO;
         goto exit;
