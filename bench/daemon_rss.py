@@ -19,9 +19,10 @@ from pathlib import Path
 
 BUILD, OUT = Path(sys.argv[1]).resolve(), sys.argv[2]
 REPO = Path(__file__).resolve().parents[1]
-for k, v in (("LK_BIN_DIR", BUILD / "bin"), ("LK_LIB_DIR", BUILD / "lib"), ("LK_TEST_LIB_DIR", BUILD / "tests")):
-    os.environ.setdefault(k, str(v))
 sys.path.insert(0, str(REPO / "tests" / "integration"))
+from build_env import use_build  # noqa: E402
+
+use_build(BUILD)
 
 from api_common import Api, Daemon, device_path, service_account  # noqa: E402
 

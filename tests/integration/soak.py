@@ -32,21 +32,11 @@ import time
 from pathlib import Path
 
 
-def _use_build(build):
-    """The environment conftest.py and broker.py read, for a run outside ctest."""
-    b = Path(build).resolve()
-    os.environ.setdefault("LK_BIN_DIR", str(b / "bin"))
-    os.environ.setdefault("LK_LIB_DIR", str(b / "lib"))
-    os.environ.setdefault("LK_TEST_LIB_DIR", str(b / "tests"))
-    os.environ.setdefault("LK_SOFTHSM_MODULE", "/usr/lib/softhsm/libsofthsm2.so")
-    os.environ.setdefault("LK_SOFTHSM_UTIL", "/usr/bin/softhsm2-util")
-    os.environ.setdefault("LK_SOURCE_DIR", str(Path(__file__).resolve().parents[2]))
-
-
 if __name__ == "__main__":
     _pre = argparse.ArgumentParser(add_help=False)
     _pre.add_argument("--build", default="build")
-    _use_build(_pre.parse_known_args()[0].build)
+    from build_env import use_build
+    use_build(_pre.parse_known_args()[0].build)
 
 import paho.mqtt.client as mqtt  # noqa: E402
 
