@@ -553,7 +553,8 @@ static int make_clients(struct sim *s)
 
 static void start_more(struct sim *s)
 {
-    while (!s->stopping && s->started < s->n && s->inflight < s->parallel) {
+    /* First attempts and retries share the --parallel slots. */
+    while (!s->stopping && s->started < s->n && s->inflight + s->retrying < s->parallel) {
         struct sim_dev *d = &s->devs[s->started++];
         d->first_attempt = 1;
         s->inflight++;
