@@ -308,7 +308,8 @@ lk_err lk_verify_token_cached(lk_verifier *v, lk_vcache *cache,
  *
  * Trust: whoever can write the file can make a token of their choosing
  * pass, as whoever can write the registry can. The file is written 0600;
- * a file that its group or others may write is refused at load.
+ * a file of another user's, or that its group or others may write, is
+ * refused at load.
  */
 
 /* Write every entry to path: to "path.tmp" (O_EXCL | O_NOFOLLOW, 0600;
@@ -325,8 +326,8 @@ lk_err lk_vcache_save(const lk_vcache *cache, const char *path, uint64_t tag)
  * are left out, and with a smaller capacity a set keeps its newest entries.
  * *tag and *loaded (either may be NULL) say what was stored and how many
  * entries were taken. LK_ERR_STORE_MISSING (no file), LK_ERR_STORE_PERMS
- * (group or others may write it, or not a regular file), LK_ERR_STORE_FOREIGN
- * (not a cache file, or another version), LK_ERR_STORE_CORRUPT (truncated,
+ * (another user's, group or others may write it, or not a regular file),
+ * LK_ERR_STORE_FOREIGN (not a cache file, or another version), LK_ERR_STORE_CORRUPT (truncated,
  * wrong size or checksum), LK_ERR_IO, LK_ERR_STATE (the cache is not empty),
  * LK_ERR_ARG. On any failure the cache is left empty with its own seed. */
 lk_err lk_vcache_load(lk_vcache *cache, const char *path, int64_t now, uint64_t *tag,

@@ -88,22 +88,6 @@ void lk_vcache_get_stats(const lk_vcache *c, lk_vcache_stats *st)
     st->used = c->used;
 }
 
-static void put_u64(uint8_t b[8], uint64_t x)
-{
-    int i;
-    for (i = 0; i < 8; i++)
-        b[i] = (uint8_t)(x >> (56 - 8 * i));
-}
-
-static uint64_t get_u64(const uint8_t b[8])
-{
-    uint64_t x = 0;
-    int i;
-    for (i = 0; i < 8; i++)
-        x = (x << 8) | b[i];
-    return x;
-}
-
 /* SHA-256 over length-prefixed fields, so no two inputs share a key. */
 static int cache_key(lk_vcache *c, const char *token, size_t len, lk_cred *const *creds,
                      size_t ncreds, const lk_verify_policy *pol, uint8_t key[32])
@@ -113,18 +97,18 @@ static int cache_key(lk_vcache *c, const char *token, size_t len, lk_cred *const
     size_t i;
     int ok = EVP_DigestInit_ex2(c->md, c->sha256, NULL);
 
-    put_u64(b, len);
+    lk_vcache__put64(b, len);
     ok = ok && EVP_DigestUpdate(c->md, b, 8) && EVP_DigestUpdate(c->md, token, len);
-    put_u64(b, pol->aud_len);
+    lk_vcache__put64(b, pol->aud_len);
     ok = ok && EVP_DigestUpdate(c->md, b, 8) && EVP_DigestUpdate(c->md, pol->aud, pol->aud_len);
-    put_u64(b, (uint64_t)pol->skew);
+    lk_vcache__put64(b, (uint64_t)pol->skew);
     ok = ok && EVP_DigestUpdate(c->md, b, 8);
-    put_u64(b, (uint64_t)pol->max_lifetime);
+    lk_vcache__put64(b, (uint64_t)pol->max_lifetime);
     ok = ok && EVP_DigestUpdate(c->md, b, 8);
-    put_u64(b, ((uint64_t)pol->flags << 32) | (uint64_t)ncreds);
+    lk_vcache__put64(b, ((uint64_t)pol->flags << 32) | (uint64_t)ncreds);
     ok = ok && EVP_DigestUpdate(c->md, b, 8);
     for (i = 0; ok && i < ncreds; i++) {
-        put_u64(b, (uint64_t)creds[i]->expires);
+        lk_vcache__put64(b, (uint64_t)creds[i]->expires);
         ok = EVP_DigestUpdate(c->md, creds[i]->fp, 32) && EVP_DigestUpdate(c->md, b, 8);
     }
     return ok && EVP_DigestFinal_ex(c->md, key, &n) && n == 32;
@@ -155,7 +139,7 @@ static uint64_t device_of(const lk_vcache *c, lk_cred *const *creds, size_t ncre
         h = (h ^ (uint8_t)pol->aud[i]) * UINT64_C(0x100000001b3);
     h = mix(mix(h ^ pol->aud_len) ^ pol->subject) ^ ncreds;
     for (i = 0; i < ncreds; i++)
-        h = mix(mix(h ^ get_u64(creds[i]->fp)) ^ (uint64_t)creds[i]->expires);
+        h = mix(mix(h ^ lk_vcache__get64(creds[i]->fp)) ^ (uint64_t)creds[i]->expires);
     return mix(h ^ c->seed);
 }
 

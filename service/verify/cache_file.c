@@ -29,20 +29,6 @@
 #define RECORD 66
 #define CHUNK 1024  /* records per write or read */
 
-static void be64(uint8_t *b, uint64_t x)
-{
-    for (int i = 0; i < 8; i++)
-        b[i] = (uint8_t)(x >> (56 - 8 * i));
-}
-
-static uint64_t rd64(const uint8_t *b)
-{
-    uint64_t x = 0;
-    for (int i = 0; i < 8; i++)
-        x = (x << 8) | b[i];
-    return x;
-}
-
 static void be32(uint8_t *b, uint32_t x)
 {
     for (int i = 0; i < 4; i++)
@@ -57,10 +43,10 @@ static uint32_t rd32(const uint8_t *b)
 static void record_put(uint8_t *r, const struct entry *e)
 {
     memcpy(r, e->key, 32);
-    be64(r + 32, e->dev);
-    be64(r + 40, (uint64_t)e->iat);
-    be64(r + 48, (uint64_t)e->exp);
-    be64(r + 56, e->stamp);
+    lk_vcache__put64(r + 32, e->dev);
+    lk_vcache__put64(r + 40, (uint64_t)e->iat);
+    lk_vcache__put64(r + 48, (uint64_t)e->exp);
+    lk_vcache__put64(r + 56, e->stamp);
     r[64] = e->alg;
     r[65] = e->cred_index;
 }
@@ -68,10 +54,10 @@ static void record_put(uint8_t *r, const struct entry *e)
 static void record_get(struct entry *e, const uint8_t *r)
 {
     memcpy(e->key, r, 32);
-    e->dev = rd64(r + 32);
-    e->iat = (int64_t)rd64(r + 40);
-    e->exp = (int64_t)rd64(r + 48);
-    e->stamp = rd64(r + 56);
+    e->dev = lk_vcache__get64(r + 32);
+    e->iat = (int64_t)lk_vcache__get64(r + 40);
+    e->exp = (int64_t)lk_vcache__get64(r + 48);
+    e->stamp = lk_vcache__get64(r + 56);
     e->alg = r[64];
     e->cred_index = r[65];
 }
@@ -135,21 +121,21 @@ lk_err lk_vcache_save(const lk_vcache *c, const char *path, uint64_t tag)
     fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         goto out;
-    if (fchmod(fd, 0600) != 0 || !EVP_DigestInit_ex2(md, c->sha256, NULL))
+    if (!EVP_DigestInit_ex2(md, c->sha256, NULL))
         goto fail;
     memcpy(buf, MAGIC, 8);
     be32(buf + 8, VERSION);
     be32(buf + 12, RECORD);
-    be64(buf + 16, c->seed);
-    be64(buf + 24, tag);
-    be64(buf + 32, (uint64_t)c->used);
+    lk_vcache__put64(buf + 16, c->seed);
+    lk_vcache__put64(buf + 24, tag);
+    lk_vcache__put64(buf + 32, (uint64_t)c->used);
     if (!EVP_DigestUpdate(md, buf, HEADER) || write_full(fd, buf, HEADER) != 0)
         goto fail;
     for (i = 0; i < c->capacity; i++) {
         if (c->e[i].stamp == 0)
             continue;
         record_put(buf + n++ * RECORD, &c->e[i]);
-        if (n == CHUNK || i + 1 == c->capacity) {
+        if (n == CHUNK) {
             if (!EVP_DigestUpdate(md, buf, n * RECORD) || write_full(fd, buf, n * RECORD) != 0)
                 goto fail;
             n = 0;
@@ -224,12 +210,13 @@ lk_err lk_vcache_load(lk_vcache *c, const char *path, int64_t now, uint64_t *tag
     fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return errno == ENOENT ? LK_ERR_STORE_MISSING : errno == ELOOP ? LK_ERR_STORE_PERMS : LK_ERR_IO;
-    /* Whoever can write it can let a token of their making in. */
+    /* Whoever can write it can let a token of their making in: only our
+     * own file, writable by no one else (as the key store, softstore.c). */
     if (fstat(fd, &st) != 0) {
         err = LK_ERR_IO;
         goto out;
     }
-    if (!S_ISREG(st.st_mode) || (st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    if (!S_ISREG(st.st_mode) || (st.st_mode & (S_IWGRP | S_IWOTH)) != 0 || st.st_uid != geteuid()) {
         err = LK_ERR_STORE_PERMS;
         goto out;
     }
@@ -252,13 +239,13 @@ lk_err lk_vcache_load(lk_vcache *c, const char *path, int64_t now, uint64_t *tag
         err = LK_ERR_STORE_FOREIGN;
         goto out;
     }
-    count = rd64(head + 32);
+    count = lk_vcache__get64(head + 32);
     /* The size says how many records there are before any is read. */
     if (count > ((uint64_t)1 << 32) || (uint64_t)st.st_size != HEADER + count * RECORD + 32) {
         err = LK_ERR_STORE_CORRUPT;
         goto out;
     }
-    file_tag = rd64(head + 24);
+    file_tag = lk_vcache__get64(head + 24);
     buf = malloc((size_t)CHUNK * RECORD);
     md = EVP_MD_CTX_new();
     if (buf == NULL || md == NULL) {
@@ -269,7 +256,7 @@ lk_err lk_vcache_load(lk_vcache *c, const char *path, int64_t now, uint64_t *tag
         err = LK_ERR_CRYPTO;
         goto out;
     }
-    c->seed = rd64(head + 16);
+    c->seed = lk_vcache__get64(head + 16);
     while (done < count) {
         size_t n = count - done < CHUNK ? (size_t)(count - done) : CHUNK;
         r = read_full(fd, buf, n * RECORD);

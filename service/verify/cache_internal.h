@@ -32,6 +32,21 @@ struct lk_vcache {
     EVP_MD_CTX *md;
 };
 
+/* Big-endian integers, for the cache key's fields and the cache file. */
+static inline void lk_vcache__put64(uint8_t b[8], uint64_t x)
+{
+    for (int i = 0; i < 8; i++)
+        b[i] = (uint8_t)(x >> (56 - 8 * i));
+}
+
+static inline uint64_t lk_vcache__get64(const uint8_t b[8])
+{
+    uint64_t x = 0;
+    for (int i = 0; i < 8; i++)
+        x = (x << 8) | b[i];
+    return x;
+}
+
 /* The set of ways device dev's entries go to. */
 struct entry *lk_vcache__set(lk_vcache *c, uint64_t dev);
 /* The entry of key in set, or NULL. */

@@ -300,6 +300,12 @@ static void test_bad_files(void **state)
     /* a file its group may write */
     write_bytes(path_in("bad"), good, len, 0620);
     assert_int_equal(lk_vcache_load(b, path_in("bad"), NOW, NULL, NULL), LK_ERR_STORE_PERMS);
+    /* a good file of another user's (root can make one) */
+    if (geteuid() == 0) {
+        write_bytes(path_in("bad"), good, len, 0600);
+        assert_int_equal(chown(path_in("bad"), 65534, 65534), 0);
+        assert_int_equal(lk_vcache_load(b, path_in("bad"), NOW, NULL, NULL), LK_ERR_STORE_PERMS);
+    }
     /* a symbolic link to a good file */
     unlink(path_in("link"));
     assert_int_equal(symlink(path_in("g"), path_in("link")), 0);
