@@ -52,7 +52,7 @@ static const struct plugin__int_opt {
     OPT(max_token_lifetime, OPT_I64, 1, LK_VERIFY_MAX_LIFETIME * 7, LK_VERIFY_MAX_LIFETIME),
     OPT(max_token_length, OPT_SIZE, 1, LK_VERIFY_MAX_LEN_LIMIT, LK_VERIFY_MAX_LEN),
     OPT(token_cache, OPT_SIZE, 0, 1 << 24, 65536),
-    OPT(token_cache_save, OPT_I64, 1, 86400, 60),
+    OPT(token_cache_save, OPT_I64, 1, 86400, 300),
     OPT(device_cache, OPT_SIZE, 16, 1 << 24, 65536),
     OPT(messages_per_second, OPT_UNSIGNED, 1, 1000000, LK_RATE_MESSAGES_PER_S),
     OPT(state_per_second, OPT_UNSIGNED, 1, 1000, LK_RATE_STATE_PER_S),
@@ -280,6 +280,10 @@ static void plugin__changes(int64_t now)
         plugin__feed_read(now);
     for (i = 0; i < ch.n && !everything; i++) {
         const lk_reg_change *c = &ch.v[i];
+        if (change__wide(c->kind)) {
+            everything = 1;
+            break;
+        }
         switch (c->kind) {
         case LK_CHANGE_DEVICE:
         case LK_CHANGE_DEVICE_DELETED:
@@ -303,11 +307,8 @@ static void plugin__changes(int64_t now)
         case LK_CHANGE_PRESENCE_CLEAR:
             presence__tombstones_due();
             break;
-        case LK_CHANGE_REGISTRY:
-        case LK_CHANGE_RESYNC:
         default:
-            everything = 1;
-            break;
+            break; /* the wide kinds, above */
         }
     }
     if (everything) {

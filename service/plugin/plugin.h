@@ -511,6 +511,27 @@ void metrics__cache(int hit);
 int64_t metrics__start(void);
 void metrics__lookup(int64_t start);
 
+/* # The change feed */
+
+/* A change after which nothing the plugin caches may be trusted (a
+ * registry changed, the feed was pruned past us, or a kind this plugin does
+ * not know): plugin.c empties every cache, tokens.c drops a loaded cache. */
+static inline int change__wide(lk_reg_change_kind kind)
+{
+    switch (kind) {
+    case LK_CHANGE_DEVICE:
+    case LK_CHANGE_DEVICE_DELETED:
+    case LK_CHANGE_CONFIG:
+    case LK_CHANGE_COMMAND:
+    case LK_CHANGE_BACKEND:
+    case LK_CHANGE_SUBSCRIPTION:
+    case LK_CHANGE_PRESENCE_CLEAR:
+        return 0;
+    default:
+        return 1;
+    }
+}
+
 /* # The verified-token cache across restarts (tokens.c) */
 
 /* Load plugin_opt_token_cache_file into the empty cache at start, unless

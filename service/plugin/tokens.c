@@ -24,21 +24,10 @@ struct tokens__scan {
 static int tokens__change(void *arg, const lk_reg_change *c)
 {
     struct tokens__scan *s = arg;
-    switch (c->kind) {
-    case LK_CHANGE_DEVICE:
-    case LK_CHANGE_DEVICE_DELETED:
-    case LK_CHANGE_CONFIG:
-    case LK_CHANGE_COMMAND:
-    case LK_CHANGE_BACKEND:
-    case LK_CHANGE_SUBSCRIPTION:
-    case LK_CHANGE_PRESENCE_CLEAR:
+    if (!change__wide(c->kind))
         return 0; /* read again at each connect, or not the cache's business */
-    case LK_CHANGE_REGISTRY:
-    case LK_CHANGE_RESYNC:
-    default:
-        s->wide = 1;
-        return 1; /* enough: stop reading */
-    }
+    s->wide = 1;
+    return 1; /* enough: stop reading */
 }
 
 void tokens__load(void)
@@ -104,8 +93,8 @@ void tokens__save(int64_t now, int force)
     lk_vcache_get_stats(plg.vcache, &st);
     if (st.inserts == plg.cache_saved_inserts)
         return; /* nothing new: the file already says it */
-    /* On the broker's thread: a write of at most capacity × 66 bytes (4 MB
-     * at the default 65,536), not fsynced (lk_vcache_save). */
+    /* On the broker's thread: a write of the entries in use, 66 bytes each
+     * (6.6 MB for 100,000 devices), not fsynced (lk_vcache_save). */
     err = lk_vcache_save(plg.vcache, plg.opt.token_cache_file, (uint64_t)plg.since);
     if (err != LK_OK) {
         plog__msg(PLOG_ERROR, "token-cache", NULL, "could not save to %s (%s: %s); retrying in %" PRId64
