@@ -7,7 +7,7 @@ latchkeyd with TLS on a fresh registry (tests/integration/api_common.Daemon); N 
 TLS connections each make one authenticated request (GET a device, keep-alive) and stay open. Prints and appends:
   daemon_rss_kb_per_connection   latchkeyd's VmRSS growth from before the first to after the last, per connection
   daemon_rss_kb_per_connection_idle   the same for N connections that only finished the TLS handshake
-  daemon_connections             how many were open at the end (all N, or the figure says why not)
+  daemon_connections, daemon_connections_idle   how many were open when each figure was read
 """
 import os
 import socket
@@ -44,11 +44,13 @@ def main():
     import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    emit("daemon_connections", N)
     # each kind against a daemon of its own: memory freed by one round would be reused by the next
-    for name, ask in (("daemon_rss_kb_per_connection", True), ("daemon_rss_kb_per_connection_idle", False)):
+    for name, count, ask in (("daemon_rss_kb_per_connection", "daemon_connections", True),
+                             ("daemon_rss_kb_per_connection_idle", "daemon_connections_idle", False)):
         with tempfile.TemporaryDirectory(prefix="lkbench-daemon-") as tmp:
-            emit(name, one_round(Path(tmp), ask))
+            opened, figure = one_round(Path(tmp), ask)
+            emit(count, opened)
+            emit(name, figure)
 
 
 def one_round(tmp, ask):
@@ -71,12 +73,20 @@ def one_round(tmp, ask):
         time.sleep(1.0)
         after = rss(d.proc.pid)
         if not d.alive():
-            return "daemon died"
+            return len(socks), "daemon died"
         for t in socks:
             t.close()
-        return "%.2f" % ((after - before) / N)
+        return len(socks), "%.2f" % ((after - before) / len(socks))
     finally:
         d.stop(expect_rc=None)
+
+
+def recv_some(t):
+    """What the daemon sent next; a closed connection is an error, not an empty answer to wait on."""
+    data = t.recv(65536)
+    if not data:
+        raise RuntimeError("latchkeyd closed a connection before its answer")
+    return data
 
 
 def open_many(d, ctx, n, req):
@@ -88,13 +98,13 @@ def open_many(d, ctx, n, req):
             t.sendall(req)
             got = b""
             while b"\r\n\r\n" not in got:
-                got += t.recv(65536)
+                got += recv_some(t)
             head, _, body = got.partition(b"\r\n\r\n")
             assert b" 200 " in head.split(b"\r\n")[0], head[:200]
             length = int([h.split(b":")[1] for h in head.split(b"\r\n")
                           if h.lower().startswith(b"content-length")][0])
             while len(body) < length:
-                body += t.recv(65536)
+                body += recv_some(t)
         socks.append(t)
     return socks
 

@@ -199,7 +199,12 @@ start_mosquitto base tls "allow_anonymous true"
 
 rss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 now() { date +%s.%N; }
-mshm() { "$MSHM" "$TMP/metrics" 2>/dev/null || echo "0 0 0 0 0"; }
+# The plugin's counters; -1 each when the file cannot be read, so that no figure
+# built on them reads as a success (0 checks, 0 failures) by accident.
+mshm() {
+    "$MSHM" "$TMP/metrics" 2>/dev/null ||
+        { echo "storm.sh: the plugin's metrics file could not be read" >&2; echo "-1 -1 -1 -1 -1"; }
+}
 sim_args() { # I PORT: simulator I's options for the broker on PORT
     echo "--store $TMP/fleet$1.lks --prefix s$1- --host 127.0.0.1 --port $2 --ca $TMP/ca.crt" \
         "--project $PROJECT --region $REGION --registry $REGISTRY"
@@ -370,6 +375,7 @@ T_ALL=$(now)
 RESTART_S=$(awk -v a="$T_UP" -v b="$T_ALL" 'BEGIN {printf "%.3f", b - a}')
 RESTART_CONNECTED=$3
 RESTART_MISSES=$2
+[ "$RESTART_MISSES" -ge 0 ] || RESTART_MISSES=unknown
 RESTART_REFUSALS=$5
 echo "ours after the restart storm: cache hits $1, misses $2, connections $3, connects $4, refusals $5" >&2
 stop_sims ours

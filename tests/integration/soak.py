@@ -199,7 +199,9 @@ def _run(s, ep, base, seconds, devices, rate, token_lifetime, log):
             sim.kill()
     sim_rc = sim.wait()
     summary = json.loads(sim_out.read_text() or "{}")
-    delivered = int(summary.get("delivered", 0))
+    # without the fleet's own count nothing can be called lost or not: the run fails, saying so
+    assert "delivered" in summary, "the simulator wrote no summary:\n" + (base / "sim.err").read_text()[-2000:]
+    delivered = int(summary["delivered"])
 
     # the consumers catch up: push retries back off up to 0.4 s (Stack.subscribe)
     def caught_up():

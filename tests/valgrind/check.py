@@ -5,7 +5,9 @@ A leak record ("definitely lost", "indirectly lost") or an error (invalid read o
 uninitialised memory in a jump, a bad free, overlapping copies) counts as latchkey's when a frame of its
 stack is in latchkey's code: the plugin, latchkeyd, the tools or the libraries (an object or source file
 of ours). Mosquitto's, OpenSSL's and SQLite's own exit-time allocations are reported only as a total.
-Exit 1 when anything of ours is found, with its stacks; 0 otherwise, with the counts.
+Exit 1 when anything of ours is found, with its stacks, or when no process left a report; 0 otherwise, with the
+counts. A process killed before it exited left none (listed: the kill -9 tests do it on purpose; a stop that timed
+out under valgrind fails its suite instead, tests/integration/broker.py and api_common.py).
 
     /usr/bin/python3 tests/valgrind/check.py DIR
 """
@@ -44,11 +46,15 @@ def main():
     src = Path(__file__).resolve().parents[2]
     OUR_FILES = {p.name for top in ("service", "core", "se", "device", "protocol", "tools")
                  for p in (src / top).rglob("*.c")}
-    ours, theirs, procs, errors = [], 0, 0, 0
+    ours, theirs, procs, errors, cut = [], 0, 0, 0, []
     for log in sorted(d.glob("vg.*.log")):
         text = log.read_text(errors="replace")
         cmd = re.search(r"Command: (.*)", text)
         procs += 1
+        # A process killed before its exit wrote no leak report: the suites' kill -9 tests do it on
+        # purpose; a stop that timed out fails its suite (broker.py, api_common.py). Listed, not failed.
+        if "ERROR SUMMARY:" not in text:
+            cut.append(f"{log.name} ({cmd.group(1)[:120] if cmd else '?'})")
         for b in records(text):
             head = b[0]
             kind = None
@@ -69,9 +75,11 @@ def main():
     for name, cmd, kind, b in ours:
         print(f"--- {kind} in {name} ({cmd[:120]})")
         print("\n".join("    " + x for x in b[:30]))
-    print(f"test-valgrind: {procs} processes checked; {len(ours)} leak or error records in latchkey's code, "
+    for c in cut:
+        print(f"--- no report (killed before it exited): {c}")
+    print(f"test-valgrind: {procs - len(cut)} processes checked, {len(cut)} without a report; {len(ours)} leak or error records in latchkey's code, "
           f"{theirs} elsewhere (Mosquitto, OpenSSL, SQLite, libc: not ours); {errors} memory errors in all")
-    return 1 if ours or procs == 0 else 0
+    return 1 if ours or procs == len(cut) else 0
 
 
 if __name__ == "__main__":
