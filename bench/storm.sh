@@ -87,8 +87,8 @@ BUILD=${1:?usage: sh bench/storm.sh BUILD OUTFILE}
 OUT=${2:?usage: sh bench/storm.sh BUILD OUTFILE}
 NDEV=${LK_BENCH_STORM_DEVICES:-10000}
 PAR=${LK_BENCH_STORM_PARALLEL:-100}
-SETTLE=${LK_BENCH_STORM_SETTLE:-12}     # seconds after the last CONNACK before RSS is read: past the
-                                         # plugin's activity flush (10 s), which gives the burst's table back
+SETTLE=${LK_BENCH_STORM_SETTLE:-22}     # seconds after the last CONNACK before RSS is read: two of the
+                                         # plugin's activity flushes (10 s); the second gives the burst's table back
 STORM_MAX=${LK_BENCH_STORM_MAX:-300}     # give up on a storm after that many seconds
 REGISTRY=bench-storm
 GWDEV=${LK_BENCH_STORM_GATEWAY_DEVICES:-1000}

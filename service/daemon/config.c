@@ -97,7 +97,7 @@ int lkd_config_set(struct lkd_config *c, const char *key, const char *value, cha
         {"metrics_sample_seconds", NULL, &c->metrics_sample_seconds, 1, 60},
         {"publish_wait_ms", NULL, &c->publish_wait_ms, 100, 60000},
         {"bridge_max_pending", NULL, &c->bridge_max_pending, 1, 1000000},
-        {"skew", NULL, &c->skew, 0, 3600},
+        {"skew", NULL, &c->skew, 0, LK_VERIFY_MAX_SKEW},
         {"max_token_lifetime", NULL, &c->max_token_lifetime, 1, LK_VERIFY_MAX_LIFETIME * 7},
         {"max_token_length", NULL, &c->max_token_length, 1, LK_VERIFY_MAX_LEN_LIMIT},
         {"jit_max_token_length", NULL, &c->jit_max_token_length, 1, LK_VERIFY_MAX_LEN_LIMIT},

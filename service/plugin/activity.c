@@ -138,11 +138,12 @@ void activity__flush(void)
                   PRId64 " s", lk_errname(err), plg.opt.activity_flush);
         return;
     }
-    act_n = 0;
     /* A burst (a fleet reconnecting at once) grew the table to the fleet's
-     * size; between flushes it holds nothing: give that back instead of
-     * keeping 0.6 kB a device for ever. */
-    if (act_cap > 1024) {
+     * size: once a flush needs a quarter of it, give it back instead of
+     * keeping 0.6 kB a device for ever (a steady fleet keeps its table). */
+    i = act_n;
+    act_n = 0;
+    if (act_cap > 1024 && i < act_cap / 4) {
         activity__cleanup();
         return;
     }

@@ -15,7 +15,7 @@ static void attach__drop(json_t *o)
 {
     json_t *v = json_object_get(o, "authorization");
     if (json_is_string(v) && json_string_length(v) > 0)
-        memset((char *)json_string_value(v), 0, json_string_length(v));
+        lk_wipe((char *)json_string_value(v), json_string_length(v));
     json_decref(o);
 }
 

@@ -48,7 +48,7 @@ static const struct plugin__int_opt {
     int64_t min, max, def;
     size_t offset;
 } plugin__int_opts[] = {
-    OPT(skew, OPT_I64, 0, 3600, LK_VERIFY_SKEW),
+    OPT(skew, OPT_I64, 0, LK_VERIFY_MAX_SKEW, LK_VERIFY_SKEW),
     OPT(max_token_lifetime, OPT_I64, 1, LK_VERIFY_MAX_LIFETIME * 7, LK_VERIFY_MAX_LIFETIME),
     OPT(max_token_length, OPT_SIZE, 1, LK_VERIFY_MAX_LEN_LIMIT, LK_VERIFY_MAX_LEN),
     OPT(token_cache, OPT_SIZE, 0, 1 << 24, 65536),

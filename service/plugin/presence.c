@@ -150,12 +150,12 @@ void presence__flush(void)
     }
     for (i = 0; i < nrecs; i++)
         free(recs[i].detail);
-    nrecs = 0;
-    if (recs_cap > 1024) { /* a burst's table, given back (as activity.c does) */
+    if (recs_cap > 1024 && nrecs < recs_cap / 4) { /* a burst's table, given back (as activity.c does) */
         free(recs);
         recs = NULL;
         recs_cap = 0;
     }
+    nrecs = 0;
 }
 
 static int presence__reset_cb(void *arg, const lk_reg_device *d)
