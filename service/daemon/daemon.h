@@ -171,12 +171,9 @@ const char *lkd_registry_path(const lk_reg_name *n, char *buf, size_t size);
 struct bufferevent *lkd_http_bev(struct event_base *base, void *arg);
 /* Per-connection request deadlines (http.c): set up once with
  * request_timeout (0, or -1); a request stops its connection's deadline,
- * its answer, once sent, starts it again for the next (main.c hands
- * lkd_http_deadline_start to lkd_metrics_after_answer, whose completion
- * callback is the one libevent allows a request). */
+ * its answer, once sent, starts it again for the next (http.c's completion
+ * callback, the one libevent allows a request, which also counts it). */
 int lkd_http_deadlines(unsigned seconds);
-void lkd_http_deadline_stop(struct evhttp_request *req);
-void lkd_http_deadline_start(struct evhttp_request *req);
 void lkd_http_request(struct evhttp_request *req, void *arg);
 
 /* TLS (tls.c): load cert and key into a new context; NULL with why. */
@@ -240,10 +237,11 @@ int lkd_oidc_serve(const struct lkd_oidc *o, struct evhttp_request *req, const c
  * again later) and starts the series' sampling: 0, or -1. */
 int lkd_metrics_start(struct lkd *d);
 void lkd_metrics_stop(struct lkd *d);
-/* Counts req's answer (status, time) once it is sent. */
-void lkd_metrics_request(struct evhttp_request *req);
-/* a function called with each request once its answer has gone */
-void lkd_metrics_after_answer(void (*cb)(struct evhttp_request *req));
+/* The clock a request's time is counted from (µs, monotonic, never 0), and
+ * the count of req's answer (status, time since start) once it is sent:
+ * http.c's completion callback calls it. */
+uint64_t lkd_metrics_clock(void);
+void lkd_metrics_answered(struct evhttp_request *req, uint64_t start);
 /* GET /metrics: answered. */
 void lkd_metrics_serve(struct lkd *d, struct evhttp_request *req);
 /* /console/api/projects/P/series and .../devices/D/refusals: 1 when path

@@ -90,18 +90,27 @@ static struct deadline *deadline_of(struct evhttp_request *req)
     return ssl != NULL && deadline_index >= 0 ? SSL_get_ex_data(ssl, deadline_index) : NULL;
 }
 
-void lkd_http_deadline_stop(struct evhttp_request *req)
+static void deadline_stop(struct evhttp_request *req)
 {
     struct deadline *dl = deadline_of(req);
     if (dl != NULL)
         evtimer_del(dl->ev);
 }
 
-void lkd_http_deadline_start(struct evhttp_request *req)
+static void deadline_start(struct evhttp_request *req)
 {
     struct deadline *dl = deadline_of(req);
     if (dl != NULL)
         evtimer_add(dl->ev, &deadline_tv);
+}
+
+/* The answer has gone: counted, and the connection's deadline runs again
+ * for its next request. The start rides in the argument itself, so that
+ * nothing is allocated (a request whose connection dies is never completed). */
+static void answered(struct evhttp_request *req, void *arg)
+{
+    lkd_metrics_answered(req, (uint64_t)(uintptr_t)arg);
+    deadline_start(req);
 }
 
 struct bufferevent *lkd_http_bev(struct event_base *base, void *arg)
@@ -157,8 +166,8 @@ static void serve(struct lkd *d, struct evhttp_request *req, int device)
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     enum evhttp_cmd_type m = evhttp_request_get_command(req);
-    lkd_metrics_request(req);
-    lkd_http_deadline_stop(req);
+    evhttp_request_set_on_complete_cb(req, answered, (void *)(uintptr_t)lkd_metrics_clock());
+    deadline_stop(req);
     if (ambiguous_length(req)) {
         char peer[64];
         lkd_peer(req, peer, sizeof peer, 1);

@@ -159,7 +159,6 @@ static int listen_on(struct lkd *d, const char *what, const char *addr, int port
             lkd_log("OpenSSL could not make room for request deadlines");
             return -1;
         }
-        lkd_metrics_after_answer(lkd_http_deadline_start);
         evhttp_set_bevcb(*http, lkd_http_bev, ssl);
     }
     *sock = evhttp_bind_socket_with_handle(*http, addr, (ev_uint16_t)port);

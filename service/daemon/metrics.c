@@ -50,36 +50,24 @@ static uint64_t mono_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u + 1u;
 }
 
-static void (*after_answer)(struct evhttp_request *req);
-
-void lkd_metrics_after_answer(void (*cb)(struct evhttp_request *req))
+uint64_t lkd_metrics_clock(void)
 {
-    after_answer = cb;
+    return mono_us();
 }
 
-/* The answer has gone: its code and time. The request's start rides in
- * the argument itself, so that nothing is allocated (a request whose
- * connection dies is never completed). */
-static void on_complete(struct evhttp_request *req, void *arg)
+void lkd_metrics_answered(struct evhttp_request *req, uint64_t start)
 {
-    uint64_t start = (uint64_t)(uintptr_t)arg, now = mono_us();
+    uint64_t now = mono_us();
     int code = evhttp_request_get_response_code(req);
     double s = now > start ? (double)(now - start) / 1e6 : 0;
     unsigned i;
 
-    if (after_answer != NULL)
-        after_answer(req);
     if (code >= 100 && code < 600)
         api_codes[code]++;
     for (i = 0; i < API_BUCKETS && s > api_bounds[i]; i++)
         ;
     api_lat[i]++;
     api_lat_sum += s;
-}
-
-void lkd_metrics_request(struct evhttp_request *req)
-{
-    evhttp_request_set_on_complete_cb(req, on_complete, (void *)(uintptr_t)mono_us());
 }
 
 /* ---- the metrics file ---- */
