@@ -16,13 +16,6 @@
 
 static const uint8_t zero_fp[32];
 
-static void hex32(const uint8_t fp[32], char hex[65])
-{
-    size_t i;
-    for (i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", fp[i]);
-}
-
 /* The index of the credential whose fingerprint is d->last_key, -1 when none
  * (never recorded, or the credential was removed since). */
 static int last_used(const lk_reg_device *d, char hexes[][65])
@@ -31,7 +24,7 @@ static int last_used(const lk_reg_device *d, char hexes[][65])
     unsigned i;
     if (d->last_key_time == 0 || memcmp(d->last_key, zero_fp, sizeof zero_fp) == 0)
         return -1;
-    hex32(d->last_key, last);
+    tool_hex(d->last_key, 32, last);
     for (i = 0; i < d->ncreds; i++)
         if (strcmp(hexes[i], last) == 0)
             return (int)i;
@@ -54,7 +47,7 @@ static int keys_cb(void *arg, const lk_reg_device *d)
             snprintf(hexes[i], sizeof hexes[i], "?");
     used = last_used(d, hexes);
     if (d->last_key_time != 0)
-        hex32(d->last_key, last);
+        tool_hex(d->last_key, 32, last);
     if (x->out.t == NULL) {
         json_t *j = json_pack("{s:s,s:[]}", "id", d->id, "credentials");
         json_t *creds = j ? json_object_get(j, "credentials") : NULL;

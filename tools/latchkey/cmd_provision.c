@@ -272,12 +272,6 @@ static char *b64url(const unsigned char *in, size_t len)
     return out;
 }
 
-static void hex_of(const unsigned char *in, size_t n, char *out)
-{
-    for (size_t i = 0; i < n; i++)
-        sprintf(out + 2 * i, "%02x", in[i]);
-}
-
 /* The manifest's size, SHA-256 and device lines, read back from the disk. */
 static int file_digest(const char *path, unsigned char sha[32], long long *size, long long *devices)
 {
@@ -326,8 +320,8 @@ static int write_jws(const struct prov_opts *o, EVP_PKEY *signer, long long *dev
     *devices_out = devices;
     SHA256(spki, (size_t)spki_len, spki_sha);
     OPENSSL_free(spki);
-    hex_of(sha, 32, sha_hex);
-    hex_of(spki_sha, 32, kid);
+    tool_hex(sha, 32, sha_hex);
+    tool_hex(spki_sha, 32, kid);
     hj = json_pack("{s:s,s:s,s:s}", "alg", lk_alg_name(tool_pkey_alg(signer)), "typ", "latchkey-manifest+jws",
                    "kid", kid);
     pj = json_pack("{s:s,s:s,s:I,s:I,s:s,s:I}", "manifest", base, "sha256", sha_hex, "size", (json_int_t)size,

@@ -143,8 +143,7 @@ static int make_key(const struct admin *a, struct keyfile *k)
         tool_error(a->cmd, LK_ERR_RNG, "no random bytes for the key id (OpenSSL RAND_bytes failed)");
         return tool_exit_code(LK_ERR_RNG);
     }
-    for (i = 0; i < sizeof id; i++)
-        snprintf(k->key_id + 2 * i, 3, "%02x", id[i]);
+    tool_hex(id, sizeof id, k->key_id);
     /* 21 decimal digits, the first not 0; by rejection, so each is uniform. */
     for (i = 0; i < CLIENT_ID_DIGITS;) {
         uint8_t b;

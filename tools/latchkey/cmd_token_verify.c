@@ -376,7 +376,6 @@ static int print_valid(const char *tok, size_t len, const lk_token_info *info, l
     char fp_hex[65], t_now[32], t_iat[32], t_exp[32], t_until[32];
     uint8_t fp[32];
     unsigned pos = info->cred_index + 1u;
-    size_t i;
     int rc = EXIT_FAIL;
 
     if (d1 == NULL || d2 == NULL || info->cred_index >= ncreds)
@@ -387,8 +386,7 @@ static int print_valid(const char *tok, size_t len, const lk_token_info *info, l
         goto internal;
     cred = creds[info->cred_index];
     lk_cred_fingerprint(cred, fp);
-    for (i = 0; i < sizeof fp; i++)
-        snprintf(fp_hex + 2 * i, 3, "%02x", fp[i]);
+    tool_hex(fp, sizeof fp, fp_hex);
     lk_time_rfc3339(pol->now, t_now, sizeof t_now);
     lk_time_rfc3339(info->iat, t_iat, sizeof t_iat);
     lk_time_rfc3339(info->exp, t_exp, sizeof t_exp);

@@ -87,15 +87,13 @@ int admin_cred_sha256(lk_cred_format fmt, const char *pem, char hex[65])
 {
     lk_cred *c = NULL;
     uint8_t fp[32];
-    size_t i;
 
     hex[0] = '\0';
     if (pem == NULL || lk_cred_parse(fmt, pem, strlen(pem), 0, &c) != LK_OK)
         return -1;
     lk_cred_fingerprint(c, fp);
     lk_cred_free(c);
-    for (i = 0; i < sizeof fp; i++)
-        snprintf(hex + 2 * i, 3, "%02x", fp[i]);
+    tool_hex(fp, sizeof fp, hex);
     return 0;
 }
 
