@@ -18,8 +18,6 @@ KIND (docs/robustness.md, "Floods"):
                  again: two clients taking one session from each other
 Each connection waits for the broker's answer (or close) for at most 2 s.
 """
-import base64
-import json
 import os
 import signal
 import socket
@@ -27,10 +25,13 @@ import ssl
 import sys
 import threading
 import time
+from pathlib import Path
 
-from cryptography.hazmat.primitives import hashes
+import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
+from mqtt_wire import connect_packet  # noqa: E402  (the wire as the hostile tests write it)
 
 KIND, PORT, CA, THREADS = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 TOKEN = sys.argv[5] if len(sys.argv) > 5 else ""
@@ -38,43 +39,16 @@ CID = sys.argv[6] if len(sys.argv) > 6 else "projects/p/locations/l/registries/r
 HOST = "127.0.0.1"
 stop = threading.Event()
 count = [0] * THREADS
-
-
-def s16(b):
-    return len(b).to_bytes(2, "big") + b
-
-
-def varint(n):
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def connect_packet(cid, password, flags=0xC2):
-    body = s16(b"MQTT") + bytes([4, flags]) + (60).to_bytes(2, "big") + s16(cid.encode()) \
-        + s16(b"unused") + s16(password)
-    return b"\x10" + varint(len(body)) + body
-
-
-def b64u(b):
-    return base64.urlsafe_b64encode(b).rstrip(b"=")
-
-
 STRANGER = ec.generate_private_key(ec.SECP256R1())
 FORGED_N = 3000
 PROJECT = CID.split("/")[1]
 
 
 def forged_token(n):
-    """A well-formed ES256 token for PROJECT signed by a stranger's key."""
+    """A well-formed ES256 token for PROJECT signed by a stranger's key (PyJWT: no signer of our own)."""
     now = int(time.time())
-    head = b64u(b'{"alg":"ES256","typ":"JWT"}')
-    body = b64u(json.dumps({"iat": now - (n % 600), "exp": now + 3600 + n, "aud": PROJECT}).encode())
-    r, s = decode_dss_signature(STRANGER.sign(head + b"." + body, ec.ECDSA(hashes.SHA256())))
-    return head + b"." + body + b"." + b64u(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+    return jwt.encode({"iat": now - (n % 600), "exp": now + 3600 + n, "aud": PROJECT}, STRANGER,
+                      algorithm="ES256").encode()
 
 
 FORGED = []

@@ -25,15 +25,7 @@ import ssl
 import sys
 import threading
 import time
-
-
-def varint(n):
-    out = b""
-    while True:
-        b, n = n % 128, n // 128
-        out += bytes([b | (0x80 if n else 0)])
-        if not n:
-            return out
+from mqtt_wire import varint
 
 
 def closed_by_peer(s):

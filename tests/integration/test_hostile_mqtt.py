@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from mqtt_wire import connect_packet, varint
 from plugin_common import (CONNACK_NOT_AUTHORISED, PROJECT, assert_refused, close, connack,
                            connect, ensure_registry, log_line, make_device, publish, start_broker)
 
@@ -53,35 +54,6 @@ def still_serving(b, d):
 
 
 # ---- the wire ----
-
-def varint(n):
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def s16(b):
-    return len(b).to_bytes(2, "big") + b
-
-
-def connect_packet(cid, password, username=b"unused", name=b"MQTT", level=4, flags=None,
-                   keepalive=60, header=0x10, length=None, props=b""):
-    """A CONNECT: flags default to clean session + username + password (as given)."""
-    cid = cid.encode() if isinstance(cid, str) else cid
-    password = password.encode() if isinstance(password, str) else password
-    if flags is None:
-        flags = 0x02 | (0x80 if username is not None else 0) | (0x40 if password is not None else 0)
-    body = s16(name) + bytes([level, flags]) + keepalive.to_bytes(2, "big") + props + s16(cid)
-    if username is not None:
-        body += s16(username)
-    if password is not None:
-        body += s16(password)
-    rl = varint(len(body)) if length is None else length
-    return bytes([header]) + rl + body
-
 
 def tls_socket(b, timeout=5):
     ctx = ssl.create_default_context(cafile=str(b.ca_path))

@@ -20,6 +20,7 @@ from broker import Broker, Refused
 from plugin_common import (CONNACK_NOT_AUTHORISED, PROJECT, REGION, REGISTRY, backend_secret,
                            close, connack, connect, ensure_registry, log_line, make_device,
                            publish, received, still_connected, wait_disconnected)
+from mqtt_wire import varint
 
 P, L, R = PROJECT, REGION, REGISTRY
 
@@ -420,7 +421,7 @@ def test_client_id_garbage_is_logged_safely(lb):
     cid = ("x\u2028latchkey: forged line\u202e" + "y" * 5000).encode()
     body = b"\x00\x04MQTT\x04\xc2\x00\x3c" + len(cid).to_bytes(2, "big") + cid \
         + b"\x00\x06unused\x00\x05token"
-    s.sendall(bytes([0x10]) + _varint(len(body)) + body)
+    s.sendall(bytes([0x10]) + varint(len(body)) + body)
     s.recv(16)
     s.close()
     line = log_line(lb, 'event=refused', r'client="x\xe2\x80\xa8latchkey: forged line\xe2\x80\xaeyyy', after=mark)
@@ -428,10 +429,3 @@ def test_client_id_garbage_is_logged_safely(lb):
     assert "\u2028" not in lb.log_text()[mark:]
 
 
-def _varint(n):
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)

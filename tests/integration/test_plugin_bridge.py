@@ -23,6 +23,7 @@ import pytest
 from plugin_common import (PROJECT, REGION, REGISTRY, backend_secret, close, connack, connect,
                            log_line, make_device, publish, received, start_broker,
                            still_connected)
+from mqtt_wire import s16, varint
 
 P, L, R = PROJECT, REGION, REGISTRY
 RATE = 5                       # plugin_opt_messages_per_second for this module
@@ -34,21 +35,6 @@ NO_SUBSCRIBERS = 0x10
 
 # ---- a minimal MQTT client (MQTT 5, or 3.1.1 with protocol=4) ----
 
-def _varint(n):
-    out = bytearray()
-    while True:
-        b = n % 128
-        n //= 128
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _str(s):
-    b = s.encode() if isinstance(s, str) else s
-    return struct.pack("!H", len(b)) + b
-
-
 class Raw:
     def __init__(self, broker, client_id, username, password, protocol=5, clean=True,
                  keepalive=60):
@@ -57,14 +43,14 @@ class Raw:
         self.mid = 0
         flags = (0x02 if clean else 0) | (0x80 if username is not None else 0) | \
             (0x40 if password is not None else 0)
-        body = _str("MQTT") + bytes([protocol, flags]) + struct.pack("!H", keepalive)
+        body = s16("MQTT") + bytes([protocol, flags]) + struct.pack("!H", keepalive)
         if self.v5:
-            body += _varint(0)
-        body += _str(client_id)
+            body += varint(0)
+        body += s16(client_id)
         if username is not None:
-            body += _str(username)
+            body += s16(username)
         if password is not None:
-            body += _str(password)
+            body += s16(password)
         self._send(0x10, body)
         pkt = self._read()
         if pkt is None:
@@ -74,7 +60,7 @@ class Raw:
             self.connack = pkt[1][1]
 
     def _send(self, first, body):
-        self.sock.sendall(bytes([first]) + _varint(len(body)) + body)
+        self.sock.sendall(bytes([first]) + varint(len(body)) + body)
 
     def _recv(self, n):
         buf = b""
@@ -115,9 +101,9 @@ class Raw:
     def publish(self, topic, payload, qos=1, retain=False):
         """The PUBACK's reason code (QoS 1), None for QoS 0; raises if the broker closed us."""
         mid = self._next_mid()
-        body = _str(topic) + (struct.pack("!H", mid) if qos else b"")
+        body = s16(topic) + (struct.pack("!H", mid) if qos else b"")
         if self.v5:
-            body += _varint(0)
+            body += varint(0)
         self._send(0x30 | (qos << 1) | (1 if retain else 0), body + payload)
         if not qos:
             return None
@@ -129,7 +115,7 @@ class Raw:
 
     def subscribe(self, topic, qos=1):
         mid = self._next_mid()
-        body = struct.pack("!H", mid) + (_varint(0) if self.v5 else b"") + _str(topic) + bytes([qos])
+        body = struct.pack("!H", mid) + (varint(0) if self.v5 else b"") + s16(topic) + bytes([qos])
         self._send(0x82, body)
         pkt = self._read()
         assert pkt is not None and pkt[0] == 0x90, pkt

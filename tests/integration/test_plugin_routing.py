@@ -23,6 +23,7 @@ import broker as _harness
 from broker import Broker
 from plugin_common import (PROJECT, REGION, backend_secret, close, connect, ensure_registry, make_device,
                            publish, received)
+from mqtt_wire import s16, varint
 
 P, L = PROJECT, REGION
 FULL_AT = 20          # plugin_opt_spool_max_messages for this module
@@ -39,20 +40,6 @@ def routed(d, t, kind, sub=None):
 
 # ---- a raw MQTT client: the PUBACK, or the broker closing the connection ----
 
-def _varint(n):
-    out = bytearray()
-    while True:
-        b, n = n % 128, n // 128
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _str(s):
-    b = s.encode() if isinstance(s, str) else s
-    return struct.pack("!H", len(b)) + b
-
-
 class Raw:
     """MQTT 3.1.1, or 5 (protocol=5, for latchkeyd's bridge), on the broker's plain listener."""
 
@@ -60,14 +47,14 @@ class Raw:
         self.v5 = protocol == 5
         self.sock = socket.create_connection((broker.host, broker.plain_port), timeout=5)
         self.mid = 0
-        body = _str("MQTT") + bytes([protocol, 0xC2]) + struct.pack("!H", 60)
-        body += (_varint(0) if self.v5 else b"") + _str(client_id) + _str(username) + _str(password)
+        body = s16("MQTT") + bytes([protocol, 0xC2]) + struct.pack("!H", 60)
+        body += (varint(0) if self.v5 else b"") + s16(client_id) + s16(username) + s16(password)
         self._send(0x10, body)
         pkt = self.read()
         assert pkt and pkt[0] == 0x20 and pkt[1][1] == 0, pkt
 
     def _send(self, first, body):
-        self.sock.sendall(bytes([first]) + _varint(len(body)) + body)
+        self.sock.sendall(bytes([first]) + varint(len(body)) + body)
 
     def _recv(self, n):
         buf = b""
@@ -102,7 +89,7 @@ class Raw:
     def publish(self, topic, payload, retain=False):
         """QoS 1: the PUBACK's reason code (0 for MQTT 3.1.1), or None when closed without one."""
         self.mid = self.mid % 65535 + 1
-        body = _str(topic) + struct.pack("!H", self.mid) + (_varint(0) if self.v5 else b"")
+        body = s16(topic) + struct.pack("!H", self.mid) + (varint(0) if self.v5 else b"")
         try:
             self._send(0x32 | (1 if retain else 0), body + payload)
         except OSError:
