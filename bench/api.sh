@@ -48,7 +48,6 @@ NPAGES=${LK_BENCH_API_PAGES:-20}
 NBIG=1000000
 CACHE="$BUILD/bench-api-1m.db"
 SHARED="$BUILD/bench-registry-1m.db"
-LKD="$BUILD/bin/latchkeyd"
 PY=/usr/bin/python3
 CLIENT=bench/api_client.py
 REGISTRY=bench-registry    # the 1M registry's name, as bench/registry.sh makes it

@@ -13,6 +13,7 @@ command -v taskset >/dev/null 2>&1 || { PIN=""; PINC=""; }
 MOSQUITTO=${LK_MOSQUITTO:-/usr/sbin/mosquitto}
 TOOL="$BUILD/bin/latchkey"
 DEVTOOL="$BUILD/bin/latchkey-device"
+LKD="$BUILD/bin/latchkeyd"
 PLUGIN=$(cd "$BUILD/lib" 2>/dev/null && pwd)/latchkey_plugin.so
 # The benchmarks' registries live in one project and region.
 PROJECT=bench-project
@@ -130,6 +131,30 @@ start_mosquitto() {
     echo "${0##*/}: mosquitto ($_name) did not start:" >&2
     cat "$TMP/$_name.stderr" "$TMP/$_name.log" >&2 2>/dev/null || true
     exit 1
+}
+
+# start_latchkeyd BROKER_TLS_PORT: $BUILD's latchkeyd ($LKD), pinned with the
+# broker (PIN), with TLS ($TMP/server.crt), its admin API and device bridge
+# on random loopback ports and its bridge into the broker at that port;
+# logs to $TMP/latchkeyd.log. Sets LKD_PID at once (for the caller's
+# cleanup), then DPORT (the device bridge's port) once the bridge has
+# reached the broker; exits with both logs when it does not within 30 s.
+start_latchkeyd() {
+    rm -f "$TMP/dport" "$TMP/lkd-port"
+    $PIN "$LKD" --registry "$TMP/registry.db" --admin-listen 127.0.0.1:0 \
+        --port-file "$TMP/lkd-port" --tls-cert "$TMP/server.crt" --tls-key "$TMP/server.key" \
+        --device-listen 127.0.0.1:0 --device-port-file "$TMP/dport" \
+        --broker "127.0.0.1:$1" --broker-ca "$TMP/ca.crt" > "$TMP/latchkeyd.log" 2>&1 &
+    LKD_PID=$!
+    _n=0
+    until [ -s "$TMP/dport" ] && grep -q "bridge: connected" "$TMP/latchkeyd.log"; do
+        kill -0 "$LKD_PID" 2>/dev/null && [ $_n -lt 300 ] || {
+            echo "${0##*/}: latchkeyd did not start or reach the broker:" >&2
+            cat "$TMP/latchkeyd.log" >&2; tail -5 "$TMP/ours.log" >&2; exit 1; }
+        sleep 0.1
+        _n=$((_n + 1))
+    done
+    DPORT=$(cat "$TMP/dport")
 }
 
 # bench_tmp NAME VAR...: TMP, a new temporary directory, removed on exit once

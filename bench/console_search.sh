@@ -37,7 +37,6 @@ OUT=${2:?usage: sh bench/console_search.sh BUILD OUTFILE}
 ROUNDS=${LK_BENCH_CONSOLE_ROUNDS:-15}
 NBIG=1000000
 CACHE="$BUILD/bench-console-1m.db"
-LKD="$BUILD/bin/latchkeyd"
 PY=/usr/bin/python3
 REGISTRY=bench-console
 

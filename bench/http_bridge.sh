@@ -61,7 +61,6 @@ BUILD=${1:?usage: sh bench/http_bridge.sh BUILD OUTFILE}
 OUT=${2:?usage: sh bench/http_bridge.sh BUILD OUTFILE}
 SECS=${LK_BENCH_HTTP_SECONDS:-5}
 WRK_OPTS=${LK_BENCH_HTTP_WRK:-"-t2 -c32"}
-LKD="$BUILD/bin/latchkeyd"
 BP="$BUILD/bench/bench_publish"
 LUA=bench/http_bridge.lua
 PY=/usr/bin/python3
@@ -118,20 +117,7 @@ start_mosquitto ours plain "allow_anonymous false" "plugin $PLUGIN" \
     "plugin_opt_connect_burst 100000" "plugin_opt_connects_per_minute 60000" \
     "max_inflight_messages 20" "max_queued_messages 1000000"
 
-$PIN "$LKD" --registry "$TMP/registry.db" --admin-listen 127.0.0.1:0 --port-file "$TMP/port" \
-    --tls-cert "$TMP/server.crt" --tls-key "$TMP/server.key" \
-    --device-listen 127.0.0.1:0 --device-port-file "$TMP/dport" \
-    --broker "127.0.0.1:$ours_TLS" --broker-ca "$TMP/ca.crt" > "$TMP/latchkeyd.log" 2>&1 &
-LKD_PID=$!
-n=0
-until [ -s "$TMP/dport" ] && grep -q "bridge: connected" "$TMP/latchkeyd.log"; do
-    kill -0 "$LKD_PID" 2>/dev/null && [ $n -lt 300 ] || {
-        echo "http_bridge.sh: latchkeyd did not start or reach the broker:" >&2
-        cat "$TMP/latchkeyd.log" >&2; tail -5 "$TMP/ours.log" >&2; exit 1; }
-    sleep 0.1
-    n=$((n + 1))
-done
-DPORT=$(cat "$TMP/dport")
+start_latchkeyd "$ours_TLS"
 
 mkdir "$TMP/subcfg"
 printf -- '-u backend:bench-backend\n-P %s\n' "$SECRET" > "$TMP/subcfg/mosquitto_sub"

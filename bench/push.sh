@@ -75,7 +75,6 @@ SECS=${LK_BENCH_PUSH_SECONDS:-5}
 CONNS=${LK_BENCH_PUSH_CONNECTIONS:-32}
 KILL_N=${LK_BENCH_PUSH_KILL_EVENTS:-3000}
 THREADS=2
-LKD="$BUILD/bin/latchkeyd"
 BP="$BUILD/bench/bench_publish"
 SINK="$BUILD/bench/push_sink"
 CLIENT=bench/api_client.py

@@ -96,7 +96,6 @@ HTTPDEV=${LK_BENCH_STORM_HTTP_DEVICES:-1000}
 HTTPPAR=${LK_BENCH_STORM_HTTP_PARALLEL:-50}
 NGW=$(( (GWDEV + 99) / 100 ))
 PY=/usr/bin/python3
-LKD="$BUILD/bin/latchkeyd"
 
 . bench/common.sh
 
@@ -227,21 +226,7 @@ done
 DPORT=0
 lkd_start() {
     [ "$HTTPDEV" -gt 0 ] || return 0
-    rm -f "$TMP/dport" "$TMP/lkd-port"
-    $PIN "$LKD" --registry "$TMP/registry.db" --admin-listen 127.0.0.1:0 --port-file "$TMP/lkd-port" \
-        --tls-cert "$TMP/server.crt" --tls-key "$TMP/server.key" \
-        --device-listen 127.0.0.1:0 --device-port-file "$TMP/dport" \
-        --broker "127.0.0.1:$ours_TLS" --broker-ca "$TMP/ca.crt" > "$TMP/latchkeyd.log" 2>&1 &
-    LKD_PID=$!
-    n=0
-    until [ -s "$TMP/dport" ] && grep -q "bridge: connected" "$TMP/latchkeyd.log"; do
-        kill -0 "$LKD_PID" 2>/dev/null && [ $n -lt 300 ] || {
-            echo "storm.sh: latchkeyd did not start or reach the broker:" >&2
-            cat "$TMP/latchkeyd.log" >&2; tail -5 "$TMP/ours.log" >&2; exit 1; }
-        sleep 0.1
-        n=$((n + 1))
-    done
-    DPORT=$(cat "$TMP/dport")
+    start_latchkeyd "$ours_TLS"
 }
 
 # side_start / side_end: bench/storm_side.py beside the side storm (it
