@@ -209,17 +209,22 @@ sim_args() { # I PORT: simulator I's options for the broker on PORT
         "--project $PROJECT --region $REGION --registry $REGISTRY"
 }
 
-# One device into each broker first (the plugin refuses logins until its
-# first tick): the RSS before the storm is that of a broker that has served.
-for who in ours base; do
-    eval "port=\$${who}_TLS"
-    n=0
-    until $PINC "$DEVTOOL" simulate $(sim_args 1 "$port") --devices 1 >/dev/null 2>&1; do
-        n=$((n + 1))
-        [ $n -lt 10 ] || { echo "storm.sh: no device could connect to $who:" >&2; tail -20 "$TMP/$who.log" >&2; exit 1; }
+# first_login WHO: one device into broker WHO (ours or base), retried for
+# 5 s: the plugin refuses logins until its first tick.
+first_login() {
+    eval "_port=\$${1}_TLS"
+    _n=0
+    until $PINC "$DEVTOOL" simulate $(sim_args 1 "$_port") --devices 1 >/dev/null 2>&1; do
+        _n=$((_n + 1))
+        [ $_n -lt 10 ] || { echo "storm.sh: no device could connect to $1:" >&2; tail -20 "$TMP/$1.log" >&2; exit 1; }
         sleep 0.5
     done
-done
+}
+
+# One device into each broker first: the RSS before the storm is that of a
+# broker that has served.
+first_login ours
+first_login base
 
 # lkd_start: latchkeyd with the device bridge into ours (for the HTTP
 # devices), pinned with the broker, connected before the side storm.
@@ -371,12 +376,7 @@ SIDE_S=null
 SIDE_FAILURES=0
 if [ $((GWDEV + HTTPDEV)) -gt 0 ]; then
     restart_ours fresh
-    n=0
-    until $PINC "$DEVTOOL" simulate $(sim_args 1 "$ours_TLS") --devices 1 >/dev/null 2>&1; do
-        n=$((n + 1))
-        [ $n -lt 10 ] || { echo "storm.sh: no device could connect to ours again:" >&2; tail -20 "$TMP/ours.log" >&2; exit 1; }
-        sleep 0.5
-    done
+    first_login ours
     lkd_start
     side_start
     storm sidestorm "$ours_TLS"
