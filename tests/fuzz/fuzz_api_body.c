@@ -18,15 +18,8 @@
 
 #include "../../service/daemon/api_devices.h"
 #include "latchkey/lk_iotcore.h"
+#include "fuzz_common.h"
 
-#define CHECK(x)                                                                   \
-    do {                                                                           \
-        if (!(x)) {                                                                \
-            fprintf(stderr, "fuzz_api_body: %s:%d: check failed: %s\n", __FILE__, \
-                    __LINE__, #x);                                                 \
-            abort();                                                               \
-        }                                                                          \
-    } while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -21,14 +21,8 @@
 #include <jansson.h>
 
 #include "../../service/plugin/attach.h"
+#include "fuzz_common.h"
 
-#define CHECK(x)                                                                        \
-    do {                                                                                \
-        if (!(x)) {                                                                     \
-            fprintf(stderr, "fuzz_attach: %s:%d: check failed: %s\n", __FILE__, __LINE__, #x); \
-            abort();                                                                    \
-        }                                                                               \
-    } while (0)
 
 #define MAX_TOKEN 1024u
 

@@ -20,17 +20,10 @@
 #include <string.h>
 
 #include "latchkey/lk_b64url.h"
+#include "fuzz_common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(cond)                                                          \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fprintf(stderr, "fuzz_b64url: %s:%d: check failed: %s\n",        \
-                    __FILE__, __LINE__, #cond);                              \
-            abort();                                                         \
-        }                                                                    \
-    } while (0)
 
 static int ref_val(uint8_t c)
 {

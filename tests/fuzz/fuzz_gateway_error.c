@@ -19,17 +19,10 @@
 #include <jansson.h>
 
 #include "latchkey/lk_device.h"
+#include "fuzz_common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(cond)                                                               \
-    do {                                                                          \
-        if (!(cond)) {                                                            \
-            fprintf(stderr, "fuzz_gateway_error: %s:%d: check failed: %s\n",      \
-                    __FILE__, __LINE__, #cond);                                   \
-            abort();                                                              \
-        }                                                                         \
-    } while (0)
 
 static int all_zero(const void *p, size_t n)
 {

@@ -30,14 +30,8 @@
 #include <string.h>
 
 #include "../../tools/latchkey/import.h"
+#include "fuzz_common.h"
 
-#define CHECK(x)                                                                        \
-    do {                                                                                \
-        if (!(x)) {                                                                     \
-            fprintf(stderr, "fuzz_import: %s:%d: check failed: %s\n", __FILE__, __LINE__, #x); \
-            abort();                                                                    \
-        }                                                                               \
-    } while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -31,17 +31,10 @@
 #include <string.h>
 
 #include "latchkey/lk_iotcore.h"
+#include "fuzz_common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(cond)                                                          \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fprintf(stderr, "fuzz_iotcore: %s:%d: check failed: %s\n",       \
-                    __FILE__, __LINE__, #cond);                              \
-            abort();                                                         \
-        }                                                                    \
-    } while (0)
 
 static const lk_topic device_kinds[] = {LK_TOPIC_EVENTS, LK_TOPIC_STATE, LK_TOPIC_CONFIG,
                                         LK_TOPIC_COMMANDS, LK_TOPIC_COMMANDS_ALL};

@@ -28,6 +28,7 @@
 
 #include "../../service/manifest/internal.h"
 #include "latchkey/lk_manifest.h"
+#include "fuzz_common.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -35,26 +36,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static lk_registry *reg;
 static const lk_reg_name name = {"fuzz-project", "us-central1", "fuzz-reg"};
 
-#define CHECK(c)                                                                  \
-    do {                                                                          \
-        if (!(c)) {                                                               \
-            fprintf(stderr, "fuzz_manifest: invariant failed: %s (line %d)\n", #c, __LINE__); \
-            abort();                                                              \
-        }                                                                         \
-    } while (0)
 
 static char path[128];
 
 /* The database and SQLite's -wal and -shm beside it, at exit. */
 static void remove_db(void)
 {
-    char p[160];
     lk_registry_close(reg);
-    unlink(path);
-    snprintf(p, sizeof p, "%s-wal", path);
-    unlink(p);
-    snprintf(p, sizeof p, "%s-shm", path);
-    unlink(p);
+    fuzz_db_remove(path);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)

@@ -38,17 +38,11 @@
 #include "latchkey/lk_b64url.h"
 #include "latchkey/lk_manifest.h"
 #include "latchkey/lk_sha256.h"
+#include "fuzz_common.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(c)                                                                                  \
-    do {                                                                                          \
-        if (!(c)) {                                                                               \
-            fprintf(stderr, "fuzz_manifest_jws: invariant failed: %s (line %d)\n", #c, __LINE__); \
-            abort();                                                                              \
-        }                                                                                         \
-    } while (0)
 
 /* The fixed manifest; make_corpus.py writes the same bytes' size and SHA-256 into its seeds. */
 static const char manifest[] = "{\"latchkeyManifest\":1,\"batch\":\"batch-1\",\"manufacturer\":\"fuzz-fab\","
@@ -61,13 +55,8 @@ static char path[128];
 
 static void remove_db(void)
 {
-    char p[160];
     lk_registry_close(reg);
-    unlink(path);
-    snprintf(p, sizeof p, "%s-wal", path);
-    unlink(p);
-    snprintf(p, sizeof p, "%s-shm", path);
-    unlink(p);
+    fuzz_db_remove(path);
 }
 
 static void add_signer(EVP_PKEY *k, const char *label, char kid[65])

@@ -29,17 +29,11 @@
 
 #include "../../service/registry/trust.h"
 #include "latchkey/lk_reg_provision.h"
+#include "fuzz_common.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(x)                                                                                \
-    do {                                                                                        \
-        if (!(x)) {                                                                             \
-            fprintf(stderr, "fuzz_registry_certs: %s:%d: check failed: %s\n", __FILE__, __LINE__, #x); \
-            abort();                                                                            \
-        }                                                                                       \
-    } while (0)
 
 #define NOW 1700000000
 

@@ -61,18 +61,11 @@
 
 #include "latchkey/lk_b64url.h"
 #include "latchkey/lk_verify.h"
+#include "fuzz_common.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(cond)                                                          \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fprintf(stderr, "fuzz_verify: %s:%d: check failed: %s\n",        \
-                    __FILE__, __LINE__, #cond);                              \
-            abort();                                                         \
-        }                                                                    \
-    } while (0)
 
 #define NOW INT64_C(1700000000)
 #define AUD "fuzz-project"
