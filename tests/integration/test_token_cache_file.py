@@ -8,6 +8,7 @@ is refused with the reason and the broker starts with an empty cache.
 """
 import os
 import re
+import sqlite3
 import stat
 
 import pytest
@@ -111,3 +112,28 @@ def test_damaged_file_is_refused_and_the_broker_starts(broker, damage, reason):
     assert stat.S_IMODE(os.stat(b.base / "tokens").st_mode) == 0o600
     b.start()
     b.wait_log("1 verified tokens restored from")
+
+
+def test_file_saved_against_a_newer_registry_is_not_used(broker):
+    """A registry restored from an older backup: its change feed is behind the file's, so the file is not
+    used (its entries were verified against a registry that is no longer there)."""
+    b = broker
+    d = b.device()
+    tok = d.token()
+    older = b.base / "older.db"
+    src, dst = sqlite3.connect(str(b.db)), sqlite3.connect(str(older))
+    src.backup(dst)
+    src.close()
+    dst.close()
+    for i in range(3):   # the live registry moves on
+        assert d.devices("update", d.id, "--metadata", f"n={i}").rc == 0
+    assert connects(b, d, tok) == 0
+    b.stop()
+    for suffix in ("-wal", "-shm"):
+        p = b.base / ("registry.db" + suffix)
+        if p.exists():
+            p.unlink()
+    older.replace(b.db)
+    b.start()
+    b.wait_log("was saved against a newer registry")
+    assert connects(b, d, tok) == 0
