@@ -4,10 +4,12 @@
  * registration. One transaction each; a refusal writes nothing. The
  * cryptography is chain.c's.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "facade.h"
+#include "latchkey/lk_sha256.h"
 
 /* ------------------------------------------------------------------ */
 /* Manifest signers                                                    */
@@ -88,19 +90,41 @@ lk_err lk_registry_add_signer(lk_registry *reg, const lk_reg_name *name, const c
 }
 
 struct signer_list_ctx {
+    lk_registry *reg;
     int (*cb)(void *arg, const lk_reg_signer *s);
     void *arg;
 };
+
+/* The key type of a stored signer: the stored key's, described as when it
+ * was added; remembered by the PEM's hash, so a key is decoded once per
+ * handle (a changed PEM is a new entry). */
+static void signer_key_type(lk_registry *reg, const char *pem, char *kt, size_t kt_size)
+{
+    uint8_t sha[32], fp[32];
+    char w[8];
+    size_t len = strlen(pem);
+    unsigned i;
+    lk_sha256(pem, len, sha);
+    for (i = 0; i < reg->signer_kt_n; i++)
+        if (memcmp(reg->signer_kt[i].pem_sha, sha, 32) == 0) {
+            snprintf(kt, kt_size, "%s", reg->signer_kt[i].key_type);
+            return;
+        }
+    if (lk_reg__signer_key(pem, len, kt, kt_size, fp, w, sizeof w) != LK_OK) {
+        snprintf(kt, kt_size, "unreadable"); /* perhaps for memory: not remembered */
+        return;
+    }
+    i = reg->signer_kt_n < LK_REG_SIGNERS_MAX ? reg->signer_kt_n++ : reg->signer_kt_next++ % LK_REG_SIGNERS_MAX;
+    memcpy(reg->signer_kt[i].pem_sha, sha, 32);
+    snprintf(reg->signer_kt[i].key_type, sizeof reg->signer_kt[i].key_type, "%s", kt);
+}
 
 static int signer_list_cb(void *arg, const lk_reg_signer *s)
 {
     struct signer_list_ctx *ctx = arg;
     lk_reg_signer c = *s;
-    char kt[96], w[8];
-    uint8_t fp[32];
-    /* The key type is the stored key's, described as when it was added. */
-    if (lk_reg__signer_key(s->pem, strlen(s->pem), kt, sizeof kt, fp, w, sizeof w) != LK_OK)
-        snprintf(kt, sizeof kt, "unreadable");
+    char kt[96];
+    signer_key_type(ctx->reg, s->pem, kt, sizeof kt);
     c.key_type = kt;
     return ctx->cb(ctx->arg, &c);
 }
@@ -109,7 +133,7 @@ lk_err lk_registry_list_signers(lk_registry *reg, const lk_reg_name *name,
                                 int (*cb)(void *arg, const lk_reg_signer *s), void *arg,
                                 char *why, size_t why_size)
 {
-    struct signer_list_ctx ctx = {cb, arg};
+    struct signer_list_ctx ctx = {reg, cb, arg};
     int64_t rid;
     lk_err err;
     if (cb == NULL)

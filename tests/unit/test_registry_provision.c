@@ -589,6 +589,29 @@ static void test_signers(void **state)
         free(pi);
         EVP_PKEY_free(ki);
     }
+    /* The key type is remembered per handle by the stored PEM: listed
+     * again it is the same, and a PEM changed underneath is described anew. */
+    {
+        EVP_PKEY *r = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+        char *pr = pub_pem(r), *sql;
+        sqlite3 *db;
+        for (i = 0; i < 2; i++) {
+            memset(&l, 0, sizeof l);
+            OK(lk_registry_list_signers(f->reg, &NAME, siglist_cb, &l, W));
+            assert_int_equal(l.n, (int)LK_REG_SIGNERS_MAX);
+            assert_string_equal(l.type, "EC P-256");
+        }
+        assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+        sql = sqlite3_mprintf("UPDATE registry_signers SET pem = %Q WHERE label = 'factory-1'", pr);
+        assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_free(sql);
+        sqlite3_close(db);
+        memset(&l, 0, sizeof l);
+        OK(lk_registry_list_signers(f->reg, &NAME, siglist_cb, &l, W));
+        assert_string_equal(l.type, "RSA 2048");
+        free(pr);
+        EVP_PKEY_free(r);
+    }
     OK(lk_registry_delete_signer(f->reg, &NAME, 0, W));
     REFUSE(LK_ERR_REG_NOT_FOUND, "no manifest signer 9",
            lk_registry_delete_signer(f->reg, &NAME, 9, W));
