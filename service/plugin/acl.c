@@ -31,7 +31,7 @@ static int acl__other(struct plg_conn *c, const struct mosquitto_evt_acl_check *
     lk_topic k = lk_device_topic_split(ed->topic, strlen(ed->topic), device, &sub);
 
     if (k == LK_TOPIC_ATTACH || k == LK_TOPIC_DETACH ||
-        (k != LK_TOPIC_NONE && strcmp(device, c->path.device)))
+        (k != LK_TOPIC_NONE && strcmp(device, conn__device(c))))
         return gateway__acl(c, ed, k, device, sub);
     return -1;
 }
@@ -74,7 +74,7 @@ static int acl__device(struct plg_conn *c, const struct mosquitto_evt_acl_check 
     default:
         return MOSQ_ERR_ACL_DENIED;
     }
-    t = lk_device_topic_parse(c->path.device, ed->topic, strlen(ed->topic), &sub);
+    t = lk_device_topic_parse(conn__device(c), ed->topic, strlen(ed->topic), &sub);
     if (t == LK_TOPIC_NONE) {
         int rc = acl__other(c, ed);
         return rc >= 0 ? rc : MOSQ_ERR_ACL_DENIED;

@@ -258,7 +258,6 @@ static int auth__device(struct mosquitto *client, const char *id, const lk_devic
         return auth__device_deny(client, id, "out of memory", LK_ERR_NOMEM, LK_MSHM_R_UNAVAILABLE);
     }
     c->limit = limit;
-    c->path = *p;
     c->num_id = d->num_id;
     conn__index_num(c);
     lk_cred_fingerprint(d->creds[info.cred_index], c->cred_fp);
@@ -272,7 +271,7 @@ static int auth__device(struct mosquitto *client, const char *id, const lk_devic
     c->gateway_auth = d->gateway_auth;
     c->log_level = auth__who.level;
 
-    metrics__connected(c);
+    metrics__connected(c, p);
     conn__supersede(c);
     gateway__direct(c);
     conn__schedule(c);
@@ -496,6 +495,7 @@ int auth__disconnect(int event, void *event_data, void *userdata)
 void auth__recheck(struct plg_conn *c, void *arg)
 {
     struct plg_device *d;
+    lk_device_name p;
     const char *why;
     lk_err err;
 
@@ -506,7 +506,8 @@ void auth__recheck(struct plg_conn *c, void *arg)
     }
     if (c->kind != CONN_DEVICE || c->superseded || c->kick_reason)
         return;
-    d = devices__get(&c->path, c->client_id, 1, &err);
+    conn__name(c, &p);
+    d = devices__get(&p, c->client_id, 1, &err);
     if (!d) {
         if (err == LK_ERR_REG_NOT_FOUND)
             conn__kick(c, "the device was deleted");

@@ -16,9 +16,14 @@
 #include "latchkey/lk_util.h"
 #include "plugin.h"
 
-#define NBUCKETS 65536u
+/* The three hash tables grow with the connections (a bucket each, at least
+ * MIN_BUCKETS): a fixed size for the largest fleet would hold 1.5 MB
+ * resident, 150 bytes a device for 10,000. Small, so that the tests' fleets
+ * of a few hundred make them grow. */
+#define MIN_BUCKETS 64u
 
 static struct plg_conn **by_client, **by_num, **by_att;
+static size_t nbuckets, nconns;
 static struct plg_conn *all;
 
 static struct plg_conn **heap;
@@ -42,12 +47,53 @@ static size_t conn__hash_ptr(const void *p)
     x ^= x >> 17;
     x *= 0xed5ad4bbu;
     x ^= x >> 11;
-    return (size_t)x & (NBUCKETS - 1);
+    return (size_t)x & (nbuckets - 1);
 }
 
 static size_t conn__hash_num(uint64_t n)
 {
-    return hash__num(n, NBUCKETS - 1);
+    return hash__num(n, nbuckets - 1);
+}
+
+static size_t conn__hash_att(const struct plg_conn *gw, const char *device);
+
+/* Twice the buckets, every connection indexed again (device connections are
+ * always in by_num, attached ones in by_att). Out of memory: the old tables
+ * stay, with longer chains. */
+static void conn__grow(void)
+{
+    size_t n = nbuckets * 2, h;
+    struct plg_conn **nc = calloc(n, sizeof *nc), **nn = calloc(n, sizeof *nn), **na = calloc(n, sizeof *na);
+    struct plg_conn *c;
+
+    if (!nc || !nn || !na) {
+        free(nc);
+        free(nn);
+        free(na);
+        return;
+    }
+    free(by_client);
+    free(by_num);
+    free(by_att);
+    by_client = nc;
+    by_num = nn;
+    by_att = na;
+    nbuckets = n;
+    for (c = all; c; c = c->next) {
+        h = conn__hash_ptr(c->client);
+        c->hnext_client = by_client[h];
+        by_client[h] = c;
+        if (c->kind == CONN_DEVICE || c->kind == CONN_ATTACHED) {
+            h = conn__hash_num(c->num_id);
+            c->hnext_num = by_num[h];
+            by_num[h] = c;
+        }
+        if (c->kind == CONN_ATTACHED) {
+            h = conn__hash_att(c->gateway, conn__device(c));
+            c->hnext_att = by_att[h];
+            by_att[h] = c;
+        }
+    }
 }
 
 int conn__init(void (*offline)(struct plg_conn *c, const char *why),
@@ -55,16 +101,18 @@ int conn__init(void (*offline)(struct plg_conn *c, const char *why),
 {
     on_offline = offline;
     on_detach = detach;
-    by_client = calloc(NBUCKETS, sizeof *by_client);
-    by_num = calloc(NBUCKETS, sizeof *by_num);
-    by_att = calloc(NBUCKETS, sizeof *by_att);
+    nbuckets = MIN_BUCKETS;
+    nconns = 0;
+    by_client = calloc(nbuckets, sizeof *by_client);
+    by_num = calloc(nbuckets, sizeof *by_num);
+    by_att = calloc(nbuckets, sizeof *by_att);
     return by_client && by_num && by_att ? 0 : -1;
 }
 
 /* (gateway, device id): the gateway's pointer mixed into the id's hash. */
 static size_t conn__hash_att(const struct plg_conn *gw, const char *device)
 {
-    return (size_t)(hash__str(HASH_STR_SEED ^ (uint64_t)(uintptr_t)gw, device) >> 17) & (NBUCKETS - 1);
+    return (size_t)(hash__str(HASH_STR_SEED ^ (uint64_t)(uintptr_t)gw, device) >> 17) & (nbuckets - 1);
 }
 
 /* # Heap */
@@ -341,10 +389,14 @@ void conn__drain_recheck(void (*fn)(struct plg_conn *c, void *arg))
 
 struct plg_conn *conn__new(struct mosquitto *client, enum plg_conn_kind kind, const char *client_id)
 {
-    struct plg_conn *c = calloc(1, sizeof *c);
+    struct plg_conn *c;
     size_t h;
 
-    if (!c)
+    /* Before c is linked: conn__grow indexes every device connection in
+     * by_num, and c gets its num_id later (conn__index_num). */
+    if (nconns >= nbuckets)
+        conn__grow();
+    if (!(c = calloc(1, sizeof *c)))
         return NULL;
     c->client_id = strdup(client_id ? client_id : "");
     if (!c->client_id) {
@@ -365,6 +417,7 @@ struct plg_conn *conn__new(struct mosquitto *client, enum plg_conn_kind kind, co
     if (all)
         all->prev = c;
     all = c;
+    nconns++;
     return c;
 }
 
@@ -416,7 +469,6 @@ struct plg_conn *conn__attach_new(struct plg_conn *gw, const lk_device_name *p, 
     if (!c)
         return NULL;
     c->gateway = gw;
-    c->path = *p;
     c->num_id = num_id;
     conn__index_num(c);
     h = conn__hash_att(gw, p->device);
@@ -434,7 +486,7 @@ struct plg_conn *conn__find_attached(const struct plg_conn *gw, const char *devi
 {
     struct plg_conn *c;
     for (c = by_att[conn__hash_att(gw, device)]; c; c = c->hnext_att)
-        if (c->gateway == gw && !strcmp(c->path.device, device))
+        if (c->gateway == gw && !strcmp(conn__device(c), device))
             return c;
     return NULL;
 }
@@ -442,6 +494,19 @@ struct plg_conn *conn__find_attached(const struct plg_conn *gw, const char *devi
 const char *conn__target(const struct plg_conn *c)
 {
     return c->gateway ? c->gateway->client_id : c->client_id;
+}
+
+void conn__name(const struct plg_conn *c, lk_device_name *p)
+{
+    /* Parsed when it connected (auth.c) or built from a name (attach): this
+     * parse cannot fail, and a name left empty would match nothing. */
+    (void)lk_device_path_parse(c->client_id, strlen(c->client_id), p);
+}
+
+const char *conn__device(const struct plg_conn *c)
+{
+    const char *s = strrchr(c->client_id, '/');
+    return s ? s + 1 : c->client_id;
 }
 
 void conn__supersede(struct plg_conn *nc)
@@ -471,7 +536,7 @@ void conn__free(struct plg_conn *c)
     while (c->att_head)
         conn__free(c->att_head);
     if (c->kind == CONN_ATTACHED) {
-        for (pp = &by_att[conn__hash_att(c->gateway, c->path.device)]; *pp; pp = &(*pp)->hnext_att)
+        for (pp = &by_att[conn__hash_att(c->gateway, conn__device(c))]; *pp; pp = &(*pp)->hnext_att)
             if (*pp == c) {
                 *pp = c->hnext_att;
                 break;
@@ -504,6 +569,7 @@ void conn__free(struct plg_conn *c)
         all = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    nconns--;
     conn__heap_remove(c);
     queue__remove(Q_KICK, c);
     queue__remove(Q_CONFIG, c);

@@ -86,7 +86,7 @@ void deliver__config(struct plg_conn *c)
         mosquitto_free(l.data);
         return;
     }
-    if (lk_device_topic(c->path.device, LK_TOPIC_CONFIG, NULL, topic, sizeof topic, NULL)
+    if (lk_device_topic(conn__device(c), LK_TOPIC_CONFIG, NULL, topic, sizeof topic, NULL)
         || mosquitto_broker_publish(conn__target(c), topic, (int)l.len, l.data, c->config_qos, false,
                                     NULL)) {
         mosquitto_free(l.data);
@@ -98,7 +98,11 @@ void deliver__config(struct plg_conn *c)
     c->config_force = 0;
     c->config_sent = l.version;
     activity__note(c->num_id, ACT_CONFIG_SEND, now, NULL);
-    metrics__message(&c->path, METRIC_CONFIG);
+    {
+        lk_device_name p;
+        conn__name(c, &p);
+        metrics__message(&p, METRIC_CONFIG);
+    }
     deliver__log(c, "config_sent", "version", l.version, l.len, c->config_qos, NULL);
 }
 
@@ -195,12 +199,14 @@ void deliver__commands(int64_t now)
             /* Decided before publishing, so a racing sender's EXPIRED and
              * our delivery never both happen; a publish the broker refuses
              * (out of memory) is logged as lost, not as delivered. */
-            if (lk_device_topic(c->path.device, LK_TOPIC_COMMANDS, d->subfolder, topic,
+            if (lk_device_topic(conn__device(c), LK_TOPIC_COMMANDS, d->subfolder, topic,
                                 sizeof topic, NULL) == LK_OK
                 && mosquitto_broker_publish(conn__target(c), topic, (int)d->len, d->data,
                                          c->commands_qos, false, NULL) == MOSQ_ERR_SUCCESS) {
                 d->data = NULL; /* the broker owns it now */
-                metrics__message(&c->path, METRIC_COMMAND);
+                lk_device_name p;
+                conn__name(c, &p);
+                metrics__message(&p, METRIC_COMMAND);
                 deliver__log(c, "command_sent", "command", d->id, d->len, c->commands_qos, d->subfolder);
             } else {
                 plog__dev(c, PLOG_ERROR, "command_lost", "command %" PRId64 " lost: the broker refused to "

@@ -10,8 +10,14 @@
 
 #include "plugin.h"
 
+/* The tables grow with the cache (a bucket an entry, from MIN_BUCKETS to
+ * the capacity's power of two): allocated whole for 65,536 devices they
+ * would hold 1 MB resident once a fleet has touched them. Small, so that the
+ * tests' fleets of a few hundred make them grow. */
+#define MIN_BUCKETS 64u
+
 static struct plg_device **by_path, **by_num;
-static size_t nbuckets, count, capacity;
+static size_t nbuckets, max_buckets, count, capacity;
 static struct plg_device *lru_head, *lru_tail;
 
 /* # Table */
@@ -30,7 +36,8 @@ static size_t devices__hash_num(uint64_t n)
 
 int devices__init(size_t cap)
 {
-    nbuckets = pow2__at_least(16, cap);
+    max_buckets = pow2__at_least(16, cap);
+    nbuckets = max_buckets < MIN_BUCKETS ? max_buckets : MIN_BUCKETS;
     by_path = calloc(nbuckets, sizeof *by_path);
     by_num = calloc(nbuckets, sizeof *by_num);
     capacity = cap;
@@ -189,6 +196,33 @@ int devices__stale(int64_t now)
     return plg.feed_failing_since != 0 && now - plg.feed_failing_since >= plg.opt.confirm_timeout;
 }
 
+/* Twice the buckets, every entry (all are on the LRU list) indexed again;
+ * out of memory: the old tables stay. */
+static void devices__grow(void)
+{
+    size_t n = nbuckets * 2, h;
+    struct plg_device **np = calloc(n, sizeof *np), **nn = calloc(n, sizeof *nn), *d;
+
+    if (!np || !nn) {
+        free(np);
+        free(nn);
+        return;
+    }
+    free(by_path);
+    free(by_num);
+    by_path = np;
+    by_num = nn;
+    nbuckets = n;
+    for (d = lru_head; d; d = d->lru_next) {
+        h = devices__hash_str(d->path);
+        d->hnext_path = by_path[h];
+        by_path[h] = d;
+        h = devices__hash_num(d->num_id);
+        d->hnext_num = by_num[h];
+        by_num[h] = d;
+    }
+}
+
 struct plg_device *devices__get(const lk_device_name *p, const char *path, int fresh, lk_err *err)
 {
     struct plg_device *d;
@@ -213,6 +247,10 @@ struct plg_device *devices__get(const lk_device_name *p, const char *path, int f
         struct plg_device *old = lru_tail;
         devices__unlink(old);
         devices__free_one(old);
+    }
+    if (count >= nbuckets && nbuckets < max_buckets) {
+        devices__grow();
+        h = devices__hash_str(path);
     }
     d->hnext_path = by_path[h];
     by_path[h] = d;

@@ -47,7 +47,7 @@ static void gateway__error(struct plg_conn *gw, const char *type, const char *de
 
     if (gw->errors_qos < 0 || gw->superseded || gw->kick_reason)
         return;
-    if (lk_device_topic(gw->path.device, LK_TOPIC_ERRORS, NULL, et, sizeof et, NULL))
+    if (lk_device_topic(conn__device(gw), LK_TOPIC_ERRORS, NULL, et, sizeof et, NULL))
         return;
     o = json_pack("{s:s, s:s, s:s, s:{s:s, s:s, s:i}}", "error_type", type, "description",
                   description, "device_id", device ? device : "", "mqtt_message_info",
@@ -137,7 +137,7 @@ static void gateway__attach(struct plg_conn *gw, const struct mosquitto_evt_acl_
     struct gateway__token tok;
     struct plg_conn *a, *other;
     struct plg_device *d;
-    lk_device_name p = gw->path;
+    lk_device_name p;
     char *token = NULL;
     unsigned needs = lk_gateway_needs((int)gw->gateway_auth);
     uint64_t num_id;
@@ -146,10 +146,11 @@ static void gateway__attach(struct plg_conn *gw, const struct mosquitto_evt_acl_
     int64_t now = clock__now();
     lk_err err;
 
+    conn__name(gw, &p);
     memset(&tok, 0, sizeof tok);
     if (attach__payload(ed->payload, ed->payloadlen, plg.opt.max_token_length, &token, &w))
         goto refuse;
-    if (!strcmp(device, gw->path.device)) {
+    if (!strcmp(device, conn__device(gw))) {
         w = "a gateway cannot attach itself";
         goto refuse;
     }
@@ -239,7 +240,7 @@ static void gateway__attach(struct plg_conn *gw, const struct mosquitto_evt_acl_
     a->cred_expires = tok.cred_expires;
     a->token_until = tok.valid_until;
     conn__schedule(a);
-    activity__note(num_id, ACT_GATEWAY, now, gw->path.device);
+    activity__note(num_id, ACT_GATEWAY, now, conn__device(gw));
     if (tok.verified)
         activity__note_key(num_id, now, tok.cred_fp);
     if (plog__on(level, PLOG_INFO)) {
@@ -277,7 +278,7 @@ static void gateway__detach(struct plg_conn *gw, const struct mosquitto_evt_acl_
                        device, "PUBLISH", ed->topic);
         return;
     }
-    plog__dev(a, PLOG_INFO, "detach", "detached by gateway %s", gw->path.device);
+    plog__dev(a, PLOG_INFO, "detach", "detached by gateway %s", conn__device(gw));
     if (!a->offline_sent) {
         a->offline_sent = 1;
         message__presence(a, 0, "detached by its gateway");
@@ -320,7 +321,7 @@ static int gateway__publish(struct plg_conn *gw, struct plg_conn *a,
         if (gw->gw_count == plg.opt.gateway_messages_per_second + 1)
             gateway__error(gw, "GATEWAY_RATE_EXCEEDED", "the gateway published more for its devices "
                            "than plugin_opt_gateway_messages_per_second allows: dropped",
-                           a->path.device, "PUBLISH", ed->topic);
+                           conn__device(a), "PUBLISH", ed->topic);
         return MOSQ_ERR_ACL_DENIED;
     }
     a->last_seen = now;
@@ -395,6 +396,7 @@ int gateway__message(struct plg_conn *c, struct mosquitto_evt_message *ed)
     const char *sub;
     struct plg_conn *a;
     enum plg_topic t;
+    lk_device_name p;
 
     switch (lk_device_topic_split(ed->topic, strlen(ed->topic), device, &sub)) {
     case LK_TOPIC_EVENTS: t = TOPIC_EVENTS; break;
@@ -406,7 +408,8 @@ int gateway__message(struct plg_conn *c, struct mosquitto_evt_message *ed)
         return MOSQ_ERR_ACL_DENIED;
     /* As message__device: any error but a denial closes the gateway's
      * connection without a PUBACK, and it sends the message again. */
-    switch (message__rewrite(ed, &a->path, a->num_id, c->path.device, t, sub)) {
+    conn__name(a, &p);
+    switch (message__rewrite(ed, &p, a->num_id, conn__device(c), t, sub)) {
     case 0: return MOSQ_ERR_SUCCESS;
     case -1: return MOSQ_ERR_NOMEM;
     default: return MOSQ_ERR_UNKNOWN;
@@ -417,9 +420,9 @@ void gateway__drop(struct plg_conn *a, const char *why)
 {
     struct plg_conn *gw = a->gateway;
 
-    plog__dev(a, PLOG_INFO, "detach", "detached from gateway %s: %s", gw->path.device, why);
+    plog__dev(a, PLOG_INFO, "detach", "detached from gateway %s: %s", conn__device(gw), why);
     activity__note(a->num_id, ACT_ERROR, clock__now(), why);
-    gateway__error(gw, "GATEWAY_DEVICE_DETACHED", why, a->path.device, "PUBLISH", "");
+    gateway__error(gw, "GATEWAY_DEVICE_DETACHED", why, conn__device(a), "PUBLISH", "");
     if (!a->offline_sent) {
         a->offline_sent = 1;
         message__presence(a, 0, why);
@@ -470,11 +473,13 @@ void gateway__recheck(struct plg_conn *a)
     const char *why;
     unsigned needs = lk_gateway_needs((int)gw->gateway_auth);
     int bound = 0;
+    lk_device_name p;
     lk_err err;
 
     if (a->kick_reason)
         return;
-    d = devices__get(&a->path, a->client_id, 1, &err);
+    conn__name(a, &p);
+    d = devices__get(&p, a->client_id, 1, &err);
     if (!d) {
         if (err == LK_ERR_REG_NOT_FOUND)
             conn__kick(a, "the device was deleted");

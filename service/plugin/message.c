@@ -86,7 +86,7 @@ void message__accepted(const lk_device_name *path, uint64_t num_id, enum plg_top
 /* What a device publishes to: its events (with a subfolder) or its state. */
 enum plg_topic message__topic(const struct plg_conn *c, const char *topic, const char **subfolder)
 {
-    switch (lk_device_topic_parse(c->path.device, topic, strlen(topic), subfolder)) {
+    switch (lk_device_topic_parse(conn__device(c), topic, strlen(topic), subfolder)) {
     case LK_TOPIC_STATE: return TOPIC_STATE;
     case LK_TOPIC_EVENTS: return TOPIC_EVENTS;
     default: return TOPIC_BAD;
@@ -97,6 +97,7 @@ int message__device(struct plg_conn *c, struct mosquitto_evt_message *ed)
 {
     const char *sub;
     enum plg_topic t;
+    lk_device_name p;
 
     if (!c || c->kind != CONN_DEVICE || c->superseded || c->kick_reason)
         return MOSQ_ERR_ACL_DENIED; /* the ACL let nothing else through */
@@ -105,7 +106,8 @@ int message__device(struct plg_conn *c, struct mosquitto_evt_message *ed)
         return MOSQ_ERR_ACL_DENIED; /* a gateway's for its devices: plugin.c */
     /* Any error but ACL_DENIED closes the connection without a PUBACK
      * (handle__publish in 2.0.11): the device sends it again. */
-    switch (message__rewrite(ed, &c->path, c->num_id, NULL, t, sub)) {
+    conn__name(c, &p);
+    switch (message__rewrite(ed, &p, c->num_id, NULL, t, sub)) {
     case 0: return MOSQ_ERR_SUCCESS;
     case -1: return MOSQ_ERR_NOMEM;
     default: return MOSQ_ERR_UNKNOWN;
@@ -159,6 +161,7 @@ int message__publish(const char *topic, const void *payload, size_t len, int qos
 void message__presence(struct plg_conn *c, int online, const char *detail)
 {
     char num[24], when[32], topic[LK_BACKEND_TOPIC_MAX + 1];
+    lk_device_name p;
     json_t *o;
     char *text;
 
@@ -169,14 +172,15 @@ void message__presence(struct plg_conn *c, int online, const char *detail)
     if ((c->kind != CONN_DEVICE && c->kind != CONN_ATTACHED) || !backends__any())
         return;
     snprintf(num, sizeof num, "%" PRIu64, c->num_id);
-    if (lk_backend_topic(&c->path, online ? LK_TOPIC_ONLINE : LK_TOPIC_OFFLINE, NULL, topic,
+    conn__name(c, &p);
+    if (lk_backend_topic(&p, online ? LK_TOPIC_ONLINE : LK_TOPIC_OFFLINE, NULL, topic,
                          sizeof topic, NULL))
         return;
     lk_time_rfc3339(clock__now(), when, sizeof when);
-    o = json_pack("{s:s, s:s, s:s, s:s}", "deviceId", c->path.device, "deviceNumId", num,
+    o = json_pack("{s:s, s:s, s:s, s:s}", "deviceId", conn__device(c), "deviceNumId", num,
                   "time", when, online ? "address" : "reason", detail);
     if (o && c->kind == CONN_ATTACHED &&
-        json_object_set_new(o, "gatewayId", json_string(c->gateway->path.device))) {
+        json_object_set_new(o, "gatewayId", json_string(conn__device(c->gateway)))) {
         json_decref(o);
         o = NULL;
     }
@@ -191,20 +195,23 @@ void message__presence(struct plg_conn *c, int online, const char *detail)
 void message__registered(const struct plg_conn *c, const char *via)
 {
     char num[24], when[32], fp[65], topic[LK_BACKEND_TOPIC_MAX + 1];
+    lk_device_name p;
     json_t *o;
     char *text;
     int i;
 
     /* Not retained: the registry (and its change feed) is the record; this
      * tells the backends listening now, as online does. */
-    if (!backends__any() ||
-        lk_backend_topic(&c->path, LK_TOPIC_REGISTERED, NULL, topic, sizeof topic, NULL))
+    if (!backends__any())
+        return;
+    conn__name(c, &p);
+    if (lk_backend_topic(&p, LK_TOPIC_REGISTERED, NULL, topic, sizeof topic, NULL))
         return;
     snprintf(num, sizeof num, "%" PRIu64, c->num_id);
     lk_time_rfc3339(clock__now(), when, sizeof when);
     for (i = 0; i < 32; i++)
         snprintf(fp + 2 * i, 3, "%02x", c->cred_fp[i]);
-    o = json_pack("{s:s, s:s, s:s, s:s, s:s}", "deviceId", c->path.device, "deviceNumId", num,
+    o = json_pack("{s:s, s:s, s:s, s:s, s:s}", "deviceId", conn__device(c), "deviceNumId", num,
                   "time", when, "via", via, "credentialSha256", fp);
     text = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);

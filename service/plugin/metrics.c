@@ -145,13 +145,13 @@ void metrics__cleanup(void)
     m = NULL;
 }
 
-void metrics__connected(struct plg_conn *c)
+void metrics__connected(struct plg_conn *c, const lk_device_name *p)
 {
     struct lk_mshm_registry *r;
 
     if (!m)
         return;
-    r = metrics__slot(&c->path, 1);
+    r = metrics__slot(p, 1);
     lk_mshm_add(&r->connects, 1);
     lk_mshm_add(&r->connections, 1);
     c->mslot = (uint32_t)(r - m->reg) + 1;

@@ -135,8 +135,7 @@ struct plg_conn {
     enum plg_conn_kind kind;
     char *client_id;
     /* devices */
-    uint64_t num_id;
-    lk_device_name path;
+    uint64_t num_id;             /* its name is its client id (conn__name) */
     uint8_t cred_fp[32];         /* the credential that verified the token */
     int64_t cred_expires;
     int64_t token_until;         /* exp + skew */
@@ -198,6 +197,11 @@ struct plg_conn *conn__find_attached(const struct plg_conn *gw, const char *devi
 /* The client id a message for c is published to: its own, or its
  * gateway's. */
 const char *conn__target(const struct plg_conn *c);
+/* A device connection's (CONN_DEVICE, CONN_ATTACHED) name: its client id,
+ * checked when it connected or attached, parsed into *p (a full name here
+ * would cost each connection 607 bytes) — or its device id alone. */
+void conn__name(const struct plg_conn *c, lk_device_name *p);
+const char *conn__device(const struct plg_conn *c);
 /* Mark other connections with the same client id as superseded. */
 void conn__supersede(struct plg_conn *c);
 void conn__free(struct plg_conn *c);
@@ -496,7 +500,7 @@ int metrics__init(void);
 void metrics__cleanup(void);
 /* A device connection accepted (counted in its registry's open
  * connections) / its record freed. */
-void metrics__connected(struct plg_conn *c);
+void metrics__connected(struct plg_conn *c, const lk_device_name *p);
 void metrics__gone(struct plg_conn *c);
 /* A refused connect: reason is an enum lk_mshm_reason; device the client
  * id (a device's path goes into the ring of recent refusals with detail,

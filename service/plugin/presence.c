@@ -100,6 +100,7 @@ static void presence__publish_state(const lk_device_name *p, uint64_t num_id, in
 void presence__note(const struct plg_conn *c, int online, const char *detail)
 {
     int64_t now = clock__now();
+    lk_device_name p;
     size_t i;
 
     if (c->kind != CONN_DEVICE && c->kind != CONN_ATTACHED)
@@ -107,7 +108,8 @@ void presence__note(const struct plg_conn *c, int online, const char *detail)
     for (i = 0; i < CLEARED_RING; i++)
         if (cleared[i] == c->num_id)
             return;
-    presence__publish_state(&c->path, c->num_id, online, now, detail);
+    conn__name(c, &p);
+    presence__publish_state(&p, c->num_id, online, now, detail);
     if (nrecs == recs_cap) {
         size_t ncap = recs_cap ? recs_cap * 2 : 256;
         struct presence_rec *nv = realloc(recs, ncap * sizeof *nv);

@@ -28,12 +28,16 @@ static int publish__republish(struct plg_conn *c, enum plg_topic t, const char *
 {
     char *topic = NULL;
     mosquitto_property *props = NULL;
-    const char *gw = c->gateway ? c->gateway->path.device : NULL;
+    const char *gw = c->gateway ? conn__device(c->gateway) : NULL;
+    lk_device_name p;
+    int rc;
+
+    conn__name(c, &p);
     /* Stored for push subscriptions first: an error other than a denial
      * closes the connection without a PUBACK (route.c). */
-    int rc = message__downstream(&c->path, c->num_id, gw, t, sub, &topic, &props);
+    rc = message__downstream(&p, c->num_id, gw, t, sub, &topic, &props);
 
-    if (rc || route__spool(&c->path, c->num_id, gw, t, sub, ed->payload, ed->payloadlen)) {
+    if (rc || route__spool(&p, c->num_id, gw, t, sub, ed->payload, ed->payloadlen)) {
         mosquitto_property_free_all(&props);
         mosquitto_free(topic);
         return rc == -1 ? MOSQ_ERR_NOMEM : MOSQ_ERR_UNKNOWN;
@@ -42,7 +46,7 @@ static int publish__republish(struct plg_conn *c, enum plg_topic t, const char *
         mosquitto_property_free_all(&props);
         plog__dev(c, PLOG_ERROR, "publish_lost", "a retained publish was lost: out of memory");
     } else {
-        message__accepted(&c->path, c->num_id, t, ed->payload, ed->payloadlen, now);
+        message__accepted(&p, c->num_id, t, ed->payload, ed->payloadlen, now);
         publish__sent_on = 1;
     }
     mosquitto_free(topic);
