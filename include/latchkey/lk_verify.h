@@ -112,6 +112,16 @@ int64_t lk_cred_expires(const lk_cred *cred);
 /* SHA-256 of the DER SubjectPublicKeyInfo: the key's identity. */
 void lk_cred_fingerprint(const lk_cred *cred, uint8_t out[32]);
 
+/* Check sig[0..sig_len) over msg[0..msg_len) with cred exactly as a token's
+ * signature is checked (ES256: 64 bytes r||s, 1 <= r, s <= n-1; RS256:
+ * PKCS#1 v1.5 with SHA-256, the modulus' length), for a JWS that is not a
+ * device token (a factory manifest's signature file). LK_OK,
+ * LK_ERR_TOKEN_SIGNATURE, LK_ERR_ARG (NULL), LK_ERR_NOMEM, LK_ERR_CRYPTO.
+ * The key is decoded again if lk_cred_release_key freed it. */
+lk_err lk_cred_verify_signature(lk_cred *cred, const uint8_t *msg, size_t msg_len,
+                                const uint8_t *sig, size_t sig_len)
+    __attribute__((warn_unused_result));
+
 /* ---- policy ---- */
 
 #define LK_VERIFY_SKEW 600           /* seconds, IoT Core's clock skew */

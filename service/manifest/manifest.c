@@ -11,18 +11,13 @@
 #include <string.h>
 
 #include <jansson.h>
-#include <openssl/bio.h>
-#include <openssl/ecdsa.h>
-#include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
 
 #include "latchkey/lk_b64url.h"
 #include "latchkey/lk_iotcore.h"
 #include "latchkey/lk_manifest.h"
 #include "latchkey/lk_sha256.h"
 #include "latchkey/lk_util.h"
+#include "latchkey/lk_verify.h"
 #include "internal.h"
 
 void lk_manifest_report_free(lk_manifest_report *r)
@@ -100,75 +95,21 @@ static int take_signer(void *arg, const lk_reg_signer *s)
     return l->nomem;
 }
 
-/* Verify sig over msg with the signer's key; the algorithm is the key's.
+/* Verify sig over msg with the signer's key, by the verifier's own rule for
+ * a token's signature (lk_cred_verify_signature); the algorithm is the key's. The key is read as a
+ * device credential (lk_cred_parse: a P-256 key without OpenSSL's decoders).
  * 1 verified, 0 not, -1 the key is unusable. *alg gets the key's alg. */
 static int verify_with(const lk_reg_signer *s, const char *msg, size_t msg_len, const uint8_t *sig,
                        size_t sig_len, const char **alg)
 {
-    /* PEM_read_bio_PUBKEY would build a decoder context each time (~0.3 ms
-     * in OpenSSL 3); the PEM's DER through d2i_PUBKEY is the same key. */
-    BIO *b = BIO_new_mem_buf(s->pem, -1);
-    char *pname = NULL, *phdr = NULL;
-    unsigned char *pder = NULL;
-    long plen = 0;
-    EVP_PKEY *k = NULL;
-    if (b != NULL && PEM_read_bio(b, &pname, &phdr, &pder, &plen) == 1 && strcmp(pname, "PUBLIC KEY") == 0) {
-        const unsigned char *q = pder;
-        k = d2i_PUBKEY(NULL, &q, plen);
-    }
-    BIO_free(b);
-    OPENSSL_free(pname);
-    OPENSSL_free(phdr);
-    OPENSSL_free(pder);
-    if (k == NULL) {
-        ERR_clear_error();
+    lk_cred *cr = NULL;
+    int ok;
+
+    if (lk_cred_parse(LK_CRED_UNSPECIFIED, s->pem, strlen(s->pem), 0, &cr) != LK_OK)
         return -1;
-    }
-    int ok = 0;
-    unsigned char *der = NULL;
-    int der_len = 0;
-    const uint8_t *use = sig;
-    size_t use_len = sig_len;
-    if (EVP_PKEY_get_base_id(k) == EVP_PKEY_EC) {
-        *alg = "ES256";
-        /* JWS ES256 is raw r||s; OpenSSL verifies DER. */
-        if (sig_len != 64)
-            goto out;
-        ECDSA_SIG *es = ECDSA_SIG_new();
-        BIGNUM *r = BN_bin2bn(sig, 32, NULL), *sv = BN_bin2bn(sig + 32, 32, NULL);
-        if (es == NULL || r == NULL || sv == NULL || ECDSA_SIG_set0(es, r, sv) != 1) {
-            BN_free(r);
-            BN_free(sv);
-            ECDSA_SIG_free(es);
-            ok = -1;
-            goto out;
-        }
-        der_len = i2d_ECDSA_SIG(es, &der);
-        ECDSA_SIG_free(es);
-        if (der_len <= 0) {
-            ok = -1;
-            goto out;
-        }
-        use = der;
-        use_len = (size_t)der_len;
-    } else if (EVP_PKEY_get_base_id(k) == EVP_PKEY_RSA) {
-        *alg = "RS256";
-    } else {
-        ok = -1;
-        goto out;
-    }
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (ctx == NULL) {
-        ok = -1;
-        goto out;
-    }
-    if (EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, k) == 1 &&
-        EVP_DigestVerify(ctx, use, use_len, (const unsigned char *)msg, msg_len) == 1)
-        ok = 1;
-    EVP_MD_CTX_free(ctx);
-out:
-    OPENSSL_free(der);
-    EVP_PKEY_free(k);
+    *alg = lk_cred_alg(cr) == LK_ALG_ES256 ? "ES256" : "RS256";
+    ok = lk_cred_verify_signature(cr, (const uint8_t *)msg, msg_len, sig, sig_len) == LK_OK;
+    lk_cred_free(cr);
     return ok;
 }
 

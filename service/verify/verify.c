@@ -137,6 +137,17 @@ lk_err lk_verify__digest(const lk_cred *cred, const uint8_t digest[32],
     return LK_OK;
 }
 
+lk_err lk_cred_verify_signature(lk_cred *cred, const uint8_t *msg, size_t msg_len,
+                                const uint8_t *sig, size_t sig_len)
+{
+    lk_err err;
+    if (cred == NULL || (sig == NULL && sig_len != 0))
+        return LK_ERR_ARG;
+    if ((err = lk_verify__cred_ready(cred)) != LK_OK)
+        return err;
+    return lk_verify__signature(cred, msg, msg_len, sig, sig_len);
+}
+
 lk_err lk_verify__signature(const lk_cred *cred, const uint8_t *msg, size_t msg_len,
                             const uint8_t *sig, size_t sig_len)
 {

@@ -3,7 +3,7 @@
  * through the project's verifier (service/verify), with the expected result.
  *
  *  - ecdsa_secp256r1_sha256_p1363_test.json (262): raw r||s signatures over
- *    arbitrary messages, through lk_verify__signature (the signature step of
+ *    arbitrary messages, through lk_cred_verify_signature (the signature step of
  *    lk_verify_token, service/verify/verify_internal.h) with an lk_cred parsed
  *    from the group's publicKeyPem. valid -> LK_OK, invalid ->
  *    LK_ERR_TOKEN_SIGNATURE. The file has no "acceptable" case.
@@ -14,13 +14,13 @@
  *    each valid DER signature converted to r||s does verify: the refusal is
  *    the encoding's, not the key's.
  *  - rsa_signature_{2048,3072,4096}_sha256_test.json (259+259+258 = 776):
- *    through lk_verify__signature with an RS256 credential from publicKeyPem.
+ *    through lk_cred_verify_signature with an RS256 credential from publicKeyPem.
  *  - json_web_signature_test.json (401): every token of every group through
  *    lk_verify_token (none may give LK_OK: the invalid ones are invalid, and
  *    the valid ones are JWS, not IoT Core JWTs: their payload is "foo" or
  *    text, never iat/exp/aud claims). For the es256, rs256, SpecialCaseEs256
  *    and rfc7520 RS256 groups the signature verdict is checked on its own
- *    through lk_verify__signature over the exact signing input, after strict
+ *    through lk_cred_verify_signature over the exact signing input, after strict
  *    base64url decoding, and each signature segment is also transplanted
  *    into a token with good claims. The base64 group is HS256 (never
  *    implemented): its tokens are refused, and the decoding verdict is
@@ -28,7 +28,7 @@
  *  - rfc_jose_examples.json: RFC 7515 A.3 (ES256) and A.2 (RS256) refused by
  *    lk_verify_token with LK_ERR_TOKEN_CLAIM whatever the clock (no iat, no
  *    aud: rule 5 comes before the time rules), their signatures verify
- *    through lk_verify__signature; the RFC 7519 HS256 token -> LK_ERR_TOKEN_ALG.
+ *    through lk_cred_verify_signature; the RFC 7519 HS256 token -> LK_ERR_TOKEN_ALG.
  *
  * Deliberate differences from the vectors' labels (also printed when run):
  *
@@ -38,7 +38,7 @@
  *  | ecdsa DER file        | all 174 valid   | valid  | SIGNATURE       | DER is not the JWS r||s format (RFC 7518 §3.4) |
  *  | jws base64 (HS256)    | 357-359,376,377 | valid  | ALG (or MALF.)  | HS256 is never implemented (key confusion, docs/iotcore.md §Verifier attacks, 2) |
  *  | jws base64 (HS256)    | 372, 373        | valid  | MALFORMED       | pass only with a lenient decoder; ours is strict (§Verifier attacks, 12) |
- *  | jws es256/rs256/...   | every valid one | valid  | MALFORMED       | payload is not a claims object (JWS, not JWT); signature checked by lk_verify__signature: LK_OK |
+ *  | jws es256/rs256/...   | every valid one | valid  | MALFORMED       | payload is not a claims object (JWS, not JWT); signature checked by lk_cred_verify_signature: LK_OK |
  *  | jws other groups      | valid ones      | valid  | ALG / MALFORMED | HS*, RS384/512, PS*, ES512: not ES256/RS256 |
  */
 #include "lk_test.h"
@@ -369,8 +369,8 @@ static void test_ecdsa_p1363(void **state)
             const char *result = jstr(t, "result");
             size_t ml, sl;
             uint8_t *msg = unhex(jstr(t, "msg"), &ml), *sig = unhex(jstr(t, "sig"), &sl);
-            lk_err e = lk_verify__signature(cred, msg, ml, sig, sl);
-            lk_err e2 = lk_verify__signature(cred, msg, ml, sig, sl);
+            lk_err e = lk_cred_verify_signature(cred, msg, ml, sig, sl);
+            lk_err e2 = lk_cred_verify_signature(cred, msg, ml, sig, sl);
             if (e != e2)
                 MISMATCH("p1363 tcId %d: not deterministic (%s then %s)\n", id,
                          lk_errname(e), lk_errname(e2));
@@ -422,7 +422,7 @@ static void test_ecdsa_der_always_refused(void **state)
             int valid = strcmp(jstr(t, "result"), "valid") == 0;
             size_t ml, sl;
             uint8_t *msg = unhex(jstr(t, "msg"), &ml), *sig = unhex(jstr(t, "sig"), &sl);
-            lk_err e = lk_verify__signature(cred, msg, ml, sig, sl);
+            lk_err e = lk_cred_verify_signature(cred, msg, ml, sig, sl);
             if (e != LK_ERR_TOKEN_SIGNATURE)
                 MISMATCH("DER tcId %d (%s, %s, %zu bytes): a DER signature gave %s\n", id,
                          jstr(t, "result"), jstr(t, "comment"), sl, lk_errname(e));
@@ -445,7 +445,7 @@ static void test_ecdsa_der_always_refused(void **state)
                 assert_int_equal(BN_bn2binpad(ECDSA_SIG_get0_r(es), raw, 32), 32);
                 assert_int_equal(BN_bn2binpad(ECDSA_SIG_get0_s(es), raw + 32, 32), 32);
                 ECDSA_SIG_free(es);
-                e = lk_verify__signature(cred, msg, ml, raw, 64);
+                e = lk_cred_verify_signature(cred, msg, ml, raw, 64);
                 ncontrol++;
                 if (e != LK_OK)
                     MISMATCH("DER tcId %d (%s): valid, converted to r||s: got %s\n", id,
@@ -485,8 +485,8 @@ static size_t run_rsa_file(const char *file, size_t *nacc)
             const char *result = jstr(t, "result");
             size_t ml, sl;
             uint8_t *msg = unhex(jstr(t, "msg"), &ml), *sig = unhex(jstr(t, "sig"), &sl);
-            lk_err e = lk_verify__signature(cred, msg, ml, sig, sl);
-            lk_err e2 = lk_verify__signature(cred, msg, ml, sig, sl);
+            lk_err e = lk_cred_verify_signature(cred, msg, ml, sig, sl);
+            lk_err e2 = lk_cred_verify_signature(cred, msg, ml, sig, sl);
             if (e != e2)
                 MISMATCH("%s tcId %d: not deterministic (%s then %s)\n", file, id,
                          lk_errname(e), lk_errname(e2));
@@ -655,7 +655,7 @@ static void run_jws_group(json_t *g, const char *gname, lk_cred *const *creds, s
             size_t sl;
             uint8_t *sig = b64dec(tok + s.off[2], s.len[2], &sl, 0);
             if (sig != NULL) {
-                lk_err se = lk_verify__signature(sigcred, (const uint8_t *)tok,
+                lk_err se = lk_cred_verify_signature(sigcred, (const uint8_t *)tok,
                                                  s.off[2] - 1, sig, sl);
                 st->sig_checked++;
                 if (valid) {
@@ -834,12 +834,12 @@ static void rfc_token_sig_ok(lk_cred *cred, const char *jws)
     size_t sl;
     uint8_t *sig = b64dec(jws + s.off[2], s.len[2], &sl, 0);
     assert_non_null(sig);
-    assert_int_equal(lk_verify__signature(cred, (const uint8_t *)jws, s.off[2] - 1, sig, sl),
+    assert_int_equal(lk_cred_verify_signature(cred, (const uint8_t *)jws, s.off[2] - 1, sig, sl),
                      LK_OK);
     /* one bit of the signing input changed: refused */
     char *t = strdup(jws);
     t[5] ^= 1;
-    assert_int_equal(lk_verify__signature(cred, (const uint8_t *)t, s.off[2] - 1, sig, sl),
+    assert_int_equal(lk_cred_verify_signature(cred, (const uint8_t *)t, s.off[2] - 1, sig, sl),
                      LK_ERR_TOKEN_SIGNATURE);
     free(t);
     free(sig);
@@ -886,12 +886,12 @@ static void test_rfc_examples(void **state)
                                          NULL, 0), LK_ERR_TOKEN_ALG);
     }
 
-    /* lk_verify__signature's own arguments */
+    /* lk_cred_verify_signature's own arguments */
     uint8_t z[64] = { 0 };
-    assert_int_equal(lk_verify__signature(NULL, z, 1, z, 64), LK_ERR_ARG);
-    assert_int_equal(lk_verify__signature(ec, NULL, 1, z, 64), LK_ERR_ARG);
-    assert_int_equal(lk_verify__signature(ec, z, 0, z, 64), LK_ERR_TOKEN_SIGNATURE);
-    assert_int_equal(lk_verify__signature(ec, z, 1, NULL, 0), LK_ERR_TOKEN_SIGNATURE);
+    assert_int_equal(lk_cred_verify_signature(NULL, z, 1, z, 64), LK_ERR_ARG);
+    assert_int_equal(lk_cred_verify_signature(ec, NULL, 1, z, 64), LK_ERR_ARG);
+    assert_int_equal(lk_cred_verify_signature(ec, z, 0, z, 64), LK_ERR_TOKEN_SIGNATURE);
+    assert_int_equal(lk_cred_verify_signature(ec, z, 1, NULL, 0), LK_ERR_TOKEN_SIGNATURE);
 
     /* The signatures themselves verify (and the high-S variant too). */
     rfc_token_sig_ok(ec, jws3);
@@ -902,7 +902,7 @@ static void test_rfc_examples(void **state)
     split_token(jws3, &s);
     size_t sl;
     uint8_t *sig = b64dec(jws3 + s.off[2], s.len[2], &sl, 0);
-    assert_int_not_equal(lk_verify__signature(rsa, (const uint8_t *)jws3, s.off[2] - 1, sig, sl),
+    assert_int_not_equal(lk_cred_verify_signature(rsa, (const uint8_t *)jws3, s.off[2] - 1, sig, sl),
                          LK_OK);
     free(sig);
 
