@@ -96,9 +96,10 @@ static int take_signer(void *arg, const lk_reg_signer *s)
 }
 
 /* Verify sig over msg with the signer's key, by the verifier's own rule for
- * a token's signature (lk_cred_verify_signature); the algorithm is the key's. The key is read as a
- * device credential (lk_cred_parse: a P-256 key without OpenSSL's decoders).
- * 1 verified, 0 not, -1 the key is unusable. *alg gets the key's alg. */
+ * a token's signature (lk_cred_verify_signature); the algorithm is the
+ * key's. The key is read as a device credential (lk_cred_parse: a P-256 key
+ * without OpenSSL's decoders). 1 verified, 0 not, -1 the key is unusable.
+ * *alg gets the key's alg. */
 static int verify_with(const lk_reg_signer *s, const char *msg, size_t msg_len, const uint8_t *sig,
                        size_t sig_len, const char **alg)
 {
