@@ -162,6 +162,10 @@ static int p256_fast(const char *pem, size_t len, EVP_PKEY **pkey, uint8_t fp[32
         if (line == 0 && p < e)
             return 0;
     }
+    /* END on a line of its own: OpenSSL refuses base64 run into it (found
+     * by fuzz_cred: this path had accepted "...zg==-----END PUBLIC KEY-----"). */
+    if (e[-1] != '\n')
+        return 0;
     /* 91 bytes are 124 characters ending in "=="; EVP_DecodeBlock keeps the
      * padding bytes, so it reports 93. */
     if (n != 124 || b64[122] != '=' || b64[123] != '=' || EVP_DecodeBlock(der, (unsigned char *)b64, 124) != 93)

@@ -219,6 +219,8 @@ def main():
         "p384_refused": b"\x03" + pem_pub(p384),
         "rsa1024_refused": b"\x01" + pem_pub(rsa1024),
         "two_objects_expired": b"\x80" + pem_pub(es) + pem_pub(es),
+        # fuzz_cred's finding: END run into the last base64 line (OpenSSL refuses it)
+        "end_on_data_line": b"\x40" + pem_pub(es).replace(b"\n-----END", b"-----END"),
     }
     manifest = manifest_seeds()
     for sub, files in (("verify", verify), ("b64url", b64url), ("cred", cred), ("manifest", manifest),

@@ -41,6 +41,7 @@
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/encoder.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
 #include <openssl/pem.h>
@@ -2254,6 +2255,34 @@ static void test_cred_pem_surroundings(void **state)
     }
 }
 
+/* END run into the last base64 line ("...zg==-----END PUBLIC KEY-----"):
+ * OpenSSL's PEM reader refuses it, and so must lk_cred_parse, whose P-256
+ * path reads the PEM itself (a fuzz_cred finding). */
+static void test_cred_pem_end_on_data_line(void **state)
+{
+    (void)state;
+    const char *end = strstr(ES_A.pem, "-----END");
+    char *pem;
+    lk_cred *c = NULL;
+    BIO *b;
+    EVP_PKEY *k;
+    assert_non_null(end);
+    assert_int_equal(end[-1], '\n');
+    pem = fmt("%.*s%s", (int)(end - 1 - ES_A.pem), ES_A.pem, end);
+    b = BIO_new_mem_buf(pem, -1);
+    k = PEM_read_bio_PUBKEY(b, NULL, NULL, NULL);
+    BIO_free(b);
+    ERR_clear_error();
+    assert_null(k);
+    assert_int_equal(lk_cred_parse(LK_CRED_ES256_PEM, pem, strlen(pem), 0, &c), LK_ERR_CRED_INVALID);
+    assert_null(c);
+    assert_int_equal(lk_cred_parse(LK_CRED_UNSPECIFIED, pem, strlen(pem), 0, &c), LK_ERR_CRED_INVALID);
+    assert_null(c);
+    /* with its line end back, the same text is the key */
+    assert_int_equal(lk_cred_parse(LK_CRED_ES256_PEM, ES_A.pem, strlen(ES_A.pem), 0, &c), LK_OK);
+    lk_cred_free(c);
+}
+
 static void test_cred_format_names(void **state)
 {
     (void)state;
@@ -2924,6 +2953,7 @@ int main(void)
         cmocka_unit_test_teardown(test_cred_weak_parameters, gc),
         cmocka_unit_test_teardown(test_cred_rsa_exponent_bound, gc),
         cmocka_unit_test_teardown(test_cred_pem_surroundings, gc),
+        cmocka_unit_test_teardown(test_cred_pem_end_on_data_line, gc),
         cmocka_unit_test_teardown(test_cred_format_names, gc),
         cmocka_unit_test_teardown(test_cache_basics, gc),
         cmocka_unit_test_teardown(test_cache_time_rechecked, gc),
