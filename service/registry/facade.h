@@ -77,7 +77,7 @@ struct lk_registry {
         uint8_t pem_sha[32];
         char key_type[96];
     } signer_kt[LK_REG_SIGNERS_MAX];
-    unsigned signer_kt_n, signer_kt_next;
+    unsigned signer_kt_added;   /* entries ever added: the next goes to added % MAX */
 };
 
 /* ---- reasons, time, names (registry.c) ---- */

@@ -105,7 +105,7 @@ static void signer_key_type(lk_registry *reg, const char *pem, char *kt, size_t 
     size_t len = strlen(pem);
     unsigned i;
     lk_sha256(pem, len, sha);
-    for (i = 0; i < reg->signer_kt_n; i++)
+    for (i = 0; i < reg->signer_kt_added && i < LK_REG_SIGNERS_MAX; i++)
         if (memcmp(reg->signer_kt[i].pem_sha, sha, 32) == 0) {
             snprintf(kt, kt_size, "%s", reg->signer_kt[i].key_type);
             return;
@@ -114,7 +114,7 @@ static void signer_key_type(lk_registry *reg, const char *pem, char *kt, size_t 
         snprintf(kt, kt_size, "unreadable"); /* perhaps for memory: not remembered */
         return;
     }
-    i = reg->signer_kt_n < LK_REG_SIGNERS_MAX ? reg->signer_kt_n++ : reg->signer_kt_next++ % LK_REG_SIGNERS_MAX;
+    i = reg->signer_kt_added++ % LK_REG_SIGNERS_MAX;
     memcpy(reg->signer_kt[i].pem_sha, sha, 32);
     snprintf(reg->signer_kt[i].key_type, sizeof reg->signer_kt[i].key_type, "%s", kt);
 }
