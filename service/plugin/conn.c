@@ -22,6 +22,7 @@
  * of a few hundred make them grow. */
 #define MIN_BUCKETS 64u
 
+/* One allocation of 3 * nbuckets: by_client, then by_num, then by_att. */
 static struct plg_conn **by_client, **by_num, **by_att;
 static size_t nbuckets, nconns;
 static struct plg_conn *all;
@@ -63,21 +64,14 @@ static size_t conn__hash_att(const struct plg_conn *gw, const char *device);
 static void conn__grow(void)
 {
     size_t n = nbuckets * 2, h;
-    struct plg_conn **nc = calloc(n, sizeof *nc), **nn = calloc(n, sizeof *nn), **na = calloc(n, sizeof *na);
-    struct plg_conn *c;
+    struct plg_conn **t = calloc(3 * n, sizeof *t), *c;
 
-    if (!nc || !nn || !na) {
-        free(nc);
-        free(nn);
-        free(na);
+    if (!t)
         return;
-    }
     free(by_client);
-    free(by_num);
-    free(by_att);
-    by_client = nc;
-    by_num = nn;
-    by_att = na;
+    by_client = t;
+    by_num = t + n;
+    by_att = t + 2 * n;
     nbuckets = n;
     for (c = all; c; c = c->next) {
         h = conn__hash_ptr(c->client);
@@ -103,10 +97,11 @@ int conn__init(void (*offline)(struct plg_conn *c, const char *why),
     on_detach = detach;
     nbuckets = MIN_BUCKETS;
     nconns = 0;
-    by_client = calloc(nbuckets, sizeof *by_client);
-    by_num = calloc(nbuckets, sizeof *by_num);
-    by_att = calloc(nbuckets, sizeof *by_att);
-    return by_client && by_num && by_att ? 0 : -1;
+    if (!(by_client = calloc(3 * nbuckets, sizeof *by_client)))
+        return -1;
+    by_num = by_client + nbuckets;
+    by_att = by_client + 2 * nbuckets;
+    return 0;
 }
 
 /* (gateway, device id): the gateway's pointer mixed into the id's hash. */
@@ -595,8 +590,6 @@ void conn__cleanup(void)
     while (all)
         conn__free(all);
     free(by_client);
-    free(by_num);
-    free(by_att);
     free(heap);
     by_client = by_num = by_att = NULL;
     heap = NULL;

@@ -16,6 +16,7 @@
  * tests' fleets of a few hundred make them grow. */
 #define MIN_BUCKETS 64u
 
+/* One allocation of 2 * nbuckets: by_path, then by_num. */
 static struct plg_device **by_path, **by_num;
 static size_t nbuckets, max_buckets, count, capacity;
 static struct plg_device *lru_head, *lru_tail;
@@ -38,12 +39,13 @@ int devices__init(size_t cap)
 {
     max_buckets = pow2__at_least(16, cap);
     nbuckets = max_buckets < MIN_BUCKETS ? max_buckets : MIN_BUCKETS;
-    by_path = calloc(nbuckets, sizeof *by_path);
-    by_num = calloc(nbuckets, sizeof *by_num);
     capacity = cap;
     count = 0;
     lru_head = lru_tail = NULL;
-    return by_path && by_num ? 0 : -1;
+    if (!(by_path = calloc(2 * nbuckets, sizeof *by_path)))
+        return -1;
+    by_num = by_path + nbuckets;
+    return 0;
 }
 
 static void devices__free_one(struct plg_device *d)
@@ -119,7 +121,6 @@ void devices__cleanup(void)
 {
     devices__clear();
     free(by_path);
-    free(by_num);
     by_path = by_num = NULL;
     nbuckets = 0;
 }
@@ -201,17 +202,13 @@ int devices__stale(int64_t now)
 static void devices__grow(void)
 {
     size_t n = nbuckets * 2, h;
-    struct plg_device **np = calloc(n, sizeof *np), **nn = calloc(n, sizeof *nn), *d;
+    struct plg_device **t = calloc(2 * n, sizeof *t), *d;
 
-    if (!np || !nn) {
-        free(np);
-        free(nn);
+    if (!t)
         return;
-    }
     free(by_path);
-    free(by_num);
-    by_path = np;
-    by_num = nn;
+    by_path = t;
+    by_num = t + n;
     nbuckets = n;
     for (d = lru_head; d; d = d->lru_next) {
         h = devices__hash_str(d->path);
