@@ -461,6 +461,27 @@ lk_err lk_routed_topic(const lk_device_name *d, const char *topic_id, lk_topic k
     return topic_write(prefix, kind, subfolder, buf, size, len);
 }
 
+lk_err lk_presence_topic(const lk_device_name *d, char *buf, size_t size, size_t *len)
+{
+    if (len != NULL)
+        *len = 0;
+    if (buf == NULL || size == 0)
+        return LK_ERR_ARG;
+    if (d == NULL) {
+        memset(buf, 0, size);
+        return LK_ERR_ARG;
+    }
+    {
+        const struct path_part p[] = {
+            {BACKEND_ROOT, d->project, LK_PROJECT_MAX},
+            {"/" LK_PRESENCE_LEVEL "/", d->location, LK_LOCATION_MAX},
+            {"/", d->registry, LK_ID_MAX},
+            {"/", d->device, LK_ID_MAX},
+        };
+        return join(p, 4, buf, size, len);
+    }
+}
+
 size_t lk_backend_topic_in_project(const char *project, const char *topic, size_t len)
 {
     size_t pl;

@@ -183,6 +183,17 @@ lk_topic lk_device_topic_split(const char *topic, size_t len, char device[LK_ID_
 lk_err lk_backend_topic(const lk_device_name *d, lk_topic kind, const char *subfolder, char *buf,
                         size_t size, size_t *len);
 
+/* Write the device's presence topic, latchkey/P/presence/L/R/D (the retained
+ * message that says whether it is connected: docs/plugin.md, "Presence").
+ * The device is a leaf there: Mosquitto keeps a hash table for every topic
+ * level that has children in its retained tree, and under L/R/D/presence
+ * each device's level would need one (0.7 kB a device). "presence" is
+ * therefore, like "topics", not a location a new registry may have. As
+ * lk_backend_topic (LK_PRESENCE_TOPIC_MAX + 1 suffices). */
+#define LK_PRESENCE_LEVEL "presence"
+#define LK_PRESENCE_TOPIC_MAX (9u + LK_PROJECT_MAX + 10u + LK_LOCATION_MAX + 1u + LK_ID_MAX + 1u + LK_ID_MAX)
+lk_err lk_presence_topic(const lk_device_name *d, char *buf, size_t size, size_t *len);
+
 /* The length of "latchkey/PROJECT/" when topic[0..len) starts with it, else
  * 0: where a backend of project may read. */
 size_t lk_backend_topic_in_project(const char *project, const char *topic, size_t len);

@@ -134,7 +134,8 @@ void lk_reg_registry_free(lk_reg_registry *r); /* frees members, not r */
 
 /* LK_ERR_REG_EXISTS if the name is taken. UNSPECIFIED is stored as ENABLED.
  * (schema 6) A new registry's location may not be "topics" (LK_TOPICS_LEVEL,
- * a level of the routed MQTT topics): LK_ERR_REG_INVALID; here, in
+ * a level of the routed MQTT topics) nor "presence" (LK_PRESENCE_LEVEL, of
+ * the presence topics): LK_ERR_REG_INVALID; here, in
  * create_registry_full and in import_add_registry. */
 lk_err lk_registry_create_registry(lk_registry *reg, const lk_reg_name *name,
                                    lk_reg_state mqtt, lk_reg_state http,
@@ -848,7 +849,7 @@ lk_err lk_registry_sa_delete(lk_registry *reg, const char *email, char *why, siz
 /* ---- presence (schema 6) ----
  *
  * The broker records each device's presence with its activity times (one
- * transaction a flush) and publishes it retained on latchkey/P/L/R/D/presence.
+ * transaction a flush) and publishes it retained on latchkey/P/presence/L/R/D.
  * Deleting a device that has a presence record leaves a tombstone (its path)
  * and appends LK_CHANGE_PRESENCE_CLEAR, so that the broker clears the
  * retained message — also one deleted while the broker was down (it reads
@@ -891,6 +892,13 @@ lk_err lk_registry_presence_tombstones(lk_registry *reg,
                                        char *why, size_t why_size);
 lk_err lk_registry_presence_tombstones_done(lk_registry *reg, const uint64_t *num_ids, size_t n,
                                             char *why, size_t why_size);
+/* The number of the presence topic layout the broker has moved to, kept in
+ * the registry so that a move is made once (0 when none was stored: a
+ * registry that a broker before 2026-12-06 may have published
+ * latchkey/P/L/R/D/presence for), and storing it (0..999; a
+ * LK_REG_READONLY handle may). The registry only keeps the number. */
+lk_err lk_registry_presence_layout(lk_registry *reg, int *layout, char *why, size_t why_size);
+lk_err lk_registry_presence_layout_set(lk_registry *reg, int layout, char *why, size_t why_size);
 
 /* ---- push subscriptions (schema 6) ----
  *

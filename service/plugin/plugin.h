@@ -374,7 +374,7 @@ enum jit_result jit__register(const lk_device_name *p, const char *password, int
 
 /* # Retained presence (presence.c) */
 
-/* latchkey/P/L/R/D/presence, retained, and the record for the next flush. */
+/* latchkey/P/presence/L/R/D, retained, and the record for the next flush. */
 void presence__note(const struct plg_conn *c, int online, const char *detail);
 /* Each tick: the reset after a start, pending tombstones (tombstones_due). */
 void presence__tick(int64_t now);

@@ -2,7 +2,7 @@
  * presence.c — one retained message per device that says whether it is
  * connected (docs/plugin.md, "Presence"), so that a backend that starts
  * late learns the online set from its subscription alone:
- * latchkey/P/L/R/D/presence, JSON {"deviceId","deviceNumId","online",
+ * latchkey/P/presence/L/R/D, JSON {"deviceId","deviceNumId","online",
  * "time","address"|"reason"}, published at every connect and disconnect
  * and recorded in the registry with the activity flush.
  *
@@ -39,6 +39,13 @@ struct presence_rec {
 static struct presence_rec *recs;
 static size_t nrecs, recs_cap;
 static int reset_done, tombstones_due;
+/* The registry's presence layout (lk_registry_presence_layout): 1 is
+ * latchkey/P/presence/L/R/D. Before it (0), latchkey/P/L/R/D/presence: a
+ * broker with persistence restores those retained messages, so the first
+ * start clears them (migrating) before it stores 1. */
+#define LAYOUT 1
+static int migrating;
+static size_t migrated;
 static int64_t failed_logged;
 /* The num_ids whose retained message was cleared lately: a deleted
  * device's connection closed after its tombstone was handled must not put
@@ -46,22 +53,29 @@ static int64_t failed_logged;
 static uint64_t cleared[CLEARED_RING];
 static size_t cleared_at;
 
-/* latchkey/P/L/R/D/presence: the online topic's level renamed. */
 static int presence__topic(const lk_device_name *p, char *buf, size_t size)
 {
+    return lk_presence_topic(p, buf, size, NULL) == LK_OK ? 0 : -1;
+}
+
+/* The old place, latchkey/P/L/R/D/presence: the online topic's level renamed. */
+static void presence__clear_old(const lk_device_name *p)
+{
+    char topic[LK_BACKEND_TOPIC_MAX + 8];
     size_t n;
 
-    if (lk_backend_topic(p, LK_TOPIC_ONLINE, NULL, buf, size, &n) || n < 6
-        || n - 6 + sizeof "presence" > size)
-        return -1;
-    memcpy(buf + n - 6, "presence", sizeof "presence");
-    return 0;
+    if (lk_backend_topic(p, LK_TOPIC_ONLINE, NULL, topic, sizeof topic, &n) || n < 6
+        || n - 6 + sizeof "presence" > sizeof topic)
+        return;
+    memcpy(topic + n - 6, "presence", sizeof "presence");
+    if (mosquitto_broker_publish(NULL, topic, 0, NULL, 1, true, NULL) == MOSQ_ERR_SUCCESS)
+        migrated++;
 }
 
 /* A retained publish of text (NULL: empty, which clears it). */
 static void presence__publish(const lk_device_name *p, const char *text)
 {
-    char topic[LK_BACKEND_TOPIC_MAX + 8];
+    char topic[LK_PRESENCE_TOPIC_MAX + 1];
     size_t len = text ? strlen(text) : 0;
     void *copy = NULL;
 
@@ -165,13 +179,15 @@ static int presence__reset_cb(void *arg, const lk_reg_device *d)
     lk_device_name p;
 
     (void)arg;
-    /* Connected before this first tick: its "online" was published then. */
-    if (conn__find_device(d->num_id))
-        return 0;
     if (snprintf(p.project, sizeof p.project, "%s", d->project) < 0
         || snprintf(p.location, sizeof p.location, "%s", d->location) < 0
         || snprintf(p.registry, sizeof p.registry, "%s", d->registry) < 0
         || snprintf(p.device, sizeof p.device, "%s", d->id) < 0)
+        return 0;
+    if (migrating)
+        presence__clear_old(&p);
+    /* Connected before this first tick: its "online" was published then. */
+    if (conn__find_device(d->num_id))
         return 0;
     presence__publish_state(&p, d->num_id, d->presence == LK_PRESENCE_ONLINE, d->presence_time,
                             d->presence_detail);
@@ -204,6 +220,8 @@ static int presence__tomb_cb(void *arg, const lk_reg_tombstone *t)
     snprintf(p.registry, sizeof p.registry, "%s", t->registry);
     snprintf(p.device, sizeof p.device, "%s", t->id);
     presence__publish(&p, NULL);
+    if (migrating)
+        presence__clear_old(&p);
     ids->v[ids->n++] = t->num_id;
     cleared[cleared_at] = t->num_id;
     cleared_at = (cleared_at + 1) % CLEARED_RING;
@@ -219,6 +237,25 @@ static void presence__failed(const char *what, lk_err err, const char *why, int6
                          "tick", what, lk_errname(err), why[0] ? ": " : "", why);
 }
 
+/* Once every old retained message was cleared: the layout stored. */
+static void presence__migrated(int64_t now)
+{
+    char why[200] = "";
+    lk_err err;
+
+    if (!migrating)
+        return;
+    err = lk_registry_presence_layout_set(plg.reg, LAYOUT, why, sizeof why);
+    if (err) {
+        presence__failed("storing the presence layout", err, why, now);
+        return;
+    }
+    migrating = 0;
+    if (migrated)
+        plog__msg(PLOG_INFO, "presence_moved", NULL, "presence is now retained on latchkey/P/presence/L/R/D; the "
+                  "old place, latchkey/P/L/R/D/presence, cleared for %zu devices", migrated);
+}
+
 void presence__tick(int64_t now)
 {
     struct presence_ids ids = {0};
@@ -226,6 +263,13 @@ void presence__tick(int64_t now)
     lk_err err;
 
     if (!reset_done) {
+        int layout = 0;
+        err = lk_registry_presence_layout(plg.reg, &layout, why, sizeof why);
+        if (err) {
+            presence__failed("reading the presence layout", err, why, now);
+            return;
+        }
+        migrating = layout < LAYOUT;
         err = lk_registry_presence_reset(plg.reg, now, RESTART_REASON, presence__reset_cb, NULL,
                                          why, sizeof why);
         if (err) {
@@ -235,8 +279,10 @@ void presence__tick(int64_t now)
         reset_done = 1;
         tombstones_due = 1;
     }
-    if (!tombstones_due)
+    if (!tombstones_due) {
+        presence__migrated(now);
         return;
+    }
     err = lk_registry_presence_tombstones(plg.reg, presence__tomb_cb, &ids, why, sizeof why);
     if (!err && ids.n)
         err = lk_registry_presence_tombstones_done(plg.reg, ids.v, ids.n, why, sizeof why);
@@ -245,8 +291,10 @@ void presence__tick(int64_t now)
      * twice is harmless. */
     if (err)
         presence__failed("clearing deleted devices' presence", err, why, now);
-    else if (!ids.stopped)
+    else if (!ids.stopped) {
         tombstones_due = 0;
+        presence__migrated(now);
+    }
 }
 
 void presence__tombstones_due(void)
@@ -263,7 +311,8 @@ void presence__cleanup(void)
     free(recs);
     recs = NULL;
     nrecs = recs_cap = 0;
-    reset_done = tombstones_due = 0;
+    reset_done = tombstones_due = migrating = 0;
+    migrated = 0;
     failed_logged = 0;
     memset(cleared, 0, sizeof cleared);
     cleared_at = 0;

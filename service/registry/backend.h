@@ -330,6 +330,9 @@ typedef struct lk_reg_store {
                              void *arg);
     /* Remove the tombstone of num_id (none: not an error). */
     lk_err (*tombstone_delete)(lk_reg_be *be, uint64_t num_id);
+    /* The broker's presence layout number (0 when none is stored). */
+    lk_err (*presence_layout_get)(lk_reg_be *be, int *layout);
+    lk_err (*presence_layout_set)(lk_reg_be *be, int layout);
 
     /* ---- push subscriptions (schema 6) ---- */
     lk_err (*subscription_insert)(lk_reg_be *be, const lk_reg_subscription *s);   /* EXISTS */

@@ -93,6 +93,32 @@ lk_err lk_registry_presence_tombstones_done(lk_registry *reg, const uint64_t *nu
     return lk_reg__leave(reg, err, TX_BROKER, why, why_size);
 }
 
+lk_err lk_registry_presence_layout(lk_registry *reg, int *layout, char *why, size_t why_size)
+{
+    lk_err err;
+    if (layout != NULL)
+        *layout = 0;
+    if (reg == NULL || layout == NULL)
+        return failf(why, why_size, LK_ERR_ARG, "no registry or no layout given");
+    if ((err = lk_reg__enter(reg, TX_READ, why, why_size)) != LK_OK)
+        return err;
+    if ((err = reg->ops->presence_layout_get(reg->be, layout)) != LK_OK)
+        err = lk_reg__be_fail(reg, err, why, why_size);
+    return lk_reg__leave(reg, err, TX_READ, why, why_size);
+}
+
+lk_err lk_registry_presence_layout_set(lk_registry *reg, int layout, char *why, size_t why_size)
+{
+    lk_err err;
+    if (reg == NULL || layout < 0 || layout >= 1000)
+        return failf(why, why_size, LK_ERR_ARG, "a layout is 0..999");
+    if ((err = lk_reg__enter(reg, TX_BROKER, why, why_size)) != LK_OK)
+        return err;
+    if ((err = reg->ops->presence_layout_set(reg->be, layout)) != LK_OK)
+        err = lk_reg__be_fail(reg, err, why, why_size);
+    return lk_reg__leave(reg, err, TX_BROKER, why, why_size);
+}
+
 lk_err lk_reg__presence_tombstone(lk_registry *reg, uint64_t num_id, char *why, size_t why_size)
 {
     int made = 0;

@@ -219,12 +219,17 @@ lk_err lk_reg__check_registry_spec(lk_registry *reg, const lk_reg_name *name,
 
     if (spec == NULL)
         return failf(why, why_size, LK_ERR_ARG, "no registry given");
-    /* A new registry only: one made before schema 6 keeps its location. */
+    /* A new registry only: one made earlier keeps its location. */
     if (strcmp(name->location, LK_TOPICS_LEVEL) == 0)
         return failf(why, why_size, LK_ERR_REG_INVALID,
                      "location '%s' is reserved: it is a level of the MQTT topics that carry "
                      "messages routed to Pub/Sub topics (latchkey/P/topics/...)",
                      LK_TOPICS_LEVEL);
+    if (strcmp(name->location, LK_PRESENCE_LEVEL) == 0)
+        return failf(why, why_size, LK_ERR_REG_INVALID,
+                     "location '%s' is reserved: it is a level of the MQTT topics that carry "
+                     "devices' presence (latchkey/P/presence/...)",
+                     LK_PRESENCE_LEVEL);
     if ((err = lk_reg__check_state("mqtt", spec->mqtt, why, why_size)) != LK_OK ||
         (err = lk_reg__check_state("http", spec->http, why, why_size)) != LK_OK ||
         (err = lk_reg__check_log_level("registry", spec->log_level, why, why_size)) != LK_OK)

@@ -307,6 +307,8 @@ lk_err lk_sq__tombstone_make(lk_reg_be *be, uint64_t num_id, int64_t t, int *mad
 lk_err lk_sq__tombstone_list(lk_reg_be *be, int (*cb)(void *arg, const lk_reg_tombstone *t),
                              void *arg);
 lk_err lk_sq__tombstone_delete(lk_reg_be *be, uint64_t num_id);
+lk_err lk_sq__presence_layout_get(lk_reg_be *be, int *layout);
+lk_err lk_sq__presence_layout_set(lk_reg_be *be, int layout);
 
 /* ---- sqlite_subscriptions.c (schema 6) ---- */
 

@@ -93,3 +93,23 @@ lk_err lk_sq__tombstone_delete(lk_reg_be *be, uint64_t num_id)
 {
     return RUN_INTS(S_TOMB_DEL, 0, (int64_t)num_id);
 }
+
+/* In the meta table, beside the schema version: a number the broker owns. */
+lk_err lk_sq__presence_layout_get(lk_reg_be *be, int *layout)
+{
+    int64_t v = 0;
+    lk_err err = lk_sq__query1(be, "SELECT value FROM meta WHERE key = 'presence_layout' AND "
+                                   "typeof(value) = 'integer'", &v, NULL);
+    if (err == LK_ERR_REG_NOT_FOUND)
+        v = 0, err = LK_OK;
+    *layout = err == LK_OK && v > 0 && v < 1000 ? (int)v : 0;
+    return err;
+}
+
+lk_err lk_sq__presence_layout_set(lk_reg_be *be, int layout)
+{
+    char sql[96];
+    snprintf(sql, sizeof sql, "INSERT OR REPLACE INTO meta(key, value) VALUES('presence_layout', %d)",
+             layout);
+    return lk_sq__exec(be, sql);
+}

@@ -173,6 +173,11 @@ int main(void)
                   strcmp(routed, "latchkey/my-project/topics/telemetry/us-central1/reg/dev/events/a") == 0);
         }
         {
+            char pres[LK_PRESENCE_TOPIC_MAX + 1];
+            CHECK(lk_presence_topic(&name, pres, sizeof pres, &n) == LK_OK && n == 48 &&
+                  strcmp(pres, "latchkey/my-project/presence/us-central1/reg/dev") == 0);
+        }
+        {
             char bridge[LK_BRIDGE_TOPIC_MAX + 1];
             lk_device_name back;
             CHECK(lk_bridge_topic(&name, LK_TOPIC_EVENTS, "a", bridge, sizeof bridge, &n) == LK_OK &&

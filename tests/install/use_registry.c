@@ -376,6 +376,12 @@ int main(int argc, char **argv)
     n = 0;
     CHECK(lk_registry_presence_tombstones(reg, count_tomb, &n, why, sizeof why) == LK_OK);
     CHECK(lk_registry_presence_tombstones_done(reg, &pu.num_id, 1, why, sizeof why) == LK_OK);
+    {
+        int layout = -1;
+        CHECK(lk_registry_presence_layout(reg, &layout, why, sizeof why) == LK_OK && layout == 0);
+        CHECK(lk_registry_presence_layout_set(reg, 1, why, sizeof why) == LK_OK);
+        CHECK(lk_registry_presence_layout(reg, &layout, why, sizeof why) == LK_OK && layout == 1);
+    }
 
     /* lk_reg_audit.h: operators, passwords, the audit record (schema 8) */
     {

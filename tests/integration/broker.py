@@ -163,6 +163,10 @@ class Device:
         t = f"latchkey/{self.project}/{self.region}/{self.registry}/{self.id}/{kind}"
         return t + "/" + sub if sub else t
 
+    def presence_topic(self):
+        """latchkey/P/presence/L/R/D: the retained presence (docs/plugin.md, "Presence")."""
+        return f"latchkey/{self.project}/presence/{self.region}/{self.registry}/{self.id}"
+
 
 _CLIENT = None
 

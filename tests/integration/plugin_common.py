@@ -99,6 +99,10 @@ class Dev:
         t = f"latchkey/{self.project}/{self.region}/{self.registry}/{self.id}/{kind}"
         return t + "/" + sub if sub else t
 
+    def presence_topic(self):
+        """latchkey/P/presence/L/R/D: the retained presence (docs/plugin.md, "Presence")."""
+        return f"latchkey/{self.project}/presence/{self.region}/{self.registry}/{self.id}"
+
 
 def ensure_registry(broker, registry, project=PROJECT, region=REGION, *extra):
     r = broker.lk("registries", "create", registry, "--project", project, "--region", region, *extra)

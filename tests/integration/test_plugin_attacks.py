@@ -62,7 +62,7 @@ def retained(b, wait=1.0):
     try:
         time.sleep(wait)
         return [(m.topic, len(m.payload)) for m in o.messages
-                if m.retain and not (m.topic.startswith("latchkey/") and m.topic.endswith("/presence"))]
+                if m.retain and not (m.topic.startswith("latchkey/") and m.topic.split("/")[2:3] == ["presence"])]
     finally:
         close(o)
 

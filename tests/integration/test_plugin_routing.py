@@ -390,7 +390,7 @@ def retained(broker, be, topic, timeout=1.5):
 
 
 def presence(broker, be, d, timeout=1.5):
-    msgs = retained(broker, be, d.downstream("presence"), timeout)
+    msgs = retained(broker, be, d.presence_topic(), timeout)
     assert len(msgs) <= 1, msgs
     return json.loads(msgs[0].payload) if msgs else None
 
@@ -447,3 +447,63 @@ def test_presence_reset_after_kill9_and_cleared_after_delete(broker, be):
     assert presence(broker, be, b, timeout=0.7) is None
     assert online_ids(broker, reg) == []         # recorded offline too
     close(ca)
+
+
+def test_presence_moves_from_the_old_topic_once(tmp_path):
+    """A persistence file from a build that published latchkey/P/L/R/D/presence: the first start
+    clears those retained messages, stores the layout, and a second start does not clear again."""
+    b = Broker(tmp_path, opts={"activity_flush": 1}, persistence=True)
+    try:
+        reg = registry(b, "reg-move")
+        d = device(b, reg)
+        close(connect(b, d.client_id, d.token()))
+        time.sleep(1.5)                              # its presence recorded
+        b.stop()
+        # What the old build left: a plain Mosquitto on the same persistence file puts a
+        # retained message at the old place.
+        old = f"latchkey/{P}/{L}/{reg}/{d.id}/presence"
+        port = _harness.free_port()
+        conf = tmp_path / "plain.conf"
+        conf.write_text(f"per_listener_settings false\nallow_anonymous true\npersistence true\n"
+                        f"persistence_location {tmp_path}/\nlistener {port} 127.0.0.1\n")
+        plain = _harness.subprocess.Popen([_harness.MOSQUITTO, "-c", str(conf)],
+                                          stderr=_harness.subprocess.DEVNULL)
+        try:
+            deadline = time.time() + 5
+            while True:
+                try:
+                    c = b.connect("old-build", None, username=None, tls=False, port=port)
+                    break
+                except Exception:
+                    assert time.time() < deadline, "the plain broker did not start"
+                    time.sleep(0.1)
+            c.publish(old, b'{"online":true}', qos=1, retain=True).wait_for_publish(5)
+            close(c)
+        finally:
+            plain.terminate()                        # saves the persistence file
+            assert plain.wait(10) == 0
+        with sqlite3.connect(b.db) as db:            # a registry the old build used
+            db.execute("DELETE FROM meta WHERE key = 'presence_layout'")
+        b.start()
+        log = b.wait_log("presence_moved", timeout=5)
+        assert "latchkey/P/L/R/D/presence, cleared for 1 devices" in log, log[-2000:]
+        s = backend_secret(b, "be-move")
+        o = connect(b, "be-move/o", s, username="backend:be-move")
+        try:
+            assert b.subscribe(o, f"latchkey/{P}/#", 1) in (0, 1)
+            time.sleep(1.0)
+            kept = {m.topic: m.payload for m in o.messages if m.retain}
+        finally:
+            close(o)
+        assert old not in kept, kept
+        assert json.loads(kept[d.presence_topic()])["online"] is False
+        with sqlite3.connect(b.db) as db:
+            assert db.execute("SELECT value FROM meta WHERE key = 'presence_layout'").fetchone() == (1,)
+        # once: a restart clears nothing more
+        b.stop()
+        b.log_path.write_text("")
+        b.start()
+        time.sleep(1.5)
+        assert "presence_moved" not in b.log_text()
+    finally:
+        b.stop()

@@ -482,6 +482,44 @@ static void test_routed_topics(void **state)
     assert_int_equal(lk_routed_topic(&n, t, LK_TOPIC_EVENTS, sub, buf, LK_ROUTED_TOPIC_MAX, &len), LK_ERR_BUFFER);
 }
 
+/* # The presence topic */
+
+static void test_presence_topic(void **state)
+{
+    lk_device_name n;
+    char buf[LK_PRESENCE_TOPIC_MAX + 1], sub[LK_SUBFOLDER_MAX + 1];
+    size_t len;
+    (void)state;
+
+    topic_device(&n);
+    assert_int_equal(lk_presence_topic(&n, buf, sizeof buf, &len), LK_OK);
+    assert_string_equal(buf, "latchkey/my-project/presence/us-central1/reg-1/dev-1");
+    assert_int_equal(len, strlen(buf));
+    assert_int_equal(lk_backend_topic_in_project("my-project", buf, len), 20);
+
+    /* rejections: buffer wiped, len 0 */
+    memset(buf, FILL, sizeof buf);
+    len = 99;
+    assert_int_equal(lk_presence_topic(&n, buf, 30, &len), LK_ERR_BUFFER);
+    assert_int_equal(len, 0);
+    assert_true(all_bytes(buf, 30, 0));
+    memset(buf, FILL, sizeof buf);
+    assert_int_equal(lk_presence_topic(NULL, buf, sizeof buf, &len), LK_ERR_ARG);
+    assert_true(all_bytes(buf, sizeof buf, 0));
+    assert_int_equal(lk_presence_topic(&n, NULL, sizeof buf, &len), LK_ERR_ARG);
+    n.device[0] = '\0';
+    assert_int_equal(lk_presence_topic(&n, buf, sizeof buf, &len), LK_ERR_ARG);
+    topic_device(&n);
+    n.registry[1] = '/';
+    assert_int_equal(lk_presence_topic(&n, buf, sizeof buf, &len), LK_ERR_ARG);
+
+    /* the longest fits LK_PRESENCE_TOPIC_MAX */
+    longest_device(&n, sub);
+    assert_int_equal(lk_presence_topic(&n, buf, sizeof buf, &len), LK_OK);
+    assert_int_equal(len, LK_PRESENCE_TOPIC_MAX);
+    assert_int_equal(lk_presence_topic(&n, buf, LK_PRESENCE_TOPIC_MAX, &len), LK_ERR_BUFFER);
+}
+
 /* # The bridge topic */
 
 static void test_bridge_topics(void **state)
@@ -662,6 +700,7 @@ int main(void)
         cmocka_unit_test(test_device_topic_parse),
         cmocka_unit_test(test_backend_topics),
         cmocka_unit_test(test_routed_topics),
+        cmocka_unit_test(test_presence_topic),
         cmocka_unit_test(test_bridge_topics),
         cmocka_unit_test(test_bridge_topic_parse_rejects),
         cmocka_unit_test(test_backend_secret_hash),

@@ -673,6 +673,20 @@ static void test_presence_tombstones(void **state)
     OK(lk_registry_presence_tombstones_done(ro, NULL, 0, W));
     REFUSE(LK_ERR_ARG, "without an array", lk_registry_presence_tombstones_done(ro, NULL, 1, W));
     REFUSE(LK_ERR_ARG, "no callback", lk_registry_presence_tombstones(ro, NULL, NULL, W));
+    /* the broker's presence layout: 0 until stored, stored by a read-only handle too */
+    {
+        int layout = -1;
+        OK(lk_registry_presence_layout(ro, &layout, W));
+        assert_int_equal(layout, 0);
+        OK(lk_registry_presence_layout_set(ro, 1, W));
+        OK(lk_registry_presence_layout(f->reg, &layout, W));
+        assert_int_equal(layout, 1);
+        REFUSE(LK_ERR_ARG, "0..999", lk_registry_presence_layout_set(ro, -1, W));
+        REFUSE(LK_ERR_ARG, "0..999", lk_registry_presence_layout_set(ro, 1000, W));
+        REFUSE(LK_ERR_ARG, "no layout", lk_registry_presence_layout(ro, NULL, W));
+        OK(lk_registry_presence_layout(ro, &layout, W));
+        assert_int_equal(layout, 1);
+    }
     lk_registry_close(ro);
 
     /* a delete refused (no such device) leaves nothing */
@@ -808,11 +822,21 @@ static void test_notification_rules(void **state)
     OK(lk_registry_import_registries_begin(f->reg, W));
     REFUSE(LK_ERR_REG_INVALID, "location 'topics' is reserved",
            lk_registry_import_add_registry(f->reg, &topics, &spec, W));
+    /* nor in location "presence" (latchkey/P/presence/L/R/D) */
+    REFUSE(LK_ERR_REG_INVALID, "location 'presence' is reserved",
+           lk_registry_import_add_registry(f->reg, &(lk_reg_name){"my-project", "presence", "reg2"}, &spec,
+                                           W));
     spec.event_notification_json = "[{\"pubsubTopicName\":\"projects/old/topics/abc\"}]";
     REFUSE(LK_ERR_REG_INVALID, "projects/my-project/topics/TOPIC",
            lk_registry_import_add_registry(f->reg, &(lk_reg_name){"my-project", "us-central1",
                                                                   "reg8"}, &spec, W));
     lk_registry_import_abort(f->reg);
+    memset(&spec, 0, sizeof spec);
+    REFUSE(LK_ERR_REG_INVALID, "latchkey/P/presence/",
+           lk_registry_create_registry_full(f->reg, &(lk_reg_name){"my-project", "presence", "reg2"}, &spec, W));
+    REFUSE(LK_ERR_REG_INVALID, "location 'presence' is reserved",
+           lk_registry_create_registry(f->reg, &(lk_reg_name){"my-project", "presence", "reg2"},
+                                       LK_REG_STATE_UNSPECIFIED, LK_REG_STATE_UNSPECIFIED, W));
     after = dump(f->path);
     assert_string_equal(before, after);
     free(before);
