@@ -119,8 +119,11 @@ void activity__flush(void)
     size_t i;
     lk_err err;
 
-    if (!act_n)
+    if (!act_n) {
+        if (act_cap > 1024) /* a burst's table, and nothing since: given back (below) */
+            activity__cleanup();
         return;
+    }
     v = malloc(act_n * sizeof *v);
     if (!v)
         return;

@@ -145,6 +145,11 @@ void presence__flush(void)
     size_t i;
     lk_err err;
 
+    if (!nrecs && recs_cap > 1024) { /* a burst's table, and nothing since: given back (below) */
+        free(recs);
+        recs = NULL;
+        recs_cap = 0;
+    }
     /* Before the reset, a record would be undone by it. */
     if (!nrecs || !reset_done)
         return;
