@@ -173,5 +173,5 @@ int acl__check(int event, void *event_data, void *userdata)
         return acl__device(c, ed);
     if (c->kind == CONN_BRIDGE)
         return bridge__acl(c, ed);
-    return acl__backend(c, c->backend_project, ed);
+    return acl__backend(c, c->be->project, ed);
 }

@@ -332,14 +332,14 @@ static int auth__backend(struct mosquitto *client, const char *id, const char *u
     }
 
     c = conn__new(client, CONN_BACKEND, id);
-    if (!c || !(c->backend_name = strdup(name))) {
+    if (!c || !(c->be = conn__backend_new(name))) {
         lk_wipe(stored, sizeof stored);
         if (c)
             conn__free(c);
         return auth__unavailable(client, who, "out of memory", LK_ERR_NOMEM);
     }
-    snprintf(c->backend_project, sizeof c->backend_project, "%s", project);
-    memcpy(c->backend_hash, stored, 32);
+    snprintf(c->be->project, sizeof c->be->project, "%s", project);
+    memcpy(c->be->hash, stored, 32);
     lk_wipe(stored, sizeof stored);
     c->connected_at = c->last_seen = clock__now();
     c->keepalive = mosquitto_client_keepalive(client);
@@ -398,7 +398,7 @@ static int auth__bridge(struct mosquitto *client, const char *id, const char *us
         return auth__refuse(client, who, "wrong secret", LK_OK, LK_MSHM_R_BACKEND);
 
     c = conn__new(client, CONN_BRIDGE, id);
-    if (!c || !(c->backend_name = strdup(name))) {
+    if (!c || !(c->be = conn__backend_new(name))) {
         if (c)
             conn__free(c);
         return auth__unavailable(client, who, "out of memory", LK_ERR_NOMEM);
@@ -535,9 +535,9 @@ void auth__recheck_backend(struct plg_conn *c, void *arg)
     (void)arg;
     if (c->kind != CONN_BACKEND || c->kick_reason)
         return;
-    err = lk_registry_backend_lookup(plg.reg, c->backend_name, project, h);
-    if (err == LK_ERR_REG_NOT_FOUND || (!err && (!lk_ct_equal(h, c->backend_hash, 32)
-                                                 || strcmp(project, c->backend_project))))
+    err = lk_registry_backend_lookup(plg.reg, c->be->name, project, h);
+    if (err == LK_ERR_REG_NOT_FOUND || (!err && (!lk_ct_equal(h, c->be->hash, 32)
+                                                 || strcmp(project, c->be->project))))
         conn__kick(c, "the backend was deleted or changed");
     else if (err)
         conn__unconfirmed(c, err);

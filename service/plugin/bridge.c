@@ -71,7 +71,7 @@ static int bridge__deny(const struct plg_conn *c, const char *device, const char
     if (!plog__on(plg.opt.log_level, PLOG_INFO))
         return MOSQ_ERR_ACL_DENIED;
     plog__begin(&l, PLOG_INFO, "bridge_denied");
-    kvlog_str(&l, "bridge", c->backend_name ? c->backend_name : "?");
+    kvlog_str(&l, "bridge", c->be ? c->be->name : "?");
     kvlog_str(&l, "target", device);
     kvlog_str(&l, "reason", why);
     if (err)

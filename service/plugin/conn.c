@@ -385,19 +385,17 @@ void conn__drain_recheck(void (*fn)(struct plg_conn *c, void *arg))
 struct plg_conn *conn__new(struct mosquitto *client, enum plg_conn_kind kind, const char *client_id)
 {
     struct plg_conn *c;
-    size_t h;
+    size_t h, n = strlen(client_id ? client_id : "") + 1;
 
     /* Before c is linked: conn__grow indexes every device connection in
      * by_num, and c gets its num_id later (conn__index_num). */
     if (nconns >= nbuckets)
         conn__grow();
-    if (!(c = calloc(1, sizeof *c)))
+    /* The client id in the same allocation, after the record. */
+    if (!(c = calloc(1, sizeof *c + n)))
         return NULL;
-    c->client_id = strdup(client_id ? client_id : "");
-    if (!c->client_id) {
-        free(c);
-        return NULL;
-    }
+    c->client_id = (char *)(c + 1);
+    memcpy(c->client_id, client_id ? client_id : "", n);
     c->client = client;
     c->kind = kind;
     c->config_qos = -1;
@@ -570,10 +568,21 @@ void conn__free(struct plg_conn *c)
     queue__remove(Q_CONFIG, c);
     queue__remove(Q_RECHECK, c);
     limits__unpin(c->limit);
-    free(c->client_id);
-    free(c->backend_name);
-    lk_wipe(c->backend_hash, sizeof c->backend_hash);
+    if (c->be) {
+        lk_wipe(c->be->hash, sizeof c->be->hash);
+        free(c->be);
+    }
     free(c);
+}
+
+struct plg_ident *conn__backend_new(const char *name)
+{
+    size_t n = strlen(name) + 1;
+    struct plg_ident *b = calloc(1, sizeof *b + n);
+
+    if (b)
+        memcpy(b->name, name, n);
+    return b;
 }
 
 void conn__each(void (*fn)(struct plg_conn *c, void *arg), void *arg)
@@ -611,7 +620,7 @@ static void conn__log_close(const struct plg_conn *c)
     if (c->kind == CONN_DEVICE) {
         kvlog_str(&l, "device", c->client_id);
     } else {
-        kvlog_str(&l, c->kind == CONN_BRIDGE ? "bridge" : "backend", c->backend_name ? c->backend_name : "?");
+        kvlog_str(&l, c->kind == CONN_BRIDGE ? "bridge" : "backend", c->be ? c->be->name : "?");
         kvlog_str(&l, "client", c->client_id);
     }
     kvlog_str(&l, "addr", addr ? addr : "?");

@@ -53,7 +53,6 @@ static void devices__free_one(struct plg_device *d)
     unsigned i;
     for (i = 0; i < d->ncreds; i++)
         lk_cred_free(d->creds[i]);
-    free(d->path);
     free(d);
 }
 
@@ -153,13 +152,15 @@ static struct plg_device *devices__load(const lk_device_name *p, const char *pat
     *err = lk_registry_auth_lookup(plg.reg, &name, p->device, &a);
     if (*err)
         return NULL;
-    d = calloc(1, sizeof *d);
-    if (!d || !(d->path = strdup(path))) {
-        free(d);
+    /* The path in the same allocation, after the record. */
+    d = calloc(1, sizeof *d + strlen(path) + 1);
+    if (!d) {
         lk_reg_auth_free(&a);
         *err = LK_ERR_NOMEM;
         return NULL;
     }
+    d->path = (char *)(d + 1);
+    memcpy(d->path, path, strlen(path) + 1);
     d->num_id = a.num_id;
     d->blocked = a.blocked;
     d->mqtt = a.mqtt;

@@ -86,7 +86,7 @@ struct plg_options {
 /* # Devices: cached authentication data (devices.c) */
 
 struct plg_device {
-    char *path;                  /* the client id: projects/P/locations/L/registries/R/devices/D */
+    char *path;                  /* the client id, projects/P/locations/L/registries/R/devices/D, after the record */
     uint64_t num_id;
     int blocked;
     lk_reg_state mqtt;
@@ -130,52 +130,59 @@ int devices__find_cred(const struct plg_device *d, const uint8_t fp[32], int64_t
 enum plg_conn_kind { CONN_DEVICE = 1, CONN_BACKEND = 2, CONN_BRIDGE = 3, CONN_ATTACHED = 4 };
 enum plg_queue_kind { Q_KICK, Q_CONFIG, Q_RECHECK, Q_COUNT };
 
+/* A backend's identity (a bridge's: its name only), apart from struct
+ * plg_conn so that a device's record does not carry it. */
+struct plg_ident {
+    uint8_t hash[32];                 /* its secret's hash when it connected */
+    char project[LK_PROJECT_MAX + 1];
+    char name[];
+};
+
+/* One per connection, so ordered by size (no padding) and the small fields
+ * as narrow as their values: a fleet of connected devices holds one each. */
 struct plg_conn {
     struct mosquitto *client;    /* the key: a reconnect is a new pointer */
-    enum plg_conn_kind kind;
-    char *client_id;
+    char *client_id;             /* in the same allocation, after the record */
     /* devices */
     uint64_t num_id;             /* its name is its client id (conn__name) */
-    uint8_t cred_fp[32];         /* the credential that verified the token */
     int64_t cred_expires;
     int64_t token_until;         /* exp + skew */
     int64_t connected_at;
     int64_t last_seen;
-    int keepalive;
-    int config_qos;              /* -1: not subscribed */
     int64_t config_sent;         /* version last sent, 0 = none */
-    int config_force;            /* (re)send even if config_sent is current */
-    int commands_qos;            /* -1: not subscribed */
-    uint32_t limit;              /* the device's entry in limits.c (pinned) */
-    uint32_t mslot;              /* its registry's slot in the metrics file + 1 (0: not counted) */
-    int log_level;               /* its effective LK_LOG_LEVEL_* (plog.c); 0: the plugin's */
     /* gateways (a CONN_DEVICE whose gateway_type is GATEWAY) */
-    lk_reg_gateway_type gateway_type;
-    lk_reg_gateway_auth gateway_auth;
     struct plg_conn *att_head;   /* its attached devices */
     size_t attached;
     int64_t gw_second;           /* its own cap: the second counted ... */
-    unsigned gw_count;           /* ... and the messages in it */
     /* attached devices (CONN_ATTACHED) */
     struct plg_conn *gateway;
     struct plg_conn *att_prev, *att_next, *hnext_att;
-    int token_used;              /* attached with its own token: token_until applies */
-    int errors_qos;              /* a gateway's errors subscription, -1: none */
-    /* backends (and bridges: backend_name is the bridge's name) */
-    char backend_project[LK_PROJECT_MAX + 1];
-    char *backend_name;
-    uint8_t backend_hash[32];
+    struct plg_ident *be;        /* backends and bridges; NULL for devices */
     /* bookkeeping */
-    int superseded;              /* a newer connection took over the client id */
-    int offline_sent;
     const char *kick_reason;     /* set when queued for a kick */
     int64_t unconfirmed_since;   /* a re-check could not read the registry (0 = confirmed) */
-    uint8_t queued;              /* bit per plg_queue_kind */
     struct { struct plg_conn *prev, *next; } q[Q_COUNT];
     size_t heap_idx;             /* position in the deadline heap, SIZE_MAX = none */
     int64_t deadline;
     struct plg_conn *hnext_client, *hnext_num;
     struct plg_conn *prev, *next; /* the list of all connections */
+    uint8_t cred_fp[32];         /* the credential that verified the token */
+    int keepalive;
+    uint32_t limit;              /* the device's entry in limits.c (pinned) */
+    uint32_t mslot;              /* its registry's slot in the metrics file + 1 (0: not counted) */
+    unsigned gw_count;           /* a gateway's messages in gw_second */
+    uint8_t kind;                /* enum plg_conn_kind */
+    int8_t config_qos;           /* -1: not subscribed */
+    int8_t commands_qos;         /* -1: not subscribed */
+    int8_t errors_qos;           /* a gateway's errors subscription, -1: none */
+    uint8_t config_force;        /* (re)send even if config_sent is current */
+    uint8_t token_used;          /* attached with its own token: token_until applies */
+    uint8_t superseded;          /* a newer connection took over the client id */
+    uint8_t offline_sent;
+    int8_t log_level;            /* its effective LK_LOG_LEVEL_* (plog.c); 0: the plugin's */
+    uint8_t gateway_type;        /* lk_reg_gateway_type */
+    uint8_t gateway_auth;        /* lk_reg_gateway_auth */
+    uint8_t queued;              /* bit per plg_queue_kind */
 };
 
 /* offline: told when a device connection is superseded or kicked, once.
@@ -185,6 +192,8 @@ int conn__init(void (*offline)(struct plg_conn *c, const char *why),
 void conn__cleanup(void);
 struct plg_conn *conn__new(struct mosquitto *client, enum plg_conn_kind kind, const char *client_id);
 struct plg_conn *conn__find(const struct mosquitto *client);
+/* A zeroed identity with name copied (c->be); NULL out of memory. */
+struct plg_ident *conn__backend_new(const char *name);
 /* The live (not superseded) device connection of num_id, direct or
  * attached, or NULL. */
 struct plg_conn *conn__find_device(uint64_t num_id);

@@ -325,7 +325,7 @@ int share__refuse(const struct plg_conn *c, const char *topic, const char *why)
 
     if (refusals__allow(addr ? addr : "", "share", clock__now()))
         plog__msg(PLOG_INFO, "share_refused", NULL, "backend %s (client id %s): "
-                             "subscription to %s refused: %s", c->backend_name, c->client_id,
+                             "subscription to %s refused: %s", c->be ? c->be->name : "?", c->client_id,
                              topic, why);
     return MOSQ_ERR_ACL_DENIED;
 }
