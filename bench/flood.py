@@ -16,7 +16,8 @@ KIND (docs/robustness.md, "Floods"):
   unknown_device a TLS handshake, then a well-formed token for a device that does not exist
   takeover       a TLS handshake, then the device's own valid TOKEN as CLIENT_ID, again and
                  again: two clients taking one session from each other
-Each connection waits for the broker's answer (or close) for at most 2 s.
+Each connection waits for the broker's answer (or close) for at most 2 s. FLOOD_SRC in the
+environment: the source address to connect from (flood.sh's firewalled run).
 """
 import os
 import signal
@@ -37,6 +38,7 @@ KIND, PORT, CA, THREADS = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.ar
 TOKEN = sys.argv[5] if len(sys.argv) > 5 else ""
 CID = sys.argv[6] if len(sys.argv) > 6 else "projects/p/locations/l/registries/r/devices/d"
 HOST = "127.0.0.1"
+SRC = (os.environ["FLOOD_SRC"], 0) if os.environ.get("FLOOD_SRC") else None   # the flooder's own address
 stop = threading.Event()
 count = [0] * THREADS
 STRANGER = ec.generate_private_key(ec.SECP256R1())
@@ -77,7 +79,7 @@ def tls_flood(i):
     while not stop.is_set():
         n += 1
         try:
-            with socket.create_connection((HOST, PORT), timeout=2) as raw:
+            with socket.create_connection((HOST, PORT), timeout=2, source_address=SRC) as raw:
                 with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
                     s.sendall(payload(i, n))
                     try:
@@ -94,7 +96,7 @@ def idle_flood(i):
     held = []
     while not stop.is_set():
         try:
-            held.append(socket.create_connection((HOST, PORT), timeout=2))
+            held.append(socket.create_connection((HOST, PORT), timeout=2, source_address=SRC))
             count[i] += 1
         except OSError:
             time.sleep(0.01)

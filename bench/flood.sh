@@ -39,6 +39,15 @@
 #   flood_worst                   which kind that was
 # Any refused or failed legitimate connect fails the run (bench_connect exits
 # 1): a figure is only printed when every legitimate device got in.
+# Then, as root with `ip` and `nft` (LK_BENCH_FLOOD_FIREWALL=0 skips it), the
+# same again as the service is shipped: in a network namespace of its own,
+# with the shipped service/plugin/deploy/latchkey.nft loaded (its figures as
+# shipped, the port the broker's), the flooder on source 127.0.0.2 and the
+# devices on 127.0.0.1 — one address for 5,000 devices, as behind a NAT
+# gateway, so 127.0.0.1 is in the rules' exempt4 set as such a gateway would
+# be. The same figures, named flood_firewalled_*:
+#   flood_firewalled_<kind>_ratio, ..._attempts_per_s, ..._broker_busy,
+#   flood_firewalled_legit_connect_ratio, flood_firewalled_worst
 set -eu
 BUILD=${1:?usage: sh bench/flood.sh BUILD OUTFILE}
 OUT=${2:?usage: sh bench/flood.sh BUILD OUTFILE}
@@ -48,6 +57,10 @@ NDEV=${LK_BENCH_FLOOD_DEVICES:-5000}
 PAR=${LK_BENCH_FLOOD_PARALLEL:-4}
 THREADS=${LK_BENCH_FLOOD_THREADS:-4}
 KINDS=${LK_BENCH_FLOOD_KINDS:-tcp_idle tls_garbage malformed oversized bad_signature unknown_device takeover}
+# Inside the namespace (set by this script for its second run): the figures'
+# prefix, the flooder's source address.
+IN_NETNS=${LK_BENCH_FLOOD_IN_NETNS:-}
+if [ -n "$IN_NETNS" ]; then FP=flood_firewalled_; FLOOD_SRC=127.0.0.2; else FP=flood_; FLOOD_SRC=; fi
 BC="$BUILD/bench/bench_connect"
 PY=/usr/bin/python3
 REGISTRY=bench-flood
@@ -77,6 +90,12 @@ VICTIM="projects/$PROJECT/locations/$REGION/registries/$REGISTRY/devices/device-
 start_mosquitto broker tls "allow_anonymous false" "plugin $PLUGIN" \
     "plugin_opt_registry $TMP/registry.db"
 PORT=$broker_TLS
+if [ -n "$IN_NETNS" ]; then
+    # the shipped rules on this port, the devices' address exempt (see above)
+    sed "s/^define MQTT_PORTS = .*/define MQTT_PORTS = { $PORT }/" service/plugin/deploy/latchkey.nft > "$TMP/latchkey.nft"
+    nft -f "$TMP/latchkey.nft"
+    nft add element inet latchkey exempt4 '{ 127.0.0.1 }'
+fi
 DEV="--store $TMP/keys.lks --key bench --project $PROJECT --region $REGION --registry $REGISTRY --devices $NDEV"
 
 # The plugin refuses logins until its first tick: wait until one device gets in.
@@ -103,7 +122,7 @@ legit() {
 
 flood_start() {
     if [ "$1" = bad_signature ]; then cid=$VICTIM; else cid=$FOUGHT; fi
-    $PINC "$PY" bench/flood.py "$1" "$PORT" "$TMP/ca.crt" "$THREADS" "$FTOKEN" "$cid" \
+    FLOOD_SRC=$FLOOD_SRC $PINC "$PY" bench/flood.py "$1" "$PORT" "$TMP/ca.crt" "$THREADS" "$FTOKEN" "$cid" \
         > "$TMP/flood.out" 2> "$TMP/flood.err" &
     FLOOD_PID=$!
     _n=0
@@ -140,7 +159,7 @@ for kind in $KINDS; do
     sleep "$SECS"
     c1=$(awk '{print $1}' "/proc/$broker_PID/schedstat")
     flood_stop
-    emit "flood_${kind}_broker_us_per_attempt" \
+    emit "${FP}${kind}_broker_us_per_attempt" \
         "$(awk -v a="$c0" -v b="$c1" -v n="$FLOOD_N" 'BEGIN {printf "%.0f", (n > 0 ? (b - a) / n / 1000 : 0)}')"
     i=0
     while [ $i -lt "$ROUNDS" ]; do
@@ -159,14 +178,33 @@ for kind in $KINDS; do
     done
     kill -0 "$broker_PID" 2>/dev/null || { echo "flood.sh: the broker died under $kind" >&2; exit 1; }
     r=$(echo $ratios | tr ' ' '\n' | median | awk '{printf "%.3f", $1}')
-    emit "flood_${kind}_ratio" "$r"
-    emit "flood_${kind}_attempts_per_s" "$(echo $rates | tr ' ' '\n' | median)"
-    emit "flood_${kind}_broker_busy" "$(echo $busy | tr ' ' '\n' | median)"
+    emit "${FP}${kind}_ratio" "$r"
+    emit "${FP}${kind}_attempts_per_s" "$(echo $rates | tr ' ' '\n' | median)"
+    emit "${FP}${kind}_broker_busy" "$(echo $busy | tr ' ' '\n' | median)"
     if [ -z "$WORST_R" ] || awk -v a="$r" -v b="$WORST_R" 'BEGIN {exit !(a < b)}'; then
         WORST=$kind; WORST_R=$r
     fi
 done
-emit flood_legit_connects_per_s "$(echo $BASES | tr ' ' '\n' | median)"
-emit flood_legit_broker_us_per_connect "$(echo $LEGIT_BUS | tr ' ' '\n' | median)"
-emit flood_legit_connect_ratio "$WORST_R"
-emit flood_worst "$WORST"
+emit "${FP}legit_connects_per_s" "$(echo $BASES | tr ' ' '\n' | median)"
+emit "${FP}legit_broker_us_per_connect" "$(echo $LEGIT_BUS | tr ' ' '\n' | median)"
+emit "${FP}legit_connect_ratio" "$WORST_R"
+emit "${FP}worst" "$WORST"
+
+# --- the same, as shipped: the firewall rules in front (see the top) ---
+[ -z "$IN_NETNS" ] || exit 0
+if [ "${LK_BENCH_FLOOD_FIREWALL:-1}" = 0 ]; then
+    exit 0
+elif [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null 2>&1 || ! command -v nft >/dev/null 2>&1; then
+    echo "flood.sh: the firewalled run needs root, ip and nft (make deps): skipped" >&2
+    exit 0
+fi
+NS=lkflood-$$
+if ! ip netns add "$NS" 2>/dev/null; then
+    echo "flood.sh: cannot create a network namespace: the firewalled run skipped" >&2
+    exit 0
+fi
+rc=0
+ip netns exec "$NS" ip link set lo up &&
+    ip netns exec "$NS" env LK_BENCH_FLOOD_IN_NETNS=1 sh bench/flood.sh "$BUILD" "$OUT" || rc=$?
+ip netns del "$NS" 2>/dev/null || true
+exit $rc
