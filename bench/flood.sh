@@ -37,8 +37,17 @@
 #   flood_legit_connects_per_s    the legitimate rate without a flood (median)
 #   flood_legit_connect_ratio     the lowest of the per-kind ratios (worst flood)
 #   flood_worst                   which kind that was
+# And publishing: in each pair, also the events one device publishes (QoS 1,
+# 64 bytes, 100 in flight, BUILD/bench/bench_connect publish over TLS)
+# counted at a backend subscribed to them, alone and under the same flood
+# (another device of pub-000000.. each round, so that no device reconnects
+# often; the per-device message limit lifted, as in bench/broker.sh):
+#   flood_<kind>_publish_ratio    events per second under the flood / without
+#   flood_legit_publishes_per_s   without a flood (median)
+#   flood_legit_publish_ratio     the lowest of the per-kind ratios
 # Any refused or failed legitimate connect fails the run (bench_connect exits
-# 1): a figure is only printed when every legitimate device got in.
+# 1): a figure is only printed when every legitimate device got in, and every
+# event published reached the backend.
 # Then, as root with `ip` and `nft` (LK_BENCH_FLOOD_FIREWALL=0 skips it), the
 # same again as the service is shipped: in a network namespace of its own,
 # with the shipped service/plugin/deploy/latchkey.nft loaded (its figures as
@@ -87,8 +96,18 @@ FTOKEN=$("$TOOL" token --key bench --store "$TMP/keys.lks" --aud "$PROJECT" --tt
 # the bad-signature flood aims at a real device: device-000000's path
 VICTIM="projects/$PROJECT/locations/$REGION/registries/$REGISTRY/devices/device-000000"
 
+# the publisher devices (one a round)
+NPUB=64
+awk -v n="$NPUB" -v pemfile="$TMP/pub.pem" 'BEGIN {
+    while ((getline l < pemfile) > 0) k = k l "\\n"
+    for (i = 0; i < n; i++)
+        printf "{\"id\": \"pub-%06d\", \"credentials\": [{\"publicKey\": {\"format\": \"ES256_PEM\", \"key\": \"%s\"}}]}\n", i, k
+}' > "$TMP/pub.jsonl"
+"$TOOL" --db "$TMP/registry.db" devices import "$TMP/pub.jsonl" --registry "$REGISTRY" --project "$PROJECT" \
+    --region "$REGION" >/dev/null
+
 start_mosquitto broker tls "allow_anonymous false" "plugin $PLUGIN" \
-    "plugin_opt_registry $TMP/registry.db"
+    "plugin_opt_registry $TMP/registry.db" "plugin_opt_messages_per_second 1000000"
 PORT=$broker_TLS
 if [ -n "$IN_NETNS" ]; then
     # the shipped rules on this port, the devices' address exempt (see above)
@@ -118,6 +137,19 @@ legit() {
     FIRST=$(( (FIRST + 2000) % (NDEV - 2) + 1 ))
     LEGIT=${r% *}
     LEGIT_US=${r#* }
+}
+
+# legit_pub: one publishing round; sets PUB, events per second received
+PUBN=0
+legit_pub() {
+    _id=$(printf "pub-%06d" "$PUBN")
+    r=$($PINC "$BC" publish --port "$PORT" --ca "$TMP/ca.crt" --store "$TMP/keys.lks" --key bench \
+        --project "$PROJECT" --region "$REGION" --registry "$REGISTRY" --prefix pub- --devices "$NPUB" \
+        --first "$PUBN" --count 1000000 --seconds "$SECS" \
+        --sub-topic "latchkey/$PROJECT/$REGION/$REGISTRY/$_id/events" \
+        --sub-user backend:bench-backend --sub-pass "$SECRET")
+    PUBN=$(( (PUBN + 1) % NPUB ))
+    PUB=${r% *}
 }
 
 flood_start() {
@@ -150,8 +182,9 @@ flood_stop() {
 
 echo "flood.sh: $NDEV devices, legitimate connects $PAR at a time for ${SECS}s, floods of $THREADS threads" >&2
 WORST=""; WORST_R=""; BASES=""; LEGIT_BUS=""
+PUB_BASES=""; PWORST_R=""
 for kind in $KINDS; do
-    ratios=""; rates=""; busy=""
+    ratios=""; rates=""; busy=""; pratios=""
     # the flood alone: the broker's CPU per hostile connection (the cost of
     # each kind, whatever the machine's load does to the rates)
     c0=$(awk '{print $1}' "/proc/$broker_PID/schedstat")
@@ -165,15 +198,19 @@ for kind in $KINDS; do
     while [ $i -lt "$ROUNDS" ]; do
         legit; b=$LEGIT
         LEGIT_BUS="$LEGIT_BUS $LEGIT_US"
+        legit_pub; pb=$PUB
         flood_start "$kind"
         legit; f=$LEGIT
+        legit_pub; pf=$PUB
         flood_stop
+        PUB_BASES="$PUB_BASES $pb"
+        pratios="$pratios $(awk -v f="$pf" -v b="$pb" 'BEGIN {printf "%.4f", f / b}')"
         rate=$RATE
         BASES="$BASES $b"; rates="$rates $rate"
         # the broker's core busy during the flooded round: CPU per connect x connects per s
         busy="$busy $(awk -v u="$LEGIT_US" -v r="$f" 'BEGIN {printf "%.2f", u * r / 1e6}')"
         ratios="$ratios $(awk -v f="$f" -v b="$b" 'BEGIN {printf "%.4f", f / b}')"
-        echo "flood.sh: $kind: legit $b/s alone, $f/s under the flood ($rate attempts/s)" >&2
+        echo "flood.sh: $kind: legit $b/s alone, $f/s under the flood ($rate attempts/s); events $pb/s alone, $pf/s under it" >&2
         i=$((i + 1))
     done
     kill -0 "$broker_PID" 2>/dev/null || { echo "flood.sh: the broker died under $kind" >&2; exit 1; }
@@ -181,6 +218,11 @@ for kind in $KINDS; do
     emit "${FP}${kind}_ratio" "$r"
     emit "${FP}${kind}_attempts_per_s" "$(echo $rates | tr ' ' '\n' | median)"
     emit "${FP}${kind}_broker_busy" "$(echo $busy | tr ' ' '\n' | median)"
+    pr=$(echo $pratios | tr ' ' '\n' | median | awk '{printf "%.3f", $1}')
+    emit "${FP}${kind}_publish_ratio" "$pr"
+    if [ -z "$PWORST_R" ] || awk -v a="$pr" -v b="$PWORST_R" 'BEGIN {exit !(a < b)}'; then
+        PWORST_R=$pr
+    fi
     if [ -z "$WORST_R" ] || awk -v a="$r" -v b="$WORST_R" 'BEGIN {exit !(a < b)}'; then
         WORST=$kind; WORST_R=$r
     fi
@@ -189,6 +231,8 @@ emit "${FP}legit_connects_per_s" "$(echo $BASES | tr ' ' '\n' | median)"
 emit "${FP}legit_broker_us_per_connect" "$(echo $LEGIT_BUS | tr ' ' '\n' | median)"
 emit "${FP}legit_connect_ratio" "$WORST_R"
 emit "${FP}worst" "$WORST"
+emit "${FP}legit_publishes_per_s" "$(echo $PUB_BASES | tr ' ' '\n' | median)"
+emit "${FP}legit_publish_ratio" "$PWORST_R"
 
 # --- the same, as shipped: the firewall rules in front (see the top) ---
 [ -z "$IN_NETNS" ] || exit 0
