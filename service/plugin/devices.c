@@ -147,20 +147,22 @@ static struct plg_device *devices__load(const lk_device_name *p, const char *pat
     lk_reg_auth a;
     struct plg_device *d;
     unsigned i;
+    size_t n;
 
     memset(&a, 0, sizeof a);
     *err = lk_registry_auth_lookup(plg.reg, &name, p->device, &a);
     if (*err)
         return NULL;
     /* The path in the same allocation, after the record. */
-    d = calloc(1, sizeof *d + strlen(path) + 1);
+    n = strlen(path) + 1;
+    d = calloc(1, sizeof *d + n);
     if (!d) {
         lk_reg_auth_free(&a);
         *err = LK_ERR_NOMEM;
         return NULL;
     }
     d->path = (char *)(d + 1);
-    memcpy(d->path, path, strlen(path) + 1);
+    memcpy(d->path, path, n);
     d->num_id = a.num_id;
     d->blocked = a.blocked;
     d->mqtt = a.mqtt;

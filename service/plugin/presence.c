@@ -53,11 +53,6 @@ static int64_t failed_logged;
 static uint64_t cleared[CLEARED_RING];
 static size_t cleared_at;
 
-static int presence__topic(const lk_device_name *p, char *buf, size_t size)
-{
-    return lk_presence_topic(p, buf, size, NULL) == LK_OK ? 0 : -1;
-}
-
 /* The old place, latchkey/P/L/R/D/presence: the online topic's level renamed. */
 static void presence__clear_old(const lk_device_name *p)
 {
@@ -79,7 +74,7 @@ static void presence__publish(const lk_device_name *p, const char *text)
     size_t len = text ? strlen(text) : 0;
     void *copy = NULL;
 
-    if (presence__topic(p, topic, sizeof topic))
+    if (lk_presence_topic(p, topic, sizeof topic, NULL) != LK_OK)
         return;
     if (len && !(copy = mosquitto_malloc(len)))
         return;
@@ -145,33 +140,31 @@ void presence__flush(void)
     size_t i;
     lk_err err;
 
-    if (!nrecs && recs_cap > 1024) { /* a burst's table, and nothing since: given back (below) */
-        free(recs);
-        recs = NULL;
-        recs_cap = 0;
+    if (nrecs) {
+        /* Before the reset, a record would be undone by it. */
+        if (!reset_done)
+            return;
+        u = malloc(nrecs * sizeof *u);
+        if (!u)
+            return;
+        for (i = 0; i < nrecs; i++) {
+            u[i].num_id = recs[i].num_id;
+            u[i].presence = recs[i].online ? LK_PRESENCE_ONLINE : LK_PRESENCE_OFFLINE;
+            u[i].time = recs[i].time;
+            u[i].detail = recs[i].detail;
+        }
+        err = lk_registry_presence_record(plg.reg, u, nrecs);
+        free(u);
+        if (err) {
+            plog__msg(PLOG_WARN, "presence_failed", NULL, "writing presence failed (%s); "
+                                 "retrying in %" PRId64 " s", lk_errname(err), plg.opt.activity_flush);
+            return;
+        }
+        for (i = 0; i < nrecs; i++)
+            free(recs[i].detail);
     }
-    /* Before the reset, a record would be undone by it. */
-    if (!nrecs || !reset_done)
-        return;
-    u = malloc(nrecs * sizeof *u);
-    if (!u)
-        return;
-    for (i = 0; i < nrecs; i++) {
-        u[i].num_id = recs[i].num_id;
-        u[i].presence = recs[i].online ? LK_PRESENCE_ONLINE : LK_PRESENCE_OFFLINE;
-        u[i].time = recs[i].time;
-        u[i].detail = recs[i].detail;
-    }
-    err = lk_registry_presence_record(plg.reg, u, nrecs);
-    free(u);
-    if (err) {
-        plog__msg(PLOG_WARN, "presence_failed", NULL, "writing presence failed (%s); "
-                             "retrying in %" PRId64 " s", lk_errname(err), plg.opt.activity_flush);
-        return;
-    }
-    for (i = 0; i < nrecs; i++)
-        free(recs[i].detail);
-    if (recs_cap > 1024 && nrecs < recs_cap / 4) { /* a burst's table, given back (as activity.c does) */
+    /* a burst's table (also with nothing since), given back as activity.c does */
+    if (recs_cap > 1024 && nrecs < recs_cap / 4) {
         free(recs);
         recs = NULL;
         recs_cap = 0;
