@@ -1,5 +1,7 @@
 """MQTT's bytes written by hand, for the suites and benchmarks that must send what no client library would: a
 malformed or oversized CONNECT, a packet cut short, a minimal client. No pytest here (bench/flood.py imports it)."""
+import socket
+import struct
 
 
 def varint(n):
@@ -33,3 +35,108 @@ def connect_packet(cid, password, username=b"unused", name=b"MQTT", level=4, fla
         body += s16(password)
     rl = varint(len(body)) if length is None else length
     return bytes([header]) + rl + body
+
+
+class RawClient:
+    """A minimal MQTT client over a plain socket, MQTT 3.1.1 (protocol=4) or 5: it shows what the broker
+    answers (a missing PUBACK, a closed connection) where a client library would hide or retry it. The
+    CONNACK's reason code is in connack (-1: closed without one)."""
+
+    def __init__(self, host, port, client_id, username, password, protocol=4, clean=True, keepalive=60):
+        self.v5 = protocol == 5
+        self.sock = socket.create_connection((host, port), timeout=5)
+        self.mid = 0
+        self._send(connect_packet(client_id, password, username=username, level=protocol,
+                                  flags=(0x02 if clean else 0) | (0x80 if username is not None else 0)
+                                  | (0x40 if password is not None else 0),
+                                  keepalive=keepalive, props=varint(0) if self.v5 else b""))
+        pkt = self.read()
+        if pkt is None:
+            self.connack = -1
+        else:
+            assert pkt[0] == 0x20, pkt
+            self.connack = pkt[1][1]
+
+    def _send(self, packet):
+        self.sock.sendall(packet)
+
+    def _packet(self, first, body):
+        self._send(bytes([first]) + varint(len(body)) + body)
+
+    def _recv(self, n):
+        buf = b""
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                return None
+            buf += chunk
+        return buf
+
+    def read(self, timeout=5):
+        """(first byte, body) of the next packet; None when the broker closed the connection."""
+        self.sock.settimeout(timeout)
+        try:
+            h = self._recv(1)
+            if h is None:
+                return None
+            n, mul = 0, 1
+            while True:
+                b = self._recv(1)
+                if b is None:
+                    return None
+                n += (b[0] & 0x7F) * mul
+                mul *= 128
+                if not b[0] & 0x80:
+                    break
+            body = self._recv(n) if n else b""
+            return None if body is None else (h[0], body)
+        except (ConnectionResetError, BrokenPipeError):
+            return None
+
+    def _next_mid(self):
+        self.mid = self.mid % 65535 + 1
+        return self.mid
+
+    def publish(self, topic, payload, qos=1, retain=False):
+        """QoS 1: the PUBACK's reason code (0 in MQTT 3.1.1), or None when the broker closed the connection
+        without one; QoS 0: None."""
+        mid = self._next_mid()
+        body = s16(topic) + (struct.pack("!H", mid) if qos else b"") + (varint(0) if self.v5 else b"")
+        try:
+            self._packet(0x30 | (qos << 1) | (1 if retain else 0), body + payload)
+        except OSError:
+            return None
+        if not qos:
+            return None
+        pkt = self.read()
+        if pkt is None:
+            return None
+        assert pkt[0] == 0x40 and struct.unpack("!H", pkt[1][:2])[0] == mid, pkt
+        return pkt[1][2] if len(pkt[1]) > 2 else 0
+
+    def subscribe(self, topic, qos=1):
+        """The SUBACK's reason codes."""
+        mid = self._next_mid()
+        self._packet(0x82, struct.pack("!H", mid) + (varint(0) if self.v5 else b"") + s16(topic) + bytes([qos]))
+        pkt = self.read()
+        assert pkt is not None and pkt[0] == 0x90, pkt
+        b = pkt[1][2:]
+        if self.v5:
+            b = b[1 + b[0]:]           # short properties only
+        return list(b)
+
+    def alive(self):
+        """A PINGREQ answered: the connection stands."""
+        try:
+            self._packet(0xC0, b"")
+        except OSError:
+            return False
+        pkt = self.read()
+        return pkt is not None and pkt[0] == 0xD0
+
+    def close(self):
+        try:
+            self._packet(0xE0, b"\x00\x00" if self.v5 else b"")
+        except OSError:
+            pass
+        self.sock.close()

@@ -14,22 +14,20 @@ import base64
 import json
 import os
 import signal
-import ssl
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 import paho.mqtt.client as mqtt
 
-from api_common import DAEMON, Api, Daemon, issue_cert, make_ca, service_account
+from api_common import DAEMON, Api, Daemon, service_account
+from push_endpoint import Endpoint
 from broker import PLUGIN, Broker, Refused
 from plugin_common import PROJECT as P, REGION as L, REGISTRY as R
 
 SUBS = f"/v1/projects/{P}/subscriptions"
-ACK = (200, 201, 202, 204)
 
 
 def _contains(path: Path, needle: bytes):
@@ -49,69 +47,6 @@ needs_all = pytest.mark.skipif(bool(WAIT_PLUGIN or WAIT_PUSH), reason=WAIT_PLUGI
 
 def topic(t):
     return f"projects/{P}/topics/{t}"
-
-
-# ---- the push endpoint ----
-
-class Endpoint:
-    """An HTTPS server with a certificate of its own CA; rules[path] = f(n-th request of that path) -> status,
-    or ("sleep", seconds, status). got: (path, body, status) in arrival order."""
-
-    def __init__(self, base: Path, name):
-        base.mkdir(parents=True, exist_ok=True)
-        ca, ca_key, self.ca_path = make_ca(base, cn=f"{name} CA")
-        crt, key = base / "ep.crt", base / "ep.key"
-        issue_cert(ca, ca_key, crt, key)
-        self.got, self.count, self.rules = [], {}, {}
-        self.lock = threading.Lock()
-        ep = self
-
-        class H(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
-                with ep.lock:
-                    k = ep.count.get(self.path, 0)
-                    ep.count[self.path] = k + 1
-                st = ep.rules.get(self.path, lambda k: 200)(k)
-                if isinstance(st, tuple):
-                    time.sleep(st[1])
-                    st = st[2]
-                with ep.lock:
-                    ep.got.append((self.path, dict(self.headers), body, st))
-                try:
-                    self.send_response(st)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                except OSError:
-                    pass
-
-        self.srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.srv.daemon_threads = True
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(crt, key)
-        self.srv.socket = ctx.wrap_socket(self.srv.socket, server_side=True)
-        self.port = self.srv.server_address[1]
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
-
-    def url(self, path):
-        return f"https://127.0.0.1:{self.port}{path}"
-
-    def of(self, path):
-        with self.lock:
-            return [g for g in self.got if g[0] == path]
-
-    def acked_data(self, path):
-        """The payloads (bytes) the endpoint acknowledged on path."""
-        return [base64.b64decode(b["message"]["data"]) for _, _, b, st in self.of(path) if st in ACK]
-
-    def close(self):
-        self.srv.shutdown()
-        self.srv.server_close()
 
 
 # ---- the broker, latchkeyd, subscriptions ----
@@ -264,7 +199,7 @@ class Device:
 
 @pytest.fixture
 def ep(tmp_path):
-    e = Endpoint(tmp_path / "ep", "push")
+    e = Endpoint(tmp_path / "ep")
     yield e
     e.close()
 
@@ -339,9 +274,9 @@ def test_failing_slow_dead_letter_and_bad_certificate(tmp_path, ep):
     bad = Endpoint(tmp_path / "bad", "other")     # a certificate push_ca did not sign
     s = Stack(tmp_path, ep.ca_path)
     try:
-        ep.rules["/flaky"] = lambda k: 503 if k < 4 else 200
-        ep.rules["/slow"] = lambda k: ("sleep", 11, 200) if k == 0 else 204
-        ep.rules["/fail"] = lambda k: 500
+        ep.rules["/flaky"] = lambda k, b: 503 if k < 4 else 200
+        ep.rules["/slow"] = lambda k, b: ("sleep", 11, 200) if k == 0 else 204
+        ep.rules["/fail"] = lambda k, b: 500
         s.subscribe("flaky", "ev-all", ep.url("/flaky"))
         s.subscribe("slow", "ev-all", ep.url("/slow"), ackDeadlineSeconds=10)
         s.subscribe("failing", "ev-all", ep.url("/fail"),
@@ -377,7 +312,7 @@ def test_failing_slow_dead_letter_and_bad_certificate(tmp_path, ep):
 def test_kill_9_broker_and_latchkeyd_lose_nothing_acknowledged(tmp_path, ep):
     """A burst; the broker is killed with SIGKILL after some PUBACKs and started again, latchkeyd is killed
     while pushing and started again: every event the device saw acknowledged reaches the endpoint."""
-    ep.rules["/ok"] = lambda k: ("sleep", 0.01, 200)
+    ep.rules["/ok"] = lambda k, b: ("sleep", 0.01, 200)
     s = Stack(tmp_path, ep.ca_path)
     try:
         s.subscribe("durable", "ev-all", ep.url("/ok"))

@@ -12,9 +12,7 @@ import base64
 import hashlib
 import json
 import os
-import socket
 import sqlite3
-import struct
 import time
 
 import paho.mqtt.client as mqtt
@@ -23,7 +21,7 @@ import pytest
 from plugin_common import (PROJECT, REGION, REGISTRY, backend_secret, close, connack, connect,
                            log_line, make_device, publish, received, start_broker,
                            still_connected)
-from mqtt_wire import s16, varint
+from mqtt_wire import RawClient
 
 P, L, R = PROJECT, REGION, REGISTRY
 RATE = 5                       # plugin_opt_messages_per_second for this module
@@ -33,113 +31,10 @@ NOT_AUTHORIZED = 0x87
 NO_SUBSCRIBERS = 0x10
 
 
-# ---- a minimal MQTT client (MQTT 5, or 3.1.1 with protocol=4) ----
-
-class Raw:
-    def __init__(self, broker, client_id, username, password, protocol=5, clean=True,
-                 keepalive=60):
-        self.v5 = protocol == 5
-        self.sock = socket.create_connection((broker.host, broker.plain_port), timeout=5)
-        self.mid = 0
-        flags = (0x02 if clean else 0) | (0x80 if username is not None else 0) | \
-            (0x40 if password is not None else 0)
-        body = s16("MQTT") + bytes([protocol, flags]) + struct.pack("!H", keepalive)
-        if self.v5:
-            body += varint(0)
-        body += s16(client_id)
-        if username is not None:
-            body += s16(username)
-        if password is not None:
-            body += s16(password)
-        self._send(0x10, body)
-        pkt = self._read()
-        if pkt is None:
-            self.connack = -1              # closed without a CONNACK
-        else:
-            assert pkt[0] == 0x20, pkt
-            self.connack = pkt[1][1]
-
-    def _send(self, first, body):
-        self.sock.sendall(bytes([first]) + varint(len(body)) + body)
-
-    def _recv(self, n):
-        buf = b""
-        while len(buf) < n:
-            chunk = self.sock.recv(n - len(buf))
-            if not chunk:
-                return None
-            buf += chunk
-        return buf
-
-    def _read(self, timeout=5):
-        """(first byte, body) of the next packet, or None when the broker closed the connection."""
-        self.sock.settimeout(timeout)
-        try:
-            h = self._recv(1)
-            if h is None:
-                return None
-            n, mul = 0, 1
-            while True:
-                b = self._recv(1)
-                if b is None:
-                    return None
-                n += (b[0] & 0x7f) * mul
-                mul *= 128
-                if not b[0] & 0x80:
-                    break
-            body = self._recv(n) if n else b""
-            if body is None:
-                return None
-            return h[0], body
-        except (ConnectionResetError, BrokenPipeError):
-            return None
-
-    def _next_mid(self):
-        self.mid = self.mid % 65535 + 1
-        return self.mid
-
-    def publish(self, topic, payload, qos=1, retain=False):
-        """The PUBACK's reason code (QoS 1), None for QoS 0; raises if the broker closed us."""
-        mid = self._next_mid()
-        body = s16(topic) + (struct.pack("!H", mid) if qos else b"")
-        if self.v5:
-            body += varint(0)
-        self._send(0x30 | (qos << 1) | (1 if retain else 0), body + payload)
-        if not qos:
-            return None
-        pkt = self._read()
-        assert pkt is not None, f"the broker closed the bridge after a publish to {topic}"
-        assert pkt[0] == 0x40, pkt
-        assert struct.unpack("!H", pkt[1][:2])[0] == mid
-        return pkt[1][2] if len(pkt[1]) > 2 else 0
-
-    def subscribe(self, topic, qos=1):
-        mid = self._next_mid()
-        body = struct.pack("!H", mid) + (varint(0) if self.v5 else b"") + s16(topic) + bytes([qos])
-        self._send(0x82, body)
-        pkt = self._read()
-        assert pkt is not None and pkt[0] == 0x90, pkt
-        b = pkt[1][2:]
-        if self.v5:
-            plen = b[0]                        # short properties only
-            b = b[1 + plen:]
-        return list(b)
-
-    def alive(self):
-        """A PINGREQ answered: the connection stands."""
-        try:
-            self._send(0xC0, b"")
-        except OSError:
-            return False
-        pkt = self._read()
-        return pkt is not None and pkt[0] == 0xD0
-
-    def close(self):
-        try:
-            self._send(0xE0, b"\x00\x00" if self.v5 else b"")
-        except OSError:
-            pass
-        self.sock.close()
+def Raw(broker, client_id, username, password, protocol=5, clean=True, keepalive=60):
+    """latchkeyd's side of the bridge, by hand: MQTT 5 on the plain listener."""
+    return RawClient(broker.host, broker.plain_port, client_id, username, password, protocol=protocol,
+                     clean=clean, keepalive=keepalive)
 
 
 # ---- fixtures ----

@@ -11,9 +11,7 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import sqlite3
-import struct
 import time
 
 import paho.mqtt.client as mqtt
@@ -23,7 +21,7 @@ import broker as _harness
 from broker import Broker
 from plugin_common import (PROJECT, REGION, backend_secret, close, connect, ensure_registry, make_device,
                            publish, received)
-from mqtt_wire import s16, varint
+from mqtt_wire import RawClient
 
 P, L = PROJECT, REGION
 FULL_AT = 20          # plugin_opt_spool_max_messages for this module
@@ -38,74 +36,12 @@ def routed(d, t, kind, sub=None):
     return s + "/" + sub if sub else s
 
 
-# ---- a raw MQTT client: the PUBACK, or the broker closing the connection ----
-
-class Raw:
-    """MQTT 3.1.1, or 5 (protocol=5, for latchkeyd's bridge), on the broker's plain listener."""
-
-    def __init__(self, broker, client_id, username, password, protocol=4):
-        self.v5 = protocol == 5
-        self.sock = socket.create_connection((broker.host, broker.plain_port), timeout=5)
-        self.mid = 0
-        body = s16("MQTT") + bytes([protocol, 0xC2]) + struct.pack("!H", 60)
-        body += (varint(0) if self.v5 else b"") + s16(client_id) + s16(username) + s16(password)
-        self._send(0x10, body)
-        pkt = self.read()
-        assert pkt and pkt[0] == 0x20 and pkt[1][1] == 0, pkt
-
-    def _send(self, first, body):
-        self.sock.sendall(bytes([first]) + varint(len(body)) + body)
-
-    def _recv(self, n):
-        buf = b""
-        while len(buf) < n:
-            chunk = self.sock.recv(n - len(buf))
-            if not chunk:
-                return None
-            buf += chunk
-        return buf
-
-    def read(self, timeout=5):
-        """(first byte, body) of the next packet; None when the broker closed the connection."""
-        self.sock.settimeout(timeout)
-        try:
-            h = self._recv(1)
-            if h is None:
-                return None
-            n, mul = 0, 1
-            while True:
-                b = self._recv(1)
-                if b is None:
-                    return None
-                n += (b[0] & 0x7f) * mul
-                mul *= 128
-                if not b[0] & 0x80:
-                    break
-            body = self._recv(n) if n else b""
-            return None if body is None else (h[0], body)
-        except (ConnectionResetError, BrokenPipeError):
-            return None
-
-    def publish(self, topic, payload, retain=False):
-        """QoS 1: the PUBACK's reason code (0 for MQTT 3.1.1), or None when closed without one."""
-        self.mid = self.mid % 65535 + 1
-        body = s16(topic) + struct.pack("!H", self.mid) + (varint(0) if self.v5 else b"")
-        try:
-            self._send(0x32 | (1 if retain else 0), body + payload)
-        except OSError:
-            return None
-        pkt = self.read()
-        if pkt is None:
-            return None
-        assert pkt[0] == 0x40 and struct.unpack("!H", pkt[1][:2])[0] == self.mid, pkt
-        return pkt[1][2] if len(pkt[1]) > 2 else 0
-
-    def close(self):
-        try:
-            self._send(0xE0, b"\x00\x00" if self.v5 else b"")
-        except OSError:
-            pass
-        self.sock.close()
+def Raw(broker, client_id, username, password, protocol=4):
+    """A raw client on the broker's plain listener (MQTT 3.1.1, or 5 for latchkeyd's bridge), connected:
+    it shows the PUBACK a device's PUBLISH gets, or the broker closing the connection."""
+    c = RawClient(broker.host, broker.plain_port, client_id, username, password, protocol=protocol)
+    assert c.connack == 0, c.connack
+    return c
 
 
 # ---- fixtures ----

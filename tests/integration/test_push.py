@@ -10,12 +10,9 @@ import json
 import os
 import re
 import signal
-import ssl
 import subprocess
-import threading
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import jwt
@@ -23,73 +20,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from api_common import P, Env, issue_cert, make_ca, ok, refused
+from api_common import P, Env, ok, refused
+from push_endpoint import ACK_CODES, Endpoint
 
 FILL = Path(os.environ.get("LK_TEST_LIB_DIR", "build/tests")) / "lk_spool_fill"
 SUBS = f"/v1/projects/{P}/subscriptions"
-ACK_CODES = (200, 201, 202, 204)
-
-
-# ---- the endpoint ----
-
-class Endpoint:
-    """An HTTPS server; behaviour per path: a function (n-th request of the path, body) -> status or
-    ("sleep", seconds, status)."""
-
-    def __init__(self, base: Path, name="push", other_ca=False):
-        base.mkdir(parents=True, exist_ok=True)
-        ca, ca_key, self.ca_path = make_ca(base, cn=f"{name} CA")
-        crt, key = base / "ep.crt", base / "ep.key"
-        issue_cert(ca, ca_key, crt, key)
-        self.got = []            # (path, headers, body, status) in arrival order
-        self.count = {}
-        self.rules = {}
-        self.lock = threading.Lock()
-        ep = self
-
-        class H(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                n = int(self.headers.get("Content-Length", "0"))
-                body = json.loads(self.rfile.read(n))
-                with ep.lock:
-                    k = ep.count.get(self.path, 0)
-                    ep.count[self.path] = k + 1
-                rule = ep.rules.get(self.path, lambda k, b: 200)
-                st = rule(k, body)
-                if isinstance(st, tuple):
-                    time.sleep(st[1])
-                    st = st[2]
-                with ep.lock:
-                    ep.got.append((self.path, dict(self.headers), body, st))
-                try:
-                    self.send_response(st)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                except OSError:
-                    pass
-
-        self.srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.srv.daemon_threads = True
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(crt, key)
-        self.srv.socket = ctx.wrap_socket(self.srv.socket, server_side=True)
-        self.port = self.srv.server_address[1]
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
-
-    def url(self, path):
-        return f"https://127.0.0.1:{self.port}{path}"
-
-    def of(self, path):
-        with self.lock:
-            return [g for g in self.got if g[0] == path]
-
-    def close(self):
-        self.srv.shutdown()
 
 
 # ---- the spool ----

@@ -1,4 +1,4 @@
-#include "lk_test.h"
+#include "lk_test_reg.h"
 
 #include <ftw.h>
 #include <stdio.h>
@@ -161,22 +161,33 @@ int lk_test_all_bytes(const void *p, size_t n, uint8_t v)
     return 1;
 }
 
-static int64_t reg_clock(void *arg)
+int64_t lk_test_reg_clock(void *arg)
 {
     return *(int64_t *)arg;
+}
+
+struct lk_registry *lk_test_reg_open(struct lk_test_reg *f, unsigned flags)
+{
+    lk_registry *r = NULL;
+    char why[512] = "";
+    lk_err err = lk_registry_open(f->path, flags, &r, why, sizeof why);
+    if (err != LK_OK)
+        print_message("open %s: %s: %s\n", f->path, lk_errname(err), why);
+    assert_int_equal(err, LK_OK);
+    assert_non_null(r);
+    lk_registry__set_clock(r, lk_test_reg_clock, &f->now);
+    return r;
 }
 
 int lk_test_reg_setup(void **state)
 {
     struct lk_test_reg *f = calloc(1, sizeof *f);
-    char why[512] = "";
     assert_non_null(f);
     f->dir = lk_test_tmpdir();
     assert_non_null(f->dir);
     snprintf(f->path, sizeof f->path, "%s/registry.db", f->dir);
     f->now = LK_TEST_T0;
-    assert_int_equal(lk_registry_open(f->path, LK_REG_CREATE, &f->reg, why, sizeof why), LK_OK);
-    lk_registry__set_clock(f->reg, reg_clock, &f->now);
+    f->reg = lk_test_reg_open(f, LK_REG_CREATE);
     *state = f;
     return 0;
 }

@@ -37,18 +37,4 @@ uint8_t *lk_test_b64url_ref_decode(const char *in, size_t len, size_t *out_len);
 /* 1 if all n bytes at p equal v. */
 int lk_test_all_bytes(const void *p, size_t n, uint8_t v);
 
-/* A registry test's fixture: a fresh database file in its own temporary
- * directory, opened with LK_REG_CREATE, its clock fixed at now (first
- * LK_TEST_T0; a test moves it). For cmocka_unit_test_setup_teardown. */
-#define LK_TEST_T0 1700000000LL
-struct lk_registry;
-struct lk_test_reg {
-    char *dir;
-    char path[4096];
-    struct lk_registry *reg;
-    int64_t now;
-};
-int lk_test_reg_setup(void **state);
-int lk_test_reg_teardown(void **state);
-
 #endif

@@ -12,7 +12,7 @@
  *    forced) — each writing nothing;
  *  - the schema status and migration on demand; the spool's kind.
  */
-#include "lk_test.h"
+#include "lk_test_reg.h"
 
 #include <pthread.h>
 #include <signal.h>

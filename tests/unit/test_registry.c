@@ -35,7 +35,7 @@
  * Child processes cannot use cmocka's assertions: they exit with a status
  * the parent asserts on.
  */
-#include "lk_test.h"
+#include "lk_test_reg.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -69,85 +69,14 @@
 #include "service/registry/internal.h"
 #include "service/registry/schema.h"
 
-#define T0 1700000000LL /* the tests' "now" */
+#define T0 LK_TEST_T0 /* the tests' "now" */
 #define DAY 86400LL
 
 /* ------------------------------------------------------------------ */
 /* Fixture                                                             */
 
-struct fx {
-    char *dir;
-    char path[4096];
-    lk_registry *reg;
-    int64_t now;
-};
-
-static int64_t fx_clock(void *arg)
-{
-    return *(int64_t *)arg;
-}
-
-static lk_registry *open_reg(struct fx *f, unsigned flags)
-{
-    lk_registry *r = NULL;
-    char why[512] = "";
-    lk_err err = lk_registry_open(f->path, flags, &r, why, sizeof why);
-    if (err != LK_OK)
-        print_message("open: %s: %s\n", lk_errname(err), why);
-    assert_int_equal(err, LK_OK);
-    assert_non_null(r);
-    lk_registry__set_clock(r, fx_clock, &f->now);
-    return r;
-}
-
-static int setup(void **state)
-{
-    struct fx *f = calloc(1, sizeof *f);
-    assert_non_null(f);
-    f->dir = lk_test_tmpdir();
-    assert_non_null(f->dir);
-    snprintf(f->path, sizeof f->path, "%s/registry.db", f->dir);
-    f->now = T0;
-    f->reg = open_reg(f, LK_REG_CREATE);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fx *f = *state;
-    lk_registry_close(f->reg);
-    lk_test_rmtree(f->dir);
-    free(f->dir);
-    free(f);
-    return 0;
-}
-
 static const lk_reg_name NAME = {"my-project", "us-central1", "reg1"};
 static const lk_reg_name NAME2 = {"my-project", "europe-west1", "reg1"};
-
-/* call must fail with code, and why must contain text. The call sees why and
- * why_size as W. */
-#define W why_, sizeof why_
-#define REFUSE(code, text, call)                                                             \
-    do {                                                                                     \
-        char why_[512] = "";                                                                 \
-        lk_err e_ = (call);                                                                  \
-        if (e_ != (code) || strstr(why_, (text)) == NULL)                                    \
-            print_message("%s:%d: got %s: \"%s\"; want %s with \"%s\"\n", __FILE__, __LINE__, \
-                          lk_errname(e_), why_, lk_errname(code), (text));                   \
-        assert_int_equal(e_, (code));                                                        \
-        assert_non_null(strstr(why_, (text)));                                               \
-    } while (0)
-
-#define OK(call)                                                                             \
-    do {                                                                                     \
-        char why_[512] = "";                                                                 \
-        lk_err e_ = (call);                                                                  \
-        if (e_ != LK_OK)                                                                     \
-            print_message("%s:%d: %s: %s\n", __FILE__, __LINE__, lk_errname(e_), why_);      \
-        assert_int_equal(e_, LK_OK);                                                         \
-    } while (0)
 
 /* ------------------------------------------------------------------ */
 /* Keys and certificates                                               */
@@ -441,13 +370,13 @@ static void store_cert_unchecked(const char *path, const lk_reg_name *n, const c
     sqlite3_close(db);
 }
 
-static void mkreg(struct fx *f, const lk_reg_name *n)
+static void mkreg(struct lk_test_reg *f, const lk_reg_name *n)
 {
     OK(lk_registry_create_registry(f->reg, n, LK_REG_STATE_UNSPECIFIED, LK_REG_STATE_UNSPECIFIED,
                                    W));
 }
 
-static uint64_t mkdev(struct fx *f, const lk_reg_name *n, const char *id, const char *pem)
+static uint64_t mkdev(struct lk_test_reg *f, const lk_reg_name *n, const char *id, const char *pem)
 {
     lk_reg_credential c = {LK_CRED_ES256_PEM, (char *)pem, 0};
     lk_reg_device_spec spec;
@@ -500,7 +429,7 @@ static void assert_same_file(const char *path, const char *image, size_t image_l
 
 static void test_open(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     lk_registry *r = NULL;
     char why[512], p[4200], url[4300], *image;
     size_t image_len = 0;
@@ -628,7 +557,7 @@ static mode_t file_mode(const char *path)
  * handles read and never write. */
 static void test_files(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     char p[4200], wal[4400], shm[4400], sub[4200], p2[4300], why[512];
     mode_t old = umask(022);
     lk_registry *r = NULL, *ro = NULL;
@@ -692,7 +621,7 @@ static void test_files(void **state)
 
 static void test_schema_newer(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     lk_registry *r = NULL;
     sqlite3 *db;
     char why[512];
@@ -720,7 +649,7 @@ static void test_schema_newer(void **state)
         assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
     }
     sqlite3_close(db);
-    f->reg = open_reg(f, 0);
+    f->reg = lk_test_reg_open(f, 0);
 }
 
 /* ------------------------------------------------------------------ */
@@ -728,7 +657,7 @@ static void test_schema_newer(void **state)
 
 static void test_names(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     char long_id[300], long_loc[80];
     const lk_reg_state U = LK_REG_STATE_UNSPECIFIED;
     lk_reg_name n;
@@ -825,7 +754,7 @@ static int reglist_cb(void *arg, const lk_reg_registry *r)
 
 static void test_registries(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     lk_reg_registry r;
     struct reglist l;
     lk_reg_name n3 = {"another-project", "us-central1", "zeta"};
@@ -943,7 +872,7 @@ static void test_registries(void **state)
 
 static void test_device_ids(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     lk_reg_device_spec spec;
     lk_reg_device d;
     uint64_t a, b;
@@ -1016,7 +945,7 @@ static void test_device_ids(void **state)
 
 static void test_num_id(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     uint64_t a, b, c, d2;
     lk_reg_device d;
 
@@ -1030,7 +959,7 @@ static void test_num_id(void **state)
     assert_true(c > b); /* the deleted b's num_id is not given again */
     OK(lk_registry_delete_device(f->reg, &NAME, "dev-c", W));
     lk_registry_close(f->reg);
-    f->reg = open_reg(f, 0);
+    f->reg = lk_test_reg_open(f, 0);
     d2 = mkdev(f, &NAME, "dev-b", NULL); /* even after a reopen, with the same id */
     assert_true(d2 > c);
 
@@ -1064,7 +993,7 @@ static int devlist_cb(void *arg, const lk_reg_device *d)
 
 static void test_list_update_devices(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     struct devlist l;
     lk_reg_device d;
     lk_reg_device_spec spec;
@@ -1124,7 +1053,7 @@ static void test_list_update_devices(void **state)
 
 static void test_credentials(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     EVP_PKEY *ec = gen_ec(), *p384 = gen_key("EC", "P-384", 0), *rsa1024 = gen_key("RSA", NULL,
                                                                                     1024);
     char *ec_pem = pub_pem(ec), *rsa_pem = pub_pem(rsa2048()), *p384_pem = pub_pem(p384);
@@ -1454,7 +1383,7 @@ static void certlist_free(struct certlist *l)
 
 static void test_registry_certs(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     struct ca ec_ca, rsa_ca, weak, p384, v1, expired, other;
     struct certlist l;
     unsigned idx = 99;
@@ -1554,7 +1483,7 @@ static void test_registry_certs(void **state)
 
 static void test_ca_rules(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     struct ca ca, other;
     char *good = NULL, *selfsigned, *foreign, *bare = ec_pub(), *second;
     lk_reg_credential c;
@@ -1660,7 +1589,7 @@ static void test_ca_rules(void **state)
  * anyone. Refusals write nothing. */
 static void test_ca_must_be_a_ca(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     EVP_PKEY *k = gen_ec(), *e1 = rsa_e1(), *dk = gen_ec();
     X509 *cas[6], *dev;
     char *pem[6], *before, *after;
@@ -1773,7 +1702,7 @@ static EVP_PKEY *rsa_pub_e(EVP_PKEY *k, const BIGNUM *e)
  * device key with one is refused with the reason. Keys are made here. */
 static void test_ca_rsa_exponent_bound(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     BIGNUM *e65 = pow2_plus(64, 1), *e64 = pow2_plus(64, -59), *e2048 = pow2_plus(2047, 1);
     EVP_PKEY *k65 = rsa_gen_e(e65), *k64 = rsa_gen_e(e64), *signer = gen_ec(), *dk = gen_ec();
     EVP_PKEY *k2048 = rsa_pub_e(k64, e2048);
@@ -1875,7 +1804,7 @@ static void test_ca_rsa_exponent_bound(void **state)
  * says why), while a good CA beside them still does. */
 static void test_ca_stored_unchecked(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     struct ca good;
     EVP_PKEY *k = gen_ec(), *e1 = rsa_e1(), *dk = gen_ec();
     X509 *leaf, *eca, *x;
@@ -1946,7 +1875,7 @@ static void test_ca_stored_unchecked(void **state)
  * security: collisions can be made) is refused, even by the right CA. */
 static void test_device_cert_weak_signature(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     struct ca ec_ca, rsa_ca;
     EVP_PKEY *dk = gen_ec();
     lk_reg_credential c;
@@ -2053,7 +1982,7 @@ static void ossl_free(void *addr, const char *file, int line)
 
 static void openssl_allocator_child(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     struct ca a, b;
     char *dev = NULL;
     lk_reg_credential c;
@@ -2108,7 +2037,7 @@ static void test_openssl_allocator(void **state)
 
 static void test_metadata(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     lk_reg_metadata *m = calloc(LK_METADATA_PAIRS_MAX + 1, sizeof *m);
     char (*keys)[16] = calloc(LK_METADATA_PAIRS_MAX + 1, 16);
     char *big = malloc(LK_METADATA_VALUE_MAX + 2), key128[140];
@@ -2256,7 +2185,7 @@ static int cfglist_cb(void *arg, const lk_reg_config *c)
 
 static void test_config(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     uint8_t *big = calloc(1, LK_CONFIG_MAX + 1);
     lk_reg_device_spec spec;
     lk_reg_config out;
@@ -2392,7 +2321,7 @@ static int statelist_cb(void *arg, const lk_reg_state_entry *s)
 
 static void test_states(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     uint8_t *big = calloc(1, LK_STATE_MAX + 1);
     struct statelist l;
     lk_reg_device d;
@@ -2434,7 +2363,7 @@ static void test_states(void **state)
 
 static void test_auth_lookup(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     char *k1 = ec_pub(), *k2 = pub_pem(rsa2048());
     lk_reg_credential c[2] = {{LK_CRED_ES256_PEM, k1, T0 + 100}, {LK_CRED_RSA_PEM, k2, 0}};
     lk_reg_device_spec spec;
@@ -2501,7 +2430,7 @@ static void test_auth_lookup(void **state)
 
 static void test_activity(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     lk_reg_activity act[3];
     lk_reg_device d;
     uint64_t a, b;
@@ -2563,8 +2492,8 @@ static void test_activity(void **state)
 
 static void test_changes(void **state)
 {
-    struct fx *f = *state;
-    lk_registry *other = open_reg(f, 0);
+    struct lk_test_reg *f = *state;
+    lk_registry *other = lk_test_reg_open(f, 0);
     struct changes ch;
     int64_t since = 0, head = -1;
     int changed = -1;
@@ -2696,7 +2625,7 @@ static int refusing_cb(void *arg, const lk_reg_change *c)
  * moves only past changes it took, and the next call starts with it. */
 static void test_changes_refused(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     struct refusing r;
     int64_t since = 0, head = 0, old;
     uint64_t num[3];
@@ -2773,8 +2702,8 @@ static void test_changes_refused(void **state)
 
 static void test_second_connection(void **state)
 {
-    struct fx *f = *state;
-    lk_registry *other = open_reg(f, 0);
+    struct lk_test_reg *f = *state;
+    lk_registry *other = lk_test_reg_open(f, 0);
     lk_reg_device d;
     lk_reg_device_spec spec;
     uint64_t num;
@@ -2805,7 +2734,7 @@ static void test_second_connection(void **state)
 
 static void test_import(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     char *keys[8], id[32], *before, *after;
     lk_reg_credential c;
     lk_reg_device_spec spec;
@@ -2899,7 +2828,7 @@ static void test_import(void **state)
     spec.id = "gone-too";
     OK(lk_registry_import_add(f->reg, &spec, &num, W));
     lk_registry_close(f->reg);
-    f->reg = open_reg(f, 0);
+    f->reg = lk_test_reg_open(f, 0);
     after = dump_db(f->path);
     assert_string_equal(before, after);
     free(after);
@@ -2912,7 +2841,7 @@ static void test_import(void **state)
 
 static void test_import_rate(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     enum { N = 20000, NKEYS = 64 };
     char *keys[NKEYS], id[32];
     lk_reg_credential c;
@@ -2949,7 +2878,7 @@ static void test_import_rate(void **state)
 
 static void test_refusals_write_nothing(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     struct ca ca;
     char *key = ec_pub(), *dump0, *dump1, *cert;
     lk_reg_credential c = {LK_CRED_ES256_PEM, key, 0};
@@ -3087,7 +3016,7 @@ done:
 
 static void test_reopen_persists(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     struct ca ca;
     char *key = ec_pub(), *before, *after;
     lk_reg_metadata md = {"owner", "ops", 3};
@@ -3125,7 +3054,7 @@ static void test_reopen_persists(void **state)
     before = dump_db(f->path);
 
     lk_registry_close(f->reg);
-    f->reg = open_reg(f, 0);
+    f->reg = lk_test_reg_open(f, 0);
     after = dump_db(f->path);
     assert_string_equal(before, after);
 
@@ -3181,7 +3110,7 @@ static int reenter_cb(void *arg, const lk_reg_registry *r)
 
 static void test_handles(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     lk_registry *ro, *other;
     const lk_reg_state U = LK_REG_STATE_UNSPECIFIED;
     lk_reg_auth a;
@@ -3194,7 +3123,7 @@ static void test_handles(void **state)
     OK(lk_registry_list_registries(f->reg, NULL, NULL, reenter_cb, f->reg, W));
 
     /* Read-only: admin writes refused; the broker's writes allowed. */
-    ro = open_reg(f, LK_REG_READONLY);
+    ro = lk_test_reg_open(f, LK_REG_READONLY);
     REFUSE(LK_ERR_STATE, "read-only", lk_registry_create_registry(ro, &NAME2, U, U, W));
     REFUSE(LK_ERR_STATE, "read-only", lk_registry_delete_device(ro, &NAME, "dev1", W));
     assert_int_equal(lk_registry_auth_lookup(ro, &NAME, "dev1", &a), LK_OK);
@@ -3214,7 +3143,7 @@ static void test_handles(void **state)
 
     /* A writer waits for the lock up to the busy timeout, then BUSY; readers
      * go on meanwhile. */
-    other = open_reg(f, 0);
+    other = lk_test_reg_open(f, 0);
     lk_registry_set_busy_timeout(other, 200);
     OK(lk_registry_import_begin(f->reg, &NAME, W));
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -3255,7 +3184,7 @@ static int race_child(const char *path, int ready_fd, int go_fd, int64_t version
 
 static void test_concurrent_update_config(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     int round;
 
     mkreg(f, &NAME);
@@ -3294,7 +3223,7 @@ static void test_concurrent_update_config(void **state)
         close(go[0]);
         close(go[1]);
     }
-    f->reg = open_reg(f, 0);
+    f->reg = lk_test_reg_open(f, 0);
     {
         lk_reg_device d;
         OK(lk_registry_get_device(f->reg, &NAME, "dev1", 0, &d, W));
@@ -3353,7 +3282,7 @@ static int full_disk_child(const char *path)
 
 static void test_full_disk(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     char *before, *after;
     pid_t pid;
     int st;
@@ -3373,7 +3302,7 @@ static void test_full_disk(void **state)
     after = dump_db(f->path);
     assert_string_equal(before, after);
     /* And the database is healthy. */
-    f->reg = open_reg(f, 0);
+    f->reg = lk_test_reg_open(f, 0);
     mkdev(f, &NAME, "dev2", NULL);
     free(before);
     free(after);
@@ -3390,7 +3319,7 @@ static int cmp_double(const void *a, const void *b)
 
 static void test_bench(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     const char *env = getenv("LK_REG_BENCH");
     long n = env ? atol(env) : 0, i, lookups = 200000;
     enum { NKEYS = 256 };
@@ -3433,7 +3362,7 @@ static void test_bench(void **state)
     print_message("bench import: %ld devices in %.2f s = %.0f/s (db %.0f MB)\n", n, s, n / s,
                   (double)stt.st_size / 1e6);
 
-    ro = open_reg(f, LK_REG_READONLY);
+    ro = lk_test_reg_open(f, LK_REG_READONLY);
     lat = malloc((size_t)lookups * sizeof *lat);
     for (int pass = 1; pass <= 2; pass++) {
         for (i = 0; i < lookups; i++) {
@@ -3467,7 +3396,7 @@ static void test_bench(void **state)
  * and a change in it; opening it migrates to version 2 in place. */
 static void test_migrate_v1(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     char p[4200], sql[512], why[512] = "";
     char *key = ec_pub();
     lk_registry *r = NULL;
@@ -3512,7 +3441,7 @@ static void test_migrate_v1(void **state)
 
     /* The tool does, in place, keeping everything. */
     OK(lk_registry_open(p, 0, &r, W));
-    lk_registry__set_clock(r, fx_clock, &f->now);
+    lk_registry__set_clock(r, lk_test_reg_clock, &f->now);
     assert_int_equal(q1(p, "SELECT value FROM meta WHERE key = 'schema_version'"),
                      LK_REG_SCHEMA_VERSION);
     assert_int_equal(q1(p, "SELECT count(*) FROM sqlite_schema WHERE name IN ('commands', "
@@ -3548,7 +3477,7 @@ static void test_migrate_v1(void **state)
  * refuse it until then, untouched. */
 static void test_migrate_v2(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     char p[4200], sql[512], why[512] = "", *image;
     size_t image_len = 0;
     lk_registry *r = NULL;
@@ -3615,7 +3544,7 @@ static void test_migrate_v2(void **state)
  * settings; and the existing id is found before anything else. */
 static void test_iotcore_fields(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     lk_reg_device_spec spec;
     lk_reg_device d;
     lk_reg_config cfg;
@@ -3728,7 +3657,7 @@ static void test_iotcore_fields(void **state)
  * it, not "not exactly one PEM block". */
 static void test_pkcs1_named(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     unsigned char *der = NULL;
     int n = i2d_PublicKey(rsa2048(), &der);
     BIO *b = BIO_new(BIO_s_mem());
@@ -3756,7 +3685,7 @@ static void test_pkcs1_named(void **state)
  * nothing. */
 static void test_registry_full(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     struct ca ca1, ca2, old;
     lk_reg_registry_spec spec;
     lk_reg_registry r;
@@ -3828,7 +3757,7 @@ static void test_registry_full(void **state)
  * commit writes the rest, abort nothing; device adds are refused. */
 static void test_import_registries(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     lk_reg_registry_spec spec;
     lk_reg_device_spec dspec;
     lk_reg_name n3 = {"my-project", "us-central1", "reg3"};
@@ -3929,7 +3858,7 @@ static int cmd_reenter_cb(void *arg, const lk_reg_command *c)
 
 static void test_commands(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     static uint8_t big[LK_COMMAND_MAX + 1];
     char long_sub[LK_SUBFOLDER_MAX + 2];
     lk_reg_device_spec spec;
@@ -4042,7 +3971,7 @@ static void test_commands(void **state)
     assert_int_equal(decided, T0 + 2);
 
     /* The broker's read-only handle decides too, but cannot send. */
-    ro = open_reg(f, LK_REG_READONLY);
+    ro = lk_test_reg_open(f, LK_REG_READONLY);
     REFUSE(LK_ERR_STATE, "read-only",
            lk_registry_command_send(ro, &NAME, "dev1", NULL, (const uint8_t *)"x", 1, &c1, W));
     assert_int_equal(lk_registry_command_decide(ro, c2, LK_CMD_NOT_CONNECTED, T0 + 2, &won), LK_OK);
@@ -4084,7 +4013,7 @@ static void test_commands(void **state)
 /* Several processes decide the same command at once: exactly one wins. */
 static void test_command_decide_race(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     enum { N = 6 };
     pid_t pids[N];
     int64_t cid = 0;
@@ -4103,7 +4032,7 @@ static void test_command_decide_race(void **state)
             lk_err err = lk_registry_open(f->path, i % 2 ? LK_REG_READONLY : 0, &r, NULL, 0);
             if (err != LK_OK)
                 _exit(100);
-            lk_registry__set_clock(r, fx_clock, &f->now); /* else T0 is "long ago": pruned */
+            lk_registry__set_clock(r, lk_test_reg_clock, &f->now); /* else T0 is "long ago": pruned */
             err = lk_registry_command_decide(r, cid, i == 0 ? LK_CMD_EXPIRED : LK_CMD_DELIVERED,
                                              T0 + i, &won);
             lk_registry_close(r);
@@ -4144,7 +4073,7 @@ static int backend_cb(void *arg, const lk_reg_backend *b)
 /* A damaged file is found before anything is served from it. */
 static void test_check_damaged(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     char id[32];
     FILE *fp;
     long size;
@@ -4179,7 +4108,7 @@ static void test_check_damaged(void **state)
 
 static void test_backends(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     uint8_t h1[32], h2[32], got[32];
     char project[LK_PROJECT_MAX + 1];
     struct changes ch;
@@ -4242,7 +4171,7 @@ static void test_backends(void **state)
            lk_registry_backend_list(f->reg, "X", backend_cb, &x, W));
 
     /* Lookup: the broker's read-only handle. */
-    ro = open_reg(f, LK_REG_READONLY);
+    ro = lk_test_reg_open(f, LK_REG_READONLY);
     assert_int_equal(lk_registry_backend_lookup(ro, "analytics", project, got), LK_OK);
     assert_string_equal(project, "my-project");
     assert_memory_equal(got, h1, 32);
@@ -4285,7 +4214,7 @@ static void test_backends(void **state)
  * entry; lookup reads the hash, zeroed when there is none. */
 static void test_bridges(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     uint8_t h1[32], h2[32], got[32], zero[32] = {0};
     char why[256];
     struct changes ch;
@@ -4296,7 +4225,7 @@ static void test_bridges(void **state)
     memset(h2, 0x22, sizeof h2);
     OK(lk_registry_change_head(f->reg, &since));
 
-    ro = open_reg(f, LK_REG_READONLY);
+    ro = lk_test_reg_open(f, LK_REG_READONLY);
     memset(got, 0x77, sizeof got);
     assert_int_equal(lk_registry_bridge_lookup(ro, "latchkeyd-1", got), LK_ERR_REG_NOT_FOUND);
     assert_memory_equal(got, zero, 32);
@@ -4327,7 +4256,7 @@ static void test_bridges(void **state)
     assert_int_equal(ch.n, 0);
     /* A file opened read-only answers too. */
     {
-        lk_registry *nw = open_reg(f, LK_REG_NOWRITE);
+        lk_registry *nw = lk_test_reg_open(f, LK_REG_NOWRITE);
         assert_int_equal(lk_registry_bridge_lookup(nw, "latchkeyd-2", got), LK_OK);
         assert_memory_equal(got, h1, 32);
         lk_registry_close(nw);
@@ -4364,7 +4293,7 @@ static void test_bridges(void **state)
  * version, keeping what it had, and then stores bridges. */
 static void test_migrate_v4(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     char p[4200], sql[512];
     lk_registry *r = NULL;
     lk_reg_device d;
@@ -4408,7 +4337,7 @@ static void test_migrate_v4(void **state)
 static int openssl_allocator_main(void)
 {
     const struct CMUnitTest child[] = {
-        cmocka_unit_test_setup_teardown(openssl_allocator_child, setup, teardown),
+        cmocka_unit_test_setup_teardown(openssl_allocator_child, lk_test_reg_setup, lk_test_reg_teardown),
     };
     if (CRYPTO_set_mem_functions(ossl_malloc, ossl_realloc, ossl_free) != 1)
         return 2; /* OpenSSL has allocated already */
@@ -4418,51 +4347,51 @@ static int openssl_allocator_main(void)
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_open, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_schema_newer, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_names, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_registries, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_device_ids, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_num_id, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_list_update_devices, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_credentials, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_schema_newer, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_names, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_registries, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_device_ids, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_num_id, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_list_update_devices, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_credentials, lk_test_reg_setup, lk_test_reg_teardown),
         cmocka_unit_test(test_fast_path),
-        cmocka_unit_test_setup_teardown(test_registry_certs, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ca_rules, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ca_must_be_a_ca, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ca_rsa_exponent_bound, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ca_stored_unchecked, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_device_cert_weak_signature, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registry_certs, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_ca_rules, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_ca_must_be_a_ca, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_ca_rsa_exponent_bound, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_ca_stored_unchecked, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_device_cert_weak_signature, lk_test_reg_setup, lk_test_reg_teardown),
         cmocka_unit_test(test_openssl_allocator),
-        cmocka_unit_test_setup_teardown(test_metadata, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_config, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_states, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_auth_lookup, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_activity, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_changes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_changes_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_second_connection, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_import, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_import_rate, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_refusals_write_nothing, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reopen_persists, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_handles, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_concurrent_update_config, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_full_disk, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_migrate_v1, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_migrate_v2, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_migrate_v4, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_files, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_iotcore_fields, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_registry_full, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_pkcs1_named, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_import_registries, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_commands, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_command_decide_race, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_backends, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bridges, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_check_damaged, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bench, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_metadata, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_config, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_states, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_auth_lookup, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_activity, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_changes, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_changes_refused, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_second_connection, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_import, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_import_rate, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_refusals_write_nothing, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_persists, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_handles, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_update_config, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_full_disk, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_v1, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_v2, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_v4, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_files, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_iotcore_fields, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_registry_full, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_pkcs1_named, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_import_registries, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_commands, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_command_decide_race, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_backends, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_bridges, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_check_damaged, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_bench, lk_test_reg_setup, lk_test_reg_teardown),
     };
     if (argc == 2 && strcmp(argv[1], "--openssl-allocator") == 0)
         return openssl_allocator_main();

@@ -11,7 +11,7 @@
  *    nothing), the broker's writes none; listing by project, time and page;
  *    rows older than LK_REG_AUDIT_DAYS pruned.
  */
-#include "lk_test.h"
+#include "lk_test_reg.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -23,7 +23,7 @@
  *     and never scans the devices table (EXPLAIN QUERY PLAN);
  *   - the console's indexes exist after a migration from the version before.
  */
-#include "lk_test.h"
+#include "lk_test_reg.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,26 +47,6 @@
 
 static const lk_reg_name NAME = {"my-project", "us-central1", "reg1"};
 static const lk_reg_name NAME2 = {"my-project", "europe-west1", "reg2"};
-
-#define W why_, sizeof why_
-#define REFUSE(code, text, call)                                                             \
-    do {                                                                                     \
-        char why_[512] = "";                                                                 \
-        lk_err e_ = (call);                                                                  \
-        if (e_ != (code) || strstr(why_, (text)) == NULL)                                    \
-            print_message("%s:%d: got %s: \"%s\"; want %s with \"%s\"\n", __FILE__, __LINE__, \
-                          lk_errname(e_), why_, lk_errname(code), (text));                   \
-        assert_int_equal(e_, (code));                                                        \
-        assert_non_null(strstr(why_, (text)));                                               \
-    } while (0)
-#define OK(call)                                                                             \
-    do {                                                                                     \
-        char why_[512] = "";                                                                 \
-        lk_err e_ = (call);                                                                  \
-        if (e_ != LK_OK)                                                                     \
-            print_message("%s:%d: %s: %s\n", __FILE__, __LINE__, lk_errname(e_), why_);      \
-        assert_int_equal(e_, LK_OK);                                                         \
-    } while (0)
 
 /* Run one SQL script on the database through a connection of its own. */
 static void sql(struct lk_test_reg *f, const char *text)

@@ -9,7 +9,8 @@
  * subfolders, at most 10) and the reserved location "topics"; and the
  * migration of a schema-5 database.
  */
-#include "lk_test.h"
+#define LK_TEST_NO_LEAK "s3cr3t" /* the secrets these tests use */
+#include "lk_test_reg.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,67 +23,9 @@
 #include "service/registry/internal.h"
 #include "service/registry/schema.h"
 
-#define T0 1700000000LL
-
-struct fx {
-    char *dir;
-    char path[4096];
-    lk_registry *reg;
-    int64_t now;
-};
+#define T0 LK_TEST_T0
 
 static const lk_reg_name NAME = {"my-project", "us-central1", "reg1"};
-
-static int64_t fx_clock(void *arg)
-{
-    return *(int64_t *)arg;
-}
-
-static int setup(void **state)
-{
-    struct fx *f = calloc(1, sizeof *f);
-    char why[512] = "";
-    assert_non_null(f);
-    f->dir = lk_test_tmpdir();
-    assert_non_null(f->dir);
-    snprintf(f->path, sizeof f->path, "%s/registry.db", f->dir);
-    f->now = T0;
-    assert_int_equal(lk_registry_open(f->path, LK_REG_CREATE, &f->reg, why, sizeof why), LK_OK);
-    lk_registry__set_clock(f->reg, fx_clock, &f->now);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fx *f = *state;
-    lk_registry_close(f->reg);
-    lk_test_rmtree(f->dir);
-    free(f->dir);
-    free(f);
-    return 0;
-}
-
-#define W why_, sizeof why_
-#define REFUSE(code, text, call)                                                             \
-    do {                                                                                     \
-        char why_[512] = "";                                                                 \
-        lk_err e_ = (call);                                                                  \
-        if (e_ != (code) || strstr(why_, (text)) == NULL)                                    \
-            print_message("%s:%d: got %s: \"%s\"; want %s with \"%s\"\n", __FILE__, __LINE__, \
-                          lk_errname(e_), why_, lk_errname(code), (text));                   \
-        assert_int_equal(e_, (code));                                                        \
-        assert_non_null(strstr(why_, (text)));                                               \
-        assert_null(strstr(why_, "s3cr3t"));                                                 \
-    } while (0)
-#define OK(call)                                                                             \
-    do {                                                                                     \
-        char why_[512] = "";                                                                 \
-        lk_err e_ = (call);                                                                  \
-        if (e_ != LK_OK)                                                                     \
-            print_message("%s:%d: %s: %s\n", __FILE__, __LINE__, lk_errname(e_), why_);      \
-        assert_int_equal(e_, LK_OK);                                                         \
-    } while (0)
 
 /* Every row of the schema-6 tables and the change feed, as text. */
 static char *dump(const char *path)
@@ -153,7 +96,7 @@ static int sub_list_cb(void *arg, const lk_reg_subscription *s)
 
 static void test_subscription_crud(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     lk_reg_subscription s = base_sub(), g;
     struct names l;
     int64_t head = 0, since;
@@ -268,7 +211,7 @@ static int kinds_cb(void *arg, const lk_reg_change *c)
 
 static void test_subscription_feed(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     lk_reg_subscription s = base_sub();
     struct kinds k;
     int64_t since = 0;
@@ -291,7 +234,7 @@ static void test_subscription_feed(void **state)
 /* Each refusal, with its reason, writing nothing. */
 static void test_subscription_refusals(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     lk_reg_subscription s, g;
     char *before, *after, longname[300], longurl[2100];
     lk_registry *ro;
@@ -482,7 +425,7 @@ static void test_subscription_refusals(void **state)
 /* ------------------------------------------------------------------ */
 /* Presence                                                            */
 
-static uint64_t mkdev(struct fx *f, const char *id)
+static uint64_t mkdev(struct lk_test_reg *f, const char *id)
 {
     lk_reg_device_spec spec;
     uint64_t num = 0;
@@ -531,7 +474,7 @@ static int tomb_cb(void *arg, const lk_reg_tombstone *t)
 
 static void test_presence(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     lk_reg_presence_update u[3];
     lk_reg_device d;
     struct pres p;
@@ -612,7 +555,7 @@ static void test_presence(void **state)
 
 static void test_presence_tombstones(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     lk_reg_presence_update u;
     struct pres p;
     struct kinds k;
@@ -709,7 +652,7 @@ static int first_presence(void *arg, const lk_reg_device *d)
 
 static void test_presence_in_lists(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     lk_reg_presence_update u;
     lk_reg_device_query q;
     struct pres p;
@@ -743,7 +686,7 @@ static void test_presence_in_lists(void **state)
 
 static void test_notification_rules(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     lk_reg_registry_spec spec;
     lk_reg_name topics = {"my-project", "topics", "reg2"};
     char *before, *after, many[2048];
@@ -871,7 +814,7 @@ static int q1(const char *path, const char *sql)
  * a registry in location "topics" (allowed then: it stays) migrates to 6. */
 static void test_migrate_v5(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     char p[4200], sql[1024];
     lk_registry *r = NULL;
     lk_reg_device d;
@@ -936,14 +879,14 @@ static void test_migrate_v5(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_subscription_crud, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_subscription_feed, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_subscription_refusals, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_presence, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_presence_tombstones, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_presence_in_lists, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_notification_rules, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_migrate_v5, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_subscription_crud, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_subscription_feed, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_subscription_refusals, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_presence, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_presence_tombstones, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_presence_in_lists, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_notification_rules, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_v5, lk_test_reg_setup, lk_test_reg_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,7 +5,7 @@
  * last used, and the large import's checks outside its write transaction.
  * Every certificate and CRL is made here with OpenSSL, at test time.
  */
-#include "lk_test.h"
+#include "lk_test_reg.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -27,80 +27,22 @@
 #include "latchkey/lk_registry.h"
 #include "service/registry/internal.h"
 
-#define T0 1700000000LL
+#define T0 LK_TEST_T0
 #define DAY 86400LL
-
-struct fx {
-    char *dir;
-    char path[4096];
-    lk_registry *reg;
-    int64_t now;
-};
-
-static int64_t fx_clock(void *arg)
-{
-    return *(int64_t *)arg;
-}
-
-static lk_registry *open_reg(struct fx *f)
-{
-    lk_registry *r = NULL;
-    char why[512] = "";
-    lk_err err = lk_registry_open(f->path, LK_REG_CREATE, &r, why, sizeof why);
-    if (err != LK_OK)
-        print_message("open: %s\n", why);
-    assert_int_equal(err, LK_OK);
-    lk_registry__set_clock(r, fx_clock, &f->now);
-    return r;
-}
 
 static const lk_reg_name NAME = {"my-project", "us-central1", "reg1"};
 
+/* The fixture, with the registry NAME created. */
 static int setup(void **state)
 {
-    struct fx *f = calloc(1, sizeof *f);
     char why[256];
-    assert_non_null(f);
-    f->dir = lk_test_tmpdir();
-    snprintf(f->path, sizeof f->path, "%s/registry.db", f->dir);
-    f->now = T0;
-    f->reg = open_reg(f);
+    lk_test_reg_setup(state);
+    struct lk_test_reg *f = *state;
     assert_int_equal(lk_registry_create_registry(f->reg, &NAME, LK_REG_STATE_UNSPECIFIED,
                                                  LK_REG_STATE_UNSPECIFIED, why, sizeof why),
                      LK_OK);
-    *state = f;
     return 0;
 }
-
-static int teardown(void **state)
-{
-    struct fx *f = *state;
-    lk_registry_close(f->reg);
-    lk_test_rmtree(f->dir);
-    free(f->dir);
-    free(f);
-    return 0;
-}
-
-#define W why_, sizeof why_
-#define REFUSE(code, text, call)                                                             \
-    do {                                                                                     \
-        char why_[512] = "";                                                                 \
-        lk_err e_ = (call);                                                                  \
-        if (e_ != (code) || strstr(why_, (text)) == NULL)                                    \
-            print_message("%s:%d: got %s: \"%s\"; want %s with \"%s\"\n", __FILE__, __LINE__, \
-                          lk_errname(e_), why_, lk_errname(code), (text));                   \
-        assert_int_equal(e_, (code));                                                        \
-        assert_non_null(strstr(why_, (text)));                                               \
-    } while (0)
-#define OK(call)                                                                             \
-    do {                                                                                     \
-        char why_[512] = "";                                                                 \
-        lk_err e_ = (call);                                                                  \
-        if (e_ != LK_OK)                                                                     \
-            print_message("%s:%d: %s: %s\n", __FILE__, __LINE__, lk_errname(e_), why_);      \
-        assert_int_equal(e_, LK_OK);                                                         \
-    } while (0)
 
 /* ------------------------------------------------------------------ */
 /* Keys, certificates, CRLs                                            */
@@ -233,7 +175,7 @@ static char *cat2(const char *a, const char *b)
 }
 
 /* Create device id with cert_pem as its one credential, through chain. */
-static lk_err create(struct fx *f, const char *id, const char *cert_pem, const char *chain,
+static lk_err create(struct lk_test_reg *f, const char *id, const char *cert_pem, const char *chain,
                      unsigned checks, char *why, size_t why_size)
 {
     lk_reg_credential c = {LK_CRED_ES256_X509_PEM, (char *)cert_pem, 0};
@@ -248,14 +190,14 @@ static lk_err create(struct fx *f, const char *id, const char *cert_pem, const c
     return lk_registry_create_device(f->reg, &NAME, &s, NULL, why, why_size);
 }
 
-static unsigned add_ca(struct fx *f, const char *pem)
+static unsigned add_ca(struct lk_test_reg *f, const char *pem)
 {
     unsigned idx = 0;
     OK(lk_registry_add_cert(f->reg, &NAME, pem, strlen(pem), &idx, W));
     return idx;
 }
 
-static int64_t q1(struct fx *f, const char *sql)
+static int64_t q1(struct lk_test_reg *f, const char *sql)
 {
     sqlite3 *db;
     sqlite3_stmt *s;
@@ -274,7 +216,7 @@ static int64_t q1(struct fx *f, const char *sql)
 
 static void test_chains(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     struct cert root, i1, i2, i3, other, d0, d1, d2, d3, dx;
     char *ch;
 
@@ -356,7 +298,7 @@ static void test_chains(void **state)
  * it is the anchor though it is not self-signed. */
 static void test_intermediate_as_registry_ca(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     struct cert root, i1, i2, d1, d2;
     ca(&root, "root", NULL);
     ca(&i1, "customer-ca", &root);
@@ -371,7 +313,7 @@ static void test_intermediate_as_registry_ca(void **state)
 
 static void test_dates(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     struct cert root, old, i1, iold, d_old_ca, d1, dexp;
     ca(&root, "root", NULL);
     cert_make(&old, "old-ca", NULL, 1, T0 - 400 * DAY, T0 + 10 * DAY);
@@ -415,7 +357,7 @@ static int first_nrevoked(void *arg, const lk_reg_crl *c)
  * no stack, whose count is -1): it lists 0, not 2^64-1. */
 static void test_crl_empty(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     struct cert root, d0;
     const struct cert *rv[1];
     uint64_t nrev = 99;
@@ -443,7 +385,7 @@ static void test_crl_empty(void **state)
 
 static void test_crls(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     struct cert root, i1, other, d0, d1, d2, d3;
     const struct cert *rv[2];
     char *crl_root, *crl_i1, *crl_i1_new, *crl_other, *crl_i1_old;
@@ -538,7 +480,7 @@ static char *pub_pem(EVP_PKEY *k)
 
 static void test_signers(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     EVP_PKEY *k = gen_ec(), *p384 = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-384");
     EVP_PKEY *rsa1024 = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)1024);
     char *pem = pub_pem(k), *pem384 = pub_pem(p384), *pem1024 = pub_pem(rsa1024), *priv;
@@ -670,7 +612,7 @@ static int collect_kinds(void *arg, const lk_reg_change *c)
  * refused one appends nothing). */
 static void test_jit_setting_in_feed(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     lk_reg_jit jit = {1, 5, 0};
     lk_reg_name nope = {"my-project", "us-central1", "nope"};
     int64_t since = 0;
@@ -695,7 +637,7 @@ static void test_jit_setting_in_feed(void **state)
 
 static void test_jit(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     struct cert root, i1, other, d1, d2, d3, dother, dexp, drev;
     const struct cert *rv[1];
     lk_reg_jit jit = {0, 0, 0};
@@ -806,13 +748,13 @@ static void test_jit(void **state)
         jit.max_devices = 3;
         OK(lk_registry_set_jit(f->reg, &NAME, &jit, W));
         OK(lk_registry_open(f->path, LK_REG_READONLY | LK_REG_NOWRITE, &ro, W));
-        lk_registry__set_clock(ro, fx_clock, &f->now);
+        lk_registry__set_clock(ro, lk_test_reg_clock, &f->now);
         REFUSE(LK_ERR_STATE, "without write access",
                lk_registry_jit_register(ro, &NAME, "dev-3", d3.pem, strlen(d3.pem), NULL, 0,
                                         &num, W));
         lk_registry_close(ro);
         OK(lk_registry_open(f->path, LK_REG_READONLY, &ro, W));
-        lk_registry__set_clock(ro, fx_clock, &f->now);
+        lk_registry__set_clock(ro, lk_test_reg_clock, &f->now);
         OK(lk_registry_jit_register(ro, &NAME, "dev-3", d3.pem, strlen(d3.pem), NULL, 0, &num,
                                     W));
         lk_registry_close(ro);
@@ -828,7 +770,7 @@ static void test_jit(void **state)
 
 static void test_last_key(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     lk_reg_credential c = {LK_CRED_ES256_PEM, NULL, 0};
     lk_reg_device_spec s;
     lk_reg_activity a;
@@ -941,7 +883,7 @@ static double last_commit; /* seconds import_all's commit took */
 
 /* Import pems as devices "<prefix>-<i>"; check them first when check. The
  * seconds the write transaction lasted (import_begin to commit). */
-static double import_all(struct fx *f, lk_registry *r, const char *prefix, char **pems, int n,
+static double import_all(struct lk_test_reg *f, lk_registry *r, const char *prefix, char **pems, int n,
                          int check)
 {
     lk_reg_device_spec s;
@@ -982,7 +924,7 @@ static int bench_n(void)
 
 static void test_import_check(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     struct cert root, other;
     int n = bench_n();
     char **a, **b, **bad;
@@ -1083,7 +1025,7 @@ static void test_import_check(void **state)
 /* The broker's activity, written from another handle while an import holds
  * the write lock, waits and then lands: nothing is lost. */
 struct importer {
-    struct fx *f;
+    struct lk_test_reg *f;
     lk_registry *r;
     char **pems;
     int n;
@@ -1115,7 +1057,7 @@ static void *import_thread(void *arg)
  * in order, from worker threads; the passed ones remembered. */
 static void test_import_check_many(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     struct cert root, other;
     enum { N = 200 };
     char **a, **bad, *whys[N], ids[N][64];
@@ -1177,7 +1119,7 @@ static void test_import_check_many(void **state)
 
 static void test_import_and_activity(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     struct cert root;
     struct importer im;
     lk_registry *broker;
@@ -1206,7 +1148,7 @@ static void test_import_and_activity(void **state)
         spec_of(&s, &c, id, sizeof id, "bulk", i, im.pems[i]);
         OK(lk_registry_import_check(f->reg, &NAME, &s, W));
     }
-    broker = open_reg(f);
+    broker = lk_test_reg_open(f, LK_REG_CREATE);
     lk_registry_set_busy_timeout(broker, 30000);
     assert_int_equal(pthread_create(&th, NULL, import_thread, &im), 0);
     while (!im.begun)
@@ -1242,7 +1184,7 @@ static int count_devs(void *arg, const lk_reg_device *d)
     return 0;
 }
 
-static void stage_some(struct fx *f, const char *prefix, char **pems, int n)
+static void stage_some(struct lk_test_reg *f, const char *prefix, char **pems, int n)
 {
     lk_reg_device_spec s;
     lk_reg_credential c;
@@ -1256,7 +1198,7 @@ static void stage_some(struct fx *f, const char *prefix, char **pems, int n)
 
 static void test_import_staged(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     struct cert root, other;
     int n = bench_n() < 1000 ? 1000 : bench_n(), i, seen, changes = 0;
     char **pems, **cf, **one;
@@ -1282,7 +1224,7 @@ static void test_import_staged(void **state)
         spec_of(&s, &c, id, sizeof id, "st", i, pems[i]);
         OK(lk_registry_import_check(f->reg, &NAME, &s, W));
     }
-    broker = open_reg(f);
+    broker = lk_test_reg_open(f, LK_REG_CREATE);
     lk_registry_set_busy_timeout(broker, 200); /* the plugin's */
 
     OK(lk_registry_import_begin_staged(f->reg, &NAME, W));
@@ -1363,7 +1305,7 @@ static void test_import_staged(void **state)
         pid_t pid = fork();
         assert_true(pid >= 0);
         if (pid == 0) {
-            lk_registry *crash = open_reg(f);
+            lk_registry *crash = lk_test_reg_open(f, LK_REG_CREATE);
             lk_registry *keep = f->reg;
             f->reg = crash;
             if (lk_registry_import_begin_staged(crash, &NAME, NULL, 0) != LK_OK)
@@ -1399,19 +1341,19 @@ static void test_import_staged(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_chains, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_intermediate_as_registry_ca, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_dates, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_crls, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_signers, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_crl_empty, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_jit, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_jit_setting_in_feed, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_last_key, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_import_check, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_import_and_activity, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_import_staged, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_import_check_many, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chains, setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_intermediate_as_registry_ca, setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_dates, setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_crls, setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_signers, setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_crl_empty, setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_jit, setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_jit_setting_in_feed, setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_last_key, setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_import_check, setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_import_and_activity, setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_import_staged, setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_import_check_many, setup, lk_test_reg_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

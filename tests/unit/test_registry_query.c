@@ -20,7 +20,7 @@
  *   - lk_registry_get_device_config: the device and its newest config, and
  *     both outputs zeroed on a refusal.
  */
-#include "lk_test.h"
+#include "lk_test_reg.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,74 +38,17 @@
 #include "latchkey/lk_registry.h"
 #include "service/registry/internal.h"
 
-#define T0 1700000000LL /* the tests' "now" */
+#define T0 LK_TEST_T0 /* the tests' "now" */
 #define DAY 86400LL
 
 /* ------------------------------------------------------------------ */
 /* Fixture                                                             */
 
-struct fx {
-    char *dir;
-    char path[4096];
-    lk_registry *reg;
-    int64_t now;
-};
-
-static int64_t fx_clock(void *arg)
-{
-    return *(int64_t *)arg;
-}
-
-static int setup(void **state)
-{
-    struct fx *f = calloc(1, sizeof *f);
-    char why[512] = "";
-    assert_non_null(f);
-    f->dir = lk_test_tmpdir();
-    assert_non_null(f->dir);
-    snprintf(f->path, sizeof f->path, "%s/registry.db", f->dir);
-    f->now = T0;
-    assert_int_equal(lk_registry_open(f->path, LK_REG_CREATE, &f->reg, why, sizeof why), LK_OK);
-    lk_registry__set_clock(f->reg, fx_clock, &f->now);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fx *f = *state;
-    lk_registry_close(f->reg);
-    lk_test_rmtree(f->dir);
-    free(f->dir);
-    free(f);
-    return 0;
-}
-
 static const lk_reg_name NAME = {"my-project", "us-central1", "reg1"};
 static const lk_reg_name NAME2 = {"my-project", "europe-west1", "reg1"};
 
-#define W why_, sizeof why_
-#define REFUSE(code, text, call)                                                             \
-    do {                                                                                     \
-        char why_[512] = "";                                                                 \
-        lk_err e_ = (call);                                                                  \
-        if (e_ != (code) || strstr(why_, (text)) == NULL)                                    \
-            print_message("%s:%d: got %s: \"%s\"; want %s with \"%s\"\n", __FILE__, __LINE__, \
-                          lk_errname(e_), why_, lk_errname(code), (text));                   \
-        assert_int_equal(e_, (code));                                                        \
-        assert_non_null(strstr(why_, (text)));                                               \
-    } while (0)
-#define OK(call)                                                                             \
-    do {                                                                                     \
-        char why_[512] = "";                                                                 \
-        lk_err e_ = (call);                                                                  \
-        if (e_ != LK_OK)                                                                     \
-            print_message("%s:%d: %s: %s\n", __FILE__, __LINE__, lk_errname(e_), why_);      \
-        assert_int_equal(e_, LK_OK);                                                         \
-    } while (0)
-
 /* A device of type gt; its num_id. */
-static uint64_t mkdev(struct fx *f, const lk_reg_name *n, const char *id, lk_reg_gateway_type gt)
+static uint64_t mkdev(struct lk_test_reg *f, const lk_reg_name *n, const char *id, lk_reg_gateway_type gt)
 {
     lk_reg_device_spec s;
     uint64_t num = 0;
@@ -117,7 +60,7 @@ static uint64_t mkdev(struct fx *f, const lk_reg_name *n, const char *id, lk_reg
 }
 
 /* count devices PREFIX%05u (0..count-1) by one import. */
-static void mkmany(struct fx *f, const char *prefix, unsigned count, lk_reg_gateway_type gt)
+static void mkmany(struct lk_test_reg *f, const char *prefix, unsigned count, lk_reg_gateway_type gt)
 {
     char id[64];
     unsigned i;
@@ -135,7 +78,7 @@ static void mkmany(struct fx *f, const char *prefix, unsigned count, lk_reg_gate
 
 /* Everything a refusal must leave as it was: every row of the tables the
  * new operations touch, as text. */
-static char *digest(struct fx *f)
+static char *digest(struct lk_test_reg *f)
 {
     static const char *const q[] = {
         "SELECT group_concat(gateway || ':' || device || ':' || created, ',') FROM "
@@ -175,7 +118,7 @@ static char *digest(struct fx *f)
 }
 
 /* Run one SQL script on the database through a connection of its own. */
-static void sql(struct fx *f, const char *text)
+static void sql(struct lk_test_reg *f, const char *text)
 {
     sqlite3 *db;
     char *msg = NULL;
@@ -188,7 +131,7 @@ static void sql(struct fx *f, const char *text)
     sqlite3_close(db);
 }
 
-static int64_t sql_int(struct fx *f, const char *text)
+static int64_t sql_int(struct lk_test_reg *f, const char *text)
 {
     sqlite3 *db;
     sqlite3_stmt *s;
@@ -241,7 +184,7 @@ static void got_free(struct got *g)
 }
 
 /* One page: the ids (a space-separated string, for compact asserts). */
-static char *page(struct fx *f, const lk_reg_device_query *q, int *more)
+static char *page(struct lk_test_reg *f, const lk_reg_device_query *q, int *more)
 {
     struct got g;
     char *s = calloc(1, 1);
@@ -277,7 +220,7 @@ static char *page(struct fx *f, const lk_reg_device_query *q, int *more)
 
 static void test_pages_walk(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     lk_reg_device_query q;
     struct got g;
     char cursor[64] = "";
@@ -385,7 +328,7 @@ static void test_pages_walk(void **state)
 /* Brief and full records. */
 static void test_full_brief(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     static const char key_pem[] =
         "-----BEGIN PUBLIC KEY-----\n"
         "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEZejEXmqS2F0kMHGVPDKa4qryibf6\n"
@@ -449,7 +392,7 @@ static int fields_cb(void *arg, const lk_reg_device *d)
 /* The brief record has the row's fields, as get_device gives them. */
 static void test_brief_fields(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     lk_reg_device_spec s;
     lk_reg_device_query q;
     lk_reg_device d;
@@ -505,7 +448,7 @@ static void test_brief_fields(void **state)
 
 static void test_filters(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     lk_reg_device_query q;
     uint64_t ga, gb, d1, d3, other, nums[4];
     const char *ids[6];
@@ -666,7 +609,7 @@ static void test_filters(void **state)
 
 static void test_query_refusals(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     lk_reg_device_query q;
     const lk_reg_name unknown = {"my-project", "us-central1", "nope"};
     const lk_reg_name bad = {"my-project", "us-central1", "1bad"};
@@ -720,7 +663,7 @@ static void test_query_refusals(void **state)
 /* 10,000 ids and 10,000 numIds at once (the most), over 12,000 devices. */
 static void test_query_max_filters(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     lk_reg_device_query q;
     const char **ids = calloc(LK_REG_QUERY_MAX, sizeof *ids);
     uint64_t *nums = calloc(LK_REG_QUERY_MAX, sizeof *nums);
@@ -787,7 +730,7 @@ static int count_cb(void *arg, const lk_reg_device *d)
 }
 
 /* The best of 5 runs of one page of 500 after after_id. */
-static double page_ms(struct fx *f, const char *after_id, int full)
+static double page_ms(struct lk_test_reg *f, const char *after_id, int full)
 {
     lk_reg_device_query q;
     double best = 1e9;
@@ -811,7 +754,7 @@ static double page_ms(struct fx *f, const char *after_id, int full)
 
 static void test_deep_page(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     const char *env = getenv("LK_REG_QUERY_BENCH");
     long n = env != NULL ? atol(env) : 200000;
     char script[512], deep[32];
@@ -865,7 +808,7 @@ static int change_cb(void *arg, const lk_reg_change *c)
  * bound, and lastAccessedGateway* written with the activity times. */
 static void test_gateway_broker_reads(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     lk_reg_device_spec s;
     lk_reg_activity act;
     lk_reg_auth a;
@@ -920,7 +863,7 @@ static void test_gateway_broker_reads(void **state)
 
 static void test_bind(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     uint64_t ga, gb, d1, d2, d9;
     char dec_g[32], dec_d[32], *before, *after;
     struct changes ch;
@@ -1023,7 +966,7 @@ static void test_bind(void **state)
  * refusal writes nothing. */
 static void test_import_bind(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     lk_reg_device_spec s;
     uint64_t d1 = 0, n;
     char dec[32], *before, *after;
@@ -1078,7 +1021,7 @@ static void test_import_bind(void **state)
 
 static void test_bind_limits(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     char id[32], script[1024], *before, *after;
     unsigned i;
 
@@ -1146,7 +1089,7 @@ static void test_bind_limits(void **state)
 
 static void test_update_device_masks(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     lk_reg_device_spec s;
     lk_reg_device d;
     char *before, *after;
@@ -1270,7 +1213,7 @@ static int certs_cb(void *arg, const lk_reg_cert *c)
 }
 
 /* The registry's CA list is exactly want[0..n). */
-static void certs_are(struct fx *f, char **want, unsigned n)
+static void certs_are(struct lk_test_reg *f, char **want, unsigned n)
 {
     struct certs_seen s;
     unsigned i;
@@ -1296,7 +1239,7 @@ static void spec_cas(lk_reg_registry_spec *rs, char **pems, size_t *lens, unsign
 
 static void test_patch_registry(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     lk_reg_registry_spec rs;
     lk_reg_registry r;
     int64_t head0, head1, since;
@@ -1446,7 +1389,7 @@ static void test_patch_registry(void **state)
 
 static void test_get_device_config(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     static const uint8_t v2[] = "second";
     lk_reg_device d;
     lk_reg_config cfg;
@@ -1490,20 +1433,20 @@ static void test_get_device_config(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_pages_walk, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_full_brief, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_brief_fields, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_filters, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_query_refusals, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_query_max_filters, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_deep_page, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bind, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_gateway_broker_reads, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bind_limits, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_import_bind, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_update_device_masks, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_patch_registry, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_get_device_config, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pages_walk, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_full_brief, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_brief_fields, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_filters, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_query_refusals, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_query_max_filters, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_deep_page, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_bind, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_gateway_broker_reads, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_bind_limits, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_import_bind, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_update_device_masks, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_patch_registry, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_get_device_config, lk_test_reg_setup, lk_test_reg_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,7 +5,7 @@
  * and every refusal with its reason — each refusal writing nothing (the
  * two tables are dumped before and after).
  */
-#include "lk_test.h"
+#include "lk_test_reg.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,64 +21,7 @@
 #include "latchkey/lk_registry.h"
 #include "service/registry/internal.h"
 
-#define T0 1700000000LL
-
-struct fx {
-    char *dir;
-    char path[4096];
-    lk_registry *reg;
-    int64_t now;
-};
-
-static int64_t fx_clock(void *arg)
-{
-    return *(int64_t *)arg;
-}
-
-static int setup(void **state)
-{
-    struct fx *f = calloc(1, sizeof *f);
-    char why[512] = "";
-    assert_non_null(f);
-    f->dir = lk_test_tmpdir();
-    assert_non_null(f->dir);
-    snprintf(f->path, sizeof f->path, "%s/registry.db", f->dir);
-    f->now = T0;
-    assert_int_equal(lk_registry_open(f->path, LK_REG_CREATE, &f->reg, why, sizeof why), LK_OK);
-    lk_registry__set_clock(f->reg, fx_clock, &f->now);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fx *f = *state;
-    lk_registry_close(f->reg);
-    lk_test_rmtree(f->dir);
-    free(f->dir);
-    free(f);
-    return 0;
-}
-
-#define W why_, sizeof why_
-#define REFUSE(code, text, call)                                                             \
-    do {                                                                                     \
-        char why_[512] = "";                                                                 \
-        lk_err e_ = (call);                                                                  \
-        if (e_ != (code) || strstr(why_, (text)) == NULL)                                    \
-            print_message("%s:%d: got %s: \"%s\"; want %s with \"%s\"\n", __FILE__, __LINE__, \
-                          lk_errname(e_), why_, lk_errname(code), (text));                   \
-        assert_int_equal(e_, (code));                                                        \
-        assert_non_null(strstr(why_, (text)));                                               \
-    } while (0)
-#define OK(call)                                                                             \
-    do {                                                                                     \
-        char why_[512] = "";                                                                 \
-        lk_err e_ = (call);                                                                  \
-        if (e_ != LK_OK)                                                                     \
-            print_message("%s:%d: %s: %s\n", __FILE__, __LINE__, lk_errname(e_), why_);      \
-        assert_int_equal(e_, LK_OK);                                                         \
-    } while (0)
+#define T0 LK_TEST_T0
 
 static char *pub_pem(EVP_PKEY *k)
 {
@@ -195,7 +138,7 @@ static int stop_cb(void *arg, const lk_reg_sa_key *k)
 
 static void test_lifecycle(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     char *rsa = gen_pub("RSA"), *rsa2 = gen_pub("RSA");
     char email[LK_SA_EMAIL_MAX + 1];
     lk_reg_sa_key k;
@@ -288,7 +231,7 @@ static void test_lifecycle(void **state)
 
 static void test_refusals(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     char *rsa = gen_pub("RSA"), *ec = gen_pub("EC"), *rsa1024 = gen_pub("RSA1024");
     char email[LK_SA_EMAIL_MAX + 1], small[10], *before, *after, nul[64];
     char big[LK_CRED_PEM_MAX + 2];
@@ -449,7 +392,7 @@ static int reenter_cb(void *arg, const lk_reg_sa_key *k)
 
 static void test_reentry(void **state)
 {
-    struct fx *f = *state;
+    struct lk_test_reg *f = *state;
     char email[LK_SA_EMAIL_MAX + 1];
     OK(lk_registry_sa_create(f->reg, "my-project", "api-caller", LK_ROLE_EDITOR, email,
                              sizeof email, W));
@@ -460,9 +403,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roles),
-        cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reentry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lifecycle, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_refusals, lk_test_reg_setup, lk_test_reg_teardown),
+        cmocka_unit_test_setup_teardown(test_reentry, lk_test_reg_setup, lk_test_reg_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
