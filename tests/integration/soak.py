@@ -43,7 +43,8 @@ import paho.mqtt.client as mqtt  # noqa: E402
 from api_common import device_path, devices_path  # noqa: E402
 from conftest import BIN, run_tool  # noqa: E402
 from plugin_common import PROJECT as P, REGION as L, REGISTRY as R  # noqa: E402
-from test_delivery import Endpoint, Stack  # noqa: E402
+from push_endpoint import Endpoint  # noqa: E402
+from test_delivery import Stack  # noqa: E402
 
 PASSWORD = "soak-operator-password-" + os.urandom(6).hex()
 EVENT = re.compile(rb"^(\S+) (\d+) ")

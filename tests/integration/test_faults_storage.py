@@ -23,7 +23,8 @@ from api_common import Env, devices_path, ok, P as AP, L as AL
 from broker import Broker
 from conftest import integrity, run_tool, tool_argv
 from plugin_common import make_device
-from test_delivery import Device as EventDevice, Endpoint, Stack, wait
+from push_endpoint import Endpoint
+from test_delivery import Device as EventDevice, Stack, wait
 from test_manifest_import import ca_cert, device_line, leaf, pem, write_manifest
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -255,7 +256,7 @@ def test_disk_full_during_push_queueing(tmp_path, disk):
         # acknowledgement cannot be written; latchkeyd keeps it in memory, tries again, and takes nothing new
         # for the subscription meanwhile (it would be offered again)
         filled = threading.Event()
-        ep.rules["/ok"] = lambda k: (filled.wait(30), 200)[1] if k == 20 else 200
+        ep.rules["/ok"] = lambda k, b: (filled.wait(30), 200)[1] if k == 20 else 200
         queued = [b"queued %03d" % i + b"." * 2000 for i in range(20)]
         d.send(queued, timeout=30)
         disk.fill()
