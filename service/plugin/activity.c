@@ -113,42 +113,43 @@ void activity__note(uint64_t num_id, enum plg_activity what, int64_t t, const ch
         e->a.last_heartbeat = t;
 }
 
-void activity__flush(void)
+/* Writes the table's times to the registry: 0, or -1 with the table kept
+ * for the next flush. */
+static int activity__write(void)
 {
     lk_reg_activity *v;
     size_t i;
     lk_err err;
 
-    if (act_n) {
-        v = malloc(act_n * sizeof *v);
-        if (!v)
-            return;
-        for (i = 0; i < act_n; i++) {
-            v[i] = act_v[i].a;
-            v[i].last_error_status = act_v[i].a.last_error ? act_v[i].status : NULL;
-            v[i].last_gateway_id = act_v[i].a.last_gateway_time ? act_v[i].gateway : NULL;
-            v[i].last_key = act_v[i].a.last_key_time ? act_v[i].key : NULL;
-        }
-        err = lk_registry_record_activity(plg.reg, v, act_n);
-        free(v);
-        if (err) {
-            /* kept for the next flush */
-            plog__msg(PLOG_WARN, "activity_failed", NULL, "writing activity times failed (%s); retrying in %"
-                      PRId64 " s", lk_errname(err), plg.opt.activity_flush);
-            return;
-        }
+    v = malloc(act_n * sizeof *v);
+    if (!v)
+        return -1;
+    for (i = 0; i < act_n; i++) {
+        v[i] = act_v[i].a;
+        v[i].last_error_status = act_v[i].a.last_error ? act_v[i].status : NULL;
+        v[i].last_gateway_id = act_v[i].a.last_gateway_time ? act_v[i].gateway : NULL;
+        v[i].last_key = act_v[i].a.last_key_time ? act_v[i].key : NULL;
     }
-    /* A burst (a fleet reconnecting at once) grew the table to the fleet's
-     * size: once a flush needs a quarter of it — or nothing, the fleet idle
-     * since — give it back instead of keeping 0.5 kB a device for ever (a
-     * steady fleet keeps its table). */
-    i = act_n;
-    act_n = 0;
-    if (act_cap > 1024 && i < act_cap / 4) {
-        activity__cleanup();
+    err = lk_registry_record_activity(plg.reg, v, act_n);
+    free(v);
+    if (err) {
+        plog__msg(PLOG_WARN, "activity_failed", NULL, "writing activity times failed (%s); retrying in %"
+                  PRId64 " s", lk_errname(err), plg.opt.activity_flush);
+        return -1;
+    }
+    return 0;
+}
+
+void activity__flush(void)
+{
+    size_t used = act_n;
+
+    if (used && activity__write())
         return;
-    }
-    if (act_idx_cap)
+    act_n = 0;
+    if (flush__give_back(used, act_cap))
+        activity__cleanup();
+    else if (used) /* with nothing written, no index entry was set since the last clear */
         memset(act_idx, 0, act_idx_cap * sizeof *act_idx);
 }
 

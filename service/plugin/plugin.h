@@ -601,6 +601,16 @@ struct plg_state {
 };
 extern struct plg_state plg;
 
+/* The give-back rule of the tables a flush empties (activity, presence): a
+ * burst (a fleet reconnecting at once) grows them to the fleet's size; once
+ * a flush needs under a quarter of one — or nothing, the fleet idle since —
+ * it is freed instead of keeping 0.5 kB a device for ever (a steady fleet
+ * keeps its table). used: the entries this flush wrote. */
+static inline int flush__give_back(size_t used, size_t cap)
+{
+    return cap > 1024 && used < cap / 4;
+}
+
 /* The bucket of a numeric id in a table of mask + 1 (a power of two)
  * buckets: Fibonacci hashing, the high half of the product. */
 static inline size_t hash__num(uint64_t n, size_t mask)

@@ -134,37 +134,43 @@ void presence__note(const struct plg_conn *c, int online, const char *detail)
     nrecs++;
 }
 
-void presence__flush(void)
+/* Writes the records to the registry and frees their details: 0, or -1
+ * with the records kept for the next flush. */
+static int presence__write(void)
 {
     lk_reg_presence_update *u;
     size_t i;
     lk_err err;
 
-    if (nrecs) {
-        /* Before the reset, a record would be undone by it. */
-        if (!reset_done)
-            return;
-        u = malloc(nrecs * sizeof *u);
-        if (!u)
-            return;
-        for (i = 0; i < nrecs; i++) {
-            u[i].num_id = recs[i].num_id;
-            u[i].presence = recs[i].online ? LK_PRESENCE_ONLINE : LK_PRESENCE_OFFLINE;
-            u[i].time = recs[i].time;
-            u[i].detail = recs[i].detail;
-        }
-        err = lk_registry_presence_record(plg.reg, u, nrecs);
-        free(u);
-        if (err) {
-            plog__msg(PLOG_WARN, "presence_failed", NULL, "writing presence failed (%s); "
-                                 "retrying in %" PRId64 " s", lk_errname(err), plg.opt.activity_flush);
-            return;
-        }
-        for (i = 0; i < nrecs; i++)
-            free(recs[i].detail);
+    /* Before the reset, a record would be undone by it. */
+    if (!reset_done)
+        return -1;
+    u = malloc(nrecs * sizeof *u);
+    if (!u)
+        return -1;
+    for (i = 0; i < nrecs; i++) {
+        u[i].num_id = recs[i].num_id;
+        u[i].presence = recs[i].online ? LK_PRESENCE_ONLINE : LK_PRESENCE_OFFLINE;
+        u[i].time = recs[i].time;
+        u[i].detail = recs[i].detail;
     }
-    /* a burst's table (also with nothing since), given back as activity.c does */
-    if (recs_cap > 1024 && nrecs < recs_cap / 4) {
+    err = lk_registry_presence_record(plg.reg, u, nrecs);
+    free(u);
+    if (err) {
+        plog__msg(PLOG_WARN, "presence_failed", NULL, "writing presence failed (%s); "
+                             "retrying in %" PRId64 " s", lk_errname(err), plg.opt.activity_flush);
+        return -1;
+    }
+    for (i = 0; i < nrecs; i++)
+        free(recs[i].detail);
+    return 0;
+}
+
+void presence__flush(void)
+{
+    if (nrecs && presence__write())
+        return;
+    if (flush__give_back(nrecs, recs_cap)) {
         free(recs);
         recs = NULL;
         recs_cap = 0;
