@@ -46,7 +46,7 @@ class RawClient:
         self.v5 = protocol == 5
         self.sock = socket.create_connection((host, port), timeout=5)
         self.mid = 0
-        self._send(connect_packet(client_id, password, username=username, level=protocol,
+        self.sock.sendall(connect_packet(client_id, password, username=username, level=protocol,
                                   flags=(0x02 if clean else 0) | (0x80 if username is not None else 0)
                                   | (0x40 if password is not None else 0),
                                   keepalive=keepalive, props=varint(0) if self.v5 else b""))
@@ -57,11 +57,8 @@ class RawClient:
             assert pkt[0] == 0x20, pkt
             self.connack = pkt[1][1]
 
-    def _send(self, packet):
-        self.sock.sendall(packet)
-
     def _packet(self, first, body):
-        self._send(bytes([first]) + varint(len(body)) + body)
+        self.sock.sendall(bytes([first]) + varint(len(body)) + body)
 
     def _recv(self, n):
         buf = b""
